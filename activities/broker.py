@@ -1,0 +1,192 @@
+"""Broker activities: submit, cancel, replace and status, on the task queue of the broker's session owner.
+
+Each is idempotent against the broker:
+
+* ``submit_order`` asks the broker for the order first whenever this is not the first try (a retried
+  attempt, or a workflow that lost track of an earlier submission), and only sends when the broker does
+  not know the client order id. A refusal because the id is already in use is answered with the status of
+  the order that holds it.
+* ``cancel_order`` and ``replace_order`` check the broker's view on retries, so a repeated request does
+  not turn into a spurious "too late".
+
+``BrokerUnavailable`` propagates and Temporal retries it; ``BrokerRejected`` and ``OrderNotFound`` are
+raised as non-retryable application errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+
+from pydantic import BaseModel, ConfigDict
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from brokers.base import Broker
+from core.domain import (
+    BrokerAck,
+    CancelOrder,
+    OrderStatus,
+    OrderStatusReport,
+    ReplaceOrder,
+    ReportKind,
+    SubmitOrder,
+)
+from core.errors import BrokerError, BrokerRejected, BrokerUnavailable, OrderNotFound
+from core.metrics import BROKER_ERRORS, ORDER_LATENCY
+
+__all__ = ["BrokerActivities", "CancelInput", "ReplaceInput", "StatusInput", "SubmitInput"]
+
+
+class SubmitInput(BaseModel):
+    """Input of ``submit_order``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    broker: str
+    order: SubmitOrder
+    #: Ask the broker whether it has the order before sending (set after an unconfirmed earlier round).
+    check_first: bool = False
+
+
+class CancelInput(BaseModel):
+    """Input of ``cancel_order``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    broker: str
+    request: CancelOrder
+
+
+class ReplaceInput(BaseModel):
+    """Input of ``replace_order``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    broker: str
+    request: ReplaceOrder
+
+
+class StatusInput(BaseModel):
+    """Input of ``get_order_status``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    broker: str
+    client_order_id: str
+
+
+def _ack_from_status(status: OrderStatusReport) -> BrokerAck:
+    rejected = status.status is OrderStatus.REJECTED
+    reason = next((r.reason for r in status.reports if r.kind is ReportKind.REJECTED), None)
+    return BrokerAck(
+        accepted=not rejected,
+        client_order_id=status.client_order_id,
+        broker_order_id=status.broker_order_id,
+        reason=reason if rejected else None,
+        reports=status.reports,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(interval: float = 2.0) -> AsyncIterator[None]:
+    # Keeps long broker calls visible to Temporal (and lets a cancellation reach the activity).
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            activity.heartbeat()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class BrokerActivities:
+    """Activities that talk to brokers; built with the brokers this worker owns."""
+
+    def __init__(self, brokers: Mapping[str, Broker]) -> None:
+        """Serve requests for ``brokers``."""
+        self._brokers = brokers
+
+    def _broker(self, name: str) -> Broker:
+        broker = self._brokers.get(name)
+        if broker is None:
+            raise ApplicationError(f"this worker does not own broker {name!r}", type="ConfigError", non_retryable=True)
+        return broker
+
+    @contextlib.asynccontextmanager
+    async def _boundary(self, broker: str, op: str) -> AsyncIterator[None]:
+        try:
+            async with _heartbeating():
+                yield
+        except BrokerUnavailable as e:
+            BROKER_ERRORS.labels(broker=broker, error="unavailable").inc()
+            activity.logger.warning("%s %s: broker unavailable, will retry: %s", broker, op, e)
+            raise
+        except (BrokerRejected, OrderNotFound) as e:
+            BROKER_ERRORS.labels(broker=broker, error=type(e).__name__).inc()
+            raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from e
+        except BrokerError as e:
+            BROKER_ERRORS.labels(broker=broker, error=type(e).__name__).inc()
+            raise
+
+    @activity.defn(name="submit_order")
+    async def submit_order(self, inp: SubmitInput) -> BrokerAck:
+        """Send a new order unless the broker already has it."""
+        broker = self._broker(inp.broker)
+        cid = inp.order.client_order_id
+        async with self._boundary(inp.broker, "submit"):
+            if inp.check_first or activity.info().attempt > 1:
+                status = await broker.get_order_status(cid)
+                if status is not None:
+                    activity.logger.info("%s already has %s (%s); not sending again", inp.broker, cid, status.status)
+                    return _ack_from_status(status)
+            started = time.perf_counter()
+            ack = await broker.submit_order(inp.order)
+            ORDER_LATENCY.labels(stage="submit").observe(time.perf_counter() - started)
+            if not ack.accepted and ack.reason and "DUPLICATE" in ack.reason.upper():
+                status = await broker.get_order_status(cid)
+                if status is not None:
+                    return _ack_from_status(status)
+            return ack
+
+    @activity.defn(name="cancel_order")
+    async def cancel_order(self, inp: CancelInput) -> BrokerAck:
+        """Ask the broker to cancel an order."""
+        broker = self._broker(inp.broker)
+        cid = inp.request.client_order_id
+        async with self._boundary(inp.broker, "cancel"):
+            if activity.info().attempt > 1:
+                status = await broker.get_order_status(cid)
+                if status is not None and status.status is OrderStatus.CANCELED:
+                    return BrokerAck(
+                        accepted=True, client_order_id=cid, broker_order_id=status.broker_order_id, reports=status.reports
+                    )
+            return await broker.cancel_order(inp.request)
+
+    @activity.defn(name="replace_order")
+    async def replace_order(self, inp: ReplaceInput) -> BrokerAck:
+        """Ask the broker to change an order."""
+        broker = self._broker(inp.broker)
+        async with self._boundary(inp.broker, "replace"):
+            if activity.info().attempt > 1:
+                status = await broker.get_order_status(inp.request.client_order_id)
+                if status is not None and status.client_order_id == inp.request.client_order_id:
+                    return BrokerAck(
+                        accepted=True,
+                        client_order_id=status.client_order_id,
+                        broker_order_id=status.broker_order_id,
+                        reports=status.reports,
+                    )
+            return await broker.replace_order(inp.request)
+
+    @activity.defn(name="get_order_status")
+    async def get_order_status(self, inp: StatusInput) -> OrderStatusReport | None:
+        """The broker's view of an order and its fills (None when the broker does not know it)."""
+        broker = self._broker(inp.broker)
+        async with self._boundary(inp.broker, "status"):
+            return await broker.get_order_status(inp.client_order_id)

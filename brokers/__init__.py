@@ -1,0 +1,75 @@
+"""Broker adapters behind one ``Broker`` protocol, and the registry the worker builds them from.
+
+Each adapter registers a ``BrokerSpec``: its capabilities (known without connecting, so the API and the
+risk check can use them) and a factory that imports the adapter's library only when the broker is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from brokers.base import Broker, BrokerCapabilities, ReportSink
+from brokers.paper.config import PAPER_CAPABILITIES
+from core.instruments import InstrumentCatalog
+from core.settings import Settings
+
+__all__ = ["BROKERS", "Broker", "BrokerCapabilities", "BrokerContext", "BrokerSpec", "ReportSink", "capabilities"]
+
+
+@dataclass(frozen=True)
+class BrokerContext:
+    """What a broker factory may use."""
+
+    settings: Settings
+    instruments: InstrumentCatalog
+    pool: AsyncConnectionPool | None
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    """A broker the registry knows."""
+
+    name: str
+    capabilities: BrokerCapabilities
+    factory: Callable[[BrokerContext], Awaitable[Broker]]
+    description: str = ""
+
+
+async def _paper(ctx: BrokerContext) -> Broker:
+    from brokers.paper import PaperBroker
+    from sim.journal import PostgresVenueJournal
+    from sim.venue import SimVenue
+
+    cfg = ctx.settings.paper
+    journal = None
+    if ctx.pool is not None:
+        journal = PostgresVenueJournal(ctx.pool, ctx.settings.require_database_url(), venue="paper")
+    venue = SimVenue(
+        ctx.instruments,
+        name="paper",
+        seed=cfg.seed,
+        tick_interval=cfg.tick_interval_ms / 1000,
+        latency=cfg.latency_ms / 1000,
+        reject_rate=cfg.reject_rate,
+        reject_symbols=cfg.reject_symbols,
+        journal=journal,
+    )
+    return PaperBroker(venue)
+
+
+BROKERS: dict[str, BrokerSpec] = {
+    "paper": BrokerSpec(
+        name="paper",
+        capabilities=PAPER_CAPABILITIES,
+        factory=_paper,
+        description="in-process simulated venue (default)",
+    ),
+}
+
+
+def capabilities() -> dict[str, BrokerCapabilities]:
+    """Capabilities of every registered broker, by name."""
+    return {name: spec.capabilities for name, spec in BROKERS.items()}

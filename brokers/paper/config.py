@@ -1,0 +1,14 @@
+"""Settings and capabilities of the paper broker (cheap to import: no venue, no I/O)."""
+
+from brokers.base import BrokerCapabilities
+from core.domain import OrderType, TimeInForce
+from core.settings import PaperSettings
+
+__all__ = ["PAPER_CAPABILITIES", "PaperSettings"]
+
+PAPER_CAPABILITIES = BrokerCapabilities(
+    order_types=frozenset(OrderType),
+    time_in_force=frozenset(TimeInForce),
+    supports_replace=True,
+    dedupes_client_order_id=True,
+)

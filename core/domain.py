@@ -1,0 +1,991 @@
+"""The Exodus domain model: enums, order records, execution reports and the order state machine.
+
+Everything that crosses a process boundary (REST, Temporal payloads, broker adapters) is built from the
+types in this module. It imports nothing from the project and nothing that does I/O, so workflow code can
+pass it through the Temporal sandbox.
+
+Quantities and prices are ``Decimal``; timestamps are timezone-aware UTC ``datetime`` values named ``*_at``.
+
+Two identifiers are kept apart:
+
+* ``order_id`` (ours, ``internalOrderId`` in the API) is derived from the client's idempotency key. The
+  workflow id is ``order-{order_id}`` and a broker's client order id is ``order_id`` itself, or
+  ``{order_id}.{n}`` for the n-th replacement in a cancel/replace chain.
+* ``broker_order_id`` is the venue's own id for the order.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "OPEN_STATUSES",
+    "ORDER_TRANSITIONS",
+    "TERMINAL_STATUSES",
+    "AmendRequest",
+    "AmendResult",
+    "BrokerAck",
+    "CancelOrder",
+    "CancelRequest",
+    "ExecutionReport",
+    "Fill",
+    "Instrument",
+    "InstrumentClass",
+    "InvalidTransition",
+    "OrderEvent",
+    "OrderEventKind",
+    "OrderRequest",
+    "OrderState",
+    "PegType",
+    "PositionReport",
+    "ReplaceOrder",
+    "ReportOutcome",
+    "OrderSide",
+    "OrderStatus",
+    "OrderStatusReport",
+    "OrderType",
+    "ReportKind",
+    "RiskDecision",
+    "RiskReason",
+    "SubmitOrder",
+    "TimeInForce",
+    "TradingState",
+    "base_order_id",
+    "broker_client_order_id",
+    "derive_order_id",
+    "order_id_from_workflow_id",
+    "revision_of",
+    "transition",
+    "utcnow",
+    "workflow_id_for",
+]
+
+
+def utcnow() -> datetime:
+    """Return the current time as a timezone-aware UTC datetime (never call this from workflow code)."""
+    return datetime.now(UTC)
+
+
+class OrderSide(StrEnum):
+    """Side of an order."""
+
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, -1 for a sell."""
+        return 1 if self is OrderSide.BUY else -1
+
+
+class OrderType(StrEnum):
+    """Order types. ``PEGGED`` is carried through to brokers that support it (FIX)."""
+
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+    PEGGED = "PEGGED"
+
+    @property
+    def needs_price(self) -> bool:
+        """Whether a limit price is required."""
+        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+
+    @property
+    def needs_stop_price(self) -> bool:
+        """Whether a stop (trigger) price is required."""
+        return self in (OrderType.STOP, OrderType.STOP_LIMIT)
+
+
+class PegType(StrEnum):
+    """What a pegged order tracks (FIX ExecInst 18 = P/R/M)."""
+
+    MARKET = "MARKET"
+    PRIMARY = "PRIMARY"
+    MIDPOINT = "MIDPOINT"
+
+
+class TimeInForce(StrEnum):
+    """How long an order works. GTD needs an ``expire_at``; DAY ends at the configured session close."""
+
+    DAY = "DAY"
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    GTD = "GTD"
+
+
+class InstrumentClass(StrEnum):
+    """Instrument classes, used for per-class risk settings and sensible defaults."""
+
+    FX = "FX"
+    EQUITY = "EQUITY"
+    CRYPTO = "CRYPTO"
+
+
+class TradingState(StrEnum):
+    """Trading state of a scope (global, account, symbol)."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class OrderStatus(StrEnum):
+    """Order status. See ``ORDER_TRANSITIONS`` for how one status leads to another."""
+
+    RECEIVED = "RECEIVED"
+    DENIED = "DENIED"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    TRIGGERED = "TRIGGERED"
+    PENDING_UPDATE = "PENDING_UPDATE"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the order can no longer work at the broker."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES: Final = frozenset(
+    {OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED}
+)
+#: Statuses in which the order is (or may be) live at the broker.
+OPEN_STATUSES: Final = frozenset(
+    {
+        OrderStatus.SUBMITTED,
+        OrderStatus.ACCEPTED,
+        OrderStatus.TRIGGERED,
+        OrderStatus.PENDING_UPDATE,
+        OrderStatus.PENDING_CANCEL,
+        OrderStatus.PARTIALLY_FILLED,
+    }
+)
+#: Every non-terminal status, including RECEIVED (risk check not yet done).
+ACTIVE_STATUSES: Final = OPEN_STATUSES | {OrderStatus.RECEIVED}
+
+
+class OrderEventKind(StrEnum):
+    """What happened to an order. Each kind is a trigger in ``ORDER_TRANSITIONS``."""
+
+    DENY = "DENY"
+    SUBMIT = "SUBMIT"
+    ACCEPT = "ACCEPT"
+    REJECT = "REJECT"
+    TRIGGER = "TRIGGER"
+    REQUEST_UPDATE = "REQUEST_UPDATE"
+    UPDATE = "UPDATE"
+    UPDATE_REJECTED = "UPDATE_REJECTED"
+    REQUEST_CANCEL = "REQUEST_CANCEL"
+    CANCEL = "CANCEL"
+    CANCEL_REJECTED = "CANCEL_REJECTED"
+    EXPIRE = "EXPIRE"
+    PARTIAL_FILL = "PARTIAL_FILL"
+    FILL = "FILL"
+
+
+class InvalidTransition(Exception):
+    """An event that the order's current status does not allow."""
+
+    def __init__(self, status: OrderStatus, event: OrderEventKind) -> None:
+        """Build the error for ``event`` arriving in ``status``."""
+        super().__init__(f"order in status {status} cannot take event {event}")
+        self.status = status
+        self.event = event
+
+
+class _Resume:
+    """Marker in the table: go back to the order's working status (ACCEPTED, TRIGGERED or PARTIALLY_FILLED)."""
+
+    def __repr__(self) -> str:
+        return "RESUME"
+
+
+RESUME: Final = _Resume()
+
+_S = OrderStatus
+_E = OrderEventKind
+
+#: ``(status, event) -> next status``. Any pair not listed is illegal and ``transition`` raises.
+#: ``RESUME`` means: return to the working status the order was in before a pending request.
+ORDER_TRANSITIONS: Final[dict[tuple[OrderStatus, OrderEventKind], OrderStatus | _Resume]] = {
+    (_S.RECEIVED, _E.DENY): _S.DENIED,
+    (_S.RECEIVED, _E.SUBMIT): _S.SUBMITTED,
+    (_S.RECEIVED, _E.CANCEL): _S.CANCELED,  # canceled before it was sent to any broker
+    # An order may be canceled before the broker acknowledged it (the cancel waits for the submission's
+    # outcome, then cancels at the broker or finds nothing to cancel).
+    (_S.SUBMITTED, _E.REQUEST_CANCEL): _S.PENDING_CANCEL,
+    (_S.SUBMITTED, _E.ACCEPT): _S.ACCEPTED,
+    (_S.SUBMITTED, _E.REJECT): _S.REJECTED,
+    (_S.SUBMITTED, _E.TRIGGER): _S.TRIGGERED,
+    (_S.SUBMITTED, _E.CANCEL): _S.CANCELED,  # IOC/FOK canceled by the venue before any ack reached us
+    (_S.SUBMITTED, _E.EXPIRE): _S.EXPIRED,
+    # Fills may overtake the acknowledgement (a marketable order fills before the submit call returns).
+    (_S.SUBMITTED, _E.PARTIAL_FILL): _S.PARTIALLY_FILLED,
+    (_S.SUBMITTED, _E.FILL): _S.FILLED,
+    (_S.ACCEPTED, _E.TRIGGER): _S.TRIGGERED,
+    (_S.ACCEPTED, _E.REQUEST_UPDATE): _S.PENDING_UPDATE,
+    (_S.ACCEPTED, _E.REQUEST_CANCEL): _S.PENDING_CANCEL,
+    (_S.ACCEPTED, _E.CANCEL): _S.CANCELED,  # unsolicited (venue-side) cancel
+    (_S.ACCEPTED, _E.EXPIRE): _S.EXPIRED,
+    (_S.ACCEPTED, _E.REJECT): _S.REJECTED,  # a stop-limit rejected when it triggers
+    (_S.ACCEPTED, _E.PARTIAL_FILL): _S.PARTIALLY_FILLED,
+    (_S.ACCEPTED, _E.FILL): _S.FILLED,
+    (_S.TRIGGERED, _E.REQUEST_UPDATE): _S.PENDING_UPDATE,
+    (_S.TRIGGERED, _E.REQUEST_CANCEL): _S.PENDING_CANCEL,
+    (_S.TRIGGERED, _E.CANCEL): _S.CANCELED,
+    (_S.TRIGGERED, _E.EXPIRE): _S.EXPIRED,
+    (_S.TRIGGERED, _E.REJECT): _S.REJECTED,
+    (_S.TRIGGERED, _E.PARTIAL_FILL): _S.PARTIALLY_FILLED,
+    (_S.TRIGGERED, _E.FILL): _S.FILLED,
+    (_S.PARTIALLY_FILLED, _E.PARTIAL_FILL): _S.PARTIALLY_FILLED,
+    (_S.PARTIALLY_FILLED, _E.FILL): _S.FILLED,
+    (_S.PARTIALLY_FILLED, _E.REQUEST_UPDATE): _S.PENDING_UPDATE,
+    (_S.PARTIALLY_FILLED, _E.REQUEST_CANCEL): _S.PENDING_CANCEL,
+    (_S.PARTIALLY_FILLED, _E.CANCEL): _S.CANCELED,
+    (_S.PARTIALLY_FILLED, _E.EXPIRE): _S.EXPIRED,
+    (_S.PENDING_UPDATE, _E.UPDATE): RESUME,
+    (_S.PENDING_UPDATE, _E.UPDATE_REJECTED): RESUME,
+    (_S.PENDING_UPDATE, _E.TRIGGER): _S.PENDING_UPDATE,  # the update is still outstanding
+    (_S.PENDING_UPDATE, _E.PARTIAL_FILL): _S.PENDING_UPDATE,  # booked; the update is still outstanding
+    (_S.PENDING_UPDATE, _E.FILL): _S.FILLED,  # the fill won the race against the update
+    (_S.PENDING_UPDATE, _E.REQUEST_CANCEL): _S.PENDING_CANCEL,
+    (_S.PENDING_UPDATE, _E.CANCEL): _S.CANCELED,
+    (_S.PENDING_UPDATE, _E.EXPIRE): _S.EXPIRED,
+    (_S.PENDING_CANCEL, _E.CANCEL): _S.CANCELED,
+    (_S.PENDING_CANCEL, _E.CANCEL_REJECTED): RESUME,  # e.g. the venue answered "too late" or "unknown order"
+    (_S.PENDING_CANCEL, _E.EXPIRE): _S.EXPIRED,
+    (_S.PENDING_CANCEL, _E.TRIGGER): _S.PENDING_CANCEL,
+    (_S.PENDING_CANCEL, _E.ACCEPT): _S.PENDING_CANCEL,  # a late ack of the submission; the cancel is outstanding
+    (_S.PENDING_CANCEL, _E.REJECT): _S.REJECTED,  # the submission itself was rejected; nothing to cancel
+    # A fill racing a cancel is booked, never dropped. A partial one leaves the cancel outstanding;
+    # a complete one ends the order FILLED (the venue will answer the cancel "too late").
+    (_S.PENDING_CANCEL, _E.PARTIAL_FILL): _S.PENDING_CANCEL,
+    (_S.PENDING_CANCEL, _E.FILL): _S.FILLED,
+    # Real-world races: a fill that happened before the venue processed the cancel (or the expiry) can
+    # reach us after the confirmation. A late partial fill is booked and the order stays closed; a late
+    # fill of the whole remainder means the cancel never took effect.
+    (_S.CANCELED, _E.PARTIAL_FILL): _S.CANCELED,
+    (_S.CANCELED, _E.FILL): _S.FILLED,
+    (_S.EXPIRED, _E.PARTIAL_FILL): _S.EXPIRED,
+    (_S.EXPIRED, _E.FILL): _S.FILLED,
+}
+
+#: Statuses an order can resume to after a pending request is answered.
+_WORKING_STATUSES: Final = frozenset({_S.ACCEPTED, _S.TRIGGERED, _S.PARTIALLY_FILLED})
+
+
+def transition(status: OrderStatus, event: OrderEventKind, *, working: OrderStatus | None = None) -> OrderStatus:
+    """Return the status that ``event`` leads to from ``status``.
+
+    Args:
+        status: The order's current status.
+        event: What happened.
+        working: The status to resume to when a pending update or cancel is answered (ACCEPTED,
+            TRIGGERED or PARTIALLY_FILLED). Required only for the ``RESUME`` transitions.
+
+    Raises:
+        InvalidTransition: The pair is not in ``ORDER_TRANSITIONS``.
+    """
+    nxt = ORDER_TRANSITIONS.get((status, event))
+    if nxt is None:
+        raise InvalidTransition(status, event)
+    if isinstance(nxt, _Resume):
+        if working is None or working not in _WORKING_STATUSES:
+            raise ValueError(f"{status} + {event} resumes the working status, was given {working!r}")
+        return working
+    return nxt
+
+
+# --------------------------------------------------------------------------------------------------------
+# Identifiers
+
+
+def derive_order_id(idempotency_key: str) -> str:
+    """Derive the internal order id from an idempotency key.
+
+    The id is ``EX`` plus 16 base32 characters of SHA-256(key): 18 characters, short enough for every
+    broker's client order id field (Kraken's free-text limit is 18, MT5's comment is short), stable for the
+    same key, and with 80 bits it will not collide in practice.
+    """
+    digest = hashlib.sha256(idempotency_key.encode()).digest()
+    return "EX" + base64.b32encode(digest).decode()[:16]
+
+
+def workflow_id_for(order_id: str) -> str:
+    """Return the Temporal workflow id of an order."""
+    return f"order-{order_id}"
+
+
+def order_id_from_workflow_id(workflow_id: str) -> str:
+    """Inverse of ``workflow_id_for``."""
+    return workflow_id.removeprefix("order-")
+
+
+def broker_client_order_id(order_id: str, revision: int = 0) -> str:
+    """The client order id sent to a broker: the order id, or ``{order_id}.{n}`` for the n-th replacement."""
+    return order_id if revision == 0 else f"{order_id}.{revision}"
+
+
+def revision_of(client_order_id: str) -> int:
+    """The replacement count carried by a broker-facing client order id (0 for the original)."""
+    _, _, suffix = client_order_id.partition(".")
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def base_order_id(client_order_id: str) -> str:
+    """Map a broker-facing client order id (possibly with a replacement suffix) back to the order id."""
+    return client_order_id.split(".", 1)[0]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Records
+
+_Frozen = ConfigDict(frozen=True, extra="forbid")
+PositiveDecimal = Annotated[Decimal, Field(gt=0)]
+
+
+class Instrument(BaseModel):
+    """A tradable instrument with its trading rules."""
+
+    model_config = _Frozen
+
+    symbol: str
+    instrument_class: InstrumentClass
+    base_currency: str
+    quote_currency: str
+    tick_size: PositiveDecimal
+    lot_step: PositiveDecimal
+    min_qty: PositiveDecimal
+    max_qty: PositiveDecimal
+    #: Initial mid price of the simulated feed.
+    initial_price: PositiveDecimal
+    #: Simulated volatility per feed step, as a fraction of the price (0 keeps the price constant).
+    volatility: Annotated[Decimal, Field(ge=0)] = Decimal("0.0002")
+    #: Simulated half-spread in ticks.
+    half_spread_ticks: Annotated[int, Field(ge=0)] = 1
+    #: Size shown at the top of the simulated book; larger orders fill in pieces.
+    display_qty: PositiveDecimal
+    tradable: bool = True
+
+    def on_tick(self, price: Decimal) -> bool:
+        """Whether ``price`` is a multiple of the tick size."""
+        return (price % self.tick_size) == 0
+
+    def on_lot(self, qty: Decimal) -> bool:
+        """Whether ``qty`` is a multiple of the lot step."""
+        return (qty % self.lot_step) == 0
+
+    def round_price(self, price: Decimal) -> Decimal:
+        """Round a price to the nearest tick."""
+        return (price / self.tick_size).quantize(Decimal(1)) * self.tick_size
+
+
+class OrderRequest(BaseModel):
+    """A validated order as the workflow receives it."""
+
+    model_config = _Frozen
+
+    order_id: str
+    idempotency_key: str
+    #: SHA-256 of the canonical request body; tells a retried request from a different one under the same key.
+    request_hash: str
+    client_id: str
+    client_order_id: str
+    account: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: PositiveDecimal
+    price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    peg_type: PegType | None = None
+    peg_offset: Decimal | None = None
+    expire_at: datetime | None = None
+    broker: str
+    received_at: datetime
+    #: Who sent the order (API principal), for the audit trail.
+    submitted_by: str = "anonymous"
+
+    def summary(self) -> str:
+        """One line such as ``BUY 100 AAPL LIMIT 187.50 GTC``."""
+        parts = [self.side.value, f"{self.qty.normalize():f}", self.symbol, self.type.value]
+        if self.stop_price is not None:
+            parts.append(f"stop {self.stop_price.normalize():f}")
+        if self.price is not None:
+            parts.append(f"{self.price.normalize():f}")
+        parts.append(self.time_in_force.value)
+        return " ".join(parts)
+
+
+class RiskReason(BaseModel):
+    """Why a risk check refused an order: a stable code and a human message."""
+
+    model_config = _Frozen
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class RiskDecision(BaseModel):
+    """The outcome of a pre-trade risk check. A denial is a value, not an exception."""
+
+    model_config = _Frozen
+
+    order_id: str
+    approved: bool
+    reasons: list[RiskReason] = []
+    reference_price: Decimal | None = None
+    notional: Decimal | None = None
+    decided_at: datetime
+    #: The request hash of the order the decision belongs to (lets the API spot a different body under a key).
+    request_hash: str = ""
+
+
+class ReportKind(StrEnum):
+    """What an execution report says happened at the broker."""
+
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    TRIGGERED = "TRIGGERED"
+    FILL = "FILL"
+    CANCELED = "CANCELED"
+    CANCEL_REJECTED = "CANCEL_REJECTED"
+    REPLACED = "REPLACED"
+    REPLACE_REJECTED = "REPLACE_REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+class ExecutionReport(BaseModel):
+    """One report from a broker about one order, delivered to the order workflow as a signal.
+
+    ``exec_id`` is unique per report at the broker (for a fill it is the trade id) and is what the
+    workflow deduplicates on. ``cum_qty``/``leaves_qty`` are the broker's cumulative view after this report.
+    """
+
+    model_config = _Frozen
+
+    broker: str
+    exec_id: str
+    kind: ReportKind
+    client_order_id: str
+    broker_order_id: str | None = None
+    symbol: str
+    side: OrderSide
+    last_qty: Decimal = Decimal(0)
+    last_price: Decimal | None = None
+    cum_qty: Decimal = Decimal(0)
+    leaves_qty: Decimal = Decimal(0)
+    avg_price: Decimal | None = None
+    fee: Decimal = Decimal(0)
+    reason: str | None = None
+    #: New terms after REPLACED.
+    new_qty: Decimal | None = None
+    new_price: Decimal | None = None
+    new_stop_price: Decimal | None = None
+    transact_at: datetime
+
+    @property
+    def order_id(self) -> str:
+        """The Exodus order id this report belongs to."""
+        return base_order_id(self.client_order_id)
+
+
+class BrokerAck(BaseModel):
+    """A broker's synchronous answer to a submit, cancel or replace request.
+
+    ``accepted`` false with a ``reason`` is a definite refusal. Reports the broker already produced for the
+    order (for example the fills of a marketable order) may ride along in ``reports``; they are also
+    delivered as signals, and the workflow deduplicates them.
+    """
+
+    model_config = _Frozen
+
+    accepted: bool
+    client_order_id: str
+    broker_order_id: str | None = None
+    reason: str | None = None
+    #: For cancels: the broker does not know the order (it never arrived).
+    not_found: bool = False
+    reports: list[ExecutionReport] = []
+
+
+class OrderStatusReport(BaseModel):
+    """A broker's view of one order and its fills, used for retries and reconciliation."""
+
+    model_config = _Frozen
+
+    broker: str
+    client_order_id: str
+    broker_order_id: str | None
+    status: OrderStatus
+    qty: Decimal
+    cum_qty: Decimal
+    avg_price: Decimal | None = None
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reports: list[ExecutionReport] = []
+
+    @property
+    def fills(self) -> list[ExecutionReport]:
+        """The fill reports among ``reports``."""
+        return [r for r in self.reports if r.kind is ReportKind.FILL]
+
+
+class Fill(BaseModel):
+    """A booked fill."""
+
+    model_config = _Frozen
+
+    exec_id: str
+    order_id: str
+    broker: str
+    account: str
+    symbol: str
+    side: OrderSide
+    qty: PositiveDecimal
+    price: PositiveDecimal
+    fee: Decimal = Decimal(0)
+    filled_at: datetime
+
+
+class OrderEvent(BaseModel):
+    """One entry of an order's timeline (append-only; ``seq`` is 1-based and gap-free)."""
+
+    model_config = _Frozen
+
+    seq: int
+    at: datetime
+    kind: str
+    status: OrderStatus
+    detail: str = ""
+    actor: str | None = None
+    data: dict[str, str] = {}
+
+
+class CancelRequest(BaseModel):
+    """An operator's or client's request to cancel an order (the ``cancel`` signal's payload)."""
+
+    model_config = _Frozen
+
+    requested_by: str = "anonymous"
+    reason: str = "cancel requested"
+    requested_at: datetime | None = None
+
+
+class AmendRequest(BaseModel):
+    """Change price and/or quantity of a working order (the ``amend`` update's payload)."""
+
+    model_config = _Frozen
+
+    qty: PositiveDecimal | None = None
+    price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    requested_by: str = "anonymous"
+
+
+class AmendResult(BaseModel):
+    """What the broker answered to an amend."""
+
+    model_config = _Frozen
+
+    accepted: bool
+    status: OrderStatus
+    reason: str | None = None
+    qty: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+class ReportOutcome(StrEnum):
+    """What ``OrderState.apply_report`` did with a report."""
+
+    APPLIED = "APPLIED"
+    DUPLICATE = "DUPLICATE"
+    OVERFILL = "OVERFILL"
+    IGNORED = "IGNORED"
+
+
+class OrderState(BaseModel):
+    """The full state of one order, held by its workflow and returned by the ``state`` query.
+
+    Methods take the event time as an argument (workflow code passes ``workflow.now()``), so the class stays
+    deterministic. Every change appends an ``OrderEvent`` to ``events``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: OrderRequest
+    status: OrderStatus = OrderStatus.RECEIVED
+    #: Status to resume to once a pending update or cancel is answered.
+    working_status: OrderStatus = OrderStatus.ACCEPTED
+    qty: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    #: Replacement count; the broker-facing client order id carries it as a suffix.
+    revision: int = 0
+    broker_order_id: str | None = None
+    filled_qty: Decimal = Decimal(0)
+    avg_price: Decimal | None = None
+    fees: Decimal = Decimal(0)
+    fills: list[Fill] = []
+    events: list[OrderEvent] = []
+    seen_exec_ids: list[str] = []
+    decision: RiskDecision | None = None
+    reason: str | None = None
+    #: Set once expiry (GTD/DAY/IOC immediacy) has asked the broker to cancel: the cancel ends as EXPIRED.
+    expiring: bool = False
+    #: Problems that need an operator's eye (overfills, reconciliation breaks).
+    flags: list[str] = []
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def new(cls, request: OrderRequest, *, at: datetime) -> OrderState:
+        """Create the state of a freshly received order."""
+        state = cls(
+            request=request,
+            qty=request.qty,
+            price=request.price,
+            stop_price=request.stop_price,
+            created_at=at,
+            updated_at=at,
+        )
+        state.record("RECEIVED", at=at, detail=request.summary(), actor=request.submitted_by)
+        return state
+
+    # -- derived -----------------------------------------------------------------------------------------
+
+    @property
+    def order_id(self) -> str:
+        """The internal order id."""
+        return self.request.order_id
+
+    @property
+    def client_order_id_at_broker(self) -> str:
+        """The client order id the broker currently knows the order by."""
+        return broker_client_order_id(self.order_id, self.revision)
+
+    @property
+    def leaves_qty(self) -> Decimal:
+        """Quantity still open (zero once the order is closed)."""
+        return Decimal(0) if self.status.is_terminal else max(self.qty - self.filled_qty, Decimal(0))
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the order is closed."""
+        return self.status.is_terminal
+
+    def summary_line(self) -> str:
+        """One human line for the Temporal UI's current details."""
+        text = f"{self.request.summary()} · {self.status.value}"
+        if self.filled_qty:
+            text += f" {self.filled_qty.normalize():f}/{self.qty.normalize():f}"
+            if self.avg_price is not None:
+                text += f" @ {self.avg_price.normalize():f}"
+        text += f" · {self.request.broker} · client {self.request.client_id}/{self.request.client_order_id}"
+        if self.reason and self.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+            text += f" · {self.reason}"
+        if self.flags:
+            text += " · FLAGS: " + ", ".join(self.flags)
+        return text
+
+    # -- changes -----------------------------------------------------------------------------------------
+
+    def record(
+        self,
+        kind: str,
+        *,
+        at: datetime,
+        detail: str = "",
+        actor: str | None = None,
+        data: dict[str, str] | None = None,
+    ) -> OrderEvent:
+        """Append a timeline entry without changing status."""
+        event = OrderEvent(
+            seq=len(self.events) + 1,
+            at=at,
+            kind=kind,
+            status=self.status,
+            detail=detail,
+            actor=actor,
+            data=data or {},
+        )
+        self.events.append(event)
+        self.updated_at = at
+        return event
+
+    def apply(
+        self,
+        event: OrderEventKind,
+        *,
+        at: datetime,
+        detail: str = "",
+        actor: str | None = None,
+        data: dict[str, str] | None = None,
+    ) -> OrderStatus:
+        """Move the order through ``event`` (raises ``InvalidTransition``) and record it."""
+        new = transition(self.status, event, working=self.working_status)
+        self.status = new
+        if new in _WORKING_STATUSES:
+            self.working_status = new
+        self.record(event.value, at=at, detail=detail, actor=actor, data=data)
+        return new
+
+    def can(self, event: OrderEventKind) -> bool:
+        """Whether ``event`` is legal in the current status."""
+        return (self.status, event) in ORDER_TRANSITIONS
+
+    def apply_report(self, report: ExecutionReport, *, at: datetime) -> ReportOutcome:
+        """Apply one broker report: deduplicate by ``exec_id``, refuse overfills, book fills.
+
+        A report that the current status cannot take (a late duplicate acknowledgement, say) is recorded
+        in the timeline as ignored rather than raising: brokers are outside our control.
+        """
+        if report.exec_id in self.seen_exec_ids:
+            return ReportOutcome.DUPLICATE
+        self.seen_exec_ids.append(report.exec_id)
+        if report.broker_order_id and not self.broker_order_id:
+            self.broker_order_id = report.broker_order_id
+        data = {"exec_id": report.exec_id, "broker_kind": report.kind.value}
+        if report.kind is ReportKind.FILL:
+            return self._apply_fill(report, at=at, data=data)
+        event = _REPORT_EVENTS[report.kind]
+        if report.kind is ReportKind.CANCELED and self.expiring:
+            event = OrderEventKind.EXPIRE
+        if report.kind is ReportKind.REPLACED:
+            self.revision = max(self.revision, revision_of(report.client_order_id))
+            self.qty = report.new_qty if report.new_qty is not None else self.qty
+            self.price = report.new_price if report.new_price is not None else self.price
+            self.stop_price = report.new_stop_price if report.new_stop_price is not None else self.stop_price
+        if not self.can(event):
+            self.record(
+                "REPORT_IGNORED",
+                at=at,
+                detail=f"{report.kind.value} report does not apply in status {self.status.value}",
+                data=data,
+            )
+            return ReportOutcome.IGNORED
+        if report.kind in (ReportKind.REJECTED, ReportKind.CANCELED, ReportKind.EXPIRED) and report.reason:
+            self.reason = report.reason
+        detail = report.reason or ""
+        if report.kind is ReportKind.REPLACED:
+            detail = f"now {self.qty.normalize():f}" + (
+                f" @ {self.price.normalize():f}" if self.price is not None else ""
+            )
+        self.apply(event, at=at, detail=detail, data=data)
+        return ReportOutcome.APPLIED
+
+    def _apply_fill(self, report: ExecutionReport, *, at: datetime, data: dict[str, str]) -> ReportOutcome:
+        qty = report.last_qty
+        price = report.last_price
+        if qty <= 0 or price is None or price <= 0:
+            self.record("REPORT_IGNORED", at=at, detail=f"fill without quantity or price: {qty} @ {price}", data=data)
+            return ReportOutcome.IGNORED
+        if self.filled_qty + qty > self.qty:
+            flag = f"OVERFILL {report.exec_id}: {qty.normalize():f} more on {self.filled_qty.normalize():f}/{self.qty.normalize():f}"
+            self.flags.append(flag)
+            self.record("OVERFILL_REFUSED", at=at, detail=flag, data=data)
+            return ReportOutcome.OVERFILL
+        fill = Fill(
+            exec_id=report.exec_id,
+            order_id=self.order_id,
+            broker=report.broker,
+            account=self.request.account,
+            symbol=self.request.symbol,
+            side=self.request.side,
+            qty=qty,
+            price=price,
+            fee=report.fee,
+            filled_at=report.transact_at,
+        )
+        notional = (self.avg_price or Decimal(0)) * self.filled_qty + qty * price
+        self.filled_qty += qty
+        self.avg_price = notional / self.filled_qty
+        self.fees += report.fee
+        self.fills.append(fill)
+        event = OrderEventKind.FILL if self.filled_qty == self.qty else OrderEventKind.PARTIAL_FILL
+        data = {**data, "qty": f"{qty:f}", "price": f"{price:f}"}
+        detail = f"{qty.normalize():f} @ {price.normalize():f} ({self.filled_qty.normalize():f}/{self.qty.normalize():f})"
+        if event is OrderEventKind.PARTIAL_FILL:
+            # Also while an update or cancel is pending: that request resumes to PARTIALLY_FILLED.
+            self.working_status = OrderStatus.PARTIALLY_FILLED
+        if not self.can(event):
+            # Cannot happen with the table as written (every open or closed-by-cancel status takes fills),
+            # but a fill is money: book it and flag the status problem instead of losing it.
+            self.flags.append(f"fill {report.exec_id} in status {self.status.value}")
+            self.record("FILL_BOOKED_OUT_OF_STATE", at=at, detail=detail, data=data)
+            return ReportOutcome.APPLIED
+        self.apply(event, at=at, detail=detail, data=data)
+        return ReportOutcome.APPLIED
+
+
+    def merge_status(self, status: OrderStatusReport, *, at: datetime, final: bool = False) -> list[str]:
+        """Take what a broker's status report knows that we do not, and list the differences left.
+
+        Reports in ``status.reports`` go through ``apply_report`` (so known ones are skipped). A terminal
+        broker status the order has not reached is applied as a synthesized report. With ``final`` the
+        order is closed and the result is a reconciliation: every difference is returned as a break
+        ``"KIND: detail"``.
+        """
+        breaks: list[str] = []
+        for report in sorted(status.reports, key=lambda r: r.transact_at):
+            if self.apply_report(report, at=at) is ReportOutcome.OVERFILL:
+                breaks.append(f"OVERFILL: {report.exec_id} would exceed the order quantity")
+        if status.broker_order_id and not self.broker_order_id:
+            self.broker_order_id = status.broker_order_id
+        synthetic = _STATUS_REPORTS.get(status.status)
+        if synthetic is not None and not self.is_terminal and status.cum_qty == self.filled_qty:
+            report = ExecutionReport(
+                broker=status.broker,
+                exec_id=f"{status.client_order_id}:status:{status.status.value}",
+                kind=synthetic,
+                client_order_id=status.client_order_id,
+                broker_order_id=status.broker_order_id,
+                symbol=self.request.symbol,
+                side=self.request.side,
+                cum_qty=status.cum_qty,
+                reason=f"broker status {status.status.value}",
+                transact_at=at,
+            )
+            self.apply_report(report, at=at)
+        if status.cum_qty != self.filled_qty:
+            breaks.append(
+                f"QTY_MISMATCH: broker reports {status.cum_qty.normalize():f} filled, "
+                f"the ledger {self.filled_qty.normalize():f}"
+            )
+        if final:
+            broker_fills = {r.exec_id for r in status.fills}
+            if broker_fills:
+                for fill in self.fills:
+                    if fill.exec_id not in broker_fills:
+                        breaks.append(f"UNKNOWN_FILL: {fill.exec_id} is booked but the broker does not report it")
+            same = status.status == self.status or (
+                self.status is OrderStatus.EXPIRED and status.status is OrderStatus.CANCELED
+            )
+            if not same and status.status.is_terminal:
+                breaks.append(f"STATUS_MISMATCH: broker says {status.status.value}, the order is {self.status.value}")
+        for text in breaks:
+            if text not in self.flags:
+                self.flags.append(text)
+        return breaks
+
+
+_REPORT_EVENTS: Final[dict[ReportKind, OrderEventKind]] = {
+    ReportKind.ACCEPTED: OrderEventKind.ACCEPT,
+    ReportKind.REJECTED: OrderEventKind.REJECT,
+    ReportKind.TRIGGERED: OrderEventKind.TRIGGER,
+    ReportKind.CANCELED: OrderEventKind.CANCEL,
+    ReportKind.CANCEL_REJECTED: OrderEventKind.CANCEL_REJECTED,
+    ReportKind.REPLACED: OrderEventKind.UPDATE,
+    ReportKind.REPLACE_REJECTED: OrderEventKind.UPDATE_REJECTED,
+    ReportKind.EXPIRED: OrderEventKind.EXPIRE,
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Requests to brokers
+
+
+class SubmitOrder(BaseModel):
+    """A new order as sent to a broker."""
+
+    model_config = _Frozen
+
+    client_order_id: str
+    account: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: PositiveDecimal
+    price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    peg_type: PegType | None = None
+    peg_offset: Decimal | None = None
+    expire_at: datetime | None = None
+
+    @classmethod
+    def from_state(cls, state: OrderState) -> SubmitOrder:
+        """Build the submission for an order's current terms."""
+        r = state.request
+        return cls(
+            client_order_id=state.client_order_id_at_broker,
+            account=r.account,
+            symbol=r.symbol,
+            side=r.side,
+            type=r.type,
+            time_in_force=r.time_in_force,
+            qty=state.qty,
+            price=state.price,
+            stop_price=state.stop_price,
+            peg_type=r.peg_type,
+            peg_offset=r.peg_offset,
+            expire_at=r.expire_at,
+        )
+
+
+class CancelOrder(BaseModel):
+    """A request to cancel the order a broker knows as ``client_order_id``."""
+
+    model_config = _Frozen
+
+    client_order_id: str
+    broker_order_id: str | None = None
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    reason: str = ""
+
+
+class ReplaceOrder(BaseModel):
+    """A cancel/replace: the order known as ``orig_client_order_id`` takes new terms and a new client id."""
+
+    model_config = _Frozen
+
+    orig_client_order_id: str
+    client_order_id: str
+    broker_order_id: str | None = None
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: PositiveDecimal
+    price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+
+
+class PositionReport(BaseModel):
+    """A broker's view of a position, for reconciliation."""
+
+    model_config = _Frozen
+
+    broker: str
+    account: str
+    symbol: str
+    qty: Decimal
+    avg_price: Decimal | None = None
+
+#: Terminal broker statuses that a status poll may apply when no report told us.
+_STATUS_REPORTS: Final[dict[OrderStatus, ReportKind]] = {
+    OrderStatus.CANCELED: ReportKind.CANCELED,
+    OrderStatus.EXPIRED: ReportKind.EXPIRED,
+    OrderStatus.REJECTED: ReportKind.REJECTED,
+}

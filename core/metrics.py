@@ -1,0 +1,54 @@
+"""Every Prometheus metric Exodus exports, declared once.
+
+The API process exports the request-side figures (orders received and the risk decisions it returned);
+the worker process exports the lifecycle (submission, fills, completion, reconciliation) on its own
+port. Both use ``exodus_order_latency_seconds`` with a ``stage`` label:
+
+=================  =======  ====================================================================
+stage              process  from .. to
+=================  =======  ====================================================================
+``decision``       api      REST request received .. risk decision returned
+``risk``           worker   risk activity start .. decision recorded
+``submit``         worker   broker submission call (one attempt)
+``fill``           worker   order received .. last fill booked (filled orders)
+``end_to_end``     worker   order received .. final state booked (every order that reached a broker)
+=================  =======  ====================================================================
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BROKER_ERRORS",
+    "FILLS",
+    "ORDERS",
+    "ORDERS_COMPLETED",
+    "ORDERS_REJECTED",
+    "ORDER_LATENCY",
+    "OVERFILLS",
+    "RECONCILIATION_BREAKS",
+    "REPORTS_UNMATCHED",
+    "TRADING_HALTED",
+]
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+ORDERS = Counter("exodus_orders_total", "Orders received over REST, by broker and outcome", ["broker", "outcome"])
+ORDERS_REJECTED = Counter("exodus_orders_rejected_total", "Orders refused, by reason code", ["reason"])
+ORDER_LATENCY = Histogram(
+    "exodus_order_latency_seconds", "Order lifecycle latency by stage", ["stage"], buckets=_BUCKETS
+)
+ORDERS_COMPLETED = Counter(
+    "exodus_orders_completed_total", "Orders that reached a final state, by broker and status", ["broker", "status"]
+)
+FILLS = Counter("exodus_fills_total", "Fills booked in the ledger, by broker", ["broker"])
+OVERFILLS = Counter("exodus_overfills_total", "Fills refused because they would overfill the order", ["broker"])
+RECONCILIATION_BREAKS = Counter(
+    "exodus_reconciliation_breaks_total", "Differences found between a broker and the ledger", ["broker", "kind"]
+)
+REPORTS_UNMATCHED = Counter(
+    "exodus_reports_unmatched_total", "Execution reports no order workflow took", ["broker", "reason"]
+)
+BROKER_ERRORS = Counter("exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"])
+TRADING_HALTED = Gauge("exodus_trading_halted", "1 while global trading is HALTED")

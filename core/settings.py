@@ -1,0 +1,164 @@
+"""Settings: one pydantic-settings root with nested sections, read from the environment and ``.env``.
+
+Every field can be set as ``EXODUS_<SECTION>__<FIELD>`` (for example ``EXODUS_API__PORT=8001``);
+``DATABASE_URL`` is honoured as is. Build settings once with ``get_settings()`` and pass them down; never
+read them from a module-level global.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+__all__ = [
+    "ApiSettings",
+    "DatabaseSettings",
+    "OrderSettings",
+    "PaperSettings",
+    "RiskSettings",
+    "Settings",
+    "TemporalSettings",
+    "WorkerSettings",
+    "get_settings",
+]
+
+
+class TemporalSettings(BaseModel):
+    """Where Temporal runs and which task queues Exodus uses."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    #: Task queue of the order workflows (and their local activities); broker queues derive from it.
+    task_queue: str = "exodus-orders"
+    #: Web UI base URL, for links printed by ``make run`` and returned by the API.
+    ui_url: str = "http://localhost:8233"
+    #: ``make run`` starts a dev server unless this is false (then ``address`` must point at a server).
+    start_dev_server: bool = True
+    ui_port: int = 8233
+
+    def broker_task_queue(self, broker: str) -> str:
+        """The task queue polled only by the worker that owns ``broker``'s session."""
+        return f"{self.task_queue}-broker-{broker}"
+
+
+class DatabaseSettings(BaseModel):
+    """Postgres connection pool sizing (the URL is the top-level ``DATABASE_URL``)."""
+
+    pool_min: int = Field(1, ge=1)
+    pool_max: int = Field(10, ge=1)
+
+
+class ApiSettings(BaseModel):
+    """The REST API."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Principals and their bearer tokens (``{"desk-a": "s3cret"}``). Empty: no authentication
+    #: (development); a caller may then name itself in an ``X-Actor`` header for the audit trail.
+    tokens: dict[str, SecretStr] = {}
+    #: Largest page size of list endpoints.
+    max_page_size: int = 500
+
+
+class WorkerSettings(BaseModel):
+    """The worker process."""
+
+    #: Port of the worker's Prometheus endpoint (0 disables it).
+    metrics_port: int = 9464
+    #: Broker sessions this worker owns; it polls their task queues.
+    brokers: list[str] = ["paper"]
+    #: Concurrency limits.
+    max_concurrent_activities: int = 200
+    max_concurrent_workflow_tasks: int = 200
+
+
+class PaperSettings(BaseModel):
+    """The simulated paper venue."""
+
+    seed: int = 7
+    #: How often the price feed moves and resting orders are matched (0: only when driven by tests).
+    tick_interval_ms: int = Field(200, ge=0)
+    #: Simulated latency added to every request.
+    latency_ms: int = Field(0, ge=0)
+    #: Fraction of new orders rejected at random (reject injection).
+    reject_rate: float = Field(0.0, ge=0.0, le=1.0)
+    #: Orders for these symbols are always rejected (deterministic reject injection).
+    reject_symbols: list[str] = []
+
+
+class OrderSettings(BaseModel):
+    """Order lifecycle timing."""
+
+    #: DAY orders expire at this UTC time (the next one after the order was received).
+    day_close_utc: time = time(21, 0)
+    #: While an order works, the workflow asks the broker for its status this often (a safety net for
+    #: lost reports).
+    status_poll_seconds: float = Field(60.0, gt=0)
+    #: An IOC/FOK order that the broker leaves working this long is canceled by the workflow.
+    immediacy_timeout_seconds: float = Field(5.0, gt=0)
+    #: How long a broker request may take before it counts as timed out (then retried after a status check).
+    broker_call_timeout_seconds: float = Field(15.0, gt=0)
+
+
+class RiskSettings(BaseModel):
+    """Pre-trade risk limits (defaults; the policy store overrides them)."""
+
+    max_notional_per_order: Decimal = Decimal("5000000")
+
+
+class Settings(BaseSettings):
+    """Root of all settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXODUS_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    environment: Literal["dev", "prod"] = "dev"
+    #: Runtime state (Temporal's SQLite file, Postgres data, FIX stores, logs).
+    data_dir: Path = Path("data")
+    #: Postgres URL. Unset: ``make run`` starts an embedded server (pgserver) under ``data_dir``.
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "EXODUS_DATABASE_URL"))
+    #: JSON file replacing the default instrument list.
+    instruments_file: Path | None = None
+    #: Broker used when an order names none.
+    default_broker: str = "paper"
+
+    temporal: TemporalSettings = TemporalSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    paper: PaperSettings = PaperSettings()
+    orders: OrderSettings = OrderSettings()
+    risk: RiskSettings = RiskSettings()
+
+    @model_validator(mode="after")
+    def _enforce_non_default_secrets(self) -> Self:
+        if self.environment == "prod":
+            for principal, token in self.api.tokens.items():
+                if token.get_secret_value() == "changethis":
+                    raise ConfigError(f"api.tokens[{principal!r}] is still the placeholder 'changethis'")
+        return self
+
+    def require_database_url(self) -> str:
+        """The Postgres URL, or a ``ConfigError`` naming the variable to set."""
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set (make run sets it for the embedded Postgres)")
+        return self.database_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Build the settings once per process."""
+    return Settings()

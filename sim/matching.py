@@ -1,0 +1,486 @@
+"""The matching model of the simulated venues: pure state, no I/O, no clocks of its own.
+
+Orders trade against the price feed's quote, never against each other:
+
+* A **market** order (and a stop once triggered) trades at the far touch: the ask for a buy, the bid for
+  a sell.
+* A **limit** order (and a stop-limit once triggered) trades at the far touch when that is at or better
+  than its limit; otherwise it rests and is matched again on every feed step.
+* A **stop** triggers when the far touch reaches the stop price (buy: ask >= stop; sell: bid <= stop).
+* A **pegged** order is priced each step at its reference plus ``peg_offset``: the far touch (MARKET peg,
+  always marketable), the near touch (PRIMARY peg) or the mid (MIDPOINT peg, which the model fills at
+  the mid because it assumes midpoint liquidity on every step).
+* Each match fills at most the instrument's ``display_qty``; a larger order fills in pieces over
+  successive steps (partial fills).
+* **IOC** cancels whatever did not fill on arrival; **FOK** is canceled without any fill unless it can
+  fill completely on arrival; **GTD** expires on the first step after ``expire_at``. DAY expiry is left
+  to the order workflow's timer.
+
+Every method returns the execution reports it produced and the orders it changed, so a caller can
+journal them before letting anyone see the reports.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict
+
+from core.domain import (
+    BrokerAck,
+    CancelOrder,
+    ExecutionReport,
+    Instrument,
+    OrderSide,
+    OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    PegType,
+    ReplaceOrder,
+    ReportKind,
+    SubmitOrder,
+    TimeInForce,
+)
+from sim.feed import PriceFeed
+
+__all__ = ["MatchResult", "MatchingEngine", "RejectReason", "SimOrder"]
+
+
+class RejectReason:
+    """Reason texts the venue answers with; the FIX venue maps them onto OrdRejReason/CxlRejReason."""
+
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    INCORRECT_QUANTITY = "INCORRECT_QUANTITY"
+    INVALID_PRICE = "INVALID_PRICE"
+    DUPLICATE_ORDER = "DUPLICATE_CLIENT_ORDER_ID"
+    UNSUPPORTED = "UNSUPPORTED_ORDER_CHARACTERISTIC"
+    INJECTED = "INJECTED_REJECT"
+    TOO_LATE = "TOO_LATE"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+
+
+_OPEN = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+
+
+class SimOrder(BaseModel):
+    """An order as the simulated venue holds it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    venue_order_id: str
+    client_order_id: str
+    #: Every client order id the order has had (cancel/replace chains), oldest first.
+    client_order_ids: list[str]
+    account: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    peg_type: PegType | None = None
+    peg_offset: Decimal | None = None
+    expire_at: datetime | None = None
+    status: OrderStatus = OrderStatus.ACCEPTED
+    triggered: bool = False
+    filled_qty: Decimal = Decimal(0)
+    avg_price: Decimal | None = None
+    report_seq: int = 0
+    reports: list[ExecutionReport] = []
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def leaves_qty(self) -> Decimal:
+        """Open quantity."""
+        return self.qty - self.filled_qty if self.status in _OPEN else Decimal(0)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the order still works."""
+        return self.status in _OPEN
+
+    def status_report(self, venue: str) -> OrderStatusReport:
+        """The venue's view of the order."""
+        return OrderStatusReport(
+            broker=venue,
+            client_order_id=self.client_order_id,
+            broker_order_id=self.venue_order_id,
+            status=self.status,
+            qty=self.qty,
+            cum_qty=self.filled_qty,
+            avg_price=self.avg_price,
+            price=self.price,
+            stop_price=self.stop_price,
+            reports=list(self.reports),
+        )
+
+
+@dataclass
+class MatchResult:
+    """What one engine call did."""
+
+    ack: BrokerAck | None = None
+    reports: list[ExecutionReport] = field(default_factory=list)
+    changed: list[SimOrder] = field(default_factory=list)
+
+    def touch(self, order: SimOrder) -> None:
+        """Note ``order`` as changed (once)."""
+        if all(o is not order for o in self.changed):
+            self.changed.append(order)
+
+
+class MatchingEngine:
+    """Order book of one simulated venue."""
+
+    def __init__(
+        self,
+        feed: PriceFeed,
+        instruments: Iterable[Instrument],
+        *,
+        venue: str,
+        clock: Callable[[], datetime],
+        seed: int = 0,
+        reject_rate: float = 0.0,
+        reject_symbols: Iterable[str] = (),
+    ) -> None:
+        """Create an empty book quoting from ``feed``."""
+        self.feed = feed
+        self.venue = venue
+        self._instruments = {i.symbol: i for i in instruments}
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self.reject_rate = reject_rate
+        self.reject_symbols = set(reject_symbols)
+        self._orders: dict[str, SimOrder] = {}
+        self._by_client_id: dict[str, SimOrder] = {}
+        #: Client order ids ever refused, so a resend of a refused id is answered consistently.
+        self._rejected: dict[str, SimOrder] = {}
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def load(self, orders: Iterable[SimOrder]) -> None:
+        """Restore orders (from a journal) into an empty engine."""
+        for order in orders:
+            self._index(order)
+
+    def _index(self, order: SimOrder) -> None:
+        if order.status is OrderStatus.REJECTED:
+            self._rejected[order.client_order_id] = order
+            return
+        self._orders[order.venue_order_id] = order
+        for cid in order.client_order_ids:
+            self._by_client_id[cid] = order
+
+    def find(self, client_order_id: str) -> SimOrder | None:
+        """The order known by ``client_order_id`` (any id of its replace chain), including refused ones."""
+        return self._by_client_id.get(client_order_id) or self._rejected.get(client_order_id)
+
+    def open_orders(self) -> list[SimOrder]:
+        """Orders that still work."""
+        return [o for o in self._orders.values() if o.is_open]
+
+    def all_orders(self) -> list[SimOrder]:
+        """Every accepted order, open or closed."""
+        return list(self._orders.values())
+
+    # -- requests ---------------------------------------------------------------------------------------
+
+    def submit(self, request: SubmitOrder) -> MatchResult:
+        """Take a new order: refuse it, or accept it and match it at once."""
+        result = MatchResult()
+        cid = request.client_order_id
+        existing = self.find(cid)
+        if existing is not None:
+            # Never disturb the live order that owns the id; just refuse the twin.
+            result.ack = BrokerAck(
+                accepted=False,
+                client_order_id=cid,
+                broker_order_id=existing.venue_order_id,
+                reason=f"{RejectReason.DUPLICATE_ORDER}: {cid} is already in use",
+            )
+            return result
+        now = self._clock()
+        order = SimOrder(
+            venue_order_id=f"{self.venue.upper()}-{uuid.uuid4().hex[:12]}",
+            client_order_id=cid,
+            client_order_ids=[cid],
+            account=request.account,
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            time_in_force=request.time_in_force,
+            qty=request.qty,
+            price=request.price,
+            stop_price=request.stop_price,
+            peg_type=request.peg_type,
+            peg_offset=request.peg_offset,
+            expire_at=request.expire_at,
+            created_at=now,
+            updated_at=now,
+        )
+        refusal = self._refusal(order)
+        if refusal is not None:
+            order.status = OrderStatus.REJECTED
+            self._rejected[cid] = order
+            self._report(order, result, ReportKind.REJECTED, reason=refusal)
+            result.ack = BrokerAck(
+                accepted=False,
+                client_order_id=cid,
+                broker_order_id=order.venue_order_id,
+                reason=refusal,
+                reports=list(result.reports),
+            )
+            return result
+        self._index(order)
+        self._report(order, result, ReportKind.ACCEPTED)
+        self._arrive(order, result)
+        result.ack = BrokerAck(
+            accepted=True,
+            client_order_id=cid,
+            broker_order_id=order.venue_order_id,
+            reports=list(result.reports),
+        )
+        return result
+
+    def cancel(self, request: CancelOrder) -> MatchResult:
+        """Cancel an order; "too late" when it is already closed."""
+        result = MatchResult()
+        order = self._by_client_id.get(request.client_order_id)
+        if order is None:
+            result.ack = BrokerAck(
+                accepted=False,
+                client_order_id=request.client_order_id,
+                not_found=True,
+                reason=f"{RejectReason.UNKNOWN_ORDER}: no order {request.client_order_id}",
+            )
+            return result
+        if not order.is_open:
+            reason = f"{RejectReason.TOO_LATE}: order is {order.status.value}"
+            self._report(order, result, ReportKind.CANCEL_REJECTED, reason=reason)
+            result.ack = BrokerAck(
+                accepted=False,
+                client_order_id=order.client_order_id,
+                broker_order_id=order.venue_order_id,
+                reason=reason,
+                reports=list(result.reports),
+            )
+            return result
+        order.status = OrderStatus.CANCELED
+        self._report(order, result, ReportKind.CANCELED, reason=request.reason or "canceled on request")
+        result.ack = BrokerAck(
+            accepted=True,
+            client_order_id=order.client_order_id,
+            broker_order_id=order.venue_order_id,
+            reports=list(result.reports),
+        )
+        return result
+
+    def replace(self, request: ReplaceOrder) -> MatchResult:
+        """Cancel/replace: new quantity and prices under a new client order id."""
+        result = MatchResult()
+        order = self._by_client_id.get(request.orig_client_order_id)
+        if order is None:
+            result.ack = BrokerAck(
+                accepted=False,
+                client_order_id=request.client_order_id,
+                not_found=True,
+                reason=f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_client_order_id}",
+            )
+            return result
+        reason: str | None = None
+        inst = self._instruments.get(order.symbol)
+        if not order.is_open:
+            reason = f"{RejectReason.TOO_LATE}: order is {order.status.value}"
+        elif self.find(request.client_order_id) is not None:
+            reason = f"{RejectReason.DUPLICATE_ORDER}: {request.client_order_id} is already in use"
+        elif request.qty <= order.filled_qty:
+            reason = (
+                f"{RejectReason.INCORRECT_QUANTITY}: new quantity {request.qty} must exceed the filled "
+                f"{order.filled_qty}"
+            )
+        elif inst is not None:
+            reason = self._terms_refusal(inst, request.qty, request.price, request.stop_price, order.type)
+        if reason is not None:
+            self._report(order, result, ReportKind.REPLACE_REJECTED, reason=reason)
+            result.ack = BrokerAck(
+                accepted=False,
+                client_order_id=request.client_order_id,
+                broker_order_id=order.venue_order_id,
+                reason=reason,
+                reports=list(result.reports),
+            )
+            return result
+        order.client_order_id = request.client_order_id
+        order.client_order_ids.append(request.client_order_id)
+        self._by_client_id[request.client_order_id] = order
+        order.qty = request.qty
+        order.price = request.price
+        order.stop_price = request.stop_price
+        self._report(order, result, ReportKind.REPLACED)
+        self._match(order, result)
+        result.ack = BrokerAck(
+            accepted=True,
+            client_order_id=request.client_order_id,
+            broker_order_id=order.venue_order_id,
+            reports=list(result.reports),
+        )
+        return result
+
+    def status(self, client_order_id: str) -> OrderStatusReport | None:
+        """The venue's view of an order, or None when it does not know the id."""
+        order = self.find(client_order_id)
+        return None if order is None else order.status_report(self.venue)
+
+    def step(self) -> MatchResult:
+        """Match every resting order against the current quotes (call after the feed moved)."""
+        result = MatchResult()
+        now = self._clock()
+        for order in self.open_orders():
+            if order.time_in_force is TimeInForce.GTD and order.expire_at is not None and now >= order.expire_at:
+                order.status = OrderStatus.EXPIRED
+                self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
+                continue
+            self._match(order, result)
+        return result
+
+    # -- matching ---------------------------------------------------------------------------------------
+
+    def _arrive(self, order: SimOrder, result: MatchResult) -> None:
+        if order.time_in_force is TimeInForce.FOK:
+            price = self._executable_price(order, result, dry_run=True)
+            display = self._instruments[order.symbol].display_qty
+            if price is None or order.qty > display:
+                order.status = OrderStatus.CANCELED
+                self._report(order, result, ReportKind.CANCELED, reason="FOK order cannot be filled in full")
+                return
+        self._match(order, result)
+        if order.time_in_force is TimeInForce.IOC and order.is_open:
+            order.status = OrderStatus.CANCELED
+            self._report(order, result, ReportKind.CANCELED, reason="IOC remainder canceled")
+
+    def _match(self, order: SimOrder, result: MatchResult) -> None:
+        price = self._executable_price(order, result)
+        if price is None:
+            return
+        display = self._instruments[order.symbol].display_qty
+        qty = min(order.leaves_qty, display)
+        if qty <= 0:
+            return
+        cost = (order.avg_price or Decimal(0)) * order.filled_qty + qty * price
+        order.filled_qty += qty
+        order.avg_price = cost / order.filled_qty
+        order.status = OrderStatus.FILLED if order.filled_qty >= order.qty else OrderStatus.PARTIALLY_FILLED
+        self._report(order, result, ReportKind.FILL, last_qty=qty, last_price=price)
+
+    def _executable_price(self, order: SimOrder, result: MatchResult, *, dry_run: bool = False) -> Decimal | None:
+        quote = self.feed.quote(order.symbol)
+        buy = order.side is OrderSide.BUY
+        far = quote.ask if buy else quote.bid
+        if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not order.triggered:
+            assert order.stop_price is not None
+            if not (far >= order.stop_price if buy else far <= order.stop_price):
+                return None
+            if dry_run:
+                return far if order.type is OrderType.STOP else self._limit_price(order, far)
+            order.triggered = True
+            self._report(order, result, ReportKind.TRIGGERED, reason=f"stop {order.stop_price} reached at {far}")
+        if order.type in (OrderType.MARKET, OrderType.STOP):
+            return far
+        if order.type is OrderType.PEGGED:
+            return self._peg_price(order, quote.bid, quote.ask, far)
+        return self._limit_price(order, far)
+
+    @staticmethod
+    def _limit_price(order: SimOrder, far: Decimal) -> Decimal | None:
+        assert order.price is not None
+        buy = order.side is OrderSide.BUY
+        return far if (far <= order.price if buy else far >= order.price) else None
+
+    def _peg_price(self, order: SimOrder, bid: Decimal, ask: Decimal, far: Decimal) -> Decimal | None:
+        buy = order.side is OrderSide.BUY
+        offset = order.peg_offset or Decimal(0)
+        peg = order.peg_type or PegType.MARKET
+        if peg is PegType.MIDPOINT:
+            inst = self._instruments[order.symbol]
+            return inst.round_price((bid + ask) / 2 + offset)
+        reference = far if peg is PegType.MARKET else (bid if buy else ask)
+        priced = reference + offset if buy else reference - offset
+        return far if (far <= priced if buy else far >= priced) else None
+
+    # -- validation -------------------------------------------------------------------------------------
+
+    def _refusal(self, order: SimOrder) -> str | None:
+        inst = self._instruments.get(order.symbol)
+        if inst is None or not inst.tradable:
+            return f"{RejectReason.UNKNOWN_SYMBOL}: {order.symbol}"
+        if order.symbol in self.reject_symbols or (self.reject_rate and self._rng.random() < self.reject_rate):
+            return f"{RejectReason.INJECTED}: simulated venue reject"
+        if order.type is OrderType.PEGGED and order.time_in_force is TimeInForce.FOK:
+            return f"{RejectReason.UNSUPPORTED}: pegged FOK"
+        if order.time_in_force is TimeInForce.GTD and order.expire_at is None:
+            return f"{RejectReason.UNSUPPORTED}: GTD without expiry"
+        return self._terms_refusal(inst, order.qty, order.price, order.stop_price, order.type)
+
+    @staticmethod
+    def _terms_refusal(
+        inst: Instrument, qty: Decimal, price: Decimal | None, stop: Decimal | None, type_: OrderType
+    ) -> str | None:
+        if qty <= 0 or not inst.on_lot(qty) or qty < inst.min_qty or qty > inst.max_qty:
+            return (
+                f"{RejectReason.INCORRECT_QUANTITY}: {qty} (step {inst.lot_step}, min {inst.min_qty}, "
+                f"max {inst.max_qty})"
+            )
+        if type_.needs_price and price is None:
+            return f"{RejectReason.INVALID_PRICE}: {type_.value} order without a limit price"
+        if type_.needs_stop_price and stop is None:
+            return f"{RejectReason.INVALID_PRICE}: {type_.value} order without a stop price"
+        for p in (price, stop):
+            if p is not None and (p <= 0 or not inst.on_tick(p)):
+                return f"{RejectReason.INVALID_PRICE}: {p} is not on the tick {inst.tick_size}"
+        return None
+
+    # -- reports ----------------------------------------------------------------------------------------
+
+    def _report(
+        self,
+        order: SimOrder,
+        result: MatchResult,
+        kind: ReportKind,
+        *,
+        reason: str | None = None,
+        last_qty: Decimal = Decimal(0),
+        last_price: Decimal | None = None,
+    ) -> ExecutionReport:
+        now = self._clock()
+        order.report_seq += 1
+        order.updated_at = now
+        report = ExecutionReport(
+            broker=self.venue,
+            exec_id=f"{order.venue_order_id}-{order.report_seq}",
+            kind=kind,
+            client_order_id=order.client_order_id,
+            broker_order_id=order.venue_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            last_qty=last_qty,
+            last_price=last_price,
+            cum_qty=order.filled_qty,
+            leaves_qty=order.leaves_qty,
+            avg_price=order.avg_price,
+            reason=reason,
+            new_qty=order.qty if kind is ReportKind.REPLACED else None,
+            new_price=order.price if kind is ReportKind.REPLACED else None,
+            new_stop_price=order.stop_price if kind is ReportKind.REPLACED else None,
+            transact_at=now,
+        )
+        order.reports.append(report)
+        result.reports.append(report)
+        result.touch(order)
+        return report

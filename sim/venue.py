@@ -1,0 +1,257 @@
+"""The simulated venue as a running service: feed steps on a timer, requests, journal, faults.
+
+Every change is written to the journal before its reports leave the venue, so a process that dies at
+any point restarts with the same book, and reports that were journaled but never delivered are handed
+out again by ``start()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from core.domain import (
+    BrokerAck,
+    CancelOrder,
+    ExecutionReport,
+    Instrument,
+    OrderStatusReport,
+    ReplaceOrder,
+    SubmitOrder,
+    utcnow,
+)
+from core.errors import BrokerUnavailable
+from sim.feed import PriceFeed
+from sim.matching import MatchingEngine, MatchResult, SimOrder
+
+__all__ = ["SimVenue", "VenueFaults", "VenueJournal"]
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[ExecutionReport], Awaitable[None] | None]
+
+
+class VenueJournal(Protocol):
+    """Durable storage of a simulated venue's book."""
+
+    async def acquire(self) -> None:
+        """Take exclusive ownership of the venue's book (one process at a time)."""
+        ...
+
+    async def release(self) -> None:
+        """Give up ownership."""
+        ...
+
+    async def load(self) -> tuple[list[SimOrder], list[ExecutionReport]]:
+        """Every order, and the reports not yet marked delivered."""
+        ...
+
+    async def save(self, result: MatchResult) -> None:
+        """Persist the orders and reports of one engine call, atomically."""
+        ...
+
+    async def mark_delivered(self, exec_ids: list[str]) -> None:
+        """Note reports as delivered to their consumer."""
+        ...
+
+    async def record_duplicate(self, client_order_id: str) -> None:
+        """Count a submission that reused a client order id."""
+        ...
+
+
+@dataclass
+class VenueFaults:
+    """Failure injection for tests and demos."""
+
+    #: The next N requests fail with ``BrokerUnavailable`` before the venue sees them.
+    unavailable: int = 0
+    #: The next N submissions are processed, but their answer is lost (``BrokerUnavailable``).
+    lose_submit_answers: int = 0
+    #: Reports are journaled but not emitted (lost in transit), until set back to False.
+    suppress_reports: bool = False
+
+
+class SimVenue:
+    """A simulated venue: price feed, matching engine, optional journal, report listeners."""
+
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        *,
+        name: str = "paper",
+        seed: int = 7,
+        tick_interval: float = 0.2,
+        latency: float = 0.0,
+        reject_rate: float = 0.0,
+        reject_symbols: Iterable[str] = (),
+        journal: VenueJournal | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """Build the venue; call ``start()`` before use."""
+        instruments = list(instruments)
+        self.name = name
+        self.feed = PriceFeed(instruments, seed=seed)
+        self.engine = MatchingEngine(
+            self.feed,
+            instruments,
+            venue=name,
+            clock=clock,
+            seed=seed,
+            reject_rate=reject_rate,
+            reject_symbols=reject_symbols,
+        )
+        self.tick_interval = tick_interval
+        self.latency = latency
+        self.faults = VenueFaults()
+        self.duplicate_submits = 0
+        self._journal = journal
+        self._listeners: list[Listener] = []
+        self._lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+        self._started = False
+        #: Cancels wait on this while it is clear (tests hold cancels to race them against fills).
+        self.cancels_open = asyncio.Event()
+        self.cancels_open.set()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every report, after it is journaled."""
+        self._listeners.append(listener)
+
+    async def start(self) -> list[ExecutionReport]:
+        """Load the journal, start the feed, and return the reports still to be delivered."""
+        pending: list[ExecutionReport] = []
+        if self._journal is not None:
+            await self._journal.acquire()
+            orders, pending = await self._journal.load()
+            self.engine.load(orders)
+            log.info("%s: restored %d orders, %d undelivered reports", self.name, len(orders), len(pending))
+        if self.tick_interval > 0:
+            self._ticker = asyncio.create_task(self._tick_forever(), name=f"{self.name}-ticker")
+        self._started = True
+        return pending
+
+    async def stop(self) -> None:
+        """Stop the feed and release the journal."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._journal is not None and self._started:
+            await self._journal.release()
+        self._started = False
+
+    async def mark_delivered(self, exec_ids: list[str]) -> None:
+        """Note reports as delivered (no-op without a journal)."""
+        if self._journal is not None and exec_ids:
+            await self._journal.mark_delivered(exec_ids)
+
+    # -- requests ---------------------------------------------------------------------------------------
+
+    async def submit(self, order: SubmitOrder) -> BrokerAck:
+        """Submit a new order."""
+        await self._enter()
+        result = await self._run(lambda: self.engine.submit(order))
+        assert result.ack is not None
+        if not result.ack.accepted and result.ack.reason and result.ack.reason.startswith("DUPLICATE"):
+            self.duplicate_submits += 1
+            if self._journal is not None:
+                await self._journal.record_duplicate(order.client_order_id)
+        if self.faults.lose_submit_answers > 0:
+            self.faults.lose_submit_answers -= 1
+            raise BrokerUnavailable(f"{self.name}: the answer to {order.client_order_id} was lost (injected)")
+        return result.ack
+
+    async def cancel(self, request: CancelOrder) -> BrokerAck:
+        """Cancel an order."""
+        await self._enter()
+        await self.cancels_open.wait()
+        result = await self._run(lambda: self.engine.cancel(request))
+        assert result.ack is not None
+        return result.ack
+
+    async def replace(self, request: ReplaceOrder) -> BrokerAck:
+        """Cancel/replace an order."""
+        await self._enter()
+        result = await self._run(lambda: self.engine.replace(request))
+        assert result.ack is not None
+        return result.ack
+
+    async def status(self, client_order_id: str) -> OrderStatusReport | None:
+        """The venue's view of an order."""
+        await self._enter()
+        async with self._lock:
+            return self.engine.status(client_order_id)
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """Orders still working."""
+        async with self._lock:
+            return [o.status_report(self.name) for o in self.engine.open_orders()]
+
+    async def fills_since(self, since: datetime) -> list[ExecutionReport]:
+        """Fills after ``since``."""
+        async with self._lock:
+            return [
+                r
+                for o in self.engine.all_orders()
+                for r in o.reports
+                if r.kind.value == "FILL" and r.transact_at > since
+            ]
+
+    async def step(self) -> None:
+        """Move the feed one step and match resting orders (tests drive this directly)."""
+        await self._run(self._step_engine)
+
+    async def set_mid(self, symbol: str, mid: Decimal) -> None:
+        """Move a symbol's mid price and match resting orders at once."""
+
+        def move() -> MatchResult:
+            self.feed.set_mid(symbol, mid)
+            return self.engine.step()
+
+        await self._run(move)
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        """Current mid price of ``symbol``."""
+        return self.feed.reference_price(symbol)
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _step_engine(self) -> MatchResult:
+        self.feed.step()
+        return self.engine.step()
+
+    async def _enter(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.faults.unavailable > 0:
+            self.faults.unavailable -= 1
+            raise BrokerUnavailable(f"{self.name}: venue unavailable (injected)")
+
+    async def _run(self, op: Callable[[], MatchResult]) -> MatchResult:
+        async with self._lock:
+            result = op()
+            if self._journal is not None and (result.changed or result.reports):
+                await self._journal.save(result)
+        if not self.faults.suppress_reports:
+            for report in result.reports:
+                for listener in self._listeners:
+                    outcome = listener(report)
+                    if outcome is not None:
+                        await outcome
+        return result
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            try:
+                await self._run(self._step_engine)
+            except Exception:
+                # A journal hiccup must not stop the market; the next step retries.
+                log.exception("%s: feed step failed", self.name)

@@ -1,0 +1,3 @@
+"""The worker process: order workflows, their activities, and the broker sessions it owns."""
+
+__all__: list[str] = []

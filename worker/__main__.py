@@ -1,0 +1,68 @@
+"""``python -m worker``: run the order workflows and the brokers this worker owns until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+
+from core.db import apply_migrations, open_pool
+from core.instruments import load_instruments
+from core.settings import get_settings
+from core.temporal import connect
+from worker.build import build_brokers, build_workers, market_data_for, running_workers
+from worker.dispatcher import ReportDispatcher
+
+log = logging.getLogger("worker")
+
+
+async def main() -> None:
+    """Start everything, wait for a stop signal, stop everything."""
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    url = settings.require_database_url()
+    await apply_migrations(url)
+    pool = await open_pool(settings, name="worker")
+    client = await connect(settings, identity=f"exodus-worker@{settings.temporal.task_queue}")
+    instruments = load_instruments(settings.instruments_file)
+    brokers = await build_brokers(settings, instruments=instruments, pool=pool)
+    dispatcher = ReportDispatcher(client, pool)
+    started = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for name, broker in brokers.items():
+            await broker.start(dispatcher)
+            started.append(broker)
+            log.info("broker %s started", name)
+        if settings.worker.metrics_port:
+            start_http_server(settings.worker.metrics_port, addr="127.0.0.1")
+            log.info("worker metrics on http://127.0.0.1:%d/metrics", settings.worker.metrics_port)
+        workers = build_workers(
+            client,
+            settings,
+            pool=pool,
+            brokers=brokers,
+            instruments=instruments,
+            market=market_data_for(brokers, settings, instruments),
+        )
+        async with running_workers(workers):
+            log.info(
+                "worker polling %s and broker queues %s",
+                settings.temporal.task_queue,
+                [settings.temporal.broker_task_queue(b) for b in brokers],
+            )
+            await stop.wait()
+            log.info("stopping")
+    finally:
+        for broker in reversed(started):
+            await broker.close()
+        await pool.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,66 @@
+"""Deliver broker execution reports to their order workflows as signals.
+
+The dispatcher is the ``ReportSink`` every broker adapter pushes to. It returns once the report is
+delivered, or once it is clear it never can be (no such order, or the order's workflow already closed);
+such reports are kept in ``unmatched_reports`` for an operator, never dropped. Any other failure (Temporal
+unreachable) raises, and the adapter's outbox retries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.domain import ExecutionReport, workflow_id_for
+from core.metrics import REPORTS_UNMATCHED
+
+__all__ = ["ReportDispatcher"]
+
+log = logging.getLogger(__name__)
+
+
+class ReportDispatcher:
+    """Signals ``execution_report`` to the workflow of the report's order."""
+
+    def __init__(self, client: Client, pool: AsyncConnectionPool | None) -> None:
+        """Signal through ``client``; record undeliverable reports through ``pool``."""
+        self._client = client
+        self._pool = pool
+
+    async def __call__(self, report: ExecutionReport) -> None:
+        """Deliver one report."""
+        handle = self._client.get_workflow_handle(workflow_id_for(report.order_id))
+        try:
+            await handle.signal("execution_report", report)
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            await self._unmatched(report, reason=str(e) or "no running order workflow")
+
+    async def _unmatched(self, report: ExecutionReport, *, reason: str) -> None:
+        kind = "closed" if "completed" in reason or "closed" in reason else "unknown"
+        REPORTS_UNMATCHED.labels(broker=report.broker, reason=kind).inc()
+        log.warning("report %s for %s reached no workflow: %s", report.exec_id, report.client_order_id, reason)
+        if self._pool is None:
+            return
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO unmatched_reports (broker, exec_id, client_order_id, reason, report)"
+                " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                (report.broker, report.exec_id, report.client_order_id, reason, Jsonb(report.model_dump(mode="json"))),
+            )
+            if report.kind.value == "FILL":
+                await conn.execute(
+                    "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
+                    " ON CONFLICT DO NOTHING",
+                    (
+                        report.order_id,
+                        report.broker,
+                        "UNMATCHED_FILL",
+                        f"UNMATCHED_FILL: {report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)",
+                    ),
+                )

@@ -1,0 +1,598 @@
+"""The order workflow: one workflow execution per order, from risk check to booked result.
+
+::
+
+    received ─▶ risk check (local activity) ─denied─▶ DENIED
+                   │ approved                    (the REST caller gets the decision through the ``decision`` update)
+                   ▼
+               submit (activity on the broker's task queue; asks the broker first on every retry)
+                   │
+                   ▼
+    ACCEPTED / PARTIALLY_FILLED ◀── ``execution_report`` signals, deduplicated by exec id
+          │     ▲  ``cancel`` signal ─▶ PENDING_CANCEL ─▶ CANCELED
+          │     └─ ``amend`` update (validated) ─▶ PENDING_UPDATE ─▶ working again
+          │        timers: GTD / DAY expiry, IOC/FOK immediacy, a slow status poll as a safety net
+          ▼
+    FILLED / CANCELED / EXPIRED / REJECTED ─▶ reconcile with the broker ─▶ final state booked
+
+Workflow code is deterministic: time comes from ``workflow.now()``, and every side effect is an activity.
+The domain module and the activity modules are passed through the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, time, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ConfigDict
+
+    from activities.broker import BrokerActivities, CancelInput, ReplaceInput, StatusInput, SubmitInput
+    from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistInput
+    from activities.risk import AmendCheck, RiskActivities
+    from core.domain import (
+        AmendRequest,
+        AmendResult,
+        BrokerAck,
+        CancelOrder,
+        CancelRequest,
+        ExecutionReport,
+        OrderEventKind,
+        OrderRequest,
+        OrderState,
+        OrderStatus,
+        OrderStatusReport,
+        OrderType,
+        ReplaceOrder,
+        ReportKind,
+        ReportOutcome,
+        RiskDecision,
+        SubmitOrder,
+        TimeInForce,
+        broker_client_order_id,
+    )
+    from core.errors import NON_RETRYABLE_ERROR_TYPES
+    from core.temporal import SA_STATUS
+
+__all__ = ["OrderConfig", "OrderResult", "OrderWorkflow", "OrderWorkflowInput"]
+
+
+class OrderConfig(BaseModel):
+    """Lifecycle settings, fixed when the order starts (so replays see the same values)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    broker_task_queue: str
+    supports_replace: bool = True
+    day_close_utc: time = time(21, 0)
+    status_poll_seconds: float = 60.0
+    immediacy_timeout_seconds: float = 5.0
+    broker_call_timeout_seconds: float = 15.0
+    #: Pause between rounds of an unconfirmed submission (each round asks the broker first).
+    resubmit_pause_seconds: float = 30.0
+
+
+class OrderWorkflowInput(BaseModel):
+    """The workflow's single argument."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order: OrderRequest
+    config: OrderConfig
+
+
+class OrderResult(BaseModel):
+    """What the workflow returns when the order is final."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    status: OrderStatus
+    filled_qty: str
+    avg_price: str | None = None
+    reason: str | None = None
+    breaks: list[str] = []
+
+
+_LOCAL = timedelta(seconds=10)
+_PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+_RISK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_interval=timedelta(seconds=5))
+_WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
+
+
+def _next_day_close(received_at: datetime, close: time) -> datetime:
+    candidate = received_at.replace(hour=close.hour, minute=close.minute, second=0, microsecond=0)
+    return candidate if candidate > received_at else candidate + timedelta(days=1)
+
+
+@workflow.defn(name="OrderWorkflow")
+class OrderWorkflow:
+    """One order's life."""
+
+    @workflow.init
+    def __init__(self, inp: OrderWorkflowInput) -> None:
+        """Set up state before any handler runs (updates may arrive in the first task)."""
+        self._inp = inp
+        self._cfg = inp.config
+        self._state = OrderState.new(inp.order, at=workflow.now())
+        self._decision: RiskDecision | None = None
+        self._cancel: CancelRequest | None = None
+        self._cancel_sent = False
+        self._persisted_events = 0
+        self._persisted_fills = 0
+        self._breaks: list[str] = []
+        self._persisted_breaks = 0
+        self._dirty = True
+        self._broker_lock = asyncio.Lock()
+        self._acked = False
+        self._immediacy_at: datetime | None = None
+        self._next_poll_at: datetime | None = None
+        self._last_status: OrderStatus | None = None
+
+    # ---------------------------------------------------------------------------------------- handlers
+
+    @workflow.update
+    async def decision(self, request_hash: str) -> RiskDecision:
+        """Wait for and return the risk decision (the REST call's synchronous answer).
+
+        ``request_hash`` is the hash of the caller's body; the decision carries the original order's hash,
+        so a caller can tell a retry of the same request from a different one under the same key.
+        """
+        await workflow.wait_condition(lambda: self._decision is not None)
+        assert self._decision is not None
+        return self._decision
+
+    @workflow.signal
+    def execution_report(self, report: ExecutionReport) -> None:
+        """A report from the broker (duplicates are ignored by exec id)."""
+        if self._state.status is OrderStatus.RECEIVED:
+            self._state.record(
+                "REPORT_IGNORED", at=workflow.now(), detail=f"{report.kind.value} before submission", data={"exec_id": report.exec_id}
+            )
+        else:
+            self._apply_report(report)
+        self._dirty = True
+
+    @workflow.signal
+    def cancel(self, request: CancelRequest) -> None:
+        """An operator's or client's cancel. Refused (and recorded) when the order is already final."""
+        now = workflow.now()
+        if self._state.is_terminal:
+            self._state.record(
+                "CANCEL_REFUSED",
+                at=now,
+                detail=f"order is already {self._state.status.value}: {request.reason}",
+                actor=request.requested_by,
+            )
+        elif self._cancel is not None:
+            self._state.record("CANCEL_REPEATED", at=now, detail=request.reason, actor=request.requested_by)
+        else:
+            self._cancel = request
+            self._state.record("CANCEL_REQUESTED", at=now, detail=request.reason, actor=request.requested_by)
+        self._dirty = True
+
+    @workflow.update
+    async def amend(self, request: AmendRequest) -> AmendResult:
+        """Change quantity and/or prices of a working order (risk-checked, then cancel/replace at the broker)."""
+        async with self._broker_lock:
+            problem = self._amend_problem(request)
+            if problem is not None:
+                return self._amend_result(False, problem)
+            state = self._state
+            new_qty = request.qty if request.qty is not None else state.qty
+            new_price = request.price if request.price is not None else state.price
+            new_stop = request.stop_price if request.stop_price is not None else state.stop_price
+            proposed = state.request.model_copy(update={"qty": new_qty, "price": new_price, "stop_price": new_stop})
+            decision = await workflow.execute_local_activity_method(
+                RiskActivities.check_amend,
+                AmendCheck(order=proposed, requested_by=request.requested_by),
+                start_to_close_timeout=_LOCAL,
+                retry_policy=_RISK_RETRY,
+            )
+            if not decision.approved:
+                reason = "; ".join(r.message for r in decision.reasons)
+                state.record("AMEND_DENIED", at=workflow.now(), detail=reason, actor=request.requested_by)
+                self._dirty = True
+                return self._amend_result(False, f"risk check refused the amend: {reason}")
+            problem = self._amend_problem(request)  # a fill may have landed while risk was checking
+            if problem is not None:
+                return self._amend_result(False, problem)
+            state.apply(
+                OrderEventKind.REQUEST_UPDATE,
+                at=workflow.now(),
+                detail=f"to {new_qty.normalize():f}" + (f" @ {new_price.normalize():f}" if new_price is not None else ""),
+                actor=request.requested_by,
+            )
+            self._dirty = True
+            replace = ReplaceOrder(
+                orig_client_order_id=state.client_order_id_at_broker,
+                client_order_id=broker_client_order_id(state.order_id, state.revision + 1),
+                broker_order_id=state.broker_order_id,
+                symbol=state.request.symbol,
+                side=state.request.side,
+                type=state.request.type,
+                time_in_force=state.request.time_in_force,
+                qty=new_qty,
+                price=new_price,
+                stop_price=new_stop,
+            )
+            try:
+                ack = await self._broker_call(BrokerActivities.replace_order, ReplaceInput(broker=self._broker, request=replace))
+            except ActivityError as e:
+                ack = BrokerAck(accepted=False, client_order_id=replace.client_order_id, reason=_cause(e))
+            self._apply_reports(ack.reports)
+            now = workflow.now()
+            if state.status is OrderStatus.PENDING_UPDATE:
+                if ack.accepted:
+                    state.revision += 1
+                    state.qty, state.price, state.stop_price = new_qty, new_price, new_stop
+                    state.apply(OrderEventKind.UPDATE, at=now, detail="replaced at the broker")
+                else:
+                    state.apply(OrderEventKind.UPDATE_REJECTED, at=now, detail=ack.reason or "refused by the broker")
+            self._dirty = True
+            return self._amend_result(ack.accepted, None if ack.accepted else ack.reason)
+
+    @amend.validator
+    def _validate_amend(self, request: AmendRequest) -> None:
+        problem = self._amend_problem(request)
+        if problem is not None:
+            raise ValueError(problem)
+
+    @workflow.query
+    def state(self) -> OrderState:
+        """The full order state: terms, status, fills and timeline."""
+        return self._state
+
+    # ---------------------------------------------------------------------------------------- main line
+
+    @workflow.run
+    async def run(self, inp: OrderWorkflowInput) -> OrderResult:
+        """Check, submit, follow, reconcile, book."""
+        state = self._state
+        decision = await workflow.execute_local_activity_method(
+            RiskActivities.check_order, inp.order, start_to_close_timeout=_LOCAL, retry_policy=_RISK_RETRY
+        )
+        self._decision = decision
+        state.decision = decision
+        now = workflow.now()
+        if not decision.approved:
+            state.reason = "; ".join(r.message for r in decision.reasons)
+            state.apply(OrderEventKind.DENY, at=now, detail=state.reason, data={r.code: r.message for r in decision.reasons})
+            return await self._finish(reconcile=False)
+        if self._cancel is not None:
+            state.reason = self._cancel.reason
+            state.apply(OrderEventKind.CANCEL, at=now, detail="canceled before it was sent", actor=self._cancel.requested_by)
+            return await self._finish(reconcile=False)
+
+        state.apply(OrderEventKind.SUBMIT, at=now, detail=f"to {self._broker} as {state.client_order_id_at_broker}")
+        await self._submit()
+        await self._follow()
+        return await self._finish(reconcile=self._acked)
+
+    @property
+    def _broker(self) -> str:
+        return self._inp.order.broker
+
+    async def _submit(self) -> None:
+        """Send the order; after an unconfirmed round keep asking the broker before sending again."""
+        state = self._state
+        check_first = False
+        while True:
+            async with self._broker_lock:
+                try:
+                    ack = await self._broker_call(
+                        BrokerActivities.submit_order,
+                        SubmitInput(broker=self._broker, order=SubmitOrder.from_state(state), check_first=check_first),
+                        attempts=4,
+                    )
+                    break
+                except ActivityError as e:
+                    if _is_business_error(e):
+                        ack = BrokerAck(accepted=False, client_order_id=state.client_order_id_at_broker, reason=_cause(e))
+                        break
+                    state.record(
+                        "SUBMIT_UNCONFIRMED",
+                        at=workflow.now(),
+                        detail=f"no answer from {self._broker} ({_cause(e)}); the order stays in flight and the "
+                        "broker is asked before any resend",
+                    )
+                    self._dirty = True
+            await self._flush()
+            check_first = True
+            if self._cancel is not None and await self._cancel_unconfirmed():
+                return
+            try:
+                await workflow.wait_condition(lambda: self._cancel is not None, timeout=self._cfg.resubmit_pause_seconds)
+            except TimeoutError:
+                pass
+        self._take_ack(ack)
+
+    async def _cancel_unconfirmed(self) -> bool:
+        """A cancel arrived while the submission was unconfirmed: if the broker never got it, we are done."""
+        state = self._state
+        try:
+            status = await self._broker_call(
+                BrokerActivities.get_order_status,
+                StatusInput(broker=self._broker, client_order_id=state.client_order_id_at_broker),
+                attempts=2,
+            )
+        except ActivityError:
+            return False  # still unreachable: keep the order in flight
+        if status is not None:
+            self._take_ack(BrokerAck(accepted=status.status is not OrderStatus.REJECTED, client_order_id=status.client_order_id,
+                                     broker_order_id=status.broker_order_id, reports=status.reports))
+            return True
+        assert self._cancel is not None
+        if state.can(OrderEventKind.REQUEST_CANCEL):
+            state.apply(OrderEventKind.REQUEST_CANCEL, at=workflow.now(), actor=self._cancel.requested_by, detail=self._cancel.reason)
+        state.reason = self._cancel.reason
+        state.apply(OrderEventKind.CANCEL, at=workflow.now(), detail="the broker never received the order")
+        self._cancel_sent = True
+        self._dirty = True
+        return True
+
+    def _take_ack(self, ack: BrokerAck) -> None:
+        state = self._state
+        now = workflow.now()
+        if ack.broker_order_id and not state.broker_order_id:
+            state.broker_order_id = ack.broker_order_id
+        self._apply_reports(ack.reports)
+        if ack.accepted:
+            self._acked = True
+            if state.status is OrderStatus.SUBMITTED:
+                state.apply(OrderEventKind.ACCEPT, at=now, detail=f"acknowledged by {self._broker}")
+            if state.request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+                self._immediacy_at = now + timedelta(seconds=self._cfg.immediacy_timeout_seconds)
+        elif state.status in (OrderStatus.SUBMITTED, OrderStatus.PENDING_CANCEL):
+            state.reason = ack.reason or "rejected by the broker"
+            state.apply(OrderEventKind.REJECT, at=now, detail=state.reason)
+        self._dirty = True
+
+    async def _follow(self) -> None:
+        """Wait for reports, cancels and timers until the order is final."""
+        state = self._state
+        expiry = self._expiry()
+        self._schedule_poll()
+        while not state.is_terminal:
+            deadline = min(d for d in (expiry, self._immediacy_at, self._next_poll_at) if d is not None)
+            timeout = (deadline - workflow.now()).total_seconds()
+            if timeout > 0:
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._dirty or self._cancel_due() or state.is_terminal, timeout=timeout
+                    )
+                except TimeoutError:
+                    pass
+            if self._dirty:
+                await self._flush()
+            if state.is_terminal:
+                break
+            now = workflow.now()
+            if self._cancel_due():
+                assert self._cancel is not None
+                await self._cancel_at_broker(self._cancel.reason, actor=self._cancel.requested_by)
+            elif expiry is not None and now >= expiry and not state.expiring:
+                state.expiring = True
+                await self._cancel_at_broker(f"{state.request.time_in_force.value} expiry reached", actor="system")
+            elif self._immediacy_at is not None and now >= self._immediacy_at:
+                self._immediacy_at = None
+                await self._cancel_at_broker(
+                    f"{state.request.time_in_force.value} order still working after "
+                    f"{self._cfg.immediacy_timeout_seconds:g}s",
+                    actor="system",
+                )
+            elif self._next_poll_at is not None and now >= self._next_poll_at:
+                await self._poll_status()
+
+    def _expiry(self) -> datetime | None:
+        r = self._state.request
+        if r.time_in_force is TimeInForce.GTD and r.expire_at is not None:
+            return r.expire_at
+        if r.time_in_force is TimeInForce.DAY:
+            return _next_day_close(r.received_at, self._cfg.day_close_utc)
+        return None
+
+    def _schedule_poll(self) -> None:
+        pending = self._state.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_UPDATE)
+        seconds = self._cfg.broker_call_timeout_seconds if pending else self._cfg.status_poll_seconds
+        self._next_poll_at = workflow.now() + timedelta(seconds=seconds)
+
+    def _cancel_due(self) -> bool:
+        return self._cancel is not None and not self._cancel_sent and not self._state.is_terminal
+
+    async def _cancel_at_broker(self, reason: str, *, actor: str) -> None:
+        state = self._state
+        async with self._broker_lock:
+            if state.is_terminal:
+                return
+            if self._cancel is not None:
+                self._cancel_sent = True
+            if state.status is not OrderStatus.PENDING_CANCEL:
+                state.apply(OrderEventKind.REQUEST_CANCEL, at=workflow.now(), detail=reason, actor=actor)
+            await self._flush()
+            request = CancelOrder(
+                client_order_id=state.client_order_id_at_broker,
+                broker_order_id=state.broker_order_id,
+                symbol=state.request.symbol,
+                side=state.request.side,
+                qty=state.qty,
+                reason=reason,
+            )
+            try:
+                ack = await self._broker_call(BrokerActivities.cancel_order, CancelInput(broker=self._broker, request=request))
+            except ActivityError as e:
+                ack = BrokerAck(accepted=False, client_order_id=request.client_order_id, reason=_cause(e))
+            self._apply_reports(ack.reports)
+            now = workflow.now()
+            if state.status is OrderStatus.PENDING_CANCEL and not ack.accepted:
+                # Too late, unknown, or unreachable: resume, and let a prompt status poll settle what happened.
+                state.apply(OrderEventKind.CANCEL_REJECTED, at=now, detail=ack.reason or "cancel refused")
+            if state.status is OrderStatus.PENDING_CANCEL or not ack.accepted:
+                self._next_poll_at = now + timedelta(seconds=min(self._cfg.broker_call_timeout_seconds, 5.0))
+            self._dirty = True
+
+    async def _poll_status(self) -> None:
+        state = self._state
+        try:
+            status = await self._broker_call(
+                BrokerActivities.get_order_status,
+                StatusInput(broker=self._broker, client_order_id=state.client_order_id_at_broker),
+                attempts=3,
+            )
+        except ActivityError as e:
+            state.record("STATUS_POLL_FAILED", at=workflow.now(), detail=_cause(e))
+            status = None
+        else:
+            if status is None:
+                self._add_breaks([f"UNKNOWN_AT_BROKER: {self._broker} does not know {state.client_order_id_at_broker}"])
+            else:
+                self._add_breaks(state.merge_status(status, at=workflow.now()))
+        self._dirty = True
+        self._schedule_poll()
+
+    async def _finish(self, *, reconcile: bool) -> OrderResult:
+        state = self._state
+        if reconcile:
+            await self._reconcile()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush(final=True)
+        return OrderResult(
+            order_id=state.order_id,
+            status=state.status,
+            filled_qty=f"{state.filled_qty:f}",
+            avg_price=None if state.avg_price is None else f"{state.avg_price:f}",
+            reason=state.reason,
+            breaks=list(self._breaks),
+        )
+
+    async def _reconcile(self) -> None:
+        """Compare the closed order with the broker's record; book missed fills, record breaks."""
+        state = self._state
+        status: OrderStatusReport | None = None
+        try:
+            status = await self._broker_call(
+                BrokerActivities.get_order_status,
+                StatusInput(broker=self._broker, client_order_id=state.client_order_id_at_broker),
+                attempts=5,
+            )
+        except ActivityError as e:
+            self._add_breaks([f"RECONCILE_FAILED: {_cause(e)}"])
+            return
+        now = workflow.now()
+        if status is None:
+            self._add_breaks([f"UNKNOWN_AT_BROKER: {self._broker} does not know {state.client_order_id_at_broker}"])
+            return
+        breaks = state.merge_status(status, at=now, final=True)
+        self._add_breaks(breaks)
+        state.record(
+            "RECONCILED",
+            at=now,
+            detail="matches the broker" if not breaks else f"{len(breaks)} break(s): " + "; ".join(breaks),
+        )
+
+    # ---------------------------------------------------------------------------------------- helpers
+
+    def _apply_report(self, report: ExecutionReport) -> None:
+        outcome = self._state.apply_report(report, at=workflow.now())
+        if outcome is ReportOutcome.OVERFILL:
+            self._add_breaks([f"OVERFILL: {report.exec_id} would exceed the order quantity"])
+        if report.kind is ReportKind.ACCEPTED:
+            self._acked = True
+
+    def _apply_reports(self, reports: list[ExecutionReport]) -> None:
+        for report in reports:
+            self._apply_report(report)
+
+    def _add_breaks(self, breaks: list[str]) -> None:
+        for text in breaks:
+            if text not in self._breaks:
+                self._breaks.append(text)
+            if text not in self._state.flags:
+                self._state.flags.append(text)
+
+    def _amend_problem(self, request: AmendRequest) -> str | None:
+        state = self._state
+        if state.is_terminal:
+            return f"order is {state.status.value}; only a working order can be amended"
+        if not self._cfg.supports_replace:
+            return f"broker {self._broker} does not support amending orders"
+        if state.status not in _WORKING:
+            return f"order is {state.status.value}; wait until the broker has acknowledged it and no request is pending"
+        if request.qty is None and request.price is None and request.stop_price is None:
+            return "nothing to change: give qty, price or stopPrice"
+        if request.qty is not None and request.qty <= state.filled_qty:
+            return f"new qty {request.qty} must exceed the filled quantity {state.filled_qty}"
+        if request.price is not None and not state.request.type.needs_price:
+            return f"a {state.request.type.value} order has no limit price to change"
+        if request.stop_price is not None and not state.request.type.needs_stop_price:
+            return f"a {state.request.type.value} order has no stop price to change"
+        if state.request.type is OrderType.STOP_LIMIT and state.status is OrderStatus.TRIGGERED and request.stop_price:
+            return "the stop has already triggered"
+        return None
+
+    def _amend_result(self, accepted: bool, reason: str | None) -> AmendResult:
+        s = self._state
+        return AmendResult(accepted=accepted, status=s.status, reason=reason, qty=s.qty, price=s.price, stop_price=s.stop_price)
+
+    async def _broker_call(self, method, arg, *, attempts: int = 0):  # type: ignore[no-untyped-def]
+        return await workflow.execute_activity_method(
+            method,
+            arg,
+            task_queue=self._cfg.broker_task_queue,
+            start_to_close_timeout=timedelta(seconds=self._cfg.broker_call_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=500),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=10),
+                maximum_attempts=attempts,
+                non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+            ),
+        )
+
+    async def _flush(self, *, final: bool = False) -> None:
+        """Persist what changed since the last flush, and refresh what the Temporal UI shows."""
+        state = self._state
+        n_events, n_fills, n_breaks = len(state.events), len(state.fills), len(self._breaks)
+        if n_events == self._persisted_events and n_fills == self._persisted_fills and not final:
+            self._dirty = False
+            return
+        inp = PersistInput(
+            snapshot=OrderSnapshot.of(state),
+            events=state.events[self._persisted_events : n_events],
+            fills=state.fills[self._persisted_fills : n_fills],
+            breaks=self._breaks[self._persisted_breaks : n_breaks],
+            final=final,
+            received_at=state.request.received_at,
+        )
+        self._dirty = False
+        await workflow.execute_local_activity_method(
+            OrderStoreActivities.persist_order, inp, start_to_close_timeout=_LOCAL, retry_policy=_PERSIST_RETRY
+        )
+        self._persisted_events, self._persisted_fills, self._persisted_breaks = n_events, n_fills, n_breaks
+        if len(state.events) > n_events:
+            self._dirty = True
+        self._show()
+
+    def _show(self) -> None:
+        state = self._state
+        if state.status != self._last_status:
+            workflow.upsert_search_attributes([SA_STATUS.value_set(state.status.value)])
+            self._last_status = state.status
+        workflow.set_current_details(state.summary_line())
+
+
+def _is_business_error(e: ActivityError) -> bool:
+    cause = e.cause
+    return isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE_ERROR_TYPES
+
+
+def _cause(e: BaseException) -> str:
+    cause = getattr(e, "cause", None)
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause
+    return str(cause or e)
