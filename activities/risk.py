@@ -108,6 +108,7 @@ class RiskActivities:
             notional=None if price is None else order.qty * price,
             decided_at=state.now,
             request_hash=order.request_hash,
+            submission_id=order.submission_id,
         )
 
     @activity.defn(name="check_order")

@@ -422,6 +422,8 @@ class OrderRequest(BaseModel):
     received_at: datetime
     #: Who sent the order (API principal), for the audit trail.
     submitted_by: str = "anonymous"
+    #: Unique per REST call; the decision echoes it, so the API tells a new order from a repeat.
+    submission_id: str = ""
 
     def summary(self) -> str:
         """One line such as ``BUY 100 AAPL LIMIT 187.50 GTC``."""
@@ -457,6 +459,8 @@ class RiskDecision(BaseModel):
     decided_at: datetime
     #: The request hash of the order the decision belongs to (lets the API spot a different body under a key).
     request_hash: str = ""
+    #: The submission that created the order.
+    submission_id: str = ""
 
 
 class ReportKind(StrEnum):

@@ -1,0 +1,3 @@
+"""One router per resource."""
+
+__all__ = ["health", "operator", "orders", "positions"]

@@ -1,0 +1,33 @@
+# Exodus: `make run` starts everything, `make test` runs the suite. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test install bench clean-data help
+
+help:
+	@echo "make run    create .venv, install, start Postgres + Temporal (UI) + worker + API in the foreground"
+	@echo "make test   create .venv, install, run the whole test suite (real Temporal and Postgres)"
+	@echo "make bench  run the benchmarks (prints figures, writes JSON to benchmarks/results/)"
+	@echo "make clean-data  delete data/ (all orders, the Temporal history and the ledger)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Exodus needs Python >= 3.11, found " + sys.version.split()[0])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m devstack
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+clean-data:
+	rm -rf data

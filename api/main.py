@@ -1,0 +1,144 @@
+"""The REST API: ``create_app()`` wires settings, the Temporal client, the Postgres pool and the routers.
+
+Run it with ``python -m api`` (uvicorn). Every error answer has the same shape (``ErrorBody``): a status
+word, a message, and for refusals a list of reasons that name the field at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.routes import health, operator, orders, positions
+from api.schemas import ErrorBody, Reason
+from core.db import apply_migrations, open_pool
+from core.instruments import InstrumentCatalog, load_instruments
+from core.settings import Settings, get_settings
+from core.temporal import connect
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_STATUS_WORDS = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict"}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _validation_reasons(exc: RequestValidationError) -> tuple[int, list[Reason]]:
+    status = 422
+    reasons: list[Reason] = []
+    for err in exc.errors():
+        field = _field(tuple(err.get("loc", ())))
+        kind = err.get("type", "")
+        if kind == "missing":
+            message = f"{field}: required"
+        elif kind == "extra_forbidden":
+            message = f"{field}: unknown field"
+        elif kind == "json_invalid":
+            status, field = 400, "body"
+            message = f"body: not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+        elif kind in ("model_attributes_type", "dict_type") and field == "body":
+            status = 400
+            message = "body: must be a JSON object"
+        else:
+            message = f"{field}: {err.get('msg', 'invalid')}"
+        reasons.append(Reason(code="INVALID_FIELD", field=field, message=message))
+    return status, reasons
+
+
+def _error(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, reasons = _validation_reasons(exc)
+        message = "; ".join(r.message for r in reasons)
+        return _error(status, ErrorBody(status="rejected", message=message, reasons=reasons))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.detail, dict):
+            return JSONResponse(status_code=exc.status_code, content=exc.detail, headers=exc.headers)
+        word = _STATUS_WORDS.get(exc.status_code, "rejected" if exc.status_code < 500 else "error")
+        return _error(exc.status_code, ErrorBody(status=word, message=str(exc.detail)), exc.headers)  # type: ignore[arg-type]
+
+    @app.exception_handler(RPCError)
+    async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
+        log.warning("Temporal call failed: %s", exc)
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
+            return _error(
+                503,
+                ErrorBody(status="error", message="the order engine is unavailable; retry with the same idempotency key"),
+                {"Retry-After": "2"},
+            )
+        return _error(500, ErrorBody(status="error", message=f"order engine error: {exc.message}"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, ErrorBody(status="error", message="internal error; nothing was changed by this request"))
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal: Client | None = None,
+    pool: AsyncConnectionPool | None = None,
+    instruments: InstrumentCatalog | None = None,
+) -> FastAPI:
+    """Build the app. Pass a client and pool to share them (tests); otherwise the app opens its own."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned_pool = None
+        if app.state.pool is None:
+            await apply_migrations(settings.require_database_url())
+            owned_pool = app.state.pool = await open_pool(settings, name="api")
+        if app.state.temporal is None:
+            app.state.temporal = await connect(settings, identity="exodus-api")
+        try:
+            yield
+        finally:
+            if owned_pool is not None:
+                await owned_pool.close()
+
+    app = FastAPI(
+        title="Exodus",
+        version="0.1.0",
+        summary="Order routing on Temporal: each order is a durable workflow.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.temporal = temporal
+    app.state.pool = pool
+    app.state.instruments = instruments or load_instruments(settings.instruments_file)
+    _install_error_handlers(app)
+    app.include_router(orders.router, prefix="/api/v1")
+    app.include_router(positions.router, prefix="/api/v1")
+    app.include_router(operator.router, prefix="/api/v1")
+    app.include_router(health.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics of the API process."""
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

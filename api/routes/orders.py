@@ -1,0 +1,458 @@
+"""Orders: submit (update-with-start), read, list, cancel (signal), amend (update)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query
+from fastapi.responses import JSONResponse
+from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.schemas import (
+    AmendBody,
+    CancelBody,
+    ErrorBody,
+    FillPublic,
+    OrderAccepted,
+    OrderCreate,
+    OrderEventPublic,
+    OrderPublic,
+    OrdersPublic,
+    Reason,
+)
+from brokers import BROKERS
+from core.audit import append_audit
+from core.domain import (
+    AmendRequest,
+    CancelRequest,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    RiskDecision,
+    derive_order_id,
+    utcnow,
+    workflow_id_for,
+)
+from core.metrics import ORDER_LATENCY, ORDERS, ORDERS_REJECTED
+from core.settings import Settings
+from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_CLIENT_ORDER_ID, SA_STATUS, SA_SYMBOL
+from workflows.order import OrderConfig, OrderWorkflow, OrderWorkflowInput
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+_ORDER_ID = re.compile(r"^EX[A-Z2-7]{16}$")
+_DECISION_TIMEOUT = 15.0
+
+
+def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=model.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers)
+
+
+def _reject(status: int, reasons: list[Reason], *, order_id: str | None = None, message: str | None = None) -> JSONResponse:
+    return _json(
+        status,
+        ErrorBody(status="rejected", message=message or "; ".join(r.message for r in reasons), reasons=reasons, internal_order_id=order_id),
+    )
+
+
+def _links(settings: Settings, order_id: str) -> dict[str, str]:
+    wf = workflow_id_for(order_id)
+    return {
+        "self": f"/api/v1/orders/{order_id}",
+        "cancel": f"/api/v1/orders/{order_id}/cancel",
+        "temporalUi": f"{settings.temporal.ui_url}/namespaces/{settings.temporal.namespace}/workflows/{wf}",
+    }
+
+
+def _order_config(settings: Settings, broker: str) -> OrderConfig:
+    o = settings.orders
+    return OrderConfig(
+        broker_task_queue=settings.temporal.broker_task_queue(broker),
+        supports_replace=BROKERS[broker].capabilities.supports_replace,
+        day_close_utc=o.day_close_utc,
+        status_poll_seconds=o.status_poll_seconds,
+        immediacy_timeout_seconds=o.immediacy_timeout_seconds,
+        broker_call_timeout_seconds=o.broker_call_timeout_seconds,
+    )
+
+
+def _answer(
+    decision: RiskDecision, order: OrderRequest, settings: Settings, *, duplicate: bool, status: OrderStatus | None = None
+) -> JSONResponse:
+    reasons = [Reason.of(r) for r in decision.reasons]
+    body = OrderAccepted(
+        status="accepted" if decision.approved else "rejected",
+        internal_order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        client_id=order.client_id,
+        order_status=status or (OrderStatus.SUBMITTED if decision.approved else OrderStatus.DENIED),
+        reasons=reasons,
+        duplicate=duplicate,
+        workflow_id=workflow_id_for(order.order_id),
+        links=_links(settings, order.order_id),
+    )
+    if duplicate:
+        return _json(200, body)
+    if decision.approved:
+        return _json(201, body, {"Location": f"/api/v1/orders/{order.order_id}"})
+    return _json(422, body)
+
+
+def _conflict(order_id: str, key: str) -> JSONResponse:
+    return _json(
+        409,
+        ErrorBody(
+            status="conflict",
+            message=f"idempotency key {key!r} was already used for a different order; use a new key "
+            "(or a new clientOrderId) for a new order",
+            internal_order_id=order_id,
+        ),
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderAccepted,
+    responses={200: {"description": "repeat of an earlier request"}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+async def create_order(
+    body: OrderCreate,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    pool: PoolDep,
+    instruments: InstrumentsDep,
+    actor: ActorDep,
+    idempotency_key: Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)] = None,
+) -> JSONResponse:
+    """Submit an order; answers with the risk decision (the order then runs in the background)."""
+    started = time.perf_counter()
+    problems = body.problems()
+    broker = body.broker or settings.default_broker
+    if broker not in BROKERS:
+        problems.append(
+            Reason(code="UNKNOWN_BROKER", field="broker", message=f"broker: unknown broker {broker!r}; known: {', '.join(sorted(BROKERS))}")
+        )
+    if body.symbol not in instruments:
+        problems.append(
+            Reason(
+                code="UNKNOWN_INSTRUMENT",
+                field="symbol",
+                message=f"symbol: unknown symbol {body.symbol!r}; known: {', '.join(instruments.symbols())}",
+            )
+        )
+    if problems:
+        for reason in problems:
+            ORDERS_REJECTED.labels(reason=reason.code).inc()
+        ORDERS.labels(broker=broker, outcome="invalid").inc()
+        return _reject(422, problems)
+
+    key_header = (idempotency_key or "").strip()
+    key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/order/{body.client_order_id}"
+    order_id = derive_order_id(key)
+    order = OrderRequest(
+        order_id=order_id,
+        idempotency_key=key,
+        request_hash=body.request_hash(),
+        client_id=body.client_id,
+        client_order_id=body.client_order_id,
+        account=body.account or body.client_id,
+        symbol=body.symbol,
+        side=body.side,
+        type=body.order_type,
+        time_in_force=body.time_in_force,
+        qty=body.qty,
+        price=body.price,
+        stop_price=body.stop_price,
+        peg_type=body.peg_type,
+        peg_offset=body.peg_offset,
+        expire_at=body.expire_at,
+        broker=broker,
+        received_at=utcnow(),
+        submitted_by=actor,
+        submission_id=uuid.uuid4().hex,
+    )
+    wf_id = workflow_id_for(order_id)
+    start = WithStartWorkflowOperation(
+        OrderWorkflow.run,
+        OrderWorkflowInput(order=order, config=_order_config(settings, broker)),
+        id=wf_id,
+        task_queue=settings.temporal.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(SA_STATUS, OrderStatus.RECEIVED.value),
+                SearchAttributePair(SA_SYMBOL, order.symbol),
+                SearchAttributePair(SA_CLIENT_ID, order.client_id),
+                SearchAttributePair(SA_CLIENT_ORDER_ID, order.client_order_id),
+                SearchAttributePair(SA_BROKER, broker),
+                SearchAttributePair(SA_ACCOUNT, order.account),
+            ]
+        ),
+        static_summary=f"{order.summary()} · {broker} · {order.client_id}/{order.client_order_id}",
+    )
+    try:
+        async with asyncio.timeout(_DECISION_TIMEOUT):
+            decision: RiskDecision = await temporal.execute_update_with_start_workflow(
+                OrderWorkflow.decision, order.request_hash, start_workflow_operation=start
+            )
+    except WorkflowAlreadyStartedError:
+        return await _closed_order(pool, order, key, settings)
+    except TimeoutError:
+        return await _pending(temporal, order, settings)
+    ORDER_LATENCY.labels(stage="decision").observe(time.perf_counter() - started)
+    if decision.request_hash != order.request_hash:
+        return _conflict(order_id, key_header or body.client_order_id)
+    duplicate = decision.submission_id != order.submission_id
+    if not duplicate:
+        ORDERS.labels(broker=broker, outcome="accepted" if decision.approved else "rejected").inc()
+        for reason in decision.reasons:
+            ORDERS_REJECTED.labels(reason=reason.code).inc()
+    return _answer(decision, order, settings, duplicate=duplicate)
+
+
+async def _closed_order(pool: Any, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
+    # The key's workflow already finished: answer from the read model.
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT request_hash, risk_decision, status FROM orders WHERE order_id = %s", (order.order_id,))
+        row = await cur.fetchone()
+    if row is None or row["risk_decision"] is None:
+        raise HTTPException(409, detail=f"order {order.order_id} exists but its record is not readable yet; retry shortly")
+    if row["request_hash"] != order.request_hash:
+        return _conflict(order.order_id, key.split("/", 2)[-1])
+    decision = RiskDecision.model_validate(row["risk_decision"])
+    return _answer(decision, order, settings, duplicate=True, status=OrderStatus(row["status"]))
+
+
+async def _pending(temporal: Any, order: OrderRequest, settings: Settings) -> JSONResponse:
+    # The start went through but no worker answered in time: the order is durable and will be decided.
+    try:
+        await temporal.get_workflow_handle(workflow_id_for(order.order_id)).describe()
+    except RPCError as e:
+        raise HTTPException(503, detail="the order engine did not answer; retry with the same idempotency key") from e
+    body = OrderAccepted(
+        status="pending",
+        internal_order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        client_id=order.client_id,
+        order_status=OrderStatus.RECEIVED,
+        workflow_id=workflow_id_for(order.order_id),
+        links=_links(settings, order.order_id),
+    )
+    return _json(202, body, {"Location": f"/api/v1/orders/{order.order_id}"})
+
+
+# ------------------------------------------------------------------------------------------------ reads
+
+_ORDER_COLUMNS = (
+    "order_id, client_order_id, client_id, account, symbol, side, type, time_in_force, qty, price, stop_price, "
+    "expire_at, broker, broker_order_id, status, filled_qty, avg_price, reason, flags, created_at, updated_at, workflow_id"
+)
+
+
+def _from_row(row: dict[str, Any], *, fills: list[dict[str, Any]] | None = None, events: list[dict[str, Any]] | None = None) -> OrderPublic:
+    status = OrderStatus(row["status"])
+    return OrderPublic(
+        internal_order_id=row["order_id"],
+        client_order_id=row["client_order_id"],
+        client_id=row["client_id"],
+        account=row["account"],
+        symbol=row["symbol"],
+        side=row["side"],
+        type=row["type"],
+        time_in_force=row["time_in_force"],
+        qty=row["qty"],
+        price=row["price"],
+        stop_price=row["stop_price"],
+        expire_at=row["expire_at"],
+        broker=row["broker"],
+        broker_order_id=row["broker_order_id"],
+        status=status,
+        filled_qty=row["filled_qty"],
+        leaves_qty=0 if status.is_terminal else row["qty"] - row["filled_qty"],
+        avg_price=row["avg_price"],
+        reason=row["reason"],
+        flags=list(row["flags"] or []),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        workflow_id=row["workflow_id"],
+        fills=None if fills is None else [FillPublic(**f) for f in fills],
+        events=None if events is None else [OrderEventPublic(**e) for e in events],
+        source="store",
+    )
+
+
+async def _stored(pool: Any, order_id: str) -> OrderPublic | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = %s", (order_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        cur = await conn.execute(
+            "SELECT exec_id, qty, price, fee, filled_at FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", (order_id,)
+        )
+        fills = await cur.fetchall()
+        cur = await conn.execute(
+            "SELECT seq, at, kind, status, detail, actor FROM order_events WHERE order_id = %s ORDER BY seq", (order_id,)
+        )
+        events = await cur.fetchall()
+    return _from_row(row, fills=fills, events=events)
+
+
+async def _live_state(temporal: Any, order_id: str) -> OrderState | None:
+    try:
+        return await temporal.get_workflow_handle(workflow_id_for(order_id)).query(OrderWorkflow.state)  # type: ignore[no-any-return]
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+@router.get("/{order_id}", response_model=OrderPublic, responses={404: {"model": ErrorBody}})
+async def get_order(order_id: str, temporal: TemporalDep, pool: PoolDep) -> JSONResponse:
+    """One order: terms, status, fills and its event timeline."""
+    if not _ORDER_ID.match(order_id):
+        raise HTTPException(404, detail=f"no order {order_id!r} (order ids look like EX + 16 characters)")
+    stored = await _stored(pool, order_id)
+    if stored is not None and stored.status.is_terminal:
+        return _json(200, stored)
+    try:
+        state = await _live_state(temporal, order_id)
+    except RPCError:
+        if stored is None:
+            raise
+        return _json(200, stored)  # Temporal unreachable: the read model is the best answer we have
+    if state is not None:
+        return _json(200, OrderPublic.of_state(state, workflow_id=workflow_id_for(order_id)))
+    if stored is not None:
+        return _json(200, stored)
+    raise HTTPException(404, detail=f"no order {order_id}")
+
+
+@router.get("", response_model=OrdersPublic)
+async def list_orders(
+    pool: PoolDep,
+    settings: SettingsDep,
+    status: Annotated[list[OrderStatus] | None, Query(description="one or more statuses")] = None,
+    symbol: str | None = None,
+    client_id: Annotated[str | None, Query(alias="clientId")] = None,
+    client_order_id: Annotated[str | None, Query(alias="clientOrderId")] = None,
+    account: str | None = None,
+    broker: str | None = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JSONResponse:
+    """Orders from the read model, newest first, filtered and paginated."""
+    if limit > settings.api.max_page_size:
+        raise HTTPException(422, detail=f"limit: at most {settings.api.max_page_size}")
+    where: list[str] = []
+    params: list[Any] = []
+    if status:
+        where.append("status = ANY(%s)")
+        params.append([s.value for s in status])
+    for column, value in (("symbol", symbol and symbol.upper()), ("client_id", client_id), ("client_order_id", client_order_id),
+                          ("account", account), ("broker", broker)):
+        if value:
+            where.append(f"{column} = %s")
+            params.append(value)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT count(*) AS n FROM orders {clause}", params)
+        total = (await cur.fetchone())["n"]
+        cur = await conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders {clause} ORDER BY created_at DESC, order_id LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        )
+        rows = await cur.fetchall()
+    page = OrdersPublic(data=[_from_row(r) for r in rows], count=total, limit=limit, offset=offset)
+    return _json(200, page)
+
+
+# ------------------------------------------------------------------------------------------------ changes
+
+
+async def _require_open(temporal: Any, pool: Any, order_id: str, verb: str) -> OrderState:
+    if not _ORDER_ID.match(order_id):
+        raise HTTPException(404, detail=f"no order {order_id!r}")
+    state = await _live_state(temporal, order_id)
+    if state is None:
+        stored = await _stored(pool, order_id)
+        if stored is None:
+            raise HTTPException(404, detail=f"no order {order_id}")
+        raise HTTPException(409, detail=f"order {order_id} is {stored.status.value}; a closed order cannot be {verb}")
+    if state.is_terminal:
+        raise HTTPException(409, detail=f"order {order_id} is already {state.status.value}; it cannot be {verb}")
+    return state
+
+
+@router.post("/{order_id}/cancel", status_code=202, responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+async def cancel_order(
+    order_id: str,
+    temporal: TemporalDep,
+    pool: PoolDep,
+    actor: ActorDep,
+    body: Annotated[CancelBody | None, Body()] = None,
+) -> JSONResponse:
+    """Ask for an order to be canceled (202: the request is on its way; the order tells the outcome)."""
+    state = await _require_open(temporal, pool, order_id, "canceled")
+    reason = (body or CancelBody()).reason
+    await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(
+        OrderWorkflow.cancel, CancelRequest(requested_by=actor, reason=reason, requested_at=utcnow())
+    )
+    async with pool.connection() as conn, conn.transaction():
+        await append_audit(conn, actor=actor, action="CANCEL_REQUESTED", subject=order_id, detail={"reason": reason})
+    return JSONResponse(
+        status_code=202,
+        content={"status": "cancel_requested", "internalOrderId": order_id, "orderStatus": state.status.value,
+                 "links": {"self": f"/api/v1/orders/{order_id}"}},
+    )
+
+
+@router.patch("/{order_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def amend_order(order_id: str, body: AmendBody, temporal: TemporalDep, pool: PoolDep, actor: ActorDep) -> JSONResponse:
+    """Change quantity and/or prices of a working order (cancel/replace at the broker)."""
+    if body.qty is None and body.price is None and body.stop_price is None:
+        return _reject(422, [Reason(code="INVALID_FIELD", field="body", message="body: give qty, price or stopPrice")])
+    await _require_open(temporal, pool, order_id, "amended")
+    handle = temporal.get_workflow_handle(workflow_id_for(order_id))
+    request = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
+    try:
+        async with asyncio.timeout(_DECISION_TIMEOUT):
+            result = await handle.execute_update(OrderWorkflow.amend, request)
+    except WorkflowUpdateFailedError as e:
+        message = str(getattr(e.cause, "message", None) or e.cause or e)
+        raise HTTPException(409, detail=message) from e
+    except TimeoutError:
+        raise HTTPException(504, detail="the broker has not answered the amend yet; GET the order to follow it") from None
+    async with pool.connection() as conn, conn.transaction():
+        await append_audit(
+            conn, actor=actor, action="AMEND_REQUESTED", subject=order_id,
+            detail={"request": body.model_dump(mode="json", exclude_none=True), "accepted": result.accepted, "reason": result.reason},
+        )
+    content = {
+        "status": "amended" if result.accepted else "rejected",
+        "internalOrderId": order_id,
+        "orderStatus": result.status.value,
+        "qty": str(result.qty),
+        "price": None if result.price is None else str(result.price),
+        "stopPrice": None if result.stop_price is None else str(result.stop_price),
+    }
+    if not result.accepted:
+        content["reasons"] = [{"code": "AMEND_REFUSED", "message": result.reason or "refused"}]
+    return JSONResponse(status_code=200 if result.accepted else 422, content=content)

@@ -1,0 +1,39 @@
+"""Positions and cash from the ledger."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import PoolDep
+from api.schemas import CashPublic, PositionPublic, PositionsPublic
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/positions", tags=["positions"])
+
+
+@router.get("", response_model=PositionsPublic)
+async def list_positions(pool: PoolDep, account: str | None = None, symbol: str | None = None) -> JSONResponse:
+    """Positions (optionally of one account or symbol) and the accounts' cash balances."""
+    where, params = [], []
+    if account:
+        where.append("account = %s")
+        params.append(account)
+    if symbol:
+        where.append("symbol = %s")
+        params.append(symbol.upper())
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT account, symbol, qty, avg_price, realized_pnl, updated_at FROM positions {clause} ORDER BY account, symbol",
+            params,
+        )
+        positions = [PositionPublic(**r) for r in await cur.fetchall()]
+        cash_clause, cash_params = ("WHERE account = %s", [account]) if account else ("", [])
+        cur = await conn.execute(
+            f"SELECT account, currency, balance, updated_at FROM cash {cash_clause} ORDER BY account, currency", cash_params
+        )
+        cash = [CashPublic(**r) for r in await cur.fetchall()]
+    body = PositionsPublic(data=positions, cash=cash, count=len(positions))
+    return JSONResponse(content=body.model_dump(mode="json", by_alias=True))

@@ -1,0 +1,354 @@
+"""Request and response bodies of the REST API (camelCase on the wire, unknown fields refused)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+from core.domain import (
+    Fill,
+    OrderEvent,
+    OrderSide,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    PegType,
+    RiskReason,
+    TimeInForce,
+    TradingState,
+)
+
+__all__ = [
+    "AmendBody",
+    "CancelBody",
+    "CashPublic",
+    "ErrorBody",
+    "FillPublic",
+    "OrderAccepted",
+    "OrderCreate",
+    "OrderEventPublic",
+    "OrderPublic",
+    "OrdersPublic",
+    "PositionPublic",
+    "PositionsPublic",
+    "Reason",
+    "TradingStateBody",
+    "TradingStatePublic",
+]
+
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@/\-]+$")
+]
+Qty = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
+Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class Reason(BaseModel):
+    """Why a request was refused: a stable code, a message, and the field at fault when there is one."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+    @classmethod
+    def of(cls, reason: RiskReason) -> Reason:
+        """From a risk reason."""
+        return cls(code=reason.code, message=reason.message, field=reason.field)
+
+
+class ErrorBody(BaseModel):
+    """Body of every 4xx/5xx answer."""
+
+    status: Literal["rejected", "conflict", "not_found", "error", "unauthorized"]
+    message: str | None = None
+    reasons: list[Reason] = []
+    internal_order_id: str | None = Field(None, serialization_alias="internalOrderId")
+
+
+class OrderCreate(_Wire):
+    """A new order.
+
+    ``type`` defaults to LIMIT when a price is given and MARKET otherwise; ``timeInForce`` defaults to DAY;
+    ``account`` defaults to ``clientId``; ``broker`` defaults to the configured default broker.
+    """
+
+    client_order_id: Identifier
+    client_id: Identifier
+    symbol: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    qty: Qty
+    side: OrderSide
+    price: Price | None = None
+    type: OrderType | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    stop_price: Price | None = None
+    expire_at: datetime | None = None
+    broker: Identifier | None = None
+    account: Identifier | None = None
+    peg_type: PegType | None = None
+    peg_offset: Annotated[Decimal, Field(allow_inf_nan=False)] | None = None
+
+    _side = field_validator("side", "type", "time_in_force", "peg_type", mode="before")(_upper)
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("expire_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a timezone, e.g. 2026-12-01T16:00:00Z")
+        return value
+
+    @property
+    def order_type(self) -> OrderType:
+        """The explicit type, or LIMIT/MARKET inferred from the price."""
+        if self.type is not None:
+            return self.type
+        return OrderType.LIMIT if self.price is not None else OrderType.MARKET
+
+    def problems(self) -> list[Reason]:
+        """Combinations of fields that do not fit together (each names the field at fault)."""
+        out: list[Reason] = []
+        t = self.order_type
+
+        def bad(field: str, message: str) -> None:
+            out.append(Reason(code="INVALID_FIELD", field=field, message=f"{field}: {message}"))
+
+        if t.needs_price and self.price is None:
+            bad("price", f"required for a {t.value} order")
+        if not t.needs_price and self.price is not None:
+            bad("price", f"not allowed for a {t.value} order")
+        if t.needs_stop_price and self.stop_price is None:
+            bad("stopPrice", f"required for a {t.value} order")
+        if not t.needs_stop_price and self.stop_price is not None:
+            bad("stopPrice", f"not allowed for a {t.value} order")
+        if t is OrderType.PEGGED and self.peg_type is None:
+            bad("pegType", "required for a PEGGED order (MARKET, PRIMARY or MIDPOINT)")
+        if t is not OrderType.PEGGED and (self.peg_type is not None or self.peg_offset is not None):
+            bad("pegType", "only a PEGGED order takes pegType/pegOffset")
+        if self.time_in_force is TimeInForce.GTD and self.expire_at is None:
+            bad("expireAt", "required when timeInForce is GTD")
+        if self.time_in_force is not TimeInForce.GTD and self.expire_at is not None:
+            bad("expireAt", "only allowed when timeInForce is GTD")
+        if t is OrderType.MARKET and self.time_in_force is TimeInForce.GTD:
+            bad("timeInForce", "a MARKET order cannot be GTD")
+        return out
+
+    def request_hash(self) -> str:
+        """SHA-256 of the canonical body (what makes two requests "the same order")."""
+        body = self.model_dump(mode="json", by_alias=True)
+        body["type"] = self.order_type.value
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class OrderAccepted(BaseModel):
+    """Answer to ``POST /orders`` (201 new, 200 repeat of the same request, 422 refused)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    status: Literal["accepted", "rejected", "pending"]
+    internal_order_id: str
+    client_order_id: str
+    client_id: str
+    order_status: OrderStatus | None = None
+    reasons: list[Reason] = []
+    duplicate: bool = False
+    workflow_id: str
+    links: dict[str, str] = {}
+
+
+class FillPublic(BaseModel):
+    """A booked fill."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    exec_id: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    filled_at: datetime
+
+    @classmethod
+    def of(cls, fill: Fill) -> FillPublic:
+        """From a domain fill."""
+        return cls(exec_id=fill.exec_id, qty=fill.qty, price=fill.price, fee=fill.fee, filled_at=fill.filled_at)
+
+
+class OrderEventPublic(BaseModel):
+    """One entry of an order's timeline."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    seq: int
+    at: datetime
+    kind: str
+    status: OrderStatus
+    detail: str = ""
+    actor: str | None = None
+
+    @classmethod
+    def of(cls, event: OrderEvent) -> OrderEventPublic:
+        """From a domain event."""
+        return cls(seq=event.seq, at=event.at, kind=event.kind, status=event.status, detail=event.detail, actor=event.actor)
+
+
+class OrderPublic(BaseModel):
+    """An order with its fills and timeline."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    internal_order_id: str
+    client_order_id: str
+    client_id: str
+    account: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    expire_at: datetime | None = None
+    broker: str
+    broker_order_id: str | None = None
+    status: OrderStatus
+    filled_qty: Decimal
+    leaves_qty: Decimal
+    avg_price: Decimal | None = None
+    reason: str | None = None
+    flags: list[str] = []
+    created_at: datetime
+    updated_at: datetime
+    workflow_id: str
+    fills: list[FillPublic] | None = None
+    events: list[OrderEventPublic] | None = None
+    #: Where the answer came from: the live workflow, or the Postgres read model.
+    source: Literal["workflow", "store"] = "store"
+
+    @classmethod
+    def of_state(cls, state: OrderState, *, workflow_id: str) -> OrderPublic:
+        """From a workflow's state query."""
+        r = state.request
+        return cls(
+            internal_order_id=r.order_id,
+            client_order_id=r.client_order_id,
+            client_id=r.client_id,
+            account=r.account,
+            symbol=r.symbol,
+            side=r.side,
+            type=r.type,
+            time_in_force=r.time_in_force,
+            qty=state.qty,
+            price=state.price,
+            stop_price=state.stop_price,
+            expire_at=r.expire_at,
+            broker=r.broker,
+            broker_order_id=state.broker_order_id,
+            status=state.status,
+            filled_qty=state.filled_qty,
+            leaves_qty=state.leaves_qty,
+            avg_price=state.avg_price,
+            reason=state.reason,
+            flags=state.flags,
+            created_at=state.created_at,
+            updated_at=state.updated_at,
+            workflow_id=workflow_id,
+            fills=[FillPublic.of(f) for f in state.fills],
+            events=[OrderEventPublic.of(e) for e in state.events],
+            source="workflow",
+        )
+
+
+class OrdersPublic(BaseModel):
+    """A page of orders."""
+
+    data: list[OrderPublic]
+    count: int
+    limit: int
+    offset: int
+
+
+class CancelBody(_Wire):
+    """Optional body of a cancel request."""
+
+    reason: Annotated[str, StringConstraints(max_length=500)] = "cancel requested"
+
+
+class AmendBody(_Wire):
+    """New terms for a working order; give at least one field."""
+
+    qty: Qty | None = None
+    price: Price | None = None
+    stop_price: Price | None = None
+
+
+class PositionPublic(BaseModel):
+    """A position in the ledger."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    account: str
+    symbol: str
+    qty: Decimal
+    avg_price: Decimal | None = None
+    realized_pnl: Decimal
+    updated_at: datetime
+
+
+class CashPublic(BaseModel):
+    """A cash balance in the ledger."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    account: str
+    currency: str
+    balance: Decimal
+    updated_at: datetime
+
+
+class PositionsPublic(BaseModel):
+    """Positions and cash."""
+
+    data: list[PositionPublic]
+    cash: list[CashPublic]
+    count: int
+
+
+class TradingStateBody(_Wire):
+    """Change the trading state (the kill switch)."""
+
+    scope: Literal["GLOBAL"] = "GLOBAL"
+    state: TradingState
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+    _state = field_validator("state", "scope", mode="before")(_upper)
+
+
+class TradingStatePublic(BaseModel):
+    """A scope's trading state."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    scope: str
+    scope_key: str
+    state: TradingState
+    reason: str
+    updated_by: str
+    updated_at: datetime

@@ -1,0 +1,164 @@
+"""``python -m devstack`` (what ``make run`` runs): the whole stack on one machine, in the foreground.
+
+Starts, in order: the embedded Postgres (unless ``DATABASE_URL`` is set), the Temporal dev server with its
+web UI (state in ``data/temporal/temporal.db``), the migrations, the worker and the API. Prints where
+everything is, then waits. Ctrl-C stops it all; running it again resumes every order where it was.
+Logs go to ``data/logs/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from core.db import apply_migrations
+from core.errors import ConfigError
+from core.settings import get_settings
+from devstack.services import EmbeddedPostgres, port_open, start_dev_server, start_python, wait_for_port
+
+_BANNER = """
+  Exodus is running.
+
+    API            http://{api}            (OpenAPI docs: http://{api}/docs)
+    Temporal UI    {ui}/namespaces/{ns}/workflows
+    Temporal gRPC  {temporal}
+    Metrics        http://{api}/metrics (API)   http://127.0.0.1:{wport}/metrics (worker)
+    Postgres       {pg}
+    Logs           {logs}/
+
+  Try it:
+
+    curl -s -X POST http://{api}/api/v1/orders -H 'Content-Type: application/json' \\
+      -d '{{"clientId":"desk-1","clientOrderId":"demo-'$RANDOM'","symbol":"AAPL","side":"BUY","qty":100}}'
+
+  Ctrl-C stops everything; `make run` again resumes where it left off.
+"""
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, name: str, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        print(f"  {name} did not stop in {timeout:.0f}s; killing it", flush=True)
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    """Run the stack until Ctrl-C (or until a part of it dies)."""
+    settings = get_settings()
+    data = settings.data_dir.resolve()
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    api_addr = f"{settings.api.host}:{settings.api.port}"
+    stopping = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    pg = None
+    temporal = worker = api = None
+    try:
+        if settings.database_url:
+            url = settings.database_url
+            print("  Postgres: using DATABASE_URL", flush=True)
+        else:
+            print(f"  Postgres: starting the embedded server in {data / 'postgres'} ...", flush=True)
+            pg = EmbeddedPostgres(data / "postgres")
+            url = pg.url
+
+        host, _, port = settings.temporal.address.rpartition(":")
+        if settings.temporal.start_dev_server:
+            if port_open(host or "127.0.0.1", int(port)):
+                raise ConfigError(
+                    f"something already listens on {settings.temporal.address}: stop it, or set "
+                    "EXODUS_TEMPORAL__START_DEV_SERVER=false to use that server"
+                )
+            print(f"  Temporal: starting the dev server on {settings.temporal.address} (UI on :{settings.temporal.ui_port}) ...",
+                  flush=True)
+            temporal_log = (logs / "temporal.log").open("ab")
+            temporal = start_dev_server(
+                db_file=data / "temporal" / "temporal.db",
+                port=int(port),
+                ui_port=settings.temporal.ui_port,
+                log=temporal_log,
+                ip=host if host not in ("", "localhost") else "127.0.0.1",
+            )
+        print("  Postgres: applying migrations ...", flush=True)
+        applied = asyncio.run(apply_migrations(url))
+        if applied:
+            print(f"  Postgres: applied {', '.join(applied)}", flush=True)
+
+        env = {"DATABASE_URL": url}
+        worker_log, api_log = logs / "worker.log", logs / "api.log"
+        worker = start_python("worker", env=env, log=worker_log.open("ab"))
+        api = start_python("api", env=env, log=api_log.open("ab"))
+        wait_for_port(settings.api.host, settings.api.port, timeout=60, process=api)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stopping:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}:\n{_tail(worker_log)}")
+            try:
+                if httpx.get(f"http://{api_addr}/ready", timeout=3).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            if not stopping:
+                raise RuntimeError(f"the stack did not become ready in 60s; see {logs}/\n{_tail(worker_log)}")
+        print(
+            _BANNER.format(
+                api=api_addr,
+                ui=settings.temporal.ui_url,
+                ns=settings.temporal.namespace,
+                temporal=settings.temporal.address,
+                wport=settings.worker.metrics_port,
+                pg=url if settings.database_url else f"embedded ({data / 'postgres'})",
+                logs=logs,
+            ),
+            flush=True,
+        )
+        while not stopping:
+            for proc, name, log in ((worker, "worker", worker_log), (api, "API", api_log)):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the {name} exited with {proc.returncode}:\n{_tail(log)}")
+            if temporal is not None and temporal.poll() is not None:
+                raise RuntimeError(f"the Temporal dev server exited with {temporal.returncode}:\n{_tail(logs / 'temporal.log')}")
+            time.sleep(0.5)
+        return 0
+    except (ConfigError, RuntimeError, TimeoutError) as e:
+        print(f"\n  make run failed: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("\n  Stopping ...", flush=True)
+        _stop(api, "API")
+        _stop(worker, "worker")
+        _stop(temporal, "Temporal")
+        if pg is not None:
+            pg.stop()
+        print("  Stopped. State is kept in data/; `make run` resumes.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

