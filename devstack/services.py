@@ -115,6 +115,12 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path, *, delete_on_exit: bool = False) -> None:
         """Start (or reuse) the server of ``data_dir``."""
+        # pgserver keeps a lock file in the user's runtime dir; give it one where none is set (CI, root shells).
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            runtime = Path(f"/tmp/runtime-{os.getuid()}")
+            runtime.mkdir(mode=0o700, exist_ok=True)
+            runtime.chmod(0o700)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         import pgserver  # imported here: only the embedded case needs it
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -131,6 +131,7 @@ class OrderWorkflow:
         self._acked = False
         self._immediacy_at: datetime | None = None
         self._next_poll_at: datetime | None = None
+        self._poll_backoff = 1
         self._last_status: OrderStatus | None = None
 
     # ---------------------------------------------------------------------------------------- handlers
@@ -396,9 +397,11 @@ class OrderWorkflow:
             return _next_day_close(r.received_at, self._cfg.day_close_utc)
         return None
 
-    def _schedule_poll(self) -> None:
+    def _schedule_poll(self, *, quiet: bool = False) -> None:
+        # The safety-net poll backs off (doubling, up to 16x) while polls find nothing new; any news resets it.
+        self._poll_backoff = min(self._poll_backoff * 2, 16) if quiet else 1
         pending = self._state.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_UPDATE)
-        seconds = self._cfg.broker_call_timeout_seconds if pending else self._cfg.status_poll_seconds
+        seconds = self._cfg.broker_call_timeout_seconds if pending else self._cfg.status_poll_seconds * self._poll_backoff
         self._next_poll_at = workflow.now() + timedelta(seconds=seconds)
 
     def _cancel_due(self) -> bool:
@@ -437,6 +440,7 @@ class OrderWorkflow:
 
     async def _poll_status(self) -> None:
         state = self._state
+        events_before = len(state.events)
         try:
             status = await self._broker_call(
                 BrokerActivities.get_order_status,
@@ -452,7 +456,7 @@ class OrderWorkflow:
             else:
                 self._add_breaks(state.merge_status(status, at=workflow.now()))
         self._dirty = True
-        self._schedule_poll()
+        self._schedule_poll(quiet=len(state.events) == events_before)
 
     async def _finish(self, *, reconcile: bool) -> OrderResult:
         state = self._state

@@ -1,0 +1,229 @@
+"""Test kit: a running Exodus stack on a real Temporal server and a real Postgres, and order builders.
+
+Tests get a ``Stack`` from the session fixtures in ``conftest.py``. The stack's paper venue does not tick by
+itself (``tick_interval_ms=0``) and its instruments do not move (zero volatility), so a test decides when
+and where the market moves (``await stack.venue.set_mid(...)`` / ``await stack.venue.step()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.main import create_app
+from brokers.base import Broker
+from brokers.paper import PaperBroker
+from core.domain import (
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    RiskDecision,
+    derive_order_id,
+    workflow_id_for,
+)
+from core.instruments import DEFAULT_INSTRUMENTS, InstrumentCatalog
+from core.settings import Settings
+from sim.journal import PostgresVenueJournal
+from sim.venue import SimVenue
+from worker.build import build_workers, running_workers
+from worker.dispatcher import ReportDispatcher
+from workflows.order import OrderWorkflow, OrderWorkflowInput
+
+__all__ = ["Stack", "later", "make_order", "paper_broker", "static_instruments", "unique"]
+
+
+def unique(prefix: str = "t") -> str:
+    """A short unique id for clients, accounts and client order ids."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def static_instruments() -> InstrumentCatalog:
+    """The default instruments with their prices frozen (zero volatility)."""
+    return InstrumentCatalog([i.model_copy(update={"volatility": Decimal(0)}) for i in DEFAULT_INSTRUMENTS])
+
+
+def make_order(
+    *,
+    symbol: str = "AAPL",
+    side: str = "BUY",
+    qty: str | Decimal = "10",
+    type: str = "MARKET",
+    price: str | Decimal | None = None,
+    stop_price: str | Decimal | None = None,
+    time_in_force: str = "GTC",
+    expire_at: datetime | None = None,
+    client_id: str | None = None,
+    account: str | None = None,
+    broker: str = "paper",
+    **extra: Any,
+) -> OrderRequest:
+    """Build a valid ``OrderRequest`` with a fresh idempotency key."""
+    client_id = client_id or unique("client")
+    client_order_id = unique("co")
+    key = f"{client_id}/order/{client_order_id}"
+    return OrderRequest(
+        order_id=derive_order_id(key),
+        idempotency_key=key,
+        request_hash=uuid.uuid4().hex,
+        client_id=client_id,
+        client_order_id=client_order_id,
+        account=account or client_id,
+        symbol=symbol,
+        side=side,  # type: ignore[arg-type]
+        type=type,  # type: ignore[arg-type]
+        time_in_force=time_in_force,  # type: ignore[arg-type]
+        qty=Decimal(qty),
+        price=None if price is None else Decimal(price),
+        stop_price=None if stop_price is None else Decimal(stop_price),
+        expire_at=expire_at,
+        broker=broker,
+        received_at=datetime.now(UTC),
+        submission_id=uuid.uuid4().hex,
+        **extra,
+    )
+
+
+def paper_broker(instruments: InstrumentCatalog, pool: AsyncConnectionPool, url: str, *, journal_key: str) -> PaperBroker:
+    """A paper broker whose venue is driven by the test (no background ticks), journaled under ``journal_key``."""
+    venue = SimVenue(
+        instruments,
+        name="paper",
+        tick_interval=0,
+        journal=PostgresVenueJournal(pool, url, venue=journal_key),
+    )
+    return PaperBroker(venue)
+
+
+@dataclass
+class Stack:
+    """A worker (order workflows + brokers) running against a Temporal server and Postgres."""
+
+    client: Client
+    settings: Settings
+    pool: AsyncConnectionPool
+    instruments: InstrumentCatalog
+    brokers: dict[str, Broker]
+    workers: list[Worker] = field(default_factory=list)
+    #: Set for a stack on the time-skipping server: ``result()`` lets time skip while it waits.
+    env: WorkflowEnvironment | None = None
+
+    @property
+    def venue(self) -> SimVenue:
+        """The paper venue."""
+        broker = self.brokers["paper"]
+        assert isinstance(broker, PaperBroker)
+        return broker.venue
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls,
+        client: Client,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        instruments: InstrumentCatalog,
+        brokers: dict[str, Broker],
+        *,
+        env: WorkflowEnvironment | None = None,
+    ) -> AsyncIterator[Stack]:
+        """Start the brokers and the workers; stop them afterwards."""
+        dispatcher = ReportDispatcher(client, pool)
+        started: list[Broker] = []
+        try:
+            for broker in brokers.values():
+                await broker.start(dispatcher)
+                started.append(broker)
+            market = brokers["paper"].venue if isinstance(brokers.get("paper"), PaperBroker) else None  # type: ignore[attr-defined]
+            workers = build_workers(client, settings, pool=pool, brokers=brokers, instruments=instruments, market=market)
+            async with running_workers(workers):
+                yield cls(client, settings, pool, instruments, brokers, workers, env)
+        finally:
+            for broker in reversed(started):
+                await broker.close()
+
+    # -- orders straight into Temporal (the workflow tests) ---------------------------------------------
+
+    def config(self, broker: str = "paper", **overrides: Any) -> Any:
+        """The order config the API would build, with overrides."""
+        from api.routes.orders import _order_config
+
+        return _order_config(self.settings, broker).model_copy(update=overrides)
+
+    async def submit(self, order: OrderRequest, **config: Any) -> tuple[RiskDecision, WorkflowHandle[Any, Any]]:
+        """Start an order workflow the way the API does and return the risk decision and the handle."""
+        start = WithStartWorkflowOperation(
+            OrderWorkflow.run,
+            OrderWorkflowInput(order=order, config=self.config(order.broker, **config)),
+            id=workflow_id_for(order.order_id),
+            task_queue=self.settings.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+        decision = await self.client.execute_update_with_start_workflow(
+            OrderWorkflow.decision, order.request_hash, start_workflow_operation=start
+        )
+        return decision, self.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(order.order_id))
+
+    async def result(self, handle: WorkflowHandle[Any, Any]) -> Any:
+        """Wait for the workflow's result (letting time skip on the time-skipping server)."""
+        if self.env is not None and self.env.supports_time_skipping:
+            async with self.env.time_skipping_unlocked():
+                return await handle.result()
+        return await handle.result()
+
+    async def state(self, handle: WorkflowHandle[Any, Any]) -> OrderState:
+        """Query the order's state."""
+        return await handle.query(OrderWorkflow.state)  # type: ignore[no-any-return]
+
+    async def wait_for(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        predicate: Callable[[OrderState], bool] | OrderStatus,
+        *,
+        timeout: float = 20.0,
+    ) -> OrderState:
+        """Poll the order's state until ``predicate`` holds (or it reaches the given status)."""
+        check = (lambda s: s.status is predicate) if isinstance(predicate, OrderStatus) else predicate
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            state = await self.state(handle)
+            if check(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out; order is {state.status}: {[e.kind for e in state.events]}")
+            await asyncio.sleep(0.05)
+
+    # -- the REST API in process -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def api(self, settings: Settings | None = None) -> AsyncIterator[httpx.AsyncClient]:
+        """An HTTP client talking to the API app in process (sharing this stack's Temporal client and pool)."""
+        app = create_app(settings or self.settings, temporal=self.client, pool=self.pool, instruments=self.instruments)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exodus.test") as http:
+            yield http
+
+    async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        """Run a query against the test database."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+            return await cur.fetchall()  # type: ignore[return-value]
+
+
+def later(seconds: float) -> datetime:
+    """A UTC time ``seconds`` from now."""
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
