@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
+from brokers import SessionCheck
 from brokers.base import BrokerCapabilities
 from core.audit import append_audit
 from core.domain import OrderRequest, RiskDecision, TradingState, utcnow, workflow_id_for
@@ -56,6 +57,7 @@ class RiskActivities:
         instruments: InstrumentCatalog,
         market: MarketData,
         capabilities: Mapping[str, BrokerCapabilities],
+        session_checks: Mapping[str, SessionCheck] | None = None,
         check: RiskCheck = basic_check,
     ) -> None:
         """Build the activities around a pool, the catalogue, a price source and the check function."""
@@ -64,6 +66,7 @@ class RiskActivities:
         self._instruments = instruments
         self._market = market
         self._capabilities = capabilities
+        self._session_checks = session_checks or {}
         self._check = check
 
     def _policy(self) -> RiskPolicy:
@@ -85,6 +88,8 @@ class RiskActivities:
         inst = self._instruments.get(order.symbol)
         caps = self._capabilities.get(order.broker)
         policy_ccy = self._policy().currency
+        session_check = self._session_checks.get(order.broker)
+        unavailable = await session_check(self._pool, order.account) if session_check else None
         return AccountState(
             instrument=inst,
             reference_price=self._market.reference_price(order.symbol),
@@ -93,6 +98,7 @@ class RiskActivities:
             trading_state_reason=row["reason"] if row else "",
             broker_order_types=caps.order_types if caps else None,
             broker_time_in_force=caps.time_in_force if caps else None,
+            broker_unavailable=unavailable,
             now=utcnow(),
         )
 

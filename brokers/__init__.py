@@ -16,7 +16,16 @@ from brokers.paper.config import PAPER_CAPABILITIES
 from core.instruments import InstrumentCatalog
 from core.settings import Settings
 
-__all__ = ["BROKERS", "Broker", "BrokerCapabilities", "BrokerContext", "BrokerSpec", "ReportSink", "capabilities"]
+__all__ = [
+    "BROKERS",
+    "Broker",
+    "BrokerCapabilities",
+    "BrokerContext",
+    "BrokerSpec",
+    "ReportSink",
+    "SessionCheck",
+    "capabilities",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,12 @@ class BrokerContext:
     pool: AsyncConnectionPool | None
 
 
+#: Answers "can this broker take a new order for this account right now?": None when it can, else the reason
+#: (for example "the MT5 terminal of account 1234 has not sent a heartbeat for 45 s"). The risk check
+#: refuses new orders with that reason; orders already working are not affected.
+SessionCheck = Callable[[AsyncConnectionPool, str], Awaitable[str | None]]
+
+
 @dataclass(frozen=True)
 class BrokerSpec:
     """A broker the registry knows."""
@@ -36,6 +51,8 @@ class BrokerSpec:
     capabilities: BrokerCapabilities
     factory: Callable[[BrokerContext], Awaitable[Broker]]
     description: str = ""
+    #: Optional per-account availability check, run by the risk activity (which has a pool, not the session).
+    session_check: SessionCheck | None = None
 
 
 async def _paper(ctx: BrokerContext) -> Broker:

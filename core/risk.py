@@ -38,6 +38,7 @@ class ReasonCode:
     UNSUPPORTED_ORDER_TYPE = "UNSUPPORTED_ORDER_TYPE"
     UNSUPPORTED_TIME_IN_FORCE = "UNSUPPORTED_TIME_IN_FORCE"
     UNKNOWN_BROKER = "UNKNOWN_BROKER"
+    BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
 
 
 class RiskPolicy(BaseModel):
@@ -64,6 +65,8 @@ class AccountState(BaseModel):
     #: Order types and time-in-force values the chosen broker supports (None: broker unknown).
     broker_order_types: frozenset[OrderType] | None = None
     broker_time_in_force: frozenset[TimeInForce] | None = None
+    #: Why the broker cannot take new orders for this account right now (None: it can).
+    broker_unavailable: str | None = None
     now: datetime
 
 
@@ -98,6 +101,9 @@ def basic_check(order: OrderRequest, policy: RiskPolicy, state: AccountState) ->
                 f"broker {order.broker} does not take time in force {order.time_in_force}",
                 "timeInForce",
             )
+
+    if state.broker_unavailable:
+        deny(ReasonCode.BROKER_UNAVAILABLE, state.broker_unavailable, "broker")
 
     inst = state.instrument
     if inst is None:

@@ -62,12 +62,19 @@ def build_workers(
     pool: AsyncConnectionPool,
     brokers: Mapping[str, Broker],
     instruments: InstrumentCatalog,
-    market: MarketData,
+    market: MarketData | None,
     check: RiskCheck = basic_check,
 ) -> list[Worker]:
     """One Temporal worker for the order workflows (with their local activities), one per owned broker."""
+    market = market or market_data_for(brokers, settings, instruments)
     risk = RiskActivities(
-        pool=pool, settings=settings, instruments=instruments, market=market, capabilities=capabilities(), check=check
+        pool=pool,
+        settings=settings,
+        instruments=instruments,
+        market=market,
+        capabilities=capabilities(),
+        session_checks={name: spec.session_check for name, spec in BROKERS.items() if spec.session_check},
+        check=check,
     )
     store = OrderStoreActivities(pool=pool, instruments=instruments)
     wcfg = settings.worker
