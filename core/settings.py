@@ -66,6 +66,9 @@ class ApiSettings(BaseModel):
     tokens: dict[str, SecretStr] = {}
     #: Largest page size of list endpoints.
     max_page_size: int = 500
+    #: How long POST /orders waits for the risk decision before answering 202 "pending" (the order is
+    #: durable by then and is decided as soon as a worker runs).
+    decision_timeout_seconds: float = Field(15.0, gt=0)
 
 
 class WorkerSettings(BaseModel):

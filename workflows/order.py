@@ -261,10 +261,11 @@ class OrderWorkflow:
     async def run(self, inp: OrderWorkflowInput) -> OrderResult:
         """Check, submit, follow, reconcile, book."""
         state = self._state
-        self._flusher_task = asyncio.create_task(self._flusher())
+        # The risk activity writes the order row with its decision; the flusher starts after it.
         decision = await workflow.execute_local_activity_method(
             RiskActivities.check_order, inp.order, start_to_close_timeout=_LOCAL, retry_policy=_RISK_RETRY
         )
+        self._flusher_task = asyncio.create_task(self._flusher())
         self._decision = decision
         state.decision = decision
         now = workflow.now()
@@ -552,7 +553,7 @@ class OrderWorkflow:
             arg,
             task_queue=self._cfg.broker_task_queue,
             start_to_close_timeout=timedelta(seconds=self._cfg.broker_call_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=10),
+            heartbeat_timeout=timedelta(seconds=min(10.0, self._cfg.broker_call_timeout_seconds)),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(milliseconds=500),
                 backoff_coefficient=2.0,
