@@ -76,6 +76,8 @@ class WorkerSettings(BaseModel):
 
     #: Port of the worker's Prometheus endpoint (0 disables it).
     metrics_port: int = 9464
+    #: Address the worker's Prometheus endpoint binds to (0.0.0.0 in containers).
+    metrics_host: str = "127.0.0.1"
     #: Broker sessions this worker owns; it polls their task queues.
     brokers: list[str] = ["paper"]
     #: Concurrency limits.
