@@ -90,6 +90,7 @@ def start_dev_server(
     ui_port: int | None,
     log: IO[bytes],
     ip: str = "127.0.0.1",
+    extra_args: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``temporal server start-dev`` with Exodus' search attributes and the fast-poll setting."""
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
@@ -97,7 +98,7 @@ def start_dev_server(
         db_file.parent.mkdir(parents=True, exist_ok=True)
         args += ["--db-filename", str(db_file)]
     args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
-    args += search_attribute_flags() + DEV_SERVER_FLAGS
+    args += search_attribute_flags() + DEV_SERVER_FLAGS + list(extra_args or [])
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_for_port(ip, port, timeout=60, process=proc)
     return proc
