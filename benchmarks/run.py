@@ -16,7 +16,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +41,6 @@ from benchmarks.procstats import CpuDelta, ProcessStats
 from benchmarks.report import print_report
 from benchmarks.shape import history_shape, payload_sizes
 from benchmarks.stack import ROOT, LocalStack, RunningStack, StackInfo
-from devstack.services import DEV_SERVER_FLAGS
 
 __all__ = ["Options", "main", "parse_args", "run"]
 
@@ -69,6 +67,8 @@ class Options:
     temporal_args: list[str] = field(default_factory=list)
     label: str = ""
     quiet: bool = False
+    #: Orders of each kind run one at a time before measuring (warm-up, and the shape of an order).
+    probe: int = 5
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -103,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--temporal-arg", action="append", default=[], metavar="ARG",
                    help="own stack: extra argument for `temporal server start-dev` (repeatable; use --temporal-arg=--flag)")
     p.add_argument("--label", default="", help="a note stored with the results")
+    p.add_argument("--probe", type=int, default=5, help="orders of each kind run one by one first, to size the ceiling")
     a = p.parse_args(argv)
     opts = Options(
         levels=[int(x) for x in a.levels.split(",") if x],
@@ -122,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         env=dict(kv.split("=", 1) for kv in a.env),
         temporal_args=a.temporal_arg,
         label=a.label,
+        probe=a.probe,
     )
     if a.quick:
         opts.levels, opts.duration, opts.warmup, opts.repeat = [1, 4], 2.0, 0.5, 1
@@ -282,16 +284,17 @@ def _log(opts: Options, text: str) -> None:
         print(text, flush=True)
 
 
-async def _probe(client: Client, system: System, numbers: itertools.count[int], count: int) -> tuple[str, list[float]]:
-    latencies = []
-    wf_id = ""
-    for _ in range(count):
-        started = time.perf_counter()
+async def _probe(client: Client, system: System, numbers: itertools.count[int], count: int) -> list[str]:
+    ids = []
+    for _ in range(max(count, 1)):
         _, handle = await system.submit(next(numbers))
         await handle.result()
-        latencies.append(time.perf_counter() - started)
-        wf_id = handle.id
-    return wf_id, latencies
+        ids.append(handle.id)
+    return ids
+
+
+def _median_shape(shapes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {k: statistics.median(s[k] for s in shapes) for k in shapes[0]}
 
 
 async def run(opts: Options) -> dict[str, Any]:
@@ -323,14 +326,16 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
         rest = RestOrders(http, info.api_url, client, run_id)
         _log(opts, "  probing an order's shape ...")
-        exodus_wf, _ = await _probe(client, rest, numbers, 5)
-        exodus_history = await client.get_workflow_handle(exodus_wf).fetch_history()
-        exodus_shape = history_shape(exodus_history)
-        sizes = {**payload_sizes(exodus_history), **_la_input_sizes()}
+        exodus_wfs = await _probe(client, rest, numbers, opts.probe)
+        exodus_histories = [await client.get_workflow_handle(wf).fetch_history() for wf in exodus_wfs]
+        exodus_shape = _median_shape([history_shape(h) for h in exodus_histories])
+        sizes = {**payload_sizes(exodus_histories[-1]), **_la_input_sizes()}
+        # The ceiling does what the median order did: as many bookings (local activities after the risk
+        # check), signals and search-attribute upserts.
         ceiling_shape_in = {
-            "signals": exodus_shape["signals"],
-            "upserts": exodus_shape["search_attribute_upserts"],
-            "persists": max(exodus_shape["local_activities"] - 1, 1),
+            "signals": round(exodus_shape["signals"]),
+            "upserts": round(exodus_shape["search_attribute_upserts"]),
+            "persists": max(round(exodus_shape["local_activities"]) - 1, 1),
         }
         systems: dict[str, System] = {
             "exodus": rest,
@@ -338,8 +343,10 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
             "exodus-direct": DirectOrders(client, temporal_settings_for(info.temporal_address, info.namespace, info.task_queue),
                                           run_id),
         }
-        ceiling_wf, _ = await _probe(client, systems["ceiling"], numbers, 5)
-        ceiling_shape = history_shape(await client.get_workflow_handle(ceiling_wf).fetch_history())
+        ceiling_wfs = await _probe(client, systems["ceiling"], numbers, opts.probe)
+        ceiling_shape = _median_shape(
+            [history_shape(await client.get_workflow_handle(wf).fetch_history()) for wf in ceiling_wfs]
+        )
 
         results: dict[tuple[str, int], list[tuple[LoopResult, CpuDelta]]] = {}
         with ProcessStats(info.processes) as stats:
@@ -404,7 +411,7 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
             "repeat": opts.repeat,
             "use_running": opts.use_running,
             "temporal_db": info.temporal_db,
-            "dev_server_flags": DEV_SERVER_FLAGS + opts.temporal_args,
+            "dev_server_flags": info.temporal_flags,
             "stack_env": info.env,
             "order": {k: v for k, v in order_body(run_id, 0).items() if k not in ("clientOrderId",)},
             "pids": pids,

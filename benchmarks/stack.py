@@ -24,7 +24,14 @@ import httpx
 import psutil
 
 from core.db import apply_migrations
-from devstack.services import EmbeddedPostgres, free_port, start_dev_server, wait_for_port
+from devstack.services import (
+    DEV_SERVER_FLAGS,
+    DEV_SERVER_SQLITE_FLAGS,
+    EmbeddedPostgres,
+    free_port,
+    start_dev_server,
+    wait_for_port,
+)
 
 __all__ = ["CEILING_TASK_QUEUE", "LocalStack", "ProcessRef", "RunningStack", "StackInfo"]
 
@@ -56,6 +63,8 @@ class StackInfo:
     temporal_db: str = "sqlite file"
     ceiling_task_queue: str = "bench-ceiling"
     env: dict[str, str] = field(default_factory=dict)
+    #: Flags of ``temporal server start-dev`` beyond ports and search attributes (own stack only).
+    temporal_flags: list[str] = field(default_factory=list)
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
@@ -179,6 +188,7 @@ class LocalStack:
             data_dir=self.data_dir,
             temporal_db="sqlite file" if db_file else "in-memory",
             ceiling_task_queue=CEILING_TASK_QUEUE,
+            temporal_flags=(DEV_SERVER_SQLITE_FLAGS if db_file else []) + DEV_SERVER_FLAGS + self._temporal_args,
             env={k: v for k, v in env.items() if k != "DATABASE_URL"},
         )
 
