@@ -118,6 +118,7 @@ def build_workers(
         check=check,
     )
     store = OrderStoreActivities(pool=pool, instruments=instruments)
+    precompile_workflow_modules([OrderWorkflow])
     wcfg = settings.worker
     workers = [
         Worker(
