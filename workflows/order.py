@@ -16,7 +16,9 @@
     FILLED / CANCELED / EXPIRED / REJECTED ─▶ reconcile with the broker ─▶ final state booked
 
 Workflow code is deterministic: time comes from ``workflow.now()``, and every side effect is an activity.
-The domain module and the activity modules are passed through the sandbox.
+The domain module, the activity modules and the workflow's own models (``workflows.order_models``) are
+passed through the sandbox: the sandbox runs this module afresh for every workflow run, and building
+pydantic model classes each time cost more worker CPU than the rest of the module.
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ConfigDict
-
     from activities.broker import BrokerActivities, CancelInput, ReplaceInput, StatusInput, SubmitInput
     from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistInput
     from activities.risk import AmendCheck, RiskActivities
@@ -57,45 +57,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.errors import NON_RETRYABLE_ERROR_TYPES
     from core.temporal import SA_STATUS
+    from workflows.order_models import OrderConfig, OrderResult, OrderWorkflowInput
 
 __all__ = ["OrderConfig", "OrderResult", "OrderWorkflow", "OrderWorkflowInput"]
-
-
-class OrderConfig(BaseModel):
-    """Lifecycle settings, fixed when the order starts (so replays see the same values)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    broker_task_queue: str
-    supports_replace: bool = True
-    day_close_utc: time = time(21, 0)
-    status_poll_seconds: float = 60.0
-    immediacy_timeout_seconds: float = 5.0
-    broker_call_timeout_seconds: float = 15.0
-    #: Pause between rounds of an unconfirmed submission (each round asks the broker first).
-    resubmit_pause_seconds: float = 30.0
-
-
-class OrderWorkflowInput(BaseModel):
-    """The workflow's single argument."""
-
-    model_config = ConfigDict(frozen=True)
-
-    order: OrderRequest
-    config: OrderConfig
-
-
-class OrderResult(BaseModel):
-    """What the workflow returns when the order is final."""
-
-    model_config = ConfigDict(frozen=True)
-
-    order_id: str
-    status: OrderStatus
-    filled_qty: str
-    avg_price: str | None = None
-    reason: str | None = None
-    breaks: list[str] = []
 
 
 _LOCAL = timedelta(seconds=10)
