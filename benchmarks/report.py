@@ -39,7 +39,8 @@ def print_report(report: dict[str, Any]) -> None:
             t, d, lc = f["throughput_per_s"], f["decision_ms"], f["lifecycle_ms"]
             print(f"  {name:<14} {level:>5} {t['median']:>9.1f} {'(' + _f(t['min']) + '-' + _f(t['max']) + ')':>13}   "
                   f"{_f(d['p50']) + ' / ' + _f(d['p90']) + ' / ' + _f(d['p99']):>25}   "
-                  f"{_f(lc['p50'], 0) + ' / ' + _f(lc['p99'], 0):>17}  {f['error_count']:>4}")
+                  f"{_f(lc['p50'], 0) + ' / ' + _f(lc['p99'], 0):>17}  {f['error_count']:>4}"
+                  + (f"  ({f['pending']} answered 202 pending)" if f.get("pending") else ""))
         tr = ratios.get("throughput_by_level", {}).get(level)
         dr = ratios.get("decision_p50_by_level", {}).get(level)
         if tr is not None:

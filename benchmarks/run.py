@@ -174,7 +174,8 @@ def _summary(runs: list[tuple[LoopResult, CpuDelta]]) -> dict[str, Any]:
         "completed": completed,
         "submitted": sum(r.submitted for r, _ in runs),
         "errors": [e for r, _ in runs for e in r.errors][:20],
-        "error_count": sum(len(r.errors) for r, _ in runs),
+        "error_count": sum(r.error_count for r, _ in runs),
+        "pending": sum(r.pending for r, _ in runs),
         "cpu": CpuDelta(wall, cpu_total).as_dict(completed),
     }
 
@@ -365,7 +366,8 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
                         results.setdefault((name, level), []).append((res, cpu))
                         _log(opts, f"  {name:>14} c={level:<4} run {rep + 1}/{opts.repeat}: {res.throughput:7.1f} orders/s, "
                                    f"decision p50 {_ms(_pct(res.decision, 0.5))} ms, done p50 {_ms(_pct(res.lifecycle, 0.5))} ms"
-                                   + (f", {len(res.errors)} errors" if res.errors else ""))
+                                   + (f", {res.pending} pending" if res.pending else "")
+                                   + (f", {res.error_count} errors" if res.error_count else ""))
                         await asyncio.sleep(0.5)
             peak_rss = stats.peak_rss()
             pids = stats.pids()
