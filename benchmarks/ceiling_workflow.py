@@ -8,17 +8,20 @@ local activity booking the change (with a search-attribute upsert and the curren
 regular activity runs (the reconciliation); then the final booking. The number of bookings, signals and
 upserts is a parameter, set from a real order's history. Activities and handlers only return payloads.
 
-Kept apart from ``benchmarks.ceiling`` so the workflow sandbox imports only this module.
+Kept apart from ``benchmarks.ceiling`` so the workflow sandbox imports only this module; its payload classes
+are passed through the sandbox (``benchmarks.ceiling_types``), as Exodus' are (``workflows.order_models``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+
+with workflow.unsafe.imports_passed_through():
+    from benchmarks.ceiling_types import Blob, CeilingInput
 
 __all__ = ["Blob", "CeilingInput", "CeilingWorkflow", "SA_STATUS"]
 
@@ -26,36 +29,6 @@ SA_STATUS = SearchAttributeKey.for_keyword("ExodusStatus")
 
 _LOCAL = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
-
-
-@dataclass
-class Blob:
-    """A payload of a given size (``pad``), and the size the receiver should answer with."""
-
-    pad: str = ""
-    answer: int = 0
-    #: Workflow id the activity worker should signal (submission only).
-    workflow_id: str = ""
-    signals: int = 0
-    signal_size: int = 0
-
-
-@dataclass
-class CeilingInput:
-    """The workflow's argument: its payload sizes and the second task queue."""
-
-    pad: str
-    broker_task_queue: str
-    #: Sizes (characters) of each step's input and output, measured on real Exodus payloads.
-    sizes: dict[str, int] = field(default_factory=dict)
-    #: Execution reports the venue pushes per order (signals).
-    signals: int = 2
-    #: Search-attribute upserts (status changes) per order.
-    upserts: int = 2
-    #: Booking local activities per order.
-    persists: int = 3
-    #: Book before answering (in the first workflow task) instead of with the submission's answer.
-    book_in_first_task: bool = False
 
 
 @workflow.defn(name="CeilingWorkflow")
