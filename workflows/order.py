@@ -92,6 +92,10 @@ class OrderWorkflow:
         self._breaks: list[str] = []
         self._persisted_breaks = 0
         self._dirty = True
+        #: No booking in the workflow task that answers the ``decision`` update: a local activity there
+        #: would hold back the answer. The first booking goes with the submission's outcome (or with
+        #: the first report, cancel or final write, whichever comes first).
+        self._hold_writes = True
         self._writing = False
         self._closing = False
         self._broker_lock = asyncio.Lock()
@@ -124,6 +128,7 @@ class OrderWorkflow:
         else:
             self._apply_report(report)
         self._dirty = True
+        self._hold_writes = False
 
     @workflow.signal
     def cancel(self, request: CancelRequest) -> None:
@@ -142,6 +147,7 @@ class OrderWorkflow:
             self._cancel = request
             self._state.record("CANCEL_REQUESTED", at=now, detail=request.reason, actor=request.requested_by)
         self._dirty = True
+        self._hold_writes = False
 
     @workflow.update
     async def amend(self, request: AmendRequest) -> AmendResult:
@@ -263,8 +269,10 @@ class OrderWorkflow:
                         SubmitInput(broker=self._broker, order=SubmitOrder.from_state(state), check_first=check_first),
                         attempts=4,
                     )
+                    self._hold_writes = False
                     break
                 except ActivityError as e:
+                    self._hold_writes = False
                     if _is_business_error(e):
                         ack = BrokerAck(accepted=False, client_order_id=state.client_order_id_at_broker, reason=_cause(e))
                         break
@@ -530,7 +538,7 @@ class OrderWorkflow:
     async def _flusher(self) -> None:
         # Books changes as they happen, independently of the main line (which may be waiting on a broker).
         while True:
-            await workflow.wait_condition(lambda: self._dirty and not self._closing)
+            await workflow.wait_condition(lambda: self._dirty and not self._closing and not self._hold_writes)
             await self._write()
 
     async def _flush(self, *, final: bool = False) -> None:
@@ -540,6 +548,7 @@ class OrderWorkflow:
             await workflow.wait_condition(lambda: not self._writing)
             await self._write(final=True)
         else:
+            self._hold_writes = False
             await workflow.wait_condition(lambda: not self._dirty and not self._writing)
 
     async def _write(self, *, final: bool = False) -> None:
