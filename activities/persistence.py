@@ -131,7 +131,9 @@ class OrderStoreActivities:
         """Persist a snapshot with its new events, fills and breaks; return how many fills were newly booked."""
         snap = inp.snapshot
         booked = 0
-        async with self._pool.connection() as conn, conn.transaction():
+        # Pipeline mode: the statements go out together and the round trips are only where a result is
+        # needed (whether a fill is new, the position to update) and at COMMIT, instead of one per statement.
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             params: dict[str, Any] = snap.model_dump()
             params["status"] = snap.status.value
             params["workflow_id"] = workflow_id_for(snap.order_id)
