@@ -8,7 +8,6 @@ read them from a module-level global.
 from __future__ import annotations
 
 from datetime import time
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
@@ -17,13 +16,13 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.risk import RiskPolicy
 
 __all__ = [
     "ApiSettings",
     "DatabaseSettings",
     "OrderSettings",
     "PaperSettings",
-    "RiskSettings",
     "Settings",
     "TemporalSettings",
     "WorkerSettings",
@@ -113,12 +112,6 @@ class OrderSettings(BaseModel):
     broker_call_timeout_seconds: float = Field(15.0, gt=0)
 
 
-class RiskSettings(BaseModel):
-    """Pre-trade risk limits (defaults; the policy store overrides them)."""
-
-    max_notional_per_order: Decimal = Decimal("5000000")
-
-
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -146,7 +139,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     paper: PaperSettings = PaperSettings()
     orders: OrderSettings = OrderSettings()
-    risk: RiskSettings = RiskSettings()
+    #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
+    risk: RiskPolicy = RiskPolicy()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:
