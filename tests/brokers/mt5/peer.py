@@ -92,6 +92,7 @@ class EaPeer:
         # faults
         self.crash_after_send: str | None = None
         self.lose_ack_responses = 0
+        self.lose_poll_responses = 0
         self.drop_acks = 0
         self.offline = False
         self.send_heartbeats = True
@@ -129,6 +130,9 @@ class EaPeer:
         reply = await self._post("/commands/poll", self._ident() | {"max_commands": 20})
         if reply is None:
             return
+        if self.lose_poll_responses > 0 and reply["commands"]:
+            self.lose_poll_responses -= 1
+            return  # the server leased the commands, the EA never saw them
         for command in reply["commands"]:
             await self._handle(command)
         await self._flush_trades()

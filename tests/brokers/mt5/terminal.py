@@ -22,6 +22,7 @@ Trade transactions go to ``listeners`` after each request, as MT5 queues OnTrade
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -54,6 +55,8 @@ class Sym:
     #: Most lots one deal can take (None: unlimited).
     liquidity: Decimal | None = None
     market_open: bool = True
+    #: Filling modes the trade server refuses although the symbol's flags allow them (10030 anyway).
+    refuse_fillings: frozenset[int] = frozenset()
 
     @property
     def point(self) -> Decimal:
@@ -187,7 +190,8 @@ class FakeTerminal:
         self.positions: dict[int, TPosition] = {}
         self.listeners: list[Listener] = []
         self.sent: list[dict[str, Any]] = []
-        self._tickets = itertools.count(7_000_001)
+        # Tickets are unique per trade server; each simulated terminal starts somewhere else.
+        self._tickets = itertools.count(random.randrange(10_000_000, 2_000_000_000, 1_000_000))
         self._last_error = (1, "Success")
 
     # ================================================================================ test controls
@@ -355,7 +359,7 @@ class FakeTerminal:
             return self._result(self.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume", s=s)
         otype = int(req.get("type", 0))
         filling = int(req.get("type_filling", self.ORDER_FILLING_FOK))
-        if filling not in self._fillings(s, otype):
+        if filling not in self._fillings(s, otype) or filling in s.refuse_fillings:
             return self._result(self.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode", s=s)
         market = action == self.TRADE_ACTION_DEAL
         price = (s.ask if otype == 0 else s.bid) if market else _d(req.get("price"))
