@@ -623,6 +623,20 @@ class BridgeStore:
             ack=None if row["ack"] is None else Ack.model_validate(row["ack"]),
         )
 
+    async def mark_in_progress(self, command_id: str) -> bool:
+        """Note that an in-process executor is about to send a command; True if one had started it before.
+
+        The in-process executor's equivalent of the EA's state file: after a crash, a command that was in
+        progress is looked up at the terminal (magic + comment) before it is sent again.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT in_progress_at FROM mt5_commands WHERE command_id = %s FOR UPDATE", (command_id,)
+            )
+            row = await cur.fetchone()
+            await conn.execute("UPDATE mt5_commands SET in_progress_at = now() WHERE command_id = %s", (command_id,))
+        return row is not None and row["in_progress_at"] is not None
+
     async def order(self, order_id: str) -> dict[str, Any] | None:
         """The bridge's row of an order."""
         async with self._pool.connection() as conn:
