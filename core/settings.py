@@ -131,6 +131,9 @@ class Mt5TerminalSettings(BaseModel):
     password: SecretStr | None = None
     server: str | None = None
     poll_interval_ms: int = Field(250, ge=10)
+    #: Exodus symbols to resolve at start and report (as the EA's InpSymbols), and names that cannot be guessed.
+    symbols: list[str] = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"]
+    symbol_map: dict[str, str] = {}
 
 
 class Mt5Settings(BaseModel):

@@ -105,8 +105,8 @@ class TerminalExecutor:
         self._settings = settings
         self._cfg = settings.terminal
         self.account = self._cfg.account
-        self._symbols = list(symbols or [])
-        self._overrides = dict(overrides or {})
+        self._symbols = list(symbols if symbols is not None else self._cfg.symbols)
+        self._overrides = dict(overrides if overrides is not None else self._cfg.symbol_map)
         self._resolved: dict[str, str] = {}
         self.terminal_id = f"py-{socket.gethostname()}"[:64]
         self.session_id = uuid.uuid4().hex[:16]
