@@ -134,7 +134,8 @@ class RiskActivities:
                     client_order_id, account, symbol, side, type, time_in_force, qty, price, stop_price,
                     expire_at, broker, status, reason, risk_decision, version, created_at, updated_at)
                 VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'RECEIVED',%s,%s,0,%s,%s)
-                ON CONFLICT (order_id) DO NOTHING
+                ON CONFLICT (order_id) DO UPDATE SET risk_decision = EXCLUDED.risk_decision
+                WHERE orders.risk_decision IS NULL
                 """,
                 (
                     order.order_id,

@@ -69,6 +69,9 @@ class ApiSettings(BaseModel):
     tokens: dict[str, SecretStr] = {}
     #: Largest page size of list endpoints.
     max_page_size: int = 500
+    #: How long POST /orders waits for the risk decision before answering 202 "pending" (the order is
+    #: durable by then and is decided as soon as a worker runs).
+    decision_timeout_seconds: float = Field(15.0, gt=0)
 
 
 class WorkerSettings(BaseModel):
@@ -76,6 +79,8 @@ class WorkerSettings(BaseModel):
 
     #: Port of the worker's Prometheus endpoint (0 disables it).
     metrics_port: int = 9464
+    #: Address the worker's Prometheus endpoint binds to (0.0.0.0 in containers).
+    metrics_host: str = "127.0.0.1"
     #: Broker sessions this worker owns; it polls their task queues.
     brokers: list[str] = ["paper"]
     #: Concurrency limits.

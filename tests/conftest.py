@@ -11,6 +11,8 @@ their own database on that server instead of starting an embedded one.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -52,11 +54,15 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_exit=True)
+    # Not under pytest's tmp dir: pytest resets /tmp/pytest-of-<user> to 0700 whenever another session starts,
+    # which locks out the unprivileged user the embedded Postgres runs as when tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="exodus-test-pg-"))
+    server = EmbeddedPostgres(base / "data", delete_on_exit=True)
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _with_database(url: str, name: str) -> str:
