@@ -1070,22 +1070,25 @@ class BridgeStore:
         """Compare the terminal's positions and working orders with the ledger; record the differences."""
         breaks: list[tuple[str, str, str | None]] = []
         terminal = await self._terminal_net(conn, account, [p.model_dump(mode="json") for p in hb.positions])
+        # One statement, so one snapshot: fills the order workflows have booked, plus fills the bridge knows
+        # that are still on their way to the ledger (counting them keeps a reconnect from reporting a break
+        # that heals a second later). Two queries could miss a fill booked between them.
         cur = await conn.execute(
-            "SELECT symbol, sum(CASE WHEN side = 'BUY' THEN qty ELSE -qty END) AS qty FROM fills"
-            " WHERE broker = %s AND account = %s GROUP BY symbol",
-            (BROKER, account),
+            """
+            SELECT symbol, side, qty, false AS in_flight FROM fills WHERE broker = %(broker)s AND account = %(account)s
+            UNION ALL
+            SELECT body->>'symbol', body->>'side', (body->>'last_qty')::numeric, true FROM mt5_reports r
+            WHERE account = %(account)s AND kind = 'FILL'
+              AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.broker = %(broker)s AND f.exec_id = r.exec_id)
+            """,
+            {"broker": BROKER, "account": account},
         )
-        ledger = {r["symbol"]: r["qty"] for r in await cur.fetchall()}
-        # Fills the bridge knows but the order workflows have not booked yet count as booked: they are on
-        # their way, and counting them keeps a reconnect from reporting a break that heals a second later.
-        cur = await conn.execute(
-            "SELECT body FROM mt5_reports r WHERE account = %s AND kind = 'FILL'"
-            " AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.broker = %s AND f.exec_id = r.exec_id)",
-            (account, BROKER),
-        )
-        in_flight = [ExecutionReport.model_validate(r["body"]) for r in await cur.fetchall()]
-        for rep in in_flight:
-            ledger[rep.symbol] = ledger.get(rep.symbol, Decimal(0)) + rep.side.sign * rep.last_qty
+        ledger: dict[str, Decimal] = {}
+        in_flight = 0
+        for row in await cur.fetchall():
+            sign = 1 if row["side"] == OrderSide.BUY.value else -1
+            ledger[row["symbol"]] = ledger.get(row["symbol"], Decimal(0)) + sign * row["qty"]
+            in_flight += bool(row["in_flight"])
         for symbol in sorted(set(terminal) | set(ledger)):
             t, led = terminal.get(symbol, Decimal(0)), plain(ledger.get(symbol, Decimal(0)))
             if t != led:
@@ -1093,7 +1096,7 @@ class BridgeStore:
                     (
                         "POSITION_MISMATCH",
                         f"POSITION_MISMATCH: account {account} {symbol}: terminal {t:f}, ledger {led:f}"
-                        + (f" ({len(in_flight)} fill(s) in flight)" if in_flight else ""),
+                        + (f" ({in_flight} fill(s) in flight)" if in_flight else ""),
                         None,
                     )
                 )
