@@ -60,6 +60,21 @@ async def test_bridge_refuses_a_missing_or_wrong_token_with_401(rig: Rig, header
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+async def test_an_ea_with_a_wrong_token_takes_no_commands(rig: Rig) -> None:
+    from tests.brokers.mt5.peer import EaPeer
+
+    command_id, _ = await rig.store.enqueue_new(_order(rig))
+    impostor = EaPeer(rig.http, rig.terminal, account=rig.account, token="not-the-token", magic=rig.peer.magic,
+                      state=EaState(terminal_id="T-impostor"))
+    await impostor.on_init()
+    await impostor.sync()
+    assert {status for _, status, _ in impostor.responses} == {401}
+    assert all("wrong bridge token" in body["message"] for _, _, body in impostor.responses)
+    state = await rig.store.command_state(command_id)
+    assert state is not None and state.state == "PENDING"  # never delivered, never leased
+    assert rig.terminal.sent == []
+
+
 async def test_token_of_one_account_does_not_open_another(rig: Rig) -> None:
     resp = await rig.http.post(
         "/api/v1/bridge/mt5/accounts/someone-else/commands/poll", json=rig.peer._ident(), headers=rig.auth()
