@@ -288,7 +288,17 @@ class BridgeStore:
         lease = self._settings.lease_seconds
         await self.expire_stale_commands([account])
         async with self._pool.connection() as conn, conn.transaction():
-            await self._lock_account(conn, account)
+            link = await self._lock_account(conn, account)
+            if (link["session_id"], link["terminal_id"]) != (req.session_id, req.terminal_id):
+                # Heartbeat first: a terminal logged in to the wrong MT5 login (its heartbeat is refused), or an
+                # EA that another one has replaced, never receives commands.
+                raise BridgeRefused(
+                    f"session_id: EA session {req.session_id} of terminal {req.terminal_id} has no accepted "
+                    "heartbeat; send a heartbeat first (commands go only to the EA that heartbeats)",
+                    status=409,
+                    code="HEARTBEAT_FIRST",
+                    field="session_id",
+                )
             cur = await conn.execute(
                 """
                 SELECT command_id, body, state, lease_owner, lease_until < now() AS lapsed FROM mt5_commands

@@ -39,6 +39,7 @@ string        g_session = "";
 string        g_lock = "";
 bool          g_started = false;
 datetime      g_last_heartbeat = 0;
+bool          g_heartbeat_ok = false;
 string        g_deals[];    // deal JSON objects waiting to be reported
 string        g_orders[];   // order JSON objects waiting to be reported
 
@@ -47,7 +48,6 @@ string        g_orders[];   // order JSON objects waiting to be reported
 //+------------------------------------------------------------------+
 string ExbNewId(const string prefix)
   {
-   MathSrand((uint)(GetTickCount() ^ (uint)TimeLocal() ^ (uint)ChartID()));
    string id = prefix;
    for(int i = 0; i < 15; i++)
       id += StringFormat("%x", MathRand() % 16);
@@ -100,6 +100,7 @@ int OnInit(void)
       return INIT_FAILED;
    if(!g_state.Load(InpAccount))
       return INIT_FAILED;
+   MathSrand((uint)(GetMicrosecondCount() ^ (ulong)TimeLocal() ^ (ulong)ChartID()));
    if(g_state.terminal_id == "")
      {
       g_state.terminal_id = ExbNewId("T");
@@ -408,10 +409,11 @@ bool ExbHeartbeat(void)
    w.EndArray();
    w.EndObject();
    string answer;
+   g_last_heartbeat = TimeLocal();  // a refused heartbeat is retried at the normal pace, not on every tick
    int status = g_http.Post(EXB_PATH_HEARTBEAT, w.Text(), answer);
+   g_heartbeat_ok = (status == 200);
    if(status != 200)
       return false;
-   g_last_heartbeat = TimeLocal();
    CExbJson reply;
    if(reply.Parse(answer) && reply.GetString(EXB_F_HBREPLY_STATUS) != EXB_LINK_ALIVE)
      {
@@ -488,7 +490,10 @@ bool ExbPoll(void)
    w.Int(EXB_F_POLL_MAX_COMMANDS, 20);
    w.EndObject();
    string answer;
-   if(g_http.Post(EXB_PATH_POLL, w.Text(), answer) != 200)
+   int status = g_http.Post(EXB_PATH_POLL, w.Text(), answer);
+   if(status == 409 && g_heartbeat_ok)
+      g_last_heartbeat = 0;  // HEARTBEAT_FIRST: another EA heartbeated since; claim the account back
+   if(status != 200)
       return false;
    CExbJson reply;
    if(!reply.Parse(answer))

@@ -88,6 +88,7 @@ class EaPeer:
         self._deals: list[dict[str, Any]] = []
         self._orders: list[dict[str, Any]] = []
         self._ticks = 0
+        self._heartbeat_due = False
         self._resolved: dict[str, str] = {}
         # faults
         self.crash_after_send: str | None = None
@@ -125,10 +126,11 @@ class EaPeer:
         self._ticks += 1
         await self._resend_acks()
         await self._flush_trades()
-        if self.send_heartbeats and self._ticks % self.heartbeat_every == 0:
+        if self.send_heartbeats and (self._ticks % self.heartbeat_every == 0 or self._heartbeat_due):
             await self.heartbeat()
         reply = await self._post("/commands/poll", self._ident() | {"max_commands": 20})
         if reply is None:
+            self._heartbeat_due = self.responses[-1][1] == 409  # HEARTBEAT_FIRST
             return
         if self.lose_poll_responses > 0 and reply["commands"]:
             self.lose_poll_responses -= 1

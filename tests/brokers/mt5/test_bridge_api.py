@@ -9,7 +9,7 @@ import pytest
 from brokers.mt5 import session_check
 from core.domain import OrderSide, OrderType, ReportKind, SubmitOrder, TimeInForce, derive_order_id
 from tests.brokers.mt5.conftest import Rig
-from tests.brokers.mt5.peer import EaState
+from tests.brokers.mt5.peer import EaPeer, EaState
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,13 +33,20 @@ def _order(rig: Rig, **kw: object) -> SubmitOrder:
     return SubmitOrder(**fields)  # type: ignore[arg-type]
 
 
-async def _poll(rig: Rig, terminal_id: str | None = None) -> list[dict]:
-    body = rig.peer._ident() | {"max_commands": 20}
-    if terminal_id:
-        body["terminal_id"] = terminal_id
+async def _poll(rig: Rig, peer: EaPeer | None = None) -> list[dict]:
+    body = (peer or rig.peer)._ident() | {"max_commands": 20}
     resp = await rig.http.post(rig.url("/commands/poll"), json=body, headers=rig.auth())
     assert resp.status_code == 200, resp.text
     return resp.json()["commands"]
+
+
+async def _second_terminal(rig: Rig) -> EaPeer:
+    """Another terminal running the EA for the same account (its heartbeat makes it the one Exodus talks to)."""
+    other = EaPeer(rig.http, rig.terminal, account=rig.account, token=rig.token, magic=rig.peer.magic,
+                   state=EaState(terminal_id="T-second-terminal"))
+    await other.on_init()
+    other.detach()
+    return other
 
 
 # ------------------------------------------------------------------------------------------------ auth
@@ -61,8 +68,6 @@ async def test_bridge_refuses_a_missing_or_wrong_token_with_401(rig: Rig, header
 
 
 async def test_an_ea_with_a_wrong_token_takes_no_commands(rig: Rig) -> None:
-    from tests.brokers.mt5.peer import EaPeer
-
     command_id, _ = await rig.store.enqueue_new(_order(rig))
     impostor = EaPeer(rig.http, rig.terminal, account=rig.account, token="not-the-token", magic=rig.peer.magic,
                       state=EaState(terminal_id="T-impostor"))
@@ -132,16 +137,29 @@ async def test_algo_trading_switched_off_is_a_clear_refusal(rig: Rig, pool) -> N
     assert "algo trading is switched off" in (await session_check(pool, rig.account) or "")
 
 
+async def test_polls_without_an_accepted_heartbeat_get_no_commands(rig: Rig) -> None:
+    await rig.store.enqueue_new(_order(rig))
+    stranger = rig.peer._ident() | {"session_id": "S-never-heartbeated", "max_commands": 20}
+    resp = await rig.http.post(rig.url("/commands/poll"), json=stranger, headers=rig.auth())
+    assert resp.status_code == 409 and resp.json()["reasons"][0]["field"] == "session_id"
+    assert "send a heartbeat first" in resp.json()["message"]
+    assert len(await _poll(rig)) == 1  # the EA that heartbeats gets it
+
+
 async def test_a_terminal_logged_in_to_another_login_is_refused(rig: Rig, pool, database_url, instruments) -> None:
     from tests.brokers.mt5.conftest import bridge_settings, open_rig
 
     settings = bridge_settings(database_url, [rig.account])
     settings.mt5.accounts[rig.account].login = 999
     async with open_rig(settings, rig.account, pool, instruments, terminal=rig.terminal) as other:
+        await rig.store.enqueue_new(_order(rig))
         await other.peer.on_init()
         path, status, body = other.peer.responses[-1]
         assert status == 409 and body["reasons"][0]["field"] == "account.login"
         assert "logged in to 51234567" in body["message"]
+        await other.peer.tick()  # and it gets no commands: it never had an accepted heartbeat
+        assert other.peer.responses[-1][0] == "/commands/poll" and other.peer.responses[-1][1] == 409
+        assert rig.terminal.sent == []
 
 
 # ------------------------------------------------------------------------------------------------ outbox
@@ -154,12 +172,13 @@ async def test_a_command_is_redelivered_until_acknowledged_and_never_to_a_second
     first = await _poll(rig)
     again = await _poll(rig)  # a duplicate poll (or a lost poll response) gets the same command again
     assert [c["command_id"] for c in first] == [c["command_id"] for c in again] == [command_id]
-    assert await _poll(rig, terminal_id="T-some-other-terminal") == []  # leased to the first terminal
+    assert await _poll(rig, await _second_terminal(rig)) == []  # leased to the first terminal
     [row] = await _fetch(pool, "SELECT state, deliveries, lease_owner FROM mt5_commands WHERE command_id = %s", command_id)
     assert row["state"] == "LEASED" and row["deliveries"] == 2 and row["lease_owner"] == rig.peer.state.terminal_id
     # The EA executes it once, although it saw it twice.
     for command in first + again:
         await rig.peer._handle(command)
+    await rig.peer.heartbeat()
     assert rig.peer.executed == [command_id] and len(rig.terminal.sent) == 1
     assert [r[2]["status"] for r in rig.peer.responses if r[0] == "/acks"] == ["RECORDED", "DUPLICATE"]
     assert await _poll(rig) == []
@@ -174,7 +193,7 @@ async def test_an_expired_lease_passes_the_command_to_another_terminal(rig: Rig,
     await _poll(rig)
     await _exec(pool, "UPDATE mt5_commands SET lease_until = now() - interval '1 second' WHERE command_id = %s",
                 command_id)
-    taken = await _poll(rig, terminal_id="T-second-terminal")
+    taken = await _poll(rig, await _second_terminal(rig))
     assert [c["command_id"] for c in taken] == [command_id]
     events = await _fetch(pool, "SELECT detail FROM mt5_account_events WHERE account = %s AND kind = 'LEASE_TAKEN_OVER'",
                           rig.account)
