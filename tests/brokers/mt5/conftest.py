@@ -79,8 +79,14 @@ class Rig:
         await self.stop_loop()
         old = self.peer
         old.detach()
-        self.peer = EaPeer(self.http, self.terminal, account=self.account, token=self.token, magic=MAGIC,
-                           state=state if state is not None else old.state)
+        self.peer = EaPeer(
+            self.http,
+            self.terminal,
+            account=self.account,
+            token=self.token,
+            magic=MAGIC,
+            state=state if state is not None else old.state,
+        )
         await self.peer.on_init()
         if looping:
             await self.start_loop()
@@ -89,8 +95,13 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def open_rig(
-    settings: Settings, account: str, pool: AsyncConnectionPool, instruments: InstrumentCatalog, *,
-    app_kwargs: dict[str, Any] | None = None, terminal: FakeTerminal | None = None,
+    settings: Settings,
+    account: str,
+    pool: AsyncConnectionPool,
+    instruments: InstrumentCatalog,
+    *,
+    app_kwargs: dict[str, Any] | None = None,
+    terminal: FakeTerminal | None = None,
 ) -> AsyncIterator[Rig]:
     app = create_app(settings, pool=pool, instruments=instruments, **(app_kwargs or {}))
     terminal = terminal or FakeTerminal()
@@ -182,8 +193,15 @@ async def xm(mt5_stack: Mt5Stack, pool: AsyncConnectionPool, instruments: Instru
     async with stack.api() as http:
         terminal = FakeTerminal()
         peer = EaPeer(http, terminal, account=account, token=f"tok-{account}", magic=MAGIC)
-        rig = Rig(stack.settings, account, terminal, http, BridgeStore(pool, stack.settings.mt5, instruments=instruments),
-                  peer, broker=stack.brokers["mt5"])
+        rig = Rig(
+            stack.settings,
+            account,
+            terminal,
+            http,
+            BridgeStore(pool, stack.settings.mt5, instruments=instruments),
+            peer,
+            broker=stack.brokers["mt5"],
+        )
         await peer.on_init()
         await rig.start_loop()
         try:

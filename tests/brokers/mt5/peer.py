@@ -198,44 +198,77 @@ class EaPeer:
         acc, term = t.account_info(), t.terminal_info()
         positions = [
             {
-                "ticket": p.ticket, "symbol": p.symbol, "base_symbol": self._base_of(p.symbol), "type": p.type,
-                "volume": _s(p.volume), "price_open": _s(p.price_open), "magic": p.magic, "comment": p.comment,
-                "identifier": p.identifier, "time_msc": self._utc_msc(p.time_msc),
+                "ticket": p.ticket,
+                "symbol": p.symbol,
+                "base_symbol": self._base_of(p.symbol),
+                "type": p.type,
+                "volume": _s(p.volume),
+                "price_open": _s(p.price_open),
+                "magic": p.magic,
+                "comment": p.comment,
+                "identifier": p.identifier,
+                "time_msc": self._utc_msc(p.time_msc),
             }
-            for p in t.positions_get() if p.magic == self.magic
+            for p in t.positions_get()
+            if p.magic == self.magic
         ]
         orders = [
             {
-                "ticket": o.ticket, "symbol": o.symbol, "base_symbol": self._base_of(o.symbol), "type": o.type,
-                "state": o.state, "volume_initial": _s(o.volume_initial), "volume_current": _s(o.volume_current),
-                "price_open": _s(o.price_open), "price_stoplimit": _s(o.price_stoplimit), "magic": o.magic,
+                "ticket": o.ticket,
+                "symbol": o.symbol,
+                "base_symbol": self._base_of(o.symbol),
+                "type": o.type,
+                "state": o.state,
+                "volume_initial": _s(o.volume_initial),
+                "volume_current": _s(o.volume_current),
+                "price_open": _s(o.price_open),
+                "price_stoplimit": _s(o.price_stoplimit),
+                "magic": o.magic,
                 "comment": o.comment,
             }
-            for o in t.orders_get() if o.magic == self.magic
+            for o in t.orders_get()
+            if o.magic == self.magic
         ]
         symbols = []
         for base, name in self._resolved.items():
             info = t.symbol_info(name)
             symbols.append(
                 {
-                    "symbol": base, "broker_symbol": name, "contract_size": _s(info.trade_contract_size),
-                    "volume_min": _s(info.volume_min), "volume_step": _s(info.volume_step),
-                    "volume_max": _s(info.volume_max), "digits": info.digits, "filling_mode": info.filling_mode,
-                    "trade_mode": info.trade_mode, "exemode": info.trade_exemode,
+                    "symbol": base,
+                    "broker_symbol": name,
+                    "contract_size": _s(info.trade_contract_size),
+                    "volume_min": _s(info.volume_min),
+                    "volume_step": _s(info.volume_step),
+                    "volume_max": _s(info.volume_max),
+                    "digits": info.digits,
+                    "filling_mode": info.filling_mode,
+                    "trade_mode": info.trade_mode,
+                    "exemode": info.trade_exemode,
                 }
             )
         body = self._ident() | {
             "ea_version": "1.00",
             "sent_at_msc": int(time.time() * 1000),
             "terminal": {
-                "build": term.build, "name": term.name, "company": term.company, "server": acc.server,
-                "connected": term.connected, "trade_allowed": term.trade_allowed,
+                "build": term.build,
+                "name": term.name,
+                "company": term.company,
+                "server": acc.server,
+                "connected": term.connected,
+                "trade_allowed": term.trade_allowed,
                 "server_offset_s": self._offset(),
             },
             "account": {
-                "login": acc.login, "currency": acc.currency, "balance": _s(acc.balance), "equity": _s(acc.equity),
-                "margin": _s(acc.margin), "margin_free": _s(acc.margin_free), "leverage": acc.leverage,
-                "margin_mode": acc.margin_mode, "trade_mode": acc.trade_mode, "trade_expert": acc.trade_expert,
+                "login": acc.login,
+                "currency": acc.currency,
+                "balance": _s(acc.balance),
+                "equity": _s(acc.equity),
+                "margin": _s(acc.margin),
+                "margin_free": _s(acc.margin_free),
+                "leverage": acc.leverage,
+                "margin_mode": acc.margin_mode,
+                "trade_mode": acc.trade_mode,
+                "trade_expert": acc.trade_expert,
             },
             "positions": positions,
             "orders": orders,
@@ -280,9 +313,22 @@ class EaPeer:
 
     def _ack(self, command: dict[str, Any], **fields: Any) -> dict[str, Any]:
         body = self._ident() | {
-            "command_id": command["command_id"], "retcode": 0, "retcode_external": 0, "order": 0, "deal": 0,
-            "volume": "0", "price": "0", "bid": "0", "ask": "0", "comment": "", "request_id": 0, "error": "",
-            "message": "", "broker_symbol": "", "filling": -1, "recovered": False,
+            "command_id": command["command_id"],
+            "retcode": 0,
+            "retcode_external": 0,
+            "order": 0,
+            "deal": 0,
+            "volume": "0",
+            "price": "0",
+            "bid": "0",
+            "ask": "0",
+            "comment": "",
+            "request_id": 0,
+            "error": "",
+            "message": "",
+            "broker_symbol": "",
+            "filling": -1,
+            "recovered": False,
             "executed_at_msc": int(time.time() * 1000),
         }
         body.update(fields)
@@ -290,9 +336,19 @@ class EaPeer:
 
     def _result_ack(self, command: dict[str, Any], res: Any, *, name: str, filling: int) -> dict[str, Any]:
         return self._ack(
-            command, retcode=res.retcode, retcode_external=res.retcode_external, order=res.order, deal=res.deal,
-            volume=_s(res.volume), price=_s(res.price), bid=_s(res.bid), ask=_s(res.ask), comment=res.comment,
-            request_id=res.request_id, broker_symbol=name, filling=filling,
+            command,
+            retcode=res.retcode,
+            retcode_external=res.retcode_external,
+            order=res.order,
+            deal=res.deal,
+            volume=_s(res.volume),
+            price=_s(res.price),
+            bid=_s(res.bid),
+            ask=_s(res.ask),
+            comment=res.comment,
+            request_id=res.request_id,
+            broker_symbol=name,
+            filling=filling,
         )
 
     def _execute(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -314,21 +370,33 @@ class EaPeer:
         info = t.symbol_info(name)
         if D(str(info.trade_contract_size)) != D(command["contract_size"]):
             return self._ack(
-                command, error="CONTRACT_SIZE_MISMATCH", broker_symbol=name,
-                message=f"{name} has contract size {_s(info.trade_contract_size)}, command assumed {command['contract_size']}",
+                command,
+                error="CONTRACT_SIZE_MISMATCH",
+                broker_symbol=name,
+                message=f"{name} has contract size {_s(info.trade_contract_size)}, "
+                f"command assumed {command['contract_size']}",
             )
         volume = D(command["volume"])
         step, vmin, vmax = D(str(info.volume_step)), D(str(info.volume_min)), D(str(info.volume_max))
         if volume < vmin or volume > vmax or (volume / step) % 1 != 0:
-            return self._ack(command, error="VOLUME_INVALID", broker_symbol=name,
-                             message=f"{volume} lots outside {vmin}..{vmax} step {step}")
+            return self._ack(
+                command,
+                error="VOLUME_INVALID",
+                broker_symbol=name,
+                message=f"{volume} lots outside {vmin}..{vmax} step {step}",
+            )
         market = command["action"] == 1
         tick = t.symbol_info_tick(name)
         ack: dict[str, Any] | None = None
         for filling in self._fillings(command["fillings"], command["type"], info.filling_mode, info.trade_exemode):
             request: dict[str, Any] = {
-                "action": command["action"], "magic": self.magic, "symbol": name, "volume": float(volume),
-                "type": command["type"], "type_filling": filling, "type_time": command["type_time"],
+                "action": command["action"],
+                "magic": self.magic,
+                "symbol": name,
+                "volume": float(volume),
+                "type": command["type"],
+                "type_filling": filling,
+                "type_time": command["type_time"],
                 "comment": command["order_id"],
             }
             if market:
@@ -364,8 +432,12 @@ class EaPeer:
             request: dict[str, Any] = {"action": 8, "order": ticket}
         else:
             request = {
-                "action": 7, "order": ticket, "symbol": name, "price": float(command["price"] or 0),
-                "stoplimit": float(command.get("stoplimit") or 0), "type_time": command["type_time"],
+                "action": 7,
+                "order": ticket,
+                "symbol": name,
+                "price": float(command["price"] or 0),
+                "stoplimit": float(command.get("stoplimit") or 0),
+                "type_time": command["type_time"],
             }
             if command["expiration"]:
                 request["expiration"] = command["expiration"] + self._offset()
@@ -383,13 +455,26 @@ class EaPeer:
             oid = command["order_id"]
             for o in t.orders_get():
                 if o.magic == self.magic and o.comment == oid:
-                    return self._ack(command, retcode=10008, order=o.ticket, broker_symbol=o.symbol, recovered=True,
-                                     volume=_s(o.volume_initial), price=_s(o.price_open))
+                    return self._ack(
+                        command,
+                        retcode=10008,
+                        order=o.ticket,
+                        broker_symbol=o.symbol,
+                        recovered=True,
+                        volume=_s(o.volume_initial),
+                        price=_s(o.price_open),
+                    )
             for o in t.history_orders_get(0, 2**40):
                 if o.magic == self.magic and o.comment == oid:
                     code = 10009 if o.state in (4, 3) else 10008
-                    return self._ack(command, retcode=code, order=o.ticket, broker_symbol=o.symbol, recovered=True,
-                                     volume=_s(o.volume_initial - o.volume_current))
+                    return self._ack(
+                        command,
+                        retcode=code,
+                        order=o.ticket,
+                        broker_symbol=o.symbol,
+                        recovered=True,
+                        volume=_s(o.volume_initial - o.volume_current),
+                    )
             return None
         ticket = command["ticket"] or self._find_open(command["order_id"]) or self._find_history(command["order_id"])
         if command["kind"] == "CANCEL":
@@ -440,7 +525,9 @@ class EaPeer:
         elif base in names:
             name = base
         else:
-            candidates = sorted((n for n in names if n.startswith(base) and len(n) > len(base)), key=lambda n: (len(n), n))
+            candidates = sorted(
+                (n for n in names if n.startswith(base) and len(n) > len(base)), key=lambda n: (len(n), n)
+            )
             name = candidates[0] if candidates else None
         if name is not None:
             self._resolved[base] = name
@@ -472,17 +559,35 @@ class EaPeer:
 
     def _deal_body(self, d: Any) -> dict[str, Any]:
         return {
-            "deal": d.ticket, "order": d.order, "position": d.position_id, "symbol": d.symbol, "type": d.type,
-            "entry": d.entry, "reason": d.reason, "volume": _s(d.volume), "price": _s(d.price),
-            "commission": _s(d.commission), "fee": _s(d.fee), "swap": _s(d.swap), "profit": _s(d.profit),
-            "magic": d.magic, "comment": d.comment, "time_msc": self._utc_msc(d.time_msc),
+            "deal": d.ticket,
+            "order": d.order,
+            "position": d.position_id,
+            "symbol": d.symbol,
+            "type": d.type,
+            "entry": d.entry,
+            "reason": d.reason,
+            "volume": _s(d.volume),
+            "price": _s(d.price),
+            "commission": _s(d.commission),
+            "fee": _s(d.fee),
+            "swap": _s(d.swap),
+            "profit": _s(d.profit),
+            "magic": d.magic,
+            "comment": d.comment,
+            "time_msc": self._utc_msc(d.time_msc),
         }
 
     def _order_body(self, o: Any) -> dict[str, Any]:
         return {
-            "order": o.ticket, "state": o.state, "type": o.type, "symbol": o.symbol,
-            "volume_initial": _s(o.volume_initial), "volume_current": _s(o.volume_current),
-            "price_open": _s(o.price_open), "magic": o.magic, "comment": o.comment,
+            "order": o.ticket,
+            "state": o.state,
+            "type": o.type,
+            "symbol": o.symbol,
+            "volume_initial": _s(o.volume_initial),
+            "volume_current": _s(o.volume_current),
+            "price_open": _s(o.price_open),
+            "magic": o.magic,
+            "comment": o.comment,
             "time_done_msc": self._utc_msc(o.time_done_msc),
         }
 

@@ -32,6 +32,8 @@ from types import SimpleNamespace
 from typing import Any
 
 D = Decimal
+_ZERO = D(0)
+_BALANCE = D("100000")
 
 Listener = Callable[[str, int], None]
 
@@ -168,10 +170,10 @@ class FakeTerminal:
         login: int = 51234567,
         server: str = "XMGlobal-MT5 7",
         symbols: list[Sym] | None = None,
-        balance: Decimal = D("100000"),
+        balance: Decimal = _BALANCE,
         leverage: int = 500,
         server_offset_s: int = 7200,
-        commission_per_lot: Decimal = D(0),
+        commission_per_lot: Decimal = _ZERO,
     ) -> None:
         self.login = login
         self.server = server
@@ -243,18 +245,32 @@ class FakeTerminal:
 
     def terminal_info(self) -> SimpleNamespace:
         return SimpleNamespace(
-            connected=self.connected, trade_allowed=self.trade_allowed, build=4620, name="XM Global MT5",
-            company=self.company, path="C:/Program Files/XM Global MT5",
+            connected=self.connected,
+            trade_allowed=self.trade_allowed,
+            build=4620,
+            name="XM Global MT5",
+            company=self.company,
+            path="C:/Program Files/XM Global MT5",
         )
 
     def account_info(self) -> SimpleNamespace:
         margin = self._margin_used()
         equity = self.balance
         return SimpleNamespace(
-            login=self.login, balance=float(self.balance), equity=float(equity), margin=float(margin),
-            margin_free=float(equity - margin), leverage=self.leverage, currency="USD", margin_mode=2,
-            trade_mode=0, trade_allowed=True, trade_expert=self.trade_expert, server=self.server,
-            company=self.company, name="Exodus Test",
+            login=self.login,
+            balance=float(self.balance),
+            equity=float(equity),
+            margin=float(margin),
+            margin_free=float(equity - margin),
+            leverage=self.leverage,
+            currency="USD",
+            margin_mode=2,
+            trade_mode=0,
+            trade_allowed=True,
+            trade_expert=self.trade_expert,
+            server=self.server,
+            company=self.company,
+            name="Exodus Test",
         )
 
     def symbols_get(self, group: str | None = None) -> tuple[SimpleNamespace, ...]:
@@ -266,10 +282,19 @@ class FakeTerminal:
             self._last_error = (-1, "symbol not found")
             return None
         return SimpleNamespace(
-            name=s.name, volume_min=float(s.volume_min), volume_step=float(s.volume_step),
-            volume_max=float(s.volume_max), trade_contract_size=float(s.contract_size), filling_mode=s.filling_mode,
-            digits=s.digits, point=float(s.point), trade_mode=s.trade_mode, trade_exemode=s.exemode, visible=True,
-            bid=float(s.bid), ask=float(s.ask),
+            name=s.name,
+            volume_min=float(s.volume_min),
+            volume_step=float(s.volume_step),
+            volume_max=float(s.volume_max),
+            trade_contract_size=float(s.contract_size),
+            filling_mode=s.filling_mode,
+            digits=s.digits,
+            point=float(s.point),
+            trade_mode=s.trade_mode,
+            trade_exemode=s.exemode,
+            visible=True,
+            bid=float(s.bid),
+            ask=float(s.ask),
         )
 
     def symbol_select(self, name: str, enable: bool = True) -> bool:
@@ -282,15 +307,30 @@ class FakeTerminal:
         return SimpleNamespace(bid=float(s.bid), ask=float(s.ask), time_msc=self._server_msc())
 
     def orders_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None):  # type: ignore[no-untyped-def]
-        out = [o for o in self.orders.values() if (ticket is None or o.ticket == ticket) and (symbol is None or o.symbol == symbol)]
+        out = [
+            o
+            for o in self.orders.values()
+            if (ticket is None or o.ticket == ticket) and (symbol is None or o.symbol == symbol)
+        ]
         return tuple(self._order_ns(o) for o in out)
 
     def positions_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None):  # type: ignore[no-untyped-def]
-        out = [p for p in self.positions.values() if (ticket is None or p.ticket == ticket) and (symbol is None or p.symbol == symbol)]
+        out = [
+            p
+            for p in self.positions.values()
+            if (ticket is None or p.ticket == ticket) and (symbol is None or p.symbol == symbol)
+        ]
         return tuple(SimpleNamespace(**{k: _f(v) for k, v in vars(p).items()}) for p in out)
 
-    def history_orders_get(self, date_from: Any = None, date_to: Any = None, *, ticket: int | None = None,
-                           position: int | None = None, group: str | None = None):  # type: ignore[no-untyped-def]
+    def history_orders_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        *,
+        ticket: int | None = None,
+        position: int | None = None,
+        group: str | None = None,
+    ):  # type: ignore[no-untyped-def]
         lo, hi = _window(date_from, date_to)
         out = []
         for o in self.history_orders.values():
@@ -303,8 +343,15 @@ class FakeTerminal:
             out.append(self._order_ns(o))
         return tuple(out)
 
-    def history_deals_get(self, date_from: Any = None, date_to: Any = None, *, ticket: int | None = None,
-                          position: int | None = None, group: str | None = None):  # type: ignore[no-untyped-def]
+    def history_deals_get(
+        self,
+        date_from: Any = None,
+        date_to: Any = None,
+        *,
+        ticket: int | None = None,
+        position: int | None = None,
+        group: str | None = None,
+    ):  # type: ignore[no-untyped-def]
         lo, hi = _window(date_from, date_to)
         out = []
         for d in self.deals.values():
@@ -381,8 +428,9 @@ class FakeTerminal:
             else:  # RETURN (exchange execution): the rest works on
                 self.orders[order.ticket] = order
                 code = self.TRADE_RETCODE_DONE_PARTIAL
-            return self._result(code, "Request executed", s=s, order=order.ticket, deal=deal.ticket,
-                                volume=fill, price=deal.price)
+            return self._result(
+                code, "Request executed", s=s, order=order.ticket, deal=deal.ticket, volume=fill, price=deal.price
+            )
         type_time, expiration = int(req.get("type_time", 0)), int(req.get("expiration", 0) or 0)
         if type_time == self.ORDER_TIME_SPECIFIED and expiration <= self._server_s():
             return self._result(self.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration", s=s)
@@ -396,8 +444,9 @@ class FakeTerminal:
         order = self._new_order(s, otype, volume, price, stoplimit, magic, comment, type_time, filling, expiration)
         order.state = self.ORDER_STATE_PLACED
         self.orders[order.ticket] = order
-        return self._result(self.TRADE_RETCODE_PLACED, "Request executed", s=s, order=order.ticket, volume=volume,
-                            price=price)
+        return self._result(
+            self.TRADE_RETCODE_PLACED, "Request executed", s=s, order=order.ticket, volume=volume, price=price
+        )
 
     def _fillings(self, s: Sym, otype: int) -> set[int]:
         # "Fill Policy" in the MT5 help: FOK/IOC by the symbol's flags; Return for market orders only in
@@ -435,12 +484,33 @@ class FakeTerminal:
             else:
                 order.state = self.ORDER_STATE_PARTIAL
 
-    def _new_order(self, s: Sym, otype: int, volume: Decimal, price: Decimal, stoplimit: Decimal, magic: int,
-                   comment: str, type_time: int, filling: int, expiration: int) -> TOrder:
+    def _new_order(
+        self,
+        s: Sym,
+        otype: int,
+        volume: Decimal,
+        price: Decimal,
+        stoplimit: Decimal,
+        magic: int,
+        comment: str,
+        type_time: int,
+        filling: int,
+        expiration: int,
+    ) -> TOrder:
         return TOrder(
-            ticket=next(self._tickets), symbol=s.name, type=otype, state=self.ORDER_STATE_STARTED,
-            volume_initial=volume, volume_current=volume, price_open=price, price_stoplimit=stoplimit, magic=magic,
-            comment=comment, type_time=type_time, type_filling=filling, time_expiration=expiration,
+            ticket=next(self._tickets),
+            symbol=s.name,
+            type=otype,
+            state=self.ORDER_STATE_STARTED,
+            volume_initial=volume,
+            volume_current=volume,
+            price_open=price,
+            price_stoplimit=stoplimit,
+            magic=magic,
+            comment=comment,
+            type_time=type_time,
+            type_filling=filling,
+            time_expiration=expiration,
             time_setup_msc=self._server_msc(),
         )
 
@@ -450,15 +520,35 @@ class FakeTerminal:
         if order.type in (2, 3):
             price = min(price, order.price_open) if buy else max(price, order.price_open)
         ticket = next(self._tickets)
-        position = TPosition(ticket=ticket, identifier=ticket, symbol=s.name, type=0 if buy else 1, volume=volume,
-                             price_open=price, magic=order.magic, comment=order.comment, time_msc=self._server_msc())
+        position = TPosition(
+            ticket=ticket,
+            identifier=ticket,
+            symbol=s.name,
+            type=0 if buy else 1,
+            volume=volume,
+            price_open=price,
+            magic=order.magic,
+            comment=order.comment,
+            time_msc=self._server_msc(),
+        )
         self.positions[ticket] = position
         deal = TDeal(
-            ticket=next(self._tickets), order=order.ticket, position_id=ticket, symbol=s.name,
-            type=self.DEAL_TYPE_BUY if buy else self.DEAL_TYPE_SELL, entry=self.DEAL_ENTRY_IN,
-            reason=self.DEAL_REASON_EXPERT, volume=volume, price=price,
-            commission=-(self.commission_per_lot * volume).quantize(D("0.01"), ROUND_HALF_UP), fee=D(0), swap=D(0),
-            profit=D(0), magic=order.magic, comment=order.comment, time_msc=self._server_msc(),
+            ticket=next(self._tickets),
+            order=order.ticket,
+            position_id=ticket,
+            symbol=s.name,
+            type=self.DEAL_TYPE_BUY if buy else self.DEAL_TYPE_SELL,
+            entry=self.DEAL_ENTRY_IN,
+            reason=self.DEAL_REASON_EXPERT,
+            volume=volume,
+            price=price,
+            commission=-(self.commission_per_lot * volume).quantize(D("0.01"), ROUND_HALF_UP),
+            fee=D(0),
+            swap=D(0),
+            profit=D(0),
+            magic=order.magic,
+            comment=order.comment,
+            time_msc=self._server_msc(),
         )
         self.deals[deal.ticket] = deal
         order.volume_current -= volume
@@ -477,11 +567,27 @@ class FakeTerminal:
         for listener in list(self.listeners):
             listener(kind, ticket)
 
-    def _result(self, retcode: int, comment: str, *, s: Sym | None = None, order: int = 0, deal: int = 0,
-                volume: Decimal = D(0), price: Decimal = D(0)) -> SimpleNamespace:
+    def _result(
+        self,
+        retcode: int,
+        comment: str,
+        *,
+        s: Sym | None = None,
+        order: int = 0,
+        deal: int = 0,
+        volume: Decimal = _ZERO,
+        price: Decimal = _ZERO,
+    ) -> SimpleNamespace:
         return SimpleNamespace(
-            retcode=retcode, deal=deal, order=order, volume=float(volume), price=float(price),
-            bid=float(s.bid) if s else 0.0, ask=float(s.ask) if s else 0.0, comment=comment, request_id=0,
+            retcode=retcode,
+            deal=deal,
+            order=order,
+            volume=float(volume),
+            price=float(price),
+            bid=float(s.bid) if s else 0.0,
+            ask=float(s.ask) if s else 0.0,
+            comment=comment,
+            request_id=0,
             retcode_external=0,
         )
 

@@ -42,8 +42,14 @@ async def _poll(rig: Rig, peer: EaPeer | None = None) -> list[dict]:
 
 async def _second_terminal(rig: Rig) -> EaPeer:
     """Another terminal running the EA for the same account (its heartbeat makes it the one Exodus talks to)."""
-    other = EaPeer(rig.http, rig.terminal, account=rig.account, token=rig.token, magic=rig.peer.magic,
-                   state=EaState(terminal_id="T-second-terminal"))
+    other = EaPeer(
+        rig.http,
+        rig.terminal,
+        account=rig.account,
+        token=rig.token,
+        magic=rig.peer.magic,
+        state=EaState(terminal_id="T-second-terminal"),
+    )
     await other.on_init()
     other.detach()
     return other
@@ -69,8 +75,14 @@ async def test_bridge_refuses_a_missing_or_wrong_token_with_401(rig: Rig, header
 
 async def test_an_ea_with_a_wrong_token_takes_no_commands(rig: Rig) -> None:
     command_id, _ = await rig.store.enqueue_new(_order(rig))
-    impostor = EaPeer(rig.http, rig.terminal, account=rig.account, token="not-the-token", magic=rig.peer.magic,
-                      state=EaState(terminal_id="T-impostor"))
+    impostor = EaPeer(
+        rig.http,
+        rig.terminal,
+        account=rig.account,
+        token="not-the-token",
+        magic=rig.peer.magic,
+        state=EaState(terminal_id="T-impostor"),
+    )
     await impostor.on_init()
     await impostor.sync()
     assert {status for _, status, _ in impostor.responses} == {401}
@@ -110,10 +122,15 @@ async def test_heartbeats_connect_then_keep_alive_and_feed_the_session_check(rig
     assert await session_check(pool, rig.account) is None
     [row] = await _fetch(pool, "SELECT login, server, terminal_id FROM mt5_accounts WHERE account = %s", rig.account)
     assert row["login"] == rig.terminal.login and row["terminal_id"] == rig.peer.state.terminal_id
-    specs = await _fetch(pool, "SELECT symbol, broker_symbol, contract_size FROM mt5_symbols WHERE account = %s"
-                         " ORDER BY symbol", rig.account)
+    specs = await _fetch(
+        pool,
+        "SELECT symbol, broker_symbol, contract_size FROM mt5_symbols WHERE account = %s ORDER BY symbol",
+        rig.account,
+    )
     assert [(s["symbol"], s["broker_symbol"]) for s in specs] == [
-        ("EURUSD", "EURUSD#"), ("GBPUSD", "GBPUSD#"), ("USDJPY", "USDJPY#")
+        ("EURUSD", "EURUSD#"),
+        ("GBPUSD", "GBPUSD#"),
+        ("USDJPY", "USDJPY#"),
     ]
 
 
@@ -126,8 +143,10 @@ async def test_silence_marks_the_account_disconnected_and_refuses_new_orders(rig
     reply = await rig.peer.heartbeat()
     assert reply["status"] == "RECONNECTED"
     assert await session_check(pool, rig.account) is None
-    kinds = [e["kind"] for e in await _fetch(pool, "SELECT kind FROM mt5_account_events WHERE account = %s ORDER BY id",
-                                             rig.account)]
+    kinds = [
+        e["kind"]
+        for e in await _fetch(pool, "SELECT kind FROM mt5_account_events WHERE account = %s ORDER BY id", rig.account)
+    ]
     assert kinds == ["CONNECTED", "RECONCILED", "DISCONNECTED", "RECONNECTED", "RECONCILED"]
 
 
@@ -173,7 +192,9 @@ async def test_a_command_is_redelivered_until_acknowledged_and_never_to_a_second
     again = await _poll(rig)  # a duplicate poll (or a lost poll response) gets the same command again
     assert [c["command_id"] for c in first] == [c["command_id"] for c in again] == [command_id]
     assert await _poll(rig, await _second_terminal(rig)) == []  # leased to the first terminal
-    [row] = await _fetch(pool, "SELECT state, deliveries, lease_owner FROM mt5_commands WHERE command_id = %s", command_id)
+    [row] = await _fetch(
+        pool, "SELECT state, deliveries, lease_owner FROM mt5_commands WHERE command_id = %s", command_id
+    )
     assert row["state"] == "LEASED" and row["deliveries"] == 2 and row["lease_owner"] == rig.peer.state.terminal_id
     # The EA executes it once, although it saw it twice.
     for command in first + again:
@@ -191,20 +212,23 @@ async def test_an_expired_lease_passes_the_command_to_another_terminal(rig: Rig,
     order = _order(rig)
     command_id, _ = await rig.store.enqueue_new(order)
     await _poll(rig)
-    await _exec(pool, "UPDATE mt5_commands SET lease_until = now() - interval '1 second' WHERE command_id = %s",
-                command_id)
+    await _exec(
+        pool, "UPDATE mt5_commands SET lease_until = now() - interval '1 second' WHERE command_id = %s", command_id
+    )
     taken = await _poll(rig, await _second_terminal(rig))
     assert [c["command_id"] for c in taken] == [command_id]
-    events = await _fetch(pool, "SELECT detail FROM mt5_account_events WHERE account = %s AND kind = 'LEASE_TAKEN_OVER'",
-                          rig.account)
+    events = await _fetch(
+        pool, "SELECT detail FROM mt5_account_events WHERE account = %s AND kind = 'LEASE_TAKEN_OVER'", rig.account
+    )
     assert events[0]["detail"]["previous"] == rig.peer.state.terminal_id
 
 
 async def test_a_command_nobody_picked_up_in_time_expires_and_is_never_delivered(rig: Rig, pool) -> None:
     order = _order(rig)
     command_id, _ = await rig.store.enqueue_new(order)
-    await _exec(pool, "UPDATE mt5_commands SET created_at = now() - interval '61 seconds' WHERE command_id = %s",
-                command_id)
+    await _exec(
+        pool, "UPDATE mt5_commands SET created_at = now() - interval '61 seconds' WHERE command_id = %s", command_id
+    )
     assert await _poll(rig) == []
     [report] = await rig.store.reports_of(command_id.split(":")[0])
     assert report.kind is ReportKind.REJECTED and "did not pick the order up within 60 s" in (report.reason or "")
@@ -236,10 +260,15 @@ async def test_deals_are_deduplicated_by_ticket_and_unknown_deals_are_breaks(rig
     assert len(fills) == 1 and fills[0].last_qty == D("10000") and fills[0].last_price == D("1.08501")
     assert fills[0].exec_id == f"mt5:{rig.account}:deal:{body['deals'][0]['deal']}"
     stray = dict(body["deals"][0], deal=424242, order=434343, comment="manual")
-    reply = (await rig.http.post(rig.url("/trades"), json=rig.peer._ident() | {"deals": [stray]}, headers=rig.auth())).json()
+    reply = (
+        await rig.http.post(rig.url("/trades"), json=rig.peer._ident() | {"deals": [stray]}, headers=rig.auth())
+    ).json()
     assert reply["unmatched"] == [424242]
-    breaks = await _fetch(pool, "SELECT kind, detail FROM reconciliation_breaks WHERE detail LIKE %s",
-                          f"%account {rig.account} deal 424242%")
+    breaks = await _fetch(
+        pool,
+        "SELECT kind, detail FROM reconciliation_breaks WHERE detail LIKE %s",
+        f"%account {rig.account} deal 424242%",
+    )
     assert [b["kind"] for b in breaks] == ["UNMATCHED_DEAL"]
 
 
@@ -289,4 +318,3 @@ async def _age_heartbeat(pool, account: str, *, seconds: int) -> None:
         seconds,
         account,
     )
-

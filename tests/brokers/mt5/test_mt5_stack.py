@@ -39,8 +39,15 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
 
 async def test_market_order_over_rest_reaches_the_ea_and_fills_into_the_ledger(xm: Rig, mt5_stack: Mt5Stack) -> None:
     body = {
-        "clientOrderId": f"co-{uuid.uuid4().hex[:8]}", "clientId": xm.account, "account": xm.account,
-        "symbol": "EURUSD", "qty": "20000", "side": "BUY", "type": "MARKET", "timeInForce": "GTC", "broker": "mt5",
+        "clientOrderId": f"co-{uuid.uuid4().hex[:8]}",
+        "clientId": xm.account,
+        "account": xm.account,
+        "symbol": "EURUSD",
+        "qty": "20000",
+        "side": "BUY",
+        "type": "MARKET",
+        "timeInForce": "GTC",
+        "broker": "mt5",
     }
     resp = await xm.http.post("/api/v1/orders", json=body)
     assert resp.status_code == 201, resp.text
@@ -52,7 +59,11 @@ async def test_market_order_over_rest_reaches_the_ea_and_fills_into_the_ledger(x
     assert D(result.avg_price) == D("1.08501") and result.breaks == []
     [sent] = xm.terminal.sent  # one request reached the terminal
     assert (sent["symbol"], sent["volume"], sent["type"], sent["magic"], sent["comment"]) == (
-        "EURUSD#", 0.2, 0, MAGIC, order_id
+        "EURUSD#",
+        0.2,
+        0,
+        MAGIC,
+        order_id,
     )
     [fill] = await _fetch(mt5_stack, "SELECT exec_id, qty, price FROM fills WHERE order_id = %s", order_id)
     [deal] = xm.terminal.deals.values()
@@ -201,7 +212,9 @@ async def test_duplicate_polls_and_a_lost_poll_answer_execute_once(xm: Rig, mt5_
     _, handle = await stack.submit(order)
     assert (await stack.result(handle)).status is OrderStatus.FILLED
     assert len(xm.terminal.sent) == 1
-    [row] = await _fetch(mt5_stack, "SELECT deliveries FROM mt5_commands WHERE command_id = %s", f"{order.order_id}:NEW")
+    [row] = await _fetch(
+        mt5_stack, "SELECT deliveries FROM mt5_commands WHERE command_id = %s", f"{order.order_id}:NEW"
+    )
     assert row["deliveries"] >= 3
 
 
@@ -261,7 +274,9 @@ async def test_heartbeat_loss_refuses_new_orders_keeps_working_ones_and_reconcil
     decision, _ = await stack.submit(_order(xm))
     assert not decision.approved
     [reason] = decision.reasons
-    assert reason.field == "broker" and "has not sent a heartbeat" in reason.message and "disconnected" in reason.message
+    assert (
+        reason.field == "broker" and "has not sent a heartbeat" in reason.message and "disconnected" in reason.message
+    )
 
     # Meanwhile at the terminal: the resting order fills, and someone trades by hand under the EA's magic.
     await xm.terminal.set_mid("EURUSD", D("1.07990"))
@@ -277,8 +292,12 @@ async def test_heartbeat_loss_refuses_new_orders_keeps_working_ones_and_reconcil
         f"POSITION_MISMATCH: account {xm.account} EURUSD: terminal 15000, ledger 10000"
         + (" (1 fill(s) in flight)" if "in flight" in reply["breaks"][0] else "")
     ]
-    kinds = {b["kind"] for b in await _fetch(mt5_stack, "SELECT kind FROM reconciliation_breaks WHERE detail LIKE %s",
-                                             f"%account {xm.account} %")}
+    kinds = {
+        b["kind"]
+        for b in await _fetch(
+            mt5_stack, "SELECT kind FROM reconciliation_breaks WHERE detail LIKE %s", f"%account {xm.account} %"
+        )
+    }
     assert kinds == {"UNMATCHED_DEAL", "POSITION_MISMATCH"}
     await xm.start_loop()
     decision, handle = await stack.submit(_order(xm))

@@ -68,11 +68,37 @@ PREFIXES: dict[str, type[BaseModel]] = {
 }
 IDENT = {"protocol", "terminal_id", "session_id"}
 #: Messages the EA writes (every field of them must be written somewhere in the EA).
-EA_WRITES = ["HEARTBEAT", "TERMINAL", "ACCOUNT", "POSITION", "PORDER", "SYMBOL", "POLL", "ACK", "TRADES", "DEAL",
-             "OUPDATE"]
+EA_WRITES = [
+    "HEARTBEAT",
+    "TERMINAL",
+    "ACCOUNT",
+    "POSITION",
+    "PORDER",
+    "SYMBOL",
+    "POLL",
+    "ACK",
+    "TRADES",
+    "DEAL",
+    "OUPDATE",
+]
 #: Command fields the EA acts on; the rest are for people reading logs.
-EA_READS_COMMAND = {"command_id", "kind", "order_id", "symbol", "action", "type", "volume", "contract_size", "price",
-                    "stoplimit", "type_time", "expiration", "fillings", "deviation", "ticket"}
+EA_READS_COMMAND = {
+    "command_id",
+    "kind",
+    "order_id",
+    "symbol",
+    "action",
+    "type",
+    "volume",
+    "contract_size",
+    "price",
+    "stoplimit",
+    "type_time",
+    "expiration",
+    "fillings",
+    "deviation",
+    "ticket",
+}
 
 
 def _golden(name: str) -> Any:
@@ -160,7 +186,11 @@ def test_protocol_mqh_constants_match_python() -> None:
     d = _defines()
     assert d["EXB_PROTOCOL_VERSION"] == p.PROTOCOL_VERSION
     assert d["EXB_PATH_PREFIX"] + "{account}" == p.API_PREFIX
-    assert {k.removeprefix("EXB_PATH_").lower(): v for k, v in d.items() if k.startswith("EXB_PATH_") and k != "EXB_PATH_PREFIX"} == p.PATHS
+    assert {
+        k.removeprefix("EXB_PATH_").lower(): v
+        for k, v in d.items()
+        if k.startswith("EXB_PATH_") and k != "EXB_PATH_PREFIX"
+    } == p.PATHS
     assert {v for k, v in d.items() if k.startswith("EXB_KIND_")} == {k.value for k in p.CommandKind}
     assert {v for k, v in d.items() if k.startswith("EXB_ERR_")} == {e.value for e in p.EaError} - {""}
     assert {v for k, v in d.items() if k.startswith("EXB_ACK_")} == {s.value for s in p.AckStatus}
@@ -211,7 +241,8 @@ def test_ea_writes_every_field_of_every_message_it_sends() -> None:
     code = _ea_code()
     d = _defines()
     missing = [
-        k for k in d
+        k
+        for k in d
         if (k.startswith("EXB_F_ID_") or any(k.startswith(f"EXB_F_{prefix}_") for prefix in EA_WRITES))
         and not re.search(rf"\.\w+\(\s*{k}\b", code)
     ]
@@ -241,7 +272,7 @@ def test_ea_marks_a_command_in_progress_before_order_send() -> None:
     # The at-most-once rule, as the source states it: persist IN_PROGRESS, then execute, then persist DONE.
     code = _ea_code()
     handle = code[code.index("void ExbHandle(") : code.index("bool ExbPoll(")]
-    order = [handle.index(s) for s in ("EXB_CMD_IN_PROGRESS, \"\")", "g_state.Save", "ExecuteNew", "EXB_CMD_DONE,")]
+    order = [handle.index(s) for s in ('EXB_CMD_IN_PROGRESS, "")', "g_state.Save", "ExecuteNew", "EXB_CMD_DONE,")]
     assert order == sorted(order)
     assert handle.index("Recover(") < handle.index("ExecuteNew")
     trade = (MQL5 / "Include" / "ExodusBridge" / "Trade.mqh").read_text()
@@ -275,7 +306,9 @@ def test_command_to_request_mapping_matches_the_golden_cases() -> None:
 
 @pytest.mark.parametrize("case", _golden("mapping")["fillings"], ids=lambda c: c["why"])
 def test_filling_sequences_match_the_golden_cases_in_python_and_in_the_peer(case: dict[str, Any]) -> None:
-    got = filling_sequence(case["preferred"], order_type=case["type"], filling_mask=case["mask"], exemode=case["exemode"])
+    got = filling_sequence(
+        case["preferred"], order_type=case["type"], filling_mask=case["mask"], exemode=case["exemode"]
+    )
     assert got == case["expected"]
     assert EaPeer._fillings(case["preferred"], case["type"], case["mask"], case["exemode"]) == case["expected"]
 

@@ -55,14 +55,31 @@ async def test_registry_refuses_mt5_terminal_settings_off_windows(database_url: 
 
 
 class Setup:
-    def __init__(self, broker: Mt5Broker, executor: TerminalExecutor, terminal: FakeTerminal, account: str,
-                 reports: ReportCollector) -> None:
-        self.broker, self.executor, self.terminal, self.account, self.reports = broker, executor, terminal, account, reports
+    def __init__(
+        self,
+        broker: Mt5Broker,
+        executor: TerminalExecutor,
+        terminal: FakeTerminal,
+        account: str,
+        reports: ReportCollector,
+    ) -> None:
+        self.broker, self.executor, self.terminal, self.account, self.reports = (
+            broker,
+            executor,
+            terminal,
+            account,
+            reports,
+        )
 
     def order(self, **kw: object) -> SubmitOrder:
         fields: dict[str, object] = {
-            "client_order_id": derive_order_id(uuid.uuid4().hex), "account": self.account, "symbol": "EURUSD",
-            "side": OrderSide.BUY, "type": OrderType.MARKET, "time_in_force": TimeInForce.GTC, "qty": D("10000"),
+            "client_order_id": derive_order_id(uuid.uuid4().hex),
+            "account": self.account,
+            "symbol": "EURUSD",
+            "side": OrderSide.BUY,
+            "type": OrderType.MARKET,
+            "time_in_force": TimeInForce.GTC,
+            "qty": D("10000"),
         }
         fields.update(kw)
         return SubmitOrder(**fields)  # type: ignore[arg-type]
@@ -73,7 +90,9 @@ async def windows(
     database_url: str, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: ReportCollector
 ) -> AsyncIterator[Setup]:
     account = new_account()
-    settings = bridge_settings(database_url, [account], terminal=Mt5TerminalSettings(account=account, poll_interval_ms=20))
+    settings = bridge_settings(
+        database_url, [account], terminal=Mt5TerminalSettings(account=account, poll_interval_ms=20)
+    )
     terminal = FakeTerminal()
     store = BridgeStore(pool, settings.mt5, instruments=instruments)
     executor = TerminalExecutor(terminal, store, settings.mt5, symbols=["EURUSD", "USDJPY"])
@@ -91,8 +110,16 @@ async def test_terminal_executor_sends_the_shared_request_and_reports_the_fill(w
     assert ack.accepted, ack.reason
     [sent] = windows.terminal.sent
     assert sent == {
-        "action": 1, "magic": MAGIC, "symbol": "EURUSD#", "volume": 0.3, "type": 0, "comment": order.client_order_id,
-        "type_time": 0, "type_filling": 0, "price": 1.08501, "deviation": 20,
+        "action": 1,
+        "magic": MAGIC,
+        "symbol": "EURUSD#",
+        "volume": 0.3,
+        "type": 0,
+        "comment": order.client_order_id,
+        "type_time": 0,
+        "type_filling": 0,
+        "price": 1.08501,
+        "deviation": 20,
     }
     await windows.reports.wait_for(lambda rs: any(r.kind is ReportKind.FILL for r in rs))
     [fill] = [r for r in windows.reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
@@ -135,12 +162,16 @@ async def test_terminal_executor_after_a_crash_finds_the_order_instead_of_sendin
     assert len(windows.terminal.sent) == 1
 
 
-async def test_terminal_executor_heartbeat_reports_symbols_and_positions(windows: Setup, pool: AsyncConnectionPool) -> None:
+async def test_terminal_executor_heartbeat_reports_symbols_and_positions(
+    windows: Setup, pool: AsyncConnectionPool
+) -> None:
     windows.terminal.manual_trade("USDJPY", 1, D("0.02"), magic=MAGIC)
     await windows.executor.run_once(heartbeat=True)
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT broker_symbol, contract_size FROM mt5_symbols WHERE account = %s ORDER BY symbol",
-                                 (windows.account,))
+        cur = await conn.execute(
+            "SELECT broker_symbol, contract_size FROM mt5_symbols WHERE account = %s ORDER BY symbol",
+            (windows.account,),
+        )
         specs = await cur.fetchall()
     assert [(s["broker_symbol"], s["contract_size"]) for s in specs] == [("EURUSD#", D(100000)), ("USDJPY#", D(100000))]
     [position] = await windows.broker.positions()
