@@ -17,6 +17,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.risk import RiskPolicy
 
 __all__ = [
     "ApiSettings",
@@ -26,7 +27,6 @@ __all__ = [
     "Mt5TerminalSettings",
     "OrderSettings",
     "PaperSettings",
-    "RiskSettings",
     "Settings",
     "TemporalSettings",
     "WorkerSettings",
@@ -171,12 +171,6 @@ class Mt5Settings(BaseModel):
     terminal: Mt5TerminalSettings | None = None
 
 
-class RiskSettings(BaseModel):
-    """Pre-trade risk limits (defaults; the policy store overrides them)."""
-
-    max_notional_per_order: Decimal = Decimal("5000000")
-
-
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -204,7 +198,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     paper: PaperSettings = PaperSettings()
     orders: OrderSettings = OrderSettings()
-    risk: RiskSettings = RiskSettings()
+    #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
+    risk: RiskPolicy = RiskPolicy()
     mt5: Mt5Settings = Mt5Settings()
 
     @model_validator(mode="after")
