@@ -39,21 +39,27 @@ router = APIRouter(prefix="/bridge/mt5", tags=["bridge-mt5"])
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="exodus-mt5-bridge"'}
 
 
+def _unauthorized(code: str, message: str) -> HTTPException:
+    reason = Reason(code=code, field="Authorization", message=message)
+    body = ErrorBody(status="unauthorized", message=message, reasons=[reason])
+    return HTTPException(401, body.model_dump(mode="json", exclude_none=True), _CHALLENGE)
+
+
 def _bridge_account(account: str, request: Request, settings: SettingsDep) -> str:
     """The account in the path, once its bridge token is proven."""
     header = request.headers.get("Authorization")
     if not header:
-        raise HTTPException(
-            401, "missing bridge token: send 'Authorization: Bearer <token>' (the EA's InpToken)", _CHALLENGE
+        raise _unauthorized(
+            "TOKEN_MISSING", "missing bridge token: send 'Authorization: Bearer <token>' (the EA's InpToken)"
         )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "malformed Authorization header: expected 'Bearer <token>'", _CHALLENGE)
+        raise _unauthorized("TOKEN_MALFORMED", "malformed Authorization header: expected 'Bearer <token>'")
     cfg = settings.mt5.accounts.get(account)
     if cfg is None:
-        raise HTTPException(401, f"no MT5 bridge account {account!r} is configured (mt5.accounts)", _CHALLENGE)
+        raise _unauthorized("UNKNOWN_ACCOUNT", f"no MT5 bridge account {account!r} is configured (mt5.accounts)")
     if not secrets.compare_digest(token.strip().encode(), cfg.token.get_secret_value().encode()):
-        raise HTTPException(401, f"wrong bridge token for account {account!r}", _CHALLENGE)
+        raise _unauthorized("TOKEN_WRONG", f"wrong bridge token for account {account!r}")
     return account
 
 

@@ -70,6 +70,7 @@ async def test_bridge_refuses_a_missing_or_wrong_token_with_401(rig: Rig, header
     resp = await rig.http.post(rig.url("/commands/poll"), json=rig.peer._ident(), headers=headers)
     assert resp.status_code == 401
     assert message in resp.json()["message"]
+    assert resp.json()["reasons"][0]["field"] == "Authorization"
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
