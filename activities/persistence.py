@@ -146,21 +146,12 @@ class OrderStoreActivities:
             params["status"] = snap.status.value
             params["workflow_id"] = workflow_id_for(snap.order_id)
             await conn.execute(_UPSERT_ORDER, params)
-            if inp.events:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO order_events (order_id, seq, at, kind, status, detail, actor, data)"
-                        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                        [
-                            (snap.order_id, e.seq, e.at, e.kind, e.status.value, e.detail, e.actor, Jsonb(e.data))
-                            for e in inp.events
-                        ],
-                    )
+            new_events = await self._append_events(conn, snap.order_id, inp.events)
             for fill in inp.fills:
                 if await self._book_fill(conn, fill):
                     booked += 1
             await self._update_reservation(conn, snap)
-            await self._circuit_breaker(conn, snap, inp.events)
+            await self._circuit_breaker(conn, snap, new_events)
             for text in inp.breaks:
                 cur = await conn.execute(
                     "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
@@ -171,7 +162,7 @@ class OrderStoreActivities:
                     RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=text.split(":", 1)[0]).inc()
         if booked:
             FILLS.labels(broker=snap.broker).inc(booked)
-        if any(e.kind == "OVERFILL_REFUSED" for e in inp.events):
+        if any(e.kind == "OVERFILL_REFUSED" for e in new_events):
             OVERFILLS.labels(broker=snap.broker).inc()
         if inp.final:
             ORDERS_COMPLETED.labels(broker=snap.broker, status=snap.status.value).inc()
@@ -181,6 +172,29 @@ class OrderStoreActivities:
                 if snap.status is OrderStatus.FILLED:
                     ORDER_LATENCY.labels(stage="fill").observe(max(elapsed, 0.0))
         return booked
+
+    @staticmethod
+    async def _append_events(conn: Any, order_id: str, events: list[OrderEvent]) -> list[OrderEvent]:
+        # Returns the events this call inserted: a retried call inserts (and so counts) nothing twice.
+        if not events:
+            return []
+        cur = await conn.execute(
+            "INSERT INTO order_events (order_id, seq, at, kind, status, detail, actor, data)"
+            " SELECT %s, * FROM unnest(%s::int[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::jsonb[]) ON CONFLICT DO NOTHING RETURNING seq",
+            (
+                order_id,
+                [e.seq for e in events],
+                [e.at for e in events],
+                [e.kind for e in events],
+                [e.status.value for e in events],
+                [e.detail for e in events],
+                [e.actor for e in events],
+                [Jsonb(e.data) for e in events],
+            ),
+        )
+        inserted = {row["seq"] for row in await cur.fetchall()}
+        return [e for e in events if e.seq in inserted]
 
     async def _update_reservation(self, conn: Any, snap: OrderSnapshot) -> None:
         # The reservation follows the order: what is still open, at its current price; nothing once closed.

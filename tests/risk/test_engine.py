@@ -223,7 +223,7 @@ async def test_circuit_breaker_halts_after_consecutive_broker_rejections(
     try:
         for i in range(3):
             r = await http.post("/api/v1/orders", json=body(account=account, symbol="NVDA", qty=1 + i))
-            assert r.status_code == 201
+            assert r.status_code == 201, r.text
             await wait_status(http, r.json()["internalOrderId"], "REJECTED")
     finally:
         risk_stack.venue.engine.reject_symbols.discard("NVDA")
