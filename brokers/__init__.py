@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import Broker, BrokerCapabilities, ReportSink
+from brokers.fix.config import FIX_CAPABILITIES
 from brokers.paper.config import PAPER_CAPABILITIES
+from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
 from core.settings import Settings
 
@@ -77,12 +79,26 @@ async def _paper(ctx: BrokerContext) -> Broker:
     return PaperBroker(venue)
 
 
+async def _fix(ctx: BrokerContext) -> Broker:
+    from brokers.fix.execution import FixBroker
+
+    if ctx.pool is None:
+        raise ConfigError("the FIX broker keeps its orders and reports in Postgres: set DATABASE_URL")
+    return FixBroker.from_settings(ctx.settings, pool=ctx.pool)
+
+
 BROKERS: dict[str, BrokerSpec] = {
     "paper": BrokerSpec(
         name="paper",
         capabilities=PAPER_CAPABILITIES,
         factory=_paper,
         description="in-process simulated venue (default)",
+    ),
+    "fix": BrokerSpec(
+        name="fix",
+        capabilities=FIX_CAPABILITIES,
+        factory=_fix,
+        description="a FIX 4.2/4.4/5.0SP2 counterparty over QuickFIX (settings section `fix`)",
     ),
 }
 
