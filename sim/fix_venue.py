@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import itertools
@@ -72,9 +73,9 @@ __all__ = ["FixVenue", "FixVenueFaults", "main"]
 
 log = logging.getLogger(__name__)
 
-_ORD_TYPES = reverse(MAP_ORD_TYPE)  # type: ignore[arg-type]
-_TIFS = reverse(MAP_TIF)  # type: ignore[arg-type]
-_PEGS = reverse(MAP_PEG_EXEC_INST)  # type: ignore[arg-type]
+_ORD_TYPES = reverse(MAP_ORD_TYPE)
+_TIFS = reverse(MAP_TIF)
+_PEGS = reverse(MAP_PEG_EXEC_INST)
 
 
 @dataclass
@@ -146,6 +147,7 @@ class FixVenue:
                 that does not keep messages; reports sent while the session was down are then lost).
         """
         self.venue = venue
+        allowed = allowed_remote_addresses if allowed_remote_addresses is not None else ["127.0.0.1"]
         self.config = SessionConfig(
             connection_type="acceptor",
             begin_string=begin_string,
@@ -154,7 +156,7 @@ class FixVenue:
             port=port,
             directory=directory,
             default_appl_ver_id=default_appl_ver_id,
-            allowed_remote_addresses=allowed_remote_addresses if allowed_remote_addresses is not None else ["127.0.0.1"],
+            allowed_remote_addresses=allowed,
             extra={} if persist_messages else {"PersistMessages": "N"},
         )
         self.begin_string = begin_string
@@ -167,6 +169,7 @@ class FixVenue:
         #: Cancel requests' ClOrdIDs -> the order's ClOrdID at the time (they are ids of the order too).
         self._aliases: dict[str, str] = {}
         self._exec_ids = itertools.count(1)
+        self._marking: set[asyncio.Future[None]] = set()
         self._run_id = uuid.uuid4().hex[:6].upper()
         self._conn = FixConnector(
             self.config,
@@ -247,12 +250,28 @@ class FixVenue:
             self.stats.refused_logons += 1
         return reason
 
-    def _send(self, msg_type: str, fields: list[tuple[int, str | None]]) -> None:
+    def _send(self, msg_type: str, fields: list[tuple[int, str | None]], *, exec_id: str | None = None) -> None:
         # Queued in order on the connector's one sending thread; not awaited, so the venue's reports leave in
-        # exactly the order the matching model produced them.
+        # exactly the order the matching model produced them. Once QuickFIX has a report (it keeps it in its
+        # store for resends), the journal marks it delivered.
         self.stats.sent[msg_type] = self.stats.sent.get(msg_type, 0) + 1
         future = self._conn.send_nowait(msg_type, fields)
-        future.add_done_callback(_log_send_failure)
+        loop = asyncio.get_running_loop()
+
+        def done(f: concurrent.futures.Future[bool]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                log.error("fix venue: sending %s failed: %r", msg_type, exc)
+            elif exec_id is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._delivered, exec_id)
+
+        future.add_done_callback(done)
+
+    def _delivered(self, exec_id: str) -> None:
+        task = asyncio.ensure_future(self.venue.mark_delivered([exec_id]))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
 
     def _exec_id(self) -> str:
         return f"{self._run_id}-X{next(self._exec_ids)}"
@@ -307,7 +326,10 @@ class FixVenue:
         tif = _TIFS.get(msg.get(Tag.TIME_IN_FORCE) or "0")
         side = MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "")
         if ord_type is None or tif is None or side is None:
-            return f"{RejectReason.UNSUPPORTED}: OrdType {msg.get(Tag.ORD_TYPE)} TimeInForce {msg.get(Tag.TIME_IN_FORCE)} Side {msg.get(Tag.SIDE)}"
+            return (
+                f"{RejectReason.UNSUPPORTED}: OrdType {msg.get(Tag.ORD_TYPE)} TimeInForce "
+                f"{msg.get(Tag.TIME_IN_FORCE)} Side {msg.get(Tag.SIDE)}"
+            )
         peg = None
         if ord_type is OrderType.PEGGED:
             inst = (msg.get(Tag.EXEC_INST) or "").split()
@@ -318,18 +340,20 @@ class FixVenue:
         qty = parse_decimal(msg.get(Tag.ORDER_QTY))
         if qty is None or qty <= 0:
             return f"{RejectReason.INCORRECT_QUANTITY}: OrderQty {msg.get(Tag.ORDER_QTY)}"
+        limit = ord_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        stop = ord_type in (OrderType.STOP, OrderType.STOP_LIMIT)
         try:
             return SubmitOrder(
                 client_order_id=msg.get(Tag.CL_ORD_ID) or "",
                 account=msg.get(Tag.ACCOUNT) or "",
                 symbol=msg.get(Tag.SYMBOL) or "",
-                side=side,  # type: ignore[arg-type]
-                type=ord_type,  # type: ignore[arg-type]
-                time_in_force=tif,  # type: ignore[arg-type]
+                side=side,
+                type=ord_type,
+                time_in_force=tif,
                 qty=qty,
-                price=parse_decimal(msg.get(Tag.PRICE)) if ord_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
-                stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if ord_type in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
-                peg_type=peg,  # type: ignore[arg-type]
+                price=parse_decimal(msg.get(Tag.PRICE)) if limit else None,
+                stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if stop else None,
+                peg_type=peg,
                 peg_offset=parse_decimal(msg.get(Tag.PEG_OFFSET_VALUE)) if peg else None,
                 expire_at=parse_timestamp(msg.get(Tag.EXPIRE_TIME)),
             )
@@ -389,7 +413,8 @@ class FixVenue:
                 stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if order.type.needs_stop_price else None,
             )
         except ValidationError:
-            self._cancel_reject(msg, order, f"{RejectReason.INCORRECT_QUANTITY}: OrderQty {msg.get(Tag.ORDER_QTY)}", "2")
+            reason = f"{RejectReason.INCORRECT_QUANTITY}: OrderQty {msg.get(Tag.ORDER_QTY)}"
+            self._cancel_reject(msg, order, reason, "2")
             return
         token = _current.set(_Request("G", new_id, orig))
         try:
@@ -533,14 +558,16 @@ class FixVenue:
         request = _current.get()
         kind = report.kind
         if kind is ReportKind.TRIGGERED and not self._fix50:
-            return  # FIX 4.x has no ExecType for a triggered stop; its fills say it all
+            self._delivered(report.exec_id)  # FIX 4.x has no ExecType for a triggered stop; its fills say it all
+            return
         if kind in (ReportKind.CANCEL_REJECTED, ReportKind.REPLACE_REJECTED):
             reason = report.reason or RejectReason.TOO_LATE
             code = self._code(MAP_CXL_REJ_REASON, reason, "2" if self._fix42 else "99")
             replace = kind is ReportKind.REPLACE_REJECTED
             self._send(
                 "9",
-                [
+                exec_id=report.exec_id,
+                fields=[
                     (Tag.ORDER_ID, order.venue_order_id),
                     (Tag.CL_ORD_ID, request.cl_ord_id if request else report.client_order_id),
                     (Tag.ORIG_CL_ORD_ID, request.orig_cl_ord_id if request else report.client_order_id),
@@ -584,7 +611,7 @@ class FixVenue:
         if kind is ReportKind.REJECTED:
             fields.append((Tag.ORD_REJ_REASON, self._code(MAP_ORD_REJ_REASON, report.reason or "", "0")))
         # A tag given twice keeps its last value (the report's own view), so drop the earlier duplicates.
-        self._send("8", _last_wins(fields))
+        self._send("8", _last_wins(fields), exec_id=report.exec_id)
 
     def _exec_codes(self, report: ExecutionReport, order: SimOrder) -> tuple[str, str]:
         kind = report.kind
@@ -609,12 +636,6 @@ def _last_wins(fields: list[tuple[int, str | None]]) -> list[tuple[int, str | No
         last.pop(tag, None)
         last[tag] = value
     return list(last.items())
-
-
-def _log_send_failure(future: object) -> None:
-    exc = future.exception()  # type: ignore[attr-defined]
-    if exc is not None:
-        log.error("fix venue: sending failed: %r", exc)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

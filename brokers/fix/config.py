@@ -152,7 +152,8 @@ class SessionConfig:
                 if self.default_appl_ver_id not in _APP_DICTIONARIES:
                     raise ConfigError(f"unsupported DefaultApplVerID {self.default_appl_ver_id!r}")
                 session["TransportDataDictionary"] = str(dd_dir / "FIXT11.xml")
-                session["AppDataDictionary"] = str(self.data_dictionary or dd_dir / _APP_DICTIONARIES[self.default_appl_ver_id])
+                app_dictionary = self.data_dictionary or dd_dir / _APP_DICTIONARIES[self.default_appl_ver_id]
+                session["AppDataDictionary"] = str(app_dictionary)
             else:
                 session["DataDictionary"] = str(self.data_dictionary or dd_dir / _DICTIONARIES[self.begin_string])
         else:

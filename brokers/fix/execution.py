@@ -205,7 +205,9 @@ class FixBroker:
     def _require_logged_on(self, what: str) -> FixConnector:
         conn = self._conn
         if conn is None or not conn.logged_on:
-            raise BrokerUnavailable(f"{self.name}: the FIX session {self.config.key} is not logged on; {what} was not sent")
+            raise BrokerUnavailable(
+                f"{self.name}: the FIX session {self.config.key} is not logged on; {what} was not sent"
+            )
         return conn
 
     # -- requests ----------------------------------------------------------------------------------------
@@ -325,6 +327,12 @@ class FixBroker:
     def _venue_symbol(self, symbol: str) -> str:
         return self._to_venue.get(symbol, symbol)
 
+    def _domain_symbol(self, msg: FixMessage, order: FixOrder | None) -> str:
+        venue_symbol = msg.get(Tag.SYMBOL)
+        if venue_symbol is None:
+            return order.symbol if order else ""
+        return self._from_venue.get(venue_symbol, venue_symbol)
+
     def _account(self, account: str | None) -> str | None:
         return self._settings.account or account or None
 
@@ -428,11 +436,15 @@ class FixBroker:
     def _fail_waiters(self, reason: str) -> None:
         for (msg_type, cl_ord_id), future in list(self._waiters.items()):
             if not future.done():
-                future.set_exception(BrokerUnavailable(f"{self.name}: {reason} before {msg_type} {cl_ord_id} was answered; the outcome is unknown"))
+                future.set_exception(BrokerUnavailable(
+                    f"{self.name}: {reason} before {msg_type} {cl_ord_id} was answered; the outcome is unknown"
+                ))
         for order_id, futures in list(self._status_waiters.items()):
             for f in futures:
                 if not f.done():
-                    f.set_exception(BrokerUnavailable(f"{self.name}: {reason} before the status of {order_id} was answered"))
+                    f.set_exception(
+                        BrokerUnavailable(f"{self.name}: {reason} before the status of {order_id} was answered")
+                    )
 
     # -- session events ----------------------------------------------------------------------------------
 
@@ -459,7 +471,8 @@ class FixBroker:
                         log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
                         return
                     if answer is None and order.status is not OrderStatus.SUBMITTED:
-                        log.warning("%s: the venue no longer knows %s (%s)", self.name, order.client_order_id, order.status)
+                        log.warning("%s: the venue no longer knows %s (%s)", self.name, order.client_order_id,
+                                    order.status)
 
             await asyncio.gather(*(ask(o) for o in orders))
             self.resyncs += 1
@@ -575,7 +588,7 @@ class FixBroker:
             kind=kind,
             client_order_id=cl_ord_id,
             broker_order_id=_order_id(msg),
-            symbol=self._from_venue.get(msg.get(Tag.SYMBOL) or "", msg.get(Tag.SYMBOL) or (order.symbol if order else "")),
+            symbol=self._domain_symbol(msg, order),
             side=MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "", order.side if order else OrderSide.BUY),
             last_qty=(parse_decimal(msg.get(Tag.LAST_QTY)) or _D(0)) if fill else _D(0),
             last_price=parse_decimal(msg.get(Tag.LAST_PX)) if fill else None,
@@ -692,7 +705,8 @@ class FixBroker:
             if price is None or price <= 0:
                 price = avg
             if price is None or price <= 0:
-                log.error("%s: %s shows %s filled at the venue, %s here, and no price", self.name, cl_ord_id, venue_cum, local_cum)
+                log.error("%s: %s shows %s filled at the venue, %s here, and no price", self.name, cl_ord_id,
+                          venue_cum, local_cum)
             else:
                 report = ExecutionReport(
                     exec_id=f"{_order_id(msg) or order.order_id}:cum:{fix_decimal(venue_cum)}",
@@ -708,7 +722,8 @@ class FixBroker:
                     log.warning("%s: %s: %s filled at the venue without fill reports; delivered as %s",
                                 self.name, cl_ord_id, missing, report.exec_id)
         elif venue_cum < local_cum:
-            log.error("%s: %s: the venue reports %s filled, %s fills were received", self.name, cl_ord_id, venue_cum, local_cum)
+            log.error("%s: %s: the venue reports %s filled, %s fills were received", self.name, cl_ord_id,
+                      venue_cum, local_cum)
         kind = _STATUS_KINDS.get(status)
         if kind is not None and not any(r.kind in _TERMINAL_KINDS for r in reports):
             # Same exec id as the order workflow's own status merge, so the two paths deduplicate.

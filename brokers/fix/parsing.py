@@ -7,9 +7,10 @@ ExecTransType 3; FIX 4.4 and later report fills as ExecType F and status answers
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import Final, TypeVar
 
 from core.domain import OrderSide, OrderStatus, OrderType, PegType, ReportKind, TimeInForce
 
@@ -24,6 +25,7 @@ __all__ = [
     "MAP_ORD_TYPE",
     "MAP_PEG_EXEC_INST",
     "MAP_SIDE",
+    "MAP_SIDE_IN",
     "MAP_TIF",
     "ORD_REJ_DUPLICATE",
     "ORD_REJ_UNKNOWN_ORDER",
@@ -37,6 +39,9 @@ __all__ = [
     "parse_timestamp",
     "reverse",
 ]
+
+
+K = TypeVar("K")
 
 
 class Tag:
@@ -87,7 +92,12 @@ class Tag:
 
 MAP_SIDE: Final[dict[OrderSide, str]] = {OrderSide.BUY: "1", OrderSide.SELL: "2"}
 #: Incoming sides: sell short (5) and sell short exempt (6) are sells.
-MAP_SIDE_IN: Final[dict[str, OrderSide]] = {"1": OrderSide.BUY, "2": OrderSide.SELL, "5": OrderSide.SELL, "6": OrderSide.SELL}
+MAP_SIDE_IN: Final[dict[str, OrderSide]] = {
+    "1": OrderSide.BUY,
+    "2": OrderSide.SELL,
+    "5": OrderSide.SELL,
+    "6": OrderSide.SELL,
+}
 
 MAP_ORD_TYPE: Final[dict[OrderType, str]] = {
     OrderType.MARKET: "1",
@@ -187,7 +197,7 @@ def is_cancel_id(cl_ord_id: str) -> bool:
     return CANCEL_ID_MARKER in cl_ord_id
 
 
-def reverse(table: dict[object, str]) -> dict[str, object]:
+def reverse(table: Mapping[K, str]) -> dict[str, K]:
     """Invert a ``MAP_*`` table."""
     return {v: k for k, v in table.items()}
 

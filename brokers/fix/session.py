@@ -28,10 +28,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-import quickfix as fix
+import quickfix as fix  # type: ignore[import-untyped]  # SWIG binding, no stubs
 
 from brokers.fix.config import SessionConfig
 from core.errors import BrokerUnavailable, ConfigError
@@ -285,7 +284,8 @@ class FixConnector:
             await self._teardown()
             # A port in use or an unreadable store is a start-up problem, not a transient one.
             raise ConfigError(f"{self.name}: QuickFIX could not start the session {cfg.key}: {e}") from e
-        log.info("%s: %s %s started (port %d, store %s)", self.name, cfg.connection_type, cfg.key, cfg.port, cfg.store_path)
+        log.info("%s: %s %s started (port %d, store %s)", self.name, cfg.connection_type, cfg.key, cfg.port,
+                 cfg.store_path)
 
     async def stop(self) -> None:
         """Log out, stop QuickFIX, release the store.
@@ -382,7 +382,8 @@ class FixConnector:
                 raise BrokerUnavailable(f"{self.name}: no QuickFIX session {self.config.key}")
             return int(session.getExpectedSenderNum()), int(session.getExpectedTargetNum())
 
-        return await self._call(read, "reading sequence numbers")
+        numbers: tuple[int, int] = await self._call(read, "reading sequence numbers")
+        return numbers
 
     def sent_message(self, seq_num: int) -> tuple[str, str] | None:
         """(MsgType, ClOrdID) of an application message we sent with ``seq_num`` (recent ones only)."""
@@ -402,7 +403,7 @@ class FixConnector:
                 message.setField(tag, value)
         return message
 
-    def send_nowait(self, msg_type: str, fields: Iterable[tuple[int, str | None]]) -> concurrent.futures.Future[bool]:
+    def send_nowait(self, msg_type: str, fields: Iterable[tuple[int, str | None]]) -> concurrent.futures.Future[Any]:
         """Queue a message for sending (messages go out in the order they were queued)."""
         message = self.build(msg_type, list(fields))
         executor = self._require_executor()
@@ -458,7 +459,8 @@ class FixConnector:
             log.error("%s: event loop gone; message %s not handled", self.name, msg.text())
             return
         if done is not None and not done.wait(self._wait):
-            log.warning("%s: handling %s took more than %.1fs; taking the next message", self.name, msg.text(), self._wait)
+            log.warning("%s: handling %s took more than %.1fs; taking the next message", self.name, msg.text(),
+                        self._wait)
 
     def _note_sent(self, seq_num: int, msg_type: str, cl_ord_id: str) -> None:
         with self._sent_lock:

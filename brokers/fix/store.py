@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
@@ -106,23 +108,20 @@ class FixStore:
                 ),
             )
 
+    async def _bodies(self, sql: str, *params: object) -> list[Any]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, (self.session, *params))
+            return [row["body"] for row in await cur.fetchall()]
+
     async def order(self, order_id: str) -> FixOrder | None:
         """The record of ``order_id`` (the base order id, without a replacement suffix)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT body FROM fix_orders WHERE session = %s AND order_id = %s", (self.session, order_id)
-            )
-            row = await cur.fetchone()
-        return None if row is None else FixOrder.model_validate(row["body"])
+        bodies = await self._bodies("SELECT body FROM fix_orders WHERE session = %s AND order_id = %s", order_id)
+        return FixOrder.model_validate(bodies[0]) if bodies else None
 
     async def open_orders(self) -> list[FixOrder]:
         """Orders that may still work at the venue, oldest first."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT body FROM fix_orders WHERE session = %s AND open ORDER BY created_at", (self.session,)
-            )
-            rows = await cur.fetchall()
-        return [FixOrder.model_validate(r["body"]) for r in rows]
+        bodies = await self._bodies("SELECT body FROM fix_orders WHERE session = %s AND open ORDER BY created_at")
+        return [FixOrder.model_validate(b) for b in bodies]
 
     async def add_report(self, report: ExecutionReport) -> bool:
         """Record a received report; False when its exec id was recorded before (a duplicate)."""
@@ -143,23 +142,17 @@ class FixStore:
 
     async def reports(self, order_id: str) -> list[ExecutionReport]:
         """Every report recorded for an order (its whole ClOrdID chain), in arrival order."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT body FROM fix_reports WHERE session = %s AND order_id = %s ORDER BY seq",
-                (self.session, order_id),
-            )
-            rows = await cur.fetchall()
-        return [ExecutionReport.model_validate(r["body"]) for r in rows]
+        bodies = await self._bodies(
+            "SELECT body FROM fix_reports WHERE session = %s AND order_id = %s ORDER BY seq", order_id
+        )
+        return [ExecutionReport.model_validate(b) for b in bodies]
 
     async def undelivered(self) -> list[ExecutionReport]:
         """Reports recorded but not yet delivered to their workflow, in arrival order."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT body FROM fix_reports WHERE session = %s AND delivered_at IS NULL ORDER BY seq",
-                (self.session,),
-            )
-            rows = await cur.fetchall()
-        return [ExecutionReport.model_validate(r["body"]) for r in rows]
+        bodies = await self._bodies(
+            "SELECT body FROM fix_reports WHERE session = %s AND delivered_at IS NULL ORDER BY seq"
+        )
+        return [ExecutionReport.model_validate(b) for b in bodies]
 
     async def mark_delivered(self, exec_ids: list[str]) -> None:
         """Note reports as delivered."""
@@ -174,11 +167,8 @@ class FixStore:
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fill reports of this session that happened after ``since``."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT body FROM fix_reports WHERE session = %s AND kind = %s ORDER BY seq",
-                (self.session, ReportKind.FILL.value),
-            )
-            rows = await cur.fetchall()
-        fills = [ExecutionReport.model_validate(r["body"]) for r in rows]
+        bodies = await self._bodies(
+            "SELECT body FROM fix_reports WHERE session = %s AND kind = %s ORDER BY seq", ReportKind.FILL.value
+        )
+        fills = [ExecutionReport.model_validate(b) for b in bodies]
         return [f for f in fills if f.transact_at > since]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -15,6 +18,7 @@ from pydantic import SecretStr
 from temporalio.testing import ActivityEnvironment
 
 from activities.broker import BrokerActivities, SubmitInput
+from brokers.base import ReportSink
 from brokers.fix.execution import FixBroker
 from core.domain import (
     CancelOrder,
@@ -29,8 +33,9 @@ from core.domain import (
 )
 from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
+from sim.fix_venue import FixVenue
 from tests.brokers.contract import ReportCollector
-from tests.brokers.fix.kit import Forwarder, eventually, running_pair
+from tests.brokers.fix.kit import FixPair, Forwarder, eventually, running_pair
 
 D = Decimal
 
@@ -56,7 +61,7 @@ def _order(
         qty=D(qty),
         price=None if price is None else D(price),
         stop_price=None if stop is None else D(stop),
-        **extra,  # type: ignore[arg-type]
+        **extra,  # type: ignore[arg-type]  # peg_type, peg_offset, expire_at
     )
 
 
@@ -68,11 +73,18 @@ def _fills(reports: ReportCollector, cid: str) -> list[tuple[Decimal, Decimal | 
     return [(r.last_qty, r.last_price) for r in reports.of(cid) if r.kind is ReportKind.FILL]
 
 
+PairFactory = Callable[..., AbstractAsyncContextManager[FixPair]]
+
+
 @pytest.fixture
-def pair_factory(tmp_path: Path, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: ReportCollector):  # type: ignore[no-untyped-def]
-    def make(begin_string: str = "FIX.4.4", *, sink: object = None, **options: object):  # type: ignore[no-untyped-def]
-        return running_pair(tmp_path / uuid.uuid4().hex[:6], pool, instruments, sink=sink or reports,  # type: ignore[arg-type]
-                            begin_string=begin_string, **options)  # type: ignore[arg-type]
+def pair_factory(
+    tmp_path: Path, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: ReportCollector
+) -> PairFactory:
+    """``async with pair_factory(begin_string, sink=..., **options) as pair``: a venue and an adapter."""
+
+    def make(begin_string: str = "FIX.4.4", *, sink: ReportSink | None = None, **options: Any) -> Any:
+        return running_pair(tmp_path / uuid.uuid4().hex[:6], pool, instruments, sink=sink or reports,
+                            begin_string=begin_string, **options)
 
     return make
 
@@ -81,7 +93,9 @@ def pair_factory(tmp_path: Path, pool: AsyncConnectionPool, instruments: Instrum
 
 
 @pytest.mark.parametrize("begin_string", ["FIX.4.2", "FIX.4.4"])
-async def test_pegged_order_goes_out_as_ordtype_p_with_execinst_and_offset(pair_factory, reports, begin_string) -> None:  # type: ignore[no-untyped-def]
+async def test_pegged_order_goes_out_as_ordtype_p_with_execinst_and_offset(
+    pair_factory: PairFactory, reports: ReportCollector, begin_string: str
+) -> None:
     async with pair_factory(begin_string) as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))  # bid 189.99, ask 190.01
         order = _order(type=OrderType.PEGGED, peg_type=PegType.MIDPOINT, peg_offset=D("0.01"))
@@ -91,11 +105,14 @@ async def test_pegged_order_goes_out_as_ordtype_p_with_execinst_and_offset(pair_
         assert _fills(reports, order.client_order_id) == [(D(100), D("190.01"))]  # mid + offset
         at_venue = pair.venue.venue.engine.find(order.client_order_id)
         assert at_venue is not None
-        assert (at_venue.type, at_venue.peg_type, at_venue.peg_offset) == (OrderType.PEGGED, PegType.MIDPOINT, D("0.01"))
+        assert at_venue.type is OrderType.PEGGED
+        assert (at_venue.peg_type, at_venue.peg_offset) == (PegType.MIDPOINT, D("0.01"))
 
 
 @pytest.mark.parametrize("begin_string", ["FIX.4.2", "FIX.4.4"])
-async def test_ioc_fills_what_the_touch_shows_and_the_rest_is_canceled(pair_factory, reports, begin_string) -> None:  # type: ignore[no-untyped-def]
+async def test_ioc_fills_what_the_touch_shows_and_the_rest_is_canceled(
+    pair_factory: PairFactory, reports: ReportCollector, begin_string: str
+) -> None:
     async with pair_factory(begin_string) as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(qty="700", tif=TimeInForce.IOC)  # AAPL shows 500 at the touch
@@ -109,7 +126,9 @@ async def test_ioc_fills_what_the_touch_shows_and_the_rest_is_canceled(pair_fact
         assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == D(500)
 
 
-async def test_fok_that_cannot_fill_in_full_is_canceled_without_a_fill(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_fok_that_cannot_fill_in_full_is_canceled_without_a_fill(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory() as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(qty="700", tif=TimeInForce.FOK)
@@ -122,7 +141,9 @@ async def test_fok_that_cannot_fill_in_full_is_canceled_without_a_fill(pair_fact
         assert _fills(reports, small.client_order_id) == [(D(300), D("190.01"))]
 
 
-async def test_gtd_order_carries_its_expire_time_and_expires(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_gtd_order_carries_its_expire_time_and_expires(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory() as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))
         expire_at = (datetime.now(UTC) + timedelta(milliseconds=400)).replace(microsecond=0) + timedelta(seconds=1)
@@ -138,7 +159,9 @@ async def test_gtd_order_carries_its_expire_time_and_expires(pair_factory, repor
 
 
 @pytest.mark.parametrize("begin_string", ["FIX.4.4", "FIXT.1.1"])
-async def test_stop_limit_triggers_and_fills(pair_factory, reports, begin_string) -> None:  # type: ignore[no-untyped-def]
+async def test_stop_limit_triggers_and_fills(
+    pair_factory: PairFactory, reports: ReportCollector, begin_string: str
+) -> None:
     async with pair_factory(begin_string) as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(type=OrderType.STOP_LIMIT, stop="191.00", price="191.50")
@@ -157,7 +180,9 @@ async def test_stop_limit_triggers_and_fills(pair_factory, reports, begin_string
 
 
 @pytest.mark.parametrize("begin_string", ["FIX.4.2", "FIX.4.4"])
-async def test_unknown_symbol_is_rejected_with_the_venues_reason(pair_factory, reports, begin_string) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_symbol_is_rejected_with_the_venues_reason(
+    pair_factory: PairFactory, reports: ReportCollector, begin_string: str
+) -> None:
     async with pair_factory(begin_string) as pair:
         order = _order(symbol="NOPE")
         ack = await pair.broker.submit_order(order)
@@ -168,7 +193,9 @@ async def test_unknown_symbol_is_rejected_with_the_venues_reason(pair_factory, r
         assert [r.kind for r in status.reports] == [ReportKind.REJECTED]
 
 
-async def test_cancel_of_a_filled_order_is_rejected_as_too_late(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_cancel_of_a_filled_order_is_rejected_as_too_late(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory() as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order()
@@ -183,7 +210,9 @@ async def test_cancel_of_a_filled_order_is_rejected_as_too_late(pair_factory, re
         assert status is not None and status.status is OrderStatus.FILLED
 
 
-async def test_replace_below_the_filled_quantity_is_rejected_and_the_order_keeps_working(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_replace_below_the_filled_quantity_is_rejected_and_the_order_keeps_working(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory() as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(qty="1200", type=OrderType.LIMIT, price="191.00")
@@ -212,7 +241,9 @@ async def test_replace_below_the_filled_quantity_is_rejected_and_the_order_keeps
 
 
 @pytest.mark.parametrize("begin_string", ["FIX.4.2", "FIX.4.4"])
-async def test_duplicate_client_order_id_reject_does_not_touch_the_live_order(pair_factory, reports, begin_string) -> None:  # type: ignore[no-untyped-def]
+async def test_duplicate_client_order_id_reject_does_not_touch_the_live_order(
+    pair_factory: PairFactory, reports: ReportCollector, begin_string: str
+) -> None:
     async with pair_factory(begin_string) as pair:
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(type=OrderType.LIMIT, price="189.00")
@@ -231,7 +262,9 @@ async def test_duplicate_client_order_id_reject_does_not_touch_the_live_order(pa
 
 
 @pytest.mark.parametrize("begin_string", ["FIX.4.2", "FIX.4.4"])
-async def test_fills_while_the_connection_is_down_arrive_once_by_resend_after_reconnect(pair_factory, reports, begin_string) -> None:  # type: ignore[no-untyped-def]
+async def test_fills_while_the_connection_is_down_arrive_once_by_resend_after_reconnect(
+    pair_factory: PairFactory, reports: ReportCollector, begin_string: str
+) -> None:
     async with pair_factory(begin_string, proxy=True) as pair:
         venue, broker, network = pair.venue, pair.broker, pair.proxy
         await venue.set_mid("AAPL", D("190.00"))
@@ -260,18 +293,21 @@ async def test_fills_while_the_connection_is_down_arrive_once_by_resend_after_re
         exec_ids = [r.exec_id for r in reports.reports]
         assert len(exec_ids) == len(set(exec_ids))
         assert broker.synthesized == 0  # every fill came as the venue's own report, resent after the gap
-        # Sequence numbers went on from where they were, on both sides, and nothing is missing.
-        venue_next, venue_expects = await venue.sequence_numbers()
-        broker_next, broker_expects = await broker.sequence_numbers()
+        # Sequence numbers went on from where they were, on both sides, and each side expects exactly what the
+        # other sends next (a logon cut off by the outage may still be gap-filled, so allow it a moment).
+        await eventually(lambda: _in_step(venue, broker))
+        venue_next, _ = await venue.sequence_numbers()
+        broker_next, _ = await broker.sequence_numbers()
         assert venue_next > venue_sent_before + 4 and broker_next > broker_sent_before
-        assert (broker_expects, venue_expects) == (venue_next, broker_next)
         for o in (big, small):
             status = await broker.get_order_status(o.client_order_id)
             assert status is not None and status.status is OrderStatus.FILLED
             assert sum(r.last_qty for r in status.fills) == o.qty
 
 
-async def test_fills_while_the_venue_refuses_logons_still_arrive_once(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_fills_while_the_venue_refuses_logons_still_arrive_once(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     # A refused logon is answered with a Logout whose MsgSeqNum is past the gap; QuickFIX counts it and so never
     # asks again for the report just before it. The status requests after the next logon make up for it.
     async with pair_factory() as pair:
@@ -298,7 +334,9 @@ async def test_fills_while_the_venue_refuses_logons_still_arrive_once(pair_facto
         assert sum(r.last_qty for r in status.fills) == D(1200)
 
 
-async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     # The venue keeps no messages (PersistMessages=N): what it sent while the session was down is gap-filled
     # and lost. The status requests after logon still bring the fill and the expiry to their orders.
     async with pair_factory(venue_options={"persist_messages": False}) as pair:
@@ -334,7 +372,9 @@ async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(p
         assert sum(r.last_qty for r in status.fills) == D(1200)
 
 
-async def test_submission_whose_answer_is_lost_in_a_drop_is_resolved_by_the_venues_reports(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_submission_whose_answer_is_lost_in_a_drop_is_resolved_by_the_venues_reports(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory() as pair:
         venue, broker = pair.venue, pair.broker
         await venue.set_mid("AAPL", D("190.00"))
@@ -353,7 +393,9 @@ async def test_submission_whose_answer_is_lost_in_a_drop_is_resolved_by_the_venu
         assert venue.stats.received["D"] == 1
 
 
-async def test_lost_order_is_sent_again_under_the_same_id_only_after_the_venue_denies_knowing_it(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_lost_order_is_sent_again_under_the_same_id_only_after_the_venue_denies_knowing_it(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory(request_timeout_seconds=1) as pair:
         venue, broker = pair.venue, pair.broker
         await venue.set_mid("AAPL", D("190.00"))
@@ -371,7 +413,9 @@ async def test_lost_order_is_sent_again_under_the_same_id_only_after_the_venue_d
         assert [o.client_order_id for o in venue.venue.engine.all_orders()] == [order.client_order_id]
 
 
-async def test_messages_stored_while_down_are_gap_filled_never_resent(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_messages_stored_while_down_are_gap_filled_never_resent(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory(proxy=True) as pair:
         venue, broker = pair.venue, pair.broker
         assert pair.proxy is not None
@@ -387,14 +431,16 @@ async def test_messages_stored_while_down_are_gap_filled_never_resent(pair_facto
         await broker.wait_logged_on(15)
         await asyncio.wait_for(broker.resynced.wait(), 15)
         # The venue asked for it (it saw the gap) and got a gap fill: the stale order never arrived.
+        await eventually(lambda: _in_step(venue, broker))
         broker_next, _ = await broker.sequence_numbers()
-        _, venue_expects = await venue.sequence_numbers()
-        assert venue_expects == broker_next
+        assert broker_next >= 4  # logon, the stale order, the second logon
         assert venue.stats.received.get("D", 0) == 0
         assert venue.venue.engine.find(stale.client_order_id) is None
 
 
-async def test_restarted_adapter_resumes_the_session_and_delivers_what_it_missed(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_restarted_adapter_resumes_the_session_and_delivers_what_it_missed(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     forward = Forwarder()
     forward.target = reports
     async with pair_factory(sink=forward) as pair:
@@ -440,7 +486,9 @@ async def _is_zero(value: object) -> bool:
     return await value == 0  # type: ignore[misc]
 
 
-async def test_logon_carries_username_and_password(pair_factory, reports, tmp_path, pool, instruments) -> None:  # type: ignore[no-untyped-def]
+async def test_logon_carries_username_and_password(
+    pair_factory: PairFactory, reports: ReportCollector, tmp_path: Path, pool: AsyncConnectionPool
+) -> None:
     async with pair_factory(username="desk", password=SecretStr("s3cret")) as pair:
         assert pair.broker.logged_on
         wrong = pair.settings.model_copy(update={"fix": pair.settings.fix.model_copy(update={
@@ -455,7 +503,9 @@ async def test_logon_carries_username_and_password(pair_factory, reports, tmp_pa
             await intruder.close()
 
 
-async def test_report_for_an_unknown_client_order_id_is_delivered_not_dropped(pair_factory, reports) -> None:  # type: ignore[no-untyped-def]
+async def test_report_for_an_unknown_client_order_id_is_delivered_not_dropped(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
     async with pair_factory() as pair:
         stray = "EX" + uuid.uuid4().hex[:16].upper()
         pair.venue.connector.send_nowait("8", [
@@ -464,6 +514,13 @@ async def test_report_for_an_unknown_client_order_id_is_delivered_not_dropped(pa
         await reports.wait_for(lambda _: bool(reports.of(stray)))
         [report] = reports.of(stray)
         assert (report.kind, report.last_qty, report.exec_id) == (ReportKind.FILL, D(5), f"stray-{stray}")
+
+
+async def _in_step(venue: FixVenue, broker: FixBroker) -> bool:
+    """Whether each side expects the sequence number the other sends next."""
+    venue_next, venue_expects = await venue.sequence_numbers()
+    broker_next, broker_expects = await broker.sequence_numbers()
+    return (broker_expects, venue_expects) == (venue_next, broker_next)
 
 
 class _FailingSink:
