@@ -20,7 +20,16 @@ from temporalio import activity
 from core.domain import Fill, OrderEvent, OrderState, OrderStatus, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.ledger import PositionState, apply_fill, cash_delta
-from core.metrics import FILLS, ORDER_LATENCY, ORDERS_COMPLETED, OVERFILLS, RECONCILIATION_BREAKS
+from core.audit import append_audit
+from core.metrics import (
+    CIRCUIT_BREAKER_TRIPS,
+    FILLS,
+    ORDER_LATENCY,
+    ORDERS_COMPLETED,
+    OVERFILLS,
+    RECONCILIATION_BREAKS,
+)
+from core.policy import PolicyStore
 
 __all__ = ["OrderSnapshot", "OrderStoreActivities", "PersistInput"]
 
@@ -121,10 +130,11 @@ WHERE orders.version <= EXCLUDED.version
 class OrderStoreActivities:
     """Writes order progress to Postgres."""
 
-    def __init__(self, *, pool: AsyncConnectionPool, instruments: InstrumentCatalog) -> None:
-        """Use ``pool``; the catalogue gives each symbol's quote currency for cash bookings."""
+    def __init__(self, *, pool: AsyncConnectionPool, instruments: InstrumentCatalog, policy: PolicyStore) -> None:
+        """Use ``pool``; the catalogue gives quote currencies for cash; the policy the circuit breaker's N."""
         self._pool = pool
         self._instruments = instruments
+        self._policy = policy
 
     @activity.defn(name="persist_order")
     async def persist_order(self, inp: PersistInput) -> int:
@@ -149,6 +159,8 @@ class OrderStoreActivities:
             for fill in inp.fills:
                 if await self._book_fill(conn, fill):
                     booked += 1
+            await self._update_reservation(conn, snap)
+            await self._circuit_breaker(conn, snap, inp.events)
             for text in inp.breaks:
                 cur = await conn.execute(
                     "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
@@ -169,6 +181,62 @@ class OrderStoreActivities:
                 if snap.status is OrderStatus.FILLED:
                     ORDER_LATENCY.labels(stage="fill").observe(max(elapsed, 0.0))
         return booked
+
+    async def _update_reservation(self, conn: Any, snap: OrderSnapshot) -> None:
+        # The reservation follows the order: what is still open, at its current price; nothing once closed.
+        if snap.status.is_terminal:
+            await conn.execute(
+                "UPDATE risk_reservations SET qty_open = 0, notional = 0, margin = 0, released_at = now(),"
+                " updated_at = now() WHERE order_id = %s AND released_at IS NULL",
+                (snap.order_id,),
+            )
+        elif snap.status is not OrderStatus.PENDING_UPDATE:
+            # (While an amend is pending the reservation holds the larger of old and new terms, as the amend's
+            # risk check left it; the next write after the broker's answer sets the actual terms.)
+            await conn.execute(
+                "UPDATE risk_reservations SET qty_open = %(open)s, price = COALESCE(%(price)s, price),"
+                " notional = %(open)s * COALESCE(%(price)s, price) * quote_rate,"
+                " margin = %(open)s * COALESCE(%(price)s, price) * quote_rate / leverage, updated_at = now()"
+                " WHERE order_id = %(id)s AND released_at IS NULL",
+                {"open": max(snap.qty - snap.filled_qty, Decimal(0)), "price": snap.price or snap.stop_price, "id": snap.order_id},
+            )
+
+    async def _circuit_breaker(self, conn: Any, snap: OrderSnapshot, events: list[OrderEvent]) -> None:
+        # N broker rejections in a row halt the account and the broker; any acceptance resets the streaks.
+        outcomes = [e for e in events if e.kind in ("REJECT", "ACCEPT")]
+        if not outcomes:
+            return
+        limit = (await self._policy.load(conn)).policy.circuit_breaker_rejections
+        for scope, key in (("ACCOUNT", snap.account), ("BROKER", snap.broker)):
+            for event in outcomes:
+                if event.kind == "ACCEPT":
+                    await conn.execute(
+                        "INSERT INTO risk_reject_streaks (scope, scope_key, streak) VALUES (%s, %s, 0)"
+                        " ON CONFLICT (scope, scope_key) DO UPDATE SET streak = 0, updated_at = now()",
+                        (scope, key),
+                    )
+                    continue
+                cur = await conn.execute(
+                    "INSERT INTO risk_reject_streaks (scope, scope_key, streak) VALUES (%s, %s, 1)"
+                    " ON CONFLICT (scope, scope_key) DO UPDATE SET streak = risk_reject_streaks.streak + 1,"
+                    " updated_at = now() RETURNING streak",
+                    (scope, key),
+                )
+                streak = (await cur.fetchone())["streak"]
+                if streak != limit:
+                    continue
+                reason = f"circuit breaker: {streak} consecutive broker rejections (last: {event.detail or 'no reason'})"
+                await conn.execute(
+                    "INSERT INTO trading_state (scope, scope_key, state, reason, updated_by) VALUES (%s, %s, 'HALTED', %s,"
+                    " 'circuit-breaker') ON CONFLICT (scope, scope_key) DO UPDATE SET state = 'HALTED',"
+                    " reason = EXCLUDED.reason, updated_by = EXCLUDED.updated_by, updated_at = now()",
+                    (scope, key, reason),
+                )
+                await append_audit(
+                    conn, actor="circuit-breaker", action="TRADING_STATE_SET", subject=f"{scope}:{key}",
+                    detail={"to": "HALTED", "reason": reason, "order": snap.order_id},
+                )
+                CIRCUIT_BREAKER_TRIPS.labels(scope=scope).inc()
 
     async def _book_fill(self, conn: Any, fill: Fill) -> bool:
         cur = await conn.execute(

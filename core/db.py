@@ -61,3 +61,18 @@ async def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[s
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied
+
+
+def _main() -> None:
+    """``python -m core.db``: apply the migrations to ``DATABASE_URL`` (the compose ``prestart`` step)."""
+    import asyncio
+
+    from core.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    applied = asyncio.run(apply_migrations(get_settings().require_database_url()))
+    print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -8,7 +8,6 @@ read them from a module-level global.
 from __future__ import annotations
 
 from datetime import time
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
@@ -17,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.risk import RiskPolicy
 
 __all__ = [
     "ApiSettings",
@@ -24,7 +24,6 @@ __all__ = [
     "FixSettings",
     "OrderSettings",
     "PaperSettings",
-    "RiskSettings",
     "Settings",
     "TemporalSettings",
     "WorkerSettings",
@@ -67,6 +66,9 @@ class ApiSettings(BaseModel):
     tokens: dict[str, SecretStr] = {}
     #: Largest page size of list endpoints.
     max_page_size: int = 500
+    #: How long POST /orders waits for the risk decision before answering 202 "pending" (the order is
+    #: durable by then and is decided as soon as a worker runs).
+    decision_timeout_seconds: float = Field(15.0, gt=0)
 
 
 class WorkerSettings(BaseModel):
@@ -74,6 +76,8 @@ class WorkerSettings(BaseModel):
 
     #: Port of the worker's Prometheus endpoint (0 disables it).
     metrics_port: int = 9464
+    #: Address the worker's Prometheus endpoint binds to (0.0.0.0 in containers).
+    metrics_host: str = "127.0.0.1"
     #: Broker sessions this worker owns; it polls their task queues.
     brokers: list[str] = ["paper"]
     #: Concurrency limits.
@@ -153,12 +157,6 @@ class OrderSettings(BaseModel):
     broker_call_timeout_seconds: float = Field(15.0, gt=0)
 
 
-class RiskSettings(BaseModel):
-    """Pre-trade risk limits (defaults; the policy store overrides them)."""
-
-    max_notional_per_order: Decimal = Decimal("5000000")
-
-
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -187,7 +185,8 @@ class Settings(BaseSettings):
     paper: PaperSettings = PaperSettings()
     fix: FixSettings = FixSettings()
     orders: OrderSettings = OrderSettings()
-    risk: RiskSettings = RiskSettings()
+    #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
+    risk: RiskPolicy = RiskPolicy()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:

@@ -11,9 +11,12 @@ their own database on that server instead of starting an embedded one.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -27,7 +30,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import apply_migrations
+from core.domain import InstrumentClass
 from core.instruments import InstrumentCatalog
+from core.risk import ClassLimits, RiskPolicy
 from core.settings import OrderSettings, PaperSettings, Settings, TemporalSettings, WorkerSettings
 from core.temporal import SEARCH_ATTRIBUTES
 from devstack.services import DEV_SERVER_FLAGS, EmbeddedPostgres, temporal_binary, test_server_binary
@@ -52,11 +57,15 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_exit=True)
+    # Not under pytest's tmp dir: pytest resets /tmp/pytest-of-<user> to 0700 whenever another session starts,
+    # which locks out the unprivileged user the embedded Postgres runs as when tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="exodus-test-pg-"))
+    server = EmbeddedPostgres(base / "data", delete_on_exit=True)
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -151,6 +160,8 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
         "worker": WorkerSettings(metrics_port=0),
         "paper": PaperSettings(tick_interval_ms=0),
         "orders": OrderSettings(day_close_utc=day_close, status_poll_seconds=30, immediacy_timeout_seconds=2),
+        # Lifecycle tests park limit orders far from the market; the price band has tests of its own.
+        "risk": RiskPolicy(classes={c: ClassLimits(price_band_pct=Decimal(60), leverage=Decimal(4)) for c in InstrumentClass}),
     }
     base.update(sections)
     return Settings(**base)  # type: ignore[arg-type]

@@ -40,8 +40,8 @@ async def main() -> None:
             started.append(broker)
             log.info("broker %s started", name)
         if settings.worker.metrics_port:
-            start_http_server(settings.worker.metrics_port, addr="127.0.0.1")
-            log.info("worker metrics on http://127.0.0.1:%d/metrics", settings.worker.metrics_port)
+            start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
+            log.info("worker metrics on http://%s:%d/metrics", settings.worker.metrics_host, settings.worker.metrics_port)
         workers = build_workers(
             client,
             settings,

@@ -119,6 +119,7 @@ class OrderWorkflow:
         self._inp = inp
         self._cfg = inp.config
         self._state = OrderState.new(inp.order, at=workflow.now())
+        self._published = self._state.model_copy(deep=True)
         self._decision: RiskDecision | None = None
         self._cancel: CancelRequest | None = None
         self._cancel_sent = False
@@ -127,6 +128,8 @@ class OrderWorkflow:
         self._breaks: list[str] = []
         self._persisted_breaks = 0
         self._dirty = True
+        self._writing = False
+        self._closing = False
         self._broker_lock = asyncio.Lock()
         self._acked = False
         self._immediacy_at: datetime | None = None
@@ -190,7 +193,7 @@ class OrderWorkflow:
             proposed = state.request.model_copy(update={"qty": new_qty, "price": new_price, "stop_price": new_stop})
             decision = await workflow.execute_local_activity_method(
                 RiskActivities.check_amend,
-                AmendCheck(order=proposed, requested_by=request.requested_by),
+                AmendCheck(order=proposed, requested_by=request.requested_by, filled_qty=state.filled_qty),
                 start_to_close_timeout=_LOCAL,
                 retry_policy=_RISK_RETRY,
             )
@@ -245,8 +248,12 @@ class OrderWorkflow:
 
     @workflow.query
     def state(self) -> OrderState:
-        """The full order state: terms, status, fills and timeline."""
-        return self._state
+        """The order as last booked: terms, status, fills and timeline.
+
+        This is the state as of the last write to Postgres, so a status seen here (FILLED, say) is already
+        reflected in the ledger's positions and cash; changes still being booked show up a moment later.
+        """
+        return self._published
 
     # ---------------------------------------------------------------------------------------- main line
 
@@ -254,9 +261,11 @@ class OrderWorkflow:
     async def run(self, inp: OrderWorkflowInput) -> OrderResult:
         """Check, submit, follow, reconcile, book."""
         state = self._state
+        # The risk activity writes the order row with its decision; the flusher starts after it.
         decision = await workflow.execute_local_activity_method(
             RiskActivities.check_order, inp.order, start_to_close_timeout=_LOCAL, retry_policy=_RISK_RETRY
         )
+        self._flusher_task = asyncio.create_task(self._flusher())
         self._decision = decision
         state.decision = decision
         now = workflow.now()
@@ -363,13 +372,9 @@ class OrderWorkflow:
             timeout = (deadline - workflow.now()).total_seconds()
             if timeout > 0:
                 try:
-                    await workflow.wait_condition(
-                        lambda: self._dirty or self._cancel_due() or state.is_terminal, timeout=timeout
-                    )
+                    await workflow.wait_condition(lambda: self._cancel_due() or state.is_terminal, timeout=timeout)
                 except TimeoutError:
                     pass
-            if self._dirty:
-                await self._flush()
             if state.is_terminal:
                 break
             now = workflow.now()
@@ -548,7 +553,7 @@ class OrderWorkflow:
             arg,
             task_queue=self._cfg.broker_task_queue,
             start_to_close_timeout=timedelta(seconds=self._cfg.broker_call_timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=10),
+            heartbeat_timeout=timedelta(seconds=min(10.0, self._cfg.broker_call_timeout_seconds)),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(milliseconds=500),
                 backoff_coefficient=2.0,
@@ -558,13 +563,29 @@ class OrderWorkflow:
             ),
         )
 
+    async def _flusher(self) -> None:
+        # Books changes as they happen, independently of the main line (which may be waiting on a broker).
+        while True:
+            await workflow.wait_condition(lambda: self._dirty and not self._closing)
+            await self._write()
+
     async def _flush(self, *, final: bool = False) -> None:
-        """Persist what changed since the last flush, and refresh what the Temporal UI shows."""
+        """Wait until every change so far is persisted; ``final`` writes the closing snapshot itself."""
+        if final:
+            self._closing = True
+            await workflow.wait_condition(lambda: not self._writing)
+            await self._write(final=True)
+        else:
+            await workflow.wait_condition(lambda: not self._dirty and not self._writing)
+
+    async def _write(self, *, final: bool = False) -> None:
+        """Persist what changed since the last write, and refresh what the Temporal UI shows."""
         state = self._state
         n_events, n_fills, n_breaks = len(state.events), len(state.fills), len(self._breaks)
         if n_events == self._persisted_events and n_fills == self._persisted_fills and not final:
             self._dirty = False
             return
+        self._writing = True
         inp = PersistInput(
             snapshot=OrderSnapshot.of(state),
             events=state.events[self._persisted_events : n_events],
@@ -573,12 +594,17 @@ class OrderWorkflow:
             final=final,
             received_at=state.request.received_at,
         )
+        snapshot = state.model_copy(deep=True)
         self._dirty = False
-        await workflow.execute_local_activity_method(
-            OrderStoreActivities.persist_order, inp, start_to_close_timeout=_LOCAL, retry_policy=_PERSIST_RETRY
-        )
+        try:
+            await workflow.execute_local_activity_method(
+                OrderStoreActivities.persist_order, inp, start_to_close_timeout=_LOCAL, retry_policy=_PERSIST_RETRY
+            )
+        finally:
+            self._writing = False
         self._persisted_events, self._persisted_fills, self._persisted_breaks = n_events, n_fills, n_breaks
-        if len(state.events) > n_events:
+        self._published = snapshot
+        if len(state.events) > n_events or len(state.fills) > n_fills or len(self._breaks) > n_breaks:
             self._dirty = True
         self._show()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -10,7 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -56,7 +61,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 _ORDER_ID = re.compile(r"^EX[A-Z2-7]{16}$")
-_DECISION_TIMEOUT = 15.0
 
 
 def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -182,6 +186,7 @@ async def create_order(
         peg_type=body.peg_type,
         peg_offset=body.peg_offset,
         expire_at=body.expire_at,
+        reduce_only=body.reduce_only,
         broker=broker,
         received_at=utcnow(),
         submitted_by=actor,
@@ -208,14 +213,19 @@ async def create_order(
         static_summary=f"{order.summary()} · {broker} · {order.client_id}/{order.client_order_id}",
     )
     try:
-        async with asyncio.timeout(_DECISION_TIMEOUT):
+        async with asyncio.timeout(settings.api.decision_timeout_seconds):
             decision: RiskDecision = await temporal.execute_update_with_start_workflow(
                 OrderWorkflow.decision, order.request_hash, start_workflow_operation=start
             )
     except WorkflowAlreadyStartedError:
+        await _settle(start)
         return await _closed_order(pool, order, key, settings)
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        await _settle(start)
         return await _pending(temporal, order, settings)
+    except RPCError:
+        await _settle(start)
+        raise
     ORDER_LATENCY.labels(stage="decision").observe(time.perf_counter() - started)
     if decision.request_hash != order.request_hash:
         return _conflict(order_id, key_header or body.client_order_id)
@@ -225,6 +235,13 @@ async def create_order(
         for reason in decision.reasons:
             ORDERS_REJECTED.labels(reason=reason.code).inc()
     return _answer(decision, order, settings, duplicate=duplicate)
+
+
+async def _settle(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    # The start operation's handle future carries the same failure; consume it so it is not logged as lost.
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        async with asyncio.timeout(0.1):
+            await start.workflow_handle()
 
 
 async def _closed_order(pool: Any, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
@@ -425,7 +442,9 @@ async def cancel_order(
 
 
 @router.patch("/{order_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
-async def amend_order(order_id: str, body: AmendBody, temporal: TemporalDep, pool: PoolDep, actor: ActorDep) -> JSONResponse:
+async def amend_order(
+    order_id: str, body: AmendBody, settings: SettingsDep, temporal: TemporalDep, pool: PoolDep, actor: ActorDep
+) -> JSONResponse:
     """Change quantity and/or prices of a working order (cancel/replace at the broker)."""
     if body.qty is None and body.price is None and body.stop_price is None:
         return _reject(422, [Reason(code="INVALID_FIELD", field="body", message="body: give qty, price or stopPrice")])
@@ -433,12 +452,12 @@ async def amend_order(order_id: str, body: AmendBody, temporal: TemporalDep, poo
     handle = temporal.get_workflow_handle(workflow_id_for(order_id))
     request = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
     try:
-        async with asyncio.timeout(_DECISION_TIMEOUT):
+        async with asyncio.timeout(settings.api.decision_timeout_seconds):
             result = await handle.execute_update(OrderWorkflow.amend, request)
     except WorkflowUpdateFailedError as e:
         message = str(getattr(e.cause, "message", None) or e.cause or e)
         raise HTTPException(409, detail=message) from e
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise HTTPException(504, detail="the broker has not answered the amend yet; GET the order to follow it") from None
     async with pool.connection() as conn, conn.transaction():
         await append_audit(

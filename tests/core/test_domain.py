@@ -1,0 +1,280 @@
+"""The domain model: the transition table (every pair), order state bookkeeping, identifiers."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from core.domain import (
+    ORDER_TRANSITIONS,
+    RESUME,
+    TERMINAL_STATUSES,
+    ExecutionReport,
+    InvalidTransition,
+    OrderEventKind,
+    OrderState,
+    OrderStatus,
+    OrderStatusReport,
+    ReportKind,
+    ReportOutcome,
+    base_order_id,
+    broker_client_order_id,
+    derive_order_id,
+    revision_of,
+    transition,
+)
+from tests.harness import make_order
+
+S, E = OrderStatus, OrderEventKind
+T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+D = Decimal
+
+ALL_PAIRS = list(itertools.product(OrderStatus, OrderEventKind))
+ALLOWED = [p for p in ALL_PAIRS if p in ORDER_TRANSITIONS]
+ILLEGAL = [p for p in ALL_PAIRS if p not in ORDER_TRANSITIONS]
+
+
+# The table spelled out once more, independently, so a change to it is a deliberate change to both.
+EXPECTED = {
+    (S.RECEIVED, E.DENY): S.DENIED,
+    (S.RECEIVED, E.SUBMIT): S.SUBMITTED,
+    (S.RECEIVED, E.CANCEL): S.CANCELED,
+    (S.SUBMITTED, E.REQUEST_CANCEL): S.PENDING_CANCEL,
+    (S.SUBMITTED, E.ACCEPT): S.ACCEPTED,
+    (S.SUBMITTED, E.REJECT): S.REJECTED,
+    (S.SUBMITTED, E.TRIGGER): S.TRIGGERED,
+    (S.SUBMITTED, E.CANCEL): S.CANCELED,
+    (S.SUBMITTED, E.EXPIRE): S.EXPIRED,
+    (S.SUBMITTED, E.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.SUBMITTED, E.FILL): S.FILLED,
+    (S.ACCEPTED, E.TRIGGER): S.TRIGGERED,
+    (S.ACCEPTED, E.REQUEST_UPDATE): S.PENDING_UPDATE,
+    (S.ACCEPTED, E.REQUEST_CANCEL): S.PENDING_CANCEL,
+    (S.ACCEPTED, E.CANCEL): S.CANCELED,
+    (S.ACCEPTED, E.EXPIRE): S.EXPIRED,
+    (S.ACCEPTED, E.REJECT): S.REJECTED,
+    (S.ACCEPTED, E.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.ACCEPTED, E.FILL): S.FILLED,
+    (S.TRIGGERED, E.REQUEST_UPDATE): S.PENDING_UPDATE,
+    (S.TRIGGERED, E.REQUEST_CANCEL): S.PENDING_CANCEL,
+    (S.TRIGGERED, E.CANCEL): S.CANCELED,
+    (S.TRIGGERED, E.EXPIRE): S.EXPIRED,
+    (S.TRIGGERED, E.REJECT): S.REJECTED,
+    (S.TRIGGERED, E.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.TRIGGERED, E.FILL): S.FILLED,
+    (S.PARTIALLY_FILLED, E.PARTIAL_FILL): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, E.FILL): S.FILLED,
+    (S.PARTIALLY_FILLED, E.REQUEST_UPDATE): S.PENDING_UPDATE,
+    (S.PARTIALLY_FILLED, E.REQUEST_CANCEL): S.PENDING_CANCEL,
+    (S.PARTIALLY_FILLED, E.CANCEL): S.CANCELED,
+    (S.PARTIALLY_FILLED, E.EXPIRE): S.EXPIRED,
+    (S.PENDING_UPDATE, E.UPDATE): RESUME,
+    (S.PENDING_UPDATE, E.UPDATE_REJECTED): RESUME,
+    (S.PENDING_UPDATE, E.TRIGGER): S.PENDING_UPDATE,
+    (S.PENDING_UPDATE, E.PARTIAL_FILL): S.PENDING_UPDATE,
+    (S.PENDING_UPDATE, E.FILL): S.FILLED,
+    (S.PENDING_UPDATE, E.REQUEST_CANCEL): S.PENDING_CANCEL,
+    (S.PENDING_UPDATE, E.CANCEL): S.CANCELED,
+    (S.PENDING_UPDATE, E.EXPIRE): S.EXPIRED,
+    (S.PENDING_CANCEL, E.CANCEL): S.CANCELED,
+    (S.PENDING_CANCEL, E.CANCEL_REJECTED): RESUME,
+    (S.PENDING_CANCEL, E.EXPIRE): S.EXPIRED,
+    (S.PENDING_CANCEL, E.TRIGGER): S.PENDING_CANCEL,
+    (S.PENDING_CANCEL, E.ACCEPT): S.PENDING_CANCEL,
+    (S.PENDING_CANCEL, E.REJECT): S.REJECTED,
+    (S.PENDING_CANCEL, E.PARTIAL_FILL): S.PENDING_CANCEL,
+    (S.PENDING_CANCEL, E.FILL): S.FILLED,
+    (S.CANCELED, E.PARTIAL_FILL): S.CANCELED,
+    (S.CANCELED, E.FILL): S.FILLED,
+    (S.EXPIRED, E.PARTIAL_FILL): S.EXPIRED,
+    (S.EXPIRED, E.FILL): S.FILLED,
+}
+
+
+def test_table_is_exactly_the_documented_one() -> None:
+    assert dict(ORDER_TRANSITIONS) == EXPECTED
+
+
+@pytest.mark.parametrize(("status", "event"), ALLOWED, ids=[f"{s.value}+{e.value}" for s, e in ALLOWED])
+def test_every_allowed_transition(status: OrderStatus, event: OrderEventKind) -> None:
+    expected = EXPECTED[(status, event)]
+    if expected is RESUME:
+        for working in (S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED):
+            assert transition(status, event, working=working) is working
+        with pytest.raises(ValueError):
+            transition(status, event)
+    else:
+        assert transition(status, event) is expected
+
+
+@pytest.mark.parametrize(("status", "event"), ILLEGAL, ids=[f"{s.value}+{e.value}" for s, e in ILLEGAL])
+def test_every_illegal_transition_raises(status: OrderStatus, event: OrderEventKind) -> None:
+    with pytest.raises(InvalidTransition) as info:
+        transition(status, event, working=S.ACCEPTED)
+    assert info.value.status is status and info.value.event is event
+
+
+def test_filled_denied_and_rejected_take_no_event_at_all() -> None:
+    for status in (S.FILLED, S.DENIED, S.REJECTED):
+        assert not any(s is status for s, _ in ORDER_TRANSITIONS)
+
+
+def test_terminal_statuses() -> None:
+    assert TERMINAL_STATUSES == {S.DENIED, S.REJECTED, S.FILLED, S.CANCELED, S.EXPIRED}
+    assert all(s.is_terminal for s in TERMINAL_STATUSES)
+
+
+# ------------------------------------------------------------------------------------------------ state
+
+
+def _state(qty: str = "100") -> OrderState:
+    state = OrderState.new(make_order(qty=qty, type="LIMIT", price="10.00"), at=T0)
+    state.apply(E.SUBMIT, at=T0)
+    return state
+
+
+def _report(state: OrderState, kind: ReportKind, exec_id: str, qty: str = "0", price: str | None = None, **kw: object) -> ExecutionReport:
+    return ExecutionReport(
+        broker="paper",
+        exec_id=exec_id,
+        kind=kind,
+        client_order_id=state.client_order_id_at_broker,
+        symbol=state.request.symbol,
+        side=state.request.side,
+        last_qty=D(qty),
+        last_price=None if price is None else D(price),
+        transact_at=T0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_fills_accumulate_with_average_price_and_events() -> None:
+    state = _state()
+    assert state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0) is ReportOutcome.APPLIED
+    state.apply_report(_report(state, ReportKind.FILL, "e2", "40", "10.00"), at=T0)
+    assert state.status is S.PARTIALLY_FILLED and state.leaves_qty == D(60)
+    state.apply_report(_report(state, ReportKind.FILL, "e3", "60", "10.50"), at=T0)
+    assert state.status is S.FILLED and state.filled_qty == D(100)
+    assert state.avg_price == D("10.30")
+    assert [e.kind for e in state.events] == ["RECEIVED", "SUBMIT", "ACCEPT", "PARTIAL_FILL", "FILL"]
+    assert [e.seq for e in state.events] == [1, 2, 3, 4, 5]
+    assert len(state.fills) == 2
+
+
+def test_duplicate_report_is_ignored() -> None:
+    state = _state()
+    fill = _report(state, ReportKind.FILL, "e1", "10", "10.00")
+    assert state.apply_report(fill, at=T0) is ReportOutcome.APPLIED
+    assert state.apply_report(fill, at=T0) is ReportOutcome.DUPLICATE
+    assert state.filled_qty == D(10) and len(state.fills) == 1
+
+
+def test_overfill_is_refused_and_flagged() -> None:
+    state = _state("10")
+    state.apply_report(_report(state, ReportKind.FILL, "e1", "8", "10.00"), at=T0)
+    assert state.apply_report(_report(state, ReportKind.FILL, "e2", "5", "10.00"), at=T0) is ReportOutcome.OVERFILL
+    assert state.filled_qty == D(8) and len(state.fills) == 1
+    assert state.flags and "OVERFILL" in state.flags[0]
+
+
+def test_partial_fill_during_pending_cancel_keeps_the_cancel_pending_and_resumes_partially_filled() -> None:
+    state = _state()
+    state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
+    state.apply(E.REQUEST_CANCEL, at=T0)
+    state.apply_report(_report(state, ReportKind.FILL, "e2", "30", "10.00"), at=T0)
+    assert state.status is S.PENDING_CANCEL and state.filled_qty == D(30)
+    state.apply_report(_report(state, ReportKind.CANCEL_REJECTED, "e3", reason="TOO_LATE"), at=T0)
+    assert state.status is S.PARTIALLY_FILLED
+
+
+def test_cancel_confirmation_during_expiry_ends_expired() -> None:
+    state = _state()
+    state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
+    state.expiring = True
+    state.apply(E.REQUEST_CANCEL, at=T0)
+    state.apply_report(_report(state, ReportKind.CANCELED, "e2"), at=T0)
+    assert state.status is S.EXPIRED
+
+
+def test_late_fill_after_cancel_is_booked() -> None:
+    state = _state()
+    state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
+    state.apply_report(_report(state, ReportKind.CANCELED, "e2"), at=T0)
+    state.apply_report(_report(state, ReportKind.FILL, "e3", "20", "10.00"), at=T0)
+    assert state.status is S.CANCELED and state.filled_qty == D(20) and len(state.fills) == 1
+    state.apply_report(_report(state, ReportKind.FILL, "e4", "80", "10.00"), at=T0)
+    assert state.status is S.FILLED
+
+
+def test_a_report_that_does_not_fit_the_status_is_recorded_not_raised() -> None:
+    state = _state("10")
+    state.apply_report(_report(state, ReportKind.FILL, "e1", "10", "10.00"), at=T0)
+    assert state.apply_report(_report(state, ReportKind.CANCELED, "e2"), at=T0) is ReportOutcome.IGNORED
+    assert state.status is S.FILLED and state.events[-1].kind == "REPORT_IGNORED"
+
+
+def test_replaced_report_takes_the_new_terms_and_revision() -> None:
+    state = _state()
+    state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
+    state.apply(E.REQUEST_UPDATE, at=T0)
+    replaced = _report(state, ReportKind.REPLACED, "e2", new_qty=D(150), new_price=D("10.10")).model_copy(
+        update={"client_order_id": f"{state.order_id}.1"}
+    )
+    state.apply_report(replaced, at=T0)
+    assert state.status is S.ACCEPTED and state.qty == D(150) and state.price == D("10.10") and state.revision == 1
+    assert state.client_order_id_at_broker == f"{state.order_id}.1"
+
+
+def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
+    state = _state()
+    state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
+    missed = _report(state, ReportKind.FILL, "e2", "100", "10.00")
+    report = OrderStatusReport(
+        broker="paper", client_order_id=state.order_id, broker_order_id="V1", status=S.FILLED, qty=D(100), cum_qty=D(100),
+        reports=[missed],
+    )
+    assert state.merge_status(report, at=T0, final=True) == []
+    assert state.status is S.FILLED and len(state.fills) == 1
+    # A fill we booked that the broker does not know about is a break.
+    state2 = _state()
+    state2.apply_report(_report(state2, ReportKind.FILL, "X", "100", "10.00"), at=T0)
+    report2 = report.model_copy(update={"reports": [missed.model_copy(update={"client_order_id": state2.order_id})]})
+    breaks = state2.merge_status(report2, at=T0, final=True)
+    assert any(b.startswith("OVERFILL") for b in breaks)
+    assert any(b.startswith("UNKNOWN_FILL") for b in breaks)
+
+
+def test_merge_status_applies_a_terminal_broker_status_we_missed() -> None:
+    state = _state()
+    state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
+    report = OrderStatusReport(broker="paper", client_order_id=state.order_id, broker_order_id="V1", status=S.CANCELED,
+                               qty=D(100), cum_qty=D(0))
+    assert state.merge_status(report, at=T0) == []
+    assert state.status is S.CANCELED
+
+
+def test_summary_line_reads_like_a_blotter_row() -> None:
+    state = _state()
+    state.apply_report(_report(state, ReportKind.FILL, "e1", "40", "10.00"), at=T0 + timedelta(seconds=1))
+    line = state.summary_line()
+    assert line.startswith("BUY 100 AAPL LIMIT 10 GTC · PARTIALLY_FILLED 40/100 @ 10")
+    assert "paper" in line and state.request.client_order_id in line
+
+
+# ------------------------------------------------------------------------------------------------ ids
+
+
+def test_order_ids_are_stable_short_and_distinct() -> None:
+    a, b = derive_order_id("desk/order/1"), derive_order_id("desk/order/2")
+    assert a == derive_order_id("desk/order/1") and a != b
+    assert len(a) == 18 and a.startswith("EX")
+
+
+def test_replacement_client_order_ids_map_back() -> None:
+    oid = derive_order_id("k")
+    assert broker_client_order_id(oid) == oid
+    assert broker_client_order_id(oid, 2) == f"{oid}.2"
+    assert base_order_id(f"{oid}.2") == oid and revision_of(f"{oid}.2") == 2 and revision_of(oid) == 0

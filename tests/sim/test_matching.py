@@ -1,0 +1,189 @@
+"""The simulated venue's matching model (pure, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+
+from core.domain import CancelOrder, OrderSide, OrderStatus, OrderType, PegType, ReplaceOrder, ReportKind, SubmitOrder, TimeInForce
+from sim.feed import PriceFeed
+from sim.matching import MatchingEngine
+from tests.harness import static_instruments
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(clock: Clock) -> MatchingEngine:
+    instruments = list(static_instruments())
+    feed = PriceFeed(instruments, seed=1)
+    feed.set_mid("AAPL", D("100.00"))  # bid 99.99 / ask 100.01, 500 shown
+    return MatchingEngine(feed, instruments, venue="sim", clock=clock)
+
+
+def order(cid: str = "C1", *, side: str = "BUY", qty: str = "100", type: str = "MARKET", price: str | None = None,
+          stop: str | None = None, tif: str = "GTC", **kw: object) -> SubmitOrder:
+    return SubmitOrder(client_order_id=cid, account="a", symbol=kw.pop("symbol", "AAPL"), side=OrderSide(side),  # type: ignore[arg-type]
+                       type=OrderType(type), time_in_force=TimeInForce(tif), qty=D(qty),
+                       price=None if price is None else D(price), stop_price=None if stop is None else D(stop), **kw)  # type: ignore[arg-type]
+
+
+def kinds(result) -> list[str]:  # type: ignore[no-untyped-def]
+    return [r.kind.value for r in result.reports]
+
+
+def test_market_buy_fills_at_the_ask(engine: MatchingEngine) -> None:
+    res = engine.submit(order(qty="100"))
+    assert res.ack.accepted and kinds(res) == ["ACCEPTED", "FILL"]
+    fill = res.reports[-1]
+    assert fill.last_price == D("100.01") and fill.cum_qty == D(100) and fill.leaves_qty == 0
+
+
+def test_market_sell_fills_at_the_bid(engine: MatchingEngine) -> None:
+    fill = engine.submit(order(side="SELL", qty="10")).reports[-1]
+    assert fill.last_price == D("99.99")
+
+
+def test_order_larger_than_the_displayed_size_fills_in_pieces(engine: MatchingEngine) -> None:
+    res = engine.submit(order(qty="1200"))
+    assert res.reports[-1].last_qty == D(500) and res.reports[-1].leaves_qty == D(700)
+    step1 = engine.step()
+    assert [r.last_qty for r in step1.reports] == [D(500)]
+    step2 = engine.step()
+    assert [r.last_qty for r in step2.reports] == [D(200)]
+    assert engine.status("C1").status is OrderStatus.FILLED
+
+
+def test_limit_rests_until_the_market_reaches_it(engine: MatchingEngine) -> None:
+    res = engine.submit(order(type="LIMIT", price="99.00"))
+    assert kinds(res) == ["ACCEPTED"]
+    assert engine.step().reports == []
+    engine.feed.set_mid("AAPL", D("98.99"))
+    fill = engine.step().reports[0]
+    assert fill.kind is ReportKind.FILL and fill.last_price == D("99.00")  # the new ask, at the limit
+
+
+def test_stop_triggers_then_trades_at_market(engine: MatchingEngine) -> None:
+    res = engine.submit(order(side="SELL", type="STOP", stop="95.00"))
+    assert kinds(res) == ["ACCEPTED"]
+    engine.feed.set_mid("AAPL", D("95.00"))  # bid 94.99 <= 95
+    assert kinds(engine.step()) == ["TRIGGERED", "FILL"]
+
+
+def test_stop_limit_triggers_and_rests_at_its_limit(engine: MatchingEngine) -> None:
+    engine.submit(order(type="STOP_LIMIT", stop="105.00", price="105.50"))
+    engine.feed.set_mid("AAPL", D("106.00"))  # ask 106.01: triggers, but above the limit
+    assert kinds(engine.step()) == ["TRIGGERED"]
+    engine.feed.set_mid("AAPL", D("105.40"))
+    assert kinds(engine.step()) == ["FILL"]
+
+
+def test_pegged_orders(engine: MatchingEngine) -> None:
+    market = engine.submit(order("P1", type="PEGGED", peg_type=PegType.MARKET))
+    assert market.reports[-1].last_price == D("100.01")
+    mid = engine.submit(order("P2", type="PEGGED", peg_type=PegType.MIDPOINT))
+    assert mid.reports[-1].last_price == D("100.00")
+    primary = engine.submit(order("P3", type="PEGGED", peg_type=PegType.PRIMARY))
+    assert kinds(primary) == ["ACCEPTED"]  # pegged to the bid: passive, rests
+
+
+def test_ioc_cancels_the_unfilled_rest(engine: MatchingEngine) -> None:
+    res = engine.submit(order(qty="700", tif="IOC"))
+    assert kinds(res) == ["ACCEPTED", "FILL", "CANCELED"]
+    assert engine.status("C1").cum_qty == D(500)
+
+
+def test_fok_fills_completely_or_not_at_all(engine: MatchingEngine) -> None:
+    assert kinds(engine.submit(order("F1", qty="700", tif="FOK"))) == ["ACCEPTED", "CANCELED"]
+    assert kinds(engine.submit(order("F2", qty="300", tif="FOK"))) == ["ACCEPTED", "FILL"]
+    assert kinds(engine.submit(order("F3", type="LIMIT", price="90.00", tif="FOK"))) == ["ACCEPTED", "CANCELED"]
+
+
+def test_gtd_expires_after_its_time(engine: MatchingEngine, clock: Clock) -> None:
+    engine.submit(order(type="LIMIT", price="90.00", tif="GTD", expire_at=NOW + timedelta(minutes=5)))
+    assert engine.step().reports == []
+    clock.now = NOW + timedelta(minutes=6)
+    assert kinds(engine.step()) == ["EXPIRED"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"symbol": "NOPE"}, "UNKNOWN_SYMBOL"),
+        ({"qty": "0.5"}, "INCORRECT_QUANTITY"),
+        ({"qty": "100001"}, "INCORRECT_QUANTITY"),
+        ({"type": "LIMIT", "price": "100.001"}, "INVALID_PRICE"),
+        ({"type": "LIMIT"}, "INVALID_PRICE"),
+        ({"tif": "GTD"}, "UNSUPPORTED"),
+    ],
+)
+def test_rejects(engine: MatchingEngine, kwargs: dict, reason: str) -> None:
+    res = engine.submit(order(**kwargs))
+    assert not res.ack.accepted and reason in res.ack.reason
+    assert kinds(res) == ["REJECTED"]
+    assert engine.status("C1").status is OrderStatus.REJECTED
+
+
+def test_duplicate_client_order_id_is_refused_without_touching_the_original(engine: MatchingEngine) -> None:
+    engine.submit(order(type="LIMIT", price="90.00"))
+    res = engine.submit(order(type="LIMIT", price="90.00"))
+    assert not res.ack.accepted and "DUPLICATE" in res.ack.reason and res.reports == []
+    assert engine.status("C1").status is OrderStatus.ACCEPTED and len(engine.open_orders()) == 1
+
+
+def test_cancel_then_cancel_again_is_too_late(engine: MatchingEngine) -> None:
+    engine.submit(order(type="LIMIT", price="90.00"))
+    req = CancelOrder(client_order_id="C1", symbol="AAPL", side=OrderSide.BUY, qty=D(100))
+    assert engine.cancel(req).ack.accepted
+    again = engine.cancel(req)
+    assert not again.ack.accepted and "TOO_LATE" in again.ack.reason and kinds(again) == ["CANCEL_REJECTED"]
+    unknown = engine.cancel(req.model_copy(update={"client_order_id": "nope"}))
+    assert unknown.ack.not_found
+
+
+def test_replace_moves_the_order_under_a_new_id_and_may_fill_it(engine: MatchingEngine) -> None:
+    engine.submit(order(type="LIMIT", price="90.00"))
+    res = engine.replace(ReplaceOrder(orig_client_order_id="C1", client_order_id="C1.1", symbol="AAPL", side=OrderSide.BUY,
+                                      type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, qty=D(50), price=D("101.00")))
+    assert res.ack.accepted and kinds(res) == ["REPLACED", "FILL"]
+    assert engine.status("C1.1").status is OrderStatus.FILLED
+    assert engine.status("C1") is engine.status("C1.1") or engine.status("C1").client_order_id == "C1.1"
+
+
+def test_replace_below_the_filled_quantity_is_refused(engine: MatchingEngine) -> None:
+    engine.submit(order(qty="1200", type="LIMIT", price="101.00"))  # 500 filled at once
+    res = engine.replace(ReplaceOrder(orig_client_order_id="C1", client_order_id="C1.1", symbol="AAPL", side=OrderSide.BUY,
+                                      type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, qty=D(400), price=D("101.00")))
+    assert not res.ack.accepted and kinds(res) == ["REPLACE_REJECTED"]
+
+
+def test_reject_injection(engine: MatchingEngine) -> None:
+    engine.reject_symbols.add("AAPL")
+    assert "INJECTED" in engine.submit(order()).ack.reason
+
+
+def test_feed_walk_is_reproducible_and_stays_on_the_tick() -> None:
+    from core.instruments import DEFAULT_INSTRUMENTS
+
+    a, b = PriceFeed(DEFAULT_INSTRUMENTS, seed=3), PriceFeed(DEFAULT_INSTRUMENTS, seed=3)
+    for _ in range(50):
+        a.step()
+        b.step()
+    assert a.quote("EURUSD") == b.quote("EURUSD")
+    inst = next(i for i in DEFAULT_INSTRUMENTS if i.symbol == "EURUSD")
+    assert inst.on_tick(a.quote("EURUSD").bid) and a.quote("EURUSD").ask > a.quote("EURUSD").bid

@@ -1,0 +1,3 @@
+"""Deterministic orchestration: the order workflow."""
+
+__all__ = ["order"]
