@@ -31,7 +31,7 @@ from core.domain import (
     SubmitOrder,
     TimeInForce,
 )
-from core.errors import BrokerUnavailable
+from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from sim.fix_venue import FixVenue
 from tests.brokers.contract import ReportCollector
@@ -501,6 +501,17 @@ async def test_logon_carries_username_and_password(
             assert not intruder.logged_on
         finally:
             await intruder.close()
+
+
+async def test_a_second_owner_of_the_same_session_is_refused(
+    pair_factory: PairFactory, reports: ReportCollector
+) -> None:
+    async with pair_factory() as pair:
+        twin = pair.new_broker()
+        with pytest.raises(ConfigError, match="already run by another process"):
+            await twin.start(reports)
+        await twin.close()
+        assert pair.broker.logged_on
 
 
 async def test_report_for_an_unknown_client_order_id_is_delivered_not_dropped(
