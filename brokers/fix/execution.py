@@ -552,6 +552,11 @@ class FixBroker:
         order_key = msg.get(Tag.ORIG_CL_ORD_ID) if is_cancel_id(cl_ord_id) else cl_ord_id
         order = await self._load_order(base_order_id(order_key or cl_ord_id))
         report = self._report_from(msg, kind, order)
+        if kind is ReportKind.FILL and order is not None and 0 < report.cum_qty <= order.synthesized_cum:
+            # A late report of a fill the status answer already showed (and a synthesized fill delivered).
+            log.warning("%s: fill %s (cum %s) is already counted by the synthesized fill up to %s; not delivered",
+                        self.name, report.exec_id, report.cum_qty, order.synthesized_cum)
+            return
         cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
         qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or (order.qty if order else None)
         status = order_status_of(msg[Tag.ORD_STATUS], cum_qty=cum, qty=qty) if Tag.ORD_STATUS in msg else None
@@ -717,6 +722,7 @@ class FixBroker:
                     reason="synthesized from the venue's order status: its fill reports never arrived",
                     **common,
                 )
+                order.synthesized_cum = venue_cum
                 if await self._record(report, order, status):
                     self.synthesized += 1
                     log.warning("%s: %s: %s filled at the venue without fill reports; delivered as %s",
@@ -735,10 +741,10 @@ class FixBroker:
             )
             if await self._record(report, order, status):
                 self.synthesized += 1
-        if order.status is not status or (_order_id(msg) and order.broker_order_id != _order_id(msg)):
-            order.status = status
-            order.broker_order_id = _order_id(msg) or order.broker_order_id
-            await self._save_order(order)
+        # Always written: the status, the venue's order id and the synthesized quantity may all have moved.
+        order.status = status
+        order.broker_order_id = _order_id(msg) or order.broker_order_id
+        await self._save_order(order)
 
     async def _status_report(self, order: FixOrder, msg: FixMessage) -> OrderStatusReport:
         cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)

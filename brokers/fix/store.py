@@ -51,6 +51,9 @@ class FixOrder(BaseModel):
     broker_order_id: str | None = None
     #: SUBMITTED until the venue answers.
     status: OrderStatus = OrderStatus.SUBMITTED
+    #: Cumulative quantity up to which fills were synthesized from a status answer; a fill report arriving
+    #: later with a CumQty up to this is already counted.
+    synthesized_cum: Decimal = Decimal(0)
     created_at: datetime
     updated_at: datetime
 

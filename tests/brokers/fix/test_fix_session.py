@@ -364,6 +364,14 @@ async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(
         [expired] = [r for r in reports.of(expires.client_order_id) if r.kind is ReportKind.EXPIRED]
         assert expired.exec_id == f"{expires.client_order_id}:status:EXPIRED"
         assert broker.synthesized == 2
+        # Should the venue's own report of a counted fill still turn up, it is not counted twice.
+        pair.venue.connector.send_nowait("8", [
+            (37, synth.broker_order_id), (11, fills.client_order_id), (17, "late-fill"), (150, "F"), (39, "1"),
+            (55, "AAPL"), (54, "1"), (38, "1200"), (32, "500"), (31, "184.01"), (151, "700"), (14, "500"),
+            (6, "184.01"), (60, "20260101-00:00:00.000")])
+        marker = _order(symbol="NOPE")  # an answer that certainly comes after the late report
+        assert not (await broker.submit_order(marker)).accepted
+        assert "late-fill" not in [r.exec_id for r in reports.reports]
         # Later reports arrive as usual and continue the count.
         await venue.step()
         await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, fills.client_order_id)) == D(1200))
