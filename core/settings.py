@@ -8,6 +8,7 @@ read them from a module-level global.
 from __future__ import annotations
 
 from datetime import time
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
@@ -22,6 +23,9 @@ __all__ = [
     "ApiSettings",
     "DatabaseSettings",
     "FixSettings",
+    "Mt5AccountSettings",
+    "Mt5Settings",
+    "Mt5TerminalSettings",
     "OrderSettings",
     "PaperSettings",
     "Settings",
@@ -157,6 +161,61 @@ class OrderSettings(BaseModel):
     broker_call_timeout_seconds: float = Field(15.0, gt=0)
 
 
+class Mt5AccountSettings(BaseModel):
+    """One trading account reached through the MetaTrader 5 bridge (an ExodusBridge EA in its terminal)."""
+
+    #: Bearer token the EA of this account sends (``Authorization: Bearer <token>``).
+    token: SecretStr
+    #: The MT5 login the terminal must be logged in to; heartbeats from another login are refused (409).
+    login: int | None = None
+
+
+class Mt5TerminalSettings(BaseModel):
+    """Windows hosts only: drive a terminal beside the worker through the ``MetaTrader5`` package."""
+
+    #: The bridge account (a key of ``mt5.accounts``) whose commands the terminal executes.
+    account: str
+    #: terminal64.exe to start, and the login to use (None: attach to the running, logged-in terminal).
+    path: str | None = None
+    login: int | None = None
+    password: SecretStr | None = None
+    server: str | None = None
+    poll_interval_ms: int = Field(250, ge=10)
+    #: Exodus symbols to resolve at start and report (as the EA's InpSymbols), and names that cannot be guessed.
+    symbols: list[str] = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"]
+    symbol_map: dict[str, str] = {}
+
+
+class Mt5Settings(BaseModel):
+    """The MetaTrader 5 bridge (``brokers/mt5``, the EA in ``mql5/``)."""
+
+    #: Bridge accounts by Exodus account id (the EA's ``InpAccount`` input and the order's ``account``).
+    accounts: dict[str, Mt5AccountSettings] = {}
+    #: Magic number stamped on every order (the EA's ``InpMagic`` input must be the same).
+    magic: int = Field(20260505, ge=1)
+    #: No heartbeat for this long marks the account disconnected; new orders for it are refused.
+    heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    #: A delivered, unacknowledged command is not handed to another terminal before this has passed.
+    lease_seconds: float = Field(30.0, gt=0)
+    #: How long a broker call waits for the EA's acknowledgement before it reports an unknown outcome.
+    ack_wait_seconds: float = Field(8.0, gt=0)
+    #: A new or modify command that no terminal picked up within this is withdrawn (the order is rejected):
+    #: an EA that comes back later must not execute stale orders.
+    command_ttl_seconds: float = Field(60.0, gt=0)
+    #: Most commands handed out per poll.
+    max_commands_per_poll: int = Field(20, ge=1, le=200)
+    #: How often the worker looks for undelivered reports, stale commands and silent terminals (a safety
+    #: net behind LISTEN/NOTIFY).
+    housekeeping_interval_seconds: float = Field(1.0, gt=0)
+    #: Contract sizes used until the EA has reported the symbol's real one (the EA refuses a mismatch).
+    contract_sizes: dict[str, Decimal] = {}
+    default_fx_contract_size: Decimal = Decimal("100000")
+    #: Maximum slippage in points for market orders on Request/Instant execution symbols.
+    deviation_points: int = Field(20, ge=0)
+    #: Windows hosts: a terminal driven in-process through the ``MetaTrader5`` package.
+    terminal: Mt5TerminalSettings | None = None
+
+
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -187,6 +246,7 @@ class Settings(BaseSettings):
     orders: OrderSettings = OrderSettings()
     #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
     risk: RiskPolicy = RiskPolicy()
+    mt5: Mt5Settings = Mt5Settings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:
@@ -194,6 +254,9 @@ class Settings(BaseSettings):
             for principal, token in self.api.tokens.items():
                 if token.get_secret_value() == "changethis":
                     raise ConfigError(f"api.tokens[{principal!r}] is still the placeholder 'changethis'")
+            for account, cfg in self.mt5.accounts.items():
+                if cfg.token.get_secret_value() == "changethis":
+                    raise ConfigError(f"mt5.accounts[{account!r}].token is still the placeholder 'changethis'")
         return self
 
     def require_database_url(self) -> str:
