@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import Broker, BrokerCapabilities, ReportSink
+from brokers.fix.config import FIX_CAPABILITIES
 from brokers.mt5.config import MT5_CAPABILITIES
 from brokers.mt5.store import session_check as mt5_session_check
 from brokers.paper.config import PAPER_CAPABILITIES
@@ -80,6 +81,14 @@ async def _paper(ctx: BrokerContext) -> Broker:
     return PaperBroker(venue)
 
 
+async def _fix(ctx: BrokerContext) -> Broker:
+    from brokers.fix.execution import FixBroker
+
+    if ctx.pool is None:
+        raise ConfigError("the FIX broker keeps its orders and reports in Postgres: set DATABASE_URL")
+    return FixBroker.from_settings(ctx.settings, pool=ctx.pool)
+
+
 async def _mt5(ctx: BrokerContext) -> Broker:
     from brokers.mt5 import BridgeStore, Mt5Broker
 
@@ -102,6 +111,12 @@ BROKERS: dict[str, BrokerSpec] = {
         capabilities=PAPER_CAPABILITIES,
         factory=_paper,
         description="in-process simulated venue (default)",
+    ),
+    "fix": BrokerSpec(
+        name="fix",
+        capabilities=FIX_CAPABILITIES,
+        factory=_fix,
+        description="a FIX 4.2/4.4/5.0SP2 counterparty over QuickFIX (settings section `fix`)",
     ),
     "mt5": BrokerSpec(
         name="mt5",

@@ -22,6 +22,7 @@ from core.risk import RiskPolicy
 __all__ = [
     "ApiSettings",
     "DatabaseSettings",
+    "FixSettings",
     "Mt5AccountSettings",
     "Mt5Settings",
     "Mt5TerminalSettings",
@@ -100,6 +101,50 @@ class PaperSettings(BaseModel):
     reject_rate: float = Field(0.0, ge=0.0, le=1.0)
     #: Orders for these symbols are always rejected (deterministic reject injection).
     reject_symbols: list[str] = []
+
+
+class FixSettings(BaseModel):
+    """The FIX broker session (a QuickFIX initiator) and the local FIX venue ``make run`` can start.
+
+    See ``brokers/fix/README.md`` for what each field does on the wire.
+    """
+
+    #: FIX.4.2, FIX.4.4, or FIXT.1.1 (then ``default_appl_ver_id`` is the application version).
+    begin_string: Literal["FIX.4.2", "FIX.4.4", "FIXT.1.1"] = "FIX.4.4"
+    default_appl_ver_id: Literal["FIX.5.0SP2"] = "FIX.5.0SP2"
+    host: str = "127.0.0.1"
+    port: int = Field(9878, ge=1, le=65535)
+    sender_comp_id: str = "EXODUS"
+    target_comp_id: str = "EXVENUE"
+    heartbeat_seconds: int = Field(30, ge=1)
+    reconnect_interval_seconds: int = Field(5, ge=1)
+    logon_timeout_seconds: int = Field(10, ge=1)
+    #: Logon Username (553) / Password (554), when the counterparty asks for them.
+    username: str | None = None
+    password: SecretStr | None = None
+    #: QuickFIX message store and logs; default ``<data_dir>/fix``. The store keeps sequence numbers and
+    #: sent messages across restarts (resend/gap-fill).
+    store_dir: Path | None = None
+    #: Validate incoming messages against the data dictionary shipped with the quickfix package (or this file).
+    use_data_dictionary: bool = True
+    data_dictionary: Path | None = None
+    #: Daily session window (UTC). Unset: a non-stop session (sequence numbers never reset by the clock).
+    start_time: time | None = None
+    end_time: time | None = None
+    #: Ask the counterparty to reset sequence numbers at every logon (141=Y); normally off.
+    reset_on_logon: bool = False
+    #: How long a request waits for the venue's answer before its outcome counts as unknown.
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    #: Exodus symbol -> the venue's Symbol (55), for venues that spell instruments differently.
+    symbol_map: dict[str, str] = {}
+    #: Account (1) sent on orders; unset: the order's account.
+    account: str | None = None
+    #: HandlInst (21): 1 automated/private, 2 automated/public, 3 manual.
+    handl_inst: Literal["1", "2", "3"] = "1"
+    #: ``make run`` starts the local FIX venue (``python -m sim.fix_venue``) and lets the worker own "fix".
+    local_venue: bool = False
+    #: Feed step interval of the local venue.
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
 
 
 class OrderSettings(BaseModel):
@@ -197,6 +242,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     paper: PaperSettings = PaperSettings()
+    fix: FixSettings = FixSettings()
     orders: OrderSettings = OrderSettings()
     #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
     risk: RiskPolicy = RiskPolicy()
