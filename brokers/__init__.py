@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from brokers.base import Broker, BrokerCapabilities, ReportSink
+from brokers.base import Broker, BrokerCapabilities, ReportSink, SessionCheck
 from brokers.fix.config import FIX_CAPABILITIES
 from brokers.mt5.config import MT5_CAPABILITIES
 from brokers.mt5.store import session_check as mt5_session_check
 from brokers.paper.config import PAPER_CAPABILITIES
+from brokers.sessions import session_check_for
 from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
 from core.settings import Settings
@@ -39,12 +40,6 @@ class BrokerContext:
     settings: Settings
     instruments: InstrumentCatalog
     pool: AsyncConnectionPool | None
-
-
-#: Answers "can this broker take a new order for this account right now?": None when it can, else the reason
-#: (for example "the MT5 terminal of account 1234 has not sent a heartbeat for 45 s"). The risk check
-#: refuses new orders with that reason; orders already working are not affected.
-SessionCheck = Callable[[AsyncConnectionPool, str], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -117,6 +112,7 @@ BROKERS: dict[str, BrokerSpec] = {
         capabilities=FIX_CAPABILITIES,
         factory=_fix,
         description="a FIX 4.2/4.4/5.0SP2 counterparty over QuickFIX (settings section `fix`)",
+        session_check=session_check_for("fix"),
     ),
     "mt5": BrokerSpec(
         name="mt5",

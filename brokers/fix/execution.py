@@ -58,6 +58,7 @@ from brokers.fix.parsing import (
 from brokers.fix.session import FixConnector, FixMessage
 from brokers.fix.store import FixOrder, FixStore
 from brokers.outbox import ReportOutbox
+from brokers.sessions import SessionRecorder
 from core.domain import (
     BrokerAck,
     CancelOrder,
@@ -105,6 +106,7 @@ class FixBroker:
         store: FixStore,
         name: str = "fix",
         settings: FixSettings | None = None,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         """An adapter for the session ``config``, keeping its records in ``store``.
 
@@ -118,6 +120,8 @@ class FixBroker:
         self.config = config
         self._settings = settings or FixSettings()
         self._store = store
+        #: Records logons and logouts in Postgres for the risk check (``brokers.sessions``).
+        self._recorder = recorder
         self._fix42 = config.begin_string == "FIX.4.2"
         self._exec_types = MAP_EXEC_TYPE_42 if self._fix42 else MAP_EXEC_TYPE
         self._timeout = self._settings.request_timeout_seconds
@@ -139,12 +143,15 @@ class FixBroker:
     def from_settings(cls, settings: Settings, *, pool: AsyncConnectionPool, name: str = "fix") -> FixBroker:
         """Build the adapter from the application settings."""
         config = session_config_for(settings)
-        return cls(config, store=FixStore(pool, session=config.key), name=name, settings=settings.fix)
+        recorder = SessionRecorder(pool, broker=name, session=config.key)
+        return cls(config, store=FixStore(pool, session=config.key), name=name, settings=settings.fix, recorder=recorder)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self, sink: ReportSink) -> None:
         """Deliver what a previous run left undelivered, then start the session (it logs on by itself)."""
+        if self._recorder is not None:
+            await self._recorder.start()
         self.outbox = ReportOutbox(sink, on_delivered=self._store.mark_delivered)
         self.outbox.start()
         for report in await self._store.undelivered():
@@ -179,6 +186,8 @@ class FixBroker:
         if self.outbox is not None:
             await self.outbox.stop()
             self.outbox = None
+        if self._recorder is not None:
+            await self._recorder.stop()
 
     # -- session state -----------------------------------------------------------------------------------
 
@@ -449,12 +458,16 @@ class FixBroker:
     # -- session events ----------------------------------------------------------------------------------
 
     def _on_logon(self) -> None:
+        if self._recorder is not None:
+            self._recorder.changed(True)
         self.resynced.clear()
         if self._resync_task is not None:
             self._resync_task.cancel()
         self._resync_task = asyncio.create_task(self._resync(), name=f"{self.name}-resync")
 
     def _on_logout(self) -> None:
+        if self._recorder is not None:
+            self._recorder.changed(False, "the session dropped")
         self._fail_waiters("the FIX session dropped")
 
     async def _resync(self) -> None:

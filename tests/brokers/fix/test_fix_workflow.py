@@ -234,3 +234,35 @@ async def test_report_for_an_unknown_order_is_kept_as_an_orphan(fix_stack: FixSt
 
     [row] = await eventually(orphaned)
     assert (row["broker"], row["client_order_id"]) == ("fix", stray)
+
+
+async def test_new_orders_are_refused_while_the_session_is_down(fix_stack: FixStack) -> None:
+    broker, network, stack = fix_stack.broker, fix_stack.network, fix_stack.stack
+
+    async def session_row() -> dict:
+        [row] = await stack.fetch("SELECT logged_on, detail FROM broker_sessions WHERE broker = 'fix'")
+        return row
+
+    assert (await session_row())["logged_on"]
+    network.cut()
+    try:
+        await eventually(lambda: not broker.logged_on)
+        for _ in range(100):
+            if not (await session_row())["logged_on"]:
+                break
+            await asyncio.sleep(0.05)
+        decision, handle = await stack.submit(_order(symbol="AAPL", qty="5"))
+        assert not decision.approved
+        [reason] = decision.reasons
+        assert reason.code == "BROKER_UNAVAILABLE" and "not logged on" in reason.message and reason.field == "broker"
+        assert (await handle.result()).status is OrderStatus.DENIED
+    finally:
+        network.restore()
+    await broker.wait_logged_on(15)
+    for _ in range(100):
+        if (await session_row())["logged_on"]:
+            break
+        await asyncio.sleep(0.05)
+    decision, handle = await stack.submit(_order(symbol="AAPL", qty="6"))
+    assert decision.approved
+    assert (await handle.result()).status is OrderStatus.FILLED
