@@ -1,0 +1,3 @@
+"""Benchmarks: figures, not tests (outside testpaths)."""
+
+__all__: list[str] = []
