@@ -17,10 +17,10 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
+from core.audit import append_audit
 from core.domain import Fill, OrderEvent, OrderState, OrderStatus, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.ledger import PositionState, apply_fill, cash_delta
-from core.audit import append_audit
 from core.metrics import (
     CIRCUIT_BREAKER_TRIPS,
     FILLS,

@@ -41,8 +41,11 @@ async def get_trading_state(pool: PoolDep) -> JSONResponse:
 
 @router.post("/trading-state", response_model=TradingStatePublic, responses={422: {"model": ErrorBody}})
 async def set_trading_state(body: TradingStateBody, pool: PoolDep, actor: ActorDep, instruments: InstrumentsDep) -> JSONResponse:
-    """Set a trading state. HALTED refuses new orders and amends (cancels pass); REDUCING takes only orders that
-    reduce a position; ACTIVE resumes and resets the circuit breaker of an account or broker."""
+    """Set a trading state at a scope (HALTED, REDUCING, ACTIVE).
+
+    HALTED refuses new orders and amends (cancels pass); REDUCING takes only orders that reduce a position;
+    ACTIVE resumes and resets the circuit breaker of an account or broker.
+    """
     problems = body.problems()
     key = body.key or ""
     if body.scope == "SYMBOL":
@@ -90,8 +93,11 @@ _SCOPE_COLUMNS = {"account": "account", "client": "client_id", "symbol": "symbol
 
 @router.post("/cancel-all", responses={422: {"model": ErrorBody}})
 async def cancel_all(body: CancelAllBody, temporal: TemporalDep, pool: PoolDep, actor: ActorDep) -> JSONResponse:
-    """Signal a cancel to every working order in scope (found through Temporal visibility, and the read model
-    for anything visibility has not indexed yet); answers how many were signalled."""
+    """Signal a cancel to every working order in a scope; answers how many were signalled.
+
+    Working orders are found through Temporal visibility (search attributes), and the read model for anything
+    visibility has not indexed yet.
+    """
     if body.scope != "all" and not body.value:
         return _rejected([Reason(code="INVALID_FIELD", field="value", message=f"value: required for scope {body.scope}")])
     value = (body.value or "").upper() if body.scope == "symbol" else (body.value or "")

@@ -115,6 +115,7 @@ class FixBroker:
             store: Where orders and received reports are kept.
             name: The broker's name in Exodus (reports carry it).
             settings: The ``fix`` settings section (credentials, timeouts, symbol map, account).
+            recorder: Records logons and logouts for the risk check (None: not recorded).
         """
         self.name = name
         self.config = config
