@@ -23,8 +23,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m devstack
 
+# Each run gets its own pytest base directory: pytest prunes old runs' directories in the shared default one,
+# which would pull files from under a concurrent run.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@tmp=$$(mktemp -d /tmp/exodus-pytest-XXXXXX); \
+	$(BIN)/python -m pytest --basetemp=$$tmp $(PYTEST_ARGS); rc=$$?; rm -rf $$tmp; exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

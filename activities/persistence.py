@@ -17,10 +17,19 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
+from core.audit import append_audit
 from core.domain import Fill, OrderEvent, OrderState, OrderStatus, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.ledger import PositionState, apply_fill, cash_delta
-from core.metrics import FILLS, ORDER_LATENCY, ORDERS_COMPLETED, OVERFILLS, RECONCILIATION_BREAKS
+from core.metrics import (
+    CIRCUIT_BREAKER_TRIPS,
+    FILLS,
+    ORDER_LATENCY,
+    ORDERS_COMPLETED,
+    OVERFILLS,
+    RECONCILIATION_BREAKS,
+)
+from core.policy import PolicyStore
 
 __all__ = ["OrderSnapshot", "OrderStoreActivities", "PersistInput"]
 
@@ -121,10 +130,11 @@ WHERE orders.version <= EXCLUDED.version
 class OrderStoreActivities:
     """Writes order progress to Postgres."""
 
-    def __init__(self, *, pool: AsyncConnectionPool, instruments: InstrumentCatalog) -> None:
-        """Use ``pool``; the catalogue gives each symbol's quote currency for cash bookings."""
+    def __init__(self, *, pool: AsyncConnectionPool, instruments: InstrumentCatalog, policy: PolicyStore) -> None:
+        """Use ``pool``; the catalogue gives quote currencies for cash; the policy the circuit breaker's N."""
         self._pool = pool
         self._instruments = instruments
+        self._policy = policy
 
     @activity.defn(name="persist_order")
     async def persist_order(self, inp: PersistInput) -> int:
@@ -138,19 +148,12 @@ class OrderStoreActivities:
             params["status"] = snap.status.value
             params["workflow_id"] = workflow_id_for(snap.order_id)
             await conn.execute(_UPSERT_ORDER, params)
-            if inp.events:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO order_events (order_id, seq, at, kind, status, detail, actor, data)"
-                        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                        [
-                            (snap.order_id, e.seq, e.at, e.kind, e.status.value, e.detail, e.actor, Jsonb(e.data))
-                            for e in inp.events
-                        ],
-                    )
+            new_events = await self._append_events(conn, snap.order_id, inp.events)
             for fill in inp.fills:
                 if await self._book_fill(conn, fill):
                     booked += 1
+            await self._update_reservation(conn, snap)
+            await self._circuit_breaker(conn, snap, new_events)
             for text in inp.breaks:
                 cur = await conn.execute(
                     "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
@@ -161,7 +164,7 @@ class OrderStoreActivities:
                     RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=text.split(":", 1)[0]).inc()
         if booked:
             FILLS.labels(broker=snap.broker).inc(booked)
-        if any(e.kind == "OVERFILL_REFUSED" for e in inp.events):
+        if any(e.kind == "OVERFILL_REFUSED" for e in new_events):
             OVERFILLS.labels(broker=snap.broker).inc()
         if inp.final:
             ORDERS_COMPLETED.labels(broker=snap.broker, status=snap.status.value).inc()
@@ -171,6 +174,85 @@ class OrderStoreActivities:
                 if snap.status is OrderStatus.FILLED:
                     ORDER_LATENCY.labels(stage="fill").observe(max(elapsed, 0.0))
         return booked
+
+    @staticmethod
+    async def _append_events(conn: Any, order_id: str, events: list[OrderEvent]) -> list[OrderEvent]:
+        # Returns the events this call inserted: a retried call inserts (and so counts) nothing twice.
+        if not events:
+            return []
+        cur = await conn.execute(
+            "INSERT INTO order_events (order_id, seq, at, kind, status, detail, actor, data)"
+            " SELECT %s, * FROM unnest(%s::int[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::jsonb[]) ON CONFLICT DO NOTHING RETURNING seq",
+            (
+                order_id,
+                [e.seq for e in events],
+                [e.at for e in events],
+                [e.kind for e in events],
+                [e.status.value for e in events],
+                [e.detail for e in events],
+                [e.actor for e in events],
+                [Jsonb(e.data) for e in events],
+            ),
+        )
+        inserted = {row["seq"] for row in await cur.fetchall()}
+        return [e for e in events if e.seq in inserted]
+
+    async def _update_reservation(self, conn: Any, snap: OrderSnapshot) -> None:
+        # The reservation follows the order: what is still open, at its current price; nothing once closed.
+        if snap.status.is_terminal:
+            await conn.execute(
+                "UPDATE risk_reservations SET qty_open = 0, notional = 0, margin = 0, released_at = now(),"
+                " updated_at = now() WHERE order_id = %s AND released_at IS NULL",
+                (snap.order_id,),
+            )
+        elif snap.status is not OrderStatus.PENDING_UPDATE:
+            # (While an amend is pending the reservation holds the larger of old and new terms, as the amend's
+            # risk check left it; the next write after the broker's answer sets the actual terms.)
+            await conn.execute(
+                "UPDATE risk_reservations SET qty_open = %(open)s, price = COALESCE(%(price)s, price),"
+                " notional = %(open)s * COALESCE(%(price)s, price) * quote_rate,"
+                " margin = %(open)s * COALESCE(%(price)s, price) * quote_rate / leverage, updated_at = now()"
+                " WHERE order_id = %(id)s AND released_at IS NULL",
+                {"open": max(snap.qty - snap.filled_qty, Decimal(0)), "price": snap.price or snap.stop_price, "id": snap.order_id},
+            )
+
+    async def _circuit_breaker(self, conn: Any, snap: OrderSnapshot, events: list[OrderEvent]) -> None:
+        # N broker rejections in a row halt the account and the broker; any acceptance resets the streaks.
+        outcomes = [e for e in events if e.kind in ("REJECT", "ACCEPT")]
+        if not outcomes:
+            return
+        limit = (await self._policy.load(conn)).policy.circuit_breaker_rejections
+        for scope, key in (("ACCOUNT", snap.account), ("BROKER", snap.broker)):
+            for event in outcomes:
+                if event.kind == "ACCEPT":
+                    await conn.execute(
+                        "INSERT INTO risk_reject_streaks (scope, scope_key, streak) VALUES (%s, %s, 0)"
+                        " ON CONFLICT (scope, scope_key) DO UPDATE SET streak = 0, updated_at = now()",
+                        (scope, key),
+                    )
+                    continue
+                cur = await conn.execute(
+                    "INSERT INTO risk_reject_streaks (scope, scope_key, streak) VALUES (%s, %s, 1)"
+                    " ON CONFLICT (scope, scope_key) DO UPDATE SET streak = risk_reject_streaks.streak + 1,"
+                    " updated_at = now() RETURNING streak",
+                    (scope, key),
+                )
+                streak = (await cur.fetchone())["streak"]
+                if streak != limit:
+                    continue
+                reason = f"circuit breaker: {streak} consecutive broker rejections (last: {event.detail or 'no reason'})"
+                await conn.execute(
+                    "INSERT INTO trading_state (scope, scope_key, state, reason, updated_by) VALUES (%s, %s, 'HALTED', %s,"
+                    " 'circuit-breaker') ON CONFLICT (scope, scope_key) DO UPDATE SET state = 'HALTED',"
+                    " reason = EXCLUDED.reason, updated_by = EXCLUDED.updated_by, updated_at = now()",
+                    (scope, key, reason),
+                )
+                await append_audit(
+                    conn, actor="circuit-breaker", action="TRADING_STATE_SET", subject=f"{scope}:{key}",
+                    detail={"to": "HALTED", "reason": reason, "order": snap.order_id},
+                )
+                CIRCUIT_BREAKER_TRIPS.labels(scope=scope).inc()
 
     async def _book_fill(self, conn: Any, fill: Fill) -> bool:
         cur = await conn.execute(

@@ -1,14 +1,18 @@
-"""The risk activity: gather the account state, run the pluggable check, record the decision.
+"""The risk activities: gather the account state, run the pluggable check, record the decision and reserve.
 
-It runs as a local activity of the order workflow (no task queue hop; the decision is what the REST
-caller waits for). It is idempotent: the decision is stored with the order row in the same transaction
-as the audit entry, and a retry returns the stored decision instead of deciding again.
+``check_order`` runs as a local activity of the order workflow (the decision is what the REST caller waits
+for). In one Postgres transaction, serialized with every other decision by an advisory lock, it reads the
+policy and the account, decides, writes the order row with its decision, takes the order's reservation
+(what it holds of position, exposure and buying power until it is final) and appends an audit entry. So two
+concurrent orders can never jointly breach a limit, and a crash leaves either all of it or none of it. A
+retry returns the stored decision instead of deciding again.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -23,10 +27,23 @@ from core.audit import append_audit
 from core.domain import OrderRequest, RiskDecision, TradingState, utcnow, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.metrics import ORDER_LATENCY
-from core.risk import AccountState, RiskCheck, RiskPolicy, basic_check
+from core.policy import PolicyStore
+from core.risk import (
+    AccountState,
+    Limits,
+    PositionView,
+    ReservationView,
+    RiskCheck,
+    account_equity,
+    basic_check,
+    valuation_price,
+)
 from core.settings import Settings
 
-__all__ = ["AmendCheck", "MarketData", "RiskActivities"]
+__all__ = ["AmendCheck", "MarketData", "RiskActivities", "RiskGatherer"]
+
+_DECISION_LOCK = 0x5249534B  # "RISK"
+_SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
 class MarketData(Protocol):
@@ -38,12 +55,172 @@ class MarketData(Protocol):
 
 
 class AmendCheck(BaseModel):
-    """Input of ``check_amend``: the order as it would be after the amend."""
+    """Input of ``check_amend``: the order as it would be after the amend, and what has filled."""
 
     model_config = ConfigDict(frozen=True)
 
     order: OrderRequest
     requested_by: str
+    filled_qty: Decimal = Decimal(0)
+
+
+class RiskGatherer:
+    """Reads everything a decision needs, inside the caller's transaction."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        instruments: InstrumentCatalog,
+        market: MarketData,
+        capabilities: Mapping[str, BrokerCapabilities],
+        session_checks: Mapping[str, SessionCheck] | None = None,
+        policy: PolicyStore | None = None,
+        pool: AsyncConnectionPool | None = None,
+    ) -> None:
+        """Build the gatherer."""
+        self.instruments = instruments
+        self.market = market
+        self.capabilities = capabilities
+        self.session_checks = session_checks or {}
+        self.policy = policy or PolicyStore(settings.risk)
+        self._pool = pool
+
+    def quote_rate(self, quote_currency: str, currency: str) -> Decimal:
+        """Value of one unit of ``quote_currency`` in ``currency``, from the feed's FX pairs."""
+        if quote_currency == currency:
+            return Decimal(1)
+        direct = self.market.reference_price(f"{quote_currency}{currency}")
+        if direct:
+            return direct
+        inverse = self.market.reference_price(f"{currency}{quote_currency}")
+        return 1 / inverse if inverse else Decimal(1)
+
+    async def gather(self, conn: Any, order: OrderRequest, *, amend: bool = False) -> tuple[Limits, AccountState]:
+        """The effective limits and the account state for ``order`` (excluding its own reservation)."""
+        policy_set = await self.policy.load(conn)
+        inst = self.instruments.get(order.symbol)
+        limits = policy_set.limits(order.account, inst)
+        ccy = limits.currency
+        now = utcnow()
+
+        cur = await conn.execute(
+            "SELECT scope, scope_key, state, reason FROM trading_state WHERE (scope, scope_key) IN"
+            " (('GLOBAL', ''), ('ACCOUNT', %s), ('SYMBOL', %s), ('BROKER', %s))",
+            (order.account, order.symbol, order.broker),
+        )
+        state, reason, scope = TradingState.ACTIVE, "", "GLOBAL"
+        for row in await cur.fetchall():
+            candidate = TradingState(row["state"])
+            if _SEVERITY[candidate] > _SEVERITY[state]:
+                state, reason = candidate, row["reason"]
+                scope = row["scope"] + (f" {row['scope_key']}" if row["scope_key"] else "")
+
+        cur = await conn.execute(
+            "SELECT symbol, qty, avg_price, realized_pnl FROM positions WHERE account = %s", (order.account,)
+        )
+        positions: dict[str, PositionView] = {}
+        for row in await cur.fetchall():
+            pinst = self.instruments.get(row["symbol"])
+            cls = policy_set.policy.classes.get(pinst.instrument_class) if pinst else None
+            positions[row["symbol"]] = PositionView(
+                symbol=row["symbol"],
+                qty=row["qty"],
+                avg_price=row["avg_price"],
+                realized_pnl=row["realized_pnl"],
+                mark=self.market.reference_price(row["symbol"]),
+                quote_rate=self.quote_rate(pinst.quote_currency, ccy) if pinst else Decimal(1),
+                leverage=cls.leverage if cls else Decimal(1),
+            )
+
+        cur = await conn.execute(
+            "SELECT order_id, symbol, side, qty_open, price, quote_rate, leverage FROM risk_reservations"
+            " WHERE account = %s AND released_at IS NULL AND order_id <> %s",
+            (order.account, order.order_id),
+        )
+        reservations = [ReservationView(**row) for row in await cur.fetchall()]
+
+        counts: dict[str, Any] = {"client": 0, "symbol": 0, "overall": 0, "open": 0, "dup": None}
+        if not amend:
+            windows = (limits.velocity_per_client, limits.velocity_per_symbol, limits.velocity_global)
+            cur = await conn.execute(
+                """
+                SELECT
+                  count(*) FILTER (WHERE client_id = %(client)s AND created_at > %(at)s - %(wc)s) AS client,
+                  count(*) FILTER (WHERE symbol = %(symbol)s AND created_at > %(at)s - %(ws)s) AS symbol,
+                  count(*) FILTER (WHERE created_at > %(at)s - %(wg)s) AS overall
+                FROM orders WHERE created_at > %(at)s - %(wmax)s AND created_at <= %(at)s AND order_id <> %(id)s
+                """,
+                {
+                    "client": order.client_id,
+                    "symbol": order.symbol,
+                    "at": order.received_at,
+                    "id": order.order_id,
+                    "wc": timedelta(seconds=windows[0].window_seconds),
+                    "ws": timedelta(seconds=windows[1].window_seconds),
+                    "wg": timedelta(seconds=windows[2].window_seconds),
+                    "wmax": timedelta(seconds=max(w.window_seconds for w in windows)),
+                },
+            )
+            counts.update(await cur.fetchone())
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM risk_reservations WHERE client_id = %s AND released_at IS NULL"
+                " AND order_id <> %s",
+                (order.client_id, order.order_id),
+            )
+            counts["open"] = (await cur.fetchone())["n"]
+            if limits.duplicate_window_seconds > 0:
+                cur = await conn.execute(
+                    "SELECT order_id FROM orders WHERE client_id = %s AND symbol = %s AND side = %s AND qty = %s"
+                    " AND price IS NOT DISTINCT FROM %s AND created_at > %s AND order_id <> %s LIMIT 1",
+                    (
+                        order.client_id,
+                        order.symbol,
+                        order.side.value,
+                        order.qty,
+                        order.price,
+                        order.received_at - timedelta(seconds=limits.duplicate_window_seconds),
+                        order.order_id,
+                    ),
+                )
+                dup = await cur.fetchone()
+                counts["dup"] = dup["order_id"] if dup else None
+
+        equity = account_equity(limits.account_capital, positions)
+        cur = await conn.execute(
+            "INSERT INTO risk_equity_marks (account, day, start_equity, peak_equity) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (account, day) DO UPDATE SET peak_equity = GREATEST(risk_equity_marks.peak_equity,"
+            " EXCLUDED.peak_equity) RETURNING start_equity, peak_equity",
+            (order.account, now.date(), equity, equity),
+        )
+        marks = await cur.fetchone()
+
+        caps = self.capabilities.get(order.broker)
+        session_check = self.session_checks.get(order.broker)
+        pool = self._pool
+        unavailable = await session_check(pool, order.account) if session_check and pool is not None else None
+        return limits, AccountState(
+            now=now,
+            instrument=inst,
+            reference_price=self.market.reference_price(order.symbol),
+            quote_rate=self.quote_rate(inst.quote_currency, ccy) if inst else Decimal(1),
+            trading_state=state,
+            trading_state_reason=reason,
+            trading_state_scope=scope,
+            broker_order_types=caps.order_types if caps else None,
+            broker_time_in_force=caps.time_in_force if caps else None,
+            broker_unavailable=unavailable,
+            positions=positions,
+            reservations=reservations,
+            open_orders_of_client=counts["open"],
+            recent_orders_of_client=counts["client"],
+            recent_orders_of_symbol=counts["symbol"],
+            recent_orders_global=counts["overall"],
+            duplicate_of=counts["dup"],
+            day_start_equity=marks["start_equity"],
+            day_peak_equity=marks["peak_equity"],
+            is_amend=amend,
+        )
 
 
 class RiskActivities:
@@ -59,81 +236,80 @@ class RiskActivities:
         capabilities: Mapping[str, BrokerCapabilities],
         session_checks: Mapping[str, SessionCheck] | None = None,
         check: RiskCheck = basic_check,
+        policy: PolicyStore | None = None,
     ) -> None:
         """Build the activities around a pool, the catalogue, a price source and the check function."""
         self._pool = pool
-        self._settings = settings
-        self._instruments = instruments
-        self._market = market
-        self._capabilities = capabilities
-        self._session_checks = session_checks or {}
         self._check = check
-
-    def _policy(self) -> RiskPolicy:
-        return RiskPolicy(max_notional_per_order=self._settings.risk.max_notional_per_order)
-
-    def _quote_rate(self, quote_currency: str, currency: str) -> Decimal:
-        if quote_currency == currency:
-            return Decimal(1)
-        direct = self._market.reference_price(f"{quote_currency}{currency}")
-        if direct:
-            return direct
-        inverse = self._market.reference_price(f"{currency}{quote_currency}")
-        return 1 / inverse if inverse else Decimal(1)
-
-    async def _account_state(self, conn: Any, order: OrderRequest) -> AccountState:
-        cur = await conn.execute("SELECT state, reason FROM trading_state WHERE scope = 'GLOBAL' AND scope_key = ''")
-        row = await cur.fetchone()
-        trading = TradingState(row["state"]) if row else TradingState.ACTIVE
-        inst = self._instruments.get(order.symbol)
-        caps = self._capabilities.get(order.broker)
-        policy_ccy = self._policy().currency
-        session_check = self._session_checks.get(order.broker)
-        unavailable = await session_check(self._pool, order.account) if session_check else None
-        return AccountState(
-            instrument=inst,
-            reference_price=self._market.reference_price(order.symbol),
-            quote_rate=self._quote_rate(inst.quote_currency, policy_ccy) if inst else Decimal(1),
-            trading_state=trading,
-            trading_state_reason=row["reason"] if row else "",
-            broker_order_types=caps.order_types if caps else None,
-            broker_time_in_force=caps.time_in_force if caps else None,
-            broker_unavailable=unavailable,
-            now=utcnow(),
+        self.gatherer = RiskGatherer(
+            settings=settings,
+            instruments=instruments,
+            market=market,
+            capabilities=capabilities,
+            session_checks=session_checks,
+            policy=policy,
+            pool=pool,
         )
 
-    def _decide(self, order: OrderRequest, state: AccountState) -> RiskDecision:
-        policy = self._policy()
-        reasons = self._check(order, policy, state)
-        price = order.price or order.stop_price or state.reference_price
+    def _decide(self, order: OrderRequest, limits: Limits, state: AccountState) -> RiskDecision:
+        reasons = self._check(order, limits, state)
+        price = valuation_price(order, state.reference_price)
         return RiskDecision(
             order_id=order.order_id,
             approved=not reasons,
             reasons=reasons,
             reference_price=state.reference_price,
-            notional=None if price is None else order.qty * price,
+            notional=None if price is None else order.qty * price * state.quote_rate,
             decided_at=state.now,
             request_hash=order.request_hash,
             submission_id=order.submission_id,
         )
 
+    async def _reserve(self, conn: Any, order: OrderRequest, limits: Limits, state: AccountState, qty_open: Decimal) -> None:
+        price = valuation_price(order, state.reference_price) or Decimal(0)
+        notional = qty_open * price * state.quote_rate
+        await conn.execute(
+            """
+            INSERT INTO risk_reservations (order_id, account, client_id, symbol, side, qty_open, price, quote_rate,
+                leverage, notional, margin)
+            VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+            ON CONFLICT (order_id) DO UPDATE SET qty_open = EXCLUDED.qty_open, price = EXCLUDED.price,
+                notional = EXCLUDED.notional, margin = EXCLUDED.margin, updated_at = now()
+            WHERE risk_reservations.released_at IS NULL
+            """,
+            (
+                order.order_id,
+                order.account,
+                order.client_id,
+                order.symbol,
+                order.side.value,
+                qty_open,
+                price,
+                state.quote_rate,
+                limits.leverage,
+                notional,
+                notional / limits.leverage,
+            ),
+        )
+
     @activity.defn(name="check_order")
     async def check_order(self, order: OrderRequest) -> RiskDecision:
-        """Decide on a new order and record the order row, the decision and an audit entry atomically."""
+        """Decide on a new order; record the order row, the decision, the reservation and an audit entry."""
         started = time.perf_counter()
         async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DECISION_LOCK,))
             cur = await conn.execute("SELECT risk_decision FROM orders WHERE order_id = %s", (order.order_id,))
             row = await cur.fetchone()
             if row is not None and row["risk_decision"] is not None:
                 return RiskDecision.model_validate(row["risk_decision"])
-            state = await self._account_state(conn, order)
-            decision = self._decide(order, state)
+            limits, state = await self.gatherer.gather(conn, order)
+            decision = self._decide(order, limits, state)
             await conn.execute(
                 """
                 INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id,
                     client_order_id, account, symbol, side, type, time_in_force, qty, price, stop_price,
-                    expire_at, broker, status, reason, risk_decision, version, created_at, updated_at)
-                VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'RECEIVED',%s,%s,0,%s,%s)
+                    expire_at, reduce_only, broker, status, reason, risk_decision, version, created_at, updated_at)
+                VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'RECEIVED',%s,%s,0,%s,%s)
                 ON CONFLICT (order_id) DO UPDATE SET risk_decision = EXCLUDED.risk_decision
                 WHERE orders.risk_decision IS NULL
                 """,
@@ -153,6 +329,7 @@ class RiskActivities:
                     order.price,
                     order.stop_price,
                     order.expire_at,
+                    order.reduce_only,
                     order.broker,
                     "; ".join(r.message for r in decision.reasons) or None,
                     Jsonb(decision.model_dump(mode="json")),
@@ -160,6 +337,8 @@ class RiskActivities:
                     order.received_at,
                 ),
             )
+            if decision.approved:
+                await self._reserve(conn, order, limits, state, order.qty)
             await append_audit(
                 conn,
                 actor=order.submitted_by,
@@ -168,9 +347,12 @@ class RiskActivities:
                 detail={
                     "order": order.summary(),
                     "client": f"{order.client_id}/{order.client_order_id}",
+                    "account": order.account,
                     "reasons": [r.model_dump() for r in decision.reasons],
                     "reference_price": str(decision.reference_price),
-                    "trading_state": state.trading_state.value,
+                    "notional": str(decision.notional),
+                    "trading_state": f"{state.trading_state.value} ({state.trading_state_scope})",
+                    "policy_version": (await self.gatherer.policy.load(conn)).version,
                 },
             )
         ORDER_LATENCY.labels(stage="risk").observe(time.perf_counter() - started)
@@ -178,15 +360,19 @@ class RiskActivities:
 
     @activity.defn(name="check_amend")
     async def check_amend(self, request: AmendCheck) -> RiskDecision:
-        """Decide on an order's new terms (amend); records an audit entry, not an order row."""
+        """Decide on an order's new terms; if approved, its reservation grows to them at once."""
+        order = request.order
         async with self._pool.connection() as conn, conn.transaction():
-            state = await self._account_state(conn, request.order)
-            decision = self._decide(request.order, state)
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DECISION_LOCK,))
+            limits, state = await self.gatherer.gather(conn, order, amend=True)
+            decision = self._decide(order, limits, state)
+            if decision.approved:
+                await self._reserve(conn, order, limits, state, order.qty - request.filled_qty)
             await append_audit(
                 conn,
                 actor=request.requested_by,
                 action="RISK_AMEND_APPROVED" if decision.approved else "RISK_AMEND_DENIED",
-                subject=request.order.order_id,
-                detail={"order": request.order.summary(), "reasons": [r.model_dump() for r in decision.reasons]},
+                subject=order.order_id,
+                detail={"order": order.summary(), "reasons": [r.model_dump() for r in decision.reasons]},
             )
         return decision

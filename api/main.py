@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.routes import health, operator, orders, positions
+from api.routes import bridge_mt5, health, operator, orders, positions, risk
 from api.schemas import ErrorBody, Reason
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
@@ -134,6 +134,8 @@ def create_app(
     app.include_router(orders.router, prefix="/api/v1")
     app.include_router(positions.router, prefix="/api/v1")
     app.include_router(operator.router, prefix="/api/v1")
+    app.include_router(risk.router, prefix="/api/v1")
+    app.include_router(bridge_mt5.router, prefix="/api/v1")
     app.include_router(health.router)
 
     @app.get("/metrics", include_in_schema=False)

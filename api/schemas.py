@@ -26,6 +26,7 @@ from core.domain import (
 
 __all__ = [
     "AmendBody",
+    "CancelAllBody",
     "CancelBody",
     "CashPublic",
     "ErrorBody",
@@ -100,6 +101,8 @@ class OrderCreate(_Wire):
     account: Identifier | None = None
     peg_type: PegType | None = None
     peg_offset: Annotated[Decimal, Field(allow_inf_nan=False)] | None = None
+    #: Refuse the order if it would increase the position instead of reducing it.
+    reduce_only: bool = False
 
     _side = field_validator("side", "type", "time_in_force", "peg_type", mode="before")(_upper)
 
@@ -331,14 +334,38 @@ class PositionsPublic(BaseModel):
     count: int
 
 
-class TradingStateBody(_Wire):
-    """Change the trading state (the kill switch)."""
+Reason500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
-    scope: Literal["GLOBAL"] = "GLOBAL"
+
+class TradingStateBody(_Wire):
+    """Change a trading state: HALTED refuses new orders and amends, REDUCING takes only reducing orders."""
+
+    scope: Literal["GLOBAL", "ACCOUNT", "SYMBOL", "BROKER"] = "GLOBAL"
+    #: The account, symbol or broker (empty for GLOBAL).
+    key: Identifier | None = None
     state: TradingState
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Reason500
 
     _state = field_validator("state", "scope", mode="before")(_upper)
+
+    def problems(self) -> list[Reason]:
+        """Scope and key that do not fit together."""
+        if self.scope == "GLOBAL" and self.key:
+            return [Reason(code="INVALID_FIELD", field="key", message="key: not allowed for the GLOBAL scope")]
+        if self.scope != "GLOBAL" and not self.key:
+            return [Reason(code="INVALID_FIELD", field="key", message=f"key: required for the {self.scope} scope")]
+        return []
+
+
+class CancelAllBody(_Wire):
+    """Cancel every working order in a scope."""
+
+    scope: Literal["all", "account", "client", "symbol", "broker"]
+    #: The account, client id, symbol or broker (omit for ``all``).
+    value: Identifier | None = None
+    reason: Reason500
+
+    _scope = field_validator("scope", mode="before")(lambda v: v.lower() if isinstance(v, str) else v)
 
 
 class TradingStatePublic(BaseModel):

@@ -11,8 +11,13 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from brokers.base import Broker, BrokerCapabilities, ReportSink
+from brokers.base import Broker, BrokerCapabilities, ReportSink, SessionCheck
+from brokers.fix.config import FIX_CAPABILITIES
+from brokers.mt5.config import MT5_CAPABILITIES
+from brokers.mt5.store import session_check as mt5_session_check
 from brokers.paper.config import PAPER_CAPABILITIES
+from brokers.sessions import session_check_for
+from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
 from core.settings import Settings
 
@@ -35,12 +40,6 @@ class BrokerContext:
     settings: Settings
     instruments: InstrumentCatalog
     pool: AsyncConnectionPool | None
-
-
-#: Answers "can this broker take a new order for this account right now?": None when it can, else the reason
-#: (for example "the MT5 terminal of account 1234 has not sent a heartbeat for 45 s"). The risk check
-#: refuses new orders with that reason; orders already working are not affected.
-SessionCheck = Callable[[AsyncConnectionPool, str], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -77,12 +76,50 @@ async def _paper(ctx: BrokerContext) -> Broker:
     return PaperBroker(venue)
 
 
+async def _fix(ctx: BrokerContext) -> Broker:
+    from brokers.fix.execution import FixBroker
+
+    if ctx.pool is None:
+        raise ConfigError("the FIX broker keeps its orders and reports in Postgres: set DATABASE_URL")
+    return FixBroker.from_settings(ctx.settings, pool=ctx.pool)
+
+
+async def _mt5(ctx: BrokerContext) -> Broker:
+    from brokers.mt5 import BridgeStore, Mt5Broker
+
+    if ctx.pool is None:
+        raise ConfigError("the MT5 bridge keeps its command outbox in Postgres: it needs DATABASE_URL")
+    cfg = ctx.settings.mt5
+    store = BridgeStore(ctx.pool, cfg, instruments=ctx.instruments)
+    executors = []
+    if cfg.terminal is not None:
+        # Windows only: a terminal beside the worker, driven through the MetaTrader5 package.
+        from brokers.mt5.terminal import TerminalExecutor, load_metatrader5
+
+        executors.append(TerminalExecutor(load_metatrader5(), store, cfg))
+    return Mt5Broker(store, cfg, database_url=ctx.settings.require_database_url(), executors=executors)
+
+
 BROKERS: dict[str, BrokerSpec] = {
     "paper": BrokerSpec(
         name="paper",
         capabilities=PAPER_CAPABILITIES,
         factory=_paper,
         description="in-process simulated venue (default)",
+    ),
+    "fix": BrokerSpec(
+        name="fix",
+        capabilities=FIX_CAPABILITIES,
+        factory=_fix,
+        description="a FIX 4.2/4.4/5.0SP2 counterparty over QuickFIX (settings section `fix`)",
+        session_check=session_check_for("fix"),
+    ),
+    "mt5": BrokerSpec(
+        name="mt5",
+        capabilities=MT5_CAPABILITIES,
+        factory=_mt5,
+        description="MetaTrader 5 (XM) through the ExodusBridge EA polling /api/v1/bridge/mt5",
+        session_check=mt5_session_check,
     ),
 }
 

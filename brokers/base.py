@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from core.domain import (
@@ -43,10 +44,15 @@ from core.domain import (
     TimeInForce,
 )
 
-__all__ = ["Broker", "BrokerCapabilities", "ReportSink"]
+__all__ = ["Broker", "BrokerCapabilities", "ReportSink", "SessionCheck"]
 
 #: Where a broker pushes execution reports (the worker wires it to the order workflows' signal).
 ReportSink = Callable[[ExecutionReport], Awaitable[None]]
+
+#: Answers "can this broker take a new order for this account right now?": None when it can, else the reason
+#: (for example "the MT5 terminal of account 1234 has not sent a heartbeat for 45 s"). The risk check
+#: refuses new orders with that reason; orders already working are not affected.
+SessionCheck = Callable[[AsyncConnectionPool, str], Awaitable[str | None]]
 
 
 class BrokerCapabilities(BaseModel):

@@ -418,6 +418,8 @@ class OrderRequest(BaseModel):
     peg_type: PegType | None = None
     peg_offset: Decimal | None = None
     expire_at: datetime | None = None
+    #: Only reduce the position (refused if it would increase it).
+    reduce_only: bool = False
     broker: str
     received_at: datetime
     #: Who sent the order (API principal), for the audit trail.

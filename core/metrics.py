@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "BROKER_ERRORS",
+    "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
     "ORDERS",
     "ORDERS_COMPLETED",
@@ -52,3 +53,6 @@ REPORTS_UNMATCHED = Counter(
 )
 BROKER_ERRORS = Counter("exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"])
 TRADING_HALTED = Gauge("exodus_trading_halted", "1 while global trading is HALTED")
+CIRCUIT_BREAKER_TRIPS = Counter(
+    "exodus_circuit_breaker_trips_total", "Accounts or brokers halted by consecutive broker rejections", ["scope"]
+)

@@ -17,13 +17,17 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.risk import RiskPolicy
 
 __all__ = [
     "ApiSettings",
     "DatabaseSettings",
+    "FixSettings",
+    "Mt5AccountSettings",
+    "Mt5Settings",
+    "Mt5TerminalSettings",
     "OrderSettings",
     "PaperSettings",
-    "RiskSettings",
     "Settings",
     "TemporalSettings",
     "WorkerSettings",
@@ -99,6 +103,50 @@ class PaperSettings(BaseModel):
     reject_symbols: list[str] = []
 
 
+class FixSettings(BaseModel):
+    """The FIX broker session (a QuickFIX initiator) and the local FIX venue ``make run`` can start.
+
+    See ``brokers/fix/README.md`` for what each field does on the wire.
+    """
+
+    #: FIX.4.2, FIX.4.4, or FIXT.1.1 (then ``default_appl_ver_id`` is the application version).
+    begin_string: Literal["FIX.4.2", "FIX.4.4", "FIXT.1.1"] = "FIX.4.4"
+    default_appl_ver_id: Literal["FIX.5.0SP2"] = "FIX.5.0SP2"
+    host: str = "127.0.0.1"
+    port: int = Field(9878, ge=1, le=65535)
+    sender_comp_id: str = "EXODUS"
+    target_comp_id: str = "EXVENUE"
+    heartbeat_seconds: int = Field(30, ge=1)
+    reconnect_interval_seconds: int = Field(5, ge=1)
+    logon_timeout_seconds: int = Field(10, ge=1)
+    #: Logon Username (553) / Password (554), when the counterparty asks for them.
+    username: str | None = None
+    password: SecretStr | None = None
+    #: QuickFIX message store and logs; default ``<data_dir>/fix``. The store keeps sequence numbers and
+    #: sent messages across restarts (resend/gap-fill).
+    store_dir: Path | None = None
+    #: Validate incoming messages against the data dictionary shipped with the quickfix package (or this file).
+    use_data_dictionary: bool = True
+    data_dictionary: Path | None = None
+    #: Daily session window (UTC). Unset: a non-stop session (sequence numbers never reset by the clock).
+    start_time: time | None = None
+    end_time: time | None = None
+    #: Ask the counterparty to reset sequence numbers at every logon (141=Y); normally off.
+    reset_on_logon: bool = False
+    #: How long a request waits for the venue's answer before its outcome counts as unknown.
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    #: Exodus symbol -> the venue's Symbol (55), for venues that spell instruments differently.
+    symbol_map: dict[str, str] = {}
+    #: Account (1) sent on orders; unset: the order's account.
+    account: str | None = None
+    #: HandlInst (21): 1 automated/private, 2 automated/public, 3 manual.
+    handl_inst: Literal["1", "2", "3"] = "1"
+    #: ``make run`` starts the local FIX venue (``python -m sim.fix_venue``) and lets the worker own "fix".
+    local_venue: bool = False
+    #: Feed step interval of the local venue.
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
+
+
 class OrderSettings(BaseModel):
     """Order lifecycle timing."""
 
@@ -113,10 +161,59 @@ class OrderSettings(BaseModel):
     broker_call_timeout_seconds: float = Field(15.0, gt=0)
 
 
-class RiskSettings(BaseModel):
-    """Pre-trade risk limits (defaults; the policy store overrides them)."""
+class Mt5AccountSettings(BaseModel):
+    """One trading account reached through the MetaTrader 5 bridge (an ExodusBridge EA in its terminal)."""
 
-    max_notional_per_order: Decimal = Decimal("5000000")
+    #: Bearer token the EA of this account sends (``Authorization: Bearer <token>``).
+    token: SecretStr
+    #: The MT5 login the terminal must be logged in to; heartbeats from another login are refused (409).
+    login: int | None = None
+
+
+class Mt5TerminalSettings(BaseModel):
+    """Windows hosts only: drive a terminal beside the worker through the ``MetaTrader5`` package."""
+
+    #: The bridge account (a key of ``mt5.accounts``) whose commands the terminal executes.
+    account: str
+    #: terminal64.exe to start, and the login to use (None: attach to the running, logged-in terminal).
+    path: str | None = None
+    login: int | None = None
+    password: SecretStr | None = None
+    server: str | None = None
+    poll_interval_ms: int = Field(250, ge=10)
+    #: Exodus symbols to resolve at start and report (as the EA's InpSymbols), and names that cannot be guessed.
+    symbols: list[str] = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"]
+    symbol_map: dict[str, str] = {}
+
+
+class Mt5Settings(BaseModel):
+    """The MetaTrader 5 bridge (``brokers/mt5``, the EA in ``mql5/``)."""
+
+    #: Bridge accounts by Exodus account id (the EA's ``InpAccount`` input and the order's ``account``).
+    accounts: dict[str, Mt5AccountSettings] = {}
+    #: Magic number stamped on every order (the EA's ``InpMagic`` input must be the same).
+    magic: int = Field(20260505, ge=1)
+    #: No heartbeat for this long marks the account disconnected; new orders for it are refused.
+    heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    #: A delivered, unacknowledged command is not handed to another terminal before this has passed.
+    lease_seconds: float = Field(30.0, gt=0)
+    #: How long a broker call waits for the EA's acknowledgement before it reports an unknown outcome.
+    ack_wait_seconds: float = Field(8.0, gt=0)
+    #: A new or modify command that no terminal picked up within this is withdrawn (the order is rejected):
+    #: an EA that comes back later must not execute stale orders.
+    command_ttl_seconds: float = Field(60.0, gt=0)
+    #: Most commands handed out per poll.
+    max_commands_per_poll: int = Field(20, ge=1, le=200)
+    #: How often the worker looks for undelivered reports, stale commands and silent terminals (a safety
+    #: net behind LISTEN/NOTIFY).
+    housekeeping_interval_seconds: float = Field(1.0, gt=0)
+    #: Contract sizes used until the EA has reported the symbol's real one (the EA refuses a mismatch).
+    contract_sizes: dict[str, Decimal] = {}
+    default_fx_contract_size: Decimal = Decimal("100000")
+    #: Maximum slippage in points for market orders on Request/Instant execution symbols.
+    deviation_points: int = Field(20, ge=0)
+    #: Windows hosts: a terminal driven in-process through the ``MetaTrader5`` package.
+    terminal: Mt5TerminalSettings | None = None
 
 
 class Settings(BaseSettings):
@@ -145,8 +242,11 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     paper: PaperSettings = PaperSettings()
+    fix: FixSettings = FixSettings()
     orders: OrderSettings = OrderSettings()
-    risk: RiskSettings = RiskSettings()
+    #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
+    risk: RiskPolicy = RiskPolicy()
+    mt5: Mt5Settings = Mt5Settings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:
@@ -154,6 +254,9 @@ class Settings(BaseSettings):
             for principal, token in self.api.tokens.items():
                 if token.get_secret_value() == "changethis":
                     raise ConfigError(f"api.tokens[{principal!r}] is still the placeholder 'changethis'")
+            for account, cfg in self.mt5.accounts.items():
+                if cfg.token.get_secret_value() == "changethis":
+                    raise ConfigError(f"mt5.accounts[{account!r}].token is still the placeholder 'changethis'")
         return self
 
     def require_database_url(self) -> str:

@@ -1,14 +1,16 @@
 """``python -m devstack`` (what ``make run`` runs): the whole stack on one machine, in the foreground.
 
 Starts, in order: the embedded Postgres (unless ``DATABASE_URL`` is set), the Temporal dev server with its
-web UI (state in ``data/temporal/temporal.db``), the migrations, the worker and the API. Prints where
-everything is, then waits. Ctrl-C stops it all; running it again resumes every order where it was.
+web UI (state in ``data/temporal/temporal.db``), the migrations, the local FIX venue when
+``EXODUS_FIX__LOCAL_VENUE=true`` (then the worker also owns broker ``fix``), the worker and the API. Prints
+where everything is, then waits. Ctrl-C stops it all; running it again resumes every order where it was.
 Logs go to ``data/logs/``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -38,6 +40,14 @@ _BANNER = """
       -d '{{"clientId":"desk-1","clientOrderId":"demo-'$RANDOM'","symbol":"AAPL","side":"BUY","qty":100}}'
 
   Ctrl-C stops everything; `make run` again resumes where it left off.
+"""
+
+_FIX_BANNER = """
+  FIX            local venue {key} on port {port} (QuickFIX store and logs in {store}/); the worker owns
+                 broker "fix" ({begin}). Route an order over FIX:
+
+    curl -s -X POST http://{api}/api/v1/orders -H 'Content-Type: application/json' \\
+      -d '{{"clientId":"desk-1","clientOrderId":"fix-'$RANDOM'","symbol":"AAPL","side":"BUY","qty":100,"broker":"fix"}}'
 """
 
 
@@ -77,7 +87,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     pg = None
-    temporal = worker = api = None
+    temporal = worker = api = fix_venue = None
     try:
         if settings.database_url:
             url = settings.database_url
@@ -111,7 +121,20 @@ def main() -> int:
 
         env = {"DATABASE_URL": url}
         worker_log, api_log = logs / "worker.log", logs / "api.log"
-        worker = start_python("worker", env=env, log=worker_log.open("ab"))
+        worker_env = dict(env)
+        fix_log = logs / "fix-venue.log"
+        if settings.fix.local_venue:
+            fx = settings.fix
+            if port_open("127.0.0.1", fx.port):
+                raise ConfigError(
+                    f"something already listens on port {fx.port} (fix.port): stop it, or set EXODUS_FIX__PORT"
+                )
+            print(f"  FIX: starting the local venue on port {fx.port} ({fx.begin_string}) ...", flush=True)
+            fix_venue = start_python("sim.fix_venue", env=env, log=fix_log.open("ab"))
+            wait_for_port("127.0.0.1", fx.port, timeout=30, process=fix_venue)
+            if "fix" not in settings.worker.brokers:
+                worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*settings.worker.brokers, "fix"])
+        worker = start_python("worker", env=worker_env, log=worker_log.open("ab"))
         api = start_python("api", env=env, log=api_log.open("ab"))
         wait_for_port(settings.api.host, settings.api.port, timeout=60, process=api)
         deadline = time.monotonic() + 60
@@ -139,8 +162,22 @@ def main() -> int:
             ),
             flush=True,
         )
+        if fix_venue is not None:
+            print(
+                _FIX_BANNER.format(
+                    key=f"{settings.fix.target_comp_id}<-{settings.fix.sender_comp_id}",
+                    port=settings.fix.port,
+                    store=data / "fix-venue",
+                    begin=settings.fix.begin_string,
+                    api=api_addr,
+                ),
+                flush=True,
+            )
+        children = [(worker, "worker", worker_log), (api, "API", api_log)]
+        if fix_venue is not None:
+            children.append((fix_venue, "FIX venue", fix_log))
         while not stopping:
-            for proc, name, log in ((worker, "worker", worker_log), (api, "API", api_log)):
+            for proc, name, log in children:
                 if proc.poll() is not None:
                     raise RuntimeError(f"the {name} exited with {proc.returncode}:\n{_tail(log)}")
             if temporal is not None and temporal.poll() is not None:
@@ -154,6 +191,7 @@ def main() -> int:
         print("\n  Stopping ...", flush=True)
         _stop(api, "API")
         _stop(worker, "worker")
+        _stop(fix_venue, "FIX venue")
         _stop(temporal, "Temporal")
         if pg is not None:
             pg.stop()

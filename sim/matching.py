@@ -199,13 +199,7 @@ class MatchingEngine:
         existing = self.find(cid)
         if existing is not None:
             # Never disturb the live order that owns the id; just refuse the twin.
-            result.ack = BrokerAck(
-                accepted=False,
-                client_order_id=cid,
-                broker_order_id=existing.venue_order_id,
-                reason=f"{RejectReason.DUPLICATE_ORDER}: {cid} is already in use",
-            )
-            return result
+            return self._answer(result, cid, order=existing, reason=f"{RejectReason.DUPLICATE_ORDER}: {cid} is already in use")
         now = self._clock()
         order = SimOrder(
             venue_order_id=f"{self.venue.upper()}-{uuid.uuid4().hex[:12]}",
@@ -230,70 +224,34 @@ class MatchingEngine:
             order.status = OrderStatus.REJECTED
             self._rejected[cid] = order
             self._report(order, result, ReportKind.REJECTED, reason=refusal)
-            result.ack = BrokerAck(
-                accepted=False,
-                client_order_id=cid,
-                broker_order_id=order.venue_order_id,
-                reason=refusal,
-                reports=list(result.reports),
-            )
-            return result
+            return self._answer(result, cid, order=order, reason=refusal)
         self._index(order)
         self._report(order, result, ReportKind.ACCEPTED)
         self._arrive(order, result)
-        result.ack = BrokerAck(
-            accepted=True,
-            client_order_id=cid,
-            broker_order_id=order.venue_order_id,
-            reports=list(result.reports),
-        )
-        return result
+        return self._answer(result, cid, order=order)
 
     def cancel(self, request: CancelOrder) -> MatchResult:
         """Cancel an order; "too late" when it is already closed."""
         result = MatchResult()
-        order = self._by_client_id.get(request.client_order_id)
+        cid = request.client_order_id
+        order = self._by_client_id.get(cid)
         if order is None:
-            result.ack = BrokerAck(
-                accepted=False,
-                client_order_id=request.client_order_id,
-                not_found=True,
-                reason=f"{RejectReason.UNKNOWN_ORDER}: no order {request.client_order_id}",
-            )
-            return result
+            return self._answer(result, cid, reason=f"{RejectReason.UNKNOWN_ORDER}: no order {cid}", not_found=True)
         if not order.is_open:
             reason = f"{RejectReason.TOO_LATE}: order is {order.status.value}"
             self._report(order, result, ReportKind.CANCEL_REJECTED, reason=reason)
-            result.ack = BrokerAck(
-                accepted=False,
-                client_order_id=order.client_order_id,
-                broker_order_id=order.venue_order_id,
-                reason=reason,
-                reports=list(result.reports),
-            )
-            return result
+            return self._answer(result, order.client_order_id, order=order, reason=reason)
         order.status = OrderStatus.CANCELED
         self._report(order, result, ReportKind.CANCELED, reason=request.reason or "canceled on request")
-        result.ack = BrokerAck(
-            accepted=True,
-            client_order_id=order.client_order_id,
-            broker_order_id=order.venue_order_id,
-            reports=list(result.reports),
-        )
-        return result
+        return self._answer(result, order.client_order_id, order=order)
 
     def replace(self, request: ReplaceOrder) -> MatchResult:
         """Cancel/replace: new quantity and prices under a new client order id."""
         result = MatchResult()
         order = self._by_client_id.get(request.orig_client_order_id)
         if order is None:
-            result.ack = BrokerAck(
-                accepted=False,
-                client_order_id=request.client_order_id,
-                not_found=True,
-                reason=f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_client_order_id}",
-            )
-            return result
+            reason = f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_client_order_id}"
+            return self._answer(result, request.client_order_id, reason=reason, not_found=True)
         reason: str | None = None
         inst = self._instruments.get(order.symbol)
         if not order.is_open:
@@ -309,14 +267,7 @@ class MatchingEngine:
             reason = self._terms_refusal(inst, request.qty, request.price, request.stop_price, order.type)
         if reason is not None:
             self._report(order, result, ReportKind.REPLACE_REJECTED, reason=reason)
-            result.ack = BrokerAck(
-                accepted=False,
-                client_order_id=request.client_order_id,
-                broker_order_id=order.venue_order_id,
-                reason=reason,
-                reports=list(result.reports),
-            )
-            return result
+            return self._answer(result, request.client_order_id, order=order, reason=reason)
         order.client_order_id = request.client_order_id
         order.client_order_ids.append(request.client_order_id)
         self._by_client_id[request.client_order_id] = order
@@ -325,13 +276,7 @@ class MatchingEngine:
         order.stop_price = request.stop_price
         self._report(order, result, ReportKind.REPLACED)
         self._match(order, result)
-        result.ack = BrokerAck(
-            accepted=True,
-            client_order_id=request.client_order_id,
-            broker_order_id=order.venue_order_id,
-            reports=list(result.reports),
-        )
-        return result
+        return self._answer(result, request.client_order_id, order=order)
 
     def status(self, client_order_id: str) -> OrderStatusReport | None:
         """The venue's view of an order, or None when it does not know the id."""
@@ -348,6 +293,25 @@ class MatchingEngine:
                 self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
                 continue
             self._match(order, result)
+        return result
+
+    @staticmethod
+    def _answer(
+        result: MatchResult,
+        client_order_id: str,
+        *,
+        order: SimOrder | None = None,
+        reason: str | None = None,
+        not_found: bool = False,
+    ) -> MatchResult:
+        result.ack = BrokerAck(
+            accepted=reason is None,
+            client_order_id=client_order_id,
+            broker_order_id=order.venue_order_id if order else None,
+            reason=reason,
+            not_found=not_found,
+            reports=list(result.reports),
+        )
         return result
 
     # -- matching ---------------------------------------------------------------------------------------

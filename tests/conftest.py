@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -29,7 +30,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import apply_migrations
+from core.domain import InstrumentClass
 from core.instruments import InstrumentCatalog
+from core.risk import ClassLimits, RiskPolicy
 from core.settings import OrderSettings, PaperSettings, Settings, TemporalSettings, WorkerSettings
 from core.temporal import SEARCH_ATTRIBUTES
 from devstack.services import DEV_SERVER_FLAGS, EmbeddedPostgres, temporal_binary, test_server_binary
@@ -157,6 +160,8 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
         "worker": WorkerSettings(metrics_port=0),
         "paper": PaperSettings(tick_interval_ms=0),
         "orders": OrderSettings(day_close_utc=day_close, status_poll_seconds=30, immediacy_timeout_seconds=2),
+        # Lifecycle tests park limit orders far from the market; the price band has tests of its own.
+        "risk": RiskPolicy(classes={c: ClassLimits(price_band_pct=Decimal(60), leverage=Decimal(4)) for c in InstrumentClass}),
     }
     base.update(sections)
     return Settings(**base)  # type: ignore[arg-type]

@@ -64,7 +64,7 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
     def body(i: int) -> dict[str, object]:
         # Market orders larger than the displayed size (500) fill over several feed steps.
         return {"clientId": account, "clientOrderId": f"o{i}", "symbol": "AAPL" if i % 2 else "MSFT",
-                "side": "BUY" if i % 3 else "SELL", "qty": 1200 + 100 * (i % 5), "timeInForce": "GTC"}
+                "side": "BUY" if i % 3 else "SELL", "qty": 1200 + 100 * i, "timeInForce": "GTC"}
 
     impatient = settings.model_copy(update={"api": ApiSettings(decision_timeout_seconds=1.0)})
     worker = start_worker(env, log)

@@ -20,6 +20,7 @@ from activities.risk import MarketData, RiskActivities
 from brokers import BROKERS, Broker, BrokerContext, capabilities
 from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
+from core.policy import PolicyStore
 from core.risk import RiskCheck, basic_check
 from core.settings import Settings
 from sim.feed import PriceFeed
@@ -108,6 +109,7 @@ def build_workers(
 ) -> list[Worker]:
     """One Temporal worker for the order workflows (with their local activities), one per owned broker."""
     market = market or market_data_for(brokers, settings, instruments)
+    policy = PolicyStore(settings.risk)
     risk = RiskActivities(
         pool=pool,
         settings=settings,
@@ -116,8 +118,9 @@ def build_workers(
         capabilities=capabilities(),
         session_checks={name: spec.session_check for name, spec in BROKERS.items() if spec.session_check},
         check=check,
+        policy=policy,
     )
-    store = OrderStoreActivities(pool=pool, instruments=instruments)
+    store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
     precompile_workflow_modules([OrderWorkflow])
     wcfg = settings.worker
     workers = [

@@ -163,7 +163,7 @@ class OrderWorkflow:
             proposed = state.request.model_copy(update={"qty": new_qty, "price": new_price, "stop_price": new_stop})
             decision = await workflow.execute_local_activity_method(
                 RiskActivities.check_amend,
-                AmendCheck(order=proposed, requested_by=request.requested_by),
+                AmendCheck(order=proposed, requested_by=request.requested_by, filled_qty=state.filled_qty),
                 start_to_close_timeout=_LOCAL,
                 retry_policy=_RISK_RETRY,
             )

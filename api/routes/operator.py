@@ -1,15 +1,22 @@
-"""Operator controls: the trading state (kill switch)."""
+"""Operator controls: trading states (the kill switch at every scope) and mass cancel."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ActorDep, PoolDep
-from api.schemas import TradingStateBody, TradingStatePublic
+from api.deps import ActorDep, InstrumentsDep, PoolDep, TemporalDep
+from api.schemas import CancelAllBody, ErrorBody, Reason, TradingStateBody, TradingStatePublic
+from brokers import BROKERS
 from core.audit import append_audit
-from core.domain import TradingState
+from core.domain import ACTIVE_STATUSES, CancelRequest, TradingState, order_id_from_workflow_id, utcnow, workflow_id_for
 from core.metrics import TRADING_HALTED
+from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_STATUS, SA_SYMBOL
+from workflows.order import OrderWorkflow
 
 __all__ = ["router"]
 
@@ -18,38 +25,123 @@ router = APIRouter(prefix="/operator", tags=["operator"])
 _COLUMNS = "scope, scope_key, state, reason, updated_by, updated_at"
 
 
+def _rejected(reasons: list[Reason]) -> JSONResponse:
+    body = ErrorBody(status="rejected", message="; ".join(r.message for r in reasons), reasons=reasons)
+    return JSONResponse(status_code=422, content=body.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
 @router.get("/trading-state", response_model=list[TradingStatePublic])
 async def get_trading_state(pool: PoolDep) -> JSONResponse:
-    """Current trading states (GLOBAL: the kill switch)."""
+    """Every trading state that has been set (GLOBAL is the kill switch)."""
     async with pool.connection() as conn:
         cur = await conn.execute(f"SELECT {_COLUMNS} FROM trading_state ORDER BY scope, scope_key")
         rows = [TradingStatePublic(**r) for r in await cur.fetchall()]
     return JSONResponse(content=[r.model_dump(mode="json", by_alias=True) for r in rows])
 
 
-@router.post("/trading-state", response_model=TradingStatePublic)
-async def set_trading_state(body: TradingStateBody, pool: PoolDep, actor: ActorDep) -> JSONResponse:
-    """Set the trading state: HALTED refuses every new order (cancels still pass); ACTIVE resumes."""
+@router.post("/trading-state", response_model=TradingStatePublic, responses={422: {"model": ErrorBody}})
+async def set_trading_state(body: TradingStateBody, pool: PoolDep, actor: ActorDep, instruments: InstrumentsDep) -> JSONResponse:
+    """Set a trading state at a scope (HALTED, REDUCING, ACTIVE).
+
+    HALTED refuses new orders and amends (cancels pass); REDUCING takes only orders that reduce a position;
+    ACTIVE resumes and resets the circuit breaker of an account or broker.
+    """
+    problems = body.problems()
+    key = body.key or ""
+    if body.scope == "SYMBOL":
+        key = key.upper()
+        if key not in instruments:
+            problems.append(Reason(code="INVALID_FIELD", field="key", message=f"key: unknown symbol {key!r}"))
+    if body.scope == "BROKER" and key not in BROKERS:
+        problems.append(Reason(code="INVALID_FIELD", field="key", message=f"key: unknown broker {key!r}"))
+    if problems:
+        return _rejected(problems)
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "SELECT state FROM trading_state WHERE scope = %s AND scope_key = '' FOR UPDATE", (body.scope,)
+            "SELECT state FROM trading_state WHERE scope = %s AND scope_key = %s FOR UPDATE", (body.scope, key)
         )
         old = await cur.fetchone()
         cur = await conn.execute(
             "INSERT INTO trading_state (scope, scope_key, state, reason, updated_by, updated_at)"
-            " VALUES (%s, '', %s, %s, %s, now())"
+            " VALUES (%s, %s, %s, %s, %s, now())"
             " ON CONFLICT (scope, scope_key) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason,"
             " updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at"
             f" RETURNING {_COLUMNS}",
-            (body.scope, body.state.value, body.reason, actor),
+            (body.scope, key, body.state.value, body.reason, actor),
         )
         row = await cur.fetchone()
+        if body.state is TradingState.ACTIVE and body.scope in ("ACCOUNT", "BROKER"):
+            await conn.execute(
+                "UPDATE risk_reject_streaks SET streak = 0, updated_at = now() WHERE scope = %s AND scope_key = %s",
+                (body.scope, key),
+            )
         await append_audit(
             conn,
             actor=actor,
             action="TRADING_STATE_SET",
-            subject=body.scope,
+            subject=f"{body.scope}:{key}" if key else body.scope,
             detail={"from": old["state"] if old else None, "to": body.state.value, "reason": body.reason},
         )
-    TRADING_HALTED.set(1 if body.state is TradingState.HALTED else 0)
+    if body.scope == "GLOBAL":
+        TRADING_HALTED.set(1 if body.state is TradingState.HALTED else 0)
     return JSONResponse(content=TradingStatePublic(**row).model_dump(mode="json", by_alias=True))
+
+
+_SCOPE_ATTRIBUTES = {"account": SA_ACCOUNT, "client": SA_CLIENT_ID, "symbol": SA_SYMBOL, "broker": SA_BROKER}
+_SCOPE_COLUMNS = {"account": "account", "client": "client_id", "symbol": "symbol", "broker": "broker"}
+
+
+@router.post("/cancel-all", responses={422: {"model": ErrorBody}})
+async def cancel_all(body: CancelAllBody, temporal: TemporalDep, pool: PoolDep, actor: ActorDep) -> JSONResponse:
+    """Signal a cancel to every working order in a scope; answers how many were signalled.
+
+    Working orders are found through Temporal visibility (search attributes), and the read model for anything
+    visibility has not indexed yet.
+    """
+    if body.scope != "all" and not body.value:
+        return _rejected([Reason(code="INVALID_FIELD", field="value", message=f"value: required for scope {body.scope}")])
+    value = (body.value or "").upper() if body.scope == "symbol" else (body.value or "")
+    statuses = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
+    query = f"WorkflowType = 'OrderWorkflow' AND ExecutionStatus = 'Running' AND {SA_STATUS.name} IN ({statuses})"
+    if body.scope != "all":
+        query += f" AND {_SCOPE_ATTRIBUTES[body.scope].name} = '{value}'"  # value is a validated identifier
+    order_ids: set[str] = set()
+    async for execution in temporal.list_workflows(query):
+        order_ids.add(order_id_from_workflow_id(execution.id))
+    where = "status = ANY(%s)" + (f" AND {_SCOPE_COLUMNS[body.scope]} = %s" if body.scope != "all" else "")
+    params: list[Any] = [[s.value for s in ACTIVE_STATUSES]] + ([value] if body.scope != "all" else [])
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT order_id FROM orders WHERE {where}", params)
+        order_ids.update(r["order_id"] for r in await cur.fetchall())
+
+    request = CancelRequest(requested_by=actor, reason=f"cancel-all ({body.scope}): {body.reason}", requested_at=utcnow())
+
+    async def signal(order_id: str) -> bool:
+        try:
+            await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(OrderWorkflow.cancel, request)
+            return True
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return False  # closed meanwhile
+            raise
+
+    ordered = sorted(order_ids)
+    results = await asyncio.gather(*(signal(o) for o in ordered))
+    signalled = [o for o, ok in zip(ordered, results, strict=True) if ok]
+    async with pool.connection() as conn, conn.transaction():
+        await append_audit(
+            conn,
+            actor=actor,
+            action="CANCEL_ALL",
+            subject=f"{body.scope}:{value}" if value else body.scope,
+            detail={"reason": body.reason, "signalled": len(signalled), "order_ids": signalled},
+        )
+    return JSONResponse(
+        content={
+            "scope": body.scope,
+            "value": value or None,
+            "signalled": len(signalled),
+            "alreadyClosed": len(ordered) - len(signalled),
+            "orderIds": signalled,
+        }
+    )

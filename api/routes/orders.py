@@ -186,6 +186,7 @@ async def create_order(
         peg_type=body.peg_type,
         peg_offset=body.peg_offset,
         expire_at=body.expire_at,
+        reduce_only=body.reduce_only,
         broker=broker,
         received_at=utcnow(),
         submitted_by=actor,

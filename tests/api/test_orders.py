@@ -92,10 +92,14 @@ async def test_idempotency_key_header(stack: Stack) -> None:
     async with stack.api() as http:
         a = await http.post("/api/v1/orders", json=body, headers={"X-Idempotency-Key": "abc-1"})
         b = await http.post("/api/v1/orders", json=body, headers={"X-Idempotency-Key": "abc-1"})
+        # A new key makes a new order, but the same order again within the duplicate window is refused...
         c = await http.post("/api/v1/orders", json=body, headers={"X-Idempotency-Key": "abc-2"})
+        # ...while a different one is taken.
+        d = await http.post("/api/v1/orders", json={**body, "qty": 11}, headers={"X-Idempotency-Key": "abc-3"})
     assert a.status_code == 201 and b.status_code == 200
     assert a.json()["internalOrderId"] == b.json()["internalOrderId"] != c.json()["internalOrderId"]
-    assert c.status_code == 201
+    assert c.status_code == 422 and [r["code"] for r in c.json()["reasons"]] == ["DUPLICATE_ORDER"]
+    assert d.status_code == 201
 
 
 @pytest.mark.parametrize(
@@ -216,7 +220,7 @@ async def test_list_filters_and_pages(stack: Stack) -> None:
     async with stack.api() as http:
         ids = []
         for i in range(3):
-            r = await http.post("/api/v1/orders", json=order_body(clientId=client, symbol="AAPL" if i < 2 else "MSFT"))
+            r = await http.post("/api/v1/orders", json=order_body(clientId=client, symbol="AAPL" if i < 2 else "MSFT", qty=10 + i))
             ids.append(r.json()["internalOrderId"])
         for order_id in ids:
             await wait_order(http, order_id, "FILLED")

@@ -7,7 +7,17 @@ from decimal import Decimal as D
 
 import pytest
 
-from core.domain import CancelOrder, OrderSide, OrderStatus, OrderType, PegType, ReplaceOrder, ReportKind, SubmitOrder, TimeInForce
+from core.domain import (
+    CancelOrder,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PegType,
+    ReplaceOrder,
+    ReportKind,
+    SubmitOrder,
+    TimeInForce,
+)
 from sim.feed import PriceFeed
 from sim.matching import MatchingEngine
 from tests.harness import static_instruments

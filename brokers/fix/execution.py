@@ -1,0 +1,783 @@
+"""The FIX broker: the ``Broker`` protocol over one QuickFIX initiator session (FIX 4.2, 4.4, 5.0 SP2).
+
+::
+
+    submit_order ──NewOrderSingle (D)──────────▶ venue ──ExecutionReport (8)──▶ answers the waiting request,
+    cancel_order ──OrderCancelRequest (F)──────▶          OrderCancelReject (9)   is stored once per ExecID
+    replace_order ─OrderCancelReplaceRequest (G)▶                                  and goes to the outbox ─▶ sink
+    get_order_status ─OrderStatusRequest (H)───▶          ExecutionReport 150=I / 20=3 (the venue's view)
+
+* Every report is stored (``fix_reports``, unique per ExecID) before QuickFIX counts its sequence number as
+  processed, then delivered through the outbox; reports stored but not delivered are delivered again after
+  a restart. Unknown ClOrdIDs are delivered too: the dispatcher records them as orphans.
+* A request whose answer does not come (timeout, session dropped) raises ``BrokerUnavailable``: its outcome
+  is unknown and the order stays in flight. The adapter never resends an order by itself: QuickFIX's resend
+  of our own application messages is answered with a gap fill, and a retried submission first asks the venue
+  (OrderStatusRequest) and only sends the same ClOrdID again when the venue does not know it.
+* A "duplicate ClOrdID" rejection (OrdRejReason 6) only answers the submission that caused it; it is never
+  delivered as a REJECTED report, so the live order that owns the id is not touched.
+* After every logon the orders that may still work are asked about (OrderStatusRequest each). The venue
+  answers after the messages it resends, so by then every report it kept has arrived; what the answer still
+  shows beyond that (fills or a final status that never arrived as reports, for example from a counterparty
+  that gap-fills instead of resending) is delivered as synthesized reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from brokers.base import ReportSink
+from brokers.fix.config import FIX_CAPABILITIES, SessionConfig, session_config_for
+from brokers.fix.parsing import (
+    CANCEL_ID_MARKER,
+    CXL_REJ_UNKNOWN_ORDER,
+    MAP_EXEC_TYPE,
+    MAP_EXEC_TYPE_42,
+    MAP_ORD_TYPE,
+    MAP_PEG_EXEC_INST,
+    MAP_SIDE,
+    MAP_SIDE_IN,
+    MAP_TIF,
+    ORD_REJ_DUPLICATE,
+    ORD_REJ_UNKNOWN_ORDER,
+    Tag,
+    fix_decimal,
+    fix_timestamp,
+    is_cancel_id,
+    order_status_of,
+    parse_decimal,
+    parse_timestamp,
+)
+from brokers.fix.session import FixConnector, FixMessage
+from brokers.fix.store import FixOrder, FixStore
+from brokers.outbox import ReportOutbox
+from brokers.sessions import SessionRecorder
+from core.domain import (
+    BrokerAck,
+    CancelOrder,
+    ExecutionReport,
+    OrderSide,
+    OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    PegType,
+    PositionReport,
+    ReplaceOrder,
+    ReportKind,
+    SubmitOrder,
+    TimeInForce,
+    base_order_id,
+    utcnow,
+)
+from core.errors import BrokerRejected, BrokerUnavailable
+from core.settings import FixSettings, Settings
+
+__all__ = ["FIX_CAPABILITIES", "FixBroker"]
+
+log = logging.getLogger(__name__)
+
+_D = Decimal
+_TERMINAL_KINDS = (ReportKind.CANCELED, ReportKind.EXPIRED, ReportKind.REJECTED)
+_STATUS_KINDS = {
+    OrderStatus.CANCELED: ReportKind.CANCELED,
+    OrderStatus.EXPIRED: ReportKind.EXPIRED,
+    OrderStatus.REJECTED: ReportKind.REJECTED,
+}
+#: How long QuickFIX's thread waits for a report to be stored before it takes the next message.
+_STORE_WAIT_SECONDS = 5.0
+
+
+class FixBroker:
+    """Orders over a FIX session to a counterparty (or the local FIX venue)."""
+
+    capabilities = FIX_CAPABILITIES
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        store: FixStore,
+        name: str = "fix",
+        settings: FixSettings | None = None,
+        recorder: SessionRecorder | None = None,
+    ) -> None:
+        """An adapter for the session ``config``, keeping its records in ``store``.
+
+        Args:
+            config: The initiator session (``session_config_for(settings)``).
+            store: Where orders and received reports are kept.
+            name: The broker's name in Exodus (reports carry it).
+            settings: The ``fix`` settings section (credentials, timeouts, symbol map, account).
+            recorder: Records logons and logouts for the risk check (None: not recorded).
+        """
+        self.name = name
+        self.config = config
+        self._settings = settings or FixSettings()
+        self._store = store
+        #: Records logons and logouts in Postgres for the risk check (``brokers.sessions``).
+        self._recorder = recorder
+        self._fix42 = config.begin_string == "FIX.4.2"
+        self._exec_types = MAP_EXEC_TYPE_42 if self._fix42 else MAP_EXEC_TYPE
+        self._timeout = self._settings.request_timeout_seconds
+        self._to_venue = dict(self._settings.symbol_map)
+        self._from_venue = {v: k for k, v in self._to_venue.items()}
+        self._conn: FixConnector | None = None
+        self.outbox: ReportOutbox | None = None
+        self._waiters: dict[tuple[str, str], asyncio.Future[BrokerAck]] = {}
+        self._status_waiters: dict[str, list[asyncio.Future[FixMessage | None]]] = {}
+        self._orders: dict[str, FixOrder] = {}
+        self._resync_task: asyncio.Task[None] | None = None
+        #: Set when the resynchronisation after the latest logon has finished.
+        self.resynced = asyncio.Event()
+        self.resyncs = 0
+        #: Reports made up from status answers (fills or final states whose reports never arrived).
+        self.synthesized = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool: AsyncConnectionPool, name: str = "fix") -> FixBroker:
+        """Build the adapter from the application settings."""
+        config = session_config_for(settings)
+        recorder = SessionRecorder(pool, broker=name, session=config.key)
+        return cls(config, store=FixStore(pool, session=config.key), name=name, settings=settings.fix, recorder=recorder)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self, sink: ReportSink) -> None:
+        """Deliver what a previous run left undelivered, then start the session (it logs on by itself)."""
+        if self._recorder is not None:
+            await self._recorder.start()
+        self.outbox = ReportOutbox(sink, on_delivered=self._store.mark_delivered)
+        self.outbox.start()
+        for report in await self._store.undelivered():
+            self.outbox.put(report)
+        logon: list[tuple[int, str]] = []
+        if self._settings.username:
+            logon.append((Tag.USERNAME, self._settings.username))
+        if self._settings.password is not None:
+            logon.append((Tag.PASSWORD, self._settings.password.get_secret_value()))
+        self._conn = FixConnector(
+            self.config,
+            on_message=self._on_message,
+            on_logon=self._on_logon,
+            on_logout=self._on_logout,
+            name=self.name,
+            wait_for_handler=_STORE_WAIT_SECONDS,
+            suppress_resends=True,
+            logon_fields=logon,
+            accept_types=("8", "9", "j"),
+        )
+        await self._conn.start()
+
+    async def close(self) -> None:
+        """Log out, stop the session and the delivery (idempotent)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.stop()
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            self._resync_task = None
+        self._fail_waiters("the FIX broker was closed")
+        if self.outbox is not None:
+            await self.outbox.stop()
+            self.outbox = None
+        if self._recorder is not None:
+            await self._recorder.stop()
+
+    # -- session state -----------------------------------------------------------------------------------
+
+    @property
+    def logged_on(self) -> bool:
+        """Whether the FIX session is logged on."""
+        return self._conn is not None and self._conn.logged_on
+
+    @property
+    def connector(self) -> FixConnector:
+        """The running session (tests and diagnostics)."""
+        if self._conn is None:
+            raise BrokerUnavailable(f"{self.name}: not started")
+        return self._conn
+
+    async def wait_logged_on(self, timeout: float = 10.0) -> None:
+        """Wait for the session to log on."""
+        await self.connector.wait_logged_on(timeout)
+
+    async def sequence_numbers(self) -> tuple[int, int]:
+        """(next outgoing, next expected incoming) MsgSeqNum."""
+        return await self.connector.sequence_numbers()
+
+    def _require_logged_on(self, what: str) -> FixConnector:
+        conn = self._conn
+        if conn is None or not conn.logged_on:
+            raise BrokerUnavailable(
+                f"{self.name}: the FIX session {self.config.key} is not logged on; {what} was not sent"
+            )
+        return conn
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    async def submit_order(self, order: SubmitOrder) -> BrokerAck:
+        """Send a NewOrderSingle and wait for the venue's first answer."""
+        self._require_logged_on(f"order {order.client_order_id}")
+        now = utcnow()
+        record = FixOrder(
+            order_id=base_order_id(order.client_order_id),
+            client_order_id=order.client_order_id,
+            account=order.account,
+            symbol=order.symbol,
+            side=order.side,
+            type=order.type,
+            time_in_force=order.time_in_force,
+            qty=order.qty,
+            price=order.price,
+            stop_price=order.stop_price,
+            peg_type=order.peg_type,
+            peg_offset=order.peg_offset,
+            expire_at=order.expire_at,
+            created_at=now,
+            updated_at=now,
+        )
+        record = await self._store.add_order(record)
+        self._orders[record.order_id] = record
+        fields = self._order_fields(
+            cl_ord_id=order.client_order_id,
+            account=order.account,
+            symbol=order.symbol,
+            side=order.side,
+            type=order.type,
+            tif=order.time_in_force,
+            qty=order.qty,
+            price=order.price,
+            stop_price=order.stop_price,
+            peg_type=order.peg_type,
+            peg_offset=order.peg_offset,
+            expire_at=order.expire_at,
+        )
+        return await self._request("D", order.client_order_id, fields)
+
+    async def cancel_order(self, request: CancelOrder) -> BrokerAck:
+        """Send an OrderCancelRequest under a new ClOrdID and wait for the cancel or its rejection."""
+        self._require_logged_on(f"cancel of {request.client_order_id}")
+        order = await self._load_order(base_order_id(request.client_order_id))
+        cancel_id = f"{request.client_order_id}{CANCEL_ID_MARKER}{uuid.uuid4().hex[:8]}"
+        fields: list[tuple[int, str | None]] = [
+            (Tag.ORIG_CL_ORD_ID, request.client_order_id),
+            (Tag.CL_ORD_ID, cancel_id),
+            (Tag.ORDER_ID, request.broker_order_id or (order.broker_order_id if order else None)),
+            (Tag.ACCOUNT, self._account(order.account if order else None)),
+            (Tag.SYMBOL, self._venue_symbol(request.symbol)),
+            (Tag.SIDE, MAP_SIDE[request.side]),
+            (Tag.TRANSACT_TIME, fix_timestamp(utcnow())),
+            (Tag.ORDER_QTY, fix_decimal(order.qty if order else request.qty)),
+            (Tag.TEXT, request.reason[:100] or None),
+        ]
+        return await self._request("F", cancel_id, fields)
+
+    async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
+        """Send an OrderCancelReplaceRequest (new ClOrdID, OrigClOrdID = the current one) and wait for the answer."""
+        self._require_logged_on(f"replace of {request.orig_client_order_id}")
+        order = await self._load_order(base_order_id(request.orig_client_order_id))
+        fields = self._order_fields(
+            cl_ord_id=request.client_order_id,
+            orig_cl_ord_id=request.orig_client_order_id,
+            broker_order_id=request.broker_order_id or (order.broker_order_id if order else None),
+            account=order.account if order else None,
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            tif=request.time_in_force,
+            qty=request.qty,
+            price=request.price,
+            stop_price=request.stop_price,
+            peg_type=order.peg_type if order else None,
+            peg_offset=order.peg_offset if order else None,
+            expire_at=order.expire_at if order else None,
+        )
+        return await self._request("G", request.client_order_id, fields)
+
+    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+        """Ask the venue (OrderStatusRequest); None when the venue does not know the order.
+
+        The answer carries the venue's status and quantities, and every report received for the order.
+        An order never sent over this session is unknown without asking.
+        """
+        order = await self._load_order(base_order_id(client_order_id))
+        if order is None:
+            return None
+        answer = await self._request_status(order, client_order_id)
+        if answer is None:
+            return None
+        return await self._status_report(order, answer)
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """Orders the venue still works for us (each one asked about)."""
+        result = []
+        for order in await self._store.open_orders():
+            status = await self.get_order_status(order.client_order_id)
+            if status is not None and not status.status.is_terminal:
+                result.append(status)
+        return result
+
+    async def fills_since(self, since: datetime) -> list[ExecutionReport]:
+        """Fills received after ``since``."""
+        return await self._store.fills_since(since)
+
+    async def positions(self) -> list[PositionReport]:
+        """Not asked over FIX (RequestForPositions is not supported); the ledger is the book."""
+        return []
+
+    # -- sending -----------------------------------------------------------------------------------------
+
+    def _venue_symbol(self, symbol: str) -> str:
+        return self._to_venue.get(symbol, symbol)
+
+    def _domain_symbol(self, msg: FixMessage, order: FixOrder | None) -> str:
+        venue_symbol = msg.get(Tag.SYMBOL)
+        if venue_symbol is None:
+            return order.symbol if order else ""
+        return self._from_venue.get(venue_symbol, venue_symbol)
+
+    def _account(self, account: str | None) -> str | None:
+        return self._settings.account or account or None
+
+    def _order_fields(
+        self,
+        *,
+        cl_ord_id: str,
+        account: str | None,
+        symbol: str,
+        side: OrderSide,
+        type: OrderType,
+        tif: TimeInForce,
+        qty: Decimal,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+        peg_type: PegType | None,
+        peg_offset: Decimal | None,
+        expire_at: datetime | None,
+        orig_cl_ord_id: str | None = None,
+        broker_order_id: str | None = None,
+    ) -> list[tuple[int, str | None]]:
+        pegged = type is OrderType.PEGGED
+        return [
+            (Tag.CL_ORD_ID, cl_ord_id),
+            (Tag.ORIG_CL_ORD_ID, orig_cl_ord_id),
+            (Tag.ORDER_ID, broker_order_id),
+            (Tag.ACCOUNT, self._account(account)),
+            (Tag.HANDL_INST, self._settings.handl_inst),
+            (Tag.SYMBOL, self._venue_symbol(symbol)),
+            (Tag.SIDE, MAP_SIDE[side]),
+            (Tag.TRANSACT_TIME, fix_timestamp(utcnow())),
+            (Tag.ORDER_QTY, fix_decimal(qty)),
+            (Tag.ORD_TYPE, MAP_ORD_TYPE[type]),
+            (Tag.PRICE, fix_decimal(price) if price is not None and type.needs_price else None),
+            (Tag.STOP_PX, fix_decimal(stop_price) if stop_price is not None and type.needs_stop_price else None),
+            (Tag.TIME_IN_FORCE, MAP_TIF[tif]),
+            (Tag.EXPIRE_TIME, fix_timestamp(expire_at) if tif is TimeInForce.GTD and expire_at else None),
+            (Tag.EXEC_INST, MAP_PEG_EXEC_INST[peg_type or PegType.MARKET] if pegged else None),
+            (Tag.PEG_OFFSET_VALUE, fix_decimal(peg_offset) if pegged and peg_offset is not None else None),
+        ]
+
+    async def _request(self, msg_type: str, cl_ord_id: str, fields: list[tuple[int, str | None]]) -> BrokerAck:
+        conn = self._require_logged_on(f"{msg_type} {cl_ord_id}")
+        key = (msg_type, cl_ord_id)
+        existing = self._waiters.get(key)
+        if existing is not None and not existing.done():
+            # The same request is already on its way (a retry that overtook the first attempt): share its answer.
+            return await self._await_answer(existing, msg_type, cl_ord_id)
+        future: asyncio.Future[BrokerAck] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = future
+        try:
+            if not await conn.send(msg_type, fields):
+                raise BrokerUnavailable(f"{self.name}: QuickFIX did not send {msg_type} {cl_ord_id}")
+            return await self._await_answer(future, msg_type, cl_ord_id)
+        finally:
+            if self._waiters.get(key) is future:
+                del self._waiters[key]
+
+    async def _await_answer(self, future: asyncio.Future[BrokerAck], msg_type: str, cl_ord_id: str) -> BrokerAck:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await asyncio.shield(future)
+        except TimeoutError as e:
+            raise BrokerUnavailable(
+                f"{self.name}: no answer to {msg_type} {cl_ord_id} within {self._timeout:g}s; the outcome is unknown"
+            ) from e
+
+    async def _request_status(self, order: FixOrder, cl_ord_id: str) -> FixMessage | None:
+        conn = self._require_logged_on(f"status request for {cl_ord_id}")
+        future: asyncio.Future[FixMessage | None] = asyncio.get_running_loop().create_future()
+        waiters = self._status_waiters.setdefault(order.order_id, [])
+        waiters.append(future)
+        fields: list[tuple[int, str | None]] = [
+            (Tag.CL_ORD_ID, cl_ord_id),
+            (Tag.ORDER_ID, order.broker_order_id),
+            (Tag.ACCOUNT, self._account(order.account)),
+            (Tag.SYMBOL, self._venue_symbol(order.symbol)),
+            (Tag.SIDE, MAP_SIDE[order.side]),
+            (Tag.ORD_STATUS_REQ_ID, None if self._fix42 else f"S{uuid.uuid4().hex[:12]}"),
+        ]
+        try:
+            if not await conn.send("H", fields):
+                raise BrokerUnavailable(f"{self.name}: QuickFIX did not send the status request for {cl_ord_id}")
+            async with asyncio.timeout(self._timeout):
+                return await asyncio.shield(future)
+        except TimeoutError as e:
+            raise BrokerUnavailable(f"{self.name}: no answer to the status request for {cl_ord_id}") from e
+        finally:
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._status_waiters.pop(order.order_id, None)
+
+    def _resolve(self, msg_type: str, cl_ord_id: str | None, ack: BrokerAck) -> None:
+        if not cl_ord_id:
+            return
+        future = self._waiters.get((msg_type, cl_ord_id))
+        if future is not None and not future.done():
+            future.set_result(ack)
+
+    def _fail_waiters(self, reason: str) -> None:
+        for (msg_type, cl_ord_id), future in list(self._waiters.items()):
+            if not future.done():
+                future.set_exception(BrokerUnavailable(
+                    f"{self.name}: {reason} before {msg_type} {cl_ord_id} was answered; the outcome is unknown"
+                ))
+        for order_id, futures in list(self._status_waiters.items()):
+            for f in futures:
+                if not f.done():
+                    f.set_exception(
+                        BrokerUnavailable(f"{self.name}: {reason} before the status of {order_id} was answered")
+                    )
+
+    # -- session events ----------------------------------------------------------------------------------
+
+    def _on_logon(self) -> None:
+        if self._recorder is not None:
+            self._recorder.changed(True)
+        self.resynced.clear()
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+        self._resync_task = asyncio.create_task(self._resync(), name=f"{self.name}-resync")
+
+    def _on_logout(self) -> None:
+        if self._recorder is not None:
+            self._recorder.changed(False, "the session dropped")
+        self._fail_waiters("the FIX session dropped")
+
+    async def _resync(self) -> None:
+        """Ask the venue about every order that may still work; the answers reconcile what was missed."""
+        try:
+            orders = await self._store.open_orders()
+            limit = asyncio.Semaphore(16)
+
+            async def ask(order: FixOrder) -> None:
+                async with limit:
+                    try:
+                        answer = await self._request_status(order, order.client_order_id)
+                    except (BrokerUnavailable, BrokerRejected) as e:
+                        log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
+                        return
+                    if answer is None and order.status is not OrderStatus.SUBMITTED:
+                        log.warning("%s: the venue no longer knows %s (%s)", self.name, order.client_order_id,
+                                    order.status)
+
+            await asyncio.gather(*(ask(o) for o in orders))
+            self.resyncs += 1
+            log.info("%s: resynchronised %d open order(s) after logon", self.name, len(orders))
+        except Exception:
+            log.exception("%s: resynchronisation failed", self.name)
+        finally:
+            self.resynced.set()
+
+    # -- receiving ---------------------------------------------------------------------------------------
+
+    async def _on_message(self, msg: FixMessage) -> None:
+        if msg.msg_type == "8":
+            await self._on_execution_report(msg)
+        elif msg.msg_type == "9":
+            await self._on_cancel_reject(msg)
+        elif msg.msg_type in ("3", "j"):
+            await self._on_reject(msg)
+
+    async def _load_order(self, order_id: str) -> FixOrder | None:
+        order = self._orders.get(order_id)
+        if order is None:
+            order = await self._store.order(order_id)
+            if order is not None and order.open:
+                self._orders[order_id] = order
+        return order
+
+    async def _save_order(self, order: FixOrder) -> None:
+        await self._store.save_order(order)
+        if not order.open:
+            self._orders.pop(order.order_id, None)
+
+    async def _record(self, report: ExecutionReport, order: FixOrder | None, status: OrderStatus | None) -> bool:
+        """Store a report (once per exec id), update the order's record, queue the report for delivery."""
+        fresh = await self._store.add_report(report)
+        if order is not None:
+            changed = False
+            if report.broker_order_id and order.broker_order_id != report.broker_order_id:
+                order.broker_order_id, changed = report.broker_order_id, True
+            if report.kind is ReportKind.REPLACED and fresh:
+                order.client_order_id = report.client_order_id
+                order.qty = report.new_qty or order.qty
+                order.price = report.new_price if report.new_price is not None else order.price
+                order.stop_price = report.new_stop_price if report.new_stop_price is not None else order.stop_price
+                changed = True
+            if status is not None and status is not order.status and fresh:
+                order.status, changed = status, True
+            if changed:
+                await self._save_order(order)
+        if fresh and self.outbox is not None:
+            self.outbox.put(report)
+        if not fresh:
+            log.info("%s: report %s was received before; not delivered again", self.name, report.exec_id)
+        return fresh
+
+    async def _on_execution_report(self, msg: FixMessage) -> None:
+        if msg.get(Tag.EXEC_TYPE) == "I" or msg.get(Tag.EXEC_TRANS_TYPE) == "3":
+            await self._on_status_answer(msg)
+            return
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
+        exec_type = msg.get(Tag.EXEC_TYPE) or ""
+        text = msg.get(Tag.TEXT)
+        if exec_type == "8" and msg.get(Tag.ORD_REJ_REASON) == ORD_REJ_DUPLICATE:
+            # Answers the submission that reused the id; the order that owns the id lives on untouched.
+            reason = text if text and "DUPLICATE" in text.upper() else f"DUPLICATE_CLIENT_ORDER_ID: {text or cl_ord_id}"
+            self._resolve("D", cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
+            return
+        if msg.get(Tag.EXEC_TRANS_TYPE) in ("1", "2"):
+            log.error("%s: trade %s by the venue is not supported; check it by hand: %s",
+                      self.name, "cancel" if msg.get(Tag.EXEC_TRANS_TYPE) == "1" else "correction", msg.text())
+            return
+        kind = self._exec_types.get(exec_type)
+        if kind is None:
+            level = logging.ERROR if exec_type in ("G", "H") else logging.DEBUG
+            log.log(level, "%s: ExecType %s not delivered: %s", self.name, exec_type, msg.text())
+            return
+        order_key = msg.get(Tag.ORIG_CL_ORD_ID) if is_cancel_id(cl_ord_id) else cl_ord_id
+        order = await self._load_order(base_order_id(order_key or cl_ord_id))
+        report = self._report_from(msg, kind, order)
+        if kind is ReportKind.FILL and order is not None and 0 < report.cum_qty <= order.synthesized_cum:
+            # A late report of a fill the status answer already showed (and a synthesized fill delivered).
+            log.warning("%s: fill %s (cum %s) is already counted by the synthesized fill up to %s; not delivered",
+                        self.name, report.exec_id, report.cum_qty, order.synthesized_cum)
+            return
+        cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
+        qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or (order.qty if order else None)
+        status = order_status_of(msg[Tag.ORD_STATUS], cum_qty=cum, qty=qty) if Tag.ORD_STATUS in msg else None
+        await self._record(report, order, status)
+        ack = BrokerAck(
+            accepted=kind is not ReportKind.REJECTED,
+            client_order_id=report.client_order_id,
+            broker_order_id=report.broker_order_id,
+            reason=report.reason if kind is ReportKind.REJECTED else None,
+            reports=[report],
+        )
+        self._resolve("D", cl_ord_id, ack)
+        if kind is ReportKind.CANCELED:
+            self._resolve("F", cl_ord_id, ack)
+        if kind is ReportKind.REPLACED:
+            self._resolve("G", cl_ord_id, ack)
+
+    def _report_from(self, msg: FixMessage, kind: ReportKind, order: FixOrder | None) -> ExecutionReport:
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
+        if is_cancel_id(cl_ord_id) and msg.get(Tag.ORIG_CL_ORD_ID):
+            cl_ord_id = msg[Tag.ORIG_CL_ORD_ID]  # the order's id, not the cancel request's
+        if not cl_ord_id:
+            cl_ord_id = order.client_order_id if order else f"UNKNOWN-{msg.get(Tag.ORDER_ID)}"
+        cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
+        avg = parse_decimal(msg.get(Tag.AVG_PX))
+        reason = msg.get(Tag.TEXT)
+        if kind is ReportKind.REJECTED and not reason:
+            reason = f"rejected by the venue (OrdRejReason {msg.get(Tag.ORD_REJ_REASON, '?')})"
+        fill = kind is ReportKind.FILL
+        replaced = kind is ReportKind.REPLACED
+        return ExecutionReport(
+            broker=self.name,
+            exec_id=msg.get(Tag.EXEC_ID) or f"{msg.get(Tag.ORDER_ID)}:{msg.seq_num}",
+            kind=kind,
+            client_order_id=cl_ord_id,
+            broker_order_id=_order_id(msg),
+            symbol=self._domain_symbol(msg, order),
+            side=MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "", order.side if order else OrderSide.BUY),
+            last_qty=(parse_decimal(msg.get(Tag.LAST_QTY)) or _D(0)) if fill else _D(0),
+            last_price=parse_decimal(msg.get(Tag.LAST_PX)) if fill else None,
+            cum_qty=cum,
+            leaves_qty=parse_decimal(msg.get(Tag.LEAVES_QTY)) or _D(0),
+            avg_price=avg if cum > 0 else None,
+            reason=reason,
+            new_qty=parse_decimal(msg.get(Tag.ORDER_QTY)) if replaced else None,
+            new_price=parse_decimal(msg.get(Tag.PRICE)) if replaced else None,
+            new_stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if replaced else None,
+            transact_at=parse_timestamp(msg.get(Tag.TRANSACT_TIME)) or utcnow(),
+        )
+
+    async def _on_cancel_reject(self, msg: FixMessage) -> None:
+        request_id = msg.get(Tag.CL_ORD_ID) or ""
+        orig = msg.get(Tag.ORIG_CL_ORD_ID)
+        replace = msg.get(Tag.CXL_REJ_RESPONSE_TO) == "2"
+        code = msg.get(Tag.CXL_REJ_REASON)
+        unknown = code == CXL_REJ_UNKNOWN_ORDER
+        text = msg.get(Tag.TEXT) or f"CxlRejReason {code}"
+        if unknown and "UNKNOWN_ORDER" not in text:
+            text = f"UNKNOWN_ORDER: {text}"
+        order = await self._load_order(base_order_id(orig or request_id))
+        reports: list[ExecutionReport] = []
+        if not unknown and order is not None:
+            report = ExecutionReport(
+                broker=self.name,
+                exec_id=f"{request_id}:rejected",
+                kind=ReportKind.REPLACE_REJECTED if replace else ReportKind.CANCEL_REJECTED,
+                client_order_id=orig or order.client_order_id,
+                broker_order_id=_order_id(msg),
+                symbol=order.symbol,
+                side=order.side,
+                reason=text,
+                transact_at=parse_timestamp(msg.get(Tag.TRANSACT_TIME)) or utcnow(),
+            )
+            status = None
+            if Tag.ORD_STATUS in msg:
+                status = order_status_of(msg[Tag.ORD_STATUS], cum_qty=_D(0), qty=order.qty)
+                # 39 on a cancel reject is the order's status; "working" codes say nothing about its fills.
+                if status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) and order.status in (
+                    OrderStatus.ACCEPTED,
+                    OrderStatus.PARTIALLY_FILLED,
+                ):
+                    status = order.status
+            await self._record(report, order, status)
+            reports.append(report)
+        ack = BrokerAck(
+            accepted=False,
+            client_order_id=orig or request_id,
+            broker_order_id=_order_id(msg),
+            reason=text,
+            not_found=unknown,
+            reports=reports,
+        )
+        self._resolve("G" if replace else "F", request_id, ack)
+
+    async def _on_reject(self, msg: FixMessage) -> None:
+        ref = msg.get(Tag.REF_SEQ_NUM)
+        sent = self._conn.sent_message(int(ref)) if self._conn is not None and ref and ref.isdigit() else None
+        ref_type, cl_ord_id = sent or (msg.get(Tag.REF_MSG_TYPE) or "", msg.get(Tag.BUSINESS_REJECT_REF_ID) or "")
+        level = "session" if msg.msg_type == "3" else "business"
+        code = msg.get(Tag.SESSION_REJECT_REASON) if msg.msg_type == "3" else msg.get(Tag.BUSINESS_REJECT_REASON)
+        reason = f"{level}-level reject of {ref_type} {cl_ord_id}: {msg.get(Tag.TEXT) or ''} (reason {code})".strip()
+        log.warning("%s: %s", self.name, reason)
+        if ref_type in ("D", "F", "G"):
+            if ref_type == "D":
+                # The order was refused before it became an order: nothing works at the venue.
+                order = await self._load_order(base_order_id(cl_ord_id))
+                if order is not None and order.status is OrderStatus.SUBMITTED:
+                    order.status = OrderStatus.REJECTED
+                    await self._save_order(order)
+            self._resolve(ref_type, cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
+        elif ref_type == "H":
+            for future in self._status_waiters.get(base_order_id(cl_ord_id), []):
+                if not future.done():
+                    future.set_exception(BrokerRejected(f"{self.name}: {reason}"))
+
+    async def _on_status_answer(self, msg: FixMessage) -> None:
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
+        order_id = base_order_id(cl_ord_id)
+        unknown = msg.get(Tag.ORD_STATUS) == "8" and msg.get(Tag.ORD_REJ_REASON) == ORD_REJ_UNKNOWN_ORDER
+        order = await self._load_order(order_id)
+        if not unknown and order is not None:
+            await self._reconcile(order, msg)
+        for future in self._status_waiters.get(order_id, []):
+            if not future.done():
+                future.set_result(None if unknown else msg)
+
+    async def _reconcile(self, order: FixOrder, msg: FixMessage) -> None:
+        """Deliver what a status answer shows that no received report said (see the module docstring)."""
+        venue_cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
+        qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or order.qty
+        status = order_status_of(msg.get(Tag.ORD_STATUS) or "", cum_qty=venue_cum, qty=qty)
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or order.client_order_id
+        reports = await self._store.reports(order.order_id)
+        fills = [r for r in reports if r.kind is ReportKind.FILL]
+        local_cum = sum((f.last_qty for f in fills), _D(0))
+        common: dict[str, Any] = dict(
+            broker=self.name,
+            client_order_id=cl_ord_id,
+            broker_order_id=_order_id(msg),
+            symbol=order.symbol,
+            side=order.side,
+            cum_qty=venue_cum,
+            leaves_qty=parse_decimal(msg.get(Tag.LEAVES_QTY)) or _D(0),
+            transact_at=utcnow(),
+        )
+        if venue_cum > local_cum:
+            missing = venue_cum - local_cum
+            avg = parse_decimal(msg.get(Tag.AVG_PX))
+            notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
+            price = ((avg * venue_cum - notional) / missing).quantize(_D("1e-8")).normalize() if avg else None
+            if price is None or price <= 0:
+                price = avg
+            if price is None or price <= 0:
+                log.error("%s: %s shows %s filled at the venue, %s here, and no price", self.name, cl_ord_id,
+                          venue_cum, local_cum)
+            else:
+                report = ExecutionReport(
+                    exec_id=f"{_order_id(msg) or order.order_id}:cum:{fix_decimal(venue_cum)}",
+                    kind=ReportKind.FILL,
+                    last_qty=missing,
+                    last_price=price,
+                    avg_price=avg,
+                    reason="synthesized from the venue's order status: its fill reports never arrived",
+                    **common,
+                )
+                order.synthesized_cum = venue_cum
+                if await self._record(report, order, status):
+                    self.synthesized += 1
+                    log.warning("%s: %s: %s filled at the venue without fill reports; delivered as %s",
+                                self.name, cl_ord_id, missing, report.exec_id)
+        elif venue_cum < local_cum:
+            log.error("%s: %s: the venue reports %s filled, %s fills were received", self.name, cl_ord_id,
+                      venue_cum, local_cum)
+        kind = _STATUS_KINDS.get(status)
+        if kind is not None and not any(r.kind in _TERMINAL_KINDS for r in reports):
+            # Same exec id as the order workflow's own status merge, so the two paths deduplicate.
+            report = ExecutionReport(
+                exec_id=f"{cl_ord_id}:status:{status.value}",
+                kind=kind,
+                reason=msg.get(Tag.TEXT) or f"broker status {status.value}",
+                **common,
+            )
+            if await self._record(report, order, status):
+                self.synthesized += 1
+        # Always written: the status, the venue's order id and the synthesized quantity may all have moved.
+        order.status = status
+        order.broker_order_id = _order_id(msg) or order.broker_order_id
+        await self._save_order(order)
+
+    async def _status_report(self, order: FixOrder, msg: FixMessage) -> OrderStatusReport:
+        cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
+        qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or order.qty
+        avg = parse_decimal(msg.get(Tag.AVG_PX))
+        return OrderStatusReport(
+            broker=self.name,
+            client_order_id=msg.get(Tag.CL_ORD_ID) or order.client_order_id,
+            broker_order_id=_order_id(msg) or order.broker_order_id,
+            status=order_status_of(msg.get(Tag.ORD_STATUS) or "", cum_qty=cum, qty=qty),
+            qty=qty,
+            cum_qty=cum,
+            avg_price=avg if cum > 0 else None,
+            price=parse_decimal(msg.get(Tag.PRICE)),
+            stop_price=parse_decimal(msg.get(Tag.STOP_PX)),
+            reports=await self._store.reports(order.order_id),
+        )
+
+
+def _order_id(msg: FixMessage) -> str | None:
+    value = msg.get(Tag.ORDER_ID)
+    return None if not value or value.upper() == "NONE" else value

@@ -1,0 +1,177 @@
+"""The FIX adapter's records in Postgres (``fix_orders``, ``fix_reports``; see ``migrations/0002_fix.sql``).
+
+QuickFIX's own store keeps the session (sequence numbers, sent messages); this one keeps what the adapter
+learned: the orders it sent and every report it received, once per ExecID, with its delivery mark.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict
+
+from core.domain import (
+    ExecutionReport,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PegType,
+    ReportKind,
+    TimeInForce,
+    utcnow,
+)
+
+__all__ = ["FixOrder", "FixStore"]
+
+
+class FixOrder(BaseModel):
+    """An order as the adapter sent it, with what it heard of it since."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str
+    #: The ClOrdID the venue knows the order by now (changes with each replacement).
+    client_order_id: str
+    account: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    peg_type: PegType | None = None
+    peg_offset: Decimal | None = None
+    expire_at: datetime | None = None
+    broker_order_id: str | None = None
+    #: SUBMITTED until the venue answers.
+    status: OrderStatus = OrderStatus.SUBMITTED
+    #: Cumulative quantity up to which fills were synthesized from a status answer; a fill report arriving
+    #: later with a CumQty up to this is already counted.
+    synthesized_cum: Decimal = Decimal(0)
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def open(self) -> bool:
+        """Whether the order may still work at the venue (including an unanswered submission)."""
+        return not self.status.is_terminal
+
+
+class FixStore:
+    """``fix_orders`` and ``fix_reports`` of one FIX session."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, session: str) -> None:
+        """Records of ``session`` (``FIX.4.4:EXODUS->EXVENUE``) through ``pool``."""
+        self._pool = pool
+        self.session = session
+
+    async def add_order(self, order: FixOrder) -> FixOrder:
+        """Record a new order; when the order id is already known, return the record that exists."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO fix_orders (session, order_id, client_order_id, broker_order_id, status, open, body)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (session, order_id) DO NOTHING RETURNING order_id",
+                (
+                    self.session,
+                    order.order_id,
+                    order.client_order_id,
+                    order.broker_order_id,
+                    order.status.value,
+                    order.open,
+                    Jsonb(order.model_dump(mode="json")),
+                ),
+            )
+            if await cur.fetchone() is not None:
+                return order
+        existing = await self.order(order.order_id)
+        assert existing is not None
+        return existing
+
+    async def save_order(self, order: FixOrder) -> None:
+        """Write an order's current record."""
+        order.updated_at = utcnow()
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE fix_orders SET client_order_id = %s, broker_order_id = %s, status = %s, open = %s, body = %s,"
+                " updated_at = now() WHERE session = %s AND order_id = %s",
+                (
+                    order.client_order_id,
+                    order.broker_order_id,
+                    order.status.value,
+                    order.open,
+                    Jsonb(order.model_dump(mode="json")),
+                    self.session,
+                    order.order_id,
+                ),
+            )
+
+    async def _bodies(self, sql: str, *params: object) -> list[Any]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, (self.session, *params))
+            return [row["body"] for row in await cur.fetchall()]
+
+    async def order(self, order_id: str) -> FixOrder | None:
+        """The record of ``order_id`` (the base order id, without a replacement suffix)."""
+        bodies = await self._bodies("SELECT body FROM fix_orders WHERE session = %s AND order_id = %s", order_id)
+        return FixOrder.model_validate(bodies[0]) if bodies else None
+
+    async def open_orders(self) -> list[FixOrder]:
+        """Orders that may still work at the venue, oldest first."""
+        bodies = await self._bodies("SELECT body FROM fix_orders WHERE session = %s AND open ORDER BY created_at")
+        return [FixOrder.model_validate(b) for b in bodies]
+
+    async def add_report(self, report: ExecutionReport) -> bool:
+        """Record a received report; False when its exec id was recorded before (a duplicate)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO fix_reports (session, exec_id, order_id, client_order_id, kind, body)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session, exec_id) DO NOTHING RETURNING exec_id",
+                (
+                    self.session,
+                    report.exec_id,
+                    report.order_id,
+                    report.client_order_id,
+                    report.kind.value,
+                    Jsonb(report.model_dump(mode="json")),
+                ),
+            )
+            return await cur.fetchone() is not None
+
+    async def reports(self, order_id: str) -> list[ExecutionReport]:
+        """Every report recorded for an order (its whole ClOrdID chain), in arrival order."""
+        bodies = await self._bodies(
+            "SELECT body FROM fix_reports WHERE session = %s AND order_id = %s ORDER BY seq", order_id
+        )
+        return [ExecutionReport.model_validate(b) for b in bodies]
+
+    async def undelivered(self) -> list[ExecutionReport]:
+        """Reports recorded but not yet delivered to their workflow, in arrival order."""
+        bodies = await self._bodies(
+            "SELECT body FROM fix_reports WHERE session = %s AND delivered_at IS NULL ORDER BY seq"
+        )
+        return [ExecutionReport.model_validate(b) for b in bodies]
+
+    async def mark_delivered(self, exec_ids: list[str]) -> None:
+        """Note reports as delivered."""
+        if not exec_ids:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE fix_reports SET delivered_at = now() WHERE session = %s AND exec_id = ANY(%s)"
+                " AND delivered_at IS NULL",
+                (self.session, exec_ids),
+            )
+
+    async def fills_since(self, since: datetime) -> list[ExecutionReport]:
+        """Fill reports of this session that happened after ``since``."""
+        bodies = await self._bodies(
+            "SELECT body FROM fix_reports WHERE session = %s AND kind = %s ORDER BY seq", ReportKind.FILL.value
+        )
+        fills = [ExecutionReport.model_validate(b) for b in bodies]
+        return [f for f in fills if f.transact_at > since]

@@ -1,0 +1,18 @@
+"""Settings and capabilities of the MT5 bridge (cheap to import: no I/O, no MetaTrader5 package)."""
+
+from brokers.base import BrokerCapabilities
+from core.domain import OrderType, TimeInForce
+from core.settings import Mt5AccountSettings, Mt5Settings, Mt5TerminalSettings
+
+__all__ = ["MT5_CAPABILITIES", "Mt5AccountSettings", "Mt5Settings", "Mt5TerminalSettings"]
+
+MT5_CAPABILITIES = BrokerCapabilities(
+    # No pegged orders in MT5. IOC/FOK apply to market orders only (the adapter refuses IOC/FOK pending orders).
+    order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}),
+    time_in_force=frozenset(TimeInForce),
+    # Prices of a pending order can be modified; its volume cannot (the adapter refuses that amend).
+    supports_replace=True,
+    # MT5 itself has no client-id deduplication, but the bridge's outbox is keyed by the Exodus order id and
+    # the EA looks an order up by magic + comment before sending it: a resend cannot create a twin.
+    dedupes_client_order_id=True,
+)

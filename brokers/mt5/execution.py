@@ -1,0 +1,345 @@
+"""The MT5 broker: the ``Broker`` protocol over the bridge's command outbox.
+
+A request becomes a command in Postgres (``BridgeStore``); the EA in the trader's terminal polls it over
+HTTP, executes it and acknowledges it; the acknowledgement (written by the API process) is what the
+waiting call returns. Deals and order updates the EA reports become execution reports, journaled in
+Postgres and delivered from here to the order workflows (LISTEN/NOTIFY wakes the delivery at once; a
+periodic sweep is the safety net). The same loop marks silent terminals disconnected and expires commands
+nobody picked up.
+
+An acknowledgement that does not come within ``ack_wait_seconds`` is an unknown outcome
+(``BrokerUnavailable``): the command stays queued, the activity retries after asking for the order's status,
+and the status call waits for that same command rather than sending anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from brokers.base import ReportSink
+from brokers.mt5.config import MT5_CAPABILITIES
+from brokers.mt5.parsing import CommandRefused, ack_accepted, ack_reason
+from brokers.mt5.store import BRIDGE_CHANNEL, BridgeStore, CommandState
+from brokers.outbox import ReportOutbox
+from core.domain import (
+    BrokerAck,
+    CancelOrder,
+    ExecutionReport,
+    OrderStatusReport,
+    OrderType,
+    PositionReport,
+    ReplaceOrder,
+    SubmitOrder,
+    base_order_id,
+)
+from core.errors import BrokerUnavailable
+from core.settings import Mt5Settings
+
+if TYPE_CHECKING:
+    from brokers.mt5.terminal import TerminalExecutor
+
+__all__ = ["Mt5Broker"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def _map_errors() -> AsyncIterator[None]:
+    # The bridge's only foreign error source is Postgres: a failure there leaves the outcome unknown.
+    try:
+        yield
+    except (psycopg.Error, OSError) as e:
+        raise BrokerUnavailable(f"MT5 bridge storage failed, was {e!r}") from e
+
+
+class Mt5Broker:
+    """MetaTrader 5 through the ExodusBridge EA (or an in-process terminal executor on Windows)."""
+
+    name = "mt5"
+    capabilities = MT5_CAPABILITIES
+
+    def __init__(
+        self,
+        store: BridgeStore,
+        settings: Mt5Settings,
+        *,
+        database_url: str,
+        executors: list[TerminalExecutor] | None = None,
+    ) -> None:
+        """Serve the accounts in ``settings`` through ``store``; ``database_url`` is for LISTEN."""
+        self.store = store
+        self._settings = settings
+        self._url = database_url
+        self._accounts = sorted(settings.accounts)
+        self._executors = list(executors or [])
+        self.outbox: ReportOutbox | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._in_flight: set[str] = set()
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    async def start(self, sink: ReportSink) -> None:
+        """Start delivering reports, listening for acknowledgements and housekeeping."""
+        await self.store.register_accounts()
+        self.outbox = ReportOutbox(sink, on_delivered=self._delivered)
+        self.outbox.start()
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="mt5-listen"),
+            asyncio.create_task(self._housekeeping_forever(), name="mt5-housekeeping"),
+        ]
+        for executor in self._executors:
+            await executor.start()
+
+    async def close(self) -> None:
+        """Stop everything (idempotent)."""
+        for executor in self._executors:
+            await executor.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self.outbox is not None:
+            await self.outbox.stop()
+            self.outbox = None
+
+    async def drain(self) -> None:
+        """Deliver every journaled report now and wait until delivered (tests, shutdown)."""
+        await self._deliver()
+        if self.outbox is not None:
+            await self.outbox.drain()
+
+    # ------------------------------------------------------------------------------------------ requests
+
+    async def submit_order(self, order: SubmitOrder) -> BrokerAck:
+        """Queue the order for the EA and wait for its acknowledgement."""
+        cid = order.client_order_id
+        async with _map_errors():
+            try:
+                command_id, created = await self.store.enqueue_new(order)
+            except CommandRefused as e:
+                return BrokerAck(accepted=False, client_order_id=cid, reason=str(e))
+            if not created:
+                return BrokerAck(
+                    accepted=False,
+                    client_order_id=cid,
+                    reason=f"DUPLICATE: order {base_order_id(cid)} was already sent to MT5 account {order.account}",
+                )
+            state = await self._await(command_id, order.account, what=f"order {cid}")
+            return await self._new_ack(state, cid)
+
+    async def cancel_order(self, request: CancelOrder) -> BrokerAck:
+        """Withdraw the order if the EA never got it, else queue a cancel and wait for its acknowledgement."""
+        cid = request.client_order_id
+        order_id = base_order_id(cid)
+        async with _map_errors():
+            order = await self.store.order(order_id)
+            if order is None:
+                return BrokerAck(
+                    accepted=False, client_order_id=cid, not_found=True, reason="the MT5 bridge never had this order"
+                )
+            withdrawn = await self.store.withdraw_new(order_id, reason=request.reason or "cancel requested")
+            if withdrawn is not None:
+                return BrokerAck(accepted=True, client_order_id=cid, reports=[withdrawn])
+            await self._await(f"{order_id}:NEW", order["account"], what=f"order {cid}")
+            order = await self.store.order(order_id)
+            assert order is not None
+            status = order["status"]
+            if status in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
+                return await self._refusal(cid, f"too late: the order is already {status} at MT5", order_id)
+            if order["type"] == OrderType.MARKET.value:
+                return await self._refusal(cid, "too late: an MT5 market order executes at once", order_id)
+            command_id = await self.store.enqueue_cancel(order_id)
+            state = await self._await(command_id, order["account"], what=f"the cancel of {cid}")
+            reports = await self.store.reports_of(order_id)
+            if state.ack is not None and ack_accepted(state.ack):
+                return BrokerAck(
+                    accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports
+                )
+            reason = ack_reason(state.ack) if state.ack is not None else f"cancel {state.state.lower()}"
+            return BrokerAck(
+                accepted=False, client_order_id=cid, broker_order_id=_ticket(order), reason=reason, reports=reports
+            )
+
+    async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
+        """Give a pending order new prices (TRADE_ACTION_MODIFY). MT5 cannot change a working order's volume."""
+        cid = request.client_order_id
+        order_id = base_order_id(cid)
+        async with _map_errors():
+            order = await self.store.order(order_id)
+            if order is None:
+                return BrokerAck(
+                    accepted=False, client_order_id=cid, not_found=True, reason="the MT5 bridge never had this order"
+                )
+            await self._await(f"{order_id}:NEW", order["account"], what=f"order {request.orig_client_order_id}")
+            order = await self.store.order(order_id)
+            assert order is not None
+            if order["status"] in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
+                return await self._refusal(cid, f"too late: the order is already {order['status']} at MT5", order_id)
+            if order["type"] == OrderType.MARKET.value:
+                return BrokerAck(accepted=False, client_order_id=cid, reason="an MT5 market order cannot be modified")
+            if request.qty != order["qty"]:
+                return BrokerAck(
+                    accepted=False,
+                    client_order_id=cid,
+                    reason=(
+                        "MT5 cannot change the volume of a working order (TRADE_ACTION_MODIFY changes prices "
+                        "and expiry only): cancel it and send a new order"
+                    ),
+                )
+            command_id = await self.store.enqueue_modify(request)
+            state = await self._await(command_id, order["account"], what=f"the modify of {cid}")
+            reports = await self.store.reports_of(order_id)
+            if state.ack is not None and ack_accepted(state.ack):
+                return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
+            if state.ack is None:
+                reason = (
+                    f"the MT5 terminal did not pick the modify up within {self._settings.command_ttl_seconds:g} s"
+                )
+            else:
+                reason = ack_reason(state.ack)
+            return BrokerAck(accepted=False, client_order_id=cid, reason=reason, reports=reports)
+
+    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+        """The bridge's view of the order; waits for an outstanding NEW command's acknowledgement first."""
+        order_id = base_order_id(client_order_id)
+        async with _map_errors():
+            order = await self.store.order(order_id)
+            if order is None:
+                return None
+            await self.store.expire_stale_commands([order["account"]])
+            await self._await(f"{order_id}:NEW", order["account"], what=f"order {client_order_id}")
+            return await self.store.status_report(order_id)
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """Every order still working at the terminals of this broker's accounts."""
+        async with _map_errors():
+            out = []
+            for order_id in await self.store.open_order_ids(self._accounts):
+                report = await self.store.status_report(order_id)
+                if report is not None:
+                    out.append(report)
+            return out
+
+    async def fills_since(self, since: datetime) -> list[ExecutionReport]:
+        """Fills after ``since``."""
+        async with _map_errors():
+            return await self.store.fills_since(self._accounts, since)
+
+    async def positions(self) -> list[PositionReport]:
+        """Net positions per account and symbol as the terminals last reported them."""
+        async with _map_errors():
+            return await self.store.positions(self._accounts)
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    async def _await(self, command_id: str, account: str, *, what: str) -> CommandState:
+        """Wait until the command is done; an unknown outcome raises ``BrokerUnavailable``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.ack_wait_seconds
+        checked_link = False
+        while True:
+            state = await self.store.command_state(command_id)
+            if state is None or state.done:
+                assert state is not None, f"no command {command_id}"
+                return state
+            if not checked_link:
+                # A silent terminal will not answer: say so at once instead of waiting out the timeout.
+                checked_link = True
+                problem = await self.store.link_problem(account)
+                if problem is not None:
+                    raise BrokerUnavailable(f"{what} is queued for MT5 but {problem}; it stays in flight")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BrokerUnavailable(
+                    f"the MT5 terminal of account {account} has not acknowledged {what} within "
+                    f"{self._settings.ack_wait_seconds:g} s ({state.state.lower()}); it stays queued"
+                )
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.25))
+
+    async def _new_ack(self, state: CommandState, cid: str) -> BrokerAck:
+        order = await self.store.order(state.order_id)
+        reports = await self.store.reports_of(state.order_id)
+        ticket = _ticket(order) if order else None
+        if state.ack is not None and ack_accepted(state.ack):
+            return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=ticket, reports=reports)
+        reason = (order or {}).get("reason") or (ack_reason(state.ack) if state.ack else "not executed")
+        return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=ticket, reason=reason, reports=reports)
+
+    async def _refusal(self, cid: str, reason: str, order_id: str) -> BrokerAck:
+        order = await self.store.order(order_id)
+        return BrokerAck(
+            accepted=False,
+            client_order_id=cid,
+            broker_order_id=_ticket(order) if order else None,
+            reason=reason,
+            reports=await self.store.reports_of(order_id),
+        )
+
+    async def _delivered(self, exec_ids: list[str]) -> None:
+        await self.store.mark_delivered(exec_ids)
+        self._in_flight.difference_update(exec_ids)
+
+    async def _deliver(self) -> None:
+        if self.outbox is None or not self._accounts:
+            return
+        for report in await self.store.undelivered(self._accounts, exclude=self._in_flight):
+            self._in_flight.add(report.exec_id)
+            self.outbox.put(report)
+
+    async def _housekeeping_forever(self) -> None:
+        interval = self._settings.housekeeping_interval_seconds
+        while True:
+            try:
+                if self._accounts:
+                    await self.store.expire_stale_commands(self._accounts)
+                    await self.store.mark_stale_accounts(self._accounts)
+                await self._deliver()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("MT5 bridge housekeeping failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            self._wake.clear()
+
+    async def _listen_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {BRIDGE_CHANNEL}")
+                    backoff = 0.5
+                    self._wake.set()  # catch up on whatever happened while not listening
+                    async for note in conn.notifies():
+                        self._on_notify(note.payload)
+                        async with self._changed:
+                            self._changed.notify_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("MT5 bridge LISTEN connection failed (%r); reconnecting in %.1f s", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _on_notify(self, payload: str) -> None:
+        kind, _, account = payload.partition(":")
+        if kind == "reports" and account in self._settings.accounts:
+            self._wake.set()
+
+
+def _ticket(order: dict[str, Any] | None) -> str | None:
+    return str(order["ticket"]) if order and order.get("ticket") else None

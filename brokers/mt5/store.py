@@ -1,0 +1,1148 @@
+"""The bridge's state in Postgres: the command outbox with leases, acknowledgements, deals, liveness.
+
+Both sides of the bridge use this one class. The API's bridge routes (and the Windows in-process executor)
+call the EA side: ``heartbeat``, ``poll``, ``ack``, ``trades``. The worker's ``Mt5Broker`` calls the adapter
+side: ``enqueue_*``, ``command_state``, ``status_report``, ``undelivered``/``mark_delivered`` and the
+housekeeping (``expire_stale_commands``, ``mark_stale_accounts``).
+
+Guarantees, each enforced by a key or a row lock rather than by process memory:
+
+* **A command is delivered until it is acknowledged, and executed at most once.** Every poll of the
+  terminal holding a command's lease gets it again (the EA deduplicates by command id, remembering acked
+  and in-progress ids across restarts, and looks an order up by magic + comment before sending it); another
+  terminal gets it only after the lease has run out; nobody gets it once acknowledged. A NEW or MODIFY
+  nobody picked up within ``command_ttl_seconds`` is expired (the order is rejected) so that an EA that
+  comes back late never executes stale orders; a NEW canceled before delivery is withdrawn.
+* **Fills are deduplicated by deal ticket** (``mt5_deals`` primary key), and every report has an exec id
+  derived from MT5 tickets, so the order workflow books each once whichever path delivers it first.
+* **Reports are journaled** (``mt5_reports``) in the transaction that learns of them, and the worker
+  delivers them until marked delivered; a NOTIFY on ``exodus_mt5`` wakes it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from brokers.mt5.parsing import (
+    CommandRefused,
+    LotSpec,
+    ack_accepted,
+    ack_reason,
+    exec_id_command,
+    exec_id_deal,
+    exec_id_order,
+    from_msc,
+    new_command,
+    order_id_from_comment,
+    order_update_kind,
+    plain,
+    side_of_deal,
+    units_for,
+)
+from brokers.mt5.protocol import (
+    Ack,
+    AckReply,
+    AckStatus,
+    Command,
+    CommandKind,
+    Deal,
+    Heartbeat,
+    HeartbeatReply,
+    LinkStatus,
+    Mt5,
+    OrderUpdate,
+    PollReply,
+    PollRequest,
+    TradeReply,
+    TradeReport,
+)
+from core.audit import append_audit
+from core.domain import (
+    ExecutionReport,
+    InstrumentClass,
+    OrderSide,
+    OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    PositionReport,
+    ReplaceOrder,
+    ReportKind,
+    SubmitOrder,
+    base_order_id,
+    utcnow,
+)
+from core.errors import ExodusError
+from core.instruments import InstrumentCatalog
+from core.settings import Mt5Settings
+
+__all__ = ["BRIDGE_CHANNEL", "BridgeRefused", "BridgeStore", "CommandState", "session_check"]
+
+log = logging.getLogger(__name__)
+
+#: NOTIFY channel: payload ``ack:<command_id>`` or ``reports:<account>``.
+BRIDGE_CHANNEL: Final = "exodus_mt5"
+BROKER: Final = "mt5"
+
+_OPEN = tuple(s.value for s in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED))
+_FINAL_KINDS: Final = {
+    ReportKind.CANCELED: OrderStatus.CANCELED,
+    ReportKind.EXPIRED: OrderStatus.EXPIRED,
+    ReportKind.REJECTED: OrderStatus.REJECTED,
+}
+
+
+class BridgeRefused(ExodusError):
+    """A bridge request the server refuses (the API answers it with ``status`` and names ``field``)."""
+
+    def __init__(self, message: str, *, status: int, code: str, field: str | None = None) -> None:
+        """Build the refusal."""
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class CommandState:
+    """Where a command stands."""
+
+    command_id: str
+    account: str
+    order_id: str
+    kind: CommandKind
+    state: str
+    command: Command
+    ack: Ack | None
+
+    @property
+    def done(self) -> bool:
+        """Acknowledged, withdrawn or expired: nothing more will happen to it."""
+        return self.state in ("ACKED", "WITHDRAWN", "EXPIRED")
+
+
+async def _notify(conn: AsyncConnection[Any], payload: str) -> None:
+    await conn.execute("SELECT pg_notify(%s, %s)", (BRIDGE_CHANNEL, payload))
+
+
+async def _event(conn: AsyncConnection[Any], account: str, kind: str, **detail: Any) -> None:
+    await conn.execute(
+        "INSERT INTO mt5_account_events (account, kind, detail) VALUES (%s, %s, %s)",
+        (account, kind, Jsonb(json.loads(json.dumps(detail, default=str)))),
+    )
+
+
+async def _break(conn: AsyncConnection[Any], kind: str, detail: str, *, order_id: str | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail)"
+        " SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM reconciliation_breaks"
+        "  WHERE broker = %s AND kind = %s AND detail = %s AND resolved_at IS NULL)"
+        " ON CONFLICT DO NOTHING",
+        (order_id, BROKER, kind, detail, BROKER, kind, detail),
+    )
+
+
+async def session_check(pool: AsyncConnectionPool, account: str) -> str | None:
+    """Why the bridge cannot take a new order for ``account`` right now (None: it can).
+
+    Registered as the MT5 broker's ``session_check``: the risk activity refuses new orders with this
+    reason. Orders already working are not affected; they wait for the EA to come back.
+    """
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT last_heartbeat_at, heartbeat_timeout_s, terminal, account_state,"
+            " extract(epoch FROM now() - last_heartbeat_at) AS age FROM mt5_accounts WHERE account = %s",
+            (account,),
+        )
+        row = await cur.fetchone()
+    if row is None or row["last_heartbeat_at"] is None:
+        return (
+            f"no MT5 terminal has connected for account {account}: start the ExodusBridge EA for it "
+            "(and check the account is configured under mt5.accounts)"
+        )
+    age, limit = float(row["age"]), float(row["heartbeat_timeout_s"])
+    if age > limit:
+        return (
+            f"the MT5 terminal of account {account} has not sent a heartbeat for {age:.0f} s "
+            f"(limit {limit:g} s): account disconnected"
+        )
+    terminal, state = row["terminal"] or {}, row["account_state"] or {}
+    if terminal.get("connected") is False:
+        return f"the MT5 terminal of account {account} has lost its connection to the trade server"
+    if terminal.get("trade_allowed") is False:
+        return f"algo trading is switched off in the MT5 terminal of account {account} (Algo Trading button)"
+    if state.get("trade_expert") is False:
+        return f"the broker does not let Expert Advisors trade MT5 account {account}"
+    return None
+
+
+class BridgeStore:
+    """The bridge's tables, for the EA side (API) and the adapter side (worker)."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, settings: Mt5Settings, *, instruments: InstrumentCatalog | None = None
+    ) -> None:
+        """Use ``pool``; ``instruments`` tells FX symbols (default contract size) from the others."""
+        self._pool = pool
+        self._settings = settings
+        self._instruments = instruments
+
+    # ================================================================================ EA side
+
+    async def heartbeat(self, account: str, hb: Heartbeat) -> HeartbeatReply:
+        """Record liveness and terminal state; on a (re)connect, reconcile positions with the ledger."""
+        cfg = self._settings.accounts.get(account)
+        timeout = self._settings.heartbeat_timeout_seconds
+        async with self._pool.connection() as conn, conn.transaction():
+            if cfg is not None and cfg.login is not None and cfg.login != hb.account.login:
+                await _event(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
+                raise BridgeRefused(
+                    f"account.login: the terminal is logged in to {hb.account.login}, but account {account} "
+                    f"is MT5 login {cfg.login}; log the terminal in to {cfg.login} or fix mt5.accounts",
+                    status=409,
+                    code="LOGIN_MISMATCH",
+                    field="account.login",
+                )
+            prev = await self._lock_account(conn, account)
+            first = prev["last_heartbeat_at"] is None
+            stale = not first and (float(prev["age"]) > timeout or not prev["connected"])
+            restarted = not first and prev["session_id"] != hb.session_id
+            await conn.execute(
+                """
+                UPDATE mt5_accounts SET terminal_id = %s, session_id = %s, ea_version = %s, login = %s,
+                    server = %s, connected = true, last_heartbeat_at = now(), disconnected_at = NULL,
+                    heartbeat_timeout_s = %s, terminal = %s, account_state = %s, positions = %s,
+                    open_orders = %s, updated_at = now()
+                WHERE account = %s
+                """,
+                (
+                    hb.terminal_id,
+                    hb.session_id,
+                    hb.ea_version,
+                    hb.account.login,
+                    hb.terminal.server,
+                    timeout,
+                    Jsonb(hb.terminal.model_dump(mode="json")),
+                    Jsonb(hb.account.model_dump(mode="json")),
+                    Jsonb([p.model_dump(mode="json") for p in hb.positions]),
+                    Jsonb([o.model_dump(mode="json") for o in hb.orders]),
+                    account,
+                ),
+            )
+            for spec in hb.symbols:
+                await conn.execute(
+                    """
+                    INSERT INTO mt5_symbols (account, symbol, broker_symbol, contract_size, volume_min,
+                        volume_step, volume_max, digits, filling_mode, trade_mode, exemode)
+                    VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                    ON CONFLICT (account, symbol) DO UPDATE SET broker_symbol = EXCLUDED.broker_symbol,
+                        contract_size = EXCLUDED.contract_size, volume_min = EXCLUDED.volume_min,
+                        volume_step = EXCLUDED.volume_step, volume_max = EXCLUDED.volume_max,
+                        digits = EXCLUDED.digits, filling_mode = EXCLUDED.filling_mode,
+                        trade_mode = EXCLUDED.trade_mode, exemode = EXCLUDED.exemode, updated_at = now()
+                    """,
+                    (
+                        account,
+                        spec.symbol,
+                        spec.broker_symbol,
+                        spec.contract_size,
+                        spec.volume_min,
+                        spec.volume_step,
+                        spec.volume_max,
+                        spec.digits,
+                        spec.filling_mode,
+                        spec.trade_mode,
+                        spec.exemode,
+                    ),
+                )
+            status = LinkStatus.CONNECTED if first else LinkStatus.RECONNECTED if stale else LinkStatus.ALIVE
+            if status is not LinkStatus.ALIVE:
+                await _event(conn, account, status.value, terminal_id=hb.terminal_id, session_id=hb.session_id)
+                await append_audit(
+                    conn,
+                    actor="mt5-bridge",
+                    action=f"MT5_{status.value}",
+                    subject=account,
+                    detail={"login": hb.account.login, "server": hb.terminal.server, "ea": hb.ea_version},
+                )
+            if restarted:
+                await _event(conn, account, "EA_RESTARTED", previous=prev["session_id"], session_id=hb.session_id)
+            breaks: list[str] = []
+            if status is not LinkStatus.ALIVE or restarted:
+                breaks = await self._reconcile(conn, account, hb)
+                await _event(conn, account, "RECONCILED", breaks=breaks)
+            cur = await conn.execute("SELECT now() AS now")
+            now = (await cur.fetchone())["now"]  # type: ignore[index]
+        return HeartbeatReply(server_time=now, status=status, heartbeat_timeout_s=timeout, breaks=breaks)
+
+    async def poll(self, account: str, req: PollRequest) -> PollReply:
+        """Lease the commands the polling terminal may execute, oldest first."""
+        lease = self._settings.lease_seconds
+        await self.expire_stale_commands([account])
+        async with self._pool.connection() as conn, conn.transaction():
+            link = await self._lock_account(conn, account)
+            if (link["session_id"], link["terminal_id"]) != (req.session_id, req.terminal_id):
+                # Heartbeat first: a terminal logged in to the wrong MT5 login (its heartbeat is refused), or an
+                # EA that another one has replaced, never receives commands.
+                raise BridgeRefused(
+                    f"session_id: EA session {req.session_id} of terminal {req.terminal_id} has no accepted "
+                    "heartbeat; send a heartbeat first (commands go only to the EA that heartbeats)",
+                    status=409,
+                    code="HEARTBEAT_FIRST",
+                    field="session_id",
+                )
+            cur = await conn.execute(
+                """
+                SELECT command_id, body, state, lease_owner, lease_until < now() AS lapsed FROM mt5_commands
+                WHERE account = %s AND (state = 'PENDING'
+                    OR (state = 'LEASED' AND (lease_owner = %s OR lease_until < now())))
+                ORDER BY seq LIMIT %s FOR UPDATE
+                """,
+                (account, req.terminal_id, min(req.max_commands, self._settings.max_commands_per_poll)),
+            )
+            rows = await cur.fetchall()
+            for row in rows:
+                if row["state"] == "LEASED" and row["lease_owner"] != req.terminal_id:
+                    await _event(
+                        conn,
+                        account,
+                        "LEASE_TAKEN_OVER",
+                        command_id=row["command_id"],
+                        previous=row["lease_owner"],
+                        terminal_id=req.terminal_id,
+                    )
+            if rows:
+                await conn.execute(
+                    """
+                    UPDATE mt5_commands SET state = 'LEASED', lease_owner = %s,
+                        lease_until = now() + make_interval(secs => %s), deliveries = deliveries + 1,
+                        first_delivered_at = coalesce(first_delivered_at, now())
+                    WHERE command_id = ANY(%s)
+                    """,
+                    (req.terminal_id, lease, [r["command_id"] for r in rows]),
+                )
+            await conn.execute("UPDATE mt5_accounts SET last_poll_at = now() WHERE account = %s", (account,))
+            cur = await conn.execute("SELECT now() AS now")
+            now = (await cur.fetchone())["now"]  # type: ignore[index]
+        return PollReply(
+            server_time=now, lease_seconds=lease, commands=[Command.model_validate(r["body"]) for r in rows]
+        )
+
+    async def ack(self, account: str, ack: Ack) -> AckReply:
+        """Record a command's outcome once; derive the order's reports from it."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT command_id, account, order_id, kind, state, body, ack FROM mt5_commands"
+                " WHERE command_id = %s FOR UPDATE",
+                (ack.command_id,),
+            )
+            row = await cur.fetchone()
+            if row is None or row["account"] != account:
+                raise BridgeRefused(
+                    f"command_id: account {account} has no command {ack.command_id!r}",
+                    status=404,
+                    code="UNKNOWN_COMMAND",
+                    field="command_id",
+                )
+            if row["state"] == "ACKED":
+                first = Ack.model_validate(row["ack"])
+                if (first.retcode, first.order, first.error) != (ack.retcode, ack.order, ack.error):
+                    await _event(
+                        conn,
+                        account,
+                        "ACK_CONFLICT",
+                        command_id=ack.command_id,
+                        first=first.model_dump(mode="json"),
+                        again=ack.model_dump(mode="json"),
+                    )
+                return AckReply(command_id=ack.command_id, status=AckStatus.DUPLICATE)
+            if row["state"] in ("WITHDRAWN", "EXPIRED"):
+                await _event(conn, account, "ACK_CONFLICT", command_id=ack.command_id, state=row["state"],
+                             again=ack.model_dump(mode="json"))
+                if ack_accepted(ack):
+                    await _break(
+                        conn,
+                        "EXECUTED_AFTER_WITHDRAWAL",
+                        f"EXECUTED_AFTER_WITHDRAWAL: account {account} executed {ack.command_id} "
+                        f"(order {ack.order}) although it was {row['state'].lower()} before delivery",
+                        order_id=row["order_id"],
+                    )
+                raise BridgeRefused(
+                    f"command_id: {ack.command_id} was {row['state'].lower()} before any terminal received it",
+                    status=409,
+                    code="COMMAND_NOT_DELIVERED",
+                    field="command_id",
+                )
+            await conn.execute(
+                "UPDATE mt5_commands SET state = 'ACKED', ack = %s, acked_at = now(), ack_terminal_id = %s"
+                " WHERE command_id = %s",
+                (Jsonb(ack.model_dump(mode="json")), ack.terminal_id, ack.command_id),
+            )
+            command = Command.model_validate(row["body"])
+            order = await self._lock_order(conn, row["order_id"])
+            if order is not None:
+                await self._apply_ack(conn, account, order, command, ack)
+            await _notify(conn, f"ack:{ack.command_id}")
+        return AckReply(command_id=ack.command_id, status=AckStatus.RECORDED)
+
+    async def trades(self, account: str, report: TradeReport) -> TradeReply:
+        """Record deals (deduplicated by ticket) and final order states; derive fills and closes."""
+        new_deals = dup_deals = new_orders = dup_orders = 0
+        unmatched: list[int] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            for deal in report.deals:
+                cur = await conn.execute(
+                    "INSERT INTO mt5_deals (account, deal, order_ticket, body) VALUES (%s,%s,%s,%s)"
+                    " ON CONFLICT DO NOTHING RETURNING deal",
+                    (account, deal.deal, deal.order, Jsonb(deal.model_dump(mode="json"))),
+                )
+                if await cur.fetchone() is None:
+                    dup_deals += 1
+                    continue
+                new_deals += 1
+                order = await self._match_order(conn, account, deal.order, deal.comment)
+                if order is None:
+                    unmatched.append(deal.deal)
+                    await _event(conn, account, "UNMATCHED_DEAL", deal=deal.model_dump(mode="json"))
+                    await _break(
+                        conn,
+                        "UNMATCHED_DEAL",
+                        f"UNMATCHED_DEAL: account {account} deal {deal.deal} (order {deal.order}, {deal.symbol} "
+                        f"{deal.volume} lots @ {deal.price}, magic {deal.magic}, comment {deal.comment!r}) "
+                        "belongs to no order the bridge sent",
+                    )
+                    continue
+                await self._book_deal(conn, account, order, deal)
+            for upd in report.orders:
+                cur = await conn.execute(
+                    "INSERT INTO mt5_order_updates (account, order_ticket, state, body) VALUES (%s,%s,%s,%s)"
+                    " ON CONFLICT DO NOTHING RETURNING state",
+                    (account, upd.order, upd.state, Jsonb(upd.model_dump(mode="json"))),
+                )
+                if await cur.fetchone() is None:
+                    dup_orders += 1
+                    continue
+                new_orders += 1
+                order = await self._match_order(conn, account, upd.order, upd.comment)
+                if order is not None:
+                    await self._book_order_update(conn, account, order, upd)
+            if new_deals or new_orders:
+                await _notify(conn, f"reports:{account}")
+        return TradeReply(
+            deals_new=new_deals,
+            deals_duplicate=dup_deals,
+            orders_new=new_orders,
+            orders_duplicate=dup_orders,
+            unmatched=unmatched,
+        )
+
+    # ================================================================================ adapter side
+
+    async def register_accounts(self) -> None:
+        """Create the account rows and write the heartbeat timeout the risk check applies."""
+        async with self._pool.connection() as conn, conn.transaction():
+            for account in self._settings.accounts:
+                await conn.execute(
+                    "INSERT INTO mt5_accounts (account, heartbeat_timeout_s) VALUES (%s, %s)"
+                    " ON CONFLICT (account) DO UPDATE SET heartbeat_timeout_s = EXCLUDED.heartbeat_timeout_s",
+                    (account, self._settings.heartbeat_timeout_seconds),
+                )
+
+    async def lot_spec(self, account: str, symbol: str) -> LotSpec:
+        """The symbol's lot rules as the terminal reported them, else the configured fallback."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM mt5_symbols WHERE account = %s AND symbol = %s", (account, symbol)
+            )
+            row = await cur.fetchone()
+        if row is not None:
+            return LotSpec(
+                symbol=symbol,
+                contract_size=plain(row["contract_size"]),
+                volume_min=row["volume_min"],
+                volume_step=row["volume_step"],
+                volume_max=row["volume_max"],
+                broker_symbol=row["broker_symbol"],
+                reported=True,
+            )
+        return LotSpec(
+            symbol=symbol,
+            contract_size=self._fallback_contract_size(symbol),
+            volume_min=Decimal("0.01"),
+            volume_step=Decimal("0.01"),
+            volume_max=Decimal("1000"),
+        )
+
+    def _fallback_contract_size(self, symbol: str) -> Decimal:
+        if symbol in self._settings.contract_sizes:
+            return self._settings.contract_sizes[symbol]
+        inst = self._instruments.get(symbol) if self._instruments is not None else None
+        if inst is None or inst.instrument_class is InstrumentClass.FX:
+            return self._settings.default_fx_contract_size
+        return Decimal(1)
+
+    async def enqueue_new(self, order: SubmitOrder) -> tuple[str, bool]:
+        """Queue the NEW command of an order; return its command id and whether this call created it.
+
+        Raises:
+            CommandRefused: the account has no bridge, or MT5 cannot carry the order.
+        """
+        if order.account not in self._settings.accounts:
+            raise CommandRefused(f"account {order.account} is not configured for the MT5 bridge (mt5.accounts)")
+        order_id = base_order_id(order.client_order_id)
+        spec = await self.lot_spec(order.account, order.symbol)
+        command = new_command(
+            order, spec=spec, order_id=order_id, deviation=self._settings.deviation_points, at=utcnow()
+        )
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """
+                INSERT INTO mt5_orders (order_id, account, client_order_id, symbol, side, type, time_in_force,
+                    qty, price, stop_price, contract_size, volume, status)
+                VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'SUBMITTED')
+                ON CONFLICT (order_id) DO NOTHING RETURNING order_id
+                """,
+                (
+                    order_id,
+                    order.account,
+                    order.client_order_id,
+                    order.symbol,
+                    order.side.value,
+                    order.type.value,
+                    order.time_in_force.value,
+                    order.qty,
+                    order.price,
+                    order.stop_price,
+                    spec.contract_size,
+                    command.volume,
+                ),
+            )
+            if await cur.fetchone() is None:
+                return command.command_id, False
+            await self._insert_command(conn, command, order.account)
+        return command.command_id, True
+
+    async def withdraw_new(self, order_id: str, *, reason: str) -> ExecutionReport | None:
+        """Withdraw an order's NEW command if no terminal has received it yet; the order is then canceled."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE mt5_commands SET state = 'WITHDRAWN' WHERE command_id = %s AND state = 'PENDING'"
+                " RETURNING account",
+                (f"{order_id}:NEW",),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            order = await self._lock_order(conn, order_id)
+            assert order is not None
+            report = await self._emit(
+                conn,
+                order,
+                ReportKind.CANCELED,
+                exec_id=exec_id_command(f"{order_id}:NEW", "WITHDRAWN"),
+                at=utcnow(),
+                reason=f"{reason} (withdrawn before the MT5 terminal received it)",
+            )
+            await _notify(conn, f"reports:{row['account']}")
+        return report
+
+    async def enqueue_cancel(self, order_id: str) -> str:
+        """Queue a CANCEL for the order (reusing one still outstanding); return its command id."""
+        async with self._pool.connection() as conn, conn.transaction():
+            order = await self._lock_order(conn, order_id)
+            assert order is not None
+            cur = await conn.execute(
+                "SELECT command_id, state FROM mt5_commands WHERE order_id = %s AND kind = 'CANCEL'"
+                " ORDER BY seq DESC",
+                (order_id,),
+            )
+            previous = await cur.fetchall()
+            if previous and previous[0]["state"] in ("PENDING", "LEASED"):
+                return str(previous[0]["command_id"])
+            command = Command(
+                command_id=f"{order_id}:CANCEL:{len(previous) + 1}",
+                kind=CommandKind.CANCEL,
+                order_id=order_id,
+                client_order_id=order["client_order_id"],
+                symbol=order["symbol"],
+                side=order["side"],
+                action=Mt5.TRADE_ACTION_REMOVE,
+                type=0,
+                volume=order["volume"],
+                contract_size=order["contract_size"],
+                ticket=order["ticket"] or 0,
+                created_at=utcnow(),
+            )
+            await self._insert_command(conn, command, order["account"])
+        return command.command_id
+
+    async def enqueue_modify(self, request: ReplaceOrder) -> str:
+        """Queue the MODIFY that gives a pending order new prices (MT5 cannot change its volume)."""
+        order_id = base_order_id(request.client_order_id)
+        async with self._pool.connection() as conn, conn.transaction():
+            order = await self._lock_order(conn, order_id)
+            assert order is not None
+            new_cmd = await self._command_row(conn, f"{order_id}:NEW")
+            assert new_cmd is not None
+            base = Command.model_validate(new_cmd["body"])
+            price, stoplimit = base.price, base.stoplimit
+            otype = OrderType(order["type"])
+            if otype is OrderType.LIMIT:
+                price = request.price
+            elif otype is OrderType.STOP:
+                price = request.stop_price
+            elif otype is OrderType.STOP_LIMIT:
+                price, stoplimit = request.stop_price or price, request.price or stoplimit
+            command = base.model_copy(
+                update={
+                    "command_id": f"{request.client_order_id}:MODIFY",
+                    "kind": CommandKind.MODIFY,
+                    "client_order_id": request.client_order_id,
+                    "action": Mt5.TRADE_ACTION_MODIFY,
+                    "price": price,
+                    "stoplimit": stoplimit,
+                    "fillings": [],
+                    "ticket": order["ticket"] or 0,
+                    "created_at": utcnow(),
+                }
+            )
+            await self._insert_command(conn, command, order["account"])
+        return command.command_id
+
+    async def command_state(self, command_id: str) -> CommandState | None:
+        """Where a command stands."""
+        async with self._pool.connection() as conn:
+            row = await self._command_row(conn, command_id)
+        if row is None:
+            return None
+        return CommandState(
+            command_id=row["command_id"],
+            account=row["account"],
+            order_id=row["order_id"],
+            kind=CommandKind(row["kind"]),
+            state=row["state"],
+            command=Command.model_validate(row["body"]),
+            ack=None if row["ack"] is None else Ack.model_validate(row["ack"]),
+        )
+
+    async def mark_in_progress(self, command_id: str) -> bool:
+        """Note that an in-process executor is about to send a command; True if one had started it before.
+
+        The in-process executor's equivalent of the EA's state file: after a crash, a command that was in
+        progress is looked up at the terminal (magic + comment) before it is sent again.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT in_progress_at FROM mt5_commands WHERE command_id = %s FOR UPDATE", (command_id,)
+            )
+            row = await cur.fetchone()
+            await conn.execute("UPDATE mt5_commands SET in_progress_at = now() WHERE command_id = %s", (command_id,))
+        return row is not None and row["in_progress_at"] is not None
+
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        """The bridge's row of an order."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM mt5_orders WHERE order_id = %s", (order_id,))
+            return await cur.fetchone()
+
+    async def reports_of(self, order_id: str) -> list[ExecutionReport]:
+        """Every report of an order, in the order they were produced."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT body FROM mt5_reports WHERE order_id = %s ORDER BY seq", (order_id,))
+            return [ExecutionReport.model_validate(r["body"]) for r in await cur.fetchall()]
+
+    async def status_report(self, order_id: str) -> OrderStatusReport | None:
+        """The bridge's view of an order and every report it produced."""
+        order = await self.order(order_id)
+        if order is None:
+            return None
+        return OrderStatusReport(
+            broker=BROKER,
+            client_order_id=order["client_order_id"],
+            broker_order_id=str(order["ticket"]) if order["ticket"] else None,
+            status=OrderStatus(order["status"]),
+            qty=order["qty"],
+            cum_qty=order["cum_qty"],
+            avg_price=order["avg_price"],
+            price=order["price"],
+            stop_price=order["stop_price"],
+            reports=await self.reports_of(order_id),
+        )
+
+    async def open_order_ids(self, accounts: list[str]) -> list[str]:
+        """Orders still working at the terminals of ``accounts``."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT order_id FROM mt5_orders WHERE account = ANY(%s) AND status = ANY(%s) ORDER BY created_at",
+                (accounts, list(_OPEN)),
+            )
+            return [r["order_id"] for r in await cur.fetchall()]
+
+    async def fills_since(self, accounts: list[str], since: datetime) -> list[ExecutionReport]:
+        """Fills of ``accounts`` that happened after ``since``."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT body FROM mt5_reports WHERE account = ANY(%s) AND kind = 'FILL' ORDER BY seq", (accounts,)
+            )
+            reports = [ExecutionReport.model_validate(r["body"]) for r in await cur.fetchall()]
+        return [r for r in reports if r.transact_at > since]
+
+    async def positions(self, accounts: list[str]) -> list[PositionReport]:
+        """Net positions (units) per account and symbol, from each terminal's last heartbeat."""
+        out: list[PositionReport] = []
+        async with self._pool.connection() as conn:
+            for account in accounts:
+                cur = await conn.execute("SELECT positions FROM mt5_accounts WHERE account = %s", (account,))
+                row = await cur.fetchone()
+                if row is None:
+                    continue
+                net = await self._terminal_net(conn, account, row["positions"] or [])
+                out.extend(
+                    PositionReport(broker=BROKER, account=account, symbol=s, qty=q) for s, q in sorted(net.items())
+                )
+        return out
+
+    async def undelivered(self, accounts: list[str], *, exclude: set[str], limit: int = 500) -> list[ExecutionReport]:
+        """Journaled reports not yet delivered to the order workflows, oldest first."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT exec_id, body FROM mt5_reports WHERE account = ANY(%s) AND delivered_at IS NULL"
+                " ORDER BY seq LIMIT %s",
+                (accounts, limit),
+            )
+            rows = await cur.fetchall()
+        return [ExecutionReport.model_validate(r["body"]) for r in rows if r["exec_id"] not in exclude]
+
+    async def mark_delivered(self, exec_ids: list[str]) -> None:
+        """Note reports as delivered."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE mt5_reports SET delivered_at = now() WHERE exec_id = ANY(%s) AND delivered_at IS NULL",
+                (exec_ids,),
+            )
+
+    async def expire_stale_commands(self, accounts: list[str]) -> list[str]:
+        """Expire NEW and MODIFY commands no terminal picked up within the TTL; reject their orders."""
+        expired: list[str] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """
+                UPDATE mt5_commands SET state = 'EXPIRED'
+                WHERE account = ANY(%s) AND state = 'PENDING' AND kind IN ('NEW', 'MODIFY')
+                  AND created_at < now() - make_interval(secs => %s)
+                RETURNING command_id, account, order_id, kind
+                """,
+                (accounts, self._settings.command_ttl_seconds),
+            )
+            for row in await cur.fetchall():
+                expired.append(row["command_id"])
+                await _event(conn, row["account"], "COMMAND_EXPIRED", command_id=row["command_id"])
+                if row["kind"] == CommandKind.NEW.value:
+                    order = await self._lock_order(conn, row["order_id"])
+                    if order is not None:
+                        await self._emit(
+                            conn,
+                            order,
+                            ReportKind.REJECTED,
+                            exec_id=exec_id_command(row["command_id"], "EXPIRED"),
+                            at=utcnow(),
+                            reason=(
+                                f"the MT5 terminal of account {row['account']} did not pick the order up within "
+                                f"{self._settings.command_ttl_seconds:g} s; it was withdrawn and will not be sent"
+                            ),
+                        )
+                await _notify(conn, f"ack:{row['command_id']}")
+                await _notify(conn, f"reports:{row['account']}")
+        return expired
+
+    async def mark_stale_accounts(self, accounts: list[str]) -> list[str]:
+        """Mark accounts whose EA went silent as disconnected (event + audit entry); return them."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """
+                UPDATE mt5_accounts SET connected = false, disconnected_at = now(), updated_at = now()
+                WHERE account = ANY(%s) AND connected
+                  AND last_heartbeat_at < now() - make_interval(secs => heartbeat_timeout_s)
+                RETURNING account, last_heartbeat_at
+                """,
+                (accounts,),
+            )
+            gone = await cur.fetchall()
+            for row in gone:
+                await _event(conn, row["account"], "DISCONNECTED", last_heartbeat_at=row["last_heartbeat_at"])
+                await append_audit(
+                    conn,
+                    actor="mt5-bridge",
+                    action="MT5_DISCONNECTED",
+                    subject=row["account"],
+                    detail={"last_heartbeat_at": row["last_heartbeat_at"]},
+                )
+        for row in gone:
+            log.warning(
+                "MT5 account %s: no heartbeat since %s; marked disconnected", row["account"], row["last_heartbeat_at"]
+            )
+        return [r["account"] for r in gone]
+
+    async def link_problem(self, account: str) -> str | None:
+        """Why the account's EA cannot be reached right now (None: it heartbeats)."""
+        return await session_check(self._pool, account)
+
+    # ================================================================================ internals
+
+    async def _insert_command(self, conn: AsyncConnection[Any], command: Command, account: str) -> None:
+        await conn.execute(
+            "INSERT INTO mt5_commands (command_id, account, order_id, kind, body) VALUES (%s,%s,%s,%s,%s)"
+            " ON CONFLICT (command_id) DO NOTHING",
+            (command.command_id, account, command.order_id, command.kind.value, Jsonb(command.model_dump(mode="json"))),
+        )
+
+    async def _command_row(self, conn: AsyncConnection[Any], command_id: str) -> dict[str, Any] | None:
+        cur = await conn.execute("SELECT * FROM mt5_commands WHERE command_id = %s", (command_id,))
+        return await cur.fetchone()  # type: ignore[return-value]
+
+    async def _lock_account(self, conn: AsyncConnection[Any], account: str) -> dict[str, Any]:
+        await conn.execute(
+            "INSERT INTO mt5_accounts (account, heartbeat_timeout_s) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (account, self._settings.heartbeat_timeout_seconds),
+        )
+        cur = await conn.execute(
+            "SELECT *, coalesce(extract(epoch FROM now() - last_heartbeat_at), 0) AS age"
+            " FROM mt5_accounts WHERE account = %s FOR UPDATE",
+            (account,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row  # type: ignore[no-any-return]
+
+    async def _lock_order(self, conn: AsyncConnection[Any], order_id: str) -> dict[str, Any] | None:
+        cur = await conn.execute("SELECT * FROM mt5_orders WHERE order_id = %s FOR UPDATE", (order_id,))
+        return await cur.fetchone()  # type: ignore[return-value]
+
+    async def _match_order(
+        self, conn: AsyncConnection[Any], account: str, ticket: int, comment: str
+    ) -> dict[str, Any] | None:
+        # By ticket first; the comment (our order id) covers what the ticket cannot: a deal reported before
+        # the acknowledgement, and the limit order MT5 creates when a stop-limit triggers.
+        cur = await conn.execute(
+            "SELECT * FROM mt5_orders WHERE account = %s AND ticket = %s FOR UPDATE", (account, ticket)
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            return row  # type: ignore[no-any-return]
+        order_id = order_id_from_comment(comment)
+        if order_id is None:
+            return None
+        row = await self._lock_order(conn, order_id)
+        if row is None or row["account"] != account:
+            return None
+        return row
+
+    async def _emit(
+        self,
+        conn: AsyncConnection[Any],
+        order: dict[str, Any],
+        kind: ReportKind,
+        *,
+        exec_id: str,
+        at: datetime,
+        last_qty: Decimal = Decimal(0),
+        last_price: Decimal | None = None,
+        fee: Decimal = Decimal(0),
+        reason: str | None = None,
+        client_order_id: str | None = None,
+        new_price: Decimal | None = None,
+        new_stop_price: Decimal | None = None,
+    ) -> ExecutionReport | None:
+        """Journal one report of ``order`` and move the bridge's order row with it (in place)."""
+        status = OrderStatus(order["status"])
+        cum, avg = order["cum_qty"], order["avg_price"]
+        cid = client_order_id or order["client_order_id"]
+        if kind is ReportKind.FILL:
+            assert last_price is not None
+            avg = ((avg or Decimal(0)) * cum + last_qty * last_price) / (cum + last_qty)
+            cum = cum + last_qty
+            if cum >= order["qty"]:
+                status = OrderStatus.FILLED
+            elif not status.is_terminal:
+                status = OrderStatus.PARTIALLY_FILLED
+        elif kind is ReportKind.ACCEPTED:
+            if status is OrderStatus.SUBMITTED:
+                status = OrderStatus.ACCEPTED
+        elif kind in _FINAL_KINDS:
+            if status is not OrderStatus.FILLED:
+                status = _FINAL_KINDS[kind]
+        terminal = status.is_terminal
+        report = ExecutionReport(
+            broker=BROKER,
+            exec_id=exec_id,
+            kind=kind,
+            client_order_id=cid,
+            broker_order_id=str(order["ticket"]) if order["ticket"] else None,
+            symbol=order["symbol"],
+            side=OrderSide(order["side"]),
+            last_qty=last_qty,
+            last_price=last_price,
+            cum_qty=cum,
+            leaves_qty=Decimal(0) if terminal else max(order["qty"] - cum, Decimal(0)),
+            avg_price=avg,
+            fee=fee,
+            reason=reason,
+            new_qty=order["qty"] if kind is ReportKind.REPLACED else None,
+            new_price=new_price,
+            new_stop_price=new_stop_price,
+            transact_at=at,
+        )
+        cur = await conn.execute(
+            "INSERT INTO mt5_reports (exec_id, account, order_id, kind, body) VALUES (%s,%s,%s,%s,%s)"
+            " ON CONFLICT (exec_id) DO NOTHING RETURNING seq",
+            (exec_id, order["account"], order["order_id"], kind.value, Jsonb(report.model_dump(mode="json"))),
+        )
+        if await cur.fetchone() is None:
+            return None
+        price, stop = order["price"], order["stop_price"]
+        if kind is ReportKind.REPLACED:
+            price = new_price if new_price is not None else price
+            stop = new_stop_price if new_stop_price is not None else stop
+        order.update(status=status.value, cum_qty=cum, avg_price=avg, client_order_id=cid, price=price, stop_price=stop)
+        if kind in _FINAL_KINDS and reason:
+            order["reason"] = reason
+        await conn.execute(
+            "UPDATE mt5_orders SET status = %s, cum_qty = %s, avg_price = %s, client_order_id = %s, price = %s,"
+            " stop_price = %s, reason = %s, ticket = %s, broker_symbol = %s, updated_at = now() WHERE order_id = %s",
+            (
+                order["status"],
+                order["cum_qty"],
+                order["avg_price"],
+                order["client_order_id"],
+                order["price"],
+                order["stop_price"],
+                order["reason"],
+                order["ticket"],
+                order["broker_symbol"],
+                order["order_id"],
+            ),
+        )
+        return report
+
+    async def _apply_ack(
+        self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], command: Command, ack: Ack
+    ) -> None:
+        at = from_msc(ack.executed_at_msc)
+        ok = ack_accepted(ack)
+        if command.kind is CommandKind.NEW:
+            if not ok:
+                await self._emit(
+                    conn,
+                    order,
+                    ReportKind.REJECTED,
+                    exec_id=exec_id_command(command.command_id, "REJECTED"),
+                    at=at,
+                    reason=ack_reason(ack),
+                )
+                return
+            if ack.order and not order["ticket"]:
+                order["ticket"] = ack.order
+            if ack.broker_symbol:
+                order["broker_symbol"] = ack.broker_symbol
+            ticket = order["ticket"] or 0
+            await self._emit(
+                conn,
+                order,
+                ReportKind.ACCEPTED,
+                exec_id=exec_id_order(account, ticket, ReportKind.ACCEPTED)
+                if ticket
+                else exec_id_command(command.command_id, "ACCEPTED"),
+                at=at,
+                reason="recovered after an EA restart" if ack.recovered else None,
+            )
+            await self._adopt_orphans(conn, account, order, ticket)
+        elif command.kind is CommandKind.CANCEL and ok:
+            ticket = ack.order or order["ticket"] or 0
+            await self._emit(
+                conn,
+                order,
+                ReportKind.CANCELED,
+                exec_id=exec_id_order(account, ticket, ReportKind.CANCELED)
+                if ticket
+                else exec_id_command(command.command_id, "CANCELED"),
+                at=at,
+                reason="canceled at MT5",
+            )
+        elif command.kind is CommandKind.MODIFY and ok:
+            otype = OrderType(order["type"])
+            new_price = command.stoplimit if otype is OrderType.STOP_LIMIT else command.price
+            new_stop = command.price if otype in (OrderType.STOP, OrderType.STOP_LIMIT) else None
+            await self._emit(
+                conn,
+                order,
+                ReportKind.REPLACED,
+                exec_id=exec_id_command(command.command_id, "REPLACED"),
+                at=at,
+                client_order_id=command.client_order_id,
+                new_price=new_price if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
+                new_stop_price=new_stop,
+            )
+
+    async def _adopt_orphans(
+        self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], ticket: int
+    ) -> None:
+        # Deals and order updates that arrived before the acknowledgement and matched nothing then.
+        cur = await conn.execute(
+            "SELECT body FROM mt5_deals WHERE account = %s AND order_ticket = %s AND order_id IS NULL ORDER BY deal",
+            (account, ticket),
+        )
+        for row in await cur.fetchall():
+            await self._book_deal(conn, account, order, Deal.model_validate(row["body"]))
+        cur = await conn.execute(
+            "SELECT body FROM mt5_order_updates WHERE account = %s AND order_ticket = %s AND order_id IS NULL",
+            (account, ticket),
+        )
+        for row in await cur.fetchall():
+            await self._book_order_update(conn, account, order, OrderUpdate.model_validate(row["body"]))
+
+    async def _book_deal(self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], deal: Deal) -> None:
+        await conn.execute(
+            "UPDATE mt5_deals SET order_id = %s WHERE account = %s AND deal = %s",
+            (order["order_id"], account, deal.deal),
+        )
+        side = side_of_deal(deal.type)
+        if side is None or deal.volume <= 0:
+            return
+        if side.value != order["side"]:
+            await _break(
+                conn,
+                "DEAL_SIDE_MISMATCH",
+                f"DEAL_SIDE_MISMATCH: account {account} deal {deal.deal} is a {side.value} "
+                f"but order {order['order_id']} is a {order['side']}",
+                order_id=order["order_id"],
+            )
+            return
+        if not order["ticket"]:
+            order["ticket"] = deal.order
+        await self._emit(
+            conn,
+            order,
+            ReportKind.FILL,
+            exec_id=exec_id_deal(account, deal.deal),
+            at=from_msc(deal.time_msc),
+            last_qty=units_for(deal.volume, order["contract_size"]),
+            last_price=deal.price,
+            # MT5 books charges as negative commission/fee; the ledger's fee is what was paid.
+            fee=-(deal.commission + deal.fee),
+        )
+
+    async def _book_order_update(
+        self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], upd: OrderUpdate
+    ) -> None:
+        await conn.execute(
+            "UPDATE mt5_order_updates SET order_id = %s WHERE account = %s AND order_ticket = %s AND state = %s",
+            (order["order_id"], account, upd.order, upd.state),
+        )
+        kind = order_update_kind(upd.state, upd.volume_current)
+        if kind is None or OrderStatus(order["status"]).is_terminal:
+            return
+        words = {ReportKind.CANCELED: "canceled", ReportKind.EXPIRED: "expired", ReportKind.REJECTED: "rejected"}
+        await self._emit(
+            conn,
+            order,
+            kind,
+            exec_id=exec_id_order(account, upd.order, kind),
+            at=from_msc(upd.time_done_msc),
+            reason=f"{words[kind]} at MT5 with {upd.volume_current} of {upd.volume_initial} lots unfilled",
+        )
+
+    async def _terminal_net(
+        self, conn: AsyncConnection[Any], account: str, positions: list[dict[str, Any]]
+    ) -> dict[str, Decimal]:
+        cur = await conn.execute(
+            "SELECT symbol, broker_symbol, contract_size FROM mt5_symbols WHERE account = %s", (account,)
+        )
+        specs = await cur.fetchall()
+        by_broker = {r["broker_symbol"]: (r["symbol"], r["contract_size"]) for r in specs}
+        by_base = {r["symbol"]: r["contract_size"] for r in specs}
+        net: dict[str, Decimal] = {}
+        for p in positions:
+            base = p.get("base_symbol") or by_broker.get(p["symbol"], (p["symbol"], None))[0]
+            size = by_base.get(base) or self._fallback_contract_size(base)
+            sign = 1 if int(p["type"]) == Mt5.POSITION_TYPE_BUY else -1
+            net[base] = net.get(base, Decimal(0)) + sign * Decimal(str(p["volume"])) * size
+        return {k: plain(v) for k, v in net.items()}
+
+    async def _reconcile(self, conn: AsyncConnection[Any], account: str, hb: Heartbeat) -> list[str]:
+        """Compare the terminal's positions and working orders with the ledger; record the differences."""
+        breaks: list[tuple[str, str, str | None]] = []
+        terminal = await self._terminal_net(conn, account, [p.model_dump(mode="json") for p in hb.positions])
+        # One statement, so one snapshot: fills the order workflows have booked, plus fills the bridge knows
+        # that are still on their way to the ledger (counting them keeps a reconnect from reporting a break
+        # that heals a second later). Two queries could miss a fill booked between them.
+        cur = await conn.execute(
+            """
+            SELECT symbol, side, qty, false AS in_flight FROM fills WHERE broker = %(broker)s AND account = %(account)s
+            UNION ALL
+            SELECT body->>'symbol', body->>'side', (body->>'last_qty')::numeric, true FROM mt5_reports r
+            WHERE account = %(account)s AND kind = 'FILL'
+              AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.broker = %(broker)s AND f.exec_id = r.exec_id)
+            """,
+            {"broker": BROKER, "account": account},
+        )
+        ledger: dict[str, Decimal] = {}
+        in_flight = 0
+        for row in await cur.fetchall():
+            sign = 1 if row["side"] == OrderSide.BUY.value else -1
+            ledger[row["symbol"]] = ledger.get(row["symbol"], Decimal(0)) + sign * row["qty"]
+            in_flight += bool(row["in_flight"])
+        for symbol in sorted(set(terminal) | set(ledger)):
+            t, led = terminal.get(symbol, Decimal(0)), plain(ledger.get(symbol, Decimal(0)))
+            if t != led:
+                breaks.append(
+                    (
+                        "POSITION_MISMATCH",
+                        f"POSITION_MISMATCH: account {account} {symbol}: terminal {t:f}, ledger {led:f}"
+                        + (f" ({in_flight} fill(s) in flight)" if in_flight else ""),
+                        None,
+                    )
+                )
+        working = {o.ticket for o in hb.orders}
+        cur = await conn.execute(
+            "SELECT order_id, ticket, status FROM mt5_orders WHERE account = %s AND type <> 'MARKET'"
+            " AND ticket IS NOT NULL AND status = ANY(%s)",
+            (account, [OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value]),
+        )
+        known = set()
+        for row in await cur.fetchall():
+            known.add(row["ticket"])
+            if row["ticket"] not in working:
+                breaks.append(
+                    (
+                        "ORDER_NOT_AT_TERMINAL",
+                        f"ORDER_NOT_AT_TERMINAL: account {account} order {row['order_id']} (ticket {row['ticket']}) "
+                        f"is {row['status']} in the ledger but not working at the terminal",
+                        row["order_id"],
+                    )
+                )
+        for o in hb.orders:
+            if o.ticket not in known:
+                cur = await conn.execute(
+                    "SELECT 1 FROM mt5_orders WHERE account = %s AND ticket = %s", (account, o.ticket)
+                )
+                if await cur.fetchone() is None:
+                    breaks.append(
+                        (
+                            "UNKNOWN_ORDER_AT_TERMINAL",
+                            f"UNKNOWN_ORDER_AT_TERMINAL: account {account} ticket {o.ticket} ({o.symbol}, "
+                            f"comment {o.comment!r}) works at the terminal but the bridge never sent it",
+                            None,
+                        )
+                    )
+        for kind, detail, order_id in breaks:
+            await _break(conn, kind, detail, order_id=order_id)
+        return [detail for _, detail, _ in breaks]
+

@@ -1,0 +1,728 @@
+"""The local FIX venue: a QuickFIX acceptor in front of the simulated venue's matching model.
+
+``python -m sim.fix_venue`` runs it on its own (``--help`` for the options; defaults come from the ``fix``
+settings so it pairs with the adapter's session). ``EXODUS_FIX__LOCAL_VENUE=true make run`` starts it next to
+the worker. Tests run ``FixVenue`` in process.
+
+What it speaks (FIX 4.2, 4.4, or 5.0 SP2 over FIXT 1.1, checked against QuickFIX's data dictionaries):
+
+* NewOrderSingle (D): market, limit, stop, stop-limit, pegged (OrdType P, ExecInst P/R/M, PegOffsetValue 211);
+  Day/GTC/IOC/FOK/GTD (ExpireTime 126). Refusals are ExecutionReports 150=8 with OrdRejReason 103: 1 unknown
+  symbol, 13 incorrect quantity (0 in 4.2), 6 duplicate ClOrdID, 11 unsupported (0 in 4.2).
+* OrderCancelRequest (F) and OrderCancelReplaceRequest (G): 150=4 / 150=5, or OrderCancelReject (9) with
+  CxlRejReason 0 too late, 1 unknown order, 6 duplicate ClOrdID.
+* OrderStatusRequest (H): 150=I (4.2: ExecTransType 20=3) with the order's state, or 39=8 + 103=5 when it does
+  not know the order.
+* Every execution of the model (fills, partial fills by display size, IOC/FOK cancels, GTD expiry, stop
+  triggers as 150=L in 5.0) goes out as an ExecutionReport (4.4+: 150=F; 4.2: 150=1/2 with 20=0).
+
+While the session is down, reports are still sent into QuickFIX's store under their sequence numbers, so the
+initiator gets them by resend after it logs on again. ``faults`` simulates what tests need: refused logons,
+orders that vanish, a connection dropped between receiving an order and answering it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import itertools
+import logging
+import signal
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from brokers.fix.config import SessionConfig
+from brokers.fix.parsing import (
+    MAP_CXL_REJ_REASON,
+    MAP_ORD_REJ_REASON,
+    MAP_ORD_TYPE,
+    MAP_ORDER_STATUS,
+    MAP_PEG_EXEC_INST,
+    MAP_SIDE,
+    MAP_SIDE_IN,
+    MAP_TIF,
+    Tag,
+    fix_decimal,
+    fix_timestamp,
+    parse_decimal,
+    parse_timestamp,
+    reverse,
+)
+from brokers.fix.session import FixConnector, FixMessage
+from core.domain import (
+    CancelOrder,
+    ExecutionReport,
+    OrderStatus,
+    OrderType,
+    ReplaceOrder,
+    ReportKind,
+    SubmitOrder,
+    utcnow,
+)
+from sim.matching import RejectReason, SimOrder
+from sim.venue import SimVenue
+
+__all__ = ["FixVenue", "FixVenueFaults", "main"]
+
+log = logging.getLogger(__name__)
+
+_ORD_TYPES = reverse(MAP_ORD_TYPE)
+_TIFS = reverse(MAP_TIF)
+_PEGS = reverse(MAP_PEG_EXEC_INST)
+
+
+@dataclass
+class FixVenueFaults:
+    """Failures the venue simulates (tests set them)."""
+
+    #: Refuse every Logon (the initiator keeps retrying).
+    refuse_logons: bool = False
+    #: Swallow the next N NewOrderSingles without a trace (an order lost inside the venue).
+    lose_orders: int = 0
+    #: For the next N NewOrderSingles: drop the connection first, then execute the order (its reports are sent
+    #: into the store and reach the initiator by resend after it reconnects).
+    drop_before_answer: int = 0
+
+
+@dataclass
+class _Request:
+    """The FIX request being processed, so the reports it produces carry its ClOrdIDs."""
+
+    msg_type: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+
+
+_current: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("fix_venue_request", default=None)
+
+
+@dataclass
+class _Stats:
+    """Message counts by MsgType, and refused logons."""
+
+    received: dict[str, int] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)
+    refused_logons: int = 0
+
+
+class FixVenue:
+    """A FIX acceptor that executes orders with a ``SimVenue``."""
+
+    def __init__(
+        self,
+        venue: SimVenue,
+        *,
+        port: int,
+        directory: Path,
+        begin_string: str = "FIX.4.4",
+        sender_comp_id: str = "EXVENUE",
+        target_comp_id: str = "EXODUS",
+        default_appl_ver_id: str = "FIX.5.0SP2",
+        username: str | None = None,
+        password: str | None = None,
+        allowed_remote_addresses: list[str] | None = None,
+        persist_messages: bool = True,
+    ) -> None:
+        """Serve one session for the initiator ``target_comp_id`` on ``port``.
+
+        Args:
+            venue: The simulated venue that executes the orders (started and stopped with this one).
+            port: TCP port to accept on (QuickFIX listens on every interface; see ``allowed_remote_addresses``).
+            directory: QuickFIX store and logs.
+            begin_string: FIX.4.2, FIX.4.4 or FIXT.1.1.
+            sender_comp_id: The venue's CompID.
+            target_comp_id: The initiator's CompID.
+            default_appl_ver_id: Application version over FIXT.1.1.
+            username: When set, a Logon must carry this Username (553) ...
+            password: ... and this Password (554).
+            allowed_remote_addresses: Peers allowed to connect (default 127.0.0.1).
+            persist_messages: False makes QuickFIX answer resend requests with gap fills only (a counterparty
+                that does not keep messages; reports sent while the session was down are then lost).
+        """
+        self.venue = venue
+        allowed = allowed_remote_addresses if allowed_remote_addresses is not None else ["127.0.0.1"]
+        self.config = SessionConfig(
+            connection_type="acceptor",
+            begin_string=begin_string,
+            sender_comp_id=sender_comp_id,
+            target_comp_id=target_comp_id,
+            port=port,
+            directory=directory,
+            default_appl_ver_id=default_appl_ver_id,
+            allowed_remote_addresses=allowed,
+            extra={} if persist_messages else {"PersistMessages": "N"},
+        )
+        self.begin_string = begin_string
+        self._fix42 = begin_string == "FIX.4.2"
+        self._fix50 = begin_string == "FIXT.1.1"
+        self._username = username
+        self._password = password
+        self.faults = FixVenueFaults()
+        self.stats = _Stats()
+        #: Cancel requests' ClOrdIDs -> the order's ClOrdID at the time (they are ids of the order too).
+        self._aliases: dict[str, str] = {}
+        self._exec_ids = itertools.count(1)
+        self._marking: set[asyncio.Future[None]] = set()
+        self._run_id = uuid.uuid4().hex[:6].upper()
+        self._conn = FixConnector(
+            self.config,
+            on_message=self._on_message,
+            name=f"fix-venue:{sender_comp_id}",
+            logon_check=self._check_logon,
+            accept_types=("D", "F", "G", "H"),
+            forward_admin=(),
+        )
+        venue.add_listener(self._on_report)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the simulated venue (re-sending what it never delivered) and accept connections."""
+        pending = await self.venue.start()
+        await self._conn.start()
+        for report in pending:
+            self._on_report(report)
+
+    async def stop(self) -> None:
+        """Log the session out, stop accepting, stop the simulated venue."""
+        await self._conn.stop()
+        await self.venue.stop()
+
+    async def __aenter__(self) -> FixVenue:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the venue accepts on."""
+        return self.config.port
+
+    @property
+    def logged_on(self) -> bool:
+        """Whether the initiator is logged on."""
+        return self._conn.logged_on
+
+    @property
+    def connector(self) -> FixConnector:
+        """The acceptor's session."""
+        return self._conn
+
+    async def drop(self) -> None:
+        """Drop the connection without a Logout (what a network failure looks like)."""
+        await self._conn.disconnect()
+
+    async def sequence_numbers(self) -> tuple[int, int]:
+        """(next outgoing, next expected incoming) MsgSeqNum of the venue's side."""
+        return await self._conn.sequence_numbers()
+
+    # -- market control (tests and demos) ----------------------------------------------------------------
+
+    async def set_mid(self, symbol: str, mid: Decimal) -> None:
+        """Move a symbol's mid price and match resting orders."""
+        await self.venue.set_mid(symbol, mid)
+
+    async def step(self) -> None:
+        """Match resting orders once more."""
+        await self.venue.step()
+
+    # -- session -----------------------------------------------------------------------------------------
+
+    def _check_logon(self, msg: FixMessage) -> str | None:
+        # Runs on QuickFIX's thread; a returned reason refuses the Logon.
+        reason = None
+        if self.faults.refuse_logons:
+            reason = "logons are refused (simulated outage)"
+        elif self._username is not None and msg.get(Tag.USERNAME) != self._username:
+            reason = "unknown user"
+        elif self._password is not None and msg.get(Tag.PASSWORD) != self._password:
+            reason = "wrong password"
+        if reason is not None:
+            self.stats.refused_logons += 1
+        return reason
+
+    def _send(self, msg_type: str, fields: list[tuple[int, str | None]], *, exec_id: str | None = None) -> None:
+        # Queued in order on the connector's one sending thread; not awaited, so the venue's reports leave in
+        # exactly the order the matching model produced them. Once QuickFIX has a report (it keeps it in its
+        # store for resends), the journal marks it delivered.
+        self.stats.sent[msg_type] = self.stats.sent.get(msg_type, 0) + 1
+        future = self._conn.send_nowait(msg_type, fields)
+        loop = asyncio.get_running_loop()
+
+        def done(f: concurrent.futures.Future[bool]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                log.error("fix venue: sending %s failed: %r", msg_type, exc)
+            elif exec_id is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._delivered, exec_id)
+
+        future.add_done_callback(done)
+
+    def _delivered(self, exec_id: str) -> None:
+        task = asyncio.ensure_future(self.venue.mark_delivered([exec_id]))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    def _exec_id(self) -> str:
+        return f"{self._run_id}-X{next(self._exec_ids)}"
+
+    async def _on_message(self, msg: FixMessage) -> None:
+        self.stats.received[msg.msg_type] = self.stats.received.get(msg.msg_type, 0) + 1
+        if msg.msg_type == "D":
+            await self._new_order(msg)
+        elif msg.msg_type == "F":
+            await self._cancel(msg)
+        elif msg.msg_type == "G":
+            await self._replace(msg)
+        elif msg.msg_type == "H":
+            await self._status(msg)
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    def _find(self, cl_ord_id: str) -> SimOrder | None:
+        return self.venue.engine.find(self._aliases.get(cl_ord_id, cl_ord_id))
+
+    def _known_id(self, cl_ord_id: str) -> bool:
+        return cl_ord_id in self._aliases or self.venue.engine.find(cl_ord_id) is not None
+
+    async def _new_order(self, msg: FixMessage) -> None:
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
+        if self.faults.lose_orders > 0:
+            self.faults.lose_orders -= 1
+            log.info("fix venue: losing order %s (fault)", cl_ord_id)
+            return
+        if self.faults.drop_before_answer > 0:
+            self.faults.drop_before_answer -= 1
+            log.info("fix venue: dropping the connection before answering %s (fault)", cl_ord_id)
+            await self.drop()
+        if cl_ord_id in self._aliases:
+            self._reject(msg, f"{RejectReason.DUPLICATE_ORDER}: {cl_ord_id} is already in use")
+            return
+        order_or_reason = self._parse_order(msg)
+        if isinstance(order_or_reason, str):
+            self._reject(msg, order_or_reason)
+            return
+        token = _current.set(_Request("D", cl_ord_id, ""))
+        try:
+            ack = await self.venue.submit(order_or_reason)
+        finally:
+            _current.reset(token)
+        if not ack.accepted and not ack.reports:
+            # The model refused without an order of its own (the id is taken): a reject that names no order.
+            self._reject(msg, ack.reason or f"{RejectReason.DUPLICATE_ORDER}: {cl_ord_id}")
+
+    def _parse_order(self, msg: FixMessage) -> SubmitOrder | str:
+        ord_type = _ORD_TYPES.get(msg.get(Tag.ORD_TYPE) or "")
+        tif = _TIFS.get(msg.get(Tag.TIME_IN_FORCE) or "0")
+        side = MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "")
+        if ord_type is None or tif is None or side is None:
+            return (
+                f"{RejectReason.UNSUPPORTED}: OrdType {msg.get(Tag.ORD_TYPE)} TimeInForce "
+                f"{msg.get(Tag.TIME_IN_FORCE)} Side {msg.get(Tag.SIDE)}"
+            )
+        peg = None
+        if ord_type is OrderType.PEGGED:
+            inst = (msg.get(Tag.EXEC_INST) or "").split()
+            pegs = [_PEGS[v] for v in inst if v in _PEGS]
+            if not pegs:
+                return f"{RejectReason.UNSUPPORTED}: pegged order without ExecInst P, R or M"
+            peg = pegs[0]
+        qty = parse_decimal(msg.get(Tag.ORDER_QTY))
+        if qty is None or qty <= 0:
+            return f"{RejectReason.INCORRECT_QUANTITY}: OrderQty {msg.get(Tag.ORDER_QTY)}"
+        limit = ord_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        stop = ord_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        try:
+            return SubmitOrder(
+                client_order_id=msg.get(Tag.CL_ORD_ID) or "",
+                account=msg.get(Tag.ACCOUNT) or "",
+                symbol=msg.get(Tag.SYMBOL) or "",
+                side=side,
+                type=ord_type,
+                time_in_force=tif,
+                qty=qty,
+                price=parse_decimal(msg.get(Tag.PRICE)) if limit else None,
+                stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if stop else None,
+                peg_type=peg,
+                peg_offset=parse_decimal(msg.get(Tag.PEG_OFFSET_VALUE)) if peg else None,
+                expire_at=parse_timestamp(msg.get(Tag.EXPIRE_TIME)),
+            )
+        except ValidationError as e:
+            return f"{RejectReason.INVALID_PRICE}: {e.errors()[0]['msg']}"
+
+    async def _cancel(self, msg: FixMessage) -> None:
+        cancel_id = msg.get(Tag.CL_ORD_ID) or ""
+        orig = msg.get(Tag.ORIG_CL_ORD_ID) or ""
+        order = self._find(orig)
+        if self._known_id(cancel_id):
+            self._cancel_reject(msg, order, f"{RejectReason.DUPLICATE_ORDER}: {cancel_id} is already in use", "1")
+            return
+        if order is None:
+            self._cancel_reject(msg, None, f"{RejectReason.UNKNOWN_ORDER}: no order {orig}", "1")
+            return
+        self._aliases[cancel_id] = order.client_order_id
+        side = MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "", order.side)
+        request = CancelOrder(
+            client_order_id=order.client_order_id,
+            broker_order_id=order.venue_order_id,
+            symbol=order.symbol,
+            side=side,
+            qty=order.qty,
+            reason=msg.get(Tag.TEXT) or "canceled on request",
+        )
+        token = _current.set(_Request("F", cancel_id, orig))
+        try:
+            ack = await self.venue.cancel(request)
+        finally:
+            _current.reset(token)
+        if not ack.accepted and not ack.reports:
+            self._cancel_reject(msg, order, ack.reason or RejectReason.UNKNOWN_ORDER, "1")
+
+    async def _replace(self, msg: FixMessage) -> None:
+        new_id = msg.get(Tag.CL_ORD_ID) or ""
+        orig = msg.get(Tag.ORIG_CL_ORD_ID) or ""
+        order = self._find(orig)
+        if order is None:
+            self._cancel_reject(msg, None, f"{RejectReason.UNKNOWN_ORDER}: no order {orig}", "2")
+            return
+        if new_id in self._aliases:
+            self._cancel_reject(msg, order, f"{RejectReason.DUPLICATE_ORDER}: {new_id} is already in use", "2")
+            return
+        qty = parse_decimal(msg.get(Tag.ORDER_QTY))
+        try:
+            request = ReplaceOrder(
+                orig_client_order_id=order.client_order_id,
+                client_order_id=new_id,
+                broker_order_id=order.venue_order_id,
+                symbol=order.symbol,
+                side=order.side,
+                type=order.type,
+                time_in_force=order.time_in_force,
+                qty=qty if qty is not None else order.qty,
+                price=parse_decimal(msg.get(Tag.PRICE)) if order.type.needs_price else None,
+                stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if order.type.needs_stop_price else None,
+            )
+        except ValidationError:
+            reason = f"{RejectReason.INCORRECT_QUANTITY}: OrderQty {msg.get(Tag.ORDER_QTY)}"
+            self._cancel_reject(msg, order, reason, "2")
+            return
+        token = _current.set(_Request("G", new_id, orig))
+        try:
+            ack = await self.venue.replace(request)
+        finally:
+            _current.reset(token)
+        if not ack.accepted and not ack.reports:
+            self._cancel_reject(msg, order, ack.reason or RejectReason.UNKNOWN_ORDER, "2")
+
+    async def _status(self, msg: FixMessage) -> None:
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
+        # The venue answers under its lock, so no step is half-way (changed but not yet reported); the order
+        # is read right after, before anything else can run. The answer therefore follows every report of
+        # the state it shows.
+        await self.venue.status(self._aliases.get(cl_ord_id, cl_ord_id))
+        self._send("8", self._status_fields(msg, self._find(cl_ord_id)))
+
+    # -- answers -----------------------------------------------------------------------------------------
+
+    def _code(self, table: dict[str, dict[str, str]], reason: str, fallback: str) -> str:
+        codes = table.get(reason.split(":", 1)[0])
+        if codes is None:
+            return fallback
+        return codes.get(self.begin_string, codes["default"])
+
+    def _reject(self, msg: FixMessage, reason: str) -> None:
+        """An ExecutionReport rejecting a NewOrderSingle that never became an order of the model."""
+        code = self._code(MAP_ORD_REJ_REASON, reason, "0" if self._fix42 else "99")
+        self._send(
+            "8",
+            [
+                (Tag.ORDER_ID, "NONE"),
+                (Tag.CL_ORD_ID, msg.get(Tag.CL_ORD_ID)),
+                (Tag.EXEC_ID, self._exec_id()),
+                (Tag.EXEC_TRANS_TYPE, "0" if self._fix42 else None),
+                (Tag.EXEC_TYPE, "8"),
+                (Tag.ORD_STATUS, "8"),
+                (Tag.ORD_REJ_REASON, code),
+                (Tag.ACCOUNT, msg.get(Tag.ACCOUNT) or None),
+                (Tag.SYMBOL, msg.get(Tag.SYMBOL) or "?"),
+                (Tag.SIDE, msg.get(Tag.SIDE) or "1"),
+                (Tag.ORDER_QTY, msg.get(Tag.ORDER_QTY)),
+                (Tag.ORD_TYPE, msg.get(Tag.ORD_TYPE)),
+                (Tag.LEAVES_QTY, "0"),
+                (Tag.CUM_QTY, "0"),
+                (Tag.AVG_PX, "0"),
+                (Tag.TRANSACT_TIME, fix_timestamp(utcnow())),
+                (Tag.TEXT, reason[:200]),
+            ],
+        )
+
+    def _cancel_reject(self, msg: FixMessage, order: SimOrder | None, reason: str, response_to: str) -> None:
+        code = self._code(MAP_CXL_REJ_REASON, reason, "2" if self._fix42 else "99")
+        self._send(
+            "9",
+            [
+                (Tag.ORDER_ID, order.venue_order_id if order else "NONE"),
+                (Tag.CL_ORD_ID, msg.get(Tag.CL_ORD_ID)),
+                (Tag.ORIG_CL_ORD_ID, msg.get(Tag.ORIG_CL_ORD_ID) or "NONE"),
+                (Tag.ORD_STATUS, MAP_ORDER_STATUS[order.status] if order else "8"),
+                (Tag.CXL_REJ_RESPONSE_TO, response_to),
+                (Tag.CXL_REJ_REASON, code),
+                (Tag.TRANSACT_TIME, fix_timestamp(utcnow())),
+                (Tag.TEXT, reason[:200]),
+            ],
+        )
+
+    def _status_fields(self, msg: FixMessage, order: SimOrder | None) -> list[tuple[int, str | None]]:
+        req_id = None if self._fix42 else msg.get(Tag.ORD_STATUS_REQ_ID)
+        exec_trans = "3" if self._fix42 else None
+        if order is None:
+            return [
+                (Tag.ORDER_ID, "NONE"),
+                (Tag.CL_ORD_ID, msg.get(Tag.CL_ORD_ID)),
+                (Tag.EXEC_ID, self._exec_id()),
+                (Tag.EXEC_TRANS_TYPE, exec_trans),
+                (Tag.EXEC_TYPE, "8" if self._fix42 else "I"),
+                (Tag.ORD_STATUS, "8"),
+                (Tag.ORD_REJ_REASON, "5"),
+                (Tag.ORD_STATUS_REQ_ID, req_id),
+                (Tag.SYMBOL, msg.get(Tag.SYMBOL) or "?"),
+                (Tag.SIDE, msg.get(Tag.SIDE) or "1"),
+                (Tag.LEAVES_QTY, "0"),
+                (Tag.CUM_QTY, "0"),
+                (Tag.AVG_PX, "0"),
+                (Tag.TRANSACT_TIME, fix_timestamp(utcnow())),
+                (Tag.TEXT, f"{RejectReason.UNKNOWN_ORDER}: no order {msg.get(Tag.CL_ORD_ID)}"),
+            ]
+        ord_status = self._ord_status(order)
+        fields = self._order_fields(order)
+        fields += [
+            (Tag.EXEC_ID, self._exec_id()),
+            (Tag.EXEC_TRANS_TYPE, exec_trans),
+            (Tag.EXEC_TYPE, ord_status if self._fix42 else "I"),
+            (Tag.ORD_STATUS, ord_status),
+            (Tag.ORD_STATUS_REQ_ID, req_id),
+            (Tag.CL_ORD_ID, order.client_order_id),
+            (Tag.TRANSACT_TIME, fix_timestamp(order.updated_at)),
+        ]
+        return fields
+
+    def _ord_status(self, order: SimOrder) -> str:
+        if order.status is OrderStatus.REJECTED:
+            return "8"
+        return MAP_ORDER_STATUS[order.status]
+
+    def _order_fields(self, order: SimOrder) -> list[tuple[int, str | None]]:
+        pegged = order.type is OrderType.PEGGED
+        return [
+            (Tag.ORDER_ID, order.venue_order_id),
+            (Tag.ACCOUNT, order.account or None),
+            (Tag.SYMBOL, order.symbol),
+            (Tag.SIDE, MAP_SIDE[order.side]),
+            (Tag.ORDER_QTY, fix_decimal(order.qty)),
+            (Tag.ORD_TYPE, MAP_ORD_TYPE[order.type]),
+            (Tag.PRICE, fix_decimal(order.price) if order.price is not None else None),
+            (Tag.STOP_PX, fix_decimal(order.stop_price) if order.stop_price is not None else None),
+            (Tag.TIME_IN_FORCE, MAP_TIF[order.time_in_force]),
+            (Tag.EXPIRE_TIME, fix_timestamp(order.expire_at) if order.expire_at else None),
+            (Tag.EXEC_INST, MAP_PEG_EXEC_INST[order.peg_type] if pegged and order.peg_type else None),
+            (Tag.PEG_OFFSET_VALUE, fix_decimal(order.peg_offset) if pegged and order.peg_offset is not None else None),
+            (Tag.CUM_QTY, fix_decimal(order.filled_qty)),
+            (Tag.LEAVES_QTY, fix_decimal(order.leaves_qty)),
+            (Tag.AVG_PX, fix_decimal(order.avg_price) if order.avg_price is not None else "0"),
+        ]
+
+    # -- reports of the matching model -> ExecutionReports -----------------------------------------------
+
+    def _on_report(self, report: ExecutionReport) -> None:
+        """Listener of the simulated venue: one model report becomes one FIX message, sent in order."""
+        try:
+            self._send_report(report)
+        except Exception:
+            log.exception("fix venue: could not send report %s", report.exec_id)
+
+    def _send_report(self, report: ExecutionReport) -> None:
+        order = self.venue.engine.find(report.client_order_id)
+        if order is None:
+            log.error("fix venue: report %s names no order", report.exec_id)
+            return
+        request = _current.get()
+        kind = report.kind
+        if kind is ReportKind.TRIGGERED and not self._fix50:
+            self._delivered(report.exec_id)  # FIX 4.x has no ExecType for a triggered stop; its fills say it all
+            return
+        if kind in (ReportKind.CANCEL_REJECTED, ReportKind.REPLACE_REJECTED):
+            reason = report.reason or RejectReason.TOO_LATE
+            code = self._code(MAP_CXL_REJ_REASON, reason, "2" if self._fix42 else "99")
+            replace = kind is ReportKind.REPLACE_REJECTED
+            self._send(
+                "9",
+                exec_id=report.exec_id,
+                fields=[
+                    (Tag.ORDER_ID, order.venue_order_id),
+                    (Tag.CL_ORD_ID, request.cl_ord_id if request else report.client_order_id),
+                    (Tag.ORIG_CL_ORD_ID, request.orig_cl_ord_id if request else report.client_order_id),
+                    (Tag.ORD_STATUS, self._ord_status(order)),
+                    (Tag.CXL_REJ_RESPONSE_TO, "2" if replace else "1"),
+                    (Tag.CXL_REJ_REASON, code),
+                    (Tag.TRANSACT_TIME, fix_timestamp(report.transact_at)),
+                    (Tag.TEXT, reason[:200]),
+                ],
+            )
+            return
+        cl_ord_id, orig = report.client_order_id, None
+        if kind is ReportKind.CANCELED and request is not None and request.msg_type == "F":
+            cl_ord_id, orig = request.cl_ord_id, request.orig_cl_ord_id
+        elif kind is ReportKind.REPLACED and len(order.client_order_ids) > 1:
+            orig = order.client_order_ids[-2]
+        exec_type, ord_status = self._exec_codes(report, order)
+        fields = self._order_fields(order)
+        fields += [
+            (Tag.CL_ORD_ID, cl_ord_id),
+            (Tag.ORIG_CL_ORD_ID, orig),
+            (Tag.EXEC_ID, report.exec_id),
+            (Tag.EXEC_TRANS_TYPE, "0" if self._fix42 else None),
+            (Tag.EXEC_TYPE, exec_type),
+            (Tag.ORD_STATUS, ord_status),
+            # The report's cumulative view, which may be older than the order's (the order moved on since).
+            (Tag.CUM_QTY, fix_decimal(report.cum_qty)),
+            (Tag.LEAVES_QTY, fix_decimal(report.leaves_qty)),
+            (Tag.AVG_PX, fix_decimal(report.avg_price) if report.avg_price is not None else "0"),
+            (Tag.LAST_QTY, fix_decimal(report.last_qty) if kind is ReportKind.FILL else None),
+            (Tag.LAST_PX, fix_decimal(report.last_price) if kind is ReportKind.FILL and report.last_price else None),
+            (Tag.TRANSACT_TIME, fix_timestamp(report.transact_at)),
+            (Tag.TEXT, report.reason[:200] if report.reason else None),
+        ]
+        if kind is ReportKind.REPLACED:
+            fields += [
+                (Tag.ORDER_QTY, fix_decimal(report.new_qty or order.qty)),
+                (Tag.PRICE, fix_decimal(report.new_price) if report.new_price is not None else None),
+                (Tag.STOP_PX, fix_decimal(report.new_stop_price) if report.new_stop_price is not None else None),
+            ]
+        if kind is ReportKind.REJECTED:
+            fields.append((Tag.ORD_REJ_REASON, self._code(MAP_ORD_REJ_REASON, report.reason or "", "0")))
+        # A tag given twice keeps its last value (the report's own view), so drop the earlier duplicates.
+        self._send("8", _last_wins(fields), exec_id=report.exec_id)
+
+    def _exec_codes(self, report: ExecutionReport, order: SimOrder) -> tuple[str, str]:
+        kind = report.kind
+        if kind is ReportKind.FILL:
+            filled = report.leaves_qty == 0 and report.cum_qty > 0
+            ord_status = "2" if filled else "1"
+            return (ord_status if self._fix42 else "F"), ord_status
+        working = "1" if report.cum_qty > 0 else "0"
+        return {
+            ReportKind.ACCEPTED: ("0", "0"),
+            ReportKind.CANCELED: ("4", "4"),
+            ReportKind.EXPIRED: ("C", "C"),
+            ReportKind.REJECTED: ("8", "8"),
+            ReportKind.REPLACED: ("5", working),
+            ReportKind.TRIGGERED: ("L", working),
+        }[kind]
+
+
+def _last_wins(fields: list[tuple[int, str | None]]) -> list[tuple[int, str | None]]:
+    last: dict[int, str | None] = {}
+    for tag, value in fields:
+        last.pop(tag, None)
+        last[tag] = value
+    return list(last.items())
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from core.instruments import load_instruments
+    from core.settings import get_settings
+
+    settings = get_settings()
+    instruments = load_instruments(settings.instruments_file)
+    pool = None
+    journal = None
+    url = args.database_url or settings.database_url
+    if url and not args.no_journal:
+        from core.db import open_pool
+        from sim.journal import PostgresVenueJournal
+
+        pool = await open_pool(settings.model_copy(update={"database_url": url}), name="fix-venue")
+        journal = PostgresVenueJournal(pool, url, venue=args.journal_key)
+    sim = SimVenue(
+        instruments,
+        name="fixvenue",
+        seed=settings.paper.seed,
+        tick_interval=args.tick_interval_ms / 1000,
+        journal=journal,
+    )
+    venue = FixVenue(
+        sim,
+        port=args.port,
+        directory=Path(args.data_dir).resolve(),
+        begin_string=args.begin_string,
+        sender_comp_id=args.sender_comp_id,
+        target_comp_id=args.target_comp_id,
+        username=args.username,
+        password=args.password,
+        allowed_remote_addresses=args.allow,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await venue.start()
+    log.info(
+        "FIX venue %s listening on port %d for %s (journal: %s)",
+        venue.config.key,
+        args.port,
+        args.target_comp_id,
+        "Postgres" if journal else "none, the book lives in memory",
+    )
+    try:
+        await stop.wait()
+    finally:
+        await venue.stop()
+        if pool is not None:
+            await pool.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sim.fix_venue``: run the local FIX venue until SIGINT/SIGTERM."""
+    from core.settings import get_settings
+
+    fx = get_settings().fix
+    data_dir = get_settings().data_dir / "fix-venue"
+    parser = argparse.ArgumentParser(prog="python -m sim.fix_venue", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=fx.port, help="TCP port (default: fix.port, %(default)s)")
+    parser.add_argument("--begin-string", default=fx.begin_string, choices=["FIX.4.2", "FIX.4.4", "FIXT.1.1"])
+    parser.add_argument("--sender-comp-id", default=fx.target_comp_id, help="the venue's CompID (%(default)s)")
+    parser.add_argument("--target-comp-id", default=fx.sender_comp_id, help="the initiator's CompID (%(default)s)")
+    parser.add_argument("--username", default=fx.username, help="require this Logon Username (553)")
+    parser.add_argument(
+        "--password",
+        default=fx.password.get_secret_value() if fx.password else None,
+        help="require this Logon Password (554)",
+    )
+    parser.add_argument("--data-dir", default=str(data_dir), help="QuickFIX store and logs (%(default)s)")
+    parser.add_argument("--tick-interval-ms", type=int, default=fx.local_venue_tick_interval_ms,
+                        help="price feed step interval (%(default)s; 0 = prices never move)")
+    parser.add_argument("--database-url", default=None, help="journal the book in Postgres (default: DATABASE_URL)")
+    parser.add_argument("--no-journal", action="store_true", help="keep the book in memory only")
+    parser.add_argument("--journal-key", default="fix-venue", help="the venue's key in the journal tables")
+    parser.add_argument("--allow", nargs="*", default=["127.0.0.1"], help="peers allowed to connect")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(args))
+
+
+if __name__ == "__main__":
+    main()
