@@ -41,13 +41,17 @@ DESKS = 8
 
 
 def order_body(run_id: str, n: int) -> dict[str, Any]:
-    """The n-th benchmark order: a small market order (fills at once on the paper venue), 8 desks, 4 symbols."""
+    """The n-th benchmark order: a small market order (fills at once on the paper venue), 8 desks, 4 symbols.
+
+    Quantities vary (1 to 97), so the same desk never sends the same order twice within the risk check's
+    duplicate window; sides alternate, so positions stay small.
+    """
     return {
         "clientId": f"bench-{run_id}-d{n % DESKS}",
         "clientOrderId": f"o{n}",
         "symbol": SYMBOLS[n % len(SYMBOLS)],
         "side": "BUY" if (n // len(SYMBOLS)) % 2 == 0 else "SELL",
-        "qty": 10,
+        "qty": 1 + n % 97,
     }
 
 
