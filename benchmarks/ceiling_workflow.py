@@ -47,8 +47,9 @@ class CeilingWorkflow:
     async def decision(self, request_hash: str) -> Blob:
         """Answered as soon as the risk local activity returns."""
         await workflow.wait_condition(lambda: self._decision is not None)
-        assert self._decision is not None
-        return self._decision
+        decision: Blob | None = self._decision
+        assert decision is not None
+        return decision
 
     @workflow.signal
     def report(self, report: Blob) -> None:
@@ -60,8 +61,11 @@ class CeilingWorkflow:
 
     async def _persist(self, status: str) -> None:
         await workflow.execute_local_activity(
-            "ceiling_persist", Blob(pad="p" * self._size("persist_in")), result_type=int,
-            start_to_close_timeout=_LOCAL, retry_policy=_RETRY,
+            "ceiling_persist",
+            Blob(pad="p" * self._size("persist_in")),
+            result_type=int,
+            start_to_close_timeout=_LOCAL,
+            retry_policy=_RETRY,
         )
         if self._upserts < self._inp.upserts:
             workflow.upsert_search_attributes([SA_STATUS.value_set(status)])
@@ -69,7 +73,7 @@ class CeilingWorkflow:
         workflow.set_current_details(f"{status} · {'d' * 60}")
 
     async def _broker(self, name: str, *, signals: int = 0) -> Blob:
-        return await workflow.execute_activity(
+        answer: Blob = await workflow.execute_activity(
             name,
             Blob(
                 pad="b" * self._size(f"{name}_in"),
@@ -82,15 +86,21 @@ class CeilingWorkflow:
             task_queue=self._inp.broker_task_queue,
             start_to_close_timeout=timedelta(seconds=15),
             heartbeat_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10)),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10)
+            ),
         )
+        return answer
 
     @workflow.run
     async def run(self, inp: CeilingInput) -> Blob:
         """Risk and answer; submit; book and reconcile; final booking."""
         self._decision = await workflow.execute_local_activity(
-            "ceiling_risk", Blob(pad="r" * self._size("risk_in"), answer=self._size("risk_out")), result_type=Blob,
-            start_to_close_timeout=_LOCAL, retry_policy=_RETRY,
+            "ceiling_risk",
+            Blob(pad="r" * self._size("risk_in"), answer=self._size("risk_out")),
+            result_type=Blob,
+            start_to_close_timeout=_LOCAL,
+            retry_policy=_RETRY,
         )
         persists = 0
         if inp.book_in_first_task:

