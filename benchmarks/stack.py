@@ -244,7 +244,7 @@ class RunningStack:
         api_port = int(self._info.api_url.rsplit(":", 1)[-1].split("/")[0])
         self._info.processes = [
             ProcessRef("temporal server", _listener(int(port))),
-            ProcessRef("worker", _find_module_process("worker")),
+            ProcessRef("worker", _find_module_process("worker", connected_to=int(port))),
             ProcessRef("api", _listener(api_port)),
             ProcessRef("ceiling worker", self._ceiling.pid),
         ]
@@ -264,10 +264,17 @@ def _listener(port: int) -> int | None:
     return None
 
 
-def _find_module_process(module: str) -> int | None:
-    # Read-only: the `python -m worker` process, for CPU figures only.
+def _find_module_process(module: str, *, connected_to: int | None = None) -> int | None:
+    # Read-only: the `python -m worker` process, for CPU figures only. Other `python -m worker` processes may
+    # run on the machine (test suites); prefer the one connected to this stack's Temporal port.
+    candidates: list[psutil.Process] = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info.get("cmdline") or []
         if len(cmd) >= 3 and cmd[-2:] == ["-m", module] and "python" in os.path.basename(cmd[0]):
-            return int(proc.pid)
-    return None
+            candidates.append(proc)
+    if connected_to is not None:
+        for proc in candidates:
+            with contextlib.suppress(psutil.Error):
+                if any(c.raddr and c.raddr.port == connected_to for c in proc.net_connections(kind="tcp")):
+                    return int(proc.pid)
+    return int(candidates[0].pid) if len(candidates) == 1 else None
