@@ -42,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         ExecutionReport,
         OrderEventKind,
-        OrderRequest,
         OrderState,
         OrderStatus,
         OrderStatusReport,
@@ -83,7 +82,7 @@ class OrderWorkflow:
         self._inp = inp
         self._cfg = inp.config
         self._state = OrderState.new(inp.order, at=workflow.now())
-        self._published = self._state.model_copy(deep=True)
+        self._published = _snapshot(self._state)
         self._decision: RiskDecision | None = None
         self._cancel: CancelRequest | None = None
         self._cancel_sent = False
@@ -567,7 +566,7 @@ class OrderWorkflow:
             final=final,
             received_at=state.request.received_at,
         )
-        snapshot = state.model_copy(deep=True)
+        snapshot = _snapshot(state)
         self._dirty = False
         try:
             await workflow.execute_local_activity_method(
@@ -587,6 +586,20 @@ class OrderWorkflow:
             workflow.upsert_search_attributes([SA_STATUS.value_set(state.status.value)])
             self._last_status = state.status
         workflow.set_current_details(state.summary_line())
+
+
+def _snapshot(state: OrderState) -> OrderState:
+    # What the state query shows. The request, events, fills and decision are frozen models and the lists are
+    # only ever appended to, so fresh lists make a complete snapshot; a deep copy cost ~0.5 ms of worker CPU
+    # per order inside the sandbox.
+    return state.model_copy(
+        update={
+            "fills": list(state.fills),
+            "events": list(state.events),
+            "seen_exec_ids": list(state.seen_exec_ids),
+            "flags": list(state.flags),
+        }
+    )
 
 
 def _is_business_error(e: ActivityError) -> bool:
