@@ -141,7 +141,9 @@ class OrderStoreActivities:
         """Persist a snapshot with its new events, fills and breaks; return how many fills were newly booked."""
         snap = inp.snapshot
         booked = 0
-        async with self._pool.connection() as conn, conn.transaction():
+        # Pipeline mode: the statements go out together and the round trips are only where a result is
+        # needed (whether a fill is new, the position to update) and at COMMIT, instead of one per statement.
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             params: dict[str, Any] = snap.model_dump()
             params["status"] = snap.status.value
             params["workflow_id"] = workflow_id_for(snap.order_id)
@@ -220,16 +222,20 @@ class OrderStoreActivities:
         outcomes = [e for e in events if e.kind in ("REJECT", "ACCEPT")]
         if not outcomes:
             return
-        limit = (await self._policy.load(conn)).policy.circuit_breaker_rejections
+        limit: int | None = None
         for scope, key in (("ACCOUNT", snap.account), ("BROKER", snap.broker)):
             for event in outcomes:
                 if event.kind == "ACCEPT":
+                    # Only a streak that is running needs resetting: writing zero over zero made every booking
+                    # of an acceptance lock the broker's one row until its commit (and cost a policy read).
                     await conn.execute(
-                        "INSERT INTO risk_reject_streaks (scope, scope_key, streak) VALUES (%s, %s, 0)"
-                        " ON CONFLICT (scope, scope_key) DO UPDATE SET streak = 0, updated_at = now()",
+                        "UPDATE risk_reject_streaks SET streak = 0, updated_at = now()"
+                        " WHERE scope = %s AND scope_key = %s AND streak <> 0",
                         (scope, key),
                     )
                     continue
+                if limit is None:
+                    limit = (await self._policy.load(conn)).policy.circuit_breaker_rejections
                 cur = await conn.execute(
                     "INSERT INTO risk_reject_streaks (scope, scope_key, streak) VALUES (%s, %s, 1)"
                     " ON CONFLICT (scope, scope_key) DO UPDATE SET streak = risk_reject_streaks.streak + 1,"

@@ -1,3 +1,19 @@
-"""Benchmarks: figures, not tests (outside testpaths)."""
+"""Benchmarks: figures, not tests (outside testpaths).
 
-__all__: list[str] = []
+``python -m benchmarks`` (``make bench``) measures the order lifecycle next to the Temporal engine's own
+ceiling; ``python -m benchmarks.risk_latency`` measures the stages of a risk decision.
+"""
+
+__all__ = [
+    "ceiling",
+    "ceiling_types",
+    "ceiling_workflow",
+    "load",
+    "procstats",
+    "report",
+    "risk_floor_workflow",
+    "risk_latency",
+    "run",
+    "shape",
+    "stack",
+]

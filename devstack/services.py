@@ -20,6 +20,7 @@ from core.temporal import search_attribute_flags
 
 __all__ = [
     "DEV_SERVER_FLAGS",
+    "DEV_SERVER_SQLITE_FLAGS",
     "EmbeddedPostgres",
     "free_port",
     "port_open",
@@ -32,6 +33,13 @@ __all__ = [
 #: The dev server's default (20 polls/s on one history shard) puts ~50 ms on every workflow step once a few
 #: workflows have run; this removes that floor (see PERFORMANCE.md).
 DEV_SERVER_FLAGS = ["--dynamic-config-value", "history.transferProcessorMaxPollRPS=10000"]
+
+#: For a dev server that keeps its state in a SQLite file (``make run``): write-ahead logging, and a disk
+#: flush at checkpoints rather than at every commit. With SQLite's defaults (rollback journal, a flush per
+#: commit) the server waits on the disk for every workflow step and a shared disk caps the whole stack at a
+#: few orders per second (see README, Benchmarks). A killed server loses nothing; an OS crash may lose the
+#: last moments, which is acceptable for a development server.
+DEV_SERVER_SQLITE_FLAGS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
 
 def _venv_bin(name: str) -> str | None:
@@ -90,14 +98,19 @@ def start_dev_server(
     ui_port: int | None,
     log: IO[bytes],
     ip: str = "127.0.0.1",
+    extra_args: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``temporal server start-dev`` with Exodus' search attributes and the fast-poll setting."""
+    """Start ``temporal server start-dev`` with Exodus' search attributes and the fast-poll setting.
+
+    With ``db_file`` the server keeps its state in that SQLite file (``DEV_SERVER_SQLITE_FLAGS`` apply);
+    without, in memory.
+    """
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
-        args += ["--db-filename", str(db_file)]
+        args += ["--db-filename", str(db_file), *DEV_SERVER_SQLITE_FLAGS]
     args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
-    args += search_attribute_flags() + DEV_SERVER_FLAGS
+    args += search_attribute_flags() + DEV_SERVER_FLAGS + list(extra_args or [])
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_for_port(ip, port, timeout=60, process=proc)
     return proc

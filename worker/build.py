@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import importlib.util
+import py_compile
+import sys
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
@@ -22,7 +26,14 @@ from core.settings import Settings
 from sim.feed import PriceFeed
 from workflows.order import OrderWorkflow
 
-__all__ = ["WorkerParts", "build_brokers", "build_workers", "market_data_for", "running_workers"]
+__all__ = [
+    "WorkerParts",
+    "build_brokers",
+    "build_workers",
+    "market_data_for",
+    "precompile_workflow_modules",
+    "running_workers",
+]
 
 
 async def build_brokers(
@@ -46,6 +57,36 @@ def market_data_for(brokers: Mapping[str, Broker], settings: Settings, instrumen
     if venue is not None:
         return venue  # type: ignore[no-any-return]
     return PriceFeed(instruments, seed=settings.paper.seed)
+
+
+def precompile_workflow_modules(workflows: Iterable[type]) -> list[Path]:
+    """Write the bytecode of the modules the workflow sandbox runs afresh for every workflow run.
+
+    The sandbox imports a workflow's module (and its package) anew for each workflow run. Python reads the
+    module's ``__pycache__`` bytecode when it exists, but under ``PYTHONDONTWRITEBYTECODE`` (common in
+    containers and CI) nobody writes it, so every order compiled ``workflows/order.py`` from source. Nothing
+    is written when Python writes bytecode itself, or where the source directory is read-only.
+
+    Returns:
+        The bytecode files written.
+    """
+    if not sys.dont_write_bytecode:
+        return []
+    written: list[Path] = []
+    names = {cls.__module__ for cls in workflows}
+    packages = {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 1)}
+    for name in sorted(names | packages):
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec else None
+        if not origin or not origin.endswith(".py"):
+            continue
+        cfile = importlib.util.cache_from_source(origin)
+        try:
+            py_compile.compile(origin, cfile=cfile, doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            continue
+        written.append(Path(cfile))
+    return written
 
 
 @dataclass
@@ -80,6 +121,7 @@ def build_workers(
         policy=policy,
     )
     store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
+    precompile_workflow_modules([OrderWorkflow])
     wcfg = settings.worker
     workers = [
         Worker(

@@ -1,0 +1,50 @@
+"""The benchmark harness runs end to end and writes the figures it promises (behaviour, not timing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import Options, run
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_tiny_benchmark_run_writes_every_figure_to_json(tmp_path: Path) -> None:
+    opts = Options(
+        levels=[2],
+        systems=["exodus", "ceiling"],
+        duration=1.0,
+        warmup=0.2,
+        repeat=1,
+        output_dir=tmp_path,
+        temporal_db="memory",
+        quiet=True,
+        probe=2,
+    )
+    report = await run(opts)
+
+    written = json.loads(Path(report["path"]).read_text())
+    assert Path(report["path"]).parent == tmp_path
+    for key in ("machine", "versions", "git", "configuration", "shape", "figures", "ratios", "peak_rss", "postgres"):
+        assert key in written, key
+    assert written["machine"]["logical_cpus"] >= 1
+    assert written["versions"]["temporalio"]
+    for system in ("exodus", "ceiling"):
+        figures = written["figures"][system]["2"]
+        assert figures["completed"] > 0 and figures["error_count"] == 0, figures["errors"]
+        assert set(figures["decision_ms"]) >= {"p50", "p90", "p99"}
+        assert set(figures["lifecycle_ms"]) >= {"p50", "p99"}
+        assert figures["throughput_per_s"]["median"] > 0
+        assert set(figures["cpu"]["cpu_seconds"]) >= {"temporal server", "worker", "api", "ceiling worker", "postgres"}
+    assert isinstance(written["ratios"]["peak_throughput"]["ratio"], float)
+    assert written["ratios"]["rest_decision_vs_bare_update_with_start"]["ratio"] > 0
+    assert {"temporal server", "worker", "api"} <= set(written["peak_rss"])
+    # Same engine work per order as the order it stands in for.
+    exodus, ceiling = written["shape"]["exodus_order"], written["shape"]["ceiling_workflow"]
+    assert ceiling["activities"] == exodus["activities"]
+    # Every order of the run was booked and filled; nothing reached a closed workflow.
+    assert set(written["postgres"]["orders_by_status"]) == {"FILLED"}
+    assert written["postgres"]["unmatched_reports"] == 0
