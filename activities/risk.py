@@ -31,6 +31,7 @@ from core.policy import PolicyStore
 from core.risk import (
     AccountState,
     Limits,
+    PolicySet,
     PositionView,
     ReservationView,
     RiskCheck,
@@ -97,30 +98,98 @@ class RiskGatherer:
         return 1 / inverse if inverse else Decimal(1)
 
     async def gather(self, conn: Any, order: OrderRequest, *, amend: bool = False) -> tuple[Limits, AccountState]:
-        """The effective limits and the account state for ``order`` (excluding its own reservation)."""
-        policy_set = await self.policy.load(conn)
-        inst = self.instruments.get(order.symbol)
-        limits = policy_set.limits(order.account, inst)
-        ccy = limits.currency
-        now = utcnow()
+        """The effective limits and the account state for ``order`` (excluding its own reservation).
 
-        cur = await conn.execute(
+        Every read goes out at once (pipeline mode): one round trip to Postgres, not one per query. The
+        reads use the cached policy's windows; if the policy changed meanwhile, they are made again.
+        """
+        while True:
+            cached = self.policy.cached
+            async with conn.pipeline():
+                version_cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM risk_policy")
+                reads = await self._queue_reads(conn, order, cached.limits(order.account, self.instruments.get(order.symbol)), amend)
+                version = (await version_cur.fetchone())["v"]
+                if version == cached.version:
+                    return await self._assemble(order, cached, reads, amend)
+            await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
+
+    async def _queue_reads(self, conn: Any, order: OrderRequest, limits: Limits, amend: bool) -> dict[str, Any]:
+        reads: dict[str, Any] = {}
+        reads["states"] = await conn.execute(
             "SELECT scope, scope_key, state, reason FROM trading_state WHERE (scope, scope_key) IN"
             " (('GLOBAL', ''), ('ACCOUNT', %s), ('SYMBOL', %s), ('BROKER', %s))",
             (order.account, order.symbol, order.broker),
         )
+        reads["positions"] = await conn.execute(
+            "SELECT symbol, qty, avg_price, realized_pnl FROM positions WHERE account = %s", (order.account,)
+        )
+        reads["reservations"] = await conn.execute(
+            "SELECT order_id, symbol, side, qty_open, price, quote_rate, leverage FROM risk_reservations"
+            " WHERE account = %s AND released_at IS NULL AND order_id <> %s",
+            (order.account, order.order_id),
+        )
+        reads["marks"] = await conn.execute(
+            "SELECT start_equity, peak_equity FROM risk_equity_marks WHERE account = %s AND day = %s",
+            (order.account, utcnow().date()),
+        )
+        if amend:
+            return reads
+        windows = (limits.velocity_per_client, limits.velocity_per_symbol, limits.velocity_global)
+        reads["velocity"] = await conn.execute(
+            """
+            SELECT
+              count(*) FILTER (WHERE client_id = %(client)s AND created_at > %(at)s - %(wc)s) AS client,
+              count(*) FILTER (WHERE symbol = %(symbol)s AND created_at > %(at)s - %(ws)s) AS symbol,
+              count(*) FILTER (WHERE created_at > %(at)s - %(wg)s) AS overall
+            FROM orders WHERE created_at > %(at)s - %(wmax)s AND created_at <= %(at)s AND order_id <> %(id)s
+            """,
+            {
+                "client": order.client_id,
+                "symbol": order.symbol,
+                "at": order.received_at,
+                "id": order.order_id,
+                "wc": timedelta(seconds=windows[0].window_seconds),
+                "ws": timedelta(seconds=windows[1].window_seconds),
+                "wg": timedelta(seconds=windows[2].window_seconds),
+                "wmax": timedelta(seconds=max(w.window_seconds for w in windows)),
+            },
+        )
+        reads["open"] = await conn.execute(
+            "SELECT count(*) AS n FROM risk_reservations WHERE client_id = %s AND released_at IS NULL AND order_id <> %s",
+            (order.client_id, order.order_id),
+        )
+        if limits.duplicate_window_seconds > 0:
+            reads["dup"] = await conn.execute(
+                "SELECT order_id FROM orders WHERE client_id = %s AND symbol = %s AND side = %s AND qty = %s"
+                " AND price IS NOT DISTINCT FROM %s AND created_at > %s AND order_id <> %s LIMIT 1",
+                (
+                    order.client_id,
+                    order.symbol,
+                    order.side.value,
+                    order.qty,
+                    order.price,
+                    order.received_at - timedelta(seconds=limits.duplicate_window_seconds),
+                    order.order_id,
+                ),
+            )
+        return reads
+
+    async def _assemble(
+        self, order: OrderRequest, policy_set: PolicySet, reads: dict[str, Any], amend: bool
+    ) -> tuple[Limits, AccountState]:
+        inst = self.instruments.get(order.symbol)
+        limits = policy_set.limits(order.account, inst)
+        ccy = limits.currency
+
         state, reason, scope = TradingState.ACTIVE, "", "GLOBAL"
-        for row in await cur.fetchall():
+        for row in await reads["states"].fetchall():
             candidate = TradingState(row["state"])
             if _SEVERITY[candidate] > _SEVERITY[state]:
                 state, reason = candidate, row["reason"]
                 scope = row["scope"] + (f" {row['scope_key']}" if row["scope_key"] else "")
 
-        cur = await conn.execute(
-            "SELECT symbol, qty, avg_price, realized_pnl FROM positions WHERE account = %s", (order.account,)
-        )
         positions: dict[str, PositionView] = {}
-        for row in await cur.fetchall():
+        for row in await reads["positions"].fetchall():
             pinst = self.instruments.get(row["symbol"])
             cls = policy_set.policy.classes.get(pinst.instrument_class) if pinst else None
             positions[row["symbol"]] = PositionView(
@@ -132,75 +201,26 @@ class RiskGatherer:
                 quote_rate=self.quote_rate(pinst.quote_currency, ccy) if pinst else Decimal(1),
                 leverage=cls.leverage if cls else Decimal(1),
             )
+        reservations = [ReservationView(**row) for row in await reads["reservations"].fetchall()]
+        counts: dict[str, Any] = {"client": 0, "symbol": 0, "overall": 0}
+        if "velocity" in reads:
+            counts.update(await reads["velocity"].fetchone())
+        open_orders = (await reads["open"].fetchone())["n"] if "open" in reads else 0
+        dup = await reads["dup"].fetchone() if "dup" in reads else None
 
-        cur = await conn.execute(
-            "SELECT order_id, symbol, side, qty_open, price, quote_rate, leverage FROM risk_reservations"
-            " WHERE account = %s AND released_at IS NULL AND order_id <> %s",
-            (order.account, order.order_id),
-        )
-        reservations = [ReservationView(**row) for row in await cur.fetchall()]
-
-        counts: dict[str, Any] = {"client": 0, "symbol": 0, "overall": 0, "open": 0, "dup": None}
-        if not amend:
-            windows = (limits.velocity_per_client, limits.velocity_per_symbol, limits.velocity_global)
-            cur = await conn.execute(
-                """
-                SELECT
-                  count(*) FILTER (WHERE client_id = %(client)s AND created_at > %(at)s - %(wc)s) AS client,
-                  count(*) FILTER (WHERE symbol = %(symbol)s AND created_at > %(at)s - %(ws)s) AS symbol,
-                  count(*) FILTER (WHERE created_at > %(at)s - %(wg)s) AS overall
-                FROM orders WHERE created_at > %(at)s - %(wmax)s AND created_at <= %(at)s AND order_id <> %(id)s
-                """,
-                {
-                    "client": order.client_id,
-                    "symbol": order.symbol,
-                    "at": order.received_at,
-                    "id": order.order_id,
-                    "wc": timedelta(seconds=windows[0].window_seconds),
-                    "ws": timedelta(seconds=windows[1].window_seconds),
-                    "wg": timedelta(seconds=windows[2].window_seconds),
-                    "wmax": timedelta(seconds=max(w.window_seconds for w in windows)),
-                },
-            )
-            counts.update(await cur.fetchone())
-            cur = await conn.execute(
-                "SELECT count(*) AS n FROM risk_reservations WHERE client_id = %s AND released_at IS NULL"
-                " AND order_id <> %s",
-                (order.client_id, order.order_id),
-            )
-            counts["open"] = (await cur.fetchone())["n"]
-            if limits.duplicate_window_seconds > 0:
-                cur = await conn.execute(
-                    "SELECT order_id FROM orders WHERE client_id = %s AND symbol = %s AND side = %s AND qty = %s"
-                    " AND price IS NOT DISTINCT FROM %s AND created_at > %s AND order_id <> %s LIMIT 1",
-                    (
-                        order.client_id,
-                        order.symbol,
-                        order.side.value,
-                        order.qty,
-                        order.price,
-                        order.received_at - timedelta(seconds=limits.duplicate_window_seconds),
-                        order.order_id,
-                    ),
-                )
-                dup = await cur.fetchone()
-                counts["dup"] = dup["order_id"] if dup else None
-
+        # Equity marks: the day starts at the equity of the account's first check; the peak only rises.
+        # (Written by the caller with the decision, see ``record_marks``.)
         equity = account_equity(limits.account_capital, positions)
-        cur = await conn.execute(
-            "INSERT INTO risk_equity_marks (account, day, start_equity, peak_equity) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (account, day) DO UPDATE SET peak_equity = GREATEST(risk_equity_marks.peak_equity,"
-            " EXCLUDED.peak_equity) RETURNING start_equity, peak_equity",
-            (order.account, now.date(), equity, equity),
-        )
-        marks = await cur.fetchone()
+        marks = await reads["marks"].fetchone()
+        start_equity = marks["start_equity"] if marks else equity
+        peak_equity = max(marks["peak_equity"], equity) if marks else equity
 
         caps = self.capabilities.get(order.broker)
         session_check = self.session_checks.get(order.broker)
         pool = self._pool
         unavailable = await session_check(pool, order.account) if session_check and pool is not None else None
         return limits, AccountState(
-            now=now,
+            now=utcnow(),
             instrument=inst,
             reference_price=self.market.reference_price(order.symbol),
             quote_rate=self.quote_rate(inst.quote_currency, ccy) if inst else Decimal(1),
@@ -212,14 +232,24 @@ class RiskGatherer:
             broker_unavailable=unavailable,
             positions=positions,
             reservations=reservations,
-            open_orders_of_client=counts["open"],
+            open_orders_of_client=open_orders,
             recent_orders_of_client=counts["client"],
             recent_orders_of_symbol=counts["symbol"],
             recent_orders_global=counts["overall"],
-            duplicate_of=counts["dup"],
-            day_start_equity=marks["start_equity"],
-            day_peak_equity=marks["peak_equity"],
+            duplicate_of=dup["order_id"] if dup else None,
+            day_start_equity=start_equity,
+            day_peak_equity=peak_equity,
             is_amend=amend,
+        )
+
+    @staticmethod
+    async def record_marks(conn: Any, account: str, state: AccountState) -> None:
+        """Store the equity marks the decision used (the day's start, the peak so far)."""
+        await conn.execute(
+            "INSERT INTO risk_equity_marks (account, day, start_equity, peak_equity) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (account, day) DO UPDATE SET peak_equity = GREATEST(risk_equity_marks.peak_equity,"
+            " EXCLUDED.peak_equity)",
+            (account, state.now.date(), state.day_start_equity, state.day_peak_equity),
         )
 
 
@@ -296,14 +326,16 @@ class RiskActivities:
     async def check_order(self, order: OrderRequest) -> RiskDecision:
         """Decide on a new order; record the order row, the decision, the reservation and an audit entry."""
         started = time.perf_counter()
-        async with self._pool.connection() as conn, conn.transaction():
+        # Pipeline mode: statements go out together; round trips only where a result is needed.
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DECISION_LOCK,))
             cur = await conn.execute("SELECT risk_decision FROM orders WHERE order_id = %s", (order.order_id,))
+            limits, state = await self.gatherer.gather(conn, order)
             row = await cur.fetchone()
             if row is not None and row["risk_decision"] is not None:
                 return RiskDecision.model_validate(row["risk_decision"])
-            limits, state = await self.gatherer.gather(conn, order)
             decision = self._decide(order, limits, state)
+            await self.gatherer.record_marks(conn, order.account, state)
             await conn.execute(
                 """
                 INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id,
@@ -352,7 +384,7 @@ class RiskActivities:
                     "reference_price": str(decision.reference_price),
                     "notional": str(decision.notional),
                     "trading_state": f"{state.trading_state.value} ({state.trading_state_scope})",
-                    "policy_version": (await self.gatherer.policy.load(conn)).version,
+                    "policy_version": self.gatherer.policy.cached.version,
                 },
             )
         ORDER_LATENCY.labels(stage="risk").observe(time.perf_counter() - started)
@@ -362,10 +394,11 @@ class RiskActivities:
     async def check_amend(self, request: AmendCheck) -> RiskDecision:
         """Decide on an order's new terms; if approved, its reservation grows to them at once."""
         order = request.order
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DECISION_LOCK,))
             limits, state = await self.gatherer.gather(conn, order, amend=True)
             decision = self._decide(order, limits, state)
+            await self.gatherer.record_marks(conn, order.account, state)
             if decision.approved:
                 await self._reserve(conn, order, limits, state, order.qty - request.filled_qty)
             await append_audit(

@@ -29,6 +29,11 @@ class PolicyStore:
         self._defaults = defaults
         self._cached = PolicySet(version=-1, policy=defaults)
 
+    @property
+    def cached(self) -> PolicySet:
+        """The policy set as last loaded (the defaults before the first load)."""
+        return self._cached
+
     async def load(self, conn: Any) -> PolicySet:
         """The current policy set (one cheap query when nothing changed)."""
         cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM risk_policy")
