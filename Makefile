@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install bench clean-data help
+.PHONY: run test install bench lint clean-data help
 
 help:
 	@echo "make run    create .venv, install, start Postgres + Temporal (UI) + worker + API in the foreground"
 	@echo "make test   create .venv, install, run the whole test suite (real Temporal and Postgres)"
 	@echo "make bench  run the benchmarks (prints figures, writes JSON to benchmarks/results/)"
+	@echo "make lint   ruff (style, docstrings, imports) and the formatter's check"
 	@echo "make clean-data  delete data/ (all orders, the Temporal history and the ledger)"
 
 $(STAMP): pyproject.toml
@@ -28,6 +29,10 @@ run: $(STAMP)
 test: $(STAMP)
 	@tmp=$$(mktemp -d /tmp/exodus-pytest-XXXXXX); \
 	$(BIN)/python -m pytest --basetemp=$$tmp $(PYTEST_ARGS); rc=$$?; rm -rf $$tmp; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -164,7 +164,10 @@ class BrokerActivities:
                 status = await broker.get_order_status(cid)
                 if status is not None and status.status is OrderStatus.CANCELED:
                     return BrokerAck(
-                        accepted=True, client_order_id=cid, broker_order_id=status.broker_order_id, reports=status.reports
+                        accepted=True,
+                        client_order_id=cid,
+                        broker_order_id=status.broker_order_id,
+                        reports=status.reports,
                     )
             return await broker.cancel_order(inp.request)
 

@@ -214,7 +214,11 @@ class OrderStoreActivities:
                 " notional = %(open)s * COALESCE(%(price)s, price) * quote_rate,"
                 " margin = %(open)s * COALESCE(%(price)s, price) * quote_rate / leverage, updated_at = now()"
                 " WHERE order_id = %(id)s AND released_at IS NULL",
-                {"open": max(snap.qty - snap.filled_qty, Decimal(0)), "price": snap.price or snap.stop_price, "id": snap.order_id},
+                {
+                    "open": max(snap.qty - snap.filled_qty, Decimal(0)),
+                    "price": snap.price or snap.stop_price,
+                    "id": snap.order_id,
+                },
             )
 
     async def _circuit_breaker(self, conn: Any, snap: OrderSnapshot, events: list[OrderEvent]) -> None:
@@ -245,15 +249,21 @@ class OrderStoreActivities:
                 streak = (await cur.fetchone())["streak"]
                 if streak != limit:
                     continue
-                reason = f"circuit breaker: {streak} consecutive broker rejections (last: {event.detail or 'no reason'})"
+                reason = (
+                    f"circuit breaker: {streak} consecutive broker rejections (last: {event.detail or 'no reason'})"
+                )
                 await conn.execute(
-                    "INSERT INTO trading_state (scope, scope_key, state, reason, updated_by) VALUES (%s, %s, 'HALTED', %s,"
+                    "INSERT INTO trading_state (scope, scope_key, state, reason, updated_by)"
+                    " VALUES (%s, %s, 'HALTED', %s,"
                     " 'circuit-breaker') ON CONFLICT (scope, scope_key) DO UPDATE SET state = 'HALTED',"
                     " reason = EXCLUDED.reason, updated_by = EXCLUDED.updated_by, updated_at = now()",
                     (scope, key, reason),
                 )
                 await append_audit(
-                    conn, actor="circuit-breaker", action="TRADING_STATE_SET", subject=f"{scope}:{key}",
+                    conn,
+                    actor="circuit-breaker",
+                    action="TRADING_STATE_SET",
+                    subject=f"{scope}:{key}",
                     detail={"to": "HALTED", "reason": reason, "order": snap.order_id},
                 )
                 CIRCUIT_BREAKER_TRIPS.labels(scope=scope).inc()
@@ -286,7 +296,9 @@ class OrderStoreActivities:
             (fill.account, fill.symbol),
         )
         row = await cur.fetchone()
-        pos = apply_fill(PositionState(row["qty"], row["avg_price"], row["realized_pnl"]), fill.side, fill.qty, fill.price)
+        pos = apply_fill(
+            PositionState(row["qty"], row["avg_price"], row["realized_pnl"]), fill.side, fill.qty, fill.price
+        )
         await conn.execute(
             "UPDATE positions SET qty = %s, avg_price = %s, realized_pnl = %s, updated_at = now()"
             " WHERE account = %s AND symbol = %s",
@@ -296,7 +308,8 @@ class OrderStoreActivities:
         currency = inst.quote_currency if inst else "USD"
         await conn.execute(
             "INSERT INTO cash (account, currency, balance) VALUES (%s, %s, %s)"
-            " ON CONFLICT (account, currency) DO UPDATE SET balance = cash.balance + EXCLUDED.balance, updated_at = now()",
+            " ON CONFLICT (account, currency) DO UPDATE SET balance = cash.balance + EXCLUDED.balance,"
+            " updated_at = now()",
             (fill.account, currency, cash_delta(fill.side, fill.qty, fill.price, fill.fee)),
         )
         return True

@@ -107,7 +107,9 @@ class RiskGatherer:
             cached = self.policy.cached
             async with conn.pipeline():
                 version_cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM risk_policy")
-                reads = await self._queue_reads(conn, order, cached.limits(order.account, self.instruments.get(order.symbol)), amend)
+                reads = await self._queue_reads(
+                    conn, order, cached.limits(order.account, self.instruments.get(order.symbol)), amend
+                )
                 version = (await version_cur.fetchone())["v"]
                 if version == cached.version:
                     return await self._assemble(order, cached, reads, amend)
@@ -155,7 +157,8 @@ class RiskGatherer:
             },
         )
         reads["open"] = await conn.execute(
-            "SELECT count(*) AS n FROM risk_reservations WHERE client_id = %s AND released_at IS NULL AND order_id <> %s",
+            "SELECT count(*) AS n FROM risk_reservations"
+            " WHERE client_id = %s AND released_at IS NULL AND order_id <> %s",
             (order.client_id, order.order_id),
         )
         if limits.duplicate_window_seconds > 0:
@@ -295,7 +298,9 @@ class RiskActivities:
             submission_id=order.submission_id,
         )
 
-    async def _reserve(self, conn: Any, order: OrderRequest, limits: Limits, state: AccountState, qty_open: Decimal) -> None:
+    async def _reserve(
+        self, conn: Any, order: OrderRequest, limits: Limits, state: AccountState, qty_open: Decimal
+    ) -> None:
         price = valuation_price(order, state.reference_price) or Decimal(0)
         notional = qty_open * price * state.quote_rate
         await conn.execute(

@@ -14,7 +14,9 @@ def main() -> None:
     """Run uvicorn."""
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info", access_log=False
+    )
 
 
 if __name__ == "__main__":

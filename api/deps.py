@@ -42,7 +42,9 @@ def _actor(request: Request, settings: Annotated[Settings, Depends(_settings)]) 
         for principal, expected in tokens.items():
             if secrets.compare_digest(token.encode(), expected.get_secret_value().encode()):
                 return principal
-    raise HTTPException(status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    raise HTTPException(
+        status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

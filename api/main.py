@@ -62,7 +62,9 @@ def _validation_reasons(exc: RequestValidationError) -> tuple[int, list[Reason]]
 
 
 def _error(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers)
+    return JSONResponse(
+        status_code=status, content=body.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -85,7 +87,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
             return _error(
                 503,
-                ErrorBody(status="error", message="the order engine is unavailable; retry with the same idempotency key"),
+                ErrorBody(
+                    status="error", message="the order engine is unavailable; retry with the same idempotency key"
+                ),
                 {"Retry-After": "2"},
             )
         return _error(500, ErrorBody(status="error", message=f"order engine error: {exc.message}"))

@@ -209,7 +209,9 @@ class OrderEventPublic(BaseModel):
     @classmethod
     def of(cls, event: OrderEvent) -> OrderEventPublic:
         """From a domain event."""
-        return cls(seq=event.seq, at=event.at, kind=event.kind, status=event.status, detail=event.detail, actor=event.actor)
+        return cls(
+            seq=event.seq, at=event.at, kind=event.kind, status=event.status, detail=event.detail, actor=event.actor
+        )
 
 
 class OrderPublic(BaseModel):

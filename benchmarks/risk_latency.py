@@ -78,7 +78,13 @@ def _order(account: str, i: int) -> OrderRequest:
 def _stats(samples: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples)
     q = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"n": len(ms), "p50": round(q[49], 3), "p90": round(q[89], 3), "p99": round(q[98], 3), "max": round(ms[-1], 3)}
+    return {
+        "n": len(ms),
+        "p50": round(q[49], 3),
+        "p90": round(q[89], 3),
+        "p99": round(q[98], 3),
+        "max": round(ms[-1], 3),
+    }
 
 
 async def measure(orders: int) -> dict[str, Any]:
@@ -103,18 +109,27 @@ async def measure(orders: int) -> dict[str, Any]:
             ),
         )
         instruments = load_instruments(None)
-        pool = AsyncConnectionPool(pg.url, min_size=2, max_size=10, kwargs={"autocommit": True, "row_factory": dict_row},
-                                   open=False)
+        pool = AsyncConnectionPool(
+            pg.url, min_size=2, max_size=10, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+        )
         await pool.open(wait=True)
-        venue = SimVenue(instruments, name="paper", tick_interval=0, journal=PostgresVenueJournal(pool, pg.url, venue="paper"))
+        venue = SimVenue(
+            instruments, name="paper", tick_interval=0, journal=PostgresVenueJournal(pool, pg.url, venue="paper")
+        )
         broker = PaperBroker(venue)
         client = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
         await broker.start(ReportDispatcher(client, pool))
         figures: dict[str, Any] = {}
 
         # 1. The pure check.
-        risk = RiskActivities(pool=pool, settings=settings, instruments=instruments, market=venue,
-                              capabilities=capabilities(), policy=PolicyStore(settings.risk))
+        risk = RiskActivities(
+            pool=pool,
+            settings=settings,
+            instruments=instruments,
+            market=venue,
+            capabilities=capabilities(),
+            policy=PolicyStore(settings.risk),
+        )
         async with pool.connection() as conn:
             limits, state = await risk.gatherer.gather(conn, _order("bench-pure", 0))
         samples = []
@@ -136,7 +151,9 @@ async def measure(orders: int) -> dict[str, Any]:
         figures["activity"] = _stats(samples)
 
         # 3. Through the workflow, next to the bare update-with-start floor.
-        workers = build_workers(client, settings, pool=pool, brokers={"paper": broker}, instruments=instruments, market=venue)
+        workers = build_workers(
+            client, settings, pool=pool, brokers={"paper": broker}, instruments=instruments, market=venue
+        )
         floor_q = f"{settings.temporal.task_queue}-floor"
         workers.append(Worker(client, task_queue=floor_q, workflows=[BareDecision]))
         async with running_workers(workers):
@@ -147,8 +164,10 @@ async def measure(orders: int) -> dict[str, Any]:
                     if sample_fn == "order":
                         order = _order("bench-workflow", i)
                         op = WithStartWorkflowOperation(
-                            OrderWorkflow.run, OrderWorkflowInput(order=order, config=config),
-                            id=workflow_id_for(order.order_id), task_queue=settings.temporal.task_queue,
+                            OrderWorkflow.run,
+                            OrderWorkflowInput(order=order, config=config),
+                            id=workflow_id_for(order.order_id),
+                            task_queue=settings.temporal.task_queue,
                             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                         )
@@ -159,15 +178,22 @@ async def measure(orders: int) -> dict[str, Any]:
                         assert decision.approved, decision.reasons
                     else:
                         op = WithStartWorkflowOperation(
-                            BareDecision.run, "x", id=f"bare-{uuid.uuid4().hex}", task_queue=floor_q,
+                            BareDecision.run,
+                            "x",
+                            id=f"bare-{uuid.uuid4().hex}",
+                            task_queue=floor_q,
                             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                         )
                         started = time.perf_counter()
-                        await client.execute_update_with_start_workflow(BareDecision.decision, "ok", start_workflow_operation=op)
+                        await client.execute_update_with_start_workflow(
+                            BareDecision.decision, "ok", start_workflow_operation=op
+                        )
                     if i >= 20:  # the first 20 warm the worker up
                         samples.append(time.perf_counter() - started)
                 figures[label] = _stats(samples)
-        figures["workflow_over_bare_p50"] = round(figures["workflow"]["p50"] / figures["bare_update_with_start"]["p50"], 2)
+        figures["workflow_over_bare_p50"] = round(
+            figures["workflow"]["p50"] / figures["bare_update_with_start"]["p50"], 2
+        )
         await broker.close()
         await pool.close()
         return figures

@@ -78,7 +78,9 @@ class SessionRecorder:
             await asyncio.sleep(self._interval)
             try:
                 async with self._pool.connection() as conn:
-                    await conn.execute("UPDATE broker_sessions SET heartbeat_at = now() WHERE broker = %s", (self.broker,))
+                    await conn.execute(
+                        "UPDATE broker_sessions SET heartbeat_at = now() WHERE broker = %s", (self.broker,)
+                    )
             except Exception:
                 log.exception("%s: session heartbeat failed", self.broker)
 

@@ -806,7 +806,10 @@ class OrderState(BaseModel):
             self.record("REPORT_IGNORED", at=at, detail=f"fill without quantity or price: {qty} @ {price}", data=data)
             return ReportOutcome.IGNORED
         if self.filled_qty + qty > self.qty:
-            flag = f"OVERFILL {report.exec_id}: {qty.normalize():f} more on {self.filled_qty.normalize():f}/{self.qty.normalize():f}"
+            flag = (
+                f"OVERFILL {report.exec_id}: {qty.normalize():f} more on "
+                f"{self.filled_qty.normalize():f}/{self.qty.normalize():f}"
+            )
             self.flags.append(flag)
             self.record("OVERFILL_REFUSED", at=at, detail=flag, data=data)
             return ReportOutcome.OVERFILL
@@ -829,7 +832,9 @@ class OrderState(BaseModel):
         self.fills.append(fill)
         event = OrderEventKind.FILL if self.filled_qty == self.qty else OrderEventKind.PARTIAL_FILL
         data = {**data, "qty": f"{qty:f}", "price": f"{price:f}"}
-        detail = f"{qty.normalize():f} @ {price.normalize():f} ({self.filled_qty.normalize():f}/{self.qty.normalize():f})"
+        detail = (
+            f"{qty.normalize():f} @ {price.normalize():f} ({self.filled_qty.normalize():f}/{self.qty.normalize():f})"
+        )
         if event is OrderEventKind.PARTIAL_FILL:
             # Also while an update or cancel is pending: that request resumes to PARTIALLY_FILLED.
             self.working_status = OrderStatus.PARTIALLY_FILLED
@@ -841,7 +846,6 @@ class OrderState(BaseModel):
             return ReportOutcome.APPLIED
         self.apply(event, at=at, detail=detail, data=data)
         return ReportOutcome.APPLIED
-
 
     def merge_status(self, status: OrderStatusReport, *, at: datetime, final: bool = False) -> list[str]:
         """Take what a broker's status report knows that we do not, and list the differences left.
@@ -988,6 +992,7 @@ class PositionReport(BaseModel):
     symbol: str
     qty: Decimal
     avg_price: Decimal | None = None
+
 
 #: Terminal broker statuses that a status poll may apply when no report told us.
 _STATUS_REPORTS: Final[dict[OrderStatus, ReportKind]] = {

@@ -51,7 +51,9 @@ RECONCILIATION_BREAKS = Counter(
 REPORTS_UNMATCHED = Counter(
     "exodus_reports_unmatched_total", "Execution reports no order workflow took", ["broker", "reason"]
 )
-BROKER_ERRORS = Counter("exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"])
+BROKER_ERRORS = Counter(
+    "exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"]
+)
 TRADING_HALTED = Gauge("exodus_trading_halted", "1 while global trading is HALTED")
 CIRCUIT_BREAKER_TRIPS = Counter(
     "exodus_circuit_breaker_trips_total", "Accounts or brokers halted by consecutive broker rejections", ["scope"]

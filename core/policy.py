@@ -69,7 +69,8 @@ class PolicyStore:
         """
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
         cur = await conn.execute(
-            "SELECT body FROM risk_policy WHERE scope = %s AND scope_key = %s ORDER BY version DESC LIMIT 1", (scope, key)
+            "SELECT body FROM risk_policy WHERE scope = %s AND scope_key = %s ORDER BY version DESC LIMIT 1",
+            (scope, key),
         )
         row = await cur.fetchone()
         old = _value(row, "body") if row else None

@@ -448,7 +448,8 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
     elif notional > limits.max_notional_per_order:
         deny(
             ReasonCode.MAX_NOTIONAL,
-            f"notional {_money(notional)} {ccy} exceeds the per-order limit {_money(limits.max_notional_per_order)} {ccy}",
+            f"notional {_money(notional)} {ccy} exceeds the per-order limit "
+            f"{_money(limits.max_notional_per_order)} {ccy}",
             "qty",
         )
 
@@ -485,8 +486,18 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
                 f"{limits.max_open_orders_per_client}",
             )
         for code, count, velocity, scope in (
-            (ReasonCode.VELOCITY_CLIENT, state.recent_orders_of_client, limits.velocity_per_client, f"client {order.client_id}"),
-            (ReasonCode.VELOCITY_SYMBOL, state.recent_orders_of_symbol, limits.velocity_per_symbol, f"symbol {order.symbol}"),
+            (
+                ReasonCode.VELOCITY_CLIENT,
+                state.recent_orders_of_client,
+                limits.velocity_per_client,
+                f"client {order.client_id}",
+            ),
+            (
+                ReasonCode.VELOCITY_SYMBOL,
+                state.recent_orders_of_symbol,
+                limits.velocity_per_symbol,
+                f"symbol {order.symbol}",
+            ),
             (ReasonCode.VELOCITY_GLOBAL, state.recent_orders_global, limits.velocity_global, "all clients"),
         ):
             if count >= velocity.max_orders:
@@ -528,7 +539,8 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
         if gross > limits.max_gross_exposure:
             deny(
                 ReasonCode.MAX_GROSS_EXPOSURE,
-                f"gross exposure would be {_money(gross)} {ccy}; the limit is {_money(limits.max_gross_exposure)} {ccy}",
+                f"gross exposure would be {_money(gross)} {ccy}; the limit is "
+                f"{_money(limits.max_gross_exposure)} {ccy}",
                 "qty",
             )
         equity = account_equity(limits.account_capital, state.positions)

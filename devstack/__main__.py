@@ -104,8 +104,11 @@ def main() -> int:
                     f"something already listens on {settings.temporal.address}: stop it, or set "
                     "EXODUS_TEMPORAL__START_DEV_SERVER=false to use that server"
                 )
-            print(f"  Temporal: starting the dev server on {settings.temporal.address} (UI on :{settings.temporal.ui_port}) ...",
-                  flush=True)
+            print(
+                f"  Temporal: starting the dev server on {settings.temporal.address}"
+                f" (UI on :{settings.temporal.ui_port}) ...",
+                flush=True,
+            )
             temporal_log = (logs / "temporal.log").open("ab")
             temporal = start_dev_server(
                 db_file=data / "temporal" / "temporal.db",
@@ -181,7 +184,9 @@ def main() -> int:
                 if proc.poll() is not None:
                     raise RuntimeError(f"the {name} exited with {proc.returncode}:\n{_tail(log)}")
             if temporal is not None and temporal.poll() is not None:
-                raise RuntimeError(f"the Temporal dev server exited with {temporal.returncode}:\n{_tail(logs / 'temporal.log')}")
+                raise RuntimeError(
+                    f"the Temporal dev server exited with {temporal.returncode}:\n{_tail(logs / 'temporal.log')}"
+                )
             time.sleep(0.5)
         return 0
     except (ConfigError, RuntimeError, TimeoutError) as e:

@@ -119,7 +119,11 @@ def start_dev_server(
 def start_python(module: str, *, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
     """Start ``python -m module`` with the current interpreter."""
     return subprocess.Popen(
-        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, "-m", module],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 

@@ -712,8 +712,12 @@ def main(argv: list[str] | None = None) -> None:
         help="require this Logon Password (554)",
     )
     parser.add_argument("--data-dir", default=str(data_dir), help="QuickFIX store and logs (%(default)s)")
-    parser.add_argument("--tick-interval-ms", type=int, default=fx.local_venue_tick_interval_ms,
-                        help="price feed step interval (%(default)s; 0 = prices never move)")
+    parser.add_argument(
+        "--tick-interval-ms",
+        type=int,
+        default=fx.local_venue_tick_interval_ms,
+        help="price feed step interval (%(default)s; 0 = prices never move)",
+    )
     parser.add_argument("--database-url", default=None, help="journal the book in Postgres (default: DATABASE_URL)")
     parser.add_argument("--no-journal", action="store_true", help="keep the book in memory only")
     parser.add_argument("--journal-key", default="fix-venue", help="the venue's key in the journal tables")

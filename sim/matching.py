@@ -199,7 +199,9 @@ class MatchingEngine:
         existing = self.find(cid)
         if existing is not None:
             # Never disturb the live order that owns the id; just refuse the twin.
-            return self._answer(result, cid, order=existing, reason=f"{RejectReason.DUPLICATE_ORDER}: {cid} is already in use")
+            return self._answer(
+                result, cid, order=existing, reason=f"{RejectReason.DUPLICATE_ORDER}: {cid} is already in use"
+            )
         now = self._clock()
         order = SimOrder(
             venue_order_id=f"{self.venue.upper()}-{uuid.uuid4().hex[:12]}",

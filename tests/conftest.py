@@ -95,7 +95,9 @@ async def database_url(postgres_admin_url: str) -> str:
 async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     from psycopg.rows import dict_row
 
-    p = AsyncConnectionPool(database_url, min_size=1, max_size=20, kwargs={"autocommit": True, "row_factory": dict_row}, open=False)
+    p = AsyncConnectionPool(
+        database_url, min_size=1, max_size=20, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    )
     await p.open(wait=True)
     yield p
     await p.close()
@@ -161,7 +163,9 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
         "paper": PaperSettings(tick_interval_ms=0),
         "orders": OrderSettings(day_close_utc=day_close, status_poll_seconds=30, immediacy_timeout_seconds=2),
         # Lifecycle tests park limit orders far from the market; the price band has tests of its own.
-        "risk": RiskPolicy(classes={c: ClassLimits(price_band_pct=Decimal(60), leverage=Decimal(4)) for c in InstrumentClass}),
+        "risk": RiskPolicy(
+            classes={c: ClassLimits(price_band_pct=Decimal(60), leverage=Decimal(4)) for c in InstrumentClass}
+        ),
     }
     base.update(sections)
     return Settings(**base)  # type: ignore[arg-type]

@@ -96,7 +96,9 @@ def make_order(
     )
 
 
-def paper_broker(instruments: InstrumentCatalog, pool: AsyncConnectionPool, url: str, *, journal_key: str) -> PaperBroker:
+def paper_broker(
+    instruments: InstrumentCatalog, pool: AsyncConnectionPool, url: str, *, journal_key: str
+) -> PaperBroker:
     """A paper broker whose venue is driven by the test (no background ticks), journaled under ``journal_key``."""
     venue = SimVenue(
         instruments,
@@ -147,7 +149,9 @@ class Stack:
                 await broker.start(dispatcher)
                 started.append(broker)
             market = brokers["paper"].venue if isinstance(brokers.get("paper"), PaperBroker) else None  # type: ignore[attr-defined]
-            workers = build_workers(client, settings, pool=pool, brokers=brokers, instruments=instruments, market=market)
+            workers = build_workers(
+                client, settings, pool=pool, brokers=brokers, instruments=instruments, market=market
+            )
             async with running_workers(workers):
                 yield cls(client, settings, pool, instruments, brokers, workers, env)
         finally:
@@ -226,4 +230,3 @@ class Stack:
 def later(seconds: float) -> datetime:
     """A UTC time ``seconds`` from now."""
     return datetime.now(UTC) + timedelta(seconds=seconds)
-

@@ -36,7 +36,9 @@ def test_compose_services_reference_what_exists() -> None:
             assert dep in services, f"{name} depends on unknown service {dep}"
             condition = cond["condition"]
             if condition == "service_healthy":
-                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, but it has no healthcheck"
+                assert "healthcheck" in services[dep], (
+                    f"{name} waits for {dep} to be healthy, but it has no healthcheck"
+                )
             elif condition == "service_completed_successfully":
                 assert services[dep].get("restart") == "no", f"{dep} is awaited as a one-shot step"
             else:
@@ -54,7 +56,7 @@ def test_compose_environment_names_real_settings() -> None:
     known = _setting_env_names()
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     for name, svc in compose["services"].items():
-        for var in (svc.get("environment") or {}):
+        for var in svc.get("environment") or {}:
             if var.startswith("EXODUS_") or var == "DATABASE_URL":
                 assert var in known, f"{name} sets {var}, which is not a setting"
 

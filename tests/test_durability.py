@@ -34,7 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker"], cwd=ROOT, env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -56,15 +60,23 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
         "EXODUS_PAPER__LATENCY_MS": "5",
     }
     log = tmp_path / "worker.log"
-    pool = AsyncConnectionPool(url, min_size=1, max_size=5, kwargs={"autocommit": True, "row_factory": dict_row}, open=False)
+    pool = AsyncConnectionPool(
+        url, min_size=1, max_size=5, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    )
     await pool.open(wait=True)
     stack = Stack(temporal_env.client, settings, pool, load_instruments(None), brokers={})
     account = unique("dur")
 
     def body(i: int) -> dict[str, object]:
         # Market orders larger than the displayed size (500) fill over several feed steps.
-        return {"clientId": account, "clientOrderId": f"o{i}", "symbol": "AAPL" if i % 2 else "MSFT",
-                "side": "BUY" if i % 3 else "SELL", "qty": 1200 + 100 * i, "timeInForce": "GTC"}
+        return {
+            "clientId": account,
+            "clientOrderId": f"o{i}",
+            "symbol": "AAPL" if i % 2 else "MSFT",
+            "side": "BUY" if i % 3 else "SELL",
+            "qty": 1200 + 100 * i,
+            "timeInForce": "GTC",
+        }
 
     impatient = settings.model_copy(update={"api": ApiSettings(decision_timeout_seconds=1.0)})
     worker = start_worker(env, log)
@@ -81,14 +93,20 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             # No worker: the API cannot get a decision in time, but the order is durable (202 pending).
-            pending = await asyncio.gather(*(impatient_http.post("/api/v1/orders", json=body(i)) for i in range(12, 15)))
+            pending = await asyncio.gather(
+                *(impatient_http.post("/api/v1/orders", json=body(i)) for i in range(12, 15))
+            )
             assert [r.status_code for r in pending] == [202] * 3, [r.text for r in pending]
             assert all(r.json()["status"] == "pending" for r in pending)
             worker = start_worker(env, log)
             ids = [r.json()["internalOrderId"] for r in first + pending]
             results = await asyncio.wait_for(
-                asyncio.gather(*(temporal_env.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(i)).result()
-                                 for i in ids)),
+                asyncio.gather(
+                    *(
+                        temporal_env.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(i)).result()
+                        for i in ids
+                    )
+                ),
                 timeout=90,
             )
             # A retry of a pending request now gets the decision.
@@ -111,9 +129,15 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
         assert await stack.fetch("SELECT * FROM sim_duplicate_submits") == []
 
         # The ledger holds exactly the venue's fills: same executions, quantities and prices.
-        venue_fills = {(r["exec_id"], Decimal(str(r["last_qty"])), Decimal(str(r["last_price"])))
-                       for o in venue for r in o["body"]["reports"] if r["kind"] == "FILL"}
-        ledger = await stack.fetch("SELECT exec_id, qty, price, order_id, side, symbol FROM fills WHERE account = %s", account)
+        venue_fills = {
+            (r["exec_id"], Decimal(str(r["last_qty"])), Decimal(str(r["last_price"])))
+            for o in venue
+            for r in o["body"]["reports"]
+            if r["kind"] == "FILL"
+        }
+        ledger = await stack.fetch(
+            "SELECT exec_id, qty, price, order_id, side, symbol FROM fills WHERE account = %s", account
+        )
         assert {(f["exec_id"], f["qty"], f["price"]) for f in ledger} == venue_fills
         assert len(ledger) == len(venue_fills)
 

@@ -41,7 +41,9 @@ async def main() -> None:
             log.info("broker %s started", name)
         if settings.worker.metrics_port:
             start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
-            log.info("worker metrics on http://%s:%d/metrics", settings.worker.metrics_host, settings.worker.metrics_port)
+            log.info(
+                "worker metrics on http://%s:%d/metrics", settings.worker.metrics_host, settings.worker.metrics_port
+            )
         workers = build_workers(
             client,
             settings,

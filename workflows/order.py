@@ -122,7 +122,10 @@ class OrderWorkflow:
         """A report from the broker (duplicates are ignored by exec id)."""
         if self._state.status is OrderStatus.RECEIVED:
             self._state.record(
-                "REPORT_IGNORED", at=workflow.now(), detail=f"{report.kind.value} before submission", data={"exec_id": report.exec_id}
+                "REPORT_IGNORED",
+                at=workflow.now(),
+                detail=f"{report.kind.value} before submission",
+                data={"exec_id": report.exec_id},
             )
         else:
             self._apply_report(report)
@@ -177,7 +180,8 @@ class OrderWorkflow:
             state.apply(
                 OrderEventKind.REQUEST_UPDATE,
                 at=workflow.now(),
-                detail=f"to {new_qty.normalize():f}" + (f" @ {new_price.normalize():f}" if new_price is not None else ""),
+                detail=f"to {new_qty.normalize():f}"
+                + (f" @ {new_price.normalize():f}" if new_price is not None else ""),
                 actor=request.requested_by,
             )
             self._dirty = True
@@ -194,7 +198,9 @@ class OrderWorkflow:
                 stop_price=new_stop,
             )
             try:
-                ack = await self._broker_call(BrokerActivities.replace_order, ReplaceInput(broker=self._broker, request=replace))
+                ack = await self._broker_call(
+                    BrokerActivities.replace_order, ReplaceInput(broker=self._broker, request=replace)
+                )
             except ActivityError as e:
                 ack = BrokerAck(accepted=False, client_order_id=replace.client_order_id, reason=_cause(e))
             self._apply_reports(ack.reports)
@@ -240,11 +246,15 @@ class OrderWorkflow:
         now = workflow.now()
         if not decision.approved:
             state.reason = "; ".join(r.message for r in decision.reasons)
-            state.apply(OrderEventKind.DENY, at=now, detail=state.reason, data={r.code: r.message for r in decision.reasons})
+            state.apply(
+                OrderEventKind.DENY, at=now, detail=state.reason, data={r.code: r.message for r in decision.reasons}
+            )
             return await self._finish(reconcile=False)
         if self._cancel is not None:
             state.reason = self._cancel.reason
-            state.apply(OrderEventKind.CANCEL, at=now, detail="canceled before it was sent", actor=self._cancel.requested_by)
+            state.apply(
+                OrderEventKind.CANCEL, at=now, detail="canceled before it was sent", actor=self._cancel.requested_by
+            )
             return await self._finish(reconcile=False)
 
         state.apply(OrderEventKind.SUBMIT, at=now, detail=f"to {self._broker} as {state.client_order_id_at_broker}")
@@ -273,7 +283,9 @@ class OrderWorkflow:
                 except ActivityError as e:
                     self._hold_writes = False
                     if _is_business_error(e):
-                        ack = BrokerAck(accepted=False, client_order_id=state.client_order_id_at_broker, reason=_cause(e))
+                        ack = BrokerAck(
+                            accepted=False, client_order_id=state.client_order_id_at_broker, reason=_cause(e)
+                        )
                         break
                     state.record(
                         "SUBMIT_UNCONFIRMED",
@@ -287,7 +299,9 @@ class OrderWorkflow:
             if self._cancel is not None and await self._cancel_unconfirmed():
                 return
             try:
-                await workflow.wait_condition(lambda: self._cancel is not None, timeout=self._cfg.resubmit_pause_seconds)
+                await workflow.wait_condition(
+                    lambda: self._cancel is not None, timeout=self._cfg.resubmit_pause_seconds
+                )
             except TimeoutError:
                 pass
         self._take_ack(ack)
@@ -304,12 +318,23 @@ class OrderWorkflow:
         except ActivityError:
             return False  # still unreachable: keep the order in flight
         if status is not None:
-            self._take_ack(BrokerAck(accepted=status.status is not OrderStatus.REJECTED, client_order_id=status.client_order_id,
-                                     broker_order_id=status.broker_order_id, reports=status.reports))
+            self._take_ack(
+                BrokerAck(
+                    accepted=status.status is not OrderStatus.REJECTED,
+                    client_order_id=status.client_order_id,
+                    broker_order_id=status.broker_order_id,
+                    reports=status.reports,
+                )
+            )
             return True
         assert self._cancel is not None
         if state.can(OrderEventKind.REQUEST_CANCEL):
-            state.apply(OrderEventKind.REQUEST_CANCEL, at=workflow.now(), actor=self._cancel.requested_by, detail=self._cancel.reason)
+            state.apply(
+                OrderEventKind.REQUEST_CANCEL,
+                at=workflow.now(),
+                actor=self._cancel.requested_by,
+                detail=self._cancel.reason,
+            )
         state.reason = self._cancel.reason
         state.apply(OrderEventKind.CANCEL, at=workflow.now(), detail="the broker never received the order")
         self._cancel_sent = True
@@ -377,7 +402,9 @@ class OrderWorkflow:
         # The safety-net poll backs off (doubling, up to 16x) while polls find nothing new; any news resets it.
         self._poll_backoff = min(self._poll_backoff * 2, 16) if quiet else 1
         pending = self._state.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_UPDATE)
-        seconds = self._cfg.broker_call_timeout_seconds if pending else self._cfg.status_poll_seconds * self._poll_backoff
+        seconds = (
+            self._cfg.broker_call_timeout_seconds if pending else self._cfg.status_poll_seconds * self._poll_backoff
+        )
         self._next_poll_at = workflow.now() + timedelta(seconds=seconds)
 
     def _cancel_due(self) -> bool:
@@ -402,7 +429,9 @@ class OrderWorkflow:
                 reason=reason,
             )
             try:
-                ack = await self._broker_call(BrokerActivities.cancel_order, CancelInput(broker=self._broker, request=request))
+                ack = await self._broker_call(
+                    BrokerActivities.cancel_order, CancelInput(broker=self._broker, request=request)
+                )
             except ActivityError as e:
                 ack = BrokerAck(accepted=False, client_order_id=request.client_order_id, reason=_cause(e))
             self._apply_reports(ack.reports)
@@ -516,7 +545,9 @@ class OrderWorkflow:
 
     def _amend_result(self, accepted: bool, reason: str | None) -> AmendResult:
         s = self._state
-        return AmendResult(accepted=accepted, status=s.status, reason=reason, qty=s.qty, price=s.price, stop_price=s.stop_price)
+        return AmendResult(
+            accepted=accepted, status=s.status, reason=reason, qty=s.qty, price=s.price, stop_price=s.stop_price
+        )
 
     async def _broker_call(self, method, arg, *, attempts: int = 0):  # type: ignore[no-untyped-def]
         return await workflow.execute_activity_method(

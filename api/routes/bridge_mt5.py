@@ -126,4 +126,3 @@ async def acknowledge(account: BridgeAccountDep, body: AckBody, store: StoreDep)
 async def trades(account: BridgeAccountDep, body: TradeBody, store: StoreDep) -> JSONResponse:
     """Deals and final order states (deduplicated by ticket)."""
     return _version_problem(body.protocol) or await _answer(store.trades(account, body))
-

@@ -58,4 +58,6 @@ async def ready(settings: SettingsDep, temporal: TemporalDep, pool: PoolDep) -> 
     pg, tmp, wrk = await asyncio.gather(_check(postgres()), _check(temporal_server()), _check(worker()))
     checks = {"postgres": pg, "temporal": tmp, "worker": wrk}
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not_ready", "checks": checks})
+    return JSONResponse(
+        status_code=200 if ok else 503, content={"status": "ready" if ok else "not_ready", "checks": checks}
+    )

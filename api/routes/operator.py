@@ -40,7 +40,9 @@ async def get_trading_state(pool: PoolDep) -> JSONResponse:
 
 
 @router.post("/trading-state", response_model=TradingStatePublic, responses={422: {"model": ErrorBody}})
-async def set_trading_state(body: TradingStateBody, pool: PoolDep, actor: ActorDep, instruments: InstrumentsDep) -> JSONResponse:
+async def set_trading_state(
+    body: TradingStateBody, pool: PoolDep, actor: ActorDep, instruments: InstrumentsDep
+) -> JSONResponse:
     """Set a trading state at a scope (HALTED, REDUCING, ACTIVE).
 
     HALTED refuses new orders and amends (cancels pass); REDUCING takes only orders that reduce a position;
@@ -99,7 +101,9 @@ async def cancel_all(body: CancelAllBody, temporal: TemporalDep, pool: PoolDep, 
     visibility has not indexed yet.
     """
     if body.scope != "all" and not body.value:
-        return _rejected([Reason(code="INVALID_FIELD", field="value", message=f"value: required for scope {body.scope}")])
+        return _rejected(
+            [Reason(code="INVALID_FIELD", field="value", message=f"value: required for scope {body.scope}")]
+        )
     value = (body.value or "").upper() if body.scope == "symbol" else (body.value or "")
     statuses = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
     query = f"WorkflowType = 'OrderWorkflow' AND ExecutionStatus = 'Running' AND {SA_STATUS.name} IN ({statuses})"
@@ -114,7 +118,9 @@ async def cancel_all(body: CancelAllBody, temporal: TemporalDep, pool: PoolDep, 
         cur = await conn.execute(f"SELECT order_id FROM orders WHERE {where}", params)
         order_ids.update(r["order_id"] for r in await cur.fetchall())
 
-    request = CancelRequest(requested_by=actor, reason=f"cancel-all ({body.scope}): {body.reason}", requested_at=utcnow())
+    request = CancelRequest(
+        requested_by=actor, reason=f"cancel-all ({body.scope}): {body.reason}", requested_at=utcnow()
+    )
 
     async def signal(order_id: str) -> bool:
         try:

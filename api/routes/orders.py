@@ -64,13 +64,22 @@ _ORDER_ID = re.compile(r"^EX[A-Z2-7]{16}$")
 
 
 def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content=model.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers)
+    return JSONResponse(
+        status_code=status, content=model.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers
+    )
 
 
-def _reject(status: int, reasons: list[Reason], *, order_id: str | None = None, message: str | None = None) -> JSONResponse:
+def _reject(
+    status: int, reasons: list[Reason], *, order_id: str | None = None, message: str | None = None
+) -> JSONResponse:
     return _json(
         status,
-        ErrorBody(status="rejected", message=message or "; ".join(r.message for r in reasons), reasons=reasons, internal_order_id=order_id),
+        ErrorBody(
+            status="rejected",
+            message=message or "; ".join(r.message for r in reasons),
+            reasons=reasons,
+            internal_order_id=order_id,
+        ),
     )
 
 
@@ -96,7 +105,12 @@ def _order_config(settings: Settings, broker: str) -> OrderConfig:
 
 
 def _answer(
-    decision: RiskDecision, order: OrderRequest, settings: Settings, *, duplicate: bool, status: OrderStatus | None = None
+    decision: RiskDecision,
+    order: OrderRequest,
+    settings: Settings,
+    *,
+    duplicate: bool,
+    status: OrderStatus | None = None,
 ) -> JSONResponse:
     reasons = [Reason.of(r) for r in decision.reasons]
     body = OrderAccepted(
@@ -133,7 +147,11 @@ def _conflict(order_id: str, key: str) -> JSONResponse:
     "",
     status_code=201,
     response_model=OrderAccepted,
-    responses={200: {"description": "repeat of an earlier request"}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        200: {"description": "repeat of an earlier request"},
+        409: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
 )
 async def create_order(
     body: OrderCreate,
@@ -150,7 +168,11 @@ async def create_order(
     broker = body.broker or settings.default_broker
     if broker not in BROKERS:
         problems.append(
-            Reason(code="UNKNOWN_BROKER", field="broker", message=f"broker: unknown broker {broker!r}; known: {', '.join(sorted(BROKERS))}")
+            Reason(
+                code="UNKNOWN_BROKER",
+                field="broker",
+                message=f"broker: unknown broker {broker!r}; known: {', '.join(sorted(BROKERS))}",
+            )
         )
     if body.symbol not in instruments:
         problems.append(
@@ -247,10 +269,14 @@ async def _settle(start: WithStartWorkflowOperation[Any, Any]) -> None:
 async def _closed_order(pool: Any, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
     # The key's workflow already finished: answer from the read model.
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT request_hash, risk_decision, status FROM orders WHERE order_id = %s", (order.order_id,))
+        cur = await conn.execute(
+            "SELECT request_hash, risk_decision, status FROM orders WHERE order_id = %s", (order.order_id,)
+        )
         row = await cur.fetchone()
     if row is None or row["risk_decision"] is None:
-        raise HTTPException(409, detail=f"order {order.order_id} exists but its record is not readable yet; retry shortly")
+        raise HTTPException(
+            409, detail=f"order {order.order_id} exists but its record is not readable yet; retry shortly"
+        )
     if row["request_hash"] != order.request_hash:
         return _conflict(order.order_id, key.split("/", 2)[-1])
     decision = RiskDecision.model_validate(row["risk_decision"])
@@ -279,11 +305,14 @@ async def _pending(temporal: Any, order: OrderRequest, settings: Settings) -> JS
 
 _ORDER_COLUMNS = (
     "order_id, client_order_id, client_id, account, symbol, side, type, time_in_force, qty, price, stop_price, "
-    "expire_at, broker, broker_order_id, status, filled_qty, avg_price, reason, flags, created_at, updated_at, workflow_id"
+    "expire_at, broker, broker_order_id, status, filled_qty, avg_price, reason, flags, created_at, updated_at, "
+    "workflow_id"
 )
 
 
-def _from_row(row: dict[str, Any], *, fills: list[dict[str, Any]] | None = None, events: list[dict[str, Any]] | None = None) -> OrderPublic:
+def _from_row(
+    row: dict[str, Any], *, fills: list[dict[str, Any]] | None = None, events: list[dict[str, Any]] | None = None
+) -> OrderPublic:
     status = OrderStatus(row["status"])
     return OrderPublic(
         internal_order_id=row["order_id"],
@@ -322,11 +351,13 @@ async def _stored(pool: Any, order_id: str) -> OrderPublic | None:
         if row is None:
             return None
         cur = await conn.execute(
-            "SELECT exec_id, qty, price, fee, filled_at FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", (order_id,)
+            "SELECT exec_id, qty, price, fee, filled_at FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id",
+            (order_id,),
         )
         fills = await cur.fetchall()
         cur = await conn.execute(
-            "SELECT seq, at, kind, status, detail, actor FROM order_events WHERE order_id = %s ORDER BY seq", (order_id,)
+            "SELECT seq, at, kind, status, detail, actor FROM order_events WHERE order_id = %s ORDER BY seq",
+            (order_id,),
         )
         events = await cur.fetchall()
     return _from_row(row, fills=fills, events=events)
@@ -383,8 +414,13 @@ async def list_orders(
     if status:
         where.append("status = ANY(%s)")
         params.append([s.value for s in status])
-    for column, value in (("symbol", symbol and symbol.upper()), ("client_id", client_id), ("client_order_id", client_order_id),
-                          ("account", account), ("broker", broker)):
+    for column, value in (
+        ("symbol", symbol and symbol.upper()),
+        ("client_id", client_id),
+        ("client_order_id", client_order_id),
+        ("account", account),
+        ("broker", broker),
+    ):
         if value:
             where.append(f"{column} = %s")
             params.append(value)
@@ -436,12 +472,18 @@ async def cancel_order(
         await append_audit(conn, actor=actor, action="CANCEL_REQUESTED", subject=order_id, detail={"reason": reason})
     return JSONResponse(
         status_code=202,
-        content={"status": "cancel_requested", "internalOrderId": order_id, "orderStatus": state.status.value,
-                 "links": {"self": f"/api/v1/orders/{order_id}"}},
+        content={
+            "status": "cancel_requested",
+            "internalOrderId": order_id,
+            "orderStatus": state.status.value,
+            "links": {"self": f"/api/v1/orders/{order_id}"},
+        },
     )
 
 
-@router.patch("/{order_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+@router.patch(
+    "/{order_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+)
 async def amend_order(
     order_id: str, body: AmendBody, settings: SettingsDep, temporal: TemporalDep, pool: PoolDep, actor: ActorDep
 ) -> JSONResponse:
@@ -458,11 +500,20 @@ async def amend_order(
         message = str(getattr(e.cause, "message", None) or e.cause or e)
         raise HTTPException(409, detail=message) from e
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        raise HTTPException(504, detail="the broker has not answered the amend yet; GET the order to follow it") from None
+        raise HTTPException(
+            504, detail="the broker has not answered the amend yet; GET the order to follow it"
+        ) from None
     async with pool.connection() as conn, conn.transaction():
         await append_audit(
-            conn, actor=actor, action="AMEND_REQUESTED", subject=order_id,
-            detail={"request": body.model_dump(mode="json", exclude_none=True), "accepted": result.accepted, "reason": result.reason},
+            conn,
+            actor=actor,
+            action="AMEND_REQUESTED",
+            subject=order_id,
+            detail={
+                "request": body.model_dump(mode="json", exclude_none=True),
+                "accepted": result.accepted,
+                "reason": result.reason,
+            },
         )
     content = {
         "status": "amended" if result.accepted else "rejected",

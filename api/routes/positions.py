@@ -26,13 +26,15 @@ async def list_positions(pool: PoolDep, account: str | None = None, symbol: str 
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            f"SELECT account, symbol, qty, avg_price, realized_pnl, updated_at FROM positions {clause} ORDER BY account, symbol",
+            "SELECT account, symbol, qty, avg_price, realized_pnl, updated_at FROM positions"
+            f" {clause} ORDER BY account, symbol",
             params,
         )
         positions = [PositionPublic(**r) for r in await cur.fetchall()]
         cash_clause, cash_params = ("WHERE account = %s", [account]) if account else ("", [])
         cur = await conn.execute(
-            f"SELECT account, currency, balance, updated_at FROM cash {cash_clause} ORDER BY account, currency", cash_params
+            f"SELECT account, currency, balance, updated_at FROM cash {cash_clause} ORDER BY account, currency",
+            cash_params,
         )
         cash = [CashPublic(**r) for r in await cur.fetchall()]
     body = PositionsPublic(data=positions, cash=cash, count=len(positions))

@@ -62,7 +62,9 @@ async def _current(pool: Any, settings: Any) -> dict[str, Any]:
     }
 
 
-async def _put(pool: Any, settings: Any, actor: str, *, scope: Any, key: str, body: dict[str, Any] | None, reason: str) -> JSONResponse:
+async def _put(
+    pool: Any, settings: Any, actor: str, *, scope: Any, key: str, body: dict[str, Any] | None, reason: str
+) -> JSONResponse:
     async with pool.connection() as conn, conn.transaction():
         version = await _store(settings).put(conn, scope=scope, key=key, body=body, actor=actor, reason=reason)
     current = await _current(pool, settings)
@@ -78,7 +80,9 @@ async def get_policy(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
 @router.put("/policy", responses={422: {"model": ErrorBody}})
 async def put_policy(change: PolicyChange, pool: PoolDep, settings: SettingsDep, actor: ActorDep) -> JSONResponse:
     """Replace the global policy (a new version; who, when, old and new values and the reason are kept)."""
-    return await _put(pool, settings, actor, scope="GLOBAL", key="", body=change.policy.model_dump(mode="json"), reason=change.reason)
+    return await _put(
+        pool, settings, actor, scope="GLOBAL", key="", body=change.policy.model_dump(mode="json"), reason=change.reason
+    )
 
 
 @router.put("/policy/accounts/{account}", responses={422: {"model": ErrorBody}})
@@ -100,7 +104,12 @@ async def delete_account_overrides(
 
 @router.put("/policy/instruments/{symbol}", responses={422: {"model": ErrorBody}})
 async def put_instrument_overrides(
-    symbol: str, change: InstrumentOverrideChange, pool: PoolDep, settings: SettingsDep, actor: ActorDep, instruments: InstrumentsDep
+    symbol: str,
+    change: InstrumentOverrideChange,
+    pool: PoolDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    instruments: InstrumentsDep,
 ) -> JSONResponse:
     """Set an instrument's overrides (tradable, price band, per-order notional cap, position limit in units)."""
     symbol = symbol.upper()
@@ -166,11 +175,14 @@ async def reservations(
         )
         rows = await cur.fetchall()
         cur = await conn.execute(
-            f"SELECT account, sum(notional) AS notional, sum(margin) AS margin, count(*) AS orders FROM risk_reservations"
+            "SELECT account, sum(notional) AS notional, sum(margin) AS margin, count(*) AS orders"
+            " FROM risk_reservations"
             f" {clause} GROUP BY account ORDER BY account",
             params,
         )
         totals = await cur.fetchall()
+
     def ser(row: dict[str, Any]) -> dict[str, Any]:
         return {k: (str(v) if v is not None and not isinstance(v, (str, int, bool)) else v) for k, v in row.items()}
+
     return JSONResponse(content={"data": [ser(r) for r in rows], "totals": [ser(t) for t in totals]})

@@ -145,7 +145,9 @@ class FixBroker:
         """Build the adapter from the application settings."""
         config = session_config_for(settings)
         recorder = SessionRecorder(pool, broker=name, session=config.key)
-        return cls(config, store=FixStore(pool, session=config.key), name=name, settings=settings.fix, recorder=recorder)
+        return cls(
+            config, store=FixStore(pool, session=config.key), name=name, settings=settings.fix, recorder=recorder
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -446,9 +448,11 @@ class FixBroker:
     def _fail_waiters(self, reason: str) -> None:
         for (msg_type, cl_ord_id), future in list(self._waiters.items()):
             if not future.done():
-                future.set_exception(BrokerUnavailable(
-                    f"{self.name}: {reason} before {msg_type} {cl_ord_id} was answered; the outcome is unknown"
-                ))
+                future.set_exception(
+                    BrokerUnavailable(
+                        f"{self.name}: {reason} before {msg_type} {cl_ord_id} was answered; the outcome is unknown"
+                    )
+                )
         for order_id, futures in list(self._status_waiters.items()):
             for f in futures:
                 if not f.done():
@@ -485,8 +489,9 @@ class FixBroker:
                         log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
                         return
                     if answer is None and order.status is not OrderStatus.SUBMITTED:
-                        log.warning("%s: the venue no longer knows %s (%s)", self.name, order.client_order_id,
-                                    order.status)
+                        log.warning(
+                            "%s: the venue no longer knows %s (%s)", self.name, order.client_order_id, order.status
+                        )
 
             await asyncio.gather(*(ask(o) for o in orders))
             self.resyncs += 1
@@ -555,8 +560,12 @@ class FixBroker:
             self._resolve("D", cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
             return
         if msg.get(Tag.EXEC_TRANS_TYPE) in ("1", "2"):
-            log.error("%s: trade %s by the venue is not supported; check it by hand: %s",
-                      self.name, "cancel" if msg.get(Tag.EXEC_TRANS_TYPE) == "1" else "correction", msg.text())
+            log.error(
+                "%s: trade %s by the venue is not supported; check it by hand: %s",
+                self.name,
+                "cancel" if msg.get(Tag.EXEC_TRANS_TYPE) == "1" else "correction",
+                msg.text(),
+            )
             return
         kind = self._exec_types.get(exec_type)
         if kind is None:
@@ -568,8 +577,13 @@ class FixBroker:
         report = self._report_from(msg, kind, order)
         if kind is ReportKind.FILL and order is not None and 0 < report.cum_qty <= order.synthesized_cum:
             # A late report of a fill the status answer already showed (and a synthesized fill delivered).
-            log.warning("%s: fill %s (cum %s) is already counted by the synthesized fill up to %s; not delivered",
-                        self.name, report.exec_id, report.cum_qty, order.synthesized_cum)
+            log.warning(
+                "%s: fill %s (cum %s) is already counted by the synthesized fill up to %s; not delivered",
+                self.name,
+                report.exec_id,
+                report.cum_qty,
+                order.synthesized_cum,
+            )
             return
         cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
         qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or (order.qty if order else None)
@@ -724,8 +738,13 @@ class FixBroker:
             if price is None or price <= 0:
                 price = avg
             if price is None or price <= 0:
-                log.error("%s: %s shows %s filled at the venue, %s here, and no price", self.name, cl_ord_id,
-                          venue_cum, local_cum)
+                log.error(
+                    "%s: %s shows %s filled at the venue, %s here, and no price",
+                    self.name,
+                    cl_ord_id,
+                    venue_cum,
+                    local_cum,
+                )
             else:
                 report = ExecutionReport(
                     exec_id=f"{_order_id(msg) or order.order_id}:cum:{fix_decimal(venue_cum)}",
@@ -739,11 +758,21 @@ class FixBroker:
                 order.synthesized_cum = venue_cum
                 if await self._record(report, order, status):
                     self.synthesized += 1
-                    log.warning("%s: %s: %s filled at the venue without fill reports; delivered as %s",
-                                self.name, cl_ord_id, missing, report.exec_id)
+                    log.warning(
+                        "%s: %s: %s filled at the venue without fill reports; delivered as %s",
+                        self.name,
+                        cl_ord_id,
+                        missing,
+                        report.exec_id,
+                    )
         elif venue_cum < local_cum:
-            log.error("%s: %s: the venue reports %s filled, %s fills were received", self.name, cl_ord_id,
-                      venue_cum, local_cum)
+            log.error(
+                "%s: %s: the venue reports %s filled, %s fills were received",
+                self.name,
+                cl_ord_id,
+                venue_cum,
+                local_cum,
+            )
         kind = _STATUS_KINDS.get(status)
         if kind is not None and not any(r.kind in _TERMINAL_KINDS for r in reports):
             # Same exec id as the order workflow's own status merge, so the two paths deduplicate.

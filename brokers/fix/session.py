@@ -284,8 +284,9 @@ class FixConnector:
             await self._teardown()
             # A port in use or an unreadable store is a start-up problem, not a transient one.
             raise ConfigError(f"{self.name}: QuickFIX could not start the session {cfg.key}: {e}") from e
-        log.info("%s: %s %s started (port %d, store %s)", self.name, cfg.connection_type, cfg.key, cfg.port,
-                 cfg.store_path)
+        log.info(
+            "%s: %s %s started (port %d, store %s)", self.name, cfg.connection_type, cfg.key, cfg.port, cfg.store_path
+        )
 
     async def stop(self) -> None:
         """Log out, stop QuickFIX, release the store.
@@ -459,8 +460,9 @@ class FixConnector:
             log.error("%s: event loop gone; message %s not handled", self.name, msg.text())
             return
         if done is not None and not done.wait(self._wait):
-            log.warning("%s: handling %s took more than %.1fs; taking the next message", self.name, msg.text(),
-                        self._wait)
+            log.warning(
+                "%s: handling %s took more than %.1fs; taking the next message", self.name, msg.text(), self._wait
+            )
 
     def _note_sent(self, seq_num: int, msg_type: str, cl_ord_id: str) -> None:
         with self._sent_lock:
@@ -518,4 +520,3 @@ class FixConnector:
         future = self._require_executor().submit(fn)
         with map_quickfix_errors(self.name, what):
             return await asyncio.wrap_future(future)
-

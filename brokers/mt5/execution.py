@@ -163,9 +163,7 @@ class Mt5Broker:
             state = await self._await(command_id, order["account"], what=f"the cancel of {cid}")
             reports = await self.store.reports_of(order_id)
             if state.ack is not None and ack_accepted(state.ack):
-                return BrokerAck(
-                    accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports
-                )
+                return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
             reason = ack_reason(state.ack) if state.ack is not None else f"cancel {state.state.lower()}"
             return BrokerAck(
                 accepted=False, client_order_id=cid, broker_order_id=_ticket(order), reason=reason, reports=reports
@@ -203,9 +201,7 @@ class Mt5Broker:
             if state.ack is not None and ack_accepted(state.ack):
                 return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
             if state.ack is None:
-                reason = (
-                    f"the MT5 terminal did not pick the modify up within {self._settings.command_ttl_seconds:g} s"
-                )
+                reason = f"the MT5 terminal did not pick the modify up within {self._settings.command_ttl_seconds:g} s"
             else:
                 reason = ack_reason(state.ack)
             return BrokerAck(accepted=False, client_order_id=cid, reason=reason, reports=reports)

@@ -162,9 +162,7 @@ def plain(value: Decimal) -> Decimal:
 # ------------------------------------------------------------------------------------------------ commands
 
 
-def new_command(
-    order: SubmitOrder, *, spec: LotSpec, order_id: str, deviation: int, at: datetime
-) -> Command:
+def new_command(order: SubmitOrder, *, spec: LotSpec, order_id: str, deviation: int, at: datetime) -> Command:
     """The NEW command for an order: its MqlTradeRequest fields minus symbol name, filling and magic.
 
     Raises:

@@ -365,8 +365,14 @@ class BridgeStore:
                     )
                 return AckReply(command_id=ack.command_id, status=AckStatus.DUPLICATE)
             if row["state"] in ("WITHDRAWN", "EXPIRED"):
-                await _event(conn, account, "ACK_CONFLICT", command_id=ack.command_id, state=row["state"],
-                             again=ack.model_dump(mode="json"))
+                await _event(
+                    conn,
+                    account,
+                    "ACK_CONFLICT",
+                    command_id=ack.command_id,
+                    state=row["state"],
+                    again=ack.model_dump(mode="json"),
+                )
                 if ack_accepted(ack):
                     await _break(
                         conn,
@@ -459,9 +465,7 @@ class BridgeStore:
     async def lot_spec(self, account: str, symbol: str) -> LotSpec:
         """The symbol's lot rules as the terminal reported them, else the configured fallback."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT * FROM mt5_symbols WHERE account = %s AND symbol = %s", (account, symbol)
-            )
+            cur = await conn.execute("SELECT * FROM mt5_symbols WHERE account = %s AND symbol = %s", (account, symbol))
             row = await cur.fetchone()
         if row is not None:
             return LotSpec(
@@ -560,8 +564,7 @@ class BridgeStore:
             order = await self._lock_order(conn, order_id)
             assert order is not None
             cur = await conn.execute(
-                "SELECT command_id, state FROM mt5_commands WHERE order_id = %s AND kind = 'CANCEL'"
-                " ORDER BY seq DESC",
+                "SELECT command_id, state FROM mt5_commands WHERE order_id = %s AND kind = 'CANCEL' ORDER BY seq DESC",
                 (order_id,),
             )
             previous = await cur.fetchall()
@@ -1145,4 +1148,3 @@ class BridgeStore:
         for kind, detail, order_id in breaks:
             await _break(conn, kind, detail, order_id=order_id)
         return [detail for _, detail, _ in breaks]
-

@@ -205,8 +205,11 @@ class TerminalExecutor:
         if result is None:
             code, text = self._mt5.last_error()
             return self._ack(
-                command, error=EaError.ORDER_SEND_FAILED, message=f"order_send returned None: {code} {text}",
-                broker_symbol=broker_symbol, filling=filling,
+                command,
+                error=EaError.ORDER_SEND_FAILED,
+                message=f"order_send returned None: {code} {text}",
+                broker_symbol=broker_symbol,
+                filling=filling,
             )
         return self._ack(
             command,
@@ -242,19 +245,28 @@ class TerminalExecutor:
         step, vmin, vmax = _dec(info.volume_step), _dec(info.volume_min), _dec(info.volume_max)
         if command.volume < vmin or command.volume > vmax or (command.volume / step) % 1 != 0:
             return self._ack(
-                command, error=EaError.VOLUME_INVALID, broker_symbol=name,
+                command,
+                error=EaError.VOLUME_INVALID,
+                broker_symbol=name,
                 message=f"{command.volume} lots is outside {vmin}..{vmax} in steps of {step}",
             )
         tick = mt5.symbol_info_tick(name)
         offset = self._server_offset()
         ack: Ack | None = None
         for filling in filling_sequence(
-            command.fillings, order_type=command.type, filling_mask=int(info.filling_mode),
+            command.fillings,
+            order_type=command.type,
+            filling_mask=int(info.filling_mode),
             exemode=int(info.trade_exemode),
         ):
             request = mql_request(
-                command, broker_symbol=name, filling=filling, magic=self._settings.magic,
-                bid=_dec(tick.bid), ask=_dec(tick.ask), server_offset_s=offset,
+                command,
+                broker_symbol=name,
+                filling=filling,
+                magic=self._settings.magic,
+                bid=_dec(tick.bid),
+                ask=_dec(tick.ask),
+                server_offset_s=offset,
             )
             ack = self._result_ack(command, mt5.order_send(request), broker_symbol=name, filling=filling)
             if ack.retcode != Retcode.INVALID_FILL:
@@ -267,11 +279,16 @@ class TerminalExecutor:
         ticket = command.ticket or self._open_ticket(command.order_id)
         live = mt5.orders_get(ticket=ticket) if ticket else ()
         if not live:
-            return self._ack(command, error=EaError.ORDER_NOT_FOUND, order=ticket,
-                             message=f"order {ticket or command.order_id} is not working at the terminal")
+            return self._ack(
+                command,
+                error=EaError.ORDER_NOT_FOUND,
+                order=ticket,
+                message=f"order {ticket or command.order_id} is not working at the terminal",
+            )
         name = live[0].symbol
-        request = mql_request(command, broker_symbol=name, filling=None, magic=self._settings.magic,
-                              server_offset_s=self._server_offset())
+        request = mql_request(
+            command, broker_symbol=name, filling=None, magic=self._settings.magic, server_offset_s=self._server_offset()
+        )
         request["order"] = ticket
         return self._result_ack(command, mt5.order_send(request), broker_symbol=name, filling=-1)
 
@@ -280,14 +297,26 @@ class TerminalExecutor:
         mt5 = self._mt5
         for o in mt5.orders_get() or ():
             if o.magic == self._settings.magic and o.comment == command.order_id:
-                return self._ack(command, retcode=Retcode.PLACED, order=int(o.ticket), broker_symbol=o.symbol,
-                                 volume=_dec(o.volume_initial), price=_dec(o.price_open), recovered=True)
+                return self._ack(
+                    command,
+                    retcode=Retcode.PLACED,
+                    order=int(o.ticket),
+                    broker_symbol=o.symbol,
+                    volume=_dec(o.volume_initial),
+                    price=_dec(o.price_open),
+                    recovered=True,
+                )
         for o in mt5.history_orders_get(0, int(time.time()) + 86400 * 2) or ():
             if o.magic == self._settings.magic and o.comment == command.order_id:
                 filled = o.state in (Mt5.ORDER_STATE_FILLED, Mt5.ORDER_STATE_PARTIAL)
-                return self._ack(command, retcode=Retcode.DONE if filled else Retcode.PLACED, order=int(o.ticket),
-                                 broker_symbol=o.symbol, recovered=True,
-                                 volume=_dec(o.volume_initial) - _dec(o.volume_current))
+                return self._ack(
+                    command,
+                    retcode=Retcode.DONE if filled else Retcode.PLACED,
+                    order=int(o.ticket),
+                    broker_symbol=o.symbol,
+                    recovered=True,
+                    volume=_dec(o.volume_initial) - _dec(o.volume_current),
+                )
         return None
 
     def _find_change(self, command: Command) -> Ack | None:
@@ -342,19 +371,37 @@ class TerminalExecutor:
         until = int(time.time()) + offset_ms // 1000 + 86400
         deals = [
             Deal(
-                deal=int(d.ticket), order=int(d.order), position=int(d.position_id), symbol=d.symbol, type=int(d.type),
-                entry=int(d.entry), reason=int(d.reason), volume=_dec(d.volume), price=_dec(d.price),
-                commission=_dec(d.commission), fee=_dec(getattr(d, "fee", 0)), swap=_dec(d.swap),
-                profit=_dec(d.profit), magic=int(d.magic), comment=str(d.comment), time_msc=int(d.time_msc) - offset_ms,
+                deal=int(d.ticket),
+                order=int(d.order),
+                position=int(d.position_id),
+                symbol=d.symbol,
+                type=int(d.type),
+                entry=int(d.entry),
+                reason=int(d.reason),
+                volume=_dec(d.volume),
+                price=_dec(d.price),
+                commission=_dec(d.commission),
+                fee=_dec(getattr(d, "fee", 0)),
+                swap=_dec(d.swap),
+                profit=_dec(d.profit),
+                magic=int(d.magic),
+                comment=str(d.comment),
+                time_msc=int(d.time_msc) - offset_ms,
             )
             for d in mt5.history_deals_get(since, until) or ()
             if d.magic == magic
         ]
         orders = [
             OrderUpdate(
-                order=int(o.ticket), state=int(o.state), type=int(o.type), symbol=o.symbol,
-                volume_initial=_dec(o.volume_initial), volume_current=_dec(o.volume_current),
-                price_open=_dec(o.price_open), magic=int(o.magic), comment=str(o.comment),
+                order=int(o.ticket),
+                state=int(o.state),
+                type=int(o.type),
+                symbol=o.symbol,
+                volume_initial=_dec(o.volume_initial),
+                volume_current=_dec(o.volume_current),
+                price_open=_dec(o.price_open),
+                magic=int(o.magic),
+                comment=str(o.comment),
                 time_done_msc=int(o.time_done_msc) - offset_ms,
             )
             for o in mt5.history_orders_get(since, until) or ()
@@ -363,8 +410,11 @@ class TerminalExecutor:
         deals.sort(key=lambda d: d.deal)
         orders.sort(key=lambda o: o.order)
         return TradeReport(
-            protocol=PROTOCOL_VERSION, terminal_id=self.terminal_id, session_id=self.session_id,
-            deals=deals, orders=orders,
+            protocol=PROTOCOL_VERSION,
+            terminal_id=self.terminal_id,
+            session_id=self.session_id,
+            deals=deals,
+            orders=orders,
         )
 
     def _heartbeat(self) -> Heartbeat:
@@ -378,39 +428,74 @@ class TerminalExecutor:
             info = mt5.symbol_info(name)
             symbols.append(
                 SymbolSpec(
-                    symbol=base, broker_symbol=name, contract_size=_dec(info.trade_contract_size),
-                    volume_min=_dec(info.volume_min), volume_step=_dec(info.volume_step),
-                    volume_max=_dec(info.volume_max), digits=int(info.digits), filling_mode=int(info.filling_mode),
-                    trade_mode=int(info.trade_mode), exemode=int(info.trade_exemode),
+                    symbol=base,
+                    broker_symbol=name,
+                    contract_size=_dec(info.trade_contract_size),
+                    volume_min=_dec(info.volume_min),
+                    volume_step=_dec(info.volume_step),
+                    volume_max=_dec(info.volume_max),
+                    digits=int(info.digits),
+                    filling_mode=int(info.filling_mode),
+                    trade_mode=int(info.trade_mode),
+                    exemode=int(info.trade_exemode),
                 )
             )
         offset = self._server_offset()
         return Heartbeat(
-            protocol=PROTOCOL_VERSION, terminal_id=self.terminal_id, session_id=self.session_id,
-            ea_version="python-terminal-1", sent_at_msc=int(time.time() * 1000),
+            protocol=PROTOCOL_VERSION,
+            terminal_id=self.terminal_id,
+            session_id=self.session_id,
+            ea_version="python-terminal-1",
+            sent_at_msc=int(time.time() * 1000),
             terminal=TerminalInfo(
-                build=int(term.build), name=str(term.name), company=str(term.company), server=str(acc.server),
-                connected=bool(term.connected), trade_allowed=bool(term.trade_allowed), server_offset_s=offset,
+                build=int(term.build),
+                name=str(term.name),
+                company=str(term.company),
+                server=str(acc.server),
+                connected=bool(term.connected),
+                trade_allowed=bool(term.trade_allowed),
+                server_offset_s=offset,
             ),
             account=AccountInfo(
-                login=int(acc.login), currency=str(acc.currency), balance=_dec(acc.balance), equity=_dec(acc.equity),
-                margin=_dec(acc.margin), margin_free=_dec(acc.margin_free), leverage=int(acc.leverage),
-                margin_mode=int(acc.margin_mode), trade_mode=int(acc.trade_mode), trade_expert=bool(acc.trade_expert),
+                login=int(acc.login),
+                currency=str(acc.currency),
+                balance=_dec(acc.balance),
+                equity=_dec(acc.equity),
+                margin=_dec(acc.margin),
+                margin_free=_dec(acc.margin_free),
+                leverage=int(acc.leverage),
+                margin_mode=int(acc.margin_mode),
+                trade_mode=int(acc.trade_mode),
+                trade_expert=bool(acc.trade_expert),
             ),
             positions=[
                 Position(
-                    ticket=int(p.ticket), symbol=p.symbol, base_symbol=base_of.get(p.symbol, ""), type=int(p.type),
-                    volume=_dec(p.volume), price_open=_dec(p.price_open), magic=int(p.magic), comment=str(p.comment),
-                    identifier=int(p.identifier), time_msc=int(p.time_msc) - offset * 1000,
+                    ticket=int(p.ticket),
+                    symbol=p.symbol,
+                    base_symbol=base_of.get(p.symbol, ""),
+                    type=int(p.type),
+                    volume=_dec(p.volume),
+                    price_open=_dec(p.price_open),
+                    magic=int(p.magic),
+                    comment=str(p.comment),
+                    identifier=int(p.identifier),
+                    time_msc=int(p.time_msc) - offset * 1000,
                 )
                 for p in mt5.positions_get() or ()
                 if p.magic == magic
             ],
             orders=[
                 PendingOrder(
-                    ticket=int(o.ticket), symbol=o.symbol, base_symbol=base_of.get(o.symbol, ""), type=int(o.type),
-                    state=int(o.state), volume_initial=_dec(o.volume_initial), volume_current=_dec(o.volume_current),
-                    price_open=_dec(o.price_open), price_stoplimit=_dec(o.price_stoplimit), magic=int(o.magic),
+                    ticket=int(o.ticket),
+                    symbol=o.symbol,
+                    base_symbol=base_of.get(o.symbol, ""),
+                    type=int(o.type),
+                    state=int(o.state),
+                    volume_initial=_dec(o.volume_initial),
+                    volume_current=_dec(o.volume_current),
+                    price_open=_dec(o.price_open),
+                    price_stoplimit=_dec(o.price_stoplimit),
+                    magic=int(o.magic),
                     comment=str(o.comment),
                 )
                 for o in mt5.orders_get() or ()

@@ -29,7 +29,6 @@ __all__ = ["PAPER_CAPABILITIES", "PaperBroker"]
 T = TypeVar("T")
 
 
-
 @asynccontextmanager
 async def _map_errors() -> AsyncIterator[None]:
     # The venue's journal is the only foreign error source: a database hiccup is an unknown outcome.

@@ -82,7 +82,11 @@ async def test_repeat_with_same_key_returns_the_original_and_a_different_body_co
             if closed.json().get("orderStatus") == "CANCELED":
                 break
             await asyncio.sleep(0.1)
-        assert closed.status_code == 200 and closed.json()["duplicate"] is True and closed.json()["orderStatus"] == "CANCELED"
+        assert (
+            closed.status_code == 200
+            and closed.json()["duplicate"] is True
+            and closed.json()["orderStatus"] == "CANCELED"
+        )
         assert (await http.post("/api/v1/orders", json={**body, "qty": 12})).status_code == 409
     assert await count_orders(stack, body["clientId"]) == 1
 
@@ -130,7 +134,9 @@ async def test_idempotency_key_header(stack: Stack) -> None:
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-async def test_bad_payloads_name_the_field_and_start_nothing(stack: Stack, mutate: Any, status: int, field: str) -> None:
+async def test_bad_payloads_name_the_field_and_start_nothing(
+    stack: Stack, mutate: Any, status: int, field: str
+) -> None:
     body = order_body()
     mutate(body)
     async with stack.api() as http:
@@ -167,10 +173,14 @@ async def test_risk_denial_is_422_with_the_reason_code(stack: Stack) -> None:
 async def test_cancel_working_order_then_refusals(stack: Stack) -> None:
     await stack.venue.set_mid("NVDA", D("120.00"))
     async with stack.api() as http:
-        r = await http.post("/api/v1/orders", json=order_body(symbol="NVDA", type="LIMIT", price=100, timeInForce="GTC"))
+        r = await http.post(
+            "/api/v1/orders", json=order_body(symbol="NVDA", type="LIMIT", price=100, timeInForce="GTC")
+        )
         order_id = r.json()["internalOrderId"]
         await wait_order(http, order_id, "ACCEPTED")
-        c = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "flatten"}, headers={"X-Actor": "ops-amy"})
+        c = await http.post(
+            f"/api/v1/orders/{order_id}/cancel", json={"reason": "flatten"}, headers={"X-Actor": "ops-amy"}
+        )
         assert c.status_code == 202 and c.json()["status"] == "cancel_requested"
         order = await wait_order(http, order_id, "CANCELED")
         assert any(e["kind"] == "CANCEL_REQUESTED" and e["actor"] == "ops-amy" for e in order["events"])
@@ -180,7 +190,9 @@ async def test_cancel_working_order_then_refusals(stack: Stack) -> None:
         assert missing.status_code == 404
         garbage = await http.post("/api/v1/orders/not-an-id/cancel")
         assert garbage.status_code == 404
-    audit = await stack.fetch("SELECT actor, action FROM audit_log WHERE subject = %s AND action = 'CANCEL_REQUESTED'", order_id)
+    audit = await stack.fetch(
+        "SELECT actor, action FROM audit_log WHERE subject = %s AND action = 'CANCEL_REQUESTED'", order_id
+    )
     assert audit == [{"actor": "ops-amy", "action": "CANCEL_REQUESTED"}]
 
 
@@ -220,7 +232,9 @@ async def test_list_filters_and_pages(stack: Stack) -> None:
     async with stack.api() as http:
         ids = []
         for i in range(3):
-            r = await http.post("/api/v1/orders", json=order_body(clientId=client, symbol="AAPL" if i < 2 else "MSFT", qty=10 + i))
+            r = await http.post(
+                "/api/v1/orders", json=order_body(clientId=client, symbol="AAPL" if i < 2 else "MSFT", qty=10 + i)
+            )
             ids.append(r.json()["internalOrderId"])
         for order_id in ids:
             await wait_order(http, order_id, "FILLED")
@@ -230,7 +244,11 @@ async def test_list_filters_and_pages(stack: Stack) -> None:
         assert [o["internalOrderId"] for o in rest["data"]] == [ids[0]]
         msft = (await http.get("/api/v1/orders", params={"clientId": client, "symbol": "msft"})).json()
         assert [o["internalOrderId"] for o in msft["data"]] == [ids[2]]
-        filled = (await http.get("/api/v1/orders", params=[("clientId", client), ("status", "FILLED"), ("status", "CANCELED")])).json()
+        filled = (
+            await http.get(
+                "/api/v1/orders", params=[("clientId", client), ("status", "FILLED"), ("status", "CANCELED")]
+            )
+        ).json()
         assert filled["count"] == 3
         bad = await http.get("/api/v1/orders", params={"status": "WHATEVER"})
         assert bad.status_code == 422 and bad.json()["reasons"][0]["field"] == "status.0"
@@ -240,10 +258,15 @@ async def test_list_filters_and_pages(stack: Stack) -> None:
 async def test_kill_switch_refuses_new_orders_but_cancels_pass(stack: Stack) -> None:
     await stack.venue.set_mid("NVDA", D("120.00"))
     async with stack.api() as http:
-        r = await http.post("/api/v1/orders", json=order_body(symbol="NVDA", type="LIMIT", price=100, timeInForce="GTC"))
+        r = await http.post(
+            "/api/v1/orders", json=order_body(symbol="NVDA", type="LIMIT", price=100, timeInForce="GTC")
+        )
         working = r.json()["internalOrderId"]
-        halt = await http.post("/api/v1/operator/trading-state", json={"state": "HALTED", "reason": "incident 42"},
-                               headers={"X-Actor": "risk-officer"})
+        halt = await http.post(
+            "/api/v1/operator/trading-state",
+            json={"state": "HALTED", "reason": "incident 42"},
+            headers={"X-Actor": "risk-officer"},
+        )
         assert halt.status_code == 200 and halt.json()["state"] == "HALTED"
         try:
             denied = await http.post("/api/v1/orders", json=order_body())
@@ -266,7 +289,11 @@ async def test_health_ready_and_metrics(stack: Stack) -> None:
     async with stack.api() as http:
         assert (await http.get("/health")).json() == {"status": "ok"}
         ready = await http.get("/ready")
-        assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "temporal": "ok", "worker": "ok"}
+        assert ready.status_code == 200 and ready.json()["checks"] == {
+            "postgres": "ok",
+            "temporal": "ok",
+            "worker": "ok",
+        }
         await http.post("/api/v1/orders", json=order_body(qty=100000, type="LIMIT", price=190))
         text = (await http.get("/metrics")).text
     assert 'exodus_orders_total{broker="paper",outcome="accepted"}' in text
@@ -275,7 +302,9 @@ async def test_health_ready_and_metrics(stack: Stack) -> None:
 
 
 async def test_ready_reports_a_missing_worker(stack: Stack) -> None:
-    settings = stack.settings.model_copy(update={"temporal": stack.settings.temporal.model_copy(update={"task_queue": "nobody-polls"})})
+    settings = stack.settings.model_copy(
+        update={"temporal": stack.settings.temporal.model_copy(update={"task_queue": "nobody-polls"})}
+    )
     async with stack.api(settings) as http:
         r = await http.get("/ready")
     assert r.status_code == 503 and r.json()["checks"]["worker"].startswith("down")
@@ -285,7 +314,9 @@ async def test_bearer_tokens_when_configured(stack: Stack) -> None:
     settings = stack.settings.model_copy(update={"api": ApiSettings(tokens={"desk-a": SecretStr("s3cret")})})
     async with stack.api(settings) as http:
         assert (await http.post("/api/v1/orders", json=order_body())).status_code == 401
-        assert (await http.post("/api/v1/orders", json=order_body(), headers={"Authorization": "Bearer nope"})).status_code == 401
+        assert (
+            await http.post("/api/v1/orders", json=order_body(), headers={"Authorization": "Bearer nope"})
+        ).status_code == 401
         r = await http.post("/api/v1/orders", json=order_body(), headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 201
     audit = await stack.fetch("SELECT actor FROM audit_log WHERE subject = %s", r.json()["internalOrderId"])
@@ -301,7 +332,9 @@ async def test_get_unknown_order_is_404(stack: Stack) -> None:
 async def test_working_order_is_read_live_from_the_workflow(stack: Stack) -> None:
     await stack.venue.set_mid("MSFT", D("420.00"))
     async with stack.api() as http:
-        r = await http.post("/api/v1/orders", json=order_body(symbol="MSFT", type="LIMIT", price=400, timeInForce="GTC"))
+        r = await http.post(
+            "/api/v1/orders", json=order_body(symbol="MSFT", type="LIMIT", price=400, timeInForce="GTC")
+        )
         order_id = r.json()["internalOrderId"]
         order = await wait_order(http, order_id, "ACCEPTED")
         assert order["source"] == "workflow" and order["leavesQty"] == "10"

@@ -76,10 +76,27 @@ def _cid() -> str:
 class BrokerContract:
     """Behaviour every adapter shares."""
 
-    def _order(self, inst: Instrument, *, qty: Decimal, type: OrderType = OrderType.MARKET, price: Decimal | None = None,
-               side: OrderSide = OrderSide.BUY, tif: TimeInForce = TimeInForce.GTC, cid: str | None = None) -> SubmitOrder:
-        return SubmitOrder(client_order_id=cid or _cid(), account="contract", symbol=inst.symbol, side=side, type=type,
-                           time_in_force=tif, qty=qty, price=price)
+    def _order(
+        self,
+        inst: Instrument,
+        *,
+        qty: Decimal,
+        type: OrderType = OrderType.MARKET,
+        price: Decimal | None = None,
+        side: OrderSide = OrderSide.BUY,
+        tif: TimeInForce = TimeInForce.GTC,
+        cid: str | None = None,
+    ) -> SubmitOrder:
+        return SubmitOrder(
+            client_order_id=cid or _cid(),
+            account="contract",
+            symbol=inst.symbol,
+            side=side,
+            type=type,
+            time_in_force=tif,
+            qty=qty,
+            price=price,
+        )
 
     async def test_market_order_is_acknowledged_and_filled(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -106,8 +123,9 @@ class BrokerContract:
         assert (await broker.submit_order(order)).accepted
         status = await broker.get_order_status(order.client_order_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
-        cancel = await broker.cancel_order(CancelOrder(client_order_id=order.client_order_id, symbol=inst.symbol,
-                                                       side=order.side, qty=order.qty))
+        cancel = await broker.cancel_order(
+            CancelOrder(client_order_id=order.client_order_id, symbol=inst.symbol, side=order.side, qty=order.qty)
+        )
         assert cancel.accepted, cancel.reason
         await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
         status = await broker.get_order_status(order.client_order_id)
@@ -119,14 +137,18 @@ class BrokerContract:
         inst = contract_instrument
         await market.set_mid(inst.symbol, inst.initial_price)
         qty = inst.display_qty * 2 + inst.min_qty
-        order = self._order(inst, qty=qty, type=OrderType.LIMIT, price=inst.round_price(inst.initial_price * Decimal("1.01")))
+        order = self._order(
+            inst, qty=qty, type=OrderType.LIMIT, price=inst.round_price(inst.initial_price * Decimal("1.01"))
+        )
         assert (await broker.submit_order(order)).accepted
         await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
         first = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
         assert first[0].last_qty == inst.display_qty and first[0].leaves_qty == qty - inst.display_qty
         for _ in range(2):
             await market.step()
-        await reports.wait_for(lambda _: sum(r.last_qty for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL) == qty)
+        await reports.wait_for(
+            lambda _: sum(r.last_qty for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL) == qty
+        )
         fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
         assert len(fills) == 3 and fills[-1].cum_qty == qty and fills[-1].leaves_qty == 0
         assert len({f.exec_id for f in fills}) == 3
@@ -146,8 +168,14 @@ class BrokerContract:
     ) -> None:
         cid = _cid()
         assert await broker.get_order_status(cid) is None
-        ack = await broker.cancel_order(CancelOrder(client_order_id=cid, symbol=contract_instrument.symbol,
-                                                    side=OrderSide.BUY, qty=contract_instrument.min_qty))
+        ack = await broker.cancel_order(
+            CancelOrder(
+                client_order_id=cid,
+                symbol=contract_instrument.symbol,
+                side=OrderSide.BUY,
+                qty=contract_instrument.min_qty,
+            )
+        )
         assert not ack.accepted and ack.not_found
 
     async def test_replace_changes_quantity_and_price(
@@ -160,9 +188,18 @@ class BrokerContract:
         assert (await broker.submit_order(order)).accepted
         new_price = price + inst.tick_size
         new_qty = inst.min_qty * 2
-        ack = await broker.replace_order(ReplaceOrder(
-            orig_client_order_id=order.client_order_id, client_order_id=f"{order.client_order_id}.1", symbol=inst.symbol,
-            side=order.side, type=order.type, time_in_force=order.time_in_force, qty=new_qty, price=new_price))
+        ack = await broker.replace_order(
+            ReplaceOrder(
+                orig_client_order_id=order.client_order_id,
+                client_order_id=f"{order.client_order_id}.1",
+                symbol=inst.symbol,
+                side=order.side,
+                type=order.type,
+                time_in_force=order.time_in_force,
+                qty=new_qty,
+                price=new_price,
+            )
+        )
         assert ack.accepted, ack.reason
         await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.client_order_id)))
         status = await broker.get_order_status(f"{order.client_order_id}.1")

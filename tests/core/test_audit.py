@@ -19,7 +19,9 @@ async def test_chain_verifies_and_an_edit_breaks_it(postgres_admin_url: str) -> 
         async with pool.connection() as conn:
             for i in range(5):
                 async with conn.transaction():
-                    await append_audit(conn, actor="ops", action="TEST", subject=f"s{i}", detail={"i": i, "why": "test"})
+                    await append_audit(
+                        conn, actor="ops", action="TEST", subject=f"s{i}", detail={"i": i, "why": "test"}
+                    )
             assert await verify_chain(conn) == (True, 5)
             await conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE subject = 's2'")
             intact, checked = await verify_chain(conn)

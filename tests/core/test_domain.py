@@ -136,7 +136,9 @@ def _state(qty: str = "100") -> OrderState:
     return state
 
 
-def _report(state: OrderState, kind: ReportKind, exec_id: str, qty: str = "0", price: str | None = None, **kw: object) -> ExecutionReport:
+def _report(
+    state: OrderState, kind: ReportKind, exec_id: str, qty: str = "0", price: str | None = None, **kw: object
+) -> ExecutionReport:
     return ExecutionReport(
         broker="paper",
         exec_id=exec_id,
@@ -233,7 +235,12 @@ def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
     state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
     missed = _report(state, ReportKind.FILL, "e2", "100", "10.00")
     report = OrderStatusReport(
-        broker="paper", client_order_id=state.order_id, broker_order_id="V1", status=S.FILLED, qty=D(100), cum_qty=D(100),
+        broker="paper",
+        client_order_id=state.order_id,
+        broker_order_id="V1",
+        status=S.FILLED,
+        qty=D(100),
+        cum_qty=D(100),
         reports=[missed],
     )
     assert state.merge_status(report, at=T0, final=True) == []
@@ -250,8 +257,14 @@ def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
 def test_merge_status_applies_a_terminal_broker_status_we_missed() -> None:
     state = _state()
     state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
-    report = OrderStatusReport(broker="paper", client_order_id=state.order_id, broker_order_id="V1", status=S.CANCELED,
-                               qty=D(100), cum_qty=D(0))
+    report = OrderStatusReport(
+        broker="paper",
+        client_order_id=state.order_id,
+        broker_order_id="V1",
+        status=S.CANCELED,
+        qty=D(100),
+        cum_qty=D(0),
+    )
     assert state.merge_status(report, at=T0) == []
     assert state.status is S.CANCELED
 

@@ -82,8 +82,14 @@ def codes(o: Any, lim: Limits | None = None, st: AccountState | None = None) -> 
     return [r.code for r in basic_check(o, lim or limits(), st or state())]
 
 
-def position(qty: str, avg: str = "100", mark: str = "100", symbol: str = "AAPL", realized: str = "0") -> dict[str, PositionView]:
-    return {symbol: PositionView(symbol=symbol, qty=D(qty), avg_price=D(avg), mark=D(mark), realized_pnl=D(realized), leverage=D(4))}
+def position(
+    qty: str, avg: str = "100", mark: str = "100", symbol: str = "AAPL", realized: str = "0"
+) -> dict[str, PositionView]:
+    return {
+        symbol: PositionView(
+            symbol=symbol, qty=D(qty), avg_price=D(avg), mark=D(mark), realized_pnl=D(realized), leverage=D(4)
+        )
+    }
 
 
 def test_a_plain_order_passes() -> None:
@@ -111,8 +117,12 @@ def test_quantity_min_and_lot(qty: str, expected: list[str]) -> None:
 
 
 def test_quantity_max_at_and_past_the_limit() -> None:
-    big = limits(max_notional_per_order=D(10**12), max_position_notional=D(10**12), max_gross_exposure=D(10**12),
-                 account_capital=D(10**12))
+    big = limits(
+        max_notional_per_order=D(10**12),
+        max_position_notional=D(10**12),
+        max_gross_exposure=D(10**12),
+        account_capital=D(10**12),
+    )
     rich = state(day_start_equity=None, day_peak_equity=None, reference_price=D(1))
     assert codes(order(qty="100000", type="LIMIT", price="1.00"), big, rich) == []
     assert codes(order(qty="100001", type="LIMIT", price="1.00"), big, rich) == [ReasonCode.QTY_ABOVE_MAX]
@@ -172,14 +182,20 @@ def test_max_notional_at_and_past_the_limit() -> None:
 def test_max_notional_converts_the_quote_currency() -> None:
     # USDJPY-like: the order is valued in JPY and converted at 1/150.
     assert codes(order(qty="100"), st=state(reference_price=D(150_000), quote_rate=D(1) / D(150))) == []
-    assert codes(order(qty="101"), st=state(reference_price=D(150_000), quote_rate=D(1) / D(150))) == [ReasonCode.MAX_NOTIONAL]
+    assert codes(order(qty="101"), st=state(reference_price=D(150_000), quote_rate=D(1) / D(150))) == [
+        ReasonCode.MAX_NOTIONAL
+    ]
 
 
 def test_max_notional_account_override_and_instrument_cap() -> None:
-    ps = PolicySet(policy=POLICY, accounts={"acct": AccountOverrides(max_notional_per_order=D(200_000))},
-                   instruments={"AAPL": InstrumentOverrides(max_notional_per_order=D(150_000))})
-    lim = ps.limits("acct", AAPL).model_copy(update={"max_position_notional": D(10**9), "max_gross_exposure": D(10**9),
-                                                     "account_capital": D(10**9)})
+    ps = PolicySet(
+        policy=POLICY,
+        accounts={"acct": AccountOverrides(max_notional_per_order=D(200_000))},
+        instruments={"AAPL": InstrumentOverrides(max_notional_per_order=D(150_000))},
+    )
+    lim = ps.limits("acct", AAPL).model_copy(
+        update={"max_position_notional": D(10**9), "max_gross_exposure": D(10**9), "account_capital": D(10**9)}
+    )
     rich = state(day_start_equity=None, day_peak_equity=None)
     assert codes(order(qty="1500"), lim, rich) == []
     assert codes(order(qty="1501"), lim, rich) == [ReasonCode.MAX_NOTIONAL]
@@ -197,7 +213,9 @@ def test_projected_position_counts_working_orders() -> None:
     st = state(positions=position("1000"), reservations=working)
     assert codes(order(qty="1000"), rich, st) == []
     assert codes(order(qty="1001"), rich, st) == [ReasonCode.MAX_NOTIONAL, ReasonCode.MAX_POSITION]
-    assert codes(order(qty="1001"), rich.model_copy(update={"max_notional_per_order": D(10**7)}), st) == [ReasonCode.MAX_POSITION]
+    assert codes(order(qty="1001"), rich.model_copy(update={"max_notional_per_order": D(10**7)}), st) == [
+        ReasonCode.MAX_POSITION
+    ]
 
 
 def test_position_limit_in_units_from_an_instrument_override() -> None:
@@ -211,9 +229,9 @@ def test_gross_exposure_across_symbols() -> None:
     msft = {"MSFT": PositionView(symbol="MSFT", qty=D(1000), avg_price=D(400), mark=D(400), leverage=D(4))}
     lim = limits(account_capital=D(10**7))
     assert codes(order(qty="1000"), lim, state(positions=msft)) == []
-    assert codes(order(qty="1001"), lim.model_copy(update={"max_notional_per_order": D(10**7)}), state(positions=msft)) == [
-        ReasonCode.MAX_GROSS_EXPOSURE
-    ]
+    assert codes(
+        order(qty="1001"), lim.model_copy(update={"max_notional_per_order": D(10**7)}), state(positions=msft)
+    ) == [ReasonCode.MAX_GROSS_EXPOSURE]
 
 
 def test_gross_exposure_values_working_orders_in_other_symbols() -> None:
@@ -225,7 +243,9 @@ def test_gross_exposure_values_working_orders_in_other_symbols() -> None:
 
 def test_buying_power_counts_positions_and_working_orders() -> None:
     # Equity 100,000 at leverage 4 carries 400,000 of exposure: 200,000 held + 100,000 working + 100,000 new.
-    working = [ReservationView(order_id="w", symbol="MSFT", side=OrderSide.BUY, qty_open=D(250), price=D(400), leverage=D(4))]
+    working = [
+        ReservationView(order_id="w", symbol="MSFT", side=OrderSide.BUY, qty_open=D(250), price=D(400), leverage=D(4))
+    ]
     msft_mark = {"MSFT": PositionView(symbol="MSFT", qty=D(0), mark=D(400), leverage=D(4))}
     st = state(positions={**position("2000"), **msft_mark}, reservations=working)
     lim = limits(max_position_notional=D(10**7), max_gross_exposure=D(10**7))
@@ -256,7 +276,9 @@ def test_reduce_only_refuses_an_increase_and_a_flip() -> None:
 
 def test_reducing_orders_are_exempt_from_exposure_and_loss_limits() -> None:
     # The account is over every limit, yet selling down its long is fine.
-    broke = state(positions=position("5000", avg="100", mark="90"), day_start_equity=D(200_000), day_peak_equity=D(300_000))
+    broke = state(
+        positions=position("5000", avg="100", mark="90"), day_start_equity=D(200_000), day_peak_equity=D(300_000)
+    )
     assert codes(order(side="SELL", qty="1000", type="LIMIT", price="90.00"), st=broke) == []
     assert ReasonCode.DAILY_LOSS_LIMIT in codes(order(side="BUY", qty="1"), st=broke)
 
@@ -265,8 +287,12 @@ def test_reducing_orders_are_exempt_from_exposure_and_loss_limits() -> None:
 
 
 def test_halted_refuses_everything_new() -> None:
-    halted = state(trading_state=TradingState.HALTED, trading_state_reason="incident", trading_state_scope="ACCOUNT acct",
-                   positions=position("100"))
+    halted = state(
+        trading_state=TradingState.HALTED,
+        trading_state_reason="incident",
+        trading_state_scope="ACCOUNT acct",
+        positions=position("100"),
+    )
     assert codes(order(side="SELL", qty="10"), st=halted) == [ReasonCode.TRADING_HALTED]
     [reason] = basic_check(order(qty="1"), limits(), halted)
     assert "ACCOUNT acct" in reason.message and "incident" in reason.message
@@ -342,4 +368,6 @@ def test_fx_uses_its_class_band_and_leverage() -> None:
     assert lim.price_band_pct == D(2) and lim.leverage == D(30)
     st = state(instrument=EURUSD, reference_price=D("1.08500"))
     assert codes(order(symbol="EURUSD", qty="10000", type="LIMIT", price="1.10670"), lim, st) == []
-    assert codes(order(symbol="EURUSD", qty="10000", type="LIMIT", price="1.10671"), lim, st) == [ReasonCode.PRICE_OUT_OF_BAND]
+    assert codes(order(symbol="EURUSD", qty="10000", type="LIMIT", price="1.10671"), lim, st) == [
+        ReasonCode.PRICE_OUT_OF_BAND
+    ]

@@ -29,7 +29,9 @@ async def risk_stack(
 ) -> AsyncIterator[Stack]:
     url = await create_database(postgres_admin_url, "exodus_risk")
     settings = make_settings(url, temporal_address(temporal_env))
-    pool = AsyncConnectionPool(url, min_size=1, max_size=20, kwargs={"autocommit": True, "row_factory": dict_row}, open=False)
+    pool = AsyncConnectionPool(
+        url, min_size=1, max_size=20, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    )
     await pool.open(wait=True)
     brokers = {"paper": paper_broker(instruments, pool, url, journal_key="paper")}
     try:
@@ -48,7 +50,9 @@ async def http(risk_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def put_policy(http: httpx.AsyncClient, reason: str = "test", **changes: Any) -> dict[str, Any]:
     current = (await http.get("/api/v1/risk/policy")).json()["policy"]
-    r = await http.put("/api/v1/risk/policy", json={"policy": {**current, **changes}, "reason": reason}, headers={"X-Actor": "cro"})
+    r = await http.put(
+        "/api/v1/risk/policy", json={"policy": {**current, **changes}, "reason": reason}, headers={"X-Actor": "cro"}
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -84,8 +88,10 @@ async def reservations(stack: Stack, account: str) -> list[dict[str, Any]]:
 async def test_concurrent_orders_never_jointly_breach_the_cap(risk_stack: Stack, http: httpx.AsyncClient) -> None:
     # The account may carry 19,000 of gross exposure: ten resting orders of 10 AAPL (valued at the 190 mark).
     account = unique("acct")
-    r = await http.put(f"/api/v1/risk/policy/accounts/{account}", json={"overrides": {"max_gross_exposure": "19000"},
-                                                                        "reason": "concurrency test"})
+    r = await http.put(
+        f"/api/v1/risk/policy/accounts/{account}",
+        json={"overrides": {"max_gross_exposure": "19000"}, "reason": "concurrency test"},
+    )
     assert r.status_code == 200, r.text
     orders = [body(account=account, type="LIMIT", price="180.00", timeInForce="GTC") for _ in range(25)]
     answers = await asyncio.gather(*(http.post("/api/v1/orders", json=o) for o in orders))
@@ -104,14 +110,20 @@ async def test_concurrent_orders_never_jointly_breach_the_cap(risk_stack: Stack,
         await wait_status(http, a.json()["internalOrderId"], "CANCELED")
     held = await reservations(risk_stack, account)
     assert all(h["released_at"] is not None and h["qty_open"] == 0 for h in held)
-    again = await http.post("/api/v1/orders", json=body(account=account, type="LIMIT", price="180.00", timeInForce="GTC", qty=100))
+    again = await http.post(
+        "/api/v1/orders", json=body(account=account, type="LIMIT", price="180.00", timeInForce="GTC", qty=100)
+    )
     assert again.status_code == 201
 
 
-async def test_reservation_follows_fills_and_is_released_when_the_order_closes(risk_stack: Stack, http: httpx.AsyncClient) -> None:
+async def test_reservation_follows_fills_and_is_released_when_the_order_closes(
+    risk_stack: Stack, http: httpx.AsyncClient
+) -> None:
     account = unique("acct")
     # Partially filled (500 of 800 shown at the touch), then canceled: the reservation shrinks, then goes.
-    r = await http.post("/api/v1/orders", json=body(account=account, qty=800, type="LIMIT", price="191.00", timeInForce="GTC"))
+    r = await http.post(
+        "/api/v1/orders", json=body(account=account, qty=800, type="LIMIT", price="191.00", timeInForce="GTC")
+    )
     order_id = r.json()["internalOrderId"]
     await wait_status(http, order_id, "PARTIALLY_FILLED")
     [held] = await reservations(risk_stack, account)
@@ -132,12 +144,17 @@ async def test_reservation_follows_fills_and_is_released_when_the_order_closes(r
     from datetime import UTC, datetime, timedelta
 
     expire_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    r = await http.post("/api/v1/orders", json=body(account=account, type="LIMIT", price="180.00", timeInForce="GTD", expireAt=expire_at))
+    r = await http.post(
+        "/api/v1/orders",
+        json=body(account=account, type="LIMIT", price="180.00", timeInForce="GTD", expireAt=expire_at),
+    )
     await wait_status(http, r.json()["internalOrderId"], "EXPIRED", timeout=20)
     assert all(h["released_at"] is not None for h in await reservations(risk_stack, account))
 
 
-async def test_velocity_and_open_order_limits_use_the_stored_policy(risk_stack: Stack, http: httpx.AsyncClient, default_policy: None) -> None:
+async def test_velocity_and_open_order_limits_use_the_stored_policy(
+    risk_stack: Stack, http: httpx.AsyncClient, default_policy: None
+) -> None:
     await put_policy(http, velocity_per_client={"max_orders": 3, "window_seconds": 30}, max_open_orders_per_client=500)
     client = unique("fast")
     answers = [await http.post("/api/v1/orders", json=body(clientId=client, qty=10 + i)) for i in range(4)]
@@ -145,22 +162,30 @@ async def test_velocity_and_open_order_limits_use_the_stored_policy(risk_stack: 
     assert answers[3].json()["reasons"][0]["code"] == "VELOCITY_CLIENT"
     await put_policy(http, velocity_per_client={"max_orders": 100, "window_seconds": 1}, max_open_orders_per_client=2)
     client = unique("busy")
-    resting = [await http.post("/api/v1/orders", json=body(clientId=client, qty=10 + i, type="LIMIT", price="180.00",
-                                                           timeInForce="GTC")) for i in range(3)]
+    resting = [
+        await http.post(
+            "/api/v1/orders", json=body(clientId=client, qty=10 + i, type="LIMIT", price="180.00", timeInForce="GTC")
+        )
+        for i in range(3)
+    ]
     assert [a.status_code for a in resting] == [201, 201, 422]
     assert resting[2].json()["reasons"][0]["code"] == "MAX_OPEN_ORDERS"
     first = resting[0].json()["internalOrderId"]
     await http.post(f"/api/v1/orders/{first}/cancel")
     await wait_status(http, first, "CANCELED")
-    again = await http.post("/api/v1/orders", json=body(clientId=client, qty=99, type="LIMIT", price="180.00", timeInForce="GTC"))
+    again = await http.post(
+        "/api/v1/orders", json=body(clientId=client, qty=99, type="LIMIT", price="180.00", timeInForce="GTC")
+    )
     assert again.status_code == 201
     await http.post("/api/v1/operator/cancel-all", json={"scope": "client", "value": client, "reason": "cleanup"})
 
 
 async def test_daily_loss_limit_from_the_ledger(risk_stack: Stack, http: httpx.AsyncClient) -> None:
     account = unique("loser")
-    await http.put(f"/api/v1/risk/policy/accounts/{account}",
-                   json={"overrides": {"account_capital": "20000", "daily_loss_limit": "1000"}, "reason": "loss test"})
+    await http.put(
+        f"/api/v1/risk/policy/accounts/{account}",
+        json={"overrides": {"account_capital": "20000", "daily_loss_limit": "1000"}, "reason": "loss test"},
+    )
     r = await http.post("/api/v1/orders", json=body(account=account, qty=100))
     await wait_status(http, r.json()["internalOrderId"], "FILLED")  # long 100 at 190.01
     await risk_stack.venue.set_mid("AAPL", D("180.00"))  # marked at 180.00: down 1,001 today
@@ -180,7 +205,9 @@ async def test_trading_state_scopes(risk_stack: Stack, http: httpx.AsyncClient) 
     await wait_status(http, filled.json()["internalOrderId"], "FILLED")
 
     async def set_state(scope: str, key: str | None, state: str) -> None:
-        r = await http.post("/api/v1/operator/trading-state", json={"scope": scope, "key": key, "state": state, "reason": "drill"})
+        r = await http.post(
+            "/api/v1/operator/trading-state", json={"scope": scope, "key": key, "state": state, "reason": "drill"}
+        )
         assert r.status_code == 200, r.text
 
     await set_state("ACCOUNT", account, "HALTED")
@@ -210,7 +237,9 @@ async def test_trading_state_scopes(risk_stack: Stack, http: httpx.AsyncClient) 
 
     bad = await http.post("/api/v1/operator/trading-state", json={"scope": "ACCOUNT", "state": "HALTED", "reason": "x"})
     assert bad.status_code == 422 and bad.json()["reasons"][0]["field"] == "key"
-    bad = await http.post("/api/v1/operator/trading-state", json={"scope": "SYMBOL", "key": "NOPE", "state": "HALTED", "reason": "x"})
+    bad = await http.post(
+        "/api/v1/operator/trading-state", json={"scope": "SYMBOL", "key": "NOPE", "state": "HALTED", "reason": "x"}
+    )
     assert bad.status_code == 422 and bad.json()["reasons"][0]["field"] == "key"
 
 
@@ -229,30 +258,47 @@ async def test_circuit_breaker_halts_after_consecutive_broker_rejections(
         risk_stack.venue.engine.reject_symbols.discard("NVDA")
     states = {(s["scope"], s["scopeKey"]): s for s in (await http.get("/api/v1/operator/trading-state")).json()}
     tripped = states[("ACCOUNT", account)]
-    assert tripped["state"] == "HALTED" and tripped["updatedBy"] == "circuit-breaker" and "3 consecutive" in tripped["reason"]
+    assert (
+        tripped["state"] == "HALTED"
+        and tripped["updatedBy"] == "circuit-breaker"
+        and "3 consecutive" in tripped["reason"]
+    )
     assert states[("BROKER", "paper")]["state"] == "HALTED"
-    audit = await risk_stack.fetch("SELECT actor FROM audit_log WHERE action = 'TRADING_STATE_SET' AND subject = %s", f"ACCOUNT:{account}")
+    audit = await risk_stack.fetch(
+        "SELECT actor FROM audit_log WHERE action = 'TRADING_STATE_SET' AND subject = %s", f"ACCOUNT:{account}"
+    )
     assert audit == [{"actor": "circuit-breaker"}]
     refused = await http.post("/api/v1/orders", json=body(account=account))
     assert refused.status_code == 422 and refused.json()["reasons"][0]["code"] == "TRADING_HALTED"
     for scope, key in (("ACCOUNT", account), ("BROKER", "paper")):
-        r = await http.post("/api/v1/operator/trading-state", json={"scope": scope, "key": key, "state": "ACTIVE", "reason": "reviewed"})
+        r = await http.post(
+            "/api/v1/operator/trading-state", json={"scope": scope, "key": key, "state": "ACTIVE", "reason": "reviewed"}
+        )
         assert r.status_code == 200
     assert (await http.post("/api/v1/orders", json=body(account=account))).status_code == 201
-    streaks = await risk_stack.fetch("SELECT streak FROM risk_reject_streaks WHERE scope = 'ACCOUNT' AND scope_key = %s", account)
+    streaks = await risk_stack.fetch(
+        "SELECT streak FROM risk_reject_streaks WHERE scope = 'ACCOUNT' AND scope_key = %s", account
+    )
     assert streaks == [{"streak": 0}]
 
 
-async def test_kill_switch_with_orders_in_flight_then_cancel_all_empties_the_book(risk_stack: Stack, http: httpx.AsyncClient) -> None:
+async def test_kill_switch_with_orders_in_flight_then_cancel_all_empties_the_book(
+    risk_stack: Stack, http: httpx.AsyncClient
+) -> None:
     account = unique("book")
     working = []
     for i in range(4):
-        r = await http.post("/api/v1/orders", json=body(account=account, qty=10 + i, type="LIMIT", price="180.00", timeInForce="GTC"))
+        r = await http.post(
+            "/api/v1/orders", json=body(account=account, qty=10 + i, type="LIMIT", price="180.00", timeInForce="GTC")
+        )
         working.append(r.json()["internalOrderId"])
     for order_id in working:
         await wait_status(http, order_id, "ACCEPTED")
-    halt = await http.post("/api/v1/operator/trading-state", json={"state": "HALTED", "reason": "kill switch drill"},
-                           headers={"X-Actor": "head-of-desk"})
+    halt = await http.post(
+        "/api/v1/operator/trading-state",
+        json={"state": "HALTED", "reason": "kill switch drill"},
+        headers={"X-Actor": "head-of-desk"},
+    )
     assert halt.status_code == 200
     try:
         refused = await http.post("/api/v1/orders", json=body(account=account))
@@ -270,7 +316,9 @@ async def test_kill_switch_with_orders_in_flight_then_cancel_all_empties_the_boo
             "SELECT order_id FROM orders WHERE status NOT IN ('FILLED','CANCELED','EXPIRED','REJECTED','DENIED')"
         )
         assert open_rows == []
-        audit = await risk_stack.fetch("SELECT actor, detail FROM audit_log WHERE action = 'CANCEL_ALL' ORDER BY id DESC LIMIT 1")
+        audit = await risk_stack.fetch(
+            "SELECT actor, detail FROM audit_log WHERE action = 'CANCEL_ALL' ORDER BY id DESC LIMIT 1"
+        )
         assert audit[0]["detail"]["signalled"] >= 3
     finally:
         await http.post("/api/v1/operator/trading-state", json={"state": "ACTIVE", "reason": "drill over"})
@@ -278,7 +326,9 @@ async def test_kill_switch_with_orders_in_flight_then_cancel_all_empties_the_boo
     assert bad.status_code == 422 and bad.json()["reasons"][0]["field"] == "value"
 
 
-async def test_policy_store_is_versioned_attributed_and_audited(risk_stack: Stack, http: httpx.AsyncClient, default_policy: None) -> None:
+async def test_policy_store_is_versioned_attributed_and_audited(
+    risk_stack: Stack, http: httpx.AsyncClient, default_policy: None
+) -> None:
     before = (await http.get("/api/v1/risk/policy")).json()
     changed = await put_policy(http, reason="tighten notional", max_notional_per_order="1000")
     assert changed["version"] > before["version"] and changed["policy"]["max_notional_per_order"] == "1000"
@@ -288,14 +338,18 @@ async def test_policy_store_is_versioned_attributed_and_audited(risk_stack: Stac
     assert latest["changedBy"] == "cro" and latest["reason"] == "tighten notional"
     assert latest["old"]["max_notional_per_order"] != "1000" and latest["new"]["max_notional_per_order"] == "1000"
 
-    r = await http.put("/api/v1/risk/policy/instruments/msft", json={"overrides": {"tradable": False}, "reason": "halted name"})
+    r = await http.put(
+        "/api/v1/risk/policy/instruments/msft", json={"overrides": {"tradable": False}, "reason": "halted name"}
+    )
     assert r.status_code == 200 and r.json()["instruments"]["MSFT"] == {"tradable": False}
     refused = await http.post("/api/v1/orders", json=body(symbol="MSFT", qty=1))
     assert refused.json()["reasons"][0]["code"] == "INSTRUMENT_NOT_TRADABLE"
     r = await http.delete("/api/v1/risk/policy/instruments/MSFT", params={"reason": "back"})
     assert r.status_code == 200 and "MSFT" not in r.json()["instruments"]
 
-    bad = await http.put("/api/v1/risk/policy", json={"policy": {**before["policy"], "max_notional_per_order": "-5"}, "reason": "x"})
+    bad = await http.put(
+        "/api/v1/risk/policy", json={"policy": {**before["policy"], "max_notional_per_order": "-5"}, "reason": "x"}
+    )
     assert bad.status_code == 422 and "policy.max_notional_per_order" in bad.json()["reasons"][0]["field"]
     bad = await http.put("/api/v1/risk/policy/accounts/a1", json={"overrides": {"max_leverage": 3}, "reason": "x"})
     assert bad.status_code == 422 and bad.json()["reasons"][0]["field"] == "overrides.max_leverage"
@@ -309,8 +363,12 @@ async def test_policy_store_is_versioned_attributed_and_audited(risk_stack: Stac
 
 async def test_amend_is_risk_checked_against_the_reservations(risk_stack: Stack, http: httpx.AsyncClient) -> None:
     account = unique("amender")
-    await http.put(f"/api/v1/risk/policy/accounts/{account}", json={"overrides": {"max_gross_exposure": "4000"}, "reason": "t"})
-    r = await http.post("/api/v1/orders", json=body(account=account, qty=10, type="LIMIT", price="180.00", timeInForce="GTC"))
+    await http.put(
+        f"/api/v1/risk/policy/accounts/{account}", json={"overrides": {"max_gross_exposure": "4000"}, "reason": "t"}
+    )
+    r = await http.post(
+        "/api/v1/orders", json=body(account=account, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
+    )
     order_id = r.json()["internalOrderId"]
     await wait_status(http, order_id, "ACCEPTED")
     ok = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": 20})  # 20 x 190 = 3,800
@@ -327,7 +385,9 @@ async def test_amend_is_risk_checked_against_the_reservations(risk_stack: Stack,
 
 async def test_reservations_endpoint(risk_stack: Stack, http: httpx.AsyncClient) -> None:
     account = unique("viewer")
-    r = await http.post("/api/v1/orders", json=body(account=account, qty=10, type="LIMIT", price="180.00", timeInForce="GTC"))
+    r = await http.post(
+        "/api/v1/orders", json=body(account=account, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
+    )
     await wait_status(http, r.json()["internalOrderId"], "ACCEPTED")
     view = (await http.get("/api/v1/risk/reservations", params={"account": account})).json()
     assert [d["order_id"] for d in view["data"]] == [r.json()["internalOrderId"]]

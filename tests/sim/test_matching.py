@@ -46,11 +46,29 @@ def engine(clock: Clock) -> MatchingEngine:
     return MatchingEngine(feed, instruments, venue="sim", clock=clock)
 
 
-def order(cid: str = "C1", *, side: str = "BUY", qty: str = "100", type: str = "MARKET", price: str | None = None,
-          stop: str | None = None, tif: str = "GTC", **kw: object) -> SubmitOrder:
-    return SubmitOrder(client_order_id=cid, account="a", symbol=kw.pop("symbol", "AAPL"), side=OrderSide(side),  # type: ignore[arg-type]
-                       type=OrderType(type), time_in_force=TimeInForce(tif), qty=D(qty),
-                       price=None if price is None else D(price), stop_price=None if stop is None else D(stop), **kw)  # type: ignore[arg-type]
+def order(
+    cid: str = "C1",
+    *,
+    side: str = "BUY",
+    qty: str = "100",
+    type: str = "MARKET",
+    price: str | None = None,
+    stop: str | None = None,
+    tif: str = "GTC",
+    **kw: object,
+) -> SubmitOrder:
+    return SubmitOrder(
+        client_order_id=cid,
+        account="a",
+        symbol=kw.pop("symbol", "AAPL"),
+        side=OrderSide(side),  # type: ignore[arg-type]
+        type=OrderType(type),
+        time_in_force=TimeInForce(tif),
+        qty=D(qty),
+        price=None if price is None else D(price),
+        stop_price=None if stop is None else D(stop),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def kinds(result) -> list[str]:  # type: ignore[no-untyped-def]
@@ -168,8 +186,18 @@ def test_cancel_then_cancel_again_is_too_late(engine: MatchingEngine) -> None:
 
 def test_replace_moves_the_order_under_a_new_id_and_may_fill_it(engine: MatchingEngine) -> None:
     engine.submit(order(type="LIMIT", price="90.00"))
-    res = engine.replace(ReplaceOrder(orig_client_order_id="C1", client_order_id="C1.1", symbol="AAPL", side=OrderSide.BUY,
-                                      type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, qty=D(50), price=D("101.00")))
+    res = engine.replace(
+        ReplaceOrder(
+            orig_client_order_id="C1",
+            client_order_id="C1.1",
+            symbol="AAPL",
+            side=OrderSide.BUY,
+            type=OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            qty=D(50),
+            price=D("101.00"),
+        )
+    )
     assert res.ack.accepted and kinds(res) == ["REPLACED", "FILL"]
     assert engine.status("C1.1").status is OrderStatus.FILLED
     assert engine.status("C1") is engine.status("C1.1") or engine.status("C1").client_order_id == "C1.1"
@@ -177,8 +205,18 @@ def test_replace_moves_the_order_under_a_new_id_and_may_fill_it(engine: Matching
 
 def test_replace_below_the_filled_quantity_is_refused(engine: MatchingEngine) -> None:
     engine.submit(order(qty="1200", type="LIMIT", price="101.00"))  # 500 filled at once
-    res = engine.replace(ReplaceOrder(orig_client_order_id="C1", client_order_id="C1.1", symbol="AAPL", side=OrderSide.BUY,
-                                      type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, qty=D(400), price=D("101.00")))
+    res = engine.replace(
+        ReplaceOrder(
+            orig_client_order_id="C1",
+            client_order_id="C1.1",
+            symbol="AAPL",
+            side=OrderSide.BUY,
+            type=OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            qty=D(400),
+            price=D("101.00"),
+        )
+    )
     assert not res.ack.accepted and kinds(res) == ["REPLACE_REJECTED"]
 
 

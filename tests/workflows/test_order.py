@@ -33,13 +33,18 @@ async def test_market_order_fills_and_is_booked(stack: Stack) -> None:
     assert result.breaks == []
     fills = await _fills_in_ledger(stack, order.order_id)
     assert [(f["qty"], f["price"]) for f in fills] == [(D(100), D("190.01"))]
-    [pos] = await stack.fetch("SELECT qty, avg_price FROM positions WHERE account = %s AND symbol = 'AAPL'", order.account)
+    [pos] = await stack.fetch(
+        "SELECT qty, avg_price FROM positions WHERE account = %s AND symbol = 'AAPL'", order.account
+    )
     assert pos["qty"] == D(100) and pos["avg_price"] == D("190.01")
     [cash] = await stack.fetch("SELECT currency, balance FROM cash WHERE account = %s", order.account)
     assert cash["currency"] == "USD" and cash["balance"] == D("-19001.00")
     [row] = await stack.fetch("SELECT status, filled_qty, version FROM orders WHERE order_id = %s", order.order_id)
     assert row["status"] == "FILLED" and row["filled_qty"] == D(100)
-    kinds = [e["kind"] for e in await stack.fetch("SELECT kind FROM order_events WHERE order_id = %s ORDER BY seq", order.order_id)]
+    kinds = [
+        e["kind"]
+        for e in await stack.fetch("SELECT kind FROM order_events WHERE order_id = %s ORDER BY seq", order.order_id)
+    ]
     assert kinds == ["RECEIVED", "SUBMIT", "ACCEPT", "FILL", "RECONCILED"]
 
 
@@ -195,7 +200,13 @@ async def test_overfill_is_refused_and_flagged(stack: Stack) -> None:
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     venue_view = await stack.venue.status(order.order_id)
     bogus = venue_view.reports[0].model_copy(
-        update={"exec_id": "BOGUS-1", "kind": ReportKind.FILL, "last_qty": D(25), "last_price": D("150.00"), "cum_qty": D(25)}
+        update={
+            "exec_id": "BOGUS-1",
+            "kind": ReportKind.FILL,
+            "last_qty": D(25),
+            "last_price": D("150.00"),
+            "cum_qty": D(25),
+        }
     )
     await handle.signal(OrderWorkflow.execution_report, bogus)
     state = await stack.wait_for(handle, lambda s: any(e.kind == "OVERFILL_REFUSED" for e in s.events))
@@ -211,7 +222,9 @@ async def test_amend_accepted_changes_the_order_at_the_broker(stack: Stack) -> N
     order = make_order(symbol="MSFT", qty="10", type="LIMIT", price="400.00")
     _, handle = await stack.submit(order)
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
-    result = await handle.execute_update(OrderWorkflow.amend, AmendRequest(qty=D(20), price=D("401.00"), requested_by="trader"))
+    result = await handle.execute_update(
+        OrderWorkflow.amend, AmendRequest(qty=D(20), price=D("401.00"), requested_by="trader")
+    )
     assert result.accepted and result.status is OrderStatus.ACCEPTED
     assert result.qty == D(20) and result.price == D("401.00")
     venue_view = await stack.venue.status(f"{order.order_id}.1")
@@ -326,7 +339,9 @@ async def test_denied_order_is_recorded_with_its_reasons(stack: Stack) -> None:
 
 async def test_gtd_order_expires_on_its_durable_timer(ts_stack: Stack) -> None:
     await ts_stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="10", type="LIMIT", price="150.00", time_in_force="GTD", expire_at=later(3 * 3600))
+    order = make_order(
+        symbol="AAPL", qty="10", type="LIMIT", price="150.00", time_in_force="GTD", expire_at=later(3 * 3600)
+    )
     _, handle = await ts_stack.submit(order)
     result = await ts_stack.result(handle)  # three hours pass in a moment on the time-skipping server
     assert result.status is OrderStatus.EXPIRED

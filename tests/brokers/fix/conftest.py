@@ -21,8 +21,9 @@ async def fix_pair(
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[FixPair]:
     """One venue and one adapter per FIX version, shared by a module's tests (each gets its own sink)."""
-    async with running_pair(tmp_path_factory.mktemp("fix"), pool, instruments, sink=Forwarder(),
-                            begin_string=request.param) as pair:
+    async with running_pair(
+        tmp_path_factory.mktemp("fix"), pool, instruments, sink=Forwarder(), begin_string=request.param
+    ) as pair:
         yield pair
 
 

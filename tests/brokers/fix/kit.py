@@ -172,8 +172,9 @@ async def running_pair(
     relay = TcpProxy(port) if proxy else None
     settings = Settings(
         data_dir=directory,
-        fix=fix_settings(port=relay.port if relay else port, begin_string=begin_string, sender=sender, target=target,
-                         **fix_overrides),
+        fix=fix_settings(
+            port=relay.port if relay else port, begin_string=begin_string, sender=sender, target=target, **fix_overrides
+        ),
     )
     await venue.start()
     if relay is not None:

@@ -83,8 +83,14 @@ def pair_factory(
     """``async with pair_factory(begin_string, sink=..., **options) as pair``: a venue and an adapter."""
 
     def make(begin_string: str = "FIX.4.4", *, sink: ReportSink | None = None, **options: Any) -> Any:
-        return running_pair(tmp_path / uuid.uuid4().hex[:6], pool, instruments, sink=sink or reports,
-                            begin_string=begin_string, **options)
+        return running_pair(
+            tmp_path / uuid.uuid4().hex[:6],
+            pool,
+            instruments,
+            sink=sink or reports,
+            begin_string=begin_string,
+            **options,
+        )
 
     return make
 
@@ -201,8 +207,9 @@ async def test_cancel_of_a_filled_order_is_rejected_as_too_late(
         order = _order()
         assert (await pair.broker.submit_order(order)).accepted
         await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
-        ack = await pair.broker.cancel_order(CancelOrder(client_order_id=order.client_order_id, symbol="AAPL",
-                                                         side=OrderSide.BUY, qty=order.qty))
+        ack = await pair.broker.cancel_order(
+            CancelOrder(client_order_id=order.client_order_id, symbol="AAPL", side=OrderSide.BUY, qty=order.qty)
+        )
         assert not ack.accepted and not ack.not_found and "TOO_LATE" in (ack.reason or "")
         assert [r.kind for r in ack.reports] == [ReportKind.CANCEL_REJECTED]
         await reports.wait_for(lambda _: ReportKind.CANCEL_REJECTED in _kinds(reports, order.client_order_id))
@@ -218,18 +225,36 @@ async def test_replace_below_the_filled_quantity_is_rejected_and_the_order_keeps
         order = _order(qty="1200", type=OrderType.LIMIT, price="191.00")
         assert (await pair.broker.submit_order(order)).accepted
         await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
-        ack = await pair.broker.replace_order(ReplaceOrder(
-            orig_client_order_id=order.client_order_id, client_order_id=f"{order.client_order_id}.1", symbol="AAPL",
-            side=OrderSide.BUY, type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, qty=D(400), price=D("191.00")))
+        ack = await pair.broker.replace_order(
+            ReplaceOrder(
+                orig_client_order_id=order.client_order_id,
+                client_order_id=f"{order.client_order_id}.1",
+                symbol="AAPL",
+                side=OrderSide.BUY,
+                type=OrderType.LIMIT,
+                time_in_force=TimeInForce.GTC,
+                qty=D(400),
+                price=D("191.00"),
+            )
+        )
         assert not ack.accepted and "INCORRECT_QUANTITY" in (ack.reason or "")
         await reports.wait_for(lambda _: ReportKind.REPLACE_REJECTED in _kinds(reports, order.client_order_id))
         status = await pair.broker.get_order_status(order.client_order_id)
         assert status is not None and status.status is OrderStatus.PARTIALLY_FILLED
         assert status.client_order_id == order.client_order_id and status.qty == D(1200)
         # A successful replace moves the ClOrdID chain on (11 = new, 41 = old).
-        ack = await pair.broker.replace_order(ReplaceOrder(
-            orig_client_order_id=order.client_order_id, client_order_id=f"{order.client_order_id}.1", symbol="AAPL",
-            side=OrderSide.BUY, type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, qty=D(600), price=D("191.00")))
+        ack = await pair.broker.replace_order(
+            ReplaceOrder(
+                orig_client_order_id=order.client_order_id,
+                client_order_id=f"{order.client_order_id}.1",
+                symbol="AAPL",
+                side=OrderSide.BUY,
+                type=OrderType.LIMIT,
+                time_in_force=TimeInForce.GTC,
+                qty=D(600),
+                price=D("191.00"),
+            )
+        )
         assert ack.accepted and ack.client_order_id == f"{order.client_order_id}.1"
         replaced = ack.reports[0]
         assert (replaced.kind, replaced.new_qty, replaced.cum_qty) == (ReportKind.REPLACED, D(600), D(500))
@@ -286,8 +311,12 @@ async def test_fills_while_the_connection_is_down_arrive_once_by_resend_after_re
         network.restore()
         await broker.wait_logged_on(15)
         await asyncio.wait_for(broker.resynced.wait(), 15)
-        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, big.client_order_id)) == D(1200)
-                               and _fills(reports, small.client_order_id) != [])
+        await reports.wait_for(
+            lambda _: (
+                sum(q for q, _ in _fills(reports, big.client_order_id)) == D(1200)
+                and _fills(reports, small.client_order_id) != []
+            )
+        )
         assert _fills(reports, big.client_order_id) == [(D(500), D("184.01"))] * 2 + [(D(200), D("184.01"))]
         assert _fills(reports, small.client_order_id) == [(D(50), D("184.01"))]
         exec_ids = [r.exec_id for r in reports.reports]
@@ -343,8 +372,13 @@ async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(
         venue, broker = pair.venue, pair.broker
         await venue.set_mid("AAPL", D("190.00"))
         fills = _order(qty="1200", type=OrderType.LIMIT, price="185.00")
-        expires = _order(qty="10", type=OrderType.LIMIT, price="170.00", tif=TimeInForce.GTD,
-                         expire_at=datetime.now(UTC) + timedelta(milliseconds=200))
+        expires = _order(
+            qty="10",
+            type=OrderType.LIMIT,
+            price="170.00",
+            tif=TimeInForce.GTD,
+            expire_at=datetime.now(UTC) + timedelta(milliseconds=200),
+        )
         for o in (fills, expires):
             assert (await broker.submit_order(o)).accepted
         venue.faults.refuse_logons = True
@@ -356,8 +390,12 @@ async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(
         venue.faults.refuse_logons = False
         await broker.wait_logged_on(15)
         await asyncio.wait_for(broker.resynced.wait(), 15)
-        await reports.wait_for(lambda _: ReportKind.EXPIRED in _kinds(reports, expires.client_order_id)
-                               and sum(q for q, _ in _fills(reports, fills.client_order_id)) == D(1000))
+        await reports.wait_for(
+            lambda _: (
+                ReportKind.EXPIRED in _kinds(reports, expires.client_order_id)
+                and sum(q for q, _ in _fills(reports, fills.client_order_id)) == D(1000)
+            )
+        )
         [synth] = [r for r in reports.of(fills.client_order_id) if r.kind is ReportKind.FILL]
         assert (synth.last_qty, synth.last_price, synth.cum_qty) == (D(1000), D("184.01"), D(1000))
         assert ":cum:" in synth.exec_id
@@ -365,10 +403,25 @@ async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(
         assert expired.exec_id == f"{expires.client_order_id}:status:EXPIRED"
         assert broker.synthesized == 2
         # Should the venue's own report of a counted fill still turn up, it is not counted twice.
-        pair.venue.connector.send_nowait("8", [
-            (37, synth.broker_order_id), (11, fills.client_order_id), (17, "late-fill"), (150, "F"), (39, "1"),
-            (55, "AAPL"), (54, "1"), (38, "1200"), (32, "500"), (31, "184.01"), (151, "700"), (14, "500"),
-            (6, "184.01"), (60, "20260101-00:00:00.000")])
+        pair.venue.connector.send_nowait(
+            "8",
+            [
+                (37, synth.broker_order_id),
+                (11, fills.client_order_id),
+                (17, "late-fill"),
+                (150, "F"),
+                (39, "1"),
+                (55, "AAPL"),
+                (54, "1"),
+                (38, "1200"),
+                (32, "500"),
+                (31, "184.01"),
+                (151, "700"),
+                (14, "500"),
+                (6, "184.01"),
+                (60, "20260101-00:00:00.000"),
+            ],
+        )
         marker = _order(symbol="NOPE")  # an answer that certainly comes after the late report
         assert not (await broker.submit_order(marker)).accepted
         assert "late-fill" not in [r.exec_id for r in reports.reports]
@@ -395,8 +448,9 @@ async def test_submission_whose_answer_is_lost_in_a_drop_is_resolved_by_the_venu
         await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
         assert _kinds(reports, order.client_order_id) == [ReportKind.ACCEPTED, ReportKind.FILL]
         # A retried submission asks first, finds the order, and sends nothing.
-        ack = await ActivityEnvironment().run(BrokerActivities({"fix": broker}).submit_order,
-                                              SubmitInput(broker="fix", order=order, check_first=True))
+        ack = await ActivityEnvironment().run(
+            BrokerActivities({"fix": broker}).submit_order, SubmitInput(broker="fix", order=order, check_first=True)
+        )
         assert ack.accepted and ack.broker_order_id
         assert venue.stats.received["D"] == 1
 
@@ -433,8 +487,18 @@ async def test_messages_stored_while_down_are_gap_filled_never_resent(
             await broker.submit_order(_order())
         # Straight to QuickFIX, past the adapter's guard: the order is stored under the next sequence number.
         stale = _order()
-        assert await broker.connector.send("D", [(11, stale.client_order_id), (21, "1"), (55, "AAPL"), (54, "1"),
-                                                 (60, "20260101-00:00:00.000"), (38, "100"), (40, "1")])
+        assert await broker.connector.send(
+            "D",
+            [
+                (11, stale.client_order_id),
+                (21, "1"),
+                (55, "AAPL"),
+                (54, "1"),
+                (60, "20260101-00:00:00.000"),
+                (38, "100"),
+                (40, "1"),
+            ],
+        )
         pair.proxy.restore()
         await broker.wait_logged_on(15)
         await asyncio.wait_for(broker.resynced.wait(), 15)
@@ -499,8 +563,13 @@ async def test_logon_carries_username_and_password(
 ) -> None:
     async with pair_factory(username="desk", password=SecretStr("s3cret")) as pair:
         assert pair.broker.logged_on
-        wrong = pair.settings.model_copy(update={"fix": pair.settings.fix.model_copy(update={
-            "password": SecretStr("guess"), "store_dir": tmp_path / "other"})})
+        wrong = pair.settings.model_copy(
+            update={
+                "fix": pair.settings.fix.model_copy(
+                    update={"password": SecretStr("guess"), "store_dir": tmp_path / "other"}
+                )
+            }
+        )
         await pair.broker.close()
         intruder = FixBroker.from_settings(wrong, pool=pool)
         await intruder.start(reports)
@@ -527,9 +596,25 @@ async def test_report_for_an_unknown_client_order_id_is_delivered_not_dropped(
 ) -> None:
     async with pair_factory() as pair:
         stray = "EX" + uuid.uuid4().hex[:16].upper()
-        pair.venue.connector.send_nowait("8", [
-            (37, "VENUE-1"), (11, stray), (17, f"stray-{stray}"), (150, "F"), (39, "2"), (55, "AAPL"), (54, "1"),
-            (38, "5"), (32, "5"), (31, "190.01"), (151, "0"), (14, "5"), (6, "190.01"), (60, "20260101-00:00:00.000")])
+        pair.venue.connector.send_nowait(
+            "8",
+            [
+                (37, "VENUE-1"),
+                (11, stray),
+                (17, f"stray-{stray}"),
+                (150, "F"),
+                (39, "2"),
+                (55, "AAPL"),
+                (54, "1"),
+                (38, "5"),
+                (32, "5"),
+                (31, "190.01"),
+                (151, "0"),
+                (14, "5"),
+                (6, "190.01"),
+                (60, "20260101-00:00:00.000"),
+            ],
+        )
         await reports.wait_for(lambda _: bool(reports.of(stray)))
         [report] = reports.of(stray)
         assert (report.kind, report.last_qty, report.exec_id) == (ReportKind.FILL, D(5), f"stray-{stray}")

@@ -143,8 +143,9 @@ async def test_venue_reject_ends_the_order_rejected_with_the_venues_reason(fix_s
 
 async def test_pegged_and_ioc_orders_over_fix(fix_stack: FixStack) -> None:
     await fix_stack.venue.set_mid("AAPL", D("190.00"))
-    pegged = _order(symbol="AAPL", qty="10", type="PEGGED", time_in_force="DAY", peg_type=PegType.MIDPOINT,
-                    peg_offset=D("-0.01"))
+    pegged = _order(
+        symbol="AAPL", qty="10", type="PEGGED", time_in_force="DAY", peg_type=PegType.MIDPOINT, peg_offset=D("-0.01")
+    )
     ioc = _order(symbol="AAPL", qty="700", time_in_force="IOC")  # 500 at the touch
     (_, h1), (_, h2) = await asyncio.gather(fix_stack.stack.submit(pegged), fix_stack.stack.submit(ioc))
     r1, r2 = await asyncio.gather(h1.result(), h2.result())
@@ -193,8 +194,11 @@ async def test_submission_whose_answer_is_lost_stays_in_flight_until_the_venue_a
     assert result.status is OrderStatus.FILLED and result.breaks == []
     assert venue.stats.received["D"] == received_before + 1  # sent once, never again
     # The submission activity did not get its answer the first time: it was retried, asked first, found it.
-    attempts = [e.activity_task_started_event_attributes.attempt async for e in handle.fetch_history_events()
-                if e.HasField("activity_task_started_event_attributes")]
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_started_event_attributes")
+    ]
     assert attempts[0] >= 2
     assert [f["qty"] for f in await fix_stack.fills(order.order_id)] == [D(25)]
 
@@ -224,13 +228,30 @@ async def test_restarted_adapter_resumes_the_session_and_the_order_completes(fix
 
 async def test_report_for_an_unknown_order_is_kept_as_an_orphan(fix_stack: FixStack) -> None:
     stray = "EX" + uuid.uuid4().hex[:16].upper()
-    fix_stack.venue.connector.send_nowait("8", [
-        (37, "VENUE-X"), (11, stray), (17, f"stray-{stray}"), (150, "F"), (39, "2"), (55, "AAPL"), (54, "1"),
-        (38, "5"), (32, "5"), (31, "190.01"), (151, "0"), (14, "5"), (6, "190.01"), (60, "20260101-00:00:00.000")])
+    fix_stack.venue.connector.send_nowait(
+        "8",
+        [
+            (37, "VENUE-X"),
+            (11, stray),
+            (17, f"stray-{stray}"),
+            (150, "F"),
+            (39, "2"),
+            (55, "AAPL"),
+            (54, "1"),
+            (38, "5"),
+            (32, "5"),
+            (31, "190.01"),
+            (151, "0"),
+            (14, "5"),
+            (6, "190.01"),
+            (60, "20260101-00:00:00.000"),
+        ],
+    )
 
     async def orphaned() -> list[dict]:
         return await fix_stack.stack.fetch(
-            "SELECT broker, client_order_id FROM unmatched_reports WHERE exec_id = %s", f"stray-{stray}")
+            "SELECT broker, client_order_id FROM unmatched_reports WHERE exec_id = %s", f"stray-{stray}"
+        )
 
     [row] = await eventually(orphaned)
     assert (row["broker"], row["client_order_id"]) == ("fix", stray)

@@ -64,9 +64,14 @@ class TestMt5Broker(BrokerContract):
         order = self._order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=price)
         assert (await broker.submit_order(order)).accepted
         replace = ReplaceOrder(
-            orig_client_order_id=order.client_order_id, client_order_id=f"{order.client_order_id}.1",
-            symbol=inst.symbol, side=order.side, type=order.type, time_in_force=order.time_in_force,
-            qty=inst.min_qty * 2, price=price + inst.tick_size,
+            orig_client_order_id=order.client_order_id,
+            client_order_id=f"{order.client_order_id}.1",
+            symbol=inst.symbol,
+            side=order.side,
+            type=order.type,
+            time_in_force=order.time_in_force,
+            qty=inst.min_qty * 2,
+            price=price + inst.tick_size,
         )
         refused = await broker.replace_order(replace)
         assert not refused.accepted and "cannot change the volume" in (refused.reason or "")
