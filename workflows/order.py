@@ -267,10 +267,18 @@ class OrderWorkflow:
         return self._inp.order.broker
 
     async def _submit(self) -> None:
-        """Send the order; after an unconfirmed round keep asking the broker before sending again."""
+        """Send the order; after an unconfirmed round keep asking the broker before sending again.
+
+        Once a cancel has arrived the order is never sent again: the broker is only asked whether it has it.
+        """
         state = self._state
         check_first = False
         while True:
+            if self._cancel is not None:
+                if await self._cancel_unconfirmed():
+                    return
+                await workflow.sleep(self._cfg.resubmit_pause_seconds)  # still unreachable: ask again later
+                continue
             async with self._broker_lock:
                 try:
                     ack = await self._broker_call(
@@ -296,8 +304,6 @@ class OrderWorkflow:
                     self._dirty = True
             await self._flush()
             check_first = True
-            if self._cancel is not None and await self._cancel_unconfirmed():
-                return
             try:
                 await workflow.wait_condition(
                     lambda: self._cancel is not None, timeout=self._cfg.resubmit_pause_seconds
@@ -585,7 +591,12 @@ class OrderWorkflow:
         """Persist what changed since the last write, and refresh what the Temporal UI shows."""
         state = self._state
         n_events, n_fills, n_breaks = len(state.events), len(state.fills), len(self._breaks)
-        if n_events == self._persisted_events and n_fills == self._persisted_fills and not final:
+        unchanged = (n_events, n_fills, n_breaks) == (
+            self._persisted_events,
+            self._persisted_fills,
+            self._persisted_breaks,
+        )
+        if unchanged and not final:
             self._dirty = False
             return
         self._writing = True

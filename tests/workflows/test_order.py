@@ -356,3 +356,22 @@ async def test_day_order_expires_at_the_session_close(ts_stack: Stack) -> None:
     _, handle = await ts_stack.submit(order)
     result = await ts_stack.result(handle)
     assert result.status is OrderStatus.EXPIRED
+
+
+async def test_cancel_while_the_submission_is_unconfirmed_never_sends_the_order(stack: Stack) -> None:
+    # The first round of submission attempts gets no answer; the operator cancels during the pause before the
+    # next round; the broker stays unreachable a little longer. The order must never reach the venue.
+    stack.venue.faults.unavailable = 6
+    try:
+        order = make_order(symbol="AAPL", qty="9")
+        _, handle = await stack.submit(order, resubmit_pause_seconds=2.0)
+        await stack.wait_for(handle, lambda s: any(e.kind == "SUBMIT_UNCONFIRMED" for e in s.events), timeout=30)
+        await handle.signal(OrderWorkflow.cancel, CancelRequest(requested_by="ops", reason="pull it"))
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        stack.venue.faults.unavailable = 0
+    assert result.status is OrderStatus.CANCELED
+    assert await stack.venue.status(order.order_id) is None
+    assert await _fills_in_ledger(stack, order.order_id) == []
+    state = await stack.state(handle)
+    assert any(e.kind == "CANCEL" and "never received" in e.detail for e in state.events)
