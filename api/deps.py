@@ -10,9 +10,10 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
 from core.instruments import InstrumentCatalog
+from core.policy import PolicyStore
 from core.settings import Settings
 
-__all__ = ["ActorDep", "InstrumentsDep", "PoolDep", "SettingsDep", "TemporalDep"]
+__all__ = ["ActorDep", "InstrumentsDep", "PolicyDep", "PoolDep", "SettingsDep", "TemporalDep"]
 
 
 def _settings(request: Request) -> Settings:
@@ -29,6 +30,10 @@ def _pool(request: Request) -> AsyncConnectionPool:
 
 def _instruments(request: Request) -> InstrumentCatalog:
     return request.app.state.instruments  # type: ignore[no-any-return]
+
+
+def _policy(request: Request) -> PolicyStore:
+    return request.app.state.policy  # type: ignore[no-any-return]
 
 
 def _actor(request: Request, settings: Annotated[Settings, Depends(_settings)]) -> str:
@@ -52,3 +57,5 @@ TemporalDep = Annotated[Client, Depends(_temporal)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(_pool)]
 InstrumentsDep = Annotated[InstrumentCatalog, Depends(_instruments)]
 ActorDep = Annotated[str, Depends(_actor)]
+#: The app's one policy store (its cache is per version, so it must outlive a request).
+PolicyDep = Annotated[PolicyStore, Depends(_policy)]

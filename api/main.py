@@ -24,6 +24,7 @@ from api.routes import bridge_mt5, health, operator, orders, positions, risk
 from api.schemas import ErrorBody, Reason
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
+from core.policy import PolicyStore
 from core.settings import Settings, get_settings
 from core.temporal import connect
 
@@ -134,6 +135,7 @@ def create_app(
     app.state.temporal = temporal
     app.state.pool = pool
     app.state.instruments = instruments or load_instruments(settings.instruments_file)
+    app.state.policy = PolicyStore(settings.risk)
     _install_error_handlers(app)
     app.include_router(orders.router, prefix="/api/v1")
     app.include_router(positions.router, prefix="/api/v1")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep
+from api.deps import ActorDep, InstrumentsDep, PolicyDep, PoolDep
 from api.schemas import ErrorBody, Identifier, Reason
 from core.policy import PolicyStore
 from core.risk import AccountOverrides, InstrumentOverrides, RiskPolicy
@@ -47,13 +47,9 @@ class InstrumentOverrideChange(BaseModel):
     reason: ChangeReason
 
 
-def _store(settings: Any) -> PolicyStore:
-    return PolicyStore(settings.risk)
-
-
-async def _current(pool: Any, settings: Any) -> dict[str, Any]:
+async def _current(pool: Any, store: PolicyStore) -> dict[str, Any]:
     async with pool.connection() as conn:
-        policy_set = await _store(settings).load(conn)
+        policy_set = await store.load(conn)
     return {
         "version": policy_set.version,
         "policy": policy_set.policy.model_dump(mode="json"),
@@ -63,43 +59,43 @@ async def _current(pool: Any, settings: Any) -> dict[str, Any]:
 
 
 async def _put(
-    pool: Any, settings: Any, actor: str, *, scope: Any, key: str, body: dict[str, Any] | None, reason: str
+    pool: Any, store: PolicyStore, actor: str, *, scope: Any, key: str, body: dict[str, Any] | None, reason: str
 ) -> JSONResponse:
     async with pool.connection() as conn, conn.transaction():
-        version = await _store(settings).put(conn, scope=scope, key=key, body=body, actor=actor, reason=reason)
-    current = await _current(pool, settings)
+        version = await store.put(conn, scope=scope, key=key, body=body, actor=actor, reason=reason)
+    current = await _current(pool, store)
     return JSONResponse(content={**current, "changedVersion": version})
 
 
 @router.get("/policy")
-async def get_policy(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
+async def get_policy(pool: PoolDep, policy: PolicyDep) -> JSONResponse:
     """The policy in force: the global document, every override, and the store's version."""
-    return JSONResponse(content=await _current(pool, settings))
+    return JSONResponse(content=await _current(pool, policy))
 
 
 @router.put("/policy", responses={422: {"model": ErrorBody}})
-async def put_policy(change: PolicyChange, pool: PoolDep, settings: SettingsDep, actor: ActorDep) -> JSONResponse:
+async def put_policy(change: PolicyChange, pool: PoolDep, policy: PolicyDep, actor: ActorDep) -> JSONResponse:
     """Replace the global policy (a new version; who, when, old and new values and the reason are kept)."""
     return await _put(
-        pool, settings, actor, scope="GLOBAL", key="", body=change.policy.model_dump(mode="json"), reason=change.reason
+        pool, policy, actor, scope="GLOBAL", key="", body=change.policy.model_dump(mode="json"), reason=change.reason
     )
 
 
 @router.put("/policy/accounts/{account}", responses={422: {"model": ErrorBody}})
 async def put_account_overrides(
-    account: Identifier, change: AccountOverrideChange, pool: PoolDep, settings: SettingsDep, actor: ActorDep
+    account: Identifier, change: AccountOverrideChange, pool: PoolDep, policy: PolicyDep, actor: ActorDep
 ) -> JSONResponse:
     """Set an account's overrides (replacing any earlier ones)."""
     body = change.overrides.model_dump(mode="json", exclude_none=True)
-    return await _put(pool, settings, actor, scope="ACCOUNT", key=account, body=body, reason=change.reason)
+    return await _put(pool, policy, actor, scope="ACCOUNT", key=account, body=body, reason=change.reason)
 
 
 @router.delete("/policy/accounts/{account}")
 async def delete_account_overrides(
-    account: Identifier, reason: Annotated[ChangeReason, Query()], pool: PoolDep, settings: SettingsDep, actor: ActorDep
+    account: Identifier, reason: Annotated[ChangeReason, Query()], pool: PoolDep, policy: PolicyDep, actor: ActorDep
 ) -> JSONResponse:
     """Remove an account's overrides (the global values apply again)."""
-    return await _put(pool, settings, actor, scope="ACCOUNT", key=account, body=None, reason=reason)
+    return await _put(pool, policy, actor, scope="ACCOUNT", key=account, body=None, reason=reason)
 
 
 @router.put("/policy/instruments/{symbol}", responses={422: {"model": ErrorBody}})
@@ -107,7 +103,7 @@ async def put_instrument_overrides(
     symbol: str,
     change: InstrumentOverrideChange,
     pool: PoolDep,
-    settings: SettingsDep,
+    policy: PolicyDep,
     actor: ActorDep,
     instruments: InstrumentsDep,
 ) -> JSONResponse:
@@ -118,24 +114,24 @@ async def put_instrument_overrides(
         body = ErrorBody(status="rejected", message=reason.message, reasons=[reason])
         return JSONResponse(status_code=422, content=body.model_dump(mode="json", by_alias=True, exclude_none=True))
     body_ = change.overrides.model_dump(mode="json", exclude_none=True)
-    return await _put(pool, settings, actor, scope="INSTRUMENT", key=symbol, body=body_, reason=change.reason)
+    return await _put(pool, policy, actor, scope="INSTRUMENT", key=symbol, body=body_, reason=change.reason)
 
 
 @router.delete("/policy/instruments/{symbol}")
 async def delete_instrument_overrides(
-    symbol: str, reason: Annotated[ChangeReason, Query()], pool: PoolDep, settings: SettingsDep, actor: ActorDep
+    symbol: str, reason: Annotated[ChangeReason, Query()], pool: PoolDep, policy: PolicyDep, actor: ActorDep
 ) -> JSONResponse:
     """Remove an instrument's overrides."""
-    return await _put(pool, settings, actor, scope="INSTRUMENT", key=symbol.upper(), body=None, reason=reason)
+    return await _put(pool, policy, actor, scope="INSTRUMENT", key=symbol.upper(), body=None, reason=reason)
 
 
 @router.get("/policy/history")
 async def policy_history(
-    pool: PoolDep, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    pool: PoolDep, policy: PolicyDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> JSONResponse:
     """Every change to the policy, newest first: version, scope, who, when, why, old and new documents."""
     async with pool.connection() as conn:
-        rows = await _store(settings).history(conn, limit=limit)
+        rows = await policy.history(conn, limit=limit)
     content = [
         {
             "version": r["version"],
