@@ -10,6 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from core.domain import AmendRequest, CancelRequest, OrderStatus, ReportKind
 from tests.harness import Stack, later, make_order
+from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio
@@ -46,6 +47,7 @@ async def test_market_order_fills_and_is_booked(stack: Stack) -> None:
         for e in await stack.fetch("SELECT kind FROM order_events WHERE order_id = %s ORDER BY seq", order.order_id)
     ]
     assert kinds == ["RECEIVED", "SUBMIT", "ACCEPT", "FILL", "RECONCILED"]
+    await record_history(handle, "paper-market-filled")
 
 
 async def test_partial_fill_then_fill_as_the_market_offers_more(stack: Stack) -> None:
@@ -63,6 +65,7 @@ async def test_partial_fill_then_fill_as_the_market_offers_more(stack: Stack) ->
     assert result.status is OrderStatus.FILLED
     fills = await _fills_in_ledger(stack, order.order_id)
     assert [f["qty"] for f in fills] == [D(500), D(500), D(200)]
+    await record_history(handle, "paper-limit-partial-fills")
 
 
 async def test_resting_limit_order_fills_when_the_market_comes_to_it(stack: Stack) -> None:
@@ -89,6 +92,7 @@ async def test_operator_cancel_of_a_resting_order(stack: Stack) -> None:
     assert requested and requested[0].actor == "ops-jane"
     venue_view = await stack.venue.status(order.order_id)
     assert venue_view is not None and venue_view.status is OrderStatus.CANCELED
+    await record_history(handle, "paper-limit-canceled")
 
 
 async def test_cancel_of_a_filled_order_is_refused_and_recorded(stack: Stack) -> None:
@@ -106,6 +110,7 @@ async def test_cancel_of_a_filled_order_is_refused_and_recorded(stack: Stack) ->
     assert state.status is OrderStatus.FILLED
     [refused] = [e for e in state.events if e.kind == "CANCEL_REFUSED"]
     assert "already FILLED" in refused.detail and refused.actor == "ops"
+    await record_history(handle, "paper-cancel-after-fill-refused")
 
 
 async def test_fill_racing_a_cancel_is_booked_and_the_order_ends_filled(stack: Stack) -> None:
@@ -127,6 +132,7 @@ async def test_fill_racing_a_cancel_is_booked_and_the_order_ends_filled(stack: S
     assert len(await _fills_in_ledger(stack, order.order_id)) == 1
     kinds = [e.kind for e in (await stack.state(handle)).events]
     assert "REQUEST_CANCEL" in kinds and "FILL" in kinds
+    await record_history(handle, "paper-fill-races-cancel")
 
 
 async def test_partial_fill_racing_a_cancel_is_booked_and_the_rest_canceled(stack: Stack) -> None:
@@ -149,6 +155,7 @@ async def test_partial_fill_racing_a_cancel_is_booked_and_the_rest_canceled(stac
     assert [f["qty"] for f in await _fills_in_ledger(stack, order.order_id)] == [D(500)]
     [pos] = await stack.fetch("SELECT qty FROM positions WHERE account = %s AND symbol = 'AAPL'", order.account)
     assert pos["qty"] == D(500)
+    await record_history(handle, "paper-partial-fill-then-canceled")
 
 
 async def test_ioc_fills_what_is_there_and_cancels_the_rest(stack: Stack) -> None:
@@ -158,6 +165,7 @@ async def test_ioc_fills_what_is_there_and_cancels_the_rest(stack: Stack) -> Non
     result = await handle.result()
     assert result.status is OrderStatus.CANCELED
     assert D(result.filled_qty) == D(500)
+    await record_history(handle, "paper-ioc-partial-canceled")
 
 
 async def test_fok_that_cannot_fill_in_full_is_canceled_without_fills(stack: Stack) -> None:
@@ -191,6 +199,7 @@ async def test_duplicate_execution_reports_are_booked_once(stack: Stack) -> None
     result = await handle.result()
     assert result.status is OrderStatus.FILLED and D(result.filled_qty) == D(900)
     assert [f["qty"] for f in await _fills_in_ledger(stack, order.order_id)] == [D(500), D(400)]
+    await record_history(handle, "paper-duplicate-reports")
 
 
 async def test_overfill_is_refused_and_flagged(stack: Stack) -> None:
@@ -215,6 +224,7 @@ async def test_overfill_is_refused_and_flagged(stack: Stack) -> None:
     await handle.signal(OrderWorkflow.cancel, CancelRequest(reason="cleanup"))
     await handle.result()
     assert await _fills_in_ledger(stack, order.order_id) == []
+    await record_history(handle, "paper-overfill-refused")
 
 
 async def test_amend_accepted_changes_the_order_at_the_broker(stack: Stack) -> None:
@@ -233,6 +243,7 @@ async def test_amend_accepted_changes_the_order_at_the_broker(stack: Stack) -> N
     await stack.venue.set_mid("MSFT", D("400.50"))
     final = await handle.result()
     assert final.status is OrderStatus.FILLED and D(final.filled_qty) == D(20)
+    await record_history(handle, "paper-amended-then-filled")
 
 
 async def test_amend_refused_by_the_validator_for_a_filled_order(stack: Stack) -> None:
@@ -273,6 +284,7 @@ async def test_amend_refused_by_risk_leaves_the_order_working(stack: Stack) -> N
     assert state.status is OrderStatus.ACCEPTED and state.qty == D(10)
     await handle.signal(OrderWorkflow.cancel, CancelRequest(reason="cleanup"))
     assert (await handle.result()).status is OrderStatus.CANCELED
+    await record_history(handle, "paper-amend-denied-then-canceled")
 
 
 async def test_venue_reject_ends_the_order_rejected(stack: Stack) -> None:
@@ -286,6 +298,7 @@ async def test_venue_reject_ends_the_order_rejected(stack: Stack) -> None:
         stack.venue.engine.reject_symbols.discard("ETH-USD")
     assert result.status is OrderStatus.REJECTED
     assert "INJECTED_REJECT" in (result.reason or "")
+    await record_history(handle, "paper-rejected")
 
 
 async def test_lost_submit_answer_is_retried_without_a_second_order(stack: Stack) -> None:
@@ -298,6 +311,7 @@ async def test_lost_submit_answer_is_retried_without_a_second_order(stack: Stack
     assert stack.venue.duplicate_submits == before
     assert len([o for o in stack.venue.engine.all_orders() if o.client_order_ids[0] == order.order_id]) == 1
     assert len(await _fills_in_ledger(stack, order.order_id)) == 1
+    await record_history(handle, "paper-lost-submit-answer")
 
 
 async def test_broker_unavailable_then_back_submits_once(stack: Stack) -> None:
@@ -322,6 +336,7 @@ async def test_lost_reports_are_recovered_by_the_status_poll(stack: Stack) -> No
         stack.venue.faults.suppress_reports = False
     assert result.status is OrderStatus.FILLED
     assert len(await _fills_in_ledger(stack, order.order_id)) == 1
+    await record_history(handle, "paper-status-poll-recovers-fill")
 
 
 async def test_denied_order_is_recorded_with_its_reasons(stack: Stack) -> None:
@@ -335,6 +350,7 @@ async def test_denied_order_is_recorded_with_its_reasons(stack: Stack) -> None:
     assert row["status"] == "DENIED" and "per-order limit" in row["reason"]
     audit = await stack.fetch("SELECT action FROM audit_log WHERE subject = %s", order.order_id)
     assert [a["action"] for a in audit] == ["RISK_DENIED"]
+    await record_history(handle, "paper-denied")
 
 
 async def test_gtd_order_expires_on_its_durable_timer(ts_stack: Stack) -> None:
@@ -349,6 +365,7 @@ async def test_gtd_order_expires_on_its_durable_timer(ts_stack: Stack) -> None:
     assert any(e.kind == "REQUEST_CANCEL" and "GTD expiry" in e.detail for e in state.events)
     venue_view = await ts_stack.venue.status(order.order_id)
     assert venue_view is not None and venue_view.status is OrderStatus.CANCELED
+    await record_history(handle, "paper-gtd-expired")
 
 
 async def test_day_order_expires_at_the_session_close(ts_stack: Stack) -> None:
@@ -356,6 +373,7 @@ async def test_day_order_expires_at_the_session_close(ts_stack: Stack) -> None:
     _, handle = await ts_stack.submit(order)
     result = await ts_stack.result(handle)
     assert result.status is OrderStatus.EXPIRED
+    await record_history(handle, "paper-day-expired")
 
 
 async def test_cancel_while_the_submission_is_unconfirmed_never_sends_the_order(stack: Stack) -> None:
@@ -375,3 +393,4 @@ async def test_cancel_while_the_submission_is_unconfirmed_never_sends_the_order(
     assert await _fills_in_ledger(stack, order.order_id) == []
     state = await stack.state(handle)
     assert any(e.kind == "CANCEL" and "never received" in e.detail for e in state.events)
+    await record_history(handle, "paper-canceled-while-unconfirmed")

@@ -22,6 +22,7 @@ from sim.venue import SimVenue
 from tests.brokers.fix.kit import TcpProxy, eventually, fix_settings
 from tests.conftest import make_settings, temporal_address
 from tests.harness import Stack, make_order
+from tests.workflows.recording import record_history
 from worker.dispatcher import ReportDispatcher
 from workflows.order import OrderWorkflow
 
@@ -102,6 +103,7 @@ async def test_market_order_over_fix_is_filled_booked_and_reconciled(fix_stack: 
     state = await fix_stack.stack.state(handle)
     assert state.broker_order_id and state.flags == []
     assert [e.kind for e in state.events][-1] == "RECONCILED"
+    await record_history(handle, "fix-market-filled")
 
 
 async def test_partial_fills_then_an_operator_cancel(fix_stack: FixStack) -> None:
@@ -115,6 +117,7 @@ async def test_partial_fills_then_an_operator_cancel(fix_stack: FixStack) -> Non
     assert result.status is OrderStatus.CANCELED and D(result.filled_qty) == D(500)
     assert [f["qty"] for f in await fix_stack.fills(order.order_id)] == [D(500)]
     assert result.breaks == []
+    await record_history(handle, "fix-partial-fills-then-canceled")
 
 
 async def test_amend_is_a_cancel_replace_and_the_order_fills_on_its_new_terms(fix_stack: FixStack) -> None:
@@ -131,6 +134,7 @@ async def test_amend_is_a_cancel_replace_and_the_order_fills_on_its_new_terms(fi
     assert state.revision == 1
     at_venue = fix_stack.venue.venue.engine.find(order.order_id)
     assert at_venue is not None and at_venue.client_order_ids == [order.order_id, f"{order.order_id}.1"]
+    await record_history(handle, "fix-amended-then-filled")
 
 
 async def test_venue_reject_ends_the_order_rejected_with_the_venues_reason(fix_stack: FixStack) -> None:
@@ -139,6 +143,7 @@ async def test_venue_reject_ends_the_order_rejected_with_the_venues_reason(fix_s
     assert decision.approved
     result = await handle.result()
     assert result.status is OrderStatus.REJECTED and "INJECTED_REJECT" in (result.reason or "")
+    await record_history(handle, "fix-rejected")
 
 
 async def test_pegged_and_ioc_orders_over_fix(fix_stack: FixStack) -> None:

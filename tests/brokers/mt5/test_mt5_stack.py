@@ -14,6 +14,7 @@ import pytest
 from core.domain import AmendRequest, CancelRequest, OrderStatus, workflow_id_for
 from tests.brokers.mt5.conftest import MAGIC, Mt5Stack, Rig
 from tests.harness import make_order
+from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio
@@ -73,6 +74,7 @@ async def test_market_order_over_rest_reaches_the_ea_and_fills_into_the_ledger(x
     assert pos["qty"] == D(20000)
     [row] = await _fetch(mt5_stack, "SELECT broker_order_id, status FROM orders WHERE order_id = %s", order_id)
     assert row["status"] == "FILLED" and row["broker_order_id"] == str(deal.order)
+    await record_history(handle, "mt5-market-filled")
 
 
 async def test_resting_limit_and_stop_orders_fill_when_the_market_reaches_them(xm: Rig, mt5_stack: Mt5Stack) -> None:
@@ -109,6 +111,7 @@ async def test_partial_fills_as_the_terminal_offers_liquidity(xm: Rig, mt5_stack
     assert result.status is OrderStatus.FILLED and result.breaks == []
     fills = await _fetch(mt5_stack, "SELECT qty FROM fills WHERE order_id = %s ORDER BY filled_at", order.order_id)
     assert [f["qty"] for f in fills] == [D(10000), D(10000), D(5000)]
+    await record_history(handle, "mt5-limit-partial-fills")
 
 
 async def test_ioc_market_order_fills_what_it_can_and_the_rest_is_canceled(xm: Rig, mt5_stack: Mt5Stack) -> None:
@@ -171,6 +174,7 @@ async def test_cancel_over_rest_removes_the_pending_order(xm: Rig, mt5_stack: Mt
     ticket = int(state.broker_order_id or 0)
     assert xm.terminal.history_orders[ticket].state == xm.terminal.ORDER_STATE_CANCELED
     assert [s["action"] for s in xm.terminal.sent] == [5, 8]  # PENDING, REMOVE
+    await record_history(handle, "mt5-limit-canceled")
 
 
 async def test_amend_modifies_the_price_in_place_and_refuses_a_new_volume(xm: Rig, mt5_stack: Mt5Stack) -> None:
@@ -188,6 +192,7 @@ async def test_amend_modifies_the_price_in_place_and_refuses_a_new_volume(xm: Ri
     result = await stack.result(handle)
     assert result.status is OrderStatus.FILLED and D(result.avg_price) == D("1.08051")
     assert result.breaks == []
+    await record_history(handle, "mt5-amended-then-filled")
 
 
 async def test_pending_order_expired_by_the_trade_server(xm: Rig, mt5_stack: Mt5Stack) -> None:
@@ -203,6 +208,7 @@ async def test_pending_order_expired_by_the_trade_server(xm: Rig, mt5_stack: Mt5
     xm.terminal.expire_orders(now_server_s=xm.terminal.orders[ticket].time_expiration)
     result = await stack.result(handle)
     assert result.status is OrderStatus.EXPIRED
+    await record_history(handle, "mt5-gtd-expired-by-server")
 
 
 async def test_duplicate_polls_and_a_lost_poll_answer_execute_once(xm: Rig, mt5_stack: Mt5Stack) -> None:
