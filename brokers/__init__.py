@@ -19,6 +19,7 @@ from brokers.paper.config import PAPER_CAPABILITIES
 from brokers.sessions import session_check_for
 from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
+from core.marketdata import QuoteSink
 from core.settings import Settings
 
 __all__ = [
@@ -40,6 +41,8 @@ class BrokerContext:
     settings: Settings
     instruments: InstrumentCatalog
     pool: AsyncConnectionPool | None
+    #: Where the broker publishes the quotes it sees (None: nobody listens).
+    quotes: QuoteSink | None = None
 
 
 @dataclass(frozen=True)
