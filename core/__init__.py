@@ -1,3 +1,15 @@
 """Framework-free core: domain model, errors, settings, risk, ledger, storage and Temporal connection helpers."""
 
-__all__ = ["audit", "db", "domain", "errors", "instruments", "ledger", "marketdata", "metrics", "risk", "settings", "temporal"]
+__all__ = [
+    "audit",
+    "db",
+    "domain",
+    "errors",
+    "instruments",
+    "ledger",
+    "marketdata",
+    "metrics",
+    "risk",
+    "settings",
+    "temporal",
+]
