@@ -114,7 +114,12 @@ _COLUMNS = "source, symbol, bid, ask, last, quoted_at, received_at"
 
 def _stored(row: dict[str, Any]) -> StoredQuote:
     quote = Quote(
-        symbol=row["symbol"], source=row["source"], bid=row["bid"], ask=row["ask"], last=row["last"], at=row["quoted_at"]
+        symbol=row["symbol"],
+        source=row["source"],
+        bid=row["bid"],
+        ask=row["ask"],
+        last=row["last"],
+        at=row["quoted_at"],
     )
     return StoredQuote(quote, row["received_at"])
 
@@ -369,8 +374,11 @@ class PriceBook:
         )
 
     def mark(self, symbol: str) -> Decimal | None:
-        """A price to value a position with: the reference source's fresh quote, else the freshest quote any
-        source this broker may use has (stale or not: the last known price beats none)."""
+        """A price to value a position with (its mid), or None.
+
+        The reference source's fresh quote, else the freshest quote of any source this broker may use, stale
+        or not: the last known price beats none.
+        """
         ref = self.reference(symbol)
         if ref.price is not None:
             return ref.price

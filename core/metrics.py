@@ -65,5 +65,7 @@ QUOTE_AGE = Gauge(
     "exodus_quote_age_seconds", "Age of the newest quote of each market data source, when scraped", ["source"]
 )
 QUOTES_STALE = Gauge(
-    "exodus_quotes_stale", "Symbols whose latest quote from the source is stale (too old for risk), when scraped", ["source"]
+    "exodus_quotes_stale",
+    "Symbols whose latest quote from the source is stale (too old for risk), when scraped",
+    ["source"],
 )

@@ -1,5 +1,6 @@
-"""The MT5 bridge endpoints the ExodusBridge EA calls: heartbeat, poll commands, acknowledge, report trades
-and ticks (the quotes that price MT5 orders).
+"""The MT5 bridge endpoints the ExodusBridge EA calls: heartbeat, poll, acknowledge, report trades and ticks.
+
+Ticks are stored as the quotes (source ``mt5``) that price MT5 orders.
 
 Authenticated per account by the bridge token (``Authorization: Bearer <token>``, ``mt5.accounts``), not by
 the API's user tokens. The wire protocol is ``brokers/mt5/protocol.py`` (documented in

@@ -465,9 +465,7 @@ class BridgeStore:
         """
         received = utcnow()
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT terminal_id, session_id FROM mt5_accounts WHERE account = %s", (account,)
-            )
+            cur = await conn.execute("SELECT terminal_id, session_id FROM mt5_accounts WHERE account = %s", (account,))
             link = await cur.fetchone()
             if link is None or (link["session_id"], link["terminal_id"]) != (report.session_id, report.terminal_id):
                 raise BridgeRefused(

@@ -3,9 +3,10 @@
 When the terminal runs on the same Windows machine as the worker (``mt5.terminal`` is set), no EA is
 needed: ``TerminalExecutor`` polls the same command outbox, executes each command with
 ``MetaTrader5.order_send`` and acknowledges it, scans the deal history for fills, heartbeats the
-account state and reports the symbols' ticks (the ``mt5`` quotes), all through ``BridgeStore`` (no HTTP). The order-facing side is the same ``Mt5Broker``, and
-the request/result mapping is the EA path's (``parsing.mql_request``, ``filling_sequence``,
-``resolve_symbol``), so both ways of reaching a terminal behave alike.
+account state and reports the symbols' ticks (the ``mt5`` quotes), all through ``BridgeStore`` (no HTTP).
+The order-facing side is the same ``Mt5Broker``, and the request/result mapping is the EA path's
+(``parsing.mql_request``, ``filling_sequence``, ``resolve_symbol``), so both ways of reaching a terminal
+behave alike.
 
 The package exists only for Windows (``pip install 'exodus[mt5]'``); it is imported by
 ``load_metatrader5()`` and nowhere else. On other hosts the tests drive this class with a simulated

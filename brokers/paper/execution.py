@@ -40,9 +40,7 @@ async def _map_errors() -> AsyncIterator[None]:
         raise BrokerUnavailable(f"paper venue storage failed, was {e!r}") from e
 
 
-def feed_publisher(
-    venue: SimVenue, sink: QuoteSink, *, source: str
-) -> Callable[[list[str], bool], Awaitable[None]]:
+def feed_publisher(venue: SimVenue, sink: QuoteSink, *, source: str) -> Callable[[list[str], bool], Awaitable[None]]:
     """A feed listener that publishes the venue's top of book to ``sink`` as quotes of ``source``.
 
     A move made by hand (a test's or demo's ``set_mid``) is written through at once when the sink is the

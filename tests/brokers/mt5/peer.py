@@ -1,10 +1,10 @@
 """A Python stand-in for the ExodusBridge EA: the same algorithm, over the same HTTP protocol.
 
-It mirrors ``mql5/Experts/ExodusBridge.mq5`` step by step (OnInit: catch-up trade report, heartbeat, ticks;
-OnTimer: resend unsent acks, flush trades, heartbeat, poll, execute, acknowledge, report changed ticks;
-OnTradeTransaction: queue deals and orders moved to history) against a ``FakeTerminal``. Messages are plain dicts written to the protocol
-document, not built from ``brokers.mt5.protocol``, so they check the server's models rather than echo them;
-``test_protocol.py`` compares their keys with the golden messages.
+It mirrors ``mql5/Experts/ExodusBridge.mq5`` step by step (OnInit: catch-up trade report, heartbeat; OnTimer:
+resend unsent acks, flush trades, heartbeat, poll, execute, acknowledge, report changed ticks;
+OnTradeTransaction: queue deals and orders moved to history) against a ``FakeTerminal``. Messages are plain
+dicts written to the protocol document, not built from ``brokers.mt5.protocol``, so they check the server's
+models rather than echo them; ``test_protocol.py`` compares their keys with the golden messages.
 
 State the EA keeps in its state file survives a "restart" (``EaState`` is handed to the next peer); state
 it keeps in memory does not. Faults to inject: crash right after OrderSend (before the ack is recorded),
