@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -26,6 +26,7 @@ from brokers.base import BrokerCapabilities
 from core.audit import append_audit
 from core.domain import OrderRequest, RiskDecision, TradingState, utcnow, workflow_id_for
 from core.instruments import InstrumentCatalog
+from core.marketdata import MarketData, PriceBook
 from core.metrics import ORDER_LATENCY
 from core.policy import PolicyStore
 from core.risk import (
@@ -45,14 +46,6 @@ __all__ = ["AmendCheck", "MarketData", "RiskActivities", "RiskGatherer"]
 
 _DECISION_LOCK = 0x5249534B  # "RISK"
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-
-
-class MarketData(Protocol):
-    """Where reference prices come from."""
-
-    def reference_price(self, symbol: str) -> Decimal | None:
-        """The current mid price of ``symbol``."""
-        ...
 
 
 class AmendCheck(BaseModel):
@@ -87,15 +80,10 @@ class RiskGatherer:
         self.policy = policy or PolicyStore(settings.risk)
         self._pool = pool
 
-    def quote_rate(self, quote_currency: str, currency: str) -> Decimal:
-        """Value of one unit of ``quote_currency`` in ``currency``, from the feed's FX pairs."""
-        if quote_currency == currency:
-            return Decimal(1)
-        direct = self.market.reference_price(f"{quote_currency}{currency}")
-        if direct:
-            return direct
-        inverse = self.market.reference_price(f"{currency}{quote_currency}")
-        return 1 / inverse if inverse else Decimal(1)
+    @staticmethod
+    def quote_rate(prices: PriceBook, quote_currency: str, currency: str) -> Decimal:
+        """Value of one unit of ``quote_currency`` in ``currency``, from the market data's FX quotes."""
+        return prices.rate(quote_currency, currency) or Decimal(1)
 
     async def gather(self, conn: Any, order: OrderRequest, *, amend: bool = False) -> tuple[Limits, AccountState]:
         """The effective limits and the account state for ``order`` (excluding its own reservation).
@@ -133,6 +121,10 @@ class RiskGatherer:
         reads["marks"] = await conn.execute(
             "SELECT start_equity, peak_equity FROM risk_equity_marks WHERE account = %s AND day = %s",
             (order.account, utcnow().date()),
+        )
+        # Reference price, marks and FX rates: the market data service's quote store, in this round trip.
+        reads["quotes"] = await self.market.queue(
+            conn, symbol=order.symbol, account=order.account, currency=limits.currency
         )
         if amend:
             return reads
@@ -183,6 +175,9 @@ class RiskGatherer:
         inst = self.instruments.get(order.symbol)
         limits = policy_set.limits(order.account, inst)
         ccy = limits.currency
+        now = utcnow()
+        prices = await self.market.book(reads["quotes"], broker=order.broker, now=now)
+        ref = prices.reference(order.symbol)
 
         state, reason, scope = TradingState.ACTIVE, "", "GLOBAL"
         for row in await reads["states"].fetchall():
@@ -200,8 +195,8 @@ class RiskGatherer:
                 qty=row["qty"],
                 avg_price=row["avg_price"],
                 realized_pnl=row["realized_pnl"],
-                mark=self.market.reference_price(row["symbol"]),
-                quote_rate=self.quote_rate(pinst.quote_currency, ccy) if pinst else Decimal(1),
+                mark=prices.mark(row["symbol"]),
+                quote_rate=self.quote_rate(prices, pinst.quote_currency, ccy) if pinst else Decimal(1),
                 leverage=cls.leverage if cls else Decimal(1),
             )
         reservations = [ReservationView(**row) for row in await reads["reservations"].fetchall()]
@@ -223,10 +218,15 @@ class RiskGatherer:
         pool = self._pool
         unavailable = await session_check(pool, order.account) if session_check and pool is not None else None
         return limits, AccountState(
-            now=utcnow(),
+            now=now,
             instrument=inst,
-            reference_price=self.market.reference_price(order.symbol),
-            quote_rate=self.quote_rate(inst.quote_currency, ccy) if inst else Decimal(1),
+            reference_price=ref.price,
+            reference_source=ref.source,
+            reference_age_seconds=ref.view.age_seconds if ref.view else None,
+            reference_problem=ref.problem(),
+            reference_stale=ref.status == "STALE_REFERENCE_PRICE",
+            own_price_without_quote=ref.own_price_without_quote,
+            quote_rate=self.quote_rate(prices, inst.quote_currency, ccy) if inst else Decimal(1),
             trading_state=state,
             trading_state_reason=reason,
             trading_state_scope=scope,
@@ -254,6 +254,16 @@ class RiskGatherer:
             " EXCLUDED.peak_equity)",
             (account, state.now.date(), state.day_start_equity, state.day_peak_equity),
         )
+
+
+def _reference_note(state: AccountState) -> str:
+    if state.reference_source is None:
+        return "none"
+    if state.reference_age_seconds is None:
+        return f"{state.reference_source}: no quote"
+    return f"{state.reference_source} quote {state.reference_age_seconds:.1f}s old" + (
+        " (stale)" if state.reference_stale else ""
+    )
 
 
 class RiskActivities:
@@ -387,6 +397,7 @@ class RiskActivities:
                     "account": order.account,
                     "reasons": [r.model_dump() for r in decision.reasons],
                     "reference_price": str(decision.reference_price),
+                    "reference": _reference_note(state),
                     "notional": str(decision.notional),
                     "trading_state": f"{state.trading_state.value} ({state.trading_state_scope})",
                     "policy_version": self.gatherer.policy.cached.version,

@@ -6,6 +6,7 @@ word, a message, and for refusals a list of reasons that name the field at fault
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,10 +21,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.routes import bridge_mt5, health, operator, orders, positions, risk
+from api.routes import bridge_mt5, health, operator, orders, positions, quotes, risk
 from api.schemas import ErrorBody, Reason
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
+from core.marketdata import MarketData
 from core.policy import PolicyStore
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -136,17 +138,24 @@ def create_app(
     app.state.pool = pool
     app.state.instruments = instruments or load_instruments(settings.instruments_file)
     app.state.policy = PolicyStore(settings.risk)
+    app.state.market = MarketData(settings.market_data, app.state.instruments)
     _install_error_handlers(app)
     app.include_router(orders.router, prefix="/api/v1")
     app.include_router(positions.router, prefix="/api/v1")
     app.include_router(operator.router, prefix="/api/v1")
     app.include_router(risk.router, prefix="/api/v1")
+    app.include_router(quotes.router, prefix="/api/v1")
     app.include_router(bridge_mt5.router, prefix="/api/v1")
     app.include_router(health.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> PlainTextResponse:
-        """Prometheus metrics of the API process."""
+        """Prometheus metrics of the API process (quote ages are read from the quote store now)."""
+        try:
+            async with asyncio.timeout(2), app.state.pool.connection() as conn:
+                await app.state.market.refresh_metrics(conn)
+        except Exception as e:  # the rest of the metrics are still worth answering with
+            log.warning("quote age metrics not refreshed, was %r", e)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -42,9 +42,10 @@ from brokers.paper import PaperBroker
 from core.db import apply_migrations
 from core.domain import OrderRequest, derive_order_id, workflow_id_for
 from core.instruments import load_instruments
+from core.marketdata import MarketData, QuoteWriter
 from core.policy import PolicyStore
 from core.risk import RiskPolicy, VelocityLimit, basic_check
-from core.settings import Settings, TemporalSettings, WorkerSettings
+from core.settings import MarketDataSettings, Settings, TemporalSettings, WorkerSettings
 from devstack.services import EmbeddedPostgres, free_port, start_dev_server
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
@@ -107,6 +108,8 @@ async def measure(orders: int) -> dict[str, Any]:
                 velocity_global=VelocityLimit(max_orders=10**6, window_seconds=1),
                 max_open_orders_per_client=10**6,
             ),
+            # The venue does not tick here: its quotes (written at start) must not go stale during the run.
+            market_data=MarketDataSettings(max_age_seconds=3600),
         )
         instruments = load_instruments(None)
         pool = AsyncConnectionPool(
@@ -116,7 +119,9 @@ async def measure(orders: int) -> dict[str, Any]:
         venue = SimVenue(
             instruments, name="paper", tick_interval=0, journal=PostgresVenueJournal(pool, pg.url, venue="paper")
         )
-        broker = PaperBroker(venue)
+        quotes = QuoteWriter.from_settings(pool, settings.market_data)
+        broker = PaperBroker(venue, quotes=quotes)
+        market = MarketData(settings.market_data, instruments)
         client = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
         await broker.start(ReportDispatcher(client, pool))
         figures: dict[str, Any] = {}
@@ -126,7 +131,7 @@ async def measure(orders: int) -> dict[str, Any]:
             pool=pool,
             settings=settings,
             instruments=instruments,
-            market=venue,
+            market=market,
             capabilities=capabilities(),
             policy=PolicyStore(settings.risk),
         )
@@ -152,7 +157,7 @@ async def measure(orders: int) -> dict[str, Any]:
 
         # 3. Through the workflow, next to the bare update-with-start floor.
         workers = build_workers(
-            client, settings, pool=pool, brokers={"paper": broker}, instruments=instruments, market=venue
+            client, settings, pool=pool, brokers={"paper": broker}, instruments=instruments, market=market
         )
         floor_q = f"{settings.temporal.task_queue}-floor"
         workers.append(Worker(client, task_queue=floor_q, workflows=[BareDecision]))
@@ -195,6 +200,7 @@ async def measure(orders: int) -> dict[str, Any]:
             figures["workflow"]["p50"] / figures["bare_update_with_start"]["p50"], 2
         )
         await broker.close()
+        await quotes.aclose()
         await pool.close()
         return figures
     finally:

@@ -41,7 +41,10 @@ class BrokerContext:
     settings: Settings
     instruments: InstrumentCatalog
     pool: AsyncConnectionPool | None
-    #: Where the broker publishes the quotes it sees (None: nobody listens).
+    #: Where the broker publishes the quotes it sees (None: nobody listens). The worker passes its
+    #: ``QuoteWriter``, so whatever a broker publishes here reaches the quote store risk reads: the paper feed
+    #: as source ``paper``, FIX market data as ``fix``; a REST adapter publishes its quote endpoint's answers
+    #: here under its own name. (MT5 ticks arrive at the API's bridge endpoint and are stored there.)
     quotes: QuoteSink | None = None
 
 
@@ -76,7 +79,7 @@ async def _paper(ctx: BrokerContext) -> Broker:
         reject_symbols=cfg.reject_symbols,
         journal=journal,
     )
-    return PaperBroker(venue)
+    return PaperBroker(venue, quotes=ctx.quotes)
 
 
 async def _fix(ctx: BrokerContext) -> Broker:

@@ -28,6 +28,8 @@ __all__ = [
     "ORDERS_REJECTED",
     "ORDER_LATENCY",
     "OVERFILLS",
+    "QUOTES_STALE",
+    "QUOTE_AGE",
     "RECONCILIATION_BREAKS",
     "REPORTS_UNMATCHED",
     "TRADING_HALTED",
@@ -57,4 +59,13 @@ BROKER_ERRORS = Counter(
 TRADING_HALTED = Gauge("exodus_trading_halted", "1 while global trading is HALTED")
 CIRCUIT_BREAKER_TRIPS = Counter(
     "exodus_circuit_breaker_trips_total", "Accounts or brokers halted by consecutive broker rejections", ["scope"]
+)
+#: Market data, set from the quote store each time the API's /metrics is scraped (no timer keeps it).
+QUOTE_AGE = Gauge(
+    "exodus_quote_age_seconds", "Age of the newest quote of each market data source, when scraped", ["source"]
+)
+QUOTES_STALE = Gauge(
+    "exodus_quotes_stale",
+    "Symbols whose latest quote from the source is stale (too old for risk), when scraped",
+    ["source"],
 )

@@ -26,7 +26,9 @@ PRICE_REQUIRED              limit price missing for LIMIT/STOP_LIMIT
 STOP_PRICE_REQUIRED         stop price missing for STOP/STOP_LIMIT
 PRICE_NOT_ON_TICK           price or stop price off the tick
 PRICE_OUT_OF_BAND           price or stop price further from the reference than the band (fat finger)
-NO_REFERENCE_PRICE          a market/pegged order with no reference price to value it
+NO_REFERENCE_PRICE          no quote from the order's price source (a limit/stop order may be valued at its
+                            own price instead where its instrument class allows it; never a market order)
+STALE_REFERENCE_PRICE       the price source's quote is older than its instrument class allows (same rule)
 EXPIRY_REQUIRED             GTD without expireAt
 EXPIRY_IN_PAST              GTD expiring before now
 MAX_NOTIONAL                order notional above the per-order limit
@@ -111,6 +113,7 @@ class ReasonCode:
     PRICE_NOT_ON_TICK = "PRICE_NOT_ON_TICK"
     PRICE_OUT_OF_BAND = "PRICE_OUT_OF_BAND"
     NO_REFERENCE_PRICE = "NO_REFERENCE_PRICE"
+    STALE_REFERENCE_PRICE = "STALE_REFERENCE_PRICE"
     EXPIRY_REQUIRED = "EXPIRY_REQUIRED"
     EXPIRY_IN_PAST = "EXPIRY_IN_PAST"
     MAX_NOTIONAL = "MAX_NOTIONAL"
@@ -320,7 +323,17 @@ class AccountState(BaseModel):
 
     now: datetime
     instrument: Instrument | None
+    #: The mid of a fresh quote from the order's price source (None: no fresh quote).
     reference_price: Decimal | None
+    #: Where the reference price comes from (a market data source) and how old its quote is (None: unknown).
+    reference_source: str | None = None
+    reference_age_seconds: float | None = None
+    #: Why there is no reference price, naming the source and the age (set by the gatherer).
+    reference_problem: str | None = None
+    #: There is a quote, but it is too old to price with.
+    reference_stale: bool = False
+    #: Without a reference price, a limit or stop order is valued at its own price (per instrument class).
+    own_price_without_quote: bool = True
     #: Value of one unit of the instrument's quote currency in the policy currency.
     quote_rate: Decimal = Decimal(1)
     #: The most restrictive trading state among the global, account, symbol and broker scopes.
@@ -441,11 +454,14 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
         elif order.expire_at <= state.now:
             deny(ReasonCode.EXPIRY_IN_PAST, f"expireAt {order.expire_at.isoformat()} is in the past", "expireAt")
 
+    own_price = order.price or order.stop_price
+    if ref is None and (own_price is None or not state.own_price_without_quote):
+        code = ReasonCode.STALE_REFERENCE_PRICE if state.reference_stale else ReasonCode.NO_REFERENCE_PRICE
+        why = state.reference_problem or f"no reference price for {order.symbol}"
+        deny(code, f"cannot value a {order.type} order: {why}", "symbol")
     price = valuation_price(order, ref)
     notional = None if price is None else qty * price * state.quote_rate
-    if notional is None:
-        deny(ReasonCode.NO_REFERENCE_PRICE, f"no reference price for {order.symbol} to value a {order.type} order")
-    elif notional > limits.max_notional_per_order:
+    if notional is not None and notional > limits.max_notional_per_order:
         deny(
             ReasonCode.MAX_NOTIONAL,
             f"notional {_money(notional)} {ccy} exceeds the per-order limit "

@@ -13,9 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.domain import InstrumentClass
 from core.errors import ConfigError
 from core.risk import RiskPolicy
 
@@ -23,6 +24,8 @@ __all__ = [
     "ApiSettings",
     "DatabaseSettings",
     "FixSettings",
+    "MarketDataClassSettings",
+    "MarketDataSettings",
     "Mt5AccountSettings",
     "Mt5Settings",
     "Mt5TerminalSettings",
@@ -101,6 +104,39 @@ class PaperSettings(BaseModel):
     reject_rate: float = Field(0.0, ge=0.0, le=1.0)
     #: Orders for these symbols are always rejected (deterministic reject injection).
     reject_symbols: list[str] = []
+
+
+class MarketDataClassSettings(BaseModel):
+    """How the risk check treats quotes of one instrument class."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: A quote older than this is stale (None: ``market_data.max_age_seconds``).
+    max_age_seconds: float | None = Field(None, gt=0)
+    #: Without a fresh quote, a limit or stop order is valued at its own price instead of being refused
+    #: (market and pegged orders are refused either way).
+    own_price_without_quote: bool = False
+
+
+class MarketDataSettings(BaseModel):
+    """The quote store every process reads, and how risk uses it (``core/marketdata.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: A quote older than this (by the source's time) is stale: risk refuses to price with it.
+    max_age_seconds: float = Field(30.0, gt=0)
+    #: Per instrument class: another age limit, and whether limit/stop orders may go without a fresh quote.
+    classes: dict[InstrumentClass, MarketDataClassSettings] = {}
+    #: Per symbol: the source that prices it for every broker (default: the order's own broker). A simulated
+    #: source (``paper``) never prices a real broker's order, whatever this says.
+    sources: dict[str, str] = {}
+    #: Sources ``/ready`` expects to hear from (a note when one is silent). Empty: the sources named in
+    #: ``sources`` and every source that has published before.
+    expected_sources: list[str] = []
+    #: How often the worker writes what its brokers published (one multi-row upsert).
+    flush_interval_ms: int = Field(500, ge=10)
+    #: An unchanged quote is written again (with its new time) at most this often.
+    refresh_seconds: float = Field(5.0, gt=0)
 
 
 class FixSettings(BaseModel):
@@ -247,6 +283,7 @@ class Settings(BaseSettings):
     #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
     risk: RiskPolicy = RiskPolicy()
     mt5: Mt5Settings = Mt5Settings()
+    market_data: MarketDataSettings = MarketDataSettings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:

@@ -30,11 +30,14 @@ from core.errors import BrokerUnavailable
 from sim.feed import PriceFeed
 from sim.matching import MatchingEngine, MatchResult, SimOrder
 
-__all__ = ["SimVenue", "VenueFaults", "VenueJournal"]
+__all__ = ["FeedListener", "SimVenue", "VenueFaults", "VenueJournal"]
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[ExecutionReport], Awaitable[None] | None]
+#: Called after the feed moved: the symbols whose prices may have changed, and whether the move was made by
+#: hand (``set_mid``/``step``/``start``: a test or demo that expects the new prices to be visible at once).
+FeedListener = Callable[[list[str], bool], Awaitable[None]]
 
 
 class VenueJournal(Protocol):
@@ -112,6 +115,7 @@ class SimVenue:
         self.duplicate_submits = 0
         self._journal = journal
         self._listeners: list[Listener] = []
+        self._feed_listeners: list[FeedListener] = []
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
         self._started = False
@@ -123,6 +127,10 @@ class SimVenue:
         """Call ``listener`` with every report, after it is journaled."""
         self._listeners.append(listener)
 
+    def add_feed_listener(self, listener: FeedListener) -> None:
+        """Call ``listener`` after every move of the feed (the paper broker publishes its quotes with it)."""
+        self._feed_listeners.append(listener)
+
     async def start(self) -> list[ExecutionReport]:
         """Load the journal, start the feed, and return the reports still to be delivered."""
         pending: list[ExecutionReport] = []
@@ -131,6 +139,7 @@ class SimVenue:
             orders, pending = await self._journal.load()
             self.engine.load(orders)
             log.info("%s: restored %d orders, %d undelivered reports", self.name, len(orders), len(pending))
+        await self._feed_moved(self.feed.symbols(), by_hand=True)
         if self.tick_interval > 0:
             self._ticker = asyncio.create_task(self._tick_forever(), name=f"{self.name}-ticker")
         self._started = True
@@ -207,6 +216,7 @@ class SimVenue:
     async def step(self) -> None:
         """Move the feed one step and match resting orders (tests drive this directly)."""
         await self._run(self._step_engine)
+        await self._feed_moved(self.feed.symbols(), by_hand=True)
 
     async def set_mid(self, symbol: str, mid: Decimal) -> None:
         """Move a symbol's mid price and match resting orders at once."""
@@ -216,6 +226,7 @@ class SimVenue:
             return self.engine.step()
 
         await self._run(move)
+        await self._feed_moved([symbol], by_hand=True)
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Current mid price of ``symbol``."""
@@ -226,6 +237,13 @@ class SimVenue:
     def _step_engine(self) -> MatchResult:
         self.feed.step()
         return self.engine.step()
+
+    async def _feed_moved(self, symbols: list[str], *, by_hand: bool) -> None:
+        for listener in self._feed_listeners:
+            try:
+                await listener(symbols, by_hand)
+            except Exception:
+                log.exception("%s: feed listener failed", self.name)
 
     async def _enter(self) -> None:
         if self.latency:
@@ -255,3 +273,4 @@ class SimVenue:
             except Exception:
                 # A journal hiccup must not stop the market; the next step retries.
                 log.exception("%s: feed step failed", self.name)
+            await self._feed_moved(self.feed.symbols(), by_hand=False)

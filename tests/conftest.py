@@ -33,7 +33,14 @@ from core.db import apply_migrations
 from core.domain import InstrumentClass
 from core.instruments import InstrumentCatalog
 from core.risk import ClassLimits, RiskPolicy
-from core.settings import OrderSettings, PaperSettings, Settings, TemporalSettings, WorkerSettings
+from core.settings import (
+    MarketDataSettings,
+    OrderSettings,
+    PaperSettings,
+    Settings,
+    TemporalSettings,
+    WorkerSettings,
+)
 from core.temporal import SEARCH_ATTRIBUTES
 from devstack.services import DEV_SERVER_FLAGS, EmbeddedPostgres, temporal_binary, test_server_binary
 from tests.harness import Stack, paper_broker, static_instruments
@@ -166,6 +173,9 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
         "risk": RiskPolicy(
             classes={c: ClassLimits(price_band_pct=Decimal(60), leverage=Decimal(4)) for c in InstrumentClass}
         ),
+        # The driven paper venue publishes only when a test moves it, so its quotes age through a session;
+        # staleness has tests of its own (tests/core/test_marketdata.py, tests/risk/test_reference_prices.py).
+        "market_data": MarketDataSettings(max_age_seconds=24 * 3600),
     }
     base.update(sections)
     return Settings(**base)  # type: ignore[arg-type]

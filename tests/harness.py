@@ -35,6 +35,7 @@ from core.domain import (
     workflow_id_for,
 )
 from core.instruments import DEFAULT_INSTRUMENTS, InstrumentCatalog
+from core.marketdata import MarketData, QuoteWriter
 from core.settings import Settings
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
@@ -121,6 +122,9 @@ class Stack:
     workers: list[Worker] = field(default_factory=list)
     #: Set for a stack on the time-skipping server: ``result()`` lets time skip while it waits.
     env: WorkflowEnvironment | None = None
+    #: Where the stack's brokers publish their quotes (the worker's quote writer), and what risk reads.
+    quotes: QuoteWriter | None = None
+    market: MarketData | None = None
 
     @property
     def venue(self) -> SimVenue:
@@ -140,23 +144,34 @@ class Stack:
         brokers: dict[str, Broker],
         *,
         env: WorkflowEnvironment | None = None,
+        quotes: QuoteWriter | None = None,
     ) -> AsyncIterator[Stack]:
-        """Start the brokers and the workers; stop them afterwards."""
+        """Start the brokers and the workers; stop them afterwards.
+
+        Paper brokers publish their feed to ``quotes`` (default: a quote writer of this stack, as the worker
+        wires it), so risk prices paper orders from the quote store like everywhere else.
+        """
         dispatcher = ReportDispatcher(client, pool)
+        writer = quotes or QuoteWriter.from_settings(pool, settings.market_data)
+        for broker in brokers.values():
+            if isinstance(broker, PaperBroker) and broker.quotes is None:
+                broker.publish_quotes(writer)
+        market = MarketData(settings.market_data, instruments)
         started: list[Broker] = []
         try:
             for broker in brokers.values():
                 await broker.start(dispatcher)
                 started.append(broker)
-            market = brokers["paper"].venue if isinstance(brokers.get("paper"), PaperBroker) else None  # type: ignore[attr-defined]
             workers = build_workers(
                 client, settings, pool=pool, brokers=brokers, instruments=instruments, market=market
             )
             async with running_workers(workers):
-                yield cls(client, settings, pool, instruments, brokers, workers, env)
+                yield cls(client, settings, pool, instruments, brokers, workers, env, writer, market)
         finally:
             for broker in reversed(started):
                 await broker.close()
+            if quotes is None:
+                await writer.aclose()
 
     # -- orders straight into Temporal (the workflow tests) ---------------------------------------------
 

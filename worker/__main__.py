@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 
 from core.db import apply_migrations, open_pool
 from core.instruments import load_instruments
+from core.marketdata import QuoteWriter
 from core.settings import get_settings
 from core.temporal import connect
 from worker.build import build_brokers, build_workers, market_data_for, running_workers
@@ -27,7 +28,8 @@ async def main() -> None:
     pool = await open_pool(settings, name="worker")
     client = await connect(settings, identity=f"exodus-worker@{settings.temporal.task_queue}")
     instruments = load_instruments(settings.instruments_file)
-    brokers = await build_brokers(settings, instruments=instruments, pool=pool)
+    quotes = QuoteWriter.from_settings(pool, settings.market_data)  # what the brokers see, into the quote store
+    brokers = await build_brokers(settings, instruments=instruments, pool=pool, quotes=quotes)
     dispatcher = ReportDispatcher(client, pool)
     started = []
     stop = asyncio.Event()
@@ -50,7 +52,7 @@ async def main() -> None:
             pool=pool,
             brokers=brokers,
             instruments=instruments,
-            market=market_data_for(brokers, settings, instruments),
+            market=market_data_for(settings, instruments),
         )
         async with running_workers(workers):
             log.info(
@@ -63,6 +65,7 @@ async def main() -> None:
     finally:
         for broker in reversed(started):
             await broker.close()
+        await quotes.aclose()
         await pool.close()
 
 

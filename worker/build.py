@@ -16,14 +16,14 @@ from temporalio.worker import Worker
 
 from activities.broker import BrokerActivities
 from activities.persistence import OrderStoreActivities
-from activities.risk import MarketData, RiskActivities
+from activities.risk import RiskActivities
 from brokers import BROKERS, Broker, BrokerContext, capabilities
 from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
+from core.marketdata import MarketData, QuoteSink
 from core.policy import PolicyStore
 from core.risk import RiskCheck, basic_check
 from core.settings import Settings
-from sim.feed import PriceFeed
 from workflows.order import OrderWorkflow
 
 __all__ = [
@@ -37,10 +37,17 @@ __all__ = [
 
 
 async def build_brokers(
-    settings: Settings, *, instruments: InstrumentCatalog, pool: AsyncConnectionPool | None
+    settings: Settings,
+    *,
+    instruments: InstrumentCatalog,
+    pool: AsyncConnectionPool | None,
+    quotes: QuoteSink | None = None,
 ) -> dict[str, Broker]:
-    """Create (but do not start) the brokers this worker owns (``settings.worker.brokers``)."""
-    ctx = BrokerContext(settings=settings, instruments=instruments, pool=pool)
+    """Create (but do not start) the brokers this worker owns (``settings.worker.brokers``).
+
+    ``quotes`` is where they publish the prices they see (the worker's ``QuoteWriter``: into the quote store).
+    """
+    ctx = BrokerContext(settings=settings, instruments=instruments, pool=pool, quotes=quotes)
     brokers: dict[str, Broker] = {}
     for name in settings.worker.brokers:
         spec = BROKERS.get(name)
@@ -50,13 +57,12 @@ async def build_brokers(
     return brokers
 
 
-def market_data_for(brokers: Mapping[str, Broker], settings: Settings, instruments: InstrumentCatalog) -> MarketData:
-    """The reference price source: the paper venue's live feed when this worker runs it, else a static feed."""
-    paper = brokers.get("paper")
-    venue = getattr(paper, "venue", None)
-    if venue is not None:
-        return venue  # type: ignore[no-any-return]
-    return PriceFeed(instruments, seed=settings.paper.seed)
+def market_data_for(settings: Settings, instruments: InstrumentCatalog) -> MarketData:
+    """The market data service risk prices orders with: the quote store, the same in every worker.
+
+    Whether or not this worker owns the paper venue (or any broker), it reads the same quotes.
+    """
+    return MarketData(settings.market_data, instruments)
 
 
 def precompile_workflow_modules(workflows: Iterable[type]) -> list[Path]:
@@ -104,11 +110,11 @@ def build_workers(
     pool: AsyncConnectionPool,
     brokers: Mapping[str, Broker],
     instruments: InstrumentCatalog,
-    market: MarketData | None,
+    market: MarketData | None = None,
     check: RiskCheck = basic_check,
 ) -> list[Worker]:
     """One Temporal worker for the order workflows (with their local activities), one per owned broker."""
-    market = market or market_data_for(brokers, settings, instruments)
+    market = market or market_data_for(settings, instruments)
     policy = PolicyStore(settings.risk)
     risk = RiskActivities(
         pool=pool,

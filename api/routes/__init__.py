@@ -1,3 +1,3 @@
 """One router per resource."""
 
-__all__ = ["health", "operator", "orders", "positions", "risk"]
+__all__ = ["health", "operator", "orders", "positions", "quotes", "risk"]

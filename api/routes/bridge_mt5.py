@@ -1,4 +1,6 @@
-"""The MT5 bridge endpoints the ExodusBridge EA calls: heartbeat, poll commands, acknowledge, report trades.
+"""The MT5 bridge endpoints the ExodusBridge EA calls: heartbeat, poll, acknowledge, report trades and ticks.
+
+Ticks are stored as the quotes (source ``mt5``) that price MT5 orders.
 
 Authenticated per account by the bridge token (``Authorization: Bearer <token>``, ``mt5.accounts``), not by
 the API's user tokens. The wire protocol is ``brokers/mt5/protocol.py`` (documented in
@@ -24,11 +26,13 @@ from brokers.mt5.protocol import (
     AckReply,
     HeartbeatReply,
     PollReply,
+    TicksReply,
     TradeReply,
 )
 from brokers.mt5.protocol import Ack as AckBody
 from brokers.mt5.protocol import Heartbeat as HeartbeatBody
 from brokers.mt5.protocol import PollRequest as PollBody
+from brokers.mt5.protocol import Ticks as TicksBody
 from brokers.mt5.protocol import TradeReport as TradeBody
 from brokers.mt5.store import BridgeRefused, BridgeStore
 
@@ -126,3 +130,9 @@ async def acknowledge(account: BridgeAccountDep, body: AckBody, store: StoreDep)
 async def trades(account: BridgeAccountDep, body: TradeBody, store: StoreDep) -> JSONResponse:
     """Deals and final order states (deduplicated by ticket)."""
     return _version_problem(body.protocol) or await _answer(store.trades(account, body))
+
+
+@router.post("/accounts/{account}" + PATHS["ticks"], response_model=TicksReply)
+async def ticks(account: BridgeAccountDep, body: TicksBody, store: StoreDep) -> JSONResponse:
+    """The terminal's last ticks: stored as quotes of source ``mt5`` (broker names mapped to Exodus symbols)."""
+    return _version_problem(body.protocol) or await _answer(store.ticks(account, body))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -33,8 +33,12 @@ async def _check(coro: Any) -> str:
 
 
 @router.get("/ready")
-async def ready(settings: SettingsDep, temporal: TemporalDep, pool: PoolDep) -> JSONResponse:
-    """Readiness: Temporal, Postgres and a worker polling the order task queue are all reachable."""
+async def ready(settings: SettingsDep, temporal: TemporalDep, pool: PoolDep, request: Request) -> JSONResponse:
+    """Readiness: Temporal, Postgres and a worker polling the order task queue are all reachable.
+
+    ``notes`` names market data sources that have gone silent: orders they price are refused, but the
+    stack itself is up, so they do not make it unready.
+    """
 
     async def postgres() -> str:
         async with pool.connection() as conn:
@@ -55,9 +59,29 @@ async def ready(settings: SettingsDep, temporal: TemporalDep, pool: PoolDep) -> 
         )
         return "ok" if resp.pollers else f"down: no worker polls {settings.temporal.task_queue}"
 
+    async def market_data() -> list[str]:
+        market = request.app.state.market
+        async with pool.connection() as conn:
+            silent = await market.silent_sources(conn)
+        limit = market.settings.max_age_seconds
+        return [
+            f"market data source {source!r} "
+            + ("has never published a quote" if age is None else f"is silent: its newest quote is {age:.0f}s old")
+            + f" (stale after {limit:g}s): orders it prices are refused"
+            for source, age in silent.items()
+        ]
+
     pg, tmp, wrk = await asyncio.gather(_check(postgres()), _check(temporal_server()), _check(worker()))
     checks = {"postgres": pg, "temporal": tmp, "worker": wrk}
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        status_code=200 if ok else 503, content={"status": "ready" if ok else "not_ready", "checks": checks}
-    )
+    notes: list[str] = []
+    if pg == "ok":
+        try:
+            async with asyncio.timeout(3):
+                notes = await market_data()
+        except Exception as e:  # a note about notes; readiness never raises
+            notes = [f"market data not checked: {type(e).__name__}: {e}"[:300]]
+    content: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if notes:
+        content["notes"] = notes
+    return JSONResponse(status_code=200 if ok else 503, content=content)

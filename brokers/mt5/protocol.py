@@ -13,6 +13,8 @@ The EA speaks first, always (MQL5 can only make outgoing requests)::
     ◀─                      PollReply        ──    commands: NEW / CANCEL / MODIFY
     ── POST /acks           Ack              ──▶   one per command: the MqlTradeResult (or why not sent)
     ── POST /trades         TradeReport      ──▶   deals (DEAL_ADD) and orders moved to history
+    ── POST /ticks          Ticks            ──▶   the last tick of each symbol (bid/ask/time): quotes "mt5"
+    ◀─                      TicksReply       ──    (optional for an EA: one without ticks is still protocol 1)
 
 Every body is JSON with snake_case keys (the MQL5 and ``MetaTrader5`` names), decimals as strings, tickets
 and MQL5 enum values as integers, times as UTC milliseconds (``*_msc``) or UTC Unix seconds. Every request
@@ -54,6 +56,9 @@ __all__ = [
     "Retcode",
     "SymbolSpec",
     "TerminalInfo",
+    "Tick",
+    "Ticks",
+    "TicksReply",
     "TradeReply",
     "TradeReport",
 ]
@@ -68,6 +73,7 @@ PATHS: Final = {
     "poll": "/commands/poll",
     "ack": "/acks",
     "trades": "/trades",
+    "ticks": "/ticks",
 }
 
 
@@ -527,3 +533,44 @@ class TradeReply(_Msg):
     orders_duplicate: int
     #: Deal tickets that belong to no order the bridge knows (recorded as reconciliation breaks).
     unmatched: list[int] = []
+
+
+# ---------------------------------------------------------------------------------------------- ticks
+
+Price = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class Tick(_Msg):
+    """The terminal's last tick of one symbol (``SymbolInfoTick``)."""
+
+    #: The terminal's name of the symbol (XM names carry suffixes: ``EURUSD#``); Exodus maps it to its own
+    #: symbol with the names the last heartbeat's ``symbols`` resolved.
+    broker_symbol: Ident
+    #: MqlTick bid/ask/last; "0" when the terminal has none (``last`` on FX symbols).
+    bid: Price
+    ask: Price
+    last: Price
+    #: MqlTick.time_msc (trade server time) converted to UTC milliseconds.
+    time_msc: int
+
+
+class Ticks(_FromEa):
+    """The last tick of every symbol whose tick changed since the previous report (every ``InpTicksMs``).
+
+    Sent only by an EA whose heartbeat was accepted (as polls); the quotes become source ``mt5`` of the
+    quote store, which prices MT5 orders.
+    """
+
+    sent_at_msc: int
+    ticks: Annotated[list[Tick], Field(max_length=500)] = []
+
+
+class TicksReply(_Msg):
+    """What the server did with a ticks report."""
+
+    protocol: int = PROTOCOL_VERSION
+    server_time: datetime
+    #: Quotes stored (one per Exodus symbol; an empty tick, all prices 0, is not a quote).
+    accepted: int
+    #: Broker symbols the server could not map to an Exodus symbol (the EA logs them).
+    unknown: list[str] = []

@@ -45,6 +45,7 @@ from brokers.mt5.parsing import (
     order_id_from_comment,
     order_update_kind,
     plain,
+    resolve_symbol,
     side_of_deal,
     units_for,
 )
@@ -62,6 +63,8 @@ from brokers.mt5.protocol import (
     OrderUpdate,
     PollReply,
     PollRequest,
+    Ticks,
+    TicksReply,
     TradeReply,
     TradeReport,
 )
@@ -82,6 +85,7 @@ from core.domain import (
 )
 from core.errors import ExodusError
 from core.instruments import InstrumentCatalog
+from core.marketdata import Quote, StoredQuote, upsert_quotes
 from core.settings import Mt5Settings
 
 __all__ = ["BRIDGE_CHANNEL", "BridgeRefused", "BridgeStore", "CommandState", "session_check"]
@@ -451,6 +455,55 @@ class BridgeStore:
         )
 
     # ================================================================================ adapter side
+
+    async def ticks(self, account: str, report: Ticks) -> TicksReply:
+        """Store the terminal's ticks as quotes of source ``mt5``, mapped from broker to Exodus symbols.
+
+        Only the EA whose heartbeat was accepted may report (as for polls): a terminal logged in to the
+        wrong login never prices anything. Broker names map through the symbols the EA resolved in its
+        heartbeat (``mt5_symbols``), else by the EA's own rule (exact name, or the name plus a suffix).
+        """
+        received = utcnow()
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SELECT terminal_id, session_id FROM mt5_accounts WHERE account = %s", (account,))
+            link = await cur.fetchone()
+            if link is None or (link["session_id"], link["terminal_id"]) != (report.session_id, report.terminal_id):
+                raise BridgeRefused(
+                    f"session_id: EA session {report.session_id} of terminal {report.terminal_id} has no accepted "
+                    "heartbeat; send a heartbeat first (only the EA that heartbeats may report prices)",
+                    status=409,
+                    code="HEARTBEAT_FIRST",
+                    field="session_id",
+                )
+            cur = await conn.execute("SELECT broker_symbol, symbol FROM mt5_symbols WHERE account = %s", (account,))
+            names = {r["broker_symbol"]: r["symbol"] for r in await cur.fetchall()}
+            quotes: list[StoredQuote] = []
+            unknown: set[str] = set()
+            for tick in report.ticks:
+                symbol = names.get(tick.broker_symbol) or self._exodus_symbol(tick.broker_symbol)
+                if symbol is None:
+                    unknown.add(tick.broker_symbol)
+                    continue
+                quote = Quote(
+                    symbol=symbol,
+                    source=BROKER,
+                    bid=tick.bid or None,
+                    ask=tick.ask or None,
+                    last=tick.last or None,
+                    at=from_msc(tick.time_msc),
+                )
+                if quote.mid is not None:
+                    quotes.append(StoredQuote(quote, received))
+            accepted = await upsert_quotes(conn, quotes)
+        return TicksReply(server_time=received, accepted=accepted, unknown=sorted(unknown))
+
+    def _exodus_symbol(self, broker_symbol: str) -> str | None:
+        # The EA's resolution rule run backwards: the catalogue symbol this broker name would resolve from
+        # (the longest, so that a longer base is not mistaken for a suffix of a shorter one).
+        if self._instruments is None:
+            return None
+        bases = [i.symbol for i in self._instruments if resolve_symbol(i.symbol, [broker_symbol]) == broker_symbol]
+        return max(bases, key=len) if bases else None
 
     async def register_accounts(self) -> None:
         """Create the account rows and write the heartbeat timeout the risk check applies."""

@@ -2,10 +2,11 @@
 
 When the terminal runs on the same Windows machine as the worker (``mt5.terminal`` is set), no EA is
 needed: ``TerminalExecutor`` polls the same command outbox, executes each command with
-``MetaTrader5.order_send`` and acknowledges it, scans the deal history for fills and heartbeats the
-account state, all through ``BridgeStore`` (no HTTP). The order-facing side is the same ``Mt5Broker``, and
-the request/result mapping is the EA path's (``parsing.mql_request``, ``filling_sequence``,
-``resolve_symbol``), so both ways of reaching a terminal behave alike.
+``MetaTrader5.order_send`` and acknowledges it, scans the deal history for fills, heartbeats the
+account state and reports the symbols' ticks (the ``mt5`` quotes), all through ``BridgeStore`` (no HTTP).
+The order-facing side is the same ``Mt5Broker``, and the request/result mapping is the EA path's
+(``parsing.mql_request``, ``filling_sequence``, ``resolve_symbol``), so both ways of reaching a terminal
+behave alike.
 
 The package exists only for Windows (``pip install 'exodus[mt5]'``); it is imported by
 ``load_metatrader5()`` and nowhere else. On other hosts the tests drive this class with a simulated
@@ -42,6 +43,8 @@ from brokers.mt5.protocol import (
     Retcode,
     SymbolSpec,
     TerminalInfo,
+    Tick,
+    Ticks,
     TradeReport,
 )
 from brokers.mt5.store import BridgeRefused, BridgeStore
@@ -113,6 +116,8 @@ class TerminalExecutor:
         self._cursor_msc = 0
         self._rounds = 0
         self._task: asyncio.Task[None] | None = None
+        #: broker symbol -> tick time (server msc) last reported
+        self._tick_sent: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -174,6 +179,7 @@ class TerminalExecutor:
             with contextlib.suppress(BridgeRefused):
                 await self._store.ack(self.account, ack)
         await self._report_trades()
+        await self._report_ticks()
 
     def execute(self, command: Command, was_started: bool = False) -> Ack:
         """Carry out one command (blocking: MetaTrader5 calls are IPC to the terminal)."""
@@ -356,6 +362,39 @@ class TerminalExecutor:
         if tick is None:
             return 0
         return round((int(tick.time_msc) - time.time() * 1000) / 1000 / 900) * 900
+
+    async def _report_ticks(self) -> None:
+        report, sending = await asyncio.to_thread(self._ticks)
+        if report.ticks:
+            await self._store.ticks(self.account, report)
+            self._tick_sent.update(sending)
+
+    def _ticks(self) -> tuple[Ticks, dict[str, int]]:
+        # As the EA's ExbSendTicks: the symbols whose last tick moved since the last report.
+        offset_ms = self._server_offset() * 1000
+        ticks, sending = [], {}
+        for name in self._resolved.values():
+            tick = self._mt5.symbol_info_tick(name)
+            if tick is None or int(tick.time_msc) == self._tick_sent.get(name):
+                continue
+            ticks.append(
+                Tick(
+                    broker_symbol=name,
+                    bid=_dec(tick.bid),
+                    ask=_dec(tick.ask),
+                    last=_dec(getattr(tick, "last", 0)),
+                    time_msc=int(tick.time_msc) - offset_ms,
+                )
+            )
+            sending[name] = int(tick.time_msc)
+        report = Ticks(
+            protocol=PROTOCOL_VERSION,
+            terminal_id=self.terminal_id,
+            session_id=self.session_id,
+            sent_at_msc=int(time.time() * 1000),
+            ticks=ticks,
+        )
+        return report, sending
 
     async def _report_trades(self) -> None:
         report = await asyncio.to_thread(self._trades)

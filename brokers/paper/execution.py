@@ -20,11 +20,13 @@ from core.domain import (
     PositionReport,
     ReplaceOrder,
     SubmitOrder,
+    utcnow,
 )
 from core.errors import BrokerUnavailable
+from core.marketdata import Quote, QuoteSink, QuoteWriter
 from sim.venue import SimVenue
 
-__all__ = ["PAPER_CAPABILITIES", "PaperBroker"]
+__all__ = ["PAPER_CAPABILITIES", "PaperBroker", "feed_publisher"]
 
 T = TypeVar("T")
 
@@ -38,16 +40,44 @@ async def _map_errors() -> AsyncIterator[None]:
         raise BrokerUnavailable(f"paper venue storage failed, was {e!r}") from e
 
 
+def feed_publisher(venue: SimVenue, sink: QuoteSink, *, source: str) -> Callable[[list[str], bool], Awaitable[None]]:
+    """A feed listener that publishes the venue's top of book to ``sink`` as quotes of ``source``.
+
+    A move made by hand (a test's or demo's ``set_mid``) is written through at once when the sink is the
+    worker's ``QuoteWriter``, so the next risk check sees it; the ticker's moves are left to its batching.
+    """
+
+    async def publish(symbols: list[str], by_hand: bool) -> None:
+        at = utcnow()
+        for symbol in symbols:
+            top = venue.feed.quote(symbol)
+            await sink(Quote(symbol=symbol, source=source, bid=top.bid, ask=top.ask, at=at))
+        if by_hand and isinstance(sink, QuoteWriter):
+            await sink.flush()
+
+    return publish
+
+
 class PaperBroker:
     """Paper trading against ``SimVenue``."""
 
     capabilities = PAPER_CAPABILITIES
 
-    def __init__(self, venue: SimVenue) -> None:
-        """Wrap ``venue``."""
+    def __init__(self, venue: SimVenue, *, quotes: QuoteSink | None = None) -> None:
+        """Wrap ``venue``; publish its feed to ``quotes`` (source ``paper``) when given."""
         self.venue = venue
         self.name = venue.name
         self.outbox: ReportOutbox | None = None
+        self.quotes: QuoteSink | None = None
+        if quotes is not None:
+            self.publish_quotes(quotes)
+
+    def publish_quotes(self, sink: QuoteSink) -> None:
+        """Publish the venue's feed to ``sink`` (source: the venue's name, ``paper``) from now on."""
+        if self.quotes is not None:
+            raise RuntimeError(f"{self.name} already publishes its quotes")
+        self.quotes = sink
+        self.venue.add_feed_listener(feed_publisher(self.venue, sink, source=self.name))
 
     async def start(self, sink: ReportSink) -> None:
         """Start the venue and deliver its reports (first those a previous process left undelivered)."""

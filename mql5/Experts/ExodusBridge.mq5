@@ -5,13 +5,14 @@
 // On a timer the EA polls Exodus for commands of its account (new order, cancel, modify), executes
 // each with OrderSend, and acknowledges it with the MqlTradeResult. Deals and orders that move to the
 // history (OnTradeTransaction) are reported as they happen; a heartbeat carries account, positions and
-// symbol specifications. Protocol: mql5/PROTOCOL.md; install and configure: mql5/README.md.
+// symbol specifications; the last tick of every resolved symbol that changed is reported every InpTicksMs
+// (Exodus prices this account's orders with them). Protocol: mql5/PROTOCOL.md; install: mql5/README.md.
 //
 // Never executes a command twice: every command is written to the state file as "in progress" before
 // OrderSend and as "done" (with its ack) right after; a restarted EA resends the stored ack of a done
 // command and looks an in-progress one up by magic + comment before sending anything.
 #property copyright "Exodus"
-#property version   "1.00"
+#property version   "1.10"
 #property strict
 #property description "Exodus MT5 bridge: executes Exodus orders in this terminal and reports fills."
 
@@ -31,6 +32,7 @@ input int    InpHeartbeatSec  = 5;                            // Heartbeat inter
 input string InpSymbols       = "EURUSD,GBPUSD,USDJPY,AUDUSD"; // Exodus symbols to resolve and report
 input string InpSymbolMap     = "";                           // Name overrides, e.g. XAUUSD=GOLD#
 input int    InpHttpTimeoutMs = 3000;                         // WebRequest timeout, ms
+input int    InpTicksMs       = 1000;                         // Tick report interval, ms (0: none; MT5 orders then have no price)
 
 CExbTransport g_http;
 CExbState     g_state;
@@ -42,6 +44,10 @@ datetime      g_last_heartbeat = 0;
 bool          g_heartbeat_ok = false;
 string        g_deals[];    // deal JSON objects waiting to be reported
 string        g_orders[];   // order JSON objects waiting to be reported
+ulong         g_last_ticks = 0;     // GetTickCount64() of the last tick report
+long          g_tick_sent_msc[];    // per resolved symbol: MqlTick.time_msc last reported (0: never)
+bool          g_ticks_off = false;  // the server has no ticks endpoint (404): stop sending
+string        g_ticks_unknown = ""; // the server's last list of names it cannot map (logged when it changes)
 
 //+------------------------------------------------------------------+
 //| A random id (terminal id once per installation, session per run) |
@@ -86,9 +92,9 @@ int OnInit(void)
       Print("ExodusBridge: set InpBaseUrl, InpToken and InpAccount");
       return INIT_PARAMETERS_INCORRECT;
      }
-   if(InpPollMs < 100 || InpHeartbeatSec < 1)
+   if(InpPollMs < 100 || InpHeartbeatSec < 1 || InpTicksMs < 0)
      {
-      Print("ExodusBridge: InpPollMs must be >= 100 and InpHeartbeatSec >= 1");
+      Print("ExodusBridge: InpPollMs must be >= 100, InpHeartbeatSec >= 1 and InpTicksMs >= 0");
       return INIT_PARAMETERS_INCORRECT;
      }
    if(!ExbSelfCheck())
@@ -426,6 +432,79 @@ bool ExbHeartbeat(void)
   }
 
 //+------------------------------------------------------------------+
+//| Ticks: the last tick of each resolved symbol that changed        |
+//+------------------------------------------------------------------+
+// Exodus keeps the latest quote per symbol and refuses to price an order with a quote older than its
+// limit (30 s by default), so a symbol whose tick time does not move (market closed) stops pricing orders.
+bool ExbSendTicks(void)
+  {
+   if(InpTicksMs <= 0 || g_ticks_off || GetTickCount64() - g_last_ticks < (ulong)InpTicksMs)
+      return true;
+   g_last_ticks = GetTickCount64();
+   string bases[], names[];
+   int n = g_trader.Resolved(bases, names);
+   if(ArraySize(g_tick_sent_msc) != n)
+     {
+      ArrayResize(g_tick_sent_msc, n);
+      ArrayInitialize(g_tick_sent_msc, 0);
+     }
+   long sending[];
+   ArrayResize(sending, n);
+   int count = 0;
+   CExbWriter w;
+   w.BeginObject();
+   ExbIdent(w);
+   w.Int(EXB_F_TICKS_SENT_AT_MSC, ExbUtcMsc());
+   w.BeginArray(EXB_F_TICKS_TICKS);
+   for(int i = 0; i < n; i++)
+     {
+      MqlTick tick;
+      sending[i] = g_tick_sent_msc[i];
+      if(!SymbolInfoTick(names[i], tick) || tick.time_msc == g_tick_sent_msc[i])
+         continue;
+      int digits = (int)SymbolInfoInteger(names[i], SYMBOL_DIGITS);
+      w.BeginObject();
+      w.Str(EXB_F_TICK_BROKER_SYMBOL, names[i]);
+      w.Dec(EXB_F_TICK_BID, tick.bid, digits);
+      w.Dec(EXB_F_TICK_ASK, tick.ask, digits);
+      w.Dec(EXB_F_TICK_LAST, tick.last, digits);
+      w.Int(EXB_F_TICK_TIME_MSC, ExbToUtcMsc(tick.time_msc));
+      w.EndObject();
+      sending[i] = tick.time_msc;
+      count++;
+     }
+   w.EndArray();
+   w.EndObject();
+   if(count == 0)
+      return true;
+   string answer;
+   int status = g_http.Post(EXB_PATH_TICKS, w.Text(), answer);
+   if(status == 404)
+     {
+      g_ticks_off = true;  // an Exodus that predates ticks: orders are priced elsewhere or refused there
+      Print("ExodusBridge: this Exodus takes no ticks; not sending them again");
+      return false;
+     }
+   if(status == 409 && g_heartbeat_ok)
+      g_last_heartbeat = 0;  // HEARTBEAT_FIRST, as for polls
+   if(status != 200)
+      return false;  // not recorded as sent: the same ticks (or newer) go next time
+   ArrayCopy(g_tick_sent_msc, sending);
+   CExbJson reply;
+   if(reply.Parse(answer))
+     {
+      string unknown = "";
+      CExbJson *names_unknown = reply.Get(EXB_F_TICKSREPLY_UNKNOWN);
+      for(int i = 0; names_unknown != NULL && i < names_unknown.Size(); i++)
+         unknown += (i > 0 ? "," : "") + names_unknown.At(i).text;
+      if(unknown != g_ticks_unknown && unknown != "")
+         PrintFormat("ExodusBridge: Exodus cannot map these symbols to its own: %s (InpSymbols/InpSymbolMap?)", unknown);
+      g_ticks_unknown = unknown;
+     }
+   return true;
+  }
+
+//+------------------------------------------------------------------+
 //| Acks: send, remember what Exodus has                             |
 //+------------------------------------------------------------------+
 void ExbSendAck(const int idx)
@@ -523,5 +602,6 @@ void OnTimer(void)
       ExbHeartbeat();
    ExbPoll();
    ExbFlushTrades();
+   ExbSendTicks();
   }
 //+------------------------------------------------------------------+

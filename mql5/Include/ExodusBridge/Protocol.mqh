@@ -10,7 +10,7 @@
 #define EXODUS_BRIDGE_PROTOCOL_MQH
 
 #define EXB_PROTOCOL_VERSION 1
-#define EXB_EA_VERSION "1.00"
+#define EXB_EA_VERSION "1.10"
 
 //--- endpoints: EXB_PATH_PREFIX + <account> + EXB_PATH_*
 #define EXB_PATH_PREFIX "/api/v1/bridge/mt5/accounts/"
@@ -18,6 +18,7 @@
 #define EXB_PATH_POLL "/commands/poll"
 #define EXB_PATH_ACK "/acks"
 #define EXB_PATH_TRADES "/trades"
+#define EXB_PATH_TICKS "/ticks"
 
 //--- fields every EA -> Exodus message carries
 #define EXB_F_ID_PROTOCOL "protocol"
@@ -192,6 +193,23 @@
 #define EXB_F_TRADEREPLY_ORDERS_NEW "orders_new"
 #define EXB_F_TRADEREPLY_ORDERS_DUPLICATE "orders_duplicate"
 #define EXB_F_TRADEREPLY_UNMATCHED "unmatched"
+
+//--- Ticks (EA -> Exodus, POST .../ticks): the quotes that price this broker's orders
+#define EXB_F_TICKS_SENT_AT_MSC "sent_at_msc"
+#define EXB_F_TICKS_TICKS "ticks"
+
+//--- Ticks.ticks[]
+#define EXB_F_TICK_BROKER_SYMBOL "broker_symbol"
+#define EXB_F_TICK_BID "bid"
+#define EXB_F_TICK_ASK "ask"
+#define EXB_F_TICK_LAST "last"
+#define EXB_F_TICK_TIME_MSC "time_msc"
+
+//--- TicksReply (Exodus -> EA)
+#define EXB_F_TICKSREPLY_PROTOCOL "protocol"
+#define EXB_F_TICKSREPLY_SERVER_TIME "server_time"
+#define EXB_F_TICKSREPLY_ACCEPTED "accepted"
+#define EXB_F_TICKSREPLY_UNKNOWN "unknown"
 
 //--- Error body of every 4xx/5xx answer
 #define EXB_F_ERROR_STATUS "status"

@@ -14,8 +14,10 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from brokers.fix.execution import FixBroker
+from brokers.paper.execution import feed_publisher
 from core.domain import AmendRequest, CancelRequest, OrderStatus, PegType
 from core.instruments import InstrumentCatalog
+from core.marketdata import QuoteWriter
 from devstack.services import free_port
 from sim.fix_venue import FixVenue
 from sim.venue import SimVenue
@@ -71,11 +73,18 @@ async def fix_stack(
         data_dir=directory,
         fix=fix_settings(port=network.port, begin_string="FIX.4.4", sender=f"EXO{tag}", target=f"VEN{tag}"),
     )
+    # TEST SHIM, to be removed when the FIX market data provider (35=V/W on the session) merges: until then
+    # nothing publishes source "fix" quotes, so the local venue's book is published as "fix" through the
+    # stack's quote sink here, the way the provider will publish the venue's snapshots.
+    quotes = QuoteWriter.from_settings(pool, settings.market_data)
+    venue.venue.add_feed_listener(feed_publisher(venue.venue, quotes, source="fix"))
     await venue.start()
     await network.start()
     broker = FixBroker.from_settings(settings, pool=pool)
     try:
-        async with Stack.running(temporal_env.client, settings, pool, instruments, {"fix": broker}) as stack:
+        async with Stack.running(
+            temporal_env.client, settings, pool, instruments, {"fix": broker}, quotes=quotes
+        ) as stack:
             await broker.wait_logged_on(15)
             yield FixStack(stack, venue, network)
             # A test may have swapped in a restarted adapter; the stack closes only the one it started.
@@ -83,6 +92,7 @@ async def fix_stack(
     finally:
         await network.stop()
         await venue.stop()
+        await quotes.aclose()
 
 
 def _order(**kwargs: object):  # type: ignore[no-untyped-def]

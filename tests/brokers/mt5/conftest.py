@@ -131,6 +131,7 @@ async def mt5_rig(
     settings = bridge_settings(database_url, [account])
     async with open_rig(settings, account, pool, instruments) as r:
         await r.peer.on_init()
+        await r.peer.report_ticks()
         broker = Mt5Broker(r.store, settings.mt5, database_url=database_url)
         await broker.start(reports)
         r.broker = broker
@@ -203,6 +204,7 @@ async def xm(mt5_stack: Mt5Stack, pool: AsyncConnectionPool, instruments: Instru
             broker=stack.brokers["mt5"],
         )
         await peer.on_init()
+        await peer.report_ticks()  # what its first timer round does: risk prices MT5 orders with these
         await rig.start_loop()
         try:
             yield rig

@@ -1,14 +1,14 @@
 """A Python stand-in for the ExodusBridge EA: the same algorithm, over the same HTTP protocol.
 
 It mirrors ``mql5/Experts/ExodusBridge.mq5`` step by step (OnInit: catch-up trade report, heartbeat; OnTimer:
-resend unsent acks, flush trades, heartbeat, poll, execute, acknowledge; OnTradeTransaction: queue deals and
-orders moved to history) against a ``FakeTerminal``. Messages are plain dicts written to the protocol
-document, not built from ``brokers.mt5.protocol``, so they check the server's models rather than echo them;
-``test_protocol.py`` compares their keys with the golden messages.
+resend unsent acks, flush trades, heartbeat, poll, execute, acknowledge, report changed ticks;
+OnTradeTransaction: queue deals and orders moved to history) against a ``FakeTerminal``. Messages are plain
+dicts written to the protocol document, not built from ``brokers.mt5.protocol``, so they check the server's
+models rather than echo them; ``test_protocol.py`` compares their keys with the golden messages.
 
 State the EA keeps in its state file survives a "restart" (``EaState`` is handed to the next peer); state
 it keeps in memory does not. Faults to inject: crash right after OrderSend (before the ack is recorded),
-lose ack responses, drop acks before they leave, go offline (no HTTP at all), stop heartbeats.
+lose ack responses, drop acks before they leave, go offline (no HTTP at all), stop heartbeats, stop ticks.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class EaPeer:
         symbols: tuple[str, ...] = ("EURUSD", "GBPUSD", "USDJPY"),
         overrides: dict[str, str] | None = None,
         heartbeat_every: int = 10,
+        ticks_every: int = 3,
     ) -> None:
         self.http = http
         self.terminal = terminal
@@ -84,12 +85,16 @@ class EaPeer:
         self.symbols = list(symbols)
         self.overrides = overrides or {}
         self.heartbeat_every = heartbeat_every
+        self.ticks_every = ticks_every
         self.session_id = uuid.uuid4().hex[:16]
         self._deals: list[dict[str, Any]] = []
         self._orders: list[dict[str, Any]] = []
         self._ticks = 0
         self._heartbeat_due = False
         self._resolved: dict[str, str] = {}
+        #: broker symbol -> MqlTick.time_msc last reported and accepted (ExbSendTicks' g_tick_sent_msc)
+        self._tick_sent: dict[str, int] = {}
+        self.ticks_off = False
         # faults
         self.crash_after_send: str | None = None
         self.lose_ack_responses = 0
@@ -97,6 +102,7 @@ class EaPeer:
         self.drop_acks = 0
         self.offline = False
         self.send_heartbeats = True
+        self.send_ticks = True
         # observations
         self.sent: dict[str, list[dict[str, Any]]] = {}
         self.responses: list[tuple[str, int, Any]] = []
@@ -138,13 +144,16 @@ class EaPeer:
         for command in reply["commands"]:
             await self._handle(command)
         await self._flush_trades()
+        if self._ticks % self.ticks_every == 1 % self.ticks_every:  # the first round reports at once
+            await self.report_ticks()
 
     async def sync(self) -> None:
-        """One full timer round including a heartbeat (tests step the EA with this)."""
+        """One full timer round including a heartbeat and ticks (tests step the EA with this)."""
         await self.tick()
         if not self.offline:
             await self.heartbeat()
             await self._flush_trades()
+            await self.report_ticks()
 
     def detach(self) -> None:
         """Stop seeing the terminal's transactions (this EA instance is gone)."""
@@ -247,7 +256,7 @@ class EaPeer:
                 }
             )
         body = self._ident() | {
-            "ea_version": "1.00",
+            "ea_version": "1.10",
             "sent_at_msc": int(time.time() * 1000),
             "terminal": {
                 "build": term.build,
@@ -275,6 +284,36 @@ class EaPeer:
             "symbols": symbols,
         }
         return await self._post("/heartbeat", body)
+
+    async def report_ticks(self) -> Any:
+        """ExbSendTicks: the last tick of each resolved symbol whose tick time moved since the last accepted report."""
+        if not self.send_ticks or self.ticks_off or self.offline:
+            return None
+        ticks, sending = [], {}
+        for name in self._resolved.values():
+            tick = self.terminal.symbol_info_tick(name)
+            if tick is None or tick.time_msc == self._tick_sent.get(name):
+                continue
+            ticks.append(
+                {
+                    "broker_symbol": name,
+                    "bid": _s(tick.bid),
+                    "ask": _s(tick.ask),
+                    "last": _s(tick.last),
+                    "time_msc": self._utc_msc(tick.time_msc),
+                }
+            )
+            sending[name] = tick.time_msc
+        if not ticks:
+            return None
+        reply = await self._post("/ticks", self._ident() | {"sent_at_msc": int(time.time() * 1000), "ticks": ticks})
+        if reply is None:
+            status = self.responses[-1][1]
+            self.ticks_off = status == 404  # an Exodus that predates ticks
+            self._heartbeat_due = self._heartbeat_due or status == 409  # HEARTBEAT_FIRST
+            return None
+        self._tick_sent.update(sending)
+        return reply
 
     # ============================================================================== commands
 

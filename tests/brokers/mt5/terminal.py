@@ -59,6 +59,8 @@ class Sym:
     market_open: bool = True
     #: Filling modes the trade server refuses although the symbol's flags allow them (10030 anyway).
     refuse_fillings: frozenset[int] = frozenset()
+    #: Server time of the last tick (None: a tick every moment, the tick time is now).
+    tick_msc: int | None = None
 
     @property
     def point(self) -> Decimal:
@@ -207,7 +209,12 @@ class FakeTerminal:
         """Move the quote to ``mid`` (one point either side) and match resting orders."""
         s = self.sym(symbol)
         s.bid, s.ask = mid - s.point, mid + s.point
+        s.tick_msc = None
         self._match(s)
+
+    def quiet(self, symbol: str, *, for_seconds: float) -> None:
+        """No tick in ``symbol`` for ``for_seconds`` (a closed market): its last tick time stands still."""
+        self.sym(symbol).tick_msc = self._server_msc() - int(for_seconds * 1000)
 
     async def step(self) -> None:
         """Match resting orders again at the current quotes."""
@@ -304,7 +311,8 @@ class FakeTerminal:
         s = self.symbols.get(name)
         if s is None:
             return None
-        return SimpleNamespace(bid=float(s.bid), ask=float(s.ask), time_msc=self._server_msc())
+        at = s.tick_msc if s.tick_msc is not None else self._server_msc()
+        return SimpleNamespace(bid=float(s.bid), ask=float(s.ask), last=0.0, time_msc=at)
 
     def orders_get(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None):  # type: ignore[no-untyped-def]
         out = [

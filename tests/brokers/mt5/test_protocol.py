@@ -43,6 +43,8 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "ack_reply": p.AckReply,
     "trades": p.TradeReport,
     "trade_reply": p.TradeReply,
+    "ticks": p.Ticks,
+    "ticks_reply": p.TicksReply,
 }
 
 #: Protocol.mqh field-constant prefix (EXB_F_<prefix>_<FIELD>) -> model
@@ -63,6 +65,9 @@ PREFIXES: dict[str, type[BaseModel]] = {
     "DEAL": p.Deal,
     "OUPDATE": p.OrderUpdate,
     "TRADEREPLY": p.TradeReply,
+    "TICKS": p.Ticks,
+    "TICK": p.Tick,
+    "TICKSREPLY": p.TicksReply,
     "ERROR": ErrorBody,
     "REASON": Reason,
 }
@@ -80,6 +85,8 @@ EA_WRITES = [
     "TRADES",
     "DEAL",
     "OUPDATE",
+    "TICKS",
+    "TICK",
 ]
 #: Command fields the EA acts on; the rest are for people reading logs.
 EA_READS_COMMAND = {
@@ -226,6 +233,9 @@ def test_golden_messages_use_exactly_the_keys_protocol_mqh_declares() -> None:
     assert set(trades) == ea("TRADES")
     assert set(trades["deals"][0]) == keys("DEAL") and set(trades["orders"][0]) == keys("OUPDATE")
     assert set(_golden("trade_reply")) == keys("TRADEREPLY")
+    ticks = _golden("ticks")
+    assert set(ticks) == ea("TICKS") and all(set(t) == keys("TICK") for t in ticks["ticks"])
+    assert set(_golden("ticks_reply")) == keys("TICKSREPLY")
 
 
 # ------------------------------------------------------------------------------------------ the EA's sources
@@ -254,10 +264,29 @@ def test_ea_reads_the_command_fields_it_acts_on() -> None:
     for field in EA_READS_COMMAND:
         assert re.search(rf"\.Get\w*\(\s*EXB_F_COMMAND_{field.upper()}\b", code), field
     assert set(p.Command.model_fields) - EA_READS_COMMAND == {"client_order_id", "side", "created_at"}
-    for name in ("EXB_F_POLLREPLY_COMMANDS", "EXB_F_HBREPLY_STATUS", "EXB_F_HBREPLY_BREAKS", "EXB_F_ERROR_MESSAGE"):
+    for name in (
+        "EXB_F_POLLREPLY_COMMANDS",
+        "EXB_F_HBREPLY_STATUS",
+        "EXB_F_HBREPLY_BREAKS",
+        "EXB_F_ERROR_MESSAGE",
+        "EXB_F_TICKSREPLY_UNKNOWN",
+    ):
         assert re.search(rf"\.Get\w*\(\s*{name}\b", code), name
-    for path in ("EXB_PATH_HEARTBEAT", "EXB_PATH_POLL", "EXB_PATH_ACK", "EXB_PATH_TRADES"):
+    for path in ("EXB_PATH_HEARTBEAT", "EXB_PATH_POLL", "EXB_PATH_ACK", "EXB_PATH_TRADES", "EXB_PATH_TICKS"):
         assert re.search(rf"Post\(\s*{path}\b", code), path
+
+
+def test_ea_reports_ticks_on_its_timer_from_the_terminals_own_tick() -> None:
+    # The ticks are MqlTick values of the resolved (broker-named) symbols, with their time converted to UTC,
+    # sent from OnTimer; a 404 (an Exodus without ticks) stops them, a 409 asks for a heartbeat first.
+    code = _ea_code()
+    send = code[code.index("bool ExbSendTicks(") : code.index("void ExbSendAck(")]
+    assert "SymbolInfoTick(names[i], tick)" in send and "g_trader.Resolved(" in send
+    assert "w.Str(EXB_F_TICK_BROKER_SYMBOL, names[i])" in send
+    assert "ExbToUtcMsc(tick.time_msc)" in send
+    assert "status == 404" in send and "g_ticks_off = true" in send and "g_last_heartbeat = 0" in send
+    timer = code[code.index("void OnTimer(") :]
+    assert "ExbSendTicks();" in timer
 
 
 def test_ea_self_check_covers_every_mql5_value_the_protocol_carries() -> None:
@@ -330,6 +359,11 @@ async def test_golden_ea_messages_are_accepted_by_the_endpoints(rig: Rig) -> Non
     assert await post("/commands/poll", "poll_request") == 200
     assert await post("/trades", "trades") == 200  # unknown deals: accepted and recorded as breaks
     assert await post("/acks", "ack_done") == 404  # well-formed, but no such command for this account
+    ticks = await rig.http.post(rig.url("/ticks"), json=_golden("ticks"), headers=rig.auth())
+    assert ticks.status_code == 200, ticks.text
+    reply, gold = ticks.json(), _golden("ticks_reply")
+    assert set(reply) == set(gold)
+    assert (reply["accepted"], reply["unknown"]) == (gold["accepted"], gold["unknown"])  # EURUSD#, GOLD# mapped
 
 
 async def test_the_peer_speaks_the_golden_messages(rig: Rig) -> None:
@@ -349,5 +383,7 @@ async def test_the_peer_speaks_the_golden_messages(rig: Rig) -> None:
     assert set(trades) == set(_golden("trades"))
     assert set(trades["deals"][0]) == set(_golden("trades")["deals"][0])
     assert set(trades["orders"][0]) == set(_golden("trades")["orders"][0])
+    ticks = sent["/ticks"][-1]
+    assert set(ticks) == set(_golden("ticks")) and set(ticks["ticks"][0]) == set(_golden("ticks")["ticks"][0])
     # and the server understood all of it
     assert [r[1] for r in rig.peer.responses] == [200] * len(rig.peer.responses)
