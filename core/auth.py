@@ -68,10 +68,8 @@ ALL: Literal["*"] = "*"
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@/\-]+$")
 ]
-#: A tenant: a name without "/" (the separator inside idempotency keys).
-Tenant = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@\-]+$")
-]
+#: A tenant: printable, without "#" (the separator ``namespaced_key`` puts after it) or whitespace.
+Tenant = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
 
 
 class Role(StrEnum):

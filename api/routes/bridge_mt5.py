@@ -76,14 +76,22 @@ class BridgeAccount(AccessRule):
                 principal = await auth.resolve(token, getattr(request.app.state, "pool", None))
             except AuthFailure as e:
                 await refuse(request, e)
-            if not (principal.can(Permission.BRIDGE_MT5) and principal.scope.allows_account(account)):
+            if not principal.can(Permission.BRIDGE_MT5):
                 await forbid(
                     request,
                     principal,
                     code="FORBIDDEN_ROLE",
+                    field=None,
+                    message=f"{principal.name} (roles: {principal.roles_text()}) may not use the MT5 bridge; "
+                    "it needs the role bridge",
+                )
+            if not principal.scope.allows_account(account):
+                await forbid(
+                    request,
+                    principal,
+                    code="OUT_OF_SCOPE",
                     field="account",
-                    message=f"{principal.name} is not the bridge of account {account!r} (needs role bridge and the "
-                    "account in its scope)",
+                    message=f"account: {account!r} is outside the scope of {principal.name}",
                 )
         else:
             await refuse(request, _unauthorized(account, "TOKEN_WRONG", f"wrong bridge token for account {account!r}"))
