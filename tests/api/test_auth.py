@@ -309,12 +309,15 @@ async def test_development_mode_marks_every_answer_and_takes_x_actor(stack: Stac
             await http.post("/api/v1/orders", json={"qty": "x"}),
         ):
             assert r.headers["X-Exodus-Auth"] == "disabled", r.url
-        r = await http.post(
-            "/api/v1/operator/trading-state",
-            json={"scope": "ACCOUNT", "key": unique("acct"), "state": "REDUCING", "reason": "t"},
-            headers={"X-Actor": "ops-jane"},
-        )
-        assert r.status_code == 200 and r.json()["updatedBy"] == "ops-jane"
+        body = {"clientId": unique("desk"), "clientOrderId": "a1", "symbol": "MSFT", "side": "BUY", "qty": 1}
+        r = await http.post("/api/v1/orders", json={**body, "price": 300, "timeInForce": "GTC"})
+        order_id = r.json()["internalOrderId"]
+        r = await http.post(f"/api/v1/orders/{order_id}/cancel", headers={"X-Actor": "ops-jane"})
+        assert r.status_code == 202 and r.headers["X-Exodus-Auth"] == "disabled"
+    audit = await stack.fetch(
+        "SELECT actor FROM audit_log WHERE action = 'CANCEL_REQUESTED' AND subject = %s", order_id
+    )
+    assert audit == [{"actor": "ops-jane"}]
 
 
 # ------------------------------------------------------------------------------------------------ orders
