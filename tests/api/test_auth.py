@@ -25,7 +25,7 @@ from core.domain import derive_order_id
 from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
 from core.settings import ApiSettings, AuthSettings, Mt5AccountSettings, Mt5Settings, Settings
-from tests.api.authkit import AuthEnv, Idp, bearer
+from tests.api.authkit import AUDIENCE, ISSUER, AuthEnv, Idp, bearer
 from tests.conftest import temporal_address
 from tests.harness import Stack, register_accounts, unique
 
@@ -450,3 +450,47 @@ async def test_bridge_api_key_reaches_only_its_own_account(env: AuthEnv) -> None
     r = await env.http.post("/api/v1/bridge/mt5/accounts/xm-in/commands/poll", json=poll, headers=bearer("tok-xm-out"))
     assert r.status_code == 401 and "wrong bridge token" in r.json()["message"]
     assert (await env.http.get("/api/v1/orders", headers=bearer("tok-xm-in"))).status_code == 403
+
+
+async def test_jwks_url_is_fetched_and_an_unreachable_provider_is_503(tmp_path: Any) -> None:
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from api.identity import AuthFailure, JwtVerifier
+    from core.settings import JwtSettings
+    from devstack.services import free_port
+
+    idp = Idp.create(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+        verifier = JwtVerifier(JwtSettings(issuer=ISSUER, audience=AUDIENCE, jwks_url=url))
+        principal = await verifier.verify(idp.rs256(Idp.claims("carol", ["risk"], Scope.everything())))
+        assert principal.name == "carol" and principal.roles == {Role.RISK} and principal.source == "jwt"
+        with pytest.raises(AuthFailure) as refused:
+            await verifier.verify(idp.rs256(Idp.claims("carol", ["risk"]), kid="rotated-away"))
+        assert refused.value.status == 401 and refused.value.code == "TOKEN_KEY_UNKNOWN"
+    finally:
+        server.shutdown()
+        server.server_close()
+    down = JwtVerifier(
+        JwtSettings(issuer=ISSUER, audience=AUDIENCE, jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json")
+    )
+    with pytest.raises(AuthFailure) as unavailable:
+        await down.verify(idp.rs256(Idp.claims("carol", ["risk"])))
+    assert unavailable.value.status == 503 and unavailable.value.code == "JWKS_UNAVAILABLE"
+
+
+async def test_make_run_registers_the_quick_start_accounts_once(database_url: str, stack: Stack) -> None:
+    from devstack.__main__ import QUICKSTART_ACCOUNTS, _register_quickstart_accounts
+
+    for _ in range(2):  # every start: an existing registration is kept as it is
+        await _register_quickstart_accounts(database_url)
+    rows = await stack.fetch(
+        "SELECT account, broker, created_by FROM accounts WHERE account = ANY(%s)", list(QUICKSTART_ACCOUNTS)
+    )
+    assert sorted(r["account"] for r in rows) == ["desk-1", "desk-2"]
+    assert all(r["broker"] is None and r["created_by"] == "devstack" for r in rows)
