@@ -83,7 +83,7 @@ async def record_refusal(request: Request, failure: AuthFailure) -> None:
             await append_audit(
                 conn,
                 actor=_bounded(failure.presented or "anonymous", _MAX_NAME),
-                action="AUTH_FAILED" if failure.status == 401 else "ACCESS_DENIED",
+                action="ACCESS_DENIED" if failure.status in (403, 404) else "AUTH_FAILED",
                 subject=_bounded(f"{request.method} {request.url.path}", _MAX_SUBJECT),
                 detail={
                     "reason": failure.code,
