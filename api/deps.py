@@ -1,14 +1,17 @@
-"""Dependencies of the routes: settings, the Temporal client, the Postgres pool, the caller's identity."""
+"""Dependencies of the routes: settings, the Temporal client, the Postgres pool, the caller's name.
+
+Who may call a route is its declared rule (``api/auth.py``); ``ActorDep`` is only the name to audit.
+"""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
+from api.auth import authenticate
 from core.instruments import InstrumentCatalog
 from core.policy import PolicyStore
 from core.settings import Settings
@@ -36,20 +39,10 @@ def _policy(request: Request) -> PolicyStore:
     return request.app.state.policy  # type: ignore[no-any-return]
 
 
-def _actor(request: Request, settings: Annotated[Settings, Depends(_settings)]) -> str:
-    """The principal behind the request: from the bearer token when tokens are configured."""
-    tokens = settings.api.tokens
-    if not tokens:
-        return request.headers.get("X-Actor", "").strip()[:100] or "anonymous"
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        for principal, expected in tokens.items():
-            if secrets.compare_digest(token.encode(), expected.get_secret_value().encode()):
-                return principal
-    raise HTTPException(
-        status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
-    )
+async def _actor(request: Request) -> str:
+    # The audited identity: the authenticated principal's name (X-Actor only in development mode, where
+    # it names the development principal). Authorization is the route's declared rule (api/auth.py).
+    return (await authenticate(request)).name
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -14,15 +14,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.routes import bridge_mt5, health, operator, orders, positions, quotes, risk
+from api.auth import AuthDisabledHeader, operational
+from api.identity import Authenticator
+from api.routes import admin, audit, bridge_mt5, health, operator, orders, positions, quotes, risk
 from api.schemas import ErrorBody, Reason
+from core.auth_store import register_account
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
 from core.marketdata import MarketData
@@ -103,6 +107,38 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, ErrorBody(status="error", message="internal error; nothing was changed by this request"))
 
 
+async def register_configured_accounts(pool: AsyncConnectionPool, settings: Settings) -> None:
+    """Register the MT5 bridge accounts of the settings for broker mt5 (an existing registration is kept)."""
+    if not settings.mt5.accounts:
+        return
+    async with pool.connection() as conn, conn.transaction():
+        for account, cfg in settings.mt5.accounts.items():
+            record = await register_account(
+                conn,
+                account=account,
+                actor="config:mt5.accounts",
+                broker="mt5",
+                broker_account=None if cfg.login is None else str(cfg.login),
+                description="MT5 bridge account (EXODUS_MT5__ACCOUNTS)",
+                replace=False,
+            )
+            if record.broker not in (None, "mt5"):
+                log.warning("account %s is registered for broker %s, not mt5", account, record.broker)
+
+
+def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = app.openapi()
+        components = schema.setdefault("components", {})
+        components.setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (exo_...) or a JWT from the identity provider",
+        }
+        schema["security"] = [{"bearer": []}]
+    return app.openapi_schema  # type: ignore[return-value]
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -110,8 +146,14 @@ def create_app(
     pool: AsyncConnectionPool | None = None,
     instruments: InstrumentCatalog | None = None,
 ) -> FastAPI:
-    """Build the app. Pass a client and pool to share them (tests); otherwise the app opens its own."""
+    """Build the app. Pass a client and pool to share them (tests); otherwise the app opens its own.
+
+    Refuses (``ConfigError``) a configuration that would serve without authentication where it must not
+    (``Settings.check_api_security``).
+    """
     settings = settings or get_settings()
+    settings.check_api_security()
+    authenticator = Authenticator(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,6 +163,13 @@ def create_app(
             owned_pool = app.state.pool = await open_pool(settings, name="api")
         if app.state.temporal is None:
             app.state.temporal = await connect(settings, identity="exodus-api")
+        await register_configured_accounts(app.state.pool, settings)
+        if authenticator.disabled:
+            log.warning(
+                "AUTHENTICATION IS DISABLED (no identity source configured): every caller has every role; "
+                "development only, bound to %s",
+                settings.api.host,
+            )
         try:
             yield
         finally:
@@ -132,10 +181,15 @@ def create_app(
         version="0.1.0",
         summary="Order routing on Temporal: each order is a durable workflow.",
         lifespan=lifespan,
+        # Served below, behind their declared rule (open in development, closed in prod by default).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.temporal = temporal
     app.state.pool = pool
+    app.state.authenticator = authenticator
     app.state.instruments = instruments or load_instruments(settings.instruments_file)
     app.state.policy = PolicyStore(settings.risk)
     app.state.market = MarketData(settings.market_data, app.state.instruments)
@@ -146,9 +200,11 @@ def create_app(
     app.include_router(risk.router, prefix="/api/v1")
     app.include_router(quotes.router, prefix="/api/v1")
     app.include_router(bridge_mt5.router, prefix="/api/v1")
+    app.include_router(admin.router, prefix="/api/v1")
+    app.include_router(audit.router, prefix="/api/v1")
     app.include_router(health.router)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[operational("metrics")])
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics of the API process (quote ages are read from the quote store now)."""
         try:
@@ -158,4 +214,18 @@ def create_app(
             log.warning("quote age metrics not refreshed, was %r", e)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[operational("docs")])
+    async def openapi() -> JSONResponse:
+        """The OpenAPI document."""
+        return JSONResponse(_openapi_with_bearer(app))
+
+    @app.get("/docs", include_in_schema=False, dependencies=[operational("docs")])
+    async def docs() -> HTMLResponse:
+        """Swagger UI."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Exodus")
+
+    if authenticator.disabled:
+        # Outermost, so that every answer is marked, errors that reach Starlette's last handler included.
+        build = app.build_middleware_stack
+        app.build_middleware_stack = lambda: AuthDisabledHeader(build())  # type: ignore[method-assign]
     return app

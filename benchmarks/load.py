@@ -90,6 +90,18 @@ class RestOrders:
         self._client = client
         self._run_id = run_id
 
+    async def register_accounts(self) -> None:
+        """Register the run's desk accounts (accounts exist only if registered) through the admin API.
+
+        The API must let the caller in as an admin: a development stack (no identity source) does.
+        """
+        base = self._url.removesuffix("/orders")
+        for desk in range(DESKS):
+            account = order_body(self._run_id, desk)["clientId"]
+            r = await self._http.put(f"{base}/admin/accounts/{account}", json={"description": "benchmark desk"})
+            if r.status_code != 200:
+                raise SubmitError(f"cannot register benchmark account {account}: HTTP {r.status_code}: {r.text[:300]}")
+
     async def submit(self, n: int) -> tuple[float, WorkflowHandle[Any, Any]]:
         """POST one order."""
         started = time.perf_counter()

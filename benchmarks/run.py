@@ -397,6 +397,7 @@ async def _measure(
     limits = httpx.Limits(max_connections=max(opts.levels) + 20, max_keepalive_connections=max(opts.levels) + 20)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
         rest = RestOrders(http, info.api_url, client, run_id)
+        await rest.register_accounts()
         _log(opts, "  probing an order's shape ...")
         exodus_wfs = await _probe(client, rest, numbers, opts.probe)
         exodus_histories = [await client.get_workflow_handle(wf).fetch_history() for wf in exodus_wfs]

@@ -2,6 +2,8 @@
 
 __all__ = [
     "audit",
+    "auth",
+    "auth_store",
     "db",
     "domain",
     "errors",

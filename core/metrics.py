@@ -20,6 +20,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "AUTH_FAILURES",
     "BROKER_ERRORS",
     "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
@@ -57,6 +58,12 @@ BROKER_ERRORS = Counter(
     "exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"]
 )
 TRADING_HALTED = Gauge("exodus_trading_halted", "1 while global trading is HALTED")
+AUTH_FAILURES = Counter(
+    "exodus_auth_failures_total",
+    "API requests refused: failed authentication (401) or refused authorization (403, or 404 out of scope), "
+    "by reason code",
+    ["reason"],
+)
 CIRCUIT_BREAKER_TRIPS = Counter(
     "exodus_circuit_breaker_trips_total", "Accounts or brokers halted by consecutive broker rejections", ["scope"]
 )

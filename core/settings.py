@@ -7,25 +7,29 @@ read them from a module-level global.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import time
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.auth import ALL, Role, Scope, Tenant
 from core.domain import InstrumentClass
 from core.errors import ConfigError
 from core.risk import RiskPolicy
 
 __all__ = [
     "ApiSettings",
+    "AuthSettings",
     "DatabaseSettings",
     "FixSettings",
     "MarketDataClassSettings",
     "MarketDataSettings",
+    "JwtSettings",
     "Mt5AccountSettings",
     "Mt5Settings",
     "Mt5TerminalSettings",
@@ -33,6 +37,7 @@ __all__ = [
     "PaperSettings",
     "Settings",
     "TemporalSettings",
+    "TokenSettings",
     "WorkerSettings",
     "get_settings",
 ]
@@ -63,19 +68,104 @@ class DatabaseSettings(BaseModel):
     pool_max: int = Field(10, ge=1)
 
 
+class TokenSettings(BaseModel):
+    """One development bearer token (``EXODUS_API__TOKENS``) and the principal it stands for.
+
+    The plain form ``{"desk-a": "<token>"}`` is a trader whose scope is its own name as client id and
+    account (any broker) and whose tenant is its name.
+    """
+
+    token: SecretStr
+    roles: list[Role] = [Role.TRADER]
+    #: None: the principal's own name as client id and account, every broker.
+    scope: Scope | None = None
+    #: None: the principal's name.
+    tenant: Tenant | None = None
+
+
 class ApiSettings(BaseModel):
     """The REST API."""
 
     host: str = "127.0.0.1"
     port: int = 8000
-    #: Principals and their bearer tokens (``{"desk-a": "s3cret"}``). Empty: no authentication
-    #: (development); a caller may then name itself in an ``X-Actor`` header for the audit trail.
-    tokens: dict[str, SecretStr] = {}
+    #: Development bearer tokens by principal name: ``{"desk-a": "s3cret"}`` (a trader for its own name) or
+    #: ``{"ops": {"token": "...", "roles": ["operator"], "scope": {"clients": "*", ...}}}``. Not accepted in
+    #: ``prod`` (use API keys or JWT there).
+    tokens: dict[str, TokenSettings] = {}
     #: Largest page size of list endpoints.
     max_page_size: int = 500
     #: How long POST /orders waits for the risk decision before answering 202 "pending" (the order is
     #: durable by then and is decided as soon as a worker runs).
     decision_timeout_seconds: float = Field(15.0, gt=0)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _plain_tokens(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {
+            name: {"token": entry} if isinstance(entry, (str, SecretStr)) else entry for name, entry in value.items()
+        }
+
+    @model_validator(mode="after")
+    def _token_defaults(self) -> ApiSettings:
+        for name, entry in self.tokens.items():
+            if entry.scope is None:
+                entry.scope = Scope(clients=[name], accounts=[name], brokers=ALL)
+            if entry.tenant is None:
+                entry.tenant = name
+        return self
+
+
+class JwtSettings(BaseModel):
+    """JWT bearer tokens from the desks' identity provider, verified with pyjwt.
+
+    JWT is on when a key source is set: ``jwks_file`` or ``jwks_url`` (RS/ES/PS algorithms), or
+    ``hs256_secret`` (development only). ``issuer`` and ``audience`` are then required. Roles and scope come
+    from the claims named here (a list, a space/comma-separated string, or ``"*"``); a dotted name reaches
+    into nested claims (``realm_access.roles``).
+    """
+
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    hs256_secret: SecretStr | None = None
+    #: Asymmetric algorithms accepted with the key set (HS256 is accepted only with ``hs256_secret``).
+    algorithms: list[str] = ["RS256", "ES256", "PS256"]
+    #: Clock skew allowed on exp, nbf and iat.
+    leeway_seconds: float = Field(30.0, ge=0)
+    #: How long keys fetched from ``jwks_url`` are kept.
+    jwks_cache_seconds: int = Field(300, ge=0)
+    name_claim: str = "sub"
+    roles_claim: str = "roles"
+    clients_claim: str = "exodus_clients"
+    accounts_claim: str = "exodus_accounts"
+    brokers_claim: str = "exodus_brokers"
+    #: The tenant (idempotency namespace); missing: the principal's name.
+    tenant_claim: str = "tenant"
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a key source is configured."""
+        return bool(self.jwks_file or self.jwks_url or self.hs256_secret)
+
+
+class AuthSettings(BaseModel):
+    """Authentication sources and which operational endpoints are open.
+
+    With no identity source (no API keys, no JWT, no ``api.tokens``) the API runs in development mode:
+    every caller is a full-power development principal, every answer carries ``X-Exodus-Auth: disabled``,
+    the API refuses to bind anything but a loopback address, and ``prod`` refuses to start.
+    """
+
+    #: Accept API keys (``python -m api.keys``), stored hashed in Postgres.
+    api_keys: bool = False
+    jwt: JwtSettings = JwtSettings()
+    #: /ready, /metrics, /docs and /openapi.json without credentials. None: open in dev, closed in prod.
+    open_ready: bool | None = None
+    open_metrics: bool | None = None
+    open_docs: bool | None = None
 
 
 class WorkerSettings(BaseModel):
@@ -276,6 +366,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = TemporalSettings()
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
     paper: PaperSettings = PaperSettings()
     fix: FixSettings = FixSettings()
@@ -288,19 +379,76 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:
         if self.environment == "prod":
-            for principal, token in self.api.tokens.items():
-                if token.get_secret_value() == "changethis":
+            for principal, entry in self.api.tokens.items():
+                if entry.token.get_secret_value() == "changethis":
                     raise ConfigError(f"api.tokens[{principal!r}] is still the placeholder 'changethis'")
             for account, cfg in self.mt5.accounts.items():
                 if cfg.token.get_secret_value() == "changethis":
                     raise ConfigError(f"mt5.accounts[{account!r}].token is still the placeholder 'changethis'")
         return self
 
+    @model_validator(mode="after")
+    def _check_jwt(self) -> Self:
+        jwt = self.auth.jwt
+        if jwt.enabled and not (jwt.issuer and jwt.audience):
+            raise ConfigError("auth.jwt needs issuer and audience (EXODUS_AUTH__JWT__ISSUER, __AUDIENCE)")
+        if jwt.jwks_file and jwt.jwks_url:
+            raise ConfigError("auth.jwt: set jwks_file or jwks_url, not both")
+        return self
+
+    def identity_sources(self) -> list[str]:
+        """The configured ways to authenticate API callers (empty: development mode, no authentication)."""
+        sources = []
+        if self.auth.api_keys:
+            sources.append("api-keys")
+        if self.auth.jwt.enabled:
+            sources.append("jwt")
+        if self.api.tokens:
+            sources.append("tokens")
+        return sources
+
+    def check_api_security(self) -> None:
+        """Refuse an API configuration that would serve without authentication where it must not.
+
+        ``prod`` needs API keys or JWT (development tokens and an HS256 secret are refused); without any
+        identity source the API may bind only a loopback address.
+        """
+        sources = self.identity_sources()
+        if self.environment == "prod":
+            if self.api.tokens:
+                raise ConfigError("prod does not accept EXODUS_API__TOKENS: create API keys (python -m api.keys)")
+            if self.auth.jwt.hs256_secret is not None:
+                raise ConfigError("prod does not accept an HS256 JWT secret: configure a key set (jwks_file/jwks_url)")
+            if not sources:
+                raise ConfigError(
+                    "prod needs an identity source: EXODUS_AUTH__API_KEYS=true and/or JWT "
+                    "(EXODUS_AUTH__JWT__JWKS_URL or __JWKS_FILE, with __ISSUER and __AUDIENCE)"
+                )
+        if not sources and not _is_loopback(self.api.host):
+            raise ConfigError(
+                f"no identity source is configured, so the API runs without authentication and binds only to "
+                f"127.0.0.1; EXODUS_API__HOST={self.api.host} needs EXODUS_AUTH__API_KEYS=true or JWT"
+            )
+
+    def endpoint_open(self, which: Literal["ready", "metrics", "docs"]) -> bool:
+        """Whether /ready, /metrics or /docs (+ /openapi.json) answer without credentials."""
+        value: bool | None = getattr(self.auth, f"open_{which}")
+        return self.environment != "prod" if value is None else value
+
     def require_database_url(self) -> str:
         """The Postgres URL, or a ``ConfigError`` naming the variable to set."""
         if not self.database_url:
             raise ConfigError("DATABASE_URL is not set (make run sets it for the embedded Postgres)")
         return self.database_url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

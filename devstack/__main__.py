@@ -1,7 +1,8 @@
 """``python -m devstack`` (what ``make run`` runs): the whole stack on one machine, in the foreground.
 
 Starts, in order: the embedded Postgres (unless ``DATABASE_URL`` is set), the Temporal dev server with its
-web UI (state in ``data/temporal/temporal.db``), the migrations, the local FIX venue when
+web UI (state in ``data/temporal/temporal.db``), the migrations (and, in development, the registration of
+the quick-start accounts ``desk-1`` and ``desk-2``), the local FIX venue when
 ``EXODUS_FIX__LOCAL_VENUE=true`` (then the worker also owns broker ``fix``), the worker and the API. Prints
 where everything is, then waits. Ctrl-C stops it all; running it again resumes every order where it was.
 Logs go to ``data/logs/``.
@@ -18,7 +19,10 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
+from psycopg.rows import dict_row
 
+from core.auth_store import register_account
 from core.db import apply_migrations
 from core.errors import ConfigError
 from core.settings import get_settings
@@ -33,6 +37,7 @@ _BANNER = """
     Metrics        http://{api}/metrics (API)   http://127.0.0.1:{wport}/metrics (worker)
     Postgres       {pg}
     Logs           {logs}/
+{auth}
 
   Try it:
 
@@ -49,6 +54,36 @@ _FIX_BANNER = """
     curl -s -X POST http://{api}/api/v1/orders -H 'Content-Type: application/json' \\
       -d '{{"clientId":"desk-1","clientOrderId":"fix-'$RANDOM'","symbol":"AAPL","side":"BUY","qty":100,"broker":"fix"}}'
 """
+
+
+#: Registered in development so that the README's quick start works without set-up (orders name accounts).
+QUICKSTART_ACCOUNTS = ("desk-1", "desk-2")
+
+
+async def _register_quickstart_accounts(url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        async with conn.transaction():
+            for account in QUICKSTART_ACCOUNTS:
+                await register_account(
+                    conn, account=account, actor="devstack", description="quick-start account", replace=False
+                )
+
+
+def _auth_banner(sources: list[str], registered: bool) -> str:
+    if sources:
+        lines = [f"    Auth           {', '.join(sources)}: every call needs 'Authorization: Bearer <key or JWT>'"]
+    else:
+        lines = [
+            "    Auth           !!! DISABLED: no identity source is configured. Every caller has every role",
+            "                   (answers carry X-Exodus-Auth: disabled). Development only, 127.0.0.1 only;",
+            "                   EXODUS_AUTH__API_KEYS=true and `.venv/bin/python -m api.keys create ...` turn it on.",
+        ]
+    if registered:
+        lines.append(
+            f"    Accounts       {', '.join(QUICKSTART_ACCOUNTS)} registered for the quick start "
+            "(more: .venv/bin/python -m api.keys accounts add <name>)"
+        )
+    return "\n".join(lines)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -89,6 +124,7 @@ def main() -> int:
     pg = None
     temporal = worker = api = fix_venue = None
     try:
+        settings.check_api_security()  # the API would refuse to start; say so before starting anything
         if settings.database_url:
             url = settings.database_url
             print("  Postgres: using DATABASE_URL", flush=True)
@@ -121,6 +157,8 @@ def main() -> int:
         applied = asyncio.run(apply_migrations(url))
         if applied:
             print(f"  Postgres: applied {', '.join(applied)}", flush=True)
+        if settings.environment == "dev":
+            asyncio.run(_register_quickstart_accounts(url))
 
         env = {"DATABASE_URL": url}
         worker_log, api_log = logs / "worker.log", logs / "api.log"
@@ -162,6 +200,7 @@ def main() -> int:
                 wport=settings.worker.metrics_port,
                 pg=url if settings.database_url else f"embedded ({data / 'postgres'})",
                 logs=logs,
+                auth=_auth_banner(settings.identity_sources(), settings.environment == "dev"),
             ),
             flush=True,
         )

@@ -3,12 +3,17 @@
 Tests get a ``Stack`` from the session fixtures in ``conftest.py``. The stack's paper venue does not tick by
 itself (``tick_interval_ms=0``) and its instruments do not move (zero volatility), so a test decides when
 and where the market moves (``await stack.venue.set_mid(...)`` / ``await stack.venue.step()``).
+
+Accounts exist only if registered (the API refuses an order for any other with UNKNOWN_ACCOUNT).
+``register_accounts`` registers accounts as an admin would; ``stack.api()`` does it for the account of each
+order a test posts (``register_accounts=False`` turns that off, to test the refusal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -26,6 +31,7 @@ from temporalio.worker import Worker
 from api.main import create_app
 from brokers.base import Broker
 from brokers.paper import PaperBroker
+from core.auth_store import register_account
 from core.domain import (
     OrderRequest,
     OrderState,
@@ -43,7 +49,15 @@ from worker.build import build_workers, running_workers
 from worker.dispatcher import ReportDispatcher
 from workflows.order import OrderWorkflow, OrderWorkflowInput
 
-__all__ = ["Stack", "later", "make_order", "paper_broker", "static_instruments", "unique"]
+__all__ = [
+    "Stack",
+    "later",
+    "make_order",
+    "paper_broker",
+    "register_accounts",
+    "static_instruments",
+    "unique",
+]
 
 
 def unique(prefix: str = "t") -> str:
@@ -95,6 +109,13 @@ def make_order(
         submission_id=uuid.uuid4().hex,
         **extra,
     )
+
+
+async def register_accounts(pool: AsyncConnectionPool, *accounts: str, broker: str | None = None) -> None:
+    """Register accounts (for ``broker``, or any broker); accounts already registered are left as they are."""
+    async with pool.connection() as conn, conn.transaction():
+        for account in accounts:
+            await register_account(conn, account=account, actor="tests", broker=broker, replace=False)
 
 
 def paper_broker(
@@ -228,12 +249,30 @@ class Stack:
     # -- the REST API in process -------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def api(self, settings: Settings | None = None) -> AsyncIterator[httpx.AsyncClient]:
-        """An HTTP client talking to the API app in process (sharing this stack's Temporal client and pool)."""
+    async def api(
+        self, settings: Settings | None = None, *, register_accounts: bool = True
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        """An HTTP client talking to the API app in process (sharing this stack's Temporal client and pool).
+
+        With ``register_accounts`` the account of every order posted (``account``, else ``clientId``) is
+        registered first, as an admin would have done.
+        """
         app = create_app(settings or self.settings, temporal=self.client, pool=self.pool, instruments=self.instruments)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://exodus.test") as http:
+        hooks = {"request": [self._register_order_account]} if register_accounts else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://exodus.test", event_hooks=hooks) as http:
             yield http
+
+    async def _register_order_account(self, request: httpx.Request) -> None:
+        if request.method != "POST" or request.url.path != "/api/v1/orders":
+            return
+        try:
+            body = json.loads(request.content)
+        except ValueError:
+            return
+        account = (body.get("account") or body.get("clientId")) if isinstance(body, dict) else None
+        if isinstance(account, str) and account.strip():
+            await register_accounts(self.pool, account.strip())
 
     async def fetch(self, sql: str, *params: Any) -> list[dict[str, Any]]:
         """Run a query against the test database."""

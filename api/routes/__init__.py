@@ -1,3 +1,3 @@
 """One router per resource."""
 
-__all__ = ["health", "operator", "orders", "positions", "quotes", "risk"]
+__all__ = ["admin", "audit", "bridge_mt5", "health", "operator", "orders", "positions", "quotes", "risk"]

@@ -2,23 +2,25 @@
 
 Ticks are stored as the quotes (source ``mt5``) that price MT5 orders.
 
-Authenticated per account by the bridge token (``Authorization: Bearer <token>``, ``mt5.accounts``), not by
-the API's user tokens. The wire protocol is ``brokers/mt5/protocol.py`` (documented in
-``mql5/PROTOCOL.md``). Refusals use the API's one error shape and name the field at fault.
+Authenticated per account by the bridge token (``Authorization: Bearer <token>``, ``mt5.accounts``), which
+stands for a principal with role ``bridge`` and that account as its scope, or by an API key / JWT whose
+principal has role ``bridge`` and the account in scope. The wire protocol is ``brokers/mt5/protocol.py``
+(documented in ``mql5/PROTOCOL.md``). Refusals use the API's one error shape and name the field at fault.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
+from api.auth import AccessRule, forbid, refuse
 from api.deps import InstrumentsDep, PoolDep, SettingsDep
+from api.identity import Authenticator, AuthFailure
 from api.schemas import ErrorBody, Reason
 from brokers.mt5.protocol import (
     PATHS,
@@ -35,39 +37,81 @@ from brokers.mt5.protocol import PollRequest as PollBody
 from brokers.mt5.protocol import Ticks as TicksBody
 from brokers.mt5.protocol import TradeReport as TradeBody
 from brokers.mt5.store import BridgeRefused, BridgeStore
+from core.auth import API_KEY_PREFIX, Permission
+from core.settings import Settings
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/bridge/mt5", tags=["bridge-mt5"])
 
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="exodus-mt5-bridge"'}
+
+class BridgeAccount(AccessRule):
+    """The MT5 bridge endpoints of one account: its bridge token, or an API key / JWT with role ``bridge``.
+
+    Always authenticated, also in development mode (the EA protocol has always sent its token).
+    """
+
+    async def __call__(self, account: str, request: Request) -> str:
+        """The account in the path, once the caller is proven to be its bridge."""
+        settings: Settings = request.app.state.settings
+        auth: Authenticator = request.app.state.authenticator
+        header = request.headers.get("Authorization")
+        if not header:
+            await refuse(
+                request,
+                _unauthorized(
+                    account,
+                    "TOKEN_MISSING",
+                    "missing bridge token: send 'Authorization: Bearer <token>' (the EA's InpToken)",
+                ),
+            )
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            message = "malformed Authorization header: expected 'Bearer <token>'"
+            await refuse(request, _unauthorized(account, "TOKEN_MALFORMED", message))
+        if account not in settings.mt5.accounts:
+            message = f"no MT5 bridge account {account!r} is configured (mt5.accounts)"
+            await refuse(request, _unauthorized(account, "UNKNOWN_ACCOUNT", message))
+        if auth.bridge_token_matches(account, token):
+            principal = auth.bridge_principal(account)
+        elif token.startswith(API_KEY_PREFIX) or (auth.jwt is not None and token.count(".") == 2):
+            try:
+                principal = await auth.resolve(token, getattr(request.app.state, "pool", None))
+            except AuthFailure as e:
+                await refuse(request, e)
+            if not principal.can(Permission.BRIDGE_MT5):
+                await forbid(
+                    request,
+                    principal,
+                    code="FORBIDDEN_ROLE",
+                    field=None,
+                    message=f"{principal.name} (roles: {principal.roles_text()}) may not use the MT5 bridge; "
+                    "it needs the role bridge",
+                )
+            if not principal.scope.allows_account(account):
+                await forbid(
+                    request,
+                    principal,
+                    code="OUT_OF_SCOPE",
+                    field="account",
+                    message=f"account: {account!r} is outside the scope of {principal.name}",
+                )
+        else:
+            await refuse(request, _unauthorized(account, "TOKEN_WRONG", f"wrong bridge token for account {account!r}"))
+        request.state.principal = principal
+        return account
+
+    def describe(self) -> str:
+        """What the rule lets through."""
+        return "the account's MT5 bridge token, or bridge:mt5 with the account in scope"
 
 
-def _unauthorized(code: str, message: str) -> HTTPException:
-    reason = Reason(code=code, field="Authorization", message=message)
-    body = ErrorBody(status="unauthorized", message=message, reasons=[reason])
-    return HTTPException(401, body.model_dump(mode="json", exclude_none=True), _CHALLENGE)
+def _unauthorized(account: str, code: str, message: str) -> AuthFailure:
+    return AuthFailure(401, code, message, presented=f"mt5-bridge:{account}", field="Authorization")
 
 
-def _bridge_account(account: str, request: Request, settings: SettingsDep) -> str:
-    """The account in the path, once its bridge token is proven."""
-    header = request.headers.get("Authorization")
-    if not header:
-        raise _unauthorized(
-            "TOKEN_MISSING", "missing bridge token: send 'Authorization: Bearer <token>' (the EA's InpToken)"
-        )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("TOKEN_MALFORMED", "malformed Authorization header: expected 'Bearer <token>'")
-    cfg = settings.mt5.accounts.get(account)
-    if cfg is None:
-        raise _unauthorized("UNKNOWN_ACCOUNT", f"no MT5 bridge account {account!r} is configured (mt5.accounts)")
-    if not secrets.compare_digest(token.strip().encode(), cfg.token.get_secret_value().encode()):
-        raise _unauthorized("TOKEN_WRONG", f"wrong bridge token for account {account!r}")
-    return account
-
-
-BridgeAccountDep = Annotated[str, Depends(_bridge_account)]
+BridgeAccountDep = Annotated[str, Depends(BridgeAccount())]
 
 
 def _store(pool: PoolDep, settings: SettingsDep, instruments: InstrumentsDep) -> BridgeStore:

@@ -11,6 +11,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
+from api.auth import operational, public
 from api.deps import PoolDep, SettingsDep, TemporalDep
 
 __all__ = ["router"]
@@ -18,7 +19,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", dependencies=[public("liveness probe; says nothing but ok")])
 async def health() -> dict[str, str]:
     """Liveness: the API process answers."""
     return {"status": "ok"}
@@ -32,7 +33,7 @@ async def _check(coro: Any) -> str:
         return f"down: {type(e).__name__}: {e}"[:300]
 
 
-@router.get("/ready")
+@router.get("/ready", dependencies=[operational("ready")])
 async def ready(settings: SettingsDep, temporal: TemporalDep, pool: PoolDep, request: Request) -> JSONResponse:
     """Readiness: Temporal, Postgres and a worker polling the order task queue are all reachable.
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import forbid, requires
 from api.deps import ActorDep, InstrumentsDep, PoolDep, TemporalDep
 from api.schemas import CancelAllBody, ErrorBody, Reason, TradingStateBody, TradingStatePublic
 from brokers import BROKERS
 from core.audit import append_audit
+from core.auth import ALL, Permission, Principal, Scope
 from core.domain import ACTIVE_STATUSES, CancelRequest, TradingState, order_id_from_workflow_id, utcnow, workflow_id_for
 from core.metrics import TRADING_HALTED
 from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_STATUS, SA_SYMBOL
@@ -30,23 +32,40 @@ def _rejected(reasons: list[Reason]) -> JSONResponse:
     return JSONResponse(status_code=422, content=body.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
+def _state_visible(scope: Scope, row: dict[str, Any]) -> bool:
+    if row["scope"] == "ACCOUNT":
+        return scope.allows_account(row["scope_key"])
+    if row["scope"] == "BROKER":
+        return scope.allows_broker(row["scope_key"])
+    return True  # GLOBAL and SYMBOL states apply to everyone
+
+
 @router.get("/trading-state", response_model=list[TradingStatePublic])
-async def get_trading_state(pool: PoolDep) -> JSONResponse:
-    """Every trading state that has been set (GLOBAL is the kill switch)."""
+async def get_trading_state(
+    pool: PoolDep, principal: Annotated[Principal, requires(Permission.TRADING_STATE_READ)]
+) -> JSONResponse:
+    """Every trading state that has been set (GLOBAL is the kill switch); account and broker states in scope."""
     async with pool.connection() as conn:
         cur = await conn.execute(f"SELECT {_COLUMNS} FROM trading_state ORDER BY scope, scope_key")
-        rows = [TradingStatePublic(**r) for r in await cur.fetchall()]
+        rows = [TradingStatePublic(**r) for r in await cur.fetchall() if _state_visible(principal.scope, r)]
     return JSONResponse(content=[r.model_dump(mode="json", by_alias=True) for r in rows])
 
 
 @router.post("/trading-state", response_model=TradingStatePublic, responses={422: {"model": ErrorBody}})
 async def set_trading_state(
-    body: TradingStateBody, pool: PoolDep, actor: ActorDep, instruments: InstrumentsDep
+    body: TradingStateBody,
+    pool: PoolDep,
+    actor: ActorDep,
+    instruments: InstrumentsDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.TRADING_STATE_RESTRICT, Permission.TRADING_STATE_LIFT)],
 ) -> JSONResponse:
     """Set a trading state at a scope (HALTED, REDUCING, ACTIVE).
 
     HALTED refuses new orders and amends (cancels pass); REDUCING takes only orders that reduce a position;
-    ACTIVE resumes and resets the circuit breaker of an account or broker.
+    ACTIVE resumes and resets the circuit breaker of an account or broker. Operators may tighten (HALTED,
+    REDUCING); loosening (ACTIVE, or HALTED to REDUCING) needs role risk. GLOBAL and SYMBOL states need a
+    firm-wide scope; an ACCOUNT or BROKER state, that account or broker in scope.
     """
     problems = body.problems()
     key = body.key or ""
@@ -58,11 +77,24 @@ async def set_trading_state(
         problems.append(Reason(code="INVALID_FIELD", field="key", message=f"key: unknown broker {key!r}"))
     if problems:
         return _rejected(problems)
+    await _check_state_scope(request, principal, body.scope, key)
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "SELECT state FROM trading_state WHERE scope = %s AND scope_key = %s FOR UPDATE", (body.scope, key)
         )
         old = await cur.fetchone()
+        lifting = body.state is TradingState.ACTIVE or (
+            old is not None and old["state"] == TradingState.HALTED.value and body.state is TradingState.REDUCING
+        )
+        if lifting and not principal.can(Permission.TRADING_STATE_LIFT):
+            await forbid(
+                request,
+                principal,
+                code="FORBIDDEN_ROLE",
+                field="state",
+                message=f"state: {principal.name} may not lift a trading state "
+                f"({old['state'] if old else 'ACTIVE'} to {body.state.value}); that needs role risk",
+            )
         cur = await conn.execute(
             "INSERT INTO trading_state (scope, scope_key, state, reason, updated_by, updated_at)"
             " VALUES (%s, %s, %s, %s, %s, now())"
@@ -89,13 +121,55 @@ async def set_trading_state(
     return JSONResponse(content=TradingStatePublic(**row).model_dump(mode="json", by_alias=True))
 
 
+async def _check_state_scope(request: Request, principal: Principal, scope: str, key: str) -> None:
+    if scope == "ACCOUNT" and not principal.scope.allows_account(key):
+        await forbid(
+            request, principal, code="OUT_OF_SCOPE", field="key", message=f"key: account {key!r} is outside the scope"
+        )
+    if scope == "BROKER" and not principal.scope.allows_broker(key):
+        await forbid(
+            request, principal, code="OUT_OF_SCOPE", field="key", message=f"key: broker {key!r} is outside the scope"
+        )
+    if scope in ("GLOBAL", "SYMBOL") and not principal.scope.firm_wide:
+        await forbid(
+            request,
+            principal,
+            code="OUT_OF_SCOPE",
+            field="scope",
+            message=f"scope: a {scope} trading state is firm-wide; it needs a principal whose scope is every client "
+            "and account",
+        )
+
+
 _SCOPE_ATTRIBUTES = {"account": SA_ACCOUNT, "client": SA_CLIENT_ID, "symbol": SA_SYMBOL, "broker": SA_BROKER}
+_SCOPE_CHECKS = {"account": "allows_account", "client": "allows_client", "broker": "allows_broker"}
+
+
+def _visibility_scope(scope: Scope) -> str | None:
+    # The principal's scope as a visibility filter ("" for everything, None when it holds nothing).
+    parts = []
+    for attribute, names in ((SA_CLIENT_ID, scope.clients), (SA_ACCOUNT, scope.accounts), (SA_BROKER, scope.brokers)):
+        if names == ALL:
+            continue
+        if not names:
+            return None
+        parts.append(f"{attribute.name} IN ({', '.join(repr(n) for n in names)})")  # names are validated
+    return "".join(f" AND {p}" for p in parts)
+
+
 _SCOPE_COLUMNS = {"account": "account", "client": "client_id", "symbol": "symbol", "broker": "broker"}
 
 
 @router.post("/cancel-all", responses={422: {"model": ErrorBody}})
-async def cancel_all(body: CancelAllBody, temporal: TemporalDep, pool: PoolDep, actor: ActorDep) -> JSONResponse:
-    """Signal a cancel to every working order in a scope; answers how many were signalled.
+async def cancel_all(
+    body: CancelAllBody,
+    temporal: TemporalDep,
+    pool: PoolDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_CANCEL_ALL)],
+) -> JSONResponse:
+    """Signal a cancel to every working order in a scope (and in the caller's); answers how many were signalled.
 
     Working orders are found through Temporal visibility (search attributes), and the read model for anything
     visibility has not indexed yet.
@@ -105,15 +179,25 @@ async def cancel_all(body: CancelAllBody, temporal: TemporalDep, pool: PoolDep, 
             [Reason(code="INVALID_FIELD", field="value", message=f"value: required for scope {body.scope}")]
         )
     value = (body.value or "").upper() if body.scope == "symbol" else (body.value or "")
+    check = _SCOPE_CHECKS.get(body.scope)
+    if check is not None and not getattr(principal.scope, check)(value):
+        await forbid(
+            request, principal, code="OUT_OF_SCOPE", field="value", message=f"value: {value!r} is outside the scope"
+        )
     statuses = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
     query = f"WorkflowType = 'OrderWorkflow' AND ExecutionStatus = 'Running' AND {SA_STATUS.name} IN ({statuses})"
     if body.scope != "all":
         query += f" AND {_SCOPE_ATTRIBUTES[body.scope].name} = '{value}'"  # value is a validated identifier
+    in_scope = _visibility_scope(principal.scope)
     order_ids: set[str] = set()
-    async for execution in temporal.list_workflows(query):
-        order_ids.add(order_id_from_workflow_id(execution.id))
-    where = "status = ANY(%s)" + (f" AND {_SCOPE_COLUMNS[body.scope]} = %s" if body.scope != "all" else "")
-    params: list[Any] = [[s.value for s in ACTIVE_STATUSES]] + ([value] if body.scope != "all" else [])
+    if in_scope is not None:
+        async for execution in temporal.list_workflows(query + in_scope):
+            order_ids.add(order_id_from_workflow_id(execution.id))
+    scope_where, scope_params = principal.scope.filter(clients="client_id", accounts="account", brokers="broker")
+    where = " AND ".join(
+        ["status = ANY(%s)", *([f"{_SCOPE_COLUMNS[body.scope]} = %s"] if body.scope != "all" else []), *scope_where]
+    )
+    params: list[Any] = [[s.value for s in ACTIVE_STATUSES], *([value] if body.scope != "all" else []), *scope_params]
     async with pool.connection() as conn:
         cur = await conn.execute(f"SELECT order_id FROM orders WHERE {where}", params)
         order_ids.update(r["order_id"] for r in await cur.fetchall())

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import (
     WithStartWorkflowOperation,
@@ -25,7 +25,9 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import check_order_scope, hidden, requires
 from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.registry import registered_broker
 from api.schemas import (
     AmendBody,
     CancelBody,
@@ -40,6 +42,7 @@ from api.schemas import (
 )
 from brokers import BROKERS
 from core.audit import append_audit
+from core.auth import Permission, Principal, namespaced_key
 from core.domain import (
     AmendRequest,
     CancelRequest,
@@ -160,12 +163,18 @@ async def create_order(
     pool: PoolDep,
     instruments: InstrumentsDep,
     actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_SUBMIT)],
     idempotency_key: Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)] = None,
 ) -> JSONResponse:
     """Submit an order; answers with the risk decision (the order then runs in the background)."""
     started = time.perf_counter()
     problems = body.problems()
-    broker = body.broker or settings.default_broker
+    account = body.account or body.client_id
+    await check_order_scope(request, principal, client_id=body.client_id, account=account, broker=body.broker)
+    broker, account_problems = await registered_broker(pool, settings, account=account, broker=body.broker)
+    await check_order_scope(request, principal, broker=broker)
+    problems.extend(account_problems)
     if broker not in BROKERS:
         problems.append(
             Reason(
@@ -190,14 +199,14 @@ async def create_order(
 
     key_header = (idempotency_key or "").strip()
     key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/order/{body.client_order_id}"
-    order_id = derive_order_id(key)
+    order_id = derive_order_id(namespaced_key(principal.tenant, key))
     order = OrderRequest(
         order_id=order_id,
-        idempotency_key=key,
+        idempotency_key=namespaced_key(principal.tenant, key),
         request_hash=body.request_hash(),
         client_id=body.client_id,
         client_order_id=body.client_order_id,
-        account=body.account or body.client_id,
+        account=account,
         symbol=body.symbol,
         side=body.side,
         type=body.order_type,
@@ -372,24 +381,38 @@ async def _live_state(temporal: Any, order_id: str) -> OrderState | None:
         raise
 
 
+async def _in_scope(request: Request, principal: Principal, order: OrderPublic) -> JSONResponse:
+    # Another desk's order is answered exactly as an unknown one (404), so ids cannot be probed.
+    if not principal.scope.sees_order(client_id=order.client_id, account=order.account, broker=order.broker):
+        await hidden(request, principal, f"order {order.internal_order_id}")
+        raise HTTPException(404, detail=f"no order {order.internal_order_id}")
+    return _json(200, order)
+
+
 @router.get("/{order_id}", response_model=OrderPublic, responses={404: {"model": ErrorBody}})
-async def get_order(order_id: str, temporal: TemporalDep, pool: PoolDep) -> JSONResponse:
-    """One order: terms, status, fills and its event timeline."""
+async def get_order(
+    order_id: str,
+    temporal: TemporalDep,
+    pool: PoolDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_READ)],
+) -> JSONResponse:
+    """One order: terms, status, fills and its event timeline (404 outside the caller's scope)."""
     if not _ORDER_ID.match(order_id):
         raise HTTPException(404, detail=f"no order {order_id!r} (order ids look like EX + 16 characters)")
     stored = await _stored(pool, order_id)
     if stored is not None and stored.status.is_terminal:
-        return _json(200, stored)
+        return await _in_scope(request, principal, stored)
     try:
         state = await _live_state(temporal, order_id)
     except RPCError:
         if stored is None:
             raise
-        return _json(200, stored)  # Temporal unreachable: the read model is the best answer we have
+        return await _in_scope(request, principal, stored)  # Temporal unreachable: the read model is the best
     if state is not None:
-        return _json(200, OrderPublic.of_state(state, workflow_id=workflow_id_for(order_id)))
+        return await _in_scope(request, principal, OrderPublic.of_state(state, workflow_id=workflow_id_for(order_id)))
     if stored is not None:
-        return _json(200, stored)
+        return await _in_scope(request, principal, stored)
     raise HTTPException(404, detail=f"no order {order_id}")
 
 
@@ -397,6 +420,7 @@ async def get_order(order_id: str, temporal: TemporalDep, pool: PoolDep) -> JSON
 async def list_orders(
     pool: PoolDep,
     settings: SettingsDep,
+    principal: Annotated[Principal, requires(Permission.ORDERS_READ)],
     status: Annotated[list[OrderStatus] | None, Query(description="one or more statuses")] = None,
     symbol: str | None = None,
     client_id: Annotated[str | None, Query(alias="clientId")] = None,
@@ -406,11 +430,10 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JSONResponse:
-    """Orders from the read model, newest first, filtered and paginated."""
+    """Orders from the read model inside the caller's scope, newest first, filtered and paginated."""
     if limit > settings.api.max_page_size:
         raise HTTPException(422, detail=f"limit: at most {settings.api.max_page_size}")
-    where: list[str] = []
-    params: list[Any] = []
+    where, params = principal.scope.filter(clients="client_id", accounts="account", brokers="broker")
     if status:
         where.append("status = ANY(%s)")
         params.append([s.value for s in status])
@@ -440,7 +463,9 @@ async def list_orders(
 # ------------------------------------------------------------------------------------------------ changes
 
 
-async def _require_open(temporal: Any, pool: Any, order_id: str, verb: str) -> OrderState:
+async def _require_open(
+    temporal: Any, pool: Any, order_id: str, verb: str, request: Request, principal: Principal
+) -> OrderState:
     if not _ORDER_ID.match(order_id):
         raise HTTPException(404, detail=f"no order {order_id!r}")
     state = await _live_state(temporal, order_id)
@@ -448,7 +473,12 @@ async def _require_open(temporal: Any, pool: Any, order_id: str, verb: str) -> O
         stored = await _stored(pool, order_id)
         if stored is None:
             raise HTTPException(404, detail=f"no order {order_id}")
+        await _in_scope(request, principal, stored)
         raise HTTPException(409, detail=f"order {order_id} is {stored.status.value}; a closed order cannot be {verb}")
+    order = state.request
+    if not principal.scope.sees_order(client_id=order.client_id, account=order.account, broker=order.broker):
+        await hidden(request, principal, f"order {order_id}")
+        raise HTTPException(404, detail=f"no order {order_id}")
     if state.is_terminal:
         raise HTTPException(409, detail=f"order {order_id} is already {state.status.value}; it cannot be {verb}")
     return state
@@ -460,10 +490,12 @@ async def cancel_order(
     temporal: TemporalDep,
     pool: PoolDep,
     actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_CANCEL)],
     body: Annotated[CancelBody | None, Body()] = None,
 ) -> JSONResponse:
     """Ask for an order to be canceled (202: the request is on its way; the order tells the outcome)."""
-    state = await _require_open(temporal, pool, order_id, "canceled")
+    state = await _require_open(temporal, pool, order_id, "canceled", request, principal)
     reason = (body or CancelBody()).reason
     await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(
         OrderWorkflow.cancel, CancelRequest(requested_by=actor, reason=reason, requested_at=utcnow())
@@ -485,12 +517,19 @@ async def cancel_order(
     "/{order_id}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 )
 async def amend_order(
-    order_id: str, body: AmendBody, settings: SettingsDep, temporal: TemporalDep, pool: PoolDep, actor: ActorDep
+    order_id: str,
+    body: AmendBody,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    pool: PoolDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_AMEND)],
 ) -> JSONResponse:
     """Change quantity and/or prices of a working order (cancel/replace at the broker)."""
     if body.qty is None and body.price is None and body.stop_price is None:
         return _reject(422, [Reason(code="INVALID_FIELD", field="body", message="body: give qty, price or stopPrice")])
-    await _require_open(temporal, pool, order_id, "amended")
+    await _require_open(temporal, pool, order_id, "amended", request, principal)
     handle = temporal.get_workflow_handle(workflow_id_for(order_id))
     request = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
     try:

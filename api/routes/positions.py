@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.auth import requires
 from api.deps import PoolDep
 from api.schemas import CashPublic, PositionPublic, PositionsPublic
+from core.auth import Permission, Principal
 
 __all__ = ["router"]
 
@@ -14,9 +18,14 @@ router = APIRouter(prefix="/positions", tags=["positions"])
 
 
 @router.get("", response_model=PositionsPublic)
-async def list_positions(pool: PoolDep, account: str | None = None, symbol: str | None = None) -> JSONResponse:
-    """Positions (optionally of one account or symbol) and the accounts' cash balances."""
-    where, params = [], []
+async def list_positions(
+    pool: PoolDep,
+    principal: Annotated[Principal, requires(Permission.ORDERS_READ)],
+    account: str | None = None,
+    symbol: str | None = None,
+) -> JSONResponse:
+    """Positions (optionally of one account or symbol) and the accounts' cash balances, inside the scope."""
+    where, params = principal.scope.filter(accounts="account")
     if account:
         where.append("account = %s")
         params.append(account)
@@ -31,7 +40,11 @@ async def list_positions(pool: PoolDep, account: str | None = None, symbol: str 
             params,
         )
         positions = [PositionPublic(**r) for r in await cur.fetchall()]
-        cash_clause, cash_params = ("WHERE account = %s", [account]) if account else ("", [])
+        cash_where, cash_params = principal.scope.filter(accounts="account")
+        if account:
+            cash_where.append("account = %s")
+            cash_params.append(account)
+        cash_clause = ("WHERE " + " AND ".join(cash_where)) if cash_where else ""
         cur = await conn.execute(
             f"SELECT account, currency, balance, updated_at FROM cash {cash_clause} ORDER BY account, currency",
             cash_params,

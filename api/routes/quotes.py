@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from api.auth import requires
 from api.deps import InstrumentsDep, PoolDep
 from api.schemas import ErrorBody, Identifier, Reason
 from brokers import capabilities
+from core.auth import Permission, Principal
 from core.domain import utcnow
 from core.marketdata import MarketData, PriceBook, QuoteView, Reference, ReferenceStatus, fetch_quotes
 
@@ -116,6 +118,7 @@ def _json(body: BaseModel) -> JSONResponse:
 
 @router.get("", response_model=QuotesPublic)
 async def list_quotes(
+    _: Annotated[Principal, requires(Permission.MARKET_DATA_READ)],
     pool: PoolDep,
     market: MarketDep,
     symbol: Identifier | None = None,
@@ -133,6 +136,7 @@ async def list_quotes(
 
 @router.get("/{symbol}", response_model=SymbolQuotesPublic)
 async def symbol_quotes(
+    _: Annotated[Principal, requires(Permission.MARKET_DATA_READ)],
     symbol: str,
     pool: PoolDep,
     market: MarketDep,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from api.auth import forbid, requires
 from api.deps import ActorDep, InstrumentsDep, PolicyDep, PoolDep
 from api.schemas import ErrorBody, Identifier, Reason
+from core.auth import Permission, Principal
 from core.policy import PolicyStore
 from core.risk import AccountOverrides, InstrumentOverrides, RiskPolicy
 
@@ -18,6 +20,30 @@ __all__ = ["router"]
 router = APIRouter(prefix="/risk", tags=["risk"])
 
 ChangeReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reader = Annotated[Principal, requires(Permission.RISK_READ)]
+Writer = Annotated[Principal, requires(Permission.RISK_WRITE)]
+
+
+async def _firm_wide(request: Request, principal: Principal, what: str) -> None:
+    if not principal.scope.firm_wide:
+        await forbid(
+            request,
+            principal,
+            code="OUT_OF_SCOPE",
+            field=None,
+            message=f"{what} applies firm-wide; it needs a principal whose scope is every client and account",
+        )
+
+
+async def _account_in_scope(request: Request, principal: Principal, account: str) -> None:
+    if not principal.scope.allows_account(account):
+        await forbid(
+            request,
+            principal,
+            code="OUT_OF_SCOPE",
+            field="account",
+            message=f"account: {account!r} is outside the scope of {principal.name}",
+        )
 
 
 class PolicyChange(BaseModel):
@@ -47,55 +73,83 @@ class InstrumentOverrideChange(BaseModel):
     reason: ChangeReason
 
 
-async def _current(pool: Any, store: PolicyStore) -> dict[str, Any]:
+async def _current(pool: Any, store: PolicyStore, principal: Principal) -> dict[str, Any]:
     async with pool.connection() as conn:
         policy_set = await store.load(conn)
     return {
         "version": policy_set.version,
         "policy": policy_set.policy.model_dump(mode="json"),
-        "accounts": {k: v.model_dump(mode="json", exclude_none=True) for k, v in policy_set.accounts.items()},
+        "accounts": {
+            k: v.model_dump(mode="json", exclude_none=True)
+            for k, v in policy_set.accounts.items()
+            if principal.scope.allows_account(k)
+        },
         "instruments": {k: v.model_dump(mode="json", exclude_none=True) for k, v in policy_set.instruments.items()},
     }
 
 
 async def _put(
-    pool: Any, store: PolicyStore, actor: str, *, scope: Any, key: str, body: dict[str, Any] | None, reason: str
+    pool: Any,
+    store: PolicyStore,
+    actor: str,
+    principal: Principal,
+    *,
+    scope: Any,
+    key: str,
+    body: dict[str, Any] | None,
+    reason: str,
 ) -> JSONResponse:
     async with pool.connection() as conn, conn.transaction():
         version = await store.put(conn, scope=scope, key=key, body=body, actor=actor, reason=reason)
-    current = await _current(pool, store)
+    current = await _current(pool, store, principal)
     return JSONResponse(content={**current, "changedVersion": version})
 
 
 @router.get("/policy")
-async def get_policy(pool: PoolDep, policy: PolicyDep) -> JSONResponse:
-    """The policy in force: the global document, every override, and the store's version."""
-    return JSONResponse(content=await _current(pool, policy))
+async def get_policy(pool: PoolDep, policy: PolicyDep, principal: Reader) -> JSONResponse:
+    """The policy in force: the global document, every override (accounts: inside the scope), the version."""
+    return JSONResponse(content=await _current(pool, policy, principal))
 
 
 @router.put("/policy", responses={422: {"model": ErrorBody}})
-async def put_policy(change: PolicyChange, pool: PoolDep, policy: PolicyDep, actor: ActorDep) -> JSONResponse:
+async def put_policy(
+    change: PolicyChange, pool: PoolDep, policy: PolicyDep, actor: ActorDep, request: Request, principal: Writer
+) -> JSONResponse:
     """Replace the global policy (a new version; who, when, old and new values and the reason are kept)."""
-    return await _put(
-        pool, policy, actor, scope="GLOBAL", key="", body=change.policy.model_dump(mode="json"), reason=change.reason
-    )
+    await _firm_wide(request, principal, "the global policy")
+    body = change.policy.model_dump(mode="json")
+    return await _put(pool, policy, actor, principal, scope="GLOBAL", key="", body=body, reason=change.reason)
 
 
 @router.put("/policy/accounts/{account}", responses={422: {"model": ErrorBody}})
 async def put_account_overrides(
-    account: Identifier, change: AccountOverrideChange, pool: PoolDep, policy: PolicyDep, actor: ActorDep
+    account: Identifier,
+    change: AccountOverrideChange,
+    pool: PoolDep,
+    policy: PolicyDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Writer,
 ) -> JSONResponse:
     """Set an account's overrides (replacing any earlier ones)."""
+    await _account_in_scope(request, principal, account)
     body = change.overrides.model_dump(mode="json", exclude_none=True)
-    return await _put(pool, policy, actor, scope="ACCOUNT", key=account, body=body, reason=change.reason)
+    return await _put(pool, policy, actor, principal, scope="ACCOUNT", key=account, body=body, reason=change.reason)
 
 
 @router.delete("/policy/accounts/{account}")
 async def delete_account_overrides(
-    account: Identifier, reason: Annotated[ChangeReason, Query()], pool: PoolDep, policy: PolicyDep, actor: ActorDep
+    account: Identifier,
+    reason: Annotated[ChangeReason, Query()],
+    pool: PoolDep,
+    policy: PolicyDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Writer,
 ) -> JSONResponse:
     """Remove an account's overrides (the global values apply again)."""
-    return await _put(pool, policy, actor, scope="ACCOUNT", key=account, body=None, reason=reason)
+    await _account_in_scope(request, principal, account)
+    return await _put(pool, policy, actor, principal, scope="ACCOUNT", key=account, body=None, reason=reason)
 
 
 @router.put("/policy/instruments/{symbol}", responses={422: {"model": ErrorBody}})
@@ -106,32 +160,47 @@ async def put_instrument_overrides(
     policy: PolicyDep,
     actor: ActorDep,
     instruments: InstrumentsDep,
+    request: Request,
+    principal: Writer,
 ) -> JSONResponse:
     """Set an instrument's overrides (tradable, price band, per-order notional cap, position limit in units)."""
+    await _firm_wide(request, principal, "an instrument's policy")
     symbol = symbol.upper()
     if symbol not in instruments:
         reason = Reason(code="INVALID_FIELD", field="symbol", message=f"symbol: unknown symbol {symbol!r}")
         body = ErrorBody(status="rejected", message=reason.message, reasons=[reason])
         return JSONResponse(status_code=422, content=body.model_dump(mode="json", by_alias=True, exclude_none=True))
     body_ = change.overrides.model_dump(mode="json", exclude_none=True)
-    return await _put(pool, policy, actor, scope="INSTRUMENT", key=symbol, body=body_, reason=change.reason)
+    return await _put(pool, policy, actor, principal, scope="INSTRUMENT", key=symbol, body=body_, reason=change.reason)
 
 
 @router.delete("/policy/instruments/{symbol}")
 async def delete_instrument_overrides(
-    symbol: str, reason: Annotated[ChangeReason, Query()], pool: PoolDep, policy: PolicyDep, actor: ActorDep
+    symbol: str,
+    reason: Annotated[ChangeReason, Query()],
+    pool: PoolDep,
+    policy: PolicyDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Writer,
 ) -> JSONResponse:
     """Remove an instrument's overrides."""
-    return await _put(pool, policy, actor, scope="INSTRUMENT", key=symbol.upper(), body=None, reason=reason)
+    await _firm_wide(request, principal, "an instrument's policy")
+    key = symbol.upper()
+    return await _put(pool, policy, actor, principal, scope="INSTRUMENT", key=key, body=None, reason=reason)
 
 
 @router.get("/policy/history")
 async def policy_history(
-    pool: PoolDep, policy: PolicyDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    pool: PoolDep, policy: PolicyDep, principal: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> JSONResponse:
-    """Every change to the policy, newest first: version, scope, who, when, why, old and new documents."""
+    """Every change to the policy, newest first: version, scope, who, when, why, old and new documents.
+
+    Changes of accounts outside the caller's scope are left out.
+    """
     async with pool.connection() as conn:
         rows = await policy.history(conn, limit=limit)
+    rows = [r for r in rows if r["scope"] != "ACCOUNT" or principal.scope.allows_account(r["scope_key"])]
     content = [
         {
             "version": r["version"],
@@ -151,12 +220,13 @@ async def policy_history(
 @router.get("/reservations")
 async def reservations(
     pool: PoolDep,
+    principal: Reader,
     account: str | None = None,
     include_released: Annotated[bool, Query(alias="includeReleased")] = False,
     limit: Annotated[int, Field(ge=1, le=1000), Query()] = 200,
 ) -> JSONResponse:
-    """What working orders hold of their accounts' limits (open quantity, notional and margin)."""
-    where, params = [], []
+    """What working orders hold of their accounts' limits (open quantity, notional and margin), in scope."""
+    where, params = principal.scope.filter(accounts="account", clients="client_id")
     if account:
         where.append("account = %s")
         params.append(account)

@@ -317,7 +317,12 @@ async def test_bearer_tokens_when_configured(stack: Stack) -> None:
         assert (
             await http.post("/api/v1/orders", json=order_body(), headers={"Authorization": "Bearer nope"})
         ).status_code == 401
-        r = await http.post("/api/v1/orders", json=order_body(), headers={"Authorization": "Bearer s3cret"})
+        # The plain form is a trader for its own name: another client id is outside its scope.
+        other = await http.post("/api/v1/orders", json=order_body(), headers={"Authorization": "Bearer s3cret"})
+        assert other.status_code == 403 and other.json()["reasons"][0]["field"] == "clientId"
+        r = await http.post(
+            "/api/v1/orders", json=order_body(clientId="desk-a"), headers={"Authorization": "Bearer s3cret"}
+        )
         assert r.status_code == 201
     audit = await stack.fetch("SELECT actor FROM audit_log WHERE subject = %s", r.json()["internalOrderId"])
     assert audit == [{"actor": "desk-a"}]

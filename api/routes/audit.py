@@ -1,0 +1,59 @@
+"""The audit log, read-only: every risk decision, operator action, policy, key and account change, refusal."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.auth import forbid, requires
+from api.deps import PoolDep
+from core.auth import Permission, Principal
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@router.get("")
+async def audit_log(
+    pool: PoolDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.AUDIT_READ)],
+    action: str | None = None,
+    actor: str | None = None,
+    subject: str | None = None,
+    before_id: Annotated[int | None, Query(alias="beforeId", ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    """Entries newest first (page back with ``beforeId``), optionally of one action, actor or subject.
+
+    The log is firm-wide, so it needs a principal whose scope is every client and account.
+    """
+    if not principal.scope.firm_wide:
+        await forbid(
+            request,
+            principal,
+            code="OUT_OF_SCOPE",
+            field=None,
+            message="the audit log is firm-wide; it needs a principal whose scope is every client and account",
+        )
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("action", action), ("actor", actor), ("subject", subject)):
+        if value:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if before_id is not None:
+        where.append("id < %s")
+        params.append(before_id)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT id, at, actor, action, subject, detail, hash FROM audit_log {clause} ORDER BY id DESC LIMIT %s",
+            [*params, limit],
+        )
+        rows = await cur.fetchall()
+    data = [{**r, "at": r["at"].isoformat()} for r in rows]
+    return JSONResponse(content={"data": data, "count": len(data)})
