@@ -273,8 +273,9 @@ class FixSettings(BaseModel):
     account: str | None = None
     #: HandlInst (21): 1 automated/private, 2 automated/public, 3 manual.
     handl_inst: Literal["1", "2", "3"] = "1"
-    #: Subscribe to the venue's top of book (MarketDataRequest 35=V) after each logon and publish the quotes.
-    market_data: bool = False
+    #: Subscribe to the venue's top of book (MarketDataRequest 35=V) after each logon and publish the quotes
+    #: (source "fix"). Unset: on with the local venue, off for a counterparty (not all offer market data).
+    market_data: bool | None = None
     #: Exodus symbols to subscribe to; empty: the symbol map's symbols, or else every instrument.
     market_data_symbols: list[str] = []
     #: ``make run`` starts the local FIX venue (``python -m sim.fix_venue``) and lets the worker own "fix".

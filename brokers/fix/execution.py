@@ -164,7 +164,10 @@ class FixBroker:
         #: Messages kept in ``fix_unprocessed`` (not interpretable, corrections, refused by QuickFIX).
         self.unprocessed = 0
         self.market_data: FixMarketData | None = None
-        if self._settings.market_data:
+        market_data = self._settings.market_data
+        if market_data is None:
+            market_data = self._settings.local_venue
+        if market_data:
             symbols = list(self._settings.market_data_symbols) or list(self._settings.symbol_map)
             if not symbols and instruments is not None:
                 symbols = instruments.symbols()

@@ -9,9 +9,9 @@ symbol is also known from the MDReqID).
 
 Each message updates the symbol's book (best bid, best offer, last trade) and publishes a ``Quote`` with the
 venue's time: MDEntryDate (272) + MDEntryTime (273) of the entries when present (a time alone takes the date
-of SendingTime), else SendingTime (52), else the time of receipt. Quotes go to the sink through a latest-wins
-queue per symbol, so a slow sink never holds QuickFIX's thread or builds a backlog of stale prices; a failing
-sink is logged and never touches the order session.
+of the message), else LastUpdateTime (779, 4.4+) or SendingTime (52), else the time of receipt. Quotes go to
+the sink through a latest-wins queue per symbol, so a slow sink never holds QuickFIX's thread or builds a
+backlog of stale prices; a failing sink is logged and never touches the order session.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class FixMarketData:
 
     def _on_refresh(self, msg: FixMessage) -> None:
         req_id = msg.get(Tag.MD_REQ_ID)
-        sending_time = parse_timestamp(msg.get(Tag.SENDING_TIME))
+        sending_time = parse_timestamp(msg.get(Tag.LAST_UPDATE_TIME)) or parse_timestamp(msg.get(Tag.SENDING_TIME))
         full = msg.msg_type == "W"
         body_symbol = msg.get(Tag.SYMBOL) if full else None
         touched: dict[str, datetime | None] = {}

@@ -25,6 +25,7 @@ from brokers.fix.execution import FixBroker
 from core.domain import (
     CancelOrder,
     CancelRequest,
+    InstrumentClass,
     OrderSide,
     OrderStatus,
     OrderType,
@@ -34,7 +35,7 @@ from core.domain import (
     base_order_id,
 )
 from core.instruments import InstrumentCatalog
-from core.settings import Settings
+from core.settings import MarketDataClassSettings, MarketDataSettings, Settings
 from devstack.services import free_port
 from tests.brokers.contract import ReportCollector
 from tests.brokers.fix.kit import eventually, fix_settings
@@ -61,8 +62,16 @@ def _order(symbol: str = "AAPL", qty: str = "100", price: str = "190.00") -> Sub
 
 @asynccontextmanager
 async def third_party(
-    directory: Path, pool: AsyncConnectionPool, sink: Any, *, begin_string: str = "FIX.4.4", **options: Any
+    directory: Path,
+    pool: AsyncConnectionPool,
+    sink: Any,
+    *,
+    begin_string: str = "FIX.4.4",
+    market_data: bool = False,
+    market_data_symbols: tuple[str, ...] | list[str] = (),
+    **options: Any,
 ) -> AsyncIterator[tuple[MinimalAcceptor, FixBroker]]:
+    fix_options = {"market_data": market_data, "market_data_symbols": list(market_data_symbols)}
     tag = uuid.uuid4().hex[:6].upper()
     acceptor = MinimalAcceptor(
         directory / "acceptor",
@@ -75,7 +84,9 @@ async def third_party(
     acceptor.start()
     settings = Settings(
         data_dir=directory,
-        fix=fix_settings(port=acceptor.port, begin_string=begin_string, sender=f"EXO{tag}", target=f"TP{tag}"),
+        fix=fix_settings(
+            port=acceptor.port, begin_string=begin_string, sender=f"EXO{tag}", target=f"TP{tag}", **fix_options
+        ),
     )
     broker = FixBroker.from_settings(settings, pool=pool)
     try:
@@ -129,6 +140,21 @@ async def test_a_fill_in_fix_42_style_is_taken_and_a_refused_status_request_is_n
         assert acceptor.seen.received_types().count("D") == 1
 
 
+async def test_market_data_the_venue_does_not_offer_is_given_up_and_orders_go_on(
+    tmp_path: Path, pool: AsyncConnectionPool, reports: ReportCollector
+) -> None:
+    async with third_party(tmp_path, pool, reports, market_data=True, market_data_symbols=["AAPL"]) as (
+        acceptor,
+        broker,
+    ):
+        assert broker.market_data is not None
+        await eventually(lambda: broker.market_data is not None and broker.market_data.unsupported)
+        assert "V" in acceptor.seen.received_types()
+        ack = await broker.submit_order(_order())
+        assert ack.accepted and [r.kind for r in ack.reports] == [ReportKind.FILL]
+        assert broker.logged_on
+
+
 @pytest.mark.parametrize("refuse", ["business", "session"])
 async def test_a_cancel_the_venue_does_not_support_leaves_the_order_working_and_flagged(
     tmp_path: Path, pool: AsyncConnectionPool, reports: ReportCollector, refuse: str
@@ -178,6 +204,10 @@ async def third_party_stack(
         temporal_address(temporal_env),
         data_dir=tmp_path,
         fix=fix_settings(port=acceptor.port, begin_string="FIX.4.4", sender=f"EXO{tag}", target=f"TP{tag}"),
+        # This counterparty offers no market data: its limit orders are valued at their own price.
+        market_data=MarketDataSettings(
+            classes={InstrumentClass.EQUITY: MarketDataClassSettings(own_price_without_quote=True)}
+        ),
     )
     broker = FixBroker.from_settings(settings, pool=pool)
     try:
