@@ -8,7 +8,7 @@ things out, and a refused ExecutionReport is a fill lost. So the adapter validat
 dictionary in which, for application messages:
 
 * fields outside the header and trailer have no enumerations and are typed STRING (group counters, lengths
-  and data fields keep their types: the parser needs them to read repeating groups and binary data);
+  and data fields keep their types: the parser reads repeating groups and binary data with them);
 * no field, group or component is required.
 
 What is left is the structure (tags, repeating groups), so messages still parse into their groups, and the
@@ -62,8 +62,14 @@ def relax_dictionary(source: Path, target: Path) -> Path:
         element = root.find(part)
         if element is not None:
             strict |= _names_in(element, components, set())
+    # Group counters keep their type (FIX 4.2 types them INT, later versions NUMINGROUP).
+    counters = {g.get("name") for g in root.iter("group")}
     for field in root.iterfind("fields/field"):
         if field.get("name") in strict:
+            continue
+        if field.get("name") in counters:
+            for value in list(field):
+                field.remove(value)
             continue
         for value in list(field):
             field.remove(value)

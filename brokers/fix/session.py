@@ -104,30 +104,27 @@ class FixMessage:
         return cls(msg_type=fields.get(35, ""), fields=fields, pairs=tuple(pairs))
 
     def groups(self, count_tag: int) -> list[dict[int, str]]:
-        """The entries of the repeating group counted by ``count_tag`` (each starts at its first tag).
+        """The entries of the repeating group counted by ``count_tag``, each starting at the group's first tag.
 
-        An entry ends where the next one starts, or at a tag that is not part of the group (one that the
-        first entry did not have); the last occurrence of a tag inside an entry wins.
+        An entry runs to the next entry or to the trailer, so fields that follow the group in the body land
+        in its last entry (QuickFIX writes a group where its count tag falls in the body); read only the
+        tags that belong to the group.
         """
         entries: list[dict[int, str]] = []
         inside = False
         delimiter = 0
-        members: set[int] = set()
         for tag, value in self.pairs:
             if tag == count_tag:
-                inside, entries, delimiter, members = True, [], 0, set()
+                inside, entries, delimiter = True, [], 0
                 continue
             if not inside:
                 continue
+            if tag in (10, 93, 89):  # the trailer
+                break
             if delimiter == 0:
                 delimiter = tag
             if tag == delimiter:
                 entries.append({})
-            elif len(entries) == 1:
-                members.add(tag)
-            elif tag not in members:
-                inside = False
-                continue
             entries[-1][tag] = value
         return entries
 

@@ -34,6 +34,7 @@ from core.domain import (
     TimeInForce,
     base_order_id,
 )
+from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.settings import MarketDataClassSettings, MarketDataSettings, Settings
 from devstack.services import free_port
@@ -69,9 +70,14 @@ async def third_party(
     begin_string: str = "FIX.4.4",
     market_data: bool = False,
     market_data_symbols: tuple[str, ...] | list[str] = (),
+    request_timeout_seconds: float = 5,
     **options: Any,
 ) -> AsyncIterator[tuple[MinimalAcceptor, FixBroker]]:
-    fix_options = {"market_data": market_data, "market_data_symbols": list(market_data_symbols)}
+    fix_options = {
+        "market_data": market_data,
+        "market_data_symbols": list(market_data_symbols),
+        "request_timeout_seconds": request_timeout_seconds,
+    }
     tag = uuid.uuid4().hex[:6].upper()
     acceptor = MinimalAcceptor(
         directory / "acceptor",
@@ -109,7 +115,12 @@ async def _breaks(pool: AsyncConnectionPool, order_id: str) -> list[dict[str, An
 
 @pytest.mark.parametrize(
     ("begin_string", "refuse", "exec_trans_type"),
-    [("FIX.4.4", "business", False), ("FIX.4.4", "session", True), ("FIX.4.2", "business", True)],
+    [
+        ("FIX.4.4", "business", False),
+        ("FIX.4.4", "session", True),
+        ("FIX.4.4", "field", False),
+        ("FIX.4.2", "business", True),
+    ],
 )
 async def test_a_fill_in_fix_42_style_is_taken_and_a_refused_status_request_is_not_a_rejection(
     tmp_path: Path,
@@ -133,10 +144,40 @@ async def test_a_fill_in_fix_42_style_is_taken_and_a_refused_status_request_is_n
         status = await broker.get_order_status(order.client_order_id)
         assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == D(100)
         assert [r.exec_id for r in status.reports] == [fill.exec_id]
+        # Refused as unsupported, status requests are given up; refused for another reason, they go on.
+        assert broker.status_requests == ("order" if refuse == "field" else "none")
+        asked = acceptor.seen.received_types().count("H")
+        assert (await broker.get_order_status(order.client_order_id)) == status
+        assert acceptor.seen.received_types().count("H") == asked + (1 if refuse == "field" else 0)
         # A retried submission asks first: the order is known, nothing is sent again.
         retry = SubmitInput(broker="fix", order=order, check_first=True)
         again = await ActivityEnvironment().run(BrokerActivities({"fix": broker}).submit_order, retry)
         assert again.accepted
+        assert acceptor.seen.received_types().count("D") == 1
+
+
+async def test_an_unanswered_order_stays_in_flight_until_the_venue_reports_it(
+    tmp_path: Path, pool: AsyncConnectionPool, reports: ReportCollector
+) -> None:
+    async with third_party(tmp_path, pool, reports, silent_symbols=("NVDA",), request_timeout_seconds=1) as (
+        acceptor,
+        broker,
+    ):
+        order = _order(symbol="NVDA", price="120.00")
+        with pytest.raises(BrokerUnavailable, match="outcome is unknown"):
+            await broker.submit_order(order)
+        # The retry asks; the venue refuses status requests and has reported nothing: still unknown, so the
+        # activity fails to be retried later. Never REJECTED, never sent again.
+        submit = BrokerActivities({"fix": broker}).submit_order
+        retry = SubmitInput(broker="fix", order=order, check_first=True)
+        with pytest.raises(BrokerUnavailable, match="outcome is unknown"):
+            await ActivityEnvironment().run(submit, retry)
+        assert acceptor.seen.received_types().count("D") == 1
+        # The venue's report settles it.
+        acceptor.release()
+        await reports.wait_for(lambda _: bool(reports.of(order.client_order_id)))
+        ack = await ActivityEnvironment().run(submit, retry)
+        assert ack.accepted and [r.kind for r in ack.reports] == [ReportKind.FILL]
         assert acceptor.seen.received_types().count("D") == 1
 
 
@@ -155,7 +196,7 @@ async def test_market_data_the_venue_does_not_offer_is_given_up_and_orders_go_on
         assert broker.logged_on
 
 
-@pytest.mark.parametrize("refuse", ["business", "session"])
+@pytest.mark.parametrize("refuse", ["business", "session", "field"])
 async def test_a_cancel_the_venue_does_not_support_leaves_the_order_working_and_flagged(
     tmp_path: Path, pool: AsyncConnectionPool, reports: ReportCollector, refuse: str
 ) -> None:
@@ -175,8 +216,11 @@ async def test_a_cancel_the_venue_does_not_support_leaves_the_order_working_and_
         sent_before = acceptor.seen.received_types().count("F")
         again = await broker.cancel_order(cancel)
         assert not again.accepted and "CANCEL_UNSUPPORTED" in (again.reason or "")
-        if refuse == "business":
-            assert acceptor.seen.received_types().count("F") == sent_before
+        # Refused as unsupported, the venue is not asked again; refused for another reason, it is.
+        expected = sent_before + (1 if refuse == "field" else 0)
+        if refuse != "session":  # the session-level refusal happens before the acceptor's application sees it
+            assert acceptor.seen.received_types().count("F") == expected
+        [flag] = await _breaks(pool, base_order_id(order.client_order_id))  # still one break
 
 
 # ------------------------------------------------------------------------------------------ full stack

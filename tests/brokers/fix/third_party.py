@@ -8,11 +8,13 @@ that
   the session's version: ExecType 150=2 ("fill", gone since 4.3), LastShares 32, and on request ExecTransType
   20=0 (not a 4.4 field at all); no ExecType 0 acknowledgement first unless asked for;
 * refuses other order types with a session-level Reject (IncorrectTagValue on OrdType 40);
-* rests orders for symbols in ``rest_symbols`` (an acknowledgement 150=0, never a fill);
+* rests orders for symbols in ``rest_symbols`` (an acknowledgement 150=0, never a fill), and holds back
+  the answer to orders for ``silent_symbols`` until ``release()``;
 * supports neither OrderStatusRequest (H) nor OrderCancelRequest (F) nor anything else: with
   ``refuse="business"`` it answers them with a BusinessMessageReject (35=j, 380=3 unsupported message type),
   with ``refuse="session"`` its data dictionary lacks them, so QuickFIX refuses them with a session-level
-  Reject (35=3, 373=11 invalid MsgType).
+  Reject (35=3, 373=11 invalid MsgType), and with ``refuse="field"`` it reads them as orders, as QuickFIX's
+  executor example does, and QuickFIX refuses them for a missing OrdType (35=j, 380=5).
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ class _App(fix.Application):  # type: ignore[misc]
         msg_type = fields.get(35, "")
         self.owner.seen.received.append((msg_type, fields))
         if msg_type != "D":
+            if self.owner.refuse == "field":
+                # As QuickFIX's executor example does: it reads every message as an order, misses OrdType and
+                # QuickFIX answers with a BusinessMessageReject "conditionally required field missing" (380=5).
+                raise fix.FieldNotFound(40)
             raise fix.UnsupportedMessageType()
         if fields.get(40) != "2":
             raise fix.IncorrectTagValue(40)
@@ -102,6 +108,7 @@ class MinimalAcceptor:
         target_comp_id: str = "EXODUS",
         refuse: str = "business",
         rest_symbols: tuple[str, ...] = (),
+        silent_symbols: tuple[str, ...] = (),
         ack_first: bool = False,
         exec_trans_type: bool = False,
     ) -> None:
@@ -112,6 +119,8 @@ class MinimalAcceptor:
         self.target_comp_id = target_comp_id
         self.refuse = refuse
         self.rest_symbols = set(rest_symbols)
+        self.silent_symbols = set(silent_symbols)
+        self._held: list[tuple[dict[int, str], object]] = []
         self.ack_first = ack_first
         self.exec_trans_type = exec_trans_type
         self.seen = _Seen()
@@ -193,7 +202,17 @@ class MinimalAcceptor:
 
     # -- orders ------------------------------------------------------------------------------------------
 
+    def release(self) -> None:
+        """Execute the orders held back for ``silent_symbols`` (their answers were never sent)."""
+        held, self._held = self._held, []
+        for order, session_id in held:
+            self.silent_symbols.discard(order.get(55, ""))
+            self._execute(order, session_id)
+
     def _execute(self, order: dict[int, str], session_id: object) -> None:
+        if order.get(55) in self.silent_symbols:
+            self._held.append((order, session_id))
+            return
         order_id = f"TP-{next(self._ids)}"
         qty = Decimal(order[38])
         price = Decimal(order[44])
