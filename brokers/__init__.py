@@ -87,7 +87,7 @@ async def _fix(ctx: BrokerContext) -> Broker:
 
     if ctx.pool is None:
         raise ConfigError("the FIX broker keeps its orders and reports in Postgres: set DATABASE_URL")
-    return FixBroker.from_settings(ctx.settings, pool=ctx.pool)
+    return FixBroker.from_settings(ctx.settings, pool=ctx.pool, quotes=ctx.quotes, instruments=ctx.instruments)
 
 
 async def _mt5(ctx: BrokerContext) -> Broker:

@@ -254,6 +254,12 @@ class FixSettings(BaseModel):
     #: Validate incoming messages against the data dictionary shipped with the quickfix package (or this file).
     use_data_dictionary: bool = True
     data_dictionary: Path | None = None
+    #: "relaxed": application messages are checked for their structure only (values of other FIX versions,
+    #: missing or unknown fields reach the adapter, which judges them); "strict": the dictionary as it is.
+    validation: Literal["relaxed", "strict"] = "relaxed"
+    #: How the adapter asks the venue about an order: "order" (an OrderStatusRequest 35=H per order; when the
+    #: venue refuses them it falls back to "none"), or "none" (never ask: the venue's reports are the record).
+    status_requests: Literal["order", "none"] = "order"
     #: Daily session window (UTC). Unset: a non-stop session (sequence numbers never reset by the clock).
     start_time: time | None = None
     end_time: time | None = None
@@ -267,6 +273,11 @@ class FixSettings(BaseModel):
     account: str | None = None
     #: HandlInst (21): 1 automated/private, 2 automated/public, 3 manual.
     handl_inst: Literal["1", "2", "3"] = "1"
+    #: Subscribe to the venue's top of book (MarketDataRequest 35=V) after each logon and publish the quotes
+    #: (source "fix"). Unset: on with the local venue, off for a counterparty (not all offer market data).
+    market_data: bool | None = None
+    #: Exodus symbols to subscribe to; empty: the symbol map's symbols, or else every instrument.
+    market_data_symbols: list[str] = []
     #: ``make run`` starts the local FIX venue (``python -m sim.fix_venue``) and lets the worker own "fix".
     local_venue: bool = False
     #: Feed step interval of the local venue.

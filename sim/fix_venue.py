@@ -15,6 +15,11 @@ What it speaks (FIX 4.2, 4.4, or 5.0 SP2 over FIXT 1.1, checked against QuickFIX
   not know the order.
 * Every execution of the model (fills, partial fills by display size, IOC/FOK cancels, GTD expiry, stop
   triggers as 150=L in 5.0) goes out as an ExecutionReport (4.4+: 150=F; 4.2: 150=1/2 with 20=0).
+* MarketDataRequest (V, all three versions): the top of the simulated book. A snapshot (35=W: bid 269=0 and
+  offer 269=1 with MDEntryDate/MDEntryTime 272/273; 5.0 adds LastUpdateTime 779), and with
+  SubscriptionRequestType 1 an incremental refresh (35=X, MDUpdateAction 279=1) whenever a price moves (the
+  feed's steps); 263=2 ends a subscription. An unknown symbol is refused with a MarketDataRequestReject (35=Y,
+  MDReqRejReason 281=0). Subscriptions end with the session.
 
 While the session is down, reports are still sent into QuickFIX's store under their sequence numbers, so the
 initiator gets them by resend after it logs on again. ``faults`` simulates what tests need: refused logons,
@@ -55,7 +60,7 @@ from brokers.fix.parsing import (
     parse_timestamp,
     reverse,
 )
-from brokers.fix.session import FixConnector, FixMessage
+from brokers.fix.session import FieldValue, FixConnector, FixMessage
 from core.domain import (
     CancelOrder,
     ExecutionReport,
@@ -171,15 +176,20 @@ class FixVenue:
         self._exec_ids = itertools.count(1)
         self._marking: set[asyncio.Future[None]] = set()
         self._run_id = uuid.uuid4().hex[:6].upper()
+        #: Market data subscriptions: MDReqID -> symbols, and the top of book last sent per symbol.
+        self._md_subscriptions: dict[str, list[str]] = {}
+        self._md_sent: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
         self._conn = FixConnector(
             self.config,
             on_message=self._on_message,
+            on_logout=self._on_logout,
             name=f"fix-venue:{sender_comp_id}",
             logon_check=self._check_logon,
-            accept_types=("D", "F", "G", "H"),
+            accept_types=("D", "F", "G", "H", "V"),
             forward_admin=(),
         )
         venue.add_listener(self._on_report)
+        venue.add_feed_listener(self._on_feed_moved)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -250,7 +260,7 @@ class FixVenue:
             self.stats.refused_logons += 1
         return reason
 
-    def _send(self, msg_type: str, fields: list[tuple[int, str | None]], *, exec_id: str | None = None) -> None:
+    def _send(self, msg_type: str, fields: list[tuple[int, FieldValue]], *, exec_id: str | None = None) -> None:
         # Queued in order on the connector's one sending thread; not awaited, so the venue's reports leave in
         # exactly the order the matching model produced them. Once QuickFIX has a report (it keeps it in its
         # store for resends), the journal marks it delivered.
@@ -286,6 +296,8 @@ class FixVenue:
             await self._replace(msg)
         elif msg.msg_type == "H":
             await self._status(msg)
+        elif msg.msg_type == "V":
+            self._market_data_request(msg)
 
     # -- requests ----------------------------------------------------------------------------------------
 
@@ -431,6 +443,91 @@ class FixVenue:
         # the state it shows.
         await self.venue.status(self._aliases.get(cl_ord_id, cl_ord_id))
         self._send("8", self._status_fields(msg, self._find(cl_ord_id)))
+
+    # -- market data -------------------------------------------------------------------------------------
+
+    def _on_logout(self) -> None:
+        self._md_subscriptions.clear()
+        self._md_sent.clear()
+
+    def _market_data_request(self, msg: FixMessage) -> None:
+        req_id = msg.get(Tag.MD_REQ_ID) or ""
+        kind = msg.get(Tag.SUBSCRIPTION_REQUEST_TYPE) or "0"
+        if kind == "2":  # unsubscribe
+            self._md_subscriptions.pop(req_id, None)
+            return
+        symbols = [e[Tag.SYMBOL] for e in msg.groups(Tag.NO_RELATED_SYM) if e.get(Tag.SYMBOL)]
+        known = set(self.venue.feed.symbols())
+        unknown = [s for s in symbols if s not in known]
+        if not symbols or unknown or req_id in self._md_subscriptions:
+            reason, code = (
+                ("duplicate MDReqID", "1") if req_id in self._md_subscriptions else (f"unknown symbol {unknown}", "0")
+            )
+            self._send("Y", [(Tag.MD_REQ_ID, req_id), (Tag.MD_REQ_REJ_REASON, code), (Tag.TEXT, reason)])
+            return
+        for symbol in symbols:
+            self._send("W", self._snapshot_fields(req_id, symbol))
+        if kind == "1":
+            self._md_subscriptions[req_id] = symbols
+
+    def _top(self, symbol: str) -> tuple[Decimal, Decimal]:
+        quote = self.venue.feed.quote(symbol)
+        return quote.bid, quote.ask
+
+    def _entry_time(self) -> list[tuple[int, str | None]]:
+        stamp = fix_timestamp(utcnow())  # YYYYMMDD-HH:MM:SS.sss
+        return [(Tag.MD_ENTRY_DATE, stamp[:8]), (Tag.MD_ENTRY_TIME, stamp[9:])]
+
+    def _snapshot_fields(self, req_id: str, symbol: str) -> list[tuple[int, FieldValue]]:
+        bid, ask = self._top(symbol)
+        self._md_sent[(req_id, symbol)] = (bid, ask)
+        when = self._entry_time()
+        entries = [
+            [(Tag.MD_ENTRY_TYPE, "0"), (Tag.MD_ENTRY_PX, fix_decimal(bid)), *when],
+            [(Tag.MD_ENTRY_TYPE, "1"), (Tag.MD_ENTRY_PX, fix_decimal(ask)), *when],
+        ]
+        return [
+            (Tag.MD_REQ_ID, req_id),
+            (Tag.SYMBOL, symbol),
+            (Tag.LAST_UPDATE_TIME, fix_timestamp(utcnow()) if self._fix50 else None),
+            (Tag.NO_MD_ENTRIES, entries),
+        ]
+
+    async def _on_feed_moved(self, symbols: list[str], by_hand: bool) -> None:
+        """Feed listener of the simulated venue: an incremental refresh for each subscribed price that moved.
+
+        A move made by hand (``set_mid``/``step``) is sent even when the price stayed, as a fresh quote.
+        """
+        if not self._md_subscriptions or not self._conn.logged_on:
+            return
+        moved = set(symbols)
+        for req_id, subscribed in list(self._md_subscriptions.items()):
+            for symbol in subscribed:
+                if symbol not in moved:
+                    continue
+                bid, ask = self._top(symbol)
+                last = self._md_sent.get((req_id, symbol))
+                if last == (bid, ask) and not by_hand:
+                    continue  # the ticker moved nothing here; a step by hand is news even at the same price
+                if last == (bid, ask):
+                    last = None  # say both sides again
+                self._md_sent[(req_id, symbol)] = (bid, ask)
+                when = self._entry_time()
+                entries = [
+                    [
+                        (Tag.MD_UPDATE_ACTION, "1"),
+                        (Tag.MD_ENTRY_TYPE, side),
+                        (Tag.SYMBOL, symbol),
+                        (Tag.MD_ENTRY_PX, fix_decimal(price)),
+                        *when,
+                    ]
+                    for side, price, before in (
+                        ("0", bid, last[0] if last else None),
+                        ("1", ask, last[1] if last else None),
+                    )
+                    if price != before
+                ]
+                self._send("X", [(Tag.MD_REQ_ID, req_id), (Tag.NO_MD_ENTRIES, entries)])
 
     # -- answers -----------------------------------------------------------------------------------------
 

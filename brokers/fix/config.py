@@ -13,6 +13,7 @@ from datetime import time
 from pathlib import Path
 
 from brokers.base import BrokerCapabilities
+from brokers.fix.dictionary import relax_dictionary
 from core.domain import OrderType, TimeInForce
 from core.errors import ConfigError
 from core.settings import FixSettings, Settings
@@ -85,6 +86,12 @@ class SessionConfig:
     start_time: time | None = None
     end_time: time | None = None
     reset_on_logon: bool = False
+    #: Validate application messages against a relaxed copy of the dictionary (structure only; see
+    #: ``brokers.fix.dictionary``) and with QuickFIX's lenient settings, instead of the dictionary as it is.
+    relaxed_validation: bool = False
+    #: Keep sent messages in the store for resends. The adapter never resends (it gap-fills), so it keeps none:
+    #: nothing it sent (its Logon with the password included) is written to disk.
+    persist_messages: bool = True
     #: Acceptor only: peers allowed to connect (QuickFIX cannot bind to one address; see README).
     allowed_remote_addresses: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
@@ -109,6 +116,27 @@ class SessionConfig:
         """The stem QuickFIX gives the session's store files (``FIX.4.4-EXODUS-EXVENUE``)."""
         return f"{self.begin_string}-{self.sender_comp_id}-{self.target_comp_id}"
 
+    @property
+    def dictionary_path(self) -> Path:
+        """Where the relaxed dictionaries are written."""
+        return self.directory / "dictionaries"
+
+    def _dictionary(self, source: Path) -> Path:
+        if not self.relaxed_validation:
+            return source
+        return self.dictionary_path / f"{source.stem}.relaxed.xml"
+
+    def write_dictionaries(self) -> None:
+        """Write the relaxed dictionaries ``render()`` names (nothing to do with strict validation)."""
+        if not (self.relaxed_validation and self.use_data_dictionary):
+            return
+        dd_dir = data_dictionary_dir()
+        if self.begin_string == "FIXT.1.1":
+            source = self.data_dictionary or dd_dir / _APP_DICTIONARIES.get(self.default_appl_ver_id, "FIX50SP2.xml")
+        else:
+            source = self.data_dictionary or dd_dir / _DICTIONARIES[self.begin_string]
+        relax_dictionary(source, self._dictionary(source))
+
     def render(self) -> str:
         """The QuickFIX ``.cfg`` text."""
         if self.begin_string not in _DICTIONARIES:
@@ -119,7 +147,7 @@ class SessionConfig:
             "FileLogPath": str(self.log_path),
             "LogonTimeout": str(self.logon_timeout_seconds),
             "SocketNodelay": "Y",
-            "PersistMessages": "Y",
+            "PersistMessages": "Y" if self.persist_messages else "N",
         }
         if self.start_time is None or self.end_time is None:
             default.update(StartTime="00:00:00", EndTime="00:00:00", NonStopSession="Y")
@@ -138,6 +166,15 @@ class SessionConfig:
             default.update(SocketAcceptPort=str(self.port), SocketReuseAddress="Y")
             if self.allowed_remote_addresses:
                 default["AllowedRemoteAddresses"] = ",".join(self.allowed_remote_addresses)
+        if self.relaxed_validation:
+            # Tags of other versions (20 on a 4.4 report), fields in another order, empty fields, tags of the
+            # counterparty's own: accepted and judged by the adapter, never refused at the session level.
+            default.update(
+                ValidateFieldsOutOfOrder="N",
+                ValidateFieldsHaveValues="N",
+                ValidateUserDefinedFields="N",
+                AllowUnknownMsgFields="Y",
+            )
         if self.reset_on_logon:
             default["ResetOnLogon"] = "Y"
         session: dict[str, str] = {
@@ -153,9 +190,10 @@ class SessionConfig:
                     raise ConfigError(f"unsupported DefaultApplVerID {self.default_appl_ver_id!r}")
                 session["TransportDataDictionary"] = str(dd_dir / "FIXT11.xml")
                 app_dictionary = self.data_dictionary or dd_dir / _APP_DICTIONARIES[self.default_appl_ver_id]
-                session["AppDataDictionary"] = str(app_dictionary)
+                session["AppDataDictionary"] = str(self._dictionary(app_dictionary))
             else:
-                session["DataDictionary"] = str(self.data_dictionary or dd_dir / _DICTIONARIES[self.begin_string])
+                dictionary = self.data_dictionary or dd_dir / _DICTIONARIES[self.begin_string]
+                session["DataDictionary"] = str(self._dictionary(dictionary))
         else:
             default["UseDataDictionary"] = "N"
         if self.begin_string == "FIXT.1.1":
@@ -188,4 +226,6 @@ def session_config_for(settings: Settings) -> SessionConfig:
         start_time=fx.start_time,
         end_time=fx.end_time,
         reset_on_logon=fx.reset_on_logon,
+        relaxed_validation=fx.validation == "relaxed",
+        persist_messages=False,
     )

@@ -20,6 +20,14 @@
   answers after the messages it resends, so by then every report it kept has arrived; what the answer still
   shows beyond that (fills or a final status that never arrived as reports, for example from a counterparty
   that gap-fills instead of resending) is delivered as synthesized reports.
+* Liberal in what it accepts: ExecutionReports are validated for their structure only (``dictionary.py``) and
+  read with every FIX version's codes (150=1/2 fills on any session, done for day, restated); when the
+  ExecType says nothing usable the report is judged by LastQty/LastPx/CumQty/OrdStatus. What still cannot be
+  interpreted (and trade busts and corrections) is kept in ``fix_unprocessed`` with a reconciliation break,
+  never dropped.
+* A venue that refuses a request (35=j or 35=3) refuses that request, not the order: a refused status request
+  is answered from the reports received (``status_requests`` falls back to "none" when the venue does not
+  support them at all), a refused cancel or replace leaves the order working as it was and opens a break.
 """
 
 from __future__ import annotations
@@ -27,19 +35,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from brokers.fix.config import FIX_CAPABILITIES, SessionConfig, session_config_for
+from brokers.fix.marketdata import FixMarketData
 from brokers.fix.parsing import (
     CANCEL_ID_MARKER,
     CXL_REJ_UNKNOWN_ORDER,
-    MAP_EXEC_TYPE,
-    MAP_EXEC_TYPE_42,
+    EXEC_TYPE_CORRECTIONS,
+    EXEC_TYPE_INFORMATIONAL,
+    MAP_EXEC_TYPE_ANY,
     MAP_ORD_TYPE,
     MAP_PEG_EXEC_INST,
     MAP_SIDE,
@@ -55,7 +67,7 @@ from brokers.fix.parsing import (
     parse_decimal,
     parse_timestamp,
 )
-from brokers.fix.session import FixConnector, FixMessage
+from brokers.fix.session import FieldValue, FixConnector, FixMessage
 from brokers.fix.store import FixOrder, FixStore
 from brokers.outbox import ReportOutbox
 from brokers.sessions import SessionRecorder
@@ -76,7 +88,9 @@ from core.domain import (
     base_order_id,
     utcnow,
 )
-from core.errors import BrokerRejected, BrokerUnavailable
+from core.errors import BrokerUnavailable
+from core.instruments import InstrumentCatalog
+from core.marketdata import QuoteSink
 from core.settings import FixSettings, Settings
 
 __all__ = ["FIX_CAPABILITIES", "FixBroker"]
@@ -90,8 +104,21 @@ _STATUS_KINDS = {
     OrderStatus.EXPIRED: ReportKind.EXPIRED,
     OrderStatus.REJECTED: ReportKind.REJECTED,
 }
-#: How long QuickFIX's thread waits for a report to be stored before it takes the next message.
-_STORE_WAIT_SECONDS = 5.0
+#: How long QuickFIX's thread waits for a report to be stored; longer (or a failure) and the message is left
+#: unprocessed, for the counterparty to resend after a reconnect.
+_STORE_WAIT_SECONDS = 10.0
+#: Failures of storage that may pass: the message is left unprocessed and comes again.
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+_REFUSAL_WORDS = {"F": ("CANCEL", "OrderCancelRequest"), "G": ("REPLACE", "OrderCancelReplaceRequest")}
+_BY_ORD_STATUS = {"4": ReportKind.CANCELED, "C": ReportKind.EXPIRED, "8": ReportKind.REJECTED}
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """The venue refused a status request (35=j or 35=3) instead of answering it."""
+
+    reason: str
+    unsupported: bool
 
 
 class FixBroker:
@@ -107,6 +134,8 @@ class FixBroker:
         name: str = "fix",
         settings: FixSettings | None = None,
         recorder: SessionRecorder | None = None,
+        quotes: QuoteSink | None = None,
+        instruments: InstrumentCatalog | None = None,
     ) -> None:
         """An adapter for the session ``config``, keeping its records in ``store``.
 
@@ -116,6 +145,9 @@ class FixBroker:
             name: The broker's name in Exodus (reports carry it).
             settings: The ``fix`` settings section (credentials, timeouts, symbol map, account).
             recorder: Records logons and logouts for the risk check (None: not recorded).
+            quotes: Where the quotes of the market data subscription go (``settings.market_data``).
+            instruments: The catalogue; its symbols are subscribed to when neither ``market_data_symbols``
+                nor the symbol map name any.
         """
         self.name = name
         self.config = config
@@ -124,14 +156,31 @@ class FixBroker:
         #: Records logons and logouts in Postgres for the risk check (``brokers.sessions``).
         self._recorder = recorder
         self._fix42 = config.begin_string == "FIX.4.2"
-        self._exec_types = MAP_EXEC_TYPE_42 if self._fix42 else MAP_EXEC_TYPE
         self._timeout = self._settings.request_timeout_seconds
+        #: "order" or "none"; "order" falls back to "none" when the venue refuses status requests as unsupported.
+        self.status_requests = self._settings.status_requests
+        #: Request types the venue refused as unsupported (MsgType -> its reject), for the adapter's lifetime.
+        self.unsupported: dict[str, str] = {}
+        #: Messages kept in ``fix_unprocessed`` (not interpretable, corrections, refused by QuickFIX).
+        self.unprocessed = 0
+        self.market_data: FixMarketData | None = None
+        market_data = self._settings.market_data
+        if market_data is None:
+            market_data = self._settings.local_venue
+        if market_data:
+            symbols = list(self._settings.market_data_symbols) or list(self._settings.symbol_map)
+            if not symbols and instruments is not None:
+                symbols = instruments.symbols()
+            self.market_data = FixMarketData(
+                source=name, symbols=symbols, to_venue=self._settings.symbol_map, sink=quotes
+            )
+        self._md_task: asyncio.Task[None] | None = None
         self._to_venue = dict(self._settings.symbol_map)
         self._from_venue = {v: k for k, v in self._to_venue.items()}
         self._conn: FixConnector | None = None
         self.outbox: ReportOutbox | None = None
         self._waiters: dict[tuple[str, str], asyncio.Future[BrokerAck]] = {}
-        self._status_waiters: dict[str, list[asyncio.Future[FixMessage | None]]] = {}
+        self._status_waiters: dict[str, list[asyncio.Future[FixMessage | _Refused | None]]] = {}
         self._orders: dict[str, FixOrder] = {}
         self._resync_task: asyncio.Task[None] | None = None
         #: Set when the resynchronisation after the latest logon has finished.
@@ -141,12 +190,26 @@ class FixBroker:
         self.synthesized = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, pool: AsyncConnectionPool, name: str = "fix") -> FixBroker:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        pool: AsyncConnectionPool,
+        name: str = "fix",
+        quotes: QuoteSink | None = None,
+        instruments: InstrumentCatalog | None = None,
+    ) -> FixBroker:
         """Build the adapter from the application settings."""
         config = session_config_for(settings)
         recorder = SessionRecorder(pool, broker=name, session=config.key)
         return cls(
-            config, store=FixStore(pool, session=config.key), name=name, settings=settings.fix, recorder=recorder
+            config,
+            store=FixStore(pool, session=config.key),
+            name=name,
+            settings=settings.fix,
+            recorder=recorder,
+            quotes=quotes,
+            instruments=instruments,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -173,8 +236,12 @@ class FixBroker:
             wait_for_handler=_STORE_WAIT_SECONDS,
             suppress_resends=True,
             logon_fields=logon,
-            accept_types=("8", "9", "j"),
+            accept_types=("8", "9", "j", "W", "X", "Y"),
+            no_wait_types=("W", "X", "Y"),
+            on_refused=self._on_refused_by_quickfix,
         )
+        if self.market_data is not None:
+            self.market_data.start()
         await self._conn.start()
 
     async def close(self) -> None:
@@ -182,9 +249,12 @@ class FixBroker:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.stop()
-        if self._resync_task is not None:
-            self._resync_task.cancel()
-            self._resync_task = None
+        for task in (self._resync_task, self._md_task):
+            if task is not None:
+                task.cancel()
+        self._resync_task = self._md_task = None
+        if self.market_data is not None:
+            await self.market_data.stop()
         self._fail_waiters("the FIX broker was closed")
         if self.outbox is not None:
             await self.outbox.stop()
@@ -225,7 +295,30 @@ class FixBroker:
     # -- requests ----------------------------------------------------------------------------------------
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
-        """Send a NewOrderSingle and wait for the venue's first answer."""
+        """Send a NewOrderSingle and wait for the venue's first answer.
+
+        An order FIX cannot carry (an expiry with no UTCTimestamp, a number that is not one) is refused at once
+        with the reason, and nothing is sent.
+        """
+        try:
+            fields = self._order_fields(
+                cl_ord_id=order.client_order_id,
+                account=order.account,
+                symbol=order.symbol,
+                side=order.side,
+                type=order.type,
+                tif=order.time_in_force,
+                qty=order.qty,
+                price=order.price,
+                stop_price=order.stop_price,
+                peg_type=order.peg_type,
+                peg_offset=order.peg_offset,
+                expire_at=order.expire_at,
+            )
+        except ValueError as e:
+            reason = f"UNENCODABLE: the order cannot be written in FIX: {e}"
+            log.warning("%s: %s refused: %s", self.name, order.client_order_id, reason)
+            return BrokerAck(accepted=False, client_order_id=order.client_order_id, reason=reason)
         self._require_logged_on(f"order {order.client_order_id}")
         now = utcnow()
         record = FixOrder(
@@ -247,28 +340,20 @@ class FixBroker:
         )
         record = await self._store.add_order(record)
         self._orders[record.order_id] = record
-        fields = self._order_fields(
-            cl_ord_id=order.client_order_id,
-            account=order.account,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            tif=order.time_in_force,
-            qty=order.qty,
-            price=order.price,
-            stop_price=order.stop_price,
-            peg_type=order.peg_type,
-            peg_offset=order.peg_offset,
-            expire_at=order.expire_at,
-        )
         return await self._request("D", order.client_order_id, fields)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
-        """Send an OrderCancelRequest under a new ClOrdID and wait for the cancel or its rejection."""
+        """Send an OrderCancelRequest under a new ClOrdID and wait for the cancel or its rejection.
+
+        Once the venue has refused OrderCancelRequests as unsupported, the answer is that refusal again,
+        without asking: the order works on.
+        """
+        if "F" in self.unsupported:
+            return await self._unsupported_ack("F", request.client_order_id, self.unsupported["F"])
         self._require_logged_on(f"cancel of {request.client_order_id}")
         order = await self._load_order(base_order_id(request.client_order_id))
         cancel_id = f"{request.client_order_id}{CANCEL_ID_MARKER}{uuid.uuid4().hex[:8]}"
-        fields: list[tuple[int, str | None]] = [
+        fields: list[tuple[int, FieldValue]] = [
             (Tag.ORIG_CL_ORD_ID, request.client_order_id),
             (Tag.CL_ORD_ID, cancel_id),
             (Tag.ORDER_ID, request.broker_order_id or (order.broker_order_id if order else None)),
@@ -283,24 +368,30 @@ class FixBroker:
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """Send an OrderCancelReplaceRequest (new ClOrdID, OrigClOrdID = the current one) and wait for the answer."""
+        if "G" in self.unsupported:
+            return await self._unsupported_ack("G", request.orig_client_order_id, self.unsupported["G"])
         self._require_logged_on(f"replace of {request.orig_client_order_id}")
         order = await self._load_order(base_order_id(request.orig_client_order_id))
-        fields = self._order_fields(
-            cl_ord_id=request.client_order_id,
-            orig_cl_ord_id=request.orig_client_order_id,
-            broker_order_id=request.broker_order_id or (order.broker_order_id if order else None),
-            account=order.account if order else None,
-            symbol=request.symbol,
-            side=request.side,
-            type=request.type,
-            tif=request.time_in_force,
-            qty=request.qty,
-            price=request.price,
-            stop_price=request.stop_price,
-            peg_type=order.peg_type if order else None,
-            peg_offset=order.peg_offset if order else None,
-            expire_at=order.expire_at if order else None,
-        )
+        try:
+            fields = self._order_fields(
+                cl_ord_id=request.client_order_id,
+                orig_cl_ord_id=request.orig_client_order_id,
+                broker_order_id=request.broker_order_id or (order.broker_order_id if order else None),
+                account=order.account if order else None,
+                symbol=request.symbol,
+                side=request.side,
+                type=request.type,
+                tif=request.time_in_force,
+                qty=request.qty,
+                price=request.price,
+                stop_price=request.stop_price,
+                peg_type=order.peg_type if order else None,
+                peg_offset=order.peg_offset if order else None,
+                expire_at=order.expire_at if order else None,
+            )
+        except ValueError as e:
+            reason = f"UNENCODABLE: the new terms cannot be written in FIX: {e}"
+            return BrokerAck(accepted=False, client_order_id=request.orig_client_order_id, reason=reason)
         return await self._request("G", request.client_order_id, fields)
 
     async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
@@ -313,18 +404,81 @@ class FixBroker:
         if order is None:
             return None
         answer = await self._request_status(order, client_order_id)
+        if isinstance(answer, _Refused):
+            return await self._local_status(order)
         if answer is None:
             return None
         return await self._status_report(order, answer)
 
     async def open_orders(self) -> list[OrderStatusReport]:
-        """Orders the venue still works for us (each one asked about)."""
+        """Orders the venue still works for us (each one asked about, or as its reports say)."""
         result = []
         for order in await self._store.open_orders():
-            status = await self.get_order_status(order.client_order_id)
+            try:
+                status = await self.get_order_status(order.client_order_id)
+            except BrokerUnavailable:
+                if self.status_requests == "order":
+                    raise
+                continue  # an unanswered submission whose outcome nobody can tell yet
             if status is not None and not status.status.is_terminal:
                 result.append(status)
         return result
+
+    async def _local_status(self, order: FixOrder) -> OrderStatusReport:
+        """The order as the venue's reports told it, for venues that do not answer status requests.
+
+        A submission the venue has not reported on at all has an unknown outcome: ``BrokerUnavailable``, so
+        that nothing is sent again and the order waits for the venue's reports.
+        """
+        reports = await self._store.reports(order.order_id)
+        if order.status is OrderStatus.SUBMITTED and not reports:
+            raise BrokerUnavailable(
+                f"{self.name}: the venue does not answer status requests and has not reported on "
+                f"{order.client_order_id} yet; the outcome is unknown"
+            )
+        fills = [r for r in reports if r.kind is ReportKind.FILL]
+        cum = sum((f.last_qty for f in fills), _D(0))
+        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
+        status = order.status
+        if not status.is_terminal:
+            if order.qty > 0 and cum >= order.qty:
+                status = OrderStatus.FILLED
+            elif cum > 0 and status in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.TRIGGERED):
+                status = OrderStatus.PARTIALLY_FILLED
+            elif status is OrderStatus.SUBMITTED:
+                status = OrderStatus.ACCEPTED
+        return OrderStatusReport(
+            broker=self.name,
+            client_order_id=order.client_order_id,
+            broker_order_id=order.broker_order_id,
+            status=status,
+            qty=order.qty,
+            cum_qty=cum,
+            avg_price=(notional / cum) if cum > 0 else None,
+            price=order.price,
+            stop_price=order.stop_price,
+            reports=reports,
+        )
+
+    async def _unsupported_ack(self, msg_type: str, client_order_id: str, reject: str) -> BrokerAck:
+        """The answer to a cancel or replace the venue does not support: refused, the order works on."""
+        word, name = _REFUSAL_WORDS[msg_type]
+        order_id = base_order_id(client_order_id)
+        detail = (
+            f"the venue does not support {name}; the order keeps working there as it was, "
+            f"{word.lower()} it with the venue by hand"
+        )
+        try:
+            await self._store.add_break(
+                order_id=order_id, broker=self.name, kind=f"FIX_{word}_UNSUPPORTED", detail=detail
+            )
+        except _TRANSIENT:
+            log.exception("%s: could not record the break for %s", self.name, order_id)
+        return BrokerAck(
+            accepted=False,
+            client_order_id=client_order_id,
+            reason=f"{word}_UNSUPPORTED: {detail} ({reject})",
+        )
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills received after ``since``."""
@@ -365,7 +519,8 @@ class FixBroker:
         expire_at: datetime | None,
         orig_cl_ord_id: str | None = None,
         broker_order_id: str | None = None,
-    ) -> list[tuple[int, str | None]]:
+    ) -> list[tuple[int, FieldValue]]:
+        """The fields of a D or G; ``ValueError`` when a value cannot be written in FIX."""
         pegged = type is OrderType.PEGGED
         return [
             (Tag.CL_ORD_ID, cl_ord_id),
@@ -386,7 +541,7 @@ class FixBroker:
             (Tag.PEG_OFFSET_VALUE, fix_decimal(peg_offset) if pegged and peg_offset is not None else None),
         ]
 
-    async def _request(self, msg_type: str, cl_ord_id: str, fields: list[tuple[int, str | None]]) -> BrokerAck:
+    async def _request(self, msg_type: str, cl_ord_id: str, fields: list[tuple[int, FieldValue]]) -> BrokerAck:
         conn = self._require_logged_on(f"{msg_type} {cl_ord_id}")
         key = (msg_type, cl_ord_id)
         existing = self._waiters.get(key)
@@ -412,12 +567,14 @@ class FixBroker:
                 f"{self.name}: no answer to {msg_type} {cl_ord_id} within {self._timeout:g}s; the outcome is unknown"
             ) from e
 
-    async def _request_status(self, order: FixOrder, cl_ord_id: str) -> FixMessage | None:
+    async def _request_status(self, order: FixOrder, cl_ord_id: str) -> FixMessage | _Refused | None:
+        if self.status_requests == "none":
+            return _Refused(self.unsupported.get("H", "status requests are off (fix.status_requests)"), True)
         conn = self._require_logged_on(f"status request for {cl_ord_id}")
-        future: asyncio.Future[FixMessage | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[FixMessage | _Refused | None] = asyncio.get_running_loop().create_future()
         waiters = self._status_waiters.setdefault(order.order_id, [])
         waiters.append(future)
-        fields: list[tuple[int, str | None]] = [
+        fields: list[tuple[int, FieldValue]] = [
             (Tag.CL_ORD_ID, cl_ord_id),
             (Tag.ORDER_ID, order.broker_order_id),
             (Tag.ACCOUNT, self._account(order.account)),
@@ -469,6 +626,13 @@ class FixBroker:
         if self._resync_task is not None:
             self._resync_task.cancel()
         self._resync_task = asyncio.create_task(self._resync(), name=f"{self.name}-resync")
+        if self.market_data is not None and self._conn is not None:
+            if self._md_task is not None:
+                self._md_task.cancel()
+            run = f"{uuid.uuid4().hex[:6].upper()}"
+            self._md_task = asyncio.create_task(
+                self.market_data.subscribe(self._conn.send, run=run), name=f"{self.name}-md-subscribe"
+            )
 
     def _on_logout(self) -> None:
         if self._recorder is not None:
@@ -480,13 +644,24 @@ class FixBroker:
         try:
             orders = await self._store.open_orders()
             limit = asyncio.Semaphore(16)
+            if self.status_requests == "none" and orders:
+                log.info(
+                    "%s: %d open order(s) not asked about after logon (status requests off); their reports "
+                    "come by the venue's resends",
+                    self.name,
+                    len(orders),
+                )
+                orders = []
 
             async def ask(order: FixOrder) -> None:
                 async with limit:
                     try:
                         answer = await self._request_status(order, order.client_order_id)
-                    except (BrokerUnavailable, BrokerRejected) as e:
+                    except BrokerUnavailable as e:
                         log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
+                        return
+                    if isinstance(answer, _Refused):
+                        log.warning("%s: resync of %s: %s", self.name, order.client_order_id, answer.reason)
                         return
                     if answer is None and order.status is not OrderStatus.SUBMITTED:
                         log.warning(
@@ -504,12 +679,64 @@ class FixBroker:
     # -- receiving ---------------------------------------------------------------------------------------
 
     async def _on_message(self, msg: FixMessage) -> None:
-        if msg.msg_type == "8":
-            await self._on_execution_report(msg)
-        elif msg.msg_type == "9":
-            await self._on_cancel_reject(msg)
-        elif msg.msg_type in ("3", "j"):
-            await self._on_reject(msg)
+        """Handle one received message; returns once what it says is stored.
+
+        A storage failure that may pass propagates: the connector leaves the message unprocessed and it comes
+        again. Anything else that goes wrong is a message this adapter cannot apply: it is kept in
+        ``fix_unprocessed`` with a break, and the message counts as processed.
+        """
+        if msg.msg_type in ("W", "X", "Y"):
+            if self.market_data is not None:
+                self.market_data.on_message(msg)
+            return
+        try:
+            if msg.msg_type == "8":
+                await self._on_execution_report(msg)
+            elif msg.msg_type == "9":
+                await self._on_cancel_reject(msg)
+            elif msg.msg_type in ("3", "j"):
+                await self._on_reject(msg)
+        except _TRANSIENT:
+            raise
+        except Exception as e:
+            log.exception("%s: could not apply %s", self.name, msg.text())
+            await self._unprocessed(msg, kind="FIX_UNINTERPRETED", reason=f"{type(e).__name__}: {e}")
+
+    async def _unprocessed(self, msg: FixMessage, *, kind: str, reason: str) -> None:
+        """Keep a message this adapter does not apply, with a reconciliation break for its order."""
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or None
+        if cl_ord_id and is_cancel_id(cl_ord_id) and msg.get(Tag.ORIG_CL_ORD_ID):
+            cl_ord_id = msg.get(Tag.ORIG_CL_ORD_ID)
+        exec_id = msg.get(Tag.EXEC_ID)
+        key = (
+            f"17:{exec_id}"
+            if exec_id
+            else f"34:{msg.seq_num}:{msg.get(Tag.ORIG_SENDING_TIME) or msg.get(Tag.SENDING_TIME)}"
+        )
+        fresh = await self._store.add_unprocessed(
+            key=key,
+            msg_type=msg.msg_type,
+            client_order_id=cl_ord_id,
+            kind=kind,
+            reason=reason[:500],
+            message=msg.text(),
+            broker=self.name,
+        )
+        if fresh:
+            self.unprocessed += 1
+            log.error("%s: %s kept for an operator (%s): %s", self.name, kind, reason, msg.text())
+
+    async def _on_refused_by_quickfix(self, original: FixMessage | None, reject: FixMessage) -> None:
+        """QuickFIX refused an incoming report at the session level itself: keep it, it will not come again."""
+        why = reject.get(Tag.TEXT) or f"SessionRejectReason {reject.get(Tag.SESSION_REJECT_REASON, '?')}"
+        reason = f"refused by QuickFIX at the session level ({why}), so never applied"
+        try:
+            if original is not None:
+                await self._unprocessed(original, kind="FIX_REFUSED", reason=reason)
+            else:
+                await self._unprocessed(reject, kind="FIX_REFUSED", reason=f"{reason}; the message is not known")
+        except Exception:
+            log.exception("%s: could not keep the refused message %s", self.name, (original or reject).text())
 
     async def _load_order(self, order_id: str) -> FixOrder | None:
         order = self._orders.get(order_id)
@@ -548,33 +775,43 @@ class FixBroker:
         return fresh
 
     async def _on_execution_report(self, msg: FixMessage) -> None:
-        if msg.get(Tag.EXEC_TYPE) == "I" or msg.get(Tag.EXEC_TRANS_TYPE) == "3":
+        exec_type = msg.get(Tag.EXEC_TYPE) or ""
+        trans_type = msg.get(Tag.EXEC_TRANS_TYPE)
+        if exec_type == "I" or trans_type == "3":
             await self._on_status_answer(msg)
             return
         cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
-        exec_type = msg.get(Tag.EXEC_TYPE) or ""
         text = msg.get(Tag.TEXT)
         if exec_type == "8" and msg.get(Tag.ORD_REJ_REASON) == ORD_REJ_DUPLICATE:
             # Answers the submission that reused the id; the order that owns the id lives on untouched.
             reason = text if text and "DUPLICATE" in text.upper() else f"DUPLICATE_CLIENT_ORDER_ID: {text or cl_ord_id}"
             self._resolve("D", cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
             return
-        if msg.get(Tag.EXEC_TRANS_TYPE) in ("1", "2"):
-            log.error(
-                "%s: trade %s by the venue is not supported; check it by hand: %s",
-                self.name,
-                "cancel" if msg.get(Tag.EXEC_TRANS_TYPE) == "1" else "correction",
-                msg.text(),
+        if trans_type in ("1", "2") or exec_type in EXEC_TYPE_CORRECTIONS:
+            what = "cancel (bust)" if trans_type == "1" or exec_type == "H" else "correction"
+            await self._unprocessed(
+                msg, kind="FIX_TRADE_CORRECTION", reason=f"trade {what} by the venue; not applied, check it by hand"
             )
             return
-        kind = self._exec_types.get(exec_type)
-        if kind is None:
-            level = logging.ERROR if exec_type in ("G", "H") else logging.DEBUG
-            log.log(level, "%s: ExecType %s not delivered: %s", self.name, exec_type, msg.text())
-            return
         order_key = msg.get(Tag.ORIG_CL_ORD_ID) if is_cancel_id(cl_ord_id) else cl_ord_id
-        order = await self._load_order(base_order_id(order_key or cl_ord_id))
-        report = self._report_from(msg, kind, order)
+        order_key = order_key or cl_ord_id
+        order = await self._load_order(base_order_id(order_key)) if order_key else None
+        exec_id = msg.get(Tag.EXEC_ID)
+        prior = await self._store.reports(order.order_id) if order is not None else []
+        prior = [r for r in prior if r.exec_id != exec_id]  # a resend is judged as the first time
+        kind, problem = self._classify(msg, order, prior)
+        if kind is None:
+            if problem is not None:
+                await self._unprocessed(msg, kind="FIX_UNINTERPRETED", reason=problem)
+            else:
+                log.debug("%s: ExecType %s not delivered: %s", self.name, exec_type, msg.text())
+            return
+        report = self._report_from(msg, kind, order, prior)
+        if report is None:
+            await self._unprocessed(
+                msg, kind="FIX_UNINTERPRETED", reason="a fill without a quantity and price that can be worked out"
+            )
+            return
         if kind is ReportKind.FILL and order is not None and 0 < report.cum_qty <= order.synthesized_cum:
             # A late report of a fill the status answer already showed (and a synthesized fill delivered).
             log.warning(
@@ -587,7 +824,9 @@ class FixBroker:
             return
         cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
         qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or (order.qty if order else None)
-        status = order_status_of(msg[Tag.ORD_STATUS], cum_qty=cum, qty=qty) if Tag.ORD_STATUS in msg else None
+        status = order_status_of(msg[Tag.ORD_STATUS], cum_qty=cum, qty=qty) if msg.get(Tag.ORD_STATUS) else None
+        if status is None or status is OrderStatus.SUBMITTED:
+            status = _STATUS_OF_KIND.get(kind, status)
         await self._record(report, order, status)
         ack = BrokerAck(
             accepted=kind is not ReportKind.REJECTED,
@@ -602,7 +841,46 @@ class FixBroker:
         if kind is ReportKind.REPLACED:
             self._resolve("G", cl_ord_id, ack)
 
-    def _report_from(self, msg: FixMessage, kind: ReportKind, order: FixOrder | None) -> ExecutionReport:
+    def _classify(
+        self, msg: FixMessage, order: FixOrder | None, prior: list[ExecutionReport]
+    ) -> tuple[ReportKind | None, str | None]:
+        """What an ExecutionReport says happened.
+
+        Returns (kind, None); (None, None) for news that changes nothing Exodus tracks; (None, why) when it
+        cannot be told.
+        """
+        exec_type = msg.get(Tag.EXEC_TYPE) or ""
+        ord_status = msg.get(Tag.ORD_STATUS) or ""
+        kind = MAP_EXEC_TYPE_ANY.get(exec_type)
+        if kind is not None:
+            return kind, None
+        if exec_type in EXEC_TYPE_INFORMATIONAL:
+            return None, None
+        if exec_type == "3":
+            # Done for day: no more fills today. A DAY order has no other day; anything else works on tomorrow.
+            day = order is not None and order.time_in_force is TimeInForce.DAY
+            return (ReportKind.EXPIRED, None) if day else (None, None)
+        if exec_type == "D":
+            # Restated by the venue: only a final state matters here (new terms come with 150=5 replaced).
+            return _BY_ORD_STATUS.get(ord_status), None
+        # An ExecType of no version, or none: judge by what the report says happened.
+        last_qty = parse_decimal(msg.get(Tag.LAST_QTY))
+        if last_qty is not None and last_qty > 0:
+            return ReportKind.FILL, None
+        cum = parse_decimal(msg.get(Tag.CUM_QTY))
+        known = sum((r.last_qty for r in prior if r.kind is ReportKind.FILL), _D(0))
+        if ord_status in ("1", "2") and cum is not None and cum > known:
+            return ReportKind.FILL, None
+        if ord_status in _BY_ORD_STATUS:
+            return _BY_ORD_STATUS[ord_status], None
+        if ord_status == "0" and (order is None or order.status is OrderStatus.SUBMITTED):
+            return ReportKind.ACCEPTED, None
+        return None, f"ExecType {exec_type or '(none)'!r} with OrdStatus {ord_status or '(none)'!r} says nothing usable"
+
+    def _report_from(
+        self, msg: FixMessage, kind: ReportKind, order: FixOrder | None, prior: list[ExecutionReport]
+    ) -> ExecutionReport | None:
+        """The report; None for a fill whose quantity or price cannot be told."""
         cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
         if is_cancel_id(cl_ord_id) and msg.get(Tag.ORIG_CL_ORD_ID):
             cl_ord_id = msg[Tag.ORIG_CL_ORD_ID]  # the order's id, not the cancel request's
@@ -613,8 +891,15 @@ class FixBroker:
         reason = msg.get(Tag.TEXT)
         if kind is ReportKind.REJECTED and not reason:
             reason = f"rejected by the venue (OrdRejReason {msg.get(Tag.ORD_REJ_REASON, '?')})"
+        if kind is ReportKind.EXPIRED and not reason and msg.get(Tag.EXEC_TYPE) == "3":
+            reason = "done for day"
         fill = kind is ReportKind.FILL
         replaced = kind is ReportKind.REPLACED
+        last_qty, last_price = _D(0), None
+        if fill:
+            last_qty, last_price = _fill_of(msg, prior)
+            if last_qty is None or last_price is None:
+                return None
         return ExecutionReport(
             broker=self.name,
             exec_id=msg.get(Tag.EXEC_ID) or f"{msg.get(Tag.ORDER_ID)}:{msg.seq_num}",
@@ -623,8 +908,8 @@ class FixBroker:
             broker_order_id=_order_id(msg),
             symbol=self._domain_symbol(msg, order),
             side=MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "", order.side if order else OrderSide.BUY),
-            last_qty=(parse_decimal(msg.get(Tag.LAST_QTY)) or _D(0)) if fill else _D(0),
-            last_price=parse_decimal(msg.get(Tag.LAST_PX)) if fill else None,
+            last_qty=last_qty,
+            last_price=last_price,
             cum_qty=cum,
             leaves_qty=parse_decimal(msg.get(Tag.LEAVES_QTY)) or _D(0),
             avg_price=avg if cum > 0 else None,
@@ -680,25 +965,56 @@ class FixBroker:
         self._resolve("G" if replace else "F", request_id, ack)
 
     async def _on_reject(self, msg: FixMessage) -> None:
+        """A session-level Reject (35=3) or BusinessMessageReject (35=j) of one of our requests.
+
+        The venue did not act on that request. For a NewOrderSingle that is a definite refusal of the order;
+        for anything else it refuses the request, never the order: a refused status request is answered from
+        the reports received, a refused cancel or replace leaves the order working as it was (with a break).
+        """
         ref = msg.get(Tag.REF_SEQ_NUM)
         sent = self._conn.sent_message(int(ref)) if self._conn is not None and ref and ref.isdigit() else None
         ref_type, cl_ord_id = sent or (msg.get(Tag.REF_MSG_TYPE) or "", msg.get(Tag.BUSINESS_REJECT_REF_ID) or "")
-        level = "session" if msg.msg_type == "3" else "business"
-        code = msg.get(Tag.SESSION_REJECT_REASON) if msg.msg_type == "3" else msg.get(Tag.BUSINESS_REJECT_REASON)
-        reason = f"{level}-level reject of {ref_type} {cl_ord_id}: {msg.get(Tag.TEXT) or ''} (reason {code})".strip()
+        session_level = msg.msg_type == "3"
+        level = "session" if session_level else "business"
+        code = msg.get(Tag.SESSION_REJECT_REASON) if session_level else msg.get(Tag.BUSINESS_REJECT_REASON)
+        # 35=j 380=3 "unsupported message type"; 35=3 373=11 "invalid MsgType": the venue does not do these.
+        unsupported = code == ("11" if session_level else "3")
+        reason = f"{level}-level reject of {ref_type} {cl_ord_id}: {msg.get(Tag.TEXT) or ''} (reason {code})"
         log.warning("%s: %s", self.name, reason)
-        if ref_type in ("D", "F", "G"):
-            if ref_type == "D":
-                # The order was refused before it became an order: nothing works at the venue.
+        if ref_type == "D":
+            # The order was refused before it became an order: nothing works at the venue.
+            order = await self._load_order(base_order_id(cl_ord_id))
+            if order is not None and order.status is OrderStatus.SUBMITTED:
+                order.status = OrderStatus.REJECTED
+                await self._save_order(order)
+            self._resolve("D", cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
+        elif ref_type in ("F", "G"):
+            if unsupported:
+                self.unsupported.setdefault(ref_type, reason)
+            order_cid = cl_ord_id.split(CANCEL_ID_MARKER)[0] if ref_type == "F" else cl_ord_id
+            if ref_type == "G":
                 order = await self._load_order(base_order_id(cl_ord_id))
-                if order is not None and order.status is OrderStatus.SUBMITTED:
-                    order.status = OrderStatus.REJECTED
-                    await self._save_order(order)
-            self._resolve(ref_type, cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
+                order_cid = order.client_order_id if order is not None else cl_ord_id
+            ack = await self._unsupported_ack(ref_type, order_cid, reason)
+            self._resolve(ref_type, cl_ord_id, ack)
         elif ref_type == "H":
-            for future in self._status_waiters.get(base_order_id(cl_ord_id), []):
+            if unsupported and self.status_requests != "none":
+                self.unsupported.setdefault("H", reason)
+                self.status_requests = "none"
+                log.warning(
+                    "%s: the venue does not support OrderStatusRequest; orders are followed by their reports only",
+                    self.name,
+                )
+            refusal = _Refused(reason, unsupported)
+            if unsupported or not cl_ord_id:
+                waiters = [f for futures in self._status_waiters.values() for f in futures]
+            else:
+                waiters = list(self._status_waiters.get(base_order_id(cl_ord_id), []))
+            for future in waiters:
                 if not future.done():
-                    future.set_exception(BrokerRejected(f"{self.name}: {reason}"))
+                    future.set_result(refusal)
+        elif ref_type == "V" and self.market_data is not None:
+            self.market_data.refused(reason, unsupported=True)
 
     async def _on_status_answer(self, msg: FixMessage) -> None:
         cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
@@ -810,3 +1126,30 @@ class FixBroker:
 def _order_id(msg: FixMessage) -> str | None:
     value = msg.get(Tag.ORDER_ID)
     return None if not value or value.upper() == "NONE" else value
+
+
+_STATUS_OF_KIND = {
+    ReportKind.ACCEPTED: OrderStatus.ACCEPTED,
+    ReportKind.CANCELED: OrderStatus.CANCELED,
+    ReportKind.EXPIRED: OrderStatus.EXPIRED,
+    ReportKind.REJECTED: OrderStatus.REJECTED,
+}
+
+
+def _fill_of(msg: FixMessage, prior: list[ExecutionReport]) -> tuple[Decimal | None, Decimal | None]:
+    """(quantity, price) of a fill: LastQty/LastPx, else what CumQty and AvgPx add to the fills received."""
+    last_qty = parse_decimal(msg.get(Tag.LAST_QTY))
+    last_px = parse_decimal(msg.get(Tag.LAST_PX))
+    fills = [r for r in prior if r.kind is ReportKind.FILL]
+    known = sum((f.last_qty for f in fills), _D(0))
+    notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
+    cum = parse_decimal(msg.get(Tag.CUM_QTY))
+    avg = parse_decimal(msg.get(Tag.AVG_PX))
+    if last_qty is None or last_qty <= 0:
+        last_qty = cum - known if cum is not None and cum > known else None
+    if (last_px is None or last_px <= 0) and last_qty is not None and avg is not None and avg > 0 and cum:
+        derived = (avg * cum - notional) / last_qty
+        last_px = derived.quantize(_D("1e-8")).normalize() if derived > 0 else None
+    if last_px is not None and last_px <= 0:
+        last_px = None
+    return last_qty, last_px

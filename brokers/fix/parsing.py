@@ -19,6 +19,9 @@ __all__ = [
     "MAP_CXL_REJ_REASON",
     "MAP_EXEC_TYPE",
     "MAP_EXEC_TYPE_42",
+    "MAP_EXEC_TYPE_ANY",
+    "EXEC_TYPE_CORRECTIONS",
+    "EXEC_TYPE_INFORMATIONAL",
     "MAP_ORDER_STATUS",
     "MAP_ORD_REJ_REASON",
     "MAP_ORD_STATUS",
@@ -68,6 +71,7 @@ class Tag:
     POSS_DUP_FLAG = 43
     PRICE = 44
     REF_SEQ_NUM = 45
+    SENDING_TIME = 52
     SIDE = 54
     SYMBOL = 55
     TEXT = 58
@@ -76,10 +80,25 @@ class Tag:
     STOP_PX = 99
     CXL_REJ_REASON = 102
     ORD_REJ_REASON = 103
+    ORIG_SENDING_TIME = 122
     EXPIRE_TIME = 126
+    NO_RELATED_SYM = 146
     EXEC_TYPE = 150
     LEAVES_QTY = 151
     PEG_OFFSET_VALUE = 211  # PegDifference in FIX 4.2
+    MD_REQ_ID = 262
+    SUBSCRIPTION_REQUEST_TYPE = 263
+    MARKET_DEPTH = 264
+    MD_UPDATE_TYPE = 265
+    NO_MD_ENTRY_TYPES = 267
+    NO_MD_ENTRIES = 268
+    MD_ENTRY_TYPE = 269
+    MD_ENTRY_PX = 270
+    MD_ENTRY_SIZE = 271
+    MD_ENTRY_DATE = 272
+    MD_ENTRY_TIME = 273
+    MD_UPDATE_ACTION = 279
+    MD_REQ_REJ_REASON = 281
     REF_MSG_TYPE = 372
     SESSION_REJECT_REASON = 373
     BUSINESS_REJECT_REF_ID = 379
@@ -87,7 +106,9 @@ class Tag:
     CXL_REJ_RESPONSE_TO = 434
     USERNAME = 553
     PASSWORD = 554
+    LAST_UPDATE_TIME = 779  # FIX 4.4+
     ORD_STATUS_REQ_ID = 790  # FIX 4.4+
+    MD_PRICE_LEVEL = 1023  # FIX 4.4+
 
 
 MAP_SIDE: Final[dict[OrderSide, str]] = {OrderSide.BUY: "1", OrderSide.SELL: "2"}
@@ -135,6 +156,15 @@ MAP_EXEC_TYPE_42: Final[dict[str, ReportKind]] = {
     "1": ReportKind.FILL,
     "2": ReportKind.FILL,
 }
+#: What the adapter accepts on any session: every version's codes (counterparties mix them; 150=2 on a 4.4
+#: session is a fill). Done for day (3) and restated (D) are judged with the order and OrdStatus.
+MAP_EXEC_TYPE_ANY: Final[dict[str, ReportKind]] = {**MAP_EXEC_TYPE, **MAP_EXEC_TYPE_42}
+#: ExecTypes that say something happened without changing what Exodus tracks: pending new (A), pending
+#: cancel (6), pending replace (E), stopped (7: a guaranteed price, the fill follows), suspended (9),
+#: calculated (B).
+EXEC_TYPE_INFORMATIONAL: Final = frozenset({"A", "6", "E", "7", "9", "B"})
+#: Trade bust (H) and correction (G); FIX 4.2 says it with ExecTransType (20) 1 and 2.
+EXEC_TYPE_CORRECTIONS: Final = frozenset({"G", "H"})
 
 #: OrdStatus (39) -> order status. 3 (done for day), 5 (replaced, 4.2), 7 (stopped), 9 (suspended), B and D
 #: mean "still working": ``order_status_of`` decides by the filled quantity.
@@ -213,7 +243,12 @@ def order_status_of(ord_status: str, *, cum_qty: Decimal, qty: Decimal | None) -
 
 
 def fix_decimal(value: Decimal) -> str:
-    """A Decimal as FIX writes numbers: plain digits, no exponent, no trailing zeros."""
+    """A Decimal as FIX writes numbers: plain digits, no exponent, no trailing zeros.
+
+    ``ValueError`` for what FIX cannot carry (NaN, infinity).
+    """
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a number FIX can carry")
     text = format(value.normalize(), "f")
     return text
 
@@ -229,9 +264,16 @@ def parse_decimal(text: str | None) -> Decimal | None:
 
 
 def fix_timestamp(at: datetime) -> str:
-    """UTCTimestamp with milliseconds: ``YYYYMMDD-HH:MM:SS.sss``."""
-    at = at.astimezone(UTC)
-    return at.strftime("%Y%m%d-%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
+    """UTCTimestamp with milliseconds: ``YYYYMMDD-HH:MM:SS.sss``.
+
+    ``ValueError`` for a time that has no UTCTimestamp (its UTC year is outside 1..9999, such as 9999-12-31
+    23:00 at UTC-05:00).
+    """
+    try:
+        at = at.astimezone(UTC)
+    except (OverflowError, ValueError) as e:
+        raise ValueError(f"{at.isoformat()} has no UTC time FIX can write (year out of range)") from e
+    return f"{at.year:04d}" + at.strftime("%m%d-%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
 
 
 def parse_timestamp(text: str | None) -> datetime | None:

@@ -1,7 +1,9 @@
-"""The FIX adapter's records in Postgres (``fix_orders``, ``fix_reports``; see ``migrations/0002_fix.sql``).
+"""The FIX adapter's records in Postgres: ``fix_orders``, ``fix_reports``, ``fix_unprocessed``.
 
-QuickFIX's own store keeps the session (sequence numbers, sent messages); this one keeps what the adapter
-learned: the orders it sent and every report it received, once per ExecID, with its delivery mark.
+See ``migrations/0002_fix.sql`` and ``0010_fix_unprocessed.sql``. QuickFIX's own store keeps the session
+(sequence numbers); this one keeps what the adapter learned: the orders it sent, every report it received,
+once per ExecID, with its delivery mark, and every message it could not apply, with a reconciliation break
+for its order.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from core.domain import (
     PegType,
     ReportKind,
     TimeInForce,
+    base_order_id,
     utcnow,
 )
+from core.metrics import RECONCILIATION_BREAKS
 
 __all__ = ["FixOrder", "FixStore"]
 
@@ -175,3 +179,46 @@ class FixStore:
         )
         fills = [ExecutionReport.model_validate(b) for b in bodies]
         return [f for f in fills if f.transact_at > since]
+
+    async def add_unprocessed(
+        self,
+        *,
+        key: str,
+        msg_type: str,
+        client_order_id: str | None,
+        kind: str,
+        reason: str,
+        message: str,
+        broker: str,
+    ) -> bool:
+        """Keep a message that could not be applied and open a break for its order; False when kept before."""
+        order_id = base_order_id(client_order_id) if client_order_id else None
+        detail = f"{kind}: {reason}"
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO fix_unprocessed (session, key, msg_type, order_id, client_order_id, kind, reason, message)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (session, key) DO NOTHING RETURNING key",
+                (self.session, key, msg_type, order_id, client_order_id, kind, reason, message),
+            )
+            if await cur.fetchone() is None:
+                return False
+            await conn.execute(
+                "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (order_id, broker, kind, detail),
+            )
+        RECONCILIATION_BREAKS.labels(broker=broker, kind=kind).inc()
+        return True
+
+    async def add_break(self, *, order_id: str, broker: str, kind: str, detail: str) -> bool:
+        """Open a reconciliation break for an order (once per order, kind and detail)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING id",
+                (order_id, broker, kind, f"{kind}: {detail}"),
+            )
+            fresh = await cur.fetchone() is not None
+        if fresh:
+            RECONCILIATION_BREAKS.labels(broker=broker, kind=kind).inc()
+        return fresh

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +106,12 @@ class FixPair:
     pool: AsyncConnectionPool
     sink: ReportSink
     proxy: TcpProxy | None = None
+    #: Extra arguments of ``FixBroker.from_settings`` (``quotes``, ``instruments``).
+    broker_options: dict[str, Any] = field(default_factory=dict)
 
     def new_broker(self) -> FixBroker:
         """A fresh adapter on the same session (same store directory, same Postgres records)."""
-        return FixBroker.from_settings(self.settings, pool=self.pool)
+        return FixBroker.from_settings(self.settings, pool=self.pool, **self.broker_options)
 
     async def restart_broker(self) -> FixBroker:
         """Stop the adapter and start a new one on the same session."""
@@ -146,6 +148,7 @@ async def running_pair(
     begin_string: str = "FIX.4.4",
     venue_options: dict[str, Any] | None = None,
     proxy: bool = False,
+    broker_options: dict[str, Any] | None = None,
     **fix_overrides: Any,
 ) -> AsyncIterator[FixPair]:
     """Start a venue (prices move only when the test says) and an adapter, wait for logon and resync.
@@ -179,7 +182,8 @@ async def running_pair(
     await venue.start()
     if relay is not None:
         await relay.start()
-    pair = FixPair(venue, FixBroker.from_settings(settings, pool=pool), settings, pool, sink, relay)
+    options = dict(broker_options or {})
+    pair = FixPair(venue, FixBroker.from_settings(settings, pool=pool, **options), settings, pool, sink, relay, options)
     try:
         await pair.broker.start(sink)
         await pair.broker.wait_logged_on(15)

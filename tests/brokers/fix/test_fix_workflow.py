@@ -14,7 +14,6 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from brokers.fix.execution import FixBroker
-from brokers.paper.execution import feed_publisher
 from core.domain import AmendRequest, CancelRequest, OrderStatus, PegType
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteWriter
@@ -71,21 +70,25 @@ async def fix_stack(
         database_url,
         temporal_address(temporal_env),
         data_dir=directory,
-        fix=fix_settings(port=network.port, begin_string="FIX.4.4", sender=f"EXO{tag}", target=f"VEN{tag}"),
+        fix=fix_settings(
+            port=network.port, begin_string="FIX.4.4", sender=f"EXO{tag}", target=f"VEN{tag}", market_data=True
+        ),
     )
-    # TEST SHIM, to be removed when the FIX market data provider (35=V/W on the session) merges: until then
-    # nothing publishes source "fix" quotes, so the local venue's book is published as "fix" through the
-    # stack's quote sink here, the way the provider will publish the venue's snapshots.
+    # Risk prices FIX orders from source "fix": the session's own market data (35=V/W/X), through the quote
+    # writer into the quote store, as in the worker.
     quotes = QuoteWriter.from_settings(pool, settings.market_data)
-    venue.venue.add_feed_listener(feed_publisher(venue.venue, quotes, source="fix"))
     await venue.start()
     await network.start()
-    broker = FixBroker.from_settings(settings, pool=pool)
+    broker = FixBroker.from_settings(settings, pool=pool, quotes=quotes, instruments=instruments)
     try:
         async with Stack.running(
             temporal_env.client, settings, pool, instruments, {"fix": broker}, quotes=quotes
         ) as stack:
             await broker.wait_logged_on(15)
+            assert broker.market_data is not None
+            symbols = len(instruments.symbols())
+            await eventually(lambda: broker.market_data is not None and broker.market_data.published >= symbols)
+            await quotes.flush()
             yield FixStack(stack, venue, network)
             # A test may have swapped in a restarted adapter; the stack closes only the one it started.
             await stack.brokers["fix"].close()
@@ -229,7 +232,7 @@ async def test_restarted_adapter_resumes_the_session_and_the_order_completes(fix
     await old.close()
     await venue.set_mid("GBPUSD", D("1.25000"))  # fills while nobody owns the session
     await venue.step()
-    new = FixBroker.from_settings(stack.settings, pool=stack.pool)
+    new = FixBroker.from_settings(stack.settings, pool=stack.pool, quotes=stack.quotes, instruments=stack.instruments)
     await new.start(ReportDispatcher(stack.client, stack.pool))
     stack.brokers["fix"] = new  # the broker activities look the adapter up here
     await new.wait_logged_on(15)
