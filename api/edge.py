@@ -30,7 +30,7 @@ from starlette.types import Message
 from api.schemas import ErrorBody, Reason
 from core.bounds import json_problems, text_problem
 
-__all__ = ["BRIDGE_PREFIX", "DecimalJSONRequest", "EdgeRoute", "MAX_PARAMETER_LENGTH", "field_name"]
+__all__ = ["BRIDGE_PREFIX", "MAX_PARAMETER_LENGTH", "DecimalJSONRequest", "EdgeRoute", "decode_json", "field_name"]
 
 #: Longest query or path parameter value.
 MAX_PARAMETER_LENGTH: Final = 256

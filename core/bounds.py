@@ -7,9 +7,11 @@ Postgres, Temporal payloads, FIX tag values, the paper venue) meets a value it c
   tab and newline), no DEL or C1 (U+007F-U+009F), and no lone surrogates (U+D800-U+DFFF, which cannot be
   encoded as UTF-8). Postgres ``text`` cannot hold NUL, and SOH is the FIX field separator.
 * **Decimals** are finite and have a magnitude and a scale (digits after the point) small enough that every
-  product the domain forms (quantity x price x rate, rounded to a cent or a tick) stays within the default
-  28-digit ``decimal`` context, so ``quantize`` never raises: 10^12 units x 10^9 per unit is 10^21, which
-  leaves room for 2 decimal places of money and for division by leverage.
+  figure the risk check forms stays within the default 28-digit ``decimal`` context, so ``quantize`` never
+  raises: 10^11 units x 10^8 per unit is a notional of 10^19; times a quote-currency rate (below 100) and
+  divided by the smallest leverage a policy can state (10^-4) that is a margin below 10^25, which still
+  has room for the 2 decimal places of money (``tests/core/test_bounds.py`` runs the risk check at every
+  extreme).
 * **Times** are timezone-aware, between 1970 and 2200, and normalized to UTC (so ``9999-12-31T23:00-05:00``,
   which is year 10000 in UTC, is refused instead of stored).
 
@@ -35,11 +37,13 @@ __all__ = [
     "MAX_JSON_STRING",
     "MAX_OFFSET",
     "MAX_PEG_OFFSET",
+    "MAX_POLICY_VALUE",
     "MAX_PRICE",
     "MAX_QTY",
     "MAX_TEXT",
     "MAX_TIME",
     "MIN_TIME",
+    "POLICY_SCALE",
     "PRICE_SCALE",
     "QTY_SCALE",
     "Amount",
@@ -47,7 +51,7 @@ __all__ = [
     "Price",
     "Qty",
     "Text",
-    "amount_problems",
+    "policy_problems",
     "UtcTime",
     "check_text",
     "check_time",
@@ -59,16 +63,20 @@ __all__ = [
 ]
 
 #: Largest order quantity (units), and its most digits after the point.
-MAX_QTY: Final = Decimal("1e12")
+MAX_QTY: Final = Decimal("1e11")
 QTY_SCALE: Final = 10
 #: Largest price (quote currency per unit), and its most digits after the point.
-MAX_PRICE: Final = Decimal("1e9")
+MAX_PRICE: Final = Decimal("1e8")
 PRICE_SCALE: Final = 10
 #: Largest magnitude of a pegged order's offset from its peg (the risk check also keeps it inside the band).
 MAX_PEG_OFFSET: Final = MAX_PRICE
-#: Largest magnitude of a money amount or limit (risk policy documents, account figures), and its scale.
+#: Largest magnitude of a money amount or a reported figure (the MT5 bridge's account, deals), and its scale.
 MAX_AMOUNT: Final = Decimal("1e15")
 AMOUNT_SCALE: Final = 10
+#: Values of risk policy documents (limits, percentages, leverage): magnitude and scale. The scale keeps a
+#: divisor such as leverage at 10^-4 or more, so nothing divided by it outgrows the decimal context.
+MAX_POLICY_VALUE: Final = MAX_AMOUNT
+POLICY_SCALE: Final = 4
 #: Largest magnitude of any JSON integer (a signed 64-bit integer: Postgres ``bigint``, MT5 tickets).
 MAX_INT: Final = 2**63 - 1
 #: Any JSON number that is not an integer: largest magnitude and scale (the typed fields are tighter).
@@ -164,8 +172,8 @@ PegOffset = Annotated[
 Amount = Annotated[Decimal, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False), _scale_validator(AMOUNT_SCALE)]
 
 
-def amount_problems(doc: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every ``Decimal`` inside a model, dict or list that is not a bounded ``Amount``: ``[(path, problem)]``.
+def policy_problems(doc: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every ``Decimal`` inside a model, dict or list beyond the policy bounds: ``[(path, problem)]``.
 
     For documents whose models carry no bounds of their own (risk policies and their overrides).
     """
@@ -180,7 +188,7 @@ def amount_problems(doc: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tu
         elif isinstance(value, (list, tuple)):
             stack.extend(((*where, i), item) for i, item in enumerate(value))
         elif isinstance(value, Decimal):
-            problem = decimal_problem(value, max_abs=MAX_AMOUNT, max_scale=AMOUNT_SCALE)
+            problem = decimal_problem(value, max_abs=MAX_POLICY_VALUE, max_scale=POLICY_SCALE)
             if problem:
                 out.append((where, problem))
     return sorted(out, key=lambda p: str(p[0]))

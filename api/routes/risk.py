@@ -13,7 +13,7 @@ from api.deps import ActorDep, InstrumentsDep, PolicyDep, PoolDep
 from api.edge import EdgeRoute
 from api.schemas import ErrorBody, Identifier, Reason, ReasonText
 from core.auth import Permission, Principal
-from core.bounds import amount_problems
+from core.bounds import policy_problems
 from core.policy import PolicyStore
 from core.risk import AccountOverrides, InstrumentOverrides, RiskPolicy
 
@@ -92,7 +92,7 @@ async def _current(pool: Any, store: PolicyStore, principal: Principal) -> dict[
 
 def _out_of_bounds(document: BaseModel, field: str) -> JSONResponse | None:
     # The policy models bound signs, not sizes: every amount must be one the risk math can carry.
-    problems = amount_problems(document, (field,))
+    problems = policy_problems(document, (field,))
     if not problems:
         return None
     reasons = [

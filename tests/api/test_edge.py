@@ -515,13 +515,13 @@ async def test_an_oversized_amend_is_refused_and_the_order_keeps_working(stack: 
 async def test_json_numbers_arrive_as_exact_decimals(http: httpx.AsyncClient) -> None:
     account = unique("exact")
     text = (
-        '{"overrides": {"max_gross_exposure": 1234567890.0000000001,'
+        '{"overrides": {"max_gross_exposure": 123456789012345.1234,'
         ' "max_open_orders_per_client": 12345678901234567}, "reason": "exact"}'
     )
     r = await send(http, "PUT", f"/api/v1/risk/policy/accounts/{account}", text)
     assert r.status_code == 200, r.text
     stored = (await http.get("/api/v1/risk/policy")).json()["accounts"][account]
-    assert stored == {"max_gross_exposure": "1234567890.0000000001", "max_open_orders_per_client": 12345678901234567}
+    assert stored == {"max_gross_exposure": "123456789012345.1234", "max_open_orders_per_client": 12345678901234567}
     # A float parser would have read 100.0 and taken the order; the exact value has too many decimal places.
     r = await send(http, "POST", "/api/v1/orders", dumps(order_body(qty="<<n>>"), {"n": "100.00000000000000001"}))
     assert_refused(r, "qty")
