@@ -6,27 +6,30 @@ is without it). For each request, ``EdgeRoute``:
 1. refuses a body larger than the configured limit with 413, whether it has a ``Content-Length`` or is
    chunked (``api.max_body_bytes``; the MT5 bridge's heartbeats carry whole accounts and get
    ``api.max_bridge_body_bytes``);
-2. refuses control characters, lone surrogates and over-long values in every query parameter, path parameter
-   and the headers the API reads (``X-Idempotency-Key``, ``X-Actor``) with 422 naming the parameter;
-3. parses JSON bodies with every number as an exact ``Decimal`` (``100.00000000000000001`` stays that, and
-   integers stay integers), refuses ``NaN``/``Infinity`` as invalid JSON, and applies the generic bounds of
-   ``core.bounds.json_problems`` to every string, key and number of the body (422 naming the field).
+2. parses JSON bodies with every number as an exact ``Decimal`` (``100.00000000000000001`` stays that, and
+   integers stay integers) and refuses ``NaN``/``Infinity`` as invalid JSON (400);
+3. after the route's access rule (so an unauthenticated caller gets its 401 first), refuses control
+   characters, lone surrogates and over-long values in every query parameter, path parameter and the headers
+   the API reads (``X-Idempotency-Key``, ``X-Actor``), and anything in the body outside the generic bounds of
+   ``core.bounds.json_problems`` (every string, key and number), with 422 naming the field.
 
 The typed fields of each body (``api.schemas``, ``core.bounds``) then apply the domain's tighter bounds.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any, Final
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import Message
 
+from api.auth import AccessRule
 from api.schemas import ErrorBody, Reason
 from core.bounds import json_problems, text_problem
 
@@ -82,20 +85,25 @@ def decode_json(body: bytes) -> Any:
         raise _not_json(str(e)[:200]) from None
 
 
+#: Where ``DecimalJSONRequest`` leaves the body's problems for ``edge_guard`` (in the request's scope).
+_BODY_PROBLEMS: Final = "exodus.edge.body_problems"
+
+
 class DecimalJSONRequest(Request):
-    """A request whose JSON body is read with exact numbers and checked against the generic bounds."""
+    """A request whose JSON body is read with exact numbers and checked against the generic bounds.
+
+    A body that is not JSON raises at once (400, as FastAPI does); one outside the bounds is recorded for the
+    route's guard, which refuses it after the route's access rule, so an unauthenticated caller learns nothing.
+    """
 
     async def json(self) -> Any:
         """The decoded body (cached)."""
         if not hasattr(self, "_json"):
             doc = decode_json(await self.body())
-            problems = json_problems(doc)
-            if problems:
-                reasons = [
-                    Reason(code="INVALID_FIELD", field=field_name(path), message=f"{field_name(path)}: {problem}")
-                    for path, problem in problems
-                ]
-                raise HTTPException(422, detail=_refusal(reasons))
+            self.scope[_BODY_PROBLEMS] = [
+                Reason(code="INVALID_FIELD", field=field_name(path), message=f"{field_name(path)}: {problem}")
+                for path, problem in json_problems(doc)
+            ]
             self._json = doc
         return self._json
 
@@ -121,16 +129,59 @@ def _parameter_problems(request: Request) -> list[Reason]:
     return reasons
 
 
+def _guard(rule: Any) -> Callable[..., Coroutine[Any, Any, None]]:
+    """The edge guard of a route: the route's access rule first (401/403 before anything else), then the bounds.
+
+    The rule is called here as well as where the route declares it: ``authenticate`` keeps the principal on the
+    request, so the second call costs nothing and a refusal happens (and is audited) once.
+    """
+    wanted = list(inspect.signature(rule.__call__).parameters) if rule is not None else []
+
+    async def edge_guard(request: Request) -> None:
+        if rule is not None:
+            args = {name: request if name == "request" else request.path_params.get(name) for name in wanted}
+            outcome = rule(**args)
+            if inspect.isawaitable(outcome):
+                await outcome
+        reasons = _parameter_problems(request) + list(request.scope.get(_BODY_PROBLEMS, []))
+        if reasons:
+            raise HTTPException(422, detail=_refusal(reasons))
+
+    return edge_guard
+
+
+def _access_rule(dependant: Any) -> Any:
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, AccessRule):
+            return dep.call
+        found = _access_rule(dep)
+        if found is not None:
+            return found
+    return None
+
+
 def _body_limit(request: Request) -> int:
     api = request.app.state.settings.api
     return int(api.max_bridge_body_bytes if request.url.path.startswith(BRIDGE_PREFIX) else api.max_body_bytes)
 
 
 class EdgeRoute(APIRoute):
-    """An ``APIRoute`` that applies the edge checks (see the module docstring) before the route's own code."""
+    """An ``APIRoute`` that applies the edge checks (see the module docstring).
+
+    The body limit comes first (nothing is read beyond it); the parameter and body bounds are a dependency of
+    the route that runs right after its access rule (``api.auth``), before FastAPI validates the parameters and
+    the body against their types, and before the route's code.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        """Build the route with its edge guard as a route dependency that depends on the route's access rule."""
+        probe = APIRoute(path, endpoint, **kwargs)
+        guard = Depends(_guard(_access_rule(probe.dependant)))
+        kwargs["dependencies"] = [*(kwargs.get("dependencies") or []), guard]
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """Wrap FastAPI's handler: size limit, parameter checks, exact JSON."""
+        """Wrap FastAPI's handler: the body limit and exact JSON."""
         handler = super().get_route_handler()
 
         async def edge_handler(request: Request) -> Response:
@@ -138,9 +189,6 @@ class EdgeRoute(APIRoute):
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > limit:
                 return JSONResponse(status_code=413, content=_too_large(limit).detail)
-            reasons = _parameter_problems(request)
-            if reasons:
-                return JSONResponse(status_code=422, content=_refusal(reasons))
             received = 0
             receive = request.receive
 

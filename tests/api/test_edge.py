@@ -17,12 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.main import create_app
 from core.domain import derive_order_id, workflow_id_for
 from core.settings import ApiSettings, Mt5AccountSettings, Mt5Settings
-from tests.harness import Stack, unique
+from tests.harness import Stack, register_accounts, unique
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,7 +44,8 @@ async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     settings = stack.settings.model_copy(
         update={"mt5": Mt5Settings(accounts={BRIDGE_ACCOUNT: Mt5AccountSettings(token="tok-edge")})}
     )
-    async with stack.api(settings) as client:
+    # No automatic account registration: hostile bodies go out as they are (valid orders register below).
+    async with stack.api(settings, register_accounts=False) as client:
         yield client
 
 
@@ -108,11 +110,15 @@ async def assert_nothing_started(stack: Stack, body: dict[str, Any], key: str | 
     assert e.value.status == RPCStatusCode.NOT_FOUND
 
 
+async def post_order(stack: Stack, http: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
+    """A valid order, its account registered first (as an admin would have)."""
+    await register_accounts(stack.pool, body.get("account") or body["clientId"])
+    return await http.post("/api/v1/orders", json=body)
+
+
 async def working_order(http: httpx.AsyncClient, stack: Stack, symbol: str = "NVDA") -> str:
     await stack.venue.set_mid(symbol, D("120.00"))
-    r = await http.post(
-        "/api/v1/orders", json=order_body(symbol=symbol, type="LIMIT", price="100.00", timeInForce="GTC")
-    )
+    r = await post_order(stack, http, order_body(symbol=symbol, type="LIMIT", price="100.00", timeInForce="GTC"))
     assert r.status_code == 201, r.text
     order_id = r.json()["internalOrderId"]
     for _ in range(200):
@@ -145,8 +151,9 @@ async def test_every_route_of_the_app_takes_the_edge_checks(http: httpx.AsyncCli
     ]
     assert len(operations) > 15
     for method, path in operations:
-        url = re.sub(r"\{[^}]+\}", "x", path)
-        r = await http.request(method, url, params={"probe": "\x00"})
+        bridge = "/bridge/" in path
+        url = re.sub(r"\{[^}]+\}", "x", path.replace("{account}", BRIDGE_ACCOUNT) if bridge else path)
+        r = await http.request(method, url, params={"probe": "\x00"}, headers=BRIDGE_AUTH if bridge else None)
         assert r.status_code == 422 and r.json()["reasons"][0]["field"] == "probe", (method, path, r.text)
 
 
@@ -557,7 +564,7 @@ async def test_times_outside_1970_2200_or_without_a_zone_are_refused(
 async def test_times_are_stored_in_utc(stack: Stack, http: httpx.AsyncClient) -> None:
     await stack.venue.set_mid("AAPL", D("190.00"))
     body = order_body(type="LIMIT", price="180.00", timeInForce="GTD", expireAt="2199-06-01T12:00:00+02:00")
-    r = await http.post("/api/v1/orders", json=body)
+    r = await post_order(stack, http, body)
     assert r.status_code == 201, r.text
     order_id = r.json()["internalOrderId"]
     [row] = await stack.fetch("SELECT expire_at FROM orders WHERE order_id = %s", order_id)
@@ -588,7 +595,7 @@ PARAMETERS: list[tuple[str, str, str, dict[str, str] | None, str]] = [
     ("cancel-id-nul", "POST", "/api/v1/orders/%00/cancel", None, "order_id"),
     ("override-symbol-nul", "DELETE", "/api/v1/risk/policy/instruments/AA%00PL?reason=x", None, "symbol"),
     ("override-account-soh", "DELETE", "/api/v1/risk/policy/accounts/a%01b?reason=x", None, "account"),
-    ("bridge-account-nul", "POST", "/api/v1/bridge/mt5/accounts/a%00b/commands/poll", None, "account"),
+    ("bridge-nul", "POST", f"{BRIDGE}/commands/poll", {"x": "\x00"}, "x"),
 ]
 
 
@@ -599,7 +606,7 @@ async def test_query_and_path_parameters_are_bounded_and_control_free(
     stack: Stack, http: httpx.AsyncClient, method: str, url: str, params: dict[str, str] | None, field: str
 ) -> None:
     before = await stack.fetch("SELECT count(*) AS n FROM audit_log")
-    r = await http.request(method, url, params=params)
+    r = await http.request(method, url, params=params, headers=BRIDGE_AUTH if url.startswith(BRIDGE) else None)
     assert_refused(r, field)
     assert await stack.fetch("SELECT count(*) AS n FROM audit_log") == before
 
@@ -763,3 +770,20 @@ async def test_cancel_and_amend_of_a_terminated_workflow_are_409_naming_it(
     assert "terminated" in a.json()["message"]
     # Reads still answer (from the row).
     assert (await http.get(f"/api/v1/orders/{order_id}")).json()["status"] == "ACCEPTED"
+
+
+async def test_the_access_rule_comes_before_the_edge_checks(stack: Stack) -> None:
+    """An unauthenticated caller gets its 401 (audited) and learns nothing about the bounds."""
+    settings = stack.settings.model_copy(update={"api": ApiSettings(tokens={"desk-edge": SecretStr("s3cret")})})
+    body = dumps(order_body(clientId="desk-edge", qty="<<n>>", reason="x\u0000"), {"n": "1e24"})
+    async with stack.api(settings, register_accounts=False) as http:
+        anonymous = [
+            await http.get("/api/v1/orders", params={"symbol": "\x00"}),
+            await send(http, "POST", "/api/v1/orders", body),
+            await http.get("/api/v1/orders/" + "p" * 300),
+        ]
+        assert [r.status_code for r in anonymous] == [401, 401, 401], [r.text for r in anonymous]
+        auth = {"Authorization": "Bearer s3cret"}
+        assert_refused(await http.get("/api/v1/orders", params={"symbol": "\x00"}, headers=auth), "symbol")
+        assert_refused(await send(http, "POST", "/api/v1/orders", body, auth), "qty")
+        assert_refused(await http.get("/api/v1/orders/" + "p" * 300, headers=auth), "order_id")
