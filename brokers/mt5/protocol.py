@@ -542,7 +542,7 @@ class TradeReply(_Msg):
 
 # ---------------------------------------------------------------------------------------------- ticks
 
-Price = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Price = Annotated[Amount, Field(ge=0)]
 
 
 class Tick(_Msg):
@@ -556,7 +556,7 @@ class Tick(_Msg):
     ask: Price
     last: Price
     #: MqlTick.time_msc (trade server time) converted to UTC milliseconds.
-    time_msc: int
+    time_msc: Msc
 
 
 class Ticks(_FromEa):
@@ -566,7 +566,7 @@ class Ticks(_FromEa):
     quote store, which prices MT5 orders.
     """
 
-    sent_at_msc: int
+    sent_at_msc: Msc
     ticks: Annotated[list[Tick], Field(max_length=500)] = []
 
 

@@ -290,6 +290,14 @@ OTHER_TEXT_FIELDS: list[tuple[str, str, str, Any, tuple[str | int, ...], str]] =
     ("ack.comment", "POST", f"{BRIDGE}/acks", "ack_done", ("comment",), "comment"),
     ("trades.deals.comment", "POST", f"{BRIDGE}/trades", "trades", ("deals", 0, "comment"), "deals.0.comment"),
     ("trades.orders.symbol", "POST", f"{BRIDGE}/trades", "trades", ("orders", 0, "symbol"), "orders.0.symbol"),
+    (
+        "ticks.broker_symbol",
+        "POST",
+        f"{BRIDGE}/ticks",
+        "ticks",
+        ("ticks", 0, "broker_symbol"),
+        "ticks.0.broker_symbol",
+    ),
 ]
 
 
@@ -474,6 +482,17 @@ NUMBERS: list[tuple[str, str, str, Any, tuple[str | int, ...], str, str]] = [
     ),
     ("trades-volume-nan", "POST", f"{BRIDGE}/trades", "trades", ("deals", 0, "volume"), '"NaN"', "deals.0.volume"),
     ("ack-msc-negative", "POST", f"{BRIDGE}/acks", "ack_done", ("executed_at_msc",), "-1", "executed_at_msc"),
+    (
+        "ticks-time-year-5000",
+        "POST",
+        f"{BRIDGE}/ticks",
+        "ticks",
+        ("ticks", 0, "time_msc"),
+        str(10**17),
+        "ticks.0.time_msc",
+    ),
+    ("ticks-sent-year-5000", "POST", f"{BRIDGE}/ticks", "ticks", ("sent_at_msc",), str(10**17), "sent_at_msc"),
+    ("ticks-bid-1e16", "POST", f"{BRIDGE}/ticks", "ticks", ("ticks", 0, "bid"), "1e16", "ticks.0.bid"),
 ]
 
 _ORDER_SHAPES = {
