@@ -615,6 +615,10 @@ PARAMETERS: list[tuple[str, str, str, dict[str, str] | None, str]] = [
     ("override-symbol-nul", "DELETE", "/api/v1/risk/policy/instruments/AA%00PL?reason=x", None, "symbol"),
     ("override-account-soh", "DELETE", "/api/v1/risk/policy/accounts/a%01b?reason=x", None, "account"),
     ("bridge-nul", "POST", f"{BRIDGE}/commands/poll", {"x": "\x00"}, "x"),
+    ("quotes-symbol-nul", "GET", "/api/v1/quotes", {"symbol": "EUR\x00USD"}, "symbol"),
+    ("quote-path-nul", "GET", "/api/v1/quotes/EUR%00USD", None, "symbol"),
+    ("admin-key-soh", "DELETE", "/api/v1/admin/keys/k%01", None, "key_id"),
+    ("admin-account-long", "DELETE", "/api/v1/admin/accounts/" + "a" * 300, None, "account"),
 ]
 
 
