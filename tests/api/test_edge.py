@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from pydantic import SecretStr
 from temporalio.service import RPCError, RPCStatusCode
@@ -810,3 +811,26 @@ async def test_the_access_rule_comes_before_the_edge_checks(stack: Stack) -> Non
         assert_refused(await http.get("/api/v1/orders", params={"symbol": "\x00"}, headers=auth), "symbol")
         assert_refused(await send(http, "POST", "/api/v1/orders", body, auth), "qty")
         assert_refused(await http.get("/api/v1/orders/" + "p" * 300, headers=auth), "order_id")
+
+
+async def test_migration_0008_repairs_expiries_stored_outside_the_window(stack: Stack, http: httpx.AsyncClient) -> None:
+    """A row stored before the bounds (year 10000 UTC) broke every page holding it; 0008 clamps and flags it."""
+    client = unique("y10k")
+    order_id = derive_order_id(f"{client}/order/x")
+    async with stack.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id, client_order_id,"
+            " account, symbol, side, type, time_in_force, qty, price, expire_at, broker, status, created_at,"
+            " updated_at) VALUES (%s, %s, %s, 'h', %s, 'x', %s, 'AAPL', 'BUY', 'LIMIT', 'GTD', 1, 180,"
+            " timestamptz '10000-01-01 04:00:00+00', 'paper', 'EXPIRED', now(), now())",
+            (order_id, workflow_id_for(order_id), f"{client}/order/x", client, client),
+        )
+    with pytest.raises(psycopg.DataError, match="year 10K"):  # a 500: what such a row did before 0008
+        await http.get("/api/v1/orders", params={"clientId": client})
+    migration = Path(__file__).parents[2] / "migrations" / "0008_expire_at_window.sql"
+    async with stack.pool.connection() as conn:
+        await conn.execute(migration.read_text())  # type: ignore[arg-type]
+    page = await http.get("/api/v1/orders", params={"clientId": client})
+    assert page.status_code == 200, page.text
+    [order] = page.json()["data"]
+    assert order["expireAt"].startswith("2199-12-31T23:59:59") and "EXPIRE_AT_OUT_OF_RANGE" in order["flags"]
