@@ -48,7 +48,7 @@ from core.domain import (
 )
 from sim.feed import PriceFeed
 
-__all__ = ["MatchResult", "MatchingEngine", "RejectReason", "SimOrder"]
+__all__ = ["DuplicateSubmit", "MatchResult", "MatchingEngine", "RejectReason", "SimOrder"]
 
 
 class RejectReason:
@@ -122,18 +122,34 @@ class SimOrder(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class DuplicateSubmit:
+    """A submission refused because its client order id was already in use (journaled once, by ``event_id``)."""
+
+    client_order_id: str
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
 @dataclass
 class MatchResult:
-    """What one engine call did."""
+    """What one engine call did (or several, merged)."""
 
     ack: BrokerAck | None = None
     reports: list[ExecutionReport] = field(default_factory=list)
     changed: list[SimOrder] = field(default_factory=list)
+    duplicates: list[DuplicateSubmit] = field(default_factory=list)
 
     def touch(self, order: SimOrder) -> None:
         """Note ``order`` as changed (once)."""
         if all(o is not order for o in self.changed):
             self.changed.append(order)
+
+    def merge(self, other: MatchResult) -> None:
+        """Add ``other``'s changes, reports and duplicates after this one's (the answer is not kept)."""
+        for order in other.changed:
+            self.touch(order)
+        self.reports.extend(other.reports)
+        self.duplicates.extend(other.duplicates)
 
 
 class MatchingEngine:
@@ -170,6 +186,13 @@ class MatchingEngine:
         for order in orders:
             self._index(order)
 
+    def reset(self, orders: Iterable[SimOrder]) -> None:
+        """Forget the book and restore ``orders`` (a rebuild from the journal)."""
+        self._orders.clear()
+        self._by_client_id.clear()
+        self._rejected.clear()
+        self.load(orders)
+
     def _index(self, order: SimOrder) -> None:
         if order.status is OrderStatus.REJECTED:
             self._rejected[order.client_order_id] = order
@@ -198,7 +221,8 @@ class MatchingEngine:
         cid = request.client_order_id
         existing = self.find(cid)
         if existing is not None:
-            # Never disturb the live order that owns the id; just refuse the twin.
+            # Never disturb the live order that owns the id; just refuse the twin (and keep a record of it).
+            result.duplicates.append(DuplicateSubmit(cid))
             return self._answer(
                 result, cid, order=existing, reason=f"{RejectReason.DUPLICATE_ORDER}: {cid} is already in use"
             )
