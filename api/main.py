@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
@@ -101,6 +102,16 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         return _error(500, ErrorBody(status="error", message=f"order engine error: {exc.message}"))
 
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+        # Postgres unreachable or restarting, or no pooled connection free in time (psycopg_pool.PoolTimeout).
+        log.warning("Postgres unavailable: %s", " ".join(str(exc).split())[:300])
+        return _error(
+            503,
+            ErrorBody(status="error", message="the database is unavailable; retry with the same idempotency key"),
+            {"Retry-After": "2"},
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
@@ -160,7 +171,9 @@ def create_app(
         owned_pool = None
         if app.state.pool is None:
             await apply_migrations(settings.require_database_url())
-            owned_pool = app.state.pool = await open_pool(settings, name="api")
+            owned_pool = app.state.pool = await open_pool(
+                settings, name="api", timeout=settings.api.database_wait_seconds
+            )
         if app.state.temporal is None:
             app.state.temporal = await connect(settings, identity="exodus-api")
         await register_configured_accounts(app.state.pool, settings)

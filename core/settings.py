@@ -97,6 +97,9 @@ class ApiSettings(BaseModel):
     #: How long POST /orders waits for the risk decision before answering 202 "pending" (the order is
     #: durable by then and is decided as soon as a worker runs).
     decision_timeout_seconds: float = Field(15.0, gt=0)
+    #: How long a request waits for a Postgres connection before it is answered 503 with ``Retry-After``
+    #: (while Postgres restarts, requests fail fast instead of hanging; the pool reconnects by itself).
+    database_wait_seconds: float = Field(3.0, gt=0)
 
     @field_validator("tokens", mode="before")
     @classmethod
