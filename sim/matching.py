@@ -253,7 +253,7 @@ class MatchingEngine:
             return self._answer(result, cid, order=order, reason=refusal)
         self._index(order)
         self._report(order, result, ReportKind.ACCEPTED)
-        self._arrive(order, result)
+        self._guarded(order, result, lambda: self._arrive(order, result))
         return self._answer(result, cid, order=order)
 
     def cancel(self, request: CancelOrder) -> MatchResult:
@@ -301,7 +301,7 @@ class MatchingEngine:
         order.price = request.price
         order.stop_price = request.stop_price
         self._report(order, result, ReportKind.REPLACED)
-        self._match(order, result)
+        self._guarded(order, result, lambda: self._match(order, result))
         return self._answer(result, request.client_order_id, order=order)
 
     def status(self, client_order_id: str) -> OrderStatusReport | None:
@@ -318,7 +318,7 @@ class MatchingEngine:
                 order.status = OrderStatus.EXPIRED
                 self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
                 continue
-            self._match(order, result)
+            self._guarded(order, result, lambda o=order: self._match(o, result))
         return result
 
     @staticmethod
@@ -342,6 +342,17 @@ class MatchingEngine:
 
     # -- matching ---------------------------------------------------------------------------------------
 
+    def _guarded(self, order: SimOrder, result: MatchResult, match: Callable[[], None]) -> None:
+        # An order whose terms the arithmetic cannot carry (a peg offset of 1e30) must not stop the matching of
+        # every other order: the venue cancels it, as a real venue cancels what it cannot handle.
+        try:
+            match()
+        except ArithmeticError as e:
+            if order.is_open:
+                order.status = OrderStatus.CANCELED
+                reason = f"{RejectReason.INVALID_PRICE}: the venue cannot price this order ({type(e).__name__})"
+                self._report(order, result, ReportKind.CANCELED, reason=reason)
+
     def _arrive(self, order: SimOrder, result: MatchResult) -> None:
         if order.time_in_force is TimeInForce.FOK:
             price = self._executable_price(order, result, dry_run=True)
@@ -364,8 +375,8 @@ class MatchingEngine:
         if qty <= 0:
             return
         cost = (order.avg_price or Decimal(0)) * order.filled_qty + qty * price
-        order.filled_qty += qty
-        order.avg_price = cost / order.filled_qty
+        filled = order.filled_qty + qty
+        order.filled_qty, order.avg_price = filled, cost / filled  # computed first: nothing half-applied
         order.status = OrderStatus.FILLED if order.filled_qty >= order.qty else OrderStatus.PARTIALLY_FILLED
         self._report(order, result, ReportKind.FILL, last_qty=qty, last_price=price)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -137,6 +138,9 @@ class SimVenue:
         self._needs_reload = False
         #: Reports handed to the listeners by this process (a report is emitted once per process).
         self._emitted: set[str] = set()
+        #: Since when saves fail (None: the journal works), and when that was last logged.
+        self._failing_since: float | None = None
+        self._failure_logged = 0.0
         #: Cancels wait on this while it is clear (tests hold cancels to race them against fills).
         self.cancels_open = asyncio.Event()
         self.cancels_open.set()
@@ -306,18 +310,37 @@ class SimVenue:
             try:
                 await self._journal.save(pending)
             except Exception as e:
-                log.warning(
-                    "%s: journaling %d order changes and %d reports failed (kept, retried before the next "
-                    "answer), was %r",
-                    self.name,
-                    len(pending.changed),
-                    len(pending.reports),
-                    e,
-                )
+                self._journal_failed(pending, e)
                 raise BrokerUnavailable(f"{self.name}: the venue's journal is unavailable, was {e!r}") from e
+            if self._failing_since is not None:
+                log.warning(
+                    "%s: the journal works again after %.1fs; %d pending reports saved and sent",
+                    self.name,
+                    time.monotonic() - self._failing_since,
+                    len(pending.reports),
+                )
+                self._failing_since = None
         self._unsaved = MatchResult()
         self.duplicate_submits += len(pending.duplicates)
         await self._emit(pending.reports)
+
+    def _journal_failed(self, pending: MatchResult, error: Exception) -> None:
+        # One line when the journal starts failing, then one every 10 s while it still does.
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failure_logged < 10:
+            return
+        self._failure_logged = now
+        log.warning(
+            "%s: journaling failed for %.0fs (%d order changes, %d reports kept; nothing is answered until they "
+            "are saved), was %r",
+            self.name,
+            now - self._failing_since,
+            len(pending.changed),
+            len(pending.reports),
+            error,
+        )
 
     async def _reload(self) -> None:
         if self._journal is None:
@@ -352,7 +375,9 @@ class SimVenue:
             await asyncio.sleep(self.tick_interval)
             try:
                 await self._run(self._step_engine)
-            except Exception as e:
-                # The market goes on; a step whose journal write failed is saved before anything else happens.
-                log.warning("%s: feed step failed: %r", self.name, e)
+            except BrokerUnavailable:
+                pass  # the journal is down (logged by _sync); the step is saved before anything else happens
+            except Exception:
+                # The market goes on; the book is rebuilt from the journal before the next step.
+                log.exception("%s: feed step failed", self.name)
             await self._feed_moved(self.feed.symbols(), by_hand=False)
