@@ -390,7 +390,7 @@ class Desk:
 
 
 async def _retrying(
-    call: Callable[[], Awaitable[httpx.Response]], report: ChaosReport, *, deadline: float, what: str
+    call: Callable[[], Awaitable[httpx.Response]], report: ChaosReport, *, deadline: float, what: str, kind: str
 ) -> httpx.Response | None:
     """The first answer that is not a 5xx or a transport error (None after ``deadline``)."""
     while time.monotonic() < deadline:
@@ -398,13 +398,13 @@ async def _retrying(
         try:
             r = await call()
         except httpx.HTTPError as e:
-            report.answers[f"transport:{type(e).__name__}"] += 1
+            report.answers[f"{kind} {type(e).__name__}"] += 1
             report.anomalies.append(
                 f"{report.clock():.1f}s {what}: {type(e).__name__} after {time.monotonic() - sent:.1f}s"
             )
             await asyncio.sleep(0.5)
             continue
-        report.answers[str(r.status_code)] += 1
+        report.answers[f"{kind} {r.status_code}"] += 1
         if r.status_code >= 500 and r.status_code != 503:
             report.anomalies.append(f"{report.clock():.1f}s {what}: {r.status_code} {r.text[:240]}")
         if r.status_code < 500:
@@ -421,7 +421,7 @@ async def post(http: httpx.AsyncClient, order: Order, report: ChaosReport, *, pa
         return await http.post("/api/v1/orders", json=order.body)
 
     what = f"POST /orders {order.client_id}/{order.client_order_id} ({order.order_id})"
-    r = await _retrying(send, report, deadline=time.monotonic() + patience, what=what)
+    r = await _retrying(send, report, deadline=time.monotonic() + patience, what=what, kind="order")
     if r is None:
         order.outcome = "unresolved"
         return
@@ -450,7 +450,7 @@ async def cancel(http: httpx.AsyncClient, order: Order, report: ChaosReport, *, 
 
     report.cancels_sent += 1
     what = f"POST /orders/{order.order_id}/cancel"
-    r = await _retrying(send, report, deadline=time.monotonic() + patience, what=what)
+    r = await _retrying(send, report, deadline=time.monotonic() + patience, what=what, kind="cancel")
     if r is not None and r.status_code == 202:
         order.cancel_requested = True
 

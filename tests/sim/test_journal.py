@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce
+from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce, utcnow
 from core.errors import ConfigError
 from sim.feed import PriceFeed
 from sim.journal import PostgresVenueJournal
@@ -21,13 +21,7 @@ pytestmark = pytest.mark.asyncio
 
 def engine() -> MatchingEngine:
     instruments = list(static_instruments())
-    return MatchingEngine(PriceFeed(instruments, seed=1), instruments, venue="paper", clock=_now)
-
-
-def _now():  # type: ignore[no-untyped-def]
-    from core.domain import utcnow
-
-    return utcnow()
+    return MatchingEngine(PriceFeed(instruments, seed=1), instruments, venue="paper", clock=utcnow)
 
 
 def order(cid: str) -> SubmitOrder:
