@@ -262,6 +262,10 @@ class ChaosStack:
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(f"{self.api_url}/ready")).status_code == 200:
                         return
+                for child in self.supervisor.children:
+                    if child.failures >= 3 and child.log is not None:  # it cannot start: no point waiting
+                        tail = "\n".join(child.log.read_text(errors="replace").splitlines()[-15:])
+                        raise RuntimeError(f"the {child.name} exits at start-up:\n{tail}")
                 await asyncio.sleep(0.3)
         raise TimeoutError(f"the stack was not ready after 120s (logs in {self.logs})")
 
@@ -757,6 +761,10 @@ async def run_chaos(plan: ChaosPlan, *, say: Callable[[str], None] | None = None
         stop = asyncio.Event()
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
             desks = [Desk(i + 1, http, report, random.Random(rng.random()), plan) for i in range(plan.clients)]
+            for desk in desks:  # accounts exist only once registered (the dev stack lets anyone in as admin)
+                r = await http.put(f"/api/v1/admin/accounts/{desk.client_id}", json={"description": "chaos desk"})
+                if r.status_code != 200:
+                    raise RuntimeError(f"cannot register {desk.client_id}: HTTP {r.status_code}: {r.text[:300]}")
             flow = [asyncio.create_task(d.run(stop)) for d in desks]
             flow_started = time.monotonic()
             actions = {
