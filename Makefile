@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install bench lint clean-data help
+.PHONY: run test install bench chaos lint clean-data help
 
 help:
 	@echo "make run    create .venv, install, start Postgres + Temporal (UI) + worker + API in the foreground"
 	@echo "make test   create .venv, install, run the whole test suite (real Temporal and Postgres)"
 	@echo "make bench  run the benchmarks (prints figures, writes JSON to benchmarks/results/)"
+	@echo "make chaos  orders flow while the worker is killed and Temporal and Postgres restart; checks the books"
 	@echo "make lint   ruff (style, docstrings, imports) and the formatter's check"
 	@echo "make clean-data  delete data/ (all orders, the Temporal history and the ledger)"
 
@@ -36,6 +37,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# A few minutes: see README, "Chaos test". CHAOS_ARGS="--duration 300 --worker-kills 12" for a longer run.
+chaos: $(STAMP)
+	$(BIN)/python -m devstack.chaos $(CHAOS_ARGS)
 
 clean-data:
 	rm -rf data

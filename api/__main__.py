@@ -1,19 +1,50 @@
-"""``python -m api``: serve the REST API with uvicorn on the configured host and port."""
+"""``python -m api``: serve the REST API with uvicorn on the configured host and port.
+
+Before serving, it waits for Postgres (and applies the migrations) and for Temporal, one log line per failed
+try with backoff, instead of exiting; SIGINT/SIGTERM while it waits ends it cleanly.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import sys
 
 import uvicorn
 
 from api.main import create_app
-from core.settings import get_settings
+from core.db import wait_for_postgres
+from core.settings import Settings, get_settings
+from core.startup import StartupAborted, wait_for_temporal
+
+log = logging.getLogger("api")
+
+
+async def wait_for_dependencies(settings: Settings) -> None:
+    """Wait until Postgres (migrated) and Temporal answer; ``StartupAborted`` on SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await wait_for_postgres(settings.require_database_url(), stop=stop)
+        client = await wait_for_temporal(settings, identity="exodus-api", stop=stop)
+        del client  # the app connects its own client in its lifespan, on uvicorn's event loop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def main() -> None:
-    """Run uvicorn."""
+    """Wait for Postgres and Temporal, then run uvicorn."""
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(wait_for_dependencies(settings))
+    except StartupAborted as e:
+        log.info("%s", e)
+        sys.exit(0)
     uvicorn.run(
         create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info", access_log=False
     )

@@ -40,6 +40,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+_TEMPORAL_BUGS = frozenset({RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.UNIMPLEMENTED})
 _STATUS_WORDS = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict"}
 
 
@@ -92,7 +93,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
         log.warning("Temporal call failed: %s", exc)
-        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
+        # A request Temporal found malformed is our bug (500); anything else (unavailable, timed out, a transport
+        # error while the server restarts, overloaded) is transient, and every order call is idempotent.
+        if exc.status not in _TEMPORAL_BUGS:
             return _error(
                 503,
                 ErrorBody(
@@ -174,7 +177,9 @@ def create_app(
         owned_pool = None
         if app.state.pool is None:
             await apply_migrations(settings.require_database_url())
-            owned_pool = app.state.pool = await open_pool(settings, name="api")
+            owned_pool = app.state.pool = await open_pool(
+                settings, name="api", timeout=settings.api.database_wait_seconds
+            )
         if app.state.temporal is None:
             app.state.temporal = await connect(settings, identity="exodus-api")
         await register_configured_accounts(app.state.pool, settings)

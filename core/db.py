@@ -1,22 +1,35 @@
-"""Postgres access: the connection pool factory and the migration runner.
+"""Postgres access: the connection pool factory, the migration runner, and waiting for Postgres at start-up.
 
 Migrations are plain SQL files in ``migrations/`` named ``NNNN_description.sql``, applied in order at
 start-up under an advisory lock (so a worker and an API starting together do not race), each in its own
 transaction and recorded in ``schema_migrations``.
+
+Pools check a connection as they hand it out, without a round trip (``connection_alive``): after Postgres
+restarts, the dead connections are dropped and replaced instead of failing the next request that gets one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import psycopg
+from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from core.settings import Settings
+from core.startup import wait_until_up
 
-__all__ = ["MIGRATIONS_DIR", "apply_migrations", "open_pool"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "apply_migrations",
+    "connection_alive",
+    "database_location",
+    "open_pool",
+    "wait_for_postgres",
+]
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +37,32 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK = 0x45584F44  # "EXOD"
 
 
-async def open_pool(settings: Settings, *, name: str = "exodus") -> AsyncConnectionPool:
-    """Open a connection pool to ``DATABASE_URL`` and wait until it can serve a connection."""
+def connection_alive(conn: psycopg.AsyncConnection) -> bool:  # type: ignore[type-arg]
+    """Whether an idle connection is still connected, without a round trip.
+
+    Reads whatever the server sent unasked: a server that went away has sent its goodbye and closed the
+    socket, which the second read sees (libpq's socket never blocks).
+    """
+    if conn.closed or conn.pgconn.status != ConnStatus.OK:
+        return False
+    try:
+        for _ in range(3):
+            conn.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return conn.pgconn.status == ConnStatus.OK
+
+
+async def _check_alive(conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
+    if not connection_alive(conn):
+        raise psycopg.OperationalError("the connection was closed by the server")
+
+
+async def open_pool(settings: Settings, *, name: str = "exodus", timeout: float | None = None) -> AsyncConnectionPool:
+    """Open a connection pool to ``DATABASE_URL`` and wait until it can serve a connection.
+
+    ``timeout``: how long a caller waits for a connection before ``PoolTimeout`` (psycopg's default 30 s).
+    """
     pool = AsyncConnectionPool(
         settings.require_database_url(),
         min_size=settings.database.pool_min,
@@ -33,9 +70,36 @@ async def open_pool(settings: Settings, *, name: str = "exodus") -> AsyncConnect
         kwargs={"autocommit": True, "row_factory": dict_row},
         name=name,
         open=False,
+        check=_check_alive,
+        **({"timeout": timeout} if timeout is not None else {}),
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+def database_location(url: str) -> str:
+    """``host:port/dbname`` of a Postgres URL, without credentials (for log lines)."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparsable DATABASE_URL)"
+    host = str(params.get("host") or "localhost")
+    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user') or ''}"
+
+
+async def wait_for_postgres(url: str, *, stop: asyncio.Event | None = None, max_delay: float = 10.0) -> list[str]:
+    """Wait until Postgres at ``url`` answers (logging each failed try), then apply the migrations.
+
+    Only connection failures are waited out; a migration that fails for another reason raises.
+    """
+    return await wait_until_up(
+        "Postgres",
+        database_location(url),
+        lambda: apply_migrations(url),
+        retry_on=(psycopg.OperationalError, OSError),
+        stop=stop,
+        max_delay=max_delay,
+    )
 
 
 async def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:

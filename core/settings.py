@@ -101,6 +101,9 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     #: The same for the MT5 bridge endpoints, whose heartbeats carry every position, order and symbol.
     max_bridge_body_bytes: int = Field(1024 * 1024, ge=1024)
+    #: How long a request waits for a Postgres connection before it is answered 503 with ``Retry-After``
+    #: (while Postgres restarts, requests fail fast instead of hanging; the pool reconnects by itself).
+    database_wait_seconds: float = Field(3.0, gt=0)
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -4,8 +4,10 @@ Starts, in order: the embedded Postgres (unless ``DATABASE_URL`` is set), the Te
 web UI (state in ``data/temporal/temporal.db``), the migrations (and, in development, the registration of
 the quick-start accounts ``desk-1`` and ``desk-2``), the local FIX venue when
 ``EXODUS_FIX__LOCAL_VENUE=true`` (then the worker also owns broker ``fix``), the worker and the API. Prints
-where everything is, then waits. Ctrl-C stops it all; running it again resumes every order where it was.
-Logs go to ``data/logs/``.
+where everything is, then supervises: a worker, API, Temporal server or FIX venue that exits is restarted with
+backoff (``devstack.supervise``) and the embedded Postgres is started again if it stops, each with a line
+saying so, while the rest keeps running. Ctrl-C stops it all; running it again resumes every order where it
+was. Logs go to ``data/logs/``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from core.db import apply_migrations
 from core.errors import ConfigError
 from core.settings import get_settings
 from devstack.services import EmbeddedPostgres, port_open, start_dev_server, start_python, wait_for_port
+from devstack.supervise import Supervisor
 
 _BANNER = """
   Exodus is running.
@@ -86,27 +89,8 @@ def _auth_banner(sources: list[str], registered: bool) -> str:
     return "\n".join(lines)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, name: str, timeout: float = 15) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        print(f"  {name} did not stop in {timeout:.0f}s; killing it", flush=True)
-        proc.kill()
-        proc.wait()
-
-
 def main() -> int:
-    """Run the stack until Ctrl-C (or until a part of it dies)."""
+    """Run the stack until Ctrl-C, restarting a worker, API, Temporal server or FIX venue that exits."""
     settings = get_settings()
     data = settings.data_dir.resolve()
     logs = data / "logs"
@@ -122,7 +106,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     pg = None
-    temporal = worker = api = fix_venue = None
+    supervisor = Supervisor()
     try:
         settings.check_api_security()  # the API would refuse to start; say so before starting anything
         if settings.database_url:
@@ -145,14 +129,19 @@ def main() -> int:
                 f" (UI on :{settings.temporal.ui_port}) ...",
                 flush=True,
             )
-            temporal_log = (logs / "temporal.log").open("ab")
-            temporal = start_dev_server(
-                db_file=data / "temporal" / "temporal.db",
-                port=int(port),
-                ui_port=settings.temporal.ui_port,
-                log=temporal_log,
-                ip=host if host not in ("", "localhost") else "127.0.0.1",
-            )
+            temporal_log = logs / "temporal.log"
+
+            def start_temporal(wait: bool = False) -> subprocess.Popen[bytes]:
+                return start_dev_server(
+                    db_file=data / "temporal" / "temporal.db",
+                    port=int(port),
+                    ui_port=settings.temporal.ui_port,
+                    log=temporal_log.open("ab"),
+                    ip=host if host not in ("", "localhost") else "127.0.0.1",
+                    wait=wait,
+                )
+
+            supervisor.add("Temporal dev server", start_temporal, log=temporal_log, proc=start_temporal(wait=True))
         print("  Postgres: applying migrations ...", flush=True)
         applied = asyncio.run(apply_migrations(url))
         if applied:
@@ -163,7 +152,6 @@ def main() -> int:
         env = {"DATABASE_URL": url}
         worker_log, api_log = logs / "worker.log", logs / "api.log"
         worker_env = dict(env)
-        fix_log = logs / "fix-venue.log"
         if settings.fix.local_venue:
             fx = settings.fix
             if port_open("127.0.0.1", fx.port):
@@ -171,17 +159,21 @@ def main() -> int:
                     f"something already listens on port {fx.port} (fix.port): stop it, or set EXODUS_FIX__PORT"
                 )
             print(f"  FIX: starting the local venue on port {fx.port} ({fx.begin_string}) ...", flush=True)
-            fix_venue = start_python("sim.fix_venue", env=env, log=fix_log.open("ab"))
-            wait_for_port("127.0.0.1", fx.port, timeout=30, process=fix_venue)
+            fix_log = logs / "fix-venue.log"
+            fix_venue = supervisor.add(
+                "FIX venue", lambda: start_python("sim.fix_venue", env=env, log=fix_log.open("ab")), log=fix_log
+            )
+            assert fix_venue.proc is not None
+            wait_for_port("127.0.0.1", fx.port, timeout=30, process=fix_venue.proc)
             if "fix" not in settings.worker.brokers:
                 worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*settings.worker.brokers, "fix"])
-        worker = start_python("worker", env=worker_env, log=worker_log.open("ab"))
-        api = start_python("api", env=env, log=api_log.open("ab"))
-        wait_for_port(settings.api.host, settings.api.port, timeout=60, process=api)
+        supervisor.add(
+            "worker", lambda: start_python("worker", env=worker_env, log=worker_log.open("ab")), log=worker_log
+        )
+        supervisor.add("API", lambda: start_python("api", env=env, log=api_log.open("ab")), log=api_log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not stopping:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}:\n{_tail(worker_log)}")
+            supervisor.poll()
             try:
                 if httpx.get(f"http://{api_addr}/ready", timeout=3).status_code == 200:
                     break
@@ -190,21 +182,24 @@ def main() -> int:
             time.sleep(0.5)
         else:
             if not stopping:
-                raise RuntimeError(f"the stack did not become ready in 60s; see {logs}/\n{_tail(worker_log)}")
-        print(
-            _BANNER.format(
-                api=api_addr,
-                ui=settings.temporal.ui_url,
-                ns=settings.temporal.namespace,
-                temporal=settings.temporal.address,
-                wport=settings.worker.metrics_port,
-                pg=url if settings.database_url else f"embedded ({data / 'postgres'})",
-                logs=logs,
-                auth=_auth_banner(settings.identity_sources(), settings.environment == "dev"),
-            ),
-            flush=True,
-        )
-        if fix_venue is not None:
+                print(
+                    f"\n  The stack is not ready after 60s; still trying (see {logs}/):{_tail(worker_log)}", flush=True
+                )
+        if not stopping:
+            print(
+                _BANNER.format(
+                    api=api_addr,
+                    ui=settings.temporal.ui_url,
+                    ns=settings.temporal.namespace,
+                    temporal=settings.temporal.address,
+                    wport=settings.worker.metrics_port,
+                    pg=url if settings.database_url else f"embedded ({data / 'postgres'})",
+                    logs=logs,
+                    auth=_auth_banner(settings.identity_sources(), settings.environment == "dev"),
+                ),
+                flush=True,
+            )
+        if settings.fix.local_venue and not stopping:
             print(
                 _FIX_BANNER.format(
                     key=f"{settings.fix.target_comp_id}<-{settings.fix.sender_comp_id}",
@@ -215,17 +210,11 @@ def main() -> int:
                 ),
                 flush=True,
             )
-        children = [(worker, "worker", worker_log), (api, "API", api_log)]
-        if fix_venue is not None:
-            children.append((fix_venue, "FIX venue", fix_log))
+        pg_down_since: float | None = None
         while not stopping:
-            for proc, name, log in children:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the {name} exited with {proc.returncode}:\n{_tail(log)}")
-            if temporal is not None and temporal.poll() is not None:
-                raise RuntimeError(
-                    f"the Temporal dev server exited with {temporal.returncode}:\n{_tail(logs / 'temporal.log')}"
-                )
+            supervisor.poll()
+            if pg is not None:
+                pg_down_since = _watch_postgres(pg, pg_down_since)
             time.sleep(0.5)
         return 0
     except (ConfigError, RuntimeError, TimeoutError) as e:
@@ -233,13 +222,34 @@ def main() -> int:
         return 1
     finally:
         print("\n  Stopping ...", flush=True)
-        _stop(api, "API")
-        _stop(worker, "worker")
-        _stop(fix_venue, "FIX venue")
-        _stop(temporal, "Temporal")
+        supervisor.stop_all()
         if pg is not None:
             pg.stop()
         print("  Stopped. State is kept in data/; `make run` resumes.", flush=True)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "".join(f"\n      | {line}" for line in path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return " (no log)"
+
+
+def _watch_postgres(pg: EmbeddedPostgres, down_since: float | None) -> float | None:
+    """Start the embedded Postgres again when it died (the worker and API wait for it meanwhile)."""
+    if pg.running:
+        return None
+    now = time.monotonic()
+    if down_since is None:
+        print("  the embedded Postgres stopped; starting it again ...", flush=True)
+        down_since = now
+    try:
+        pg.resume()
+    except Exception as e:
+        print(f"  starting Postgres again failed ({type(e).__name__}: {e}); retrying", flush=True)
+        return down_since
+    print(f"  Postgres is running again (down {now - down_since:.0f}s)", flush=True)
+    return None
 
 
 if __name__ == "__main__":

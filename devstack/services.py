@@ -99,11 +99,12 @@ def start_dev_server(
     log: IO[bytes],
     ip: str = "127.0.0.1",
     extra_args: list[str] | None = None,
+    wait: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start ``temporal server start-dev`` with Exodus' search attributes and the fast-poll setting.
 
     With ``db_file`` the server keeps its state in that SQLite file (``DEV_SERVER_SQLITE_FLAGS`` apply);
-    without, in memory.
+    without, in memory. With ``wait`` (default) return once it accepts connections.
     """
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
     if db_file is not None:
@@ -112,7 +113,8 @@ def start_dev_server(
     args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     args += search_attribute_flags() + DEV_SERVER_FLAGS + list(extra_args or [])
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for_port(ip, port, timeout=60, process=proc)
+    if wait:
+        wait_for_port(ip, port, timeout=60, process=proc)
     return proc
 
 
@@ -141,8 +143,39 @@ class EmbeddedPostgres:
         import pgserver  # imported here: only the embedded case needs it
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
         self._server = pgserver.get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
         self.url: str = self._server.get_uri()
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self._server.pgdata, user=self._server.system_user, timeout=60)
+
+    def halt(self, *, immediate: bool = True) -> None:
+        """Stop the server now (``immediate``: like a crash, every connection cut); ``resume()`` starts it again."""
+        self._pg_ctl("-w", "stop", "-m", "immediate" if immediate else "fast")
+
+    def resume(self) -> None:
+        """Start the server halted by ``halt()`` again, with the same options (same socket, same URL)."""
+        from pgserver.utils import PostmasterInfo
+
+        # ``restart`` reuses the options of the last start (postmaster.opts), and starts a stopped server.
+        self._pg_ctl("-w", "restart")
+        # pgserver stops the postmaster it knows of at exit: tell it about the new one.
+        self._server._postmaster_info = PostmasterInfo.read_from_pgdata(self._server.pgdata)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server's postmaster is alive."""
+        import psutil  # a dependency of pgserver
+
+        pid_file = self._server.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return False
 
     def database_url(self, database: str) -> str:
         """URL of another database on the same server."""

@@ -1,43 +1,91 @@
-"""A Postgres journal for a simulated venue (tables ``sim_orders``, ``sim_reports``)."""
+"""A Postgres journal for a simulated venue (tables ``sim_orders``, ``sim_reports``, ``sim_duplicate_submits``).
+
+One process owns a venue's journal at a time: it holds a session-level advisory lock on a connection of its
+own. Postgres drops that lock with the connection (a restart of Postgres, a network cut), so before every
+save the journal checks the connection without a round trip and takes the lock again on a new one; if
+another process took it meanwhile, the save fails and the venue stops answering.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import time
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from core.db import connection_alive
 from core.domain import ExecutionReport
 from core.errors import ConfigError
 from sim.matching import MatchResult, SimOrder
 
 __all__ = ["PostgresVenueJournal"]
 
+log = logging.getLogger(__name__)
+
 
 class PostgresVenueJournal:
     """Keeps one venue's book in Postgres; one process owns it at a time (advisory lock)."""
 
-    def __init__(self, pool: AsyncConnectionPool, url: str, *, venue: str) -> None:
-        """Journal for ``venue`` using ``pool``; ``url`` opens the connection that holds the lock."""
+    def __init__(self, pool: AsyncConnectionPool, url: str, *, venue: str, lock_wait_seconds: float = 15.0) -> None:
+        """Journal for ``venue`` using ``pool``; ``url`` opens the connection that holds the lock.
+
+        ``lock_wait_seconds``: how long ``acquire`` waits for a lock another session holds (a process that
+        was just killed may hold it for a moment) before refusing.
+        """
         self._pool = pool
         self._url = url
         self.venue = venue
+        self._lock_wait = lock_wait_seconds
         self._lock_conn: psycopg.AsyncConnection | None = None
+        self._owned = False
 
     async def acquire(self) -> None:
-        """Take the venue's advisory lock, or fail at once if another process holds it."""
+        """Take the venue's advisory lock; fail if another process keeps it for ``lock_wait_seconds``."""
+        deadline = time.monotonic() + self._lock_wait
+        delay = 0.2
+        while not await self._try_lock():
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"simulated venue {self.venue!r} is already run by another process on this database; "
+                    "only one worker may own a venue's session"
+                )
+            log.info("venue %s: another session holds the journal's lock; retrying in %.1fs", self.venue, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        self._owned = True
+
+    async def _try_lock(self) -> bool:
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"exodus-sim-venue:{self.venue}",))
-        row = await cur.fetchone()
+        try:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"exodus-sim-venue:{self.venue}",))
+            row = await cur.fetchone()
+        except BaseException:
+            await conn.close()
+            raise
         if not row or not row[0]:
             await conn.close()
+            return False
+        old, self._lock_conn = self._lock_conn, conn
+        if old is not None:
+            await old.close()
+        return True
+
+    async def _ensure_owner(self) -> None:
+        if not self._owned or (self._lock_conn is not None and connection_alive(self._lock_conn)):
+            return
+        log.warning("venue %s: the connection holding the journal's lock was lost; taking the lock again", self.venue)
+        if not await self._try_lock():
             raise ConfigError(
-                f"simulated venue {self.venue!r} is already run by another process on this database; "
-                "only one worker may own a venue's session"
+                f"simulated venue {self.venue!r}: another process took the journal's lock while this one had lost "
+                "its connection; this process no longer owns the venue"
             )
-        self._lock_conn = conn
 
     async def release(self) -> None:
         """Release the lock (closing the connection releases it)."""
+        self._owned = False
         if self._lock_conn is not None:
             await self._lock_conn.close()
             self._lock_conn = None
@@ -55,7 +103,8 @@ class PostgresVenueJournal:
         return orders, reports
 
     async def save(self, result: MatchResult) -> None:
-        """Upsert changed orders and insert new reports in one transaction."""
+        """Upsert changed orders, insert new reports and refused duplicates, in one transaction (idempotent)."""
+        await self._ensure_owner()
         async with self._pool.connection() as conn, conn.transaction():
             async with conn.cursor() as cur:
                 if result.changed:
@@ -85,6 +134,12 @@ class PostgresVenueJournal:
                             for r in result.reports
                         ],
                     )
+                if result.duplicates:
+                    await cur.executemany(
+                        "INSERT INTO sim_duplicate_submits (venue, client_order_id, event_id) VALUES (%s, %s, %s)"
+                        " ON CONFLICT (venue, event_id) DO NOTHING",
+                        [(self.venue, d.client_order_id, d.event_id) for d in result.duplicates],
+                    )
 
     async def mark_delivered(self, exec_ids: list[str]) -> None:
         """Mark reports delivered."""
@@ -93,12 +148,4 @@ class PostgresVenueJournal:
                 "UPDATE sim_reports SET delivered_at = now() WHERE venue = %s AND exec_id = ANY(%s)"
                 " AND delivered_at IS NULL",
                 (self.venue, exec_ids),
-            )
-
-    async def record_duplicate(self, client_order_id: str) -> None:
-        """Count a submission that reused a client order id."""
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO sim_duplicate_submits (venue, client_order_id) VALUES (%s, %s)",
-                (self.venue, client_order_id),
             )

@@ -48,7 +48,7 @@ from core.domain import (
 )
 from sim.feed import PriceFeed
 
-__all__ = ["MatchResult", "MatchingEngine", "RejectReason", "SimOrder"]
+__all__ = ["DuplicateSubmit", "MatchResult", "MatchingEngine", "RejectReason", "SimOrder"]
 
 
 class RejectReason:
@@ -122,18 +122,34 @@ class SimOrder(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class DuplicateSubmit:
+    """A submission refused because its client order id was already in use (journaled once, by ``event_id``)."""
+
+    client_order_id: str
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
 @dataclass
 class MatchResult:
-    """What one engine call did."""
+    """What one engine call did (or several, merged)."""
 
     ack: BrokerAck | None = None
     reports: list[ExecutionReport] = field(default_factory=list)
     changed: list[SimOrder] = field(default_factory=list)
+    duplicates: list[DuplicateSubmit] = field(default_factory=list)
 
     def touch(self, order: SimOrder) -> None:
         """Note ``order`` as changed (once)."""
         if all(o is not order for o in self.changed):
             self.changed.append(order)
+
+    def merge(self, other: MatchResult) -> None:
+        """Add ``other``'s changes, reports and duplicates after this one's (the answer is not kept)."""
+        for order in other.changed:
+            self.touch(order)
+        self.reports.extend(other.reports)
+        self.duplicates.extend(other.duplicates)
 
 
 class MatchingEngine:
@@ -170,6 +186,13 @@ class MatchingEngine:
         for order in orders:
             self._index(order)
 
+    def reset(self, orders: Iterable[SimOrder]) -> None:
+        """Forget the book and restore ``orders`` (a rebuild from the journal)."""
+        self._orders.clear()
+        self._by_client_id.clear()
+        self._rejected.clear()
+        self.load(orders)
+
     def _index(self, order: SimOrder) -> None:
         if order.status is OrderStatus.REJECTED:
             self._rejected[order.client_order_id] = order
@@ -198,7 +221,8 @@ class MatchingEngine:
         cid = request.client_order_id
         existing = self.find(cid)
         if existing is not None:
-            # Never disturb the live order that owns the id; just refuse the twin.
+            # Never disturb the live order that owns the id; just refuse the twin (and keep a record of it).
+            result.duplicates.append(DuplicateSubmit(cid))
             return self._answer(
                 result, cid, order=existing, reason=f"{RejectReason.DUPLICATE_ORDER}: {cid} is already in use"
             )
@@ -229,7 +253,7 @@ class MatchingEngine:
             return self._answer(result, cid, order=order, reason=refusal)
         self._index(order)
         self._report(order, result, ReportKind.ACCEPTED)
-        self._arrive(order, result)
+        self._guarded(order, result, lambda: self._arrive(order, result))
         return self._answer(result, cid, order=order)
 
     def cancel(self, request: CancelOrder) -> MatchResult:
@@ -277,7 +301,7 @@ class MatchingEngine:
         order.price = request.price
         order.stop_price = request.stop_price
         self._report(order, result, ReportKind.REPLACED)
-        self._match(order, result)
+        self._guarded(order, result, lambda: self._match(order, result))
         return self._answer(result, request.client_order_id, order=order)
 
     def status(self, client_order_id: str) -> OrderStatusReport | None:
@@ -294,7 +318,7 @@ class MatchingEngine:
                 order.status = OrderStatus.EXPIRED
                 self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
                 continue
-            self._match(order, result)
+            self._guarded(order, result, lambda o=order: self._match(o, result))
         return result
 
     @staticmethod
@@ -318,6 +342,17 @@ class MatchingEngine:
 
     # -- matching ---------------------------------------------------------------------------------------
 
+    def _guarded(self, order: SimOrder, result: MatchResult, match: Callable[[], None]) -> None:
+        # An order whose terms the arithmetic cannot carry (a peg offset of 1e30) must not stop the matching of
+        # every other order: the venue cancels it, as a real venue cancels what it cannot handle.
+        try:
+            match()
+        except ArithmeticError as e:
+            if order.is_open:
+                order.status = OrderStatus.CANCELED
+                reason = f"{RejectReason.INVALID_PRICE}: the venue cannot price this order ({type(e).__name__})"
+                self._report(order, result, ReportKind.CANCELED, reason=reason)
+
     def _arrive(self, order: SimOrder, result: MatchResult) -> None:
         if order.time_in_force is TimeInForce.FOK:
             price = self._executable_price(order, result, dry_run=True)
@@ -340,8 +375,8 @@ class MatchingEngine:
         if qty <= 0:
             return
         cost = (order.avg_price or Decimal(0)) * order.filled_qty + qty * price
-        order.filled_qty += qty
-        order.avg_price = cost / order.filled_qty
+        filled = order.filled_qty + qty
+        order.filled_qty, order.avg_price = filled, cost / filled  # computed first: nothing half-applied
         order.status = OrderStatus.FILLED if order.filled_qty >= order.qty else OrderStatus.PARTIALLY_FILLED
         self._report(order, result, ReportKind.FILL, last_qty=qty, last_price=price)
 

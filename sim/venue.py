@@ -1,8 +1,21 @@
 """The simulated venue as a running service: feed steps on a timer, requests, journal, faults.
 
-Every change is written to the journal before its reports leave the venue, so a process that dies at
-any point restarts with the same book, and reports that were journaled but never delivered are handed
-out again by ``start()``.
+The journal is the venue's record of truth. The matching engine works in memory, but nothing it did is
+revealed (an answer, a report, a status, a list of fills) until the journal has committed it:
+
+* every request and feed step first saves whatever earlier changes are still unsaved, then runs, then
+  saves its own changes, and only then answers and emits its reports;
+* when a save fails the caller gets ``BrokerUnavailable`` (an unknown outcome, which it retries after
+  asking for the order's status) and the changes stay pending; nothing else is answered until a later save
+  of them succeeds, so the venue never contradicts its journal. A process that dies meanwhile restarts from
+  the journal as if the unsaved changes never happened: nobody saw them;
+* saving is idempotent (orders are upserted, reports inserted once), so a save whose commit went through
+  but whose answer was lost is simply saved again;
+* if the engine itself raises halfway through a change, the book is rebuilt from the journal before the
+  next request.
+
+Reports that were journaled but never delivered are handed out again by ``start()``; a report is emitted
+once per process.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,15 +70,14 @@ class VenueJournal(Protocol):
         ...
 
     async def save(self, result: MatchResult) -> None:
-        """Persist the orders and reports of one engine call, atomically."""
+        """Persist the orders, reports and refused duplicate submissions of engine calls, atomically.
+
+        Must be idempotent: the same result may be saved again after a failure whose commit went through.
+        """
         ...
 
     async def mark_delivered(self, exec_ids: list[str]) -> None:
         """Note reports as delivered to their consumer."""
-        ...
-
-    async def record_duplicate(self, client_order_id: str) -> None:
-        """Count a submission that reused a client order id."""
         ...
 
 
@@ -119,6 +132,15 @@ class SimVenue:
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
         self._started = False
+        #: Changes made in memory that the journal has not committed yet (never revealed while pending).
+        self._unsaved = MatchResult()
+        #: The engine raised halfway through a change: reload the book from the journal before going on.
+        self._needs_reload = False
+        #: Reports handed to the listeners by this process (a report is emitted once per process).
+        self._emitted: set[str] = set()
+        #: Since when saves fail (None: the journal works), and when that was last logged.
+        self._failing_since: float | None = None
+        self._failure_logged = 0.0
         #: Cancels wait on this while it is clear (tests hold cancels to race them against fills).
         self.cancels_open = asyncio.Event()
         self.cancels_open.set()
@@ -139,6 +161,7 @@ class SimVenue:
             orders, pending = await self._journal.load()
             self.engine.load(orders)
             log.info("%s: restored %d orders, %d undelivered reports", self.name, len(orders), len(pending))
+        self._emitted.update(r.exec_id for r in pending)
         await self._feed_moved(self.feed.symbols(), by_hand=True)
         if self.tick_interval > 0:
             self._ticker = asyncio.create_task(self._tick_forever(), name=f"{self.name}-ticker")
@@ -160,6 +183,12 @@ class SimVenue:
         """Note reports as delivered (no-op without a journal)."""
         if self._journal is not None and exec_ids:
             await self._journal.mark_delivered(exec_ids)
+        self._emitted.difference_update(exec_ids)
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether changes are waiting for the journal (the venue answers nothing until they are saved)."""
+        return bool(self._unsaved.changed or self._unsaved.reports or self._unsaved.duplicates)
 
     # -- requests ---------------------------------------------------------------------------------------
 
@@ -168,10 +197,6 @@ class SimVenue:
         await self._enter()
         result = await self._run(lambda: self.engine.submit(order))
         assert result.ack is not None
-        if not result.ack.accepted and result.ack.reason and result.ack.reason.startswith("DUPLICATE"):
-            self.duplicate_submits += 1
-            if self._journal is not None:
-                await self._journal.record_duplicate(order.client_order_id)
         if self.faults.lose_submit_answers > 0:
             self.faults.lose_submit_answers -= 1
             raise BrokerUnavailable(f"{self.name}: the answer to {order.client_order_id} was lost (injected)")
@@ -196,16 +221,19 @@ class SimVenue:
         """The venue's view of an order."""
         await self._enter()
         async with self._lock:
+            await self._sync()
             return self.engine.status(client_order_id)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Orders still working."""
         async with self._lock:
+            await self._sync()
             return [o.status_report(self.name) for o in self.engine.open_orders()]
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills after ``since``."""
         async with self._lock:
+            await self._sync()
             return [
                 r
                 for o in self.engine.all_orders()
@@ -217,6 +245,11 @@ class SimVenue:
         """Move the feed one step and match resting orders (tests drive this directly)."""
         await self._run(self._step_engine)
         await self._feed_moved(self.feed.symbols(), by_hand=True)
+
+    async def flush(self) -> None:
+        """Save changes still waiting for the journal and emit their reports (``BrokerUnavailable`` if it fails)."""
+        async with self._lock:
+            await self._sync()
 
     async def set_mid(self, symbol: str, mid: Decimal) -> None:
         """Move a symbol's mid price and match resting orders at once."""
@@ -253,24 +286,98 @@ class SimVenue:
             raise BrokerUnavailable(f"{self.name}: venue unavailable (injected)")
 
     async def _run(self, op: Callable[[], MatchResult]) -> MatchResult:
+        # Journal first: earlier unsaved changes, then this one; answer and emit only what is committed.
         async with self._lock:
-            result = op()
-            if self._journal is not None and (result.changed or result.reports):
-                await self._journal.save(result)
-        if not self.faults.suppress_reports:
-            for report in result.reports:
-                for listener in self._listeners:
-                    outcome = listener(report)
-                    if outcome is not None:
-                        await outcome
+            await self._sync()
+            try:
+                result = op()
+            except Exception:
+                # The engine failed halfway: what it changed is unknown, so the journal's book is the truth.
+                self._needs_reload = True
+                raise
+            self._unsaved.merge(result)
+            await self._sync()
         return result
+
+    async def _sync(self) -> None:
+        """Make the journal hold everything the engine did, then emit the new reports (call under the lock)."""
+        if self._needs_reload:
+            await self._reload()
+        if not self.unsaved:
+            return
+        pending = self._unsaved
+        if self._journal is not None:
+            try:
+                await self._journal.save(pending)
+            except Exception as e:
+                self._journal_failed(pending, e)
+                raise BrokerUnavailable(f"{self.name}: the venue's journal is unavailable, was {e!r}") from e
+            if self._failing_since is not None:
+                log.warning(
+                    "%s: the journal works again after %.1fs; %d pending reports saved and sent",
+                    self.name,
+                    time.monotonic() - self._failing_since,
+                    len(pending.reports),
+                )
+                self._failing_since = None
+        self._unsaved = MatchResult()
+        self.duplicate_submits += len(pending.duplicates)
+        await self._emit(pending.reports)
+
+    def _journal_failed(self, pending: MatchResult, error: Exception) -> None:
+        # One line when the journal starts failing, then one every 10 s while it still does.
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failure_logged < 10:
+            return
+        self._failure_logged = now
+        log.warning(
+            "%s: journaling failed for %.0fs (%d order changes, %d reports kept; nothing is answered until they "
+            "are saved), was %r",
+            self.name,
+            now - self._failing_since,
+            len(pending.changed),
+            len(pending.reports),
+            error,
+        )
+
+    async def _reload(self) -> None:
+        if self._journal is None:
+            # Nothing to rebuild from: keep the book as the engine left it.
+            self._needs_reload = False
+            return
+        try:
+            orders, pending = await self._journal.load()
+        except Exception as e:
+            raise BrokerUnavailable(f"{self.name}: rebuilding the book from the journal failed, was {e!r}") from e
+        self.engine.reset(orders)
+        self._unsaved = MatchResult()
+        self._needs_reload = False
+        log.warning("%s: book rebuilt from the journal (%d orders)", self.name, len(orders))
+        await self._emit(pending)
+
+    async def _emit(self, reports: list[ExecutionReport]) -> None:
+        if self.faults.suppress_reports:
+            self._emitted.update(r.exec_id for r in reports)
+            return
+        for report in reports:
+            if report.exec_id in self._emitted:
+                continue
+            self._emitted.add(report.exec_id)
+            for listener in self._listeners:
+                outcome = listener(report)
+                if outcome is not None:
+                    await outcome
 
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self.tick_interval)
             try:
                 await self._run(self._step_engine)
+            except BrokerUnavailable:
+                pass  # the journal is down (logged by _sync); the step is saved before anything else happens
             except Exception:
-                # A journal hiccup must not stop the market; the next step retries.
+                # The market goes on; the book is rebuilt from the journal before the next step.
                 log.exception("%s: feed step failed", self.name)
             await self._feed_moved(self.feed.symbols(), by_hand=False)

@@ -1,4 +1,8 @@
-"""``python -m worker``: run the order workflows and the brokers this worker owns until SIGINT/SIGTERM."""
+"""``python -m worker``: run the order workflows and the brokers this worker owns until SIGINT/SIGTERM.
+
+At start-up it waits for Postgres and Temporal (one log line per failed try, with backoff) instead of
+exiting; a stop signal while it waits ends it cleanly.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ import signal
 
 from prometheus_client import start_http_server
 
-from core.db import apply_migrations, open_pool
+from core.db import open_pool, wait_for_postgres
 from core.instruments import load_instruments
 from core.marketdata import QuoteWriter
 from core.settings import get_settings
-from core.temporal import connect
+from core.startup import StartupAborted, wait_for_temporal
 from worker.build import build_brokers, build_workers, market_data_for, running_workers
 from worker.dispatcher import ReportDispatcher
 
@@ -24,19 +28,23 @@ async def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = settings.require_database_url()
-    await apply_migrations(url)
-    pool = await open_pool(settings, name="worker")
-    client = await connect(settings, identity=f"exodus-worker@{settings.temporal.task_queue}")
-    instruments = load_instruments(settings.instruments_file)
-    quotes = QuoteWriter.from_settings(pool, settings.market_data)  # what the brokers see, into the quote store
-    brokers = await build_brokers(settings, instruments=instruments, pool=pool, quotes=quotes)
-    dispatcher = ReportDispatcher(client, pool)
-    started = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await wait_for_postgres(url, stop=stop)
+        pool = await open_pool(settings, name="worker")
+    except StartupAborted as e:
+        log.info("%s", e)
+        return
+    started = []
+    quotes = QuoteWriter.from_settings(pool, settings.market_data)  # what the brokers see, into the quote store
+    try:
+        client = await wait_for_temporal(settings, identity=f"exodus-worker@{settings.temporal.task_queue}", stop=stop)
+        instruments = load_instruments(settings.instruments_file)
+        brokers = await build_brokers(settings, instruments=instruments, pool=pool, quotes=quotes)
+        dispatcher = ReportDispatcher(client, pool)
         for name, broker in brokers.items():
             await broker.start(dispatcher)
             started.append(broker)
@@ -62,6 +70,8 @@ async def main() -> None:
             )
             await stop.wait()
             log.info("stopping")
+    except StartupAborted as e:
+        log.info("%s", e)
     finally:
         for broker in reversed(started):
             await broker.close()

@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.main import create_app
 from api.schemas import OrderCreate
 from core.domain import OrderRequest, OrderState, RiskDecision, derive_order_id, workflow_id_for
-from tests.harness import Stack, make_order, unique
+from tests.harness import Stack, make_order, register_accounts, unique
 from workflows.order import OrderWorkflow, OrderWorkflowInput
 
 pytestmark = pytest.mark.asyncio
@@ -225,3 +225,25 @@ async def test_a_working_order_is_read_and_canceled_with_no_worker(stack: Stack)
         await handle.terminate(reason="test over")
         async with stack.pool.connection() as conn:
             await conn.execute("UPDATE orders SET status = 'CANCELED' WHERE order_id = %s", (order.order_id,))
+
+
+@pytest.mark.parametrize(
+    "status", [RPCStatusCode.UNKNOWN, RPCStatusCode.CANCELLED, RPCStatusCode.INTERNAL, RPCStatusCode.UNAVAILABLE]
+)
+async def test_a_temporal_failure_while_its_server_restarts_is_503_not_500(stack: Stack, status: RPCStatusCode) -> None:
+    # Killing the Temporal server mid-call fails in-flight calls with "transport error" (status UNKNOWN), seen in
+    # the chaos run: that is as transient as UNAVAILABLE, and every order call may be retried with its key.
+    class Failing:
+        def __getattr__(self, name: str) -> Any:
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                raise RPCError("transport error", status, b"")
+
+            return fail
+
+    body = {"clientId": "desk-rpc", "clientOrderId": uuid.uuid4().hex[:10], "symbol": "AAPL", "side": "BUY", "qty": 1}
+    app = create_app(stack.settings, temporal=Failing(), pool=stack.pool, instruments=stack.instruments)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://exodus.test") as http:
+        await register_accounts(stack.pool, "desk-rpc")
+        answer = await http.post("/api/v1/orders", json=body)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "2"

@@ -235,3 +235,16 @@ def test_feed_walk_is_reproducible_and_stays_on_the_tick() -> None:
     assert a.quote("EURUSD") == b.quote("EURUSD")
     inst = next(i for i in DEFAULT_INSTRUMENTS if i.symbol == "EURUSD")
     assert inst.on_tick(a.quote("EURUSD").bid) and a.quote("EURUSD").ask > a.quote("EURUSD").bid
+
+
+def test_an_order_the_venue_cannot_price_is_canceled_and_the_others_still_match(engine: MatchingEngine) -> None:
+    # A midpoint peg 1e30 away cannot be rounded to the tick (decimal.InvalidOperation): on main the submission
+    # raised with the order already in the book, and every later step raised too, so nothing matched any more.
+    resting = engine.submit(order("R1", type="LIMIT", price="99.00"))
+    assert kinds(resting) == ["ACCEPTED"]
+    bad = engine.submit(order("P1", type="PEGGED", peg_type=PegType.MIDPOINT, peg_offset=D("1e30")))
+    assert kinds(bad) == ["ACCEPTED", "CANCELED"] and "cannot price" in (bad.reports[-1].reason or "")
+    assert engine.status("P1").status is OrderStatus.CANCELED
+    engine.feed.set_mid("AAPL", D("98.99"))
+    step = engine.step()
+    assert [(r.client_order_id, r.kind) for r in step.reports] == [("R1", ReportKind.FILL)]

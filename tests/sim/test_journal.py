@@ -1,0 +1,112 @@
+"""The Postgres journal of the simulated venue: idempotent saves, and one owner even across lost connections."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal as D
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce, utcnow
+from core.errors import ConfigError
+from sim.feed import PriceFeed
+from sim.journal import PostgresVenueJournal
+from sim.matching import MatchingEngine
+from tests.harness import static_instruments
+
+pytestmark = pytest.mark.asyncio
+
+
+def engine() -> MatchingEngine:
+    instruments = list(static_instruments())
+    return MatchingEngine(PriceFeed(instruments, seed=1), instruments, venue="paper", clock=utcnow)
+
+
+def order(cid: str) -> SubmitOrder:
+    return SubmitOrder(
+        client_order_id=cid,
+        account="a",
+        symbol="AAPL",
+        side=OrderSide.BUY,
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.GTC,
+        qty=D(10),
+    )
+
+
+async def terminate_lock_connection(pool: AsyncConnectionPool, journal: PostgresVenueJournal) -> None:
+    assert journal._lock_conn is not None
+    pid = journal._lock_conn.info.backend_pid
+    async with pool.connection() as conn:
+        await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    await asyncio.sleep(0.2)  # the server closes the socket
+
+
+async def test_saving_the_same_engine_call_twice_records_it_once(pool: AsyncConnectionPool, database_url: str) -> None:
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    journal = PostgresVenueJournal(pool, database_url, venue=venue)
+    eng = engine()
+    cid = "EX" + uuid.uuid4().hex[:16].upper()
+    first = eng.submit(order(cid))
+    twin = eng.submit(order(cid))
+    assert twin.duplicates
+    first.merge(twin)
+    await journal.save(first)
+    await journal.save(first)  # a commit whose answer was lost is saved again
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM sim_reports WHERE venue = %s", (venue,))
+        assert (await cur.fetchone())["n"] == 2  # ACCEPTED, FILL
+        cur = await conn.execute("SELECT client_order_id FROM sim_duplicate_submits WHERE venue = %s", (venue,))
+        assert [r["client_order_id"] for r in await cur.fetchall()] == [cid]
+    orders, pending = await journal.load()
+    assert [o.client_order_id for o in orders] == [cid] and len(pending) == 2
+
+
+async def test_a_lock_lost_with_its_connection_is_taken_again_before_the_next_save(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    journal = PostgresVenueJournal(pool, database_url, venue=venue)
+    await journal.acquire()
+    try:
+        await terminate_lock_connection(pool, journal)
+        await journal.save(engine().submit(order("EX" + uuid.uuid4().hex[:16].upper())))
+        other = PostgresVenueJournal(pool, database_url, venue=venue, lock_wait_seconds=0.3)
+        with pytest.raises(ConfigError, match="already run by another process"):
+            await other.acquire()
+    finally:
+        await journal.release()
+
+
+async def test_a_journal_whose_lock_another_process_took_meanwhile_refuses_to_save(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    journal = PostgresVenueJournal(pool, database_url, venue=venue)
+    other = PostgresVenueJournal(pool, database_url, venue=venue)
+    await journal.acquire()
+    try:
+        await terminate_lock_connection(pool, journal)
+        await other.acquire()
+        with pytest.raises(ConfigError, match="no longer owns the venue"):
+            await journal.save(engine().submit(order("EX" + uuid.uuid4().hex[:16].upper())))
+        orders, _ = await other.load()
+        assert orders == []
+    finally:
+        await journal.release()
+        await other.release()
+
+
+async def test_acquire_waits_for_a_lock_that_is_released_shortly(pool: AsyncConnectionPool, database_url: str) -> None:
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    old = PostgresVenueJournal(pool, database_url, venue=venue)
+    await old.acquire()
+    new = PostgresVenueJournal(pool, database_url, venue=venue, lock_wait_seconds=10)
+    waiting = asyncio.create_task(new.acquire())
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await old.release()  # the previous owner's connection goes away (a killed worker)
+    await asyncio.wait_for(waiting, 5)
+    await new.release()
