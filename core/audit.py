@@ -2,7 +2,9 @@
 
 ``hash = sha256(prev_hash | at | actor | action | subject | canonical JSON of detail)``. Appends take a
 transaction-level advisory lock so the chain has exactly one successor per row; ``verify_chain`` recomputes
-every hash, so an edited or deleted row is detected.
+every hash, so an edited or deleted row is detected. An append is one statement that reads the previous hash
+and hashes in Postgres, so in pipeline mode (``queue_audit``) the lock is held only while Postgres works,
+never across a round trip to the client.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from core.domain import utcnow
 
-__all__ = ["GENESIS_HASH", "append_audit", "verify_chain"]
+__all__ = ["GENESIS_HASH", "append_audit", "queue_audit", "verify_chain"]
 
 GENESIS_HASH = "0" * 64
 _AUDIT_LOCK = 0x41554454  # "AUDT"
@@ -27,6 +29,48 @@ def _digest(prev_hash: str, at: datetime, actor: str, action: str, subject: str,
     canonical = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
     text = "|".join([prev_hash, at.astimezone(UTC).isoformat(), actor, action, subject, canonical])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_APPEND = """
+INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash)
+SELECT %(at)s, %(actor)s, %(action)s, %(subject)s, %(detail)s, prev.hash,
+    encode(sha256(convert_to(prev.hash || '|' || %(rest)s, 'UTF8')), 'hex')
+FROM (SELECT coalesce((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), %(genesis)s) AS hash) AS prev
+RETURNING hash
+"""
+
+
+async def queue_audit(
+    conn: AsyncConnection[Any],
+    *,
+    actor: str,
+    action: str,
+    subject: str = "",
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> Any:
+    """Append one entry inside the caller's transaction without waiting for it (returns the cursor).
+
+    The chain's lock and the previous hash are taken by Postgres when the statement runs: in pipeline mode
+    nothing here waits for a round trip.
+    """
+    at = at or utcnow()
+    detail = json.loads(json.dumps(detail or {}, default=str))
+    canonical = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+    rest = "|".join([at.astimezone(UTC).isoformat(), actor, action, subject, canonical])
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+    return await conn.execute(
+        _APPEND,
+        {
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "detail": Jsonb(detail),
+            "rest": rest,
+            "genesis": GENESIS_HASH,
+        },
+    )
 
 
 async def append_audit(
@@ -39,18 +83,8 @@ async def append_audit(
     at: datetime | None = None,
 ) -> str:
     """Append one entry inside the caller's transaction and return its hash."""
-    at = at or utcnow()
-    detail = json.loads(json.dumps(detail or {}, default=str))
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
-    cur = await conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-    row = await cur.fetchone()
-    prev = _row_value(row, "hash") if row else GENESIS_HASH
-    digest = _digest(prev, at, actor, action, subject, detail)
-    await conn.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-        (at, actor, action, subject, Jsonb(detail), prev, digest),
-    )
-    return digest
+    cur = await queue_audit(conn, actor=actor, action=action, subject=subject, detail=detail, at=at)
+    return str(_row_value(await cur.fetchone(), "hash"))
 
 
 async def verify_chain(conn: AsyncConnection[Any]) -> tuple[bool, int]:
