@@ -1,25 +1,33 @@
 """The risk activities: gather the account state, run the pluggable check, record the decision and reserve.
 
 ``check_order`` runs as a local activity of the order workflow (the decision is what the REST caller waits
-for). In one Postgres transaction it reads the policy and the account, decides, takes the counters that span
-accounts, writes the order row with its decision, takes the order's reservation (what it holds of position,
-exposure and buying power until it is final) and appends an audit entry. A crash leaves all of it or none.
+for). It reads the policy and the account, decides, takes the counters that span accounts, writes the order
+row with its decision, takes the order's reservation (what it holds of position, exposure and buying power
+until it is final) and appends an audit entry. The writes are one transaction: a crash leaves all of it or
+none.
 
-**Serialization.** Decisions serialize per account and per client (two transaction-level advisory locks,
-always taken account first), never firm-wide: decisions for different accounts run in parallel. What spans
-accounts is taken atomically from counter rows by ``risk_take()`` (migration 0011) in the same transaction:
-the firm-wide and per-broker totals (each account's contribution replaced under the total's row lock) and
-the per-symbol and global velocity. Those rows, and the audit chain, are taken by statements sent together
-with the COMMIT (pipeline mode), so no round trip to this process happens while a firm-wide lock is held.
-If ``risk_take`` finds a limit breached it aborts the transaction; the decision is then made again
-"carefully" (the counters are read under their locks and the breach becomes a reason).
+**Serialization: per account, never firm-wide.** A decision is two statements (SQL functions of migration
+0011), each its own transaction:
 
-The account is read in one statement (positions, working orders and equity marks from one snapshot), so a
-booking that commits during the gather is seen whole or not at all; bookings only ever shrink an account's
-worst case. The broker's session check runs on the decision's own connection.
+1. ``risk_gather`` waits for the account's and the client's advisory locks (so it sees the last decision of
+   either) and reads everything in one query, one snapshot: trading states, positions, working orders, equity
+   marks, the client's recent, working and duplicate orders, the stored decision and the policy version. A
+   booking that commits meanwhile is seen whole or not at all (bookings only shrink an account's worst case).
+2. The worker decides (``core.risk``), then ``risk_record`` takes the account's and the client's locks again,
+   checks that neither had another decision in between (``risk_serial``; else the decision is made again),
+   takes the counters that span accounts (``risk_take``: the firm-wide and per-broker totals, each account's
+   contribution replaced under the total's row lock, and the per-symbol and global velocity), and writes the
+   order row, the reservation, the equity marks and the audit entry.
+
+Decisions for different accounts run in parallel; the only firm-wide locks (the totals' rows and the audit
+chain) are held inside one statement, never across a round trip to the worker. If a total would be breached,
+``risk_take`` aborts the statement and the decision is made again "carefully": in one transaction that holds
+the account's locks and waits for the counters' answer, so the refusal names the limit and the figures.
 
 A retry of ``check_order`` returns the stored decision only when it was made for the same request (same
 request hash); a stored decision for other terms is never adopted (``IDEMPOTENCY_CONFLICT``, no reservation).
+The check is total: an arithmetic failure is a denial (``RISK_CHECK_FAILED``), never an exception. The
+broker's session check runs on the decision's own connection.
 
 **Prices.** Reference prices and FX rates come through one seam, ``ReferenceData`` (``reference_price`` of a
 symbol for a broker, ``fx_rate`` between two currencies); ``FeedReferenceData`` answers from the in-process
@@ -28,8 +36,10 @@ price feed. No rate is a denial (``NO_FX_RATE``), never a conversion at 1.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -43,7 +53,7 @@ from temporalio import activity
 
 from brokers import SessionCheck
 from brokers.base import BrokerCapabilities
-from core.audit import queue_audit
+from core.audit import audit_entry, queue_audit
 from core.domain import OrderRequest, OrderSide, RiskDecision, RiskReason, TradingState, utcnow, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.metrics import ORDER_LATENCY
@@ -81,6 +91,9 @@ _ACCOUNT_LOCK = 0x52534B41  # "RSKA"
 _CLIENT_LOCK = 0x52534B43  # "RSKC"
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 _LIMIT_BREACH = "exodus-risk-limit"
+_RETRY = "exodus-risk-retry"
+#: Decisions of one account racing each other: after this many, decide inside one locked transaction.
+_OPTIMISTIC_ATTEMPTS = 8
 D0 = Decimal(0)
 D1 = Decimal(1)
 
@@ -165,19 +178,10 @@ class Gathered:
     marks: tuple[Decimal, Decimal] | None
     #: The order's reservation row as it stands (amends).
     hold: dict[str, Any] | None
-
-
-_ACCOUNT_SQL = """
-SELECT 'P' AS k, symbol, qty, avg_price AS price, realized_pnl AS extra, NULL::text AS side, NULL::numeric AS rate,
-    NULL::numeric AS leverage, NULL::text AS order_id, NULL::text AS broker, NULL::numeric AS notional
-  FROM positions WHERE account = %(account)s
-UNION ALL
-SELECT 'R', symbol, qty_open, price, NULL, side, quote_rate, leverage, order_id, broker, notional
-  FROM risk_reservations WHERE account = %(account)s AND released_at IS NULL
-UNION ALL
-SELECT 'M', NULL, start_equity, peak_equity, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-  FROM risk_equity_marks WHERE account = %(account)s AND day = %(day)s
-"""
+    #: The decision already stored for this order id (a retry, or a reused key), with its request hash.
+    stored: dict[str, Any] | None = None
+    #: How many decisions the account and the client had when this one read them (risk_serial).
+    seen: dict[str, int] | None = None
 
 
 class RiskGatherer:
@@ -214,74 +218,49 @@ class RiskGatherer:
     async def gather_all(
         self, conn: Any, order: OrderRequest, *, amend: bool = False, filled_qty: Decimal = D0
     ) -> Gathered:
-        """Everything for one decision. Every read goes out at once (pipeline mode): one round trip.
+        """Take the account's and the client's locks and read everything for one decision.
 
+        One statement (``risk_gather()``, migration 0011): the locks, then every read from one snapshot.
         The reads use the cached policy's windows; if the policy changed meanwhile, they are made again.
         """
         while True:
             cached = self.policy.cached
             inst = self.instruments.get(order.symbol)
             limits = cached.limits(order.account, inst, order.broker)
-            version_cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM risk_policy")
-            reads = await self._queue_reads(conn, order, limits, amend)
-            session_check = self.session_checks.get(order.broker)
-            unavailable = await session_check(conn, order.account) if session_check else None
-            version = (await version_cur.fetchone())["v"]
-            if version == cached.version:
-                return await self._assemble(order, cached, limits, reads, amend, filled_qty, unavailable)
-            await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
-
-    async def _queue_reads(self, conn: Any, order: OrderRequest, limits: Limits, amend: bool) -> dict[str, Any]:
-        reads: dict[str, Any] = {}
-        reads["states"] = await conn.execute(
-            "SELECT scope, scope_key, state, reason FROM trading_state WHERE (scope, scope_key) IN"
-            " (('GLOBAL', ''), ('ACCOUNT', %s), ('SYMBOL', %s), ('BROKER', %s))",
-            (order.account, order.symbol, order.broker),
-        )
-        # One statement, one snapshot: positions, working orders and equity marks agree with each other.
-        reads["account"] = await conn.execute(_ACCOUNT_SQL, {"account": order.account, "day": utcnow().date()})
-        if amend:
-            return reads
-        window = limits.velocity_per_client.window_seconds
-        reads["client"] = await conn.execute(
-            """
-            SELECT
-              (SELECT count(*) FROM orders WHERE client_id = %(client)s AND created_at > %(from)s
-                 AND created_at <= %(at)s AND order_id <> %(id)s) AS recent,
-              (SELECT count(*) FROM risk_reservations WHERE client_id = %(client)s AND released_at IS NULL
-                 AND order_id <> %(id)s) AS open
-            """,
-            {
-                "client": order.client_id,
-                "at": order.received_at,
-                "from": order.received_at - timedelta(seconds=window),
-                "id": order.order_id,
-            },
-        )
-        if limits.duplicate_window_seconds > 0:
-            # Orders risk refused do not count: an order refused during a HALT may be sent again unchanged.
-            reads["dup"] = await conn.execute(
-                "SELECT order_id FROM orders WHERE client_id = %s AND symbol = %s AND side = %s AND qty = %s"
-                " AND price IS NOT DISTINCT FROM %s AND created_at > %s AND order_id <> %s"
-                " AND status <> 'DENIED' AND (risk_decision->>'approved')::boolean IS NOT FALSE LIMIT 1",
+            at = order.received_at
+            dup = limits.duplicate_window_seconds
+            cur = await conn.execute(
+                "SELECT * FROM risk_gather(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
+                    order.account,
                     order.client_id,
+                    order.order_id,
                     order.symbol,
+                    order.broker,
+                    utcnow().date(),
+                    not amend,
+                    at,
+                    at - timedelta(seconds=limits.velocity_per_client.window_seconds),
+                    at - timedelta(seconds=dup) if dup > 0 else None,
                     order.side.value,
                     order.qty,
                     order.price,
-                    order.received_at - timedelta(seconds=limits.duplicate_window_seconds),
-                    order.order_id,
                 ),
             )
-        return reads
+            session_check = self.session_checks.get(order.broker)
+            unavailable = await session_check(conn, order.account) if session_check else None
+            rows = await cur.fetchall()
+            version = next(int(r["qty"]) for r in rows if r["k"] == "V")
+            if version == cached.version:
+                return await self._assemble(order, cached, limits, rows, amend, filled_qty, unavailable)
+            await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
 
     async def _assemble(
         self,
         order: OrderRequest,
         policy_set: PolicySet,
         limits: Limits,
-        reads: dict[str, Any],
+        rows: list[dict[str, Any]],
         amend: bool,
         filled_qty: Decimal,
         unavailable: str | None,
@@ -290,27 +269,38 @@ class RiskGatherer:
         ccy = limits.currency
 
         state, reason, scope = TradingState.ACTIVE, "", "GLOBAL"
-        for row in await reads["states"].fetchall():
-            candidate = TradingState(row["state"])
-            if _SEVERITY[candidate] > _SEVERITY[state]:
-                state, reason = candidate, row["reason"]
-                scope = row["scope"] + (f" {row['scope_key']}" if row["scope_key"] else "")
-
         position_rows: list[dict[str, Any]] = []
         reservations: list[ReservationView] = []
         hold_row: dict[str, Any] | None = None
         marks: dict[str, Any] | None = None
-        for row in await reads["account"].fetchall():
+        stored: dict[str, Any] | None = None
+        seen: dict[str, int] | None = None
+        counts = {"recent": 0, "open": 0}
+        dup: str | None = None
+        for row in rows:
             kind = row["k"]
-            if kind == "P":
-                position_rows.append(row)
-            elif kind == "R":
+            if kind == "R":
                 if row["order_id"] == order.order_id:
                     hold_row = row
-                    continue
-                reservations.append(_reservation(row))
-            else:
+                else:
+                    reservations.append(_reservation(row))
+            elif kind == "P":
+                position_rows.append(row)
+            elif kind == "S":
+                candidate = TradingState(row["side"])
+                if _SEVERITY[candidate] > _SEVERITY[state]:
+                    state, reason = candidate, row["broker"]
+                    scope = row["symbol"] + (f" {row['order_id']}" if row["order_id"] else "")
+            elif kind == "M":
                 marks = row
+            elif kind == "C":
+                counts = {"recent": int(row["qty"]), "open": int(row["price"])}
+            elif kind == "D":
+                dup = row["order_id"]
+            elif kind == "O":
+                stored = {"request_hash": row["symbol"], "risk_decision": row["j"]}
+            elif kind == "N":
+                seen = {"account": int(row["qty"]), "client": int(row["price"])}
 
         rates: dict[str, Priced] = {}
 
@@ -337,10 +327,6 @@ class RiskGatherer:
                 leverage=cls.leverage if cls else D1,
                 currency=pinst.quote_currency if pinst else "",
             )
-        counts: dict[str, Any] = {"recent": 0, "open": 0}
-        if "client" in reads:
-            counts.update(await reads["client"].fetchone())
-        dup = await reads["dup"].fetchone() if "dup" in reads else None
 
         # Equity marks: the day starts at the equity of the account's first check; the peak only rises.
         equity = account_equity(limits.account_capital, positions)
@@ -374,24 +360,14 @@ class RiskGatherer:
             recent_orders_of_client=counts["recent"],
             recent_orders_of_symbol=0,  # taken atomically with the decision (risk_take)
             recent_orders_global=0,
-            duplicate_of=dup["order_id"] if dup else None,
+            duplicate_of=dup,
             day_start_equity=start_equity,
             day_peak_equity=peak_equity,
             is_amend=amend,
             open_qty=(order.qty - filled_qty) if amend else None,
             hold=hold if amend else None,
         )
-        return Gathered(limits, account_state, policy_set, new_marks, hold_row)
-
-    @staticmethod
-    async def record_marks(conn: Any, account: str, state: AccountState) -> None:
-        """Store the equity marks the decision used (the day's start, the peak so far)."""
-        await conn.execute(
-            "INSERT INTO risk_equity_marks (account, day, start_equity, peak_equity) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (account, day) DO UPDATE SET peak_equity = GREATEST(risk_equity_marks.peak_equity,"
-            " EXCLUDED.peak_equity)",
-            (account, state.now.date(), state.day_start_equity, state.day_peak_equity),
-        )
+        return Gathered(limits, account_state, policy_set, new_marks, hold_row, stored, seen)
 
 
 def _reservation(row: dict[str, Any]) -> ReservationView:
@@ -543,114 +519,139 @@ class RiskActivities:
             ]
         return payload
 
-    async def _take_counters(
-        self, conn: Any, payload: dict[str, Any] | None, careful: bool, order: OrderRequest, limits: Limits
+    async def _careful_counters(
+        self, conn: Any, payload: dict[str, Any] | None, order: OrderRequest, limits: Limits
     ) -> list[RiskReason]:
-        """Take the counters; on the fast path without waiting (a breach aborts the transaction)."""
+        """After a breach: take the counters and wait for what they refuse (the slow path)."""
         if payload is None:
             return []
-        cur = await conn.execute("SELECT risk_take(%s, %s) AS breaches", (Jsonb(payload), careful))
-        if not careful:
-            return []
+        cur = await conn.execute("SELECT risk_take(%s, true) AS breaches", (_jsonb(payload),))
         row = await cur.fetchone()
         return [_breach_reason(b, order, limits) for b in row["breaches"]]
 
-    # -- the activities -----------------------------------------------------------------------------
+    async def _decide_and_record(
+        self, conn: Any, order: OrderRequest, g: Gathered, *, careful: bool, amend: bool, actor: str
+    ) -> RiskDecision:
+        """Decide, then send the counters, the order row, the reservation and the audit entry in one statement.
 
-    @staticmethod
-    async def _lock(conn: Any, order: OrderRequest) -> None:
-        # Account first, then client: every decision takes them in this order, so none can deadlock.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s)), pg_advisory_xact_lock(%s, hashtext(%s))",
-            (_ACCOUNT_LOCK, order.account, _CLIENT_LOCK, order.client_id),
-        )
+        On the fast path nothing here waits for Postgres: ``risk_record()`` goes out with the COMMIT, and a
+        limit it finds breached aborts the transaction (the caller then decides again, carefully).
+        """
+        decision, legs = self._evaluate(order, g)
+        counters = self._counter_input(order, g, decision.approved, legs, amend=amend)
+        if careful:
+            breaches = await self._careful_counters(conn, counters, order, g.limits)
+            counters = None
+            if breaches:
+                decision = decision.model_copy(update={"approved": False, "reasons": [*decision.reasons, *breaches]})
+        state, limits = g.state, g.limits
+        record: dict[str, Any] = {
+            "account": order.account,
+            "client": order.client_id,
+            "seen": g.seen,
+            "counters": counters,
+        }
+        if g.marks is not None:
+            record["marks"] = {
+                "account": order.account,
+                "day": state.now.date(),
+                "start": g.marks[0],
+                "peak": g.marks[1],
+            }
+        if not amend:
+            record["order"] = {
+                "order_id": order.order_id,
+                "workflow_id": workflow_id_for(order.order_id),
+                "idempotency_key": order.idempotency_key,
+                "request_hash": order.request_hash,
+                "client_id": order.client_id,
+                "client_order_id": order.client_order_id,
+                "account": order.account,
+                "symbol": order.symbol,
+                "side": order.side.value,
+                "type": order.type.value,
+                "time_in_force": order.time_in_force.value,
+                "qty": order.qty,
+                "price": order.price,
+                "stop_price": order.stop_price,
+                "expire_at": order.expire_at,
+                "reduce_only": order.reduce_only,
+                "broker": order.broker,
+                "reason": "; ".join(r.message for r in decision.reasons) or None,
+                "risk_decision": decision.model_dump(mode="json"),
+                "received_at": order.received_at,
+            }
+        if decision.approved:
+            price = valuation_price(order, state.reference_price, limits.price_band_pct) or D0
+            record["reserve"] = {
+                "amend": amend,
+                "order_id": order.order_id,
+                "account": order.account,
+                "client_id": order.client_id,
+                "symbol": order.symbol,
+                "side": order.side.value,
+                "qty": state.open_qty if state.open_qty is not None else order.qty,
+                "price": price,
+                "rate": state.quote_rate or D1,
+                "leverage": limits.leverage,
+                "broker": order.broker,
+            }
+        if amend:
+            action = "RISK_AMEND_APPROVED" if decision.approved else "RISK_AMEND_DENIED"
+            detail: dict[str, Any] = {"order": order.summary(), "reasons": [r.model_dump() for r in decision.reasons]}
+        else:
+            action = "RISK_APPROVED" if decision.approved else "RISK_DENIED"
+            detail = {
+                "order": order.summary(),
+                "client": f"{order.client_id}/{order.client_order_id}",
+                "account": order.account,
+                "reasons": [r.model_dump() for r in decision.reasons],
+                "reference_price": str(decision.reference_price),
+                "notional": str(decision.notional),
+                "trading_state": f"{state.trading_state.value} ({state.trading_state_scope})",
+                "policy_version": g.policy.version,
+            }
+        record["audit"] = audit_entry(actor=actor, action=action, subject=order.order_id, detail=detail)
+        await conn.execute("SELECT risk_record(%s)", (_jsonb(record),))
+        return decision
+
+    # -- the activities -----------------------------------------------------------------------------
 
     @activity.defn(name="check_order")
     async def check_order(self, order: OrderRequest) -> RiskDecision:
         """Decide on a new order; record the order row, the decision, the reservation and an audit entry."""
         started = time.perf_counter()
         async with self._pool.connection() as conn:
-            try:
-                decision = await self._check_order(conn, order, careful=False)
-            except psycopg.errors.RaiseException as e:
-                if _LIMIT_BREACH not in str(e):
-                    raise
-                decision = await self._check_order(conn, order, careful=True)
+            decision = await self._optimistic(conn, lambda careful: self._check_order(conn, order, careful=careful))
         ORDER_LATENCY.labels(stage="risk").observe(time.perf_counter() - started)
         return decision
 
+    @staticmethod
+    async def _optimistic(conn: Any, attempt: Callable[[bool], Awaitable[RiskDecision]]) -> RiskDecision:
+        """Decide without holding anything between the gather and the record; carefully after a breach.
+
+        The fast path is two statements, each its own transaction: ``risk_gather`` and ``risk_record``. If
+        another decision of the account or client was recorded in between, the decision is made again; if a
+        limit across accounts would be breached, it is made again inside one transaction that holds the
+        account's locks and waits for the counters' answer, so the refusal says which limit.
+        """
+        for _ in range(_OPTIMISTIC_ATTEMPTS):
+            try:
+                return await attempt(False)
+            except psycopg.errors.RaiseException as e:
+                if _RETRY in str(e):
+                    continue
+                if _LIMIT_BREACH in str(e):
+                    break
+                raise
+        return await attempt(True)
+
     async def _check_order(self, conn: Any, order: OrderRequest, *, careful: bool) -> RiskDecision:
-        # Pipeline mode: statements go out together; round trips only where a result is needed.
-        async with conn.pipeline(), conn.transaction():
-            await self._lock(conn, order)
-            stored_cur = await conn.execute(
-                "SELECT request_hash, risk_decision FROM orders WHERE order_id = %s", (order.order_id,)
-            )
+        async with conn.transaction() if careful else contextlib.nullcontext():
             g = await self.gatherer.gather_all(conn, order)
-            stored = await stored_cur.fetchone()
-            if stored is not None and stored["risk_decision"] is not None:
-                return await self._stored(conn, order, stored)
-            decision, legs = self._evaluate(order, g)
-            payload = self._counter_input(order, g, decision.approved, legs, amend=False)
-            breaches = await self._take_counters(conn, payload, careful, order, g.limits)
-            if breaches:
-                decision = decision.model_copy(update={"approved": False, "reasons": [*decision.reasons, *breaches]})
-            state = g.state
-            if g.marks is not None:
-                await self.gatherer.record_marks(conn, order.account, state)
-            await conn.execute(
-                """
-                INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id,
-                    client_order_id, account, symbol, side, type, time_in_force, qty, price, stop_price,
-                    expire_at, reduce_only, broker, status, reason, risk_decision, version, created_at, updated_at)
-                VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'RECEIVED',%s,%s,0,%s,%s)
-                ON CONFLICT (order_id) DO UPDATE SET risk_decision = EXCLUDED.risk_decision
-                WHERE orders.risk_decision IS NULL
-                """,
-                (
-                    order.order_id,
-                    workflow_id_for(order.order_id),
-                    order.idempotency_key,
-                    order.request_hash,
-                    order.client_id,
-                    order.client_order_id,
-                    order.account,
-                    order.symbol,
-                    order.side.value,
-                    order.type.value,
-                    order.time_in_force.value,
-                    order.qty,
-                    order.price,
-                    order.stop_price,
-                    order.expire_at,
-                    order.reduce_only,
-                    order.broker,
-                    "; ".join(r.message for r in decision.reasons) or None,
-                    Jsonb(decision.model_dump(mode="json")),
-                    order.received_at,
-                    order.received_at,
-                ),
-            )
-            if decision.approved:
-                assert legs is not None
-                await self._reserve(conn, order, g.limits, state, legs, amend=False)
-            await queue_audit(
-                conn,
-                actor=order.submitted_by,
-                action="RISK_APPROVED" if decision.approved else "RISK_DENIED",
-                subject=order.order_id,
-                detail={
-                    "order": order.summary(),
-                    "client": f"{order.client_id}/{order.client_order_id}",
-                    "account": order.account,
-                    "reasons": [r.model_dump() for r in decision.reasons],
-                    "reference_price": str(decision.reference_price),
-                    "notional": str(decision.notional),
-                    "trading_state": f"{state.trading_state.value} ({state.trading_state_scope})",
-                    "policy_version": g.policy.version,
-                },
-            )
-        return decision
+            if g.stored is not None:
+                return await self._stored(conn, order, g.stored)
+            return await self._decide_and_record(conn, order, g, careful=careful, amend=False, actor=order.submitted_by)
 
     async def _stored(self, conn: Any, order: OrderRequest, stored: dict[str, Any]) -> RiskDecision:
         """A retry: the stored decision if it was made for this request, else a refusal that takes nothing."""
@@ -681,91 +682,27 @@ class RiskActivities:
         )
         return conflict
 
-    async def _reserve(
-        self,
-        conn: Any,
-        order: OrderRequest,
-        limits: Limits,
-        state: AccountState,
-        legs: tuple[Exposure, Exposure],
-        *,
-        amend: bool,
-    ) -> None:
-        price = valuation_price(order, state.reference_price, limits.price_band_pct) or D0
-        rate = state.quote_rate or D1
-        qty_open = state.open_qty if state.open_qty is not None else order.qty
-        params = {
-            "id": order.order_id,
-            "account": order.account,
-            "client": order.client_id,
-            "symbol": order.symbol,
-            "side": order.side.value,
-            "qty": qty_open,
-            "price": price,
-            "rate": rate,
-            "leverage": limits.leverage,
-            "broker": order.broker,
-        }
-        if not amend:
-            await conn.execute(
-                """
-                INSERT INTO risk_reservations (order_id, account, client_id, symbol, side, qty_open, price,
-                    quote_rate, leverage, notional, margin, broker)
-                VALUES (%(id)s, %(account)s, %(client)s, %(symbol)s, %(side)s, %(qty)s, %(price)s, %(rate)s,
-                    %(leverage)s, %(qty)s * %(price)s * %(rate)s, %(qty)s * %(price)s * %(rate)s / %(leverage)s,
-                    %(broker)s)
-                ON CONFLICT (order_id) DO NOTHING
-                """,
-                params,
-            )
-            return
-        # An amend holds the larger of its old and new terms until the broker confirms or refuses the
-        # replace; the booking after the broker's answer sets the real terms (activities/persistence.py).
-        await conn.execute(
-            """
-            UPDATE risk_reservations SET qty_open = GREATEST(qty_open, %(qty)s), price = GREATEST(price, %(price)s),
-                notional = GREATEST(qty_open, %(qty)s) * GREATEST(price, %(price)s) * quote_rate,
-                margin = GREATEST(qty_open, %(qty)s) * GREATEST(price, %(price)s) * quote_rate / leverage,
-                broker = coalesce(broker, %(broker)s), updated_at = now()
-            WHERE order_id = %(id)s AND released_at IS NULL
-            """,
-            params,
-        )
-
     @activity.defn(name="check_amend")
     async def check_amend(self, request: AmendCheck) -> RiskDecision:
         """Decide on an order's new terms; if approved, its reservation holds the larger of old and new."""
         async with self._pool.connection() as conn:
-            try:
-                return await self._check_amend(conn, request, careful=False)
-            except psycopg.errors.RaiseException as e:
-                if _LIMIT_BREACH not in str(e):
-                    raise
-                return await self._check_amend(conn, request, careful=True)
+            return await self._optimistic(conn, lambda careful: self._check_amend(conn, request, careful=careful))
 
     async def _check_amend(self, conn: Any, request: AmendCheck, *, careful: bool) -> RiskDecision:
         order = request.order
-        async with conn.pipeline(), conn.transaction():
-            await self._lock(conn, order)
+        async with conn.transaction() if careful else contextlib.nullcontext():
             g = await self.gatherer.gather_all(conn, order, amend=True, filled_qty=request.filled_qty)
-            decision, legs = self._evaluate(order, g)
-            payload = self._counter_input(order, g, decision.approved, legs, amend=True)
-            breaches = await self._take_counters(conn, payload, careful, order, g.limits)
-            if breaches:
-                decision = decision.model_copy(update={"approved": False, "reasons": [*decision.reasons, *breaches]})
-            if g.marks is not None:
-                await self.gatherer.record_marks(conn, order.account, g.state)
-            if decision.approved:
-                assert legs is not None
-                await self._reserve(conn, order, g.limits, g.state, legs, amend=True)
-            await queue_audit(
-                conn,
-                actor=request.requested_by,
-                action="RISK_AMEND_APPROVED" if decision.approved else "RISK_AMEND_DENIED",
-                subject=order.order_id,
-                detail={"order": order.summary(), "reasons": [r.model_dump() for r in decision.reasons]},
+            return await self._decide_and_record(
+                conn, order, g, careful=careful, amend=True, actor=request.requested_by
             )
-        return decision
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def _str(value: Decimal | None) -> str | None:

@@ -52,7 +52,8 @@ from devstack.services import EmbeddedPostgres
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY")
-PRICES = {"AAPL": Decimal("180.00"), "MSFT": Decimal("400.00"), "NVDA": Decimal("800.00"), "SPY": Decimal("500.00")}
+#: Limit prices a little below the default instruments' reference prices (inside every price band).
+PRICES = {"AAPL": Decimal("186.00"), "MSFT": Decimal("411.00"), "NVDA": Decimal("117.00"), "SPY": Decimal("548.00")}
 
 
 def _order(account: str, i: int) -> OrderRequest:
@@ -70,7 +71,7 @@ def _order(account: str, i: int) -> OrderRequest:
         type="LIMIT",  # type: ignore[arg-type]
         time_in_force="GTC",  # type: ignore[arg-type]
         qty=Decimal(1 + i % 7),
-        price=PRICES[symbol] + Decimal(i % 100) / 100,
+        price=PRICES[symbol] + Decimal(i % 100) / 100,  # never above the reference: within the band
         broker="paper",
         received_at=datetime.now(UTC),
     )
@@ -248,7 +249,7 @@ async def measure(
             figures["throughput"].append(await _throughput(risk, pool, pg_dir, level, seconds, warmup))
             row = figures["throughput"][-1]
             print(
-                f"  {level:>3} accounts: {row['decisions_per_second']:>8.1f} decisions/s"
+                f"  {level:>3} accounts: {row['decisions_per_second']:>8.1f} decisions/s ({row['denied']} denied)"
                 f"  p50 {row['latency_ms'].get('p50', 0):.2f} ms  cores busy {row['cores_busy']}",
                 flush=True,
             )

@@ -45,7 +45,8 @@ ON CONFLICT (scope, scope_key) DO UPDATE SET gross = EXCLUDED.gross, open_notion
 
 -- Order counts of a sliding window, per symbol and overall: 11 buckets of a tenth of the window each
 -- (counts[11] is bucket ``head``). The window's count is the sum of all 11, which covers the window and at
--- most one bucket more: it never counts fewer orders than the window holds.
+-- most one bucket more: it never counts fewer orders than the window holds. When a policy changes the window,
+-- the orders counted so far are carried into the newest bucket (counted for one more window, not forgotten).
 CREATE TABLE risk_velocity (
     scope      text NOT NULL CHECK (scope IN ('GLOBAL', 'SYMBOL')),
     scope_key  text NOT NULL DEFAULT '',
@@ -157,9 +158,11 @@ BEGIN
             SELECT r.width_ms, r.head, r.counts INTO w, h, cnt FROM risk_velocity r
                 WHERE r.scope = v->>'scope' AND r.scope_key = v->>'key' FOR UPDATE;
         END IF;
-        IF w <> width THEN  -- the window changed: start counting afresh
+        IF w <> width THEN  -- the window changed: what was counted stays counted, as of now
+            SELECT coalesce(sum(x), 0) INTO n FROM unnest(cnt) AS x;
             cnt := array_fill(0, ARRAY[11]);
-            h := b;
+            cnt[11] := n;
+            h := greatest(h, b);
         END IF;
         IF b > h THEN
             d := b - h;
@@ -201,5 +204,176 @@ BEGIN
                 open_notional = EXCLUDED.open_notional, computed_at = EXCLUDED.computed_at;
     END LOOP;
     RETURN breaches;
+END;
+$$;
+
+-- How many decisions each account and each client has had. A decision reads them with the account (risk_gather)
+-- and records only if they are unchanged (risk_record), so a decision made between its read and its write by
+-- another decision of the same account or client is made again, never recorded over the other.
+CREATE TABLE risk_serial (
+    scope    text NOT NULL CHECK (scope IN ('ACCOUNT', 'CLIENT')),
+    key      text NOT NULL,
+    version  bigint NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+
+-- Append one entry to the audit chain (core/audit.py computes ``rest`` = at|actor|action|subject|canonical
+-- JSON of detail). The chain's lock is taken first, so the previous hash read after it is the chain's head.
+CREATE FUNCTION audit_append(p_at timestamptz, p_actor text, p_action text, p_subject text, p_detail jsonb,
+                             p_rest text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev text;
+    digest text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1096107092);  -- "AUDT", as core/audit.py
+    SELECT a.hash INTO prev FROM audit_log a ORDER BY a.id DESC LIMIT 1;
+    prev := coalesce(prev, repeat('0', 64));
+    digest := encode(sha256(convert_to(prev || '|' || p_rest, 'UTF8')), 'hex');
+    INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash)
+        VALUES (p_at, p_actor, p_action, p_subject, p_detail, prev, digest);
+    RETURN digest;
+END;
+$$;
+
+-- Everything one risk decision reads, after taking its account's and its client's locks (in that order, so
+-- decisions cannot deadlock): one query, one snapshot. Rows by kind ``k``:
+--   V  the policy version (qty)                          S  a trading state (symbol=scope, order_id=key,
+--   P  a position (qty, price=avg_price, extra=realized)     side=state, broker=reason)
+--   R  a working order's reservation                      M  the day's equity marks (qty=start, price=peak)
+--   O  the order's stored decision (symbol=request_hash, j=decision)
+--   C  the client's recent orders (qty) and working orders (price)
+--   D  a duplicate order of the client (order_id) that risk did not refuse
+--   N  the account's (qty) and the client's (price) decision counts (risk_serial)
+CREATE FUNCTION risk_gather(p_account text, p_client text, p_order_id text, p_symbol text, p_broker text,
+                            p_day date, p_new_order boolean, p_at timestamptz, p_client_from timestamptz,
+                            p_dup_from timestamptz, p_side text, p_qty numeric, p_price numeric)
+RETURNS TABLE (k text, symbol text, qty numeric, price numeric, extra numeric, side text, rate numeric,
+               leverage numeric, order_id text, broker text, notional numeric, j jsonb)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM pg_advisory_xact_lock(1381190465, hashtext(p_account));  -- "RSKA", as activities/risk.py
+    PERFORM pg_advisory_xact_lock(1381190467, hashtext(p_client));   -- "RSKC"
+    RETURN QUERY
+    SELECT 'V', NULL::text, (SELECT coalesce(max(v.version), 0) FROM risk_policy v)::numeric, NULL::numeric,
+        NULL::numeric, NULL::text, NULL::numeric, NULL::numeric, NULL::text, NULL::text, NULL::numeric, NULL::jsonb
+    UNION ALL
+    SELECT 'S', t.scope, NULL, NULL, NULL, t.state, NULL, NULL, t.scope_key, t.reason, NULL, NULL
+      FROM trading_state t WHERE (t.scope, t.scope_key) IN
+        (('GLOBAL', ''), ('ACCOUNT', p_account), ('SYMBOL', p_symbol), ('BROKER', p_broker))
+    UNION ALL
+    SELECT 'P', ps.symbol, ps.qty, ps.avg_price, ps.realized_pnl, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+      FROM positions ps WHERE ps.account = p_account
+    UNION ALL
+    SELECT 'R', r.symbol, r.qty_open, r.price, NULL, r.side, r.quote_rate, r.leverage, r.order_id, r.broker,
+        r.notional, NULL
+      FROM risk_reservations r WHERE r.account = p_account AND r.released_at IS NULL
+    UNION ALL
+    SELECT 'M', NULL, m.start_equity, m.peak_equity, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+      FROM risk_equity_marks m WHERE m.account = p_account AND m.day = p_day
+    UNION ALL
+    SELECT 'O', o.request_hash, NULL, NULL, NULL, NULL, NULL, NULL, o.order_id, NULL, NULL, o.risk_decision
+      FROM orders o WHERE p_new_order AND o.order_id = p_order_id AND o.risk_decision IS NOT NULL
+    UNION ALL
+    SELECT 'C', NULL,
+        (SELECT count(*) FROM orders o WHERE o.client_id = p_client AND o.created_at > p_client_from
+            AND o.created_at <= p_at AND o.order_id <> p_order_id)::numeric,
+        (SELECT count(*) FROM risk_reservations r WHERE r.client_id = p_client AND r.released_at IS NULL
+            AND r.order_id <> p_order_id)::numeric,
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+      WHERE p_new_order
+    UNION ALL
+    (SELECT 'D', NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.order_id, NULL, NULL, NULL
+      FROM orders o WHERE p_new_order AND p_dup_from IS NOT NULL AND o.client_id = p_client
+        AND o.symbol = p_symbol AND o.side = p_side AND o.qty = p_qty AND o.price IS NOT DISTINCT FROM p_price
+        AND o.created_at > p_dup_from AND o.order_id <> p_order_id
+        AND o.status <> 'DENIED' AND (o.risk_decision->>'approved')::boolean IS NOT FALSE
+      LIMIT 1)
+    UNION ALL
+    SELECT 'N', NULL,
+        coalesce((SELECT v.version FROM risk_serial v WHERE v.scope = 'ACCOUNT' AND v.key = p_account), 0)::numeric,
+        coalesce((SELECT v.version FROM risk_serial v WHERE v.scope = 'CLIENT' AND v.key = p_client), 0)::numeric,
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+END;
+$$;
+
+-- Record one decision: under the account's and the client's locks, check that neither has had another decision
+-- since the gather (else 'exodus-risk-retry': decide again), take the counters (risk_take; a breach raises
+-- 'exodus-risk-limit'), then write the equity marks, the order row with its decision, the reservation (new, or an
+-- amend's larger-of-old-and-new) and the audit entry. One statement: called on its own it is its own
+-- transaction, and nothing it locks waits for a round trip to the worker.
+CREATE FUNCTION risk_record(p jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    o jsonb := p->'order';
+    r jsonb := p->'reserve';
+    m jsonb := p->'marks';
+    a jsonb := p->'audit';
+    seen jsonb := p->'seen';
+    now_version bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1381190465, hashtext(p->>'account'));  -- "RSKA"
+    PERFORM pg_advisory_xact_lock(1381190467, hashtext(p->>'client'));   -- "RSKC"
+    INSERT INTO risk_serial (scope, key, version) VALUES ('ACCOUNT', p->>'account', 1)
+        ON CONFLICT (scope, key) DO UPDATE SET version = risk_serial.version + 1 RETURNING version INTO now_version;
+    IF seen IS NOT NULL AND now_version <> (seen->>'account')::bigint + 1 THEN
+        RAISE EXCEPTION 'exodus-risk-retry' USING DETAIL = 'account ' || (p->>'account');
+    END IF;
+    INSERT INTO risk_serial (scope, key, version) VALUES ('CLIENT', p->>'client', 1)
+        ON CONFLICT (scope, key) DO UPDATE SET version = risk_serial.version + 1 RETURNING version INTO now_version;
+    IF seen IS NOT NULL AND now_version <> (seen->>'client')::bigint + 1 THEN
+        RAISE EXCEPTION 'exodus-risk-retry' USING DETAIL = 'client ' || (p->>'client');
+    END IF;
+    IF p->'counters' IS NOT NULL AND jsonb_typeof(p->'counters') = 'object' THEN
+        PERFORM risk_take(p->'counters', false);
+    END IF;
+    IF m IS NOT NULL AND jsonb_typeof(m) = 'object' THEN
+        INSERT INTO risk_equity_marks (account, day, start_equity, peak_equity)
+            VALUES (m->>'account', (m->>'day')::date, (m->>'start')::numeric, (m->>'peak')::numeric)
+            ON CONFLICT (account, day) DO UPDATE
+                SET peak_equity = GREATEST(risk_equity_marks.peak_equity, EXCLUDED.peak_equity);
+    END IF;
+    IF o IS NOT NULL AND jsonb_typeof(o) = 'object' THEN
+        INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id, client_order_id,
+            account, symbol, side, type, time_in_force, qty, price, stop_price, expire_at, reduce_only, broker,
+            status, reason, risk_decision, version, created_at, updated_at)
+        VALUES (o->>'order_id', o->>'workflow_id', o->>'idempotency_key', o->>'request_hash', o->>'client_id',
+            o->>'client_order_id', o->>'account', o->>'symbol', o->>'side', o->>'type', o->>'time_in_force',
+            (o->>'qty')::numeric, (o->>'price')::numeric, (o->>'stop_price')::numeric,
+            (o->>'expire_at')::timestamptz, (o->>'reduce_only')::boolean, o->>'broker', 'RECEIVED', o->>'reason',
+            o->'risk_decision', 0, (o->>'received_at')::timestamptz, (o->>'received_at')::timestamptz)
+        ON CONFLICT (order_id) DO UPDATE SET risk_decision = EXCLUDED.risk_decision
+            WHERE orders.risk_decision IS NULL;
+    END IF;
+    IF r IS NOT NULL AND jsonb_typeof(r) = 'object' THEN
+        IF (r->>'amend')::boolean THEN
+            -- An amend holds the larger of its old and new terms until the broker answers; the booking after
+            -- the answer sets the real terms (activities/persistence.py).
+            UPDATE risk_reservations SET
+                qty_open = GREATEST(qty_open, (r->>'qty')::numeric),
+                price = GREATEST(price, (r->>'price')::numeric),
+                notional = GREATEST(qty_open, (r->>'qty')::numeric) * GREATEST(price, (r->>'price')::numeric)
+                    * quote_rate,
+                margin = GREATEST(qty_open, (r->>'qty')::numeric) * GREATEST(price, (r->>'price')::numeric)
+                    * quote_rate / leverage,
+                broker = coalesce(broker, r->>'broker'),
+                updated_at = now()
+            WHERE order_id = r->>'order_id' AND released_at IS NULL;
+        ELSE
+            INSERT INTO risk_reservations (order_id, account, client_id, symbol, side, qty_open, price, quote_rate,
+                leverage, notional, margin, broker)
+            VALUES (r->>'order_id', r->>'account', r->>'client_id', r->>'symbol', r->>'side',
+                (r->>'qty')::numeric, (r->>'price')::numeric, (r->>'rate')::numeric, (r->>'leverage')::numeric,
+                (r->>'qty')::numeric * (r->>'price')::numeric * (r->>'rate')::numeric,
+                (r->>'qty')::numeric * (r->>'price')::numeric * (r->>'rate')::numeric / (r->>'leverage')::numeric,
+                r->>'broker')
+            ON CONFLICT (order_id) DO NOTHING;
+        END IF;
+    END IF;
+    IF a IS NOT NULL AND jsonb_typeof(a) = 'object' THEN
+        PERFORM audit_append((a->>'at')::timestamptz, a->>'actor', a->>'action', a->>'subject', a->'detail',
+            a->>'rest');
+    END IF;
 END;
 $$;
