@@ -68,6 +68,7 @@ from core.risk import (
     ReservationView,
     RiskCheck,
     account_equity,
+    account_exposure,
     basic_check,
     exposure_legs,
     order_reduces,
@@ -94,6 +95,18 @@ _LIMIT_BREACH = "exodus-risk-limit"
 _RETRY = "exodus-risk-retry"
 #: Decisions of one account racing each other: after this many, decide inside one locked transaction.
 _OPTIMISTIC_ATTEMPTS = 8
+#: Codes of the totals across accounts, and how many other accounts a full total refreshes at most.
+_TOTALS = {ReasonCode.FIRM_MAX_GROSS_EXPOSURE, ReasonCode.FIRM_MAX_OPEN_NOTIONAL, ReasonCode.BROKER_MAX_OPEN_NOTIONAL}
+_REFRESH_ACCOUNTS = 20
+#: One account's positions and working orders (one statement, one snapshot), in risk_gather's row shape.
+_ACCOUNT_ROWS = """
+SELECT 'P' AS k, symbol, qty, avg_price AS price, realized_pnl AS extra, NULL::text AS side, NULL::numeric AS rate,
+    NULL::numeric AS leverage, NULL::text AS order_id, NULL::text AS broker, NULL::numeric AS notional
+  FROM positions WHERE account = %(account)s
+UNION ALL
+SELECT 'R', symbol, qty_open, price, NULL, side, quote_rate, leverage, order_id, broker, notional
+  FROM risk_reservations WHERE account = %(account)s AND released_at IS NULL
+"""
 D0 = Decimal(0)
 D1 = Decimal(1)
 
@@ -209,6 +222,8 @@ class RiskGatherer:
         self.capabilities = capabilities
         self.session_checks = session_checks or {}
         self.policy = policy or PolicyStore(settings.risk)
+        #: Prices a position at this broker's reference when nothing else says which (refreshing totals).
+        self.default_broker = settings.default_broker
 
     async def gather(self, conn: Any, order: OrderRequest, *, amend: bool = False) -> tuple[Limits, AccountState]:
         """The effective limits and the account state for ``order`` (excluding its own reservation)."""
@@ -254,6 +269,57 @@ class RiskGatherer:
             if version == cached.version:
                 return await self._assemble(order, cached, limits, rows, amend, filled_qty, unavailable)
             await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
+
+    async def _positions(
+        self,
+        rows: list[dict[str, Any]],
+        policy_set: PolicySet,
+        rate_of: Callable[[str], Awaitable[Priced]],
+        broker_of: Callable[[str], str],
+    ) -> dict[str, PositionView]:
+        """The account's positions, marked at the reference price and converted at the rate to the policy's."""
+        positions: dict[str, PositionView] = {}
+        for row in rows:
+            symbol = row["symbol"]
+            pinst = self.instruments.get(symbol)
+            cls = policy_set.policy.classes.get(pinst.instrument_class) if pinst else None
+            rate = (await rate_of(pinst.quote_currency)).value if pinst else D1
+            mark = (await self.reference.reference_price(symbol, broker_of(symbol))).value if row["qty"] else None
+            positions[symbol] = PositionView.model_construct(
+                symbol=symbol,
+                qty=row["qty"],
+                avg_price=row["price"],
+                realized_pnl=row["extra"],
+                mark=mark,
+                quote_rate=rate,
+                leverage=cls.leverage if cls else D1,
+                currency=pinst.quote_currency if pinst else "",
+            )
+        return positions
+
+    async def exposure_of(self, account: str, rows: list[dict[str, Any]]) -> Exposure:
+        """An account's worst-case exposure as it stands (positions and working orders; no new order)."""
+        policy_set = self.policy.cached
+        ccy = policy_set.policy.currency.value
+        reservations = [_reservation(r) for r in rows if r["k"] == "R"]
+        brokers = {r.symbol: r.broker for r in reservations if r.broker}
+        rates: dict[str, Priced] = {}
+
+        async def rate_of(currency: str) -> Priced:
+            if currency not in rates:
+                rates[currency] = await self.reference.fx_rate(currency, ccy)
+            return rates[currency]
+
+        positions = await self._positions(
+            [r for r in rows if r["k"] == "P"],
+            policy_set,
+            rate_of,
+            lambda symbol: brokers.get(symbol, self.default_broker),
+        )
+        state = AccountState.model_construct(
+            now=utcnow(), instrument=None, reference_price=None, positions=positions, reservations=reservations
+        )
+        return account_exposure(state, None)
 
     async def _assemble(
         self,
@@ -310,23 +376,7 @@ class RiskGatherer:
                 known = rates[currency] = await self.reference.fx_rate(currency, ccy)
             return known
 
-        positions: dict[str, PositionView] = {}
-        for row in position_rows:
-            symbol = row["symbol"]
-            pinst = self.instruments.get(symbol)
-            cls = policy_set.policy.classes.get(pinst.instrument_class) if pinst else None
-            rate = (await rate_of(pinst.quote_currency)).value if pinst else D1
-            mark = (await self.reference.reference_price(symbol, order.broker)).value if row["qty"] else None
-            positions[symbol] = PositionView.model_construct(
-                symbol=symbol,
-                qty=row["qty"],
-                avg_price=row["price"],
-                realized_pnl=row["extra"],
-                mark=mark,
-                quote_rate=rate,
-                leverage=cls.leverage if cls else D1,
-                currency=pinst.quote_currency if pinst else "",
-            )
+        positions = await self._positions(position_rows, policy_set, rate_of, lambda _symbol: order.broker)
 
         # Equity marks: the day starts at the equity of the account's first check; the peak only rises.
         equity = account_equity(limits.account_capital, positions)
@@ -622,18 +672,23 @@ class RiskActivities:
         """Decide on a new order; record the order row, the decision, the reservation and an audit entry."""
         started = time.perf_counter()
         async with self._pool.connection() as conn:
-            decision = await self._optimistic(conn, lambda careful: self._check_order(conn, order, careful=careful))
+            decision = await self._optimistic(
+                conn, order.account, lambda careful: self._check_order(conn, order, careful=careful)
+            )
         ORDER_LATENCY.labels(stage="risk").observe(time.perf_counter() - started)
         return decision
 
-    @staticmethod
-    async def _optimistic(conn: Any, attempt: Callable[[bool], Awaitable[RiskDecision]]) -> RiskDecision:
+    async def _optimistic(
+        self, conn: Any, account: str, attempt: Callable[[bool], Awaitable[RiskDecision]]
+    ) -> RiskDecision:
         """Decide without holding anything between the gather and the record; carefully after a breach.
 
         The fast path is two statements, each its own transaction: ``risk_gather`` and ``risk_record``. If
-        another decision of the account or client was recorded in between, the decision is made again; if a
-        limit across accounts would be breached, it is made again inside one transaction that holds the
-        account's locks and waits for the counters' answer, so the refusal says which limit.
+        another decision of the account or client was recorded in between, the decision is made again. If a
+        total across accounts would be breached, the other accounts' stale parts of the totals are recomputed
+        first (their orders filled or ended since their last decision), then the decision is made again inside
+        one transaction that holds the account's locks and waits for the counters' answer, so the refusal
+        says which limit.
         """
         for _ in range(_OPTIMISTIC_ATTEMPTS):
             try:
@@ -641,10 +696,38 @@ class RiskActivities:
             except psycopg.errors.RaiseException as e:
                 if _RETRY in str(e):
                     continue
-                if _LIMIT_BREACH in str(e):
-                    break
-                raise
+                if _LIMIT_BREACH not in str(e):
+                    raise
+                if _TOTALS & _breach_codes(e):
+                    await self._refresh_stale(conn, except_account=account)
+                break
         return await attempt(True)
+
+    async def _refresh_stale(self, conn: Any, *, except_account: str) -> int:
+        """Recompute other accounts' parts of the totals where their orders changed since; return how many.
+
+        Each account under its own lock, taken only if free (an account deciding right now refreshes itself).
+        """
+        cur = await conn.execute("SELECT a FROM risk_stale_accounts(%s, %s) AS a", (except_account, _REFRESH_ACCOUNTS))
+        refreshed = 0
+        for account in [row["a"] for row in await cur.fetchall()]:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS ok", (_ACCOUNT_LOCK, account)
+                )
+                if not (await cur.fetchone())["ok"]:
+                    continue
+                cur = await conn.execute(_ACCOUNT_ROWS, {"account": account})
+                exposure = await self.gatherer.exposure_of(account, await cur.fetchall())
+                parts = [
+                    {"scope": "FIRM", "key": "", "gross": str(exposure.gross), "notional": str(exposure.open_notional)}
+                ] + [
+                    {"scope": "BROKER", "key": broker, "gross": "0", "notional": str(notional)}
+                    for broker, notional in exposure.open_notional_by_broker.items()
+                ]
+                await conn.execute("SELECT risk_refresh(%s, %s)", (account, _jsonb(parts)))
+                refreshed += 1
+        return refreshed
 
     async def _check_order(self, conn: Any, order: OrderRequest, *, careful: bool) -> RiskDecision:
         async with conn.transaction() if careful else contextlib.nullcontext():
@@ -686,7 +769,9 @@ class RiskActivities:
     async def check_amend(self, request: AmendCheck) -> RiskDecision:
         """Decide on an order's new terms; if approved, its reservation holds the larger of old and new."""
         async with self._pool.connection() as conn:
-            return await self._optimistic(conn, lambda careful: self._check_amend(conn, request, careful=careful))
+            return await self._optimistic(
+                conn, request.order.account, lambda careful: self._check_amend(conn, request, careful=careful)
+            )
 
     async def _check_amend(self, conn: Any, request: AmendCheck, *, careful: bool) -> RiskDecision:
         order = request.order
@@ -703,6 +788,13 @@ def _jsonb(value: Any) -> Jsonb:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def _breach_codes(error: psycopg.errors.RaiseException) -> set[str]:
+    try:
+        return {b["code"] for b in json.loads(error.diag.message_detail or "[]")}
+    except (ValueError, TypeError, KeyError):
+        return set()
 
 
 def _str(value: Decimal | None) -> str | None:

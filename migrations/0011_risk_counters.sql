@@ -42,6 +42,9 @@ GROUP BY account, coalesce(broker, '');
 INSERT INTO risk_counters (scope, scope_key, gross, open_notional)
 SELECT scope, scope_key, sum(gross), sum(open_notional) FROM risk_contributions GROUP BY scope, scope_key
 ON CONFLICT (scope, scope_key) DO UPDATE SET gross = EXCLUDED.gross, open_notional = EXCLUDED.open_notional;
+-- (Stale from the start: recomputed at the account's next decision, or when a total is found full.)
+UPDATE risk_contributions SET computed_at = '-infinity';
+CREATE INDEX risk_reservations_account_updated ON risk_reservations (account, updated_at);
 
 -- Order counts of a sliding window, per symbol and overall: 11 buckets of a tenth of the window each
 -- (counts[11] is bucket ``head``). The window's count is the sum of all 11, which covers the window and at
@@ -375,5 +378,56 @@ BEGIN
         PERFORM audit_append((a->>'at')::timestamptz, a->>'actor', a->>'action', a->>'subject', a->'detail',
             a->>'rest');
     END IF;
+END;
+$$;
+
+-- Accounts (other than p_except) whose part of the totals may be too high: an order of theirs filled or ended
+-- since their last decision computed it. Largest first.
+CREATE FUNCTION risk_stale_accounts(p_except text, p_limit integer) RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    SELECT c.account FROM risk_contributions c
+    WHERE c.scope = 'FIRM' AND c.account <> p_except AND (c.gross > 0 OR c.open_notional > 0)
+      AND EXISTS (SELECT 1 FROM risk_reservations r WHERE r.account = c.account AND r.updated_at > c.computed_at)
+    ORDER BY c.gross + c.open_notional DESC
+    LIMIT p_limit;
+$$;
+
+-- Replace one account's parts of the totals with freshly computed ones (the caller holds the account's lock):
+-- p = [{"scope", "key", "gross", "notional"}]; a part the account has and p does not name becomes zero.
+CREATE FUNCTION risk_refresh(p_account text, p jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    part record;
+    old_g numeric;
+    old_n numeric;
+BEGIN
+    FOR part IN
+        SELECT x.scope, x.key, coalesce(sum(x.gross), 0) AS gross, coalesce(sum(x.notional), 0) AS notional
+        FROM (
+            SELECT e->>'scope' AS scope, e->>'key' AS key, (e->>'gross')::numeric AS gross,
+                (e->>'notional')::numeric AS notional
+            FROM jsonb_array_elements(p) AS e
+            UNION ALL
+            SELECT c.scope, c.scope_key, NULL, NULL FROM risk_contributions c WHERE c.account = p_account
+        ) AS x
+        GROUP BY x.scope, x.key ORDER BY x.scope, x.key
+    LOOP
+        PERFORM 1 FROM risk_counters c WHERE c.scope = part.scope AND c.scope_key = part.key FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO risk_counters (scope, scope_key) VALUES (part.scope, part.key) ON CONFLICT DO NOTHING;
+            PERFORM 1 FROM risk_counters c WHERE c.scope = part.scope AND c.scope_key = part.key FOR UPDATE;
+        END IF;
+        SELECT c.gross, c.open_notional INTO old_g, old_n FROM risk_contributions c
+            WHERE c.account = p_account AND c.scope = part.scope AND c.scope_key = part.key;
+        old_g := coalesce(old_g, 0);
+        old_n := coalesce(old_n, 0);
+        UPDATE risk_counters SET gross = gross - old_g + part.gross, open_notional = open_notional - old_n + part.notional,
+            updated_at = now()
+            WHERE scope = part.scope AND scope_key = part.key;
+        INSERT INTO risk_contributions (account, scope, scope_key, gross, open_notional, computed_at)
+            VALUES (p_account, part.scope, part.key, part.gross, part.notional, now())
+            ON CONFLICT (account, scope, scope_key) DO UPDATE SET gross = EXCLUDED.gross,
+                open_notional = EXCLUDED.open_notional, computed_at = EXCLUDED.computed_at;
+    END LOOP;
 END;
 $$;

@@ -306,9 +306,17 @@ async def firm_gross(rig: Rig) -> Decimal:
     return row["gross"]
 
 
+async def empty_firm(rig: Rig) -> None:
+    """Forget every account's part of the totals (the accounts of earlier tests): the firm starts empty."""
+    async with rig.pool.connection() as conn:
+        await conn.execute("DELETE FROM risk_contributions")
+        await conn.execute("UPDATE risk_counters SET gross = 0, open_notional = 0")
+
+
 async def test_firm_wide_gross_exposure_is_never_jointly_breached_by_many_accounts(rig: Rig) -> None:
     # Room for exactly ten orders of 10 AAPL (1,900 each at the mark) across the firm; 8 accounts send 5 each.
-    room = await firm_gross(rig) + D(19_000)
+    await empty_firm(rig)
+    room = D(19_000)
     async with global_policy(rig, firm_max_gross_exposure=room):
         accounts = [unique("firm") for _ in range(8)]
         orders = [limit_buy(a, "10") for a in accounts for _ in range(5)]
@@ -322,15 +330,14 @@ async def test_firm_wide_gross_exposure_is_never_jointly_breached_by_many_accoun
 
 
 async def test_firm_wide_open_notional_and_per_broker_open_notional(rig: Rig) -> None:
-    [row] = await rig.fetch("SELECT open_notional FROM risk_counters WHERE scope = 'FIRM'")
-    async with global_policy(rig, firm_max_open_notional=row["open_notional"] + D(3 * 1800)):
+    await empty_firm(rig)
+    async with global_policy(rig, firm_max_open_notional=D(3 * 1800)):
         decisions = await asyncio.gather(*(rig.risk.check_order(limit_buy(unique("n"), "10")) for _ in range(6)))
         assert (
             sorted(codes(d)[0] if codes(d) else "ok" for d in decisions) == ["FIRM_MAX_OPEN_NOTIONAL"] * 3 + ["ok"] * 3
         )
-    rows = await rig.fetch("SELECT open_notional FROM risk_counters WHERE scope = 'BROKER' AND scope_key = 'paper'")
-    at_paper = rows[0]["open_notional"]
-    async with global_policy(rig, brokers={"paper": {"max_open_notional": str(at_paper + 2 * 1800)}}):
+    await empty_firm(rig)
+    async with global_policy(rig, brokers={"paper": {"max_open_notional": str(2 * 1800)}}):
         decisions = await asyncio.gather(*(rig.risk.check_order(limit_buy(unique("b"), "10")) for _ in range(5)))
         assert (
             sorted(codes(d)[0] if codes(d) else "ok" for d in decisions)
@@ -470,3 +477,22 @@ async def test_no_fx_rate_is_a_denial(rig: Rig) -> None:
     # With the feed's rate (1 / USDJPY) the same order is valued in USD: 1,000.
     decision = await rig.risk.check_order(make_order(symbol="USDJPY", qty="1000", type="LIMIT", price="150.000"))
     assert decision.approved and decision.notional == D(1000)
+
+
+async def test_room_freed_by_another_accounts_cancel_returns_to_the_firm(rig: Rig) -> None:
+    # Account A fills the firm's room with a resting order, then the order is canceled (booked by the
+    # workflow, not by a decision of A). B's order finds the total full, A's part is recomputed, and it fits.
+    await empty_firm(rig)
+    room = D(1900)
+    async with global_policy(rig, firm_max_gross_exposure=room):
+        a, b = unique("quiet"), unique("busy")
+        resting = limit_buy(a, "10")
+        assert (await rig.risk.check_order(resting)).approved
+        assert codes(await rig.risk.check_order(limit_buy(b, "10"))) == ["FIRM_MAX_GROSS_EXPOSURE"]
+        await rig.store.persist_order(snapshot(resting, OrderStatus.CANCELED, qty=D(10), version=4))
+        assert (await rig.risk.check_order(limit_buy(b, "10"))).approved
+        [part] = await rig.fetch(
+            "SELECT gross, open_notional FROM risk_contributions WHERE account = %s AND scope = 'FIRM'", a
+        )
+        assert (part["gross"], part["open_notional"]) == (0, 0)
+        assert await firm_gross(rig) <= room

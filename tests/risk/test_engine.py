@@ -422,8 +422,10 @@ async def test_concurrent_buys_and_sells_each_get_only_their_own_sides_room(
 async def test_many_accounts_share_the_firm_wide_limit(
     risk_stack: Stack, http: httpx.AsyncClient, default_policy: None
 ) -> None:
-    [firm] = await risk_stack.fetch("SELECT gross FROM risk_counters WHERE scope = 'FIRM'")
-    await put_policy(http, firm_max_gross_exposure=str(firm["gross"] + 19_000))  # ten orders of 10 at 190
+    async with risk_stack.pool.connection() as conn:  # the firm starts empty: earlier tests' accounts forgotten
+        await conn.execute("DELETE FROM risk_contributions")
+        await conn.execute("UPDATE risk_counters SET gross = 0, open_notional = 0")
+    await put_policy(http, firm_max_gross_exposure="19000")  # ten orders of 10 at 190
     accounts = [unique("firm") for _ in range(5)]
     orders = [body(account=a, type="LIMIT", price="180.00", timeInForce="GTC") for a in accounts for _ in range(5)]
     answers = await asyncio.gather(*(http.post("/api/v1/orders", json=o) for o in orders))
