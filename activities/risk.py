@@ -104,8 +104,8 @@ SELECT 'P' AS k, symbol, qty, avg_price AS price, realized_pnl AS extra, NULL::t
     NULL::numeric AS leverage, NULL::text AS order_id, NULL::text AS broker, NULL::numeric AS notional
   FROM positions WHERE account = %(account)s
 UNION ALL
-SELECT 'R', symbol, qty_open, price, NULL, side, quote_rate, leverage, order_id, broker, notional
-  FROM risk_reservations WHERE account = %(account)s AND released_at IS NULL
+SELECT 'R', symbol, sum(qty_open), max(price), NULL, side, max(quote_rate), max(leverage), NULL, broker, sum(notional)
+  FROM risk_reservations WHERE account = %(account)s AND released_at IS NULL GROUP BY symbol, side, broker
 """
 D0 = Decimal(0)
 D1 = Decimal(1)
@@ -346,10 +346,9 @@ class RiskGatherer:
         for row in rows:
             kind = row["k"]
             if kind == "R":
-                if row["order_id"] == order.order_id:
-                    hold_row = row
-                else:
-                    reservations.append(_reservation(row))
+                reservations.append(_reservation(row))
+            elif kind == "H":
+                hold_row = row
             elif kind == "P":
                 position_rows.append(row)
             elif kind == "S":
@@ -421,8 +420,9 @@ class RiskGatherer:
 
 
 def _reservation(row: dict[str, Any]) -> ReservationView:
+    # Working orders come summed per symbol, side and broker (order_id empty); an amend's own order singly.
     return ReservationView.model_construct(
-        order_id=row["order_id"],
+        order_id=row["order_id"] or "",
         symbol=row["symbol"],
         side=_SIDES[row["side"]],
         qty_open=row["qty"],

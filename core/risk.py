@@ -587,12 +587,27 @@ def _working(reservations: list[ReservationView], symbol: str) -> tuple[Decimal,
     return buys, sells
 
 
+_memo: list[tuple[AccountState, Leg | None, Exposure]] = []
+
+
 def account_exposure(state: AccountState, leg: Leg | None) -> Exposure:
     """The account's worst-case exposure with ``leg`` added on its side (or as it stands, without one).
 
     Per symbol: ``max(|position + buys|, |position - sells|)``, valued at the mark (a symbol with working
-    orders but no mark at its orders' highest price; the order's own symbol at ``leg.unit``).
+    orders but no mark at its orders' highest price; the order's own symbol at ``leg.unit``). The last few
+    results are remembered (the check and the activity ask for the same state and leg).
     """
+    for seen_state, seen_leg, seen in _memo:
+        if seen_state is state and seen_leg == leg:
+            return seen
+    exposure = _account_exposure(state, leg)
+    _memo.append((state, leg, exposure))
+    if len(_memo) > 4:
+        del _memo[0]
+    return exposure
+
+
+def _account_exposure(state: AccountState, leg: Leg | None) -> Exposure:
     books: dict[str, list[Any]] = {}  # symbol -> [buys, sells, highest price, rate, leverage]
     open_notional = D0
     by_broker: dict[str, Decimal] = {}

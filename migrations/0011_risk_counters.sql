@@ -56,6 +56,7 @@ CREATE TABLE risk_velocity (
     width_ms   bigint NOT NULL,
     head       bigint NOT NULL,
     counts     integer[] NOT NULL,
+    total      bigint NOT NULL,                -- sum(counts)
     PRIMARY KEY (scope, scope_key)
 );
 
@@ -112,15 +113,17 @@ DECLARE
 BEGIN
     FOR e IN SELECT x FROM jsonb_array_elements(coalesce(p->'exposure', '[]'::jsonb)) AS x
              ORDER BY x->>'scope', x->>'key' LOOP
-        SELECT c.gross, c.open_notional INTO tot_g, tot_n FROM risk_counters c
-            WHERE c.scope = e->>'scope' AND c.scope_key = e->>'key' FOR UPDATE;
+        SELECT c.gross, c.open_notional, r.gross, r.open_notional INTO tot_g, tot_n, old_g, old_n
+            FROM risk_counters c LEFT JOIN risk_contributions r
+              ON r.account = acct AND r.scope = c.scope AND r.scope_key = c.scope_key
+            WHERE c.scope = e->>'scope' AND c.scope_key = e->>'key' FOR UPDATE OF c;
         IF NOT FOUND THEN
             INSERT INTO risk_counters (scope, scope_key) VALUES (e->>'scope', e->>'key') ON CONFLICT DO NOTHING;
-            SELECT c.gross, c.open_notional INTO tot_g, tot_n FROM risk_counters c
-                WHERE c.scope = e->>'scope' AND c.scope_key = e->>'key' FOR UPDATE;
+            SELECT c.gross, c.open_notional, r.gross, r.open_notional INTO tot_g, tot_n, old_g, old_n
+                FROM risk_counters c LEFT JOIN risk_contributions r
+                  ON r.account = acct AND r.scope = c.scope AND r.scope_key = c.scope_key
+                WHERE c.scope = e->>'scope' AND c.scope_key = e->>'key' FOR UPDATE OF c;
         END IF;
-        SELECT r.gross, r.open_notional INTO old_g, old_n FROM risk_contributions r
-            WHERE r.account = acct AND r.scope = e->>'scope' AND r.scope_key = e->>'key';
         old_g := coalesce(old_g, 0);
         old_n := coalesce(old_n, 0);
         g_with := coalesce((e->>'gross_with')::numeric, 0);
@@ -153,40 +156,47 @@ BEGIN
              ORDER BY x->>'scope', x->>'key' LOOP
         width := greatest(1, (v->>'window_ms')::bigint / 10);
         b := at_ms / width;
-        SELECT r.width_ms, r.head, r.counts INTO w, h, cnt FROM risk_velocity r
-            WHERE r.scope = v->>'scope' AND r.scope_key = v->>'key' FOR UPDATE;
+        -- Most orders land in the newest bucket: count them in one statement.
+        UPDATE risk_velocity r SET counts[11] = r.counts[11] + 1, total = r.total + 1
+            WHERE r.scope = v->>'scope' AND r.scope_key = v->>'key' AND r.width_ms = width AND r.head = b
+            RETURNING r.total - 1 INTO n;
         IF NOT FOUND THEN
-            INSERT INTO risk_velocity (scope, scope_key, width_ms, head, counts)
-                VALUES (v->>'scope', v->>'key', width, b, array_fill(0, ARRAY[11])) ON CONFLICT DO NOTHING;
             SELECT r.width_ms, r.head, r.counts INTO w, h, cnt FROM risk_velocity r
                 WHERE r.scope = v->>'scope' AND r.scope_key = v->>'key' FOR UPDATE;
-        END IF;
-        IF w <> width THEN  -- the window changed: what was counted stays counted, as of now
-            SELECT coalesce(sum(x), 0) INTO n FROM unnest(cnt) AS x;
-            cnt := array_fill(0, ARRAY[11]);
-            cnt[11] := n;
-            h := greatest(h, b);
-        END IF;
-        IF b > h THEN
-            d := b - h;
-            IF d >= 11 THEN
-                cnt := array_fill(0, ARRAY[11]);
-            ELSE
-                cnt := cnt[d + 1:11] || array_fill(0, ARRAY[d::integer]);
+            IF NOT FOUND THEN
+                INSERT INTO risk_velocity (scope, scope_key, width_ms, head, counts, total)
+                    VALUES (v->>'scope', v->>'key', width, b, array_fill(0, ARRAY[11]), 0) ON CONFLICT DO NOTHING;
+                SELECT r.width_ms, r.head, r.counts INTO w, h, cnt FROM risk_velocity r
+                    WHERE r.scope = v->>'scope' AND r.scope_key = v->>'key' FOR UPDATE;
             END IF;
-            h := b;
+            IF w <> width THEN  -- the window changed: what was counted stays counted, as of now
+                SELECT coalesce(sum(x), 0) INTO n FROM unnest(cnt) AS x;
+                cnt := array_fill(0, ARRAY[11]);
+                cnt[11] := n;
+                h := greatest(h, b);
+            END IF;
+            IF b > h THEN
+                d := b - h;
+                IF d >= 11 THEN
+                    cnt := array_fill(0, ARRAY[11]);
+                ELSE
+                    cnt := cnt[d + 1:11] || array_fill(0, ARRAY[d::integer]);
+                END IF;
+                h := b;
+            END IF;
+            SELECT coalesce(sum(x), 0) INTO n FROM unnest(cnt) AS x;
+            slot := 11 - (h - b)::integer;
+            IF slot >= 1 THEN
+                cnt[slot] := cnt[slot] + 1;
+            END IF;
+            UPDATE risk_velocity SET width_ms = width, head = h, counts = cnt,
+                total = n + CASE WHEN slot >= 1 THEN 1 ELSE 0 END
+                WHERE scope = v->>'scope' AND scope_key = v->>'key';
         END IF;
-        SELECT coalesce(sum(x), 0) INTO n FROM unnest(cnt) AS x;
         IF approved AND n >= (v->>'max')::bigint THEN
             breaches := breaches || jsonb_build_object('code', v->>'code', 'scope', v->>'scope', 'key', v->>'key',
                 'count', n, 'max', (v->>'max')::bigint, 'window_ms', (v->>'window_ms')::bigint);
         END IF;
-        slot := 11 - (h - b)::integer;
-        IF slot >= 1 THEN
-            cnt[slot] := cnt[slot] + 1;
-        END IF;
-        UPDATE risk_velocity SET width_ms = width, head = h, counts = cnt
-            WHERE scope = v->>'scope' AND scope_key = v->>'key';
     END LOOP;
 
     IF jsonb_array_length(breaches) > 0 AND NOT careful THEN
@@ -201,10 +211,12 @@ BEGIN
         UPDATE risk_counters SET gross = gross - olds_g[i] + new_g, open_notional = open_notional - olds_n[i] + new_n,
             updated_at = now()
             WHERE scope = scopes[i] AND scope_key = keys[i];
-        INSERT INTO risk_contributions (account, scope, scope_key, gross, open_notional, computed_at)
-            VALUES (acct, scopes[i], keys[i], new_g, new_n, now())
-            ON CONFLICT (account, scope, scope_key) DO UPDATE SET gross = EXCLUDED.gross,
-                open_notional = EXCLUDED.open_notional, computed_at = EXCLUDED.computed_at;
+        UPDATE risk_contributions SET gross = new_g, open_notional = new_n, computed_at = now()
+            WHERE account = acct AND scope = scopes[i] AND scope_key = keys[i];
+        IF NOT FOUND THEN
+            INSERT INTO risk_contributions (account, scope, scope_key, gross, open_notional, computed_at)
+                VALUES (acct, scopes[i], keys[i], new_g, new_n, now());
+        END IF;
     END LOOP;
     RETURN breaches;
 END;
@@ -243,7 +255,8 @@ $$;
 -- decisions cannot deadlock): one query, one snapshot. Rows by kind ``k``:
 --   V  the policy version (qty)                          S  a trading state (symbol=scope, order_id=key,
 --   P  a position (qty, price=avg_price, extra=realized)     side=state, broker=reason)
---   R  a working order's reservation                      M  the day's equity marks (qty=start, price=peak)
+--   R  the account's other working orders, per symbol, side and broker (summed; highest price and rate)
+--   H  the order's own reservation (an amend)             M  the day's equity marks (qty=start, price=peak)
 --   O  the order's stored decision (symbol=request_hash, j=decision)
 --   C  the client's recent orders (qty) and working orders (price)
 --   D  a duplicate order of the client (order_id) that risk did not refuse
@@ -269,9 +282,14 @@ BEGIN
     SELECT 'P', ps.symbol, ps.qty, ps.avg_price, ps.realized_pnl, NULL, NULL, NULL, NULL, NULL, NULL, NULL
       FROM positions ps WHERE ps.account = p_account
     UNION ALL
-    SELECT 'R', r.symbol, r.qty_open, r.price, NULL, r.side, r.quote_rate, r.leverage, r.order_id, r.broker,
+    SELECT 'R', r.symbol, sum(r.qty_open), max(r.price), NULL, r.side, max(r.quote_rate), max(r.leverage), NULL,
+        r.broker, sum(r.notional), NULL
+      FROM risk_reservations r WHERE r.account = p_account AND r.released_at IS NULL AND r.order_id <> p_order_id
+      GROUP BY r.symbol, r.side, r.broker
+    UNION ALL
+    SELECT 'H', r.symbol, r.qty_open, r.price, NULL, r.side, r.quote_rate, r.leverage, r.order_id, r.broker,
         r.notional, NULL
-      FROM risk_reservations r WHERE r.account = p_account AND r.released_at IS NULL
+      FROM risk_reservations r WHERE r.order_id = p_order_id AND r.released_at IS NULL
     UNION ALL
     SELECT 'M', NULL, m.start_equity, m.peak_equity, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
       FROM risk_equity_marks m WHERE m.account = p_account AND m.day = p_day
@@ -318,13 +336,21 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(1381190465, hashtext(p->>'account'));  -- "RSKA"
     PERFORM pg_advisory_xact_lock(1381190467, hashtext(p->>'client'));   -- "RSKC"
-    INSERT INTO risk_serial (scope, key, version) VALUES ('ACCOUNT', p->>'account', 1)
-        ON CONFLICT (scope, key) DO UPDATE SET version = risk_serial.version + 1 RETURNING version INTO now_version;
+    UPDATE risk_serial SET version = version + 1 WHERE scope = 'ACCOUNT' AND key = p->>'account'
+        RETURNING version INTO now_version;
+    IF NOT FOUND THEN
+        INSERT INTO risk_serial (scope, key, version) VALUES ('ACCOUNT', p->>'account', 1)
+            ON CONFLICT (scope, key) DO UPDATE SET version = risk_serial.version + 1 RETURNING version INTO now_version;
+    END IF;
     IF seen IS NOT NULL AND now_version <> (seen->>'account')::bigint + 1 THEN
         RAISE EXCEPTION 'exodus-risk-retry' USING DETAIL = 'account ' || (p->>'account');
     END IF;
-    INSERT INTO risk_serial (scope, key, version) VALUES ('CLIENT', p->>'client', 1)
-        ON CONFLICT (scope, key) DO UPDATE SET version = risk_serial.version + 1 RETURNING version INTO now_version;
+    UPDATE risk_serial SET version = version + 1 WHERE scope = 'CLIENT' AND key = p->>'client'
+        RETURNING version INTO now_version;
+    IF NOT FOUND THEN
+        INSERT INTO risk_serial (scope, key, version) VALUES ('CLIENT', p->>'client', 1)
+            ON CONFLICT (scope, key) DO UPDATE SET version = risk_serial.version + 1 RETURNING version INTO now_version;
+    END IF;
     IF seen IS NOT NULL AND now_version <> (seen->>'client')::bigint + 1 THEN
         RAISE EXCEPTION 'exodus-risk-retry' USING DETAIL = 'client ' || (p->>'client');
     END IF;
