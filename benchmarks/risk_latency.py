@@ -9,7 +9,9 @@
    account one order after another, through one pool of ``--pool`` connections (the worker's default is
    10). Every 25 decisions an account's reservations are released (as if its orders had finished), so
    accounts stay at a steady size. Each level runs ``--seconds`` after a warm-up; CPU seconds of this
-   process and of Postgres (all backends) over the measured window are reported per decision;
+   process and of Postgres (all backends) over the measured window are reported per decision. Before the
+   levels, the latency of a one-row commit is measured: whatever is serialized firm-wide (here the totals'
+   rows and the audit chain) is held until its commit is flushed, so this bounds decisions per second;
 3. with ``--workflow``, also the decision through the order workflow (update-with-start, on a Temporal dev
    server and an in-process worker) next to a bare update-with-start of a workflow that answers at once.
 
@@ -243,6 +245,17 @@ async def measure(
             samples.append(time.perf_counter() - started)
         figures["check"] = _stats(samples)
 
+        # The floor of anything serialized firm-wide: one committed one-row write (the WAL flush) at a time.
+        async with pool.connection() as conn:
+            await conn.execute("CREATE TABLE IF NOT EXISTS bench_flush (id int PRIMARY KEY, n bigint)")
+            await conn.execute("INSERT INTO bench_flush VALUES (1, 0) ON CONFLICT DO NOTHING")
+            samples = []
+            for _ in range(300):
+                started = time.perf_counter()
+                await conn.execute("UPDATE bench_flush SET n = n + 1 WHERE id = 1")
+                samples.append(time.perf_counter() - started)
+        figures["one_row_commit"] = _stats(samples)
+
         # 2. Decisions per second across accounts.
         figures["throughput"] = []
         for level in levels:
@@ -373,6 +386,10 @@ def main() -> None:
     figures = asyncio.run(measure(levels, args.seconds, args.warmup, args.pool, args.workflow))
     f = figures["check"]
     print(f"  the check alone: p50 {f['p50'] * 1000:.1f} us, p99 {f['p99'] * 1000:.1f} us")
+    f = figures["one_row_commit"]
+    print(
+        f"  a one-row commit (the flush every firm-wide lock waits for): p50 {f['p50']:.3f} ms, p90 {f['p90']:.3f} ms"
+    )
     print(f"\n  {'accounts':>8}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/dec (bench+pg)':>24}{'cores':>7}")
     for row in figures["throughput"]:
         lat, cpu = row["latency_ms"], row["cpu_ms_per_decision"]

@@ -320,10 +320,10 @@ END;
 $$;
 
 -- Record one decision: under the account's and the client's locks, check that neither has had another decision
--- since the gather (else 'exodus-risk-retry': decide again), take the counters (risk_take; a breach raises
--- 'exodus-risk-limit'), then write the equity marks, the order row with its decision, the reservation (new, or an
--- amend's larger-of-old-and-new) and the audit entry. One statement: called on its own it is its own
--- transaction, and nothing it locks waits for a round trip to the worker.
+-- since the gather (else 'exodus-risk-retry': decide again); write the equity marks, the order row with its
+-- decision and the reservation (new, or an amend's larger-of-old-and-new); then take the counters (risk_take; a
+-- breach raises 'exodus-risk-limit' and nothing is written) and append the audit entry. One statement: called on
+-- its own it is its own transaction, and nothing it locks waits for a round trip to the worker.
 CREATE FUNCTION risk_record(p jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -353,9 +353,6 @@ BEGIN
     END IF;
     IF seen IS NOT NULL AND now_version <> (seen->>'client')::bigint + 1 THEN
         RAISE EXCEPTION 'exodus-risk-retry' USING DETAIL = 'client ' || (p->>'client');
-    END IF;
-    IF p->'counters' IS NOT NULL AND jsonb_typeof(p->'counters') = 'object' THEN
-        PERFORM risk_take(p->'counters', false);
     END IF;
     IF m IS NOT NULL AND jsonb_typeof(m) = 'object' THEN
         INSERT INTO risk_equity_marks (account, day, start_equity, peak_equity)
@@ -399,6 +396,11 @@ BEGIN
                 r->>'broker')
             ON CONFLICT (order_id) DO NOTHING;
         END IF;
+    END IF;
+    -- Last, the rows every decision of the firm takes (totals, velocity, the audit chain): they are held from
+    -- here to the end of the commit, so everything that concerns only this account is done before.
+    IF p->'counters' IS NOT NULL AND jsonb_typeof(p->'counters') = 'object' THEN
+        PERFORM risk_take(p->'counters', false);
     END IF;
     IF a IS NOT NULL AND jsonb_typeof(a) = 'object' THEN
         PERFORM audit_append((a->>'at')::timestamptz, a->>'actor', a->>'action', a->>'subject', a->'detail',
