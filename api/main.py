@@ -12,17 +12,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import AuthDisabledHeader, operational
+from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
 from api.routes import admin, audit, bridge_mt5, health, operator, orders, positions, quotes, risk
 from api.schemas import ErrorBody, Reason
@@ -42,8 +44,7 @@ _STATUS_WORDS = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    return field_name(tuple(p for p in loc if p not in ("body", "query", "path", "header")))
 
 
 def _validation_reasons(exc: RequestValidationError) -> tuple[int, list[Reason]]:
@@ -63,7 +64,7 @@ def _validation_reasons(exc: RequestValidationError) -> tuple[int, list[Reason]]
             status = 400
             message = "body: must be a JSON object"
         else:
-            message = f"{field}: {err.get('msg', 'invalid')}"
+            message = f"{field}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}"
         reasons.append(Reason(code="INVALID_FIELD", field=field, message=message))
     return status, reasons
 
@@ -101,10 +102,23 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         return _error(500, ErrorBody(status="error", message=f"order engine error: {exc.message}"))
 
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("Postgres unavailable: %s", exc)
+        return _error(
+            503,
+            ErrorBody(status="error", message="the database is unavailable; retry (with the same idempotency key)"),
+            {"Retry-After": "2"},
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return _error(500, ErrorBody(status="error", message="internal error; nothing was changed by this request"))
+        # Not "nothing was changed": the failure may come after a step that took effect.
+        return _error(
+            500, ErrorBody(status="error", message="internal error (logged); GET the resource to see its state")
+        )
 
 
 async def register_configured_accounts(pool: AsyncConnectionPool, settings: Settings) -> None:
@@ -193,6 +207,8 @@ def create_app(
     app.state.instruments = instruments or load_instruments(settings.instruments_file)
     app.state.policy = PolicyStore(settings.risk)
     app.state.market = MarketData(settings.market_data, app.state.instruments)
+    # Every route takes the edge checks (api/edge.py): body size, parameter bounds, exact JSON numbers.
+    app.router.route_class = EdgeRoute
     _install_error_handlers(app)
     app.include_router(orders.router, prefix="/api/v1")
     app.include_router(positions.router, prefix="/api/v1")

@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
+from core.bounds import MAX_TEXT, PegOffset, Text, UtcTime
+from core.bounds import Price as Price
+from core.bounds import Qty as Qty
 from core.domain import (
     Fill,
     OrderEvent,
@@ -25,6 +28,7 @@ from core.domain import (
 )
 
 __all__ = [
+    "ORDER_EXAMPLES",
     "AmendBody",
     "CancelAllBody",
     "CancelBody",
@@ -46,8 +50,8 @@ __all__ = [
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@/\-]+$")
 ]
-Qty = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
-Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
+#: A free-text reason (cancels, trading states, cancel-all, policy changes): 1-500 characters, no control characters.
+ReasonText = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
 
 
 class _Wire(BaseModel):
@@ -80,6 +84,46 @@ class ErrorBody(BaseModel):
     internal_order_id: str | None = Field(None, serialization_alias="internalOrderId")
 
 
+#: The order examples of the OpenAPI document (and of /docs). Each one is accepted by the default risk policy
+#: at the paper feed's starting prices (``tests/api/test_examples.py`` submits them): limit and stop prices
+#: sit inside the price band (2% for FX, 10% for equities, 15% for crypto) around EURUSD 1.085, AAPL 190,
+#: MSFT 420, NVDA 120.
+ORDER_EXAMPLES: list[dict[str, Any]] = [
+    {"clientId": "desk-1", "clientOrderId": "ord-1", "symbol": "AAPL", "side": "BUY", "qty": 100},
+    {
+        "clientId": "desk-1",
+        "clientOrderId": "ord-2",
+        "symbol": "MSFT",
+        "side": "BUY",
+        "qty": 10,
+        "price": 400,
+        "timeInForce": "GTC",
+    },
+    {
+        "clientId": "desk-1",
+        "clientOrderId": "fx-1",
+        "symbol": "EURUSD",
+        "side": "BUY",
+        "qty": 100000,
+        "type": "LIMIT",
+        "price": "1.08400",
+        "timeInForce": "GTC",
+    },
+    {
+        "clientId": "desk-1",
+        "clientOrderId": "stop-1",
+        "symbol": "NVDA",
+        "side": "SELL",
+        "qty": 50,
+        "type": "STOP_LIMIT",
+        "stopPrice": "115.00",
+        "price": "114.50",
+        "timeInForce": "GTD",
+        "expireAt": "2099-12-31T21:00:00Z",
+    },
+]
+
+
 class OrderCreate(_Wire):
     """A new order.
 
@@ -87,20 +131,23 @@ class OrderCreate(_Wire):
     ``account`` defaults to ``clientId``; ``broker`` defaults to the configured default broker.
     """
 
+    model_config = ConfigDict(json_schema_extra={"examples": ORDER_EXAMPLES})
+
     client_order_id: Identifier
     client_id: Identifier
-    symbol: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    symbol: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
     qty: Qty
     side: OrderSide
     price: Price | None = None
     type: OrderType | None = None
     time_in_force: TimeInForce = TimeInForce.DAY
     stop_price: Price | None = None
-    expire_at: datetime | None = None
+    #: ISO 8601 with a timezone, 1970-2200; normalized to UTC.
+    expire_at: UtcTime | None = None
     broker: Identifier | None = None
     account: Identifier | None = None
     peg_type: PegType | None = None
-    peg_offset: Annotated[Decimal, Field(allow_inf_nan=False)] | None = None
+    peg_offset: PegOffset | None = None
     #: Refuse the order if it would increase the position instead of reducing it.
     reduce_only: bool = False
 
@@ -110,13 +157,6 @@ class OrderCreate(_Wire):
     @classmethod
     def _symbol_upper(cls, value: str) -> str:
         return value.upper()
-
-    @field_validator("expire_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a timezone, e.g. 2026-12-01T16:00:00Z")
-        return value
 
     @property
     def order_type(self) -> OrderType:
@@ -293,7 +333,7 @@ class OrdersPublic(BaseModel):
 class CancelBody(_Wire):
     """Optional body of a cancel request."""
 
-    reason: Annotated[str, StringConstraints(max_length=500)] = "cancel requested"
+    reason: Annotated[Text, StringConstraints(max_length=MAX_TEXT)] = "cancel requested"
 
 
 class AmendBody(_Wire):
@@ -336,7 +376,7 @@ class PositionsPublic(BaseModel):
     count: int
 
 
-Reason500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reason500 = ReasonText
 
 
 class TradingStateBody(_Wire):

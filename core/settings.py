@@ -97,6 +97,10 @@ class ApiSettings(BaseModel):
     #: How long POST /orders waits for the risk decision before answering 202 "pending" (the order is
     #: durable by then and is decided as soon as a worker runs).
     decision_timeout_seconds: float = Field(15.0, gt=0)
+    #: Largest request body in bytes; larger ones are refused with 413 (with or without Content-Length).
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    #: The same for the MT5 bridge endpoints, whose heartbeats carry every position, order and symbol.
+    max_bridge_body_bytes: int = Field(1024 * 1024, ge=1024)
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from api.auth import forbid, requires
 from api.deps import ActorDep, PoolDep
+from api.edge import EdgeRoute
 from api.schemas import ErrorBody, Identifier, Reason
 from brokers import BROKERS
 from core.auth import Name, Permission, Principal, Role, Scope, Tenant
@@ -35,7 +36,7 @@ from core.auth_store import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=EdgeRoute)
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 

@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 
 from api.auth import forbid, requires
 from api.deps import PoolDep
+from api.edge import EdgeRoute
 from core.auth import Permission, Principal
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=EdgeRoute)
 
 
 @router.get("")

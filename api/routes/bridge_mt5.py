@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from api.auth import AccessRule, forbid, refuse
 from api.deps import InstrumentsDep, PoolDep, SettingsDep
+from api.edge import EdgeRoute
 from api.identity import Authenticator, AuthFailure
 from api.schemas import ErrorBody, Reason
 from brokers.mt5.protocol import (
@@ -42,7 +43,7 @@ from core.settings import Settings
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/bridge/mt5", tags=["bridge-mt5"])
+router = APIRouter(prefix="/bridge/mt5", tags=["bridge-mt5"], route_class=EdgeRoute)
 
 
 class BridgeAccount(AccessRule):

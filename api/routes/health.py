@@ -13,10 +13,11 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from api.auth import operational, public
 from api.deps import PoolDep, SettingsDep, TemporalDep
+from api.edge import EdgeRoute
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=EdgeRoute)
 
 
 @router.get("/health", dependencies=[public("liveness probe; says nothing but ok")])

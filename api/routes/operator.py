@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import forbid, requires
 from api.deps import ActorDep, InstrumentsDep, PoolDep, TemporalDep
+from api.edge import EdgeRoute
 from api.schemas import CancelAllBody, ErrorBody, Reason, TradingStateBody, TradingStatePublic
 from brokers import BROKERS
 from core.audit import append_audit
@@ -22,7 +24,9 @@ from workflows.order import OrderWorkflow
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/operator", tags=["operator"])
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/operator", tags=["operator"], route_class=EdgeRoute)
 
 _COLUMNS = "scope, scope_key, state, reason, updated_by, updated_at"
 
@@ -216,22 +220,45 @@ async def cancel_all(
             raise
 
     ordered = sorted(order_ids)
-    results = await asyncio.gather(*(signal(o) for o in ordered))
-    signalled = [o for o, ok in zip(ordered, results, strict=True) if ok]
-    async with pool.connection() as conn, conn.transaction():
-        await append_audit(
-            conn,
-            actor=actor,
-            action="CANCEL_ALL",
-            subject=f"{body.scope}:{value}" if value else body.scope,
-            detail={"reason": body.reason, "signalled": len(signalled), "order_ids": signalled},
-        )
-    return JSONResponse(
-        content={
-            "scope": body.scope,
-            "value": value or None,
-            "signalled": len(signalled),
-            "alreadyClosed": len(ordered) - len(signalled),
-            "orderIds": signalled,
-        }
-    )
+    # Every signal is tried; one failing does not hide which others were sent.
+    results = await asyncio.gather(*(signal(o) for o in ordered), return_exceptions=True)
+    signalled = [o for o, ok in zip(ordered, results, strict=True) if ok is True]
+    failed = {
+        o: f"{type(r).__name__}: {r}"[:200] for o, r in zip(ordered, results, strict=True) if isinstance(r, Exception)
+    }
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, Exception):
+            raise r
+    warnings: list[str] = []
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            await append_audit(
+                conn,
+                actor=actor,
+                action="CANCEL_ALL",
+                subject=f"{body.scope}:{value}" if value else body.scope,
+                detail={
+                    "reason": body.reason,
+                    "signalled": len(signalled),
+                    "order_ids": signalled,
+                    "failed": sorted(failed),
+                },
+            )
+    except Exception as e:  # the cancels were sent; the answer must say so
+        log.exception("audit entry of cancel-all not written")
+        warnings.append(f"the audit entry could not be written ({type(e).__name__}); the cancels were sent")
+    content: dict[str, Any] = {
+        "scope": body.scope,
+        "value": value or None,
+        "signalled": len(signalled),
+        "alreadyClosed": len(ordered) - len(signalled) - len(failed),
+        "orderIds": signalled,
+    }
+    if failed:
+        content["failed"] = failed
+        warnings.append(f"{len(failed)} order(s) could not be signalled; retry the cancel-all")
+    if warnings:
+        content["warnings"] = warnings
+    if failed:  # the engine did not take some: 503, and a retry of the whole call is safe (cancels repeat harmlessly)
+        return JSONResponse(status_code=503, content=content, headers={"Retry-After": "2"})
+    return JSONResponse(content=content)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import (
     WithStartWorkflowOperation,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -27,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import check_order_scope, hidden, requires
 from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.edge import EdgeRoute
 from api.registry import registered_broker
 from api.schemas import (
     AmendBody,
@@ -43,6 +47,7 @@ from api.schemas import (
 from brokers import BROKERS
 from core.audit import append_audit
 from core.auth import Permission, Principal, namespaced_key
+from core.bounds import MAX_OFFSET
 from core.domain import (
     AmendRequest,
     CancelRequest,
@@ -61,9 +66,13 @@ from workflows.order import OrderConfig, OrderWorkflow, OrderWorkflowInput
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=EdgeRoute)
 
 _ORDER_ID = re.compile(r"^EX[A-Z2-7]{16}$")
+#: How long a read waits for a workflow's answer (only asked when the order has no row yet).
+_QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -223,6 +232,11 @@ async def create_order(
         submitted_by=actor,
         submission_id=uuid.uuid4().hex,
     )
+    # The orders table is the authority on a key once its order is decided: it outlives Temporal's retention,
+    # so a repeat (or a conflicting reuse) is answered from the row and never starts a new run.
+    recorded = await _recorded(pool, order_id)
+    if recorded is not None and recorded["risk_decision"] is not None:
+        return _repeat(recorded, order, key, settings)
     wf_id = workflow_id_for(order_id)
     start = WithStartWorkflowOperation(
         OrderWorkflow.run,
@@ -275,21 +289,31 @@ async def _settle(start: WithStartWorkflowOperation[Any, Any]) -> None:
             await start.workflow_handle()
 
 
-async def _closed_order(pool: Any, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
-    # The key's workflow already finished: answer from the read model.
+async def _recorded(pool: Any, order_id: str) -> dict[str, Any] | None:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT request_hash, risk_decision, status FROM orders WHERE order_id = %s", (order.order_id,)
+            "SELECT request_hash, risk_decision, status, client_id, account, broker FROM orders WHERE order_id = %s",
+            (order_id,),
         )
-        row = await cur.fetchone()
-    if row is None or row["risk_decision"] is None:
-        raise HTTPException(
-            409, detail=f"order {order.order_id} exists but its record is not readable yet; retry shortly"
-        )
+        return await cur.fetchone()  # type: ignore[no-any-return]
+
+
+def _repeat(row: dict[str, Any], order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
+    # A key whose order is recorded: the same terms get the original answer, other terms a 409.
     if row["request_hash"] != order.request_hash:
         return _conflict(order.order_id, key.split("/", 2)[-1])
     decision = RiskDecision.model_validate(row["risk_decision"])
     return _answer(decision, order, settings, duplicate=True, status=OrderStatus(row["status"]))
+
+
+async def _closed_order(pool: Any, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
+    # The key's workflow already finished: answer from the read model.
+    row = await _recorded(pool, order.order_id)
+    if row is None or row["risk_decision"] is None:
+        raise HTTPException(
+            409, detail=f"order {order.order_id} exists but its record is not readable yet; retry shortly"
+        )
+    return _repeat(row, order, key, settings)
 
 
 async def _pending(temporal: Any, order: OrderRequest, settings: Settings) -> JSONResponse:
@@ -373,12 +397,15 @@ async def _stored(pool: Any, order_id: str) -> OrderPublic | None:
 
 
 async def _live_state(temporal: Any, order_id: str) -> OrderState | None:
+    handle = temporal.get_workflow_handle(workflow_id_for(order_id))
     try:
-        return await temporal.get_workflow_handle(workflow_id_for(order_id)).query(OrderWorkflow.state)  # type: ignore[no-any-return]
+        return await handle.query(OrderWorkflow.state, rpc_timeout=_QUERY_TIMEOUT)  # type: ignore[no-any-return]
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+    except WorkflowQueryFailedError as e:
+        raise HTTPException(503, detail=f"order {order_id} is not readable yet ({e}); retry shortly") from e
 
 
 async def _in_scope(request: Request, principal: Principal, order: OrderPublic) -> JSONResponse:
@@ -400,19 +427,15 @@ async def get_order(
     """One order: terms, status, fills and its event timeline (404 outside the caller's scope)."""
     if not _ORDER_ID.match(order_id):
         raise HTTPException(404, detail=f"no order {order_id!r} (order ids look like EX + 16 characters)")
+    # The row is written with the risk decision and kept current by the workflow's bookings (a status the
+    # workflow reports is booked first), so it answers whenever it exists, worker or no worker. Only an order
+    # still waiting for its decision is asked for through Temporal.
     stored = await _stored(pool, order_id)
-    if stored is not None and stored.status.is_terminal:
-        return await _in_scope(request, principal, stored)
-    try:
-        state = await _live_state(temporal, order_id)
-    except RPCError:
-        if stored is None:
-            raise
-        return await _in_scope(request, principal, stored)  # Temporal unreachable: the read model is the best
-    if state is not None:
-        return await _in_scope(request, principal, OrderPublic.of_state(state, workflow_id=workflow_id_for(order_id)))
     if stored is not None:
         return await _in_scope(request, principal, stored)
+    state = await _live_state(temporal, order_id)
+    if state is not None:
+        return await _in_scope(request, principal, OrderPublic.of_state(state, workflow_id=workflow_id_for(order_id)))
     raise HTTPException(404, detail=f"no order {order_id}")
 
 
@@ -428,11 +451,12 @@ async def list_orders(
     account: str | None = None,
     broker: str | None = None,
     limit: Annotated[int, Query(ge=1)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JSONResponse:
     """Orders from the read model inside the caller's scope, newest first, filtered and paginated."""
     if limit > settings.api.max_page_size:
-        raise HTTPException(422, detail=f"limit: at most {settings.api.max_page_size}")
+        message = f"limit: at most {settings.api.max_page_size}"
+        return _reject(422, [Reason(code="INVALID_FIELD", field="limit", message=message)])
     where, params = principal.scope.filter(clients="client_id", accounts="account", brokers="broker")
     if status:
         where.append("status = ANY(%s)")
@@ -465,23 +489,49 @@ async def list_orders(
 
 async def _require_open(
     temporal: Any, pool: Any, order_id: str, verb: str, request: Request, principal: Principal
-) -> OrderState:
+) -> OrderStatus:
+    # The row when there is one (it answers with the worker down), else the workflow (order not decided yet).
     if not _ORDER_ID.match(order_id):
         raise HTTPException(404, detail=f"no order {order_id!r}")
-    state = await _live_state(temporal, order_id)
-    if state is None:
-        stored = await _stored(pool, order_id)
-        if stored is None:
+    row = await _recorded(pool, order_id)
+    if row is not None:
+        status = OrderStatus(row["status"])
+    else:
+        state = await _live_state(temporal, order_id)
+        if state is None:
             raise HTTPException(404, detail=f"no order {order_id}")
-        await _in_scope(request, principal, stored)
-        raise HTTPException(409, detail=f"order {order_id} is {stored.status.value}; a closed order cannot be {verb}")
-    order = state.request
-    if not principal.scope.sees_order(client_id=order.client_id, account=order.account, broker=order.broker):
+        status, order = state.status, state.request
+        row = {"client_id": order.client_id, "account": order.account, "broker": order.broker}
+    if not principal.scope.sees_order(client_id=row["client_id"], account=row["account"], broker=row["broker"]):
         await hidden(request, principal, f"order {order_id}")
         raise HTTPException(404, detail=f"no order {order_id}")
-    if state.is_terminal:
-        raise HTTPException(409, detail=f"order {order_id} is already {state.status.value}; it cannot be {verb}")
-    return state
+    if status.is_terminal:
+        raise HTTPException(409, detail=f"order {order_id} is already {status.value}; it cannot be {verb}")
+    return status
+
+
+async def _no_workflow(temporal: Any, order_id: str, status: OrderStatus, verb: str) -> HTTPException:
+    # The signal or update found no running workflow although the order is not closed: say what happened.
+    try:
+        description = await temporal.get_workflow_handle(workflow_id_for(order_id)).describe()
+        what = f"its workflow was {description.status.name.lower().replace('_', ' ')}"
+    except RPCError:
+        what = "its workflow no longer exists"
+    return HTTPException(
+        409,
+        detail=f"order {order_id} cannot be {verb}: {what} while the order was {status.value} (nothing was sent; "
+        "the order may still be live at the broker, resolve it there)",
+    )
+
+
+async def _audit_after(pool: Any, warnings: list[str], **entry: Any) -> None:
+    # An audit entry of a step that already took effect: a failure to write it is reported, not raised.
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            await append_audit(conn, **entry)
+    except Exception as e:  # the step happened; the answer must say so whatever failed here
+        log.exception("audit entry %s for %s not written", entry.get("action"), entry.get("subject"))
+        warnings.append(f"the audit entry could not be written ({type(e).__name__}); the request itself took effect")
 
 
 @router.post("/{order_id}/cancel", status_code=202, responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
@@ -495,22 +545,30 @@ async def cancel_order(
     body: Annotated[CancelBody | None, Body()] = None,
 ) -> JSONResponse:
     """Ask for an order to be canceled (202: the request is on its way; the order tells the outcome)."""
-    state = await _require_open(temporal, pool, order_id, "canceled", request, principal)
+    status = await _require_open(temporal, pool, order_id, "canceled", request, principal)
     reason = (body or CancelBody()).reason
-    await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(
-        OrderWorkflow.cancel, CancelRequest(requested_by=actor, reason=reason, requested_at=utcnow())
+    try:
+        await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(
+            OrderWorkflow.cancel, CancelRequest(requested_by=actor, reason=reason, requested_at=utcnow())
+        )
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise await _no_workflow(temporal, order_id, status, "canceled") from e
+    # The cancel is on its way from here on: nothing below may turn the answer into "nothing was changed".
+    warnings: list[str] = []
+    await _audit_after(
+        pool, warnings, actor=actor, action="CANCEL_REQUESTED", subject=order_id, detail={"reason": reason}
     )
-    async with pool.connection() as conn, conn.transaction():
-        await append_audit(conn, actor=actor, action="CANCEL_REQUESTED", subject=order_id, detail={"reason": reason})
-    return JSONResponse(
-        status_code=202,
-        content={
-            "status": "cancel_requested",
-            "internalOrderId": order_id,
-            "orderStatus": state.status.value,
-            "links": {"self": f"/api/v1/orders/{order_id}"},
-        },
-    )
+    content: dict[str, Any] = {
+        "status": "cancel_requested",
+        "internalOrderId": order_id,
+        "orderStatus": status.value,
+        "links": {"self": f"/api/v1/orders/{order_id}"},
+    }
+    if warnings:
+        content["warnings"] = warnings
+    return JSONResponse(status_code=202, content=content)
 
 
 @router.patch(
@@ -529,12 +587,16 @@ async def amend_order(
     """Change quantity and/or prices of a working order (cancel/replace at the broker)."""
     if body.qty is None and body.price is None and body.stop_price is None:
         return _reject(422, [Reason(code="INVALID_FIELD", field="body", message="body: give qty, price or stopPrice")])
-    await _require_open(temporal, pool, order_id, "amended", request, principal)
+    status = await _require_open(temporal, pool, order_id, "amended", request, principal)
     handle = temporal.get_workflow_handle(workflow_id_for(order_id))
     request = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
     try:
         async with asyncio.timeout(settings.api.decision_timeout_seconds):
             result = await handle.execute_update(OrderWorkflow.amend, request)
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise await _no_workflow(temporal, order_id, status, "amended") from e
     except WorkflowUpdateFailedError as e:
         message = str(getattr(e.cause, "message", None) or e.cause or e)
         raise HTTPException(409, detail=message) from e
@@ -542,19 +604,20 @@ async def amend_order(
         raise HTTPException(
             504, detail="the broker has not answered the amend yet; GET the order to follow it"
         ) from None
-    async with pool.connection() as conn, conn.transaction():
-        await append_audit(
-            conn,
-            actor=actor,
-            action="AMEND_REQUESTED",
-            subject=order_id,
-            detail={
-                "request": body.model_dump(mode="json", exclude_none=True),
-                "accepted": result.accepted,
-                "reason": result.reason,
-            },
-        )
-    content = {
+    warnings: list[str] = []
+    await _audit_after(
+        pool,
+        warnings,
+        actor=actor,
+        action="AMEND_REQUESTED",
+        subject=order_id,
+        detail={
+            "request": body.model_dump(mode="json", exclude_none=True),
+            "accepted": result.accepted,
+            "reason": result.reason,
+        },
+    )
+    content: dict[str, Any] = {
         "status": "amended" if result.accepted else "rejected",
         "internalOrderId": order_id,
         "orderStatus": result.status.value,
@@ -564,4 +627,6 @@ async def amend_order(
     }
     if not result.accepted:
         content["reasons"] = [{"code": "AMEND_REFUSED", "message": result.reason or "refused"}]
+    if warnings:
+        content["warnings"] = warnings
     return JSONResponse(status_code=200 if result.accepted else 422, content=content)

@@ -9,12 +9,13 @@ from fastapi.responses import JSONResponse
 
 from api.auth import requires
 from api.deps import PoolDep
+from api.edge import EdgeRoute
 from api.schemas import CashPublic, PositionPublic, PositionsPublic
 from core.auth import Permission, Principal
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/positions", tags=["positions"])
+router = APIRouter(prefix="/positions", tags=["positions"], route_class=EdgeRoute)
 
 
 @router.get("", response_model=PositionsPublic)

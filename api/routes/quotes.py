@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from api.auth import requires
 from api.deps import InstrumentsDep, PoolDep
+from api.edge import EdgeRoute
 from api.schemas import ErrorBody, Identifier, Reason
 from brokers import capabilities
 from core.auth import Permission, Principal
@@ -21,7 +22,7 @@ from core.marketdata import MarketData, PriceBook, QuoteView, Reference, Referen
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/quotes", tags=["quotes"])
+router = APIRouter(prefix="/quotes", tags=["quotes"], route_class=EdgeRoute)
 
 
 def _market(request: Request) -> MarketData:

@@ -6,20 +6,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import forbid, requires
 from api.deps import ActorDep, InstrumentsDep, PolicyDep, PoolDep
-from api.schemas import ErrorBody, Identifier, Reason
+from api.edge import EdgeRoute
+from api.schemas import ErrorBody, Identifier, Reason, ReasonText
 from core.auth import Permission, Principal
+from core.bounds import policy_problems
 from core.policy import PolicyStore
 from core.risk import AccountOverrides, InstrumentOverrides, RiskPolicy
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/risk", tags=["risk"])
+router = APIRouter(prefix="/risk", tags=["risk"], route_class=EdgeRoute)
 
-ChangeReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ChangeReason = ReasonText
 Reader = Annotated[Principal, requires(Permission.RISK_READ)]
 Writer = Annotated[Principal, requires(Permission.RISK_WRITE)]
 
@@ -88,6 +90,19 @@ async def _current(pool: Any, store: PolicyStore, principal: Principal) -> dict[
     }
 
 
+def _out_of_bounds(document: BaseModel, field: str) -> JSONResponse | None:
+    # The policy models bound signs, not sizes: every amount must be one the risk math can carry.
+    problems = policy_problems(document, (field,))
+    if not problems:
+        return None
+    reasons = [
+        Reason(code="INVALID_FIELD", field=".".join(map(str, path)), message=f"{'.'.join(map(str, path))}: {problem}")
+        for path, problem in problems
+    ]
+    body = ErrorBody(status="rejected", message="; ".join(r.message for r in reasons), reasons=reasons)
+    return JSONResponse(status_code=422, content=body.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
 async def _put(
     pool: Any,
     store: PolicyStore,
@@ -117,6 +132,8 @@ async def put_policy(
 ) -> JSONResponse:
     """Replace the global policy (a new version; who, when, old and new values and the reason are kept)."""
     await _firm_wide(request, principal, "the global policy")
+    if refused := _out_of_bounds(change.policy, "policy"):
+        return refused
     body = change.policy.model_dump(mode="json")
     return await _put(pool, policy, actor, principal, scope="GLOBAL", key="", body=body, reason=change.reason)
 
@@ -133,6 +150,8 @@ async def put_account_overrides(
 ) -> JSONResponse:
     """Set an account's overrides (replacing any earlier ones)."""
     await _account_in_scope(request, principal, account)
+    if refused := _out_of_bounds(change.overrides, "overrides"):
+        return refused
     body = change.overrides.model_dump(mode="json", exclude_none=True)
     return await _put(pool, policy, actor, principal, scope="ACCOUNT", key=account, body=body, reason=change.reason)
 
@@ -170,6 +189,8 @@ async def put_instrument_overrides(
         reason = Reason(code="INVALID_FIELD", field="symbol", message=f"symbol: unknown symbol {symbol!r}")
         body = ErrorBody(status="rejected", message=reason.message, reasons=[reason])
         return JSONResponse(status_code=422, content=body.model_dump(mode="json", by_alias=True, exclude_none=True))
+    if refused := _out_of_bounds(change.overrides, "overrides"):
+        return refused
     body_ = change.overrides.model_dump(mode="json", exclude_none=True)
     return await _put(pool, policy, actor, principal, scope="INSTRUMENT", key=symbol, body=body_, reason=change.reason)
 

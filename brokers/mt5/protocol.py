@@ -30,6 +30,8 @@ from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.bounds import MAX_TIME, Amount
+
 __all__ = [
     "API_PREFIX",
     "PATHS",
@@ -270,7 +272,10 @@ class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Dec = Annotated[Decimal, Field(allow_inf_nan=False)]
+#: Decimals are bounded like every amount the API takes (core.bounds), so the bridge's math cannot overflow.
+Dec = Amount
+#: UTC milliseconds, 1970-2200 (``from_msc`` turns them into datetimes).
+Msc = Annotated[int, Field(ge=0, lt=int(MAX_TIME.timestamp() * 1000))]
 Ticket = Annotated[int, Field(ge=0)]
 Ident = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -298,7 +303,7 @@ class TerminalInfo(_Msg):
     #: TERMINAL_TRADE_ALLOWED and MQL_TRADE_ALLOWED: the Algo Trading button is on and the EA may trade.
     trade_allowed: bool
     #: Trade server time minus UTC, in seconds (the EA converts every time it reports to UTC).
-    server_offset_s: int
+    server_offset_s: Annotated[int, Field(ge=-86400, le=86400)]
 
 
 class AccountInfo(_Msg):
@@ -332,7 +337,7 @@ class Position(_Msg):
     magic: int
     comment: str
     identifier: Ticket
-    time_msc: int
+    time_msc: Msc
 
 
 class PendingOrder(_Msg):
@@ -373,7 +378,7 @@ class Heartbeat(_FromEa):
     """Sent every few seconds, and first after every (re)start, right after the catch-up trade report."""
 
     ea_version: str
-    sent_at_msc: int
+    sent_at_msc: Msc
     terminal: TerminalInfo
     account: AccountInfo
     positions: list[Position] = []
@@ -465,7 +470,7 @@ class Ack(_FromEa):
     filling: int = -1
     #: The order was found by magic + comment after a restart instead of being sent again.
     recovered: bool = False
-    executed_at_msc: int
+    executed_at_msc: Msc
 
 
 class AckReply(_Msg):
@@ -498,7 +503,7 @@ class Deal(_Msg):
     magic: int
     comment: str
     #: UTC milliseconds.
-    time_msc: int
+    time_msc: Msc
 
 
 class OrderUpdate(_Msg):
@@ -513,7 +518,7 @@ class OrderUpdate(_Msg):
     price_open: Dec
     magic: int
     comment: str
-    time_done_msc: int
+    time_done_msc: Msc
 
 
 class TradeReport(_FromEa):
@@ -537,7 +542,7 @@ class TradeReply(_Msg):
 
 # ---------------------------------------------------------------------------------------------- ticks
 
-Price = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Price = Annotated[Amount, Field(ge=0)]
 
 
 class Tick(_Msg):
@@ -551,7 +556,7 @@ class Tick(_Msg):
     ask: Price
     last: Price
     #: MqlTick.time_msc (trade server time) converted to UTC milliseconds.
-    time_msc: int
+    time_msc: Msc
 
 
 class Ticks(_FromEa):
@@ -561,7 +566,7 @@ class Ticks(_FromEa):
     quote store, which prices MT5 orders.
     """
 
-    sent_at_msc: int
+    sent_at_msc: Msc
     ticks: Annotated[list[Tick], Field(max_length=500)] = []
 
 

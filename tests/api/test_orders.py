@@ -334,7 +334,7 @@ async def test_get_unknown_order_is_404(stack: Stack) -> None:
         assert (await http.get("/api/v1/orders/whatever")).status_code == 404
 
 
-async def test_working_order_is_read_live_from_the_workflow(stack: Stack) -> None:
+async def test_working_order_is_read_from_its_row(stack: Stack) -> None:
     await stack.venue.set_mid("MSFT", D("420.00"))
     async with stack.api() as http:
         r = await http.post(
@@ -342,7 +342,7 @@ async def test_working_order_is_read_live_from_the_workflow(stack: Stack) -> Non
         )
         order_id = r.json()["internalOrderId"]
         order = await wait_order(http, order_id, "ACCEPTED")
-        assert order["source"] == "workflow" and order["leavesQty"] == "10"
+        assert order["source"] == "store" and order["leavesQty"] == "10"
         await http.post(f"/api/v1/orders/{order_id}/cancel")
         done = await wait_order(http, order_id, "CANCELED")
     assert done["status"] == OrderStatus.CANCELED.value
