@@ -1,21 +1,59 @@
 """The risk activities: gather the account state, run the pluggable check, record the decision and reserve.
 
 ``check_order`` runs as a local activity of the order workflow (the decision is what the REST caller waits
-for). In one Postgres transaction, serialized with every other decision by an advisory lock, it reads the
-policy and the account, decides, writes the order row with its decision, takes the order's reservation
-(what it holds of position, exposure and buying power until it is final) and appends an audit entry. So two
-concurrent orders can never jointly breach a limit, and a crash leaves either all of it or none of it. A
-retry returns the stored decision instead of deciding again.
+for). It reads the policy and the account, decides, takes the counters that span accounts, writes the order
+row with its decision, takes the order's reservation (what it holds of position, exposure and buying power
+until it is final) and appends an audit entry. The writes are one transaction: a crash leaves all of it or
+none.
+
+**Serialization: per account, never firm-wide.** A decision is two statements (SQL functions of migration
+0011), each its own transaction:
+
+1. ``risk_gather`` waits for the account's and the client's advisory locks (so it sees the last decision of
+   either) and reads everything in one query, one snapshot: trading states, positions, working orders, equity
+   marks, the client's recent, working and duplicate orders, the stored decision and the policy version. A
+   booking that commits meanwhile is seen whole or not at all (bookings only shrink an account's worst case).
+2. The worker decides (``core.risk``), then ``risk_record`` takes the account's and the client's locks again,
+   checks that neither had another decision in between (``risk_serial``; else the decision is made again),
+   takes the counters that span accounts (``risk_take``: the firm-wide and per-broker totals, each account's
+   contribution replaced under the total's row lock, and the per-symbol and global velocity), and writes the
+   order row, the reservation, the equity marks and the audit entry.
+
+Decisions for different accounts run in parallel; the only firm-wide locks (the totals' rows and the audit
+chain) are held inside one statement, never across a round trip to the worker. If a total would be breached,
+``risk_take`` aborts the statement and the decision is made again "carefully": in one transaction that holds
+the account's locks and waits for the counters' answer, so the refusal names the limit and the figures.
+
+A retry of ``check_order`` returns the stored decision only when it was made for the same request (same
+request hash); a stored decision for other terms is never adopted (``IDEMPOTENCY_CONFLICT``, no reservation).
+The check is total: an arithmetic failure is a denial (``RISK_CHECK_FAILED``), never an exception. The
+broker's session check runs on the decision's own connection.
+
+**Prices.** Reference prices, position marks and FX rates come from the market data service's quote store
+(``core/marketdata.py``), through one seam, ``ReferenceData`` (``reference_price`` and ``mark`` of a symbol
+for a broker, ``fx_rate`` between two currencies for a broker). Its one implementation,
+``QuoteReferenceData``, answers from the quotes the decision read in its own gather statement (the
+``market_quotes`` rows of the order's symbol, of the account's positions and of the FX pairs to the policy
+currency, read with ``risk_gather`` in one statement on the decision's connection: no other connection, no
+other lock), through ``PriceBook``: the order's own broker's quote or the source configured for the
+instrument, never the simulated feed for a real broker, stale past the instrument class's age. No fresh quote
+is a denial (``NO_REFERENCE_PRICE`` / ``STALE_REFERENCE_PRICE``, naming the source and the age) unless the
+class lets a limit or stop order go at its own price; no rate is a denial (``NO_FX_RATE``), never a
+conversion at 1.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
@@ -23,29 +61,183 @@ from temporalio import activity
 
 from brokers import SessionCheck
 from brokers.base import BrokerCapabilities
-from core.audit import append_audit
-from core.domain import OrderRequest, RiskDecision, TradingState, utcnow, workflow_id_for
+from core.audit import audit_entry, queue_audit
+from core.domain import OrderRequest, OrderSide, RiskDecision, RiskReason, TradingState, utcnow, workflow_id_for
 from core.instruments import InstrumentCatalog
-from core.marketdata import MarketData, PriceBook
+from core.marketdata import MarketData, PriceBook, Quote, StoredQuote
 from core.metrics import ORDER_LATENCY
 from core.policy import PolicyStore
 from core.risk import (
     AccountState,
+    Exposure,
     Limits,
     PolicySet,
     PositionView,
+    ReasonCode,
     ReservationView,
     RiskCheck,
     account_equity,
+    account_exposure,
     basic_check,
+    exposure_legs,
+    order_reduces,
     valuation_price,
+    velocity_message,
 )
 from core.settings import Settings
 
-__all__ = ["AmendCheck", "MarketData", "RiskActivities", "RiskGatherer"]
+__all__ = [
+    "AmendCheck",
+    "Priced",
+    "QuoteReferenceData",
+    "ReferenceData",
+    "RiskActivities",
+    "RiskGatherer",
+]
 
-_DECISION_LOCK = 0x5249534B  # "RISK"
+#: Advisory lock namespaces (first key of the two-key form): one lock per account, one per client.
+_ACCOUNT_LOCK = 0x52534B41  # "RSKA"
+_CLIENT_LOCK = 0x52534B43  # "RSKC"
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+_LIMIT_BREACH = "exodus-risk-limit"
+_RETRY = "exodus-risk-retry"
+#: Decisions of one account racing each other: after this many, decide inside one locked transaction.
+_OPTIMISTIC_ATTEMPTS = 8
+#: Codes of the totals across accounts, and how many other accounts a full total refreshes at most.
+_TOTALS = {ReasonCode.FIRM_MAX_GROSS_EXPOSURE, ReasonCode.FIRM_MAX_OPEN_NOTIONAL, ReasonCode.BROKER_MAX_OPEN_NOTIONAL}
+_REFRESH_ACCOUNTS = 20
+#: One account's positions and working orders (one statement, one snapshot), in risk_gather's row shape.
+_ACCOUNT_ROWS = """
+WITH g AS MATERIALIZED (
+SELECT 'P' AS k, symbol, qty, avg_price AS price, realized_pnl AS extra, NULL::text AS side, NULL::numeric AS rate,
+    NULL::numeric AS leverage, NULL::text AS order_id, NULL::text AS broker, NULL::numeric AS notional
+  FROM positions WHERE account = %(account)s
+UNION ALL
+SELECT 'R', symbol, sum(qty_open), max(price), NULL, side, max(quote_rate), max(leverage), NULL, broker, sum(notional)
+  FROM risk_reservations WHERE account = %(account)s AND released_at IS NULL GROUP BY symbol, side, broker
+)
+SELECT g.*, NULL::timestamptz AS quoted_at, NULL::timestamptz AS received_at FROM g
+UNION ALL
+SELECT 'Q', q.symbol, q.bid, q.ask, q.last, NULL, NULL, NULL, NULL, q.source, NULL, q.quoted_at, q.received_at
+  FROM market_quotes q
+ WHERE q.symbol = ANY(%(quote_symbols)s) OR q.symbol IN (SELECT g.symbol FROM g WHERE g.k = 'P')
+"""
+#: One decision's reads: ``risk_gather`` (the locks, then one snapshot of the account, the client and the
+#: stored decision) and, in the same statement, the quotes that price it (rows ``Q``: source in ``broker``,
+#: bid, ask and last in ``qty``, ``price``, ``extra``): every source's quote of the order's symbol and of the
+#: FX pairs to the policy currency (``quote_symbols``), and of the symbols of the positions ``risk_gather``
+#: read. The quotes are as of the statement's start (they are not serialized by the account's lock; their
+#: age is measured when the decision is made, so a wait for the lock only makes them older).
+_GATHER = """
+WITH g AS MATERIALIZED (
+  SELECT * FROM risk_gather(%(account)s, %(client)s, %(order_id)s, %(symbol)s, %(broker)s, %(day)s, %(new_order)s,
+                            %(at)s, %(client_from)s, %(dup_from)s, %(side)s, %(qty)s, %(price)s)
+)
+SELECT g.*, NULL::timestamptz AS quoted_at, NULL::timestamptz AS received_at FROM g
+UNION ALL
+SELECT 'Q', q.symbol, q.bid, q.ask, q.last, NULL, NULL, NULL, NULL, q.source, NULL, NULL, q.quoted_at, q.received_at
+  FROM market_quotes q
+ WHERE q.symbol = ANY(%(quote_symbols)s) OR q.symbol IN (SELECT g.symbol FROM g WHERE g.k = 'P')
+"""
+D0 = Decimal(0)
+D1 = Decimal(1)
+
+
+# ------------------------------------------------------------------------------------------------ prices
+
+
+class Priced(NamedTuple):
+    """A price or rate, or why there is none (a reason code and message the check reports)."""
+
+    value: Decimal | None
+    code: str | None = None
+    message: str | None = None
+    #: The market data source asked and the age of its quote in seconds (None: no quote, or not a quote).
+    source: str | None = None
+    age_seconds: float | None = None
+
+
+class ReferenceData(Protocol):
+    """The one seam between risk and market data: what a decision knows of prices and rates."""
+
+    def reference_price(self, symbol: str, broker: str) -> Priced:
+        """The price risk values an order for ``symbol`` at ``broker`` at (a fresh quote; quote currency)."""
+        ...
+
+    def mark(self, symbol: str, broker: str) -> Priced:
+        """The price a position in ``symbol`` is marked at for ``broker`` (the last known one will do)."""
+        ...
+
+    def fx_rate(self, base: str, quote: str, broker: str) -> Priced:
+        """How many units of ``quote`` one unit of ``base`` is worth, from quotes ``broker`` may use."""
+        ...
+
+    def own_price_without_quote(self, symbol: str) -> bool:
+        """Whether a limit or stop order in ``symbol`` may be valued at its own price without a fresh quote."""
+        ...
+
+
+class QuoteReferenceData:
+    """``ReferenceData`` from the quote store: the quotes one decision read, seen through ``PriceBook``.
+
+    One ``PriceBook`` per broker asked (the sources a broker may be priced by differ: a real broker is never
+    priced, marked or converted off the simulated feed). Built per decision from the rows read with its
+    other reads, so nothing here touches Postgres.
+    """
+
+    def __init__(self, market: MarketData, quotes: Iterable[StoredQuote], now: datetime) -> None:
+        """Answer from ``quotes`` (read with the decision), aged as of ``now``."""
+        self.market = market
+        self.now = now
+        self._quotes = list(quotes)
+        self._books: dict[str, PriceBook] = {}
+
+    def book(self, broker: str) -> PriceBook:
+        """The price book of ``broker``'s orders."""
+        book = self._books.get(broker)
+        if book is None:
+            book = self._books[broker] = PriceBook(self.market, broker, self._quotes, self.now)
+        return book
+
+    def reference_price(self, symbol: str, broker: str) -> Priced:
+        """The mid of a fresh quote from the price source, or NO/STALE_REFERENCE_PRICE naming source and age."""
+        ref = self.book(broker).reference(symbol)
+        age = ref.view.age_seconds if ref.view is not None else None
+        if ref.price is not None:
+            return Priced(ref.price, source=ref.source, age_seconds=age)
+        return Priced(None, ref.status, ref.problem(), source=ref.source, age_seconds=age)
+
+    def mark(self, symbol: str, broker: str) -> Priced:
+        """The price source's fresh quote, else the freshest quote of any source ``broker`` may use."""
+        value = self.book(broker).mark(symbol)
+        return Priced(value) if value else Priced(None, ReasonCode.NO_REFERENCE_PRICE, f"no quote for {symbol}")
+
+    def fx_rate(self, base: str, quote: str, broker: str) -> Priced:
+        """From the FX pairs' marks, direct (``BASEQUOTE``) or inverted (``QUOTEBASE``); else NO_FX_RATE."""
+        value = self.book(broker).rate(base, quote)
+        if value:
+            return Priced(value)
+        return Priced(None, ReasonCode.NO_FX_RATE, f"no FX rate from {base} to {quote} (no quote of either pair)")
+
+    def own_price_without_quote(self, symbol: str) -> bool:
+        """Per instrument class (``market_data.classes``)."""
+        return self.market.own_price_without_quote(symbol)
+
+
+def _quote(row: dict[str, Any]) -> StoredQuote:
+    # A 'Q' row of the gather statement: source in ``broker``, bid/ask/last in qty/price/extra.
+    quote = Quote.model_construct(
+        symbol=row["symbol"],
+        source=row["broker"],
+        bid=row["qty"],
+        ask=row["price"],
+        last=row["extra"],
+        at=row["quoted_at"],
+    )
+    return StoredQuote(quote, row["received_at"])
+
+
+# ------------------------------------------------------------------------------------------------ gathering
 
 
 class AmendCheck(BaseModel):
@@ -58,6 +250,23 @@ class AmendCheck(BaseModel):
     filled_qty: Decimal = Decimal(0)
 
 
+@dataclass
+class Gathered:
+    """What one decision read: limits, state, and what the activity needs besides."""
+
+    limits: Limits
+    state: AccountState
+    policy: PolicySet
+    #: Equity marks to store (None: the stored ones are current).
+    marks: tuple[Decimal, Decimal] | None
+    #: The order's reservation row as it stands (amends).
+    hold: dict[str, Any] | None
+    #: The decision already stored for this order id (a retry, or a reused key), with its request hash.
+    stored: dict[str, Any] | None = None
+    #: How many decisions the account and the client had when this one read them (risk_serial).
+    seen: dict[str, int] | None = None
+
+
 class RiskGatherer:
     """Reads everything a decision needs, inside the caller's transaction."""
 
@@ -66,167 +275,210 @@ class RiskGatherer:
         *,
         settings: Settings,
         instruments: InstrumentCatalog,
-        market: MarketData,
         capabilities: Mapping[str, BrokerCapabilities],
+        market: MarketData,
         session_checks: Mapping[str, SessionCheck] | None = None,
         policy: PolicyStore | None = None,
         pool: AsyncConnectionPool | None = None,
     ) -> None:
-        """Build the gatherer."""
-        self.instruments = instruments
+        """Build the gatherer; prices come from ``market`` (the quote store, read with the decision's reads)."""
         self.market = market
+        self.instruments = instruments
         self.capabilities = capabilities
         self.session_checks = session_checks or {}
         self.policy = policy or PolicyStore(settings.risk)
-        self._pool = pool
-
-    @staticmethod
-    def quote_rate(prices: PriceBook, quote_currency: str, currency: str) -> Decimal:
-        """Value of one unit of ``quote_currency`` in ``currency``, from the market data's FX quotes."""
-        return prices.rate(quote_currency, currency) or Decimal(1)
+        #: Prices a position at this broker's reference when nothing else says which (refreshing totals).
+        self.default_broker = settings.default_broker
 
     async def gather(self, conn: Any, order: OrderRequest, *, amend: bool = False) -> tuple[Limits, AccountState]:
-        """The effective limits and the account state for ``order`` (excluding its own reservation).
+        """The effective limits and the account state for ``order`` (excluding its own reservation)."""
+        g = await self.gather_all(conn, order, amend=amend)
+        return g.limits, g.state
 
-        Every read goes out at once (pipeline mode): one round trip to Postgres, not one per query. The
-        reads use the cached policy's windows; if the policy changed meanwhile, they are made again.
+    async def gather_all(
+        self, conn: Any, order: OrderRequest, *, amend: bool = False, filled_qty: Decimal = D0
+    ) -> Gathered:
+        """Take the account's and the client's locks and read everything for one decision.
+
+        One statement (``risk_gather()``, migration 0011, with the quotes that price the decision): the
+        locks, then every read from one snapshot. The reads use the cached policy's windows; if the policy
+        changed meanwhile, they are made again.
         """
         while True:
             cached = self.policy.cached
-            async with conn.pipeline():
-                version_cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM risk_policy")
-                reads = await self._queue_reads(
-                    conn, order, cached.limits(order.account, self.instruments.get(order.symbol)), amend
-                )
-                version = (await version_cur.fetchone())["v"]
-                if version == cached.version:
-                    return await self._assemble(order, cached, reads, amend)
+            inst = self.instruments.get(order.symbol)
+            limits = cached.limits(order.account, inst, order.broker)
+            at = order.received_at
+            dup = limits.duplicate_window_seconds
+            cur = await conn.execute(
+                _GATHER,
+                {
+                    "account": order.account,
+                    "client": order.client_id,
+                    "order_id": order.order_id,
+                    "symbol": order.symbol,
+                    "broker": order.broker,
+                    "day": utcnow().date(),
+                    "new_order": not amend,
+                    "at": at,
+                    "client_from": at - timedelta(seconds=limits.velocity_per_client.window_seconds),
+                    "dup_from": at - timedelta(seconds=dup) if dup > 0 else None,
+                    "side": order.side.value,
+                    "qty": order.qty,
+                    "price": order.price,
+                    "quote_symbols": [order.symbol, *self.market.conversion_pairs(limits.currency)],
+                },
+            )
+            session_check = self.session_checks.get(order.broker)
+            unavailable = await session_check(conn, order.account) if session_check else None
+            rows = await cur.fetchall()
+            version = next(int(r["qty"]) for r in rows if r["k"] == "V")
+            if version == cached.version:
+                return await self._assemble(order, cached, limits, rows, amend, filled_qty, unavailable)
             await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
 
-    async def _queue_reads(self, conn: Any, order: OrderRequest, limits: Limits, amend: bool) -> dict[str, Any]:
-        reads: dict[str, Any] = {}
-        reads["states"] = await conn.execute(
-            "SELECT scope, scope_key, state, reason FROM trading_state WHERE (scope, scope_key) IN"
-            " (('GLOBAL', ''), ('ACCOUNT', %s), ('SYMBOL', %s), ('BROKER', %s))",
-            (order.account, order.symbol, order.broker),
-        )
-        reads["positions"] = await conn.execute(
-            "SELECT symbol, qty, avg_price, realized_pnl FROM positions WHERE account = %s", (order.account,)
-        )
-        reads["reservations"] = await conn.execute(
-            "SELECT order_id, symbol, side, qty_open, price, quote_rate, leverage FROM risk_reservations"
-            " WHERE account = %s AND released_at IS NULL AND order_id <> %s",
-            (order.account, order.order_id),
-        )
-        reads["marks"] = await conn.execute(
-            "SELECT start_equity, peak_equity FROM risk_equity_marks WHERE account = %s AND day = %s",
-            (order.account, utcnow().date()),
-        )
-        # Reference price, marks and FX rates: the market data service's quote store, in this round trip.
-        reads["quotes"] = await self.market.queue(
-            conn, symbol=order.symbol, account=order.account, currency=limits.currency
-        )
-        if amend:
-            return reads
-        windows = (limits.velocity_per_client, limits.velocity_per_symbol, limits.velocity_global)
-        reads["velocity"] = await conn.execute(
-            """
-            SELECT
-              count(*) FILTER (WHERE client_id = %(client)s AND created_at > %(at)s - %(wc)s) AS client,
-              count(*) FILTER (WHERE symbol = %(symbol)s AND created_at > %(at)s - %(ws)s) AS symbol,
-              count(*) FILTER (WHERE created_at > %(at)s - %(wg)s) AS overall
-            FROM orders WHERE created_at > %(at)s - %(wmax)s AND created_at <= %(at)s AND order_id <> %(id)s
-            """,
-            {
-                "client": order.client_id,
-                "symbol": order.symbol,
-                "at": order.received_at,
-                "id": order.order_id,
-                "wc": timedelta(seconds=windows[0].window_seconds),
-                "ws": timedelta(seconds=windows[1].window_seconds),
-                "wg": timedelta(seconds=windows[2].window_seconds),
-                "wmax": timedelta(seconds=max(w.window_seconds for w in windows)),
-            },
-        )
-        reads["open"] = await conn.execute(
-            "SELECT count(*) AS n FROM risk_reservations"
-            " WHERE client_id = %s AND released_at IS NULL AND order_id <> %s",
-            (order.client_id, order.order_id),
-        )
-        if limits.duplicate_window_seconds > 0:
-            reads["dup"] = await conn.execute(
-                "SELECT order_id FROM orders WHERE client_id = %s AND symbol = %s AND side = %s AND qty = %s"
-                " AND price IS NOT DISTINCT FROM %s AND created_at > %s AND order_id <> %s LIMIT 1",
-                (
-                    order.client_id,
-                    order.symbol,
-                    order.side.value,
-                    order.qty,
-                    order.price,
-                    order.received_at - timedelta(seconds=limits.duplicate_window_seconds),
-                    order.order_id,
-                ),
+    def prices(self, rows: list[dict[str, Any]], now: datetime) -> QuoteReferenceData:
+        """The decision's ``ReferenceData``: the quote rows (``Q``) it read, as of ``now``."""
+        return QuoteReferenceData(self.market, [_quote(r) for r in rows if r["k"] == "Q"], now)
+
+    def _positions(
+        self,
+        rows: list[dict[str, Any]],
+        policy_set: PolicySet,
+        prices: ReferenceData,
+        currency: str,
+        broker_of: Callable[[str], str],
+    ) -> dict[str, PositionView]:
+        """The account's positions, marked from the quotes and converted at the rate to the policy's."""
+        positions: dict[str, PositionView] = {}
+        for row in rows:
+            symbol = row["symbol"]
+            pinst = self.instruments.get(symbol)
+            cls = policy_set.policy.classes.get(pinst.instrument_class) if pinst else None
+            broker = broker_of(symbol)
+            rate = prices.fx_rate(pinst.quote_currency, currency, broker).value if pinst else D1
+            mark = prices.mark(symbol, broker).value if row["qty"] else None
+            positions[symbol] = PositionView.model_construct(
+                symbol=symbol,
+                qty=row["qty"],
+                avg_price=row["price"],
+                realized_pnl=row["extra"],
+                mark=mark,
+                quote_rate=rate,
+                leverage=cls.leverage if cls else D1,
+                currency=pinst.quote_currency if pinst else "",
             )
-        return reads
+        return positions
+
+    def account_rows_params(self, account: str) -> dict[str, Any]:
+        """The parameters of ``_ACCOUNT_ROWS`` for ``account`` (its rows and the quotes that value them)."""
+        currency = self.policy.cached.policy.currency.value
+        return {"account": account, "quote_symbols": self.market.conversion_pairs(currency)}
+
+    def exposure_of(self, account: str, rows: list[dict[str, Any]]) -> Exposure:
+        """An account's worst-case exposure as it stands (positions and working orders; no new order).
+
+        ``rows`` are ``_ACCOUNT_ROWS``: the positions, the working orders and the quotes that value them. A
+        position is marked for the broker of its symbol's working orders, else for the default broker.
+        """
+        policy_set = self.policy.cached
+        ccy = policy_set.policy.currency.value
+        now = utcnow()
+        reservations = [_reservation(r) for r in rows if r["k"] == "R"]
+        brokers = {r.symbol: r.broker for r in reservations if r.broker}
+        positions = self._positions(
+            [r for r in rows if r["k"] == "P"],
+            policy_set,
+            self.prices(rows, now),
+            ccy,
+            lambda symbol: brokers.get(symbol, self.default_broker),
+        )
+        state = AccountState.model_construct(
+            now=now, instrument=None, reference_price=None, positions=positions, reservations=reservations
+        )
+        return account_exposure(state, None)
 
     async def _assemble(
-        self, order: OrderRequest, policy_set: PolicySet, reads: dict[str, Any], amend: bool
-    ) -> tuple[Limits, AccountState]:
+        self,
+        order: OrderRequest,
+        policy_set: PolicySet,
+        limits: Limits,
+        rows: list[dict[str, Any]],
+        amend: bool,
+        filled_qty: Decimal,
+        unavailable: str | None,
+    ) -> Gathered:
         inst = self.instruments.get(order.symbol)
-        limits = policy_set.limits(order.account, inst)
         ccy = limits.currency
         now = utcnow()
-        prices = await self.market.book(reads["quotes"], broker=order.broker, now=now)
-        ref = prices.reference(order.symbol)
 
         state, reason, scope = TradingState.ACTIVE, "", "GLOBAL"
-        for row in await reads["states"].fetchall():
-            candidate = TradingState(row["state"])
-            if _SEVERITY[candidate] > _SEVERITY[state]:
-                state, reason = candidate, row["reason"]
-                scope = row["scope"] + (f" {row['scope_key']}" if row["scope_key"] else "")
+        position_rows: list[dict[str, Any]] = []
+        reservations: list[ReservationView] = []
+        quotes: list[StoredQuote] = []
+        hold_row: dict[str, Any] | None = None
+        marks: dict[str, Any] | None = None
+        stored: dict[str, Any] | None = None
+        seen: dict[str, int] | None = None
+        counts = {"recent": 0, "open": 0}
+        dup: str | None = None
+        for row in rows:
+            kind = row["k"]
+            if kind == "R":
+                reservations.append(_reservation(row))
+            elif kind == "Q":
+                quotes.append(_quote(row))
+            elif kind == "H":
+                hold_row = row
+            elif kind == "P":
+                position_rows.append(row)
+            elif kind == "S":
+                candidate = TradingState(row["side"])
+                if _SEVERITY[candidate] > _SEVERITY[state]:
+                    state, reason = candidate, row["broker"]
+                    scope = row["symbol"] + (f" {row['order_id']}" if row["order_id"] else "")
+            elif kind == "M":
+                marks = row
+            elif kind == "C":
+                counts = {"recent": int(row["qty"]), "open": int(row["price"])}
+            elif kind == "D":
+                dup = row["order_id"]
+            elif kind == "O":
+                stored = {"request_hash": row["symbol"], "risk_decision": row["j"]}
+            elif kind == "N":
+                seen = {"account": int(row["qty"]), "client": int(row["price"])}
 
-        positions: dict[str, PositionView] = {}
-        for row in await reads["positions"].fetchall():
-            pinst = self.instruments.get(row["symbol"])
-            cls = policy_set.policy.classes.get(pinst.instrument_class) if pinst else None
-            positions[row["symbol"]] = PositionView(
-                symbol=row["symbol"],
-                qty=row["qty"],
-                avg_price=row["avg_price"],
-                realized_pnl=row["realized_pnl"],
-                mark=prices.mark(row["symbol"]),
-                quote_rate=self.quote_rate(prices, pinst.quote_currency, ccy) if pinst else Decimal(1),
-                leverage=cls.leverage if cls else Decimal(1),
-            )
-        reservations = [ReservationView(**row) for row in await reads["reservations"].fetchall()]
-        counts: dict[str, Any] = {"client": 0, "symbol": 0, "overall": 0}
-        if "velocity" in reads:
-            counts.update(await reads["velocity"].fetchone())
-        open_orders = (await reads["open"].fetchone())["n"] if "open" in reads else 0
-        dup = await reads["dup"].fetchone() if "dup" in reads else None
+        # Every price of this decision comes from the quotes it read; every position is marked for the
+        # order's broker (a real broker's account is never marked off the simulated feed).
+        prices = QuoteReferenceData(self.market, quotes, now)
+        positions = self._positions(position_rows, policy_set, prices, ccy, lambda _symbol: order.broker)
 
         # Equity marks: the day starts at the equity of the account's first check; the peak only rises.
-        # (Written by the caller with the decision, see ``record_marks``.)
         equity = account_equity(limits.account_capital, positions)
-        marks = await reads["marks"].fetchone()
-        start_equity = marks["start_equity"] if marks else equity
-        peak_equity = max(marks["peak_equity"], equity) if marks else equity
+        start_equity = marks["qty"] if marks else equity
+        peak_equity = max(marks["price"], equity) if marks else equity
+        new_marks = None if marks is not None and peak_equity == marks["price"] else (start_equity, peak_equity)
 
+        ref = prices.reference_price(order.symbol, order.broker)
+        problem = (
+            RiskReason(code=ref.code, message=ref.message or ref.code, field="symbol")
+            if ref.value is None and ref.code
+            else None
+        )
+        quote_rate: Decimal | None = D1
+        if inst is not None:
+            quote_rate = prices.fx_rate(inst.quote_currency, ccy, order.broker).value
+        hold = _reservation(hold_row) if hold_row is not None else None
         caps = self.capabilities.get(order.broker)
-        session_check = self.session_checks.get(order.broker)
-        pool = self._pool
-        unavailable = await session_check(pool, order.account) if session_check and pool is not None else None
-        return limits, AccountState(
+        account_state = AccountState.model_construct(
             now=now,
             instrument=inst,
-            reference_price=ref.price,
+            reference_price=ref.value,
             reference_source=ref.source,
-            reference_age_seconds=ref.view.age_seconds if ref.view else None,
-            reference_problem=ref.problem(),
-            reference_stale=ref.status == "STALE_REFERENCE_PRICE",
-            own_price_without_quote=ref.own_price_without_quote,
-            quote_rate=self.quote_rate(prices, inst.quote_currency, ccy) if inst else Decimal(1),
+            reference_age_seconds=ref.age_seconds,
+            reference_problem=problem,
+            own_price_without_quote=prices.own_price_without_quote(order.symbol),
+            quote_rate=quote_rate,
             trading_state=state,
             trading_state_reason=reason,
             trading_state_scope=scope,
@@ -235,35 +487,39 @@ class RiskGatherer:
             broker_unavailable=unavailable,
             positions=positions,
             reservations=reservations,
-            open_orders_of_client=open_orders,
-            recent_orders_of_client=counts["client"],
-            recent_orders_of_symbol=counts["symbol"],
-            recent_orders_global=counts["overall"],
-            duplicate_of=dup["order_id"] if dup else None,
+            open_orders_of_client=counts["open"],
+            recent_orders_of_client=counts["recent"],
+            recent_orders_of_symbol=0,  # taken atomically with the decision (risk_take)
+            recent_orders_global=0,
+            duplicate_of=dup,
             day_start_equity=start_equity,
             day_peak_equity=peak_equity,
             is_amend=amend,
+            open_qty=(order.qty - filled_qty) if amend else None,
+            hold=hold if amend else None,
         )
-
-    @staticmethod
-    async def record_marks(conn: Any, account: str, state: AccountState) -> None:
-        """Store the equity marks the decision used (the day's start, the peak so far)."""
-        await conn.execute(
-            "INSERT INTO risk_equity_marks (account, day, start_equity, peak_equity) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (account, day) DO UPDATE SET peak_equity = GREATEST(risk_equity_marks.peak_equity,"
-            " EXCLUDED.peak_equity)",
-            (account, state.now.date(), state.day_start_equity, state.day_peak_equity),
-        )
+        return Gathered(limits, account_state, policy_set, new_marks, hold_row, stored, seen)
 
 
-def _reference_note(state: AccountState) -> str:
-    if state.reference_source is None:
-        return "none"
-    if state.reference_age_seconds is None:
-        return f"{state.reference_source}: no quote"
-    return f"{state.reference_source} quote {state.reference_age_seconds:.1f}s old" + (
-        " (stale)" if state.reference_stale else ""
+def _reservation(row: dict[str, Any]) -> ReservationView:
+    # Working orders come summed per symbol, side and broker (order_id empty); an amend's own order singly.
+    return ReservationView.model_construct(
+        order_id=row["order_id"] or "",
+        symbol=row["symbol"],
+        side=_SIDES[row["side"]],
+        qty_open=row["qty"],
+        price=row["price"],
+        quote_rate=row["rate"],
+        leverage=row["leverage"],
+        broker=row["broker"] or "",
+        notional=row["notional"],
     )
+
+
+_SIDES = {s.value: s for s in OrderSide}
+
+
+# ------------------------------------------------------------------------------------------------ deciding
 
 
 class RiskActivities:
@@ -275,153 +531,386 @@ class RiskActivities:
         pool: AsyncConnectionPool,
         settings: Settings,
         instruments: InstrumentCatalog,
-        market: MarketData,
         capabilities: Mapping[str, BrokerCapabilities],
+        market: MarketData | None = None,
         session_checks: Mapping[str, SessionCheck] | None = None,
         check: RiskCheck = basic_check,
         policy: PolicyStore | None = None,
     ) -> None:
-        """Build the activities around a pool, the catalogue, a price source and the check function."""
+        """Build the activities around a pool, the catalogue, the market data service and the check function.
+
+        ``market`` defaults to the service of ``settings.market_data`` (every process reads the same quote store).
+        """
         self._pool = pool
         self._check = check
         self.gatherer = RiskGatherer(
             settings=settings,
             instruments=instruments,
-            market=market,
+            market=market or MarketData(settings.market_data, instruments),
             capabilities=capabilities,
             session_checks=session_checks,
             policy=policy,
             pool=pool,
         )
 
-    def _decide(self, order: OrderRequest, limits: Limits, state: AccountState) -> RiskDecision:
-        reasons = self._check(order, limits, state)
-        price = valuation_price(order, state.reference_price)
-        return RiskDecision(
-            order_id=order.order_id,
-            approved=not reasons,
-            reasons=reasons,
-            reference_price=state.reference_price,
-            notional=None if price is None else order.qty * price * state.quote_rate,
-            decided_at=state.now,
-            request_hash=order.request_hash,
-            submission_id=order.submission_id,
+    # -- the pure part ------------------------------------------------------------------------------
+
+    def _evaluate(self, order: OrderRequest, g: Gathered) -> tuple[RiskDecision, tuple[Exposure, Exposure] | None]:
+        """Run the check; never raises for any order (an arithmetic failure is a denial with a reason)."""
+        limits, state = g.limits, g.state
+        try:
+            reasons = self._check(order, limits, state)
+            price = valuation_price(order, state.reference_price, limits.price_band_pct)
+            rate = state.quote_rate
+            notional = None if price is None or rate is None else order.qty * price * rate
+            legs = exposure_legs(order, limits, state) if not reasons else None
+            if legs is None and not reasons:
+                reasons = [RiskReason(code=ReasonCode.RISK_CHECK_FAILED, message=f"{order.summary()} cannot be valued")]
+        except (ArithmeticError, ValueError) as e:
+            reasons = [
+                RiskReason(
+                    code=ReasonCode.RISK_CHECK_FAILED,
+                    message=f"the risk check could not compute this order ({type(e).__name__}); it is refused",
+                )
+            ]
+            notional, legs = None, None
+        return (
+            RiskDecision(
+                order_id=order.order_id,
+                approved=not reasons,
+                reasons=reasons,
+                reference_price=state.reference_price,
+                notional=notional,
+                decided_at=state.now,
+                request_hash=order.request_hash,
+                submission_id=order.submission_id,
+            ),
+            legs,
         )
 
-    async def _reserve(
-        self, conn: Any, order: OrderRequest, limits: Limits, state: AccountState, qty_open: Decimal
-    ) -> None:
-        price = valuation_price(order, state.reference_price) or Decimal(0)
-        notional = qty_open * price * state.quote_rate
-        await conn.execute(
-            """
-            INSERT INTO risk_reservations (order_id, account, client_id, symbol, side, qty_open, price, quote_rate,
-                leverage, notional, margin)
-            VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
-            ON CONFLICT (order_id) DO UPDATE SET qty_open = EXCLUDED.qty_open, price = EXCLUDED.price,
-                notional = EXCLUDED.notional, margin = EXCLUDED.margin, updated_at = now()
-            WHERE risk_reservations.released_at IS NULL
-            """,
-            (
-                order.order_id,
-                order.account,
-                order.client_id,
-                order.symbol,
-                order.side.value,
-                qty_open,
-                price,
-                state.quote_rate,
-                limits.leverage,
-                notional,
-                notional / limits.leverage,
-            ),
-        )
+    # -- the counters that span accounts ----------------------------------------------------------
+
+    def _counter_input(
+        self, order: OrderRequest, g: Gathered, approved: bool, legs: tuple[Exposure, Exposure] | None, amend: bool
+    ) -> dict[str, Any] | None:
+        """``risk_take``'s input, or None when the decision touches no counter (an amend it refused)."""
+        limits = g.limits
+        if legs is None:
+            if amend:
+                return None
+            # Refused before it could be valued: only velocity counts it; the account's totals stand.
+            payload: dict[str, Any] = {"account": order.account, "approved": False, "exposure": []}
+        else:
+            without, with_ = legs
+            # An order that truly reduces is never refused by a total (it is only recorded in them).
+            check = not order_reduces(order, limits, g.state)
+            exposure = [
+                {
+                    "scope": "FIRM",
+                    "key": "",
+                    "gross_with": str(with_.gross),
+                    "gross_without": str(without.gross),
+                    "notional_with": str(with_.open_notional),
+                    "notional_without": str(without.open_notional),
+                    "gross_limit": _str(limits.firm_max_gross_exposure) if check else None,
+                    "notional_limit": _str(limits.firm_max_open_notional) if check else None,
+                    "gross_code": ReasonCode.FIRM_MAX_GROSS_EXPOSURE,
+                    "notional_code": ReasonCode.FIRM_MAX_OPEN_NOTIONAL,
+                }
+            ]
+            for broker in sorted(set(with_.open_notional_by_broker) | set(without.open_notional_by_broker)):
+                broker_limit = g.policy.broker_limits(broker).max_open_notional if broker and check else None
+                exposure.append(
+                    {
+                        "scope": "BROKER",
+                        "key": broker,
+                        "notional_with": str(with_.open_notional_by_broker.get(broker, D0)),
+                        "notional_without": str(without.open_notional_by_broker.get(broker, D0)),
+                        "notional_limit": _str(broker_limit),
+                        "notional_code": ReasonCode.BROKER_MAX_OPEN_NOTIONAL,
+                    }
+                )
+            payload = {"account": order.account, "approved": approved, "exposure": exposure}
+        if not amend:
+            at_ms = int(order.received_at.timestamp() * 1000)
+            payload["at_ms"] = at_ms
+            payload["velocity"] = [
+                {
+                    "scope": "GLOBAL",
+                    "key": "",
+                    "window_ms": int(limits.velocity_global.window_seconds * 1000),
+                    "max": limits.velocity_global.max_orders,
+                    "code": ReasonCode.VELOCITY_GLOBAL,
+                },
+                {
+                    "scope": "SYMBOL",
+                    "key": order.symbol,
+                    "window_ms": int(limits.velocity_per_symbol.window_seconds * 1000),
+                    "max": limits.velocity_per_symbol.max_orders,
+                    "code": ReasonCode.VELOCITY_SYMBOL,
+                },
+            ]
+        return payload
+
+    async def _careful_counters(
+        self, conn: Any, payload: dict[str, Any] | None, order: OrderRequest, limits: Limits
+    ) -> list[RiskReason]:
+        """After a breach: take the counters and wait for what they refuse (the slow path)."""
+        if payload is None:
+            return []
+        cur = await conn.execute("SELECT risk_take(%s, true) AS breaches", (_jsonb(payload),))
+        row = await cur.fetchone()
+        return [_breach_reason(b, order, limits) for b in row["breaches"]]
+
+    async def _decide_and_record(
+        self, conn: Any, order: OrderRequest, g: Gathered, *, careful: bool, amend: bool, actor: str
+    ) -> RiskDecision:
+        """Decide, then send the counters, the order row, the reservation and the audit entry in one statement.
+
+        On the fast path nothing here waits for Postgres: ``risk_record()`` goes out with the COMMIT, and a
+        limit it finds breached aborts the transaction (the caller then decides again, carefully).
+        """
+        decision, legs = self._evaluate(order, g)
+        counters = self._counter_input(order, g, decision.approved, legs, amend=amend)
+        if careful:
+            breaches = await self._careful_counters(conn, counters, order, g.limits)
+            counters = None
+            if breaches:
+                decision = decision.model_copy(update={"approved": False, "reasons": [*decision.reasons, *breaches]})
+        state, limits = g.state, g.limits
+        record: dict[str, Any] = {
+            "account": order.account,
+            "client": order.client_id,
+            "seen": g.seen,
+            "counters": counters,
+        }
+        if g.marks is not None:
+            record["marks"] = {
+                "account": order.account,
+                "day": state.now.date(),
+                "start": g.marks[0],
+                "peak": g.marks[1],
+            }
+        if not amend:
+            record["order"] = {
+                "order_id": order.order_id,
+                "workflow_id": workflow_id_for(order.order_id),
+                "idempotency_key": order.idempotency_key,
+                "request_hash": order.request_hash,
+                "client_id": order.client_id,
+                "client_order_id": order.client_order_id,
+                "account": order.account,
+                "symbol": order.symbol,
+                "side": order.side.value,
+                "type": order.type.value,
+                "time_in_force": order.time_in_force.value,
+                "qty": order.qty,
+                "price": order.price,
+                "stop_price": order.stop_price,
+                "expire_at": order.expire_at,
+                "reduce_only": order.reduce_only,
+                "broker": order.broker,
+                "reason": "; ".join(r.message for r in decision.reasons) or None,
+                "risk_decision": decision.model_dump(mode="json"),
+                "received_at": order.received_at,
+            }
+        if decision.approved:
+            price = valuation_price(order, state.reference_price, limits.price_band_pct) or D0
+            record["reserve"] = {
+                "amend": amend,
+                "order_id": order.order_id,
+                "account": order.account,
+                "client_id": order.client_id,
+                "symbol": order.symbol,
+                "side": order.side.value,
+                "qty": state.open_qty if state.open_qty is not None else order.qty,
+                "price": price,
+                "rate": state.quote_rate or D1,
+                "leverage": limits.leverage,
+                "broker": order.broker,
+            }
+        if amend:
+            action = "RISK_AMEND_APPROVED" if decision.approved else "RISK_AMEND_DENIED"
+            detail: dict[str, Any] = {"order": order.summary(), "reasons": [r.model_dump() for r in decision.reasons]}
+        else:
+            action = "RISK_APPROVED" if decision.approved else "RISK_DENIED"
+            detail = {
+                "order": order.summary(),
+                "client": f"{order.client_id}/{order.client_order_id}",
+                "account": order.account,
+                "reasons": [r.model_dump() for r in decision.reasons],
+                "reference_price": str(decision.reference_price),
+                "reference": _reference_note(state),
+                "notional": str(decision.notional),
+                "trading_state": f"{state.trading_state.value} ({state.trading_state_scope})",
+                "policy_version": g.policy.version,
+            }
+        record["audit"] = audit_entry(actor=actor, action=action, subject=order.order_id, detail=detail)
+        await conn.execute("SELECT risk_record(%s)", (_jsonb(record),))
+        return decision
+
+    # -- the activities -----------------------------------------------------------------------------
 
     @activity.defn(name="check_order")
     async def check_order(self, order: OrderRequest) -> RiskDecision:
         """Decide on a new order; record the order row, the decision, the reservation and an audit entry."""
         started = time.perf_counter()
-        # Pipeline mode: statements go out together; round trips only where a result is needed.
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DECISION_LOCK,))
-            cur = await conn.execute("SELECT risk_decision FROM orders WHERE order_id = %s", (order.order_id,))
-            limits, state = await self.gatherer.gather(conn, order)
-            row = await cur.fetchone()
-            if row is not None and row["risk_decision"] is not None:
-                return RiskDecision.model_validate(row["risk_decision"])
-            decision = self._decide(order, limits, state)
-            await self.gatherer.record_marks(conn, order.account, state)
-            await conn.execute(
-                """
-                INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id,
-                    client_order_id, account, symbol, side, type, time_in_force, qty, price, stop_price,
-                    expire_at, reduce_only, broker, status, reason, risk_decision, version, created_at, updated_at)
-                VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'RECEIVED',%s,%s,0,%s,%s)
-                ON CONFLICT (order_id) DO UPDATE SET risk_decision = EXCLUDED.risk_decision
-                WHERE orders.risk_decision IS NULL
-                """,
-                (
-                    order.order_id,
-                    workflow_id_for(order.order_id),
-                    order.idempotency_key,
-                    order.request_hash,
-                    order.client_id,
-                    order.client_order_id,
-                    order.account,
-                    order.symbol,
-                    order.side.value,
-                    order.type.value,
-                    order.time_in_force.value,
-                    order.qty,
-                    order.price,
-                    order.stop_price,
-                    order.expire_at,
-                    order.reduce_only,
-                    order.broker,
-                    "; ".join(r.message for r in decision.reasons) or None,
-                    Jsonb(decision.model_dump(mode="json")),
-                    order.received_at,
-                    order.received_at,
-                ),
-            )
-            if decision.approved:
-                await self._reserve(conn, order, limits, state, order.qty)
-            await append_audit(
-                conn,
-                actor=order.submitted_by,
-                action="RISK_APPROVED" if decision.approved else "RISK_DENIED",
-                subject=order.order_id,
-                detail={
-                    "order": order.summary(),
-                    "client": f"{order.client_id}/{order.client_order_id}",
-                    "account": order.account,
-                    "reasons": [r.model_dump() for r in decision.reasons],
-                    "reference_price": str(decision.reference_price),
-                    "reference": _reference_note(state),
-                    "notional": str(decision.notional),
-                    "trading_state": f"{state.trading_state.value} ({state.trading_state_scope})",
-                    "policy_version": self.gatherer.policy.cached.version,
-                },
+        async with self._pool.connection() as conn:
+            decision = await self._optimistic(
+                conn, order.account, lambda careful: self._check_order(conn, order, careful=careful)
             )
         ORDER_LATENCY.labels(stage="risk").observe(time.perf_counter() - started)
         return decision
 
+    async def _optimistic(
+        self, conn: Any, account: str, attempt: Callable[[bool], Awaitable[RiskDecision]]
+    ) -> RiskDecision:
+        """Decide without holding anything between the gather and the record; carefully after a breach.
+
+        The fast path is two statements, each its own transaction: ``risk_gather`` and ``risk_record``. If
+        another decision of the account or client was recorded in between, the decision is made again. If a
+        total across accounts would be breached, the other accounts' stale parts of the totals are recomputed
+        first (their orders filled or ended since their last decision), then the decision is made again inside
+        one transaction that holds the account's locks and waits for the counters' answer, so the refusal
+        says which limit.
+        """
+        for _ in range(_OPTIMISTIC_ATTEMPTS):
+            try:
+                return await attempt(False)
+            except psycopg.errors.RaiseException as e:
+                if _RETRY in str(e):
+                    continue
+                if _LIMIT_BREACH not in str(e):
+                    raise
+                if _TOTALS & _breach_codes(e):
+                    await self._refresh_stale(conn, except_account=account)
+                break
+        return await attempt(True)
+
+    async def _refresh_stale(self, conn: Any, *, except_account: str) -> int:
+        """Recompute other accounts' parts of the totals where their orders changed since; return how many.
+
+        Each account under its own lock, taken only if free (an account deciding right now refreshes itself).
+        """
+        cur = await conn.execute("SELECT a FROM risk_stale_accounts(%s, %s) AS a", (except_account, _REFRESH_ACCOUNTS))
+        refreshed = 0
+        for account in [row["a"] for row in await cur.fetchall()]:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS ok", (_ACCOUNT_LOCK, account)
+                )
+                if not (await cur.fetchone())["ok"]:
+                    continue
+                cur = await conn.execute(_ACCOUNT_ROWS, self.gatherer.account_rows_params(account))
+                exposure = self.gatherer.exposure_of(account, await cur.fetchall())
+                parts = [
+                    {"scope": "FIRM", "key": "", "gross": str(exposure.gross), "notional": str(exposure.open_notional)}
+                ] + [
+                    {"scope": "BROKER", "key": broker, "gross": "0", "notional": str(notional)}
+                    for broker, notional in exposure.open_notional_by_broker.items()
+                ]
+                await conn.execute("SELECT risk_refresh(%s, %s)", (account, _jsonb(parts)))
+                refreshed += 1
+        return refreshed
+
+    async def _check_order(self, conn: Any, order: OrderRequest, *, careful: bool) -> RiskDecision:
+        async with conn.transaction() if careful else contextlib.nullcontext():
+            g = await self.gatherer.gather_all(conn, order)
+            if g.stored is not None:
+                return await self._stored(conn, order, g.stored)
+            return await self._decide_and_record(conn, order, g, careful=careful, amend=False, actor=order.submitted_by)
+
+    async def _stored(self, conn: Any, order: OrderRequest, stored: dict[str, Any]) -> RiskDecision:
+        """A retry: the stored decision if it was made for this request, else a refusal that takes nothing."""
+        decision = RiskDecision.model_validate(stored["risk_decision"])
+        if stored["request_hash"] == order.request_hash and decision.request_hash in ("", order.request_hash):
+            return decision
+        conflict = RiskDecision(
+            order_id=order.order_id,
+            approved=False,
+            reasons=[
+                RiskReason(
+                    code=ReasonCode.IDEMPOTENCY_CONFLICT,
+                    message=f"order {order.order_id} was already decided for different terms under this "
+                    "idempotency key; that decision is not reused for these",
+                )
+            ],
+            decided_at=utcnow(),
+            # The stored order's hash: the caller sees a different body under a used key (409).
+            request_hash=stored["request_hash"],
+            submission_id=order.submission_id,
+        )
+        await queue_audit(
+            conn,
+            actor=order.submitted_by,
+            action="RISK_DENIED",
+            subject=order.order_id,
+            detail={"order": order.summary(), "reasons": [r.model_dump() for r in conflict.reasons]},
+        )
+        return conflict
+
     @activity.defn(name="check_amend")
     async def check_amend(self, request: AmendCheck) -> RiskDecision:
-        """Decide on an order's new terms; if approved, its reservation grows to them at once."""
-        order = request.order
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DECISION_LOCK,))
-            limits, state = await self.gatherer.gather(conn, order, amend=True)
-            decision = self._decide(order, limits, state)
-            await self.gatherer.record_marks(conn, order.account, state)
-            if decision.approved:
-                await self._reserve(conn, order, limits, state, order.qty - request.filled_qty)
-            await append_audit(
-                conn,
-                actor=request.requested_by,
-                action="RISK_AMEND_APPROVED" if decision.approved else "RISK_AMEND_DENIED",
-                subject=order.order_id,
-                detail={"order": order.summary(), "reasons": [r.model_dump() for r in decision.reasons]},
+        """Decide on an order's new terms; if approved, its reservation holds the larger of old and new."""
+        async with self._pool.connection() as conn:
+            return await self._optimistic(
+                conn, request.order.account, lambda careful: self._check_amend(conn, request, careful=careful)
             )
-        return decision
+
+    async def _check_amend(self, conn: Any, request: AmendCheck, *, careful: bool) -> RiskDecision:
+        order = request.order
+        async with conn.transaction() if careful else contextlib.nullcontext():
+            g = await self.gatherer.gather_all(conn, order, amend=True, filled_qty=request.filled_qty)
+            return await self._decide_and_record(
+                conn, order, g, careful=careful, amend=True, actor=request.requested_by
+            )
+
+
+def _reference_note(state: AccountState) -> str:
+    """Where the reference price came from, for the audit entry: the source and its quote's age."""
+    if state.reference_source is None:
+        return "none"
+    if state.reference_age_seconds is None:
+        return f"{state.reference_source}: no quote"
+    stale = state.reference_problem is not None and state.reference_problem.code == ReasonCode.STALE_REFERENCE_PRICE
+    return f"{state.reference_source} quote {state.reference_age_seconds:.1f}s old" + (" (stale)" if stale else "")
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def _breach_codes(error: psycopg.errors.RaiseException) -> set[str]:
+    try:
+        return {b["code"] for b in json.loads(error.diag.message_detail or "[]")}
+    except (ValueError, TypeError, KeyError):
+        return set()
+
+
+def _str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _breach_reason(breach: dict[str, Any], order: OrderRequest, limits: Limits) -> RiskReason:
+    """A reason for a limit ``risk_take`` found breached."""
+    code, ccy = breach["code"], limits.currency
+    if code in (ReasonCode.VELOCITY_GLOBAL, ReasonCode.VELOCITY_SYMBOL):
+        velocity = limits.velocity_global if code == ReasonCode.VELOCITY_GLOBAL else limits.velocity_per_symbol
+        scope = "all clients" if code == ReasonCode.VELOCITY_GLOBAL else f"symbol {order.symbol}"
+        return RiskReason(code=code, message=velocity_message(int(breach["count"]), scope, velocity))
+    total, others, limit = (Decimal(str(breach[k])) for k in ("total", "others", "limit"))
+    what = {
+        ReasonCode.FIRM_MAX_GROSS_EXPOSURE: "firm-wide gross exposure (every account, worst case per side)",
+        ReasonCode.FIRM_MAX_OPEN_NOTIONAL: "firm-wide notional of working orders (every account)",
+        ReasonCode.BROKER_MAX_OPEN_NOTIONAL: f"notional of working orders at broker {breach.get('key')}",
+    }.get(code, code)
+    return RiskReason(
+        code=code,
+        message=f"{what} would be {total:,.2f} {ccy} ({others:,.2f} without account {order.account}); "
+        f"the limit is {limit:,.2f} {ccy}",
+        field="qty",
+    )

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from psycopg_pool import AsyncConnectionPool
+from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict
 
 from core.domain import (
@@ -51,8 +51,9 @@ ReportSink = Callable[[ExecutionReport], Awaitable[None]]
 
 #: Answers "can this broker take a new order for this account right now?": None when it can, else the reason
 #: (for example "the MT5 terminal of account 1234 has not sent a heartbeat for 45 s"). The risk check
-#: refuses new orders with that reason; orders already working are not affected.
-SessionCheck = Callable[[AsyncConnectionPool, str], Awaitable[str | None]]
+#: refuses new orders with that reason; orders already working are not affected. It is called with the risk
+#: decision's own connection (inside its transaction, possibly in pipeline mode): it must not take another.
+SessionCheck = Callable[[AsyncConnection[Any], str], Awaitable[str | None]]
 
 
 class BrokerCapabilities(BaseModel):

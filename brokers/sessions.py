@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
+from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import SessionCheck
@@ -88,13 +90,12 @@ class SessionRecorder:
 def session_check_for(broker: str, *, stale_after: float = 20.0) -> SessionCheck:
     """A ``SessionCheck`` that refuses new orders while ``broker``'s session is down or unowned."""
 
-    async def check(pool: AsyncConnectionPool, account: str) -> str | None:
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT session, logged_on, detail, changed_at, heartbeat_at FROM broker_sessions WHERE broker = %s",
-                (broker,),
-            )
-            row = await cur.fetchone()
+    async def check(conn: AsyncConnection[Any], account: str) -> str | None:
+        cur = await conn.execute(
+            "SELECT session, logged_on, detail, changed_at, heartbeat_at FROM broker_sessions WHERE broker = %s",
+            (broker,),
+        )
+        row: Any = await cur.fetchone()
         if row is None:
             return f"no worker has started the {broker} session yet"
         now = utcnow()

@@ -2,7 +2,9 @@
 
 ``hash = sha256(prev_hash | at | actor | action | subject | canonical JSON of detail)``. Appends take a
 transaction-level advisory lock so the chain has exactly one successor per row; ``verify_chain`` recomputes
-every hash, so an edited or deleted row is detected.
+every hash, so an edited or deleted row is detected. An append is one call of the SQL function
+``audit_append()`` (migration 0011), which takes the lock, reads the previous hash and hashes in Postgres: in
+pipeline mode (``queue_audit``) the lock is never held across a round trip to the client.
 """
 
 from __future__ import annotations
@@ -17,16 +19,51 @@ from psycopg.types.json import Jsonb
 
 from core.domain import utcnow
 
-__all__ = ["GENESIS_HASH", "append_audit", "verify_chain"]
+__all__ = ["GENESIS_HASH", "append_audit", "audit_entry", "queue_audit", "verify_chain"]
 
 GENESIS_HASH = "0" * 64
-_AUDIT_LOCK = 0x41554454  # "AUDT"
+_AUDIT_LOCK = 0x41554454  # "AUDT": taken by audit_append() (migration 0011)
 
 
 def _digest(prev_hash: str, at: datetime, actor: str, action: str, subject: str, detail: dict[str, Any]) -> str:
     canonical = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
     text = "|".join([prev_hash, at.astimezone(UTC).isoformat(), actor, action, subject, canonical])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def audit_entry(
+    *, actor: str, action: str, subject: str = "", detail: dict[str, Any] | None = None, at: datetime | None = None
+) -> dict[str, Any]:
+    """The arguments of ``audit_append()`` (the SQL function that appends to the chain) for one entry.
+
+    ``rest`` is everything the hash covers after the previous hash; Postgres prepends the chain's head.
+    """
+    at = at or utcnow()
+    detail = json.loads(json.dumps(detail or {}, default=str))
+    canonical = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+    rest = "|".join([at.astimezone(UTC).isoformat(), actor, action, subject, canonical])
+    return {"at": at, "actor": actor, "action": action, "subject": subject, "detail": detail, "rest": rest}
+
+
+async def queue_audit(
+    conn: AsyncConnection[Any],
+    *,
+    actor: str,
+    action: str,
+    subject: str = "",
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> Any:
+    """Append one entry inside the caller's transaction without waiting for it (returns the cursor).
+
+    One statement: ``audit_append()`` takes the chain's lock and reads the previous hash inside Postgres, so
+    in pipeline mode nothing here waits for a round trip while the lock is held.
+    """
+    e = audit_entry(actor=actor, action=action, subject=subject, detail=detail, at=at)
+    return await conn.execute(
+        "SELECT audit_append(%s, %s, %s, %s, %s, %s) AS hash",
+        (e["at"], e["actor"], e["action"], e["subject"], Jsonb(e["detail"]), e["rest"]),
+    )
 
 
 async def append_audit(
@@ -39,18 +76,8 @@ async def append_audit(
     at: datetime | None = None,
 ) -> str:
     """Append one entry inside the caller's transaction and return its hash."""
-    at = at or utcnow()
-    detail = json.loads(json.dumps(detail or {}, default=str))
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
-    cur = await conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-    row = await cur.fetchone()
-    prev = _row_value(row, "hash") if row else GENESIS_HASH
-    digest = _digest(prev, at, actor, action, subject, detail)
-    await conn.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-        (at, actor, action, subject, Jsonb(detail), prev, digest),
-    )
-    return digest
+    cur = await queue_audit(conn, actor=actor, action=action, subject=subject, detail=detail, at=at)
+    return str(_row_value(await cur.fetchone(), "hash"))
 
 
 async def verify_chain(conn: AsyncConnection[Any]) -> tuple[bool, int]:

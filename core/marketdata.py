@@ -18,8 +18,8 @@ The pieces::
                                                    market_quotes (Postgres: one row per source and symbol)
                                                                   │ read by
                                  ┌────────────────────────────────┼──────────────────────────┐
-                     risk check (MarketData.queue/book,   GET /api/v1/quotes        exodus_quote_age_seconds
-                     in its pipelined transaction)         (MarketData.quotes)       (refresh_quote_metrics)
+                     risk check (read with its other       GET /api/v1/quotes        exodus_quote_age_seconds
+                     reads, priced through PriceBook)      (MarketData.quotes)       (refresh_quote_metrics)
 
 ``MarketData`` answers with ``Reference`` values: the source asked (the order's broker, or the source
 configured for the instrument), the quote if there is one, its age, and whether it is stale (older than the
@@ -404,7 +404,9 @@ class MarketData:
     """The market data service: which source prices what, how old is too old, and reads of the quote store.
 
     Cheap to build (settings and the catalogue); every process makes its own. All reads go through a
-    connection the caller owns, so the risk check reads quotes in its own pipelined transaction.
+    connection the caller owns. The risk decision reads its quotes itself, in the statement that reads the
+    account (``activities/risk.py``: the symbols of ``conversion_pairs`` and of the order and the
+    positions), and prices them through a ``PriceBook``.
     """
 
     def __init__(self, settings: MarketDataSettings, instruments: InstrumentCatalog) -> None:
@@ -461,25 +463,6 @@ class MarketData:
         return QuoteView(sq.quote, sq.received_at, age, self.max_age_seconds(sq.quote.symbol))
 
     # -- reads ----------------------------------------------------------------------------------------
-
-    async def queue(self, conn: Any, *, symbol: str, account: str, currency: str) -> Any:
-        """Send the read of what one risk decision needs (in the caller's pipeline); hand the result to ``book``.
-
-        Every source's quote of the order's symbol, of the account's positions' symbols, and of the FX pairs
-        that convert quote currencies to ``currency``.
-        """
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            f"SELECT {_COLUMNS} FROM market_quotes"
-            " WHERE symbol = ANY(%s) OR symbol IN (SELECT symbol FROM positions WHERE account = %s)",
-            ([symbol, *self.conversion_pairs(currency)], account),
-        )
-        return cur
-
-    async def book(self, pending: Any, *, broker: str, now: datetime | None = None) -> PriceBook:
-        """The price book of a read sent by ``queue``, for orders to ``broker``."""
-        rows = await pending.fetchall()
-        return PriceBook(self, broker, [_stored(r) for r in rows], now or utcnow())
 
     async def price(self, conn: Any, symbol: str, broker: str, *, now: datetime | None = None) -> Reference:
         """The price of ``symbol`` for broker ``broker``, with its source and age."""

@@ -154,19 +154,18 @@ async def _break(conn: AsyncConnection[Any], kind: str, detail: str, *, order_id
     )
 
 
-async def session_check(pool: AsyncConnectionPool, account: str) -> str | None:
+async def session_check(conn: AsyncConnection[Any], account: str) -> str | None:
     """Why the bridge cannot take a new order for ``account`` right now (None: it can).
 
     Registered as the MT5 broker's ``session_check``: the risk activity refuses new orders with this
-    reason. Orders already working are not affected; they wait for the EA to come back.
+    reason, asking on its own connection. Orders already working are not affected; they wait for the EA.
     """
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT last_heartbeat_at, heartbeat_timeout_s, terminal, account_state,"
-            " extract(epoch FROM now() - last_heartbeat_at) AS age FROM mt5_accounts WHERE account = %s",
-            (account,),
-        )
-        row = await cur.fetchone()
+    cur = await conn.execute(
+        "SELECT last_heartbeat_at, heartbeat_timeout_s, terminal, account_state,"
+        " extract(epoch FROM now() - last_heartbeat_at) AS age FROM mt5_accounts WHERE account = %s",
+        (account,),
+    )
+    row: Any = await cur.fetchone()
     if row is None or row["last_heartbeat_at"] is None:
         return (
             f"no MT5 terminal has connected for account {account}: start the ExodusBridge EA for it "
@@ -849,7 +848,8 @@ class BridgeStore:
 
     async def link_problem(self, account: str) -> str | None:
         """Why the account's EA cannot be reached right now (None: it heartbeats)."""
-        return await session_check(self._pool, account)
+        async with self._pool.connection() as conn:
+            return await session_check(conn, account)
 
     # ================================================================================ internals
 

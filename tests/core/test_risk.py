@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from core.domain import OrderSide, OrderType, TimeInForce, TradingState
+from core.domain import OrderSide, OrderType, RiskReason, TimeInForce, TradingState
 from core.risk import (
     AccountOverrides,
     AccountState,
+    BrokerLimits,
     ClassLimits,
+    Currency,
     InstrumentOverrides,
     Limits,
     PolicySet,
@@ -371,3 +373,179 @@ def test_fx_uses_its_class_band_and_leverage() -> None:
     assert codes(order(symbol="EURUSD", qty="10000", type="LIMIT", price="1.10671"), lim, st) == [
         ReasonCode.PRICE_OUT_OF_BAND
     ]
+
+
+# -- worst case per side (issue 11) ----------------------------------------------------------------------
+
+
+def working(side: str, qty: str, price: str = "100", symbol: str = "AAPL", oid: str = "w") -> ReservationView:
+    return ReservationView(
+        order_id=oid, symbol=symbol, side=OrderSide(side), qty_open=D(qty), price=D(price), leverage=D(4)
+    )
+
+
+def test_resting_sells_do_not_make_room_for_buys_the_104000_aapl_example() -> None:
+    # Long 104,000 AAPL at 190 (19.76M of the default 20M position limit) with 104,000 in resting sells: if the
+    # sells are canceled and the buy fills, the position is 130,000 (24.7M). Netting the sells approved it.
+    lim = PolicySet(policy=RiskPolicy()).limits("acct", AAPL)
+    st = state(
+        reference_price=D(190),
+        positions={"AAPL": PositionView(symbol="AAPL", qty=D(104_000), avg_price=D(190), mark=D(190), leverage=D(4))},
+        reservations=[working("SELL", "104000", "190.00")],
+        day_start_equity=None,
+        day_peak_equity=None,
+    )
+    assert codes(order(qty="26000", type="LIMIT", price="190.00"), lim, st) == [ReasonCode.MAX_POSITION]
+    # Without the resting sells it is refused as well: the sells never counted for the buy side.
+    no_sells = st.model_copy(update={"reservations": []})
+    assert codes(order(qty="26000", type="LIMIT", price="190.00"), lim, no_sells) == [ReasonCode.MAX_POSITION]
+    # What fits: the long plus 1,263 more is 19,999,970.
+    assert codes(order(qty="1263", type="LIMIT", price="190.00"), lim, st) == []
+
+
+def test_worst_case_side_is_the_larger_of_the_two() -> None:
+    # Flat, 2,000 resting buys and 2,900 resting sells at 100 (limit 300,000 = 3,000 shares either way).
+    st = state(reservations=[working("BUY", "2000", oid="b"), working("SELL", "2900", oid="s")])
+    lim = limits(account_capital=D(10**7), max_gross_exposure=D(10**7), max_notional_per_order=D(10**7))
+    assert codes(order(side="SELL", qty="100"), lim, st) == []  # 3,000 short at worst
+    assert codes(order(side="SELL", qty="101"), lim, st) == [ReasonCode.MAX_POSITION]
+    assert codes(order(side="BUY", qty="1000"), lim, st) == []  # 3,000 long at worst
+    assert codes(order(side="BUY", qty="1001"), lim, st) == [ReasonCode.MAX_POSITION]
+
+
+def test_gross_exposure_and_buying_power_use_the_worst_side() -> None:
+    # Long 1,000 MSFT at 400 with 1,000 resting MSFT sells: worst case 400,000 (the long), not 0 (netted).
+    msft = {"MSFT": PositionView(symbol="MSFT", qty=D(1000), avg_price=D(400), mark=D(400), leverage=D(4))}
+    st = state(positions=msft, reservations=[working("SELL", "1000", "400", symbol="MSFT")])
+    lim = limits(account_capital=D(10**7))
+    assert codes(order(qty="1000"), lim, st) == []  # 400,000 + 100,000 = the 500,000 limit
+    assert codes(order(qty="1001"), lim.model_copy(update={"max_notional_per_order": D(10**7)}), st) == [
+        ReasonCode.MAX_GROSS_EXPOSURE
+    ]
+    # Buying power: equity 100,000 x 4 carries 400,000: the long alone uses all of it, the sells free nothing.
+    poor = limits(max_gross_exposure=D(10**7))
+    assert codes(order(qty="1"), poor, st) == [ReasonCode.INSUFFICIENT_BUYING_POWER]
+
+
+def test_reducing_state_does_not_count_a_resting_buy_as_a_position() -> None:
+    # Flat with a resting BUY: under REDUCING a SELL would open a short, whatever rests on the other side.
+    st = state(trading_state=TradingState.REDUCING, reservations=[working("BUY", "100")])
+    assert codes(order(side="SELL", qty="50"), st=st) == [ReasonCode.TRADING_REDUCING]
+
+
+def test_reduce_only_sell_on_a_flat_position_with_a_resting_buy_is_refused() -> None:
+    st = state(reservations=[working("BUY", "100")])
+    assert codes(order(side="SELL", qty="50", reduce_only=True), st=st) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]
+
+
+def test_a_resting_order_cannot_open_exposure_after_a_daily_loss_breach() -> None:
+    # Down 10,000 today (limit 5,000), flat in AAPL with a resting BUY 100: a SELL 50 is not "reducing" (it
+    # would open a short once the buy is canceled), so the loss limit applies to it.
+    st = state(
+        reservations=[working("BUY", "100")],
+        positions=position("0", realized="-10000"),
+        day_start_equity=D(100_000),
+        day_peak_equity=None,
+    )
+    assert codes(order(side="SELL", qty="50"), st=st) == [ReasonCode.DAILY_LOSS_LIMIT]
+
+
+def test_an_order_reduces_only_by_what_other_same_side_orders_leave() -> None:
+    # Long 100 with resting sells of 80: only 20 more can reduce; 21 would sell into a short.
+    st = state(trading_state=TradingState.REDUCING, positions=position("100"), reservations=[working("SELL", "80")])
+    assert codes(order(side="SELL", qty="20"), st=st) == []
+    assert codes(order(side="SELL", qty="21"), st=st) == [ReasonCode.TRADING_REDUCING]
+    assert codes(
+        order(side="SELL", qty="21", reduce_only=True), st=st.model_copy(update={"trading_state": "ACTIVE"})
+    ) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]
+    # Buys resting on the other side change nothing about what a sell reduces.
+    both = st.model_copy(update={"reservations": [working("SELL", "80", oid="s"), working("BUY", "500", oid="b")]})
+    assert codes(order(side="SELL", qty="20"), st=both) == []
+
+
+def test_a_truly_reducing_order_is_exempt_from_exposure_and_loss_checks() -> None:
+    broke = state(
+        positions=position("5000", avg="100", mark="90"),
+        reservations=[working("BUY", "100000", oid="b")],
+        day_start_equity=D(200_000),
+        day_peak_equity=D(300_000),
+    )
+    assert codes(order(side="SELL", qty="1000", type="LIMIT", price="90.00"), st=broke) == []
+
+
+# -- pegged orders, FX, magnitudes, broker limits -------------------------------------------------------------
+
+
+def test_pegged_order_is_valued_at_the_top_of_the_band() -> None:
+    # Reference 100, band 10%: a pegged order can reach 110, so 909 is 99,990 and 910 is 100,100 (limit 100,000).
+    peg = {"type": "PEGGED", "peg_type": "MARKET", "peg_offset": D("0.05")}
+    assert codes(order(qty="909", **peg)) == []
+    assert codes(order(qty="910", **peg)) == [ReasonCode.MAX_NOTIONAL]
+
+
+def test_pegged_offset_outside_the_band_is_refused() -> None:
+    assert codes(order(qty="1", type="PEGGED", peg_type="PRIMARY", peg_offset=D("10.00"))) == []
+    assert codes(order(qty="1", type="PEGGED", peg_type="PRIMARY", peg_offset=D("-10.01"))) == [
+        ReasonCode.PEG_OFFSET_OUT_OF_BAND
+    ]
+    assert codes(order(qty="1", type="PEGGED", peg_type="MIDPOINT", peg_offset=D("1E+30"))) == [
+        ReasonCode.VALUE_OUT_OF_RANGE
+    ]
+
+
+def test_no_fx_rate_is_a_denial_never_a_conversion_at_one() -> None:
+    assert codes(order(qty="1"), st=state(quote_rate=None)) == [ReasonCode.NO_FX_RATE]
+    # A position in a currency without a rate cannot be valued either (for orders that add exposure).
+    chf = {"CHFX": PositionView(symbol="CHFX", qty=D(10), mark=D(1), quote_rate=None, currency="CHF")}
+    [reason] = basic_check(order(qty="1"), limits(), state(positions=chf))
+    assert reason.code == ReasonCode.NO_FX_RATE and "CHF" in reason.message
+
+
+def test_absurd_magnitudes_are_refused_without_arithmetic() -> None:
+    assert codes(order(qty="1E+24")) == [ReasonCode.VALUE_OUT_OF_RANGE]
+    assert codes(order(qty="1", type="LIMIT", price="1E+28")) == [ReasonCode.VALUE_OUT_OF_RANGE]
+    amend = state(is_amend=True, open_qty=D("1E+28"))
+    assert codes(order(qty="1E+28"), st=amend) == [ReasonCode.VALUE_OUT_OF_RANGE]
+    # Large but representable numbers produce messages, not exceptions.
+    big = codes(order(qty="99999999999999", type="LIMIT", price="999999999999"))
+    assert ReasonCode.QTY_ABOVE_MAX in big and ReasonCode.MAX_NOTIONAL in big
+
+
+def test_broker_per_order_limit() -> None:
+    ps = PolicySet(policy=POLICY.model_copy(update={"brokers": {"paper": BrokerLimits(max_notional_per_order=D(500))}}))
+    assert codes(order(qty="5"), ps.limits("acct", AAPL, "paper")) == []
+    assert codes(order(qty="6"), ps.limits("acct", AAPL, "paper")) == [ReasonCode.BROKER_MAX_NOTIONAL]
+    assert codes(order(qty="6"), ps.limits("acct", AAPL, "fix")) == []  # another broker's orders are not capped
+
+
+def test_policy_currency_is_an_iso_code_we_support() -> None:
+    assert RiskPolicy(currency="eur").currency is Currency.EUR  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="currency"):
+        RiskPolicy(currency="XYZ")  # type: ignore[arg-type]
+
+
+def test_amend_is_checked_against_the_larger_of_old_and_new_terms() -> None:
+    # The order holds 2,000 at 100 now; amended to 1,000 at 100 it still holds 2,000 until the broker answers,
+    # so the position is checked at 2,000 + 1,500 held = 3,500 > 3,000 (limit 300,000 at 100).
+    hold = working("BUY", "2000", oid="me")
+    st = state(is_amend=True, open_qty=D(1000), hold=hold, positions=position("1500"))
+    lim = limits(account_capital=D(10**7), max_gross_exposure=D(10**7))
+    assert codes(order(qty="1000"), lim, st) == [ReasonCode.MAX_POSITION]
+    assert codes(order(qty="1000"), lim, st.model_copy(update={"positions": position("1000")})) == []
+
+
+def test_without_a_reference_price_only_limit_and_stop_orders_may_go_at_their_own_price() -> None:
+    # The market data's answer (a stale quote, say) is the refusal, with its code and message; a limit or stop
+    # order is valued at its own price only where its instrument class allows it; market and pegged never.
+    stale = RiskReason(code=ReasonCode.STALE_REFERENCE_PRICE, message="the fix quote for AAPL is 45.0s old")
+    allowed = state(reference_price=None, reference_problem=stale, own_price_without_quote=True)
+    assert codes(order(type="LIMIT", price="100.00"), st=allowed) == []
+    assert codes(order(type="STOP", stop_price="100.00"), st=allowed) == []
+    peg = {"type": "PEGGED", "peg_type": "MARKET", "peg_offset": D("0.05")}
+    for refused in (order(), order(qty="1", **peg)):
+        [reason] = basic_check(refused, limits(), allowed)
+        assert (reason.code, reason.field) == (ReasonCode.STALE_REFERENCE_PRICE, "symbol")
+        assert "45.0s old" in reason.message
+    required = state(reference_price=None, reference_problem=stale, own_price_without_quote=False)
+    assert codes(order(type="LIMIT", price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]
+    assert codes(order(type="STOP", stop_price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]

@@ -395,3 +395,71 @@ async def test_reservations_endpoint(risk_stack: Stack, http: httpx.AsyncClient)
     await http.post(f"/api/v1/orders/{r.json()['internalOrderId']}/cancel")
     await wait_status(http, r.json()["internalOrderId"], "CANCELED")
     assert OrderStatus.CANCELED.value == "CANCELED"
+
+
+async def test_concurrent_buys_and_sells_each_get_only_their_own_sides_room(
+    risk_stack: Stack, http: httpx.AsyncClient
+) -> None:
+    # 19,000 of gross exposure is 100 AAPL at the mark on either side: resting sells never make room for buys.
+    account = unique("sides")
+    r = await http.put(
+        f"/api/v1/risk/policy/accounts/{account}",
+        json={"overrides": {"max_gross_exposure": "19000"}, "reason": "opposite sides"},
+    )
+    assert r.status_code == 200, r.text
+    buys = [body(account=account, type="LIMIT", price="180.00", timeInForce="GTC") for _ in range(25)]
+    sells = [body(account=account, side="SELL", type="LIMIT", price="200.00", timeInForce="GTC") for _ in range(25)]
+    answers = await asyncio.gather(*(http.post("/api/v1/orders", json=o) for o in [*buys, *sells]))
+    approved = [o["side"] for o, a in zip([*buys, *sells], answers, strict=True) if a.status_code == 201]
+    assert sorted(approved) == ["BUY"] * 10 + ["SELL"] * 10, [a.status_code for a in answers]
+    held = await reservations(risk_stack, account)
+    assert sum(h["qty_open"] for h in held if h["side"] == "BUY") == 100
+    assert sum(h["qty_open"] for h in held if h["side"] == "SELL") == 100
+    r = await http.post("/api/v1/operator/cancel-all", json={"scope": "account", "value": account, "reason": "cleanup"})
+    assert r.status_code == 200 and r.json()["signalled"] == 20
+
+
+async def test_many_accounts_share_the_firm_wide_limit(
+    risk_stack: Stack, http: httpx.AsyncClient, default_policy: None
+) -> None:
+    async with risk_stack.pool.connection() as conn:  # the firm starts empty: earlier tests' accounts forgotten
+        await conn.execute("DELETE FROM risk_contributions")
+        await conn.execute("UPDATE risk_counters SET gross = 0, open_notional = 0")
+    await put_policy(http, firm_max_gross_exposure="19000")  # ten orders of 10 at 190
+    accounts = [unique("firm") for _ in range(5)]
+    orders = [body(account=a, type="LIMIT", price="180.00", timeInForce="GTC") for a in accounts for _ in range(5)]
+    answers = await asyncio.gather(*(http.post("/api/v1/orders", json=o) for o in orders))
+    assert sorted(a.status_code for a in answers) == [201] * 10 + [422] * 15
+    assert {x["code"] for a in answers if a.status_code == 422 for x in a.json()["reasons"]} == {
+        "FIRM_MAX_GROSS_EXPOSURE"
+    }
+    for account in accounts:
+        await http.post("/api/v1/operator/cancel-all", json={"scope": "account", "value": account, "reason": "x"})
+
+
+async def test_an_order_refused_during_a_halt_can_be_sent_again_unchanged(
+    risk_stack: Stack, http: httpx.AsyncClient, default_policy: None
+) -> None:
+    await put_policy(http, duplicate_window_seconds=30)
+    client = unique("halted")
+    halt = await http.post("/api/v1/operator/trading-state", json={"state": "HALTED", "reason": "drill"})
+    assert halt.status_code == 200
+    try:
+        refused = await http.post("/api/v1/orders", json=body(clientId=client, qty=7))
+        assert refused.status_code == 422 and refused.json()["reasons"][0]["code"] == "TRADING_HALTED"
+    finally:
+        await http.post("/api/v1/operator/trading-state", json={"state": "ACTIVE", "reason": "drill over"})
+    again = await http.post("/api/v1/orders", json=body(clientId=client, qty=7))
+    assert again.status_code == 201, again.text
+    third = await http.post("/api/v1/orders", json=body(clientId=client, qty=7))
+    assert third.status_code == 422 and third.json()["reasons"][0]["code"] == "DUPLICATE_ORDER"
+
+
+async def test_policy_currency_must_be_a_supported_iso_code(
+    risk_stack: Stack, http: httpx.AsyncClient, default_policy: None
+) -> None:
+    current = (await http.get("/api/v1/risk/policy")).json()["policy"]
+    bad = await http.put("/api/v1/risk/policy", json={"policy": {**current, "currency": "XYZ"}, "reason": "x"})
+    assert bad.status_code == 422 and bad.json()["reasons"][0]["field"] == "policy.currency"
+    ok = await put_policy(http, currency="usd")
+    assert ok["policy"]["currency"] == "USD"

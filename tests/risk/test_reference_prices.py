@@ -175,6 +175,40 @@ async def test_position_marks_and_fx_rates_come_from_the_store_in_the_same_trans
     assert state.day_start_equity == D(10_000_000) - D(2000) + D(10000) * 10 / D(160)
 
 
+async def test_a_real_brokers_positions_are_never_converted_off_the_paper_feed(risk: RiskActivities) -> None:
+    # A JPY position, and a USDJPY quote from the paper feed only: the paper feed converts no real broker's
+    # currency, so a FIX order's account cannot be valued: refused NO_FX_RATE, never converted at 1.
+    account = unique("acct")
+    async with risk._pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO positions (account, symbol, qty, avg_price) VALUES (%s, 'USDJPY', 10000, 150.000)", (account,)
+        )
+    await publish(risk, ("paper", "USDJPY", "150.000", 0), ("fix", "AAPL", "190.00", 0), ("paper", "AAPL", "190.00", 0))
+    fix = await risk.check_order(make_order(broker="fix", symbol="AAPL", type="MARKET", qty="1", account=account))
+    assert codes(fix) == [ReasonCode.NO_FX_RATE] and "from JPY to USD" in fix.reasons[0].message
+    # The same account's paper order may be valued with the paper feed's rate.
+    paper = await risk.check_order(make_order(broker="paper", symbol="AAPL", type="MARKET", qty="1", account=account))
+    assert paper.approved, paper.reasons
+    # A real source's rate values it for FIX, even a stale one (the last known rate beats none).
+    await publish(risk, ("mt5", "USDJPY", "151.000", 400))
+    again = await risk.check_order(make_order(broker="fix", symbol="AAPL", type="MARKET", qty="1", account=account))
+    assert again.approved, again.reasons
+
+
+async def test_a_pegged_order_needs_a_fresh_quote_even_where_limits_may_go_without(risk: RiskActivities) -> None:
+    # CRYPTO lets limit and stop orders go at their own price; a pegged order has none of its own.
+    peg: dict[str, Any] = {"type": "PEGGED", "peg_type": "MARKET", "peg_offset": D("10.00"), "qty": "0.01"}
+    await publish(risk, ("fix", "BTC-USD", "60000.00", 600))
+    stale = await risk.check_order(make_order(broker="fix", symbol="BTC-USD", **peg))
+    assert codes(stale) == [ReasonCode.STALE_REFERENCE_PRICE]
+    assert "the fix quote for BTC-USD" in stale.reasons[0].message
+    await publish(risk, ("fix", "BTC-USD", "60000.00", 0))
+    fresh = await risk.check_order(make_order(broker="fix", symbol="BTC-USD", **peg))
+    assert fresh.approved and fresh.reference_price == D("60000.00")
+    # Valued at the worst price its peg can reach: the top of the band (60% in these tests' policy).
+    assert fresh.notional == D("0.01") * D("60000.00") * D("1.6")
+
+
 async def test_a_worker_with_the_paper_venue_and_one_without_decide_the_same(stack: Stack) -> None:
     """Both read the quote store: the one without ``paper`` no longer prices off a feed of its own."""
     settings: Settings = make_settings(

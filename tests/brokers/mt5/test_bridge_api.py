@@ -116,11 +116,17 @@ async def test_malformed_bodies_are_refused_naming_the_field(rig: Rig) -> None:
 # ------------------------------------------------------------------------------------------------ liveness
 
 
+async def _session_check(pool, account: str) -> str | None:
+    # The risk check calls it with its decision's own connection.
+    async with pool.connection() as conn:
+        return await session_check(conn, account)
+
+
 async def test_heartbeats_connect_then_keep_alive_and_feed_the_session_check(rig: Rig, pool) -> None:
     assert rig.peer.responses[-1][2]["status"] == "CONNECTED"  # on_init's heartbeat
     reply = await rig.peer.heartbeat()
     assert reply["status"] == "ALIVE" and reply["breaks"] == []
-    assert await session_check(pool, rig.account) is None
+    assert await _session_check(pool, rig.account) is None
     [row] = await _fetch(pool, "SELECT login, server, terminal_id FROM mt5_accounts WHERE account = %s", rig.account)
     assert row["login"] == rig.terminal.login and row["terminal_id"] == rig.peer.state.terminal_id
     specs = await _fetch(
@@ -137,13 +143,13 @@ async def test_heartbeats_connect_then_keep_alive_and_feed_the_session_check(rig
 
 async def test_silence_marks_the_account_disconnected_and_refuses_new_orders(rig: Rig, pool) -> None:
     await _age_heartbeat(pool, rig.account, seconds=45)
-    reason = await session_check(pool, rig.account)
+    reason = await _session_check(pool, rig.account)
     assert reason is not None and "has not sent a heartbeat for 45 s (limit 30 s): account disconnected" in reason
     assert await rig.store.mark_stale_accounts([rig.account]) == [rig.account]
     assert await rig.store.mark_stale_accounts([rig.account]) == []  # once
     reply = await rig.peer.heartbeat()
     assert reply["status"] == "RECONNECTED"
-    assert await session_check(pool, rig.account) is None
+    assert await _session_check(pool, rig.account) is None
     kinds = [
         e["kind"]
         for e in await _fetch(pool, "SELECT kind FROM mt5_account_events WHERE account = %s ORDER BY id", rig.account)
@@ -154,7 +160,7 @@ async def test_silence_marks_the_account_disconnected_and_refuses_new_orders(rig
 async def test_algo_trading_switched_off_is_a_clear_refusal(rig: Rig, pool) -> None:
     rig.terminal.trade_allowed = False
     await rig.peer.heartbeat()
-    assert "algo trading is switched off" in (await session_check(pool, rig.account) or "")
+    assert "algo trading is switched off" in (await _session_check(pool, rig.account) or "")
 
 
 async def test_polls_without_an_accepted_heartbeat_get_no_commands(rig: Rig) -> None:
