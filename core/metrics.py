@@ -20,6 +20,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "BOOKING_FAILURES",
     "BROKER_ERRORS",
     "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
@@ -53,6 +54,11 @@ REPORTS_UNMATCHED = Counter(
 )
 BROKER_ERRORS = Counter(
     "exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"]
+)
+BOOKING_FAILURES = Counter(
+    "exodus_booking_failures_total",
+    "Attempts to book an order's progress in Postgres that failed (the order workflow retries them)",
+    ["broker"],
 )
 TRADING_HALTED = Gauge("exodus_trading_halted", "1 while global trading is HALTED")
 CIRCUIT_BREAKER_TRIPS = Counter(
