@@ -352,6 +352,7 @@ async def test_the_stored_timeline_equals_the_workflows_after_a_task_fails_after
         result = await asyncio.wait_for(handle.result(), 30)
         history = await handle.fetch_history()
         state = await stack.state(handle)
+        await record_history(handle, "paper-task-failed-after-booking")
     assert result.status is OrderStatus.CANCELED
     assert handle.id not in _FAIL_AFTER_BOOKING and handle.id not in _FAILED  # it did fail, and was signalled
     assert any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events)
