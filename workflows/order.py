@@ -800,8 +800,9 @@ class OrderWorkflow:
     async def _write(self, *, final: bool = False) -> bool:
         """Persist what changed since the last write, and refresh what the Temporal UI shows.
 
-        Returns whether the booking went in. A failed round (``booking-never-blocks``) leaves everything to the
-        next one; the round that succeeds after failures carries a ``BOOKING_DELAYED`` break with it.
+        Returns whether the booking went in. A failed round (only on the ``PATCH_NO_WEDGE`` path; the old path
+        retries without bound) leaves everything to the next one; the round that succeeds after failures carries
+        a ``BOOKING_DELAYED`` break with it.
         """
         state = self._state
         recovering = self._booking_failures > 0

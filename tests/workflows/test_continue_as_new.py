@@ -14,6 +14,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from core.domain import AmendRequest, CancelRequest, OrderStatus
+from core.temporal import SA_STATUS
 from tests.harness import Stack, make_order
 from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
@@ -51,6 +52,8 @@ async def test_a_resting_order_lives_through_continue_as_new_generations(ts_stac
     runs = [await _latest_run(handle)]
 
     await _next_generation(stack, handle, runs)  # 1: quiet polls only
+    # The new run took over the search attributes (the status was upserted by the first run only).
+    assert (await handle.describe()).typed_search_attributes.get(SA_STATUS) == "ACCEPTED"
     await stack.venue.set_mid("AAPL", D("184.00"))
     await stack.wait_for(handle, lambda s: s.filled_qty == D(500))
     await _next_generation(stack, handle, runs)  # 2: after a fill
