@@ -2,15 +2,27 @@
 
 The workflow calls ``persist_order`` (a local activity) with the order's current snapshot and whatever
 events, fills and breaks it has not persisted yet. Every write is keyed on a natural id, so a retried
-call changes nothing twice: events on ``(order_id, seq)``, fills on ``(broker, exec_id)`` (positions and
-cash move only for fills this call inserted), the order row only forward (``version``).
+call changes nothing twice: fills on ``(broker, exec_id)`` (positions and cash move only for fills this call
+inserted), breaks on their text, the order row only forward (``version``).
+
+The timeline converges on what Temporal recorded. Events are numbered by the workflow; a workflow task that
+fails after its booking committed is retried, and the retry may number differently (a signal that arrived
+meanwhile is handled first). So a booking overwrites the rows of its ``seq`` range and deletes rows beyond
+the order's event count, and what depends on an event being new (the circuit breaker's streaks, the overfill
+counter) asks whether the order already had that event, not whether its row was inserted.
+
+Text that Postgres cannot store (NUL, lone surrogates) is replaced at this boundary (``pg_text``), so no
+input can make a booking fail for good. A booking that fails anyway is counted
+(``exodus_booking_failures_total``) and logged with the order id; the workflow retries it and records a
+``BOOKING_DELAYED`` break once it goes in.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -22,6 +34,7 @@ from core.domain import Fill, OrderEvent, OrderState, OrderStatus, workflow_id_f
 from core.instruments import InstrumentCatalog
 from core.ledger import PositionState, apply_fill, cash_delta
 from core.metrics import (
+    BOOKING_FAILURES,
     CIRCUIT_BREAKER_TRIPS,
     FILLS,
     ORDER_LATENCY,
@@ -31,7 +44,40 @@ from core.metrics import (
 )
 from core.policy import PolicyStore
 
-__all__ = ["OrderSnapshot", "OrderStoreActivities", "PersistInput"]
+__all__ = ["OrderSnapshot", "OrderStoreActivities", "PersistInput", "pg_text", "pg_value"]
+
+log = logging.getLogger(__name__)
+
+#: What replaces a NUL (Postgres ``text`` and ``jsonb`` cannot hold U+0000).
+NUL_REPLACEMENT = "\u2400"  # ␀
+
+_T = TypeVar("_T")
+
+
+def pg_text(text: str) -> str:
+    """``text`` as Postgres can store it: NUL shown as ␀, lone surrogates (not UTF-8) as U+FFFD."""
+    if text.isascii():
+        return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
+    if "\x00" in text:
+        text = text.replace("\x00", NUL_REPLACEMENT)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
+def pg_value(value: _T) -> _T:
+    """``pg_text`` applied to every string in ``value`` (lists, tuples and dict keys and values too)."""
+    if isinstance(value, str):
+        return pg_text(value)  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [pg_value(v) for v in value]  # type: ignore[return-value]
+    if isinstance(value, tuple):
+        return tuple(pg_value(v) for v in value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {pg_value(k): pg_value(v) for k, v in value.items()}  # type: ignore[return-value]
+    return value
 
 
 class OrderSnapshot(BaseModel):
@@ -127,6 +173,15 @@ WHERE orders.version <= EXCLUDED.version
 """
 
 
+#: Events whose first booking has effects beyond the timeline (streaks, counters).
+_COUNTED_KINDS = frozenset({"ACCEPT", "REJECT", "OVERFILL_REFUSED"})
+
+
+def _identity(kind: str, exec_id: str | None) -> tuple[str, str | None]:
+    # An order is accepted, or rejected, once (its submission's outcome); an overfill is refused per report.
+    return (kind, pg_text(exec_id) if kind == "OVERFILL_REFUSED" and exec_id is not None else None)
+
+
 class OrderStoreActivities:
     """Writes order progress to Postgres."""
 
@@ -140,28 +195,21 @@ class OrderStoreActivities:
     async def persist_order(self, inp: PersistInput) -> int:
         """Persist a snapshot with its new events, fills and breaks; return how many fills were newly booked."""
         snap = inp.snapshot
-        booked = 0
-        # Pipeline mode: the statements go out together and the round trips are only where a result is
-        # needed (whether a fill is new, the position to update) and at COMMIT, instead of one per statement.
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            params: dict[str, Any] = snap.model_dump()
-            params["status"] = snap.status.value
-            params["workflow_id"] = workflow_id_for(snap.order_id)
-            await conn.execute(_UPSERT_ORDER, params)
-            new_events = await self._append_events(conn, snap.order_id, inp.events)
-            for fill in inp.fills:
-                if await self._book_fill(conn, fill):
-                    booked += 1
-            await self._update_reservation(conn, snap)
-            await self._circuit_breaker(conn, snap, new_events)
-            for text in inp.breaks:
-                cur = await conn.execute(
-                    "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
-                    " ON CONFLICT DO NOTHING RETURNING id",
-                    (snap.order_id, snap.broker, text.split(":", 1)[0], text),
-                )
-                if await cur.fetchone():
-                    RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=text.split(":", 1)[0]).inc()
+        try:
+            booked, new_events = await self._persist(inp)
+        except Exception as e:
+            # An alert, not a silence: the workflow retries (never blocking its cancels or broker calls).
+            BOOKING_FAILURES.labels(broker=snap.broker).inc()
+            log.error(
+                "booking of order %s (%s, %d event(s), %d fill(s)) failed: %s: %s",
+                snap.order_id,
+                snap.status.value,
+                len(inp.events),
+                len(inp.fills),
+                type(e).__name__,
+                e,
+            )
+            raise
         if booked:
             FILLS.labels(broker=snap.broker).inc(booked)
         if any(e.kind == "OVERFILL_REFUSED" for e in new_events):
@@ -175,28 +223,88 @@ class OrderStoreActivities:
                     ORDER_LATENCY.labels(stage="fill").observe(max(elapsed, 0.0))
         return booked
 
+    async def _persist(self, inp: PersistInput) -> tuple[int, list[OrderEvent]]:
+        snap = inp.snapshot
+        booked = 0
+        # Pipeline mode: the statements go out together and the round trips are only where a result is
+        # needed (whether a fill is new, the position to update) and at COMMIT, instead of one per statement.
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            params: dict[str, Any] = pg_value(snap.model_dump())
+            params["status"] = snap.status.value
+            params["workflow_id"] = workflow_id_for(snap.order_id)
+            # First: the upsert locks the order's row, so bookings of one order never interleave.
+            await conn.execute(_UPSERT_ORDER, params)
+            new_events = await self._append_events(conn, snap.order_id, snap.version, inp.events)
+            for fill in inp.fills:
+                if await self._book_fill(conn, fill):
+                    booked += 1
+            await self._update_reservation(conn, snap)
+            await self._circuit_breaker(conn, snap, new_events)
+            for text in inp.breaks:
+                text = pg_text(text)
+                cur = await conn.execute(
+                    "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
+                    " ON CONFLICT DO NOTHING RETURNING id",
+                    (snap.order_id, snap.broker, text.split(":", 1)[0], text),
+                )
+                if await cur.fetchone():
+                    RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=text.split(":", 1)[0]).inc()
+        return booked, new_events
+
     @staticmethod
-    async def _append_events(conn: Any, order_id: str, events: list[OrderEvent]) -> list[OrderEvent]:
-        # Returns the events this call inserted: a retried call inserts (and so counts) nothing twice.
+    async def _append_events(conn: Any, order_id: str, version: int, events: list[OrderEvent]) -> list[OrderEvent]:
+        """Write ``events`` over their ``seq`` and drop rows beyond ``version`` (the order's event count).
+
+        Returns the events the order did not have before, by what they are (``_identity``), not by row:
+        a booking retried under a different numbering counts nothing twice.
+        """
         if not events:
             return []
-        cur = await conn.execute(
+        watched = [e for e in events if e.kind in _COUNTED_KINDS]
+        known_cur = None
+        if watched:
+            known_cur = await conn.execute(
+                "SELECT kind, data->>'exec_id' AS exec_id FROM order_events WHERE order_id = %s AND kind = ANY(%s)",
+                (order_id, sorted({e.kind for e in watched})),
+            )
+        # Only a booking at least as new as the order row writes (a late, stale one changes nothing).
+        await conn.execute(
             "INSERT INTO order_events (order_id, seq, at, kind, status, detail, actor, data)"
             " SELECT %s, * FROM unnest(%s::int[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::jsonb[]) ON CONFLICT DO NOTHING RETURNING seq",
+            " %s::jsonb[]) WHERE (SELECT version FROM orders WHERE order_id = %s) <= %s"
+            " ON CONFLICT (order_id, seq) DO UPDATE SET at = EXCLUDED.at, kind = EXCLUDED.kind,"
+            " status = EXCLUDED.status, detail = EXCLUDED.detail, actor = EXCLUDED.actor, data = EXCLUDED.data"
+            " WHERE (order_events.at, order_events.kind, order_events.status, order_events.detail,"
+            " order_events.actor, order_events.data) IS DISTINCT FROM"
+            " (EXCLUDED.at, EXCLUDED.kind, EXCLUDED.status, EXCLUDED.detail, EXCLUDED.actor, EXCLUDED.data)",
             (
                 order_id,
                 [e.seq for e in events],
                 [e.at for e in events],
-                [e.kind for e in events],
+                [pg_text(e.kind) for e in events],
                 [e.status.value for e in events],
-                [e.detail for e in events],
-                [e.actor for e in events],
-                [Jsonb(e.data) for e in events],
+                [pg_text(e.detail) for e in events],
+                [None if e.actor is None else pg_text(e.actor) for e in events],
+                [Jsonb(pg_value(e.data)) for e in events],
+                order_id,
+                version,
             ),
         )
-        inserted = {row["seq"] for row in await cur.fetchall()}
-        return [e for e in events if e.seq in inserted]
+        await conn.execute(
+            "DELETE FROM order_events WHERE order_id = %s AND seq > %s"
+            " AND (SELECT version FROM orders WHERE order_id = %s) = %s",
+            (order_id, version, order_id, version),
+        )
+        if known_cur is None:
+            return []
+        known = {_identity(row["kind"], row["exec_id"]) for row in await known_cur.fetchall()}
+        new: list[OrderEvent] = []
+        for event in watched:
+            key = _identity(event.kind, event.data.get("exec_id"))
+            if key not in known:
+                known.add(key)
+                new.append(event)
+        return new
 
     async def _update_reservation(self, conn: Any, snap: OrderSnapshot) -> None:
         # The reservation follows the order: what is still open, at its current price; nothing once closed.
@@ -249,7 +357,7 @@ class OrderStoreActivities:
                 streak = (await cur.fetchone())["streak"]
                 if streak != limit:
                     continue
-                reason = (
+                reason = pg_text(
                     f"circuit breaker: {streak} consecutive broker rejections (last: {event.detail or 'no reason'})"
                 )
                 await conn.execute(
@@ -269,6 +377,9 @@ class OrderStoreActivities:
                 CIRCUIT_BREAKER_TRIPS.labels(scope=scope).inc()
 
     async def _book_fill(self, conn: Any, fill: Fill) -> bool:
+        exec_id = pg_text(fill.exec_id)
+        if exec_id != fill.exec_id:
+            fill = fill.model_copy(update={"exec_id": exec_id})
         cur = await conn.execute(
             "INSERT INTO fills (broker, exec_id, order_id, account, symbol, side, qty, price, fee, filled_at)"
             " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING exec_id",

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "AUTH_FAILURES",
+    "BOOKING_FAILURES",
     "BROKER_ERRORS",
     "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
@@ -56,6 +57,11 @@ REPORTS_UNMATCHED = Counter(
 )
 BROKER_ERRORS = Counter(
     "exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"]
+)
+BOOKING_FAILURES = Counter(
+    "exodus_booking_failures_total",
+    "Attempts to book an order's progress in Postgres that failed (the order workflow retries them)",
+    ["broker"],
 )
 TRADING_HALTED = Gauge("exodus_trading_halted", "1 while global trading is HALTED")
 AUTH_FAILURES = Counter(

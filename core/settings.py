@@ -303,6 +303,9 @@ class OrderSettings(BaseModel):
     immediacy_timeout_seconds: float = Field(5.0, gt=0)
     #: How long a broker request may take before it counts as timed out (then retried after a status check).
     broker_call_timeout_seconds: float = Field(15.0, gt=0)
+    #: An order's workflow continues as a new run (carrying its whole state) once its history has this many
+    #: events, or earlier when Temporal suggests it. Temporal terminates a workflow at 51,200 events.
+    continue_as_new_events: int = Field(2000, ge=50, le=40000)
 
 
 class Mt5AccountSettings(BaseModel):

@@ -2,7 +2,9 @@
 
 The dispatcher is the ``ReportSink`` every broker adapter pushes to. It returns once the report is
 delivered, or once it is clear it never can be (no such order, or the order's workflow already closed);
-such reports are kept in ``unmatched_reports`` for an operator, never dropped. Any other failure (Temporal
+such reports are kept in ``unmatched_reports`` for an operator, never dropped, and a fill among them is a
+reconciliation break (``UNMATCHED_FILL``), unless the ledger already has that fill (a broker's or our
+outbox's late repeat of a fill its order booked before it closed). Any other failure (Temporal
 unreachable) raises, and the adapter's outbox retries.
 """
 
@@ -15,7 +17,8 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.domain import ExecutionReport, workflow_id_for
+from activities.persistence import pg_text, pg_value
+from core.domain import ExecutionReport, ReportKind, workflow_id_for
 from core.metrics import REPORTS_UNMATCHED
 
 __all__ = ["ReportDispatcher"]
@@ -43,24 +46,51 @@ class ReportDispatcher:
 
     async def _unmatched(self, report: ExecutionReport, *, reason: str) -> None:
         kind = "closed" if "completed" in reason or "closed" in reason else "unknown"
+        if report.kind is ReportKind.FILL and await self._already_booked(report):
+            REPORTS_UNMATCHED.labels(broker=report.broker, reason="already_booked").inc()
+            log.info(
+                "fill %s for %s arrived after its order closed; the ledger already has it",
+                report.exec_id,
+                report.client_order_id,
+            )
+            return
         REPORTS_UNMATCHED.labels(broker=report.broker, reason=kind).inc()
         log.warning("report %s for %s reached no workflow: %s", report.exec_id, report.client_order_id, reason)
         if self._pool is None:
             return
+        # Broker text is stored as Postgres can hold it (a NUL would make this insert, and so the outbox, fail).
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO unmatched_reports (broker, exec_id, client_order_id, reason, report)"
                 " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                (report.broker, report.exec_id, report.client_order_id, reason, Jsonb(report.model_dump(mode="json"))),
+                (
+                    report.broker,
+                    pg_text(report.exec_id),
+                    pg_text(report.client_order_id),
+                    pg_text(reason),
+                    Jsonb(pg_value(report.model_dump(mode="json"))),
+                ),
             )
-            if report.kind.value == "FILL":
+            if report.kind is ReportKind.FILL:
                 await conn.execute(
                     "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
                     " ON CONFLICT DO NOTHING",
                     (
-                        report.order_id,
+                        pg_text(report.order_id),
                         report.broker,
                         "UNMATCHED_FILL",
-                        f"UNMATCHED_FILL: {report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)",
+                        pg_text(
+                            f"UNMATCHED_FILL: {report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)"
+                        ),
                     ),
                 )
+
+    async def _already_booked(self, report: ExecutionReport) -> bool:
+        if self._pool is None:
+            return False
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM fills WHERE broker = %s AND exec_id = %s AND order_id = %s",
+                (report.broker, pg_text(report.exec_id), report.order_id),
+            )
+            return await cur.fetchone() is not None

@@ -19,16 +19,22 @@ Workflow code is deterministic: time comes from ``workflow.now()``, and every si
 The domain module, the activity modules and the workflow's own models (``workflows.order_models``) are
 passed through the sandbox: the sandbox runs this module afresh for every workflow run, and building
 pydantic model classes each time cost more worker CPU than the rest of the module.
+
+Versioning: orders in flight survive upgrades because every change to what the workflow does (the commands
+it issues and their order) is behind ``workflow.patched``. The patches are evaluated once, when a run
+starts: an order started by an earlier release replays, and finishes, on the old path; every new order (and
+every continued run) takes the new one. See the README, "Upgrading with orders in flight".
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities, CancelInput, ReplaceInput, StatusInput, SubmitInput
@@ -50,21 +56,64 @@ with workflow.unsafe.imports_passed_through():
         ReportKind,
         ReportOutcome,
         RiskDecision,
+        RiskReason,
         SubmitOrder,
         TimeInForce,
         broker_client_order_id,
     )
     from core.errors import NON_RETRYABLE_ERROR_TYPES
     from core.temporal import SA_STATUS
-    from workflows.order_models import OrderConfig, OrderResult, OrderWorkflowInput
+    from workflows.order_models import OrderCarry, OrderConfig, OrderResult, OrderWorkflowInput
 
-__all__ = ["OrderConfig", "OrderResult", "OrderWorkflow", "OrderWorkflowInput"]
+__all__ = [
+    "PATCH_NO_WEDGE",
+    "OrderCarry",
+    "OrderConfig",
+    "OrderResult",
+    "OrderWorkflow",
+    "OrderWorkflowInput",
+]
+
+#: One patch for the four changes that came together (each marker costs two history events per order, a
+#: marker and the ``TemporalChangeVersion`` upsert, and they can only be retired together anyway):
+#:
+#: * bounded risk checks: a risk check (new order or amend) has bounded attempts; one that still fails denies
+#:   the order (code ``RISK_CHECK_FAILED``) or refuses the amend, instead of retrying forever with the broker
+#:   lock held;
+#: * bookings never block: a booking round has bounded attempts; the flusher retries failed rounds after
+#:   durable, doubling pauses and records a ``BOOKING_DELAYED`` break once booking works again; cancels and
+#:   submissions never wait for a booking;
+#: * cancels sent again: after the broker refused a cancel, a new cancel request goes to the broker again (with
+#:   backoff between sends); requests while one is in flight are recorded, not sent; a cancel's reason reaches
+#:   the broker without control characters;
+#: * continue-as-new: the order continues as a new run, carrying its whole state, before its history grows
+#:   large.
+PATCH_NO_WEDGE = "no-wedge-cancel-resend-continue-as-new"
 
 
 _LOCAL = timedelta(seconds=10)
+# Unbounded: only orders that replay without the patches above still use these two.
 _PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 _RISK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_interval=timedelta(seconds=5))
 _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
+#: Control characters (and lone surrogates) never reach a broker in a cancel's reason.
+_UNSENDABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: Slack when comparing workflow time with a timer's deadline.
+_TICK = timedelta(milliseconds=10)
+
+
+def _bounded_retry(attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=2),
+        maximum_attempts=max(attempts, 1),
+    )
+
+
+def _doubling(base: float, cap: float, n: int) -> float:
+    """``base`` doubled for every step after the first, at most ``cap`` (``n`` >= 1)."""
+    return min(base * 2 ** min(max(n - 1, 0), 30), cap)
 
 
 def _next_day_close(received_at: datetime, close: time) -> datetime:
@@ -81,11 +130,19 @@ class OrderWorkflow:
         """Set up state before any handler runs (updates may arrive in the first task)."""
         self._inp = inp
         self._cfg = inp.config
+        # Once per run, before anything else (see the module's docstring on versioning).
+        patched = workflow.patched(PATCH_NO_WEDGE)
+        self._bounded_risk = patched
+        self._booking_never_blocks = patched
+        self._cancel_resent = patched
+        self._continues_as_new = patched
         self._state = OrderState.new(inp.order, at=workflow.now())
-        self._published = _snapshot(self._state)
         self._decision: RiskDecision | None = None
         self._cancel: CancelRequest | None = None
         self._cancel_sent = False
+        #: Cancels sent for ``_cancel`` requests, and when the last went out (the backoff between sends).
+        self._cancel_sends = 0
+        self._cancel_sent_at: datetime | None = None
         self._persisted_events = 0
         self._persisted_fills = 0
         self._breaks: list[str] = []
@@ -97,12 +154,43 @@ class OrderWorkflow:
         self._hold_writes = True
         self._writing = False
         self._closing = False
+        #: Booking rounds that failed in a row, since when, and the last error (for the alert break).
+        self._booking_failures = 0
+        self._booking_failed_since: datetime | None = None
+        self._booking_error = ""
+        self._booking_delayed_text = ""
         self._broker_lock = asyncio.Lock()
         self._acked = False
         self._immediacy_at: datetime | None = None
         self._next_poll_at: datetime | None = None
         self._poll_backoff = 1
         self._last_status: OrderStatus | None = None
+        self._generation = 0
+        if inp.carried is not None:
+            self._take_over(inp.carried)
+        self._published = _snapshot(self._state)
+
+    def _take_over(self, carry: OrderCarry) -> None:
+        """Continue where the previous run stopped (it stopped at a safe point: everything booked)."""
+        self._state = carry.state
+        self._decision = carry.decision or carry.state.decision
+        self._cancel = carry.cancel
+        self._cancel_sent = carry.cancel_sent
+        self._cancel_sends = carry.cancel_sends
+        self._cancel_sent_at = carry.cancel_sent_at
+        self._breaks = list(carry.breaks)
+        self._persisted_events = carry.persisted_events
+        self._persisted_fills = carry.persisted_fills
+        self._persisted_breaks = carry.persisted_breaks
+        self._dirty = False
+        self._hold_writes = False
+        self._acked = carry.acked
+        self._immediacy_at = carry.immediacy_at
+        self._next_poll_at = carry.next_poll_at
+        self._poll_backoff = carry.poll_backoff
+        self._last_status = carry.last_status
+        self._generation = carry.generation
+        workflow.set_current_details(self._state.summary_line())
 
     # ---------------------------------------------------------------------------------------- handlers
 
@@ -143,8 +231,20 @@ class OrderWorkflow:
                 detail=f"order is already {self._state.status.value}: {request.reason}",
                 actor=request.requested_by,
             )
-        elif self._cancel is not None:
+        elif self._cancel is not None and not self._cancel_refused():
+            # Queued or in flight: recorded, not sent again.
             self._state.record("CANCEL_REPEATED", at=now, detail=request.reason, actor=request.requested_by)
+        elif self._cancel is not None:
+            # The broker refused the last cancel and the order works on: this request goes to the broker again.
+            self._cancel = request
+            self._cancel_sent = False
+            self._state.record(
+                "CANCEL_REQUESTED",
+                at=now,
+                detail=request.reason,
+                actor=request.requested_by,
+                data={"send": str(self._cancel_sends + 1)},
+            )
         else:
             self._cancel = request
             self._state.record("CANCEL_REQUESTED", at=now, detail=request.reason, actor=request.requested_by)
@@ -163,12 +263,22 @@ class OrderWorkflow:
             new_price = request.price if request.price is not None else state.price
             new_stop = request.stop_price if request.stop_price is not None else state.stop_price
             proposed = state.request.model_copy(update={"qty": new_qty, "price": new_price, "stop_price": new_stop})
-            decision = await workflow.execute_local_activity_method(
-                RiskActivities.check_amend,
-                AmendCheck(order=proposed, requested_by=request.requested_by, filled_qty=state.filled_qty),
-                start_to_close_timeout=_LOCAL,
-                retry_policy=_RISK_RETRY,
-            )
+            try:
+                decision = await workflow.execute_local_activity_method(
+                    RiskActivities.check_amend,
+                    AmendCheck(order=proposed, requested_by=request.requested_by, filled_qty=state.filled_qty),
+                    start_to_close_timeout=_LOCAL,
+                    retry_policy=self._risk_retry(),
+                )
+            except FailureError as e:
+                if not self._bounded_risk or isinstance(e, CancelledError):
+                    raise
+                # The check may have grown the reservation before failing: the next booking (this event's)
+                # sets it back to the order's actual terms.
+                reason = f"the risk check failed after {self._cfg.risk_attempts} attempt(s): {_cause(e)}"
+                state.record("AMEND_DENIED", at=workflow.now(), detail=reason, actor=request.requested_by)
+                self._dirty = True
+                return self._amend_result(False, reason)
             if not decision.approved:
                 reason = "; ".join(r.message for r in decision.reasons)
                 state.record("AMEND_DENIED", at=workflow.now(), detail=reason, actor=request.requested_by)
@@ -236,10 +346,25 @@ class OrderWorkflow:
     async def run(self, inp: OrderWorkflowInput) -> OrderResult:
         """Check, submit, follow, reconcile, book."""
         state = self._state
+        if inp.carried is not None:
+            # A continued run: the risk decision and everything up to the safe point are behind us.
+            self._flusher_task = asyncio.create_task(self._flusher())
+            if inp.carried.phase == "submitting":
+                await self._submit(check_first=True)
+                await self._follow()
+            else:
+                await self._follow(resumed=True)
+            return await self._finish(reconcile=self._acked)
         # The risk activity writes the order row with its decision; the flusher starts after it.
-        decision = await workflow.execute_local_activity_method(
-            RiskActivities.check_order, inp.order, start_to_close_timeout=_LOCAL, retry_policy=_RISK_RETRY
-        )
+        try:
+            decision = await workflow.execute_local_activity_method(
+                RiskActivities.check_order, inp.order, start_to_close_timeout=_LOCAL, retry_policy=self._risk_retry()
+            )
+        except FailureError as e:
+            # (A local activity's last failure arrives as itself, not wrapped in an ActivityError.)
+            if not self._bounded_risk or isinstance(e, CancelledError):
+                raise
+            decision = self._risk_check_failed(inp, e)
         self._flusher_task = asyncio.create_task(self._flusher())
         self._decision = decision
         state.decision = decision
@@ -266,14 +391,36 @@ class OrderWorkflow:
     def _broker(self) -> str:
         return self._inp.order.broker
 
-    async def _submit(self) -> None:
+    def _risk_retry(self) -> RetryPolicy:
+        return _bounded_retry(self._cfg.risk_attempts) if self._bounded_risk else _RISK_RETRY
+
+    def _risk_check_failed(self, inp: OrderWorkflowInput, e: FailureError) -> RiskDecision:
+        # A denial, never a hang. A reservation the check may have committed before failing is released by the
+        # final booking (the order is DENIED).
+        order = inp.order
+        message = f"the risk check failed after {self._cfg.risk_attempts} attempt(s): {_cause(e)}"
+        workflow.logger.error("order %s: %s", order.order_id, message)
+        return RiskDecision(
+            order_id=order.order_id,
+            approved=False,
+            reasons=[RiskReason(code="RISK_CHECK_FAILED", message=message)],
+            decided_at=workflow.now(),
+            request_hash=order.request_hash,
+            submission_id=order.submission_id,
+        )
+
+    async def _submit(self, *, check_first: bool = False) -> None:
         """Send the order; after an unconfirmed round keep asking the broker before sending again.
 
         Once a cancel has arrived the order is never sent again: the broker is only asked whether it has it.
+        ``check_first``: a continued run resuming an unconfirmed submission (ask before sending).
         """
         state = self._state
-        check_first = False
+        rounds = 0
         while True:
+            if rounds and self._continue_as_new_due() and self._at_safe_point():
+                self._continue_as_new_run("submitting")
+            rounds += 1
             if self._cancel is not None:
                 if await self._cancel_unconfirmed():
                     return
@@ -302,7 +449,10 @@ class OrderWorkflow:
                         "broker is asked before any resend",
                     )
                     self._dirty = True
-            await self._flush()
+            if self._booking_never_blocks:
+                self._hold_writes = False  # the flusher books it; the next round does not wait for that
+            else:
+                await self._flush()
             check_first = True
             try:
                 await workflow.wait_condition(
@@ -364,23 +514,36 @@ class OrderWorkflow:
             state.apply(OrderEventKind.REJECT, at=now, detail=state.reason)
         self._dirty = True
 
-    async def _follow(self) -> None:
-        """Wait for reports, cancels and timers until the order is final."""
+    async def _follow(self, *, resumed: bool = False) -> None:
+        """Wait for reports, cancels and timers until the order is final.
+
+        ``resumed``: a continued run, whose poll schedule came with it.
+        """
         state = self._state
         expiry = self._expiry()
-        self._schedule_poll()
+        if not resumed:
+            self._schedule_poll()
         while not state.is_terminal:
-            deadline = min(d for d in (expiry, self._immediacy_at, self._next_poll_at) if d is not None)
+            if self._continue_as_new_due() and self._at_safe_point():
+                self._continue_as_new_run("following")
+            cancel_at = self._cancel_not_before() if self._cancel_due() else None
+            deadline = min(d for d in (expiry, self._immediacy_at, self._next_poll_at, cancel_at) if d is not None)
             timeout = (deadline - workflow.now()).total_seconds()
             if timeout > 0:
+                new_run = self._continue_as_new_due()
                 try:
-                    await workflow.wait_condition(lambda: self._cancel_due() or state.is_terminal, timeout=timeout)
+                    await workflow.wait_condition(
+                        lambda new_run=new_run: (
+                            self._cancel_ready() or state.is_terminal or (new_run and self._at_safe_point())
+                        ),
+                        timeout=timeout,
+                    )
                 except TimeoutError:
                     pass
             if state.is_terminal:
                 break
             now = workflow.now()
-            if self._cancel_due():
+            if self._cancel_ready():
                 assert self._cancel is not None
                 await self._cancel_at_broker(self._cancel.reason, actor=self._cancel.requested_by)
             elif expiry is not None and now >= expiry and not state.expiring:
@@ -416,6 +579,24 @@ class OrderWorkflow:
     def _cancel_due(self) -> bool:
         return self._cancel is not None and not self._cancel_sent and not self._state.is_terminal
 
+    def _cancel_refused(self) -> bool:
+        """The operator's cancel went out and was answered without canceling (the order works on)."""
+        return self._cancel_resent and self._cancel_sent and self._state.status is not OrderStatus.PENDING_CANCEL
+
+    def _cancel_not_before(self) -> datetime | None:
+        """When the next cancel may go out (backoff after the ones already sent); None: at once."""
+        if not self._cancel_resent or self._cancel_sent_at is None or self._cancel_sends == 0:
+            return None
+        cfg = self._cfg
+        pause = _doubling(cfg.cancel_retry_seconds, cfg.cancel_retry_max_seconds, self._cancel_sends)
+        return self._cancel_sent_at + timedelta(seconds=pause)
+
+    def _cancel_ready(self) -> bool:
+        if not self._cancel_due():
+            return False
+        not_before = self._cancel_not_before()
+        return not_before is None or workflow.now() + _TICK >= not_before
+
     async def _cancel_at_broker(self, reason: str, *, actor: str) -> None:
         state = self._state
         async with self._broker_lock:
@@ -423,16 +604,22 @@ class OrderWorkflow:
                 return
             if self._cancel is not None:
                 self._cancel_sent = True
+                self._cancel_sends += 1
+                self._cancel_sent_at = workflow.now()
             if state.status is not OrderStatus.PENDING_CANCEL:
                 state.apply(OrderEventKind.REQUEST_CANCEL, at=workflow.now(), detail=reason, actor=actor)
-            await self._flush()
+            if self._booking_never_blocks:
+                self._dirty = True
+                self._hold_writes = False  # booked by the flusher; the cancel goes out without waiting for it
+            else:
+                await self._flush()
             request = CancelOrder(
                 client_order_id=state.client_order_id_at_broker,
                 broker_order_id=state.broker_order_id,
                 symbol=state.request.symbol,
                 side=state.request.side,
                 qty=state.qty,
-                reason=reason,
+                reason=_UNSENDABLE.sub(" ", reason) if self._cancel_resent else reason,
             )
             try:
                 ack = await self._broker_call(
@@ -474,7 +661,15 @@ class OrderWorkflow:
         if reconcile:
             await self._reconcile()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._flush(final=True)
+        if self._booking_never_blocks:
+            # The final booking is retried (after durable pauses) until it is in: only then is the order done.
+            self._closing = True
+            await workflow.wait_condition(lambda: not self._writing)
+            while not await self._write(final=True) or self._unbooked():
+                if self._booking_failures:
+                    await self._booking_pause()
+        else:
+            await self._flush(final=True)
         return OrderResult(
             order_id=state.order_id,
             status=state.status,
@@ -575,7 +770,22 @@ class OrderWorkflow:
         # Books changes as they happen, independently of the main line (which may be waiting on a broker).
         while True:
             await workflow.wait_condition(lambda: self._dirty and not self._closing and not self._hold_writes)
-            await self._write()
+            if not await self._write():
+                await self._booking_pause()
+
+    async def _booking_pause(self) -> None:
+        # A durable timer between failed booking rounds, doubling up to a cap: never a tight loop.
+        cfg = self._cfg
+        pause = _doubling(cfg.booking_retry_seconds, cfg.booking_retry_max_seconds, self._booking_failures)
+        await workflow.sleep(pause)
+
+    def _unbooked(self) -> bool:
+        state = self._state
+        return (len(state.events), len(state.fills), len(self._breaks)) != (
+            self._persisted_events,
+            self._persisted_fills,
+            self._persisted_breaks,
+        )
 
     async def _flush(self, *, final: bool = False) -> None:
         """Wait until every change so far is persisted; ``final`` writes the closing snapshot itself."""
@@ -587,9 +797,18 @@ class OrderWorkflow:
             self._hold_writes = False
             await workflow.wait_condition(lambda: not self._dirty and not self._writing)
 
-    async def _write(self, *, final: bool = False) -> None:
-        """Persist what changed since the last write, and refresh what the Temporal UI shows."""
+    async def _write(self, *, final: bool = False) -> bool:
+        """Persist what changed since the last write, and refresh what the Temporal UI shows.
+
+        Returns whether the booking went in. A failed round (only on the ``PATCH_NO_WEDGE`` path; the old path
+        retries without bound) leaves everything to the next one; the round that succeeds after failures carries
+        a ``BOOKING_DELAYED`` break with it.
+        """
         state = self._state
+        recovering = self._booking_failures > 0
+        if recovering:
+            self._booking_delayed_text = self._booking_delayed()
+            self._add_breaks([self._booking_delayed_text])
         n_events, n_fills, n_breaks = len(state.events), len(state.fills), len(self._breaks)
         unchanged = (n_events, n_fills, n_breaks) == (
             self._persisted_events,
@@ -598,7 +817,7 @@ class OrderWorkflow:
         )
         if unchanged and not final:
             self._dirty = False
-            return
+            return True
         self._writing = True
         inp = PersistInput(
             snapshot=OrderSnapshot.of(state),
@@ -610,17 +829,103 @@ class OrderWorkflow:
         )
         snapshot = _snapshot(state)
         self._dirty = False
+        retry = _bounded_retry(self._cfg.booking_attempts) if self._booking_never_blocks else _PERSIST_RETRY
         try:
             await workflow.execute_local_activity_method(
-                OrderStoreActivities.persist_order, inp, start_to_close_timeout=_LOCAL, retry_policy=_PERSIST_RETRY
+                OrderStoreActivities.persist_order, inp, start_to_close_timeout=_LOCAL, retry_policy=retry
             )
+        except FailureError as e:
+            if not self._booking_never_blocks or isinstance(e, CancelledError):
+                raise
+            self._booking_failed(e, recovering=recovering)
+            return False
         finally:
             self._writing = False
         self._persisted_events, self._persisted_fills, self._persisted_breaks = n_events, n_fills, n_breaks
         self._published = snapshot
+        if recovering:
+            self._booking_failures, self._booking_failed_since, self._booking_error = 0, None, ""
         if len(state.events) > n_events or len(state.fills) > n_fills or len(self._breaks) > n_breaks:
             self._dirty = True
         self._show()
+        return True
+
+    def _booking_failed(self, e: FailureError, *, recovering: bool) -> None:
+        # The activity counted and logged each attempt; the break goes in with the first booking that works.
+        if recovering:
+            # Not in yet: the round that works carries a fresh one (counts and times up to then).
+            text = self._booking_delayed_text
+            if text in self._breaks:
+                self._breaks.remove(text)
+            if text in self._state.flags:
+                self._state.flags.remove(text)
+        self._booking_failures += 1
+        self._booking_failed_since = self._booking_failed_since or workflow.now()
+        self._booking_error = _cause(e)
+        self._dirty = True
+        workflow.logger.error(
+            "order %s: booking failed (%d round(s) in a row): %s",
+            self._state.order_id,
+            self._booking_failures,
+            self._booking_error,
+        )
+
+    def _booking_delayed(self) -> str:
+        since = self._booking_failed_since or workflow.now()
+        return (
+            f"BOOKING_DELAYED: {self._booking_failures} booking round(s) failed from "
+            f"{since.isoformat(timespec='seconds')} to {workflow.now().isoformat(timespec='seconds')}; "
+            f"last error: {self._booking_error}"
+        )
+
+    # ---------------------------------------------------------------------------------------- continue-as-new
+
+    def _continue_as_new_due(self) -> bool:
+        if not self._continues_as_new:
+            return False
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() >= self._cfg.continue_as_new_events
+        )
+
+    def _at_safe_point(self) -> bool:
+        """No handler running, no broker call in flight, everything booked."""
+        return (
+            workflow.all_handlers_finished()
+            and not self._broker_lock.locked()
+            and not self._writing
+            and not self._dirty
+            and self._booking_failures == 0
+            and not self._unbooked()
+        )
+
+    def _continue_as_new_run(self, phase: str) -> None:
+        carry = OrderCarry(
+            state=self._state,
+            phase=phase,  # type: ignore[arg-type]
+            decision=self._decision,
+            cancel=self._cancel,
+            cancel_sent=self._cancel_sent,
+            cancel_sends=self._cancel_sends,
+            cancel_sent_at=self._cancel_sent_at,
+            breaks=list(self._breaks),
+            persisted_events=self._persisted_events,
+            persisted_fills=self._persisted_fills,
+            persisted_breaks=self._persisted_breaks,
+            acked=self._acked,
+            immediacy_at=self._immediacy_at,
+            next_poll_at=self._next_poll_at,
+            poll_backoff=self._poll_backoff,
+            last_status=self._last_status,
+            generation=self._generation + 1,
+        )
+        workflow.logger.info(
+            "order %s continues as new (run %d, %d history events)",
+            self._state.order_id,
+            self._generation + 1,
+            workflow.info().get_current_history_length(),
+        )
+        workflow.continue_as_new(OrderWorkflowInput(order=self._inp.order, config=self._cfg, carried=carry))
 
     def _show(self) -> None:
         state = self._state

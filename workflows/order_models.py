@@ -1,19 +1,23 @@
-"""The order workflow's input, configuration and result.
+"""The order workflow's input, configuration, result, and what a continued run carries over.
 
 Kept out of ``workflows.order`` and passed through the workflow sandbox: the sandbox executes the workflow's
 module afresh for every workflow run, and creating these pydantic classes (schema building) each time was a
 large part of the worker's CPU per order.
+
+These models travel through Temporal (they are in every order's history): add fields only as optional with
+defaults, never remove or rename one, so that payloads written by earlier releases still load.
 """
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import datetime, time
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.domain import OrderRequest, OrderStatus
+from core.domain import CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
 
-__all__ = ["OrderConfig", "OrderResult", "OrderWorkflowInput"]
+__all__ = ["OrderCarry", "OrderConfig", "OrderResult", "OrderWorkflowInput"]
 
 
 class OrderConfig(BaseModel):
@@ -29,6 +33,50 @@ class OrderConfig(BaseModel):
     broker_call_timeout_seconds: float = 15.0
     #: Pause between rounds of an unconfirmed submission (each round asks the broker first).
     resubmit_pause_seconds: float = 30.0
+    #: Attempts of a risk check (new order or amend) before it counts as failed: the order is DENIED, the
+    #: amend refused.
+    risk_attempts: int = 5
+    #: Attempts of one booking round; after a failed round the booking is retried after a durable pause
+    #: that doubles from ``booking_retry_seconds`` up to ``booking_retry_max_seconds``.
+    booking_attempts: int = 3
+    booking_retry_seconds: float = 1.0
+    booking_retry_max_seconds: float = 60.0
+    #: After a cancel the broker refused, a new cancel request is sent again no sooner than this after the
+    #: last one, doubling with every send up to ``cancel_retry_max_seconds``.
+    cancel_retry_seconds: float = 1.0
+    cancel_retry_max_seconds: float = 60.0
+    #: Continue as a new run once the history has this many events (or Temporal suggests it).
+    continue_as_new_events: int = 2000
+
+
+class OrderCarry(BaseModel):
+    """What a run of the order workflow hands to the run it continues as (continue-as-new).
+
+    Taken only at a safe point: no handler running, no broker call in flight, everything booked.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    state: OrderState
+    #: Where the new run resumes: still asking the broker about an unconfirmed submission, or following.
+    phase: Literal["submitting", "following"] = "following"
+    decision: RiskDecision | None = None
+    #: The operator's cancel request, whether it was sent, how often, and when last.
+    cancel: CancelRequest | None = None
+    cancel_sent: bool = False
+    cancel_sends: int = 0
+    cancel_sent_at: datetime | None = None
+    breaks: list[str] = []
+    persisted_events: int = 0
+    persisted_fills: int = 0
+    persisted_breaks: int = 0
+    acked: bool = False
+    immediacy_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    poll_backoff: int = 1
+    last_status: OrderStatus | None = None
+    #: How many runs came before this one.
+    generation: int = 0
 
 
 class OrderWorkflowInput(BaseModel):
@@ -38,6 +86,8 @@ class OrderWorkflowInput(BaseModel):
 
     order: OrderRequest
     config: OrderConfig
+    #: Set when this run continues an earlier one (continue-as-new).
+    carried: OrderCarry | None = None
 
 
 class OrderResult(BaseModel):

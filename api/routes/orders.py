@@ -113,6 +113,7 @@ def _order_config(settings: Settings, broker: str) -> OrderConfig:
         status_poll_seconds=o.status_poll_seconds,
         immediacy_timeout_seconds=o.immediacy_timeout_seconds,
         broker_call_timeout_seconds=o.broker_call_timeout_seconds,
+        continue_as_new_events=o.continue_as_new_events,
     )
 
 

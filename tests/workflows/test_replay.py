@@ -10,6 +10,7 @@ Two kinds of history are replayed:
 
 from __future__ import annotations
 
+import base64
 import json
 from decimal import Decimal as D
 
@@ -21,7 +22,7 @@ from temporalio.worker import Replayer
 from core.domain import AmendRequest, CancelRequest, OrderStatus
 from tests.harness import Stack, make_order
 from tests.workflows.recording import HISTORIES
-from workflows.order import OrderWorkflow
+from workflows.order import PATCH_NO_WEDGE, OrderWorkflow
 
 COMMITTED = sorted(HISTORIES.glob("*.json"))
 
@@ -31,6 +32,40 @@ def test_committed_histories_cover_every_kind_of_order() -> None:
     for shape in ("market-filled", "partial", "canceled", "amended", "expired", "rejected", "denied"):
         assert any(shape in n for n in names), f"no committed history of a {shape} order"
     assert any(n.startswith("fix-") for n in names) and any(n.startswith("mt5-") for n in names)
+
+
+def _payload_text(node: object) -> str:
+    # Payload data is base64 in the JSON form of a history.
+    if isinstance(node, dict):
+        parts = [_payload_text(v) for k, v in node.items() if k != "data"]
+        data = node.get("data")
+        if isinstance(data, str):
+            parts.append(base64.b64decode(data).decode("utf-8", "replace"))
+        return "\n".join(parts)
+    if isinstance(node, list):
+        return "\n".join(_payload_text(v) for v in node)
+    return ""
+
+
+def test_committed_histories_cover_the_patched_shapes() -> None:
+    # Orders of this release in flight at the next upgrade: the patched path, and runs that continued as new.
+    shapes = {
+        "paper-risk-check-failed-denied": "RISK_CHECK_FAILED",
+        "paper-amend-risk-failed-then-canceled": "the risk check failed after",
+        "paper-booking-delayed-then-canceled": "BOOKING_DELAYED",
+        "paper-cancel-refused-then-sent-again": "VENUE_BUSY",
+        "paper-task-failed-after-booking": "EVENT_TYPE_WORKFLOW_TASK_FAILED",
+        "paper-gtc-continued-as-new": "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+        "paper-gtc-continued-run": "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+        "paper-gtc-continued-run-canceled": "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+    }
+    for name, mark in shapes.items():
+        raw = (HISTORIES / f"{name}.json").read_text()
+        text = raw + _payload_text(json.loads(raw))
+        assert PATCH_NO_WEDGE in text and mark in text, name
+    for name in ("paper-gtc-continued-run", "paper-gtc-continued-run-canceled"):
+        events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
+        assert events[0]["workflowExecutionStartedEventAttributes"].get("continuedExecutionRunId"), name
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
