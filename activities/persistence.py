@@ -315,17 +315,23 @@ class OrderStoreActivities:
                 (snap.order_id,),
             )
         elif snap.status is not OrderStatus.PENDING_UPDATE:
-            # (While an amend is pending the reservation holds the larger of old and new terms, as the amend's
-            # risk check left it; the next write after the broker's answer sets the actual terms.)
+            # While an amend is pending the reservation holds the larger of old and new terms, as the amend's
+            # risk check left it, stamped with the order version it checked (hold_version). A booking of that
+            # version or an older one leaves it alone: the workflow's flusher may have had it in flight while
+            # the check ran, and it may commit after the check. Only a newer state (the amend's own events, the
+            # broker's answer) sets the terms. Nor does a stale booking (the order row is newer) change them.
             await conn.execute(
                 "UPDATE risk_reservations SET qty_open = %(open)s, price = COALESCE(%(price)s, price),"
                 " notional = %(open)s * COALESCE(%(price)s, price) * quote_rate,"
                 " margin = %(open)s * COALESCE(%(price)s, price) * quote_rate / leverage, updated_at = now()"
-                " WHERE order_id = %(id)s AND released_at IS NULL",
+                " WHERE order_id = %(id)s AND released_at IS NULL"
+                " AND (hold_version IS NULL OR hold_version < %(version)s)"
+                " AND (SELECT version FROM orders WHERE order_id = %(id)s) = %(version)s",
                 {
                     "open": max(snap.qty - snap.filled_qty, Decimal(0)),
                     "price": snap.price or snap.stop_price,
                     "id": snap.order_id,
+                    "version": snap.version,
                 },
             )
 

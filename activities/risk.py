@@ -248,6 +248,10 @@ class AmendCheck(BaseModel):
     order: OrderRequest
     requested_by: str
     filled_qty: Decimal = Decimal(0)
+    #: The order's version (its event count) the check is made for. The hold it takes is stamped with it:
+    #: a booking of this version or an older one (in flight while the check ran) leaves the hold alone.
+    #: None (an older caller): any booking outside PENDING_UPDATE sets the terms, as before.
+    version: int | None = None
 
 
 @dataclass
@@ -663,7 +667,15 @@ class RiskActivities:
         return [_breach_reason(b, order, limits) for b in row["breaches"]]
 
     async def _decide_and_record(
-        self, conn: Any, order: OrderRequest, g: Gathered, *, careful: bool, amend: bool, actor: str
+        self,
+        conn: Any,
+        order: OrderRequest,
+        g: Gathered,
+        *,
+        careful: bool,
+        amend: bool,
+        actor: str,
+        version: int | None = None,
     ) -> RiskDecision:
         """Decide, then send the counters, the order row, the reservation and the audit entry in one statement.
 
@@ -728,6 +740,7 @@ class RiskActivities:
                 "rate": state.quote_rate or D1,
                 "leverage": limits.leverage,
                 "broker": order.broker,
+                "version": version,
             }
         if amend:
             action = "RISK_AMEND_APPROVED" if decision.approved else "RISK_AMEND_DENIED"
@@ -851,7 +864,11 @@ class RiskActivities:
 
     @activity.defn(name="check_amend")
     async def check_amend(self, request: AmendCheck) -> RiskDecision:
-        """Decide on an order's new terms; if approved, its reservation holds the larger of old and new."""
+        """Decide on an order's new terms; if approved, its reservation holds the larger of old and new.
+
+        The hold is stamped with ``request.version``: only the booking of a newer state of the order (the
+        amend's own events, the broker's answer) sets the reservation back to the order's terms.
+        """
         async with self._pool.connection() as conn:
             return await self._optimistic(
                 conn, request.order.account, lambda careful: self._check_amend(conn, request, careful=careful)
@@ -862,7 +879,7 @@ class RiskActivities:
         async with conn.transaction() if careful else contextlib.nullcontext():
             g = await self.gatherer.gather_all(conn, order, amend=True, filled_qty=request.filled_qty)
             return await self._decide_and_record(
-                conn, order, g, careful=careful, amend=True, actor=request.requested_by
+                conn, order, g, careful=careful, amend=True, actor=request.requested_by, version=request.version
             )
 
 

@@ -266,7 +266,12 @@ class OrderWorkflow:
             try:
                 decision = await workflow.execute_local_activity_method(
                     RiskActivities.check_amend,
-                    AmendCheck(order=proposed, requested_by=request.requested_by, filled_qty=state.filled_qty),
+                    AmendCheck(
+                        order=proposed,
+                        requested_by=request.requested_by,
+                        filled_qty=state.filled_qty,
+                        version=len(state.events),
+                    ),
                     start_to_close_timeout=_LOCAL,
                     retry_policy=self._risk_retry(),
                 )

@@ -204,6 +204,51 @@ async def test_a_rejected_replace_leaves_the_old_reservation(rig: Rig) -> None:
     assert (row["qty_open"], row["price"]) == (10, D("180.00"))
 
 
+async def test_a_booking_that_commits_after_the_amend_check_keeps_the_hold(rig: Rig) -> None:
+    # The workflow's flusher had a booking of version 4 (old terms, 10) in flight when the amend to 18 was
+    # checked at version 4; the booking commits after the check. The hold must stay at 18 until the broker
+    # answers, and no other order may be approved into it.
+    account = unique("amend")
+    await rig.put("ACCOUNT", account, {"max_gross_exposure": "3800"})  # 20 AAPL at the 190 mark
+    first = limit_buy(account, "10")
+    assert (await rig.risk.check_order(first)).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=3))
+
+    up = first.model_copy(update={"qty": D(18)})
+    assert (await rig.risk.check_amend(AmendCheck(order=up, requested_by="d", version=4))).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=4))  # the late one
+    assert (await rig.held(first.order_id))["qty_open"] == 18
+    assert codes(await rig.risk.check_order(limit_buy(account, "10"))) == ["MAX_GROSS_EXPOSURE"]
+    await rig.store.persist_order(snapshot(first, OrderStatus.PENDING_UPDATE, qty=D(10), version=5))
+    assert (await rig.held(first.order_id))["qty_open"] == 18
+    assert codes(await rig.risk.check_order(limit_buy(account, "10"))) == ["MAX_GROSS_EXPOSURE"]
+
+    # A stale booking (older than the order row) changes nothing either.
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=2))
+    assert (await rig.held(first.order_id))["qty_open"] == 18
+
+    # The broker refuses the replace: the booking of the answer (newer than the check) sets the old terms.
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=6))
+    assert (await rig.held(first.order_id))["qty_open"] == 10
+    assert (await rig.risk.check_order(limit_buy(account, "10"))).approved
+
+
+async def test_an_amend_confirmed_after_a_late_booking_holds_the_new_terms(rig: Rig) -> None:
+    account = unique("amend")
+    await rig.put("ACCOUNT", account, {"max_gross_exposure": "3800"})
+    first = limit_buy(account, "10")
+    assert (await rig.risk.check_order(first)).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=3))
+    down = first.model_copy(update={"qty": D(4)})
+    assert (await rig.risk.check_amend(AmendCheck(order=down, requested_by="d", version=3))).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=3))  # retried, late
+    await rig.store.persist_order(snapshot(first, OrderStatus.PENDING_UPDATE, qty=D(10), version=4))
+    assert (await rig.held(first.order_id))["qty_open"] == 10  # nothing freed before the broker's answer
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(4), version=5))
+    assert (await rig.held(first.order_id))["qty_open"] == 4
+    assert (await rig.risk.check_order(limit_buy(account, "16"))).approved
+
+
 async def test_concurrent_amends_and_new_orders_never_jointly_breach(rig: Rig) -> None:
     # Cap 19,000 = 100 AAPL at the mark. Five orders of 10 rest (50); each is amended up to 18 while 20 new
     # orders of 5 arrive: whatever wins, the held total never exceeds 100.
