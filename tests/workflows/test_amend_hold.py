@@ -35,6 +35,7 @@ from core.domain import (
 from core.policy import PolicyStore
 from tests.harness import Stack, make_order, unique
 from tests.workflows.faults import OrderWorker, order_worker
+from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio
@@ -197,6 +198,41 @@ async def test_a_refused_replace_after_the_race_sets_the_old_terms_back(stack: S
         for h in (handle, other_handle):
             await h.signal(OrderWorkflow.cancel, CancelRequest(reason="done"))
             await asyncio.wait_for(h.result(), 20)
+
+
+async def test_an_amend_refused_by_the_recheck_after_a_fill_leaves_the_real_terms(stack: Stack) -> None:
+    # The order fills 500 of 1,000 while its amend (down to 400, at 185) is risk checked: the fill's booking
+    # commits before the check, which still holds the larger terms (price 185). The re-check refuses the amend
+    # (400 is not above the 500 filled); its refusal is booked, so the hold goes back to 500 open at 180.
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    account = unique("recheck")
+    booked_fill: list[bool] = []
+
+    async def fill_first(request: AmendCheck) -> None:
+        await stack.venue.set_mid("AAPL", D("179.50"))  # crosses the 180 limit: one fill of 500 shown
+        await stack.venue.set_mid("AAPL", D("190.00"))
+        await _eventually(lambda: _filled(stack, request.order.order_id, D(500)))
+        booked_fill.append(True)
+
+    race = Race(armed=False, before_check=fill_first)
+    async with order_worker(stack, activities=race.activities) as w:
+        order = _limit_buy(account, "1000")
+        decision, handle = await w.submit(order)
+        assert decision.approved
+        await stack.wait_for(handle, OrderStatus.ACCEPTED)
+        result = await asyncio.wait_for(
+            handle.execute_update(OrderWorkflow.amend, AmendRequest(qty=D(400), price=D("185.00"))), 30
+        )
+        assert booked_fill == [True]
+        assert not result.accepted and "must exceed the filled quantity" in (result.reason or "")
+        await _eventually(lambda: _reservation_is(stack, order.order_id, D(500), D("180.00")))
+        state = await stack.state(handle)
+        assert [e.kind for e in state.events if e.kind == "AMEND_DENIED"] == ["AMEND_DENIED"]
+        await handle.signal(OrderWorkflow.cancel, CancelRequest(reason="done"))
+        final = await asyncio.wait_for(handle.result(), 20)
+        await record_history(handle, "paper-amend-refused-by-recheck-after-fill")
+    assert final.status is OrderStatus.CANCELED and final.filled_qty == "500"
+    assert (await _held(stack, order.order_id))[2]
 
 
 async def _booked_terms(stack: Stack, order_id: str, qty: Decimal) -> bool:
