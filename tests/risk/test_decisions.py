@@ -22,7 +22,7 @@ from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistI
 from activities.risk import AmendCheck, RiskActivities
 from brokers import capabilities
 from brokers.sessions import session_check_for
-from core.domain import InstrumentClass, OrderRequest, OrderStatus, RiskDecision, utcnow
+from core.domain import InstrumentClass, OrderEvent, OrderRequest, OrderStatus, RiskDecision, utcnow
 from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, Quote, StoredQuote, upsert_quotes
 from core.policy import PolicyStore
@@ -494,6 +494,41 @@ async def test_a_stored_decision_for_other_terms_is_never_adopted(rig: Rig) -> N
     assert row["qty_open"] == 1
     [stored] = await rig.fetch("SELECT qty, request_hash FROM orders WHERE order_id = %s", first.order_id)
     assert (stored["qty"], stored["request_hash"]) == (1, first.request_hash)
+
+
+async def test_a_run_for_other_terms_never_books_over_the_orders_row(rig: Rig) -> None:
+    # A denied order (row version 2) and a later run under the same order id for other terms, refused
+    # IDEMPOTENCY_CONFLICT: its DENIED booking (also version 2) must not change the row, its timeline or its
+    # reservation, and the attempt is recorded as a break.
+    first = limit_buy(unique("key"), "1")
+    assert (await rig.risk.check_order(first)).approved
+    await rig.store.persist_order(
+        snapshot(first, OrderStatus.ACCEPTED, qty=D(1), version=2).model_copy(
+            update={"events": [_event(1, "SUBMIT", OrderStatus.SUBMITTED), _event(2, "ACCEPT", OrderStatus.ACCEPTED)]}
+        )
+    )
+    other = first.model_copy(update={"qty": D(5000), "request_hash": "different", "submission_id": "s2"})
+    assert codes(await rig.risk.check_order(other)) == ["IDEMPOTENCY_CONFLICT"]
+    for version in (2, 3):  # as new as the row, and newer
+        await rig.store.persist_order(
+            snapshot(other, OrderStatus.DENIED, qty=D(5000), version=version).model_copy(
+                update={"events": [_event(1, "DENY", OrderStatus.DENIED)], "final": True}
+            )
+        )
+    [row] = await rig.fetch("SELECT qty, status, request_hash, version FROM orders WHERE order_id = %s", first.order_id)
+    assert (row["qty"], row["status"], row["request_hash"], row["version"]) == (1, "ACCEPTED", first.request_hash, 2)
+    events = await rig.fetch("SELECT seq, kind FROM order_events WHERE order_id = %s ORDER BY seq", first.order_id)
+    assert [(e["seq"], e["kind"]) for e in events] == [(1, "SUBMIT"), (2, "ACCEPT")]
+    held = await rig.held(first.order_id)
+    assert held["qty_open"] == 1 and held["released_at"] is None
+    breaks = await rig.fetch("SELECT kind, detail FROM reconciliation_breaks WHERE order_id = %s", first.order_id)
+    [refused] = breaks  # once, however often the run books
+    assert refused["kind"] == "BOOKING_FOR_OTHER_TERMS"
+    assert "request different" in refused["detail"] and first.request_hash in refused["detail"]
+
+
+def _event(seq: int, kind: str, status: OrderStatus) -> OrderEvent:
+    return OrderEvent(seq=seq, at=utcnow(), kind=kind, status=status)
 
 
 async def test_a_denied_order_is_no_duplicate(rig: Rig) -> None:
