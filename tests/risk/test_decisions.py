@@ -527,6 +527,44 @@ async def test_a_run_for_other_terms_never_books_over_the_orders_row(rig: Rig) -
     assert "request different" in refused["detail"] and first.request_hash in refused["detail"]
 
 
+async def test_a_risk_attempt_that_commits_after_the_orders_final_booking_reserves_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow attempt of check_order: it has read everything, then the workflow gives up on it (bounded
+    # retries), denies the order RISK_CHECK_FAILED and writes the final booking; then the attempt records.
+    order = limit_buy(unique("slow"), "10")
+    gathered, release = asyncio.Event(), asyncio.Event()
+    record = rig.risk._decide_and_record
+
+    async def slow(*args: Any, **kwargs: Any) -> RiskDecision:
+        gathered.set()
+        await release.wait()
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(rig.risk, "_decide_and_record", slow)
+    attempt = asyncio.create_task(rig.risk.check_order(order))
+    await asyncio.wait_for(gathered.wait(), 10)
+    final = snapshot(order, OrderStatus.DENIED, qty=D(10), version=2).model_copy(
+        update={"events": [_event(1, "RECEIVED", OrderStatus.RECEIVED), _event(2, "DENY", OrderStatus.DENIED)]}
+    )
+    await rig.store.persist_order(final.model_copy(update={"final": True}))
+    release.set()
+    late = await asyncio.wait_for(attempt, 10)
+
+    assert not late.approved and codes(late) == ["IDEMPOTENCY_CONFLICT"], late.reasons
+    assert "closed (DENIED)" in late.reasons[0].message
+    assert await rig.fetch("SELECT 1 FROM risk_reservations WHERE order_id = %s", order.order_id) == []
+    [row] = await rig.fetch("SELECT status, risk_decision, version FROM orders WHERE order_id = %s", order.order_id)
+    assert (row["status"], row["risk_decision"], row["version"]) == ("DENIED", None, 2)
+    # Nor does a later retry (or a new run under the same key) take anything for the closed order.
+    again = await rig.risk.check_order(order)
+    assert codes(again) == ["IDEMPOTENCY_CONFLICT"]
+    assert await rig.fetch("SELECT 1 FROM risk_reservations WHERE order_id = %s", order.order_id) == []
+    other = order.model_copy(update={"request_hash": "other-terms", "qty": D(3), "submission_id": "s3"})
+    conflict = await rig.risk.check_order(other)
+    assert codes(conflict) == ["IDEMPOTENCY_CONFLICT"] and conflict.request_hash == order.request_hash
+
+
 def _event(seq: int, kind: str, status: OrderStatus) -> OrderEvent:
     return OrderEvent(seq=seq, at=utcnow(), kind=kind, status=status)
 
