@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from core.audit import append_audit
-from core.domain import Fill, OrderEvent, OrderState, OrderStatus, workflow_id_for
+from core.domain import Fill, OrderEvent, OrderState, OrderStatus, RiskDecision, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.ledger import PositionState, apply_fill, cash_delta
 from core.metrics import (
@@ -155,17 +155,22 @@ class PersistInput(BaseModel):
     #: Set on the last call: the order is final and reconciled.
     final: bool = False
     received_at: datetime | None = None
+    #: The risk decision the workflow acted on (the last call carries it): the row keeps it as the answer to
+    #: the order's idempotency key, also when the workflow denied the order itself (RISK_CHECK_FAILED) after
+    #: an attempt committed a decision it never heard of.
+    decision: RiskDecision | None = None
 
 
 _UPSERT_ORDER = """
 INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id, client_order_id, account,
     symbol, side, type, time_in_force, qty, price, stop_price, expire_at, broker, broker_order_id, status,
-    filled_qty, avg_price, reason, flags, version, created_at, updated_at)
+    filled_qty, avg_price, reason, flags, version, created_at, updated_at, risk_decision)
 VALUES (%(order_id)s, %(workflow_id)s, %(idempotency_key)s, %(request_hash)s, %(client_id)s, %(client_order_id)s,
     %(account)s, %(symbol)s, %(side)s, %(type)s, %(time_in_force)s, %(qty)s, %(price)s, %(stop_price)s,
     %(expire_at)s, %(broker)s, %(broker_order_id)s, %(status)s, %(filled_qty)s, %(avg_price)s, %(reason)s,
-    %(flags)s, %(version)s, %(created_at)s, %(updated_at)s)
+    %(flags)s, %(version)s, %(created_at)s, %(updated_at)s, %(risk_decision)s)
 ON CONFLICT (order_id) DO UPDATE SET
+    risk_decision = COALESCE(EXCLUDED.risk_decision, orders.risk_decision),
     qty = EXCLUDED.qty, price = EXCLUDED.price, stop_price = EXCLUDED.stop_price,
     broker_order_id = EXCLUDED.broker_order_id, status = EXCLUDED.status, filled_qty = EXCLUDED.filled_qty,
     avg_price = EXCLUDED.avg_price, reason = EXCLUDED.reason, flags = EXCLUDED.flags,
@@ -246,6 +251,8 @@ class OrderStoreActivities:
             params: dict[str, Any] = pg_value(snap.model_dump())
             params["status"] = snap.status.value
             params["workflow_id"] = workflow_id_for(snap.order_id)
+            decision = inp.decision
+            params["risk_decision"] = None if decision is None else Jsonb(pg_value(decision.model_dump(mode="json")))
             await conn.execute(_UPSERT_ORDER, params)
             new_events = await self._append_events(conn, snap.order_id, snap.version, inp.events)
             for fill in inp.fills:

@@ -1,11 +1,12 @@
 -- A risk decision is recorded for a new order only while its workflow can still use it. A slow attempt of the
 -- risk activity that the workflow's bounded retries gave up on (the order then DENIED RISK_CHECK_FAILED and its
 -- final booking written) may still commit afterwards: it must not give the closed order a decision, a
--- reservation or a place in the counters. Nor may a decision be recorded on a row that holds other terms. So,
--- under the order row's lock: if the row exists without a decision and its workflow has booked it (version > 0,
--- or a final status), or it belongs to another request, risk_record records nothing and raises
--- 'exodus-risk-closed' (the activity answers with a refusal). risk_record is 0014_amend_hold_version's, with
--- that check first.
+-- reservation or a place in the counters (the final booking stores the workflow's own decision on the row).
+-- Nor may a decision be recorded on a row that holds other terms. So, under the order row's lock: if the row
+-- exists and its workflow has booked it (version > 0, or a final status), or it belongs to another request,
+-- risk_record records nothing and raises 'exodus-risk-closed' (the activity answers with a refusal). (A row of
+-- the same request that only another attempt's decision wrote goes on to the serial check: decided again.)
+-- risk_record is 0014_amend_hold_version's, with that check first.
 
 CREATE OR REPLACE FUNCTION risk_record(p jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -22,11 +23,10 @@ BEGIN
     PERFORM pg_advisory_xact_lock(1381190467, hashtext(p->>'client'));   -- "RSKC"
     IF o IS NOT NULL AND jsonb_typeof(o) = 'object' THEN
         -- Locked until the commit: a booking of the order waits for this decision, and this one sees it whole.
-        SELECT x.status, x.request_hash, x.version, x.risk_decision IS NOT NULL AS decided INTO existing
+        SELECT x.status, x.request_hash, x.version INTO existing
             FROM orders x WHERE x.order_id = o->>'order_id' FOR UPDATE;
-        IF FOUND AND NOT existing.decided AND (existing.request_hash IS DISTINCT FROM o->>'request_hash'
-                OR existing.version > 0 OR existing.status IN ('DENIED', 'REJECTED', 'FILLED', 'CANCELED', 'EXPIRED'))
-        THEN
+        IF FOUND AND (existing.request_hash IS DISTINCT FROM o->>'request_hash' OR existing.version > 0
+                OR existing.status IN ('DENIED', 'REJECTED', 'FILLED', 'CANCELED', 'EXPIRED')) THEN
             RAISE EXCEPTION 'exodus-risk-closed' USING DETAIL = json_build_object('status', existing.status,
                 'request_hash', existing.request_hash, 'version', existing.version)::text;
         END IF;

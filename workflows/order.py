@@ -844,6 +844,8 @@ class OrderWorkflow:
             breaks=self._breaks[self._persisted_breaks : n_breaks],
             final=final,
             received_at=state.request.received_at,
+            # The closing booking records the decision the workflow acted on (an input, not a command).
+            decision=state.decision if final else None,
         )
         snapshot = _snapshot(state)
         self._dirty = False

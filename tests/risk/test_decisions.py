@@ -22,7 +22,7 @@ from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistI
 from activities.risk import AmendCheck, RiskActivities
 from brokers import capabilities
 from brokers.sessions import session_check_for
-from core.domain import InstrumentClass, OrderEvent, OrderRequest, OrderStatus, RiskDecision, utcnow
+from core.domain import InstrumentClass, OrderEvent, OrderRequest, OrderStatus, RiskDecision, RiskReason, utcnow
 from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, Quote, StoredQuote, upsert_quotes
 from core.policy import PolicyStore
@@ -527,11 +527,13 @@ async def test_a_run_for_other_terms_never_books_over_the_orders_row(rig: Rig) -
     assert "request different" in refused["detail"] and first.request_hash in refused["detail"]
 
 
+@pytest.mark.parametrize("decision_booked", [False, True], ids=["row-without-decision", "row-with-decision"])
 async def test_a_risk_attempt_that_commits_after_the_orders_final_booking_reserves_nothing(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, decision_booked: bool
 ) -> None:
     # A slow attempt of check_order: it has read everything, then the workflow gives up on it (bounded
-    # retries), denies the order RISK_CHECK_FAILED and writes the final booking; then the attempt records.
+    # retries), denies the order RISK_CHECK_FAILED and writes the final booking (which stores that decision;
+    # the row of an older worker's booking has none); then the attempt records.
     order = limit_buy(unique("slow"), "10")
     gathered, release = asyncio.Event(), asyncio.Event()
     record = rig.risk._decide_and_record
@@ -547,7 +549,16 @@ async def test_a_risk_attempt_that_commits_after_the_orders_final_booking_reserv
     final = snapshot(order, OrderStatus.DENIED, qty=D(10), version=2).model_copy(
         update={"events": [_event(1, "RECEIVED", OrderStatus.RECEIVED), _event(2, "DENY", OrderStatus.DENIED)]}
     )
-    await rig.store.persist_order(final.model_copy(update={"final": True}))
+    denial = RiskDecision(
+        order_id=order.order_id,
+        approved=False,
+        reasons=[RiskReason(code="RISK_CHECK_FAILED", message="the risk check failed after 5 attempt(s)")],
+        decided_at=utcnow(),
+        request_hash=order.request_hash,
+    )
+    await rig.store.persist_order(
+        final.model_copy(update={"final": True, "decision": denial if decision_booked else None})
+    )
     release.set()
     late = await asyncio.wait_for(attempt, 10)
 
@@ -555,10 +566,12 @@ async def test_a_risk_attempt_that_commits_after_the_orders_final_booking_reserv
     assert "closed (DENIED)" in late.reasons[0].message
     assert await rig.fetch("SELECT 1 FROM risk_reservations WHERE order_id = %s", order.order_id) == []
     [row] = await rig.fetch("SELECT status, risk_decision, version FROM orders WHERE order_id = %s", order.order_id)
-    assert (row["status"], row["risk_decision"], row["version"]) == ("DENIED", None, 2)
-    # Nor does a later retry (or a new run under the same key) take anything for the closed order.
+    stored = denial.model_dump(mode="json") if decision_booked else None
+    assert (row["status"], row["risk_decision"], row["version"]) == ("DENIED", stored, 2)
+    # Nor does a later retry (or a new run under the same key) take anything for the closed order: it gets
+    # the stored denial, or (no decision stored) a refusal.
     again = await rig.risk.check_order(order)
-    assert codes(again) == ["IDEMPOTENCY_CONFLICT"]
+    assert codes(again) == (["RISK_CHECK_FAILED"] if decision_booked else ["IDEMPOTENCY_CONFLICT"])
     assert await rig.fetch("SELECT 1 FROM risk_reservations WHERE order_id = %s", order.order_id) == []
     other = order.model_copy(update={"request_hash": "other-terms", "qty": D(3), "submission_id": "s3"})
     conflict = await rig.risk.check_order(other)
