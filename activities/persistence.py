@@ -3,7 +3,8 @@
 The workflow calls ``persist_order`` (a local activity) with the order's current snapshot and whatever
 events, fills and breaks it has not persisted yet. Every write is keyed on a natural id, so a retried
 call changes nothing twice: fills on ``(broker, exec_id)`` (positions and cash move only for fills this call
-inserted), breaks on their text, the order row only forward (``version``).
+inserted), breaks on their text, the order row only forward (``version``) and only for the terms it holds
+(``request_hash``: a run for other terms under the same order id is refused with a break, never written over it).
 
 The timeline converges on what Temporal recorded. Events are numbered by the workflow; a workflow task that
 fails after its booking committed is retried, and the retry may number differently (a signal that arrived
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from core.audit import append_audit
-from core.domain import Fill, OrderEvent, OrderState, OrderStatus, workflow_id_for
+from core.domain import Fill, OrderEvent, OrderState, OrderStatus, RiskDecision, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.ledger import PositionState, apply_fill, cash_delta
 from core.metrics import (
@@ -44,7 +45,7 @@ from core.metrics import (
 )
 from core.policy import PolicyStore
 
-__all__ = ["OrderSnapshot", "OrderStoreActivities", "PersistInput", "pg_text", "pg_value"]
+__all__ = ["FOREIGN_BOOKING", "OrderSnapshot", "OrderStoreActivities", "PersistInput", "pg_text", "pg_value"]
 
 log = logging.getLogger(__name__)
 
@@ -154,23 +155,32 @@ class PersistInput(BaseModel):
     #: Set on the last call: the order is final and reconciled.
     final: bool = False
     received_at: datetime | None = None
+    #: The risk decision the workflow acted on (the last call carries it): the row keeps it as the answer to
+    #: the order's idempotency key, also when the workflow denied the order itself (RISK_CHECK_FAILED) after
+    #: an attempt committed a decision it never heard of.
+    decision: RiskDecision | None = None
 
 
 _UPSERT_ORDER = """
 INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id, client_order_id, account,
     symbol, side, type, time_in_force, qty, price, stop_price, expire_at, broker, broker_order_id, status,
-    filled_qty, avg_price, reason, flags, version, created_at, updated_at)
+    filled_qty, avg_price, reason, flags, version, created_at, updated_at, risk_decision)
 VALUES (%(order_id)s, %(workflow_id)s, %(idempotency_key)s, %(request_hash)s, %(client_id)s, %(client_order_id)s,
     %(account)s, %(symbol)s, %(side)s, %(type)s, %(time_in_force)s, %(qty)s, %(price)s, %(stop_price)s,
     %(expire_at)s, %(broker)s, %(broker_order_id)s, %(status)s, %(filled_qty)s, %(avg_price)s, %(reason)s,
-    %(flags)s, %(version)s, %(created_at)s, %(updated_at)s)
+    %(flags)s, %(version)s, %(created_at)s, %(updated_at)s, %(risk_decision)s)
 ON CONFLICT (order_id) DO UPDATE SET
+    risk_decision = COALESCE(EXCLUDED.risk_decision, orders.risk_decision),
     qty = EXCLUDED.qty, price = EXCLUDED.price, stop_price = EXCLUDED.stop_price,
     broker_order_id = EXCLUDED.broker_order_id, status = EXCLUDED.status, filled_qty = EXCLUDED.filled_qty,
     avg_price = EXCLUDED.avg_price, reason = EXCLUDED.reason, flags = EXCLUDED.flags,
     version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
-WHERE orders.version <= EXCLUDED.version
+WHERE orders.version <= EXCLUDED.version AND orders.request_hash = EXCLUDED.request_hash
 """
+#: The order row's owner (its request hash), locked for the booking's transaction.
+_LOCK_ORDER = "SELECT request_hash, status FROM orders WHERE order_id = %s FOR UPDATE"
+#: A booking refused because the order's row belongs to other terms (kind of the break it records).
+FOREIGN_BOOKING = "BOOKING_FOR_OTHER_TERMS"
 
 
 #: Events whose first booking has effects beyond the timeline (streaks, counters).
@@ -229,10 +239,20 @@ class OrderStoreActivities:
         # Pipeline mode: the statements go out together and the round trips are only where a result is
         # needed (whether a fill is new, the position to update) and at COMMIT, instead of one per statement.
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            # First: lock the order's row (bookings of one order never interleave) and see whose it is. A row
+            # holds one request's terms for good: a run for other terms under the same order id (a reused
+            # idempotency key, refused IDEMPOTENCY_CONFLICT) never writes over it, its timeline, its
+            # reservation or its ledger; the attempt is recorded as a break instead.
+            cur = await conn.execute(_LOCK_ORDER, (snap.order_id,))
+            owner = await cur.fetchone()
+            if owner is not None and owner["request_hash"] != snap.request_hash:
+                await self._foreign_booking(conn, inp, owner)
+                return 0, []
             params: dict[str, Any] = pg_value(snap.model_dump())
             params["status"] = snap.status.value
             params["workflow_id"] = workflow_id_for(snap.order_id)
-            # First: the upsert locks the order's row, so bookings of one order never interleave.
+            decision = inp.decision
+            params["risk_decision"] = None if decision is None else Jsonb(pg_value(decision.model_dump(mode="json")))
             await conn.execute(_UPSERT_ORDER, params)
             new_events = await self._append_events(conn, snap.order_id, snap.version, inp.events)
             for fill in inp.fills:
@@ -250,6 +270,24 @@ class OrderStoreActivities:
                 if await cur.fetchone():
                     RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=text.split(":", 1)[0]).inc()
         return booked, new_events
+
+    @staticmethod
+    async def _foreign_booking(conn: Any, inp: PersistInput, owner: dict[str, Any]) -> None:
+        """Refuse a booking whose order row belongs to other terms: log it and record a break on the order."""
+        snap = inp.snapshot
+        detail = pg_text(
+            f"{FOREIGN_BOOKING}: a booking of order {snap.order_id} for other terms (request {snap.request_hash}, "
+            f"{snap.status.value}: {snap.side} {snap.qty:f} {snap.symbol}) was refused; the row belongs to "
+            f"request {owner['request_hash']} ({owner['status']}) and was left as it was"
+        )
+        log.error("%s (%d event(s), %d fill(s) not booked)", detail, len(inp.events), len(inp.fills))
+        cur = await conn.execute(
+            "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (snap.order_id, snap.broker, FOREIGN_BOOKING, detail),
+        )
+        if await cur.fetchone():
+            RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=FOREIGN_BOOKING).inc()
 
     @staticmethod
     async def _append_events(conn: Any, order_id: str, version: int, events: list[OrderEvent]) -> list[OrderEvent]:
@@ -315,17 +353,23 @@ class OrderStoreActivities:
                 (snap.order_id,),
             )
         elif snap.status is not OrderStatus.PENDING_UPDATE:
-            # (While an amend is pending the reservation holds the larger of old and new terms, as the amend's
-            # risk check left it; the next write after the broker's answer sets the actual terms.)
+            # While an amend is pending the reservation holds the larger of old and new terms, as the amend's
+            # risk check left it, stamped with the order version it checked (hold_version). A booking of that
+            # version or an older one leaves it alone: the workflow's flusher may have had it in flight while
+            # the check ran, and it may commit after the check. Only a newer state (the amend's own events, the
+            # broker's answer) sets the terms. Nor does a stale booking (the order row is newer) change them.
             await conn.execute(
                 "UPDATE risk_reservations SET qty_open = %(open)s, price = COALESCE(%(price)s, price),"
                 " notional = %(open)s * COALESCE(%(price)s, price) * quote_rate,"
                 " margin = %(open)s * COALESCE(%(price)s, price) * quote_rate / leverage, updated_at = now()"
-                " WHERE order_id = %(id)s AND released_at IS NULL",
+                " WHERE order_id = %(id)s AND released_at IS NULL"
+                " AND (hold_version IS NULL OR hold_version < %(version)s)"
+                " AND (SELECT version FROM orders WHERE order_id = %(id)s) = %(version)s",
                 {
                     "open": max(snap.qty - snap.filled_qty, Decimal(0)),
                     "price": snap.price or snap.stop_price,
                     "id": snap.order_id,
+                    "version": snap.version,
                 },
             )
 

@@ -26,6 +26,9 @@ the account's locks and waits for the counters' answer, so the refusal names the
 
 A retry of ``check_order`` returns the stored decision only when it was made for the same request (same
 request hash); a stored decision for other terms is never adopted (``IDEMPOTENCY_CONFLICT``, no reservation).
+Nor is a decision recorded for an order whose row its workflow has already booked without one (a slow attempt
+the workflow gave up on, committing after the order closed) or whose row holds other terms: ``risk_record``
+refuses it under the row's lock and the attempt answers ``IDEMPOTENCY_CONFLICT``, reserving nothing.
 The check is total: an arithmetic failure is a denial (``RISK_CHECK_FAILED``), never an exception. The
 broker's session check runs on the decision's own connection.
 
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -101,6 +105,8 @@ _CLIENT_LOCK = 0x52534B43  # "RSKC"
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 _LIMIT_BREACH = "exodus-risk-limit"
 _RETRY = "exodus-risk-retry"
+#: risk_record found the new order's row already booked by its workflow (closed), or holding other terms.
+_CLOSED = "exodus-risk-closed"
 #: Decisions of one account racing each other: after this many, decide inside one locked transaction.
 _OPTIMISTIC_ATTEMPTS = 8
 #: Codes of the totals across accounts, and how many other accounts a full total refreshes at most.
@@ -141,6 +147,8 @@ SELECT 'Q', q.symbol, q.bid, q.ask, q.last, NULL, NULL, NULL, NULL, q.source, NU
 """
 D0 = Decimal(0)
 D1 = Decimal(1)
+
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------ prices
@@ -248,6 +256,10 @@ class AmendCheck(BaseModel):
     order: OrderRequest
     requested_by: str
     filled_qty: Decimal = Decimal(0)
+    #: The order's version (its event count) the check is made for. The hold it takes is stamped with it:
+    #: a booking of this version or an older one (in flight while the check ran) leaves the hold alone.
+    #: None (an older caller): any booking outside PENDING_UPDATE sets the terms, as before.
+    version: int | None = None
 
 
 @dataclass
@@ -663,7 +675,15 @@ class RiskActivities:
         return [_breach_reason(b, order, limits) for b in row["breaches"]]
 
     async def _decide_and_record(
-        self, conn: Any, order: OrderRequest, g: Gathered, *, careful: bool, amend: bool, actor: str
+        self,
+        conn: Any,
+        order: OrderRequest,
+        g: Gathered,
+        *,
+        careful: bool,
+        amend: bool,
+        actor: str,
+        version: int | None = None,
     ) -> RiskDecision:
         """Decide, then send the counters, the order row, the reservation and the audit entry in one statement.
 
@@ -728,6 +748,7 @@ class RiskActivities:
                 "rate": state.quote_rate or D1,
                 "leverage": limits.leverage,
                 "broker": order.broker,
+                "version": version,
             }
         if amend:
             action = "RISK_AMEND_APPROVED" if decision.approved else "RISK_AMEND_DENIED"
@@ -814,11 +835,57 @@ class RiskActivities:
         return refreshed
 
     async def _check_order(self, conn: Any, order: OrderRequest, *, careful: bool) -> RiskDecision:
-        async with conn.transaction() if careful else contextlib.nullcontext():
-            g = await self.gatherer.gather_all(conn, order)
-            if g.stored is not None:
-                return await self._stored(conn, order, g.stored)
-            return await self._decide_and_record(conn, order, g, careful=careful, amend=False, actor=order.submitted_by)
+        try:
+            async with conn.transaction() if careful else contextlib.nullcontext():
+                g = await self.gatherer.gather_all(conn, order)
+                if g.stored is not None:
+                    return await self._stored(conn, order, g.stored)
+                return await self._decide_and_record(
+                    conn, order, g, careful=careful, amend=False, actor=order.submitted_by
+                )
+        except psycopg.errors.RaiseException as e:
+            if _CLOSED not in str(e):
+                raise
+            return await self._closed(conn, order, e)
+
+    async def _closed(self, conn: Any, order: OrderRequest, error: psycopg.errors.RaiseException) -> RiskDecision:
+        """The order's row was booked by its workflow before this decision could be recorded: a refusal.
+
+        A slow attempt that the workflow's bounded retries gave up on (the order is DENIED meanwhile), or a row
+        of other terms: nothing was recorded or reserved, and the decision says so.
+        """
+        try:
+            row = json.loads(error.diag.message_detail or "{}")
+        except ValueError:
+            row = {}
+        stored_hash = row.get("request_hash") or order.request_hash
+        if stored_hash != order.request_hash:
+            message = (
+                f"order {order.order_id} was already recorded for different terms under this idempotency key; "
+                "no decision is recorded for these"
+            )
+        else:
+            message = (
+                f"order {order.order_id} was closed ({row.get('status', 'booked')}) before this risk check could "
+                "be recorded; nothing was recorded or reserved for it"
+            )
+        log.warning("risk check of %s not recorded: %s", order.order_id, message)
+        reason = RiskReason(code=ReasonCode.IDEMPOTENCY_CONFLICT, message=message)
+        await queue_audit(
+            conn,
+            actor=order.submitted_by,
+            action="RISK_DENIED",
+            subject=order.order_id,
+            detail={"order": order.summary(), "reasons": [reason.model_dump()]},
+        )
+        return RiskDecision(
+            order_id=order.order_id,
+            approved=False,
+            reasons=[reason],
+            decided_at=utcnow(),
+            request_hash=stored_hash,
+            submission_id=order.submission_id,
+        )
 
     async def _stored(self, conn: Any, order: OrderRequest, stored: dict[str, Any]) -> RiskDecision:
         """A retry: the stored decision if it was made for this request, else a refusal that takes nothing."""
@@ -851,7 +918,11 @@ class RiskActivities:
 
     @activity.defn(name="check_amend")
     async def check_amend(self, request: AmendCheck) -> RiskDecision:
-        """Decide on an order's new terms; if approved, its reservation holds the larger of old and new."""
+        """Decide on an order's new terms; if approved, its reservation holds the larger of old and new.
+
+        The hold is stamped with ``request.version``: only the booking of a newer state of the order (the
+        amend's own events, the broker's answer) sets the reservation back to the order's terms.
+        """
         async with self._pool.connection() as conn:
             return await self._optimistic(
                 conn, request.order.account, lambda careful: self._check_amend(conn, request, careful=careful)
@@ -862,7 +933,7 @@ class RiskActivities:
         async with conn.transaction() if careful else contextlib.nullcontext():
             g = await self.gatherer.gather_all(conn, order, amend=True, filled_qty=request.filled_qty)
             return await self._decide_and_record(
-                conn, order, g, careful=careful, amend=True, actor=request.requested_by
+                conn, order, g, careful=careful, amend=True, actor=request.requested_by, version=request.version
             )
 
 

@@ -56,6 +56,13 @@ class TemporalSettings(BaseModel):
     start_dev_server: bool = True
     ui_port: int = 8233
 
+    @model_validator(mode="after")
+    def _ui_url_follows_the_ui_port(self) -> TemporalSettings:
+        # Unless a URL is given (a UI server of its own), the links go to the dev server's UI port.
+        if "ui_url" not in self.model_fields_set:
+            self.ui_url = f"http://localhost:{self.ui_port}"
+        return self
+
     def broker_task_queue(self, broker: str) -> str:
         """The task queue polled only by the worker that owns ``broker``'s session."""
         return f"{self.task_queue}-broker-{broker}"

@@ -225,7 +225,7 @@ def main() -> int:
         supervisor.stop_all()
         if pg is not None:
             pg.stop()
-        print("  Stopped. State is kept in data/; `make run` resumes.", flush=True)
+        print(f"  Stopped. State is kept in {settings.data_dir}/; `make run` resumes.", flush=True)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

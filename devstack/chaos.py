@@ -8,7 +8,8 @@ Temporal dev server on a SQLite file, ``python -m worker`` (paper venue ticking,
 restarts them when they exit.
 
 While ``clients`` desks send orders through the REST API (market orders, limit orders near the market that
-fill as it moves, limit orders far from it that rest, cancels of some of those), the run SIGKILLs the worker
+fill as it moves, limit orders far from it that rest, cancels and amends of some of those, and a few limit
+orders outside the price band that risk refuses), the run SIGKILLs the worker
 ``worker_kills`` times, kills and restarts the Temporal server, and stops Postgres (immediate shutdown, every
 connection cut) and starts it again. Every request is retried on a transport error or a 5xx with the same body
 (the same idempotency key); a 202 "pending" is asked again until it is decided.
@@ -16,7 +17,9 @@ connection cut) and starts it again. Every request is retried on a transport err
 Then it waits for quiescence and checks, in two phases:
 
 1. **working orders**: every accepted order is final, or working with the same status and filled quantity in
-   the workflow, the orders table and the venue's journal; every venue report was delivered;
+   the workflow, the orders table and the venue's journal; every venue report was delivered; each working
+   order has the same terms (quantity, price) in its row and at the venue, and its reservation holds exactly
+   its open terms (nothing left over from an amend);
 2. after cancelling every working order through the API: every accepted order's workflow has completed with
    the status and filled quantity of its row; no order reached the venue twice (``sim_duplicate_submits``
    empty, at most one venue order per order); the ledger's fills are exactly the venue's fills (execution id,
@@ -149,6 +152,7 @@ class ChaosReport:
     working_verified: int = 0
     fills: int = 0
     cancels_sent: int = 0
+    amends_sent: int = 0
     data_dir: Path | None = None
     seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -176,7 +180,8 @@ class ChaosReport:
             f"  Chaos run: {self.seconds:.0f}s, seed {self.plan.seed}, {self.plan.clients} desks, "
             f"{self.plan.duration:.0f}s of order flow",
             f"  orders sent        {len(self.orders)} ({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))}); "
-            f"POSTs {sum(o.posts for o in self.orders)}; cancels sent {self.cancels_sent}",
+            f"POSTs {sum(o.posts for o in self.orders)}; cancels sent {self.cancels_sent}; "
+            f"amends sent {self.amends_sent}",
             f"  decisions          accepted {len(accepted)}, denied {sum(o.outcome == 'denied' for o in self.orders)}"
             f" ({', '.join(f'{k} {n}' for k, n in self._denials().items()) or 'none'}), other "
             f"{sum(o.outcome not in ('accepted', 'denied') for o in self.orders)}",
@@ -368,6 +373,12 @@ class Desk:
             "timeInForce": "GTC",
         }
         roll = self.rng.random()
+        if roll < 0.03:
+            # Half (or one and a half times) the market: far outside the price band, refused by risk.
+            factor = Decimal("0.5") if side == "BUY" else Decimal("1.5")
+            body["type"] = "LIMIT"
+            body["price"] = str((_PRICES[symbol] * factor).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+            return "limit-out-of-band", body
         if roll < 0.5:
             body["type"] = "MARKET"
             return "market", body
@@ -378,11 +389,24 @@ class Desk:
         body["price"] = str(price.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
         return ("limit-near" if near else "limit-far"), body
 
+    def _amendment(self, order: Order) -> dict[str, Any]:
+        """New terms for a resting order: another quantity, and sometimes a price a little further away."""
+        change: dict[str, Any] = {"qty": self.rng.randint(1, 1500)}
+        if self.rng.random() < 0.5:
+            price = Decimal(str(order.body["price"]))
+            away = Decimal("0.999") if order.body["side"] == "BUY" else Decimal("1.001")
+            change["price"] = str((price * away).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+        return change
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if self.resting and self.rng.random() < 0.2:
+            roll = self.rng.random()
+            if self.resting and roll < 0.2:
                 order = self.resting.pop(self.rng.randrange(len(self.resting)))
                 await cancel(self.http, order, self.report)
+            elif self.resting and roll < 0.3:
+                order = self.resting[self.rng.randrange(len(self.resting))]
+                await amend(self.http, order, self._amendment(order), self.report)
             else:
                 kind, body = self._body()
                 order = Order(self.client_id, body["clientOrderId"], kind, body)
@@ -459,6 +483,21 @@ async def cancel(http: httpx.AsyncClient, order: Order, report: ChaosReport, *, 
         order.cancel_requested = True
 
 
+async def amend(
+    http: httpx.AsyncClient, order: Order, change: dict[str, Any], report: ChaosReport, *, patience: float = 120
+) -> None:
+    """Amend (again, with the same body) until the API answers; a refusal (filled meanwhile, risk) is an answer."""
+
+    async def send() -> httpx.Response:
+        return await http.patch(f"/api/v1/orders/{order.order_id}", json=change)
+
+    report.amends_sent += 1
+    what = f"PATCH /orders/{order.order_id} {change}"
+    r = await _retrying(send, report, deadline=time.monotonic() + patience, what=what, kind="amend")
+    if r is not None and r.status_code == 200 and "price" in change:
+        order.body["price"] = change["price"]
+
+
 # ------------------------------------------------------------------------------------------------ checks
 
 
@@ -473,7 +512,7 @@ def _root(client_order_id: str) -> str:
 
 
 async def _views(url: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], int]:
-    rows = await _fetch(url, "SELECT order_id, status, filled_qty, qty FROM orders")
+    rows = await _fetch(url, "SELECT order_id, status, filled_qty, qty, price FROM orders")
     venue_rows = await _fetch(url, "SELECT client_order_id, status, body FROM sim_orders WHERE venue = 'paper'")
     venue: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for v in venue_rows:
@@ -596,6 +635,10 @@ async def run_checks(stack: ChaosStack, report: ChaosReport, http: httpx.AsyncCl
         "quiescence: every accepted order is final, or working alike in workflow, row and venue",
         problems,
         detail=f"{len(working)} working, {len(accepted) - len(working)} final",
+    )
+    report.check(
+        "working orders: the same terms in row and venue, and a reservation of exactly their open terms",
+        await _working_terms(url, working, table, venue),
     )
 
     # Phase 2: cancel what still works; every order must then complete.
@@ -728,6 +771,39 @@ async def run_checks(stack: ChaosStack, report: ChaosReport, http: httpx.AsyncCl
     )
     exits = stack.exits()
     report.unexpected_exits = exits
+
+
+async def _working_terms(
+    url: str, working: list[Order], table: dict[str, dict[str, Any]], venue: dict[str, list[dict[str, Any]]]
+) -> list[str]:
+    """Problems with the working orders' terms.
+
+    Each working order's quantity and price must agree between its row and the venue (amends included), and
+    its reservation must be held for exactly its open quantity at its price (no amend's hold left behind).
+    """
+    held = {
+        r["order_id"]: r
+        for r in await _fetch(url, "SELECT order_id, qty_open, price, released_at FROM risk_reservations")
+    }
+    problems = []
+    for o in working:
+        row, res = table[o.order_id], held.get(o.order_id)
+        at_venue = venue.get(o.order_id, [])
+        if at_venue:
+            body = at_venue[0]["body"]
+            v_price = None if body.get("price") is None else Decimal(str(body["price"]))
+            if (Decimal(str(body["qty"])), v_price) != (row["qty"], row["price"]):
+                problems.append(
+                    f"{o.order_id}: {row['qty']} @ {row['price']} here, {body['qty']} @ {v_price} at the venue"
+                )
+        open_qty = row["qty"] - row["filled_qty"]
+        if res is None or res["released_at"] is not None:
+            problems.append(f"{o.order_id}: {row['status']} without a held reservation")
+        elif res["qty_open"] != open_qty or (row["price"] is not None and res["price"] != row["price"]):
+            problems.append(
+                f"{o.order_id}: reservation {res['qty_open']} @ {res['price']}, open terms {open_qty} @ {row['price']}"
+            )
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------ the run

@@ -22,8 +22,17 @@ What it speaks (FIX 4.2, 4.4, or 5.0 SP2 over FIXT 1.1, checked against QuickFIX
   MDReqRejReason 281=0). Subscriptions end with the session.
 
 While the session is down, reports are still sent into QuickFIX's store under their sequence numbers, so the
-initiator gets them by resend after it logs on again. ``faults`` simulates what tests need: refused logons,
-orders that vanish, a connection dropped between receiving an order and answering it.
+initiator gets them by resend after it logs on again.
+
+The simulated venue's journal is the record of truth here too: orders are looked up through its journaled API
+(``SimVenue.order``/``recorded``), never in its engine, so no answer (an unknown order, a duplicate id, a
+status) can differ from the journal. A request the venue cannot journal (``BrokerUnavailable``: the journal
+is down) is not acknowledged: QuickFIX's thread waits for the handler, and a handler that fails leaves the
+message unprocessed (the connection drops and the message's sequence number is asked for again), so the
+counterparty never holds an answer the venue's records lack, and learns the outcome by asking again.
+
+``faults`` simulates what tests need: refused logons, orders that vanish, a connection dropped between
+receiving an order and answering it.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ from core.domain import (
     SubmitOrder,
     utcnow,
 )
+from core.errors import BrokerUnavailable
 from sim.matching import RejectReason, SimOrder
 from sim.venue import SimVenue
 
@@ -115,6 +125,8 @@ class _Stats:
     received: dict[str, int] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)
     refused_logons: int = 0
+    #: Requests left unprocessed because the venue could not journal them.
+    unjournaled: int = 0
 
 
 class FixVenue:
@@ -134,6 +146,7 @@ class FixVenue:
         password: str | None = None,
         allowed_remote_addresses: list[str] | None = None,
         persist_messages: bool = True,
+        handler_timeout: float = 30.0,
     ) -> None:
         """Serve one session for the initiator ``target_comp_id`` on ``port``.
 
@@ -150,6 +163,8 @@ class FixVenue:
             allowed_remote_addresses: Peers allowed to connect (default 127.0.0.1).
             persist_messages: False makes QuickFIX answer resend requests with gap fills only (a counterparty
                 that does not keep messages; reports sent while the session was down are then lost).
+            handler_timeout: How long QuickFIX's thread waits for a request to be journaled and answered before
+                leaving the message unprocessed (the connection drops; the counterparty sends it again).
         """
         self.venue = venue
         allowed = allowed_remote_addresses if allowed_remote_addresses is not None else ["127.0.0.1"]
@@ -187,6 +202,9 @@ class FixVenue:
             logon_check=self._check_logon,
             accept_types=("D", "F", "G", "H", "V"),
             forward_admin=(),
+            # A request counts as received only once the venue has journaled (and answered) it.
+            wait_for_handler=handler_timeout,
+            no_wait_types=("V",),
         )
         venue.add_listener(self._on_report)
         venue.add_feed_listener(self._on_feed_moved)
@@ -288,6 +306,15 @@ class FixVenue:
 
     async def _on_message(self, msg: FixMessage) -> None:
         self.stats.received[msg.msg_type] = self.stats.received.get(msg.msg_type, 0) + 1
+        try:
+            await self._handle(msg)
+        except BrokerUnavailable as e:
+            # Not acknowledged: the connector leaves the message unprocessed (the counterparty sends it again).
+            self.stats.unjournaled += 1
+            log.warning("fix venue: %s not processed, the journal cannot take it: %s", msg.text(), e)
+            raise
+
+    async def _handle(self, msg: FixMessage) -> None:
         if msg.msg_type == "D":
             await self._new_order(msg)
         elif msg.msg_type == "F":
@@ -301,11 +328,12 @@ class FixVenue:
 
     # -- requests ----------------------------------------------------------------------------------------
 
-    def _find(self, cl_ord_id: str) -> SimOrder | None:
-        return self.venue.engine.find(self._aliases.get(cl_ord_id, cl_ord_id))
+    async def _find(self, cl_ord_id: str) -> SimOrder | None:
+        # The journaled record (saves what is unsaved first; BrokerUnavailable if it cannot).
+        return await self.venue.order(self._aliases.get(cl_ord_id, cl_ord_id))
 
-    def _known_id(self, cl_ord_id: str) -> bool:
-        return cl_ord_id in self._aliases or self.venue.engine.find(cl_ord_id) is not None
+    async def _known_id(self, cl_ord_id: str) -> bool:
+        return cl_ord_id in self._aliases or await self.venue.order(cl_ord_id) is not None
 
     async def _new_order(self, msg: FixMessage) -> None:
         cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
@@ -375,14 +403,13 @@ class FixVenue:
     async def _cancel(self, msg: FixMessage) -> None:
         cancel_id = msg.get(Tag.CL_ORD_ID) or ""
         orig = msg.get(Tag.ORIG_CL_ORD_ID) or ""
-        order = self._find(orig)
-        if self._known_id(cancel_id):
+        order = await self._find(orig)
+        if await self._known_id(cancel_id):
             self._cancel_reject(msg, order, f"{RejectReason.DUPLICATE_ORDER}: {cancel_id} is already in use", "1")
             return
         if order is None:
             self._cancel_reject(msg, None, f"{RejectReason.UNKNOWN_ORDER}: no order {orig}", "1")
             return
-        self._aliases[cancel_id] = order.client_order_id
         side = MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "", order.side)
         request = CancelOrder(
             client_order_id=order.client_order_id,
@@ -397,13 +424,16 @@ class FixVenue:
             ack = await self.venue.cancel(request)
         finally:
             _current.reset(token)
+        # The cancel's id names the order from now on (only once the venue has taken the request: a request it
+        # could not journal is sent again under the same id).
+        self._aliases[cancel_id] = order.client_order_id
         if not ack.accepted and not ack.reports:
             self._cancel_reject(msg, order, ack.reason or RejectReason.UNKNOWN_ORDER, "1")
 
     async def _replace(self, msg: FixMessage) -> None:
         new_id = msg.get(Tag.CL_ORD_ID) or ""
         orig = msg.get(Tag.ORIG_CL_ORD_ID) or ""
-        order = self._find(orig)
+        order = await self._find(orig)
         if order is None:
             self._cancel_reject(msg, None, f"{RejectReason.UNKNOWN_ORDER}: no order {orig}", "2")
             return
@@ -438,11 +468,12 @@ class FixVenue:
 
     async def _status(self, msg: FixMessage) -> None:
         cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
-        # The venue answers under its lock, so no step is half-way (changed but not yet reported); the order
-        # is read right after, before anything else can run. The answer therefore follows every report of
-        # the state it shows.
-        await self.venue.status(self._aliases.get(cl_ord_id, cl_ord_id))
-        self._send("8", self._status_fields(msg, self._find(cl_ord_id)))
+        # The venue answers under its lock once everything is journaled, so no step is half-way (changed but not
+        # yet reported); the journaled record is read right after, before anything else can run. The answer
+        # therefore follows every report of the state it shows.
+        key = self._aliases.get(cl_ord_id, cl_ord_id)
+        await self.venue.status(key)
+        self._send("8", self._status_fields(msg, self.venue.recorded(key)))
 
     # -- market data -------------------------------------------------------------------------------------
 
@@ -648,7 +679,7 @@ class FixVenue:
             log.exception("fix venue: could not send report %s", report.exec_id)
 
     def _send_report(self, report: ExecutionReport) -> None:
-        order = self.venue.engine.find(report.client_order_id)
+        order = self.venue.recorded(report.client_order_id)  # the listener runs right after the journal took it
         if order is None:
             log.error("fix venue: report %s names no order", report.exec_id)
             return

@@ -12,7 +12,9 @@ revealed (an answer, a report, a status, a list of fills) until the journal has 
 * saving is idempotent (orders are upserted, reports inserted once), so a save whose commit went through
   but whose answer was lost is simply saved again;
 * if the engine itself raises halfway through a change, the book is rebuilt from the journal before the
-  next request.
+  next request;
+* front ends (the local FIX venue) read orders through ``order()``/``recorded()``, which follow the same rule,
+  never through ``engine``.
 
 Reports that were journaled but never delivered are handed out again by ``start()``; a report is emitted
 once per process.
@@ -223,6 +225,29 @@ class SimVenue:
         async with self._lock:
             await self._sync()
             return self.engine.status(client_order_id)
+
+    async def order(self, client_order_id: str) -> SimOrder | None:
+        """The venue's record of an order (by any id of its replace chain; refused ones too), as journaled.
+
+        Like every answer, it first saves whatever is still unsaved (``BrokerUnavailable`` if the journal cannot
+        take it), so nothing shown from it differs from the journal. A copy: later changes do not show in it.
+        Front ends of the venue (the local FIX venue) look orders up here, never in ``engine``.
+        """
+        async with self._lock:
+            await self._sync()
+            return self.recorded(client_order_id)
+
+    def recorded(self, client_order_id: str) -> SimOrder | None:
+        """The journaled record of an order, without waiting: for report listeners and right after an answer.
+
+        Valid only while nothing is unsaved (a listener runs right after its reports were journaled; a caller
+        that just got an answer has had no await since); otherwise ``BrokerUnavailable``, never the engine's
+        unsaved view. A copy.
+        """
+        if self.unsaved or self._needs_reload:
+            raise BrokerUnavailable(f"{self.name}: changes are waiting for the journal; the book is not readable")
+        order = self.engine.find(client_order_id)
+        return None if order is None else order.model_copy(deep=True)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Orders still working."""

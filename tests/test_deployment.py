@@ -73,3 +73,24 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in sorted(_setting_env_names() - {"EXODUS_DATABASE_URL"}) if f"`{name}`" not in readme]
     assert not missing, f"README's configuration table misses {missing}"
+
+
+def test_the_compose_temporal_ui_is_read_only() -> None:
+    # The Temporal UI is a second control plane (issue 9): in the compose deployment every write switch is on,
+    # and the README names each one.
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    [ui] = [svc for svc in compose["services"].values() if str(svc.get("image", "")).startswith("temporalio/ui")]
+    switches = [
+        "TEMPORAL_DISABLE_WRITE_ACTIONS",
+        "TEMPORAL_WORKFLOW_TERMINATE_DISABLED",
+        "TEMPORAL_WORKFLOW_CANCEL_DISABLED",
+        "TEMPORAL_WORKFLOW_SIGNAL_DISABLED",
+        "TEMPORAL_WORKFLOW_UPDATE_DISABLED",
+        "TEMPORAL_WORKFLOW_RESET_DISABLED",
+        "TEMPORAL_BATCH_ACTIONS_DISABLED",
+        "TEMPORAL_START_WORKFLOW_DISABLED",
+    ]
+    env = ui.get("environment") or {}
+    assert {name: str(env.get(name)).lower() for name in switches} == dict.fromkeys(switches, "true")
+    readme = (ROOT / "README.md").read_text()
+    assert "TEMPORAL_DISABLE_WRITE_ACTIONS=true" in readme and "TEMPORAL_START_WORKFLOW_DISABLED" in readme

@@ -23,7 +23,9 @@ pydantic model classes each time cost more worker CPU than the rest of the modul
 Versioning: orders in flight survive upgrades because every change to what the workflow does (the commands
 it issues and their order) is behind ``workflow.patched``. The patches are evaluated once, when a run
 starts: an order started by an earlier release replays, and finishes, on the old path; every new order (and
-every continued run) takes the new one. See the README, "Upgrading with orders in flight".
+every continued run) takes the new one. A patch of a rare branch (``PATCH_AMEND_RECHECK_BOOKED``) is evaluated
+where the branch is taken, so that only the orders that take it carry its marker. See the README, "Upgrading
+with orders in flight".
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order_models import OrderCarry, OrderConfig, OrderResult, OrderWorkflowInput
 
 __all__ = [
+    "PATCH_AMEND_RECHECK_BOOKED",
     "PATCH_NO_WEDGE",
     "OrderCarry",
     "OrderConfig",
@@ -89,6 +92,11 @@ __all__ = [
 #: * continue-as-new: the order continues as a new run, carrying its whole state, before its history grows
 #:   large.
 PATCH_NO_WEDGE = "no-wedge-cancel-resend-continue-as-new"
+#: An amend that risk approved but that a fill made impossible meanwhile is recorded (``AMEND_DENIED``) and
+#: booked, so the hold its risk check took is set back to the order's terms at once. Evaluated where it
+#: applies, not when the run starts: an amend refused that way is rare, and a marker in every order's history
+#: would cost two events per order.
+PATCH_AMEND_RECHECK_BOOKED = "amend-recheck-refusal-booked"
 
 
 _LOCAL = timedelta(seconds=10)
@@ -266,7 +274,12 @@ class OrderWorkflow:
             try:
                 decision = await workflow.execute_local_activity_method(
                     RiskActivities.check_amend,
-                    AmendCheck(order=proposed, requested_by=request.requested_by, filled_qty=state.filled_qty),
+                    AmendCheck(
+                        order=proposed,
+                        requested_by=request.requested_by,
+                        filled_qty=state.filled_qty,
+                        version=len(state.events),
+                    ),
                     start_to_close_timeout=_LOCAL,
                     retry_policy=self._risk_retry(),
                 )
@@ -286,6 +299,11 @@ class OrderWorkflow:
                 return self._amend_result(False, f"risk check refused the amend: {reason}")
             problem = self._amend_problem(request)  # a fill may have landed while risk was checking
             if problem is not None:
+                if workflow.patched(PATCH_AMEND_RECHECK_BOOKED):
+                    # The check's hold (the larger of old and new terms) may have been taken after the fill's
+                    # booking: this event's booking, of a newer version than the check's, sets it back.
+                    state.record("AMEND_DENIED", at=workflow.now(), detail=problem, actor=request.requested_by)
+                    self._dirty = True
                 return self._amend_result(False, problem)
             state.apply(
                 OrderEventKind.REQUEST_UPDATE,
@@ -826,6 +844,8 @@ class OrderWorkflow:
             breaks=self._breaks[self._persisted_breaks : n_breaks],
             final=final,
             received_at=state.request.received_at,
+            # The closing booking records the decision the workflow acted on (an input, not a command).
+            decision=state.decision if final else None,
         )
         snapshot = _snapshot(state)
         self._dirty = False

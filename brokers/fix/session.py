@@ -765,6 +765,8 @@ class FixConnector:
             try:
                 await self._on_message(msg)
                 ok = True
+            except BrokerUnavailable as e:  # expected (storage down): one line, no traceback
+                log.warning("%s: handling %s failed: %s", self.name, msg.text(), e)
             except Exception:
                 log.exception("%s: handling %s failed", self.name, msg.text())
             finally:

@@ -22,7 +22,7 @@ from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistI
 from activities.risk import AmendCheck, RiskActivities
 from brokers import capabilities
 from brokers.sessions import session_check_for
-from core.domain import InstrumentClass, OrderRequest, OrderStatus, RiskDecision, utcnow
+from core.domain import InstrumentClass, OrderEvent, OrderRequest, OrderStatus, RiskDecision, RiskReason, utcnow
 from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, Quote, StoredQuote, upsert_quotes
 from core.policy import PolicyStore
@@ -202,6 +202,51 @@ async def test_a_rejected_replace_leaves_the_old_reservation(rig: Rig) -> None:
     await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=7))
     row = await rig.held(first.order_id)
     assert (row["qty_open"], row["price"]) == (10, D("180.00"))
+
+
+async def test_a_booking_that_commits_after_the_amend_check_keeps_the_hold(rig: Rig) -> None:
+    # The workflow's flusher had a booking of version 4 (old terms, 10) in flight when the amend to 18 was
+    # checked at version 4; the booking commits after the check. The hold must stay at 18 until the broker
+    # answers, and no other order may be approved into it.
+    account = unique("amend")
+    await rig.put("ACCOUNT", account, {"max_gross_exposure": "3800"})  # 20 AAPL at the 190 mark
+    first = limit_buy(account, "10")
+    assert (await rig.risk.check_order(first)).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=3))
+
+    up = first.model_copy(update={"qty": D(18)})
+    assert (await rig.risk.check_amend(AmendCheck(order=up, requested_by="d", version=4))).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=4))  # the late one
+    assert (await rig.held(first.order_id))["qty_open"] == 18
+    assert codes(await rig.risk.check_order(limit_buy(account, "10"))) == ["MAX_GROSS_EXPOSURE"]
+    await rig.store.persist_order(snapshot(first, OrderStatus.PENDING_UPDATE, qty=D(10), version=5))
+    assert (await rig.held(first.order_id))["qty_open"] == 18
+    assert codes(await rig.risk.check_order(limit_buy(account, "10"))) == ["MAX_GROSS_EXPOSURE"]
+
+    # A stale booking (older than the order row) changes nothing either.
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=2))
+    assert (await rig.held(first.order_id))["qty_open"] == 18
+
+    # The broker refuses the replace: the booking of the answer (newer than the check) sets the old terms.
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=6))
+    assert (await rig.held(first.order_id))["qty_open"] == 10
+    assert (await rig.risk.check_order(limit_buy(account, "10"))).approved
+
+
+async def test_an_amend_confirmed_after_a_late_booking_holds_the_new_terms(rig: Rig) -> None:
+    account = unique("amend")
+    await rig.put("ACCOUNT", account, {"max_gross_exposure": "3800"})
+    first = limit_buy(account, "10")
+    assert (await rig.risk.check_order(first)).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=3))
+    down = first.model_copy(update={"qty": D(4)})
+    assert (await rig.risk.check_amend(AmendCheck(order=down, requested_by="d", version=3))).approved
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(10), version=3))  # retried, late
+    await rig.store.persist_order(snapshot(first, OrderStatus.PENDING_UPDATE, qty=D(10), version=4))
+    assert (await rig.held(first.order_id))["qty_open"] == 10  # nothing freed before the broker's answer
+    await rig.store.persist_order(snapshot(first, OrderStatus.ACCEPTED, qty=D(4), version=5))
+    assert (await rig.held(first.order_id))["qty_open"] == 4
+    assert (await rig.risk.check_order(limit_buy(account, "16"))).approved
 
 
 async def test_concurrent_amends_and_new_orders_never_jointly_breach(rig: Rig) -> None:
@@ -449,6 +494,92 @@ async def test_a_stored_decision_for_other_terms_is_never_adopted(rig: Rig) -> N
     assert row["qty_open"] == 1
     [stored] = await rig.fetch("SELECT qty, request_hash FROM orders WHERE order_id = %s", first.order_id)
     assert (stored["qty"], stored["request_hash"]) == (1, first.request_hash)
+
+
+async def test_a_run_for_other_terms_never_books_over_the_orders_row(rig: Rig) -> None:
+    # A denied order (row version 2) and a later run under the same order id for other terms, refused
+    # IDEMPOTENCY_CONFLICT: its DENIED booking (also version 2) must not change the row, its timeline or its
+    # reservation, and the attempt is recorded as a break.
+    first = limit_buy(unique("key"), "1")
+    assert (await rig.risk.check_order(first)).approved
+    await rig.store.persist_order(
+        snapshot(first, OrderStatus.ACCEPTED, qty=D(1), version=2).model_copy(
+            update={"events": [_event(1, "SUBMIT", OrderStatus.SUBMITTED), _event(2, "ACCEPT", OrderStatus.ACCEPTED)]}
+        )
+    )
+    other = first.model_copy(update={"qty": D(5000), "request_hash": "different", "submission_id": "s2"})
+    assert codes(await rig.risk.check_order(other)) == ["IDEMPOTENCY_CONFLICT"]
+    for version in (2, 3):  # as new as the row, and newer
+        await rig.store.persist_order(
+            snapshot(other, OrderStatus.DENIED, qty=D(5000), version=version).model_copy(
+                update={"events": [_event(1, "DENY", OrderStatus.DENIED)], "final": True}
+            )
+        )
+    [row] = await rig.fetch("SELECT qty, status, request_hash, version FROM orders WHERE order_id = %s", first.order_id)
+    assert (row["qty"], row["status"], row["request_hash"], row["version"]) == (1, "ACCEPTED", first.request_hash, 2)
+    events = await rig.fetch("SELECT seq, kind FROM order_events WHERE order_id = %s ORDER BY seq", first.order_id)
+    assert [(e["seq"], e["kind"]) for e in events] == [(1, "SUBMIT"), (2, "ACCEPT")]
+    held = await rig.held(first.order_id)
+    assert held["qty_open"] == 1 and held["released_at"] is None
+    breaks = await rig.fetch("SELECT kind, detail FROM reconciliation_breaks WHERE order_id = %s", first.order_id)
+    [refused] = breaks  # once, however often the run books
+    assert refused["kind"] == "BOOKING_FOR_OTHER_TERMS"
+    assert "request different" in refused["detail"] and first.request_hash in refused["detail"]
+
+
+@pytest.mark.parametrize("decision_booked", [False, True], ids=["row-without-decision", "row-with-decision"])
+async def test_a_risk_attempt_that_commits_after_the_orders_final_booking_reserves_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, decision_booked: bool
+) -> None:
+    # A slow attempt of check_order: it has read everything, then the workflow gives up on it (bounded
+    # retries), denies the order RISK_CHECK_FAILED and writes the final booking (which stores that decision;
+    # the row of an older worker's booking has none); then the attempt records.
+    order = limit_buy(unique("slow"), "10")
+    gathered, release = asyncio.Event(), asyncio.Event()
+    record = rig.risk._decide_and_record
+
+    async def slow(*args: Any, **kwargs: Any) -> RiskDecision:
+        gathered.set()
+        await release.wait()
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(rig.risk, "_decide_and_record", slow)
+    attempt = asyncio.create_task(rig.risk.check_order(order))
+    await asyncio.wait_for(gathered.wait(), 10)
+    final = snapshot(order, OrderStatus.DENIED, qty=D(10), version=2).model_copy(
+        update={"events": [_event(1, "RECEIVED", OrderStatus.RECEIVED), _event(2, "DENY", OrderStatus.DENIED)]}
+    )
+    denial = RiskDecision(
+        order_id=order.order_id,
+        approved=False,
+        reasons=[RiskReason(code="RISK_CHECK_FAILED", message="the risk check failed after 5 attempt(s)")],
+        decided_at=utcnow(),
+        request_hash=order.request_hash,
+    )
+    await rig.store.persist_order(
+        final.model_copy(update={"final": True, "decision": denial if decision_booked else None})
+    )
+    release.set()
+    late = await asyncio.wait_for(attempt, 10)
+
+    assert not late.approved and codes(late) == ["IDEMPOTENCY_CONFLICT"], late.reasons
+    assert "closed (DENIED)" in late.reasons[0].message
+    assert await rig.fetch("SELECT 1 FROM risk_reservations WHERE order_id = %s", order.order_id) == []
+    [row] = await rig.fetch("SELECT status, risk_decision, version FROM orders WHERE order_id = %s", order.order_id)
+    stored = denial.model_dump(mode="json") if decision_booked else None
+    assert (row["status"], row["risk_decision"], row["version"]) == ("DENIED", stored, 2)
+    # Nor does a later retry (or a new run under the same key) take anything for the closed order: it gets
+    # the stored denial, or (no decision stored) a refusal.
+    again = await rig.risk.check_order(order)
+    assert codes(again) == (["RISK_CHECK_FAILED"] if decision_booked else ["IDEMPOTENCY_CONFLICT"])
+    assert await rig.fetch("SELECT 1 FROM risk_reservations WHERE order_id = %s", order.order_id) == []
+    other = order.model_copy(update={"request_hash": "other-terms", "qty": D(3), "submission_id": "s3"})
+    conflict = await rig.risk.check_order(other)
+    assert codes(conflict) == ["IDEMPOTENCY_CONFLICT"] and conflict.request_hash == order.request_hash
+
+
+def _event(seq: int, kind: str, status: OrderStatus) -> OrderEvent:
+    return OrderEvent(seq=seq, at=utcnow(), kind=kind, status=status)
 
 
 async def test_a_denied_order_is_no_duplicate(rig: Rig) -> None:

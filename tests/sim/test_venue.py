@@ -9,7 +9,6 @@ nothing else was; a venue restarted from the journal has the same book.
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable
 from decimal import Decimal as D
@@ -29,69 +28,12 @@ from core.domain import (
     TimeInForce,
 )
 from core.errors import BrokerUnavailable
-from sim.matching import MatchResult, SimOrder
+from sim.matching import MatchResult
 from sim.venue import SimVenue
 from tests.harness import static_instruments
+from tests.sim.memory_journal import MemoryJournal
 
 pytestmark = pytest.mark.asyncio
-
-
-class JournalDown(OSError):
-    pass
-
-
-class MemoryJournal:
-    """A venue journal in memory that can fail before or after committing."""
-
-    def __init__(self) -> None:
-        self.orders: dict[str, dict[str, Any]] = {}
-        self.reports: dict[str, dict[str, Any]] = {}
-        self.delivered: set[str] = set()
-        self.duplicates: dict[str, str] = {}
-        self.saves = 0
-        #: Fail the next N saves before anything is written.
-        self.fail_before_commit = 0
-        #: Write the next N saves, then fail anyway (an answer lost after the commit).
-        self.fail_after_commit = 0
-        self.fail_loads = 0
-
-    async def acquire(self) -> None:
-        pass
-
-    async def release(self) -> None:
-        pass
-
-    async def load(self) -> tuple[list[SimOrder], list[ExecutionReport]]:
-        if self.fail_loads:
-            self.fail_loads -= 1
-            raise JournalDown("journal unreachable (injected)")
-        orders = [SimOrder.model_validate(copy.deepcopy(o)) for o in self.orders.values()]
-        pending = [ExecutionReport.model_validate(r) for k, r in self.reports.items() if k not in self.delivered]
-        return orders, pending
-
-    async def save(self, result: MatchResult) -> None:
-        if self.fail_before_commit:
-            self.fail_before_commit -= 1
-            raise JournalDown("connection lost before commit (injected)")
-        self.saves += 1
-        for o in result.changed:
-            self.orders[o.venue_order_id] = o.model_dump(mode="json")
-        for r in result.reports:
-            self.reports.setdefault(r.exec_id, r.model_dump(mode="json"))
-        for d in result.duplicates:
-            self.duplicates.setdefault(d.event_id, d.client_order_id)
-        if self.fail_after_commit:
-            self.fail_after_commit -= 1
-            raise JournalDown("connection lost after commit (injected)")
-
-    async def mark_delivered(self, exec_ids: list[str]) -> None:
-        self.delivered.update(exec_ids)
-
-    def status(self, client_order_id: str) -> str | None:
-        for o in self.orders.values():
-            if client_order_id in o["client_order_ids"]:
-                return str(o["status"])
-        return None
 
 
 class Venue:
@@ -320,3 +262,23 @@ async def test_reports_pending_at_a_restart_are_emitted_once(v: Venue) -> None:
     assert [r.kind.value for r in second.emitted] == ["FILL"]
     await second.venue.step()
     assert [r.kind.value for r in second.emitted] == ["FILL"]
+
+
+async def test_front_ends_read_orders_only_as_journaled(v: Venue) -> None:
+    # ``order()`` saves what is unsaved first and answers nothing the journal lacks; ``recorded()`` refuses
+    # while something is unsaved (what the local FIX venue reads orders through).
+    order = cid()
+    v.journal.fail_before_commit = 1
+    await raises_unavailable(lambda: v.venue.submit(submit(order, type="LIMIT", price="95.00")))
+    assert v.venue.engine.find(order) is not None and v.journal.status(order) is None  # applied, unsaved
+    with pytest.raises(BrokerUnavailable):
+        v.venue.recorded(order)
+    v.journal.fail_before_commit = 1
+    await raises_unavailable(lambda: v.venue.order(order))
+    seen = await v.venue.order(order)
+    assert seen is not None and seen.status is OrderStatus.ACCEPTED and v.journal.status(order) == "ACCEPTED"
+    seen.status = OrderStatus.CANCELED  # a copy: the venue's book is not touched through it
+    recorded = v.venue.recorded(order)
+    assert recorded is not None and recorded.status is OrderStatus.ACCEPTED
+    assert await v.venue.order("EXNOSUCHORDER") is None
+    await v.assert_agrees()

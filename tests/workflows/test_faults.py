@@ -29,7 +29,7 @@ from temporalio.worker import (
 from activities.persistence import PersistInput
 from activities.risk import AmendCheck
 from core.domain import AmendRequest, CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
-from tests.harness import Stack, make_order
+from tests.harness import Stack, make_order, unique
 from tests.workflows.faults import CancelRefusingBroker, FlakyPool, OrderWorker, order_worker
 from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
@@ -128,6 +128,41 @@ async def test_a_risk_check_that_keeps_failing_denies_the_order_and_releases_its
     reservation = await _reservation(stack, order.order_id)
     assert reservation is not None and reservation["released_at"] is not None and reservation["qty_open"] == 0
     assert await stack.venue.status(order.order_id) is None  # never sent
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["nothing-committed", "approval-committed"])
+async def test_a_repeat_of_an_order_whose_risk_check_failed_gets_its_denial(stack: Stack, committed: bool) -> None:
+    # The order's row is the authority on its key: the workflow's decision (RISK_CHECK_FAILED) must be on it,
+    # whether no attempt committed anything or one committed an approval the workflow never heard of.
+    def failing(parts: OrderWorker) -> list[Callable[..., Any]]:
+        @activity.defn(name="check_order")
+        async def check_order(order: OrderRequest) -> RiskDecision:
+            if committed:
+                await parts.risk.check_order(order)
+            raise RuntimeError("connection lost")
+
+        return [check_order]
+
+    async with order_worker(stack, activities=failing) as w:
+        settings = stack.settings.model_copy(
+            update={"temporal": stack.settings.temporal.model_copy(update={"task_queue": w.task_queue})}
+        )
+        body = {"clientId": unique("rcf"), "clientOrderId": unique("co"), "symbol": "AAPL", "side": "BUY", "qty": 10}
+        async with stack.api(settings) as http:
+            first = await http.post("/api/v1/orders", json=body)
+            assert first.status_code == 422, first.text
+            assert [r["code"] for r in first.json()["reasons"]] == ["RISK_CHECK_FAILED"]
+            order_id = first.json()["internalOrderId"]
+            await asyncio.wait_for(stack.client.get_workflow_handle(f"order-{order_id}").result(), 30)
+            again = await http.post("/api/v1/orders", json=body)
+    assert again.status_code == 200, again.text  # the original answer, from the row (not 409 "retry shortly")
+    answer = again.json()
+    assert answer["duplicate"] is True and answer["status"] == "rejected" and answer["orderStatus"] == "DENIED"
+    assert [r["code"] for r in answer["reasons"]] == ["RISK_CHECK_FAILED"]
+    [row] = await stack.fetch("SELECT status, risk_decision FROM orders WHERE order_id = %s", order_id)
+    assert row["status"] == "DENIED" and row["risk_decision"]["approved"] is False
+    reservation = await _reservation(stack, order_id)
+    assert reservation is None or reservation["released_at"] is not None
 
 
 async def test_an_amend_whose_risk_check_fails_is_refused_and_the_order_stays_cancelable(stack: Stack) -> None:

@@ -22,7 +22,7 @@ from temporalio.worker import Replayer
 from core.domain import AmendRequest, CancelRequest, OrderStatus
 from tests.harness import Stack, make_order
 from tests.workflows.recording import HISTORIES
-from workflows.order import PATCH_NO_WEDGE, OrderWorkflow
+from workflows.order import PATCH_AMEND_RECHECK_BOOKED, PATCH_NO_WEDGE, OrderWorkflow
 
 COMMITTED = sorted(HISTORIES.glob("*.json"))
 
@@ -63,6 +63,10 @@ def test_committed_histories_cover_the_patched_shapes() -> None:
         raw = (HISTORIES / f"{name}.json").read_text()
         text = raw + _payload_text(json.loads(raw))
         assert PATCH_NO_WEDGE in text and mark in text, name
+    # An amend refused by the re-check after its risk check (patched where it happens, not at the start).
+    raw = (HISTORIES / "paper-amend-refused-by-recheck-after-fill.json").read_text()
+    text = _payload_text(json.loads(raw))
+    assert PATCH_AMEND_RECHECK_BOOKED in text and "must exceed the filled quantity" in text
     for name in ("paper-gtc-continued-run", "paper-gtc-continued-run-canceled"):
         events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
         assert events[0]["workflowExecutionStartedEventAttributes"].get("continuedExecutionRunId"), name

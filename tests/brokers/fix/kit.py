@@ -19,7 +19,7 @@ from core.instruments import InstrumentCatalog
 from core.settings import FixSettings, Settings
 from devstack.services import free_port
 from sim.fix_venue import FixVenue
-from sim.venue import SimVenue
+from sim.venue import SimVenue, VenueJournal
 
 __all__ = ["FixPair", "Forwarder", "TcpProxy", "eventually", "fix_settings", "running_pair"]
 
@@ -149,11 +149,13 @@ async def running_pair(
     venue_options: dict[str, Any] | None = None,
     proxy: bool = False,
     broker_options: dict[str, Any] | None = None,
+    venue_journal: VenueJournal | None = None,
     **fix_overrides: Any,
 ) -> AsyncIterator[FixPair]:
     """Start a venue (prices move only when the test says) and an adapter, wait for logon and resync.
 
-    With ``proxy`` the adapter connects through a ``TcpProxy`` (``pair.proxy``) that the test can cut.
+    With ``proxy`` the adapter connects through a ``TcpProxy`` (``pair.proxy``) that the test can cut; with
+    ``venue_journal`` the simulated venue behind the FIX venue journals its book there.
     """
     port = free_port()
     tag = uuid.uuid4().hex[:6].upper()
@@ -164,7 +166,7 @@ async def running_pair(
     )
     options.update(venue_options or {})
     venue = FixVenue(
-        SimVenue(instruments, name="fixvenue", tick_interval=0),
+        SimVenue(instruments, name="fixvenue", tick_interval=0, journal=venue_journal),
         port=port,
         directory=directory / "venue",
         begin_string=begin_string,
