@@ -1,0 +1,1 @@
+"""Broker adapter: Alpaca Trading API v2."""

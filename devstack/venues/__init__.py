@@ -1,0 +1,1 @@
+"""Local venues: counterparts that speak a broker's real wire protocol in front of the paper matching engine."""
