@@ -39,6 +39,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -142,6 +143,16 @@ class _DroppedResponse(Response):
         raise _Drop("connection dropped after the order was processed (injected)")
 
 
+def _time_param(value: str | None) -> datetime | None | JSONResponse:
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        return _error(422, 40010000, f"invalid timestamp {value!r}")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _error(status: int, code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
 
@@ -232,6 +243,14 @@ class AlpacaVenue:
         for listener in list(self._listeners):
             listener.queue.put_nowait(None)
         self._listeners.clear()
+
+    async def set_mid(self, symbol: str, mid: Decimal) -> None:
+        """Move a symbol's mid price and match resting orders (tests and demos)."""
+        await self.sim.set_mid(symbol, mid)
+
+    async def step(self) -> None:
+        """Move the feed one step and match resting orders."""
+        await self.sim.step()
 
     @property
     def listening(self) -> int:
@@ -606,10 +625,15 @@ class AlpacaVenue:
             legs = [leg for leg in legs if leg.open == (status == "open")]
         if symbols:
             legs = [leg for leg in legs if leg.order.symbol in symbols]
-        for name, keep in (("after", lambda a, b: a > b), ("until", lambda a, b: a < b)):
-            if q.get(name):
-                bound = q[name]
-                legs = [leg for leg in legs if keep(alpaca_time(leg.created_at) or "", bound)]
+        after, until = _time_param(q.get("after")), _time_param(q.get("until"))
+        if isinstance(after, JSONResponse):
+            return after
+        if isinstance(until, JSONResponse):
+            return until
+        if after is not None:
+            legs = [leg for leg in legs if leg.created_at > after]
+        if until is not None:
+            legs = [leg for leg in legs if leg.created_at < until]
         legs.sort(key=lambda leg: leg.created_at, reverse=q.get("direction", "desc") == "desc")
         return JSONResponse([order_json(leg) for leg in legs[:limit]])
 
@@ -780,16 +804,18 @@ class AlpacaVenue:
             page_size = min(int(q.get("page_size", "100")), 100)
         except ValueError:
             return _error(422, 40010000, "invalid page_size")
+        after, until = _time_param(q.get("after")), _time_param(q.get("until"))
+        if isinstance(after, JSONResponse):
+            return after
+        if isinstance(until, JSONResponse):
+            return until
         items = [
             activity_json(leg, report, cum)
             for order in await self._synced()
             for leg in legs_of(order)
             for report, cum in leg.fills
+            if (after is None or report.transact_at > after) and (until is None or report.transact_at < until)
         ]
-        if q.get("after"):
-            items = [i for i in items if i["transaction_time"] > q["after"]]
-        if q.get("until"):
-            items = [i for i in items if i["transaction_time"] < q["until"]]
         descending = q.get("direction", "desc") == "desc"
         items.sort(key=lambda i: i["id"], reverse=descending)
         token = q.get("page_token")
