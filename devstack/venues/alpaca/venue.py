@@ -158,17 +158,19 @@ def _error(status: int, code: int, message: str, **extra: Any) -> JSONResponse:
 
 
 class _RateLimit:
-    """A sliding window of requests per key and minute."""
+    """A sliding window of requests per key: at most ``per_minute`` in any ``window`` seconds (60)."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, window: float = 60.0) -> None:
         self.per_minute = per_minute
+        self.window = window
+        self.refused = 0
         self._seen: dict[str, deque[float]] = {}
 
     def take(self, key: str) -> tuple[bool, dict[str, str]]:
         """Count a request; (allowed, rate-limit headers)."""
         now = time.time()
         window = self._seen.setdefault(key, deque())
-        while window and window[0] <= now - 60:
+        while window and window[0] <= now - self.window:
             window.popleft()
         limit = self.per_minute
         if limit <= 0:
@@ -176,7 +178,9 @@ class _RateLimit:
         allowed = len(window) < limit
         if allowed:
             window.append(now)
-        reset = int(window[0] + 60) + 1 if len(window) >= limit else int(now)
+        else:
+            self.refused += 1
+        reset = int(window[0] + self.window) + 1 if len(window) >= limit else int(now)
         headers = {
             "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(max(limit - len(window), 0)),

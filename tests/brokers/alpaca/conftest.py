@@ -6,6 +6,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.alpaca.execution import AlpacaBroker
+from brokers.base import ReportSink
 from core.domain import Instrument
 from core.instruments import InstrumentCatalog
 from devstack.venues.alpaca.venue import AlpacaVenue
@@ -29,6 +30,7 @@ def broker(alpaca_pair: AlpacaPair, reports: ReportCollector) -> AlpacaBroker:
     alpaca_pair.venue.faults.pending.clear()
     alpaca_pair.venue.faults.latency = 0
     alpaca_pair.venue.rate_limit.per_minute = 0
+    alpaca_pair.venue.rate_limit.window = 60.0
     return alpaca_pair.broker
 
 
@@ -42,3 +44,49 @@ def contract_instrument(instruments: InstrumentCatalog) -> Instrument:
     inst = instruments.get("AAPL")
     assert inst is not None
     return inst
+
+
+_OPS = {
+    "submit": ("POST", "/v2/orders"),
+    "cancel": ("DELETE", "/v2/orders/"),
+    "replace": ("PATCH", "/v2/orders/"),
+    "status": ("GET", "/v2/orders:by_client_order_id"),
+}
+
+
+class AlpacaFaults:
+    """``FaultControl`` over the local Alpaca venue."""
+
+    def __init__(self, pair: AlpacaPair) -> None:
+        self.pair = pair
+
+    def _add(self, kind: str, op: str, times: int = 1, **kw: object) -> None:
+        method, path = _OPS[op]
+        self.pair.venue.faults.add(kind, method=method, path=path, times=times, **kw)  # type: ignore[arg-type]
+
+    def lose_answer(self, op: str) -> None:
+        self._add("drop_after", op)
+
+    def stall(self, op: str) -> None:
+        self._add("stall_after", op, seconds=self.pair.settings.request_timeout_seconds + 1)
+
+    def fail_before(self, op: str, times: int = 1) -> None:
+        self._add("error_before", op, times=times, status=503)
+
+    def throttle(self, requests: int, per_seconds: float) -> None:
+        self.pair.venue.rate_limit.per_minute = requests
+        self.pair.venue.rate_limit.window = per_seconds
+
+    @property
+    def throttled(self) -> int:
+        return self.pair.venue.rate_limit.refused
+
+    async def restart(self, sink: ReportSink) -> AlpacaBroker:
+        assert isinstance(self.pair.sink, Forwarder)
+        self.pair.sink.target = sink
+        return await self.pair.restart()
+
+
+@pytest.fixture
+def faults(alpaca_pair: AlpacaPair) -> AlpacaFaults:
+    return AlpacaFaults(alpaca_pair)

@@ -111,17 +111,32 @@ class SpecChecker:
 
     Answers the document describes (every 2xx, and the 403/422 of ``POST /v2/orders``) are validated with
     openapi-core against the path and status. ``GET /v2/orders:by_client_order_id`` is absent from the document
-    (BROKERS.md §9: 200 Order or 404): its Order is validated as ``GET /v2/orders/{order_id}``'s. Errors the
-    document does not describe (401, 404, 429, 5xx) must have Alpaca's shape ``{"code": <8 digits>, "message"}``.
-    The market data host is not in this document and is not checked here.
+    (BROKERS.md §9: 200 Order or 404): its Order is validated as ``GET /v2/orders/{order_id}``'s. The document's
+    ``/v2/account/activities/{activity_type}`` answer is a ``oneOf`` of TradingActivities and NonTradeActivities,
+    and NonTradeActivities requires nothing, so no FILL activity can ever match exactly one of them: its items
+    are validated against TradingActivities (what a FILL activity is). Errors the document does not describe
+    (401, 404, 429, 5xx) must have Alpaca's shape ``{"code": <8 digits>, "message"}``. The market data host is not
+    in this document and is not checked here.
     """
 
     def __init__(self) -> None:
+        import yaml
         from openapi_core import OpenAPI
 
         self.openapi = OpenAPI.from_file_path(str(SPEC))
+        self._document = yaml.safe_load(SPEC.read_text())
         self.checked: dict[str, int] = {}
         self.problems: list[str] = []
+
+    def check_schema(self, instance: Any, schema: str) -> None:
+        """Validate ``instance`` against ``#/components/schemas/<schema>`` (raises if it does not match)."""
+        from openapi_schema_validator import OAS30Validator, validate
+
+        validate(
+            instance,
+            {"$ref": f"#/components/schemas/{schema}", "components": self._document["components"]},
+            cls=OAS30Validator,
+        )
 
     def check(self, response: httpx.Response) -> None:
         """Validate one answer (the body must have been read); problems are kept in ``problems``."""
@@ -133,14 +148,19 @@ class SpecChecker:
         if path == "/v2/orders:by_client_order_id":
             path = f"/v2/orders/{uuid.UUID(int=0)}"
         try:
-            if response.status_code < 300 or (request.method == "POST" and response.status_code in (403, 422)):
+            if path.startswith("/v2/account/activities") and response.status_code == 200:
+                for item in response.json():
+                    self.check_schema(item, "TradingActivities")
+            elif response.status_code < 300 or (request.method == "POST" and response.status_code in (403, 422)):
                 if response.status_code in (403, 422):
                     self._check_error(response)
                 self.openapi.validate_response(_Request(request, path), _Response(response))
             else:
                 self._check_error(response)
         except Exception as e:
-            self.problems.append(f"{name}: {type(e).__name__}: {e}; {getattr(e, '__cause__', None)}")
+            self.problems.append(
+                f"{name}: {type(e).__name__}: {str(e)[:300]}; {str(getattr(e, '__cause__', None))[:500]}"
+            )
         key = f"{request.method} {request.url.path} {response.status_code}"
         self.checked[key] = self.checked.get(key, 0) + 1
 
