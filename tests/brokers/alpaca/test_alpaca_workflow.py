@@ -191,9 +191,15 @@ async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(alpaca
         await eventually(lambda: not s.broker.stream.listening.is_set())
         await s.venue.set_mid("AAPL", D("185.00"))  # 500 of each fill while nobody listens
         await s.venue.step()  # and the last 100 of each
-        await asyncio.sleep(0.5)
         for order_id in ids:
             assert await s.fills(order_id) == []  # nothing arrived
+
+        async def refused() -> bool:  # the stream's state reached the risk check: new orders wait for it
+            body = {"clientId": unique("desk"), "clientOrderId": unique("ap"), "symbol": "AAPL", "side": "BUY"}
+            r = await http.post("/api/v1/orders", json={**body, "qty": 1, "broker": "alpaca"})
+            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+
+        await eventually(refused, timeout=10, interval=0.3)
         s.venue.faults.refuse_streams = False
         await eventually(lambda: s.broker.catch_ups > catch_ups, timeout=20)
         for order_id in ids:
