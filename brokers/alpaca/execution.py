@@ -133,6 +133,7 @@ class AlpacaBroker:
         self.settings = settings
         self._store = store
         self._recorder = recorder
+        self._recording = False
         self.rest = AlpacaRest(settings.base_url, settings, name=name, event_hooks=http_hooks)
         self.data = AlpacaRest(
             settings.data_url,
@@ -202,6 +203,7 @@ class AlpacaBroker:
         """Deliver what a previous run left undelivered, then connect the stream (it catches up by itself)."""
         if self._recorder is not None:
             await self._recorder.start()
+            self._recording = True
         self.outbox = ReportOutbox(sink, on_delivered=self._store.mark_delivered)
         self.outbox.start()
         for report in await self._store.undelivered():
@@ -220,7 +222,8 @@ class AlpacaBroker:
             self.outbox = None
         await self.rest.aclose()
         await self.data.aclose()
-        if self._recorder is not None:
+        if self._recorder is not None and self._recording:
+            self._recording = False
             await self._recorder.stop()
 
     def _on_stream_state(self, up: bool, detail: str) -> None:

@@ -246,3 +246,25 @@ async def test_storage_failure_is_unavailable(pair: AlpacaPair, database_url: st
             await broker.get_order_status(working.client_order_id)
     finally:
         await broker.close()
+
+
+async def test_the_registry_builds_the_adapter_from_settings_and_refuses_missing_keys(
+    pool: AsyncConnectionPool, instruments: InstrumentCatalog
+) -> None:
+    from brokers import BROKERS, BrokerContext
+    from core.errors import ConfigError
+    from core.settings import AlpacaSettings, Settings
+
+    spec = BROKERS["alpaca"]
+    assert spec.session_check is not None and OrderType.PEGGED not in spec.capabilities.order_types
+    settings = Settings(alpaca=AlpacaSettings(key_id=SecretStr("PK1"), secret_key=SecretStr("s")))
+    broker = await spec.factory(BrokerContext(settings=settings, instruments=instruments, pool=pool))
+    try:
+        assert isinstance(broker, AlpacaBroker) and broker.name == "alpaca"
+        assert broker.stream.url == "wss://paper-api.alpaca.markets/stream"
+    finally:
+        await broker.close()
+    with pytest.raises(ConfigError, match="EXODUS_ALPACA__KEY_ID"):
+        await spec.factory(BrokerContext(settings=Settings(), instruments=instruments, pool=pool))
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        await spec.factory(BrokerContext(settings=settings, instruments=instruments, pool=None))
