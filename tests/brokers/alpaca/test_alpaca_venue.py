@@ -205,8 +205,13 @@ async def test_dropped_stream_closes_and_refused_streams_stay_closed(client: Cli
             await asyncio.wait_for(ws.recv(), 5)
 
 
-async def test_faults_drop_stall_and_fail(client: Client) -> None:
+async def test_faults_drop_stall_fail_and_delay(client: Client) -> None:
     faults = client.server.venue.faults
+    faults.latency = 0.3
+    started = time.monotonic()
+    assert (await client.http.get("/v2/account")).status_code == 200
+    assert time.monotonic() - started >= 0.3  # a lower bound only: the machine may be slower, never faster
+    faults.latency = 0
     faults.add("drop_after", method="POST", path="/v2/orders")
     with pytest.raises(httpx.RemoteProtocolError):
         await client.order(client_order_id="EXDROP")
