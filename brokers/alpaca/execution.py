@@ -462,9 +462,9 @@ class AlpacaBroker:
         for _ in range(50):
             if view.status != "replaced" or not view.replaced_by:
                 return view
+            await self._absorb(view, source="status")  # its own fills first: they count in the new totals
             new = self._view(await self.rest.get(f"/v2/orders/{view.replaced_by}"))
             async with self._lock:
-                await self._track(view)
                 await self._replaced(view, new, source="status")
             view = new
         return view
@@ -651,6 +651,7 @@ class AlpacaBroker:
                 at=at,
             )
         elif event == "replaced" and view.replaced_by:
+            await self._absorb(view, source=f"stream:{event}", at=at)
             async with self._lock:
                 done = await self._store.has_report(f"{view.id}:replaced")
             if not done:

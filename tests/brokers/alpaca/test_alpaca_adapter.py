@@ -268,3 +268,32 @@ async def test_the_registry_builds_the_adapter_from_settings_and_refuses_missing
         await spec.factory(BrokerContext(settings=Settings(), instruments=instruments, pool=pool))
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         await spec.factory(BrokerContext(settings=settings, instruments=instruments, pool=None))
+
+
+async def test_following_a_replace_chain_books_the_old_orders_fills_first(
+    pair: AlpacaPair, reports: ReportCollector
+) -> None:
+    """A replace made by an earlier process (or whose answer was lost) after fills nobody heard of."""
+    venue, broker = pair.venue, pair.broker
+    await venue.set_mid("AAPL", D("190.00"))
+    order = _limit("1000", "185.00")
+    assert (await broker.submit_order(order)).accepted
+    venue.faults.refuse_streams = True
+    await venue.drop_streams()
+    await eventually(lambda: not broker.stream.listening.is_set())
+    await venue.set_mid("AAPL", D("184.00"))  # 500 fill, unheard
+    old = await broker.rest.get("/v2/orders:by_client_order_id", params={"client_order_id": order.client_order_id})
+    patched = await broker.rest.request(
+        "PATCH",
+        f"/v2/orders/{old['id']}",
+        json_body={"qty": "200", "limit_price": "170", "client_order_id": f"{order.client_order_id}.1"},
+    )
+    assert patched["replaces"] == old["id"]
+    status = await broker.get_order_status(order.client_order_id)
+    assert status is not None and status.client_order_id == f"{order.client_order_id}.1"
+    assert (status.cum_qty, status.qty, status.status) == (D(500), D(700), OrderStatus.PARTIALLY_FILLED)
+    [replaced] = [r for r in status.reports if r.kind is ReportKind.REPLACED]
+    assert replaced.new_qty == D(700) and replaced.cum_qty == D(500)
+    assert [r.last_qty for r in status.fills] == [D(500)]
+    venue.faults.refuse_streams = False
+    await venue.set_mid("AAPL", D("190.00"))
