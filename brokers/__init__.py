@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from brokers.alpaca.config import ALPACA_CAPABILITIES
 from brokers.base import Broker, BrokerCapabilities, ReportSink, SessionCheck
 from brokers.fix.config import FIX_CAPABILITIES
 from brokers.mt5.config import MT5_CAPABILITIES
@@ -106,6 +107,14 @@ async def _mt5(ctx: BrokerContext) -> Broker:
     return Mt5Broker(store, cfg, database_url=ctx.settings.require_database_url(), executors=executors)
 
 
+async def _alpaca(ctx: BrokerContext) -> Broker:
+    from brokers.alpaca.execution import AlpacaBroker
+
+    if ctx.pool is None:
+        raise ConfigError("the Alpaca broker keeps its orders and reports in Postgres: set DATABASE_URL")
+    return AlpacaBroker.from_settings(ctx.settings, pool=ctx.pool, quotes=ctx.quotes, instruments=ctx.instruments)
+
+
 BROKERS: dict[str, BrokerSpec] = {
     "paper": BrokerSpec(
         name="paper",
@@ -126,6 +135,13 @@ BROKERS: dict[str, BrokerSpec] = {
         factory=_mt5,
         description="MetaTrader 5 (XM) through the ExodusBridge EA polling /api/v1/bridge/mt5",
         session_check=mt5_session_check,
+    ),
+    "alpaca": BrokerSpec(
+        name="alpaca",
+        capabilities=ALPACA_CAPABILITIES,
+        factory=_alpaca,
+        description="Alpaca Trading API v2, paper or live, and its trade_updates stream (settings section `alpaca`)",
+        session_check=session_check_for("alpaca"),
     ),
 }
 

@@ -23,6 +23,7 @@ from core.errors import ConfigError
 from core.risk import RiskPolicy
 
 __all__ = [
+    "AlpacaSettings",
     "ApiSettings",
     "AuthSettings",
     "DatabaseSettings",
@@ -298,6 +299,58 @@ class FixSettings(BaseModel):
     local_venue_tick_interval_ms: int = Field(500, ge=0)
 
 
+class AlpacaSettings(BaseModel):
+    """The Alpaca broker (``brokers/alpaca``, Trading API v2) and the local Alpaca venue ``make run`` can start.
+
+    Paper trading by default; live is ``base_url=https://api.alpaca.markets`` with live keys (paper and live keys
+    are separate). The trade_updates stream URL derives from ``base_url`` unless ``stream_url`` is set.
+    """
+
+    base_url: str = "https://paper-api.alpaca.markets"
+    #: Market data (latest quotes for risk's reference price).
+    data_url: str = "https://data.alpaca.markets"
+    #: Default: ``base_url`` with ws(s):// and path ``/stream``.
+    stream_url: str | None = None
+    #: ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY``.
+    key_id: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    #: How long one HTTP request may take before its outcome counts as unknown.
+    request_timeout_seconds: float = Field(5.0, gt=0)
+    #: Requests per minute the adapter allows itself (Alpaca's limit is 200 per key); a 429 waits for the reset.
+    rate_limit_per_minute: int = Field(190, ge=1)
+    #: How often a 429 (or a 5xx on a read) is retried inside one call, with backoff, before the call reports
+    #: the broker unavailable (the order workflow then asks again later; nothing is ever rejected for it).
+    max_retries: int = Field(4, ge=0)
+    #: Longest single wait for a rate-limit reset or a backoff step.
+    max_backoff_seconds: float = Field(8.0, gt=0)
+    #: Latest quotes are asked for this often (one request for all symbols) and published as source "alpaca".
+    quote_interval_ms: int = Field(1000, ge=0)
+    #: Exodus symbols to ask quotes for; empty: every equity instrument.
+    quote_symbols: list[str] = []
+    #: Market data feed asked for quotes: "iex" (free plans) or "sip".
+    data_feed: Literal["iex", "sip"] = "iex"
+    #: Exodus symbol -> Alpaca symbol, for instruments spelled differently.
+    symbol_map: dict[str, str] = {}
+    #: The Exodus account positions are reported for (Alpaca has one account per key).
+    account: str = "alpaca"
+    #: ``make run`` starts the local Alpaca venue (``python -m devstack.venues.alpaca``) on ``local_venue_port``,
+    #: points the adapter at it and lets the worker own "alpaca".
+    local_venue: bool = False
+    local_venue_port: int = Field(8790, ge=1, le=65535)
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
+    #: The local venue's rate limit (requests per minute per key; 0: none).
+    local_venue_rate_limit_per_minute: int = Field(0, ge=0)
+
+    def resolved_stream_url(self) -> str:
+        """The trade_updates WebSocket URL."""
+        if self.stream_url:
+            return self.stream_url
+        base = self.base_url.rstrip("/")
+        if base.startswith("https://"):
+            return "wss://" + base.removeprefix("https://") + "/stream"
+        return "ws://" + base.removeprefix("http://") + "/stream"
+
+
 class OrderSettings(BaseModel):
     """Order lifecycle timing."""
 
@@ -402,6 +455,7 @@ class Settings(BaseSettings):
     #: The risk policy in force until an operator stores one (PUT /api/v1/risk/policy).
     risk: RiskPolicy = RiskPolicy()
     mt5: Mt5Settings = Mt5Settings()
+    alpaca: AlpacaSettings = AlpacaSettings()
     market_data: MarketDataSettings = MarketDataSettings()
 
     @model_validator(mode="after")

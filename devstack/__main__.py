@@ -3,8 +3,10 @@
 Starts, in order: the embedded Postgres (unless ``DATABASE_URL`` is set), the Temporal dev server with its
 web UI (state in ``data/temporal/temporal.db``), the migrations (and, in development, the registration of
 the quick-start accounts ``desk-1`` and ``desk-2``), the local FIX venue when
-``EXODUS_FIX__LOCAL_VENUE=true`` (then the worker also owns broker ``fix``), the worker and the API. Prints
-where everything is, then supervises: a worker, API, Temporal server or FIX venue that exits is restarted with
+``EXODUS_FIX__LOCAL_VENUE=true`` (then the worker also owns broker ``fix``), the local Alpaca venue when
+``EXODUS_ALPACA__LOCAL_VENUE=true`` (then the worker owns broker ``alpaca`` and talks to it, and the account
+``alpaca-1`` is registered for it), the worker and the API. Prints
+where everything is, then supervises: a worker, API, Temporal server, FIX or Alpaca venue that exits is restarted with
 backoff (``devstack.supervise``) and the embedded Postgres is started again if it stops, each with a line
 saying so, while the rest keeps running. Ctrl-C stops it all; running it again resumes every order where it
 was. Logs go to ``data/logs/``.
@@ -30,6 +32,8 @@ from core.errors import ConfigError
 from core.settings import get_settings
 from devstack.services import EmbeddedPostgres, port_open, start_dev_server, start_python, wait_for_port
 from devstack.supervise import Supervisor
+from devstack.venues.alpaca.local import LOCAL_ACCOUNT as ALPACA_ACCOUNT
+from devstack.venues.alpaca.local import local_venue_env as alpaca_venue_env
 
 _BANNER = """
   Exodus is running.
@@ -59,16 +63,35 @@ _FIX_BANNER = """
 """
 
 
+_ALPACA_BANNER = """
+  Alpaca         local venue on http://127.0.0.1:{port} (Trading API v2, trade_updates on /stream); the worker
+                 owns broker "alpaca", account {account} is registered for it. Route an order to Alpaca:
+
+    curl -s -X POST http://{api}/api/v1/orders -H 'Content-Type: application/json' \\
+      -d '{{"clientId":"desk-1","account":"{account}","clientOrderId":"alpaca-'$RANDOM'",'\\
+'"symbol":"AAPL","side":"BUY","qty":10,"broker":"alpaca"}}'
+"""
+
+
 #: Registered in development so that the README's quick start works without set-up (orders name accounts).
 QUICKSTART_ACCOUNTS = ("desk-1", "desk-2")
 
 
-async def _register_quickstart_accounts(url: str) -> None:
+async def _register_quickstart_accounts(url: str, *, alpaca: bool = False) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
         async with conn.transaction():
             for account in QUICKSTART_ACCOUNTS:
                 await register_account(
                     conn, account=account, actor="devstack", description="quick-start account", replace=False
+                )
+            if alpaca:
+                await register_account(
+                    conn,
+                    account=ALPACA_ACCOUNT,
+                    actor="devstack",
+                    broker="alpaca",
+                    description="quick-start account at the local Alpaca venue",
+                    replace=False,
                 )
 
 
@@ -90,7 +113,7 @@ def _auth_banner(sources: list[str], registered: bool) -> str:
 
 
 def main() -> int:
-    """Run the stack until Ctrl-C, restarting a worker, API, Temporal server or FIX venue that exits."""
+    """Run the stack until Ctrl-C, restarting a worker, API, Temporal server or local venue that exits."""
     settings = get_settings()
     data = settings.data_dir.resolve()
     logs = data / "logs"
@@ -147,7 +170,7 @@ def main() -> int:
         if applied:
             print(f"  Postgres: applied {', '.join(applied)}", flush=True)
         if settings.environment == "dev":
-            asyncio.run(_register_quickstart_accounts(url))
+            asyncio.run(_register_quickstart_accounts(url, alpaca=settings.alpaca.local_venue))
 
         env = {"DATABASE_URL": url}
         worker_log, api_log = logs / "worker.log", logs / "api.log"
@@ -167,6 +190,27 @@ def main() -> int:
             wait_for_port("127.0.0.1", fx.port, timeout=30, process=fix_venue.proc)
             if "fix" not in settings.worker.brokers:
                 worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*settings.worker.brokers, "fix"])
+        if settings.alpaca.local_venue:
+            port = settings.alpaca.local_venue_port
+            if port_open("127.0.0.1", port):
+                raise ConfigError(
+                    f"something already listens on port {port} (alpaca.local_venue_port): stop it, or set "
+                    "EXODUS_ALPACA__LOCAL_VENUE_PORT"
+                )
+            print(f"  Alpaca: starting the local venue on port {port} ...", flush=True)
+            alpaca_log = logs / "alpaca-venue.log"
+            venue_env = {**env, **alpaca_venue_env(settings)}
+            alpaca_venue = supervisor.add(
+                "Alpaca venue",
+                lambda: start_python("devstack.venues.alpaca", env=venue_env, log=alpaca_log.open("ab")),
+                log=alpaca_log,
+            )
+            assert alpaca_venue.proc is not None
+            wait_for_port("127.0.0.1", port, timeout=30, process=alpaca_venue.proc)
+            owned = json.loads(worker_env.get("EXODUS_WORKER__BROKERS") or json.dumps(settings.worker.brokers))
+            if "alpaca" not in owned:
+                worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*owned, "alpaca"])
+            worker_env.update(alpaca_venue_env(settings))
         supervisor.add(
             "worker", lambda: start_python("worker", env=worker_env, log=worker_log.open("ab")), log=worker_log
         )
@@ -208,6 +252,11 @@ def main() -> int:
                     begin=settings.fix.begin_string,
                     api=api_addr,
                 ),
+                flush=True,
+            )
+        if settings.alpaca.local_venue and not stopping:
+            print(
+                _ALPACA_BANNER.format(port=settings.alpaca.local_venue_port, account=ALPACA_ACCOUNT, api=api_addr),
                 flush=True,
             )
         pg_down_since: float | None = None

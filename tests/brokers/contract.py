@@ -6,6 +6,9 @@ An adapter's test module subclasses ``BrokerContract``; its ``conftest.py`` prov
 * ``reports``: a ``ReportCollector`` (the adapter's sink);
 * ``market``: a ``MarketControl`` that moves the simulated market behind the broker;
 * ``contract_instrument``: the ``Instrument`` the tests trade (its ``display_qty`` sets partial fills).
+
+An adapter whose counterpart can inject faults also subclasses ``ResilienceContract`` and provides ``faults`` (a
+``FaultControl``); its order-type cases run only for what the adapter's capabilities offer.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol
 
-from brokers.base import Broker
+import pytest
+
+from brokers.base import Broker, ReportSink
 from core.domain import (
     CancelOrder,
     ExecutionReport,
@@ -29,8 +34,9 @@ from core.domain import (
     SubmitOrder,
     TimeInForce,
 )
+from core.errors import BrokerUnavailable
 
-__all__ = ["BrokerContract", "MarketControl", "ReportCollector"]
+__all__ = ["BrokerContract", "FaultControl", "MarketControl", "ReportCollector", "ResilienceContract"]
 
 
 class MarketControl(Protocol):
@@ -219,3 +225,320 @@ class BrokerContract:
         assert status is not None and status.status is OrderStatus.ACCEPTED  # the original is untouched
         opens = [o for o in await broker.open_orders() if o.client_order_id == order.client_order_id]
         assert len(opens) == 1
+
+
+class FaultControl(Protocol):
+    """Makes the counterpart behind a broker fail the way networks and REST brokers do.
+
+    ``op`` is one of ``submit``, ``cancel``, ``replace``, ``status`` (the broker request it applies to).
+    """
+
+    def lose_answer(self, op: str) -> None:
+        """The next ``op`` is carried out, then its answer is lost (the connection drops mid-answer)."""
+        ...
+
+    def stall(self, op: str) -> None:
+        """The next ``op`` is carried out, and answered only after the adapter stopped waiting."""
+        ...
+
+    def fail_before(self, op: str, times: int = 1) -> None:
+        """The next ``times`` ``op`` requests fail with a 5xx before the counterpart does anything."""
+        ...
+
+    def throttle(self, requests: int, per_seconds: float) -> None:
+        """Answer 429 beyond ``requests`` in any ``per_seconds`` (0 requests: no limit)."""
+        ...
+
+    @property
+    def throttled(self) -> int:
+        """429 answers given so far."""
+        ...
+
+    async def restart(self, sink: ReportSink) -> Broker:
+        """Close the adapter and start a new one over the same records, reporting to ``sink``."""
+        ...
+
+
+class ResilienceContract:
+    """What an adapter does when the network or the broker fails: unknown is not failed.
+
+    Selected by fixture: an adapter's test module subclasses this when its conftest provides ``faults`` (a
+    ``FaultControl``). The order-type cases are selected by the adapter's capabilities. These are the "unknown is
+    not failed" cases of NautilusTrader's execution conformance matrix (TC-E74…E78): a timeout, disconnect, 429
+    or 5xx on submit, cancel or replace never turns into a rejection; the next status lookup decides.
+    """
+
+    def _order(
+        self,
+        inst: Instrument,
+        *,
+        qty: Decimal,
+        type: OrderType = OrderType.LIMIT,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        tif: TimeInForce = TimeInForce.GTC,
+    ) -> SubmitOrder:
+        if type.needs_price and price is None:
+            price = inst.round_price(inst.initial_price * Decimal("0.9"))
+        return SubmitOrder(
+            client_order_id=_cid(),
+            account="contract",
+            symbol=inst.symbol,
+            side=OrderSide.BUY,
+            type=type,
+            time_in_force=tif,
+            qty=qty,
+            price=price,
+            stop_price=stop_price,
+        )
+
+    @staticmethod
+    def _cancel(order: SubmitOrder, cid: str | None = None) -> CancelOrder:
+        return CancelOrder(
+            client_order_id=cid or order.client_order_id, symbol=order.symbol, side=order.side, qty=order.qty
+        )
+
+    @staticmethod
+    def _replace(order: SubmitOrder, qty: Decimal, price: Decimal) -> ReplaceOrder:
+        return ReplaceOrder(
+            orig_client_order_id=order.client_order_id,
+            client_order_id=f"{order.client_order_id}.1",
+            symbol=order.symbol,
+            side=order.side,
+            type=order.type,
+            time_in_force=order.time_in_force,
+            qty=qty,
+            price=price,
+        )
+
+    @staticmethod
+    def _needs(broker: Broker, *, types: tuple[OrderType, ...] = (), tifs: tuple[TimeInForce, ...] = ()) -> None:
+        missing = [t for t in types if t not in broker.capabilities.order_types]
+        missing += [t for t in tifs if t not in broker.capabilities.time_in_force]
+        if missing:
+            pytest.skip(f"{broker.name} does not offer {', '.join(m.value for m in missing)}")
+
+    # -- submit ----------------------------------------------------------------------------------------------
+
+    async def test_lost_submit_answer_is_unavailable_and_the_status_lookup_decides(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        order = self._order(inst, qty=inst.min_qty)
+        faults.lose_answer("submit")
+        with pytest.raises(BrokerUnavailable):
+            await broker.submit_order(order)
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED  # it arrived: never send it again
+        again = await broker.submit_order(order)  # even a blind resend cannot make a twin
+        assert not again.accepted
+        assert [o.client_order_id for o in await broker.open_orders()].count(order.client_order_id) == 1
+
+    async def test_submit_refused_with_5xx_is_unavailable_and_unknown_to_the_broker(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        faults.fail_before("submit")
+        with pytest.raises(BrokerUnavailable):
+            await broker.submit_order(order)
+        assert await broker.get_order_status(order.client_order_id) is None  # the lookup says: send it
+        ack = await broker.submit_order(order)
+        assert ack.accepted, ack.reason
+
+    async def test_submit_timeout_is_unavailable_never_a_rejection(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        faults.stall("submit")
+        with pytest.raises(BrokerUnavailable):
+            await broker.submit_order(order)
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED
+
+    # -- cancel ----------------------------------------------------------------------------------------------
+
+    async def test_lost_cancel_answer_is_unavailable_and_the_status_lookup_decides(
+        self,
+        broker: Broker,
+        reports: ReportCollector,
+        faults: FaultControl,
+        market: MarketControl,
+        contract_instrument: Instrument,
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        assert (await broker.submit_order(order)).accepted
+        faults.lose_answer("cancel")
+        with pytest.raises(BrokerUnavailable):
+            await broker.cancel_order(self._cancel(order))
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.CANCELED
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
+
+    async def test_cancel_timeout_or_5xx_is_unavailable_never_a_refusal(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        assert (await broker.submit_order(order)).accepted
+        faults.fail_before("cancel")
+        with pytest.raises(BrokerUnavailable):
+            await broker.cancel_order(self._cancel(order))
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED  # nothing happened: cancel again
+        faults.stall("cancel")
+        with pytest.raises(BrokerUnavailable):
+            await broker.cancel_order(self._cancel(order))
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.CANCELED
+        assert (await broker.cancel_order(self._cancel(order))).accepted  # a retried cancel of a canceled order
+
+    # -- replace ---------------------------------------------------------------------------------------------
+
+    async def test_lost_replace_answer_is_unavailable_and_the_status_lookup_decides(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        assert (await broker.submit_order(order)).accepted
+        assert order.price is not None
+        replace = self._replace(order, inst.min_qty * 3, order.price + inst.tick_size)
+        faults.lose_answer("replace")
+        with pytest.raises(BrokerUnavailable):
+            await broker.replace_order(replace)
+        status = await broker.get_order_status(replace.client_order_id)
+        assert status is not None and status.client_order_id == replace.client_order_id
+        assert status.qty == replace.qty and status.price == replace.price
+        again = await broker.replace_order(replace)  # the retry finds it done
+        assert again.accepted and again.client_order_id == replace.client_order_id
+
+    async def test_replace_timeout_is_unavailable_never_a_refusal(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        assert (await broker.submit_order(order)).accepted
+        assert order.price is not None
+        replace = self._replace(order, inst.min_qty * 2, order.price - inst.tick_size)
+        faults.stall("replace")
+        with pytest.raises(BrokerUnavailable):
+            await broker.replace_order(replace)
+        status = await broker.get_order_status(replace.client_order_id)
+        assert status is not None and status.qty == replace.qty
+
+    # -- throttling and reads --------------------------------------------------------------------------------
+
+    async def test_throttled_requests_are_retried_with_backoff_never_rejected(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        faults.throttle(3, 1.0)
+        before = faults.throttled
+        orders = [self._order(inst, qty=inst.min_qty) for _ in range(6)]
+        acks = await asyncio.gather(*(broker.submit_order(o) for o in orders))
+        assert all(a.accepted for a in acks), [a.reason for a in acks]
+        assert faults.throttled > before  # the limit was hit, and waited out
+        statuses = await asyncio.gather(*(broker.get_order_status(o.client_order_id) for o in orders))
+        assert all(s is not None and s.status is OrderStatus.ACCEPTED for s in statuses)
+        faults.throttle(0, 1.0)
+
+    async def test_status_lookup_rides_out_5xx(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        assert (await broker.submit_order(order)).accepted
+        faults.fail_before("status", times=2)
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED
+
+    # -- restarts --------------------------------------------------------------------------------------------
+
+    async def test_reports_are_delivered_again_after_the_adapter_restarts(
+        self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        order = self._order(inst, qty=inst.min_qty, type=OrderType.MARKET)
+        refused = ReportCollector()
+
+        async def failing(report: ExecutionReport) -> None:
+            await refused(report)
+            raise RuntimeError("the consumer is down")
+
+        broker = await faults.restart(failing)
+        assert (await broker.submit_order(order)).accepted
+        # Every delivery fails (the order's reports queue behind the first): the adapter has them, nobody else does.
+        await refused.wait_for(lambda _: bool(refused.of(order.client_order_id)))
+        after = ReportCollector()
+        broker = await faults.restart(after)
+        await after.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in after.of(order.client_order_id)))
+        fills = [r for r in after.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        assert sum(f.last_qty for f in fills) == order.qty
+
+    async def test_open_orders_survive_the_adapter_restarting(
+        self,
+        broker: Broker,
+        reports: ReportCollector,
+        faults: FaultControl,
+        market: MarketControl,
+        contract_instrument: Instrument,
+    ) -> None:
+        inst = contract_instrument
+        order = self._order(inst, qty=inst.min_qty)
+        assert (await broker.submit_order(order)).accepted
+        broker = await faults.restart(reports)
+        opens = [o for o in await broker.open_orders() if o.client_order_id == order.client_order_id]
+        assert len(opens) == 1 and opens[0].status is OrderStatus.ACCEPTED
+        assert (await broker.cancel_order(self._cancel(order))).accepted
+
+    # -- order types and times in force ----------------------------------------------------------------------
+
+    async def test_stop_order_rests_until_triggered_then_fills(
+        self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        self._needs(broker, types=(OrderType.STOP,))
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        stop = inst.round_price(inst.initial_price * Decimal("1.02"))
+        order = self._order(inst, qty=inst.min_qty, type=OrderType.STOP, stop_price=stop)
+        assert (await broker.submit_order(order)).accepted
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        await market.set_mid(inst.symbol, stop + inst.tick_size * 5)
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.FILLED
+        await market.set_mid(inst.symbol, inst.initial_price)
+
+    async def test_ioc_remainder_is_canceled(
+        self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        self._needs(broker, tifs=(TimeInForce.IOC,))
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        price = inst.round_price(inst.initial_price * Decimal("1.01"))
+        order = self._order(inst, qty=inst.display_qty * 2, price=price, tif=TimeInForce.IOC)
+        assert (await broker.submit_order(order)).accepted
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
+        fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        assert sum(f.last_qty for f in fills) == inst.display_qty
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == inst.display_qty
+
+    async def test_fok_that_cannot_fill_in_full_is_canceled_without_fills(
+        self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        self._needs(broker, tifs=(TimeInForce.FOK,))
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        price = inst.round_price(inst.initial_price * Decimal("1.01"))
+        order = self._order(inst, qty=inst.display_qty * 2, price=price, tif=TimeInForce.FOK)
+        assert (await broker.submit_order(order)).accepted
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
+        assert not [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        status = await broker.get_order_status(order.client_order_id)
+        assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == 0

@@ -1,0 +1,61 @@
+"""Settings, capabilities and wire vocabulary of the Alpaca broker (cheap to import: no HTTP, no I/O)."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from brokers.base import BrokerCapabilities
+from core.domain import OrderStatus, OrderType, TimeInForce
+from core.settings import AlpacaSettings
+
+__all__ = [
+    "ALPACA_CAPABILITIES",
+    "ALPACA_STATUS",
+    "ALPACA_TIF",
+    "ALPACA_TYPE",
+    "EXODUS_CLIENT_ORDER_ID",
+    "AlpacaSettings",
+]
+
+#: Alpaca's order types and times in force that Exodus' domain has. Alpaca also has ``trailing_stop`` (no domain
+#: type yet: issue 15), ``opg`` and ``cls`` (no domain TIF); GTD and pegged orders do not exist at Alpaca.
+ALPACA_TYPE: Final = {
+    OrderType.MARKET: "market",
+    OrderType.LIMIT: "limit",
+    OrderType.STOP: "stop",
+    OrderType.STOP_LIMIT: "stop_limit",
+}
+ALPACA_TIF: Final = {TimeInForce.DAY: "day", TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}
+
+ALPACA_CAPABILITIES = BrokerCapabilities(
+    order_types=frozenset(ALPACA_TYPE),
+    time_in_force=frozenset(ALPACA_TIF),
+    supports_replace=True,
+    # A client_order_id is Alpaca's forever: a second POST with it is refused 422 "client_order_id must be unique".
+    dedupes_client_order_id=True,
+)
+
+#: Alpaca order status -> Exodus status; None: still working (ACCEPTED or PARTIALLY_FILLED by what has filled).
+ALPACA_STATUS: Final[dict[str, OrderStatus | None]] = {
+    "new": None,
+    "accepted": None,
+    "pending_new": None,
+    "accepted_for_bidding": None,
+    "partially_filled": None,
+    "pending_cancel": None,
+    "pending_replace": None,
+    "done_for_day": None,
+    "stopped": None,
+    "suspended": None,
+    "calculated": None,
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+    "replaced": None,
+}
+
+#: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement): orders of the same
+#: Alpaca account placed by anybody else are not ours and are left alone.
+EXODUS_CLIENT_ORDER_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")

@@ -1,0 +1,151 @@
+"""Alpaca's JSON to and from the domain: order bodies, Order objects, fill activities, quotes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from brokers.alpaca.config import ALPACA_STATUS, ALPACA_TIF, ALPACA_TYPE
+from core.domain import OrderSide, OrderStatus, ReplaceOrder, SubmitOrder
+
+__all__ = [
+    "AlpacaOrderView",
+    "decimal_of",
+    "order_body",
+    "replace_body",
+    "rfc3339",
+    "text_of",
+    "time_of",
+]
+
+
+def decimal_of(value: Any) -> Decimal | None:
+    """A number Alpaca sent (a string, or a JSON number read as Decimal), or None."""
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def text_of(value: Decimal) -> str:
+    """A decimal as a plain string (Alpaca takes numbers as strings)."""
+    return f"{value.normalize():f}"
+
+
+def rfc3339(at: datetime) -> str:
+    """A time as Alpaca writes it (UTC, microseconds, ``Z``)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def time_of(value: Any) -> datetime | None:
+    """An RFC 3339 time Alpaca sent (nanoseconds are cut to microseconds), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def order_body(order: SubmitOrder, symbol: str) -> dict[str, Any]:
+    """``POST /v2/orders`` for a submission (``ValueError`` for what Alpaca cannot take)."""
+    type_name = ALPACA_TYPE.get(order.type)
+    tif = ALPACA_TIF.get(order.time_in_force)
+    if type_name is None:
+        raise ValueError(f"Alpaca has no {order.type.value} orders")
+    if tif is None:
+        raise ValueError(f"Alpaca has no time in force {order.time_in_force.value}")
+    if len(order.client_order_id) > 48:
+        raise ValueError("Alpaca client order ids have at most 48 characters")
+    body: dict[str, Any] = {
+        "symbol": symbol,
+        "qty": text_of(order.qty),
+        "side": "buy" if order.side is OrderSide.BUY else "sell",
+        "type": type_name,
+        "time_in_force": tif,
+        "client_order_id": order.client_order_id,
+    }
+    if order.type.needs_price:
+        if order.price is None:
+            raise ValueError(f"a {order.type.value} order needs a limit price")
+        body["limit_price"] = text_of(order.price)
+    if order.type.needs_stop_price:
+        if order.stop_price is None:
+            raise ValueError(f"a {order.type.value} order needs a stop price")
+        body["stop_price"] = text_of(order.stop_price)
+    return body
+
+
+def replace_body(request: ReplaceOrder, remaining: Decimal) -> dict[str, Any]:
+    """``PATCH /v2/orders/{id}``: the replacement works ``remaining`` (the new total less what has filled)."""
+    body: dict[str, Any] = {"qty": text_of(remaining), "client_order_id": request.client_order_id}
+    if request.type.needs_price and request.price is not None:
+        body["limit_price"] = text_of(request.price)
+    if request.type.needs_stop_price and request.stop_price is not None:
+        body["stop_price"] = text_of(request.stop_price)
+    return body
+
+
+@dataclass(frozen=True)
+class AlpacaOrderView:
+    """The fields of Alpaca's Order object the adapter reads."""
+
+    id: str
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    status: str
+    qty: Decimal
+    filled_qty: Decimal
+    filled_avg_price: Decimal | None
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    replaced_by: str | None
+    replaces: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> AlpacaOrderView:
+        """Read an Order object (``ValueError`` when it lacks what the adapter needs)."""
+        try:
+            return cls(
+                id=str(data["id"]),
+                client_order_id=str(data.get("client_order_id") or ""),
+                symbol=str(data.get("symbol") or ""),
+                side=OrderSide.SELL if data.get("side") == "sell" else OrderSide.BUY,
+                status=str(data["status"]),
+                qty=decimal_of(data.get("qty")) or Decimal(0),
+                filled_qty=decimal_of(data.get("filled_qty")) or Decimal(0),
+                filled_avg_price=decimal_of(data.get("filled_avg_price")),
+                limit_price=decimal_of(data.get("limit_price")),
+                stop_price=decimal_of(data.get("stop_price")),
+                replaced_by=data.get("replaced_by") or None,
+                replaces=data.get("replaces") or None,
+                created_at=time_of(data.get("created_at")),
+                updated_at=time_of(data.get("updated_at")),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not an Alpaca order: missing {e}") from e
+
+    @property
+    def final_status(self) -> OrderStatus | None:
+        """The Exodus status when this order is closed for good (filled, canceled, expired, rejected)."""
+        return ALPACA_STATUS.get(self.status)
+
+    @property
+    def working(self) -> bool:
+        """Whether it still works at Alpaca (a replaced order does not; its replacement does)."""
+        return self.status != "replaced" and self.final_status is None

@@ -1,0 +1,3 @@
+"""The local Alpaca venue."""
+
+__all__: list[str] = []

@@ -1,0 +1,908 @@
+"""The local Alpaca venue: Alpaca's Trading API v2 and trade_updates stream in front of the paper matching engine.
+
+``python -m devstack.venues.alpaca`` runs it (``--help``); ``EXODUS_ALPACA__LOCAL_VENUE=true make run`` starts
+it beside the worker; tests run ``AlpacaVenue`` in process with ``serve()``. What it speaks (the Trading API's
+OpenAPI document in ``shared/specs/alpaca-trading/`` for the shapes, ``BROKERS.md`` §1 and §9 for the rest):
+
+* ``POST /v2/orders`` (market, limit, stop, stop_limit; day, gtc, ioc, fok), ``GET /v2/orders`` (status
+  open/closed/all, limit, after, until, direction, symbols), ``GET /v2/orders:by_client_order_id``,
+  ``GET/PATCH/DELETE /v2/orders/{order_id}``, ``GET /v2/account``, ``GET /v2/positions``,
+  ``GET /v2/account/activities/FILL`` (and ``/v2/account/activities?activity_types=FILL``; paging by
+  ``page_token``/``page_size``), and the market data ``GET /v2/stocks/quotes/latest?symbols=`` and
+  ``GET /v2/stocks/{symbol}/quotes/latest`` (the top of the simulated book).
+* Authentication by ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY`` (401 ``{"code": 40110000, ...}``).
+* Errors as ``{"code": <8 digits>, "message": ...}``: 403 insufficient buying power (40310000), 404 order not
+  found (40410000), 422 invalid input (40010000), unknown asset or a client order id used before
+  (40010001 "client_order_id must be unique"), an order that is no longer cancelable or replaceable (42210000).
+* A rate limit per key and minute (0: none): 429 with ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (the
+  epoch second the window frees a request); every answer carries the three headers.
+* The ``/stream`` WebSocket: ``authenticate`` then ``listen`` to ``trade_updates``; events ``new``, ``fill``,
+  ``partial_fill``, ``canceled``, ``expired``, ``replaced``, ``rejected``, ``order_cancel_rejected``,
+  ``order_replace_rejected``, sent as binary frames like the paper stream. Events happen whether or not anybody
+  listens: a client that was away catches up over REST, as with Alpaca.
+* Faults (``faults``): latency, a 5xx before or after the request was processed, a connection dropped after the
+  order was accepted, an answer that never comes, the stream dropped, new stream connections refused.
+
+Refusals the engine itself makes after validation (the injected ``reject_symbols``) are accepted orders that end
+``rejected`` at once, with a ``rejected`` event, as an Alpaca order rejected by the exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from core.domain import (
+    CancelOrder,
+    ExecutionReport,
+    Instrument,
+    InstrumentClass,
+    OrderSide,
+    OrderType,
+    ReplaceOrder,
+    ReportKind,
+    SubmitOrder,
+    utcnow,
+)
+from core.errors import BrokerUnavailable
+from devstack.venues.alpaca.model import (
+    ALPACA_TIF,
+    ALPACA_TYPE,
+    Leg,
+    activity_json,
+    alpaca_time,
+    asset_id,
+    decimal_text,
+    execution_id,
+    legs_of,
+    order_json,
+)
+from sim.matching import RejectReason, SimOrder
+from sim.venue import SimVenue
+
+__all__ = ["AlpacaVenue", "Fault", "VenueFaults", "VenueServer", "development_keys"]
+
+log = logging.getLogger(__name__)
+
+_TYPES = {v: k for k, v in ALPACA_TYPE.items()}
+_TIFS = {v: k for k, v in ALPACA_TIF.items()}
+_D = Decimal
+
+
+@dataclass
+class Fault:
+    """One injected failure, used up by the first request it matches."""
+
+    #: "error_before": answer ``status`` without processing; "error_after": process, then answer ``status``;
+    #: "drop_after": process, then drop the connection mid-answer; "stall_after": process, then answer only after
+    #: ``seconds`` (longer than the client waits).
+    kind: str
+    method: str | None = None
+    #: The request path must start with this (``/v2/orders``).
+    path: str | None = None
+    status: int = 500
+    seconds: float = 30.0
+
+
+@dataclass
+class VenueFaults:
+    """What tests (and demos) make go wrong."""
+
+    #: Added to every REST request.
+    latency: float = 0.0
+    pending: list[Fault] = field(default_factory=list)
+    #: New stream connections are closed at once (the adapter keeps reconnecting).
+    refuse_streams: bool = False
+
+    def add(self, kind: str, *, method: str | None = None, path: str | None = None, times: int = 1, **kw: Any) -> None:
+        """Queue ``times`` faults of ``kind`` for requests matching ``method`` and ``path``."""
+        self.pending.extend(Fault(kind, method=method, path=path, **kw) for _ in range(times))
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """The first queued fault this request matches (removed), if any."""
+        for i, fault in enumerate(self.pending):
+            if (fault.method is None or fault.method == method) and (fault.path is None or path.startswith(fault.path)):
+                return self.pending.pop(i)
+        return None
+
+
+class _Drop(Exception):
+    """Raised after the answer started: the server aborts the connection."""
+
+
+class _DroppedResponse(Response):
+    """Starts a 200 answer and breaks off: the client sees the connection closed mid-answer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"id":', "more_body": True})
+        raise _Drop("connection dropped after the order was processed (injected)")
+
+
+def _time_param(value: str | None) -> datetime | None | JSONResponse:
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        return _error(422, 40010000, f"invalid timestamp {value!r}")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _error(status: int, code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
+
+
+class _RateLimit:
+    """A sliding window of requests per key: at most ``per_minute`` in any ``window`` seconds (60)."""
+
+    def __init__(self, per_minute: int, window: float = 60.0) -> None:
+        self.per_minute = per_minute
+        self.window = window
+        self.refused = 0
+        self._seen: dict[str, deque[float]] = {}
+
+    def take(self, key: str) -> tuple[bool, dict[str, str]]:
+        """Count a request; (allowed, rate-limit headers)."""
+        now = time.time()
+        window = self._seen.setdefault(key, deque())
+        while window and window[0] <= now - self.window:
+            window.popleft()
+        limit = self.per_minute
+        if limit <= 0:
+            return True, {"X-RateLimit-Limit": "0", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(now))}
+        allowed = len(window) < limit
+        if allowed:
+            window.append(now)
+        else:
+            self.refused += 1
+        reset = int(window[0] + self.window) + 1 if len(window) >= limit else int(now)
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(limit - len(window), 0)),
+            "X-RateLimit-Reset": str(reset),
+        }
+        return allowed, headers
+
+
+class _Listener:
+    """One authenticated stream connection listening to trade_updates."""
+
+    def __init__(self, ws: WebSocket, binary: bool) -> None:
+        self.ws = ws
+        self.binary = binary
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+
+class AlpacaVenue:
+    """The Alpaca Trading API v2 and its trade_updates stream over a ``SimVenue``."""
+
+    def __init__(
+        self,
+        sim: SimVenue,
+        instruments: list[Instrument],
+        *,
+        key_id: str,
+        secret_key: str,
+        rate_limit_per_minute: int = 0,
+        initial_cash: Decimal = Decimal(1_000_000),
+        binary_frames: bool = True,
+    ) -> None:
+        """Serve ``sim`` (started by ``start()``) to the holder of ``key_id``/``secret_key``."""
+        self.sim = sim
+        self.instruments = {i.symbol: i for i in instruments}
+        self.key_id = key_id
+        self.secret_key = secret_key
+        self.rate_limit = _RateLimit(rate_limit_per_minute)
+        self.data_rate_limit = _RateLimit(rate_limit_per_minute)
+        self.initial_cash = initial_cash
+        self.binary_frames = binary_frames
+        self.faults = VenueFaults()
+        self.account_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"exodus-alpaca-venue/{key_id}"))
+        self.created_at = utcnow()
+        self._listeners: set[_Listener] = set()
+        #: Requests answered, by "METHOD path" (tests count resends with it).
+        self.requests: dict[str, int] = {}
+        self.events_sent = 0
+        self.app = self._build_app()
+        sim.add_listener(self._on_report)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the simulated venue (restores its journal); its reports become trade_updates events."""
+        await self.sim.start()
+
+    async def stop(self) -> None:
+        """Close every stream and stop the simulated venue."""
+        await self.drop_streams()
+        await self.sim.stop()
+
+    async def drop_streams(self) -> None:
+        """Close every stream connection (the clients reconnect and catch up)."""
+        for listener in list(self._listeners):
+            listener.queue.put_nowait(None)
+        self._listeners.clear()
+
+    async def set_mid(self, symbol: str, mid: Decimal) -> None:
+        """Move a symbol's mid price and match resting orders (tests and demos)."""
+        await self.sim.set_mid(symbol, mid)
+
+    async def step(self) -> None:
+        """Move the feed one step and match resting orders."""
+        await self.sim.step()
+
+    @property
+    def listening(self) -> int:
+        """Stream connections listening to trade_updates."""
+        return len(self._listeners)
+
+    # -- state, derived from the engine's orders ----------------------------------------------------------
+
+    def _chains(self) -> list[SimOrder]:
+        orders = list(self.sim.engine.all_orders())
+        orders.extend(self.sim.engine._rejected.values())  # refused by the engine: Alpaca orders that were rejected
+        return orders
+
+    async def _synced(self) -> list[SimOrder]:
+        await self.sim.flush()  # nothing unsaved is ever revealed
+        return self._chains()
+
+    async def _leg_by_id(self, alpaca_id: str) -> Leg | None:
+        for order in await self._synced():
+            for leg in legs_of(order):
+                if leg.alpaca_id == alpaca_id:
+                    return leg
+        return None
+
+    async def _leg_by_client_id(self, client_order_id: str) -> Leg | None:
+        await self.sim.flush()
+        order = self.sim.engine.find(client_order_id)
+        if order is None:
+            return None
+        return next((leg for leg in legs_of(order) if leg.client_order_id == client_order_id), None)
+
+    def _positions(self, orders: list[SimOrder]) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
+        """Symbol -> (signed qty, cost basis of what is held, cash flow) from every fill."""
+        book: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+        fills = sorted(
+            ((o, r) for o in orders for r in o.reports if r.kind is ReportKind.FILL), key=lambda x: x[1].transact_at
+        )
+        for order, report in fills:
+            qty, cost, cash = book.get(order.symbol, (_D(0), _D(0), _D(0)))
+            signed = report.last_qty * order.side.sign
+            price = report.last_price or _D(0)
+            cash -= signed * price
+            if qty == 0 or (qty > 0) == (signed > 0):
+                cost += signed * price
+            else:
+                closing = min(abs(signed), abs(qty))
+                avg = cost / qty
+                cost -= avg * closing * (1 if qty > 0 else -1)
+                if abs(signed) > abs(qty):
+                    cost = (signed + qty) * price
+            qty += signed
+            if qty == 0:
+                cost = _D(0)
+            book[order.symbol] = (qty, cost, cash)
+        return book
+
+    def _mid(self, symbol: str) -> Decimal:
+        quote = self.sim.feed.quote(symbol)
+        return quote.mid
+
+    def _cash(self, orders: list[SimOrder]) -> Decimal:
+        return self.initial_cash + sum((cash for _, _, cash in self._positions(orders).values()), _D(0))
+
+    def _buying_power(self, orders: list[SimOrder]) -> Decimal:
+        reserved = _D(0)
+        for order in orders:
+            if order.is_open and order.side is OrderSide.BUY:
+                price = order.price or self._mid(order.symbol)
+                reserved += order.leaves_qty * price
+        return max(self._cash(orders) - reserved, _D(0))
+
+    # -- the stream ----------------------------------------------------------------------------------------
+
+    def _on_report(self, report: ExecutionReport) -> None:
+        order = self.sim.engine.find(report.client_order_id)
+        if order is None:
+            return
+        index = next((i for i, r in enumerate(order.reports) if r.exec_id == report.exec_id), None)
+        if index is None:
+            return
+        legs = legs_of(order, index + 1)
+        leg = legs[-1]
+        at = alpaca_time(report.transact_at)
+        events: list[dict[str, Any]] = []
+        kind = report.kind
+        if kind is ReportKind.ACCEPTED:
+            events.append({"event": "new", "order": order_json(leg), "timestamp": at})
+        elif kind is ReportKind.FILL:
+            event = {
+                "event": "fill" if leg.status == "filled" else "partial_fill",
+                "execution_id": execution_id(report),
+                "order": order_json(leg),
+                "timestamp": at,
+                "price": decimal_text(report.last_price),
+                "qty": decimal_text(report.last_qty),
+                "position_qty": decimal_text(self._positions(self._chains()).get(order.symbol, (_D(0),))[0]),
+            }
+            events.append(event)
+        elif kind is ReportKind.REPLACED:
+            old = legs[-2]
+            events.append({"event": "replaced", "order": order_json(old), "timestamp": at})
+            events.append({"event": "new", "order": order_json(leg), "timestamp": at})
+        elif kind in (ReportKind.CANCELED, ReportKind.EXPIRED, ReportKind.REJECTED):
+            name = {ReportKind.CANCELED: "canceled", ReportKind.EXPIRED: "expired", ReportKind.REJECTED: "rejected"}
+            events.append({"event": name[kind], "order": order_json(leg), "timestamp": at})
+        elif kind is ReportKind.CANCEL_REJECTED:
+            events.append({"event": "order_cancel_rejected", "order": order_json(leg), "timestamp": at})
+        elif kind is ReportKind.REPLACE_REJECTED:
+            events.append({"event": "order_replace_rejected", "order": order_json(leg), "timestamp": at})
+        for data in events:
+            message = {"stream": "trade_updates", "data": data}
+            for listener in list(self._listeners):
+                listener.queue.put_nowait(message)
+            self.events_sent += 1
+
+    async def _stream(self, ws: WebSocket) -> None:
+        await ws.accept()
+        if self.faults.refuse_streams:
+            await ws.close(code=1011)
+            return
+        listener: _Listener | None = None
+        binary = self.binary_frames
+
+        async def send(message: dict[str, Any]) -> None:
+            text = json.dumps(message)
+            if binary:
+                await ws.send_bytes(text.encode())
+            else:
+                await ws.send_text(text)
+
+        async def pump(target: _Listener) -> None:
+            while True:
+                message = await target.queue.get()
+                if message is None:
+                    await ws.close(code=1001)
+                    return
+                await send(message)
+
+        pump_task: asyncio.Task[None] | None = None
+        authorized = False
+        try:
+            while True:
+                raw = await ws.receive()
+                if raw["type"] == "websocket.disconnect":
+                    return
+                text = raw.get("text") or (raw.get("bytes") or b"").decode(errors="replace")
+                try:
+                    msg = json.loads(text)
+                    action, data = msg.get("action"), msg.get("data") or {}
+                except (ValueError, AttributeError):
+                    await send({"stream": "error", "data": {"error_message": "invalid syntax"}})
+                    continue
+                if action == "authenticate":
+                    authorized = data.get("key_id") == self.key_id and data.get("secret_key") == self.secret_key
+                    status = "authorized" if authorized else "unauthorized"
+                    await send({"stream": "authorization", "data": {"action": "authenticate", "status": status}})
+                    if not authorized:
+                        await ws.close(code=1008)
+                        return
+                elif action == "listen":
+                    if not authorized:
+                        await send({"stream": "authorization", "data": {"action": "listen", "status": "unauthorized"}})
+                        await ws.close(code=1008)
+                        return
+                    streams = [s for s in data.get("streams") or [] if s == "trade_updates"]
+                    await send({"stream": "listening", "data": {"streams": streams}})
+                    if streams and listener is None:
+                        listener = _Listener(ws, binary)
+                        self._listeners.add(listener)
+                        pump_task = asyncio.create_task(pump(listener))
+                    elif not streams and listener is not None:
+                        self._listeners.discard(listener)
+                        listener = None
+                else:
+                    await send({"stream": "error", "data": {"error_message": f"unknown action {action!r}"}})
+        except WebSocketDisconnect:
+            return
+        finally:
+            if listener is not None:
+                self._listeners.discard(listener)
+            if pump_task is not None:
+                pump_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pump_task
+
+    # -- the REST API --------------------------------------------------------------------------------------
+
+    def _build_app(self) -> Starlette:
+        h = self._handler
+        routes = [
+            Route("/v2/orders", h(self._post_order), methods=["POST"]),
+            Route("/v2/orders", h(self._list_orders), methods=["GET"]),
+            Route("/v2/orders:by_client_order_id", h(self._get_by_client_id), methods=["GET"]),
+            Route("/v2/orders/{order_id}", h(self._get_order), methods=["GET"]),
+            Route("/v2/orders/{order_id}", h(self._patch_order), methods=["PATCH"]),
+            Route("/v2/orders/{order_id}", h(self._delete_order), methods=["DELETE"]),
+            Route("/v2/account", h(self._account), methods=["GET"]),
+            Route("/v2/positions", h(self._positions_route), methods=["GET"]),
+            Route("/v2/account/activities", h(self._activities), methods=["GET"]),
+            Route("/v2/account/activities/{activity_type}", h(self._activities), methods=["GET"]),
+            Route("/v2/stocks/quotes/latest", h(self._latest_quotes, data=True), methods=["GET"]),
+            Route("/v2/stocks/{symbol}/quotes/latest", h(self._latest_quote, data=True), methods=["GET"]),
+            WebSocketRoute("/stream", self._stream),
+        ]
+        return Starlette(routes=routes)
+
+    def _handler(
+        self, endpoint: Callable[[Request], Awaitable[Response]], *, data: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            name = f"{request.method} {request.url.path}"
+            self.requests[name] = self.requests.get(name, 0) + 1
+            key = request.headers.get("APCA-API-KEY-ID")
+            if key != self.key_id or request.headers.get("APCA-API-SECRET-KEY") != self.secret_key:
+                return _error(401, 40110000, "request is not authorized")
+            allowed, headers = (self.data_rate_limit if data else self.rate_limit).take(key)
+            if not allowed:
+                return JSONResponse(
+                    {"code": 42910000, "message": "rate limit exceeded"}, status_code=429, headers=headers
+                )
+            if self.faults.latency:
+                await asyncio.sleep(self.faults.latency)
+            fault = self.faults.take(request.method, request.url.path)
+            if fault is not None and fault.kind == "error_before":
+                return _error(fault.status, 50010000, "internal server error (injected)")
+            try:
+                response = await endpoint(request)
+            except BrokerUnavailable as e:
+                log.warning("alpaca venue: %s failed: %s", name, e)
+                return _error(503, 50310000, "service unavailable")
+            if fault is not None:
+                if fault.kind == "error_after":
+                    return _error(fault.status, 50010000, "internal server error (injected)")
+                if fault.kind == "drop_after":
+                    return _DroppedResponse()
+                if fault.kind == "stall_after":
+                    await asyncio.sleep(fault.seconds)
+            response.headers.update(headers)
+            return response
+
+        return handle
+
+    @staticmethod
+    async def _body(request: Request) -> dict[str, Any] | JSONResponse:
+        try:
+            body = json.loads(await request.body(), parse_float=Decimal)
+        except ValueError:
+            return _error(400, 40010000, "request body format is invalid")
+        if not isinstance(body, dict):
+            return _error(422, 40010000, "request body format is invalid")
+        return body
+
+    @staticmethod
+    def _decimal(body: dict[str, Any], name: str) -> Decimal | None | str:
+        value = body.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            return f"invalid {name} {value!r}"
+        if not number.is_finite() or number <= 0:
+            return f"{name} must be > 0"
+        return number
+
+    def _price_problem(self, name: str, price: Decimal, inst: Instrument) -> str | None:
+        places = 2 if price >= 1 else 4
+        if price != price.quantize(Decimal(1).scaleb(-places)) or not inst.on_tick(price):
+            return (
+                f"invalid {name} {decimal_text(price)}. sub-penny increment does not fulfill minimum pricing criteria"
+            )
+        return None
+
+    async def _post_order(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        symbol = body.get("symbol")
+        inst = self.instruments.get(symbol) if isinstance(symbol, str) else None
+        if not symbol:
+            return _error(422, 40010000, "symbol is required")
+        if inst is None or inst.instrument_class is not InstrumentClass.EQUITY or not inst.tradable:
+            return _error(422, 40010001, f'asset "{symbol}" not found')
+        side = body.get("side")
+        if side not in ("buy", "sell"):
+            return _error(422, 40010000, "side must be buy or sell")
+        type_name = body.get("type") or body.get("order_type")
+        if type_name == "trailing_stop":
+            return _error(422, 40010000, "trailing_stop orders are not supported by the local venue")
+        if type_name not in _TYPES:
+            return _error(422, 40010000, f"invalid order type {type_name!r}")
+        tif_name = body.get("time_in_force")
+        if tif_name in ("opg", "cls"):
+            return _error(422, 40010000, f"time_in_force {tif_name} is not supported by the local venue")
+        if tif_name not in _TIFS:
+            return _error(422, 40010000, f"invalid time_in_force {tif_name!r}")
+        if body.get("notional") is not None:
+            return _error(422, 40010000, "notional orders are not supported by the local venue")
+        if body.get("order_class") not in (None, "", "simple"):
+            return _error(422, 40010000, f"order_class {body.get('order_class')} is not supported by the local venue")
+        cid = body.get("client_order_id") or str(uuid.uuid4())
+        if not isinstance(cid, str) or len(cid) > 48:
+            return _error(422, 40010000, "client_order_id must be no more than 48 characters")
+        qty = self._decimal(body, "qty")
+        if qty is None:
+            return _error(422, 40010000, "qty is required")
+        if isinstance(qty, str):
+            return _error(422, 40010000, qty)
+        order_type = _TYPES[type_name]
+        tif = _TIFS[tif_name]
+        if not inst.on_lot(qty) and not (order_type is OrderType.MARKET and tif_name == "day"):
+            return _error(422, 40010000, "fractional orders must be market orders with time_in_force day")
+        if not inst.on_lot(qty) or qty < inst.min_qty:
+            return _error(422, 40010000, f"qty must be a multiple of {decimal_text(inst.lot_step)}")
+        if qty > inst.max_qty:
+            return _error(422, 40010001, f"qty {decimal_text(qty)} exceeds the maximum of {decimal_text(inst.max_qty)}")
+        prices: dict[str, Decimal | None] = {}
+        for name, needed in (("limit_price", order_type.needs_price), ("stop_price", order_type.needs_stop_price)):
+            value = self._decimal(body, name)
+            if isinstance(value, str):
+                return _error(422, 40010000, value)
+            if needed and value is None:
+                return _error(422, 40010000, f"{name} is required for {type_name} orders")
+            if value is not None and not needed:
+                return _error(422, 40010000, f"{name} must not be given for {type_name} orders")
+            if value is not None and (problem := self._price_problem(name, value, inst)):
+                return _error(422, 42210000, problem)
+            prices[name] = value
+        orders = await self._synced()
+        if self.sim.engine.find(cid) is None and side == "buy":
+            cost = qty * (prices["limit_price"] or self.sim.feed.quote(symbol).ask)
+            power = self._buying_power(orders)
+            if cost > power:
+                return _error(
+                    403,
+                    40310000,
+                    "insufficient buying power",
+                    buying_power=decimal_text(power),
+                    cost_basis=decimal_text(cost),
+                )
+        order = SubmitOrder(
+            client_order_id=cid,
+            account=self.account_id,
+            symbol=symbol,
+            side=OrderSide.BUY if side == "buy" else OrderSide.SELL,
+            type=order_type,
+            time_in_force=tif,
+            qty=qty,
+            price=prices["limit_price"],
+            stop_price=prices["stop_price"],
+        )
+        ack = await self.sim.submit(order)
+        if not ack.accepted and ack.reason and ack.reason.startswith(RejectReason.DUPLICATE_ORDER):
+            return _error(422, 40010001, "client_order_id must be unique")
+        leg = await self._leg_by_client_id(cid)
+        if leg is None:  # pragma: no cover - the engine keeps every order it answered
+            return _error(500, 50010000, "internal server error")
+        return JSONResponse(order_json(leg))
+
+    async def _list_orders(self, request: Request) -> Response:
+        q = request.query_params
+        status = q.get("status", "open")
+        if status not in ("open", "closed", "all"):
+            return _error(422, 40010000, "invalid status")
+        try:
+            limit = min(int(q.get("limit", "50")), 500)
+        except ValueError:
+            return _error(422, 40010000, "invalid limit")
+        symbols = {s for s in q.get("symbols", "").split(",") if s}
+        legs = [leg for order in await self._synced() for leg in legs_of(order)]
+        if status != "all":
+            legs = [leg for leg in legs if leg.open == (status == "open")]
+        if symbols:
+            legs = [leg for leg in legs if leg.order.symbol in symbols]
+        after, until = _time_param(q.get("after")), _time_param(q.get("until"))
+        if isinstance(after, JSONResponse):
+            return after
+        if isinstance(until, JSONResponse):
+            return until
+        if after is not None:
+            legs = [leg for leg in legs if leg.created_at > after]
+        if until is not None:
+            legs = [leg for leg in legs if leg.created_at < until]
+        legs.sort(key=lambda leg: leg.created_at, reverse=q.get("direction", "desc") == "desc")
+        return JSONResponse([order_json(leg) for leg in legs[:limit]])
+
+    async def _get_by_client_id(self, request: Request) -> Response:
+        cid = request.query_params.get("client_order_id")
+        if not cid:
+            return _error(422, 40010000, "client_order_id is required")
+        leg = await self._leg_by_client_id(cid)
+        if leg is None:
+            return _error(404, 40410000, "order not found")
+        return JSONResponse(order_json(leg))
+
+    async def _get_order(self, request: Request) -> Response:
+        leg = await self._leg_by_id(request.path_params["order_id"])
+        if leg is None:
+            return _error(404, 40410000, "order not found")
+        return JSONResponse(order_json(leg))
+
+    async def _delete_order(self, request: Request) -> Response:
+        leg = await self._leg_by_id(request.path_params["order_id"])
+        if leg is None:
+            return _error(404, 40410000, "order not found")
+        if not leg.open:
+            return _error(422, 42210000, f"order is not cancelable (status {leg.status})")
+        order = leg.order
+        ack = await self.sim.cancel(
+            CancelOrder(client_order_id=leg.client_order_id, symbol=order.symbol, side=order.side, qty=order.qty)
+        )
+        if not ack.accepted:
+            return _error(422, 42210000, f"order is not cancelable ({ack.reason})")
+        return Response(status_code=204)
+
+    async def _patch_order(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        leg = await self._leg_by_id(request.path_params["order_id"])
+        if leg is None:
+            return _error(404, 40410000, "order not found")
+        if not leg.open:
+            return _error(422, 42210000, f"order is not replaceable (status {leg.status})")
+        order = leg.order
+        inst = self.instruments[order.symbol]
+        tif = body.get("time_in_force")
+        if tif is not None and tif != ALPACA_TIF.get(order.time_in_force):
+            return _error(422, 40010000, "time_in_force cannot be changed by the local venue")
+        if body.get("trail") is not None:
+            return _error(422, 40010000, "trail applies to trailing_stop orders only")
+        values: dict[str, Decimal | None] = {}
+        for name in ("qty", "limit_price", "stop_price"):
+            value = self._decimal(body, name)
+            if isinstance(value, str):
+                return _error(422, 40010000, value)
+            values[name] = value
+        if values["limit_price"] is not None and not order.type.needs_price:
+            return _error(422, 40010000, "limit_price applies to limit and stop_limit orders only")
+        if values["stop_price"] is not None and not order.type.needs_stop_price:
+            return _error(422, 40010000, "stop_price applies to stop and stop_limit orders only")
+        for name in ("limit_price", "stop_price"):
+            value = values[name]
+            if value is not None and (problem := self._price_problem(name, value, inst)):
+                return _error(422, 42210000, problem)
+        new_cid = body.get("client_order_id") or str(uuid.uuid4())
+        if not isinstance(new_cid, str) or len(new_cid) > 48:
+            return _error(422, 40010000, "client_order_id must be no more than 48 characters")
+        if self.sim.engine.find(new_cid) is not None:
+            return _error(422, 40010001, "client_order_id must be unique")
+        # Without a qty the replacement works the replaced order's own quantity (as Alpaca does, Alpaca-API#165).
+        leg_qty = values["qty"] or leg.qty
+        ack = await self.sim.replace(
+            ReplaceOrder(
+                orig_client_order_id=leg.client_order_id,
+                client_order_id=new_cid,
+                symbol=order.symbol,
+                side=order.side,
+                type=order.type,
+                time_in_force=order.time_in_force,
+                qty=order.filled_qty + leg_qty,
+                price=values["limit_price"] or order.price,
+                stop_price=values["stop_price"] or order.stop_price,
+            )
+        )
+        if not ack.accepted:
+            return _error(422, 42210000, f"order is not replaceable ({ack.reason})")
+        new = await self._leg_by_client_id(new_cid)
+        assert new is not None
+        return JSONResponse(order_json(new))
+
+    async def _account(self, request: Request) -> Response:
+        orders = await self._synced()
+        book = self._positions(orders)
+        long_value = sum((q * self._mid(s) for s, (q, _, _) in book.items() if q > 0), _D(0))
+        short_value = sum((q * self._mid(s) for s, (q, _, _) in book.items() if q < 0), _D(0))
+        cash = self._cash(orders)
+        equity = cash + long_value + short_value
+        power = decimal_text(self._buying_power(orders))
+        money = {k: decimal_text(v) for k, v in {"cash": cash, "equity": equity}.items()}
+        return JSONResponse(
+            {
+                "id": self.account_id,
+                "account_number": "PA" + self.account_id.replace("-", "")[:10].upper(),
+                "status": "ACTIVE",
+                "currency": "USD",
+                "cash": money["cash"],
+                "portfolio_value": money["equity"],
+                "equity": money["equity"],
+                "last_equity": decimal_text(self.initial_cash),
+                "long_market_value": decimal_text(long_value),
+                "short_market_value": decimal_text(short_value),
+                "buying_power": power,
+                "regt_buying_power": power,
+                "daytrading_buying_power": power,
+                "initial_margin": "0",
+                "maintenance_margin": "0",
+                "last_maintenance_margin": "0",
+                "sma": "0",
+                "daytrade_count": 0,
+                "multiplier": "1",
+                "pattern_day_trader": False,
+                "trade_suspended_by_user": False,
+                "trading_blocked": False,
+                "transfers_blocked": False,
+                "account_blocked": False,
+                "shorting_enabled": True,
+                "created_at": alpaca_time(self.created_at),
+            }
+        )
+
+    async def _positions_route(self, request: Request) -> Response:
+        result = []
+        for symbol, (qty, cost, _) in sorted(self._positions(await self._synced()).items()):
+            if qty == 0:
+                continue
+            price = self._mid(symbol)
+            value = qty * price
+            pl = value - cost
+            plpc = pl / abs(cost) if cost else _D(0)
+            result.append(
+                {
+                    "asset_id": asset_id(symbol),
+                    "symbol": symbol,
+                    "exchange": "NASDAQ",
+                    "asset_class": "us_equity",
+                    "asset_marginable": True,
+                    "avg_entry_price": decimal_text(cost / qty),
+                    "qty": decimal_text(qty),
+                    "qty_available": decimal_text(qty),
+                    "side": "long" if qty > 0 else "short",
+                    "market_value": decimal_text(value),
+                    "cost_basis": decimal_text(cost),
+                    "unrealized_pl": decimal_text(pl),
+                    "unrealized_plpc": decimal_text(plpc.quantize(_D("1e-10"))),
+                    "unrealized_intraday_pl": decimal_text(pl),
+                    "unrealized_intraday_plpc": decimal_text(plpc.quantize(_D("1e-10"))),
+                    "current_price": decimal_text(price),
+                    "lastday_price": decimal_text(price),
+                    "change_today": "0",
+                }
+            )
+        return JSONResponse(result)
+
+    async def _activities(self, request: Request) -> Response:
+        q = request.query_params
+        kind = request.path_params.get("activity_type") or q.get("activity_types", "FILL")
+        if set(kind.split(",")) != {"FILL"}:
+            return JSONResponse([])  # the venue has fills only
+        try:
+            page_size = min(int(q.get("page_size", "100")), 100)
+        except ValueError:
+            return _error(422, 40010000, "invalid page_size")
+        after, until = _time_param(q.get("after")), _time_param(q.get("until"))
+        if isinstance(after, JSONResponse):
+            return after
+        if isinstance(until, JSONResponse):
+            return until
+        items = [
+            activity_json(leg, report, cum)
+            for order in await self._synced()
+            for leg in legs_of(order)
+            for report, cum in leg.fills
+            if (after is None or report.transact_at > after) and (until is None or report.transact_at < until)
+        ]
+        descending = q.get("direction", "desc") == "desc"
+        items.sort(key=lambda i: i["id"], reverse=descending)
+        token = q.get("page_token")
+        if token:
+            items = [i for i in items if (i["id"] < token if descending else i["id"] > token)]
+        return JSONResponse(items[:page_size])
+
+    def _quote(self, symbol: str) -> dict[str, Any]:
+        top = self.sim.feed.quote(symbol)
+        return {
+            "ap": float(top.ask),
+            "as": 1,
+            "ax": "V",
+            "bp": float(top.bid),
+            "bs": 1,
+            "bx": "V",
+            "c": ["R"],
+            "t": alpaca_time(utcnow()),
+            "z": "C",
+        }
+
+    def _quotable(self, symbol: str) -> bool:
+        inst = self.instruments.get(symbol)
+        return inst is not None and inst.instrument_class is InstrumentClass.EQUITY
+
+    async def _latest_quotes(self, request: Request) -> Response:
+        symbols = [s for s in request.query_params.get("symbols", "").split(",") if s]
+        if not symbols:
+            return _error(400, 40010000, "missing symbols")
+        await self.sim.flush()
+        return JSONResponse({"quotes": {s: self._quote(s) for s in symbols if self._quotable(s)}})
+
+    async def _latest_quote(self, request: Request) -> Response:
+        symbol = request.path_params["symbol"]
+        if not self._quotable(symbol):
+            return _error(404, 40410000, f"no quote for {symbol}")
+        return JSONResponse({"symbol": symbol, "quote": self._quote(symbol)})
+
+
+def development_keys() -> tuple[str, str]:
+    """A key pair for a venue nobody configured keys for."""
+    return "PK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(24)
+
+
+class VenueServer:
+    """Serves an ``AlpacaVenue`` with uvicorn on ``host:port`` inside the running event loop (tests, ``__main__``)."""
+
+    def __init__(self, venue: AlpacaVenue, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve ``venue``; ``port`` 0 picks a free one (see ``port`` after ``start``)."""
+        import socket
+
+        import uvicorn
+
+        self.venue = venue
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(venue.app, log_level="warning", ws="websockets-sansio", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start the venue and serve it."""
+        await self.venue.start()
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="alpaca-venue-http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """Close the streams, stop serving and stop the venue."""
+        await self.venue.drop_streams()
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 10)
+        self._socket.close()
+        await self.venue.stop()

@@ -1,0 +1,245 @@
+"""Orders over Alpaca end to end: through the REST API, order workflows on a real Temporal server, the Alpaca adapter
+as broker "alpaca" on its own task queue, the local Alpaca venue over loopback HTTP and WebSocket, Postgres for the
+ledger, the adapter's records and the quotes risk prices with (source "alpaca")."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from temporalio.testing import WorkflowEnvironment
+
+from brokers.alpaca.execution import AlpacaBroker
+from brokers.alpaca.store import AlpacaStore
+from brokers.sessions import SessionRecorder
+from core.instruments import InstrumentCatalog
+from core.marketdata import QuoteWriter
+from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
+from sim.journal import PostgresVenueJournal
+from sim.venue import SimVenue
+from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, eventually
+from tests.conftest import make_settings, temporal_address
+from tests.harness import Stack, unique
+from workflows.order import OrderWorkflow
+
+D = Decimal
+
+
+@dataclass
+class AlpacaStack:
+    stack: Stack
+    server: VenueServer
+    checker: SpecChecker
+
+    @property
+    def venue(self) -> AlpacaVenue:
+        return self.server.venue
+
+    @property
+    def broker(self) -> AlpacaBroker:
+        broker = self.stack.brokers["alpaca"]
+        assert isinstance(broker, AlpacaBroker)
+        return broker
+
+    async def fills(self, order_id: str) -> list[dict[str, Any]]:
+        return await self.stack.fetch(
+            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
+        )
+
+    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
+        body = {"clientId": unique("desk"), "clientOrderId": unique("ap"), "symbol": "AAPL", "side": "BUY", "qty": 10}
+        body.update(terms, broker="alpaca")
+        r = await http.post("/api/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "accepted", r.text
+        return str(r.json()["internalOrderId"])
+
+    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                r = await http.get(f"/api/v1/orders/{order_id}")
+                if r.status_code == 200 and r.json()["status"] == status:
+                    return dict(r.json())
+                await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+async def alpaca_stack(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    pool: AsyncConnectionPool,
+    instruments: InstrumentCatalog,
+) -> AsyncIterator[AlpacaStack]:
+    sim = SimVenue(
+        instruments,
+        name="alpacavenue",
+        tick_interval=0,
+        journal=PostgresVenueJournal(pool, database_url, venue=f"alpaca-venue-{uuid.uuid4().hex[:6]}"),
+    )
+    server = VenueServer(AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET))
+    await server.start()
+    settings = make_settings(
+        database_url,
+        temporal_address(temporal_env),
+        alpaca=alpaca_settings(server.base_url, quote_interval_ms=300),
+    )
+    checker = SpecChecker()
+    quotes = QuoteWriter.from_settings(pool, settings.market_data)
+    broker = AlpacaBroker(
+        settings.alpaca,
+        store=AlpacaStore(pool, broker="alpaca"),
+        name="alpaca",
+        recorder=SessionRecorder(pool, broker="alpaca", session=server.base_url),
+        quotes=quotes,
+        instruments=instruments,
+        http_hooks=checker.hooks(),
+    )
+    try:
+        async with Stack.running(
+            temporal_env.client, settings, pool, instruments, {"alpaca": broker}, quotes=quotes
+        ) as stack:
+            await asyncio.wait_for(broker.caught_up.wait(), 15)
+            assert broker.quote_poller is not None
+            await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
+            await quotes.flush()
+            yield AlpacaStack(stack, server, checker)
+            await stack.brokers["alpaca"].close()
+    finally:
+        await server.stop()
+        await quotes.aclose()
+    assert not checker.problems, checker.problems
+
+
+@pytest.fixture(autouse=True)
+def _calm(alpaca_stack: AlpacaStack) -> None:
+    venue = alpaca_stack.venue
+    venue.faults.pending.clear()
+    venue.faults.refuse_streams = False
+    venue.rate_limit.per_minute, venue.rate_limit.window = 0, 60.0
+
+
+async def test_order_over_alpaca_is_filled_over_the_stream_and_booked(alpaca_stack: AlpacaStack) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=700, type="LIMIT", price="191.00", timeInForce="GTC")
+        await s.wait(http, order_id, "PARTIALLY_FILLED")
+        await s.venue.step()
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == 700 and D(order["avgPrice"]) == D("190.01")
+    fills = await s.fills(order_id)
+    assert [f["qty"] for f in fills] == [D(500), D(200)]
+    alpaca_id = fills[0]["exec_id"].split(":")[0]
+    assert [f["exec_id"] for f in fills] == [f"{alpaca_id}:500", f"{alpaca_id}:700"]
+    handle = s.stack.client.get_workflow_handle_for(OrderWorkflow.run, f"order-{order_id}")
+    result = await handle.result()
+    assert result.breaks == []
+    state = await s.stack.state(handle)
+    assert state.broker_order_id == alpaca_id and [e.kind for e in state.events][-1] == "RECONCILED"
+    # Risk priced it from Alpaca's own quotes.
+    [quote] = await s.stack.fetch("SELECT bid, ask FROM market_quotes WHERE source = 'alpaca' AND symbol = 'AAPL'")
+    assert (quote["bid"], quote["ask"]) == (D("189.99"), D("190.01"))
+
+
+async def test_cancel_over_alpaca(alpaca_stack: AlpacaStack) -> None:
+    s = alpaca_stack
+    async with s.stack.api() as http:
+        order_id = await s.post(http, type="LIMIT", price="180.00", timeInForce="DAY")
+        await s.wait(http, order_id, "ACCEPTED")
+        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
+        assert r.status_code == 202, r.text
+        order = await s.wait(http, order_id, "CANCELED")
+    assert order["filledQty"] in ("0", "0.0") or D(order["filledQty"]) == 0
+    status = await s.broker.get_order_status(order_id)
+    assert status is not None and status.status.value == "CANCELED"
+
+
+async def test_replace_over_alpaca_then_fill_on_the_new_terms(alpaca_stack: AlpacaStack) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
+        await s.wait(http, order_id, "ACCEPTED")
+        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": 20, "price": "185.00"})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == 20, r.text
+        alpaca = await s.broker._current(f"{order_id}.1")
+        assert alpaca is not None and alpaca.qty == D(20) and alpaca.limit_price == D("185.00") and alpaca.replaces
+        await s.venue.set_mid("AAPL", D("184.00"))
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == 20 and D(order["avgPrice"]) == D("184.01")
+    await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(alpaca_stack: AlpacaStack) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        ids = [await s.post(http, qty=600, type="LIMIT", price="186.00", timeInForce="GTC") for _ in range(2)]
+        for order_id in ids:
+            await s.wait(http, order_id, "ACCEPTED")
+        catch_ups = s.broker.catch_ups
+        s.venue.faults.refuse_streams = True
+        await s.venue.drop_streams()
+        await eventually(lambda: not s.broker.stream.listening.is_set())
+        await s.venue.set_mid("AAPL", D("185.00"))  # 500 of each fill while nobody listens
+        await s.venue.step()  # and the last 100 of each
+        for order_id in ids:
+            assert await s.fills(order_id) == []  # nothing arrived
+
+        async def refused() -> bool:  # the stream's state reached the risk check: new orders wait for it
+            body = {"clientId": unique("desk"), "clientOrderId": unique("ap"), "symbol": "AAPL", "side": "BUY"}
+            r = await http.post("/api/v1/orders", json={**body, "qty": 1, "broker": "alpaca"})
+            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+
+        await eventually(refused, timeout=10, interval=0.3)
+        s.venue.faults.refuse_streams = False
+        await eventually(lambda: s.broker.catch_ups > catch_ups, timeout=20)
+        for order_id in ids:
+            order = await s.wait(http, order_id, "FILLED")
+            assert D(order["filledQty"]) == 600
+    for order_id in ids:
+        fills = await s.fills(order_id)
+        assert [f["qty"] for f in fills] == [D(500), D(100)] and len({f["exec_id"] for f in fills}) == 2
+    await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_submit_whose_answer_is_lost_is_found_by_client_order_id_and_never_sent_twice(
+    alpaca_stack: AlpacaStack,
+) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    posts = s.venue.requests.get("POST /v2/orders", 0)
+    duplicates = s.venue.sim.duplicate_submits
+    s.venue.faults.add("drop_after", method="POST", path="/v2/orders")
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=5, type="LIMIT", price="180.00", timeInForce="GTC")
+        order = await s.wait(http, order_id, "ACCEPTED")
+    assert s.venue.requests.get("POST /v2/orders", 0) == posts + 1  # sent once; the retry asked first
+    assert s.venue.sim.duplicate_submits == duplicates
+    assert [o for o in await s.broker.open_orders() if o.client_order_id == order_id]
+    assert "SUBMIT" in [e["kind"] for e in order["events"]]
+    async with s.stack.api() as http:
+        await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "done"})
+        await s.wait(http, order_id, "CANCELED")
+
+
+async def test_a_429_storm_slows_orders_down_and_rejects_none(alpaca_stack: AlpacaStack) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    s.venue.rate_limit.per_minute, s.venue.rate_limit.window = 4, 1.0
+    refused = s.venue.rate_limit.refused
+    async with s.stack.api() as http:
+        ids = await asyncio.gather(*(s.post(http, qty=1) for _ in range(8)))
+        orders = [await s.wait(http, order_id, "FILLED", timeout=60) for order_id in ids]
+    assert s.venue.rate_limit.refused > refused  # the storm happened
+    assert all(D(o["filledQty"]) == 1 for o in orders)
+    for order_id in ids:
+        assert len(await s.fills(order_id)) == 1
