@@ -21,9 +21,7 @@ Guarantees, each enforced by a key or a row lock rather than by process memory:
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -68,6 +66,9 @@ from brokers.mt5.protocol import (
     TradeReply,
     TradeReport,
 )
+from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, CommandState
+from brokers.mt5.session import session_check
+from brokers.mt5.tables import add_break, add_event, notify
 from core.audit import append_audit
 from core.domain import (
     ExecutionReport,
@@ -92,10 +93,6 @@ __all__ = ["BRIDGE_CHANNEL", "BridgeRefused", "BridgeStore", "CommandState", "se
 
 log = logging.getLogger(__name__)
 
-#: NOTIFY channel: payload ``ack:<command_id>`` or ``reports:<account>``.
-BRIDGE_CHANNEL: Final = "exodus_mt5"
-BROKER: Final = "mt5"
-
 _OPEN = tuple(s.value for s in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED))
 _FINAL_KINDS: Final = {
     ReportKind.CANCELED: OrderStatus.CANCELED,
@@ -113,78 +110,6 @@ class BridgeRefused(ExodusError):
         self.status = status
         self.code = code
         self.field = field
-
-
-@dataclass(frozen=True, slots=True)
-class CommandState:
-    """Where a command stands."""
-
-    command_id: str
-    account: str
-    order_id: str
-    kind: CommandKind
-    state: str
-    command: Command
-    ack: Ack | None
-
-    @property
-    def done(self) -> bool:
-        """Acknowledged, withdrawn or expired: nothing more will happen to it."""
-        return self.state in ("ACKED", "WITHDRAWN", "EXPIRED")
-
-
-async def _notify(conn: AsyncConnection[Any], payload: str) -> None:
-    await conn.execute("SELECT pg_notify(%s, %s)", (BRIDGE_CHANNEL, payload))
-
-
-async def _event(conn: AsyncConnection[Any], account: str, kind: str, **detail: Any) -> None:
-    await conn.execute(
-        "INSERT INTO mt5_account_events (account, kind, detail) VALUES (%s, %s, %s)",
-        (account, kind, Jsonb(json.loads(json.dumps(detail, default=str)))),
-    )
-
-
-async def _break(conn: AsyncConnection[Any], kind: str, detail: str, *, order_id: str | None = None) -> None:
-    await conn.execute(
-        "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail)"
-        " SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM reconciliation_breaks"
-        "  WHERE broker = %s AND kind = %s AND detail = %s AND resolved_at IS NULL)"
-        " ON CONFLICT DO NOTHING",
-        (order_id, BROKER, kind, detail, BROKER, kind, detail),
-    )
-
-
-async def session_check(conn: AsyncConnection[Any], account: str) -> str | None:
-    """Why the bridge cannot take a new order for ``account`` right now (None: it can).
-
-    Registered as the MT5 broker's ``session_check``: the risk activity refuses new orders with this
-    reason, asking on its own connection. Orders already working are not affected; they wait for the EA.
-    """
-    cur = await conn.execute(
-        "SELECT last_heartbeat_at, heartbeat_timeout_s, terminal, account_state,"
-        " extract(epoch FROM now() - last_heartbeat_at) AS age FROM mt5_accounts WHERE account = %s",
-        (account,),
-    )
-    row: Any = await cur.fetchone()
-    if row is None or row["last_heartbeat_at"] is None:
-        return (
-            f"no MT5 terminal has connected for account {account}: start the ExodusBridge EA for it "
-            "(and check the account is configured under mt5.accounts)"
-        )
-    age, limit = float(row["age"]), float(row["heartbeat_timeout_s"])
-    if age > limit:
-        return (
-            f"the MT5 terminal of account {account} has not sent a heartbeat for {age:.0f} s "
-            f"(limit {limit:g} s): account disconnected"
-        )
-    terminal, state = row["terminal"] or {}, row["account_state"] or {}
-    if terminal.get("connected") is False:
-        return f"the MT5 terminal of account {account} has lost its connection to the trade server"
-    if terminal.get("trade_allowed") is False:
-        return f"algo trading is switched off in the MT5 terminal of account {account} (Algo Trading button)"
-    if state.get("trade_expert") is False:
-        return f"the broker does not let Expert Advisors trade MT5 account {account}"
-    return None
 
 
 class BridgeStore:
@@ -206,7 +131,7 @@ class BridgeStore:
         timeout = self._settings.heartbeat_timeout_seconds
         async with self._pool.connection() as conn, conn.transaction():
             if cfg is not None and cfg.login is not None and cfg.login != hb.account.login:
-                await _event(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
+                await add_event(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
                 raise BridgeRefused(
                     f"account.login: the terminal is logged in to {hb.account.login}, but account {account} "
                     f"is MT5 login {cfg.login}; log the terminal in to {cfg.login} or fix mt5.accounts",
@@ -268,7 +193,7 @@ class BridgeStore:
                 )
             status = LinkStatus.CONNECTED if first else LinkStatus.RECONNECTED if stale else LinkStatus.ALIVE
             if status is not LinkStatus.ALIVE:
-                await _event(conn, account, status.value, terminal_id=hb.terminal_id, session_id=hb.session_id)
+                await add_event(conn, account, status.value, terminal_id=hb.terminal_id, session_id=hb.session_id)
                 await append_audit(
                     conn,
                     actor="mt5-bridge",
@@ -277,11 +202,11 @@ class BridgeStore:
                     detail={"login": hb.account.login, "server": hb.terminal.server, "ea": hb.ea_version},
                 )
             if restarted:
-                await _event(conn, account, "EA_RESTARTED", previous=prev["session_id"], session_id=hb.session_id)
+                await add_event(conn, account, "EA_RESTARTED", previous=prev["session_id"], session_id=hb.session_id)
             breaks: list[str] = []
             if status is not LinkStatus.ALIVE or restarted:
                 breaks = await self._reconcile(conn, account, hb)
-                await _event(conn, account, "RECONCILED", breaks=breaks)
+                await add_event(conn, account, "RECONCILED", breaks=breaks)
             cur = await conn.execute("SELECT now() AS now")
             now = (await cur.fetchone())["now"]  # type: ignore[index]
         return HeartbeatReply(server_time=now, status=status, heartbeat_timeout_s=timeout, breaks=breaks)
@@ -314,7 +239,7 @@ class BridgeStore:
             rows = await cur.fetchall()
             for row in rows:
                 if row["state"] == "LEASED" and row["lease_owner"] != req.terminal_id:
-                    await _event(
+                    await add_event(
                         conn,
                         account,
                         "LEASE_TAKEN_OVER",
@@ -358,7 +283,7 @@ class BridgeStore:
             if row["state"] == "ACKED":
                 first = Ack.model_validate(row["ack"])
                 if (first.retcode, first.order, first.error) != (ack.retcode, ack.order, ack.error):
-                    await _event(
+                    await add_event(
                         conn,
                         account,
                         "ACK_CONFLICT",
@@ -368,7 +293,7 @@ class BridgeStore:
                     )
                 return AckReply(command_id=ack.command_id, status=AckStatus.DUPLICATE)
             if row["state"] in ("WITHDRAWN", "EXPIRED"):
-                await _event(
+                await add_event(
                     conn,
                     account,
                     "ACK_CONFLICT",
@@ -377,7 +302,7 @@ class BridgeStore:
                     again=ack.model_dump(mode="json"),
                 )
                 if ack_accepted(ack):
-                    await _break(
+                    await add_break(
                         conn,
                         "EXECUTED_AFTER_WITHDRAWAL",
                         f"EXECUTED_AFTER_WITHDRAWAL: account {account} executed {ack.command_id} "
@@ -399,7 +324,7 @@ class BridgeStore:
             order = await self._lock_order(conn, row["order_id"])
             if order is not None:
                 await self._apply_ack(conn, account, order, command, ack)
-            await _notify(conn, f"ack:{ack.command_id}")
+            await notify(conn, f"ack:{ack.command_id}")
         return AckReply(command_id=ack.command_id, status=AckStatus.RECORDED)
 
     async def trades(self, account: str, report: TradeReport) -> TradeReply:
@@ -420,8 +345,8 @@ class BridgeStore:
                 order = await self._match_order(conn, account, deal.order, deal.comment)
                 if order is None:
                     unmatched.append(deal.deal)
-                    await _event(conn, account, "UNMATCHED_DEAL", deal=deal.model_dump(mode="json"))
-                    await _break(
+                    await add_event(conn, account, "UNMATCHED_DEAL", deal=deal.model_dump(mode="json"))
+                    await add_break(
                         conn,
                         "UNMATCHED_DEAL",
                         f"UNMATCHED_DEAL: account {account} deal {deal.deal} (order {deal.order}, {deal.symbol} "
@@ -444,7 +369,7 @@ class BridgeStore:
                 if order is not None:
                     await self._book_order_update(conn, account, order, upd)
             if new_deals or new_orders:
-                await _notify(conn, f"reports:{account}")
+                await notify(conn, f"reports:{account}")
         return TradeReply(
             deals_new=new_deals,
             deals_duplicate=dup_deals,
@@ -607,7 +532,7 @@ class BridgeStore:
                 at=utcnow(),
                 reason=f"{reason} (withdrawn before the MT5 terminal received it)",
             )
-            await _notify(conn, f"reports:{row['account']}")
+            await notify(conn, f"reports:{row['account']}")
         return report
 
     async def enqueue_cancel(self, order_id: str) -> str:
@@ -799,7 +724,7 @@ class BridgeStore:
             )
             for row in await cur.fetchall():
                 expired.append(row["command_id"])
-                await _event(conn, row["account"], "COMMAND_EXPIRED", command_id=row["command_id"])
+                await add_event(conn, row["account"], "COMMAND_EXPIRED", command_id=row["command_id"])
                 if row["kind"] == CommandKind.NEW.value:
                     order = await self._lock_order(conn, row["order_id"])
                     if order is not None:
@@ -814,8 +739,8 @@ class BridgeStore:
                                 f"{self._settings.command_ttl_seconds:g} s; it was withdrawn and will not be sent"
                             ),
                         )
-                await _notify(conn, f"ack:{row['command_id']}")
-                await _notify(conn, f"reports:{row['account']}")
+                await notify(conn, f"ack:{row['command_id']}")
+                await notify(conn, f"reports:{row['account']}")
         return expired
 
     async def mark_stale_accounts(self, accounts: list[str]) -> list[str]:
@@ -832,7 +757,7 @@ class BridgeStore:
             )
             gone = await cur.fetchall()
             for row in gone:
-                await _event(conn, row["account"], "DISCONNECTED", last_heartbeat_at=row["last_heartbeat_at"])
+                await add_event(conn, row["account"], "DISCONNECTED", last_heartbeat_at=row["last_heartbeat_at"])
                 await append_audit(
                     conn,
                     actor="mt5-bridge",
@@ -1073,7 +998,7 @@ class BridgeStore:
         if side is None or deal.volume <= 0:
             return
         if side.value != order["side"]:
-            await _break(
+            await add_break(
                 conn,
                 "DEAL_SIDE_MISMATCH",
                 f"DEAL_SIDE_MISMATCH: account {account} deal {deal.deal} is a {side.value} "
@@ -1199,5 +1124,5 @@ class BridgeStore:
                         )
                     )
         for kind, detail, order_id in breaks:
-            await _break(conn, kind, detail, order_id=order_id)
+            await add_break(conn, kind, detail, order_id=order_id)
         return [detail for _, detail, _ in breaks]
