@@ -10,6 +10,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from brokers.mt5 import tables
+
 __all__ = ["session_check"]
 
 
@@ -19,12 +21,7 @@ async def session_check(conn: AsyncConnection[Any], account: str) -> str | None:
     Registered as the MT5 broker's ``session_check``: the risk activity refuses new orders with this
     reason, asking on its own connection. Orders already working are not affected; they wait for the EA.
     """
-    cur = await conn.execute(
-        "SELECT last_heartbeat_at, heartbeat_timeout_s, terminal, account_state,"
-        " extract(epoch FROM now() - last_heartbeat_at) AS age FROM mt5_accounts WHERE account = %s",
-        (account,),
-    )
-    row: Any = await cur.fetchone()
+    row = await tables.liveness(conn, account)
     if row is None or row["last_heartbeat_at"] is None:
         return (
             f"no MT5 terminal has connected for account {account}: start the ExodusBridge EA for it "

@@ -27,9 +27,9 @@ from decimal import Decimal
 from typing import Any, Final
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from brokers.mt5 import tables
 from brokers.mt5.parsing import (
     CommandRefused,
     LotSpec,
@@ -66,9 +66,8 @@ from brokers.mt5.protocol import (
     TradeReply,
     TradeReport,
 )
-from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, CommandState
+from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, CommandState, OrderRow
 from brokers.mt5.session import session_check
-from brokers.mt5.tables import add_break, add_event, notify
 from core.audit import append_audit
 from core.domain import (
     ExecutionReport,
@@ -131,7 +130,7 @@ class BridgeStore:
         timeout = self._settings.heartbeat_timeout_seconds
         async with self._pool.connection() as conn, conn.transaction():
             if cfg is not None and cfg.login is not None and cfg.login != hb.account.login:
-                await add_event(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
+                await tables.add_event(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
                 raise BridgeRefused(
                     f"account.login: the terminal is logged in to {hb.account.login}, but account {account} "
                     f"is MT5 login {cfg.login}; log the terminal in to {cfg.login} or fix mt5.accounts",
@@ -139,61 +138,18 @@ class BridgeStore:
                     code="LOGIN_MISMATCH",
                     field="account.login",
                 )
-            prev = await self._lock_account(conn, account)
+            prev = await tables.lock_account(conn, account, self._settings.heartbeat_timeout_seconds)
             first = prev["last_heartbeat_at"] is None
             stale = not first and (float(prev["age"]) > timeout or not prev["connected"])
             restarted = not first and prev["session_id"] != hb.session_id
-            await conn.execute(
-                """
-                UPDATE mt5_accounts SET terminal_id = %s, session_id = %s, ea_version = %s, login = %s,
-                    server = %s, connected = true, last_heartbeat_at = now(), disconnected_at = NULL,
-                    heartbeat_timeout_s = %s, terminal = %s, account_state = %s, positions = %s,
-                    open_orders = %s, updated_at = now()
-                WHERE account = %s
-                """,
-                (
-                    hb.terminal_id,
-                    hb.session_id,
-                    hb.ea_version,
-                    hb.account.login,
-                    hb.terminal.server,
-                    timeout,
-                    Jsonb(hb.terminal.model_dump(mode="json")),
-                    Jsonb(hb.account.model_dump(mode="json")),
-                    Jsonb([p.model_dump(mode="json") for p in hb.positions]),
-                    Jsonb([o.model_dump(mode="json") for o in hb.orders]),
-                    account,
-                ),
-            )
+            await tables.record_heartbeat(conn, account, hb, timeout)
             for spec in hb.symbols:
-                await conn.execute(
-                    """
-                    INSERT INTO mt5_symbols (account, symbol, broker_symbol, contract_size, volume_min,
-                        volume_step, volume_max, digits, filling_mode, trade_mode, exemode)
-                    VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
-                    ON CONFLICT (account, symbol) DO UPDATE SET broker_symbol = EXCLUDED.broker_symbol,
-                        contract_size = EXCLUDED.contract_size, volume_min = EXCLUDED.volume_min,
-                        volume_step = EXCLUDED.volume_step, volume_max = EXCLUDED.volume_max,
-                        digits = EXCLUDED.digits, filling_mode = EXCLUDED.filling_mode,
-                        trade_mode = EXCLUDED.trade_mode, exemode = EXCLUDED.exemode, updated_at = now()
-                    """,
-                    (
-                        account,
-                        spec.symbol,
-                        spec.broker_symbol,
-                        spec.contract_size,
-                        spec.volume_min,
-                        spec.volume_step,
-                        spec.volume_max,
-                        spec.digits,
-                        spec.filling_mode,
-                        spec.trade_mode,
-                        spec.exemode,
-                    ),
-                )
+                await tables.upsert_symbol(conn, account, spec)
             status = LinkStatus.CONNECTED if first else LinkStatus.RECONNECTED if stale else LinkStatus.ALIVE
             if status is not LinkStatus.ALIVE:
-                await add_event(conn, account, status.value, terminal_id=hb.terminal_id, session_id=hb.session_id)
+                await tables.add_event(
+                    conn, account, status.value, terminal_id=hb.terminal_id, session_id=hb.session_id
+                )
                 await append_audit(
                     conn,
                     actor="mt5-bridge",
@@ -202,13 +158,14 @@ class BridgeStore:
                     detail={"login": hb.account.login, "server": hb.terminal.server, "ea": hb.ea_version},
                 )
             if restarted:
-                await add_event(conn, account, "EA_RESTARTED", previous=prev["session_id"], session_id=hb.session_id)
+                await tables.add_event(
+                    conn, account, "EA_RESTARTED", previous=prev["session_id"], session_id=hb.session_id
+                )
             breaks: list[str] = []
             if status is not LinkStatus.ALIVE or restarted:
                 breaks = await self._reconcile(conn, account, hb)
-                await add_event(conn, account, "RECONCILED", breaks=breaks)
-            cur = await conn.execute("SELECT now() AS now")
-            now = (await cur.fetchone())["now"]  # type: ignore[index]
+                await tables.add_event(conn, account, "RECONCILED", breaks=breaks)
+            now = await tables.db_now(conn)
         return HeartbeatReply(server_time=now, status=status, heartbeat_timeout_s=timeout, breaks=breaks)
 
     async def poll(self, account: str, req: PollRequest) -> PollReply:
@@ -216,7 +173,7 @@ class BridgeStore:
         lease = self._settings.lease_seconds
         await self.expire_stale_commands([account])
         async with self._pool.connection() as conn, conn.transaction():
-            link = await self._lock_account(conn, account)
+            link = await tables.lock_account(conn, account, self._settings.heartbeat_timeout_seconds)
             if (link["session_id"], link["terminal_id"]) != (req.session_id, req.terminal_id):
                 # Heartbeat first: a terminal logged in to the wrong MT5 login (its heartbeat is refused), or an
                 # EA that another one has replaced, never receives commands.
@@ -227,19 +184,12 @@ class BridgeStore:
                     code="HEARTBEAT_FIRST",
                     field="session_id",
                 )
-            cur = await conn.execute(
-                """
-                SELECT command_id, body, state, lease_owner, lease_until < now() AS lapsed FROM mt5_commands
-                WHERE account = %s AND (state = 'PENDING'
-                    OR (state = 'LEASED' AND (lease_owner = %s OR lease_until < now())))
-                ORDER BY seq LIMIT %s FOR UPDATE
-                """,
-                (account, req.terminal_id, min(req.max_commands, self._settings.max_commands_per_poll)),
+            rows = await tables.leasable_commands(
+                conn, account, req.terminal_id, min(req.max_commands, self._settings.max_commands_per_poll)
             )
-            rows = await cur.fetchall()
             for row in rows:
                 if row["state"] == "LEASED" and row["lease_owner"] != req.terminal_id:
-                    await add_event(
+                    await tables.add_event(
                         conn,
                         account,
                         "LEASE_TAKEN_OVER",
@@ -248,18 +198,9 @@ class BridgeStore:
                         terminal_id=req.terminal_id,
                     )
             if rows:
-                await conn.execute(
-                    """
-                    UPDATE mt5_commands SET state = 'LEASED', lease_owner = %s,
-                        lease_until = now() + make_interval(secs => %s), deliveries = deliveries + 1,
-                        first_delivered_at = coalesce(first_delivered_at, now())
-                    WHERE command_id = ANY(%s)
-                    """,
-                    (req.terminal_id, lease, [r["command_id"] for r in rows]),
-                )
-            await conn.execute("UPDATE mt5_accounts SET last_poll_at = now() WHERE account = %s", (account,))
-            cur = await conn.execute("SELECT now() AS now")
-            now = (await cur.fetchone())["now"]  # type: ignore[index]
+                await tables.lease_commands(conn, [r["command_id"] for r in rows], req.terminal_id, lease)
+            await tables.touch_poll(conn, account)
+            now = await tables.db_now(conn)
         return PollReply(
             server_time=now, lease_seconds=lease, commands=[Command.model_validate(r["body"]) for r in rows]
         )
@@ -267,12 +208,7 @@ class BridgeStore:
     async def ack(self, account: str, ack: Ack) -> AckReply:
         """Record a command's outcome once; derive the order's reports from it."""
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT command_id, account, order_id, kind, state, body, ack FROM mt5_commands"
-                " WHERE command_id = %s FOR UPDATE",
-                (ack.command_id,),
-            )
-            row = await cur.fetchone()
+            row = await tables.lock_command(conn, ack.command_id)
             if row is None or row["account"] != account:
                 raise BridgeRefused(
                     f"command_id: account {account} has no command {ack.command_id!r}",
@@ -283,7 +219,7 @@ class BridgeStore:
             if row["state"] == "ACKED":
                 first = Ack.model_validate(row["ack"])
                 if (first.retcode, first.order, first.error) != (ack.retcode, ack.order, ack.error):
-                    await add_event(
+                    await tables.add_event(
                         conn,
                         account,
                         "ACK_CONFLICT",
@@ -293,7 +229,7 @@ class BridgeStore:
                     )
                 return AckReply(command_id=ack.command_id, status=AckStatus.DUPLICATE)
             if row["state"] in ("WITHDRAWN", "EXPIRED"):
-                await add_event(
+                await tables.add_event(
                     conn,
                     account,
                     "ACK_CONFLICT",
@@ -302,7 +238,7 @@ class BridgeStore:
                     again=ack.model_dump(mode="json"),
                 )
                 if ack_accepted(ack):
-                    await add_break(
+                    await tables.add_break(
                         conn,
                         "EXECUTED_AFTER_WITHDRAWAL",
                         f"EXECUTED_AFTER_WITHDRAWAL: account {account} executed {ack.command_id} "
@@ -315,16 +251,12 @@ class BridgeStore:
                     code="COMMAND_NOT_DELIVERED",
                     field="command_id",
                 )
-            await conn.execute(
-                "UPDATE mt5_commands SET state = 'ACKED', ack = %s, acked_at = now(), ack_terminal_id = %s"
-                " WHERE command_id = %s",
-                (Jsonb(ack.model_dump(mode="json")), ack.terminal_id, ack.command_id),
-            )
+            await tables.record_ack(conn, ack)
             command = Command.model_validate(row["body"])
-            order = await self._lock_order(conn, row["order_id"])
+            order = await tables.lock_order(conn, row["order_id"])
             if order is not None:
                 await self._apply_ack(conn, account, order, command, ack)
-            await notify(conn, f"ack:{ack.command_id}")
+            await tables.notify(conn, f"ack:{ack.command_id}")
         return AckReply(command_id=ack.command_id, status=AckStatus.RECORDED)
 
     async def trades(self, account: str, report: TradeReport) -> TradeReply:
@@ -333,20 +265,15 @@ class BridgeStore:
         unmatched: list[int] = []
         async with self._pool.connection() as conn, conn.transaction():
             for deal in report.deals:
-                cur = await conn.execute(
-                    "INSERT INTO mt5_deals (account, deal, order_ticket, body) VALUES (%s,%s,%s,%s)"
-                    " ON CONFLICT DO NOTHING RETURNING deal",
-                    (account, deal.deal, deal.order, Jsonb(deal.model_dump(mode="json"))),
-                )
-                if await cur.fetchone() is None:
+                if not await tables.insert_deal(conn, account, deal):
                     dup_deals += 1
                     continue
                 new_deals += 1
                 order = await self._match_order(conn, account, deal.order, deal.comment)
                 if order is None:
                     unmatched.append(deal.deal)
-                    await add_event(conn, account, "UNMATCHED_DEAL", deal=deal.model_dump(mode="json"))
-                    await add_break(
+                    await tables.add_event(conn, account, "UNMATCHED_DEAL", deal=deal.model_dump(mode="json"))
+                    await tables.add_break(
                         conn,
                         "UNMATCHED_DEAL",
                         f"UNMATCHED_DEAL: account {account} deal {deal.deal} (order {deal.order}, {deal.symbol} "
@@ -356,12 +283,7 @@ class BridgeStore:
                     continue
                 await self._book_deal(conn, account, order, deal)
             for upd in report.orders:
-                cur = await conn.execute(
-                    "INSERT INTO mt5_order_updates (account, order_ticket, state, body) VALUES (%s,%s,%s,%s)"
-                    " ON CONFLICT DO NOTHING RETURNING state",
-                    (account, upd.order, upd.state, Jsonb(upd.model_dump(mode="json"))),
-                )
-                if await cur.fetchone() is None:
+                if not await tables.insert_order_update(conn, account, upd):
                     dup_orders += 1
                     continue
                 new_orders += 1
@@ -369,7 +291,7 @@ class BridgeStore:
                 if order is not None:
                     await self._book_order_update(conn, account, order, upd)
             if new_deals or new_orders:
-                await notify(conn, f"reports:{account}")
+                await tables.notify(conn, f"reports:{account}")
         return TradeReply(
             deals_new=new_deals,
             deals_duplicate=dup_deals,
@@ -389,9 +311,8 @@ class BridgeStore:
         """
         received = utcnow()
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute("SELECT terminal_id, session_id FROM mt5_accounts WHERE account = %s", (account,))
-            link = await cur.fetchone()
-            if link is None or (link["session_id"], link["terminal_id"]) != (report.session_id, report.terminal_id):
+            link = await tables.account_link(conn, account)
+            if link is None or link != (report.session_id, report.terminal_id):
                 raise BridgeRefused(
                     f"session_id: EA session {report.session_id} of terminal {report.terminal_id} has no accepted "
                     "heartbeat; send a heartbeat first (only the EA that heartbeats may report prices)",
@@ -399,8 +320,7 @@ class BridgeStore:
                     code="HEARTBEAT_FIRST",
                     field="session_id",
                 )
-            cur = await conn.execute("SELECT broker_symbol, symbol FROM mt5_symbols WHERE account = %s", (account,))
-            names = {r["broker_symbol"]: r["symbol"] for r in await cur.fetchall()}
+            names = {r["broker_symbol"]: r["symbol"] for r in await tables.symbols(conn, account)}
             quotes: list[StoredQuote] = []
             unknown: set[str] = set()
             for tick in report.ticks:
@@ -433,17 +353,12 @@ class BridgeStore:
         """Create the account rows and write the heartbeat timeout the risk check applies."""
         async with self._pool.connection() as conn, conn.transaction():
             for account in self._settings.accounts:
-                await conn.execute(
-                    "INSERT INTO mt5_accounts (account, heartbeat_timeout_s) VALUES (%s, %s)"
-                    " ON CONFLICT (account) DO UPDATE SET heartbeat_timeout_s = EXCLUDED.heartbeat_timeout_s",
-                    (account, self._settings.heartbeat_timeout_seconds),
-                )
+                await tables.register_account(conn, account, self._settings.heartbeat_timeout_seconds)
 
     async def lot_spec(self, account: str, symbol: str) -> LotSpec:
         """The symbol's lot rules as the terminal reported them, else the configured fallback."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT * FROM mt5_symbols WHERE account = %s AND symbol = %s", (account, symbol))
-            row = await cur.fetchone()
+            row = await tables.symbol(conn, account, symbol)
         if row is not None:
             return LotSpec(
                 symbol=symbol,
@@ -484,45 +399,21 @@ class BridgeStore:
             order, spec=spec, order_id=order_id, deviation=self._settings.deviation_points, at=utcnow()
         )
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                """
-                INSERT INTO mt5_orders (order_id, account, client_order_id, symbol, side, type, time_in_force,
-                    qty, price, stop_price, contract_size, volume, status)
-                VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'SUBMITTED')
-                ON CONFLICT (order_id) DO NOTHING RETURNING order_id
-                """,
-                (
-                    order_id,
-                    order.account,
-                    order.client_order_id,
-                    order.symbol,
-                    order.side.value,
-                    order.type.value,
-                    order.time_in_force.value,
-                    order.qty,
-                    order.price,
-                    order.stop_price,
-                    spec.contract_size,
-                    command.volume,
-                ),
+            created = await tables.insert_order(
+                conn, order_id, order, contract_size=spec.contract_size, volume=command.volume
             )
-            if await cur.fetchone() is None:
+            if not created:
                 return command.command_id, False
-            await self._insert_command(conn, command, order.account)
+            await tables.insert_command(conn, command, order.account)
         return command.command_id, True
 
     async def withdraw_new(self, order_id: str, *, reason: str) -> ExecutionReport | None:
         """Withdraw an order's NEW command if no terminal has received it yet; the order is then canceled."""
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "UPDATE mt5_commands SET state = 'WITHDRAWN' WHERE command_id = %s AND state = 'PENDING'"
-                " RETURNING account",
-                (f"{order_id}:NEW",),
-            )
-            row = await cur.fetchone()
-            if row is None:
+            account = await tables.withdraw_pending(conn, f"{order_id}:NEW")
+            if account is None:
                 return None
-            order = await self._lock_order(conn, order_id)
+            order = await tables.lock_order(conn, order_id)
             assert order is not None
             report = await self._emit(
                 conn,
@@ -532,21 +423,17 @@ class BridgeStore:
                 at=utcnow(),
                 reason=f"{reason} (withdrawn before the MT5 terminal received it)",
             )
-            await notify(conn, f"reports:{row['account']}")
+            await tables.notify(conn, f"reports:{account}")
         return report
 
     async def enqueue_cancel(self, order_id: str) -> str:
         """Queue a CANCEL for the order (reusing one still outstanding); return its command id."""
         async with self._pool.connection() as conn, conn.transaction():
-            order = await self._lock_order(conn, order_id)
+            order = await tables.lock_order(conn, order_id)
             assert order is not None
-            cur = await conn.execute(
-                "SELECT command_id, state FROM mt5_commands WHERE order_id = %s AND kind = 'CANCEL' ORDER BY seq DESC",
-                (order_id,),
-            )
-            previous = await cur.fetchall()
-            if previous and previous[0]["state"] in ("PENDING", "LEASED"):
-                return str(previous[0]["command_id"])
+            previous = await tables.order_cancels(conn, order_id)
+            if previous and previous[0][1] in ("PENDING", "LEASED"):
+                return previous[0][0]
             command = Command(
                 command_id=f"{order_id}:CANCEL:{len(previous) + 1}",
                 kind=CommandKind.CANCEL,
@@ -561,16 +448,16 @@ class BridgeStore:
                 ticket=order["ticket"] or 0,
                 created_at=utcnow(),
             )
-            await self._insert_command(conn, command, order["account"])
+            await tables.insert_command(conn, command, order["account"])
         return command.command_id
 
     async def enqueue_modify(self, request: ReplaceOrder) -> str:
         """Queue the MODIFY that gives a pending order new prices (MT5 cannot change its volume)."""
         order_id = base_order_id(request.client_order_id)
         async with self._pool.connection() as conn, conn.transaction():
-            order = await self._lock_order(conn, order_id)
+            order = await tables.lock_order(conn, order_id)
             assert order is not None
-            new_cmd = await self._command_row(conn, f"{order_id}:NEW")
+            new_cmd = await tables.command(conn, f"{order_id}:NEW")
             assert new_cmd is not None
             base = Command.model_validate(new_cmd["body"])
             price, stoplimit = base.price, base.stoplimit
@@ -594,24 +481,14 @@ class BridgeStore:
                     "created_at": utcnow(),
                 }
             )
-            await self._insert_command(conn, command, order["account"])
+            await tables.insert_command(conn, command, order["account"])
         return command.command_id
 
     async def command_state(self, command_id: str) -> CommandState | None:
         """Where a command stands."""
         async with self._pool.connection() as conn:
-            row = await self._command_row(conn, command_id)
-        if row is None:
-            return None
-        return CommandState(
-            command_id=row["command_id"],
-            account=row["account"],
-            order_id=row["order_id"],
-            kind=CommandKind(row["kind"]),
-            state=row["state"],
-            command=Command.model_validate(row["body"]),
-            ack=None if row["ack"] is None else Ack.model_validate(row["ack"]),
-        )
+            row = await tables.command(conn, command_id)
+        return None if row is None else CommandState.of(row)
 
     async def mark_in_progress(self, command_id: str) -> bool:
         """Note that an in-process executor is about to send a command; True if one had started it before.
@@ -620,24 +497,17 @@ class BridgeStore:
         progress is looked up at the terminal (magic + comment) before it is sent again.
         """
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT in_progress_at FROM mt5_commands WHERE command_id = %s FOR UPDATE", (command_id,)
-            )
-            row = await cur.fetchone()
-            await conn.execute("UPDATE mt5_commands SET in_progress_at = now() WHERE command_id = %s", (command_id,))
-        return row is not None and row["in_progress_at"] is not None
+            return await tables.mark_in_progress(conn, command_id)
 
-    async def order(self, order_id: str) -> dict[str, Any] | None:
+    async def order(self, order_id: str) -> OrderRow | None:
         """The bridge's row of an order."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT * FROM mt5_orders WHERE order_id = %s", (order_id,))
-            return await cur.fetchone()
+            return await tables.order(conn, order_id)
 
     async def reports_of(self, order_id: str) -> list[ExecutionReport]:
         """Every report of an order, in the order they were produced."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT body FROM mt5_reports WHERE order_id = %s ORDER BY seq", (order_id,))
-            return [ExecutionReport.model_validate(r["body"]) for r in await cur.fetchall()]
+            return await tables.reports_of(conn, order_id)
 
     async def status_report(self, order_id: str) -> OrderStatusReport | None:
         """The bridge's view of an order and every report it produced."""
@@ -660,19 +530,12 @@ class BridgeStore:
     async def open_order_ids(self, accounts: list[str]) -> list[str]:
         """Orders still working at the terminals of ``accounts``."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT order_id FROM mt5_orders WHERE account = ANY(%s) AND status = ANY(%s) ORDER BY created_at",
-                (accounts, list(_OPEN)),
-            )
-            return [r["order_id"] for r in await cur.fetchall()]
+            return await tables.open_order_ids(conn, accounts, list(_OPEN))
 
     async def fills_since(self, accounts: list[str], since: datetime) -> list[ExecutionReport]:
         """Fills of ``accounts`` that happened after ``since``."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT body FROM mt5_reports WHERE account = ANY(%s) AND kind = 'FILL' ORDER BY seq", (accounts,)
-            )
-            reports = [ExecutionReport.model_validate(r["body"]) for r in await cur.fetchall()]
+            reports = await tables.fill_reports(conn, accounts)
         return [r for r in reports if r.transact_at > since]
 
     async def positions(self, accounts: list[str]) -> list[PositionReport]:
@@ -680,11 +543,10 @@ class BridgeStore:
         out: list[PositionReport] = []
         async with self._pool.connection() as conn:
             for account in accounts:
-                cur = await conn.execute("SELECT positions FROM mt5_accounts WHERE account = %s", (account,))
-                row = await cur.fetchone()
-                if row is None:
+                positions = await tables.account_positions(conn, account)
+                if positions is None:
                     continue
-                net = await self._terminal_net(conn, account, row["positions"] or [])
+                net = await self._terminal_net(conn, account, positions)
                 out.extend(
                     PositionReport(broker=BROKER, account=account, symbol=s, qty=q) for s, q in sorted(net.items())
                 )
@@ -693,40 +555,23 @@ class BridgeStore:
     async def undelivered(self, accounts: list[str], *, exclude: set[str], limit: int = 500) -> list[ExecutionReport]:
         """Journaled reports not yet delivered to the order workflows, oldest first."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT exec_id, body FROM mt5_reports WHERE account = ANY(%s) AND delivered_at IS NULL"
-                " ORDER BY seq LIMIT %s",
-                (accounts, limit),
-            )
-            rows = await cur.fetchall()
-        return [ExecutionReport.model_validate(r["body"]) for r in rows if r["exec_id"] not in exclude]
+            rows = await tables.undelivered_reports(conn, accounts, limit)
+        return [report for exec_id, report in rows if exec_id not in exclude]
 
     async def mark_delivered(self, exec_ids: list[str]) -> None:
         """Note reports as delivered."""
         async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE mt5_reports SET delivered_at = now() WHERE exec_id = ANY(%s) AND delivered_at IS NULL",
-                (exec_ids,),
-            )
+            await tables.mark_reports_delivered(conn, exec_ids)
 
     async def expire_stale_commands(self, accounts: list[str]) -> list[str]:
         """Expire NEW and MODIFY commands no terminal picked up within the TTL; reject their orders."""
         expired: list[str] = []
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                """
-                UPDATE mt5_commands SET state = 'EXPIRED'
-                WHERE account = ANY(%s) AND state = 'PENDING' AND kind IN ('NEW', 'MODIFY')
-                  AND created_at < now() - make_interval(secs => %s)
-                RETURNING command_id, account, order_id, kind
-                """,
-                (accounts, self._settings.command_ttl_seconds),
-            )
-            for row in await cur.fetchall():
+            for row in await tables.expire_pending_commands(conn, accounts, self._settings.command_ttl_seconds):
                 expired.append(row["command_id"])
-                await add_event(conn, row["account"], "COMMAND_EXPIRED", command_id=row["command_id"])
+                await tables.add_event(conn, row["account"], "COMMAND_EXPIRED", command_id=row["command_id"])
                 if row["kind"] == CommandKind.NEW.value:
-                    order = await self._lock_order(conn, row["order_id"])
+                    order = await tables.lock_order(conn, row["order_id"])
                     if order is not None:
                         await self._emit(
                             conn,
@@ -739,25 +584,16 @@ class BridgeStore:
                                 f"{self._settings.command_ttl_seconds:g} s; it was withdrawn and will not be sent"
                             ),
                         )
-                await notify(conn, f"ack:{row['command_id']}")
-                await notify(conn, f"reports:{row['account']}")
+                await tables.notify(conn, f"ack:{row['command_id']}")
+                await tables.notify(conn, f"reports:{row['account']}")
         return expired
 
     async def mark_stale_accounts(self, accounts: list[str]) -> list[str]:
         """Mark accounts whose EA went silent as disconnected (event + audit entry); return them."""
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                """
-                UPDATE mt5_accounts SET connected = false, disconnected_at = now(), updated_at = now()
-                WHERE account = ANY(%s) AND connected
-                  AND last_heartbeat_at < now() - make_interval(secs => heartbeat_timeout_s)
-                RETURNING account, last_heartbeat_at
-                """,
-                (accounts,),
-            )
-            gone = await cur.fetchall()
+            gone = await tables.mark_accounts_stale(conn, accounts)
             for row in gone:
-                await add_event(conn, row["account"], "DISCONNECTED", last_heartbeat_at=row["last_heartbeat_at"])
+                await tables.add_event(conn, row["account"], "DISCONNECTED", last_heartbeat_at=row["last_heartbeat_at"])
                 await append_audit(
                     conn,
                     actor="mt5-bridge",
@@ -778,50 +614,18 @@ class BridgeStore:
 
     # ================================================================================ internals
 
-    async def _insert_command(self, conn: AsyncConnection[Any], command: Command, account: str) -> None:
-        await conn.execute(
-            "INSERT INTO mt5_commands (command_id, account, order_id, kind, body) VALUES (%s,%s,%s,%s,%s)"
-            " ON CONFLICT (command_id) DO NOTHING",
-            (command.command_id, account, command.order_id, command.kind.value, Jsonb(command.model_dump(mode="json"))),
-        )
-
-    async def _command_row(self, conn: AsyncConnection[Any], command_id: str) -> dict[str, Any] | None:
-        cur = await conn.execute("SELECT * FROM mt5_commands WHERE command_id = %s", (command_id,))
-        return await cur.fetchone()  # type: ignore[return-value]
-
-    async def _lock_account(self, conn: AsyncConnection[Any], account: str) -> dict[str, Any]:
-        await conn.execute(
-            "INSERT INTO mt5_accounts (account, heartbeat_timeout_s) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (account, self._settings.heartbeat_timeout_seconds),
-        )
-        cur = await conn.execute(
-            "SELECT *, coalesce(extract(epoch FROM now() - last_heartbeat_at), 0) AS age"
-            " FROM mt5_accounts WHERE account = %s FOR UPDATE",
-            (account,),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        return row  # type: ignore[no-any-return]
-
-    async def _lock_order(self, conn: AsyncConnection[Any], order_id: str) -> dict[str, Any] | None:
-        cur = await conn.execute("SELECT * FROM mt5_orders WHERE order_id = %s FOR UPDATE", (order_id,))
-        return await cur.fetchone()  # type: ignore[return-value]
-
     async def _match_order(
         self, conn: AsyncConnection[Any], account: str, ticket: int, comment: str
-    ) -> dict[str, Any] | None:
+    ) -> OrderRow | None:
         # By ticket first; the comment (our order id) covers what the ticket cannot: a deal reported before
         # the acknowledgement, and the limit order MT5 creates when a stop-limit triggers.
-        cur = await conn.execute(
-            "SELECT * FROM mt5_orders WHERE account = %s AND ticket = %s FOR UPDATE", (account, ticket)
-        )
-        row = await cur.fetchone()
+        row = await tables.lock_order_by_ticket(conn, account, ticket)
         if row is not None:
-            return row  # type: ignore[no-any-return]
+            return row
         order_id = order_id_from_comment(comment)
         if order_id is None:
             return None
-        row = await self._lock_order(conn, order_id)
+        row = await tables.lock_order(conn, order_id)
         if row is None or row["account"] != account:
             return None
         return row
@@ -829,7 +633,7 @@ class BridgeStore:
     async def _emit(
         self,
         conn: AsyncConnection[Any],
-        order: dict[str, Any],
+        order: OrderRow,
         kind: ReportKind,
         *,
         exec_id: str,
@@ -881,12 +685,7 @@ class BridgeStore:
             new_stop_price=new_stop_price,
             transact_at=at,
         )
-        cur = await conn.execute(
-            "INSERT INTO mt5_reports (exec_id, account, order_id, kind, body) VALUES (%s,%s,%s,%s,%s)"
-            " ON CONFLICT (exec_id) DO NOTHING RETURNING seq",
-            (exec_id, order["account"], order["order_id"], kind.value, Jsonb(report.model_dump(mode="json"))),
-        )
-        if await cur.fetchone() is None:
+        if not await tables.insert_report(conn, report, account=order["account"], order_id=order["order_id"]):
             return None
         price, stop = order["price"], order["stop_price"]
         if kind is ReportKind.REPLACED:
@@ -895,26 +694,11 @@ class BridgeStore:
         order.update(status=status.value, cum_qty=cum, avg_price=avg, client_order_id=cid, price=price, stop_price=stop)
         if kind in _FINAL_KINDS and reason:
             order["reason"] = reason
-        await conn.execute(
-            "UPDATE mt5_orders SET status = %s, cum_qty = %s, avg_price = %s, client_order_id = %s, price = %s,"
-            " stop_price = %s, reason = %s, ticket = %s, broker_symbol = %s, updated_at = now() WHERE order_id = %s",
-            (
-                order["status"],
-                order["cum_qty"],
-                order["avg_price"],
-                order["client_order_id"],
-                order["price"],
-                order["stop_price"],
-                order["reason"],
-                order["ticket"],
-                order["broker_symbol"],
-                order["order_id"],
-            ),
-        )
+        await tables.update_order(conn, order)
         return report
 
     async def _apply_ack(
-        self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], command: Command, ack: Ack
+        self, conn: AsyncConnection[Any], account: str, order: OrderRow, command: Command, ack: Ack
     ) -> None:
         at = from_msc(ack.executed_at_msc)
         ok = ack_accepted(ack)
@@ -972,33 +756,20 @@ class BridgeStore:
                 new_stop_price=new_stop,
             )
 
-    async def _adopt_orphans(
-        self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], ticket: int
-    ) -> None:
+    async def _adopt_orphans(self, conn: AsyncConnection[Any], account: str, order: OrderRow, ticket: int) -> None:
         # Deals and order updates that arrived before the acknowledgement and matched nothing then.
-        cur = await conn.execute(
-            "SELECT body FROM mt5_deals WHERE account = %s AND order_ticket = %s AND order_id IS NULL ORDER BY deal",
-            (account, ticket),
-        )
-        for row in await cur.fetchall():
-            await self._book_deal(conn, account, order, Deal.model_validate(row["body"]))
-        cur = await conn.execute(
-            "SELECT body FROM mt5_order_updates WHERE account = %s AND order_ticket = %s AND order_id IS NULL",
-            (account, ticket),
-        )
-        for row in await cur.fetchall():
-            await self._book_order_update(conn, account, order, OrderUpdate.model_validate(row["body"]))
+        for deal in await tables.orphan_deals(conn, account, ticket):
+            await self._book_deal(conn, account, order, deal)
+        for upd in await tables.orphan_order_updates(conn, account, ticket):
+            await self._book_order_update(conn, account, order, upd)
 
-    async def _book_deal(self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], deal: Deal) -> None:
-        await conn.execute(
-            "UPDATE mt5_deals SET order_id = %s WHERE account = %s AND deal = %s",
-            (order["order_id"], account, deal.deal),
-        )
+    async def _book_deal(self, conn: AsyncConnection[Any], account: str, order: OrderRow, deal: Deal) -> None:
+        await tables.assign_deal(conn, account, deal.deal, order["order_id"])
         side = side_of_deal(deal.type)
         if side is None or deal.volume <= 0:
             return
         if side.value != order["side"]:
-            await add_break(
+            await tables.add_break(
                 conn,
                 "DEAL_SIDE_MISMATCH",
                 f"DEAL_SIDE_MISMATCH: account {account} deal {deal.deal} is a {side.value} "
@@ -1021,12 +792,9 @@ class BridgeStore:
         )
 
     async def _book_order_update(
-        self, conn: AsyncConnection[Any], account: str, order: dict[str, Any], upd: OrderUpdate
+        self, conn: AsyncConnection[Any], account: str, order: OrderRow, upd: OrderUpdate
     ) -> None:
-        await conn.execute(
-            "UPDATE mt5_order_updates SET order_id = %s WHERE account = %s AND order_ticket = %s AND state = %s",
-            (order["order_id"], account, upd.order, upd.state),
-        )
+        await tables.assign_order_update(conn, account, upd, order["order_id"])
         kind = order_update_kind(upd.state, upd.volume_current)
         if kind is None or OrderStatus(order["status"]).is_terminal:
             return
@@ -1043,10 +811,7 @@ class BridgeStore:
     async def _terminal_net(
         self, conn: AsyncConnection[Any], account: str, positions: list[dict[str, Any]]
     ) -> dict[str, Decimal]:
-        cur = await conn.execute(
-            "SELECT symbol, broker_symbol, contract_size FROM mt5_symbols WHERE account = %s", (account,)
-        )
-        specs = await cur.fetchall()
+        specs = await tables.symbols(conn, account)
         by_broker = {r["broker_symbol"]: (r["symbol"], r["contract_size"]) for r in specs}
         by_base = {r["symbol"]: r["contract_size"] for r in specs}
         net: dict[str, Decimal] = {}
@@ -1064,19 +829,9 @@ class BridgeStore:
         # One statement, so one snapshot: fills the order workflows have booked, plus fills the bridge knows
         # that are still on their way to the ledger (counting them keeps a reconnect from reporting a break
         # that heals a second later). Two queries could miss a fill booked between them.
-        cur = await conn.execute(
-            """
-            SELECT symbol, side, qty, false AS in_flight FROM fills WHERE broker = %(broker)s AND account = %(account)s
-            UNION ALL
-            SELECT body->>'symbol', body->>'side', (body->>'last_qty')::numeric, true FROM mt5_reports r
-            WHERE account = %(account)s AND kind = 'FILL'
-              AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.broker = %(broker)s AND f.exec_id = r.exec_id)
-            """,
-            {"broker": BROKER, "account": account},
-        )
         ledger: dict[str, Decimal] = {}
         in_flight = 0
-        for row in await cur.fetchall():
+        for row in await tables.ledger_net_fills(conn, account):
             sign = 1 if row["side"] == OrderSide.BUY.value else -1
             ledger[row["symbol"]] = ledger.get(row["symbol"], Decimal(0)) + sign * row["qty"]
             in_flight += bool(row["in_flight"])
@@ -1092,13 +847,11 @@ class BridgeStore:
                     )
                 )
         working = {o.ticket for o in hb.orders}
-        cur = await conn.execute(
-            "SELECT order_id, ticket, status FROM mt5_orders WHERE account = %s AND type <> 'MARKET'"
-            " AND ticket IS NOT NULL AND status = ANY(%s)",
-            (account, [OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value]),
-        )
         known = set()
-        for row in await cur.fetchall():
+        in_ledger = await tables.working_pending_orders(
+            conn, account, [OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value]
+        )
+        for row in in_ledger:
             known.add(row["ticket"])
             if row["ticket"] not in working:
                 breaks.append(
@@ -1111,10 +864,7 @@ class BridgeStore:
                 )
         for o in hb.orders:
             if o.ticket not in known:
-                cur = await conn.execute(
-                    "SELECT 1 FROM mt5_orders WHERE account = %s AND ticket = %s", (account, o.ticket)
-                )
-                if await cur.fetchone() is None:
+                if not await tables.ticket_known(conn, account, o.ticket):
                     breaks.append(
                         (
                             "UNKNOWN_ORDER_AT_TERMINAL",
@@ -1124,5 +874,5 @@ class BridgeStore:
                         )
                     )
         for kind, detail, order_id in breaks:
-            await add_break(conn, kind, detail, order_id=order_id)
+            await tables.add_break(conn, kind, detail, order_id=order_id)
         return [detail for _, detail, _ in breaks]
