@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from brokers.base import Broker, BrokerCapabilities, ReportSink, SessionCheck
 from brokers.fix.config import FIX_CAPABILITIES
 from brokers.mt5.config import MT5_CAPABILITIES
-from brokers.mt5.store import session_check as mt5_session_check
+from brokers.mt5.session import session_check as mt5_session_check
 from brokers.paper.config import PAPER_CAPABILITIES
 from brokers.sessions import session_check_for
 from core.errors import ConfigError
@@ -91,19 +91,28 @@ async def _fix(ctx: BrokerContext) -> Broker:
 
 
 async def _mt5(ctx: BrokerContext) -> Broker:
-    from brokers.mt5 import BridgeStore, Mt5Broker
+    from brokers.mt5.execution import Mt5Broker
 
     if ctx.pool is None:
         raise ConfigError("the MT5 bridge keeps its command outbox in Postgres: it needs DATABASE_URL")
     cfg = ctx.settings.mt5
-    store = BridgeStore(ctx.pool, cfg, instruments=ctx.instruments)
     executors = []
     if cfg.terminal is not None:
-        # Windows only: a terminal beside the worker, driven through the MetaTrader5 package.
+        # Windows only: a terminal beside the worker, driven through the MetaTrader5 package; it plays the EA.
+        from brokers.mt5.bridge import Bridge
+        from brokers.mt5.commands import CommandQueue
         from brokers.mt5.terminal import TerminalExecutor, load_metatrader5
 
-        executors.append(TerminalExecutor(load_metatrader5(), store, cfg))
-    return Mt5Broker(store, cfg, database_url=ctx.settings.require_database_url(), executors=executors)
+        mt5 = load_metatrader5()
+        bridge = Bridge(ctx.pool, cfg, instruments=ctx.instruments)
+        executors.append(TerminalExecutor(mt5, bridge, CommandQueue(ctx.pool, cfg, instruments=ctx.instruments), cfg))
+    return Mt5Broker(
+        ctx.pool,
+        cfg,
+        database_url=ctx.settings.require_database_url(),
+        instruments=ctx.instruments,
+        executors=executors,
+    )
 
 
 BROKERS: dict[str, BrokerSpec] = {

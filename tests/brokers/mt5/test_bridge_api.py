@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.mt5 import session_check
+from brokers.mt5.session import mark_stale_accounts, session_check
 from core.domain import OrderSide, OrderType, ReportKind, SubmitOrder, TimeInForce, derive_order_id
 from tests.brokers.mt5.conftest import Rig
 from tests.brokers.mt5.peer import EaPeer, EaState
@@ -75,7 +75,7 @@ async def test_bridge_refuses_a_missing_or_wrong_token_with_401(rig: Rig, header
 
 
 async def test_an_ea_with_a_wrong_token_takes_no_commands(rig: Rig) -> None:
-    command_id, _ = await rig.store.enqueue_new(_order(rig))
+    command_id, _ = await rig.commands.enqueue_new(_order(rig))
     impostor = EaPeer(
         rig.http,
         rig.terminal,
@@ -88,7 +88,7 @@ async def test_an_ea_with_a_wrong_token_takes_no_commands(rig: Rig) -> None:
     await impostor.sync()
     assert {status for _, status, _ in impostor.responses} == {401}
     assert all("wrong bridge token" in body["message"] for _, _, body in impostor.responses)
-    state = await rig.store.command_state(command_id)
+    state = await rig.commands.command_state(command_id)
     assert state is not None and state.state == "PENDING"  # never delivered, never leased
     assert rig.terminal.sent == []
 
@@ -145,8 +145,8 @@ async def test_silence_marks_the_account_disconnected_and_refuses_new_orders(rig
     await _age_heartbeat(pool, rig.account, seconds=45)
     reason = await _session_check(pool, rig.account)
     assert reason is not None and "has not sent a heartbeat for 45 s (limit 30 s): account disconnected" in reason
-    assert await rig.store.mark_stale_accounts([rig.account]) == [rig.account]
-    assert await rig.store.mark_stale_accounts([rig.account]) == []  # once
+    assert await mark_stale_accounts(pool, [rig.account]) == [rig.account]
+    assert await mark_stale_accounts(pool, [rig.account]) == []  # once
     reply = await rig.peer.heartbeat()
     assert reply["status"] == "RECONNECTED"
     assert await _session_check(pool, rig.account) is None
@@ -164,7 +164,7 @@ async def test_algo_trading_switched_off_is_a_clear_refusal(rig: Rig, pool) -> N
 
 
 async def test_polls_without_an_accepted_heartbeat_get_no_commands(rig: Rig) -> None:
-    await rig.store.enqueue_new(_order(rig))
+    await rig.commands.enqueue_new(_order(rig))
     stranger = rig.peer._ident() | {"session_id": "S-never-heartbeated", "max_commands": 20}
     resp = await rig.http.post(rig.url("/commands/poll"), json=stranger, headers=rig.auth())
     assert resp.status_code == 409 and resp.json()["reasons"][0]["field"] == "session_id"
@@ -178,7 +178,7 @@ async def test_a_terminal_logged_in_to_another_login_is_refused(rig: Rig, pool, 
     settings = bridge_settings(database_url, [rig.account])
     settings.mt5.accounts[rig.account].login = 999
     async with open_rig(settings, rig.account, pool, instruments, terminal=rig.terminal) as other:
-        await rig.store.enqueue_new(_order(rig))
+        await rig.commands.enqueue_new(_order(rig))
         await other.peer.on_init()
         path, status, body = other.peer.responses[-1]
         assert status == 409 and body["reasons"][0]["field"] == "account.login"
@@ -193,7 +193,7 @@ async def test_a_terminal_logged_in_to_another_login_is_refused(rig: Rig, pool, 
 
 async def test_a_command_is_redelivered_until_acknowledged_and_never_to_a_second_terminal(rig: Rig, pool) -> None:
     order = _order(rig)
-    command_id, created = await rig.store.enqueue_new(order)
+    command_id, created = await rig.commands.enqueue_new(order)
     assert created
     first = await _poll(rig)
     again = await _poll(rig)  # a duplicate poll (or a lost poll response) gets the same command again
@@ -210,14 +210,14 @@ async def test_a_command_is_redelivered_until_acknowledged_and_never_to_a_second
     assert rig.peer.executed == [command_id] and len(rig.terminal.sent) == 1
     assert [r[2]["status"] for r in rig.peer.responses if r[0] == "/acks"] == ["RECORDED", "DUPLICATE"]
     assert await _poll(rig) == []
-    reports = await rig.store.reports_of(command_id.split(":")[0])
+    reports = await rig.reports.reports_of(command_id.split(":")[0])
     assert [r.kind for r in reports] == [ReportKind.ACCEPTED]
     assert reports[0].broker_order_id == str(next(iter(rig.terminal.orders)))  # the resting order's ticket
 
 
 async def test_an_expired_lease_passes_the_command_to_another_terminal(rig: Rig, pool) -> None:
     order = _order(rig)
-    command_id, _ = await rig.store.enqueue_new(order)
+    command_id, _ = await rig.commands.enqueue_new(order)
     await _poll(rig)
     await _exec(
         pool, "UPDATE mt5_commands SET lease_until = now() - interval '1 second' WHERE command_id = %s", command_id
@@ -232,12 +232,12 @@ async def test_an_expired_lease_passes_the_command_to_another_terminal(rig: Rig,
 
 async def test_a_command_nobody_picked_up_in_time_expires_and_is_never_delivered(rig: Rig, pool) -> None:
     order = _order(rig)
-    command_id, _ = await rig.store.enqueue_new(order)
+    command_id, _ = await rig.commands.enqueue_new(order)
     await _exec(
         pool, "UPDATE mt5_commands SET created_at = now() - interval '61 seconds' WHERE command_id = %s", command_id
     )
     assert await _poll(rig) == []
-    [report] = await rig.store.reports_of(command_id.split(":")[0])
+    [report] = await rig.reports.reports_of(command_id.split(":")[0])
     assert report.kind is ReportKind.REJECTED and "did not pick the order up within 60 s" in (report.reason or "")
     late = rig.peer._ack({"command_id": command_id}, retcode=10008, order=1)
     resp = await rig.http.post(rig.url("/acks"), json=late, headers=rig.auth())
@@ -255,7 +255,7 @@ async def test_an_ack_for_an_unknown_command_is_404(rig: Rig) -> None:
 
 async def test_deals_are_deduplicated_by_ticket_and_unknown_deals_are_breaks(rig: Rig, pool) -> None:
     order = _order(rig, type=OrderType.MARKET, price=None)
-    command_id, _ = await rig.store.enqueue_new(order)
+    command_id, _ = await rig.commands.enqueue_new(order)
     for command in await _poll(rig):
         await rig.peer._handle(command)
     body = rig.peer._ident() | {"deals": list(rig.peer._deals), "orders": []}
@@ -263,7 +263,7 @@ async def test_deals_are_deduplicated_by_ticket_and_unknown_deals_are_breaks(rig
     again = (await rig.http.post(rig.url("/trades"), json=body, headers=rig.auth())).json()
     assert (first["deals_new"], first["deals_duplicate"]) == (1, 0)
     assert (again["deals_new"], again["deals_duplicate"]) == (0, 1)
-    fills = [r for r in await rig.store.reports_of(order.client_order_id) if r.kind is ReportKind.FILL]
+    fills = [r for r in await rig.reports.reports_of(order.client_order_id) if r.kind is ReportKind.FILL]
     assert len(fills) == 1 and fills[0].last_qty == D("10000") and fills[0].last_price == D("1.08501")
     assert fills[0].exec_id == f"mt5:{rig.account}:deal:{body['deals'][0]['deal']}"
     stray = dict(body["deals"][0], deal=424242, order=434343, comment="manual")
@@ -281,28 +281,28 @@ async def test_deals_are_deduplicated_by_ticket_and_unknown_deals_are_breaks(rig
 
 async def test_a_restarted_ea_resends_its_ack_instead_of_executing_again(rig: Rig) -> None:
     order = _order(rig)
-    command_id, _ = await rig.store.enqueue_new(order)
+    command_id, _ = await rig.commands.enqueue_new(order)
     rig.peer.drop_acks = 1  # the ack never leaves the terminal
     for command in await _poll(rig):
         await rig.peer._handle(command)
-    assert (await rig.store.command_state(command_id)).state == "LEASED"  # type: ignore[union-attr]
+    assert (await rig.commands.command_state(command_id)).state == "LEASED"  # type: ignore[union-attr]
     peer = await rig.restart_peer()
     await peer.tick()
-    state = await rig.store.command_state(command_id)
+    state = await rig.commands.command_state(command_id)
     assert state is not None and state.state == "ACKED" and state.ack is not None
     assert rig.peer.executed == [] and len(rig.terminal.sent) == 1
 
 
 async def test_an_ea_without_its_state_file_still_finds_the_order_by_magic_and_comment(rig: Rig) -> None:
     order = _order(rig)
-    command_id, _ = await rig.store.enqueue_new(order)
+    command_id, _ = await rig.commands.enqueue_new(order)
     rig.peer.crash_after_send = "NEW"
     [command] = await _poll(rig)
     with pytest.raises(Exception, match="crashed"):
         await rig.peer._handle(command)
     peer = await rig.restart_peer(state=EaState(terminal_id=rig.peer.state.terminal_id))  # state file lost
     await peer.tick()
-    state = await rig.store.command_state(command_id)
+    state = await rig.commands.command_state(command_id)
     assert state is not None and state.ack is not None and state.ack.recovered and state.ack.retcode == 10008
     assert len(rig.terminal.sent) == 1
 
