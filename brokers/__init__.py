@@ -2,19 +2,21 @@
 
 Each adapter registers a ``BrokerSpec``: its capabilities (known without connecting, so the API and the
 risk check can use them) and a factory that imports the adapter's library only when the broker is used.
+Importing this module loads each adapter's ``config`` module only (``tests/brokers/test_imports.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import Broker, BrokerCapabilities, ReportSink, SessionCheck
 from brokers.fix.config import FIX_CAPABILITIES
 from brokers.mt5.config import MT5_CAPABILITIES
-from brokers.mt5.session import session_check as mt5_session_check
 from brokers.paper.config import PAPER_CAPABILITIES
 from brokers.sessions import session_check_for
 from core.errors import ConfigError
@@ -115,6 +117,13 @@ async def _mt5(ctx: BrokerContext) -> Broker:
     )
 
 
+async def _mt5_session_check(conn: AsyncConnection[Any], account: str) -> str | None:
+    # Imported on first use, so that importing the registry does not load the bridge's modules.
+    from brokers.mt5.session import session_check
+
+    return await session_check(conn, account)
+
+
 BROKERS: dict[str, BrokerSpec] = {
     "paper": BrokerSpec(
         name="paper",
@@ -134,7 +143,7 @@ BROKERS: dict[str, BrokerSpec] = {
         capabilities=MT5_CAPABILITIES,
         factory=_mt5,
         description="MetaTrader 5 (XM) through the ExodusBridge EA polling /api/v1/bridge/mt5",
-        session_check=mt5_session_check,
+        session_check=_mt5_session_check,
     ),
 }
 

@@ -157,6 +157,26 @@ async def test_silence_marks_the_account_disconnected_and_refuses_new_orders(rig
     assert kinds == ["CONNECTED", "RECONCILED", "DISCONNECTED", "RECONNECTED", "RECONCILED"]
 
 
+async def test_the_registrys_session_check_asks_on_the_risk_decisions_own_connection(rig: Rig, pool) -> None:
+    import psycopg
+
+    from brokers import BROKERS
+
+    check = BROKERS["mt5"].session_check
+    assert check is not None
+    async with pool.connection() as conn, conn.transaction() as tx:
+        assert await check(conn, rig.account) is None
+        # Inside the decision's transaction (not committed): only a check on this connection can see it.
+        await conn.execute(
+            "UPDATE mt5_accounts SET last_heartbeat_at = now() - make_interval(secs => 45) WHERE account = %s",
+            (rig.account,),
+        )
+        reason = await check(conn, rig.account)
+        assert reason is not None and "has not sent a heartbeat for 45 s" in reason
+        raise psycopg.Rollback(tx)
+    assert await _session_check(pool, rig.account) is None  # rolled back: the terminal still counts as connected
+
+
 async def test_algo_trading_switched_off_is_a_clear_refusal(rig: Rig, pool) -> None:
     rig.terminal.trade_allowed = False
     await rig.peer.heartbeat()
