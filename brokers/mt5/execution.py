@@ -9,7 +9,9 @@ terminals disconnected (``session.py``) and expires commands nobody picked up.
 
 An acknowledgement that does not come within ``ack_wait_seconds`` is an unknown outcome
 (``BrokerUnavailable``): the command stays queued, the activity retries after asking for the order's status,
-and the status call waits for that same command rather than sending anything twice.
+and the status call waits for that same command rather than sending anything twice. So is a failure of the
+bridge's storage (Postgres) during any call: every call runs inside ``storage_errors``, the adapter's one
+storage-error boundary.
 """
 
 from __future__ import annotations
@@ -57,8 +59,14 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def _map_errors() -> AsyncIterator[None]:
-    # The bridge's only foreign error source is Postgres: a failure there leaves the outcome unknown.
+async def storage_errors() -> AsyncIterator[None]:
+    """The MT5 adapter's one storage-error boundary: Postgres errors become ``BrokerUnavailable``.
+
+    The bridge's only foreign error source is Postgres (psycopg, its pool, the socket under them): a failure there
+    leaves a call's outcome unknown, never refused, so the activity retries after asking for the order's status.
+    Every ``Mt5Broker`` call that reaches the bridge's tables runs inside it. (Issue 12 gives every adapter one
+    shared boundary: swap this definition for it.)
+    """
     try:
         yield
     except (psycopg.Error, OSError) as e:
@@ -101,7 +109,8 @@ class Mt5Broker:
 
     async def start(self, sink: ReportSink) -> None:
         """Start delivering reports, listening for acknowledgements and housekeeping."""
-        await register_accounts(self._pool, self._settings)
+        async with storage_errors():
+            await register_accounts(self._pool, self._settings)
         self.outbox = ReportOutbox(sink, on_delivered=self._delivered)
         self.outbox.start()
         self._tasks = [
@@ -127,7 +136,8 @@ class Mt5Broker:
 
     async def drain(self) -> None:
         """Deliver every journaled report now and wait until delivered (tests, shutdown)."""
-        await self._deliver()
+        async with storage_errors():
+            await self._deliver()
         if self.outbox is not None:
             await self.outbox.drain()
 
@@ -136,7 +146,7 @@ class Mt5Broker:
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """Queue the order for the EA and wait for its acknowledgement."""
         cid = order.client_order_id
-        async with _map_errors():
+        async with storage_errors():
             try:
                 command_id, created = await self.commands.enqueue_new(order)
             except CommandRefused as e:
@@ -154,7 +164,7 @@ class Mt5Broker:
         """Withdraw the order if the EA never got it, else queue a cancel and wait for its acknowledgement."""
         cid = request.client_order_id
         order_id = base_order_id(cid)
-        async with _map_errors():
+        async with storage_errors():
             order = await self.reports.order(order_id)
             if order is None:
                 return BrokerAck(
@@ -185,7 +195,7 @@ class Mt5Broker:
         """Give a pending order new prices (TRADE_ACTION_MODIFY). MT5 cannot change a working order's volume."""
         cid = request.client_order_id
         order_id = base_order_id(cid)
-        async with _map_errors():
+        async with storage_errors():
             order = await self.reports.order(order_id)
             if order is None:
                 return BrokerAck(
@@ -221,7 +231,7 @@ class Mt5Broker:
     async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
         """The bridge's view of the order; waits for an outstanding NEW command's acknowledgement first."""
         order_id = base_order_id(client_order_id)
-        async with _map_errors():
+        async with storage_errors():
             order = await self.reports.order(order_id)
             if order is None:
                 return None
@@ -231,7 +241,7 @@ class Mt5Broker:
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Every order still working at the terminals of this broker's accounts."""
-        async with _map_errors():
+        async with storage_errors():
             out = []
             for order_id in await self.reports.open_order_ids(self._accounts):
                 report = await self.reports.status_report(order_id)
@@ -241,12 +251,12 @@ class Mt5Broker:
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills after ``since``."""
-        async with _map_errors():
+        async with storage_errors():
             return await self.reports.fills_since(self._accounts, since)
 
     async def positions(self) -> list[PositionReport]:
         """Net positions per account and symbol as the terminals last reported them."""
-        async with _map_errors():
+        async with storage_errors():
             return await terminal_positions(
                 self._pool, self._accounts, settings=self._settings, instruments=self._instruments
             )
