@@ -93,16 +93,17 @@ class Bridge:
         """Record liveness and terminal state; on a (re)connect, reconcile positions with the ledger."""
         cfg = self._settings.accounts.get(account)
         timeout = self._settings.heartbeat_timeout_seconds
-        async with self._pool.connection() as conn, conn.transaction():
-            if cfg is not None and cfg.login is not None and cfg.login != hb.account.login:
+        if cfg is not None and cfg.login is not None and cfg.login != hb.account.login:
+            async with self._pool.connection() as conn, conn.transaction():  # kept: the refusal is not rolled back
                 await tables.add_event(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
-                raise BridgeRefused(
-                    f"account.login: the terminal is logged in to {hb.account.login}, but account {account} "
-                    f"is MT5 login {cfg.login}; log the terminal in to {cfg.login} or fix mt5.accounts",
-                    status=409,
-                    code="LOGIN_MISMATCH",
-                    field="account.login",
-                )
+            raise BridgeRefused(
+                f"account.login: the terminal is logged in to {hb.account.login}, but account {account} "
+                f"is MT5 login {cfg.login}; log the terminal in to {cfg.login} or fix mt5.accounts",
+                status=409,
+                code="LOGIN_MISMATCH",
+                field="account.login",
+            )
+        async with self._pool.connection() as conn, conn.transaction():
             prev = await tables.lock_account(conn, account, self._settings.heartbeat_timeout_seconds)
             first = prev["last_heartbeat_at"] is None
             stale = not first and (float(prev["age"]) > timeout or not prev["connected"])
@@ -164,30 +165,31 @@ class Bridge:
         """Record a command's outcome once; derive the order's reports from it."""
         async with self._pool.connection() as conn, conn.transaction():
             settled = await settle(conn, account, ack)
-            if settled.outcome is Settled.UNKNOWN:
-                raise BridgeRefused(
-                    f"command_id: account {account} has no command {ack.command_id!r}",
-                    status=404,
-                    code="UNKNOWN_COMMAND",
-                    field="command_id",
-                )
-            if settled.outcome is Settled.DUPLICATE:
-                return AckReply(command_id=ack.command_id, status=AckStatus.DUPLICATE)
-            row = settled.row
-            assert row is not None
-            if settled.outcome is Settled.NOT_DELIVERED:
-                raise BridgeRefused(
-                    f"command_id: {ack.command_id} was {row['state'].lower()} before any terminal received it",
-                    status=409,
-                    code="COMMAND_NOT_DELIVERED",
-                    field="command_id",
-                )
-            command = Command.model_validate(row["body"])
-            order = await tables.lock_order(conn, row["order_id"])
-            if order is not None:
-                await self._apply_ack(conn, account, order, command, ack)
-            await tables.notify(conn, f"ack:{ack.command_id}")
-        return AckReply(command_id=ack.command_id, status=AckStatus.RECORDED)
+            if settled.outcome is Settled.RECORDED:
+                assert settled.row is not None
+                command = Command.model_validate(settled.row["body"])
+                order = await tables.lock_order(conn, settled.row["order_id"])
+                if order is not None:
+                    await self._apply_ack(conn, account, order, command, ack)
+                await tables.notify(conn, f"ack:{ack.command_id}")
+        # Refused only once committed: what the settlement recorded (a conflict, a break) is kept.
+        if settled.outcome is Settled.UNKNOWN:
+            raise BridgeRefused(
+                f"command_id: account {account} has no command {ack.command_id!r}",
+                status=404,
+                code="UNKNOWN_COMMAND",
+                field="command_id",
+            )
+        if settled.outcome is Settled.NOT_DELIVERED:
+            assert settled.row is not None
+            raise BridgeRefused(
+                f"command_id: {ack.command_id} was {settled.row['state'].lower()} before any terminal received it",
+                status=409,
+                code="COMMAND_NOT_DELIVERED",
+                field="command_id",
+            )
+        status = AckStatus.DUPLICATE if settled.outcome is Settled.DUPLICATE else AckStatus.RECORDED
+        return AckReply(command_id=ack.command_id, status=status)
 
     async def trades(self, account: str, report: TradeReport) -> TradeReply:
         """Record deals (deduplicated by ticket) and final order states; derive fills and closes."""

@@ -345,3 +345,52 @@ async def _age_heartbeat(pool, account: str, *, seconds: int) -> None:
         seconds,
         account,
     )
+
+
+# ------------------------------------------------------------------------------------------------ refusals on record
+
+
+async def test_a_refused_login_is_recorded_as_an_account_event(rig: Rig, pool, database_url, instruments) -> None:
+    from tests.brokers.mt5.conftest import bridge_settings, open_rig
+
+    settings = bridge_settings(database_url, [rig.account])
+    settings.mt5.accounts[rig.account].login = 999
+    async with open_rig(settings, rig.account, pool, instruments, terminal=rig.terminal) as other:
+        await other.peer.on_init()
+        assert other.peer.responses[-1][1] == 409
+    [event] = await _fetch(
+        pool, "SELECT detail FROM mt5_account_events WHERE account = %s AND kind = 'LOGIN_MISMATCH'", rig.account
+    )
+    assert event["detail"] == {"expected": 999, "got": rig.terminal.login}
+
+
+async def test_an_execution_acknowledged_after_its_withdrawal_is_refused_and_kept_as_a_break(rig: Rig, pool) -> None:
+    order = _order(rig)
+    command_id, _ = await rig.commands.enqueue_new(order)
+    order_id = command_id.split(":")[0]
+    assert await rig.commands.withdraw_new(order_id, reason="cancel requested") is not None
+    ack = rig.peer._ident() | {
+        "command_id": command_id,
+        "retcode": 10009,
+        "order": 88001235,
+        "deal": 77001236,
+        "volume": "0.1",
+        "price": "1.08",
+        "executed_at_msc": 1795684480120,
+    }
+    resp = await rig.http.post(rig.url("/acks"), json=ack, headers=rig.auth())
+    assert resp.status_code == 409 and resp.json()["reasons"][0]["code"] == "COMMAND_NOT_DELIVERED"
+    # The refusal does not lose what it found: the conflict and, since the EA says it executed, a break.
+    [event] = await _fetch(
+        pool, "SELECT detail FROM mt5_account_events WHERE account = %s AND kind = 'ACK_CONFLICT'", rig.account
+    )
+    assert event["detail"]["state"] == "WITHDRAWN" and event["detail"]["again"]["order"] == 88001235
+    [brk] = await _fetch(
+        pool,
+        "SELECT detail FROM reconciliation_breaks WHERE broker = 'mt5' AND kind = 'EXECUTED_AFTER_WITHDRAWAL'"
+        " AND order_id = %s",
+        order_id,
+    )
+    assert f"executed {command_id} (order 88001235) although it was withdrawn" in brk["detail"]
+    state = await rig.commands.command_state(command_id)
+    assert state is not None and state.state == "WITHDRAWN" and state.ack is None  # the ack is not taken
