@@ -295,7 +295,7 @@ class Mt5Broker:
         ticket = _ticket(order) if order else None
         if state.ack is not None and ack_accepted(state.ack):
             return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=ticket, reports=reports)
-        reason = (order or {}).get("reason") or (ack_reason(state.ack) if state.ack else "not executed")
+        reason = (order["reason"] if order else None) or (ack_reason(state.ack) if state.ack else "not executed")
         return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=ticket, reason=reason, reports=reports)
 
     async def _refusal(self, cid: str, reason: str, order_id: str) -> BrokerAck:
@@ -362,4 +362,4 @@ class Mt5Broker:
 
 
 def _ticket(order: OrderRow | None) -> str | None:
-    return str(order["ticket"]) if order and order.get("ticket") else None
+    return str(order["ticket"]) if order and order["ticket"] else None

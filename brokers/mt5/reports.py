@@ -100,7 +100,8 @@ async def emit(
     if kind is ReportKind.REPLACED:
         price = new_price if new_price is not None else price
         stop = new_stop_price if new_stop_price is not None else stop
-    order.update(status=status.value, cum_qty=cum, avg_price=avg, client_order_id=cid, price=price, stop_price=stop)
+    order["status"], order["cum_qty"], order["avg_price"] = status.value, cum, avg
+    order["client_order_id"], order["price"], order["stop_price"] = cid, price, stop
     if kind in _FINAL_KINDS and reason:
         order["reason"] = reason
     await tables.update_order(conn, order)
