@@ -94,8 +94,9 @@ class Bridge:
         cfg = self._settings.accounts.get(account)
         timeout = self._settings.heartbeat_timeout_seconds
         if cfg is not None and cfg.login is not None and cfg.login != hb.account.login:
-            async with self._pool.connection() as conn, conn.transaction():  # kept: the refusal is not rolled back
-                await tables.add_event(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
+            # Committed before refusing (the EA repeats the heartbeat: one event while the mismatch lasts).
+            async with self._pool.connection() as conn, conn.transaction():
+                await tables.add_event_once(conn, account, "LOGIN_MISMATCH", expected=cfg.login, got=hb.account.login)
             raise BridgeRefused(
                 f"account.login: the terminal is logged in to {hb.account.login}, but account {account} "
                 f"is MT5 login {cfg.login}; log the terminal in to {cfg.login} or fix mt5.accounts",

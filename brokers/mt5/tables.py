@@ -22,14 +22,15 @@ from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, AccountRow, CommandRow, Ord
 from core.domain import ExecutionReport, SubmitOrder
 
 __all__ = [
-    "add_break",
-    "add_event",
-    "assign_deal",
-    "assign_order_update",
-    "db_now",
     "account_link",
     "account_positions",
+    "add_break",
+    "add_event",
+    "add_event_once",
+    "assign_deal",
+    "assign_order_update",
     "command",
+    "db_now",
     "expire_pending_commands",
     "fill_reports",
     "insert_command",
@@ -37,8 +38,8 @@ __all__ = [
     "insert_order",
     "insert_order_update",
     "insert_report",
-    "lease_commands",
     "leasable_commands",
+    "lease_commands",
     "ledger_net_fills",
     "liveness",
     "lock_account",
@@ -85,6 +86,17 @@ async def add_event(conn: Conn, account: str, kind: str, **detail: Any) -> None:
     await conn.execute(
         "INSERT INTO mt5_account_events (account, kind, detail) VALUES (%s, %s, %s)",
         (account, kind, Jsonb(json.loads(json.dumps(detail, default=str)))),
+    )
+
+
+async def add_event_once(conn: Conn, account: str, kind: str, **detail: Any) -> None:
+    """Record an event unless it is already the account's latest (a refusal repeated on every heartbeat is one)."""
+    body = Jsonb(json.loads(json.dumps(detail, default=str)))
+    await conn.execute(
+        "INSERT INTO mt5_account_events (account, kind, detail) SELECT %s, %s, %s WHERE NOT EXISTS ("
+        " SELECT 1 FROM (SELECT kind, detail FROM mt5_account_events WHERE account = %s ORDER BY id DESC LIMIT 1)"
+        " latest WHERE latest.kind = %s AND latest.detail = %s)",
+        (account, kind, body, account, kind, body),
     )
 
 
