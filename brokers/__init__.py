@@ -2,7 +2,8 @@
 
 Each adapter registers a ``BrokerSpec``: its capabilities (known without connecting, so the API and the
 risk check can use them) and a factory that imports the adapter's library only when the broker is used.
-Importing this module loads each adapter's ``config`` module only (``tests/brokers/test_imports.py``).
+Of the FIX and MT5 adapters, importing this module loads only their ``config`` modules (the paper venue is
+in-process and loads whole); ``tests/brokers/test_imports.py`` checks it for MT5.
 """
 
 from __future__ import annotations
