@@ -2,20 +2,23 @@
 
 Each adapter registers a ``BrokerSpec``: its capabilities (known without connecting, so the API and the
 risk check can use them) and a factory that imports the adapter's library only when the broker is used.
+Of the FIX and MT5 adapters, importing this module loads only their ``config`` modules (the paper venue is
+in-process and loads whole); ``tests/brokers/test_imports.py`` checks it for MT5.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.alpaca.config import ALPACA_CAPABILITIES
 from brokers.base import Broker, BrokerCapabilities, ReportSink, SessionCheck
 from brokers.fix.config import FIX_CAPABILITIES
 from brokers.mt5.config import MT5_CAPABILITIES
-from brokers.mt5.store import session_check as mt5_session_check
 from brokers.paper.config import PAPER_CAPABILITIES
 from brokers.sessions import session_check_for
 from core.errors import ConfigError
@@ -92,19 +95,35 @@ async def _fix(ctx: BrokerContext) -> Broker:
 
 
 async def _mt5(ctx: BrokerContext) -> Broker:
-    from brokers.mt5 import BridgeStore, Mt5Broker
+    from brokers.mt5.execution import Mt5Broker
 
     if ctx.pool is None:
         raise ConfigError("the MT5 bridge keeps its command outbox in Postgres: it needs DATABASE_URL")
     cfg = ctx.settings.mt5
-    store = BridgeStore(ctx.pool, cfg, instruments=ctx.instruments)
     executors = []
     if cfg.terminal is not None:
-        # Windows only: a terminal beside the worker, driven through the MetaTrader5 package.
+        # Windows only: a terminal beside the worker, driven through the MetaTrader5 package; it plays the EA.
+        from brokers.mt5.bridge import Bridge
+        from brokers.mt5.commands import CommandQueue
         from brokers.mt5.terminal import TerminalExecutor, load_metatrader5
 
-        executors.append(TerminalExecutor(load_metatrader5(), store, cfg))
-    return Mt5Broker(store, cfg, database_url=ctx.settings.require_database_url(), executors=executors)
+        mt5 = load_metatrader5()
+        bridge = Bridge(ctx.pool, cfg, instruments=ctx.instruments)
+        executors.append(TerminalExecutor(mt5, bridge, CommandQueue(ctx.pool, cfg, instruments=ctx.instruments), cfg))
+    return Mt5Broker(
+        ctx.pool,
+        cfg,
+        database_url=ctx.settings.require_database_url(),
+        instruments=ctx.instruments,
+        executors=executors,
+    )
+
+
+async def _mt5_session_check(conn: AsyncConnection[Any], account: str) -> str | None:
+    # Imported on first use, so that importing the registry does not load the bridge's modules.
+    from brokers.mt5.session import session_check
+
+    return await session_check(conn, account)
 
 
 async def _alpaca(ctx: BrokerContext) -> Broker:
@@ -134,7 +153,7 @@ BROKERS: dict[str, BrokerSpec] = {
         capabilities=MT5_CAPABILITIES,
         factory=_mt5,
         description="MetaTrader 5 (XM) through the ExodusBridge EA polling /api/v1/bridge/mt5",
-        session_check=mt5_session_check,
+        session_check=_mt5_session_check,
     ),
     "alpaca": BrokerSpec(
         name="alpaca",

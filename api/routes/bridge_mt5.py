@@ -23,6 +23,7 @@ from api.deps import InstrumentsDep, PoolDep, SettingsDep
 from api.edge import EdgeRoute
 from api.identity import Authenticator, AuthFailure
 from api.schemas import ErrorBody, Reason
+from brokers.mt5.bridge import Bridge, BridgeRefused
 from brokers.mt5.protocol import (
     PATHS,
     PROTOCOL_VERSION,
@@ -37,7 +38,6 @@ from brokers.mt5.protocol import Heartbeat as HeartbeatBody
 from brokers.mt5.protocol import PollRequest as PollBody
 from brokers.mt5.protocol import Ticks as TicksBody
 from brokers.mt5.protocol import TradeReport as TradeBody
-from brokers.mt5.store import BridgeRefused, BridgeStore
 from core.auth import API_KEY_PREFIX, Permission
 from core.settings import Settings
 
@@ -115,11 +115,11 @@ def _unauthorized(account: str, code: str, message: str) -> AuthFailure:
 BridgeAccountDep = Annotated[str, Depends(BridgeAccount())]
 
 
-def _store(pool: PoolDep, settings: SettingsDep, instruments: InstrumentsDep) -> BridgeStore:
-    return BridgeStore(pool, settings.mt5, instruments=instruments)
+def _bridge(pool: PoolDep, settings: SettingsDep, instruments: InstrumentsDep) -> Bridge:
+    return Bridge(pool, settings.mt5, instruments=instruments)
 
 
-StoreDep = Annotated[BridgeStore, Depends(_store)]
+BridgeDep = Annotated[Bridge, Depends(_bridge)]
 
 
 def _refuse(status: int, code: str, field: str | None, message: str) -> JSONResponse:
@@ -154,30 +154,30 @@ async def _answer(call: object) -> JSONResponse:
 
 
 @router.post("/accounts/{account}" + PATHS["heartbeat"], response_model=HeartbeatReply)
-async def heartbeat(account: BridgeAccountDep, body: HeartbeatBody, store: StoreDep) -> JSONResponse:
+async def heartbeat(account: BridgeAccountDep, body: HeartbeatBody, bridge: BridgeDep) -> JSONResponse:
     """The EA is alive: record terminal and account state; a reconnect triggers reconciliation."""
-    return _version_problem(body.protocol) or await _answer(store.heartbeat(account, body))
+    return _version_problem(body.protocol) or await _answer(bridge.heartbeat(account, body))
 
 
 @router.post("/accounts/{account}" + PATHS["poll"], response_model=PollReply)
-async def poll(account: BridgeAccountDep, body: PollBody, store: StoreDep) -> JSONResponse:
+async def poll(account: BridgeAccountDep, body: PollBody, bridge: BridgeDep) -> JSONResponse:
     """Lease the commands the EA should execute (again, until it acknowledges them)."""
-    return _version_problem(body.protocol) or await _answer(store.poll(account, body))
+    return _version_problem(body.protocol) or await _answer(bridge.poll(account, body))
 
 
 @router.post("/accounts/{account}" + PATHS["ack"], response_model=AckReply)
-async def acknowledge(account: BridgeAccountDep, body: AckBody, store: StoreDep) -> JSONResponse:
+async def acknowledge(account: BridgeAccountDep, body: AckBody, bridge: BridgeDep) -> JSONResponse:
     """The outcome of one command (a repeat of an acknowledgement is answered DUPLICATE)."""
-    return _version_problem(body.protocol) or await _answer(store.ack(account, body))
+    return _version_problem(body.protocol) or await _answer(bridge.ack(account, body))
 
 
 @router.post("/accounts/{account}" + PATHS["trades"], response_model=TradeReply)
-async def trades(account: BridgeAccountDep, body: TradeBody, store: StoreDep) -> JSONResponse:
+async def trades(account: BridgeAccountDep, body: TradeBody, bridge: BridgeDep) -> JSONResponse:
     """Deals and final order states (deduplicated by ticket)."""
-    return _version_problem(body.protocol) or await _answer(store.trades(account, body))
+    return _version_problem(body.protocol) or await _answer(bridge.trades(account, body))
 
 
 @router.post("/accounts/{account}" + PATHS["ticks"], response_model=TicksReply)
-async def ticks(account: BridgeAccountDep, body: TicksBody, store: StoreDep) -> JSONResponse:
+async def ticks(account: BridgeAccountDep, body: TicksBody, bridge: BridgeDep) -> JSONResponse:
     """The terminal's last ticks: stored as quotes of source ``mt5`` (broker names mapped to Exodus symbols)."""
-    return _version_problem(body.protocol) or await _answer(store.ticks(account, body))
+    return _version_problem(body.protocol) or await _answer(bridge.ticks(account, body))

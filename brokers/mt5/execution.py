@@ -1,15 +1,17 @@
 """The MT5 broker: the ``Broker`` protocol over the bridge's command outbox.
 
-A request becomes a command in Postgres (``BridgeStore``); the EA in the trader's terminal polls it over
-HTTP, executes it and acknowledges it; the acknowledgement (written by the API process) is what the
-waiting call returns. Deals and order updates the EA reports become execution reports, journaled in
-Postgres and delivered from here to the order workflows (LISTEN/NOTIFY wakes the delivery at once; a
-periodic sweep is the safety net). The same loop marks silent terminals disconnected and expires commands
-nobody picked up.
+A request becomes a command in Postgres (the command queue, ``commands.py``); the EA in the trader's terminal
+polls it over HTTP, executes it and acknowledges it; the acknowledgement (written by the API process through the
+EA-facing bridge, ``bridge.py``) is what the waiting call returns. Deals and order updates the EA reports become
+execution reports, journaled in Postgres (``reports.py``) and delivered from here to the order workflows
+(LISTEN/NOTIFY wakes the delivery at once; a periodic sweep is the safety net). The same loop marks silent
+terminals disconnected (``session.py``) and expires commands nobody picked up.
 
 An acknowledgement that does not come within ``ack_wait_seconds`` is an unknown outcome
 (``BrokerUnavailable``): the command stays queued, the activity retries after asking for the order's status,
-and the status call waits for that same command rather than sending anything twice.
+and the status call waits for that same command rather than sending anything twice. So is a failure of the
+bridge's storage (Postgres) during any call: every call runs inside ``storage_errors``, the adapter's one
+storage-error boundary.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
+from brokers.mt5.commands import CommandQueue
 from brokers.mt5.config import MT5_CAPABILITIES
 from brokers.mt5.parsing import CommandRefused, ack_accepted, ack_reason
-from brokers.mt5.store import BRIDGE_CHANNEL, BridgeStore, CommandState
+from brokers.mt5.reconcile import terminal_positions
+from brokers.mt5.reports import ReportJournal
+from brokers.mt5.rows import BRIDGE_CHANNEL, CommandState, OrderRow
+from brokers.mt5.session import link_problem, mark_stale_accounts, register_accounts
 from brokers.outbox import ReportOutbox
 from core.domain import (
     BrokerAck,
@@ -40,6 +47,7 @@ from core.domain import (
     base_order_id,
 )
 from core.errors import BrokerUnavailable
+from core.instruments import InstrumentCatalog
 from core.settings import Mt5Settings
 
 if TYPE_CHECKING:
@@ -51,8 +59,14 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def _map_errors() -> AsyncIterator[None]:
-    # The bridge's only foreign error source is Postgres: a failure there leaves the outcome unknown.
+async def storage_errors() -> AsyncIterator[None]:
+    """The MT5 adapter's one storage-error boundary: Postgres errors become ``BrokerUnavailable``.
+
+    The bridge's only foreign error source is Postgres (psycopg, its pool, the socket under them): a failure there
+    leaves a call's outcome unknown, never refused, so the activity retries after asking for the order's status.
+    Every ``Mt5Broker`` call that reaches the bridge's tables runs inside it. (Issue 12 gives every adapter one
+    shared boundary: swap this definition for it.)
+    """
     try:
         yield
     except (psycopg.Error, OSError) as e:
@@ -67,14 +81,20 @@ class Mt5Broker:
 
     def __init__(
         self,
-        store: BridgeStore,
+        pool: AsyncConnectionPool,
         settings: Mt5Settings,
         *,
         database_url: str,
+        instruments: InstrumentCatalog | None = None,
         executors: list[TerminalExecutor] | None = None,
     ) -> None:
-        """Serve the accounts in ``settings`` through ``store``; ``database_url`` is for LISTEN."""
-        self.store = store
+        """Serve the accounts in ``settings`` through ``pool``; ``database_url`` is for LISTEN."""
+        self._pool = pool
+        #: The outbox of commands for the terminals.
+        self.commands = CommandQueue(pool, settings, instruments=instruments)
+        #: The bridge's orders and their reports.
+        self.reports = ReportJournal(pool)
+        self._instruments = instruments
         self._settings = settings
         self._url = database_url
         self._accounts = sorted(settings.accounts)
@@ -89,7 +109,8 @@ class Mt5Broker:
 
     async def start(self, sink: ReportSink) -> None:
         """Start delivering reports, listening for acknowledgements and housekeeping."""
-        await self.store.register_accounts()
+        async with storage_errors():
+            await register_accounts(self._pool, self._settings)
         self.outbox = ReportOutbox(sink, on_delivered=self._delivered)
         self.outbox.start()
         self._tasks = [
@@ -115,7 +136,8 @@ class Mt5Broker:
 
     async def drain(self) -> None:
         """Deliver every journaled report now and wait until delivered (tests, shutdown)."""
-        await self._deliver()
+        async with storage_errors():
+            await self._deliver()
         if self.outbox is not None:
             await self.outbox.drain()
 
@@ -124,9 +146,9 @@ class Mt5Broker:
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """Queue the order for the EA and wait for its acknowledgement."""
         cid = order.client_order_id
-        async with _map_errors():
+        async with storage_errors():
             try:
-                command_id, created = await self.store.enqueue_new(order)
+                command_id, created = await self.commands.enqueue_new(order)
             except CommandRefused as e:
                 return BrokerAck(accepted=False, client_order_id=cid, reason=str(e))
             if not created:
@@ -142,26 +164,26 @@ class Mt5Broker:
         """Withdraw the order if the EA never got it, else queue a cancel and wait for its acknowledgement."""
         cid = request.client_order_id
         order_id = base_order_id(cid)
-        async with _map_errors():
-            order = await self.store.order(order_id)
+        async with storage_errors():
+            order = await self.reports.order(order_id)
             if order is None:
                 return BrokerAck(
                     accepted=False, client_order_id=cid, not_found=True, reason="the MT5 bridge never had this order"
                 )
-            withdrawn = await self.store.withdraw_new(order_id, reason=request.reason or "cancel requested")
+            withdrawn = await self.commands.withdraw_new(order_id, reason=request.reason or "cancel requested")
             if withdrawn is not None:
                 return BrokerAck(accepted=True, client_order_id=cid, reports=[withdrawn])
             await self._await(f"{order_id}:NEW", order["account"], what=f"order {cid}")
-            order = await self.store.order(order_id)
+            order = await self.reports.order(order_id)
             assert order is not None
             status = order["status"]
             if status in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
                 return await self._refusal(cid, f"too late: the order is already {status} at MT5", order_id)
             if order["type"] == OrderType.MARKET.value:
                 return await self._refusal(cid, "too late: an MT5 market order executes at once", order_id)
-            command_id = await self.store.enqueue_cancel(order_id)
+            command_id = await self.commands.enqueue_cancel(order_id)
             state = await self._await(command_id, order["account"], what=f"the cancel of {cid}")
-            reports = await self.store.reports_of(order_id)
+            reports = await self.reports.reports_of(order_id)
             if state.ack is not None and ack_accepted(state.ack):
                 return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
             reason = ack_reason(state.ack) if state.ack is not None else f"cancel {state.state.lower()}"
@@ -173,14 +195,14 @@ class Mt5Broker:
         """Give a pending order new prices (TRADE_ACTION_MODIFY). MT5 cannot change a working order's volume."""
         cid = request.client_order_id
         order_id = base_order_id(cid)
-        async with _map_errors():
-            order = await self.store.order(order_id)
+        async with storage_errors():
+            order = await self.reports.order(order_id)
             if order is None:
                 return BrokerAck(
                     accepted=False, client_order_id=cid, not_found=True, reason="the MT5 bridge never had this order"
                 )
             await self._await(f"{order_id}:NEW", order["account"], what=f"order {request.orig_client_order_id}")
-            order = await self.store.order(order_id)
+            order = await self.reports.order(order_id)
             assert order is not None
             if order["status"] in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
                 return await self._refusal(cid, f"too late: the order is already {order['status']} at MT5", order_id)
@@ -195,9 +217,9 @@ class Mt5Broker:
                         "and expiry only): cancel it and send a new order"
                     ),
                 )
-            command_id = await self.store.enqueue_modify(request)
+            command_id = await self.commands.enqueue_modify(request)
             state = await self._await(command_id, order["account"], what=f"the modify of {cid}")
-            reports = await self.store.reports_of(order_id)
+            reports = await self.reports.reports_of(order_id)
             if state.ack is not None and ack_accepted(state.ack):
                 return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
             if state.ack is None:
@@ -209,33 +231,35 @@ class Mt5Broker:
     async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
         """The bridge's view of the order; waits for an outstanding NEW command's acknowledgement first."""
         order_id = base_order_id(client_order_id)
-        async with _map_errors():
-            order = await self.store.order(order_id)
+        async with storage_errors():
+            order = await self.reports.order(order_id)
             if order is None:
                 return None
-            await self.store.expire_stale_commands([order["account"]])
+            await self.commands.expire_stale_commands([order["account"]])
             await self._await(f"{order_id}:NEW", order["account"], what=f"order {client_order_id}")
-            return await self.store.status_report(order_id)
+            return await self.reports.status_report(order_id)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Every order still working at the terminals of this broker's accounts."""
-        async with _map_errors():
+        async with storage_errors():
             out = []
-            for order_id in await self.store.open_order_ids(self._accounts):
-                report = await self.store.status_report(order_id)
+            for order_id in await self.reports.open_order_ids(self._accounts):
+                report = await self.reports.status_report(order_id)
                 if report is not None:
                     out.append(report)
             return out
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills after ``since``."""
-        async with _map_errors():
-            return await self.store.fills_since(self._accounts, since)
+        async with storage_errors():
+            return await self.reports.fills_since(self._accounts, since)
 
     async def positions(self) -> list[PositionReport]:
         """Net positions per account and symbol as the terminals last reported them."""
-        async with _map_errors():
-            return await self.store.positions(self._accounts)
+        async with storage_errors():
+            return await terminal_positions(
+                self._pool, self._accounts, settings=self._settings, instruments=self._instruments
+            )
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -245,14 +269,14 @@ class Mt5Broker:
         deadline = loop.time() + self._settings.ack_wait_seconds
         checked_link = False
         while True:
-            state = await self.store.command_state(command_id)
+            state = await self.commands.command_state(command_id)
             if state is None or state.done:
                 assert state is not None, f"no command {command_id}"
                 return state
             if not checked_link:
                 # A silent terminal will not answer: say so at once instead of waiting out the timeout.
                 checked_link = True
-                problem = await self.store.link_problem(account)
+                problem = await link_problem(self._pool, account)
                 if problem is not None:
                     raise BrokerUnavailable(f"{what} is queued for MT5 but {problem}; it stays in flight")
             remaining = deadline - loop.time()
@@ -266,32 +290,32 @@ class Mt5Broker:
                     await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.25))
 
     async def _new_ack(self, state: CommandState, cid: str) -> BrokerAck:
-        order = await self.store.order(state.order_id)
-        reports = await self.store.reports_of(state.order_id)
+        order = await self.reports.order(state.order_id)
+        reports = await self.reports.reports_of(state.order_id)
         ticket = _ticket(order) if order else None
         if state.ack is not None and ack_accepted(state.ack):
             return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=ticket, reports=reports)
-        reason = (order or {}).get("reason") or (ack_reason(state.ack) if state.ack else "not executed")
+        reason = (order["reason"] if order else None) or (ack_reason(state.ack) if state.ack else "not executed")
         return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=ticket, reason=reason, reports=reports)
 
     async def _refusal(self, cid: str, reason: str, order_id: str) -> BrokerAck:
-        order = await self.store.order(order_id)
+        order = await self.reports.order(order_id)
         return BrokerAck(
             accepted=False,
             client_order_id=cid,
             broker_order_id=_ticket(order) if order else None,
             reason=reason,
-            reports=await self.store.reports_of(order_id),
+            reports=await self.reports.reports_of(order_id),
         )
 
     async def _delivered(self, exec_ids: list[str]) -> None:
-        await self.store.mark_delivered(exec_ids)
+        await self.reports.mark_delivered(exec_ids)
         self._in_flight.difference_update(exec_ids)
 
     async def _deliver(self) -> None:
         if self.outbox is None or not self._accounts:
             return
-        for report in await self.store.undelivered(self._accounts, exclude=self._in_flight):
+        for report in await self.reports.undelivered(self._accounts, exclude=self._in_flight):
             self._in_flight.add(report.exec_id)
             self.outbox.put(report)
 
@@ -300,8 +324,8 @@ class Mt5Broker:
         while True:
             try:
                 if self._accounts:
-                    await self.store.expire_stale_commands(self._accounts)
-                    await self.store.mark_stale_accounts(self._accounts)
+                    await self.commands.expire_stale_commands(self._accounts)
+                    await mark_stale_accounts(self._pool, self._accounts)
                 await self._deliver()
             except asyncio.CancelledError:
                 raise
@@ -337,5 +361,5 @@ class Mt5Broker:
             self._wake.set()
 
 
-def _ticket(order: dict[str, Any] | None) -> str | None:
-    return str(order["ticket"]) if order and order.get("ticket") else None
+def _ticket(order: OrderRow | None) -> str | None:
+    return str(order["ticket"]) if order and order["ticket"] else None

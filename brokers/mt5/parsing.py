@@ -13,10 +13,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from brokers.mt5.protocol import RETCODES, SUCCESS_RETCODES, Ack, Command, CommandKind, EaError, Mt5, Retcode
-from core.domain import OrderSide, OrderStatus, OrderType, ReportKind, SubmitOrder, TimeInForce
+from core.domain import InstrumentClass, OrderSide, OrderStatus, OrderType, ReportKind, SubmitOrder, TimeInForce
+
+if TYPE_CHECKING:
+    from core.instruments import InstrumentCatalog
+    from core.settings import Mt5Settings
 
 __all__ = [
     "MAP_ORDER_TYPE",
@@ -32,6 +36,7 @@ __all__ = [
     "exec_id_command",
     "exec_id_deal",
     "exec_id_order",
+    "fallback_contract_size",
     "filling_sequence",
     "from_msc",
     "lots_for",
@@ -152,6 +157,16 @@ def lots_for(qty: Decimal, spec: LotSpec) -> Decimal:
 def units_for(lots: Decimal, contract_size: Decimal) -> Decimal:
     """Convert lots back to units."""
     return plain(lots * contract_size)
+
+
+def fallback_contract_size(symbol: str, settings: Mt5Settings, instruments: InstrumentCatalog | None) -> Decimal:
+    """The contract size of a symbol the terminal has not reported: configured, else by instrument class."""
+    if symbol in settings.contract_sizes:
+        return settings.contract_sizes[symbol]
+    inst = instruments.get(symbol) if instruments is not None else None
+    if inst is None or inst.instrument_class is InstrumentClass.FX:
+        return settings.default_fx_contract_size
+    return Decimal(1)
 
 
 def plain(value: Decimal) -> Decimal:

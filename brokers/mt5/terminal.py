@@ -3,7 +3,7 @@
 When the terminal runs on the same Windows machine as the worker (``mt5.terminal`` is set), no EA is
 needed: ``TerminalExecutor`` polls the same command outbox, executes each command with
 ``MetaTrader5.order_send`` and acknowledges it, scans the deal history for fills, heartbeats the
-account state and reports the symbols' ticks (the ``mt5`` quotes), all through ``BridgeStore`` (no HTTP).
+account state and reports the symbols' ticks (the ``mt5`` quotes), all through the EA-facing ``Bridge`` (no HTTP).
 The order-facing side is the same ``Mt5Broker``, and the request/result mapping is the EA path's
 (``parsing.mql_request``, ``filling_sequence``, ``resolve_symbol``), so both ways of reaching a terminal
 behave alike.
@@ -25,6 +25,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from brokers.mt5.bridge import Bridge, BridgeRefused
+from brokers.mt5.commands import CommandQueue
 from brokers.mt5.parsing import filling_sequence, mql_request, plain, resolve_symbol
 from brokers.mt5.protocol import (
     PROTOCOL_VERSION,
@@ -47,7 +49,6 @@ from brokers.mt5.protocol import (
     Ticks,
     TradeReport,
 )
-from brokers.mt5.store import BridgeRefused, BridgeStore
 from core.errors import ConfigError
 from core.settings import Mt5Settings
 
@@ -94,17 +95,23 @@ class TerminalExecutor:
     def __init__(
         self,
         mt5: Any,
-        store: BridgeStore,
+        bridge: Bridge,
+        commands: CommandQueue,
         settings: Mt5Settings,
         *,
         symbols: list[str] | None = None,
         overrides: dict[str, str] | None = None,
     ) -> None:
-        """Drive the terminal behind ``mt5`` for ``settings.terminal.account``."""
+        """Drive the terminal behind ``mt5`` for ``settings.terminal.account``.
+
+        It plays the EA: ``bridge`` takes what an EA would send over HTTP; ``commands`` is where it notes a
+        command in progress (the EA's state file).
+        """
         if settings.terminal is None:
             raise ConfigError("TerminalExecutor needs mt5.terminal")
         self._mt5 = mt5
-        self._store = store
+        self._bridge = bridge
+        self._commands = commands
         self._settings = settings
         self._cfg = settings.terminal
         self.account = self._cfg.account
@@ -165,19 +172,19 @@ class TerminalExecutor:
         self._rounds += 1
         await self._report_trades()
         if heartbeat:
-            await self._store.heartbeat(self.account, await asyncio.to_thread(self._heartbeat))
-        reply = await self._store.poll(
+            await self._bridge.heartbeat(self.account, await asyncio.to_thread(self._heartbeat))
+        reply = await self._bridge.poll(
             self.account,
             PollRequest(protocol=PROTOCOL_VERSION, terminal_id=self.terminal_id, session_id=self.session_id),
         )
         for command in reply.commands:
-            state = await self._store.command_state(command.command_id)
+            state = await self._commands.command_state(command.command_id)
             if state is not None and state.ack is not None:
                 continue
-            was_started = await self._store.mark_in_progress(command.command_id)
+            was_started = await self._commands.mark_in_progress(command.command_id)
             ack = await asyncio.to_thread(self.execute, command, was_started)
             with contextlib.suppress(BridgeRefused):
-                await self._store.ack(self.account, ack)
+                await self._bridge.ack(self.account, ack)
         await self._report_trades()
         await self._report_ticks()
 
@@ -366,7 +373,7 @@ class TerminalExecutor:
     async def _report_ticks(self) -> None:
         report, sending = await asyncio.to_thread(self._ticks)
         if report.ticks:
-            await self._store.ticks(self.account, report)
+            await self._bridge.ticks(self.account, report)
             self._tick_sent.update(sending)
 
     def _ticks(self) -> tuple[Ticks, dict[str, int]]:
@@ -399,7 +406,7 @@ class TerminalExecutor:
     async def _report_trades(self) -> None:
         report = await asyncio.to_thread(self._trades)
         if report.deals or report.orders:
-            await self._store.trades(self.account, report)
+            await self._bridge.trades(self.account, report)
             times = [d.time_msc for d in report.deals] + [o.time_done_msc for o in report.orders]
             self._cursor_msc = max([self._cursor_msc, *times])
 

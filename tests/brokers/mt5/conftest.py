@@ -13,7 +13,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from api.main import create_app
-from brokers.mt5 import BridgeStore
+from brokers.mt5.commands import CommandQueue
+from brokers.mt5.reports import ReportJournal
 from core.instruments import InstrumentCatalog
 from core.settings import Mt5AccountSettings, Mt5Settings, Settings
 from tests.brokers.mt5.peer import EaPeer, EaState
@@ -42,13 +43,14 @@ def new_account() -> str:
 
 @dataclass
 class Rig:
-    """One bridge account: its settings, terminal, HTTP client to the API, store and EA peer."""
+    """One bridge account: its settings, terminal, HTTP client to the API, command queue, reports and EA peer."""
 
     settings: Settings
     account: str
     terminal: FakeTerminal
     http: httpx.AsyncClient
-    store: BridgeStore
+    commands: CommandQueue
+    reports: ReportJournal
     peer: EaPeer
     broker: Any = None
     _loop: Any = None
@@ -107,7 +109,8 @@ async def open_rig(
     terminal = terminal or FakeTerminal()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://exodus.test") as http:
         peer = EaPeer(http, terminal, account=account, token=f"tok-{account}", magic=MAGIC)
-        yield Rig(settings, account, terminal, http, BridgeStore(pool, settings.mt5, instruments=instruments), peer)
+        commands = CommandQueue(pool, settings.mt5, instruments=instruments)
+        yield Rig(settings, account, terminal, http, commands, ReportJournal(pool), peer)
 
 
 @pytest.fixture
@@ -125,14 +128,14 @@ async def mt5_rig(
     database_url: str, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: Any
 ) -> AsyncIterator[Rig]:
     """A started MT5 broker (reports to ``reports``) with its EA peer running in the background."""
-    from brokers.mt5 import Mt5Broker
+    from brokers.mt5.execution import Mt5Broker
 
     account = new_account()
     settings = bridge_settings(database_url, [account])
     async with open_rig(settings, account, pool, instruments) as r:
         await r.peer.on_init()
         await r.peer.report_ticks()
-        broker = Mt5Broker(r.store, settings.mt5, database_url=database_url)
+        broker = Mt5Broker(pool, settings.mt5, database_url=database_url, instruments=instruments)
         await broker.start(reports)
         r.broker = broker
         try:
@@ -199,7 +202,8 @@ async def xm(mt5_stack: Mt5Stack, pool: AsyncConnectionPool, instruments: Instru
             account,
             terminal,
             http,
-            BridgeStore(pool, stack.settings.mt5, instruments=instruments),
+            CommandQueue(pool, stack.settings.mt5, instruments=instruments),
+            ReportJournal(pool),
             peer,
             broker=stack.brokers["mt5"],
         )

@@ -369,7 +369,7 @@ async def test_golden_ea_messages_are_accepted_by_the_endpoints(rig: Rig) -> Non
 async def test_the_peer_speaks_the_golden_messages(rig: Rig) -> None:
     from tests.brokers.mt5.test_bridge_api import _order
 
-    await rig.store.enqueue_new(_order(rig, type="MARKET", price=None))
+    await rig.commands.enqueue_new(_order(rig, type="MARKET", price=None))
     await rig.peer.sync()
     sent = rig.peer.sent
     assert set(sent["/heartbeat"][-1]) == set(_golden("heartbeat"))

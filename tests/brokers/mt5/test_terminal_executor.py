@@ -12,7 +12,9 @@ from decimal import Decimal
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from brokers.mt5 import BridgeStore, Mt5Broker
+from brokers.mt5.bridge import Bridge
+from brokers.mt5.commands import CommandQueue
+from brokers.mt5.execution import Mt5Broker
 from brokers.mt5.terminal import TerminalExecutor, load_metatrader5
 from core.domain import (
     CancelOrder,
@@ -62,13 +64,15 @@ class Setup:
         terminal: FakeTerminal,
         account: str,
         reports: ReportCollector,
+        bridge: Bridge,
     ) -> None:
-        self.broker, self.executor, self.terminal, self.account, self.reports = (
+        self.broker, self.executor, self.terminal, self.account, self.reports, self.bridge = (
             broker,
             executor,
             terminal,
             account,
             reports,
+            bridge,
         )
 
     def order(self, **kw: object) -> SubmitOrder:
@@ -94,12 +98,13 @@ async def windows(
         database_url, [account], terminal=Mt5TerminalSettings(account=account, poll_interval_ms=20)
     )
     terminal = FakeTerminal()
-    store = BridgeStore(pool, settings.mt5, instruments=instruments)
-    executor = TerminalExecutor(terminal, store, settings.mt5, symbols=["EURUSD", "USDJPY"])
-    broker = Mt5Broker(store, settings.mt5, database_url=database_url, executors=[executor])
+    bridge = Bridge(pool, settings.mt5, instruments=instruments)
+    commands = CommandQueue(pool, settings.mt5, instruments=instruments)
+    executor = TerminalExecutor(terminal, bridge, commands, settings.mt5, symbols=["EURUSD", "USDJPY"])
+    broker = Mt5Broker(pool, settings.mt5, database_url=database_url, instruments=instruments, executors=[executor])
     await broker.start(reports)
     try:
-        yield Setup(broker, executor, terminal, account, reports)
+        yield Setup(broker, executor, terminal, account, reports, bridge)
     finally:
         await broker.close()
 
@@ -151,13 +156,13 @@ async def test_terminal_executor_after_a_crash_finds_the_order_instead_of_sendin
 ) -> None:
     await windows.executor.stop()  # the worker "dies" ...
     order = windows.order()
-    command_id, _ = await windows.broker.store.enqueue_new(order)
-    [command] = (await windows.broker.store.poll(windows.account, _poll(windows))).commands
-    assert await windows.broker.store.mark_in_progress(command_id) is False
+    command_id, _ = await windows.broker.commands.enqueue_new(order)
+    [command] = (await windows.bridge.poll(windows.account, _poll(windows))).commands
+    assert await windows.broker.commands.mark_in_progress(command_id) is False
     windows.executor.execute(command)  # ... right after order_send, before acknowledging
     assert len(windows.terminal.sent) == 1
     await windows.executor.run_once()  # the restarted executor polls the same command again
-    state = await windows.broker.store.command_state(command_id)
+    state = await windows.broker.commands.command_state(command_id)
     assert state is not None and state.ack is not None and state.ack.recovered and state.ack.retcode == 10009
     assert len(windows.terminal.sent) == 1
 
