@@ -31,7 +31,19 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from core.audit import append_audit
-from core.domain import Fill, OrderEvent, OrderState, OrderStatus, RiskDecision, workflow_id_for
+from core.domain import (
+    Break,
+    BreakKind,
+    Fill,
+    OrderEvent,
+    OrderEventKind,
+    OrderState,
+    OrderStatus,
+    OrderTerms,
+    RiskDecision,
+    TimelineKind,
+    workflow_id_for,
+)
 from core.instruments import InstrumentCatalog
 from core.ledger import PositionState, apply_fill, cash_delta
 from core.metrics import (
@@ -81,25 +93,16 @@ def pg_value(value: _T) -> _T:
     return value
 
 
-class OrderSnapshot(BaseModel):
-    """The order row's columns."""
+class OrderSnapshot(OrderTerms):
+    """The order row's columns: the order's current terms and its state."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     order_id: str
     idempotency_key: str
     request_hash: str
     client_id: str
     client_order_id: str
-    account: str
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    qty: Decimal
-    price: Decimal | None
-    stop_price: Decimal | None
-    expire_at: datetime | None
     broker: str
     broker_order_id: str | None
     status: OrderStatus
@@ -121,15 +124,7 @@ class OrderSnapshot(BaseModel):
             request_hash=r.request_hash,
             client_id=r.client_id,
             client_order_id=r.client_order_id,
-            account=r.account,
-            symbol=r.symbol,
-            side=r.side.value,
-            type=r.type.value,
-            time_in_force=r.time_in_force.value,
-            qty=state.qty,
-            price=state.price,
-            stop_price=state.stop_price,
-            expire_at=r.expire_at,
+            **state.terms(),
             broker=r.broker,
             broker_order_id=state.broker_order_id,
             status=state.status,
@@ -151,7 +146,7 @@ class PersistInput(BaseModel):
     snapshot: OrderSnapshot
     events: list[OrderEvent] = []
     fills: list[Fill] = []
-    breaks: list[str] = []
+    breaks: list[Break] = []
     #: Set on the last call: the order is final and reconciled.
     final: bool = False
     received_at: datetime | None = None
@@ -163,15 +158,16 @@ class PersistInput(BaseModel):
 
 _UPSERT_ORDER = """
 INSERT INTO orders (order_id, workflow_id, idempotency_key, request_hash, client_id, client_order_id, account,
-    symbol, side, type, time_in_force, qty, price, stop_price, expire_at, broker, broker_order_id, status,
-    filled_qty, avg_price, reason, flags, version, created_at, updated_at, risk_decision)
+    symbol, side, type, time_in_force, qty, price, stop_price, peg_type, peg_offset, expire_at, broker,
+    broker_order_id, status, filled_qty, avg_price, reason, flags, version, created_at, updated_at, risk_decision)
 VALUES (%(order_id)s, %(workflow_id)s, %(idempotency_key)s, %(request_hash)s, %(client_id)s, %(client_order_id)s,
     %(account)s, %(symbol)s, %(side)s, %(type)s, %(time_in_force)s, %(qty)s, %(price)s, %(stop_price)s,
-    %(expire_at)s, %(broker)s, %(broker_order_id)s, %(status)s, %(filled_qty)s, %(avg_price)s, %(reason)s,
-    %(flags)s, %(version)s, %(created_at)s, %(updated_at)s, %(risk_decision)s)
+    %(peg_type)s, %(peg_offset)s, %(expire_at)s, %(broker)s, %(broker_order_id)s, %(status)s, %(filled_qty)s,
+    %(avg_price)s, %(reason)s, %(flags)s, %(version)s, %(created_at)s, %(updated_at)s, %(risk_decision)s)
 ON CONFLICT (order_id) DO UPDATE SET
     risk_decision = COALESCE(EXCLUDED.risk_decision, orders.risk_decision),
     qty = EXCLUDED.qty, price = EXCLUDED.price, stop_price = EXCLUDED.stop_price,
+    peg_type = EXCLUDED.peg_type, peg_offset = EXCLUDED.peg_offset,
     broker_order_id = EXCLUDED.broker_order_id, status = EXCLUDED.status, filled_qty = EXCLUDED.filled_qty,
     avg_price = EXCLUDED.avg_price, reason = EXCLUDED.reason, flags = EXCLUDED.flags,
     version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
@@ -180,16 +176,17 @@ WHERE orders.version <= EXCLUDED.version AND orders.request_hash = EXCLUDED.requ
 #: The order row's owner (its request hash), locked for the booking's transaction.
 _LOCK_ORDER = "SELECT request_hash, status FROM orders WHERE order_id = %s FOR UPDATE"
 #: A booking refused because the order's row belongs to other terms (kind of the break it records).
-FOREIGN_BOOKING = "BOOKING_FOR_OTHER_TERMS"
+FOREIGN_BOOKING = BreakKind.BOOKING_FOR_OTHER_TERMS
 
 
 #: Events whose first booking has effects beyond the timeline (streaks, counters).
-_COUNTED_KINDS = frozenset({"ACCEPT", "REJECT", "OVERFILL_REFUSED"})
+_COUNTED_KINDS = frozenset({OrderEventKind.ACCEPT, OrderEventKind.REJECT, TimelineKind.OVERFILL_REFUSED})
 
 
 def _identity(kind: str, exec_id: str | None) -> tuple[str, str | None]:
     # An order is accepted, or rejected, once (its submission's outcome); an overfill is refused per report.
-    return (kind, pg_text(exec_id) if kind == "OVERFILL_REFUSED" and exec_id is not None else None)
+    overfill = kind == TimelineKind.OVERFILL_REFUSED
+    return (str(kind), pg_text(exec_id) if overfill and exec_id is not None else None)
 
 
 class OrderStoreActivities:
@@ -222,7 +219,7 @@ class OrderStoreActivities:
             raise
         if booked:
             FILLS.labels(broker=snap.broker).inc(booked)
-        if any(e.kind == "OVERFILL_REFUSED" for e in new_events):
+        if any(e.kind is TimelineKind.OVERFILL_REFUSED for e in new_events):
             OVERFILLS.labels(broker=snap.broker).inc()
         if inp.final:
             ORDERS_COMPLETED.labels(broker=snap.broker, status=snap.status.value).inc()
@@ -260,34 +257,35 @@ class OrderStoreActivities:
                     booked += 1
             await self._update_reservation(conn, snap)
             await self._circuit_breaker(conn, snap, new_events)
-            for text in inp.breaks:
-                text = pg_text(text)
+            for brk in inp.breaks:
                 cur = await conn.execute(
                     "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
                     " ON CONFLICT DO NOTHING RETURNING id",
-                    (snap.order_id, snap.broker, text.split(":", 1)[0], text),
+                    (snap.order_id, snap.broker, brk.kind.value, pg_text(brk.text)),
                 )
                 if await cur.fetchone():
-                    RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=text.split(":", 1)[0]).inc()
+                    RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=brk.kind.value).inc()
         return booked, new_events
 
     @staticmethod
     async def _foreign_booking(conn: Any, inp: PersistInput, owner: dict[str, Any]) -> None:
         """Refuse a booking whose order row belongs to other terms: log it and record a break on the order."""
         snap = inp.snapshot
-        detail = pg_text(
-            f"{FOREIGN_BOOKING}: a booking of order {snap.order_id} for other terms (request {snap.request_hash}, "
+        brk = Break(
+            kind=FOREIGN_BOOKING,
+            detail=f"a booking of order {snap.order_id} for other terms (request {snap.request_hash}, "
             f"{snap.status.value}: {snap.side} {snap.qty:f} {snap.symbol}) was refused; the row belongs to "
-            f"request {owner['request_hash']} ({owner['status']}) and was left as it was"
+            f"request {owner['request_hash']} ({owner['status']}) and was left as it was",
         )
+        detail = pg_text(brk.text)
         log.error("%s (%d event(s), %d fill(s) not booked)", detail, len(inp.events), len(inp.fills))
         cur = await conn.execute(
             "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
             " ON CONFLICT DO NOTHING RETURNING id",
-            (snap.order_id, snap.broker, FOREIGN_BOOKING, detail),
+            (snap.order_id, snap.broker, brk.kind.value, detail),
         )
         if await cur.fetchone():
-            RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=FOREIGN_BOOKING).inc()
+            RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=brk.kind.value).inc()
 
     @staticmethod
     async def _append_events(conn: Any, order_id: str, version: int, events: list[OrderEvent]) -> list[OrderEvent]:
@@ -319,7 +317,7 @@ class OrderStoreActivities:
                 order_id,
                 [e.seq for e in events],
                 [e.at for e in events],
-                [pg_text(e.kind) for e in events],
+                [e.kind.value for e in events],
                 [e.status.value for e in events],
                 [pg_text(e.detail) for e in events],
                 [None if e.actor is None else pg_text(e.actor) for e in events],
@@ -375,13 +373,13 @@ class OrderStoreActivities:
 
     async def _circuit_breaker(self, conn: Any, snap: OrderSnapshot, events: list[OrderEvent]) -> None:
         # N broker rejections in a row halt the account and the broker; any acceptance resets the streaks.
-        outcomes = [e for e in events if e.kind in ("REJECT", "ACCEPT")]
+        outcomes = [e for e in events if e.kind in (OrderEventKind.REJECT, OrderEventKind.ACCEPT)]
         if not outcomes:
             return
         limit: int | None = None
         for scope, key in (("ACCOUNT", snap.account), ("BROKER", snap.broker)):
             for event in outcomes:
-                if event.kind == "ACCEPT":
+                if event.kind is OrderEventKind.ACCEPT:
                     # Only a streak that is running needs resetting: writing zero over zero made every booking
                     # of an acceptance lock the broker's one row until its commit (and cost a policy read).
                     await conn.execute(

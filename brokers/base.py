@@ -5,7 +5,7 @@ method                 required  contract
 =====================  ========  =================================================================
 ``start(sink)``        yes       connect; from now on push every execution report to ``sink``
 ``close()``            yes       disconnect; idempotent
-``submit_order``       yes       send a new order under ``client_order_id``; a definite refusal is
+``submit_order``       yes       send a new order under ``cl_ord_id``; a definite refusal is
                                  ``BrokerAck(accepted=False)``; an unknown outcome (timeout,
                                  disconnect, 5xx, 429) raises ``BrokerUnavailable``
 ``cancel_order``       yes       ask to cancel; ``not_found=True`` when the broker never had it;
@@ -64,8 +64,8 @@ class BrokerCapabilities(BaseModel):
     order_types: frozenset[OrderType]
     time_in_force: frozenset[TimeInForce]
     supports_replace: bool = True
-    #: The broker deduplicates client order ids itself (a resend with the same id cannot create a twin).
-    dedupes_client_order_id: bool = False
+    #: The broker deduplicates ``cl_ord_id`` itself (a resend with the same id cannot create a twin).
+    dedupes_cl_ord_id: bool = False
 
 
 @runtime_checkable
@@ -95,7 +95,7 @@ class Broker(Protocol):
         """Change an order's quantity or prices."""
         ...
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The broker's view of an order and its fills, or None when the broker does not know it."""
         ...
 

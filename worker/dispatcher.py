@@ -18,8 +18,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.persistence import pg_text, pg_value
-from core.domain import ExecutionReport, ReportKind, workflow_id_for
+from core.domain import Break, BreakKind, ExecutionReport, ReportKind, workflow_id_for
 from core.metrics import REPORTS_UNMATCHED
+from workflows.order import OrderWorkflow
 
 __all__ = ["ReportDispatcher"]
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class ReportDispatcher:
-    """Signals ``execution_report`` to the workflow of the report's order."""
+    """Signals ``OrderWorkflow.execution_report`` to the workflow of the report's order."""
 
     def __init__(self, client: Client, pool: AsyncConnectionPool | None) -> None:
         """Signal through ``client``; record undeliverable reports through ``pool``."""
@@ -38,7 +39,7 @@ class ReportDispatcher:
         """Deliver one report."""
         handle = self._client.get_workflow_handle(workflow_id_for(report.order_id))
         try:
-            await handle.signal("execution_report", report)
+            await handle.signal(OrderWorkflow.execution_report, report)
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -51,11 +52,11 @@ class ReportDispatcher:
             log.info(
                 "fill %s for %s arrived after its order closed; the ledger already has it",
                 report.exec_id,
-                report.client_order_id,
+                report.cl_ord_id,
             )
             return
         REPORTS_UNMATCHED.labels(broker=report.broker, reason=kind).inc()
-        log.warning("report %s for %s reached no workflow: %s", report.exec_id, report.client_order_id, reason)
+        log.warning("report %s for %s reached no workflow: %s", report.exec_id, report.cl_ord_id, reason)
         if self._pool is None:
             return
         # Broker text is stored as Postgres can hold it (a NUL would make this insert, and so the outbox, fail).
@@ -66,23 +67,20 @@ class ReportDispatcher:
                 (
                     report.broker,
                     pg_text(report.exec_id),
-                    pg_text(report.client_order_id),
+                    pg_text(report.cl_ord_id),
                     pg_text(reason),
                     Jsonb(pg_value(report.model_dump(mode="json"))),
                 ),
             )
             if report.kind is ReportKind.FILL:
+                brk = Break(
+                    kind=BreakKind.UNMATCHED_FILL,
+                    detail=f"{report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)",
+                )
                 await conn.execute(
                     "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
                     " ON CONFLICT DO NOTHING",
-                    (
-                        pg_text(report.order_id),
-                        report.broker,
-                        "UNMATCHED_FILL",
-                        pg_text(
-                            f"UNMATCHED_FILL: {report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)"
-                        ),
-                    ),
+                    (pg_text(report.order_id), report.broker, brk.kind.value, pg_text(brk.text)),
                 )
 
     async def _already_booked(self, report: ExecutionReport) -> bool:

@@ -12,6 +12,7 @@ from core.domain import (
     ORDER_TRANSITIONS,
     RESUME,
     TERMINAL_STATUSES,
+    BreakKind,
     ExecutionReport,
     InvalidTransition,
     OrderEventKind,
@@ -21,7 +22,7 @@ from core.domain import (
     ReportKind,
     ReportOutcome,
     base_order_id,
-    broker_client_order_id,
+    cl_ord_id_for,
     derive_order_id,
     revision_of,
     transition,
@@ -143,7 +144,7 @@ def _report(
         broker="paper",
         exec_id=exec_id,
         kind=kind,
-        client_order_id=state.client_order_id_at_broker,
+        cl_ord_id=state.cl_ord_id,
         symbol=state.request.symbol,
         side=state.request.side,
         last_qty=D(qty),
@@ -223,11 +224,11 @@ def test_replaced_report_takes_the_new_terms_and_revision() -> None:
     state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
     state.apply(E.REQUEST_UPDATE, at=T0)
     replaced = _report(state, ReportKind.REPLACED, "e2", new_qty=D(150), new_price=D("10.10")).model_copy(
-        update={"client_order_id": f"{state.order_id}.1"}
+        update={"cl_ord_id": f"{state.order_id}.1"}
     )
     state.apply_report(replaced, at=T0)
     assert state.status is S.ACCEPTED and state.qty == D(150) and state.price == D("10.10") and state.revision == 1
-    assert state.client_order_id_at_broker == f"{state.order_id}.1"
+    assert state.cl_ord_id == f"{state.order_id}.1"
 
 
 def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
@@ -236,7 +237,7 @@ def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
     missed = _report(state, ReportKind.FILL, "e2", "100", "10.00")
     report = OrderStatusReport(
         broker="paper",
-        client_order_id=state.order_id,
+        cl_ord_id=state.order_id,
         broker_order_id="V1",
         status=S.FILLED,
         qty=D(100),
@@ -248,10 +249,10 @@ def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
     # A fill we booked that the broker does not know about is a break.
     state2 = _state()
     state2.apply_report(_report(state2, ReportKind.FILL, "X", "100", "10.00"), at=T0)
-    report2 = report.model_copy(update={"reports": [missed.model_copy(update={"client_order_id": state2.order_id})]})
+    report2 = report.model_copy(update={"reports": [missed.model_copy(update={"cl_ord_id": state2.order_id})]})
     breaks = state2.merge_status(report2, at=T0, final=True)
-    assert any(b.startswith("OVERFILL") for b in breaks)
-    assert any(b.startswith("UNKNOWN_FILL") for b in breaks)
+    assert {b.kind for b in breaks} >= {BreakKind.OVERFILL, BreakKind.UNKNOWN_FILL}
+    assert all(b.text in state2.flags for b in breaks)
 
 
 def test_merge_status_applies_a_terminal_broker_status_we_missed() -> None:
@@ -259,7 +260,7 @@ def test_merge_status_applies_a_terminal_broker_status_we_missed() -> None:
     state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
     report = OrderStatusReport(
         broker="paper",
-        client_order_id=state.order_id,
+        cl_ord_id=state.order_id,
         broker_order_id="V1",
         status=S.CANCELED,
         qty=D(100),
@@ -286,8 +287,8 @@ def test_order_ids_are_stable_short_and_distinct() -> None:
     assert len(a) == 18 and a.startswith("EX")
 
 
-def test_replacement_client_order_ids_map_back() -> None:
+def test_replacement_cl_ord_ids_map_back() -> None:
     oid = derive_order_id("k")
-    assert broker_client_order_id(oid) == oid
-    assert broker_client_order_id(oid, 2) == f"{oid}.2"
+    assert cl_ord_id_for(oid) == oid
+    assert cl_ord_id_for(oid, 2) == f"{oid}.2"
     assert base_order_id(f"{oid}.2") == oid and revision_of(f"{oid}.2") == 2 and revision_of(oid) == 0

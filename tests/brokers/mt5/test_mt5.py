@@ -42,15 +42,15 @@ class TestMt5Broker(BrokerContract):
         order = self._order(inst, qty=qty, type=OrderType.LIMIT, price=price)
         assert (await broker.submit_order(order)).accepted
         await market.set_mid(inst.symbol, price - inst.tick_size * 5)
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
-        first = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+        first = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert first[0].last_qty == inst.display_qty and first[0].leaves_qty == qty - inst.display_qty
         for _ in range(2):
             await market.step()
         await reports.wait_for(
-            lambda _: sum(r.last_qty for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL) == qty
+            lambda _: sum(r.last_qty for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL) == qty
         )
-        fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert len(fills) == 3 and fills[-1].cum_qty == qty and fills[-1].leaves_qty == 0
         assert len({f.exec_id for f in fills}) == 3
         assert all(f.last_price is not None and f.last_price <= price for f in fills)
@@ -64,8 +64,8 @@ class TestMt5Broker(BrokerContract):
         order = self._order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=price)
         assert (await broker.submit_order(order)).accepted
         replace = ReplaceOrder(
-            orig_client_order_id=order.client_order_id,
-            client_order_id=f"{order.client_order_id}.1",
+            orig_cl_ord_id=order.cl_ord_id,
+            cl_ord_id=f"{order.cl_ord_id}.1",
             symbol=inst.symbol,
             side=order.side,
             type=order.type,
@@ -77,10 +77,10 @@ class TestMt5Broker(BrokerContract):
         assert not refused.accepted and "cannot change the volume" in (refused.reason or "")
         ack = await broker.replace_order(replace.model_copy(update={"qty": inst.min_qty}))
         assert ack.accepted, ack.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.client_order_id)))
-        status = await broker.get_order_status(f"{order.client_order_id}.1")
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.cl_ord_id)))
+        status = await broker.get_order_status(f"{order.cl_ord_id}.1")
         assert status is not None and status.price == price + inst.tick_size
-        assert status.client_order_id == f"{order.client_order_id}.1"
+        assert status.cl_ord_id == f"{order.cl_ord_id}.1"
         [working] = market.orders.values()
         assert D(str(working.price_open)) == price + inst.tick_size  # modified in place: same ticket
         assert str(working.ticket) == status.broker_order_id
