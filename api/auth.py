@@ -38,9 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.identity import Authenticator, AuthFailure
 from api.schemas import ErrorBody, Reason
-from core.audit import append_audit
 from core.auth import Permission, Principal, dev_principal, roles_granting
 from core.metrics import AUTH_FAILURES
+from store.audit import append_audit
 
 __all__ = [
     "AccessRule",

@@ -31,7 +31,9 @@ from psycopg.rows import dict_row
 from pydantic import TypeAdapter, ValidationError
 
 from core.auth import Name, Role, Scope, Tenant
-from core.auth_store import (
+from core.db import apply_migrations
+from core.domain import utcnow
+from store.auth import (
     create_api_key,
     list_accounts,
     list_api_keys,
@@ -40,8 +42,6 @@ from core.auth_store import (
     revoke_api_key,
     rotate_api_key,
 )
-from core.db import apply_migrations
-from core.domain import utcnow
 
 __all__ = ["main", "parser", "run"]
 

@@ -26,7 +26,6 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from core.auth_store import register_account
 from core.db import apply_migrations
 from core.errors import ConfigError
 from core.settings import get_settings
@@ -34,6 +33,7 @@ from devstack.services import EmbeddedPostgres, port_open, start_dev_server, sta
 from devstack.supervise import Supervisor
 from devstack.venues.alpaca.local import LOCAL_ACCOUNT as ALPACA_ACCOUNT
 from devstack.venues.alpaca.local import local_venue_env as alpaca_venue_env
+from store.auth import register_account
 
 _BANNER = """
   Exodus is running.

@@ -41,7 +41,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from brokers.fix.config import FIX_CAPABILITIES, SessionConfig, session_config_for
@@ -92,6 +91,7 @@ from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import FixSettings, Settings
+from store import Pool
 
 __all__ = ["FIX_CAPABILITIES", "FixBroker"]
 
@@ -194,7 +194,7 @@ class FixBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "fix",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from core.audit import append_audit, verify_chain
+from store.audit import append_audit, verify_chain
 from tests.conftest import create_database
 
 pytestmark = pytest.mark.asyncio

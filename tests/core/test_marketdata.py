@@ -13,8 +13,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from core.domain import InstrumentClass
-from core.marketdata import MarketData, PriceBook, Quote, QuoteWriter, StoredQuote, fetch_quotes, upsert_quotes
+from core.marketdata import MarketData, PriceBook, Quote, StoredQuote
 from core.settings import MarketDataClassSettings, MarketDataSettings
+from store.quotes import QuoteWriter, fetch_quotes, upsert_quotes
 from tests.conftest import create_database
 from tests.harness import static_instruments
 

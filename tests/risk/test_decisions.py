@@ -24,10 +24,11 @@ from brokers import capabilities
 from brokers.sessions import session_check_for
 from core.domain import InstrumentClass, OrderEvent, OrderRequest, OrderStatus, RiskDecision, RiskReason, utcnow
 from core.instruments import InstrumentCatalog
-from core.marketdata import MarketData, Quote, StoredQuote, upsert_quotes
-from core.policy import PolicyStore
+from core.marketdata import MarketData, Quote, StoredQuote
 from core.risk import RiskPolicy
 from core.settings import MarketDataClassSettings, MarketDataSettings
+from store.policy import PolicyStore
+from store.quotes import upsert_quotes
 from tests.conftest import create_database, make_settings
 from tests.harness import make_order, static_instruments, unique
 
