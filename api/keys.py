@@ -160,7 +160,7 @@ async def run(argv: Sequence[str], *, url: str, actor: str | None = None) -> int
             return 0
         if args.accounts_command == "add":
             async with conn.transaction():
-                record = await register_account(
+                account = await register_account(
                     conn,
                     account=args.account,
                     actor=actor,
@@ -168,7 +168,7 @@ async def run(argv: Sequence[str], *, url: str, actor: str | None = None) -> int
                     broker_account=args.broker_account,
                     description=args.description,
                 )
-            _err(f"registered {record.account} (broker {record.broker or 'any'})")
+            _err(f"registered {account.account} (broker {account.broker or 'any'})")
             return 0
         async with conn.transaction():
             removed = await remove_account(conn, args.account, actor=actor)

@@ -193,13 +193,13 @@ async def cancel_all(
             )
         )
 
-    request = CancelRequest(
+    cancel = CancelRequest(
         requested_by=actor, reason=f"cancel-all ({body.scope}): {body.reason}", requested_at=utcnow()
     )
 
     async def signal(order_id: str) -> bool:
         try:
-            await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(OrderWorkflow.cancel, request)
+            await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(OrderWorkflow.cancel, cancel)
             return True
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:

@@ -282,8 +282,8 @@ async def create_order(
     duplicate = decision.submission_id != order.submission_id
     if not duplicate:
         ORDERS.labels(broker=broker, outcome="accepted" if decision.approved else "rejected").inc()
-        for reason in decision.reasons:
-            ORDERS_REJECTED.labels(reason=reason.code).inc()
+        for refusal in decision.reasons:
+            ORDERS_REJECTED.labels(reason=refusal.code).inc()
     return _answer(decision, order, settings, duplicate=duplicate)
 
 
@@ -566,10 +566,10 @@ async def amend_order(
         return _reject(422, [Reason(code="INVALID_FIELD", field="body", message="body: give qty, price or stopPrice")])
     status = await _require_open(temporal, pool, order_id, "amended", request, principal)
     handle = temporal.get_workflow_handle(workflow_id_for(order_id))
-    request = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
+    amend = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
     try:
         async with asyncio.timeout(settings.api.decision_timeout_seconds):
-            result = await handle.execute_update(OrderWorkflow.amend, request)
+            result = await handle.execute_update(OrderWorkflow.amend, amend)
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
             raise

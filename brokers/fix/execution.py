@@ -897,9 +897,10 @@ class FixBroker:
         replaced = kind is ReportKind.REPLACED
         last_qty, last_price = _D(0), None
         if fill:
-            last_qty, last_price = _fill_of(msg, prior)
-            if last_qty is None or last_price is None:
+            filled_qty, last_price = _fill_of(msg, prior)
+            if filled_qty is None or last_price is None:
                 return None
+            last_qty = filled_qty
         return ExecutionReport(
             broker=self.name,
             exec_id=msg.get(Tag.EXEC_ID) or f"{msg.get(Tag.ORDER_ID)}:{msg.seq_num}",
