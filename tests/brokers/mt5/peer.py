@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from tests.brokers.mt5.terminal import FakeTerminal
+from tests.brokers.mt5.fake_terminal import FakeTerminal
 
 log = logging.getLogger(__name__)
 

@@ -273,7 +273,7 @@ async def test_concurrent_amends_and_new_orders_never_jointly_breach(rig: Rig) -
 
 
 async def test_decisions_for_other_accounts_do_not_wait_for_a_busy_account(rig: Rig) -> None:
-    from activities.risk import _ACCOUNT_LOCK
+    from store.risk import ACCOUNT_LOCK as _ACCOUNT_LOCK
 
     busy, other = unique("busy"), unique("other")
     async with rig.pool.connection() as conn, conn.transaction():
