@@ -15,8 +15,8 @@ from core.instruments import InstrumentCatalog
 from core.risk import ReasonCode
 from store.quotes import fetch_quotes
 from tests.brokers.mt5.conftest import MAGIC, Mt5Stack, Rig
-from tests.brokers.mt5.peer import EaPeer
 from tests.brokers.mt5.fake_terminal import FakeTerminal, Sym, xm_symbols
+from tests.brokers.mt5.peer import EaPeer
 from tests.harness import make_order
 
 pytestmark = pytest.mark.asyncio
