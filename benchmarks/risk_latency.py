@@ -55,6 +55,7 @@ from core.settings import MarketDataSettings, Settings, TemporalSettings, Worker
 from devstack.services import EmbeddedPostgres
 from store.policy import PolicyStore
 from store.quotes import upsert_quotes
+from store.risk import release_account_reservations
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY")
@@ -159,11 +160,7 @@ async def _throughput(
             i += 1
             if i % 25 == 0:  # the account's orders finish: release what they hold
                 async with pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE risk_reservations SET qty_open = 0, notional = 0, margin = 0, released_at = now()"
-                        " WHERE account = %s AND released_at IS NULL",
-                        (account,),
-                    )
+                    await release_account_reservations(conn, account)
 
     tasks = [asyncio.create_task(one_account(n)) for n in range(accounts)]
     try:

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.asyncio
 async def test_a_key_is_created_rotated_and_revoked(db: Pool) -> None:
     scope = Scope(clients=ALL, accounts=["a"], brokers=ALL)
     async with db.connection() as conn:
-        text, key = await create_api_key(conn, name=unique("k"), roles=[Role.TRADER], scope=scope, tenant="t", actor="x")
+        name = unique("k")
+        text, key = await create_api_key(conn, name=name, roles=[Role.TRADER], scope=scope, tenant="t", actor="x")
         found = await find_api_key(conn, key.key_id)
         rotated = await rotate_api_key(conn, key.key_id, actor="x")
         assert rotated is not None

@@ -64,7 +64,9 @@ async def test_the_decision_writes_a_received_row_with_every_term_and_never_repl
         await write_order(conn, received_row(order, other), booking=False)
         stored = await get_order(conn, order.order_id)
         record = await recorded(conn, order.order_id)
-        cur = await conn.execute("SELECT reduce_only, version, flags FROM orders WHERE order_id = %s", (order.order_id,))
+        cur = await conn.execute(
+            "SELECT reduce_only, version, flags FROM orders WHERE order_id = %s", (order.order_id,)
+        )
         extra = await cur.fetchone()
     assert stored is not None and record is not None and extra is not None
     assert stored["status"] == "RECEIVED" and stored["price"] == D("101.5") and stored["filled_qty"] == 0
