@@ -30,7 +30,6 @@ broker factory gets the sink as ``BrokerContext.quotes``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from core.domain import utcnow
 from core.instruments import InstrumentCatalog
 from core.metrics import QUOTE_AGE, QUOTES_STALE
 from core.settings import MarketDataSettings
+from core.tasks import stop_tasks
 
 __all__ = [
     "SIMULATED_SOURCES",
@@ -259,10 +259,8 @@ class QuoteWriter:
         """Stop the writer task and write what is left."""
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task], what="quote writer")
         try:
             await self.flush()
         except Exception as e:
