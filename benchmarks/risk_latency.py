@@ -435,4 +435,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from core.process import exit_now
+
     main()
+    exit_now(0)  # see core/process.py

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from brokers.base import SessionCheck
 from core.domain import utcnow
+from core.tasks import stop_tasks
 from store import Conn, Pool
 from store.sessions import heartbeat, record_session, session_of
 
@@ -43,10 +44,8 @@ class SessionRecorder:
     async def stop(self) -> None:
         """Record the session as stopped."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task], what=f"{self.broker} session heartbeat")
         for task in list(self._pending):
             with contextlib.suppress(Exception):
                 await task

@@ -43,7 +43,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -928,4 +927,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    from core.process import exit_now
+
+    exit_now(main())  # the Temporal client's threads must not meet interpreter teardown; see core/process.py

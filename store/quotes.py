@@ -8,7 +8,6 @@ checks which sources went silent (``newest_by_source``). What a quote means, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from psycopg.rows import dict_row
 from core.domain import utcnow
 from core.marketdata import Quote, StoredQuote
 from core.settings import MarketDataSettings
+from core.tasks import stop_tasks
 from store import Conn, Pool
 
 __all__ = ["QuoteRow", "QuoteWriter", "fetch_quotes", "newest_by_source", "upsert_quotes"]
@@ -197,10 +197,8 @@ class QuoteWriter:
         """Stop the writer task and write what is left."""
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task], what="quote writer")
         try:
             await self.flush()
         except Exception as e:

@@ -17,6 +17,8 @@ from typing import Any
 
 import websockets
 
+from core.tasks import stop_tasks
+
 __all__ = ["TradeUpdatesStream"]
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,8 @@ class TradeUpdatesStream:
     async def stop(self) -> None:
         """Close the connection and stop reconnecting."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task], what=f"{self.name} trade_updates stream")
         self.listening.clear()
 
     async def drop(self) -> None:

@@ -107,6 +107,8 @@ _STATUS_KINDS = {
 #: How long QuickFIX's thread waits for a report to be stored; longer (or a failure) and the message is left
 #: unprocessed, for the counterparty to resend after a reconnect.
 _STORE_WAIT_SECONDS = 10.0
+#: Status requests per open order after a logon before the resync gives up on it (each waits the request timeout).
+_RESYNC_ATTEMPTS = 3
 #: Failures of storage that may pass: the message is left unprocessed and comes again.
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 _REFUSAL_WORDS = {"F": ("CANCEL", "OrderCancelRequest"), "G": ("REPLACE", "OrderCancelReplaceRequest")}
@@ -655,11 +657,18 @@ class FixBroker:
 
             async def ask(order: FixOrder) -> None:
                 async with limit:
-                    try:
-                        answer = await self._request_status(order, order.client_order_id)
-                    except BrokerUnavailable as e:
-                        log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
-                        return
+                    for attempt in range(1, _RESYNC_ATTEMPTS + 1):
+                        try:
+                            answer = await self._request_status(order, order.client_order_id)
+                            break
+                        except BrokerUnavailable as e:
+                            # Unanswered is not answered: a request sent just after logon is lost without a trace
+                            # when the venue then asks for a resend (this adapter keeps no sent messages, so it
+                            # gap-fills over it). Ask again while logged on; a new logon resyncs anyway.
+                            if attempt == _RESYNC_ATTEMPTS or not self.logged_on:
+                                log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
+                                return
+                            log.info("%s: resync of %s: %s; asking again", self.name, order.client_order_id, e)
                     if isinstance(answer, _Refused):
                         log.warning("%s: resync of %s: %s", self.name, order.client_order_id, answer.reason)
                         return
