@@ -22,6 +22,7 @@ journal them before letting anyone see the reports.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Callable, Iterable
@@ -257,8 +258,8 @@ class MatchingEngine:
         result = MatchResult()
         order = self._by_cl_ord_id.get(request.orig_cl_ord_id)
         if order is None:
-            reason = f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_cl_ord_id}"
-            return self._answer(result, request.cl_ord_id, reason=reason, not_found=True)
+            unknown = f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_cl_ord_id}"
+            return self._answer(result, request.cl_ord_id, reason=unknown, not_found=True)
         reason: str | None = None
         inst = self._instruments.get(order.symbol)
         if not order.is_open:
@@ -299,7 +300,7 @@ class MatchingEngine:
                 order.status = OrderStatus.EXPIRED
                 self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
                 continue
-            self._guarded(order, result, lambda o=order: self._match(o, result))
+            self._guarded(order, result, functools.partial(self._match, order, result))
         return result
 
     @staticmethod

@@ -30,7 +30,6 @@ from temporalio.worker import Worker
 from api.main import create_app
 from brokers.base import Broker
 from brokers.paper import PaperBroker
-from core.auth_store import register_account
 from core.domain import (
     OrderRequest,
     OrderState,
@@ -39,10 +38,12 @@ from core.domain import (
     derive_order_id,
 )
 from core.instruments import DEFAULT_INSTRUMENTS, InstrumentCatalog
-from core.marketdata import MarketData, QuoteWriter
+from core.marketdata import MarketData
 from core.settings import Settings
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
+from store.auth import register_account
+from store.quotes import QuoteWriter
 from worker.build import build_workers, running_workers
 from worker.dispatcher import ReportDispatcher
 from workflows.order import OrderWorkflow

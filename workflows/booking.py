@@ -55,7 +55,7 @@ def bounded_retry(attempts: int) -> RetryPolicy:
 
 def doubling(base: float, cap: float, n: int) -> float:
     """``base`` doubled for every step after the first, at most ``cap`` (``n`` >= 1)."""
-    return min(base * 2 ** min(max(n - 1, 0), 30), cap)
+    return min(base * float(2 ** min(max(n - 1, 0), 30)), cap)
 
 
 def cause_of(e: BaseException) -> str:

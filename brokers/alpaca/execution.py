@@ -39,7 +39,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.alpaca.client import AlpacaError, AlpacaRest, RateLimiter
 from brokers.alpaca.config import ALPACA_CAPABILITIES, EXODUS_CL_ORD_ID
@@ -69,6 +68,7 @@ from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import AlpacaSettings, Settings
+from store import Pool
 
 __all__ = ["ALPACA_CAPABILITIES", "AccountReport", "AlpacaBroker"]
 
@@ -180,7 +180,7 @@ class AlpacaBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "alpaca",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,
@@ -327,7 +327,7 @@ class AlpacaBroker:
                     accepted=False,
                     cl_ord_id=request.orig_cl_ord_id,
                     not_found=True,
-                    reason=f"UNKNOWN_ORDER: Alpaca has no {request.orig_client_order_id}",
+                    reason=f"UNKNOWN_ORDER: Alpaca has no {request.orig_cl_ord_id}",
                 )
             reports = await self._absorb(view, source="status")
             if view.cl_ord_id == new_cid:  # replaced already (an earlier attempt whose answer was lost)

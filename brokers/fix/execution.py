@@ -41,7 +41,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from brokers.fix.config import FIX_CAPABILITIES, SessionConfig, session_config_for
@@ -93,6 +92,7 @@ from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import FixSettings, Settings
+from store import Pool
 
 __all__ = ["FIX_CAPABILITIES", "FixBroker"]
 
@@ -108,6 +108,8 @@ _STATUS_KINDS = {
 #: How long QuickFIX's thread waits for a report to be stored; longer (or a failure) and the message is left
 #: unprocessed, for the counterparty to resend after a reconnect.
 _STORE_WAIT_SECONDS = 10.0
+#: Status requests per open order after a logon before the resync gives up on it (each waits the request timeout).
+_RESYNC_ATTEMPTS = 3
 #: Failures of storage that may pass: the message is left unprocessed and comes again.
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 _REFUSAL_WORDS = {"F": ("CANCEL", "OrderCancelRequest"), "G": ("REPLACE", "OrderCancelReplaceRequest")}
@@ -195,7 +197,7 @@ class FixBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "fix",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,
@@ -618,11 +620,18 @@ class FixBroker:
 
             async def ask(order: FixOrder) -> None:
                 async with limit:
-                    try:
-                        answer = await self._request_status(order, order.cl_ord_id)
-                    except BrokerUnavailable as e:
-                        log.warning("%s: resync of %s failed: %s", self.name, order.cl_ord_id, e)
-                        return
+                    for attempt in range(1, _RESYNC_ATTEMPTS + 1):
+                        try:
+                            answer = await self._request_status(order, order.cl_ord_id)
+                            break
+                        except BrokerUnavailable as e:
+                            # Unanswered is not answered: a request sent just after logon is lost without a trace
+                            # when the venue then asks for a resend (this adapter keeps no sent messages, so it
+                            # gap-fills over it). Ask again while logged on; a new logon resyncs anyway.
+                            if attempt == _RESYNC_ATTEMPTS or not self.logged_on:
+                                log.warning("%s: resync of %s failed: %s", self.name, order.cl_ord_id, e)
+                                return
+                            log.info("%s: resync of %s: %s; asking again", self.name, order.cl_ord_id, e)
                     if isinstance(answer, _Refused):
                         log.warning("%s: resync of %s: %s", self.name, order.cl_ord_id, answer.reason)
                         return
@@ -858,9 +867,10 @@ class FixBroker:
         replaced = kind is ReportKind.REPLACED
         last_qty, last_price = _D(0), None
         if fill:
-            last_qty, last_price = _fill_of(msg, prior)
-            if last_qty is None or last_price is None:
+            filled_qty, last_price = _fill_of(msg, prior)
+            if filled_qty is None or last_price is None:
                 return None
+            last_qty = filled_qty
         return ExecutionReport(
             broker=self.name,
             exec_id=msg.get(Tag.EXEC_ID) or f"{msg.get(Tag.ORDER_ID)}:{msg.seq_num}",
