@@ -447,13 +447,11 @@ class FixVenue:
                 orig_cl_ord_id=order.cl_ord_id,
                 cl_ord_id=new_id,
                 broker_order_id=order.venue_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                type=order.type,
-                time_in_force=order.time_in_force,
-                qty=qty if qty is not None else order.qty,
-                price=parse_decimal(msg.get(Tag.PRICE)) if order.type.needs_price else None,
-                stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if order.type.needs_stop_price else None,
+                **order.terms(
+                    qty=qty if qty is not None else order.qty,
+                    price=parse_decimal(msg.get(Tag.PRICE)) if order.type.needs_price else None,
+                    stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if order.type.needs_stop_price else None,
+                ),
             )
         except ValidationError:
             reason = f"{RejectReason.INCORRECT_QUANTITY}: OrderQty {msg.get(Tag.ORDER_QTY)}"

@@ -198,12 +198,7 @@ class BrokerContract:
             ReplaceOrder(
                 orig_cl_ord_id=order.cl_ord_id,
                 cl_ord_id=f"{order.cl_ord_id}.1",
-                symbol=inst.symbol,
-                side=order.side,
-                type=order.type,
-                time_in_force=order.time_in_force,
-                qty=new_qty,
-                price=new_price,
+                **order.terms(qty=new_qty, price=new_price),
             )
         )
         assert ack.accepted, ack.reason
@@ -301,12 +296,7 @@ class ResilienceContract:
         return ReplaceOrder(
             orig_cl_ord_id=order.cl_ord_id,
             cl_ord_id=f"{order.cl_ord_id}.1",
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            time_in_force=order.time_in_force,
-            qty=qty,
-            price=price,
+            **order.terms(qty=qty, price=price),
         )
 
     @staticmethod

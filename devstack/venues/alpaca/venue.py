@@ -711,13 +711,11 @@ class AlpacaVenue:
             ReplaceOrder(
                 orig_cl_ord_id=leg.cl_ord_id,
                 cl_ord_id=new_cid,
-                symbol=order.symbol,
-                side=order.side,
-                type=order.type,
-                time_in_force=order.time_in_force,
-                qty=order.filled_qty + leg_qty,
-                price=values["limit_price"] or order.price,
-                stop_price=values["stop_price"] or order.stop_price,
+                **order.terms(
+                    qty=order.filled_qty + leg_qty,
+                    price=values["limit_price"] or order.price,
+                    stop_price=values["stop_price"] or order.stop_price,
+                ),
             )
         )
         if not ack.accepted:
