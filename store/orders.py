@@ -5,7 +5,9 @@ compares them). The two writers build it in Python, the risk decision with ``rec
 with ``OrderSnapshot.row`` (``activities/persistence.py``), and hand it to the one SQL function that inserts
 into ``orders``, ``order_write(row, booking)`` (migration 0018): the decision through ``risk_record`` (in its
 statement), the booking through ``write_order``. The function's column list is the table's own row type, so
-there is no second list to keep in step, and mypy makes every builder fill every column.
+there is no second list to keep in step, and mypy makes every builder fill every column. The order's terms are
+one column each, under their names in ``core.domain.OrderTerms`` (``TermsColumns``, built by ``terms_columns``
+for both writers; ``tests/store/test_orders.py`` checks the names against ``TERMS``).
 """
 
 from __future__ import annotations
