@@ -34,7 +34,7 @@ async def test_the_row_shape_is_every_column_of_the_orders_table(db: Pool) -> No
     assert sorted(ORDER_COLUMNS) == sorted(columns)
 
 
-def test_the_terms_columns_are_the_terms_of_an_order() -> None:
+async def test_the_terms_columns_are_the_terms_of_an_order() -> None:
     # core.domain.OrderTerms declares the terms; the table holds each under its name, no more and no fewer.
     assert tuple(TermsColumns.__annotations__) == TERMS
 
