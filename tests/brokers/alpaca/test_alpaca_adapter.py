@@ -185,6 +185,15 @@ async def test_replacing_a_partly_filled_order_keeps_totals(pair: AlpacaPair, re
     await venue.set_mid("AAPL", D("190.00"))
 
 
+async def test_replacing_an_order_alpaca_does_not_know_is_refused_as_not_found(pair: AlpacaPair) -> None:
+    unknown = _limit("10", "150.00")  # never sent
+    ack = await pair.broker.replace_order(
+        ReplaceOrder(orig_cl_ord_id=unknown.cl_ord_id, cl_ord_id=f"{unknown.cl_ord_id}.1", **unknown.terms())
+    )
+    assert not ack.accepted and ack.not_found and ack.cl_ord_id == unknown.cl_ord_id
+    assert ack.reason == f"UNKNOWN_ORDER: Alpaca has no {unknown.cl_ord_id}"
+
+
 async def test_quotes_are_published_as_source_alpaca(pair: AlpacaPair) -> None:
     await pair.venue.set_mid("AAPL", D("190.00"))
     poller = pair.broker.quote_poller
