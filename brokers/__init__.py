@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.alpaca.config import ALPACA_CAPABILITIES
 from brokers.base import Broker, BrokerCapabilities, ReportSink, SessionCheck
@@ -25,6 +24,7 @@ from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import Settings
+from store import Pool
 
 __all__ = [
     "BROKERS",
@@ -44,7 +44,7 @@ class BrokerContext:
 
     settings: Settings
     instruments: InstrumentCatalog
-    pool: AsyncConnectionPool | None
+    pool: Pool | None
     #: Where the broker publishes the quotes it sees (None: nobody listens). The worker passes its
     #: ``QuoteWriter``, so whatever a broker publishes here reaches the quote store risk reads: the paper feed
     #: as source ``paper``, FIX market data as ``fix``; a REST adapter publishes its quote endpoint's answers

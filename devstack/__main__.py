@@ -26,7 +26,6 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from core.auth_store import register_account
 from core.db import apply_migrations
 from core.errors import ConfigError
 from core.settings import get_settings
@@ -34,6 +33,7 @@ from devstack.services import EmbeddedPostgres, port_open, start_dev_server, sta
 from devstack.supervise import Supervisor
 from devstack.venues.alpaca.local import LOCAL_ACCOUNT as ALPACA_ACCOUNT
 from devstack.venues.alpaca.local import local_venue_env as alpaca_venue_env
+from store.auth import register_account
 
 _BANNER = """
   Exodus is running.
@@ -191,13 +191,13 @@ def main() -> int:
             if "fix" not in settings.worker.brokers:
                 worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*settings.worker.brokers, "fix"])
         if settings.alpaca.local_venue:
-            port = settings.alpaca.local_venue_port
-            if port_open("127.0.0.1", port):
+            alpaca_port = settings.alpaca.local_venue_port
+            if port_open("127.0.0.1", alpaca_port):
                 raise ConfigError(
-                    f"something already listens on port {port} (alpaca.local_venue_port): stop it, or set "
+                    f"something already listens on port {alpaca_port} (alpaca.local_venue_port): stop it, or set "
                     "EXODUS_ALPACA__LOCAL_VENUE_PORT"
                 )
-            print(f"  Alpaca: starting the local venue on port {port} ...", flush=True)
+            print(f"  Alpaca: starting the local venue on port {alpaca_port} ...", flush=True)
             alpaca_log = logs / "alpaca-venue.log"
             venue_env = {**env, **alpaca_venue_env(settings)}
             alpaca_venue = supervisor.add(
@@ -206,7 +206,7 @@ def main() -> int:
                 log=alpaca_log,
             )
             assert alpaca_venue.proc is not None
-            wait_for_port("127.0.0.1", port, timeout=30, process=alpaca_venue.proc)
+            wait_for_port("127.0.0.1", alpaca_port, timeout=30, process=alpaca_venue.proc)
             owned = json.loads(worker_env.get("EXODUS_WORKER__BROKERS") or json.dumps(settings.worker.brokers))
             if "alpaca" not in owned:
                 worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*owned, "alpaca"])

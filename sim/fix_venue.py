@@ -46,6 +46,7 @@ import itertools
 import logging
 import signal
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -278,7 +279,7 @@ class FixVenue:
             self.stats.refused_logons += 1
         return reason
 
-    def _send(self, msg_type: str, fields: list[tuple[int, FieldValue]], *, exec_id: str | None = None) -> None:
+    def _send(self, msg_type: str, fields: Iterable[tuple[int, FieldValue]], *, exec_id: str | None = None) -> None:
         # Queued in order on the connector's one sending thread; not awaited, so the venue's reports leave in
         # exactly the order the matching model produced them. Once QuickFIX has a report (it keeps it in its
         # store for resends), the journal marks it delivered.

@@ -39,7 +39,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.alpaca.client import AlpacaError, AlpacaRest, RateLimiter
 from brokers.alpaca.config import ALPACA_CAPABILITIES, EXODUS_CLIENT_ORDER_ID
@@ -69,6 +68,7 @@ from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import AlpacaSettings, Settings
+from store import Pool
 
 __all__ = ["ALPACA_CAPABILITIES", "AccountReport", "AlpacaBroker"]
 
@@ -180,7 +180,7 @@ class AlpacaBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "alpaca",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,7 @@ class TradeUpdatesStream:
         key_id: str,
         secret_key: str,
         on_event: Handler,
-        on_connected: Callable[[], Awaitable[None]],
+        on_connected: Callable[[], Coroutine[Any, Any, None]],
         on_state: Callable[[bool, str], None] | None = None,
         name: str = "alpaca",
         max_backoff: float = 15.0,

@@ -41,7 +41,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from brokers.fix.config import FIX_CAPABILITIES, SessionConfig, session_config_for
@@ -92,6 +91,7 @@ from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import FixSettings, Settings
+from store import Pool
 
 __all__ = ["FIX_CAPABILITIES", "FixBroker"]
 
@@ -196,7 +196,7 @@ class FixBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "fix",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,
@@ -906,9 +906,10 @@ class FixBroker:
         replaced = kind is ReportKind.REPLACED
         last_qty, last_price = _D(0), None
         if fill:
-            last_qty, last_price = _fill_of(msg, prior)
-            if last_qty is None or last_price is None:
+            filled_qty, last_price = _fill_of(msg, prior)
+            if filled_qty is None or last_price is None:
                 return None
+            last_qty = filled_qty
         return ExecutionReport(
             broker=self.name,
             exec_id=msg.get(Tag.EXEC_ID) or f"{msg.get(Tag.ORDER_ID)}:{msg.seq_num}",

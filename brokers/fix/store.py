@@ -14,7 +14,6 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from core.domain import (
@@ -29,6 +28,7 @@ from core.domain import (
     utcnow,
 )
 from core.metrics import RECONCILIATION_BREAKS
+from store import Pool, breaks
 
 __all__ = ["FixOrder", "FixStore"]
 
@@ -70,7 +70,7 @@ class FixOrder(BaseModel):
 class FixStore:
     """``fix_orders`` and ``fix_reports`` of one FIX session."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, session: str) -> None:
+    def __init__(self, pool: Pool, *, session: str) -> None:
         """Records of ``session`` (``FIX.4.4:EXODUS->EXVENUE``) through ``pool``."""
         self._pool = pool
         self.session = session
@@ -202,23 +202,16 @@ class FixStore:
             )
             if await cur.fetchone() is None:
                 return False
-            await conn.execute(
-                "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (order_id, broker, kind, detail),
-            )
+            await breaks.add_break(conn, order_id=order_id, broker=broker, kind=kind, detail=detail)
         RECONCILIATION_BREAKS.labels(broker=broker, kind=kind).inc()
         return True
 
     async def add_break(self, *, order_id: str, broker: str, kind: str, detail: str) -> bool:
         """Open a reconciliation break for an order (once per order, kind and detail)."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING RETURNING id",
-                (order_id, broker, kind, f"{kind}: {detail}"),
+            fresh = await breaks.add_break(
+                conn, order_id=order_id, broker=broker, kind=kind, detail=f"{kind}: {detail}"
             )
-            fresh = await cur.fetchone() is not None
         if fresh:
             RECONCILIATION_BREAKS.labels(broker=broker, kind=kind).inc()
         return fresh

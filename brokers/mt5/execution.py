@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from brokers.mt5.commands import CommandQueue
@@ -50,6 +49,7 @@ from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.settings import Mt5Settings
 from core.tasks import stop_tasks
+from store import Pool
 
 if TYPE_CHECKING:
     from brokers.mt5.terminal import TerminalExecutor
@@ -82,7 +82,7 @@ class Mt5Broker:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         settings: Mt5Settings,
         *,
         database_url: str,

@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.mt5 import tables
 from brokers.mt5.parsing import fallback_contract_size, plain
@@ -21,6 +20,7 @@ from brokers.mt5.rows import BROKER
 from core.domain import OrderSide, OrderStatus, PositionReport
 from core.instruments import InstrumentCatalog
 from core.settings import Mt5Settings
+from store import Pool
 
 __all__ = ["reconcile", "terminal_net", "terminal_positions"]
 
@@ -112,7 +112,7 @@ async def reconcile(
 
 
 async def terminal_positions(
-    pool: AsyncConnectionPool, accounts: list[str], *, settings: Mt5Settings, instruments: InstrumentCatalog | None
+    pool: Pool, accounts: list[str], *, settings: Mt5Settings, instruments: InstrumentCatalog | None
 ) -> list[PositionReport]:
     """Net positions (units) per account and symbol, from each terminal's last heartbeat."""
     out: list[PositionReport] = []

@@ -17,11 +17,11 @@ from decimal import Decimal
 from typing import Any, Final
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.mt5 import tables
 from brokers.mt5.rows import BROKER, OrderRow
 from core.domain import ExecutionReport, OrderSide, OrderStatus, OrderStatusReport, ReportKind
+from store import Pool
 
 __all__ = ["OPEN_STATUSES", "ReportJournal", "emit"]
 
@@ -111,7 +111,7 @@ async def emit(
 class ReportJournal:
     """The worker's reads of the bridge's orders and reports, and the delivery bookkeeping."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         """Read through ``pool``."""
         self._pool = pool
 

@@ -2,9 +2,8 @@
 
 Plain statements as functions that take a connection; the caller owns the transaction (and the row locks a
 ``lock_*`` function takes last until it ends). Every role of the bridge reads and writes its tables through
-here, so the statements can move as a unit (issue 19's ``store/`` package holds the shared tables). Two
-statements touch shared tables and move there with it: ``add_break`` (``reconciliation_breaks``) and
-``ledger_net_fills`` (``fills``, compared with the bridge's own reports).
+here. The shared tables' SQL is in ``store/``: ``add_break`` calls ``store.breaks``. ``ledger_net_fills``
+reads ``fills`` in one statement with the bridge's own ``mt5_reports`` (one snapshot of both), so it stays.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from psycopg.types.json import Jsonb
 from brokers.mt5.protocol import Ack, Command, Deal, Heartbeat, OrderUpdate, SymbolSpec
 from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, AccountRow, CommandRow, OrderRow, SymbolRow
 from core.domain import ExecutionReport, SubmitOrder
+from store import breaks
 
 __all__ = [
     "account_link",
@@ -102,13 +102,7 @@ async def add_event_once(conn: Conn, account: str, kind: str, **detail: Any) -> 
 
 async def add_break(conn: Conn, kind: str, detail: str, *, order_id: str | None = None) -> None:
     """Record a reconciliation break of broker ``mt5``, once while an identical one is open."""
-    await conn.execute(
-        "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail)"
-        " SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM reconciliation_breaks"
-        "  WHERE broker = %s AND kind = %s AND detail = %s AND resolved_at IS NULL)"
-        " ON CONFLICT DO NOTHING",
-        (order_id, BROKER, kind, detail, BROKER, kind, detail),
-    )
+    await breaks.add_break_once_open(conn, order_id=order_id, broker=BROKER, kind=kind, detail=detail)
 
 
 async def db_now(conn: Conn) -> datetime:

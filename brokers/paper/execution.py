@@ -23,8 +23,9 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
-from core.marketdata import Quote, QuoteSink, QuoteWriter
+from core.marketdata import Quote, QuoteSink
 from sim.venue import SimVenue
+from store.quotes import QuoteWriter
 
 __all__ = ["PAPER_CAPABILITIES", "PaperBroker", "feed_publisher"]
 

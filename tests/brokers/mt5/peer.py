@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from core.tasks import stop_tasks
-from tests.brokers.mt5.terminal import FakeTerminal
+from tests.brokers.mt5.fake_terminal import FakeTerminal
 
 log = logging.getLogger(__name__)
 

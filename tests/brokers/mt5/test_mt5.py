@@ -15,7 +15,7 @@ from brokers.base import Broker
 from core.domain import Instrument, OrderType, ReplaceOrder, ReportKind, SubmitOrder
 from tests.brokers.contract import BrokerContract, ReportCollector
 from tests.brokers.mt5.conftest import Rig
-from tests.brokers.mt5.terminal import FakeTerminal
+from tests.brokers.mt5.fake_terminal import FakeTerminal
 
 pytestmark = pytest.mark.asyncio
 

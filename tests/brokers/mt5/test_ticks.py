@@ -12,11 +12,11 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from core.instruments import InstrumentCatalog
-from core.marketdata import fetch_quotes
 from core.risk import ReasonCode
+from store.quotes import fetch_quotes
 from tests.brokers.mt5.conftest import MAGIC, Mt5Stack, Rig
+from tests.brokers.mt5.fake_terminal import FakeTerminal, Sym, xm_symbols
 from tests.brokers.mt5.peer import EaPeer
-from tests.brokers.mt5.terminal import FakeTerminal, Sym, xm_symbols
 from tests.harness import make_order
 
 pytestmark = pytest.mark.asyncio

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from core.marketdata import Quote, StoredQuote, upsert_quotes
+from core.marketdata import Quote, StoredQuote
 from core.settings import MarketDataSettings
+from store.quotes import upsert_quotes
 from tests.harness import Stack
 
 D = Decimal
