@@ -95,6 +95,7 @@ class EventStreamResponse(Response):
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
             media_type=self.media_type,
         )
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.session = session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
