@@ -130,10 +130,28 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def _parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_NAMES = {"type": "string", "pattern": r"^[A-Za-z0-9._:@/\-]{1,64}(,[A-Za-z0-9._:@/\-]{1,64})*$"}
+_PARAMETERS = [
+    _parameter(
+        "since", "Resume after this number (0: from the start); absent: live only", {"type": "integer", "minimum": 0}
+    ),
+    _parameter("account", "Only these accounts (comma-separated)", _NAMES),
+    _parameter("symbol", "Only these symbols (comma-separated)", _NAMES),
+    _parameter("client", "Only these client ids (comma-separated)", _NAMES),
+    _parameter("kinds", "Only these kinds (comma-separated: ACCEPT, FILL, TRADING_STATE...)", _NAMES),
+]
+
+
 @router.get(
     "/stream",
     response_class=EventStreamResponse,
+    status_code=200,
     responses={200: {"content": {"text/event-stream": {}}}, 422: {"model": ErrorBody}},
+    openapi_extra={"parameters": _PARAMETERS},
 )
 async def stream_sse(
     request: Request, principal: Annotated[Principal, requires(Permission.ORDERS_READ)]

@@ -402,6 +402,25 @@ CASES: list[Case] = [
         lambda t, ctx: _get("/api/v1/quotes/AAPL"),
         {200},
     ),
+    # The stream: an unknown kind is refused (422) after the rule, before anything is streamed.
+    Case(
+        "GET",
+        "/api/v1/stream",
+        {Role.TRADER, Role.OPERATOR, Role.AUDITOR},
+        "none",
+        lambda t, ctx: _get("/api/v1/stream", kinds="NOPE"),
+        {422},
+    ),
+    # Its WebSocket form has the same rule; HTTP cannot open a WebSocket, so tests/api/test_stream.py checks it
+    # (credentials, roles and scope over real sockets).
+    Case(
+        "WEBSOCKET",
+        "/api/v1/stream",
+        {Role.TRADER, Role.OPERATOR, Role.AUDITOR},
+        "none",
+        lambda t, ctx: ("", {}),
+        set(),
+    ),
     Case("GET", "/ready", ALL_BUT_BRIDGE, "none", lambda t, ctx: _get("/ready"), {200, 503}),
     Case("GET", "/metrics", ALL_BUT_BRIDGE, "none", lambda t, ctx: _get("/metrics"), {200}),
     Case("GET", "/openapi.json", ALL_BUT_BRIDGE, "none", lambda t, ctx: _get("/openapi.json"), {200}),
@@ -490,6 +509,8 @@ async def test_every_route_every_role_inside_and_outside_the_scope(
         failures: list[str] = []
         requests = 0
         for i, case in enumerate(CASES):
+            if case.method == "WEBSOCKET":
+                continue
             # Without credentials: 401 everywhere but the public route.
             url, kwargs = case.call("in", ctx)
             r = await env.http.request(case.method, url, **kwargs)
