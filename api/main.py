@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import AuthDisabledHeader, operational
 from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
-from api.routes import admin, audit, bridge_mt5, health, operator, orders, positions, quotes, risk, stream
+from api.routes import admin, audit, bridge_mt5, console, health, operator, orders, positions, quotes, risk, stream
 from api.schemas import ErrorBody, Reason
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
@@ -232,6 +232,8 @@ def create_app(
     app.include_router(audit.router, prefix="/api/v1")
     app.include_router(stream.router, prefix="/api/v1")
     app.include_router(stream.socket_router, prefix="/api/v1")
+    app.include_router(console.me_router, prefix="/api/v1")
+    app.include_router(console.router)
     app.include_router(health.router)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[operational("metrics")])
