@@ -70,7 +70,9 @@ def _serve(url: str, port: int) -> None:  # in the child process
         await pool.open(wait=True)
         app = create_app(_settings(url), pool=pool)
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", ws="websockets-sansio")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", ws="websockets-sansio"
+            )
         )
         await server.serve()
 
@@ -134,7 +136,13 @@ def _stats(samples: list[float]) -> dict[str, float]:
     if len(ms) < 3:
         return {"n": len(ms)}
     q = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"n": len(ms), "p50": round(q[49], 2), "p90": round(q[89], 2), "p99": round(q[98], 2), "max": round(ms[-1], 2)}
+    return {
+        "n": len(ms),
+        "p50": round(q[49], 2),
+        "p90": round(q[89], 2),
+        "p99": round(q[98], 2),
+        "max": round(ms[-1], 2),
+    }
 
 
 async def measure(clients: int, rate: float, seconds: float) -> dict[str, Any]:

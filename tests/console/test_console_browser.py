@@ -31,7 +31,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip(
-        "browser tests skipped: Chromium is not installed here (apt-get install chromium chromium-driver; CI installs it)",
+        "browser tests skipped: Chromium is not installed here"
+        " (apt-get install chromium chromium-driver; CI installs it)",
         allow_module_level=True,
     )
 
@@ -195,7 +196,10 @@ async def test_halting_from_the_console_refuses_the_next_order_and_shows_everywh
     await page.wait("trading page", lambda d: d.find_elements(By.ID, "set-state"))
     try:
         await page.submit_form("set-state", {"scope": "GLOBAL", "state": "HALTED", "reason": "console test"})
-        await page.wait("halted in the header", lambda d: d.find_element(By.ID, "global-state").get_attribute("data-state") == "HALTED")
+        await page.wait(
+            "halted in the header",
+            lambda d: d.find_element(By.ID, "global-state").get_attribute("data-state") == "HALTED",
+        )
         await page.wait("halted in the table", lambda d: "HALTED" in d.find_element(By.ID, "states").text)
         await page.shot("trading-state-halted")
         r = await _post_order(stack, http)
@@ -214,7 +218,9 @@ async def test_halting_from_the_console_refuses_the_next_order_and_shows_everywh
         assert r.status_code == 200, r.text
 
 
-async def test_cancel_all_from_the_console_empties_the_book(stack: Stack, console: tuple[Page, httpx.AsyncClient]) -> None:
+async def test_cancel_all_from_the_console_empties_the_book(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
     page, http = console
     await stack.venue.set_mid("AAPL", D("190.00"))
     client = unique("desk")
@@ -234,7 +240,9 @@ async def test_cancel_all_from_the_console_empties_the_book(stack: Stack, consol
                 break
             await asyncio.sleep(0.1)
     await page.open("blotter")
-    await page.wait("the blotter", lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-id='{ids[0]}'][data-status=CANCELED]"))
+    await page.wait(
+        "the blotter", lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-id='{ids[0]}'][data-status=CANCELED]")
+    )
     await page.shot("blotter-after-cancel-all")
 
 
