@@ -18,7 +18,7 @@ from core.domain import AmendRequest, CancelRequest, OrderStatus, PegType
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteWriter
 from devstack.services import free_port
-from sim.fix_venue import FixVenue
+from devstack.venues.fix.venue import FixVenue
 from sim.venue import SimVenue
 from tests.brokers.fix.kit import TcpProxy, eventually, fix_settings
 from tests.conftest import make_settings, temporal_address
