@@ -3,7 +3,8 @@
 A broker's own libraries are a pip extra named by its spec (``fix``: ``quickfix``, which compiles from source for
 minutes; ``alpaca``: ``websockets``). ``make run`` installs the base and then only the extras of the brokers it will
 run: those the worker owns (``EXODUS_WORKER__BROKERS``) and those whose local venue it starts
-(``EXODUS_<BROKER>__LOCAL_VENUE=true``). ``make test`` installs every extra.
+(``EXODUS_<BROKER>__LOCAL_VENUE=true``). ``make test`` installs every extra. ``python -m devstack.extras --all``
+prints the extras of every registered broker, installed or not (the Docker image installs those).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from brokers import BROKERS, BrokerSpec
 from core.errors import ConfigError
 from core.settings import Settings, get_settings
 
-__all__ = ["configured_brokers", "missing_extras"]
+__all__ = ["all_extras", "configured_brokers", "missing_extras"]
 
 
 def configured_brokers(settings: Settings) -> list[BrokerSpec]:
@@ -36,8 +37,24 @@ def missing_extras(settings: Settings) -> list[str]:
     return out
 
 
-def main() -> int:
-    """Print the missing extras, comma-separated (nothing when none is missing)."""
+def all_extras() -> list[str]:
+    """The pip extras of every registered broker, in registry order, once each."""
+    out: list[str] = []
+    for spec in BROKERS.values():
+        if spec.extra and spec.extra not in out:
+            out.append(spec.extra)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the missing extras (``--all``: every broker's), comma-separated (nothing when there is none)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--all"]:
+        print(",".join(all_extras()))
+        return 0
+    if args:
+        print("usage: python -m devstack.extras [--all]", file=sys.stderr)
+        return 2
     try:
         extras = missing_extras(get_settings())
     except ConfigError as e:
