@@ -35,7 +35,7 @@ SPEC = BrokerSpec(
     name="template",
     capabilities=TEMPLATE_CAPABILITIES,
     factory=_build,
-    description="the broker template (not registered): copy brokers/_template/",
+    description="the template broker (not registered yet): every call raises NotImplementedError",
     # The attribute of core.settings.Settings holding the broker's section (EXODUS_<NAME>__...); None until you add it.
     settings_section=None,
     # Refuses new orders while the broker's session is down (the adapter records it with a SessionRecorder).

@@ -22,7 +22,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def _banner(settings: Settings, api: str) -> str:
     # Your copy: where the venue is, and a curl that routes an order to the broker ("broker": "<name>").
-    return f'\n  template       local venue on http://127.0.0.1:8799; orders with "broker": "template" via {api}\n'
+    return f'\n  {"template":<14} local venue on http://127.0.0.1:8799; orders with "broker": "template" via {api}\n'
 
 
 LAUNCH = Launch(

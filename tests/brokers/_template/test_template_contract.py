@@ -10,7 +10,7 @@ import pytest
 
 from tests.brokers.contract import BrokerContract, ResilienceContract, UnwrittenContract
 
-_NOT_YET = pytest.mark.skip(reason="the template has no adapter yet: your copy deletes this mark")
+_NOT_YET = pytest.mark.skip(reason="not written yet: delete this mark once the adapter runs (brokers/README.md, 5)")
 
 
 class TestTemplateUnwritten(UnwrittenContract):
