@@ -15,7 +15,7 @@ help:
 	@echo "make test   create .venv, install, run the whole test suite (real Temporal and Postgres)"
 	@echo "make bench  run the benchmarks (prints figures, writes JSON to benchmarks/results/)"
 	@echo "make chaos  orders flow while the worker is killed and Temporal and Postgres restart; checks the books"
-	@echo "make lint   ruff (style, docstrings, imports) and the formatter's check"
+	@echo "make lint   ruff (style, docstrings, imports), the formatter's check, and mypy --strict (see pyproject.toml)"
 	@echo "make clean-data  delete data/ (all orders, the Temporal history and the ledger)"
 
 define make_venv
@@ -54,6 +54,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -1,3 +1,3 @@
-"""Temporal activities: thin, idempotent, class-based; they depend on the Broker protocol and core only."""
+"""Temporal activities: thin, idempotent, class-based; they depend on the Broker protocol, core and store."""
 
 __all__ = ["broker", "persistence", "risk"]

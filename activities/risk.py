@@ -58,19 +58,16 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import psycopg
-from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from brokers import SessionCheck
 from brokers.base import BrokerCapabilities
-from core.audit import audit_entry, queue_audit
-from core.domain import OrderRequest, OrderSide, RiskDecision, RiskReason, TradingState, utcnow, workflow_id_for
+from core.audit import audit_entry
+from core.domain import OrderRequest, OrderSide, RiskDecision, RiskReason, TradingState, utcnow
 from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, PriceBook, Quote, StoredQuote
 from core.metrics import ORDER_LATENCY
-from core.policy import PolicyStore
 from core.risk import (
     AccountState,
     Exposure,
@@ -89,6 +86,12 @@ from core.risk import (
     velocity_message,
 )
 from core.settings import Settings
+from store import Conn, Pool
+from store import risk as risk_store
+from store.audit import queue_audit
+from store.orders import received_row
+from store.policy import PolicyStore
+from store.risk import GatherRow
 
 __all__ = [
     "AmendCheck",
@@ -99,9 +102,6 @@ __all__ = [
     "RiskGatherer",
 ]
 
-#: Advisory lock namespaces (first key of the two-key form): one lock per account, one per client.
-_ACCOUNT_LOCK = 0x52534B41  # "RSKA"
-_CLIENT_LOCK = 0x52534B43  # "RSKC"
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 _LIMIT_BREACH = "exodus-risk-limit"
 _RETRY = "exodus-risk-retry"
@@ -112,39 +112,6 @@ _OPTIMISTIC_ATTEMPTS = 8
 #: Codes of the totals across accounts, and how many other accounts a full total refreshes at most.
 _TOTALS = {ReasonCode.FIRM_MAX_GROSS_EXPOSURE, ReasonCode.FIRM_MAX_OPEN_NOTIONAL, ReasonCode.BROKER_MAX_OPEN_NOTIONAL}
 _REFRESH_ACCOUNTS = 20
-#: One account's positions and working orders (one statement, one snapshot), in risk_gather's row shape.
-_ACCOUNT_ROWS = """
-WITH g AS MATERIALIZED (
-SELECT 'P' AS k, symbol, qty, avg_price AS price, realized_pnl AS extra, NULL::text AS side, NULL::numeric AS rate,
-    NULL::numeric AS leverage, NULL::text AS order_id, NULL::text AS broker, NULL::numeric AS notional
-  FROM positions WHERE account = %(account)s
-UNION ALL
-SELECT 'R', symbol, sum(qty_open), max(price), NULL, side, max(quote_rate), max(leverage), NULL, broker, sum(notional)
-  FROM risk_reservations WHERE account = %(account)s AND released_at IS NULL GROUP BY symbol, side, broker
-)
-SELECT g.*, NULL::timestamptz AS quoted_at, NULL::timestamptz AS received_at FROM g
-UNION ALL
-SELECT 'Q', q.symbol, q.bid, q.ask, q.last, NULL, NULL, NULL, NULL, q.source, NULL, q.quoted_at, q.received_at
-  FROM market_quotes q
- WHERE q.symbol = ANY(%(quote_symbols)s) OR q.symbol IN (SELECT g.symbol FROM g WHERE g.k = 'P')
-"""
-#: One decision's reads: ``risk_gather`` (the locks, then one snapshot of the account, the client and the
-#: stored decision) and, in the same statement, the quotes that price it (rows ``Q``: source in ``broker``,
-#: bid, ask and last in ``qty``, ``price``, ``extra``): every source's quote of the order's symbol and of the
-#: FX pairs to the policy currency (``quote_symbols``), and of the symbols of the positions ``risk_gather``
-#: read. The quotes are as of the statement's start (they are not serialized by the account's lock; their
-#: age is measured when the decision is made, so a wait for the lock only makes them older).
-_GATHER = """
-WITH g AS MATERIALIZED (
-  SELECT * FROM risk_gather(%(account)s, %(client)s, %(order_id)s, %(symbol)s, %(broker)s, %(day)s, %(new_order)s,
-                            %(at)s, %(client_from)s, %(dup_from)s, %(side)s, %(qty)s, %(price)s)
-)
-SELECT g.*, NULL::timestamptz AS quoted_at, NULL::timestamptz AS received_at FROM g
-UNION ALL
-SELECT 'Q', q.symbol, q.bid, q.ask, q.last, NULL, NULL, NULL, NULL, q.source, NULL, NULL, q.quoted_at, q.received_at
-  FROM market_quotes q
- WHERE q.symbol = ANY(%(quote_symbols)s) OR q.symbol IN (SELECT g.symbol FROM g WHERE g.k = 'P')
-"""
 D0 = Decimal(0)
 D1 = Decimal(1)
 
@@ -232,7 +199,7 @@ class QuoteReferenceData:
         return self.market.own_price_without_quote(symbol)
 
 
-def _quote(row: dict[str, Any]) -> StoredQuote:
+def _quote(row: GatherRow) -> StoredQuote:
     # A 'Q' row of the gather statement: source in ``broker``, bid/ask/last in qty/price/extra.
     quote = Quote.model_construct(
         symbol=row["symbol"],
@@ -272,7 +239,7 @@ class Gathered:
     #: Equity marks to store (None: the stored ones are current).
     marks: tuple[Decimal, Decimal] | None
     #: The order's reservation row as it stands (amends).
-    hold: dict[str, Any] | None
+    hold: GatherRow | None
     #: The decision already stored for this order id (a retry, or a reused key), with its request hash.
     stored: dict[str, Any] | None = None
     #: How many decisions the account and the client had when this one read them (risk_serial).
@@ -291,7 +258,7 @@ class RiskGatherer:
         market: MarketData,
         session_checks: Mapping[str, SessionCheck] | None = None,
         policy: PolicyStore | None = None,
-        pool: AsyncConnectionPool | None = None,
+        pool: Pool | None = None,
     ) -> None:
         """Build the gatherer; prices come from ``market`` (the quote store, read with the decision's reads)."""
         self.market = market
@@ -302,13 +269,13 @@ class RiskGatherer:
         #: Prices a position at this broker's reference when nothing else says which (refreshing totals).
         self.default_broker = settings.default_broker
 
-    async def gather(self, conn: Any, order: OrderRequest, *, amend: bool = False) -> tuple[Limits, AccountState]:
+    async def gather(self, conn: Conn, order: OrderRequest, *, amend: bool = False) -> tuple[Limits, AccountState]:
         """The effective limits and the account state for ``order`` (excluding its own reservation)."""
         g = await self.gather_all(conn, order, amend=amend)
         return g.limits, g.state
 
     async def gather_all(
-        self, conn: Any, order: OrderRequest, *, amend: bool = False, filled_qty: Decimal = D0
+        self, conn: Conn, order: OrderRequest, *, amend: bool = False, filled_qty: Decimal = D0
     ) -> Gathered:
         """Take the account's and the client's locks and read everything for one decision.
 
@@ -322,40 +289,37 @@ class RiskGatherer:
             limits = cached.limits(order.account, inst, order.broker)
             at = order.received_at
             dup = limits.duplicate_window_seconds
-            cur = await conn.execute(
-                _GATHER,
-                {
-                    "account": order.account,
-                    "client": order.client_id,
-                    "order_id": order.order_id,
-                    "symbol": order.symbol,
-                    "broker": order.broker,
-                    "day": utcnow().date(),
-                    "new_order": not amend,
-                    "at": at,
-                    "client_from": at - timedelta(seconds=limits.velocity_per_client.window_seconds),
-                    "dup_from": at - timedelta(seconds=dup) if dup > 0 else None,
-                    "side": order.side.value,
-                    "qty": order.qty,
-                    "price": order.price,
-                    "quote_symbols": [order.symbol, *self.market.conversion_pairs(limits.currency)],
-                },
+            rows = await risk_store.gather(
+                conn,
+                account=order.account,
+                client=order.client_id,
+                order_id=order.order_id,
+                symbol=order.symbol,
+                broker=order.broker,
+                day=utcnow().date(),
+                new_order=not amend,
+                at=at,
+                client_from=at - timedelta(seconds=limits.velocity_per_client.window_seconds),
+                dup_from=at - timedelta(seconds=dup) if dup > 0 else None,
+                side=order.side.value,
+                qty=order.qty,
+                price=order.price,
+                quote_symbols=[order.symbol, *self.market.conversion_pairs(limits.currency)],
             )
             session_check = self.session_checks.get(order.broker)
             unavailable = await session_check(conn, order.account) if session_check else None
-            rows = await cur.fetchall()
-            version = next(int(r["qty"]) for r in rows if r["k"] == "V")
+            version = next(int(r["qty"] or 0) for r in rows if r["k"] == "V")
             if version == cached.version:
                 return await self._assemble(order, cached, limits, rows, amend, filled_qty, unavailable)
             await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
 
-    def prices(self, rows: list[dict[str, Any]], now: datetime) -> QuoteReferenceData:
+    def prices(self, rows: list[GatherRow], now: datetime) -> QuoteReferenceData:
         """The decision's ``ReferenceData``: the quote rows (``Q``) it read, as of ``now``."""
         return QuoteReferenceData(self.market, [_quote(r) for r in rows if r["k"] == "Q"], now)
 
     def _positions(
         self,
-        rows: list[dict[str, Any]],
+        rows: list[GatherRow],
         policy_set: PolicySet,
         prices: ReferenceData,
         currency: str,
@@ -382,15 +346,17 @@ class RiskGatherer:
             )
         return positions
 
-    def account_rows_params(self, account: str) -> dict[str, Any]:
-        """The parameters of ``_ACCOUNT_ROWS`` for ``account`` (its rows and the quotes that value them)."""
+    async def account_rows(self, conn: Conn, account: str) -> list[GatherRow]:
+        """An account's positions and working orders, with the quotes that value them (``exposure_of``'s rows)."""
         currency = self.policy.cached.policy.currency.value
-        return {"account": account, "quote_symbols": self.market.conversion_pairs(currency)}
+        return await risk_store.account_rows(
+            conn, account=account, quote_symbols=self.market.conversion_pairs(currency)
+        )
 
-    def exposure_of(self, account: str, rows: list[dict[str, Any]]) -> Exposure:
+    def exposure_of(self, account: str, rows: list[GatherRow]) -> Exposure:
         """An account's worst-case exposure as it stands (positions and working orders; no new order).
 
-        ``rows`` are ``_ACCOUNT_ROWS``: the positions, the working orders and the quotes that value them. A
+        ``rows`` are ``account_rows``: the positions, the working orders and the quotes that value them. A
         position is marked for the broker of its symbol's working orders, else for the default broker.
         """
         policy_set = self.policy.cached
@@ -415,7 +381,7 @@ class RiskGatherer:
         order: OrderRequest,
         policy_set: PolicySet,
         limits: Limits,
-        rows: list[dict[str, Any]],
+        rows: list[GatherRow],
         amend: bool,
         filled_qty: Decimal,
         unavailable: str | None,
@@ -425,11 +391,11 @@ class RiskGatherer:
         now = utcnow()
 
         state, reason, scope = TradingState.ACTIVE, "", "GLOBAL"
-        position_rows: list[dict[str, Any]] = []
+        position_rows: list[GatherRow] = []
         reservations: list[ReservationView] = []
         quotes: list[StoredQuote] = []
-        hold_row: dict[str, Any] | None = None
-        marks: dict[str, Any] | None = None
+        hold_row: GatherRow | None = None
+        marks: GatherRow | None = None
         stored: dict[str, Any] | None = None
         seen: dict[str, int] | None = None
         counts = {"recent": 0, "open": 0}
@@ -513,7 +479,7 @@ class RiskGatherer:
         return Gathered(limits, account_state, policy_set, new_marks, hold_row, stored, seen)
 
 
-def _reservation(row: dict[str, Any]) -> ReservationView:
+def _reservation(row: GatherRow) -> ReservationView:
     # Working orders come summed per symbol, side and broker (order_id empty); an amend's own order singly.
     return ReservationView.model_construct(
         order_id=row["order_id"] or "",
@@ -540,7 +506,7 @@ class RiskActivities:
     def __init__(
         self,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         settings: Settings,
         instruments: InstrumentCatalog,
         capabilities: Mapping[str, BrokerCapabilities],
@@ -665,18 +631,16 @@ class RiskActivities:
         return payload
 
     async def _careful_counters(
-        self, conn: Any, payload: dict[str, Any] | None, order: OrderRequest, limits: Limits
+        self, conn: Conn, payload: dict[str, Any] | None, order: OrderRequest, limits: Limits
     ) -> list[RiskReason]:
         """After a breach: take the counters and wait for what they refuse (the slow path)."""
         if payload is None:
             return []
-        cur = await conn.execute("SELECT risk_take(%s, true) AS breaches", (_jsonb(payload),))
-        row = await cur.fetchone()
-        return [_breach_reason(b, order, limits) for b in row["breaches"]]
+        return [_breach_reason(b, order, limits) for b in await risk_store.take(conn, payload, careful=True)]
 
     async def _decide_and_record(
         self,
-        conn: Any,
+        conn: Conn,
         order: OrderRequest,
         g: Gathered,
         *,
@@ -712,28 +676,8 @@ class RiskActivities:
                 "peak": g.marks[1],
             }
         if not amend:
-            record["order"] = {
-                "order_id": order.order_id,
-                "workflow_id": workflow_id_for(order.order_id),
-                "idempotency_key": order.idempotency_key,
-                "request_hash": order.request_hash,
-                "client_id": order.client_id,
-                "client_order_id": order.client_order_id,
-                "account": order.account,
-                "symbol": order.symbol,
-                "side": order.side.value,
-                "type": order.type.value,
-                "time_in_force": order.time_in_force.value,
-                "qty": order.qty,
-                "price": order.price,
-                "stop_price": order.stop_price,
-                "expire_at": order.expire_at,
-                "reduce_only": order.reduce_only,
-                "broker": order.broker,
-                "reason": "; ".join(r.message for r in decision.reasons) or None,
-                "risk_decision": decision.model_dump(mode="json"),
-                "received_at": order.received_at,
-            }
+            # The order row, in the one shape both of its writers use (store/orders.py).
+            record["order"] = received_row(order, decision)
         if decision.approved:
             price = valuation_price(order, state.reference_price, limits.price_band_pct) or D0
             record["reserve"] = {
@@ -767,7 +711,7 @@ class RiskActivities:
                 "policy_version": g.policy.version,
             }
         record["audit"] = audit_entry(actor=actor, action=action, subject=order.order_id, detail=detail)
-        await conn.execute("SELECT risk_record(%s)", (_jsonb(record),))
+        await risk_store.record(conn, record)
         return decision
 
     # -- the activities -----------------------------------------------------------------------------
@@ -784,7 +728,7 @@ class RiskActivities:
         return decision
 
     async def _optimistic(
-        self, conn: Any, account: str, attempt: Callable[[bool], Awaitable[RiskDecision]]
+        self, conn: Conn, account: str, attempt: Callable[[bool], Awaitable[RiskDecision]]
     ) -> RiskDecision:
         """Decide without holding anything between the gather and the record; carefully after a breach.
 
@@ -808,33 +752,28 @@ class RiskActivities:
                 break
         return await attempt(True)
 
-    async def _refresh_stale(self, conn: Any, *, except_account: str) -> int:
+    async def _refresh_stale(self, conn: Conn, *, except_account: str) -> int:
         """Recompute other accounts' parts of the totals where their orders changed since; return how many.
 
         Each account under its own lock, taken only if free (an account deciding right now refreshes itself).
         """
-        cur = await conn.execute("SELECT a FROM risk_stale_accounts(%s, %s) AS a", (except_account, _REFRESH_ACCOUNTS))
         refreshed = 0
-        for account in [row["a"] for row in await cur.fetchall()]:
+        for account in await risk_store.stale_accounts(conn, except_account=except_account, limit=_REFRESH_ACCOUNTS):
             async with conn.transaction():
-                cur = await conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS ok", (_ACCOUNT_LOCK, account)
-                )
-                if not (await cur.fetchone())["ok"]:
+                if not await risk_store.try_lock_account(conn, account):
                     continue
-                cur = await conn.execute(_ACCOUNT_ROWS, self.gatherer.account_rows_params(account))
-                exposure = self.gatherer.exposure_of(account, await cur.fetchall())
+                exposure = self.gatherer.exposure_of(account, await self.gatherer.account_rows(conn, account))
                 parts = [
                     {"scope": "FIRM", "key": "", "gross": str(exposure.gross), "notional": str(exposure.open_notional)}
                 ] + [
                     {"scope": "BROKER", "key": broker, "gross": "0", "notional": str(notional)}
                     for broker, notional in exposure.open_notional_by_broker.items()
                 ]
-                await conn.execute("SELECT risk_refresh(%s, %s)", (account, _jsonb(parts)))
+                await risk_store.refresh(conn, account, parts)
                 refreshed += 1
         return refreshed
 
-    async def _check_order(self, conn: Any, order: OrderRequest, *, careful: bool) -> RiskDecision:
+    async def _check_order(self, conn: Conn, order: OrderRequest, *, careful: bool) -> RiskDecision:
         try:
             async with conn.transaction() if careful else contextlib.nullcontext():
                 g = await self.gatherer.gather_all(conn, order)
@@ -848,7 +787,7 @@ class RiskActivities:
                 raise
             return await self._closed(conn, order, e)
 
-    async def _closed(self, conn: Any, order: OrderRequest, error: psycopg.errors.RaiseException) -> RiskDecision:
+    async def _closed(self, conn: Conn, order: OrderRequest, error: psycopg.errors.RaiseException) -> RiskDecision:
         """The order's row was booked by its workflow before this decision could be recorded: a refusal.
 
         A slow attempt that the workflow's bounded retries gave up on (the order is DENIED meanwhile), or a row
@@ -887,7 +826,7 @@ class RiskActivities:
             submission_id=order.submission_id,
         )
 
-    async def _stored(self, conn: Any, order: OrderRequest, stored: dict[str, Any]) -> RiskDecision:
+    async def _stored(self, conn: Conn, order: OrderRequest, stored: dict[str, Any]) -> RiskDecision:
         """A retry: the stored decision if it was made for this request, else a refusal that takes nothing."""
         decision = RiskDecision.model_validate(stored["risk_decision"])
         if stored["request_hash"] == order.request_hash and decision.request_hash in ("", order.request_hash):
@@ -928,7 +867,7 @@ class RiskActivities:
                 conn, request.order.account, lambda careful: self._check_amend(conn, request, careful=careful)
             )
 
-    async def _check_amend(self, conn: Any, request: AmendCheck, *, careful: bool) -> RiskDecision:
+    async def _check_amend(self, conn: Conn, request: AmendCheck, *, careful: bool) -> RiskDecision:
         order = request.order
         async with conn.transaction() if careful else contextlib.nullcontext():
             g = await self.gatherer.gather_all(conn, order, amend=True, filled_qty=request.filled_qty)
@@ -945,14 +884,6 @@ def _reference_note(state: AccountState) -> str:
         return f"{state.reference_source}: no quote"
     stale = state.reference_problem is not None and state.reference_problem.code == ReasonCode.STALE_REFERENCE_PRICE
     return f"{state.reference_source} quote {state.reference_age_seconds:.1f}s old" + (" (stale)" if stale else "")
-
-
-def _jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def _breach_codes(error: psycopg.errors.RaiseException) -> set[str]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 
 import uvicorn
 
 from api.main import create_app
 from core.db import wait_for_postgres
+from core.process import exit_now
 from core.settings import Settings, get_settings
 from core.startup import StartupAborted, wait_for_temporal
 
@@ -44,10 +44,11 @@ def main() -> None:
         asyncio.run(wait_for_dependencies(settings))
     except StartupAborted as e:
         log.info("%s", e)
-        sys.exit(0)
+        exit_now(0)
     uvicorn.run(
         create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info", access_log=False
     )
+    exit_now(0)  # uvicorn has shut the app (and its Temporal client) down; see core/process.py
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.identity import Authenticator, AuthFailure
 from api.schemas import ErrorBody, Reason
-from core.audit import append_audit
 from core.auth import Permission, Principal, dev_principal, roles_granting
 from core.metrics import AUTH_FAILURES
+from store.audit import append_audit
 
 __all__ = [
     "AccessRule",
@@ -257,7 +257,7 @@ def _effective_routes(app: FastAPI) -> list[Any]:
     # FastAPI >= 0.16x keeps included routers unflattened in app.routes; iter_route_contexts flattens them
     # (with the prefixes and the include-level dependencies). Older versions list every route directly.
     try:
-        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined]
+        from fastapi.routing import iter_route_contexts
     except ImportError:
         return list(app.routes)
     return list(iter_route_contexts(app.routes))

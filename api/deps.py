@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
 from api.auth import authenticate
 from core.instruments import InstrumentCatalog
-from core.policy import PolicyStore
 from core.settings import Settings
+from store import Pool
+from store.policy import PolicyStore
 
 __all__ = ["ActorDep", "InstrumentsDep", "PolicyDep", "PoolDep", "SettingsDep", "TemporalDep"]
 
@@ -27,7 +27,7 @@ def _temporal(request: Request) -> Client:
     return request.app.state.temporal  # type: ignore[no-any-return]
 
 
-def _pool(request: Request) -> AsyncConnectionPool:
+def _pool(request: Request) -> Pool:
     return request.app.state.pool  # type: ignore[no-any-return]
 
 
@@ -47,7 +47,7 @@ async def _actor(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
-PoolDep = Annotated[AsyncConnectionPool, Depends(_pool)]
+PoolDep = Annotated[Pool, Depends(_pool)]
 InstrumentsDep = Annotated[InstrumentCatalog, Depends(_instruments)]
 ActorDep = Annotated[str, Depends(_actor)]
 #: The app's one policy store (its cache is per version, so it must outlive a request).

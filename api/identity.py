@@ -15,13 +15,13 @@ import logging
 from typing import Any
 
 import jwt
-from psycopg_pool import AsyncConnectionPool
 from pydantic import TypeAdapter
 
 from core.auth import API_KEY_PREFIX, Principal, Role, Scope, Tenant, parse_api_key, secret_matches
-from core.auth_store import find_api_key
 from core.errors import ConfigError
 from core.settings import JwtSettings, Settings
+from store import Pool
+from store.auth import find_api_key
 
 __all__ = ["AuthFailure", "Authenticator", "JwtVerifier"]
 
@@ -214,7 +214,7 @@ class Authenticator:
         expected = self._bridge.get(account)
         return expected is not None and hmac.compare_digest(token.encode(), expected)
 
-    async def resolve(self, credential: str, pool: AsyncConnectionPool | None) -> Principal:
+    async def resolve(self, credential: str, pool: Pool | None) -> Principal:
         """The principal a bearer credential proves, or ``AuthFailure``."""
         if credential.startswith(API_KEY_PREFIX):
             return await self._api_key(credential, pool)
@@ -232,7 +232,7 @@ class Authenticator:
             raise _unauthorized("TOKEN_UNKNOWN", "unknown or invalid bearer token", "unknown")
         return found
 
-    async def _api_key(self, credential: str, pool: AsyncConnectionPool | None) -> Principal:
+    async def _api_key(self, credential: str, pool: Pool | None) -> Principal:
         parts = parse_api_key(credential)
         if parts is None:
             raise _unauthorized("KEY_MALFORMED", "malformed API key", "unknown")

@@ -31,7 +31,9 @@ from psycopg.rows import dict_row
 from pydantic import TypeAdapter, ValidationError
 
 from core.auth import Name, Role, Scope, Tenant
-from core.auth_store import (
+from core.db import apply_migrations
+from core.domain import utcnow
+from store.auth import (
     create_api_key,
     list_accounts,
     list_api_keys,
@@ -40,8 +42,6 @@ from core.auth_store import (
     revoke_api_key,
     rotate_api_key,
 )
-from core.db import apply_migrations
-from core.domain import utcnow
 
 __all__ = ["main", "parser", "run"]
 
@@ -160,7 +160,7 @@ async def run(argv: Sequence[str], *, url: str, actor: str | None = None) -> int
             return 0
         if args.accounts_command == "add":
             async with conn.transaction():
-                record = await register_account(
+                account = await register_account(
                     conn,
                     account=args.account,
                     actor=actor,
@@ -168,7 +168,7 @@ async def run(argv: Sequence[str], *, url: str, actor: str | None = None) -> int
                     broker_account=args.broker_account,
                     description=args.description,
                 )
-            _err(f"registered {record.account} (broker {record.broker or 'any'})")
+            _err(f"registered {account.account} (broker {account.broker or 'any'})")
             return 0
         async with conn.transaction():
             removed = await remove_account(conn, args.account, actor=actor)

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -28,13 +28,15 @@ from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
 from api.routes import admin, audit, bridge_mt5, health, operator, orders, positions, quotes, risk
 from api.schemas import ErrorBody, Reason
-from core.auth_store import register_account
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
 from core.marketdata import MarketData
-from core.policy import PolicyStore
 from core.settings import Settings, get_settings
 from core.temporal import connect
+from store import Pool
+from store.auth import register_account
+from store.policy import PolicyStore
+from store.quotes import fetch_quotes
 
 __all__ = ["create_app"]
 
@@ -124,7 +126,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-async def register_configured_accounts(pool: AsyncConnectionPool, settings: Settings) -> None:
+async def register_configured_accounts(pool: Pool, settings: Settings) -> None:
     """Register the MT5 bridge accounts of the settings for broker mt5 (an existing registration is kept)."""
     if not settings.mt5.accounts:
         return
@@ -160,7 +162,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     temporal: Client | None = None,
-    pool: AsyncConnectionPool | None = None,
+    pool: Pool | None = None,
     instruments: InstrumentCatalog | None = None,
 ) -> FastAPI:
     """Build the app. Pass a client and pool to share them (tests); otherwise the app opens its own.
@@ -230,7 +232,7 @@ def create_app(
         """Prometheus metrics of the API process (quote ages are read from the quote store now)."""
         try:
             async with asyncio.timeout(2), app.state.pool.connection() as conn:
-                await app.state.market.refresh_metrics(conn)
+                app.state.market.refresh_metrics(await fetch_quotes(conn))
         except Exception as e:  # the rest of the metrics are still worth answering with
             log.warning("quote age metrics not refreshed, was %r", e)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)

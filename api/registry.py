@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from api.schemas import Reason
-from core.auth_store import get_account
 from core.settings import Settings
+from store.auth import get_account
 
 __all__ = ["registered_broker"]
 

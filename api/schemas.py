@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 from core.bounds import MAX_TEXT, PegOffset, Text, UtcTime
@@ -88,7 +88,7 @@ class ErrorBody(BaseModel):
 #: at the paper feed's starting prices (``tests/api/test_examples.py`` submits them): limit and stop prices
 #: sit inside the price band (2% for FX, 10% for equities, 15% for crypto) around EURUSD 1.085, AAPL 190,
 #: MSFT 420, NVDA 120.
-ORDER_EXAMPLES: list[dict[str, Any]] = [
+ORDER_EXAMPLES: list[JsonValue] = [
     {"clientId": "desk-1", "clientOrderId": "ord-1", "symbol": "AAPL", "side": "BUY", "qty": 100},
     {
         "clientId": "desk-1",

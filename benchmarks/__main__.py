@@ -1,8 +1,8 @@
 """``python -m benchmarks`` (``make bench``): see ``python -m benchmarks --help``."""
 
-import sys
-
 from benchmarks.run import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.process import exit_now
+
+    exit_now(main())  # the Temporal client's threads must not meet interpreter teardown; see core/process.py

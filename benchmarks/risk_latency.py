@@ -49,11 +49,13 @@ from brokers import capabilities
 from core.db import apply_migrations
 from core.domain import OrderRequest, derive_order_id
 from core.instruments import InstrumentCatalog, load_instruments
-from core.marketdata import MarketData, Quote, StoredQuote, upsert_quotes
-from core.policy import PolicyStore
+from core.marketdata import MarketData, Quote, StoredQuote
 from core.risk import RiskPolicy, VelocityLimit, basic_check
 from core.settings import MarketDataSettings, Settings, TemporalSettings, WorkerSettings
 from devstack.services import EmbeddedPostgres
+from store.policy import PolicyStore
+from store.quotes import upsert_quotes
+from store.risk import release_account_reservations
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY")
@@ -158,11 +160,7 @@ async def _throughput(
             i += 1
             if i % 25 == 0:  # the account's orders finish: release what they hold
                 async with pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE risk_reservations SET qty_open = 0, notional = 0, margin = 0, released_at = now()"
-                        " WHERE account = %s AND released_at IS NULL",
-                        (account,),
-                    )
+                    await release_account_reservations(conn, account)
 
     tasks = [asyncio.create_task(one_account(n)) for n in range(accounts)]
     try:
@@ -302,10 +300,10 @@ async def _workflow_stage(url: str, base: Path, orders: int) -> dict[str, Any]:
     from benchmarks.risk_floor_workflow import BareDecision
     from brokers.paper import PaperBroker
     from core.domain import workflow_id_for
-    from core.marketdata import QuoteWriter
     from devstack.services import free_port, start_dev_server
     from sim.journal import PostgresVenueJournal
     from sim.venue import SimVenue
+    from store.quotes import QuoteWriter
     from worker.build import build_workers, running_workers
     from worker.dispatcher import ReportDispatcher
     from workflows.order import OrderConfig, OrderWorkflow, OrderWorkflowInput
@@ -437,4 +435,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from core.process import exit_now
+
     main()
+    exit_now(0)  # see core/process.py

@@ -41,7 +41,6 @@ from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from core.domain import (
@@ -59,6 +58,7 @@ from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import Settings
+from store import Pool
 
 __all__ = [
     "BROKER_CALLS",
@@ -216,13 +216,13 @@ class BrokerContext:
 
     settings: Settings
     instruments: InstrumentCatalog
-    pool: AsyncConnectionPool | None
+    pool: Pool | None
     #: Where the broker publishes the quotes it sees (None: nobody listens). The worker passes its
     #: ``QuoteWriter``, so whatever a broker publishes here reaches the quote store risk reads, under the source
     #: its spec's ``quotes`` names. (MT5 ticks arrive at the API's bridge endpoint and are stored there.)
     quotes: QuoteSink | None = None
 
-    def require_pool(self, broker: str) -> AsyncConnectionPool:
+    def require_pool(self, broker: str) -> Pool:
         """The pool, or a ``ConfigError``: the adapter keeps its orders and reports in Postgres."""
         if self.pool is None:
             raise ConfigError(f"the {broker} broker keeps its orders and reports in Postgres: set DATABASE_URL")

@@ -10,10 +10,11 @@ duplicates nothing (the order workflow deduplicates by exec id). See ``migration
 * ``ref`` is the broker's own id of the order a report is about, where the adapter needs to find reports by it
   (Alpaca's order id, which changes along a replace chain); ``source`` says how it was learnt.
 
-The statements are functions taking a connection (the caller owns the transaction: the MT5 bridge journals a
-report in the same transaction as the order row it moves); ``ReportJournal`` runs them on a pool for one broker.
-Storage failures propagate as psycopg errors: adapters turn them into ``BrokerUnavailable`` at their one boundary
-(``brokers.base.storage_boundary``).
+The statements are ``store/reports.py``'s (the table is shared by every adapter, so its SQL lives with the other
+shared tables'): functions taking a connection (the caller owns the transaction: the MT5 bridge journals a report in
+the same transaction as the order row it moves), re-exported here; ``ReportJournal`` runs them on a pool for one
+broker. Storage failures propagate as psycopg errors: adapters turn them into ``BrokerUnavailable`` at their one
+boundary (``brokers.base.storage_boundary``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
-
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from brokers.outbox import ReportOutbox
-from core.domain import ExecutionReport, ReportKind
+from core.domain import ExecutionReport
+from store import Pool
+from store.reports import (
+    fill_reports,
+    has_report,
+    insert_report,
+    mark_delivered,
+    reports_of,
+    undelivered_reports,
+)
 
 __all__ = [
     "ReportDelivery",
@@ -45,88 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Conn = Any
-
-
-def _report(row: dict[str, Any]) -> ExecutionReport:
-    return ExecutionReport.model_validate(row["body"])
-
-
-async def insert_report(
-    conn: Conn,
-    report: ExecutionReport,
-    *,
-    broker: str,
-    stream: str,
-    order_id: str | None = None,
-    ref: str | None = None,
-    source: str = "",
-) -> bool:
-    """Journal a report; False (and nothing written) when its exec id was journaled before on that stream."""
-    cur = await conn.execute(
-        "INSERT INTO broker_reports (broker, stream, exec_id, order_id, kind, ref, source, body)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (broker, stream, exec_id) DO NOTHING RETURNING seq",
-        (
-            broker,
-            stream,
-            report.exec_id,
-            order_id or report.order_id,
-            report.kind.value,
-            ref,
-            source,
-            Jsonb(report.model_dump(mode="json")),
-        ),
-    )
-    return await cur.fetchone() is not None
-
-
-async def reports_of(
-    conn: Conn, *, broker: str, order_id: str, streams: Sequence[str] | None = None
-) -> list[ExecutionReport]:
-    """Every report of an order (its whole replace chain) on ``streams`` (None: any), in the order journaled."""
-    if streams is None:
-        cur = await conn.execute(
-            "SELECT body FROM broker_reports WHERE broker = %s AND order_id = %s ORDER BY seq", (broker, order_id)
-        )
-    else:
-        cur = await conn.execute(
-            "SELECT body FROM broker_reports WHERE broker = %s AND order_id = %s AND stream = ANY(%s) ORDER BY seq",
-            (broker, order_id, list(streams)),
-        )
-    return [_report(r) for r in await cur.fetchall()]
-
-
-async def fill_reports(conn: Conn, *, broker: str, streams: Sequence[str]) -> list[ExecutionReport]:
-    """Every fill report on ``streams``, in the order journaled."""
-    cur = await conn.execute(
-        "SELECT body FROM broker_reports WHERE broker = %s AND stream = ANY(%s) AND kind = %s ORDER BY seq",
-        (broker, list(streams), ReportKind.FILL.value),
-    )
-    return [_report(r) for r in await cur.fetchall()]
-
-
-async def undelivered_reports(
-    conn: Conn, *, broker: str, streams: Sequence[str], limit: int | None = None
-) -> list[ExecutionReport]:
-    """Reports journaled but not yet delivered to their workflow, oldest first."""
-    cur = await conn.execute(
-        "SELECT body FROM broker_reports WHERE broker = %s AND stream = ANY(%s) AND delivered_at IS NULL"
-        " ORDER BY seq LIMIT %s",
-        (broker, list(streams), limit),
-    )
-    return [_report(r) for r in await cur.fetchall()]
-
-
-async def mark_delivered(conn: Conn, *, broker: str, streams: Sequence[str], exec_ids: Sequence[str]) -> None:
-    """Note reports as delivered."""
-    if not exec_ids:
-        return
-    await conn.execute(
-        "UPDATE broker_reports SET delivered_at = now() WHERE broker = %s AND stream = ANY(%s)"
-        " AND exec_id = ANY(%s) AND delivered_at IS NULL",
-        (broker, list(streams), list(exec_ids)),
-    )
-
 
 class ReportJournal:
     """The journal of one broker's reports, on the streams this process owns.
@@ -136,7 +59,7 @@ class ReportJournal:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         *,
         broker: str,
         stream: str | None = None,
@@ -147,11 +70,6 @@ class ReportJournal:
         self.broker = broker
         self.stream = stream or broker
         self.streams = list(streams) if streams is not None else [self.stream]
-
-    async def _rows(self, sql: str, params: Sequence[object]) -> list[dict[str, Any]]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, params)
-            return list(await cur.fetchall())
 
     async def add(
         self,
@@ -176,11 +94,8 @@ class ReportJournal:
 
     async def has(self, exec_id: str) -> bool:
         """Whether a report with ``exec_id`` was journaled."""
-        rows = await self._rows(
-            "SELECT 1 FROM broker_reports WHERE broker = %s AND stream = ANY(%s) AND exec_id = %s",
-            (self.broker, self.streams, exec_id),
-        )
-        return bool(rows)
+        async with self._pool.connection() as conn:
+            return await has_report(conn, broker=self.broker, streams=self.streams, exec_id=exec_id)
 
     async def reports(self, order_id: str) -> list[ExecutionReport]:
         """Every report of an order (its whole replace chain), in arrival order."""
@@ -189,16 +104,8 @@ class ReportJournal:
 
     async def fills(self, *, ref: str | None = None, since: datetime | None = None) -> list[ExecutionReport]:
         """Fill reports in arrival order: of the broker's order ``ref`` only, and/or that happened after ``since``."""
-        if ref is None:
-            async with self._pool.connection() as conn:
-                fills = await fill_reports(conn, broker=self.broker, streams=self.streams)
-        else:
-            rows = await self._rows(
-                "SELECT body FROM broker_reports WHERE broker = %s AND ref = %s AND stream = ANY(%s) AND kind = %s"
-                " ORDER BY seq",
-                (self.broker, ref, self.streams, ReportKind.FILL.value),
-            )
-            fills = [_report(r) for r in rows]
+        async with self._pool.connection() as conn:
+            fills = await fill_reports(conn, broker=self.broker, streams=self.streams, ref=ref)
         return [f for f in fills if since is None or f.transact_at > since]
 
     async def filled(self, ref: str) -> tuple[Decimal, Decimal]:

@@ -9,13 +9,13 @@ Reports of one order go through one shard, so they arrive in the order the broke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
 
 from brokers.base import ReportSink
 from core.domain import ExecutionReport
+from core.tasks import stop_tasks
 
 __all__ = ["ReportOutbox"]
 
@@ -49,12 +49,8 @@ class ReportOutbox:
 
     async def stop(self) -> None:
         """Stop delivering; undelivered reports stay undelivered (a journal re-delivers them)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await stop_tasks(tasks, what="report outbox")
         await self._flush()
 
     def put(self, report: ExecutionReport) -> None:

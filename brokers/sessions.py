@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from typing import Any
-
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import SessionCheck
 from core.domain import utcnow
+from core.tasks import stop_tasks
+from store import Conn, Pool
+from store.sessions import heartbeat, record_session, session_of
 
 __all__ = ["SessionRecorder", "session_check_for"]
 
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 class SessionRecorder:
     """Writes one broker session's state and keeps its heartbeat fresh."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, broker: str, session: str, heartbeat_seconds: float = 5.0) -> None:
+    def __init__(self, pool: Pool, *, broker: str, session: str, heartbeat_seconds: float = 5.0) -> None:
         """Record ``session`` of ``broker`` through ``pool``."""
         self._pool = pool
         self.broker = broker
@@ -45,10 +44,8 @@ class SessionRecorder:
     async def stop(self) -> None:
         """Record the session as stopped."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task], what=f"{self.broker} session heartbeat")
         for task in list(self._pending):
             with contextlib.suppress(Exception):
                 await task
@@ -64,14 +61,7 @@ class SessionRecorder:
     async def _write(self, logged_on: bool, detail: str) -> None:
         try:
             async with self._pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO broker_sessions (broker, session, logged_on, detail) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (broker) DO UPDATE SET session = EXCLUDED.session, logged_on = EXCLUDED.logged_on,"
-                    " detail = EXCLUDED.detail, heartbeat_at = now(),"
-                    " changed_at = CASE WHEN broker_sessions.logged_on = EXCLUDED.logged_on"
-                    " THEN broker_sessions.changed_at ELSE now() END",
-                    (self.broker, self.session, logged_on, detail),
-                )
+                await record_session(conn, broker=self.broker, session=self.session, logged_on=logged_on, detail=detail)
         except Exception:
             log.exception("%s: recording the session state failed", self.broker)
 
@@ -80,9 +70,7 @@ class SessionRecorder:
             await asyncio.sleep(self._interval)
             try:
                 async with self._pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE broker_sessions SET heartbeat_at = now() WHERE broker = %s", (self.broker,)
-                    )
+                    await heartbeat(conn, self.broker)
             except Exception:
                 log.exception("%s: session heartbeat failed", self.broker)
 
@@ -90,12 +78,8 @@ class SessionRecorder:
 def session_check_for(broker: str, *, stale_after: float = 20.0) -> SessionCheck:
     """A ``SessionCheck`` that refuses new orders while ``broker``'s session is down or unowned."""
 
-    async def check(conn: AsyncConnection[Any], account: str) -> str | None:
-        cur = await conn.execute(
-            "SELECT session, logged_on, detail, changed_at, heartbeat_at FROM broker_sessions WHERE broker = %s",
-            (broker,),
-        )
-        row: Any = await cur.fetchone()
+    async def check(conn: Conn, account: str) -> str | None:
+        row = await session_of(conn, broker)
         if row is None:
             return f"no worker has started the {broker} session yet"
         now = utcnow()

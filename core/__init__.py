@@ -1,9 +1,8 @@
-"""Framework-free core: domain model, errors, settings, risk, ledger, storage and Temporal connection helpers."""
+"""Framework-free core: domain model, errors, settings, risk, ledger, the pool and migrations, Temporal helpers."""
 
 __all__ = [
     "audit",
     "auth",
-    "auth_store",
     "db",
     "domain",
     "errors",

@@ -246,21 +246,6 @@ class Scope(BaseModel):
             return False
         return True
 
-    def filter(self, **columns: str) -> tuple[list[str], list[Any]]:
-        """SQL conditions (and their parameters) restricting rows to the scope.
-
-        Keywords name the column of each dimension, e.g. ``filter(clients="client_id", accounts="account")``.
-        """
-        where: list[str] = []
-        params: list[Any] = []
-        for dimension, column in columns.items():
-            value: Dimension = getattr(self, dimension)
-            if value == ALL:
-                continue
-            where.append(f"{column} = ANY(%s)")
-            params.append(list(value))
-        return where, params
-
     def describe(self) -> str:
         """``clients=a,b accounts=* brokers=paper``."""
 

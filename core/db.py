@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg.pq import ConnStatus
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from core.settings import Settings
@@ -28,6 +30,7 @@ __all__ = [
     "connection_alive",
     "database_location",
     "open_pool",
+    "ping",
     "wait_for_postgres",
 ]
 
@@ -37,7 +40,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK = 0x45584F44  # "EXOD"
 
 
-def connection_alive(conn: psycopg.AsyncConnection) -> bool:  # type: ignore[type-arg]
+def connection_alive(conn: AsyncConnection[Any]) -> bool:
     """Whether an idle connection is still connected, without a round trip.
 
     Reads whatever the server sent unasked: a server that went away has sent its goodbye and closed the
@@ -53,28 +56,38 @@ def connection_alive(conn: psycopg.AsyncConnection) -> bool:  # type: ignore[typ
     return conn.pgconn.status == ConnStatus.OK
 
 
-async def _check_alive(conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
+async def _check_alive(conn: AsyncConnection[Any]) -> None:
     if not connection_alive(conn):
         raise psycopg.OperationalError("the connection was closed by the server")
 
 
-async def open_pool(settings: Settings, *, name: str = "exodus", timeout: float | None = None) -> AsyncConnectionPool:
+async def open_pool(
+    settings: Settings, *, name: str = "exodus", timeout: float | None = None
+) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
     """Open a connection pool to ``DATABASE_URL`` and wait until it can serve a connection.
 
-    ``timeout``: how long a caller waits for a connection before ``PoolTimeout`` (psycopg's default 30 s).
+    Connections are in autocommit mode (a caller that wants a transaction opens one) and return rows as
+    dicts (``store.Conn``). ``timeout``: how long a caller waits for a connection before ``PoolTimeout``
+    (psycopg's default 30 s).
     """
     pool = AsyncConnectionPool(
         settings.require_database_url(),
+        connection_class=AsyncConnection[DictRow],
         min_size=settings.database.pool_min,
         max_size=settings.database.pool_max,
         kwargs={"autocommit": True, "row_factory": dict_row},
         name=name,
         open=False,
         check=_check_alive,
-        **({"timeout": timeout} if timeout is not None else {}),
+        timeout=30.0 if timeout is None else timeout,
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+async def ping(conn: AsyncConnection[Any]) -> None:
+    """One round trip (readiness)."""
+    await conn.execute("SELECT 1")
 
 
 def database_location(url: str) -> str:
@@ -118,7 +131,7 @@ async def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[s
                 if path.stem in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(path.read_text())  # type: ignore[arg-type]
+                    await conn.execute(path.read_text().encode())
                     await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
                 applied.append(path.stem)
                 log.info("applied migration %s", path.stem)

@@ -13,13 +13,13 @@ in a queue is not mistaken for a fresh one.
 The pieces::
 
     broker session ──Quote──▶ QuoteWriter (the worker's QuoteSink: latest per key, one upsert per interval)
-    MT5 EA ──POST …/ticks──▶ API bridge route ──▶ upsert_quotes ─┐
+    MT5 EA ──POST …/ticks──▶ API bridge route ──▶ upsert_quotes ─┐      (both in store/quotes.py)
                                                                   ▼
                                                    market_quotes (Postgres: one row per source and symbol)
                                                                   │ read by
                                  ┌────────────────────────────────┼──────────────────────────┐
                      risk check (read with its other       GET /api/v1/quotes        exodus_quote_age_seconds
-                     reads, priced through PriceBook)      (MarketData.quotes)       (refresh_quote_metrics)
+                     reads, priced through PriceBook)      (MarketData.views)        (MarketData.refresh_metrics)
 
 ``MarketData`` answers with ``Reference`` values: the source asked (the order's broker, or the source
 configured for the instrument), the quote if there is one, its age, and whether it is stale (older than the
@@ -29,17 +29,13 @@ broker factory gets the sink as ``BrokerContext.quotes``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from core.domain import utcnow
@@ -54,12 +50,9 @@ __all__ = [
     "Quote",
     "QuoteSink",
     "QuoteView",
-    "QuoteWriter",
     "Reference",
     "ReferenceStatus",
     "StoredQuote",
-    "fetch_quotes",
-    "upsert_quotes",
 ]
 
 log = logging.getLogger(__name__)
@@ -107,183 +100,6 @@ class StoredQuote:
 
     quote: Quote
     received_at: datetime
-
-
-_COLUMNS = "source, symbol, bid, ask, last, quoted_at, received_at"
-
-
-def _stored(row: dict[str, Any]) -> StoredQuote:
-    quote = Quote(
-        symbol=row["symbol"],
-        source=row["source"],
-        bid=row["bid"],
-        ask=row["ask"],
-        last=row["last"],
-        at=row["quoted_at"],
-    )
-    return StoredQuote(quote, row["received_at"])
-
-
-async def upsert_quotes(conn: Any, quotes: Iterable[StoredQuote]) -> int:
-    """Write the latest quote per (source, symbol) in one statement; an older quote never replaces a newer one.
-
-    A quote time later than its receipt (a source's clock ahead of ours) is taken as the receipt time, so a
-    skewed clock cannot make a quote look fresher than it is. Returns the number of rows sent.
-    """
-    latest: dict[tuple[str, str], StoredQuote] = {}
-    for sq in quotes:
-        q = sq.quote
-        if q.bid is None and q.ask is None and q.last is None:
-            continue
-        key = (q.source, q.symbol)
-        if key not in latest or latest[key].quote.at <= q.at:
-            latest[key] = sq
-    if not latest:
-        return 0
-    rows = list(latest.values())
-    await conn.execute(
-        f"""
-        INSERT INTO market_quotes ({_COLUMNS})
-        SELECT * FROM unnest(%s::text[], %s::text[], %s::numeric[], %s::numeric[], %s::numeric[],
-                             %s::timestamptz[], %s::timestamptz[])
-        ON CONFLICT (source, symbol) DO UPDATE SET bid = EXCLUDED.bid, ask = EXCLUDED.ask, last = EXCLUDED.last,
-            quoted_at = EXCLUDED.quoted_at, received_at = EXCLUDED.received_at
-        WHERE EXCLUDED.quoted_at >= market_quotes.quoted_at
-        """,
-        (
-            [r.quote.source for r in rows],
-            [r.quote.symbol for r in rows],
-            [r.quote.bid for r in rows],
-            [r.quote.ask for r in rows],
-            [r.quote.last for r in rows],
-            [min(r.quote.at, r.received_at) for r in rows],
-            [r.received_at for r in rows],
-        ),
-    )
-    return len(rows)
-
-
-async def fetch_quotes(conn: Any, *, symbol: str | None = None, source: str | None = None) -> list[StoredQuote]:
-    """Every stored quote (of one symbol and/or source), by symbol then source."""
-    where, params = [], []
-    if symbol is not None:
-        where.append("symbol = %s")
-        params.append(symbol)
-    if source is not None:
-        where.append("source = %s")
-        params.append(source)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(f"SELECT {_COLUMNS} FROM market_quotes {clause} ORDER BY symbol, source", params)
-    return [_stored(r) for r in await cur.fetchall()]
-
-
-# ------------------------------------------------------------------------------------------------ the sink
-
-
-class QuoteWriter:
-    """The worker's ``QuoteSink``: keeps the latest quote per (source, symbol) and writes them in batches.
-
-    Publishing never waits for Postgres: ``__call__`` only records the quote (a later one for the same key
-    replaces it) and wakes the writer task. The task writes everything pending in one multi-row upsert, then
-    waits ``interval`` before the next write, so the paper feed (ten instruments every 200 ms) costs one
-    statement per interval, not fifty rows a second. A quote whose prices have not changed is written again
-    only every ``refresh`` seconds (its stored time then lags by at most that much, which only ever makes
-    it look older). A failed write is logged and retried with the next one; what is pending stays bounded
-    by the number of (source, symbol) keys.
-    """
-
-    def __init__(
-        self,
-        pool: AsyncConnectionPool,
-        *,
-        interval: float = 0.5,
-        refresh: float = 5.0,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        """Write to ``pool`` at most once per ``interval`` seconds."""
-        self._pool = pool
-        self.interval = interval
-        self.refresh = timedelta(seconds=refresh)
-        self._clock = clock
-        self._pending: dict[tuple[str, str], StoredQuote] = {}
-        self._written: dict[tuple[str, str], tuple[Decimal | None, Decimal | None, Decimal | None, datetime]] = {}
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        #: Upsert statements executed and rows sent (the tests check the throttling with these).
-        self.statements = 0
-        self.rows = 0
-
-    @classmethod
-    def from_settings(cls, pool: AsyncConnectionPool, settings: MarketDataSettings) -> QuoteWriter:
-        """A writer with the configured interval and refresh."""
-        return cls(pool, interval=settings.flush_interval_ms / 1000, refresh=settings.refresh_seconds)
-
-    async def __call__(self, quote: Quote) -> None:
-        """Take a quote (returns at once; the write happens in the background)."""
-        if self._closed:
-            return
-        self._pending[(quote.source, quote.symbol)] = StoredQuote(quote, self._clock())
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="quote-writer")
-        self._wake.set()
-
-    @property
-    def pending(self) -> int:
-        """Quotes taken but not written yet."""
-        return len(self._pending)
-
-    async def flush(self) -> None:
-        """Write what is pending now (raises if Postgres fails; the quotes stay pending)."""
-        async with self._lock:
-            batch, self._pending = self._pending, {}
-            due = [sq for key, sq in batch.items() if self._due(key, sq)]
-            if not due:
-                return
-            try:
-                async with self._pool.connection() as conn:
-                    sent = await upsert_quotes(conn, due)
-            except BaseException:
-                for key, sq in batch.items():  # keep them, unless a newer quote arrived meanwhile
-                    self._pending.setdefault(key, sq)
-                raise
-            self.statements += 1
-            self.rows += sent
-            for sq in due:
-                q = sq.quote
-                self._written[(q.source, q.symbol)] = (q.bid, q.ask, q.last, q.at)
-
-    async def aclose(self) -> None:
-        """Stop the writer task and write what is left."""
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await self.flush()
-        except Exception as e:
-            log.warning("quote writer: the last %d quotes were not written, was %r", len(self._pending), e)
-
-    def _due(self, key: tuple[str, str], sq: StoredQuote) -> bool:
-        last = self._written.get(key)
-        q = sq.quote
-        if last is None or last[:3] != (q.bid, q.ask, q.last):
-            return True
-        return q.at - last[3] >= self.refresh
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.flush()
-            except Exception as e:
-                log.warning("quote writer: write failed, retrying with the next one, was %r", e)
-            await asyncio.sleep(self.interval)
 
 
 # ------------------------------------------------------------------------------------------------ the service
@@ -401,12 +217,12 @@ class PriceBook:
 
 
 class MarketData:
-    """The market data service: which source prices what, how old is too old, and reads of the quote store.
+    """The market data service: which source prices what, how old is too old, and views of stored quotes.
 
-    Cheap to build (settings and the catalogue); every process makes its own. All reads go through a
-    connection the caller owns. The risk decision reads its quotes itself, in the statement that reads the
-    account (``activities/risk.py``: the symbols of ``conversion_pairs`` and of the order and the
-    positions), and prices them through a ``PriceBook``.
+    Cheap to build (settings and the catalogue); every process makes its own. It reads nothing itself: the
+    caller reads the quote store (``store/quotes.py``) and hands it the rows. The risk decision reads its
+    quotes in the statement that reads the account (``store.risk.gather``: the symbols of
+    ``conversion_pairs`` and of the order and the positions), and prices them through a ``PriceBook``.
     """
 
     def __init__(self, settings: MarketDataSettings, instruments: InstrumentCatalog) -> None:
@@ -462,28 +278,16 @@ class MarketData:
         age = max((now - sq.quote.at).total_seconds(), 0.0)
         return QuoteView(sq.quote, sq.received_at, age, self.max_age_seconds(sq.quote.symbol))
 
-    # -- reads ----------------------------------------------------------------------------------------
+    # -- reads (of rows the caller read: ``store.quotes``) --------------------------------------------
 
-    async def price(self, conn: Any, symbol: str, broker: str, *, now: datetime | None = None) -> Reference:
-        """The price of ``symbol`` for broker ``broker``, with its source and age."""
-        source = self.source_for(symbol, broker)
-        found = await fetch_quotes(conn, symbol=symbol, source=source)
-        book = PriceBook(self, broker, found, now or utcnow())
-        return book.reference(symbol)
-
-    async def quotes(
-        self, conn: Any, *, symbol: str | None = None, source: str | None = None, now: datetime | None = None
-    ) -> list[QuoteView]:
-        """Every stored quote (of one symbol and/or source) with its age."""
+    def views(self, stored: Iterable[StoredQuote], *, now: datetime | None = None) -> list[QuoteView]:
+        """Stored quotes with their ages."""
         at = now or utcnow()
-        return [self.view(sq, at) for sq in await fetch_quotes(conn, symbol=symbol, source=source)]
+        return [self.view(sq, at) for sq in stored]
 
-    async def silent_sources(self, conn: Any, *, now: datetime | None = None) -> dict[str, float | None]:
-        """Expected sources whose newest quote is stale, with its age (None: never heard from)."""
+    def silent_sources(self, newest: Mapping[str, datetime], *, now: datetime | None = None) -> dict[str, float | None]:
+        """Expected sources whose newest quote (``newest``, per source) is stale, with its age (None: never heard)."""
         at = now or utcnow()
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT source, max(quoted_at) AS newest FROM market_quotes GROUP BY source")
-        newest = {r["source"]: r["newest"] for r in await cur.fetchall()}
         expected = set(self.settings.expected_sources) or (set(newest) | set(self.settings.sources.values()))
         silent: dict[str, float | None] = {}
         for source in sorted(expected):
@@ -495,18 +299,20 @@ class MarketData:
                 silent[source] = age
         return silent
 
-    async def source_ages(self, conn: Any, *, now: datetime | None = None) -> dict[str, tuple[float, int, int]]:
+    def source_ages(
+        self, stored: Iterable[StoredQuote], *, now: datetime | None = None
+    ) -> dict[str, tuple[float, int, int]]:
         """Per source: the age of its newest quote, how many symbols it quotes, and how many of them are stale."""
         out: dict[str, tuple[float, int, int]] = {}
-        for v in await self.quotes(conn, now=now):
+        for v in self.views(stored, now=now):
             src = v.quote.source
             age, count, stale = out.get(src, (float("inf"), 0, 0))
             out[src] = (min(age, v.age_seconds), count + 1, stale + int(v.stale))
         return out
 
-    async def refresh_metrics(self, conn: Any, *, now: datetime | None = None) -> None:
-        """Set ``exodus_quote_age_seconds`` and ``exodus_quotes_stale`` per source from the store (at scrape time)."""
-        ages = await self.source_ages(conn, now=now)
+    def refresh_metrics(self, stored: Iterable[StoredQuote], *, now: datetime | None = None) -> None:
+        """Set ``exodus_quote_age_seconds`` and ``exodus_quotes_stale`` per source from the stored quotes."""
+        ages = self.source_ages(stored, now=now)
         QUOTE_AGE.clear()
         QUOTES_STALE.clear()
         for source, (age, _, stale) in ages.items():

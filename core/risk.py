@@ -377,14 +377,14 @@ class PolicySet(BaseModel):
         return Limits(
             currency=p.currency.value,
             max_notional_per_order=min(overrides) if overrides else p.max_notional_per_order,
-            max_open_orders_per_client=pick(acct.max_open_orders_per_client, p.max_open_orders_per_client),  # type: ignore[arg-type]
-            max_position_notional=pick(acct.max_position_notional, p.max_position_notional),  # type: ignore[arg-type]
+            max_open_orders_per_client=pick(acct.max_open_orders_per_client, p.max_open_orders_per_client),
+            max_position_notional=pick(acct.max_position_notional, p.max_position_notional),
             max_position_qty=inst.max_position_qty,
-            max_gross_exposure=pick(acct.max_gross_exposure, p.max_gross_exposure),  # type: ignore[arg-type]
-            account_capital=pick(acct.account_capital, p.account_capital),  # type: ignore[arg-type]
-            daily_loss_limit=pick(acct.daily_loss_limit, p.daily_loss_limit),  # type: ignore[arg-type]
-            max_drawdown=pick(acct.max_drawdown, p.max_drawdown),  # type: ignore[arg-type]
-            price_band_pct=pick(inst.price_band_pct, cls.price_band_pct),  # type: ignore[arg-type]
+            max_gross_exposure=pick(acct.max_gross_exposure, p.max_gross_exposure),
+            account_capital=pick(acct.account_capital, p.account_capital),
+            daily_loss_limit=pick(acct.daily_loss_limit, p.daily_loss_limit),
+            max_drawdown=pick(acct.max_drawdown, p.max_drawdown),
+            price_band_pct=pick(inst.price_band_pct, cls.price_band_pct),
             leverage=cls.leverage,
             tradable=(instrument.tradable if instrument else False) and (inst.tradable is not False),
             velocity_per_client=p.velocity_per_client,
@@ -819,13 +819,14 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
         deny(ReasonCode.PRICE_REQUIRED, f"a {order.type} order needs a limit price", "price")
     if order.type.needs_stop_price and order.stop_price is None:
         deny(ReasonCode.STOP_PRICE_REQUIRED, f"a {order.type} order needs a stop price", "stopPrice")
-    ref = state.reference_price
+    ref: Decimal | None = state.reference_price
     if ref is not None and ref <= 0:
         ref = None
     band = limits.price_band_pct
-    for name, value in (("price", order.price), ("stopPrice", order.stop_price)):
-        if value is None:
+    for name, given in (("price", order.price), ("stopPrice", order.stop_price)):
+        if given is None:
             continue
+        value = given
         if not inst.on_tick(value):
             deny(ReasonCode.PRICE_NOT_ON_TICK, f"{name} {value} is not a multiple of the tick {inst.tick_size}", name)
         if ref:

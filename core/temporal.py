@@ -46,13 +46,10 @@ def search_attribute_flags() -> list[str]:
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None, identity: str | None = None) -> Client:
     """Connect to Temporal with the pydantic data converter."""
-    kwargs = {}
-    if identity:
-        kwargs["identity"] = identity
     return await Client.connect(
         settings.temporal.address,
         namespace=settings.temporal.namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
-        **kwargs,
+        identity=identity or None,
     )

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -28,13 +28,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from brokers import BROKERS
-from core.auth_store import register_account
 from core.db import apply_migrations
 from core.errors import ConfigError
 from core.settings import Settings, get_settings
 from devstack.services import EmbeddedPostgres, port_open, start_dev_server, start_python, wait_for_port
 from devstack.supervise import Supervisor
 from devstack.venues import Launch, launch_of
+from store.auth import register_account
 
 _BANNER = """
   Exodus is running.
@@ -71,6 +71,15 @@ async def _register_quickstart_accounts(url: str, venue_accounts: Sequence[tuple
                 await register_account(
                     conn, account=account, actor="devstack", broker=broker, description=description, replace=False
                 )
+
+
+def _venue_starter(module: str, env: dict[str, str], log: Path) -> Callable[[], subprocess.Popen[bytes]]:
+    """What the supervisor calls to start (and restart) a local venue: ``python -m module``."""
+
+    def start() -> subprocess.Popen[bytes]:
+        return start_python(module, env=env, log=log.open("ab"))
+
+    return start
 
 
 def local_venues(settings: Settings) -> list[tuple[str, str, Launch]]:
@@ -166,25 +175,21 @@ def main() -> int:
         worker_env = dict(env)
         owned = list(settings.worker.brokers)
         for name, module, launch in venues:
-            port = launch.port(settings)
-            if port_open("127.0.0.1", port):
+            # (not ``port``: start_temporal above reads that one whenever the supervisor restarts Temporal)
+            venue_port = launch.port(settings)
+            if port_open("127.0.0.1", venue_port):
                 raise ConfigError(
-                    f"something already listens on port {port} (the local {name} venue's): stop it, or set "
+                    f"something already listens on port {venue_port} (the local {name} venue's): stop it, or set "
                     f"{launch.port_setting}"
                 )
             detail = f" ({launch.detail(settings)})" if launch.detail(settings) else ""
-            print(f"  {name}: starting the local venue on port {port}{detail} ...", flush=True)
+            print(f"  {name}: starting the local venue on port {venue_port}{detail} ...", flush=True)
             venue_log = logs / f"{name}-venue.log"
-            venue_env = {**env, **launch.env(settings)}
             venue = supervisor.add(
-                f"{name} venue",
-                lambda module=module, venue_env=venue_env, venue_log=venue_log: start_python(
-                    module, env=venue_env, log=venue_log.open("ab")
-                ),
-                log=venue_log,
+                f"{name} venue", _venue_starter(module, {**env, **launch.env(settings)}, venue_log), log=venue_log
             )
             assert venue.proc is not None
-            wait_for_port("127.0.0.1", port, timeout=30, process=venue.proc)
+            wait_for_port("127.0.0.1", venue_port, timeout=30, process=venue.proc)
             if name not in owned:
                 owned.append(name)
             worker_env.update(launch.env(settings))

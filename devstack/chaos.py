@@ -36,13 +36,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -259,7 +259,7 @@ class ChaosStack:
         }
         for name, module in (("worker", "worker"), ("API", "api")):
             log = self.logs / f"{module}.log"
-            self.supervisor.add(name, lambda m=module, lg=log: start_python(m, env=env, log=lg.open("ab")), log=log)
+            self.supervisor.add(name, functools.partial(_start_logged, module, env, log), log=log)
         self._poller = asyncio.create_task(self._supervise())
         async with httpx.AsyncClient(timeout=3) as http:
             deadline = time.monotonic() + 120
@@ -503,8 +503,12 @@ async def amend(
 
 async def _fetch(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        cur = await conn.execute(sql, params or None)  # type: ignore[arg-type]
+        cur = await conn.execute(sql.encode(), params or None)
         return await cur.fetchall()
+
+
+def _start_logged(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return start_python(module, env=env, log=log.open("ab"))
 
 
 def _root(client_order_id: str) -> str:
@@ -623,10 +627,10 @@ async def run_checks(stack: ChaosStack, report: ChaosReport, http: httpx.AsyncCl
         states = await _workflow_states(stack.temporal_address, working, final=False, timeout=30)
         for o in working:
             st = _state_of(states.get(o.order_id))
-            row = table[o.order_id]
-            if st != (row["status"], row["filled_qty"]):
+            current = table[o.order_id]
+            if st != (current["status"], current["filled_qty"]):
                 seen = st or repr(states.get(o.order_id))[:160]
-                problems.append(f"{o.order_id}: workflow {seen} vs row {row['status']} {row['filled_qty']}")
+                problems.append(f"{o.order_id}: workflow {seen} vs row {current['status']} {current['filled_qty']}")
         if not problems or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
@@ -656,8 +660,8 @@ async def run_checks(stack: ChaosStack, report: ChaosReport, http: httpx.AsyncCl
             wf_problems.append(
                 f"{o.order_id}: workflow {res!r:.200} vs row {row and (row['status'], row['filled_qty'])}"
             )
-        elif getattr(res, "breaks", None):
-            wf_problems.append(f"{o.order_id}: breaks {res.breaks}")
+        elif breaks := getattr(res, "breaks", None):
+            wf_problems.append(f"{o.order_id}: breaks {breaks}")
     report.check("every workflow completed with its row's status and filled quantity, no breaks", wf_problems)
     for o in report.orders:
         row = table.get(o.order_id)
@@ -923,4 +927,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    from core.process import exit_now
+
+    exit_now(main())  # the Temporal client's threads must not meet interpreter teardown; see core/process.py

@@ -140,15 +140,15 @@ class EmbeddedPostgres:
             runtime.mkdir(mode=0o700, exist_ok=True)
             runtime.chmod(0o700)
             os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-        import pgserver  # imported here: only the embedded case needs it
+        from pgserver.postgres_server import get_server  # imported here: only the embedded case needs it
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
-        self._server = pgserver.get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
+        self._server = get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
         self.url: str = self._server.get_uri()
 
     def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made per bundled binary at import
 
         pg_ctl(list(args), pgdata=self._server.pgdata, user=self._server.system_user, timeout=60)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -29,7 +30,9 @@ log = logging.getLogger(__name__)
 class PostgresVenueJournal:
     """Keeps one venue's book in Postgres; one process owns it at a time (advisory lock)."""
 
-    def __init__(self, pool: AsyncConnectionPool, url: str, *, venue: str, lock_wait_seconds: float = 15.0) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[Any], url: str, *, venue: str, lock_wait_seconds: float = 15.0
+    ) -> None:
         """Journal for ``venue`` using ``pool``; ``url`` opens the connection that holds the lock.
 
         ``lock_wait_seconds``: how long ``acquire`` waits for a lock another session holds (a process that

@@ -22,6 +22,7 @@ journal them before letting anyone see the reports.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Callable, Iterable
@@ -276,8 +277,8 @@ class MatchingEngine:
         result = MatchResult()
         order = self._by_client_id.get(request.orig_client_order_id)
         if order is None:
-            reason = f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_client_order_id}"
-            return self._answer(result, request.client_order_id, reason=reason, not_found=True)
+            unknown = f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_client_order_id}"
+            return self._answer(result, request.client_order_id, reason=unknown, not_found=True)
         reason: str | None = None
         inst = self._instruments.get(order.symbol)
         if not order.is_open:
@@ -318,7 +319,7 @@ class MatchingEngine:
                 order.status = OrderStatus.EXPIRED
                 self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
                 continue
-            self._guarded(order, result, lambda o=order: self._match(o, result))
+            self._guarded(order, result, functools.partial(self._match, order, result))
         return result
 
     @staticmethod

@@ -23,7 +23,6 @@ once per process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -43,6 +42,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
+from core.tasks import stop_tasks
 from sim.feed import PriceFeed
 from sim.matching import MatchingEngine, MatchResult, SimOrder
 
@@ -173,10 +173,8 @@ class SimVenue:
     async def stop(self) -> None:
         """Stop the feed and release the journal."""
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+            ticker, self._ticker = self._ticker, None
+            await stop_tasks([ticker], what=f"{self.name} ticker")
         if self._journal is not None and self._started:
             await self._journal.release()
         self._started = False

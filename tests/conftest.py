@@ -174,7 +174,8 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
             classes={c: ClassLimits(price_band_pct=Decimal(60), leverage=Decimal(4)) for c in InstrumentClass}
         ),
         # The driven paper venue publishes only when a test moves it, so its quotes age through a session;
-        # staleness has tests of its own (tests/core/test_marketdata.py, tests/risk/test_reference_prices.py).
+        # staleness has tests of its own (tests/core/test_marketdata.py,
+        # tests/activities/test_risk_reference_prices.py).
         "market_data": MarketDataSettings(max_age_seconds=24 * 3600),
     }
     base.update(sections)

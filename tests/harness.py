@@ -31,7 +31,6 @@ from temporalio.worker import Worker
 from api.main import create_app
 from brokers.base import Broker
 from brokers.paper import PaperBroker
-from core.auth_store import register_account
 from core.domain import (
     OrderRequest,
     OrderState,
@@ -41,10 +40,12 @@ from core.domain import (
     workflow_id_for,
 )
 from core.instruments import DEFAULT_INSTRUMENTS, InstrumentCatalog
-from core.marketdata import MarketData, QuoteWriter
+from core.marketdata import MarketData
 from core.settings import Settings
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
+from store.auth import register_account
+from store.quotes import QuoteWriter
 from worker.build import build_workers, running_workers
 from worker.dispatcher import ReportDispatcher
 from workflows.order import OrderWorkflow, OrderWorkflowInput

@@ -8,7 +8,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ["core", "brokers", "sim", "activities", "workflows", "worker", "api", "devstack"]
+PACKAGES = ["core", "store", "brokers", "sim", "activities", "workflows", "worker", "api", "devstack"]
 
 
 def _modules() -> list[str]:

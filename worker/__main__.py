@@ -14,9 +14,10 @@ from prometheus_client import start_http_server
 
 from core.db import open_pool, wait_for_postgres
 from core.instruments import load_instruments
-from core.marketdata import QuoteWriter
+from core.process import exit_now
 from core.settings import get_settings
 from core.startup import StartupAborted, wait_for_temporal
+from store.quotes import QuoteWriter
 from worker.build import build_brokers, build_workers, market_data_for, running_workers
 from worker.dispatcher import ReportDispatcher
 
@@ -81,3 +82,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_now(0)  # after the clean shutdown above; see core/process.py

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -21,9 +20,10 @@ from brokers import BROKERS, Broker, BrokerContext, capabilities
 from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, QuoteSink
-from core.policy import PolicyStore
 from core.risk import RiskCheck, basic_check
 from core.settings import Settings
+from store import Pool
+from store.policy import PolicyStore
 from workflows.order import OrderWorkflow
 
 __all__ = [
@@ -40,7 +40,7 @@ async def build_brokers(
     settings: Settings,
     *,
     instruments: InstrumentCatalog,
-    pool: AsyncConnectionPool | None,
+    pool: Pool | None,
     quotes: QuoteSink | None = None,
 ) -> dict[str, Broker]:
     """Create (but do not start) the brokers this worker owns (``settings.worker.brokers``).
@@ -108,7 +108,7 @@ def build_workers(
     client: Client,
     settings: Settings,
     *,
-    pool: AsyncConnectionPool,
+    pool: Pool,
     brokers: Mapping[str, Broker],
     instruments: InstrumentCatalog,
     market: MarketData | None = None,

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 
-from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.persistence import pg_text, pg_value
 from core.domain import ExecutionReport, ReportKind, workflow_id_for
 from core.metrics import REPORTS_UNMATCHED
+from store import Pool
+from store.breaks import add_break, add_unmatched_report
+from store.ledger import fill_booked
 
 __all__ = ["ReportDispatcher"]
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class ReportDispatcher:
     """Signals ``execution_report`` to the workflow of the report's order."""
 
-    def __init__(self, client: Client, pool: AsyncConnectionPool | None) -> None:
+    def __init__(self, client: Client, pool: Pool | None) -> None:
         """Signal through ``client``; record undeliverable reports through ``pool``."""
         self._client = client
         self._pool = pool
@@ -60,37 +60,25 @@ class ReportDispatcher:
             return
         # Broker text is stored as Postgres can hold it (a NUL would make this insert, and so the outbox, fail).
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO unmatched_reports (broker, exec_id, client_order_id, reason, report)"
-                " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                (
-                    report.broker,
-                    pg_text(report.exec_id),
-                    pg_text(report.client_order_id),
-                    pg_text(reason),
-                    Jsonb(pg_value(report.model_dump(mode="json"))),
-                ),
+            await add_unmatched_report(
+                conn,
+                broker=report.broker,
+                exec_id=report.exec_id,
+                client_order_id=report.client_order_id,
+                reason=reason,
+                report=report.model_dump(mode="json"),
             )
             if report.kind is ReportKind.FILL:
-                await conn.execute(
-                    "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s,%s,%s,%s)"
-                    " ON CONFLICT DO NOTHING",
-                    (
-                        pg_text(report.order_id),
-                        report.broker,
-                        "UNMATCHED_FILL",
-                        pg_text(
-                            f"UNMATCHED_FILL: {report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)"
-                        ),
-                    ),
+                await add_break(
+                    conn,
+                    order_id=report.order_id,
+                    broker=report.broker,
+                    kind="UNMATCHED_FILL",
+                    detail=f"UNMATCHED_FILL: {report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)",
                 )
 
     async def _already_booked(self, report: ExecutionReport) -> bool:
         if self._pool is None:
             return False
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT 1 FROM fills WHERE broker = %s AND exec_id = %s AND order_id = %s",
-                (report.broker, pg_text(report.exec_id), report.order_id),
-            )
-            return await cur.fetchone() is not None
+            return await fill_booked(conn, broker=report.broker, exec_id=report.exec_id, order_id=report.order_id)

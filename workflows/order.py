@@ -121,7 +121,7 @@ def _bounded_retry(attempts: int) -> RetryPolicy:
 
 def _doubling(base: float, cap: float, n: int) -> float:
     """``base`` doubled for every step after the first, at most ``cap`` (``n`` >= 1)."""
-    return min(base * 2 ** min(max(n - 1, 0), 30), cap)
+    return min(base * float(2 ** min(max(n - 1, 0), 30)), cap)
 
 
 def _next_day_close(received_at: datetime, close: time) -> datetime:
@@ -549,13 +549,12 @@ class OrderWorkflow:
             timeout = (deadline - workflow.now()).total_seconds()
             if timeout > 0:
                 new_run = self._continue_as_new_due()
+
+                def woken(new_run: bool = new_run) -> bool:
+                    return self._cancel_ready() or state.is_terminal or (new_run and self._at_safe_point())
+
                 try:
-                    await workflow.wait_condition(
-                        lambda new_run=new_run: (
-                            self._cancel_ready() or state.is_terminal or (new_run and self._at_safe_point())
-                        ),
-                        timeout=timeout,
-                    )
+                    await workflow.wait_condition(woken, timeout=timeout)
                 except TimeoutError:
                     pass
             if state.is_terminal:
@@ -922,7 +921,7 @@ class OrderWorkflow:
     def _continue_as_new_run(self, phase: str) -> None:
         carry = OrderCarry(
             state=self._state,
-            phase=phase,  # type: ignore[arg-type]
+            phase=phase,
             decision=self._decision,
             cancel=self._cancel,
             cancel_sent=self._cancel_sent,

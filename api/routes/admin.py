@@ -20,7 +20,7 @@ from api.edge import EdgeRoute
 from api.schemas import ErrorBody, Identifier, Reason
 from brokers import BROKERS
 from core.auth import Name, Permission, Principal, Role, Scope, Tenant
-from core.auth_store import (
+from store.auth import (
     AccountRecord,
     ApiKeyRecord,
     create_api_key,

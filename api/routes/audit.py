@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -11,6 +11,7 @@ from api.auth import forbid, requires
 from api.deps import PoolDep
 from api.edge import EdgeRoute
 from core.auth import Permission, Principal
+from store.audit import entries
 
 __all__ = ["router"]
 
@@ -40,21 +41,7 @@ async def audit_log(
             field=None,
             message="the audit log is firm-wide; it needs a principal whose scope is every client and account",
         )
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("action", action), ("actor", actor), ("subject", subject)):
-        if value:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if before_id is not None:
-        where.append("id < %s")
-        params.append(before_id)
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT id, at, actor, action, subject, detail, hash FROM audit_log {clause} ORDER BY id DESC LIMIT %s",
-            [*params, limit],
-        )
-        rows = await cur.fetchall()
+        rows = await entries(conn, action=action, actor=actor, subject=subject, before_id=before_id, limit=limit)
     data = [{**r, "at": r["at"].isoformat()} for r in rows]
     return JSONResponse(content={"data": data, "count": len(data)})

@@ -14,6 +14,8 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from api.auth import operational, public
 from api.deps import PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
+from core.db import ping
+from store.quotes import newest_by_source
 
 __all__ = ["router"]
 
@@ -44,7 +46,7 @@ async def ready(settings: SettingsDep, temporal: TemporalDep, pool: PoolDep, req
 
     async def postgres() -> str:
         async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
+            await ping(conn)
         return "ok"
 
     async def temporal_server() -> str:
@@ -64,7 +66,7 @@ async def ready(settings: SettingsDep, temporal: TemporalDep, pool: PoolDep, req
     async def market_data() -> list[str]:
         market = request.app.state.market
         async with pool.connection() as conn:
-            silent = await market.silent_sources(conn)
+            silent = market.silent_sources(await newest_by_source(conn))
         limit = market.settings.max_age_seconds
         return [
             f"market data source {source!r} "

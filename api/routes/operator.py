@@ -15,11 +15,13 @@ from api.deps import ActorDep, InstrumentsDep, PoolDep, TemporalDep
 from api.edge import EdgeRoute
 from api.schemas import CancelAllBody, ErrorBody, Reason, TradingStateBody, TradingStatePublic
 from brokers import BROKERS
-from core.audit import append_audit
 from core.auth import ALL, Permission, Principal, Scope
 from core.domain import ACTIVE_STATUSES, CancelRequest, TradingState, order_id_from_workflow_id, utcnow, workflow_id_for
 from core.metrics import TRADING_HALTED
 from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_STATUS, SA_SYMBOL
+from store import orders, risk
+from store.audit import append_audit
+from store.risk import TradingStateRow
 from workflows.order import OrderWorkflow
 
 __all__ = ["router"]
@@ -28,15 +30,13 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/operator", tags=["operator"], route_class=EdgeRoute)
 
-_COLUMNS = "scope, scope_key, state, reason, updated_by, updated_at"
-
 
 def _rejected(reasons: list[Reason]) -> JSONResponse:
     body = ErrorBody(status="rejected", message="; ".join(r.message for r in reasons), reasons=reasons)
     return JSONResponse(status_code=422, content=body.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
-def _state_visible(scope: Scope, row: dict[str, Any]) -> bool:
+def _state_visible(scope: Scope, row: TradingStateRow) -> bool:
     if row["scope"] == "ACCOUNT":
         return scope.allows_account(row["scope_key"])
     if row["scope"] == "BROKER":
@@ -50,8 +50,8 @@ async def get_trading_state(
 ) -> JSONResponse:
     """Every trading state that has been set (GLOBAL is the kill switch); account and broker states in scope."""
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT {_COLUMNS} FROM trading_state ORDER BY scope, scope_key")
-        rows = [TradingStatePublic(**r) for r in await cur.fetchall() if _state_visible(principal.scope, r)]
+        states = await risk.trading_states(conn)
+    rows = [TradingStatePublic.model_validate(r) for r in states if _state_visible(principal.scope, r)]
     return JSONResponse(content=[r.model_dump(mode="json", by_alias=True) for r in rows])
 
 
@@ -83,12 +83,9 @@ async def set_trading_state(
         return _rejected(problems)
     await _check_state_scope(request, principal, body.scope, key)
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT state FROM trading_state WHERE scope = %s AND scope_key = %s FOR UPDATE", (body.scope, key)
-        )
-        old = await cur.fetchone()
+        old = await risk.lock_trading_state(conn, scope=body.scope, key=key)
         lifting = body.state is TradingState.ACTIVE or (
-            old is not None and old["state"] == TradingState.HALTED.value and body.state is TradingState.REDUCING
+            old == TradingState.HALTED.value and body.state is TradingState.REDUCING
         )
         if lifting and not principal.can(Permission.TRADING_STATE_LIFT):
             await forbid(
@@ -97,32 +94,23 @@ async def set_trading_state(
                 code="FORBIDDEN_ROLE",
                 field="state",
                 message=f"state: {principal.name} may not lift a trading state "
-                f"({old['state'] if old else 'ACTIVE'} to {body.state.value}); that needs role risk",
+                f"({old or 'ACTIVE'} to {body.state.value}); that needs role risk",
             )
-        cur = await conn.execute(
-            "INSERT INTO trading_state (scope, scope_key, state, reason, updated_by, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, now())"
-            " ON CONFLICT (scope, scope_key) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason,"
-            " updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at"
-            f" RETURNING {_COLUMNS}",
-            (body.scope, key, body.state.value, body.reason, actor),
+        row = await risk.set_trading_state(
+            conn, scope=body.scope, key=key, state=body.state.value, reason=body.reason, actor=actor
         )
-        row = await cur.fetchone()
         if body.state is TradingState.ACTIVE and body.scope in ("ACCOUNT", "BROKER"):
-            await conn.execute(
-                "UPDATE risk_reject_streaks SET streak = 0, updated_at = now() WHERE scope = %s AND scope_key = %s",
-                (body.scope, key),
-            )
+            await risk.reset_reject_streak(conn, scope=body.scope, key=key)
         await append_audit(
             conn,
             actor=actor,
             action="TRADING_STATE_SET",
             subject=f"{body.scope}:{key}" if key else body.scope,
-            detail={"from": old["state"] if old else None, "to": body.state.value, "reason": body.reason},
+            detail={"from": old, "to": body.state.value, "reason": body.reason},
         )
     if body.scope == "GLOBAL":
         TRADING_HALTED.set(1 if body.state is TradingState.HALTED else 0)
-    return JSONResponse(content=TradingStatePublic(**row).model_dump(mode="json", by_alias=True))
+    return JSONResponse(content=TradingStatePublic.model_validate(row).model_dump(mode="json", by_alias=True))
 
 
 async def _check_state_scope(request: Request, principal: Principal, scope: str, key: str) -> None:
@@ -161,9 +149,6 @@ def _visibility_scope(scope: Scope) -> str | None:
     return "".join(f" AND {p}" for p in parts)
 
 
-_SCOPE_COLUMNS = {"account": "account", "client": "client_id", "symbol": "symbol", "broker": "broker"}
-
-
 @router.post("/cancel-all", responses={422: {"model": ErrorBody}})
 async def cancel_all(
     body: CancelAllBody,
@@ -197,22 +182,24 @@ async def cancel_all(
     if in_scope is not None:
         async for execution in temporal.list_workflows(query + in_scope):
             order_ids.add(order_id_from_workflow_id(execution.id))
-    scope_where, scope_params = principal.scope.filter(clients="client_id", accounts="account", brokers="broker")
-    where = " AND ".join(
-        ["status = ANY(%s)", *([f"{_SCOPE_COLUMNS[body.scope]} = %s"] if body.scope != "all" else []), *scope_where]
-    )
-    params: list[Any] = [[s.value for s in ACTIVE_STATUSES], *([value] if body.scope != "all" else []), *scope_params]
+    one = {"account": "account", "client": "client_id", "symbol": "symbol", "broker": "broker"}.get(body.scope)
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT order_id FROM orders WHERE {where}", params)
-        order_ids.update(r["order_id"] for r in await cur.fetchall())
+        order_ids.update(
+            await orders.order_ids(
+                conn,
+                scope=principal.scope,
+                statuses=[s.value for s in ACTIVE_STATUSES],
+                **({one: value} if one else {}),
+            )
+        )
 
-    request = CancelRequest(
+    cancel = CancelRequest(
         requested_by=actor, reason=f"cancel-all ({body.scope}): {body.reason}", requested_at=utcnow()
     )
 
     async def signal(order_id: str) -> bool:
         try:
-            await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(OrderWorkflow.cancel, request)
+            await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(OrderWorkflow.cancel, cancel)
             return True
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:

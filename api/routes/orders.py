@@ -45,7 +45,6 @@ from api.schemas import (
     Reason,
 )
 from brokers import BROKERS
-from core.audit import append_audit
 from core.auth import Permission, Principal, namespaced_key
 from core.bounds import MAX_OFFSET
 from core.domain import (
@@ -62,6 +61,11 @@ from core.domain import (
 from core.metrics import ORDER_LATENCY, ORDERS, ORDERS_REJECTED
 from core.settings import Settings
 from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_CLIENT_ORDER_ID, SA_STATUS, SA_SYMBOL
+from store import Pool, orders
+from store.audit import append_audit
+from store.ledger import FillRow, fills_of
+from store.orders import OrderRecord, OrderView
+from store.timeline import EventRow, events_of
 from workflows.order import OrderConfig, OrderWorkflow, OrderWorkflowInput
 
 __all__ = ["router"]
@@ -278,8 +282,8 @@ async def create_order(
     duplicate = decision.submission_id != order.submission_id
     if not duplicate:
         ORDERS.labels(broker=broker, outcome="accepted" if decision.approved else "rejected").inc()
-        for reason in decision.reasons:
-            ORDERS_REJECTED.labels(reason=reason.code).inc()
+        for refusal in decision.reasons:
+            ORDERS_REJECTED.labels(reason=refusal.code).inc()
     return _answer(decision, order, settings, duplicate=duplicate)
 
 
@@ -290,16 +294,12 @@ async def _settle(start: WithStartWorkflowOperation[Any, Any]) -> None:
             await start.workflow_handle()
 
 
-async def _recorded(pool: Any, order_id: str) -> dict[str, Any] | None:
+async def _recorded(pool: Pool, order_id: str) -> OrderRecord | None:
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT request_hash, risk_decision, status, client_id, account, broker FROM orders WHERE order_id = %s",
-            (order_id,),
-        )
-        return await cur.fetchone()  # type: ignore[no-any-return]
+        return await orders.recorded(conn, order_id)
 
 
-def _repeat(row: dict[str, Any], order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
+def _repeat(row: OrderRecord, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
     # A key whose order is recorded: the same terms get the original answer, other terms a 409.
     if row["request_hash"] != order.request_hash:
         return _conflict(order.order_id, key.split("/", 2)[-1])
@@ -307,7 +307,7 @@ def _repeat(row: dict[str, Any], order: OrderRequest, key: str, settings: Settin
     return _answer(decision, order, settings, duplicate=True, status=OrderStatus(row["status"]))
 
 
-async def _closed_order(pool: Any, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
+async def _closed_order(pool: Pool, order: OrderRequest, key: str, settings: Settings) -> JSONResponse:
     # The key's workflow already finished: answer from the read model.
     row = await _recorded(pool, order.order_id)
     if row is None or row["risk_decision"] is None:
@@ -337,15 +337,9 @@ async def _pending(temporal: Any, order: OrderRequest, settings: Settings) -> JS
 
 # ------------------------------------------------------------------------------------------------ reads
 
-_ORDER_COLUMNS = (
-    "order_id, client_order_id, client_id, account, symbol, side, type, time_in_force, qty, price, stop_price, "
-    "expire_at, broker, broker_order_id, status, filled_qty, avg_price, reason, flags, created_at, updated_at, "
-    "workflow_id"
-)
-
 
 def _from_row(
-    row: dict[str, Any], *, fills: list[dict[str, Any]] | None = None, events: list[dict[str, Any]] | None = None
+    row: OrderView, *, fills: list[FillRow] | None = None, events: list[EventRow] | None = None
 ) -> OrderPublic:
     status = OrderStatus(row["status"])
     return OrderPublic(
@@ -378,22 +372,13 @@ def _from_row(
     )
 
 
-async def _stored(pool: Any, order_id: str) -> OrderPublic | None:
+async def _stored(pool: Pool, order_id: str) -> OrderPublic | None:
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = %s", (order_id,))
-        row = await cur.fetchone()
+        row = await orders.get_order(conn, order_id)
         if row is None:
             return None
-        cur = await conn.execute(
-            "SELECT exec_id, qty, price, fee, filled_at FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id",
-            (order_id,),
-        )
-        fills = await cur.fetchall()
-        cur = await conn.execute(
-            "SELECT seq, at, kind, status, detail, actor FROM order_events WHERE order_id = %s ORDER BY seq",
-            (order_id,),
-        )
-        events = await cur.fetchall()
+        fills = await fills_of(conn, order_id)
+        events = await events_of(conn, order_id)
     return _from_row(row, fills=fills, events=events)
 
 
@@ -458,29 +443,19 @@ async def list_orders(
     if limit > settings.api.max_page_size:
         message = f"limit: at most {settings.api.max_page_size}"
         return _reject(422, [Reason(code="INVALID_FIELD", field="limit", message=message)])
-    where, params = principal.scope.filter(clients="client_id", accounts="account", brokers="broker")
-    if status:
-        where.append("status = ANY(%s)")
-        params.append([s.value for s in status])
-    for column, value in (
-        ("symbol", symbol and symbol.upper()),
-        ("client_id", client_id),
-        ("client_order_id", client_order_id),
-        ("account", account),
-        ("broker", broker),
-    ):
-        if value:
-            where.append(f"{column} = %s")
-            params.append(value)
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT count(*) AS n FROM orders {clause}", params)
-        total = (await cur.fetchone())["n"]
-        cur = await conn.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders {clause} ORDER BY created_at DESC, order_id LIMIT %s OFFSET %s",
-            [*params, limit, offset],
+        total, rows = await orders.list_orders(
+            conn,
+            scope=principal.scope,
+            statuses=[s.value for s in status or []],
+            symbol=symbol.upper() if symbol else None,
+            client_id=client_id,
+            client_order_id=client_order_id,
+            account=account,
+            broker=broker,
+            limit=limit,
+            offset=offset,
         )
-        rows = await cur.fetchall()
     page = OrdersPublic(data=[_from_row(r) for r in rows], count=total, limit=limit, offset=offset)
     return _json(200, page)
 
@@ -489,7 +464,7 @@ async def list_orders(
 
 
 async def _require_open(
-    temporal: Any, pool: Any, order_id: str, verb: str, request: Request, principal: Principal
+    temporal: Any, pool: Pool, order_id: str, verb: str, request: Request, principal: Principal
 ) -> OrderStatus:
     # The row when there is one (it answers with the worker down), else the workflow (order not decided yet).
     if not _ORDER_ID.match(order_id):
@@ -497,13 +472,14 @@ async def _require_open(
     row = await _recorded(pool, order_id)
     if row is not None:
         status = OrderStatus(row["status"])
+        client_id, account, broker = row["client_id"], row["account"], row["broker"]
     else:
         state = await _live_state(temporal, order_id)
         if state is None:
             raise HTTPException(404, detail=f"no order {order_id}")
         status, order = state.status, state.request
-        row = {"client_id": order.client_id, "account": order.account, "broker": order.broker}
-    if not principal.scope.sees_order(client_id=row["client_id"], account=row["account"], broker=row["broker"]):
+        client_id, account, broker = order.client_id, order.account, order.broker
+    if not principal.scope.sees_order(client_id=client_id, account=account, broker=broker):
         await hidden(request, principal, f"order {order_id}")
         raise HTTPException(404, detail=f"no order {order_id}")
     if status.is_terminal:
@@ -525,7 +501,7 @@ async def _no_workflow(temporal: Any, order_id: str, status: OrderStatus, verb: 
     )
 
 
-async def _audit_after(pool: Any, warnings: list[str], **entry: Any) -> None:
+async def _audit_after(pool: Pool, warnings: list[str], **entry: Any) -> None:
     # An audit entry of a step that already took effect: a failure to write it is reported, not raised.
     try:
         async with pool.connection() as conn, conn.transaction():
@@ -590,10 +566,10 @@ async def amend_order(
         return _reject(422, [Reason(code="INVALID_FIELD", field="body", message="body: give qty, price or stopPrice")])
     status = await _require_open(temporal, pool, order_id, "amended", request, principal)
     handle = temporal.get_workflow_handle(workflow_id_for(order_id))
-    request = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
+    amend = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
     try:
         async with asyncio.timeout(settings.api.decision_timeout_seconds):
-            result = await handle.execute_update(OrderWorkflow.amend, request)
+            result = await handle.execute_update(OrderWorkflow.amend, amend)
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
             raise

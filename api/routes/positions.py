@@ -12,6 +12,7 @@ from api.deps import PoolDep
 from api.edge import EdgeRoute
 from api.schemas import CashPublic, PositionPublic, PositionsPublic
 from core.auth import Permission, Principal
+from store import ledger
 
 __all__ = ["router"]
 
@@ -26,30 +27,12 @@ async def list_positions(
     symbol: str | None = None,
 ) -> JSONResponse:
     """Positions (optionally of one account or symbol) and the accounts' cash balances, inside the scope."""
-    where, params = principal.scope.filter(accounts="account")
-    if account:
-        where.append("account = %s")
-        params.append(account)
-    if symbol:
-        where.append("symbol = %s")
-        params.append(symbol.upper())
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT account, symbol, qty, avg_price, realized_pnl, updated_at FROM positions"
-            f" {clause} ORDER BY account, symbol",
-            params,
+        position_rows = await ledger.positions(
+            conn, scope=principal.scope, account=account, symbol=symbol.upper() if symbol else None
         )
-        positions = [PositionPublic(**r) for r in await cur.fetchall()]
-        cash_where, cash_params = principal.scope.filter(accounts="account")
-        if account:
-            cash_where.append("account = %s")
-            cash_params.append(account)
-        cash_clause = ("WHERE " + " AND ".join(cash_where)) if cash_where else ""
-        cur = await conn.execute(
-            f"SELECT account, currency, balance, updated_at FROM cash {cash_clause} ORDER BY account, currency",
-            cash_params,
-        )
-        cash = [CashPublic(**r) for r in await cur.fetchall()]
+        cash_rows = await ledger.cash(conn, scope=principal.scope, account=account)
+    positions = [PositionPublic.model_validate(r) for r in position_rows]
+    cash = [CashPublic.model_validate(r) for r in cash_rows]
     body = PositionsPublic(data=positions, cash=cash, count=len(positions))
     return JSONResponse(content=body.model_dump(mode="json", by_alias=True))

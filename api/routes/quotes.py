@@ -18,7 +18,8 @@ from api.schemas import ErrorBody, Identifier, Reason
 from brokers import capabilities
 from core.auth import Permission, Principal
 from core.domain import utcnow
-from core.marketdata import MarketData, PriceBook, QuoteView, Reference, ReferenceStatus, fetch_quotes
+from core.marketdata import MarketData, PriceBook, QuoteView, Reference, ReferenceStatus
+from store.quotes import fetch_quotes
 
 __all__ = ["router"]
 
@@ -128,7 +129,7 @@ async def list_quotes(
 ) -> JSONResponse:
     """The latest quote of every source and symbol (optionally one symbol or source), with age and staleness."""
     async with pool.connection() as conn:
-        views = await market.quotes(conn, symbol=symbol.upper() if symbol else None, source=source)
+        views = market.views(await fetch_quotes(conn, symbol=symbol.upper() if symbol else None, source=source))
     if stale is not None:
         views = [v for v in views if v.stale is stale]
     data = [QuotePublic.of(v) for v in views]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -14,8 +15,9 @@ from api.edge import EdgeRoute
 from api.schemas import ErrorBody, Identifier, Reason, ReasonText
 from core.auth import Permission, Principal
 from core.bounds import policy_problems
-from core.policy import PolicyStore
 from core.risk import AccountOverrides, InstrumentOverrides, RiskPolicy
+from store import Pool, risk
+from store.policy import PolicyStore
 
 __all__ = ["router"]
 
@@ -75,7 +77,7 @@ class InstrumentOverrideChange(BaseModel):
     reason: ChangeReason
 
 
-async def _current(pool: Any, store: PolicyStore, principal: Principal) -> dict[str, Any]:
+async def _current(pool: Pool, store: PolicyStore, principal: Principal) -> dict[str, Any]:
     async with pool.connection() as conn:
         policy_set = await store.load(conn)
     return {
@@ -104,7 +106,7 @@ def _out_of_bounds(document: BaseModel, field: str) -> JSONResponse | None:
 
 
 async def _put(
-    pool: Any,
+    pool: Pool,
     store: PolicyStore,
     actor: str,
     principal: Principal,
@@ -247,29 +249,15 @@ async def reservations(
     limit: Annotated[int, Field(ge=1, le=1000), Query()] = 200,
 ) -> JSONResponse:
     """What working orders hold of their accounts' limits (open quantity, notional and margin), in scope."""
-    where, params = principal.scope.filter(accounts="account", clients="client_id")
-    if account:
-        where.append("account = %s")
-        params.append(account)
-    if not include_released:
-        where.append("released_at IS NULL")
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT order_id, account, client_id, symbol, side, qty_open, price, notional, margin, created_at,"
-            f" released_at FROM risk_reservations {clause} ORDER BY created_at DESC LIMIT %s",
-            [*params, limit],
+        rows = await risk.reservations(
+            conn, scope=principal.scope, account=account, include_released=include_released, limit=limit
         )
-        rows = await cur.fetchall()
-        cur = await conn.execute(
-            "SELECT account, sum(notional) AS notional, sum(margin) AS margin, count(*) AS orders"
-            " FROM risk_reservations"
-            f" {clause} GROUP BY account ORDER BY account",
-            params,
+        totals = await risk.reservation_totals(
+            conn, scope=principal.scope, account=account, include_released=include_released
         )
-        totals = await cur.fetchall()
 
-    def ser(row: dict[str, Any]) -> dict[str, Any]:
+    def ser(row: Mapping[str, Any]) -> dict[str, Any]:
         return {k: (str(v) if v is not None and not isinstance(v, (str, int, bool)) else v) for k, v in row.items()}
 
     return JSONResponse(content={"data": [ser(r) for r in rows], "totals": [ser(t) for t in totals]})

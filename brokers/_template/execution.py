@@ -30,8 +30,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from psycopg_pool import AsyncConnectionPool
-
 from brokers._template.config import TEMPLATE_CAPABILITIES, TemplateSettings
 from brokers.base import ReportSink, storage_boundary
 from brokers.journal import ReportDelivery, ReportJournal
@@ -46,6 +44,7 @@ from core.domain import (
     SubmitOrder,
 )
 from core.marketdata import QuoteSink
+from store import Pool
 
 __all__ = ["TemplateBroker"]
 
@@ -64,7 +63,7 @@ class TemplateBroker:
         self,
         settings: TemplateSettings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "template",
         quotes: QuoteSink | None = None,
     ) -> None:

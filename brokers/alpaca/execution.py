@@ -38,8 +38,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from brokers.alpaca.client import AlpacaError, AlpacaRest, RateLimiter
 from brokers.alpaca.config import ALPACA_CAPABILITIES, EXODUS_CLIENT_ORDER_ID
 from brokers.alpaca.marketdata import QuotePoller
@@ -68,6 +66,7 @@ from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import AlpacaSettings, Settings
+from store import Pool
 
 __all__ = ["ALPACA_CAPABILITIES", "AccountReport", "AlpacaBroker"]
 
@@ -172,7 +171,7 @@ class AlpacaBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "alpaca",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,

@@ -15,11 +15,11 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from brokers.journal import ReportJournal
 from core.domain import OrderSide, OrderStatus, utcnow
+from store import Pool
 
 __all__ = ["AlpacaOrder", "AlpacaStore"]
 
@@ -52,7 +52,7 @@ class AlpacaOrder(BaseModel):
 class AlpacaStore:
     """The records of one Alpaca broker (by name)."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, broker: str = "alpaca") -> None:
+    def __init__(self, pool: Pool, *, broker: str = "alpaca") -> None:
         """Records of ``broker`` through ``pool``."""
         self._pool = pool
         self.broker = broker

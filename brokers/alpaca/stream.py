@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal
 from typing import Any
 
 import websockets
+
+from core.tasks import stop_tasks
 
 __all__ = ["TradeUpdatesStream"]
 
@@ -34,7 +36,7 @@ class TradeUpdatesStream:
         key_id: str,
         secret_key: str,
         on_event: Handler,
-        on_connected: Callable[[], Awaitable[None]],
+        on_connected: Callable[[], Coroutine[Any, Any, None]],
         on_state: Callable[[bool, str], None] | None = None,
         name: str = "alpaca",
         max_backoff: float = 15.0,
@@ -62,10 +64,8 @@ class TradeUpdatesStream:
     async def stop(self) -> None:
         """Close the connection and stop reconnecting."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task], what=f"{self.name} trade_updates stream")
         self.listening.clear()
 
     async def drop(self) -> None:

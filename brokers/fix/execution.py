@@ -44,7 +44,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink, storage_boundary
 from brokers.fix.config import FIX_CAPABILITIES, SessionConfig, session_config_for
@@ -95,6 +94,7 @@ from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import FixSettings, Settings
+from store import Pool
 
 __all__ = ["FIX_CAPABILITIES", "FixBroker"]
 
@@ -110,6 +110,8 @@ _STATUS_KINDS = {
 #: How long QuickFIX's thread waits for a report to be stored; longer (or a failure) and the message is left
 #: unprocessed, for the counterparty to resend after a reconnect.
 _STORE_WAIT_SECONDS = 10.0
+#: Status requests per open order after a logon before the resync gives up on it (each waits the request timeout).
+_RESYNC_ATTEMPTS = 3
 #: Failures of storage that may pass: the message is left unprocessed and comes again.
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 _REFUSAL_WORDS = {"F": ("CANCEL", "OrderCancelRequest"), "G": ("REPLACE", "OrderCancelReplaceRequest")}
@@ -200,7 +202,7 @@ class FixBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "fix",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,
@@ -675,11 +677,18 @@ class FixBroker:
 
             async def ask(order: FixOrder) -> None:
                 async with limit:
-                    try:
-                        answer = await self._request_status(order, order.client_order_id)
-                    except BrokerUnavailable as e:
-                        log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
-                        return
+                    for attempt in range(1, _RESYNC_ATTEMPTS + 1):
+                        try:
+                            answer = await self._request_status(order, order.client_order_id)
+                            break
+                        except BrokerUnavailable as e:
+                            # Unanswered is not answered: a request sent just after logon is lost without a trace
+                            # when the venue then asks for a resend (this adapter keeps no sent messages, so it
+                            # gap-fills over it). Ask again while logged on; a new logon resyncs anyway.
+                            if attempt == _RESYNC_ATTEMPTS or not self.logged_on:
+                                log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
+                                return
+                            log.info("%s: resync of %s: %s; asking again", self.name, order.client_order_id, e)
                     if isinstance(answer, _Refused):
                         log.warning("%s: resync of %s: %s", self.name, order.client_order_id, answer.reason)
                         return
@@ -917,9 +926,10 @@ class FixBroker:
         replaced = kind is ReportKind.REPLACED
         last_qty, last_price = _D(0), None
         if fill:
-            last_qty, last_price = _fill_of(msg, prior)
-            if last_qty is None or last_price is None:
+            filled_qty, last_price = _fill_of(msg, prior)
+            if filled_qty is None or last_price is None:
                 return None
+            last_qty = filled_qty
         return ExecutionReport(
             broker=self.name,
             exec_id=msg.get(Tag.EXEC_ID) or f"{msg.get(Tag.ORDER_ID)}:{msg.seq_num}",

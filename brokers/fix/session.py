@@ -45,6 +45,7 @@ import quickfix as fix  # type: ignore[import-untyped]  # SWIG binding, no stubs
 
 from brokers.fix.config import SessionConfig
 from core.errors import BrokerUnavailable, ConfigError
+from core.tasks import stop_tasks
 
 __all__ = [
     "FieldValue",
@@ -516,10 +517,8 @@ class FixConnector:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await self._inbox.join()
-            self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            await stop_tasks([consumer], what=f"{self.name} inbox")
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

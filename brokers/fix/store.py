@@ -14,7 +14,6 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from brokers.journal import ReportJournal
@@ -28,6 +27,7 @@ from core.domain import (
     utcnow,
 )
 from core.metrics import RECONCILIATION_BREAKS
+from store import Pool, breaks
 
 __all__ = ["FixOrder", "FixStore"]
 
@@ -69,7 +69,7 @@ class FixOrder(BaseModel):
 class FixStore:
     """``fix_orders``, ``fix_unprocessed`` and the report journal of one FIX session."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, session: str, broker: str = "fix") -> None:
+    def __init__(self, pool: Pool, *, session: str, broker: str = "fix") -> None:
         """Records of ``session`` (``FIX.4.4:EXODUS->EXVENUE``) of broker ``broker`` through ``pool``."""
         self._pool = pool
         self.session = session
@@ -153,23 +153,16 @@ class FixStore:
             )
             if await cur.fetchone() is None:
                 return False
-            await conn.execute(
-                "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (order_id, broker, kind, detail),
-            )
+            await breaks.add_break(conn, order_id=order_id, broker=broker, kind=kind, detail=detail)
         RECONCILIATION_BREAKS.labels(broker=broker, kind=kind).inc()
         return True
 
     async def add_break(self, *, order_id: str, broker: str, kind: str, detail: str) -> bool:
         """Open a reconciliation break for an order (once per order, kind and detail)."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING RETURNING id",
-                (order_id, broker, kind, f"{kind}: {detail}"),
+            fresh = await breaks.add_break(
+                conn, order_id=order_id, broker=broker, kind=kind, detail=f"{kind}: {detail}"
             )
-            fresh = await cur.fetchone() is not None
         if fresh:
             RECONCILIATION_BREAKS.labels(broker=broker, kind=kind).inc()
         return fresh

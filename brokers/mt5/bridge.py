@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.mt5 import tables
 from brokers.mt5.commands import CommandQueue, Settled, lease, settle
@@ -56,12 +55,14 @@ from brokers.mt5.protocol import (
 from brokers.mt5.reconcile import reconcile
 from brokers.mt5.reports import emit
 from brokers.mt5.rows import BROKER, OrderRow
-from core.audit import append_audit
 from core.domain import OrderStatus, OrderType, ReportKind, utcnow
 from core.errors import ExodusError
 from core.instruments import InstrumentCatalog
-from core.marketdata import Quote, StoredQuote, upsert_quotes
+from core.marketdata import Quote, StoredQuote
 from core.settings import Mt5Settings
+from store import Pool
+from store.audit import append_audit
+from store.quotes import upsert_quotes
 
 __all__ = ["Bridge", "BridgeRefused"]
 
@@ -80,9 +81,7 @@ class BridgeRefused(ExodusError):
 class Bridge:
     """The EA's requests, for one settings' bridge accounts."""
 
-    def __init__(
-        self, pool: AsyncConnectionPool, settings: Mt5Settings, *, instruments: InstrumentCatalog | None = None
-    ) -> None:
+    def __init__(self, pool: Pool, settings: Mt5Settings, *, instruments: InstrumentCatalog | None = None) -> None:
         """Use ``pool``; ``instruments`` maps broker symbols back and tells FX symbols from the others."""
         self._pool = pool
         self._settings = settings

@@ -25,7 +25,6 @@ from enum import StrEnum
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.mt5 import tables
 from brokers.mt5.parsing import (
@@ -43,6 +42,7 @@ from brokers.mt5.rows import CommandRow, CommandState
 from core.domain import ExecutionReport, OrderType, ReplaceOrder, ReportKind, SubmitOrder, base_order_id, utcnow
 from core.instruments import InstrumentCatalog
 from core.settings import Mt5Settings
+from store import Pool
 
 __all__ = ["CommandQueue", "Settled", "Settlement", "lease", "settle"]
 
@@ -50,9 +50,7 @@ __all__ = ["CommandQueue", "Settled", "Settlement", "lease", "settle"]
 class CommandQueue:
     """The worker's side of the outbox: queue, withdraw and expire commands, and follow them."""
 
-    def __init__(
-        self, pool: AsyncConnectionPool, settings: Mt5Settings, *, instruments: InstrumentCatalog | None = None
-    ) -> None:
+    def __init__(self, pool: Pool, settings: Mt5Settings, *, instruments: InstrumentCatalog | None = None) -> None:
         """Use ``pool``; ``instruments`` tells FX symbols (default contract size) from the others."""
         self._pool = pool
         self._settings = settings

@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink, storage_boundary, storage_errors
 from brokers.journal import ReportDelivery
@@ -52,6 +51,8 @@ from core.domain import (
 from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.settings import Mt5Settings
+from core.tasks import stop_tasks
+from store import Pool
 
 if TYPE_CHECKING:
     from brokers.mt5.terminal import TerminalExecutor
@@ -70,7 +71,7 @@ class Mt5Broker:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         settings: Mt5Settings,
         *,
         database_url: str,
@@ -118,12 +119,8 @@ class Mt5Broker:
         """Stop everything (idempotent)."""
         for executor in self._executors:
             await executor.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await stop_tasks(tasks, what="MT5 broker")
         if self.delivery is not None:
             await self.delivery.stop()
             self.delivery = None
@@ -286,9 +283,11 @@ class Mt5Broker:
                     f"the MT5 terminal of account {account} has not acknowledged {what} within "
                     f"{self._settings.ack_wait_seconds:g} s ({state.state.lower()}); it stays queued"
                 )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the wait ends.
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.25))
+                    async with asyncio.timeout(min(remaining, 0.25)):
+                        await self._changed.wait()
 
     async def _new_ack(self, state: CommandState, cid: str) -> BrokerAck:
         order = await self.reports.order(state.order_id)
@@ -325,8 +324,9 @@ class Mt5Broker:
                 raise
             except Exception:
                 log.exception("MT5 bridge housekeeping failed; will retry")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            with contextlib.suppress(TimeoutError):  # (not wait_for: see _await)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _listen_forever(self) -> None:

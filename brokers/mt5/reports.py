@@ -2,7 +2,7 @@
 
 Every role that learns something about an order (the EA-facing bridge from acknowledgements, deals and order
 updates; the command queue when it withdraws or expires a command) calls ``emit``, which journals the report in
-the shared report journal (``broker_reports``, broker ``mt5``, the account as the stream; ``brokers/journal.py``)
+the shared report journal (``broker_reports``, broker ``mt5``, the account as the stream; ``store/reports.py``)
 and moves the bridge's order row with it in the caller's transaction. The worker reads the bridge's orders and
 their reports through ``ReportJournal``; the shared ``ReportDelivery`` delivers the journaled reports to the order
 workflows until they are marked delivered (a NOTIFY on ``exodus_mt5`` wakes it at once).
@@ -18,12 +18,12 @@ from decimal import Decimal
 from typing import Any, Final
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
-from brokers.journal import fill_reports, insert_report, reports_of
 from brokers.mt5 import tables
 from brokers.mt5.rows import BROKER, OrderRow
 from core.domain import ExecutionReport, OrderSide, OrderStatus, OrderStatusReport, ReportKind
+from store import Pool
+from store.reports import fill_reports, insert_report, reports_of
 
 __all__ = ["OPEN_STATUSES", "ReportJournal", "emit"]
 
@@ -113,7 +113,7 @@ async def emit(
 class ReportJournal:
     """The worker's reads of the bridge's orders and their reports (in the shared journal)."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         """Read through ``pool``."""
         self._pool = pool
 

@@ -13,11 +13,11 @@ import logging
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.mt5 import tables
-from core.audit import append_audit
 from core.settings import Mt5Settings
+from store import Pool
+from store.audit import append_audit
 
 __all__ = ["link_problem", "mark_stale_accounts", "register_accounts", "session_check"]
 
@@ -52,7 +52,7 @@ async def session_check(conn: AsyncConnection[Any], account: str) -> str | None:
     return None
 
 
-async def link_problem(pool: AsyncConnectionPool, account: str) -> str | None:
+async def link_problem(pool: Pool, account: str) -> str | None:
     """Why the account's EA cannot be reached right now (None: it heartbeats).
 
     ``session_check`` on a pooled connection, for callers outside a risk decision (the adapter waiting for an
@@ -62,14 +62,14 @@ async def link_problem(pool: AsyncConnectionPool, account: str) -> str | None:
         return await session_check(conn, account)
 
 
-async def register_accounts(pool: AsyncConnectionPool, settings: Mt5Settings) -> None:
+async def register_accounts(pool: Pool, settings: Mt5Settings) -> None:
     """Create the account rows and write the heartbeat timeout the risk check applies."""
     async with pool.connection() as conn, conn.transaction():
         for account in settings.accounts:
             await tables.register_account(conn, account, settings.heartbeat_timeout_seconds)
 
 
-async def mark_stale_accounts(pool: AsyncConnectionPool, accounts: list[str]) -> list[str]:
+async def mark_stale_accounts(pool: Pool, accounts: list[str]) -> list[str]:
     """Mark accounts whose EA went silent as disconnected (event + audit entry); return them."""
     async with pool.connection() as conn, conn.transaction():
         gone = await tables.mark_accounts_stale(conn, accounts)

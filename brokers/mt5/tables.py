@@ -2,10 +2,9 @@
 
 Plain statements as functions that take a connection; the caller owns the transaction (and the row locks a
 ``lock_*`` function takes last until it ends). Every role of the bridge reads and writes its tables through
-here, so the statements can move as a unit (issue 19's ``store/`` package holds the shared tables). Two
-statements touch shared tables and move there with it: ``add_break`` (``reconciliation_breaks``) and
-``ledger_net_fills`` (``fills``, compared with the bridge's own reports). The bridge's execution reports are in
-the shared report journal (``broker_reports``, broker ``mt5``, one stream per account; ``brokers/journal.py``).
+here. The shared tables' SQL is in ``store/``: ``add_break`` calls ``store.breaks``, and the bridge's execution
+reports are in the shared report journal (``broker_reports``, broker ``mt5``, one stream per account;
+``store/reports.py``, ``brokers/journal.py``), where ``store.reports.net_fills`` also compares them with the ledger.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from psycopg.types.json import Jsonb
 from brokers.mt5.protocol import Ack, Command, Deal, Heartbeat, OrderUpdate, SymbolSpec
 from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, AccountRow, CommandRow, OrderRow, SymbolRow
 from core.domain import SubmitOrder
+from store import breaks
 
 __all__ = [
     "account_link",
@@ -39,7 +39,6 @@ __all__ = [
     "insert_order_update",
     "leasable_commands",
     "lease_commands",
-    "ledger_net_fills",
     "liveness",
     "lock_account",
     "lock_command",
@@ -98,13 +97,7 @@ async def add_event_once(conn: Conn, account: str, kind: str, **detail: Any) -> 
 
 async def add_break(conn: Conn, kind: str, detail: str, *, order_id: str | None = None) -> None:
     """Record a reconciliation break of broker ``mt5``, once while an identical one is open."""
-    await conn.execute(
-        "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail)"
-        " SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM reconciliation_breaks"
-        "  WHERE broker = %s AND kind = %s AND detail = %s AND resolved_at IS NULL)"
-        " ON CONFLICT DO NOTHING",
-        (order_id, BROKER, kind, detail, BROKER, kind, detail),
-    )
+    await breaks.add_break_once_open(conn, order_id=order_id, broker=BROKER, kind=kind, detail=detail)
 
 
 async def db_now(conn: Conn) -> datetime:
@@ -521,26 +514,3 @@ async def orphan_order_updates(conn: Conn, account: str, ticket: int) -> list[Or
         (account, ticket),
     )
     return [OrderUpdate.model_validate(r["body"]) for r in await cur.fetchall()]
-
-
-# ------------------------------------------------------------------------------------------ the ledger
-
-
-async def ledger_net_fills(conn: Conn, account: str) -> list[dict[str, Any]]:
-    """Every fill of the account: booked by the order workflows, or journaled here and not booked yet.
-
-    Returns ``symbol``, ``side``, ``qty`` and ``in_flight`` of each: the fills the ledger has (``fills``), plus the
-    fills the bridge journaled that are still on their way to it. One statement, so one snapshot: two queries
-    could miss a fill booked between them.
-    """
-    cur = await conn.execute(
-        """
-        SELECT symbol, side, qty, false AS in_flight FROM fills WHERE broker = %(broker)s AND account = %(account)s
-        UNION ALL
-        SELECT body->>'symbol', body->>'side', (body->>'last_qty')::numeric, true FROM broker_reports r
-        WHERE r.broker = %(broker)s AND r.stream = %(account)s AND kind = 'FILL'
-          AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.broker = %(broker)s AND f.exec_id = r.exec_id)
-        """,
-        {"broker": BROKER, "account": account},
-    )
-    return cast(list[dict[str, Any]], await cur.fetchall())

@@ -51,6 +51,7 @@ from brokers.mt5.protocol import (
 )
 from core.errors import ConfigError
 from core.settings import Mt5Settings
+from core.tasks import stop_tasks
 
 __all__ = ["TerminalExecutor", "load_metatrader5"]
 
@@ -138,10 +139,8 @@ class TerminalExecutor:
     async def stop(self) -> None:
         """Stop polling and disconnect."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await stop_tasks([task], what=f"MT5 terminal executor {self.account}")
         await asyncio.to_thread(self._mt5.shutdown)
 
     def _initialize(self) -> None:

@@ -24,7 +24,8 @@ from core.domain import (
     SubmitOrder,
     utcnow,
 )
-from core.marketdata import Quote, QuoteSink, QuoteWriter
+from core.marketdata import Quote, QuoteSink
+from store.quotes import QuoteWriter
 
 if TYPE_CHECKING:
     from sim.venue import SimVenue

@@ -25,9 +25,9 @@ from temporalio.client import Client
 
 from api.main import create_app
 from core.auth import Role, Scope
-from core.auth_store import create_api_key
 from core.instruments import InstrumentCatalog
 from core.settings import AuthSettings, JwtSettings, Mt5AccountSettings, Mt5Settings, Settings
+from store.auth import create_api_key
 from tests.conftest import create_database, make_settings
 
 ISSUER = "https://idp.exodus.test"

@@ -20,11 +20,11 @@ from api.keys import run as keys_cli
 from api.main import create_app, register_configured_accounts
 from api.registry import registered_broker
 from core.auth import ALL, Role, Scope
-from core.auth_store import get_account
 from core.domain import derive_order_id
 from core.errors import ConfigError
 from core.instruments import InstrumentCatalog
 from core.settings import ApiSettings, AuthSettings, Mt5AccountSettings, Mt5Settings, Settings
+from store.auth import get_account
 from tests.api.authkit import AUDIENCE, ISSUER, AuthEnv, Idp, bearer
 from tests.conftest import temporal_address
 from tests.harness import Stack, register_accounts, unique

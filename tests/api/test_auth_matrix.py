@@ -28,11 +28,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.auth import route_rules
 from core.auth import ALL, Role, Scope
-from core.auth_store import create_api_key, register_account
 from core.domain import derive_order_id
 from core.instruments import InstrumentCatalog
-from core.policy import PolicyStore
 from core.risk import AccountOverrides, RiskPolicy
+from store.auth import create_api_key, register_account
+from store.policy import PolicyStore
 from tests.api.authkit import AuthEnv, Idp, bearer, seed_order
 from tests.conftest import temporal_address
 

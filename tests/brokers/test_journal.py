@@ -172,7 +172,9 @@ async def test_migration_0019_moves_the_three_report_tables_into_the_journal_wit
     assert {r["order_id"] for r in rows} == {order_id}
     assert gone == {"f": None, "m": None}
     # The adapters read them where they now are.
-    pool = AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True, "row_factory": dict_row})
+    pool = AsyncConnectionPool(
+        url, min_size=1, max_size=2, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    )
     await pool.open(wait=True)
     try:
         fix = ReportJournal(pool, broker="fix", stream="FIX.4.4:A->B")

@@ -68,15 +68,12 @@ def test_scope_dimensions_are_lists_or_an_explicit_all() -> None:
         Scope(clients=["a'; DROP TABLE orders; --"])
 
 
-def test_scope_covers_and_filters() -> None:
+def test_scope_covers() -> None:
     desk = Scope(clients=["a"], accounts=["a", "b"], brokers=ALL)
     assert desk.covers(Scope(clients=["a"], accounts=["b"], brokers=["paper"]))
     assert not desk.covers(Scope(clients=["a"], accounts=ALL, brokers=ALL))
     assert not desk.covers(Scope(clients=["z"], accounts=["a"], brokers=ALL))
     assert Scope.everything().covers(desk) and not Scope(brokers=["paper"]).covers(Scope(brokers=ALL))
-    where, params = desk.filter(clients="client_id", accounts="account", brokers="broker")
-    assert where == ["client_id = ANY(%s)", "account = ANY(%s)"] and params == [["a"], ["a", "b"]]
-    assert Scope.everything().filter(clients="client_id") == ([], [])
 
 
 def test_api_keys_round_trip_and_only_the_hash_is_kept() -> None:

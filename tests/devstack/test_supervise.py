@@ -138,8 +138,9 @@ def test_a_start_that_raises_counts_as_an_exit_and_is_retried(
 def test_stop_all_stops_every_child_and_restarts_none(supervisor: Supervisor, clock: Clock) -> None:
     children = [supervisor.add(n, lambda: python("import time; time.sleep(60)")) for n in ("worker", "API")]
     started = time.monotonic()
-    supervisor.stop_all(timeout=10)
-    assert time.monotonic() - started < 5
+    supervisor.stop_all(timeout=120)
+    # SIGTERM was enough: nothing waited for the stop timeout (a liveness bound far below it, not a speed check).
+    assert time.monotonic() - started < 60
     assert all(c.proc is not None and c.proc.returncode == -signal.SIGTERM for c in children)
     clock.now += 100
     supervisor.poll()

@@ -25,7 +25,7 @@ from activities.risk import RiskActivities
 from brokers import BROKERS, capabilities
 from brokers.base import Broker
 from core.domain import BrokerAck, CancelOrder, OrderRequest, RiskDecision, workflow_id_for
-from core.policy import PolicyStore
+from store.policy import PolicyStore
 from tests.harness import Stack
 from workflows.order import OrderWorkflow, OrderWorkflowInput
 

@@ -32,7 +32,7 @@ from core.domain import (
     ReplaceOrder,
     RiskDecision,
 )
-from core.policy import PolicyStore
+from store.policy import PolicyStore
 from tests.harness import Stack, make_order, unique
 from tests.workflows.faults import OrderWorker, order_worker
 from tests.workflows.recording import record_history

@@ -44,6 +44,7 @@ import contextvars
 import itertools
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -309,12 +310,12 @@ class FixVenue:
 
         self._release = asyncio.create_task(release(), name="fix-venue-held-answers")
 
-    def _send(self, msg_type: str, fields: list[tuple[int, FieldValue]], *, exec_id: str | None = None) -> None:
+    def _send(self, msg_type: str, fields: Iterable[tuple[int, FieldValue]], *, exec_id: str | None = None) -> None:
         # Queued in order on the connector's one sending thread; not awaited, so the venue's reports leave in
         # exactly the order the matching model produced them. Once QuickFIX has a report (it keeps it in its
         # store for resends), the journal marks it delivered.
         if self._held is not None:
-            self._held.append((msg_type, fields, exec_id))
+            self._held.append((msg_type, list(fields), exec_id))
             return
         self.stats.sent[msg_type] = self.stats.sent.get(msg_type, 0) + 1
         future = self._conn.send_nowait(msg_type, fields)

@@ -194,7 +194,7 @@ async def test_quotes_are_published_as_source_alpaca(pair: AlpacaPair) -> None:
     assert "EURUSD" not in quotes  # Alpaca has no FX
     aapl = quotes["AAPL"]
     assert (aapl.bid, aapl.ask, aapl.source) == (D("189.99"), D("190.01"), pair.name)
-    assert (utcnow() - aapl.at).total_seconds() < 5
+    assert 0 <= (utcnow() - aapl.at).total_seconds() < 60  # the venue's quote time, not a default or a day off
 
 
 async def test_what_alpaca_cannot_take_is_refused_before_sending(pair: AlpacaPair) -> None:

@@ -20,10 +20,10 @@ from brokers.alpaca.execution import AlpacaBroker
 from brokers.alpaca.store import AlpacaStore
 from brokers.sessions import SessionRecorder
 from core.instruments import InstrumentCatalog
-from core.marketdata import QuoteWriter
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
+from store.quotes import QuoteWriter
 from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, eventually
 from tests.conftest import make_settings, temporal_address
 from tests.harness import Stack, unique

@@ -16,10 +16,10 @@ from temporalio.testing import WorkflowEnvironment
 from brokers.fix.execution import FixBroker
 from core.domain import AmendRequest, CancelRequest, OrderStatus, PegType
 from core.instruments import InstrumentCatalog
-from core.marketdata import QuoteWriter
 from devstack.services import free_port
 from devstack.venues.fix.venue import FixVenue
 from sim.venue import SimVenue
+from store.quotes import QuoteWriter
 from tests.brokers.fix.kit import TcpProxy, eventually, fix_settings
 from tests.conftest import make_settings, temporal_address
 from tests.harness import Stack, make_order

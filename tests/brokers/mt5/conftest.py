@@ -17,8 +17,8 @@ from brokers.mt5.commands import CommandQueue
 from brokers.mt5.reports import ReportJournal
 from core.instruments import InstrumentCatalog
 from core.settings import Mt5AccountSettings, Mt5Settings, Settings
+from tests.brokers.mt5.fake_terminal import FakeTerminal
 from tests.brokers.mt5.peer import EaPeer, EaState
-from tests.brokers.mt5.terminal import FakeTerminal
 from tests.brokers.storage import FailingPool
 from tests.conftest import make_settings
 from tests.harness import Stack

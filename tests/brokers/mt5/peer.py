@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 
-from tests.brokers.mt5.terminal import FakeTerminal
+from core.tasks import stop_tasks
+from tests.brokers.mt5.fake_terminal import FakeTerminal
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +164,15 @@ class EaPeer:
 
     @contextlib.asynccontextmanager
     async def running(self, interval: float = 0.03) -> AsyncIterator[EaPeer]:
-        """Run OnTimer every ``interval`` seconds in the background."""
+        """Run OnTimer every ``interval`` seconds in the background.
+
+        Stopping cannot hang: the loop also ends on a flag, so a round that swallowed the cancel (a wait for a
+        pool connection can, on Python 3.11) ends the loop when it returns, and ``stop_tasks`` cancels again.
+        """
+        stopping = False
 
         async def loop() -> None:
-            while not self.dead:
+            while not self.dead and not stopping:
                 try:
                     await self.tick()
                 except PeerCrashed:
@@ -177,13 +183,13 @@ class EaPeer:
                     log.warning("peer tick failed: %r", e)
                 await asyncio.sleep(interval)
 
-        task = asyncio.create_task(loop())
+        task = asyncio.create_task(loop(), name=f"ea-peer-{self.account}")
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stopping = True
+            if not await stop_tasks([task], what=f"EA peer of {self.account}", grace=30):
+                raise RuntimeError(f"the EA peer of {self.account} did not stop within 30 s of being cancelled")
 
     # ============================================================================== HTTP
 

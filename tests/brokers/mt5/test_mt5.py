@@ -17,7 +17,7 @@ from brokers.mt5.execution import Mt5Broker
 from core.domain import Instrument, OrderSide, OrderType, ReplaceOrder, ReportKind, SubmitOrder, TimeInForce
 from tests.brokers.contract import BrokerContract, ReportCollector, ResilienceContract, _cid
 from tests.brokers.mt5.conftest import Rig
-from tests.brokers.mt5.terminal import FakeTerminal
+from tests.brokers.mt5.fake_terminal import FakeTerminal
 from tests.brokers.storage import FailingPool
 
 pytestmark = pytest.mark.asyncio

@@ -31,7 +31,7 @@ from core.instruments import InstrumentCatalog
 from core.settings import Mt5TerminalSettings
 from tests.brokers.contract import ReportCollector
 from tests.brokers.mt5.conftest import MAGIC, bridge_settings, new_account
-from tests.brokers.mt5.terminal import FakeTerminal
+from tests.brokers.mt5.fake_terminal import FakeTerminal
 
 D = Decimal
 

@@ -12,11 +12,11 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from core.instruments import InstrumentCatalog
-from core.marketdata import fetch_quotes
 from core.risk import ReasonCode
+from store.quotes import fetch_quotes
 from tests.brokers.mt5.conftest import MAGIC, Mt5Stack, Rig
+from tests.brokers.mt5.fake_terminal import FakeTerminal, Sym, xm_symbols
 from tests.brokers.mt5.peer import EaPeer
-from tests.brokers.mt5.terminal import FakeTerminal, Sym, xm_symbols
 from tests.harness import make_order
 
 pytestmark = pytest.mark.asyncio
@@ -46,7 +46,7 @@ async def test_ticks_become_mt5_quotes_of_the_exodus_symbols(rig: Rig, pool: Asy
     quote = await _mt5_quote(pool, "GBPUSD")
     assert (quote.quote.bid, quote.quote.ask, quote.quote.mid) == (mid - D("0.00001"), mid + D("0.00001"), mid)
     # The terminal's time is trade server time (UTC+2 here); the stored time is UTC, and not after receipt.
-    assert abs((quote.received_at - quote.quote.at).total_seconds()) < 5
+    assert abs((quote.received_at - quote.quote.at).total_seconds()) < 60  # (an offset mistake is hours)
     # Only what changed goes again: the tick times of the other symbols move too (a tick every moment here).
     assert [t["broker_symbol"] for t in rig.peer.sent["/ticks"][-1]["ticks"]] == ["EURUSD#", "GBPUSD#", "USDJPY#"]
 

@@ -20,9 +20,10 @@ from activities.risk import RiskActivities
 from brokers import capabilities
 from core.domain import InstrumentClass
 from core.instruments import InstrumentCatalog
-from core.marketdata import MarketData, Quote, StoredQuote, upsert_quotes
+from core.marketdata import MarketData, Quote, StoredQuote
 from core.risk import ReasonCode
 from core.settings import MarketDataClassSettings, MarketDataSettings, Settings
+from store.quotes import upsert_quotes
 from tests.conftest import create_database, make_settings
 from tests.harness import Stack, make_order, unique
 

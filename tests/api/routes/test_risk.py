@@ -13,9 +13,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
-from core.audit import verify_chain
 from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
+from store.audit import verify_chain
 from tests.conftest import create_database, make_settings, temporal_address
 from tests.harness import Stack, paper_broker, unique
 

@@ -1,6 +1,6 @@
-"""SQL of API keys and the accounts registry (tables in ``migrations/0007_auth.sql``).
+"""``api_keys`` and ``accounts``: API keys (stored hashed) and the accounts registry (``migrations/0007_auth.sql``).
 
-Functions take a connection with ``dict_row`` rows; the caller owns the transaction. Every change is
+Functions take a connection; the caller owns the transaction. Every change is
 written to the audit log in the same transaction, with the actor who made it; no secret is ever written
 anywhere but as its hash.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.audit import append_audit
 from core.auth import ApiKeyParts, Principal, Role, Scope, generate_api_key, hash_secret
 from core.domain import utcnow
+from store import Conn
+from store.audit import append_audit
 
 __all__ = [
     "AccountRecord",
@@ -93,7 +93,7 @@ def _key(row: dict[str, Any]) -> ApiKeyRecord:
 
 
 async def create_api_key(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     name: str,
     roles: list[Role],
@@ -121,7 +121,7 @@ async def create_api_key(
 
 
 async def _insert_key(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     parts: ApiKeyParts,
     *,
     name: str,
@@ -149,7 +149,9 @@ async def _insert_key(
             rotated_from,
         ),
     )
-    record = _key(await cur.fetchone())  # type: ignore[arg-type]
+    row = await cur.fetchone()
+    assert row is not None  # INSERT ... RETURNING
+    record = _key(row)
     await append_audit(
         conn,
         actor=actor,
@@ -167,23 +169,23 @@ async def _insert_key(
     return record
 
 
-async def find_api_key(conn: AsyncConnection[Any], key_id: str) -> ApiKeyRecord | None:
+async def find_api_key(conn: Conn, key_id: str) -> ApiKeyRecord | None:
     """The key with this id (active or not), else None."""
     cur = await conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,))
     row = await cur.fetchone()
-    return None if row is None else _key(row)  # type: ignore[arg-type]
+    return None if row is None else _key(row)
 
 
-async def list_api_keys(conn: AsyncConnection[Any], *, include_inactive: bool = False) -> list[ApiKeyRecord]:
+async def list_api_keys(conn: Conn, *, include_inactive: bool = False) -> list[ApiKeyRecord]:
     """Every key, newest first (revoked and expired ones only when asked)."""
     cur = await conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, key_id")
-    keys = [_key(r) for r in await cur.fetchall()]  # type: ignore[arg-type]
+    keys = [_key(r) for r in await cur.fetchall()]
     now = utcnow()
     return keys if include_inactive else [k for k in keys if k.active(now)]
 
 
 async def rotate_api_key(
-    conn: AsyncConnection[Any], key_id: str, *, actor: str, grace_seconds: float = 0
+    conn: Conn, key_id: str, *, actor: str, grace_seconds: float = 0
 ) -> tuple[str, ApiKeyRecord] | None:
     """Replace an active key by a new one with the same name, roles, scope and tenant.
 
@@ -192,9 +194,9 @@ async def rotate_api_key(
     """
     cur = await conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = %s FOR UPDATE", (key_id,))
     row = await cur.fetchone()
-    if row is None or not _key(row).active():  # type: ignore[arg-type]
+    if row is None or not _key(row).active():
         return None
-    old = _key(row)  # type: ignore[arg-type]
+    old = _key(row)
     text, new = await create_api_key(
         conn,
         name=old.name,
@@ -223,7 +225,7 @@ async def rotate_api_key(
     return text, new
 
 
-async def revoke_api_key(conn: AsyncConnection[Any], key_id: str, *, actor: str) -> ApiKeyRecord | None:
+async def revoke_api_key(conn: Conn, key_id: str, *, actor: str) -> ApiKeyRecord | None:
     """Revoke a key at once; None if there is no key with this id that was not revoked yet."""
     cur = await conn.execute(
         "UPDATE api_keys SET revoked_at = now(), revoked_by = %s WHERE key_id = %s AND revoked_at IS NULL"
@@ -233,7 +235,7 @@ async def revoke_api_key(conn: AsyncConnection[Any], key_id: str, *, actor: str)
     row = await cur.fetchone()
     if row is None:
         return None
-    record = _key(row)  # type: ignore[arg-type]
+    record = _key(row)
     await append_audit(conn, actor=actor, action="API_KEY_REVOKED", subject=key_id, detail={"name": record.name})
     return record
 
@@ -242,7 +244,7 @@ async def revoke_api_key(conn: AsyncConnection[Any], key_id: str, *, actor: str)
 
 
 async def register_account(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     account: str,
     actor: str,
@@ -279,31 +281,31 @@ async def register_account(
     await append_audit(
         conn,
         actor=actor,
-        action="ACCOUNT_REGISTERED" if row["inserted"] else "ACCOUNT_CHANGED",  # type: ignore[call-overload]
+        action="ACCOUNT_REGISTERED" if row["inserted"] else "ACCOUNT_CHANGED",
         subject=account,
         detail={"broker": broker, "broker_account": broker_account, "description": description},
     )
     return record
 
 
-async def get_account(conn: AsyncConnection[Any], account: str) -> AccountRecord | None:
+async def get_account(conn: Conn, account: str) -> AccountRecord | None:
     """The registration of an account, else None."""
     cur = await conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account = %s", (account,))
     row = await cur.fetchone()
     return None if row is None else AccountRecord.model_validate(row)
 
 
-async def list_accounts(conn: AsyncConnection[Any]) -> list[AccountRecord]:
+async def list_accounts(conn: Conn) -> list[AccountRecord]:
     """Every registered account, by name."""
     cur = await conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY account")
     return [AccountRecord.model_validate(r) for r in await cur.fetchall()]
 
 
-async def remove_account(conn: AsyncConnection[Any], account: str, *, actor: str) -> bool:
+async def remove_account(conn: Conn, account: str, *, actor: str) -> bool:
     """Unregister an account (new orders for it are refused; its history stays). False if unknown."""
     cur = await conn.execute(f"DELETE FROM accounts WHERE account = %s RETURNING {_ACCOUNT_COLUMNS}", (account,))
     row = await cur.fetchone()
     if row is None:
         return False
-    await append_audit(conn, actor=actor, action="ACCOUNT_REMOVED", subject=account, detail={"broker": row["broker"]})  # type: ignore[call-overload]
+    await append_audit(conn, actor=actor, action="ACCOUNT_REMOVED", subject=account, detail={"broker": row["broker"]})
     return True

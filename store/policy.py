@@ -1,4 +1,4 @@
-"""The risk policy store: versioned policy documents in Postgres, every change attributed and audited.
+"""``risk_policy``: versioned policy documents, every change attributed and audited (``PolicyStore``).
 
 The global policy, per-account overrides and per-instrument overrides are JSON documents in ``risk_policy``.
 Each change appends a row (the new and the old document, who, when, why) and an audit-log entry; the current
@@ -8,17 +8,32 @@ document of a scope is its newest row. Until an operator stores a global policy,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, TypedDict, cast
 
 from psycopg.types.json import Jsonb
 
-from core.audit import append_audit
 from core.risk import AccountOverrides, InstrumentOverrides, PolicySet, RiskPolicy
+from store import Conn
+from store.audit import append_audit
 
-__all__ = ["PolicyScope", "PolicyStore"]
+__all__ = ["PolicyChangeRow", "PolicyScope", "PolicyStore"]
 
 PolicyScope = Literal["GLOBAL", "ACCOUNT", "INSTRUMENT"]
 _WRITE_LOCK = 0x504F4C59  # "POLY"
+
+
+class PolicyChangeRow(TypedDict):
+    """One change of the policy: the new and the old document of a scope, who, when and why."""
+
+    version: int
+    scope: str
+    scope_key: str
+    body: dict[str, Any] | None
+    old_body: dict[str, Any] | None
+    changed_by: str
+    changed_at: datetime
+    reason: str
 
 
 class PolicyStore:
@@ -34,10 +49,11 @@ class PolicyStore:
         """The policy set as last loaded (the defaults before the first load)."""
         return self._cached
 
-    async def load(self, conn: Any) -> PolicySet:
+    async def load(self, conn: Conn) -> PolicySet:
         """The current policy set (one cheap query when nothing changed)."""
         cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM risk_policy")
-        version = _value(await cur.fetchone(), "v")
+        row = await cur.fetchone()
+        version = int(row["v"]) if row else 0
         if version == self._cached.version:
             return self._cached
         cur = await conn.execute(
@@ -48,7 +64,7 @@ class PolicyStore:
         accounts: dict[str, AccountOverrides] = {}
         instruments: dict[str, InstrumentOverrides] = {}
         for row in await cur.fetchall():
-            scope, key, body = _values(row, "scope", "scope_key", "body")
+            scope, key, body = row["scope"], row["scope_key"], row["body"]
             if body is None:
                 continue
             if scope == "GLOBAL":
@@ -61,7 +77,7 @@ class PolicyStore:
         return self._cached
 
     async def put(
-        self, conn: Any, *, scope: PolicyScope, key: str = "", body: dict[str, Any] | None, actor: str, reason: str
+        self, conn: Conn, *, scope: PolicyScope, key: str = "", body: dict[str, Any] | None, actor: str, reason: str
     ) -> int:
         """Store a new document for a scope (None removes an override); returns the new version.
 
@@ -73,7 +89,7 @@ class PolicyStore:
             (scope, key),
         )
         row = await cur.fetchone()
-        old = _value(row, "body") if row else None
+        old = row["body"] if row else None
         if old is None and scope == "GLOBAL":
             old = self._defaults.model_dump(mode="json")
         cur = await conn.execute(
@@ -81,7 +97,9 @@ class PolicyStore:
             " RETURNING version",
             (scope, key, None if body is None else Jsonb(body), None if old is None else Jsonb(old), actor, reason),
         )
-        version = int(_value(await cur.fetchone(), "version"))
+        inserted = await cur.fetchone()
+        assert inserted is not None
+        version = int(inserted["version"])
         await append_audit(
             conn,
             actor=actor,
@@ -91,19 +109,11 @@ class PolicyStore:
         )
         return version
 
-    async def history(self, conn: Any, *, limit: int = 100) -> list[dict[str, Any]]:
+    async def history(self, conn: Conn, *, limit: int = 100) -> list[PolicyChangeRow]:
         """The newest changes first."""
         cur = await conn.execute(
             "SELECT version, scope, scope_key, body, old_body, changed_by, changed_at, reason FROM risk_policy"
             " ORDER BY version DESC LIMIT %s",
             (limit,),
         )
-        return list(await cur.fetchall())
-
-
-def _value(row: Any, key: str) -> Any:
-    return row[key] if isinstance(row, dict) else row[0]
-
-
-def _values(row: Any, *keys: str) -> tuple[Any, ...]:
-    return tuple(row[k] for k in keys) if isinstance(row, dict) else tuple(row)
+        return cast(list[PolicyChangeRow], await cur.fetchall())

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from brokers import BROKERS
-from core.marketdata import Quote, StoredQuote, upsert_quotes
+from core.marketdata import Quote, StoredQuote
 from core.settings import MarketDataSettings
+from store.quotes import upsert_quotes
 from tests.harness import Stack
 
 D = Decimal

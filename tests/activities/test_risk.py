@@ -24,10 +24,11 @@ from brokers import capabilities
 from brokers.sessions import session_check_for
 from core.domain import InstrumentClass, OrderEvent, OrderRequest, OrderStatus, RiskDecision, RiskReason, utcnow
 from core.instruments import InstrumentCatalog
-from core.marketdata import MarketData, Quote, StoredQuote, upsert_quotes
-from core.policy import PolicyStore
+from core.marketdata import MarketData, Quote, StoredQuote
 from core.risk import RiskPolicy
 from core.settings import MarketDataClassSettings, MarketDataSettings
+from store.policy import PolicyStore
+from store.quotes import upsert_quotes
 from tests.conftest import create_database, make_settings
 from tests.harness import make_order, static_instruments, unique
 
@@ -272,7 +273,7 @@ async def test_concurrent_amends_and_new_orders_never_jointly_breach(rig: Rig) -
 
 
 async def test_decisions_for_other_accounts_do_not_wait_for_a_busy_account(rig: Rig) -> None:
-    from activities.risk import _ACCOUNT_LOCK
+    from store.risk import ACCOUNT_LOCK as _ACCOUNT_LOCK
 
     busy, other = unique("busy"), unique("other")
     async with rig.pool.connection() as conn, conn.transaction():

@@ -1,0 +1,47 @@
+"""``reconciliation_breaks`` (what does not reconcile, with a lifecycle) and ``unmatched_reports``.
+
+A break is kept once per order, kind and detail; ``add_break`` says whether this call opened it (callers
+count new breaks in ``exodus_reconciliation_breaks_total``). A report that reached no order workflow is
+kept in ``unmatched_reports`` once per broker and execution id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store import Conn
+from store.text import jsonb, pg_text, pg_value
+
+__all__ = ["add_break", "add_break_once_open", "add_unmatched_report"]
+
+
+async def add_break(conn: Conn, *, order_id: str | None, broker: str, kind: str, detail: str) -> bool:
+    """Open a break (once per order, kind and detail); True if this call opened it."""
+    cur = await conn.execute(
+        "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        (None if order_id is None else pg_text(order_id), broker, pg_text(kind), pg_text(detail)),
+    )
+    return await cur.fetchone() is not None
+
+
+async def add_break_once_open(conn: Conn, *, order_id: str | None, broker: str, kind: str, detail: str) -> None:
+    """Open a break unless an identical one (broker, kind, detail) is open, whatever its order."""
+    await conn.execute(
+        "INSERT INTO reconciliation_breaks (order_id, broker, kind, detail)"
+        " SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM reconciliation_breaks"
+        "  WHERE broker = %s AND kind = %s AND detail = %s AND resolved_at IS NULL)"
+        " ON CONFLICT DO NOTHING",
+        (order_id, broker, kind, detail, broker, kind, detail),
+    )
+
+
+async def add_unmatched_report(
+    conn: Conn, *, broker: str, exec_id: str, client_order_id: str, reason: str, report: dict[str, Any]
+) -> None:
+    """Keep a report that reached no order workflow (once per broker and execution id)."""
+    await conn.execute(
+        "INSERT INTO unmatched_reports (broker, exec_id, client_order_id, reason, report)"
+        " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+        (broker, pg_text(exec_id), pg_text(client_order_id), pg_text(reason), jsonb(pg_value(report))),
+    )

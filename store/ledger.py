@@ -1,0 +1,144 @@
+"""The ledger: ``fills`` (unique per broker execution id), ``positions`` and ``cash``.
+
+A fill is booked once (``(broker, exec_id)``); positions and cash move only for a fill this booking
+inserted, so a retried booking never counts one twice. The position arithmetic is ``core.ledger``'s.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TypedDict, cast
+
+from core.auth import Scope
+from core.domain import Fill
+from core.ledger import PositionState, apply_fill, cash_delta
+from store import Conn
+from store._where import clause, scope_conditions
+from store.text import pg_text
+
+__all__ = ["CashRow", "FillRow", "PositionRow", "book_fill", "cash", "fill_booked", "fills_of", "positions"]
+
+
+class FillRow(TypedDict):
+    """One fill of an order as the API shows it."""
+
+    exec_id: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    filled_at: datetime
+
+
+class PositionRow(TypedDict):
+    """``positions``: an account's position in a symbol, with its realized P&L."""
+
+    account: str
+    symbol: str
+    qty: Decimal
+    avg_price: Decimal | None
+    realized_pnl: Decimal
+    updated_at: datetime
+
+
+class CashRow(TypedDict):
+    """``cash``: an account's balance in one currency."""
+
+    account: str
+    currency: str
+    balance: Decimal
+    updated_at: datetime
+
+
+async def book_fill(conn: Conn, fill: Fill, *, currency: str) -> bool:
+    """Book a fill and move its position and its ``currency`` cash; False if it was booked before."""
+    exec_id = pg_text(fill.exec_id)
+    cur = await conn.execute(
+        "INSERT INTO fills (broker, exec_id, order_id, account, symbol, side, qty, price, fee, filled_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING exec_id",
+        (
+            fill.broker,
+            exec_id,
+            fill.order_id,
+            fill.account,
+            fill.symbol,
+            fill.side.value,
+            fill.qty,
+            fill.price,
+            fill.fee,
+            fill.filled_at,
+        ),
+    )
+    if await cur.fetchone() is None:
+        return False  # booked by an earlier attempt
+    await conn.execute(
+        "INSERT INTO positions (account, symbol) VALUES (%s, %s) ON CONFLICT DO NOTHING", (fill.account, fill.symbol)
+    )
+    cur = await conn.execute(
+        "SELECT qty, avg_price, realized_pnl FROM positions WHERE account = %s AND symbol = %s FOR UPDATE",
+        (fill.account, fill.symbol),
+    )
+    row = await cur.fetchone()
+    assert row is not None  # inserted above
+    pos = apply_fill(PositionState(row["qty"], row["avg_price"], row["realized_pnl"]), fill.side, fill.qty, fill.price)
+    await conn.execute(
+        "UPDATE positions SET qty = %s, avg_price = %s, realized_pnl = %s, updated_at = now()"
+        " WHERE account = %s AND symbol = %s",
+        (pos.qty, pos.avg_price, pos.realized_pnl, fill.account, fill.symbol),
+    )
+    await conn.execute(
+        "INSERT INTO cash (account, currency, balance) VALUES (%s, %s, %s)"
+        " ON CONFLICT (account, currency) DO UPDATE SET balance = cash.balance + EXCLUDED.balance,"
+        " updated_at = now()",
+        (fill.account, currency, cash_delta(fill.side, fill.qty, fill.price, fill.fee)),
+    )
+    return True
+
+
+async def fill_booked(conn: Conn, *, broker: str, exec_id: str, order_id: str) -> bool:
+    """Whether the ledger has this execution of this order."""
+    cur = await conn.execute(
+        "SELECT 1 FROM fills WHERE broker = %s AND exec_id = %s AND order_id = %s",
+        (broker, pg_text(exec_id), order_id),
+    )
+    return await cur.fetchone() is not None
+
+
+async def fills_of(conn: Conn, order_id: str) -> list[FillRow]:
+    """An order's fills in the order they happened."""
+    cur = await conn.execute(
+        "SELECT exec_id, qty, price, fee, filled_at FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id",
+        (order_id,),
+    )
+    return cast(list[FillRow], await cur.fetchall())
+
+
+async def positions(
+    conn: Conn, *, scope: Scope, account: str | None = None, symbol: str | None = None
+) -> list[PositionRow]:
+    """Positions of the accounts in ``scope`` (of one account and/or symbol), by account and symbol."""
+    where, params = scope_conditions(scope, accounts="account")
+    if account:
+        where.append("account = %s")
+        params.append(account)
+    if symbol:
+        where.append("symbol = %s")
+        params.append(symbol)
+    cur = await conn.execute(
+        "SELECT account, symbol, qty, avg_price, realized_pnl, updated_at FROM positions"
+        f" {clause(where)} ORDER BY account, symbol",
+        params,
+    )
+    return cast(list[PositionRow], await cur.fetchall())
+
+
+async def cash(conn: Conn, *, scope: Scope, account: str | None = None) -> list[CashRow]:
+    """Cash balances of the accounts in ``scope`` (of one account), by account and currency."""
+    where, params = scope_conditions(scope, accounts="account")
+    if account:
+        where.append("account = %s")
+        params.append(account)
+    cur = await conn.execute(
+        f"SELECT account, currency, balance, updated_at FROM cash {clause(where)} ORDER BY account, currency", params
+    )
+    return cast(list[CashRow], await cur.fetchall())

@@ -1,0 +1,93 @@
+"""``order_events``: an order's timeline, one row per event, numbered by its workflow (``seq``).
+
+The timeline converges on what Temporal recorded: a booking writes its events over their ``seq`` and drops
+rows beyond the order's event count (``activities/persistence.py`` says why), and only a booking at least as
+new as the order row writes at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import TypedDict, cast
+
+from core.domain import OrderEvent
+from store import Conn
+from store.text import jsonb, pg_text, pg_value
+
+__all__ = ["EventRow", "KnownEvent", "events_of", "write_events"]
+
+
+class EventRow(TypedDict):
+    """One event as the API shows it."""
+
+    seq: int
+    at: datetime
+    kind: str
+    status: str
+    detail: str
+    actor: str | None
+
+
+class KnownEvent(TypedDict):
+    """An event the order already had, by what it is (kind, and the report's execution id if any)."""
+
+    kind: str
+    exec_id: str | None
+
+
+async def write_events(
+    conn: Conn, *, order_id: str, version: int, events: Sequence[OrderEvent], watched: Collection[str] = ()
+) -> list[KnownEvent]:
+    """Write ``events`` over their ``seq`` and drop rows beyond ``version`` (the order's event count).
+
+    Only when the order row is at ``version`` or older (a late, stale booking changes nothing). Returns the
+    events of the ``watched`` kinds the order had before this write (read first, in the same pipeline).
+    """
+    if not events:
+        return []
+    known_cur = None
+    if watched:
+        known_cur = await conn.execute(
+            "SELECT kind, data->>'exec_id' AS exec_id FROM order_events WHERE order_id = %s AND kind = ANY(%s)",
+            (order_id, sorted(watched)),
+        )
+    await conn.execute(
+        "INSERT INTO order_events (order_id, seq, at, kind, status, detail, actor, data)"
+        " SELECT %s, * FROM unnest(%s::int[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::jsonb[]) WHERE (SELECT version FROM orders WHERE order_id = %s) <= %s"
+        " ON CONFLICT (order_id, seq) DO UPDATE SET at = EXCLUDED.at, kind = EXCLUDED.kind,"
+        " status = EXCLUDED.status, detail = EXCLUDED.detail, actor = EXCLUDED.actor, data = EXCLUDED.data"
+        " WHERE (order_events.at, order_events.kind, order_events.status, order_events.detail,"
+        " order_events.actor, order_events.data) IS DISTINCT FROM"
+        " (EXCLUDED.at, EXCLUDED.kind, EXCLUDED.status, EXCLUDED.detail, EXCLUDED.actor, EXCLUDED.data)",
+        (
+            order_id,
+            [e.seq for e in events],
+            [e.at for e in events],
+            [pg_text(e.kind) for e in events],
+            [e.status.value for e in events],
+            [pg_text(e.detail) for e in events],
+            [None if e.actor is None else pg_text(e.actor) for e in events],
+            [jsonb(pg_value(e.data)) for e in events],
+            order_id,
+            version,
+        ),
+    )
+    await conn.execute(
+        "DELETE FROM order_events WHERE order_id = %s AND seq > %s"
+        " AND (SELECT version FROM orders WHERE order_id = %s) = %s",
+        (order_id, version, order_id, version),
+    )
+    if known_cur is None:
+        return []
+    return cast(list[KnownEvent], await known_cur.fetchall())
+
+
+async def events_of(conn: Conn, order_id: str) -> list[EventRow]:
+    """An order's timeline in order."""
+    cur = await conn.execute(
+        "SELECT seq, at, kind, status, detail, actor FROM order_events WHERE order_id = %s ORDER BY seq",
+        (order_id,),
+    )
+    return cast(list[EventRow], await cur.fetchall())
