@@ -201,7 +201,9 @@ class OandaRest:
             message = str(body.get("errorMessage") or response.text[:200] or response.reason_phrase)
             if status in (401, 403):
                 # The token is missing, wrong, or for the other environment: nothing was done; fix the settings.
-                log.error("%s: %s %s refused %d: %s (check the token and account id)", self.name, method, url, status, message)
+                log.error(
+                    "%s: %s %s refused %d: %s (check the token and account id)", self.name, method, url, status, message
+                )
                 raise BrokerUnavailable(f"{self.name}: not authorized ({status}: {message}); check the token")
             raise OandaError(status, str(code) if code else None, message, body)
 
@@ -236,9 +238,7 @@ class OandaRest:
             async with self._stream_http.stream("GET", url) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise BrokerUnavailable(
-                        f"{self.name}: {url}: {response.status_code} {response.text[:200]!r}"
-                    )
+                    raise BrokerUnavailable(f"{self.name}: {url}: {response.status_code} {response.text[:200]!r}")
                 if on_open is not None:
                     await on_open()
                 async for line in response.aiter_lines():

@@ -266,7 +266,9 @@ class OandaBroker:
         except OandaError as e:
             reason = e.reject_reason or "REJECTED"
             if e.status == 404 and not e.body.get("orderRejectTransaction"):
-                raise BrokerUnavailable(f"{self.name}: OANDA does not know account {self.settings.account_id}: {e}") from e
+                raise BrokerUnavailable(
+                    f"{self.name}: OANDA does not know account {self.settings.account_id}: {e}"
+                ) from e
             if reason == "CLIENT_ORDER_ID_ALREADY_EXISTS":
                 return BrokerAck(accepted=False, client_order_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
             return BrokerAck(accepted=False, client_order_id=cid, reason=f"REJECTED by OANDA: {reason}: {e.message}")
@@ -340,7 +342,7 @@ class OandaBroker:
             reason = f"INCORRECT_QUANTITY: the new quantity {request.qty} must exceed the filled {filled}"
             return BrokerAck(accepted=False, client_order_id=new_cid, reason=reason, reports=reports)
         try:
-            body = replace_body(request, instrument_of(request.symbol, self._map), remaining)
+            body = replace_body(request, instrument_of(request.symbol, self._map), remaining, expire_at=view.gtd_time)
         except ValueError as e:
             return BrokerAck(accepted=False, client_order_id=new_cid, reason=f"UNSUPPORTED: {e}")
         try:
@@ -360,7 +362,8 @@ class OandaBroker:
 
     async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
         """OANDA's view of the order (``@<client id>``, following replacements; else its transactions) with every
-        report journaled."""
+        report journaled.
+        """
         view, reports = await self._current(client_order_id)
         if view is None:
             return await self._journal_status(client_order_id, reports)
@@ -565,9 +568,7 @@ class OandaBroker:
                 self.delivery.put(report)
         return report
 
-    async def _report_of(
-        self, txn: dict[str, Any], cid: str, chain: list[ExecutionReport]
-    ) -> ExecutionReport | None:
+    async def _report_of(self, txn: dict[str, Any], cid: str, chain: list[ExecutionReport]) -> ExecutionReport | None:
         """The report of one of our orders' transactions, given the reports of its chain journaled so far."""
         kind = str(txn.get("type") or "")
         tid = str(txn.get("id") or "")
@@ -689,9 +690,7 @@ class OandaBroker:
             read = 0
             while True:
                 data = await self.rest.get("/transactions/sinceid", params={"id": str(cursor)})
-                txns = sorted(
-                    (t for t in (data or {}).get("transactions") or [] if isinstance(t, dict)), key=_txn_id
-                )
+                txns = sorted((t for t in (data or {}).get("transactions") or [] if isinstance(t, dict)), key=_txn_id)
                 last = int((data or {}).get("lastTransactionID") or cursor)
                 async with self._lock:
                     for txn in txns:

@@ -164,7 +164,9 @@ def order_body(order: SubmitOrder, instrument: str) -> dict[str, Any]:
     }
 
 
-def replace_body(request: ReplaceOrder, instrument: str, units: Decimal) -> dict[str, Any]:
+def replace_body(
+    request: ReplaceOrder, instrument: str, units: Decimal, *, expire_at: datetime | None = None
+) -> dict[str, Any]:
     """``PUT /v3/accounts/{id}/orders/{specifier}``'s body: the replacement working ``units`` (the rest of the total)."""
     return {
         "order": _terms(
@@ -174,7 +176,7 @@ def replace_body(request: ReplaceOrder, instrument: str, units: Decimal) -> dict
             units=units_text(units, request.side),
             price=request.price,
             stop_price=request.stop_price,
-            expire_at=request.expire_at,
+            expire_at=expire_at,
             client_order_id=request.client_order_id,
         )
     }
@@ -196,6 +198,7 @@ class OandaOrderView:
     replaces: str | None
     replaced_by: str | None
     created_at: datetime | None
+    gtd_time: datetime | None = None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> OandaOrderView:
@@ -219,6 +222,7 @@ class OandaOrderView:
             replaces=data.get("replacesOrderID"),
             replaced_by=data.get("replacedByOrderID"),
             created_at=time_of(data.get("createTime")),
+            gtd_time=time_of(data.get("gtdTime")),
         )
 
     @property
