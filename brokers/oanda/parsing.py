@@ -128,7 +128,7 @@ def _terms(
         "units": units,
         "timeInForce": _tif(order_type, tif),
         "positionFill": "DEFAULT",
-        "clientExtensions": {"id": client_order_id, "tag": "exodus"},
+        "clientExtensions": {"id": client_order_id},
     }
     if order_type is OrderType.LIMIT:
         if price is None:
