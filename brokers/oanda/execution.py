@@ -259,7 +259,7 @@ class OandaBroker:
                     accepted=False,
                     client_order_id=cid,
                     broker_order_id=status.broker_order_id,
-                    reason=f"DUPLICATE_CLIENT_ORDER_ID: OANDA has {cid} already ({status.status.value}); not sent again",
+                    reason=f"DUPLICATE_CLIENT_ORDER_ID: OANDA has {cid} ({status.status.value}); not sent again",
                 )
         try:
             data = await self.rest.request("POST", "/orders", json_body=body)
@@ -319,7 +319,7 @@ class OandaBroker:
         return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=oanda_id, reason=reason, reports=reports)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
-        """PUT the replacement: a new OANDA order under ``request.client_order_id`` works the new total less the filled."""
+        """PUT the replacement: a new OANDA order under the new client id works the new total less the filled."""
         new_cid = request.client_order_id
         view, reports = await self._current(request.orig_client_order_id)
         if view is None:
@@ -361,9 +361,7 @@ class OandaBroker:
         return BrokerAck(accepted=True, client_order_id=new_cid, broker_order_id=new_id, reports=done)
 
     async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
-        """OANDA's view of the order (``@<client id>``, following replacements; else its transactions) with every
-        report journaled.
-        """
+        """OANDA's view of the order (``@<id>``, following replacements; else its transactions) and its reports."""
         view, reports = await self._current(client_order_id)
         if view is None:
             return await self._journal_status(client_order_id, reports)
@@ -446,9 +444,9 @@ class OandaBroker:
         return self._view((data or {}).get("order"))
 
     async def _current(self, client_order_id: str) -> tuple[OandaOrderView | None, list[ExecutionReport]]:
-        """The order OANDA knows by ``client_order_id`` now (a replaced one followed to its replacement), and every
-        report of its chain, journaled after a catch-up.
+        """The order OANDA knows by ``client_order_id`` now (replacements followed), and its chain's reports.
 
+        Every transaction is journaled by a catch-up first.
         ``@<id>`` may not find an order that is no longer pending (OANDA's client ids belong to pending orders): then
         the journal, which holds every transaction of the order read by the catch-up, names the current client id.
         """

@@ -167,7 +167,7 @@ def order_body(order: SubmitOrder, instrument: str) -> dict[str, Any]:
 def replace_body(
     request: ReplaceOrder, instrument: str, units: Decimal, *, expire_at: datetime | None = None
 ) -> dict[str, Any]:
-    """``PUT /v3/accounts/{id}/orders/{specifier}``'s body: the replacement working ``units`` (the rest of the total)."""
+    """``PUT …/orders/{specifier}``'s body: the replacement working ``units`` (the rest of the total)."""
     return {
         "order": _terms(
             order_type=request.type,
