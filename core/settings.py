@@ -34,6 +34,7 @@ __all__ = [
     "Mt5AccountSettings",
     "Mt5Settings",
     "Mt5TerminalSettings",
+    "OandaSettings",
     "OrderSettings",
     "PaperSettings",
     "Settings",
@@ -352,6 +353,48 @@ class AlpacaSettings(BaseModel):
         return "ws://" + base.removeprefix("http://") + "/stream"
 
 
+class OandaSettings(BaseModel):
+    """The OANDA broker (``brokers/oanda``, v20 REST, FX) and the local OANDA venue ``make run`` can start.
+
+    Practice (fxTrade Practice) by default; live is ``base_url=https://api-fxtrade.oanda.com`` and
+    ``stream_url=https://stream-fxtrade.oanda.com`` with a live token (a practice token does not work on live).
+    """
+
+    base_url: str = "https://api-fxpractice.oanda.com"
+    #: The streaming host (the transaction stream): ``https://stream-fxpractice.oanda.com`` on practice.
+    stream_url: str = "https://stream-fxpractice.oanda.com"
+    #: The personal access token (``Authorization: Bearer``); one token covers every sub-account.
+    token: SecretStr | None = None
+    #: The v20 account id (``101-004-1234567-001``).
+    account_id: str = ""
+    #: How long one HTTP request may take before its outcome counts as unknown.
+    request_timeout_seconds: float = Field(5.0, gt=0)
+    #: Requests per second the adapter allows itself (OANDA answers 429 above 120/s; its advice is 100/s).
+    rate_limit_per_second: int = Field(100, ge=1)
+    #: How often a 429 (or a 5xx on a read) is retried inside one call before the call reports the broker
+    #: unavailable (the order workflow asks again later; nothing is ever rejected for it).
+    max_retries: int = Field(4, ge=0)
+    #: Longest single wait for a rate-limit pause or a backoff step.
+    max_backoff_seconds: float = Field(8.0, gt=0)
+    #: The transaction stream counts as dead after this long without a line (OANDA sends a heartbeat every 5 s).
+    stream_timeout_seconds: float = Field(20.0, gt=0)
+    #: Prices are asked for this often (one ``/pricing`` request for all symbols) and published as source "oanda".
+    quote_interval_ms: int = Field(1000, ge=0)
+    #: Exodus symbols to ask prices for; empty: every FX instrument.
+    quote_symbols: list[str] = []
+    #: Exodus symbol -> OANDA instrument, where ``EURUSD -> EUR_USD`` is not the rule.
+    symbol_map: dict[str, str] = {}
+    #: The Exodus account positions are reported for.
+    account: str = "oanda"
+    #: ``make run`` starts the local OANDA venue (``python -m devstack.venues.oanda``) on ``local_venue_port``,
+    #: points the adapter at it and lets the worker own "oanda".
+    local_venue: bool = False
+    local_venue_port: int = Field(8791, ge=1, le=65535)
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
+    #: The local venue's rate limit (requests per second per token; 0: none; OANDA's is 120).
+    local_venue_rate_limit_per_second: int = Field(0, ge=0)
+
+
 class OrderSettings(BaseModel):
     """Order lifecycle timing."""
 
@@ -472,6 +515,7 @@ class Settings(BaseSettings):
     risk: RiskPolicy = RiskPolicy()
     mt5: Mt5Settings = Mt5Settings()
     alpaca: AlpacaSettings = AlpacaSettings()
+    oanda: OandaSettings = OandaSettings()
     market_data: MarketDataSettings = MarketDataSettings()
     stream: StreamSettings = StreamSettings()
 
