@@ -386,7 +386,7 @@ class IBSettings(BaseModel):
     #: "currency": "USD"}}``; symbols not listed are stocks (STK) on ``exchange`` in ``currency``.
     contracts: dict[str, dict[str, str]] = {}
     #: Quotes (reqMktData snapshots) are asked for this often and published as source "ib"; 0: never.
-    quote_interval_ms: int = Field(0, ge=0)
+    quote_interval_ms: int = Field(1000, ge=0)
     #: Exodus symbols to ask quotes for; empty: every equity instrument.
     quote_symbols: list[str] = []
     #: 1 live, 2 frozen, 3 delayed, 4 delayed frozen (reqMarketDataType): delayed data needs no subscription.

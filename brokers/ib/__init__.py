@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brokers.base import Broker, BrokerContext, BrokerSpec, LocalVenue
+from brokers.base import Broker, BrokerContext, BrokerSpec, LocalVenue, QuoteSource
 from brokers.ib.config import IB_CAPABILITIES, IBSettings
 from brokers.sessions import session_check_for
 
@@ -33,7 +33,7 @@ SPEC = BrokerSpec(
     description="Interactive Brokers through TWS or IB Gateway (ib_async, settings section `ib`)",
     settings_section="ib",
     session_check=session_check_for("ib"),
-    quotes=None,
+    quotes=QuoteSource("ib", description="reqMktData snapshots from TWS/Gateway (quote_interval_ms)"),
     venue=LocalVenue(module="devstack.venues.ib"),
     extra="ib",
     libraries=("ib_async",),

@@ -45,6 +45,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink, storage_boundary
 from brokers.ib.config import EXODUS_CLIENT_ORDER_ID, IB_CAPABILITIES, IB_DONE, IB_WARNINGS, IB_WORKING
+from brokers.ib.marketdata import QuotePoller
 from brokers.ib.parsing import contract_fields, decimal_of, domain_symbol, order_fields, status_of
 from brokers.ib.store import IBOrder, IBStore
 from brokers.journal import ReportDelivery
@@ -53,6 +54,7 @@ from core.domain import (
     BrokerAck,
     CancelOrder,
     ExecutionReport,
+    InstrumentClass,
     OrderStatus,
     OrderStatusReport,
     PositionReport,
@@ -170,6 +172,19 @@ class IBBroker:
         self.connections = 0
         self.caught_up = asyncio.Event()
         self.account = settings.account
+        self.quote_poller: QuotePoller | None = None
+        if quotes is not None and settings.quote_interval_ms > 0:
+            symbols = list(settings.quote_symbols)
+            if not symbols and instruments is not None:
+                symbols = [i.symbol for i in instruments if i.instrument_class is InstrumentClass.EQUITY]
+            self.quote_poller = QuotePoller(
+                self.ib,
+                quotes,
+                contracts={s: self._contract(s) for s in symbols},
+                interval=settings.quote_interval_ms / 1000,
+                timeout=settings.request_timeout_seconds,
+                source=name,
+            )
 
     @classmethod
     def from_settings(
@@ -195,10 +210,14 @@ class IBBroker:
         await self.delivery.start()
         self._closing = False
         self._runner = asyncio.create_task(self._run(), name=f"{self.name}-session")
+        if self.quote_poller is not None:
+            self.quote_poller.start()
 
     async def close(self) -> None:
         """Disconnect and stop (idempotent)."""
         self._closing = True
+        if self.quote_poller is not None:
+            await self.quote_poller.stop()
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -243,6 +262,8 @@ class IBBroker:
                 accounts = self.ib.managedAccounts()
                 if not self.account and accounts:
                     self.account = accounts[0]
+                if self.settings.market_data_type != 1:
+                    self.ib.reqMarketDataType(self.settings.market_data_type)
                 await self._catch_up()
                 delay = self.settings.reconnect_initial_seconds
                 self.connections += 1

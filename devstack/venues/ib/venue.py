@@ -6,7 +6,8 @@ one of the client's working orders), ``cancelOrder``, ``reqGlobalCancel``, ``req
 (``openOrder`` + ``orderStatus`` ... ``openOrderEnd``), ``reqCompletedOrders``, ``reqExecutions`` (``execDetails`` +
 ``commissionReport`` ... ``execDetailsEnd``), ``reqPositions``, ``reqAccountUpdates``/``reqAccountUpdatesMulti``,
 ``reqAccountSummary``, ``reqMktData`` (snapshots and streaming, ``tickPrice``/``tickSize``/``tickSnapshotEnd``),
-``reqIds``, ``reqCurrentTime``, ``reqManagedAccts``. Anything else is answered with error 321.
+``reqContractDetails`` (stocks, FX, crypto), ``reqIds``, ``reqCurrentTime``, ``reqManagedAccts``.
+Anything else is answered with error 321.
 
 IB's behaviours it reproduces, because an adapter has to survive them:
 
@@ -397,6 +398,7 @@ class IBVenue:
             IN.REQ_ACCOUNT_UPDATES_MULTI: self._account_updates_multi,
             IN.REQ_ACCOUNT_SUMMARY: self._account_summary,
             IN.REQ_MKT_DATA: self._mkt_data,
+            IN.REQ_CONTRACT_DETAILS: self._contract_details,
             IN.CANCEL_MKT_DATA: self._cancel_mkt_data,
             IN.REQ_IDS: self._req_ids,
             IN.REQ_CURRENT_TIME: self._current_time,
@@ -986,6 +988,24 @@ class IBVenue:
             session.send(OUT.TICK_SNAPSHOT_END, 1, req_id)
         else:
             session.streams[req_id] = contract
+
+    async def _contract_details(self, session: Session, f: list[str]) -> None:
+        # 9, version, reqId, conId, symbol, secType, lastTradeDate, strike, right, multiplier, exchange,
+        # primaryExchange, currency, localSymbol, tradingClass, includeExpired, secIdType, secId, [issuerId]
+        req_id = int(f[2])
+        contract = self.contract(f[4], f[5], f[10], f[12], f[3] if f[3] not in ("", "0") else "")
+        if contract is not None:
+            inst = self.instruments[contract.sim_symbol]
+            c = contract
+            session.send(
+                OUT.CONTRACT_DATA, req_id, c.symbol, c.sec_type, "", "0", "", c.exchange, c.currency,
+                c.local_symbol, c.symbol, c.fields()[-1], c.con_id, inst.tick_size, "",
+                "LMT,MKT,STP,STP LMT", f"{c.exchange},PAPERSIM", 1, 0, inst.symbol, "PAPERSIM", "",
+                "", "", "", "UTC", "", "", "", "", 0,
+                "", "", "", "", "", "COMMON" if c.sec_type == "STK" else "",
+                inst.min_qty, inst.lot_step, inst.lot_step,
+            )  # fmt: skip
+        session.send(OUT.CONTRACT_DATA_END, 1, req_id)
 
     async def _cancel_mkt_data(self, session: Session, f: list[str]) -> None:
         session.streams.pop(int(f[2]), None)

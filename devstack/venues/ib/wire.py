@@ -88,9 +88,11 @@ class OUT:
     PORTFOLIO_VALUE: Final = 7
     ACCT_UPDATE_TIME: Final = 8
     NEXT_VALID_ID: Final = 9
+    CONTRACT_DATA: Final = 10
     EXECUTION_DATA: Final = 11
     MANAGED_ACCTS: Final = 15
     CURRENT_TIME: Final = 49
+    CONTRACT_DATA_END: Final = 52
     OPEN_ORDER_END: Final = 53
     ACCT_DOWNLOAD_END: Final = 54
     EXECUTION_DATA_END: Final = 55
