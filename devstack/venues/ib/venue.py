@@ -276,6 +276,8 @@ class IBVenue:
         self.max_ids: dict[int, int] = {}
         self.executions: list[Execution] = []
         self._perm = 1_000_000 + int(time.time()) % 1_000_000
+        #: False: new connections are closed at once (TWS/Gateway down, the nightly reset in progress).
+        self.accepting = True
         #: Requests served by kind (tests look at it).
         self.served: dict[int, int] = {}
         sim.add_listener(self._on_report)
@@ -346,6 +348,9 @@ class IBVenue:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One client connection, from the handshake to its end."""
         session = Session(self, reader, writer)
+        if not self.accepting:
+            session.abort()
+            return
         self.all_sessions.add(session)
         try:
             offer: Handshake = await read_handshake(reader)
