@@ -35,6 +35,7 @@ PACKAGES = (
     "brokers.mt5",
     "brokers.alpaca",
     "brokers.oanda",
+    "brokers.ib",
 )
 
 #: Every broker Exodus knows, by name.

@@ -28,6 +28,7 @@ __all__ = [
     "AuthSettings",
     "DatabaseSettings",
     "FixSettings",
+    "IBSettings",
     "MarketDataClassSettings",
     "MarketDataSettings",
     "JwtSettings",
@@ -395,6 +396,52 @@ class OandaSettings(BaseModel):
     local_venue_rate_limit_per_second: int = Field(0, ge=0)
 
 
+class IBSettings(BaseModel):
+    """Interactive Brokers (``brokers/ib``) through TWS or IB Gateway's socket API (``ib_async``).
+
+    ``make run`` can start the local TWS venue instead (``python -m devstack.venues.ib``).
+
+    Ports: TWS live 7496, TWS paper 7497, IB Gateway live 4001, IB Gateway paper 4002. The logged-in TWS/Gateway
+    session is the credential; the API socket must be enabled in it.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(7497, ge=1, le=65535)
+    #: The API client id of the worker's session (unique per connection to one TWS/Gateway).
+    client_id: int = Field(17, ge=0)
+    #: The IB account orders go to ("" with a single managed account: that one).
+    account: str = ""
+    #: How long one request (a placeOrder's acknowledgement, a cancel, a lookup) may take before its outcome counts
+    #: as unknown (``BrokerUnavailable``, never a refusal).
+    request_timeout_seconds: float = Field(5.0, gt=0)
+    #: How long ``connect`` may take (the API handshake and the start-up sync).
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    #: Reconnect backoff after a dropped session: first wait, doubling up to the cap.
+    reconnect_initial_seconds: float = Field(0.5, gt=0)
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+    #: Messages per second the client sends at most (IB allows about 50; ib_async throttles to 45 by default).
+    max_messages_per_second: int = Field(45, ge=1, le=50)
+    #: How long a fill waits for its commissionReport before it is booked without a fee.
+    commission_wait_seconds: float = Field(2.0, ge=0)
+    #: Exchange and currency of the stock contracts orders name (``SMART``/``USD``); per-symbol overrides below.
+    exchange: str = "SMART"
+    currency: str = "USD"
+    #: Exodus symbol -> IB contract: ``{"EURUSD": {"symbol": "EUR", "secType": "CASH", "exchange": "IDEALPRO",
+    #: "currency": "USD"}}``; symbols not listed are stocks (STK) on ``exchange`` in ``currency``.
+    contracts: dict[str, dict[str, str]] = {}
+    #: Quotes (reqMktData snapshots) are asked for this often and published as source "ib"; 0: never.
+    quote_interval_ms: int = Field(1000, ge=0)
+    #: Exodus symbols to ask quotes for; empty: every equity instrument.
+    quote_symbols: list[str] = []
+    #: 1 live, 2 frozen, 3 delayed, 4 delayed frozen (reqMarketDataType): delayed data needs no subscription.
+    market_data_type: int = Field(1, ge=1, le=4)
+    #: ``make run`` starts the local TWS venue on ``local_venue_port``, points the adapter at it and lets the worker
+    #: own "ib".
+    local_venue: bool = False
+    local_venue_port: int = Field(7597, ge=1, le=65535)
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
+
+
 class OrderSettings(BaseModel):
     """Order lifecycle timing."""
 
@@ -516,6 +563,7 @@ class Settings(BaseSettings):
     mt5: Mt5Settings = Mt5Settings()
     alpaca: AlpacaSettings = AlpacaSettings()
     oanda: OandaSettings = OandaSettings()
+    ib: IBSettings = IBSettings()
     market_data: MarketDataSettings = MarketDataSettings()
     stream: StreamSettings = StreamSettings()
 
