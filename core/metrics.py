@@ -34,6 +34,8 @@ __all__ = [
     "QUOTE_AGE",
     "RECONCILIATION_BREAKS",
     "REPORTS_UNMATCHED",
+    "STREAM_CLIENTS",
+    "STREAM_LAGGING",
     "TRADING_HALTED",
 ]
 
@@ -81,4 +83,9 @@ QUOTES_STALE = Gauge(
     "exodus_quotes_stale",
     "Symbols whose latest quote from the source is stale (too old for risk), when scraped",
     ["source"],
+)
+#: GET /api/v1/stream (issue 16).
+STREAM_CLIENTS = Gauge("exodus_stream_clients", "Stream connections this API process serves", ["transport"])
+STREAM_LAGGING = Counter(
+    "exodus_stream_lagging_total", "Stream clients disconnected because they fell too far behind (resumable)"
 )
