@@ -86,9 +86,13 @@ SessionCheck = Callable[[AsyncConnection[Any], str], Awaitable[str | None]]
 
 
 class BrokerCapabilities(BaseModel):
-    """What a broker supports; the risk check refuses orders outside it."""
+    """What a broker supports; the risk check refuses orders outside it.
 
-    model_config = ConfigDict(frozen=True)
+    Unknown fields are refused: a capability under a name it no longer has (``dedupes_client_order_id``, now
+    ``dedupes_cl_ord_id``) fails where the adapter declares it instead of silently keeping the default.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     order_types: frozenset[OrderType]
     time_in_force: frozenset[TimeInForce]
