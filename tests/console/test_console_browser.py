@@ -176,7 +176,10 @@ async def test_the_blotter_shows_a_new_order_and_then_its_fill_without_a_reload(
     await page.shot("blotter-new-order")
     await stack.venue.set_mid("AAPL", D("149.00"))  # the market comes to the resting limit: it fills
     await page.wait("its fill", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row}[data-status=FILLED]"))
-    filled = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} td.filled").text)
+    # Read in one script: the blotter re-renders the row on every event, so an element found first may be stale.
+    filled = await page.run(
+        lambda d: d.execute_script("return document.querySelector(arguments[0]).textContent", f"{row} td.filled")
+    )
     assert D(filled) == 5
     assert await page.run(lambda d: d.execute_script("return window.__notReloaded === true"))
     await page.shot("blotter-filled")
