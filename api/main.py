@@ -26,12 +26,28 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import AuthDisabledHeader, operational
 from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
-from api.routes import admin, audit, bridge_mt5, console, health, operator, orders, positions, quotes, risk, stream
+from api.routes import (
+    admin,
+    audit,
+    breaks,
+    bridge_mt5,
+    broker_health,
+    console,
+    health,
+    operator,
+    orders,
+    positions,
+    quotes,
+    risk,
+    stream,
+)
 from api.schemas import ErrorBody, Reason
+from api.streaming import prune_forever
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
 from core.marketdata import MarketData
 from core.settings import Settings, get_settings
+from core.tasks import stop_tasks
 from core.temporal import connect
 from store import Pool
 from store.auth import register_account
@@ -191,9 +207,12 @@ def create_app(
                 "development only, bound to %s",
                 settings.api.host,
             )
+        # The stream's retention: every API process prunes (one at a time: store/stream.py's prune).
+        pruning = asyncio.create_task(prune_forever(app.state.pool, settings.stream), name="stream-prune")
         try:
             yield
         finally:
+            await stop_tasks([pruning], what="stream pruning")
             if app.state.stream_hub is not None:
                 await app.state.stream_hub.stop()
             if owned_pool is not None:
@@ -230,6 +249,8 @@ def create_app(
     app.include_router(bridge_mt5.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(audit.router, prefix="/api/v1")
+    app.include_router(breaks.router, prefix="/api/v1")
+    app.include_router(broker_health.router, prefix="/api/v1")
     app.include_router(stream.router, prefix="/api/v1")
     app.include_router(stream.socket_router, prefix="/api/v1")
     app.include_router(console.me_router, prefix="/api/v1")
