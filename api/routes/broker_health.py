@@ -99,9 +99,8 @@ class QuoteSourceHealth(_Out):
     state: Literal["OK", "STALE", "SILENT"]
     symbols: int
     stale_symbols: int
-    #: Age of its newest quote (null: it never published one).
+    #: Age of its newest quote (null: it never published one); how old is too old depends on the instrument.
     newest_age_seconds: float | None
-    max_age_seconds: float
 
 
 class BrokerHealth(_Out):
@@ -127,7 +126,6 @@ async def broker_health(
     now = utcnow()
     ages = market.source_ages(stored, now=now)
     newest = {src: now for src in ages}  # sources with quotes; silent_sources adds the expected ones never heard
-    limit = market.settings.max_age_seconds
     quotes: list[QuoteSourceHealth] = []
     for source in sorted(set(ages) | set(market.silent_sources(newest, now=now))):
         if source not in ages:
@@ -138,7 +136,6 @@ async def broker_health(
                     symbols=0,
                     stale_symbols=0,
                     newest_age_seconds=None,
-                    max_age_seconds=limit,
                 )
             )
             continue
@@ -151,7 +148,6 @@ async def broker_health(
                 symbols=count,
                 stale_symbols=stale,
                 newest_age_seconds=round(age, 3),
-                max_age_seconds=limit,
             )
         )
     terminal_health = []
