@@ -33,7 +33,7 @@ async def record_session(conn: Conn, *, broker: str, session: str, logged_on: bo
 
 
 async def heartbeat(conn: Conn, broker: str, *, last_call_at: datetime | None = None) -> None:
-    """The owner of ``broker``'s session is alive (and, for a REST broker, a call last succeeded at ``last_call_at``)."""
+    """The owner of ``broker``'s session is alive (and, for a REST broker, a call succeeded at ``last_call_at``)."""
     await conn.execute(
         "UPDATE broker_sessions SET heartbeat_at = now(),"
         " last_call_at = CASE WHEN last_call_at IS NULL OR last_call_at < %s THEN %s ELSE last_call_at END"

@@ -133,8 +133,11 @@ async def list_breaks(
     before: Before = None,
     limit: Limit = 100,
 ) -> JSONResponse:
-    """Breaks inside the caller's scope, newest first: open ones by default (``status``), of one broker, order
-    (``orderId``) or kind; page back with ``before`` (the last id of a page)."""
+    """Breaks inside the caller's scope, newest first.
+
+    Open ones by default (``status``), of one broker, order (``orderId``) or kind; page back with ``before`` (the
+    last id of a page).
+    """
     async with pool.connection() as conn:
         rows = await breaks.list_breaks(
             conn,

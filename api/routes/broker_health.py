@@ -116,8 +116,11 @@ class BrokerHealth(_Out):
 async def broker_health(
     pool: PoolDep, request: Request, principal: Annotated[Principal, requires(Permission.SYSTEM_READ)]
 ) -> JSONResponse:
-    """FIX sessions' logon state, REST brokers' stream state and last successful call, MT5 terminals' last
-    heartbeat (of the accounts in scope), and quote age per source."""
+    """Broker sessions, MT5 terminals and quote sources, each with its state.
+
+    FIX sessions' logon state, REST brokers' stream state and last successful call, MT5 terminals' last heartbeat
+    (of the accounts in scope), and quote age per source.
+    """
     market: MarketData = request.app.state.market
     async with pool.connection() as conn:
         session_rows = await sessions(conn)

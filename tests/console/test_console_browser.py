@@ -24,8 +24,8 @@ import pytest
 import uvicorn
 
 from api.main import create_app
-from core.auth import Scope
 from brokers.mt5.tables import register_account as register_mt5_account
+from core.auth import Scope
 from core.settings import ApiSettings, TokenSettings
 from store.breaks import add_break, add_unmatched_report, list_breaks
 from store.sessions import heartbeat, record_session

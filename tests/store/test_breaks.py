@@ -99,7 +99,9 @@ async def test_unmatched_reports_are_listed_by_broker_and_resolved_once(db: Pool
         await add_unmatched_report(
             conn, broker="fix", exec_id=exec_id, client_order_id="C1", reason="unknown order", report={"a": 1}
         )
-        [row] = [r for r in await list_unmatched(conn, scope=Scope.everything(), broker="fix") if r["exec_id"] == exec_id]
+        [row] = [
+            r for r in await list_unmatched(conn, scope=Scope.everything(), broker="fix") if r["exec_id"] == exec_id
+        ]
         assert row["report"] == {"a": 1} and row["resolved_at"] is None
         assert await list_unmatched(conn, scope=Scope(clients=ALL, accounts=ALL, brokers=["paper"]), broker="fix") == []
         resolved = await resolve_unmatched(conn, row["id"], actor="ops-1", resolution="a test order of the venue")

@@ -92,7 +92,9 @@ async def test_an_unmatched_report_is_listed_and_resolved_once(stack: Stack) -> 
         )
         assert r.status_code == 200, r.text
         assert r.json()["resolvedBy"] == "o" and r.json()["resolution"] == "venue test"
-        assert (await http.post(f"/api/v1/unmatched-reports/{row['id']}/resolve", json={"reason": "x"})).status_code == 409
+        assert (
+            await http.post(f"/api/v1/unmatched-reports/{row['id']}/resolve", json={"reason": "x"})
+        ).status_code == 409
         audit = await http.get("/api/v1/audit", params={"action": "UNMATCHED_REPORT_RESOLVED"})
         assert any(e["detail"].get("execId") == exec_id for e in audit.json()["data"])
     assert len(await _announced(stack, "UNMATCHED_RESOLVED", "execId", exec_id)) == 1

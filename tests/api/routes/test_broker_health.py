@@ -83,4 +83,10 @@ async def test_broker_health_shows_sessions_terminals_and_quote_age(stack: Stack
         1,
     )
     assert quotes[mixed_src]["newestAgeSeconds"] < 60
-    assert quotes[never] == {"source": never, "state": "SILENT", "symbols": 0, "staleSymbols": 0, "newestAgeSeconds": None}
+    assert quotes[never] == {
+        "source": never,
+        "state": "SILENT",
+        "symbols": 0,
+        "staleSymbols": 0,
+        "newestAgeSeconds": None,
+    }
