@@ -1,7 +1,8 @@
 """``GET /api/v1/stream``: order events as they are booked, over a WebSocket or as Server-Sent Events.
 
 The protocol (README, "The event stream"): JSON messages ``hello``, ``event`` (with ``seq``), ``heartbeat`` (with
-the position to resume from) and ``lagging`` (the client fell too far behind and is disconnected). Reconnect with
+the position to resume from), ``lagging`` (the client fell too far behind and is disconnected) and ``reset`` (the
+events after its position were pruned while it caught up). Reconnect with
 ``since=<the last seq you got>`` to get exactly what was missed, in order, then live events. SSE frames carry
 the number as ``id:`` so a browser's ``EventSource`` resumes by itself (``Last-Event-ID``).
 
