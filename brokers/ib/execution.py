@@ -41,8 +41,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from brokers.base import ReportSink, storage_boundary
 from brokers.ib.config import EXODUS_CLIENT_ORDER_ID, IB_CAPABILITIES, IB_DONE, IB_WARNINGS, IB_WORKING
 from brokers.ib.marketdata import QuotePoller
@@ -69,6 +67,7 @@ from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import IBSettings, Settings
+from store import Pool
 
 __all__ = ["IB_CAPABILITIES", "IBBroker"]
 
@@ -122,7 +121,7 @@ class IBBroker:
         self,
         settings: IBSettings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "ib",
         instruments: InstrumentCatalog | None = None,
         quotes: QuoteSink | None = None,
@@ -157,7 +156,7 @@ class IBBroker:
             self._completed_states[order.permId] = (state.completedStatus, state.completedTime)
             wrapper_completed(contract, order, state)
 
-        self.ib.wrapper.completedOrder = completed  # type: ignore[method-assign]
+        self.ib.wrapper.completedOrder = completed  # type: ignore[method-assign,assignment]  # replaced on this instance only
         self._pending: dict[int, _Pending] = {}
         self._lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
@@ -191,7 +190,7 @@ class IBBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "ib",
         instruments: InstrumentCatalog | None = None,
         quotes: QuoteSink | None = None,
@@ -317,7 +316,7 @@ class IBBroker:
             used = await self.store.last_order_id(self.session)
             order_id = max(announced, used + 1)
             await self.store.use_order_id(self.session, order_id)
-            self.ib.client.updateReqId(order_id + 1)
+            self.ib.client.updateReqId(order_id + 1)  # type: ignore[no-untyped-call]  # unannotated in ib_async
             return order_id
 
     # -- requests --------------------------------------------------------------------------------------------
@@ -432,7 +431,7 @@ class IBBroker:
             )
         self._cancel_requested.add(record.order_id)
         future = self._expect(record.ib_order_id, "cancel")
-        self.ib.client.cancelOrder(record.ib_order_id, "")
+        self.ib.client.cancelOrder(record.ib_order_id, "")  # type: ignore[no-untyped-call]  # unannotated in ib_async
         ok, reason = await self._answer(record.ib_order_id, future, "cancelOrder")
         if ok:
             await self._sync()
@@ -486,7 +485,7 @@ class IBBroker:
             return BrokerAck(accepted=False, client_order_id=new_cid, reason=f"UNSUPPORTED: {e}")
         future = self._expect(record.ib_order_id, "modify", new_cid)
         # The client call, not IB.placeOrder: ib_async refuses to modify a trade it marked done itself.
-        self.ib.client.placeOrder(record.ib_order_id, contract, self._ib_order(record.ib_order_id, fields))
+        self.ib.client.placeOrder(record.ib_order_id, contract, self._ib_order(record.ib_order_id, fields))  # type: ignore[no-untyped-call]  # unannotated in ib_async
         ok, reason = await self._answer(record.ib_order_id, future, "modification")
         if not ok:
             return BrokerAck(

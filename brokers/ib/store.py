@@ -14,11 +14,11 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from brokers.journal import ReportJournal
 from core.domain import OrderSide, OrderStatus, utcnow
+from store import Pool
 
 __all__ = ["IBOrder", "IBStore"]
 
@@ -56,7 +56,7 @@ class IBOrder(BaseModel):
 class IBStore:
     """The records of one IB broker (by name)."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, broker: str = "ib") -> None:
+    def __init__(self, pool: Pool, *, broker: str = "ib") -> None:
         """Records of ``broker`` through ``pool``."""
         self._pool = pool
         self.broker = broker

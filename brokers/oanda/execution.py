@@ -39,8 +39,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from brokers.base import ReportSink, storage_boundary
 from brokers.journal import ReportDelivery
 from brokers.oanda.client import OandaError, OandaRest, loads
@@ -77,6 +75,7 @@ from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import OandaSettings, Settings
+from store import Pool
 
 __all__ = ["OANDA_CAPABILITIES", "AccountReport", "OandaBroker"]
 
@@ -176,7 +175,7 @@ class OandaBroker:
         cls,
         settings: Settings,
         *,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         name: str = "oanda",
         quotes: QuoteSink | None = None,
         instruments: InstrumentCatalog | None = None,

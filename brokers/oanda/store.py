@@ -14,11 +14,11 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from brokers.journal import ReportJournal
 from core.domain import OrderSide
+from store import Pool
 
 __all__ = ["OandaOrder", "OandaStore"]
 
@@ -47,7 +47,7 @@ class OandaOrder(BaseModel):
 class OandaStore:
     """The records of one OANDA broker (by name)."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, broker: str = "oanda") -> None:
+    def __init__(self, pool: Pool, *, broker: str = "oanda") -> None:
         """Records of ``broker`` through ``pool``."""
         self._pool = pool
         self.broker = broker

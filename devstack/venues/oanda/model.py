@@ -273,21 +273,21 @@ def derive(
             qty = report.last_qty
             leg.filled += qty
             filled_chain[order.venue_order_id] = filled_chain.get(order.venue_order_id, Decimal(0)) + qty
-            price = num(report.last_price)
+            fill_price = num(report.last_price)
             txn = base(at, 0, "ORDER_FILL") | {
                 "orderID": leg.id,
                 "instrument": instrument_of(order.symbol),
                 "units": num(qty * sign),
-                "price": price,
-                "fullVWAP": price,
+                "price": fill_price,
+                "fullVWAP": fill_price,
                 "fullPrice": {
                     "type": "PRICE",
                     "instrument": instrument_of(order.symbol),
                     "time": oanda_time(at),
-                    "bids": [{"price": price, "liquidity": 10000000}],
-                    "asks": [{"price": price, "liquidity": 10000000}],
-                    "closeoutBid": price,
-                    "closeoutAsk": price,
+                    "bids": [{"price": fill_price, "liquidity": 10000000}],
+                    "asks": [{"price": fill_price, "liquidity": 10000000}],
+                    "closeoutBid": fill_price,
+                    "closeoutAsk": fill_price,
                 },
                 "reason": f"{type_name}_ORDER",
                 "pl": "0",
@@ -302,7 +302,7 @@ def derive(
             txn["tradeOpened"] = {
                 "tradeID": txn["id"],
                 "units": num(qty * sign),
-                "price": price,
+                "price": fill_price,
                 "guaranteedExecutionFee": "0",
                 "halfSpreadCost": "0",
                 "initialMarginRequired": "0",

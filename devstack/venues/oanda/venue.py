@@ -780,7 +780,7 @@ class OandaVenue:
         for symbol, (qty, avg) in sorted(self._positions(self._orders()).items()):
             if qty == 0:
                 continue
-            side = {
+            side: dict[str, Any] = {
                 "units": num(qty),
                 "averagePrice": num(avg.quantize(self.instruments[symbol].tick_size)),
                 "pl": "0",

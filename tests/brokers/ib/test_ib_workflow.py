@@ -17,11 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from brokers.ib.execution import IBBroker
 from core.instruments import InstrumentCatalog
-from core.marketdata import QuoteWriter
 from devstack.venues.ib import LOCAL_IB_ACCOUNT
 from devstack.venues.ib.venue import IBVenue, IBVenueServer
 from devstack.venues.ib.wire import IN
 from sim.venue import SimVenue
+from store.quotes import QuoteWriter
 from tests.brokers.ib.kit import eventually, ib_settings
 from tests.conftest import make_settings, temporal_address
 from tests.harness import Stack, unique

@@ -20,10 +20,10 @@ from brokers.oanda.execution import OandaBroker
 from brokers.oanda.store import OandaStore
 from brokers.sessions import SessionRecorder
 from core.instruments import InstrumentCatalog
-from core.marketdata import QuoteWriter
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
+from store.quotes import QuoteWriter
 from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oanda_settings
 from tests.conftest import make_settings, temporal_address
 from tests.harness import Stack, unique
