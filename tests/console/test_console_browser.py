@@ -181,11 +181,12 @@ async def test_the_blotter_shows_a_new_order_and_then_its_fill_without_a_reload(
     await page.shot("blotter-new-order")
     await stack.venue.set_mid("AAPL", D("149.00"))  # the market comes to the resting limit: it fills
     await page.wait("its fill", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row}[data-status=FILLED]"))
-    filled = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} td.filled").text)
+    # Read in one script: a later event of the order may replace the row between a find and a read (stale element).
+    filled = await page.run(lambda d: d.execute_script(f'return document.querySelector("{row} td.filled").textContent'))
     assert D(filled) == 5
     assert await page.run(lambda d: d.execute_script("return window.__notReloaded === true"))
     await page.shot("blotter-filled")
-    await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} a").click())
+    await page.run(lambda d: d.execute_script(f'document.querySelector("{row} a").click()'))
     await page.wait("the order page", lambda d: "Timeline" in d.find_element(By.ID, "page").text)
     await page.shot("order-page")
     await stack.venue.set_mid("AAPL", D("190.00"))
