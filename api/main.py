@@ -28,10 +28,13 @@ from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
 from api.routes import admin, audit, bridge_mt5, health, operator, orders, positions, quotes, risk
 from api.schemas import ErrorBody, Reason
+from core.audit import take_checkpoint
+from core.audit_cli import checkpoint_path
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
 from core.marketdata import MarketData
 from core.settings import Settings, get_settings
+from core.tasks import stop_tasks
 from core.temporal import connect
 from store import Pool
 from store.auth import register_account
@@ -145,6 +148,23 @@ async def register_configured_accounts(pool: Pool, settings: Settings) -> None:
                 log.warning("account %s is registered for broker %s, not mt5", account, record.broker)
 
 
+async def _checkpoints(pool: Pool, settings: Settings) -> None:
+    """Write an audit checkpoint now and every ``audit.checkpoint_interval_seconds`` (a failure is retried)."""
+    path = checkpoint_path(settings)
+    key = settings.audit.checkpoint_key
+    if key is None:
+        log.warning("audit checkpoints are not signed: set EXODUS_AUDIT__CHECKPOINT_KEY")
+    while True:
+        try:
+            async with pool.connection() as conn:
+                await take_checkpoint(conn, path, key.get_secret_value() if key else None)
+        except Exception:
+            log.exception(
+                "audit checkpoint not written; trying again in %.0f s", settings.audit.checkpoint_interval_seconds
+            )
+        await asyncio.sleep(settings.audit.checkpoint_interval_seconds)
+
+
 def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = app.openapi()
@@ -191,9 +211,14 @@ def create_app(
                 "development only, bound to %s",
                 settings.api.host,
             )
+        tasks: list[asyncio.Task[None]] = []
+        if owned_pool is not None and settings.audit.checkpoint_interval_seconds > 0:
+            # The API process (python -m api) keeps the audit trail's checkpoints; test apps share a pool.
+            tasks.append(asyncio.create_task(_checkpoints(owned_pool, settings), name="audit-checkpoints"))
         try:
             yield
         finally:
+            await stop_tasks(tasks, what="api background tasks")
             if owned_pool is not None:
                 await owned_pool.close()
 

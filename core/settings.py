@@ -74,6 +74,9 @@ class DatabaseSettings(BaseModel):
 
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(10, ge=1)
+    #: The role every pooled connection takes (``SET ROLE``; migration 0022 creates it): it may append to the
+    #: audit log but not change or delete it. Empty: stay the login role (only for a login that is already it).
+    app_role: str = Field("exodus_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
 
 
 class TokenSettings(BaseModel):
@@ -423,6 +426,20 @@ class Mt5Settings(BaseModel):
     terminal: Mt5TerminalSettings | None = None
 
 
+class AuditSettings(BaseModel):
+    """The audit trail's checkpoints, outside the database (issue 17), and its retention."""
+
+    #: HMAC-SHA256 key that signs each checkpoint (``python -m core.audit verify`` checks the signatures).
+    checkpoint_key: SecretStr | None = None
+    #: Seconds between checkpoints written by the API (the chain's head, its row count and time); 0: none.
+    checkpoint_interval_seconds: float = Field(300.0, ge=0)
+    #: Where checkpoints are appended (JSON lines). Default: ``<data_dir>/audit/checkpoints.jsonl``.
+    checkpoint_file: Path | None = None
+    #: How long the audit rows, orders, fills and decisions must be kept (days; seven years by default).
+    #: Exodus deletes none of them; this is the archive's period, shown by ``python -m core.audit verify``.
+    retention_days: int = Field(2557, ge=1)
+
+
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -457,6 +474,7 @@ class Settings(BaseSettings):
     mt5: Mt5Settings = Mt5Settings()
     alpaca: AlpacaSettings = AlpacaSettings()
     market_data: MarketDataSettings = MarketDataSettings()
+    audit: AuditSettings = AuditSettings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:

@@ -29,7 +29,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from core.db import apply_migrations
+from core.db import app_role_configure, apply_migrations
 from core.domain import InstrumentClass
 from core.instruments import InstrumentCatalog
 from core.risk import ClassLimits, RiskPolicy
@@ -102,8 +102,14 @@ async def database_url(postgres_admin_url: str) -> str:
 async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     from psycopg.rows import dict_row
 
+    # As the application role, like core.db.open_pool: the suite runs with the privileges production has.
     p = AsyncConnectionPool(
-        database_url, min_size=1, max_size=20, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+        database_url,
+        min_size=1,
+        max_size=20,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=app_role_configure("exodus_app"),
+        open=False,
     )
     await p.open(wait=True)
     yield p
