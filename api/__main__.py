@@ -14,9 +14,11 @@ import uvicorn
 
 from api.main import create_app
 from core.db import wait_for_postgres
+from core.logs import setup_logging
 from core.process import exit_now
 from core.settings import Settings, get_settings
 from core.startup import StartupAborted, wait_for_temporal
+from core.tracing import setup_tracing
 
 log = logging.getLogger("api")
 
@@ -39,14 +41,20 @@ async def wait_for_dependencies(settings: Settings) -> None:
 def main() -> None:
     """Wait for Postgres and Temporal, then run uvicorn."""
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt=settings.log.format, level=settings.log.level)
+    setup_tracing("exodus-api")
     try:
         asyncio.run(wait_for_dependencies(settings))
     except StartupAborted as e:
         log.info("%s", e)
         exit_now(0)
     uvicorn.run(
-        create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info", access_log=False
+        create_app(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="info",
+        access_log=False,
+        log_config=None,
     )
     exit_now(0)  # uvicorn has shut the app (and its Temporal client) down; see core/process.py
 

@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import AuthDisabledHeader, operational
 from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
+from api.observability import RequestContext
 from api.routes import admin, audit, bridge_mt5, health, operator, orders, positions, quotes, risk
 from api.schemas import ErrorBody, Reason
 from core.audit import take_checkpoint
@@ -36,6 +37,7 @@ from core.marketdata import MarketData
 from core.settings import Settings, get_settings
 from core.tasks import stop_tasks
 from core.temporal import connect
+from core.tracing import instrument_app
 from store import Pool
 from store.auth import register_account
 from store.policy import PolicyStore
@@ -272,8 +274,11 @@ def create_app(
         """Swagger UI."""
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Exodus")
 
+    build = app.build_middleware_stack
     if authenticator.disabled:
         # Outermost, so that every answer is marked, errors that reach Starlette's last handler included.
-        build = app.build_middleware_stack
-        app.build_middleware_stack = lambda: AuthDisabledHeader(build())  # type: ignore[method-assign]
+        app.build_middleware_stack = lambda: RequestContext(AuthDisabledHeader(build()))  # type: ignore[method-assign]
+    else:
+        app.build_middleware_stack = lambda: RequestContext(build())  # type: ignore[method-assign]
+    instrument_app(app)
     return app

@@ -426,6 +426,14 @@ class Mt5Settings(BaseModel):
     terminal: Mt5TerminalSettings | None = None
 
 
+class LogSettings(BaseModel):
+    """Log lines of every process (``core/logs.py``)."""
+
+    #: ``auto``: readable on a terminal, one JSON object per line otherwise (files, containers); or force one.
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class AuditSettings(BaseModel):
     """The audit trail's checkpoints, outside the database (issue 17), and its retention."""
 
@@ -475,6 +483,7 @@ class Settings(BaseSettings):
     alpaca: AlpacaSettings = AlpacaSettings()
     market_data: MarketDataSettings = MarketDataSettings()
     audit: AuditSettings = AuditSettings()
+    log: LogSettings = LogSettings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:

@@ -14,9 +14,11 @@ from prometheus_client import start_http_server
 
 from core.db import open_pool, wait_for_postgres
 from core.instruments import load_instruments
+from core.logs import setup_logging
 from core.process import exit_now
 from core.settings import get_settings
 from core.startup import StartupAborted, wait_for_temporal
+from core.tracing import setup_tracing
 from store.quotes import QuoteWriter
 from worker.build import build_brokers, build_workers, market_data_for, running_workers
 from worker.dispatcher import ReportDispatcher
@@ -27,7 +29,8 @@ log = logging.getLogger("worker")
 async def main() -> None:
     """Start everything, wait for a stop signal, stop everything."""
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt=settings.log.format, level=settings.log.level)
+    setup_tracing("exodus-worker")
     url = settings.require_database_url()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
