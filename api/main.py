@@ -274,11 +274,11 @@ def create_app(
         """Swagger UI."""
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Exodus")
 
+    instrument_app(app)  # before the wrappers below: the instrumentation wants Starlette's own stack
     build = app.build_middleware_stack
     if authenticator.disabled:
         # Outermost, so that every answer is marked, errors that reach Starlette's last handler included.
         app.build_middleware_stack = lambda: RequestContext(AuthDisabledHeader(build()))  # type: ignore[method-assign]
     else:
         app.build_middleware_stack = lambda: RequestContext(build())  # type: ignore[method-assign]
-    instrument_app(app)
     return app
