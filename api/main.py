@@ -34,6 +34,7 @@ from core.audit_cli import checkpoint_path
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
 from core.marketdata import MarketData
+from core.metrics import BROKER_CONNECTED, BROKER_HEARTBEAT_AGE
 from core.settings import Settings, get_settings
 from core.tasks import stop_tasks
 from core.temporal import connect
@@ -42,6 +43,7 @@ from store import Pool
 from store.auth import register_account
 from store.policy import PolicyStore
 from store.quotes import fetch_quotes
+from store.sessions import session_health
 
 __all__ = ["create_app"]
 
@@ -260,8 +262,11 @@ def create_app(
         try:
             async with asyncio.timeout(2), app.state.pool.connection() as conn:
                 app.state.market.refresh_metrics(await fetch_quotes(conn))
+                for session in await session_health(conn):
+                    BROKER_CONNECTED.labels(broker=session["broker"]).set(1 if session["logged_on"] else 0)
+                    BROKER_HEARTBEAT_AGE.labels(broker=session["broker"]).set(session["heartbeat_age"])
         except Exception as e:  # the rest of the metrics are still worth answering with
-            log.warning("quote age metrics not refreshed, was %r", e)
+            log.warning("quote age and broker session metrics not refreshed, was %r", e)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[operational("docs")])

@@ -193,6 +193,8 @@ class WorkerSettings(BaseModel):
     metrics_port: int = 9464
     #: Address the worker's Prometheus endpoint binds to (0.0.0.0 in containers).
     metrics_host: str = "127.0.0.1"
+    #: Port of the Temporal SDK's own Prometheus metrics (task latencies, pollers, sticky cache); 0: off.
+    temporal_metrics_port: int = 9465
     #: Broker sessions this worker owns; it polls their task queues.
     brokers: list[str] = ["paper"]
     #: Concurrency limits.
@@ -446,6 +448,11 @@ class AuditSettings(BaseModel):
     #: How long the audit rows, orders, fills and decisions must be kept (days; seven years by default).
     #: Exodus deletes none of them; this is the archive's period, shown by ``python -m core.audit verify``.
     retention_days: int = Field(2557, ge=1)
+
+    @field_validator("checkpoint_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class Settings(BaseSettings):
