@@ -55,6 +55,9 @@ def main() -> None:
         log_level="info",
         access_log=False,
         log_config=None,
+        # Open streams (GET /api/v1/stream) never end by themselves: they are cut after this at shutdown, and
+        # their clients resume on reconnecting.
+        timeout_graceful_shutdown=5,
     )
     exit_now(0)  # uvicorn has shut the app (and its Temporal client) down; see core/process.py
 

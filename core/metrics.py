@@ -36,6 +36,8 @@ __all__ = [
     "QUOTE_AGE",
     "RECONCILIATION_BREAKS",
     "REPORTS_UNMATCHED",
+    "STREAM_CLIENTS",
+    "STREAM_LAGGING",
     "TRADING_HALTED",
 ]
 
@@ -94,4 +96,9 @@ BROKER_HEARTBEAT_AGE = Gauge(
     "exodus_broker_heartbeat_age_seconds",
     "Seconds since the worker owning the broker's session last refreshed it, when scraped",
     ["broker"],
+)
+#: GET /api/v1/stream (issue 16).
+STREAM_CLIENTS = Gauge("exodus_stream_clients", "Stream connections this API process serves", ["transport"])
+STREAM_LAGGING = Counter(
+    "exodus_stream_lagging_total", "Stream clients disconnected because they fell too far behind (resumable)"
 )

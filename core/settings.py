@@ -37,6 +37,7 @@ __all__ = [
     "OrderSettings",
     "PaperSettings",
     "Settings",
+    "StreamSettings",
     "TemporalSettings",
     "TokenSettings",
     "WorkerSettings",
@@ -455,6 +456,21 @@ class AuditSettings(BaseModel):
         return None if value == "" else value
 
 
+class StreamSettings(BaseModel):
+    """GET /api/v1/stream (issue 16): heartbeats, per-client buffers, the wake-up's fallback poll."""
+
+    #: A heartbeat (with the position to resume from) after this long without an event.
+    heartbeat_seconds: float = Field(15.0, gt=0)
+    #: Events a client may have waiting to be sent; one more and it is told it lags and is disconnected.
+    client_buffer: int = Field(1000, ge=1)
+    #: Rows a catching-up client reads from the table at a time.
+    page_size: int = Field(500, ge=1, le=10000)
+    #: How often each API process reads the table when no notification woke it (a lost NOTIFY costs this much).
+    poll_seconds: float = Field(2.0, gt=0)
+    #: Largest number of stream connections one API process serves (more are answered 503).
+    max_clients: int = Field(1000, ge=1)
+
+
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -491,6 +507,7 @@ class Settings(BaseSettings):
     market_data: MarketDataSettings = MarketDataSettings()
     audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
+    stream: StreamSettings = StreamSettings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:
