@@ -34,6 +34,7 @@ from core.domain import InstrumentClass
 from core.instruments import InstrumentCatalog
 from core.risk import ClassLimits, RiskPolicy
 from core.settings import (
+    AuditSettings,
     MarketDataSettings,
     OrderSettings,
     PaperSettings,
@@ -183,6 +184,8 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
         # staleness has tests of its own (tests/core/test_marketdata.py,
         # tests/activities/test_risk_reference_prices.py).
         "market_data": MarketDataSettings(max_age_seconds=24 * 3600),
+        # An app that owns its pool (the fuzz run, start-up tests) writes no audit checkpoints into the cwd.
+        "audit": AuditSettings(checkpoint_interval_seconds=0),
     }
     base.update(sections)
     return Settings(**base)  # type: ignore[arg-type]

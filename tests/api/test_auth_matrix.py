@@ -385,7 +385,9 @@ CASES: list[Case] = [
         field_name="account",
     ),
     Case("GET", "/api/v1/audit", {Role.AUDITOR}, "firm", lambda t, ctx: _get("/api/v1/audit", limit=5), {200}),
-    Case("GET", "/api/v1/audit/verify", {Role.AUDITOR}, "firm", lambda t, ctx: _get("/api/v1/audit/verify"), {200}),
+    Case(
+        "GET", "/api/v1/audit/verify", {Role.AUDITOR}, "firm", lambda t, ctx: _get("/api/v1/audit/verify"), {200, 409}
+    ),
     Case(
         "GET",
         "/api/v1/audit/export",
