@@ -299,7 +299,7 @@ class FixSettings(BaseModel):
     market_data: bool | None = None
     #: Exodus symbols to subscribe to; empty: the symbol map's symbols, or else every instrument.
     market_data_symbols: list[str] = []
-    #: ``make run`` starts the local FIX venue (``python -m sim.fix_venue``) and lets the worker own "fix".
+    #: ``make run`` starts the local FIX venue (``python -m devstack.venues.fix``) and lets the worker own "fix".
     local_venue: bool = False
     #: Feed step interval of the local venue.
     local_venue_tick_interval_ms: int = Field(500, ge=0)
