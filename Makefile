@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # make test installs the base, the test tools and every broker's extra (tests/test_deployment.py checks the list).
-ALL_EXTRAS := test,fix,alpaca,mt5
+ALL_EXTRAS := test,fix,alpaca,mt5,ib
 STAMP      := $(VENV)/.installed-stamp
 BASE_STAMP := $(VENV)/.base-installed-stamp
 

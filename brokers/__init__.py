@@ -34,6 +34,8 @@ PACKAGES = (
     "brokers.fix",
     "brokers.mt5",
     "brokers.alpaca",
+    "brokers.oanda",
+    "brokers.ib",
 )
 
 #: Every broker Exodus knows, by name.

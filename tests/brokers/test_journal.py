@@ -153,8 +153,8 @@ async def test_migration_0019_moves_the_three_report_tables_into_the_journal_wit
             " VALUES ('m1', 'xm-1', %s, 'ACCEPTED', %s, %s)",
             (order_id, body("m1", ReportKind.ACCEPTED), delivered),
         )
-    applied = await apply_migrations(url)  # 0019 and every later migration
-    assert applied[0] == "0019_broker_reports" and applied == sorted(applied), applied
+    # 0019 first; later migrations (other brokers' own tables) may follow it.
+    assert (await apply_migrations(url))[0] == "0019_broker_reports"
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
         cur = await conn.execute(
             "SELECT broker, stream, exec_id, order_id, kind, ref, source, delivered_at FROM broker_reports ORDER BY seq"
