@@ -29,6 +29,7 @@ __all__ = [
     "add_break_once_open",
     "add_unmatched_report",
     "break_by_id",
+    "breaks_of",
     "list_breaks",
     "list_unmatched",
     "resolve_break",
@@ -203,3 +204,9 @@ async def add_unmatched_report(
         " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
         (broker, pg_text(exec_id), pg_text(client_order_id), pg_text(reason), jsonb(pg_value(report))),
     )
+
+
+async def breaks_of(conn: Conn, order_id: str) -> list[BreakRow]:
+    """The breaks of one order, oldest first (with their resolutions)."""
+    cur = await conn.execute(f"{_BREAK} WHERE b.order_id = %s ORDER BY b.id", (order_id,))
+    return cast(list[BreakRow], await cur.fetchall())

@@ -387,6 +387,17 @@ CASES: list[Case] = [
     ),
     Case("GET", "/api/v1/audit", {Role.AUDITOR}, "firm", lambda t, ctx: _get("/api/v1/audit", limit=5), {200}),
     Case(
+        "GET", "/api/v1/audit/verify", {Role.AUDITOR}, "firm", lambda t, ctx: _get("/api/v1/audit/verify"), {200, 409}
+    ),
+    Case(
+        "GET",
+        "/api/v1/audit/export",
+        {Role.AUDITOR},
+        "firm",
+        lambda t, ctx: _get("/api/v1/audit/export", **{"from": "2020-01-01", "to": "2020-01-02", "kind": "orders"}),
+        {200},
+    ),
+    Case(
         "GET",
         "/api/v1/breaks",
         {Role.TRADER, Role.OPERATOR, Role.RISK, Role.AUDITOR},
