@@ -34,6 +34,7 @@ PACKAGES = (
     "brokers.fix",
     "brokers.mt5",
     "brokers.alpaca",
+    "brokers.kraken",
 )
 
 #: Every broker Exodus knows, by name.

@@ -17,7 +17,8 @@ classified on the strings, never the status. Every call ends in one of three way
 
 Retries inside one call: a throttle (``EAPI:Rate limit exceeded``, ``EOrder:Rate limit exceeded``,
 ``EService:Throttled: <ts>``) and ``EAPI:Invalid nonce`` are answered before anything is done, so every method is
-retried after a wait (a nonce error with a new nonce); a 5xx, a transport error, ``EService:*`` and
+retried after a wait (a read's nonce error with a new nonce; a write's is ``NonceRefused``, which the adapter
+looks up before anything is sent again); a 5xx, a transport error, ``EService:*`` and
 ``EGeneral:Internal error`` are retried only for reads. A write whose outcome is unknown is never sent again
 here: the adapter looks the order up by ``cl_ord_id`` first. Local call counters (``CallCounter``) keep the
 client under Kraken's counters, so throttles stay rare.
@@ -49,6 +50,7 @@ __all__ = [
     "CallCounter",
     "KrakenError",
     "KrakenRest",
+    "NonceRefused",
     "NonceSource",
     "classify",
     "sign",
@@ -132,6 +134,10 @@ def _throttled_until(errors: list[str]) -> float | None:
     return None
 
 
+class NonceRefused(BrokerUnavailable):
+    """A write answered ``EAPI:Invalid nonce``: unknown until looked up (the adapter asks before any resend)."""
+
+
 class NonceSource:
     """Strictly increasing nonces (microseconds since the epoch, or the last one plus one), across restarts.
 
@@ -171,8 +177,7 @@ class NonceSource:
 
 
 class CallCounter:
-    """A decaying counter like Kraken's: each call adds its cost; it decays at ``decay`` per second; a call waits
-    while it would take the counter above ``limit``."""
+    """A decaying counter like Kraken's: a call adds its cost, the counter decays at ``decay`` per second."""
 
     def __init__(self, limit: float, decay: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         """At most ``limit``, decaying at ``decay`` per second."""
@@ -267,8 +272,9 @@ class KrakenRest:
         """``GET /0/public/<method>`` (retried on transport errors, 5xx and EService errors)."""
         return await self._call(method, params or {}, private=False)
 
-    async def private(self, method: str, params: dict[str, Any] | None = None, *, pair: str | None = None,
-                      trading_cost: float = 1.0) -> Any:
+    async def private(
+        self, method: str, params: dict[str, Any] | None = None, *, pair: str | None = None, trading_cost: float = 1.0
+    ) -> Any:
         """``POST /0/private/<method>``, signed; ``pair``: the trading counter a trading call counts on."""
         return await self._call(method, params or {}, private=True, pair=pair, trading_cost=trading_cost)
 
@@ -318,19 +324,24 @@ class KrakenRest:
                     backoff *= 2
                     continue
                 raise BrokerUnavailable(
-                    f"{self.name}: {method}: HTTP {response.status_code} {response.text[:120]!r}; the outcome is unknown"
+                    f"{self.name}: {method}: HTTP {response.status_code} {response.text[:120]!r}; outcome unknown"
                 )
             if not errors:
                 if response.status_code >= 400:
                     raise BrokerUnavailable(f"{self.name}: {method}: HTTP {response.status_code} without an error")
                 return body.get("result")
             kind = classify(errors)
+            if kind == "nonce" and not read:
+                self.nonce_errors += 1
+                raise NonceRefused(f"{self.name}: {method}: {', '.join(errors)}; look the order up before resending")
             if kind in ("throttle", "nonce"):
                 if kind == "throttle":
                     self.throttled += 1
                     until = _throttled_until(errors)
-                    wait = min(max(until - time.time(), 0.05), s.max_backoff_seconds) if until else min(
-                        backoff, s.max_backoff_seconds
+                    wait = (
+                        min(max(until - time.time(), 0.05), s.max_backoff_seconds)
+                        if until
+                        else min(backoff, s.max_backoff_seconds)
                     )
                     counter = self.trading_counter(pair) if (method in _TRADING and pair) else self.calls
                     counter.blocked_until = max(counter.blocked_until, time.monotonic() + wait)

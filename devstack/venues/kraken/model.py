@@ -220,7 +220,9 @@ def order_json(order: SimOrder, *, trades: bool = False) -> dict[str, Any]:
     if status != "open":
         last = next((r for r in reversed(order.reports)), None)
         data["closetm"] = _epoch(last.transact_at if last else order.updated_at)
-        canceled = next((r for r in reversed(order.reports) if r.kind in (ReportKind.CANCELED, ReportKind.EXPIRED)), None)
+        canceled = next(
+            (r for r in reversed(order.reports) if r.kind in (ReportKind.CANCELED, ReportKind.EXPIRED)), None
+        )
         data["reason"] = _reason(canceled.reason if canceled else None) if status in ("canceled", "expired") else None
     if trades and fills:
         data["trades"] = [trade_id(f) for f in fills]

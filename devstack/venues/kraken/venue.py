@@ -187,7 +187,9 @@ class _DroppedResponse(Response):
 
 def _gateway_error(status: int) -> Response:
     # What Kraken's edge answers on a 5xx: an HTML page, not Kraken's JSON.
-    return Response(f"<html><body><h1>{status} Bad Gateway</h1></body></html>", status_code=status, media_type="text/html")
+    return Response(
+        f"<html><body><h1>{status} Bad Gateway</h1></body></html>", status_code=status, media_type="text/html"
+    )
 
 
 class _Invalid(Exception):
@@ -242,7 +244,9 @@ class KrakenVenue:
         """Serve ``sim`` (started by ``start()``) to the holder of ``api_key``/``api_secret`` (base64)."""
         self.sim = sim
         self.instruments = {
-            i.symbol: i for i in instruments if i.symbol in KRAKEN_PAIRS and i.instrument_class is InstrumentClass.CRYPTO
+            i.symbol: i
+            for i in instruments
+            if i.symbol in KRAKEN_PAIRS and i.instrument_class is InstrumentClass.CRYPTO
         }
         self.api_key = api_key
         self.api_secret = api_secret
@@ -358,8 +362,10 @@ class KrakenVenue:
                 return None
             if not isinstance(data, dict):
                 return None
-            return {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool)
-                        else str(v)) for k, v in data.items()}
+            return {
+                k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in data.items()
+            }
         try:
             return dict(parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=bool(raw)))
         except (ValueError, UnicodeDecodeError):
@@ -726,9 +732,7 @@ class KrakenVenue:
         return ok({"amends": amends, "count": len(amends)})
 
     def _all_trades(self, orders: list[SimOrder]) -> list[tuple[SimOrder, Any, int]]:
-        fills = sorted(
-            ((o, f) for o in orders for f in trades_of(o)), key=lambda x: (x[1].transact_at, x[1].exec_id)
-        )
+        fills = sorted(((o, f) for o in orders for f in trades_of(o)), key=lambda x: (x[1].transact_at, x[1].exec_id))
         return [(o, f, n) for n, (o, f) in enumerate(fills, start=1)]
 
     async def _trades_history(self, fields: dict[str, str]) -> Response:
