@@ -159,8 +159,8 @@ class KrakenStore:
 
     async def reserve_nonces(self, api_key: str, ceiling: int) -> int:
         """Reserve nonces up to ``ceiling`` for ``api_key``; the ceiling now recorded (never lower than before)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
                 "INSERT INTO kraken_nonces (broker, key_id, ceiling) VALUES (%s, %s, %s)"
                 " ON CONFLICT (broker, key_id) DO UPDATE SET ceiling = greatest(kraken_nonces.ceiling,"
                 " excluded.ceiling), updated_at = now() RETURNING ceiling",
@@ -168,4 +168,4 @@ class KrakenStore:
             )
             row = await cur.fetchone()
             assert row is not None
-            return int(row[0])
+            return int(row["ceiling"])
