@@ -223,7 +223,8 @@ def order_json(order: SimOrder, *, trades: bool = False) -> dict[str, Any]:
         canceled = next(
             (r for r in reversed(order.reports) if r.kind in (ReportKind.CANCELED, ReportKind.EXPIRED)), None
         )
-        data["reason"] = _reason(canceled.reason if canceled else None) if status in ("canceled", "expired") else None
+        if status in ("canceled", "expired"):
+            data["reason"] = _reason(canceled.reason if canceled else None)
     if trades and fills:
         data["trades"] = [trade_id(f) for f in fills]
     return data

@@ -659,7 +659,6 @@ class KrakenVenue:
                 qty=qty or order.qty,
                 price=limit or order.price,
                 stop_price=trigger or order.stop_price,
-                expire_at=order.expire_at,
             )
         )
         if not ack.accepted:
