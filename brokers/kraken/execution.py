@@ -734,8 +734,11 @@ class KrakenBroker:
                 if failing >= 3:
                     self._state(False, f"polling fails: {e}"[:200])
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that meets its timeout,
+            # and close() would wait for this task forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay * (1 if not failing else min(2**failing, 30)))
+                async with asyncio.timeout(delay * (1 if not failing else min(2**failing, 30))):
+                    await self._wake.wait()
 
     async def _quote_forever(self) -> None:
         assert self._quotes is not None

@@ -77,6 +77,14 @@ def price_text(value: Decimal | None, decimals: int = 5) -> str:
     return f"{(value or Decimal(0)).quantize(Decimal(1).scaleb(-decimals)):f}"
 
 
+def plain(value: Decimal | None) -> str:
+    """A price in an order description: as precise as the pair's tick, at least one decimal ("0" for none)."""
+    if value is None:
+        return "0"
+    text = f"{value.normalize():f}"
+    return text if "." in text else f"{text}.0"
+
+
 def pair_of(symbol: str) -> KrakenPair:
     """The Kraken pair of an engine symbol."""
     return KRAKEN_PAIRS[symbol]
@@ -164,17 +172,17 @@ def _descr(order: SimOrder, pair: KrakenPair) -> dict[str, Any]:
     if ordertype == "market":
         text += "market"
     elif ordertype == "stop-loss-limit":
-        text += f"stop loss {price_text(price, 1)} -> limit {price_text(price2, 1)}"
+        text += f"stop loss {plain(price)} -> limit {plain(price2)}"
     elif ordertype == "stop-loss":
-        text += f"stop loss {price_text(price, 1)}"
+        text += f"stop loss {plain(price)}"
     else:
-        text += f"limit {price_text(price, 1)}"
+        text += f"limit {plain(price)}"
     return {
         "pair": pair.altname,
         "type": side,
         "ordertype": ordertype,
-        "price": price_text(price, 1) if price is not None else "0",
-        "price2": price_text(price2, 1) if price2 is not None else "0",
+        "price": plain(price) if price is not None else "0",
+        "price2": plain(price2) if price2 is not None else "0",
         "leverage": "none",
         "order": text,
         "close": "",
@@ -278,9 +286,9 @@ def amends_json(order: SimOrder) -> list[dict[str, Any]]:
             "timestamp": int(at.timestamp() * 1_000_000_000),
         }
         if price is not None:
-            item["limit_price"] = price_text(price, 1)
+            item["limit_price"] = plain(price)
         if stop is not None:
-            item["trigger_price"] = price_text(stop, 1)
+            item["trigger_price"] = plain(stop)
         out.append(item)
 
     entry(0, "original", meta.qty, meta.price, meta.stop_price, order.created_at)
