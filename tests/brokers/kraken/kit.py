@@ -28,7 +28,17 @@ from devstack.venues.kraken.venue import KrakenVenue, VenueServer
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
 
-__all__ = ["KEY", "SECRET", "SPEC", "Forwarder", "KrakenPair", "SpecChecker", "eventually", "kraken_settings", "running_pair"]
+__all__ = [
+    "KEY",
+    "SECRET",
+    "SPEC",
+    "Forwarder",
+    "KrakenPair",
+    "SpecChecker",
+    "eventually",
+    "kraken_settings",
+    "running_pair",
+]
 
 KEY = "kraken-test-key"
 SECRET = base64.b64encode(b"kraken-test-secret-0123456789abcdef").decode()
@@ -120,9 +130,11 @@ def load_document() -> dict[str, Any]:
                     parameter["schema"] = {"type": "string"}
     for path in document["paths"].values():
         for operation in path.values():
-            content = (operation.get("responses", {}).get("200") or {}).get("content", {}) if isinstance(
-                operation, dict
-            ) else {}
+            content = (
+                (operation.get("responses", {}).get("200") or {}).get("content", {})
+                if isinstance(operation, dict)
+                else {}
+            )
             answer = content.get("application/json")
             ref = (answer or {}).get("schema", {}).get("$ref", "")
             if ref.startswith("./"):
