@@ -24,7 +24,7 @@ from brokers import BROKERS, PACKAGES
 from brokers.base import BROKER_CALLS, BrokerContext, BrokerSpec, LocalVenue
 from core.instruments import InstrumentCatalog
 from core.marketdata import SIMULATED_SOURCES
-from core.settings import AlpacaSettings, Mt5AccountSettings, Mt5Settings, Settings
+from core.settings import AlpacaSettings, KrakenSettings, Mt5AccountSettings, Mt5Settings, Settings
 from devstack.venues import Launch, launch_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +132,7 @@ def _buildable_settings() -> Settings:
     return Settings(
         database_url="postgresql://localhost:1/unused",
         alpaca=AlpacaSettings(key_id=SecretStr("k"), secret_key=SecretStr("s")),
+        kraken=KrakenSettings(api_key=SecretStr("k"), api_secret=SecretStr("czM=")),
         mt5=Mt5Settings(accounts={"xm-1": Mt5AccountSettings(token="t")}),
     )
 
