@@ -720,6 +720,9 @@ class KrakenBroker:
         failing = 0
         while True:
             try:
+                # The poll takes only the upper half of the call counter's room: requests and lookups keep the rest.
+                while self.rest.calls.value() + 1 > self.rest.calls.limit / 2:
+                    await asyncio.sleep(max(1 / max(self.rest.calls.decay, 0.01), 0.05))
                 await self.poll()
                 self.polls += 1
                 self._state(True, f"polling {self.settings.base_url}")
