@@ -153,7 +153,7 @@ async def test_migration_0019_moves_the_three_report_tables_into_the_journal_wit
             " VALUES ('m1', 'xm-1', %s, 'ACCEPTED', %s, %s)",
             (order_id, body("m1", ReportKind.ACCEPTED), delivered),
         )
-    assert await apply_migrations(url) == ["0019_broker_reports"]
+    assert (await apply_migrations(url))[:1] == ["0019_broker_reports"]  # later migrations may follow
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
         cur = await conn.execute(
             "SELECT broker, stream, exec_id, order_id, kind, ref, source, delivered_at FROM broker_reports ORDER BY seq"
