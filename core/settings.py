@@ -369,6 +369,9 @@ class KrakenSettings(BaseModel):
     #: Kraken's verification tier: sets the call counter the adapter keeps itself under (starter 15 at -0.33/s,
     #: intermediate 20 at -0.5/s, pro 20 at -1/s) and the per-pair trading counter (60/1, 125/2.34, 180/3.75).
     tier: Literal["starter", "intermediate", "pro"] = "starter"
+    #: Overrides the tier's REST call counter (maximum, decay per second): the local venue, which has none by default.
+    call_counter_limit: float | None = Field(None, gt=0)
+    call_counter_decay: float | None = Field(None, gt=0)
     #: How often a throttled request (or a read failing with a 5xx or EService) is retried inside one call.
     max_retries: int = Field(6, ge=0)
     #: Longest single wait for a throttle or a backoff step.

@@ -246,7 +246,7 @@ class KrakenRest:
         )
         self.nonces = nonces or NonceSource()
         (calls, decay), (trading, trading_decay) = TIERS[settings.tier]
-        self.calls = CallCounter(calls, decay)
+        self.calls = CallCounter(settings.call_counter_limit or calls, settings.call_counter_decay or decay)
         self._trading_limit = (trading, trading_decay)
         #: Per pair (altname): the trading counter (AddOrder +1, AmendOrder +1, CancelOrder a penalty by age).
         self.trading: dict[str, CallCounter] = {}

@@ -28,4 +28,7 @@ def local_venue_env(settings: Settings) -> dict[str, str]:
         "EXODUS_KRAKEN__BASE_URL": f"http://127.0.0.1:{cfg.local_venue_port}",
         "EXODUS_KRAKEN__API_KEY": key,
         "EXODUS_KRAKEN__API_SECRET": secret,
+        # The local venue keeps no call counter unless started with --rate-limit.
+        "EXODUS_KRAKEN__CALL_COUNTER_LIMIT": "100",
+        "EXODUS_KRAKEN__CALL_COUNTER_DECAY": "20",
     }

@@ -235,6 +235,9 @@ def kraken_settings(base_url: str, **overrides: Any) -> KrakenSettings:
         "poll_interval_ms": 200,
         "quote_interval_ms": 0,
         "tier": "pro",
+        # The venue keeps no call counter unless a test sets one: the adapter's own need not hold the tests back.
+        "call_counter_limit": 200.0,
+        "call_counter_decay": 50.0,
         "deadline_seconds": 10.0,
     }
     values.update(overrides)
