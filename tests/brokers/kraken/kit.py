@@ -139,6 +139,8 @@ def load_document() -> dict[str, Any]:
             ref = (answer or {}).get("schema", {}).get("$ref", "")
             if ref.startswith("./"):
                 answer["schema"] = _error_fixed(_inlined(SPEC.parent / ref))
+            elif answer and isinstance(answer.get("schema"), dict):
+                answer["schema"] = _error_fixed(answer["schema"])  # declared inline (QueryTrades)
     answer = document["paths"]["/private/QueryOrders"]["post"]["responses"]["200"]["content"]["application/json"]
     answer["schema"] = {
         "type": "object",
