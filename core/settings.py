@@ -602,6 +602,13 @@ class StreamSettings(BaseModel):
     poll_seconds: float = Field(2.0, gt=0)
     #: Largest number of stream connections one API process serves (more are answered 503).
     max_clients: int = Field(1000, ge=1)
+    #: A client whose connection takes no message for this long (catching up or live) is told it lags and cut off.
+    send_timeout_seconds: float = Field(30.0, gt=0)
+    #: Events older than this are pruned from ``stream_events`` (0: keep everything); a client resuming from a
+    #: pruned position is told so (410, or a ``reset`` message), never silently skipped ahead.
+    retention_hours: float = Field(168.0, ge=0)
+    #: How often each API process prunes (one at a time across processes).
+    prune_seconds: float = Field(300.0, gt=0)
 
 
 class Settings(BaseSettings):
