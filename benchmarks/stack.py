@@ -165,6 +165,7 @@ class LocalStack:
             "EXODUS_API__PORT": str(api_port),
             "EXODUS_API__HOST": "127.0.0.1",
             "EXODUS_WORKER__METRICS_PORT": "0",
+            "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
             "EXODUS_PAPER__LATENCY_MS": "0",
             **self._extra_env,
         }

@@ -32,6 +32,7 @@ __all__ = [
     "MarketDataClassSettings",
     "MarketDataSettings",
     "JwtSettings",
+    "KrakenSettings",
     "Mt5AccountSettings",
     "Mt5Settings",
     "Mt5TerminalSettings",
@@ -77,6 +78,9 @@ class DatabaseSettings(BaseModel):
 
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(10, ge=1)
+    #: The role every pooled connection takes (``SET ROLE``; migration 0022 creates it): it may append to the
+    #: audit log but not change or delete it. Empty: stay the login role (only for a login that is already it).
+    app_role: str = Field("exodus_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
 
 
 class TokenSettings(BaseModel):
@@ -193,6 +197,8 @@ class WorkerSettings(BaseModel):
     metrics_port: int = 9464
     #: Address the worker's Prometheus endpoint binds to (0.0.0.0 in containers).
     metrics_host: str = "127.0.0.1"
+    #: Port of the Temporal SDK's own Prometheus metrics (task latencies, pollers, sticky cache); 0: off.
+    temporal_metrics_port: int = 9465
     #: Broker sessions this worker owns; it polls their task queues. Each session has exactly one owner among the
     #: workers on a database (a Postgres advisory lock per broker, ``worker/ownership.py``).
     brokers: list[str] = ["paper"]
@@ -450,6 +456,48 @@ class IBSettings(BaseModel):
     local_venue_tick_interval_ms: int = Field(500, ge=0)
 
 
+class KrakenSettings(BaseModel):
+    """The Kraken spot broker (``brokers/kraken``, REST) and the local Kraken venue ``make run`` can start.
+
+    Kraken has no spot sandbox: ``base_url`` is the live API unless the local venue is used.
+    """
+
+    base_url: str = "https://api.kraken.com"
+    #: ``API-Key`` and the base64 private key ``API-Sign`` is computed with.
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    #: Only if the key has a second factor for trading (sent as ``otp``).
+    otp: SecretStr | None = None
+    #: How long one HTTP request may take before its outcome counts as unknown.
+    request_timeout_seconds: float = Field(5.0, gt=0)
+    #: Kraken's verification tier: sets the call counter the adapter keeps itself under (starter 15 at -0.33/s,
+    #: intermediate 20 at -0.5/s, pro 20 at -1/s) and the per-pair trading counter (60/1, 125/2.34, 180/3.75).
+    tier: Literal["starter", "intermediate", "pro"] = "starter"
+    #: Overrides the tier's REST call counter (maximum, decay per second): the local venue, which has none by default.
+    call_counter_limit: float | None = Field(None, gt=0)
+    call_counter_decay: float | None = Field(None, gt=0)
+    #: How often a throttled request (or a read failing with a 5xx or EService) is retried inside one call.
+    max_retries: int = Field(6, ge=0)
+    #: Longest single wait for a throttle or a backoff step.
+    max_backoff_seconds: float = Field(8.0, gt=0)
+    #: AddOrder and AmendOrder carry ``deadline`` = now + this: a request that reaches the engine later is refused
+    #: ("EService:Deadline elapsed"), so a late duplicate cannot execute (Kraken allows 2 to 60 s).
+    deadline_seconds: float = Field(10.0, ge=2, le=60)
+    #: Open orders and their trades are polled this often (there is no execution stream yet).
+    poll_interval_ms: int = Field(1000, ge=50)
+    #: Tickers are asked this often and published as quotes of source "kraken" (0: never).
+    quote_interval_ms: int = Field(2000, ge=0)
+    #: Exodus symbols to ask tickers for; empty: every instrument in the adapter's pair table.
+    quote_symbols: list[str] = []
+    #: The Exodus account positions (balances) are reported for (Kraken has one account per key).
+    account: str = "kraken"
+    #: ``make run`` starts the local Kraken venue (``python -m devstack.venues.kraken``) on ``local_venue_port``,
+    #: points the adapter at it and lets the worker own "kraken".
+    local_venue: bool = False
+    local_venue_port: int = Field(8794, ge=1, le=65535)
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
+
+
 class OrderSettings(BaseModel):
     """Order lifecycle timing."""
 
@@ -522,6 +570,33 @@ class Mt5Settings(BaseModel):
     terminal: Mt5TerminalSettings | None = None
 
 
+class LogSettings(BaseModel):
+    """Log lines of every process (``core/logs.py``)."""
+
+    #: ``auto``: readable on a terminal, one JSON object per line otherwise (files, containers); or force one.
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class AuditSettings(BaseModel):
+    """The audit trail's checkpoints, outside the database (issue 17), and its retention."""
+
+    #: HMAC-SHA256 key that signs each checkpoint (``python -m core.audit verify`` checks the signatures).
+    checkpoint_key: SecretStr | None = None
+    #: Seconds between checkpoints written by the API (the chain's head, its row count and time); 0: none.
+    checkpoint_interval_seconds: float = Field(300.0, ge=0)
+    #: Where checkpoints are appended (JSON lines). Default: ``<data_dir>/audit/checkpoints.jsonl``.
+    checkpoint_file: Path | None = None
+    #: How long the audit rows, orders, fills and decisions must be kept (days; seven years by default).
+    #: Exodus deletes none of them; this is the archive's period, shown by ``python -m core.audit verify``.
+    retention_days: int = Field(2557, ge=1)
+
+    @field_validator("checkpoint_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class StreamSettings(BaseModel):
     """GET /api/v1/stream (issue 16): heartbeats, per-client buffers, the wake-up's fallback poll."""
 
@@ -535,6 +610,13 @@ class StreamSettings(BaseModel):
     poll_seconds: float = Field(2.0, gt=0)
     #: Largest number of stream connections one API process serves (more are answered 503).
     max_clients: int = Field(1000, ge=1)
+    #: A client whose connection takes no message for this long (catching up or live) is told it lags and cut off.
+    send_timeout_seconds: float = Field(30.0, gt=0)
+    #: Events older than this are pruned from ``stream_events`` (0: keep everything); a client resuming from a
+    #: pruned position is told so (410, or a ``reset`` message), never silently skipped ahead.
+    retention_hours: float = Field(168.0, ge=0)
+    #: How often each API process prunes (one at a time across processes).
+    prune_seconds: float = Field(300.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -572,7 +654,10 @@ class Settings(BaseSettings):
     alpaca: AlpacaSettings = AlpacaSettings()
     oanda: OandaSettings = OandaSettings()
     ib: IBSettings = IBSettings()
+    kraken: KrakenSettings = KrakenSettings()
     market_data: MarketDataSettings = MarketDataSettings()
+    audit: AuditSettings = AuditSettings()
+    log: LogSettings = LogSettings()
     stream: StreamSettings = StreamSettings()
 
     @model_validator(mode="after")

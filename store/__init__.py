@@ -16,9 +16,11 @@ tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their 
 | ``policy`` | ``risk_policy`` (``PolicyStore``: versioned documents, cached per version) |
 | ``breaks`` | ``reconciliation_breaks``, ``unmatched_reports`` |
 | ``audit`` | ``audit_log`` (appends through ``audit_append()``; the chain's check) |
+| ``export`` | the archive's reads by period (orders, fills, audit rows), a page at a time |
 | ``auth`` | ``api_keys``, ``accounts`` |
 | ``quotes`` | ``market_quotes`` (and ``QuoteWriter``, the worker's batching writer) |
 | ``sessions`` | ``broker_sessions`` |
+| ``stream`` | ``stream_events`` (written by migration 0021's triggers), ``stream_head``, ``stream_floor`` (pruning) |
 | ``reports`` | ``broker_reports``, the report journal every broker adapter shares (``brokers.journal`` runs it) |
 | ``text`` | what Postgres cannot store (NUL, lone surrogates), replaced at this boundary |
 """
@@ -37,6 +39,7 @@ __all__ = [
     "audit",
     "auth",
     "breaks",
+    "export",
     "ledger",
     "orders",
     "policy",

@@ -80,6 +80,7 @@ async def test_two_workers_share_the_order_queue_and_hand_the_paper_session_over
         "EXODUS_TEMPORAL__ADDRESS": settings.temporal.address,
         "EXODUS_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
         "EXODUS_WORKER__METRICS_PORT": "0",
+        "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
         "EXODUS_WORKER__BROKERS": '["paper"]',
         "EXODUS_WORKER__CLAIM_CHECK_SECONDS": "0.5",
         "EXODUS_PAPER__TICK_INTERVAL_MS": "40",

@@ -18,20 +18,33 @@ import signal
 import socket
 
 from prometheus_client import start_http_server
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from activities.broker import BrokerActivities
 from brokers import Broker
 from core.db import open_pool, wait_for_postgres
 from core.instruments import load_instruments
+from core.logs import setup_logging
 from core.process import exit_now
 from core.settings import Settings, get_settings
 from core.startup import StartupAborted, wait_for_temporal
+from core.tracing import setup_tracing
 from store.quotes import QuoteWriter
 from worker.build import broker_worker, build_brokers, build_workers, market_data_for, running_workers
 from worker.dispatcher import ReportDispatcher
 from worker.ownership import BrokerClaim, ClaimLost
 
 log = logging.getLogger("worker")
+
+
+def sdk_metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's own metrics (task latencies, pollers, sticky cache), if enabled."""
+    port = settings.worker.temporal_metrics_port
+    if not port:
+        return None
+    address = f"{settings.worker.metrics_host}:{port}"
+    log.info("Temporal SDK metrics on http://%s/metrics", address)
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 
 
 #: Exit status of a worker that lost a broker's claim to another worker.
@@ -46,7 +59,8 @@ def worker_identity(settings: Settings) -> str:
 async def main() -> int:
     """Start everything, wait for a stop signal, stop everything; the process' exit status."""
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt=settings.log.format, level=settings.log.level)
+    setup_tracing("exodus-worker")
     url = settings.require_database_url()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -65,7 +79,9 @@ async def main() -> int:
     status = 0
     quotes = QuoteWriter.from_settings(pool, settings.market_data)  # what the brokers see, into the quote store
     try:
-        client = await wait_for_temporal(settings, identity=worker_identity(settings), stop=stop)
+        client = await wait_for_temporal(
+            settings, identity=worker_identity(settings), stop=stop, runtime=sdk_metrics_runtime(settings)
+        )
         instruments = load_instruments(settings.instruments_file)
         owned: list[str] = []
         for name, claim in claims.items():

@@ -22,6 +22,7 @@ from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, QuoteSink
 from core.risk import RiskCheck, basic_check
 from core.settings import Settings
+from core.temporal import missing_worker_interceptors
 from store import Pool
 from store.policy import PolicyStore
 from workflows.order import OrderWorkflow
@@ -132,6 +133,7 @@ def build_workers(
     store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
     precompile_workflow_modules([OrderWorkflow])
     wcfg = settings.worker
+    extra = missing_worker_interceptors(client)  # the log context's ids and traces, if the client lacks them
     workers = [
         Worker(
             client,
@@ -140,6 +142,7 @@ def build_workers(
             activities=[risk.check_order, risk.check_amend, store.persist_order],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,
+            interceptors=extra,
         )
     ]
     broker_activities = BrokerActivities(brokers)
@@ -159,6 +162,7 @@ def broker_worker(client: Client, settings: Settings, name: str, activities: Bro
             activities.get_order_status,
         ],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
+        interceptors=missing_worker_interceptors(client),  # the log context's ids and traces, if the client lacks them
     )
 
 
