@@ -6,7 +6,7 @@ broker's claim. Only the claim's holder builds and starts the broker and polls i
 (``exodus-orders-broker-<name>``), so a broker's submissions, cancels and status calls all reach the one process
 that holds its session (the paper venue's book, a FIX session, an MT5 bridge's state).
 
-A claim is a session-level advisory lock (``pg_try_advisory_lock(CLAIM_LOCK, hashtext(broker))``) on a
+A claim is a session-level advisory lock (``store.claims.try_claim``) on a
 connection of its own. Postgres releases it when the holder's connection ends: a killed worker loses its
 claims at once, and a standby worker (``EXODUS_WORKER__STANDBY=true``) that lists the same broker takes it
 over. A claim whose connection dropped (a Postgres restart) is taken again on a new connection; if another
@@ -20,16 +20,16 @@ import logging
 import time
 
 import psycopg
+from psycopg.rows import dict_row
 
 from core.db import connection_alive
 from core.errors import ConfigError
+from store import Conn
+from store.claims import CLAIM_LOCK, try_claim
 
 __all__ = ["CLAIM_LOCK", "BrokerClaim", "ClaimLost"]
 
 log = logging.getLogger(__name__)
-
-#: The first key of every broker claim (the second is ``hashtext(broker)``).
-CLAIM_LOCK = 0x42524B52  # "BRKR"
 
 
 class ClaimLost(ConfigError):
@@ -43,7 +43,7 @@ class BrokerClaim:
         """The claim on ``broker``, taken on connections to ``url``."""
         self._url = url
         self.broker = broker
-        self._conn: psycopg.AsyncConnection | None = None
+        self._conn: Conn | None = None
 
     @property
     def held(self) -> bool:
@@ -53,15 +53,14 @@ class BrokerClaim:
     async def try_take(self) -> bool:
         """Take the claim if nobody holds it; True when this worker holds it now."""
         conn = await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, application_name=f"exodus-claim-{self.broker}"
+            self._url, autocommit=True, row_factory=dict_row, application_name=f"exodus-claim-{self.broker}"
         )
         try:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (CLAIM_LOCK, self.broker))
-            row = await cur.fetchone()
+            taken = await try_claim(conn, self.broker)
         except BaseException:
             await conn.close()
             raise
-        if not row or not row[0]:
+        if not taken:
             await conn.close()
             return False
         old, self._conn = self._conn, conn
