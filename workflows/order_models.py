@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.domain import CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
+from core.domain import Break, CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
 
 __all__ = ["OrderCarry", "OrderConfig", "OrderResult", "OrderWorkflowInput"]
 
@@ -66,7 +66,7 @@ class OrderCarry(BaseModel):
     cancel_sent: bool = False
     cancel_sends: int = 0
     cancel_sent_at: datetime | None = None
-    breaks: list[str] = []
+    breaks: list[Break] = []
     persisted_events: int = 0
     persisted_fills: int = 0
     persisted_breaks: int = 0
@@ -100,4 +100,4 @@ class OrderResult(BaseModel):
     filled_qty: str
     avg_price: str | None = None
     reason: str | None = None
-    breaks: list[str] = []
+    breaks: list[Break] = []

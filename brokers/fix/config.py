@@ -33,7 +33,7 @@ FIX_CAPABILITIES = BrokerCapabilities(
     time_in_force=frozenset(TimeInForce),
     supports_replace=True,
     # FIX venues refuse a second order under a ClOrdID (OrdRejReason 6); the adapter never reuses one blindly.
-    dedupes_client_order_id=True,
+    dedupes_cl_ord_id=True,
 )
 
 _DICTIONARIES = {"FIX.4.2": "FIX42.xml", "FIX.4.4": "FIX44.xml", "FIXT.1.1": "FIXT11.xml"}

@@ -10,5 +10,5 @@ PAPER_CAPABILITIES = BrokerCapabilities(
     order_types=frozenset(OrderType),
     time_in_force=frozenset(TimeInForce),
     supports_replace=True,
-    dedupes_client_order_id=True,
+    dedupes_cl_ord_id=True,
 )

@@ -518,7 +518,7 @@ async def _seed(env: AuthEnv) -> dict[str, Any]:
             [row] = await list_breaks(conn, scope=Scope.everything(), order_id=ORDER[t])
             breaks[t] = row["id"]
         await add_unmatched_report(
-            conn, broker="paper", exec_id="matrix-x", client_order_id="matrix", reason="matrix", report={}
+            conn, broker="paper", exec_id="matrix-x", cl_ord_id="matrix", reason="matrix", report={}
         )
         [stray] = await list_unmatched(conn, scope=Scope.everything())
     return {"target_keys": target_keys, "breaks": breaks, "unmatched": stray["id"]}

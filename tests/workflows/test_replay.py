@@ -22,7 +22,7 @@ from temporalio.worker import Replayer
 from core.domain import AmendRequest, CancelRequest, OrderStatus
 from tests.harness import Stack, make_order
 from tests.workflows.recording import HISTORIES
-from workflows.order import PATCH_AMEND_RECHECK_BOOKED, PATCH_NO_WEDGE, OrderWorkflow
+from workflows.order import PATCH_AMEND_RECHECK_BOOKED, PATCH_BOOKING_BY_COUNTS, PATCH_NO_WEDGE, OrderWorkflow
 
 COMMITTED = sorted(HISTORIES.glob("*.json"))
 
@@ -70,6 +70,19 @@ def test_committed_histories_cover_the_patched_shapes() -> None:
     for name in ("paper-gtc-continued-run", "paper-gtc-continued-run-canceled"):
         events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
         assert events[0]["workflowExecutionStartedEventAttributes"].get("continuedExecutionRunId"), name
+
+
+def test_committed_histories_cover_booking_by_counts() -> None:
+    # Orders of the release that books by counts (issue 19), every shape recorded again: they carry only the
+    # newest marker of the chain, and they stand for this release's orders in flight at the next upgrade.
+    by_counts = {p.stem.removesuffix("-by-counts"): p for p in COMMITTED if p.stem.endswith("-by-counts")}
+    earlier = {p.stem for p in COMMITTED if not p.stem.endswith("-by-counts")}
+    assert earlier <= set(by_counts), sorted(earlier - set(by_counts))
+    for name, path in by_counts.items():
+        text = _payload_text(json.loads(path.read_text()))
+        assert PATCH_BOOKING_BY_COUNTS in text and PATCH_NO_WEDGE not in text, name
+    raw = by_counts["paper-amend-refused-by-recheck-after-fill"].read_text()
+    assert PATCH_AMEND_RECHECK_BOOKED in _payload_text(json.loads(raw))
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
