@@ -25,6 +25,7 @@ __all__ = [
     "BROKER_ERRORS",
     "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
+    "LIST_UNPROTECTED",
     "ORDERS",
     "ORDERS_COMPLETED",
     "ORDERS_REJECTED",
@@ -81,4 +82,9 @@ QUOTES_STALE = Gauge(
     "exodus_quotes_stale",
     "Symbols whose latest quote from the source is stale (too old for risk), when scraped",
     ["source"],
+)
+LIST_UNPROTECTED = Counter(
+    "exodus_list_unprotected_total",
+    "Order lists whose protective leg ended unfilled while the position was open, by broker",
+    ["broker"],
 )

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.contingency import ROLES_OF, Action, Contingency, LegEvent, LegRole, Rule, TriggerMode, rule
 from core.domain import (
+    AmendRequest,
     OrderRequest,
     OrderSide,
     OrderStatus,
@@ -34,6 +35,7 @@ from core.domain import (
 
 __all__ = [
     "FLATTEN_LEG",
+    "LegAmend",
     "LegReport",
     "LegState",
     "ListBook",
@@ -202,6 +204,12 @@ def _bracket_prices(entry: OrderRequest, exits: list[OrderRequest], where: list[
             )
         )
     return out
+
+
+class LegAmend(AmendRequest):
+    """Change a leg's terms while it is held by the coordinator (``leg``: its name)."""
+
+    leg: str
 
 
 class ListStatus(StrEnum):

@@ -575,16 +575,19 @@ def _reduces(side: OrderSide, qty: Decimal, position: Decimal, buys: Decimal, se
 def order_reduces(order: OrderRequest, limits: Limits, state: AccountState) -> bool:
     """Whether the order (for an amend: what it will hold) truly reduces the filled position."""
     current = state.positions.get(order.symbol)
-    buys, sells = _working(state.reservations, order.symbol)
+    buys, sells = _working(state.reservations, order.symbol, linked=order.linked_orders)
     leg = _order_leg(order, limits, state)
     qty = leg.qty if leg is not None else (state.open_qty if state.open_qty is not None else order.qty)
     return _reduces(order.side, qty, current.qty if current else D0, buys, sells)
 
 
-def _working(reservations: list[ReservationView], symbol: str) -> tuple[Decimal, Decimal]:
+def _working(
+    reservations: list[ReservationView], symbol: str, *, linked: tuple[str, ...] = ()
+) -> tuple[Decimal, Decimal]:
+    """Working buys and sells of ``symbol``, but for the ``linked`` orders (a list's legs linked to the order)."""
     buys = sells = D0
     for r in reservations:
-        if r.symbol == symbol:
+        if r.symbol == symbol and r.order_id not in linked:
             if r.side is OrderSide.BUY:
                 buys += r.qty_open
             else:
@@ -877,7 +880,7 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
     # -- the account after this order ---------------------------------------------------------------
     current = state.positions.get(order.symbol)
     held = current.qty if current else D0
-    buys, sells = _working(state.reservations, order.symbol)
+    buys, sells = _working(state.reservations, order.symbol, linked=order.linked_orders)
     leg = _order_leg(order, limits, state)
     exposed_qty = leg.qty if leg is not None else (state.open_qty if state.open_qty is not None else qty)
     reduces = _reduces(order.side, exposed_qty, held, buys, sells)

@@ -564,3 +564,12 @@ def test_without_a_reference_price_only_limit_and_stop_orders_may_go_at_their_ow
     required = state(reference_price=None, reference_problem=stale, own_price_without_quote=False)
     assert codes(order(type="LIMIT", price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]
     assert codes(order(type="STOP", stop_price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]
+
+
+def test_a_bracket_exit_reduces_though_its_linked_exit_rests() -> None:
+    # Long 100 with the take-profit (SELL 100) resting: the stop-loss (SELL 100) reduces too when the two are
+    # linked (they never work beyond one's size together); unlinked, it would not.
+    tp = working("SELL", "100").model_copy(update={"order_id": "EXTP"})
+    st = state(positions=position("100"), reservations=[tp])
+    assert codes(order(side="SELL", qty="100", reduce_only=True), st=st) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]
+    assert codes(order(side="SELL", qty="100", reduce_only=True, linked_orders=("EXTP",)), st=st) == []
