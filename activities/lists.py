@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.domain import AmendRequest, AmendResult, OrderStatus
 from core.metrics import LIST_UNPROTECTED
@@ -74,6 +75,11 @@ class ListActivities:
             if any(text in reason for text in _NOT_YET):
                 raise ApplicationError(f"{inp.leg} cannot be resized yet: {reason}") from e
             return AmendResult(accepted=False, status=OrderStatus.RECEIVED, reason=reason, qty=inp.qty)
+        except RPCError as e:
+            if e.status is not RPCStatusCode.NOT_FOUND:
+                raise  # unreachable: retried
+            # The order is closed (its end reaches the list as a report): nothing to resize.
+            return AmendResult(accepted=False, status=OrderStatus.RECEIVED, reason=e.message, qty=inp.qty)
         return result
 
     @activity.defn(name="list_alert")

@@ -290,8 +290,10 @@ class LegState(BaseModel):
     #: Sent as an order (False: held in the coordinator, ``EMULATED``).
     released: bool = False
     status: OrderStatus = OrderStatus.RECEIVED
-    #: The quantity its order works with now (set when released, changed by resizes).
+    #: The quantity the list wants its order to work with (set when released, changed by resizes).
     qty: Decimal = D0
+    #: The quantity its order last reported (a resize shows here once the broker took it).
+    order_qty: Decimal = D0
     filled_qty: Decimal = D0
     avg_price: Decimal | None = None
     reason: str | None = None
@@ -420,6 +422,7 @@ class ListBook(BaseModel):
             return []
         events: list[tuple[LegEvent, str]] = []
         was_terminal = leg.done
+        leg.order_qty = report.qty
         if report.filled_qty > leg.filled_qty:
             delta = report.filled_qty - leg.filled_qty
             leg.filled_qty = report.filled_qty
@@ -457,7 +460,8 @@ class ListBook(BaseModel):
         )
 
     def _fire(self, leg: LegState, event: LegEvent, at: datetime, detail: str) -> list[ListCommand]:
-        fired = self._rule(leg, event)
+        # The flatten leg stands alone (it is not one of the list's legs the table knows).
+        fired = Rule(f"flatten-{event.value.lower()}:no-effect") if leg.name == FLATTEN_LEG else self._rule(leg, event)
         leg.rules.append(fired.name)
         self.record(at, leg.name, event.value, rule_name=fired.name, detail=detail)
         commands: list[ListCommand] = []
@@ -562,6 +566,9 @@ class ListBook(BaseModel):
             flatten = entry.model_copy(
                 update={
                     "order_id": leg_order_id(self.request.idempotency_key, FLATTEN_LEG),
+                    "idempotency_key": f"{self.request.idempotency_key}#{FLATTEN_LEG}",
+                    # The exits being canceled: risk does not count them against the flatten's reduction.
+                    "linked_orders": tuple(g.order_id for g in self.legs if g.role is LegRole.EXIT),
                     "client_order_id": f"{self.request.client_list_id}.{FLATTEN_LEG}",
                     "side": OrderSide.SELL if entry.side is OrderSide.BUY else OrderSide.BUY,
                     "type": OrderType.MARKET,

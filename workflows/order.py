@@ -690,7 +690,8 @@ class OrderWorkflow:
     # ---------------------------------------------------------------------------------------- a list's leg
 
     def _leg_view(self) -> tuple[object, ...]:
-        s = self._state
+        # The booked state: what the list acts on is in the ledger already (a resize's risk check sees the fills).
+        s = self._booking.published
         return (s.status, s.filled_qty, s.qty)
 
     async def _report_to_list(self) -> None:
@@ -701,7 +702,7 @@ class OrderWorkflow:
         while True:
             await workflow.wait_condition(lambda: self._leg_view() != self._leg_sent)
             view = self._leg_view()
-            s = self._state
+            s = self._booking.published
             denied = s.status is OrderStatus.DENIED and self._decision is not None
             report = LegReport(
                 leg=link.leg,

@@ -247,10 +247,14 @@ class OrderListWorkflow:
         except ActivityError as e:
             result = AmendResult(accepted=False, status=leg.status, reason=str(e.cause or e), qty=leg.qty)
         if not result.accepted:
+            shrink = command.qty < leg.order_qty
+            if result.status is not OrderStatus.RECEIVED:
+                leg.qty = result.qty  # the size it works with (the next event sizes it again)
             text = f"RESIZE_REFUSED: {leg.name} to {command.qty.normalize():f}: {result.reason}"
             self._book.record(workflow.now(), leg.name, "RESIZE_REFUSED", detail=text)
-            if leg.status.is_terminal:
-                return  # closed meanwhile: nothing to protect with it
+            if leg.status.is_terminal or shrink:
+                # Closed meanwhile, or a shrink the position outran (the next fill shrinks or cancels it again).
+                return
             self._book.flags.append(text)
 
     async def _alert(self, command: ListCommand) -> None:

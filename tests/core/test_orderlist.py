@@ -228,3 +228,15 @@ def test_list_problems_name_the_field() -> None:
     ]
     problems = list_problems(OrderListSpec(contingency=Contingency.OCO, legs=list(good.legs)))
     assert [(p.code, p.field) for p in problems] == [("LEG_ROLE_NOT_ALLOWED", f"legs[{i}].role") for i in range(3)]
+
+
+def test_the_flatten_leg_has_its_own_key_and_its_end_fires_no_rule_of_the_table() -> None:
+    book = ListBook.new(bracket(flatten_on_unprotected=True))
+    book.start(AT)
+    report(book, "entry", S.FILLED, "100")
+    report(book, "sl", S.REJECTED)
+    flatten = book.leg(FLATTEN_LEG)
+    assert flatten.order.idempotency_key == "k#flatten"
+    assert flatten.order.linked_orders == (leg_order_id("k", "tp"), leg_order_id("k", "sl"))
+    assert report(book, FLATTEN_LEG, S.REJECTED) == []
+    assert flatten.rules[-1] == "flatten-reject:no-effect"
