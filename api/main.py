@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import AuthDisabledHeader, operational
 from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
-from api.routes import admin, audit, bridge_mt5, health, operator, orders, positions, quotes, risk
+from api.routes import admin, audit, bridge_mt5, health, operator, order_lists, orders, positions, quotes, risk
 from api.schemas import ErrorBody, Reason
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
@@ -218,6 +218,7 @@ def create_app(
     app.router.route_class = EdgeRoute
     _install_error_handlers(app)
     app.include_router(orders.router, prefix="/api/v1")
+    app.include_router(order_lists.router, prefix="/api/v1")
     app.include_router(positions.router, prefix="/api/v1")
     app.include_router(operator.router, prefix="/api/v1")
     app.include_router(risk.router, prefix="/api/v1")
