@@ -15,6 +15,7 @@ from core.contingency import Contingency, LegRole, TriggerMode
 from core.domain import CancelRequest, OrderStatus
 from core.orderlist import LegSpec, ListBook, ListStatus, OrderListRequest, derive_list_id, leg_order_id
 from tests.harness import Stack, make_order, unique
+from tests.workflows.recording import record_history
 from workflows.order_client import list_start
 from workflows.order_list import OrderListWorkflow
 
@@ -147,6 +148,10 @@ async def test_bracket_entry_fills_in_parts_children_follow_and_the_take_profit_
     # The legs are ordinary orders, with the list's id to find them by.
     found = [w.id async for w in stack.client.list_workflows(f"ExodusListId = '{request.list_id}'")]
     assert sorted(found) == sorted([f"list-{request.list_id}"] + [f"order-{g.order.order_id}" for g in request.legs])
+    await record_history(handle, "lists/paper-bracket-partial-trigger")
+    for leg in ("entry", "tp"):
+        order = stack.client.get_workflow_handle(f"order-{request.leg(leg).order.order_id}")
+        await record_history(order, f"paper-bracket-leg-{leg}-by-counts")
 
 
 async def test_bracket_with_full_trigger_holds_the_exits_until_the_entry_is_filled(stack: Stack) -> None:
@@ -210,6 +215,9 @@ async def test_a_rejected_stop_loss_raises_the_unprotected_alert_and_flattens(st
     )
     assert [a["detail"]["leg"] for a in audit] == ["sl"]
     assert await position(stack, request.legs[0].order.account) == D(0)
+    await record_history(handle, "lists/paper-bracket-unprotected-flattened")
+    sl = stack.client.get_workflow_handle(f"order-{request.leg('sl').order.order_id}")
+    await record_history(sl, "paper-bracket-leg-sl-denied-by-counts")
 
 
 async def test_a_denied_entry_denies_the_list_and_nothing_is_sent(stack: Stack) -> None:
