@@ -46,7 +46,14 @@ def main() -> None:
         log.info("%s", e)
         exit_now(0)
     uvicorn.run(
-        create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info", access_log=False
+        create_app(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="info",
+        access_log=False,
+        # Open streams (GET /api/v1/stream) never end by themselves: they are cut after this at shutdown, and
+        # their clients resume on reconnecting.
+        timeout_graceful_shutdown=5,
     )
     exit_now(0)  # uvicorn has shut the app (and its Temporal client) down; see core/process.py
 

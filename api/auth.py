@@ -31,9 +31,10 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, NoReturn
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.routing import APIRoute
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.identity import Authenticator, AuthFailure
@@ -48,6 +49,7 @@ __all__ = [
     "Operational",
     "Public",
     "Requires",
+    "RequiresSocket",
     "authenticate",
     "check_order_scope",
     "forbid",
@@ -57,6 +59,7 @@ __all__ = [
     "record_refusal",
     "refuse",
     "requires",
+    "requires_socket",
     "route_rules",
 ]
 
@@ -72,7 +75,7 @@ def _bounded(text: str, limit: int) -> str:
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
-async def record_refusal(request: Request, failure: AuthFailure) -> None:
+async def record_refusal(request: HTTPConnection, failure: AuthFailure) -> None:
     """Count a refusal and write it to the audit log (bounded; a storage failure is logged, not raised)."""
     AUTH_FAILURES.labels(reason=failure.code.lower()).inc()
     pool = getattr(request.app.state, "pool", None)
@@ -84,7 +87,7 @@ async def record_refusal(request: Request, failure: AuthFailure) -> None:
                 conn,
                 actor=_bounded(failure.presented or "anonymous", _MAX_NAME),
                 action="ACCESS_DENIED" if failure.status in (403, 404) else "AUTH_FAILED",
-                subject=_bounded(f"{request.method} {request.url.path}", _MAX_SUBJECT),
+                subject=_bounded(f"{getattr(request, 'method', 'WEBSOCKET')} {request.url.path}", _MAX_SUBJECT),
                 detail={
                     "reason": failure.code,
                     "status": failure.status,
@@ -105,17 +108,17 @@ def _http(failure: AuthFailure) -> HTTPException:
     return HTTPException(failure.status, body.model_dump(mode="json", exclude_none=True), headers)
 
 
-async def refuse(request: Request, failure: AuthFailure) -> NoReturn:
+async def refuse(request: HTTPConnection, failure: AuthFailure) -> NoReturn:
     """Count and audit a refusal, then raise it as the HTTP answer."""
     await record_refusal(request, failure)
     raise _http(failure)
 
 
-def _authenticator(request: Request) -> Authenticator:
+def _authenticator(request: HTTPConnection) -> Authenticator:
     return request.app.state.authenticator  # type: ignore[no-any-return]
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: HTTPConnection) -> Principal:
     """The caller's principal (401 when it proves none); computed once per request."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
@@ -192,6 +195,10 @@ class Requires(AccessRule):
 
     async def __call__(self, request: Request) -> Principal:
         """The principal, once authenticated and authorized."""
+        return await self.check(request)
+
+    async def check(self, request: HTTPConnection) -> Principal:
+        """Authenticate and authorize the caller of a request or a WebSocket."""
         principal = await authenticate(request)
         if not any(principal.can(p) for p in self.permissions):
             roles = sorted({r.value for p in self.permissions for r in roles_granting(p)})
@@ -210,6 +217,14 @@ class Requires(AccessRule):
     def describe(self) -> str:
         """What the rule lets through."""
         return "requires " + " or ".join(p.value for p in self.permissions)
+
+
+class RequiresSocket(Requires):
+    """``Requires`` for a WebSocket route (a refusal is answered before the handshake, as HTTP 401/403)."""
+
+    async def __call__(self, websocket: WebSocket) -> Principal:  # type: ignore[override]
+        """The principal, once authenticated and authorized."""
+        return await self.check(websocket)
 
 
 class Operational(AccessRule):
@@ -234,6 +249,11 @@ class Operational(AccessRule):
 def requires(*permissions: Permission) -> Any:
     """Declare a route's rule: any one of ``permissions`` (see the module docstring for the two forms)."""
     return Depends(Requires(*permissions))
+
+
+def requires_socket(*permissions: Permission) -> Any:
+    """``requires`` for a WebSocket route."""
+    return Depends(RequiresSocket(*permissions))
 
 
 def public(why: str) -> Any:
@@ -268,9 +288,10 @@ def route_rules(app: FastAPI) -> dict[str, list[AccessRule]]:
     found: dict[str, list[AccessRule]] = {}
     for route in _effective_routes(app):
         original = getattr(route, "original_route", route)
-        methods = sorted(getattr(route, "methods", None) or ["*"])
+        socket = isinstance(original, APIWebSocketRoute)
+        methods = ["WEBSOCKET"] if socket else sorted(getattr(route, "methods", None) or ["*"])
         path = getattr(route, "path", None) or repr(route)
-        dependant = getattr(route, "dependant", None) if isinstance(original, APIRoute) else None
+        dependant = getattr(route, "dependant", None) if isinstance(original, APIRoute) or socket else None
         rules = list(_rules(dependant)) if dependant is not None else []
         for method in methods:
             found[f"{method} {path}"] = rules

@@ -26,7 +26,20 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import AuthDisabledHeader, operational
 from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
-from api.routes import admin, audit, bridge_mt5, health, operator, order_lists, orders, positions, quotes, risk
+from api.routes import (
+    admin,
+    audit,
+    bridge_mt5,
+    console,
+    health,
+    operator,
+    order_lists,
+    orders,
+    positions,
+    quotes,
+    risk,
+    stream,
+)
 from api.schemas import ErrorBody, Reason
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
@@ -194,6 +207,8 @@ def create_app(
         try:
             yield
         finally:
+            if app.state.stream_hub is not None:
+                await app.state.stream_hub.stop()
             if owned_pool is not None:
                 await owned_pool.close()
 
@@ -214,6 +229,9 @@ def create_app(
     app.state.instruments = instruments or load_instruments(settings.instruments_file)
     app.state.policy = PolicyStore(settings.risk)
     app.state.market = MarketData(settings.market_data, app.state.instruments)
+    # GET /api/v1/stream's reader of the table, started by the first stream (api/routes/stream.py).
+    app.state.stream_hub = None
+    app.state.stream_hub_lock = asyncio.Lock()
     # Every route takes the edge checks (api/edge.py): body size, parameter bounds, exact JSON numbers.
     app.router.route_class = EdgeRoute
     _install_error_handlers(app)
@@ -226,6 +244,10 @@ def create_app(
     app.include_router(bridge_mt5.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(audit.router, prefix="/api/v1")
+    app.include_router(stream.router, prefix="/api/v1")
+    app.include_router(stream.socket_router, prefix="/api/v1")
+    app.include_router(console.me_router, prefix="/api/v1")
+    app.include_router(console.router)
     app.include_router(health.router)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[operational("metrics")])

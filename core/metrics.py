@@ -35,6 +35,8 @@ __all__ = [
     "QUOTE_AGE",
     "RECONCILIATION_BREAKS",
     "REPORTS_UNMATCHED",
+    "STREAM_CLIENTS",
+    "STREAM_LAGGING",
     "TRADING_HALTED",
 ]
 
@@ -83,6 +85,12 @@ QUOTES_STALE = Gauge(
     "Symbols whose latest quote from the source is stale (too old for risk), when scraped",
     ["source"],
 )
+#: GET /api/v1/stream (issue 16).
+STREAM_CLIENTS = Gauge("exodus_stream_clients", "Stream connections this API process serves", ["transport"])
+STREAM_LAGGING = Counter(
+    "exodus_stream_lagging_total", "Stream clients disconnected because they fell too far behind (resumable)"
+)
+#: Order lists (issue 15).
 LIST_UNPROTECTED = Counter(
     "exodus_list_unprotected_total",
     "Order lists whose protective leg ended unfilled while the position was open, by broker",

@@ -28,15 +28,18 @@ __all__ = [
     "AuthSettings",
     "DatabaseSettings",
     "FixSettings",
+    "IBSettings",
     "MarketDataClassSettings",
     "MarketDataSettings",
     "JwtSettings",
     "Mt5AccountSettings",
     "Mt5Settings",
     "Mt5TerminalSettings",
+    "OandaSettings",
     "OrderSettings",
     "PaperSettings",
     "Settings",
+    "StreamSettings",
     "TemporalSettings",
     "TokenSettings",
     "WorkerSettings",
@@ -293,7 +296,7 @@ class FixSettings(BaseModel):
     market_data: bool | None = None
     #: Exodus symbols to subscribe to; empty: the symbol map's symbols, or else every instrument.
     market_data_symbols: list[str] = []
-    #: ``make run`` starts the local FIX venue (``python -m sim.fix_venue``) and lets the worker own "fix".
+    #: ``make run`` starts the local FIX venue (``python -m devstack.venues.fix``) and lets the worker own "fix".
     local_venue: bool = False
     #: Feed step interval of the local venue.
     local_venue_tick_interval_ms: int = Field(500, ge=0)
@@ -349,6 +352,94 @@ class AlpacaSettings(BaseModel):
         if base.startswith("https://"):
             return "wss://" + base.removeprefix("https://") + "/stream"
         return "ws://" + base.removeprefix("http://") + "/stream"
+
+
+class OandaSettings(BaseModel):
+    """The OANDA broker (``brokers/oanda``, v20 REST, FX) and the local OANDA venue ``make run`` can start.
+
+    Practice (fxTrade Practice) by default; live is ``base_url=https://api-fxtrade.oanda.com`` and
+    ``stream_url=https://stream-fxtrade.oanda.com`` with a live token (a practice token does not work on live).
+    """
+
+    base_url: str = "https://api-fxpractice.oanda.com"
+    #: The streaming host (the transaction stream): ``https://stream-fxpractice.oanda.com`` on practice.
+    stream_url: str = "https://stream-fxpractice.oanda.com"
+    #: The personal access token (``Authorization: Bearer``); one token covers every sub-account.
+    token: SecretStr | None = None
+    #: The v20 account id (``101-004-1234567-001``).
+    account_id: str = ""
+    #: How long one HTTP request may take before its outcome counts as unknown.
+    request_timeout_seconds: float = Field(5.0, gt=0)
+    #: Requests per second the adapter allows itself (OANDA answers 429 above 120/s; its advice is 100/s).
+    rate_limit_per_second: int = Field(100, ge=1)
+    #: How often a 429 (or a 5xx on a read) is retried inside one call before the call reports the broker
+    #: unavailable (the order workflow asks again later; nothing is ever rejected for it).
+    max_retries: int = Field(4, ge=0)
+    #: Longest single wait for a rate-limit pause or a backoff step.
+    max_backoff_seconds: float = Field(8.0, gt=0)
+    #: The transaction stream counts as dead after this long without a line (OANDA sends a heartbeat every 5 s).
+    stream_timeout_seconds: float = Field(20.0, gt=0)
+    #: Prices are asked for this often (one ``/pricing`` request for all symbols) and published as source "oanda".
+    quote_interval_ms: int = Field(1000, ge=0)
+    #: Exodus symbols to ask prices for; empty: every FX instrument.
+    quote_symbols: list[str] = []
+    #: Exodus symbol -> OANDA instrument, where ``EURUSD -> EUR_USD`` is not the rule.
+    symbol_map: dict[str, str] = {}
+    #: The Exodus account positions are reported for.
+    account: str = "oanda"
+    #: ``make run`` starts the local OANDA venue (``python -m devstack.venues.oanda``) on ``local_venue_port``,
+    #: points the adapter at it and lets the worker own "oanda".
+    local_venue: bool = False
+    local_venue_port: int = Field(8791, ge=1, le=65535)
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
+    #: The local venue's rate limit (requests per second per token; 0: none; OANDA's is 120).
+    local_venue_rate_limit_per_second: int = Field(0, ge=0)
+
+
+class IBSettings(BaseModel):
+    """Interactive Brokers (``brokers/ib``) through TWS or IB Gateway's socket API (``ib_async``).
+
+    ``make run`` can start the local TWS venue instead (``python -m devstack.venues.ib``).
+
+    Ports: TWS live 7496, TWS paper 7497, IB Gateway live 4001, IB Gateway paper 4002. The logged-in TWS/Gateway
+    session is the credential; the API socket must be enabled in it.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(7497, ge=1, le=65535)
+    #: The API client id of the worker's session (unique per connection to one TWS/Gateway).
+    client_id: int = Field(17, ge=0)
+    #: The IB account orders go to ("" with a single managed account: that one).
+    account: str = ""
+    #: How long one request (a placeOrder's acknowledgement, a cancel, a lookup) may take before its outcome counts
+    #: as unknown (``BrokerUnavailable``, never a refusal).
+    request_timeout_seconds: float = Field(5.0, gt=0)
+    #: How long ``connect`` may take (the API handshake and the start-up sync).
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    #: Reconnect backoff after a dropped session: first wait, doubling up to the cap.
+    reconnect_initial_seconds: float = Field(0.5, gt=0)
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+    #: Messages per second the client sends at most (IB allows about 50; ib_async throttles to 45 by default).
+    max_messages_per_second: int = Field(45, ge=1, le=50)
+    #: How long a fill waits for its commissionReport before it is booked without a fee.
+    commission_wait_seconds: float = Field(2.0, ge=0)
+    #: Exchange and currency of the stock contracts orders name (``SMART``/``USD``); per-symbol overrides below.
+    exchange: str = "SMART"
+    currency: str = "USD"
+    #: Exodus symbol -> IB contract: ``{"EURUSD": {"symbol": "EUR", "secType": "CASH", "exchange": "IDEALPRO",
+    #: "currency": "USD"}}``; symbols not listed are stocks (STK) on ``exchange`` in ``currency``.
+    contracts: dict[str, dict[str, str]] = {}
+    #: Quotes (reqMktData snapshots) are asked for this often and published as source "ib"; 0: never.
+    quote_interval_ms: int = Field(1000, ge=0)
+    #: Exodus symbols to ask quotes for; empty: every equity instrument.
+    quote_symbols: list[str] = []
+    #: 1 live, 2 frozen, 3 delayed, 4 delayed frozen (reqMarketDataType): delayed data needs no subscription.
+    market_data_type: int = Field(1, ge=1, le=4)
+    #: ``make run`` starts the local TWS venue on ``local_venue_port``, points the adapter at it and lets the worker
+    #: own "ib".
+    local_venue: bool = False
+    local_venue_port: int = Field(7597, ge=1, le=65535)
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
 
 
 class OrderSettings(BaseModel):
@@ -423,6 +514,21 @@ class Mt5Settings(BaseModel):
     terminal: Mt5TerminalSettings | None = None
 
 
+class StreamSettings(BaseModel):
+    """GET /api/v1/stream (issue 16): heartbeats, per-client buffers, the wake-up's fallback poll."""
+
+    #: A heartbeat (with the position to resume from) after this long without an event.
+    heartbeat_seconds: float = Field(15.0, gt=0)
+    #: Events a client may have waiting to be sent; one more and it is told it lags and is disconnected.
+    client_buffer: int = Field(1000, ge=1)
+    #: Rows a catching-up client reads from the table at a time.
+    page_size: int = Field(500, ge=1, le=10000)
+    #: How often each API process reads the table when no notification woke it (a lost NOTIFY costs this much).
+    poll_seconds: float = Field(2.0, gt=0)
+    #: Largest number of stream connections one API process serves (more are answered 503).
+    max_clients: int = Field(1000, ge=1)
+
+
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -456,7 +562,10 @@ class Settings(BaseSettings):
     risk: RiskPolicy = RiskPolicy()
     mt5: Mt5Settings = Mt5Settings()
     alpaca: AlpacaSettings = AlpacaSettings()
+    oanda: OandaSettings = OandaSettings()
+    ib: IBSettings = IBSettings()
     market_data: MarketDataSettings = MarketDataSettings()
+    stream: StreamSettings = StreamSettings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:

@@ -2,14 +2,14 @@
 
 Starts, in order: the embedded Postgres (unless ``DATABASE_URL`` is set), the Temporal dev server with its
 web UI (state in ``data/temporal/temporal.db``), the migrations (and, in development, the registration of
-the quick-start accounts ``desk-1`` and ``desk-2``), the local FIX venue when
-``EXODUS_FIX__LOCAL_VENUE=true`` (then the worker also owns broker ``fix``), the local Alpaca venue when
-``EXODUS_ALPACA__LOCAL_VENUE=true`` (then the worker owns broker ``alpaca`` and talks to it, and the account
-``alpaca-1`` is registered for it), the worker and the API. Prints
-where everything is, then supervises: a worker, API, Temporal server, FIX or Alpaca venue that exits is restarted with
-backoff (``devstack.supervise``) and the embedded Postgres is started again if it stops, each with a line
-saying so, while the rest keeps running. Ctrl-C stops it all; running it again resumes every order where it
-was. Logs go to ``data/logs/``.
+the quick-start accounts ``desk-1`` and ``desk-2``), the local venue of every broker whose settings section says
+``local_venue=true`` (``EXODUS_FIX__LOCAL_VENUE=true``, ``EXODUS_ALPACA__LOCAL_VENUE=true``: the broker's spec names
+its venue, the venue's ``LAUNCH`` says how to start it; then the worker also owns that broker and is paired with
+the venue, and the venue's accounts are registered), the worker and the API. Prints where everything is, then
+supervises: a worker, API, Temporal server or local venue that exits is restarted with backoff
+(``devstack.supervise``) and the embedded Postgres is started again if it stops, each with a line saying so,
+while the rest keeps running. Ctrl-C stops it all; running it again resumes every order where it was. Logs go to
+``data/logs/``.
 """
 
 from __future__ import annotations
@@ -20,19 +20,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from brokers import BROKERS
 from core.db import apply_migrations
 from core.errors import ConfigError
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from devstack.services import EmbeddedPostgres, port_open, start_dev_server, start_python, wait_for_port
 from devstack.supervise import Supervisor
-from devstack.venues.alpaca.local import LOCAL_ACCOUNT as ALPACA_ACCOUNT
-from devstack.venues.alpaca.local import local_venue_env as alpaca_venue_env
+from devstack.venues import Launch, launch_of
 from store.auth import register_account
 
 _BANNER = """
@@ -54,45 +55,40 @@ _BANNER = """
   Ctrl-C stops everything; `make run` again resumes where it left off.
 """
 
-_FIX_BANNER = """
-  FIX            local venue {key} on port {port} (QuickFIX store and logs in {store}/); the worker owns
-                 broker "fix" ({begin}). Route an order over FIX:
-
-    curl -s -X POST http://{api}/api/v1/orders -H 'Content-Type: application/json' \\
-      -d '{{"clientId":"desk-1","clientOrderId":"fix-'$RANDOM'","symbol":"AAPL","side":"BUY","qty":100,"broker":"fix"}}'
-"""
-
-
-_ALPACA_BANNER = """
-  Alpaca         local venue on http://127.0.0.1:{port} (Trading API v2, trade_updates on /stream); the worker
-                 owns broker "alpaca", account {account} is registered for it. Route an order to Alpaca:
-
-    curl -s -X POST http://{api}/api/v1/orders -H 'Content-Type: application/json' \\
-      -d '{{"clientId":"desk-1","account":"{account}","clientOrderId":"alpaca-'$RANDOM'",'\\
-'"symbol":"AAPL","side":"BUY","qty":10,"broker":"alpaca"}}'
-"""
-
-
 #: Registered in development so that the README's quick start works without set-up (orders name accounts).
 QUICKSTART_ACCOUNTS = ("desk-1", "desk-2")
 
 
-async def _register_quickstart_accounts(url: str, *, alpaca: bool = False) -> None:
+async def _register_quickstart_accounts(url: str, venue_accounts: Sequence[tuple[str, str, str]] = ()) -> None:
+    """Register the quick-start accounts, and ``(account, broker, description)`` of the local venues."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
         async with conn.transaction():
             for account in QUICKSTART_ACCOUNTS:
                 await register_account(
                     conn, account=account, actor="devstack", description="quick-start account", replace=False
                 )
-            if alpaca:
+            for account, broker, description in venue_accounts:
                 await register_account(
-                    conn,
-                    account=ALPACA_ACCOUNT,
-                    actor="devstack",
-                    broker="alpaca",
-                    description="quick-start account at the local Alpaca venue",
-                    replace=False,
+                    conn, account=account, actor="devstack", broker=broker, description=description, replace=False
                 )
+
+
+def _venue_starter(module: str, env: dict[str, str], log: Path) -> Callable[[], subprocess.Popen[bytes]]:
+    """What the supervisor calls to start (and restart) a local venue: ``python -m module``."""
+
+    def start() -> subprocess.Popen[bytes]:
+        return start_python(module, env=env, log=log.open("ab"))
+
+    return start
+
+
+def local_venues(settings: Settings) -> list[tuple[str, str, Launch]]:
+    """``(broker, venue module, launch)`` of every broker whose local venue ``make run`` starts."""
+    return [
+        (name, spec.venue.module, launch_of(spec.venue.module))
+        for name, spec in BROKERS.items()
+        if spec.local_venue_wanted(settings) and spec.venue is not None and spec.venue.module is not None
+    ]
 
 
 def _auth_banner(sources: list[str], registered: bool) -> str:
@@ -169,48 +165,36 @@ def main() -> int:
         applied = asyncio.run(apply_migrations(url))
         if applied:
             print(f"  Postgres: applied {', '.join(applied)}", flush=True)
+        venues = local_venues(settings)
         if settings.environment == "dev":
-            asyncio.run(_register_quickstart_accounts(url, alpaca=settings.alpaca.local_venue))
+            venue_accounts = [(a, name, d) for name, _, launch in venues for a, d in launch.accounts(settings)]
+            asyncio.run(_register_quickstart_accounts(url, venue_accounts))
 
         env = {"DATABASE_URL": url}
         worker_log, api_log = logs / "worker.log", logs / "api.log"
         worker_env = dict(env)
-        if settings.fix.local_venue:
-            fx = settings.fix
-            if port_open("127.0.0.1", fx.port):
+        owned = list(settings.worker.brokers)
+        for name, module, launch in venues:
+            # (not ``port``: start_temporal above reads that one whenever the supervisor restarts Temporal)
+            venue_port = launch.port(settings)
+            if port_open("127.0.0.1", venue_port):
                 raise ConfigError(
-                    f"something already listens on port {fx.port} (fix.port): stop it, or set EXODUS_FIX__PORT"
+                    f"something already listens on port {venue_port} (the local {name} venue's): stop it, or set "
+                    f"{launch.port_setting}"
                 )
-            print(f"  FIX: starting the local venue on port {fx.port} ({fx.begin_string}) ...", flush=True)
-            fix_log = logs / "fix-venue.log"
-            fix_venue = supervisor.add(
-                "FIX venue", lambda: start_python("sim.fix_venue", env=env, log=fix_log.open("ab")), log=fix_log
+            detail = f" ({launch.detail(settings)})" if launch.detail(settings) else ""
+            print(f"  {name}: starting the local venue on port {venue_port}{detail} ...", flush=True)
+            venue_log = logs / f"{name}-venue.log"
+            venue = supervisor.add(
+                f"{name} venue", _venue_starter(module, {**env, **launch.env(settings)}, venue_log), log=venue_log
             )
-            assert fix_venue.proc is not None
-            wait_for_port("127.0.0.1", fx.port, timeout=30, process=fix_venue.proc)
-            if "fix" not in settings.worker.brokers:
-                worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*settings.worker.brokers, "fix"])
-        if settings.alpaca.local_venue:
-            alpaca_port = settings.alpaca.local_venue_port
-            if port_open("127.0.0.1", alpaca_port):
-                raise ConfigError(
-                    f"something already listens on port {alpaca_port} (alpaca.local_venue_port): stop it, or set "
-                    "EXODUS_ALPACA__LOCAL_VENUE_PORT"
-                )
-            print(f"  Alpaca: starting the local venue on port {alpaca_port} ...", flush=True)
-            alpaca_log = logs / "alpaca-venue.log"
-            venue_env = {**env, **alpaca_venue_env(settings)}
-            alpaca_venue = supervisor.add(
-                "Alpaca venue",
-                lambda: start_python("devstack.venues.alpaca", env=venue_env, log=alpaca_log.open("ab")),
-                log=alpaca_log,
-            )
-            assert alpaca_venue.proc is not None
-            wait_for_port("127.0.0.1", alpaca_port, timeout=30, process=alpaca_venue.proc)
-            owned = json.loads(worker_env.get("EXODUS_WORKER__BROKERS") or json.dumps(settings.worker.brokers))
-            if "alpaca" not in owned:
-                worker_env["EXODUS_WORKER__BROKERS"] = json.dumps([*owned, "alpaca"])
-            worker_env.update(alpaca_venue_env(settings))
+            assert venue.proc is not None
+            wait_for_port("127.0.0.1", venue_port, timeout=30, process=venue.proc)
+            if name not in owned:
+                owned.append(name)
+            worker_env.update(launch.env(settings))
+        if owned != settings.worker.brokers:
+            worker_env["EXODUS_WORKER__BROKERS"] = json.dumps(owned)
         supervisor.add(
             "worker", lambda: start_python("worker", env=worker_env, log=worker_log.open("ab")), log=worker_log
         )
@@ -243,22 +227,10 @@ def main() -> int:
                 ),
                 flush=True,
             )
-        if settings.fix.local_venue and not stopping:
-            print(
-                _FIX_BANNER.format(
-                    key=f"{settings.fix.target_comp_id}<-{settings.fix.sender_comp_id}",
-                    port=settings.fix.port,
-                    store=data / "fix-venue",
-                    begin=settings.fix.begin_string,
-                    api=api_addr,
-                ),
-                flush=True,
-            )
-        if settings.alpaca.local_venue and not stopping:
-            print(
-                _ALPACA_BANNER.format(port=settings.alpaca.local_venue_port, account=ALPACA_ACCOUNT, api=api_addr),
-                flush=True,
-            )
+        for _, _, launch in venues:
+            banner = launch.banner(settings, api_addr)
+            if banner and not stopping:
+                print(banner, flush=True)
         pg_down_since: float | None = None
         while not stopping:
             supervisor.poll()

@@ -642,7 +642,7 @@ async def run_checks(stack: ChaosStack, report: ChaosReport, http: httpx.AsyncCl
     )
     report.check(
         "working orders: the same terms in row and venue, and a reservation of exactly their open terms",
-        await _working_terms(url, working, table, venue),
+        await _working_terms(url, working, venue),
     )
 
     # Phase 2: cancel what still works; every order must then complete.
@@ -777,21 +777,34 @@ async def run_checks(stack: ChaosStack, report: ChaosReport, http: httpx.AsyncCl
     report.unexpected_exits = exits
 
 
-async def _working_terms(
-    url: str, working: list[Order], table: dict[str, dict[str, Any]], venue: dict[str, list[dict[str, Any]]]
-) -> list[str]:
+async def _working_terms(url: str, working: list[Order], venue: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Problems with the working orders' terms.
 
     Each working order's quantity and price must agree between its row and the venue (amends included), and
     its reservation must be held for exactly its open quantity at its price (no amend's hold left behind).
+    The row and its reservation are read in one statement: a booking changes both in one transaction, so the
+    statement sees them agree. An order that stopped working since the quiescence check (a resting limit the
+    moving market filled meanwhile) is left to the final checks, which see every order closed.
     """
-    held = {
+    rows = {
         r["order_id"]: r
-        for r in await _fetch(url, "SELECT order_id, qty_open, price, released_at FROM risk_reservations")
+        for r in await _fetch(
+            url,
+            "SELECT o.order_id, o.status, o.qty, o.filled_qty, o.price, r.order_id AS reserved,"
+            " r.qty_open, r.price AS reserved_price, r.released_at"
+            " FROM orders o LEFT JOIN risk_reservations r ON r.order_id = o.order_id"
+            " WHERE o.order_id = ANY(%s)",
+            [o.order_id for o in working],
+        )
     }
     problems = []
     for o in working:
-        row, res = table[o.order_id], held.get(o.order_id)
+        row = rows.get(o.order_id)
+        if row is None:
+            problems.append(f"{o.order_id}: no order row")
+            continue
+        if row["status"] not in _WORKING:
+            continue
         at_venue = venue.get(o.order_id, [])
         if at_venue:
             body = at_venue[0]["body"]
@@ -801,11 +814,12 @@ async def _working_terms(
                     f"{o.order_id}: {row['qty']} @ {row['price']} here, {body['qty']} @ {v_price} at the venue"
                 )
         open_qty = row["qty"] - row["filled_qty"]
-        if res is None or res["released_at"] is not None:
+        if row["reserved"] is None or row["released_at"] is not None:
             problems.append(f"{o.order_id}: {row['status']} without a held reservation")
-        elif res["qty_open"] != open_qty or (row["price"] is not None and res["price"] != row["price"]):
+        elif row["qty_open"] != open_qty or (row["price"] is not None and row["reserved_price"] != row["price"]):
             problems.append(
-                f"{o.order_id}: reservation {res['qty_open']} @ {res['price']}, open terms {open_qty} @ {row['price']}"
+                f"{o.order_id}: reservation {row['qty_open']} @ {row['reserved_price']},"
+                f" open terms {open_qty} @ {row['price']}"
             )
     return problems
 

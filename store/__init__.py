@@ -4,7 +4,8 @@ The manner of the FastAPI template's ``crud.py``: keyword-only functions (after 
 the one thing they are about) that run plain SQL; the caller owns the transaction (and pipeline mode, where it
 uses it). Rows come back typed (``TypedDict`` per row shape, beside the functions that return them). Routes,
 activities and the worker hold no SQL of their own (``tests/store/test_no_sql_elsewhere.py``); adapter-private
-tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their adapters.
+tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their adapters; the journal they share
+(``broker_reports``) is here.
 
 | module | tables |
 |---|---|
@@ -18,6 +19,7 @@ tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their 
 | ``auth`` | ``api_keys``, ``accounts`` |
 | ``quotes`` | ``market_quotes`` (and ``QuoteWriter``, the worker's batching writer) |
 | ``sessions`` | ``broker_sessions`` |
+| ``reports`` | ``broker_reports``, the report journal every broker adapter shares (``brokers.journal`` runs it) |
 | ``text`` | what Postgres cannot store (NUL, lone surrogates), replaced at this boundary |
 """
 
@@ -39,6 +41,7 @@ __all__ = [
     "orders",
     "policy",
     "quotes",
+    "reports",
     "risk",
     "sessions",
     "text",

@@ -55,6 +55,7 @@ async def build_brokers(
         spec = BROKERS.get(name)
         if spec is None:
             raise ConfigError(f"unknown broker {name!r} in worker.brokers; known: {', '.join(sorted(BROKERS))}")
+        spec.require_libraries()
         brokers[name] = await spec.factory(ctx)
     return brokers
 

@@ -34,6 +34,8 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     supports_replace=True,
     # A client_order_id is Alpaca's forever: a second POST with it is refused 422 "client_order_id must be unique".
     dedupes_cl_ord_id=True,
+    # 200 requests per minute and key, then 429 with X-RateLimit-Reset.
+    rate_limited=True,
 )
 
 #: Alpaca order status -> Exodus status; None: still working (ACCEPTED or PARTIALLY_FILLED by what has filled).

@@ -21,16 +21,16 @@
 * **Replace** is Alpaca's PATCH: a new Alpaca order with a new id works the new total less what the chain has
   filled (Exodus quantities are totals, Alpaca's replacement works its own quantity); the old order ends
   ``replaced``. The REPLACED report names the new client order id and the new totals.
-* **Reports survive restarts**: every report is written to ``alpaca_reports`` before it goes to the outbox;
-  what was recorded but not delivered is delivered again by ``start()``.
-* Storage failures (``psycopg``/``OSError``) on a request surface as ``BrokerUnavailable``; in the stream
-  handler they drop the connection, whose reconnect catches up over REST.
+* **Reports survive restarts**: every report is written to the shared report journal (``broker_reports``)
+  before it is delivered; what was recorded but not delivered is delivered again by ``start()``.
+* Storage failures (``psycopg``/``OSError``) on a call surface as ``BrokerUnavailable`` (the shared storage
+  boundary, ``storage_boundary``); in the stream handler they drop the connection, whose reconnect catches up
+  over REST.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,16 +38,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
-
 from brokers.alpaca.client import AlpacaError, AlpacaRest, RateLimiter
 from brokers.alpaca.config import ALPACA_CAPABILITIES, EXODUS_CL_ORD_ID
 from brokers.alpaca.marketdata import QuotePoller
 from brokers.alpaca.parsing import AlpacaOrderView, decimal_of, order_body, replace_body, rfc3339, time_of
 from brokers.alpaca.store import AlpacaOrder, AlpacaStore
 from brokers.alpaca.stream import TradeUpdatesStream
-from brokers.base import ReportSink
-from brokers.outbox import ReportOutbox
+from brokers.base import ReportSink, storage_boundary
+from brokers.journal import ReportDelivery
 from brokers.sessions import SessionRecorder
 from core.domain import (
     BrokerAck,
@@ -81,8 +79,6 @@ _STATUS_OF_KIND = {
     ReportKind.EXPIRED: OrderStatus.EXPIRED,
     ReportKind.REJECTED: OrderStatus.REJECTED,
 }
-#: Storage failures: the request's outcome is unknown to the caller, who retries.
-_STORAGE = (psycopg.Error, OSError)
 
 
 @dataclass(frozen=True)
@@ -96,14 +92,7 @@ class AccountReport:
     trading_blocked: bool
 
 
-@contextlib.asynccontextmanager
-async def _storage_boundary(name: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except _STORAGE as e:
-        raise BrokerUnavailable(f"{name}: the adapter's records are unavailable, was {e!r}") from e
-
-
+@storage_boundary
 class AlpacaBroker:
     """Orders at Alpaca (paper or live, or the local Alpaca venue)."""
 
@@ -166,7 +155,9 @@ class AlpacaBroker:
                 feed=settings.data_feed,
                 source=name,
             )
-        self.outbox: ReportOutbox | None = None
+        self._journal = store.journal
+        #: Hands journaled reports to the sink (None until started).
+        self.delivery: ReportDelivery | None = None
         #: Serializes turning Alpaca's news into reports (fill quantities are deltas over what was recorded).
         self._lock = asyncio.Lock()
         #: Alpaca order ids seen that are not Exodus orders (fill activities of other orders on the account).
@@ -204,10 +195,8 @@ class AlpacaBroker:
         if self._recorder is not None:
             await self._recorder.start()
             self._recording = True
-        self.outbox = ReportOutbox(sink, on_delivered=self._store.mark_delivered)
-        self.outbox.start()
-        for report in await self._store.undelivered():
-            self.outbox.put(report)
+        self.delivery = ReportDelivery(sink, journal=self._journal)
+        await self.delivery.start()
         self.stream.start()
         if self.quote_poller is not None:
             self.quote_poller.start()
@@ -217,9 +206,9 @@ class AlpacaBroker:
         await self.stream.stop()
         if self.quote_poller is not None:
             await self.quote_poller.stop()
-        if self.outbox is not None:
-            await self.outbox.stop()
-            self.outbox = None
+        if self.delivery is not None:
+            await self.delivery.stop()
+            self.delivery = None
         await self.rest.aclose()
         await self.data.aclose()
         if self._recorder is not None and self._recording:
@@ -247,160 +236,150 @@ class AlpacaBroker:
             body = order_body(order, self._symbol(order.symbol))
         except ValueError as e:
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
-        async with _storage_boundary(self.name):
-            now = utcnow()
-            record = await self._store.add_order(
-                AlpacaOrder(
-                    order_id=base_order_id(cid),
-                    cl_ord_id=cid,
-                    account=order.account,
-                    symbol=order.symbol,
-                    side=order.side,
-                    qty=order.qty,
-                    created_at=now,
-                    updated_at=now,
-                )
+        now = utcnow()
+        record = await self._store.add_order(
+            AlpacaOrder(
+                order_id=base_order_id(cid),
+                cl_ord_id=cid,
+                account=order.account,
+                symbol=order.symbol,
+                side=order.side,
+                qty=order.qty,
+                created_at=now,
+                updated_at=now,
             )
-            try:
-                data = await self.rest.request("POST", "/v2/orders", json_body=body)
-            except AlpacaError as e:
-                if "must be unique" in e.message:
-                    return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
-                if record.status is OrderStatus.SUBMITTED and record.cl_ord_id == cid:
-                    record.status = OrderStatus.REJECTED
-                    await self._store.save_order(record)
-                return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by Alpaca: {e}")
-            view = self._view(data)
-            reports = await self._absorb(view, event="new", source="answer")
-            if view.status == "rejected":
-                reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
-                return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
-            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=view.id, reports=reports)
+        )
+        try:
+            data = await self.rest.request("POST", "/v2/orders", json_body=body)
+        except AlpacaError as e:
+            if "must be unique" in e.message:
+                return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
+            if record.status is OrderStatus.SUBMITTED and record.cl_ord_id == cid:
+                record.status = OrderStatus.REJECTED
+                await self._store.save_order(record)
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by Alpaca: {e}")
+        view = self._view(data)
+        reports = await self._absorb(view, event="new", source="answer")
+        if view.status == "rejected":
+            reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
+            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
+        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=view.id, reports=reports)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """DELETE the order Alpaca knows by our client order id (following its replacements)."""
         cid = request.cl_ord_id
-        async with _storage_boundary(self.name):
-            view = await self._current(cid)
-            if view is None:
-                return BrokerAck(
-                    accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: Alpaca has no {cid}"
-                )
-            reports = await self._absorb(view, source="status")
-            if view.status == "canceled":
-                return BrokerAck(accepted=True, cl_ord_id=view.cl_ord_id, broker_order_id=view.id, reports=reports)
-            if not view.working:
-                reason = f"TOO_LATE: the order is {view.status} at Alpaca"
-                return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
-            try:
-                await self.rest.request("DELETE", f"/v2/orders/{view.id}")
-            except AlpacaError as e:
-                if e.status == 404:
-                    return BrokerAck(accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: {e}")
-                # Not cancelable any more: what it became is the answer.
-                again = await self._current(cid)
-                if again is not None:
-                    reports += await self._absorb(again, source="status")
-                    if again.status == "canceled":
-                        return BrokerAck(
-                            accepted=True,
-                            cl_ord_id=again.cl_ord_id,
-                            broker_order_id=again.id,
-                            reports=reports,
-                        )
-                return BrokerAck(
-                    accepted=False,
-                    cl_ord_id=cid,
-                    broker_order_id=view.id,
-                    reason=f"TOO_LATE: {e}",
-                    reports=reports,
-                )
+        view = await self._current(cid)
+        if view is None:
+            return BrokerAck(
+                accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: Alpaca has no {cid}"
+            )
+        reports = await self._absorb(view, source="status")
+        if view.status == "canceled":
             return BrokerAck(accepted=True, cl_ord_id=view.cl_ord_id, broker_order_id=view.id, reports=reports)
+        if not view.working:
+            reason = f"TOO_LATE: the order is {view.status} at Alpaca"
+            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
+        try:
+            await self.rest.request("DELETE", f"/v2/orders/{view.id}")
+        except AlpacaError as e:
+            if e.status == 404:
+                return BrokerAck(accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: {e}")
+            # Not cancelable any more: what it became is the answer.
+            again = await self._current(cid)
+            if again is not None:
+                reports += await self._absorb(again, source="status")
+                if again.status == "canceled":
+                    return BrokerAck(
+                        accepted=True,
+                        cl_ord_id=again.cl_ord_id,
+                        broker_order_id=again.id,
+                        reports=reports,
+                    )
+            return BrokerAck(
+                accepted=False,
+                cl_ord_id=cid,
+                broker_order_id=view.id,
+                reason=f"TOO_LATE: {e}",
+                reports=reports,
+            )
+        return BrokerAck(accepted=True, cl_ord_id=view.cl_ord_id, broker_order_id=view.id, reports=reports)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """PATCH the order: a new Alpaca order under ``request.cl_ord_id`` works the new total less the filled."""
         new_cid = request.cl_ord_id
-        async with _storage_boundary(self.name):
-            view = await self._current(request.orig_cl_ord_id)
-            if view is None:
-                return BrokerAck(
-                    accepted=False,
-                    cl_ord_id=request.orig_cl_ord_id,
-                    not_found=True,
-                    reason=f"UNKNOWN_ORDER: Alpaca has no {request.orig_cl_ord_id}",
-                )
-            reports = await self._absorb(view, source="status")
-            if view.cl_ord_id == new_cid:  # replaced already (an earlier attempt whose answer was lost)
-                return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=view.id, reports=reports)
-            if not view.working:
-                reason = f"TOO_LATE: the order is {view.status} at Alpaca"
-                return BrokerAck(
-                    accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=reason, reports=reports
-                )
-            filled, _ = await self._chain_filled(base_order_id(new_cid))
-            remaining = request.qty - filled
-            if remaining <= 0:
-                reason = f"INCORRECT_QUANTITY: the new quantity {request.qty} must exceed the filled {filled}"
-                return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=reason, reports=reports)
-            try:
-                data = await self.rest.request(
-                    "PATCH", f"/v2/orders/{view.id}", json_body=replace_body(request, remaining)
-                )
-            except AlpacaError as e:
-                if "must be unique" in e.message:
-                    existing = await self._current(new_cid)
-                    if existing is not None:
-                        return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=existing.id)
-                return BrokerAck(
-                    accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=f"REPLACE_REJECTED: {e}"
-                )
-            new = self._view(data)
-            async with self._lock:
-                report = await self._replaced(view, new, source="answer")
+        view = await self._current(request.orig_cl_ord_id)
+        if view is None:
             return BrokerAck(
-                accepted=True,
-                cl_ord_id=new_cid,
-                broker_order_id=new.id,
-                reports=[*reports, *([report] if report else [])],
+                accepted=False,
+                cl_ord_id=request.orig_cl_ord_id,
+                not_found=True,
+                reason=f"UNKNOWN_ORDER: Alpaca has no {request.orig_cl_ord_id}",
             )
+        reports = await self._absorb(view, source="status")
+        if view.cl_ord_id == new_cid:  # replaced already (an earlier attempt whose answer was lost)
+            return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=view.id, reports=reports)
+        if not view.working:
+            reason = f"TOO_LATE: the order is {view.status} at Alpaca"
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=reason, reports=reports)
+        filled, _ = await self._chain_filled(base_order_id(new_cid))
+        remaining = request.qty - filled
+        if remaining <= 0:
+            reason = f"INCORRECT_QUANTITY: the new quantity {request.qty} must exceed the filled {filled}"
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=reason, reports=reports)
+        try:
+            data = await self.rest.request("PATCH", f"/v2/orders/{view.id}", json_body=replace_body(request, remaining))
+        except AlpacaError as e:
+            if "must be unique" in e.message:
+                existing = await self._current(new_cid)
+                if existing is not None:
+                    return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=existing.id)
+            return BrokerAck(
+                accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=f"REPLACE_REJECTED: {e}"
+            )
+        new = self._view(data)
+        async with self._lock:
+            report = await self._replaced(view, new, source="answer")
+        return BrokerAck(
+            accepted=True,
+            cl_ord_id=new_cid,
+            broker_order_id=new.id,
+            reports=[*reports, *([report] if report else [])],
+        )
 
     async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """Alpaca's view of the order (by our client order id, following replacements) with every report recorded."""
-        async with _storage_boundary(self.name):
-            view = await self._current(cl_ord_id)
-            if view is None:
-                return None
-            await self._absorb(view, source="status")
-            return await self._status_report(view)
+        view = await self._current(cl_ord_id)
+        if view is None:
+            return None
+        await self._absorb(view, source="status")
+        return await self._status_report(view)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Every Exodus order Alpaca still works (``GET /v2/orders?status=open``)."""
-        async with _storage_boundary(self.name):
-            result: list[OrderStatusReport] = []
-            after: str | None = None
-            while True:
-                params: dict[str, Any] = {"status": "open", "limit": 500, "direction": "asc"}
-                if after:
-                    params["after"] = after
-                page = await self.rest.get("/v2/orders", params=params)
-                views = [self._view(d) for d in page or []]
-                for view in views:
-                    if EXODUS_CL_ORD_ID.match(view.cl_ord_id) and view.working:
-                        await self._absorb(view, source="status")
-                        result.append(await self._status_report(view))
-                if len(views) < 500 or views[-1].created_at is None:
-                    return result
-                after = rfc3339(views[-1].created_at)
+        result: list[OrderStatusReport] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"status": "open", "limit": 500, "direction": "asc"}
+            if after:
+                params["after"] = after
+            page = await self.rest.get("/v2/orders", params=params)
+            views = [self._view(d) for d in page or []]
+            for view in views:
+                if EXODUS_CL_ORD_ID.match(view.cl_ord_id) and view.working:
+                    await self._absorb(view, source="status")
+                    result.append(await self._status_report(view))
+            if len(views) < 500 or views[-1].created_at is None:
+                return result
+            after = rfc3339(views[-1].created_at)
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Exodus orders' fills after ``since``, from Alpaca's FILL activities."""
-        async with _storage_boundary(self.name):
-            fills = []
-            async for activity, cid in self._fill_activities(since):
-                report = self._activity_report(activity, cid, known=None)
-                if report is not None:
-                    fills.append(report)
-            return fills
+        fills = []
+        async for activity, cid in self._fill_activities(since):
+            report = self._activity_report(activity, cid, known=None)
+            if report is not None:
+                fills.append(report)
+        return fills
 
     async def positions(self) -> list[PositionReport]:
         """Alpaca's positions (``GET /v2/positions``), signed (short is negative)."""
@@ -463,11 +442,11 @@ class AlpacaBroker:
 
     async def _status_report(self, view: AlpacaOrderView) -> OrderStatusReport:
         order_id = base_order_id(view.cl_ord_id)
-        reports = await self._store.reports(order_id)
+        reports = await self._journal.reports(order_id)
         fills = [r for r in reports if r.kind is ReportKind.FILL]
         cum = sum((f.last_qty for f in fills), _D(0))
         notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
-        own, _ = await self._store.filled(view.id)
+        own, _ = await self._journal.filled(view.id)
         total = cum - own + view.qty
         status = view.final_status
         if status is None:
@@ -486,17 +465,17 @@ class AlpacaBroker:
         )
 
     async def _chain_filled(self, order_id: str) -> tuple[Decimal, Decimal]:
-        fills = [r for r in await self._store.reports(order_id) if r.kind is ReportKind.FILL]
+        fills = [r for r in await self._journal.reports(order_id) if r.kind is ReportKind.FILL]
         return sum((f.last_qty for f in fills), _D(0)), sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
 
     # -- turning Alpaca's news into reports ------------------------------------------------------------------
 
     async def _record(self, report: ExecutionReport, *, alpaca_id: str | None, source: str) -> bool:
-        """Journal a report and hand it to the outbox; False when it was recorded before."""
-        if not await self._store.add_report(report, alpaca_id=alpaca_id, source=source):
+        """Journal a report and hand it to the delivery; False when it was recorded before."""
+        if not await self._journal.add(report, ref=alpaca_id, source=source):
             return False
-        if self.outbox is not None:
-            self.outbox.put(report)
+        if self.delivery is not None:
+            self.delivery.put(report)
         return True
 
     async def _track(self, view: AlpacaOrderView) -> AlpacaOrder | None:
@@ -547,7 +526,7 @@ class AlpacaBroker:
                 report = self._report(view, ReportKind.ACCEPTED, f"{view.id}:new", transact_at=view.created_at)
                 await self._record(report, alpaca_id=view.id, source=source)
                 out.append(report)
-            known, known_notional = await self._store.filled(view.id)
+            known, known_notional = await self._journal.filled(view.id)
             if view.filled_qty > known:
                 delta = view.filled_qty - known
                 price = fill_price if fill_price is not None and fill_qty == delta else None
@@ -596,7 +575,7 @@ class AlpacaBroker:
         order_id = base_order_id(new.cl_ord_id)
         await self._store.add_alpaca_id(new.id, order_id, new.cl_ord_id)
         chain, _ = await self._chain_filled(order_id)
-        own, _ = await self._store.filled(new.id)
+        own, _ = await self._journal.filled(new.id)
         total = chain - own + new.qty
         report = self._report(
             new,
@@ -643,7 +622,7 @@ class AlpacaBroker:
         elif event == "replaced" and view.replaced_by:
             await self._absorb(view, source=f"stream:{event}", at=at)
             async with self._lock:
-                done = await self._store.has_report(f"{view.id}:replaced")
+                done = await self._journal.has(f"{view.id}:replaced")
             if not done:
                 new = self._view(await self.rest.get(f"/v2/orders/{view.replaced_by}"))
                 async with self._lock:
@@ -682,7 +661,7 @@ class AlpacaBroker:
         async for activity, cid in self._fill_activities(since):
             alpaca_id = str(activity.get("order_id"))
             async with self._lock:
-                known, _ = await self._store.filled(alpaca_id)
+                known, _ = await self._journal.filled(alpaca_id)
                 report = self._activity_report(activity, cid, known=known)
                 if report is not None:
                     chain, _ = await self._chain_filled(base_order_id(cid))

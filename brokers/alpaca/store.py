@@ -1,10 +1,10 @@
-"""The Alpaca adapter's records in Postgres: ``alpaca_orders``, ``alpaca_order_ids``, ``alpaca_reports``.
+"""The Alpaca adapter's records in Postgres: ``alpaca_orders``, ``alpaca_order_ids``, and its report journal.
 
 See ``migrations/0015_alpaca.sql``. Alpaca keeps the orders; this keeps what the adapter learned of them: the
-orders it sent (the open ones are looked up after every reconnect), the Alpaca ids of each replace chain, and
-every report it derived, once per exec id, with its delivery mark (undelivered reports are delivered again
-after a restart). Written to be folded into a shared report journal (issue 12): nothing Alpaca-specific is in
-``alpaca_reports`` but the ``alpaca_id`` column.
+orders it sent (the open ones are looked up after every reconnect) and the Alpaca ids of each replace chain.
+Every report it derived is in the shared report journal (``brokers/journal.py``, stream: the broker's name,
+``ref``: the Alpaca order id), once per exec id, with its delivery mark (undelivered reports are delivered
+again after a restart).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from core.domain import ExecutionReport, OrderSide, OrderStatus, ReportKind, renamed, utcnow
+from brokers.journal import ReportJournal
+from core.domain import OrderSide, OrderStatus, renamed, utcnow
 from store import Pool
 
 __all__ = ["AlpacaOrder", "AlpacaStore"]
@@ -55,6 +56,8 @@ class AlpacaStore:
         """Records of ``broker`` through ``pool``."""
         self._pool = pool
         self.broker = broker
+        #: Every report derived, once per exec id (``ref``: the Alpaca order id it is about).
+        self.journal = ReportJournal(pool, broker=broker)
 
     async def _rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -128,64 +131,3 @@ class AlpacaStore:
             "SELECT client_order_id FROM alpaca_order_ids WHERE broker = %s AND alpaca_id = %s", alpaca_id
         )
         return rows[0]["client_order_id"] if rows else None
-
-    # -- reports ---------------------------------------------------------------------------------------------
-
-    async def add_report(self, report: ExecutionReport, *, alpaca_id: str | None, source: str) -> bool:
-        """Record a report; False when its exec id was recorded before (a duplicate)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO alpaca_reports (broker, exec_id, order_id, alpaca_id, kind, source, body)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (broker, exec_id) DO NOTHING RETURNING exec_id",
-                (
-                    self.broker,
-                    report.exec_id,
-                    report.order_id,
-                    alpaca_id,
-                    report.kind.value,
-                    source,
-                    Jsonb(report.model_dump(mode="json")),
-                ),
-            )
-            return await cur.fetchone() is not None
-
-    async def has_report(self, exec_id: str) -> bool:
-        """Whether a report with ``exec_id`` was recorded."""
-        return bool(await self._rows("SELECT 1 FROM alpaca_reports WHERE broker = %s AND exec_id = %s", exec_id))
-
-    async def reports(self, order_id: str) -> list[ExecutionReport]:
-        """Every report recorded for an order (its whole replace chain), in arrival order."""
-        rows = await self._rows(
-            "SELECT body FROM alpaca_reports WHERE broker = %s AND order_id = %s ORDER BY seq", order_id
-        )
-        return [ExecutionReport.model_validate(r["body"]) for r in rows]
-
-    async def filled(self, alpaca_id: str) -> tuple[Decimal, Decimal]:
-        """(quantity, notional) of the fills recorded for Alpaca's order ``alpaca_id``."""
-        rows = await self._rows(
-            "SELECT body FROM alpaca_reports WHERE broker = %s AND alpaca_id = %s AND kind = %s",
-            alpaca_id,
-            ReportKind.FILL.value,
-        )
-        fills = [ExecutionReport.model_validate(r["body"]) for r in rows]
-        qty = sum((f.last_qty for f in fills), Decimal(0))
-        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), Decimal(0))
-        return qty, notional
-
-    async def undelivered(self) -> list[ExecutionReport]:
-        """Reports recorded but not yet delivered to their workflow, in arrival order."""
-        rows = await self._rows(
-            "SELECT body FROM alpaca_reports WHERE broker = %s AND delivered_at IS NULL ORDER BY seq"
-        )
-        return [ExecutionReport.model_validate(r["body"]) for r in rows]
-
-    async def mark_delivered(self, exec_ids: list[str]) -> None:
-        """Note reports as delivered."""
-        if not exec_ids:
-            return
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE alpaca_reports SET delivered_at = now() WHERE broker = %s AND exec_id = ANY(%s)"
-                " AND delivered_at IS NULL",
-                (self.broker, exec_ids),
-            )

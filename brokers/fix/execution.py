@@ -7,9 +7,12 @@
     replace_order ─OrderCancelReplaceRequest (G)▶                                  and goes to the outbox ─▶ sink
     get_order_status ─OrderStatusRequest (H)───▶          ExecutionReport 150=I / 20=3 (the venue's view)
 
-* Every report is stored (``fix_reports``, unique per ExecID) before QuickFIX counts its sequence number as
-  processed, then delivered through the outbox; reports stored but not delivered are delivered again after
-  a restart. Unknown ClOrdIDs are delivered too: the dispatcher records them as orphans.
+* Every report is stored (the shared report journal, ``broker_reports``, one stream per session, unique per
+  ExecID) before QuickFIX counts its sequence number as processed, then delivered (``ReportDelivery``); reports
+  stored but not delivered are delivered again after a restart. Unknown ClOrdIDs are delivered too: the
+  dispatcher records them as orphans.
+* A failure of the adapter's records (Postgres) during a call is ``BrokerUnavailable`` (the shared storage
+  boundary, ``storage_boundary``): the outcome is unknown, never a refusal.
 * A request whose answer does not come (timeout, session dropped) raises ``BrokerUnavailable``: its outcome
   is unknown and the order stays in flight. The adapter never resends an order by itself: QuickFIX's resend
   of our own application messages is answered with a gap fill, and a retried submission first asks the venue
@@ -42,7 +45,7 @@ from typing import Any
 
 import psycopg
 
-from brokers.base import ReportSink
+from brokers.base import ReportSink, storage_boundary
 from brokers.fix.config import FIX_CAPABILITIES, SessionConfig, session_config_for
 from brokers.fix.marketdata import FixMarketData
 from brokers.fix.parsing import (
@@ -68,7 +71,7 @@ from brokers.fix.parsing import (
 )
 from brokers.fix.session import FieldValue, FixConnector, FixMessage
 from brokers.fix.store import FixOrder, FixStore
-from brokers.outbox import ReportOutbox
+from brokers.journal import ReportDelivery
 from brokers.sessions import SessionRecorder
 from core.domain import (
     BrokerAck,
@@ -124,6 +127,7 @@ class _Refused:
     unsupported: bool
 
 
+@storage_boundary
 class FixBroker:
     """Orders over a FIX session to a counterparty (or the local FIX venue)."""
 
@@ -181,7 +185,9 @@ class FixBroker:
         self._to_venue = dict(self._settings.symbol_map)
         self._from_venue = {v: k for k, v in self._to_venue.items()}
         self._conn: FixConnector | None = None
-        self.outbox: ReportOutbox | None = None
+        self._journal = store.journal
+        #: Hands journaled reports to the sink (None until started).
+        self.delivery: ReportDelivery | None = None
         self._waiters: dict[tuple[str, str], asyncio.Future[BrokerAck]] = {}
         self._status_waiters: dict[str, list[asyncio.Future[FixMessage | _Refused | None]]] = {}
         self._orders: dict[str, FixOrder] = {}
@@ -207,7 +213,7 @@ class FixBroker:
         recorder = SessionRecorder(pool, broker=name, session=config.key)
         return cls(
             config,
-            store=FixStore(pool, session=config.key),
+            store=FixStore(pool, session=config.key, broker=name),
             name=name,
             settings=settings.fix,
             recorder=recorder,
@@ -221,10 +227,8 @@ class FixBroker:
         """Deliver what a previous run left undelivered, then start the session (it logs on by itself)."""
         if self._recorder is not None:
             await self._recorder.start()
-        self.outbox = ReportOutbox(sink, on_delivered=self._store.mark_delivered)
-        self.outbox.start()
-        for report in await self._store.undelivered():
-            self.outbox.put(report)
+        self.delivery = ReportDelivery(sink, journal=self._journal)
+        await self.delivery.start()
         logon: list[tuple[int, str]] = []
         if self._settings.username:
             logon.append((Tag.USERNAME, self._settings.username))
@@ -259,9 +263,9 @@ class FixBroker:
         if self.market_data is not None:
             await self.market_data.stop()
         self._fail_waiters("the FIX broker was closed")
-        if self.outbox is not None:
-            await self.outbox.stop()
-            self.outbox = None
+        if self.delivery is not None:
+            await self.delivery.stop()
+            self.delivery = None
         if self._recorder is not None:
             await self._recorder.stop()
 
@@ -330,8 +334,16 @@ class FixBroker:
         """
         if "F" in self.unsupported:
             return await self._unsupported_ack("F", request.cl_ord_id, self.unsupported["F"])
-        self._require_logged_on(f"cancel of {request.cl_ord_id}")
         order = await self._load_order(base_order_id(request.cl_ord_id))
+        if order is not None and order.status is OrderStatus.CANCELED:
+            # Canceled already (an earlier request whose answer was lost, or the venue's own): nothing to send.
+            return BrokerAck(
+                accepted=True,
+                cl_ord_id=order.cl_ord_id,
+                broker_order_id=order.broker_order_id,
+                reports=await self._journal.reports(order.order_id),
+            )
+        self._require_logged_on(f"cancel of {request.cl_ord_id}")
         cancel_id = f"{request.cl_ord_id}{CANCEL_ID_MARKER}{uuid.uuid4().hex[:8]}"
         fields: list[tuple[int, FieldValue]] = [
             (Tag.ORIG_CL_ORD_ID, request.cl_ord_id),
@@ -350,8 +362,16 @@ class FixBroker:
         """Send an OrderCancelReplaceRequest (new ClOrdID, OrigClOrdID = the current one) and wait for the answer."""
         if "G" in self.unsupported:
             return await self._unsupported_ack("G", request.orig_cl_ord_id, self.unsupported["G"])
-        self._require_logged_on(f"replace of {request.orig_cl_ord_id}")
         order = await self._load_order(base_order_id(request.orig_cl_ord_id))
+        if order is not None and order.cl_ord_id == request.cl_ord_id:
+            # Replaced already (an earlier request whose answer was lost; the venue's report said so): never twice.
+            return BrokerAck(
+                accepted=True,
+                cl_ord_id=request.cl_ord_id,
+                broker_order_id=order.broker_order_id,
+                reports=await self._journal.reports(order.order_id),
+            )
+        self._require_logged_on(f"replace of {request.orig_cl_ord_id}")
         # The account, peg and expiry as the order was sent (a replacement changes quantity and prices).
         kept = ("account", "peg_type", "peg_offset", "expire_at")
         terms = request.model_copy(update={name: getattr(order, name) for name in kept}) if order else request
@@ -403,7 +423,7 @@ class FixBroker:
         A submission the venue has not reported on at all has an unknown outcome: ``BrokerUnavailable``, so
         that nothing is sent again and the order waits for the venue's reports.
         """
-        reports = await self._store.reports(order.order_id)
+        reports = await self._journal.reports(order.order_id)
         if order.status is OrderStatus.SUBMITTED and not reports:
             raise BrokerUnavailable(
                 f"{self.name}: the venue does not answer status requests and has not reported on "
@@ -455,7 +475,7 @@ class FixBroker:
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills received after ``since``."""
-        return await self._store.fills_since(since)
+        return await self._journal.fills(since=since)
 
     async def positions(self) -> list[PositionReport]:
         """Not asked over FIX (RequestForPositions is not supported); the ledger is the book."""
@@ -723,7 +743,7 @@ class FixBroker:
 
     async def _record(self, report: ExecutionReport, order: FixOrder | None, status: OrderStatus | None) -> bool:
         """Store a report (once per exec id), update the order's record, queue the report for delivery."""
-        fresh = await self._store.add_report(report)
+        fresh = await self._journal.add(report)
         if order is not None:
             changed = False
             if report.broker_order_id and order.broker_order_id != report.broker_order_id:
@@ -738,8 +758,8 @@ class FixBroker:
                 order.status, changed = status, True
             if changed:
                 await self._save_order(order)
-        if fresh and self.outbox is not None:
-            self.outbox.put(report)
+        if fresh and self.delivery is not None:
+            self.delivery.put(report)
         if not fresh:
             log.info("%s: report %s was received before; not delivered again", self.name, report.exec_id)
         return fresh
@@ -767,7 +787,7 @@ class FixBroker:
         order_key = order_key or cl_ord_id
         order = await self._load_order(base_order_id(order_key)) if order_key else None
         exec_id = msg.get(Tag.EXEC_ID)
-        prior = await self._store.reports(order.order_id) if order is not None else []
+        prior = await self._journal.reports(order.order_id) if order is not None else []
         prior = [r for r in prior if r.exec_id != exec_id]  # a resend is judged as the first time
         kind, problem = self._classify(msg, order, prior)
         if kind is None:
@@ -1004,7 +1024,7 @@ class FixBroker:
         qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or order.qty
         status = order_status_of(msg.get(Tag.ORD_STATUS) or "", cum_qty=venue_cum, qty=qty)
         cl_ord_id = msg.get(Tag.CL_ORD_ID) or order.cl_ord_id
-        reports = await self._store.reports(order.order_id)
+        reports = await self._journal.reports(order.order_id)
         fills = [r for r in reports if r.kind is ReportKind.FILL]
         local_cum = sum((f.last_qty for f in fills), _D(0))
         common: dict[str, Any] = dict(
@@ -1090,7 +1110,7 @@ class FixBroker:
             avg_price=avg if cum > 0 else None,
             price=parse_decimal(msg.get(Tag.PRICE)),
             stop_price=parse_decimal(msg.get(Tag.STOP_PX)),
-            reports=await self._store.reports(order.order_id),
+            reports=await self._journal.reports(order.order_id),
         )
 
 

@@ -1,9 +1,9 @@
-"""The FIX adapter's records in Postgres: ``fix_orders``, ``fix_reports``, ``fix_unprocessed``.
+"""The FIX adapter's records in Postgres: ``fix_orders``, ``fix_unprocessed``, and its stream of the report journal.
 
 See ``migrations/0002_fix.sql`` and ``0010_fix_unprocessed.sql``. QuickFIX's own store keeps the session
 (sequence numbers); this one keeps what the adapter learned: the orders it sent, every report it received,
-once per ExecID, with its delivery mark, and every message it could not apply, with a reconciliation break
-for its order.
+once per ExecID, with its delivery mark (the shared journal, ``brokers/journal.py``, one stream per session),
+and every message it could not apply, with a reconciliation break for its order.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import ConfigDict
 
+from brokers.journal import ReportJournal
 from core.domain import (
-    ExecutionReport,
     OrderStatus,
     OrderTerms,
-    ReportKind,
     base_order_id,
     renamed,
     utcnow,
@@ -55,12 +54,14 @@ class FixOrder(OrderTerms):
 
 
 class FixStore:
-    """``fix_orders`` and ``fix_reports`` of one FIX session."""
+    """``fix_orders``, ``fix_unprocessed`` and the report journal of one FIX session."""
 
-    def __init__(self, pool: Pool, *, session: str) -> None:
-        """Records of ``session`` (``FIX.4.4:EXODUS->EXVENUE``) through ``pool``."""
+    def __init__(self, pool: Pool, *, session: str, broker: str = "fix") -> None:
+        """Records of ``session`` (``FIX.4.4:EXODUS->EXVENUE``) of broker ``broker`` through ``pool``."""
         self._pool = pool
         self.session = session
+        #: Every report received on the session, once per ExecID, with its delivery mark.
+        self.journal = ReportJournal(pool, broker=broker, stream=session)
 
     async def add_order(self, order: FixOrder) -> FixOrder:
         """Record a new order; when the order id is already known, return the record that exists."""
@@ -116,56 +117,6 @@ class FixStore:
         """Orders that may still work at the venue, oldest first."""
         bodies = await self._bodies("SELECT body FROM fix_orders WHERE session = %s AND open ORDER BY created_at")
         return [FixOrder.model_validate(b) for b in bodies]
-
-    async def add_report(self, report: ExecutionReport) -> bool:
-        """Record a received report; False when its exec id was recorded before (a duplicate)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO fix_reports (session, exec_id, order_id, client_order_id, kind, body)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session, exec_id) DO NOTHING RETURNING exec_id",
-                (
-                    self.session,
-                    report.exec_id,
-                    report.order_id,
-                    report.cl_ord_id,
-                    report.kind.value,
-                    Jsonb(report.model_dump(mode="json")),
-                ),
-            )
-            return await cur.fetchone() is not None
-
-    async def reports(self, order_id: str) -> list[ExecutionReport]:
-        """Every report recorded for an order (its whole ClOrdID chain), in arrival order."""
-        bodies = await self._bodies(
-            "SELECT body FROM fix_reports WHERE session = %s AND order_id = %s ORDER BY seq", order_id
-        )
-        return [ExecutionReport.model_validate(b) for b in bodies]
-
-    async def undelivered(self) -> list[ExecutionReport]:
-        """Reports recorded but not yet delivered to their workflow, in arrival order."""
-        bodies = await self._bodies(
-            "SELECT body FROM fix_reports WHERE session = %s AND delivered_at IS NULL ORDER BY seq"
-        )
-        return [ExecutionReport.model_validate(b) for b in bodies]
-
-    async def mark_delivered(self, exec_ids: list[str]) -> None:
-        """Note reports as delivered."""
-        if not exec_ids:
-            return
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE fix_reports SET delivered_at = now() WHERE session = %s AND exec_id = ANY(%s)"
-                " AND delivered_at IS NULL",
-                (self.session, exec_ids),
-            )
-
-    async def fills_since(self, since: datetime) -> list[ExecutionReport]:
-        """Fill reports of this session that happened after ``since``."""
-        bodies = await self._bodies(
-            "SELECT body FROM fix_reports WHERE session = %s AND kind = %s ORDER BY seq", ReportKind.FILL.value
-        )
-        fills = [ExecutionReport.model_validate(b) for b in bodies]
-        return [f for f in fills if f.transact_at > since]
 
     async def add_unprocessed(
         self,

@@ -12,6 +12,9 @@ MT5_CAPABILITIES = BrokerCapabilities(
     time_in_force=frozenset(TimeInForce),
     # Prices of a pending order can be modified; its volume cannot (the adapter refuses that amend).
     supports_replace=True,
+    replace_changes_qty=False,
+    # A buy limit above the ask (a sell limit below the bid) is refused (10015 invalid price): it must rest.
+    marketable_limits=False,
     # MT5 itself has no client-id deduplication, but the bridge's outbox is keyed by the Exodus order id and
     # the EA looks an order up by magic + comment before sending it: a resend cannot create a twin.
     dedupes_cl_ord_id=True,

@@ -3,15 +3,17 @@
 A request becomes a command in Postgres (the command queue, ``commands.py``); the EA in the trader's terminal
 polls it over HTTP, executes it and acknowledges it; the acknowledgement (written by the API process through the
 EA-facing bridge, ``bridge.py``) is what the waiting call returns. Deals and order updates the EA reports become
-execution reports, journaled in Postgres (``reports.py``) and delivered from here to the order workflows
-(LISTEN/NOTIFY wakes the delivery at once; a periodic sweep is the safety net). The same loop marks silent
-terminals disconnected (``session.py``) and expires commands nobody picked up.
+execution reports, journaled in the shared report journal (``reports.py``, ``brokers/journal.py``) and delivered
+from here to the order workflows by the shared ``ReportDelivery`` (LISTEN/NOTIFY wakes the delivery at once; a
+periodic sweep is the safety net). The same loop marks silent terminals disconnected (``session.py``) and expires
+commands nobody picked up. The worker's link to the bridge (its LISTEN connection) is recorded in
+``broker_sessions`` like every broker session; the risk check asks each account's terminal (``session.py``).
 
 An acknowledgement that does not come within ``ack_wait_seconds`` is an unknown outcome
 (``BrokerUnavailable``): the command stays queued, the activity retries after asking for the order's status,
 and the status call waits for that same command rather than sending anything twice. So is a failure of the
-bridge's storage (Postgres) during any call: every call runs inside ``storage_errors``, the adapter's one
-storage-error boundary.
+bridge's storage (Postgres) during any call: every call runs inside the shared storage-error boundary
+(``brokers.base.storage_boundary``).
 """
 
 from __future__ import annotations
@@ -19,21 +21,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import psycopg
 
-from brokers.base import ReportSink
+from brokers.base import ReportSink, storage_boundary, storage_errors
+from brokers.journal import ReportDelivery
+from brokers.journal import ReportJournal as SharedJournal
 from brokers.mt5.commands import CommandQueue
 from brokers.mt5.config import MT5_CAPABILITIES
 from brokers.mt5.parsing import CommandRefused, ack_accepted, ack_reason
 from brokers.mt5.reconcile import terminal_positions
 from brokers.mt5.reports import ReportJournal
-from brokers.mt5.rows import BRIDGE_CHANNEL, CommandState, OrderRow
+from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, CommandState, OrderRow
 from brokers.mt5.session import link_problem, mark_stale_accounts, register_accounts
-from brokers.outbox import ReportOutbox
+from brokers.sessions import SessionRecorder
 from core.domain import (
     BrokerAck,
     CancelOrder,
@@ -59,21 +62,7 @@ __all__ = ["Mt5Broker"]
 log = logging.getLogger(__name__)
 
 
-@contextlib.asynccontextmanager
-async def storage_errors() -> AsyncIterator[None]:
-    """The MT5 adapter's one storage-error boundary: Postgres errors become ``BrokerUnavailable``.
-
-    The bridge's only foreign error source is Postgres (psycopg, its pool, the socket under them): a failure there
-    leaves a call's outcome unknown, never refused, so the activity retries after asking for the order's status.
-    Every ``Mt5Broker`` call that reaches the bridge's tables runs inside it. (Issue 12 gives every adapter one
-    shared boundary: swap this definition for it.)
-    """
-    try:
-        yield
-    except (psycopg.Error, OSError) as e:
-        raise BrokerUnavailable(f"MT5 bridge storage failed, was {e!r}") from e
-
-
+@storage_boundary
 class Mt5Broker:
     """MetaTrader 5 through the ExodusBridge EA (or an in-process terminal executor on Windows)."""
 
@@ -100,20 +89,25 @@ class Mt5Broker:
         self._url = database_url
         self._accounts = sorted(settings.accounts)
         self._executors = list(executors or [])
-        self.outbox: ReportOutbox | None = None
+        #: The accounts' stream of the shared report journal, and its delivery to the order workflows (once started).
+        self.journal = SharedJournal(pool, broker=BROKER, streams=self._accounts)
+        self.delivery: ReportDelivery | None = None
+        #: The worker's link to the bridge (its LISTEN connection), in ``broker_sessions``.
+        self._recorder = SessionRecorder(pool, broker=self.name, session=f"bridge accounts {', '.join(self._accounts)}")
+        self._recording = False
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
-        self._in_flight: set[str] = set()
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
     async def start(self, sink: ReportSink) -> None:
-        """Start delivering reports, listening for acknowledgements and housekeeping."""
-        async with storage_errors():
-            await register_accounts(self._pool, self._settings)
-        self.outbox = ReportOutbox(sink, on_delivered=self._delivered)
-        self.outbox.start()
+        """Start delivering reports (first what a previous process left undelivered), listening and housekeeping."""
+        await register_accounts(self._pool, self._settings)
+        self.delivery = ReportDelivery(sink, journal=self.journal)
+        await self.delivery.start()
+        await self._recorder.start()
+        self._recording = True
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="mt5-listen"),
             asyncio.create_task(self._housekeeping_forever(), name="mt5-housekeeping"),
@@ -127,136 +121,141 @@ class Mt5Broker:
             await executor.stop()
         tasks, self._tasks = self._tasks, []
         await stop_tasks(tasks, what="MT5 broker")
-        if self.outbox is not None:
-            await self.outbox.stop()
-            self.outbox = None
+        if self.delivery is not None:
+            await self.delivery.stop()
+            self.delivery = None
+        if self._recording:
+            self._recording = False
+            await self._recorder.stop()
 
     async def drain(self) -> None:
         """Deliver every journaled report now and wait until delivered (tests, shutdown)."""
-        async with storage_errors():
+        async with storage_errors(self.name):
             await self._deliver()
-        if self.outbox is not None:
-            await self.outbox.drain()
+        if self.delivery is not None:
+            await self.delivery.drain()
 
     # ------------------------------------------------------------------------------------------ requests
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """Queue the order for the EA and wait for its acknowledgement."""
         cid = order.cl_ord_id
-        async with storage_errors():
-            try:
-                command_id, created = await self.commands.enqueue_new(order)
-            except CommandRefused as e:
-                return BrokerAck(accepted=False, cl_ord_id=cid, reason=str(e))
-            if not created:
-                return BrokerAck(
-                    accepted=False,
-                    cl_ord_id=cid,
-                    reason=f"DUPLICATE: order {base_order_id(cid)} was already sent to MT5 account {order.account}",
-                )
-            state = await self._await(command_id, order.account, what=f"order {cid}")
-            return await self._new_ack(state, cid)
+        try:
+            command_id, created = await self.commands.enqueue_new(order)
+        except CommandRefused as e:
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=str(e))
+        if not created:
+            return BrokerAck(
+                accepted=False,
+                cl_ord_id=cid,
+                reason=f"DUPLICATE: order {base_order_id(cid)} was already sent to MT5 account {order.account}",
+            )
+        state = await self._await(command_id, order.account, what=f"order {cid}")
+        return await self._new_ack(state, cid)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """Withdraw the order if the EA never got it, else queue a cancel and wait for its acknowledgement."""
         cid = request.cl_ord_id
         order_id = base_order_id(cid)
-        async with storage_errors():
-            order = await self.reports.order(order_id)
-            if order is None:
-                return BrokerAck(
-                    accepted=False, cl_ord_id=cid, not_found=True, reason="the MT5 bridge never had this order"
-                )
-            withdrawn = await self.commands.withdraw_new(order_id, reason=request.reason or "cancel requested")
-            if withdrawn is not None:
-                return BrokerAck(accepted=True, cl_ord_id=cid, reports=[withdrawn])
-            await self._await(f"{order_id}:NEW", order["account"], what=f"order {cid}")
-            order = await self.reports.order(order_id)
-            assert order is not None
-            status = order["status"]
-            if status in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
-                return await self._refusal(cid, f"too late: the order is already {status} at MT5", order_id)
-            if order["type"] == OrderType.MARKET.value:
-                return await self._refusal(cid, "too late: an MT5 market order executes at once", order_id)
-            command_id = await self.commands.enqueue_cancel(order_id)
-            state = await self._await(command_id, order["account"], what=f"the cancel of {cid}")
-            reports = await self.reports.reports_of(order_id)
-            if state.ack is not None and ack_accepted(state.ack):
-                return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
-            reason = ack_reason(state.ack) if state.ack is not None else f"cancel {state.state.lower()}"
+        order = await self.reports.order(order_id)
+        if order is None:
             return BrokerAck(
-                accepted=False, cl_ord_id=cid, broker_order_id=_ticket(order), reason=reason, reports=reports
+                accepted=False, cl_ord_id=cid, not_found=True, reason="the MT5 bridge never had this order"
             )
+        withdrawn = await self.commands.withdraw_new(order_id, reason=request.reason or "cancel requested")
+        if withdrawn is not None:
+            return BrokerAck(accepted=True, cl_ord_id=cid, reports=[withdrawn])
+        await self._await(f"{order_id}:NEW", order["account"], what=f"order {cid}")
+        order = await self.reports.order(order_id)
+        assert order is not None
+        status = order["status"]
+        if status == "CANCELED":
+            # Canceled already (an earlier cancel whose acknowledgement came late, or the terminal's own): done.
+            reports = await self.reports.reports_of(order_id)
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
+        if status in ("FILLED", "EXPIRED", "REJECTED"):
+            return await self._refusal(cid, f"too late: the order is already {status} at MT5", order_id)
+        if order["type"] == OrderType.MARKET.value:
+            return await self._refusal(cid, "too late: an MT5 market order executes at once", order_id)
+        command_id = await self.commands.enqueue_cancel(order_id)
+        state = await self._await(command_id, order["account"], what=f"the cancel of {cid}")
+        reports = await self.reports.reports_of(order_id)
+        if state.ack is not None and ack_accepted(state.ack):
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
+        reason = ack_reason(state.ack) if state.ack is not None else f"cancel {state.state.lower()}"
+        return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=_ticket(order), reason=reason, reports=reports)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """Give a pending order new prices (TRADE_ACTION_MODIFY). MT5 cannot change a working order's volume."""
         cid = request.cl_ord_id
         order_id = base_order_id(cid)
-        async with storage_errors():
-            order = await self.reports.order(order_id)
-            if order is None:
-                return BrokerAck(
-                    accepted=False, cl_ord_id=cid, not_found=True, reason="the MT5 bridge never had this order"
-                )
-            await self._await(f"{order_id}:NEW", order["account"], what=f"order {request.orig_cl_ord_id}")
-            order = await self.reports.order(order_id)
-            assert order is not None
-            if order["status"] in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
-                return await self._refusal(cid, f"too late: the order is already {order['status']} at MT5", order_id)
-            if order["type"] == OrderType.MARKET.value:
-                return BrokerAck(accepted=False, cl_ord_id=cid, reason="an MT5 market order cannot be modified")
-            if request.qty != order["qty"]:
-                return BrokerAck(
-                    accepted=False,
-                    cl_ord_id=cid,
-                    reason=(
-                        "MT5 cannot change the volume of a working order (TRADE_ACTION_MODIFY changes prices "
-                        "and expiry only): cancel it and send a new order"
-                    ),
-                )
-            command_id = await self.commands.enqueue_modify(request)
-            state = await self._await(command_id, order["account"], what=f"the modify of {cid}")
-            reports = await self.reports.reports_of(order_id)
-            if state.ack is not None and ack_accepted(state.ack):
-                return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
-            if state.ack is None:
-                reason = f"the MT5 terminal did not pick the modify up within {self._settings.command_ttl_seconds:g} s"
-            else:
-                reason = ack_reason(state.ack)
-            return BrokerAck(accepted=False, cl_ord_id=cid, reason=reason, reports=reports)
+        order = await self.reports.order(order_id)
+        if order is None:
+            return BrokerAck(
+                accepted=False, cl_ord_id=cid, not_found=True, reason="the MT5 bridge never had this order"
+            )
+        await self._await(f"{order_id}:NEW", order["account"], what=f"order {request.orig_cl_ord_id}")
+        order = await self.reports.order(order_id)
+        assert order is not None
+        if order["status"] in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
+            return await self._refusal(cid, f"too late: the order is already {order['status']} at MT5", order_id)
+        if order["type"] == OrderType.MARKET.value:
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason="an MT5 market order cannot be modified")
+        if request.qty != order["qty"]:
+            return BrokerAck(
+                accepted=False,
+                cl_ord_id=cid,
+                reason=(
+                    "MT5 cannot change the volume of a working order (TRADE_ACTION_MODIFY changes prices "
+                    "and expiry only): cancel it and send a new order"
+                ),
+            )
+        command_id = await self.commands.enqueue_modify(request)
+        state = await self._await(command_id, order["account"], what=f"the modify of {cid}")
+        reports = await self.reports.reports_of(order_id)
+        if state.ack is not None and ack_accepted(state.ack):
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
+        if state.ack is None:
+            reason = f"the MT5 terminal did not pick the modify up within {self._settings.command_ttl_seconds:g} s"
+        else:
+            reason = ack_reason(state.ack)
+        return BrokerAck(accepted=False, cl_ord_id=cid, reason=reason, reports=reports)
 
     async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
-        """The bridge's view of the order; waits for an outstanding NEW command's acknowledgement first."""
+        """The bridge's view of the order; waits for an outstanding NEW command's acknowledgement first.
+
+        Asked by the client order id of a replace (a MODIFY), it waits for that command's acknowledgement too: until
+        the terminal has answered, nobody can tell whether the order has its new prices.
+        """
         order_id = base_order_id(cl_ord_id)
-        async with storage_errors():
-            order = await self.reports.order(order_id)
-            if order is None:
-                return None
-            await self.commands.expire_stale_commands([order["account"]])
-            await self._await(f"{order_id}:NEW", order["account"], what=f"order {cl_ord_id}")
-            return await self.reports.status_report(order_id)
+        order = await self.reports.order(order_id)
+        if order is None:
+            return None
+        await self.commands.expire_stale_commands([order["account"]])
+        await self._await(f"{order_id}:NEW", order["account"], what=f"order {cl_ord_id}")
+        modify = f"{cl_ord_id}:MODIFY"
+        if cl_ord_id != order_id and await self.commands.command_state(modify) is not None:
+            await self._await(modify, order["account"], what=f"the modify of {cl_ord_id}")
+        return await self.reports.status_report(order_id)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Every order still working at the terminals of this broker's accounts."""
-        async with storage_errors():
-            out = []
-            for order_id in await self.reports.open_order_ids(self._accounts):
-                report = await self.reports.status_report(order_id)
-                if report is not None:
-                    out.append(report)
-            return out
+        out = []
+        for order_id in await self.reports.open_order_ids(self._accounts):
+            report = await self.reports.status_report(order_id)
+            if report is not None:
+                out.append(report)
+        return out
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills after ``since``."""
-        async with storage_errors():
-            return await self.reports.fills_since(self._accounts, since)
+        return await self.reports.fills_since(self._accounts, since)
 
     async def positions(self) -> list[PositionReport]:
         """Net positions per account and symbol as the terminals last reported them."""
-        async with storage_errors():
-            return await terminal_positions(
-                self._pool, self._accounts, settings=self._settings, instruments=self._instruments
-            )
+        return await terminal_positions(
+            self._pool, self._accounts, settings=self._settings, instruments=self._instruments
+        )
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -307,16 +306,9 @@ class Mt5Broker:
             reports=await self.reports.reports_of(order_id),
         )
 
-    async def _delivered(self, exec_ids: list[str]) -> None:
-        await self.reports.mark_delivered(exec_ids)
-        self._in_flight.difference_update(exec_ids)
-
     async def _deliver(self) -> None:
-        if self.outbox is None or not self._accounts:
-            return
-        for report in await self.reports.undelivered(self._accounts, exclude=self._in_flight):
-            self._in_flight.add(report.exec_id)
-            self.outbox.put(report)
+        if self.delivery is not None and self._accounts:
+            await self.delivery.sweep()
 
     async def _housekeeping_forever(self) -> None:
         interval = self._settings.housekeeping_interval_seconds
@@ -343,6 +335,7 @@ class Mt5Broker:
                 async with conn:
                     await conn.execute(f"LISTEN {BRIDGE_CHANNEL}")
                     backoff = 0.5
+                    self._recorder.changed(True, "listening to the bridge")
                     self._wake.set()  # catch up on whatever happened while not listening
                     async for note in conn.notifies():
                         self._on_notify(note.payload)
@@ -352,6 +345,7 @@ class Mt5Broker:
                 raise
             except Exception as e:
                 log.warning("MT5 bridge LISTEN connection failed (%r); reconnecting in %.1f s", e, backoff)
+                self._recorder.changed(False, f"the bridge's LISTEN connection failed: {e!r}"[:500])
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 

@@ -20,7 +20,7 @@ from brokers.mt5.rows import BROKER
 from core.domain import OrderSide, OrderStatus, PositionReport
 from core.instruments import InstrumentCatalog
 from core.settings import Mt5Settings
-from store import Pool
+from store import Pool, reports
 
 __all__ = ["reconcile", "terminal_net", "terminal_positions"]
 
@@ -64,10 +64,10 @@ async def reconcile(
     # that heals a second later). Two queries could miss a fill booked between them.
     ledger: dict[str, Decimal] = {}
     in_flight = 0
-    for row in await tables.ledger_net_fills(conn, account):
-        sign = 1 if row["side"] == OrderSide.BUY.value else -1
-        ledger[row["symbol"]] = ledger.get(row["symbol"], Decimal(0)) + sign * row["qty"]
-        in_flight += bool(row["in_flight"])
+    for fill in await reports.net_fills(conn, broker=BROKER, account=account, stream=account):
+        sign = 1 if fill["side"] == OrderSide.BUY.value else -1
+        ledger[fill["symbol"]] = ledger.get(fill["symbol"], Decimal(0)) + sign * fill["qty"]
+        in_flight += bool(fill["in_flight"])
     for symbol in sorted(set(terminal) | set(ledger)):
         t, led = terminal.get(symbol, Decimal(0)), plain(ledger.get(symbol, Decimal(0)))
         if t != led:

@@ -1,10 +1,11 @@
 """The bridge's orders and the execution reports derived from them: how a report moves an order, and the journal.
 
 Every role that learns something about an order (the EA-facing bridge from acknowledgements, deals and order
-updates; the command queue when it withdraws or expires a command) calls ``emit``, which journals the report
-(``mt5_reports``) and moves the bridge's order row with it in the caller's transaction. The worker reads the journal
-through ``ReportJournal``: the order's status for the adapter, and the reports to deliver to the order workflows
-until they are marked delivered (a NOTIFY on ``exodus_mt5`` wakes it at once).
+updates; the command queue when it withdraws or expires a command) calls ``emit``, which journals the report in
+the shared report journal (``broker_reports``, broker ``mt5``, the account as the stream; ``store/reports.py``)
+and moves the bridge's order row with it in the caller's transaction. The worker reads the bridge's orders and
+their reports through ``ReportJournal``; the shared ``ReportDelivery`` delivers the journaled reports to the order
+workflows until they are marked delivered (a NOTIFY on ``exodus_mt5`` wakes it at once).
 
 Every report has an exec id derived from MT5 tickets or command ids, so a report is journaled once whichever path
 learns of it first (``emit`` returns None for a report already journaled), and the order workflow books each once.
@@ -22,6 +23,7 @@ from brokers.mt5 import tables
 from brokers.mt5.rows import BROKER, OrderRow
 from core.domain import ExecutionReport, OrderSide, OrderStatus, OrderStatusReport, ReportKind
 from store import Pool
+from store.reports import fill_reports, insert_report, reports_of
 
 __all__ = ["OPEN_STATUSES", "ReportJournal", "emit"]
 
@@ -94,7 +96,7 @@ async def emit(
         new_stop_price=new_stop_price,
         transact_at=at,
     )
-    if not await tables.insert_report(conn, report, account=order["account"], order_id=order["order_id"]):
+    if not await insert_report(conn, report, broker=BROKER, stream=order["account"], order_id=order["order_id"]):
         return None
     price, stop = order["price"], order["stop_price"]
     if kind is ReportKind.REPLACED:
@@ -109,7 +111,7 @@ async def emit(
 
 
 class ReportJournal:
-    """The worker's reads of the bridge's orders and reports, and the delivery bookkeeping."""
+    """The worker's reads of the bridge's orders and their reports (in the shared journal)."""
 
     def __init__(self, pool: Pool) -> None:
         """Read through ``pool``."""
@@ -123,7 +125,7 @@ class ReportJournal:
     async def reports_of(self, order_id: str) -> list[ExecutionReport]:
         """Every report of an order, in the order they were produced."""
         async with self._pool.connection() as conn:
-            return await tables.reports_of(conn, order_id)
+            return await reports_of(conn, broker=BROKER, order_id=order_id)
 
     async def status_report(self, order_id: str) -> OrderStatusReport | None:
         """The bridge's view of an order and every report it produced."""
@@ -151,16 +153,5 @@ class ReportJournal:
     async def fills_since(self, accounts: list[str], since: datetime) -> list[ExecutionReport]:
         """Fills of ``accounts`` that happened after ``since``."""
         async with self._pool.connection() as conn:
-            reports = await tables.fill_reports(conn, accounts)
+            reports = await fill_reports(conn, broker=BROKER, streams=accounts)
         return [r for r in reports if r.transact_at > since]
-
-    async def undelivered(self, accounts: list[str], *, exclude: set[str], limit: int = 500) -> list[ExecutionReport]:
-        """Journaled reports not yet delivered to the order workflows, oldest first."""
-        async with self._pool.connection() as conn:
-            rows = await tables.undelivered_reports(conn, accounts, limit)
-        return [report for exec_id, report in rows if exec_id not in exclude]
-
-    async def mark_delivered(self, exec_ids: list[str]) -> None:
-        """Note reports as delivered."""
-        async with self._pool.connection() as conn:
-            await tables.mark_reports_delivered(conn, exec_ids)

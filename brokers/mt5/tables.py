@@ -2,8 +2,9 @@
 
 Plain statements as functions that take a connection; the caller owns the transaction (and the row locks a
 ``lock_*`` function takes last until it ends). Every role of the bridge reads and writes its tables through
-here. The shared tables' SQL is in ``store/``: ``add_break`` calls ``store.breaks``. ``ledger_net_fills``
-reads ``fills`` in one statement with the bridge's own ``mt5_reports`` (one snapshot of both), so it stays.
+here. The shared tables' SQL is in ``store/``: ``add_break`` calls ``store.breaks``, and the bridge's execution
+reports are in the shared report journal (``broker_reports``, broker ``mt5``, one stream per account;
+``store/reports.py``, ``brokers/journal.py``), where ``store.reports.net_fills`` also compares them with the ledger.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from brokers.mt5.protocol import Ack, Command, Deal, Heartbeat, OrderUpdate, SymbolSpec
 from brokers.mt5.rows import BRIDGE_CHANNEL, BROKER, AccountRow, CommandRow, OrderRow, SymbolRow
-from core.domain import ExecutionReport, SubmitOrder
+from core.domain import SubmitOrder
 from store import breaks
 
 __all__ = [
@@ -32,15 +33,12 @@ __all__ = [
     "command",
     "db_now",
     "expire_pending_commands",
-    "fill_reports",
     "insert_command",
     "insert_deal",
     "insert_order",
     "insert_order_update",
-    "insert_report",
     "leasable_commands",
     "lease_commands",
-    "ledger_net_fills",
     "liveness",
     "lock_account",
     "lock_command",
@@ -48,7 +46,6 @@ __all__ = [
     "lock_order_by_ticket",
     "mark_accounts_stale",
     "mark_in_progress",
-    "mark_reports_delivered",
     "notify",
     "open_order_ids",
     "order",
@@ -58,12 +55,10 @@ __all__ = [
     "record_ack",
     "record_heartbeat",
     "register_account",
-    "reports_of",
     "symbol",
     "symbols",
     "ticket_known",
     "touch_poll",
-    "undelivered_reports",
     "update_order",
     "upsert_symbol",
     "withdraw_pending",
@@ -519,70 +514,3 @@ async def orphan_order_updates(conn: Conn, account: str, ticket: int) -> list[Or
         (account, ticket),
     )
     return [OrderUpdate.model_validate(r["body"]) for r in await cur.fetchall()]
-
-
-# ------------------------------------------------------------------------------------------ reports
-
-
-async def insert_report(conn: Conn, report: ExecutionReport, *, account: str, order_id: str) -> bool:
-    """Journal an execution report until delivered; False if its exec id was journaled before."""
-    cur = await conn.execute(
-        "INSERT INTO mt5_reports (exec_id, account, order_id, kind, body) VALUES (%s,%s,%s,%s,%s)"
-        " ON CONFLICT (exec_id) DO NOTHING RETURNING seq",
-        (report.exec_id, account, order_id, report.kind.value, Jsonb(report.model_dump(mode="json"))),
-    )
-    return await cur.fetchone() is not None
-
-
-async def reports_of(conn: Conn, order_id: str) -> list[ExecutionReport]:
-    """Every report of an order, in the order they were journaled."""
-    cur = await conn.execute("SELECT body FROM mt5_reports WHERE order_id = %s ORDER BY seq", (order_id,))
-    return [ExecutionReport.model_validate(r["body"]) for r in await cur.fetchall()]
-
-
-async def fill_reports(conn: Conn, accounts: list[str]) -> list[ExecutionReport]:
-    """Every fill report of ``accounts``, in the order they were journaled."""
-    cur = await conn.execute(
-        "SELECT body FROM mt5_reports WHERE account = ANY(%s) AND kind = 'FILL' ORDER BY seq", (accounts,)
-    )
-    return [ExecutionReport.model_validate(r["body"]) for r in await cur.fetchall()]
-
-
-async def undelivered_reports(conn: Conn, accounts: list[str], limit: int) -> list[tuple[str, ExecutionReport]]:
-    """``(exec_id, report)`` of the journaled reports of ``accounts`` not yet delivered, oldest first."""
-    cur = await conn.execute(
-        "SELECT exec_id, body FROM mt5_reports WHERE account = ANY(%s) AND delivered_at IS NULL ORDER BY seq LIMIT %s",
-        (accounts, limit),
-    )
-    return [(r["exec_id"], ExecutionReport.model_validate(r["body"])) for r in await cur.fetchall()]
-
-
-async def mark_reports_delivered(conn: Conn, exec_ids: list[str]) -> None:
-    """Note reports as delivered."""
-    await conn.execute(
-        "UPDATE mt5_reports SET delivered_at = now() WHERE exec_id = ANY(%s) AND delivered_at IS NULL",
-        (exec_ids,),
-    )
-
-
-# ------------------------------------------------------------------------------------------ the ledger
-
-
-async def ledger_net_fills(conn: Conn, account: str) -> list[dict[str, Any]]:
-    """Every fill of the account: booked by the order workflows, or journaled here and not booked yet.
-
-    Returns ``symbol``, ``side``, ``qty`` and ``in_flight`` of each: the fills the ledger has (``fills``), plus the
-    fills the bridge journaled that are still on their way to it. One statement, so one snapshot: two queries
-    could miss a fill booked between them.
-    """
-    cur = await conn.execute(
-        """
-        SELECT symbol, side, qty, false AS in_flight FROM fills WHERE broker = %(broker)s AND account = %(account)s
-        UNION ALL
-        SELECT body->>'symbol', body->>'side', (body->>'last_qty')::numeric, true FROM mt5_reports r
-        WHERE account = %(account)s AND kind = 'FILL'
-          AND NOT EXISTS (SELECT 1 FROM fills f WHERE f.broker = %(broker)s AND f.exec_id = r.exec_id)
-        """,
-        {"broker": BROKER, "account": account},
-    )
-    return cast(list[dict[str, Any]], await cur.fetchall())

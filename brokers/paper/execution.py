@@ -1,16 +1,18 @@
-"""The paper broker: the ``Broker`` protocol in front of the in-process simulated venue."""
+"""The paper broker: the ``Broker`` protocol in front of the in-process simulated venue.
+
+The venue (``sim.venue.SimVenue``) is built by the paper spec's venue hook (``brokers/paper/__init__.py``); this
+module never imports ``sim``. The venue journals its book and its undelivered reports itself, so the paper broker
+hands the shared ``ReportDelivery`` the venue's undelivered reports at start and its delivery marks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
-import psycopg
-
-from brokers.base import ReportSink
-from brokers.outbox import ReportOutbox
+from brokers.base import ReportSink, storage_boundary
+from brokers.journal import ReportDelivery
 from brokers.paper.config import PAPER_CAPABILITIES
 from core.domain import (
     BrokerAck,
@@ -22,23 +24,13 @@ from core.domain import (
     SubmitOrder,
     utcnow,
 )
-from core.errors import BrokerUnavailable
 from core.marketdata import Quote, QuoteSink
-from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 
+if TYPE_CHECKING:
+    from sim.venue import SimVenue
+
 __all__ = ["PAPER_CAPABILITIES", "PaperBroker", "feed_publisher"]
-
-T = TypeVar("T")
-
-
-@asynccontextmanager
-async def _map_errors() -> AsyncIterator[None]:
-    # The venue's journal is the only foreign error source: a database hiccup is an unknown outcome.
-    try:
-        yield
-    except (psycopg.Error, OSError) as e:
-        raise BrokerUnavailable(f"paper venue storage failed, was {e!r}") from e
 
 
 def feed_publisher(venue: SimVenue, sink: QuoteSink, *, source: str) -> Callable[[list[str], bool], Awaitable[None]]:
@@ -59,8 +51,9 @@ def feed_publisher(venue: SimVenue, sink: QuoteSink, *, source: str) -> Callable
     return publish
 
 
+@storage_boundary
 class PaperBroker:
-    """Paper trading against ``SimVenue``."""
+    """Paper trading against ``SimVenue`` (the venue's journal is the only foreign error source)."""
 
     capabilities = PAPER_CAPABILITIES
 
@@ -68,7 +61,7 @@ class PaperBroker:
         """Wrap ``venue``; publish its feed to ``quotes`` (source ``paper``) when given."""
         self.venue = venue
         self.name = venue.name
-        self.outbox: ReportOutbox | None = None
+        self.delivery: ReportDelivery | None = None
         self.quotes: QuoteSink | None = None
         if quotes is not None:
             self.publish_quotes(quotes)
@@ -82,46 +75,40 @@ class PaperBroker:
 
     async def start(self, sink: ReportSink) -> None:
         """Start the venue and deliver its reports (first those a previous process left undelivered)."""
-        self.outbox = ReportOutbox(sink, on_delivered=self.venue.mark_delivered)
-        self.outbox.start()
-        self.venue.add_listener(self.outbox.put)
-        for report in await self.venue.start():
-            self.outbox.put(report)
+        delivery = self.delivery = ReportDelivery(sink, mark=self.venue.mark_delivered)
+        self.venue.add_listener(delivery.put)
+        await delivery.start(pending=await self.venue.start())
 
     async def close(self) -> None:
         """Stop delivering and stop the venue."""
-        if self.outbox is not None:
-            await self.outbox.stop()
-            self.outbox = None
+        if self.delivery is not None:
+            await self.delivery.stop()
+            self.delivery = None
         await self.venue.stop()
-
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        async with _map_errors():
-            return await op()
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """Submit to the venue."""
-        return await self._call(lambda: self.venue.submit(order))
+        return await self.venue.submit(order)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """Cancel at the venue."""
-        return await self._call(lambda: self.venue.cancel(request))
+        return await self.venue.cancel(request)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """Cancel/replace at the venue."""
-        return await self._call(lambda: self.venue.replace(request))
+        return await self.venue.replace(request)
 
     async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The venue's view of an order."""
-        return await self._call(lambda: self.venue.status(cl_ord_id))
+        return await self.venue.status(cl_ord_id)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Orders still working at the venue."""
-        return await self._call(self.venue.open_orders)
+        return await self.venue.open_orders()
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills after ``since``."""
-        return await self._call(lambda: self.venue.fills_since(since))
+        return await self.venue.fills_since(since)
 
     async def positions(self) -> list[PositionReport]:
         """The paper venue keeps no positions of its own; the ledger is the only book."""

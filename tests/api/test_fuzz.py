@@ -91,6 +91,8 @@ def fuzz(app: AppThread) -> list[str]:
     assert len(operations) > 15
     tried: list[str] = []
     for operation in operations:
+        if operation.path == "/api/v1/stream":
+            continue  # an answer that never ends (its bad input: tests/api/test_stream.py)
         fixed: dict[str, Any] = {}
         if "/bridge/" in operation.path:
             fixed = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from brokers import BROKERS
 from core.marketdata import Quote, StoredQuote
 from core.settings import MarketDataSettings
 from store.quotes import upsert_quotes
@@ -46,7 +47,7 @@ async def test_quotes_of_a_symbol_show_what_risk_would_use_at_each_broker(stack:
         body = r.json()
         assert body["symbol"] == "SPY" and {"paper", "mt5"} <= {q["source"] for q in body["quotes"]}
         brokers = {b["broker"]: b for b in body["brokers"]}
-        assert set(brokers) == {"paper", "fix", "mt5", "alpaca"}
+        assert set(brokers) == set(BROKERS)  # every registered broker
         assert (brokers["paper"]["status"], D(brokers["paper"]["price"])) == ("OK", D("560.00"))
         assert brokers["mt5"]["status"] == "STALE_REFERENCE_PRICE" and brokers["mt5"]["price"] is None
         assert "the mt5 quote for SPY is 1728" in brokers["mt5"]["message"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -12,15 +12,35 @@ from core.instruments import InstrumentCatalog
 from devstack.venues.alpaca.venue import AlpacaVenue
 from tests.brokers.alpaca.kit import AlpacaPair, Forwarder, running_pair
 from tests.brokers.contract import ReportCollector
+from tests.brokers.storage import FailingPool
+
+
+@pytest.fixture(scope="module")
+def alpaca_storage(pool: AsyncConnectionPool) -> FailingPool:
+    """The adapter's records' pool (the venue keeps its own), failing on demand."""
+    return FailingPool(pool)
 
 
 @pytest.fixture(scope="module")
 async def alpaca_pair(
-    pool: AsyncConnectionPool, instruments: InstrumentCatalog, database_url: str
+    pool: AsyncConnectionPool, instruments: InstrumentCatalog, database_url: str, alpaca_storage: FailingPool
 ) -> AsyncIterator[AlpacaPair]:
     """One local Alpaca venue (journaled in Postgres) and one adapter per test module (each test its own sink)."""
-    async with running_pair(pool, instruments, sink=Forwarder(), journal_url=database_url) as pair:
+    async with running_pair(
+        pool,
+        instruments,
+        sink=Forwarder(),
+        journal_url=database_url,
+        store_pool=alpaca_storage,  # type: ignore[arg-type]
+    ) as pair:
         yield pair
+
+
+@pytest.fixture
+def storage(alpaca_storage: FailingPool) -> Iterator[FailingPool]:
+    alpaca_storage.down = False
+    yield alpaca_storage
+    alpaca_storage.down = False
 
 
 @pytest.fixture
@@ -55,10 +75,13 @@ _OPS = {
 
 
 class AlpacaFaults:
-    """``FaultControl`` over the local Alpaca venue."""
+    """``FaultControl`` over the local Alpaca venue: it injects every fault the contract knows."""
 
     def __init__(self, pair: AlpacaPair) -> None:
         self.pair = pair
+
+    def offers(self, kind: str, op: str = "") -> bool:
+        return True
 
     def _add(self, kind: str, op: str, times: int = 1, **kw: object) -> None:
         method, path = _OPS[op]

@@ -251,9 +251,13 @@ async def running_pair(
     quotes: QuoteSink | None = None,
     rate_limit: int = 0,
     reject_symbols: list[str] | None = None,
+    store_pool: AsyncConnectionPool | None = None,
     **overrides: Any,
 ) -> AsyncIterator[AlpacaPair]:
-    """A venue on a free loopback port and an adapter connected to it (its stream listening, caught up)."""
+    """A venue on a free loopback port and an adapter connected to it (its stream listening, caught up).
+
+    ``store_pool``: where the adapter keeps its records, when not ``pool`` (a ``FailingPool`` in storage tests).
+    """
     name = name or f"alpaca-{uuid.uuid4().hex[:6]}"
     journal = None
     if journal_url is not None:
@@ -265,7 +269,7 @@ async def running_pair(
     server = VenueServer(venue)
     await server.start()
     settings = alpaca_settings(server.base_url, **overrides)
-    store = AlpacaStore(pool, broker=name)
+    store = AlpacaStore(store_pool or pool, broker=name)
     checker = SpecChecker()
     pair = AlpacaPair(
         server=server,

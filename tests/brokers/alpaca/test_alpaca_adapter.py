@@ -115,7 +115,7 @@ async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(
     status = await broker.get_order_status(big.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == D(1200)
     assert len(reports.reports) == before
-    recorded = await pair.store.reports(big.cl_ord_id)
+    recorded = await pair.store.journal.reports(big.cl_ord_id)
     assert [r.last_qty for r in recorded if r.kind is ReportKind.FILL] == [D(500), D(500), D(200)]
 
 
@@ -247,11 +247,11 @@ async def test_storage_failure_is_unavailable(pair: AlpacaPair, database_url: st
     broker = AlpacaBroker(pair.settings, store=AlpacaStore(closed, broker=pair.name), name=pair.name)
     cancel = CancelOrder(cl_ord_id=working.cl_ord_id, symbol="AAPL", side=OrderSide.BUY, qty=D(1))
     try:
-        with pytest.raises(BrokerUnavailable, match="records are unavailable"):
+        with pytest.raises(BrokerUnavailable, match="storage failed"):
             await broker.submit_order(_limit("1", "150.00"))
-        with pytest.raises(BrokerUnavailable, match="records are unavailable"):
+        with pytest.raises(BrokerUnavailable, match="storage failed"):
             await broker.cancel_order(cancel)
-        with pytest.raises(BrokerUnavailable, match="records are unavailable"):
+        with pytest.raises(BrokerUnavailable, match="storage failed"):
             await broker.get_order_status(working.cl_ord_id)
     finally:
         await broker.close()

@@ -18,7 +18,7 @@ from core.domain import ExecutionReport
 from core.instruments import InstrumentCatalog
 from core.settings import FixSettings, Settings
 from devstack.services import free_port
-from sim.fix_venue import FixVenue
+from devstack.venues.fix.venue import FixVenue
 from sim.venue import SimVenue, VenueJournal
 
 __all__ = ["FixPair", "Forwarder", "TcpProxy", "eventually", "fix_settings", "running_pair"]

@@ -42,14 +42,16 @@ class QuoteCollector:
     def of(self, symbol: str) -> list[Quote]:
         return [q for q in self.quotes if q.symbol == symbol]
 
-    async def wait_for(self, symbol: str, bid: str, ask: str) -> Quote:
+    async def wait_for(self, symbol: str, bid: str, ask: str, *, timeout: float = 30.0) -> Quote:
+        # A liveness bound, not a speed claim: on a loaded 2-core machine a re-logon and a new snapshot took
+        # longer than 10 s.
         async def found() -> Quote | None:
             for q in reversed(self.of(symbol)):
                 if (q.bid, q.ask) == (D(bid), D(ask)):
                     return q
             return None
 
-        result: Quote = await eventually(found)
+        result: Quote = await eventually(found, timeout=timeout)
         return result
 
 

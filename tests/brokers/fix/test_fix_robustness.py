@@ -147,17 +147,17 @@ async def test_a_report_whose_storage_fails_is_not_counted_and_comes_again(
         logons = broker.connector.logons
         _, expected_before = await broker.sequence_numbers()
 
-        store = broker._store
-        add_report = store.add_report
+        journal = broker._journal
+        add_report = journal.add
         failures: list[str] = []
 
-        async def failing(report: ExecutionReport) -> bool:
+        async def failing(report: ExecutionReport, **kw: Any) -> bool:
             if report.kind is ReportKind.FILL and not failures:
                 failures.append(report.exec_id)
                 raise psycopg.OperationalError("injected: the database went away")
-            return await add_report(report)
+            return await add_report(report, **kw)
 
-        store.add_report = failing  # type: ignore[method-assign]
+        journal.add = failing  # type: ignore[method-assign]
         await venue.set_mid("AAPL", D("184.00"))  # fills at 184.01
         await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
         [fill] = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]

@@ -33,7 +33,7 @@ from core.domain import (
 )
 from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
-from sim.fix_venue import FixVenue
+from devstack.venues.fix.venue import FixVenue
 from tests.brokers.contract import ReportCollector
 from tests.brokers.fix.kit import FixPair, Forwarder, eventually, running_pair
 
@@ -543,8 +543,9 @@ async def test_restarted_adapter_resumes_the_session_and_delivers_what_it_missed
         async def undelivered() -> int:
             async with pair.pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT count(*) AS n FROM fix_reports WHERE session = %s AND delivered_at IS NULL",
-                    (broker.config.key,),
+                    "SELECT count(*) AS n FROM broker_reports WHERE broker = %s AND stream = %s"
+                    " AND delivered_at IS NULL",
+                    (broker.name, broker.config.key),
                 )
                 row = await cur.fetchone()
             assert row is not None

@@ -17,7 +17,7 @@ from brokers.fix.execution import FixBroker
 from core.domain import AmendRequest, CancelRequest, OrderStatus, PegType
 from core.instruments import InstrumentCatalog
 from devstack.services import free_port
-from sim.fix_venue import FixVenue
+from devstack.venues.fix.venue import FixVenue
 from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.fix.kit import TcpProxy, eventually, fix_settings

@@ -19,6 +19,7 @@ from core.instruments import InstrumentCatalog
 from core.settings import Mt5AccountSettings, Mt5Settings, Settings
 from tests.brokers.mt5.fake_terminal import FakeTerminal
 from tests.brokers.mt5.peer import EaPeer, EaState
+from tests.brokers.storage import FailingPool
 from tests.conftest import make_settings
 from tests.harness import Stack
 
@@ -54,6 +55,8 @@ class Rig:
     peer: EaPeer
     broker: Any = None
     _loop: Any = None
+    #: The pool the broker keeps its records through (``mt5_rig``: one that fails on demand).
+    storage: Any = None
 
     async def start_loop(self, interval: float = 0.03) -> None:
         """Run the EA's timer in the background."""
@@ -135,7 +138,8 @@ async def mt5_rig(
     async with open_rig(settings, account, pool, instruments) as r:
         await r.peer.on_init()
         await r.peer.report_ticks()
-        broker = Mt5Broker(pool, settings.mt5, database_url=database_url, instruments=instruments)
+        r.storage = FailingPool(pool)  # the broker's records fail on demand; the EA's side (the API) does not
+        broker = Mt5Broker(r.storage, settings.mt5, database_url=database_url, instruments=instruments)
         await broker.start(reports)
         r.broker = broker
         try:
@@ -144,6 +148,8 @@ async def mt5_rig(
         finally:
             await r.stop_loop()
             await broker.close()
+            if r.broker is not broker:  # restarted by a test
+                await r.broker.close()
 
 
 @pytest.fixture
@@ -152,8 +158,11 @@ def broker(mt5_rig: Rig) -> Any:
 
 
 @pytest.fixture
-def market(mt5_rig: Rig) -> FakeTerminal:
-    return mt5_rig.terminal
+def market(mt5_rig: Rig, contract_instrument: Any) -> FakeTerminal:
+    terminal = mt5_rig.terminal
+    sym = terminal.sym(contract_instrument.symbol)
+    sym.liquidity = contract_instrument.display_qty / sym.contract_size  # deals the size the contract expects
+    return terminal
 
 
 @pytest.fixture
@@ -161,6 +170,11 @@ def contract_instrument(instruments: InstrumentCatalog) -> Any:
     inst = instruments.get("EURUSD")
     assert inst is not None
     return inst
+
+
+@pytest.fixture
+def contract_account(mt5_rig: Rig) -> str:
+    return mt5_rig.account
 
 
 # ------------------------------------------------------------------------------------------------ with Temporal

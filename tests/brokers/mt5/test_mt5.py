@@ -1,86 +1,135 @@
-"""The MT5 broker passes the broker contract against the EA peer and a simulated XM terminal.
-
-Two contract tests are replaced where MT5 semantics differ: a buy limit above the ask is refused by MT5
-(10015), so "fills in pieces" rests the order and brings the market to it; and MT5 cannot change the
-volume of a working order, so "replace" changes the price and checks that a new volume is refused.
+"""The MT5 broker passes the broker contract and the resilience contract against the EA peer and a simulated XM
+terminal. Where MT5 differs, the contract branches on its capabilities: a buy limit above the ask is refused by MT5
+(10015), so limit orders rest and the market comes to them, and a replace changes prices only (MT5 cannot change the
+volume of a working order). Its resilience cases are acknowledgements that come after the adapter stopped waiting
+(the terminal executed the command), its records failing, and restarts; a bridge has no 5xx or throttle.
 """
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
 
-from brokers.base import Broker
-from core.domain import Instrument, OrderType, ReplaceOrder, ReportKind, SubmitOrder
-from tests.brokers.contract import BrokerContract, ReportCollector
+from brokers.base import Broker, ReportSink
+from brokers.mt5.execution import Mt5Broker
+from core.domain import Instrument, OrderSide, OrderType, ReplaceOrder, ReportKind, SubmitOrder, TimeInForce
+from tests.brokers.contract import BrokerContract, ReportCollector, ResilienceContract, _cid
 from tests.brokers.mt5.conftest import Rig
 from tests.brokers.mt5.fake_terminal import FakeTerminal
+from tests.brokers.storage import FailingPool
 
 pytestmark = pytest.mark.asyncio
 
 D = Decimal
 
 
+class Mt5Faults:
+    """``FaultControl`` over the EA peer: the terminal executes, and its acknowledgement comes late."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+
+    def offers(self, kind: str, op: str = "") -> bool:
+        if kind == "restart":
+            return True
+        # A bridge command is either acknowledged or still queued: the lookup finds it either way, so there is no
+        # "refused before anything" that leaves the order unknown; and there is no throttle answer.
+        return kind in ("lose_answer", "stall") and op in ("submit", "cancel", "replace")
+
+    def _hold_acks(self) -> None:
+        """The EA executes what it polls but its acknowledgements leave only after the adapter stopped waiting."""
+        peer = self.rig.peer
+        until = time.monotonic() + self.rig.settings.mt5.ack_wait_seconds + 1
+        send = peer._send_ack
+
+        async def late(command_id: str) -> None:
+            if time.monotonic() < until:
+                return  # unsent: the EA sends it again on a later round
+            await send(command_id)
+
+        peer._send_ack = late  # type: ignore[method-assign]
+
+    def lose_answer(self, op: str) -> None:
+        self._hold_acks()
+
+    def stall(self, op: str) -> None:
+        self._hold_acks()
+
+    def fail_before(self, op: str, times: int = 1) -> None:
+        raise NotImplementedError
+
+    def throttle(self, requests: int, per_seconds: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def throttled(self) -> int:
+        return 0
+
+    async def restart(self, sink: ReportSink) -> Broker:
+        rig = self.rig
+        await rig.broker.close()
+        broker = Mt5Broker(
+            rig.storage, rig.settings.mt5, database_url=rig.settings.require_database_url(), instruments=None
+        )
+        await broker.start(sink)
+        rig.broker = broker
+        return broker
+
+
+@pytest.fixture
+def faults(mt5_rig: Rig) -> Mt5Faults:
+    return Mt5Faults(mt5_rig)
+
+
+@pytest.fixture
+def storage(mt5_rig: Rig) -> FailingPool:
+    assert isinstance(mt5_rig.storage, FailingPool)
+    return mt5_rig.storage
+
+
 class TestMt5Broker(BrokerContract):
-    @pytest.fixture(autouse=True)
-    def _account(self, mt5_rig: Rig) -> None:
-        self.account = mt5_rig.account
+    pass
 
-    def _order(self, inst: Instrument, **kw: object) -> SubmitOrder:  # type: ignore[override]
-        return super()._order(inst, **kw).model_copy(update={"account": self.account})  # type: ignore[arg-type]
 
-    async def test_large_order_fills_in_pieces(  # type: ignore[override]
-        self, broker: Broker, reports: ReportCollector, market: FakeTerminal, contract_instrument: Instrument
-    ) -> None:
-        inst = contract_instrument
-        sym = market.sym(inst.symbol)
-        sym.liquidity = inst.display_qty / sym.contract_size  # 10 lots per deal
-        await market.set_mid(inst.symbol, inst.initial_price)
-        qty = inst.display_qty * 2 + inst.min_qty
-        price = inst.round_price(inst.initial_price * D("0.99"))
-        order = self._order(inst, qty=qty, type=OrderType.LIMIT, price=price)
-        assert (await broker.submit_order(order)).accepted
-        await market.set_mid(inst.symbol, price - inst.tick_size * 5)
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
-        first = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
-        assert first[0].last_qty == inst.display_qty and first[0].leaves_qty == qty - inst.display_qty
-        for _ in range(2):
-            await market.step()
-        await reports.wait_for(
-            lambda _: sum(r.last_qty for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL) == qty
-        )
-        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
-        assert len(fills) == 3 and fills[-1].cum_qty == qty and fills[-1].leaves_qty == 0
-        assert len({f.exec_id for f in fills}) == 3
-        assert all(f.last_price is not None and f.last_price <= price for f in fills)
+class TestMt5Resilience(ResilienceContract):
+    pass
 
-    async def test_replace_changes_quantity_and_price(  # type: ignore[override]
-        self, broker: Broker, reports: ReportCollector, market: FakeTerminal, contract_instrument: Instrument
-    ) -> None:
-        inst = contract_instrument
-        await market.set_mid(inst.symbol, inst.initial_price)
-        price = inst.round_price(inst.initial_price * D("0.9"))
-        order = self._order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=price)
-        assert (await broker.submit_order(order)).accepted
-        replace = ReplaceOrder(
-            orig_cl_ord_id=order.cl_ord_id,
-            cl_ord_id=f"{order.cl_ord_id}.1",
-            symbol=inst.symbol,
-            side=order.side,
-            type=order.type,
-            time_in_force=order.time_in_force,
-            qty=inst.min_qty * 2,
-            price=price + inst.tick_size,
-        )
-        refused = await broker.replace_order(replace)
-        assert not refused.accepted and "cannot change the volume" in (refused.reason or "")
-        ack = await broker.replace_order(replace.model_copy(update={"qty": inst.min_qty}))
-        assert ack.accepted, ack.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.cl_ord_id)))
-        status = await broker.get_order_status(f"{order.cl_ord_id}.1")
-        assert status is not None and status.price == price + inst.tick_size
-        assert status.cl_ord_id == f"{order.cl_ord_id}.1"
-        [working] = market.orders.values()
-        assert D(str(working.price_open)) == price + inst.tick_size  # modified in place: same ticket
-        assert str(working.ticket) == status.broker_order_id
+
+async def test_a_modify_changes_the_working_order_in_place(
+    broker: Broker, reports: ReportCollector, market: FakeTerminal, contract_instrument: Instrument, mt5_rig: Rig
+) -> None:
+    inst = contract_instrument
+    await market.set_mid(inst.symbol, inst.initial_price)
+    price = inst.round_price(inst.initial_price * D("0.9"))
+    order = SubmitOrder(
+        cl_ord_id=_cid(),
+        account=mt5_rig.account,
+        symbol=inst.symbol,
+        side=OrderSide.BUY,
+        type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        qty=inst.min_qty,
+        price=price,
+    )
+    assert (await broker.submit_order(order)).accepted
+    replace = ReplaceOrder(
+        orig_cl_ord_id=order.cl_ord_id,
+        cl_ord_id=f"{order.cl_ord_id}.1",
+        symbol=inst.symbol,
+        side=order.side,
+        type=order.type,
+        time_in_force=order.time_in_force,
+        qty=inst.min_qty,
+        price=price + inst.tick_size,
+    )
+    refused = await broker.replace_order(replace.model_copy(update={"qty": inst.min_qty * 2}))
+    assert not refused.accepted and "cannot change the volume" in (refused.reason or "")
+    assert (await broker.replace_order(replace)).accepted
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.cl_ord_id)))
+    status = await broker.get_order_status(replace.cl_ord_id)
+    assert status is not None
+    [working] = market.orders.values()
+    assert D(str(working.price_open)) == price + inst.tick_size  # modified in place: same ticket
+    assert str(working.ticket) == status.broker_order_id

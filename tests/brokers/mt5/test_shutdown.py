@@ -61,6 +61,8 @@ async def started(database_url: str, pool: AsyncConnectionPool, instruments: Ins
     yield start
     for broker in brokers:
         await stop_tasks(broker._tasks, what="test cleanup", grace=5)
+        if broker.delivery is not None:  # its outbox's tasks
+            await broker.delivery.stop()
 
 
 def _housekeeping(broker: Mt5Broker) -> asyncio.Task[None]:
@@ -85,7 +87,7 @@ async def test_close_returns_when_a_report_wakes_the_broker_as_it_closes(started
         await _parked(broker._wake)
         broker._wake.set()
         await _bounded("Mt5Broker.close()", broker.close())
-        assert broker._tasks == [] and broker.outbox is None
+        assert broker._tasks == [] and broker.delivery is None
 
 
 async def test_a_call_waiting_for_its_acknowledgement_honours_a_cancel(

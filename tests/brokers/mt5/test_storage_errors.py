@@ -3,9 +3,8 @@ never a refusal), and once Postgres is back the order's status decides, without 
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -29,51 +28,11 @@ from core.errors import BrokerUnavailable
 from core.instruments import InstrumentCatalog
 from tests.brokers.contract import ReportCollector
 from tests.brokers.mt5.conftest import Rig
+from tests.brokers.storage import FailingPool
 
 pytestmark = pytest.mark.asyncio
 
 D = Decimal
-
-
-class _Connection:
-    """A pooled connection whose statements fail while its pool is told to."""
-
-    def __init__(self, conn: Any, pool: FailingPool) -> None:
-        self._conn, self._pool = conn, pool
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    async def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
-        self._pool.check(str(query))
-        return await self._conn.execute(query, params, **kw)
-
-
-class FailingPool:
-    """The test's Postgres pool, except that it fails as Postgres would while ``down`` or ``fail_on`` say so.
-
-    ``down``: no connection can be had (``OperationalError``, as the pool raises for an unreachable server).
-    ``fail_on``: a statement it matches fails on its connection (``AdminShutdown``, a server that went away).
-    """
-
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
-        self.down = False
-        self.fail_on: Callable[[str], bool] | None = None
-        self.failures = 0
-
-    def check(self, query: str) -> None:
-        if self.fail_on is not None and self.fail_on(query):
-            self.failures += 1
-            raise psycopg.errors.AdminShutdown("injected: terminating connection due to administrator command")
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        if self.down:
-            self.failures += 1
-            raise psycopg.OperationalError("injected: connection refused, is the server running?")
-        async with self._pool.connection() as conn:
-            yield _Connection(conn, self)
 
 
 @pytest.fixture
@@ -135,7 +94,7 @@ async def test_every_call_while_postgres_is_down_is_broker_unavailable(
         "drain": broker.drain,
     }
     for name, call in calls.items():
-        with pytest.raises(BrokerUnavailable, match="MT5 bridge storage failed") as caught:
+        with pytest.raises(BrokerUnavailable, match="storage failed") as caught:
             await call()
         assert isinstance(caught.value.__cause__, psycopg.OperationalError), name
     assert failing.failures >= len(calls)
@@ -151,7 +110,7 @@ async def test_postgres_failing_while_a_submit_waits_leaves_it_in_flight_and_the
     order = _order(rig)
     # The NEW command is queued (committed); then Postgres goes away while the call waits for its acknowledgement.
     failing.fail_on = lambda sql: "FROM mt5_commands WHERE command_id" in sql
-    with pytest.raises(BrokerUnavailable, match="MT5 bridge storage failed") as caught:
+    with pytest.raises(BrokerUnavailable, match="storage failed") as caught:
         await broker.submit_order(order)
     assert isinstance(caught.value.__cause__, psycopg.errors.AdminShutdown)
     failing.fail_on = None
@@ -172,7 +131,7 @@ async def test_postgres_down_when_the_adapter_starts_is_broker_unavailable(
     failing.down = True
     broker = Mt5Broker(failing, rig.settings.mt5, database_url=database_url, instruments=instruments)  # type: ignore[arg-type]
     try:
-        with pytest.raises(BrokerUnavailable, match="MT5 bridge storage failed"):
+        with pytest.raises(BrokerUnavailable, match="storage failed"):
             await broker.start(ReportCollector())
     finally:
         await broker.close()

@@ -1,6 +1,6 @@
 """The local FIX venue: a QuickFIX acceptor in front of the simulated venue's matching model.
 
-``python -m sim.fix_venue`` runs it on its own (``--help`` for the options; defaults come from the ``fix``
+``python -m devstack.venues.fix`` runs it on its own (``--help`` for the options; defaults come from the ``fix``
 settings so it pairs with the adapter's session). ``EXODUS_FIX__LOCAL_VENUE=true make run`` starts it next to
 the worker. Tests run ``FixVenue`` in process.
 
@@ -37,14 +37,12 @@ receiving an order and answering it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
 import itertools
 import logging
-import signal
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,7 +83,7 @@ from core.errors import BrokerUnavailable
 from sim.matching import RejectReason, SimOrder
 from sim.venue import SimVenue
 
-__all__ = ["FixVenue", "FixVenueFaults", "main"]
+__all__ = ["FixVenue", "FixVenueFaults"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +103,21 @@ class FixVenueFaults:
     #: For the next N NewOrderSingles: drop the connection first, then execute the order (its reports are sent
     #: into the store and reach the initiator by resend after it reconnects).
     drop_before_answer: int = 0
+    #: The same three for any request, by MsgType (D, F, G, H), each a count of the next such requests:
+    #: swallowed without a trace (nothing done, no answer) ...
+    swallow: dict[str, int] = field(default_factory=dict)
+    #: ... the connection dropped first, then carried out (the answers reach the initiator by resend) ...
+    drop_first: dict[str, int] = field(default_factory=dict)
+    #: ... carried out at once, and every message the venue sends from then on held back for these seconds
+    #: (an answer that comes after the initiator stopped waiting for it).
+    hold_answers: dict[str, float] = field(default_factory=dict)
+
+    def take(self, faults: dict[str, int], msg_type: str) -> bool:
+        """Whether the next ``msg_type`` request meets the fault (and count it)."""
+        if faults.get(msg_type, 0) <= 0:
+            return False
+        faults[msg_type] -= 1
+        return True
 
 
 @dataclass
@@ -195,6 +208,9 @@ class FixVenue:
         #: Market data subscriptions: MDReqID -> symbols, and the top of book last sent per symbol.
         self._md_subscriptions: dict[str, list[str]] = {}
         self._md_sent: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+        #: Messages held back by the ``hold_answers`` fault, in order, and the task that sends them.
+        self._held: list[tuple[str, list[tuple[int, FieldValue]], str | None]] | None = None
+        self._release: asyncio.Task[None] | None = None
         self._conn = FixConnector(
             self.config,
             on_message=self._on_message,
@@ -221,6 +237,8 @@ class FixVenue:
 
     async def stop(self) -> None:
         """Log the session out, stop accepting, stop the simulated venue."""
+        if self._release is not None:
+            self._release.cancel()
         await self._conn.stop()
         await self.venue.stop()
 
@@ -279,10 +297,26 @@ class FixVenue:
             self.stats.refused_logons += 1
         return reason
 
+    def _hold(self, seconds: float) -> None:
+        """Hold back every message sent from now on for ``seconds`` (the ``hold_answers`` fault)."""
+        if self._held is None:
+            self._held = []
+
+        async def release() -> None:
+            await asyncio.sleep(seconds)
+            held, self._held = self._held or [], None
+            for msg_type, fields, exec_id in held:
+                self._send(msg_type, fields, exec_id=exec_id)
+
+        self._release = asyncio.create_task(release(), name="fix-venue-held-answers")
+
     def _send(self, msg_type: str, fields: Iterable[tuple[int, FieldValue]], *, exec_id: str | None = None) -> None:
         # Queued in order on the connector's one sending thread; not awaited, so the venue's reports leave in
         # exactly the order the matching model produced them. Once QuickFIX has a report (it keeps it in its
         # store for resends), the journal marks it delivered.
+        if self._held is not None:
+            self._held.append((msg_type, list(fields), exec_id))
+            return
         self.stats.sent[msg_type] = self.stats.sent.get(msg_type, 0) + 1
         future = self._conn.send_nowait(msg_type, fields)
         loop = asyncio.get_running_loop()
@@ -316,6 +350,17 @@ class FixVenue:
             raise
 
     async def _handle(self, msg: FixMessage) -> None:
+        faults = self.faults
+        if faults.take(faults.swallow, msg.msg_type):
+            log.info("fix venue: swallowing %s (fault)", msg.text())
+            return
+        if faults.take(faults.drop_first, msg.msg_type):
+            log.info("fix venue: dropping the connection before carrying out %s (fault)", msg.text())
+            await self.drop()
+        hold = faults.hold_answers.pop(msg.msg_type, None)
+        if hold:
+            log.info("fix venue: holding back the answers to %s for %.1f s (fault)", msg.text(), hold)
+            self._hold(hold)
         if msg.msg_type == "D":
             await self._new_order(msg)
         elif msg.msg_type == "F":
@@ -763,97 +808,3 @@ def _last_wins(fields: list[tuple[int, str | None]]) -> list[tuple[int, str | No
         last.pop(tag, None)
         last[tag] = value
     return list(last.items())
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-
-
-async def _run(args: argparse.Namespace) -> None:
-    from core.instruments import load_instruments
-    from core.settings import get_settings
-
-    settings = get_settings()
-    instruments = load_instruments(settings.instruments_file)
-    pool = None
-    journal = None
-    url = args.database_url or settings.database_url
-    if url and not args.no_journal:
-        from core.db import open_pool
-        from sim.journal import PostgresVenueJournal
-
-        pool = await open_pool(settings.model_copy(update={"database_url": url}), name="fix-venue")
-        journal = PostgresVenueJournal(pool, url, venue=args.journal_key)
-    sim = SimVenue(
-        instruments,
-        name="fixvenue",
-        seed=settings.paper.seed,
-        tick_interval=args.tick_interval_ms / 1000,
-        journal=journal,
-    )
-    venue = FixVenue(
-        sim,
-        port=args.port,
-        directory=Path(args.data_dir).resolve(),
-        begin_string=args.begin_string,
-        sender_comp_id=args.sender_comp_id,
-        target_comp_id=args.target_comp_id,
-        username=args.username,
-        password=args.password,
-        allowed_remote_addresses=args.allow,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await venue.start()
-    log.info(
-        "FIX venue %s listening on port %d for %s (journal: %s)",
-        venue.config.key,
-        args.port,
-        args.target_comp_id,
-        "Postgres" if journal else "none, the book lives in memory",
-    )
-    try:
-        await stop.wait()
-    finally:
-        await venue.stop()
-        if pool is not None:
-            await pool.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m sim.fix_venue``: run the local FIX venue until SIGINT/SIGTERM."""
-    from core.settings import get_settings
-
-    fx = get_settings().fix
-    data_dir = get_settings().data_dir / "fix-venue"
-    parser = argparse.ArgumentParser(prog="python -m sim.fix_venue", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=fx.port, help="TCP port (default: fix.port, %(default)s)")
-    parser.add_argument("--begin-string", default=fx.begin_string, choices=["FIX.4.2", "FIX.4.4", "FIXT.1.1"])
-    parser.add_argument("--sender-comp-id", default=fx.target_comp_id, help="the venue's CompID (%(default)s)")
-    parser.add_argument("--target-comp-id", default=fx.sender_comp_id, help="the initiator's CompID (%(default)s)")
-    parser.add_argument("--username", default=fx.username, help="require this Logon Username (553)")
-    parser.add_argument(
-        "--password",
-        default=fx.password.get_secret_value() if fx.password else None,
-        help="require this Logon Password (554)",
-    )
-    parser.add_argument("--data-dir", default=str(data_dir), help="QuickFIX store and logs (%(default)s)")
-    parser.add_argument(
-        "--tick-interval-ms",
-        type=int,
-        default=fx.local_venue_tick_interval_ms,
-        help="price feed step interval (%(default)s; 0 = prices never move)",
-    )
-    parser.add_argument("--database-url", default=None, help="journal the book in Postgres (default: DATABASE_URL)")
-    parser.add_argument("--no-journal", action="store_true", help="keep the book in memory only")
-    parser.add_argument("--journal-key", default="fix-venue", help="the venue's key in the journal tables")
-    parser.add_argument("--allow", nargs="*", default=["127.0.0.1"], help="peers allowed to connect")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,452 @@
+// The Exodus operator console: plain JavaScript, no build step. Every call goes to the REST API or the stream
+// with the caller's own credential, so the API decides what is shown and allowed; the page only hides controls
+// the caller's roles would be refused (GET /api/v1/me says which).
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const state = {
+  token: sessionStorage.getItem("exodus.token") || "",
+  me: null,
+  since: null, // the stream position to resume from
+  streamUp: false,
+  orders: new Map(), // orderId -> order (blotter)
+  selected: new Set(),
+  filters: { status: "", account: "", symbol: "", broker: "", clientId: "" },
+  onEvent: null, // the current page's stream handler
+};
+const ACTIVE = ["RECEIVED", "PENDING_NEW", "ACCEPTED", "PARTIALLY_FILLED", "PENDING_CANCEL", "PENDING_UPDATE"];
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+function can(permission) {
+  return !!state.me && state.me.permissions.includes(permission);
+}
+function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const utc = d.toISOString().replace("T", " ").slice(0, 19) + "Z";
+  return `<time datetime="${esc(iso)}" title="${esc(d.toLocaleString())} (local)">${esc(utc)}</time>`;
+}
+function num(value, digits) {
+  if (value === null || value === undefined || value === "") return "";
+  const n = Number(value);
+  if (!Number.isFinite(n)) return esc(value);
+  return esc(digits === undefined ? String(value) : n.toFixed(digits));
+}
+function badge(status) {
+  return `<span class="st st-${esc(status)}">${esc(status)}</span>`;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && (body.message || body.detail)) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { ...options, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+  const text = await r.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { body = { message: text }; }
+  if (!r.ok) {
+    if (r.status === 401) showLogin("Your credential was refused (401). Sign in again.");
+    throw new ApiError(r.status, body);
+  }
+  return body;
+}
+
+function banner(message, ok = false) {
+  const el = $("#banner");
+  el.textContent = message;
+  el.className = ok ? "ok" : "";
+  el.hidden = !message;
+  if (ok) setTimeout(() => { if (el.textContent === message) el.hidden = true; }, 4000);
+}
+function failed(e) {
+  const reasons = (e.body && e.body.reasons) || [];
+  banner(reasons.length ? reasons.map((r) => r.message).join("; ") : e.message);
+}
+
+// ------------------------------------------------------------------------------------------------ sign-in
+
+function showLogin(message) {
+  $("#login").hidden = false;
+  $("#page").hidden = true;
+  $("#login-error").textContent = message || "";
+}
+
+$("#login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  state.token = $("#token").value.trim();
+  sessionStorage.setItem("exodus.token", state.token);
+  await start();
+});
+$("#logout").addEventListener("click", () => {
+  sessionStorage.removeItem("exodus.token");
+  location.reload();
+});
+
+async function start() {
+  try {
+    state.me = await api("/api/v1/me");
+  } catch (e) {
+    if (e.status !== 401) showLogin(`The API refused: ${e.message}`);
+    return;
+  }
+  $("#login").hidden = true;
+  $("#page").hidden = false;
+  $("#who").textContent = `${state.me.name} (${state.me.roles.join(", ")})${state.me.authDisabled ? " — authentication disabled" : ""}`;
+  $("#logout").hidden = state.me.authDisabled;
+  stream();
+  refreshGlobalState();
+  route();
+}
+
+// ------------------------------------------------------------------------------------------------ the stream
+
+async function stream() {
+  if (!can("orders:read")) {
+    setStream(false, "stream: not available to this role");
+    return;
+  }
+  for (;;) {
+    try {
+      const query = state.since === null ? "" : `?since=${state.since}`;
+      const headers = { Accept: "text/event-stream" };
+      if (state.token) headers.Authorization = `Bearer ${state.token}`;
+      const r = await fetch(`/api/v1/stream${query}`, { headers });
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const frame = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const data = frame.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+          if (data) onMessage(JSON.parse(data));
+        }
+      }
+      setStream(false, "stream: disconnected, reconnecting");
+    } catch (e) {
+      setStream(false, `stream: disconnected (${e.message}), reconnecting`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+  }
+}
+
+function setStream(up, text) {
+  state.streamUp = up;
+  const el = $("#stream-state");
+  el.textContent = text;
+  el.className = `pill ${up ? "up" : "down"}`;
+}
+
+function onMessage(m) {
+  if (m.type === "hello") {
+    setStream(true, "stream: live");
+    if (state.since === null) state.since = m.seq;
+  } else if (m.type === "heartbeat") {
+    state.since = m.seq;
+    setStream(true, "stream: live");
+  } else if (m.type === "lagging") {
+    state.since = m.seq;
+    setStream(false, "stream: fell behind, resuming");
+  } else if (m.type === "event") {
+    state.since = m.seq;
+    if (m.topic === "trading_state") refreshGlobalState();
+    if (state.onEvent) state.onEvent(m);
+  }
+}
+
+async function refreshGlobalState() {
+  const el = $("#global-state");
+  if (!can("trading-state:read")) { el.hidden = true; return; }
+  try {
+    const states = await api("/api/v1/operator/trading-state");
+    const global = states.find((s) => s.scope === "GLOBAL");
+    const halted = states.filter((s) => s.state !== "ACTIVE");
+    el.hidden = false;
+    el.innerHTML = `global: ${badge(global ? global.state : "ACTIVE")}${halted.length ? ` · ${halted.length} restricted` : ""}`;
+    el.dataset.state = global ? global.state : "ACTIVE";
+  } catch { el.hidden = true; }
+}
+
+// ------------------------------------------------------------------------------------------------ pages
+
+const PAGES = { blotter, order, trading, risk, positions };
+
+function route() {
+  const [page, arg] = (location.hash.replace(/^#\//, "") || "blotter").split("/");
+  const render = PAGES[page] || blotter;
+  document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
+  state.onEvent = null;
+  $("#page").innerHTML = "";
+  render(arg ? decodeURIComponent(arg) : undefined).catch(failed);
+}
+window.addEventListener("hashchange", () => { if (state.me) route(); });
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "/" && !/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) {
+    const first = $("#page input, #page select");
+    if (first) { ev.preventDefault(); first.focus(); }
+  }
+  if (ev.key === "Escape") banner("");
+});
+
+// --- blotter
+
+function orderRow(o) {
+  const checked = state.selected.has(o.internalOrderId) ? "checked" : "";
+  const active = ACTIVE.includes(o.status);
+  return `<tr data-id="${esc(o.internalOrderId)}" data-status="${esc(o.status)}">
+    <td>${active && can("orders:cancel") ? `<input type="checkbox" class="pick" aria-label="select ${esc(o.internalOrderId)}" ${checked}>` : ""}</td>
+    <td>${when(o.createdAt)}</td>
+    <td><a href="#/order/${esc(o.internalOrderId)}">${esc(o.internalOrderId)}</a></td>
+    <td>${esc(o.clientId)}</td><td>${esc(o.account)}</td><td>${esc(o.symbol)}</td><td>${esc(o.side)}</td>
+    <td>${esc(o.type)}</td><td class="num">${num(o.qty)}</td><td class="num">${num(o.price)}</td>
+    <td class="num filled">${num(o.filledQty)}</td><td class="num">${num(o.avgPrice)}</td>
+    <td class="status">${badge(o.status)}</td><td>${esc(o.broker)}</td></tr>`;
+}
+
+function matchesFilters(o) {
+  const f = state.filters;
+  return (!f.status || (f.status === "ACTIVE" ? ACTIVE.includes(o.status) : o.status === f.status))
+    && (!f.account || o.account === f.account) && (!f.symbol || o.symbol === f.symbol.toUpperCase())
+    && (!f.broker || o.broker === f.broker) && (!f.clientId || o.clientId === f.clientId);
+}
+
+async function blotter() {
+  const f = state.filters;
+  const statuses = ["", "ACTIVE", "RECEIVED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "DENIED", "EXPIRED"];
+  $("#page").innerHTML = `<h1>Blotter</h1>
+    <form class="inline" id="filters">
+      <label>Status <select name="status">${statuses.map((s) => `<option ${s === f.status ? "selected" : ""} value="${s}">${s || "any"}</option>`).join("")}</select></label>
+      ${["account", "symbol", "broker", "clientId"].map((k) => `<label>${k === "clientId" ? "Client" : k[0].toUpperCase() + k.slice(1)} <input name="${k}" value="${esc(f[k])}" size="12"></label>`).join("")}
+      <button type="submit">Filter</button>
+      ${can("orders:cancel") ? `<button type="button" id="cancel-selected" class="danger">Cancel selected</button>` : ""}
+    </form>
+    <table id="blotter"><thead><tr><th></th><th>Created (UTC)</th><th>Order</th><th>Client</th><th>Account</th><th>Symbol</th><th>Side</th><th>Type</th>
+      <th class="num">Qty</th><th class="num">Price</th><th class="num">Filled</th><th class="num">Avg</th><th>Status</th><th>Broker</th></tr></thead>
+      <tbody></tbody></table>`;
+  $("#filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const data = new FormData(ev.target);
+    for (const k of Object.keys(f)) f[k] = String(data.get(k) || "").trim();
+    blotter().catch(failed);
+  });
+  const cancel = $("#cancel-selected");
+  if (cancel) cancel.addEventListener("click", cancelSelected);
+  $("#blotter tbody").addEventListener("change", (ev) => {
+    if (!ev.target.classList.contains("pick")) return;
+    const id = ev.target.closest("tr").dataset.id;
+    if (ev.target.checked) state.selected.add(id); else state.selected.delete(id);
+  });
+  const params = new URLSearchParams({ limit: "200" });
+  if (f.status && f.status !== "ACTIVE") params.append("status", f.status);
+  if (f.status === "ACTIVE") ACTIVE.forEach((s) => params.append("status", s));
+  for (const k of ["account", "symbol", "broker", "clientId"]) if (f[k]) params.set(k, f[k]);
+  const page = await api(`/api/v1/orders?${params}`);
+  state.orders = new Map(page.data.map((o) => [o.internalOrderId, o]));
+  $("#blotter tbody").innerHTML = page.data.map(orderRow).join("");
+  state.onEvent = async (m) => {
+    if (m.topic !== "order" || !m.orderId) return;
+    let o = state.orders.get(m.orderId);
+    if (o) {
+      const d = m.data.order || {};
+      o = { ...o, status: d.status || o.status, filledQty: d.filledQty ?? o.filledQty, avgPrice: d.avgPrice ?? o.avgPrice,
+            qty: d.qty ?? o.qty, price: d.price ?? o.price };
+    } else {
+      try { o = await api(`/api/v1/orders/${encodeURIComponent(m.orderId)}`); } catch { return; }
+    }
+    state.orders.set(m.orderId, o);
+    const tbody = $("#blotter tbody");
+    if (!tbody) return;
+    const existing = tbody.querySelector(`tr[data-id="${CSS.escape(m.orderId)}"]`);
+    if (!matchesFilters(o)) { if (existing) existing.remove(); return; }
+    const tmp = document.createElement("tbody");
+    tmp.innerHTML = orderRow(o);
+    const row = tmp.firstElementChild;
+    row.classList.add("flash");
+    if (existing) existing.replaceWith(row); else tbody.prepend(row);
+  };
+}
+
+async function cancelSelected() {
+  const ids = [...state.selected].filter((id) => ACTIVE.includes((state.orders.get(id) || {}).status));
+  if (!ids.length) { banner("Select working orders first."); return; }
+  if (!confirm(`Cancel ${ids.length} order(s)?\n${ids.join("\n")}`)) return;
+  const failures = [];
+  for (const id of ids) {
+    try { await api(`/api/v1/orders/${id}/cancel`, { method: "POST", body: { reason: "canceled from the console" } }); }
+    catch (e) { failures.push(`${id}: ${e.message}`); }
+    state.selected.delete(id);
+  }
+  banner(failures.length ? `Some cancels were refused: ${failures.join("; ")}` : `Cancel requested for ${ids.length} order(s).`, !failures.length);
+}
+
+// --- order page
+
+async function order(id) {
+  const o = await api(`/api/v1/orders/${encodeURIComponent(id)}`);
+  const active = ACTIVE.includes(o.status);
+  const deny = (o.events || []).filter((e) => e.kind === "DENY");
+  const breaks = (o.events || []).filter((e) => /BREAK|OVERFILL|OUT_OF_STATE|IGNORED/.test(e.kind));
+  $("#page").innerHTML = `<h1>Order ${esc(o.internalOrderId)} ${badge(o.status)}</h1>
+    <dl class="terms">
+      <dt>Client / order id</dt><dd>${esc(o.clientId)} / ${esc(o.clientOrderId)}</dd>
+      <dt>Account</dt><dd>${esc(o.account)}</dd><dt>Instrument</dt><dd>${esc(o.side)} ${num(o.qty)} ${esc(o.symbol)}</dd>
+      <dt>Type / TIF</dt><dd>${esc(o.type)} ${o.price ? "@ " + num(o.price) : ""} ${o.stopPrice ? "stop " + num(o.stopPrice) : ""} / ${esc(o.timeInForce)}</dd>
+      <dt>Filled</dt><dd class="num" style="text-align:left">${num(o.filledQty)} (leaves ${num(o.leavesQty)}) avg ${num(o.avgPrice)}</dd>
+      <dt>Broker</dt><dd>${esc(o.broker)} ${esc(o.brokerOrderId || "")}</dd>
+      <dt>Reason</dt><dd>${esc(o.reason || "")}</dd><dt>Flags</dt><dd>${esc((o.flags || []).join(", "))}</dd>
+      <dt>Created / updated</dt><dd>${when(o.createdAt)} / ${when(o.updatedAt)}</dd>
+      <dt>Temporal</dt><dd><a href="${esc(state.me.temporalUi)}/${esc(encodeURIComponent(o.workflowId))}" target="_blank" rel="noopener">${esc(o.workflowId)}</a></dd>
+    </dl>
+    <h2>Risk decision</h2>
+    ${deny.length ? `<ul>${deny.map((e) => Object.entries(e.data || {}).map(([code, msg]) => `<li><b>${esc(code)}</b>: ${esc(msg)}</li>`).join("") || `<li>${esc(e.detail)}</li>`).join("")}</ul>` : `<p>${o.status === "DENIED" ? esc(o.reason) : "Approved (no reasons recorded)."}</p>`}
+    ${active ? `<h2>Actions</h2><form class="inline" id="amend">
+        ${can("orders:cancel") ? `<button type="button" id="cancel" class="danger">Cancel order</button>` : ""}
+        ${can("orders:amend") ? `<label>New qty <input name="qty" size="8"></label><label>New price <input name="price" size="8"></label><button type="submit">Amend</button>` : ""}
+      </form>` : ""}
+    <h2>Fills</h2>
+    <table><thead><tr><th>Exec id</th><th class="num">Qty</th><th class="num">Price</th><th class="num">Fee</th><th>Filled (UTC)</th></tr></thead>
+      <tbody>${(o.fills || []).map((f) => `<tr><td>${esc(f.execId)}</td><td class="num">${num(f.qty)}</td><td class="num">${num(f.price)}</td><td class="num">${num(f.fee)}</td><td>${when(f.filledAt)}</td></tr>`).join("")}</tbody></table>
+    <h2>Breaks</h2>${breaks.length ? `<ul>${breaks.map((e) => `<li>${esc(e.kind)}: ${esc(e.detail)}</li>`).join("")}</ul>` : "<p>None on the timeline.</p>"}
+    <h2>Timeline</h2>
+    <table><thead><tr><th class="num">#</th><th>At (UTC)</th><th>Kind</th><th>Status</th><th>Detail</th><th>Actor</th></tr></thead>
+      <tbody>${(o.events || []).map((e) => `<tr><td class="num">${esc(e.seq)}</td><td>${when(e.at)}</td><td>${esc(e.kind)}</td><td>${badge(e.status)}</td><td>${esc(e.detail)}</td><td>${esc(e.actor || "")}</td></tr>`).join("")}</tbody></table>`;
+  const cancel = $("#cancel");
+  if (cancel) cancel.addEventListener("click", async () => {
+    if (!confirm(`Cancel order ${o.internalOrderId}?`)) return;
+    try { await api(`/api/v1/orders/${o.internalOrderId}/cancel`, { method: "POST", body: { reason: "canceled from the console" } }); banner("Cancel requested.", true); }
+    catch (e) { failed(e); }
+  });
+  const amend = $("#amend");
+  if (amend) amend.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const data = new FormData(amend);
+    const body = {};
+    if (data.get("qty")) body.qty = String(data.get("qty"));
+    if (data.get("price")) body.price = String(data.get("price"));
+    if (!Object.keys(body).length || !confirm(`Amend order ${o.internalOrderId}: ${JSON.stringify(body)}?`)) return;
+    try { await api(`/api/v1/orders/${o.internalOrderId}`, { method: "PATCH", body }); banner("Amend sent.", true); order(id).catch(failed); }
+    catch (e) { failed(e); }
+  });
+  state.onEvent = (m) => { if (m.orderId === o.internalOrderId) order(id).catch(failed); };
+}
+
+// --- trading state
+
+async function trading() {
+  const states = can("trading-state:read") ? await api("/api/v1/operator/trading-state") : [];
+  const restrict = can("trading-state:restrict");
+  const lift = can("trading-state:lift");
+  const options = ["HALTED", "REDUCING"].concat(lift ? ["ACTIVE"] : []);
+  $("#page").innerHTML = `<h1>Trading state</h1>
+    <table id="states"><thead><tr><th>Scope</th><th>Key</th><th>State</th><th>Reason</th><th>By</th><th>At (UTC)</th></tr></thead>
+      <tbody>${states.map((s) => `<tr data-scope="${esc(s.scope)}" data-key="${esc(s.scopeKey)}"><td>${esc(s.scope)}</td><td>${esc(s.scopeKey)}</td><td>${badge(s.state)}</td><td>${esc(s.reason)}</td><td>${esc(s.updatedBy)}</td><td>${when(s.updatedAt)}</td></tr>`).join("")}</tbody></table>
+    ${restrict ? `<h2>Set a trading state (kill switch)</h2>
+    <form class="inline" id="set-state">
+      <label>Scope <select name="scope"><option>GLOBAL</option><option>ACCOUNT</option><option>SYMBOL</option><option>BROKER</option></select></label>
+      <label>Key <input name="key" size="12" placeholder="empty for GLOBAL"></label>
+      <label>State <select name="state">${options.map((s) => `<option>${s}</option>`).join("")}</select></label>
+      <label>Reason <input name="reason" size="30" required></label>
+      <button type="submit" class="danger">Apply</button>
+    </form>` : ""}
+    ${can("orders:cancel-all") ? `<h2>Cancel all working orders</h2>
+    <form class="inline" id="cancel-all">
+      <label>Scope <select name="scope"><option>all</option><option>account</option><option>client</option><option>symbol</option><option>broker</option></select></label>
+      <label>Value <input name="value" size="12" placeholder="empty for all"></label>
+      <label>Reason <input name="reason" size="30" required></label>
+      <button type="submit" class="danger">Cancel all</button>
+    </form>` : ""}`;
+  const set = $("#set-state");
+  if (set) set.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(set);
+    const body = { scope: d.get("scope"), state: d.get("state"), reason: d.get("reason") };
+    if (d.get("key")) body.key = d.get("key");
+    if (!confirm(`Set ${body.scope}${body.key ? " " + body.key : ""} to ${body.state}?`)) return;
+    try { await api("/api/v1/operator/trading-state", { method: "POST", body }); banner(`${body.scope} is ${body.state}.`, true); refreshGlobalState(); trading().catch(failed); }
+    catch (e) { failed(e); }
+  });
+  const all = $("#cancel-all");
+  if (all) all.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(all);
+    const body = { scope: d.get("scope"), reason: d.get("reason") };
+    if (d.get("value")) body.value = d.get("value");
+    if (!confirm(`Cancel every working order (${body.scope}${body.value ? " " + body.value : ""})?`)) return;
+    try { const r = await api("/api/v1/operator/cancel-all", { method: "POST", body }); banner(`Cancel-all sent: ${JSON.stringify(r)}`, true); }
+    catch (e) { failed(e); }
+  });
+  state.onEvent = (m) => { if (m.topic === "trading_state") trading().catch(failed); };
+}
+
+// --- risk
+
+async function risk() {
+  if (!can("risk:read")) {
+    $("#page").innerHTML = `<h1>Risk</h1><p>Your roles do not include reading the risk policy.</p>`;
+    return;
+  }
+  const [policy, history, reservations] = await Promise.all([
+    api("/api/v1/risk/policy"), api("/api/v1/risk/policy/history?limit=50"), api("/api/v1/risk/reservations"),
+  ]);
+  const editable = can("risk:write");
+  $("#page").innerHTML = `<h1>Risk</h1>
+    <h2>Policy in force</h2>
+    ${editable ? `<form id="policy-edit"><textarea name="policy" rows="16" cols="100" spellcheck="false">${esc(JSON.stringify(policy.policy ?? policy, null, 2))}</textarea><br>
+      <label>Reason <input name="reason" size="40" required></label> <button type="submit">Save new version</button></form>`
+      : `<pre id="policy-view">${esc(JSON.stringify(policy, null, 2))}</pre>`}
+    <h2>History</h2>
+    <table><thead><tr><th class="num">Version</th><th>Scope</th><th>Key</th><th>Who</th><th>When (UTC)</th><th>Why</th></tr></thead>
+      <tbody>${history.map((h) => `<tr><td class="num">${esc(h.version)}</td><td>${esc(h.scope)}</td><td>${esc(h.key || "")}</td><td>${esc(h.changedBy)}</td><td>${when(h.changedAt)}</td><td>${esc(h.reason)}</td></tr>`).join("")}</tbody></table>
+    <h2>Reservations</h2><pre>${esc(JSON.stringify(reservations, null, 2))}</pre>`;
+  const form = $("#policy-edit");
+  if (form) form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(form);
+    let doc;
+    try { doc = JSON.parse(String(d.get("policy"))); } catch (e) { banner(`policy: not JSON (${e.message})`); return; }
+    if (!confirm("Store this policy as a new version?")) return;
+    try { await api("/api/v1/risk/policy", { method: "PUT", body: { policy: doc, reason: d.get("reason") } }); banner("Policy stored.", true); risk().catch(failed); }
+    catch (e) { failed(e); }
+  });
+}
+
+// --- positions
+
+async function positions() {
+  const [book, quotes] = await Promise.all([
+    api("/api/v1/positions"), can("market-data:read") ? api("/api/v1/quotes").catch(() => null) : null,
+  ]);
+  const mids = {};
+  for (const q of (quotes && (quotes.data || quotes)) || []) {
+    if (q.bid && q.ask) mids[q.symbol] = (Number(q.bid) + Number(q.ask)) / 2;
+  }
+  const rows = book.data.map((p) => {
+    const mid = mids[p.symbol];
+    const unreal = mid !== undefined && p.avgPrice ? (mid - Number(p.avgPrice)) * Number(p.qty) : null;
+    return `<tr><td>${esc(p.account)}</td><td>${esc(p.symbol)}</td><td class="num">${num(p.qty)}</td><td class="num">${num(p.avgPrice)}</td>
+      <td class="num">${mid === undefined ? "" : num(mid, 4)}</td><td class="num">${num(p.realizedPnl, 2)}</td><td class="num">${unreal === null ? "n/a" : num(unreal, 2)}</td></tr>`;
+  });
+  $("#page").innerHTML = `<h1>Positions and P&amp;L</h1>
+    <table><thead><tr><th>Account</th><th>Symbol</th><th class="num">Qty</th><th class="num">Avg price</th><th class="num">Mid</th><th class="num">Realized</th><th class="num">Unrealized</th></tr></thead>
+      <tbody>${rows.join("")}</tbody></table>
+    <h2>Cash</h2><table><thead><tr><th>Account</th><th>Currency</th><th class="num">Balance</th></tr></thead>
+      <tbody>${(book.cash || []).map((c) => `<tr><td>${esc(c.account)}</td><td>${esc(c.currency)}</td><td class="num">${num(c.balance, 2)}</td></tr>`).join("")}</tbody></table>`;
+  state.onEvent = (m) => { if (m.kind === "FILL" || m.kind === "PARTIAL_FILL") positions().catch(failed); };
+}
+
+start();

@@ -1,0 +1,220 @@
+"""Orders over Interactive Brokers end to end: through the REST API, order workflows on a real Temporal server, the
+IB adapter (real ib_async) as broker "ib" on its own task queue, the local TWS venue over a loopback socket,
+Postgres for the ledger, the adapter's records and the quotes risk prices with (source "ib")."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from temporalio.testing import WorkflowEnvironment
+
+from brokers.ib.execution import IBBroker
+from core.instruments import InstrumentCatalog
+from devstack.venues.ib import LOCAL_IB_ACCOUNT
+from devstack.venues.ib.venue import IBVenue, IBVenueServer
+from devstack.venues.ib.wire import IN
+from sim.venue import SimVenue
+from store.quotes import QuoteWriter
+from tests.brokers.ib.kit import eventually, ib_settings
+from tests.conftest import make_settings, temporal_address
+from tests.harness import Stack, unique
+from workflows.order import OrderWorkflow
+
+D = Decimal
+
+
+@dataclass
+class IBStack:
+    stack: Stack
+    server: IBVenueServer
+
+    @property
+    def venue(self) -> IBVenue:
+        return self.server.venue
+
+    @property
+    def broker(self) -> IBBroker:
+        broker = self.stack.brokers["ib"]
+        assert isinstance(broker, IBBroker)
+        return broker
+
+    async def fills(self, order_id: str) -> list[dict[str, Any]]:
+        return await self.stack.fetch(
+            "SELECT exec_id, qty, price, fee FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
+        )
+
+    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
+        body = {"clientId": unique("desk"), "clientOrderId": unique("ib"), "symbol": "AAPL", "side": "BUY", "qty": 10}
+        body.update(terms, broker="ib")
+        r = await http.post("/api/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "accepted", r.text
+        return str(r.json()["internalOrderId"])
+
+    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                r = await http.get(f"/api/v1/orders/{order_id}")
+                if r.status_code == 200 and r.json()["status"] == status:
+                    return dict(r.json())
+                await asyncio.sleep(0.1)
+
+    async def reconnected(self, before: int) -> None:
+        await eventually(lambda: self.broker.connections > before and self.broker.caught_up.is_set(), timeout=20)
+
+
+@pytest.fixture(scope="module")
+async def ib_stack(
+    temporal_env: WorkflowEnvironment, database_url: str, pool: AsyncConnectionPool, instruments: InstrumentCatalog
+) -> AsyncIterator[IBStack]:
+    sim = SimVenue(instruments, name="ibvenue", tick_interval=0)
+    server = IBVenueServer(IBVenue(sim, list(instruments), accounts=[LOCAL_IB_ACCOUNT]))
+    await server.start()
+    settings = make_settings(
+        database_url,
+        temporal_address(temporal_env),
+        ib=ib_settings(server.port, client_id=21, quote_interval_ms=300, quote_symbols=["AAPL"]),
+    )
+    quotes = QuoteWriter.from_settings(pool, settings.market_data)
+    broker = IBBroker.from_settings(settings, pool=pool, name="ib", instruments=instruments, quotes=quotes)
+    try:
+        async with Stack.running(
+            temporal_env.client, settings, pool, instruments, {"ib": broker}, quotes=quotes
+        ) as stack:
+            await asyncio.wait_for(broker.caught_up.wait(), 15)
+            assert broker.quote_poller is not None
+            await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
+            await quotes.flush()
+            yield IBStack(stack, server)
+            await stack.brokers["ib"].close()
+    finally:
+        await server.stop()
+        await quotes.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _calm(ib_stack: IBStack) -> None:
+    ib_stack.venue.faults.clear()
+    ib_stack.venue.accepting = True
+
+
+async def test_order_over_ib_is_filled_from_exec_details_and_booked_with_commissions(ib_stack: IBStack) -> None:
+    s = ib_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=700, type="LIMIT", price="191.00", timeInForce="GTC")
+        await s.wait(http, order_id, "PARTIALLY_FILLED")
+        await s.venue.step()
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == 700 and D(order["avgPrice"]) == D("190.01")
+    fills = await s.fills(order_id)
+    assert [f["qty"] for f in fills] == [D(500), D(200)]
+    assert [f["fee"] for f in fills] == [D("2.5"), D("1.0")]  # IB's commission reports
+    handle = s.stack.client.get_workflow_handle_for(OrderWorkflow.run, f"order-{order_id}")
+    result = await handle.result()
+    assert result.breaks == []
+    # Risk priced it from IB's own quotes (reqMktData snapshots).
+    [quote] = await s.stack.fetch("SELECT bid, ask FROM market_quotes WHERE source = 'ib' AND symbol = 'AAPL'")
+    assert quote["bid"] is not None and quote["ask"] is not None
+
+
+async def test_cancel_over_ib(ib_stack: IBStack) -> None:
+    s = ib_stack
+    async with s.stack.api() as http:
+        order_id = await s.post(http, type="LIMIT", price="180.00", timeInForce="DAY")
+        await s.wait(http, order_id, "ACCEPTED")
+        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
+        assert r.status_code == 202, r.text
+        await s.wait(http, order_id, "CANCELED")
+    status = await s.broker.get_order_status(order_id)
+    assert status is not None and status.status.value == "CANCELED"
+
+
+async def test_modify_over_ib_then_fill_on_the_new_terms(ib_stack: IBStack) -> None:
+    s = ib_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
+        await s.wait(http, order_id, "ACCEPTED")
+        placed = s.venue.served.get(IN.PLACE_ORDER, 0)
+        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": 20, "price": "185.00"})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == 20, r.text
+        [venue_order] = [o for o in s.venue.orders.values() if o.order_ref.startswith(order_id)]
+        assert venue_order.order_ref == f"{order_id}.1" and venue_order.qty == 20 and venue_order.lmt == D("185")
+        assert s.venue.served[IN.PLACE_ORDER] == placed + 1  # one placeOrder under the same id: a modify
+        await s.venue.set_mid("AAPL", D("184.00"))
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == 20 and D(order["avgPrice"]) == D("184.01")
+    await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_disconnect_while_orders_fill_then_the_reconnect_books_every_fill_once(ib_stack: IBStack) -> None:
+    s = ib_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        ids = [await s.post(http, qty=600, type="LIMIT", price="186.00", timeInForce="GTC") for _ in range(2)]
+        for order_id in ids:
+            await s.wait(http, order_id, "ACCEPTED")
+        before = s.broker.connections
+        s.venue.accepting = False  # the nightly reset: the socket drops and stays down
+        s.venue.drop_all()
+        await eventually(lambda: not s.broker.caught_up.is_set())
+        await s.venue.set_mid("AAPL", D("185.00"))  # 500 of each fill while nobody listens
+        await s.venue.step()  # and the last 100 of each
+        for order_id in ids:
+            assert await s.fills(order_id) == []
+
+        async def refused() -> bool:  # the session's state reached the risk check: new orders wait for it
+            body = {"clientId": unique("desk"), "clientOrderId": unique("ib"), "symbol": "AAPL", "side": "BUY"}
+            r = await http.post("/api/v1/orders", json={**body, "qty": 1, "broker": "ib"})
+            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+
+        await eventually(refused, timeout=15, interval=0.3)
+        s.venue.accepting = True
+        await s.reconnected(before)
+        for order_id in ids:
+            order = await s.wait(http, order_id, "FILLED")
+            assert D(order["filledQty"]) == 600
+    for order_id in ids:
+        fills = await s.fills(order_id)
+        assert [f["qty"] for f in fills] == [D(500), D(100)] and len({f["exec_id"] for f in fills}) == 2
+    await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_a_rolled_back_next_valid_id_never_reuses_an_id(ib_stack: IBStack) -> None:
+    s = ib_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        first = await s.post(http, qty=1)
+        await s.wait(http, first, "FILLED")
+        before = s.broker.connections
+        s.venue.faults.next_valid_id = 1  # a Gateway restarted overnight
+        s.venue.drop_all()
+        await s.reconnected(before)
+        second = await s.post(http, qty=1)
+        await s.wait(http, second, "FILLED")
+    used = {o.order_ref: o.order_id for o in s.venue.orders.values()}
+    assert used[second] > used[first]
+
+
+async def test_a_lost_submission_is_found_by_order_ref_and_never_sent_twice(ib_stack: IBStack) -> None:
+    s = ib_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    placed = s.venue.served.get(IN.PLACE_ORDER, 0)
+    s.venue.faults.add("drop_after", "submit")  # carried out, then the connection drops before the answer
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=5, type="LIMIT", price="180.00", timeInForce="GTC")
+        order = await s.wait(http, order_id, "ACCEPTED")
+        assert s.venue.served[IN.PLACE_ORDER] == placed + 1  # sent once; the retry looked it up by orderRef
+        assert [o for o in s.venue.orders.values() if o.order_ref == order_id]
+        assert "SUBMIT" in [e["kind"] for e in order["events"]]
+        await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "done"})
+        await s.wait(http, order_id, "CANCELED")

@@ -1,0 +1,236 @@
+"""Orders over OANDA end to end: through the REST API, order workflows on a real Temporal server, the OANDA adapter
+as broker "oanda" on its own task queue, the local OANDA venue over loopback HTTP (REST and the chunked transaction
+stream), Postgres for the ledger, the adapter's records and the quotes risk prices with (source "oanda")."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from temporalio.testing import WorkflowEnvironment
+
+from brokers.oanda.execution import OandaBroker
+from brokers.oanda.store import OandaStore
+from brokers.sessions import SessionRecorder
+from core.instruments import InstrumentCatalog
+from devstack.venues.oanda.venue import OandaVenue, VenueServer
+from sim.journal import PostgresVenueJournal
+from sim.venue import SimVenue
+from store.quotes import QuoteWriter
+from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oanda_settings
+from tests.conftest import make_settings, temporal_address
+from tests.harness import Stack, unique
+from workflows.order import OrderWorkflow
+
+D = Decimal
+
+
+@dataclass
+class OandaStack:
+    stack: Stack
+    server: VenueServer
+    checker: SpecChecker
+
+    @property
+    def venue(self) -> OandaVenue:
+        return self.server.venue
+
+    @property
+    def broker(self) -> OandaBroker:
+        broker = self.stack.brokers["oanda"]
+        assert isinstance(broker, OandaBroker)
+        return broker
+
+    async def fills(self, order_id: str) -> list[dict[str, Any]]:
+        return await self.stack.fetch(
+            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
+        )
+
+    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
+        body = {"clientId": unique("desk"), "clientOrderId": unique("oa"), "symbol": "EURUSD", "side": "BUY"}
+        body.update({"qty": 10000}, **terms, broker="oanda")
+        r = await http.post("/api/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "accepted", r.text
+        return str(r.json()["internalOrderId"])
+
+    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                r = await http.get(f"/api/v1/orders/{order_id}")
+                if r.status_code == 200 and r.json()["status"] == status:
+                    return dict(r.json())
+                await asyncio.sleep(0.1)
+
+    def posts(self) -> int:
+        return self.venue.requests.get(f"POST /v3/accounts/{ACCOUNT}/orders", 0)
+
+
+@pytest.fixture(scope="module")
+async def oanda_stack(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    pool: AsyncConnectionPool,
+    instruments: InstrumentCatalog,
+) -> AsyncIterator[OandaStack]:
+    sim = SimVenue(
+        instruments,
+        name="oandavenue",
+        tick_interval=0,
+        journal=PostgresVenueJournal(pool, database_url, venue=f"oanda-venue-{uuid.uuid4().hex[:6]}"),
+    )
+    server = VenueServer(OandaVenue(sim, list(instruments), token=TOKEN, account_id=ACCOUNT, heartbeat_seconds=0.5))
+    await server.start()
+    settings = make_settings(
+        database_url,
+        temporal_address(temporal_env),
+        oanda=oanda_settings(server.base_url, quote_interval_ms=300, quote_symbols=["EURUSD", "GBPUSD"]),
+    )
+    checker = SpecChecker()
+    quotes = QuoteWriter.from_settings(pool, settings.market_data)
+    name = "oanda"
+    await _forget(pool, name)
+    broker = OandaBroker(
+        settings.oanda,
+        store=OandaStore(pool, broker=name),
+        name=name,
+        recorder=SessionRecorder(pool, broker=name, session=server.base_url),
+        quotes=quotes,
+        instruments=instruments,
+        http_hooks=checker.hooks(),
+    )
+    try:
+        async with Stack.running(
+            temporal_env.client, settings, pool, instruments, {name: broker}, quotes=quotes
+        ) as stack:
+            await asyncio.wait_for(broker.caught_up.wait(), 15)
+            assert broker.price_poller is not None
+            await eventually(lambda: broker.price_poller is not None and broker.price_poller.published > 0)
+            await quotes.flush()
+            yield OandaStack(stack, server, checker)
+            await stack.brokers[name].close()
+    finally:
+        await server.stop()
+        await quotes.aclose()
+    assert not checker.problems, checker.problems
+
+
+async def _forget(pool: AsyncConnectionPool, name: str) -> None:
+    """A fresh venue: the cursor of an earlier run's venue (other transaction ids) must not be read on."""
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM oanda_cursor WHERE broker = %s", (name,))
+
+
+@pytest.fixture(autouse=True)
+def _calm(oanda_stack: OandaStack) -> None:
+    venue = oanda_stack.venue
+    venue.faults.pending.clear()
+    venue.faults.refuse_streams = False
+    venue.rate_limit.limit, venue.rate_limit.window = 0, 1.0
+
+
+async def test_order_over_oanda_is_filled_and_booked_priced_by_oanda_quotes(oanda_stack: OandaStack) -> None:
+    s = oanda_stack
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    await eventually(lambda: s.broker.price_poller is not None and s.broker.price_poller.published > 2)
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=2500000, type="LIMIT", price="1.08600", timeInForce="GTC")
+        await s.wait(http, order_id, "PARTIALLY_FILLED")
+        await s.venue.step()
+        await s.venue.step()
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == 2500000 and D(order["avgPrice"]) == D("1.08501")
+    fills = await s.fills(order_id)
+    assert [f["qty"] for f in fills] == [D(1000000), D(1000000), D(500000)]
+    assert all(f["exec_id"].isdigit() for f in fills)  # OANDA's ORDER_FILL transaction ids
+    handle = s.stack.client.get_workflow_handle_for(OrderWorkflow.run, f"order-{order_id}")
+    result = await handle.result()
+    assert result.breaks == []
+    [quote] = await s.stack.fetch("SELECT bid, ask FROM market_quotes WHERE source = 'oanda' AND symbol = 'EURUSD'")
+    assert (quote["bid"], quote["ask"]) == (D("1.08499"), D("1.08501"))
+
+
+async def test_cancel_and_replace_over_oanda(oanda_stack: OandaStack) -> None:
+    s = oanda_stack
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    async with s.stack.api() as http:
+        canceled = await s.post(http, type="LIMIT", price="1.05000", timeInForce="GTC")
+        amended = await s.post(http, type="LIMIT", price="1.05000", timeInForce="GTC")
+        await s.wait(http, canceled, "ACCEPTED")
+        await s.wait(http, amended, "ACCEPTED")
+        r = await http.post(f"/api/v1/orders/{canceled}/cancel", json={"reason": "desk request"})
+        assert r.status_code == 202, r.text
+        await s.wait(http, canceled, "CANCELED")
+        r = await http.patch(f"/api/v1/orders/{amended}", json={"qty": 20000, "price": "1.06000"})
+        assert r.status_code == 200, r.text
+        view, _ = await s.broker._current(f"{amended}.1")
+        assert view is not None and view.qty == 20000 and view.price == D("1.06000") and view.replaces
+        await s.venue.set_mid("EURUSD", D("1.05900"))
+        order = await s.wait(http, amended, "FILLED")
+    assert D(order["filledQty"]) == 20000 and D(order["avgPrice"]) == D("1.05901")
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+
+
+async def test_lost_answer_of_a_filled_market_order_is_found_and_never_sent_twice(oanda_stack: OandaStack) -> None:
+    # OANDA would take a resend of a filled order's client id as a new order: the adapter must look it up first.
+    s = oanda_stack
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    posts = s.posts()
+    s.venue.faults.add("drop_after", method="POST", path=r"^/orders$")
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=30000, type="MARKET", timeInForce="IOC")
+        order = await s.wait(http, order_id, "FILLED")
+    assert s.posts() == posts + 1  # sent once: the retry asked first
+    assert D(order["filledQty"]) == 30000
+    assert len(await s.fills(order_id)) == 1
+
+
+async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(oanda_stack: OandaStack) -> None:
+    s = oanda_stack
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    async with s.stack.api() as http:
+        ids = [await s.post(http, qty=1500000, type="LIMIT", price="1.07000", timeInForce="GTC") for _ in range(2)]
+        for order_id in ids:
+            await s.wait(http, order_id, "ACCEPTED")
+        catch_ups = s.broker.catch_ups
+        s.venue.faults.refuse_streams = True
+        s.venue.drop_streams()
+        await s.venue.set_mid("EURUSD", D("1.06900"))  # 1,000,000 of each fill while nobody listens
+        await s.venue.step()  # and the last 500,000 of each
+
+        async def refused() -> bool:  # the stream's state reached the risk check: new orders wait for it
+            body = {"clientId": unique("desk"), "clientOrderId": unique("oa"), "symbol": "EURUSD", "side": "BUY"}
+            r = await http.post("/api/v1/orders", json={**body, "qty": 1000, "broker": "oanda"})
+            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+
+        await eventually(refused, timeout=10, interval=0.3)
+        s.venue.faults.refuse_streams = False
+        await eventually(lambda: s.broker.catch_ups > catch_ups, timeout=20)
+        for order_id in ids:
+            order = await s.wait(http, order_id, "FILLED")
+            assert D(order["filledQty"]) == 1500000
+    for order_id in ids:
+        fills = await s.fills(order_id)
+        assert [f["qty"] for f in fills] == [D(1000000), D(500000)] and len({f["exec_id"] for f in fills}) == 2
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+
+
+async def test_a_429_storm_slows_orders_down_and_rejects_none(oanda_stack: OandaStack) -> None:
+    s = oanda_stack
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    s.venue.rate_limit.limit, s.venue.rate_limit.window = 4, 1.0
+    refused = s.venue.rate_limit.refused
+    async with s.stack.api() as http:
+        ids = await asyncio.gather(*(s.post(http, qty=1000, type="MARKET", timeInForce="IOC") for _ in range(8)))
+        orders = [await s.wait(http, order_id, "FILLED", timeout=60) for order_id in ids]
+    assert s.venue.rate_limit.refused > refused  # the storm happened
+    assert all(D(o["filledQty"]) == 1000 for o in orders)
+    for order_id in ids:
+        assert len(await s.fills(order_id)) == 1

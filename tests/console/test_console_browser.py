@@ -1,0 +1,266 @@
+"""The operator console in a real browser: Debian's headless Chromium driven by Selenium, against the real stack.
+
+The API (uvicorn, on a free port) shares the session's worker, Temporal server, Postgres and driven paper venue.
+Nothing downloads a browser: without ``/usr/bin/chromium`` and ``chromedriver`` these tests are skipped with a
+message saying so (``apt-get install chromium chromium-driver``; ``.ci/run`` installs them, so CI runs them).
+Screenshots of each page go to ``$EXODUS_TEST_ARTIFACTS/console/`` (default ``test-artifacts/console/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from api.main import create_app
+from core.auth import Scope
+from core.settings import ApiSettings, TokenSettings
+from tests.harness import Stack, unique
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip(
+        "browser tests skipped: Chromium is not installed here"
+        " (apt-get install chromium chromium-driver; CI installs it)",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+pytestmark = pytest.mark.asyncio
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("EXODUS_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "console"
+D = Decimal
+TOKENS = {
+    "ops": TokenSettings(token="t-ops", roles=["operator", "risk"], scope=Scope.everything()),
+    "desk": TokenSettings(token="t-desk", roles=["trader"], scope=Scope(clients="*", accounts="*", brokers="*")),
+    "audit": TokenSettings(token="t-audit", roles=["auditor"], scope=Scope.everything()),
+}
+
+
+@contextlib.asynccontextmanager
+async def _served(stack: Stack) -> AsyncIterator[str]:
+    settings = stack.settings.model_copy(update={"api": ApiSettings(tokens=TOKENS)})
+    app = create_app(settings, temporal=stack.client, pool=stack.pool, instruments=stack.instruments)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws="websockets-sansio"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = server.force_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        if app.state.stream_hub is not None:
+            await app.state.stream_hub.stop()
+        sock.close()
+
+
+@contextlib.contextmanager
+def _browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Page:
+    """The browser, driven from a thread (the API serves on this test's event loop)."""
+
+    def __init__(self, driver: WebDriver, base: str) -> None:
+        self.driver = driver
+        self.base = base
+
+    async def run(self, fn: Callable[[WebDriver], Any]) -> Any:
+        return await asyncio.to_thread(fn, self.driver)
+
+    async def wait(self, what: str, condition: Callable[[WebDriver], Any], timeout: float = 30) -> Any:
+        def waiting(d: WebDriver) -> Any:
+            return WebDriverWait(d, timeout, poll_frequency=0.1).until(condition, what)
+
+        return await self.run(waiting)
+
+    async def sign_in(self, token: str) -> None:
+        def go(d: WebDriver) -> None:
+            d.get(f"{self.base}/console/")
+            WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "login").is_displayed())
+            d.find_element(By.ID, "token").send_keys(token)
+            d.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+
+        await self.run(go)
+        await self.wait("stream live", lambda d: "live" in d.find_element(By.ID, "stream-state").text)
+
+    async def open(self, page: str) -> None:
+        await self.run(lambda d: d.execute_script(f"location.hash = '#/{page}'"))
+
+    async def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await self.run(lambda d: d.save_screenshot(str(ARTIFACTS / f"{name}.png")))
+
+    async def submit_form(self, form: str, fields: dict[str, str], *, accept: bool = True) -> None:
+        def fill(d: WebDriver) -> None:
+            for name, value in fields.items():
+                el = d.find_element(By.CSS_SELECTOR, f"#{form} [name={name}]")
+                if el.tag_name == "select":
+                    d.execute_script("arguments[0].value = arguments[1]", el, value)
+                else:
+                    el.clear()
+                    el.send_keys(value)
+            d.find_element(By.CSS_SELECTOR, f"#{form} button[type=submit]").click()
+            alert = WebDriverWait(d, 10).until(lambda d: d.switch_to.alert)
+            alert.accept() if accept else alert.dismiss()
+
+        await self.run(fill)
+
+
+@pytest.fixture
+async def console(stack: Stack) -> AsyncIterator[tuple[Page, httpx.AsyncClient]]:
+    async with _served(stack) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        with _browser() as driver:
+            yield Page(driver, base), http
+
+
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _post_order(stack: Stack, http: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    order = {"clientId": unique("desk"), "clientOrderId": unique("co"), "symbol": "AAPL", "side": "BUY", "qty": 5}
+    order.update(body)
+    async with stack.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO accounts (account, created_by) VALUES (%s, 'tests') ON CONFLICT DO NOTHING",
+            (order.get("account") or order["clientId"],),
+        )
+    return await http.post("/api/v1/orders", json=order, headers=_as("t-desk"))
+
+
+async def test_the_blotter_shows_a_new_order_and_then_its_fill_without_a_reload(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
+    page, http = console
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    await page.sign_in("t-ops")
+    await page.open("blotter")
+    await page.wait("blotter", lambda d: d.find_elements(By.ID, "blotter"))
+    await page.run(lambda d: d.execute_script("window.__notReloaded = true"))
+    r = await _post_order(stack, http, type="LIMIT", price="150.00", timeInForce="GTC")
+    assert r.status_code == 201, r.text
+    order_id = r.json()["internalOrderId"]
+    row = f"tr[data-id='{order_id}']"
+    await page.wait("the new order", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row}[data-status=ACCEPTED]"))
+    await page.shot("blotter-new-order")
+    await stack.venue.set_mid("AAPL", D("149.00"))  # the market comes to the resting limit: it fills
+    await page.wait("its fill", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row}[data-status=FILLED]"))
+    filled = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} td.filled").text)
+    assert D(filled) == 5
+    assert await page.run(lambda d: d.execute_script("return window.__notReloaded === true"))
+    await page.shot("blotter-filled")
+    await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} a").click())
+    await page.wait("the order page", lambda d: "Timeline" in d.find_element(By.ID, "page").text)
+    await page.shot("order-page")
+    await stack.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_halting_from_the_console_refuses_the_next_order_and_shows_everywhere(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
+    page, http = console
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    await page.sign_in("t-ops")
+    await page.open("trading")
+    await page.wait("trading page", lambda d: d.find_elements(By.ID, "set-state"))
+    try:
+        await page.submit_form("set-state", {"scope": "GLOBAL", "state": "HALTED", "reason": "console test"})
+        await page.wait(
+            "halted in the header",
+            lambda d: d.find_element(By.ID, "global-state").get_attribute("data-state") == "HALTED",
+        )
+        await page.wait("halted in the table", lambda d: "HALTED" in d.find_element(By.ID, "states").text)
+        await page.shot("trading-state-halted")
+        r = await _post_order(stack, http)
+        assert r.status_code == 422 and "HALT" in r.text, r.text
+        # Another page of the console shows it too.
+        await page.open("positions")
+        await page.wait("positions", lambda d: "Positions" in d.find_element(By.ID, "page").text)
+        assert await page.run(lambda d: d.find_element(By.ID, "global-state").get_attribute("data-state")) == "HALTED"
+        await page.shot("positions")
+    finally:
+        r = await http.post(
+            "/api/v1/operator/trading-state",
+            json={"scope": "GLOBAL", "state": "ACTIVE", "reason": "console test over"},
+            headers=_as("t-ops"),
+        )
+        assert r.status_code == 200, r.text
+
+
+async def test_cancel_all_from_the_console_empties_the_book(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
+    page, http = console
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    ids = []
+    for qty in (5, 6):
+        r = await _post_order(stack, http, clientId=client, qty=qty, type="LIMIT", price="150.00", timeInForce="GTC")
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["internalOrderId"])
+    await page.sign_in("t-ops")
+    await page.open("trading")
+    await page.wait("trading page", lambda d: d.find_elements(By.ID, "cancel-all"))
+    await page.submit_form("cancel-all", {"scope": "client", "value": client, "reason": "console cancel-all"})
+    async with asyncio.timeout(30):
+        while True:
+            r = await http.get("/api/v1/orders", params={"clientId": client}, headers=_as("t-ops"))
+            if {o["status"] for o in r.json()["data"]} == {"CANCELED"}:
+                break
+            await asyncio.sleep(0.1)
+    await page.open("blotter")
+    await page.wait(
+        "the blotter", lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-id='{ids[0]}'][data-status=CANCELED]")
+    )
+    await page.shot("blotter-after-cancel-all")
+
+
+async def test_a_traders_login_shows_no_risk_edit_controls(console: tuple[Page, httpx.AsyncClient]) -> None:
+    page, _ = console
+    await page.sign_in("t-desk")
+    await page.open("risk")
+    await page.wait("risk page", lambda d: "Risk" in d.find_element(By.ID, "page").text)
+    assert not await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, "#policy-edit, textarea"))
+    await page.shot("risk-trader")
+    # The risk role gets the editor; an auditor reads the policy without it.
+    await page.run(lambda d: d.execute_script("sessionStorage.clear()"))
+    await page.sign_in("t-ops")
+    await page.open("risk")
+    await page.wait("the editor", lambda d: d.find_elements(By.CSS_SELECTOR, "#policy-edit textarea"))
+    await page.shot("risk-editor")
+    await page.run(lambda d: d.execute_script("sessionStorage.clear()"))
+    await page.sign_in("t-audit")
+    await page.open("risk")
+    await page.wait("the policy", lambda d: d.find_elements(By.ID, "policy-view"))
+    assert not await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, "#policy-edit"))
