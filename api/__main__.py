@@ -14,9 +14,11 @@ import uvicorn
 
 from api.main import create_app
 from core.db import wait_for_postgres
+from core.logs import setup_logging
 from core.process import exit_now
 from core.settings import Settings, get_settings
 from core.startup import StartupAborted, wait_for_temporal
+from core.tracing import setup_tracing
 
 log = logging.getLogger("api")
 
@@ -39,7 +41,8 @@ async def wait_for_dependencies(settings: Settings) -> None:
 def main() -> None:
     """Wait for Postgres and Temporal, then run uvicorn."""
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt=settings.log.format, level=settings.log.level)
+    setup_tracing("exodus-api")
     try:
         asyncio.run(wait_for_dependencies(settings))
     except StartupAborted as e:
@@ -51,6 +54,7 @@ def main() -> None:
         port=settings.api.port,
         log_level="info",
         access_log=False,
+        log_config=None,
         # Open streams (GET /api/v1/stream) never end by themselves: they are cut after this at shutdown, and
         # their clients resume on reconnecting.
         timeout_graceful_shutdown=5,

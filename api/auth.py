@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.identity import Authenticator, AuthFailure
 from api.schemas import ErrorBody, Reason
 from core.auth import Permission, Principal, dev_principal, roles_granting
+from core.logs import bind_now
 from core.metrics import AUTH_FAILURES
 from store.audit import append_audit
 
@@ -200,6 +201,7 @@ class Requires(AccessRule):
     async def check(self, request: HTTPConnection) -> Principal:
         """Authenticate and authorize the caller of a request or a WebSocket."""
         principal = await authenticate(request)
+        bind_now(principal=principal.name)  # for the rest of this request's log lines
         if not any(principal.can(p) for p in self.permissions):
             roles = sorted({r.value for p in self.permissions for r in roles_granting(p)})
             await refuse(

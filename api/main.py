@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import AuthDisabledHeader, operational
 from api.edge import EdgeRoute, field_name
 from api.identity import Authenticator
+from api.observability import RequestContext
 from api.routes import (
     admin,
     audit,
@@ -41,15 +42,21 @@ from api.routes import (
     stream,
 )
 from api.schemas import ErrorBody, Reason
+from core.audit import take_checkpoint
+from core.audit_cli import checkpoint_path
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
 from core.marketdata import MarketData
+from core.metrics import BROKER_CONNECTED, BROKER_HEARTBEAT_AGE
 from core.settings import Settings, get_settings
+from core.tasks import stop_tasks
 from core.temporal import connect
+from core.tracing import instrument_app
 from store import Pool
 from store.auth import register_account
 from store.policy import PolicyStore
 from store.quotes import fetch_quotes
+from store.sessions import session_health
 
 __all__ = ["create_app"]
 
@@ -158,6 +165,23 @@ async def register_configured_accounts(pool: Pool, settings: Settings) -> None:
                 log.warning("account %s is registered for broker %s, not mt5", account, record.broker)
 
 
+async def _checkpoints(pool: Pool, settings: Settings) -> None:
+    """Write an audit checkpoint now and every ``audit.checkpoint_interval_seconds`` (a failure is retried)."""
+    path = checkpoint_path(settings)
+    key = settings.audit.checkpoint_key
+    if key is None:
+        log.warning("audit checkpoints are not signed: set EXODUS_AUDIT__CHECKPOINT_KEY")
+    while True:
+        try:
+            async with pool.connection() as conn:
+                await take_checkpoint(conn, path, key.get_secret_value() if key else None)
+        except Exception:
+            log.exception(
+                "audit checkpoint not written; trying again in %.0f s", settings.audit.checkpoint_interval_seconds
+            )
+        await asyncio.sleep(settings.audit.checkpoint_interval_seconds)
+
+
 def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = app.openapi()
@@ -204,9 +228,14 @@ def create_app(
                 "development only, bound to %s",
                 settings.api.host,
             )
+        tasks: list[asyncio.Task[None]] = []
+        if owned_pool is not None and settings.audit.checkpoint_interval_seconds > 0:
+            # The API process (python -m api) keeps the audit trail's checkpoints; test apps share a pool.
+            tasks.append(asyncio.create_task(_checkpoints(owned_pool, settings), name="audit-checkpoints"))
         try:
             yield
         finally:
+            await stop_tasks(tasks, what="api background tasks")
             if app.state.stream_hub is not None:
                 await app.state.stream_hub.stop()
             if owned_pool is not None:
@@ -256,8 +285,11 @@ def create_app(
         try:
             async with asyncio.timeout(2), app.state.pool.connection() as conn:
                 app.state.market.refresh_metrics(await fetch_quotes(conn))
+                for session in await session_health(conn):
+                    BROKER_CONNECTED.labels(broker=session["broker"]).set(1 if session["logged_on"] else 0)
+                    BROKER_HEARTBEAT_AGE.labels(broker=session["broker"]).set(session["heartbeat_age"])
         except Exception as e:  # the rest of the metrics are still worth answering with
-            log.warning("quote age metrics not refreshed, was %r", e)
+            log.warning("quote age and broker session metrics not refreshed, was %r", e)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[operational("docs")])
@@ -270,8 +302,11 @@ def create_app(
         """Swagger UI."""
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Exodus")
 
+    instrument_app(app)  # before the wrappers below: the instrumentation wants Starlette's own stack
+    build = app.build_middleware_stack
     if authenticator.disabled:
         # Outermost, so that every answer is marked, errors that reach Starlette's last handler included.
-        build = app.build_middleware_stack
-        app.build_middleware_stack = lambda: AuthDisabledHeader(build())  # type: ignore[method-assign]
+        app.build_middleware_stack = lambda: RequestContext(AuthDisabledHeader(build()))  # type: ignore[method-assign]
+    else:
+        app.build_middleware_stack = lambda: RequestContext(build())  # type: ignore[method-assign]
     return app

@@ -6,6 +6,7 @@ __all__ = [
     "db",
     "domain",
     "errors",
+    "export",
     "instruments",
     "ledger",
     "marketdata",

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.pq import ConnStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -26,6 +27,7 @@ from core.startup import wait_until_up
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "app_role_configure",
     "apply_migrations",
     "connection_alive",
     "database_location",
@@ -61,13 +63,31 @@ async def _check_alive(conn: AsyncConnection[Any]) -> None:
         raise psycopg.OperationalError("the connection was closed by the server")
 
 
+def app_role_configure(role: str) -> Callable[[AsyncConnection[Any]], Awaitable[None]] | None:
+    """A pool's ``configure``: every new connection takes the application role (migration 0022).
+
+    The role may append to the audit log but neither change nor delete its rows, nor disable the triggers
+    that refuse it. A login that already is ``role`` (or an empty ``role``) is left as it is.
+    """
+    if not role:
+        return None
+    statement = sql.SQL("SET ROLE {}").format(sql.Identifier(role))
+
+    async def configure(conn: AsyncConnection[Any]) -> None:
+        if conn.info.parameter_status("session_authorization") != role:
+            await conn.execute(statement)
+
+    return configure
+
+
 async def open_pool(
     settings: Settings, *, name: str = "exodus", timeout: float | None = None
 ) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
     """Open a connection pool to ``DATABASE_URL`` and wait until it can serve a connection.
 
     Connections are in autocommit mode (a caller that wants a transaction opens one) and return rows as
-    dicts (``store.Conn``). ``timeout``: how long a caller waits for a connection before ``PoolTimeout``
+    dicts (``store.Conn``), as the application role (``database.app_role``, see ``app_role_configure``).
+    ``timeout``: how long a caller waits for a connection before ``PoolTimeout``
     (psycopg's default 30 s).
     """
     pool = AsyncConnectionPool(
@@ -79,6 +99,7 @@ async def open_pool(
         name=name,
         open=False,
         check=_check_alive,
+        configure=app_role_configure(settings.database.app_role),
         timeout=30.0 if timeout is None else timeout,
     )
     await pool.open(wait=True, timeout=30)

@@ -22,6 +22,8 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "AUTH_FAILURES",
     "BOOKING_FAILURES",
+    "BROKER_CONNECTED",
+    "BROKER_HEARTBEAT_AGE",
     "BROKER_ERRORS",
     "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
@@ -84,6 +86,17 @@ QUOTES_STALE = Gauge(
     "exodus_quotes_stale",
     "Symbols whose latest quote from the source is stale (too old for risk), when scraped",
     ["source"],
+)
+
+#: Broker sessions (FIX logon, REST streams...), set from ``broker_sessions`` each time the API's /metrics is
+#: scraped: whether the session is up, and how long since its owning worker last said it was alive.
+BROKER_CONNECTED = Gauge(
+    "exodus_broker_connected", "1 while the broker's session is logged on, when scraped", ["broker"]
+)
+BROKER_HEARTBEAT_AGE = Gauge(
+    "exodus_broker_heartbeat_age_seconds",
+    "Seconds since the worker owning the broker's session last refreshed it, when scraped",
+    ["broker"],
 )
 #: GET /api/v1/stream (issue 16).
 STREAM_CLIENTS = Gauge("exodus_stream_clients", "Stream connections this API process serves", ["transport"])

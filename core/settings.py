@@ -77,6 +77,9 @@ class DatabaseSettings(BaseModel):
 
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(10, ge=1)
+    #: The role every pooled connection takes (``SET ROLE``; migration 0022 creates it): it may append to the
+    #: audit log but not change or delete it. Empty: stay the login role (only for a login that is already it).
+    app_role: str = Field("exodus_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
 
 
 class TokenSettings(BaseModel):
@@ -193,6 +196,8 @@ class WorkerSettings(BaseModel):
     metrics_port: int = 9464
     #: Address the worker's Prometheus endpoint binds to (0.0.0.0 in containers).
     metrics_host: str = "127.0.0.1"
+    #: Port of the Temporal SDK's own Prometheus metrics (task latencies, pollers, sticky cache); 0: off.
+    temporal_metrics_port: int = 9465
     #: Broker sessions this worker owns; it polls their task queues.
     brokers: list[str] = ["paper"]
     #: Concurrency limits.
@@ -514,6 +519,33 @@ class Mt5Settings(BaseModel):
     terminal: Mt5TerminalSettings | None = None
 
 
+class LogSettings(BaseModel):
+    """Log lines of every process (``core/logs.py``)."""
+
+    #: ``auto``: readable on a terminal, one JSON object per line otherwise (files, containers); or force one.
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class AuditSettings(BaseModel):
+    """The audit trail's checkpoints, outside the database (issue 17), and its retention."""
+
+    #: HMAC-SHA256 key that signs each checkpoint (``python -m core.audit verify`` checks the signatures).
+    checkpoint_key: SecretStr | None = None
+    #: Seconds between checkpoints written by the API (the chain's head, its row count and time); 0: none.
+    checkpoint_interval_seconds: float = Field(300.0, ge=0)
+    #: Where checkpoints are appended (JSON lines). Default: ``<data_dir>/audit/checkpoints.jsonl``.
+    checkpoint_file: Path | None = None
+    #: How long the audit rows, orders, fills and decisions must be kept (days; seven years by default).
+    #: Exodus deletes none of them; this is the archive's period, shown by ``python -m core.audit verify``.
+    retention_days: int = Field(2557, ge=1)
+
+    @field_validator("checkpoint_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class StreamSettings(BaseModel):
     """GET /api/v1/stream (issue 16): heartbeats, per-client buffers, the wake-up's fallback poll."""
 
@@ -565,6 +597,8 @@ class Settings(BaseSettings):
     oanda: OandaSettings = OandaSettings()
     ib: IBSettings = IBSettings()
     market_data: MarketDataSettings = MarketDataSettings()
+    audit: AuditSettings = AuditSettings()
+    log: LogSettings = LogSettings()
     stream: StreamSettings = StreamSettings()
 
     @model_validator(mode="after")

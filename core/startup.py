@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from temporalio.client import Client
+    from temporalio.runtime import Runtime
 
     from core.settings import Settings
 
@@ -69,7 +70,12 @@ async def wait_until_up(
 
 
 async def wait_for_temporal(
-    settings: Settings, *, identity: str, stop: asyncio.Event | None = None, max_delay: float = 10.0
+    settings: Settings,
+    *,
+    identity: str,
+    stop: asyncio.Event | None = None,
+    max_delay: float = 10.0,
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect to the Temporal server of ``settings``, waiting (with backoff) until it accepts connections."""
     from temporalio.service import RPCError
@@ -79,7 +85,7 @@ async def wait_for_temporal(
     return await wait_until_up(
         "Temporal",
         settings.temporal.address,
-        lambda: connect(settings, identity=identity),
+        lambda: connect(settings, identity=identity, runtime=runtime),
         # The SDK reports an unreachable server as a RuntimeError ("Failed client connect: ...").
         retry_on=(RuntimeError, RPCError, OSError, TimeoutError),
         stop=stop,

@@ -6,10 +6,11 @@ the pydantic converter, because the default one fails on ``Decimal``.
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
+from temporalio.worker import Interceptor as WorkerInterceptor
 
 from core.settings import Settings
 
@@ -23,6 +24,8 @@ __all__ = [
     "SA_SYMBOL",
     "SEARCH_ATTRIBUTES",
     "connect",
+    "interceptors",
+    "missing_worker_interceptors",
     "search_attribute_flags",
 ]
 
@@ -47,12 +50,34 @@ def search_attribute_flags() -> list[str]:
     return flags
 
 
+def interceptors() -> list[Interceptor]:
+    """The client (and worker) interceptors every Exodus client carries: the log context's ids, then traces.
+
+    The tracing interceptor is there only when tracing is configured (``core.tracing``).
+    """
+    from core.propagation import ContextInterceptor
+    from core.tracing import temporal_interceptor
+
+    found: list[Interceptor] = [ContextInterceptor()]
+    tracing = temporal_interceptor()
+    if tracing is not None:
+        found.append(tracing)
+    return found
+
+
+def missing_worker_interceptors(client: Client) -> list[WorkerInterceptor]:
+    """The worker interceptors ``client`` does not carry already (a client's are its workers' too)."""
+    have = {type(i) for i in client.config()["interceptors"]}
+    return [i for i in interceptors() if type(i) not in have and isinstance(i, WorkerInterceptor)]
+
+
 async def connect(settings: Settings, *, runtime: Runtime | None = None, identity: str | None = None) -> Client:
-    """Connect to Temporal with the pydantic data converter."""
+    """Connect to Temporal with the pydantic data converter and Exodus' interceptors."""
     return await Client.connect(
         settings.temporal.address,
         namespace=settings.temporal.namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
         identity=identity or None,
+        interceptors=interceptors(),
     )

@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 from brokers import BROKERS
 from core.db import apply_migrations
 from core.errors import ConfigError
+from core.logs import readable
 from core.settings import Settings, get_settings
 from devstack.services import EmbeddedPostgres, port_open, start_dev_server, start_python, wait_for_port
 from devstack.supervise import Supervisor
@@ -251,7 +252,7 @@ def main() -> int:
 
 def _tail(path: Path, lines: int = 30) -> str:
     try:
-        return "".join(f"\n      | {line}" for line in path.read_text(errors="replace").splitlines()[-lines:])
+        return "".join(f"\n      | {readable(line)}" for line in path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return " (no log)"
 

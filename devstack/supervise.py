@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.logs import readable
+
 __all__ = ["Supervised", "Supervisor", "describe_exit", "stop_process"]
 
 
@@ -51,7 +53,7 @@ def _tail(path: Path | None, lines: int) -> str:
         text = path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
         return ""
-    return "".join(f"\n      | {line}" for line in text)
+    return "".join(f"\n      | {readable(line)}" for line in text)
 
 
 @dataclass

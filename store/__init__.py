@@ -16,6 +16,7 @@ tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their 
 | ``policy`` | ``risk_policy`` (``PolicyStore``: versioned documents, cached per version) |
 | ``breaks`` | ``reconciliation_breaks``, ``unmatched_reports`` |
 | ``audit`` | ``audit_log`` (appends through ``audit_append()``; the chain's check) |
+| ``export`` | the archive's reads by period (orders, fills, audit rows), a page at a time |
 | ``auth`` | ``api_keys``, ``accounts`` |
 | ``quotes`` | ``market_quotes`` (and ``QuoteWriter``, the worker's batching writer) |
 | ``sessions`` | ``broker_sessions`` |
@@ -37,6 +38,7 @@ __all__ = [
     "audit",
     "auth",
     "breaks",
+    "export",
     "ledger",
     "orders",
     "policy",

@@ -17,7 +17,17 @@ from psycopg.types.json import Jsonb
 from core.audit import GENESIS_HASH, audit_entry, digest
 from store import Conn
 
-__all__ = ["AuditRow", "append_audit", "entries", "queue_audit", "verify_chain"]
+__all__ = [
+    "AuditRow",
+    "ChainHead",
+    "ChainRow",
+    "append_audit",
+    "chain_head",
+    "chain_rows",
+    "entries",
+    "queue_audit",
+    "verify_chain",
+]
 
 
 class AuditRow(TypedDict):
@@ -30,6 +40,27 @@ class AuditRow(TypedDict):
     subject: str
     detail: dict[str, Any]
     hash: str
+
+
+class ChainRow(TypedDict):
+    """One entry with what its hash covers (the chain's check)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class ChainHead(TypedDict):
+    """The newest entry's id and hash, and how many entries there are up to it (one snapshot)."""
+
+    last_id: int
+    head: str
+    count: int
 
 
 async def queue_audit(
@@ -65,18 +96,43 @@ async def append_audit(
     return str(row["hash"])
 
 
+async def chain_rows(conn: Conn, *, after_id: int = 0, limit: int = 5000) -> list[ChainRow]:
+    """Up to ``limit`` entries after ``after_id``, oldest first (the chain is walked a page at a time)."""
+    cur = await conn.execute(
+        "SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log WHERE id > %s"
+        " ORDER BY id LIMIT %s",
+        (after_id, limit),
+    )
+    return cast(list[ChainRow], await cur.fetchall())
+
+
+async def chain_head(conn: Conn) -> ChainHead:
+    """The chain's head and its row count, read in one statement (an empty log: id 0, the genesis hash)."""
+    cur = await conn.execute(
+        "WITH h AS (SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1)"
+        " SELECT h.id AS last_id, h.hash AS head, (SELECT count(*) FROM audit_log a WHERE a.id <= h.id) AS count"
+        " FROM h"
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return {"last_id": 0, "head": GENESIS_HASH, "count": 0}
+    return {"last_id": int(row["last_id"]), "head": str(row["head"]), "count": int(row["count"])}
+
+
 async def verify_chain(conn: Conn) -> tuple[bool, int]:
-    """Recompute the chain; return (intact, rows checked)."""
-    cur = await conn.execute("SELECT at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id")
+    """Recompute the chain a page at a time; return (intact, rows checked before the first break)."""
     prev = GENESIS_HASH
     count = 0
-    for row in await cur.fetchall():
-        if row["prev_hash"] != prev or row["hash"] != digest(
-            row["prev_hash"], row["at"], row["actor"], row["action"], row["subject"], row["detail"]
-        ):
-            return False, count
-        prev = row["hash"]
-        count += 1
+    last = 0
+    while page := await chain_rows(conn, after_id=last):
+        for row in page:
+            if row["prev_hash"] != prev or row["hash"] != digest(
+                row["prev_hash"], row["at"], row["actor"], row["action"], row["subject"], row["detail"]
+            ):
+                return False, count
+            prev = row["hash"]
+            count += 1
+        last = page[-1]["id"]
     return True, count
 
 

@@ -12,13 +12,33 @@ name, ``client_order_id``).
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict, cast
 
 from core.domain import Break
 from store import Conn
 from store.text import jsonb, pg_text, pg_value
 
-__all__ = ["add_break", "add_break_once_open", "add_order_break", "add_unmatched_report"]
+__all__ = [
+    "BreakRow",
+    "add_break",
+    "add_break_once_open",
+    "add_order_break",
+    "add_unmatched_report",
+    "breaks_of",
+]
+
+
+class BreakRow(TypedDict):
+    """One break as an order's history shows it."""
+
+    id: int
+    order_id: str | None
+    broker: str
+    kind: str
+    detail: str
+    detected_at: datetime
+    resolved_at: datetime | None
 
 
 async def add_break(conn: Conn, *, order_id: str | None, broker: str, kind: str, detail: str) -> bool:
@@ -56,3 +76,13 @@ async def add_unmatched_report(
         " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
         (broker, pg_text(exec_id), pg_text(cl_ord_id), pg_text(reason), jsonb(pg_value(report))),
     )
+
+
+async def breaks_of(conn: Conn, order_id: str) -> list[BreakRow]:
+    """The breaks of one order, oldest first."""
+    cur = await conn.execute(
+        "SELECT id, order_id, broker, kind, detail, detected_at, resolved_at FROM reconciliation_breaks"
+        " WHERE order_id = %s ORDER BY id",
+        (order_id,),
+    )
+    return cast(list[BreakRow], await cur.fetchall())

@@ -7,7 +7,7 @@ from typing import TypedDict, cast
 
 from store import Conn
 
-__all__ = ["SessionRow", "heartbeat", "record_session", "session_of"]
+__all__ = ["SessionHealth", "session_health", "SessionRow", "heartbeat", "record_session", "session_of"]
 
 
 class SessionRow(TypedDict):
@@ -44,3 +44,20 @@ async def session_of(conn: Conn, broker: str) -> SessionRow | None:
         (broker,),
     )
     return cast(SessionRow | None, await cur.fetchone())
+
+
+class SessionHealth(TypedDict):
+    """One broker's session as the metrics show it."""
+
+    broker: str
+    logged_on: bool
+    heartbeat_age: float
+
+
+async def session_health(conn: Conn) -> list[SessionHealth]:
+    """Every broker session: logged on or not, and the age of its owner's heartbeat (seconds)."""
+    cur = await conn.execute(
+        "SELECT broker, logged_on, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age"
+        " FROM broker_sessions ORDER BY broker"
+    )
+    return cast(list[SessionHealth], await cur.fetchall())

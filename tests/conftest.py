@@ -29,11 +29,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from core.db import apply_migrations
+from core.db import app_role_configure, apply_migrations
 from core.domain import InstrumentClass
 from core.instruments import InstrumentCatalog
 from core.risk import ClassLimits, RiskPolicy
 from core.settings import (
+    AuditSettings,
     MarketDataSettings,
     OrderSettings,
     PaperSettings,
@@ -102,8 +103,14 @@ async def database_url(postgres_admin_url: str) -> str:
 async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     from psycopg.rows import dict_row
 
+    # As the application role, like core.db.open_pool: the suite runs with the privileges production has.
     p = AsyncConnectionPool(
-        database_url, min_size=1, max_size=20, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+        database_url,
+        min_size=1,
+        max_size=20,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=app_role_configure("exodus_app"),
+        open=False,
     )
     await p.open(wait=True)
     yield p
@@ -177,6 +184,8 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
         # staleness has tests of its own (tests/core/test_marketdata.py,
         # tests/activities/test_risk_reference_prices.py).
         "market_data": MarketDataSettings(max_age_seconds=24 * 3600),
+        # An app that owns its pool (the fuzz run, start-up tests) writes no audit checkpoints into the cwd.
+        "audit": AuditSettings(checkpoint_interval_seconds=0),
     }
     base.update(sections)
     return Settings(**base)  # type: ignore[arg-type]

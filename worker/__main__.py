@@ -11,12 +11,15 @@ import logging
 import signal
 
 from prometheus_client import start_http_server
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.db import open_pool, wait_for_postgres
 from core.instruments import load_instruments
+from core.logs import setup_logging
 from core.process import exit_now
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from core.startup import StartupAborted, wait_for_temporal
+from core.tracing import setup_tracing
 from store.quotes import QuoteWriter
 from worker.build import build_brokers, build_workers, market_data_for, running_workers
 from worker.dispatcher import ReportDispatcher
@@ -24,10 +27,21 @@ from worker.dispatcher import ReportDispatcher
 log = logging.getLogger("worker")
 
 
+def sdk_metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's own metrics (task latencies, pollers, sticky cache), if enabled."""
+    port = settings.worker.temporal_metrics_port
+    if not port:
+        return None
+    address = f"{settings.worker.metrics_host}:{port}"
+    log.info("Temporal SDK metrics on http://%s/metrics", address)
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
 async def main() -> None:
     """Start everything, wait for a stop signal, stop everything."""
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt=settings.log.format, level=settings.log.level)
+    setup_tracing("exodus-worker")
     url = settings.require_database_url()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -42,7 +56,12 @@ async def main() -> None:
     started = []
     quotes = QuoteWriter.from_settings(pool, settings.market_data)  # what the brokers see, into the quote store
     try:
-        client = await wait_for_temporal(settings, identity=f"exodus-worker@{settings.temporal.task_queue}", stop=stop)
+        client = await wait_for_temporal(
+            settings,
+            identity=f"exodus-worker@{settings.temporal.task_queue}",
+            stop=stop,
+            runtime=sdk_metrics_runtime(settings),
+        )
         instruments = load_instruments(settings.instruments_file)
         brokers = await build_brokers(settings, instruments=instruments, pool=pool, quotes=quotes)
         dispatcher = ReportDispatcher(client, pool)

@@ -23,6 +23,7 @@ from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, QuoteSink
 from core.risk import RiskCheck, basic_check
 from core.settings import Settings
+from core.temporal import missing_worker_interceptors
 from store import Pool
 from store.policy import PolicyStore
 from workflows.order import OrderWorkflow
@@ -133,6 +134,7 @@ def build_workers(
     lists = ListActivities(client=client, pool=pool)
     precompile_workflow_modules([OrderWorkflow, OrderListWorkflow])
     wcfg = settings.worker
+    extra = missing_worker_interceptors(client)  # the log context's ids and traces, if the client lacks them
     workers = [
         Worker(
             client,
@@ -141,6 +143,7 @@ def build_workers(
             activities=[risk.check_order, risk.check_amend, store.persist_order, lists.resize_leg, lists.alert],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,
+            interceptors=extra,
         )
     ]
     broker_activities = BrokerActivities(brokers)
@@ -156,6 +159,7 @@ def build_workers(
                     broker_activities.get_order_status,
                 ],
                 max_concurrent_activities=wcfg.max_concurrent_activities,
+                interceptors=extra,
             )
         )
     return workers

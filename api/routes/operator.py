@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.audited import audit_after, audit_before
 from api.auth import forbid, requires
 from api.deps import ActorDep, InstrumentsDep, PoolDep, TemporalDep
 from api.edge import EdgeRoute
@@ -207,6 +208,15 @@ async def cancel_all(
             raise
 
     ordered = sorted(order_ids)
+    subject = f"{body.scope}:{value}" if value else body.scope
+    # Audited before anything is sent: a cancel-all the audit log cannot record sends nothing (503).
+    await audit_before(
+        pool,
+        actor=actor,
+        action="CANCEL_ALL_REQUESTED",
+        subject=subject,
+        detail={"reason": body.reason, "order_ids": ordered},
+    )
     # Every signal is tried; one failing does not hide which others were sent.
     results = await asyncio.gather(*(signal(o) for o in ordered), return_exceptions=True)
     signalled = [o for o, ok in zip(ordered, results, strict=True) if ok is True]
@@ -217,23 +227,14 @@ async def cancel_all(
         if isinstance(r, BaseException) and not isinstance(r, Exception):
             raise r
     warnings: list[str] = []
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            await append_audit(
-                conn,
-                actor=actor,
-                action="CANCEL_ALL",
-                subject=f"{body.scope}:{value}" if value else body.scope,
-                detail={
-                    "reason": body.reason,
-                    "signalled": len(signalled),
-                    "order_ids": signalled,
-                    "failed": sorted(failed),
-                },
-            )
-    except Exception as e:  # the cancels were sent; the answer must say so
-        log.exception("audit entry of cancel-all not written")
-        warnings.append(f"the audit entry could not be written ({type(e).__name__}); the cancels were sent")
+    await audit_after(
+        pool,
+        warnings,
+        actor=actor,
+        action="CANCEL_ALL",
+        subject=subject,
+        detail={"reason": body.reason, "signalled": len(signalled), "order_ids": signalled, "failed": sorted(failed)},
+    )
     content: dict[str, Any] = {
         "scope": body.scope,
         "value": value or None,

@@ -20,6 +20,7 @@ from temporalio.client import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.audited import audit_after, audit_before
 from api.auth import check_order_scope, hidden, requires
 from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
@@ -54,7 +55,6 @@ from core.domain import (
 from core.metrics import ORDER_LATENCY, ORDERS, ORDERS_REJECTED
 from core.settings import Settings
 from store import Pool, orders
-from store.audit import append_audit
 from store.ledger import FillRow, fills_of
 from store.orders import OrderRecord, OrderView
 from store.timeline import EventRow, events_of
@@ -436,16 +436,6 @@ async def _no_workflow(temporal: Any, order_id: str, status: OrderStatus, verb: 
     )
 
 
-async def _audit_after(pool: Pool, warnings: list[str], **entry: Any) -> None:
-    # An audit entry of a step that already took effect: a failure to write it is reported, not raised.
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            await append_audit(conn, **entry)
-    except Exception as e:  # the step happened; the answer must say so whatever failed here
-        log.exception("audit entry %s for %s not written", entry.get("action"), entry.get("subject"))
-        warnings.append(f"the audit entry could not be written ({type(e).__name__}); the request itself took effect")
-
-
 @router.post("/{order_id}/cancel", status_code=202, responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
 async def cancel_order(
     order_id: str,
@@ -459,19 +449,21 @@ async def cancel_order(
     """Ask for an order to be canceled (202: the request is on its way; the order tells the outcome)."""
     status = await _require_open(temporal, pool, order_id, "canceled", request, principal)
     reason = (body or CancelBody()).reason
+    # Audited before it is sent: a cancel the audit log cannot record is not sent (503).
+    await audit_before(pool, actor=actor, action="CANCEL_REQUESTED", subject=order_id, detail={"reason": reason})
+    warnings: list[str] = []
     try:
         await temporal.get_workflow_handle(workflow_id_for(order_id)).signal(
             OrderWorkflow.cancel, CancelRequest(requested_by=actor, reason=reason, requested_at=utcnow())
         )
-    except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND:
+    except Exception as e:
+        outcome = {"reason": reason, "error": f"{type(e).__name__}: {e}"[:300]}
+        await audit_after(pool, warnings, actor=actor, action="CANCEL_NOT_SENT", subject=order_id, detail=outcome)
+        if not isinstance(e, RPCError) or e.status != RPCStatusCode.NOT_FOUND:
             raise
         raise await _no_workflow(temporal, order_id, status, "canceled") from e
     # The cancel is on its way from here on: nothing below may turn the answer into "nothing was changed".
-    warnings: list[str] = []
-    await _audit_after(
-        pool, warnings, actor=actor, action="CANCEL_REQUESTED", subject=order_id, detail={"reason": reason}
-    )
+    await audit_after(pool, warnings, actor=actor, action="CANCEL_SENT", subject=order_id, detail={"reason": reason})
     content: dict[str, Any] = {
         "status": "cancel_requested",
         "internalOrderId": order_id,
@@ -502,32 +494,37 @@ async def amend_order(
     status = await _require_open(temporal, pool, order_id, "amended", request, principal)
     handle = temporal.get_workflow_handle(workflow_id_for(order_id))
     amend = AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor)
+    requested = body.model_dump(mode="json", exclude_none=True)
+    # Audited before it is sent: an amend the audit log cannot record is not sent (503).
+    await audit_before(pool, actor=actor, action="AMEND_REQUESTED", subject=order_id, detail={"request": requested})
+    warnings: list[str] = []
     try:
         async with asyncio.timeout(settings.api.decision_timeout_seconds):
             result = await handle.execute_update(OrderWorkflow.amend, amend)
-    except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND:
-            raise
-        raise await _no_workflow(temporal, order_id, status, "amended") from e
-    except WorkflowUpdateFailedError as e:
-        message = str(getattr(e.cause, "message", None) or e.cause or e)
-        raise HTTPException(409, detail=message) from e
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        raise HTTPException(
-            504, detail="the broker has not answered the amend yet; GET the order to follow it"
-        ) from None
-    warnings: list[str] = []
-    await _audit_after(
+    except Exception as e:
+        outcome = {"request": requested, "error": f"{type(e).__name__}: {e}"[:300]}
+        unknown = isinstance(e, TimeoutError | WorkflowUpdateRPCTimeoutOrCancelledError)
+        action = "AMEND_OUTCOME_UNKNOWN" if unknown else "AMEND_NOT_DONE"
+        await audit_after(pool, warnings, actor=actor, action=action, subject=order_id, detail=outcome)
+        if isinstance(e, RPCError):
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise await _no_workflow(temporal, order_id, status, "amended") from e
+        if isinstance(e, WorkflowUpdateFailedError):
+            message = str(getattr(e.cause, "message", None) or e.cause or e)
+            raise HTTPException(409, detail=message) from e
+        if isinstance(e, TimeoutError | WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise HTTPException(
+                504, detail="the broker has not answered the amend yet; GET the order to follow it"
+            ) from None
+        raise
+    await audit_after(
         pool,
         warnings,
         actor=actor,
-        action="AMEND_REQUESTED",
+        action="AMEND_ACCEPTED" if result.accepted else "AMEND_REFUSED",
         subject=order_id,
-        detail={
-            "request": body.model_dump(mode="json", exclude_none=True),
-            "accepted": result.accepted,
-            "reason": result.reason,
-        },
+        detail={"request": requested, "accepted": result.accepted, "reason": result.reason},
     )
     content: dict[str, Any] = {
         "status": "amended" if result.accepted else "rejected",

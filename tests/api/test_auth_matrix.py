@@ -432,6 +432,17 @@ CASES: list[Case] = [
         field_name="account",
     ),
     Case("GET", "/api/v1/audit", {Role.AUDITOR}, "firm", lambda t, ctx: _get("/api/v1/audit", limit=5), {200}),
+    Case(
+        "GET", "/api/v1/audit/verify", {Role.AUDITOR}, "firm", lambda t, ctx: _get("/api/v1/audit/verify"), {200, 409}
+    ),
+    Case(
+        "GET",
+        "/api/v1/audit/export",
+        {Role.AUDITOR},
+        "firm",
+        lambda t, ctx: _get("/api/v1/audit/export", **{"from": "2020-01-01", "to": "2020-01-02", "kind": "orders"}),
+        {200},
+    ),
     Case("GET", "/health", set(Role), "none", lambda t, ctx: _get("/health"), {200}),
     Case(
         "GET",

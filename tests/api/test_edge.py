@@ -774,28 +774,50 @@ async def test_the_body_limit_is_a_setting(stack: Stack) -> None:
 # ------------------------------------------------------------------------------------------------ cancels
 
 
-async def test_a_cancel_whose_audit_entry_fails_still_says_it_was_sent(
+async def test_a_cancel_the_audit_log_cannot_record_is_not_sent(
     stack: Stack, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import api.routes.orders as orders_routes
+    # Issue 17: the audit entry is written before the cancel is sent; a cancel it cannot record is not sent.
+    import api.audited as audited
 
     order_id = await working_order(http, stack)
+    real = audited.append_audit
 
     async def broken_audit(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("audit log unavailable")
 
-    monkeypatch.setattr(orders_routes, "append_audit", broken_audit)
+    monkeypatch.setattr(audited, "append_audit", broken_audit)
+    r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
+    assert r.status_code == 503, r.text
+    assert "nothing was sent" in r.text and r.headers["retry-after"] == "2"
+    assert "cancel" not in await signals(stack, order_id)
+
+    # The request's entry written, the outcome's not: the cancel is sent and the answer says what is missing.
+    calls: list[str] = []
+
+    async def outcome_fails(conn: Any, **entry: Any) -> str:
+        calls.append(entry["action"])
+        if entry["action"] != "CANCEL_REQUESTED":
+            raise RuntimeError("audit log unavailable")
+        return await real(conn, **entry)
+
+    monkeypatch.setattr(audited, "append_audit", outcome_fails)
     r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "cancel_requested"
-    assert "audit entry could not be written" in r.json()["warnings"][0]
+    assert "outcome's audit entry could not be written" in r.json()["warnings"][0]
+    assert calls == ["CANCEL_REQUESTED", "CANCEL_SENT"]
     assert "cancel" in await signaled(stack, order_id, "cancel")
     monkeypatch.undo()
+    rows = await stack.fetch("SELECT action FROM audit_log WHERE subject = %s ORDER BY id", order_id)
+    assert [r["action"] for r in rows if r["action"].startswith("CANCEL")] == ["CANCEL_REQUESTED"]
     for _ in range(200):
         if (await http.get(f"/api/v1/orders/{order_id}")).json()["status"] == "CANCELED":
             break
         await stack.venue.step()
     assert (await http.get(f"/api/v1/orders/{order_id}")).json()["status"] == "CANCELED"
+    r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "again"})
+    assert r.status_code == 409
 
 
 async def test_cancel_and_amend_of_a_terminated_workflow_are_409_naming_it(

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from decimal import Decimal as D
 
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -39,7 +40,8 @@ def order(cid: str) -> SubmitOrder:
 async def terminate_lock_connection(pool: AsyncConnectionPool, journal: PostgresVenueJournal) -> None:
     assert journal._lock_conn is not None
     pid = journal._lock_conn.info.backend_pid
-    async with pool.connection() as conn:
+    # As the database's owner, as an operator would: the application role may not end the journal's connection.
+    async with await psycopg.AsyncConnection.connect(journal._url, autocommit=True) as conn:
         await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
     await asyncio.sleep(0.2)  # the server closes the socket
 

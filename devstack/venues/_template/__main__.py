@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack.venues.<name>", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8799)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.logs import setup_logging
+    from core.settings import get_settings
+
+    setup_logging(fmt=get_settings().log.format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(args))
 

@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-journal", action="store_true", help="keep the book in memory only")
     parser.add_argument("--journal-key", default="alpaca-venue", help="the venue's key in the journal tables")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.logs import setup_logging
+
+    setup_logging(fmt=get_settings().log.format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(args))
 

@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--journal-key", default="fix-venue", help="the venue's key in the journal tables")
     parser.add_argument("--allow", nargs="*", default=["127.0.0.1"], help="peers allowed to connect")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.logs import setup_logging
+    from core.settings import get_settings
+
+    setup_logging(fmt=get_settings().log.format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(args))
 

@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cash", default="1000000", help="the account's starting cash (%(default)s)")
     args = parser.parse_args(argv)
     args.account = args.account or [cfg.account or LOCAL_IB_ACCOUNT]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.logs import setup_logging
+    from core.settings import get_settings
+
+    setup_logging(fmt=get_settings().log.format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(args))
 
