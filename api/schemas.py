@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 from core.bounds import MAX_TEXT, PegOffset, Text, UtcTime
 from core.bounds import Price as Price
 from core.bounds import Qty as Qty
+from core.contingency import Contingency, LegRole, TriggerMode
 from core.domain import (
     TERMS,
     Fill,
@@ -31,6 +32,7 @@ from core.domain import (
 )
 
 __all__ = [
+    "LIST_EXAMPLES",
     "ORDER_EXAMPLES",
     "AmendBody",
     "CancelAllBody",
@@ -38,6 +40,11 @@ __all__ = [
     "CashPublic",
     "ErrorBody",
     "FillPublic",
+    "LegCreate",
+    "LegPublic",
+    "ListAccepted",
+    "ListPublic",
+    "OrderListCreate",
     "OrderAccepted",
     "OrderCreate",
     "OrderEventPublic",
@@ -419,3 +426,130 @@ class TradingStatePublic(BaseModel):
     reason: str
     updated_by: str
     updated_at: datetime
+
+
+# ------------------------------------------------------------------------------------------------ order lists
+
+
+class LegCreate(OrderCreate):
+    """One leg of a list: a name, a role, and an order's terms (``clientId``/``clientOrderId`` come from the list)."""
+
+    client_order_id: Identifier | None = None  # type: ignore[assignment]
+    client_id: Identifier | None = None  # type: ignore[assignment]
+    name: Identifier
+    role: LegRole
+
+    _role = field_validator("role", mode="before")(_upper)
+
+
+LIST_EXAMPLES: list[JsonValue] = [
+    {
+        "clientId": "desk-1",
+        "clientListId": "br-1",
+        "contingency": "BRACKET",
+        "legs": [
+            {"name": "entry", "role": "PARENT", "symbol": "AAPL", "side": "BUY", "qty": 100, "price": 190},
+            {
+                "name": "tp",
+                "role": "EXIT",
+                "symbol": "AAPL",
+                "side": "SELL",
+                "qty": 100,
+                "price": 200,
+                "timeInForce": "GTC",
+                "reduceOnly": True,
+            },
+            {
+                "name": "sl",
+                "role": "EXIT",
+                "symbol": "AAPL",
+                "side": "SELL",
+                "qty": 100,
+                "type": "STOP",
+                "stopPrice": 180,
+                "timeInForce": "GTC",
+                "reduceOnly": True,
+            },
+        ],
+    }
+]
+
+
+class OrderListCreate(_Wire):
+    """A new order list: a bracket, OCO, OUO or OTO, with its legs (see the README's semantics table)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": LIST_EXAMPLES})
+
+    client_id: Identifier
+    client_list_id: Identifier
+    contingency: Contingency
+    legs: Annotated[list[LegCreate], Field(min_length=1, max_length=10)]
+    #: OTO and bracket: release the children on the parent's first fill (PARTIAL) or its complete fill (FULL).
+    trigger: TriggerMode = TriggerMode.FULL
+    #: Bracket: how its two exits are linked.
+    exits: Literal[Contingency.OUO, Contingency.OCO] = Contingency.OUO
+    flatten_on_unprotected: bool = False
+
+    _upper_enums = field_validator("contingency", "trigger", "exits", mode="before")(_upper)
+
+    def request_hash(self) -> str:
+        """SHA-256 of the canonical body."""
+        body = self.model_dump(mode="json", by_alias=True)
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LegPublic(BaseModel):
+    """A leg as the list shows it: ``status`` is ``EMULATED`` while the coordinator holds it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    name: str
+    role: LegRole
+    internal_order_id: str
+    status: str
+    side: OrderSide
+    type: OrderType
+    qty: Decimal
+    filled_qty: Decimal
+    avg_price: Decimal | None = None
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reason: str | None = None
+    #: The rules this leg's events fired, in order (the last is the one that fired last).
+    rules: list[str] = []
+    links: dict[str, str] = {}
+
+
+class ListAccepted(BaseModel):
+    """Answer to ``POST /order-lists``."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    status: Literal["accepted", "rejected", "pending"]
+    list_id: str
+    client_list_id: str
+    client_id: str
+    list_status: str
+    reasons: list[Reason] = []
+    duplicate: bool = False
+    workflow_id: str
+    legs: dict[str, str] = {}
+    links: dict[str, str] = {}
+
+
+class ListPublic(BaseModel):
+    """An order list: its legs, flags and timeline."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    list_id: str
+    client_list_id: str
+    client_id: str
+    contingency: Contingency
+    trigger: TriggerMode
+    status: str
+    flags: list[str]
+    legs: list[LegPublic]
+    events: list[dict[str, Any]]
+    workflow_id: str

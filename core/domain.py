@@ -598,6 +598,9 @@ class OrderRequest(OrderTerms):
     submitted_by: str = "anonymous"
     #: Unique per REST call; the decision echoes it, so the API tells a new order from a repeat.
     submission_id: str = ""
+    #: A leg of an order list: the order ids of the legs linked to it (OCO/OUO, a bracket's other exit). They never
+    #: work beyond one leg's size together, so risk does not count them against this order's reduction.
+    linked_orders: tuple[str, ...] = ()
 
 
 class RiskDecision(BaseModel):

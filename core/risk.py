@@ -440,6 +440,11 @@ class AccountState(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: Open quantity of the order's linked orders (``OrderRequest.linked_orders``: a list's OCO/OUO legs, a
+    #: bracket's other exit) on its side: they never work together beyond one's size, so they do not use up
+    #: the position this order reduces.
+    linked_qty: Decimal = D0
+
     now: datetime
     instrument: Instrument | None
     #: The mid of a fresh quote from the order's price source (None: no fresh quote).
@@ -575,10 +580,20 @@ def _reduces(side: OrderSide, qty: Decimal, position: Decimal, buys: Decimal, se
 def order_reduces(order: OrderRequest, limits: Limits, state: AccountState) -> bool:
     """Whether the order (for an amend: what it will hold) truly reduces the filled position."""
     current = state.positions.get(order.symbol)
-    buys, sells = _working(state.reservations, order.symbol)
+    buys, sells = _working_for(order, state)
     leg = _order_leg(order, limits, state)
     qty = leg.qty if leg is not None else (state.open_qty if state.open_qty is not None else order.qty)
     return _reduces(order.side, qty, current.qty if current else D0, buys, sells)
+
+
+def _working_for(order: OrderRequest, state: AccountState) -> tuple[Decimal, Decimal]:
+    """Working buys and sells of the order's symbol, less its linked orders' (``AccountState.linked_qty``)."""
+    buys, sells = _working(state.reservations, order.symbol)
+    if order.side is OrderSide.SELL:
+        sells = max(sells - state.linked_qty, D0)
+    else:
+        buys = max(buys - state.linked_qty, D0)
+    return buys, sells
 
 
 def _working(reservations: list[ReservationView], symbol: str) -> tuple[Decimal, Decimal]:
@@ -877,7 +892,7 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
     # -- the account after this order ---------------------------------------------------------------
     current = state.positions.get(order.symbol)
     held = current.qty if current else D0
-    buys, sells = _working(state.reservations, order.symbol)
+    buys, sells = _working_for(order, state)
     leg = _order_leg(order, limits, state)
     exposed_qty = leg.qty if leg is not None else (state.open_qty if state.open_qty is not None else qty)
     reduces = _reduces(order.side, exposed_qty, held, buys, sells)
@@ -893,7 +908,9 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
             + f": only orders that reduce the filled {order.symbol} position ({_qty(held)}, of which "
             f"{_qty(pending)} is already being reduced by working orders) are taken",
         )
-    if order.reduce_only and not reduces:
+    # A reduce-only amend is judged by what it will hold (shrinking an exit whose position shrank stays allowed).
+    will_hold = state.open_qty if state.is_amend and state.open_qty is not None else exposed_qty
+    if order.reduce_only and not _reduces(order.side, will_hold, held, buys, sells):
         deny(
             ReasonCode.REDUCE_ONLY_WOULD_INCREASE,
             f"reduce-only {order.side} {_qty(qty)} would not reduce the filled {order.symbol} position "

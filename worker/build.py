@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.broker import BrokerActivities
+from activities.lists import ListActivities
 from activities.persistence import OrderStoreActivities
 from activities.risk import RiskActivities
 from brokers import BROKERS, Broker, BrokerContext, capabilities
@@ -26,6 +27,7 @@ from core.temporal import missing_worker_interceptors
 from store import Pool
 from store.policy import PolicyStore
 from workflows.order import OrderWorkflow
+from workflows.order_list import OrderListWorkflow
 
 __all__ = [
     "WorkerParts",
@@ -131,15 +133,16 @@ def build_workers(
         policy=policy,
     )
     store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
-    precompile_workflow_modules([OrderWorkflow])
+    lists = ListActivities(client=client, pool=pool)
+    precompile_workflow_modules([OrderWorkflow, OrderListWorkflow])
     wcfg = settings.worker
     extra = missing_worker_interceptors(client)  # the log context's ids and traces, if the client lacks them
     workers = [
         Worker(
             client,
             task_queue=settings.temporal.task_queue,
-            workflows=[OrderWorkflow],
-            activities=[risk.check_order, risk.check_amend, store.persist_order],
+            workflows=[OrderWorkflow, OrderListWorkflow],
+            activities=[risk.check_order, risk.check_amend, store.persist_order, lists.resize_leg, lists.alert],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,
             interceptors=extra,

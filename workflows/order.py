@@ -68,12 +68,14 @@ with workflow.unsafe.imports_passed_through():
         overfill_break,
     )
     from core.errors import NON_RETRYABLE_ERROR_TYPES
+    from core.orderlist import LegReport
     from workflows.booking import LOCAL_TIMEOUT, OrderBooking, bounded_retry, cause_of, doubling
     from workflows.order_models import OrderCarry, OrderConfig, OrderResult, OrderWorkflowInput
 
 __all__ = [
     "PATCH_AMEND_RECHECK_BOOKED",
     "PATCH_BOOKING_BY_COUNTS",
+    "PATCH_LIST_LEG_REPORTS",
     "PATCH_NO_WEDGE",
     "OrderCarry",
     "OrderConfig",
@@ -107,6 +109,10 @@ PATCH_AMEND_RECHECK_BOOKED = "amend-recheck-refusal-booked"
 #: closing reconciliation's changes go in with the final round. Includes everything ``PATCH_NO_WEDGE`` brought:
 #: a run that records this marker does not record that one.
 PATCH_BOOKING_BY_COUNTS = "booking-by-counts"
+#: An order that is a leg of an order list (``OrderWorkflowInput.parent``) reports its status and fills to the list's
+#: coordinator by signal (``LegReport``), and finishes only once its last report went out. Evaluated only for legs:
+#: no order of an earlier release is one, and a plain order's history carries no marker.
+PATCH_LIST_LEG_REPORTS = "list-leg-reports"
 
 
 _LOCAL = LOCAL_TIMEOUT
@@ -155,6 +161,9 @@ class OrderWorkflow:
         self._generation = 0
         if inp.carried is not None:
             self._take_over(inp.carried)
+        #: A list's leg: the last view reported to the coordinator.
+        self._reports_to_list = inp.parent is not None and workflow.patched(PATCH_LIST_LEG_REPORTS)
+        self._leg_sent: tuple[object, ...] | None = None
         self._booking = OrderBooking(
             self._state, self._cfg, by_counts=by_counts, never_blocks=patched, carried=inp.carried
         )
@@ -329,6 +338,8 @@ class OrderWorkflow:
     async def run(self, inp: OrderWorkflowInput) -> OrderResult:
         """Check, submit, follow, reconcile, book."""
         state = self._state
+        if self._reports_to_list:
+            self._reporter = asyncio.create_task(self._report_to_list())
         if inp.carried is not None:
             # A continued run: the risk decision and everything up to the safe point are behind us.
             self._flusher_task = asyncio.create_task(self._booking.flusher())
@@ -636,6 +647,8 @@ class OrderWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         # The final booking (retried after durable pauses until it is in): only then is the order done.
         await self._booking.finish()
+        if self._reports_to_list:
+            await workflow.wait_condition(lambda: self._leg_view() == self._leg_sent)
         return OrderResult(
             order_id=state.order_id,
             status=state.status,
@@ -673,6 +686,40 @@ class OrderWorkflow:
             if not breaks
             else f"{len(breaks)} break(s): " + "; ".join(brk.text for brk in breaks),
         )
+
+    # ---------------------------------------------------------------------------------------- a list's leg
+
+    def _leg_view(self) -> tuple[object, ...]:
+        # The booked state: what the list acts on is in the ledger already (a resize's risk check sees the fills).
+        s = self._booking.published
+        return (s.status, s.filled_qty, s.qty)
+
+    async def _report_to_list(self) -> None:
+        """Send the coordinator every change of status or fills (snapshots, in order; a repeat changes nothing)."""
+        link = self._inp.parent
+        assert link is not None
+        handle = workflow.get_external_workflow_handle(link.workflow_id)
+        while True:
+            await workflow.wait_condition(lambda: self._leg_view() != self._leg_sent)
+            view = self._leg_view()
+            s = self._booking.published
+            denied = s.status is OrderStatus.DENIED and self._decision is not None
+            report = LegReport(
+                leg=link.leg,
+                order_id=s.order_id,
+                status=s.status,
+                qty=s.qty,
+                filled_qty=s.filled_qty,
+                avg_price=s.avg_price,
+                reason=s.reason,
+                reasons=list(self._decision.reasons) if denied and self._decision is not None else [],
+            )
+            try:
+                await handle.signal("leg_report", report)
+            except FailureError as e:
+                # The coordinator is gone (closed or never started): the order goes on by itself.
+                workflow.logger.warning("order %s: no list to report to: %s", s.order_id, e)
+            self._leg_sent = view
 
     # ---------------------------------------------------------------------------------------- helpers
 
@@ -773,7 +820,9 @@ class OrderWorkflow:
             self._generation + 1,
             workflow.info().get_current_history_length(),
         )
-        workflow.continue_as_new(OrderWorkflowInput(order=self._inp.order, config=self._cfg, carried=carry))
+        workflow.continue_as_new(
+            OrderWorkflowInput(order=self._inp.order, config=self._cfg, carried=carry, parent=self._inp.parent)
+        )
 
 
 def _is_business_error(e: ActivityError) -> bool:

@@ -6,7 +6,8 @@ policies, the search attributes, the summary the Temporal UI shows). ``OrderStar
 update-with-start whose answer is the risk decision.
 
 The API's ``POST /orders``, the test harness, the fault-injection workers and the benchmarks start orders here,
-so they start them alike. Not workflow code: the workflow never imports it.
+so they start them alike. Order lists start here too (``list_start``: the coordinator's input carries each leg's
+order workflow input, built by ``order_input``). Not workflow code: the workflow never imports it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,40 @@ from temporalio.common import (
 
 from brokers import BROKERS
 from core.domain import OrderRequest, OrderStatus, RiskDecision, workflow_id_for
+from core.orderlist import ListDecision, OrderListRequest, list_workflow_id
 from core.settings import Settings
-from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_CLIENT_ORDER_ID, SA_STATUS, SA_SYMBOL
+from core.temporal import (
+    SA_ACCOUNT,
+    SA_BROKER,
+    SA_CLIENT_ID,
+    SA_CLIENT_ORDER_ID,
+    SA_LIST_ID,
+    SA_STATUS,
+    SA_SYMBOL,
+)
 from workflows.order import OrderWorkflow
-from workflows.order_models import OrderConfig, OrderResult, OrderWorkflowInput
+from workflows.order_list import OrderListWorkflow
+from workflows.order_models import (
+    ListLink,
+    ListResult,
+    OrderConfig,
+    OrderListInput,
+    OrderResult,
+    OrderWorkflowInput,
+)
 
-__all__ = ["OrderStart", "order_config", "order_input", "order_start", "search_attributes", "summary"]
+__all__ = [
+    "ListStart",
+    "OrderStart",
+    "list_input",
+    "list_search_attributes",
+    "list_start",
+    "order_config",
+    "order_input",
+    "order_start",
+    "search_attributes",
+    "summary",
+]
 
 
 def order_config(settings: Settings, broker: str, **overrides: Any) -> OrderConfig:
@@ -122,3 +151,73 @@ def order_start(
         static_summary=summary(order),
     )
     return OrderStart(order, operation)
+
+
+# ------------------------------------------------------------------------------------------------ order lists
+
+
+def list_input(request: OrderListRequest, settings: Settings, *, task_queue: str | None = None) -> OrderListInput:
+    """The coordinator's input: the list and each leg's order workflow input (``order_input``, linked to the list)."""
+    link = list_workflow_id(request.list_id)
+    legs = {
+        leg.name: order_input(leg.order, settings).model_copy(
+            update={"parent": ListLink(workflow_id=link, leg=leg.name)}
+        )
+        for leg in request.legs
+    }
+    return OrderListInput(request=request, legs=legs, task_queue=task_queue or settings.temporal.task_queue)
+
+
+def list_search_attributes(request: OrderListRequest) -> TypedSearchAttributes:
+    """What an operator filters lists by in the Temporal UI (the legs carry ``ExodusListId`` too)."""
+    first = request.legs[0].order
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_LIST_ID, request.list_id),
+            SearchAttributePair(SA_SYMBOL, first.symbol),
+            SearchAttributePair(SA_CLIENT_ID, request.client_id),
+            SearchAttributePair(SA_BROKER, first.broker),
+            SearchAttributePair(SA_ACCOUNT, first.account),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ListStart:
+    """One list's start, ready to run (once): ``decide`` starts the coordinator unless it runs already."""
+
+    request: OrderListRequest
+    operation: WithStartWorkflowOperation[Any, ListResult]
+
+    @property
+    def workflow_id(self) -> str:
+        """The coordinator's workflow id."""
+        return list_workflow_id(self.request.list_id)
+
+    async def decide(self, client: Client) -> ListDecision:
+        """Update-with-start: start the coordinator (or find it running) and wait for the list's risk decision."""
+        decision: ListDecision = await client.execute_update_with_start_workflow(
+            OrderListWorkflow.decision, self.request.request_hash, start_workflow_operation=self.operation
+        )
+        return decision
+
+    async def settle(self) -> None:
+        """After a failed ``decide``: consume the start's outcome."""
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(0.1):
+                await self.operation.workflow_handle()
+
+
+def list_start(request: OrderListRequest, settings: Settings, *, task_queue: str | None = None) -> ListStart:
+    """Prepare a list's start: the coordinator's id comes from the list id (idempotent like an order's)."""
+    operation: WithStartWorkflowOperation[Any, ListResult] = WithStartWorkflowOperation(
+        OrderListWorkflow.run,
+        list_input(request, settings, task_queue=task_queue),
+        id=list_workflow_id(request.list_id),
+        task_queue=task_queue or settings.temporal.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=list_search_attributes(request),
+        static_summary=request.summary(),
+    )
+    return ListStart(request, operation)

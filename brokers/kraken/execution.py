@@ -107,6 +107,8 @@ class KrakenBroker:
         self._recorder = recorder
         self._recording = False
         self.rest = KrakenRest(settings, name=name, event_hooks=http_hooks)
+        if recorder is not None:
+            recorder.last_call = lambda: self.rest.last_ok_at  # the broker-health page's last successful call
         self._quotes = quotes
         symbols = list(settings.quote_symbols) or [s for s in KRAKEN_PAIRS if instruments is None or s in instruments]
         self._quote_symbols = [s for s in symbols if s in KRAKEN_PAIRS]

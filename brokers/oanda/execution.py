@@ -142,6 +142,8 @@ class OandaBroker:
         self._recorder = recorder
         self._recording = False
         self.rest = OandaRest(settings, name=name, event_hooks=http_hooks)
+        if recorder is not None:
+            recorder.last_call = lambda: self.rest.last_ok_at  # the broker-health page's last successful call
         self._map = dict(settings.symbol_map)
         self.price_poller: PricePoller | None = None
         if quotes is not None and settings.quote_interval_ms > 0:

@@ -564,3 +564,22 @@ def test_without_a_reference_price_only_limit_and_stop_orders_may_go_at_their_ow
     required = state(reference_price=None, reference_problem=stale, own_price_without_quote=False)
     assert codes(order(type="LIMIT", price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]
     assert codes(order(type="STOP", stop_price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]
+
+
+def test_a_bracket_exit_reduces_though_its_linked_exit_rests() -> None:
+    # Long 100 with the take-profit (SELL 100) resting: the stop-loss (SELL 100) reduces too when the two are
+    # linked (they never work beyond one's size together); unlinked, it would not.
+    st = state(positions=position("100"), reservations=[working("SELL", "100")])
+    assert codes(order(side="SELL", qty="100", reduce_only=True), st=st) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]
+    linked = st.model_copy(update={"linked_qty": D(100)})
+    assert codes(order(side="SELL", qty="100", reduce_only=True, linked_orders=("EXTP",)), st=linked) == []
+
+
+def test_a_reduce_only_amend_is_judged_by_what_it_will_hold() -> None:
+    # A stop-loss SELL 1200 whose position shrank to 700 (the take-profit filled 500) is shrunk to 700: allowed,
+    # though its current reservation (1200) is larger than the position; growing it to 800 is not.
+    hold = working("SELL", "1200", oid="sl")
+    st = state(positions=position("700"), is_amend=True, hold=hold, open_qty=D(700))
+    assert codes(order(side="SELL", qty="700", reduce_only=True), st=st) == []
+    grown = st.model_copy(update={"open_qty": D(800)})
+    assert codes(order(side="SELL", qty="800", reduce_only=True), st=grown) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]
