@@ -35,3 +35,5 @@ class CeilingInput:
     persists: int = 3
     #: Book before answering (in the first workflow task) instead of with the submission's answer.
     book_in_first_task: bool = False
+    #: The minimal durable order instead of the same shape: risk, one submission, its report(s), one booking.
+    minimal: bool = False

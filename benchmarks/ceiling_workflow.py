@@ -8,6 +8,9 @@ local activity booking the change (with a search-attribute upsert and the curren
 regular activity runs (the reconciliation); then the final booking. The number of bookings, signals and
 upserts is a parameter, set from a real order's history. Activities and handlers only return payloads.
 
+With ``minimal`` it is the minimal durable order instead (the second ceiling): update-with-start answered after
+the risk local activity, one submission activity, the venue's report signal(s) awaited, one booking, completion.
+
 Kept apart from ``benchmarks.ceiling`` so the workflow sandbox imports only this module; its payload classes
 are passed through the sandbox (``benchmarks.ceiling_types``), as Exodus' are (``workflows.order_models``).
 """
@@ -102,6 +105,11 @@ class CeilingWorkflow:
             start_to_close_timeout=_LOCAL,
             retry_policy=_RETRY,
         )
+        if inp.minimal:
+            await self._broker("ceiling_submit", signals=inp.signals)
+            await workflow.wait_condition(lambda: self._reports >= inp.signals)
+            await self._persist("FILLED")
+            return Blob(pad="o" * self._size("result"))
         persists = 0
         if inp.book_in_first_task:
             booked = asyncio.create_task(self._persist("SUBMITTED"))

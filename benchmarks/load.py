@@ -167,9 +167,21 @@ class CeilingOrders:
     name = "ceiling"
 
     def __init__(
-        self, client: Client, task_queue: str, run_id: str, sizes: dict[str, int], shape: dict[str, int]
+        self,
+        client: Client,
+        task_queue: str,
+        run_id: str,
+        sizes: dict[str, int],
+        shape: dict[str, int],
+        *,
+        minimal: bool = False,
     ) -> None:
-        """Start ``CeilingWorkflow`` on ``task_queue`` with payloads of ``sizes`` and the given ``shape``."""
+        """Start ``CeilingWorkflow`` on ``task_queue`` with payloads of ``sizes`` and the given ``shape``.
+
+        ``minimal``: the minimal durable order (system ``minimal``) instead of the same-shape ceiling.
+        """
+        self.name = "minimal" if minimal else "ceiling"
+        self._minimal = minimal
         self._client = client
         self._task_queue = task_queue
         self._run_id = run_id
@@ -181,7 +193,7 @@ class CeilingOrders:
         started = time.perf_counter()
         # The same search attributes and summary as a real order, so the server indexes the same things.
         order = _order_request(self._run_id, n, "ceiling-")
-        wf_id = f"ceiling-{self._run_id}-{n}"
+        wf_id = f"{self.name}-{self._run_id}-{n}"
         start = WithStartWorkflowOperation(
             CeilingWorkflow.run,
             CeilingInput(
@@ -191,6 +203,7 @@ class CeilingOrders:
                 signals=self._shape.get("signals", 2),
                 upserts=self._shape.get("upserts", 2),
                 persists=self._shape.get("persists", 3),
+                minimal=self._minimal,
             ),
             id=wf_id,
             task_queue=self._task_queue,

@@ -52,6 +52,13 @@ def print_report(report: dict[str, Any]) -> None:
         dr = ratios.get("decision_p50_by_level", {}).get(level)
         if tr is not None:
             print(f"  {'  exodus/ceil':<14} {level:>5} {_f(tr, 2):>9} {'':>13}   {'decision x' + _f(dr, 2):>25}")
+        for key, label in (("vs_minimal", "  exodus/min"), ("two_workers_vs_one", "  2w/1w")):
+            r = ratios.get(key, {}).get(level)
+            if r:
+                print(
+                    f"  {label:<14} {level:>5} {_f(r['throughput'], 2):>9} {'':>13}   "
+                    f"{'decision x' + _f(r['decision_p50'], 2):>25}"
+                )
         print()
 
     roles = None
@@ -97,6 +104,27 @@ def print_report(report: dict[str, Any]) -> None:
             )
         )
     )
+    m_shape = shape.get("minimal_workflow")
+    if m_shape:
+        print(
+            f"  the minimal durable order: {m_shape['events']} events, {m_shape['workflow_tasks']} workflow tasks "
+            f"(Exodus' market order {e['events']} / {e['workflow_tasks']})"
+        )
+    order_shapes = shape.get("order_shapes") or {}
+    if order_shapes:
+        print("  engine work per order shape (one real order each):")
+        print(
+            f"    {'shape':<24} {'events':>7} {'wf tasks':>9} {'local act':>10} {'activities':>11} {'signals':>8} "
+            f"{'upserts':>8} {'timers':>7}"
+        )
+        for name, sh in order_shapes.items():
+            if "error" in sh:
+                print(f"    {name:<24} not measured: {sh['error']}")
+                continue
+            print(
+                f"    {name:<24} {sh['events']:>7} {sh['workflow_tasks']:>9} {sh['local_activities']:>10} "
+                f"{sh['activities']:>11} {sh['signals']:>8} {sh['search_attribute_upserts']:>8} {sh['timers']:>7}"
+            )
     db = report.get("postgres") or {}
     if db:
         print(

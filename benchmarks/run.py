@@ -37,12 +37,18 @@ from benchmarks.load import (
     order_body,
     temporal_settings_for,
 )
+from benchmarks.order_shapes import order_shapes
 from benchmarks.procstats import CpuDelta, ProcessStats
 from benchmarks.report import print_report
 from benchmarks.shape import history_shape, payload_sizes
 from benchmarks.stack import ROOT, LocalStack, RunningStack, StackInfo
 
-__all__ = ["Options", "main", "parse_args", "run"]
+__all__ = ["DEFAULT_SYSTEMS", "SYSTEMS", "Options", "main", "parse_args", "run"]
+
+#: What can be measured: Exodus through REST, the same-shape no-op ceiling, the minimal durable order (the second
+#: ceiling), Exodus with a second worker process, and Exodus started straight on Temporal without the API.
+SYSTEMS = ("exodus", "ceiling", "minimal", "exodus-2w", "exodus-direct")
+DEFAULT_SYSTEMS = ("exodus", "ceiling", "minimal", "exodus-2w")
 
 
 @dataclass
@@ -50,7 +56,7 @@ class Options:
     """What to run."""
 
     levels: list[int] = field(default_factory=lambda: [1, 10, 50, 200])
-    systems: list[str] = field(default_factory=lambda: ["exodus", "ceiling"])
+    systems: list[str] = field(default_factory=lambda: list(DEFAULT_SYSTEMS))
     duration: float = 8.0
     warmup: float = 2.0
     repeat: int = 3
@@ -80,9 +86,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--levels", default="1,10,50,200", help="concurrency levels, comma-separated (default 1,10,50,200)")
     p.add_argument(
         "--systems",
-        default="exodus,ceiling",
-        help="what to measure: exodus (REST), ceiling (no-op workflow), exodus-direct (update-with-start without the "
-        "API); default exodus,ceiling",
+        default=",".join(DEFAULT_SYSTEMS),
+        help="what to measure: exodus (REST), ceiling (no-op workflow of the same shape), minimal (the minimal "
+        "durable order: risk, one submission, one report, one booking), exodus-2w (REST with a second worker "
+        "process; own stack only), exodus-direct (update-with-start without the API); "
+        f"default {','.join(DEFAULT_SYSTEMS)}",
     )
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per run (default 8)")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run (default 2)")
@@ -147,9 +155,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     if a.quick:
         opts.levels, opts.duration, opts.warmup, opts.repeat = [1, 4], 2.0, 0.5, 1
-    unknown = set(opts.systems) - {"exodus", "ceiling", "exodus-direct"}
+    unknown = set(opts.systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    if opts.use_running and "exodus-2w" in opts.systems:
+        if "--systems" in (argv if argv is not None else sys.argv):
+            p.error("exodus-2w starts a second worker: only with the benchmark's own stack (not --use-running)")
+        opts.systems.remove("exodus-2w")
     return opts
 
 
@@ -380,7 +392,7 @@ async def run(opts: Options) -> dict[str, Any]:
     _log(opts, f"  starting {'the ceiling worker' if opts.use_running else 'the stack'} ...")
     info: StackInfo = await stack.start()
     try:
-        return await _measure(opts, info, run_id, started_at, machine)
+        return await _measure(opts, info, stack if isinstance(stack, LocalStack) else None, run_id, started_at, machine)
     finally:
         stack.stop()
         if opts.keep and info.data_dir:
@@ -388,7 +400,12 @@ async def run(opts: Options) -> dict[str, Any]:
 
 
 async def _measure(
-    opts: Options, info: StackInfo, run_id: str, started_at: datetime, machine: dict[str, Any]
+    opts: Options,
+    info: StackInfo,
+    local: LocalStack | None,
+    run_id: str,
+    started_at: datetime,
+    machine: dict[str, Any],
 ) -> dict[str, Any]:
     client = await Client.connect(
         info.temporal_address, namespace=info.namespace, data_converter=pydantic_data_converter
@@ -410,9 +427,14 @@ async def _measure(
             "upserts": round(exodus_shape["search_attribute_upserts"]),
             "persists": max(round(exodus_shape["local_activities"]) - 1, 1),
         }
+        _log(opts, "  counting the engine work of each order shape ...")
+        shapes = await order_shapes(http, info.api_url, client, run_id)
+        minimal_shape_in = {"signals": 1, "upserts": 0, "persists": 1}
         systems: dict[str, System] = {
             "exodus": rest,
+            "exodus-2w": rest,
             "ceiling": CeilingOrders(client, info.ceiling_task_queue, run_id, sizes, ceiling_shape_in),
+            "minimal": CeilingOrders(client, info.ceiling_task_queue, run_id, sizes, minimal_shape_in, minimal=True),
             "exodus-direct": DirectOrders(
                 client, temporal_settings_for(info.temporal_address, info.namespace, info.task_queue), run_id
             ),
@@ -421,6 +443,12 @@ async def _measure(
         ceiling_shape = _median_shape(
             [history_shape(await client.get_workflow_handle(wf).fetch_history()) for wf in ceiling_wfs]
         )
+        minimal_shape = None
+        if "minimal" in opts.systems:
+            minimal_wfs = await _probe(client, systems["minimal"], numbers, opts.probe)
+            minimal_shape = _median_shape(
+                [history_shape(await client.get_workflow_handle(wf).fetch_history()) for wf in minimal_wfs]
+            )
 
         results: dict[tuple[str, int], list[tuple[LoopResult, CpuDelta]]] = {}
         with ProcessStats(info.processes) as stats:
@@ -433,14 +461,21 @@ async def _measure(
                         def on_window(edge: str, readings: dict[str, Any] = readings) -> None:
                             readings[edge] = stats.cpu()
 
-                        res = await closed_loop(
-                            systems[name],
-                            concurrency=level,
-                            duration=opts.duration,
-                            warmup=opts.warmup,
-                            numbers=numbers,
-                            on_window=on_window,
-                        )
+                        if name == "exodus-2w":
+                            assert local is not None
+                            await local.add_worker()
+                        try:
+                            res = await closed_loop(
+                                systems[name],
+                                concurrency=level,
+                                duration=opts.duration,
+                                warmup=opts.warmup,
+                                numbers=numbers,
+                                on_window=on_window,
+                            )
+                        finally:
+                            if name == "exodus-2w" and local is not None:
+                                local.remove_worker()
                         cpu = ProcessStats.delta(readings["open"], readings["close"])
                         results.setdefault((name, level), []).append((res, cpu))
                         _log(
@@ -474,6 +509,19 @@ async def _measure(
         best_e = max(f["throughput_per_s"]["median"] for f in figures["exodus"].values())
         best_c = max(f["throughput_per_s"]["median"] for f in figures["ceiling"].values())
         ratios["peak_throughput"] = {"exodus": best_e, "ceiling": best_c, "ratio": _ratio(best_e, best_c)}
+        for other, key in (("minimal", "vs_minimal"), ("exodus-2w", "two_workers_vs_one")):
+            if other not in figures:
+                continue
+            by_level: dict[str, Any] = {}
+            for level in opts.levels:
+                e, o = figures["exodus"].get(str(level)), figures[other].get(str(level))
+                if e and o:
+                    num, den = (o, e) if other == "exodus-2w" else (e, o)
+                    by_level[str(level)] = {
+                        "throughput": _ratio(num["throughput_per_s"]["median"], den["throughput_per_s"]["median"]),
+                        "decision_p50": _ratio(num["decision_ms"]["p50"], den["decision_ms"]["p50"]),
+                    }
+            ratios[key] = by_level
         first = str(opts.levels[0])
         ratios["rest_decision_vs_bare_update_with_start"] = {
             "concurrency": int(first),
@@ -506,7 +554,9 @@ async def _measure(
         "shape": {
             "exodus_order": exodus_shape,
             "ceiling_workflow": ceiling_shape,
+            "minimal_workflow": minimal_shape,
             "ceiling_parameters": ceiling_shape_in,
+            "order_shapes": shapes,
             "payload_bytes": sizes,
         },
         "figures": figures,

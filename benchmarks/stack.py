@@ -132,6 +132,9 @@ class LocalStack:
         self._extra_env = extra_env or {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pg: EmbeddedPostgres | None = None
+        self._env: dict[str, str] = {}
+        #: The second worker (two-worker level); its pid is set only while it runs.
+        self.second_worker = ProcessRef("worker 2", None)
         self.data_dir = Path(tempfile.mkdtemp(prefix="exodus-bench-"))
         self.logs = self.data_dir / "logs"
         self.logs.mkdir()
@@ -162,9 +165,11 @@ class LocalStack:
             "EXODUS_API__PORT": str(api_port),
             "EXODUS_API__HOST": "127.0.0.1",
             "EXODUS_WORKER__METRICS_PORT": "0",
+            "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
             "EXODUS_PAPER__LATENCY_MS": "0",
             **self._extra_env,
         }
+        self._env = env
         started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for role, module in (("worker", "worker"), ("api", "api"), ("ceiling worker", "benchmarks.ceiling")):
             log = self.logs / f"{role.replace(' ', '-')}.log"
@@ -183,6 +188,7 @@ class LocalStack:
             processes=[
                 ProcessRef("temporal server", self._procs["temporal"].pid),
                 ProcessRef("worker", self._procs["worker"].pid),
+                self.second_worker,
                 ProcessRef("api", self._procs["api"].pid),
                 ProcessRef("ceiling worker", self._procs["ceiling worker"].pid),
                 ProcessRef("postgres", pg_pid, with_children=True),
@@ -194,9 +200,30 @@ class LocalStack:
             env={k: v for k, v in env.items() if k != "DATABASE_URL"},
         )
 
+    async def add_worker(self, timeout: float = 90) -> None:
+        """Start the second worker and wait until it polls the order queue."""
+        log = self.logs / "worker-2.log"
+        offset = log.stat().st_size if log.exists() else 0
+        env = {**self._env, "EXODUS_WORKER__BROKERS": '["paper"]', "EXODUS_WORKER__STANDBY": "true"}
+        proc = _start_module("worker", env, log)
+        self._procs["worker 2"] = proc
+        deadline = time.monotonic() + timeout
+        while "worker polling" not in log.read_bytes()[offset:].decode(errors="replace"):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the second worker exited with {proc.returncode}:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the second worker did not start in {timeout:.0f}s:\n{_tail(log)}")
+            await asyncio.sleep(0.2)
+        self.second_worker.pid = proc.pid
+
+    def remove_worker(self) -> None:
+        """Stop the second worker (gracefully)."""
+        _stop(self._procs.pop("worker 2", None))
+        self.second_worker.pid = None
+
     def stop(self) -> None:
         """Stop every process (API first, Temporal last) and delete the data dir unless kept."""
-        for role in ("api", "ceiling worker", "worker", "temporal"):
+        for role in ("api", "ceiling worker", "worker 2", "worker", "temporal"):
             _stop(self._procs.get(role))
         if self._pg is not None:
             self._pg.stop()

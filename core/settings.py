@@ -199,8 +199,16 @@ class WorkerSettings(BaseModel):
     metrics_host: str = "127.0.0.1"
     #: Port of the Temporal SDK's own Prometheus metrics (task latencies, pollers, sticky cache); 0: off.
     temporal_metrics_port: int = 9465
-    #: Broker sessions this worker owns; it polls their task queues.
+    #: Broker sessions this worker owns; it polls their task queues. Each session has exactly one owner among the
+    #: workers on a database (a Postgres advisory lock per broker, ``worker/ownership.py``).
     brokers: list[str] = ["paper"]
+    #: A broker in ``brokers`` that another worker owns is waited for in the background and taken over when its
+    #: owner stops (false: the worker refuses to start after ``claim_wait_seconds``).
+    standby: bool = False
+    #: How long a worker (not standby) waits at start-up for a broker's previous owner to go away.
+    claim_wait_seconds: float = Field(15.0, ge=0)
+    #: How often a worker checks that it still holds its brokers' claims (and a standby tries to take them).
+    claim_check_seconds: float = Field(2.0, gt=0)
     #: Concurrency limits.
     max_concurrent_activities: int = 200
     max_concurrent_workflow_tasks: int = 200

@@ -31,6 +31,7 @@ from workflows.order_list import OrderListWorkflow
 
 __all__ = [
     "WorkerParts",
+    "broker_worker",
     "build_brokers",
     "build_workers",
     "market_data_for",
@@ -45,14 +46,15 @@ async def build_brokers(
     instruments: InstrumentCatalog,
     pool: Pool | None,
     quotes: QuoteSink | None = None,
+    names: Iterable[str] | None = None,
 ) -> dict[str, Broker]:
-    """Create (but do not start) the brokers this worker owns (``settings.worker.brokers``).
+    """Create (but do not start) the brokers this worker owns (``names``, default ``settings.worker.brokers``).
 
     ``quotes`` is where they publish the prices they see (the worker's ``QuoteWriter``: into the quote store).
     """
     ctx = BrokerContext(settings=settings, instruments=instruments, pool=pool, quotes=quotes)
     brokers: dict[str, Broker] = {}
-    for name in settings.worker.brokers:
+    for name in settings.worker.brokers if names is None else names:
         spec = BROKERS.get(name)
         if spec is None:
             raise ConfigError(f"unknown broker {name!r} in worker.brokers; known: {', '.join(sorted(BROKERS))}")
@@ -147,22 +149,24 @@ def build_workers(
         )
     ]
     broker_activities = BrokerActivities(brokers)
-    for name in brokers:
-        workers.append(
-            Worker(
-                client,
-                task_queue=settings.temporal.broker_task_queue(name),
-                activities=[
-                    broker_activities.submit_order,
-                    broker_activities.cancel_order,
-                    broker_activities.replace_order,
-                    broker_activities.get_order_status,
-                ],
-                max_concurrent_activities=wcfg.max_concurrent_activities,
-                interceptors=extra,
-            )
-        )
+    workers.extend(broker_worker(client, settings, name, broker_activities) for name in brokers)
     return workers
+
+
+def broker_worker(client: Client, settings: Settings, name: str, activities: BrokerActivities) -> Worker:
+    """The Temporal worker of one owned broker session: its task queue, polled only by the session's owner."""
+    return Worker(
+        client,
+        task_queue=settings.temporal.broker_task_queue(name),
+        activities=[
+            activities.submit_order,
+            activities.cancel_order,
+            activities.replace_order,
+            activities.get_order_status,
+        ],
+        max_concurrent_activities=settings.worker.max_concurrent_activities,
+        interceptors=missing_worker_interceptors(client),  # the log context's ids and traces, if the client lacks them
+    )
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.asyncio
 async def test_a_tiny_benchmark_run_writes_every_figure_to_json(tmp_path: Path) -> None:
     opts = Options(
         levels=[2],
-        systems=["exodus", "ceiling"],
+        systems=["exodus", "ceiling", "minimal", "exodus-2w"],
         duration=1.0,
         warmup=0.2,
         repeat=1,
@@ -32,7 +32,7 @@ async def test_a_tiny_benchmark_run_writes_every_figure_to_json(tmp_path: Path) 
         assert key in written, key
     assert written["machine"]["logical_cpus"] >= 1
     assert written["versions"]["temporalio"]
-    for system in ("exodus", "ceiling"):
+    for system in ("exodus", "ceiling", "minimal", "exodus-2w"):
         figures = written["figures"][system]["2"]
         assert figures["completed"] > 0 and figures["error_count"] == 0, figures["errors"]
         assert set(figures["decision_ms"]) >= {"p50", "p90", "p99"}
@@ -45,6 +45,26 @@ async def test_a_tiny_benchmark_run_writes_every_figure_to_json(tmp_path: Path) 
     # Same engine work per order as the order it stands in for.
     exodus, ceiling = written["shape"]["exodus_order"], written["shape"]["ceiling_workflow"]
     assert ceiling["activities"] == exodus["activities"]
-    # Every order of the run was booked and filled; nothing reached a closed workflow.
-    assert set(written["postgres"]["orders_by_status"]) == {"FILLED"}
+    # The second worker ran (and used CPU) only in the two-worker level.
+    assert written["figures"]["exodus-2w"]["2"]["cpu"]["cpu_seconds"]["worker 2"] > 0
+    assert written["figures"]["exodus"]["2"]["cpu"]["cpu_seconds"]["worker 2"] == 0
+    assert set(written["ratios"]["two_workers_vs_one"]["2"]) == {"throughput", "decision_p50"}
+    # The minimal durable order is the smaller ceiling; each order shape was counted from a real history.
+    minimal = written["shape"]["minimal_workflow"]
+    assert minimal["events"] < ceiling["events"] and minimal["activities"] == 1 and minimal["signals"] == 1
+    assert written["ratios"]["vs_minimal"]["2"]["throughput"] > 0
+    shapes = written["shape"]["order_shapes"]
+    assert set(shapes) == {"market, one fill", "market, several fills", "limit, rests, canceled", "denied by risk"}
+    for name, shape in shapes.items():
+        assert "error" not in shape, (name, shape)
+        assert shape["events"] > 0 and shape["workflow_tasks"] > 0
+    assert shapes["market, several fills"]["signals"] > shapes["market, one fill"]["signals"]
+    assert shapes["denied by risk"]["activities"] == 0
+    # Every order of the run was booked and filled (the shapes' canceled and denied one aside); nothing reached a
+    # closed workflow.
+    assert written["postgres"]["orders_by_status"] == {
+        "FILLED": written["postgres"]["orders_by_status"]["FILLED"],
+        "CANCELED": 1,
+        "DENIED": 1,
+    }
     assert written["postgres"]["unmatched_reports"] == 0

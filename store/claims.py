@@ -1,0 +1,17 @@
+"""Broker claims: which worker owns a broker session (an advisory lock per broker; ``worker/ownership.py``)."""
+
+from __future__ import annotations
+
+from store import Conn
+
+__all__ = ["CLAIM_LOCK", "try_claim"]
+
+#: The first key of every broker claim (the second is ``hashtext(broker)``).
+CLAIM_LOCK = 0x42524B52  # "BRKR"
+
+
+async def try_claim(conn: Conn, broker: str) -> bool:
+    """Take ``broker``'s claim on ``conn`` (held until the connection ends) unless another session holds it."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS taken", (CLAIM_LOCK, broker))
+    row = await cur.fetchone()
+    return bool(row and row["taken"])

@@ -1,0 +1,68 @@
+"""A broker session has exactly one owner: the claim (a Postgres advisory lock) one worker holds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from core.errors import ConfigError
+from tests.conftest import create_database
+from worker.ownership import BrokerClaim, ClaimLost
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _drop_connection(url: str, broker: str) -> None:
+    # What a Postgres restart does to the holder: its connection (and with it the lock) goes away.
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (f"exodus-claim-{broker}",),
+        )
+        for _ in range(100):  # the backend ends (and its lock goes) a moment after the signal
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (f"exodus-claim-{broker}",)
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_one_owner_per_broker_and_the_claim_frees_when_released(postgres_admin_url: str) -> None:
+    url = await create_database(postgres_admin_url, "exodus_claims")
+    first, second, other = BrokerClaim(url, "paper"), BrokerClaim(url, "paper"), BrokerClaim(url, "fix")
+    try:
+        assert await first.try_take()
+        assert not await second.try_take()
+        assert not second.held
+        assert await other.try_take()  # another broker is another claim
+        with pytest.raises(ConfigError, match="owned by another worker"):
+            await second.take(wait_seconds=0.3)
+        await first.release()
+        assert await second.try_take()
+        assert not await first.try_take()
+    finally:
+        for claim in (first, second, other):
+            await claim.release()
+
+
+async def test_a_dropped_claim_is_taken_again_or_reported_lost(postgres_admin_url: str) -> None:
+    url = await create_database(postgres_admin_url, "exodus_claims")
+    holder, rival = BrokerClaim(url, "paper"), BrokerClaim(url, "paper")
+    try:
+        assert await holder.try_take()
+        await _drop_connection(url, "paper")
+        await holder.check()  # nobody took it meanwhile: taken again on a new connection
+        assert holder.held and not await rival.try_take()
+
+        await _drop_connection(url, "paper")
+        assert await rival.try_take()  # a standby took it while the holder's connection was down
+        with pytest.raises(ClaimLost, match="no longer owns it"):
+            await holder.check()
+        assert not holder.held
+    finally:
+        await holder.release()
+        await rival.release()
