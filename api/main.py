@@ -30,7 +30,9 @@ from api.observability import RequestContext
 from api.routes import (
     admin,
     audit,
+    breaks,
     bridge_mt5,
+    broker_health,
     console,
     health,
     operator,
@@ -42,6 +44,7 @@ from api.routes import (
     stream,
 )
 from api.schemas import ErrorBody, Reason
+from api.streaming import prune_forever
 from core.audit import take_checkpoint
 from core.audit_cli import checkpoint_path
 from core.db import apply_migrations, open_pool
@@ -232,6 +235,8 @@ def create_app(
         if owned_pool is not None and settings.audit.checkpoint_interval_seconds > 0:
             # The API process (python -m api) keeps the audit trail's checkpoints; test apps share a pool.
             tasks.append(asyncio.create_task(_checkpoints(owned_pool, settings), name="audit-checkpoints"))
+        # The stream's retention: every API process prunes (one at a time: store/stream.py's prune).
+        tasks.append(asyncio.create_task(prune_forever(app.state.pool, settings.stream), name="stream-prune"))
         try:
             yield
         finally:
@@ -273,6 +278,8 @@ def create_app(
     app.include_router(bridge_mt5.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(audit.router, prefix="/api/v1")
+    app.include_router(breaks.router, prefix="/api/v1")
+    app.include_router(broker_health.router, prefix="/api/v1")
     app.include_router(stream.router, prefix="/api/v1")
     app.include_router(stream.socket_router, prefix="/api/v1")
     app.include_router(console.me_router, prefix="/api/v1")

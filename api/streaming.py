@@ -16,6 +16,13 @@ A slow client slows no one: the hub only appends to its buffer (``stream.client_
 full the client is marked as lagging, and its transport stops waiting on the socket, sends a ``lagging`` message
 with the position to resume from (best effort) and closes. Heartbeats carry the position too (the last number
 the client has been sent everything up to), so a filtered client resumes from there, not from its last event.
+A client whose connection takes no message for ``stream.send_timeout_seconds`` is cut off the same way, whether
+it is live or still catching up from the table (where no buffer fills: the page waits in the session).
+
+Rows older than ``stream.retention_hours`` are pruned (``prune_forever``, one API process at a time). A client
+that asks for a pruned position is refused at connect (410, ``api/routes/stream.py``); one that the pruning
+overtakes while it catches up gets a ``reset`` message naming its position and the first one it can resume
+from, and is disconnected: never silently moved ahead.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import re
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -51,12 +58,16 @@ __all__ = [
     "Subscription",
     "event_message",
     "parse_request",
+    "prune_forever",
+    "pruned_message",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Kinds the stream's triggers give rows that are not order events (migration 0021).
-_OTHER_KINDS = frozenset({"TRADING_STATE", "CIRCUIT_BREAKER", "BREAK", "BREAK_RESOLVED", "UNMATCHED_REPORT"})
+_OTHER_KINDS = frozenset(
+    {"TRADING_STATE", "CIRCUIT_BREAKER", "BREAK", "BREAK_RESOLVED", "UNMATCHED_REPORT", "UNMATCHED_RESOLVED"}
+)
 #: Every kind a client may filter on: every kind of an order's timeline (``EventKind``: the transitions and the
 #: entries that leave the status as it is), and the other rows' kinds.
 KINDS: frozenset[str] = frozenset(k.value for k in (*OrderEventKind, *TimelineKind)) | _OTHER_KINDS
@@ -335,9 +346,13 @@ class StreamSession:
         #: Everything selected up to here has been handed out.
         self.position = hub.position if request.since is None else request.since
         self.sub: Subscription | None = None
+        #: Set when the client was cut off for taking no message (``pump``), live or catching up.
+        self.cut_off = False
+        #: Set when the pruning overtook the client while it caught up (the session ended with ``reset``).
+        self.reset = False
 
     async def messages(self) -> AsyncGenerator[dict[str, Any]]:
-        """The client's messages; after ``lagging`` the session is over."""
+        """The client's messages; after ``lagging`` or ``reset`` the session is over."""
         settings = self.hub.settings
         yield {"type": "hello", "seq": self.position, "heartbeatSeconds": settings.heartbeat_seconds}
         try:
@@ -345,9 +360,13 @@ class StreamSession:
             while self.position < self.hub.position:
                 upto = self.hub.position
                 async with self.hub.pool.connection() as conn:
-                    rows = await store_stream.read_after(
+                    pruned, rows = await store_stream.read_page(
                         conn, self.position, limit=settings.page_size, upto=upto, selection=self.selection
                     )
+                if pruned > self.position:
+                    self.reset = True
+                    yield pruned_message(self.position, pruned)
+                    return
                 for row in rows:
                     yield event_message(row)
                     self.position = row["seq"]
@@ -384,17 +403,53 @@ class StreamSession:
 
     def lagging_message(self) -> dict[str, Any]:
         """What a client that fell behind is told before it is disconnected."""
+        if self.cut_off:
+            why = f"this client took no message for {self.hub.settings.send_timeout_seconds:g} s"
+        else:
+            why = f"more than {self.hub.settings.client_buffer} events waiting for this client"
         return {
             "type": "lagging",
             "seq": self.position,
-            "message": f"more than {self.hub.settings.client_buffer} events waiting for this client: disconnected;"
-            f" reconnect with since={self.position}",
+            "message": f"{why}: disconnected; reconnect with since={self.position}",
         }
 
     @property
     def lagging(self) -> bool:
-        """Whether the hub marked this client as lagging."""
-        return self.sub is not None and self.sub.lagging
+        """Whether the client was cut off: the hub marked it as lagging, or its connection took nothing."""
+        return self.cut_off or (self.sub is not None and self.sub.lagging)
+
+
+def pruned_message(since: int, floor: int) -> dict[str, Any]:
+    """What a client is told when the events after ``since`` were pruned (up to ``floor``)."""
+    return {
+        "type": "reset",
+        "since": since,
+        "seq": floor,
+        "message": f"since: events after {since} up to {floor} were pruned (the stream keeps"
+        " EXODUS_STREAM__RETENTION_HOURS); reload what you show from the REST API, then resume with"
+        f" since={floor}",
+    }
+
+
+async def prune_forever(pool: Pool, settings: StreamSettings, *, batch: int = 5000) -> None:
+    """Prune ``stream_events`` every ``settings.prune_seconds`` (nothing when ``retention_hours`` is 0)."""
+    if settings.retention_hours <= 0:
+        return
+    older_than = timedelta(hours=settings.retention_hours)
+    while True:
+        try:
+            while True:
+                async with pool.connection() as conn, conn.transaction():
+                    deleted = await store_stream.prune(conn, older_than=older_than, batch=batch)
+                if deleted is not None and deleted > 0:
+                    log.info("stream: pruned %d events older than %g h", deleted, settings.retention_hours)
+                if deleted is None or deleted < batch:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("stream pruning failed (%s: %s); trying again later", type(e).__name__, e)
+        await asyncio.sleep(settings.prune_seconds)
 
 
 async def pump(
@@ -402,7 +457,9 @@ async def pump(
 ) -> None:
     """Send the session's messages with ``send``; a send still blocked when the client lags is abandoned.
 
-    Ends after ``lagging`` (sent within ``lagging_send_timeout`` if the socket takes it) or when ``send`` fails.
+    A send blocked for ``stream.send_timeout_seconds`` (catching up or live) cuts the client off as lagging.
+    Ends after ``lagging`` or ``reset`` (sent within ``lagging_send_timeout`` if the socket takes it) or when
+    ``send`` fails.
     """
     async with contextlib.aclosing(session.messages()) as messages:
         await _pump(session, messages, send, lagging_send_timeout)
@@ -414,23 +471,30 @@ async def _pump(
     send: Callable[[dict[str, Any]], Awaitable[None]],
     lagging_send_timeout: float,
 ) -> None:
+    send_timeout = session.hub.settings.send_timeout_seconds
     async for message in messages:
-        if message["type"] == "lagging":
-            STREAM_LAGGING.inc()
+        if message["type"] in ("lagging", "reset"):
+            if message["type"] == "lagging":
+                STREAM_LAGGING.inc()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(lagging_send_timeout):
                     await send(message)
             return
         sending = asyncio.ensure_future(send(message))
-        if session.sub is None:
-            await sending
-            continue
-        watch = asyncio.ensure_future(_lagging(session))
+        # Live, the hub may mark the client as lagging while the send waits; catching up, only the timeout.
+        watch = asyncio.ensure_future(_lagging(session)) if session.sub is not None else None
         try:
-            done, _ = await asyncio.wait({sending, watch}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {sending} if watch is None else {sending, watch},
+                timeout=send_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
-            watch.cancel()
+            if watch is not None:
+                watch.cancel()
         if sending not in done:
+            if not (session.sub is not None and session.sub.lagging):
+                session.cut_off = True
             STREAM_LAGGING.inc()
             sending.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -36,6 +36,7 @@ PACKAGES = (
     "brokers.alpaca",
     "brokers.oanda",
     "brokers.ib",
+    "brokers.kraken",
 )
 
 #: Every broker Exodus knows, by name.

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from brokers.base import SessionCheck
 from core.domain import utcnow
@@ -19,9 +20,12 @@ from core.tasks import stop_tasks
 from store import Conn, Pool
 from store.sessions import heartbeat, record_session, session_of
 
-__all__ = ["SessionRecorder", "session_check_for"]
+__all__ = ["OWNER_STALE_SECONDS", "SessionRecorder", "session_check_for"]
 
 log = logging.getLogger(__name__)
+
+#: A session whose owner has not refreshed its heartbeat for this long has no owner (the worker died).
+OWNER_STALE_SECONDS = 20.0
 
 
 class SessionRecorder:
@@ -35,6 +39,8 @@ class SessionRecorder:
         self._interval = heartbeat_seconds
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        #: When a call to the broker last succeeded (REST brokers set it); written with each heartbeat.
+        self.last_call: Callable[[], datetime | None] | None = None
 
     async def start(self) -> None:
         """Record the session as connecting and start the heartbeat."""
@@ -70,12 +76,13 @@ class SessionRecorder:
             await asyncio.sleep(self._interval)
             try:
                 async with self._pool.connection() as conn:
-                    await heartbeat(conn, self.broker)
+                    last = self.last_call() if self.last_call is not None else None
+                    await heartbeat(conn, self.broker, last_call_at=last)
             except Exception:
                 log.exception("%s: session heartbeat failed", self.broker)
 
 
-def session_check_for(broker: str, *, stale_after: float = 20.0) -> SessionCheck:
+def session_check_for(broker: str, *, stale_after: float = OWNER_STALE_SECONDS) -> SessionCheck:
     """A ``SessionCheck`` that refuses new orders while ``broker``'s session is down or unowned."""
 
     async def check(conn: Conn, account: str) -> str | None:

@@ -106,6 +106,10 @@ class Permission(StrEnum):
     BRIDGE_MT5 = "bridge:mt5"
     #: The quotes risk prices orders with (market data is not per desk: no scope applies).
     MARKET_DATA_READ = "market-data:read"
+    #: Reconciliation breaks and unmatched reports (in scope; unmatched reports are firm-wide).
+    BREAKS_READ = "breaks:read"
+    #: Mark a break or an unmatched report resolved, with a reason (audited).
+    BREAKS_RESOLVE = "breaks:resolve"
     #: /ready, /metrics, /docs and /openapi.json when they are closed.
     SYSTEM_READ = "system:read"
 
@@ -122,6 +126,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.ACCOUNTS_READ,
             _P.MARKET_DATA_READ,
             _P.SYSTEM_READ,
+            _P.BREAKS_READ,
         }
     ),
     Role.OPERATOR: frozenset(
@@ -134,6 +139,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.ACCOUNTS_READ,
             _P.MARKET_DATA_READ,
             _P.SYSTEM_READ,
+            _P.BREAKS_READ,
+            _P.BREAKS_RESOLVE,
         }
     ),
     Role.RISK: frozenset(
@@ -146,6 +153,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.ACCOUNTS_READ,
             _P.MARKET_DATA_READ,
             _P.SYSTEM_READ,
+            _P.BREAKS_READ,
+            _P.BREAKS_RESOLVE,
         }
     ),
     Role.AUDITOR: frozenset(
@@ -158,6 +167,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.ACCOUNTS_READ,
             _P.MARKET_DATA_READ,
             _P.SYSTEM_READ,
+            _P.BREAKS_READ,
         }
     ),
     Role.BRIDGE: frozenset({_P.BRIDGE_MT5}),

@@ -32,6 +32,7 @@ __all__ = [
     "MarketDataClassSettings",
     "MarketDataSettings",
     "JwtSettings",
+    "KrakenSettings",
     "Mt5AccountSettings",
     "Mt5Settings",
     "Mt5TerminalSettings",
@@ -447,6 +448,48 @@ class IBSettings(BaseModel):
     local_venue_tick_interval_ms: int = Field(500, ge=0)
 
 
+class KrakenSettings(BaseModel):
+    """The Kraken spot broker (``brokers/kraken``, REST) and the local Kraken venue ``make run`` can start.
+
+    Kraken has no spot sandbox: ``base_url`` is the live API unless the local venue is used.
+    """
+
+    base_url: str = "https://api.kraken.com"
+    #: ``API-Key`` and the base64 private key ``API-Sign`` is computed with.
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    #: Only if the key has a second factor for trading (sent as ``otp``).
+    otp: SecretStr | None = None
+    #: How long one HTTP request may take before its outcome counts as unknown.
+    request_timeout_seconds: float = Field(5.0, gt=0)
+    #: Kraken's verification tier: sets the call counter the adapter keeps itself under (starter 15 at -0.33/s,
+    #: intermediate 20 at -0.5/s, pro 20 at -1/s) and the per-pair trading counter (60/1, 125/2.34, 180/3.75).
+    tier: Literal["starter", "intermediate", "pro"] = "starter"
+    #: Overrides the tier's REST call counter (maximum, decay per second): the local venue, which has none by default.
+    call_counter_limit: float | None = Field(None, gt=0)
+    call_counter_decay: float | None = Field(None, gt=0)
+    #: How often a throttled request (or a read failing with a 5xx or EService) is retried inside one call.
+    max_retries: int = Field(6, ge=0)
+    #: Longest single wait for a throttle or a backoff step.
+    max_backoff_seconds: float = Field(8.0, gt=0)
+    #: AddOrder and AmendOrder carry ``deadline`` = now + this: a request that reaches the engine later is refused
+    #: ("EService:Deadline elapsed"), so a late duplicate cannot execute (Kraken allows 2 to 60 s).
+    deadline_seconds: float = Field(10.0, ge=2, le=60)
+    #: Open orders and their trades are polled this often (there is no execution stream yet).
+    poll_interval_ms: int = Field(1000, ge=50)
+    #: Tickers are asked this often and published as quotes of source "kraken" (0: never).
+    quote_interval_ms: int = Field(2000, ge=0)
+    #: Exodus symbols to ask tickers for; empty: every instrument in the adapter's pair table.
+    quote_symbols: list[str] = []
+    #: The Exodus account positions (balances) are reported for (Kraken has one account per key).
+    account: str = "kraken"
+    #: ``make run`` starts the local Kraken venue (``python -m devstack.venues.kraken``) on ``local_venue_port``,
+    #: points the adapter at it and lets the worker own "kraken".
+    local_venue: bool = False
+    local_venue_port: int = Field(8794, ge=1, le=65535)
+    local_venue_tick_interval_ms: int = Field(500, ge=0)
+
+
 class OrderSettings(BaseModel):
     """Order lifecycle timing."""
 
@@ -562,6 +605,13 @@ class StreamSettings(BaseModel):
     poll_seconds: float = Field(2.0, gt=0)
     #: Largest number of stream connections one API process serves (more are answered 503).
     max_clients: int = Field(1000, ge=1)
+    #: A client whose connection takes no message for this long (catching up or live) is told it lags and cut off.
+    send_timeout_seconds: float = Field(30.0, gt=0)
+    #: Events older than this are pruned from ``stream_events`` (0: keep everything); a client resuming from a
+    #: pruned position is told so (410, or a ``reset`` message), never silently skipped ahead.
+    retention_hours: float = Field(168.0, ge=0)
+    #: How often each API process prunes (one at a time across processes).
+    prune_seconds: float = Field(300.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -599,6 +649,7 @@ class Settings(BaseSettings):
     alpaca: AlpacaSettings = AlpacaSettings()
     oanda: OandaSettings = OandaSettings()
     ib: IBSettings = IBSettings()
+    kraken: KrakenSettings = KrakenSettings()
     market_data: MarketDataSettings = MarketDataSettings()
     audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()

@@ -20,6 +20,7 @@ tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their 
 | ``auth`` | ``api_keys``, ``accounts`` |
 | ``quotes`` | ``market_quotes`` (and ``QuoteWriter``, the worker's batching writer) |
 | ``sessions`` | ``broker_sessions`` |
+| ``stream`` | ``stream_events`` (written by migration 0021's triggers), ``stream_head``, ``stream_floor`` (pruning) |
 | ``reports`` | ``broker_reports``, the report journal every broker adapter shares (``brokers.journal`` runs it) |
 | ``text`` | what Postgres cannot store (NUL, lone surrogates), replaced at this boundary |
 """

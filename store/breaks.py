@@ -8,29 +8,48 @@ Adapters' own breaks (``FIX_CANCEL_UNSUPPORTED``, MT5's position checks...) use 
 kind. A report that reached no order workflow is kept in ``unmatched_reports`` once per broker and
 execution id, under the id it was sent to the broker with (its ``cl_ord_id``; the column keeps its old
 name, ``client_order_id``).
+
+A person resolves either with a reason (``resolve_break``, ``resolve_unmatched``; the API audits it); the
+stream announces it (``BREAK_RESOLVED``, ``UNMATCHED_RESOLVED``: migrations 0021 and 0027). Listings are newest
+first, restricted to a principal's scope: a break by its order's client and account and its broker (a break of
+no known order has no client or account, so only a scope with every client and account sees it, as on the
+stream); an unmatched report by its broker (the API shows them to firm-wide scopes only).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
+from core.auth import Scope
 from core.domain import Break
 from store import Conn
+from store._where import clause, scope_conditions
 from store.text import jsonb, pg_text, pg_value
 
 __all__ = [
     "BreakRow",
+    "Resolved",
+    "UnmatchedRow",
     "add_break",
     "add_break_once_open",
     "add_order_break",
     "add_unmatched_report",
+    "break_by_id",
     "breaks_of",
+    "list_breaks",
+    "list_unmatched",
+    "resolve_break",
+    "resolve_unmatched",
+    "unmatched_by_id",
 ]
+
+#: Which rows a listing wants: open (not resolved), resolved, or all.
+Resolved = Literal["open", "resolved", "all"]
 
 
 class BreakRow(TypedDict):
-    """One break as an order's history shows it."""
+    """A break, with its order's client, account and symbol (None for a break of no known order)."""
 
     id: int
     order_id: str | None
@@ -39,6 +58,127 @@ class BreakRow(TypedDict):
     detail: str
     detected_at: datetime
     resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+    client_id: str | None
+    account: str | None
+    symbol: str | None
+
+
+class UnmatchedRow(TypedDict):
+    """A report that reached no order workflow, and its resolution."""
+
+    id: int
+    broker: str
+    exec_id: str
+    client_order_id: str
+    reason: str
+    report: dict[str, Any]
+    received_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+
+
+_BREAK = (
+    "SELECT b.id, b.order_id, b.broker, b.kind, b.detail, b.detected_at, b.resolved_at, b.resolved_by,"
+    " b.resolution, o.client_id, o.account, o.symbol FROM reconciliation_breaks b"
+    " LEFT JOIN orders o ON o.order_id = b.order_id"
+)
+_UNMATCHED_COLUMNS = (
+    "id, broker, exec_id, client_order_id, reason, report, received_at, resolved_at, resolved_by, resolution"
+)
+_UNMATCHED = f"SELECT {_UNMATCHED_COLUMNS} FROM unmatched_reports"
+
+
+def _resolved(column: str, status: Resolved) -> list[str]:
+    if status == "open":
+        return [f"{column} IS NULL"]
+    if status == "resolved":
+        return [f"{column} IS NOT NULL"]
+    return []
+
+
+async def list_breaks(
+    conn: Conn,
+    *,
+    scope: Scope,
+    status: Resolved = "open",
+    broker: str | None = None,
+    order_id: str | None = None,
+    kind: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[BreakRow]:
+    """Breaks inside ``scope`` matching every filter given, newest first (ids below ``before``), at most ``limit``."""
+    where, params = scope_conditions(scope, clients="o.client_id", accounts="o.account", brokers="b.broker")
+    where += _resolved("b.resolved_at", status)
+    for column, value in (("b.broker", broker), ("b.order_id", order_id), ("b.kind", kind)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if before is not None:
+        where.append("b.id < %s")
+        params.append(before)
+    cur = await conn.execute(f"{_BREAK} {clause(where)} ORDER BY b.id DESC LIMIT %s", (*params, limit))
+    return cast(list[BreakRow], await cur.fetchall())
+
+
+async def break_by_id(conn: Conn, break_id: int, *, lock: bool = False) -> BreakRow | None:
+    """One break (locked for a resolution when ``lock``), else None."""
+    cur = await conn.execute(f"{_BREAK} WHERE b.id = %s{' FOR UPDATE OF b' if lock else ''}", (break_id,))
+    return cast(BreakRow | None, await cur.fetchone())
+
+
+async def resolve_break(conn: Conn, break_id: int, *, actor: str, resolution: str) -> BreakRow | None:
+    """Mark an open break resolved by ``actor`` with a reason; None when it is unknown or already resolved."""
+    cur = await conn.execute(
+        "UPDATE reconciliation_breaks SET resolved_at = now(), resolved_by = %s, resolution = %s"
+        " WHERE id = %s AND resolved_at IS NULL RETURNING id",
+        (pg_text(actor), pg_text(resolution), break_id),
+    )
+    if await cur.fetchone() is None:
+        return None
+    return await break_by_id(conn, break_id)
+
+
+async def list_unmatched(
+    conn: Conn,
+    *,
+    scope: Scope,
+    status: Resolved = "open",
+    broker: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[UnmatchedRow]:
+    """Unmatched reports of the brokers inside ``scope``, newest first (ids below ``before``), at most ``limit``."""
+    where, params = scope_conditions(scope, brokers="broker")
+    where += _resolved("resolved_at", status)
+    if broker is not None:
+        where.append("broker = %s")
+        params.append(broker)
+    if before is not None:
+        where.append("id < %s")
+        params.append(before)
+    cur = await conn.execute(f"{_UNMATCHED} {clause(where)} ORDER BY id DESC LIMIT %s", (*params, limit))
+    return cast(list[UnmatchedRow], await cur.fetchall())
+
+
+async def unmatched_by_id(conn: Conn, report_id: int, *, lock: bool = False) -> UnmatchedRow | None:
+    """One unmatched report (locked for a resolution when ``lock``), else None."""
+    cur = await conn.execute(f"{_UNMATCHED} WHERE id = %s{' FOR UPDATE' if lock else ''}", (report_id,))
+    return cast(UnmatchedRow | None, await cur.fetchone())
+
+
+async def resolve_unmatched(conn: Conn, report_id: int, *, actor: str, resolution: str) -> UnmatchedRow | None:
+    """Mark an open unmatched report resolved by ``actor`` with a reason; None when unknown or already resolved."""
+    cur = await conn.execute(
+        "UPDATE unmatched_reports SET resolved_at = now(), resolved_by = %s, resolution = %s"
+        " WHERE id = %s AND resolved_at IS NULL"
+        f" RETURNING {_UNMATCHED_COLUMNS}",
+        (pg_text(actor), pg_text(resolution), report_id),
+    )
+    return cast(UnmatchedRow | None, await cur.fetchone())
 
 
 async def add_break(conn: Conn, *, order_id: str | None, broker: str, kind: str, detail: str) -> bool:
@@ -79,10 +219,6 @@ async def add_unmatched_report(
 
 
 async def breaks_of(conn: Conn, order_id: str) -> list[BreakRow]:
-    """The breaks of one order, oldest first."""
-    cur = await conn.execute(
-        "SELECT id, order_id, broker, kind, detail, detected_at, resolved_at FROM reconciliation_breaks"
-        " WHERE order_id = %s ORDER BY id",
-        (order_id,),
-    )
+    """The breaks of one order, oldest first (with their resolutions)."""
+    cur = await conn.execute(f"{_BREAK} WHERE b.order_id = %s ORDER BY b.id", (order_id,))
     return cast(list[BreakRow], await cur.fetchall())

@@ -7,7 +7,16 @@ from typing import TypedDict, cast
 
 from store import Conn
 
-__all__ = ["SessionHealth", "session_health", "SessionRow", "heartbeat", "record_session", "session_of"]
+__all__ = [
+    "SessionHealth",
+    "SessionRow",
+    "SessionStatus",
+    "heartbeat",
+    "record_session",
+    "session_health",
+    "session_of",
+    "sessions",
+]
 
 
 class SessionRow(TypedDict):
@@ -32,9 +41,39 @@ async def record_session(conn: Conn, *, broker: str, session: str, logged_on: bo
     )
 
 
-async def heartbeat(conn: Conn, broker: str) -> None:
-    """The owner of ``broker``'s session is alive."""
-    await conn.execute("UPDATE broker_sessions SET heartbeat_at = now() WHERE broker = %s", (broker,))
+async def heartbeat(conn: Conn, broker: str, *, last_call_at: datetime | None = None) -> None:
+    """The owner of ``broker``'s session is alive (and, for a REST broker, a call succeeded at ``last_call_at``)."""
+    await conn.execute(
+        "UPDATE broker_sessions SET heartbeat_at = now(),"
+        " last_call_at = CASE WHEN last_call_at IS NULL OR last_call_at < %s THEN %s ELSE last_call_at END"
+        " WHERE broker = %s",
+        (last_call_at, last_call_at, broker),
+    )
+
+
+class SessionStatus(TypedDict):
+    """One broker's session for the health page, with the ages the database computes (its clock)."""
+
+    broker: str
+    session: str
+    logged_on: bool
+    detail: str
+    changed_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age: float
+    last_call_at: datetime | None
+    last_call_age: float | None
+
+
+async def sessions(conn: Conn) -> list[SessionStatus]:
+    """Every broker's recorded session, by broker."""
+    cur = await conn.execute(
+        "SELECT broker, session, logged_on, detail, changed_at, heartbeat_at, last_call_at,"
+        " extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,"
+        " extract(epoch FROM now() - last_call_at)::float8 AS last_call_age"
+        " FROM broker_sessions ORDER BY broker"
+    )
+    return cast(list[SessionStatus], await cur.fetchall())
 
 
 async def session_of(conn: Conn, broker: str) -> SessionRow | None:

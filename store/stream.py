@@ -4,6 +4,10 @@ Rows are written by the triggers of migration 0021 when an order event, a tradin
 report is booked; nothing here writes them. The numbers (``seq``) are gapless and become visible in order (the
 migration says how), so "everything after N" read now, then again later, misses nothing and repeats nothing.
 
+Rows older than the retention are pruned from the start (``prune``); ``stream_floor`` holds the number up to
+which rows may be gone, so a reader can tell a pruned position (``floor``, ``read_page``) instead of silently
+skipping what it can no longer get.
+
 ``Selection`` is what a client asked for (account, symbol, client, kinds) inside what its principal may see
 (``Scope``). It is applied twice, in SQL when a client catches up from the table and in Python when a process
 fans the rows it read once out to its clients; ``tests/store/test_stream.py`` checks that the two agree.
@@ -13,13 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypedDict, cast
 
 from core.auth import ALL, Scope
 from store import Conn
 
-__all__ = ["CHANNEL", "Selection", "StreamRow", "head", "last_seq", "listen", "read_after"]
+__all__ = [
+    "CHANNEL",
+    "Selection",
+    "StreamRow",
+    "floor",
+    "head",
+    "last_seq",
+    "listen",
+    "prune",
+    "read_after",
+    "read_page",
+]
 
 #: The NOTIFY channel the triggers signal at commit (payload: the row's number).
 CHANNEL = "exodus_stream"
@@ -149,3 +164,53 @@ async def head(conn: Conn) -> int:
 async def listen(conn: Conn) -> None:
     """Subscribe ``conn`` (autocommit, held for the purpose) to the stream's notifications."""
     await conn.execute(f"LISTEN {CHANNEL}")
+
+
+async def floor(conn: Conn) -> int:
+    """The number up to which rows may have been pruned (0: none ever were); a reader after it misses nothing."""
+    cur = await conn.execute("SELECT seq FROM stream_floor")
+    row = await cur.fetchone()
+    return int(row["seq"]) if row else 0
+
+
+async def read_page(
+    conn: Conn, after: int, *, limit: int, upto: int | None = None, selection: Selection | None = None
+) -> tuple[int, list[StreamRow]]:
+    """``read_after`` and the floor in one snapshot (its own repeatable-read transaction): (floor, rows).
+
+    When the floor is above ``after`` the rows after ``after`` are (partly) gone, and none are returned.
+    """
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        pruned = await floor(conn)
+        if pruned > after:
+            return pruned, []
+        return pruned, await read_after(conn, after, limit=limit, upto=upto, selection=selection)
+
+
+async def prune(conn: Conn, *, older_than: timedelta, batch: int = 5000) -> int | None:
+    """Delete up to ``batch`` of the oldest rows booked more than ``older_than`` ago, and raise the floor past them.
+
+    Only a run of rows from the start is deleted (up to the first one that is younger), so the floor stays the one
+    number below which rows may be missing. Runs in the caller's transaction; None when another prune holds the
+    floor (nothing done), else how many rows were deleted (fewer than ``batch``: nothing older is left).
+    """
+    cur = await conn.execute("SELECT seq FROM stream_floor FOR UPDATE SKIP LOCKED")
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    start = int(row["seq"])
+    cur = await conn.execute(
+        "SELECT seq, booked_at < clock_timestamp() - %s AS old FROM stream_events WHERE seq > %s ORDER BY seq LIMIT %s",
+        (older_than, start, batch),
+    )
+    upto = start
+    for r in await cur.fetchall():
+        if not r["old"]:
+            break
+        upto = int(r["seq"])
+    if upto == start:
+        return 0
+    await conn.execute("DELETE FROM stream_events WHERE seq > %s AND seq <= %s", (start, upto))
+    await conn.execute("UPDATE stream_floor SET seq = %s", (upto,))
+    return upto - start

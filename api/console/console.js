@@ -85,7 +85,95 @@ $("#login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   state.token = $("#token").value.trim();
   sessionStorage.setItem("exodus.token", state.token);
-  await start();
+  await // --- breaks and unmatched reports
+
+function breakTable(rows, { order = true } = {}) {
+  const resolver = can("breaks:resolve");
+  return `<table class="breaks"><thead><tr><th class="num">#</th><th>Detected (UTC)</th>${order ? "<th>Order</th><th>Account</th>" : ""}<th>Broker</th><th>Kind</th><th>Detail</th><th>State</th><th>Resolution</th></tr></thead>
+    <tbody>${rows.map((b) => `<tr data-break="${esc(b.id)}"><td class="num">${esc(b.id)}</td><td>${when(b.detectedAt)}</td>
+      ${order ? `<td>${b.orderId ? `<a href="#/order/${esc(b.orderId)}">${esc(b.orderId)}</a>` : `<span class="muted">none</span>`}</td><td>${esc(b.account || "")}</td>` : ""}
+      <td>${esc(b.broker)}</td><td>${esc(b.kind)}</td><td class="wrap">${esc(b.detail)}</td>
+      <td>${badge(b.resolvedAt ? "RESOLVED" : "OPEN")}</td>
+      <td class="wrap">${b.resolvedAt ? `${esc(b.resolution)} <span class="muted">— ${esc(b.resolvedBy)}, ${when(b.resolvedAt)}</span>`
+        : resolver ? `<button type="button" class="resolve" data-kind="breaks" data-id="${esc(b.id)}">Resolve…</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
+}
+
+function unmatchedTable(rows) {
+  const resolver = can("breaks:resolve");
+  return `<table id="unmatched"><thead><tr><th class="num">#</th><th>Received (UTC)</th><th>Broker</th><th>Exec id</th><th>Client order id</th><th>Why no order took it</th><th>State</th><th>Resolution</th></tr></thead>
+    <tbody>${rows.map((u) => `<tr data-unmatched="${esc(u.id)}"><td class="num">${esc(u.id)}</td><td>${when(u.receivedAt)}</td><td>${esc(u.broker)}</td>
+      <td>${esc(u.execId)}</td><td>${esc(u.clientOrderId)}</td><td class="wrap" title="${esc(JSON.stringify(u.report))}">${esc(u.reason)}</td>
+      <td>${badge(u.resolvedAt ? "RESOLVED" : "OPEN")}</td>
+      <td class="wrap">${u.resolvedAt ? `${esc(u.resolution)} <span class="muted">— ${esc(u.resolvedBy)}, ${when(u.resolvedAt)}</span>`
+        : resolver ? `<button type="button" class="resolve" data-kind="unmatched-reports" data-id="${esc(u.id)}">Resolve…</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
+}
+
+function wireResolve(reload) {
+  document.querySelectorAll("#page button.resolve").forEach((button) => button.addEventListener("click", async () => {
+    const { kind, id } = button.dataset;
+    const what = kind === "breaks" ? `break #${id}` : `unmatched report #${id}`;
+    const reason = prompt(`Resolve ${what}: why? (kept with it and in the audit log)`);
+    if (reason === null) return;
+    if (!reason.trim()) { banner("A reason is required to resolve."); return; }
+    try {
+      await api(`/api/v1/${kind}/${id}/resolve`, { method: "POST", body: { reason: reason.trim() } });
+      banner(`Resolved ${what}.`, true);
+      reload().catch(failed);
+    } catch (e) { failed(e); }
+  }));
+}
+
+async function breaks() {
+  if (!can("breaks:read")) {
+    $("#page").innerHTML = `<h1>Breaks</h1><p>Your roles do not include reading breaks.</p>`;
+    return;
+  }
+  const status = state.breakStatus || "open";
+  const [list, unmatched] = await Promise.all([
+    api(`/api/v1/breaks?status=${status}&limit=500`),
+    api(`/api/v1/unmatched-reports?status=${status}&limit=500`).catch((e) => (e.status === 403 ? null : Promise.reject(e))),
+  ]);
+  $("#page").innerHTML = `<h1>Breaks and unmatched reports</h1>
+    <form class="inline" id="break-filter"><label>Show <select name="status">${["open", "resolved", "all"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label></form>
+    <h2>Reconciliation breaks <span class="muted">(${list.count}${list.nextBefore ? "+" : ""})</span></h2>
+    ${list.data.length ? breakTable(list.data) : `<p id="no-breaks">No ${status === "all" ? "" : status + " "}break.</p>`}
+    <h2>Unmatched reports</h2>
+    ${unmatched === null ? `<p class="muted">Unmatched reports belong to no order: they are shown to firm-wide scopes only.</p>`
+      : unmatched.data.length ? unmatchedTable(unmatched.data) : `<p id="no-unmatched">No ${status === "all" ? "" : status + " "}unmatched report.</p>`}`;
+  $("#break-filter select").addEventListener("change", (ev) => { state.breakStatus = ev.target.value; breaks().catch(failed); });
+  wireResolve(breaks);
+  state.onEvent = (m) => { if (m.topic === "break" || m.topic === "unmatched") breaks().catch(failed); };
+}
+
+// --- broker health
+
+function age(seconds) {
+  if (seconds === null || seconds === undefined) return `<span class="muted">never</span>`;
+  const s = Number(seconds);
+  const text = s < 120 ? `${s.toFixed(1)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`;
+  return `<span class="num">${esc(text)}</span>`;
+}
+
+async function brokers() {
+  const h = await api("/api/v1/brokers/health");
+  $("#page").innerHTML = `<h1>Broker health <span class="muted">as of ${when(h.at)}</span></h1>
+    <h2>Sessions</h2>
+    <table id="sessions"><thead><tr><th>Broker</th><th>Session</th><th>State</th><th>Detail</th><th>Since (UTC)</th><th class="num">Owner heartbeat</th><th class="num">Last successful call</th></tr></thead>
+      <tbody>${h.sessions.map((s) => `<tr data-broker="${esc(s.broker)}"><td>${esc(s.broker)}</td><td>${esc(s.session)}</td><td>${badge(s.state)}</td><td class="wrap">${esc(s.detail)}</td>
+        <td>${when(s.changedAt)}</td><td class="num" title="${esc(s.heartbeatAt)}">${age(s.heartbeatAgeSeconds)} ago</td>
+        <td class="num">${s.lastCallAt ? `<span title="${esc(s.lastCallAt)}">${age(s.lastCallAgeSeconds)} ago</span>` : `<span class="muted">n/a</span>`}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No broker session recorded (the paper broker has none).</td></tr>`}</tbody></table>
+    <h2>MetaTrader 5 terminals</h2>
+    <table id="terminals"><thead><tr><th>Account</th><th>State</th><th>Login / server</th><th>EA</th><th class="num">Last heartbeat</th><th class="num">Timeout</th><th>Disconnected (UTC)</th></tr></thead>
+      <tbody>${h.terminals.map((t) => `<tr data-account="${esc(t.account)}"><td>${esc(t.account)}</td><td>${badge(t.state)}</td><td>${esc(t.login ?? "")} ${esc(t.server || "")}</td><td>${esc(t.eaVersion || "")}</td>
+        <td class="num">${t.lastHeartbeatAt ? `<span title="${esc(t.lastHeartbeatAt)}">${age(t.heartbeatAgeSeconds)} ago</span>` : age(null)}</td><td class="num">${num(t.heartbeatTimeoutSeconds)} s</td><td>${when(t.disconnectedAt)}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No MT5 bridge account.</td></tr>`}</tbody></table>
+    <h2>Quotes per source</h2>
+    <table id="quote-sources"><thead><tr><th>Source</th><th>State</th><th class="num">Symbols</th><th class="num">Stale</th><th class="num">Newest quote age</th></tr></thead>
+      <tbody>${h.quotes.map((q) => `<tr data-source="${esc(q.source)}"><td>${esc(q.source)}</td><td>${badge(q.state)}</td><td class="num">${num(q.symbols)}</td><td class="num">${num(q.staleSymbols)}</td><td class="num">${age(q.newestAgeSeconds)}</td></tr>`).join("") || `<tr><td colspan="5" class="muted">No quote stored.</td></tr>`}</tbody></table>`;
+  clearTimeout(state.healthTimer);
+  state.healthTimer = setTimeout(() => { if (location.hash.startsWith("#/brokers")) brokers().catch(failed); }, 10000);
+}
+
+start();
 });
 $("#logout").addEventListener("click", () => {
   sessionStorage.removeItem("exodus.token");
@@ -121,6 +209,10 @@ async function stream() {
       const headers = { Accept: "text/event-stream" };
       if (state.token) headers.Authorization = `Bearer ${state.token}`;
       const r = await fetch(`/api/v1/stream${query}`, { headers });
+      if (r.status === 410) { // the position was pruned: start live again and reload what the page shows
+        resetStream("the stream no longer holds the events after the last one this page saw");
+        continue;
+      }
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
       const reader = r.body.getReader();
       const decoder = new TextDecoder();
@@ -145,6 +237,13 @@ async function stream() {
   }
 }
 
+function resetStream(why) {
+  state.since = null;
+  setStream(false, "stream: reloading");
+  banner(`Stream reset: ${why}. The page was reloaded from the API.`);
+  if (state.me) route();
+}
+
 function setStream(up, text) {
   state.streamUp = up;
   const el = $("#stream-state");
@@ -159,6 +258,8 @@ function onMessage(m) {
   } else if (m.type === "heartbeat") {
     state.since = m.seq;
     setStream(true, "stream: live");
+  } else if (m.type === "reset") {
+    resetStream(m.message);
   } else if (m.type === "lagging") {
     state.since = m.seq;
     setStream(false, "stream: fell behind, resuming");
@@ -184,7 +285,7 @@ async function refreshGlobalState() {
 
 // ------------------------------------------------------------------------------------------------ pages
 
-const PAGES = { blotter, order, trading, risk, positions };
+const PAGES = { blotter, order, trading, risk, positions, breaks, brokers };
 
 function route() {
   const [page, arg] = (location.hash.replace(/^#\//, "") || "blotter").split("/");
@@ -300,7 +401,9 @@ async function order(id) {
   const o = await api(`/api/v1/orders/${encodeURIComponent(id)}`);
   const active = ACTIVE.includes(o.status);
   const deny = (o.events || []).filter((e) => e.kind === "DENY");
-  const breaks = (o.events || []).filter((e) => /BREAK|OVERFILL|OUT_OF_STATE|IGNORED/.test(e.kind));
+  const flagged = (o.events || []).filter((e) => /BREAK|OVERFILL|OUT_OF_STATE|IGNORED/.test(e.kind));
+  const breaks = can("breaks:read")
+    ? (await api(`/api/v1/breaks?orderId=${encodeURIComponent(o.internalOrderId)}&status=all&limit=500`)).data : [];
   $("#page").innerHTML = `<h1>Order ${esc(o.internalOrderId)} ${badge(o.status)}</h1>
     <dl class="terms">
       <dt>Client / order id</dt><dd>${esc(o.clientId)} / ${esc(o.clientOrderId)}</dd>
@@ -321,7 +424,8 @@ async function order(id) {
     <h2>Fills</h2>
     <table><thead><tr><th>Exec id</th><th class="num">Qty</th><th class="num">Price</th><th class="num">Fee</th><th>Filled (UTC)</th></tr></thead>
       <tbody>${(o.fills || []).map((f) => `<tr><td>${esc(f.execId)}</td><td class="num">${num(f.qty)}</td><td class="num">${num(f.price)}</td><td class="num">${num(f.fee)}</td><td>${when(f.filledAt)}</td></tr>`).join("")}</tbody></table>
-    <h2>Breaks</h2>${breaks.length ? `<ul>${breaks.map((e) => `<li>${esc(e.kind)}: ${esc(e.detail)}</li>`).join("")}</ul>` : "<p>None on the timeline.</p>"}
+    <h2>Breaks</h2>${breaks.length ? breakTable(breaks, { order: false }) : `<p id="no-breaks">${can("breaks:read") ? "No break recorded for this order." : "Your roles do not include reading breaks."}</p>`}
+    ${flagged.length ? `<p>On the timeline:</p><ul>${flagged.map((e) => `<li>${esc(e.kind)}: ${esc(e.detail)}</li>`).join("")}</ul>` : ""}
     <h2>Timeline</h2>
     <table><thead><tr><th class="num">#</th><th>At (UTC)</th><th>Kind</th><th>Status</th><th>Detail</th><th>Actor</th></tr></thead>
       <tbody>${(o.events || []).map((e) => `<tr><td class="num">${esc(e.seq)}</td><td>${when(e.at)}</td><td>${esc(e.kind)}</td><td>${badge(e.status)}</td><td>${esc(e.detail)}</td><td>${esc(e.actor || "")}</td></tr>`).join("")}</tbody></table>`;
@@ -342,6 +446,7 @@ async function order(id) {
     try { await api(`/api/v1/orders/${o.internalOrderId}`, { method: "PATCH", body }); banner("Amend sent.", true); order(id).catch(failed); }
     catch (e) { failed(e); }
   });
+  wireResolve(() => order(id));
   state.onEvent = (m) => { if (m.orderId === o.internalOrderId) order(id).catch(failed); };
 }
 
@@ -412,7 +517,13 @@ async function risk() {
     <h2>History</h2>
     <table><thead><tr><th class="num">Version</th><th>Scope</th><th>Key</th><th>Who</th><th>When (UTC)</th><th>Why</th></tr></thead>
       <tbody>${history.map((h) => `<tr><td class="num">${esc(h.version)}</td><td>${esc(h.scope)}</td><td>${esc(h.key || "")}</td><td>${esc(h.changedBy)}</td><td>${when(h.changedAt)}</td><td>${esc(h.reason)}</td></tr>`).join("")}</tbody></table>
-    <h2>Reservations</h2><pre>${esc(JSON.stringify(reservations, null, 2))}</pre>`;
+    <h2>Reservations per account</h2>
+    <table id="reservation-totals"><thead><tr><th>Account</th><th class="num">Orders</th><th class="num">Notional</th><th class="num">Margin</th></tr></thead>
+      <tbody>${(reservations.totals || []).map((t) => `<tr><td>${esc(t.account)}</td><td class="num">${num(t.orders)}</td><td class="num">${num(t.notional, 2)}</td><td class="num">${num(t.margin, 2)}</td></tr>`).join("") || `<tr><td colspan="4" class="muted">No working order holds anything.</td></tr>`}</tbody></table>
+    <h2>Reservations of working orders</h2>
+    <table id="reservations"><thead><tr><th>Order</th><th>Account</th><th>Client</th><th>Symbol</th><th>Side</th><th class="num">Open qty</th><th class="num">Price</th><th class="num">Notional</th><th class="num">Margin</th><th>Since (UTC)</th></tr></thead>
+      <tbody>${(reservations.data || []).map((r) => `<tr><td><a href="#/order/${esc(r.order_id)}">${esc(r.order_id)}</a></td><td>${esc(r.account)}</td><td>${esc(r.client_id)}</td><td>${esc(r.symbol)}</td><td>${esc(r.side)}</td>
+        <td class="num">${num(r.qty_open)}</td><td class="num">${num(r.price)}</td><td class="num">${num(r.notional, 2)}</td><td class="num">${num(r.margin, 2)}</td><td>${when(r.created_at)}</td></tr>`).join("")}</tbody></table>`;
   const form = $("#policy-edit");
   if (form) form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -447,6 +558,94 @@ async function positions() {
     <h2>Cash</h2><table><thead><tr><th>Account</th><th>Currency</th><th class="num">Balance</th></tr></thead>
       <tbody>${(book.cash || []).map((c) => `<tr><td>${esc(c.account)}</td><td>${esc(c.currency)}</td><td class="num">${num(c.balance, 2)}</td></tr>`).join("")}</tbody></table>`;
   state.onEvent = (m) => { if (m.kind === "FILL" || m.kind === "PARTIAL_FILL") positions().catch(failed); };
+}
+
+// --- breaks and unmatched reports
+
+function breakTable(rows, { order = true } = {}) {
+  const resolver = can("breaks:resolve");
+  return `<table class="breaks"><thead><tr><th class="num">#</th><th>Detected (UTC)</th>${order ? "<th>Order</th><th>Account</th>" : ""}<th>Broker</th><th>Kind</th><th>Detail</th><th>State</th><th>Resolution</th></tr></thead>
+    <tbody>${rows.map((b) => `<tr data-break="${esc(b.id)}"><td class="num">${esc(b.id)}</td><td>${when(b.detectedAt)}</td>
+      ${order ? `<td>${b.orderId ? `<a href="#/order/${esc(b.orderId)}">${esc(b.orderId)}</a>` : `<span class="muted">none</span>`}</td><td>${esc(b.account || "")}</td>` : ""}
+      <td>${esc(b.broker)}</td><td>${esc(b.kind)}</td><td class="wrap">${esc(b.detail)}</td>
+      <td>${badge(b.resolvedAt ? "RESOLVED" : "OPEN")}</td>
+      <td class="wrap">${b.resolvedAt ? `${esc(b.resolution)} <span class="muted">— ${esc(b.resolvedBy)}, ${when(b.resolvedAt)}</span>`
+        : resolver ? `<button type="button" class="resolve" data-kind="breaks" data-id="${esc(b.id)}">Resolve…</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
+}
+
+function unmatchedTable(rows) {
+  const resolver = can("breaks:resolve");
+  return `<table id="unmatched"><thead><tr><th class="num">#</th><th>Received (UTC)</th><th>Broker</th><th>Exec id</th><th>Client order id</th><th>Why no order took it</th><th>State</th><th>Resolution</th></tr></thead>
+    <tbody>${rows.map((u) => `<tr data-unmatched="${esc(u.id)}"><td class="num">${esc(u.id)}</td><td>${when(u.receivedAt)}</td><td>${esc(u.broker)}</td>
+      <td>${esc(u.execId)}</td><td>${esc(u.clientOrderId)}</td><td class="wrap" title="${esc(JSON.stringify(u.report))}">${esc(u.reason)}</td>
+      <td>${badge(u.resolvedAt ? "RESOLVED" : "OPEN")}</td>
+      <td class="wrap">${u.resolvedAt ? `${esc(u.resolution)} <span class="muted">— ${esc(u.resolvedBy)}, ${when(u.resolvedAt)}</span>`
+        : resolver ? `<button type="button" class="resolve" data-kind="unmatched-reports" data-id="${esc(u.id)}">Resolve…</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
+}
+
+function wireResolve(reload) {
+  document.querySelectorAll("#page button.resolve").forEach((button) => button.addEventListener("click", async () => {
+    const { kind, id } = button.dataset;
+    const what = kind === "breaks" ? `break #${id}` : `unmatched report #${id}`;
+    const reason = prompt(`Resolve ${what}: why? (kept with it and in the audit log)`);
+    if (reason === null) return;
+    if (!reason.trim()) { banner("A reason is required to resolve."); return; }
+    try {
+      await api(`/api/v1/${kind}/${id}/resolve`, { method: "POST", body: { reason: reason.trim() } });
+      banner(`Resolved ${what}.`, true);
+      reload().catch(failed);
+    } catch (e) { failed(e); }
+  }));
+}
+
+async function breaks() {
+  if (!can("breaks:read")) {
+    $("#page").innerHTML = `<h1>Breaks</h1><p>Your roles do not include reading breaks.</p>`;
+    return;
+  }
+  const status = state.breakStatus || "open";
+  const [list, unmatched] = await Promise.all([
+    api(`/api/v1/breaks?status=${status}&limit=500`),
+    api(`/api/v1/unmatched-reports?status=${status}&limit=500`).catch((e) => (e.status === 403 ? null : Promise.reject(e))),
+  ]);
+  $("#page").innerHTML = `<h1>Breaks and unmatched reports</h1>
+    <form class="inline" id="break-filter"><label>Show <select name="status">${["open", "resolved", "all"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label></form>
+    <h2>Reconciliation breaks <span class="muted">(${list.count}${list.nextBefore ? "+" : ""})</span></h2>
+    ${list.data.length ? breakTable(list.data) : `<p id="no-breaks">No ${status === "all" ? "" : status + " "}break.</p>`}
+    <h2>Unmatched reports</h2>
+    ${unmatched === null ? `<p class="muted">Unmatched reports belong to no order: they are shown to firm-wide scopes only.</p>`
+      : unmatched.data.length ? unmatchedTable(unmatched.data) : `<p id="no-unmatched">No ${status === "all" ? "" : status + " "}unmatched report.</p>`}`;
+  $("#break-filter select").addEventListener("change", (ev) => { state.breakStatus = ev.target.value; breaks().catch(failed); });
+  wireResolve(breaks);
+  state.onEvent = (m) => { if (m.topic === "break" || m.topic === "unmatched") breaks().catch(failed); };
+}
+
+// --- broker health
+
+function age(seconds) {
+  if (seconds === null || seconds === undefined) return `<span class="muted">never</span>`;
+  const s = Number(seconds);
+  const text = s < 120 ? `${s.toFixed(1)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`;
+  return `<span class="num">${esc(text)}</span>`;
+}
+
+async function brokers() {
+  const h = await api("/api/v1/brokers/health");
+  $("#page").innerHTML = `<h1>Broker health <span class="muted">as of ${when(h.at)}</span></h1>
+    <h2>Sessions</h2>
+    <table id="sessions"><thead><tr><th>Broker</th><th>Session</th><th>State</th><th>Detail</th><th>Since (UTC)</th><th class="num">Owner heartbeat</th><th class="num">Last successful call</th></tr></thead>
+      <tbody>${h.sessions.map((s) => `<tr data-broker="${esc(s.broker)}"><td>${esc(s.broker)}</td><td>${esc(s.session)}</td><td>${badge(s.state)}</td><td class="wrap">${esc(s.detail)}</td>
+        <td>${when(s.changedAt)}</td><td class="num" title="${esc(s.heartbeatAt)}">${age(s.heartbeatAgeSeconds)} ago</td>
+        <td class="num">${s.lastCallAt ? `<span title="${esc(s.lastCallAt)}">${age(s.lastCallAgeSeconds)} ago</span>` : `<span class="muted">n/a</span>`}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No broker session recorded (the paper broker has none).</td></tr>`}</tbody></table>
+    <h2>MetaTrader 5 terminals</h2>
+    <table id="terminals"><thead><tr><th>Account</th><th>State</th><th>Login / server</th><th>EA</th><th class="num">Last heartbeat</th><th class="num">Timeout</th><th>Disconnected (UTC)</th></tr></thead>
+      <tbody>${h.terminals.map((t) => `<tr data-account="${esc(t.account)}"><td>${esc(t.account)}</td><td>${badge(t.state)}</td><td>${esc(t.login ?? "")} ${esc(t.server || "")}</td><td>${esc(t.eaVersion || "")}</td>
+        <td class="num">${t.lastHeartbeatAt ? `<span title="${esc(t.lastHeartbeatAt)}">${age(t.heartbeatAgeSeconds)} ago</span>` : age(null)}</td><td class="num">${num(t.heartbeatTimeoutSeconds)} s</td><td>${when(t.disconnectedAt)}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No MT5 bridge account.</td></tr>`}</tbody></table>
+    <h2>Quotes per source</h2>
+    <table id="quote-sources"><thead><tr><th>Source</th><th>State</th><th class="num">Symbols</th><th class="num">Stale</th><th class="num">Newest quote age</th></tr></thead>
+      <tbody>${h.quotes.map((q) => `<tr data-source="${esc(q.source)}"><td>${esc(q.source)}</td><td>${badge(q.state)}</td><td class="num">${num(q.symbols)}</td><td class="num">${num(q.staleSymbols)}</td><td class="num">${age(q.newestAgeSeconds)}</td></tr>`).join("") || `<tr><td colspan="5" class="muted">No quote stored.</td></tr>`}</tbody></table>`;
+  clearTimeout(state.healthTimer);
+  state.healthTimer = setTimeout(() => { if (location.hash.startsWith("#/brokers")) brokers().catch(failed); }, 10000);
 }
 
 start();

@@ -1,12 +1,14 @@
 """``GET /api/v1/stream``: order events as they are booked, over a WebSocket or as Server-Sent Events.
 
 The protocol (README, "The event stream"): JSON messages ``hello``, ``event`` (with ``seq``), ``heartbeat`` (with
-the position to resume from) and ``lagging`` (the client fell too far behind and is disconnected). Reconnect with
+the position to resume from), ``lagging`` (the client fell too far behind and is disconnected) and ``reset`` (the
+events after its position were pruned while it caught up). Reconnect with
 ``since=<the last seq you got>`` to get exactly what was missed, in order, then live events. SSE frames carry
 the number as ``id:`` so a browser's ``EventSource`` resumes by itself (``Last-Event-ID``).
 
 Bad parameters are answered 422 naming the field (the WebSocket before its handshake, as an HTTP answer),
-a ``since`` beyond anything the stream has numbered 422 too (a position from another database).
+a ``since`` beyond anything the stream has numbered 422 too (a position from another database), and a ``since``
+whose events were pruned 410 naming it and the first position the stream can resume from.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from api.auth import requires, requires_socket
 from api.edge import EdgeRoute
 from api.schemas import ErrorBody, Reason
-from api.streaming import StreamHub, StreamRequest, StreamSession, parse_request, pump
+from api.streaming import StreamHub, StreamRequest, StreamSession, parse_request, pruned_message, pump
 from core.auth import Permission, Principal
 from core.metrics import STREAM_CLIENTS
 from store import Pool
@@ -69,10 +71,14 @@ async def _checked(conn: HTTPConnection, params: Mapping[str, str], last_event_i
         pool: Pool = conn.app.state.pool
         async with pool.connection() as db:
             head = await store_stream.head(db)
+            pruned = await store_stream.floor(db)
+        field = "since" if "since" in params else "Last-Event-ID"
         if parsed.since > head:
-            field = "since" if "since" in params else "Last-Event-ID"
             message = f"{field}: {parsed.since} is beyond the stream's last number ({head}); a position from elsewhere?"
             raise _refusal(422, [Reason(code="INVALID_FIELD", field=field, message=message)])
+        if parsed.since < pruned:
+            message = pruned_message(parsed.since, pruned)["message"].replace("since:", f"{field}:", 1)
+            raise _refusal(410, [Reason(code="SINCE_PRUNED", field=field, message=message)])
     return parsed
 
 
@@ -150,7 +156,7 @@ _PARAMETERS = [
     "/stream",
     response_class=EventStreamResponse,
     status_code=200,
-    responses={200: {"content": {"text/event-stream": {}}}, 422: {"model": ErrorBody}},
+    responses={200: {"content": {"text/event-stream": {}}}, 410: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     openapi_extra={"parameters": _PARAMETERS},
 )
 async def stream_sse(
@@ -200,5 +206,6 @@ async def stream_ws(
         for task in (pumping, leaving):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+    code, reason = (4008, "lagging") if session.lagging else (4010, "reset") if session.reset else (1000, "")
     with contextlib.suppress(Exception):
-        await websocket.close(code=4008 if session.lagging else 1000, reason="lagging" if session.lagging else "")
+        await websocket.close(code=code, reason=reason)

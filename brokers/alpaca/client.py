@@ -23,6 +23,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -115,6 +116,8 @@ class AlpacaRest:
         #: 429 answers seen, and retries made (diagnostics and tests).
         self.throttled = 0
         self.retries = 0
+        #: When a call last got a 2xx answer (the broker health page shows it through the session's heartbeat).
+        self.last_ok_at: datetime | None = None
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -150,6 +153,7 @@ class AlpacaRest:
                 ) from e
             status = response.status_code
             if status < 300:
+                self.last_ok_at = datetime.now(UTC)
                 try:
                     return _loads(response.content)
                 except ValueError as e:

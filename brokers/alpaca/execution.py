@@ -131,6 +131,8 @@ class AlpacaBroker:
             limiter=RateLimiter(settings.rate_limit_per_minute),
             event_hooks=http_hooks,
         )
+        if recorder is not None:
+            recorder.last_call = self._last_call
         self._to_alpaca = dict(settings.symbol_map)
         self._from_alpaca = {v: k for k, v in self._to_alpaca.items()}
         self.stream = TradeUpdatesStream(
@@ -214,6 +216,11 @@ class AlpacaBroker:
         if self._recorder is not None and self._recording:
             self._recording = False
             await self._recorder.stop()
+
+    def _last_call(self) -> datetime | None:
+        # The latest successful call to either host (trading or market data).
+        times = [t for t in (self.rest.last_ok_at, self.data.last_ok_at) if t is not None]
+        return max(times) if times else None
 
     def _on_stream_state(self, up: bool, detail: str) -> None:
         if not up:

@@ -156,8 +156,7 @@ class IBBroker:
             self._completed_states[order.permId] = (state.completedStatus, state.completedTime)
             wrapper_completed(contract, order, state)
 
-        # Replacing ib_async's handler by one of ours that calls it (its own signature, typed loosely).
-        self.ib.wrapper.completedOrder = completed  # type: ignore[method-assign,assignment]
+        self.ib.wrapper.completedOrder = completed  # type: ignore[method-assign,assignment]  # replaced on this instance only
         self._pending: dict[int, _Pending] = {}
         self._lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
@@ -317,7 +316,7 @@ class IBBroker:
             used = await self.store.last_order_id(self.session)
             order_id = max(announced, used + 1)
             await self.store.use_order_id(self.session, order_id)
-            self.ib.client.updateReqId(order_id + 1)  # type: ignore[no-untyped-call]  # ib_async leaves it untyped
+            self.ib.client.updateReqId(order_id + 1)  # type: ignore[no-untyped-call]  # unannotated in ib_async
             return order_id
 
     # -- requests --------------------------------------------------------------------------------------------
@@ -426,7 +425,7 @@ class IBBroker:
             )
         self._cancel_requested.add(record.order_id)
         future = self._expect(record.ib_order_id, "cancel")
-        self.ib.client.cancelOrder(record.ib_order_id, "")  # type: ignore[no-untyped-call]  # untyped in ib_async
+        self.ib.client.cancelOrder(record.ib_order_id, "")  # type: ignore[no-untyped-call]  # unannotated in ib_async
         ok, reason = await self._answer(record.ib_order_id, future, "cancelOrder")
         if ok:
             await self._sync()
@@ -480,10 +479,7 @@ class IBBroker:
             return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=f"UNSUPPORTED: {e}")
         future = self._expect(record.ib_order_id, "modify", new_cid)
         # The client call, not IB.placeOrder: ib_async refuses to modify a trade it marked done itself.
-        # ib_async's client.placeOrder is untyped.
-        self.ib.client.placeOrder(  # type: ignore[no-untyped-call]
-            record.ib_order_id, contract, self._ib_order(record.ib_order_id, fields)
-        )
+        self.ib.client.placeOrder(record.ib_order_id, contract, self._ib_order(record.ib_order_id, fields))  # type: ignore[no-untyped-call]  # unannotated in ib_async
         ok, reason = await self._answer(record.ib_order_id, future, "modification")
         if not ok:
             return BrokerAck(

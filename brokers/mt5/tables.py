@@ -57,6 +57,7 @@ __all__ = [
     "register_account",
     "symbol",
     "symbols",
+    "terminals",
     "ticket_known",
     "touch_poll",
     "update_order",
@@ -189,6 +190,16 @@ async def liveness(conn: Conn, account: str) -> dict[str, Any] | None:
     )
     row: Any = await cur.fetchone()
     return cast(dict[str, Any] | None, row)
+
+
+async def terminals(conn: Conn) -> list[dict[str, Any]]:
+    """Every bridge account's terminal for the broker health page, with the heartbeat's age (the database's clock)."""
+    cur = await conn.execute(
+        "SELECT account, terminal_id, ea_version, login, server, connected, last_heartbeat_at, last_poll_at,"
+        " disconnected_at, heartbeat_timeout_s, extract(epoch FROM now() - last_heartbeat_at)::float8 AS age"
+        " FROM mt5_accounts ORDER BY account"
+    )
+    return cast(list[dict[str, Any]], await cur.fetchall())
 
 
 async def mark_accounts_stale(conn: Conn, accounts: list[str]) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from core.domain import derive_order_id
 from core.instruments import InstrumentCatalog
 from core.risk import AccountOverrides, RiskPolicy
 from store.auth import create_api_key, register_account
+from store.breaks import add_break, add_unmatched_report, list_breaks, list_unmatched
 from store.policy import PolicyStore
 from tests.api.authkit import AuthEnv, Idp, bearer, seed_order
 from tests.conftest import temporal_address
@@ -443,6 +444,40 @@ CASES: list[Case] = [
         lambda t, ctx: _get("/api/v1/audit/export", **{"from": "2020-01-01", "to": "2020-01-02", "kind": "orders"}),
         {200},
     ),
+    Case(
+        "GET",
+        "/api/v1/breaks",
+        {Role.TRADER, Role.OPERATOR, Role.RISK, Role.AUDITOR},
+        "filter",
+        lambda t, ctx: _get("/api/v1/breaks", status="all"),
+        {200},
+        listed=lambda body, t, ctx: ctx["breaks"][t] in {b["id"] for b in body["data"]},
+    ),
+    Case(
+        "POST",
+        "/api/v1/breaks/{break_id}/resolve",
+        {Role.OPERATOR, Role.RISK},
+        "hide",
+        lambda t, ctx: (f"/api/v1/breaks/{ctx['breaks'][t]}/resolve", {"json": {"reason": "matrix"}}),
+        {200, 409},  # the first allowed call resolves it, the next ones are told it already is
+    ),
+    Case(
+        "GET",
+        "/api/v1/unmatched-reports",
+        {Role.TRADER, Role.OPERATOR, Role.RISK, Role.AUDITOR},
+        "firm",
+        lambda t, ctx: _get("/api/v1/unmatched-reports", status="all"),
+        {200},
+    ),
+    Case(
+        "POST",
+        "/api/v1/unmatched-reports/{report_id}/resolve",
+        {Role.OPERATOR, Role.RISK},
+        "firm",
+        lambda t, ctx: (f"/api/v1/unmatched-reports/{ctx['unmatched']}/resolve", {"json": {"reason": "matrix"}}),
+        {200, 409},
+    ),
+    Case("GET", "/api/v1/brokers/health", ALL_BUT_BRIDGE, "none", lambda t, ctx: _get("/api/v1/brokers/health"), {200}),
     Case("GET", "/health", set(Role), "none", lambda t, ctx: _get("/health"), {200}),
     Case(
         "GET",
@@ -523,7 +558,17 @@ async def _seed(env: AuthEnv) -> dict[str, Any]:
             f"desk-{t}",
             f"desk-{t}",
         )
-    return {"target_keys": target_keys}
+    breaks: dict[str, int] = {}
+    async with env.pool.connection() as conn:
+        for t in ("in", "out"):
+            await add_break(conn, order_id=ORDER[t], broker="paper", kind="MATRIX", detail=f"break of {t}")
+            [row] = await list_breaks(conn, scope=Scope.everything(), order_id=ORDER[t])
+            breaks[t] = row["id"]
+        await add_unmatched_report(
+            conn, broker="paper", exec_id="matrix-x", cl_ord_id="matrix", reason="matrix", report={}
+        )
+        [stray] = await list_unmatched(conn, scope=Scope.everything())
+    return {"target_keys": target_keys, "breaks": breaks, "unmatched": stray["id"]}
 
 
 async def _credentials(env: AuthEnv) -> dict[tuple[str, str, str], str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from core.auth import Scope
 from core.domain import OrderEvent, OrderEventKind, OrderStatus, TimelineKind, utcnow
 from core.settings import ApiSettings, Settings, StreamSettings, TokenSettings
 from store import Pool
-from store.stream import last_seq
+from store.stream import floor, last_seq, prune
 from store.timeline import write_events
 from tests.api.streamkit import book_states, connect, events, next_message, open_pool, serve, sse_messages
 from tests.conftest import create_database, make_settings
@@ -231,3 +232,114 @@ async def test_a_slow_client_is_cut_off_without_delaying_the_others(stream_db: s
         quick.cancel()
     finally:
         await hub.stop()
+
+
+async def test_a_client_that_stops_reading_while_catching_up_is_cut_off_alone(stream_db: str, db: Pool) -> None:
+    settings = StreamSettings(heartbeat_seconds=30, poll_seconds=0.2, page_size=5, send_timeout_seconds=0.5)
+    start = await _position(db)
+    names = [f"CATCH{i}" for i in range(20)]
+    await book_states(db, names)
+    hub = StreamHub(db, stream_db, settings)
+    await hub.start()
+    try:
+        attempts: list[dict[str, Any]] = []
+        fast: list[dict[str, Any]] = []
+        never = asyncio.Event()
+
+        async def stuck_send(message: dict[str, Any]) -> None:
+            attempts.append(message)
+            if message["type"] == "event" and len(attempts) == 4:
+                await never.wait()  # the client stopped reading on its third event, still catching up
+
+        async def fast_send(message: dict[str, Any]) -> None:
+            fast.append(message)
+
+        resume = StreamRequest(since=start, accounts=None, symbols=None, clients=None, kinds=None)
+        stuck_session = StreamSession(hub, resume, Scope.everything())
+        stuck = asyncio.create_task(pump(stuck_session, stuck_send, lagging_send_timeout=0.2))
+        quick = asyncio.create_task(pump(StreamSession(hub, resume, Scope.everything()), fast_send))
+        async with asyncio.timeout(30):
+            await stuck  # cut off although its send never returned, and before it joined the live feed
+            while len([m for m in fast if m["type"] == "event"]) < len(names):
+                await asyncio.sleep(0.01)
+        assert stuck_session.sub is None and stuck_session.lagging
+        last = attempts[-1]
+        assert last["type"] == "lagging" and last["seq"] == start + 2, last
+        assert "took no message for 0.5 s" in last["message"] and f"since={start + 2}" in last["message"]
+        assert [m["data"]["key"] for m in fast if m["type"] == "event"] == names
+        assert not quick.done()
+        quick.cancel()
+    finally:
+        await hub.stop()
+
+
+@pytest.fixture(scope="module")
+async def pruned_db(postgres_admin_url: str) -> str:
+    # Pruning deletes from the start of the stream: a database of its own.
+    return await create_database(postgres_admin_url, "exodus_stream_pruned")
+
+
+async def _prune_all_but_last(pool: Pool, keep: int) -> int:
+    async with pool.connection() as conn:
+        head = await last_seq(conn)
+        await conn.execute(
+            "UPDATE stream_events SET booked_at = booked_at - interval '30 days' WHERE seq <= %s", (head - keep,)
+        )
+        async with conn.transaction():
+            await prune(conn, older_than=timedelta(days=1))
+        return await floor(conn)
+
+
+async def test_a_pruned_position_is_refused_410_naming_since(pruned_db: str) -> None:
+    async with open_pool(pruned_db) as pool:
+        await book_states(pool, [f"OLD{i}" for i in range(6)])
+        pruned = await _prune_all_but_last(pool, 2)
+        assert pruned > 0
+        async with serve(_settings(pruned_db)) as a, httpx.AsyncClient(base_url=a.url, timeout=20) as http:
+            r = await http.get(f"/api/v1/stream?since={pruned - 1}")
+            assert r.status_code == 410, r.text
+            [reason] = r.json()["reasons"]
+            assert (reason["code"], reason["field"]) == ("SINCE_PRUNED", "since")
+            assert f"since={pruned}" in reason["message"] and f"after {pruned - 1}" in reason["message"]
+            r = await http.get("/api/v1/stream", headers={"Last-Event-ID": "0"})
+            assert r.status_code == 410 and r.json()["reasons"][0]["field"] == "Last-Event-ID"
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with connect(a, f"since={pruned - 1}"):
+                    pass
+            assert refused.value.response.status_code == 410
+            # From the floor on, nothing is missing.
+            got = await sse_messages(http, f"/api/v1/stream?since={pruned}", 2)
+            assert [m["data"]["key"] for _, m in got] == ["OLD4", "OLD5"]
+
+
+async def test_a_client_the_pruning_overtakes_while_catching_up_is_told_reset(pruned_db: str) -> None:
+    settings = StreamSettings(heartbeat_seconds=30, poll_seconds=0.2, page_size=2, send_timeout_seconds=30)
+    async with open_pool(pruned_db) as pool:
+        start = await _position(pool)
+        await book_states(pool, [f"RACE{i}" for i in range(8)])
+        hub = StreamHub(pool, pruned_db, settings)
+        await hub.start()
+        try:
+            sent: list[dict[str, Any]] = []
+            first_taken, go_on = asyncio.Event(), asyncio.Event()
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+                if message["type"] == "event" and not first_taken.is_set():
+                    first_taken.set()
+                    await go_on.wait()
+
+            request = StreamRequest(since=start, accounts=None, symbols=None, clients=None, kinds=None)
+            session = StreamSession(hub, request, Scope.everything())
+            task = asyncio.create_task(pump(session, send))
+            await asyncio.wait_for(first_taken.wait(), 10)
+            pruned = await _prune_all_but_last(pool, 1)  # the rest of its page and more are gone meanwhile
+            go_on.set()
+            await asyncio.wait_for(task, 10)
+        finally:
+            await hub.stop()
+    kinds = [m["type"] for m in sent]
+    assert kinds == ["hello", "event", "event", "reset"], sent
+    reset = sent[-1]
+    assert reset["since"] == start + 2 and reset["seq"] == pruned and f"since={pruned}" in reset["message"]
+    assert session.reset and not session.lagging

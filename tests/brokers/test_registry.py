@@ -25,7 +25,7 @@ from brokers.base import BROKER_CALLS, BrokerCapabilities, BrokerContext, Broker
 from core.domain import OrderType, TimeInForce
 from core.instruments import InstrumentCatalog
 from core.marketdata import SIMULATED_SOURCES
-from core.settings import AlpacaSettings, Mt5AccountSettings, Mt5Settings, OandaSettings, Settings
+from core.settings import AlpacaSettings, KrakenSettings, Mt5AccountSettings, Mt5Settings, OandaSettings, Settings
 from devstack.venues import Launch, launch_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,6 +144,7 @@ def _buildable_settings() -> Settings:
         database_url="postgresql://localhost:1/unused",
         alpaca=AlpacaSettings(key_id=SecretStr("k"), secret_key=SecretStr("s")),
         oanda=OandaSettings(token=SecretStr("t"), account_id="101-001-0000000-001"),
+        kraken=KrakenSettings(api_key=SecretStr("k"), api_secret=SecretStr("czM=")),
         mt5=Mt5Settings(accounts={"xm-1": Mt5AccountSettings(token="t")}),
     )
 

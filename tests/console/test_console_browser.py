@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,13 @@ import pytest
 import uvicorn
 
 from api.main import create_app
+from brokers.mt5.tables import register_account as register_mt5_account
 from core.auth import Scope
 from core.settings import ApiSettings, TokenSettings
+from store.breaks import add_break, add_unmatched_report, list_breaks
+from store.sessions import heartbeat, record_session
 from tests.harness import Stack, unique
+from tests.store.kit import decided
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -176,11 +181,12 @@ async def test_the_blotter_shows_a_new_order_and_then_its_fill_without_a_reload(
     await page.shot("blotter-new-order")
     await stack.venue.set_mid("AAPL", D("149.00"))  # the market comes to the resting limit: it fills
     await page.wait("its fill", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row}[data-status=FILLED]"))
-    filled = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} td.filled").text)
+    # Read in one script: a later event of the order may replace the row between a find and a read (stale element).
+    filled = await page.run(lambda d: d.execute_script(f'return document.querySelector("{row} td.filled").textContent'))
     assert D(filled) == 5
     assert await page.run(lambda d: d.execute_script("return window.__notReloaded === true"))
     await page.shot("blotter-filled")
-    await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} a").click())
+    await page.run(lambda d: d.execute_script(f'document.querySelector("{row} a").click()'))
     await page.wait("the order page", lambda d: "Timeline" in d.find_element(By.ID, "page").text)
     await page.shot("order-page")
     await stack.venue.set_mid("AAPL", D("190.00"))
@@ -264,3 +270,104 @@ async def test_a_traders_login_shows_no_risk_edit_controls(console: tuple[Page, 
     await page.open("risk")
     await page.wait("the policy", lambda d: d.find_elements(By.ID, "policy-view"))
     assert not await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, "#policy-edit"))
+
+
+async def _resolve_in_page(page: Page, selector: str, reason: str) -> None:
+    def go(d: WebDriver) -> None:
+        d.find_element(By.CSS_SELECTOR, f"{selector} button.resolve").click()
+        alert = WebDriverWait(d, 10).until(lambda d: d.switch_to.alert)
+        alert.send_keys(reason)
+        alert.accept()
+
+    await page.run(go)
+
+
+async def test_breaks_and_unmatched_reports_are_resolved_from_the_console_and_shown_on_the_order(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
+    page, http = console
+    exec_id = unique("stray")
+    async with stack.pool.connection() as conn:
+        order = await decided(conn, client_id=unique("desk"), account=unique("acct"))
+        await add_break(conn, order_id=order.order_id, broker="paper", kind="FILL_MISMATCH", detail="venue 5, ledger 4")
+        [brk] = await list_breaks(conn, scope=Scope.everything(), order_id=order.order_id)
+        await add_unmatched_report(
+            conn, broker="paper", exec_id=exec_id, cl_ord_id="ghost-1", reason="no order took it", report={}
+        )
+    await page.sign_in("t-ops")
+    await page.open("breaks")
+    row = f"tr[data-break='{brk['id']}']"
+    await page.wait("the open break", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.resolve"))
+    await page.wait("the unmatched report", lambda d: exec_id in d.find_element(By.ID, "unmatched").text)
+    # Live: a break booked while the page is open appears without a reload (the stream announces it).
+    async with stack.pool.connection() as conn:
+        await add_break(conn, order_id=order.order_id, broker="paper", kind="POSITION", detail="live one")
+    await page.wait("the live break", lambda d: "live one" in d.find_element(By.ID, "page").text)
+    await page.shot("breaks-open")
+    await _resolve_in_page(page, row, "venue confirmed 4")
+    await page.wait("resolved", lambda d: f"Resolved break #{brk['id']}" in d.find_element(By.ID, "banner").text)
+    await page.wait("gone from the open ones", lambda d: not d.find_elements(By.CSS_SELECTOR, row))
+    r = await http.get("/api/v1/breaks", params={"orderId": order.order_id, "status": "resolved"}, headers=_as("t-ops"))
+    [done] = r.json()["data"]
+    assert (done["id"], done["resolvedBy"], done["resolution"]) == (brk["id"], "ops", "venue confirmed 4")
+    [stray] = [
+        u
+        for u in (await http.get("/api/v1/unmatched-reports", headers=_as("t-ops"))).json()["data"]
+        if u["execId"] == exec_id
+    ]
+    unmatched_row = f"tr[data-unmatched='{stray['id']}']"
+    await _resolve_in_page(page, unmatched_row, "a venue test report")
+    await page.wait("unmatched resolved", lambda d: not d.find_elements(By.CSS_SELECTOR, unmatched_row))
+    await page.run(
+        lambda d: d.execute_script(
+            "const s = document.querySelector('#break-filter select'); s.value = 'all';"
+            " s.dispatchEvent(new Event('change'))"
+        )
+    )
+    await page.wait("the resolution", lambda d: "venue confirmed 4" in d.find_element(By.CSS_SELECTOR, row).text)
+    await page.wait(
+        "the unmatched resolution",
+        lambda d: "a venue test report" in d.find_element(By.CSS_SELECTOR, unmatched_row).text,
+    )
+    await page.shot("breaks-resolved")
+    # The order page lists the order's breaks, resolved or not.
+    await page.open(f"order/{order.order_id}")
+    await page.wait("the order's breaks", lambda d: "venue confirmed 4" in d.find_element(By.ID, "page").text)
+    assert "live one" in await page.run(lambda d: d.find_element(By.CSS_SELECTOR, "table.breaks").text)
+    await page.shot("order-page-breaks")
+    # An auditor reads breaks but gets no resolve button.
+    await page.run(lambda d: d.execute_script("sessionStorage.clear()"))
+    await page.sign_in("t-audit")
+    await page.open("breaks")
+    await page.wait("breaks as auditor", lambda d: d.find_elements(By.CSS_SELECTOR, "table.breaks"))
+    assert not await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, "button.resolve"))
+
+
+async def test_broker_health_shows_sessions_terminals_and_quote_sources(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
+    page, _ = console
+    fix, alpaca, account = unique("fix"), unique("alpaca"), unique("xm")
+    async with stack.pool.connection() as conn:
+        await record_session(conn, broker=fix, session="FIX.4.4:EXODUS->VENUE", logged_on=True, detail="logged on")
+        await record_session(conn, broker=alpaca, session="https://paper-api", logged_on=False, detail="stream dropped")
+        await heartbeat(conn, alpaca, last_call_at=datetime.now(UTC))
+        await register_mt5_account(conn, account, 30.0)
+        await conn.execute(
+            "UPDATE mt5_accounts SET connected = true, last_heartbeat_at = now(), login = 5012345,"
+            " server = 'XMGlobal-MT5 2', ea_version = '1.0' WHERE account = %s",
+            (account,),
+        )
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    await page.sign_in("t-desk")
+    await page.open("brokers")
+    await page.wait(
+        "the FIX session", lambda d: "UP" in d.find_element(By.CSS_SELECTOR, f"tr[data-broker='{fix}']").text
+    )
+    alpaca_row = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-broker='{alpaca}']").text)
+    assert "DOWN" in alpaca_row and "stream dropped" in alpaca_row and "ago" in alpaca_row.split("stream dropped")[1]
+    terminal = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-account='{account}']").text)
+    assert "UP" in terminal and "5012345" in terminal
+    paper = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-source='paper']").text)
+    assert paper.split()[1] in ("OK", "STALE")
+    await page.shot("broker-health")

@@ -44,7 +44,9 @@ def test_role_table_is_the_one_in_the_readme() -> None:
         Role.ADMIN: {P.KEYS_READ, P.KEYS_MANAGE, P.ACCOUNTS_MANAGE},
     }
     for role in (Role.TRADER, Role.OPERATOR, Role.RISK, Role.AUDITOR):
-        expected[role] |= {P.MARKET_DATA_READ}  # the quotes risk prices with
+        expected[role] |= {P.MARKET_DATA_READ, P.BREAKS_READ}  # the quotes risk prices with; breaks in scope
+    for role in (Role.OPERATOR, Role.RISK):
+        expected[role] |= {P.BREAKS_RESOLVE}
     for role, permissions in expected.items():
         if role is not Role.BRIDGE:
             permissions |= {P.ACCOUNTS_READ, P.SYSTEM_READ}
@@ -53,6 +55,7 @@ def test_role_table_is_the_one_in_the_readme() -> None:
     assert [r for r in Role if P.TRADING_STATE_LIFT in ROLE_PERMISSIONS[r]] == [Role.RISK]
     assert [r for r in Role if P.AUDIT_READ in ROLE_PERMISSIONS[r]] == [Role.AUDITOR]
     assert [r for r in Role if P.BRIDGE_MT5 in ROLE_PERMISSIONS[r]] == [Role.BRIDGE]
+    assert [r for r in Role if P.BREAKS_RESOLVE in ROLE_PERMISSIONS[r]] == [Role.OPERATOR, Role.RISK]
 
 
 def test_scope_dimensions_are_lists_or_an_explicit_all() -> None:

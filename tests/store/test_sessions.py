@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from store import Pool
-from store.sessions import heartbeat, record_session, session_of
+from store.sessions import heartbeat, record_session, session_of, sessions
 from tests.harness import unique
 
 pytestmark = pytest.mark.asyncio
@@ -32,3 +33,19 @@ async def test_changed_at_moves_only_when_logged_on_changes_and_the_heartbeat_al
     assert same["changed_at"] == first["changed_at"] and same["heartbeat_at"] > first["heartbeat_at"]
     assert up["logged_on"] and up["changed_at"] > same["changed_at"] and up["detail"] == "logged on"
     assert beat["heartbeat_at"] > up["heartbeat_at"] and beat["changed_at"] == up["changed_at"]
+
+
+async def test_the_last_successful_call_only_moves_forward_and_sessions_list_their_ages(db: Pool) -> None:
+    broker = unique("alpaca")
+    later = datetime.now(UTC)
+    earlier = later - timedelta(minutes=5)
+    async with db.connection() as conn:
+        await record_session(conn, broker=broker, session="https://paper", logged_on=True, detail="stream up")
+        [fresh] = [s for s in await sessions(conn) if s["broker"] == broker]
+        assert fresh["last_call_at"] is None and fresh["last_call_age"] is None and 0 <= fresh["heartbeat_age"] < 60
+        await heartbeat(conn, broker, last_call_at=later)
+        await heartbeat(conn, broker, last_call_at=earlier)  # a late writer never moves it back
+        await heartbeat(conn, broker)  # a heartbeat without a call keeps it
+        [row] = [s for s in await sessions(conn) if s["broker"] == broker]
+    assert row["last_call_at"] == later and row["last_call_age"] is not None and 0 <= row["last_call_age"] < 60
+    assert row["logged_on"] and row["session"] == "https://paper"

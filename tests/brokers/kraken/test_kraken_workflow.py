@@ -1,0 +1,205 @@
+"""Orders over Kraken end to end: through the REST API, order workflows on a real Temporal server, the Kraken adapter
+as broker "kraken" on its own task queue, the local Kraken venue over loopback HTTP, Postgres for the ledger, the
+adapter's records and the quotes risk prices with (source "kraken")."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from temporalio.testing import WorkflowEnvironment
+
+from brokers.kraken.execution import KrakenBroker
+from brokers.kraken.store import KrakenStore
+from brokers.sessions import SessionRecorder
+from core.instruments import InstrumentCatalog
+from devstack.venues.kraken.venue import KrakenVenue, VenueServer
+from sim.journal import PostgresVenueJournal
+from sim.venue import SimVenue
+from store.quotes import QuoteWriter
+from tests.brokers.kraken.kit import KEY, SECRET, SpecChecker, eventually, kraken_settings
+from tests.conftest import make_settings, temporal_address
+from tests.harness import Stack, unique
+from workflows.order import OrderWorkflow
+
+D = Decimal
+
+
+@dataclass
+class KrakenStack:
+    stack: Stack
+    server: VenueServer
+    checker: SpecChecker
+
+    @property
+    def venue(self) -> KrakenVenue:
+        return self.server.venue
+
+    @property
+    def broker(self) -> KrakenBroker:
+        broker = self.stack.brokers["kraken"]
+        assert isinstance(broker, KrakenBroker)
+        return broker
+
+    async def fills(self, order_id: str) -> list[dict[str, Any]]:
+        return await self.stack.fetch(
+            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
+        )
+
+    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
+        body = {"clientId": unique("desk"), "clientOrderId": unique("kr"), "symbol": "BTC-USD", "side": "BUY"}
+        body.update({"qty": "0.01", "timeInForce": "GTC"}, **terms)
+        body["broker"] = "kraken"
+        r = await http.post("/api/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "accepted", r.text
+        return str(r.json()["internalOrderId"])
+
+    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                r = await http.get(f"/api/v1/orders/{order_id}")
+                if r.status_code == 200 and r.json()["status"] == status:
+                    return dict(r.json())
+                await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+async def kraken_stack(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    pool: AsyncConnectionPool,
+    instruments: InstrumentCatalog,
+) -> AsyncIterator[KrakenStack]:
+    sim = SimVenue(
+        instruments,
+        name="krakenvenue",
+        tick_interval=0,
+        journal=PostgresVenueJournal(pool, database_url, venue=f"kraken-venue-{uuid.uuid4().hex[:6]}"),
+    )
+    server = VenueServer(KrakenVenue(sim, list(instruments), api_key=KEY, api_secret=SECRET))
+    await server.start()
+    settings = make_settings(
+        database_url, temporal_address(temporal_env), kraken=kraken_settings(server.base_url, quote_interval_ms=300)
+    )
+    checker = SpecChecker()
+    quotes = QuoteWriter.from_settings(pool, settings.market_data)
+    broker = KrakenBroker(
+        settings.kraken,
+        store=KrakenStore(pool, broker="kraken"),
+        name="kraken",
+        recorder=SessionRecorder(pool, broker="kraken", session=server.base_url),
+        quotes=quotes,
+        instruments=instruments,
+        http_hooks=checker.hooks(),
+    )
+    try:
+        async with Stack.running(
+            temporal_env.client, settings, pool, instruments, {"kraken": broker}, quotes=quotes
+        ) as stack:
+            await asyncio.wait_for(broker.caught_up.wait(), 15)
+            await eventually(lambda: server.venue.requests.get("Ticker", 0) > 0)
+            await asyncio.sleep(0.5)
+            await quotes.flush()
+            yield KrakenStack(stack, server, checker)
+            await stack.brokers["kraken"].close()
+    finally:
+        await server.stop()
+        await quotes.aclose()
+    assert not checker.problems, checker.problems
+
+
+@pytest.fixture(autouse=True)
+def _calm(kraken_stack: KrakenStack) -> None:
+    kraken_stack.venue.faults.pending.clear()
+    kraken_stack.venue.throttle(0, 1.0)
+
+
+async def test_order_over_kraken_is_filled_in_pieces_and_booked(kraken_stack: KrakenStack) -> None:
+    s = kraken_stack
+    await s.venue.set_mid("BTC-USD", D("65000.00"))
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty="3", type="LIMIT", price="65100.00")
+        await s.wait(http, order_id, "PARTIALLY_FILLED")
+        await s.venue.step()
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == 3
+    fills = await s.fills(order_id)
+    assert [f["qty"] for f in fills] == [D(2), D(1)] and all(f["exec_id"].startswith("T") for f in fills)
+    handle = s.stack.client.get_workflow_handle_for(OrderWorkflow.run, f"order-{order_id}")
+    assert (await handle.result()).breaks == []
+    # Risk priced it from Kraken's own tickers.
+    [quote] = await s.stack.fetch("SELECT bid, ask FROM market_quotes WHERE source = 'kraken' AND symbol = 'BTC-USD'")
+    assert quote["bid"] < quote["ask"]
+
+
+async def test_cancel_over_kraken(kraken_stack: KrakenStack) -> None:
+    s = kraken_stack
+    async with s.stack.api() as http:
+        order_id = await s.post(http, type="LIMIT", price="60000.00")
+        await s.wait(http, order_id, "ACCEPTED")
+        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
+        assert r.status_code == 202, r.text
+        await s.wait(http, order_id, "CANCELED")
+    status = await s.broker.get_order_status(order_id)
+    assert status is not None and status.status.value == "CANCELED"
+
+
+async def test_amend_over_kraken_then_fill_on_the_new_terms(kraken_stack: KrakenStack) -> None:
+    s = kraken_stack
+    await s.venue.set_mid("BTC-USD", D("65000.00"))
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty="0.01", type="LIMIT", price="60000.00")
+        await s.wait(http, order_id, "ACCEPTED")
+        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": "0.02", "price": "64000.00"})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == D("0.02"), r.text
+        await s.venue.set_mid("BTC-USD", D("63900.00"))
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == D("0.02")
+    await s.venue.set_mid("BTC-USD", D("65000.00"))
+
+
+async def test_submit_whose_answer_is_lost_is_found_by_cl_ord_id_and_never_sent_twice(
+    kraken_stack: KrakenStack,
+) -> None:
+    s = kraken_stack
+    adds = s.venue.requests.get("AddOrder", 0)
+    s.venue.faults.add("drop_after", method="AddOrder")
+    async with s.stack.api() as http:
+        order_id = await s.post(http, type="LIMIT", price="60000.00")
+        await s.wait(http, order_id, "ACCEPTED")
+        assert s.venue.requests.get("AddOrder", 0) == adds + 1  # sent once; the retry asked first
+        await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "done"})
+        await s.wait(http, order_id, "CANCELED")
+
+
+async def test_a_market_order_executed_behind_a_502_is_booked_once(kraken_stack: KrakenStack) -> None:
+    s = kraken_stack
+    await s.venue.set_mid("BTC-USD", D("65000.00"))
+    adds = s.venue.requests.get("AddOrder", 0)
+    s.venue.faults.add("error_after", method="AddOrder", status=502)
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty="0.01")
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == D("0.01") and len(await s.fills(order_id)) == 1
+    assert s.venue.requests.get("AddOrder", 0) == adds + 1
+
+
+async def test_a_rate_limit_storm_slows_orders_down_and_rejects_none(kraken_stack: KrakenStack) -> None:
+    s = kraken_stack
+    await s.venue.set_mid("BTC-USD", D("65000.00"))
+    s.venue.throttle(3, 3.0)
+    throttled = s.venue.throttled
+    async with s.stack.api() as http:
+        ids = await asyncio.gather(*(s.post(http, qty="0.001") for _ in range(8)))
+        orders = [await s.wait(http, order_id, "FILLED", timeout=60) for order_id in ids]
+    assert s.venue.throttled > throttled
+    assert all(D(o["filledQty"]) == D("0.001") for o in orders)
