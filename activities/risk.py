@@ -91,10 +91,13 @@ from store import risk as risk_store
 from store.audit import queue_audit
 from store.orders import received_row
 from store.policy import PolicyStore
+from store.quotes import fetch_quotes
 from store.risk import GatherRow
 
 __all__ = [
     "AmendCheck",
+    "TrailQuote",
+    "TrailQuoteRequest",
     "Priced",
     "QuoteReferenceData",
     "ReferenceData",
@@ -227,6 +230,30 @@ class AmendCheck(BaseModel):
     #: a booking of this version or an older one (in flight while the check ran) leaves the hold alone.
     #: None (an older caller): any booking outside PENDING_UPDATE sets the terms, as before.
     version: int | None = None
+
+
+class TrailQuoteRequest(BaseModel):
+    """Input of ``trail_quote``: the price an emulated trailing stop follows (its broker's quote of its symbol)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    broker: str
+    side: OrderSide
+
+
+class TrailQuote(BaseModel):
+    """The side's price (a sell's bid, a buy's ask; the last trade or the mid when the quote lacks that side).
+
+    ``problem`` says why there is no usable price (no quote, or a stale one); ``price`` is then None.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    price: Decimal | None = None
+    at: datetime | None = None
+    problem: str | None = None
 
 
 @dataclass
@@ -466,7 +493,7 @@ class RiskGatherer:
             trading_state=state,
             trading_state_reason=reason,
             trading_state_scope=scope,
-            broker_order_types=caps.order_types if caps else None,
+            broker_order_types=caps.takes if caps else None,
             broker_time_in_force=caps.time_in_force if caps else None,
             broker_unavailable=unavailable,
             positions=positions,
@@ -721,6 +748,21 @@ class RiskActivities:
         return decision
 
     # -- the activities -----------------------------------------------------------------------------
+
+    @activity.defn(name="trail_quote")
+    async def trail_quote(self, request: TrailQuoteRequest) -> TrailQuote:
+        """The quote an emulated trailing stop is checked against (the risk check's source, same staleness rule)."""
+        market = self.gatherer.market
+        source = market.source_for(request.symbol, request.broker)
+        async with self._pool.connection() as conn:
+            quotes = await fetch_quotes(conn, symbol=request.symbol, source=source)
+        reference = PriceBook(market, request.broker, quotes, utcnow()).reference(request.symbol)
+        problem = reference.problem()
+        if problem is not None or reference.view is None:
+            return TrailQuote(source=source, problem=problem or f"no quote for {request.symbol}")
+        quote = reference.view.quote
+        side = quote.bid if request.side is OrderSide.SELL else quote.ask
+        return TrailQuote(source=source, price=side or quote.last or quote.mid, at=quote.at)
 
     @activity.defn(name="check_order")
     async def check_order(self, order: OrderRequest) -> RiskDecision:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
-from core.bounds import MAX_TEXT, PegOffset, Text, UtcTime
+from core.bounds import MAX_TEXT, PegOffset, Text, TrailPercent, UtcTime
 from core.bounds import Price as Price
 from core.bounds import Qty as Qty
 from core.contingency import Contingency, LegRole, TriggerMode
@@ -134,6 +134,10 @@ ORDER_EXAMPLES: list[JsonValue] = [
 ]
 
 
+#: The trailing-stop keys of an order's body (added with issue 15).
+_TRAIL_KEYS = ("trailAmount", "trailPercent", "activationPrice")
+
+
 class OrderCreate(_Wire):
     """A new order.
 
@@ -164,6 +168,11 @@ class OrderCreate(_Wire):
     peg_offset: PegOffset | None = None
     #: Refuse the order if it would increase the position instead of reducing it.
     reduce_only: bool = False
+    #: A TRAILING_STOP's trail: a price distance, or a percentage (above 0, below 100) of the best price; one of them.
+    trail_amount: Price | None = None
+    trail_percent: TrailPercent | None = None
+    #: A TRAILING_STOP starts to trail once the market reaches this price.
+    activation_price: Price | None = None
 
     _side = field_validator("side", "type", "time_in_force", "peg_type", mode="before")(_upper)
 
@@ -217,6 +226,9 @@ class OrderCreate(_Wire):
         """SHA-256 of the canonical body (what makes two requests "the same order")."""
         body = self.model_dump(mode="json", by_alias=True)
         body["type"] = self.order_type.value
+        for name in _TRAIL_KEYS:  # absent, they leave the hash of every earlier order as it was
+            if body.get(name) is None:
+                body.pop(name, None)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

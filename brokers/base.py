@@ -108,6 +108,22 @@ class BrokerCapabilities(BaseModel):
     #: retry, never report as a refusal (REST brokers).
     rate_limited: bool = False
 
+    @property
+    def takes(self) -> frozenset[OrderType]:
+        """The order types an order for this broker may have: its own, and those Exodus emulates on top of them.
+
+        A trailing stop is native where ``order_types`` has ``TRAILING_STOP`` (no adapter routes one natively
+        yet), else emulated by the order workflow (``core.trailing``), which sends a MARKET order when it triggers.
+        """
+        if OrderType.MARKET in self.order_types:
+            return self.order_types | {OrderType.TRAILING_STOP}
+        return self.order_types
+
+    @property
+    def native_trailing_stop(self) -> bool:
+        """The broker takes trailing stops itself (else the order workflow emulates them)."""
+        return OrderType.TRAILING_STOP in self.order_types
+
 
 @runtime_checkable
 class Broker(Protocol):

@@ -51,6 +51,7 @@ __all__ = [
     "Price",
     "Qty",
     "Text",
+    "TrailPercent",
     "policy_problems",
     "UtcTime",
     "check_text",
@@ -162,6 +163,8 @@ def _scale_validator(max_scale: int) -> Any:
 Qty = Annotated[Decimal, Field(gt=0, le=MAX_QTY, allow_inf_nan=False), _scale_validator(QTY_SCALE)]
 #: A limit or stop price: positive, at most ``MAX_PRICE``, at most ``PRICE_SCALE`` decimal places.
 Price = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False), _scale_validator(PRICE_SCALE)]
+#: A trailing stop's trail in percent of the best price: above 0 and below 100, at most 4 decimal places.
+TrailPercent = Annotated[Decimal, Field(gt=0, lt=100, allow_inf_nan=False), _scale_validator(4)]
 #: A pegged order's offset: either sign, magnitude at most ``MAX_PEG_OFFSET``.
 PegOffset = Annotated[
     Decimal,

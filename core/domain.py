@@ -73,6 +73,7 @@ __all__ = [
     "TermsCode",
     "TimeInForce",
     "TimelineKind",
+    "TrailState",
     "TradingState",
     "base_order_id",
     "cl_ord_id_for",
@@ -112,6 +113,10 @@ class OrderType(StrEnum):
     STOP = "STOP"
     STOP_LIMIT = "STOP_LIMIT"
     PEGGED = "PEGGED"
+    #: A stop whose trigger follows the market at ``trail_amount`` or ``trail_percent`` (from ``activation_price``
+    #: on, when given). Emulated by the order workflow where the broker has no native one (``core.trailing``): held
+    #: in Exodus (``EMULATED``), then sent as a MARKET order when triggered.
+    TRAILING_STOP = "TRAILING_STOP"
 
     @property
     def needs_price(self) -> bool:
@@ -122,6 +127,11 @@ class OrderType(StrEnum):
     def needs_stop_price(self) -> bool:
         """Whether a stop (trigger) price is required."""
         return self in (OrderType.STOP, OrderType.STOP_LIMIT)
+
+    @property
+    def trails(self) -> bool:
+        """Whether the order takes a trail (``trailAmount`` or ``trailPercent``) and an optional activation price."""
+        return self is OrderType.TRAILING_STOP
 
 
 class PegType(StrEnum):
@@ -163,6 +173,8 @@ class OrderStatus(StrEnum):
 
     RECEIVED = "RECEIVED"
     DENIED = "DENIED"
+    #: Approved and held by Exodus until its trigger (an emulated trailing stop): not sent to any broker yet.
+    EMULATED = "EMULATED"
     SUBMITTED = "SUBMITTED"
     ACCEPTED = "ACCEPTED"
     REJECTED = "REJECTED"
@@ -194,14 +206,16 @@ OPEN_STATUSES: Final = frozenset(
         OrderStatus.PARTIALLY_FILLED,
     }
 )
-#: Every non-terminal status, including RECEIVED (risk check not yet done).
-ACTIVE_STATUSES: Final = OPEN_STATUSES | {OrderStatus.RECEIVED}
+#: Every non-terminal status, including RECEIVED (risk check not yet done) and EMULATED (held by Exodus).
+ACTIVE_STATUSES: Final = OPEN_STATUSES | {OrderStatus.RECEIVED, OrderStatus.EMULATED}
 
 
 class OrderEventKind(StrEnum):
     """What happened to an order. Each kind is a trigger in ``ORDER_TRANSITIONS``."""
 
     DENY = "DENY"
+    #: Approved, and held by Exodus until its trigger (an emulated trailing stop).
+    EMULATE = "EMULATE"
     SUBMIT = "SUBMIT"
     ACCEPT = "ACCEPT"
     REJECT = "REJECT"
@@ -240,6 +254,12 @@ class TimelineKind(StrEnum):
     SUBMIT_UNCONFIRMED = "SUBMIT_UNCONFIRMED"
     STATUS_POLL_FAILED = "STATUS_POLL_FAILED"
     RECONCILED = "RECONCILED"
+    #: An emulated trailing stop: the market reached its activation price (its trigger starts to follow).
+    TRAIL_ACTIVATED = "TRAIL_ACTIVATED"
+    #: An emulated trailing stop: the market crossed its trigger (the order is sent as a MARKET order).
+    TRAIL_TRIGGERED = "TRAIL_TRIGGERED"
+    #: An emulated trailing stop cannot follow the market (no quote, or a stale one); recorded when it starts.
+    TRAIL_NO_QUOTE = "TRAIL_NO_QUOTE"
 
 
 #: Every kind of timeline entry.
@@ -297,6 +317,10 @@ ORDER_TRANSITIONS: Final[dict[tuple[OrderStatus, OrderEventKind], OrderStatus | 
     (_S.RECEIVED, _E.DENY): _S.DENIED,
     (_S.RECEIVED, _E.SUBMIT): _S.SUBMITTED,
     (_S.RECEIVED, _E.CANCEL): _S.CANCELED,  # canceled before it was sent to any broker
+    (_S.RECEIVED, _E.EMULATE): _S.EMULATED,  # approved, held by Exodus until its trigger
+    (_S.EMULATED, _E.SUBMIT): _S.SUBMITTED,  # triggered: sent
+    (_S.EMULATED, _E.CANCEL): _S.CANCELED,  # canceled while held (never sent)
+    (_S.EMULATED, _E.EXPIRE): _S.EXPIRED,  # its GTD/DAY expiry came while held (never sent)
     # An order may be canceled before the broker acknowledged it (the cancel waits for the submission's
     # outcome, then cancels at the broker or finds nothing to cancel).
     (_S.SUBMITTED, _E.REQUEST_CANCEL): _S.PENDING_CANCEL,
@@ -502,6 +526,9 @@ class TermsCode(StrEnum):
     EXPIRY_REQUIRED = "EXPIRY_REQUIRED"
     EXPIRY_NOT_ALLOWED = "EXPIRY_NOT_ALLOWED"
     TIME_IN_FORCE_NOT_ALLOWED = "TIME_IN_FORCE_NOT_ALLOWED"
+    TRAIL_REQUIRED = "TRAIL_REQUIRED"
+    TRAIL_CONFLICT = "TRAIL_CONFLICT"
+    TRAIL_NOT_ALLOWED = "TRAIL_NOT_ALLOWED"
 
 
 class OrderTerms(BaseModel):
@@ -525,6 +552,11 @@ class OrderTerms(BaseModel):
     peg_type: PegType | None = None
     peg_offset: Decimal | None = None
     expire_at: datetime | None = None
+    #: A trailing stop's distance from the best price since activation: in price, or in percent of that price.
+    trail_amount: PositiveDecimal | None = None
+    trail_percent: PositiveDecimal | None = None
+    #: A trailing stop starts to trail once the market reaches this price (a sell at or above it, a buy at or below).
+    activation_price: PositiveDecimal | None = None
 
     def summary(self) -> str:
         """One line such as ``BUY 100 AAPL LIMIT 187.50 GTC``."""
@@ -533,6 +565,12 @@ class OrderTerms(BaseModel):
             parts.append(f"stop {self.stop_price.normalize():f}")
         if self.price is not None:
             parts.append(f"{self.price.normalize():f}")
+        if self.trail_amount is not None:
+            parts.append(f"trail {self.trail_amount.normalize():f}")
+        if self.trail_percent is not None:
+            parts.append(f"trail {self.trail_percent.normalize():f}%")
+        if self.activation_price is not None:
+            parts.append(f"from {self.activation_price.normalize():f}")
         parts.append(self.time_in_force.value)
         return " ".join(parts)
 
@@ -572,6 +610,25 @@ class OrderTerms(BaseModel):
             bad(TermsCode.EXPIRY_NOT_ALLOWED, "expireAt", "only allowed when timeInForce is GTD")
         if t is OrderType.MARKET and tif is TimeInForce.GTD:
             bad(TermsCode.TIME_IN_FORCE_NOT_ALLOWED, "timeInForce", "a MARKET order cannot be GTD")
+        if t.trails:
+            if self.trail_amount is None and self.trail_percent is None:
+                bad(
+                    TermsCode.TRAIL_REQUIRED,
+                    "trailAmount",
+                    f"trailAmount or trailPercent is required for a {t.value} order",
+                )
+            elif self.trail_amount is not None and self.trail_percent is not None:
+                bad(TermsCode.TRAIL_CONFLICT, "trailPercent", "give trailAmount or trailPercent, not both")
+            if tif in (TimeInForce.IOC, TimeInForce.FOK):
+                bad(TermsCode.TIME_IN_FORCE_NOT_ALLOWED, "timeInForce", f"a {t.value} order cannot be {tif.value}")
+        else:
+            for field, value in (
+                ("trailAmount", self.trail_amount),
+                ("trailPercent", self.trail_percent),
+                ("activationPrice", self.activation_price),
+            ):
+                if value is not None:
+                    bad(TermsCode.TRAIL_NOT_ALLOWED, field, f"only a TRAILING_STOP order takes {field}")
         return out
 
 
@@ -810,6 +867,27 @@ class AmendResult(BaseModel):
     stop_price: Decimal | None = None
 
 
+class TrailState(BaseModel):
+    """An emulated trailing stop as its workflow follows it (``core.trailing`` moves it; the workflow keeps it).
+
+    ``extreme`` is the best price seen since activation (the highest bid for a sell, the lowest ask for a buy),
+    ``trigger`` the stop price it gives (the trail away from it, on the tick). Only the final order is sent.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    activated: bool = False
+    extreme: Decimal | None = None
+    trigger: Decimal | None = None
+    #: The price the last check read, and its time (the quote's).
+    last_price: Decimal | None = None
+    last_quote_at: datetime | None = None
+    checks: int = 0
+    #: Why the last check could not follow the market (None: it could); a new problem is recorded once.
+    problem: str | None = None
+    triggered_at: datetime | None = None
+
+
 class ReportOutcome(StrEnum):
     """What ``OrderState.apply_report`` did with a report."""
 
@@ -852,6 +930,8 @@ class OrderState(BaseModel):
     flags: list[str] = []
     created_at: datetime
     updated_at: datetime
+    #: An emulated trailing stop: its trigger as it follows the market (None for every other order).
+    trail: TrailState | None = None
 
     @classmethod
     def new(cls, request: OrderRequest, *, at: datetime) -> OrderState:
@@ -1099,9 +1179,16 @@ class OrderState(BaseModel):
 
     # -- broker commands ---------------------------------------------------------------------------------
 
+    def sent_terms(self, **changes: Any) -> dict[str, Any]:
+        """The terms the broker gets: an emulated trailing stop goes out as the MARKET order it triggered."""
+        terms = self.terms() | changes
+        if self.trail is not None:
+            terms |= {"type": OrderType.MARKET, "trail_amount": None, "trail_percent": None, "activation_price": None}
+        return terms
+
     def submit_order(self) -> SubmitOrder:
         """The submission of the order's current terms."""
-        return SubmitOrder(cl_ord_id=self.cl_ord_id, **self.terms())
+        return SubmitOrder(cl_ord_id=self.cl_ord_id, **self.sent_terms())
 
     def cancel_order(self, reason: str) -> CancelOrder:
         """A request to cancel the order the broker knows as ``cl_ord_id``."""
@@ -1121,7 +1208,7 @@ class OrderState(BaseModel):
             orig_cl_ord_id=self.cl_ord_id,
             cl_ord_id=cl_ord_id_for(self.order_id, self.revision + 1),
             broker_order_id=self.broker_order_id,
-            **self.request.terms(qty=qty, price=price, stop_price=stop_price),
+            **self.sent_terms(qty=qty, price=price, stop_price=stop_price),
         )
 
 

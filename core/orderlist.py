@@ -579,6 +579,9 @@ class ListBook(BaseModel):
                     "peg_type": None,
                     "peg_offset": None,
                     "expire_at": None,
+                    "trail_amount": None,
+                    "trail_percent": None,
+                    "activation_price": None,
                     "reduce_only": True,
                 }
             )

@@ -91,6 +91,7 @@ from core.domain import (
     TimeInForce,
     TradingState,
 )
+from core.trailing import worst_trigger
 
 __all__ = [
     "MAX_ABS_PRICE",
@@ -497,12 +498,15 @@ def valuation_price(
     """The price an order is valued at (quote currency).
 
     Its limit price, else its stop price, else the reference price; a pegged order at the worst price its
-    peg can reach within the band (the top of the band around the reference price).
+    peg can reach within the band (the top of the band around the reference price); a trailing stop at its
+    trigger as it would stand now, the trail's distance from the reference price (``core.trailing.worst_trigger``).
     """
     if order.type is OrderType.PEGGED:
         if reference_price is None:
             return None
         return reference_price * (D1 + (band_pct or D0) / D100)
+    if order.type is OrderType.TRAILING_STOP:
+        return worst_trigger(order, reference_price)
     return order.price or order.stop_price or reference_price
 
 
@@ -803,6 +807,8 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
             ("price", order.price, MAX_ABS_PRICE),
             ("stopPrice", order.stop_price, MAX_ABS_PRICE),
             ("pegOffset", order.peg_offset, MAX_ABS_PRICE),
+            ("trailAmount", order.trail_amount, MAX_ABS_PRICE),
+            ("activationPrice", order.activation_price, MAX_ABS_PRICE),
             ("qty", state.open_qty, MAX_ABS_QTY),
         )
         if value is not None and (not value.is_finite() or abs(value) > bound)
@@ -834,7 +840,17 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
     if ref is not None and ref <= 0:
         ref = None
     band = limits.price_band_pct
-    for name, given in (("price", order.price), ("stopPrice", order.stop_price)):
+    if order.trail_amount is not None and not inst.on_tick(order.trail_amount):
+        deny(
+            ReasonCode.PRICE_NOT_ON_TICK,
+            f"trailAmount {order.trail_amount} is not a multiple of the tick {inst.tick_size}",
+            "trailAmount",
+        )
+    for name, given in (
+        ("price", order.price),
+        ("stopPrice", order.stop_price),
+        ("activationPrice", order.activation_price),
+    ):
         if given is None:
             continue
         value = given

@@ -513,6 +513,9 @@ class OrderSettings(BaseModel):
     #: An order's workflow continues as a new run (carrying its whole state) once its history has this many
     #: events, or earlier when Temporal suggests it. Temporal terminates a workflow at 51,200 events.
     continue_as_new_events: int = Field(2000, ge=50, le=40000)
+    #: An emulated trailing stop (a broker without a native one) checks the quote store this often: a durable
+    #: timer and a quote read per check, so its history grows by the interval, not by the market's ticks.
+    trail_check_seconds: float = Field(1.0, ge=0.05, le=3600)
 
 
 class Mt5AccountSettings(BaseModel):

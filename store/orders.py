@@ -54,6 +54,9 @@ class TermsColumns(TypedDict):
     peg_type: str | None
     peg_offset: Decimal | None
     expire_at: datetime | None
+    trail_amount: Decimal | None
+    trail_percent: Decimal | None
+    activation_price: Decimal | None
 
 
 class OrderView(TermsColumns):
@@ -105,6 +108,9 @@ def terms_columns(terms: OrderTerms) -> TermsColumns:
         "peg_type": None if terms.peg_type is None else terms.peg_type.value,
         "peg_offset": terms.peg_offset,
         "expire_at": terms.expire_at,
+        "trail_amount": terms.trail_amount,
+        "trail_percent": terms.trail_percent,
+        "activation_price": terms.activation_price,
     }
 
 

@@ -45,7 +45,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities, CancelInput, ReplaceInput, StatusInput, SubmitInput
-    from activities.risk import AmendCheck, RiskActivities
+    from activities.risk import AmendCheck, RiskActivities, TrailQuote, TrailQuoteRequest
     from core.domain import (
         AmendRequest,
         AmendResult,
@@ -65,10 +65,12 @@ with workflow.unsafe.imports_passed_through():
         RiskReason,
         TimeInForce,
         TimelineKind,
+        TrailState,
         overfill_break,
     )
     from core.errors import NON_RETRYABLE_ERROR_TYPES
     from core.orderlist import LegReport
+    from core.trailing import TrailOutcome, follow
     from workflows.booking import LOCAL_TIMEOUT, OrderBooking, bounded_retry, cause_of, doubling
     from workflows.order_models import OrderCarry, OrderConfig, OrderResult, OrderWorkflowInput
 
@@ -77,6 +79,7 @@ __all__ = [
     "PATCH_BOOKING_BY_COUNTS",
     "PATCH_LIST_LEG_REPORTS",
     "PATCH_NO_WEDGE",
+    "PATCH_TRAILING_STOP",
     "OrderCarry",
     "OrderConfig",
     "OrderResult",
@@ -113,6 +116,11 @@ PATCH_BOOKING_BY_COUNTS = "booking-by-counts"
 #: coordinator by signal (``LegReport``), and finishes only once its last report went out. Evaluated only for legs:
 #: no order of an earlier release is one, and a plain order's history carries no marker.
 PATCH_LIST_LEG_REPORTS = "list-leg-reports"
+#: A trailing stop for a broker without a native one is emulated (``core.trailing``): held in the workflow
+#: (``EMULATED``), checked against the quote store once per ``OrderConfig.trail_check_seconds`` (a durable timer and a
+#: local activity per check, never one per tick), and sent as a MARKET order once triggered. Evaluated only for
+#: such orders: no order of an earlier release is one, and other orders' histories carry no marker.
+PATCH_TRAILING_STOP = "trailing-stop-emulation"
 
 
 _LOCAL = LOCAL_TIMEOUT
@@ -324,6 +332,11 @@ class OrderWorkflow:
             raise ValueError(problem)
 
     @workflow.query
+    def trail(self) -> TrailState | None:
+        """An emulated trailing stop's trigger as it stands now (moves are not booked; the timeline has the steps)."""
+        return self._state.trail
+
+    @workflow.query
     def state(self) -> OrderState:
         """The order as last booked: terms, status, fills and timeline.
 
@@ -343,7 +356,15 @@ class OrderWorkflow:
         if inp.carried is not None:
             # A continued run: the risk decision and everything up to the safe point are behind us.
             self._flusher_task = asyncio.create_task(self._booking.flusher())
-            if inp.carried.phase == "submitting":
+            if inp.carried.phase == "trailing":
+                workflow.patched(PATCH_TRAILING_STOP)  # (a continued run records the marker again)
+                await self._trail(resumed=True)
+                if state.is_terminal:
+                    return await self._finish(reconcile=False)
+                state.apply(OrderEventKind.SUBMIT, at=workflow.now(), detail=f"to {self._broker} as {state.cl_ord_id}")
+                await self._submit()
+                await self._follow()
+            elif inp.carried.phase == "submitting":
                 await self._submit(check_first=True)
                 await self._follow()
             else:
@@ -376,6 +397,11 @@ class OrderWorkflow:
             )
             return await self._finish(reconcile=False)
 
+        if self._emulates_trail():
+            await self._trail()
+            if state.is_terminal:
+                return await self._finish(reconcile=False)
+            now = workflow.now()
         state.apply(OrderEventKind.SUBMIT, at=now, detail=f"to {self._broker} as {state.cl_ord_id}")
         await self._submit()
         await self._follow()
@@ -687,6 +713,119 @@ class OrderWorkflow:
             else f"{len(breaks)} break(s): " + "; ".join(brk.text for brk in breaks),
         )
 
+    # ---------------------------------------------------------------------------------------- trailing stops
+
+    def _emulates_trail(self) -> bool:
+        # The patch is evaluated only for trailing stops (see PATCH_TRAILING_STOP).
+        return (
+            self._inp.order.type is OrderType.TRAILING_STOP
+            and self._cfg.emulates_trailing_stop
+            and workflow.patched(PATCH_TRAILING_STOP)
+        )
+
+    async def _trail(self, *, resumed: bool = False) -> None:
+        """Hold an approved trailing stop until the market crosses its trigger, it is canceled, or it expires.
+
+        One check per ``trail_check_seconds``: a durable timer, then the quote store's price for the order's side
+        (a local activity). Only ``TRAIL_ACTIVATED``, ``TRAIL_TRIGGERED`` and a new quote problem go on the
+        timeline; the trigger's moves stay in ``state.trail`` (the ``trail`` query shows them live).
+        """
+        state, cfg = self._state, self._cfg
+        r = state.request
+        if not resumed:
+            state.trail = TrailState()
+            how = f"trail {r.trail_amount.normalize():f}" if r.trail_amount is not None else ""
+            if r.trail_percent is not None:
+                how = f"trail {r.trail_percent.normalize():f}%"
+            if r.activation_price is not None:
+                how += f" from {r.activation_price.normalize():f}"
+            state.apply(
+                OrderEventKind.EMULATE,
+                at=workflow.now(),
+                detail=f"held by Exodus ({how}, checked every {cfg.trail_check_seconds:g}s); "
+                f"sent to {self._broker} as a MARKET order when triggered",
+            )
+            self._booking.legacy_mark()
+            self._booking.release()  # booked by the flusher (the order row shows EMULATED)
+        expiry = self._expiry()
+        while True:
+            if self._continue_as_new_due() and self._at_safe_point():
+                self._continue_as_new_run("trailing")
+            now = workflow.now()
+            due = now + timedelta(seconds=cfg.trail_check_seconds)
+            if expiry is not None:
+                due = min(due, expiry)
+            timeout = (due - now).total_seconds()
+            if timeout > 0:
+                try:
+                    await workflow.wait_condition(lambda: self._cancel is not None, timeout=timeout)
+                except TimeoutError:
+                    pass
+            now = workflow.now()
+            if self._cancel is not None:
+                state.reason = self._cancel.reason
+                state.apply(
+                    OrderEventKind.CANCEL,
+                    at=now,
+                    detail="canceled while held by Exodus (never sent)",
+                    actor=self._cancel.requested_by,
+                )
+                self._cancel_sent = True
+                return
+            if expiry is not None and now + _TICK >= expiry:
+                state.reason = f"{r.time_in_force.value} expiry reached while held by Exodus (never sent)"
+                state.apply(OrderEventKind.EXPIRE, at=now, detail=state.reason, actor="system")
+                return
+            try:
+                quote = await workflow.execute_local_activity_method(
+                    RiskActivities.trail_quote,
+                    TrailQuoteRequest(symbol=r.symbol, broker=r.broker, side=r.side),
+                    start_to_close_timeout=_LOCAL,
+                    retry_policy=bounded_retry(3),
+                )
+            except FailureError as e:
+                if isinstance(e, CancelledError):
+                    raise
+                quote = TrailQuote(source=r.broker, problem=f"the quote could not be read: {cause_of(e)}")
+            if self._take_quote(quote):
+                return
+
+    def _take_quote(self, quote: TrailQuote) -> bool:
+        """One check of the trail against ``quote``; True when it triggered."""
+        state = self._state
+        trail = state.trail
+        assert trail is not None
+        now = workflow.now()
+        if quote.price is None:
+            if quote.problem != trail.problem:
+                state.record(TimelineKind.TRAIL_NO_QUOTE, at=now, detail=quote.problem or "no price")
+            state.trail = trail.model_copy(update={"checks": trail.checks + 1, "problem": quote.problem})
+            return False
+        step = follow(state.request, trail, quote.price)
+        new = step.trail
+        new.last_quote_at = quote.at
+        state.trail = new
+        price = f"{quote.price.normalize():f}"
+        if step.outcome is TrailOutcome.ACTIVATED and state.request.activation_price is not None:
+            assert new.trigger is not None
+            state.record(
+                TimelineKind.TRAIL_ACTIVATED,
+                at=now,
+                detail=f"{quote.source} {price} reached the activation price; trigger {new.trigger.normalize():f}",
+            )
+        if step.outcome is TrailOutcome.TRIGGERED:
+            assert new.trigger is not None and new.extreme is not None
+            new.triggered_at = now
+            state.record(
+                TimelineKind.TRAIL_TRIGGERED,
+                at=now,
+                detail=f"{quote.source} {price} crossed the trigger {new.trigger.normalize():f} "
+                f"(best {new.extreme.normalize():f}, {new.checks} checks)",
+                data={"trigger": f"{new.trigger:f}", "price": f"{quote.price:f}"},
+            )
+            return True
+        return False
+
     # ---------------------------------------------------------------------------------------- a list's leg
 
     def _leg_view(self) -> tuple[object, ...]:
@@ -742,6 +881,8 @@ class OrderWorkflow:
         state = self._state
         if state.is_terminal:
             return f"order is {state.status.value}; only a working order can be amended"
+        if state.status is OrderStatus.EMULATED:
+            return "a trailing stop held by Exodus cannot be amended: cancel it and send a new one"
         if not self._cfg.supports_replace:
             return f"broker {self._broker} does not support amending orders"
         if state.status not in _WORKING:

@@ -74,6 +74,8 @@ def order_config(settings: Settings, broker: str, **overrides: Any) -> OrderConf
         immediacy_timeout_seconds=o.immediacy_timeout_seconds,
         broker_call_timeout_seconds=o.broker_call_timeout_seconds,
         continue_as_new_events=o.continue_as_new_events,
+        emulates_trailing_stop=not BROKERS[broker].capabilities.native_trailing_stop,
+        trail_check_seconds=o.trail_check_seconds,
     )
     return config.model_copy(update=overrides) if overrides else config
 

@@ -56,6 +56,9 @@ class OrderConfig(BaseModel):
     cancel_retry_max_seconds: float = 60.0
     #: Continue as a new run once the history has this many events (or Temporal suggests it).
     continue_as_new_events: int = 2000
+    #: Trailing stops: emulated by the workflow (the broker has no native one), checked this often.
+    emulates_trailing_stop: bool = True
+    trail_check_seconds: float = 1.0
 
 
 class OrderCarry(BaseModel):
@@ -67,8 +70,9 @@ class OrderCarry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     state: OrderState
-    #: Where the new run resumes: still asking the broker about an unconfirmed submission, or following.
-    phase: Literal["submitting", "following"] = "following"
+    #: Where the new run resumes: still asking the broker about an unconfirmed submission, following, or holding
+    #: an emulated trailing stop.
+    phase: Literal["submitting", "following", "trailing"] = "following"
     decision: RiskDecision | None = None
     #: The operator's cancel request, whether it was sent, how often, and when last.
     cancel: CancelRequest | None = None

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 FIX_CAPABILITIES = BrokerCapabilities(
-    order_types=frozenset(OrderType),
+    order_types=frozenset(OrderType) - {OrderType.TRAILING_STOP},  # trailing stops emulated
     time_in_force=frozenset(TimeInForce),
     supports_replace=True,
     # FIX venues refuse a second order under a ClOrdID (OrdRejReason 6); the adapter never reuses one blindly.

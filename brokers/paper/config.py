@@ -7,7 +7,7 @@ from core.settings import PaperSettings
 __all__ = ["PAPER_CAPABILITIES", "PaperSettings"]
 
 PAPER_CAPABILITIES = BrokerCapabilities(
-    order_types=frozenset(OrderType),
+    order_types=frozenset(OrderType) - {OrderType.TRAILING_STOP},  # trailing stops emulated
     time_in_force=frozenset(TimeInForce),
     supports_replace=True,
     dedupes_cl_ord_id=True,

@@ -397,6 +397,11 @@ NUMBERS: list[tuple[str, str, str, Any, tuple[str | int, ...], str, str]] = [
     ("pegOffset-1e30", "POST", "/api/v1/orders", "PEGGED", ("pegOffset",), "1e30", "pegOffset"),
     ("pegOffset--1e30", "POST", "/api/v1/orders", "PEGGED", ("pegOffset",), "-1e30", "pegOffset"),
     ("pegOffset-12-places", "POST", "/api/v1/orders", "PEGGED", ("pegOffset",), "0.000000000001", "pegOffset"),
+    ("trailAmount-1e30", "POST", "/api/v1/orders", "TRAILING", ("trailAmount",), "1e30", "trailAmount"),
+    ("trailAmount-0", "POST", "/api/v1/orders", "TRAILING", ("trailAmount",), "0", "trailAmount"),
+    ("trailPercent-100", "POST", "/api/v1/orders", "TRAILING_PCT", ("trailPercent",), "100", "trailPercent"),
+    ("trailPercent-5-places", "POST", "/api/v1/orders", "TRAILING_PCT", ("trailPercent",), "0.00001", "trailPercent"),
+    ("activationPrice-1e30", "POST", "/api/v1/orders", "TRAILING", ("activationPrice",), "1e30", "activationPrice"),
     ("amend-qty-1e28", "PATCH", f"/api/v1/orders/{NOBODY}", {"qty": 1}, ("qty",), "1e28", "qty"),
     ("amend-price-1e30", "PATCH", f"/api/v1/orders/{NOBODY}", {"price": 1}, ("price",), "1e30", "price"),
     (
@@ -518,6 +523,8 @@ _ORDER_SHAPES = {
     "LIMIT": {"type": "LIMIT", "price": "190.00", "timeInForce": "GTC"},
     "STOP": {"type": "STOP", "stopPrice": "200.00", "timeInForce": "GTC"},
     "PEGGED": {"type": "PEGGED", "pegType": "MIDPOINT", "pegOffset": "0.01", "timeInForce": "GTC"},
+    "TRAILING": {"type": "TRAILING_STOP", "trailAmount": "1.00", "timeInForce": "GTC"},
+    "TRAILING_PCT": {"type": "TRAILING_STOP", "trailPercent": "1.5", "timeInForce": "GTC"},
 }
 
 

@@ -24,12 +24,15 @@ from core.domain import (
     OrderState,
     OrderStatus,
     OrderStatusReport,
+    OrderTerms,
+    OrderType,
     PegType,
     ReplaceOrder,
     ReportKind,
     ReportOutcome,
     SubmitOrder,
     TimelineKind,
+    TrailState,
     base_order_id,
     cl_ord_id_for,
     derive_order_id,
@@ -53,6 +56,10 @@ EXPECTED = {
     (S.RECEIVED, E.DENY): S.DENIED,
     (S.RECEIVED, E.SUBMIT): S.SUBMITTED,
     (S.RECEIVED, E.CANCEL): S.CANCELED,
+    (S.RECEIVED, E.EMULATE): S.EMULATED,
+    (S.EMULATED, E.SUBMIT): S.SUBMITTED,
+    (S.EMULATED, E.CANCEL): S.CANCELED,
+    (S.EMULATED, E.EXPIRE): S.EXPIRED,
     (S.SUBMITTED, E.REQUEST_CANCEL): S.PENDING_CANCEL,
     (S.SUBMITTED, E.ACCEPT): S.ACCEPTED,
     (S.SUBMITTED, E.REJECT): S.REJECTED,
@@ -382,3 +389,42 @@ def test_the_order_state_builds_every_broker_command_from_its_current_terms() ->
     cancel = state.cancel_order("desk asked")
     assert (cancel.cl_ord_id, cancel.broker_order_id, cancel.qty) == (f"{order.order_id}.1", "B-1", D(20))
     assert state.submit_order().terms() == order.terms(qty=D(20))  # a resend asks for the current terms
+
+
+# -- trailing stops' terms ------------------------------------------------------------------------------------
+
+
+def _trailing(**changes: object) -> list[tuple[str, str | None]]:
+    values: dict[str, object] = {
+        "account": "a",
+        "symbol": "AAPL",
+        "side": "SELL",
+        "type": "TRAILING_STOP",
+        "time_in_force": "GTC",
+        "qty": "5",
+    }
+    values.update(changes)
+    return [(r.code, r.field) for r in OrderTerms.model_validate(values).problems()]
+
+
+def test_a_trailing_stop_takes_exactly_one_trail() -> None:
+    assert _trailing(trail_amount="1") == []
+    assert _trailing(trail_percent="2.5", activation_price="200") == []
+    assert _trailing() == [("TRAIL_REQUIRED", "trailAmount")]
+    assert _trailing(trail_amount="1", trail_percent="1") == [("TRAIL_CONFLICT", "trailPercent")]
+    assert _trailing(trail_amount="1", price="10") == [("PRICE_NOT_ALLOWED", "price")]
+    assert _trailing(trail_amount="1", stop_price="10") == [("STOP_PRICE_NOT_ALLOWED", "stopPrice")]
+    assert _trailing(trail_amount="1", time_in_force="IOC") == [("TIME_IN_FORCE_NOT_ALLOWED", "timeInForce")]
+
+
+def test_only_a_trailing_stop_takes_a_trail() -> None:
+    assert _trailing(type="MARKET", trail_amount="1") == [("TRAIL_NOT_ALLOWED", "trailAmount")]
+    assert _trailing(type="STOP", stop_price="9", activation_price="10") == [("TRAIL_NOT_ALLOWED", "activationPrice")]
+
+
+def test_an_emulated_trailing_stop_goes_to_the_broker_as_a_market_order() -> None:
+    request = make_order(side="SELL", type="TRAILING_STOP", trail_amount=Decimal(1))
+    state = OrderState.new(request, at=T0)
+    state.trail = TrailState(activated=True, extreme=Decimal(10), trigger=Decimal(9))
+    sent = state.submit_order()
+    assert sent.type is OrderType.MARKET and sent.trail_amount is None and sent.cl_ord_id == request.order_id

@@ -27,6 +27,7 @@ from workflows.order import (
     PATCH_BOOKING_BY_COUNTS,
     PATCH_LIST_LEG_REPORTS,
     PATCH_NO_WEDGE,
+    PATCH_TRAILING_STOP,
     OrderWorkflow,
 )
 from workflows.order_list import OrderListWorkflow
@@ -102,6 +103,17 @@ def test_committed_histories_cover_list_legs() -> None:
         assert PATCH_LIST_LEG_REPORTS in _payload_text(json.loads(path.read_text())), path.name
     plain = (HISTORIES / "paper-market-filled-by-counts.json").read_text()
     assert PATCH_LIST_LEG_REPORTS not in _payload_text(json.loads(plain))
+
+
+def test_committed_histories_cover_trailing_stops() -> None:
+    # Emulated trailing stops: the patched path, recorded where only trailing stops take it.
+    trailing = [p for p in COMMITTED if p.stem.startswith("paper-trailing-stop-")]
+    assert len(trailing) >= 2
+    for path in trailing:
+        text = _payload_text(json.loads(path.read_text()))
+        assert PATCH_TRAILING_STOP in text and "EMULATE" in text, path.name
+    plain = (HISTORIES / "paper-market-filled-by-counts.json").read_text()
+    assert PATCH_TRAILING_STOP not in _payload_text(json.loads(plain))
 
 
 @pytest.mark.parametrize("path", LISTS, ids=[p.stem for p in LISTS])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -131,6 +133,12 @@ async def test_idempotency_key_header(stack: Stack) -> None:
         (lambda b: b.update(broker="nasdaq-direct"), 422, "broker"),
         (lambda b: b.update(clientOrderId="has spaces"), 422, "clientOrderId"),
         (lambda b: b.update(surprise=1), 422, "surprise"),
+        (lambda b: b.update(type="TRAILING_STOP", timeInForce="GTC"), 422, "trailAmount"),
+        (lambda b: b.update(type="TRAILING_STOP", trailAmount=1, trailPercent=1), 422, "trailPercent"),
+        (lambda b: b.update(type="TRAILING_STOP", trailPercent=100), 422, "trailPercent"),
+        (lambda b: b.update(type="TRAILING_STOP", trailAmount=1, timeInForce="IOC"), 422, "timeInForce"),
+        (lambda b: b.update(type="STOP", stopPrice=200, trailAmount=1), 422, "trailAmount"),
+        (lambda b: b.update(activationPrice=200), 422, "activationPrice"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -191,6 +199,45 @@ async def test_a_pegged_orders_peg_is_read_back_from_the_store(stack: Stack) -> 
         r = await http.post(f"/api/v1/orders/{order_id}/cancel")
         assert r.status_code == 202
         await wait_order(http, order_id, "CANCELED")
+
+
+async def test_a_trailing_stop_is_held_emulated_and_read_back_with_its_trail(stack: Stack) -> None:
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    body = order_body(type="TRAILING_STOP", side="BUY", trailPercent="2.5", activationPrice="185", timeInForce="GTC")
+    async with stack.api() as http:
+        r = await http.post("/api/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        order_id = r.json()["internalOrderId"]
+        order = await wait_order(http, order_id, "EMULATED")
+        assert order["source"] == "store"
+        assert (order["type"], D(order["trailPercent"]), D(order["activationPrice"])) == (
+            "TRAILING_STOP",
+            D("2.5"),
+            D(185),
+        )
+        assert order.get("trailAmount") is None and order.get("price") is None
+        assert await stack.venue.status(order_id) is None
+        r = await http.post(f"/api/v1/orders/{order_id}/cancel")
+        assert r.status_code == 202
+        await wait_order(http, order_id, "CANCELED")
+
+
+def test_a_body_without_a_trail_hashes_as_before_the_trail_keys_existed() -> None:
+    # An order sent before the upgrade and retried after it must not look like another body (409).
+    from api.schemas import OrderCreate
+
+    body = order_body(type="LIMIT", price="190", timeInForce="GTC")
+    before = OrderCreate.model_validate(body).model_dump(mode="json", by_alias=True)
+    for key in ("trailAmount", "trailPercent", "activationPrice"):
+        del before[key]
+    before["type"] = "LIMIT"
+    canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))
+    assert OrderCreate.model_validate(body).request_hash() == hashlib.sha256(canonical.encode()).hexdigest()
+    trailing = OrderCreate.model_validate(order_body(type="TRAILING_STOP", trailAmount=1))
+    assert (
+        trailing.request_hash()
+        != OrderCreate.model_validate(order_body(type="TRAILING_STOP", trailAmount=2)).request_hash()
+    )
 
 
 async def test_unparsable_or_non_object_bodies_are_400(stack: Stack) -> None:
