@@ -23,6 +23,7 @@ from core.tracing import setup_tracing
 from store.quotes import QuoteWriter
 from worker.build import build_brokers, build_workers, market_data_for, running_workers
 from worker.dispatcher import ReportDispatcher
+from worker.schedules import ensure_reconciliation_schedules
 
 log = logging.getLogger("worker")
 
@@ -82,6 +83,7 @@ async def main() -> None:
             instruments=instruments,
             market=market_data_for(settings, instruments),
         )
+        await ensure_reconciliation_schedules(client, settings, brokers)
         async with running_workers(workers):
             log.info(
                 "worker polling %s and broker queues %s",

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.broker import BrokerActivities
 from activities.persistence import OrderStoreActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.risk import RiskActivities
 from brokers import BROKERS, Broker, BrokerContext, capabilities
 from core.errors import ConfigError
@@ -26,6 +27,7 @@ from core.temporal import missing_worker_interceptors
 from store import Pool
 from store.policy import PolicyStore
 from workflows.order import OrderWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 
 __all__ = [
     "WorkerParts",
@@ -115,7 +117,7 @@ def build_workers(
     market: MarketData | None = None,
     check: RiskCheck = basic_check,
 ) -> list[Worker]:
-    """One Temporal worker for the order workflows (with their local activities), one per owned broker."""
+    """One Temporal worker for the order and reconciliation workflows (and their activities), one per owned broker."""
     market = market or market_data_for(settings, instruments)
     policy = PolicyStore(settings.risk)
     risk = RiskActivities(
@@ -129,15 +131,16 @@ def build_workers(
         policy=policy,
     )
     store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
-    precompile_workflow_modules([OrderWorkflow])
+    reconciliation = ReconciliationActivities(pool=pool, grace_seconds=settings.reconciliation.grace_seconds)
+    precompile_workflow_modules([OrderWorkflow, ReconciliationWorkflow])
     wcfg = settings.worker
     extra = missing_worker_interceptors(client)  # the log context's ids and traces, if the client lacks them
     workers = [
         Worker(
             client,
             task_queue=settings.temporal.task_queue,
-            workflows=[OrderWorkflow],
-            activities=[risk.check_order, risk.check_amend, store.persist_order],
+            workflows=[OrderWorkflow, ReconciliationWorkflow],
+            activities=[risk.check_order, risk.check_amend, store.persist_order, reconciliation.reconcile_statement],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,
             interceptors=extra,
@@ -154,6 +157,7 @@ def build_workers(
                     broker_activities.cancel_order,
                     broker_activities.replace_order,
                     broker_activities.get_order_status,
+                    broker_activities.broker_statement,
                 ],
                 max_concurrent_activities=wcfg.max_concurrent_activities,
                 interceptors=extra,
