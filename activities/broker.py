@@ -28,13 +28,13 @@ from temporalio.exceptions import ApplicationError
 from brokers.base import Broker
 from core.domain import (
     BrokerAck,
-    utcnow,
     CancelOrder,
     OrderStatus,
     OrderStatusReport,
     ReplaceOrder,
     ReportKind,
     SubmitOrder,
+    utcnow,
 )
 from core.errors import BrokerError, BrokerRejected, BrokerUnavailable, OrderNotFound
 from core.metrics import BROKER_ERRORS, ORDER_LATENCY

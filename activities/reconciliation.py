@@ -1,4 +1,4 @@
-"""End-of-day reconciliation's Postgres side: compare a broker's statement with the ledger, open breaks, keep the report.
+"""End-of-day reconciliation's Postgres side: compare a statement with the ledger, open breaks, keep the report.
 
 ``reconcile_statement`` runs on the orders' task queue (it needs Postgres, not the broker's session). In one
 transaction it reads the ledger's view (``store.reconciliation.ledger_view``), compares (``core.reconciliation``),
@@ -63,9 +63,7 @@ class ReconciliationActivities:
         """Compare, open breaks, keep the report (once per run)."""
         st = inp.statement
         compared = [
-            name
-            for name, given in (("positions", st.positions is not None), ("fills", st.fills is not None))
-            if given
+            name for name, given in (("positions", st.positions is not None), ("fills", st.fills is not None)) if given
         ] + ["orders"]
         names = {base_order_id(o.client_order_id) for o in st.open_orders}
         names |= {f.order_id for f in st.fills or []}
