@@ -82,7 +82,15 @@ _RECORDED_KINDS = frozenset(
 )
 #: Kinds the stream's triggers give rows that are not order events (migration 0021).
 _OTHER_KINDS = frozenset(
-    {"TRADING_STATE", "CIRCUIT_BREAKER", "BREAK", "BREAK_RESOLVED", "UNMATCHED_REPORT", "UNMATCHED_RESOLVED"}
+    {
+        "TRADING_STATE",
+        "CIRCUIT_BREAKER",
+        "BREAK",
+        "BREAK_ACKNOWLEDGED",
+        "BREAK_RESOLVED",
+        "UNMATCHED_REPORT",
+        "UNMATCHED_RESOLVED",
+    }
 )
 #: Every kind a client may filter on.
 KINDS: frozenset[str] = frozenset(k.value for k in OrderEventKind) | _RECORDED_KINDS | _OTHER_KINDS

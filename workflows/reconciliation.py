@@ -63,10 +63,11 @@ class ReconciliationWorkflow:
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1), non_retryable_error_types=["ConfigError"]),
         )
         info = workflow.info()
-        return await workflow.execute_activity(
+        result: ReconcileResult = await workflow.execute_activity(
             "reconcile_statement",
             ReconcileInput(workflow_id=info.workflow_id, run_id=info.run_id, started_at=started, statement=statement),
             result_type=ReconcileResult,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
         )
+        return result
