@@ -12,6 +12,7 @@ import signal
 
 from prometheus_client import start_http_server
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 
 from core.db import open_pool, wait_for_postgres
 from core.instruments import load_instruments
@@ -83,7 +84,10 @@ async def main() -> None:
             instruments=instruments,
             market=market_data_for(settings, instruments),
         )
-        await ensure_reconciliation_schedules(client, settings, brokers)
+        try:
+            await ensure_reconciliation_schedules(client, settings, brokers)
+        except RPCError as e:  # orders must flow even when the schedules cannot be written; the alert says so
+            log.error("could not create the reconciliation schedules: %s", e)
         async with running_workers(workers):
             log.info(
                 "worker polling %s and broker queues %s",
