@@ -26,6 +26,7 @@ from core.instruments import InstrumentCatalog
 from core.marketdata import SIMULATED_SOURCES
 from core.settings import AlpacaSettings, KrakenSettings, Mt5AccountSettings, Mt5Settings, OandaSettings, Settings
 from devstack.venues import Launch, launch_of
+from tests.sources import parse_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(BROKERS.values(), key=lambda s: s.name)
@@ -157,7 +158,7 @@ def _module_of(path: Path) -> str:
 
 def _runtime_imports(path: Path) -> list[tuple[str, str | None]]:
     """``(module imported, enclosing function or None)`` of every import that runs (not under TYPE_CHECKING)."""
-    tree = ast.parse(path.read_text())
+    tree = parse_file(path)
     found: list[tuple[str, str | None]] = []
 
     def visit(node: ast.AST, function: str | None) -> None:

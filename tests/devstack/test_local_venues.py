@@ -13,6 +13,7 @@ from core.errors import ConfigError
 from core.settings import AlpacaSettings, FixSettings, Settings, WorkerSettings
 from devstack import extras
 from devstack.__main__ import local_venues
+from tests.sources import parse_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,7 @@ def test_each_local_venue_named_by_a_setting_starts_from_its_spec() -> None:
 
 def test_make_run_has_no_special_case_for_any_broker() -> None:
     """``devstack/__main__.py`` names no broker: every venue comes from the registry (its docstring aside)."""
-    tree = ast.parse((ROOT / "devstack" / "__main__.py").read_text())
+    tree = parse_file(ROOT / "devstack" / "__main__.py")
     docstrings = {id(node.body[0].value) for node in ast.walk(tree) if _has_docstring(node)}  # type: ignore[attr-defined]
     names = set(BROKERS) - {"paper"}  # "paper" is the default broker, named by the settings, not by make run
     for node in ast.walk(tree):

@@ -9,6 +9,8 @@ import ast
 import re
 from pathlib import Path
 
+from tests.sources import parse, parse_file
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Packages that run no statement of their own: they call ``store``.
 NO_SQL = ["api", "activities", "worker", "workflows"]
@@ -57,7 +59,7 @@ def _docstrings(tree: ast.AST) -> set[int]:
 def test_routes_activities_the_worker_and_workflows_run_no_statement_of_their_own() -> None:
     problems = []
     for path in _sources(NO_SQL):
-        tree = ast.parse(path.read_text(), str(path))
+        tree = parse_file(path)
         rel = path.relative_to(ROOT)
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in RUNS:
@@ -75,7 +77,7 @@ def test_the_shared_tables_are_queried_only_in_store() -> None:
         rel = str(path.relative_to(ROOT))
         if rel in ALLOWED_SHARED:
             continue
-        tree = ast.parse(path.read_text(), rel)
+        tree = parse_file(path, rel)
         docs = _docstrings(tree)
         for line, text in _strings(tree):
             if line not in docs and SHARED.search(text):
@@ -85,9 +87,7 @@ def test_the_shared_tables_are_queried_only_in_store() -> None:
 
 def test_the_checks_see_a_statement_where_there_is_one() -> None:
     # The patterns themselves: what the two tests above look for is found in a route-like module.
-    tree = ast.parse(
-        'async def route(conn):\n    await conn.execute(f"SELECT order_id FROM orders WHERE x = %s", (1,))\n'
-    )
+    tree = parse('async def route(conn):\n    await conn.execute(f"SELECT order_id FROM orders WHERE x = %s", (1,))\n')
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") in RUNS]
     texts = [text for _, text in _strings(tree)]
     assert calls and any(SQL.search(t) for t in texts) and any(SHARED.search(t) for t in texts)
