@@ -128,7 +128,7 @@ class LedgerView(BaseModel):
 
     model_config = _Frozen
 
-    #: Signed position per ``account/symbol`` (the sum of every fill booked at the broker).
+    #: Signed position per ``account/symbol`` now (the sum of every fill booked at the broker).
     positions: dict[str, Decimal] = {}
     #: Fills booked at the broker during the day.
     fills: list[LedgerFill] = []

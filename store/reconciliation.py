@@ -63,12 +63,16 @@ def _order(row: dict[str, Any]) -> LedgerOrder:
 
 
 async def ledger_view(conn: Conn, *, broker: str, day: date, order_ids: Iterable[str]) -> LedgerView:
-    """What the ledger and the read model hold for ``broker`` on ``day`` (and the rows of ``order_ids``)."""
+    """What the ledger and the read model hold for ``broker`` on ``day`` (and the rows of ``order_ids``).
+
+    Positions are as of now (every fill booked at the broker), as the broker's positions are: a run for an earlier
+    day compares today's positions, and only that day's fills.
+    """
     start, end = day_bounds(day)
     cur = await conn.execute(
         "SELECT account, symbol, sum(CASE WHEN side = 'BUY' THEN qty ELSE -qty END) AS qty FROM fills"
-        " WHERE broker = %s AND filled_at < %s GROUP BY account, symbol",
-        (broker, end),
+        " WHERE broker = %s GROUP BY account, symbol",
+        (broker,),
     )
     positions: dict[str, Decimal] = {
         f"{r['account']}/{r['symbol']}": r["qty"] for r in await cur.fetchall() if r["qty"] != 0
