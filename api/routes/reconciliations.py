@@ -190,8 +190,8 @@ async def start_reconciliation(
         desc = await temporal.get_workflow_handle(wid).describe()
         state = desc.status.name if desc.status is not None else "UNKNOWN"
     except RPCError as e:  # Temporal unreachable: nothing started; asking again is safe (one run per broker and day)
-        body = ErrorBody(status="error", message=f"the reconciliation could not be started, try again: {e.message}")
-        return JSONResponse(status_code=503, content=body.model_dump(mode="json", exclude_none=True))
+        error = ErrorBody(status="error", message=f"the reconciliation could not be started, try again: {e.message}")
+        return JSONResponse(status_code=503, content=error.model_dump(mode="json", exclude_none=True))
     async with pool.connection() as conn:
         row = await run_of(conn, wid)
     report = _report(row) if row is not None else None
