@@ -19,10 +19,11 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import ScheduleActionStartWorkflow
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import app_role_configure
-from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce
+from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce, workflow_id_for
 from core.instruments import InstrumentCatalog
 from core.reconciliation import ReconciliationKind
 from core.settings import ReconciliationSettings
@@ -78,6 +79,8 @@ async def _filled(http: httpx.AsyncClient, stack: Stack, account: str, qty: int)
             order_id,
         ):
             await asyncio.sleep(0.05)
+    # Its workflow has finished (its last booking done), so what a test changes in Postgres stays changed.
+    await stack.client.get_workflow_handle(workflow_id_for(order_id)).result()
     return order_id
 
 
@@ -260,6 +263,27 @@ async def test_bad_reconciliation_requests_are_refused_naming_the_field(own: tup
         r = await http.get("/api/v1/reconciliations", params={"date": "9999-99-99"})
         assert r.status_code == 422 and "date" in r.text
     assert not await stack.fetch("SELECT 1 FROM reconciliation_runs")
+
+
+async def test_temporal_unreachable_is_503_and_asking_again_starts_the_run(
+    own: tuple[Stack, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, _ = own
+
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    # Yesterday: the run ids are per broker and day, and the other tests share this Temporal server.
+    body = {"broker": "paper", "date": (datetime.now(UTC).date() - timedelta(days=1)).isoformat()}
+    async with stack.api() as http:
+        with monkeypatch.context() as patch:
+            patch.setattr(stack.client, "start_workflow", unreachable)
+            r = await http.post("/api/v1/reconciliations", json=body)
+        assert r.status_code == 503 and "try again" in r.json()["message"], r.text
+        r = await http.post("/api/v1/reconciliations", json=body)
+        assert r.status_code == 202, r.text
+        report = await _report(http, r.json()["id"])
+        assert report["counts"] == {k.value: 0 for k in K}
 
 
 async def test_a_schedule_per_broker_is_created_updated_and_runs(own: tuple[Stack, str]) -> None:
