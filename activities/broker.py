@@ -4,8 +4,8 @@ Each is idempotent against the broker:
 
 * ``submit_order`` asks the broker for the order first whenever this is not the first try (a retried
   attempt, or a workflow that lost track of an earlier submission), and only sends when the broker does
-  not know the client order id. A refusal because the id is already in use is answered with the status of
-  the order that holds it.
+  not know the order's ``cl_ord_id``. A refusal because the id is already in use is answered with the status
+  of the order that holds it.
 * ``cancel_order`` and ``replace_order`` check the broker's view on retries, so a repeated request does
   not turn into a spurious "too late".
 
@@ -34,6 +34,7 @@ from core.domain import (
     ReplaceOrder,
     ReportKind,
     SubmitOrder,
+    renamed,
     utcnow,
 )
 from core.errors import BrokerError, BrokerRejected, BrokerUnavailable, OrderNotFound
@@ -75,10 +76,10 @@ class ReplaceInput(BaseModel):
 class StatusInput(BaseModel):
     """Input of ``get_order_status``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, serialize_by_alias=True)
 
     broker: str
-    client_order_id: str
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
 
 
 class StatementInput(BaseModel):
@@ -95,7 +96,7 @@ def _ack_from_status(status: OrderStatusReport) -> BrokerAck:
     reason = next((r.reason for r in status.reports if r.kind is ReportKind.REJECTED), None)
     return BrokerAck(
         accepted=not rejected,
-        client_order_id=status.client_order_id,
+        cl_ord_id=status.cl_ord_id,
         broker_order_id=status.broker_order_id,
         reason=reason if rejected else None,
         reports=status.reports,
@@ -150,7 +151,7 @@ class BrokerActivities:
     async def submit_order(self, inp: SubmitInput) -> BrokerAck:
         """Send a new order unless the broker already has it."""
         broker = self._broker(inp.broker)
-        cid = inp.order.client_order_id
+        cid = inp.order.cl_ord_id
         async with self._boundary(inp.broker, "submit"):
             if inp.check_first or activity.info().attempt > 1:
                 status = await broker.get_order_status(cid)
@@ -170,14 +171,14 @@ class BrokerActivities:
     async def cancel_order(self, inp: CancelInput) -> BrokerAck:
         """Ask the broker to cancel an order."""
         broker = self._broker(inp.broker)
-        cid = inp.request.client_order_id
+        cid = inp.request.cl_ord_id
         async with self._boundary(inp.broker, "cancel"):
             if activity.info().attempt > 1:
                 status = await broker.get_order_status(cid)
                 if status is not None and status.status is OrderStatus.CANCELED:
                     return BrokerAck(
                         accepted=True,
-                        client_order_id=cid,
+                        cl_ord_id=cid,
                         broker_order_id=status.broker_order_id,
                         reports=status.reports,
                     )
@@ -189,11 +190,11 @@ class BrokerActivities:
         broker = self._broker(inp.broker)
         async with self._boundary(inp.broker, "replace"):
             if activity.info().attempt > 1:
-                status = await broker.get_order_status(inp.request.client_order_id)
-                if status is not None and status.client_order_id == inp.request.client_order_id:
+                status = await broker.get_order_status(inp.request.cl_ord_id)
+                if status is not None and status.cl_ord_id == inp.request.cl_ord_id:
                     return BrokerAck(
                         accepted=True,
-                        client_order_id=status.client_order_id,
+                        cl_ord_id=status.cl_ord_id,
                         broker_order_id=status.broker_order_id,
                         reports=status.reports,
                     )
@@ -204,7 +205,7 @@ class BrokerActivities:
         """The broker's view of an order and its fills (None when the broker does not know it)."""
         broker = self._broker(inp.broker)
         async with self._boundary(inp.broker, "status"):
-            return await broker.get_order_status(inp.client_order_id)
+            return await broker.get_order_status(inp.cl_ord_id)
 
     @activity.defn(name="broker_statement")
     async def broker_statement(self, inp: StatementInput) -> BrokerStatement:

@@ -27,7 +27,19 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from core.domain import Fill, OrderEvent, OrderState, OrderStatus, RiskDecision, workflow_id_for
+from core.domain import (
+    Break,
+    BreakKind,
+    Fill,
+    OrderEvent,
+    OrderEventKind,
+    OrderState,
+    OrderStatus,
+    OrderTerms,
+    RiskDecision,
+    TimelineKind,
+    workflow_id_for,
+)
 from core.instruments import InstrumentCatalog
 from core.metrics import (
     BOOKING_FAILURES,
@@ -40,8 +52,8 @@ from core.metrics import (
 )
 from store import Conn, Pool, ledger, orders, risk, timeline
 from store.audit import append_audit
-from store.breaks import add_break
-from store.orders import OrderOwner, OrderRow
+from store.breaks import add_order_break
+from store.orders import OrderOwner, OrderRow, terms_columns
 from store.policy import PolicyStore
 from store.text import NUL_REPLACEMENT, pg_text, pg_value
 
@@ -58,25 +70,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class OrderSnapshot(BaseModel):
-    """The order row's columns."""
+class OrderSnapshot(OrderTerms):
+    """The order row's columns: the order's current terms and its state."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     order_id: str
     idempotency_key: str
     request_hash: str
     client_id: str
     client_order_id: str
-    account: str
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    qty: Decimal
-    price: Decimal | None
-    stop_price: Decimal | None
-    expire_at: datetime | None
     broker: str
     broker_order_id: str | None
     status: OrderStatus
@@ -100,15 +103,7 @@ class OrderSnapshot(BaseModel):
             request_hash=r.request_hash,
             client_id=r.client_id,
             client_order_id=r.client_order_id,
-            account=r.account,
-            symbol=r.symbol,
-            side=r.side.value,
-            type=r.type.value,
-            time_in_force=r.time_in_force.value,
-            qty=state.qty,
-            price=state.price,
-            stop_price=state.stop_price,
-            expire_at=r.expire_at,
+            **state.terms(),
             broker=r.broker,
             broker_order_id=state.broker_order_id,
             status=state.status,
@@ -125,21 +120,13 @@ class OrderSnapshot(BaseModel):
     def row(self, decision: RiskDecision | None) -> OrderRow:
         """The order row this snapshot books (``store.orders.OrderRow``), with the decision acted on, if given."""
         row: OrderRow = {
+            **terms_columns(self),
             "order_id": self.order_id,
             "workflow_id": workflow_id_for(self.order_id),
             "idempotency_key": self.idempotency_key,
             "request_hash": self.request_hash,
             "client_id": self.client_id,
             "client_order_id": self.client_order_id,
-            "account": self.account,
-            "symbol": self.symbol,
-            "side": self.side,
-            "type": self.type,
-            "time_in_force": self.time_in_force,
-            "qty": self.qty,
-            "price": self.price,
-            "stop_price": self.stop_price,
-            "expire_at": self.expire_at,
             "broker": self.broker,
             "broker_order_id": self.broker_order_id,
             "status": self.status.value,
@@ -164,7 +151,7 @@ class PersistInput(BaseModel):
     snapshot: OrderSnapshot
     events: list[OrderEvent] = []
     fills: list[Fill] = []
-    breaks: list[str] = []
+    breaks: list[Break] = []
     #: Set on the last call: the order is final and reconciled.
     final: bool = False
     received_at: datetime | None = None
@@ -175,16 +162,17 @@ class PersistInput(BaseModel):
 
 
 #: A booking refused because the order's row belongs to other terms (kind of the break it records).
-FOREIGN_BOOKING = "BOOKING_FOR_OTHER_TERMS"
+FOREIGN_BOOKING = BreakKind.BOOKING_FOR_OTHER_TERMS
 
 
 #: Events whose first booking has effects beyond the timeline (streaks, counters).
-_COUNTED_KINDS = frozenset({"ACCEPT", "REJECT", "OVERFILL_REFUSED"})
+_COUNTED_KINDS = frozenset({OrderEventKind.ACCEPT, OrderEventKind.REJECT, TimelineKind.OVERFILL_REFUSED})
 
 
 def _identity(kind: str, exec_id: str | None) -> tuple[str, str | None]:
     # An order is accepted, or rejected, once (its submission's outcome); an overfill is refused per report.
-    return (kind, pg_text(exec_id) if kind == "OVERFILL_REFUSED" and exec_id is not None else None)
+    overfill = kind == TimelineKind.OVERFILL_REFUSED
+    return (str(kind), pg_text(exec_id) if overfill and exec_id is not None else None)
 
 
 class OrderStoreActivities:
@@ -217,7 +205,7 @@ class OrderStoreActivities:
             raise
         if booked:
             FILLS.labels(broker=snap.broker).inc(booked)
-        if any(e.kind == "OVERFILL_REFUSED" for e in new_events):
+        if any(e.kind is TimelineKind.OVERFILL_REFUSED for e in new_events):
             OVERFILLS.labels(broker=snap.broker).inc()
         if inp.final:
             ORDERS_COMPLETED.labels(broker=snap.broker, status=snap.status.value).inc()
@@ -250,24 +238,24 @@ class OrderStoreActivities:
                     booked += 1
             await self._update_reservation(conn, snap)
             await self._circuit_breaker(conn, snap, new_events)
-            for text in inp.breaks:
-                kind = pg_text(text).split(":", 1)[0]
-                if await add_break(conn, order_id=snap.order_id, broker=snap.broker, kind=kind, detail=text):
-                    RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=kind).inc()
+            for brk in inp.breaks:
+                if await add_order_break(conn, brk, order_id=snap.order_id, broker=snap.broker):
+                    RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=brk.kind.value).inc()
         return booked, new_events
 
     @staticmethod
     async def _foreign_booking(conn: Conn, inp: PersistInput, owner: OrderOwner) -> None:
         """Refuse a booking whose order row belongs to other terms: log it and record a break on the order."""
         snap = inp.snapshot
-        detail = pg_text(
-            f"{FOREIGN_BOOKING}: a booking of order {snap.order_id} for other terms (request {snap.request_hash}, "
+        brk = Break(
+            kind=FOREIGN_BOOKING,
+            detail=f"a booking of order {snap.order_id} for other terms (request {snap.request_hash}, "
             f"{snap.status.value}: {snap.side} {snap.qty:f} {snap.symbol}) was refused; the row belongs to "
-            f"request {owner['request_hash']} ({owner['status']}) and was left as it was"
+            f"request {owner['request_hash']} ({owner['status']}) and was left as it was",
         )
-        log.error("%s (%d event(s), %d fill(s) not booked)", detail, len(inp.events), len(inp.fills))
-        if await add_break(conn, order_id=snap.order_id, broker=snap.broker, kind=FOREIGN_BOOKING, detail=detail):
-            RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=FOREIGN_BOOKING).inc()
+        log.error("%s (%d event(s), %d fill(s) not booked)", pg_text(brk.text), len(inp.events), len(inp.fills))
+        if await add_order_break(conn, brk, order_id=snap.order_id, broker=snap.broker):
+            RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=brk.kind.value).inc()
 
     @staticmethod
     async def _append_events(conn: Conn, order_id: str, version: int, events: list[OrderEvent]) -> list[OrderEvent]:
@@ -311,13 +299,13 @@ class OrderStoreActivities:
 
     async def _circuit_breaker(self, conn: Conn, snap: OrderSnapshot, events: list[OrderEvent]) -> None:
         # N broker rejections in a row halt the account and the broker; any acceptance resets the streaks.
-        outcomes = [e for e in events if e.kind in ("REJECT", "ACCEPT")]
+        outcomes = [e for e in events if e.kind in (OrderEventKind.REJECT, OrderEventKind.ACCEPT)]
         if not outcomes:
             return
         limit: int | None = None
         for scope, key in (("ACCOUNT", snap.account), ("BROKER", snap.broker)):
             for event in outcomes:
-                if event.kind == "ACCEPT":
+                if event.kind is OrderEventKind.ACCEPT:
                     # Only a streak that is running is reset (store.risk.reset_reject_streak says why).
                     await risk.reset_reject_streak(conn, scope=scope, key=key)
                     continue

@@ -65,7 +65,7 @@ class ReconciliationActivities:
         compared = [
             name for name, given in (("positions", st.positions is not None), ("fills", st.fills is not None)) if given
         ] + ["orders"]
-        names = {base_order_id(o.client_order_id) for o in st.open_orders}
+        names = {base_order_id(o.cl_ord_id) for o in st.open_orders}
         names |= {f.order_id for f in st.fills or []}
         async with self._pool.connection() as conn, conn.transaction():
             done = await run_of(conn, inp.workflow_id, inp.run_id)
@@ -86,7 +86,7 @@ class ReconciliationActivities:
             rows = []
             for d in differences:
                 break_id, new = await open_break(
-                    conn, broker=st.broker, kind=d.kind.value, ref=d.ref, order_id=d.order_id, detail=d.detail
+                    conn, broker=st.broker, kind=d.kind.break_kind, ref=d.ref, order_id=d.order_id, detail=d.detail
                 )
                 counts[d.kind.value] += 1
                 if new:

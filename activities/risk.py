@@ -52,7 +52,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
@@ -310,7 +310,13 @@ class RiskGatherer:
             unavailable = await session_check(conn, order.account) if session_check else None
             version = next(int(r["qty"] or 0) for r in rows if r["k"] == "V")
             if version == cached.version:
-                return await self._assemble(order, cached, limits, rows, amend, filled_qty, unavailable)
+                g = await self._assemble(order, cached, limits, rows, amend, filled_qty, unavailable)
+                if order.linked_orders:
+                    linked = await risk_store.linked_open_qty(
+                        conn, order_ids=order.linked_orders, symbol=order.symbol, side=order.side.value
+                    )
+                    g = replace(g, state=g.state.model_copy(update={"linked_qty": linked}))
+                return g
             await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
 
     def prices(self, rows: list[GatherRow], now: datetime) -> QuoteReferenceData:

@@ -36,6 +36,7 @@ from api.routes import (
     console,
     health,
     operator,
+    order_lists,
     orders,
     positions,
     quotes,
@@ -270,6 +271,7 @@ def create_app(
     app.router.route_class = EdgeRoute
     _install_error_handlers(app)
     app.include_router(orders.router, prefix="/api/v1")
+    app.include_router(order_lists.router, prefix="/api/v1")
     app.include_router(positions.router, prefix="/api/v1")
     app.include_router(operator.router, prefix="/api/v1")
     app.include_router(risk.router, prefix="/api/v1")

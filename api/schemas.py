@@ -14,12 +14,16 @@ from pydantic.alias_generators import to_camel
 from core.bounds import MAX_TEXT, PegOffset, Text, UtcTime
 from core.bounds import Price as Price
 from core.bounds import Qty as Qty
+from core.contingency import Contingency, LegRole, TriggerMode
 from core.domain import (
+    TERMS,
     Fill,
     OrderEvent,
+    OrderRequest,
     OrderSide,
     OrderState,
     OrderStatus,
+    OrderTerms,
     OrderType,
     PegType,
     RiskReason,
@@ -28,6 +32,7 @@ from core.domain import (
 )
 
 __all__ = [
+    "LIST_EXAMPLES",
     "ORDER_EXAMPLES",
     "AmendBody",
     "CancelAllBody",
@@ -35,6 +40,11 @@ __all__ = [
     "CashPublic",
     "ErrorBody",
     "FillPublic",
+    "LegCreate",
+    "LegPublic",
+    "ListAccepted",
+    "ListPublic",
+    "OrderListCreate",
     "OrderAccepted",
     "OrderCreate",
     "OrderEventPublic",
@@ -129,6 +139,10 @@ class OrderCreate(_Wire):
 
     ``type`` defaults to LIMIT when a price is given and MARKET otherwise; ``timeInForce`` defaults to DAY;
     ``account`` defaults to ``clientId``; ``broker`` defaults to the configured default broker.
+
+    What a client may send of an order's terms (``core.domain.OrderTerms``): each under the edge's bounds
+    (``core.bounds``), some optional with a default or inferred. ``terms`` completes them; their combination
+    rules are ``OrderTerms.problems``, and ``to_request`` builds the order the workflow receives.
     """
 
     model_config = ConfigDict(json_schema_extra={"examples": ORDER_EXAMPLES})
@@ -165,33 +179,39 @@ class OrderCreate(_Wire):
             return self.type
         return OrderType.LIMIT if self.price is not None else OrderType.MARKET
 
+    def terms(self) -> dict[str, Any]:
+        """The order's terms: as sent, with the account and the type completed."""
+        sent = {name: getattr(self, name) for name in TERMS}
+        return sent | {"account": self.account or self.client_id, "type": self.order_type}
+
     def problems(self) -> list[Reason]:
-        """Combinations of fields that do not fit together (each names the field at fault)."""
-        out: list[Reason] = []
-        t = self.order_type
+        """Terms that do not go together (``OrderTerms.problems``: each names the field at fault)."""
+        return [Reason.of(r) for r in OrderTerms(**self.terms()).problems()]
 
-        def bad(field: str, message: str) -> None:
-            out.append(Reason(code="INVALID_FIELD", field=field, message=f"{field}: {message}"))
-
-        if t.needs_price and self.price is None:
-            bad("price", f"required for a {t.value} order")
-        if not t.needs_price and self.price is not None:
-            bad("price", f"not allowed for a {t.value} order")
-        if t.needs_stop_price and self.stop_price is None:
-            bad("stopPrice", f"required for a {t.value} order")
-        if not t.needs_stop_price and self.stop_price is not None:
-            bad("stopPrice", f"not allowed for a {t.value} order")
-        if t is OrderType.PEGGED and self.peg_type is None:
-            bad("pegType", "required for a PEGGED order (MARKET, PRIMARY or MIDPOINT)")
-        if t is not OrderType.PEGGED and (self.peg_type is not None or self.peg_offset is not None):
-            bad("pegType", "only a PEGGED order takes pegType/pegOffset")
-        if self.time_in_force is TimeInForce.GTD and self.expire_at is None:
-            bad("expireAt", "required when timeInForce is GTD")
-        if self.time_in_force is not TimeInForce.GTD and self.expire_at is not None:
-            bad("expireAt", "only allowed when timeInForce is GTD")
-        if t is OrderType.MARKET and self.time_in_force is TimeInForce.GTD:
-            bad("timeInForce", "a MARKET order cannot be GTD")
-        return out
+    def to_request(
+        self,
+        *,
+        order_id: str,
+        idempotency_key: str,
+        broker: str,
+        received_at: datetime,
+        submitted_by: str,
+        submission_id: str,
+    ) -> OrderRequest:
+        """The order as the workflow receives it."""
+        return OrderRequest(
+            **self.terms(),
+            order_id=order_id,
+            idempotency_key=idempotency_key,
+            request_hash=self.request_hash(),
+            client_id=self.client_id,
+            client_order_id=self.client_order_id,
+            reduce_only=self.reduce_only,
+            broker=broker,
+            received_at=received_at,
+            submitted_by=submitted_by,
+            submission_id=submission_id,
+        )
 
     def request_hash(self) -> str:
         """SHA-256 of the canonical body (what makes two requests "the same order")."""
@@ -254,23 +274,16 @@ class OrderEventPublic(BaseModel):
         )
 
 
-class OrderPublic(BaseModel):
-    """An order with its fills and timeline."""
+class OrderPublic(OrderTerms):
+    """An order: its terms, status, fills and timeline."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=False, extra="ignore", serialize_by_alias=False
+    )
 
     internal_order_id: str
     client_order_id: str
     client_id: str
-    account: str
-    symbol: str
-    side: OrderSide
-    type: OrderType
-    time_in_force: TimeInForce
-    qty: Decimal
-    price: Decimal | None = None
-    stop_price: Decimal | None = None
-    expire_at: datetime | None = None
     broker: str
     broker_order_id: str | None = None
     status: OrderStatus
@@ -292,18 +305,10 @@ class OrderPublic(BaseModel):
         """From a workflow's state query."""
         r = state.request
         return cls(
+            **state.terms(),
             internal_order_id=r.order_id,
             client_order_id=r.client_order_id,
             client_id=r.client_id,
-            account=r.account,
-            symbol=r.symbol,
-            side=r.side,
-            type=r.type,
-            time_in_force=r.time_in_force,
-            qty=state.qty,
-            price=state.price,
-            stop_price=state.stop_price,
-            expire_at=r.expire_at,
             broker=r.broker,
             broker_order_id=state.broker_order_id,
             status=state.status,
@@ -421,3 +426,130 @@ class TradingStatePublic(BaseModel):
     reason: str
     updated_by: str
     updated_at: datetime
+
+
+# ------------------------------------------------------------------------------------------------ order lists
+
+
+class LegCreate(OrderCreate):
+    """One leg of a list: a name, a role, and an order's terms (``clientId``/``clientOrderId`` come from the list)."""
+
+    client_order_id: Identifier | None = None  # type: ignore[assignment]
+    client_id: Identifier | None = None  # type: ignore[assignment]
+    name: Identifier
+    role: LegRole
+
+    _role = field_validator("role", mode="before")(_upper)
+
+
+LIST_EXAMPLES: list[JsonValue] = [
+    {
+        "clientId": "desk-1",
+        "clientListId": "br-1",
+        "contingency": "BRACKET",
+        "legs": [
+            {"name": "entry", "role": "PARENT", "symbol": "AAPL", "side": "BUY", "qty": 100, "price": 190},
+            {
+                "name": "tp",
+                "role": "EXIT",
+                "symbol": "AAPL",
+                "side": "SELL",
+                "qty": 100,
+                "price": 200,
+                "timeInForce": "GTC",
+                "reduceOnly": True,
+            },
+            {
+                "name": "sl",
+                "role": "EXIT",
+                "symbol": "AAPL",
+                "side": "SELL",
+                "qty": 100,
+                "type": "STOP",
+                "stopPrice": 180,
+                "timeInForce": "GTC",
+                "reduceOnly": True,
+            },
+        ],
+    }
+]
+
+
+class OrderListCreate(_Wire):
+    """A new order list: a bracket, OCO, OUO or OTO, with its legs (see the README's semantics table)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": LIST_EXAMPLES})
+
+    client_id: Identifier
+    client_list_id: Identifier
+    contingency: Contingency
+    legs: Annotated[list[LegCreate], Field(min_length=1, max_length=10)]
+    #: OTO and bracket: release the children on the parent's first fill (PARTIAL) or its complete fill (FULL).
+    trigger: TriggerMode = TriggerMode.FULL
+    #: Bracket: how its two exits are linked.
+    exits: Literal[Contingency.OUO, Contingency.OCO] = Contingency.OUO
+    flatten_on_unprotected: bool = False
+
+    _upper_enums = field_validator("contingency", "trigger", "exits", mode="before")(_upper)
+
+    def request_hash(self) -> str:
+        """SHA-256 of the canonical body."""
+        body = self.model_dump(mode="json", by_alias=True)
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LegPublic(BaseModel):
+    """A leg as the list shows it: ``status`` is ``EMULATED`` while the coordinator holds it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    name: str
+    role: LegRole
+    internal_order_id: str
+    status: str
+    side: OrderSide
+    type: OrderType
+    qty: Decimal
+    filled_qty: Decimal
+    avg_price: Decimal | None = None
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reason: str | None = None
+    #: The rules this leg's events fired, in order (the last is the one that fired last).
+    rules: list[str] = []
+    links: dict[str, str] = {}
+
+
+class ListAccepted(BaseModel):
+    """Answer to ``POST /order-lists``."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    status: Literal["accepted", "rejected", "pending"]
+    list_id: str
+    client_list_id: str
+    client_id: str
+    list_status: str
+    reasons: list[Reason] = []
+    duplicate: bool = False
+    workflow_id: str
+    legs: dict[str, str] = {}
+    links: dict[str, str] = {}
+
+
+class ListPublic(BaseModel):
+    """An order list: its legs, flags and timeline."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    list_id: str
+    client_list_id: str
+    client_id: str
+    contingency: Contingency
+    trigger: TriggerMode
+    status: str
+    flags: list[str]
+    legs: list[LegPublic]
+    events: list[dict[str, Any]]
+    workflow_id: str

@@ -42,7 +42,7 @@ from psycopg.rows import dict_row
 
 from api.schemas import Reason
 from core.auth import Scope
-from core.domain import OrderEventKind
+from core.domain import OrderEventKind, TimelineKind
 from core.metrics import STREAM_LAGGING
 from core.settings import StreamSettings
 from store import Pool
@@ -64,22 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Kinds of the timeline that are not state transitions (``OrderState.record`` in core/domain.py, the workflow).
-_RECORDED_KINDS = frozenset(
-    {
-        "RECEIVED",
-        "AMEND_DENIED",
-        "CANCEL_REPEATED",
-        "CANCEL_REQUESTED",
-        "CANCEL_REFUSED",
-        "FILL_BOOKED_OUT_OF_STATE",
-        "OVERFILL_REFUSED",
-        "REPORT_IGNORED",
-        "STATUS_POLL_FAILED",
-        "RECONCILED",
-        "SUBMIT_UNCONFIRMED",
-    }
-)
 #: Kinds the stream's triggers give rows that are not order events (migration 0021).
 _OTHER_KINDS = frozenset(
     {
@@ -92,8 +76,9 @@ _OTHER_KINDS = frozenset(
         "UNMATCHED_RESOLVED",
     }
 )
-#: Every kind a client may filter on.
-KINDS: frozenset[str] = frozenset(k.value for k in OrderEventKind) | _RECORDED_KINDS | _OTHER_KINDS
+#: Every kind a client may filter on: every kind of an order's timeline (``EventKind``: the transitions and the
+#: entries that leave the status as it is), and the other rows' kinds.
+KINDS: frozenset[str] = frozenset(k.value for k in (*OrderEventKind, *TimelineKind)) | _OTHER_KINDS
 #: Largest ``since`` (Postgres bigint).
 MAX_SEQ = 2**63 - 1
 

@@ -20,19 +20,13 @@ from typing import Any, Protocol
 
 import httpx
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from benchmarks.ceiling import broker_task_queue
 from benchmarks.ceiling_workflow import CeilingInput, CeilingWorkflow
-from core.domain import OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce, derive_order_id, workflow_id_for
+from core.domain import OrderRequest, OrderSide, OrderType, TimeInForce, derive_order_id
 from core.settings import Settings, TemporalSettings
-from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_CLIENT_ORDER_ID, SA_STATUS, SA_SYMBOL
-from workflows.order import OrderConfig, OrderWorkflow, OrderWorkflowInput
+from workflows.order_client import order_start, search_attributes, summary
 
 __all__ = ["CeilingOrders", "DirectOrders", "LoopResult", "RestOrders", "System", "closed_loop", "order_body"]
 
@@ -145,19 +139,6 @@ def _order_request(run_id: str, n: int, prefix: str) -> OrderRequest:
     )
 
 
-def _search_attributes(order: OrderRequest) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_STATUS, OrderStatus.RECEIVED.value),
-            SearchAttributePair(SA_SYMBOL, order.symbol),
-            SearchAttributePair(SA_CLIENT_ID, order.client_id),
-            SearchAttributePair(SA_CLIENT_ORDER_ID, order.client_order_id),
-            SearchAttributePair(SA_BROKER, order.broker),
-            SearchAttributePair(SA_ACCOUNT, order.account),
-        ]
-    )
-
-
 class DirectOrders:
     """Exodus orders started straight on Temporal, as the API does it, without HTTP and the API process."""
 
@@ -168,36 +149,16 @@ class DirectOrders:
         self._client = client
         self._settings = settings
         self._run_id = run_id
-        o = settings.orders
-        self._config = OrderConfig(
-            broker_task_queue=settings.temporal.broker_task_queue("paper"),
-            day_close_utc=o.day_close_utc,
-            status_poll_seconds=o.status_poll_seconds,
-            immediacy_timeout_seconds=o.immediacy_timeout_seconds,
-            broker_call_timeout_seconds=o.broker_call_timeout_seconds,
-        )
 
     async def submit(self, n: int) -> tuple[float, WorkflowHandle[Any, Any]]:
         """Update-with-start one order workflow."""
         started = time.perf_counter()
-        order = _order_request(self._run_id, n, "direct-")
-        start = WithStartWorkflowOperation(
-            OrderWorkflow.run,
-            OrderWorkflowInput(order=order, config=self._config),
-            id=workflow_id_for(order.order_id),
-            task_queue=self._settings.temporal.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_search_attributes(order),
-            static_summary=f"{order.summary()} · paper · {order.client_id}/{order.client_order_id}",
-        )
-        decision = await self._client.execute_update_with_start_workflow(
-            OrderWorkflow.decision, order.request_hash, start_workflow_operation=start
-        )
+        start = order_start(_order_request(self._run_id, n, "direct-"), self._settings)
+        decision = await start.decide(self._client)
         elapsed = time.perf_counter() - started
         if not decision.approved:
             raise SubmitError(f"denied: {decision.reasons}")
-        return elapsed, self._client.get_workflow_handle(workflow_id_for(order.order_id))
+        return elapsed, self._client.get_workflow_handle(start.workflow_id)
 
 
 class CeilingOrders:
@@ -235,8 +196,8 @@ class CeilingOrders:
             task_queue=self._task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_search_attributes(order),
-            static_summary=f"{order.summary()} · paper · {order.client_id}/{order.client_order_id}",
+            search_attributes=search_attributes(order),
+            static_summary=summary(order),
         )
         await self._client.execute_update_with_start_workflow(
             CeilingWorkflow.decision, "h" * self._sizes.get("update_in", 64), start_workflow_operation=start

@@ -293,20 +293,19 @@ async def measure(
 async def _workflow_stage(url: str, base: Path, orders: int) -> dict[str, Any]:
     """The decision through the order workflow, next to a bare update-with-start (the floor)."""
     from temporalio.client import Client, WithStartWorkflowOperation
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+    from temporalio.common import WorkflowIDConflictPolicy
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
 
     from benchmarks.risk_floor_workflow import BareDecision
     from brokers.paper import PaperBroker
-    from core.domain import workflow_id_for
     from devstack.services import free_port, start_dev_server
     from sim.journal import PostgresVenueJournal
     from sim.venue import SimVenue
     from store.quotes import QuoteWriter
     from worker.build import build_workers, running_workers
     from worker.dispatcher import ReportDispatcher
-    from workflows.order import OrderConfig, OrderWorkflow, OrderWorkflowInput
+    from workflows.order_client import order_config, order_start
 
     port = free_port()
     log = (base / "temporal.log").open("ab")
@@ -335,27 +334,17 @@ async def _workflow_stage(url: str, base: Path, orders: int) -> dict[str, Any]:
         floor_q = f"{settings.temporal.task_queue}-floor"
         workers.append(Worker(client, task_queue=floor_q, workflows=[BareDecision]))
         async with running_workers(workers):
-            config = OrderConfig(broker_task_queue=settings.temporal.broker_task_queue("paper"))
+            config = order_config(settings, "paper")
             for label in ("workflow", "bare_update_with_start"):
                 samples = []
                 for i in range(orders + 20):
                     if label == "workflow":
-                        order = _order("bench-workflow", i)
-                        op: Any = WithStartWorkflowOperation(
-                            OrderWorkflow.run,
-                            OrderWorkflowInput(order=order, config=config),
-                            id=workflow_id_for(order.order_id),
-                            task_queue=settings.temporal.task_queue,
-                            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                        )
+                        start = order_start(_order("bench-workflow", i), settings, config=config)
                         started = time.perf_counter()
-                        decision = await client.execute_update_with_start_workflow(
-                            OrderWorkflow.decision, order.request_hash, start_workflow_operation=op
-                        )
+                        decision = await start.decide(client)
                         assert decision.approved, decision.reasons
                     else:
-                        op = WithStartWorkflowOperation(
+                        op: Any = WithStartWorkflowOperation(
                             BareDecision.run,
                             "x",
                             id=f"bare-{uuid.uuid4().hex}",

@@ -5,7 +5,7 @@ method                 required  contract
 =====================  ========  =================================================================
 ``start(sink)``        yes       connect; from now on push every execution report to ``sink``
 ``close()``            yes       disconnect; idempotent
-``submit_order``       yes       send a new order under ``client_order_id``; a definite refusal is
+``submit_order``       yes       send a new order under ``cl_ord_id``; a definite refusal is
                                  ``BrokerAck(accepted=False)``; an unknown outcome (timeout,
                                  disconnect, 5xx, 429) raises ``BrokerUnavailable``
 ``cancel_order``       yes       ask to cancel; ``not_found=True`` when the broker never had it;
@@ -88,9 +88,13 @@ SessionCheck = Callable[[AsyncConnection[Any], str], Awaitable[str | None]]
 
 
 class BrokerCapabilities(BaseModel):
-    """What a broker supports; the risk check refuses orders outside it."""
+    """What a broker supports; the risk check refuses orders outside it.
 
-    model_config = ConfigDict(frozen=True)
+    Unknown fields are refused: a capability under a name it no longer has (``dedupes_client_order_id``, now
+    ``dedupes_cl_ord_id``) fails where the adapter declares it instead of silently keeping the default.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     order_types: frozenset[OrderType]
     time_in_force: frozenset[TimeInForce]
@@ -100,8 +104,8 @@ class BrokerCapabilities(BaseModel):
     #: A limit order priced through the market is taken and executes at once (MT5 refuses a buy limit above the
     #: ask: it is a pending order, and must rest).
     marketable_limits: bool = True
-    #: The broker deduplicates client order ids itself (a resend with the same id cannot create a twin).
-    dedupes_client_order_id: bool = False
+    #: The broker deduplicates ``cl_ord_id`` itself (a resend with the same id cannot create a twin).
+    dedupes_cl_ord_id: bool = False
     #: The broker answers requests beyond a rate with a throttle (HTTP 429) that the adapter must wait out and
     #: retry, never report as a refusal (REST brokers).
     rate_limited: bool = False
@@ -141,7 +145,7 @@ class Broker(Protocol):
         """Change an order's quantity or prices."""
         ...
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The broker's view of an order and its fills, or None when the broker does not know it."""
         ...
 

@@ -6,12 +6,21 @@ pass it through the Temporal sandbox.
 
 Quantities and prices are ``Decimal``; timestamps are timezone-aware UTC ``datetime`` values named ``*_at``.
 
-Two identifiers are kept apart:
+Each identifier has one name and one meaning:
 
+* ``client_order_id`` is the client's own id for the order (``"ord-1"``; ``clientOrderId`` in the API and a
+  column of ``orders``), ``client_id`` the client's.
 * ``order_id`` (ours, ``internalOrderId`` in the API) is derived from the client's idempotency key. The
-  workflow id is ``order-{order_id}`` and a broker's client order id is ``order_id`` itself, or
-  ``{order_id}.{n}`` for the n-th replacement in a cancel/replace chain.
+  workflow id is ``order-{order_id}``.
+* ``cl_ord_id`` is the id we send the order to a broker under (FIX ClOrdID, Alpaca's and MT5's client order
+  id): ``order_id`` itself, or ``{order_id}.{n}`` for the n-th replacement in a cancel/replace chain
+  (``cl_ord_id_for``). Until issue 19 it was called ``client_order_id`` in the broker-facing models; payloads
+  and journals of earlier releases still load (``renamed``), and this release still writes the old key.
 * ``broker_order_id`` is the venue's own id for the order.
+
+An order's terms (account, symbol, side, type, time in force, quantity, prices, peg, expiry) are declared once,
+in ``OrderTerms``, with the rules on which of them go together; the request, the broker commands, and the
+venues' and adapters' records inherit them.
 """
 
 from __future__ import annotations
@@ -21,20 +30,24 @@ import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 __all__ = [
     "ACTIVE_STATUSES",
     "OPEN_STATUSES",
     "ORDER_TRANSITIONS",
     "TERMINAL_STATUSES",
+    "TERMS",
     "AmendRequest",
     "AmendResult",
+    "Break",
+    "BreakKind",
     "BrokerAck",
     "CancelOrder",
     "CancelRequest",
+    "EventKind",
     "ExecutionReport",
     "Fill",
     "Instrument",
@@ -43,25 +56,30 @@ __all__ = [
     "OrderEvent",
     "OrderEventKind",
     "OrderRequest",
+    "OrderSide",
     "OrderState",
+    "OrderStatus",
+    "OrderStatusReport",
+    "OrderTerms",
+    "OrderType",
     "PegType",
     "PositionReport",
     "ReplaceOrder",
-    "ReportOutcome",
-    "OrderSide",
-    "OrderStatus",
-    "OrderStatusReport",
-    "OrderType",
     "ReportKind",
+    "ReportOutcome",
     "RiskDecision",
     "RiskReason",
     "SubmitOrder",
+    "TermsCode",
     "TimeInForce",
+    "TimelineKind",
     "TradingState",
     "base_order_id",
-    "broker_client_order_id",
+    "cl_ord_id_for",
     "derive_order_id",
     "order_id_from_workflow_id",
+    "renamed",
+    "overfill_break",
     "revision_of",
     "transition",
     "utcnow",
@@ -197,6 +215,70 @@ class OrderEventKind(StrEnum):
     EXPIRE = "EXPIRE"
     PARTIAL_FILL = "PARTIAL_FILL"
     FILL = "FILL"
+
+
+class TimelineKind(StrEnum):
+    """Timeline entries that leave the order's status as it is (``OrderState.record``).
+
+    With ``OrderEventKind`` (the transitions, ``OrderState.apply``) these are every kind an order's timeline
+    holds: ``OrderEvent.kind`` is one of the two (``EventKind``), and so is ``order_events.kind``.
+    """
+
+    RECEIVED = "RECEIVED"
+    #: A broker report the order's status cannot take (a late duplicate acknowledgement, one before submission).
+    REPORT_IGNORED = "REPORT_IGNORED"
+    OVERFILL_REFUSED = "OVERFILL_REFUSED"
+    #: A fill booked although the status had no transition for it (a fill is money: never dropped).
+    FILL_BOOKED_OUT_OF_STATE = "FILL_BOOKED_OUT_OF_STATE"
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"
+    #: A cancel request while one is queued or in flight (recorded, not sent again).
+    CANCEL_REPEATED = "CANCEL_REPEATED"
+    #: A cancel request for an order that is already final.
+    CANCEL_REFUSED = "CANCEL_REFUSED"
+    AMEND_DENIED = "AMEND_DENIED"
+    #: No answer to a submission: the order stays in flight and the broker is asked before any resend.
+    SUBMIT_UNCONFIRMED = "SUBMIT_UNCONFIRMED"
+    STATUS_POLL_FAILED = "STATUS_POLL_FAILED"
+    RECONCILED = "RECONCILED"
+
+
+#: Every kind of timeline entry.
+EventKind = OrderEventKind | TimelineKind
+
+
+class BreakKind(StrEnum):
+    """What a reconciliation break of an order is about (the ``kind`` column of ``reconciliation_breaks``)."""
+
+    #: A fill report that would take the order beyond its quantity (refused, not booked).
+    OVERFILL = "OVERFILL"
+    #: The broker's filled quantity differs from the order's.
+    QTY_MISMATCH = "QTY_MISMATCH"
+    #: A booked fill that the broker does not report.
+    UNKNOWN_FILL = "UNKNOWN_FILL"
+    #: The broker's final status differs from the order's.
+    STATUS_MISMATCH = "STATUS_MISMATCH"
+    #: The broker does not know the order's ``cl_ord_id``.
+    UNKNOWN_AT_BROKER = "UNKNOWN_AT_BROKER"
+    #: The closing comparison with the broker could not be made.
+    RECONCILE_FAILED = "RECONCILE_FAILED"
+    #: Booking rounds failed before one went in.
+    BOOKING_DELAYED = "BOOKING_DELAYED"
+    #: A booking refused because the order's row holds another request's terms.
+    BOOKING_FOR_OTHER_TERMS = "BOOKING_FOR_OTHER_TERMS"
+    #: A fill that reached no order workflow and is not in the ledger.
+    UNMATCHED_FILL = "UNMATCHED_FILL"
+    # End-of-day reconciliation (core/reconciliation.py, ``ReconciliationKind``): the broker's statement against
+    # the ledger and the read model.
+    #: The broker's position in an account and symbol differs from the ledger's (beyond the day's fill differences).
+    POSITION_DRIFT = "POSITION_DRIFT"
+    #: The broker reports a fill of the day the ledger has not booked.
+    FILL_MISSING_IN_LEDGER = "FILL_MISSING_IN_LEDGER"
+    #: The ledger booked a fill of the day the broker does not report.
+    FILL_UNKNOWN_TO_BROKER = "FILL_UNKNOWN_TO_BROKER"
+    #: The broker works an order Exodus does not know, or knows as finished.
+    ORPHAN_ORDER_AT_BROKER = "ORPHAN_ORDER_AT_BROKER"
+    #: An order is open in Exodus but not at the broker.
+    ORDER_NOT_AT_BROKER = "ORDER_NOT_AT_BROKER"
 
 
 class InvalidTransition(Exception):
@@ -337,27 +419,38 @@ def order_id_from_workflow_id(workflow_id: str) -> str:
     return workflow_id.removeprefix("order-")
 
 
-def broker_client_order_id(order_id: str, revision: int = 0) -> str:
-    """The client order id sent to a broker: the order id, or ``{order_id}.{n}`` for the n-th replacement."""
+def cl_ord_id_for(order_id: str, revision: int = 0) -> str:
+    """The id an order is sent to a broker under: the order id, or ``{order_id}.{n}`` for the n-th replacement."""
     return order_id if revision == 0 else f"{order_id}.{revision}"
 
 
-def revision_of(client_order_id: str) -> int:
-    """The replacement count carried by a broker-facing client order id (0 for the original)."""
-    _, _, suffix = client_order_id.partition(".")
+def revision_of(cl_ord_id: str) -> int:
+    """The replacement count a ``cl_ord_id`` carries (0 for the original)."""
+    _, _, suffix = cl_ord_id.partition(".")
     return int(suffix) if suffix.isdigit() else 0
 
 
-def base_order_id(client_order_id: str) -> str:
-    """Map a broker-facing client order id (possibly with a replacement suffix) back to the order id."""
-    return client_order_id.split(".", 1)[0]
+def base_order_id(cl_ord_id: str) -> str:
+    """The order id of a ``cl_ord_id`` (which may carry a replacement suffix)."""
+    return cl_ord_id.split(".", 1)[0]
 
 
 # --------------------------------------------------------------------------------------------------------
 # Records
 
-_Frozen = ConfigDict(frozen=True, extra="forbid")
+#: Records: immutable, unknown fields refused, renamed fields written under their old names (``renamed``).
+_Frozen = ConfigDict(frozen=True, extra="forbid", serialize_by_alias=True)
 PositiveDecimal = Annotated[Decimal, Field(gt=0)]
+
+
+def renamed(old: str, new: str, **field: Any) -> Any:
+    """A field renamed from ``old`` to ``new``: payloads of either name load; this release writes ``old``.
+
+    Written under the old name for one release, so that a worker of the previous release still reads what this
+    one writes (a rolling upgrade, a rollback); the next release writes ``new``, the one after stops reading
+    ``old``. Models with renamed fields set ``serialize_by_alias`` (as ``_Frozen`` does).
+    """
+    return Field(validation_alias=AliasChoices(new, old), serialization_alias=old, **field)
 
 
 class Instrument(BaseModel):
@@ -396,17 +489,43 @@ class Instrument(BaseModel):
         return (price / self.tick_size).quantize(Decimal(1)) * self.tick_size
 
 
-class OrderRequest(BaseModel):
-    """A validated order as the workflow receives it."""
+class RiskReason(BaseModel):
+    """Why an order was refused, by its terms' rules or by the risk check: a stable code and a human message.
+
+    ``field`` names the field at fault by its API name (``stopPrice``), when there is one.
+    """
 
     model_config = _Frozen
 
-    order_id: str
-    idempotency_key: str
-    #: SHA-256 of the canonical request body; tells a retried request from a different one under the same key.
-    request_hash: str
-    client_id: str
-    client_order_id: str
+    code: str
+    message: str
+    field: str | None = None
+
+
+class TermsCode(StrEnum):
+    """Terms that do not go together (``OrderTerms.problems``): the API's 422 codes, and the risk check's."""
+
+    PRICE_REQUIRED = "PRICE_REQUIRED"
+    PRICE_NOT_ALLOWED = "PRICE_NOT_ALLOWED"
+    STOP_PRICE_REQUIRED = "STOP_PRICE_REQUIRED"
+    STOP_PRICE_NOT_ALLOWED = "STOP_PRICE_NOT_ALLOWED"
+    PEG_TYPE_REQUIRED = "PEG_TYPE_REQUIRED"
+    PEG_NOT_ALLOWED = "PEG_NOT_ALLOWED"
+    EXPIRY_REQUIRED = "EXPIRY_REQUIRED"
+    EXPIRY_NOT_ALLOWED = "EXPIRY_NOT_ALLOWED"
+    TIME_IN_FORCE_NOT_ALLOWED = "TIME_IN_FORCE_NOT_ALLOWED"
+
+
+class OrderTerms(BaseModel):
+    """An order's terms: what it trades, how, and for how long.
+
+    Declared here only: the request (``OrderRequest``), the broker commands (``SubmitOrder``, ``ReplaceOrder``),
+    the venues' and adapters' records of an order and the API's view of one inherit them. The rules on which
+    terms go together are here too (``problems``), checked under one set of codes (``TermsCode``).
+    """
+
+    model_config = _Frozen
+
     account: str
     symbol: str
     side: OrderSide
@@ -418,14 +537,6 @@ class OrderRequest(BaseModel):
     peg_type: PegType | None = None
     peg_offset: Decimal | None = None
     expire_at: datetime | None = None
-    #: Only reduce the position (refused if it would increase it).
-    reduce_only: bool = False
-    broker: str
-    received_at: datetime
-    #: Who sent the order (API principal), for the audit trail.
-    submitted_by: str = "anonymous"
-    #: Unique per REST call; the decision echoes it, so the API tells a new order from a repeat.
-    submission_id: str = ""
 
     def summary(self) -> str:
         """One line such as ``BUY 100 AAPL LIMIT 187.50 GTC``."""
@@ -437,15 +548,71 @@ class OrderRequest(BaseModel):
         parts.append(self.time_in_force.value)
         return " ".join(parts)
 
+    def terms(self, **changes: Any) -> dict[str, Any]:
+        """The terms as keyword arguments (with ``changes``), to build another model that has them."""
+        values = {name: getattr(self, name) for name in TERMS}
+        values.update(changes)
+        return values
 
-class RiskReason(BaseModel):
-    """Why a risk check refused an order: a stable code and a human message."""
+    def problems(self) -> list[RiskReason]:
+        """Terms that do not go together, each with its code and the field at fault (by its API name).
+
+        The one place of these rules: the API refuses such an order (422) before anything starts, and the risk
+        check denies one that reached it another way, under the same codes.
+        """
+        out: list[RiskReason] = []
+
+        def bad(code: TermsCode, field: str, message: str) -> None:
+            out.append(RiskReason(code=code.value, field=field, message=f"{field}: {message}"))
+
+        t, tif = self.type, self.time_in_force
+        if t.needs_price and self.price is None:
+            bad(TermsCode.PRICE_REQUIRED, "price", f"required for a {t.value} order")
+        if not t.needs_price and self.price is not None:
+            bad(TermsCode.PRICE_NOT_ALLOWED, "price", f"not allowed for a {t.value} order")
+        if t.needs_stop_price and self.stop_price is None:
+            bad(TermsCode.STOP_PRICE_REQUIRED, "stopPrice", f"required for a {t.value} order")
+        if not t.needs_stop_price and self.stop_price is not None:
+            bad(TermsCode.STOP_PRICE_NOT_ALLOWED, "stopPrice", f"not allowed for a {t.value} order")
+        if t is OrderType.PEGGED and self.peg_type is None:
+            bad(TermsCode.PEG_TYPE_REQUIRED, "pegType", "required for a PEGGED order (MARKET, PRIMARY or MIDPOINT)")
+        if t is not OrderType.PEGGED and (self.peg_type is not None or self.peg_offset is not None):
+            bad(TermsCode.PEG_NOT_ALLOWED, "pegType", "only a PEGGED order takes pegType/pegOffset")
+        if tif is TimeInForce.GTD and self.expire_at is None:
+            bad(TermsCode.EXPIRY_REQUIRED, "expireAt", "required when timeInForce is GTD")
+        if tif is not TimeInForce.GTD and self.expire_at is not None:
+            bad(TermsCode.EXPIRY_NOT_ALLOWED, "expireAt", "only allowed when timeInForce is GTD")
+        if t is OrderType.MARKET and tif is TimeInForce.GTD:
+            bad(TermsCode.TIME_IN_FORCE_NOT_ALLOWED, "timeInForce", "a MARKET order cannot be GTD")
+        return out
+
+
+#: The names of an order's terms.
+TERMS: Final = tuple(OrderTerms.model_fields)
+
+
+class OrderRequest(OrderTerms):
+    """A validated order as the workflow receives it: its terms, whose it is, and where it goes."""
 
     model_config = _Frozen
 
-    code: str
-    message: str
-    field: str | None = None
+    order_id: str
+    idempotency_key: str
+    #: SHA-256 of the canonical request body; tells a retried request from a different one under the same key.
+    request_hash: str
+    client_id: str
+    client_order_id: str
+    #: Only reduce the position (refused if it would increase it).
+    reduce_only: bool = False
+    broker: str
+    received_at: datetime
+    #: Who sent the order (API principal), for the audit trail.
+    submitted_by: str = "anonymous"
+    #: Unique per REST call; the decision echoes it, so the API tells a new order from a repeat.
+    submission_id: str = ""
+    #: A leg of an order list: the order ids of the legs linked to it (OCO/OUO, a bracket's other exit). They never
+    #: work beyond one leg's size together, so risk does not count them against this order's reduction.
+    linked_orders: tuple[str, ...] = ()
 
 
 class RiskDecision(BaseModel):
@@ -491,7 +658,7 @@ class ExecutionReport(BaseModel):
     broker: str
     exec_id: str
     kind: ReportKind
-    client_order_id: str
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     broker_order_id: str | None = None
     symbol: str
     side: OrderSide
@@ -511,7 +678,7 @@ class ExecutionReport(BaseModel):
     @property
     def order_id(self) -> str:
         """The Exodus order id this report belongs to."""
-        return base_order_id(self.client_order_id)
+        return base_order_id(self.cl_ord_id)
 
 
 class BrokerAck(BaseModel):
@@ -525,7 +692,7 @@ class BrokerAck(BaseModel):
     model_config = _Frozen
 
     accepted: bool
-    client_order_id: str
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     broker_order_id: str | None = None
     reason: str | None = None
     #: For cancels: the broker does not know the order (it never arrived).
@@ -539,7 +706,7 @@ class OrderStatusReport(BaseModel):
     model_config = _Frozen
 
     broker: str
-    client_order_id: str
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     broker_order_id: str | None
     status: OrderStatus
     qty: Decimal
@@ -579,11 +746,46 @@ class OrderEvent(BaseModel):
 
     seq: int
     at: datetime
-    kind: str
+    kind: EventKind
     status: OrderStatus
     detail: str = ""
     actor: str | None = None
     data: dict[str, str] = {}
+
+
+class Break(BaseModel):
+    """A reconciliation break of an order: its kind and what it found.
+
+    Its text, ``"KIND: detail"``, is what the order's flags show and what ``reconciliation_breaks.detail`` holds
+    (beside the kind); payloads carry the text as well (as earlier releases wrote breaks), and a text loads back
+    as a break.
+    """
+
+    model_config = _Frozen
+
+    kind: BreakKind
+    detail: str
+
+    @property
+    def text(self) -> str:
+        """``"KIND: detail"``."""
+        return f"{self.kind.value}: {self.detail}"
+
+    def __str__(self) -> str:
+        return self.text
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        # The wire form (and every payload of earlier releases): the text.
+        if isinstance(value, str):
+            kind, _, detail = value.partition(": ")
+            return {"kind": kind, "detail": detail}
+        return value
+
+    @model_serializer
+    def _to_text(self) -> str:
+        return self.text
 
 
 class CancelRequest(BaseModel):
@@ -645,7 +847,7 @@ class OrderState(BaseModel):
     qty: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
-    #: Replacement count; the broker-facing client order id carries it as a suffix.
+    #: Replacement count; ``cl_ord_id`` carries it as a suffix.
     revision: int = 0
     broker_order_id: str | None = None
     filled_qty: Decimal = Decimal(0)
@@ -674,7 +876,7 @@ class OrderState(BaseModel):
             created_at=at,
             updated_at=at,
         )
-        state.record("RECEIVED", at=at, detail=request.summary(), actor=request.submitted_by)
+        state.record(TimelineKind.RECEIVED, at=at, detail=request.summary(), actor=request.submitted_by)
         return state
 
     # -- derived -----------------------------------------------------------------------------------------
@@ -685,9 +887,13 @@ class OrderState(BaseModel):
         return self.request.order_id
 
     @property
-    def client_order_id_at_broker(self) -> str:
-        """The client order id the broker currently knows the order by."""
-        return broker_client_order_id(self.order_id, self.revision)
+    def cl_ord_id(self) -> str:
+        """The id the broker knows the order by now (a replacement gives it a new one)."""
+        return cl_ord_id_for(self.order_id, self.revision)
+
+    def terms(self) -> dict[str, Any]:
+        """The order's terms now: the request's, with the quantity and prices of its last replacement."""
+        return self.request.terms(qty=self.qty, price=self.price, stop_price=self.stop_price)
 
     @property
     def leaves_qty(self) -> Decimal:
@@ -717,7 +923,7 @@ class OrderState(BaseModel):
 
     def record(
         self,
-        kind: str,
+        kind: EventKind,
         *,
         at: datetime,
         detail: str = "",
@@ -752,7 +958,7 @@ class OrderState(BaseModel):
         self.status = new
         if new in _WORKING_STATUSES:
             self.working_status = new
-        self.record(event.value, at=at, detail=detail, actor=actor, data=data)
+        self.record(event, at=at, detail=detail, actor=actor, data=data)
         return new
 
     def can(self, event: OrderEventKind) -> bool:
@@ -777,13 +983,13 @@ class OrderState(BaseModel):
         if report.kind is ReportKind.CANCELED and self.expiring:
             event = OrderEventKind.EXPIRE
         if report.kind is ReportKind.REPLACED:
-            self.revision = max(self.revision, revision_of(report.client_order_id))
+            self.revision = max(self.revision, revision_of(report.cl_ord_id))
             self.qty = report.new_qty if report.new_qty is not None else self.qty
             self.price = report.new_price if report.new_price is not None else self.price
             self.stop_price = report.new_stop_price if report.new_stop_price is not None else self.stop_price
         if not self.can(event):
             self.record(
-                "REPORT_IGNORED",
+                TimelineKind.REPORT_IGNORED,
                 at=at,
                 detail=f"{report.kind.value} report does not apply in status {self.status.value}",
                 data=data,
@@ -803,7 +1009,9 @@ class OrderState(BaseModel):
         qty = report.last_qty
         price = report.last_price
         if qty <= 0 or price is None or price <= 0:
-            self.record("REPORT_IGNORED", at=at, detail=f"fill without quantity or price: {qty} @ {price}", data=data)
+            self.record(
+                TimelineKind.REPORT_IGNORED, at=at, detail=f"fill without quantity or price: {qty} @ {price}", data=data
+            )
             return ReportOutcome.IGNORED
         if self.filled_qty + qty > self.qty:
             flag = (
@@ -811,7 +1019,7 @@ class OrderState(BaseModel):
                 f"{self.filled_qty.normalize():f}/{self.qty.normalize():f}"
             )
             self.flags.append(flag)
-            self.record("OVERFILL_REFUSED", at=at, detail=flag, data=data)
+            self.record(TimelineKind.OVERFILL_REFUSED, at=at, detail=flag, data=data)
             return ReportOutcome.OVERFILL
         fill = Fill(
             exec_id=report.exec_id,
@@ -842,32 +1050,31 @@ class OrderState(BaseModel):
             # Cannot happen with the table as written (every open or closed-by-cancel status takes fills),
             # but a fill is money: book it and flag the status problem instead of losing it.
             self.flags.append(f"fill {report.exec_id} in status {self.status.value}")
-            self.record("FILL_BOOKED_OUT_OF_STATE", at=at, detail=detail, data=data)
+            self.record(TimelineKind.FILL_BOOKED_OUT_OF_STATE, at=at, detail=detail, data=data)
             return ReportOutcome.APPLIED
         self.apply(event, at=at, detail=detail, data=data)
         return ReportOutcome.APPLIED
 
-    def merge_status(self, status: OrderStatusReport, *, at: datetime, final: bool = False) -> list[str]:
+    def merge_status(self, status: OrderStatusReport, *, at: datetime, final: bool = False) -> list[Break]:
         """Take what a broker's status report knows that we do not, and list the differences left.
 
         Reports in ``status.reports`` go through ``apply_report`` (so known ones are skipped). A terminal
         broker status the order has not reached is applied as a synthesized report. With ``final`` the
-        order is closed and the result is a reconciliation: every difference is returned as a break
-        ``"KIND: detail"``.
+        order is closed and the result is a reconciliation: every difference is returned as a break.
         """
-        breaks: list[str] = []
+        breaks: list[Break] = []
         for report in sorted(status.reports, key=lambda r: r.transact_at):
             if self.apply_report(report, at=at) is ReportOutcome.OVERFILL:
-                breaks.append(f"OVERFILL: {report.exec_id} would exceed the order quantity")
+                breaks.append(overfill_break(report))
         if status.broker_order_id and not self.broker_order_id:
             self.broker_order_id = status.broker_order_id
         synthetic = _STATUS_REPORTS.get(status.status)
         if synthetic is not None and not self.is_terminal and status.cum_qty == self.filled_qty:
             report = ExecutionReport(
                 broker=status.broker,
-                exec_id=f"{status.client_order_id}:status:{status.status.value}",
+                exec_id=f"{status.cl_ord_id}:status:{status.status.value}",
                 kind=synthetic,
-                client_order_id=status.client_order_id,
+                cl_ord_id=status.cl_ord_id,
                 broker_order_id=status.broker_order_id,
                 symbol=self.request.symbol,
                 side=self.request.side,
@@ -878,24 +1085,61 @@ class OrderState(BaseModel):
             self.apply_report(report, at=at)
         if status.cum_qty != self.filled_qty:
             breaks.append(
-                f"QTY_MISMATCH: broker reports {status.cum_qty.normalize():f} filled, "
-                f"the ledger {self.filled_qty.normalize():f}"
+                Break(
+                    kind=BreakKind.QTY_MISMATCH,
+                    detail=f"broker reports {status.cum_qty.normalize():f} filled, "
+                    f"the ledger {self.filled_qty.normalize():f}",
+                )
             )
         if final:
             broker_fills = {r.exec_id for r in status.fills}
             if broker_fills:
                 for fill in self.fills:
                     if fill.exec_id not in broker_fills:
-                        breaks.append(f"UNKNOWN_FILL: {fill.exec_id} is booked but the broker does not report it")
+                        detail = f"{fill.exec_id} is booked but the broker does not report it"
+                        breaks.append(Break(kind=BreakKind.UNKNOWN_FILL, detail=detail))
             same = status.status == self.status or (
                 self.status is OrderStatus.EXPIRED and status.status is OrderStatus.CANCELED
             )
             if not same and status.status.is_terminal:
-                breaks.append(f"STATUS_MISMATCH: broker says {status.status.value}, the order is {self.status.value}")
-        for text in breaks:
-            if text not in self.flags:
-                self.flags.append(text)
+                detail = f"broker says {status.status.value}, the order is {self.status.value}"
+                breaks.append(Break(kind=BreakKind.STATUS_MISMATCH, detail=detail))
+        for brk in breaks:
+            if brk.text not in self.flags:
+                self.flags.append(brk.text)
         return breaks
+
+    # -- broker commands ---------------------------------------------------------------------------------
+
+    def submit_order(self) -> SubmitOrder:
+        """The submission of the order's current terms."""
+        return SubmitOrder(cl_ord_id=self.cl_ord_id, **self.terms())
+
+    def cancel_order(self, reason: str) -> CancelOrder:
+        """A request to cancel the order the broker knows as ``cl_ord_id``."""
+        r = self.request
+        return CancelOrder(
+            cl_ord_id=self.cl_ord_id,
+            broker_order_id=self.broker_order_id,
+            symbol=r.symbol,
+            side=r.side,
+            qty=self.qty,
+            reason=reason,
+        )
+
+    def replace_order(self, *, qty: Decimal, price: Decimal | None, stop_price: Decimal | None) -> ReplaceOrder:
+        """A cancel/replace to new quantity and prices, under the next revision's ``cl_ord_id``."""
+        return ReplaceOrder(
+            orig_cl_ord_id=self.cl_ord_id,
+            cl_ord_id=cl_ord_id_for(self.order_id, self.revision + 1),
+            broker_order_id=self.broker_order_id,
+            **self.request.terms(qty=qty, price=price, stop_price=stop_price),
+        )
+
+
+def overfill_break(report: ExecutionReport) -> Break:
+    """The break of a fill report refused because it would exceed the order quantity."""
+    return Break(kind=BreakKind.OVERFILL, detail=f"{report.exec_id} would exceed the order quantity")
 
 
 _REPORT_EVENTS: Final[dict[ReportKind, OrderEventKind]] = {
@@ -914,50 +1158,20 @@ _REPORT_EVENTS: Final[dict[ReportKind, OrderEventKind]] = {
 # Requests to brokers
 
 
-class SubmitOrder(BaseModel):
-    """A new order as sent to a broker."""
+class SubmitOrder(OrderTerms):
+    """A new order as sent to a broker (``OrderState.submit_order``)."""
 
     model_config = _Frozen
 
-    client_order_id: str
-    account: str
-    symbol: str
-    side: OrderSide
-    type: OrderType
-    time_in_force: TimeInForce
-    qty: PositiveDecimal
-    price: PositiveDecimal | None = None
-    stop_price: PositiveDecimal | None = None
-    peg_type: PegType | None = None
-    peg_offset: Decimal | None = None
-    expire_at: datetime | None = None
-
-    @classmethod
-    def from_state(cls, state: OrderState) -> SubmitOrder:
-        """Build the submission for an order's current terms."""
-        r = state.request
-        return cls(
-            client_order_id=state.client_order_id_at_broker,
-            account=r.account,
-            symbol=r.symbol,
-            side=r.side,
-            type=r.type,
-            time_in_force=r.time_in_force,
-            qty=state.qty,
-            price=state.price,
-            stop_price=state.stop_price,
-            peg_type=r.peg_type,
-            peg_offset=r.peg_offset,
-            expire_at=r.expire_at,
-        )
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
 
 
 class CancelOrder(BaseModel):
-    """A request to cancel the order a broker knows as ``client_order_id``."""
+    """A request to cancel the order a broker knows as ``cl_ord_id`` (``OrderState.cancel_order``)."""
 
     model_config = _Frozen
 
-    client_order_id: str
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     broker_order_id: str | None = None
     symbol: str
     side: OrderSide
@@ -965,21 +1179,19 @@ class CancelOrder(BaseModel):
     reason: str = ""
 
 
-class ReplaceOrder(BaseModel):
-    """A cancel/replace: the order known as ``orig_client_order_id`` takes new terms and a new client id."""
+class ReplaceOrder(OrderTerms):
+    """A cancel/replace: the order known as ``orig_cl_ord_id`` takes new terms and a new ``cl_ord_id``.
+
+    Built by ``OrderState.replace_order`` with all the order's terms; replacements sent by earlier releases
+    carried no account, peg or expiry (``account`` is empty then: the adapters use their own record of it).
+    """
 
     model_config = _Frozen
 
-    orig_client_order_id: str
-    client_order_id: str
+    orig_cl_ord_id: str = renamed("orig_client_order_id", "orig_cl_ord_id")
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     broker_order_id: str | None = None
-    symbol: str
-    side: OrderSide
-    type: OrderType
-    time_in_force: TimeInForce
-    qty: PositiveDecimal
-    price: PositiveDecimal | None = None
-    stop_price: PositiveDecimal | None = None
+    account: str = ""
 
 
 class PositionReport(BaseModel):

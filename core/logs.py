@@ -1,10 +1,11 @@
 """Logs: one JSON object per line (or a readable line on a terminal), with the ids of what is being done.
 
 Every line carries ``time``, ``level``, ``logger``, ``message`` and the ids in context: ``request_id``,
-``principal``, ``order_id``, ``client_order_id``, ``workflow_id``, ``broker``, ``broker_order_id``, ``exec_id``
-(and ``activity``). They come from ``bind(...)`` (a context variable: the API binds the request id and the
-principal per request, ``core.propagation`` binds the workflow's and activity's ids in the worker), from a
-log call's ``extra={...}``, and from the Temporal SDK's own ``temporal_workflow``/``temporal_activity`` extras.
+``principal``, ``order_id``, ``client_order_id`` (the client's id), ``cl_ord_id`` (the id the broker knows the
+order by), ``workflow_id``, ``broker``, ``broker_order_id``, ``exec_id`` (and ``activity``). They come from
+``bind(...)`` (a context variable: the API binds the request id and the principal per request,
+``core.propagation`` binds the workflow's and activity's ids in the worker), from a log call's ``extra={...}``,
+and from the Temporal SDK's own ``temporal_workflow``/``temporal_activity`` extras.
 
 ``EXODUS_LOG__FORMAT``: ``auto`` (default: readable on a TTY, JSON otherwise: files, containers, pipes),
 ``json`` or ``text``. ``python -m core.logs`` turns JSON lines back into readable ones
@@ -43,6 +44,7 @@ CONTEXT_FIELDS = (
     "principal",
     "order_id",
     "client_order_id",
+    "cl_ord_id",
     "workflow_id",
     "broker",
     "broker_order_id",

@@ -27,6 +27,7 @@ __all__ = [
     "BROKER_ERRORS",
     "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
+    "LIST_UNPROTECTED",
     "ORDERS",
     "ORDERS_COMPLETED",
     "ORDERS_REJECTED",
@@ -115,4 +116,10 @@ BROKER_HEARTBEAT_AGE = Gauge(
 STREAM_CLIENTS = Gauge("exodus_stream_clients", "Stream connections this API process serves", ["transport"])
 STREAM_LAGGING = Counter(
     "exodus_stream_lagging_total", "Stream clients disconnected because they fell too far behind (resumable)"
+)
+#: Order lists (issue 15).
+LIST_UNPROTECTED = Counter(
+    "exodus_list_unprotected_total",
+    "Order lists whose protective leg ended unfilled while the position was open, by broker",
+    ["broker"],
 )

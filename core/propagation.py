@@ -119,16 +119,17 @@ class _WorkflowOutbound(temporalio.worker.WorkflowOutboundInterceptor):
 
 
 def _order_ids(args: tuple[Any, ...]) -> dict[str, Any]:
-    # An activity's first argument is an order (or carries one): its ids, whatever the model's names.
+    # An activity's first argument is an order (or carries one): its ids. The client's id (``client_order_id``) and
+    # the id the broker knows the order by (``cl_ord_id``) are two ids, each under its own name.
     ids: dict[str, Any] = {}
     for arg in args[:1]:
         for source in (arg, getattr(arg, "order", None), getattr(arg, "request", None)):
             if source is None:
                 continue
-            for name in ("client_order_id", "broker", "broker_order_id", "cl_ord_id"):
+            for name in ("client_order_id", "cl_ord_id", "broker", "broker_order_id"):
                 value = getattr(source, name, None)
                 if isinstance(value, str) and name not in ids:
-                    ids["client_order_id" if name == "cl_ord_id" else name] = value
+                    ids[name] = value
     return ids
 
 

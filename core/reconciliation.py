@@ -31,7 +31,15 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from core.domain import ExecutionReport, OrderSide, OrderStatus, OrderStatusReport, PositionReport, base_order_id
+from core.domain import (
+    BreakKind,
+    ExecutionReport,
+    OrderSide,
+    OrderStatus,
+    OrderStatusReport,
+    PositionReport,
+    base_order_id,
+)
 
 __all__ = [
     "LIVE_STATUSES",
@@ -48,13 +56,18 @@ __all__ = [
 
 
 class ReconciliationKind(StrEnum):
-    """What an end-of-day difference is about (the ``kind`` of its break)."""
+    """What an end-of-day difference is about: the ``BreakKind`` of its break (those five of them)."""
 
-    POSITION_DRIFT = "POSITION_DRIFT"
-    FILL_MISSING_IN_LEDGER = "FILL_MISSING_IN_LEDGER"
-    FILL_UNKNOWN_TO_BROKER = "FILL_UNKNOWN_TO_BROKER"
-    ORPHAN_ORDER_AT_BROKER = "ORPHAN_ORDER_AT_BROKER"
-    ORDER_NOT_AT_BROKER = "ORDER_NOT_AT_BROKER"
+    POSITION_DRIFT = BreakKind.POSITION_DRIFT.value
+    FILL_MISSING_IN_LEDGER = BreakKind.FILL_MISSING_IN_LEDGER.value
+    FILL_UNKNOWN_TO_BROKER = BreakKind.FILL_UNKNOWN_TO_BROKER.value
+    ORPHAN_ORDER_AT_BROKER = BreakKind.ORPHAN_ORDER_AT_BROKER.value
+    ORDER_NOT_AT_BROKER = BreakKind.ORDER_NOT_AT_BROKER.value
+
+    @property
+    def break_kind(self) -> BreakKind:
+        """The typed kind of the break it opens."""
+        return BreakKind(self.value)
 
 
 #: Read-model statuses in which an order should be working at its broker.
@@ -178,7 +191,7 @@ def compare(statement: BrokerStatement, ledger: LedgerView, *, grace: timedelta)
             f = reported[exec_id]
             if exec_id in booked or f.transact_at > cutoff:
                 continue
-            order_id = base_order_id(f.client_order_id)
+            order_id = base_order_id(f.cl_ord_id)
             order = ledger.known.get(order_id)
             account = order.account if order is not None else None
             if account is not None:
@@ -192,7 +205,7 @@ def compare(statement: BrokerStatement, ledger: LedgerView, *, grace: timedelta)
                     account=account,
                     symbol=f.symbol,
                     detail=(
-                        f"the broker reports fill {exec_id} of {f.client_order_id} ({f.side.value} {_num(f.last_qty)}"
+                        f"the broker reports fill {exec_id} of {f.cl_ord_id} ({f.side.value} {_num(f.last_qty)}"
                         f" {f.symbol} at {_num(f.last_price or Decimal(0))}) that the ledger has not booked"
                         + ("" if order is not None else "; Exodus knows no such order")
                     ),
@@ -246,7 +259,7 @@ def compare(statement: BrokerStatement, ledger: LedgerView, *, grace: timedelta)
                 )
             )
 
-    working = {base_order_id(o.client_order_id): o for o in statement.open_orders}
+    working = {base_order_id(o.cl_ord_id): o for o in statement.open_orders}
     for order_id in sorted(working):
         o = working[order_id]
         mine = ledger.known.get(order_id)
@@ -256,11 +269,11 @@ def compare(statement: BrokerStatement, ledger: LedgerView, *, grace: timedelta)
         out.append(
             Difference(
                 kind=ReconciliationKind.ORPHAN_ORDER_AT_BROKER,
-                ref=o.client_order_id,
+                ref=o.cl_ord_id,
                 order_id=order_id if mine is not None else None,
                 account=mine.account if mine is not None else None,
                 detail=(
-                    f"the broker works order {o.client_order_id} ({o.status.value}, {_num(o.cum_qty)} of"
+                    f"the broker works order {o.cl_ord_id} ({o.status.value}, {_num(o.cum_qty)} of"
                     f" {_num(o.qty)} filled) and {why}"
                 ),
             )

@@ -33,8 +33,9 @@ VALUE_OUT_OF_RANGE          a quantity, price or offset beyond what any instrume
 QTY_NOT_POSITIVE            quantity <= 0
 QTY_BELOW_MIN / ABOVE_MAX   outside the instrument's min/max quantity
 QTY_NOT_ON_LOT              not a multiple of the lot step
-PRICE_REQUIRED              limit price missing for LIMIT/STOP_LIMIT
-STOP_PRICE_REQUIRED         stop price missing for STOP/STOP_LIMIT
+PRICE_REQUIRED ...          terms that do not go together (a LIMIT without a price, a GTD without expireAt,
+                            ...): ``OrderTerms.problems``, under its codes (``TermsCode``), the same rule the
+                            API applies before anything starts
 PRICE_NOT_ON_TICK           price or stop price off the tick
 PRICE_OUT_OF_BAND           price or stop price further from the reference than the band (fat finger)
 PEG_OFFSET_OUT_OF_BAND      a pegged order's offset larger than the band (a pegged order is valued at the
@@ -45,7 +46,6 @@ NO_REFERENCE_PRICE          no fresh quote from the order's price source (market
 STALE_REFERENCE_PRICE       the price source's quote is older than its instrument class allows (same rule)
 NO_FX_RATE                  no rate from a quote currency the order or the account needs to the policy
                             currency
-EXPIRY_REQUIRED             GTD without expireAt
 EXPIRY_IN_PAST              GTD expiring before now
 MAX_NOTIONAL                order notional above the per-order limit
 BROKER_MAX_NOTIONAL         order notional above the per-order limit of its broker
@@ -148,15 +148,12 @@ class ReasonCode:
     QTY_BELOW_MIN = "QTY_BELOW_MIN"
     QTY_ABOVE_MAX = "QTY_ABOVE_MAX"
     QTY_NOT_ON_LOT = "QTY_NOT_ON_LOT"
-    PRICE_REQUIRED = "PRICE_REQUIRED"
-    STOP_PRICE_REQUIRED = "STOP_PRICE_REQUIRED"
     PRICE_NOT_ON_TICK = "PRICE_NOT_ON_TICK"
     PRICE_OUT_OF_BAND = "PRICE_OUT_OF_BAND"
     PEG_OFFSET_OUT_OF_BAND = "PEG_OFFSET_OUT_OF_BAND"
     NO_REFERENCE_PRICE = "NO_REFERENCE_PRICE"
     STALE_REFERENCE_PRICE = "STALE_REFERENCE_PRICE"
     NO_FX_RATE = "NO_FX_RATE"
-    EXPIRY_REQUIRED = "EXPIRY_REQUIRED"
     EXPIRY_IN_PAST = "EXPIRY_IN_PAST"
     MAX_NOTIONAL = "MAX_NOTIONAL"
     BROKER_MAX_NOTIONAL = "BROKER_MAX_NOTIONAL"
@@ -443,6 +440,11 @@ class AccountState(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: Open quantity of the order's linked orders (``OrderRequest.linked_orders``: a list's OCO/OUO legs, a
+    #: bracket's other exit) on its side: they never work together beyond one's size, so they do not use up
+    #: the position this order reduces.
+    linked_qty: Decimal = D0
+
     now: datetime
     instrument: Instrument | None
     #: The mid of a fresh quote from the order's price source (None: no fresh quote).
@@ -578,10 +580,20 @@ def _reduces(side: OrderSide, qty: Decimal, position: Decimal, buys: Decimal, se
 def order_reduces(order: OrderRequest, limits: Limits, state: AccountState) -> bool:
     """Whether the order (for an amend: what it will hold) truly reduces the filled position."""
     current = state.positions.get(order.symbol)
-    buys, sells = _working(state.reservations, order.symbol)
+    buys, sells = _working_for(order, state)
     leg = _order_leg(order, limits, state)
     qty = leg.qty if leg is not None else (state.open_qty if state.open_qty is not None else order.qty)
     return _reduces(order.side, qty, current.qty if current else D0, buys, sells)
+
+
+def _working_for(order: OrderRequest, state: AccountState) -> tuple[Decimal, Decimal]:
+    """Working buys and sells of the order's symbol, less its linked orders' (``AccountState.linked_qty``)."""
+    buys, sells = _working(state.reservations, order.symbol)
+    if order.side is OrderSide.SELL:
+        sells = max(sells - state.linked_qty, D0)
+    else:
+        buys = max(buys - state.linked_qty, D0)
+    return buys, sells
 
 
 def _working(reservations: list[ReservationView], symbol: str) -> tuple[Decimal, Decimal]:
@@ -815,10 +827,9 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
         deny(ReasonCode.QTY_ABOVE_MAX, f"quantity {qty} is above the maximum {inst.max_qty} for {inst.symbol}", "qty")
     if qty > 0 and not inst.on_lot(qty):
         deny(ReasonCode.QTY_NOT_ON_LOT, f"quantity {qty} is not a multiple of the lot step {inst.lot_step}", "qty")
-    if order.type.needs_price and order.price is None:
-        deny(ReasonCode.PRICE_REQUIRED, f"a {order.type} order needs a limit price", "price")
-    if order.type.needs_stop_price and order.stop_price is None:
-        deny(ReasonCode.STOP_PRICE_REQUIRED, f"a {order.type} order needs a stop price", "stopPrice")
+    # Terms that do not go together: the API refuses them before anything starts; an order that came another
+    # way is denied here, under the same codes.
+    reasons.extend(order.problems())
     ref: Decimal | None = state.reference_price
     if ref is not None and ref <= 0:
         ref = None
@@ -847,11 +858,8 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
                 f"{inst.symbol} is {band}% ({_qty(room)})",
                 "pegOffset",
             )
-    if order.time_in_force is TimeInForce.GTD:
-        if order.expire_at is None:
-            deny(ReasonCode.EXPIRY_REQUIRED, "a GTD order needs expireAt", "expireAt")
-        elif order.expire_at <= state.now:
-            deny(ReasonCode.EXPIRY_IN_PAST, f"expireAt {order.expire_at.isoformat()} is in the past", "expireAt")
+    if order.time_in_force is TimeInForce.GTD and order.expire_at is not None and order.expire_at <= state.now:
+        deny(ReasonCode.EXPIRY_IN_PAST, f"expireAt {order.expire_at.isoformat()} is in the past", "expireAt")
 
     problem = state.reference_problem or RiskReason(
         code=ReasonCode.NO_REFERENCE_PRICE, message=f"no reference price for {order.symbol}"
@@ -884,7 +892,7 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
     # -- the account after this order ---------------------------------------------------------------
     current = state.positions.get(order.symbol)
     held = current.qty if current else D0
-    buys, sells = _working(state.reservations, order.symbol)
+    buys, sells = _working_for(order, state)
     leg = _order_leg(order, limits, state)
     exposed_qty = leg.qty if leg is not None else (state.open_qty if state.open_qty is not None else qty)
     reduces = _reduces(order.side, exposed_qty, held, buys, sells)
@@ -900,7 +908,9 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
             + f": only orders that reduce the filled {order.symbol} position ({_qty(held)}, of which "
             f"{_qty(pending)} is already being reduced by working orders) are taken",
         )
-    if order.reduce_only and not reduces:
+    # A reduce-only amend is judged by what it will hold (shrinking an exit whose position shrank stays allowed).
+    will_hold = state.open_qty if state.is_amend and state.open_qty is not None else exposed_qty
+    if order.reduce_only and not _reduces(order.side, will_hold, held, buys, sells):
         deny(
             ReasonCode.REDUCE_ONLY_WOULD_INCREASE,
             f"reduce-only {order.side} {_qty(qty)} would not reduce the filled {order.symbol} position "

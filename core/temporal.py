@@ -19,6 +19,7 @@ __all__ = [
     "SA_BROKER",
     "SA_CLIENT_ID",
     "SA_CLIENT_ORDER_ID",
+    "SA_LIST_ID",
     "SA_STATUS",
     "SA_SYMBOL",
     "SEARCH_ATTRIBUTES",
@@ -34,9 +35,11 @@ SA_CLIENT_ID = SearchAttributeKey.for_keyword("ExodusClientId")
 SA_BROKER = SearchAttributeKey.for_keyword("ExodusBroker")
 SA_CLIENT_ORDER_ID = SearchAttributeKey.for_keyword("ExodusClientOrderId")
 SA_ACCOUNT = SearchAttributeKey.for_keyword("ExodusAccount")
+#: The order list a coordinator runs, or an order is a leg of (issue 15).
+SA_LIST_ID = SearchAttributeKey.for_keyword("ExodusListId")
 
 #: Custom search attributes the order workflow keeps current (register them on the server).
-SEARCH_ATTRIBUTES = [SA_STATUS, SA_SYMBOL, SA_CLIENT_ID, SA_BROKER, SA_CLIENT_ORDER_ID, SA_ACCOUNT]
+SEARCH_ATTRIBUTES = [SA_STATUS, SA_SYMBOL, SA_CLIENT_ID, SA_BROKER, SA_CLIENT_ORDER_ID, SA_ACCOUNT, SA_LIST_ID]
 
 
 def search_attribute_flags() -> list[str]:

@@ -57,7 +57,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from core.db import wait_for_postgres
-from core.domain import derive_order_id, workflow_id_for
+from core.domain import OrderStatus, derive_order_id, workflow_id_for
 from core.instruments import DEFAULT_INSTRUMENTS
 from devstack.services import EmbeddedPostgres, free_port, start_dev_server, start_python
 from devstack.supervise import Supervisor, stop_process
@@ -458,8 +458,8 @@ async def post(http: httpx.AsyncClient, order: Order, report: ChaosReport, *, pa
         order.outcome = "accepted"
     elif r.status_code in (200, 422) and body.get("status") == "rejected":
         order.reasons = [x.get("code", "?") for x in body.get("reasons", [])]
-        invalid = any(c == "INVALID_FIELD" for c in order.reasons)
-        order.outcome = "invalid" if invalid else "denied"
+        # A risk denial is an order (recorded DENIED); a refusal of the input (nothing started) is not.
+        order.outcome = "denied" if body.get("orderStatus") == OrderStatus.DENIED else "invalid"
     elif r.status_code == 202:
         order.outcome = "pending"
     elif r.status_code == 409:
@@ -511,8 +511,8 @@ def _start_logged(module: str, env: dict[str, str], log: Path) -> subprocess.Pop
     return start_python(module, env=env, log=log.open("ab"))
 
 
-def _root(client_order_id: str) -> str:
-    return client_order_id.split(".")[0]
+def _root(cl_ord_id: str) -> str:
+    return cl_ord_id.split(".")[0]
 
 
 async def _views(url: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], int]:

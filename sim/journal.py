@@ -120,7 +120,7 @@ class PostgresVenueJournal:
                             (
                                 self.venue,
                                 o.venue_order_id,
-                                o.client_order_id,
+                                o.cl_ord_id,
                                 o.status.value,
                                 Jsonb(o.model_dump(mode="json")),
                                 o.updated_at,
@@ -133,7 +133,7 @@ class PostgresVenueJournal:
                         "INSERT INTO sim_reports (venue, exec_id, client_order_id, body) VALUES (%s, %s, %s, %s)"
                         " ON CONFLICT DO NOTHING",
                         [
-                            (self.venue, r.exec_id, r.client_order_id, Jsonb(r.model_dump(mode="json")))
+                            (self.venue, r.exec_id, r.cl_ord_id, Jsonb(r.model_dump(mode="json")))
                             for r in result.reports
                         ],
                     )
@@ -141,7 +141,7 @@ class PostgresVenueJournal:
                     await cur.executemany(
                         "INSERT INTO sim_duplicate_submits (venue, client_order_id, event_id) VALUES (%s, %s, %s)"
                         " ON CONFLICT (venue, event_id) DO NOTHING",
-                        [(self.venue, d.client_order_id, d.event_id) for d in result.duplicates],
+                        [(self.venue, d.cl_ord_id, d.event_id) for d in result.duplicates],
                     )
 
     async def mark_delivered(self, exec_ids: list[str]) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from core.domain import (
     BrokerAck,
@@ -40,12 +40,14 @@ from core.domain import (
     OrderSide,
     OrderStatus,
     OrderStatusReport,
+    OrderTerms,
     OrderType,
     PegType,
     ReplaceOrder,
     ReportKind,
     SubmitOrder,
     TimeInForce,
+    renamed,
 )
 from sim.feed import PriceFeed
 
@@ -68,26 +70,15 @@ class RejectReason:
 _OPEN = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
 
 
-class SimOrder(BaseModel):
-    """An order as the simulated venue holds it."""
+class SimOrder(OrderTerms):
+    """An order as the simulated venue holds it: its terms (the latest replacement's) and its state."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(frozen=False, extra="forbid", serialize_by_alias=True)
 
     venue_order_id: str
-    client_order_id: str
-    #: Every client order id the order has had (cancel/replace chains), oldest first.
-    client_order_ids: list[str]
-    account: str
-    symbol: str
-    side: OrderSide
-    type: OrderType
-    time_in_force: TimeInForce
-    qty: Decimal
-    price: Decimal | None = None
-    stop_price: Decimal | None = None
-    peg_type: PegType | None = None
-    peg_offset: Decimal | None = None
-    expire_at: datetime | None = None
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
+    #: Every ``cl_ord_id`` the order has had (cancel/replace chains), oldest first.
+    cl_ord_ids: list[str] = renamed("client_order_ids", "cl_ord_ids")
     status: OrderStatus = OrderStatus.ACCEPTED
     triggered: bool = False
     filled_qty: Decimal = Decimal(0)
@@ -111,7 +102,7 @@ class SimOrder(BaseModel):
         """The venue's view of the order."""
         return OrderStatusReport(
             broker=venue,
-            client_order_id=self.client_order_id,
+            cl_ord_id=self.cl_ord_id,
             broker_order_id=self.venue_order_id,
             status=self.status,
             qty=self.qty,
@@ -127,7 +118,7 @@ class SimOrder(BaseModel):
 class DuplicateSubmit:
     """A submission refused because its client order id was already in use (journaled once, by ``event_id``)."""
 
-    client_order_id: str
+    cl_ord_id: str
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -176,7 +167,7 @@ class MatchingEngine:
         self.reject_rate = reject_rate
         self.reject_symbols = set(reject_symbols)
         self._orders: dict[str, SimOrder] = {}
-        self._by_client_id: dict[str, SimOrder] = {}
+        self._by_cl_ord_id: dict[str, SimOrder] = {}
         #: Client order ids ever refused, so a resend of a refused id is answered consistently.
         self._rejected: dict[str, SimOrder] = {}
 
@@ -190,21 +181,21 @@ class MatchingEngine:
     def reset(self, orders: Iterable[SimOrder]) -> None:
         """Forget the book and restore ``orders`` (a rebuild from the journal)."""
         self._orders.clear()
-        self._by_client_id.clear()
+        self._by_cl_ord_id.clear()
         self._rejected.clear()
         self.load(orders)
 
     def _index(self, order: SimOrder) -> None:
         if order.status is OrderStatus.REJECTED:
-            self._rejected[order.client_order_id] = order
+            self._rejected[order.cl_ord_id] = order
             return
         self._orders[order.venue_order_id] = order
-        for cid in order.client_order_ids:
-            self._by_client_id[cid] = order
+        for cid in order.cl_ord_ids:
+            self._by_cl_ord_id[cid] = order
 
-    def find(self, client_order_id: str) -> SimOrder | None:
-        """The order known by ``client_order_id`` (any id of its replace chain), including refused ones."""
-        return self._by_client_id.get(client_order_id) or self._rejected.get(client_order_id)
+    def find(self, cl_ord_id: str) -> SimOrder | None:
+        """The order known by ``cl_ord_id`` (any id of its replace chain), including refused ones."""
+        return self._by_cl_ord_id.get(cl_ord_id) or self._rejected.get(cl_ord_id)
 
     def open_orders(self) -> list[SimOrder]:
         """Orders that still work."""
@@ -219,7 +210,7 @@ class MatchingEngine:
     def submit(self, request: SubmitOrder) -> MatchResult:
         """Take a new order: refuse it, or accept it and match it at once."""
         result = MatchResult()
-        cid = request.client_order_id
+        cid = request.cl_ord_id
         existing = self.find(cid)
         if existing is not None:
             # Never disturb the live order that owns the id; just refuse the twin (and keep a record of it).
@@ -230,19 +221,9 @@ class MatchingEngine:
         now = self._clock()
         order = SimOrder(
             venue_order_id=f"{self.venue.upper()}-{uuid.uuid4().hex[:12]}",
-            client_order_id=cid,
-            client_order_ids=[cid],
-            account=request.account,
-            symbol=request.symbol,
-            side=request.side,
-            type=request.type,
-            time_in_force=request.time_in_force,
-            qty=request.qty,
-            price=request.price,
-            stop_price=request.stop_price,
-            peg_type=request.peg_type,
-            peg_offset=request.peg_offset,
-            expire_at=request.expire_at,
+            cl_ord_id=cid,
+            cl_ord_ids=[cid],
+            **request.terms(),
             created_at=now,
             updated_at=now,
         )
@@ -260,31 +241,31 @@ class MatchingEngine:
     def cancel(self, request: CancelOrder) -> MatchResult:
         """Cancel an order; "too late" when it is already closed."""
         result = MatchResult()
-        cid = request.client_order_id
-        order = self._by_client_id.get(cid)
+        cid = request.cl_ord_id
+        order = self._by_cl_ord_id.get(cid)
         if order is None:
             return self._answer(result, cid, reason=f"{RejectReason.UNKNOWN_ORDER}: no order {cid}", not_found=True)
         if not order.is_open:
             reason = f"{RejectReason.TOO_LATE}: order is {order.status.value}"
             self._report(order, result, ReportKind.CANCEL_REJECTED, reason=reason)
-            return self._answer(result, order.client_order_id, order=order, reason=reason)
+            return self._answer(result, order.cl_ord_id, order=order, reason=reason)
         order.status = OrderStatus.CANCELED
         self._report(order, result, ReportKind.CANCELED, reason=request.reason or "canceled on request")
-        return self._answer(result, order.client_order_id, order=order)
+        return self._answer(result, order.cl_ord_id, order=order)
 
     def replace(self, request: ReplaceOrder) -> MatchResult:
         """Cancel/replace: new quantity and prices under a new client order id."""
         result = MatchResult()
-        order = self._by_client_id.get(request.orig_client_order_id)
+        order = self._by_cl_ord_id.get(request.orig_cl_ord_id)
         if order is None:
-            unknown = f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_client_order_id}"
-            return self._answer(result, request.client_order_id, reason=unknown, not_found=True)
+            unknown = f"{RejectReason.UNKNOWN_ORDER}: no order {request.orig_cl_ord_id}"
+            return self._answer(result, request.cl_ord_id, reason=unknown, not_found=True)
         reason: str | None = None
         inst = self._instruments.get(order.symbol)
         if not order.is_open:
             reason = f"{RejectReason.TOO_LATE}: order is {order.status.value}"
-        elif self.find(request.client_order_id) is not None:
-            reason = f"{RejectReason.DUPLICATE_ORDER}: {request.client_order_id} is already in use"
+        elif self.find(request.cl_ord_id) is not None:
+            reason = f"{RejectReason.DUPLICATE_ORDER}: {request.cl_ord_id} is already in use"
         elif request.qty <= order.filled_qty:
             reason = (
                 f"{RejectReason.INCORRECT_QUANTITY}: new quantity {request.qty} must exceed the filled "
@@ -294,20 +275,20 @@ class MatchingEngine:
             reason = self._terms_refusal(inst, request.qty, request.price, request.stop_price, order.type)
         if reason is not None:
             self._report(order, result, ReportKind.REPLACE_REJECTED, reason=reason)
-            return self._answer(result, request.client_order_id, order=order, reason=reason)
-        order.client_order_id = request.client_order_id
-        order.client_order_ids.append(request.client_order_id)
-        self._by_client_id[request.client_order_id] = order
+            return self._answer(result, request.cl_ord_id, order=order, reason=reason)
+        order.cl_ord_id = request.cl_ord_id
+        order.cl_ord_ids.append(request.cl_ord_id)
+        self._by_cl_ord_id[request.cl_ord_id] = order
         order.qty = request.qty
         order.price = request.price
         order.stop_price = request.stop_price
         self._report(order, result, ReportKind.REPLACED)
         self._guarded(order, result, lambda: self._match(order, result))
-        return self._answer(result, request.client_order_id, order=order)
+        return self._answer(result, request.cl_ord_id, order=order)
 
-    def status(self, client_order_id: str) -> OrderStatusReport | None:
+    def status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The venue's view of an order, or None when it does not know the id."""
-        order = self.find(client_order_id)
+        order = self.find(cl_ord_id)
         return None if order is None else order.status_report(self.venue)
 
     def step(self) -> MatchResult:
@@ -325,7 +306,7 @@ class MatchingEngine:
     @staticmethod
     def _answer(
         result: MatchResult,
-        client_order_id: str,
+        cl_ord_id: str,
         *,
         order: SimOrder | None = None,
         reason: str | None = None,
@@ -333,7 +314,7 @@ class MatchingEngine:
     ) -> MatchResult:
         result.ack = BrokerAck(
             accepted=reason is None,
-            client_order_id=client_order_id,
+            cl_ord_id=cl_ord_id,
             broker_order_id=order.venue_order_id if order else None,
             reason=reason,
             not_found=not_found,
@@ -467,7 +448,7 @@ class MatchingEngine:
             broker=self.venue,
             exec_id=f"{order.venue_order_id}-{order.report_seq}",
             kind=kind,
-            client_order_id=order.client_order_id,
+            cl_ord_id=order.cl_ord_id,
             broker_order_id=order.venue_order_id,
             symbol=order.symbol,
             side=order.side,

@@ -200,7 +200,7 @@ class SimVenue:
         assert result.ack is not None
         if self.faults.lose_submit_answers > 0:
             self.faults.lose_submit_answers -= 1
-            raise BrokerUnavailable(f"{self.name}: the answer to {order.client_order_id} was lost (injected)")
+            raise BrokerUnavailable(f"{self.name}: the answer to {order.cl_ord_id} was lost (injected)")
         return result.ack
 
     async def cancel(self, request: CancelOrder) -> BrokerAck:
@@ -218,14 +218,14 @@ class SimVenue:
         assert result.ack is not None
         return result.ack
 
-    async def status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The venue's view of an order."""
         await self._enter()
         async with self._lock:
             await self._sync()
-            return self.engine.status(client_order_id)
+            return self.engine.status(cl_ord_id)
 
-    async def order(self, client_order_id: str) -> SimOrder | None:
+    async def order(self, cl_ord_id: str) -> SimOrder | None:
         """The venue's record of an order (by any id of its replace chain; refused ones too), as journaled.
 
         Like every answer, it first saves whatever is still unsaved (``BrokerUnavailable`` if the journal cannot
@@ -234,9 +234,9 @@ class SimVenue:
         """
         async with self._lock:
             await self._sync()
-            return self.recorded(client_order_id)
+            return self.recorded(cl_ord_id)
 
-    def recorded(self, client_order_id: str) -> SimOrder | None:
+    def recorded(self, cl_ord_id: str) -> SimOrder | None:
         """The journaled record of an order, without waiting: for report listeners and right after an answer.
 
         Valid only while nothing is unsaved (a listener runs right after its reports were journaled; a caller
@@ -245,7 +245,7 @@ class SimVenue:
         """
         if self.unsaved or self._needs_reload:
             raise BrokerUnavailable(f"{self.name}: changes are waiting for the journal; the book is not readable")
-        order = self.engine.find(client_order_id)
+        order = self.engine.find(cl_ord_id)
         return None if order is None else order.model_copy(deep=True)
 
     async def open_orders(self) -> list[OrderStatusReport]:

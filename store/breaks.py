@@ -1,8 +1,13 @@
 """``reconciliation_breaks`` (what does not reconcile, with a lifecycle) and ``unmatched_reports``.
 
 A break is kept once per order, kind and detail; ``add_break`` says whether this call opened it (callers
-count new breaks in ``exodus_reconciliation_breaks_total``). A report that reached no order workflow is
-kept in ``unmatched_reports`` once per broker and execution id.
+count new breaks in ``exodus_reconciliation_breaks_total``). An order's breaks are typed
+(``core.domain.Break``, its kind a ``BreakKind``) and go in through ``add_order_break``: the kind column
+holds the kind, the detail column the break's text (``"KIND: detail"``, as the order's flags show it).
+Adapters' own breaks (``FIX_CANCEL_UNSUPPORTED``, MT5's position checks...) use ``add_break`` with their
+kind. A report that reached no order workflow is kept in ``unmatched_reports`` once per broker and
+execution id, under the id it was sent to the broker with (its ``cl_ord_id``; the column keeps its old
+name, ``client_order_id``).
 
 A person resolves either with a reason (``resolve_break``, ``resolve_unmatched``; the API audits it); the
 stream announces it (``BREAK_RESOLVED``, ``UNMATCHED_RESOLVED``: migrations 0021 and 0027). Listings are newest
@@ -17,6 +22,7 @@ from datetime import datetime
 from typing import Any, Literal, TypedDict, cast
 
 from core.auth import Scope
+from core.domain import Break
 from store import Conn
 from store._where import clause, scope_conditions
 from store.text import jsonb, pg_text, pg_value
@@ -28,6 +34,7 @@ __all__ = [
     "UnmatchedRow",
     "add_break",
     "add_break_once_open",
+    "add_order_break",
     "add_unmatched_report",
     "break_by_id",
     "breaks_of",
@@ -196,6 +203,11 @@ async def add_break(conn: Conn, *, order_id: str | None, broker: str, kind: str,
     return await cur.fetchone() is not None
 
 
+async def add_order_break(conn: Conn, brk: Break, *, order_id: str, broker: str) -> bool:
+    """Open an order's break ``brk`` (its kind, and its text as the detail); True if this call opened it."""
+    return await add_break(conn, order_id=order_id, broker=broker, kind=brk.kind.value, detail=brk.text)
+
+
 async def add_break_once_open(conn: Conn, *, order_id: str | None, broker: str, kind: str, detail: str) -> None:
     """Open a break unless an identical one (broker, kind, detail) is open, whatever its order."""
     await conn.execute(
@@ -208,13 +220,13 @@ async def add_break_once_open(conn: Conn, *, order_id: str | None, broker: str, 
 
 
 async def add_unmatched_report(
-    conn: Conn, *, broker: str, exec_id: str, client_order_id: str, reason: str, report: dict[str, Any]
+    conn: Conn, *, broker: str, exec_id: str, cl_ord_id: str, reason: str, report: dict[str, Any]
 ) -> None:
-    """Keep a report that reached no order workflow (once per broker and execution id)."""
+    """Keep a report that reached no order workflow (once per broker and execution id), by its ``cl_ord_id``."""
     await conn.execute(
         "INSERT INTO unmatched_reports (broker, exec_id, client_order_id, reason, report)"
         " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-        (broker, pg_text(exec_id), pg_text(client_order_id), pg_text(reason), jsonb(pg_value(report))),
+        (broker, pg_text(exec_id), pg_text(cl_ord_id), pg_text(reason), jsonb(pg_value(report))),
     )
 
 

@@ -5,7 +5,9 @@ compares them). The two writers build it in Python, the risk decision with ``rec
 with ``OrderSnapshot.row`` (``activities/persistence.py``), and hand it to the one SQL function that inserts
 into ``orders``, ``order_write(row, booking)`` (migration 0018): the decision through ``risk_record`` (in its
 statement), the booking through ``write_order``. The function's column list is the table's own row type, so
-there is no second list to keep in step, and mypy makes every builder fill every column.
+there is no second list to keep in step, and mypy makes every builder fill every column. The order's terms are
+one column each, under their names in ``core.domain.OrderTerms`` (``TermsColumns``, built by ``terms_columns``
+for both writers; ``tests/store/test_orders.py`` checks the names against ``TERMS``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from decimal import Decimal
 from typing import Any, TypedDict, cast
 
 from core.auth import Scope
-from core.domain import OrderRequest, OrderStatus, RiskDecision, workflow_id_for
+from core.domain import OrderRequest, OrderStatus, OrderTerms, RiskDecision, workflow_id_for
 from store import Conn
 from store._where import clause, scope_conditions
 from store.text import jsonb
@@ -26,26 +28,21 @@ __all__ = [
     "OrderRecord",
     "OrderRow",
     "OrderView",
+    "TermsColumns",
     "get_order",
     "list_orders",
     "lock_order",
     "order_ids",
     "received_row",
     "recorded",
+    "terms_columns",
     "write_order",
 ]
 
 
-class OrderRow(TypedDict):
-    """Every column of ``orders`` (the one shape both writers send to ``order_write()``)."""
+class TermsColumns(TypedDict):
+    """An order's terms as ``orders`` holds them: a column a term of ``core.domain.OrderTerms``, by its name."""
 
-    order_id: str
-    workflow_id: str
-    idempotency_key: str
-    request_hash: str
-    client_id: str
-    #: The client's own id for the order (``"ord-1"``), not the id Exodus sends to the broker.
-    client_order_id: str
     account: str
     symbol: str
     side: str
@@ -54,7 +51,18 @@ class OrderRow(TypedDict):
     qty: Decimal
     price: Decimal | None
     stop_price: Decimal | None
+    peg_type: str | None
+    peg_offset: Decimal | None
     expire_at: datetime | None
+
+
+class OrderView(TermsColumns):
+    """The columns the API shows of an order: its terms, its ids and its progress."""
+
+    order_id: str
+    #: The client's own id for the order (``"ord-1"``), not the id Exodus sends to the broker (``cl_ord_id``).
+    client_order_id: str
+    client_id: str
     broker: str
     broker_order_id: str | None
     status: str
@@ -62,44 +70,42 @@ class OrderRow(TypedDict):
     avg_price: Decimal | None
     reason: str | None
     flags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    workflow_id: str
+
+
+class OrderRow(OrderView):
+    """Every column of ``orders`` (the one shape both writers send to ``order_write()``)."""
+
+    idempotency_key: str
+    request_hash: str
     #: The risk decision as JSON (``RiskDecision.model_dump(mode="json")``): the answer to the order's key.
     risk_decision: dict[str, Any] | None
     #: The order's event count as of this row; a booking never moves it backwards.
     version: int
-    created_at: datetime
-    updated_at: datetime
     reduce_only: bool
 
 
-#: The columns of ``OrderRow``, in its order.
+#: The columns of ``OrderRow``.
 ORDER_COLUMNS: tuple[str, ...] = tuple(OrderRow.__annotations__)
 
 
-class OrderView(TypedDict):
-    """The columns the API shows of an order."""
-
-    order_id: str
-    client_order_id: str
-    client_id: str
-    account: str
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    qty: Decimal
-    price: Decimal | None
-    stop_price: Decimal | None
-    expire_at: datetime | None
-    broker: str
-    broker_order_id: str | None
-    status: str
-    filled_qty: Decimal
-    avg_price: Decimal | None
-    reason: str | None
-    flags: list[str]
-    created_at: datetime
-    updated_at: datetime
-    workflow_id: str
+def terms_columns(terms: OrderTerms) -> TermsColumns:
+    """``terms`` as the columns that hold them (the enums as their values)."""
+    return {
+        "account": terms.account,
+        "symbol": terms.symbol,
+        "side": terms.side.value,
+        "type": terms.type.value,
+        "time_in_force": terms.time_in_force.value,
+        "qty": terms.qty,
+        "price": terms.price,
+        "stop_price": terms.stop_price,
+        "peg_type": None if terms.peg_type is None else terms.peg_type.value,
+        "peg_offset": terms.peg_offset,
+        "expire_at": terms.expire_at,
+    }
 
 
 _VIEW_COLUMNS = ", ".join(OrderView.__annotations__)
@@ -126,21 +132,13 @@ class OrderOwner(TypedDict):
 def received_row(order: OrderRequest, decision: RiskDecision) -> OrderRow:
     """The row the risk decision writes for a new order: its terms, RECEIVED, with the decision."""
     return {
+        **terms_columns(order),
         "order_id": order.order_id,
         "workflow_id": workflow_id_for(order.order_id),
         "idempotency_key": order.idempotency_key,
         "request_hash": order.request_hash,
         "client_id": order.client_id,
         "client_order_id": order.client_order_id,
-        "account": order.account,
-        "symbol": order.symbol,
-        "side": order.side.value,
-        "type": order.type.value,
-        "time_in_force": order.time_in_force.value,
-        "qty": order.qty,
-        "price": order.price,
-        "stop_price": order.stop_price,
-        "expire_at": order.expire_at,
         "broker": order.broker,
         "broker_order_id": None,
         "status": OrderStatus.RECEIVED.value,

@@ -14,6 +14,7 @@ Rows of ``gather`` and ``account_rows`` (``GatherRow``) are told apart by ``k``:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NotRequired, TypedDict, cast
@@ -34,6 +35,7 @@ __all__ = [
     "count_rejection",
     "follow_reservation",
     "gather",
+    "linked_open_qty",
     "lock_trading_state",
     "record",
     "refresh",
@@ -268,6 +270,17 @@ def _reservation_where(scope: Scope, account: str | None, include_released: bool
     if not include_released:
         where.append("released_at IS NULL")
     return clause(where), params
+
+
+async def linked_open_qty(conn: Conn, *, order_ids: Sequence[str], symbol: str, side: str) -> Decimal:
+    """What the working reservations of ``order_ids`` (a list's legs linked to an order) hold on ``side``."""
+    cur = await conn.execute(
+        "SELECT coalesce(sum(qty_open), 0) AS qty FROM risk_reservations"
+        " WHERE order_id = ANY(%s) AND released_at IS NULL AND symbol = %s AND side = %s",
+        (list(order_ids), symbol, side),
+    )
+    row = await cur.fetchone()
+    return Decimal(row["qty"]) if row else Decimal(0)
 
 
 async def reservations(

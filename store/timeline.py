@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TypedDict, cast
 
-from core.domain import OrderEvent
+from core.domain import EventKind, OrderEvent
 from store import Conn
 from store.text import jsonb, pg_text, pg_value
 
@@ -19,7 +19,7 @@ __all__ = ["EventRow", "KnownEvent", "events_of", "write_events"]
 
 
 class EventRow(TypedDict):
-    """One event as the API shows it."""
+    """One event as the API shows it (``kind``: a ``core.domain.EventKind`` value)."""
 
     seq: int
     at: datetime
@@ -37,7 +37,7 @@ class KnownEvent(TypedDict):
 
 
 async def write_events(
-    conn: Conn, *, order_id: str, version: int, events: Sequence[OrderEvent], watched: Collection[str] = ()
+    conn: Conn, *, order_id: str, version: int, events: Sequence[OrderEvent], watched: Collection[EventKind] = ()
 ) -> list[KnownEvent]:
     """Write ``events`` over their ``seq`` and drop rows beyond ``version`` (the order's event count).
 
@@ -50,7 +50,7 @@ async def write_events(
     if watched:
         known_cur = await conn.execute(
             "SELECT kind, data->>'exec_id' AS exec_id FROM order_events WHERE order_id = %s AND kind = ANY(%s)",
-            (order_id, sorted(watched)),
+            (order_id, sorted(k.value for k in watched)),
         )
     await conn.execute(
         "INSERT INTO order_events (order_id, seq, at, kind, status, detail, actor, data)"
@@ -65,7 +65,7 @@ async def write_events(
             order_id,
             [e.seq for e in events],
             [e.at for e in events],
-            [pg_text(e.kind) for e in events],
+            [e.kind.value for e in events],
             [e.status.value for e in events],
             [pg_text(e.detail) for e in events],
             [None if e.actor is None else pg_text(e.actor) for e in events],

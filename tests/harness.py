@@ -23,8 +23,7 @@ from typing import Any
 
 import httpx
 from psycopg_pool import AsyncConnectionPool
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -37,7 +36,6 @@ from core.domain import (
     OrderStatus,
     RiskDecision,
     derive_order_id,
-    workflow_id_for,
 )
 from core.instruments import DEFAULT_INSTRUMENTS, InstrumentCatalog
 from core.marketdata import MarketData
@@ -48,7 +46,9 @@ from store.auth import register_account
 from store.quotes import QuoteWriter
 from worker.build import build_workers, running_workers
 from worker.dispatcher import ReportDispatcher
-from workflows.order import OrderWorkflow, OrderWorkflowInput
+from workflows.order import OrderWorkflow
+from workflows.order_client import order_config, order_start
+from workflows.order_models import OrderConfig
 
 __all__ = [
     "Stack",
@@ -197,26 +197,17 @@ class Stack:
 
     # -- orders straight into Temporal (the workflow tests) ---------------------------------------------
 
-    def config(self, broker: str = "paper", **overrides: Any) -> Any:
-        """The order config the API would build, with overrides."""
-        from api.routes.orders import _order_config
+    def config(self, broker: str = "paper", **overrides: Any) -> OrderConfig:
+        """The order config an order for ``broker`` starts with (``workflows.order_client``), with overrides."""
+        return order_config(self.settings, broker, **overrides)
 
-        return _order_config(self.settings, broker).model_copy(update=overrides)
-
-    async def submit(self, order: OrderRequest, **config: Any) -> tuple[RiskDecision, WorkflowHandle[Any, Any]]:
-        """Start an order workflow the way the API does and return the risk decision and the handle."""
-        start = WithStartWorkflowOperation(
-            OrderWorkflow.run,
-            OrderWorkflowInput(order=order, config=self.config(order.broker, **config)),
-            id=workflow_id_for(order.order_id),
-            task_queue=self.settings.temporal.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-        decision = await self.client.execute_update_with_start_workflow(
-            OrderWorkflow.decision, order.request_hash, start_workflow_operation=start
-        )
-        return decision, self.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(order.order_id))
+    async def submit(
+        self, order: OrderRequest, *, task_queue: str | None = None, **config: Any
+    ) -> tuple[RiskDecision, WorkflowHandle[Any, Any]]:
+        """Start an order as the API does (``workflows.order_client``); return the risk decision and the handle."""
+        start = order_start(order, self.settings, config=self.config(order.broker, **config), task_queue=task_queue)
+        decision = await start.decide(self.client)
+        return decision, self.client.get_workflow_handle_for(OrderWorkflow.run, start.workflow_id)
 
     async def result(self, handle: WorkflowHandle[Any, Any]) -> Any:
         """Wait for the workflow's result (letting time skip on the time-skipping server)."""

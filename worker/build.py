@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.broker import BrokerActivities
+from activities.lists import ListActivities
 from activities.persistence import OrderStoreActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.risk import RiskActivities
@@ -27,6 +28,7 @@ from core.temporal import missing_worker_interceptors
 from store import Pool
 from store.policy import PolicyStore
 from workflows.order import OrderWorkflow
+from workflows.order_list import OrderListWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 
 __all__ = [
@@ -132,15 +134,23 @@ def build_workers(
     )
     store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
     reconciliation = ReconciliationActivities(pool=pool, grace_seconds=settings.reconciliation.grace_seconds)
-    precompile_workflow_modules([OrderWorkflow, ReconciliationWorkflow])
+    lists = ListActivities(client=client, pool=pool)
+    precompile_workflow_modules([OrderWorkflow, OrderListWorkflow, ReconciliationWorkflow])
     wcfg = settings.worker
     extra = missing_worker_interceptors(client)  # the log context's ids and traces, if the client lacks them
     workers = [
         Worker(
             client,
             task_queue=settings.temporal.task_queue,
-            workflows=[OrderWorkflow, ReconciliationWorkflow],
-            activities=[risk.check_order, risk.check_amend, store.persist_order, reconciliation.reconcile_statement],
+            workflows=[OrderWorkflow, OrderListWorkflow, ReconciliationWorkflow],
+            activities=[
+                risk.check_order,
+                risk.check_amend,
+                store.persist_order,
+                lists.resize_leg,
+                lists.alert,
+                reconciliation.reconcile_statement,
+            ],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,
             interceptors=extra,

@@ -15,11 +15,12 @@ import logging
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.domain import ExecutionReport, ReportKind, workflow_id_for
+from core.domain import Break, BreakKind, ExecutionReport, ReportKind, workflow_id_for
 from core.metrics import REPORTS_UNMATCHED
 from store import Pool
-from store.breaks import add_break, add_unmatched_report
+from store.breaks import add_order_break, add_unmatched_report
 from store.ledger import fill_booked
+from workflows.order import OrderWorkflow
 
 __all__ = ["ReportDispatcher"]
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class ReportDispatcher:
-    """Signals ``execution_report`` to the workflow of the report's order."""
+    """Signals ``OrderWorkflow.execution_report`` to the workflow of the report's order."""
 
     def __init__(self, client: Client, pool: Pool | None) -> None:
         """Signal through ``client``; record undeliverable reports through ``pool``."""
@@ -38,7 +39,7 @@ class ReportDispatcher:
         """Deliver one report."""
         handle = self._client.get_workflow_handle(workflow_id_for(report.order_id))
         try:
-            await handle.signal("execution_report", report)
+            await handle.signal(OrderWorkflow.execution_report, report)
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -51,11 +52,11 @@ class ReportDispatcher:
             log.info(
                 "fill %s for %s arrived after its order closed; the ledger already has it",
                 report.exec_id,
-                report.client_order_id,
+                report.cl_ord_id,
             )
             return
         REPORTS_UNMATCHED.labels(broker=report.broker, reason=kind).inc()
-        log.warning("report %s for %s reached no workflow: %s", report.exec_id, report.client_order_id, reason)
+        log.warning("report %s for %s reached no workflow: %s", report.exec_id, report.cl_ord_id, reason)
         if self._pool is None:
             return
         # Broker text is stored as Postgres can hold it (a NUL would make this insert, and so the outbox, fail).
@@ -64,18 +65,16 @@ class ReportDispatcher:
                 conn,
                 broker=report.broker,
                 exec_id=report.exec_id,
-                client_order_id=report.client_order_id,
+                cl_ord_id=report.cl_ord_id,
                 reason=reason,
                 report=report.model_dump(mode="json"),
             )
             if report.kind is ReportKind.FILL:
-                await add_break(
-                    conn,
-                    order_id=report.order_id,
-                    broker=report.broker,
-                    kind="UNMATCHED_FILL",
-                    detail=f"UNMATCHED_FILL: {report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)",
+                brk = Break(
+                    kind=BreakKind.UNMATCHED_FILL,
+                    detail=f"{report.exec_id} {report.last_qty} @ {report.last_price} ({kind} order)",
                 )
+                await add_order_break(conn, brk, order_id=report.order_id, broker=report.broker)
 
     async def _already_booked(self, report: ExecutionReport) -> bool:
         if self._pool is None:

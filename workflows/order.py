@@ -20,12 +20,17 @@ The domain module, the activity modules and the workflow's own models (``workflo
 passed through the sandbox: the sandbox runs this module afresh for every workflow run, and building
 pydantic model classes each time cost more worker CPU than the rest of the module.
 
+Bookings (the order row, the timeline, fills and breaks in Postgres) are made by ``workflows.booking``, which
+decides from counts what is not booked yet and when a round runs; the workflow only says when writes may start
+(``release``) and that the order is closing.
+
 Versioning: orders in flight survive upgrades because every change to what the workflow does (the commands
 it issues and their order) is behind ``workflow.patched``. The patches are evaluated once, when a run
 starts: an order started by an earlier release replays, and finishes, on the old path; every new order (and
 every continued run) takes the new one. A patch of a rare branch (``PATCH_AMEND_RECHECK_BOOKED``) is evaluated
-where the branch is taken, so that only the orders that take it carry its marker. See the README, "Upgrading
-with orders in flight".
+where the branch is taken, so that only the orders that take it carry its marker. A new run records only the
+newest patch of the chain (``PATCH_BOOKING_BY_COUNTS`` implies ``PATCH_NO_WEDGE``), so the chain costs one
+marker per order however long it grows. See the README, "Upgrading with orders in flight".
 """
 
 from __future__ import annotations
@@ -40,13 +45,13 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities, CancelInput, ReplaceInput, StatusInput, SubmitInput
-    from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistInput
     from activities.risk import AmendCheck, RiskActivities
     from core.domain import (
         AmendRequest,
         AmendResult,
+        Break,
+        BreakKind,
         BrokerAck,
-        CancelOrder,
         CancelRequest,
         ExecutionReport,
         OrderEventKind,
@@ -54,21 +59,23 @@ with workflow.unsafe.imports_passed_through():
         OrderStatus,
         OrderStatusReport,
         OrderType,
-        ReplaceOrder,
         ReportKind,
         ReportOutcome,
         RiskDecision,
         RiskReason,
-        SubmitOrder,
         TimeInForce,
-        broker_client_order_id,
+        TimelineKind,
+        overfill_break,
     )
     from core.errors import NON_RETRYABLE_ERROR_TYPES
-    from core.temporal import SA_STATUS
+    from core.orderlist import LegReport
+    from workflows.booking import LOCAL_TIMEOUT, OrderBooking, bounded_retry, cause_of, doubling
     from workflows.order_models import OrderCarry, OrderConfig, OrderResult, OrderWorkflowInput
 
 __all__ = [
     "PATCH_AMEND_RECHECK_BOOKED",
+    "PATCH_BOOKING_BY_COUNTS",
+    "PATCH_LIST_LEG_REPORTS",
     "PATCH_NO_WEDGE",
     "OrderCarry",
     "OrderConfig",
@@ -97,31 +104,25 @@ PATCH_NO_WEDGE = "no-wedge-cancel-resend-continue-as-new"
 #: applies, not when the run starts: an amend refused that way is rare, and a marker in every order's history
 #: would cost two events per order.
 PATCH_AMEND_RECHECK_BOOKED = "amend-recheck-refusal-booked"
+#: Bookings decided by counts (``workflows.booking``): a round runs whenever the order has events, fills or
+#: breaks not booked yet (the earlier release ran one when the workflow had marked a change by hand), and the
+#: closing reconciliation's changes go in with the final round. Includes everything ``PATCH_NO_WEDGE`` brought:
+#: a run that records this marker does not record that one.
+PATCH_BOOKING_BY_COUNTS = "booking-by-counts"
+#: An order that is a leg of an order list (``OrderWorkflowInput.parent``) reports its status and fills to the list's
+#: coordinator by signal (``LegReport``), and finishes only once its last report went out. Evaluated only for legs:
+#: no order of an earlier release is one, and a plain order's history carries no marker.
+PATCH_LIST_LEG_REPORTS = "list-leg-reports"
 
 
-_LOCAL = timedelta(seconds=10)
-# Unbounded: only orders that replay without the patches above still use these two.
-_PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+_LOCAL = LOCAL_TIMEOUT
+# Unbounded: only orders that replay without the patches above still use it.
 _RISK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_interval=timedelta(seconds=5))
 _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
 #: Control characters (and lone surrogates) never reach a broker in a cancel's reason.
 _UNSENDABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 #: Slack when comparing workflow time with a timer's deadline.
 _TICK = timedelta(milliseconds=10)
-
-
-def _bounded_retry(attempts: int) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=timedelta(milliseconds=200),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=2),
-        maximum_attempts=max(attempts, 1),
-    )
-
-
-def _doubling(base: float, cap: float, n: int) -> float:
-    """``base`` doubled for every step after the first, at most ``cap`` (``n`` >= 1)."""
-    return min(base * float(2 ** min(max(n - 1, 0), 30)), cap)
 
 
 def _next_day_close(received_at: datetime, close: time) -> datetime:
@@ -138,10 +139,11 @@ class OrderWorkflow:
         """Set up state before any handler runs (updates may arrive in the first task)."""
         self._inp = inp
         self._cfg = inp.config
-        # Once per run, before anything else (see the module's docstring on versioning).
-        patched = workflow.patched(PATCH_NO_WEDGE)
+        # Once per run, before anything else (see the module's docstring on versioning). The newest patch first:
+        # a run that takes it does not record the older one.
+        by_counts = workflow.patched(PATCH_BOOKING_BY_COUNTS)
+        patched = by_counts or workflow.patched(PATCH_NO_WEDGE)
         self._bounded_risk = patched
-        self._booking_never_blocks = patched
         self._cancel_resent = patched
         self._continues_as_new = patched
         self._state = OrderState.new(inp.order, at=workflow.now())
@@ -151,32 +153,20 @@ class OrderWorkflow:
         #: Cancels sent for ``_cancel`` requests, and when the last went out (the backoff between sends).
         self._cancel_sends = 0
         self._cancel_sent_at: datetime | None = None
-        self._persisted_events = 0
-        self._persisted_fills = 0
-        self._breaks: list[str] = []
-        self._persisted_breaks = 0
-        self._dirty = True
-        #: No booking in the workflow task that answers the ``decision`` update: a local activity there
-        #: would hold back the answer. The first booking goes with the submission's outcome (or with
-        #: the first report, cancel or final write, whichever comes first).
-        self._hold_writes = True
-        self._writing = False
-        self._closing = False
-        #: Booking rounds that failed in a row, since when, and the last error (for the alert break).
-        self._booking_failures = 0
-        self._booking_failed_since: datetime | None = None
-        self._booking_error = ""
-        self._booking_delayed_text = ""
         self._broker_lock = asyncio.Lock()
         self._acked = False
         self._immediacy_at: datetime | None = None
         self._next_poll_at: datetime | None = None
         self._poll_backoff = 1
-        self._last_status: OrderStatus | None = None
         self._generation = 0
         if inp.carried is not None:
             self._take_over(inp.carried)
-        self._published = _snapshot(self._state)
+        #: A list's leg: the last view reported to the coordinator.
+        self._reports_to_list = inp.parent is not None and workflow.patched(PATCH_LIST_LEG_REPORTS)
+        self._leg_sent: tuple[object, ...] | None = None
+        self._booking = OrderBooking(
+            self._state, self._cfg, by_counts=by_counts, never_blocks=patched, carried=inp.carried
+        )
 
     def _take_over(self, carry: OrderCarry) -> None:
         """Continue where the previous run stopped (it stopped at a safe point: everything booked)."""
@@ -186,17 +176,10 @@ class OrderWorkflow:
         self._cancel_sent = carry.cancel_sent
         self._cancel_sends = carry.cancel_sends
         self._cancel_sent_at = carry.cancel_sent_at
-        self._breaks = list(carry.breaks)
-        self._persisted_events = carry.persisted_events
-        self._persisted_fills = carry.persisted_fills
-        self._persisted_breaks = carry.persisted_breaks
-        self._dirty = False
-        self._hold_writes = False
         self._acked = carry.acked
         self._immediacy_at = carry.immediacy_at
         self._next_poll_at = carry.next_poll_at
         self._poll_backoff = carry.poll_backoff
-        self._last_status = carry.last_status
         self._generation = carry.generation
         workflow.set_current_details(self._state.summary_line())
 
@@ -218,15 +201,15 @@ class OrderWorkflow:
         """A report from the broker (duplicates are ignored by exec id)."""
         if self._state.status is OrderStatus.RECEIVED:
             self._state.record(
-                "REPORT_IGNORED",
+                TimelineKind.REPORT_IGNORED,
                 at=workflow.now(),
                 detail=f"{report.kind.value} before submission",
                 data={"exec_id": report.exec_id},
             )
         else:
             self._apply_report(report)
-        self._dirty = True
-        self._hold_writes = False
+        self._booking.legacy_mark()
+        self._booking.release()
 
     @workflow.signal
     def cancel(self, request: CancelRequest) -> None:
@@ -234,20 +217,20 @@ class OrderWorkflow:
         now = workflow.now()
         if self._state.is_terminal:
             self._state.record(
-                "CANCEL_REFUSED",
+                TimelineKind.CANCEL_REFUSED,
                 at=now,
                 detail=f"order is already {self._state.status.value}: {request.reason}",
                 actor=request.requested_by,
             )
         elif self._cancel is not None and not self._cancel_refused():
             # Queued or in flight: recorded, not sent again.
-            self._state.record("CANCEL_REPEATED", at=now, detail=request.reason, actor=request.requested_by)
+            self._state.record(TimelineKind.CANCEL_REPEATED, at=now, detail=request.reason, actor=request.requested_by)
         elif self._cancel is not None:
             # The broker refused the last cancel and the order works on: this request goes to the broker again.
             self._cancel = request
             self._cancel_sent = False
             self._state.record(
-                "CANCEL_REQUESTED",
+                TimelineKind.CANCEL_REQUESTED,
                 at=now,
                 detail=request.reason,
                 actor=request.requested_by,
@@ -255,9 +238,9 @@ class OrderWorkflow:
             )
         else:
             self._cancel = request
-            self._state.record("CANCEL_REQUESTED", at=now, detail=request.reason, actor=request.requested_by)
-        self._dirty = True
-        self._hold_writes = False
+            self._state.record(TimelineKind.CANCEL_REQUESTED, at=now, detail=request.reason, actor=request.requested_by)
+        self._booking.legacy_mark()
+        self._booking.release()
 
     @workflow.update
     async def amend(self, request: AmendRequest) -> AmendResult:
@@ -288,22 +271,24 @@ class OrderWorkflow:
                     raise
                 # The check may have grown the reservation before failing: the next booking (this event's)
                 # sets it back to the order's actual terms.
-                reason = f"the risk check failed after {self._cfg.risk_attempts} attempt(s): {_cause(e)}"
-                state.record("AMEND_DENIED", at=workflow.now(), detail=reason, actor=request.requested_by)
-                self._dirty = True
+                reason = f"the risk check failed after {self._cfg.risk_attempts} attempt(s): {cause_of(e)}"
+                state.record(TimelineKind.AMEND_DENIED, at=workflow.now(), detail=reason, actor=request.requested_by)
+                self._booking.legacy_mark()
                 return self._amend_result(False, reason)
             if not decision.approved:
                 reason = "; ".join(r.message for r in decision.reasons)
-                state.record("AMEND_DENIED", at=workflow.now(), detail=reason, actor=request.requested_by)
-                self._dirty = True
+                state.record(TimelineKind.AMEND_DENIED, at=workflow.now(), detail=reason, actor=request.requested_by)
+                self._booking.legacy_mark()
                 return self._amend_result(False, f"risk check refused the amend: {reason}")
             problem = self._amend_problem(request)  # a fill may have landed while risk was checking
             if problem is not None:
                 if workflow.patched(PATCH_AMEND_RECHECK_BOOKED):
                     # The check's hold (the larger of old and new terms) may have been taken after the fill's
                     # booking: this event's booking, of a newer version than the check's, sets it back.
-                    state.record("AMEND_DENIED", at=workflow.now(), detail=problem, actor=request.requested_by)
-                    self._dirty = True
+                    state.record(
+                        TimelineKind.AMEND_DENIED, at=workflow.now(), detail=problem, actor=request.requested_by
+                    )
+                    self._booking.legacy_mark()
                 return self._amend_result(False, problem)
             state.apply(
                 OrderEventKind.REQUEST_UPDATE,
@@ -312,25 +297,14 @@ class OrderWorkflow:
                 + (f" @ {new_price.normalize():f}" if new_price is not None else ""),
                 actor=request.requested_by,
             )
-            self._dirty = True
-            replace = ReplaceOrder(
-                orig_client_order_id=state.client_order_id_at_broker,
-                client_order_id=broker_client_order_id(state.order_id, state.revision + 1),
-                broker_order_id=state.broker_order_id,
-                symbol=state.request.symbol,
-                side=state.request.side,
-                type=state.request.type,
-                time_in_force=state.request.time_in_force,
-                qty=new_qty,
-                price=new_price,
-                stop_price=new_stop,
-            )
+            self._booking.legacy_mark()
+            replace = state.replace_order(qty=new_qty, price=new_price, stop_price=new_stop)
             try:
                 ack = await self._broker_call(
                     BrokerActivities.replace_order, ReplaceInput(broker=self._broker, request=replace)
                 )
             except ActivityError as e:
-                ack = BrokerAck(accepted=False, client_order_id=replace.client_order_id, reason=_cause(e))
+                ack = BrokerAck(accepted=False, cl_ord_id=replace.cl_ord_id, reason=cause_of(e))
             self._apply_reports(ack.reports)
             now = workflow.now()
             if state.status is OrderStatus.PENDING_UPDATE:
@@ -340,7 +314,7 @@ class OrderWorkflow:
                     state.apply(OrderEventKind.UPDATE, at=now, detail="replaced at the broker")
                 else:
                     state.apply(OrderEventKind.UPDATE_REJECTED, at=now, detail=ack.reason or "refused by the broker")
-            self._dirty = True
+            self._booking.legacy_mark()
             return self._amend_result(ack.accepted, None if ack.accepted else ack.reason)
 
     @amend.validator
@@ -356,7 +330,7 @@ class OrderWorkflow:
         This is the state as of the last write to Postgres, so a status seen here (FILLED, say) is already
         reflected in the ledger's positions and cash; changes still being booked show up a moment later.
         """
-        return self._published
+        return self._booking.published
 
     # ---------------------------------------------------------------------------------------- main line
 
@@ -364,9 +338,11 @@ class OrderWorkflow:
     async def run(self, inp: OrderWorkflowInput) -> OrderResult:
         """Check, submit, follow, reconcile, book."""
         state = self._state
+        if self._reports_to_list:
+            self._reporter = asyncio.create_task(self._report_to_list())
         if inp.carried is not None:
             # A continued run: the risk decision and everything up to the safe point are behind us.
-            self._flusher_task = asyncio.create_task(self._flusher())
+            self._flusher_task = asyncio.create_task(self._booking.flusher())
             if inp.carried.phase == "submitting":
                 await self._submit(check_first=True)
                 await self._follow()
@@ -383,7 +359,7 @@ class OrderWorkflow:
             if not self._bounded_risk or isinstance(e, CancelledError):
                 raise
             decision = self._risk_check_failed(inp, e)
-        self._flusher_task = asyncio.create_task(self._flusher())
+        self._flusher_task = asyncio.create_task(self._booking.flusher())
         self._decision = decision
         state.decision = decision
         now = workflow.now()
@@ -400,7 +376,7 @@ class OrderWorkflow:
             )
             return await self._finish(reconcile=False)
 
-        state.apply(OrderEventKind.SUBMIT, at=now, detail=f"to {self._broker} as {state.client_order_id_at_broker}")
+        state.apply(OrderEventKind.SUBMIT, at=now, detail=f"to {self._broker} as {state.cl_ord_id}")
         await self._submit()
         await self._follow()
         return await self._finish(reconcile=self._acked)
@@ -410,13 +386,13 @@ class OrderWorkflow:
         return self._inp.order.broker
 
     def _risk_retry(self) -> RetryPolicy:
-        return _bounded_retry(self._cfg.risk_attempts) if self._bounded_risk else _RISK_RETRY
+        return bounded_retry(self._cfg.risk_attempts) if self._bounded_risk else _RISK_RETRY
 
     def _risk_check_failed(self, inp: OrderWorkflowInput, e: FailureError) -> RiskDecision:
         # A denial, never a hang. A reservation the check may have committed before failing is released by the
         # final booking (the order is DENIED).
         order = inp.order
-        message = f"the risk check failed after {self._cfg.risk_attempts} attempt(s): {_cause(e)}"
+        message = f"the risk check failed after {self._cfg.risk_attempts} attempt(s): {cause_of(e)}"
         workflow.logger.error("order %s: %s", order.order_id, message)
         return RiskDecision(
             order_id=order.order_id,
@@ -448,29 +424,27 @@ class OrderWorkflow:
                 try:
                     ack = await self._broker_call(
                         BrokerActivities.submit_order,
-                        SubmitInput(broker=self._broker, order=SubmitOrder.from_state(state), check_first=check_first),
+                        SubmitInput(broker=self._broker, order=state.submit_order(), check_first=check_first),
                         attempts=4,
                     )
-                    self._hold_writes = False
+                    self._booking.release()
                     break
                 except ActivityError as e:
-                    self._hold_writes = False
+                    self._booking.release()
                     if _is_business_error(e):
-                        ack = BrokerAck(
-                            accepted=False, client_order_id=state.client_order_id_at_broker, reason=_cause(e)
-                        )
+                        ack = BrokerAck(accepted=False, cl_ord_id=state.cl_ord_id, reason=cause_of(e))
                         break
                     state.record(
-                        "SUBMIT_UNCONFIRMED",
+                        TimelineKind.SUBMIT_UNCONFIRMED,
                         at=workflow.now(),
-                        detail=f"no answer from {self._broker} ({_cause(e)}); the order stays in flight and the "
+                        detail=f"no answer from {self._broker} ({cause_of(e)}); the order stays in flight and the "
                         "broker is asked before any resend",
                     )
-                    self._dirty = True
-            if self._booking_never_blocks:
-                self._hold_writes = False  # the flusher books it; the next round does not wait for that
+                    self._booking.legacy_mark()
+            if self._booking.never_blocks:
+                self._booking.release()  # the flusher books it; the next round does not wait for that
             else:
-                await self._flush()
+                await self._booking.flush()
             check_first = True
             try:
                 await workflow.wait_condition(
@@ -486,7 +460,7 @@ class OrderWorkflow:
         try:
             status = await self._broker_call(
                 BrokerActivities.get_order_status,
-                StatusInput(broker=self._broker, client_order_id=state.client_order_id_at_broker),
+                StatusInput(broker=self._broker, cl_ord_id=state.cl_ord_id),
                 attempts=2,
             )
         except ActivityError:
@@ -495,7 +469,7 @@ class OrderWorkflow:
             self._take_ack(
                 BrokerAck(
                     accepted=status.status is not OrderStatus.REJECTED,
-                    client_order_id=status.client_order_id,
+                    cl_ord_id=status.cl_ord_id,
                     broker_order_id=status.broker_order_id,
                     reports=status.reports,
                 )
@@ -512,7 +486,7 @@ class OrderWorkflow:
         state.reason = self._cancel.reason
         state.apply(OrderEventKind.CANCEL, at=workflow.now(), detail="the broker never received the order")
         self._cancel_sent = True
-        self._dirty = True
+        self._booking.legacy_mark()
         return True
 
     def _take_ack(self, ack: BrokerAck) -> None:
@@ -530,7 +504,7 @@ class OrderWorkflow:
         elif state.status in (OrderStatus.SUBMITTED, OrderStatus.PENDING_CANCEL):
             state.reason = ack.reason or "rejected by the broker"
             state.apply(OrderEventKind.REJECT, at=now, detail=state.reason)
-        self._dirty = True
+        self._booking.legacy_mark()
 
     async def _follow(self, *, resumed: bool = False) -> None:
         """Wait for reports, cancels and timers until the order is final.
@@ -605,7 +579,7 @@ class OrderWorkflow:
         if not self._cancel_resent or self._cancel_sent_at is None or self._cancel_sends == 0:
             return None
         cfg = self._cfg
-        pause = _doubling(cfg.cancel_retry_seconds, cfg.cancel_retry_max_seconds, self._cancel_sends)
+        pause = doubling(cfg.cancel_retry_seconds, cfg.cancel_retry_max_seconds, self._cancel_sends)
         return self._cancel_sent_at + timedelta(seconds=pause)
 
     def _cancel_ready(self) -> bool:
@@ -625,25 +599,18 @@ class OrderWorkflow:
                 self._cancel_sent_at = workflow.now()
             if state.status is not OrderStatus.PENDING_CANCEL:
                 state.apply(OrderEventKind.REQUEST_CANCEL, at=workflow.now(), detail=reason, actor=actor)
-            if self._booking_never_blocks:
-                self._dirty = True
-                self._hold_writes = False  # booked by the flusher; the cancel goes out without waiting for it
+            if self._booking.never_blocks:
+                self._booking.legacy_mark()
+                self._booking.release()  # booked by the flusher; the cancel goes out without waiting for it
             else:
-                await self._flush()
-            request = CancelOrder(
-                client_order_id=state.client_order_id_at_broker,
-                broker_order_id=state.broker_order_id,
-                symbol=state.request.symbol,
-                side=state.request.side,
-                qty=state.qty,
-                reason=_UNSENDABLE.sub(" ", reason) if self._cancel_resent else reason,
-            )
+                await self._booking.flush()
+            request = state.cancel_order(_UNSENDABLE.sub(" ", reason) if self._cancel_resent else reason)
             try:
                 ack = await self._broker_call(
                     BrokerActivities.cancel_order, CancelInput(broker=self._broker, request=request)
                 )
             except ActivityError as e:
-                ack = BrokerAck(accepted=False, client_order_id=request.client_order_id, reason=_cause(e))
+                ack = BrokerAck(accepted=False, cl_ord_id=request.cl_ord_id, reason=cause_of(e))
             self._apply_reports(ack.reports)
             now = workflow.now()
             if state.status is OrderStatus.PENDING_CANCEL and not ack.accepted:
@@ -651,7 +618,7 @@ class OrderWorkflow:
                 state.apply(OrderEventKind.CANCEL_REJECTED, at=now, detail=ack.reason or "cancel refused")
             if state.status is OrderStatus.PENDING_CANCEL or not ack.accepted:
                 self._next_poll_at = now + timedelta(seconds=min(self._cfg.broker_call_timeout_seconds, 5.0))
-            self._dirty = True
+            self._booking.legacy_mark()
 
     async def _poll_status(self) -> None:
         state = self._state
@@ -659,18 +626,18 @@ class OrderWorkflow:
         try:
             status = await self._broker_call(
                 BrokerActivities.get_order_status,
-                StatusInput(broker=self._broker, client_order_id=state.client_order_id_at_broker),
+                StatusInput(broker=self._broker, cl_ord_id=state.cl_ord_id),
                 attempts=3,
             )
         except ActivityError as e:
-            state.record("STATUS_POLL_FAILED", at=workflow.now(), detail=_cause(e))
+            state.record(TimelineKind.STATUS_POLL_FAILED, at=workflow.now(), detail=cause_of(e))
             status = None
         else:
             if status is None:
-                self._add_breaks([f"UNKNOWN_AT_BROKER: {self._broker} does not know {state.client_order_id_at_broker}"])
+                self._booking.add_breaks([self._unknown_at_broker()])
             else:
-                self._add_breaks(state.merge_status(status, at=workflow.now()))
-        self._dirty = True
+                self._booking.add_breaks(state.merge_status(status, at=workflow.now()))
+        self._booking.legacy_mark()
         self._schedule_poll(quiet=len(state.events) == events_before)
 
     async def _finish(self, *, reconcile: bool) -> OrderResult:
@@ -678,22 +645,17 @@ class OrderWorkflow:
         if reconcile:
             await self._reconcile()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._booking_never_blocks:
-            # The final booking is retried (after durable pauses) until it is in: only then is the order done.
-            self._closing = True
-            await workflow.wait_condition(lambda: not self._writing)
-            while not await self._write(final=True) or self._unbooked():
-                if self._booking_failures:
-                    await self._booking_pause()
-        else:
-            await self._flush(final=True)
+        # The final booking (retried after durable pauses until it is in): only then is the order done.
+        await self._booking.finish()
+        if self._reports_to_list:
+            await workflow.wait_condition(lambda: self._leg_view() == self._leg_sent)
         return OrderResult(
             order_id=state.order_id,
             status=state.status,
             filled_qty=f"{state.filled_qty:f}",
             avg_price=None if state.avg_price is None else f"{state.avg_price:f}",
             reason=state.reason,
-            breaks=list(self._breaks),
+            breaks=list(self._booking.breaks),
         )
 
     async def _reconcile(self) -> None:
@@ -703,30 +665,68 @@ class OrderWorkflow:
         try:
             status = await self._broker_call(
                 BrokerActivities.get_order_status,
-                StatusInput(broker=self._broker, client_order_id=state.client_order_id_at_broker),
+                StatusInput(broker=self._broker, cl_ord_id=state.cl_ord_id),
                 attempts=5,
             )
         except ActivityError as e:
-            self._add_breaks([f"RECONCILE_FAILED: {_cause(e)}"])
+            self._booking.last_changes()
+            self._booking.add_breaks([Break(kind=BreakKind.RECONCILE_FAILED, detail=cause_of(e))])
             return
+        self._booking.last_changes()
         now = workflow.now()
         if status is None:
-            self._add_breaks([f"UNKNOWN_AT_BROKER: {self._broker} does not know {state.client_order_id_at_broker}"])
+            self._booking.add_breaks([self._unknown_at_broker()])
             return
         breaks = state.merge_status(status, at=now, final=True)
-        self._add_breaks(breaks)
+        self._booking.add_breaks(breaks)
         state.record(
-            "RECONCILED",
+            TimelineKind.RECONCILED,
             at=now,
-            detail="matches the broker" if not breaks else f"{len(breaks)} break(s): " + "; ".join(breaks),
+            detail="matches the broker"
+            if not breaks
+            else f"{len(breaks)} break(s): " + "; ".join(brk.text for brk in breaks),
         )
+
+    # ---------------------------------------------------------------------------------------- a list's leg
+
+    def _leg_view(self) -> tuple[object, ...]:
+        # The booked state: what the list acts on is in the ledger already (a resize's risk check sees the fills).
+        s = self._booking.published
+        return (s.status, s.filled_qty, s.qty)
+
+    async def _report_to_list(self) -> None:
+        """Send the coordinator every change of status or fills (snapshots, in order; a repeat changes nothing)."""
+        link = self._inp.parent
+        assert link is not None
+        handle = workflow.get_external_workflow_handle(link.workflow_id)
+        while True:
+            await workflow.wait_condition(lambda: self._leg_view() != self._leg_sent)
+            view = self._leg_view()
+            s = self._booking.published
+            denied = s.status is OrderStatus.DENIED and self._decision is not None
+            report = LegReport(
+                leg=link.leg,
+                order_id=s.order_id,
+                status=s.status,
+                qty=s.qty,
+                filled_qty=s.filled_qty,
+                avg_price=s.avg_price,
+                reason=s.reason,
+                reasons=list(self._decision.reasons) if denied and self._decision is not None else [],
+            )
+            try:
+                await handle.signal("leg_report", report)
+            except FailureError as e:
+                # The coordinator is gone (closed or never started): the order goes on by itself.
+                workflow.logger.warning("order %s: no list to report to: %s", s.order_id, e)
+            self._leg_sent = view
 
     # ---------------------------------------------------------------------------------------- helpers
 
     def _apply_report(self, report: ExecutionReport) -> None:
         outcome = self._state.apply_report(report, at=workflow.now())
         if outcome is ReportOutcome.OVERFILL:
-            self._add_breaks([f"OVERFILL: {report.exec_id} would exceed the order quantity"])
+            self._booking.add_breaks([overfill_break(report)])
         if report.kind is ReportKind.ACCEPTED:
             self._acked = True
 
@@ -734,12 +734,9 @@ class OrderWorkflow:
         for report in reports:
             self._apply_report(report)
 
-    def _add_breaks(self, breaks: list[str]) -> None:
-        for text in breaks:
-            if text not in self._breaks:
-                self._breaks.append(text)
-            if text not in self._state.flags:
-                self._state.flags.append(text)
+    def _unknown_at_broker(self) -> Break:
+        detail = f"{self._broker} does not know {self._state.cl_ord_id}"
+        return Break(kind=BreakKind.UNKNOWN_AT_BROKER, detail=detail)
 
     def _amend_problem(self, request: AmendRequest) -> str | None:
         state = self._state
@@ -783,120 +780,6 @@ class OrderWorkflow:
             ),
         )
 
-    async def _flusher(self) -> None:
-        # Books changes as they happen, independently of the main line (which may be waiting on a broker).
-        while True:
-            await workflow.wait_condition(lambda: self._dirty and not self._closing and not self._hold_writes)
-            if not await self._write():
-                await self._booking_pause()
-
-    async def _booking_pause(self) -> None:
-        # A durable timer between failed booking rounds, doubling up to a cap: never a tight loop.
-        cfg = self._cfg
-        pause = _doubling(cfg.booking_retry_seconds, cfg.booking_retry_max_seconds, self._booking_failures)
-        await workflow.sleep(pause)
-
-    def _unbooked(self) -> bool:
-        state = self._state
-        return (len(state.events), len(state.fills), len(self._breaks)) != (
-            self._persisted_events,
-            self._persisted_fills,
-            self._persisted_breaks,
-        )
-
-    async def _flush(self, *, final: bool = False) -> None:
-        """Wait until every change so far is persisted; ``final`` writes the closing snapshot itself."""
-        if final:
-            self._closing = True
-            await workflow.wait_condition(lambda: not self._writing)
-            await self._write(final=True)
-        else:
-            self._hold_writes = False
-            await workflow.wait_condition(lambda: not self._dirty and not self._writing)
-
-    async def _write(self, *, final: bool = False) -> bool:
-        """Persist what changed since the last write, and refresh what the Temporal UI shows.
-
-        Returns whether the booking went in. A failed round (only on the ``PATCH_NO_WEDGE`` path; the old path
-        retries without bound) leaves everything to the next one; the round that succeeds after failures carries
-        a ``BOOKING_DELAYED`` break with it.
-        """
-        state = self._state
-        recovering = self._booking_failures > 0
-        if recovering:
-            self._booking_delayed_text = self._booking_delayed()
-            self._add_breaks([self._booking_delayed_text])
-        n_events, n_fills, n_breaks = len(state.events), len(state.fills), len(self._breaks)
-        unchanged = (n_events, n_fills, n_breaks) == (
-            self._persisted_events,
-            self._persisted_fills,
-            self._persisted_breaks,
-        )
-        if unchanged and not final:
-            self._dirty = False
-            return True
-        self._writing = True
-        inp = PersistInput(
-            snapshot=OrderSnapshot.of(state),
-            events=state.events[self._persisted_events : n_events],
-            fills=state.fills[self._persisted_fills : n_fills],
-            breaks=self._breaks[self._persisted_breaks : n_breaks],
-            final=final,
-            received_at=state.request.received_at,
-            # The closing booking records the decision the workflow acted on (an input, not a command).
-            decision=state.decision if final else None,
-        )
-        snapshot = _snapshot(state)
-        self._dirty = False
-        retry = _bounded_retry(self._cfg.booking_attempts) if self._booking_never_blocks else _PERSIST_RETRY
-        try:
-            await workflow.execute_local_activity_method(
-                OrderStoreActivities.persist_order, inp, start_to_close_timeout=_LOCAL, retry_policy=retry
-            )
-        except FailureError as e:
-            if not self._booking_never_blocks or isinstance(e, CancelledError):
-                raise
-            self._booking_failed(e, recovering=recovering)
-            return False
-        finally:
-            self._writing = False
-        self._persisted_events, self._persisted_fills, self._persisted_breaks = n_events, n_fills, n_breaks
-        self._published = snapshot
-        if recovering:
-            self._booking_failures, self._booking_failed_since, self._booking_error = 0, None, ""
-        if len(state.events) > n_events or len(state.fills) > n_fills or len(self._breaks) > n_breaks:
-            self._dirty = True
-        self._show()
-        return True
-
-    def _booking_failed(self, e: FailureError, *, recovering: bool) -> None:
-        # The activity counted and logged each attempt; the break goes in with the first booking that works.
-        if recovering:
-            # Not in yet: the round that works carries a fresh one (counts and times up to then).
-            text = self._booking_delayed_text
-            if text in self._breaks:
-                self._breaks.remove(text)
-            if text in self._state.flags:
-                self._state.flags.remove(text)
-        self._booking_failures += 1
-        self._booking_failed_since = self._booking_failed_since or workflow.now()
-        self._booking_error = _cause(e)
-        self._dirty = True
-        workflow.logger.error(
-            "order %s: booking failed (%d round(s) in a row): %s",
-            self._state.order_id,
-            self._booking_failures,
-            self._booking_error,
-        )
-
-    def _booking_delayed(self) -> str:
-        since = self._booking_failed_since or workflow.now()
-        return (
-            f"BOOKING_DELAYED: {self._booking_failures} booking round(s) failed from "
-            f"{since.isoformat(timespec='seconds')} to {workflow.now().isoformat(timespec='seconds')}; "
-            f"last error: {self._booking_error}"
-        )
-
     # ---------------------------------------------------------------------------------------- continue-as-new
 
     def _continue_as_new_due(self) -> bool:
@@ -909,14 +792,7 @@ class OrderWorkflow:
 
     def _at_safe_point(self) -> bool:
         """No handler running, no broker call in flight, everything booked."""
-        return (
-            workflow.all_handlers_finished()
-            and not self._broker_lock.locked()
-            and not self._writing
-            and not self._dirty
-            and self._booking_failures == 0
-            and not self._unbooked()
-        )
+        return workflow.all_handlers_finished() and not self._broker_lock.locked() and self._booking.settled()
 
     def _continue_as_new_run(self, phase: str) -> None:
         carry = OrderCarry(
@@ -927,15 +803,15 @@ class OrderWorkflow:
             cancel_sent=self._cancel_sent,
             cancel_sends=self._cancel_sends,
             cancel_sent_at=self._cancel_sent_at,
-            breaks=list(self._breaks),
-            persisted_events=self._persisted_events,
-            persisted_fills=self._persisted_fills,
-            persisted_breaks=self._persisted_breaks,
+            breaks=list(self._booking.breaks),
+            persisted_events=self._booking.booked[0],
+            persisted_fills=self._booking.booked[1],
+            persisted_breaks=self._booking.booked[2],
             acked=self._acked,
             immediacy_at=self._immediacy_at,
             next_poll_at=self._next_poll_at,
             poll_backoff=self._poll_backoff,
-            last_status=self._last_status,
+            last_status=self._booking.last_status,
             generation=self._generation + 1,
         )
         workflow.logger.info(
@@ -944,37 +820,11 @@ class OrderWorkflow:
             self._generation + 1,
             workflow.info().get_current_history_length(),
         )
-        workflow.continue_as_new(OrderWorkflowInput(order=self._inp.order, config=self._cfg, carried=carry))
-
-    def _show(self) -> None:
-        state = self._state
-        if state.status != self._last_status:
-            workflow.upsert_search_attributes([SA_STATUS.value_set(state.status.value)])
-            self._last_status = state.status
-        workflow.set_current_details(state.summary_line())
-
-
-def _snapshot(state: OrderState) -> OrderState:
-    # What the state query shows. The request, events, fills and decision are frozen models and the lists are
-    # only ever appended to, so fresh lists make a complete snapshot; a deep copy cost ~0.5 ms of worker CPU
-    # per order inside the sandbox.
-    return state.model_copy(
-        update={
-            "fills": list(state.fills),
-            "events": list(state.events),
-            "seen_exec_ids": list(state.seen_exec_ids),
-            "flags": list(state.flags),
-        }
-    )
+        workflow.continue_as_new(
+            OrderWorkflowInput(order=self._inp.order, config=self._cfg, carried=carry, parent=self._inp.parent)
+        )
 
 
 def _is_business_error(e: ActivityError) -> bool:
     cause = e.cause
     return isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE_ERROR_TYPES
-
-
-def _cause(e: BaseException) -> str:
-    cause = getattr(e, "cause", None)
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause
-    return str(cause or e)

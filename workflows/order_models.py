@@ -15,9 +15,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.domain import CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
+from core.domain import Break, CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
+from core.orderlist import ListStatus, OrderListRequest
 
-__all__ = ["OrderCarry", "OrderConfig", "OrderResult", "OrderWorkflowInput"]
+__all__ = [
+    "ListLink",
+    "ListResult",
+    "OrderCarry",
+    "OrderConfig",
+    "OrderListInput",
+    "OrderResult",
+    "OrderWorkflowInput",
+]
 
 
 class OrderConfig(BaseModel):
@@ -66,7 +75,7 @@ class OrderCarry(BaseModel):
     cancel_sent: bool = False
     cancel_sends: int = 0
     cancel_sent_at: datetime | None = None
-    breaks: list[str] = []
+    breaks: list[Break] = []
     persisted_events: int = 0
     persisted_fills: int = 0
     persisted_breaks: int = 0
@@ -79,6 +88,15 @@ class OrderCarry(BaseModel):
     generation: int = 0
 
 
+class ListLink(BaseModel):
+    """An order that is a leg of an order list: where it reports (``OrderListWorkflow.leg_report``) and as what."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: str
+    leg: str
+
+
 class OrderWorkflowInput(BaseModel):
     """The workflow's single argument."""
 
@@ -88,6 +106,8 @@ class OrderWorkflowInput(BaseModel):
     config: OrderConfig
     #: Set when this run continues an earlier one (continue-as-new).
     carried: OrderCarry | None = None
+    #: Set when the order is a leg of an order list.
+    parent: ListLink | None = None
 
 
 class OrderResult(BaseModel):
@@ -100,4 +120,32 @@ class OrderResult(BaseModel):
     filled_qty: str
     avg_price: str | None = None
     reason: str | None = None
-    breaks: list[str] = []
+    breaks: list[Break] = []
+
+
+class OrderListInput(BaseModel):
+    """The coordinator's single argument: the list, and each leg's order workflow input (``workflows.order_client``).
+
+    A leg's input is sent as it is but for its quantity (a child is sized to its parent's fills); the flatten leg
+    (``core.orderlist.FLATTEN_LEG``) takes the parent's configuration.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    request: OrderListRequest
+    legs: dict[str, OrderWorkflowInput]
+    #: The task queue the legs' order workflows run on.
+    task_queue: str
+    #: Pause between attempts of a leg's resize that the order could not take yet (not acknowledged yet).
+    resize_retry_seconds: float = 1.0
+
+
+class ListResult(BaseModel):
+    """What the coordinator returns when every leg is closed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    list_id: str
+    status: ListStatus
+    legs: dict[str, OrderStatus]
+    flags: list[str] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -14,16 +13,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import (
-    WithStartWorkflowOperation,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -49,6 +41,7 @@ from brokers import BROKERS
 from core.auth import Permission, Principal, namespaced_key
 from core.bounds import MAX_OFFSET
 from core.domain import (
+    TERMS,
     AmendRequest,
     CancelRequest,
     OrderRequest,
@@ -61,12 +54,12 @@ from core.domain import (
 )
 from core.metrics import ORDER_LATENCY, ORDERS, ORDERS_REJECTED
 from core.settings import Settings
-from core.temporal import SA_ACCOUNT, SA_BROKER, SA_CLIENT_ID, SA_CLIENT_ORDER_ID, SA_STATUS, SA_SYMBOL
 from store import Pool, orders
 from store.ledger import FillRow, fills_of
 from store.orders import OrderRecord, OrderView
 from store.timeline import EventRow, events_of
-from workflows.order import OrderConfig, OrderWorkflow, OrderWorkflowInput
+from workflows.order import OrderWorkflow
+from workflows.order_client import order_start
 
 __all__ = ["router"]
 
@@ -106,19 +99,6 @@ def _links(settings: Settings, order_id: str) -> dict[str, str]:
         "cancel": f"/api/v1/orders/{order_id}/cancel",
         "temporalUi": f"{settings.temporal.ui_url}/namespaces/{settings.temporal.namespace}/workflows/{wf}",
     }
-
-
-def _order_config(settings: Settings, broker: str) -> OrderConfig:
-    o = settings.orders
-    return OrderConfig(
-        broker_task_queue=settings.temporal.broker_task_queue(broker),
-        supports_replace=BROKERS[broker].capabilities.supports_replace,
-        day_close_utc=o.day_close_utc,
-        status_poll_seconds=o.status_poll_seconds,
-        immediacy_timeout_seconds=o.immediacy_timeout_seconds,
-        broker_call_timeout_seconds=o.broker_call_timeout_seconds,
-        continue_as_new_events=o.continue_as_new_events,
-    )
 
 
 def _answer(
@@ -214,24 +194,9 @@ async def create_order(
     key_header = (idempotency_key or "").strip()
     key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/order/{body.client_order_id}"
     order_id = derive_order_id(namespaced_key(principal.tenant, key))
-    order = OrderRequest(
+    order = body.to_request(
         order_id=order_id,
         idempotency_key=namespaced_key(principal.tenant, key),
-        request_hash=body.request_hash(),
-        client_id=body.client_id,
-        client_order_id=body.client_order_id,
-        account=account,
-        symbol=body.symbol,
-        side=body.side,
-        type=body.order_type,
-        time_in_force=body.time_in_force,
-        qty=body.qty,
-        price=body.price,
-        stop_price=body.stop_price,
-        peg_type=body.peg_type,
-        peg_offset=body.peg_offset,
-        expire_at=body.expire_at,
-        reduce_only=body.reduce_only,
         broker=broker,
         received_at=utcnow(),
         submitted_by=actor,
@@ -242,39 +207,18 @@ async def create_order(
     recorded = await _recorded(pool, order_id)
     if recorded is not None and recorded["risk_decision"] is not None:
         return _repeat(recorded, order, key, settings)
-    wf_id = workflow_id_for(order_id)
-    start = WithStartWorkflowOperation(
-        OrderWorkflow.run,
-        OrderWorkflowInput(order=order, config=_order_config(settings, broker)),
-        id=wf_id,
-        task_queue=settings.temporal.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(SA_STATUS, OrderStatus.RECEIVED.value),
-                SearchAttributePair(SA_SYMBOL, order.symbol),
-                SearchAttributePair(SA_CLIENT_ID, order.client_id),
-                SearchAttributePair(SA_CLIENT_ORDER_ID, order.client_order_id),
-                SearchAttributePair(SA_BROKER, broker),
-                SearchAttributePair(SA_ACCOUNT, order.account),
-            ]
-        ),
-        static_summary=f"{order.summary()} · {broker} · {order.client_id}/{order.client_order_id}",
-    )
+    start = order_start(order, settings)
     try:
         async with asyncio.timeout(settings.api.decision_timeout_seconds):
-            decision: RiskDecision = await temporal.execute_update_with_start_workflow(
-                OrderWorkflow.decision, order.request_hash, start_workflow_operation=start
-            )
+            decision = await start.decide(temporal)
     except WorkflowAlreadyStartedError:
-        await _settle(start)
+        await start.settle()
         return await _closed_order(pool, order, key, settings)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        await _settle(start)
+        await start.settle()
         return await _pending(temporal, order, settings)
     except RPCError:
-        await _settle(start)
+        await start.settle()
         raise
     ORDER_LATENCY.labels(stage="decision").observe(time.perf_counter() - started)
     if decision.request_hash != order.request_hash:
@@ -285,13 +229,6 @@ async def create_order(
         for refusal in decision.reasons:
             ORDERS_REJECTED.labels(reason=refusal.code).inc()
     return _answer(decision, order, settings, duplicate=duplicate)
-
-
-async def _settle(start: WithStartWorkflowOperation[Any, Any]) -> None:
-    # The start operation's handle future carries the same failure; consume it so it is not logged as lost.
-    with contextlib.suppress(Exception, asyncio.CancelledError):
-        async with asyncio.timeout(0.1):
-            await start.workflow_handle()
 
 
 async def _recorded(pool: Pool, order_id: str) -> OrderRecord | None:
@@ -338,23 +275,21 @@ async def _pending(temporal: Any, order: OrderRequest, settings: Settings) -> JS
 # ------------------------------------------------------------------------------------------------ reads
 
 
+def _terms(row: OrderView) -> dict[str, Any]:
+    # The row's terms by their names (a column a term, store.orders.TermsColumns).
+    columns: dict[str, Any] = dict(row)
+    return {name: columns[name] for name in TERMS}
+
+
 def _from_row(
     row: OrderView, *, fills: list[FillRow] | None = None, events: list[EventRow] | None = None
 ) -> OrderPublic:
     status = OrderStatus(row["status"])
     return OrderPublic(
+        **_terms(row),
         internal_order_id=row["order_id"],
         client_order_id=row["client_order_id"],
         client_id=row["client_id"],
-        account=row["account"],
-        symbol=row["symbol"],
-        side=row["side"],
-        type=row["type"],
-        time_in_force=row["time_in_force"],
-        qty=row["qty"],
-        price=row["price"],
-        stop_price=row["stop_price"],
-        expire_at=row["expire_at"],
         broker=row["broker"],
         broker_order_id=row["broker_order_id"],
         status=status,

@@ -24,8 +24,8 @@ TEMPLATE_CAPABILITIES = BrokerCapabilities(
     order_types=frozenset(TEMPLATE_TYPE),
     time_in_force=frozenset(TEMPLATE_TIF),
     supports_replace=True,
-    # True only when the broker refuses a second order under a client order id (then a resend cannot make a twin).
-    dedupes_client_order_id=False,
+    # True only when the broker refuses a second order under a ``cl_ord_id`` (then a resend cannot make a twin).
+    dedupes_cl_ord_id=False,
     # True for a REST broker that answers 429 beyond a rate.
     rate_limited=False,
     # True once positions() / fills_since() give the broker's own account (end-of-day reconciliation uses them).

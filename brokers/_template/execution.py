@@ -7,12 +7,14 @@ method                 required  what your copy does (``brokers/base.py`` has th
                                  delivered), the session recorder, the connection; catch up after every
                                  (re)connect
 ``close()``            yes       stop all of it; idempotent
-``submit_order``       yes       send; a definite refusal is ``BrokerAck(accepted=False)``; a timeout,
-                                 disconnect, 5xx or 429 that outlasted the retries raises ``BrokerUnavailable``
+``submit_order``       yes       send under ``order.cl_ord_id``; a definite refusal is
+                                 ``BrokerAck(accepted=False)``; a timeout, disconnect, 5xx or 429 that
+                                 outlasted the retries raises ``BrokerUnavailable``
 ``cancel_order``       yes       cancel; ``not_found=True`` when the broker never had it; "too late" is a
                                  refusal with the reason
-``replace_order``      optional  cancel/replace; a new client order id; a broker without it refuses
-``get_order_status``   yes       the broker's view by our client order id, with the journaled reports, or
+``replace_order``      optional  cancel/replace: the order known as ``orig_cl_ord_id`` takes the new terms
+                                 and the new ``cl_ord_id``; a broker without it refuses
+``get_order_status``   yes       the broker's view by ``cl_ord_id``, with the journaled reports, or
                                  None; retried submissions ask this first, so it must be authoritative
 ``open_orders``        yes       every order the broker still works for us (after a restart too)
 ``fills_since``        optional  fills after a time
@@ -24,6 +26,14 @@ What every adapter shares and this one already has: ``storage_boundary`` (a fail
 exec id *before* handing it to ``self.delivery``), and the session record (``self.recorder``: call
 ``changed(True/False, detail)`` as the connection comes and goes; the spec's session check refuses new orders
 while it is down).
+
+Names (``core/domain.py``): ``cl_ord_id`` is the id an order goes to the broker under (``{order_id}``, then
+``{order_id}.{n}`` after the n-th replacement); every request, ack and report carries it under that name
+(``SubmitOrder.cl_ord_id``, ``CancelOrder.cl_ord_id``, ``ReplaceOrder.orig_cl_ord_id``/``cl_ord_id``,
+``BrokerAck.cl_ord_id``, ``ExecutionReport.cl_ord_id``, ``OrderStatusReport.cl_ord_id``). ``client_order_id`` is
+the client's own id (``clientOrderId`` in the API) and never reaches a broker. An order's terms are ``OrderTerms``
+(``SubmitOrder`` and ``ReplaceOrder`` inherit them): a record of your own that keeps an order's terms inherits them
+too, and is built from ``order.terms()``.
 """
 
 from __future__ import annotations
@@ -98,7 +108,7 @@ class TemplateBroker:
         """Change an order's quantity or prices."""
         raise _unwritten("replace_order")
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The broker's view of an order and its fills, or None when the broker does not know it."""
         raise _unwritten("get_order_status")
 

@@ -14,7 +14,7 @@ __all__ = ["order_body", "report_of"]
 
 
 def order_body(order: SubmitOrder) -> dict[str, Any]:
-    """The broker's new-order message for ``order``."""
+    """The broker's new-order message for ``order``: its ``OrderTerms``, under ``order.cl_ord_id``."""
     raise NotImplementedError("function `order_body` must be implemented in brokers/<name>/parsing.py")
 
 

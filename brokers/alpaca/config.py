@@ -14,7 +14,7 @@ __all__ = [
     "ALPACA_STATUS",
     "ALPACA_TIF",
     "ALPACA_TYPE",
-    "EXODUS_CLIENT_ORDER_ID",
+    "EXODUS_CL_ORD_ID",
     "AlpacaSettings",
 ]
 
@@ -33,7 +33,7 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     time_in_force=frozenset(ALPACA_TIF),
     supports_replace=True,
     # A client_order_id is Alpaca's forever: a second POST with it is refused 422 "client_order_id must be unique".
-    dedupes_client_order_id=True,
+    dedupes_cl_ord_id=True,
     # 200 requests per minute and key, then 429 with X-RateLimit-Reset.
     rate_limited=True,
     # End-of-day reconciliation compares its positions and fills with the ledger.
@@ -63,4 +63,4 @@ ALPACA_STATUS: Final[dict[str, OrderStatus | None]] = {
 
 #: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement): orders of the same
 #: Alpaca account placed by anybody else are not ours and are left alone.
-EXODUS_CLIENT_ORDER_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")
+EXODUS_CL_ORD_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")

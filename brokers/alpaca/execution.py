@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.alpaca.client import AlpacaError, AlpacaRest, RateLimiter
-from brokers.alpaca.config import ALPACA_CAPABILITIES, EXODUS_CLIENT_ORDER_ID
+from brokers.alpaca.config import ALPACA_CAPABILITIES, EXODUS_CL_ORD_ID
 from brokers.alpaca.marketdata import QuotePoller
 from brokers.alpaca.parsing import AlpacaOrderView, decimal_of, order_body, replace_body, rfc3339, time_of
 from brokers.alpaca.store import AlpacaOrder, AlpacaStore
@@ -238,16 +238,16 @@ class AlpacaBroker:
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """POST the order; a definite refusal is an unaccepted ack, an unknown outcome ``BrokerUnavailable``."""
-        cid = order.client_order_id
+        cid = order.cl_ord_id
         try:
             body = order_body(order, self._symbol(order.symbol))
         except ValueError as e:
-            return BrokerAck(accepted=False, client_order_id=cid, reason=f"UNSUPPORTED: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
         now = utcnow()
         record = await self._store.add_order(
             AlpacaOrder(
                 order_id=base_order_id(cid),
-                client_order_id=cid,
+                cl_ord_id=cid,
                 account=order.account,
                 symbol=order.symbol,
                 side=order.side,
@@ -260,43 +260,37 @@ class AlpacaBroker:
             data = await self.rest.request("POST", "/v2/orders", json_body=body)
         except AlpacaError as e:
             if "must be unique" in e.message:
-                return BrokerAck(accepted=False, client_order_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
-            if record.status is OrderStatus.SUBMITTED and record.client_order_id == cid:
+                return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
+            if record.status is OrderStatus.SUBMITTED and record.cl_ord_id == cid:
                 record.status = OrderStatus.REJECTED
                 await self._store.save_order(record)
-            return BrokerAck(accepted=False, client_order_id=cid, reason=f"REJECTED by Alpaca: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by Alpaca: {e}")
         view = self._view(data)
         reports = await self._absorb(view, event="new", source="answer")
         if view.status == "rejected":
             reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
-            return BrokerAck(
-                accepted=False, client_order_id=cid, broker_order_id=view.id, reason=reason, reports=reports
-            )
-        return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=view.id, reports=reports)
+            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
+        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=view.id, reports=reports)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """DELETE the order Alpaca knows by our client order id (following its replacements)."""
-        cid = request.client_order_id
+        cid = request.cl_ord_id
         view = await self._current(cid)
         if view is None:
             return BrokerAck(
-                accepted=False, client_order_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: Alpaca has no {cid}"
+                accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: Alpaca has no {cid}"
             )
         reports = await self._absorb(view, source="status")
         if view.status == "canceled":
-            return BrokerAck(
-                accepted=True, client_order_id=view.client_order_id, broker_order_id=view.id, reports=reports
-            )
+            return BrokerAck(accepted=True, cl_ord_id=view.cl_ord_id, broker_order_id=view.id, reports=reports)
         if not view.working:
             reason = f"TOO_LATE: the order is {view.status} at Alpaca"
-            return BrokerAck(
-                accepted=False, client_order_id=cid, broker_order_id=view.id, reason=reason, reports=reports
-            )
+            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
         try:
             await self.rest.request("DELETE", f"/v2/orders/{view.id}")
         except AlpacaError as e:
             if e.status == 404:
-                return BrokerAck(accepted=False, client_order_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: {e}")
+                return BrokerAck(accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: {e}")
             # Not cancelable any more: what it became is the answer.
             again = await self._current(cid)
             if again is not None:
@@ -304,66 +298,64 @@ class AlpacaBroker:
                 if again.status == "canceled":
                     return BrokerAck(
                         accepted=True,
-                        client_order_id=again.client_order_id,
+                        cl_ord_id=again.cl_ord_id,
                         broker_order_id=again.id,
                         reports=reports,
                     )
             return BrokerAck(
                 accepted=False,
-                client_order_id=cid,
+                cl_ord_id=cid,
                 broker_order_id=view.id,
                 reason=f"TOO_LATE: {e}",
                 reports=reports,
             )
-        return BrokerAck(accepted=True, client_order_id=view.client_order_id, broker_order_id=view.id, reports=reports)
+        return BrokerAck(accepted=True, cl_ord_id=view.cl_ord_id, broker_order_id=view.id, reports=reports)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
-        """PATCH the order: a new Alpaca order under ``request.client_order_id`` works the new total less the filled."""
-        new_cid = request.client_order_id
-        view = await self._current(request.orig_client_order_id)
+        """PATCH the order: a new Alpaca order under ``request.cl_ord_id`` works the new total less the filled."""
+        new_cid = request.cl_ord_id
+        view = await self._current(request.orig_cl_ord_id)
         if view is None:
             return BrokerAck(
                 accepted=False,
-                client_order_id=request.orig_client_order_id,
+                cl_ord_id=request.orig_cl_ord_id,
                 not_found=True,
-                reason=f"UNKNOWN_ORDER: Alpaca has no {request.orig_client_order_id}",
+                reason=f"UNKNOWN_ORDER: Alpaca has no {request.orig_cl_ord_id}",
             )
         reports = await self._absorb(view, source="status")
-        if view.client_order_id == new_cid:  # replaced already (an earlier attempt whose answer was lost)
-            return BrokerAck(accepted=True, client_order_id=new_cid, broker_order_id=view.id, reports=reports)
+        if view.cl_ord_id == new_cid:  # replaced already (an earlier attempt whose answer was lost)
+            return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=view.id, reports=reports)
         if not view.working:
             reason = f"TOO_LATE: the order is {view.status} at Alpaca"
-            return BrokerAck(
-                accepted=False, client_order_id=new_cid, broker_order_id=view.id, reason=reason, reports=reports
-            )
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=reason, reports=reports)
         filled, _ = await self._chain_filled(base_order_id(new_cid))
         remaining = request.qty - filled
         if remaining <= 0:
             reason = f"INCORRECT_QUANTITY: the new quantity {request.qty} must exceed the filled {filled}"
-            return BrokerAck(accepted=False, client_order_id=new_cid, reason=reason, reports=reports)
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=reason, reports=reports)
         try:
             data = await self.rest.request("PATCH", f"/v2/orders/{view.id}", json_body=replace_body(request, remaining))
         except AlpacaError as e:
             if "must be unique" in e.message:
                 existing = await self._current(new_cid)
                 if existing is not None:
-                    return BrokerAck(accepted=True, client_order_id=new_cid, broker_order_id=existing.id)
+                    return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=existing.id)
             return BrokerAck(
-                accepted=False, client_order_id=new_cid, broker_order_id=view.id, reason=f"REPLACE_REJECTED: {e}"
+                accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=f"REPLACE_REJECTED: {e}"
             )
         new = self._view(data)
         async with self._lock:
             report = await self._replaced(view, new, source="answer")
         return BrokerAck(
             accepted=True,
-            client_order_id=new_cid,
+            cl_ord_id=new_cid,
             broker_order_id=new.id,
             reports=[*reports, *([report] if report else [])],
         )
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """Alpaca's view of the order (by our client order id, following replacements) with every report recorded."""
-        view = await self._current(client_order_id)
+        view = await self._current(cl_ord_id)
         if view is None:
             return None
         await self._absorb(view, source="status")
@@ -380,7 +372,7 @@ class AlpacaBroker:
             page = await self.rest.get("/v2/orders", params=params)
             views = [self._view(d) for d in page or []]
             for view in views:
-                if EXODUS_CLIENT_ORDER_ID.match(view.client_order_id) and view.working:
+                if EXODUS_CL_ORD_ID.match(view.cl_ord_id) and view.working:
                     await self._absorb(view, source="status")
                     result.append(await self._status_report(view))
             if len(views) < 500 or views[-1].created_at is None:
@@ -436,14 +428,14 @@ class AlpacaBroker:
         except ValueError as e:
             raise BrokerUnavailable(f"{self.name}: {e}") from e
 
-    async def _current(self, client_order_id: str) -> AlpacaOrderView | None:
-        """The order Alpaca knows by ``client_order_id``; a replaced one is followed to its live replacement."""
+    async def _current(self, cl_ord_id: str) -> AlpacaOrderView | None:
+        """The order Alpaca knows by ``cl_ord_id``; a replaced one is followed to its live replacement."""
         try:
-            data = await self.rest.get("/v2/orders:by_client_order_id", params={"client_order_id": client_order_id})
+            data = await self.rest.get("/v2/orders:by_client_order_id", params={"client_order_id": cl_ord_id})
         except AlpacaError as e:
             if e.status == 404:
                 return None
-            raise BrokerUnavailable(f"{self.name}: looking up {client_order_id} was refused: {e}") from e
+            raise BrokerUnavailable(f"{self.name}: looking up {cl_ord_id} was refused: {e}") from e
         view = self._view(data)
         for _ in range(50):
             if view.status != "replaced" or not view.replaced_by:
@@ -456,7 +448,7 @@ class AlpacaBroker:
         return view
 
     async def _status_report(self, view: AlpacaOrderView) -> OrderStatusReport:
-        order_id = base_order_id(view.client_order_id)
+        order_id = base_order_id(view.cl_ord_id)
         reports = await self._journal.reports(order_id)
         fills = [r for r in reports if r.kind is ReportKind.FILL]
         cum = sum((f.last_qty for f in fills), _D(0))
@@ -468,7 +460,7 @@ class AlpacaBroker:
             status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
         return OrderStatusReport(
             broker=self.name,
-            client_order_id=view.client_order_id,
+            cl_ord_id=view.cl_ord_id,
             broker_order_id=view.id,
             status=status,
             qty=total,
@@ -495,10 +487,10 @@ class AlpacaBroker:
 
     async def _track(self, view: AlpacaOrderView) -> AlpacaOrder | None:
         """Note Alpaca's id of one of our orders; the order's record (None when this process never sent it)."""
-        order_id = base_order_id(view.client_order_id)
-        await self._store.add_alpaca_id(view.id, order_id, view.client_order_id)
+        order_id = base_order_id(view.cl_ord_id)
+        await self._store.add_alpaca_id(view.id, order_id, view.cl_ord_id)
         record = await self._store.order(order_id)
-        if record is not None and record.client_order_id == view.client_order_id and record.alpaca_id != view.id:
+        if record is not None and record.cl_ord_id == view.cl_ord_id and record.alpaca_id != view.id:
             record.alpaca_id = view.id
             if record.status is OrderStatus.SUBMITTED:
                 record.status = OrderStatus.ACCEPTED
@@ -510,7 +502,7 @@ class AlpacaBroker:
             broker=self.name,
             exec_id=exec_id,
             kind=kind,
-            client_order_id=view.client_order_id,
+            cl_ord_id=view.cl_ord_id,
             broker_order_id=view.id,
             symbol=self._domain_symbol(view.symbol),
             side=view.side,
@@ -532,7 +524,7 @@ class AlpacaBroker:
 
         Returns every report that stands for it (recorded now or before), for the answer's ``reports``.
         """
-        if not EXODUS_CLIENT_ORDER_ID.match(view.client_order_id):
+        if not EXODUS_CL_ORD_ID.match(view.cl_ord_id):
             return []
         out: list[ExecutionReport] = []
         async with self._lock:
@@ -550,11 +542,9 @@ class AlpacaBroker:
                     price = derived.quantize(_D("1e-8")).normalize() if derived > 0 else None
                 price = price or fill_price or view.filled_avg_price
                 if price is None or price <= 0:
-                    log.error(
-                        "%s: %s shows %s filled without a price", self.name, view.client_order_id, view.filled_qty
-                    )
+                    log.error("%s: %s shows %s filled without a price", self.name, view.cl_ord_id, view.filled_qty)
                 else:
-                    chain, _ = await self._chain_filled(base_order_id(view.client_order_id))
+                    chain, _ = await self._chain_filled(base_order_id(view.cl_ord_id))
                     report = self._report(
                         view,
                         ReportKind.FILL,
@@ -576,10 +566,10 @@ class AlpacaBroker:
                 report = self._report(view, kind, f"{view.id}:{view.status}", reason=reason, transact_at=at)
                 await self._record(report, alpaca_id=view.id, source=source)
                 out.append(report)
-                if record is not None and record.client_order_id == view.client_order_id and record.open:
+                if record is not None and record.cl_ord_id == view.cl_ord_id and record.open:
                     record.status = _STATUS_OF_KIND[kind]
                     await self._store.save_order(record)
-            elif view.status == "filled" and record is not None and record.client_order_id == view.client_order_id:
+            elif view.status == "filled" and record is not None and record.cl_ord_id == view.cl_ord_id:
                 if record.open:
                     record.status = OrderStatus.FILLED
                     await self._store.save_order(record)
@@ -587,10 +577,10 @@ class AlpacaBroker:
 
     async def _replaced(self, old: AlpacaOrderView, new: AlpacaOrderView, *, source: str) -> ExecutionReport | None:
         """Record that ``old`` was replaced by ``new`` (call under the lock)."""
-        if not EXODUS_CLIENT_ORDER_ID.match(new.client_order_id):
+        if not EXODUS_CL_ORD_ID.match(new.cl_ord_id):
             return None
-        order_id = base_order_id(new.client_order_id)
-        await self._store.add_alpaca_id(new.id, order_id, new.client_order_id)
+        order_id = base_order_id(new.cl_ord_id)
+        await self._store.add_alpaca_id(new.id, order_id, new.cl_ord_id)
         chain, _ = await self._chain_filled(order_id)
         own, _ = await self._journal.filled(new.id)
         total = chain - own + new.qty
@@ -607,8 +597,8 @@ class AlpacaBroker:
         )
         await self._record(report, alpaca_id=old.id, source=source)
         record = await self._store.order(order_id)
-        if record is not None and record.client_order_id != new.client_order_id:
-            record.client_order_id, record.alpaca_id, record.qty = new.client_order_id, new.id, total
+        if record is not None and record.cl_ord_id != new.cl_ord_id:
+            record.cl_ord_id, record.alpaca_id, record.qty = new.cl_ord_id, new.id, total
             await self._store.save_order(record)
         return report
 
@@ -625,7 +615,7 @@ class AlpacaBroker:
         except ValueError:
             log.warning("%s: a %s event without a readable order: %s", self.name, event, str(data)[:300])
             return
-        if not EXODUS_CLIENT_ORDER_ID.match(view.client_order_id):
+        if not EXODUS_CL_ORD_ID.match(view.cl_ord_id):
             return
         at = time_of(data.get("timestamp"))
         if event in ("fill", "partial_fill"):
@@ -685,7 +675,7 @@ class AlpacaBroker:
                     report = report.model_copy(update={"cum_qty": chain + report.last_qty})
                     await self._record(report, alpaca_id=alpaca_id, source=f"activity:{activity.get('id')}")
         for record in opens:
-            view = await self._current(record.client_order_id)
+            view = await self._current(record.cl_ord_id)
             if view is None:
                 continue  # never arrived (or not yet visible): the order's workflow asks before resending
             await self._absorb(view, source="status")
@@ -701,17 +691,17 @@ class AlpacaBroker:
             page = await self.rest.get("/v2/account/activities/FILL", params=params)
             items = [a for a in page or [] if isinstance(a, dict)]
             for activity in items:
-                cid = await self._client_order_id_of(str(activity.get("order_id")))
+                cid = await self._cl_ord_id_of(str(activity.get("order_id")))
                 if cid is not None:
                     yield activity, cid
             if len(items) < 100:
                 return
             token = str(items[-1].get("id"))
 
-    async def _client_order_id_of(self, alpaca_id: str) -> str | None:
+    async def _cl_ord_id_of(self, alpaca_id: str) -> str | None:
         if alpaca_id in self._foreign:
             return None
-        cid = await self._store.client_order_id_of(alpaca_id)
+        cid = await self._store.cl_ord_id_of(alpaca_id)
         if cid is not None:
             return cid
         try:
@@ -719,11 +709,11 @@ class AlpacaBroker:
         except AlpacaError:
             self._foreign.add(alpaca_id)
             return None
-        if not EXODUS_CLIENT_ORDER_ID.match(view.client_order_id):
+        if not EXODUS_CL_ORD_ID.match(view.cl_ord_id):
             self._foreign.add(alpaca_id)
             return None
-        await self._store.add_alpaca_id(view.id, base_order_id(view.client_order_id), view.client_order_id)
-        return view.client_order_id
+        await self._store.add_alpaca_id(view.id, base_order_id(view.cl_ord_id), view.cl_ord_id)
+        return view.cl_ord_id
 
     def _activity_report(self, activity: dict[str, Any], cid: str, *, known: Decimal | None) -> ExecutionReport | None:
         """The fill a FILL activity stands for: beyond ``known`` of its order (None: the activity's own quantity)."""
@@ -737,7 +727,7 @@ class AlpacaBroker:
             broker=self.name,
             exec_id=f"{alpaca_id}:{cum.normalize():f}",
             kind=ReportKind.FILL,
-            client_order_id=cid,
+            cl_ord_id=cid,
             broker_order_id=alpaca_id,
             symbol=self._domain_symbol(str(activity.get("symbol") or "")),
             side=OrderSide.SELL if activity.get("side") == "sell" else OrderSide.BUY,

@@ -67,7 +67,7 @@ def order_body(order: SubmitOrder, symbol: str) -> dict[str, Any]:
         raise ValueError(f"Alpaca has no {order.type.value} orders")
     if tif is None:
         raise ValueError(f"Alpaca has no time in force {order.time_in_force.value}")
-    if len(order.client_order_id) > 48:
+    if len(order.cl_ord_id) > 48:
         raise ValueError("Alpaca client order ids have at most 48 characters")
     body: dict[str, Any] = {
         "symbol": symbol,
@@ -75,7 +75,7 @@ def order_body(order: SubmitOrder, symbol: str) -> dict[str, Any]:
         "side": "buy" if order.side is OrderSide.BUY else "sell",
         "type": type_name,
         "time_in_force": tif,
-        "client_order_id": order.client_order_id,
+        "client_order_id": order.cl_ord_id,
     }
     if order.type.needs_price:
         if order.price is None:
@@ -90,7 +90,7 @@ def order_body(order: SubmitOrder, symbol: str) -> dict[str, Any]:
 
 def replace_body(request: ReplaceOrder, remaining: Decimal) -> dict[str, Any]:
     """``PATCH /v2/orders/{id}``: the replacement works ``remaining`` (the new total less what has filled)."""
-    body: dict[str, Any] = {"qty": text_of(remaining), "client_order_id": request.client_order_id}
+    body: dict[str, Any] = {"qty": text_of(remaining), "client_order_id": request.cl_ord_id}
     if request.type.needs_price and request.price is not None:
         body["limit_price"] = text_of(request.price)
     if request.type.needs_stop_price and request.stop_price is not None:
@@ -103,7 +103,7 @@ class AlpacaOrderView:
     """The fields of Alpaca's Order object the adapter reads."""
 
     id: str
-    client_order_id: str
+    cl_ord_id: str
     symbol: str
     side: OrderSide
     status: str
@@ -123,7 +123,7 @@ class AlpacaOrderView:
         try:
             return cls(
                 id=str(data["id"]),
-                client_order_id=str(data.get("client_order_id") or ""),
+                cl_ord_id=str(data.get("client_order_id") or ""),
                 symbol=str(data.get("symbol") or ""),
                 side=OrderSide.SELL if data.get("side") == "sell" else OrderSide.BUY,
                 status=str(data["status"]),

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from brokers.journal import ReportJournal
-from core.domain import OrderSide, OrderStatus, utcnow
+from core.domain import OrderSide, OrderStatus, renamed, utcnow
 from store import Pool
 
 __all__ = ["AlpacaOrder", "AlpacaStore"]
@@ -27,11 +27,11 @@ __all__ = ["AlpacaOrder", "AlpacaStore"]
 class AlpacaOrder(BaseModel):
     """An order as the adapter sent it, with what it heard of it since."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
 
     order_id: str
-    #: The client order id Alpaca knows the current order of the chain by.
-    client_order_id: str
+    #: The ``cl_ord_id`` Alpaca knows the current order of the chain by (Alpaca's ``client_order_id``).
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     #: Alpaca's id of the current order of the chain (None until Alpaca answered).
     alpaca_id: str | None = None
     account: str
@@ -75,7 +75,7 @@ class AlpacaStore:
                 (
                     self.broker,
                     order.order_id,
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.alpaca_id,
                     order.status.value,
                     order.open,
@@ -96,7 +96,7 @@ class AlpacaStore:
                 "UPDATE alpaca_orders SET client_order_id = %s, alpaca_id = %s, status = %s, open = %s, body = %s,"
                 " updated_at = now() WHERE broker = %s AND order_id = %s",
                 (
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.alpaca_id,
                     order.status.value,
                     order.open,
@@ -116,16 +116,16 @@ class AlpacaStore:
         rows = await self._rows("SELECT body FROM alpaca_orders WHERE broker = %s AND open ORDER BY created_at")
         return [AlpacaOrder.model_validate(r["body"]) for r in rows]
 
-    async def add_alpaca_id(self, alpaca_id: str, order_id: str, client_order_id: str) -> None:
-        """Note that Alpaca's order ``alpaca_id`` is ``client_order_id`` of our ``order_id``."""
+    async def add_alpaca_id(self, alpaca_id: str, order_id: str, cl_ord_id: str) -> None:
+        """Note that Alpaca's order ``alpaca_id`` is ``cl_ord_id`` of our ``order_id``."""
         async with self._pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO alpaca_order_ids (broker, alpaca_id, order_id, client_order_id) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT DO NOTHING",
-                (self.broker, alpaca_id, order_id, client_order_id),
+                (self.broker, alpaca_id, order_id, cl_ord_id),
             )
 
-    async def client_order_id_of(self, alpaca_id: str) -> str | None:
+    async def cl_ord_id_of(self, alpaca_id: str) -> str | None:
         """Our client order id of Alpaca's order ``alpaca_id``, when we know it."""
         rows = await self._rows(
             "SELECT client_order_id FROM alpaca_order_ids WHERE broker = %s AND alpaca_id = %s", alpaca_id

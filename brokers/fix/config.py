@@ -33,7 +33,7 @@ FIX_CAPABILITIES = BrokerCapabilities(
     time_in_force=frozenset(TimeInForce),
     supports_replace=True,
     # FIX venues refuse a second order under a ClOrdID (OrdRejReason 6); the adapter never reuses one blindly.
-    dedupes_client_order_id=True,
+    dedupes_cl_ord_id=True,
     # FIX positions are not asked (no RequestForPositions); fills come from the session's report journal.
     reports_positions=False,
     reports_fills=True,

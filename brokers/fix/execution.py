@@ -80,6 +80,7 @@ from core.domain import (
     OrderSide,
     OrderStatus,
     OrderStatusReport,
+    OrderTerms,
     OrderType,
     PegType,
     PositionReport,
@@ -307,46 +308,23 @@ class FixBroker:
         with the reason, and nothing is sent.
         """
         try:
-            fields = self._order_fields(
-                cl_ord_id=order.client_order_id,
-                account=order.account,
-                symbol=order.symbol,
-                side=order.side,
-                type=order.type,
-                tif=order.time_in_force,
-                qty=order.qty,
-                price=order.price,
-                stop_price=order.stop_price,
-                peg_type=order.peg_type,
-                peg_offset=order.peg_offset,
-                expire_at=order.expire_at,
-            )
+            fields = self._order_fields(order, cl_ord_id=order.cl_ord_id)
         except ValueError as e:
             reason = f"UNENCODABLE: the order cannot be written in FIX: {e}"
-            log.warning("%s: %s refused: %s", self.name, order.client_order_id, reason)
-            return BrokerAck(accepted=False, client_order_id=order.client_order_id, reason=reason)
-        self._require_logged_on(f"order {order.client_order_id}")
+            log.warning("%s: %s refused: %s", self.name, order.cl_ord_id, reason)
+            return BrokerAck(accepted=False, cl_ord_id=order.cl_ord_id, reason=reason)
+        self._require_logged_on(f"order {order.cl_ord_id}")
         now = utcnow()
         record = FixOrder(
-            order_id=base_order_id(order.client_order_id),
-            client_order_id=order.client_order_id,
-            account=order.account,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            time_in_force=order.time_in_force,
-            qty=order.qty,
-            price=order.price,
-            stop_price=order.stop_price,
-            peg_type=order.peg_type,
-            peg_offset=order.peg_offset,
-            expire_at=order.expire_at,
+            order_id=base_order_id(order.cl_ord_id),
+            cl_ord_id=order.cl_ord_id,
+            **order.terms(),
             created_at=now,
             updated_at=now,
         )
         record = await self._store.add_order(record)
         self._orders[record.order_id] = record
-        return await self._request("D", order.client_order_id, fields)
+        return await self._request("D", order.cl_ord_id, fields)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """Send an OrderCancelRequest under a new ClOrdID and wait for the cancel or its rejection.
@@ -355,20 +333,20 @@ class FixBroker:
         without asking: the order works on.
         """
         if "F" in self.unsupported:
-            return await self._unsupported_ack("F", request.client_order_id, self.unsupported["F"])
-        order = await self._load_order(base_order_id(request.client_order_id))
+            return await self._unsupported_ack("F", request.cl_ord_id, self.unsupported["F"])
+        order = await self._load_order(base_order_id(request.cl_ord_id))
         if order is not None and order.status is OrderStatus.CANCELED:
             # Canceled already (an earlier request whose answer was lost, or the venue's own): nothing to send.
             return BrokerAck(
                 accepted=True,
-                client_order_id=order.client_order_id,
+                cl_ord_id=order.cl_ord_id,
                 broker_order_id=order.broker_order_id,
                 reports=await self._journal.reports(order.order_id),
             )
-        self._require_logged_on(f"cancel of {request.client_order_id}")
-        cancel_id = f"{request.client_order_id}{CANCEL_ID_MARKER}{uuid.uuid4().hex[:8]}"
+        self._require_logged_on(f"cancel of {request.cl_ord_id}")
+        cancel_id = f"{request.cl_ord_id}{CANCEL_ID_MARKER}{uuid.uuid4().hex[:8]}"
         fields: list[tuple[int, FieldValue]] = [
-            (Tag.ORIG_CL_ORD_ID, request.client_order_id),
+            (Tag.ORIG_CL_ORD_ID, request.cl_ord_id),
             (Tag.CL_ORD_ID, cancel_id),
             (Tag.ORDER_ID, request.broker_order_id or (order.broker_order_id if order else None)),
             (Tag.ACCOUNT, self._account(order.account if order else None)),
@@ -383,49 +361,42 @@ class FixBroker:
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """Send an OrderCancelReplaceRequest (new ClOrdID, OrigClOrdID = the current one) and wait for the answer."""
         if "G" in self.unsupported:
-            return await self._unsupported_ack("G", request.orig_client_order_id, self.unsupported["G"])
-        order = await self._load_order(base_order_id(request.orig_client_order_id))
-        if order is not None and order.client_order_id == request.client_order_id:
+            return await self._unsupported_ack("G", request.orig_cl_ord_id, self.unsupported["G"])
+        order = await self._load_order(base_order_id(request.orig_cl_ord_id))
+        if order is not None and order.cl_ord_id == request.cl_ord_id:
             # Replaced already (an earlier request whose answer was lost; the venue's report said so): never twice.
             return BrokerAck(
                 accepted=True,
-                client_order_id=request.client_order_id,
+                cl_ord_id=request.cl_ord_id,
                 broker_order_id=order.broker_order_id,
                 reports=await self._journal.reports(order.order_id),
             )
-        self._require_logged_on(f"replace of {request.orig_client_order_id}")
+        self._require_logged_on(f"replace of {request.orig_cl_ord_id}")
+        # The account, peg and expiry as the order was sent (a replacement changes quantity and prices).
+        kept = ("account", "peg_type", "peg_offset", "expire_at")
+        terms = request.model_copy(update={name: getattr(order, name) for name in kept}) if order else request
         try:
             fields = self._order_fields(
-                cl_ord_id=request.client_order_id,
-                orig_cl_ord_id=request.orig_client_order_id,
+                terms,
+                cl_ord_id=request.cl_ord_id,
+                orig_cl_ord_id=request.orig_cl_ord_id,
                 broker_order_id=request.broker_order_id or (order.broker_order_id if order else None),
-                account=order.account if order else None,
-                symbol=request.symbol,
-                side=request.side,
-                type=request.type,
-                tif=request.time_in_force,
-                qty=request.qty,
-                price=request.price,
-                stop_price=request.stop_price,
-                peg_type=order.peg_type if order else None,
-                peg_offset=order.peg_offset if order else None,
-                expire_at=order.expire_at if order else None,
             )
         except ValueError as e:
             reason = f"UNENCODABLE: the new terms cannot be written in FIX: {e}"
-            return BrokerAck(accepted=False, client_order_id=request.orig_client_order_id, reason=reason)
-        return await self._request("G", request.client_order_id, fields)
+            return BrokerAck(accepted=False, cl_ord_id=request.orig_cl_ord_id, reason=reason)
+        return await self._request("G", request.cl_ord_id, fields)
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """Ask the venue (OrderStatusRequest); None when the venue does not know the order.
 
         The answer carries the venue's status and quantities, and every report received for the order.
         An order never sent over this session is unknown without asking.
         """
-        order = await self._load_order(base_order_id(client_order_id))
+        order = await self._load_order(base_order_id(cl_ord_id))
         if order is None:
             return None
-        answer = await self._request_status(order, client_order_id)
+        answer = await self._request_status(order, cl_ord_id)
         if isinstance(answer, _Refused):
             return await self._local_status(order)
         if answer is None:
@@ -437,7 +408,7 @@ class FixBroker:
         result = []
         for order in await self._store.open_orders():
             try:
-                status = await self.get_order_status(order.client_order_id)
+                status = await self.get_order_status(order.cl_ord_id)
             except BrokerUnavailable:
                 if self.status_requests == "order":
                     raise
@@ -456,7 +427,7 @@ class FixBroker:
         if order.status is OrderStatus.SUBMITTED and not reports:
             raise BrokerUnavailable(
                 f"{self.name}: the venue does not answer status requests and has not reported on "
-                f"{order.client_order_id} yet; the outcome is unknown"
+                f"{order.cl_ord_id} yet; the outcome is unknown"
             )
         fills = [r for r in reports if r.kind is ReportKind.FILL]
         cum = sum((f.last_qty for f in fills), _D(0))
@@ -471,7 +442,7 @@ class FixBroker:
                 status = OrderStatus.ACCEPTED
         return OrderStatusReport(
             broker=self.name,
-            client_order_id=order.client_order_id,
+            cl_ord_id=order.cl_ord_id,
             broker_order_id=order.broker_order_id,
             status=status,
             qty=order.qty,
@@ -482,10 +453,10 @@ class FixBroker:
             reports=reports,
         )
 
-    async def _unsupported_ack(self, msg_type: str, client_order_id: str, reject: str) -> BrokerAck:
+    async def _unsupported_ack(self, msg_type: str, cl_ord_id: str, reject: str) -> BrokerAck:
         """The answer to a cancel or replace the venue does not support: refused, the order works on."""
         word, name = _REFUSAL_WORDS[msg_type]
-        order_id = base_order_id(client_order_id)
+        order_id = base_order_id(cl_ord_id)
         detail = (
             f"the venue does not support {name}; the order keeps working there as it was, "
             f"{word.lower()} it with the venue by hand"
@@ -498,7 +469,7 @@ class FixBroker:
             log.exception("%s: could not record the break for %s", self.name, order_id)
         return BrokerAck(
             accepted=False,
-            client_order_id=client_order_id,
+            cl_ord_id=cl_ord_id,
             reason=f"{word}_UNSUPPORTED: {detail} ({reject})",
         )
 
@@ -526,41 +497,33 @@ class FixBroker:
 
     def _order_fields(
         self,
+        terms: OrderTerms,
         *,
         cl_ord_id: str,
-        account: str | None,
-        symbol: str,
-        side: OrderSide,
-        type: OrderType,
-        tif: TimeInForce,
-        qty: Decimal,
-        price: Decimal | None,
-        stop_price: Decimal | None,
-        peg_type: PegType | None,
-        peg_offset: Decimal | None,
-        expire_at: datetime | None,
         orig_cl_ord_id: str | None = None,
         broker_order_id: str | None = None,
     ) -> list[tuple[int, FieldValue]]:
-        """The fields of a D or G; ``ValueError`` when a value cannot be written in FIX."""
+        """The fields of a D or G for ``terms``; ``ValueError`` when a value cannot be written in FIX."""
+        t = terms
+        type, tif, price, stop_price, expire_at = t.type, t.time_in_force, t.price, t.stop_price, t.expire_at
         pegged = type is OrderType.PEGGED
         return [
             (Tag.CL_ORD_ID, cl_ord_id),
             (Tag.ORIG_CL_ORD_ID, orig_cl_ord_id),
             (Tag.ORDER_ID, broker_order_id),
-            (Tag.ACCOUNT, self._account(account)),
+            (Tag.ACCOUNT, self._account(t.account)),
             (Tag.HANDL_INST, self._settings.handl_inst),
-            (Tag.SYMBOL, self._venue_symbol(symbol)),
-            (Tag.SIDE, MAP_SIDE[side]),
+            (Tag.SYMBOL, self._venue_symbol(t.symbol)),
+            (Tag.SIDE, MAP_SIDE[t.side]),
             (Tag.TRANSACT_TIME, fix_timestamp(utcnow())),
-            (Tag.ORDER_QTY, fix_decimal(qty)),
+            (Tag.ORDER_QTY, fix_decimal(t.qty)),
             (Tag.ORD_TYPE, MAP_ORD_TYPE[type]),
             (Tag.PRICE, fix_decimal(price) if price is not None and type.needs_price else None),
             (Tag.STOP_PX, fix_decimal(stop_price) if stop_price is not None and type.needs_stop_price else None),
             (Tag.TIME_IN_FORCE, MAP_TIF[tif]),
             (Tag.EXPIRE_TIME, fix_timestamp(expire_at) if tif is TimeInForce.GTD and expire_at else None),
-            (Tag.EXEC_INST, MAP_PEG_EXEC_INST[peg_type or PegType.MARKET] if pegged else None),
-            (Tag.PEG_OFFSET_VALUE, fix_decimal(peg_offset) if pegged and peg_offset is not None else None),
+            (Tag.EXEC_INST, MAP_PEG_EXEC_INST[t.peg_type or PegType.MARKET] if pegged else None),
+            (Tag.PEG_OFFSET_VALUE, fix_decimal(t.peg_offset) if pegged and t.peg_offset is not None else None),
         ]
 
     async def _request(self, msg_type: str, cl_ord_id: str, fields: list[tuple[int, FieldValue]]) -> BrokerAck:
@@ -679,23 +642,21 @@ class FixBroker:
                 async with limit:
                     for attempt in range(1, _RESYNC_ATTEMPTS + 1):
                         try:
-                            answer = await self._request_status(order, order.client_order_id)
+                            answer = await self._request_status(order, order.cl_ord_id)
                             break
                         except BrokerUnavailable as e:
                             # Unanswered is not answered: a request sent just after logon is lost without a trace
                             # when the venue then asks for a resend (this adapter keeps no sent messages, so it
                             # gap-fills over it). Ask again while logged on; a new logon resyncs anyway.
                             if attempt == _RESYNC_ATTEMPTS or not self.logged_on:
-                                log.warning("%s: resync of %s failed: %s", self.name, order.client_order_id, e)
+                                log.warning("%s: resync of %s failed: %s", self.name, order.cl_ord_id, e)
                                 return
-                            log.info("%s: resync of %s: %s; asking again", self.name, order.client_order_id, e)
+                            log.info("%s: resync of %s: %s; asking again", self.name, order.cl_ord_id, e)
                     if isinstance(answer, _Refused):
-                        log.warning("%s: resync of %s: %s", self.name, order.client_order_id, answer.reason)
+                        log.warning("%s: resync of %s: %s", self.name, order.cl_ord_id, answer.reason)
                         return
                     if answer is None and order.status is not OrderStatus.SUBMITTED:
-                        log.warning(
-                            "%s: the venue no longer knows %s (%s)", self.name, order.client_order_id, order.status
-                        )
+                        log.warning("%s: the venue no longer knows %s (%s)", self.name, order.cl_ord_id, order.status)
 
             await asyncio.gather(*(ask(o) for o in orders))
             self.resyncs += 1
@@ -745,7 +706,7 @@ class FixBroker:
         fresh = await self._store.add_unprocessed(
             key=key,
             msg_type=msg.msg_type,
-            client_order_id=cl_ord_id,
+            cl_ord_id=cl_ord_id,
             kind=kind,
             reason=reason[:500],
             message=msg.text(),
@@ -788,7 +749,7 @@ class FixBroker:
             if report.broker_order_id and order.broker_order_id != report.broker_order_id:
                 order.broker_order_id, changed = report.broker_order_id, True
             if report.kind is ReportKind.REPLACED and fresh:
-                order.client_order_id = report.client_order_id
+                order.cl_ord_id = report.cl_ord_id
                 order.qty = report.new_qty or order.qty
                 order.price = report.new_price if report.new_price is not None else order.price
                 order.stop_price = report.new_stop_price if report.new_stop_price is not None else order.stop_price
@@ -814,7 +775,7 @@ class FixBroker:
         if exec_type == "8" and msg.get(Tag.ORD_REJ_REASON) == ORD_REJ_DUPLICATE:
             # Answers the submission that reused the id; the order that owns the id lives on untouched.
             reason = text if text and "DUPLICATE" in text.upper() else f"DUPLICATE_CLIENT_ORDER_ID: {text or cl_ord_id}"
-            self._resolve("D", cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
+            self._resolve("D", cl_ord_id, BrokerAck(accepted=False, cl_ord_id=cl_ord_id, reason=reason))
             return
         if trans_type in ("1", "2") or exec_type in EXEC_TYPE_CORRECTIONS:
             what = "cancel (bust)" if trans_type == "1" or exec_type == "H" else "correction"
@@ -859,7 +820,7 @@ class FixBroker:
         await self._record(report, order, status)
         ack = BrokerAck(
             accepted=kind is not ReportKind.REJECTED,
-            client_order_id=report.client_order_id,
+            cl_ord_id=report.cl_ord_id,
             broker_order_id=report.broker_order_id,
             reason=report.reason if kind is ReportKind.REJECTED else None,
             reports=[report],
@@ -914,7 +875,7 @@ class FixBroker:
         if is_cancel_id(cl_ord_id) and msg.get(Tag.ORIG_CL_ORD_ID):
             cl_ord_id = msg[Tag.ORIG_CL_ORD_ID]  # the order's id, not the cancel request's
         if not cl_ord_id:
-            cl_ord_id = order.client_order_id if order else f"UNKNOWN-{msg.get(Tag.ORDER_ID)}"
+            cl_ord_id = order.cl_ord_id if order else f"UNKNOWN-{msg.get(Tag.ORDER_ID)}"
         cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
         avg = parse_decimal(msg.get(Tag.AVG_PX))
         reason = msg.get(Tag.TEXT)
@@ -934,7 +895,7 @@ class FixBroker:
             broker=self.name,
             exec_id=msg.get(Tag.EXEC_ID) or f"{msg.get(Tag.ORDER_ID)}:{msg.seq_num}",
             kind=kind,
-            client_order_id=cl_ord_id,
+            cl_ord_id=cl_ord_id,
             broker_order_id=_order_id(msg),
             symbol=self._domain_symbol(msg, order),
             side=MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "", order.side if order else OrderSide.BUY),
@@ -966,7 +927,7 @@ class FixBroker:
                 broker=self.name,
                 exec_id=f"{request_id}:rejected",
                 kind=ReportKind.REPLACE_REJECTED if replace else ReportKind.CANCEL_REJECTED,
-                client_order_id=orig or order.client_order_id,
+                cl_ord_id=orig or order.cl_ord_id,
                 broker_order_id=_order_id(msg),
                 symbol=order.symbol,
                 side=order.side,
@@ -986,7 +947,7 @@ class FixBroker:
             reports.append(report)
         ack = BrokerAck(
             accepted=False,
-            client_order_id=orig or request_id,
+            cl_ord_id=orig or request_id,
             broker_order_id=_order_id(msg),
             reason=text,
             not_found=unknown,
@@ -1017,14 +978,14 @@ class FixBroker:
             if order is not None and order.status is OrderStatus.SUBMITTED:
                 order.status = OrderStatus.REJECTED
                 await self._save_order(order)
-            self._resolve("D", cl_ord_id, BrokerAck(accepted=False, client_order_id=cl_ord_id, reason=reason))
+            self._resolve("D", cl_ord_id, BrokerAck(accepted=False, cl_ord_id=cl_ord_id, reason=reason))
         elif ref_type in ("F", "G"):
             if unsupported:
                 self.unsupported.setdefault(ref_type, reason)
             order_cid = cl_ord_id.split(CANCEL_ID_MARKER)[0] if ref_type == "F" else cl_ord_id
             if ref_type == "G":
                 order = await self._load_order(base_order_id(cl_ord_id))
-                order_cid = order.client_order_id if order is not None else cl_ord_id
+                order_cid = order.cl_ord_id if order is not None else cl_ord_id
             ack = await self._unsupported_ack(ref_type, order_cid, reason)
             self._resolve(ref_type, cl_ord_id, ack)
         elif ref_type == "H":
@@ -1062,13 +1023,13 @@ class FixBroker:
         venue_cum = parse_decimal(msg.get(Tag.CUM_QTY)) or _D(0)
         qty = parse_decimal(msg.get(Tag.ORDER_QTY)) or order.qty
         status = order_status_of(msg.get(Tag.ORD_STATUS) or "", cum_qty=venue_cum, qty=qty)
-        cl_ord_id = msg.get(Tag.CL_ORD_ID) or order.client_order_id
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or order.cl_ord_id
         reports = await self._journal.reports(order.order_id)
         fills = [r for r in reports if r.kind is ReportKind.FILL]
         local_cum = sum((f.last_qty for f in fills), _D(0))
         common: dict[str, Any] = dict(
             broker=self.name,
-            client_order_id=cl_ord_id,
+            cl_ord_id=cl_ord_id,
             broker_order_id=_order_id(msg),
             symbol=order.symbol,
             side=order.side,
@@ -1141,7 +1102,7 @@ class FixBroker:
         avg = parse_decimal(msg.get(Tag.AVG_PX))
         return OrderStatusReport(
             broker=self.name,
-            client_order_id=msg.get(Tag.CL_ORD_ID) or order.client_order_id,
+            cl_ord_id=msg.get(Tag.CL_ORD_ID) or order.cl_ord_id,
             broker_order_id=_order_id(msg) or order.broker_order_id,
             status=order_status_of(msg.get(Tag.ORD_STATUS) or "", cum_qty=cum, qty=qty),
             qty=qty,

@@ -14,16 +14,14 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from brokers.journal import ReportJournal
 from core.domain import (
-    OrderSide,
     OrderStatus,
-    OrderType,
-    PegType,
-    TimeInForce,
+    OrderTerms,
     base_order_id,
+    renamed,
     utcnow,
 )
 from core.metrics import RECONCILIATION_BREAKS
@@ -32,25 +30,14 @@ from store import Pool, breaks
 __all__ = ["FixOrder", "FixStore"]
 
 
-class FixOrder(BaseModel):
-    """An order as the adapter sent it, with what it heard of it since."""
+class FixOrder(OrderTerms):
+    """An order as the adapter sent it (its terms, the latest replacement's), with what it heard of it since."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(frozen=False, extra="forbid", serialize_by_alias=True)
 
     order_id: str
     #: The ClOrdID the venue knows the order by now (changes with each replacement).
-    client_order_id: str
-    account: str
-    symbol: str
-    side: OrderSide
-    type: OrderType
-    time_in_force: TimeInForce
-    qty: Decimal
-    price: Decimal | None = None
-    stop_price: Decimal | None = None
-    peg_type: PegType | None = None
-    peg_offset: Decimal | None = None
-    expire_at: datetime | None = None
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     broker_order_id: str | None = None
     #: SUBMITTED until the venue answers.
     status: OrderStatus = OrderStatus.SUBMITTED
@@ -85,7 +72,7 @@ class FixStore:
                 (
                     self.session,
                     order.order_id,
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.broker_order_id,
                     order.status.value,
                     order.open,
@@ -106,7 +93,7 @@ class FixStore:
                 "UPDATE fix_orders SET client_order_id = %s, broker_order_id = %s, status = %s, open = %s, body = %s,"
                 " updated_at = now() WHERE session = %s AND order_id = %s",
                 (
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.broker_order_id,
                     order.status.value,
                     order.open,
@@ -136,20 +123,20 @@ class FixStore:
         *,
         key: str,
         msg_type: str,
-        client_order_id: str | None,
+        cl_ord_id: str | None,
         kind: str,
         reason: str,
         message: str,
         broker: str,
     ) -> bool:
         """Keep a message that could not be applied and open a break for its order; False when kept before."""
-        order_id = base_order_id(client_order_id) if client_order_id else None
+        order_id = base_order_id(cl_ord_id) if cl_ord_id else None
         detail = f"{kind}: {reason}"
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO fix_unprocessed (session, key, msg_type, order_id, client_order_id, kind, reason, message)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (session, key) DO NOTHING RETURNING key",
-                (self.session, key, msg_type, order_id, client_order_id, kind, reason, message),
+                (self.session, key, msg_type, order_id, cl_ord_id, kind, reason, message),
             )
             if await cur.fetchone() is None:
                 return False

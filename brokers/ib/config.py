@@ -10,7 +10,7 @@ from core.domain import OrderType, TimeInForce
 from core.settings import IBSettings
 
 __all__ = [
-    "EXODUS_CLIENT_ORDER_ID",
+    "EXODUS_CL_ORD_ID",
     "IB_CAPABILITIES",
     "IB_DONE",
     "IB_TIF",
@@ -45,7 +45,7 @@ IB_CAPABILITIES = BrokerCapabilities(
     replace_changes_qty=True,
     marketable_limits=True,
     # IB does not refuse a second order with the same orderRef: the adapter looks the order up before any resend.
-    dedupes_client_order_id=False,
+    dedupes_cl_ord_id=False,
     # IB paces at about 50 messages/s; ib_async queues requests beyond that on the client side (no 429 to retry).
     rate_limited=False,
     # End-of-day reconciliation compares its positions and fills with the ledger.
@@ -65,4 +65,4 @@ IB_WARNINGS: Final = frozenset({105, 110, 165, 399, 404, 434, 492, 10167, 2104, 
 
 #: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement): orders of the same
 #: IB account placed by anybody else (TWS, other clients) are not ours and are left alone.
-EXODUS_CLIENT_ORDER_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")
+EXODUS_CL_ORD_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")

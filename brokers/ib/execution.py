@@ -42,7 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.base import ReportSink, storage_boundary
-from brokers.ib.config import EXODUS_CLIENT_ORDER_ID, IB_CAPABILITIES, IB_DONE, IB_WARNINGS, IB_WORKING
+from brokers.ib.config import EXODUS_CL_ORD_ID, IB_CAPABILITIES, IB_DONE, IB_WARNINGS, IB_WORKING
 from brokers.ib.marketdata import QuotePoller
 from brokers.ib.parsing import contract_fields, decimal_of, domain_symbol, order_fields, status_of
 from brokers.ib.store import IBOrder, IBStore
@@ -354,12 +354,12 @@ class IBBroker:
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """PlaceOrder under a new id; a resend of a known order is looked up by orderRef first, never sent twice."""
-        cid = order.client_order_id
+        cid = order.cl_ord_id
         try:
             fields = order_fields(order, account=self.account)
             contract = self._contract(order.symbol)
         except ValueError as e:
-            return BrokerAck(accepted=False, client_order_id=cid, reason=f"UNSUPPORTED: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
         record = await self.store.order(base_order_id(cid))
         self._require_ready()
         if record is not None:
@@ -368,7 +368,7 @@ class IBBroker:
                 reports = await self.journal.reports(record.order_id)
                 return BrokerAck(
                     accepted=False,
-                    client_order_id=cid,
+                    cl_ord_id=cid,
                     broker_order_id=str(record.perm_id or record.ib_order_id),
                     reason=f"DUPLICATE_CLIENT_ORDER_ID: IB already has {cid} (order id {record.ib_order_id})",
                     reports=reports,
@@ -378,7 +378,7 @@ class IBBroker:
         now = utcnow()
         record = IBOrder(
             order_id=base_order_id(cid),
-            client_order_id=cid,
+            cl_ord_id=cid,
             ib_order_id=ib_order_id,
             account=self.account,
             symbol=order.symbol,
@@ -395,36 +395,30 @@ class IBBroker:
         ok, reason = await self._answer(ib_order_id, future, "placeOrder")
         reports = await self.journal.reports(record.order_id)
         if not ok:
-            return BrokerAck(accepted=False, client_order_id=cid, reason=reason, reports=reports)
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=reason, reports=reports)
         current = await self.store.order(record.order_id)
         perm = current.perm_id if current is not None else None
-        return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=str(perm or ib_order_id), reports=reports)
+        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=str(perm or ib_order_id), reports=reports)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """CancelOrder by the API order id; a cancel of a canceled order is accepted, of a done one refused."""
-        cid = request.client_order_id
+        cid = request.cl_ord_id
         record = await self.store.order(base_order_id(cid))
         if record is None:
-            return BrokerAck(
-                accepted=False, client_order_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: IB has no {cid}"
-            )
+            return BrokerAck(accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: IB has no {cid}")
         self._require_ready()
         sync = await self._sync()
         record = await self.store.order(record.order_id) or record
         reports = await self.journal.reports(record.order_id)
         broker_id = str(record.perm_id or record.ib_order_id)
         if record.order_id not in sync.seen and record.status is OrderStatus.SUBMITTED:
-            return BrokerAck(
-                accepted=False, client_order_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: IB has no {cid}"
-            )
+            return BrokerAck(accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: IB has no {cid}")
         if record.status is OrderStatus.CANCELED:
-            return BrokerAck(
-                accepted=True, client_order_id=record.client_order_id, broker_order_id=broker_id, reports=reports
-            )
+            return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=broker_id, reports=reports)
         if record.status.is_terminal:
             return BrokerAck(
                 accepted=False,
-                client_order_id=cid,
+                cl_ord_id=cid,
                 broker_order_id=broker_id,
                 reason=f"TOO_LATE: the order is {record.status.value} at IB",
                 reports=reports,
@@ -437,17 +431,17 @@ class IBBroker:
             await self._sync()
             return BrokerAck(
                 accepted=True,
-                client_order_id=record.client_order_id,
+                cl_ord_id=record.cl_ord_id,
                 broker_order_id=broker_id,
                 reports=await self.journal.reports(record.order_id),
             )
         await self._sync()
         again = await self.store.order(record.order_id) or record
         if again.status is OrderStatus.CANCELED:
-            return BrokerAck(accepted=True, client_order_id=again.client_order_id, broker_order_id=broker_id)
+            return BrokerAck(accepted=True, cl_ord_id=again.cl_ord_id, broker_order_id=broker_id)
         return BrokerAck(
             accepted=False,
-            client_order_id=cid,
+            cl_ord_id=cid,
             broker_order_id=broker_id,
             reason=f"TOO_LATE: {reason}",
             reports=await self.journal.reports(record.order_id),
@@ -455,53 +449,53 @@ class IBBroker:
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """PlaceOrder under the working order's id with the new terms (orderRef: the new client order id)."""
-        new_cid = request.client_order_id
+        new_cid = request.cl_ord_id
         record = await self.store.order(base_order_id(new_cid))
         if record is None:
             return BrokerAck(
                 accepted=False,
-                client_order_id=request.orig_client_order_id,
+                cl_ord_id=request.orig_cl_ord_id,
                 not_found=True,
-                reason=f"UNKNOWN_ORDER: IB has no {request.orig_client_order_id}",
+                reason=f"UNKNOWN_ORDER: IB has no {request.orig_cl_ord_id}",
             )
         self._require_ready()
         await self._sync()
         record = await self.store.order(record.order_id) or record
         broker_id = str(record.perm_id or record.ib_order_id)
-        if record.client_order_id == new_cid:  # modified already (an earlier attempt whose answer was lost)
+        if record.cl_ord_id == new_cid:  # modified already (an earlier attempt whose answer was lost)
             return BrokerAck(
                 accepted=True,
-                client_order_id=new_cid,
+                cl_ord_id=new_cid,
                 broker_order_id=broker_id,
                 reports=await self.journal.reports(record.order_id),
             )
-        if revision_of(record.client_order_id) > revision_of(new_cid) or not record.open:
+        if revision_of(record.cl_ord_id) > revision_of(new_cid) or not record.open:
             reason = f"TOO_LATE: the order is {record.status.value} at IB"
-            return BrokerAck(accepted=False, client_order_id=new_cid, broker_order_id=broker_id, reason=reason)
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, broker_order_id=broker_id, reason=reason)
         try:
             fields = order_fields(request, account=record.account or self.account)
             contract = self._contract(request.symbol)
         except ValueError as e:
-            return BrokerAck(accepted=False, client_order_id=new_cid, reason=f"UNSUPPORTED: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=f"UNSUPPORTED: {e}")
         future = self._expect(record.ib_order_id, "modify", new_cid)
         # The client call, not IB.placeOrder: ib_async refuses to modify a trade it marked done itself.
         self.ib.client.placeOrder(record.ib_order_id, contract, self._ib_order(record.ib_order_id, fields))  # type: ignore[no-untyped-call]  # unannotated in ib_async
         ok, reason = await self._answer(record.ib_order_id, future, "modification")
         if not ok:
             return BrokerAck(
-                accepted=False, client_order_id=new_cid, broker_order_id=broker_id, reason=f"REPLACE_REJECTED: {reason}"
+                accepted=False, cl_ord_id=new_cid, broker_order_id=broker_id, reason=f"REPLACE_REJECTED: {reason}"
             )
         await self._sync()
         return BrokerAck(
             accepted=True,
-            client_order_id=new_cid,
+            cl_ord_id=new_cid,
             broker_order_id=broker_id,
             reports=await self.journal.reports(record.order_id),
         )
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """IB's view of the order, found by orderRef among open and completed orders and executions."""
-        record = await self.store.order(base_order_id(client_order_id))
+        record = await self.store.order(base_order_id(cl_ord_id))
         if record is None:
             return None
         self._require_ready()
@@ -578,7 +572,7 @@ class IBBroker:
             status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
         return OrderStatusReport(
             broker=self.name,
-            client_order_id=record.client_order_id,
+            cl_ord_id=record.cl_ord_id,
             broker_order_id=str(record.perm_id or record.ib_order_id),
             status=status,
             qty=record.qty,
@@ -607,7 +601,7 @@ class IBBroker:
                 known = self.ib.wrapper.fills.get(fill.execution.execId, fill)
                 await self._absorb_fill(known.execution, known.commissionReport, source="reqExecutions")
                 ref = fill.execution.orderRef
-                if EXODUS_CLIENT_ORDER_ID.match(ref or ""):
+                if EXODUS_CL_ORD_ID.match(ref or ""):
                     sync.seen.setdefault(
                         base_order_id(ref),
                         _Seen(ref, fill.execution.orderId, fill.execution.permId, "Filled?", _D(0), None, None),
@@ -616,7 +610,7 @@ class IBBroker:
             completed = await self._timed(self.ib.reqCompletedOrdersAsync(False), "reqCompletedOrders")
             for trade, done in [(t, False) for t in completed] + [(t, True) for t in trades]:
                 o, st = trade.order, trade.orderStatus
-                if not EXODUS_CLIENT_ORDER_ID.match(o.orderRef or ""):
+                if not EXODUS_CL_ORD_ID.match(o.orderRef or ""):
                     continue
                 completed_status = self._completed_states.get(o.permId, ("", ""))[0] if not done else ""
                 seen = _Seen(
@@ -655,7 +649,7 @@ class IBBroker:
                 pending.future.set_result((True, ""))
             elif pending.kind == "modify" and st.status in IB_DONE:
                 pending.future.set_result((False, f"the order is {st.status} at IB"))
-        if not EXODUS_CLIENT_ORDER_ID.match(o.orderRef or ""):
+        if not EXODUS_CL_ORD_ID.match(o.orderRef or ""):
             return
         seen = _Seen(
             o.orderRef,
@@ -730,7 +724,7 @@ class IBBroker:
             broker=self.name,
             exec_id=exec_id,
             kind=kind,
-            client_order_id=fields.pop("client_order_id", record.client_order_id),
+            cl_ord_id=fields.pop("cl_ord_id", record.cl_ord_id),
             broker_order_id=str(record.perm_id or record.ib_order_id),
             symbol=record.symbol,
             side=record.side,
@@ -751,9 +745,7 @@ class IBBroker:
         return sum((f.last_qty for f in fills), _D(0))
 
     async def _accepted(self, record: IBOrder, source: str) -> None:
-        report = self._report(
-            record, ReportKind.ACCEPTED, f"{record.order_id}:accepted", client_order_id=record.order_id
-        )
+        report = self._report(record, ReportKind.ACCEPTED, f"{record.order_id}:accepted", cl_ord_id=record.order_id)
         await self._record(report, source=source)
 
     async def _absorb_state(self, seen: _Seen, *, source: str) -> None:
@@ -776,12 +768,12 @@ class IBBroker:
                 if record.status is OrderStatus.SUBMITTED:
                     record.status, changed = OrderStatus.ACCEPTED, True
             if (
-                seen.order_ref != record.client_order_id
-                and revision_of(seen.order_ref) > revision_of(record.client_order_id)
+                seen.order_ref != record.cl_ord_id
+                and revision_of(seen.order_ref) > revision_of(record.cl_ord_id)
                 and seen.qty > 0
             ):
                 filled = await self._chain_filled(record.order_id)
-                record.client_order_id, record.qty = seen.order_ref, seen.qty
+                record.cl_ord_id, record.qty = seen.order_ref, seen.qty
                 record.price, record.stop_price = seen.price, seen.stop_price
                 changed = True
                 report = self._report(
@@ -815,7 +807,7 @@ class IBBroker:
     async def _absorb_fill(self, execution: Any, commission: Any, *, source: str) -> None:
         """One execution (however learnt) as a FILL under IB's execId, once; its commission is the fee."""
         ref = execution.orderRef or ""
-        if not EXODUS_CLIENT_ORDER_ID.match(ref):
+        if not EXODUS_CL_ORD_ID.match(ref):
             return
         async with self._lock:
             if await self.journal.has(execution.execId):

@@ -80,7 +80,7 @@ def order_fields(order: SubmitOrder | ReplaceOrder, *, account: str) -> dict[str
         "totalQuantity": float(order.qty),
         "orderType": otype,
         "tif": tif,
-        "orderRef": order.client_order_id,
+        "orderRef": order.cl_ord_id,
         "account": account,
         "transmit": True,
     }

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from brokers.journal import ReportJournal
-from core.domain import OrderSide, OrderStatus, utcnow
+from core.domain import OrderSide, OrderStatus, renamed, utcnow
 from store import Pool
 
 __all__ = ["IBOrder", "IBStore"]
@@ -26,11 +26,11 @@ __all__ = ["IBOrder", "IBStore"]
 class IBOrder(BaseModel):
     """An order as the adapter sent it, with what it heard of it since."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
 
     order_id: str
-    #: The client order id the order's orderRef carries now (``.n`` after the n-th modification).
-    client_order_id: str
+    #: The ``cl_ord_id`` the order's orderRef carries now (``.n`` after the n-th modification).
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     #: The API order id it was placed under (modifications and cancels name it).
     ib_order_id: int
     perm_id: int | None = None
@@ -81,7 +81,7 @@ class IBStore:
                 (
                     self.broker,
                     order.order_id,
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.ib_order_id,
                     order.perm_id,
                     order.status.value,

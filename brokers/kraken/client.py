@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -256,6 +257,8 @@ class KrakenRest:
         self.throttled = 0
         self.nonce_errors = 0
         self.retries = 0
+        #: When a call last got an answer without errors: the broker-health page's "last successful call".
+        self.last_ok_at: datetime | None = None
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -329,6 +332,7 @@ class KrakenRest:
             if not errors:
                 if response.status_code >= 400:
                     raise BrokerUnavailable(f"{self.name}: {method}: HTTP {response.status_code} without an error")
+                self.last_ok_at = datetime.now(UTC)
                 return body.get("result")
             kind = classify(errors)
             if kind == "nonce" and not read:

@@ -17,7 +17,7 @@ from core.settings import KrakenSettings
 
 __all__ = [
     "CL_ORD_ID_FREE_TEXT",
-    "EXODUS_CLIENT_ORDER_ID",
+    "EXODUS_CL_ORD_ID",
     "KRAKEN_CAPABILITIES",
     "KRAKEN_PAIRS",
     "KRAKEN_TIF",
@@ -90,7 +90,7 @@ KRAKEN_CAPABILITIES = BrokerCapabilities(
     marketable_limits=True,
     # Kraken refuses a second order under a cl_ord_id only while the first is open: once it is closed the id can be
     # used again, so a resend after a possible fill could make a twin. The adapter looks up before any resend.
-    dedupes_client_order_id=False,
+    dedupes_cl_ord_id=False,
     # Call counters with decay: "EAPI:Rate limit exceeded" / "EOrder:Rate limit exceeded".
     rate_limited=True,
     # End-of-day reconciliation compares its positions and fills with the ledger.
@@ -99,7 +99,7 @@ KRAKEN_CAPABILITIES = BrokerCapabilities(
 )
 
 #: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement).
-EXODUS_CLIENT_ORDER_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")
+EXODUS_CL_ORD_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")
 
 #: Kraken's free-text ``cl_ord_id``: printable ASCII, at most 18 characters.
 CL_ORD_ID_FREE_TEXT: Final = re.compile(r"^[\x21-\x7e]{1,18}$")

@@ -9,15 +9,15 @@
 
 * **Unknown is not failed.** A timeout, a dropped connection, an HTTP 5xx (a 502 may hide an executed order),
   ``EService:*`` or ``EGeneral:Internal error`` on a write raises ``BrokerUnavailable``: the order workflow asks by
-  our client order id (``OpenOrders`` then ``ClosedOrders`` by ``cl_ord_id``; ``QueryOrders`` cannot) before
+  our ``cl_ord_id`` (``OpenOrders`` then ``ClosedOrders`` by Kraken's ``cl_ord_id``; ``QueryOrders`` cannot) before
   anything is sent again. Kraken refuses a second order under a ``cl_ord_id`` only while the first is open, so
   ``submit_order`` itself looks up before sending an order it has sent before, and ``EAPI:Invalid nonce`` on
   AddOrder is looked up before the one resend. ``deadline`` on AddOrder and AmendOrder makes the engine refuse a
   request that arrives late.
 * **One fill, one exec id, whichever way it came**: the exec id of a fill is Kraken's trade txid; the poll, a
   status lookup and ``fills_since`` all name a fill by it.
-* **Replace** is AmendOrder: the order keeps its txid and ``cl_ord_id``; the REPLACED report (exec id
-  ``<txid>:amend:<amend_id>``) names our new client order id. An amend whose answer was lost is found in
+* **Replace** is AmendOrder: the order keeps its txid and Kraken's ``cl_ord_id``; the REPLACED report (exec id
+  ``<txid>:amend:<amend_id>``) names our new ``cl_ord_id``. An amend whose answer was lost is found in
   ``OrderAmends`` (a user amend not reported yet) by the next lookup.
 * **Reports survive restarts**: journaled (``broker_reports``) before delivery; what was journaled and not delivered
   is delivered again by ``start()``. Storage failures are ``BrokerUnavailable`` (``storage_boundary``).
@@ -36,7 +36,7 @@ from brokers.base import ReportSink, storage_boundary
 from brokers.journal import ReportDelivery
 from brokers.kraken.client import KrakenError, KrakenRest, NonceRefused, NonceSource
 from brokers.kraken.config import (
-    EXODUS_CLIENT_ORDER_ID,
+    EXODUS_CL_ORD_ID,
     KRAKEN_CAPABILITIES,
     KRAKEN_PAIRS,
     kraken_cl_ord_id,
@@ -107,6 +107,8 @@ class KrakenBroker:
         self._recorder = recorder
         self._recording = False
         self.rest = KrakenRest(settings, name=name, event_hooks=http_hooks)
+        if recorder is not None:
+            recorder.last_call = lambda: self.rest.last_ok_at  # the broker-health page's last successful call
         self._quotes = quotes
         symbols = list(settings.quote_symbols) or [s for s in KRAKEN_PAIRS if instruments is None or s in instruments]
         self._quote_symbols = [s for s in symbols if s in KRAKEN_PAIRS]
@@ -189,17 +191,17 @@ class KrakenBroker:
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """AddOrder; a definite refusal is an unaccepted ack, an unknown outcome ``BrokerUnavailable``."""
-        cid = order.client_order_id
+        cid = order.cl_ord_id
         try:
             fields = order_fields(order, now=utcnow(), deadline_seconds=self.settings.deadline_seconds)
         except ValueError as e:
-            return BrokerAck(accepted=False, client_order_id=cid, reason=f"UNSUPPORTED: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
         now = utcnow()
         record, created = await self._store.add_order(
             KrakenOrder(
                 order_id=base_order_id(cid),
-                client_order_id=cid,
-                cl_ord_id=fields["cl_ord_id"],
+                cl_ord_id=cid,
+                kraken_cl_ord_id=fields["cl_ord_id"],
                 account=order.account,
                 symbol=order.symbol,
                 side=order.side,
@@ -231,11 +233,11 @@ class KrakenBroker:
                     found = await self._duplicate(record)
                     if found is not None:
                         return found
-                    return BrokerAck(accepted=False, client_order_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
-                if record.client_order_id == cid and record.status is OrderStatus.SUBMITTED:
+                    return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
+                if record.cl_ord_id == cid and record.status is OrderStatus.SUBMITTED:
                     record.status = OrderStatus.REJECTED
                     await self._store.save_order(record)
-                return BrokerAck(accepted=False, client_order_id=cid, reason=f"REJECTED by Kraken: {e}")
+                return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by Kraken: {e}")
         else:
             raise BrokerUnavailable(f"{self.name}: AddOrder {cid}: the nonce was refused three times; not sent")
         txids = (result or {}).get("txid") if isinstance(result, dict) else None
@@ -253,7 +255,7 @@ class KrakenBroker:
             await self._record(report, txid=txid, source="answer")
             reports.append(report)
         self._wake.set()
-        return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=txid, reports=reports)
+        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=txid, reports=reports)
 
     async def _duplicate(self, record: KrakenOrder) -> BrokerAck | None:
         """The refusal of a resend when Kraken has the order already (None: it does not, send it)."""
@@ -263,15 +265,15 @@ class KrakenBroker:
         reports = await self._absorb(view, record, source="status")
         return BrokerAck(
             accepted=False,
-            client_order_id=record.client_order_id,
+            cl_ord_id=record.cl_ord_id,
             broker_order_id=view.txid,
-            reason=f"DUPLICATE_CLIENT_ORDER_ID: Kraken has {record.cl_ord_id} already ({view.status})",
+            reason=f"DUPLICATE_CLIENT_ORDER_ID: Kraken has {record.kraken_cl_ord_id} already ({view.status})",
             reports=reports,
         )
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """CancelOrder by ``cl_ord_id``; a canceled order is accepted, a closed one too late."""
-        cid = request.client_order_id
+        cid = request.cl_ord_id
         record = await self._record_of(cid)
         view = (
             await self._find(record)
@@ -280,18 +282,16 @@ class KrakenBroker:
         )
         if view is None:
             return BrokerAck(
-                accepted=False, client_order_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: Kraken has no {cid}"
+                accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: Kraken has no {cid}"
             )
         record = record or await self._adopt(view, cid)
         reports = await self._absorb(view, record, source="status")
         if view.status == "canceled":
-            return BrokerAck(
-                accepted=True, client_order_id=record.client_order_id, broker_order_id=view.txid, reports=reports
-            )
+            return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
         if not view.working:
             return BrokerAck(
                 accepted=False,
-                client_order_id=cid,
+                cl_ord_id=cid,
                 broker_order_id=view.txid,
                 reason=f"TOO_LATE: the order is {view.status} at Kraken",
                 reports=reports,
@@ -300,65 +300,63 @@ class KrakenBroker:
         penalty = next((p for limit, p in _CANCEL_PENALTY if age < limit), 0.0)
         pair = KRAKEN_PAIRS[record.symbol].altname if record.symbol in KRAKEN_PAIRS else None
         try:
-            await self.rest.private("CancelOrder", {"cl_ord_id": record.cl_ord_id}, pair=pair, trading_cost=penalty)
+            await self.rest.private(
+                "CancelOrder", {"cl_ord_id": record.kraken_cl_ord_id}, pair=pair, trading_cost=penalty
+            )
         except KrakenError as e:
             if not e.has("EOrder:Unknown order"):
-                return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=view.txid, reason=f"REFUSED: {e}")
+                return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.txid, reason=f"REFUSED: {e}")
         again = await self._find(record)
         if again is not None:
             reports += await self._absorb(again, record, source="status")
             if again.status == "canceled":
-                return BrokerAck(
-                    accepted=True, client_order_id=record.client_order_id, broker_order_id=again.txid, reports=reports
-                )
+                return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=again.txid, reports=reports)
             if not again.working:
                 return BrokerAck(
                     accepted=False,
-                    client_order_id=cid,
+                    cl_ord_id=cid,
                     broker_order_id=again.txid,
                     reason=f"TOO_LATE: the order is {again.status} at Kraken",
                     reports=reports,
                 )
         # Kraken took the cancel ("pending" cancellation): the poll reports the CANCELED.
         self._wake.set()
-        return BrokerAck(
-            accepted=True, client_order_id=record.client_order_id, broker_order_id=view.txid, reports=reports
-        )
+        return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
-        """AmendOrder in place: the order keeps its txid and cl_ord_id, and takes our new client order id."""
-        new_cid = request.client_order_id
-        record = await self._record_of(request.orig_client_order_id)
+        """AmendOrder in place: the order keeps its txid and Kraken's cl_ord_id, and takes our new ``cl_ord_id``."""
+        new_cid = request.cl_ord_id
+        record = await self._record_of(request.orig_cl_ord_id)
         view = await self._find(record) if record is not None else None
         if record is None or view is None:
             return BrokerAck(
                 accepted=False,
-                client_order_id=request.orig_client_order_id,
+                cl_ord_id=request.orig_cl_ord_id,
                 not_found=True,
-                reason=f"UNKNOWN_ORDER: Kraken has no {request.orig_client_order_id}",
+                reason=f"UNKNOWN_ORDER: Kraken has no {request.orig_cl_ord_id}",
             )
         reports = await self._absorb(view, record, source="status")
         record = await self._store.order(record.order_id) or record
-        if record.client_order_id == new_cid:  # amended already (an earlier attempt whose answer was lost)
-            return BrokerAck(accepted=True, client_order_id=new_cid, broker_order_id=view.txid, reports=reports)
+        if record.cl_ord_id == new_cid:  # amended already (an earlier attempt whose answer was lost)
+            return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=view.txid, reports=reports)
         if not view.working:
             return BrokerAck(
                 accepted=False,
-                client_order_id=new_cid,
+                cl_ord_id=new_cid,
                 broker_order_id=view.txid,
                 reason=f"TOO_LATE: the order is {view.status} at Kraken",
                 reports=reports,
             )
         if request.qty <= view.vol_exec:
             reason = f"INCORRECT_QUANTITY: the new quantity {request.qty} must exceed the filled {view.vol_exec}"
-            return BrokerAck(accepted=False, client_order_id=new_cid, reason=reason, reports=reports)
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=reason, reports=reports)
         async with self._lock:
             record.pending_amend = PendingAmend(
-                client_order_id=new_cid, qty=request.qty, price=request.price, stop_price=request.stop_price
+                cl_ord_id=new_cid, qty=request.qty, price=request.price, stop_price=request.stop_price
             )
             await self._store.save_order(record)
         fields = amend_fields(request, now=utcnow(), deadline_seconds=self.settings.deadline_seconds)
-        fields["cl_ord_id"] = record.cl_ord_id
+        fields["cl_ord_id"] = record.kraken_cl_ord_id
         try:
             result = await self.rest.private("AmendOrder", fields, pair=KRAKEN_PAIRS[record.symbol].altname)
         except KrakenError as e:
@@ -367,7 +365,7 @@ class KrakenBroker:
                 record.pending_amend = None
                 await self._store.save_order(record)
             return BrokerAck(
-                accepted=False, client_order_id=new_cid, broker_order_id=view.txid, reason=f"REPLACE_REJECTED: {e}"
+                accepted=False, cl_ord_id=new_cid, broker_order_id=view.txid, reason=f"REPLACE_REJECTED: {e}"
             )
         amend_id = str((result or {}).get("amend_id") or "") if isinstance(result, dict) else ""
         if not amend_id:
@@ -377,19 +375,19 @@ class KrakenBroker:
             report = await self._amended(record, view, amend_id, source="answer")
         return BrokerAck(
             accepted=True,
-            client_order_id=new_cid,
+            cl_ord_id=new_cid,
             broker_order_id=view.txid,
             reports=[*reports, *([report] if report else [])],
         )
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
-        """Kraken's view of the order (by its cl_ord_id) with every report recorded, or None."""
-        record = await self._record_of(client_order_id)
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
+        """Kraken's view of the order (by Kraken's cl_ord_id of it) with every report recorded, or None."""
+        record = await self._record_of(cl_ord_id)
         if record is None:
-            view = await self._find_cl(kraken_cl_ord_id(base_order_id(client_order_id)))
+            view = await self._find_cl(kraken_cl_ord_id(base_order_id(cl_ord_id)))
             if view is None:
                 return None
-            record = await self._adopt(view, client_order_id)
+            record = await self._adopt(view, cl_ord_id)
         else:
             view = await self._find(record)
             if view is None:
@@ -404,13 +402,13 @@ class KrakenBroker:
         out = []
         for txid, data in ((result or {}).get("open") or {}).items():
             view = self._view(txid, data)
-            if not view.cl_ord_id:
+            if not view.kraken_cl_ord_id:
                 continue
-            record = await self._store.by_cl_ord_id(view.cl_ord_id)
+            record = await self._store.by_kraken_cl_ord_id(view.kraken_cl_ord_id)
             if record is None:
-                if not EXODUS_CLIENT_ORDER_ID.match(view.cl_ord_id):
+                if not EXODUS_CL_ORD_ID.match(view.kraken_cl_ord_id):
                     continue  # not ours
-                record = await self._adopt(view, view.cl_ord_id)
+                record = await self._adopt(view, view.kraken_cl_ord_id)
             await self._absorb(view, record, source="status")
             record = await self._store.order(record.order_id) or record
             out.append(await self._status_report(view, record))
@@ -448,39 +446,39 @@ class KrakenBroker:
         except ValueError as e:
             raise BrokerUnavailable(f"{self.name}: {e}") from e
 
-    async def _record_of(self, client_order_id: str) -> KrakenOrder | None:
-        return await self._store.order(base_order_id(client_order_id))
+    async def _record_of(self, cl_ord_id: str) -> KrakenOrder | None:
+        return await self._store.order(base_order_id(cl_ord_id))
 
     async def _find(self, record: KrakenOrder) -> KrakenOrderView | None:
-        """Kraken's order of ``record``: by txid when known, else by cl_ord_id (open, then closed)."""
+        """Kraken's order of ``record``: by txid when known, else by Kraken's cl_ord_id (open, then closed)."""
         if record.txid:
             result = await self.rest.private("QueryOrders", {"txid": record.txid, "trades": True})
             data = (result or {}).get(record.txid)
             if data is not None:
                 return self._view(record.txid, data)
-        return await self._find_cl(record.cl_ord_id)
+        return await self._find_cl(record.kraken_cl_ord_id)
 
-    async def _find_cl(self, cl_ord_id: str) -> KrakenOrderView | None:
-        """The order Kraken knows by ``cl_ord_id``: ``OpenOrders``, then ``ClosedOrders`` (the latest)."""
-        result = await self.rest.private("OpenOrders", {"cl_ord_id": cl_ord_id, "trades": True})
+    async def _find_cl(self, kraken_id: str) -> KrakenOrderView | None:
+        """The order Kraken knows by its ``cl_ord_id`` ``kraken_id``: ``OpenOrders``, then ``ClosedOrders`` (latest)."""
+        result = await self.rest.private("OpenOrders", {"cl_ord_id": kraken_id, "trades": True})
         opens = [self._view(t, d) for t, d in ((result or {}).get("open") or {}).items()]
         if opens:
             return opens[0]
-        result = await self.rest.private("ClosedOrders", {"cl_ord_id": cl_ord_id, "trades": True})
+        result = await self.rest.private("ClosedOrders", {"cl_ord_id": kraken_id, "trades": True})
         closed = [self._view(t, d) for t, d in ((result or {}).get("closed") or {}).items()]
-        closed = [v for v in closed if v.cl_ord_id == cl_ord_id]
+        closed = [v for v in closed if v.kraken_cl_ord_id == kraken_id]
         if not closed:
             return None
         return max(closed, key=lambda v: v.opentm or utcnow())
 
-    async def _adopt(self, view: KrakenOrderView, client_order_id: str) -> KrakenOrder:
+    async def _adopt(self, view: KrakenOrderView, cl_ord_id: str) -> KrakenOrder:
         """A record for an order Kraken has and the records lack (sent by a process whose records are gone)."""
         now = utcnow()
         record, _ = await self._store.add_order(
             KrakenOrder(
-                order_id=base_order_id(client_order_id),
-                client_order_id=client_order_id,
-                cl_ord_id=view.cl_ord_id or kraken_cl_ord_id(base_order_id(client_order_id)),
+                order_id=base_order_id(cl_ord_id),
+                cl_ord_id=cl_ord_id,
+                kraken_cl_ord_id=view.kraken_cl_ord_id or kraken_cl_ord_id(base_order_id(cl_ord_id)),
                 txid=view.txid,
                 account=self.settings.account,
                 symbol=view.symbol,
@@ -503,7 +501,7 @@ class KrakenBroker:
             status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
         return OrderStatusReport(
             broker=self.name,
-            client_order_id=record.client_order_id,
+            cl_ord_id=record.cl_ord_id,
             broker_order_id=view.txid,
             status=status,
             qty=view.vol,
@@ -531,7 +529,7 @@ class KrakenBroker:
             broker=self.name,
             exec_id=exec_id,
             kind=kind,
-            client_order_id=fields.pop("client_order_id", None) or record.client_order_id,
+            cl_ord_id=fields.pop("cl_ord_id", None) or record.cl_ord_id,
             broker_order_id=txid,
             symbol=record.symbol,
             side=record.side,
@@ -674,7 +672,7 @@ class KrakenBroker:
             ReportKind.REPLACED,
             f"{view.txid}:amend:{amend_id}",
             txid=view.txid,
-            client_order_id=pending.client_order_id,
+            cl_ord_id=pending.cl_ord_id,
             cum_qty=chain,
             leaves_qty=max(pending.qty - chain, _D(0)),
             new_qty=pending.qty,
@@ -682,7 +680,7 @@ class KrakenBroker:
             new_stop_price=pending.stop_price,
         )
         await self._record(report, txid=view.txid, source=source)
-        record.client_order_id, record.qty = pending.client_order_id, pending.qty
+        record.cl_ord_id, record.qty = pending.cl_ord_id, pending.qty
         record.amend_ids = [*record.amend_ids, amend_id]
         record.pending_amend = None
         await self._store.save_order(record)
@@ -708,7 +706,7 @@ class KrakenBroker:
         cutoff = self.settings.request_timeout_seconds
         for record in records:
             if record.txid is None and (utcnow() - record.created_at).total_seconds() > cutoff:
-                view = await self._find_cl(record.cl_ord_id)  # an AddOrder whose answer was lost
+                view = await self._find_cl(record.kraken_cl_ord_id)  # an AddOrder whose answer was lost
                 if view is not None:
                     await self._absorb(view, record, source="poll")
                     seen += 1

@@ -72,7 +72,7 @@ def order_fields(order: SubmitOrder, *, now: datetime, deadline_seconds: float) 
         "type": "buy" if order.side is OrderSide.BUY else "sell",
         "ordertype": ordertype,
         "volume": text_of(order.qty),
-        "cl_ord_id": kraken_cl_ord_id(base_order_id(order.client_order_id)),
+        "cl_ord_id": kraken_cl_ord_id(base_order_id(order.cl_ord_id)),
         "deadline": deadline(now, deadline_seconds),
     }
     if tif != "GTC":
@@ -100,7 +100,7 @@ def order_fields(order: SubmitOrder, *, now: datetime, deadline_seconds: float) 
 def amend_fields(request: ReplaceOrder, *, now: datetime, deadline_seconds: float) -> dict[str, Any]:
     """AmendOrder's fields: the order keeps its ``cl_ord_id``; ``order_qty`` is the new total quantity."""
     fields: dict[str, Any] = {
-        "cl_ord_id": kraken_cl_ord_id(base_order_id(request.orig_client_order_id)),
+        "cl_ord_id": kraken_cl_ord_id(base_order_id(request.orig_cl_ord_id)),
         "order_qty": text_of(request.qty),
         "deadline": deadline(now, deadline_seconds),
     }
@@ -116,7 +116,8 @@ class KrakenOrderView:
     """The fields of Kraken's order info (OpenOrders, ClosedOrders, QueryOrders) the adapter reads."""
 
     txid: str
-    cl_ord_id: str | None
+    #: Kraken's ``cl_ord_id`` of the order (ours is derived from the order id: ``kraken_cl_ord_id``).
+    kraken_cl_ord_id: str | None
     userref: int | None
     status: str
     pair: str
@@ -141,7 +142,7 @@ class KrakenOrderView:
             userref = data.get("userref")
             return cls(
                 txid=txid,
-                cl_ord_id=data.get("cl_ord_id") or None,
+                kraken_cl_ord_id=data.get("cl_ord_id") or None,
                 userref=int(userref) if userref not in (None, "") else None,
                 status=str(data["status"]),
                 pair=str(descr.get("pair") or ""),

@@ -14,10 +14,10 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from brokers.journal import ReportJournal
-from core.domain import OrderSide, OrderStatus, utcnow
+from core.domain import OrderSide, OrderStatus, renamed, utcnow
 from store import Pool
 
 __all__ = ["KrakenOrder", "KrakenStore", "PendingAmend"]
@@ -26,24 +26,31 @@ __all__ = ["KrakenOrder", "KrakenStore", "PendingAmend"]
 class PendingAmend(BaseModel):
     """An AmendOrder sent whose outcome is not known yet."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
 
-    client_order_id: str
+    #: The ``cl_ord_id`` the amend gives the order.
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     qty: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
 
 
 class KrakenOrder(BaseModel):
-    """An order as the adapter sent it, with what it heard of it since."""
+    """An order as the adapter sent it, with what it heard of it since.
+
+    Two ids: ``cl_ord_id`` is ours (the domain's, ``.n`` after the n-th amend), ``kraken_cl_ord_id`` is what
+    Kraken knows the order by (Kraken's own field is called ``cl_ord_id``; it stays the same through every amend).
+    Bodies written before issue 19's names reached this adapter held ours as ``client_order_id`` and Kraken's as
+    ``cl_ord_id``: they load, and this release still writes them so (a previous release reads what it writes).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     order_id: str
-    #: Our client order id of the order's current terms (``.n`` after the n-th amend).
-    client_order_id: str
-    #: What Kraken knows it by (the same through every amend).
+    #: Our ``cl_ord_id`` of the order's current terms (``.n`` after the n-th amend).
     cl_ord_id: str
+    #: What Kraken knows it by (Kraken's ``cl_ord_id``, the same through every amend).
+    kraken_cl_ord_id: str
     txid: str | None = None
     account: str
     symbol: str
@@ -61,6 +68,24 @@ class KrakenOrder(BaseModel):
     def open(self) -> bool:
         """Whether the order may still work at Kraken (including an unanswered submission)."""
         return not self.status.is_terminal
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        # The body as earlier releases wrote it: ``client_order_id`` ours, ``cl_ord_id`` Kraken's.
+        if isinstance(data, dict) and "client_order_id" in data:
+            data = dict(data)
+            if "cl_ord_id" in data:
+                data["kraken_cl_ord_id"] = data.pop("cl_ord_id")
+            data["cl_ord_id"] = data.pop("client_order_id")
+        return data
+
+    @model_serializer(mode="wrap")
+    def _write_earlier_names(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        data["client_order_id"] = data.pop("cl_ord_id")
+        data["cl_ord_id"] = data.pop("kraken_cl_ord_id")
+        return data
 
 
 class KrakenStore:
@@ -88,8 +113,8 @@ class KrakenStore:
                 (
                     self.broker,
                     order.order_id,
-                    order.client_order_id,
                     order.cl_ord_id,
+                    order.kraken_cl_ord_id,
                     order.txid,
                     order.status.value,
                     order.open,
@@ -110,7 +135,7 @@ class KrakenStore:
                 "UPDATE kraken_orders SET client_order_id = %s, txid = %s, status = %s, open = %s, body = %s,"
                 " updated_at = now() WHERE broker = %s AND order_id = %s",
                 (
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.txid,
                     order.status.value,
                     order.open,
@@ -130,11 +155,11 @@ class KrakenStore:
         rows = await self._rows("SELECT body FROM kraken_orders WHERE broker = %s AND txid = %s", txid)
         return KrakenOrder.model_validate(rows[0]["body"]) if rows else None
 
-    async def by_cl_ord_id(self, cl_ord_id: str) -> KrakenOrder | None:
-        """The record of the order Kraken knows by ``cl_ord_id``."""
+    async def by_kraken_cl_ord_id(self, kraken_id: str) -> KrakenOrder | None:
+        """The record of the order Kraken knows by its ``cl_ord_id`` ``kraken_id``."""
         rows = await self._rows(
             "SELECT body FROM kraken_orders WHERE broker = %s AND cl_ord_id = %s ORDER BY created_at DESC LIMIT 1",
-            cl_ord_id,
+            kraken_id,
         )
         return KrakenOrder.model_validate(rows[0]["body"]) if rows else None
 

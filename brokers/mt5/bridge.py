@@ -351,7 +351,7 @@ class Bridge:
                 ReportKind.REPLACED,
                 exec_id=exec_id_command(command.command_id, "REPLACED"),
                 at=at,
-                client_order_id=command.client_order_id,
+                cl_ord_id=command.client_order_id,
                 new_price=new_price if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
                 new_stop_price=new_stop,
             )

@@ -86,7 +86,7 @@ class CommandQueue:
         """
         if order.account not in self._settings.accounts:
             raise CommandRefused(f"account {order.account} is not configured for the MT5 bridge (mt5.accounts)")
-        order_id = base_order_id(order.client_order_id)
+        order_id = base_order_id(order.cl_ord_id)
         spec = await self.lot_spec(order.account, order.symbol)
         command = new_command(
             order, spec=spec, order_id=order_id, deviation=self._settings.deviation_points, at=utcnow()
@@ -146,7 +146,7 @@ class CommandQueue:
 
     async def enqueue_modify(self, request: ReplaceOrder) -> str:
         """Queue the MODIFY that gives a pending order new prices (MT5 cannot change its volume)."""
-        order_id = base_order_id(request.client_order_id)
+        order_id = base_order_id(request.cl_ord_id)
         async with self._pool.connection() as conn, conn.transaction():
             order = await tables.lock_order(conn, order_id)
             assert order is not None
@@ -163,9 +163,9 @@ class CommandQueue:
                 price, stoplimit = request.stop_price or price, request.price or stoplimit
             command = base.model_copy(
                 update={
-                    "command_id": f"{request.client_order_id}:MODIFY",
+                    "command_id": f"{request.cl_ord_id}:MODIFY",
                     "kind": CommandKind.MODIFY,
-                    "client_order_id": request.client_order_id,
+                    "client_order_id": request.cl_ord_id,
                     "action": Mt5.TRADE_ACTION_MODIFY,
                     "price": price,
                     "stoplimit": stoplimit,

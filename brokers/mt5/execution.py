@@ -139,15 +139,15 @@ class Mt5Broker:
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """Queue the order for the EA and wait for its acknowledgement."""
-        cid = order.client_order_id
+        cid = order.cl_ord_id
         try:
             command_id, created = await self.commands.enqueue_new(order)
         except CommandRefused as e:
-            return BrokerAck(accepted=False, client_order_id=cid, reason=str(e))
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=str(e))
         if not created:
             return BrokerAck(
                 accepted=False,
-                client_order_id=cid,
+                cl_ord_id=cid,
                 reason=f"DUPLICATE: order {base_order_id(cid)} was already sent to MT5 account {order.account}",
             )
         state = await self._await(command_id, order.account, what=f"order {cid}")
@@ -155,16 +155,16 @@ class Mt5Broker:
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """Withdraw the order if the EA never got it, else queue a cancel and wait for its acknowledgement."""
-        cid = request.client_order_id
+        cid = request.cl_ord_id
         order_id = base_order_id(cid)
         order = await self.reports.order(order_id)
         if order is None:
             return BrokerAck(
-                accepted=False, client_order_id=cid, not_found=True, reason="the MT5 bridge never had this order"
+                accepted=False, cl_ord_id=cid, not_found=True, reason="the MT5 bridge never had this order"
             )
         withdrawn = await self.commands.withdraw_new(order_id, reason=request.reason or "cancel requested")
         if withdrawn is not None:
-            return BrokerAck(accepted=True, client_order_id=cid, reports=[withdrawn])
+            return BrokerAck(accepted=True, cl_ord_id=cid, reports=[withdrawn])
         await self._await(f"{order_id}:NEW", order["account"], what=f"order {cid}")
         order = await self.reports.order(order_id)
         assert order is not None
@@ -172,7 +172,7 @@ class Mt5Broker:
         if status == "CANCELED":
             # Canceled already (an earlier cancel whose acknowledgement came late, or the terminal's own): done.
             reports = await self.reports.reports_of(order_id)
-            return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
         if status in ("FILLED", "EXPIRED", "REJECTED"):
             return await self._refusal(cid, f"too late: the order is already {status} at MT5", order_id)
         if order["type"] == OrderType.MARKET.value:
@@ -181,32 +181,30 @@ class Mt5Broker:
         state = await self._await(command_id, order["account"], what=f"the cancel of {cid}")
         reports = await self.reports.reports_of(order_id)
         if state.ack is not None and ack_accepted(state.ack):
-            return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
         reason = ack_reason(state.ack) if state.ack is not None else f"cancel {state.state.lower()}"
-        return BrokerAck(
-            accepted=False, client_order_id=cid, broker_order_id=_ticket(order), reason=reason, reports=reports
-        )
+        return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=_ticket(order), reason=reason, reports=reports)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """Give a pending order new prices (TRADE_ACTION_MODIFY). MT5 cannot change a working order's volume."""
-        cid = request.client_order_id
+        cid = request.cl_ord_id
         order_id = base_order_id(cid)
         order = await self.reports.order(order_id)
         if order is None:
             return BrokerAck(
-                accepted=False, client_order_id=cid, not_found=True, reason="the MT5 bridge never had this order"
+                accepted=False, cl_ord_id=cid, not_found=True, reason="the MT5 bridge never had this order"
             )
-        await self._await(f"{order_id}:NEW", order["account"], what=f"order {request.orig_client_order_id}")
+        await self._await(f"{order_id}:NEW", order["account"], what=f"order {request.orig_cl_ord_id}")
         order = await self.reports.order(order_id)
         assert order is not None
         if order["status"] in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
             return await self._refusal(cid, f"too late: the order is already {order['status']} at MT5", order_id)
         if order["type"] == OrderType.MARKET.value:
-            return BrokerAck(accepted=False, client_order_id=cid, reason="an MT5 market order cannot be modified")
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason="an MT5 market order cannot be modified")
         if request.qty != order["qty"]:
             return BrokerAck(
                 accepted=False,
-                client_order_id=cid,
+                cl_ord_id=cid,
                 reason=(
                     "MT5 cannot change the volume of a working order (TRADE_ACTION_MODIFY changes prices "
                     "and expiry only): cancel it and send a new order"
@@ -216,28 +214,28 @@ class Mt5Broker:
         state = await self._await(command_id, order["account"], what=f"the modify of {cid}")
         reports = await self.reports.reports_of(order_id)
         if state.ack is not None and ack_accepted(state.ack):
-            return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=_ticket(order), reports=reports)
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=_ticket(order), reports=reports)
         if state.ack is None:
             reason = f"the MT5 terminal did not pick the modify up within {self._settings.command_ttl_seconds:g} s"
         else:
             reason = ack_reason(state.ack)
-        return BrokerAck(accepted=False, client_order_id=cid, reason=reason, reports=reports)
+        return BrokerAck(accepted=False, cl_ord_id=cid, reason=reason, reports=reports)
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The bridge's view of the order; waits for an outstanding NEW command's acknowledgement first.
 
         Asked by the client order id of a replace (a MODIFY), it waits for that command's acknowledgement too: until
         the terminal has answered, nobody can tell whether the order has its new prices.
         """
-        order_id = base_order_id(client_order_id)
+        order_id = base_order_id(cl_ord_id)
         order = await self.reports.order(order_id)
         if order is None:
             return None
         await self.commands.expire_stale_commands([order["account"]])
-        await self._await(f"{order_id}:NEW", order["account"], what=f"order {client_order_id}")
-        modify = f"{client_order_id}:MODIFY"
-        if client_order_id != order_id and await self.commands.command_state(modify) is not None:
-            await self._await(modify, order["account"], what=f"the modify of {client_order_id}")
+        await self._await(f"{order_id}:NEW", order["account"], what=f"order {cl_ord_id}")
+        modify = f"{cl_ord_id}:MODIFY"
+        if cl_ord_id != order_id and await self.commands.command_state(modify) is not None:
+            await self._await(modify, order["account"], what=f"the modify of {cl_ord_id}")
         return await self.reports.status_report(order_id)
 
     async def open_orders(self) -> list[OrderStatusReport]:
@@ -294,15 +292,15 @@ class Mt5Broker:
         reports = await self.reports.reports_of(state.order_id)
         ticket = _ticket(order) if order else None
         if state.ack is not None and ack_accepted(state.ack):
-            return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=ticket, reports=reports)
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=ticket, reports=reports)
         reason = (order["reason"] if order else None) or (ack_reason(state.ack) if state.ack else "not executed")
-        return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=ticket, reason=reason, reports=reports)
+        return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=ticket, reason=reason, reports=reports)
 
     async def _refusal(self, cid: str, reason: str, order_id: str) -> BrokerAck:
         order = await self.reports.order(order_id)
         return BrokerAck(
             accepted=False,
-            client_order_id=cid,
+            cl_ord_id=cid,
             broker_order_id=_ticket(order) if order else None,
             reason=reason,
             reports=await self.reports.reports_of(order_id),

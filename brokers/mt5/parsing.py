@@ -210,7 +210,7 @@ def new_command(order: SubmitOrder, *, spec: LotSpec, order_id: str, deviation: 
         command_id=f"{order_id}:NEW",
         kind=CommandKind.NEW,
         order_id=order_id,
-        client_order_id=order.client_order_id,
+        client_order_id=order.cl_ord_id,
         symbol=order.symbol,
         side=order.side.value,
         action=Mt5.TRADE_ACTION_DEAL if market else Mt5.TRADE_ACTION_PENDING,

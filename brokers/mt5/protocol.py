@@ -414,7 +414,8 @@ class Command(_Msg):
     kind: CommandKind
     #: The Exodus order id: the MT5 comment, and the key for finding the order after a restart.
     order_id: str
-    #: The id the order workflow knows the order by (``order_id`` or ``order_id.n`` after the n-th modify).
+    #: The order's ``cl_ord_id``: the id the order workflow knows the order by at the broker (``order_id``, or
+    #: ``order_id.n`` after the n-th modify). The EA's wire name, like every field here.
     client_order_id: str
     #: The Exodus symbol; the EA resolves the broker's name (``EURUSD#``, ``EURUSDmicro``).
     symbol: str

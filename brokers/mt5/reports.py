@@ -49,7 +49,7 @@ async def emit(
     last_price: Decimal | None = None,
     fee: Decimal = Decimal(0),
     reason: str | None = None,
-    client_order_id: str | None = None,
+    cl_ord_id: str | None = None,
     new_price: Decimal | None = None,
     new_stop_price: Decimal | None = None,
 ) -> ExecutionReport | None:
@@ -60,7 +60,7 @@ async def emit(
     """
     status = OrderStatus(order["status"])
     cum, avg = order["cum_qty"], order["avg_price"]
-    cid = client_order_id or order["client_order_id"]
+    cid = cl_ord_id or order["client_order_id"]
     if kind is ReportKind.FILL:
         assert last_price is not None
         avg = ((avg or Decimal(0)) * cum + last_qty * last_price) / (cum + last_qty)
@@ -80,7 +80,7 @@ async def emit(
         broker=BROKER,
         exec_id=exec_id,
         kind=kind,
-        client_order_id=cid,
+        cl_ord_id=cid,
         broker_order_id=str(order["ticket"]) if order["ticket"] else None,
         symbol=order["symbol"],
         side=OrderSide(order["side"]),
@@ -134,7 +134,7 @@ class ReportJournal:
             return None
         return OrderStatusReport(
             broker=BROKER,
-            client_order_id=order["client_order_id"],
+            cl_ord_id=order["client_order_id"],
             broker_order_id=str(order["ticket"]) if order["ticket"] else None,
             status=OrderStatus(order["status"]),
             qty=order["qty"],

@@ -65,6 +65,7 @@ class OrderRow(TypedDict):
 
     order_id: str
     account: str
+    #: The order's ``cl_ord_id`` (the column keeps its earlier name).
     client_order_id: str
     symbol: str
     side: str

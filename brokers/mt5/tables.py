@@ -387,7 +387,7 @@ async def insert_order(
         (
             order_id,
             order.account,
-            order.client_order_id,
+            order.cl_ord_id,
             order.symbol,
             order.side.value,
             order.type.value,

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -134,6 +135,8 @@ class OandaRest:
         #: 429 answers seen, and retries made (diagnostics and tests).
         self.throttled = 0
         self.retries = 0
+        #: When a call last got a successful (2xx) answer: the broker-health page's "last successful call".
+        self.last_ok_at: datetime | None = None
 
     async def aclose(self) -> None:
         """Close the connection pools."""
@@ -171,6 +174,7 @@ class OandaRest:
                 ) from e
             status = response.status_code
             if status < 300:
+                self.last_ok_at = datetime.now(UTC)
                 try:
                     return loads(response.content)
                 except ValueError as e:

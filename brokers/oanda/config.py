@@ -10,7 +10,7 @@ from core.domain import OrderType, TimeInForce
 from core.settings import OandaSettings
 
 __all__ = [
-    "EXODUS_CLIENT_ORDER_ID",
+    "EXODUS_CL_ORD_ID",
     "OANDA_CAPABILITIES",
     "OANDA_TIF",
     "OANDA_TYPE",
@@ -40,7 +40,7 @@ OANDA_CAPABILITIES = BrokerCapabilities(
     supports_replace=True,
     # OANDA refuses a client id only while another *pending* order holds it (CLIENT_ORDER_ID_ALREADY_EXISTS): once
     # filled or cancelled the id can be used again, so a blind resend can create a twin. The adapter looks up first.
-    dedupes_client_order_id=False,
+    dedupes_cl_ord_id=False,
     # 120 requests per second, then 429.
     rate_limited=True,
     # End-of-day reconciliation compares its positions and fills with the ledger.
@@ -57,4 +57,4 @@ ORDER_CREATE_TYPES: Final = {
 
 #: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement): orders of the same
 #: OANDA account placed by anybody else are not ours and are left alone.
-EXODUS_CLIENT_ORDER_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")
+EXODUS_CL_ORD_ID: Final = re.compile(r"^EX[0-9A-Z]{16}(\.\d+)?$")

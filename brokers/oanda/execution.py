@@ -42,7 +42,7 @@ from typing import Any
 from brokers.base import ReportSink, storage_boundary
 from brokers.journal import ReportDelivery
 from brokers.oanda.client import OandaError, OandaRest, loads
-from brokers.oanda.config import EXODUS_CLIENT_ORDER_ID, OANDA_CAPABILITIES, ORDER_CREATE_TYPES
+from brokers.oanda.config import EXODUS_CL_ORD_ID, OANDA_CAPABILITIES, ORDER_CREATE_TYPES
 from brokers.oanda.marketdata import PricePoller
 from brokers.oanda.parsing import (
     OandaOrderView,
@@ -142,6 +142,8 @@ class OandaBroker:
         self._recorder = recorder
         self._recording = False
         self.rest = OandaRest(settings, name=name, event_hooks=http_hooks)
+        if recorder is not None:
+            recorder.last_call = lambda: self.rest.last_ok_at  # the broker-health page's last successful call
         self._map = dict(settings.symbol_map)
         self.price_poller: PricePoller | None = None
         if quotes is not None and settings.quote_interval_ms > 0:
@@ -232,15 +234,15 @@ class OandaBroker:
 
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """POST the order, unless OANDA may have it already (then look it up: never a second order)."""
-        cid = order.client_order_id
+        cid = order.cl_ord_id
         try:
             body = order_body(order, instrument_of(order.symbol, self._map))
         except ValueError as e:
-            return BrokerAck(accepted=False, client_order_id=cid, reason=f"UNSUPPORTED: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
         record, new = await self._store.add_order(
             OandaOrder(
                 order_id=base_order_id(cid),
-                client_order_id=cid,
+                cl_ord_id=cid,
                 account=order.account,
                 symbol=order.symbol,
                 side=order.side,
@@ -256,7 +258,7 @@ class OandaBroker:
             if status is not None:
                 return BrokerAck(
                     accepted=False,
-                    client_order_id=cid,
+                    cl_ord_id=cid,
                     broker_order_id=status.broker_order_id,
                     reason=f"DUPLICATE_CLIENT_ORDER_ID: OANDA has {cid} ({status.status.value}); not sent again",
                 )
@@ -269,22 +271,22 @@ class OandaBroker:
                     f"{self.name}: OANDA does not know account {self.settings.account_id}: {e}"
                 ) from e
             if reason == "CLIENT_ORDER_ID_ALREADY_EXISTS":
-                return BrokerAck(accepted=False, client_order_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
-            return BrokerAck(accepted=False, client_order_id=cid, reason=f"REJECTED by OANDA: {reason}: {e.message}")
+                return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"DUPLICATE_CLIENT_ORDER_ID: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by OANDA: {reason}: {e.message}")
         reports = await self._absorb_answer(data)
         create = data.get("orderCreateTransaction") if isinstance(data, dict) else None
         oanda_id = str(create.get("id")) if isinstance(create, dict) and create.get("id") else None
-        return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=oanda_id, reports=reports)
+        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=oanda_id, reports=reports)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """Cancel the order OANDA knows by our client order id (following its replacements)."""
-        cid = request.client_order_id
+        cid = request.cl_ord_id
         view, reports = await self._current(cid)
         if view is None:
             status = await self._journal_status(cid, reports)
             if status is None:
                 return BrokerAck(
-                    accepted=False, client_order_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: OANDA has no {cid}"
+                    accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: OANDA has no {cid}"
                 )
             return self._cancel_answer(cid, status.status, status.broker_order_id, reports)
         if not view.working:
@@ -296,12 +298,10 @@ class OandaBroker:
             if again is not None and not again.working:
                 return self._cancel_answer(cid, self._status_of(again, reports), again.id, reports, detail=str(e))
             if e.status == 404 and again is None:
-                return BrokerAck(accepted=False, client_order_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: {e}")
-            return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=view.id, reason=f"TOO_LATE: {e}")
+                return BrokerAck(accepted=False, cl_ord_id=cid, not_found=True, reason=f"UNKNOWN_ORDER: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=f"TOO_LATE: {e}")
         done = await self._absorb_answer(data)
-        return BrokerAck(
-            accepted=True, client_order_id=view.client_order_id or cid, broker_order_id=view.id, reports=done
-        )
+        return BrokerAck(accepted=True, cl_ord_id=view.cl_ord_id or cid, broker_order_id=view.id, reports=done)
 
     def _cancel_answer(
         self,
@@ -313,57 +313,55 @@ class OandaBroker:
         detail: str = "",
     ) -> BrokerAck:
         if status is OrderStatus.CANCELED:
-            return BrokerAck(accepted=True, client_order_id=cid, broker_order_id=oanda_id, reports=reports)
+            return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=oanda_id, reports=reports)
         reason = f"TOO_LATE: the order is {status.value} at OANDA" + (f" ({detail})" if detail else "")
-        return BrokerAck(accepted=False, client_order_id=cid, broker_order_id=oanda_id, reason=reason, reports=reports)
+        return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=oanda_id, reason=reason, reports=reports)
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """PUT the replacement: a new OANDA order under the new client id works the new total less the filled."""
-        new_cid = request.client_order_id
-        view, reports = await self._current(request.orig_client_order_id)
+        new_cid = request.cl_ord_id
+        view, reports = await self._current(request.orig_cl_ord_id)
         if view is None:
             return BrokerAck(
                 accepted=False,
-                client_order_id=request.orig_client_order_id,
+                cl_ord_id=request.orig_cl_ord_id,
                 not_found=True,
-                reason=f"UNKNOWN_ORDER: OANDA has no working {request.orig_client_order_id}",
+                reason=f"UNKNOWN_ORDER: OANDA has no working {request.orig_cl_ord_id}",
             )
-        if view.client_order_id == new_cid:  # replaced already (an earlier attempt whose answer was lost)
-            return BrokerAck(accepted=True, client_order_id=new_cid, broker_order_id=view.id, reports=reports)
+        if view.cl_ord_id == new_cid:  # replaced already (an earlier attempt whose answer was lost)
+            return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=view.id, reports=reports)
         if not view.working:
             reason = f"TOO_LATE: the order is {view.state} at OANDA"
-            return BrokerAck(
-                accepted=False, client_order_id=new_cid, broker_order_id=view.id, reason=reason, reports=reports
-            )
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=reason, reports=reports)
         filled = sum((r.last_qty for r in reports if r.kind is ReportKind.FILL), _D(0))
         remaining = request.qty - filled
         if remaining <= 0:
             reason = f"INCORRECT_QUANTITY: the new quantity {request.qty} must exceed the filled {filled}"
-            return BrokerAck(accepted=False, client_order_id=new_cid, reason=reason, reports=reports)
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=reason, reports=reports)
         try:
             body = replace_body(request, instrument_of(request.symbol, self._map), remaining, expire_at=view.gtd_time)
         except ValueError as e:
-            return BrokerAck(accepted=False, client_order_id=new_cid, reason=f"UNSUPPORTED: {e}")
+            return BrokerAck(accepted=False, cl_ord_id=new_cid, reason=f"UNSUPPORTED: {e}")
         try:
             data = await self.rest.request("PUT", f"/orders/{view.id}", json_body=body)
         except OandaError as e:
             if e.reject_reason == "CLIENT_ORDER_ID_ALREADY_EXISTS":
                 existing, _ = await self._current(new_cid)
-                if existing is not None and existing.client_order_id == new_cid:
-                    return BrokerAck(accepted=True, client_order_id=new_cid, broker_order_id=existing.id)
+                if existing is not None and existing.cl_ord_id == new_cid:
+                    return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=existing.id)
             return BrokerAck(
-                accepted=False, client_order_id=new_cid, broker_order_id=view.id, reason=f"REPLACE_REJECTED: {e}"
+                accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=f"REPLACE_REJECTED: {e}"
             )
         done = await self._absorb_answer(data)
         create = data.get("orderCreateTransaction") if isinstance(data, dict) else None
         new_id = str(create.get("id")) if isinstance(create, dict) and create.get("id") else None
-        return BrokerAck(accepted=True, client_order_id=new_cid, broker_order_id=new_id, reports=done)
+        return BrokerAck(accepted=True, cl_ord_id=new_cid, broker_order_id=new_id, reports=done)
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """OANDA's view of the order (``@<id>``, following replacements; else its transactions) and its reports."""
-        view, reports = await self._current(client_order_id)
+        view, reports = await self._current(cl_ord_id)
         if view is None:
-            return await self._journal_status(client_order_id, reports)
+            return await self._journal_status(cl_ord_id, reports)
         return await self._status_report(view, reports)
 
     async def open_orders(self) -> list[OrderStatusReport]:
@@ -373,8 +371,8 @@ class OandaBroker:
         result = []
         for item in (data or {}).get("orders") or []:
             view = self._view(item)
-            cid = view.client_order_id
-            if cid is None or not EXODUS_CLIENT_ORDER_ID.match(cid) or not view.working:
+            cid = view.cl_ord_id
+            if cid is None or not EXODUS_CL_ORD_ID.match(cid) or not view.working:
                 continue
             reports = await self._journal.reports(base_order_id(cid))
             result.append(await self._status_report(view, reports))
@@ -442,19 +440,19 @@ class OandaBroker:
             raise BrokerUnavailable(f"{self.name}: looking up order {specifier} was refused: {e}") from e
         return self._view((data or {}).get("order"))
 
-    async def _current(self, client_order_id: str) -> tuple[OandaOrderView | None, list[ExecutionReport]]:
-        """The order OANDA knows by ``client_order_id`` now (replacements followed), and its chain's reports.
+    async def _current(self, cl_ord_id: str) -> tuple[OandaOrderView | None, list[ExecutionReport]]:
+        """The order OANDA knows by ``cl_ord_id`` now (replacements followed), and its chain's reports.
 
         Every transaction is journaled by a catch-up first.
         ``@<id>`` may not find an order that is no longer pending (OANDA's client ids belong to pending orders): then
         the journal, which holds every transaction of the order read by the catch-up, names the current client id.
         """
         await self.catch_up()
-        view = await self._order(f"@{client_order_id}")
-        reports = await self._journal.reports(base_order_id(client_order_id))
+        view = await self._order(f"@{cl_ord_id}")
+        reports = await self._journal.reports(base_order_id(cl_ord_id))
         if view is None:
-            current = self._current_cid(client_order_id, reports)
-            if current is not None and current != client_order_id:
+            current = self._current_cid(cl_ord_id, reports)
+            if current is not None and current != cl_ord_id:
                 view = await self._order(f"@{current}")
         for _ in range(50):
             if view is None or view.state != "CANCELLED" or not view.replaced_by:
@@ -463,12 +461,12 @@ class OandaBroker:
         return view, reports
 
     @staticmethod
-    def _current_cid(client_order_id: str, reports: list[ExecutionReport]) -> str | None:
+    def _current_cid(cl_ord_id: str, reports: list[ExecutionReport]) -> str | None:
         """The client id the chain's latest order has, per the journal (None: the journal never saw the order)."""
-        if not any(r.client_order_id == client_order_id for r in reports):
+        if not any(r.cl_ord_id == cl_ord_id for r in reports):
             return None
         replaced = [r for r in reports if r.kind is ReportKind.REPLACED]
-        return replaced[-1].client_order_id if replaced else client_order_id
+        return replaced[-1].cl_ord_id if replaced else cl_ord_id
 
     def _status_of(self, view: OandaOrderView, reports: list[ExecutionReport]) -> OrderStatus:
         if view.state == "FILLED":
@@ -487,7 +485,7 @@ class OandaBroker:
         is_stop = view.type == "STOP"
         return OrderStatusReport(
             broker=self.name,
-            client_order_id=view.client_order_id or "",
+            cl_ord_id=view.cl_ord_id or "",
             broker_order_id=view.id,
             status=self._status_of(view, reports),
             qty=cum - own + view.qty,
@@ -515,10 +513,10 @@ class OandaBroker:
             status = OrderStatus.FILLED
         else:
             status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
-        last = next((r for r in reversed(reports) if r.client_order_id == current), reports[-1])
+        last = next((r for r in reversed(reports) if r.cl_ord_id == current), reports[-1])
         return OrderStatusReport(
             broker=self.name,
-            client_order_id=current,
+            cl_ord_id=current,
             broker_order_id=last.broker_order_id,
             status=status,
             qty=qty,
@@ -550,7 +548,7 @@ class OandaBroker:
         """
         self._seen = max(self._seen, _txn_id(txn))
         cid = _client_id_of(txn)
-        if cid is None or not EXODUS_CLIENT_ORDER_ID.match(cid):
+        if cid is None or not EXODUS_CL_ORD_ID.match(cid):
             return None
         chain = await self._journal.reports(base_order_id(cid))
         tid = str(txn.get("id") or "")
@@ -582,7 +580,7 @@ class OandaBroker:
             common: dict[str, Any] = {
                 "broker": self.name,
                 "exec_id": tid,
-                "client_order_id": cid,
+                "cl_ord_id": cid,
                 "broker_order_id": tid,
                 "symbol": symbol_of(str(txn.get("instrument")), self._map),
                 "side": side_of(units),
@@ -617,7 +615,7 @@ class OandaBroker:
                 broker=self.name,
                 exec_id=tid,
                 kind=ReportKind.FILL,
-                client_order_id=cid,
+                cl_ord_id=cid,
                 broker_order_id=str(txn.get("orderID") or "") or None,
                 symbol=symbol_of(str(txn.get("instrument")), self._map),
                 side=side_of(units),
@@ -645,7 +643,7 @@ class OandaBroker:
                 broker=self.name,
                 exec_id=tid,
                 kind=ReportKind.EXPIRED if reason == "TIME_IN_FORCE_EXPIRED" else ReportKind.CANCELED,
-                client_order_id=cid,
+                cl_ord_id=cid,
                 broker_order_id=str(txn.get("orderID") or "") or None,
                 symbol=symbol,
                 side=side,
@@ -663,7 +661,7 @@ class OandaBroker:
         if record.oanda_id == oanda_id and (qty is None or record.qty == qty):
             return
         if qty is not None or record.oanda_id is None:
-            record.client_order_id, record.oanda_id = cid, oanda_id
+            record.cl_ord_id, record.oanda_id = cid, oanda_id
             if qty is not None:
                 record.qty = qty
             await self._store.save_order(record)

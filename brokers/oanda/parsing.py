@@ -115,7 +115,7 @@ def _terms(
     price: Decimal | None,
     stop_price: Decimal | None,
     expire_at: datetime | None,
-    client_order_id: str,
+    cl_ord_id: str,
 ) -> dict[str, Any]:
     name = OANDA_TYPE.get(order_type)
     if name is None:
@@ -128,7 +128,7 @@ def _terms(
         "units": units,
         "timeInForce": _tif(order_type, tif),
         "positionFill": "DEFAULT",
-        "clientExtensions": {"id": client_order_id},
+        "clientExtensions": {"id": cl_ord_id},
     }
     if order_type is OrderType.LIMIT:
         if price is None:
@@ -159,7 +159,7 @@ def order_body(order: SubmitOrder, instrument: str) -> dict[str, Any]:
             price=order.price,
             stop_price=order.stop_price,
             expire_at=order.expire_at,
-            client_order_id=order.client_order_id,
+            cl_ord_id=order.cl_ord_id,
         )
     }
 
@@ -177,7 +177,7 @@ def replace_body(
             price=request.price,
             stop_price=request.stop_price,
             expire_at=expire_at,
-            client_order_id=request.client_order_id,
+            cl_ord_id=request.cl_ord_id,
         )
     }
 
@@ -189,7 +189,7 @@ class OandaOrderView:
     id: str
     type: str
     state: str
-    client_order_id: str | None
+    cl_ord_id: str | None
     instrument: str
     units: Decimal
     price: Decimal | None
@@ -213,7 +213,7 @@ class OandaOrderView:
             id=oid,
             type=str(data.get("type") or ""),
             state=state,
-            client_order_id=cid if isinstance(cid, str) else None,
+            cl_ord_id=cid if isinstance(cid, str) else None,
             instrument=str(data.get("instrument") or ""),
             units=units,
             price=decimal_of(data.get("price")),

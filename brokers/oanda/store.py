@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from brokers.journal import ReportJournal
-from core.domain import OrderSide
+from core.domain import OrderSide, renamed
 from store import Pool
 
 __all__ = ["OandaOrder", "OandaStore"]
@@ -26,11 +26,11 @@ __all__ = ["OandaOrder", "OandaStore"]
 class OandaOrder(BaseModel):
     """An order as the adapter sent it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
 
     order_id: str
-    #: The client order id of the current order of the chain (``clientExtensions.id`` at OANDA).
-    client_order_id: str
+    #: The ``cl_ord_id`` of the current order of the chain (``clientExtensions.id`` at OANDA).
+    cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
     #: OANDA's id of the current order of the chain (None until OANDA answered).
     oanda_id: str | None = None
     account: str
@@ -68,7 +68,7 @@ class OandaStore:
                 (
                     self.broker,
                     order.order_id,
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.oanda_id,
                     Jsonb(order.model_dump(mode="json")),
                 ),
@@ -86,7 +86,7 @@ class OandaStore:
                 "UPDATE oanda_orders SET client_order_id = %s, oanda_id = %s, body = %s, updated_at = now()"
                 " WHERE broker = %s AND order_id = %s",
                 (
-                    order.client_order_id,
+                    order.cl_ord_id,
                     order.oanda_id,
                     Jsonb(order.model_dump(mode="json")),
                     self.broker,

@@ -98,9 +98,9 @@ class PaperBroker:
         """Cancel/replace at the venue."""
         return await self.venue.replace(request)
 
-    async def get_order_status(self, client_order_id: str) -> OrderStatusReport | None:
+    async def get_order_status(self, cl_ord_id: str) -> OrderStatusReport | None:
         """The venue's view of an order."""
-        return await self.venue.status(client_order_id)
+        return await self.venue.status(cl_ord_id)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """Orders still working at the venue."""

@@ -8,7 +8,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistInput
-from core.domain import OrderEvent, OrderState, OrderStatus
+from core.domain import OrderEvent, OrderEventKind, OrderState, OrderStatus
 from core.instruments import InstrumentCatalog
 from core.settings import Settings
 from store.policy import PolicyStore
@@ -24,7 +24,7 @@ async def test_a_booking_that_writes_the_row_first_keeps_every_term_of_the_order
     # booking does, and the row is the order's whole terms (reduce_only included), as the decision writes it.
     order = make_order(type="LIMIT", price="100", reduce_only=True)
     now = datetime.now(UTC)
-    event = OrderEvent(seq=1, at=now, kind="DENIED", status=OrderStatus.DENIED, detail="RISK_CHECK_FAILED")
+    event = OrderEvent(seq=1, at=now, kind=OrderEventKind.DENY, status=OrderStatus.DENIED, detail="RISK_CHECK_FAILED")
     state = OrderState(
         request=order,
         status=OrderStatus.DENIED,

@@ -135,6 +135,53 @@ CASES: list[Case] = [
         {409},
     ),
     Case(
+        "POST",
+        "/api/v1/order-lists",
+        {Role.TRADER},
+        "forbid",
+        lambda t, ctx: (
+            "/api/v1/order-lists",
+            {
+                "json": {
+                    "clientId": f"desk-{t}",
+                    "clientListId": uuid.uuid4().hex[:12],
+                    "contingency": "OCO",
+                    "legs": [  # unknown symbol: refused after authorization, before any workflow
+                        {"name": "a", "role": "MEMBER", "symbol": "NOPE", "side": "SELL", "qty": 1, "price": 2},
+                        {"name": "b", "role": "MEMBER", "symbol": "NOPE", "side": "SELL", "qty": 1, "price": 1},
+                    ],
+                }
+            },
+        ),
+        {422},
+        field_name="clientId",
+    ),
+    # No list exists: in scope the answer is "not found" after authorization (out of scope it is hidden alike).
+    Case(
+        "GET",
+        "/api/v1/order-lists/{list_id}",
+        {Role.TRADER, Role.OPERATOR, Role.AUDITOR},
+        "hide",
+        lambda t, ctx: _get(f"/api/v1/order-lists/LS{t.upper()}MATRIX000000000"[:32]),
+        {404},
+    ),
+    Case(
+        "POST",
+        "/api/v1/order-lists/{list_id}/cancel",
+        {Role.TRADER, Role.OPERATOR},
+        "hide",
+        lambda t, ctx: (f"/api/v1/order-lists/LS{t.upper()}MATRIX/cancel", {"json": {"reason": "matrix"}}),
+        {404},
+    ),
+    Case(
+        "PATCH",
+        "/api/v1/order-lists/{list_id}/legs/{leg}",
+        {Role.TRADER},
+        "hide",
+        lambda t, ctx: (f"/api/v1/order-lists/LS{t.upper()}MATRIX/legs/tp", {"json": {"price": 5}}),
+        {404},
+    ),
+    Case(
         "GET",
         "/api/v1/positions",
         {Role.TRADER, Role.OPERATOR, Role.AUDITOR},
@@ -552,7 +599,7 @@ async def _seed(env: AuthEnv) -> dict[str, Any]:
             [row] = await list_breaks(conn, scope=Scope.everything(), order_id=ORDER[t])
             breaks[t] = row["id"]
         await add_unmatched_report(
-            conn, broker="paper", exec_id="matrix-x", client_order_id="matrix", reason="matrix", report={}
+            conn, broker="paper", exec_id="matrix-x", cl_ord_id="matrix", reason="matrix", report={}
         )
         [stray] = await list_unmatched(conn, scope=Scope.everything())
     return {"target_keys": target_keys, "breaks": breaks, "unmatched": stray["id"]}

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import websockets
 
-from api.streaming import StreamHub, StreamRequest, StreamSession, pump
+from api.streaming import StreamHub, StreamRequest, StreamSession, parse_request, pump
 from core.auth import Scope
-from core.domain import OrderEvent, OrderStatus, utcnow
+from core.domain import OrderEvent, OrderEventKind, OrderStatus, TimelineKind, utcnow
 from core.settings import ApiSettings, Settings, StreamSettings, TokenSettings
 from store import Pool
 from store.stream import floor, last_seq, prune
@@ -111,6 +111,17 @@ async def test_sse_resumes_with_last_event_id_and_heartbeats_carry_the_position(
         assert beat[0][0] == str(start + 3) and beat[0][1]["seq"] == start + 3
 
 
+async def test_every_kind_of_an_order_timeline_can_be_filtered_on() -> None:
+    # The filter's kinds are the domain's (OrderEventKind and TimelineKind), not a list kept beside them: a kind the
+    # workflow records is one a client may ask for.
+    for kind in (*OrderEventKind, *TimelineKind):
+        request = parse_request({"kinds": kind.value})
+        assert isinstance(request, StreamRequest), (kind, request)
+        assert request.kinds == frozenset({kind.value})
+    refused = parse_request({"kinds": "RECEIVED,NOT_A_KIND"})
+    assert isinstance(refused, list) and [r.field for r in refused] == ["kinds"]
+
+
 async def test_bad_parameters_are_refused_naming_the_field(stream_db: str, db: Pool) -> None:
     settings = _settings(stream_db)
     head = await _position(db)
@@ -153,7 +164,7 @@ async def test_a_trader_sees_only_its_scope_and_needs_credentials(stream_db: str
         mine = await decided(conn, client_id="c-in", account="a-in")
         theirs = await decided(conn, client_id="c-out", account="a-out")
         for order in (theirs, mine):
-            event = OrderEvent(seq=1, at=utcnow(), kind="RECEIVED", status=OrderStatus.RECEIVED, detail="")
+            event = OrderEvent(seq=1, at=utcnow(), kind=TimelineKind.RECEIVED, status=OrderStatus.RECEIVED, detail="")
             await write_events(conn, order_id=order.order_id, version=1, events=[event])
     await book_states(db, ["SCOPED"])
     async with serve(settings) as a:

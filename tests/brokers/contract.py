@@ -78,10 +78,10 @@ class ReportCollector:
         self.reports.append(report)
         self._changed.set()
 
-    def of(self, client_order_id: str) -> list[ExecutionReport]:
-        """Reports of one order (any id of its replace chain that starts with ``client_order_id``)."""
-        base = client_order_id.split(".")[0]
-        return [r for r in self.reports if r.client_order_id.split(".")[0] == base]
+    def of(self, cl_ord_id: str) -> list[ExecutionReport]:
+        """Reports of one order (any id of its replace chain that starts with ``cl_ord_id``)."""
+        base = cl_ord_id.split(".")[0]
+        return [r for r in self.reports if r.cl_ord_id.split(".")[0] == base]
 
     async def wait_for(self, predicate: Callable[[list[ExecutionReport]], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(self.reports)`` holds."""
@@ -124,7 +124,7 @@ class BrokerContract:
         cid: str | None = None,
     ) -> SubmitOrder:
         return SubmitOrder(
-            client_order_id=cid or _cid(),
+            cl_ord_id=cid or _cid(),
             account=self.account,
             symbol=inst.symbol,
             side=side,
@@ -143,11 +143,11 @@ class BrokerContract:
         order = self._order(inst, qty=inst.min_qty)
         ack = await broker.submit_order(order)
         assert ack.accepted, ack.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
-        fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert sum(f.last_qty for f in fills) == order.qty
         assert all(f.last_price and f.last_price > 0 for f in fills)
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == order.qty
 
     async def test_resting_limit_order_can_be_canceled(
@@ -158,14 +158,14 @@ class BrokerContract:
         far = inst.round_price(inst.initial_price * Decimal("0.9"))
         order = self._order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=far)
         assert (await broker.submit_order(order)).accepted
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
         cancel = await broker.cancel_order(
-            CancelOrder(client_order_id=order.client_order_id, symbol=inst.symbol, side=order.side, qty=order.qty)
+            CancelOrder(cl_ord_id=order.cl_ord_id, symbol=inst.symbol, side=order.side, qty=order.qty)
         )
         assert cancel.accepted, cancel.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
-        status = await broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED
 
     async def test_large_order_fills_in_pieces(
@@ -182,15 +182,15 @@ class BrokerContract:
         assert (await broker.submit_order(order)).accepted
         if not marketable:
             await market.set_mid(inst.symbol, price - inst.tick_size * 5)
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
-        first = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+        first = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert first[0].last_qty == inst.display_qty and first[0].leaves_qty == qty - inst.display_qty
         for _ in range(2):
             await market.step()
         await reports.wait_for(
-            lambda _: sum(r.last_qty for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL) == qty
+            lambda _: sum(r.last_qty for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL) == qty
         )
-        fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert len(fills) == 3 and fills[-1].cum_qty == qty and fills[-1].leaves_qty == 0
         assert len({f.exec_id for f in fills}) == 3
         assert all(f.last_price is not None and f.last_price <= price for f in fills)  # never worse than the limit
@@ -203,7 +203,7 @@ class BrokerContract:
         order = self._order(inst, qty=inst.max_qty + inst.lot_step)
         ack = await broker.submit_order(order)
         assert not ack.accepted and ack.reason
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is None or status.status is OrderStatus.REJECTED
 
     async def test_unknown_order_has_no_status_and_cannot_be_canceled(
@@ -213,7 +213,7 @@ class BrokerContract:
         assert await broker.get_order_status(cid) is None
         ack = await broker.cancel_order(
             CancelOrder(
-                client_order_id=cid,
+                cl_ord_id=cid,
                 symbol=contract_instrument.symbol,
                 side=OrderSide.BUY,
                 qty=contract_instrument.min_qty,
@@ -232,14 +232,9 @@ class BrokerContract:
         new_price = price + inst.tick_size
         new_qty = inst.min_qty * 2
         replace = ReplaceOrder(
-            orig_client_order_id=order.client_order_id,
-            client_order_id=f"{order.client_order_id}.1",
-            symbol=inst.symbol,
-            side=order.side,
-            type=order.type,
-            time_in_force=order.time_in_force,
-            qty=new_qty,
-            price=new_price,
+            orig_cl_ord_id=order.cl_ord_id,
+            cl_ord_id=f"{order.cl_ord_id}.1",
+            **order.terms(qty=new_qty, price=new_price),
         )
         if not broker.capabilities.replace_changes_qty:
             # The broker changes prices only (MT5): a new quantity is refused with the reason, prices still change.
@@ -249,10 +244,10 @@ class BrokerContract:
             replace = replace.model_copy(update={"qty": new_qty})
         ack = await broker.replace_order(replace)
         assert ack.accepted, ack.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.client_order_id)))
-        status = await broker.get_order_status(f"{order.client_order_id}.1")
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.cl_ord_id)))
+        status = await broker.get_order_status(f"{order.cl_ord_id}.1")
         assert status is not None and status.qty == new_qty and status.price == new_price
-        assert status.client_order_id == replace.client_order_id
+        assert status.cl_ord_id == replace.cl_ord_id
 
     async def test_resubmitting_a_client_order_id_does_not_create_a_second_order(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -264,9 +259,9 @@ class BrokerContract:
         assert (await broker.submit_order(order)).accepted
         again = await broker.submit_order(order)
         assert not again.accepted
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED  # the original is untouched
-        opens = [o for o in await broker.open_orders() if o.client_order_id == order.client_order_id]
+        opens = [o for o in await broker.open_orders() if o.cl_ord_id == order.cl_ord_id]
         assert len(opens) == 1
 
     @staticmethod
@@ -285,11 +280,11 @@ class BrokerContract:
         stop = inst.round_price(inst.initial_price * Decimal("1.02"))
         order = self._order(inst, qty=inst.min_qty, type=OrderType.STOP, stop_price=stop)
         assert (await broker.submit_order(order)).accepted
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
         await market.set_mid(inst.symbol, stop + inst.tick_size * 5)
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
-        status = await broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
         await market.set_mid(inst.symbol, inst.initial_price)
 
@@ -303,10 +298,10 @@ class BrokerContract:
         price = inst.round_price(inst.initial_price * Decimal("1.01"))
         order = self._order(inst, qty=inst.display_qty * 2, type=OrderType.LIMIT, price=price, tif=TimeInForce.IOC)
         assert (await broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
-        fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
+        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert sum(f.last_qty for f in fills) == inst.display_qty
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == inst.display_qty
 
     async def test_fok_that_cannot_fill_in_full_is_canceled_without_fills(
@@ -319,9 +314,9 @@ class BrokerContract:
         price = inst.round_price(inst.initial_price * Decimal("1.01"))
         order = self._order(inst, qty=inst.display_qty * 2, type=OrderType.LIMIT, price=price, tif=TimeInForce.FOK)
         assert (await broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
-        assert not [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
-        status = await broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
+        assert not [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == 0
 
 
@@ -396,7 +391,7 @@ class ResilienceContract:
         if type.needs_price and price is None:
             price = inst.round_price(inst.initial_price * Decimal("0.9"))
         return SubmitOrder(
-            client_order_id=_cid(),
+            cl_ord_id=_cid(),
             account=self.account,
             symbol=inst.symbol,
             side=OrderSide.BUY,
@@ -409,22 +404,15 @@ class ResilienceContract:
 
     @staticmethod
     def _cancel(order: SubmitOrder, cid: str | None = None) -> CancelOrder:
-        return CancelOrder(
-            client_order_id=cid or order.client_order_id, symbol=order.symbol, side=order.side, qty=order.qty
-        )
+        return CancelOrder(cl_ord_id=cid or order.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
 
     @staticmethod
     def _replace(broker: Broker, order: SubmitOrder, qty: Decimal, price: Decimal) -> ReplaceOrder:
         return ReplaceOrder(
-            orig_client_order_id=order.client_order_id,
-            client_order_id=f"{order.client_order_id}.1",
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            time_in_force=order.time_in_force,
+            orig_cl_ord_id=order.cl_ord_id,
+            cl_ord_id=f"{order.cl_ord_id}.1",
             # A broker that changes prices only (MT5) is asked for new prices only.
-            qty=qty if broker.capabilities.replace_changes_qty else order.qty,
-            price=price,
+            **order.terms(qty=qty if broker.capabilities.replace_changes_qty else order.qty, price=price),
         )
 
     @staticmethod
@@ -434,12 +422,12 @@ class ResilienceContract:
             pytest.skip(f"the counterpart cannot inject {', '.join(missing)}")
 
     @staticmethod
-    async def _lookup(broker: Broker, client_order_id: str, timeout: float = 30.0) -> OrderStatusReport | None:
+    async def _lookup(broker: Broker, cl_ord_id: str, timeout: float = 30.0) -> OrderStatusReport | None:
         """The status lookup the order workflow makes: asked again while the broker is unavailable (reconnecting)."""
         async with asyncio.timeout(timeout):
             while True:
                 try:
-                    return await broker.get_order_status(client_order_id)
+                    return await broker.get_order_status(cl_ord_id)
                 except BrokerUnavailable:
                     await asyncio.sleep(0.2)
 
@@ -455,11 +443,11 @@ class ResilienceContract:
         faults.lose_answer("submit")
         with pytest.raises(BrokerUnavailable):
             await broker.submit_order(order)
-        status = await self._lookup(broker, order.client_order_id)
+        status = await self._lookup(broker, order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED  # it arrived: never send it again
         again = await broker.submit_order(order)  # even a blind resend cannot make a twin
         assert not again.accepted
-        assert [o.client_order_id for o in await broker.open_orders()].count(order.client_order_id) == 1
+        assert [o.cl_ord_id for o in await broker.open_orders()].count(order.cl_ord_id) == 1
 
     async def test_submit_refused_before_anything_is_unavailable_and_unknown_to_the_broker(
         self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
@@ -470,7 +458,7 @@ class ResilienceContract:
         faults.fail_before("submit")
         with pytest.raises(BrokerUnavailable):
             await broker.submit_order(order)
-        assert await self._lookup(broker, order.client_order_id) is None  # the lookup says: send it
+        assert await self._lookup(broker, order.cl_ord_id) is None  # the lookup says: send it
         ack = await broker.submit_order(order)
         assert ack.accepted, ack.reason
 
@@ -483,7 +471,7 @@ class ResilienceContract:
         faults.stall("submit")
         with pytest.raises(BrokerUnavailable):
             await broker.submit_order(order)
-        status = await self._lookup(broker, order.client_order_id)
+        status = await self._lookup(broker, order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED
 
     # -- cancel ----------------------------------------------------------------------------------------------
@@ -503,9 +491,9 @@ class ResilienceContract:
         faults.lose_answer("cancel")
         with pytest.raises(BrokerUnavailable):
             await broker.cancel_order(self._cancel(order))
-        status = await self._lookup(broker, order.client_order_id)
+        status = await self._lookup(broker, order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
 
     async def test_cancel_refused_before_anything_is_unavailable_never_a_refusal(
         self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
@@ -517,7 +505,7 @@ class ResilienceContract:
         faults.fail_before("cancel")
         with pytest.raises(BrokerUnavailable):
             await broker.cancel_order(self._cancel(order))
-        status = await self._lookup(broker, order.client_order_id)
+        status = await self._lookup(broker, order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED  # nothing happened: cancel again
         assert (await broker.cancel_order(self._cancel(order))).accepted
 
@@ -531,7 +519,7 @@ class ResilienceContract:
         faults.stall("cancel")
         with pytest.raises(BrokerUnavailable):
             await broker.cancel_order(self._cancel(order))
-        status = await self._lookup(broker, order.client_order_id)
+        status = await self._lookup(broker, order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED
         assert (await broker.cancel_order(self._cancel(order))).accepted  # a retried cancel of a canceled order
 
@@ -549,11 +537,11 @@ class ResilienceContract:
         faults.lose_answer("replace")
         with pytest.raises(BrokerUnavailable):
             await broker.replace_order(replace)
-        status = await self._lookup(broker, replace.client_order_id)
-        assert status is not None and status.client_order_id == replace.client_order_id
+        status = await self._lookup(broker, replace.cl_ord_id)
+        assert status is not None and status.cl_ord_id == replace.cl_ord_id
         assert status.qty == replace.qty and status.price == replace.price
         again = await broker.replace_order(replace)  # the retry finds it done
-        assert again.accepted and again.client_order_id == replace.client_order_id
+        assert again.accepted and again.cl_ord_id == replace.cl_ord_id
 
     async def test_replace_timeout_is_unavailable_never_a_refusal(
         self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
@@ -567,8 +555,8 @@ class ResilienceContract:
         faults.stall("replace")
         with pytest.raises(BrokerUnavailable):
             await broker.replace_order(replace)
-        status = await self._lookup(broker, replace.client_order_id)
-        assert status is not None and status.client_order_id == replace.client_order_id
+        status = await self._lookup(broker, replace.cl_ord_id)
+        assert status is not None and status.cl_ord_id == replace.cl_ord_id
         assert status.qty == replace.qty and status.price == replace.price
 
     # -- throttling and reads --------------------------------------------------------------------------------
@@ -586,7 +574,7 @@ class ResilienceContract:
         acks = await asyncio.gather(*(broker.submit_order(o) for o in orders))
         assert all(a.accepted for a in acks), [a.reason for a in acks]
         assert faults.throttled > before  # the limit was hit, and waited out
-        statuses = await asyncio.gather(*(broker.get_order_status(o.client_order_id) for o in orders))
+        statuses = await asyncio.gather(*(broker.get_order_status(o.cl_ord_id) for o in orders))
         assert all(s is not None and s.status is OrderStatus.ACCEPTED for s in statuses)
         faults.throttle(0, 1.0)
 
@@ -598,7 +586,7 @@ class ResilienceContract:
         order = self._order(inst, qty=inst.min_qty)
         assert (await broker.submit_order(order)).accepted
         faults.fail_before("status", times=2)
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED
 
     # -- the adapter's own records ---------------------------------------------------------------------------
@@ -625,7 +613,7 @@ class ResilienceContract:
             "replace_order": lambda: broker.replace_order(
                 self._replace(broker, working, inst.min_qty * 2, working.price - inst.tick_size)  # type: ignore[operator]
             ),
-            "get_order_status": lambda: broker.get_order_status(working.client_order_id),
+            "get_order_status": lambda: broker.get_order_status(working.cl_ord_id),
             "open_orders": broker.open_orders,
         }
         storage.down = True
@@ -638,9 +626,9 @@ class ResilienceContract:
             storage.down = False
         # Back up: the lookups decide. A request whose outcome was unknown may have gone through (the cancel, the
         # replace); none was refused for it; the new order is known at most once.
-        status = await self._lookup(broker, working.client_order_id)
+        status = await self._lookup(broker, working.cl_ord_id)
         assert status is not None and status.status is not OrderStatus.REJECTED
-        found = await self._lookup(broker, new.client_order_id)
+        found = await self._lookup(broker, new.cl_ord_id)
         if found is None:
             assert (await broker.submit_order(new)).accepted
         else:
@@ -666,11 +654,11 @@ class ResilienceContract:
         broker = await faults.restart(failing)
         assert (await broker.submit_order(order)).accepted
         # Every delivery fails (the order's reports queue behind the first): the adapter has them, nobody else does.
-        await refused.wait_for(lambda _: bool(refused.of(order.client_order_id)))
+        await refused.wait_for(lambda _: bool(refused.of(order.cl_ord_id)))
         after = ReportCollector()
         broker = await faults.restart(after)
-        await after.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in after.of(order.client_order_id)))
-        fills = [r for r in after.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await after.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in after.of(order.cl_ord_id)))
+        fills = [r for r in after.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert sum(f.last_qty for f in fills) == order.qty
 
     async def test_open_orders_survive_the_adapter_restarting(
@@ -686,7 +674,7 @@ class ResilienceContract:
         order = self._order(inst, qty=inst.min_qty)
         assert (await broker.submit_order(order)).accepted
         broker = await faults.restart(reports)
-        opens = [o for o in await broker.open_orders() if o.client_order_id == order.client_order_id]
+        opens = [o for o in await broker.open_orders() if o.cl_ord_id == order.cl_ord_id]
         assert len(opens) == 1 and opens[0].status is OrderStatus.ACCEPTED
         assert (await broker.cancel_order(self._cancel(order))).accepted
 
@@ -718,7 +706,7 @@ class UnwrittenContract:
         self, unwritten: Broker, reports: ReportCollector, call: str
     ) -> None:
         order = SubmitOrder(
-            client_order_id=_cid(),
+            cl_ord_id=_cid(),
             account="contract",
             symbol="AAPL",
             side=OrderSide.BUY,
@@ -729,13 +717,11 @@ class UnwrittenContract:
         arguments: dict[str, tuple[object, ...]] = {
             "start": (reports,),
             "submit_order": (order,),
-            "cancel_order": (
-                CancelOrder(client_order_id=order.client_order_id, symbol="AAPL", side=order.side, qty=order.qty),
-            ),
+            "cancel_order": (CancelOrder(cl_ord_id=order.cl_ord_id, symbol="AAPL", side=order.side, qty=order.qty),),
             "replace_order": (
                 ReplaceOrder(
-                    orig_client_order_id=order.client_order_id,
-                    client_order_id=f"{order.client_order_id}.1",
+                    orig_cl_ord_id=order.cl_ord_id,
+                    cl_ord_id=f"{order.cl_ord_id}.1",
                     symbol="AAPL",
                     side=order.side,
                     type=OrderType.LIMIT,
@@ -744,7 +730,7 @@ class UnwrittenContract:
                     price=Decimal(100),
                 ),
             ),
-            "get_order_status": (order.client_order_id,),
+            "get_order_status": (order.cl_ord_id,),
             "fills_since": (datetime(2026, 1, 1, tzinfo=UTC),),
         }
         with pytest.raises(NotImplementedError, match=f"`{call}`"):

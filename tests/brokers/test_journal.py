@@ -32,7 +32,7 @@ def _report(
         broker="test",
         exec_id=exec_id,
         kind=kind,
-        client_order_id=cid,
+        cl_ord_id=cid,
         symbol="AAPL",
         side=OrderSide.BUY,
         last_qty=D(qty) if fill else D(0),

@@ -57,3 +57,53 @@ async def test_the_session_heartbeat_writes_the_last_successful_call(pool: Async
     finally:
         await recorder.stop()
     assert row["last_call_at"] == called
+
+
+async def test_oanda_notes_its_last_2xx_answer_and_the_recorder_reads_it() -> None:
+    from brokers.oanda.client import OandaError, OandaRest
+    from core.settings import OandaSettings
+
+    answers = iter(
+        [httpx.Response(503, text="down"), httpx.Response(400, json={"errorCode": "X", "errorMessage": "no"})]
+    )
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json={"ok": True}))
+
+    rest = OandaRest(OandaSettings(account_id="1", max_retries=0), transport=httpx.MockTransport(handle))
+    try:
+        with pytest.raises(BrokerUnavailable):
+            await rest.request("POST", "/orders", json_body={})
+        with pytest.raises(OandaError):  # a refusal is an answer, not a successful call
+            await rest.request("POST", "/orders", json_body={})
+        assert rest.last_ok_at is None
+        before = datetime.now(UTC)
+        assert await rest.request("GET", "/summary") == {"ok": True}
+        assert rest.last_ok_at is not None and rest.last_ok_at >= before
+    finally:
+        await rest.aclose()
+
+
+async def test_kraken_notes_its_last_answer_without_errors() -> None:
+    from brokers.kraken.client import KrakenError, KrakenRest
+    from core.settings import KrakenSettings
+
+    answers = iter(
+        [httpx.Response(502, text="bad gateway"), httpx.Response(200, json={"error": ["EOrder:Insufficient funds"]})]
+    )
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json={"error": [], "result": {"unixtime": 1}}))
+
+    rest = KrakenRest(KrakenSettings(max_retries=0), transport=httpx.MockTransport(handle))
+    try:
+        with pytest.raises(BrokerUnavailable):
+            await rest.public("Time")
+        with pytest.raises(KrakenError):
+            await rest.public("Time")
+        assert rest.last_ok_at is None
+        before = datetime.now(UTC)
+        assert await rest.public("Time") == {"unixtime": 1}
+        assert rest.last_ok_at is not None and rest.last_ok_at >= before
+    finally:
+        await rest.aclose()

@@ -22,7 +22,7 @@ def _report(n: int) -> ExecutionReport:
         broker="paper",
         exec_id=f"e-{n}",
         kind=ReportKind.ACCEPTED,
-        client_order_id="c-1",
+        cl_ord_id="c-1",
         symbol="AAPL",
         side=OrderSide.BUY,
         transact_at=utcnow(),

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from brokers import BROKERS, PACKAGES
-from brokers.base import BROKER_CALLS, BrokerContext, BrokerSpec, LocalVenue
+from brokers.base import BROKER_CALLS, BrokerCapabilities, BrokerContext, BrokerSpec, LocalVenue
+from core.domain import OrderType, TimeInForce
 from core.instruments import InstrumentCatalog
 from core.marketdata import SIMULATED_SOURCES
 from core.settings import AlpacaSettings, KrakenSettings, Mt5AccountSettings, Mt5Settings, OandaSettings, Settings
@@ -58,6 +59,16 @@ def test_the_settings_section_is_a_section_of_the_settings(spec: BrokerSpec) -> 
 def test_quotes_are_stored_under_the_brokers_name(spec: BrokerSpec) -> None:
     # Risk prices a broker's orders with the source of its own name unless configured otherwise.
     assert spec.quotes is not None and spec.quotes.source == spec.name
+
+
+def test_capabilities_refuse_a_name_they_do_not_have() -> None:
+    # An adapter written before issue 19 names the dedupe capability by its old name: it must not silently lose it.
+    with pytest.raises(ValidationError, match="dedupes_client_order_id"):
+        BrokerCapabilities(
+            order_types=frozenset({OrderType.MARKET}),
+            time_in_force=frozenset({TimeInForce.DAY}),
+            dedupes_client_order_id=True,  # type: ignore[call-arg]
+        )
 
 
 def test_the_simulated_sources_are_those_the_specs_say() -> None:

@@ -293,7 +293,7 @@ async def test_breaks_and_unmatched_reports_are_resolved_from_the_console_and_sh
         await add_break(conn, order_id=order.order_id, broker="paper", kind="FILL_MISMATCH", detail="venue 5, ledger 4")
         [brk] = await list_breaks(conn, scope=Scope.everything(), order_id=order.order_id)
         await add_unmatched_report(
-            conn, broker="paper", exec_id=exec_id, client_order_id="ghost-1", reason="no order took it", report={}
+            conn, broker="paper", exec_id=exec_id, cl_ord_id="ghost-1", reason="no order took it", report={}
         )
     await page.sign_in("t-ops")
     await page.open("breaks")

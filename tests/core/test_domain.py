@@ -7,25 +7,36 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from core.domain import (
     ORDER_TRANSITIONS,
     RESUME,
     TERMINAL_STATUSES,
+    Break,
+    BreakKind,
+    BrokerAck,
+    CancelOrder,
     ExecutionReport,
     InvalidTransition,
+    OrderEvent,
     OrderEventKind,
     OrderState,
     OrderStatus,
     OrderStatusReport,
+    PegType,
+    ReplaceOrder,
     ReportKind,
     ReportOutcome,
+    SubmitOrder,
+    TimelineKind,
     base_order_id,
-    broker_client_order_id,
+    cl_ord_id_for,
     derive_order_id,
     revision_of,
     transition,
 )
+from sim.matching import SimOrder
 from tests.harness import make_order
 
 S, E = OrderStatus, OrderEventKind
@@ -143,7 +154,7 @@ def _report(
         broker="paper",
         exec_id=exec_id,
         kind=kind,
-        client_order_id=state.client_order_id_at_broker,
+        cl_ord_id=state.cl_ord_id,
         symbol=state.request.symbol,
         side=state.request.side,
         last_qty=D(qty),
@@ -223,11 +234,11 @@ def test_replaced_report_takes_the_new_terms_and_revision() -> None:
     state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
     state.apply(E.REQUEST_UPDATE, at=T0)
     replaced = _report(state, ReportKind.REPLACED, "e2", new_qty=D(150), new_price=D("10.10")).model_copy(
-        update={"client_order_id": f"{state.order_id}.1"}
+        update={"cl_ord_id": f"{state.order_id}.1"}
     )
     state.apply_report(replaced, at=T0)
     assert state.status is S.ACCEPTED and state.qty == D(150) and state.price == D("10.10") and state.revision == 1
-    assert state.client_order_id_at_broker == f"{state.order_id}.1"
+    assert state.cl_ord_id == f"{state.order_id}.1"
 
 
 def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
@@ -236,7 +247,7 @@ def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
     missed = _report(state, ReportKind.FILL, "e2", "100", "10.00")
     report = OrderStatusReport(
         broker="paper",
-        client_order_id=state.order_id,
+        cl_ord_id=state.order_id,
         broker_order_id="V1",
         status=S.FILLED,
         qty=D(100),
@@ -248,10 +259,10 @@ def test_merge_status_books_missed_fills_and_reports_breaks() -> None:
     # A fill we booked that the broker does not know about is a break.
     state2 = _state()
     state2.apply_report(_report(state2, ReportKind.FILL, "X", "100", "10.00"), at=T0)
-    report2 = report.model_copy(update={"reports": [missed.model_copy(update={"client_order_id": state2.order_id})]})
+    report2 = report.model_copy(update={"reports": [missed.model_copy(update={"cl_ord_id": state2.order_id})]})
     breaks = state2.merge_status(report2, at=T0, final=True)
-    assert any(b.startswith("OVERFILL") for b in breaks)
-    assert any(b.startswith("UNKNOWN_FILL") for b in breaks)
+    assert {b.kind for b in breaks} >= {BreakKind.OVERFILL, BreakKind.UNKNOWN_FILL}
+    assert all(b.text in state2.flags for b in breaks)
 
 
 def test_merge_status_applies_a_terminal_broker_status_we_missed() -> None:
@@ -259,7 +270,7 @@ def test_merge_status_applies_a_terminal_broker_status_we_missed() -> None:
     state.apply_report(_report(state, ReportKind.ACCEPTED, "e1"), at=T0)
     report = OrderStatusReport(
         broker="paper",
-        client_order_id=state.order_id,
+        cl_ord_id=state.order_id,
         broker_order_id="V1",
         status=S.CANCELED,
         qty=D(100),
@@ -286,8 +297,88 @@ def test_order_ids_are_stable_short_and_distinct() -> None:
     assert len(a) == 18 and a.startswith("EX")
 
 
-def test_replacement_client_order_ids_map_back() -> None:
+def test_replacement_cl_ord_ids_map_back() -> None:
     oid = derive_order_id("k")
-    assert broker_client_order_id(oid) == oid
-    assert broker_client_order_id(oid, 2) == f"{oid}.2"
+    assert cl_ord_id_for(oid) == oid
+    assert cl_ord_id_for(oid, 2) == f"{oid}.2"
     assert base_order_id(f"{oid}.2") == oid and revision_of(f"{oid}.2") == 2 and revision_of(oid) == 0
+
+
+# ---------------------------------------------------------------------------------------------- issue 19 shapes
+
+_REPORT = {"broker": "paper", "exec_id": "e1", "kind": "ACCEPTED", "symbol": "AAPL", "side": "BUY", "transact_at": T0}
+_TERMS = {"account": "a-1", "symbol": "AAPL", "side": "BUY", "type": "LIMIT", "time_in_force": "GTC", "qty": "5"}
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "renames"),
+    [
+        (ExecutionReport, _REPORT, {"client_order_id": "cl_ord_id"}),
+        (BrokerAck, {"accepted": True}, {"client_order_id": "cl_ord_id"}),
+        (
+            OrderStatusReport,
+            {"broker": "paper", "broker_order_id": None, "status": "ACCEPTED", "qty": "5", "cum_qty": "0"},
+            {"client_order_id": "cl_ord_id"},
+        ),
+        (SubmitOrder, _TERMS | {"price": "10"}, {"client_order_id": "cl_ord_id"}),
+        (CancelOrder, {"symbol": "AAPL", "side": "BUY", "qty": "5"}, {"client_order_id": "cl_ord_id"}),
+        (
+            ReplaceOrder,
+            _TERMS | {"price": "10"},
+            {"orig_client_order_id": "orig_cl_ord_id", "client_order_id": "cl_ord_id"},
+        ),
+        (
+            SimOrder,
+            _TERMS | {"price": "10", "venue_order_id": "v1", "created_at": T0, "updated_at": T0},
+            {"client_order_id": "cl_ord_id", "client_order_ids": "cl_ord_ids"},
+        ),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_the_broker_facing_id_loads_under_either_name_and_is_written_under_its_old_one(
+    model: type[BaseModel], fields: dict[str, object], renames: dict[str, str]
+) -> None:
+    # Payloads and journals of earlier releases carry the old names; a worker of the previous release (a rolling
+    # upgrade, a rollback) reads only the old names, so this release still writes them.
+    values = {old: (["X.1"] if old.endswith("ids") else "X.1") for old in renames}
+    old = model.model_validate(fields | values)
+    new = model.model_validate(fields | {renames[k]: v for k, v in values.items()})
+    assert old == new
+    for old_name, new_name in renames.items():
+        assert getattr(new, new_name) == values[old_name]
+    written = new.model_dump(mode="json")
+    assert set(renames) <= set(written) and not set(renames.values()) & set(written)
+    assert model.model_validate_json(new.model_dump_json()) == new
+
+
+def test_a_break_is_typed_and_travels_as_its_text() -> None:
+    brk = Break(kind=BreakKind.QTY_MISMATCH, detail="broker reports 5 filled, the ledger 3")
+    assert brk.text == "QTY_MISMATCH: broker reports 5 filled, the ledger 3" == str(brk)
+    assert brk.model_dump() == brk.text and Break.model_validate(brk.text) == brk  # as earlier releases wrote it
+    with pytest.raises(ValidationError):
+        Break.model_validate("NOT_A_KIND: whatever")
+
+
+def test_timeline_kinds_load_typed_and_nothing_else_loads() -> None:
+    def event(kind: str) -> OrderEvent:
+        return OrderEvent.model_validate({"seq": 1, "at": T0, "kind": kind, "status": "ACCEPTED"})
+
+    assert event("ACCEPT").kind is OrderEventKind.ACCEPT
+    assert event("REPORT_IGNORED").kind is TimelineKind.REPORT_IGNORED
+    assert not set(OrderEventKind) & set(TimelineKind)  # a kind is one or the other, never both
+    with pytest.raises(ValidationError):
+        event("SOMETHING_ELSE")
+
+
+def test_the_order_state_builds_every_broker_command_from_its_current_terms() -> None:
+    order = make_order(type="PEGGED", peg_type=PegType.MIDPOINT, peg_offset=D("0.01"), time_in_force="GTC")
+    state = OrderState.new(order, at=T0)
+    submit = state.submit_order()
+    assert submit.cl_ord_id == order.order_id and submit.terms() == order.terms()
+    state.revision, state.qty, state.broker_order_id = 1, D(20), "B-1"
+    replace = state.replace_order(qty=D(30), price=None, stop_price=None)
+    assert (replace.orig_cl_ord_id, replace.cl_ord_id) == (f"{order.order_id}.1", f"{order.order_id}.2")
+    assert replace.terms() == order.terms(qty=D(30)) and replace.broker_order_id == "B-1"
+    cancel = state.cancel_order("desk asked")
+    assert (cancel.cl_ord_id, cancel.broker_order_id, cancel.qty) == (f"{order.order_id}.1", "B-1", D(20))
+    assert state.submit_order().terms() == order.terms(qty=D(20))  # a resend asks for the current terms

@@ -19,8 +19,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.main import create_app
+from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce
 from core.logs import JsonFormatter, TextFormatter, bind, bound, readable, redact, setup_logging
-from core.propagation import HEADER, ContextInterceptor
+from core.propagation import HEADER, ContextInterceptor, _order_ids
 from tests.api.routes.test_orders import order_body, wait_order
 from tests.harness import Stack
 
@@ -157,6 +158,28 @@ async def test_the_request_id_travels_from_the_api_into_the_workflow_and_its_act
     lines = [json.loads(line) for line in captured.getvalue().splitlines()]
     access = [e for e in lines if e["logger"] == "api.access" and e.get("request_id") == request_id]
     assert access and access[0]["message"].startswith("POST /api/v1/orders 201")
+
+
+async def test_an_activitys_ids_keep_the_clients_id_and_the_brokers_apart() -> None:
+    # A broker activity's argument carries the id the broker knows the order by (cl_ord_id); the client's own id
+    # (client_order_id) is another id, and a line must not show one under the other's name.
+    order = SubmitOrder(
+        cl_ord_id="EXLOG1.1",
+        account="a",
+        symbol="AAPL",
+        side=OrderSide.BUY,
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        qty=Decimal(1),
+    )
+    assert _order_ids((order,)) == {"cl_ord_id": "EXLOG1.1"}
+
+    class Carrier:
+        def __init__(self) -> None:
+            self.order = order
+            self.request = type("Request", (), {"client_order_id": "co-9", "broker": "paper"})()
+
+    assert _order_ids((Carrier(),)) == {"cl_ord_id": "EXLOG1.1", "client_order_id": "co-9", "broker": "paper"}
 
 
 @activity.defn(name="exodus_test_context")

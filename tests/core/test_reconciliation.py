@@ -26,7 +26,7 @@ def _fill(exec_id: str, cid: str, qty: int, at: datetime, side: OrderSide = Orde
         broker="paper",
         exec_id=exec_id,
         kind=ReportKind.FILL,
-        client_order_id=cid,
+        cl_ord_id=cid,
         symbol="AAPL",
         side=side,
         last_qty=Decimal(qty),
@@ -43,7 +43,7 @@ def _order(order_id: str, status: OrderStatus, at: datetime, account: str = "a")
 def _working(cid: str) -> OrderStatusReport:
     return OrderStatusReport(
         broker="paper",
-        client_order_id=cid,
+        cl_ord_id=cid,
         broker_order_id="v1",
         status=OrderStatus.ACCEPTED,
         qty=Decimal(1),
@@ -140,3 +140,9 @@ def test_a_broker_that_cannot_report_positions_or_fills_is_compared_on_orders_on
     [orphan] = compare(statement, ledger, grace=GRACE)
     assert (orphan.kind, orphan.ref, orphan.order_id) == (K.ORPHAN_ORDER_AT_BROKER, "EXZ", None)
     assert "Exodus knows no such order" in orphan.detail
+
+
+def test_every_reconciliation_kind_is_a_typed_break_kind() -> None:
+    from core.domain import BreakKind
+
+    assert {k.break_kind for k in K} <= set(BreakKind)

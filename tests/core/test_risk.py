@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.domain import OrderSide, OrderType, RiskReason, TimeInForce, TradingState
+from core.domain import OrderSide, OrderType, PegType, RiskReason, TermsCode, TimeInForce, TradingState
 from core.risk import (
     AccountOverrides,
     AccountState,
@@ -133,8 +133,23 @@ def test_quantity_max_at_and_past_the_limit() -> None:
 def test_price_on_tick_and_required_prices() -> None:
     assert codes(order(type="LIMIT", price="100.01")) == []
     assert codes(order(type="LIMIT", price="100.015")) == [ReasonCode.PRICE_NOT_ON_TICK]
-    assert codes(order(type="LIMIT")) == [ReasonCode.PRICE_REQUIRED]
-    assert codes(order(type="STOP_LIMIT", price="100.00")) == [ReasonCode.STOP_PRICE_REQUIRED]
+    assert codes(order(type="LIMIT")) == [TermsCode.PRICE_REQUIRED]
+    assert codes(order(type="STOP_LIMIT", price="100.00")) == [TermsCode.STOP_PRICE_REQUIRED]
+
+
+def test_terms_that_do_not_go_together_are_denied_under_the_api_codes() -> None:
+    # An order that did not come through the API (which refuses these with a 422) meets the same rule here.
+    assert codes(order(type="MARKET", price="100.00")) == [TermsCode.PRICE_NOT_ALLOWED]
+    assert codes(order(type="LIMIT", price="100.00", stop_price="99.00")) == [TermsCode.STOP_PRICE_NOT_ALLOWED]
+    assert codes(order(type="PEGGED")) == [TermsCode.PEG_TYPE_REQUIRED]
+    assert codes(order(type="MARKET", peg_type=PegType.MIDPOINT)) == [TermsCode.PEG_NOT_ALLOWED]
+    assert codes(order(type="LIMIT", price="100.00", expire_at=NOW + timedelta(hours=1))) == [
+        TermsCode.EXPIRY_NOT_ALLOWED
+    ]
+    denied = basic_check(
+        order(type="MARKET", time_in_force="GTD", expire_at=NOW + timedelta(hours=1)), limits(), state()
+    )
+    assert [(r.code, r.field) for r in denied] == [(TermsCode.TIME_IN_FORCE_NOT_ALLOWED, "timeInForce")]
 
 
 def test_price_band_at_the_edge_and_past_it() -> None:
@@ -160,7 +175,7 @@ def test_market_order_needs_a_reference_price() -> None:
 def test_gtd_expiry() -> None:
     assert codes(order(type="LIMIT", price="100.00", time_in_force="GTD", expire_at=NOW + timedelta(seconds=1))) == []
     assert codes(order(type="LIMIT", price="100.00", time_in_force="GTD", expire_at=NOW)) == [ReasonCode.EXPIRY_IN_PAST]
-    assert codes(order(type="LIMIT", price="100.00", time_in_force="GTD")) == [ReasonCode.EXPIRY_REQUIRED]
+    assert codes(order(type="LIMIT", price="100.00", time_in_force="GTD")) == [TermsCode.EXPIRY_REQUIRED]
 
 
 def test_broker_capabilities_and_availability() -> None:
@@ -549,3 +564,22 @@ def test_without_a_reference_price_only_limit_and_stop_orders_may_go_at_their_ow
     required = state(reference_price=None, reference_problem=stale, own_price_without_quote=False)
     assert codes(order(type="LIMIT", price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]
     assert codes(order(type="STOP", stop_price="100.00"), st=required) == [ReasonCode.STALE_REFERENCE_PRICE]
+
+
+def test_a_bracket_exit_reduces_though_its_linked_exit_rests() -> None:
+    # Long 100 with the take-profit (SELL 100) resting: the stop-loss (SELL 100) reduces too when the two are
+    # linked (they never work beyond one's size together); unlinked, it would not.
+    st = state(positions=position("100"), reservations=[working("SELL", "100")])
+    assert codes(order(side="SELL", qty="100", reduce_only=True), st=st) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]
+    linked = st.model_copy(update={"linked_qty": D(100)})
+    assert codes(order(side="SELL", qty="100", reduce_only=True, linked_orders=("EXTP",)), st=linked) == []
+
+
+def test_a_reduce_only_amend_is_judged_by_what_it_will_hold() -> None:
+    # A stop-loss SELL 1200 whose position shrank to 700 (the take-profit filled 500) is shrunk to 700: allowed,
+    # though its current reservation (1200) is larger than the position; growing it to 800 is not.
+    hold = working("SELL", "1200", oid="sl")
+    st = state(positions=position("700"), is_amend=True, hold=hold, open_qty=D(700))
+    assert codes(order(side="SELL", qty="700", reduce_only=True), st=st) == []
+    grown = st.model_copy(update={"open_qty": D(800)})
+    assert codes(order(side="SELL", qty="800", reduce_only=True), st=grown) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]

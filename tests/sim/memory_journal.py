@@ -54,7 +54,7 @@ class MemoryJournal:
         for r in result.reports:
             self.reports.setdefault(r.exec_id, r.model_dump(mode="json"))
         for d in result.duplicates:
-            self.duplicates.setdefault(d.event_id, d.client_order_id)
+            self.duplicates.setdefault(d.event_id, d.cl_ord_id)
         if self.fail_after_commit:
             self.fail_after_commit -= 1
             raise JournalDown("connection lost after commit (injected)")
@@ -62,8 +62,8 @@ class MemoryJournal:
     async def mark_delivered(self, exec_ids: list[str]) -> None:
         self.delivered.update(exec_ids)
 
-    def status(self, client_order_id: str) -> str | None:
+    def status(self, cl_ord_id: str) -> str | None:
         for o in self.orders.values():
-            if client_order_id in o["client_order_ids"]:
+            if cl_ord_id in o["client_order_ids"]:
                 return str(o["status"])
         return None

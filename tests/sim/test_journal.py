@@ -27,7 +27,7 @@ def engine() -> MatchingEngine:
 
 def order(cid: str) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id=cid,
+        cl_ord_id=cid,
         account="a",
         symbol="AAPL",
         side=OrderSide.BUY,
@@ -63,7 +63,7 @@ async def test_saving_the_same_engine_call_twice_records_it_once(pool: AsyncConn
         cur = await conn.execute("SELECT client_order_id FROM sim_duplicate_submits WHERE venue = %s", (venue,))
         assert [r["client_order_id"] for r in await cur.fetchall()] == [cid]
     orders, pending = await journal.load()
-    assert [o.client_order_id for o in orders] == [cid] and len(pending) == 2
+    assert [o.cl_ord_id for o in orders] == [cid] and len(pending) == 2
 
 
 async def test_a_lock_lost_with_its_connection_is_taken_again_before_the_next_save(

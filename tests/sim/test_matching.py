@@ -58,7 +58,7 @@ def order(
     **kw: object,
 ) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id=cid,
+        cl_ord_id=cid,
         account="a",
         symbol=kw.pop("symbol", "AAPL"),
         side=OrderSide(side),  # type: ignore[arg-type]
@@ -176,11 +176,11 @@ def test_duplicate_client_order_id_is_refused_without_touching_the_original(engi
 
 def test_cancel_then_cancel_again_is_too_late(engine: MatchingEngine) -> None:
     engine.submit(order(type="LIMIT", price="90.00"))
-    req = CancelOrder(client_order_id="C1", symbol="AAPL", side=OrderSide.BUY, qty=D(100))
+    req = CancelOrder(cl_ord_id="C1", symbol="AAPL", side=OrderSide.BUY, qty=D(100))
     assert engine.cancel(req).ack.accepted
     again = engine.cancel(req)
     assert not again.ack.accepted and "TOO_LATE" in again.ack.reason and kinds(again) == ["CANCEL_REJECTED"]
-    unknown = engine.cancel(req.model_copy(update={"client_order_id": "nope"}))
+    unknown = engine.cancel(req.model_copy(update={"cl_ord_id": "nope"}))
     assert unknown.ack.not_found
 
 
@@ -188,8 +188,8 @@ def test_replace_moves_the_order_under_a_new_id_and_may_fill_it(engine: Matching
     engine.submit(order(type="LIMIT", price="90.00"))
     res = engine.replace(
         ReplaceOrder(
-            orig_client_order_id="C1",
-            client_order_id="C1.1",
+            orig_cl_ord_id="C1",
+            cl_ord_id="C1.1",
             symbol="AAPL",
             side=OrderSide.BUY,
             type=OrderType.LIMIT,
@@ -200,15 +200,15 @@ def test_replace_moves_the_order_under_a_new_id_and_may_fill_it(engine: Matching
     )
     assert res.ack.accepted and kinds(res) == ["REPLACED", "FILL"]
     assert engine.status("C1.1").status is OrderStatus.FILLED
-    assert engine.status("C1") is engine.status("C1.1") or engine.status("C1").client_order_id == "C1.1"
+    assert engine.status("C1") is engine.status("C1.1") or engine.status("C1").cl_ord_id == "C1.1"
 
 
 def test_replace_below_the_filled_quantity_is_refused(engine: MatchingEngine) -> None:
     engine.submit(order(qty="1200", type="LIMIT", price="101.00"))  # 500 filled at once
     res = engine.replace(
         ReplaceOrder(
-            orig_client_order_id="C1",
-            client_order_id="C1.1",
+            orig_cl_ord_id="C1",
+            cl_ord_id="C1.1",
             symbol="AAPL",
             side=OrderSide.BUY,
             type=OrderType.LIMIT,
@@ -247,4 +247,4 @@ def test_an_order_the_venue_cannot_price_is_canceled_and_the_others_still_match(
     assert engine.status("P1").status is OrderStatus.CANCELED
     engine.feed.set_mid("AAPL", D("98.99"))
     step = engine.step()
-    assert [(r.client_order_id, r.kind) for r in step.reports] == [("R1", ReportKind.FILL)]
+    assert [(r.cl_ord_id, r.kind) for r in step.reports] == [("R1", ReportKind.FILL)]

@@ -78,7 +78,7 @@ def book(venue: SimVenue) -> dict[str, dict[str, Any]]:
 
 def submit(cid: str, *, qty: str = "100", type: str = "MARKET", price: str | None = None) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id=cid,
+        cl_ord_id=cid,
         account="a",
         symbol="AAPL",
         side=OrderSide.BUY,
@@ -100,8 +100,8 @@ async def v() -> Venue:
     return venue
 
 
-def kinds_of(reports: list[ExecutionReport], client_order_id: str) -> list[str]:
-    return [r.kind.value for r in reports if r.client_order_id.split(".")[0] == client_order_id]
+def kinds_of(reports: list[ExecutionReport], cl_ord_id: str) -> list[str]:
+    return [r.kind.value for r in reports if r.cl_ord_id.split(".")[0] == cl_ord_id]
 
 
 async def raises_unavailable(call: Callable[[], Any]) -> None:
@@ -145,7 +145,7 @@ async def test_cancel_whose_journal_write_fails_leaves_the_order_working_everywh
     await v.venue.submit(submit(order, type="LIMIT", price="95.00"))
     v.journal.fail_before_commit = 1
     await raises_unavailable(
-        lambda: v.venue.cancel(CancelOrder(client_order_id=order, symbol="AAPL", side=OrderSide.BUY, qty=D(100)))
+        lambda: v.venue.cancel(CancelOrder(cl_ord_id=order, symbol="AAPL", side=OrderSide.BUY, qty=D(100)))
     )
     assert v.journal.status(order) == "ACCEPTED" and kinds_of(v.emitted, order) == ["ACCEPTED"]
     assert (await v.restarted_book()) == v.journal.orders
@@ -162,8 +162,8 @@ async def test_replace_whose_journal_write_fails_is_answered_only_once_journaled
     await v.venue.submit(submit(order, type="LIMIT", price="95.00"))
     v.journal.fail_before_commit = 1
     replace = ReplaceOrder(
-        client_order_id=f"{order}.1",
-        orig_client_order_id=order,
+        cl_ord_id=f"{order}.1",
+        orig_cl_ord_id=order,
         symbol="AAPL",
         side=OrderSide.BUY,
         type=OrderType.LIMIT,
@@ -190,7 +190,7 @@ async def test_feed_step_whose_journal_write_fails_keeps_its_fill_and_delivers_i
     # The next step saves the kept fill first and emits it, exactly once, at the price it was matched at.
     await v.venue.step()
     fills = [r for r in v.emitted if r.kind is ReportKind.FILL]
-    assert [(r.client_order_id, r.last_qty, r.last_price) for r in fills] == [(order, D(100), D("99.00"))]
+    assert [(r.cl_ord_id, r.last_qty, r.last_price) for r in fills] == [(order, D(100), D("99.00"))]
     assert v.journal.status(order) == "FILLED"
     await v.venue.step()
     assert len([r for r in v.emitted if r.kind is ReportKind.FILL]) == 1

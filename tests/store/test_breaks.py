@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.auth import ALL, Scope
+from core.domain import Break, BreakKind
 from store import Pool
 from store.breaks import (
     add_break,
     add_break_once_open,
+    add_order_break,
     add_unmatched_report,
     list_breaks,
     list_unmatched,
@@ -33,6 +35,18 @@ async def test_a_break_is_opened_once_per_order_kind_and_detail(db: Pool) -> Non
     assert details == ["X: a\u2400b", "X: other"]
 
 
+async def test_an_order_break_is_stored_as_its_kind_and_its_text_and_loads_back(db: Pool) -> None:
+    order_id = unique("o")
+    brk = Break(kind=BreakKind.QTY_MISMATCH, detail="broker reports 5 filled, the ledger 3")
+    async with db.connection() as conn:
+        assert await add_order_break(conn, brk, order_id=order_id, broker="paper") is True
+        assert await add_order_break(conn, brk, order_id=order_id, broker="paper") is False
+        cur = await conn.execute("SELECT kind, detail FROM reconciliation_breaks WHERE order_id = %s", (order_id,))
+        rows = await cur.fetchall()
+    assert rows == [{"kind": "QTY_MISMATCH", "detail": "QTY_MISMATCH: broker reports 5 filled, the ledger 3"}]
+    assert Break.model_validate(rows[0]["detail"]) == brk
+
+
 async def test_an_open_break_is_not_opened_again_for_another_order(db: Pool) -> None:
     detail = unique("terminal position differs")
     async with db.connection() as conn:
@@ -48,7 +62,7 @@ async def test_an_unmatched_report_is_kept_once_with_text_postgres_cannot_hold_r
     async with db.connection() as conn:
         for reason in ("no workflow\x00", "again"):
             await add_unmatched_report(
-                conn, broker="paper", exec_id=exec_id, client_order_id="EX1", reason=reason, report={"t": "a\x00"}
+                conn, broker="paper", exec_id=exec_id, cl_ord_id="EX1", reason=reason, report={"t": "a\x00"}
             )
         cur = await conn.execute("SELECT reason, report FROM unmatched_reports WHERE exec_id = %s", (exec_id,))
         rows = await cur.fetchall()
@@ -97,7 +111,7 @@ async def test_unmatched_reports_are_listed_by_broker_and_resolved_once(db: Pool
     exec_id = unique("x")
     async with db.connection() as conn:
         await add_unmatched_report(
-            conn, broker="fix", exec_id=exec_id, client_order_id="C1", reason="unknown order", report={"a": 1}
+            conn, broker="fix", exec_id=exec_id, cl_ord_id="C1", reason="unknown order", report={"a": 1}
         )
         [row] = [
             r for r in await list_unmatched(conn, scope=Scope.everything(), broker="fix") if r["exec_id"] == exec_id

@@ -6,10 +6,11 @@ import psycopg
 import pytest
 
 from core.auth import ALL, Scope
-from core.domain import OrderStatus
+from core.domain import TERMS, OrderStatus, PegType
 from store import Pool
 from store.orders import (
     ORDER_COLUMNS,
+    TermsColumns,
     get_order,
     list_orders,
     lock_order,
@@ -31,6 +32,21 @@ async def test_the_row_shape_is_every_column_of_the_orders_table(db: Pool) -> No
         )
         columns = [r["column_name"] for r in await cur.fetchall()]
     assert sorted(ORDER_COLUMNS) == sorted(columns)
+
+
+async def test_the_terms_columns_are_the_terms_of_an_order() -> None:
+    # core.domain.OrderTerms declares the terms; the table holds each under its name, no more and no fewer.
+    assert tuple(TermsColumns.__annotations__) == TERMS
+
+
+async def test_a_pegged_orders_peg_is_in_its_row_from_the_decision_on(db: Pool) -> None:
+    order = make_order(type="PEGGED", peg_type=PegType.MIDPOINT, peg_offset=D("-0.01"))
+    async with db.connection() as conn:
+        await write_order(conn, received_row(order, decision(order)), booking=False)
+        await write_order(conn, booked(order, version=2, status=OrderStatus.ACCEPTED), booking=True)
+        stored = await get_order(conn, order.order_id)
+    assert stored is not None and stored["status"] == "ACCEPTED"
+    assert (stored["type"], stored["peg_type"], stored["peg_offset"]) == ("PEGGED", "MIDPOINT", D("-0.01"))
 
 
 async def test_order_write_is_the_only_function_that_inserts_an_order_row(db: Pool) -> None:

@@ -33,7 +33,7 @@ def report(
         broker="mt5",
         exec_id=exec_id,
         kind=kind,
-        client_order_id=order_id,
+        cl_ord_id=order_id,
         symbol="AAPL",
         side=OrderSide.BUY,
         last_qty=D(qty) if fill else D(0),

@@ -80,7 +80,7 @@ async def test_trading_states_breaks_and_unmatched_reports_are_captured(db: Pool
             "UPDATE reconciliation_breaks SET resolved_at = now() WHERE order_id = %s", (order.order_id,)
         )
         await add_unmatched_report(
-            conn, broker="paper", exec_id="cap-x1", client_order_id="nobody", reason="UNKNOWN_ORDER", report={}
+            conn, broker="paper", exec_id="cap-x1", cl_ord_id="nobody", reason="UNKNOWN_ORDER", report={}
         )
     rows = await _after(db, start)
     assert [(r["topic"], r["kind"]) for r in rows] == [

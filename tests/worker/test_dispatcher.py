@@ -48,6 +48,6 @@ async def test_a_fill_the_closed_order_never_had_is_a_break_whatever_its_text(st
     assert f"{fill.exec_id}-stray\u2400" in breaks[0]["detail"]
     [unmatched] = await stack.fetch(
         "SELECT exec_id, report->>'reason' AS reason FROM unmatched_reports WHERE client_order_id = %s",
-        fill.client_order_id,
+        fill.cl_ord_id,
     )
     assert unmatched == {"exec_id": f"{fill.exec_id}-stray\u2400", "reason": "odd\u2400"}

@@ -15,8 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
-from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import WorkflowHandle
 from temporalio.worker import Interceptor, Worker
 
 from activities.broker import BrokerActivities
@@ -24,10 +23,10 @@ from activities.persistence import OrderStoreActivities
 from activities.risk import RiskActivities
 from brokers import BROKERS, capabilities
 from brokers.base import Broker
-from core.domain import BrokerAck, CancelOrder, OrderRequest, RiskDecision, workflow_id_for
+from core.domain import BrokerAck, CancelOrder, OrderRequest, RiskDecision
 from store.policy import PolicyStore
 from tests.harness import Stack
-from workflows.order import OrderWorkflow, OrderWorkflowInput
+from workflows.order import OrderWorkflow
 
 __all__ = ["CancelRefusingBroker", "FlakyPool", "OrderWorker", "order_worker"]
 
@@ -64,7 +63,7 @@ class CancelRefusingBroker:
         self.cancels.append(request)
         if self.refuse > 0:
             self.refuse -= 1
-            return BrokerAck(accepted=False, client_order_id=request.client_order_id, reason="VENUE_BUSY: try again")
+            return BrokerAck(accepted=False, cl_ord_id=request.cl_ord_id, reason="VENUE_BUSY: try again")
         return await self._inner.cancel_order(request)
 
 
@@ -82,18 +81,7 @@ class OrderWorker:
         """Start an order on this worker's task queue, the way the API does."""
         if self.broker_task_queue is not None:
             config.setdefault("broker_task_queue", self.broker_task_queue)
-        start = WithStartWorkflowOperation(
-            OrderWorkflow.run,
-            OrderWorkflowInput(order=order, config=self.stack.config(order.broker, **config)),
-            id=workflow_id_for(order.order_id),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-        decision = await self.stack.client.execute_update_with_start_workflow(
-            OrderWorkflow.decision, order.request_hash, start_workflow_operation=start
-        )
-        return decision, self.stack.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(order.order_id))
+        return await self.stack.submit(order, task_queue=self.task_queue, **config)
 
 
 @contextlib.asynccontextmanager

@@ -61,7 +61,7 @@ class HeldReplaceBroker:
         self.arrived.set()
         await self.release.wait()
         if self.refuse:
-            return BrokerAck(accepted=False, client_order_id=request.client_order_id, reason="VENUE_BUSY: too late")
+            return BrokerAck(accepted=False, cl_ord_id=request.cl_ord_id, reason="VENUE_BUSY: too late")
         return await self._inner.replace_order(request)
 
 

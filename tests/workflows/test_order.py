@@ -309,7 +309,7 @@ async def test_lost_submit_answer_is_retried_without_a_second_order(stack: Stack
     result = await handle.result()
     assert result.status is OrderStatus.FILLED and D(result.filled_qty) == D(7)
     assert stack.venue.duplicate_submits == before
-    assert len([o for o in stack.venue.engine.all_orders() if o.client_order_ids[0] == order.order_id]) == 1
+    assert len([o for o in stack.venue.engine.all_orders() if o.cl_ord_ids[0] == order.order_id]) == 1
     assert len(await _fills_in_ledger(stack, order.order_id)) == 1
     await record_history(handle, "paper-lost-submit-answer")
 
@@ -320,7 +320,7 @@ async def test_broker_unavailable_then_back_submits_once(stack: Stack) -> None:
     _, handle = await stack.submit(order)
     result = await handle.result()
     assert result.status is OrderStatus.FILLED
-    assert len([o for o in stack.venue.engine.all_orders() if o.client_order_ids[0] == order.order_id]) == 1
+    assert len([o for o in stack.venue.engine.all_orders() if o.cl_ord_ids[0] == order.order_id]) == 1
 
 
 async def test_lost_reports_are_recovered_by_the_status_poll(stack: Stack) -> None:

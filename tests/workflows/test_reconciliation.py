@@ -151,7 +151,7 @@ async def test_injected_differences_each_become_one_break_of_their_kind_and_a_se
         orphan = "EXORPHAN" + uuid.uuid4().hex[:10].upper()
         ack = await stack.venue.submit(
             SubmitOrder(
-                client_order_id=orphan,
+                cl_ord_id=orphan,
                 account=accounts[K.ORPHAN_ORDER_AT_BROKER],
                 symbol="AAPL",
                 side=OrderSide.BUY,

@@ -22,9 +22,18 @@ from temporalio.worker import Replayer
 from core.domain import AmendRequest, CancelRequest, OrderStatus
 from tests.harness import Stack, make_order
 from tests.workflows.recording import HISTORIES
-from workflows.order import PATCH_AMEND_RECHECK_BOOKED, PATCH_NO_WEDGE, OrderWorkflow
+from workflows.order import (
+    PATCH_AMEND_RECHECK_BOOKED,
+    PATCH_BOOKING_BY_COUNTS,
+    PATCH_LIST_LEG_REPORTS,
+    PATCH_NO_WEDGE,
+    OrderWorkflow,
+)
+from workflows.order_list import OrderListWorkflow
 
 COMMITTED = sorted(HISTORIES.glob("*.json"))
+#: Order lists' coordinators (issue 15).
+LISTS = sorted((HISTORIES / "lists").glob("*.json"))
 
 
 def test_committed_histories_cover_every_kind_of_order() -> None:
@@ -70,6 +79,41 @@ def test_committed_histories_cover_the_patched_shapes() -> None:
     for name in ("paper-gtc-continued-run", "paper-gtc-continued-run-canceled"):
         events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
         assert events[0]["workflowExecutionStartedEventAttributes"].get("continuedExecutionRunId"), name
+
+
+def test_committed_histories_cover_booking_by_counts() -> None:
+    # Orders of the release that books by counts (issue 19), every shape recorded again: they carry only the
+    # newest marker of the chain, and they stand for this release's orders in flight at the next upgrade.
+    by_counts = {p.stem.removesuffix("-by-counts"): p for p in COMMITTED if p.stem.endswith("-by-counts")}
+    earlier = {p.stem for p in COMMITTED if not p.stem.endswith("-by-counts")}
+    assert earlier <= set(by_counts), sorted(earlier - set(by_counts))
+    for name, path in by_counts.items():
+        text = _payload_text(json.loads(path.read_text()))
+        assert PATCH_BOOKING_BY_COUNTS in text and PATCH_NO_WEDGE not in text, name
+    raw = by_counts["paper-amend-refused-by-recheck-after-fill"].read_text()
+    assert PATCH_AMEND_RECHECK_BOOKED in _payload_text(json.loads(raw))
+
+
+def test_committed_histories_cover_list_legs() -> None:
+    # Legs of an order list report to their coordinator: the patched path, recorded where only legs take it.
+    legs = [p for p in COMMITTED if p.stem.startswith("paper-bracket-leg-")]
+    assert len(legs) >= 3
+    for path in legs:
+        assert PATCH_LIST_LEG_REPORTS in _payload_text(json.loads(path.read_text())), path.name
+    plain = (HISTORIES / "paper-market-filled-by-counts.json").read_text()
+    assert PATCH_LIST_LEG_REPORTS not in _payload_text(json.loads(plain))
+
+
+@pytest.mark.parametrize("path", LISTS, ids=[p.stem for p in LISTS])
+async def test_committed_list_history_replays(path) -> None:  # type: ignore[no-untyped-def]
+    raw = path.read_text()
+    assert json.loads(raw)["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"] == (
+        "OrderListWorkflow"
+    )
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", raw)
+    replayer = Replayer(workflows=[OrderListWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])

@@ -86,7 +86,7 @@ class Leg:
     order: SimOrder
     index: int
     alpaca_id: str
-    client_order_id: str
+    cl_ord_id: str
     qty: Decimal
     #: What the chain had filled when this leg started.
     base: Decimal
@@ -129,7 +129,7 @@ def legs_of(order: SimOrder, upto: int | None = None) -> list[Leg]:
             order=order,
             index=0,
             alpaca_id=_leg_id(order, 0),
-            client_order_id=order.client_order_ids[0],
+            cl_ord_id=order.cl_ord_ids[0],
             qty=first_qty,
             base=Decimal(0),
             limit_price=price,
@@ -162,7 +162,7 @@ def legs_of(order: SimOrder, upto: int | None = None) -> list[Leg]:
                 order=order,
                 index=index,
                 alpaca_id=_leg_id(order, index),
-                client_order_id=report.client_order_id,
+                cl_ord_id=report.cl_ord_id,
                 qty=(report.new_qty or order.qty) - chain,
                 base=chain,
                 limit_price=report.new_price,
@@ -182,7 +182,7 @@ def order_json(leg: Leg) -> dict[str, Any]:
     terms_type = ALPACA_TYPE.get(order.type, "market")
     return {
         "id": leg.alpaca_id,
-        "client_order_id": leg.client_order_id,
+        "client_order_id": leg.cl_ord_id,
         "created_at": alpaca_time(leg.created_at),
         "updated_at": alpaca_time(leg.updated_at),
         "submitted_at": alpaca_time(leg.created_at),

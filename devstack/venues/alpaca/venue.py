@@ -279,12 +279,12 @@ class AlpacaVenue:
                     return leg
         return None
 
-    async def _leg_by_client_id(self, client_order_id: str) -> Leg | None:
+    async def _leg_by_cl_ord_id(self, cl_ord_id: str) -> Leg | None:
         await self.sim.flush()
-        order = self.sim.engine.find(client_order_id)
+        order = self.sim.engine.find(cl_ord_id)
         if order is None:
             return None
-        return next((leg for leg in legs_of(order) if leg.client_order_id == client_order_id), None)
+        return next((leg for leg in legs_of(order) if leg.cl_ord_id == cl_ord_id), None)
 
     def _positions(self, orders: list[SimOrder]) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
         """Symbol -> (signed qty, cost basis of what is held, cash flow) from every fill."""
@@ -329,7 +329,7 @@ class AlpacaVenue:
     # -- the stream ----------------------------------------------------------------------------------------
 
     def _on_report(self, report: ExecutionReport) -> None:
-        order = self.sim.engine.find(report.client_order_id)
+        order = self.sim.engine.find(report.cl_ord_id)
         if order is None:
             return
         index = next((i for i, r in enumerate(order.reports) if r.exec_id == report.exec_id), None)
@@ -447,7 +447,7 @@ class AlpacaVenue:
         routes = [
             Route("/v2/orders", h(self._post_order), methods=["POST"]),
             Route("/v2/orders", h(self._list_orders), methods=["GET"]),
-            Route("/v2/orders:by_client_order_id", h(self._get_by_client_id), methods=["GET"]),
+            Route("/v2/orders:by_client_order_id", h(self._get_by_cl_ord_id), methods=["GET"]),
             Route("/v2/orders/{order_id}", h(self._get_order), methods=["GET"]),
             Route("/v2/orders/{order_id}", h(self._patch_order), methods=["PATCH"]),
             Route("/v2/orders/{order_id}", h(self._delete_order), methods=["DELETE"]),
@@ -596,7 +596,7 @@ class AlpacaVenue:
                     cost_basis=decimal_text(cost),
                 )
         order = SubmitOrder(
-            client_order_id=cid,
+            cl_ord_id=cid,
             account=self.account_id,
             symbol=symbol,
             side=OrderSide.BUY if side == "buy" else OrderSide.SELL,
@@ -609,7 +609,7 @@ class AlpacaVenue:
         ack = await self.sim.submit(order)
         if not ack.accepted and ack.reason and ack.reason.startswith(RejectReason.DUPLICATE_ORDER):
             return _error(422, 40010001, "client_order_id must be unique")
-        leg = await self._leg_by_client_id(cid)
+        leg = await self._leg_by_cl_ord_id(cid)
         if leg is None:  # pragma: no cover - the engine keeps every order it answered
             return _error(500, 50010000, "internal server error")
         return JSONResponse(order_json(leg))
@@ -641,11 +641,11 @@ class AlpacaVenue:
         legs.sort(key=lambda leg: leg.created_at, reverse=q.get("direction", "desc") == "desc")
         return JSONResponse([order_json(leg) for leg in legs[:limit]])
 
-    async def _get_by_client_id(self, request: Request) -> Response:
+    async def _get_by_cl_ord_id(self, request: Request) -> Response:
         cid = request.query_params.get("client_order_id")
         if not cid:
             return _error(422, 40010000, "client_order_id is required")
-        leg = await self._leg_by_client_id(cid)
+        leg = await self._leg_by_cl_ord_id(cid)
         if leg is None:
             return _error(404, 40410000, "order not found")
         return JSONResponse(order_json(leg))
@@ -664,7 +664,7 @@ class AlpacaVenue:
             return _error(422, 42210000, f"order is not cancelable (status {leg.status})")
         order = leg.order
         ack = await self.sim.cancel(
-            CancelOrder(client_order_id=leg.client_order_id, symbol=order.symbol, side=order.side, qty=order.qty)
+            CancelOrder(cl_ord_id=leg.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
         )
         if not ack.accepted:
             return _error(422, 42210000, f"order is not cancelable ({ack.reason})")
@@ -709,20 +709,18 @@ class AlpacaVenue:
         leg_qty = values["qty"] or leg.qty
         ack = await self.sim.replace(
             ReplaceOrder(
-                orig_client_order_id=leg.client_order_id,
-                client_order_id=new_cid,
-                symbol=order.symbol,
-                side=order.side,
-                type=order.type,
-                time_in_force=order.time_in_force,
-                qty=order.filled_qty + leg_qty,
-                price=values["limit_price"] or order.price,
-                stop_price=values["stop_price"] or order.stop_price,
+                orig_cl_ord_id=leg.cl_ord_id,
+                cl_ord_id=new_cid,
+                **order.terms(
+                    qty=order.filled_qty + leg_qty,
+                    price=values["limit_price"] or order.price,
+                    stop_price=values["stop_price"] or order.stop_price,
+                ),
             )
         )
         if not ack.accepted:
             return _error(422, 42210000, f"order is not replaceable ({ack.reason})")
-        new = await self._leg_by_client_id(new_cid)
+        new = await self._leg_by_cl_ord_id(new_cid)
         assert new is not None
         return JSONResponse(order_json(new))
 

@@ -430,7 +430,7 @@ class FixVenue:
         stop = ord_type in (OrderType.STOP, OrderType.STOP_LIMIT)
         try:
             return SubmitOrder(
-                client_order_id=msg.get(Tag.CL_ORD_ID) or "",
+                cl_ord_id=msg.get(Tag.CL_ORD_ID) or "",
                 account=msg.get(Tag.ACCOUNT) or "",
                 symbol=msg.get(Tag.SYMBOL) or "",
                 side=side,
@@ -458,7 +458,7 @@ class FixVenue:
             return
         side = MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "", order.side)
         request = CancelOrder(
-            client_order_id=order.client_order_id,
+            cl_ord_id=order.cl_ord_id,
             broker_order_id=order.venue_order_id,
             symbol=order.symbol,
             side=side,
@@ -472,7 +472,7 @@ class FixVenue:
             _current.reset(token)
         # The cancel's id names the order from now on (only once the venue has taken the request: a request it
         # could not journal is sent again under the same id).
-        self._aliases[cancel_id] = order.client_order_id
+        self._aliases[cancel_id] = order.cl_ord_id
         if not ack.accepted and not ack.reports:
             self._cancel_reject(msg, order, ack.reason or RejectReason.UNKNOWN_ORDER, "1")
 
@@ -489,16 +489,14 @@ class FixVenue:
         qty = parse_decimal(msg.get(Tag.ORDER_QTY))
         try:
             request = ReplaceOrder(
-                orig_client_order_id=order.client_order_id,
-                client_order_id=new_id,
+                orig_cl_ord_id=order.cl_ord_id,
+                cl_ord_id=new_id,
                 broker_order_id=order.venue_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                type=order.type,
-                time_in_force=order.time_in_force,
-                qty=qty if qty is not None else order.qty,
-                price=parse_decimal(msg.get(Tag.PRICE)) if order.type.needs_price else None,
-                stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if order.type.needs_stop_price else None,
+                **order.terms(
+                    qty=qty if qty is not None else order.qty,
+                    price=parse_decimal(msg.get(Tag.PRICE)) if order.type.needs_price else None,
+                    stop_price=parse_decimal(msg.get(Tag.STOP_PX)) if order.type.needs_stop_price else None,
+                ),
             )
         except ValidationError:
             reason = f"{RejectReason.INCORRECT_QUANTITY}: OrderQty {msg.get(Tag.ORDER_QTY)}"
@@ -685,7 +683,7 @@ class FixVenue:
             (Tag.EXEC_TYPE, ord_status if self._fix42 else "I"),
             (Tag.ORD_STATUS, ord_status),
             (Tag.ORD_STATUS_REQ_ID, req_id),
-            (Tag.CL_ORD_ID, order.client_order_id),
+            (Tag.CL_ORD_ID, order.cl_ord_id),
             (Tag.TRANSACT_TIME, fix_timestamp(order.updated_at)),
         ]
         return fields
@@ -725,7 +723,7 @@ class FixVenue:
             log.exception("fix venue: could not send report %s", report.exec_id)
 
     def _send_report(self, report: ExecutionReport) -> None:
-        order = self.venue.recorded(report.client_order_id)  # the listener runs right after the journal took it
+        order = self.venue.recorded(report.cl_ord_id)  # the listener runs right after the journal took it
         if order is None:
             log.error("fix venue: report %s names no order", report.exec_id)
             return
@@ -743,8 +741,8 @@ class FixVenue:
                 exec_id=report.exec_id,
                 fields=[
                     (Tag.ORDER_ID, order.venue_order_id),
-                    (Tag.CL_ORD_ID, request.cl_ord_id if request else report.client_order_id),
-                    (Tag.ORIG_CL_ORD_ID, request.orig_cl_ord_id if request else report.client_order_id),
+                    (Tag.CL_ORD_ID, request.cl_ord_id if request else report.cl_ord_id),
+                    (Tag.ORIG_CL_ORD_ID, request.orig_cl_ord_id if request else report.cl_ord_id),
                     (Tag.ORD_STATUS, self._ord_status(order)),
                     (Tag.CXL_REJ_RESPONSE_TO, "2" if replace else "1"),
                     (Tag.CXL_REJ_REASON, code),
@@ -753,11 +751,11 @@ class FixVenue:
                 ],
             )
             return
-        cl_ord_id, orig = report.client_order_id, None
+        cl_ord_id, orig = report.cl_ord_id, None
         if kind is ReportKind.CANCELED and request is not None and request.msg_type == "F":
             cl_ord_id, orig = request.cl_ord_id, request.orig_cl_ord_id
-        elif kind is ReportKind.REPLACED and len(order.client_order_ids) > 1:
-            orig = order.client_order_ids[-2]
+        elif kind is ReportKind.REPLACED and len(order.cl_ord_ids) > 1:
+            orig = order.cl_ord_ids[-2]
         exec_type, ord_status = self._exec_codes(report, order)
         fields = self._order_fields(order)
         fields += [

@@ -563,7 +563,7 @@ class IBVenue:
         try:
             await self.sim.submit(
                 SubmitOrder(
-                    client_order_id=order.sim_cid,
+                    cl_ord_id=order.sim_cid,
                     account=account,
                     symbol=contract.sim_symbol,
                     side=OrderSide.BUY if req.action == "BUY" else OrderSide.SELL,
@@ -598,8 +598,8 @@ class IBVenue:
         try:
             ack = await self.sim.replace(
                 ReplaceOrder(
-                    orig_client_order_id=order.sim_cid,
-                    client_order_id=new_cid,
+                    orig_cl_ord_id=order.sim_cid,
+                    cl_ord_id=new_cid,
                     symbol=order.contract.sim_symbol,
                     side=OrderSide.BUY if order.action == "BUY" else OrderSide.SELL,
                     type=otype,
@@ -635,7 +635,7 @@ class IBVenue:
             order.cancel_requested = True
             await self.sim.cancel(
                 CancelOrder(
-                    client_order_id=order.sim_cid,
+                    cl_ord_id=order.sim_cid,
                     symbol=order.contract.sim_symbol,
                     side=OrderSide.BUY if order.action == "BUY" else OrderSide.SELL,
                     qty=order.qty,
@@ -651,7 +651,7 @@ class IBVenue:
                 order.cancel_requested = True
                 await self.sim.cancel(
                     CancelOrder(
-                        client_order_id=order.sim_cid,
+                        cl_ord_id=order.sim_cid,
                         symbol=order.contract.sim_symbol,
                         side=OrderSide.BUY if order.action == "BUY" else OrderSide.SELL,
                         qty=order.qty,
@@ -662,7 +662,7 @@ class IBVenue:
     # -- what the matching engine did, told to the client that placed the order ------------------------------
 
     def _order_of(self, report: ExecutionReport) -> VenueOrder | None:
-        base = report.client_order_id.split(".", 1)[0]
+        base = report.cl_ord_id.split(".", 1)[0]
         if not base.startswith("IB"):
             return None
         try:
@@ -723,8 +723,8 @@ class IBVenue:
                 session.error(order.order_id, 201, f"Order rejected - reason:{report.reason}")
             self._status(order)
         elif kind is ReportKind.REPLACED:
-            order.sim_cid = report.client_order_id
-            sim_order = self.sim.recorded(report.client_order_id)
+            order.sim_cid = report.cl_ord_id
+            sim_order = self.sim.recorded(report.cl_ord_id)
             if sim_order is not None:
                 order.qty = sim_order.qty
                 order.lmt = sim_order.price

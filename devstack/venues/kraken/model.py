@@ -134,7 +134,7 @@ class OrderMeta:
 
 def txid_of(order: SimOrder) -> str:
     """The order's Kraken txid."""
-    return order.client_order_ids[0]
+    return order.cl_ord_ids[0]
 
 
 def status_of(order: SimOrder) -> str:

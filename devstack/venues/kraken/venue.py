@@ -566,7 +566,7 @@ class KrakenVenue:
         meta = OrderMeta(cl_ord_id=cl_ord_id, userref=userref, qty=volume, price=price, stop_price=stop)
         ack = await self.sim.submit(
             SubmitOrder(
-                client_order_id=txid,
+                cl_ord_id=txid,
                 account=meta.dump(),
                 symbol=inst.symbol,
                 side=OrderSide.BUY if side == "buy" else OrderSide.SELL,
@@ -626,7 +626,7 @@ class KrakenVenue:
             penalty = next((p for limit, p in CANCEL_PENALTY if age < limit), 0.0)
             self._trading_counter(KRAKEN_PAIRS[order.symbol].altname).add(penalty)
             ack = await self.sim.cancel(
-                CancelOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, qty=order.qty)
+                CancelOrder(cl_ord_id=order.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
             )
             count += 1 if ack.accepted else 0
         if count == 0:
@@ -662,8 +662,8 @@ class KrakenVenue:
         txid = txid_of(order)
         ack = await self.sim.replace(
             ReplaceOrder(
-                orig_client_order_id=order.client_order_id,
-                client_order_id=f"{txid}/{n}",
+                orig_cl_ord_id=order.cl_ord_id,
+                cl_ord_id=f"{txid}/{n}",
                 symbol=order.symbol,
                 side=order.side,
                 type=order.type,

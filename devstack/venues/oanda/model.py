@@ -239,7 +239,7 @@ def derive(
         sign = Decimal(1) if order.side is OrderSide.BUY else Decimal(-1)
         type_name = OANDA_TYPE.get(order.type, "MARKET")
         made: list[dict[str, Any]] = []
-        ext_id = oanda_client_id(order.client_order_ids[0])
+        ext_id = oanda_client_id(order.cl_ord_ids[0])
         if kind is ReportKind.ACCEPTED and not legs:
             qty = report.leaves_qty or order.qty
             if order.venue_order_id in replaced_price:
@@ -254,7 +254,7 @@ def derive(
                 Leg(
                     order=order,
                     id=txn["id"],
-                    engine_cid=order.client_order_ids[0],
+                    engine_cid=order.cl_ord_ids[0],
                     units=qty * sign,
                     price=price,
                     created_at=at,
@@ -332,7 +332,7 @@ def derive(
             create["batchID"] = cancel["id"]
             create |= {"reason": "REPLACEMENT", "replacesOrderID": old.id}
             cancel["replacedByOrderID"] = create["id"]
-            new_ext = oanda_client_id(report.client_order_id)
+            new_ext = oanda_client_id(report.cl_ord_id)
             if new_ext is not None:
                 create["clientExtensions"] = {"id": new_ext}
             old.state, old.cancelling_transaction_id, old.cancelled_at = "CANCELLED", cancel["id"], at
@@ -341,7 +341,7 @@ def derive(
                 Leg(
                     order=order,
                     id=create["id"],
-                    engine_cid=report.client_order_id,
+                    engine_cid=report.cl_ord_id,
                     units=units,
                     price=price,
                     created_at=at,

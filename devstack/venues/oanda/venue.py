@@ -659,7 +659,7 @@ class OandaVenue:
             return self._reject(derived, order, "INSUFFICIENT_MARGIN", "Insufficient margin to open the order")
         ack = await self.sim.submit(
             SubmitOrder(
-                client_order_id=self._engine_cid(client_id),
+                cl_ord_id=self._engine_cid(client_id),
                 account=self.account_id,
                 symbol=inst.symbol,
                 side=side,
@@ -732,7 +732,7 @@ class OandaVenue:
             return self._cancel_reject(derived, spec, leg)
         order = leg.order
         ack = await self.sim.cancel(
-            CancelOrder(client_order_id=leg.engine_cid, symbol=order.symbol, side=order.side, qty=order.qty)
+            CancelOrder(cl_ord_id=leg.engine_cid, symbol=order.symbol, side=order.side, qty=order.qty)
         )
         derived = await self._state()
         if not ack.accepted:
@@ -758,8 +758,8 @@ class OandaVenue:
             return _error(400, "The local venue keeps the side and time in force of a replaced order", "UNSUPPORTED")
         ack = await self.sim.replace(
             ReplaceOrder(
-                orig_client_order_id=leg.engine_cid,
-                client_order_id=self._engine_cid(client_id),
+                orig_cl_ord_id=leg.engine_cid,
+                cl_ord_id=self._engine_cid(client_id),
                 symbol=order.symbol,
                 side=order.side,
                 type=order.type,

@@ -81,7 +81,7 @@ async def test_an_unmatched_report_is_listed_and_resolved_once(stack: Stack) -> 
     exec_id = unique("stray")
     async with stack.pool.connection() as conn:
         await add_unmatched_report(
-            conn, broker="paper", exec_id=exec_id, client_order_id="ghost", reason="no workflow", report={"q": "1"}
+            conn, broker="paper", exec_id=exec_id, cl_ord_id="ghost", reason="no workflow", report={"q": "1"}
         )
     async with stack.api() as http:
         listed = (await http.get("/api/v1/unmatched-reports", params={"broker": "paper", "limit": 500})).json()

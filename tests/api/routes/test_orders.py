@@ -150,6 +150,49 @@ async def test_bad_payloads_name_the_field_and_start_nothing(
         assert await count_orders(stack, body["clientId"]) == 0
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"type": "LIMIT"}, [("PRICE_REQUIRED", "price")]),
+        ({"type": "MARKET", "price": 100}, [("PRICE_NOT_ALLOWED", "price")]),
+        ({"type": "STOP_LIMIT", "price": 100}, [("STOP_PRICE_REQUIRED", "stopPrice")]),
+        ({"type": "PEGGED"}, [("PEG_TYPE_REQUIRED", "pegType")]),
+        ({"pegType": "MIDPOINT"}, [("PEG_NOT_ALLOWED", "pegType")]),
+        ({"type": "LIMIT", "price": 100, "timeInForce": "GTD"}, [("EXPIRY_REQUIRED", "expireAt")]),
+        (
+            {"type": "MARKET", "timeInForce": "GTD", "expireAt": "2030-01-01T00:00:00Z"},
+            [("TIME_IN_FORCE_NOT_ALLOWED", "timeInForce")],
+        ),
+    ],
+    ids=lambda v: "-".join(f"{k}={w}" for k, w in v.items()) if isinstance(v, dict) else None,
+)
+async def test_terms_that_do_not_go_together_are_refused_under_the_risk_checks_codes(
+    stack: Stack, changes: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    # One rule (core.domain.OrderTerms.problems), one set of codes: the API's 422 and the risk check's denial.
+    body = order_body(**changes)
+    async with stack.api() as http:
+        r = await http.post("/api/v1/orders", json=body)
+    assert r.status_code == 422, r.text
+    assert [(x["code"], x["field"]) for x in r.json()["reasons"]] == expected
+    assert await count_orders(stack, body["clientId"]) == 0
+
+
+async def test_a_pegged_orders_peg_is_read_back_from_the_store(stack: Stack) -> None:
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    body = order_body(type="PEGGED", pegType="PRIMARY", pegOffset="-0.05", timeInForce="GTC")
+    async with stack.api() as http:
+        r = await http.post("/api/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        order_id = r.json()["internalOrderId"]
+        order = await wait_order(http, order_id, "ACCEPTED")
+        assert order["source"] == "store"
+        assert (order["type"], order["pegType"], D(order["pegOffset"])) == ("PEGGED", "PRIMARY", D("-0.05"))
+        r = await http.post(f"/api/v1/orders/{order_id}/cancel")
+        assert r.status_code == 202
+        await wait_order(http, order_id, "CANCELED")
+
+
 async def test_unparsable_or_non_object_bodies_are_400(stack: Stack) -> None:
     async with stack.api() as http:
         r = await http.post("/api/v1/orders", content=b'{"qty": 1,', headers={"Content-Type": "application/json"})

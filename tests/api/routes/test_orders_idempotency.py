@@ -21,7 +21,8 @@ from api.main import create_app
 from api.schemas import OrderCreate
 from core.domain import OrderRequest, OrderState, RiskDecision, derive_order_id, workflow_id_for
 from tests.harness import Stack, make_order, register_accounts, unique
-from workflows.order import OrderWorkflow, OrderWorkflowInput
+from workflows.order import OrderWorkflow
+from workflows.order_client import order_input
 
 pytestmark = pytest.mark.asyncio
 
@@ -210,7 +211,7 @@ async def test_a_working_order_is_read_and_canceled_with_no_worker(stack: Stack)
     queue = f"nobody-{uuid.uuid4().hex[:8]}"
     handle = await stack.client.start_workflow(
         OrderWorkflow.run,
-        OrderWorkflowInput(order=order, config=stack.config()),
+        order_input(order, stack.settings, config=stack.config()),
         id=workflow_id_for(order.order_id),
         task_queue=queue,
     )

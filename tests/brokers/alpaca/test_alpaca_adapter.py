@@ -41,7 +41,7 @@ def _cid() -> str:
 
 def _limit(qty: str, price: str, *, side: OrderSide = OrderSide.BUY, tif: TimeInForce = TimeInForce.GTC) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id=_cid(),
+        cl_ord_id=_cid(),
         account="desk",
         symbol="AAPL",
         side=side,
@@ -96,26 +96,26 @@ async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(
     await eventually(lambda: not broker.stream.listening.is_set())
     await venue.set_mid("AAPL", D("184.00"))  # big fills 500, small fills 10
     await venue.step()  # big fills 500 more
-    cancel = CancelOrder(client_order_id=resting.client_order_id, symbol="AAPL", side=OrderSide.BUY, qty=D(5))
+    cancel = CancelOrder(cl_ord_id=resting.cl_ord_id, symbol="AAPL", side=OrderSide.BUY, qty=D(5))
     assert (await broker.cancel_order(cancel)).accepted  # REST works; the canceled event is lost with the stream
-    assert not _fills(reports, big.client_order_id) and not _fills(reports, small.client_order_id)
+    assert not _fills(reports, big.cl_ord_id) and not _fills(reports, small.cl_ord_id)
     venue.faults.refuse_streams = False
     await eventually(lambda: broker.catch_ups > catch_ups, timeout=20)
-    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, big.client_order_id)) == D(1000))
-    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, small.client_order_id)) == D(10))
-    await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(resting.client_order_id)))
+    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, big.cl_ord_id)) == D(1000))
+    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, small.cl_ord_id)) == D(10))
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(resting.cl_ord_id)))
     await venue.step()  # the last 200 arrive over the stream again
-    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, big.client_order_id)) == D(1200))
-    fills = _fills(reports, big.client_order_id)
+    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, big.cl_ord_id)) == D(1200))
+    fills = _fills(reports, big.cl_ord_id)
     assert [f.last_qty for f in fills] == [D(500), D(500), D(200)]
     assert len({f.exec_id for f in fills}) == 3 and all(f.last_price == D("184.01") for f in fills)
     # Asking again (another catch-up, a status lookup) finds nothing new.
     before = len(reports.reports)
     await broker._catch_up_once()
-    status = await broker.get_order_status(big.client_order_id)
+    status = await broker.get_order_status(big.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == D(1200)
     assert len(reports.reports) == before
-    recorded = await pair.store.journal.reports(big.client_order_id)
+    recorded = await pair.store.journal.reports(big.cl_ord_id)
     assert [r.last_qty for r in recorded if r.kind is ReportKind.FILL] == [D(500), D(500), D(200)]
 
 
@@ -125,12 +125,12 @@ async def test_fills_are_the_same_whichever_way_they_are_learnt(pair: AlpacaPair
     order = _limit("700", "191.00")
     assert (await broker.submit_order(order)).accepted
     await pair.venue.step()
-    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, order.client_order_id)) == D(700))
-    streamed = {f.exec_id: (f.last_qty, f.last_price) for f in _fills(reports, order.client_order_id)}
+    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, order.cl_ord_id)) == D(700))
+    streamed = {f.exec_id: (f.last_qty, f.last_price) for f in _fills(reports, order.cl_ord_id)}
     from_rest = {
         f.exec_id: (f.last_qty, f.last_price)
         for f in await broker.fills_since(utcnow().replace(year=2000))
-        if f.client_order_id == order.client_order_id
+        if f.cl_ord_id == order.cl_ord_id
     }
     assert streamed == from_rest and len(streamed) == 2
 
@@ -140,12 +140,12 @@ async def test_replacing_a_partly_filled_order_keeps_totals(pair: AlpacaPair, re
     await venue.set_mid("AAPL", D("190.00"))
     order = _limit("800", "191.00")  # 500 fill at once, 300 left
     assert (await broker.submit_order(order)).accepted
-    await reports.wait_for(lambda _: bool(_fills(reports, order.client_order_id)))
-    new_cid = f"{order.client_order_id}.1"
+    await reports.wait_for(lambda _: bool(_fills(reports, order.cl_ord_id)))
+    new_cid = f"{order.cl_ord_id}.1"
     ack = await broker.replace_order(
         ReplaceOrder(
-            orig_client_order_id=order.client_order_id,
-            client_order_id=new_cid,
+            orig_cl_ord_id=order.cl_ord_id,
+            cl_ord_id=new_cid,
             symbol="AAPL",
             side=OrderSide.BUY,
             type=OrderType.LIMIT,
@@ -156,7 +156,7 @@ async def test_replacing_a_partly_filled_order_keeps_totals(pair: AlpacaPair, re
     )
     assert ack.accepted, ack.reason
     [replaced] = [r for r in ack.reports if r.kind is ReportKind.REPLACED]
-    assert replaced.client_order_id == new_cid and replaced.new_qty == D(600) and replaced.new_price == D("180.00")
+    assert replaced.cl_ord_id == new_cid and replaced.new_qty == D(600) and replaced.new_price == D("180.00")
     alpaca_new = await broker._current(new_cid)
     assert alpaca_new is not None and alpaca_new.qty == D(100)  # Alpaca's replacement works what is left
     status = await broker.get_order_status(new_cid)
@@ -166,13 +166,13 @@ async def test_replacing_a_partly_filled_order_keeps_totals(pair: AlpacaPair, re
         OrderStatus.PARTIALLY_FILLED,
     )
     await venue.set_mid("AAPL", D("179.00"))
-    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, order.client_order_id)) == D(600))
-    status = await broker.get_order_status(order.client_order_id)  # the original id follows the chain
-    assert status is not None and status.status is OrderStatus.FILLED and status.client_order_id == new_cid
+    await reports.wait_for(lambda _: sum(f.last_qty for f in _fills(reports, order.cl_ord_id)) == D(600))
+    status = await broker.get_order_status(order.cl_ord_id)  # the original id follows the chain
+    assert status is not None and status.status is OrderStatus.FILLED and status.cl_ord_id == new_cid
     too_much = await broker.replace_order(
         ReplaceOrder(
-            orig_client_order_id=new_cid,
-            client_order_id=f"{order.client_order_id}.2",
+            orig_cl_ord_id=new_cid,
+            cl_ord_id=f"{order.cl_ord_id}.2",
             symbol="AAPL",
             side=OrderSide.BUY,
             type=OrderType.LIMIT,
@@ -183,6 +183,15 @@ async def test_replacing_a_partly_filled_order_keeps_totals(pair: AlpacaPair, re
     )
     assert not too_much.accepted and "TOO_LATE" in (too_much.reason or "")
     await venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_replacing_an_order_alpaca_does_not_know_is_refused_as_not_found(pair: AlpacaPair) -> None:
+    unknown = _limit("10", "150.00")  # never sent
+    ack = await pair.broker.replace_order(
+        ReplaceOrder(orig_cl_ord_id=unknown.cl_ord_id, cl_ord_id=f"{unknown.cl_ord_id}.1", **unknown.terms())
+    )
+    assert not ack.accepted and ack.not_found and ack.cl_ord_id == unknown.cl_ord_id
+    assert ack.reason == f"UNKNOWN_ORDER: Alpaca has no {unknown.cl_ord_id}"
 
 
 async def test_quotes_are_published_as_source_alpaca(pair: AlpacaPair) -> None:
@@ -236,14 +245,14 @@ async def test_storage_failure_is_unavailable(pair: AlpacaPair, database_url: st
     assert (await pair.broker.submit_order(working)).accepted
     closed = AsyncConnectionPool(database_url, open=False)
     broker = AlpacaBroker(pair.settings, store=AlpacaStore(closed, broker=pair.name), name=pair.name)
-    cancel = CancelOrder(client_order_id=working.client_order_id, symbol="AAPL", side=OrderSide.BUY, qty=D(1))
+    cancel = CancelOrder(cl_ord_id=working.cl_ord_id, symbol="AAPL", side=OrderSide.BUY, qty=D(1))
     try:
         with pytest.raises(BrokerUnavailable, match="storage failed"):
             await broker.submit_order(_limit("1", "150.00"))
         with pytest.raises(BrokerUnavailable, match="storage failed"):
             await broker.cancel_order(cancel)
         with pytest.raises(BrokerUnavailable, match="storage failed"):
-            await broker.get_order_status(working.client_order_id)
+            await broker.get_order_status(working.cl_ord_id)
     finally:
         await broker.close()
 
@@ -282,15 +291,15 @@ async def test_following_a_replace_chain_books_the_old_orders_fills_first(
     await venue.drop_streams()
     await eventually(lambda: not broker.stream.listening.is_set())
     await venue.set_mid("AAPL", D("184.00"))  # 500 fill, unheard
-    old = await broker.rest.get("/v2/orders:by_client_order_id", params={"client_order_id": order.client_order_id})
+    old = await broker.rest.get("/v2/orders:by_client_order_id", params={"client_order_id": order.cl_ord_id})
     patched = await broker.rest.request(
         "PATCH",
         f"/v2/orders/{old['id']}",
-        json_body={"qty": "200", "limit_price": "170", "client_order_id": f"{order.client_order_id}.1"},
+        json_body={"qty": "200", "limit_price": "170", "client_order_id": f"{order.cl_ord_id}.1"},
     )
     assert patched["replaces"] == old["id"]
-    status = await broker.get_order_status(order.client_order_id)
-    assert status is not None and status.client_order_id == f"{order.client_order_id}.1"
+    status = await broker.get_order_status(order.cl_ord_id)
+    assert status is not None and status.cl_ord_id == f"{order.cl_ord_id}.1"
     assert (status.cum_qty, status.qty, status.status) == (D(500), D(700), OrderStatus.PARTIALLY_FILLED)
     [replaced] = [r for r in status.reports if r.kind is ReportKind.REPLACED]
     assert replaced.new_qty == D(700) and replaced.cum_qty == D(500)

@@ -224,7 +224,7 @@ async def test_submit_whose_answer_is_lost_is_found_by_client_order_id_and_never
         order = await s.wait(http, order_id, "ACCEPTED")
     assert s.venue.requests.get("POST /v2/orders", 0) == posts + 1  # sent once; the retry asked first
     assert s.venue.sim.duplicate_submits == duplicates
-    assert [o for o in await s.broker.open_orders() if o.client_order_id == order_id]
+    assert [o for o in await s.broker.open_orders() if o.cl_ord_id == order_id]
     assert "SUBMIT" in [e["kind"] for e in order["events"]]
     async with s.stack.api() as http:
         await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "done"})

@@ -34,7 +34,7 @@ async def test_a_status_request_lost_after_logon_is_asked_again(
         venue, broker = pair.venue, pair.broker
         await venue.set_mid("AAPL", D("190.00"))
         order = SubmitOrder(
-            client_order_id="EX" + uuid.uuid4().hex[:16].upper(),
+            cl_ord_id="EX" + uuid.uuid4().hex[:16].upper(),
             account="acc-1",
             symbol="AAPL",
             side=OrderSide.BUY,
@@ -63,6 +63,6 @@ async def test_a_status_request_lost_after_logon_is_asked_again(
         await broker.wait_logged_on(30)
         await asyncio.wait_for(broker.resynced.wait(), 30)
         assert len(lost) == 1
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)), 30)
-        fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)), 30)
+        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert [(f.last_qty, f.cum_qty) for f in fills] == [(D(1000), D(1000))]

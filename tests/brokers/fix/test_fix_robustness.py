@@ -45,7 +45,7 @@ def _order(
     *, qty: str = "100", price: str | None = None, tif: TimeInForce = TimeInForce.GTC, **extra: Any
 ) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id="EX" + uuid.uuid4().hex[:16].upper(),
+        cl_ord_id="EX" + uuid.uuid4().hex[:16].upper(),
         account="acc-1",
         symbol="AAPL",
         side=OrderSide.BUY,
@@ -104,9 +104,7 @@ async def test_a_cancel_reason_with_soh_cannot_inject_tags(pair_factory: PairFac
         assert (await pair.broker.submit_order(order)).accepted
         seen = _spy(pair)
         reason = "desk request\x0144=1\x0154=2\x0158=injected\x00\x7f\nend"
-        cancel = CancelOrder(
-            client_order_id=order.client_order_id, symbol="AAPL", side=OrderSide.BUY, qty=order.qty, reason=reason
-        )
+        cancel = CancelOrder(cl_ord_id=order.cl_ord_id, symbol="AAPL", side=OrderSide.BUY, qty=order.qty, reason=reason)
         ack = await pair.broker.cancel_order(cancel)
         assert ack.accepted, ack.reason
         [request] = [m for m in seen if m.msg_type == "F"]
@@ -161,8 +159,8 @@ async def test_a_report_whose_storage_fails_is_not_counted_and_comes_again(
 
         journal.add = failing  # type: ignore[method-assign]
         await venue.set_mid("AAPL", D("184.00"))  # fills at 184.01
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
-        [fill] = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+        [fill] = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert failures == [fill.exec_id]  # the same report, stored the second time it came
         assert (fill.last_qty, fill.last_price) == (D(100), D("184.01"))
         assert broker.connector.unprocessed == 1 and broker.connector.logons == logons + 1
@@ -170,7 +168,7 @@ async def test_a_report_whose_storage_fails_is_not_counted_and_comes_again(
         await asyncio.wait_for(broker.resynced.wait(), 15)
         _, expected_after = await broker.sequence_numbers()
         assert expected_after > expected_before
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
         assert [r.exec_id for r in status.fills] == [fill.exec_id]
 
@@ -191,7 +189,7 @@ async def test_an_expiry_fix_cannot_write_is_a_definite_rejection(
         activity = BrokerActivities({"fix": pair.broker}).submit_order
         answer = await ActivityEnvironment().run(activity, SubmitInput(broker="fix", order=order))
         assert not answer.accepted and "UNENCODABLE" in (answer.reason or "")
-        assert await pair.broker.get_order_status(order.client_order_id) is None
+        assert await pair.broker.get_order_status(order.cl_ord_id) is None
         await asyncio.sleep(0.2)
         assert [m for m in seen if m.msg_type == "D"] == []
 
@@ -213,7 +211,7 @@ async def test_reports_in_other_versions_words_are_read_and_the_unreadable_kept(
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(qty="100", price="150.00")  # rests
         assert (await pair.broker.submit_order(order)).accepted
-        cid, send = order.client_order_id, pair.venue.connector.send_nowait
+        cid, send = order.cl_ord_id, pair.venue.connector.send_nowait
         # 4.2's "partial fill" on a newer session, with 4.2's ExecTransType (no such tag in 4.4 or 5.0).
         send("8", _report(cid, "odd-1", t150="1", t20="0", t39="1", t32="30", t31="150", t14="30", t151="70", t6="150"))
         # An ExecType of no version, but LastQty and LastPx say a fill.
@@ -268,7 +266,7 @@ async def test_a_report_quickfix_itself_refuses_is_kept_not_lost(
                 "9=0",
                 "35=8",
                 "37=VEN-X",
-                f"11={order.client_order_id}",
+                f"11={order.cl_ord_id}",
                 "17=twice-58",
                 "150=F",
                 "39=2",

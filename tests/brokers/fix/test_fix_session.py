@@ -52,7 +52,7 @@ def _order(
     **extra: object,
 ) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id="EX" + uuid.uuid4().hex[:16].upper(),
+        cl_ord_id="EX" + uuid.uuid4().hex[:16].upper(),
         account="acc-1",
         symbol=symbol,
         side=side,
@@ -107,9 +107,9 @@ async def test_pegged_order_goes_out_as_ordtype_p_with_execinst_and_offset(
         order = _order(type=OrderType.PEGGED, peg_type=PegType.MIDPOINT, peg_offset=D("0.01"))
         ack = await pair.broker.submit_order(order)
         assert ack.accepted, ack.reason
-        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
-        assert _fills(reports, order.client_order_id) == [(D(100), D("190.01"))]  # mid + offset
-        at_venue = pair.venue.venue.engine.find(order.client_order_id)
+        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.cl_ord_id))
+        assert _fills(reports, order.cl_ord_id) == [(D(100), D("190.01"))]  # mid + offset
+        at_venue = pair.venue.venue.engine.find(order.cl_ord_id)
         assert at_venue is not None
         assert at_venue.type is OrderType.PEGGED
         assert (at_venue.peg_type, at_venue.peg_offset) == (PegType.MIDPOINT, D("0.01"))
@@ -123,12 +123,12 @@ async def test_ioc_fills_what_the_touch_shows_and_the_rest_is_canceled(
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(qty="700", tif=TimeInForce.IOC)  # AAPL shows 500 at the touch
         assert (await pair.broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: ReportKind.CANCELED in _kinds(reports, order.client_order_id))
-        assert _kinds(reports, order.client_order_id) == [ReportKind.ACCEPTED, ReportKind.FILL, ReportKind.CANCELED]
-        assert _fills(reports, order.client_order_id) == [(D(500), D("190.01"))]
-        canceled = reports.of(order.client_order_id)[-1]
+        await reports.wait_for(lambda _: ReportKind.CANCELED in _kinds(reports, order.cl_ord_id))
+        assert _kinds(reports, order.cl_ord_id) == [ReportKind.ACCEPTED, ReportKind.FILL, ReportKind.CANCELED]
+        assert _fills(reports, order.cl_ord_id) == [(D(500), D("190.01"))]
+        canceled = reports.of(order.cl_ord_id)[-1]
         assert canceled.cum_qty == D(500) and "IOC" in (canceled.reason or "")
-        status = await pair.broker.get_order_status(order.client_order_id)
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == D(500)
 
 
@@ -139,12 +139,12 @@ async def test_fok_that_cannot_fill_in_full_is_canceled_without_a_fill(
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(qty="700", tif=TimeInForce.FOK)
         assert (await pair.broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: ReportKind.CANCELED in _kinds(reports, order.client_order_id))
-        assert _kinds(reports, order.client_order_id) == [ReportKind.ACCEPTED, ReportKind.CANCELED]
+        await reports.wait_for(lambda _: ReportKind.CANCELED in _kinds(reports, order.cl_ord_id))
+        assert _kinds(reports, order.cl_ord_id) == [ReportKind.ACCEPTED, ReportKind.CANCELED]
         small = _order(qty="300", tif=TimeInForce.FOK)
         assert (await pair.broker.submit_order(small)).accepted
-        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, small.client_order_id))
-        assert _fills(reports, small.client_order_id) == [(D(300), D("190.01"))]
+        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, small.cl_ord_id))
+        assert _fills(reports, small.cl_ord_id) == [(D(300), D("190.01"))]
 
 
 async def test_gtd_order_carries_its_expire_time_and_expires(
@@ -155,12 +155,12 @@ async def test_gtd_order_carries_its_expire_time_and_expires(
         expire_at = (datetime.now(UTC) + timedelta(milliseconds=400)).replace(microsecond=0) + timedelta(seconds=1)
         order = _order(type=OrderType.LIMIT, price="180.00", tif=TimeInForce.GTD, expire_at=expire_at)
         assert (await pair.broker.submit_order(order)).accepted
-        at_venue = pair.venue.venue.engine.find(order.client_order_id)
+        at_venue = pair.venue.venue.engine.find(order.cl_ord_id)
         assert at_venue is not None and at_venue.expire_at == expire_at
         await asyncio.sleep(max(0.0, (expire_at - datetime.now(UTC)).total_seconds()) + 0.05)
         await pair.venue.step()
-        await reports.wait_for(lambda _: ReportKind.EXPIRED in _kinds(reports, order.client_order_id))
-        status = await pair.broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: ReportKind.EXPIRED in _kinds(reports, order.cl_ord_id))
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.EXPIRED
 
 
@@ -172,14 +172,14 @@ async def test_stop_limit_triggers_and_fills(
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(type=OrderType.STOP_LIMIT, stop="191.00", price="191.50")
         assert (await pair.broker.submit_order(order)).accepted
-        status = await pair.broker.get_order_status(order.client_order_id)
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED
         assert (status.price, status.stop_price) == (D("191.50"), D("191.00"))
         await pair.venue.set_mid("AAPL", D("191.00"))  # ask 191.01 reaches the stop
-        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
-        assert _fills(reports, order.client_order_id) == [(D(100), D("191.01"))]
+        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.cl_ord_id))
+        assert _fills(reports, order.cl_ord_id) == [(D(100), D("191.01"))]
         # Only FIX 5.0 has an ExecType for "triggered" (L); in 4.x the fill says it.
-        assert (ReportKind.TRIGGERED in _kinds(reports, order.client_order_id)) is (begin_string == "FIXT.1.1")
+        assert (ReportKind.TRIGGERED in _kinds(reports, order.cl_ord_id)) is (begin_string == "FIXT.1.1")
 
 
 # ------------------------------------------------------------------------------------------ rejects
@@ -193,8 +193,8 @@ async def test_unknown_symbol_is_rejected_with_the_venues_reason(
         order = _order(symbol="NOPE")
         ack = await pair.broker.submit_order(order)
         assert not ack.accepted and "UNKNOWN_SYMBOL" in (ack.reason or "")
-        await reports.wait_for(lambda _: ReportKind.REJECTED in _kinds(reports, order.client_order_id))
-        status = await pair.broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: ReportKind.REJECTED in _kinds(reports, order.cl_ord_id))
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.REJECTED
         assert [r.kind for r in status.reports] == [ReportKind.REJECTED]
 
@@ -206,14 +206,14 @@ async def test_cancel_of_a_filled_order_is_rejected_as_too_late(
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order()
         assert (await pair.broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
+        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.cl_ord_id))
         ack = await pair.broker.cancel_order(
-            CancelOrder(client_order_id=order.client_order_id, symbol="AAPL", side=OrderSide.BUY, qty=order.qty)
+            CancelOrder(cl_ord_id=order.cl_ord_id, symbol="AAPL", side=OrderSide.BUY, qty=order.qty)
         )
         assert not ack.accepted and not ack.not_found and "TOO_LATE" in (ack.reason or "")
         assert [r.kind for r in ack.reports] == [ReportKind.CANCEL_REJECTED]
-        await reports.wait_for(lambda _: ReportKind.CANCEL_REJECTED in _kinds(reports, order.client_order_id))
-        status = await pair.broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: ReportKind.CANCEL_REJECTED in _kinds(reports, order.cl_ord_id))
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
 
 
@@ -224,11 +224,11 @@ async def test_replace_below_the_filled_quantity_is_rejected_and_the_order_keeps
         await pair.venue.set_mid("AAPL", D("190.00"))
         order = _order(qty="1200", type=OrderType.LIMIT, price="191.00")
         assert (await pair.broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
+        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.cl_ord_id))
         ack = await pair.broker.replace_order(
             ReplaceOrder(
-                orig_client_order_id=order.client_order_id,
-                client_order_id=f"{order.client_order_id}.1",
+                orig_cl_ord_id=order.cl_ord_id,
+                cl_ord_id=f"{order.cl_ord_id}.1",
                 symbol="AAPL",
                 side=OrderSide.BUY,
                 type=OrderType.LIMIT,
@@ -238,15 +238,15 @@ async def test_replace_below_the_filled_quantity_is_rejected_and_the_order_keeps
             )
         )
         assert not ack.accepted and "INCORRECT_QUANTITY" in (ack.reason or "")
-        await reports.wait_for(lambda _: ReportKind.REPLACE_REJECTED in _kinds(reports, order.client_order_id))
-        status = await pair.broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: ReportKind.REPLACE_REJECTED in _kinds(reports, order.cl_ord_id))
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.PARTIALLY_FILLED
-        assert status.client_order_id == order.client_order_id and status.qty == D(1200)
+        assert status.cl_ord_id == order.cl_ord_id and status.qty == D(1200)
         # A successful replace moves the ClOrdID chain on (11 = new, 41 = old).
         ack = await pair.broker.replace_order(
             ReplaceOrder(
-                orig_client_order_id=order.client_order_id,
-                client_order_id=f"{order.client_order_id}.1",
+                orig_cl_ord_id=order.cl_ord_id,
+                cl_ord_id=f"{order.cl_ord_id}.1",
                 symbol="AAPL",
                 side=OrderSide.BUY,
                 type=OrderType.LIMIT,
@@ -255,14 +255,14 @@ async def test_replace_below_the_filled_quantity_is_rejected_and_the_order_keeps
                 price=D("191.00"),
             )
         )
-        assert ack.accepted and ack.client_order_id == f"{order.client_order_id}.1"
+        assert ack.accepted and ack.cl_ord_id == f"{order.cl_ord_id}.1"
         replaced = ack.reports[0]
         assert (replaced.kind, replaced.new_qty, replaced.cum_qty) == (ReportKind.REPLACED, D(600), D(500))
         await pair.venue.step()
-        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, order.client_order_id)) == D(600))
-        status = await pair.broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, order.cl_ord_id)) == D(600))
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
-        assert status.client_order_id == f"{order.client_order_id}.1"
+        assert status.cl_ord_id == f"{order.cl_ord_id}.1"
 
 
 @pytest.mark.parametrize("begin_string", ["FIX.4.2", "FIX.4.4"])
@@ -276,9 +276,9 @@ async def test_duplicate_client_order_id_reject_does_not_touch_the_live_order(
         again = await pair.broker.submit_order(order)
         assert not again.accepted and "DUPLICATE" in (again.reason or "") and again.reports == []
         await pair.venue.set_mid("AAPL", D("188.00"))
-        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
-        assert _kinds(reports, order.client_order_id) == [ReportKind.ACCEPTED, ReportKind.FILL]
-        status = await pair.broker.get_order_status(order.client_order_id)
+        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.cl_ord_id))
+        assert _kinds(reports, order.cl_ord_id) == [ReportKind.ACCEPTED, ReportKind.FILL]
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
         assert ReportKind.REJECTED not in [r.kind for r in status.reports]
 
@@ -313,12 +313,11 @@ async def test_fills_while_the_connection_is_down_arrive_once_by_resend_after_re
         await asyncio.wait_for(broker.resynced.wait(), 15)
         await reports.wait_for(
             lambda _: (
-                sum(q for q, _ in _fills(reports, big.client_order_id)) == D(1200)
-                and _fills(reports, small.client_order_id) != []
+                sum(q for q, _ in _fills(reports, big.cl_ord_id)) == D(1200) and _fills(reports, small.cl_ord_id) != []
             )
         )
-        assert _fills(reports, big.client_order_id) == [(D(500), D("184.01"))] * 2 + [(D(200), D("184.01"))]
-        assert _fills(reports, small.client_order_id) == [(D(50), D("184.01"))]
+        assert _fills(reports, big.cl_ord_id) == [(D(500), D("184.01"))] * 2 + [(D(200), D("184.01"))]
+        assert _fills(reports, small.cl_ord_id) == [(D(50), D("184.01"))]
         exec_ids = [r.exec_id for r in reports.reports]
         assert len(exec_ids) == len(set(exec_ids))
         assert broker.synthesized == 0  # every fill came as the venue's own report, resent after the gap
@@ -329,7 +328,7 @@ async def test_fills_while_the_connection_is_down_arrive_once_by_resend_after_re
         broker_next, _ = await broker.sequence_numbers()
         assert venue_next > venue_sent_before + 4 and broker_next > broker_sent_before
         for o in (big, small):
-            status = await broker.get_order_status(o.client_order_id)
+            status = await broker.get_order_status(o.cl_ord_id)
             assert status is not None and status.status is OrderStatus.FILLED
             assert sum(r.last_qty for r in status.fills) == o.qty
 
@@ -354,11 +353,11 @@ async def test_fills_while_the_venue_refuses_logons_still_arrive_once(
         venue.faults.refuse_logons = False
         await broker.wait_logged_on(15)
         await asyncio.wait_for(broker.resynced.wait(), 15)
-        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, order.client_order_id)) == D(1200))
-        fills = [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, order.cl_ord_id)) == D(1200))
+        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
         assert len({f.exec_id for f in fills}) == len(fills)
         assert all(f.last_price == D("184.01") for f in fills)
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
         assert sum(r.last_qty for r in status.fills) == D(1200)
 
@@ -392,22 +391,22 @@ async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(
         await asyncio.wait_for(broker.resynced.wait(), 15)
         await reports.wait_for(
             lambda _: (
-                ReportKind.EXPIRED in _kinds(reports, expires.client_order_id)
-                and sum(q for q, _ in _fills(reports, fills.client_order_id)) == D(1000)
+                ReportKind.EXPIRED in _kinds(reports, expires.cl_ord_id)
+                and sum(q for q, _ in _fills(reports, fills.cl_ord_id)) == D(1000)
             )
         )
-        [synth] = [r for r in reports.of(fills.client_order_id) if r.kind is ReportKind.FILL]
+        [synth] = [r for r in reports.of(fills.cl_ord_id) if r.kind is ReportKind.FILL]
         assert (synth.last_qty, synth.last_price, synth.cum_qty) == (D(1000), D("184.01"), D(1000))
         assert ":cum:" in synth.exec_id
-        [expired] = [r for r in reports.of(expires.client_order_id) if r.kind is ReportKind.EXPIRED]
-        assert expired.exec_id == f"{expires.client_order_id}:status:EXPIRED"
+        [expired] = [r for r in reports.of(expires.cl_ord_id) if r.kind is ReportKind.EXPIRED]
+        assert expired.exec_id == f"{expires.cl_ord_id}:status:EXPIRED"
         assert broker.synthesized == 2
         # Should the venue's own report of a counted fill still turn up, it is not counted twice.
         pair.venue.connector.send_nowait(
             "8",
             [
                 (37, synth.broker_order_id),
-                (11, fills.client_order_id),
+                (11, fills.cl_ord_id),
                 (17, "late-fill"),
                 (150, "F"),
                 (39, "1"),
@@ -427,8 +426,8 @@ async def test_counterparty_that_gap_fills_is_resynchronised_from_order_status(
         assert "late-fill" not in [r.exec_id for r in reports.reports]
         # Later reports arrive as usual and continue the count.
         await venue.step()
-        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, fills.client_order_id)) == D(1200))
-        status = await broker.get_order_status(fills.client_order_id)
+        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, fills.cl_ord_id)) == D(1200))
+        status = await broker.get_order_status(fills.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
         assert sum(r.last_qty for r in status.fills) == D(1200)
 
@@ -445,8 +444,8 @@ async def test_submission_whose_answer_is_lost_in_a_drop_is_resolved_by_the_venu
             await broker.submit_order(order)
         # The venue executed it; its reports come by resend once the adapter is back.
         await broker.wait_logged_on(15)
-        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.client_order_id))
-        assert _kinds(reports, order.client_order_id) == [ReportKind.ACCEPTED, ReportKind.FILL]
+        await reports.wait_for(lambda _: ReportKind.FILL in _kinds(reports, order.cl_ord_id))
+        assert _kinds(reports, order.cl_ord_id) == [ReportKind.ACCEPTED, ReportKind.FILL]
         # A retried submission asks first, finds the order, and sends nothing.
         ack = await ActivityEnvironment().run(
             BrokerActivities({"fix": broker}).submit_order, SubmitInput(broker="fix", order=order, check_first=True)
@@ -472,7 +471,7 @@ async def test_lost_order_is_sent_again_under_the_same_id_only_after_the_venue_d
         assert venue.stats.received["D"] == 2
         ack = await ActivityEnvironment().run(submit, retry)  # status: known -> not sent
         assert ack.accepted and venue.stats.received["D"] == 2
-        assert [o.client_order_id for o in venue.venue.engine.all_orders()] == [order.client_order_id]
+        assert [o.cl_ord_id for o in venue.venue.engine.all_orders()] == [order.cl_ord_id]
 
 
 async def test_messages_stored_while_down_are_gap_filled_never_resent(
@@ -490,7 +489,7 @@ async def test_messages_stored_while_down_are_gap_filled_never_resent(
         assert await broker.connector.send(
             "D",
             [
-                (11, stale.client_order_id),
+                (11, stale.cl_ord_id),
                 (21, "1"),
                 (55, "AAPL"),
                 (54, "1"),
@@ -507,7 +506,7 @@ async def test_messages_stored_while_down_are_gap_filled_never_resent(
         broker_next, _ = await broker.sequence_numbers()
         assert broker_next >= 4  # logon, the stale order, the second logon
         assert venue.stats.received.get("D", 0) == 0
-        assert venue.venue.engine.find(stale.client_order_id) is None
+        assert venue.venue.engine.find(stale.cl_ord_id) is None
 
 
 async def test_restarted_adapter_resumes_the_session_and_delivers_what_it_missed(
@@ -520,7 +519,7 @@ async def test_restarted_adapter_resumes_the_session_and_delivers_what_it_missed
         await venue.set_mid("AAPL", D("190.00"))
         working = _order(qty="800", type=OrderType.LIMIT, price="185.00")
         assert (await pair.broker.submit_order(working)).accepted
-        await reports.wait_for(lambda _: _kinds(reports, working.client_order_id) == [ReportKind.ACCEPTED])
+        await reports.wait_for(lambda _: _kinds(reports, working.cl_ord_id) == [ReportKind.ACCEPTED])
         sent_before, expected_before = await pair.broker.sequence_numbers()
 
         # A fill that reaches the adapter while its consumer is down: stored, not delivered.
@@ -535,9 +534,9 @@ async def test_restarted_adapter_resumes_the_session_and_delivers_what_it_missed
         broker = await pair.restart_broker()
         sent_after, expected_after = await broker.sequence_numbers()
         assert sent_after > sent_before and expected_after > expected_before + 1  # resumed, not reset
-        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, working.client_order_id)) == D(800))
-        assert _fills(reports, working.client_order_id) == [(D(500), D("184.01")), (D(300), D("184.01"))]
-        status = await broker.get_order_status(working.client_order_id)
+        await reports.wait_for(lambda _: sum(q for q, _ in _fills(reports, working.cl_ord_id)) == D(800))
+        assert _fills(reports, working.cl_ord_id) == [(D(500), D("184.01")), (D(300), D("184.01"))]
+        status = await broker.get_order_status(working.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED
         assert [r.kind for r in status.reports] == [ReportKind.ACCEPTED, ReportKind.FILL, ReportKind.FILL]
 

@@ -50,7 +50,7 @@ D = Decimal
 
 def _order(symbol: str = "AAPL", qty: str = "100", price: str = "190.00") -> SubmitOrder:
     return SubmitOrder(
-        client_order_id="EX" + uuid.uuid4().hex[:16].upper(),
+        cl_ord_id="EX" + uuid.uuid4().hex[:16].upper(),
         account="acc-1",
         symbol=symbol,
         side=OrderSide.BUY,
@@ -138,16 +138,16 @@ async def test_a_fill_in_fix_42_style_is_taken_and_a_refused_status_request_is_n
         assert ack.accepted, ack.reason
         [fill] = [r for r in ack.reports if r.kind is ReportKind.FILL]
         assert (fill.last_qty, fill.last_price, fill.cum_qty) == (D(100), D("190.00"), D(100))
-        await reports.wait_for(lambda _: bool(reports.of(order.client_order_id)))
-        assert [r.kind for r in reports.of(order.client_order_id)] == [ReportKind.FILL]
+        await reports.wait_for(lambda _: bool(reports.of(order.cl_ord_id)))
+        assert [r.kind for r in reports.of(order.cl_ord_id)] == [ReportKind.FILL]
         # The venue does not answer status requests: the answer is what its reports said, never a rejection.
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == D(100)
         assert [r.exec_id for r in status.reports] == [fill.exec_id]
         # Refused as unsupported, status requests are given up; refused for another reason, they go on.
         assert broker.status_requests == ("order" if refuse == "field" else "none")
         asked = acceptor.seen.received_types().count("H")
-        assert (await broker.get_order_status(order.client_order_id)) == status
+        assert (await broker.get_order_status(order.cl_ord_id)) == status
         assert acceptor.seen.received_types().count("H") == asked + (1 if refuse == "field" else 0)
         # A retried submission asks first: the order is known, nothing is sent again.
         retry = SubmitInput(broker="fix", order=order, check_first=True)
@@ -175,7 +175,7 @@ async def test_an_unanswered_order_stays_in_flight_until_the_venue_reports_it(
         assert acceptor.seen.received_types().count("D") == 1
         # The venue's report settles it.
         acceptor.release()
-        await reports.wait_for(lambda _: bool(reports.of(order.client_order_id)))
+        await reports.wait_for(lambda _: bool(reports.of(order.cl_ord_id)))
         ack = await ActivityEnvironment().run(submit, retry)
         assert ack.accepted and [r.kind for r in ack.reports] == [ReportKind.FILL]
         assert acceptor.seen.received_types().count("D") == 1
@@ -204,13 +204,13 @@ async def test_a_cancel_the_venue_does_not_support_leaves_the_order_working_and_
         order = _order(symbol="MSFT", price="400.00")
         ack = await broker.submit_order(order)
         assert ack.accepted and [r.kind for r in ack.reports] == [ReportKind.ACCEPTED]
-        cancel = CancelOrder(client_order_id=order.client_order_id, symbol="MSFT", side=OrderSide.BUY, qty=order.qty)
+        cancel = CancelOrder(cl_ord_id=order.cl_ord_id, symbol="MSFT", side=OrderSide.BUY, qty=order.qty)
         answer = await broker.cancel_order(cancel)
         assert not answer.accepted and not answer.not_found
         assert "CANCEL_UNSUPPORTED" in (answer.reason or "") and "TOO_LATE" not in (answer.reason or "")
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED
-        [flag] = await _breaks(pool, base_order_id(order.client_order_id))
+        [flag] = await _breaks(pool, base_order_id(order.cl_ord_id))
         assert flag["kind"] == "FIX_CANCEL_UNSUPPORTED"
         # A second cancel is answered the same way; the venue is not asked again for what it cannot do.
         sent_before = acceptor.seen.received_types().count("F")
@@ -220,7 +220,7 @@ async def test_a_cancel_the_venue_does_not_support_leaves_the_order_working_and_
         expected = sent_before + (1 if refuse == "field" else 0)
         if refuse != "session":  # the session-level refusal happens before the acceptor's application sees it
             assert acceptor.seen.received_types().count("F") == expected
-        [flag] = await _breaks(pool, base_order_id(order.client_order_id))  # still one break
+        [flag] = await _breaks(pool, base_order_id(order.cl_ord_id))  # still one break
 
 
 # ------------------------------------------------------------------------------------------ full stack

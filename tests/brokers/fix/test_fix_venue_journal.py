@@ -61,7 +61,7 @@ def pair_factory(
 
 def _resting_buy(qty: str = "100") -> SubmitOrder:
     return SubmitOrder(
-        client_order_id="EX" + uuid.uuid4().hex[:16].upper(),
+        cl_ord_id="EX" + uuid.uuid4().hex[:16].upper(),
         account="acc-1",
         symbol="AAPL",
         side=OrderSide.BUY,
@@ -74,7 +74,7 @@ def _resting_buy(qty: str = "100") -> SubmitOrder:
 
 def _cancel(order: SubmitOrder) -> CancelOrder:
     return CancelOrder(
-        client_order_id=order.client_order_id,
+        cl_ord_id=order.cl_ord_id,
         symbol=order.symbol,
         side=order.side,
         qty=order.qty,
@@ -96,9 +96,9 @@ async def test_a_cancel_is_answered_from_the_journal_not_from_an_engine_that_los
         real_step = sim.engine.step
 
         def broken_step() -> MatchResult:
-            lost = sim.engine.find(order.client_order_id)
+            lost = sim.engine.find(order.cl_ord_id)
             assert lost is not None
-            del sim.engine._by_client_id[order.client_order_id]
+            del sim.engine._by_cl_ord_id[order.cl_ord_id]
             del sim.engine._orders[lost.venue_order_id]
             raise ArithmeticError("injected halfway through a step")
 
@@ -106,12 +106,12 @@ async def test_a_cancel_is_answered_from_the_journal_not_from_an_engine_that_los
         with pytest.raises(ArithmeticError):
             await sim.step()
         sim.engine.step = real_step  # type: ignore[method-assign]
-        assert journal.status(order.client_order_id) == "ACCEPTED"
+        assert journal.status(order.cl_ord_id) == "ACCEPTED"
 
         ack = await pair.broker.cancel_order(_cancel(order))
         assert ack.accepted, f"the venue answered from its engine, not its journal: {ack.reason}"
-        assert journal.status(order.client_order_id) == "CANCELED"
-        status = await pair.broker.get_order_status(order.client_order_id)
+        assert journal.status(order.cl_ord_id) == "CANCELED"
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED
 
 
@@ -129,13 +129,13 @@ async def test_a_request_the_venue_cannot_journal_is_not_acknowledged(
         # and nothing about the order reached the initiator while it could not be journaled.
         await eventually(lambda: pair.venue.connector.unprocessed >= 1)
         assert pair.venue.stats.unjournaled >= 1
-        assert reports.of(order.client_order_id) == []
-        assert journal.status(order.client_order_id) is None
+        assert reports.of(order.cl_ord_id) == []
+        assert journal.status(order.cl_ord_id) is None
 
         journal.fail_before_commit = 0  # back: the session comes back, and the venue's answers agree
         await eventually(lambda: pair.venue.connector.logons > logons and pair.broker.logged_on, timeout=20)
-        status = await pair.broker.get_order_status(order.client_order_id)
+        status = await pair.broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED
-        assert journal.status(order.client_order_id) == "ACCEPTED"
-        await reports.wait_for(lambda _: ReportKind.ACCEPTED in [r.kind for r in reports.of(order.client_order_id)])
+        assert journal.status(order.cl_ord_id) == "ACCEPTED"
+        await reports.wait_for(lambda _: ReportKind.ACCEPTED in [r.kind for r in reports.of(order.cl_ord_id)])
         assert not pair.venue.venue.unsaved

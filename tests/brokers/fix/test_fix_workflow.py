@@ -146,7 +146,7 @@ async def test_amend_is_a_cancel_replace_and_the_order_fills_on_its_new_terms(fi
     state = await fix_stack.stack.state(handle)
     assert state.revision == 1
     at_venue = fix_stack.venue.venue.engine.find(order.order_id)
-    assert at_venue is not None and at_venue.client_order_ids == [order.order_id, f"{order.order_id}.1"]
+    assert at_venue is not None and at_venue.cl_ord_ids == [order.order_id, f"{order.order_id}.1"]
     await record_history(handle, "fix-amended-then-filled")
 
 

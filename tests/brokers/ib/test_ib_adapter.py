@@ -33,7 +33,7 @@ def _order(
     inst: Instrument, *, qty: Decimal, type: OrderType = OrderType.MARKET, price: Decimal | None = None
 ) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id="EX" + uuid.uuid4().hex[:16].upper(),
+        cl_ord_id="EX" + uuid.uuid4().hex[:16].upper(),
         account=LOCAL_IB_ACCOUNT,
         symbol=inst.symbol,
         side=OrderSide.BUY,
@@ -55,8 +55,8 @@ async def test_a_rolled_back_next_valid_id_never_reuses_an_id(
     await market.set_mid(inst.symbol, inst.initial_price)
     first = _order(inst, qty=inst.min_qty)
     assert (await broker.submit_order(first)).accepted
-    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(first.client_order_id)))
-    used = (await broker.store.order(first.client_order_id)).ib_order_id  # type: ignore[union-attr]
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(first.cl_ord_id)))
+    used = (await broker.store.order(first.cl_ord_id)).ib_order_id  # type: ignore[union-attr]
     # The Gateway restarts overnight and forgets its ids: nextValidId says 1.
     market.faults.next_valid_id = 1
     before = broker.connections
@@ -65,7 +65,7 @@ async def test_a_rolled_back_next_valid_id_never_reuses_an_id(
     second = _order(inst, qty=inst.min_qty)
     ack = await broker.submit_order(second)
     assert ack.accepted, ack.reason  # id 1 would be refused by IB (103 duplicate order id)
-    placed = (await broker.store.order(second.client_order_id)).ib_order_id  # type: ignore[union-attr]
+    placed = (await broker.store.order(second.cl_ord_id)).ib_order_id  # type: ignore[union-attr]
     assert placed > used
     assert await broker.store.last_order_id(broker.session) >= placed
 
@@ -82,10 +82,10 @@ async def test_repeated_order_status_books_each_fact_once(
     assert (await broker.submit_order(order)).accepted
     await market.step()
     await reports.wait_for(
-        lambda _: sum(r.last_qty for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL) == order.qty
+        lambda _: sum(r.last_qty for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL) == order.qty
     )
-    await broker.get_order_status(order.client_order_id)  # a lookup sees every status again
-    mine = reports.of(order.client_order_id)
+    await broker.get_order_status(order.cl_ord_id)  # a lookup sees every status again
+    mine = reports.of(order.cl_ord_id)
     assert [r.kind for r in mine].count(ReportKind.ACCEPTED) == 1
     fills = [r for r in mine if r.kind is ReportKind.FILL]
     assert len(fills) == 2 and len({f.exec_id for f in fills}) == 2
@@ -100,13 +100,13 @@ async def test_a_cancelled_that_follows_a_reject_error_is_a_rejection(
     order = _order(inst, qty=inst.max_qty + inst.lot_step)  # IB: error 201, then orderStatus "Cancelled"
     ack = await broker.submit_order(order)
     assert not ack.accepted and ack.reason and "201" in ack.reason
-    await reports.wait_for(lambda _: any(r.kind is ReportKind.REJECTED for r in reports.of(order.client_order_id)))
-    status = await broker.get_order_status(order.client_order_id)
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.REJECTED for r in reports.of(order.cl_ord_id)))
+    status = await broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.REJECTED
-    assert not [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.CANCELED]
+    assert not [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.CANCELED]
     # A restarted adapter, which never saw the error event, still reads it as a reject (completedStatus).
     await ib_pair.restart()
-    status = await ib_pair.broker.get_order_status(order.client_order_id)
+    status = await ib_pair.broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.REJECTED
 
 
@@ -120,8 +120,8 @@ async def test_a_refused_modification_leaves_the_order_working(
     assert (await broker.submit_order(order)).accepted
     refused = await broker.replace_order(
         ReplaceOrder(
-            orig_client_order_id=order.client_order_id,
-            client_order_id=f"{order.client_order_id}.1",
+            orig_cl_ord_id=order.cl_ord_id,
+            cl_ord_id=f"{order.cl_ord_id}.1",
             symbol=inst.symbol,
             side=order.side,
             type=order.type,
@@ -131,10 +131,10 @@ async def test_a_refused_modification_leaves_the_order_working(
         )
     )
     assert not refused.accepted and refused.reason
-    status = await broker.get_order_status(order.client_order_id)
+    status = await broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.ACCEPTED and status.qty == order.qty
-    assert not [r for r in reports.of(order.client_order_id) if r.kind in (ReportKind.CANCELED, ReportKind.REJECTED)]
-    cancel = CancelOrder(client_order_id=order.client_order_id, symbol=inst.symbol, side=order.side, qty=order.qty)
+    assert not [r for r in reports.of(order.cl_ord_id) if r.kind in (ReportKind.CANCELED, ReportKind.REJECTED)]
+    cancel = CancelOrder(cl_ord_id=order.cl_ord_id, symbol=inst.symbol, side=order.side, qty=order.qty)
     assert (await broker.cancel_order(cancel)).accepted
 
 
@@ -152,20 +152,20 @@ async def test_fills_while_disconnected_are_booked_once_after_the_reconnect(
     await eventually(lambda: not broker.caught_up.is_set())
     await market.set_mid(inst.symbol, price - inst.tick_size * 5)  # fills while nobody listens
     await market.step()
-    assert not [r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+    assert not [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
     market.accepting = True
     await _reconnected(ib_pair, before)
     await reports.wait_for(
-        lambda _: sum(r.last_qty for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL) == order.qty
+        lambda _: sum(r.last_qty for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL) == order.qty
     )
     # Another reconnect resyncs the same executions: nothing is booked twice.
-    count = len(reports.of(order.client_order_id))
+    count = len(reports.of(order.cl_ord_id))
     before = ib_pair.broker.connections
     market.drop_all()
     await _reconnected(ib_pair, before)
-    status = await ib_pair.broker.get_order_status(order.client_order_id)
+    status = await ib_pair.broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == order.qty
-    assert len(reports.of(order.client_order_id)) == count
+    assert len(reports.of(order.cl_ord_id)) == count
     await market.set_mid(inst.symbol, inst.initial_price)
 
 

@@ -41,7 +41,7 @@ async def test_a_resting_order_at_a_paper_tws_is_found_by_order_ref_and_canceled
         await broker.caught_up.wait()
         price = Decimal(os.environ.get("IB_LIMIT_PRICE", "1.00"))
         order = SubmitOrder(
-            client_order_id="EX" + uuid.uuid4().hex[:16].upper(),
+            cl_ord_id="EX" + uuid.uuid4().hex[:16].upper(),
             account=broker.account,
             symbol=os.environ.get("IB_SYMBOL", "AAPL"),
             side=OrderSide.BUY,
@@ -52,12 +52,12 @@ async def test_a_resting_order_at_a_paper_tws_is_found_by_order_ref_and_canceled
         )
         ack = await broker.submit_order(order)
         assert ack.accepted, ack.reason
-        status = await broker.get_order_status(order.client_order_id)
+        status = await broker.get_order_status(order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.ACCEPTED
         cancel = await broker.cancel_order(
-            CancelOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, qty=order.qty)
+            CancelOrder(cl_ord_id=order.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
         )
         assert cancel.accepted, cancel.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.client_order_id)))
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
     finally:
         await broker.close()

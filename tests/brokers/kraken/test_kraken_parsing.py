@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
 from brokers.kraken.config import KRAKEN_PAIRS, kraken_cl_ord_id, pair_of_kraken
 from brokers.kraken.parsing import KrakenOrderView, KrakenTrade, amend_fields, order_fields
+from brokers.kraken.store import KrakenOrder
 from core.domain import OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder, TimeInForce
 
 _NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -16,7 +18,7 @@ _NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 def _order(**kw: object) -> SubmitOrder:
     values: dict[str, object] = {
-        "client_order_id": "EX0123456789ABCDEF",
+        "cl_ord_id": "EX0123456789ABCDEF",
         "account": "a",
         "symbol": "BTC-USD",
         "side": OrderSide.BUY,
@@ -91,8 +93,8 @@ def test_cl_ord_id_keeps_short_ids_and_derives_a_uuid_for_long_ones() -> None:
 
 def test_amend_keeps_the_orders_cl_ord_id_and_sends_the_new_total() -> None:
     request = ReplaceOrder(
-        orig_client_order_id="EX0123456789ABCDEF",
-        client_order_id="EX0123456789ABCDEF.1",
+        orig_cl_ord_id="EX0123456789ABCDEF",
+        cl_ord_id="EX0123456789ABCDEF.1",
         symbol="BTC-USD",
         side=OrderSide.BUY,
         type=OrderType.LIMIT,
@@ -148,3 +150,33 @@ def test_a_trade_of_krakens_example_is_read() -> None:
     assert (trade.price, trade.vol, trade.side) == (Decimal("30010"), Decimal("0.02"), OrderSide.BUY)
     with pytest.raises(ValueError):
         KrakenTrade.of("T", {"ordertxid": "O", "price": "0", "vol": "1"})
+
+
+def test_an_order_record_of_the_earlier_names_loads_and_is_written_under_them() -> None:
+    # A body kraken_orders holds from before issue 19's names reached the adapter: ours was client_order_id and
+    # Kraken's cl_ord_id. Each lands in its field, and this release writes the body back as it was.
+    body = {
+        "order_id": "EXKR1",
+        "client_order_id": "EXKR1.1",
+        "cl_ord_id": "EXKR1",
+        "txid": "OABC",
+        "account": "a",
+        "symbol": "BTC-USD",
+        "side": "BUY",
+        "qty": "1",
+        "status": "ACCEPTED",
+        "amend_ids": [],
+        "pending_amend": {"client_order_id": "EXKR1.2", "qty": "2", "price": None, "stop_price": None},
+        "created_at": "2026-01-02T03:04:05Z",
+        "updated_at": "2026-01-02T03:04:05Z",
+    }
+    record = KrakenOrder.model_validate(body)
+    assert (record.cl_ord_id, record.kraken_cl_ord_id) == ("EXKR1.1", "EXKR1")
+    assert record.pending_amend is not None and record.pending_amend.cl_ord_id == "EXKR1.2"
+    assert record.model_dump(mode="json") == body
+    # Under the new names too (the release after next writes them); a record without Kraken's id is refused.
+    renamed = {k: v for k, v in body.items() if k not in ("client_order_id", "cl_ord_id", "pending_amend")}
+    again = KrakenOrder.model_validate({**renamed, "cl_ord_id": "EXKR1.1", "kraken_cl_ord_id": "EXKR1"})
+    assert (again.cl_ord_id, again.kraken_cl_ord_id) == ("EXKR1.1", "EXKR1")
+    with pytest.raises(ValidationError):
+        KrakenOrder.model_validate({**renamed, "cl_ord_id": "EXKR1.1"})

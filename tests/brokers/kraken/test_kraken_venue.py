@@ -72,7 +72,7 @@ def _order(cid: str, **kw: Any) -> dict[str, Any]:
 
 def _submit(cid: str, **kw: Any) -> SubmitOrder:
     values: dict[str, Any] = {
-        "client_order_id": cid,
+        "cl_ord_id": cid,
         "account": "a",
         "symbol": "BTC-USD",
         "side": OrderSide.BUY,
@@ -134,7 +134,7 @@ async def test_an_order_executed_behind_a_502_is_found_and_never_sent_twice(pair
     order = _submit("EX502AFTEREXEC0001", type=OrderType.MARKET, price=None)
     with pytest.raises(BrokerUnavailable):
         await broker.submit_order(order)
-    status = await broker.get_order_status(order.client_order_id)
+    status = await broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED  # it executed
     again = await broker.submit_order(order)  # even a blind resend: looked up first, refused
     assert not again.accepted and "DUPLICATE" in (again.reason or "")
@@ -148,7 +148,7 @@ async def test_a_refused_nonce_on_addorder_is_looked_up_then_sent_once(pair: Kra
     ack = await broker.submit_order(order)
     assert ack.accepted, ack.reason
     assert pair.venue.requests["AddOrder"] == 2 and pair.venue.requests["OpenOrders"] >= 1
-    opens = [o for o in await broker.open_orders() if o.client_order_id == order.client_order_id]
+    opens = [o for o in await broker.open_orders() if o.cl_ord_id == order.cl_ord_id]
     assert len(opens) == 1
 
 
@@ -161,7 +161,7 @@ async def test_a_late_addorder_is_refused_by_its_deadline(pair: KrakenPair) -> N
         await late.submit_order(order)
     await asyncio.sleep(2)  # the held request reaches the engine after its deadline
     assert pair.venue.refusals.get("AddOrder EService:Deadline elapsed") == 1
-    assert await late.get_order_status(order.client_order_id) is None  # never executed: safe to send
+    assert await late.get_order_status(order.cl_ord_id) is None  # never executed: safe to send
 
 
 async def test_a_throttle_storm_delays_but_never_refuses(pair: KrakenPair) -> None:

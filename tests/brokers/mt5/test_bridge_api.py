@@ -283,7 +283,7 @@ async def test_deals_are_deduplicated_by_ticket_and_unknown_deals_are_breaks(rig
     again = (await rig.http.post(rig.url("/trades"), json=body, headers=rig.auth())).json()
     assert (first["deals_new"], first["deals_duplicate"]) == (1, 0)
     assert (again["deals_new"], again["deals_duplicate"]) == (0, 1)
-    fills = [r for r in await rig.reports.reports_of(order.client_order_id) if r.kind is ReportKind.FILL]
+    fills = [r for r in await rig.reports.reports_of(order.cl_ord_id) if r.kind is ReportKind.FILL]
     assert len(fills) == 1 and fills[0].last_qty == D("10000") and fills[0].last_price == D("1.08501")
     assert fills[0].exec_id == f"mt5:{rig.account}:deal:{body['deals'][0]['deal']}"
     stray = dict(body["deals"][0], deal=424242, order=434343, comment="manual")

@@ -104,7 +104,7 @@ async def test_a_modify_changes_the_working_order_in_place(
     await market.set_mid(inst.symbol, inst.initial_price)
     price = inst.round_price(inst.initial_price * D("0.9"))
     order = SubmitOrder(
-        client_order_id=_cid(),
+        cl_ord_id=_cid(),
         account=mt5_rig.account,
         symbol=inst.symbol,
         side=OrderSide.BUY,
@@ -115,8 +115,8 @@ async def test_a_modify_changes_the_working_order_in_place(
     )
     assert (await broker.submit_order(order)).accepted
     replace = ReplaceOrder(
-        orig_client_order_id=order.client_order_id,
-        client_order_id=f"{order.client_order_id}.1",
+        orig_cl_ord_id=order.cl_ord_id,
+        cl_ord_id=f"{order.cl_ord_id}.1",
         symbol=inst.symbol,
         side=order.side,
         type=order.type,
@@ -127,8 +127,8 @@ async def test_a_modify_changes_the_working_order_in_place(
     refused = await broker.replace_order(replace.model_copy(update={"qty": inst.min_qty * 2}))
     assert not refused.accepted and "cannot change the volume" in (refused.reason or "")
     assert (await broker.replace_order(replace)).accepted
-    await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.client_order_id)))
-    status = await broker.get_order_status(replace.client_order_id)
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.cl_ord_id)))
+    status = await broker.get_order_status(replace.cl_ord_id)
     assert status is not None
     [working] = market.orders.values()
     assert D(str(working.price_open)) == price + inst.tick_size  # modified in place: same ticket

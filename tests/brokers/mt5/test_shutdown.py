@@ -101,7 +101,7 @@ async def test_a_call_waiting_for_its_acknowledgement_honours_a_cancel(
         inst = instruments.get("EURUSD")
         assert inst is not None
         order = SubmitOrder(
-            client_order_id=unique("co"),
+            cl_ord_id=unique("co"),
             account=rig.account,
             symbol=inst.symbol,
             side=OrderSide.BUY,

@@ -69,16 +69,16 @@ async def test_every_call_while_postgres_is_down_is_broker_unavailable(
     broker, failing = flaky
     order = _order(rig, type=OrderType.LIMIT, price=D("1.08000"))
     failing.down = True
-    cid = order.client_order_id
+    cid = order.cl_ord_id
     calls = {
         "submit_order": lambda: broker.submit_order(order),
         "cancel_order": lambda: broker.cancel_order(
-            CancelOrder(client_order_id=cid, symbol="EURUSD", side=OrderSide.BUY, qty=order.qty)
+            CancelOrder(cl_ord_id=cid, symbol="EURUSD", side=OrderSide.BUY, qty=order.qty)
         ),
         "replace_order": lambda: broker.replace_order(
             ReplaceOrder(
-                client_order_id=f"{cid}.1",
-                orig_client_order_id=cid,
+                cl_ord_id=f"{cid}.1",
+                orig_cl_ord_id=cid,
                 symbol="EURUSD",
                 side=OrderSide.BUY,
                 type=OrderType.LIMIT,
@@ -116,7 +116,7 @@ async def test_postgres_failing_while_a_submit_waits_leaves_it_in_flight_and_the
     failing.fail_on = None
     # Postgres is back: the EA executes the one command; the activity asks for the status before anything else.
     await rig.peer.sync()
-    status = await broker.get_order_status(order.client_order_id)
+    status = await broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED
     assert len(rig.terminal.sent) == 1  # sent once
     again = await broker.submit_order(order)  # a blind resend would be refused, never sent twice

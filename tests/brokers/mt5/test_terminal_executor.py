@@ -120,16 +120,16 @@ async def test_terminal_executor_sends_the_shared_request_and_reports_the_fill(w
         "symbol": "EURUSD#",
         "volume": 0.3,
         "type": 0,
-        "comment": order.client_order_id,
+        "comment": order.cl_ord_id,
         "type_time": 0,
         "type_filling": 0,
         "price": 1.08501,
         "deviation": 20,
     }
     await windows.reports.wait_for(lambda rs: any(r.kind is ReportKind.FILL for r in rs))
-    [fill] = [r for r in windows.reports.of(order.client_order_id) if r.kind is ReportKind.FILL]
+    [fill] = [r for r in windows.reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
     assert (fill.last_qty, fill.last_price) == (D(30000), D("1.08501"))
-    status = await windows.broker.get_order_status(order.client_order_id)
+    status = await windows.broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED
     await windows.executor.run_once(heartbeat=True)
     [position] = await windows.broker.positions()
@@ -145,7 +145,7 @@ async def test_terminal_executor_falls_back_through_fillings_and_cancels_pending
     assert (await windows.broker.submit_order(limit)).accepted
     assert windows.terminal.sent[-1]["type_filling"] == 2  # RETURN for a resting limit
     cancel = await windows.broker.cancel_order(
-        CancelOrder(client_order_id=limit.client_order_id, symbol="EURUSD", side=OrderSide.BUY, qty=limit.qty)
+        CancelOrder(cl_ord_id=limit.cl_ord_id, symbol="EURUSD", side=OrderSide.BUY, qty=limit.qty)
     )
     assert cancel.accepted, cancel.reason
     assert windows.terminal.sent[-1] == {"action": 8, "order": int(cancel.broker_order_id or 0)}

@@ -23,7 +23,7 @@ D = Decimal
 
 def _market(cid: str | None = None, qty: int = 10000) -> SubmitOrder:
     return SubmitOrder(
-        client_order_id=cid or "EX" + uuid.uuid4().hex[:16].upper(),
+        cl_ord_id=cid or "EX" + uuid.uuid4().hex[:16].upper(),
         account="contract",
         symbol="EURUSD",
         side=OrderSide.BUY,
@@ -52,12 +52,12 @@ async def test_a_filled_order_is_looked_up_and_never_sent_again(pair: tuple[Oand
     p, reports = pair
     order = _market()
     assert (await p.broker.submit_order(order)).accepted
-    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
     posts = _posts(p)
     again = await p.broker.submit_order(order)
     assert not again.accepted and again.reason and again.reason.startswith("DUPLICATE_CLIENT_ORDER_ID")
     assert _posts(p) == posts  # nothing sent: OANDA would have made a second order
-    status = await p.broker.get_order_status(order.client_order_id)
+    status = await p.broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == order.qty
     # The hazard is real at the venue: the same client id on a filled order makes a new order.
     async with httpx.AsyncClient(base_url=p.server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
@@ -67,7 +67,7 @@ async def test_a_filled_order_is_looked_up_and_never_sent_again(pair: tuple[Oand
                 "instrument": "EUR_USD",
                 "units": "1000",
                 "timeInForce": "FOK",
-                "clientExtensions": {"id": order.client_order_id},
+                "clientExtensions": {"id": order.cl_ord_id},
             }
         }
         r = await http.post(f"/v3/accounts/{ACCOUNT}/orders", json=body)
@@ -80,13 +80,13 @@ async def test_a_lost_answer_of_a_filled_order_is_found_and_not_resent(pair: tup
     p.venue.faults.add("drop_after", method="POST", path=r"^/orders$")
     with pytest.raises(BrokerUnavailable):
         await p.broker.submit_order(order)
-    status = await p.broker.get_order_status(order.client_order_id)
+    status = await p.broker.get_order_status(order.cl_ord_id)
     assert status is not None and status.status is OrderStatus.FILLED and len(status.fills) == 1
     posts = _posts(p)
     assert not (await p.broker.submit_order(order)).accepted
     assert _posts(p) == posts
-    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
-    assert len([r for r in reports.of(order.client_order_id) if r.kind is ReportKind.FILL]) == 1
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+    assert len([r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]) == 1
 
 
 async def test_a_heartbeat_naming_an_unseen_transaction_starts_a_catch_up(
@@ -107,10 +107,10 @@ async def test_a_heartbeat_naming_an_unseen_transaction_starts_a_catch_up(
                     "instrument": "EUR_USD",
                     "units": "1000",
                     "timeInForce": "FOK",
-                    "clientExtensions": {"id": order.client_order_id},
+                    "clientExtensions": {"id": order.cl_ord_id},
                 }
             }
             r = await http.post(f"/v3/accounts/{ACCOUNT}/orders", json=body)
             assert r.status_code == 201
         p.venue._listeners.update(listeners)
-        await eventually(lambda: any(r.kind is ReportKind.FILL for r in reports.of(order.client_order_id)))
+        await eventually(lambda: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))

@@ -22,7 +22,7 @@ D = Decimal
 
 def _order(**kw: object) -> SubmitOrder:
     values: dict[str, object] = {
-        "client_order_id": "EX0123456789ABCDEF",
+        "cl_ord_id": "EX0123456789ABCDEF",
         "account": "a",
         "symbol": "EURUSD",
         "side": OrderSide.SELL,
@@ -74,8 +74,8 @@ def test_what_oanda_cannot_carry_is_refused_before_sending() -> None:
 
 def test_a_replacement_works_the_units_left_under_the_new_client_id() -> None:
     request = ReplaceOrder(
-        orig_client_order_id="EX0123456789ABCDEF",
-        client_order_id="EX0123456789ABCDEF.1",
+        orig_cl_ord_id="EX0123456789ABCDEF",
+        cl_ord_id="EX0123456789ABCDEF.1",
         symbol="EURUSD",
         side=OrderSide.BUY,
         type=OrderType.LIMIT,
@@ -103,6 +103,6 @@ def test_times_numbers_and_symbols() -> None:
             "clientExtensions": {"id": "EXA"},
         }
     )
-    assert view.side is OrderSide.SELL and view.qty == 1000 and view.working and view.client_order_id == "EXA"
+    assert view.side is OrderSide.SELL and view.qty == 1000 and view.working and view.cl_ord_id == "EXA"
     with pytest.raises(ValueError):
         OandaOrderView.of({"id": "7"})

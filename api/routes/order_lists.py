@@ -1,0 +1,358 @@
+"""Order lists (bracket, OCO, OUO, OTO): submit (update-with-start of the coordinator), read, cancel, amend a leg.
+
+A list is read from its coordinator workflow (a query; closed lists while Temporal retains them). Its legs are
+ordinary orders: ``GET /orders/{id}`` shows each, with its fills and timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from temporalio.client import (
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import check_order_scope, hidden, requires
+from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.edge import EdgeRoute
+from api.registry import registered_broker
+from api.schemas import (
+    AmendBody,
+    CancelBody,
+    ErrorBody,
+    LegPublic,
+    ListAccepted,
+    ListPublic,
+    OrderListCreate,
+    Reason,
+)
+from brokers import BROKERS
+from core.auth import Permission, Principal, namespaced_key
+from core.contingency import LegRole
+from core.domain import AmendRequest, AmendResult, CancelRequest, utcnow, workflow_id_for
+from core.orderlist import (
+    LegAmend,
+    LegSpec,
+    ListBook,
+    ListDecision,
+    OrderListRequest,
+    derive_list_id,
+    leg_order_id,
+    list_problems,
+    list_workflow_id,
+)
+from core.settings import Settings
+from workflows.order import OrderWorkflow
+from workflows.order_client import list_start
+from workflows.order_list import OrderListWorkflow
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/order-lists", tags=["order lists"], route_class=EdgeRoute)
+
+_QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content=model.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers
+    )
+
+
+def _reject(status: int, reasons: list[Reason]) -> JSONResponse:
+    body = ErrorBody(status="rejected", message="; ".join(r.message for r in reasons), reasons=reasons)
+    return _json(status, body)
+
+
+def _links(settings: Settings, list_id: str) -> dict[str, str]:
+    wf = list_workflow_id(list_id)
+    return {
+        "self": f"/api/v1/order-lists/{list_id}",
+        "cancel": f"/api/v1/order-lists/{list_id}/cancel",
+        "temporalUi": f"{settings.temporal.ui_url}/namespaces/{settings.temporal.namespace}/workflows/{wf}",
+    }
+
+
+def _answer(decision: ListDecision, request: OrderListRequest, settings: Settings, *, duplicate: bool) -> JSONResponse:
+    body = ListAccepted(
+        status="accepted" if decision.approved else "rejected",
+        list_id=request.list_id,
+        client_list_id=request.client_list_id,
+        client_id=request.client_id,
+        list_status="WORKING" if decision.approved else "DENIED",
+        reasons=[Reason.of(r) for r in decision.reasons],
+        duplicate=duplicate,
+        workflow_id=list_workflow_id(request.list_id),
+        legs={leg.name: leg.order.order_id for leg in request.legs},
+        links=_links(settings, request.list_id),
+    )
+    if duplicate:
+        return _json(200, body)
+    if decision.approved:
+        return _json(201, body, {"Location": f"/api/v1/order-lists/{request.list_id}"})
+    return _json(422, body)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ListAccepted,
+    responses={
+        200: {"description": "repeat of an earlier request"},
+        409: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
+)
+async def create_list(
+    body: OrderListCreate,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    pool: PoolDep,
+    instruments: InstrumentsDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_SUBMIT)],
+    idempotency_key: Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)] = None,
+) -> JSONResponse:
+    """Submit an order list; answers with the list's risk decision (the list then runs in the background)."""
+    problems: list[Reason] = []
+    first = body.legs[0]
+    account = first.account or body.client_id
+    await check_order_scope(request, principal, client_id=body.client_id, account=account, broker=first.broker)
+    broker, account_problems = await registered_broker(pool, settings, account=account, broker=first.broker)
+    await check_order_scope(request, principal, broker=broker)
+    problems.extend(account_problems)
+    if broker not in BROKERS:
+        problems.append(Reason(code="UNKNOWN_BROKER", field="legs[0].broker", message=f"unknown broker {broker!r}"))
+    legs = []
+    for i, leg in enumerate(body.legs):
+        leg = leg.model_copy(
+            update={
+                "client_id": body.client_id,
+                "client_order_id": f"{body.client_list_id}.{leg.name}",
+                "account": leg.account or account,
+                "broker": leg.broker or broker,
+            }
+        )
+        for p in leg.problems():
+            problems.append(p.model_copy(update={"field": f"legs[{i}].{p.field}", "message": f"legs[{i}].{p.message}"}))
+        if leg.symbol not in instruments:
+            problems.append(
+                Reason(code="UNKNOWN_INSTRUMENT", field=f"legs[{i}].symbol", message=f"unknown symbol {leg.symbol!r}")
+            )
+        legs.append(leg)
+    if problems:
+        return _reject(422, problems)
+
+    key_header = (idempotency_key or "").strip()
+    key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/list/{body.client_list_id}"
+    full_key = namespaced_key(principal.tenant, key)
+    received_at, submission_id, request_hash = utcnow(), uuid.uuid4().hex, body.request_hash()
+    specs = [
+        LegSpec(
+            name=leg.name,
+            role=leg.role,
+            order=leg.to_request(
+                order_id=leg_order_id(full_key, leg.name),
+                idempotency_key=f"{full_key}#{leg.name}",
+                broker=leg.broker or broker,
+                received_at=received_at,
+                submitted_by=actor,
+                submission_id=submission_id,
+            ),
+        )
+        for leg in legs
+    ]
+    linked = [s.order.order_id for s in specs if s.role in (LegRole.EXIT, LegRole.MEMBER)]
+    specs = [
+        s.model_copy(
+            update={
+                "order": s.order.model_copy(update={"linked_orders": tuple(i for i in linked if i != s.order.order_id)})
+            }
+        )
+        if s.order.order_id in linked
+        else s
+        for s in specs
+    ]
+    list_request = OrderListRequest(
+        list_id=derive_list_id(full_key),
+        idempotency_key=full_key,
+        request_hash=request_hash,
+        client_id=body.client_id,
+        client_list_id=body.client_list_id,
+        received_at=received_at,
+        submitted_by=actor,
+        submission_id=submission_id,
+        contingency=body.contingency,
+        trigger=body.trigger,
+        exits=body.exits,
+        flatten_on_unprotected=body.flatten_on_unprotected,
+        legs=specs,
+    )
+    structural = list_problems(list_request)
+    if structural:
+        return _reject(422, [Reason.of(r) for r in structural])
+    start = list_start(list_request, settings)
+    try:
+        async with asyncio.timeout(settings.api.decision_timeout_seconds):
+            decision = await start.decide(temporal)
+    except WorkflowAlreadyStartedError:
+        await start.settle()
+        book = await _book(temporal, list_request.list_id)
+        if book is None or book.decision is None:
+            raise HTTPException(
+                409, detail=f"list {list_request.list_id} exists but is not readable; retry shortly"
+            ) from None
+        decision = book.decision
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        await start.settle()
+        pending = ListAccepted(
+            status="pending",
+            list_id=list_request.list_id,
+            client_list_id=body.client_list_id,
+            client_id=body.client_id,
+            list_status="RECEIVED",
+            workflow_id=start.workflow_id,
+            legs={s.name: s.order.order_id for s in specs},
+            links=_links(settings, list_request.list_id),
+        )
+        return _json(202, pending, {"Location": f"/api/v1/order-lists/{list_request.list_id}"})
+    if decision.request_hash != request_hash:
+        return _json(
+            409,
+            ErrorBody(
+                status="conflict",
+                message=f"idempotency key {key_header or body.client_list_id!r} was already used for a different "
+                "list; use a new key (or a new clientListId)",
+            ),
+        )
+    return _answer(decision, list_request, settings, duplicate=decision.submission_id != submission_id)
+
+
+async def _book(temporal: Any, list_id: str) -> ListBook | None:
+    handle = temporal.get_workflow_handle(list_workflow_id(list_id))
+    try:
+        return await handle.query(OrderListWorkflow.state, rpc_timeout=_QUERY_TIMEOUT)  # type: ignore[no-any-return]
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    except WorkflowQueryFailedError as e:
+        raise HTTPException(503, detail=f"list {list_id} is not readable yet ({e}); retry shortly") from e
+
+
+async def _visible(temporal: Any, list_id: str, request: Request, principal: Principal) -> ListBook:
+    book = await _book(temporal, list_id) if list_id.startswith("LS") and len(list_id) == 18 else None
+    if book is None:
+        raise HTTPException(404, detail=f"no order list {list_id!r}")
+    first = book.request.legs[0].order
+    if not principal.scope.sees_order(client_id=book.request.client_id, account=first.account, broker=first.broker):
+        await hidden(request, principal, f"order list {list_id}")
+        raise HTTPException(404, detail=f"no order list {list_id!r}")
+    return book
+
+
+def _public(book: ListBook) -> ListPublic:
+    r = book.request
+    return ListPublic(
+        list_id=r.list_id,
+        client_list_id=r.client_list_id,
+        client_id=r.client_id,
+        contingency=r.contingency,
+        trigger=r.trigger,
+        status=book.status.value,
+        flags=list(book.flags),
+        legs=[
+            LegPublic(
+                name=leg.name,
+                role=leg.role,
+                internal_order_id=leg.order_id,
+                status=leg.shown_status,
+                side=leg.order.side,
+                type=leg.order.type,
+                qty=leg.qty,
+                filled_qty=leg.filled_qty,
+                avg_price=leg.avg_price,
+                price=leg.order.price,
+                stop_price=leg.order.stop_price,
+                reason=leg.reason,
+                rules=list(leg.rules),
+                links={"order": f"/api/v1/orders/{leg.order_id}"} if leg.released else {},
+            )
+            for leg in book.legs
+        ],
+        events=[e.model_dump(mode="json") for e in book.events],
+        workflow_id=list_workflow_id(r.list_id),
+    )
+
+
+@router.get("/{list_id}", response_model=ListPublic, responses={404: {"model": ErrorBody}})
+async def get_list(
+    list_id: str,
+    temporal: TemporalDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_READ)],
+) -> JSONResponse:
+    """One order list: its legs with their states and the rules that fired, its flags and timeline."""
+    return _json(200, _public(await _visible(temporal, list_id, request, principal)))
+
+
+@router.post("/{list_id}/cancel", status_code=202, responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+async def cancel_list(
+    list_id: str,
+    temporal: TemporalDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_CANCEL)],
+    body: Annotated[CancelBody | None, Body()] = None,
+) -> JSONResponse:
+    """Cancel a list: legs still held are dropped, working legs canceled (202: on its way)."""
+    book = await _visible(temporal, list_id, request, principal)
+    if book.done:
+        raise HTTPException(409, detail=f"order list {list_id} is already {book.status.value}")
+    reason = (body or CancelBody()).reason
+    await temporal.get_workflow_handle(list_workflow_id(list_id)).signal(
+        OrderListWorkflow.cancel, CancelRequest(requested_by=actor, reason=reason, requested_at=utcnow())
+    )
+    return JSONResponse(status_code=202, content={"status": "accepted", "listId": list_id})
+
+
+@router.patch("/{list_id}/legs/{leg}", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+async def amend_leg(
+    list_id: str,
+    leg: str,
+    body: AmendBody,
+    temporal: TemporalDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.ORDERS_AMEND)],
+) -> JSONResponse:
+    """Amend a leg: one the coordinator still holds changes there; a released one is amended as its order."""
+    book = await _visible(temporal, list_id, request, principal)
+    try:
+        state = book.leg(leg)
+    except KeyError:
+        raise HTTPException(404, detail=f"order list {list_id} has no leg {leg!r}") from None
+    try:
+        if state.released:
+            result: AmendResult = await temporal.get_workflow_handle(workflow_id_for(state.order_id)).execute_update(
+                OrderWorkflow.amend,
+                AmendRequest(qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor),
+            )
+        else:
+            result = await temporal.get_workflow_handle(list_workflow_id(list_id)).execute_update(
+                OrderListWorkflow.amend_leg,
+                LegAmend(leg=leg, qty=body.qty, price=body.price, stop_price=body.stop_price, requested_by=actor),
+            )
+    except WorkflowUpdateFailedError as e:
+        raise HTTPException(409, detail=str(e.cause or e)) from e
+    return JSONResponse(status_code=200 if result.accepted else 409, content=result.model_dump(mode="json"))

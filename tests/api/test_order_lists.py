@@ -1,0 +1,108 @@
+"""The order-list API: submit (the list's risk decision), read, amend a held leg, cancel, idempotency, 422s."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal as D
+from typing import Any
+
+from tests.harness import Stack, register_accounts, unique
+
+
+def bracket(client: str, list_id: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "clientId": client,
+        "clientListId": list_id,
+        "contingency": "BRACKET",
+        "legs": [
+            {
+                "name": "entry",
+                "role": "PARENT",
+                "symbol": "AAPL",
+                "side": "BUY",
+                "qty": 100,
+                "price": "185.00",
+                "timeInForce": "GTC",
+            },
+            {
+                "name": "tp",
+                "role": "EXIT",
+                "symbol": "AAPL",
+                "side": "SELL",
+                "qty": 100,
+                "price": "200.00",
+                "timeInForce": "GTC",
+                "reduceOnly": True,
+            },
+            {
+                "name": "sl",
+                "role": "EXIT",
+                "symbol": "AAPL",
+                "side": "SELL",
+                "qty": 100,
+                "type": "STOP",
+                "stopPrice": "180.00",
+                "timeInForce": "GTC",
+                "reduceOnly": True,
+            },
+        ],
+    }
+    body.update(changes)
+    return body
+
+
+async def test_a_bracket_over_rest_submit_read_amend_a_held_leg_and_cancel(stack: Stack) -> None:
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(stack.pool, client)
+    async with stack.api() as http:
+        r = await http.post("/api/v1/order-lists", json=bracket(client, "br-1"))
+        assert r.status_code == 201, r.text
+        created = r.json()
+        assert created["status"] == "accepted" and set(created["legs"]) == {"entry", "tp", "sl"}
+        list_id = created["listId"]
+        again = await http.post("/api/v1/order-lists", json=bracket(client, "br-1"))
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        other = await http.post("/api/v1/order-lists", json=bracket(client, "br-1", trigger="PARTIAL"))
+        assert other.status_code == 409
+
+        # The entry rests below the market; the exits wait in the coordinator.
+        for _ in range(100):
+            view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
+            if view["legs"][0]["status"] == "ACCEPTED":
+                break
+            await asyncio.sleep(0.05)
+        assert [leg["status"] for leg in view["legs"]] == ["ACCEPTED", "EMULATED", "EMULATED"]
+        r = await http.patch(f"/api/v1/order-lists/{list_id}/legs/tp", json={"price": "205.00"})
+        assert r.status_code == 200 and D(r.json()["price"]) == D(205), r.text
+        r = await http.patch(f"/api/v1/order-lists/{list_id}/legs/tp", json={"qty": 5})
+        assert r.status_code == 409 and "sized to its parent" in r.text
+
+        r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "changed my mind"})
+        assert r.status_code == 202
+        for _ in range(200):
+            view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
+            if view["status"] == "DONE":
+                break
+            await asyncio.sleep(0.05)
+        assert [leg["status"] for leg in view["legs"]] == ["CANCELED", "CANCELED", "CANCELED"]
+        assert view["legs"][1]["price"] == "205.00" or D(view["legs"][1]["price"]) == D(205)
+        assert (await http.get("/api/v1/order-lists/LSNOSUCHLIST000000")).status_code == 404
+
+
+async def test_an_impossible_list_is_refused_naming_the_field(stack: Stack) -> None:
+    client = unique("desk")
+    await register_accounts(stack.pool, client)
+    async with stack.api() as http:
+        body = bracket(client, "bad-1")
+        body["legs"][1]["price"] = "170.00"  # take-profit below the stop-loss of a BUY bracket
+        r = await http.post("/api/v1/order-lists", json=body)
+        assert r.status_code == 422
+        assert [(x["code"], x["field"]) for x in r.json()["reasons"]] == [("BRACKET_PRICES", "legs[1].price")]
+        body = bracket(client, "bad-2")
+        del body["legs"][2]["stopPrice"]
+        r = await http.post("/api/v1/order-lists", json=body)
+        assert r.status_code == 422
+        assert [(x["code"], x["field"]) for x in r.json()["reasons"]] == [("STOP_PRICE_REQUIRED", "legs[2].stopPrice")]
+        r = await http.post("/api/v1/order-lists", json=bracket(client, "bad-3", contingency="NOPE"))
+        assert r.status_code == 422 and "contingency" in r.text

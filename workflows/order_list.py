@@ -1,0 +1,276 @@
+"""The order list's coordinator: one workflow per list (bracket, OCO, OUO, OTO), its legs ordinary order workflows.
+
+::
+
+    POST /order-lists ─update-with-start─▶ OrderListWorkflow ─start child (deterministic id, ABANDON)─▶ OrderWorkflow
+                                                 ▲      │ cancel (signal) · resize (activity: the order's amend)
+                                                 └──────┴─────────── leg_report (signal) ◀── every leg's order
+
+The list's rules are ``core.contingency``'s table, applied by ``core.orderlist.ListBook``: this workflow only
+carries out the book's commands. Legs waiting for their trigger are held here (``EMULATED``) and sent only once
+released. A leg's workflow outlives the coordinator (``ParentClosePolicy.ABANDON``): closing or resetting the list
+never terminates a live order. The REST call gets the list's risk decision (the ``decision`` update): the decision
+of the legs the list starts with (the entry of a bracket or OTO, every leg of an OCO or OUO).
+
+Versioning: this workflow is new in this release; its changes go behind ``workflow.patched`` from the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, FailureError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.lists import LegAlert, LegResize, ListActivities
+    from core.domain import AmendResult, CancelRequest, OrderStatus, workflow_id_for
+    from core.orderlist import (
+        FLATTEN_LEG,
+        LegAmend,
+        LegReport,
+        ListBook,
+        ListCommand,
+        ListDecision,
+        list_workflow_id,
+    )
+    from core.temporal import (
+        SA_ACCOUNT,
+        SA_BROKER,
+        SA_CLIENT_ID,
+        SA_CLIENT_ORDER_ID,
+        SA_LIST_ID,
+        SA_STATUS,
+        SA_SYMBOL,
+    )
+    from workflows.order_models import ListLink, ListResult, OrderListInput, OrderWorkflowInput
+
+__all__ = ["OrderListWorkflow"]
+
+_ACTIVITY = timedelta(seconds=30)
+
+
+@workflow.defn(name="OrderListWorkflow")
+class OrderListWorkflow:
+    """One order list's life: start its legs, follow their reports, apply the rules, until every leg is closed."""
+
+    @workflow.init
+    def __init__(self, inp: OrderListInput) -> None:
+        """Set up the book before any handler runs."""
+        self._inp = inp
+        self._book = ListBook.new(inp.request)
+        self._reports: list[LegReport] = []
+        self._cancels: list[CancelRequest] = []
+        self._lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------------------------------- handlers
+
+    @workflow.update
+    async def decision(self, request_hash: str) -> ListDecision:
+        """Wait for and return the list's risk decision (the REST call's answer)."""
+        await workflow.wait_condition(lambda: self._book.decision is not None)
+        assert self._book.decision is not None
+        return self._book.decision
+
+    @workflow.signal
+    def leg_report(self, report: LegReport) -> None:
+        """A leg's order as it stands (from its workflow)."""
+        self._reports.append(report)
+
+    @workflow.signal
+    def cancel(self, request: CancelRequest) -> None:
+        """Cancel the list: held legs are dropped, working legs canceled."""
+        self._cancels.append(request)
+
+    @workflow.update
+    async def amend_leg(self, request: LegAmend) -> AmendResult:
+        """Change the price, stop price or quantity of a leg still held here (a released leg is amended as an order)."""
+        leg = self._book.leg(request.leg)
+        problem = self._amend_problem(request)
+        if problem is not None:
+            return AmendResult(accepted=False, status=leg.status, reason=problem, qty=leg.qty)
+        changes = {
+            name: value
+            for name, value in (("qty", request.qty), ("price", request.price), ("stop_price", request.stop_price))
+            if value is not None
+        }
+        leg.order = leg.order.model_copy(update=changes)
+        if request.qty is not None:
+            leg.qty = request.qty
+        detail = ", ".join(f"{k} {v.normalize():f}" for k, v in changes.items())
+        self._book.record(workflow.now(), leg.name, "AMENDED", detail=f"{detail} (by {request.requested_by})")
+        self._touch()
+        return AmendResult(
+            accepted=True, status=leg.status, qty=leg.qty, price=leg.order.price, stop_price=leg.order.stop_price
+        )
+
+    @amend_leg.validator
+    def _validate_amend(self, request: LegAmend) -> None:
+        problem = self._amend_problem(request)
+        if problem is not None:
+            raise ValueError(problem)
+
+    def _amend_problem(self, request: LegAmend) -> str | None:
+        try:
+            leg = self._book.leg(request.leg)
+        except KeyError:
+            return f"no leg {request.leg!r} in list {self._inp.request.list_id}"
+        if leg.released:
+            return f"leg {leg.name} was released as order {leg.order_id}: amend the order"
+        if leg.done:
+            return f"leg {leg.name} is {leg.status.value}"
+        if request.qty is None and request.price is None and request.stop_price is None:
+            return "nothing to change: give qty, price or stopPrice"
+        if request.qty is not None and leg.role.value in ("CHILD", "EXIT"):
+            return "a child leg is sized to its parent's fills: amend the parent's qty"
+        if request.price is not None and not leg.order.type.needs_price:
+            return f"a {leg.order.type.value} leg has no limit price to change"
+        if request.stop_price is not None and not leg.order.type.needs_stop_price:
+            return f"a {leg.order.type.value} leg has no stop price to change"
+        return None
+
+    @workflow.query
+    def state(self) -> ListBook:
+        """The list: its legs with their states and the rules that fired, its flags and timeline."""
+        return self._book
+
+    # ---------------------------------------------------------------------------------------- main line
+
+    @workflow.run
+    async def run(self, inp: OrderListInput) -> ListResult:
+        """Start the first legs, then take reports and cancels until every leg is closed."""
+        book = self._book
+        await self._carry_out(book.start(workflow.now()))
+        self._touch()
+        while not book.done:
+            await workflow.wait_condition(lambda: bool(self._reports or self._cancels))
+            async with self._lock:
+                while self._cancels or self._reports:
+                    now = workflow.now()
+                    if self._cancels:
+                        request = self._cancels.pop(0)
+                        commands = book.request_cancel(now, reason=request.reason, by=request.requested_by)
+                    else:
+                        commands = book.take(self._reports.pop(0), now)
+                    await self._carry_out(commands)
+                self._touch()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return ListResult(
+            list_id=inp.request.list_id,
+            status=book.status,
+            legs={leg.name: leg.status for leg in book.legs},
+            flags=list(book.flags),
+        )
+
+    def _touch(self) -> None:
+        workflow.set_current_details(self._book.summary_line())
+
+    async def _carry_out(self, commands: list[ListCommand]) -> None:
+        for command in commands:
+            if command.kind == "start":
+                await self._start_leg(command)
+            elif command.kind == "cancel":
+                await self._cancel_leg(command)
+            elif command.kind == "amend":
+                await self._resize_leg(command)
+            else:
+                await self._alert(command)
+
+    async def _start_leg(self, command: ListCommand) -> None:
+        book, inp = self._book, self._inp
+        leg = book.leg(command.leg)
+        base = inp.legs.get(leg.name) or inp.legs[inp.request.legs[0].name]
+        order = leg.order.model_copy(update={"qty": command.qty}) if command.qty is not None else leg.order
+        child_input = OrderWorkflowInput(
+            order=order,
+            config=base.config,
+            parent=ListLink(workflow_id=list_workflow_id(inp.request.list_id), leg=leg.name),
+        )
+        try:
+            await workflow.start_child_workflow(
+                "OrderWorkflow",
+                child_input,
+                id=workflow_id_for(order.order_id),
+                task_queue=inp.task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SA_STATUS, OrderStatus.RECEIVED.value),
+                        SearchAttributePair(SA_SYMBOL, order.symbol),
+                        SearchAttributePair(SA_CLIENT_ID, order.client_id),
+                        SearchAttributePair(SA_CLIENT_ORDER_ID, order.client_order_id),
+                        SearchAttributePair(SA_BROKER, order.broker),
+                        SearchAttributePair(SA_ACCOUNT, order.account),
+                        SearchAttributePair(SA_LIST_ID, inp.request.list_id),
+                    ]
+                ),
+                static_summary=f"{order.summary()} · leg {leg.name} of list {inp.request.list_id}",
+            )
+        except FailureError as e:
+            # Started by an earlier attempt of this step (the id is the leg's): its reports keep coming.
+            book.record(workflow.now(), leg.name, "START_FAILED", detail=str(e))
+            if leg.name == FLATTEN_LEG:
+                book.flags.append(f"FLATTEN_FAILED: {e}")
+
+    async def _cancel_leg(self, command: ListCommand) -> None:
+        leg = self._book.leg(command.leg)
+        handle = workflow.get_external_workflow_handle(workflow_id_for(leg.order_id))
+        request = CancelRequest(requested_by=f"list:{self._inp.request.list_id}", reason=command.detail)
+        try:
+            await handle.signal("cancel", request)
+        except FailureError as e:
+            self._book.record(workflow.now(), leg.name, "CANCEL_FAILED", detail=str(e))
+
+    async def _resize_leg(self, command: ListCommand) -> None:
+        leg = self._book.leg(command.leg)
+        assert command.qty is not None
+        try:
+            result: AmendResult = await workflow.execute_activity_method(
+                ListActivities.resize_leg,
+                LegResize(
+                    list_id=self._inp.request.list_id,
+                    leg=leg.name,
+                    workflow_id=workflow_id_for(leg.order_id),
+                    qty=command.qty,
+                ),
+                start_to_close_timeout=_ACTIVITY,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=self._inp.resize_retry_seconds),
+                    maximum_interval=timedelta(seconds=10),
+                    maximum_attempts=20,
+                ),
+            )
+        except ActivityError as e:
+            result = AmendResult(accepted=False, status=leg.status, reason=str(e.cause or e), qty=leg.qty)
+        if not result.accepted:
+            shrink = command.qty < leg.order_qty
+            if result.status is not OrderStatus.RECEIVED:
+                leg.qty = result.qty  # the size it works with (the next event sizes it again)
+            text = f"RESIZE_REFUSED: {leg.name} to {command.qty.normalize():f}: {result.reason}"
+            self._book.record(workflow.now(), leg.name, "RESIZE_REFUSED", detail=text)
+            if leg.status.is_terminal or shrink:
+                # Closed meanwhile, or a shrink the position outran (the next fill shrinks or cancels it again).
+                return
+            self._book.flags.append(text)
+
+    async def _alert(self, command: ListCommand) -> None:
+        parent = self._book.parent
+        order = (parent or self._book.legs[0]).order
+        await workflow.execute_activity_method(
+            ListActivities.alert,
+            LegAlert(
+                list_id=self._inp.request.list_id,
+                leg=command.leg,
+                broker=order.broker,
+                account=order.account,
+                symbol=order.symbol,
+                open_qty=command.qty or 0,
+                detail=command.detail,
+            ),
+            start_to_close_timeout=_ACTIVITY,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
