@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import date, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
@@ -34,11 +35,13 @@ from core.domain import (
     ReportKind,
     SubmitOrder,
     renamed,
+    utcnow,
 )
 from core.errors import BrokerError, BrokerRejected, BrokerUnavailable, OrderNotFound
 from core.metrics import BROKER_ERRORS, ORDER_LATENCY
+from core.reconciliation import BrokerStatement, day_bounds
 
-__all__ = ["BrokerActivities", "CancelInput", "ReplaceInput", "StatusInput", "SubmitInput"]
+__all__ = ["BrokerActivities", "CancelInput", "ReplaceInput", "StatementInput", "StatusInput", "SubmitInput"]
 
 
 class SubmitInput(BaseModel):
@@ -77,6 +80,15 @@ class StatusInput(BaseModel):
 
     broker: str
     cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
+
+
+class StatementInput(BaseModel):
+    """Input of ``broker_statement``: the broker and the UTC day whose fills are wanted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    broker: str
+    day: date
 
 
 def _ack_from_status(status: OrderStatusReport) -> BrokerAck:
@@ -194,3 +206,24 @@ class BrokerActivities:
         broker = self._broker(inp.broker)
         async with self._boundary(inp.broker, "status"):
             return await broker.get_order_status(inp.cl_ord_id)
+
+    @activity.defn(name="broker_statement")
+    async def broker_statement(self, inp: StatementInput) -> BrokerStatement:
+        """What the broker says for end-of-day reconciliation: positions, the day's fills, open orders.
+
+        Positions and fills only when its capabilities say it reports them (None otherwise: not compared).
+        """
+        broker = self._broker(inp.broker)
+        caps = broker.capabilities
+        start, end = day_bounds(inp.day)
+        async with self._boundary(inp.broker, "statement"):
+            taken_at = utcnow()
+            open_orders = await broker.open_orders()
+            fills = None
+            if caps.reports_fills:
+                since = await broker.fills_since(start - timedelta(microseconds=1))
+                fills = [f for f in since if f.kind is ReportKind.FILL and start <= f.transact_at < end]
+            positions = await broker.positions() if caps.reports_positions else None
+        return BrokerStatement(
+            broker=inp.broker, day=inp.day, taken_at=taken_at, positions=positions, fills=fills, open_orders=open_orders
+        )

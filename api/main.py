@@ -40,6 +40,7 @@ from api.routes import (
     orders,
     positions,
     quotes,
+    reconciliations,
     risk,
     stream,
 )
@@ -279,6 +280,7 @@ def create_app(
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(audit.router, prefix="/api/v1")
     app.include_router(breaks.router, prefix="/api/v1")
+    app.include_router(reconciliations.router, prefix="/api/v1")
     app.include_router(broker_health.router, prefix="/api/v1")
     app.include_router(stream.router, prefix="/api/v1")
     app.include_router(stream.socket_router, prefix="/api/v1")

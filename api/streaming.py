@@ -66,7 +66,15 @@ log = logging.getLogger(__name__)
 
 #: Kinds the stream's triggers give rows that are not order events (migration 0021).
 _OTHER_KINDS = frozenset(
-    {"TRADING_STATE", "CIRCUIT_BREAKER", "BREAK", "BREAK_RESOLVED", "UNMATCHED_REPORT", "UNMATCHED_RESOLVED"}
+    {
+        "TRADING_STATE",
+        "CIRCUIT_BREAKER",
+        "BREAK",
+        "BREAK_ACKNOWLEDGED",
+        "BREAK_RESOLVED",
+        "UNMATCHED_REPORT",
+        "UNMATCHED_RESOLVED",
+    }
 )
 #: Every kind a client may filter on: every kind of an order's timeline (``EventKind``: the transitions and the
 #: entries that leave the status as it is), and the other rows' kinds.

@@ -14,8 +14,10 @@ method                 required  contract
 ``get_order_status``   yes       the broker's view of one order (with its fills) or ``None`` if unknown;
                                  retried submissions call this first, so it must be authoritative
 ``open_orders``        yes       every order the broker still works for us (resync after reconnect)
-``fills_since``        optional  fills after a time, for account-wide reconciliation
-``positions``          optional  the broker's positions, for reconciliation
+``fills_since``        optional  fills after a time, for end-of-day reconciliation (declare
+                                 ``capabilities.reports_fills``)
+``positions``          optional  the broker's positions, for end-of-day reconciliation (declare
+                                 ``capabilities.reports_positions``)
 =====================  ========  =================================================================
 
 Execution reports pushed to the sink must carry a broker-unique ``exec_id``; the same report may be
@@ -107,6 +109,13 @@ class BrokerCapabilities(BaseModel):
     #: The broker answers requests beyond a rate with a throttle (HTTP 429) that the adapter must wait out and
     #: retry, never report as a refusal (REST brokers).
     rate_limited: bool = False
+    #: ``positions()`` is the broker's own account of positions (end-of-day reconciliation compares it with the
+    #: ledger). False (the default, safe for an adapter that cannot): positions are not compared, and the
+    #: reconciliation report says so.
+    reports_positions: bool = False
+    #: ``fills_since()`` lists every fill the broker made for Exodus' orders after a time (compared with the
+    #: ledger's fills of the day). False (the default): fills are not compared.
+    reports_fills: bool = False
 
     @property
     def takes(self) -> frozenset[OrderType]:

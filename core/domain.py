@@ -287,6 +287,18 @@ class BreakKind(StrEnum):
     BOOKING_FOR_OTHER_TERMS = "BOOKING_FOR_OTHER_TERMS"
     #: A fill that reached no order workflow and is not in the ledger.
     UNMATCHED_FILL = "UNMATCHED_FILL"
+    # End-of-day reconciliation (core/reconciliation.py, ``ReconciliationKind``): the broker's statement against
+    # the ledger and the read model.
+    #: The broker's position in an account and symbol differs from the ledger's (beyond the day's fill differences).
+    POSITION_DRIFT = "POSITION_DRIFT"
+    #: The broker reports a fill of the day the ledger has not booked.
+    FILL_MISSING_IN_LEDGER = "FILL_MISSING_IN_LEDGER"
+    #: The ledger booked a fill of the day the broker does not report.
+    FILL_UNKNOWN_TO_BROKER = "FILL_UNKNOWN_TO_BROKER"
+    #: The broker works an order Exodus does not know, or knows as finished.
+    ORPHAN_ORDER_AT_BROKER = "ORPHAN_ORDER_AT_BROKER"
+    #: An order is open in Exodus but not at the broker.
+    ORDER_NOT_AT_BROKER = "ORDER_NOT_AT_BROKER"
 
 
 class InvalidTransition(Exception):

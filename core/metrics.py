@@ -36,6 +36,8 @@ __all__ = [
     "QUOTES_STALE",
     "QUOTE_AGE",
     "RECONCILIATION_BREAKS",
+    "RECONCILIATION_DIFFERENCES",
+    "RECONCILIATION_LAST_RUN",
     "REPORTS_UNMATCHED",
     "STREAM_CLIENTS",
     "STREAM_LAGGING",
@@ -56,6 +58,18 @@ FILLS = Counter("exodus_fills_total", "Fills booked in the ledger, by broker", [
 OVERFILLS = Counter("exodus_overfills_total", "Fills refused because they would overfill the order", ["broker"])
 RECONCILIATION_BREAKS = Counter(
     "exodus_reconciliation_breaks_total", "Differences found between a broker and the ledger", ["broker", "kind"]
+)
+#: End-of-day reconciliation (workflows/reconciliation.py): the differences of each broker's latest run, by kind
+#: (0 when a kind has none), and when that run finished.
+RECONCILIATION_DIFFERENCES = Gauge(
+    "exodus_reconciliation_differences",
+    "Differences found by the latest end-of-day reconciliation run, by broker and kind",
+    ["broker", "kind"],
+)
+RECONCILIATION_LAST_RUN = Gauge(
+    "exodus_reconciliation_last_run_timestamp_seconds",
+    "When the latest end-of-day reconciliation run of a broker finished (Unix time)",
+    ["broker"],
 )
 REPORTS_UNMATCHED = Counter(
     "exodus_reports_unmatched_total", "Execution reports no order workflow took", ["broker", "reason"]

@@ -39,6 +39,7 @@ __all__ = [
     "OandaSettings",
     "OrderSettings",
     "PaperSettings",
+    "ReconciliationSettings",
     "Settings",
     "StreamSettings",
     "TemporalSettings",
@@ -622,6 +623,22 @@ class StreamSettings(BaseModel):
     prune_seconds: float = Field(300.0, gt=0)
 
 
+class ReconciliationSettings(BaseModel):
+    """End-of-day reconciliation with each broker (issue 17; ``workflows/reconciliation.py``)."""
+
+    #: A Temporal Schedule per broker of ``worker.brokers`` (created or updated by the worker owning it at start).
+    schedule_enabled: bool = True
+    #: When each broker's schedule runs, every day (UTC).
+    time_utc: time = time(21, 30)
+    #: Which day a scheduled run reconciles: 0 the day it runs, 1 the day before (for a run after midnight).
+    days_back: int = Field(0, ge=0, le=7)
+    #: Orders and fills younger than this when the broker's statement is taken are left for the next run (an
+    #: order just sent, a fill not booked yet).
+    grace_seconds: float = Field(120.0, ge=0)
+    #: How far back ``POST /api/v1/reconciliations`` may reconcile (days).
+    max_age_days: int = Field(400, ge=1)
+
+
 class Settings(BaseSettings):
     """Root of all settings."""
 
@@ -662,6 +679,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
     stream: StreamSettings = StreamSettings()
+    reconciliation: ReconciliationSettings = ReconciliationSettings()
 
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> Self:

@@ -37,6 +37,7 @@ from core.domain import (
     ExecutionReport,
     Instrument,
     OrderStatusReport,
+    PositionReport,
     ReplaceOrder,
     SubmitOrder,
     utcnow,
@@ -262,6 +263,22 @@ class SimVenue:
                 for o in self.engine.all_orders()
                 for r in o.reports
                 if r.kind.value == "FILL" and r.transact_at > since
+            ]
+
+    async def positions(self) -> list[PositionReport]:
+        """Net position per account and symbol: the sum of the venue's fills, signed (a sell is negative)."""
+        async with self._lock:
+            await self._sync()
+            net: dict[tuple[str, str], Decimal] = {}
+            for o in self.engine.all_orders():
+                for r in o.reports:
+                    if r.kind.value == "FILL":
+                        key = (o.account, o.symbol)
+                        net[key] = net.get(key, Decimal(0)) + (r.last_qty if o.side.value == "BUY" else -r.last_qty)
+            return [
+                PositionReport(broker=self.name, account=account, symbol=symbol, qty=qty)
+                for (account, symbol), qty in sorted(net.items())
+                if qty != 0
             ]
 
     async def step(self) -> None:

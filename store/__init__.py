@@ -15,6 +15,7 @@ tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their 
 | ``risk`` | the decision's statements (``risk_gather()``...), reservations, reject streaks, trading states |
 | ``policy`` | ``risk_policy`` (``PolicyStore``: versioned documents, cached per version) |
 | ``breaks`` | ``reconciliation_breaks``, ``unmatched_reports`` |
+| ``reconciliation`` | ``reconciliation_runs``, an end-of-day run's ledger side, breaks, acknowledgements |
 | ``audit`` | ``audit_log`` (appends through ``audit_append()``; the chain's check) |
 | ``export`` | the archive's reads by period (orders, fills, audit rows), a page at a time |
 | ``auth`` | ``api_keys``, ``accounts`` |
@@ -44,6 +45,7 @@ __all__ = [
     "orders",
     "policy",
     "quotes",
+    "reconciliation",
     "reports",
     "risk",
     "sessions",

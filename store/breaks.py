@@ -30,6 +30,7 @@ from store.text import jsonb, pg_text, pg_value
 __all__ = [
     "BreakRow",
     "Resolved",
+    "UnmatchedStatus",
     "UnmatchedRow",
     "add_break",
     "add_break_once_open",
@@ -45,7 +46,10 @@ __all__ = [
 ]
 
 #: Which rows a listing wants: open (not resolved), resolved, or all.
-Resolved = Literal["open", "resolved", "all"]
+#: ``acknowledged``: open and acknowledged (migration 0028); ``unacknowledged``: open and not yet acknowledged.
+Resolved = Literal["open", "acknowledged", "unacknowledged", "resolved", "all"]
+#: Which unmatched reports a listing wants (they are resolved, never acknowledged).
+UnmatchedStatus = Literal["open", "resolved", "all"]
 
 
 class BreakRow(TypedDict):
@@ -60,6 +64,10 @@ class BreakRow(TypedDict):
     resolved_at: datetime | None
     resolved_by: str | None
     resolution: str | None
+    ref: str | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    acknowledgement: str | None
     client_id: str | None
     account: str | None
     symbol: str | None
@@ -82,7 +90,8 @@ class UnmatchedRow(TypedDict):
 
 _BREAK = (
     "SELECT b.id, b.order_id, b.broker, b.kind, b.detail, b.detected_at, b.resolved_at, b.resolved_by,"
-    " b.resolution, o.client_id, o.account, o.symbol FROM reconciliation_breaks b"
+    " b.resolution, b.ref, b.acknowledged_at, b.acknowledged_by, b.acknowledgement, o.client_id, o.account, o.symbol"
+    " FROM reconciliation_breaks b"
     " LEFT JOIN orders o ON o.order_id = b.order_id"
 )
 _UNMATCHED_COLUMNS = (
@@ -96,6 +105,9 @@ def _resolved(column: str, status: Resolved) -> list[str]:
         return [f"{column} IS NULL"]
     if status == "resolved":
         return [f"{column} IS NOT NULL"]
+    if status in ("acknowledged", "unacknowledged"):
+        acknowledged = column.replace("resolved_at", "acknowledged_at")
+        return [f"{column} IS NULL", f"{acknowledged} IS {'NOT ' if status == 'acknowledged' else ''}NULL"]
     return []
 
 
@@ -146,7 +158,7 @@ async def list_unmatched(
     conn: Conn,
     *,
     scope: Scope,
-    status: Resolved = "open",
+    status: UnmatchedStatus = "open",
     broker: str | None = None,
     before: int | None = None,
     limit: int = 100,

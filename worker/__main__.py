@@ -19,6 +19,7 @@ import socket
 
 from prometheus_client import start_http_server
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 
 from activities.broker import BrokerActivities
 from brokers import Broker
@@ -33,6 +34,7 @@ from store.quotes import QuoteWriter
 from worker.build import broker_worker, build_brokers, build_workers, market_data_for, running_workers
 from worker.dispatcher import ReportDispatcher
 from worker.ownership import BrokerClaim, ClaimLost
+from worker.schedules import ensure_reconciliation_schedules
 
 log = logging.getLogger("worker")
 
@@ -146,6 +148,10 @@ async def main() -> int:
                     except Exception as e:  # Postgres away: nobody can take the claim meanwhile; try again
                         log.warning("broker %s: cannot check its claim yet: %s", claim.broker, e)
 
+        try:
+            await ensure_reconciliation_schedules(client, settings, brokers)
+        except RPCError as e:  # orders must flow even when the schedules cannot be written; the alert says so
+            log.error("could not create the reconciliation schedules: %s", e)
         async with running_workers(workers):
             log.info(
                 "worker polling %s and broker queues %s",

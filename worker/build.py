@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from activities.broker import BrokerActivities
 from activities.lists import ListActivities
 from activities.persistence import OrderStoreActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.risk import RiskActivities
 from brokers import BROKERS, Broker, BrokerContext, capabilities
 from core.errors import ConfigError
@@ -28,6 +29,7 @@ from store import Pool
 from store.policy import PolicyStore
 from workflows.order import OrderWorkflow
 from workflows.order_list import OrderListWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 
 __all__ = [
     "WorkerParts",
@@ -119,7 +121,7 @@ def build_workers(
     market: MarketData | None = None,
     check: RiskCheck = basic_check,
 ) -> list[Worker]:
-    """One Temporal worker for the order workflows (with their local activities), one per owned broker."""
+    """One Temporal worker for the order and reconciliation workflows (and their activities), one per owned broker."""
     market = market or market_data_for(settings, instruments)
     policy = PolicyStore(settings.risk)
     risk = RiskActivities(
@@ -133,15 +135,16 @@ def build_workers(
         policy=policy,
     )
     store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
+    reconciliation = ReconciliationActivities(pool=pool, grace_seconds=settings.reconciliation.grace_seconds)
     lists = ListActivities(client=client, pool=pool)
-    precompile_workflow_modules([OrderWorkflow, OrderListWorkflow])
+    precompile_workflow_modules([OrderWorkflow, OrderListWorkflow, ReconciliationWorkflow])
     wcfg = settings.worker
     extra = missing_worker_interceptors(client)  # the log context's ids and traces, if the client lacks them
     workers = [
         Worker(
             client,
             task_queue=settings.temporal.task_queue,
-            workflows=[OrderWorkflow, OrderListWorkflow],
+            workflows=[OrderWorkflow, OrderListWorkflow, ReconciliationWorkflow],
             activities=[
                 risk.check_order,
                 risk.check_amend,
@@ -149,6 +152,7 @@ def build_workers(
                 store.persist_order,
                 lists.resize_leg,
                 lists.alert,
+                reconciliation.reconcile_statement,
             ],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,
@@ -170,6 +174,7 @@ def broker_worker(client: Client, settings: Settings, name: str, activities: Bro
             activities.cancel_order,
             activities.replace_order,
             activities.get_order_status,
+            activities.broker_statement,
         ],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         interceptors=missing_worker_interceptors(client),  # the log context's ids and traces, if the client lacks them

@@ -85,95 +85,7 @@ $("#login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   state.token = $("#token").value.trim();
   sessionStorage.setItem("exodus.token", state.token);
-  await // --- breaks and unmatched reports
-
-function breakTable(rows, { order = true } = {}) {
-  const resolver = can("breaks:resolve");
-  return `<table class="breaks"><thead><tr><th class="num">#</th><th>Detected (UTC)</th>${order ? "<th>Order</th><th>Account</th>" : ""}<th>Broker</th><th>Kind</th><th>Detail</th><th>State</th><th>Resolution</th></tr></thead>
-    <tbody>${rows.map((b) => `<tr data-break="${esc(b.id)}"><td class="num">${esc(b.id)}</td><td>${when(b.detectedAt)}</td>
-      ${order ? `<td>${b.orderId ? `<a href="#/order/${esc(b.orderId)}">${esc(b.orderId)}</a>` : `<span class="muted">none</span>`}</td><td>${esc(b.account || "")}</td>` : ""}
-      <td>${esc(b.broker)}</td><td>${esc(b.kind)}</td><td class="wrap">${esc(b.detail)}</td>
-      <td>${badge(b.resolvedAt ? "RESOLVED" : "OPEN")}</td>
-      <td class="wrap">${b.resolvedAt ? `${esc(b.resolution)} <span class="muted">— ${esc(b.resolvedBy)}, ${when(b.resolvedAt)}</span>`
-        : resolver ? `<button type="button" class="resolve" data-kind="breaks" data-id="${esc(b.id)}">Resolve…</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
-}
-
-function unmatchedTable(rows) {
-  const resolver = can("breaks:resolve");
-  return `<table id="unmatched"><thead><tr><th class="num">#</th><th>Received (UTC)</th><th>Broker</th><th>Exec id</th><th>Client order id</th><th>Why no order took it</th><th>State</th><th>Resolution</th></tr></thead>
-    <tbody>${rows.map((u) => `<tr data-unmatched="${esc(u.id)}"><td class="num">${esc(u.id)}</td><td>${when(u.receivedAt)}</td><td>${esc(u.broker)}</td>
-      <td>${esc(u.execId)}</td><td>${esc(u.clientOrderId)}</td><td class="wrap" title="${esc(JSON.stringify(u.report))}">${esc(u.reason)}</td>
-      <td>${badge(u.resolvedAt ? "RESOLVED" : "OPEN")}</td>
-      <td class="wrap">${u.resolvedAt ? `${esc(u.resolution)} <span class="muted">— ${esc(u.resolvedBy)}, ${when(u.resolvedAt)}</span>`
-        : resolver ? `<button type="button" class="resolve" data-kind="unmatched-reports" data-id="${esc(u.id)}">Resolve…</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
-}
-
-function wireResolve(reload) {
-  document.querySelectorAll("#page button.resolve").forEach((button) => button.addEventListener("click", async () => {
-    const { kind, id } = button.dataset;
-    const what = kind === "breaks" ? `break #${id}` : `unmatched report #${id}`;
-    const reason = prompt(`Resolve ${what}: why? (kept with it and in the audit log)`);
-    if (reason === null) return;
-    if (!reason.trim()) { banner("A reason is required to resolve."); return; }
-    try {
-      await api(`/api/v1/${kind}/${id}/resolve`, { method: "POST", body: { reason: reason.trim() } });
-      banner(`Resolved ${what}.`, true);
-      reload().catch(failed);
-    } catch (e) { failed(e); }
-  }));
-}
-
-async function breaks() {
-  if (!can("breaks:read")) {
-    $("#page").innerHTML = `<h1>Breaks</h1><p>Your roles do not include reading breaks.</p>`;
-    return;
-  }
-  const status = state.breakStatus || "open";
-  const [list, unmatched] = await Promise.all([
-    api(`/api/v1/breaks?status=${status}&limit=500`),
-    api(`/api/v1/unmatched-reports?status=${status}&limit=500`).catch((e) => (e.status === 403 ? null : Promise.reject(e))),
-  ]);
-  $("#page").innerHTML = `<h1>Breaks and unmatched reports</h1>
-    <form class="inline" id="break-filter"><label>Show <select name="status">${["open", "resolved", "all"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label></form>
-    <h2>Reconciliation breaks <span class="muted">(${list.count}${list.nextBefore ? "+" : ""})</span></h2>
-    ${list.data.length ? breakTable(list.data) : `<p id="no-breaks">No ${status === "all" ? "" : status + " "}break.</p>`}
-    <h2>Unmatched reports</h2>
-    ${unmatched === null ? `<p class="muted">Unmatched reports belong to no order: they are shown to firm-wide scopes only.</p>`
-      : unmatched.data.length ? unmatchedTable(unmatched.data) : `<p id="no-unmatched">No ${status === "all" ? "" : status + " "}unmatched report.</p>`}`;
-  $("#break-filter select").addEventListener("change", (ev) => { state.breakStatus = ev.target.value; breaks().catch(failed); });
-  wireResolve(breaks);
-  state.onEvent = (m) => { if (m.topic === "break" || m.topic === "unmatched") breaks().catch(failed); };
-}
-
-// --- broker health
-
-function age(seconds) {
-  if (seconds === null || seconds === undefined) return `<span class="muted">never</span>`;
-  const s = Number(seconds);
-  const text = s < 120 ? `${s.toFixed(1)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`;
-  return `<span class="num">${esc(text)}</span>`;
-}
-
-async function brokers() {
-  const h = await api("/api/v1/brokers/health");
-  $("#page").innerHTML = `<h1>Broker health <span class="muted">as of ${when(h.at)}</span></h1>
-    <h2>Sessions</h2>
-    <table id="sessions"><thead><tr><th>Broker</th><th>Session</th><th>State</th><th>Detail</th><th>Since (UTC)</th><th class="num">Owner heartbeat</th><th class="num">Last successful call</th></tr></thead>
-      <tbody>${h.sessions.map((s) => `<tr data-broker="${esc(s.broker)}"><td>${esc(s.broker)}</td><td>${esc(s.session)}</td><td>${badge(s.state)}</td><td class="wrap">${esc(s.detail)}</td>
-        <td>${when(s.changedAt)}</td><td class="num" title="${esc(s.heartbeatAt)}">${age(s.heartbeatAgeSeconds)} ago</td>
-        <td class="num">${s.lastCallAt ? `<span title="${esc(s.lastCallAt)}">${age(s.lastCallAgeSeconds)} ago</span>` : `<span class="muted">n/a</span>`}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No broker session recorded (the paper broker has none).</td></tr>`}</tbody></table>
-    <h2>MetaTrader 5 terminals</h2>
-    <table id="terminals"><thead><tr><th>Account</th><th>State</th><th>Login / server</th><th>EA</th><th class="num">Last heartbeat</th><th class="num">Timeout</th><th>Disconnected (UTC)</th></tr></thead>
-      <tbody>${h.terminals.map((t) => `<tr data-account="${esc(t.account)}"><td>${esc(t.account)}</td><td>${badge(t.state)}</td><td>${esc(t.login ?? "")} ${esc(t.server || "")}</td><td>${esc(t.eaVersion || "")}</td>
-        <td class="num">${t.lastHeartbeatAt ? `<span title="${esc(t.lastHeartbeatAt)}">${age(t.heartbeatAgeSeconds)} ago</span>` : age(null)}</td><td class="num">${num(t.heartbeatTimeoutSeconds)} s</td><td>${when(t.disconnectedAt)}</td></tr>`).join("") || `<tr><td colspan="7" class="muted">No MT5 bridge account.</td></tr>`}</tbody></table>
-    <h2>Quotes per source</h2>
-    <table id="quote-sources"><thead><tr><th>Source</th><th>State</th><th class="num">Symbols</th><th class="num">Stale</th><th class="num">Newest quote age</th></tr></thead>
-      <tbody>${h.quotes.map((q) => `<tr data-source="${esc(q.source)}"><td>${esc(q.source)}</td><td>${badge(q.state)}</td><td class="num">${num(q.symbols)}</td><td class="num">${num(q.staleSymbols)}</td><td class="num">${age(q.newestAgeSeconds)}</td></tr>`).join("") || `<tr><td colspan="5" class="muted">No quote stored.</td></tr>`}</tbody></table>`;
-  clearTimeout(state.healthTimer);
-  state.healthTimer = setTimeout(() => { if (location.hash.startsWith("#/brokers")) brokers().catch(failed); }, 10000);
-}
-
-start();
+  await start();
 });
 $("#logout").addEventListener("click", () => {
   sessionStorage.removeItem("exodus.token");
@@ -568,9 +480,10 @@ function breakTable(rows, { order = true } = {}) {
     <tbody>${rows.map((b) => `<tr data-break="${esc(b.id)}"><td class="num">${esc(b.id)}</td><td>${when(b.detectedAt)}</td>
       ${order ? `<td>${b.orderId ? `<a href="#/order/${esc(b.orderId)}">${esc(b.orderId)}</a>` : `<span class="muted">none</span>`}</td><td>${esc(b.account || "")}</td>` : ""}
       <td>${esc(b.broker)}</td><td>${esc(b.kind)}</td><td class="wrap">${esc(b.detail)}</td>
-      <td>${badge(b.resolvedAt ? "RESOLVED" : "OPEN")}</td>
+      <td>${badge(b.resolvedAt ? "RESOLVED" : b.acknowledgedAt ? "ACKNOWLEDGED" : "OPEN")}</td>
       <td class="wrap">${b.resolvedAt ? `${esc(b.resolution)} <span class="muted">— ${esc(b.resolvedBy)}, ${when(b.resolvedAt)}</span>`
-        : resolver ? `<button type="button" class="resolve" data-kind="breaks" data-id="${esc(b.id)}">Resolve…</button>` : ""}</td></tr>`).join("")}</tbody></table>`;
+        : `${b.acknowledgedAt ? `<span class="ack">${esc(b.acknowledgement)} <span class="muted">— ${esc(b.acknowledgedBy)}, ${when(b.acknowledgedAt)}</span></span> ` : ""}${resolver
+          ? `${b.acknowledgedAt ? "" : `<button type="button" class="acknowledge" data-id="${esc(b.id)}">Acknowledge…</button> `}<button type="button" class="resolve" data-kind="breaks" data-id="${esc(b.id)}">Resolve…</button>` : ""}`}</td></tr>`).join("")}</tbody></table>`;
 }
 
 function unmatchedTable(rows) {
@@ -584,6 +497,17 @@ function unmatchedTable(rows) {
 }
 
 function wireResolve(reload) {
+  document.querySelectorAll("#page button.acknowledge").forEach((button) => button.addEventListener("click", async () => {
+    const { id } = button.dataset;
+    const note = prompt(`Acknowledge break #${id}: what is being done? (kept with it and in the audit log)`);
+    if (note === null) return;
+    if (!note.trim()) { banner("A note is required to acknowledge."); return; }
+    try {
+      await api(`/api/v1/breaks/${id}/acknowledge`, { method: "POST", body: { reason: note.trim() } });
+      banner(`Acknowledged break #${id}.`, true);
+      reload().catch(failed);
+    } catch (e) { failed(e); }
+  }));
   document.querySelectorAll("#page button.resolve").forEach((button) => button.addEventListener("click", async () => {
     const { kind, id } = button.dataset;
     const what = kind === "breaks" ? `break #${id}` : `unmatched report #${id}`;
@@ -598,23 +522,48 @@ function wireResolve(reload) {
   }));
 }
 
+function runTable(rows) {
+  return `<table id="reconciliations"><thead><tr><th>Finished (UTC)</th><th>Broker</th><th>Day</th><th>Compared</th><th>Differences</th><th class="num">New breaks</th><th>Report</th></tr></thead>
+    <tbody>${rows.map((r) => `<tr data-run="${esc(r.id)}"><td>${when(r.finishedAt)}</td><td>${esc(r.broker)}</td><td>${esc(r.date)}</td><td>${esc(r.compared.join(", "))}</td>
+      <td class="wrap">${Object.entries(r.counts).filter(([, n]) => n > 0).map(([k, n]) => `${esc(k)} <span class="num">${num(n)}</span>`).join(", ") || `<span class="muted">none</span>`}</td>
+      <td class="num">${num(r.newBreaks)}</td><td><button type="button" class="run-csv" data-id="${esc(r.id)}">CSV</button></td></tr>`).join("")}</tbody></table>`;
+}
+
+async function downloadCsv(id) {
+  const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+  const r = await fetch(`/api/v1/reconciliations/${encodeURIComponent(id)}?format=csv`, { headers });
+  if (!r.ok) throw new ApiError(r.status, { message: await r.text() });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([await r.text()], { type: "text/csv" }));
+  link.download = `${id}.csv`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
 async function breaks() {
   if (!can("breaks:read")) {
     $("#page").innerHTML = `<h1>Breaks</h1><p>Your roles do not include reading breaks.</p>`;
     return;
   }
   const status = state.breakStatus || "open";
-  const [list, unmatched] = await Promise.all([
+  const unmatchedStatus = status.endsWith("acknowledged") ? "open" : status;
+  const firmOnly = (e) => (e.status === 403 ? null : Promise.reject(e));
+  const [list, unmatched, runs] = await Promise.all([
     api(`/api/v1/breaks?status=${status}&limit=500`),
-    api(`/api/v1/unmatched-reports?status=${status}&limit=500`).catch((e) => (e.status === 403 ? null : Promise.reject(e))),
+    api(`/api/v1/unmatched-reports?status=${unmatchedStatus}&limit=500`).catch(firmOnly),
+    api("/api/v1/reconciliations?limit=20").catch(firmOnly),
   ]);
   $("#page").innerHTML = `<h1>Breaks and unmatched reports</h1>
-    <form class="inline" id="break-filter"><label>Show <select name="status">${["open", "resolved", "all"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label></form>
+    <form class="inline" id="break-filter"><label>Show <select name="status">${["open", "unacknowledged", "acknowledged", "resolved", "all"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label></form>
     <h2>Reconciliation breaks <span class="muted">(${list.count}${list.nextBefore ? "+" : ""})</span></h2>
     ${list.data.length ? breakTable(list.data) : `<p id="no-breaks">No ${status === "all" ? "" : status + " "}break.</p>`}
     <h2>Unmatched reports</h2>
     ${unmatched === null ? `<p class="muted">Unmatched reports belong to no order: they are shown to firm-wide scopes only.</p>`
-      : unmatched.data.length ? unmatchedTable(unmatched.data) : `<p id="no-unmatched">No ${status === "all" ? "" : status + " "}unmatched report.</p>`}`;
+      : unmatched.data.length ? unmatchedTable(unmatched.data) : `<p id="no-unmatched">No ${status === "all" ? "" : unmatchedStatus + " "}unmatched report.</p>`}
+    <h2>End-of-day reconciliation runs</h2>
+    ${runs === null ? `<p class="muted">A reconciliation covers every account of its broker: runs are shown to firm-wide scopes only.</p>`
+      : runs.data.length ? runTable(runs.data) : `<p id="no-runs">No reconciliation run yet.</p>`}`;
+  document.querySelectorAll("#page button.run-csv").forEach((button) => button.addEventListener("click", () => downloadCsv(button.dataset.id).catch(failed)));
   $("#break-filter select").addEventListener("change", (ev) => { state.breakStatus = ev.target.value; breaks().catch(failed); });
   wireResolve(breaks);
   state.onEvent = (m) => { if (m.topic === "break" || m.topic === "unmatched") breaks().catch(failed); };

@@ -24,7 +24,7 @@ from api.deps import ActorDep, PoolDep
 from api.edge import EdgeRoute
 from api.schemas import ErrorBody, Identifier, ReasonText
 from core.auth import Permission, Principal
-from store import breaks
+from store import Conn, breaks, reconciliation
 from store.audit import append_audit
 from store.breaks import BreakRow, UnmatchedRow
 
@@ -34,7 +34,8 @@ router = APIRouter(tags=["breaks"], route_class=EdgeRoute)
 
 #: Largest id (Postgres bigint).
 _MAX_ID = 2**63 - 1
-Status = Literal["open", "resolved", "all"]
+Status = Literal["open", "acknowledged", "unacknowledged", "resolved", "all"]
+UnmatchedStatus = Literal["open", "resolved", "all"]
 
 
 class _Out(BaseModel):
@@ -64,6 +65,11 @@ class BreakPublic(_Out):
     resolved_at: datetime | None
     resolved_by: str | None
     resolution: str | None
+    #: The difference's natural key for end-of-day breaks (account/symbol, exec id, cl_ord_id); else null.
+    ref: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledgement: str | None = None
 
     @classmethod
     def of(cls, row: BreakRow) -> BreakPublic:
@@ -119,7 +125,10 @@ def _conflict(what: str, by: str | None, at: datetime | None, resolution: str | 
 
 Before = Annotated[int | None, Query(alias="before", ge=1, le=_MAX_ID, description="ids below this one (paging)")]
 Limit = Annotated[int, Query(ge=1, le=500)]
-StatusQuery = Annotated[Status, Query(description="open (default), resolved or all")]
+StatusQuery = Annotated[
+    Status, Query(description="open (default: acknowledged or not), acknowledged, unacknowledged, resolved or all")
+]
+UnmatchedStatusQuery = Annotated[UnmatchedStatus, Query(description="open (default), resolved or all")]
 
 
 @router.get("/breaks", response_model=BreaksPublic, responses={422: {"model": ErrorBody}})
@@ -201,6 +210,71 @@ async def resolve_break(
     return _json(BreakPublic.of(resolved))
 
 
+@router.post(
+    "/breaks/{break_id}/acknowledge",
+    response_model=BreakPublic,
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+async def acknowledge_break(
+    body: ResolveBody,
+    pool: PoolDep,
+    actor: ActorDep,
+    request: Request,
+    principal: Annotated[Principal, requires(Permission.BREAKS_RESOLVE)],
+    break_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
+) -> JSONResponse:
+    """Acknowledge an open break with a note (seen, being looked into): audited; it stays open until resolved."""
+    async with pool.connection() as conn, conn.transaction():
+        row = await _visible_break(conn, request, principal, break_id)
+        if row["resolved_at"] is not None:
+            raise _conflict(f"break {break_id}", row["resolved_by"], row["resolved_at"], row["resolution"])
+        if row["acknowledged_at"] is not None:
+            when = row["acknowledged_at"].isoformat()
+            message = (
+                f"break {break_id} was already acknowledged by {row['acknowledged_by']} at {when}"
+                f" ({row['acknowledgement']})"
+            )
+            raise HTTPException(
+                409, ErrorBody(status="conflict", message=message).model_dump(mode="json", exclude_none=True)
+            )
+        done = await reconciliation.acknowledge_break(conn, break_id, actor=actor, note=body.reason)
+        assert done  # locked, open and unacknowledged above
+        await append_audit(
+            conn,
+            actor=actor,
+            action="BREAK_ACKNOWLEDGED",
+            subject=f"break:{break_id}",
+            detail={
+                "reason": body.reason,
+                "orderId": row["order_id"],
+                "broker": row["broker"],
+                "kind": row["kind"],
+                "detail": row["detail"],
+            },
+        )
+        acknowledged = await breaks.break_by_id(conn, break_id)
+    assert acknowledged is not None
+    return _json(BreakPublic.of(acknowledged))
+
+
+async def _visible_break(conn: Conn, request: Request, principal: Principal, break_id: int) -> BreakRow:
+    """The break, locked, if it is inside the caller's scope; else 404 (as an unknown one)."""
+    row = await breaks.break_by_id(conn, break_id, lock=True)
+    visible = row is not None and all(
+        allowed
+        for allowed in (
+            principal.scope.allows_client(row["client_id"]),
+            principal.scope.allows_account(row["account"]),
+            principal.scope.allows_broker(row["broker"]),
+        )
+    )
+    if row is None or not visible:
+        if row is not None:
+            await hidden(request, principal, f"break {break_id}")
+        raise HTTPException(404, detail=f"no break {break_id}")
+    return row
+
+
 async def _firm_wide(request: Request, principal: Principal) -> None:
     if not principal.scope.firm_wide:
         await forbid(
@@ -218,7 +292,7 @@ async def list_unmatched(
     pool: PoolDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.BREAKS_READ)],
-    status: StatusQuery = "open",
+    status: UnmatchedStatusQuery = "open",
     broker: Identifier | None = None,
     before: Before = None,
     limit: Limit = 100,

@@ -28,6 +28,9 @@ TEMPLATE_CAPABILITIES = BrokerCapabilities(
     dedupes_cl_ord_id=False,
     # True for a REST broker that answers 429 beyond a rate.
     rate_limited=False,
+    # True once positions() / fills_since() give the broker's own account (end-of-day reconciliation uses them).
+    reports_positions=False,
+    reports_fills=False,
 )
 
 

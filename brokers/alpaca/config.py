@@ -36,6 +36,9 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     dedupes_cl_ord_id=True,
     # 200 requests per minute and key, then 429 with X-RateLimit-Reset.
     rate_limited=True,
+    # End-of-day reconciliation compares its positions and fills with the ledger.
+    reports_positions=True,
+    reports_fills=True,
 )
 
 #: Alpaca order status -> Exodus status; None: still working (ACCEPTED or PARTIALLY_FILLED by what has filled).

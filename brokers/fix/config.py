@@ -34,6 +34,9 @@ FIX_CAPABILITIES = BrokerCapabilities(
     supports_replace=True,
     # FIX venues refuse a second order under a ClOrdID (OrdRejReason 6); the adapter never reuses one blindly.
     dedupes_cl_ord_id=True,
+    # FIX positions are not asked (no RequestForPositions); fills come from the session's report journal.
+    reports_positions=False,
+    reports_fills=True,
 )
 
 _DICTIONARIES = {"FIX.4.2": "FIX42.xml", "FIX.4.4": "FIX44.xml", "FIXT.1.1": "FIXT11.xml"}

@@ -48,6 +48,9 @@ IB_CAPABILITIES = BrokerCapabilities(
     dedupes_cl_ord_id=False,
     # IB paces at about 50 messages/s; ib_async queues requests beyond that on the client side (no 429 to retry).
     rate_limited=False,
+    # End-of-day reconciliation compares its positions and fills with the ledger.
+    reports_positions=True,
+    reports_fills=True,
 )
 
 #: orderStatus values of an order that still works (or may: PendingSubmit, ApiPending).

@@ -93,6 +93,9 @@ KRAKEN_CAPABILITIES = BrokerCapabilities(
     dedupes_cl_ord_id=False,
     # Call counters with decay: "EAPI:Rate limit exceeded" / "EOrder:Rate limit exceeded".
     rate_limited=True,
+    # End-of-day reconciliation compares its positions and fills with the ledger.
+    reports_positions=True,
+    reports_fills=True,
 )
 
 #: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement).

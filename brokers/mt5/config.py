@@ -18,4 +18,7 @@ MT5_CAPABILITIES = BrokerCapabilities(
     # MT5 itself has no client-id deduplication, but the bridge's outbox is keyed by the Exodus order id and
     # the EA looks an order up by magic + comment before sending it: a resend cannot create a twin.
     dedupes_cl_ord_id=True,
+    # End-of-day reconciliation compares its positions and fills with the ledger.
+    reports_positions=True,
+    reports_fills=True,
 )

@@ -43,6 +43,9 @@ OANDA_CAPABILITIES = BrokerCapabilities(
     dedupes_cl_ord_id=False,
     # 120 requests per second, then 429.
     rate_limited=True,
+    # End-of-day reconciliation compares its positions and fills with the ledger.
+    reports_positions=True,
+    reports_fills=True,
 )
 
 #: The transaction types that create an order (their ``clientExtensions.id`` is our client order id).

@@ -11,4 +11,7 @@ PAPER_CAPABILITIES = BrokerCapabilities(
     time_in_force=frozenset(TimeInForce),
     supports_replace=True,
     dedupes_cl_ord_id=True,
+    # End-of-day reconciliation compares its positions and fills with the ledger.
+    reports_positions=True,
+    reports_fills=True,
 )

@@ -111,5 +111,5 @@ class PaperBroker:
         return await self.venue.fills_since(since)
 
     async def positions(self) -> list[PositionReport]:
-        """The paper venue keeps no positions of its own; the ledger is the only book."""
-        return []
+        """The venue's net positions per account and symbol, from its own fills."""
+        return await self.venue.positions()

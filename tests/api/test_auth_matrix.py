@@ -462,6 +462,40 @@ CASES: list[Case] = [
         {200, 409},  # the first allowed call resolves it, the next ones are told it already is
     ),
     Case(
+        "POST",
+        "/api/v1/breaks/{break_id}/acknowledge",
+        {Role.OPERATOR, Role.RISK},
+        "hide",
+        lambda t, ctx: (f"/api/v1/breaks/{ctx['breaks'][t]}/acknowledge", {"json": {"reason": "matrix"}}),
+        {200, 409},  # acknowledged by the first allowed call (or resolved by the case above): 409 after
+    ),
+    # Reconciliations cover every account of a broker: firm-wide. A date in the future is refused (422) after the
+    # rule, so no run is started.
+    Case(
+        "POST",
+        "/api/v1/reconciliations",
+        {Role.OPERATOR, Role.RISK},
+        "firm",
+        lambda t, ctx: ("/api/v1/reconciliations", {"json": {"broker": "paper", "date": "9999-01-01"}}),
+        {422},
+    ),
+    Case(
+        "GET",
+        "/api/v1/reconciliations",
+        {Role.TRADER, Role.OPERATOR, Role.RISK, Role.AUDITOR},
+        "firm",
+        lambda t, ctx: _get("/api/v1/reconciliations"),
+        {200},
+    ),
+    Case(
+        "GET",
+        "/api/v1/reconciliations/{run}",
+        {Role.TRADER, Role.OPERATOR, Role.RISK, Role.AUDITOR},
+        "firm",
+        lambda t, ctx: _get("/api/v1/reconciliations/reconcile-paper-2001-01-01"),
+        {404},
+    ),
+    Case(
         "GET",
         "/api/v1/unmatched-reports",
         {Role.TRADER, Role.OPERATOR, Role.RISK, Role.AUDITOR},

@@ -28,6 +28,7 @@ from brokers.mt5.tables import register_account as register_mt5_account
 from core.auth import Scope
 from core.settings import ApiSettings, TokenSettings
 from store.breaks import add_break, add_unmatched_report, list_breaks
+from store.reconciliation import record_run
 from store.sessions import heartbeat, record_session
 from tests.harness import Stack, unique
 from tests.store.kit import decided
@@ -341,6 +342,54 @@ async def test_breaks_and_unmatched_reports_are_resolved_from_the_console_and_sh
     await page.open("breaks")
     await page.wait("breaks as auditor", lambda d: d.find_elements(By.CSS_SELECTOR, "table.breaks"))
     assert not await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, "button.resolve"))
+
+
+async def test_a_break_is_acknowledged_from_the_console_and_reconciliation_runs_are_listed(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
+    page, http = console
+    run = f"reconcile-paper-scheduled-{unique('run')}"
+    async with stack.pool.connection() as conn:
+        order = await decided(conn, client_id=unique("desk"), account=unique("acct"))
+        await add_break(conn, order_id=order.order_id, broker="paper", kind="ORDER_NOT_AT_BROKER", detail="gone")
+        [brk] = await list_breaks(conn, scope=Scope.everything(), order_id=order.order_id)
+        await record_run(
+            conn,
+            workflow_id=run,
+            run_id="r1",
+            broker="paper",
+            day=datetime.now(UTC).date(),
+            started_at=datetime.now(UTC),
+            compared=["positions", "fills", "orders"],
+            counts={"ORDER_NOT_AT_BROKER": 1, "POSITION_DRIFT": 0},
+            new_breaks=1,
+            differences=[{"kind": "ORDER_NOT_AT_BROKER", "ref": order.order_id, "breakId": brk["id"], "new": True}],
+        )
+    await page.sign_in("t-ops")
+    await page.open("breaks")
+    row = f"tr[data-break='{brk['id']}']"
+    await page.wait("the run", lambda d: d.find_elements(By.CSS_SELECTOR, f"#reconciliations tr[data-run='{run}']"))
+    runs = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-run='{run}']").text)
+    assert "ORDER_NOT_AT_BROKER 1" in runs and "POSITION_DRIFT" not in runs
+
+    def acknowledge(d: WebDriver) -> None:
+        d.find_element(By.CSS_SELECTOR, f"{row} button.acknowledge").click()
+        alert = WebDriverWait(d, 10).until(lambda d: d.switch_to.alert)
+        alert.send_keys("asking the venue")
+        alert.accept()
+
+    await page.run(acknowledge)
+    done = f"Acknowledged break #{brk['id']}"
+    await page.wait("acknowledged", lambda d: done in d.find_element(By.ID, "banner").text)
+    await page.wait("its note", lambda d: "asking the venue" in d.find_element(By.CSS_SELECTOR, row).text)
+    text = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, row).text)
+    assert "ACKNOWLEDGED" in text
+    assert not await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.acknowledge"))
+    assert await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.resolve"))
+    r = await http.get("/api/v1/breaks", params={"orderId": order.order_id}, headers=_as("t-ops"))
+    [b] = r.json()["data"]
+    assert (b["acknowledgedBy"], b["acknowledgement"], b["resolvedAt"]) == ("ops", "asking the venue", None)
+    await page.shot("breaks-acknowledged-and-runs")
 
 
 async def test_broker_health_shows_sessions_terminals_and_quote_sources(
