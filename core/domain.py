@@ -105,23 +105,41 @@ class OrderSide(StrEnum):
 
 
 class OrderType(StrEnum):
-    """Order types. ``PEGGED`` is carried through to brokers that support it (FIX)."""
+    """Order types. ``PEGGED`` is carried through to brokers that support it (FIX).
+
+    A stop triggers when the price moves *against* the order through ``stop_price`` (a buy when the price rises
+    to it); a touched order (``MARKET_IF_TOUCHED``, ``LIMIT_IF_TOUCHED``) when it moves *in its favour* to it (a
+    buy when the price falls to it, a sell when it rises to it). Once triggered, each works as a market order
+    (``STOP``, ``MARKET_IF_TOUCHED``) or a limit order at ``price`` (``STOP_LIMIT``, ``LIMIT_IF_TOUCHED``).
+    """
 
     MARKET = "MARKET"
     LIMIT = "LIMIT"
     STOP = "STOP"
     STOP_LIMIT = "STOP_LIMIT"
     PEGGED = "PEGGED"
+    MARKET_IF_TOUCHED = "MARKET_IF_TOUCHED"
+    LIMIT_IF_TOUCHED = "LIMIT_IF_TOUCHED"
 
     @property
     def needs_price(self) -> bool:
         """Whether a limit price is required."""
-        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.LIMIT_IF_TOUCHED)
 
     @property
     def needs_stop_price(self) -> bool:
         """Whether a stop (trigger) price is required."""
-        return self in (OrderType.STOP, OrderType.STOP_LIMIT)
+        return self in (OrderType.STOP, OrderType.STOP_LIMIT) or self.is_touched
+
+    @property
+    def is_touched(self) -> bool:
+        """A touched order: it triggers when the price reaches ``stop_price`` in the order's favour."""
+        return self in (OrderType.MARKET_IF_TOUCHED, OrderType.LIMIT_IF_TOUCHED)
+
+    @property
+    def limit_once_triggered(self) -> bool:
+        """Whether the order, once triggered, works as a limit order at its ``price``."""
+        return self in (OrderType.STOP_LIMIT, OrderType.LIMIT_IF_TOUCHED)
 
 
 class PegType(StrEnum):

@@ -7,6 +7,8 @@ Orders trade against the price feed's quote, never against each other:
 * A **limit** order (and a stop-limit once triggered) trades at the far touch when that is at or better
   than its limit; otherwise it rests and is matched again on every feed step.
 * A **stop** triggers when the far touch reaches the stop price (buy: ask >= stop; sell: bid <= stop).
+* A **touched** order (market/limit if touched) triggers when the far touch reaches its ``stop_price`` in its
+  favour (buy: ask <= trigger; sell: bid >= trigger), then works as a market order or a limit at ``price``.
 * A **pegged** order is priced each step at its reference plus ``peg_offset``: the far touch (MARKET peg,
   always marketable), the near touch (PRIMARY peg) or the mid (MIDPOINT peg, which the model fills at
   the mid because it assumes midpoint liquidity on every step).
@@ -366,15 +368,21 @@ class MatchingEngine:
         quote = self.feed.quote(order.symbol)
         buy = order.side is OrderSide.BUY
         far = quote.ask if buy else quote.bid
-        if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not order.triggered:
+        if order.type.needs_stop_price and not order.triggered:
             assert order.stop_price is not None
-            if not (far >= order.stop_price if buy else far <= order.stop_price):
+            # A stop triggers when the far touch moves against the order to the stop price; a touched order
+            # when it moves in the order's favour to it (a buy when the ask falls to it).
+            touched = order.type.is_touched
+            against = far >= order.stop_price if buy else far <= order.stop_price
+            favour = far <= order.stop_price if buy else far >= order.stop_price
+            if not (favour if touched else against):
                 return None
             if dry_run:
-                return far if order.type is OrderType.STOP else self._limit_price(order, far)
+                return self._limit_price(order, far) if order.type.limit_once_triggered else far
             order.triggered = True
-            self._report(order, result, ReportKind.TRIGGERED, reason=f"stop {order.stop_price} reached at {far}")
-        if order.type in (OrderType.MARKET, OrderType.STOP):
+            what = "touch price" if touched else "stop"
+            self._report(order, result, ReportKind.TRIGGERED, reason=f"{what} {order.stop_price} reached at {far}")
+        if order.type in (OrderType.MARKET, OrderType.STOP, OrderType.MARKET_IF_TOUCHED):
             return far
         if order.type is OrderType.PEGGED:
             return self._peg_price(order, quote.bid, quote.ask, far)

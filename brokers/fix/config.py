@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
+from typing import Final
 
 from brokers.base import BrokerCapabilities
 from brokers.fix.dictionary import relax_dictionary
@@ -28,8 +29,11 @@ __all__ = [
     "store_dir_for",
 ]
 
+#: Order types the FIX adapter does not send: the touched types (OrdType J has no counterpart in the FIX venue).
+FIX_UNSUPPORTED_TYPES: Final = frozenset({OrderType.MARKET_IF_TOUCHED, OrderType.LIMIT_IF_TOUCHED})
+
 FIX_CAPABILITIES = BrokerCapabilities(
-    order_types=frozenset(OrderType),
+    order_types=frozenset(OrderType) - FIX_UNSUPPORTED_TYPES,
     time_in_force=frozenset(TimeInForce),
     supports_replace=True,
     # FIX venues refuse a second order under a ClOrdID (OrdRejReason 6); the adapter never reuses one blindly.

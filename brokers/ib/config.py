@@ -20,13 +20,16 @@ __all__ = [
     "IBSettings",
 ]
 
-#: Domain order type -> IB ``orderType``. IB also has trailing stops (``TRAIL``, ``TRAIL LIMIT``), market and limit
-#: on close (``MOC``, ``LOC``), pegs and algos; the domain has no such types yet (issue 15), so they are not offered.
+#: Domain order type -> IB ``orderType``. The touched types are IB's ``MIT`` (``auxPrice`` the trigger) and ``LIT``
+#: (``auxPrice`` the trigger, ``lmtPrice`` the limit). IB also has trailing stops (``TRAIL``, ``TRAIL LIMIT``), pegs
+#: and algos; the domain has no such types yet (issue 15), so they are not offered.
 IB_TYPE: Final = {
     OrderType.MARKET: "MKT",
     OrderType.LIMIT: "LMT",
     OrderType.STOP: "STP",
     OrderType.STOP_LIMIT: "STP LMT",
+    OrderType.MARKET_IF_TOUCHED: "MIT",
+    OrderType.LIMIT_IF_TOUCHED: "LIT",
 }
 #: Domain time in force -> IB ``tif`` (GTD carries ``goodTillDate``). IB's ``OPG`` has no domain counterpart.
 IB_TIF: Final = {

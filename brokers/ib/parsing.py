@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.ib.config import IB_TIF, IB_TYPE
-from core.domain import InstrumentClass, OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder
+from core.domain import InstrumentClass, OrderSide, OrderStatus, ReplaceOrder, SubmitOrder
 from core.instruments import InstrumentCatalog
 from core.settings import IBSettings
 
@@ -84,11 +84,11 @@ def order_fields(order: SubmitOrder | ReplaceOrder, *, account: str) -> dict[str
         "account": account,
         "transmit": True,
     }
-    if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+    if order.type.needs_price:
         if order.price is None:
             raise ValueError(f"a {order.type.value} order needs a limit price")
         fields["lmtPrice"] = float(order.price)
-    if order.type in (OrderType.STOP, OrderType.STOP_LIMIT):
+    if order.type.needs_stop_price:
         if order.stop_price is None:
             raise ValueError(f"a {order.type.value} order needs a stop price")
         fields["auxPrice"] = float(order.stop_price)

@@ -21,14 +21,18 @@ from core.domain import (
     InvalidTransition,
     OrderEvent,
     OrderEventKind,
+    OrderSide,
     OrderState,
     OrderStatus,
     OrderStatusReport,
+    OrderTerms,
+    OrderType,
     PegType,
     ReplaceOrder,
     ReportKind,
     ReportOutcome,
     SubmitOrder,
+    TimeInForce,
     TimelineKind,
     base_order_id,
     cl_ord_id_for,
@@ -382,3 +386,52 @@ def test_the_order_state_builds_every_broker_command_from_its_current_terms() ->
     cancel = state.cancel_order("desk asked")
     assert (cancel.cl_ord_id, cancel.broker_order_id, cancel.qty) == (f"{order.order_id}.1", "B-1", D(20))
     assert state.submit_order().terms() == order.terms(qty=D(20))  # a resend asks for the current terms
+
+
+def _terms(**changes: object) -> OrderTerms:
+    values: dict[str, object] = {
+        "account": "a",
+        "symbol": "AAPL",
+        "side": OrderSide.BUY,
+        "type": OrderType.MARKET,
+        "time_in_force": TimeInForce.GTC,
+        "qty": Decimal(1),
+    }
+    values.update(changes)
+    return OrderTerms.model_validate(values)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"type": OrderType.MARKET_IF_TOUCHED}, [("STOP_PRICE_REQUIRED", "stopPrice")]),
+        (
+            {"type": OrderType.MARKET_IF_TOUCHED, "stop_price": Decimal(99), "price": Decimal(98)},
+            [("PRICE_NOT_ALLOWED", "price")],
+        ),
+        ({"type": OrderType.LIMIT_IF_TOUCHED, "stop_price": Decimal(99)}, [("PRICE_REQUIRED", "price")]),
+        ({"type": OrderType.LIMIT_IF_TOUCHED, "price": Decimal(99)}, [("STOP_PRICE_REQUIRED", "stopPrice")]),
+        ({"type": OrderType.MARKET_IF_TOUCHED, "stop_price": Decimal(99)}, []),
+        (
+            {
+                "type": OrderType.MARKET_IF_TOUCHED,
+                "stop_price": Decimal(99),
+                "time_in_force": TimeInForce.GTD,
+                "expire_at": datetime(2030, 1, 1, tzinfo=UTC),
+            },
+            [],  # unlike a MARKET order, a touched order rests until it triggers: GTD is fine
+        ),
+        ({"type": OrderType.LIMIT_IF_TOUCHED, "price": Decimal(98), "stop_price": Decimal(99)}, []),
+    ],
+)
+def test_touched_orders_take_a_trigger_price_and_a_limit_only_if_limit_if_touched(
+    changes: dict[str, object], expected: list[tuple[str, str]]
+) -> None:
+    problems = _terms(**changes).problems()
+    assert [(p.code, p.field) for p in problems] == expected
+
+
+def test_touched_types_trigger_in_the_orders_favour_and_stops_against_it() -> None:
+    assert OrderType.MARKET_IF_TOUCHED.is_touched and OrderType.LIMIT_IF_TOUCHED.is_touched
+    assert not OrderType.STOP.is_touched and not OrderType.STOP_LIMIT.is_touched
+    assert OrderType.LIMIT_IF_TOUCHED.limit_once_triggered and not OrderType.MARKET_IF_TOUCHED.limit_once_triggered

@@ -121,6 +121,48 @@ def test_stop_limit_triggers_and_rests_at_its_limit(engine: MatchingEngine) -> N
     assert kinds(engine.step()) == ["FILL"]
 
 
+def test_market_if_touched_buy_triggers_when_the_price_falls_to_it(engine: MatchingEngine) -> None:
+    res = engine.submit(order(type="MARKET_IF_TOUCHED", stop="98.00"))
+    assert kinds(res) == ["ACCEPTED"]  # ask 100.01 is above the touch price: waits
+    engine.feed.set_mid("AAPL", D("102.00"))  # rising (a stop would trigger): a touched buy does not
+    assert kinds(engine.step()) == []
+    engine.feed.set_mid("AAPL", D("97.99"))  # ask 98.00 <= 98
+    triggered, fill = engine.step().reports
+    assert triggered.kind is ReportKind.TRIGGERED and fill.kind is ReportKind.FILL
+    assert fill.last_price == D("98.00")
+
+
+def test_market_if_touched_sell_triggers_when_the_price_rises_to_it(engine: MatchingEngine) -> None:
+    engine.submit(order(side="SELL", type="MARKET_IF_TOUCHED", stop="101.00"))
+    engine.feed.set_mid("AAPL", D("95.00"))  # falling: a sell stop would trigger, a touched sell does not
+    assert kinds(engine.step()) == []
+    engine.feed.set_mid("AAPL", D("101.01"))  # bid 101.00 >= 101
+    assert kinds(engine.step()) == ["TRIGGERED", "FILL"]
+
+
+def test_market_if_touched_already_touched_on_arrival_fills_at_once(engine: MatchingEngine) -> None:
+    res = engine.submit(order(type="MARKET_IF_TOUCHED", stop="101.00"))  # ask 100.01 <= 101
+    assert kinds(res) == ["ACCEPTED", "TRIGGERED", "FILL"]
+    assert res.reports[-1].last_price == D("100.01")
+
+
+def test_limit_if_touched_triggers_then_rests_at_its_limit(engine: MatchingEngine) -> None:
+    engine.submit(order(type="LIMIT_IF_TOUCHED", stop="98.00", price="97.50"))
+    engine.feed.set_mid("AAPL", D("97.99"))  # ask 98.00: touched, above the 97.50 limit
+    assert kinds(engine.step()) == ["TRIGGERED"]
+    engine.feed.set_mid("AAPL", D("97.40"))
+    fill = engine.step().reports[0]
+    assert fill.kind is ReportKind.FILL and fill.last_price == D("97.41")
+
+
+def test_touched_fok_is_canceled_unless_touched_on_arrival(engine: MatchingEngine) -> None:
+    assert kinds(engine.submit(order("F1", type="MARKET_IF_TOUCHED", stop="98.00", tif="FOK"))) == [
+        "ACCEPTED",
+        "CANCELED",
+    ]
+    assert kinds(engine.submit(order("F2", type="MARKET_IF_TOUCHED", stop="101.00", tif="FOK")))[-1] == "FILL"
+
+
 def test_pegged_orders(engine: MatchingEngine) -> None:
     market = engine.submit(order("P1", type="PEGGED", peg_type=PegType.MARKET))
     assert market.reports[-1].last_price == D("100.01")

@@ -74,7 +74,14 @@ log = logging.getLogger(__name__)
 _D = Decimal
 #: IB's "no value" double, as TWS writes it where a double is unset.
 UNSET_DOUBLE = "1.7976931348623157E308"
-_TYPES = {"MKT": OrderType.MARKET, "LMT": OrderType.LIMIT, "STP": OrderType.STOP, "STP LMT": OrderType.STOP_LIMIT}
+_TYPES = {
+    "MKT": OrderType.MARKET,
+    "LMT": OrderType.LIMIT,
+    "STP": OrderType.STOP,
+    "STP LMT": OrderType.STOP_LIMIT,
+    "MIT": OrderType.MARKET_IF_TOUCHED,
+    "LIT": OrderType.LIMIT_IF_TOUCHED,
+}
 _TIFS = {
     "DAY": TimeInForce.DAY,
     "GTC": TimeInForce.GTC,
@@ -558,8 +565,8 @@ class IBVenue:
         )
         self.orders[(client_id, order_id)] = order
         self.by_perm[perm] = order
-        stop = req.aux if otype in (OrderType.STOP, OrderType.STOP_LIMIT) else None
-        price = req.lmt if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        stop = req.aux if otype.needs_stop_price else None
+        price = req.lmt if otype.needs_price else None
         try:
             await self.sim.submit(
                 SubmitOrder(
@@ -593,8 +600,8 @@ class IBVenue:
         new_cid = f"IB{order.perm_id}.{order.revision}"
         previous_ref = order.order_ref
         order.order_ref = req.order_ref or order.order_ref
-        stop = req.aux if otype in (OrderType.STOP, OrderType.STOP_LIMIT) else None
-        price = req.lmt if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        stop = req.aux if otype.needs_stop_price else None
+        price = req.lmt if otype.needs_price else None
         try:
             ack = await self.sim.replace(
                 ReplaceOrder(
