@@ -151,13 +151,24 @@ class PegType(StrEnum):
 
 
 class TimeInForce(StrEnum):
-    """How long an order works. GTD needs an ``expire_at``; DAY ends at the configured session close."""
+    """How long an order works. GTD needs an ``expire_at``; DAY ends at the configured session close.
+
+    ``OPG`` and ``CLS`` (market or limit orders only) execute at the session's open or close (the auction) and
+    expire unfilled right after it: the venue ends them, the order workflow sets no timer of its own.
+    """
 
     DAY = "DAY"
     GTC = "GTC"
     IOC = "IOC"
     FOK = "FOK"
     GTD = "GTD"
+    OPG = "OPG"
+    CLS = "CLS"
+
+    @property
+    def is_auction(self) -> bool:
+        """At the open or at the close: the order works in that session's auction only."""
+        return self in (TimeInForce.OPG, TimeInForce.CLS)
 
 
 class InstrumentClass(StrEnum):
@@ -590,6 +601,13 @@ class OrderTerms(BaseModel):
             bad(TermsCode.EXPIRY_NOT_ALLOWED, "expireAt", "only allowed when timeInForce is GTD")
         if t is OrderType.MARKET and tif is TimeInForce.GTD:
             bad(TermsCode.TIME_IN_FORCE_NOT_ALLOWED, "timeInForce", "a MARKET order cannot be GTD")
+        if tif.is_auction and t not in (OrderType.MARKET, OrderType.LIMIT):
+            bad(
+                TermsCode.TIME_IN_FORCE_NOT_ALLOWED,
+                "timeInForce",
+                f"{tif.value} (at the {'open' if tif is TimeInForce.OPG else 'close'}) is for MARKET and LIMIT "
+                f"orders only, not {t.value}",
+            )
         return out
 
 

@@ -17,6 +17,11 @@ Orders trade against the price feed's quote, never against each other:
 * **IOC** cancels whatever did not fill on arrival; **FOK** is canceled without any fill unless it can
   fill completely on arrival; **GTD** expires on the first step after ``expire_at``. DAY expiry is left
   to the order workflow's timer.
+* **OPG** / **CLS** (at the open / at the close) need the venue's ``Auctions`` (the times of day, UTC, of its
+  session's open and close; a venue without them refuses such orders). The order waits, untouched by the
+  market, until the first step at or after the next open (OPG) or close (CLS) after it arrived; on that step
+  it trades once, in full if it can (an auction is not limited by the displayed size), a limit only if the
+  far touch is at or better than its limit; whatever did not fill then expires.
 
 Every method returns the execution reports it produced and the orders it changed, so a caller can
 journal them before letting anyone see the reports.
@@ -29,8 +34,9 @@ import random
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from typing import Final
 
 from pydantic import ConfigDict
 
@@ -53,7 +59,15 @@ from core.domain import (
 )
 from sim.feed import PriceFeed
 
-__all__ = ["DuplicateSubmit", "MatchResult", "MatchingEngine", "RejectReason", "SimOrder"]
+__all__ = [
+    "US_EQUITY_AUCTIONS",
+    "Auctions",
+    "DuplicateSubmit",
+    "MatchResult",
+    "MatchingEngine",
+    "RejectReason",
+    "SimOrder",
+]
 
 
 class RejectReason:
@@ -89,6 +103,8 @@ class SimOrder(OrderTerms):
     reports: list[ExecutionReport] = []
     created_at: datetime
     updated_at: datetime
+    #: An OPG/CLS order's auction: it trades on the first step at or after this time, then expires.
+    auction_at: datetime | None = None
 
     @property
     def leaves_qty(self) -> Decimal:
@@ -114,6 +130,25 @@ class SimOrder(OrderTerms):
             stop_price=self.stop_price,
             reports=list(self.reports),
         )
+
+
+@dataclass(frozen=True)
+class Auctions:
+    """When a venue's session opens and closes (times of day, UTC): where OPG and CLS orders trade."""
+
+    open: time
+    close: time
+
+    def next_after(self, now: datetime, *, at_open: bool) -> datetime:
+        """The first open (``at_open``) or close strictly after ``now``."""
+        when = self.open if at_open else self.close
+        at = datetime.combine(now.astimezone(UTC).date(), when, tzinfo=UTC)
+        return at if at > now else at + timedelta(days=1)
+
+
+#: US equities' regular session (9:30 to 16:00 New York) in UTC while New York keeps standard time; the local
+#: Alpaca and IB venues hold their OPG/CLS orders for these times (daylight saving time is not modelled).
+US_EQUITY_AUCTIONS: Final = Auctions(open=time(14, 30), close=time(21, 0))
 
 
 @dataclass(frozen=True)
@@ -159,9 +194,11 @@ class MatchingEngine:
         seed: int = 0,
         reject_rate: float = 0.0,
         reject_symbols: Iterable[str] = (),
+        auctions: Auctions | None = None,
     ) -> None:
-        """Create an empty book quoting from ``feed``."""
+        """Create an empty book quoting from ``feed``; without ``auctions`` it refuses OPG and CLS orders."""
         self.feed = feed
+        self.auctions = auctions
         self.venue = venue
         self._instruments = {i.symbol: i for i in instruments}
         self._clock = clock
@@ -230,6 +267,11 @@ class MatchingEngine:
             updated_at=now,
         )
         refusal = self._refusal(order)
+        if refusal is None and order.time_in_force.is_auction:
+            if self.auctions is None:
+                refusal = f"{RejectReason.UNSUPPORTED}: {order.time_in_force.value} (this venue has no auctions)"
+            else:
+                order.auction_at = self.auctions.next_after(now, at_open=order.time_in_force is TimeInForce.OPG)
         if refusal is not None:
             order.status = OrderStatus.REJECTED
             self._rejected[cid] = order
@@ -298,6 +340,10 @@ class MatchingEngine:
         result = MatchResult()
         now = self._clock()
         for order in self.open_orders():
+            if order.auction_at is not None:
+                if now >= order.auction_at:
+                    self._auction(order, result)
+                continue
             if order.time_in_force is TimeInForce.GTD and order.expire_at is not None and now >= order.expire_at:
                 order.status = OrderStatus.EXPIRED
                 self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
@@ -337,7 +383,21 @@ class MatchingEngine:
                 reason = f"{RejectReason.INVALID_PRICE}: the venue cannot price this order ({type(e).__name__})"
                 self._report(order, result, ReportKind.CANCELED, reason=reason)
 
+    def _auction(self, order: SimOrder, result: MatchResult) -> None:
+        self._guarded(order, result, functools.partial(self._match, order, result, whole=True))
+        if order.is_open:
+            order.status = OrderStatus.EXPIRED
+            where = "opening" if order.time_in_force is TimeInForce.OPG else "closing"
+            self._report(
+                order,
+                result,
+                ReportKind.EXPIRED,
+                reason=f"{order.time_in_force.value}: not filled in the {where} auction",
+            )
+
     def _arrive(self, order: SimOrder, result: MatchResult) -> None:
+        if order.auction_at is not None:
+            return  # waits for its auction (step)
         if order.time_in_force is TimeInForce.FOK:
             price = self._executable_price(order, result, dry_run=True)
             display = self._instruments[order.symbol].display_qty
@@ -350,12 +410,14 @@ class MatchingEngine:
             order.status = OrderStatus.CANCELED
             self._report(order, result, ReportKind.CANCELED, reason="IOC remainder canceled")
 
-    def _match(self, order: SimOrder, result: MatchResult) -> None:
+    def _match(self, order: SimOrder, result: MatchResult, *, whole: bool = False) -> None:
+        if order.auction_at is not None and not whole:
+            return  # an OPG/CLS order trades in its auction only
         price = self._executable_price(order, result)
         if price is None:
             return
         display = self._instruments[order.symbol].display_qty
-        qty = min(order.leaves_qty, display)
+        qty = order.leaves_qty if whole else min(order.leaves_qty, display)
         if qty <= 0:
             return
         cost = (order.avg_price or Decimal(0)) * order.filled_qty + qty * price

@@ -13,6 +13,7 @@ __all__ = [
     "EXODUS_CL_ORD_ID",
     "IB_CAPABILITIES",
     "IB_DONE",
+    "IB_ON_CLOSE_TYPE",
     "IB_TIF",
     "IB_TYPE",
     "IB_WARNINGS",
@@ -31,14 +32,19 @@ IB_TYPE: Final = {
     OrderType.MARKET_IF_TOUCHED: "MIT",
     OrderType.LIMIT_IF_TOUCHED: "LIT",
 }
-#: Domain time in force -> IB ``tif`` (GTD carries ``goodTillDate``). IB's ``OPG`` has no domain counterpart.
+#: Domain time in force -> IB ``tif`` (GTD carries ``goodTillDate``). OPG (market or limit on open) is IB's ``OPG``;
+#: CLS is not a tif at IB but an order type: a DAY ``MOC`` (market on close) or ``LOC`` (limit on close).
 IB_TIF: Final = {
     TimeInForce.DAY: "DAY",
     TimeInForce.GTC: "GTC",
     TimeInForce.IOC: "IOC",
     TimeInForce.FOK: "FOK",
     TimeInForce.GTD: "GTD",
+    TimeInForce.OPG: "OPG",
+    TimeInForce.CLS: "DAY",
 }
+#: The order type IB gives an at-the-close (CLS) order.
+IB_ON_CLOSE_TYPE: Final = {OrderType.MARKET: "MOC", OrderType.LIMIT: "LOC"}
 
 IB_CAPABILITIES = BrokerCapabilities(
     order_types=frozenset(IB_TYPE),

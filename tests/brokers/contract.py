@@ -335,6 +335,30 @@ class BrokerContract:
         assert status is not None and status.status is OrderStatus.FILLED
         await market.set_mid(inst.symbol, inst.initial_price)
 
+    @pytest.mark.parametrize("tif", [TimeInForce.OPG, TimeInForce.CLS])
+    async def test_an_auction_order_waits_for_its_auction_even_when_marketable(
+        self,
+        broker: Broker,
+        reports: ReportCollector,
+        market: MarketControl,
+        contract_instrument: Instrument,
+        tif: TimeInForce,
+    ) -> None:
+        # The auction (the session's open or close) is hours away in any test run, unless the run straddles it.
+        _needs(broker, tifs=(tif,))
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        order = self._order(inst, qty=inst.min_qty, tif=tif)
+        assert (await broker.submit_order(order)).accepted
+        await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("1.01")))
+        status = await broker.get_order_status(order.cl_ord_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        assert not [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        cancel = CancelOrder(cl_ord_id=order.cl_ord_id, symbol=inst.symbol, side=order.side, qty=order.qty)
+        assert (await broker.cancel_order(cancel)).accepted
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
+        await market.set_mid(inst.symbol, inst.initial_price)
+
     async def test_ioc_remainder_is_canceled(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
     ) -> None:

@@ -422,6 +422,16 @@ def _terms(**changes: object) -> OrderTerms:
             [],  # unlike a MARKET order, a touched order rests until it triggers: GTD is fine
         ),
         ({"type": OrderType.LIMIT_IF_TOUCHED, "price": Decimal(98), "stop_price": Decimal(99)}, []),
+        ({"time_in_force": TimeInForce.OPG}, []),
+        ({"time_in_force": TimeInForce.CLS, "type": OrderType.LIMIT, "price": Decimal(98)}, []),
+        (
+            {"time_in_force": TimeInForce.CLS, "type": OrderType.STOP, "stop_price": Decimal(98)},
+            [("TIME_IN_FORCE_NOT_ALLOWED", "timeInForce")],
+        ),
+        (
+            {"time_in_force": TimeInForce.OPG, "type": OrderType.MARKET_IF_TOUCHED, "stop_price": Decimal(98)},
+            [("TIME_IN_FORCE_NOT_ALLOWED", "timeInForce")],
+        ),
     ],
 )
 def test_touched_orders_take_a_trigger_price_and_a_limit_only_if_limit_if_touched(
