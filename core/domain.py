@@ -106,7 +106,13 @@ class OrderSide(StrEnum):
 
 
 class OrderType(StrEnum):
-    """Order types. ``PEGGED`` is carried through to brokers that support it (FIX)."""
+    """Order types. ``PEGGED`` is carried through to brokers that support it (FIX).
+
+    A stop triggers when the price moves *against* the order through ``stop_price`` (a buy when the price rises
+    to it); a touched order (``MARKET_IF_TOUCHED``, ``LIMIT_IF_TOUCHED``) when it moves *in its favour* to it (a
+    buy when the price falls to it, a sell when it rises to it). Once triggered, each works as a market order
+    (``STOP``, ``MARKET_IF_TOUCHED``) or a limit order at ``price`` (``STOP_LIMIT``, ``LIMIT_IF_TOUCHED``).
+    """
 
     MARKET = "MARKET"
     LIMIT = "LIMIT"
@@ -117,16 +123,28 @@ class OrderType(StrEnum):
     #: on, when given). Emulated by the order workflow where the broker has no native one (``core.trailing``): held
     #: in Exodus (``EMULATED``), then sent as a MARKET order when triggered.
     TRAILING_STOP = "TRAILING_STOP"
+    MARKET_IF_TOUCHED = "MARKET_IF_TOUCHED"
+    LIMIT_IF_TOUCHED = "LIMIT_IF_TOUCHED"
 
     @property
     def needs_price(self) -> bool:
         """Whether a limit price is required."""
-        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.LIMIT_IF_TOUCHED)
 
     @property
     def needs_stop_price(self) -> bool:
         """Whether a stop (trigger) price is required."""
-        return self in (OrderType.STOP, OrderType.STOP_LIMIT)
+        return self in (OrderType.STOP, OrderType.STOP_LIMIT) or self.is_touched
+
+    @property
+    def is_touched(self) -> bool:
+        """A touched order: it triggers when the price reaches ``stop_price`` in the order's favour."""
+        return self in (OrderType.MARKET_IF_TOUCHED, OrderType.LIMIT_IF_TOUCHED)
+
+    @property
+    def limit_once_triggered(self) -> bool:
+        """Whether the order, once triggered, works as a limit order at its ``price``."""
+        return self in (OrderType.STOP_LIMIT, OrderType.LIMIT_IF_TOUCHED)
 
     @property
     def trails(self) -> bool:
@@ -143,13 +161,24 @@ class PegType(StrEnum):
 
 
 class TimeInForce(StrEnum):
-    """How long an order works. GTD needs an ``expire_at``; DAY ends at the configured session close."""
+    """How long an order works. GTD needs an ``expire_at``; DAY ends at the configured session close.
+
+    ``OPG`` and ``CLS`` (market or limit orders only) execute at the session's open or close (the auction) and
+    expire unfilled right after it: the venue ends them, the order workflow sets no timer of its own.
+    """
 
     DAY = "DAY"
     GTC = "GTC"
     IOC = "IOC"
     FOK = "FOK"
     GTD = "GTD"
+    OPG = "OPG"
+    CLS = "CLS"
+
+    @property
+    def is_auction(self) -> bool:
+        """At the open or at the close: the order works in that session's auction only."""
+        return self in (TimeInForce.OPG, TimeInForce.CLS)
 
 
 class InstrumentClass(StrEnum):
@@ -641,6 +670,13 @@ class OrderTerms(BaseModel):
             ):
                 if value is not None:
                     bad(TermsCode.TRAIL_NOT_ALLOWED, field, f"only a TRAILING_STOP order takes {field}")
+        if tif.is_auction and t not in (OrderType.MARKET, OrderType.LIMIT):
+            bad(
+                TermsCode.TIME_IN_FORCE_NOT_ALLOWED,
+                "timeInForce",
+                f"{tif.value} (at the {'open' if tif is TimeInForce.OPG else 'close'}) is for MARKET and LIMIT "
+                f"orders only, not {t.value}",
+            )
         return out
 
 

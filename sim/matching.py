@@ -7,6 +7,8 @@ Orders trade against the price feed's quote, never against each other:
 * A **limit** order (and a stop-limit once triggered) trades at the far touch when that is at or better
   than its limit; otherwise it rests and is matched again on every feed step.
 * A **stop** triggers when the far touch reaches the stop price (buy: ask >= stop; sell: bid <= stop).
+* A **touched** order (market/limit if touched) triggers when the far touch reaches its ``stop_price`` in its
+  favour (buy: ask <= trigger; sell: bid >= trigger), then works as a market order or a limit at ``price``.
 * A **pegged** order is priced each step at its reference plus ``peg_offset``: the far touch (MARKET peg,
   always marketable), the near touch (PRIMARY peg) or the mid (MIDPOINT peg, which the model fills at
   the mid because it assumes midpoint liquidity on every step).
@@ -15,6 +17,11 @@ Orders trade against the price feed's quote, never against each other:
 * **IOC** cancels whatever did not fill on arrival; **FOK** is canceled without any fill unless it can
   fill completely on arrival; **GTD** expires on the first step after ``expire_at``. DAY expiry is left
   to the order workflow's timer.
+* **OPG** / **CLS** (at the open / at the close) need the venue's ``Auctions`` (the times of day, UTC, of its
+  session's open and close; a venue without them refuses such orders). The order waits, untouched by the
+  market, until the first step at or after the next open (OPG) or close (CLS) after it arrived; on that step
+  it trades once, in full if it can (an auction is not limited by the displayed size), a limit only if the
+  far touch is at or better than its limit; whatever did not fill then expires.
 
 Every method returns the execution reports it produced and the orders it changed, so a caller can
 journal them before letting anyone see the reports.
@@ -27,8 +34,9 @@ import random
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from typing import Final
 
 from pydantic import ConfigDict
 
@@ -51,7 +59,15 @@ from core.domain import (
 )
 from sim.feed import PriceFeed
 
-__all__ = ["DuplicateSubmit", "MatchResult", "MatchingEngine", "RejectReason", "SimOrder"]
+__all__ = [
+    "US_EQUITY_AUCTIONS",
+    "Auctions",
+    "DuplicateSubmit",
+    "MatchResult",
+    "MatchingEngine",
+    "RejectReason",
+    "SimOrder",
+]
 
 
 class RejectReason:
@@ -87,6 +103,8 @@ class SimOrder(OrderTerms):
     reports: list[ExecutionReport] = []
     created_at: datetime
     updated_at: datetime
+    #: An OPG/CLS order's auction: it trades on the first step at or after this time, then expires.
+    auction_at: datetime | None = None
 
     @property
     def leaves_qty(self) -> Decimal:
@@ -112,6 +130,25 @@ class SimOrder(OrderTerms):
             stop_price=self.stop_price,
             reports=list(self.reports),
         )
+
+
+@dataclass(frozen=True)
+class Auctions:
+    """When a venue's session opens and closes (times of day, UTC): where OPG and CLS orders trade."""
+
+    open: time
+    close: time
+
+    def next_after(self, now: datetime, *, at_open: bool) -> datetime:
+        """The first open (``at_open``) or close strictly after ``now``."""
+        when = self.open if at_open else self.close
+        at = datetime.combine(now.astimezone(UTC).date(), when, tzinfo=UTC)
+        return at if at > now else at + timedelta(days=1)
+
+
+#: US equities' regular session (9:30 to 16:00 New York) in UTC while New York keeps standard time; the local
+#: Alpaca and IB venues hold their OPG/CLS orders for these times (daylight saving time is not modelled).
+US_EQUITY_AUCTIONS: Final = Auctions(open=time(14, 30), close=time(21, 0))
 
 
 @dataclass(frozen=True)
@@ -157,9 +194,11 @@ class MatchingEngine:
         seed: int = 0,
         reject_rate: float = 0.0,
         reject_symbols: Iterable[str] = (),
+        auctions: Auctions | None = None,
     ) -> None:
-        """Create an empty book quoting from ``feed``."""
+        """Create an empty book quoting from ``feed``; without ``auctions`` it refuses OPG and CLS orders."""
         self.feed = feed
+        self.auctions = auctions
         self.venue = venue
         self._instruments = {i.symbol: i for i in instruments}
         self._clock = clock
@@ -228,6 +267,11 @@ class MatchingEngine:
             updated_at=now,
         )
         refusal = self._refusal(order)
+        if refusal is None and order.time_in_force.is_auction:
+            if self.auctions is None:
+                refusal = f"{RejectReason.UNSUPPORTED}: {order.time_in_force.value} (this venue has no auctions)"
+            else:
+                order.auction_at = self.auctions.next_after(now, at_open=order.time_in_force is TimeInForce.OPG)
         if refusal is not None:
             order.status = OrderStatus.REJECTED
             self._rejected[cid] = order
@@ -296,6 +340,10 @@ class MatchingEngine:
         result = MatchResult()
         now = self._clock()
         for order in self.open_orders():
+            if order.auction_at is not None:
+                if now >= order.auction_at:
+                    self._auction(order, result)
+                continue
             if order.time_in_force is TimeInForce.GTD and order.expire_at is not None and now >= order.expire_at:
                 order.status = OrderStatus.EXPIRED
                 self._report(order, result, ReportKind.EXPIRED, reason="GTD expiry reached")
@@ -335,7 +383,21 @@ class MatchingEngine:
                 reason = f"{RejectReason.INVALID_PRICE}: the venue cannot price this order ({type(e).__name__})"
                 self._report(order, result, ReportKind.CANCELED, reason=reason)
 
+    def _auction(self, order: SimOrder, result: MatchResult) -> None:
+        self._guarded(order, result, functools.partial(self._match, order, result, whole=True))
+        if order.is_open:
+            order.status = OrderStatus.EXPIRED
+            where = "opening" if order.time_in_force is TimeInForce.OPG else "closing"
+            self._report(
+                order,
+                result,
+                ReportKind.EXPIRED,
+                reason=f"{order.time_in_force.value}: not filled in the {where} auction",
+            )
+
     def _arrive(self, order: SimOrder, result: MatchResult) -> None:
+        if order.auction_at is not None:
+            return  # waits for its auction (step)
         if order.time_in_force is TimeInForce.FOK:
             price = self._executable_price(order, result, dry_run=True)
             display = self._instruments[order.symbol].display_qty
@@ -348,12 +410,14 @@ class MatchingEngine:
             order.status = OrderStatus.CANCELED
             self._report(order, result, ReportKind.CANCELED, reason="IOC remainder canceled")
 
-    def _match(self, order: SimOrder, result: MatchResult) -> None:
+    def _match(self, order: SimOrder, result: MatchResult, *, whole: bool = False) -> None:
+        if order.auction_at is not None and not whole:
+            return  # an OPG/CLS order trades in its auction only
         price = self._executable_price(order, result)
         if price is None:
             return
         display = self._instruments[order.symbol].display_qty
-        qty = min(order.leaves_qty, display)
+        qty = order.leaves_qty if whole else min(order.leaves_qty, display)
         if qty <= 0:
             return
         cost = (order.avg_price or Decimal(0)) * order.filled_qty + qty * price
@@ -366,15 +430,21 @@ class MatchingEngine:
         quote = self.feed.quote(order.symbol)
         buy = order.side is OrderSide.BUY
         far = quote.ask if buy else quote.bid
-        if order.type in (OrderType.STOP, OrderType.STOP_LIMIT) and not order.triggered:
+        if order.type.needs_stop_price and not order.triggered:
             assert order.stop_price is not None
-            if not (far >= order.stop_price if buy else far <= order.stop_price):
+            # A stop triggers when the far touch moves against the order to the stop price; a touched order
+            # when it moves in the order's favour to it (a buy when the ask falls to it).
+            touched = order.type.is_touched
+            against = far >= order.stop_price if buy else far <= order.stop_price
+            favour = far <= order.stop_price if buy else far >= order.stop_price
+            if not (favour if touched else against):
                 return None
             if dry_run:
-                return far if order.type is OrderType.STOP else self._limit_price(order, far)
+                return self._limit_price(order, far) if order.type.limit_once_triggered else far
             order.triggered = True
-            self._report(order, result, ReportKind.TRIGGERED, reason=f"stop {order.stop_price} reached at {far}")
-        if order.type in (OrderType.MARKET, OrderType.STOP):
+            what = "touch price" if touched else "stop"
+            self._report(order, result, ReportKind.TRIGGERED, reason=f"{what} {order.stop_price} reached at {far}")
+        if order.type in (OrderType.MARKET, OrderType.STOP, OrderType.MARKET_IF_TOUCHED):
             return far
         if order.type is OrderType.PEGGED:
             return self._peg_price(order, quote.bid, quote.ask, far)

@@ -45,7 +45,7 @@ from core.domain import (
 from core.errors import BrokerUnavailable
 from core.tasks import stop_tasks
 from sim.feed import PriceFeed
-from sim.matching import MatchingEngine, MatchResult, SimOrder
+from sim.matching import Auctions, MatchingEngine, MatchResult, SimOrder
 
 __all__ = ["FeedListener", "SimVenue", "VenueFaults", "VenueJournal"]
 
@@ -111,8 +111,9 @@ class SimVenue:
         reject_symbols: Iterable[str] = (),
         journal: VenueJournal | None = None,
         clock: Callable[[], datetime] = utcnow,
+        auctions: Auctions | None = None,
     ) -> None:
-        """Build the venue; call ``start()`` before use."""
+        """Build the venue; call ``start()`` before use. Without ``auctions`` it refuses OPG and CLS orders."""
         instruments = list(instruments)
         self.name = name
         self.feed = PriceFeed(instruments, seed=seed)
@@ -124,6 +125,7 @@ class SimVenue:
             seed=seed,
             reject_rate=reject_rate,
             reject_symbols=reject_symbols,
+            auctions=auctions,
         )
         self.tick_interval = tick_interval
         self.latency = latency

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from psycopg_pool import AsyncConnectionPool
@@ -39,8 +39,9 @@ from core.domain import (
 )
 from core.instruments import DEFAULT_INSTRUMENTS, InstrumentCatalog
 from core.marketdata import MarketData
-from core.settings import Settings
+from core.settings import OrderSettings, Settings
 from sim.journal import PostgresVenueJournal
+from sim.matching import Auctions
 from sim.venue import SimVenue
 from store.auth import register_account
 from store.quotes import QuoteWriter
@@ -119,6 +120,10 @@ async def register_accounts(pool: AsyncConnectionPool, *accounts: str, broker: s
             await register_account(conn, account=account, actor="tests", broker=broker, replace=False)
 
 
+#: The paper venue's auctions as the worker builds them with the default settings (both at the day close).
+PAPER_AUCTIONS: Final = Auctions(open=OrderSettings().day_close_utc, close=OrderSettings().day_close_utc)
+
+
 def paper_broker(
     instruments: InstrumentCatalog, pool: AsyncConnectionPool, url: str, *, journal_key: str
 ) -> PaperBroker:
@@ -128,6 +133,7 @@ def paper_broker(
         name="paper",
         tick_interval=0,
         journal=PostgresVenueJournal(pool, url, venue=journal_key),
+        auctions=PAPER_AUCTIONS,
     )
     return PaperBroker(venue)
 

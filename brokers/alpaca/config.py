@@ -19,14 +19,22 @@ __all__ = [
 ]
 
 #: Alpaca's order types and times in force that Exodus' domain has. Alpaca also has ``trailing_stop`` (no domain
-#: type yet: issue 15), ``opg`` and ``cls`` (no domain TIF); GTD and pegged orders do not exist at Alpaca.
+#: type yet: issue 15); GTD, pegged and touched orders do not exist at Alpaca. ``opg`` and ``cls`` (at the open /
+#: close auction) take market and limit orders only (the terms rules refuse the others before they get here).
 ALPACA_TYPE: Final = {
     OrderType.MARKET: "market",
     OrderType.LIMIT: "limit",
     OrderType.STOP: "stop",
     OrderType.STOP_LIMIT: "stop_limit",
 }
-ALPACA_TIF: Final = {TimeInForce.DAY: "day", TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}
+ALPACA_TIF: Final = {
+    TimeInForce.DAY: "day",
+    TimeInForce.GTC: "gtc",
+    TimeInForce.IOC: "ioc",
+    TimeInForce.FOK: "fok",
+    TimeInForce.OPG: "opg",
+    TimeInForce.CLS: "cls",
+}
 
 ALPACA_CAPABILITIES = BrokerCapabilities(
     order_types=frozenset(ALPACA_TYPE),

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
+from typing import Final
 
 from brokers.base import BrokerCapabilities
 from brokers.fix.dictionary import relax_dictionary
@@ -28,9 +29,15 @@ __all__ = [
     "store_dir_for",
 ]
 
+#: Order types the FIX adapter does not send: the touched types (OrdType J has no counterpart in the FIX venue).
+FIX_UNSUPPORTED_TYPES: Final = frozenset({OrderType.MARKET_IF_TOUCHED, OrderType.LIMIT_IF_TOUCHED})
+#: Times in force the FIX adapter does not send: at the open / at the close (TimeInForce 2 and 7; the FIX venue
+#: has no auctions).
+FIX_UNSUPPORTED_TIF: Final = frozenset({TimeInForce.OPG, TimeInForce.CLS})
+
 FIX_CAPABILITIES = BrokerCapabilities(
-    order_types=frozenset(OrderType) - {OrderType.TRAILING_STOP},  # trailing stops emulated
-    time_in_force=frozenset(TimeInForce),
+    order_types=frozenset(OrderType) - FIX_UNSUPPORTED_TYPES - {OrderType.TRAILING_STOP},  # trailing stops emulated
+    time_in_force=frozenset(TimeInForce) - FIX_UNSUPPORTED_TIF,
     supports_replace=True,
     # FIX venues refuse a second order under a ClOrdID (OrdRejReason 6); the adapter never reuses one blindly.
     dedupes_cl_ord_id=True,

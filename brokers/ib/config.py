@@ -13,6 +13,7 @@ __all__ = [
     "EXODUS_CL_ORD_ID",
     "IB_CAPABILITIES",
     "IB_DONE",
+    "IB_ON_CLOSE_TYPE",
     "IB_TIF",
     "IB_TYPE",
     "IB_WARNINGS",
@@ -20,22 +21,30 @@ __all__ = [
     "IBSettings",
 ]
 
-#: Domain order type -> IB ``orderType``. IB also has trailing stops (``TRAIL``, ``TRAIL LIMIT``), market and limit
-#: on close (``MOC``, ``LOC``), pegs and algos; the domain has no such types yet (issue 15), so they are not offered.
+#: Domain order type -> IB ``orderType``. The touched types are IB's ``MIT`` (``auxPrice`` the trigger) and ``LIT``
+#: (``auxPrice`` the trigger, ``lmtPrice`` the limit). IB also has trailing stops (``TRAIL``, ``TRAIL LIMIT``), pegs
+#: and algos; the domain has no such types yet (issue 15), so they are not offered.
 IB_TYPE: Final = {
     OrderType.MARKET: "MKT",
     OrderType.LIMIT: "LMT",
     OrderType.STOP: "STP",
     OrderType.STOP_LIMIT: "STP LMT",
+    OrderType.MARKET_IF_TOUCHED: "MIT",
+    OrderType.LIMIT_IF_TOUCHED: "LIT",
 }
-#: Domain time in force -> IB ``tif`` (GTD carries ``goodTillDate``). IB's ``OPG`` has no domain counterpart.
+#: Domain time in force -> IB ``tif`` (GTD carries ``goodTillDate``). OPG (market or limit on open) is IB's ``OPG``;
+#: CLS is not a tif at IB but an order type: a DAY ``MOC`` (market on close) or ``LOC`` (limit on close).
 IB_TIF: Final = {
     TimeInForce.DAY: "DAY",
     TimeInForce.GTC: "GTC",
     TimeInForce.IOC: "IOC",
     TimeInForce.FOK: "FOK",
     TimeInForce.GTD: "GTD",
+    TimeInForce.OPG: "OPG",
+    TimeInForce.CLS: "DAY",
 }
+#: The order type IB gives an at-the-close (CLS) order.
+IB_ON_CLOSE_TYPE: Final = {OrderType.MARKET: "MOC", OrderType.LIMIT: "LOC"}
 
 IB_CAPABILITIES = BrokerCapabilities(
     order_types=frozenset(IB_TYPE),

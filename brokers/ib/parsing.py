@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from brokers.ib.config import IB_TIF, IB_TYPE
-from core.domain import InstrumentClass, OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder
+from brokers.ib.config import IB_ON_CLOSE_TYPE, IB_TIF, IB_TYPE
+from core.domain import InstrumentClass, OrderSide, OrderStatus, ReplaceOrder, SubmitOrder
 from core.instruments import InstrumentCatalog
 from core.settings import IBSettings
 
@@ -75,6 +75,10 @@ def order_fields(order: SubmitOrder | ReplaceOrder, *, account: str) -> dict[str
     tif = IB_TIF.get(order.time_in_force)
     if tif is None:
         raise ValueError(f"IB has no time in force {order.time_in_force.value}")
+    if order.time_in_force.is_auction and order.type not in IB_ON_CLOSE_TYPE:
+        raise ValueError(f"IB takes {order.time_in_force.value} for market and limit orders only")
+    if order.time_in_force.value == "CLS":
+        otype = IB_ON_CLOSE_TYPE[order.type]
     fields: dict[str, Any] = {
         "action": "BUY" if order.side is OrderSide.BUY else "SELL",
         "totalQuantity": float(order.qty),
@@ -84,11 +88,11 @@ def order_fields(order: SubmitOrder | ReplaceOrder, *, account: str) -> dict[str
         "account": account,
         "transmit": True,
     }
-    if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+    if order.type.needs_price:
         if order.price is None:
             raise ValueError(f"a {order.type.value} order needs a limit price")
         fields["lmtPrice"] = float(order.price)
-    if order.type in (OrderType.STOP, OrderType.STOP_LIMIT):
+    if order.type.needs_stop_price:
         if order.stop_price is None:
             raise ValueError(f"a {order.type.value} order needs a stop price")
         fields["auxPrice"] = float(order.stop_price)

@@ -65,13 +65,17 @@ def pair_of_kraken(name: str) -> KrakenPair | None:
 
 
 #: Domain order type -> Kraken ``ordertype``. STOP is ``stop-loss`` (``price`` is the trigger), STOP_LIMIT is
-#: ``stop-loss-limit`` (``price`` the trigger, ``price2`` the limit). Kraken's take-profit, trailing-stop and
-#: iceberg types have no domain type yet (issue 15).
+#: ``stop-loss-limit`` (``price`` the trigger, ``price2`` the limit); the touched types are Kraken's take-profit
+#: (it triggers when the price moves in the order's favour): MARKET_IF_TOUCHED is ``take-profit`` (``price`` the
+#: trigger), LIMIT_IF_TOUCHED ``take-profit-limit`` (``price`` the trigger, ``price2`` the limit). Kraken's iceberg
+#: type has no domain type.
 KRAKEN_TYPE: Final = {
     OrderType.MARKET: "market",
     OrderType.LIMIT: "limit",
     OrderType.STOP: "stop-loss",
     OrderType.STOP_LIMIT: "stop-loss-limit",
+    OrderType.MARKET_IF_TOUCHED: "take-profit",
+    OrderType.LIMIT_IF_TOUCHED: "take-profit-limit",
 }
 #: Domain time in force -> Kraken ``timeinforce``. Kraken has GTC, IOC and GTD (``expiretm``); a DAY order is sent
 #: GTC and the order workflow cancels it at the configured day close. FOK is not in Kraken's REST API.

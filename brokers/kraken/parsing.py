@@ -85,13 +85,13 @@ def order_fields(order: SubmitOrder, *, now: datetime, deadline_seconds: float) 
         if order.price is None:
             raise ValueError("a limit order needs a limit price")
         fields["price"] = text_of(order.price)
-    elif order.type is OrderType.STOP:
+    elif order.type in (OrderType.STOP, OrderType.MARKET_IF_TOUCHED):
         if order.stop_price is None:
-            raise ValueError("a stop order needs a stop price")
+            raise ValueError(f"a {ordertype} order needs a trigger price (stopPrice)")
         fields["price"] = text_of(order.stop_price)
-    elif order.type is OrderType.STOP_LIMIT:
+    elif order.type in (OrderType.STOP_LIMIT, OrderType.LIMIT_IF_TOUCHED):
         if order.stop_price is None or order.price is None:
-            raise ValueError("a stop-limit order needs a stop price and a limit price")
+            raise ValueError(f"a {ordertype} order needs a trigger price (stopPrice) and a limit price")
         fields["price"] = text_of(order.stop_price)
         fields["price2"] = text_of(order.price)
     return fields

@@ -9,7 +9,8 @@ __all__ = ["MT5_CAPABILITIES", "Mt5AccountSettings", "Mt5Settings", "Mt5Terminal
 MT5_CAPABILITIES = BrokerCapabilities(
     # No pegged orders in MT5. IOC/FOK apply to market orders only (the adapter refuses IOC/FOK pending orders).
     order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT}),
-    time_in_force=frozenset(TimeInForce),
+    # MT5 has no at-the-open / at-the-close orders.
+    time_in_force=frozenset(TimeInForce) - {TimeInForce.OPG, TimeInForce.CLS},
     # Prices of a pending order can be modified; its volume cannot (the adapter refuses that amend).
     supports_replace=True,
     replace_changes_qty=False,

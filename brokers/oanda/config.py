@@ -13,15 +13,24 @@ __all__ = [
     "EXODUS_CL_ORD_ID",
     "OANDA_CAPABILITIES",
     "OANDA_TIF",
+    "OANDA_TOUCHED_TIF",
     "OANDA_TYPE",
     "ORDER_CREATE_TYPES",
     "OandaSettings",
 ]
 
-#: Exodus order type -> OANDA order type. OANDA also has MARKET_IF_TOUCHED (no domain type yet) and the dependent
-#: TAKE_PROFIT / STOP_LOSS / TRAILING_STOP_LOSS orders (issue 15); a STOP with ``priceBound`` is not a stop-limit
-#: (it is cancelled, not left resting, when the bound is violated), so STOP_LIMIT is not offered.
-OANDA_TYPE: Final = {OrderType.MARKET: "MARKET", OrderType.LIMIT: "LIMIT", OrderType.STOP: "STOP"}
+#: Exodus order type -> OANDA order type. MARKET_IF_TOUCHED's ``price`` is our ``stop_price`` (the threshold; OANDA
+#: takes it GTC, GFD or GTD only). OANDA also has the dependent TAKE_PROFIT / STOP_LOSS / TRAILING_STOP_LOSS orders
+#: (issue 15); a STOP with ``priceBound`` is not a stop-limit (it is cancelled, not left resting, when the bound is
+#: violated), so STOP_LIMIT and LIMIT_IF_TOUCHED are not offered.
+OANDA_TYPE: Final = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP: "STOP",
+    OrderType.MARKET_IF_TOUCHED: "MARKET_IF_TOUCHED",
+}
+#: The times in force OANDA takes for a MARKET_IF_TOUCHED order.
+OANDA_TOUCHED_TIF: Final = frozenset({TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD})
 
 #: Exodus time in force -> OANDA's. DAY is OANDA's GFD ("good for day", cancelled at 5 pm New York). MARKET orders
 #: take FOK or IOC only: a MARKET order with DAY/GTC/GTD is sent as FOK, OANDA's default for market orders.
@@ -53,6 +62,7 @@ ORDER_CREATE_TYPES: Final = {
     "MARKET_ORDER": OrderType.MARKET,
     "LIMIT_ORDER": OrderType.LIMIT,
     "STOP_ORDER": OrderType.STOP,
+    "MARKET_IF_TOUCHED_ORDER": OrderType.MARKET_IF_TOUCHED,
 }
 
 #: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement): orders of the same

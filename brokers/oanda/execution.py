@@ -63,7 +63,6 @@ from core.domain import (
     InstrumentClass,
     OrderStatus,
     OrderStatusReport,
-    OrderType,
     PositionReport,
     ReplaceOrder,
     ReportKind,
@@ -482,7 +481,7 @@ class OandaBroker:
         cum = sum((f.last_qty for f in fills), _D(0))
         notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
         own = sum((f.last_qty for f in fills if f.broker_order_id == view.id), _D(0))
-        is_stop = view.type == "STOP"
+        is_stop = view.type in ("STOP", "MARKET_IF_TOUCHED")
         return OrderStatusReport(
             broker=self.name,
             cl_ord_id=view.cl_ord_id or "",
@@ -576,7 +575,7 @@ class OandaBroker:
             if units is None:
                 return None
             price = decimal_of(txn.get("price"))
-            stop = ORDER_CREATE_TYPES[kind] is OrderType.STOP
+            stop = ORDER_CREATE_TYPES[kind].needs_stop_price
             common: dict[str, Any] = {
                 "broker": self.name,
                 "exec_id": tid,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from brokers.oanda.config import OANDA_TIF, OANDA_TYPE
+from brokers.oanda.config import OANDA_TIF, OANDA_TOUCHED_TIF, OANDA_TYPE
 from core.domain import OrderSide, OrderType, ReplaceOrder, SubmitOrder, TimeInForce
 
 __all__ = [
@@ -119,9 +119,11 @@ def _terms(
 ) -> dict[str, Any]:
     name = OANDA_TYPE.get(order_type)
     if name is None:
-        raise ValueError(f"OANDA has no {order_type.value} orders (MARKET, LIMIT, STOP)")
+        raise ValueError(f"OANDA has no {order_type.value} orders (MARKET, LIMIT, STOP, MARKET_IF_TOUCHED)")
     if tif not in OANDA_TIF:
         raise ValueError(f"OANDA has no time in force {tif.value}")
+    if order_type is OrderType.MARKET_IF_TOUCHED and tif not in OANDA_TOUCHED_TIF:
+        raise ValueError(f"OANDA's MARKET_IF_TOUCHED orders are GTC, DAY (GFD) or GTD, not {tif.value}")
     body: dict[str, Any] = {
         "type": name,
         "instrument": instrument,
@@ -134,9 +136,9 @@ def _terms(
         if price is None:
             raise ValueError("a LIMIT order needs a price")
         body["price"] = decimal_text(price)
-    elif order_type is OrderType.STOP:
+    elif order_type in (OrderType.STOP, OrderType.MARKET_IF_TOUCHED):
         if stop_price is None:
-            raise ValueError("a STOP order needs a stop price")
+            raise ValueError(f"a {name} order needs a stop price")
         # OANDA's STOP order: ``price`` is the threshold; no ``priceBound`` (it would cancel, not rest).
         body["price"] = decimal_text(stop_price)
     if body["timeInForce"] == "GTD":

@@ -16,8 +16,15 @@ __all__ = ["PAPER_CAPABILITIES", "SPEC", "PaperBroker"]
 
 
 async def _paper_venue(ctx: BrokerContext) -> Any:
-    """The simulated venue, journaled in Postgres when there is one (``sim_*`` tables, venue key ``paper``)."""
+    """The simulated venue, journaled in Postgres when there is one (``sim_*`` tables, venue key ``paper``).
+
+    Its market never closes: its session is the trading day that ends at ``orders.day_close_utc`` (where DAY
+    orders expire), and the next one starts at that instant. So OPG and CLS orders both trade at the first
+    feed step at or after the next day close, OPG as the new session's opening auction, CLS as the old one's
+    closing auction.
+    """
     from sim.journal import PostgresVenueJournal
+    from sim.matching import Auctions
     from sim.venue import SimVenue
 
     cfg = ctx.settings.paper
@@ -33,6 +40,7 @@ async def _paper_venue(ctx: BrokerContext) -> Any:
         reject_rate=cfg.reject_rate,
         reject_symbols=cfg.reject_symbols,
         journal=journal,
+        auctions=Auctions(open=ctx.settings.orders.day_close_utc, close=ctx.settings.orders.day_close_utc),
     )
 
 

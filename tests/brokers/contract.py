@@ -288,6 +288,77 @@ class BrokerContract:
         assert status is not None and status.status is OrderStatus.FILLED
         await market.set_mid(inst.symbol, inst.initial_price)
 
+    async def test_market_if_touched_rests_until_touched_in_its_favour_then_fills(
+        self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        _needs(broker, types=(OrderType.MARKET_IF_TOUCHED,))
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        touch = inst.round_price(inst.initial_price * Decimal("0.98"))
+        order = self._order(inst, qty=inst.min_qty, type=OrderType.MARKET_IF_TOUCHED, stop_price=touch)
+        assert (await broker.submit_order(order)).accepted
+        # The price rises (a buy stop would trigger): a touched buy keeps waiting.
+        await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("1.03")))
+        status = await broker.get_order_status(order.cl_ord_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        assert status.stop_price == touch and status.price is None
+        await market.set_mid(inst.symbol, touch - inst.tick_size * 5)
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+        status = await broker.get_order_status(order.cl_ord_id)
+        assert status is not None and status.status is OrderStatus.FILLED
+        await market.set_mid(inst.symbol, inst.initial_price)
+
+    async def test_limit_if_touched_triggers_in_its_favour_then_works_at_its_limit(
+        self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
+    ) -> None:
+        _needs(broker, types=(OrderType.LIMIT_IF_TOUCHED,))
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        touch = inst.round_price(inst.initial_price * Decimal("1.02"))
+        limit = inst.round_price(inst.initial_price * Decimal("1.01"))
+        order = self._order(
+            inst,
+            qty=inst.min_qty,
+            type=OrderType.LIMIT_IF_TOUCHED,
+            stop_price=touch,
+            price=limit,
+            side=OrderSide.SELL,
+        )
+        assert (await broker.submit_order(order)).accepted
+        await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("0.97")))  # falling: waits
+        status = await broker.get_order_status(order.cl_ord_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        assert status.stop_price == touch and status.price == limit
+        await market.set_mid(inst.symbol, touch + inst.tick_size * 5)  # a sell touched when the bid rises to it
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+        status = await broker.get_order_status(order.cl_ord_id)
+        assert status is not None and status.status is OrderStatus.FILLED
+        await market.set_mid(inst.symbol, inst.initial_price)
+
+    @pytest.mark.parametrize("tif", [TimeInForce.OPG, TimeInForce.CLS])
+    async def test_an_auction_order_waits_for_its_auction_even_when_marketable(
+        self,
+        broker: Broker,
+        reports: ReportCollector,
+        market: MarketControl,
+        contract_instrument: Instrument,
+        tif: TimeInForce,
+    ) -> None:
+        # The auction (the session's open or close) is hours away in any test run, unless the run straddles it.
+        _needs(broker, tifs=(tif,))
+        inst = contract_instrument
+        await market.set_mid(inst.symbol, inst.initial_price)
+        order = self._order(inst, qty=inst.min_qty, tif=tif)
+        assert (await broker.submit_order(order)).accepted
+        await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("1.01")))
+        status = await broker.get_order_status(order.cl_ord_id)
+        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        assert not [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        cancel = CancelOrder(cl_ord_id=order.cl_ord_id, symbol=inst.symbol, side=order.side, qty=order.qty)
+        assert (await broker.cancel_order(cancel)).accepted
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
+        await market.set_mid(inst.symbol, inst.initial_price)
+
     async def test_ioc_remainder_is_canceled(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
     ) -> None:

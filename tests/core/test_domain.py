@@ -21,6 +21,7 @@ from core.domain import (
     InvalidTransition,
     OrderEvent,
     OrderEventKind,
+    OrderSide,
     OrderState,
     OrderStatus,
     OrderStatusReport,
@@ -31,6 +32,7 @@ from core.domain import (
     ReportKind,
     ReportOutcome,
     SubmitOrder,
+    TimeInForce,
     TimelineKind,
     TrailState,
     base_order_id,
@@ -428,3 +430,62 @@ def test_an_emulated_trailing_stop_goes_to_the_broker_as_a_market_order() -> Non
     state.trail = TrailState(activated=True, extreme=Decimal(10), trigger=Decimal(9))
     sent = state.submit_order()
     assert sent.type is OrderType.MARKET and sent.trail_amount is None and sent.cl_ord_id == request.order_id
+
+
+def _terms(**changes: object) -> OrderTerms:
+    values: dict[str, object] = {
+        "account": "a",
+        "symbol": "AAPL",
+        "side": OrderSide.BUY,
+        "type": OrderType.MARKET,
+        "time_in_force": TimeInForce.GTC,
+        "qty": Decimal(1),
+    }
+    values.update(changes)
+    return OrderTerms.model_validate(values)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"type": OrderType.MARKET_IF_TOUCHED}, [("STOP_PRICE_REQUIRED", "stopPrice")]),
+        (
+            {"type": OrderType.MARKET_IF_TOUCHED, "stop_price": Decimal(99), "price": Decimal(98)},
+            [("PRICE_NOT_ALLOWED", "price")],
+        ),
+        ({"type": OrderType.LIMIT_IF_TOUCHED, "stop_price": Decimal(99)}, [("PRICE_REQUIRED", "price")]),
+        ({"type": OrderType.LIMIT_IF_TOUCHED, "price": Decimal(99)}, [("STOP_PRICE_REQUIRED", "stopPrice")]),
+        ({"type": OrderType.MARKET_IF_TOUCHED, "stop_price": Decimal(99)}, []),
+        (
+            {
+                "type": OrderType.MARKET_IF_TOUCHED,
+                "stop_price": Decimal(99),
+                "time_in_force": TimeInForce.GTD,
+                "expire_at": datetime(2030, 1, 1, tzinfo=UTC),
+            },
+            [],  # unlike a MARKET order, a touched order rests until it triggers: GTD is fine
+        ),
+        ({"type": OrderType.LIMIT_IF_TOUCHED, "price": Decimal(98), "stop_price": Decimal(99)}, []),
+        ({"time_in_force": TimeInForce.OPG}, []),
+        ({"time_in_force": TimeInForce.CLS, "type": OrderType.LIMIT, "price": Decimal(98)}, []),
+        (
+            {"time_in_force": TimeInForce.CLS, "type": OrderType.STOP, "stop_price": Decimal(98)},
+            [("TIME_IN_FORCE_NOT_ALLOWED", "timeInForce")],
+        ),
+        (
+            {"time_in_force": TimeInForce.OPG, "type": OrderType.MARKET_IF_TOUCHED, "stop_price": Decimal(98)},
+            [("TIME_IN_FORCE_NOT_ALLOWED", "timeInForce")],
+        ),
+    ],
+)
+def test_touched_orders_take_a_trigger_price_and_a_limit_only_if_limit_if_touched(
+    changes: dict[str, object], expected: list[tuple[str, str]]
+) -> None:
+    problems = _terms(**changes).problems()
+    assert [(p.code, p.field) for p in problems] == expected
+
+
+def test_touched_types_trigger_in_the_orders_favour_and_stops_against_it() -> None:
+    assert OrderType.MARKET_IF_TOUCHED.is_touched and OrderType.LIMIT_IF_TOUCHED.is_touched
+    assert not OrderType.STOP.is_touched and not OrderType.STOP_LIMIT.is_touched
+    assert OrderType.LIMIT_IF_TOUCHED.limit_once_triggered and not OrderType.MARKET_IF_TOUCHED.limit_once_triggered

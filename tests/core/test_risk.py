@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from brokers.alpaca.config import ALPACA_CAPABILITIES
 from core.domain import OrderSide, OrderType, PegType, RiskReason, TermsCode, TimeInForce, TradingState
 from core.risk import (
     AccountOverrides,
@@ -25,6 +26,7 @@ from core.risk import (
     VelocityLimit,
     account_equity,
     basic_check,
+    valuation_price,
 )
 from tests.harness import make_order, static_instruments
 
@@ -583,3 +585,21 @@ def test_a_reduce_only_amend_is_judged_by_what_it_will_hold() -> None:
     assert codes(order(side="SELL", qty="700", reduce_only=True), st=st) == []
     grown = st.model_copy(update={"open_qty": D(800)})
     assert codes(order(side="SELL", qty="800", reduce_only=True), st=grown) == [ReasonCode.REDUCE_ONLY_WOULD_INCREASE]
+
+
+def test_a_touched_order_is_valued_at_its_trigger_and_banded_like_a_stop() -> None:
+    mit = order(type="MARKET_IF_TOUCHED", stop_price="95.00", qty="10")
+    assert valuation_price(mit, D(100)) == D("95.00")
+    lit = order(type="LIMIT_IF_TOUCHED", stop_price="95.00", price="94.50", qty="10")
+    assert valuation_price(lit, D(100)) == D("94.50")
+    assert codes(mit) == []
+    far = order(type="MARKET_IF_TOUCHED", stop_price="80.00", qty="10")  # 20% from the reference, band 10%
+    assert codes(far) == [ReasonCode.PRICE_OUT_OF_BAND]
+    assert codes(order(type="MARKET_IF_TOUCHED", qty="10")) == [TermsCode.STOP_PRICE_REQUIRED]
+
+
+def test_a_broker_without_touched_orders_refuses_them_by_capability() -> None:
+    st = state(broker_order_types=ALPACA_CAPABILITIES.order_types)
+    assert codes(order(type="MARKET_IF_TOUCHED", stop_price="95.00", qty="10"), st=st) == [
+        ReasonCode.UNSUPPORTED_ORDER_TYPE
+    ]

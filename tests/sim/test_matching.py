@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -19,7 +19,7 @@ from core.domain import (
     TimeInForce,
 )
 from sim.feed import PriceFeed
-from sim.matching import MatchingEngine
+from sim.matching import Auctions, MatchingEngine
 from tests.harness import static_instruments
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -119,6 +119,48 @@ def test_stop_limit_triggers_and_rests_at_its_limit(engine: MatchingEngine) -> N
     assert kinds(engine.step()) == ["TRIGGERED"]
     engine.feed.set_mid("AAPL", D("105.40"))
     assert kinds(engine.step()) == ["FILL"]
+
+
+def test_market_if_touched_buy_triggers_when_the_price_falls_to_it(engine: MatchingEngine) -> None:
+    res = engine.submit(order(type="MARKET_IF_TOUCHED", stop="98.00"))
+    assert kinds(res) == ["ACCEPTED"]  # ask 100.01 is above the touch price: waits
+    engine.feed.set_mid("AAPL", D("102.00"))  # rising (a stop would trigger): a touched buy does not
+    assert kinds(engine.step()) == []
+    engine.feed.set_mid("AAPL", D("97.99"))  # ask 98.00 <= 98
+    triggered, fill = engine.step().reports
+    assert triggered.kind is ReportKind.TRIGGERED and fill.kind is ReportKind.FILL
+    assert fill.last_price == D("98.00")
+
+
+def test_market_if_touched_sell_triggers_when_the_price_rises_to_it(engine: MatchingEngine) -> None:
+    engine.submit(order(side="SELL", type="MARKET_IF_TOUCHED", stop="101.00"))
+    engine.feed.set_mid("AAPL", D("95.00"))  # falling: a sell stop would trigger, a touched sell does not
+    assert kinds(engine.step()) == []
+    engine.feed.set_mid("AAPL", D("101.01"))  # bid 101.00 >= 101
+    assert kinds(engine.step()) == ["TRIGGERED", "FILL"]
+
+
+def test_market_if_touched_already_touched_on_arrival_fills_at_once(engine: MatchingEngine) -> None:
+    res = engine.submit(order(type="MARKET_IF_TOUCHED", stop="101.00"))  # ask 100.01 <= 101
+    assert kinds(res) == ["ACCEPTED", "TRIGGERED", "FILL"]
+    assert res.reports[-1].last_price == D("100.01")
+
+
+def test_limit_if_touched_triggers_then_rests_at_its_limit(engine: MatchingEngine) -> None:
+    engine.submit(order(type="LIMIT_IF_TOUCHED", stop="98.00", price="97.50"))
+    engine.feed.set_mid("AAPL", D("97.99"))  # ask 98.00: touched, above the 97.50 limit
+    assert kinds(engine.step()) == ["TRIGGERED"]
+    engine.feed.set_mid("AAPL", D("97.40"))
+    fill = engine.step().reports[0]
+    assert fill.kind is ReportKind.FILL and fill.last_price == D("97.41")
+
+
+def test_touched_fok_is_canceled_unless_touched_on_arrival(engine: MatchingEngine) -> None:
+    assert kinds(engine.submit(order("F1", type="MARKET_IF_TOUCHED", stop="98.00", tif="FOK"))) == [
+        "ACCEPTED",
+        "CANCELED",
+    ]
+    assert kinds(engine.submit(order("F2", type="MARKET_IF_TOUCHED", stop="101.00", tif="FOK")))[-1] == "FILL"
 
 
 def test_pegged_orders(engine: MatchingEngine) -> None:
@@ -248,3 +290,44 @@ def test_an_order_the_venue_cannot_price_is_canceled_and_the_others_still_match(
     engine.feed.set_mid("AAPL", D("98.99"))
     step = engine.step()
     assert [(r.cl_ord_id, r.kind) for r in step.reports] == [("R1", ReportKind.FILL)]
+
+
+@pytest.fixture
+def auction_engine(clock: Clock) -> MatchingEngine:
+    instruments = list(static_instruments())
+    feed = PriceFeed(instruments, seed=1)
+    feed.set_mid("AAPL", D("100.00"))
+    # A session that opens at 14:30 and closes at 21:00 UTC; the clock stands at 15:00.
+    auctions = Auctions(open=time(14, 30), close=time(21, 0))
+    return MatchingEngine(feed, instruments, venue="sim", clock=clock, auctions=auctions)
+
+
+def test_at_the_close_waits_untouched_then_fills_in_full_at_the_close(
+    auction_engine: MatchingEngine, clock: Clock
+) -> None:
+    res = auction_engine.submit(order(qty="700", tif="CLS"))  # more than the 500 shown
+    assert kinds(res) == ["ACCEPTED"]
+    clock.now = NOW + timedelta(hours=5, minutes=59)
+    assert kinds(auction_engine.step()) == []  # 20:59: not yet
+    clock.now = NOW + timedelta(hours=6)
+    fill = auction_engine.step().reports
+    assert [r.kind for r in fill] == [ReportKind.FILL] and fill[0].last_qty == D(700)
+    assert auction_engine.find("C1").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+def test_at_the_open_waits_for_the_next_open_and_an_unfilled_limit_expires_after_it(
+    auction_engine: MatchingEngine, clock: Clock
+) -> None:
+    assert kinds(auction_engine.submit(order(type="LIMIT", price="99.00", tif="OPG"))) == ["ACCEPTED"]
+    clock.now = NOW + timedelta(hours=6)
+    assert kinds(auction_engine.step()) == []  # the close is not its auction
+    clock.now = datetime(2026, 11, 21, 14, 30, tzinfo=UTC)  # the next day's open; ask 100.01 above 99
+    expired = auction_engine.step().reports
+    assert [r.kind for r in expired] == [ReportKind.EXPIRED] and "opening auction" in (expired[0].reason or "")
+    clock.now += timedelta(hours=1)
+    assert kinds(auction_engine.step()) == []
+
+
+def test_a_venue_without_auctions_refuses_opg_and_cls(engine: MatchingEngine) -> None:
+    res = engine.submit(order(tif="OPG"))
+    assert not res.ack.accepted and "OPG" in (res.ack.reason or "")

@@ -47,7 +47,14 @@ ALPACA_TYPE = {
     OrderType.STOP: "stop",
     OrderType.STOP_LIMIT: "stop_limit",
 }
-ALPACA_TIF = {TimeInForce.DAY: "day", TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}
+ALPACA_TIF = {
+    TimeInForce.DAY: "day",
+    TimeInForce.GTC: "gtc",
+    TimeInForce.IOC: "ioc",
+    TimeInForce.FOK: "fok",
+    TimeInForce.OPG: "opg",
+    TimeInForce.CLS: "cls",
+}
 
 
 def decimal_text(value: Decimal | None) -> str | None:

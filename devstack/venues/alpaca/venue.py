@@ -75,7 +75,7 @@ from devstack.venues.alpaca.model import (
     legs_of,
     order_json,
 )
-from sim.matching import RejectReason, SimOrder
+from sim.matching import US_EQUITY_AUCTIONS, RejectReason, SimOrder
 from sim.venue import SimVenue
 
 __all__ = ["AlpacaVenue", "Fault", "VenueFaults", "VenueServer", "development_keys"]
@@ -212,8 +212,13 @@ class AlpacaVenue:
         initial_cash: Decimal = Decimal(1_000_000),
         binary_frames: bool = True,
     ) -> None:
-        """Serve ``sim`` (started by ``start()``) to the holder of ``key_id``/``secret_key``."""
+        """Serve ``sim`` (started by ``start()``) to the holder of ``key_id``/``secret_key``.
+
+        OPG/CLS orders trade at US equities' open and close (``US_EQUITY_AUCTIONS``) unless ``sim`` has auctions.
+        """
         self.sim = sim
+        if sim.engine.auctions is None:
+            sim.engine.auctions = US_EQUITY_AUCTIONS
         self.instruments = {i.symbol: i for i in instruments}
         self.key_id = key_id
         self.secret_key = secret_key
@@ -547,8 +552,8 @@ class AlpacaVenue:
         if type_name not in _TYPES:
             return _error(422, 40010000, f"invalid order type {type_name!r}")
         tif_name = body.get("time_in_force")
-        if tif_name in ("opg", "cls"):
-            return _error(422, 40010000, f"time_in_force {tif_name} is not supported by the local venue")
+        if tif_name in ("opg", "cls") and type_name not in ("market", "limit"):
+            return _error(422, 40010000, f"time_in_force {tif_name} is only allowed for market and limit orders")
         if tif_name not in _TIFS:
             return _error(422, 40010000, f"invalid time_in_force {tif_name!r}")
         if body.get("notional") is not None:

@@ -65,6 +65,7 @@ from devstack.venues.ib.wire import (
     read_frame,
     read_handshake,
 )
+from sim.matching import US_EQUITY_AUCTIONS
 from sim.venue import SimVenue
 
 __all__ = ["IBFaults", "IBVenue", "IBVenueServer", "VenueOrder"]
@@ -74,13 +75,25 @@ log = logging.getLogger(__name__)
 _D = Decimal
 #: IB's "no value" double, as TWS writes it where a double is unset.
 UNSET_DOUBLE = "1.7976931348623157E308"
-_TYPES = {"MKT": OrderType.MARKET, "LMT": OrderType.LIMIT, "STP": OrderType.STOP, "STP LMT": OrderType.STOP_LIMIT}
+_TYPES = {
+    "MKT": OrderType.MARKET,
+    "LMT": OrderType.LIMIT,
+    "STP": OrderType.STOP,
+    "STP LMT": OrderType.STOP_LIMIT,
+    "MIT": OrderType.MARKET_IF_TOUCHED,
+    "LIT": OrderType.LIMIT_IF_TOUCHED,
+    # Market / limit on close: DAY orders that trade in the closing auction (the engine's CLS).
+    "MOC": OrderType.MARKET,
+    "LOC": OrderType.LIMIT,
+}
+_ON_CLOSE = frozenset({"MOC", "LOC"})
 _TIFS = {
     "DAY": TimeInForce.DAY,
     "GTC": TimeInForce.GTC,
     "IOC": TimeInForce.IOC,
     "FOK": TimeInForce.FOK,
     "GTD": TimeInForce.GTD,
+    "OPG": TimeInForce.OPG,
 }
 _OPEN = {"PreSubmitted", "Submitted", "PendingSubmit", "PendingCancel"}
 
@@ -262,8 +275,14 @@ class IBVenue:
         accounts: Iterable[str] = ("DU1234567",),
         initial_cash: Decimal = Decimal(1_000_000),  # noqa: B008
     ) -> None:
-        """The venue over ``sim``, trading ``instruments`` for ``accounts`` (the first is the default)."""
+        """The venue over ``sim``, trading ``instruments`` for ``accounts`` (the first is the default).
+
+        OPG and MOC/LOC orders trade at US equities' open and close (``US_EQUITY_AUCTIONS``) unless ``sim`` has
+        auctions of its own.
+        """
         self.sim = sim
+        if sim.engine.auctions is None:
+            sim.engine.auctions = US_EQUITY_AUCTIONS
         self.instruments = {i.symbol: i for i in instruments}
         self.accounts = list(accounts)
         self.initial_cash = initial_cash
@@ -528,6 +547,14 @@ class IBVenue:
         if tif is None:
             session.error(order_id, 111, f"The time in force {req.tif} is not valid for this order type (local venue)")
             return
+        if tif is TimeInForce.OPG and req.order_type not in ("MKT", "LMT"):
+            session.error(order_id, 111, f"The time in force OPG is not valid for this order type: {req.order_type}")
+            return
+        if req.order_type in _ON_CLOSE:
+            if tif is not TimeInForce.DAY:
+                session.error(order_id, 111, f"The time in force {req.tif} is not valid for {req.order_type} orders")
+                return
+            tif = TimeInForce.CLS
         expire_at = None
         if tif is TimeInForce.GTD:
             expire_at = _parse_ib_time(req.good_till)
@@ -558,8 +585,8 @@ class IBVenue:
         )
         self.orders[(client_id, order_id)] = order
         self.by_perm[perm] = order
-        stop = req.aux if otype in (OrderType.STOP, OrderType.STOP_LIMIT) else None
-        price = req.lmt if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        stop = req.aux if otype.needs_stop_price else None
+        price = req.lmt if otype.needs_price else None
         try:
             await self.sim.submit(
                 SubmitOrder(
@@ -593,8 +620,8 @@ class IBVenue:
         new_cid = f"IB{order.perm_id}.{order.revision}"
         previous_ref = order.order_ref
         order.order_ref = req.order_ref or order.order_ref
-        stop = req.aux if otype in (OrderType.STOP, OrderType.STOP_LIMIT) else None
-        price = req.lmt if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        stop = req.aux if otype.needs_stop_price else None
+        price = req.lmt if otype.needs_price else None
         try:
             ack = await self.sim.replace(
                 ReplaceOrder(

@@ -47,6 +47,8 @@ ORDERTYPE = {
     "limit": OrderType.LIMIT,
     "stop-loss": OrderType.STOP,
     "stop-loss-limit": OrderType.STOP_LIMIT,
+    "take-profit": OrderType.MARKET_IF_TOUCHED,
+    "take-profit-limit": OrderType.LIMIT_IF_TOUCHED,
 }
 _KRAKEN_TYPE = {v: k for k, v in ORDERTYPE.items()}
 
@@ -164,17 +166,18 @@ def _descr(order: SimOrder, pair: KrakenPair) -> dict[str, Any]:
     price2: Decimal | None = None
     if order.type is OrderType.LIMIT:
         price = order.price
-    elif order.type is OrderType.STOP:
-        price = order.stop_price
-    elif order.type is OrderType.STOP_LIMIT:
+    elif order.type.limit_once_triggered:
         price, price2 = order.stop_price, order.price
+    elif order.type.needs_stop_price:
+        price = order.stop_price
     text = f"{side} {volume_text(order.qty)} {pair.altname} @ "
+    trigger = "take profit" if order.type.is_touched else "stop loss"
     if ordertype == "market":
         text += "market"
-    elif ordertype == "stop-loss-limit":
-        text += f"stop loss {plain(price)} -> limit {plain(price2)}"
-    elif ordertype == "stop-loss":
-        text += f"stop loss {plain(price)}"
+    elif order.type.limit_once_triggered:
+        text += f"{trigger} {plain(price)} -> limit {plain(price2)}"
+    elif order.type.needs_stop_price:
+        text += f"{trigger} {plain(price)}"
     else:
         text += f"limit {plain(price)}"
     return {
@@ -218,12 +221,12 @@ def order_json(order: SimOrder, *, trades: bool = False) -> dict[str, Any]:
         "fee": price_text(Decimal(0)),
         "price": price_text(order.avg_price),
         "stopprice": price_text(order.stop_price if order.triggered else None),
-        "limitprice": price_text(order.price if order.triggered and order.type is OrderType.STOP_LIMIT else None),
+        "limitprice": price_text(order.price if order.triggered and order.type.limit_once_triggered else None),
         "misc": ",".join(misc),
         "oflags": "fciq" if order.side is OrderSide.BUY else "fcib",
         "margin": False,
     }
-    if order.type in (OrderType.STOP, OrderType.STOP_LIMIT):
+    if order.type.needs_stop_price:
         data["trigger"] = "last"
     if status != "open":
         last = next((r for r in reversed(order.reports)), None)

@@ -514,11 +514,11 @@ class KrakenVenue:
         stop: Decimal | None = None
         if order_type is OrderType.LIMIT:
             price = _decimal(fields, "price", required=True)
-        elif order_type is OrderType.STOP:
-            stop = _decimal(fields, "price", required=True)
-        elif order_type is OrderType.STOP_LIMIT:
+        elif order_type.limit_once_triggered:  # stop-loss-limit, take-profit-limit
             stop = _decimal(fields, "price", required=True)
             price = _decimal(fields, "price2", required=True)
+        elif order_type.needs_stop_price:  # stop-loss, take-profit
+            stop = _decimal(fields, "price", required=True)
         self._price_check(inst, price)
         self._price_check(inst, stop)
         tif_name = fields.get("timeinforce") or "GTC"

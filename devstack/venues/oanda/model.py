@@ -43,7 +43,12 @@ __all__ = [
     "reject_reason",
 ]
 
-OANDA_TYPE = {OrderType.MARKET: "MARKET", OrderType.LIMIT: "LIMIT", OrderType.STOP: "STOP"}
+OANDA_TYPE = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP: "STOP",
+    OrderType.MARKET_IF_TOUCHED: "MARKET_IF_TOUCHED",
+}
 OANDA_TIF = {
     TimeInForce.GTC: "GTC",
     TimeInForce.GTD: "GTD",
@@ -246,7 +251,7 @@ def derive(
                 p, s = replaced_price[order.venue_order_id]
             else:
                 p, s = order.price, order.stop_price
-            price = s if order.type is OrderType.STOP else p
+            price = s if order.type.needs_stop_price else p
             txn = base(at, 0, f"{type_name}_ORDER") | _terms(order, qty * sign, price) | {"reason": "CLIENT_ORDER"}
             if ext_id is not None:
                 txn["clientExtensions"] = {"id": ext_id}
@@ -262,7 +267,7 @@ def derive(
             )
             made.append(txn)
         elif kind is ReportKind.REJECTED and not legs:
-            price = order.stop_price if order.type is OrderType.STOP else order.price
+            price = order.stop_price if order.type.needs_stop_price else order.price
             txn = base(at, 0, f"{type_name}_ORDER_REJECT") | _terms(order, order.qty * sign, price)
             txn |= {"reason": "CLIENT_ORDER", "rejectReason": reject_reason(report.reason)}
             if ext_id is not None:
@@ -327,7 +332,7 @@ def derive(
                 cancel["clientOrderID"] = old.client_id
             chain_filled = filled_chain.get(order.venue_order_id, Decimal(0))
             units = ((report.new_qty or order.qty) - chain_filled) * sign
-            price = report.new_stop_price if order.type is OrderType.STOP else report.new_price
+            price = report.new_stop_price if order.type.needs_stop_price else report.new_price
             create = base(at, 1, f"{type_name}_ORDER") | _terms(order, units, price)
             create["batchID"] = cancel["id"]
             create |= {"reason": "REPLACEMENT", "replacesOrderID": old.id}

@@ -5,7 +5,8 @@ beside the worker; tests run ``OandaVenue`` in process with ``VenueServer``. Wha
 ``shared/specs/oanda-v20/`` for the shapes, ``BROKERS.md`` §2 and §9 for the rest), under
 ``/v3/accounts/{accountID}``:
 
-* ``POST /orders`` (MARKET with FOK/IOC; LIMIT and STOP with GTC, GTD, GFD, FOK, IOC; signed ``units``;
+* ``POST /orders`` (MARKET with FOK/IOC; LIMIT and STOP with GTC, GTD, GFD, FOK, IOC; MARKET_IF_TOUCHED with
+  GTC, GTD, GFD (it triggers when the price moves in its favour to ``price``); signed ``units``;
   ``clientExtensions.id``), ``GET /orders`` (``state``, ``count``), ``GET /pendingOrders``,
   ``GET /orders/{orderSpecifier}`` (an order id or ``@<clientID>``), ``PUT /orders/{orderSpecifier}`` (replace:
   cancel and create), ``PUT /orders/{orderSpecifier}/cancel``, ``GET /summary`` (NAV, margin),
@@ -85,7 +86,12 @@ __all__ = ["Fault", "OandaVenue", "VenueFaults", "VenueServer"]
 log = logging.getLogger(__name__)
 
 _D = Decimal
-_TYPES = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT, "STOP": OrderType.STOP}
+_TYPES = {
+    "MARKET": OrderType.MARKET,
+    "LIMIT": OrderType.LIMIT,
+    "STOP": OrderType.STOP,
+    "MARKET_IF_TOUCHED": OrderType.MARKET_IF_TOUCHED,
+}
 _TIFS = {
     "GTC": TimeInForce.GTC,
     "GTD": TimeInForce.GTD,
@@ -574,7 +580,13 @@ class OandaVenue:
                 derived, order, "UNITS_INVALID", f"The units must be a multiple of {num(inst.lot_step)}"
             )
         tif_name = order.get("timeInForce") or ("FOK" if order_type is OrderType.MARKET else "GTC")
-        allowed = ("FOK", "IOC") if order_type is OrderType.MARKET else tuple(_TIFS)
+        allowed = (
+            ("FOK", "IOC")
+            if order_type is OrderType.MARKET
+            else ("GTC", "GFD", "GTD")
+            if order_type is OrderType.MARKET_IF_TOUCHED
+            else tuple(_TIFS)
+        )
         if tif_name not in allowed:
             return self._reject(derived, order, "TIME_IN_FORCE_INVALID", f"{type_name} orders cannot be {tif_name}")
         price: Decimal | None = None
@@ -667,7 +679,7 @@ class OandaVenue:
                 time_in_force=tif,
                 qty=abs(units),
                 price=price if order_type is OrderType.LIMIT else None,
-                stop_price=price if order_type is OrderType.STOP else None,
+                stop_price=price if order_type.needs_stop_price else None,
                 expire_at=expire_at,
             )
         )
@@ -766,7 +778,7 @@ class OandaVenue:
                 time_in_force=order.time_in_force,
                 qty=order.filled_qty + abs(units),
                 price=price if order_type is OrderType.LIMIT else None,
-                stop_price=price if order_type is OrderType.STOP else None,
+                stop_price=price if order_type.needs_stop_price else None,
             )
         )
         derived = await self._state()

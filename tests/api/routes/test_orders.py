@@ -165,6 +165,10 @@ async def test_bad_payloads_name_the_field_and_start_nothing(
         ({"type": "MARKET", "price": 100}, [("PRICE_NOT_ALLOWED", "price")]),
         ({"type": "STOP_LIMIT", "price": 100}, [("STOP_PRICE_REQUIRED", "stopPrice")]),
         ({"type": "PEGGED"}, [("PEG_TYPE_REQUIRED", "pegType")]),
+        ({"type": "MARKET_IF_TOUCHED"}, [("STOP_PRICE_REQUIRED", "stopPrice")]),
+        ({"type": "MARKET_IF_TOUCHED", "stopPrice": 99, "price": 98}, [("PRICE_NOT_ALLOWED", "price")]),
+        ({"type": "LIMIT_IF_TOUCHED", "stopPrice": 99}, [("PRICE_REQUIRED", "price")]),
+        ({"type": "STOP", "stopPrice": 99, "timeInForce": "CLS"}, [("TIME_IN_FORCE_NOT_ALLOWED", "timeInForce")]),
         ({"pegType": "MIDPOINT"}, [("PEG_NOT_ALLOWED", "pegType")]),
         ({"type": "LIMIT", "price": 100, "timeInForce": "GTD"}, [("EXPIRY_REQUIRED", "expireAt")]),
         (

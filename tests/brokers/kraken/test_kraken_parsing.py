@@ -62,6 +62,19 @@ def test_stop_limit_sends_the_trigger_as_price_and_the_limit_as_price2() -> None
     )
 
 
+def test_touched_orders_are_take_profit_with_the_trigger_as_price() -> None:
+    mit = order_fields(
+        _order(type=OrderType.MARKET_IF_TOUCHED, price=None, stop_price=Decimal("36000")), now=_NOW, deadline_seconds=10
+    )
+    assert (mit["ordertype"], mit["price"], "price2" in mit) == ("take-profit", "36000", False)
+    lit = order_fields(
+        _order(type=OrderType.LIMIT_IF_TOUCHED, stop_price=Decimal("36000"), price=Decimal("35900")),
+        now=_NOW,
+        deadline_seconds=10,
+    )
+    assert (lit["ordertype"], lit["price"], lit["price2"]) == ("take-profit-limit", "36000", "35900")
+
+
 def test_ioc_and_gtd_and_day() -> None:
     assert order_fields(_order(time_in_force=TimeInForce.IOC), now=_NOW, deadline_seconds=5)["timeinforce"] == "IOC"
     gtd = order_fields(

@@ -83,11 +83,18 @@ _TRANSACTION_SCHEMAS = {
     "LIMIT_ORDER_REJECT": "LimitOrderRejectTransaction",
     "STOP_ORDER": "StopOrderTransaction",
     "STOP_ORDER_REJECT": "StopOrderRejectTransaction",
+    "MARKET_IF_TOUCHED_ORDER": "MarketIfTouchedOrderTransaction",
+    "MARKET_IF_TOUCHED_ORDER_REJECT": "MarketIfTouchedOrderRejectTransaction",
     "ORDER_FILL": "OrderFillTransaction",
     "ORDER_CANCEL": "OrderCancelTransaction",
     "ORDER_CANCEL_REJECT": "OrderCancelRejectTransaction",
 }
-_ORDER_SCHEMAS = {"MARKET": "MarketOrder", "LIMIT": "LimitOrder", "STOP": "StopOrder"}
+_ORDER_SCHEMAS = {
+    "MARKET": "MarketOrder",
+    "LIMIT": "LimitOrder",
+    "STOP": "StopOrder",
+    "MARKET_IF_TOUCHED": "MarketIfTouchedOrder",
+}
 
 #: The document's errors, patched here (never in the file): path parameters it declares with a type that is not
 #: Swagger's (``int``), and parameters it never resolves. Neither touches an answer's schema; they are listed so

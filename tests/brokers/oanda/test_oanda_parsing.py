@@ -65,7 +65,36 @@ def test_a_stop_order_carries_its_stop_as_price_and_gtd_its_time() -> None:
     assert body["gtdTime"] == "2030-01-02T03:04:05.600000000Z"
 
 
+def test_a_market_if_touched_order_carries_its_trigger_as_price() -> None:
+    body = order_body(
+        _order(type=OrderType.MARKET_IF_TOUCHED, price=None, stop_price=D("1.08"), time_in_force=TimeInForce.GTC),
+        "EUR_USD",
+    )["order"]
+    assert body == {
+        "type": "MARKET_IF_TOUCHED",
+        "instrument": "EUR_USD",
+        "units": "-25000",
+        "timeInForce": "GTC",
+        "positionFill": "DEFAULT",
+        "clientExtensions": {"id": "EX0123456789ABCDEF"},
+        "price": "1.08",
+    }
+    day = order_body(_order(type=OrderType.MARKET_IF_TOUCHED, price=None, stop_price=D("1.08")), "EUR_USD")
+    assert day["order"]["timeInForce"] == "GFD"
+
+
+def test_a_market_if_touched_order_is_never_ioc_or_fok_at_oanda() -> None:
+    for tif in (TimeInForce.IOC, TimeInForce.FOK):
+        with pytest.raises(ValueError, match="MARKET_IF_TOUCHED"):
+            order_body(
+                _order(type=OrderType.MARKET_IF_TOUCHED, price=None, stop_price=D("1.08"), time_in_force=tif),
+                "EUR_USD",
+            )
+
+
 def test_what_oanda_cannot_carry_is_refused_before_sending() -> None:
+    with pytest.raises(ValueError, match="LIMIT_IF_TOUCHED"):
+        order_body(_order(type=OrderType.LIMIT_IF_TOUCHED, stop_price=D("1.09")), "EUR_USD")
     with pytest.raises(ValueError, match="STOP_LIMIT"):
         order_body(_order(type=OrderType.STOP_LIMIT, stop_price=D("1.09")), "EUR_USD")
     with pytest.raises(ValueError, match="pegged"):

@@ -14,11 +14,12 @@ from core.instruments import InstrumentCatalog
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
 from tests.brokers.contract import ReportCollector
+from tests.harness import PAPER_AUCTIONS
 
 
 @pytest.fixture
 async def paper(instruments: InstrumentCatalog, reports: ReportCollector) -> AsyncIterator[PaperBroker]:
-    broker = PaperBroker(SimVenue(instruments, name="paper", tick_interval=0))
+    broker = PaperBroker(SimVenue(instruments, name="paper", tick_interval=0, auctions=PAPER_AUCTIONS))
     await broker.start(reports)
     yield broker
     await broker.close()
@@ -56,7 +57,9 @@ class JournaledPaper:
 
     def new_broker(self) -> PaperBroker:
         journal = PostgresVenueJournal(self.pool, self.url, venue=self.key)
-        return PaperBroker(SimVenue(self.instruments, name="paper", tick_interval=0, journal=journal))
+        return PaperBroker(
+            SimVenue(self.instruments, name="paper", tick_interval=0, journal=journal, auctions=PAPER_AUCTIONS)
+        )
 
 
 class PaperFaults:
