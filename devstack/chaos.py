@@ -251,6 +251,7 @@ class ChaosStack:
             "EXODUS_API__HOST": "127.0.0.1",
             "EXODUS_API__PORT": str(self.api_port),
             "EXODUS_WORKER__METRICS_PORT": "0",
+            "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
             "EXODUS_PAPER__TICK_INTERVAL_MS": str(self.plan.tick_interval_ms),
             "EXODUS_PAPER__SEED": str(self.plan.seed),
             # Shorter than the defaults so that the run settles sooner; the same code paths.

@@ -56,6 +56,7 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
         "EXODUS_TEMPORAL__ADDRESS": settings.temporal.address,
         "EXODUS_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
         "EXODUS_WORKER__METRICS_PORT": "0",
+        "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
         "EXODUS_PAPER__TICK_INTERVAL_MS": "40",
         "EXODUS_PAPER__LATENCY_MS": "5",
     }

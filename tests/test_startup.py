@@ -97,6 +97,7 @@ async def test_worker_waits_for_postgres_then_temporal_and_then_runs(
         "EXODUS_TEMPORAL__ADDRESS": temporal.address,
         "EXODUS_TEMPORAL__TASK_QUEUE": f"startup-{uuid.uuid4().hex[:8]}",
         "EXODUS_WORKER__METRICS_PORT": "0",
+        "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
         "EXODUS_PAPER__TICK_INTERVAL_MS": "0",
     }
     proc = start("worker", env, log)
@@ -139,7 +140,12 @@ async def test_a_stop_signal_while_waiting_ends_the_worker_cleanly(
 ) -> None:
     _, temporal, url = proxies
     log = tmp_path / "worker.log"
-    env = {"DATABASE_URL": url, "EXODUS_TEMPORAL__ADDRESS": temporal.address, "EXODUS_WORKER__METRICS_PORT": "0"}
+    env = {
+        "DATABASE_URL": url,
+        "EXODUS_TEMPORAL__ADDRESS": temporal.address,
+        "EXODUS_WORKER__METRICS_PORT": "0",
+        "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
+    }
     proc = start("worker", env, log)
     await wait_for_log(log, "waiting for Postgres", proc)
     proc.send_signal(signal.SIGTERM)
