@@ -4,8 +4,8 @@ The dispatcher is the ``ReportSink`` every broker adapter pushes to. It returns 
 delivered, or once it is clear it never can be (no such order, or the order's workflow already closed);
 such reports are kept in ``unmatched_reports`` for an operator, never dropped, and a fill among them is a
 reconciliation break (``UNMATCHED_FILL``), unless the order already had that report (a broker's or our
-outbox's late repeat of a fill its order booked, or of a report its timeline shows, before it closed). Any other failure (Temporal
-unreachable) raises, and the adapter's outbox retries.
+outbox's late repeat of a fill its order booked, or of another report its timeline shows, before it closed).
+Any other failure (Temporal unreachable) raises, and the adapter's outbox retries.
 """
 
 from __future__ import annotations

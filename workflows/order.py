@@ -714,8 +714,10 @@ class OrderWorkflow:
         )
 
     def _closing_soon(self) -> bool:
-        """A report settled the order while a broker call is in flight (the submission's answer, usually in the
-        same workflow task): the main line books it once, in the final round, when the call is answered."""
+        """A report settled the order while a broker call is in flight (answered, usually, in the same task).
+
+        The main line books it once, in the final round, when the call is answered.
+        """
         return self._state.is_terminal and self._broker_lock.locked() and self._settled_by_report()
 
     def _settled_by_report(self) -> bool:
