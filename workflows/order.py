@@ -14,6 +14,7 @@
           │        timers: GTD / DAY expiry, IOC/FOK immediacy, a slow status poll as a safety net
           ▼
     FILLED / CANCELED / EXPIRED / REJECTED ─▶ reconcile with the broker ─▶ final state booked
+    (FILLED by a report that carries the final cumulative quantity and average price: no reconcile, one booking)
 
 Workflow code is deterministic: time comes from ``workflow.now()``, and every side effect is an activity.
 The domain module, the activity modules and the workflow's own models (``workflows.order_models``) are
@@ -29,8 +30,8 @@ it issues and their order) is behind ``workflow.patched``. The patches are evalu
 starts: an order started by an earlier release replays, and finishes, on the old path; every new order (and
 every continued run) takes the new one. A patch of a rare branch (``PATCH_AMEND_RECHECK_BOOKED``) is evaluated
 where the branch is taken, so that only the orders that take it carry its marker. A new run records only the
-newest patch of the chain (``PATCH_BOOKING_BY_COUNTS`` implies ``PATCH_NO_WEDGE``), so the chain costs one
-marker per order however long it grows. See the README, "Upgrading with orders in flight".
+newest patch of the chain (``PATCH_LEAN_HISTORY`` implies ``PATCH_BOOKING_BY_COUNTS``, which implies
+``PATCH_NO_WEDGE``), so the chain costs one marker per order however long it grows. See the README, "Upgrading with orders in flight".
 """
 
 from __future__ import annotations
