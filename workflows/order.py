@@ -31,7 +31,8 @@ starts: an order started by an earlier release replays, and finishes, on the old
 every continued run) takes the new one. A patch of a rare branch (``PATCH_AMEND_RECHECK_BOOKED``) is evaluated
 where the branch is taken, so that only the orders that take it carry its marker. A new run records only the
 newest patch of the chain (``PATCH_LEAN_HISTORY`` implies ``PATCH_BOOKING_BY_COUNTS``, which implies
-``PATCH_NO_WEDGE``), so the chain costs one marker per order however long it grows. See the README, "Upgrading with orders in flight".
+``PATCH_NO_WEDGE``), so the chain costs one marker per order however long it grows. See the README,
+"Upgrading with orders in flight".
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ PATCH_LIST_LEG_REPORTS = "list-leg-reports"
 #: local activity per check, never one per tick), and sent as a MARKET order once triggered. Evaluated only for
 #: such orders: no order of an earlier release is one, and other orders' histories carry no marker.
 PATCH_TRAILING_STOP = "trailing-stop-emulation"
-#: A leaner history (issue 18): an order closed FILLED by a broker report that itself carries the final cumulative
+#: A leaner history (issue 18): an order filled by one broker report that itself carries the final cumulative
 #: quantity (all of the order's, none left) and an average price, with no break or flag, is not reconciled by a
 #: status round trip (an activity and a workflow task fewer; its RECONCILED entry says the report settled it); an
 #: order that closes without a broker round trip to follow books once, at the end, instead of once by the flusher
@@ -183,6 +184,8 @@ class OrderWorkflow:
         self._generation = 0
         #: The report that closed the order FILLED (it may settle the order without a reconcile).
         self._closing_report: ExecutionReport | None = None
+        #: The submission's broker call is in flight.
+        self._submitting = False
         if inp.carried is not None:
             self._take_over(inp.carried)
         #: A list's leg: the last view reported to the coordinator.
@@ -465,15 +468,18 @@ class OrderWorkflow:
                 await workflow.sleep(self._cfg.resubmit_pause_seconds)  # still unreachable: ask again later
                 continue
             async with self._broker_lock:
+                self._submitting = True
                 try:
                     ack = await self._broker_call(
                         BrokerActivities.submit_order,
                         SubmitInput(broker=self._broker, order=state.submit_order(), check_first=check_first),
                         attempts=4,
                     )
+                    self._submitting = False
                     self._booking.release()
                     break
                 except ActivityError as e:
+                    self._submitting = False
                     self._booking.release()
                     if _is_business_error(e):
                         ack = BrokerAck(accepted=False, cl_ord_id=state.cl_ord_id, reason=cause_of(e))
@@ -715,22 +721,26 @@ class OrderWorkflow:
         )
 
     def _closing_soon(self) -> bool:
-        """A report settled the order while a broker call is in flight (answered, usually, in the same task).
+        """A report settled the order while its submission is unanswered.
 
-        The main line books it once, in the final round, when the call is answered.
+        The answer comes, usually, in the same workflow task, after the report (signals are applied first). The
+        main line books it once, in the final round, when the submission is answered (at the latest when its
+        activity's attempts are spent). Only the submission: a fill that lands while a cancel or an amend waits for
+        its broker is booked at once.
         """
-        return self._state.is_terminal and self._broker_lock.locked() and self._settled_by_report()
+        return self._state.is_terminal and self._submitting and self._settled_by_report()
 
     def _settled_by_report(self) -> bool:
         """The broker's own closing report carries the final figures: a status round trip would add nothing.
 
-        FILLED by a fill report whose cumulative quantity is the order's whole quantity and what the ledger
-        holds, with nothing left and an average price that agrees with the ledger's; no break and no flag.
+        FILLED by one fill report (an order filled in parts is reconciled) whose cumulative quantity is the
+        order's whole quantity and what the ledger holds, with nothing left and an average price that agrees with
+        the ledger's; no break and no flag.
         """
         state, report = self._state, self._closing_report
         if state.status is not OrderStatus.FILLED or report is None or report.avg_price is None:
             return False
-        if self._booking.breaks or state.flags or state.avg_price is None:
+        if len(state.fills) != 1 or self._booking.breaks or state.flags or state.avg_price is None:
             return False
         if report.leaves_qty != 0 or not (report.cum_qty == state.filled_qty == state.qty):
             return False

@@ -97,10 +97,14 @@ async def test_operator_cancel_of_a_resting_order(stack: Stack) -> None:
 
 async def test_cancel_of_a_filled_order_is_refused_and_recorded(stack: Stack) -> None:
     # A slow venue keeps the workflow open (reconciling) after the fill, so the cancel reaches a FILLED order.
+    # Filled in two reports: an order filled by one report is settled by it and closes at once.
+    await stack.venue.set_mid("AAPL", D("190.00"))
     stack.venue.latency = 0.5
     try:
-        order = make_order(symbol="AAPL", qty="5")
+        order = make_order(symbol="AAPL", qty="900", type="LIMIT", price="191.00")
         _, handle = await stack.submit(order)
+        await stack.wait_for(handle, OrderStatus.PARTIALLY_FILLED)
+        await stack.venue.step()
         await stack.wait_for(handle, OrderStatus.FILLED)
         await handle.signal(OrderWorkflow.cancel, CancelRequest(requested_by="ops", reason="too late"))
         await handle.result()
@@ -250,8 +254,11 @@ async def test_amend_refused_by_the_validator_for_a_filled_order(stack: Stack) -
     await stack.venue.set_mid("AAPL", D("190.00"))
     stack.venue.latency = 0.5  # keeps the workflow open (reconciling) after the fill
     try:
-        order = make_order(symbol="AAPL", qty="5")
+        # Filled in two reports: an order filled by one report is settled by it and closes at once.
+        order = make_order(symbol="AAPL", qty="900", type="LIMIT", price="191.00")
         _, handle = await stack.submit(order)
+        await stack.wait_for(handle, OrderStatus.PARTIALLY_FILLED)
+        await stack.venue.step()
         await stack.wait_for(handle, OrderStatus.FILLED)
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update(OrderWorkflow.amend, AmendRequest(qty=D(6)))
