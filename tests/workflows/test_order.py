@@ -65,6 +65,14 @@ async def test_partial_fill_then_fill_as_the_market_offers_more(stack: Stack) ->
     assert result.status is OrderStatus.FILLED
     fills = await _fills_in_ledger(stack, order.order_id)
     assert [f["qty"] for f in fills] == [D(500), D(500), D(200)]
+    # Filled in parts: still reconciled with the broker (only an order filled by one report is settled by it).
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled[-1] == "get_order_status", scheduled
     await record_history(handle, "paper-limit-partial-fills")
 
 
