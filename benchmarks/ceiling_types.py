@@ -35,5 +35,7 @@ class CeilingInput:
     persists: int = 3
     #: Book before answering (in the first workflow task) instead of with the submission's answer.
     book_in_first_task: bool = False
+    #: A reconciliation activity after the submission (an order its fill report does not settle).
+    reconcile: bool = True
     #: The minimal durable order instead of the same shape: risk, one submission, its report(s), one booking.
     minimal: bool = False

@@ -118,7 +118,9 @@ class CeilingWorkflow:
             persists += 1
         else:
             await self._broker("ceiling_submit", signals=inp.signals)
-        if persists < inp.persists - 1:
+        if not inp.reconcile:
+            pass  # settled by the venue's final report (the leaner history): no status round trip
+        elif persists < inp.persists - 1:
             # The submission's answer is booked while the reconciliation runs.
             booked = asyncio.create_task(self._persist("FILLED"))
             await self._broker("ceiling_status")

@@ -203,6 +203,7 @@ class CeilingOrders:
                 signals=self._shape.get("signals", 2),
                 upserts=self._shape.get("upserts", 2),
                 persists=self._shape.get("persists", 3),
+                reconcile=bool(self._shape.get("reconcile", 1)),
                 minimal=self._minimal,
             ),
             id=wf_id,

@@ -426,6 +426,7 @@ async def _measure(
             "signals": round(exodus_shape["signals"]),
             "upserts": round(exodus_shape["search_attribute_upserts"]),
             "persists": max(round(exodus_shape["local_activities"]) - 1, 1),
+            "reconcile": int(round(exodus_shape["activities"]) > 1),
         }
         _log(opts, "  counting the engine work of each order shape ...")
         shapes = await order_shapes(http, info.api_url, client, run_id)

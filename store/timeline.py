@@ -15,7 +15,7 @@ from core.domain import EventKind, OrderEvent
 from store import Conn
 from store.text import jsonb, pg_text, pg_value
 
-__all__ = ["EventRow", "KnownEvent", "events_of", "write_events"]
+__all__ = ["EventRow", "KnownEvent", "events_of", "report_on_timeline", "write_events"]
 
 
 class EventRow(TypedDict):
@@ -91,3 +91,12 @@ async def events_of(conn: Conn, order_id: str) -> list[EventRow]:
         (order_id,),
     )
     return cast(list[EventRow], await cur.fetchall())
+
+
+async def report_on_timeline(conn: Conn, *, order_id: str, exec_id: str) -> bool:
+    """Whether the order's booked timeline has an event from the broker report ``exec_id``."""
+    cur = await conn.execute(
+        "SELECT 1 FROM order_events WHERE order_id = %s AND data ->> 'exec_id' = %s LIMIT 1",
+        (order_id, pg_text(exec_id)),
+    )
+    return await cur.fetchone() is not None

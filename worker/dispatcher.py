@@ -3,9 +3,9 @@
 The dispatcher is the ``ReportSink`` every broker adapter pushes to. It returns once the report is
 delivered, or once it is clear it never can be (no such order, or the order's workflow already closed);
 such reports are kept in ``unmatched_reports`` for an operator, never dropped, and a fill among them is a
-reconciliation break (``UNMATCHED_FILL``), unless the ledger already has that fill (a broker's or our
-outbox's late repeat of a fill its order booked before it closed). Any other failure (Temporal
-unreachable) raises, and the adapter's outbox retries.
+reconciliation break (``UNMATCHED_FILL``), unless the order already had that report (a broker's or our
+outbox's late repeat of a fill its order booked, or of another report its timeline shows, before it closed).
+Any other failure (Temporal unreachable) raises, and the adapter's outbox retries.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from core.metrics import REPORTS_UNMATCHED
 from store import Pool
 from store.breaks import add_order_break, add_unmatched_report
 from store.ledger import fill_booked
+from store.timeline import report_on_timeline
 from workflows.order import OrderWorkflow
 
 __all__ = ["ReportDispatcher"]
@@ -47,10 +48,11 @@ class ReportDispatcher:
 
     async def _unmatched(self, report: ExecutionReport, *, reason: str) -> None:
         kind = "closed" if "completed" in reason or "closed" in reason else "unknown"
-        if report.kind is ReportKind.FILL and await self._already_booked(report):
+        if await self._already_booked(report):
             REPORTS_UNMATCHED.labels(broker=report.broker, reason="already_booked").inc()
             log.info(
-                "fill %s for %s arrived after its order closed; the ledger already has it",
+                "%s report %s for %s arrived after its order closed; the order already had it",
+                report.kind.value,
                 report.exec_id,
                 report.cl_ord_id,
             )
@@ -80,4 +82,8 @@ class ReportDispatcher:
         if self._pool is None:
             return False
         async with self._pool.connection() as conn:
-            return await fill_booked(conn, broker=report.broker, exec_id=report.exec_id, order_id=report.order_id)
+            if report.kind is ReportKind.FILL:
+                return await fill_booked(conn, broker=report.broker, exec_id=report.exec_id, order_id=report.order_id)
+            # A repeat of a report the order took before it closed (an acknowledgement that also rode in the
+            # submission's answer, say): its timeline has it.
+            return await report_on_timeline(conn, order_id=report.order_id, exec_id=report.exec_id)

@@ -25,6 +25,7 @@ deterministic, and its methods run in the order workflow's event loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -128,6 +129,9 @@ class OrderBooking:
         self.last_status: OrderStatus | None = carried.last_status if carried else None
         #: The state as last booked (what the ``state`` query answers).
         self.published = snapshot(state)
+        #: When it answers true, the flusher books nothing for now: the final round will, soon (the order
+        #: workflow's leaner history, ``PATCH_LEAN_HISTORY``).
+        self.defer: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------------------------------------ counts
 
@@ -179,7 +183,7 @@ class OrderBooking:
             self.closing = True
 
     def _due(self) -> bool:
-        if self.closing or self.held:
+        if self.closing or self.held or (self.defer is not None and self.defer()):
             return False
         return self.unbooked() if self.by_counts else self._marked
 

@@ -14,6 +14,7 @@
           │        timers: GTD / DAY expiry, IOC/FOK immediacy, a slow status poll as a safety net
           ▼
     FILLED / CANCELED / EXPIRED / REJECTED ─▶ reconcile with the broker ─▶ final state booked
+    (FILLED by a report that carries the final cumulative quantity and average price: no reconcile, one booking)
 
 Workflow code is deterministic: time comes from ``workflow.now()``, and every side effect is an activity.
 The domain module, the activity modules and the workflow's own models (``workflows.order_models``) are
@@ -29,8 +30,9 @@ it issues and their order) is behind ``workflow.patched``. The patches are evalu
 starts: an order started by an earlier release replays, and finishes, on the old path; every new order (and
 every continued run) takes the new one. A patch of a rare branch (``PATCH_AMEND_RECHECK_BOOKED``) is evaluated
 where the branch is taken, so that only the orders that take it carry its marker. A new run records only the
-newest patch of the chain (``PATCH_BOOKING_BY_COUNTS`` implies ``PATCH_NO_WEDGE``), so the chain costs one
-marker per order however long it grows. See the README, "Upgrading with orders in flight".
+newest patch of the chain (``PATCH_LEAN_HISTORY`` implies ``PATCH_BOOKING_BY_COUNTS``, which implies
+``PATCH_NO_WEDGE``), so the chain costs one marker per order however long it grows. See the README,
+"Upgrading with orders in flight".
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -77,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = [
     "PATCH_AMEND_RECHECK_BOOKED",
     "PATCH_BOOKING_BY_COUNTS",
+    "PATCH_LEAN_HISTORY",
     "PATCH_LIST_LEG_REPORTS",
     "PATCH_NO_WEDGE",
     "PATCH_TRAILING_STOP",
@@ -121,6 +125,14 @@ PATCH_LIST_LEG_REPORTS = "list-leg-reports"
 #: local activity per check, never one per tick), and sent as a MARKET order once triggered. Evaluated only for
 #: such orders: no order of an earlier release is one, and other orders' histories carry no marker.
 PATCH_TRAILING_STOP = "trailing-stop-emulation"
+#: A leaner history (issue 18): an order filled by one broker report that itself carries the final cumulative
+#: quantity (all of the order's, none left) and an average price, with no break or flag, is not reconciled by a
+#: status round trip (an activity and a workflow task fewer; its RECONCILED entry says the report settled it); an
+#: order that closes without a broker round trip to follow books once, at the end, instead of once by the flusher
+#: and again by the final round. Every other close (canceled, expired, rejected after an ack, a partial, a report
+#: without those figures, a break) is reconciled as before. Includes everything ``PATCH_BOOKING_BY_COUNTS`` brought:
+#: a run that records this marker does not record that one.
+PATCH_LEAN_HISTORY = "lean-history"
 
 
 _LOCAL = LOCAL_TIMEOUT
@@ -131,6 +143,8 @@ _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_F
 _UNSENDABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 #: Slack when comparing workflow time with a timer's deadline.
 _TICK = timedelta(milliseconds=10)
+#: How far (relative) a final report's average price may be from the ledger's and still settle the order.
+_AVG_TOLERANCE = Decimal("1e-9")
 
 
 def _next_day_close(received_at: datetime, close: time) -> datetime:
@@ -149,7 +163,8 @@ class OrderWorkflow:
         self._cfg = inp.config
         # Once per run, before anything else (see the module's docstring on versioning). The newest patch first:
         # a run that takes it does not record the older one.
-        by_counts = workflow.patched(PATCH_BOOKING_BY_COUNTS)
+        self._lean = workflow.patched(PATCH_LEAN_HISTORY)
+        by_counts = self._lean or workflow.patched(PATCH_BOOKING_BY_COUNTS)
         patched = by_counts or workflow.patched(PATCH_NO_WEDGE)
         self._bounded_risk = patched
         self._cancel_resent = patched
@@ -167,6 +182,10 @@ class OrderWorkflow:
         self._next_poll_at: datetime | None = None
         self._poll_backoff = 1
         self._generation = 0
+        #: The report that closed the order FILLED (it may settle the order without a reconcile).
+        self._closing_report: ExecutionReport | None = None
+        #: The submission's broker call is in flight.
+        self._submitting = False
         if inp.carried is not None:
             self._take_over(inp.carried)
         #: A list's leg: the last view reported to the coordinator.
@@ -175,6 +194,8 @@ class OrderWorkflow:
         self._booking = OrderBooking(
             self._state, self._cfg, by_counts=by_counts, never_blocks=patched, carried=inp.carried
         )
+        if self._lean:
+            self._booking.defer = self._closing_soon
 
     def _take_over(self, carry: OrderCarry) -> None:
         """Continue where the previous run stopped (it stopped at a safe point: everything booked)."""
@@ -447,15 +468,18 @@ class OrderWorkflow:
                 await workflow.sleep(self._cfg.resubmit_pause_seconds)  # still unreachable: ask again later
                 continue
             async with self._broker_lock:
+                self._submitting = True
                 try:
                     ack = await self._broker_call(
                         BrokerActivities.submit_order,
                         SubmitInput(broker=self._broker, order=state.submit_order(), check_first=check_first),
                         attempts=4,
                     )
+                    self._submitting = False
                     self._booking.release()
                     break
                 except ActivityError as e:
+                    self._submitting = False
                     self._booking.release()
                     if _is_business_error(e):
                         ack = BrokerAck(accepted=False, cl_ord_id=state.cl_ord_id, reason=cause_of(e))
@@ -668,8 +692,20 @@ class OrderWorkflow:
 
     async def _finish(self, *, reconcile: bool) -> OrderResult:
         state = self._state
+        if reconcile and self._lean and self._settled_by_report():
+            reconcile = False
+            report = self._closing_report
+            assert report is not None and report.avg_price is not None
+            state.record(
+                TimelineKind.RECONCILED,
+                at=workflow.now(),
+                detail=f"settled by the broker's final report {report.exec_id}: "
+                f"{report.cum_qty.normalize():f} filled @ {report.avg_price.normalize():f}, none left",
+            )
         if reconcile:
             await self._reconcile()
+        elif self._lean:
+            self._booking.last_changes()  # one round, the final one, books everything
         await workflow.wait_condition(workflow.all_handlers_finished)
         # The final booking (retried after durable pauses until it is in): only then is the order done.
         await self._booking.finish()
@@ -683,6 +719,32 @@ class OrderWorkflow:
             reason=state.reason,
             breaks=list(self._booking.breaks),
         )
+
+    def _closing_soon(self) -> bool:
+        """A report settled the order while its submission is unanswered.
+
+        The answer comes, usually, in the same workflow task, after the report (signals are applied first). The
+        main line books it once, in the final round, when the submission is answered (at the latest when its
+        activity's attempts are spent). Only the submission: a fill that lands while a cancel or an amend waits for
+        its broker is booked at once.
+        """
+        return self._state.is_terminal and self._submitting and self._settled_by_report()
+
+    def _settled_by_report(self) -> bool:
+        """The broker's own closing report carries the final figures: a status round trip would add nothing.
+
+        FILLED by one fill report (an order filled in parts is reconciled) whose cumulative quantity is the
+        order's whole quantity and what the ledger holds, with nothing left and an average price that agrees with
+        the ledger's; no break and no flag.
+        """
+        state, report = self._state, self._closing_report
+        if state.status is not OrderStatus.FILLED or report is None or report.avg_price is None:
+            return False
+        if len(state.fills) != 1 or self._booking.breaks or state.flags or state.avg_price is None:
+            return False
+        if report.leaves_qty != 0 or not (report.cum_qty == state.filled_qty == state.qty):
+            return False
+        return abs(report.avg_price - state.avg_price) <= abs(state.avg_price) * _AVG_TOLERANCE
 
     async def _reconcile(self) -> None:
         """Compare the closed order with the broker's record; book missed fills, record breaks."""
@@ -863,7 +925,10 @@ class OrderWorkflow:
     # ---------------------------------------------------------------------------------------- helpers
 
     def _apply_report(self, report: ExecutionReport) -> None:
+        was_filled = self._state.status is OrderStatus.FILLED
         outcome = self._state.apply_report(report, at=workflow.now())
+        if report.kind is ReportKind.FILL and not was_filled and self._state.status is OrderStatus.FILLED:
+            self._closing_report = report
         if outcome is ReportOutcome.OVERFILL:
             self._booking.add_breaks([overfill_break(report)])
         if report.kind is ReportKind.ACCEPTED:

@@ -51,3 +51,20 @@ async def test_a_fill_the_closed_order_never_had_is_a_break_whatever_its_text(st
         fill.cl_ord_id,
     )
     assert unmatched == {"exec_id": f"{fill.exec_id}-stray\u2400", "reason": "odd\u2400"}
+
+
+async def test_a_late_repeat_of_an_acknowledgement_its_order_took_is_not_unmatched(stack: Stack) -> None:
+    # An order settled by its fill report closes without a status round trip, so the venue's repeat of the
+    # acknowledgement that also rode in the submission's answer may arrive after it closed.
+    order, fill = await _filled_and_closed(stack)
+    venue_view = await stack.venue.status(order.order_id)
+    assert venue_view is not None
+    [ack] = [r for r in venue_view.reports if r.kind is ReportKind.ACCEPTED]
+    dispatch = ReportDispatcher(stack.client, stack.pool)
+    await dispatch(ack)
+    assert await stack.fetch("SELECT 1 FROM unmatched_reports WHERE exec_id = %s", ack.exec_id) == []
+    # One the order never took is still kept for an operator.
+    stray = ack.model_copy(update={"exec_id": f"{ack.exec_id}-stray"})
+    await dispatch(stray)
+    assert len(await stack.fetch("SELECT 1 FROM unmatched_reports WHERE exec_id = %s", stray.exec_id)) == 1
+    assert await _breaks(stack, order.order_id) == []

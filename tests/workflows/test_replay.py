@@ -25,6 +25,7 @@ from tests.workflows.recording import HISTORIES
 from workflows.order import (
     PATCH_AMEND_RECHECK_BOOKED,
     PATCH_BOOKING_BY_COUNTS,
+    PATCH_LEAN_HISTORY,
     PATCH_LIST_LEG_REPORTS,
     PATCH_NO_WEDGE,
     PATCH_TRAILING_STOP,
@@ -86,13 +87,23 @@ def test_committed_histories_cover_booking_by_counts() -> None:
     # Orders of the release that books by counts (issue 19), every shape recorded again: they carry only the
     # newest marker of the chain, and they stand for this release's orders in flight at the next upgrade.
     by_counts = {p.stem.removesuffix("-by-counts"): p for p in COMMITTED if p.stem.endswith("-by-counts")}
-    earlier = {p.stem for p in COMMITTED if not p.stem.endswith("-by-counts")}
+    earlier = {p.stem for p in COMMITTED if not p.stem.endswith(("-by-counts", "-lean"))}
     assert earlier <= set(by_counts), sorted(earlier - set(by_counts))
     for name, path in by_counts.items():
         text = _payload_text(json.loads(path.read_text()))
         assert PATCH_BOOKING_BY_COUNTS in text and PATCH_NO_WEDGE not in text, name
     raw = by_counts["paper-amend-refused-by-recheck-after-fill"].read_text()
     assert PATCH_AMEND_RECHECK_BOOKED in _payload_text(json.loads(raw))
+
+
+def test_committed_histories_cover_the_lean_history() -> None:
+    # Orders of the release with the leaner history (issue 18): a market order settled by its fill report (no
+    # status round trip) and a canceled order (still reconciled). They carry only the newest marker of the chain.
+    for name, settled in (("paper-market-filled-lean", True), ("paper-limit-canceled-lean", False)):
+        raw = (HISTORIES / f"{name}.json").read_text()
+        text = _payload_text(json.loads(raw))
+        assert PATCH_LEAN_HISTORY in text and PATCH_BOOKING_BY_COUNTS not in text, name
+        assert ("get_order_status" in raw) is not settled, name
 
 
 def test_committed_histories_cover_list_legs() -> None:
