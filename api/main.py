@@ -46,12 +46,19 @@ from api.routes import (
 )
 from api.schemas import ErrorBody, Reason
 from api.streaming import prune_forever
+from brokers.mt5.tables import terminals
 from core.audit import take_checkpoint
 from core.audit_cli import checkpoint_path
 from core.db import apply_migrations, open_pool
 from core.instruments import InstrumentCatalog, load_instruments
 from core.marketdata import MarketData
-from core.metrics import BROKER_CONNECTED, BROKER_HEARTBEAT_AGE
+from core.metrics import (
+    BROKER_CONNECTED,
+    BROKER_HEARTBEAT_AGE,
+    BROKER_LAST_CALL_AGE,
+    MT5_TERMINAL_CONNECTED,
+    MT5_TERMINAL_HEARTBEAT_AGE,
+)
 from core.settings import Settings, get_settings
 from core.tasks import stop_tasks
 from core.temporal import connect
@@ -290,13 +297,19 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False, dependencies=[operational("metrics")])
     async def metrics() -> PlainTextResponse:
-        """Prometheus metrics of the API process (quote ages are read from the quote store now)."""
+        """Prometheus metrics of the API process (quote ages, broker sessions and MT5 terminals read now)."""
         try:
             async with asyncio.timeout(2), app.state.pool.connection() as conn:
                 app.state.market.refresh_metrics(await fetch_quotes(conn))
                 for session in await session_health(conn):
                     BROKER_CONNECTED.labels(broker=session["broker"]).set(1 if session["logged_on"] else 0)
                     BROKER_HEARTBEAT_AGE.labels(broker=session["broker"]).set(session["heartbeat_age"])
+                    if session["last_call_age"] is not None:
+                        BROKER_LAST_CALL_AGE.labels(broker=session["broker"]).set(session["last_call_age"])
+                for terminal in await terminals(conn):
+                    MT5_TERMINAL_CONNECTED.labels(account=terminal["account"]).set(1 if terminal["connected"] else 0)
+                    if terminal["age"] is not None:
+                        MT5_TERMINAL_HEARTBEAT_AGE.labels(account=terminal["account"]).set(terminal["age"])
         except Exception as e:  # the rest of the metrics are still worth answering with
             log.warning("quote age and broker session metrics not refreshed, was %r", e)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)

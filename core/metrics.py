@@ -24,6 +24,9 @@ __all__ = [
     "BOOKING_FAILURES",
     "BROKER_CONNECTED",
     "BROKER_HEARTBEAT_AGE",
+    "BROKER_LAST_CALL_AGE",
+    "MT5_TERMINAL_CONNECTED",
+    "MT5_TERMINAL_HEARTBEAT_AGE",
     "BROKER_ERRORS",
     "CIRCUIT_BREAKER_TRIPS",
     "FILLS",
@@ -111,6 +114,23 @@ BROKER_HEARTBEAT_AGE = Gauge(
     "exodus_broker_heartbeat_age_seconds",
     "Seconds since the worker owning the broker's session last refreshed it, when scraped",
     ["broker"],
+)
+#: REST brokers (Alpaca, OANDA, Kraken) record their last successful call; absent until one is recorded.
+BROKER_LAST_CALL_AGE = Gauge(
+    "exodus_broker_last_call_age_seconds",
+    "Seconds since the broker's last successful REST call, when scraped (absent until one is recorded)",
+    ["broker"],
+)
+#: MT5 bridge terminals, set from ``mt5_accounts`` the same way: connected, and the age of the EA's last heartbeat.
+MT5_TERMINAL_CONNECTED = Gauge(
+    "exodus_mt5_terminal_connected",
+    "1 while the account's MT5 terminal is connected to the bridge, when scraped",
+    ["account"],
+)
+MT5_TERMINAL_HEARTBEAT_AGE = Gauge(
+    "exodus_mt5_terminal_heartbeat_age_seconds",
+    "Seconds since the account's MT5 terminal last sent a heartbeat, when scraped (absent until one is received)",
+    ["account"],
 )
 #: GET /api/v1/stream (issue 16).
 STREAM_CLIENTS = Gauge("exodus_stream_clients", "Stream connections this API process serves", ["transport"])

@@ -91,12 +91,15 @@ class SessionHealth(TypedDict):
     broker: str
     logged_on: bool
     heartbeat_age: float
+    #: Seconds since a REST broker's last successful call (None: no call recorded, FIX for one).
+    last_call_age: float | None
 
 
 async def session_health(conn: Conn) -> list[SessionHealth]:
-    """Every broker session: logged on or not, and the age of its owner's heartbeat (seconds)."""
+    """Every broker session: logged on or not, its owner's heartbeat age and its last call's age (seconds)."""
     cur = await conn.execute(
-        "SELECT broker, logged_on, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age"
+        "SELECT broker, logged_on, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,"
+        " extract(epoch FROM now() - last_call_at)::float8 AS last_call_age"
         " FROM broker_sessions ORDER BY broker"
     )
     return cast(list[SessionHealth], await cur.fetchall())

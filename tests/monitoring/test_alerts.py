@@ -51,7 +51,7 @@ def _exodus_metric_names() -> set[str]:
 
 
 def _used(expr: str) -> set[str]:
-    return set(re.findall(r"\b(exodus_[a-z_]+)", expr))
+    return set(re.findall(r"\b(exodus_[a-z0-9_]+)", expr))
 
 
 def test_every_rule_has_a_unit_test_and_names_real_metrics() -> None:

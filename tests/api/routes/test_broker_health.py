@@ -90,3 +90,35 @@ async def test_broker_health_shows_sessions_terminals_and_quote_age(stack: Stack
         "staleSymbols": 0,
         "newestAgeSeconds": None,
     }
+
+
+def _gauge(text: str, name: str, label: str, value: str) -> float | None:
+    """The value of ``name{label="value"}`` in a Prometheus exposition, else None."""
+    prefix = f'{name}{{{label}="{value}"}} '
+    found = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(found[0].rsplit(" ", 1)[1]) if found else None
+
+
+async def test_metrics_show_rest_last_call_age_and_mt5_terminal_heartbeat_age(stack: Stack) -> None:
+    alpaca, fix, account, never = unique("alpaca"), unique("fix"), unique("xm"), unique("xm")
+    async with stack.pool.connection() as conn:
+        await record_session(conn, broker=alpaca, session="https://paper", logged_on=True, detail="logged on")
+        await heartbeat(conn, alpaca, last_call_at=datetime.now(UTC) - timedelta(seconds=400))
+        await record_session(conn, broker=fix, session="S", logged_on=True, detail="logged on")
+        await register_account(conn, account, 30.0)
+        await register_account(conn, never, 30.0)
+        await conn.execute(
+            "UPDATE mt5_accounts SET connected = true, last_heartbeat_at = now() - interval '90 seconds'"
+            " WHERE account = %s",
+            (account,),
+        )
+    async with stack.api() as http:
+        text = (await http.get("/metrics")).text
+    last_call = _gauge(text, "exodus_broker_last_call_age_seconds", "broker", alpaca)
+    assert last_call is not None and 399 <= last_call < 460
+    assert _gauge(text, "exodus_broker_last_call_age_seconds", "broker", fix) is None  # no REST call: no sample
+    age = _gauge(text, "exodus_mt5_terminal_heartbeat_age_seconds", "account", account)
+    assert age is not None and 89 <= age < 150
+    assert _gauge(text, "exodus_mt5_terminal_connected", "account", account) == 1
+    assert _gauge(text, "exodus_mt5_terminal_connected", "account", never) == 0
+    assert _gauge(text, "exodus_mt5_terminal_heartbeat_age_seconds", "account", never) is None
