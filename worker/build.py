@@ -149,6 +149,7 @@ def build_workers(
                 store.persist_order,
                 lists.resize_leg,
                 lists.alert,
+                lists.save,
             ],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,
