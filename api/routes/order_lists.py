@@ -39,8 +39,8 @@ from api.schemas import (
 )
 from brokers import BROKERS
 from core.auth import Permission, Principal, namespaced_key
-from core.contingency import LegRole
-from core.domain import AmendRequest, AmendResult, CancelRequest, utcnow, workflow_id_for
+from core.contingency import Contingency, LegRole
+from core.domain import AmendRequest, AmendResult, CancelRequest, OrderTerms, utcnow, workflow_id_for
 from core.orderlist import (
     LegAmend,
     LegSpec,
@@ -187,6 +187,19 @@ async def create_list(
         else s
         for s in specs
     ]
+    if body.contingency is Contingency.BRACKET:
+        # The entry's risk check reserves it with the larger of the exits the list holds (core.risk).
+        exits = tuple(
+            OrderTerms.model_validate({k: getattr(s.order, k) for k in OrderTerms.model_fields})
+            for s in specs
+            if s.role is LegRole.EXIT
+        )
+        specs = [
+            s.model_copy(update={"order": s.order.model_copy(update={"list_exits": exits})})
+            if s.role is LegRole.PARENT
+            else s
+            for s in specs
+        ]
     list_request = OrderListRequest(
         list_id=derive_list_id(full_key),
         idempotency_key=full_key,

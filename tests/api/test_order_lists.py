@@ -106,9 +106,12 @@ async def test_a_bracket_over_rest_submit_read_amend_a_held_leg_and_cancel(stack
         # The coordinator wrote the list to Postgres: an API whose Temporal holds nothing (retention passed, the
         # worker down) still reads it from its row, and refuses its cancel as closed.
         [row] = await stack.fetch(
-            "SELECT status, client_id, account, version FROM order_lists WHERE list_id = %s", list_id
+            "SELECT status, client_id, account, version, book FROM order_lists WHERE list_id = %s", list_id
         )
         assert row["status"] == "DONE" and row["client_id"] == client and row["version"] > 1
+        # The entry carried its held exits to its risk check (reserved with the larger one: core.risk).
+        entry = row["book"]["legs"][0]["order"]
+        assert [x["price"] or x["stop_price"] for x in entry["list_exits"]] == ["200.00", "180.00"], entry
     app = create_app(stack.settings, temporal=_Forgotten(), pool=stack.pool, instruments=stack.instruments)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://exodus.test") as http:
         stored = await http.get(f"/api/v1/order-lists/{list_id}")
