@@ -116,6 +116,7 @@ __all__ = [
     "account_exposure",
     "basic_check",
     "exposure_legs",
+    "list_exit_notional",
     "order_reduces",
     "order_notional",
     "valuation_price",

@@ -421,12 +421,20 @@ async def test_a_bracket_reserves_its_entry_plus_the_larger_exit_not_the_sum(rig
     # Entry 1,800 + larger exit 2,000 = 3,800 (the sum of both exits would make it 5,500).
     await empty_firm(rig)
     async with global_policy(rig, brokers={"paper": {"max_open_notional": "4000"}}):
-        decision = await rig.risk.check_order(bracket_entry(unique("br")))
+        entry = bracket_entry(unique("br"))
+        decision = await rig.risk.check_order(entry)
         assert decision.approved, decision.reasons
         [row] = await rig.fetch(
             "SELECT open_notional FROM risk_counters WHERE scope = 'BROKER' AND scope_key = 'paper'"
         )
         assert row["open_notional"] == D(3800)
+        # The entry's reservation holds it too, and keeps it when a booking follows the entry's open quantity.
+        held = "SELECT notional, list_notional FROM risk_reservations WHERE order_id = %s"
+        assert [(r["notional"], r["list_notional"]) for r in await rig.fetch(held, entry.order_id)] == [
+            (D(3800), D(2000))
+        ]
+        await rig.store.persist_order(snapshot(entry, OrderStatus.ACCEPTED, qty=D(10), version=3))
+        assert [r["notional"] for r in await rig.fetch(held, entry.order_id)] == [D(3800)]
     # 3,800 does not fit under 3,700, though the entry alone (1,800) would: the held exit is reserved with it.
     await empty_firm(rig)
     async with global_policy(rig, brokers={"paper": {"max_open_notional": "3700"}}):
