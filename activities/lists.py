@@ -1,4 +1,6 @@
-"""What an order list's coordinator asks of the world: resize a leg's order, raise the unprotected-position alert.
+"""What an order list's coordinator asks of the world: resize a leg, raise the alert, write the list's row.
+
+The row (``list_save``, a local activity) is what ``GET /order-lists/{id}`` answers from.
 
 A workflow cannot send an update to another workflow, so a leg's resize goes through this activity (the Temporal
 client's ``execute_update`` of the order's ``amend``). The alert is an audit entry and a metric.
@@ -17,10 +19,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.domain import AmendRequest, AmendResult, OrderStatus
 from core.metrics import LIST_UNPROTECTED
+from core.orderlist import ListBook, list_workflow_id
 from store import Pool
 from store.audit import append_audit
+from store.order_lists import write_list
 
-__all__ = ["LegAlert", "LegResize", "ListActivities"]
+__all__ = ["LegAlert", "LegResize", "ListActivities", "ListSave"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,15 @@ class LegAlert(BaseModel):
     symbol: str
     open_qty: Decimal
     detail: str
+
+
+class ListSave(BaseModel):
+    """The list's book as it stands, its ``version``-th write (later writes win)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int
+    book: ListBook
 
 
 #: An amend refused for these reasons may go through a moment later (the order is not acknowledged yet).
@@ -95,3 +108,23 @@ class ListActivities:
             )
         LIST_UNPROTECTED.labels(broker=inp.broker).inc()
         log.warning("order list %s: %s", inp.list_id, inp.detail)
+
+    @activity.defn(name="list_save")
+    async def save(self, inp: ListSave) -> bool:
+        """Write the list's row (scope columns from its first leg); an older version than the row's is skipped."""
+        book, request = inp.book, inp.book.request
+        first = request.legs[0].order
+        async with self.pool.connection() as conn, conn.transaction():
+            return await write_list(
+                conn,
+                list_id=request.list_id,
+                workflow_id=list_workflow_id(request.list_id),
+                client_id=request.client_id,
+                client_list_id=request.client_list_id,
+                account=first.account,
+                broker=first.broker,
+                contingency=request.contingency.value,
+                status=book.status.value,
+                version=inp.version,
+                book=book.model_dump(mode="json"),
+            )

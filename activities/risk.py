@@ -81,6 +81,7 @@ from core.risk import (
     account_exposure,
     basic_check,
     exposure_legs,
+    list_exit_notional,
     order_reduces,
     valuation_price,
     velocity_message,
@@ -745,6 +746,11 @@ class RiskActivities:
             }
         record["audit"] = audit_entry(actor=actor, action=action, subject=order.order_id, detail=detail)
         await risk_store.record(conn, record)
+        if decision.approved and not amend and order.list_exits and state.quote_rate is not None:
+            held = list_exit_notional(order, state.reference_price, state.quote_rate)
+            await risk_store.hold_list_exits(
+                conn, order_id=order.order_id, notional=held, margin=held / limits.leverage
+            )
         return decision
 
     # -- the activities -----------------------------------------------------------------------------

@@ -706,6 +706,10 @@ class OrderRequest(OrderTerms):
     #: A leg of an order list: the order ids of the legs linked to it (OCO/OUO, a bracket's other exit). They never
     #: work beyond one leg's size together, so risk does not count them against this order's reduction.
     linked_orders: tuple[str, ...] = ()
+    #: A bracket's entry: the terms of its exits the list holds until the entry fills. Its risk check reserves
+    #: the worst case of the legs that can be live together: the entry plus the larger of these (never the sum,
+    #: since the exits are linked). Empty for every other order.
+    list_exits: tuple[OrderTerms, ...] = ()
 
 
 class RiskDecision(BaseModel):

@@ -116,6 +116,7 @@ __all__ = [
     "account_exposure",
     "basic_check",
     "exposure_legs",
+    "list_exit_notional",
     "order_reduces",
     "order_notional",
     "valuation_price",
@@ -551,11 +552,13 @@ class Leg:
     rate: Decimal
     leverage: Decimal
     broker: str
+    #: Notional (policy currency) of a bracket's larger held exit, reserved with its entry (``list_exit_notional``).
+    held: Decimal = D0
 
     @property
     def notional(self) -> Decimal:
-        """The order's notional in the policy currency."""
-        return self.qty * self.price * self.rate
+        """The order's notional in the policy currency (with a bracket entry's larger exit)."""
+        return self.qty * self.price * self.rate + self.held
 
 
 @dataclass(frozen=True, slots=True)
@@ -700,6 +703,21 @@ def _account_exposure(state: AccountState, leg: Leg | None) -> Exposure:
     )
 
 
+def list_exit_notional(order: OrderRequest, reference_price: Decimal | None, rate: Decimal) -> Decimal:
+    """A bracket entry's held exits as they can be live together: the larger exit's notional, not their sum.
+
+    Each exit is valued like an order (its limit price, else its stop price, else the reference price) at the
+    entry's rate; an exit that cannot be valued counts at the entry's own valuation.
+    """
+    if not order.list_exits:
+        return D0
+    values = []
+    for terms in order.list_exits:
+        price = terms.price or terms.stop_price or reference_price or order.price or order.stop_price or D0
+        values.append(terms.qty * price * rate)
+    return max(values)
+
+
 def _order_leg(order: OrderRequest, limits: Limits, state: AccountState) -> Leg | None:
     """The order's leg (with an amend's hold: the larger of old and new), or None when it cannot be valued."""
     ref = state.reference_price
@@ -723,6 +741,7 @@ def _order_leg(order: OrderRequest, limits: Limits, state: AccountState) -> Leg 
         rate=rate,
         leverage=limits.leverage,
         broker=order.broker,
+        held=list_exit_notional(order, ref, rate) if hold is None else D0,
     )
 
 

@@ -23,6 +23,7 @@ tables (``fix_*``, ``mt5_*``, ``alpaca_*``, the venue journals) stay with their 
 | ``sessions`` | ``broker_sessions`` |
 | ``stream`` | ``stream_events`` (written by migration 0021's triggers), ``stream_head``, ``stream_floor`` (pruning) |
 | ``reports`` | ``broker_reports``, the report journal every broker adapter shares (``brokers.journal`` runs it) |
+| ``order_lists`` | ``order_lists`` (the read model of order lists, written by their coordinator) |
 | ``text`` | what Postgres cannot store (NUL, lone surrogates), replaced at this boundary |
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "breaks",
     "export",
     "ledger",
+    "order_lists",
     "orders",
     "policy",
     "quotes",

@@ -34,6 +34,7 @@ __all__ = [
     "account_rows",
     "count_rejection",
     "follow_reservation",
+    "hold_list_exits",
     "gather",
     "linked_open_qty",
     "lock_trading_state",
@@ -244,12 +245,22 @@ async def follow_reservation(
     """
     await conn.execute(
         "UPDATE risk_reservations SET qty_open = %(open)s, price = COALESCE(%(price)s, price),"
-        " notional = %(open)s * COALESCE(%(price)s, price) * quote_rate,"
-        " margin = %(open)s * COALESCE(%(price)s, price) * quote_rate / leverage, updated_at = now()"
+        " notional = %(open)s * COALESCE(%(price)s, price) * quote_rate + list_notional,"
+        " margin = %(open)s * COALESCE(%(price)s, price) * quote_rate / leverage + list_margin, updated_at = now()"
         " WHERE order_id = %(id)s AND released_at IS NULL"
         " AND (hold_version IS NULL OR hold_version < %(version)s)"
         " AND (SELECT version FROM orders WHERE order_id = %(id)s) = %(version)s",
         {"open": open_qty, "price": price, "id": order_id, "version": version},
+    )
+
+
+async def hold_list_exits(conn: Conn, *, order_id: str, notional: Decimal, margin: Decimal) -> None:
+    """Add a bracket's larger held exit to its entry's reservation (kept by ``follow_reservation`` until released)."""
+    await conn.execute(
+        "UPDATE risk_reservations SET list_notional = %(n)s, list_margin = %(m)s,"
+        " notional = notional - list_notional + %(n)s, margin = margin - list_margin + %(m)s, updated_at = now()"
+        " WHERE order_id = %(id)s AND released_at IS NULL",
+        {"n": notional, "m": margin, "id": order_id},
     )
 
 

@@ -152,6 +152,7 @@ def build_workers(
                 store.persist_order,
                 lists.resize_leg,
                 lists.alert,
+                lists.save,
                 reconciliation.reconcile_statement,
             ],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,

@@ -12,7 +12,10 @@ released. A leg's workflow outlives the coordinator (``ParentClosePolicy.ABANDON
 never terminates a live order. The REST call gets the list's risk decision (the ``decision`` update): the decision
 of the legs the list starts with (the entry of a bracket or OTO, every leg of an OCO or OUO).
 
-Versioning: this workflow is new in this release; its changes go behind ``workflow.patched`` from the next one.
+The list's read model (``order_lists``, what ``GET /order-lists/{id}`` answers from once Temporal no longer holds the
+list) is written by a local activity after every change of state (patch ``list-read-model``).
+
+Versioning: changes go behind ``workflow.patched``; ``tests/workflows/histories/lists/`` replays the older shapes.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from temporalio.exceptions import ActivityError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lists import LegAlert, LegResize, ListActivities
+    from activities.lists import LegAlert, LegResize, ListActivities, ListSave
     from core.domain import AmendResult, CancelRequest, OrderStatus, workflow_id_for
     from core.orderlist import (
         FLATTEN_LEG,
@@ -51,6 +54,10 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["OrderListWorkflow"]
 
 _ACTIVITY = timedelta(seconds=30)
+#: The read model's write: a list keeps going when Postgres is away (the next change writes the row again).
+_SAVE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=6
+)
 
 
 @workflow.defn(name="OrderListWorkflow")
@@ -65,6 +72,10 @@ class OrderListWorkflow:
         self._reports: list[LegReport] = []
         self._cancels: list[CancelRequest] = []
         self._lock = asyncio.Lock()
+        #: Patch list-read-model: write the book to ``order_lists`` after each change (``_save``).
+        self._saving = False
+        self._saved = 0
+        self._dirty = False
 
     # ---------------------------------------------------------------------------------------- handlers
 
@@ -103,6 +114,7 @@ class OrderListWorkflow:
         detail = ", ".join(f"{k} {v.normalize():f}" for k, v in changes.items())
         self._book.record(workflow.now(), leg.name, "AMENDED", detail=f"{detail} (by {request.requested_by})")
         self._touch()
+        self._dirty = self._saving
         return AmendResult(
             accepted=True, status=leg.status, qty=leg.qty, price=leg.order.price, stop_price=leg.order.stop_price
         )
@@ -143,10 +155,12 @@ class OrderListWorkflow:
     async def run(self, inp: OrderListInput) -> ListResult:
         """Start the first legs, then take reports and cancels until every leg is closed."""
         book = self._book
+        self._saving = workflow.patched("list-read-model")
         await self._carry_out(book.start(workflow.now()))
         self._touch()
+        await self._save()
         while not book.done:
-            await workflow.wait_condition(lambda: bool(self._reports or self._cancels))
+            await workflow.wait_condition(lambda: bool(self._reports or self._cancels or self._dirty))
             async with self._lock:
                 while self._cancels or self._reports:
                     now = workflow.now()
@@ -157,6 +171,7 @@ class OrderListWorkflow:
                         commands = book.take(self._reports.pop(0), now)
                     await self._carry_out(commands)
                 self._touch()
+                await self._save()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ListResult(
             list_id=inp.request.list_id,
@@ -167,6 +182,22 @@ class OrderListWorkflow:
 
     def _touch(self) -> None:
         workflow.set_current_details(self._book.summary_line())
+
+    async def _save(self) -> None:
+        """Write the book to the read model (patch list-read-model); a write that keeps failing is left to the next."""
+        if not self._saving:
+            return
+        self._dirty = False
+        self._saved += 1
+        try:
+            await workflow.execute_local_activity_method(
+                ListActivities.save,
+                ListSave(version=self._saved, book=self._book),
+                start_to_close_timeout=_ACTIVITY,
+                retry_policy=_SAVE_RETRY,
+            )
+        except ActivityError as e:
+            workflow.logger.warning("order list %s: read model not written: %s", self._inp.request.list_id, e)
 
     async def _carry_out(self, commands: list[ListCommand]) -> None:
         for command in commands:

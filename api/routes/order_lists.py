@@ -1,7 +1,9 @@
 """Order lists (bracket, OCO, OUO, OTO): submit (update-with-start of the coordinator), read, cancel, amend a leg.
 
-A list is read from its coordinator workflow (a query; closed lists while Temporal retains them). Its legs are
-ordinary orders: ``GET /orders/{id}`` shows each, with its fills and timeline.
+A list is read from its row in ``order_lists`` (written by its coordinator at every change: it outlives Temporal's
+retention and answers with the worker down), else from its coordinator workflow (a query). Scope is enforced from
+the row (or the book). Cancel and amend go to the live coordinator. Its legs are ordinary orders:
+``GET /orders/{id}`` shows each, with its fills and timeline.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from api.schemas import (
 )
 from brokers import BROKERS
 from core.auth import Permission, Principal, namespaced_key
-from core.contingency import LegRole
-from core.domain import AmendRequest, AmendResult, CancelRequest, utcnow, workflow_id_for
+from core.contingency import Contingency, LegRole
+from core.domain import AmendRequest, AmendResult, CancelRequest, OrderTerms, utcnow, workflow_id_for
 from core.orderlist import (
     LegAmend,
     LegSpec,
@@ -51,6 +53,8 @@ from core.orderlist import (
     list_workflow_id,
 )
 from core.settings import Settings
+from store import Pool
+from store.order_lists import list_row
 from workflows.order import OrderWorkflow
 from workflows.order_client import list_start
 from workflows.order_list import OrderListWorkflow
@@ -183,6 +187,19 @@ async def create_list(
         else s
         for s in specs
     ]
+    if body.contingency is Contingency.BRACKET:
+        # The entry's risk check reserves it with the larger of the exits the list holds (core.risk).
+        exits = tuple(
+            OrderTerms.model_validate({k: getattr(s.order, k) for k in OrderTerms.model_fields})
+            for s in specs
+            if s.role is LegRole.EXIT
+        )
+        specs = [
+            s.model_copy(update={"order": s.order.model_copy(update={"list_exits": exits})})
+            if s.role is LegRole.PARENT
+            else s
+            for s in specs
+        ]
     list_request = OrderListRequest(
         list_id=derive_list_id(full_key),
         idempotency_key=full_key,
@@ -250,15 +267,40 @@ async def _book(temporal: Any, list_id: str) -> ListBook | None:
         raise HTTPException(503, detail=f"list {list_id} is not readable yet ({e}); retry shortly") from e
 
 
-async def _visible(temporal: Any, list_id: str, request: Request, principal: Principal) -> ListBook:
-    book = await _book(temporal, list_id) if list_id.startswith("LS") and len(list_id) == 18 else None
+async def _stored(pool: Pool, list_id: str) -> ListBook | None:
+    async with pool.connection() as conn:
+        row = await list_row(conn, list_id)
+    return None if row is None else ListBook.model_validate(row["book"])
+
+
+def _well_formed(list_id: str) -> bool:
+    return list_id.startswith("LS") and len(list_id) == 18
+
+
+async def _visible(
+    temporal: Any, pool: Pool, list_id: str, request: Request, principal: Principal, *, live: bool
+) -> tuple[ListBook, bool]:
+    """The list (404 when absent or out of scope) and whether it came from its running coordinator.
+
+    A read (``live=False``) answers from the row when there is one; a change (``live=True``) asks the coordinator
+    first and falls back on the row (a list Temporal no longer holds, which no change can reach).
+    """
+    book, from_workflow = None, False
+    if _well_formed(list_id):
+        if not live:
+            book = await _stored(pool, list_id)
+        if book is None:
+            book = await _book(temporal, list_id)
+            from_workflow = book is not None
+        if book is None and live:
+            book = await _stored(pool, list_id)
     if book is None:
         raise HTTPException(404, detail=f"no order list {list_id!r}")
     first = book.request.legs[0].order
     if not principal.scope.sees_order(client_id=book.request.client_id, account=first.account, broker=first.broker):
         await hidden(request, principal, f"order list {list_id}")
         raise HTTPException(404, detail=f"no order list {list_id!r}")
-    return book
+    return book, from_workflow
 
 
 def _public(book: ListBook) -> ListPublic:
@@ -299,25 +341,28 @@ def _public(book: ListBook) -> ListPublic:
 async def get_list(
     list_id: str,
     temporal: TemporalDep,
+    pool: PoolDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.ORDERS_READ)],
 ) -> JSONResponse:
     """One order list: its legs with their states and the rules that fired, its flags and timeline."""
-    return _json(200, _public(await _visible(temporal, list_id, request, principal)))
+    book, _ = await _visible(temporal, pool, list_id, request, principal, live=False)
+    return _json(200, _public(book))
 
 
 @router.post("/{list_id}/cancel", status_code=202, responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
 async def cancel_list(
     list_id: str,
     temporal: TemporalDep,
+    pool: PoolDep,
     actor: ActorDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.ORDERS_CANCEL)],
     body: Annotated[CancelBody | None, Body()] = None,
 ) -> JSONResponse:
     """Cancel a list: legs still held are dropped, working legs canceled (202: on its way)."""
-    book = await _visible(temporal, list_id, request, principal)
-    if book.done:
+    book, live = await _visible(temporal, pool, list_id, request, principal, live=True)
+    if book.done or not live:
         raise HTTPException(409, detail=f"order list {list_id} is already {book.status.value}")
     reason = (body or CancelBody()).reason
     await temporal.get_workflow_handle(list_workflow_id(list_id)).signal(
@@ -332,12 +377,15 @@ async def amend_leg(
     leg: str,
     body: AmendBody,
     temporal: TemporalDep,
+    pool: PoolDep,
     actor: ActorDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.ORDERS_AMEND)],
 ) -> JSONResponse:
     """Amend a leg: one the coordinator still holds changes there; a released one is amended as its order."""
-    book = await _visible(temporal, list_id, request, principal)
+    book, live = await _visible(temporal, pool, list_id, request, principal, live=True)
+    if not live:
+        raise HTTPException(409, detail=f"order list {list_id} is {book.status.value} and closed: nothing to amend")
     try:
         state = book.leg(leg)
     except KeyError:

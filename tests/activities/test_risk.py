@@ -22,7 +22,16 @@ from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistI
 from activities.risk import AmendCheck, RiskActivities
 from brokers import capabilities
 from brokers.sessions import session_check_for
-from core.domain import InstrumentClass, OrderEvent, OrderRequest, OrderStatus, RiskDecision, RiskReason, utcnow
+from core.domain import (
+    InstrumentClass,
+    OrderEvent,
+    OrderRequest,
+    OrderStatus,
+    OrderTerms,
+    RiskDecision,
+    RiskReason,
+    utcnow,
+)
 from core.instruments import InstrumentCatalog
 from core.marketdata import MarketData, Quote, StoredQuote
 from core.risk import RiskPolicy
@@ -395,6 +404,43 @@ async def test_firm_wide_open_notional_and_per_broker_open_notional(rig: Rig) ->
             sorted(codes(d)[0] if codes(d) else "ok" for d in decisions)
             == ["BROKER_MAX_OPEN_NOTIONAL"] * 3 + ["ok"] * 2
         )
+
+
+def bracket_entry(account: str) -> OrderRequest:
+    """A bracket's entry (BUY 10 at 180: 1,800) holding its exits: take-profit 10 at 200 (2,000), stop 10 at 170."""
+    entry = limit_buy(account, "10")
+    exits = [
+        make_order(account=account, side="SELL", qty="10", type="LIMIT", price="200.00", reduce_only=True),
+        make_order(account=account, side="SELL", qty="10", type="STOP", stop_price="170.00", reduce_only=True),
+    ]
+    terms = tuple(OrderTerms.model_validate({k: getattr(x, k) for k in OrderTerms.model_fields}) for x in exits)
+    return entry.model_copy(update={"list_exits": terms})
+
+
+async def test_a_bracket_reserves_its_entry_plus_the_larger_exit_not_the_sum(rig: Rig) -> None:
+    # Entry 1,800 + larger exit 2,000 = 3,800 (the sum of both exits would make it 5,500).
+    await empty_firm(rig)
+    async with global_policy(rig, brokers={"paper": {"max_open_notional": "4000"}}):
+        entry = bracket_entry(unique("br"))
+        decision = await rig.risk.check_order(entry)
+        assert decision.approved, decision.reasons
+        [row] = await rig.fetch(
+            "SELECT open_notional FROM risk_counters WHERE scope = 'BROKER' AND scope_key = 'paper'"
+        )
+        assert row["open_notional"] == D(3800)
+        # The entry's reservation holds it too, and keeps it when a booking follows the entry's open quantity.
+        held = "SELECT notional, list_notional FROM risk_reservations WHERE order_id = %s"
+        assert [(r["notional"], r["list_notional"]) for r in await rig.fetch(held, entry.order_id)] == [
+            (D(3800), D(2000))
+        ]
+        await rig.store.persist_order(snapshot(entry, OrderStatus.ACCEPTED, qty=D(10), version=3))
+        assert [r["notional"] for r in await rig.fetch(held, entry.order_id)] == [D(3800)]
+    # 3,800 does not fit under 3,700, though the entry alone (1,800) would: the held exit is reserved with it.
+    await empty_firm(rig)
+    async with global_policy(rig, brokers={"paper": {"max_open_notional": "3700"}}):
+        decision = await rig.risk.check_order(bracket_entry(unique("br")))
+        assert codes(decision) == ["BROKER_MAX_OPEN_NOTIONAL"], decision.reasons
+        assert (await rig.risk.check_order(limit_buy(unique("br"), "10"))).approved
 
 
 async def test_an_order_that_adds_nothing_is_not_refused_by_a_full_firm(rig: Rig) -> None:

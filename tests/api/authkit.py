@@ -172,3 +172,63 @@ async def seed_order(env: AuthEnv, order_id: str, *, client_id: str, account: st
         account,
         status,
     )
+
+
+async def seed_list(env: AuthEnv, list_id_key: str, *, client_id: str, account: str) -> str:
+    """A closed bracket in the lists' read model (no workflow behind it); returns its list id."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from core.contingency import Contingency, LegRole
+    from core.domain import OrderStatus
+    from core.orderlist import LegSpec, ListBook, ListStatus, OrderListRequest, derive_list_id, leg_order_id
+    from store.order_lists import write_list
+    from tests.harness import make_order
+
+    list_id = derive_list_id(list_id_key)
+    legs = [
+        ("entry", LegRole.PARENT, {"type": "LIMIT", "price": "190"}),
+        ("tp", LegRole.EXIT, {"side": "SELL", "type": "LIMIT", "price": "200", "reduce_only": True}),
+        ("sl", LegRole.EXIT, {"side": "SELL", "type": "STOP", "stop_price": "180", "reduce_only": True}),
+    ]
+    specs = [
+        LegSpec(
+            name=name,
+            role=role,
+            order=make_order(client_id=client_id, account=account, **terms).model_copy(
+                update={"order_id": leg_order_id(list_id_key, name), "idempotency_key": f"{list_id_key}#{name}"}
+            ),
+        )
+        for name, role, terms in legs
+    ]
+    request = OrderListRequest(
+        list_id=list_id,
+        idempotency_key=list_id_key,
+        request_hash=uuid.uuid4().hex,
+        client_id=client_id,
+        client_list_id=list_id_key,
+        received_at=datetime.now(UTC),
+        submission_id=uuid.uuid4().hex,
+        contingency=Contingency.BRACKET,
+        legs=specs,
+    )
+    book = ListBook.new(request)
+    for leg, status in zip(book.legs, (OrderStatus.FILLED, OrderStatus.FILLED, OrderStatus.CANCELED), strict=True):
+        leg.released, leg.status = True, status
+        leg.filled_qty = leg.qty if status is OrderStatus.FILLED else Decimal(0)
+    book.status = ListStatus.DONE
+    async with env.pool.connection() as conn:
+        await write_list(
+            conn,
+            list_id=list_id,
+            workflow_id=f"list-{list_id}",
+            client_id=client_id,
+            client_list_id=list_id_key,
+            account=account,
+            broker="paper",
+            contingency="BRACKET",
+            status="DONE",
+            version=1,
+            book=book.model_dump(mode="json"),
+        )
+    return list_id

@@ -6,6 +6,10 @@ import asyncio
 from decimal import Decimal as D
 from typing import Any
 
+import httpx
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.main import create_app
 from tests.harness import Stack, register_accounts, unique
 
 
@@ -51,6 +55,16 @@ def bracket(client: str, list_id: str, **changes: Any) -> dict[str, Any]:
     return body
 
 
+class _Forgotten:
+    """A Temporal client that no longer holds any workflow (every query: not found)."""
+
+    def get_workflow_handle(self, workflow_id: str) -> Any:
+        return self
+
+    async def query(self, *args: Any, **kwargs: Any) -> Any:
+        raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+
+
 async def test_a_bracket_over_rest_submit_read_amend_a_held_leg_and_cancel(stack: Stack) -> None:
     await stack.venue.set_mid("AAPL", D("190.00"))
     client = unique("desk")
@@ -88,6 +102,22 @@ async def test_a_bracket_over_rest_submit_read_amend_a_held_leg_and_cancel(stack
         assert [leg["status"] for leg in view["legs"]] == ["CANCELED", "CANCELED", "CANCELED"]
         assert view["legs"][1]["price"] == "205.00" or D(view["legs"][1]["price"]) == D(205)
         assert (await http.get("/api/v1/order-lists/LSNOSUCHLIST000000")).status_code == 404
+
+        # The coordinator wrote the list to Postgres: an API whose Temporal holds nothing (retention passed, the
+        # worker down) still reads it from its row, and refuses its cancel as closed.
+        [row] = await stack.fetch(
+            "SELECT status, client_id, account, version, book FROM order_lists WHERE list_id = %s", list_id
+        )
+        assert row["status"] == "DONE" and row["client_id"] == client and row["version"] > 1
+        # The entry carried its held exits to its risk check (reserved with the larger one: core.risk).
+        entry = row["book"]["legs"][0]["order"]
+        assert [x["price"] or x["stop_price"] for x in entry["list_exits"]] == ["200.00", "180.00"], entry
+    app = create_app(stack.settings, temporal=_Forgotten(), pool=stack.pool, instruments=stack.instruments)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://exodus.test") as http:
+        stored = await http.get(f"/api/v1/order-lists/{list_id}")
+        assert stored.status_code == 200 and stored.json() == view
+        r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "again"})
+        assert r.status_code == 409 and "DONE" in r.text
 
 
 async def test_an_impossible_list_is_refused_naming_the_field(stack: Stack) -> None:

@@ -148,7 +148,7 @@ async def test_bracket_entry_fills_in_parts_children_follow_and_the_take_profit_
     # The legs are ordinary orders, with the list's id to find them by.
     found = [w.id async for w in stack.client.list_workflows(f"ExodusListId = '{request.list_id}'")]
     assert sorted(found) == sorted([f"list-{request.list_id}"] + [f"order-{g.order.order_id}" for g in request.legs])
-    await record_history(handle, "lists/paper-bracket-partial-trigger")
+    await record_history(handle, "lists/paper-bracket-partial-trigger-read-model")
     for leg in ("entry", "tp"):
         order = stack.client.get_workflow_handle(f"order-{request.leg(leg).order.order_id}")
         await record_history(order, f"paper-bracket-leg-{leg}-by-counts")
@@ -215,7 +215,7 @@ async def test_a_rejected_stop_loss_raises_the_unprotected_alert_and_flattens(st
     )
     assert [a["detail"]["leg"] for a in audit] == ["sl"]
     assert await position(stack, request.legs[0].order.account) == D(0)
-    await record_history(handle, "lists/paper-bracket-unprotected-flattened")
+    await record_history(handle, "lists/paper-bracket-unprotected-flattened-read-model")
     sl = stack.client.get_workflow_handle(f"order-{request.leg('sl').order.order_id}")
     await record_history(sl, "paper-bracket-leg-sl-denied-by-counts")
 
