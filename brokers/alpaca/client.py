@@ -18,17 +18,15 @@ by client order id first (``activities/broker.py``). A local limiter keeps the c
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from brokers.http import RateLimiter, loads
 from core.errors import BrokerUnavailable
 from core.settings import AlpacaSettings
 
@@ -49,38 +47,6 @@ class AlpacaError(Exception):
     def __str__(self) -> str:
         code = f" {self.code}" if self.code is not None else ""
         return f"{self.status}{code}: {self.message}"
-
-
-class RateLimiter:
-    """At most ``per_minute`` requests in any 60 s (a sliding window), waiting when the window is full."""
-
-    def __init__(self, per_minute: int, *, clock: Any = time.monotonic) -> None:
-        """Allow ``per_minute`` requests per minute."""
-        self.per_minute = per_minute
-        self._clock = clock
-        self._sent: deque[float] = deque()
-        self._lock = asyncio.Lock()
-        #: Set by a 429: nothing is sent before this (monotonic) time.
-        self.blocked_until = 0.0
-
-    async def acquire(self) -> None:
-        """Wait for a free slot and take it."""
-        async with self._lock:
-            while True:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - 60:
-                    self._sent.popleft()
-                wait = self.blocked_until - now
-                if len(self._sent) >= self.per_minute:
-                    wait = max(wait, self._sent[0] + 60 - now)
-                if wait <= 0:
-                    self._sent.append(now)
-                    return
-                await asyncio.sleep(min(wait, 1.0))
-
-
-def _loads(content: bytes) -> Any:
-    return json.loads(content, parse_float=Decimal) if content else None
 
 
 class AlpacaRest:
@@ -155,7 +121,7 @@ class AlpacaRest:
             if status < 300:
                 self.last_ok_at = datetime.now(UTC)
                 try:
-                    return _loads(response.content)
+                    return loads(response.content)
                 except ValueError as e:
                     raise BrokerUnavailable(f"{self.name}: {method} {path}: an answer that is not JSON") from e
             if status == 429:

@@ -30,7 +30,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from brokers.http import loads
 from core.errors import BrokerUnavailable
 from core.settings import KrakenSettings
 
@@ -216,10 +216,6 @@ class CallCounter:
         self.add(cost)
 
 
-def _loads(content: bytes) -> Any:
-    return json.loads(content, parse_float=Decimal)
-
-
 class KrakenRest:
     """Calls to one Kraken REST host (``/0/public/*`` and signed ``/0/private/*``)."""
 
@@ -316,7 +312,7 @@ class KrakenRest:
                 ) from e
             body: Any = None
             try:
-                body = _loads(response.content) if response.content else None
+                body = loads(response.content) if response.content else None
             except ValueError:
                 body = None
             errors = [str(e) for e in body.get("error") or []] if isinstance(body, dict) else []

@@ -18,18 +18,16 @@ the client under ``rate_limit_per_second`` so that 429s stay rare.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from brokers.http import RateLimiter, loads
 from core.errors import BrokerUnavailable
 from core.settings import OandaSettings
 
@@ -59,39 +57,6 @@ class OandaError(Exception):
             if isinstance(txn, dict) and txn.get("rejectReason"):
                 return str(txn["rejectReason"])
         return self.code
-
-
-class RateLimiter:
-    """At most ``per_second`` requests in any second (a sliding window), waiting when the window is full."""
-
-    def __init__(self, per_second: int, *, clock: Any = time.monotonic) -> None:
-        """Allow ``per_second`` requests per second."""
-        self.per_second = per_second
-        self._clock = clock
-        self._sent: deque[float] = deque()
-        self._lock = asyncio.Lock()
-        #: Set by a 429: nothing is sent before this (monotonic) time.
-        self.blocked_until = 0.0
-
-    async def acquire(self) -> None:
-        """Wait for a free slot and take it."""
-        async with self._lock:
-            while True:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - 1:
-                    self._sent.popleft()
-                wait = self.blocked_until - now
-                if len(self._sent) >= self.per_second:
-                    wait = max(wait, self._sent[0] + 1 - now)
-                if wait <= 0:
-                    self._sent.append(now)
-                    return
-                await asyncio.sleep(min(wait, 1.0))
-
-
-def loads(content: bytes) -> Any:
-    """JSON with exact decimals."""
-    return json.loads(content, parse_float=Decimal) if content else None
 
 
 class OandaRest:
@@ -131,7 +96,7 @@ class OandaRest:
             follow_redirects=False,
             transport=transport,
         )
-        self.limiter = RateLimiter(settings.rate_limit_per_second)
+        self.limiter = RateLimiter(settings.rate_limit_per_second, window=1.0)
         #: 429 answers seen, and retries made (diagnostics and tests).
         self.throttled = 0
         self.retries = 0

@@ -40,8 +40,9 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.base import ReportSink, storage_boundary
+from brokers.http import loads
 from brokers.journal import ReportDelivery
-from brokers.oanda.client import OandaError, OandaRest, loads
+from brokers.oanda.client import OandaError, OandaRest
 from brokers.oanda.config import EXODUS_CL_ORD_ID, OANDA_CAPABILITIES, ORDER_CREATE_TYPES
 from brokers.oanda.marketdata import PricePoller
 from brokers.oanda.parsing import (
