@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -225,23 +223,6 @@ async def test_a_trailing_stop_is_held_emulated_and_read_back_with_its_trail(sta
         assert r.status_code == 202
         await wait_order(http, order_id, "CANCELED")
 
-
-def test_a_body_without_a_trail_hashes_as_before_the_trail_keys_existed() -> None:
-    # An order sent before the upgrade and retried after it must not look like another body (409).
-    from api.schemas import OrderCreate
-
-    body = order_body(type="LIMIT", price="190", timeInForce="GTC")
-    before = OrderCreate.model_validate(body).model_dump(mode="json", by_alias=True)
-    for key in ("trailAmount", "trailPercent", "activationPrice"):
-        del before[key]
-    before["type"] = "LIMIT"
-    canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))
-    assert OrderCreate.model_validate(body).request_hash() == hashlib.sha256(canonical.encode()).hexdigest()
-    trailing = OrderCreate.model_validate(order_body(type="TRAILING_STOP", trailAmount=1))
-    assert (
-        trailing.request_hash()
-        != OrderCreate.model_validate(order_body(type="TRAILING_STOP", trailAmount=2)).request_hash()
-    )
 
 
 async def test_unparsable_or_non_object_bodies_are_400(stack: Stack) -> None:
