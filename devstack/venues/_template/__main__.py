@@ -8,9 +8,9 @@ paper matching engine (``sim.venue.SimVenue``) behind a server that speaks the b
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
+
+from devstack.venues.runner import add_book_options, main_loop, paper_book
 
 __all__ = ["main"]
 
@@ -18,29 +18,21 @@ log = logging.getLogger("devstack.venues.template")
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from core.instruments import load_instruments
-    from core.settings import get_settings
-    from sim.venue import SimVenue
-
-    settings = get_settings()
-    sim = SimVenue(load_instruments(settings.instruments_file), name="templatevenue", tick_interval=0.5)
-    del sim, args
-    raise NotImplementedError(
-        "serve the broker's wire protocol in front of the SimVenue here (devstack/venues/<name>/venue.py)"
-    )
+    async with paper_book(args, name="templatevenue") as book:
+        del book
+        raise NotImplementedError(
+            "serve the broker's wire protocol in front of book.sim here (devstack/venues/<name>/venue.py), "
+            "then: await run_until_signalled(server.start, server.stop, started=lambda: log.info(...))"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and run the venue."""
     parser = argparse.ArgumentParser(prog="python -m devstack.venues.<name>", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8799)
+    add_book_options(parser, tick_interval_ms=500, journal_key="template-venue")
     args = parser.parse_args(argv)
-    from core.logs import setup_logging
-    from core.settings import get_settings
-
-    setup_logging(fmt=get_settings().log.format)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args))
+    main_loop(_run, args)
 
 
 if __name__ == "__main__":

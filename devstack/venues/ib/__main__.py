@@ -7,11 +7,10 @@ the managed account ``ib.account`` (or DU1234567). The book lives in memory: a r
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 from decimal import Decimal
+
+from devstack.venues.runner import add_book_options, main_loop, paper_book, run_until_signalled
 
 __all__ = ["main"]
 
@@ -19,26 +18,18 @@ log = logging.getLogger("devstack.venues.ib")
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from core.instruments import load_instruments
-    from core.settings import get_settings
     from devstack.venues.ib.venue import IBVenue, IBVenueServer
-    from sim.venue import SimVenue
 
-    settings = get_settings()
-    instruments = load_instruments(settings.instruments_file)
-    sim = SimVenue(instruments, name="ibvenue", seed=settings.paper.seed, tick_interval=args.tick_interval_ms / 1000)
-    venue = IBVenue(sim, list(instruments), accounts=args.account, initial_cash=Decimal(args.cash))
-    server = IBVenueServer(venue, host=args.host, port=args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    log.info("TWS venue on %s:%d (accounts %s; the book lives in memory)", args.host, server.port, venue.accounts)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
+    async with paper_book(args, name="ibvenue") as book:
+        venue = IBVenue(book.sim, book.instruments, accounts=args.account, initial_cash=Decimal(args.cash))
+        server = IBVenueServer(venue, host=args.host, port=args.port)
+        await run_until_signalled(
+            server.start,
+            server.stop,
+            started=lambda: log.info(
+                "TWS venue on %s:%d (accounts %s; the book lives in memory)", args.host, server.port, venue.accounts
+            ),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,21 +47,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help=f"an account the login manages (repeatable; default: {cfg.account or LOCAL_IB_ACCOUNT})",
     )
-    parser.add_argument(
-        "--tick-interval-ms",
-        type=int,
-        default=cfg.local_venue_tick_interval_ms,
-        help="price feed step interval (%(default)s; 0 = prices never move)",
-    )
+    add_book_options(parser, tick_interval_ms=cfg.local_venue_tick_interval_ms, journal_key=None)
     parser.add_argument("--cash", default="1000000", help="the account's starting cash (%(default)s)")
     args = parser.parse_args(argv)
     args.account = args.account or [cfg.account or LOCAL_IB_ACCOUNT]
-    from core.logs import setup_logging
-    from core.settings import get_settings
-
-    setup_logging(fmt=get_settings().log.format)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args))
+    main_loop(_run, args)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ journaled in Postgres (the paper venue's tables, under the key ``kraken-venue``)
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
+
+from devstack.venues.runner import add_book_options, main_loop, paper_book, run_until_signalled
 
 __all__ = ["main"]
 
@@ -19,50 +18,23 @@ log = logging.getLogger("devstack.venues.kraken")
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from core.instruments import load_instruments
-    from core.settings import get_settings
     from devstack.venues.kraken.venue import KrakenVenue, VenueServer
-    from sim.venue import SimVenue
 
-    settings = get_settings()
-    instruments = load_instruments(settings.instruments_file)
-    pool = None
-    journal = None
-    url = args.database_url or settings.database_url
-    if url and not args.no_journal:
-        from core.db import open_pool
-        from sim.journal import PostgresVenueJournal
-
-        pool = await open_pool(settings.model_copy(update={"database_url": url}), name="kraken-venue")
-        journal = PostgresVenueJournal(pool, url, venue=args.journal_key)
-    sim = SimVenue(
-        instruments,
-        name="krakenvenue",
-        seed=settings.paper.seed,
-        tick_interval=args.tick_interval_ms / 1000,
-        journal=journal,
-    )
-    venue = KrakenVenue(sim, list(instruments), api_key=args.api_key, api_secret=args.api_secret)
-    if args.rate_limit:
-        venue.throttle(args.rate_limit, args.rate_decay)
-    server = VenueServer(venue, host=args.host, port=args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    log.info(
-        "Kraken venue on %s (call counters: %s; journal: %s)",
-        server.base_url,
-        f"{args.rate_limit} decaying {args.rate_decay}/s" if args.rate_limit else "none",
-        "Postgres" if journal else "none, the book lives in memory",
-    )
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-        if pool is not None:
-            await pool.close()
+    async with paper_book(args, name="krakenvenue") as book:
+        venue = KrakenVenue(book.sim, book.instruments, api_key=args.api_key, api_secret=args.api_secret)
+        if args.rate_limit:
+            venue.throttle(args.rate_limit, args.rate_decay)
+        server = VenueServer(venue, host=args.host, port=args.port)
+        await run_until_signalled(
+            server.start,
+            server.stop,
+            started=lambda: log.info(
+                "Kraken venue on %s (call counters: %s; journal: %s)",
+                server.base_url,
+                f"{args.rate_limit} decaying {args.rate_decay}/s" if args.rate_limit else "none",
+                book.journal_text,
+            ),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,19 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         "--rate-limit", type=float, default=0, help="call and trading counter maximum (0: none; Kraken: 15-20 / 60-180)"
     )
     parser.add_argument("--rate-decay", type=float, default=1.0, help="counter decay per second (%(default)s)")
-    parser.add_argument(
-        "--tick-interval-ms",
-        type=int,
-        default=cfg.local_venue_tick_interval_ms,
-        help="price feed step interval (%(default)s; 0 = prices never move)",
-    )
-    parser.add_argument("--database-url", default=None, help="journal the book in Postgres (default: DATABASE_URL)")
-    parser.add_argument("--no-journal", action="store_true", help="keep the book in memory only")
-    parser.add_argument("--journal-key", default="kraken-venue", help="the venue's key in the journal tables")
+    add_book_options(parser, tick_interval_ms=cfg.local_venue_tick_interval_ms, journal_key="kraken-venue")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args))
+    main_loop(_run, args)
 
 
 if __name__ == "__main__":

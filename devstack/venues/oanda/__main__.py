@@ -9,11 +9,10 @@ and survives restarts.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 from decimal import Decimal
+
+from devstack.venues.runner import add_book_options, main_loop, paper_book, run_until_signalled
 
 __all__ = ["main"]
 
@@ -21,57 +20,30 @@ log = logging.getLogger("devstack.venues.oanda")
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from core.instruments import load_instruments
-    from core.settings import get_settings
     from devstack.venues.oanda.venue import OandaVenue, VenueServer
-    from sim.venue import SimVenue
 
-    settings = get_settings()
-    instruments = load_instruments(settings.instruments_file)
-    pool = None
-    journal = None
-    url = args.database_url or settings.database_url
-    if url and not args.no_journal:
-        from core.db import open_pool
-        from sim.journal import PostgresVenueJournal
-
-        pool = await open_pool(settings.model_copy(update={"database_url": url}), name="oanda-venue")
-        journal = PostgresVenueJournal(pool, url, venue=args.journal_key)
-    sim = SimVenue(
-        instruments,
-        name="oandavenue",
-        seed=settings.paper.seed,
-        tick_interval=args.tick_interval_ms / 1000,
-        journal=journal,
-    )
-    venue = OandaVenue(
-        sim,
-        list(instruments),
-        token=args.token,
-        account_id=args.account_id,
-        rate_limit_per_second=args.rate_limit,
-        heartbeat_seconds=args.heartbeat_seconds,
-        balance=Decimal(args.balance),
-    )
-    server = VenueServer(venue, host=args.host, port=args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    log.info(
-        "OANDA venue on %s, account %s (rate limit %s/s; journal: %s)",
-        server.base_url,
-        args.account_id,
-        args.rate_limit or "none",
-        "Postgres" if journal else "none, the book lives in memory",
-    )
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-        if pool is not None:
-            await pool.close()
+    async with paper_book(args, name="oandavenue") as book:
+        venue = OandaVenue(
+            book.sim,
+            book.instruments,
+            token=args.token,
+            account_id=args.account_id,
+            rate_limit_per_second=args.rate_limit,
+            heartbeat_seconds=args.heartbeat_seconds,
+            balance=Decimal(args.balance),
+        )
+        server = VenueServer(venue, host=args.host, port=args.port)
+        await run_until_signalled(
+            server.start,
+            server.stop,
+            started=lambda: log.info(
+                "OANDA venue on %s, account %s (rate limit %s/s; journal: %s)",
+                server.base_url,
+                args.account_id,
+                args.rate_limit or "none",
+                book.journal_text,
+            ),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,23 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         help="requests per second and token before 429 (0: none; OANDA's is 120)",
     )
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0, help="stream heartbeat (%(default)s)")
-    parser.add_argument(
-        "--tick-interval-ms",
-        type=int,
-        default=cfg.local_venue_tick_interval_ms,
-        help="price feed step interval (%(default)s; 0 = prices never move)",
-    )
+    add_book_options(parser, tick_interval_ms=cfg.local_venue_tick_interval_ms, journal_key="oanda-venue")
     parser.add_argument("--balance", default="10000000", help="the account's balance in USD (%(default)s)")
-    parser.add_argument("--database-url", default=None, help="journal the book in Postgres (default: DATABASE_URL)")
-    parser.add_argument("--no-journal", action="store_true", help="keep the book in memory only")
-    parser.add_argument("--journal-key", default="oanda-venue", help="the venue's key in the journal tables")
     args = parser.parse_args(argv)
-    from core.logs import setup_logging
-    from core.settings import get_settings
-
-    setup_logging(fmt=get_settings().log.format)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args))
+    main_loop(_run, args)
 
 
 if __name__ == "__main__":
