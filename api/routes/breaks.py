@@ -177,36 +177,12 @@ async def resolve_break(
 ) -> JSONResponse:
     """Mark a break resolved with a reason (the caller and the time are kept with it and in the audit log)."""
     async with pool.connection() as conn, conn.transaction():
-        row = await breaks.break_by_id(conn, break_id, lock=True)
-        visible = row is not None and all(
-            allowed
-            for allowed in (
-                principal.scope.allows_client(row["client_id"]),
-                principal.scope.allows_account(row["account"]),
-                principal.scope.allows_broker(row["broker"]),
-            )
-        )
-        if row is None or not visible:
-            if row is not None:
-                await hidden(request, principal, f"break {break_id}")
-            raise HTTPException(404, detail=f"no break {break_id}")
+        row = await _visible_break(conn, request, principal, break_id)
         if row["resolved_at"] is not None:
             raise _conflict(f"break {break_id}", row["resolved_by"], row["resolved_at"], row["resolution"])
         resolved = await breaks.resolve_break(conn, break_id, actor=actor, resolution=body.reason)
         assert resolved is not None  # locked and open above
-        await append_audit(
-            conn,
-            actor=actor,
-            action="BREAK_RESOLVED",
-            subject=f"break:{break_id}",
-            detail={
-                "reason": body.reason,
-                "orderId": row["order_id"],
-                "broker": row["broker"],
-                "kind": row["kind"],
-                "detail": row["detail"],
-            },
-        )
+        await _audit_break(conn, actor, "BREAK_RESOLVED", row, body.reason)
     return _json(BreakPublic.of(resolved))
 
 
@@ -239,19 +215,7 @@ async def acknowledge_break(
             )
         done = await reconciliation.acknowledge_break(conn, break_id, actor=actor, note=body.reason)
         assert done  # locked, open and unacknowledged above
-        await append_audit(
-            conn,
-            actor=actor,
-            action="BREAK_ACKNOWLEDGED",
-            subject=f"break:{break_id}",
-            detail={
-                "reason": body.reason,
-                "orderId": row["order_id"],
-                "broker": row["broker"],
-                "kind": row["kind"],
-                "detail": row["detail"],
-            },
-        )
+        await _audit_break(conn, actor, "BREAK_ACKNOWLEDGED", row, body.reason)
         acknowledged = await breaks.break_by_id(conn, break_id)
     assert acknowledged is not None
     return _json(BreakPublic.of(acknowledged))
@@ -273,6 +237,23 @@ async def _visible_break(conn: Conn, request: Request, principal: Principal, bre
             await hidden(request, principal, f"break {break_id}")
         raise HTTPException(404, detail=f"no break {break_id}")
     return row
+
+
+async def _audit_break(conn: Conn, actor: str, action: str, row: BreakRow, reason: str) -> None:
+    """The audit entry of a break's acknowledgement or resolution (same transaction as the change)."""
+    await append_audit(
+        conn,
+        actor=actor,
+        action=action,
+        subject=f"break:{row['id']}",
+        detail={
+            "reason": reason,
+            "orderId": row["order_id"],
+            "broker": row["broker"],
+            "kind": row["kind"],
+            "detail": row["detail"],
+        },
+    )
 
 
 async def _firm_wide(request: Request, principal: Principal) -> None:
