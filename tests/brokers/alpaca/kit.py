@@ -3,11 +3,10 @@ and a check of every answer against Alpaca's own OpenAPI document (``shared/spec
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ from pydantic import SecretStr
 from brokers.alpaca.execution import AlpacaBroker
 from brokers.alpaca.store import AlpacaStore
 from brokers.base import ReportSink
-from core.domain import ExecutionReport
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import AlpacaSettings
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
+from tests.brokers.venuekit import Forwarder, OpenApiRequest, OpenApiResponse, VenuePair, eventually, serving
 
 __all__ = [
     "SPEC",
@@ -37,6 +36,7 @@ __all__ = [
 ]
 
 KEY, SECRET = "PKTESTKEY", "test-secret"
+HOST_URL = "https://paper-api.alpaca.markets"
 
 
 def _spec_path() -> Path:
@@ -52,58 +52,6 @@ def _spec_path() -> Path:
 
 
 SPEC = _spec_path()
-
-
-class Forwarder:
-    """A report sink that passes reports on to whichever sink a test sets (module-scoped pairs)."""
-
-    def __init__(self) -> None:
-        self.target: ReportSink | None = None
-
-    async def __call__(self, report: ExecutionReport) -> None:
-        if self.target is not None:
-            await self.target(report)
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-class _Request:
-    """An httpx request as openapi-core reads one."""
-
-    def __init__(self, request: httpx.Request, path: str) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
-        self.host_url = "https://paper-api.alpaca.markets"
-        self.path = path
-        self.method = request.method.lower()
-        self.body = request.content or None
-        self.content_type = request.headers.get("content-type", "application/json")
-        self.parameters = RequestParameters(
-            query=ImmutableMultiDict(list(request.url.params.multi_items())), header=Headers(dict(request.headers))
-        )
-
-
-class _Response:
-    def __init__(self, response: httpx.Response) -> None:
-        from werkzeug.datastructures import Headers
-
-        self.status_code = response.status_code
-        self.content_type = response.headers.get("content-type", "application/json")
-        self.headers = Headers(dict(response.headers))
-        self.data = response.content
 
 
 class SpecChecker:
@@ -154,7 +102,9 @@ class SpecChecker:
             elif response.status_code < 300 or (request.method == "POST" and response.status_code in (403, 422)):
                 if response.status_code in (403, 422):
                     self._check_error(response)
-                self.openapi.validate_response(_Request(request, path), _Response(response))
+                self.openapi.validate_response(
+                    OpenApiRequest(request, host_url=HOST_URL, path=path), OpenApiResponse(response)
+                )
             else:
                 self._check_error(response)
         except Exception as e:
@@ -197,47 +147,28 @@ def alpaca_settings(base_url: str, **overrides: Any) -> AlpacaSettings:
     return AlpacaSettings(**values)
 
 
-@dataclass
-class AlpacaPair:
+@dataclass(kw_only=True)
+class AlpacaPair(VenuePair[AlpacaBroker]):
     """A local Alpaca venue and an adapter started against it."""
 
-    server: VenueServer
-    broker: AlpacaBroker
-    settings: AlpacaSettings
     store: AlpacaStore
-    pool: AsyncConnectionPool
-    sink: ReportSink
     checker: SpecChecker
-    name: str
     quotes: QuoteSink | None = None
     instruments: InstrumentCatalog | None = None
-    started: list[AlpacaBroker] = field(default_factory=list)
 
     @property
     def venue(self) -> AlpacaVenue:
-        return self.server.venue
+        return self.server.venue  # type: ignore[no-any-return]
 
     def new_broker(self, **overrides: Any) -> AlpacaBroker:
-        """Another adapter over the same records (a restarted worker), not started."""
-        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return AlpacaBroker(
-            settings,
+            self._settings(overrides),
             store=self.store,
             name=self.name,
             quotes=self.quotes,
             instruments=self.instruments,
             http_hooks=self.checker.hooks(),
         )
-
-    async def restart(self, sink: ReportSink | None = None) -> AlpacaBroker:
-        """Close the adapter and start a new one over the same records (its reports go to ``sink``)."""
-        await self.broker.close()
-        broker = self.new_broker()
-        await broker.start(sink or self.sink)
-        self.started.append(broker)
-        await asyncio.wait_for(broker.caught_up.wait(), 15)
-        self.broker = broker
-        return broker
 
 
 @contextlib.asynccontextmanager
@@ -268,14 +199,11 @@ async def running_pair(
     venue = AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET, rate_limit_per_minute=rate_limit)
     server = VenueServer(venue)
     await server.start()
-    settings = alpaca_settings(server.base_url, **overrides)
-    store = AlpacaStore(store_pool or pool, broker=name)
     checker = SpecChecker()
     pair = AlpacaPair(
         server=server,
-        broker=None,  # type: ignore[arg-type]
-        settings=settings,
-        store=store,
+        settings=alpaca_settings(server.base_url, **overrides),
+        store=AlpacaStore(store_pool or pool, broker=name),
         pool=pool,
         sink=sink,
         checker=checker,
@@ -283,17 +211,5 @@ async def running_pair(
         quotes=quotes,
         instruments=instruments,
     )
-    broker = pair.new_broker()
-    pair.broker = broker
-    pair.started.append(broker)
-    try:
-        await broker.start(sink)
-        await asyncio.wait_for(broker.caught_up.wait(), 15)
+    async with serving(pair, checker=checker, spec="Alpaca's OpenAPI document") as pair:
         yield pair
-        assert not checker.problems, "answers that do not match Alpaca's OpenAPI document:\n" + "\n".join(
-            checker.problems
-        )
-    finally:
-        for b in pair.started:
-            await b.close()
-        await server.stop()

@@ -3,12 +3,11 @@ and a check of every answer against Kraken's own spot REST OpenAPI document (``s
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,13 @@ from pydantic import SecretStr
 from brokers.base import ReportSink
 from brokers.kraken.execution import KrakenBroker
 from brokers.kraken.store import KrakenStore
-from core.domain import ExecutionReport
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import KrakenSettings
 from devstack.venues.kraken.venue import KrakenVenue, VenueServer
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
+from tests.brokers.venuekit import Forwarder, OpenApiRequest, OpenApiResponse, VenuePair, eventually, serving
 
 __all__ = [
     "KEY",
@@ -57,31 +56,6 @@ def _spec_path() -> Path:
 
 
 SPEC = _spec_path()
-
-
-class Forwarder:
-    """A report sink that passes reports on to whichever sink a test sets (module-scoped pairs)."""
-
-    def __init__(self) -> None:
-        self.target: ReportSink | None = None
-
-    async def __call__(self, report: ExecutionReport) -> None:
-        if self.target is not None:
-            await self.target(report)
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def _inlined(path: Path) -> Any:
@@ -155,33 +129,6 @@ def load_document() -> dict[str, Any]:
     return document
 
 
-class _Request:
-    """An httpx request as openapi-core reads one."""
-
-    def __init__(self, request: httpx.Request) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
-        self.host_url = "https://api.kraken.com"
-        self.path = request.url.path
-        self.method = request.method.lower()
-        self.body = None
-        self.content_type = "application/json"
-        self.parameters = RequestParameters(
-            query=ImmutableMultiDict(list(request.url.params.multi_items())), header=Headers(dict(request.headers))
-        )
-
-
-class _Response:
-    def __init__(self, response: httpx.Response) -> None:
-        from werkzeug.datastructures import Headers
-
-        self.status_code = response.status_code
-        self.content_type = response.headers.get("content-type", "application/json")
-        self.headers = Headers(dict(response.headers))
-        self.data = response.content
-
-
 class SpecChecker:
     """Checks the local venue's answers against Kraken's spot REST document.
 
@@ -209,7 +156,9 @@ class SpecChecker:
             assert isinstance(body, dict) and isinstance(body.get("error"), list), body
             for error in body["error"]:
                 assert isinstance(error, str) and error[:1] == "E" and ":" in error, error
-            self.openapi.validate_response(_Request(request), _Response(response))
+            self.openapi.validate_response(
+                OpenApiRequest(request, host_url="https://api.kraken.com", body=False), OpenApiResponse(response)
+            )
         except Exception as e:
             cause = str(getattr(e, "__cause__", None) or e)
             self.problems.append(f"{name}: {type(e).__name__}: {cause[-600:]}")
@@ -246,47 +195,28 @@ def kraken_settings(base_url: str, **overrides: Any) -> KrakenSettings:
     return KrakenSettings(**values)
 
 
-@dataclass
-class KrakenPair:
+@dataclass(kw_only=True)
+class KrakenPair(VenuePair[KrakenBroker]):
     """A local Kraken venue and an adapter started against it."""
 
-    server: VenueServer
-    broker: KrakenBroker
-    settings: KrakenSettings
     store: KrakenStore
-    pool: AsyncConnectionPool
-    sink: ReportSink
     checker: SpecChecker
-    name: str
     quotes: QuoteSink | None = None
     instruments: InstrumentCatalog | None = None
-    started: list[KrakenBroker] = field(default_factory=list)
 
     @property
     def venue(self) -> KrakenVenue:
-        return self.server.venue
+        return self.server.venue  # type: ignore[no-any-return]
 
     def new_broker(self, **overrides: Any) -> KrakenBroker:
-        """Another adapter over the same records (a restarted worker), not started."""
-        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return KrakenBroker(
-            settings,
+            self._settings(overrides),
             store=self.store,
             name=self.name,
             quotes=self.quotes,
             instruments=self.instruments,
             http_hooks=self.checker.hooks(),
         )
-
-    async def restart(self, sink: ReportSink | None = None) -> KrakenBroker:
-        """Close the adapter and start a new one over the same records (its reports go to ``sink``)."""
-        await self.broker.close()
-        broker = self.new_broker()
-        await broker.start(sink or self.sink)
-        self.started.append(broker)
-        await asyncio.wait_for(broker.caught_up.wait(), 15)
-        self.broker = broker
-        return broker
 
 
 @contextlib.asynccontextmanager
@@ -313,14 +243,11 @@ async def running_pair(
     venue = KrakenVenue(sim, list(instruments), api_key=KEY, api_secret=SECRET)
     server = VenueServer(venue)
     await server.start()
-    settings = kraken_settings(server.base_url, **overrides)
-    store = KrakenStore(store_pool or pool, broker=name)
     checker = SpecChecker()
     pair = KrakenPair(
         server=server,
-        broker=None,  # type: ignore[arg-type]
-        settings=settings,
-        store=store,
+        settings=kraken_settings(server.base_url, **overrides),
+        store=KrakenStore(store_pool or pool, broker=name),
         pool=pool,
         sink=sink,
         checker=checker,
@@ -328,17 +255,5 @@ async def running_pair(
         quotes=quotes,
         instruments=instruments,
     )
-    broker = pair.new_broker()
-    pair.broker = broker
-    pair.started.append(broker)
-    try:
-        await broker.start(sink)
-        await asyncio.wait_for(broker.caught_up.wait(), 15)
+    async with serving(pair, checker=checker, spec="Kraken's OpenAPI document") as pair:
         yield pair
-        assert not checker.problems, "answers that do not match Kraken's OpenAPI document:\n" + "\n".join(
-            checker.problems
-        )
-    finally:
-        for b in pair.started:
-            await b.close()
-        await server.stop()

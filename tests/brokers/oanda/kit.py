@@ -3,14 +3,13 @@ check of every answer against OANDA's own v20 document (``shared/specs/oanda-v20
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,13 @@ from pydantic import SecretStr
 from brokers.base import ReportSink
 from brokers.oanda.execution import OandaBroker
 from brokers.oanda.store import OandaStore
-from core.domain import ExecutionReport
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import OandaSettings
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
 from sim.venue import SimVenue
+from tests.brokers.venuekit import Forwarder, VenuePair, eventually, serving
 
 __all__ = ["ACCOUNT", "TOKEN", "Forwarder", "OandaPair", "SpecChecker", "eventually", "oanda_settings", "running_pair"]
 
@@ -47,31 +46,6 @@ def _spec_path() -> Path:
 
 
 SPEC = _spec_path()
-
-
-class Forwarder:
-    """A report sink that passes reports on to whichever sink a test sets (module-scoped pairs)."""
-
-    def __init__(self) -> None:
-        self.target: ReportSink | None = None
-
-    async def __call__(self, report: ExecutionReport) -> None:
-        if self.target is not None:
-            await self.target(report)
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 #: The concrete definition of a Transaction by its ``type`` (the document types the answers' transactions as the
@@ -251,47 +225,28 @@ def oanda_settings(base_url: str, **overrides: Any) -> OandaSettings:
     return OandaSettings(**values)
 
 
-@dataclass
-class OandaPair:
+@dataclass(kw_only=True)
+class OandaPair(VenuePair[OandaBroker]):
     """A local OANDA venue and an adapter started against it."""
 
-    server: VenueServer
-    broker: OandaBroker
-    settings: OandaSettings
     store: OandaStore
-    pool: AsyncConnectionPool
-    sink: ReportSink
     checker: SpecChecker
-    name: str
     quotes: QuoteSink | None = None
     instruments: InstrumentCatalog | None = None
-    started: list[OandaBroker] = field(default_factory=list)
 
     @property
     def venue(self) -> OandaVenue:
-        return self.server.venue
+        return self.server.venue  # type: ignore[no-any-return]
 
     def new_broker(self, **overrides: Any) -> OandaBroker:
-        """Another adapter over the same records (a restarted worker), not started."""
-        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return OandaBroker(
-            settings,
+            self._settings(overrides),
             store=self.store,
             name=self.name,
             quotes=self.quotes,
             instruments=self.instruments,
             http_hooks=self.checker.hooks(),
         )
-
-    async def restart(self, sink: ReportSink | None = None) -> OandaBroker:
-        """Close the adapter and start a new one over the same records (its reports go to ``sink``)."""
-        await self.broker.close()
-        broker = self.new_broker()
-        await broker.start(sink or self.sink)
-        self.started.append(broker)
-        await asyncio.wait_for(broker.caught_up.wait(), 15)
-        self.broker = broker
-        return broker
 
 
 @contextlib.asynccontextmanager
@@ -327,14 +282,11 @@ async def running_pair(
     )
     server = VenueServer(venue)
     await server.start()
-    settings = oanda_settings(server.base_url, **overrides)
-    store = OandaStore(store_pool or pool, broker=name)
     checker = SpecChecker()
     pair = OandaPair(
         server=server,
-        broker=None,  # type: ignore[arg-type]
-        settings=settings,
-        store=store,
+        settings=oanda_settings(server.base_url, **overrides),
+        store=OandaStore(store_pool or pool, broker=name),
         pool=pool,
         sink=sink,
         checker=checker,
@@ -342,15 +294,5 @@ async def running_pair(
         quotes=quotes,
         instruments=instruments,
     )
-    broker = pair.new_broker()
-    pair.broker = broker
-    pair.started.append(broker)
-    try:
-        await broker.start(sink)
-        await asyncio.wait_for(broker.caught_up.wait(), 15)
+    async with serving(pair, checker=checker, spec="OANDA's v20 document") as pair:
         yield pair
-        assert not checker.problems, "answers that do not match OANDA's v20 document:\n" + "\n".join(checker.problems)
-    finally:
-        for b in pair.started:
-            await b.close()
-        await server.stop()

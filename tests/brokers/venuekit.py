@@ -1,0 +1,156 @@
+"""What the broker test kits share: a local venue served over loopback with an adapter started against it.
+
+Each broker's ``kit.py`` (``tests/brokers/<broker>/kit.py``) builds its venue and settings and says how to make
+its adapter (``VenuePair.new_broker``); starting it, waiting until it has caught up, restarting it over the same
+records, checking the venue's answers against the broker's spec at the end and closing everything is here
+(:func:`serving`), as are the report :class:`Forwarder` and :func:`eventually`, and the request/answer shapes
+openapi-core reads (:class:`OpenApiRequest`, :class:`OpenApiResponse`) for the kits whose broker publishes one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+
+from brokers.base import ReportSink
+from core.domain import ExecutionReport
+
+__all__ = ["Forwarder", "OpenApiRequest", "OpenApiResponse", "VenuePair", "eventually", "serving"]
+
+
+class Forwarder:
+    """A report sink that passes reports on to whichever sink a test sets (module-scoped pairs)."""
+
+    def __init__(self) -> None:
+        self.target: ReportSink | None = None
+
+    async def __call__(self, report: ExecutionReport) -> None:
+        if self.target is not None:
+            await self.target(report)
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+class OpenApiRequest:
+    """An httpx request as openapi-core reads one, as if sent to ``host_url`` (the broker's real host)."""
+
+    def __init__(self, request: httpx.Request, *, host_url: str, path: str | None = None, body: bool = True) -> None:
+        from openapi_core.datatypes import RequestParameters
+        from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+        self.host_url = host_url
+        self.path = path or request.url.path
+        self.method = request.method.lower()
+        self.body = (request.content or None) if body else None
+        self.content_type = request.headers.get("content-type", "application/json") if body else "application/json"
+        self.parameters = RequestParameters(
+            query=ImmutableMultiDict(list(request.url.params.multi_items())), header=Headers(dict(request.headers))
+        )
+
+
+class OpenApiResponse:
+    """An httpx answer as openapi-core reads one (its body must have been read)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        from werkzeug.datastructures import Headers
+
+        self.status_code = response.status_code
+        self.content_type = response.headers.get("content-type", "application/json")
+        self.headers = Headers(dict(response.headers))
+        self.data = response.content
+
+
+class _Adapter(Protocol):
+    caught_up: asyncio.Event
+
+    async def start(self, sink: ReportSink) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _Server(Protocol):
+    async def stop(self) -> None: ...
+
+
+class _Checker(Protocol):
+    problems: list[str]
+
+
+B = TypeVar("B", bound=_Adapter)
+
+
+@dataclass(kw_only=True)
+class VenuePair(Generic[B]):
+    """A local venue (``server``) and an adapter (``broker``) started against it; every adapter started is closed."""
+
+    server: Any
+    broker: B = None  # type: ignore[assignment]  # set by serving()
+    settings: Any
+    pool: AsyncConnectionPool
+    sink: ReportSink
+    name: str
+    started: list[B] = field(default_factory=list)
+
+    @property
+    def venue(self) -> Any:
+        return self.server.venue
+
+    def new_broker(self, **overrides: Any) -> B:
+        """Another adapter over the same records (a restarted worker), not started."""
+        raise NotImplementedError
+
+    def _settings(self, overrides: dict[str, Any]) -> Any:
+        return self.settings.model_copy(update=overrides) if overrides else self.settings
+
+    async def restart(self, sink: ReportSink | None = None) -> B:
+        """Close the adapter and start a new one over the same records (its reports go to ``sink``)."""
+        await self.broker.close()
+        broker = self.new_broker()
+        self.started.append(broker)
+        await broker.start(sink or self.sink)
+        await asyncio.wait_for(broker.caught_up.wait(), 15)
+        self.broker = broker
+        return broker
+
+
+P = TypeVar("P", bound=VenuePair[Any])
+
+
+@contextlib.asynccontextmanager
+async def serving(pair: P, *, checker: _Checker | None = None, spec: str = "") -> AsyncIterator[P]:
+    """Start ``pair``'s first adapter (``pair.broker`` is set here), wait until it has caught up, yield the pair;
+    then every answer the checker saw must have matched ``spec`` (the broker's document), and all is closed.
+
+    ``pair.server`` is already started; it is stopped here in any case.
+    """
+    try:
+        broker = pair.new_broker()
+        pair.broker = broker
+        pair.started.append(broker)
+        await broker.start(pair.sink)
+        await asyncio.wait_for(broker.caught_up.wait(), 15)
+        yield pair
+        if checker is not None:
+            assert not checker.problems, f"answers that do not match {spec}:\n" + "\n".join(checker.problems)
+    finally:
+        for started in pair.started:
+            await started.close()
+        await pair.server.stop()
