@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from brokers.fix.execution import FixBroker
-from core.domain import ExecutionReport
 from core.instruments import InstrumentCatalog
 from core.settings import FixSettings, Settings
 from devstack.services import free_port
 from devstack.venues.fix.venue import FixVenue
 from sim.venue import SimVenue, VenueJournal
+from tests.brokers.venuekit import Forwarder, eventually
 
 __all__ = ["FixPair", "Forwarder", "TcpProxy", "eventually", "fix_settings", "running_pair"]
 
@@ -83,17 +83,6 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.difference_update((writer, up_writer))
-
-
-class Forwarder:
-    """A report sink that passes reports on to whichever sink a test sets (module-scoped sessions)."""
-
-    def __init__(self) -> None:
-        self.target: ReportSink | None = None
-
-    async def __call__(self, report: ExecutionReport) -> None:
-        if self.target is not None:
-            await self.target(report)
 
 
 @dataclass
@@ -196,17 +185,3 @@ async def running_pair(
         if relay is not None:
             await relay.stop()
         await venue.stop()
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
