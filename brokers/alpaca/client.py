@@ -17,16 +17,14 @@ by client order id first (``activities/broker.py``). A local limiter keeps the c
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
-from brokers.http import RateLimiter, loads
+from brokers.http import RateLimiter, RestCalls
 from core.errors import BrokerUnavailable
 from core.settings import AlpacaSettings
 
@@ -49,7 +47,7 @@ class AlpacaError(Exception):
         return f"{self.status}{code}: {self.message}"
 
 
-class AlpacaRest:
+class AlpacaRest(RestCalls):
     """Calls to one Alpaca host (trading or market data)."""
 
     def __init__(
@@ -63,14 +61,13 @@ class AlpacaRest:
         event_hooks: dict[str, list[Any]] | None = None,
     ) -> None:
         """A client of ``base_url`` with the keys, timeouts and limits of ``settings`` (hooks: tests)."""
-        self.name = name
         self._settings = settings
         headers = {"User-Agent": "exodus-alpaca/1"}
         if settings.key_id is not None:
             headers["APCA-API-KEY-ID"] = settings.key_id.get_secret_value()
         if settings.secret_key is not None:
             headers["APCA-API-SECRET-KEY"] = settings.secret_key.get_secret_value()
-        self._http = httpx.AsyncClient(
+        http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
             timeout=settings.request_timeout_seconds,
@@ -78,12 +75,13 @@ class AlpacaRest:
             transport=transport,
             event_hooks=event_hooks,
         )
-        self.limiter = limiter or RateLimiter(settings.rate_limit_per_minute)
-        #: 429 answers seen, and retries made (diagnostics and tests).
-        self.throttled = 0
-        self.retries = 0
-        #: When a call last got a 2xx answer (the broker health page shows it through the session's heartbeat).
-        self.last_ok_at: datetime | None = None
+        super().__init__(
+            name,
+            http,
+            limiter or RateLimiter(settings.rate_limit_per_minute),
+            max_retries=settings.max_retries,
+            max_backoff=settings.max_backoff_seconds,
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -91,93 +89,34 @@ class AlpacaRest:
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET (retried on 429, 5xx and transport errors)."""
-        return await self.request("GET", path, params=params)
+        return await self.call("GET", path, params=params)
 
     async def request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json_body: dict[str, Any] | None = None
     ) -> Any:
         """One call, as the module docstring says."""
-        read = method == "GET"
-        attempt = 0
-        backoff = 0.25
-        s = self._settings
-        while True:
-            attempt += 1
-            last = attempt > s.max_retries
-            await self.limiter.acquire()
-            try:
-                response = await self._http.request(method, path, params=params, json=json_body)
-            except httpx.HTTPError as e:
-                if read and not last:
-                    self.retries += 1
-                    await asyncio.sleep(min(backoff, s.max_backoff_seconds))
-                    backoff *= 2
-                    continue
-                what = "no answer" if isinstance(e, httpx.TimeoutException) else "the connection failed"
-                raise BrokerUnavailable(
-                    f"{self.name}: {method} {path}: {what} ({type(e).__name__}: {e}); the outcome is unknown"
-                ) from e
-            status = response.status_code
-            if status < 300:
-                self.last_ok_at = datetime.now(UTC)
-                try:
-                    return loads(response.content)
-                except ValueError as e:
-                    raise BrokerUnavailable(f"{self.name}: {method} {path}: an answer that is not JSON") from e
-            if status == 429:
-                self.throttled += 1
-                wait = self._reset_wait(response, backoff)
-                backoff *= 2
-                if last:
-                    raise BrokerUnavailable(
-                        f"{self.name}: {method} {path}: rate limited (429) {attempt} times; not sent, try again later"
-                    )
-                self.retries += 1
-                log.info("%s: 429 on %s %s; waiting %.1fs for the rate limit", self.name, method, path, wait)
-                self.limiter.blocked_until = max(self.limiter.blocked_until, time.monotonic() + wait)
-                continue
-            if status >= 500:
-                if read and not last:
-                    self.retries += 1
-                    await asyncio.sleep(min(backoff, s.max_backoff_seconds))
-                    backoff *= 2
-                    continue
-                raise BrokerUnavailable(
-                    f"{self.name}: {method} {path}: {status} {response.text[:200]!r}; the outcome is unknown"
-                )
-            body = self._error_body(response)
-            code = body.get("code") if isinstance(body.get("code"), int) else None
-            message = str(body.get("message") or response.text[:200] or response.reason_phrase)
-            if status == 401 or (status == 403 and code is None):
-                # Keys missing, wrong, or for the other domain (paper keys on live): nothing was done; fix the keys.
-                log.error(
-                    "%s: %s %s refused %d: %s (check the API keys and base URL)",
-                    self.name,
-                    method,
-                    path,
-                    status,
-                    message,
-                )
-                raise BrokerUnavailable(f"{self.name}: not authorized ({status}: {message}); check the API keys")
-            raise AlpacaError(status, code, message, body)
+        return await self.call(method, path, params=params, json_body=json_body)
 
-    def _reset_wait(self, response: httpx.Response, backoff: float) -> float:
-        cap = self._settings.max_backoff_seconds
+    def refused(self, method: str, url: str, response: httpx.Response) -> NoReturn:
+        """``AlpacaError``; ``BrokerUnavailable`` for a 401, or a 403 without Alpaca's code (the keys)."""
+        status = response.status_code
+        body = self.error_body(response)
+        code = body.get("code") if isinstance(body.get("code"), int) else None
+        message = str(body.get("message") or response.text[:200] or response.reason_phrase)
+        if status == 401 or (status == 403 and code is None):
+            # Keys missing, wrong, or for the other domain (paper keys on live): nothing was done; fix the keys.
+            log.error(
+                "%s: %s %s refused %d: %s (check the API keys and base URL)", self.name, method, url, status, message
+            )
+            raise BrokerUnavailable(f"{self.name}: not authorized ({status}: {message}); check the API keys")
+        raise AlpacaError(status, code, message, body)
+
+    def retry_wait(self, response: httpx.Response, backoff: float) -> float:
+        """``Retry-After``, else until ``X-RateLimit-Reset`` (Alpaca's window), else ``backoff``; capped."""
         reset = response.headers.get("X-RateLimit-Reset")
-        retry_after = response.headers.get("Retry-After")
-        try:
-            if retry_after is not None:
-                return min(max(float(retry_after), 0.05), cap)
-            if reset is not None:
-                return min(max(float(reset) - time.time(), 0.05), cap)
-        except ValueError:
-            pass
-        return min(backoff, cap)
-
-    @staticmethod
-    def _error_body(response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
+        if response.headers.get("Retry-After") is None and reset is not None:
+            try:
+                return min(max(float(reset) - time.time(), 0.05), self._max_backoff)
+            except ValueError:
+                pass
+        return super().retry_wait(response, backoff)

@@ -17,17 +17,14 @@ the client under ``rate_limit_per_second`` so that 429s stay rare.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
-from brokers.http import RateLimiter, loads
+from brokers.http import RateLimiter, RestCalls
 from core.errors import BrokerUnavailable
 from core.settings import OandaSettings
 
@@ -59,8 +56,10 @@ class OandaError(Exception):
         return self.code
 
 
-class OandaRest:
+class OandaRest(RestCalls):
     """Calls to OANDA's REST host for one account."""
+
+    first_backoff = 0.1
 
     def __init__(
         self,
@@ -71,7 +70,6 @@ class OandaRest:
         event_hooks: dict[str, list[Any]] | None = None,
     ) -> None:
         """A client of ``settings.base_url`` with the token, timeouts and limits of ``settings`` (hooks: tests)."""
-        self.name = name
         self._settings = settings
         self.account_path = f"/v3/accounts/{settings.account_id}"
         self._headers = {
@@ -81,7 +79,7 @@ class OandaRest:
         }
         if settings.token is not None:
             self._headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
-        self._http = httpx.AsyncClient(
+        http = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/"),
             headers=self._headers,
             timeout=settings.request_timeout_seconds,
@@ -96,12 +94,13 @@ class OandaRest:
             follow_redirects=False,
             transport=transport,
         )
-        self.limiter = RateLimiter(settings.rate_limit_per_second, window=1.0)
-        #: 429 answers seen, and retries made (diagnostics and tests).
-        self.throttled = 0
-        self.retries = 0
-        #: When a call last got a successful (2xx) answer: the broker-health page's "last successful call".
-        self.last_ok_at: datetime | None = None
+        super().__init__(
+            name,
+            http,
+            RateLimiter(settings.rate_limit_per_second, window=1.0),
+            max_retries=settings.max_retries,
+            max_backoff=settings.max_backoff_seconds,
+        )
 
     async def aclose(self) -> None:
         """Close the connection pools."""
@@ -116,83 +115,21 @@ class OandaRest:
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json_body: dict[str, Any] | None = None
     ) -> Any:
         """One call to ``<account path><path>``, as the module docstring says."""
-        url = self.account_path + path
-        read = method == "GET"
-        attempt = 0
-        backoff = 0.1
-        s = self._settings
-        while True:
-            attempt += 1
-            last = attempt > s.max_retries
-            await self.limiter.acquire()
-            try:
-                response = await self._http.request(method, url, params=params, json=json_body)
-            except httpx.HTTPError as e:
-                if read and not last:
-                    self.retries += 1
-                    await asyncio.sleep(min(backoff, s.max_backoff_seconds))
-                    backoff *= 2
-                    continue
-                what = "no answer" if isinstance(e, httpx.TimeoutException) else "the connection failed"
-                raise BrokerUnavailable(
-                    f"{self.name}: {method} {url}: {what} ({type(e).__name__}: {e}); the outcome is unknown"
-                ) from e
-            status = response.status_code
-            if status < 300:
-                self.last_ok_at = datetime.now(UTC)
-                try:
-                    return loads(response.content)
-                except ValueError as e:
-                    raise BrokerUnavailable(f"{self.name}: {method} {url}: an answer that is not JSON") from e
-            if status == 429:
-                self.throttled += 1
-                wait = self._retry_wait(response, backoff)
-                backoff *= 2
-                if last:
-                    raise BrokerUnavailable(
-                        f"{self.name}: {method} {url}: rate limited (429) {attempt} times; not done, try again later"
-                    )
-                self.retries += 1
-                log.info("%s: 429 on %s %s; waiting %.2fs", self.name, method, url, wait)
-                self.limiter.blocked_until = max(self.limiter.blocked_until, time.monotonic() + wait)
-                continue
-            if status >= 500:
-                if read and not last:
-                    self.retries += 1
-                    await asyncio.sleep(min(backoff, s.max_backoff_seconds))
-                    backoff *= 2
-                    continue
-                raise BrokerUnavailable(
-                    f"{self.name}: {method} {url}: {status} {response.text[:200]!r}; the outcome is unknown"
-                )
-            body = self._error_body(response)
-            code = body.get("errorCode")
-            message = str(body.get("errorMessage") or response.text[:200] or response.reason_phrase)
-            if status in (401, 403):
-                # The token is missing, wrong, or for the other environment: nothing was done; fix the settings.
-                log.error(
-                    "%s: %s %s refused %d: %s (check the token and account id)", self.name, method, url, status, message
-                )
-                raise BrokerUnavailable(f"{self.name}: not authorized ({status}: {message}); check the token")
-            raise OandaError(status, str(code) if code else None, message, body)
+        return await self.call(method, self.account_path + path, params=params, json_body=json_body)
 
-    @staticmethod
-    def _retry_wait(response: httpx.Response, backoff: float) -> float:
-        retry_after = response.headers.get("Retry-After")
-        if retry_after is not None:
-            try:
-                return min(max(float(retry_after), 0.05), 8.0)
-            except ValueError:
-                pass
-        return min(backoff, 8.0)
-
-    @staticmethod
-    def _error_body(response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
+    def refused(self, method: str, url: str, response: httpx.Response) -> NoReturn:
+        """``OandaError``; ``BrokerUnavailable`` for a 401 or 403 (the token, or its environment)."""
+        status = response.status_code
+        body = self.error_body(response)
+        code = body.get("errorCode")
+        message = str(body.get("errorMessage") or response.text[:200] or response.reason_phrase)
+        if status in (401, 403):
+            # The token is missing, wrong, or for the other environment: nothing was done; fix the settings.
+            log.error(
+                "%s: %s %s refused %d: %s (check the token and account id)", self.name, method, url, status, message
+            )
+            raise BrokerUnavailable(f"{self.name}: not authorized ({status}: {message}); check the token")
+        raise OandaError(status, str(code) if code else None, message, body)
 
     async def stream_lines(
         self, path: str, *, on_open: Callable[[], Awaitable[None]] | None = None
