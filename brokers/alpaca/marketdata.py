@@ -8,23 +8,19 @@ price with stale ones.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
 from brokers.alpaca.client import AlpacaRest
 from brokers.alpaca.parsing import decimal_of, time_of
+from brokers.polling import QuotePoller as BasePoller
 from core.domain import utcnow
-from core.errors import BrokerUnavailable
 from core.marketdata import Quote, QuoteSink
 
 __all__ = ["QuotePoller"]
 
-log = logging.getLogger(__name__)
 
-
-class QuotePoller:
+class QuotePoller(BasePoller):
     """Publishes the latest quotes of ``symbols`` every ``interval`` seconds."""
+
+    what = "the latest quotes"
 
     def __init__(
         self,
@@ -37,30 +33,11 @@ class QuotePoller:
         source: str = "alpaca",
     ) -> None:
         """Ask ``rest`` (the market data host) for ``symbols`` (Exodus symbol -> Alpaca symbol)."""
+        super().__init__(sink, interval=interval, source=source, enabled=bool(symbols))
         self._rest = rest
-        self._sink = sink
         self._symbols = symbols
         self._from_alpaca = {v: k for k, v in symbols.items()}
-        self._interval = interval
         self._feed = feed
-        self.source = source
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
-        #: Quotes published so far.
-        self.published = 0
-
-    def start(self) -> None:
-        """Start polling."""
-        if self._symbols and self._interval > 0:
-            self._task = asyncio.create_task(self._run(), name=f"{self.source}-quotes")
-
-    async def stop(self) -> None:
-        """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def poll(self) -> int:
         """Ask once and publish what came; the number of quotes published."""
@@ -83,18 +60,3 @@ class QuotePoller:
             count += 1
         self.published += count
         return count
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.poll()
-                if self._failing:
-                    log.info("%s: latest quotes answer again", self.source)
-                self._failing = False
-            except asyncio.CancelledError:
-                raise
-            except (BrokerUnavailable, Exception) as e:
-                if not self._failing:
-                    log.warning("%s: asking for the latest quotes failed (%s); retrying every interval", self.source, e)
-                self._failing = True
-            await asyncio.sleep(self._interval)

@@ -9,12 +9,12 @@ simply age meanwhile, and risk refuses to price with stale ones.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from typing import Any
 
 from brokers.ib.parsing import decimal_of
+from brokers.polling import QuotePoller as BasePoller
 from core.domain import utcnow
 from core.marketdata import Quote, QuoteSink
 
@@ -23,7 +23,7 @@ __all__ = ["QuotePoller"]
 log = logging.getLogger(__name__)
 
 
-class QuotePoller:
+class QuotePoller(BasePoller):
     """Publishes snapshots of ``contracts`` (Exodus symbol -> ib_async Contract) every ``interval`` seconds."""
 
     def __init__(
@@ -37,30 +37,11 @@ class QuotePoller:
         source: str = "ib",
     ) -> None:
         """Ask ``ib`` (a connected ``ib_async.IB``) for snapshots of ``contracts``."""
+        super().__init__(sink, interval=interval, source=source, enabled=bool(contracts))
         self._ib = ib
-        self._sink = sink
         self._contracts = contracts
         self._qualified: dict[str, Any] = {}
-        self._interval = interval
         self._timeout = timeout
-        self.source = source
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
-        #: Quotes published so far.
-        self.published = 0
-
-    def start(self) -> None:
-        """Start polling."""
-        if self._contracts and self._interval > 0:
-            self._task = asyncio.create_task(self._run(), name=f"{self.source}-quotes")
-
-    async def stop(self) -> None:
-        """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def poll(self) -> int:
         """Ask once and publish what came; the number of quotes published."""
@@ -93,21 +74,6 @@ class QuotePoller:
             count += 1
         self.published += count
         return count
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.poll()
-                if self._failing:
-                    log.info("%s: quotes answer again", self.source)
-                self._failing = False
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if not self._failing:
-                    log.warning("%s: asking for quotes failed (%r); trying every %.1fs", self.source, e, self._interval)
-                self._failing = True
-            await asyncio.sleep(self._interval)
 
 
 def _price(value: float | None) -> Any:

@@ -8,51 +8,30 @@ to price with stale ones. A non-tradeable price (market closed, halted) is not p
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from decimal import Decimal
 
 from brokers.oanda.client import OandaRest
 from brokers.oanda.parsing import decimal_of, time_of
+from brokers.polling import QuotePoller
 from core.domain import utcnow
 from core.marketdata import Quote, QuoteSink
 
 __all__ = ["PricePoller"]
 
-log = logging.getLogger(__name__)
 
-
-class PricePoller:
+class PricePoller(QuotePoller):
     """Publishes the prices of ``symbols`` every ``interval`` seconds."""
+
+    what = "prices"
 
     def __init__(
         self, rest: OandaRest, sink: QuoteSink, *, symbols: dict[str, str], interval: float, source: str = "oanda"
     ) -> None:
         """Ask ``rest`` for ``symbols`` (Exodus symbol -> OANDA instrument)."""
+        super().__init__(sink, interval=interval, source=source, enabled=bool(symbols))
         self._rest = rest
-        self._sink = sink
         self._symbols = symbols
         self._from_oanda = {v: k for k, v in symbols.items()}
-        self._interval = interval
-        self.source = source
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
-        #: Quotes published so far.
-        self.published = 0
-
-    def start(self) -> None:
-        """Start polling."""
-        if self._symbols and self._interval > 0:
-            self._task = asyncio.create_task(self._run(), name=f"{self.source}-prices")
-
-    async def stop(self) -> None:
-        """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def poll(self) -> int:
         """Ask once and publish what came; the number of quotes published."""
@@ -74,21 +53,6 @@ class PricePoller:
             count += 1
         self.published += count
         return count
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.poll()
-                if self._failing:
-                    log.info("%s: prices answer again", self.source)
-                self._failing = False
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if not self._failing:
-                    log.warning("%s: asking for prices failed (%s); retrying every interval", self.source, e)
-                self._failing = True
-            await asyncio.sleep(self._interval)
 
 
 def _best(buckets: object) -> Decimal | None:
