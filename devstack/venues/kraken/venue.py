@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -78,6 +77,7 @@ from devstack.venues.kraken.model import (
     txid_of,
     volume_text,
 )
+from devstack.venues.server import HttpVenueServer
 from sim.matching import RejectReason, SimOrder
 from sim.venue import SimVenue
 
@@ -808,44 +808,7 @@ class KrakenVenue:
         return ok(out)
 
 
-class VenueServer:
+class VenueServer(HttpVenueServer[KrakenVenue]):
     """Serves a ``KrakenVenue`` with uvicorn on ``host:port`` inside the running event loop (tests, ``__main__``)."""
 
-    def __init__(self, venue: KrakenVenue, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve ``venue``; ``port`` 0 picks a free one (see ``port``)."""
-        import socket
-
-        import uvicorn
-
-        self.venue = venue
-        self.host = host
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(venue.app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def base_url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
-
-    async def start(self) -> None:
-        """Start the venue and serve it."""
-        await self.venue.start()
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="kraken-venue-http")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.02)
-
-    async def stop(self) -> None:
-        """Stop serving and stop the venue."""
-        self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 10)
-        self._socket.close()
-        await self.venue.stop()
+    task_name = "kraken-venue-http"
