@@ -43,8 +43,8 @@ if not (CHROMIUM and CHROMEDRIVER):
     )
 
 from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -431,9 +431,7 @@ async def test_a_stream_event_that_changes_nothing_shown_leaves_the_breaks_page_
     row = f"tr[data-break='{brk['id']}']"
     await page.wait("the break", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.acknowledge"))
     await page.run(
-        lambda d: d.execute_script(
-            f'performance.clearResourceTimings(); document.querySelector("{row}").__same = true'
-        )
+        lambda d: d.execute_script(f'performance.clearResourceTimings(); document.querySelector("{row}").__same = true')
     )
     async with stack.pool.connection() as conn:
         cur = await conn.execute(
