@@ -56,10 +56,42 @@ __all__ = [
     "later",
     "make_order",
     "paper_broker",
+    "reached",
     "register_accounts",
     "static_instruments",
     "unique",
+    "until",
 ]
+
+
+async def until(what: str, check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy, and return that.
+
+    For conditions that wait on Temporal, a worker or a venue: a generous deadline that costs nothing when the
+    condition holds early, instead of a count of short sleeps that a loaded machine outlasts.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        await asyncio.sleep(interval)
+
+
+async def reached(http: httpx.AsyncClient, stack: Stack, order_id: str, status: str) -> None:
+    """Step the venue until the order has ``status`` (as long as Temporal takes, up to 30 s)."""
+
+    async def there() -> bool:
+        if (await http.get(f"/api/v1/orders/{order_id}")).json()["status"] == status:
+            return True
+        await stack.venue.step()
+        return False
+
+    await until(f"order {order_id} {status}", there, interval=0.01)
 
 
 def unique(prefix: str = "t") -> str:

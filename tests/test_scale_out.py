@@ -97,19 +97,22 @@ async def test_two_workers_share_the_order_queue_and_hand_the_paper_session_over
     numbers = iter(range(1000))
 
     def body(i: int) -> dict[str, object]:
-        # Market orders larger than the displayed size (500) fill over several feed steps.
+        # Market orders larger than the displayed size (500) fill over several feed steps. Each quantity is the
+        # order's own: two orders of the same client, symbol, side and quantity within a second are refused as
+        # DUPLICATE_ORDER (o16 repeated o2 when the first batch filled within a second of its sending).
         return {
             "clientId": account,
             "clientOrderId": f"o{i}",
             "symbol": "AAPL" if i % 2 else "MSFT",
             "side": "BUY" if i % 3 else "SELL",
-            "qty": 1200 + 100 * (i % 7),
+            "qty": 1200 + 100 * (i % 7) + i,
             "timeInForce": "GTC",
         }
 
     async def submit(http: httpx.AsyncClient, n: int) -> list[str]:
         answers = await asyncio.gather(*(http.post("/api/v1/orders", json=body(next(numbers))) for _ in range(n)))
-        assert [r.status_code for r in answers] == [201] * n, [r.text for r in answers]
+        refused = [(r.status_code, r.json().get("clientOrderId"), r.json().get("reasons")) for r in answers]
+        assert [r.status_code for r in answers] == [201] * n, [x for x in refused if x[0] != 201]
         return [str(r.json()["internalOrderId"]) for r in answers]
 
     async def results(ids: Sequence[str]) -> list[OrderResult]:

@@ -13,6 +13,7 @@ const state = {
   selected: new Set(),
   filters: { status: "", account: "", symbol: "", broker: "", clientId: "" },
   onEvent: null, // the current page's stream handler
+  rendered: null, // the HTML the breaks page shows (an event that changes nothing does not re-render it)
 };
 const ACTIVE = ["RECEIVED", "PENDING_NEW", "ACCEPTED", "PARTIALLY_FILLED", "PENDING_CANCEL", "PENDING_UPDATE"];
 
@@ -204,6 +205,7 @@ function route() {
   const render = PAGES[page] || blotter;
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
   state.onEvent = null;
+  state.rendered = null;
   $("#page").innerHTML = "";
   render(arg ? decodeURIComponent(arg) : undefined).catch(failed);
 }
@@ -289,6 +291,12 @@ async function blotter() {
     const tmp = document.createElement("tbody");
     tmp.innerHTML = orderRow(o);
     const row = tmp.firstElementChild;
+    if (existing) { // an event that changes nothing the row shows leaves it (and a click on it) alone
+      const shown = existing.cloneNode(true);
+      shown.classList.remove("flash");
+      if (!shown.classList.length) shown.removeAttribute("class");
+      if (shown.isEqualNode(row)) return;
+    }
     row.classList.add("flash");
     if (existing) existing.replaceWith(row); else tbody.prepend(row);
   };
@@ -553,7 +561,7 @@ async function breaks() {
     api(`/api/v1/unmatched-reports?status=${unmatchedStatus}&limit=500`).catch(firmOnly),
     api("/api/v1/reconciliations?limit=20").catch(firmOnly),
   ]);
-  $("#page").innerHTML = `<h1>Breaks and unmatched reports</h1>
+  const html = `<h1>Breaks and unmatched reports</h1>
     <form class="inline" id="break-filter"><label>Show <select name="status">${["open", "unacknowledged", "acknowledged", "resolved", "all"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label></form>
     <h2>Reconciliation breaks <span class="muted">(${list.count}${list.nextBefore ? "+" : ""})</span></h2>
     ${list.data.length ? breakTable(list.data) : `<p id="no-breaks">No ${status === "all" ? "" : status + " "}break.</p>`}
@@ -563,6 +571,11 @@ async function breaks() {
     <h2>End-of-day reconciliation runs</h2>
     ${runs === null ? `<p class="muted">A reconciliation covers every account of its broker: runs are shown to firm-wide scopes only.</p>`
       : runs.data.length ? runTable(runs.data) : `<p id="no-runs">No reconciliation run yet.</p>`}`;
+  // A stream event that changed nothing shown (another scope's break, a repeat) leaves the page as it is: replacing
+  // it would take the button from under an operator's pointer mid-click.
+  if (!location.hash.startsWith("#/breaks") || state.rendered === html) return;
+  state.rendered = html;
+  $("#page").innerHTML = html;
   document.querySelectorAll("#page button.run-csv").forEach((button) => button.addEventListener("click", () => downloadCsv(button.dataset.id).catch(failed)));
   $("#break-filter select").addEventListener("change", (ev) => { state.breakStatus = ev.target.value; breaks().catch(failed); });
   wireResolve(breaks);

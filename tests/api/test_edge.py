@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.main import create_app
 from core.domain import derive_order_id, workflow_id_for
 from core.settings import ApiSettings, Mt5AccountSettings, Mt5Settings
-from tests.harness import Stack, register_accounts, unique
+from tests.harness import Stack, reached, register_accounts, unique
 
 pytestmark = pytest.mark.asyncio
 
@@ -123,12 +123,8 @@ async def working_order(http: httpx.AsyncClient, stack: Stack, symbol: str = "NV
     r = await post_order(stack, http, order_body(symbol=symbol, type="LIMIT", price="100.00", timeInForce="GTC"))
     assert r.status_code == 201, r.text
     order_id = r.json()["internalOrderId"]
-    for _ in range(200):
-        got = await http.get(f"/api/v1/orders/{order_id}")
-        if got.json()["status"] == "ACCEPTED":
-            return order_id
-        await stack.venue.step()
-    raise AssertionError(f"order {order_id} never ACCEPTED: {got.json()['status']}")
+    await reached(http, stack, order_id, "ACCEPTED")
+    return order_id
 
 
 async def signals(stack: Stack, order_id: str) -> list[str]:
@@ -818,11 +814,7 @@ async def test_a_cancel_the_audit_log_cannot_record_is_not_sent(
     monkeypatch.undo()
     rows = await stack.fetch("SELECT action FROM audit_log WHERE subject = %s ORDER BY id", order_id)
     assert [r["action"] for r in rows if r["action"].startswith("CANCEL")] == ["CANCEL_REQUESTED"]
-    for _ in range(200):
-        if (await http.get(f"/api/v1/orders/{order_id}")).json()["status"] == "CANCELED":
-            break
-        await stack.venue.step()
-    assert (await http.get(f"/api/v1/orders/{order_id}")).json()["status"] == "CANCELED"
+    await reached(http, stack, order_id, "CANCELED")
     r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "again"})
     assert r.status_code == 409
 

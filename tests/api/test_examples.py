@@ -22,7 +22,7 @@ from api.schemas import OrderCreate
 from core.domain import OrderRequest, OrderType, TimeInForce
 from core.instruments import DEFAULT_INSTRUMENTS, InstrumentCatalog
 from core.risk import AccountState, PolicySet, ReasonCode, basic_check
-from tests.harness import Stack, unique
+from tests.harness import Stack, reached, unique
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 CATALOG = InstrumentCatalog(DEFAULT_INSTRUMENTS)
@@ -128,10 +128,7 @@ async def test_the_examples_are_accepted_by_a_running_stack(stack: Stack) -> Non
                 working[example["clientOrderId"]] = r.json()["internalOrderId"]
         # The README's amend and cancel act on its MSFT limit (ord-2).
         order_id = working["ord-2"]
-        for _ in range(100):
-            if (await http.get(f"/api/v1/orders/{order_id}")).json()["status"] == "ACCEPTED":
-                break
-            await stack.venue.step()
+        await reached(http, stack, order_id, "ACCEPTED")
         [amend] = _curl_bodies("PATCH", r"/api/v1/orders/\$ID")
         r = await http.patch(f"/api/v1/orders/{order_id}", json=amend)
         assert r.status_code == 200 and r.json()["status"] == "amended", r.text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from decimal import Decimal as D
 from typing import Any
 
@@ -10,7 +10,7 @@ import httpx
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.main import create_app
-from tests.harness import Stack, register_accounts, unique
+from tests.harness import Stack, register_accounts, unique, until
 
 
 def bracket(client: str, list_id: str, **changes: Any) -> dict[str, Any]:
@@ -81,11 +81,11 @@ async def test_a_bracket_over_rest_submit_read_amend_a_held_leg_and_cancel(stack
         assert other.status_code == 409
 
         # The entry rests below the market; the exits wait in the coordinator.
-        for _ in range(100):
-            view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
-            if view["legs"][0]["status"] == "ACCEPTED":
-                break
-            await asyncio.sleep(0.05)
+        async def view_when(done: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+            view: dict[str, Any] = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
+            return view if done(view) else None
+
+        view = await until("the entry accepted", lambda: view_when(lambda v: v["legs"][0]["status"] == "ACCEPTED"))
         assert [leg["status"] for leg in view["legs"]] == ["ACCEPTED", "EMULATED", "EMULATED"]
         r = await http.patch(f"/api/v1/order-lists/{list_id}/legs/tp", json={"price": "205.00"})
         assert r.status_code == 200 and D(r.json()["price"]) == D(205), r.text
@@ -94,11 +94,7 @@ async def test_a_bracket_over_rest_submit_read_amend_a_held_leg_and_cancel(stack
 
         r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "changed my mind"})
         assert r.status_code == 202
-        for _ in range(200):
-            view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
-            if view["status"] == "DONE":
-                break
-            await asyncio.sleep(0.05)
+        view = await until("the list done", lambda: view_when(lambda v: v["status"] == "DONE"))
         assert [leg["status"] for leg in view["legs"]] == ["CANCELED", "CANCELED", "CANCELED"]
         assert view["legs"][1]["price"] == "205.00" or D(view["legs"][1]["price"]) == D(205)
         assert (await http.get("/api/v1/order-lists/LSNOSUCHLIST000000")).status_code == 404

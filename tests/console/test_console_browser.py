@@ -43,6 +43,7 @@ if not (CHROMIUM and CHROMEDRIVER):
     )
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -105,10 +106,33 @@ class Page:
         return await asyncio.to_thread(fn, self.driver)
 
     async def wait(self, what: str, condition: Callable[[WebDriver], Any], timeout: float = 30) -> Any:
+        """Wait for ``condition``; an element the page re-rendered meanwhile (stale) is found again."""
+
         def waiting(d: WebDriver) -> Any:
-            return WebDriverWait(d, timeout, poll_frequency=0.1).until(condition, what)
+            return WebDriverWait(
+                d, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+            ).until(condition, what)
 
         return await self.run(waiting)
+
+    async def text(self, selector: str) -> str:
+        """The text of the element ``selector`` (found again if the page re-renders it between find and read)."""
+        return str(await self.wait(selector, lambda d: d.find_element(By.CSS_SELECTOR, selector).text or " "))
+
+    @staticmethod
+    def click(d: WebDriver, selector: str, timeout: float = 30) -> None:
+        """Click ``selector`` (from a ``run``): found again if a re-render replaces it between the find and the click.
+
+        A stale element refuses the click before anything happens, so clicking the new one is no double click.
+        """
+
+        def clicked(d: WebDriver) -> bool:
+            d.find_element(By.CSS_SELECTOR, selector).click()
+            return True
+
+        WebDriverWait(d, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]).until(
+            clicked, f"click {selector}"
+        )
 
     async def sign_in(self, token: str) -> None:
         def go(d: WebDriver) -> None:
@@ -136,7 +160,7 @@ class Page:
                 else:
                     el.clear()
                     el.send_keys(value)
-            d.find_element(By.CSS_SELECTOR, f"#{form} button[type=submit]").click()
+            Page.click(d, f"#{form} button[type=submit]")
             alert = WebDriverWait(d, 10).until(lambda d: d.switch_to.alert)
             alert.accept() if accept else alert.dismiss()
 
@@ -275,7 +299,7 @@ async def test_a_traders_login_shows_no_risk_edit_controls(console: tuple[Page, 
 
 async def _resolve_in_page(page: Page, selector: str, reason: str) -> None:
     def go(d: WebDriver) -> None:
-        d.find_element(By.CSS_SELECTOR, f"{selector} button.resolve").click()
+        Page.click(d, f"{selector} button.resolve")
         alert = WebDriverWait(d, 10).until(lambda d: d.switch_to.alert)
         alert.send_keys(reason)
         alert.accept()
@@ -334,7 +358,7 @@ async def test_breaks_and_unmatched_reports_are_resolved_from_the_console_and_sh
     # The order page lists the order's breaks, resolved or not.
     await page.open(f"order/{order.order_id}")
     await page.wait("the order's breaks", lambda d: "venue confirmed 4" in d.find_element(By.ID, "page").text)
-    assert "live one" in await page.run(lambda d: d.find_element(By.CSS_SELECTOR, "table.breaks").text)
+    assert "live one" in await page.text("table.breaks")
     await page.shot("order-page-breaks")
     # An auditor reads breaks but gets no resolve button.
     await page.run(lambda d: d.execute_script("sessionStorage.clear()"))
@@ -369,11 +393,11 @@ async def test_a_break_is_acknowledged_from_the_console_and_reconciliation_runs_
     await page.open("breaks")
     row = f"tr[data-break='{brk['id']}']"
     await page.wait("the run", lambda d: d.find_elements(By.CSS_SELECTOR, f"#reconciliations tr[data-run='{run}']"))
-    runs = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-run='{run}']").text)
+    runs = await page.text(f"tr[data-run='{run}']")
     assert "ORDER_NOT_AT_BROKER 1" in runs and "POSITION_DRIFT" not in runs
 
     def acknowledge(d: WebDriver) -> None:
-        d.find_element(By.CSS_SELECTOR, f"{row} button.acknowledge").click()
+        Page.click(d, f"{row} button.acknowledge")
         alert = WebDriverWait(d, 10).until(lambda d: d.switch_to.alert)
         alert.send_keys("asking the venue")
         alert.accept()
@@ -382,7 +406,7 @@ async def test_a_break_is_acknowledged_from_the_console_and_reconciliation_runs_
     done = f"Acknowledged break #{brk['id']}"
     await page.wait("acknowledged", lambda d: done in d.find_element(By.ID, "banner").text)
     await page.wait("its note", lambda d: "asking the venue" in d.find_element(By.CSS_SELECTOR, row).text)
-    text = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, row).text)
+    text = await page.text(row)
     assert "ACKNOWLEDGED" in text
     assert not await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.acknowledge"))
     assert await page.run(lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.resolve"))
@@ -390,6 +414,48 @@ async def test_a_break_is_acknowledged_from_the_console_and_reconciliation_runs_
     [b] = r.json()["data"]
     assert (b["acknowledgedBy"], b["acknowledgement"], b["resolvedAt"]) == ("ops", "asking the venue", None)
     await page.shot("breaks-acknowledged-and-runs")
+
+
+async def test_a_stream_event_that_changes_nothing_shown_leaves_the_breaks_page_as_it_is(
+    stack: Stack, console: tuple[Page, httpx.AsyncClient]
+) -> None:
+    # Re-rendering on every break event took the button from under a click (the CI's stale element): an
+    # event after which the page would show the same leaves its elements in place.
+    page, _ = console
+    async with stack.pool.connection() as conn:
+        order = await decided(conn, client_id=unique("desk"), account=unique("acct"))
+        await add_break(conn, order_id=order.order_id, broker="paper", kind="ORDER_NOT_AT_BROKER", detail="kept")
+        [brk] = await list_breaks(conn, scope=Scope.everything(), order_id=order.order_id)
+    await page.sign_in("t-ops")
+    await page.open("breaks")
+    row = f"tr[data-break='{brk['id']}']"
+    await page.wait("the break", lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.acknowledge"))
+    await page.run(
+        lambda d: d.execute_script(f'performance.clearResourceTimings(); document.querySelector("{row}").__same = true')
+    )
+    async with stack.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT stream_append('break', 'BREAK_ACKNOWLEDGED', %s, NULL, NULL, NULL, 'paper', '{}'::jsonb) AS seq",
+            (order.order_id,),
+        )
+        row_ = await cur.fetchone()
+        assert row_ is not None
+        seq = row_["seq"]
+    # The page took the event and read the breaks again (the fetch is over) ...
+    await page.wait("the event", lambda d: d.execute_script("return state.since") >= seq)
+    await page.wait(
+        "the page's reload",
+        lambda d: d.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".some((e) => e.name.includes('/api/v1/reconciliations') && e.responseEnd > 0)"
+        ),
+    )
+    await asyncio.sleep(0.5)  # ... and would have rendered by now: the same row, not a copy
+    assert await page.run(lambda d: d.execute_script(f'return document.querySelector("{row}").__same === true'))
+    # A change is still shown.
+    async with stack.pool.connection() as conn:
+        await add_break(conn, order_id=order.order_id, broker="paper", kind="POSITION", detail="another one")
+    await page.wait("the new break", lambda d: "another one" in d.find_element(By.ID, "page").text)
 
 
 async def test_broker_health_shows_sessions_terminals_and_quote_sources(
@@ -413,10 +479,10 @@ async def test_broker_health_shows_sessions_terminals_and_quote_sources(
     await page.wait(
         "the FIX session", lambda d: "UP" in d.find_element(By.CSS_SELECTOR, f"tr[data-broker='{fix}']").text
     )
-    alpaca_row = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-broker='{alpaca}']").text)
+    alpaca_row = await page.text(f"tr[data-broker='{alpaca}']")
     assert "DOWN" in alpaca_row and "stream dropped" in alpaca_row and "ago" in alpaca_row.split("stream dropped")[1]
-    terminal = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-account='{account}']").text)
+    terminal = await page.text(f"tr[data-account='{account}']")
     assert "UP" in terminal and "5012345" in terminal
-    paper = await page.run(lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-source='paper']").text)
+    paper = await page.text("tr[data-source='paper']")
     assert paper.split()[1] in ("OK", "STALE")
     await page.shot("broker-health")

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from core.domain import OrderStatus
 from core.settings import ApiSettings
-from tests.harness import Stack, unique
+from tests.harness import Stack, unique, until
 
 pytestmark = pytest.mark.asyncio
 D = Decimal
@@ -77,11 +77,12 @@ async def test_repeat_with_same_key_returns_the_original_and_a_different_body_co
         order_id = first.json()["internalOrderId"]
         assert (await http.post(f"/api/v1/orders/{order_id}/cancel")).status_code == 202
         await wait_order(http, order_id, "CANCELED")
-        for _ in range(50):
+
+        async def answered_closed() -> httpx.Response | None:
             closed = await http.post("/api/v1/orders", json=body)
-            if closed.json().get("orderStatus") == "CANCELED":
-                break
-            await asyncio.sleep(0.1)
+            return closed if closed.json().get("orderStatus") == "CANCELED" else None
+
+        closed = await until("the key answering with the closed order", answered_closed, interval=0.1)
         assert (
             closed.status_code == 200
             and closed.json()["duplicate"] is True

@@ -22,7 +22,7 @@ from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.fix.kit import TcpProxy, eventually, fix_settings
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, make_order
+from tests.harness import Stack, make_order, until
 from tests.workflows.recording import record_history
 from worker.dispatcher import ReportDispatcher
 from workflows.order import OrderWorkflow
@@ -282,14 +282,14 @@ async def test_new_orders_are_refused_while_the_session_is_down(fix_stack: FixSt
         [row] = await stack.fetch("SELECT logged_on, detail FROM broker_sessions WHERE broker = 'fix'")
         return row
 
+    async def recorded(logged_on: bool) -> bool:
+        return bool((await session_row())["logged_on"]) is logged_on
+
     assert (await session_row())["logged_on"]
     network.cut()
     try:
         await eventually(lambda: not broker.logged_on)
-        for _ in range(100):
-            if not (await session_row())["logged_on"]:
-                break
-            await asyncio.sleep(0.05)
+        await until("the session recorded down", lambda: recorded(False))
         decision, handle = await stack.submit(_order(symbol="AAPL", qty="5"))
         assert not decision.approved
         [reason] = decision.reasons
@@ -298,10 +298,7 @@ async def test_new_orders_are_refused_while_the_session_is_down(fix_stack: FixSt
     finally:
         network.restore()
     await broker.wait_logged_on(15)
-    for _ in range(100):
-        if (await session_row())["logged_on"]:
-            break
-        await asyncio.sleep(0.05)
+    await until("the session recorded up", lambda: recorded(True))
     decision, handle = await stack.submit(_order(symbol="AAPL", qty="6"))
     assert decision.approved
     assert (await handle.result()).status is OrderStatus.FILLED
