@@ -94,7 +94,10 @@ def bind(**ids: object) -> Iterator[None]:
     try:
         yield
     finally:
-        _CONTEXT.reset(token)
+        # A generator holding the block may be closed from another context (finalized by the event loop or the
+        # garbage collector): the token is not that context's, and the context it was set in is gone with it.
+        with contextlib.suppress(ValueError):
+            _CONTEXT.reset(token)
 
 
 def bind_now(**ids: object) -> None:

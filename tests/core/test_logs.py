@@ -210,3 +210,20 @@ async def test_an_activity_logs_with_the_request_id_and_its_workflow_and_order(
     assert ids["activity"] == "exodus_test_context"
     [line] = [json.loads(x) for x in captured.getvalue().splitlines() if "in the activity" in x]
     assert (line["request_id"], line["order_id"], line["workflow_id"]) == ("req-77", "EXCTX1", "order-EXCTX1")
+
+
+def test_a_generator_bound_in_one_context_and_closed_in_another_ends_quietly() -> None:
+    import contextvars
+
+    from core.logs import bind, bound
+
+    def stream() -> Iterator[str]:
+        with bind(order_id="EX1"):
+            yield bound()["order_id"]
+            yield "more"
+
+    gen = contextvars.copy_context().run(lambda: stream())
+    ctx = contextvars.copy_context()
+    assert ctx.run(next, gen) == "EX1"
+    contextvars.copy_context().run(gen.close)  # another context: the token is not its own
+    assert "order_id" not in bound()
