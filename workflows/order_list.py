@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STATUS,
         SA_SYMBOL,
     )
+    from workflows.order_list_native import PATCH_NATIVE_LISTS, NativeLegs
     from workflows.order_models import ListLink, ListResult, OrderListInput, OrderWorkflowInput
 
 __all__ = ["OrderListWorkflow"]
@@ -76,6 +77,8 @@ class OrderListWorkflow:
         self._saving = False
         self._saved = 0
         self._dirty = False
+        #: A list the broker carries itself (patch native-order-lists): ``workflows.order_list_native``.
+        self._native: NativeLegs | None = None
 
     # ---------------------------------------------------------------------------------------- handlers
 
@@ -156,6 +159,8 @@ class OrderListWorkflow:
         """Start the first legs, then take reports and cancels until every leg is closed."""
         book = self._book
         self._saving = workflow.patched("list-read-model")
+        if inp.native and workflow.patched(PATCH_NATIVE_LISTS):
+            self._native = NativeLegs(book)
         await self._carry_out(book.start(workflow.now()))
         self._touch()
         await self._save()
@@ -200,6 +205,8 @@ class OrderListWorkflow:
             workflow.logger.warning("order list %s: read model not written: %s", self._inp.request.list_id, e)
 
     async def _carry_out(self, commands: list[ListCommand]) -> None:
+        if self._native is not None:
+            commands = self._native.route(commands, workflow.now())
         for command in commands:
             if command.kind == "start":
                 await self._start_leg(command)

@@ -47,6 +47,8 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
     reports_fills=True,
+    # Alpaca's order classes: a bracket, an OCO and an OTO go out as one order with its legs (``core.nativelist``).
+    native_lists=frozenset({"BRACKET", "OCO", "OTO"}),
 )
 
 #: Alpaca order status -> Exodus status; None: still working (ACCEPTED or PARTIALLY_FILLED by what has filled).

@@ -1,0 +1,95 @@
+"""The coordinator's native path: a list the broker carries itself (``core.nativelist``; Alpaca's order classes).
+
+The legs are still the list's order workflows, each under its own deterministic client order id, so the broker's
+fills and cancels are booked per leg (ledger, risk reservations) and ``GET /order-lists/{id}`` shows them. What
+differs from the emulated path (``workflows.order_list``) is who sends and who links the legs:
+
+* the head order (a bracket's or OTO's entry, an OCO's limit) is sent with its legs attached, in one request;
+* an attached leg's workflow starts when the book releases it (a bracket's exits on the entry's complete fill,
+  like Alpaca activates them; an OCO's stop once its head is acknowledged) and never sends anything: its
+  submission finds the broker's leg (the adapter maps it to the leg's client order id) and follows it. An
+  attached leg the broker never had is an unknown outcome (looked up again), never a resend;
+* the broker sizes and links its legs: the book's resizes of an attached leg are not sent (recorded as
+  ``BROKER_SIZED``); the cancels the rules call for still go out (a leg the broker canceled already answers so),
+  so that a broker that did not cancel cannot leave two exits working;
+* an OCO leg held back until its head is acknowledged and canceled meanwhile (the head filled at once, or was
+  refused) is closed here, from a report as its order would have sent (the broker cancels it with its head).
+
+Versioning: the coordinator takes this path only for a list marked native (``OrderListInput.native``) and behind
+``PATCH_NATIVE_LISTS``, evaluated only for such lists: no older history carries it or replays differently.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from core.domain import OrderStatus
+    from core.orderlist import LegReport, LegState, ListBook, ListCommand, ListStatus
+
+__all__ = ["PATCH_NATIVE_LISTS", "NativeLegs"]
+
+#: A list the broker carries natively is sent as one order with its legs attached, and its legs followed.
+PATCH_NATIVE_LISTS = "native-order-lists"
+
+_UNSENT = (OrderStatus.RECEIVED, OrderStatus.SUBMITTED)
+_NEVER_ACCEPTED = (OrderStatus.DENIED, OrderStatus.REJECTED)
+
+
+def _attached(leg: LegState) -> bool:
+    native = leg.order.native
+    return native is not None and native.held_by is not None
+
+
+class NativeLegs:
+    """Routes the book's commands for a native list (see the module docstring)."""
+
+    def __init__(self, book: ListBook) -> None:
+        """Follow ``book``'s list (its legs are marked by ``core.nativelist``)."""
+        self._book = book
+        heads = [leg for leg in book.legs if leg.order.native is not None and not _attached(leg)]
+        self.head = heads[0].name if heads else book.legs[0].name
+        #: Starts of attached legs waiting for the head's acknowledgement.
+        self.pending: list[ListCommand] = []
+
+    def route(self, commands: list[ListCommand], now: datetime) -> list[ListCommand]:
+        """The commands to carry out: ``commands`` less what the broker does itself, plus starts now due."""
+        book = self._book
+        head = book.leg(self.head)
+        out: list[ListCommand] = []
+        closed: list[tuple[LegState, str]] = []
+        for command in commands:
+            leg = book.leg(command.leg)
+            if command.kind == "amend" and _attached(leg):
+                book.record(
+                    now, leg.name, "BROKER_SIZED", detail=f"not sent: the broker sizes its legs ({command.detail})"
+                )
+                continue
+            if command.kind == "start" and _attached(leg) and head.status in _UNSENT:
+                self.pending.append(command)
+                continue
+            waiting = next((p for p in self.pending if p.leg == command.leg), None)
+            if command.kind == "cancel" and waiting is not None:
+                self.pending.remove(waiting)
+                closed.append((leg, f"canceled with the list's {head.name} by the broker ({command.detail})"))
+                continue
+            out.append(command)
+        if self.pending and head.status not in _UNSENT:
+            if head.status in _NEVER_ACCEPTED:
+                closed += [
+                    (book.leg(p.leg), f"never at the broker: {head.name} was {head.status.value}") for p in self.pending
+                ]
+            else:
+                out += self.pending
+            self.pending = []
+        for leg, reason in closed:
+            report = LegReport(
+                leg=leg.name, order_id=leg.order_id, status=OrderStatus.CANCELED, qty=leg.qty, reason=reason
+            )
+            out += self.route(book.take(report, now), now)
+        if book.done and book.status is ListStatus.WORKING:
+            book.status = ListStatus.DONE
+            book.record(now, "list", "DONE", detail=", ".join(f"{g.name} {g.status.value}" for g in book.legs))
+        return out
