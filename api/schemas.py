@@ -565,3 +565,5 @@ class ListPublic(BaseModel):
     legs: list[LegPublic]
     events: list[dict[str, Any]]
     workflow_id: str
+    #: The broker carries the list itself (its order class: bracket, OCO, OTO); else the coordinator emulates it.
+    native: bool = False

@@ -173,7 +173,11 @@ class OrderListWorkflow:
                         request = self._cancels.pop(0)
                         commands = book.request_cancel(now, reason=request.reason, by=request.requested_by)
                     else:
-                        commands = book.take(self._reports.pop(0), now)
+                        report = self._reports.pop(0)
+                        if self._native is not None:
+                            commands = await self._native.take(report, self._reports)
+                        else:
+                            commands = book.take(report, now)
                     await self._carry_out(commands)
                 self._touch()
                 await self._save()

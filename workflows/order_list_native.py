@@ -12,6 +12,10 @@ differs from the emulated path (``workflows.order_list``) is who sends and who l
 * the broker sizes and links its legs: the book's resizes of an attached leg are not sent (recorded as
   ``BROKER_SIZED``); the cancels the rules call for still go out (a leg the broker canceled already answers so),
   so that a broker that did not cancel cannot leave two exits working;
+* a bracket's exit the broker canceled (its other exit filled, the broker's one-cancels-other) may be reported
+  before the other exit's fill reaches the coordinator: the cancel waits (at most ``SIBLING_GRACE``) for the
+  other exit's report, which is taken first, so that the book sees the fill that caused it and raises no false
+  unprotected-position alert; a cancel whose cause never shows is taken as it is (and alerts);
 * an OCO leg held back until its head is acknowledged and canceled meanwhile (the head filled at once, or was
   refused) is closed here, from a report as its order would have sent (the broker cancels it with its head).
 
@@ -21,7 +25,7 @@ Versioning: the coordinator takes this path only for a list marked native (``Ord
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -33,6 +37,9 @@ __all__ = ["PATCH_NATIVE_LISTS", "NativeLegs"]
 
 #: A list the broker carries natively is sent as one order with its legs attached, and its legs followed.
 PATCH_NATIVE_LISTS = "native-order-lists"
+
+#: How long a broker's cancel of an exit waits for the other exit's report (see the module docstring).
+SIBLING_GRACE = timedelta(seconds=10)
 
 _UNSENT = (OrderStatus.RECEIVED, OrderStatus.SUBMITTED)
 _NEVER_ACCEPTED = (OrderStatus.DENIED, OrderStatus.REJECTED)
@@ -53,6 +60,33 @@ class NativeLegs:
         self.head = heads[0].name if heads else book.legs[0].name
         #: Starts of attached legs waiting for the head's acknowledgement.
         self.pending: list[ListCommand] = []
+
+    async def take(self, report: LegReport, queue: list[LegReport]) -> list[ListCommand]:
+        """Take a leg's report (``queue``: the reports still waiting, from which the other exit's are taken first)."""
+        book = self._book
+        try:
+            leg = book.leg(report.leg)
+        except KeyError:
+            return book.take(report, workflow.now())
+        others = [g for g in book.legs if g.name != leg.name and g.role is leg.role and _attached(g) and not g.done]
+        if (
+            _attached(leg)
+            and report.status is OrderStatus.CANCELED
+            and not leg.closing
+            and not book.cancel_requested
+            and others
+        ):
+            names = {g.name for g in others}
+            try:
+                await workflow.wait_condition(lambda: any(r.leg in names for r in queue), timeout=SIBLING_GRACE)
+            except TimeoutError:
+                pass
+            commands: list[ListCommand] = []
+            for first in [r for r in queue if r.leg in names]:
+                queue.remove(first)
+                commands += book.take(first, workflow.now())
+            return commands + book.take(report, workflow.now())
+        return book.take(report, workflow.now())
 
     def route(self, commands: list[ListCommand], now: datetime) -> list[ListCommand]:
         """The commands to carry out: ``commands`` less what the broker does itself, plus starts now due."""

@@ -334,6 +334,7 @@ def _public(book: ListBook) -> ListPublic:
         ],
         events=[e.model_dump(mode="json") for e in book.events],
         workflow_id=list_workflow_id(r.list_id),
+        native=any(leg.order.native is not None for leg in r.legs),
     )
 
 

@@ -1,0 +1,145 @@
+"""Native order lists at Alpaca end to end: through the REST API, the coordinator's native path, the legs' order
+workflows, the Alpaca adapter and the local Alpaca venue (its order classes), Postgres for the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from tests.brokers.alpaca.kit import eventually
+from tests.brokers.alpaca.test_alpaca_workflow import AlpacaStack, _calm, alpaca_stack  # noqa: F401 (fixtures)
+from tests.harness import register_accounts, unique
+
+D = Decimal
+
+
+def _leg(name: str, role: str, side: str, **terms: Any) -> dict[str, Any]:
+    return {"name": name, "role": role, "symbol": "AAPL", "side": side, "qty": 10, "timeInForce": "GTC", **terms}
+
+
+def _bracket(client: str, entry_price: str, tp: str, sl: str) -> dict[str, Any]:
+    return {
+        "clientId": client,
+        "clientListId": unique("br"),
+        "contingency": "BRACKET",
+        "legs": [
+            _leg("entry", "PARENT", "BUY", price=entry_price, broker="alpaca"),
+            _leg("tp", "EXIT", "SELL", price=tp, reduceOnly=True, broker="alpaca"),
+            _leg("sl", "EXIT", "SELL", type="STOP", stopPrice=sl, reduceOnly=True, broker="alpaca"),
+        ],
+    }
+
+
+async def _post(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    r = await http.post("/api/v1/order-lists", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["listId"])
+
+
+async def _until(http: httpx.AsyncClient, list_id: str, check: Any, timeout: float = 30) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
+            if check(view):
+                return dict(view)
+            await asyncio.sleep(0.1)
+
+
+def _states(view: dict[str, Any]) -> dict[str, str]:
+    return {leg["name"]: leg["status"] for leg in view["legs"]}
+
+
+async def test_a_native_bracket_entry_fills_take_profit_fills_and_alpaca_cancels_the_stop(
+    alpaca_stack: AlpacaStack,  # noqa: F811
+) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+    posts = s.venue.requests.get("POST /v2/orders", 0)
+    async with s.stack.api() as http:
+        list_id = await _post(http, _bracket(client, "191.00", "200.00", "180.00"))
+        view = await _until(
+            http, list_id, lambda v: _states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
+        )
+        assert view["native"] is True
+        # One POST for the whole list: the exits are Alpaca's legs of the entry, followed under our own ids.
+        assert s.venue.requests.get("POST /v2/orders", 0) == posts + 1
+        entry_id = view["legs"][0]["internalOrderId"]
+        [group] = [g for g in s.venue.order_classes.values() if g.head == entry_id]
+        assert group.order_class == "bracket" and [leg.active for leg in group.legs] == [True, True]
+
+        await s.venue.set_mid("AAPL", D("201.00"))  # the take-profit fills; Alpaca cancels the stop-loss
+        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
+        assert _states(view) == {"entry": "FILLED", "tp": "FILLED", "sl": "CANCELED"}, view
+        assert not view["flags"], view["flags"]
+        tp_id, sl_id = view["legs"][1]["internalOrderId"], view["legs"][2]["internalOrderId"]
+        tp = (await http.get(f"/api/v1/orders/{tp_id}")).json()
+        assert tp["status"] == "FILLED" and D(tp["filledQty"]) == 10
+        sl = (await http.get(f"/api/v1/orders/{sl_id}")).json()
+        assert sl["status"] == "CANCELED"
+    assert [f["qty"] for f in await s.fills(tp_id)] == [D(10)]
+    assert await s.fills(sl_id) == []
+    stop = next(leg for leg in group.legs if leg.role == "stop_loss")
+    assert stop.status != "held"
+    # The stop's end came from Alpaca: the venue canceled it (the coordinator's own cancel found it canceled).
+    [row] = await s.stack.fetch("SELECT status FROM orders WHERE order_id = %s", sl_id)
+    assert row["status"] == "CANCELED"
+
+    # The risk reservations of the list's orders are released.
+    async def released() -> bool:
+        rows = await s.stack.fetch(
+            "SELECT order_id FROM risk_reservations WHERE order_id = ANY(%s) AND released_at IS NULL",
+            [entry_id, tp_id, sl_id],
+        )
+        return rows == []
+
+    await eventually(released)
+    await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_a_native_oco_at_alpaca_one_leg_fills_and_the_other_is_canceled(
+    alpaca_stack: AlpacaStack,  # noqa: F811
+) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+    body = {
+        "clientId": client,
+        "clientListId": unique("oco"),
+        "contingency": "OCO",
+        "legs": [
+            _leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00", broker="alpaca"),
+            _leg("below", "MEMBER", "BUY", price="185.00", broker="alpaca"),
+        ],
+    }
+    posts = s.venue.requests.get("POST /v2/orders", 0)
+    async with s.stack.api() as http:
+        list_id = await _post(http, body)
+        view = await _until(http, list_id, lambda v: _states(v) == {"above": "ACCEPTED", "below": "ACCEPTED"})
+        assert view["native"] is True and s.venue.requests.get("POST /v2/orders", 0) == posts + 1
+        await s.venue.set_mid("AAPL", D("184.00"))  # the limit fills; Alpaca cancels the stop
+        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
+        assert _states(view) == {"above": "CANCELED", "below": "FILLED"}, view
+        assert not view["flags"]
+    await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_a_native_bracket_alpaca_refuses_is_a_rejected_entry_and_its_exits_never_sent(
+    alpaca_stack: AlpacaStack,  # noqa: F811
+) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+    async with s.stack.api() as http:
+        # A stop-loss above the entry's price: Alpaca refuses the whole order (422), so the list's entry is rejected.
+        list_id = await _post(http, _bracket(client, "185.00", "200.00", "186.00"))
+        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
+    assert _states(view) == {"entry": "REJECTED", "tp": "CANCELED", "sl": "CANCELED"}, view
+    assert "stop_loss.stop_price must be <= base_price - 0.01" in view["legs"][0]["reason"]
+    assert all(not leg["links"] for leg in view["legs"][1:])
