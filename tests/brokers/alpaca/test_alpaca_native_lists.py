@@ -12,6 +12,8 @@ import httpx
 from tests.brokers.alpaca.kit import eventually
 from tests.brokers.alpaca.test_alpaca_workflow import AlpacaStack, _calm, alpaca_stack  # noqa: F401 (fixtures)
 from tests.harness import register_accounts, unique
+from tests.workflows.recording import record_history
+from workflows.order_list import OrderListWorkflow
 
 D = Decimal
 
@@ -98,6 +100,13 @@ async def test_a_native_bracket_entry_fills_take_profit_fills_and_alpaca_cancels
         return rows == []
 
     await eventually(released)
+    client_ = s.stack.client
+    await record_history(
+        client_.get_workflow_handle_for(OrderListWorkflow.run, f"list-{list_id}"),
+        "lists/alpaca-native-bracket-tp-filled",
+    )
+    for name, order_id in (("entry", entry_id), ("tp", tp_id), ("sl", sl_id)):
+        await record_history(client_.get_workflow_handle(f"order-{order_id}"), f"alpaca-native-bracket-leg-{name}-lean")
     await s.venue.set_mid("AAPL", D("190.00"))
 
 
