@@ -135,6 +135,8 @@ class OrderListWorkflow:
             return f"no leg {request.leg!r} in list {self._inp.request.list_id}"
         if leg.released:
             return f"leg {leg.name} was released as order {leg.order_id}: amend the order"
+        if leg.order.native is not None:
+            return f"leg {leg.name} is held by {leg.order.broker} with its list's order (native): it cannot change here"
         if leg.done:
             return f"leg {leg.name} is {leg.status.value}"
         if request.qty is None and request.price is None and request.stop_price is None:

@@ -152,3 +152,26 @@ async def test_a_native_bracket_alpaca_refuses_is_a_rejected_entry_and_its_exits
     assert _states(view) == {"entry": "REJECTED", "tp": "CANCELED", "sl": "CANCELED"}, view
     assert "stop_loss.stop_price must be <= base_price - 0.01" in view["legs"][0]["reason"]
     assert all(not leg["links"] for leg in view["legs"][1:])
+
+
+async def test_a_native_bracket_resting_its_held_exits_cannot_change_here_and_a_cancel_ends_all_three(
+    alpaca_stack: AlpacaStack,  # noqa: F811
+) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+    async with s.stack.api() as http:
+        list_id = await _post(http, _bracket(client, "185.00", "200.00", "180.00"))
+        view = await _until(http, list_id, lambda v: _states(v)["entry"] == "ACCEPTED")
+        assert _states(view) == {"entry": "ACCEPTED", "tp": "HELD", "sl": "HELD"}
+        r = await http.patch(f"/api/v1/order-lists/{list_id}/legs/tp", json={"price": "205.00"})
+        assert r.status_code == 409 and "native" in r.text, r.text
+        entry_id = view["legs"][0]["internalOrderId"]
+        [group] = [g for g in s.venue.order_classes.values() if g.head == entry_id]
+        assert [leg.status for leg in group.legs] == ["held", "held"]
+        r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "desk request"})
+        assert r.status_code == 202
+        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
+    assert _states(view) == {"entry": "CANCELED", "tp": "CANCELED", "sl": "CANCELED"}
+    assert [leg.status for leg in group.legs] == ["canceled", "canceled"]  # Alpaca canceled the held legs
