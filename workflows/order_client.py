@@ -84,7 +84,11 @@ def order_config(settings: Settings, broker: str, **overrides: Any) -> OrderConf
 
 def order_input(order: OrderRequest, settings: Settings, *, config: OrderConfig | None = None) -> OrderWorkflowInput:
     """The order workflow's input: the order and its configuration (by default ``order_config``)."""
-    return OrderWorkflowInput(order=order, config=config or order_config(settings, order.broker))
+    config = config or order_config(settings, order.broker)
+    if order.activation_price is not None and not config.emulates_trailing_stop:
+        # A broker's native trailing stop starts at once (Alpaca's has no activation price): this one is emulated.
+        config = config.model_copy(update={"emulates_trailing_stop": True})
+    return OrderWorkflowInput(order=order, config=config)
 
 
 def search_attributes(order: OrderRequest) -> TypedSearchAttributes:

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from brokers.alpaca.config import ALPACA_STATUS, ALPACA_TIF, ALPACA_TYPE
-from core.domain import OrderSide, OrderStatus, ReplaceOrder, SubmitOrder
+from core.domain import OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder
 
 __all__ = [
     "AlpacaOrderView",
@@ -87,6 +87,15 @@ def order_body(order: SubmitOrder, symbol: str) -> dict[str, Any]:
         if order.stop_price is None:
             raise ValueError(f"a {order.type.value} order needs a stop price")
         body["stop_price"] = text_of(order.stop_price)
+    if order.type is OrderType.TRAILING_STOP:
+        if order.activation_price is not None:
+            raise ValueError("Alpaca's trailing stops have no activation price")
+        if order.trail_amount is not None:
+            body["trail_price"] = text_of(order.trail_amount)
+        elif order.trail_percent is not None:
+            body["trail_percent"] = text_of(order.trail_percent)
+        else:
+            raise ValueError("a trailing stop needs a trail amount or percent")
     native = order.native
     if native is not None and native.held_by is None:
         body.update(order_class_body(order))

@@ -64,7 +64,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
-from devstack.venues.alpaca.classes import HeldLeg, OrderClass, held_json
+from devstack.venues.alpaca.classes import HeldLeg, OrderClass, Trail, held_json, trail_json
 from devstack.venues.alpaca.model import (
     ALPACA_TIF,
     ALPACA_TYPE,
@@ -239,8 +239,11 @@ class AlpacaVenue:
         self.order_classes: dict[str, OrderClass] = {}
         self._class_legs: dict[str, tuple[OrderClass, HeldLeg]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Trailing stops by client order id (``classes.Trail``): held here until triggered, then engine orders.
+        self.trails: dict[str, Trail] = {}
         self.app = self._build_app()
         sim.add_listener(self._on_report)
+        sim.add_feed_listener(self._on_feed)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -285,9 +288,15 @@ class AlpacaVenue:
         await self.sim.flush()  # nothing unsaved is ever revealed
         return self._chains()
 
+    def _trail_by_id(self, alpaca_id: str) -> Trail | None:
+        return next((t for t in self.trails.values() if t.alpaca_id == alpaca_id), None)
+
     async def _leg_by_id(self, alpaca_id: str) -> Leg | None:
         if self._held(alpaca_id) is not None:
             return None
+        trail = self._trail_by_id(alpaca_id)
+        if trail is not None:
+            return await self._leg_by_cl_ord_id(trail.cl_ord_id) if trail.triggered else None
         active = next((h for _, h in self._class_legs.values() if h.active and h.alpaca_id == alpaca_id), None)
         if active is not None:
             return await self._leg_by_cl_ord_id(active.cl_ord_id)
@@ -409,6 +418,10 @@ class AlpacaVenue:
             order = self.sim.engine.find(held.cl_ord_id) if held.active else None
             if order is not None:
                 ids[legs_of(order, 0)[0].alpaca_id] = held.alpaca_id
+        for trail in self.trails.values():
+            order = self.sim.engine.find(trail.cl_ord_id) if trail.triggered else None
+            if order is not None:
+                ids[legs_of(order, 0)[0].alpaca_id] = trail.alpaca_id
         return ids
 
     def _classed(self, data: dict[str, Any], *, nested: bool = False) -> dict[str, Any]:
@@ -416,12 +429,14 @@ class AlpacaVenue:
 
         A leg keeps the id it was announced under while held (the engine's order gets its own when it works).
         """
-        if self._class_legs:
+        if self._class_legs or self.trails:
             ids = self._class_ids()
             for name in ("id", "replaces", "replaced_by"):
                 if data.get(name) in ids:
                     data[name] = ids[data[name]]
         cid = data["client_order_id"]
+        if cid in self.trails:
+            return trail_json(self.trails[cid], base=data)
         order = self.sim.engine.find(cid)
         head = order.cl_ord_ids[0] if order is not None else cid
         group = self.order_classes.get(head)
@@ -519,6 +534,60 @@ class AlpacaVenue:
                     stop_price=leg.stop_price,
                 )
             )
+
+    async def _on_feed(self, symbols: list[str], by_hand: bool) -> None:
+        """Trailing stops follow the mid; one whose stop was crossed goes to the engine as a market order."""
+        for trail in list(self.trails.values()):
+            if trail.triggered or trail.status != "new" or trail.symbol not in symbols:
+                continue
+            if trail.follow(self._mid(trail.symbol)):
+                trail.triggered = True
+                await self.sim.submit(
+                    SubmitOrder(
+                        cl_ord_id=trail.cl_ord_id,
+                        account=self.account_id,
+                        symbol=trail.symbol,
+                        side=trail.side,
+                        type=OrderType.MARKET,
+                        time_in_force=TimeInForce.DAY,
+                        qty=trail.qty,
+                    )
+                )
+
+    def _trailing(
+        self, body: dict[str, Any], *, cid: str, symbol: str, side: str, tif: TimeInForce, qty: Decimal
+    ) -> Response:
+        """Take a ``trailing_stop`` order (``trail_price`` or ``trail_percent``; day or gtc; simple class only)."""
+        if body.get("order_class") not in (None, "", "simple"):
+            return _error(422, 40010000, "trailing_stop orders cannot be bracket, oco or oto orders")
+        if tif not in (TimeInForce.DAY, TimeInForce.GTC):
+            return _error(422, 40010000, "trailing_stop orders must be day or gtc")
+        values = {name: self._decimal(body, name) for name in ("trail_price", "trail_percent")}
+        for value in values.values():
+            if isinstance(value, str):
+                return _error(422, 40010000, value)
+        price, percent = values["trail_price"], values["trail_percent"]
+        if (price is None) == (percent is None):
+            return _error(422, 40010000, "trailing_stop orders require one of trail_price or trail_percent")
+        if cid in self.trails or self.sim.engine.find(cid) is not None:
+            return _error(422, 40010001, "client_order_id must be unique")
+        now = utcnow()
+        trail = Trail(
+            alpaca_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"exodus-alpaca-venue/trail/{cid}")),
+            cl_ord_id=cid,
+            symbol=symbol,
+            side=OrderSide.BUY if side == "buy" else OrderSide.SELL,
+            time_in_force=tif,
+            qty=qty,
+            trail_price=price if isinstance(price, Decimal) else None,
+            trail_percent=percent if isinstance(percent, Decimal) else None,
+            hwm=self._mid(symbol),
+            created_at=now,
+        )
+        self.trails[cid] = trail
+        data = trail_json(trail)
+        self._send({"event": "new", "order": data, "timestamp": alpaca_time(now)})
+        return JSONResponse(data)
 
     def _class_problem(
         self,
@@ -777,8 +846,9 @@ class AlpacaVenue:
         if side not in ("buy", "sell"):
             return _error(422, 40010000, "side must be buy or sell")
         type_name = body.get("type") or body.get("order_type")
-        if type_name == "trailing_stop":
-            return _error(422, 40010000, "trailing_stop orders are not supported by the local venue")
+        trailing = type_name == "trailing_stop"
+        if trailing:
+            type_name = "market"  # checked as one below (no limit or stop price); taken by ``_trailing``
         if type_name not in _TYPES:
             return _error(422, 40010000, f"invalid order type {type_name!r}")
         tif_name = body.get("time_in_force")
@@ -816,6 +886,8 @@ class AlpacaVenue:
             if value is not None and (problem := self._price_problem(name, value, inst)):
                 return _error(422, 42210000, problem)
             prices[name] = value
+        if trailing:
+            return self._trailing(body, cid=cid, symbol=symbol, side=side, tif=tif, qty=qty)
         fresh = self.sim.engine.find(cid) is None
         group = self._class_problem(
             body,
@@ -907,6 +979,14 @@ class AlpacaVenue:
             held = [(g, h) for g, h in held if h.created_at < until]
         items = [(leg.created_at, self._classed(order_json(leg), nested=nested)) for leg in legs]
         items += [(h.created_at, held_json(h, g.order_class)) for g, h in held]
+        trails = [t for t in self.trails.values() if not t.triggered]
+        if status != "all":
+            trails = [t for t in trails if (t.status == "new") == (status == "open")]
+        trails = [t for t in trails if (not symbols or t.symbol in symbols)]
+        trails = [
+            t for t in trails if (after is None or t.created_at > after) and (until is None or t.created_at < until)
+        ]
+        items += [(t.created_at, trail_json(t)) for t in trails]
         items.sort(key=lambda item: item[0], reverse=q.get("direction", "desc") == "desc")
         return JSONResponse([data for _, data in items[:limit]])
 
@@ -916,6 +996,8 @@ class AlpacaVenue:
             return _error(422, 40010000, "client_order_id is required")
         nested = request.query_params.get("nested", "false").lower() == "true"
         leg = await self._leg_by_cl_ord_id(cid)
+        if leg is None and cid in self.trails:
+            return JSONResponse(trail_json(self.trails[cid]))
         if leg is None:
             member = self._class_legs.get(cid)
             if member is not None and not member[1].active:
@@ -929,6 +1011,9 @@ class AlpacaVenue:
         held = self._held(alpaca_id)
         if held is not None:
             return JSONResponse(held_json(held[1], held[0].order_class))
+        trail = self._trail_by_id(alpaca_id)
+        if trail is not None and not trail.triggered:
+            return JSONResponse(trail_json(trail))
         leg = await self._leg_by_id(alpaca_id)
         if leg is None:
             return _error(404, 40410000, "order not found")
@@ -945,6 +1030,14 @@ class AlpacaVenue:
             self._send(
                 {"event": "canceled", "order": held_json(leg_held, group.order_class), "timestamp": alpaca_time(now)}
             )
+            return Response(status_code=204)
+        trail = self._trail_by_id(request.path_params["order_id"])
+        if trail is not None and not trail.triggered:
+            if trail.status != "new":
+                return _error(422, 42210000, f"order is not cancelable (status {trail.status})")
+            now = utcnow()
+            trail.status, trail.canceled_at = "canceled", now
+            self._send({"event": "canceled", "order": trail_json(trail), "timestamp": alpaca_time(now)})
             return Response(status_code=204)
         leg = await self._leg_by_id(request.path_params["order_id"])
         if leg is None:
@@ -963,6 +1056,8 @@ class AlpacaVenue:
         body = await self._body(request)
         if isinstance(body, JSONResponse):
             return body
+        if self._trail_by_id(request.path_params["order_id"]) is not None:
+            return _error(422, 42210000, "trailing_stop orders are not replaceable at the local venue")
         leg = await self._leg_by_id(request.path_params["order_id"])
         if leg is None:
             return _error(404, 40410000, "order not found")
@@ -1107,7 +1202,7 @@ class AlpacaVenue:
             for report, cum in leg.fills
             if (after is None or report.transact_at > after) and (until is None or report.transact_at < until)
         ]
-        if self._class_legs:
+        if self._class_legs or self.trails:
             ids = self._class_ids()
             for item in items:
                 item["order_id"] = ids.get(item["order_id"], item["order_id"])

@@ -175,3 +175,20 @@ async def test_a_native_bracket_resting_its_held_exits_cannot_change_here_and_a_
         view = await _until(http, list_id, lambda v: v["status"] == "DONE")
     assert _states(view) == {"entry": "CANCELED", "tp": "CANCELED", "sl": "CANCELED"}
     assert [leg.status for leg in group.legs] == ["canceled", "canceled"]  # Alpaca canceled the held legs
+
+
+async def test_a_trailing_stop_over_alpaca_is_alpacas_own(alpaca_stack: AlpacaStack) -> None:  # noqa: F811
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    async with s.stack.api() as http:
+        order_id = await s.post(http, qty=4, type="TRAILING_STOP", trailAmount="1.00", timeInForce="GTC")
+        order = await s.wait(http, order_id, "ACCEPTED")
+        # Sent as Alpaca's trailing_stop at once (not held and emulated in the workflow).
+        assert order_id in s.venue.trails and "EMULATE" not in [e["kind"] for e in order["events"]]
+        await s.venue.set_mid("AAPL", D("188.00"))  # a buy's mark follows the low: stop 189
+        await s.venue.set_mid("AAPL", D("189.50"))  # through it
+        order = await s.wait(http, order_id, "FILLED")
+    assert D(order["filledQty"]) == 4 and D(order["avgPrice"]) == D("189.51")
+    trail = s.venue.trails[order_id]
+    assert trail.hwm == D("188.00") and trail.triggered
+    await s.venue.set_mid("AAPL", D("190.00"))

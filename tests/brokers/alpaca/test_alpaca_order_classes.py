@@ -252,3 +252,47 @@ async def test_the_venue_refuses_what_alpaca_refuses_in_an_order_class(
     alpaca_pair.checker.check(listed)
     assert any(o["id"] == r.json()["legs"][0]["id"] and o["status"] == "held" for o in listed.json())
     assert not alpaca_pair.checker.problems, alpaca_pair.checker.problems
+
+
+async def test_a_native_trailing_stop_follows_its_high_water_mark_then_fills(
+    alpaca_pair: AlpacaPair, broker: AlpacaBroker, market: AlpacaVenue, reports: ReportCollector
+) -> None:
+    await market.set_mid("AAPL", D("190.00"))
+    order = SubmitOrder(
+        cl_ord_id=_cid(),
+        account="desk",
+        symbol="AAPL",
+        side=OrderSide.SELL,
+        type=OrderType.TRAILING_STOP,
+        time_in_force=TimeInForce.GTC,
+        qty=D(3),
+        trail_amount=D("1.00"),
+    )
+    ack = await broker.submit_order(order)
+    assert ack.accepted, ack
+    url = alpaca_pair.server.base_url
+
+    async def shown() -> dict[str, Any]:
+        r = await _raw(url, "GET", "/v2/orders:by_client_order_id", params={"client_order_id": order.cl_ord_id})
+        alpaca_pair.checker.check(r)
+        return dict(r.json())
+
+    data = await shown()
+    assert (data["type"], data["trail_price"], data["hwm"], data["stop_price"]) == ("trailing_stop", "1", "190", "189")
+    await market.set_mid("AAPL", D("195.00"))  # the high-water mark rises, the stop with it
+    data = await shown()
+    assert (data["hwm"], data["stop_price"], data["status"]) == ("195", "194", "new")
+    await market.set_mid("AAPL", D("194.50"))  # above the stop: nothing
+    assert (await shown())["status"] == "new"
+    await market.set_mid("AAPL", D("193.90"))  # through it: a market order fills at the bid
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
+    [fill] = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+    assert fill.last_qty == 3 and fill.last_price == D("193.89") and fill.broker_order_id == ack.broker_order_id
+    data = await shown()
+    assert data["status"] == "filled" and data["type"] == "trailing_stop" and data["id"] == ack.broker_order_id
+    status = await broker.get_order_status(order.cl_ord_id)
+    assert status is not None and status.status.value == "FILLED"
+    # An activation price is not Alpaca's: refused before anything is sent (the order workflow emulates such a stop).
+    refused = await broker.submit_order(order.model_copy(update={"cl_ord_id": _cid(), "activation_price": D(200)}))
+    assert not refused.accepted and "activation price" in (refused.reason or "")
+    await market.set_mid("AAPL", D("190.00"))
