@@ -162,7 +162,7 @@ class OrderListWorkflow:
         book = self._book
         self._saving = workflow.patched("list-read-model")
         if inp.native and workflow.patched(PATCH_NATIVE_LISTS):
-            self._native = NativeLegs(book)
+            self._native = NativeLegs(book, inp)
         await self._carry_out(book.start(workflow.now()))
         self._touch()
         await self._save()

@@ -16,6 +16,9 @@ differs from the emulated path (``workflows.order_list``) is who sends and who l
   before the other exit's fill reaches the coordinator: the cancel waits (at most ``SIBLING_GRACE``) for the
   other exit's report, which is taken first, so that the book sees the fill that caused it and raises no false
   unprotected-position alert; a cancel whose cause never shows is taken as it is (and alerts);
+* an attached leg whose order workflow was denied by risk when released is already live at the broker (the broker
+  activated it with its head): the coordinator cancels it there itself (the broker's ``cancel_order`` on the
+  broker's task queue, retried while the outcome is unknown), so that nothing fills that no order books;
 * an OCO leg held back until its head is acknowledged and canceled meanwhile (the head filled at once, or was
   refused) is closed here, from a report as its order would have sent (the broker cancels it with its head).
 
@@ -28,10 +31,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from core.domain import OrderStatus
+    from activities.broker import BrokerActivities, CancelInput
+    from core.domain import CancelOrder, OrderStatus, cl_ord_id_for
     from core.orderlist import LegReport, LegState, ListBook, ListCommand, ListStatus
+    from workflows.order_models import OrderListInput
 
 __all__ = ["PATCH_NATIVE_LISTS", "NativeLegs"]
 
@@ -53,9 +60,10 @@ def _attached(leg: LegState) -> bool:
 class NativeLegs:
     """Routes the book's commands for a native list (see the module docstring)."""
 
-    def __init__(self, book: ListBook) -> None:
-        """Follow ``book``'s list (its legs are marked by ``core.nativelist``)."""
+    def __init__(self, book: ListBook, inp: OrderListInput) -> None:
+        """Follow ``book``'s list (its legs are marked by ``core.nativelist``; ``inp``: the legs' configurations)."""
         self._book = book
+        self._inp = inp
         heads = [leg for leg in book.legs if leg.order.native is not None and not _attached(leg)]
         self.head = heads[0].name if heads else book.legs[0].name
         #: Starts of attached legs waiting for the head's acknowledgement.
@@ -86,7 +94,41 @@ class NativeLegs:
                 queue.remove(first)
                 commands += book.take(first, workflow.now())
             return commands + book.take(report, workflow.now())
-        return book.take(report, workflow.now())
+        commands = book.take(report, workflow.now())
+        if _attached(leg) and report.status is OrderStatus.DENIED:
+            await self._cancel_at_broker(leg)
+        return commands
+
+    async def _cancel_at_broker(self, leg: LegState) -> None:
+        """Cancel at the broker an attached leg whose order workflow never started following it (denied)."""
+        book, order = self._book, leg.order
+        config = (self._inp.legs.get(leg.name) or next(iter(self._inp.legs.values()))).config
+        request = CancelOrder(
+            cl_ord_id=cl_ord_id_for(leg.order_id),
+            symbol=order.symbol,
+            side=order.side,
+            qty=leg.qty or order.qty,
+            reason=f"leg {leg.name} of list {book.request.list_id} was denied by risk",
+        )
+        try:
+            ack = await workflow.execute_activity_method(
+                BrokerActivities.cancel_order,
+                CancelInput(broker=order.broker, request=request),
+                task_queue=config.broker_task_queue,
+                start_to_close_timeout=timedelta(seconds=config.broker_call_timeout_seconds),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20),
+            )
+        except ActivityError as e:
+            text = f"BROKER_LEG_LIVE: {leg.name} is denied here but its cancel at {order.broker} failed: {e.cause or e}"
+            book.flags.append(text)
+            book.record(workflow.now(), leg.name, "BROKER_CANCEL_FAILED", detail=text)
+            return
+        if ack.accepted or ack.not_found:
+            book.record(workflow.now(), leg.name, "BROKER_LEG_CANCELED", detail="the broker's leg is canceled")
+            return
+        text = f"BROKER_LEG_LIVE: {leg.name} is denied here but {order.broker} did not cancel it: {ack.reason}"
+        book.flags.append(text)
+        book.record(workflow.now(), leg.name, "BROKER_CANCEL_FAILED", detail=text)
 
     def route(self, commands: list[ListCommand], now: datetime) -> list[ListCommand]:
         """The commands to carry out: ``commands`` less what the broker does itself, plus starts now due."""

@@ -42,12 +42,16 @@ async def _post(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
 
 
 async def _until(http: httpx.AsyncClient, list_id: str, check: Any, timeout: float = 30) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
-            if check(view):
-                return dict(view)
-            await asyncio.sleep(0.1)
+    view: Any = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
+                if check(view):
+                    return dict(view)
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"list {list_id} never got there: {view}") from None
 
 
 def _states(view: dict[str, Any]) -> dict[str, str]:
@@ -191,4 +195,42 @@ async def test_a_trailing_stop_over_alpaca_is_alpacas_own(alpaca_stack: AlpacaSt
     assert D(order["filledQty"]) == 4 and D(order["avgPrice"]) == D("189.51")
     trail = s.venue.trails[order_id]
     assert trail.hwm == D("188.00") and trail.triggered
+    await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_exits_risk_denies_when_released_are_canceled_at_alpaca_and_the_position_flagged(
+    alpaca_stack: AlpacaStack,  # noqa: F811
+) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+
+    async def trading(state: str) -> None:
+        body = {"scope": "ACCOUNT", "key": client, "state": state, "reason": "drill"}
+        r = await http.post("/api/v1/operator/trading-state", json=body)
+        assert r.status_code == 200, r.text
+
+    async with s.stack.api() as http:
+        list_id = await _post(http, _bracket(client, "185.00", "200.00", "180.00"))
+        view = await _until(http, list_id, lambda v: _states(v)["entry"] == "ACCEPTED")
+        entry_id = view["legs"][0]["internalOrderId"]
+        [group] = [g for g in s.venue.order_classes.values() if g.head == entry_id]
+        # The account is halted while the entry rests; its fill activates Alpaca's legs, but risk denies their
+        # orders when the list releases them: the coordinator cancels them at Alpaca.
+        await trading("HALTED")
+        try:
+            await s.venue.set_mid("AAPL", D("184.00"))
+            view = await _until(http, list_id, lambda v: v["status"] == "DONE")
+        finally:
+            await trading("ACTIVE")
+    assert _states(view) == {"entry": "FILLED", "tp": "DENIED", "sl": "DENIED"}, view
+    assert [e["leg"] for e in view["events"] if e["event"] == "BROKER_LEG_CANCELED"] == ["tp", "sl"]
+    assert view["flags"] and view["flags"][0].startswith("UNPROTECTED: tp DENIED"), view["flags"]
+
+    async def canceled_at_alpaca() -> bool:
+        orders = [s.venue.sim.engine.find(leg.cl_ord_id) for leg in group.legs]
+        return all(o is not None and not o.is_open and o.filled_qty == 0 for o in orders)
+
+    await eventually(canceled_at_alpaca)
     await s.venue.set_mid("AAPL", D("190.00"))
