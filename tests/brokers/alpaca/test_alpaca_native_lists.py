@@ -234,3 +234,51 @@ async def test_exits_risk_denies_when_released_are_canceled_at_alpaca_and_the_po
 
     await eventually(canceled_at_alpaca)
     await s.venue.set_mid("AAPL", D("190.00"))
+
+
+async def test_a_native_bracket_whose_post_answer_is_lost_is_looked_up_never_sent_twice(
+    alpaca_stack: AlpacaStack,  # noqa: F811
+) -> None:
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+    posts = s.venue.requests.get("POST /v2/orders", 0)
+    duplicates = s.venue.sim.duplicate_submits
+    s.venue.faults.add("drop_after", method="POST", path="/v2/orders")  # Alpaca took it; the answer is lost
+    async with s.stack.api() as http:
+        list_id = await _post(http, _bracket(client, "191.00", "200.00", "180.00"))
+        view = await _until(
+            http, list_id, lambda v: _states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
+        )
+        # The entry was found by its client order id and its legs among its nested legs: one POST in all.
+        assert s.venue.requests.get("POST /v2/orders", 0) == posts + 1
+        assert s.venue.sim.duplicate_submits == duplicates
+        r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "done"})
+        assert r.status_code == 202
+        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
+    assert _states(view) == {"entry": "FILLED", "tp": "CANCELED", "sl": "CANCELED"}
+
+
+async def test_a_native_oco_alpaca_refuses_drops_the_leg_waiting_for_it(alpaca_stack: AlpacaStack) -> None:  # noqa: F811
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+    body = {
+        "clientId": client,
+        "clientListId": unique("oco"),
+        "contingency": "OCO",
+        "legs": [
+            _leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00", broker="alpaca"),
+            _leg("limit", "MEMBER", "BUY", price="196.00", broker="alpaca"),  # a buy OCO's limit is below its stop
+        ],
+    }
+    async with s.stack.api() as http:
+        r = await http.post("/api/v1/order-lists", json=body)
+        assert r.status_code == 201, r.text
+        list_id = r.json()["listId"]
+        view = await _until(http, list_id, lambda v: v["status"] in ("DONE", "DENIED"))
+    assert _states(view) == {"above": "CANCELED", "limit": "REJECTED"}, view
+    assert "take_profit.limit_price must be < stop_loss.stop_price" in view["legs"][1]["reason"]
+    assert "never at the broker" in view["legs"][0]["reason"]
