@@ -330,8 +330,8 @@ class AlpacaBroker:
                         await self._store.add_alpaca_id(str(d["id"]), base_order_id(cid), cid)
             view = await self._current(cid)
         if view is None:
-            reason = f"NO_LEG: Alpaca's order {native.held_by} has no {native.role} leg"
-            return BrokerAck(accepted=False, cl_ord_id=cid, reason=reason)
+            missing = f"NO_LEG: Alpaca's order {native.held_by} has no {native.role} leg"
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=missing)
         now = utcnow()
         await self._store.add_order(
             AlpacaOrder(

@@ -296,3 +296,37 @@ async def test_a_native_trailing_stop_follows_its_high_water_mark_then_fills(
     refused = await broker.submit_order(order.model_copy(update={"cl_ord_id": _cid(), "activation_price": D(200)}))
     assert not refused.accepted and "activation price" in (refused.reason or "")
     await market.set_mid("AAPL", D("190.00"))
+
+
+async def test_a_leg_its_head_does_not_have_is_refused_without_sending(
+    alpaca_pair: AlpacaPair, broker: AlpacaBroker, market: AlpacaVenue
+) -> None:
+    await market.set_mid("AAPL", D("190.00"))
+    stop_id = _cid()
+    leg = NativeLeg(role="stop_loss", cl_ord_id=stop_id, side=OrderSide.SELL, type=OrderType.STOP, stop_price=D(180))
+    entry = _order(
+        OrderSide.BUY, OrderType.LIMIT, "2", price="185.00", native=NativeList(order_class="oto", legs=(leg,))
+    )
+    assert (await broker.submit_order(entry)).accepted
+    posts = market.requests.get("POST /v2/orders", 0)
+    stray = _order(
+        OrderSide.SELL,
+        OrderType.LIMIT,
+        "2",
+        price="200.00",
+        native=NativeList(order_class="oto", held_by=entry.cl_ord_id, role="take_profit"),
+    )
+    ack = await broker.submit_order(stray)
+    assert not ack.accepted and (ack.reason or "").startswith("NO_LEG"), ack
+    assert market.requests.get("POST /v2/orders", 0) == posts
+    ok = await broker.submit_order(
+        _order(
+            OrderSide.SELL,
+            OrderType.STOP,
+            "2",
+            stop="180.00",
+            cid=stop_id,
+            native=NativeList(order_class="oto", held_by=entry.cl_ord_id, role="stop_loss"),
+        )
+    )
+    assert ok.accepted and ok.broker_order_id
