@@ -161,6 +161,7 @@ class NativeLegs:
                 out += self.pending
             self.pending = []
         for leg, reason in closed:
+            leg.released = False  # never started: no order of its own to link to
             report = LegReport(
                 leg=leg.name, order_id=leg.order_id, status=OrderStatus.CANCELED, qty=leg.qty, reason=reason
             )

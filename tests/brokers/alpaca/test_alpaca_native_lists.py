@@ -282,3 +282,4 @@ async def test_a_native_oco_alpaca_refuses_drops_the_leg_waiting_for_it(alpaca_s
     assert _states(view) == {"above": "CANCELED", "limit": "REJECTED"}, view
     assert "take_profit.limit_price must be < stop_loss.stop_price" in view["legs"][1]["reason"]
     assert "never at the broker" in view["legs"][0]["reason"]
+    assert view["legs"][0]["links"] == {}  # never started as an order of its own
