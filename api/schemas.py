@@ -512,7 +512,7 @@ class OrderListCreate(_Wire):
 
 
 class LegPublic(BaseModel):
-    """A leg as the list shows it: ``status`` is ``EMULATED`` while the coordinator holds it."""
+    """A leg as the list shows it: ``status`` is ``EMULATED`` while the coordinator holds it (``HELD``: the broker)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
@@ -565,3 +565,5 @@ class ListPublic(BaseModel):
     legs: list[LegPublic]
     events: list[dict[str, Any]]
     workflow_id: str
+    #: The broker carries the list itself (its order class: bracket, OCO, OTO); else the coordinator emulates it.
+    native: bool = False

@@ -116,6 +116,11 @@ class BrokerCapabilities(BaseModel):
     #: ``fills_since()`` lists every fill the broker made for Exodus' orders after a time (compared with the
     #: ledger's fills of the day). False (the default): fills are not compared.
     reports_fills: bool = False
+    #: The order lists the broker carries itself (``core.contingency.Contingency`` values: ``BRACKET``, ``OCO``,
+    #: ``OTO``): such a list is sent as one request and the broker's legs are followed (``core.nativelist``); every
+    #: other list, and a list whose shape the broker cannot carry, is emulated by the coordinator. Empty: all
+    #: emulated.
+    native_lists: frozenset[str] = frozenset()
 
     @property
     def takes(self) -> frozenset[OrderType]:

@@ -30,7 +30,7 @@ import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -51,6 +51,8 @@ __all__ = [
     "ExecutionReport",
     "Fill",
     "Instrument",
+    "NativeLeg",
+    "NativeList",
     "InstrumentClass",
     "InvalidTransition",
     "OrderEvent",
@@ -710,6 +712,43 @@ class OrderRequest(OrderTerms):
     #: the worst case of the legs that can be live together: the entry plus the larger of these (never the sum,
     #: since the exits are linked). Empty for every other order.
     list_exits: tuple[OrderTerms, ...] = ()
+    #: A leg of an order list the broker carries natively (``core.nativelist``): the head order is sent with its
+    #: attached legs in one request; an attached leg is never sent on its own, only found at the broker.
+    native: NativeList | None = None
+
+
+class NativeLeg(BaseModel):
+    """A leg attached to a native list's head order: its role at the broker, our client order id, its prices."""
+
+    model_config = _Frozen
+
+    #: ``take_profit`` (a limit exit) or ``stop_loss`` (a stop or stop-limit exit).
+    role: Literal["take_profit", "stop_loss"]
+    cl_ord_id: str
+    side: OrderSide
+    type: OrderType
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+class NativeList(BaseModel):
+    """How an order takes part in a list the broker carries (Alpaca's order classes).
+
+    On the head order (a bracket's or OTO's entry, an OCO's limit leg): ``legs`` are sent with it in one request.
+    On an attached leg: ``held_by`` is the head's client order id and ``role`` which of its legs it is; the
+    adapter never sends such an order, it finds the broker's leg and follows it under the leg's own id.
+    """
+
+    model_config = _Frozen
+
+    #: ``bracket``, ``oco`` or ``oto`` (the broker's order class).
+    order_class: Literal["bracket", "oco", "oto"]
+    legs: tuple[NativeLeg, ...] = ()
+    held_by: str | None = None
+    role: Literal["take_profit", "stop_loss"] | None = None
+
+
+OrderRequest.model_rebuild()
 
 
 class RiskDecision(BaseModel):
@@ -1240,6 +1279,8 @@ class OrderState(BaseModel):
 
     def submit_order(self) -> SubmitOrder:
         """The submission of the order's current terms."""
+        if self.request.native is not None:
+            return SubmitOrder(cl_ord_id=self.cl_ord_id, native=self.request.native, **self.sent_terms())
         return SubmitOrder(cl_ord_id=self.cl_ord_id, **self.sent_terms())
 
     def cancel_order(self, reason: str) -> CancelOrder:
@@ -1291,6 +1332,8 @@ class SubmitOrder(OrderTerms):
     model_config = _Frozen
 
     cl_ord_id: str = renamed("client_order_id", "cl_ord_id")
+    #: A leg of a list the broker carries natively (``OrderRequest.native``).
+    native: NativeList | None = None
 
 
 class CancelOrder(BaseModel):

@@ -583,6 +583,7 @@ class ListBook(BaseModel):
                     "trail_percent": None,
                     "activation_price": None,
                     "reduce_only": True,
+                    "native": None,  # never part of a broker's order class (``core.nativelist``)
                 }
             )
             self.legs.append(

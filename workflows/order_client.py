@@ -27,6 +27,7 @@ from temporalio.common import (
 
 from brokers import BROKERS
 from core.domain import OrderRequest, OrderStatus, RiskDecision, workflow_id_for
+from core.nativelist import plan
 from core.orderlist import ListDecision, OrderListRequest, list_workflow_id
 from core.settings import Settings
 from core.temporal import (
@@ -55,6 +56,7 @@ __all__ = [
     "list_input",
     "list_search_attributes",
     "list_start",
+    "native_request",
     "order_config",
     "order_input",
     "order_start",
@@ -82,7 +84,11 @@ def order_config(settings: Settings, broker: str, **overrides: Any) -> OrderConf
 
 def order_input(order: OrderRequest, settings: Settings, *, config: OrderConfig | None = None) -> OrderWorkflowInput:
     """The order workflow's input: the order and its configuration (by default ``order_config``)."""
-    return OrderWorkflowInput(order=order, config=config or order_config(settings, order.broker))
+    config = config or order_config(settings, order.broker)
+    if order.activation_price is not None and not config.emulates_trailing_stop:
+        # A broker's native trailing stop starts at once (Alpaca's has no activation price): this one is emulated.
+        config = config.model_copy(update={"emulates_trailing_stop": True})
+    return OrderWorkflowInput(order=order, config=config)
 
 
 def search_attributes(order: OrderRequest) -> TypedSearchAttributes:
@@ -161,13 +167,42 @@ def order_start(
 def list_input(request: OrderListRequest, settings: Settings, *, task_queue: str | None = None) -> OrderListInput:
     """The coordinator's input: the list and each leg's order workflow input (``order_input``, linked to the list)."""
     link = list_workflow_id(request.list_id)
+    request, native = native_request(request)
     legs = {
         leg.name: order_input(leg.order, settings).model_copy(
             update={"parent": ListLink(workflow_id=link, leg=leg.name)}
         )
         for leg in request.legs
     }
-    return OrderListInput(request=request, legs=legs, task_queue=task_queue or settings.temporal.task_queue)
+    return OrderListInput(
+        request=request, legs=legs, task_queue=task_queue or settings.temporal.task_queue, native=native
+    )
+
+
+def native_request(request: OrderListRequest) -> tuple[OrderListRequest, bool]:
+    """The list with its legs marked for the broker's own order class when the broker carries it (else as it is).
+
+    ``core.nativelist.plan`` decides from the broker's ``native_lists`` and the list's shape; the second value says
+    whether the list is native (the coordinator then sends the head with its legs attached and follows the rest).
+    """
+    if not request.legs:
+        return request, False
+    broker = BROKERS.get(request.legs[0].order.broker)
+    if broker is None:
+        return request, False
+    marks = plan(
+        request.contingency,
+        request.trigger,
+        [(leg.name, leg.role, leg.order) for leg in request.legs],
+        broker.capabilities.native_lists,
+    )
+    if marks is None:
+        return request, False
+    legs = [
+        leg.model_copy(update={"order": leg.order.model_copy(update={"native": marks[leg.name]})})
+        for leg in request.legs
+    ]
+    return request.model_copy(update={"legs": legs}), True
 
 
 def list_search_attributes(request: OrderListRequest) -> TypedSearchAttributes:

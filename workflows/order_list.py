@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STATUS,
         SA_SYMBOL,
     )
+    from workflows.order_list_native import PATCH_NATIVE_LISTS, NativeLegs
     from workflows.order_models import ListLink, ListResult, OrderListInput, OrderWorkflowInput
 
 __all__ = ["OrderListWorkflow"]
@@ -76,6 +77,8 @@ class OrderListWorkflow:
         self._saving = False
         self._saved = 0
         self._dirty = False
+        #: A list the broker carries itself (patch native-order-lists): ``workflows.order_list_native``.
+        self._native: NativeLegs | None = None
 
     # ---------------------------------------------------------------------------------------- handlers
 
@@ -132,6 +135,8 @@ class OrderListWorkflow:
             return f"no leg {request.leg!r} in list {self._inp.request.list_id}"
         if leg.released:
             return f"leg {leg.name} was released as order {leg.order_id}: amend the order"
+        if leg.order.native is not None:
+            return f"leg {leg.name} is held by {leg.order.broker} with its list's order (native): it cannot change here"
         if leg.done:
             return f"leg {leg.name} is {leg.status.value}"
         if request.qty is None and request.price is None and request.stop_price is None:
@@ -156,6 +161,8 @@ class OrderListWorkflow:
         """Start the first legs, then take reports and cancels until every leg is closed."""
         book = self._book
         self._saving = workflow.patched("list-read-model")
+        if inp.native and workflow.patched(PATCH_NATIVE_LISTS):
+            self._native = NativeLegs(book, inp)
         await self._carry_out(book.start(workflow.now()))
         self._touch()
         await self._save()
@@ -168,7 +175,11 @@ class OrderListWorkflow:
                         request = self._cancels.pop(0)
                         commands = book.request_cancel(now, reason=request.reason, by=request.requested_by)
                     else:
-                        commands = book.take(self._reports.pop(0), now)
+                        report = self._reports.pop(0)
+                        if self._native is not None:
+                            commands = await self._native.take(report, self._reports)
+                        else:
+                            commands = book.take(report, now)
                     await self._carry_out(commands)
                 self._touch()
                 await self._save()
@@ -200,6 +211,8 @@ class OrderListWorkflow:
             workflow.logger.warning("order list %s: read model not written: %s", self._inp.request.list_id, e)
 
     async def _carry_out(self, commands: list[ListCommand]) -> None:
+        if self._native is not None:
+            commands = self._native.route(commands, workflow.now())
         for command in commands:
             if command.kind == "start":
                 await self._start_leg(command)

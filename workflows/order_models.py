@@ -142,6 +142,9 @@ class OrderListInput(BaseModel):
     task_queue: str
     #: Pause between attempts of a leg's resize that the order could not take yet (not acknowledged yet).
     resize_retry_seconds: float = 1.0
+    #: The broker carries the list itself (``core.nativelist``): the legs are marked (``OrderRequest.native``), the
+    #: coordinator follows the broker's legs instead of releasing, resizing and canceling them itself.
+    native: bool = False
 
 
 class ListResult(BaseModel):

@@ -318,7 +318,8 @@ def _public(book: ListBook) -> ListPublic:
                 name=leg.name,
                 role=leg.role,
                 internal_order_id=leg.order_id,
-                status=leg.shown_status,
+                # A native list's leg not released yet is held by the broker with the list's order, not here.
+                status="HELD" if leg.shown_status == "EMULATED" and leg.order.native is not None else leg.shown_status,
                 side=leg.order.side,
                 type=leg.order.type,
                 qty=leg.qty,
@@ -334,6 +335,7 @@ def _public(book: ListBook) -> ListPublic:
         ],
         events=[e.model_dump(mode="json") for e in book.events],
         workflow_id=list_workflow_id(r.list_id),
+        native=any(leg.order.native is not None for leg in r.legs),
     )
 
 

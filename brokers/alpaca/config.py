@@ -18,14 +18,16 @@ __all__ = [
     "AlpacaSettings",
 ]
 
-#: Alpaca's order types and times in force that Exodus' domain has. Alpaca also has ``trailing_stop`` (no domain
-#: type yet: issue 15); GTD, pegged and touched orders do not exist at Alpaca. ``opg`` and ``cls`` (at the open /
+#: Alpaca's order types and times in force that Exodus' domain has (``trailing_stop`` included); GTD, pegged and
+#: touched orders do not exist at Alpaca. ``opg`` and ``cls`` (at the open /
 #: close auction) take market and limit orders only (the terms rules refuse the others before they get here).
 ALPACA_TYPE: Final = {
     OrderType.MARKET: "market",
     OrderType.LIMIT: "limit",
     OrderType.STOP: "stop",
     OrderType.STOP_LIMIT: "stop_limit",
+    # Native: trail_price (our trailAmount) or trail_percent; no activation price (such an order is emulated).
+    OrderType.TRAILING_STOP: "trailing_stop",
 }
 ALPACA_TIF: Final = {
     TimeInForce.DAY: "day",
@@ -47,6 +49,8 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
     reports_fills=True,
+    # Alpaca's order classes: a bracket, an OCO and an OTO go out as one order with its legs (``core.nativelist``).
+    native_lists=frozenset({"BRACKET", "OCO", "OTO"}),
 )
 
 #: Alpaca order status -> Exodus status; None: still working (ACCEPTED or PARTIALLY_FILLED by what has filled).

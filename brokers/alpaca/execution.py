@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,7 +42,15 @@ from typing import Any
 from brokers.alpaca.client import AlpacaError, AlpacaRest, RateLimiter
 from brokers.alpaca.config import ALPACA_CAPABILITIES, EXODUS_CL_ORD_ID
 from brokers.alpaca.marketdata import QuotePoller
-from brokers.alpaca.parsing import AlpacaOrderView, decimal_of, order_body, replace_body, rfc3339, time_of
+from brokers.alpaca.parsing import (
+    AlpacaOrderView,
+    decimal_of,
+    leg_role,
+    order_body,
+    replace_body,
+    rfc3339,
+    time_of,
+)
 from brokers.alpaca.store import AlpacaOrder, AlpacaStore
 from brokers.alpaca.stream import TradeUpdatesStream
 from brokers.base import ReportSink, storage_boundary
@@ -164,6 +173,8 @@ class AlpacaBroker:
         self._lock = asyncio.Lock()
         #: Alpaca order ids seen that are not Exodus orders (fill activities of other orders on the account).
         self._foreign: set[str] = set()
+        #: Alpaca id -> our client order id of a native list's legs (Alpaca names them with its own client ids).
+        self._leg_ids: dict[str, str] = {}
         #: Completed catch-ups (one after every stream connection).
         self.catch_ups = 0
         self.caught_up = asyncio.Event()
@@ -239,6 +250,8 @@ class AlpacaBroker:
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """POST the order; a definite refusal is an unaccepted ack, an unknown outcome ``BrokerUnavailable``."""
         cid = order.cl_ord_id
+        if order.native is not None and order.native.held_by is not None:
+            return await self._submit_leg(order)
         try:
             body = order_body(order, self._symbol(order.symbol))
         except ValueError as e:
@@ -266,11 +279,88 @@ class AlpacaBroker:
                 await self._store.save_order(record)
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by Alpaca: {e}")
         view = self._view(data)
+        await self._map_legs(order, data)
         reports = await self._absorb(view, event="new", source="answer")
         if view.status == "rejected":
             reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
             return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
         return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=view.id, reports=reports)
+
+    async def _map_legs(self, order: SubmitOrder, data: Any) -> bool:
+        """Note Alpaca's ids of a list head's legs (in its Order object's ``legs``) under our legs' client order ids."""
+        native = order.native
+        if native is None or not native.legs or not isinstance(data, dict):
+            return False
+        found = {leg_role(d): d for d in data.get("legs") or [] if isinstance(d, dict) and d.get("id")}
+        mapped = True
+        for leg in native.legs:
+            d = found.get(leg.role)
+            if d is None:
+                mapped = False
+                continue
+            alpaca_id = str(d["id"])
+            self._leg_ids[alpaca_id] = leg.cl_ord_id
+            await self._store.add_alpaca_id(alpaca_id, base_order_id(leg.cl_ord_id), leg.cl_ord_id)
+        return mapped
+
+    async def _submit_leg(self, order: SubmitOrder) -> BrokerAck:
+        """A native list's leg: never sent on its own; found among its head's legs at Alpaca and followed.
+
+        The head unknown to Alpaca is an unknown outcome (its submission may still be on its way), never a refusal.
+        """
+        cid = order.cl_ord_id
+        native = order.native
+        assert native is not None and native.held_by is not None
+        view = await self._current(cid)
+        if view is None:
+            try:
+                head = await self.rest.get(
+                    "/v2/orders:by_client_order_id", params={"client_order_id": native.held_by, "nested": "true"}
+                )
+            except AlpacaError as e:
+                if e.status == 404:
+                    raise BrokerUnavailable(
+                        f"{self.name}: the head {native.held_by} of leg {cid} is not known yet"
+                    ) from e
+                raise BrokerUnavailable(f"{self.name}: looking up {native.held_by} was refused: {e}") from e
+            if isinstance(head, dict):
+                for d in head.get("legs") or []:
+                    if isinstance(d, dict) and d.get("id") and leg_role(d) == native.role:
+                        self._leg_ids[str(d["id"])] = cid
+                        await self._store.add_alpaca_id(str(d["id"]), base_order_id(cid), cid)
+            view = await self._current(cid)
+        if view is None:
+            missing = f"NO_LEG: Alpaca's order {native.held_by} has no {native.role} leg"
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=missing)
+        now = utcnow()
+        await self._store.add_order(
+            AlpacaOrder(
+                order_id=base_order_id(cid),
+                cl_ord_id=cid,
+                account=order.account,
+                symbol=order.symbol,
+                side=order.side,
+                qty=order.qty,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        reports = await self._absorb(view, event="new", source="answer")
+        if view.status == "rejected":
+            reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
+            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
+        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=view.id, reports=reports)
+
+    async def _adopt(self, view: AlpacaOrderView) -> AlpacaOrderView:
+        """A native list's leg under our client order id (Alpaca names it with its own); other orders as they are."""
+        if EXODUS_CL_ORD_ID.match(view.cl_ord_id):
+            return view
+        cid = self._leg_ids.get(view.id)
+        if cid is None and view.id not in self._foreign:
+            cid = await self._store.cl_ord_id_of(view.id)
+            if cid is not None:
+                self._leg_ids[view.id] = cid
+        return dataclasses.replace(view, cl_ord_id=cid) if cid is not None else view
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """DELETE the order Alpaca knows by our client order id (following its replacements)."""
@@ -370,7 +460,7 @@ class AlpacaBroker:
             if after:
                 params["after"] = after
             page = await self.rest.get("/v2/orders", params=params)
-            views = [self._view(d) for d in page or []]
+            views = [await self._adopt(self._view(d)) for d in page or []]
             for view in views:
                 if EXODUS_CL_ORD_ID.match(view.cl_ord_id) and view.working:
                     await self._absorb(view, source="status")
@@ -433,9 +523,19 @@ class AlpacaBroker:
         try:
             data = await self.rest.get("/v2/orders:by_client_order_id", params={"client_order_id": cl_ord_id})
         except AlpacaError as e:
-            if e.status == 404:
+            if e.status != 404:
+                raise BrokerUnavailable(f"{self.name}: looking up {cl_ord_id} was refused: {e}") from e
+            # A native list's leg is known to Alpaca under Alpaca's own client id: by the id we noted for it.
+            alpaca_id = await self._store.alpaca_id_of(cl_ord_id)
+            if alpaca_id is None:
                 return None
-            raise BrokerUnavailable(f"{self.name}: looking up {cl_ord_id} was refused: {e}") from e
+            try:
+                data = await self.rest.get(f"/v2/orders/{alpaca_id}")
+            except AlpacaError as e2:
+                if e2.status == 404:
+                    return None
+                raise BrokerUnavailable(f"{self.name}: looking up {cl_ord_id} was refused: {e2}") from e2
+            return await self._adopt(self._view(data))
         view = self._view(data)
         for _ in range(50):
             if view.status != "replaced" or not view.replaced_by:
@@ -615,6 +715,7 @@ class AlpacaBroker:
         except ValueError:
             log.warning("%s: a %s event without a readable order: %s", self.name, event, str(data)[:300])
             return
+        view = await self._adopt(view)
         if not EXODUS_CL_ORD_ID.match(view.cl_ord_id):
             return
         at = time_of(data.get("timestamp"))

@@ -8,11 +8,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from brokers.alpaca.config import ALPACA_STATUS, ALPACA_TIF, ALPACA_TYPE
-from core.domain import OrderSide, OrderStatus, ReplaceOrder, SubmitOrder
+from core.domain import OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder
 
 __all__ = [
     "AlpacaOrderView",
     "decimal_of",
+    "leg_role",
+    "order_class_body",
     "order_body",
     "replace_body",
     "rfc3339",
@@ -85,7 +87,57 @@ def order_body(order: SubmitOrder, symbol: str) -> dict[str, Any]:
         if order.stop_price is None:
             raise ValueError(f"a {order.type.value} order needs a stop price")
         body["stop_price"] = text_of(order.stop_price)
+    if order.type is OrderType.TRAILING_STOP:
+        if order.activation_price is not None:
+            raise ValueError("Alpaca's trailing stops have no activation price")
+        if order.trail_amount is not None:
+            body["trail_price"] = text_of(order.trail_amount)
+        elif order.trail_percent is not None:
+            body["trail_percent"] = text_of(order.trail_percent)
+        else:
+            raise ValueError("a trailing stop needs a trail amount or percent")
+    native = order.native
+    if native is not None and native.held_by is None:
+        body.update(order_class_body(order))
     return body
+
+
+def order_class_body(order: SubmitOrder) -> dict[str, Any]:
+    """The order class part of a list's head order: ``order_class`` with its ``take_profit`` and ``stop_loss``.
+
+    A bracket carries both exits, an OTO one, an OCO its stop (the head is the OCO's limit, repeated as the
+    ``take_profit``). ``ValueError`` for a leg Alpaca cannot attach.
+    """
+    native = order.native
+    assert native is not None
+    body: dict[str, Any] = {"order_class": native.order_class}
+    if native.order_class == "oco":
+        if order.price is None:
+            raise ValueError("an OCO's head is a limit order")
+        body["take_profit"] = {"limit_price": text_of(order.price)}
+    for leg in native.legs:
+        if leg.role == "take_profit":
+            if leg.price is None:
+                raise ValueError("a take-profit leg needs a limit price")
+            body["take_profit"] = {"limit_price": text_of(leg.price)}
+        else:
+            if leg.stop_price is None:
+                raise ValueError("a stop-loss leg needs a stop price")
+            stop: dict[str, str] = {"stop_price": text_of(leg.stop_price)}
+            if leg.price is not None:
+                stop["limit_price"] = text_of(leg.price)
+            body["stop_loss"] = stop
+    return body
+
+
+def leg_role(data: dict[str, Any]) -> str | None:
+    """Which leg of an order class an Order object is: ``take_profit`` (limit), ``stop_loss`` (stop, stop_limit)."""
+    kind = data.get("type") or data.get("order_type")
+    if kind == "limit":
+        return "take_profit"
+    if kind in ("stop", "stop_limit"):
+        return "stop_loss"
+    return None
 
 
 def replace_body(request: ReplaceOrder, remaining: Decimal) -> dict[str, Any]:

@@ -125,6 +125,13 @@ class AlpacaStore:
                 (self.broker, alpaca_id, order_id, cl_ord_id),
             )
 
+    async def alpaca_id_of(self, cl_ord_id: str) -> str | None:
+        """Alpaca's id of our ``cl_ord_id`` when we noted it (a native list's leg: Alpaca names it otherwise)."""
+        rows = await self._rows(
+            "SELECT alpaca_id FROM alpaca_order_ids WHERE broker = %s AND client_order_id = %s LIMIT 1", cl_ord_id
+        )
+        return rows[0]["alpaca_id"] if rows else None
+
     async def cl_ord_id_of(self, alpaca_id: str) -> str | None:
         """Our client order id of Alpaca's order ``alpaca_id``, when we know it."""
         rows = await self._rows(

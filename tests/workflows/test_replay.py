@@ -32,6 +32,7 @@ from workflows.order import (
     OrderWorkflow,
 )
 from workflows.order_list import OrderListWorkflow
+from workflows.order_list_native import PATCH_NATIVE_LISTS
 
 COMMITTED = sorted(HISTORIES.glob("*.json"))
 #: Order lists' coordinators (issue 15).
@@ -125,6 +126,20 @@ def test_committed_histories_cover_trailing_stops() -> None:
         assert PATCH_TRAILING_STOP in text and "EMULATE" in text, path.name
     plain = (HISTORIES / "paper-market-filled-by-counts.json").read_text()
     assert PATCH_TRAILING_STOP not in _payload_text(json.loads(plain))
+
+
+def test_committed_histories_cover_native_lists() -> None:
+    # A list the broker carries (Alpaca's bracket): the coordinator's native path, recorded where only such lists
+    # take it; its legs are ordinary legs (the attached ones find the broker's leg instead of sending).
+    native = [p for p in LISTS if p.stem.startswith("alpaca-native-")]
+    assert native
+    for path in native:
+        assert PATCH_NATIVE_LISTS in _payload_text(json.loads(path.read_text())), path.name
+    for path in LISTS:
+        if not path.stem.startswith("alpaca-native-"):
+            assert PATCH_NATIVE_LISTS not in _payload_text(json.loads(path.read_text())), path.name
+    legs = [p for p in COMMITTED if p.stem.startswith("alpaca-native-bracket-leg-")]
+    assert len(legs) == 3
 
 
 @pytest.mark.parametrize("path", LISTS, ids=[p.stem for p in LISTS])

@@ -60,9 +60,11 @@ from core.domain import (
     ReplaceOrder,
     ReportKind,
     SubmitOrder,
+    TimeInForce,
     utcnow,
 )
 from core.errors import BrokerUnavailable
+from devstack.venues.alpaca.classes import HeldLeg, OrderClass, Trail, held_json, trail_json
 from devstack.venues.alpaca.model import (
     ALPACA_TIF,
     ALPACA_TYPE,
@@ -234,8 +236,15 @@ class AlpacaVenue:
         #: Requests answered, by "METHOD path" (tests count resends with it).
         self.requests: dict[str, int] = {}
         self.events_sent = 0
+        #: Order classes (``classes``): by the head's first client order id, and each leg by its client order id.
+        self.order_classes: dict[str, OrderClass] = {}
+        self._class_legs: dict[str, tuple[OrderClass, HeldLeg]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Trailing stops by client order id (``classes.Trail``): held here until triggered, then engine orders.
+        self.trails: dict[str, Trail] = {}
         self.app = self._build_app()
         sim.add_listener(self._on_report)
+        sim.add_feed_listener(self._on_feed)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -245,6 +254,8 @@ class AlpacaVenue:
 
     async def stop(self) -> None:
         """Close every stream and stop the simulated venue."""
+        for task in list(self._tasks):
+            task.cancel()
         await self.drop_streams()
         await self.sim.stop()
 
@@ -278,7 +289,18 @@ class AlpacaVenue:
         await self.sim.flush()  # nothing unsaved is ever revealed
         return self._chains()
 
+    def _trail_by_id(self, alpaca_id: str) -> Trail | None:
+        return next((t for t in self.trails.values() if t.alpaca_id == alpaca_id), None)
+
     async def _leg_by_id(self, alpaca_id: str) -> Leg | None:
+        if self._held(alpaca_id) is not None:
+            return None
+        trail = self._trail_by_id(alpaca_id)
+        if trail is not None:
+            return await self._leg_by_cl_ord_id(trail.cl_ord_id) if trail.triggered else None
+        active = next((h for _, h in self._class_legs.values() if h.active and h.alpaca_id == alpaca_id), None)
+        if active is not None:
+            return await self._leg_by_cl_ord_id(active.cl_ord_id)
         for order in await self._synced():
             for leg in legs_of(order):
                 if leg.alpaca_id == alpaca_id:
@@ -371,10 +393,287 @@ class AlpacaVenue:
         elif kind is ReportKind.REPLACE_REJECTED:
             events.append({"event": "order_replace_rejected", "order": order_json(leg), "timestamp": at})
         for data in events:
-            message = {"stream": "trade_updates", "data": data}
-            for listener in list(self._listeners):
-                listener.queue.put_nowait(message)
-            self.events_sent += 1
+            data["order"] = self._classed(data["order"])
+            self._send(data)
+        self._contingent(order, leg, kind)
+
+    def _send(self, data: dict[str, Any]) -> None:
+        message = {"stream": "trade_updates", "data": data}
+        for listener in list(self._listeners):
+            listener.queue.put_nowait(message)
+        self.events_sent += 1
+
+    # -- order classes (``classes``) ------------------------------------------------------------------------
+
+    def _held(self, alpaca_id: str) -> tuple[OrderClass, HeldLeg] | None:
+        """A leg of an order class that is not in the engine (held, or canceled before it ever worked)."""
+        for group, leg in self._class_legs.values():
+            if leg.alpaca_id == alpaca_id and not leg.active:
+                return group, leg
+        return None
+
+    def _class_ids(self) -> dict[str, str]:
+        """The engine's ids of working legs -> the ids their held orders were announced under (kept for good)."""
+        ids = {}
+        for _, held in self._class_legs.values():
+            order = self.sim.engine.find(held.cl_ord_id) if held.active else None
+            if order is not None:
+                ids[legs_of(order, 0)[0].alpaca_id] = held.alpaca_id
+        for trail in self.trails.values():
+            order = self.sim.engine.find(trail.cl_ord_id) if trail.triggered else None
+            if order is not None:
+                ids[legs_of(order, 0)[0].alpaca_id] = trail.alpaca_id
+        return ids
+
+    def _classed(self, data: dict[str, Any], *, nested: bool = False) -> dict[str, Any]:
+        """An engine order's Order object with its order class (and, ``nested``, a head's legs).
+
+        A leg keeps the id it was announced under while held (the engine's order gets its own when it works).
+        """
+        if self._class_legs or self.trails:
+            ids = self._class_ids()
+            for name in ("id", "replaces", "replaced_by"):
+                if data.get(name) in ids:
+                    data[name] = ids[data[name]]
+        cid = data["client_order_id"]
+        if cid in self.trails:
+            return trail_json(self.trails[cid], base=data)
+        order = self.sim.engine.find(cid)
+        head = order.cl_ord_ids[0] if order is not None else cid
+        group = self.order_classes.get(head)
+        if group is not None:
+            data["order_class"] = group.order_class
+            if nested:
+                data["legs"] = [self._leg_json(group, leg) for leg in group.legs]
+        elif head in self._class_legs:
+            data["order_class"] = self._class_legs[head][0].order_class
+        return data
+
+    def _leg_json(self, group: OrderClass, leg: HeldLeg) -> dict[str, Any]:
+        if leg.active:
+            order = self.sim.engine.find(leg.cl_ord_id)
+            if order is not None:
+                return self._classed(order_json(legs_of(order)[-1]))
+        return held_json(leg, group.order_class)
+
+    def _later(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alpaca venue: an order class's step failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _contingent(self, order: SimOrder, leg: Leg, kind: ReportKind) -> None:
+        """What a report of a head or a leg sets off: legs activated or canceled, the other side canceled."""
+        head = order.cl_ord_ids[0]
+        ended = kind in (ReportKind.CANCELED, ReportKind.EXPIRED, ReportKind.REJECTED)
+        done = kind is ReportKind.FILL and leg.status == "filled"
+        group = self.order_classes.get(head)
+        if group is not None and not group.settled:
+            if group.order_class in ("bracket", "oto"):
+                filled = leg.base + leg.filled
+                if done or (ended and filled > 0):
+                    group.settled = True
+                    self._later(self._activate(group, filled))
+                elif ended:
+                    group.settled = True
+                    self._cancel_legs(group, skip=None)
+            elif done or ended:  # oco: the limit filled (or ended): the stop goes
+                group.settled = True
+                self._cancel_legs(group, skip=None)
+        member = self._class_legs.get(head)
+        if member is not None and done:
+            group, filled_leg = member
+            if not group.settled or group.order_class != "oto":
+                group.settled = True
+                self._cancel_legs(group, skip=filled_leg)
+                if group.order_class == "oco":
+                    self._later(self._cancel_engine(group.head))
+
+    def _cancel_legs(self, group: OrderClass, *, skip: HeldLeg | None) -> None:
+        now = utcnow()
+        for leg in group.legs:
+            if leg is skip or leg.status != "held" and not leg.active:
+                continue
+            if leg.active:
+                self._later(self._cancel_engine(leg.cl_ord_id))
+            else:
+                leg.status, leg.canceled_at = "canceled", now
+                self._send(
+                    {"event": "canceled", "order": held_json(leg, group.order_class), "timestamp": alpaca_time(now)}
+                )
+
+    async def _cancel_engine(self, cl_ord_id: str) -> None:
+        order = self.sim.engine.find(cl_ord_id)
+        if order is None or not order.is_open:
+            return
+        await self.sim.cancel(
+            CancelOrder(cl_ord_id=order.cl_ord_ids[-1], symbol=order.symbol, side=order.side, qty=order.qty)
+        )
+
+    async def _activate(self, group: OrderClass, qty: Decimal) -> None:
+        for leg in group.legs:
+            if leg.status != "held":
+                continue
+            leg.active, leg.qty, leg.status = True, qty, "new"
+            await self.sim.submit(
+                SubmitOrder(
+                    cl_ord_id=leg.cl_ord_id,
+                    account=self.account_id,
+                    symbol=leg.symbol,
+                    side=leg.side,
+                    type=leg.type,
+                    time_in_force=leg.time_in_force,
+                    qty=qty,
+                    price=leg.limit_price,
+                    stop_price=leg.stop_price,
+                )
+            )
+
+    async def _on_feed(self, symbols: list[str], by_hand: bool) -> None:
+        """Trailing stops follow the mid; one whose stop was crossed goes to the engine as a market order."""
+        for trail in list(self.trails.values()):
+            if trail.triggered or trail.status != "new" or trail.symbol not in symbols:
+                continue
+            if trail.follow(self._mid(trail.symbol)):
+                trail.triggered = True
+                await self.sim.submit(
+                    SubmitOrder(
+                        cl_ord_id=trail.cl_ord_id,
+                        account=self.account_id,
+                        symbol=trail.symbol,
+                        side=trail.side,
+                        type=OrderType.MARKET,
+                        time_in_force=TimeInForce.DAY,
+                        qty=trail.qty,
+                    )
+                )
+
+    def _trailing(
+        self, body: dict[str, Any], *, cid: str, symbol: str, side: str, tif: TimeInForce, qty: Decimal
+    ) -> Response:
+        """Take a ``trailing_stop`` order (``trail_price`` or ``trail_percent``; day or gtc; simple class only)."""
+        if body.get("order_class") not in (None, "", "simple"):
+            return _error(422, 40010000, "trailing_stop orders cannot be bracket, oco or oto orders")
+        if tif not in (TimeInForce.DAY, TimeInForce.GTC):
+            return _error(422, 40010000, "trailing_stop orders must be day or gtc")
+        values = {name: self._decimal(body, name) for name in ("trail_price", "trail_percent")}
+        for value in values.values():
+            if isinstance(value, str):
+                return _error(422, 40010000, value)
+        price, percent = values["trail_price"], values["trail_percent"]
+        if (price is None) == (percent is None):
+            return _error(422, 40010000, "trailing_stop orders require one of trail_price or trail_percent")
+        if cid in self.trails or self.sim.engine.find(cid) is not None:
+            return _error(422, 40010001, "client_order_id must be unique")
+        now = utcnow()
+        trail = Trail(
+            alpaca_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"exodus-alpaca-venue/trail/{cid}")),
+            cl_ord_id=cid,
+            symbol=symbol,
+            side=OrderSide.BUY if side == "buy" else OrderSide.SELL,
+            time_in_force=tif,
+            qty=qty,
+            trail_price=price if isinstance(price, Decimal) else None,
+            trail_percent=percent if isinstance(percent, Decimal) else None,
+            hwm=self._mid(symbol),
+            created_at=now,
+        )
+        self.trails[cid] = trail
+        data = trail_json(trail)
+        self._send({"event": "new", "order": data, "timestamp": alpaca_time(now)})
+        return JSONResponse(data)
+
+    def _class_problem(
+        self,
+        body: dict[str, Any],
+        *,
+        head: str,
+        symbol: str,
+        side: str,
+        type_name: str,
+        tif: TimeInForce,
+        qty: Decimal,
+        limit: Decimal | None,
+        inst: Instrument,
+    ) -> OrderClass | JSONResponse | None:
+        """The order class of a POST (None: a simple order), or the 422 refusing it."""
+        order_class = body.get("order_class") or "simple"
+        take, stop = body.get("take_profit"), body.get("stop_loss")
+        if order_class == "simple":
+            if take is not None or stop is not None:
+                return _error(422, 40010000, "take_profit and stop_loss are for bracket, oco and oto orders")
+            return None
+        if order_class not in ("bracket", "oco", "oto"):
+            return _error(422, 40010000, f"invalid order_class {order_class!r}")
+        if tif not in (TimeInForce.DAY, TimeInForce.GTC):
+            return _error(422, 40010000, f"{order_class} orders must be day or gtc")
+        for name, part in (("take_profit", take), ("stop_loss", stop)):
+            if part is not None and not isinstance(part, dict):
+                return _error(422, 40010000, f"{name} must be an object")
+        if order_class in ("bracket", "oco") and (take is None or stop is None):
+            return _error(422, 40010000, f"{order_class} orders require take_profit and stop_loss")
+        if order_class == "oto" and (take is None) == (stop is None):
+            return _error(422, 40010000, "oto orders require one of take_profit or stop_loss")
+        if order_class == "oco" and type_name != "limit":
+            return _error(422, 40010000, "oco orders must be limit orders")
+        prices: dict[str, Decimal | None] = {}
+        for name, part, field_name, required in (
+            ("take_profit.limit_price", take, "limit_price", True),
+            ("stop_loss.stop_price", stop, "stop_price", True),
+            ("stop_loss.limit_price", stop, "limit_price", False),
+        ):
+            if part is None:
+                prices[name] = None
+                continue
+            value = self._decimal(part, field_name)
+            if isinstance(value, str):
+                return _error(422, 40010000, f"{name}: {value}")
+            if value is None and required:
+                return _error(422, 40010000, f"{name} is required")
+            if value is not None and (problem := self._price_problem(name, value, inst)):
+                return _error(422, 42210000, problem)
+            prices[name] = value
+        tp, sp = prices["take_profit.limit_price"], prices["stop_loss.stop_price"]
+        buy = side == "buy"
+        cent = _D("0.01")
+        if order_class == "oco":
+            # Exit orders: a sell OCO takes profit above its stop, a buy OCO below.
+            if tp is not None and sp is not None and (tp <= sp if not buy else tp >= sp):
+                op = ">" if not buy else "<"
+                return _error(422, 42210000, f"take_profit.limit_price must be {op} stop_loss.stop_price")
+        else:
+            top = self.sim.feed.quote(symbol)
+            base = limit if limit is not None else (top.ask if buy else top.bid)
+            if tp is not None and (tp < base + cent if buy else tp > base - cent):
+                op = ">=" if buy else "<="
+                sign = "+" if buy else "-"
+                return _error(422, 42210000, f"take_profit.limit_price must be {op} base_price {sign} 0.01")
+            if sp is not None and (sp > base - cent if buy else sp < base + cent):
+                op = "<=" if buy else ">="
+                sign = "-" if buy else "+"
+                return _error(422, 42210000, f"stop_loss.stop_price must be {op} base_price {sign} 0.01")
+        exit_side = OrderSide.SELL if buy else OrderSide.BUY
+        if order_class == "oco":
+            exit_side = OrderSide.BUY if buy else OrderSide.SELL
+        group = OrderClass(order_class=order_class, head=head)
+        now = utcnow()
+        terms = {"symbol": symbol, "side": exit_side, "time_in_force": tif, "qty": qty, "created_at": now}
+        if tp is not None and order_class != "oco":
+            group.legs.append(
+                HeldLeg.new(head, "take_profit", type=OrderType.LIMIT, limit_price=tp, stop_price=None, **terms)
+            )
+        if sp is not None:
+            sl = prices["stop_loss.limit_price"]
+            kind = OrderType.STOP_LIMIT if sl is not None else OrderType.STOP
+            group.legs.append(HeldLeg.new(head, "stop_loss", type=kind, limit_price=sl, stop_price=sp, **terms))
+        return group
 
     async def _stream(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -548,8 +847,9 @@ class AlpacaVenue:
         if side not in ("buy", "sell"):
             return _error(422, 40010000, "side must be buy or sell")
         type_name = body.get("type") or body.get("order_type")
-        if type_name == "trailing_stop":
-            return _error(422, 40010000, "trailing_stop orders are not supported by the local venue")
+        trailing = type_name == "trailing_stop"
+        if trailing:
+            type_name = "market"  # checked as one below (no limit or stop price); taken by ``_trailing``
         if type_name not in _TYPES:
             return _error(422, 40010000, f"invalid order type {type_name!r}")
         tif_name = body.get("time_in_force")
@@ -559,8 +859,6 @@ class AlpacaVenue:
             return _error(422, 40010000, f"invalid time_in_force {tif_name!r}")
         if body.get("notional") is not None:
             return _error(422, 40010000, "notional orders are not supported by the local venue")
-        if body.get("order_class") not in (None, "", "simple"):
-            return _error(422, 40010000, f"order_class {body.get('order_class')} is not supported by the local venue")
         cid = body.get("client_order_id") or str(uuid.uuid4())
         if not isinstance(cid, str) or len(cid) > 48:
             return _error(422, 40010000, "client_order_id must be no more than 48 characters")
@@ -589,8 +887,24 @@ class AlpacaVenue:
             if value is not None and (problem := self._price_problem(name, value, inst)):
                 return _error(422, 42210000, problem)
             prices[name] = value
+        if trailing:
+            return self._trailing(body, cid=cid, symbol=symbol, side=side, tif=tif, qty=qty)
+        fresh = self.sim.engine.find(cid) is None
+        group = self._class_problem(
+            body,
+            head=cid,
+            symbol=symbol,
+            side=side,
+            type_name=type_name,
+            tif=tif,
+            qty=qty,
+            limit=prices["limit_price"],
+            inst=inst,
+        )
+        if isinstance(group, JSONResponse):
+            return group
         orders = await self._synced()
-        if self.sim.engine.find(cid) is None and side == "buy":
+        if fresh and side == "buy":
             cost = qty * (prices["limit_price"] or self.sim.feed.quote(symbol).ask)
             power = self._buying_power(orders)
             if cost > power:
@@ -612,13 +926,22 @@ class AlpacaVenue:
             price=prices["limit_price"],
             stop_price=prices["stop_price"],
         )
+        if group is not None and fresh:
+            # Known before the entry can fill (a marketable entry fills inside the submission).
+            self.order_classes[cid] = group
+            for held in group.legs:
+                self._class_legs[held.cl_ord_id] = (group, held)
         ack = await self.sim.submit(order)
         if not ack.accepted and ack.reason and ack.reason.startswith(RejectReason.DUPLICATE_ORDER):
             return _error(422, 40010001, "client_order_id must be unique")
+        if group is not None and fresh and group.order_class == "oco":
+            # The OCO's stop works beside its limit at once (unless the limit already filled: then it is canceled).
+            if any(held.status == "held" for held in group.legs):
+                await self._activate(group, qty)
         leg = await self._leg_by_cl_ord_id(cid)
         if leg is None:  # pragma: no cover - the engine keeps every order it answered
             return _error(500, 50010000, "internal server error")
-        return JSONResponse(order_json(leg))
+        return JSONResponse(self._classed(order_json(leg), nested=True))
 
     async def _list_orders(self, request: Request) -> Response:
         q = request.query_params
@@ -630,11 +953,18 @@ class AlpacaVenue:
         except ValueError:
             return _error(422, 40010000, "invalid limit")
         symbols = {s for s in q.get("symbols", "").split(",") if s}
+        nested = q.get("nested", "false").lower() == "true"
         legs = [leg for order in await self._synced() for leg in legs_of(order)]
+        held = [(g, h) for g, h in self._class_legs.values() if not h.active]
+        if nested:  # a head's legs are in its ``legs``, not listed beside it
+            legs = [leg for leg in legs if leg.order.cl_ord_ids[0] not in self._class_legs]
+            held = []
         if status != "all":
             legs = [leg for leg in legs if leg.open == (status == "open")]
+            held = [(g, h) for g, h in held if (h.status == "held") == (status == "open")]
         if symbols:
             legs = [leg for leg in legs if leg.order.symbol in symbols]
+            held = [(g, h) for g, h in held if h.symbol in symbols]
         after, until = _time_param(q.get("after")), _time_param(q.get("until"))
         if isinstance(after, JSONResponse):
             return after
@@ -644,25 +974,72 @@ class AlpacaVenue:
             legs = [leg for leg in legs if leg.created_at > after]
         if until is not None:
             legs = [leg for leg in legs if leg.created_at < until]
-        legs.sort(key=lambda leg: leg.created_at, reverse=q.get("direction", "desc") == "desc")
-        return JSONResponse([order_json(leg) for leg in legs[:limit]])
+        if after is not None:
+            held = [(g, h) for g, h in held if h.created_at > after]
+        if until is not None:
+            held = [(g, h) for g, h in held if h.created_at < until]
+        items = [(leg.created_at, self._classed(order_json(leg), nested=nested)) for leg in legs]
+        items += [(h.created_at, held_json(h, g.order_class)) for g, h in held]
+        trails = [t for t in self.trails.values() if not t.triggered]
+        if status != "all":
+            trails = [t for t in trails if (t.status == "new") == (status == "open")]
+        trails = [t for t in trails if (not symbols or t.symbol in symbols)]
+        trails = [
+            t for t in trails if (after is None or t.created_at > after) and (until is None or t.created_at < until)
+        ]
+        items += [(t.created_at, trail_json(t)) for t in trails]
+        items.sort(key=lambda item: item[0], reverse=q.get("direction", "desc") == "desc")
+        return JSONResponse([data for _, data in items[:limit]])
 
     async def _get_by_cl_ord_id(self, request: Request) -> Response:
         cid = request.query_params.get("client_order_id")
         if not cid:
             return _error(422, 40010000, "client_order_id is required")
+        nested = request.query_params.get("nested", "false").lower() == "true"
         leg = await self._leg_by_cl_ord_id(cid)
+        if leg is None and cid in self.trails:
+            return JSONResponse(trail_json(self.trails[cid]))
         if leg is None:
+            member = self._class_legs.get(cid)
+            if member is not None and not member[1].active:
+                return JSONResponse(held_json(member[1], member[0].order_class))
             return _error(404, 40410000, "order not found")
-        return JSONResponse(order_json(leg))
+        return JSONResponse(self._classed(order_json(leg), nested=nested))
 
     async def _get_order(self, request: Request) -> Response:
-        leg = await self._leg_by_id(request.path_params["order_id"])
+        nested = request.query_params.get("nested", "false").lower() == "true"
+        alpaca_id = request.path_params["order_id"]
+        held = self._held(alpaca_id)
+        if held is not None:
+            return JSONResponse(held_json(held[1], held[0].order_class))
+        trail = self._trail_by_id(alpaca_id)
+        if trail is not None and not trail.triggered:
+            return JSONResponse(trail_json(trail))
+        leg = await self._leg_by_id(alpaca_id)
         if leg is None:
             return _error(404, 40410000, "order not found")
-        return JSONResponse(order_json(leg))
+        return JSONResponse(self._classed(order_json(leg), nested=nested))
 
     async def _delete_order(self, request: Request) -> Response:
+        held = self._held(request.path_params["order_id"])
+        if held is not None:
+            group, leg_held = held
+            if leg_held.status != "held":
+                return _error(422, 42210000, f"order is not cancelable (status {leg_held.status})")
+            now = utcnow()
+            leg_held.status, leg_held.canceled_at = "canceled", now
+            self._send(
+                {"event": "canceled", "order": held_json(leg_held, group.order_class), "timestamp": alpaca_time(now)}
+            )
+            return Response(status_code=204)
+        trail = self._trail_by_id(request.path_params["order_id"])
+        if trail is not None and not trail.triggered:
+            if trail.status != "new":
+                return _error(422, 42210000, f"order is not cancelable (status {trail.status})")
+            now = utcnow()
+            trail.status, trail.canceled_at = "canceled", now
+            self._send({"event": "canceled", "order": trail_json(trail), "timestamp": alpaca_time(now)})
+            return Response(status_code=204)
         leg = await self._leg_by_id(request.path_params["order_id"])
         if leg is None:
             return _error(404, 40410000, "order not found")
@@ -680,6 +1057,8 @@ class AlpacaVenue:
         body = await self._body(request)
         if isinstance(body, JSONResponse):
             return body
+        if self._trail_by_id(request.path_params["order_id"]) is not None:
+            return _error(422, 42210000, "trailing_stop orders are not replaceable at the local venue")
         leg = await self._leg_by_id(request.path_params["order_id"])
         if leg is None:
             return _error(404, 40410000, "order not found")
@@ -728,7 +1107,7 @@ class AlpacaVenue:
             return _error(422, 42210000, f"order is not replaceable ({ack.reason})")
         new = await self._leg_by_cl_ord_id(new_cid)
         assert new is not None
-        return JSONResponse(order_json(new))
+        return JSONResponse(self._classed(order_json(new)))
 
     async def _account(self, request: Request) -> Response:
         orders = await self._synced()
@@ -824,6 +1203,10 @@ class AlpacaVenue:
             for report, cum in leg.fills
             if (after is None or report.transact_at > after) and (until is None or report.transact_at < until)
         ]
+        if self._class_legs or self.trails:
+            ids = self._class_ids()
+            for item in items:
+                item["order_id"] = ids.get(item["order_id"], item["order_id"])
         descending = q.get("direction", "desc") == "desc"
         items.sort(key=lambda i: i["id"], reverse=descending)
         token = q.get("page_token")
