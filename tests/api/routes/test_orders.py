@@ -225,7 +225,6 @@ async def test_a_trailing_stop_is_held_emulated_and_read_back_with_its_trail(sta
         await wait_order(http, order_id, "CANCELED")
 
 
-
 async def test_unparsable_or_non_object_bodies_are_400(stack: Stack) -> None:
     async with stack.api() as http:
         r = await http.post("/api/v1/orders", content=b'{"qty": 1,', headers={"Content-Type": "application/json"})
