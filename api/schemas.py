@@ -30,6 +30,7 @@ from core.domain import (
     TimeInForce,
     TradingState,
 )
+from core.legtrigger import PriceTrigger
 
 __all__ = [
     "LIST_EXAMPLES",
@@ -136,6 +137,8 @@ ORDER_EXAMPLES: list[JsonValue] = [
 
 #: The trailing-stop keys of an order's body (added with issue 15).
 _TRAIL_KEYS = ("trailAmount", "trailPercent", "activationPrice")
+#: The keys a list's leg and a list took later (absent, they leave the hash of every earlier list as it was).
+_LIST_KEYS = ("emulationTrigger", "trailTicks")
 
 
 class OrderCreate(_Wire):
@@ -226,7 +229,7 @@ class OrderCreate(_Wire):
         """SHA-256 of the canonical body (what makes two requests "the same order")."""
         body = self.model_dump(mode="json", by_alias=True)
         body["type"] = self.order_type.value
-        for name in _TRAIL_KEYS:  # absent, they leave the hash of every earlier order as it was
+        for name in _TRAIL_KEYS + _LIST_KEYS:  # absent, they leave the hash of every earlier order as it was
             if body.get(name) is None:
                 body.pop(name, None)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -450,8 +453,13 @@ class LegCreate(OrderCreate):
     client_id: Identifier | None = None  # type: ignore[assignment]
     name: Identifier
     role: LegRole
+    #: Hold this child or exit leg once released and send it when this price meets its trigger (LAST, BID, ASK,
+    #: MID, or BID_ASK/DEFAULT: the side's own price). Absent: the list's ``emulationTrigger``.
+    emulation_trigger: PriceTrigger | None = None
+    #: A TRAILING_STOP's trail in ticks of the instrument (instead of trailAmount or trailPercent).
+    trail_ticks: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
 
-    _role = field_validator("role", mode="before")(_upper)
+    _role = field_validator("role", "emulation_trigger", mode="before")(_upper)
 
 
 LIST_EXAMPLES: list[JsonValue] = [
@@ -501,12 +509,18 @@ class OrderListCreate(_Wire):
     #: Bracket: how its two exits are linked.
     exits: Literal[Contingency.OUO, Contingency.OCO] = Contingency.OUO
     flatten_on_unprotected: bool = False
+    #: The price trigger of the child and exit legs that do not give their own (see ``LegCreate``).
+    emulation_trigger: PriceTrigger | None = None
 
-    _upper_enums = field_validator("contingency", "trigger", "exits", mode="before")(_upper)
+    _upper_enums = field_validator("contingency", "trigger", "exits", "emulation_trigger", mode="before")(_upper)
 
     def request_hash(self) -> str:
         """SHA-256 of the canonical body."""
         body = self.model_dump(mode="json", by_alias=True)
+        for part in (body, *body["legs"]):
+            for name in _LIST_KEYS:  # absent, they leave the hash of every earlier list as it was
+                if part.get(name) is None:
+                    part.pop(name, None)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -531,6 +545,11 @@ class LegPublic(BaseModel):
     #: The rules this leg's events fired, in order (the last is the one that fired last).
     rules: list[str] = []
     links: dict[str, str] = {}
+    #: Held on quotes: the price it watches; once triggered, the type it was held as (``type`` is what was sent).
+    emulation_trigger: PriceTrigger | None = None
+    emulated_type: OrderType | None = None
+    #: A held trailing stop's trigger as it stands.
+    trail_trigger: Decimal | None = None
 
 
 class ListAccepted(BaseModel):

@@ -31,6 +31,7 @@ from api.schemas import (
     AmendBody,
     CancelBody,
     ErrorBody,
+    LegCreate,
     LegPublic,
     ListAccepted,
     ListPublic,
@@ -40,7 +41,16 @@ from api.schemas import (
 from brokers import BROKERS
 from core.auth import Permission, Principal, namespaced_key
 from core.contingency import Contingency, LegRole
-from core.domain import AmendRequest, AmendResult, CancelRequest, OrderTerms, utcnow, workflow_id_for
+from core.domain import (
+    AmendRequest,
+    AmendResult,
+    CancelRequest,
+    Instrument,
+    OrderTerms,
+    OrderType,
+    utcnow,
+    workflow_id_for,
+)
 from core.orderlist import (
     LegAmend,
     LegSpec,
@@ -147,9 +157,14 @@ async def create_list(
                 "broker": leg.broker or broker,
             }
         )
+        instrument = instruments.get(leg.symbol)
+        if leg.trail_ticks is not None:
+            leg, tick_problem = _trail_in_ticks(leg, i, instrument)
+            if tick_problem is not None:
+                problems.append(tick_problem)
         for p in leg.problems():
             problems.append(p.model_copy(update={"field": f"legs[{i}].{p.field}", "message": f"legs[{i}].{p.message}"}))
-        if leg.symbol not in instruments:
+        if instrument is None:
             problems.append(
                 Reason(code="UNKNOWN_INSTRUMENT", field=f"legs[{i}].symbol", message=f"unknown symbol {leg.symbol!r}")
             )
@@ -165,6 +180,7 @@ async def create_list(
         LegSpec(
             name=leg.name,
             role=leg.role,
+            emulation_trigger=leg.emulation_trigger,
             order=leg.to_request(
                 order_id=leg_order_id(full_key, leg.name),
                 idempotency_key=f"{full_key}#{leg.name}",
@@ -213,6 +229,7 @@ async def create_list(
         trigger=body.trigger,
         exits=body.exits,
         flatten_on_unprotected=body.flatten_on_unprotected,
+        emulation_trigger=body.emulation_trigger,
         legs=specs,
     )
     structural = list_problems(list_request)
@@ -253,6 +270,21 @@ async def create_list(
             ),
         )
     return _answer(decision, list_request, settings, duplicate=decision.submission_id != submission_id)
+
+
+def _trail_in_ticks(leg: LegCreate, i: int, instrument: Instrument | None) -> tuple[LegCreate, Reason | None]:
+    """A trail given in ticks as the price distance it is (``trailTicks`` x the instrument's tick)."""
+    field = f"legs[{i}].trailTicks"
+    if leg.order_type is not OrderType.TRAILING_STOP:
+        return leg, Reason(code="TRAIL_NOT_ALLOWED", field=field, message=f"{field}: only a TRAILING_STOP takes it")
+    if leg.trail_amount is not None or leg.trail_percent is not None:
+        return leg, Reason(
+            code="TRAIL_CONFLICT", field=field, message=f"{field}: give trailTicks, trailAmount or trailPercent, one"
+        )
+    if instrument is None:
+        return leg, None  # refused as an unknown symbol
+    assert leg.trail_ticks is not None
+    return leg.model_copy(update={"trail_amount": leg.trail_ticks * instrument.tick_size}), None
 
 
 async def _book(temporal: Any, list_id: str) -> ListBook | None:
@@ -328,6 +360,9 @@ def _public(book: ListBook) -> ListPublic:
                 stop_price=leg.order.stop_price,
                 reason=leg.reason,
                 rules=list(leg.rules),
+                emulation_trigger=leg.trigger,
+                emulated_type=leg.emulated_terms.type if leg.emulated_terms is not None else None,
+                trail_trigger=leg.trail.trigger if leg.trail is not None else None,
                 links={"order": f"/api/v1/orders/{leg.order_id}"} if leg.released else {},
             )
             for leg in book.legs
