@@ -14,7 +14,7 @@ from core.orderlist import LegSpec, ListBook, ListStatus, OrderListRequest
 from core.settings import Settings
 from tests.harness import Stack
 from tests.workflows.recording import HISTORIES, record_history
-from tests.workflows.test_order_list import make_list, position, wait_list
+from tests.workflows.test_order_list import make_list, wait_list
 from tests.workflows.test_replay import _payload_text
 from workflows.order_client import list_start
 from workflows.order_list import PATCH_LIST_CONTINUE_AS_NEW, PATCH_LIST_QUOTE_TRIGGERS, OrderListWorkflow
@@ -22,6 +22,11 @@ from workflows.order_list import PATCH_LIST_CONTINUE_AS_NEW, PATCH_LIST_QUOTE_TR
 S = OrderStatus
 #: Quote checks run this often in the tests (the default is a second).
 CHECK = 0.2
+
+
+async def position(stack: Stack, account: str, symbol: str) -> D:
+    rows = await stack.fetch("SELECT qty FROM positions WHERE account = %s AND symbol = %s", account, symbol)
+    return rows[0]["qty"] if rows else D(0)
 
 
 def fast(settings: Settings, **orders: Any) -> Settings:
@@ -95,7 +100,11 @@ async def test_a_bracket_with_a_trailing_stop_loss_ratchets_in_the_coordinator_a
         "SELECT type, status, filled_qty FROM orders WHERE order_id = %s", request.leg("sl").order.order_id
     )
     assert rows == [{"type": "MARKET", "status": "FILLED", "filled_qty": D(10)}]
-    assert await position(stack, request.legs[0].order.account) == D(0)
+    assert await position(stack, request.legs[0].order.account, "SPY") == D(0)
+    bought = await stack.fetch(
+        "SELECT sum(qty) AS qty FROM fills WHERE order_id = %s", request.leg("entry").order.order_id
+    )
+    assert bought == [{"qty": D(10)}]
     await record_history(handle, "lists/paper-bracket-trailing-stop-held-on-quotes")
 
 
