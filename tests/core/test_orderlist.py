@@ -438,3 +438,28 @@ def test_every_rule_through_the_book(
         assert commands == [] or role is LegRole.PARENT
         if role is LegRole.PARENT:  # a partial fill under FULL: the children wait, unsent and unarmed
             assert sent == set() and not any(g.released or g.armed for g in children)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "sent"),
+    [
+        (PriceTrigger.DEFAULT, True),  # a sell's own side: bid 94 <= 95
+        (PriceTrigger.BID_ASK, True),
+        (PriceTrigger.LAST, False),  # 95.5
+        (PriceTrigger.BID, True),
+        (PriceTrigger.ASK, False),  # 96
+        (PriceTrigger.MID, True),  # 95
+    ],
+)
+@pytest.mark.parametrize("contingency", [Contingency.BRACKET, Contingency.OTO])
+def test_a_held_stop_is_sent_when_the_price_of_its_trigger_mode_meets_it(
+    trigger: PriceTrigger, sent: bool, contingency: Contingency
+) -> None:
+    request = bracket() if contingency is Contingency.BRACKET else oto()
+    book = ListBook.new(request)
+    book.hold_on_quotes({"sl": trigger})
+    book.start(AT)
+    report(book, "entry", S.FILLED, "100")
+    commands = book.check_quote(quote(bid="94", ask="96", last="95.5"), AT)
+    assert kinds(commands) == ([("start", "sl", "100")] if sent else [])
+    assert book.leg("sl").armed is not sent and book.leg("sl").released is sent
