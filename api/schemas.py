@@ -6,7 +6,7 @@ import hashlib
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
@@ -176,6 +176,8 @@ class OrderCreate(_Wire):
     trail_percent: TrailPercent | None = None
     #: A TRAILING_STOP starts to trail once the market reaches this price.
     activation_price: Price | None = None
+    #: A TRAILING_STOP's trail in ticks of the instrument (instead of trailAmount or trailPercent).
+    trail_ticks: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
 
     _side = field_validator("side", "type", "time_in_force", "peg_type", mode="before")(_upper)
 
@@ -199,6 +201,28 @@ class OrderCreate(_Wire):
     def problems(self) -> list[Reason]:
         """Terms that do not go together (``OrderTerms.problems``: each names the field at fault)."""
         return [Reason.of(r) for r in OrderTerms(**self.terms()).problems()]
+
+    def with_trail_in_ticks(self, tick: Decimal | None, *, prefix: str = "") -> tuple[Self, Reason | None]:
+        """A trail given in ticks as the price distance it is (``trailTicks`` x the instrument's ``tick``).
+
+        ``tick`` None: the symbol is unknown (refused as such). ``prefix`` names the field's place (a list's leg).
+        """
+        if self.trail_ticks is None:
+            return self, None
+        field = f"{prefix}trailTicks"
+        if self.order_type is not OrderType.TRAILING_STOP:
+            return self, Reason(
+                code="TRAIL_NOT_ALLOWED", field=field, message=f"{field}: only a TRAILING_STOP takes it"
+            )
+        if self.trail_amount is not None or self.trail_percent is not None:
+            return self, Reason(
+                code="TRAIL_CONFLICT",
+                field=field,
+                message=f"{field}: give trailTicks, trailAmount or trailPercent, one",
+            )
+        if tick is None:
+            return self, None
+        return self.model_copy(update={"trail_amount": self.trail_ticks * tick}), None
 
     def to_request(
         self,
@@ -456,8 +480,6 @@ class LegCreate(OrderCreate):
     #: Hold this child or exit leg once released and send it when this price meets its trigger (LAST, BID, ASK,
     #: MID, or BID_ASK/DEFAULT: the side's own price). Absent: the list's ``emulationTrigger``.
     emulation_trigger: PriceTrigger | None = None
-    #: A TRAILING_STOP's trail in ticks of the instrument (instead of trailAmount or trailPercent).
-    trail_ticks: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
 
     _role = field_validator("role", "emulation_trigger", mode="before")(_upper)
 

@@ -31,7 +31,6 @@ from api.schemas import (
     AmendBody,
     CancelBody,
     ErrorBody,
-    LegCreate,
     LegPublic,
     ListAccepted,
     ListPublic,
@@ -45,9 +44,7 @@ from core.domain import (
     AmendRequest,
     AmendResult,
     CancelRequest,
-    Instrument,
     OrderTerms,
-    OrderType,
     utcnow,
     workflow_id_for,
 )
@@ -158,10 +155,11 @@ async def create_list(
             }
         )
         instrument = instruments.get(leg.symbol)
-        if leg.trail_ticks is not None:
-            leg, tick_problem = _trail_in_ticks(leg, i, instrument)
-            if tick_problem is not None:
-                problems.append(tick_problem)
+        leg, tick_problem = leg.with_trail_in_ticks(
+            instrument.tick_size if instrument is not None else None, prefix=f"legs[{i}]."
+        )
+        if tick_problem is not None:
+            problems.append(tick_problem)
         for p in leg.problems():
             problems.append(p.model_copy(update={"field": f"legs[{i}].{p.field}", "message": f"legs[{i}].{p.message}"}))
         if instrument is None:
@@ -270,21 +268,6 @@ async def create_list(
             ),
         )
     return _answer(decision, list_request, settings, duplicate=decision.submission_id != submission_id)
-
-
-def _trail_in_ticks(leg: LegCreate, i: int, instrument: Instrument | None) -> tuple[LegCreate, Reason | None]:
-    """A trail given in ticks as the price distance it is (``trailTicks`` x the instrument's tick)."""
-    field = f"legs[{i}].trailTicks"
-    if leg.order_type is not OrderType.TRAILING_STOP:
-        return leg, Reason(code="TRAIL_NOT_ALLOWED", field=field, message=f"{field}: only a TRAILING_STOP takes it")
-    if leg.trail_amount is not None or leg.trail_percent is not None:
-        return leg, Reason(
-            code="TRAIL_CONFLICT", field=field, message=f"{field}: give trailTicks, trailAmount or trailPercent, one"
-        )
-    if instrument is None:
-        return leg, None  # refused as an unknown symbol
-    assert leg.trail_ticks is not None
-    return leg.model_copy(update={"trail_amount": leg.trail_ticks * instrument.tick_size}), None
 
 
 async def _book(temporal: Any, list_id: str) -> ListBook | None:

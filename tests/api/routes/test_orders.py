@@ -226,13 +226,33 @@ async def test_a_trailing_stop_is_held_emulated_and_read_back_with_its_trail(sta
         await wait_order(http, order_id, "CANCELED")
 
 
+async def test_a_trailing_stop_in_ticks_trails_that_many_ticks_of_its_instrument(stack: Stack) -> None:
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    async with stack.api() as http:
+        r = await http.post("/api/v1/orders", json=order_body(type="TRAILING_STOP", side="SELL", trailTicks=30))
+        assert r.status_code == 201, r.text
+        order_id = r.json()["internalOrderId"]
+        order = await wait_order(http, order_id, "EMULATED")
+        assert D(order["trailAmount"]) == D("0.30")  # 30 ticks of 0.01
+        r = await http.post("/api/v1/orders/" + order_id + "/cancel")
+        assert r.status_code == 202
+        for extra, code in (
+            ({"type": "LIMIT", "price": "190"}, "TRAIL_NOT_ALLOWED"),
+            ({"trailPercent": "1"}, "TRAIL_CONFLICT"),
+        ):
+            body = order_body(type="TRAILING_STOP", side="SELL", trailTicks=30) | extra
+            r = await http.post("/api/v1/orders", json=body)
+            assert r.status_code == 422, r.text
+            assert (code, "trailTicks") in [(x["code"], x["field"]) for x in r.json()["reasons"]], r.text
+
+
 def test_a_body_without_a_trail_hashes_as_before_the_trail_keys_existed() -> None:
     # An order sent before the upgrade and retried after it must not look like another body (409).
     from api.schemas import OrderCreate
 
     body = order_body(type="LIMIT", price="190", timeInForce="GTC")
     before = OrderCreate.model_validate(body).model_dump(mode="json", by_alias=True)
-    for key in ("trailAmount", "trailPercent", "activationPrice"):
+    for key in ("trailAmount", "trailPercent", "activationPrice", "trailTicks"):
         del before[key]
     before["type"] = "LIMIT"
     canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))
