@@ -66,6 +66,7 @@ from brokers.base import BrokerCapabilities
 from core.audit import audit_entry
 from core.domain import OrderRequest, OrderSide, RiskDecision, RiskReason, TradingState, utcnow
 from core.instruments import InstrumentCatalog
+from core.legtrigger import TriggerQuote
 from core.marketdata import MarketData, PriceBook, Quote, StoredQuote
 from core.metrics import ORDER_LATENCY
 from core.risk import (
@@ -769,6 +770,20 @@ class RiskActivities:
         quote = reference.view.quote
         side = quote.bid if request.side is OrderSide.SELL else quote.ask
         return TrailQuote(source=source, price=side or quote.last or quote.mid, at=quote.at)
+
+    @activity.defn(name="leg_quote")
+    async def leg_quote(self, request: TrailQuoteRequest) -> TriggerQuote:
+        """The quote an order list's leg held on quotes is checked against (the risk check's source and staleness)."""
+        market = self.gatherer.market
+        source = market.source_for(request.symbol, request.broker)
+        async with self._pool.connection() as conn:
+            quotes = await fetch_quotes(conn, symbol=request.symbol, source=source)
+        reference = PriceBook(market, request.broker, quotes, utcnow()).reference(request.symbol)
+        problem = reference.problem()
+        if problem is not None or reference.view is None:
+            return TriggerQuote(source=source, problem=problem or f"no quote for {request.symbol}")
+        quote = reference.view.quote
+        return TriggerQuote(source=source, bid=quote.bid, ask=quote.ask, last=quote.last, at=quote.at)
 
     @activity.defn(name="check_order")
     async def check_order(self, order: OrderRequest) -> RiskDecision:

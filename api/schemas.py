@@ -6,7 +6,7 @@ import hashlib
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
@@ -30,6 +30,7 @@ from core.domain import (
     TimeInForce,
     TradingState,
 )
+from core.legtrigger import PriceTrigger
 
 __all__ = [
     "LIST_EXAMPLES",
@@ -136,6 +137,8 @@ ORDER_EXAMPLES: list[JsonValue] = [
 
 #: The trailing-stop keys of an order's body (added with issue 15).
 _TRAIL_KEYS = ("trailAmount", "trailPercent", "activationPrice")
+#: The keys a list's leg and a list took later (absent, they leave the hash of every earlier list as it was).
+_LIST_KEYS = ("emulationTrigger", "trailTicks")
 
 
 class OrderCreate(_Wire):
@@ -173,6 +176,8 @@ class OrderCreate(_Wire):
     trail_percent: TrailPercent | None = None
     #: A TRAILING_STOP starts to trail once the market reaches this price.
     activation_price: Price | None = None
+    #: A TRAILING_STOP's trail in ticks of the instrument (instead of trailAmount or trailPercent).
+    trail_ticks: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
 
     _side = field_validator("side", "type", "time_in_force", "peg_type", mode="before")(_upper)
 
@@ -196,6 +201,28 @@ class OrderCreate(_Wire):
     def problems(self) -> list[Reason]:
         """Terms that do not go together (``OrderTerms.problems``: each names the field at fault)."""
         return [Reason.of(r) for r in OrderTerms(**self.terms()).problems()]
+
+    def with_trail_in_ticks(self, tick: Decimal | None, *, prefix: str = "") -> tuple[Self, Reason | None]:
+        """A trail given in ticks as the price distance it is (``trailTicks`` x the instrument's ``tick``).
+
+        ``tick`` None: the symbol is unknown (refused as such). ``prefix`` names the field's place (a list's leg).
+        """
+        if self.trail_ticks is None:
+            return self, None
+        field = f"{prefix}trailTicks"
+        if self.order_type is not OrderType.TRAILING_STOP:
+            return self, Reason(
+                code="TRAIL_NOT_ALLOWED", field=field, message=f"{field}: only a TRAILING_STOP takes it"
+            )
+        if self.trail_amount is not None or self.trail_percent is not None:
+            return self, Reason(
+                code="TRAIL_CONFLICT",
+                field=field,
+                message=f"{field}: give trailTicks, trailAmount or trailPercent, one",
+            )
+        if tick is None:
+            return self, None
+        return self.model_copy(update={"trail_amount": self.trail_ticks * tick}), None
 
     def to_request(
         self,
@@ -226,7 +253,7 @@ class OrderCreate(_Wire):
         """SHA-256 of the canonical body (what makes two requests "the same order")."""
         body = self.model_dump(mode="json", by_alias=True)
         body["type"] = self.order_type.value
-        for name in _TRAIL_KEYS:  # absent, they leave the hash of every earlier order as it was
+        for name in _TRAIL_KEYS + _LIST_KEYS:  # absent, they leave the hash of every earlier order as it was
             if body.get(name) is None:
                 body.pop(name, None)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -450,8 +477,11 @@ class LegCreate(OrderCreate):
     client_id: Identifier | None = None  # type: ignore[assignment]
     name: Identifier
     role: LegRole
+    #: Hold this child or exit leg once released and send it when this price meets its trigger (LAST, BID, ASK,
+    #: MID, or BID_ASK/DEFAULT: the side's own price). Absent: the list's ``emulationTrigger``.
+    emulation_trigger: PriceTrigger | None = None
 
-    _role = field_validator("role", mode="before")(_upper)
+    _role = field_validator("role", "emulation_trigger", mode="before")(_upper)
 
 
 LIST_EXAMPLES: list[JsonValue] = [
@@ -501,12 +531,18 @@ class OrderListCreate(_Wire):
     #: Bracket: how its two exits are linked.
     exits: Literal[Contingency.OUO, Contingency.OCO] = Contingency.OUO
     flatten_on_unprotected: bool = False
+    #: The price trigger of the child and exit legs that do not give their own (see ``LegCreate``).
+    emulation_trigger: PriceTrigger | None = None
 
-    _upper_enums = field_validator("contingency", "trigger", "exits", mode="before")(_upper)
+    _upper_enums = field_validator("contingency", "trigger", "exits", "emulation_trigger", mode="before")(_upper)
 
     def request_hash(self) -> str:
         """SHA-256 of the canonical body."""
         body = self.model_dump(mode="json", by_alias=True)
+        for part in (body, *body["legs"]):
+            for name in _LIST_KEYS:  # absent, they leave the hash of every earlier list as it was
+                if part.get(name) is None:
+                    part.pop(name, None)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -531,6 +567,11 @@ class LegPublic(BaseModel):
     #: The rules this leg's events fired, in order (the last is the one that fired last).
     rules: list[str] = []
     links: dict[str, str] = {}
+    #: Held on quotes: the price it watches; once triggered, the type it was held as (``type`` is what was sent).
+    emulation_trigger: PriceTrigger | None = None
+    emulated_type: OrderType | None = None
+    #: A held trailing stop's trigger as it stands.
+    trail_trigger: Decimal | None = None
 
 
 class ListAccepted(BaseModel):

@@ -30,8 +30,11 @@ from core.domain import (
     OrderType,
     RiskReason,
     TimeInForce,
+    TrailState,
     derive_order_id,
 )
+from core.legtrigger import EMULATABLE, PriceTrigger, TriggerQuote, price_of, released_terms, touched
+from core.trailing import TrailOutcome, follow
 
 __all__ = [
     "FLATTEN_LEG",
@@ -81,6 +84,9 @@ class LegSpec(BaseModel):
     name: str
     role: LegRole
     order: OrderRequest
+    #: Hold the leg in the coordinator once released and send it when this price meets its trigger
+    #: (``core.legtrigger``; a child or exit leg only). None: the list's ``emulation_trigger``.
+    emulation_trigger: PriceTrigger | None = None
 
 
 class OrderListSpec(BaseModel):
@@ -96,6 +102,9 @@ class OrderListSpec(BaseModel):
     exits: Literal[Contingency.OUO, Contingency.OCO] = Contingency.OUO
     #: When a protective leg ends unfilled while the position is open: also flatten it (a market order).
     flatten_on_unprotected: bool = False
+    #: The price trigger of every child or exit leg that does not name its own (None: sent when released, but a
+    #: trailing stop, which is held on the side's price, ``BID_ASK``, where the broker has no native one).
+    emulation_trigger: PriceTrigger | None = None
 
 
 class OrderListRequest(OrderListSpec):
@@ -144,6 +153,19 @@ def list_problems(spec: OrderListSpec) -> list[RiskReason]:
         if leg.role not in allowed:
             allowed_text = ", ".join(r.value for r in allowed)
             bad("LEG_ROLE_NOT_ALLOWED", f"legs[{i}].role", f"a {spec.contingency.value} list has {allowed_text} legs")
+        if leg.emulation_trigger is not None:
+            if leg.role not in (LegRole.CHILD, LegRole.EXIT):
+                bad(
+                    "EMULATION_NOT_ALLOWED",
+                    f"legs[{i}].emulationTrigger",
+                    "only a child or exit leg is held on quotes (a parent or OCO/OUO leg is sent at once)",
+                )
+            elif leg.order.type not in EMULATABLE:
+                bad(
+                    "EMULATION_NOT_ALLOWED",
+                    f"legs[{i}].emulationTrigger",
+                    f"a {leg.order.type.value} leg cannot be held on quotes (LIMIT, STOP, STOP_LIMIT, TRAILING_STOP)",
+                )
     if out:
         return out
     first = legs[0].order if legs else None
@@ -181,17 +203,21 @@ def list_problems(spec: OrderListSpec) -> list[RiskReason]:
 def _bracket_prices(entry: OrderRequest, exits: list[OrderRequest], where: list[int]) -> list[RiskReason]:
     out: list[RiskReason] = []
     tp = [(o, i) for o, i in zip(exits, where, strict=True) if o.type is OrderType.LIMIT]
-    sl = [(o, i) for o, i in zip(exits, where, strict=True) if o.type in (OrderType.STOP, OrderType.STOP_LIMIT)]
+    stops = (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+    sl = [(o, i) for o, i in zip(exits, where, strict=True) if o.type in stops]
     if len(tp) != 1 or len(sl) != 1:
         out.append(
             RiskReason(
                 code="BRACKET_EXITS",
                 field="legs",
-                message="legs: a bracket's exits are one LIMIT (take-profit) and one STOP or STOP_LIMIT (stop-loss)",
+                message="legs: a bracket's exits are one LIMIT (take-profit) and one STOP, STOP_LIMIT or "
+                "TRAILING_STOP (stop-loss)",
             )
         )
         return out
     (take, ti), (stop, si) = tp[0], sl[0]
+    if stop.type is OrderType.TRAILING_STOP:
+        return out  # its trigger follows the market: no fixed price to compare
     assert take.price is not None and stop.stop_price is not None
     sign = 1 if entry.side is OrderSide.BUY else -1
     if sign * (take.price - stop.stop_price) <= 0:
@@ -301,6 +327,16 @@ class LegState(BaseModel):
     closing: bool = False
     #: The rules its events fired, in order.
     rules: list[str] = []
+    #: Held on quotes once released (``core.legtrigger``; set by ``ListBook.hold_on_quotes``): the price it watches.
+    trigger: PriceTrigger | None = None
+    #: Released by the list's rules and waiting for its trigger (still ``EMULATED``, nothing sent).
+    armed: bool = False
+    #: A held trailing stop's trail (moves in the coordinator; only the final order is sent).
+    trail: TrailState | None = None
+    #: The terms as given, once the trigger turned them into the order sent (``order``).
+    emulated_terms: OrderRequest | None = None
+    #: Why the last check could not read the leg's price (recorded once per new problem).
+    quote_problem: str | None = None
 
     @property
     def done(self) -> bool:
@@ -327,6 +363,8 @@ class ListBook(BaseModel):
     events: list[ListEvent] = []
     #: Times an unprotected position was flagged (each is an alert).
     unprotected: int = 0
+    #: Legs with a price trigger are held on quotes (``hold_on_quotes``; patch ``list-quote-triggers``).
+    quote_triggers: bool = False
 
     @classmethod
     def new(cls, request: OrderListRequest) -> ListBook:
@@ -355,6 +393,11 @@ class ListBook(BaseModel):
     def done(self) -> bool:
         """Every leg closed."""
         return all(leg.done for leg in self.legs)
+
+    @property
+    def armed(self) -> list[LegState]:
+        """The legs waiting for their price trigger (checked against the quote store)."""
+        return [leg for leg in self.legs if leg.armed and not leg.released and not leg.done]
 
     def open_position(self) -> Decimal:
         """A bracket's position still open: what the entry filled less what the exits (and a flatten) filled."""
@@ -412,6 +455,73 @@ class ListBook(BaseModel):
         self.record(at, "list", "CANCEL_REQUESTED", detail=f"{reason} (by {by})")
         self.cancel_requested = True
         return [c for leg in self.legs if (c := self._drop(leg, at, reason)) is not None]
+
+    @staticmethod
+    def quote_legs(request: OrderListRequest, *, native_trailing: bool = False) -> dict[str, PriceTrigger]:
+        """The legs held on quotes once released, with the price each watches.
+
+        A child or exit leg with an ``emulation_trigger`` (its own, else the list's, when its type can be held),
+        and a trailing-stop child or exit where the broker has no native trailing stop (``BID_ASK`` by default).
+        """
+        out: dict[str, PriceTrigger] = {}
+        for spec in request.legs:
+            if spec.role not in (LegRole.CHILD, LegRole.EXIT) or spec.order.type not in EMULATABLE:
+                continue
+            trigger = spec.emulation_trigger or request.emulation_trigger
+            if trigger is None and spec.order.type is OrderType.TRAILING_STOP and not native_trailing:
+                trigger = PriceTrigger.DEFAULT
+            if trigger is not None:
+                out[spec.name] = trigger
+        return out
+
+    def hold_on_quotes(self, triggers: dict[str, PriceTrigger]) -> None:
+        """Hold these legs on their price triggers once released (``quote_legs``)."""
+        self.quote_triggers = True
+        for leg in self.legs:
+            leg.trigger = triggers.get(leg.name)
+
+    def check_quote(self, quote: TriggerQuote, at: datetime) -> list[ListCommand]:
+        """One check of every armed leg against ``quote``: the legs whose trigger is met are sent (``start``)."""
+        commands: list[ListCommand] = []
+        for leg in self.armed:
+            assert leg.trigger is not None
+            price = None if quote.problem else price_of(leg.trigger, leg.order.side, quote)
+            if price is None:
+                problem = quote.problem or f"{quote.source} quote has no {leg.trigger.value} price"
+                if problem != leg.quote_problem:
+                    leg.quote_problem = problem
+                    self.record(at, leg.name, "TRIGGER_NO_QUOTE", detail=problem)
+                continue
+            leg.quote_problem = None
+            shown = f"{leg.trigger.value} {price.normalize():f} ({quote.source})"
+            if leg.order.type is OrderType.TRAILING_STOP:
+                step = follow(leg.order, leg.trail or TrailState(), price)
+                leg.trail = step.trail.model_copy(update={"last_quote_at": quote.at})
+                trigger = leg.trail.trigger
+                if step.outcome is TrailOutcome.ACTIVATED and leg.order.activation_price is not None:
+                    assert trigger is not None
+                    self.record(at, leg.name, "TRAIL_ACTIVATED", detail=f"{shown}; trigger {trigger.normalize():f}")
+                if step.outcome is not TrailOutcome.TRIGGERED:
+                    continue
+                assert trigger is not None and leg.trail.extreme is not None
+                leg.trail.triggered_at = at
+                why = f"{shown} crossed the trail's trigger {trigger.normalize():f} (best {leg.trail.extreme:f})"
+            else:
+                if not touched(leg.order, price):
+                    continue
+                level = leg.order.stop_price if leg.order.type is not OrderType.LIMIT else leg.order.price
+                assert level is not None
+                why = f"{shown} met {level.normalize():f}"
+            commands.append(self._trigger(leg, at, why))
+        return commands
+
+    def _trigger(self, leg: LegState, at: datetime, why: str) -> ListCommand:
+        leg.emulated_terms = leg.order
+        leg.order = leg.order.model_copy(update=released_terms(leg.order))
+        leg.armed = False
+        leg.released = True
+        self.record(at, leg.name, "TRIGGERED", detail=f"{why}: sent as {leg.order.type.value} {leg.qty.normalize():f}")
+        return ListCommand(kind="start", leg=leg.name, qty=leg.qty)
 
     def take(self, report: LegReport, at: datetime) -> list[ListCommand]:
         """Take a leg's report: derive its events, fire the rules, and return the commands they call for."""
@@ -512,6 +622,20 @@ class ListBook(BaseModel):
             if leg.done or leg.closing:
                 continue
             target = self._target(leg)
+            if leg.armed and not leg.released:
+                commands += self._resize_armed(leg, target, at, why)
+                continue
+            if not leg.released and leg.trigger is not None and self.quote_triggers:
+                if target > 0 and not self.cancel_requested:
+                    leg.armed = True
+                    leg.qty = target
+                    self.record(
+                        at,
+                        leg.name,
+                        "ARMED",
+                        detail=f"{target.normalize():f} ({why}); held until {leg.trigger.value} meets its trigger",
+                    )
+                continue
             if not leg.released:
                 if target > 0 and not self.cancel_requested:
                     leg.released = True
@@ -531,12 +655,24 @@ class ListBook(BaseModel):
             commands.append(ListCommand(kind="amend", leg=leg.name, qty=target, detail=why))
         return commands
 
+    def _resize_armed(self, leg: LegState, target: Decimal, at: datetime, why: str) -> list[ListCommand]:
+        """An armed leg is resized in place (nothing at the broker); one left with nothing is dropped."""
+        if target == leg.qty:
+            return []
+        if target <= 0:
+            c = self._drop(leg, at, f"nothing left to work ({why})")
+            return [c] if c is not None else []
+        self.record(at, leg.name, "RESIZE", detail=f"{leg.qty.normalize():f} -> {target.normalize():f} ({why})")
+        leg.qty = target
+        return []
+
     def _drop(self, leg: LegState, at: datetime, reason: str) -> ListCommand | None:
         """Cancel a working leg; a held one is dropped without ever being sent."""
         if leg.done or leg.closing:
             return None
         leg.closing = True
         if not leg.released:
+            leg.armed = False
             leg.status = OrderStatus.CANCELED
             leg.reason = reason
             self.record(at, leg.name, "DROPPED", detail=f"never sent: {reason}")

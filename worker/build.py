@@ -149,6 +149,7 @@ def build_workers(
                 risk.check_order,
                 risk.check_amend,
                 risk.trail_quote,
+                risk.leg_quote,
                 store.persist_order,
                 lists.resize_leg,
                 lists.alert,

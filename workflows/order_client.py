@@ -28,7 +28,7 @@ from temporalio.common import (
 from brokers import BROKERS
 from core.domain import OrderRequest, OrderStatus, RiskDecision, workflow_id_for
 from core.nativelist import plan
-from core.orderlist import ListDecision, OrderListRequest, list_workflow_id
+from core.orderlist import ListBook, ListDecision, OrderListRequest, list_workflow_id
 from core.settings import Settings
 from core.temporal import (
     SA_ACCOUNT,
@@ -185,8 +185,8 @@ def native_request(request: OrderListRequest) -> tuple[OrderListRequest, bool]:
     ``core.nativelist.plan`` decides from the broker's ``native_lists`` and the list's shape; the second value says
     whether the list is native (the coordinator then sends the head with its legs attached and follows the rest).
     """
-    if not request.legs:
-        return request, False
+    if not request.legs or ListBook.quote_legs(request, native_trailing=True):
+        return request, False  # a leg held on quotes waits in the coordinator: the broker cannot hold it for us
     broker = BROKERS.get(request.legs[0].order.broker)
     if broker is None:
         return request, False

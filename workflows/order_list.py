@@ -21,7 +21,7 @@ Versioning: changes go behind ``workflow.patched``; ``tests/workflows/histories/
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -30,7 +30,9 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.lists import LegAlert, LegResize, ListActivities, ListSave
-    from core.domain import AmendResult, CancelRequest, OrderStatus, workflow_id_for
+    from activities.risk import RiskActivities, TrailQuoteRequest
+    from core.domain import AmendResult, CancelRequest, OrderStatus, OrderType, workflow_id_for
+    from core.legtrigger import TriggerQuote
     from core.orderlist import (
         FLATTEN_LEG,
         LegAmend,
@@ -50,15 +52,22 @@ with workflow.unsafe.imports_passed_through():
         SA_SYMBOL,
     )
     from workflows.order_list_native import PATCH_NATIVE_LISTS, NativeLegs
-    from workflows.order_models import ListLink, ListResult, OrderListInput, OrderWorkflowInput
+    from workflows.order_models import ListCarry, ListLink, ListResult, OrderListInput, OrderWorkflowInput
 
-__all__ = ["OrderListWorkflow"]
+__all__ = ["PATCH_LIST_CONTINUE_AS_NEW", "PATCH_LIST_QUOTE_TRIGGERS", "OrderListWorkflow"]
 
 _ACTIVITY = timedelta(seconds=30)
 #: The read model's write: a list keeps going when Postgres is away (the next change writes the row again).
 _SAVE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=6
 )
+#: Child legs with a price trigger (and trailing-stop legs where the broker has none) are held here once released
+#: and sent when the quote store's price meets their trigger (``core.legtrigger``): one quote read per
+#: ``OrderConfig.trail_check_seconds`` while any leg waits. Evaluated only for lists that have such a leg.
+PATCH_LIST_QUOTE_TRIGGERS = "list-quote-triggers"
+#: A long-lived list continues as a new run (carrying its book) once its history reaches the parent leg's
+#: ``OrderConfig.continue_as_new_events`` (or the server suggests it). Evaluated only when that is due.
+PATCH_LIST_CONTINUE_AS_NEW = "list-continue-as-new"
 
 
 @workflow.defn(name="OrderListWorkflow")
@@ -69,16 +78,18 @@ class OrderListWorkflow:
     def __init__(self, inp: OrderListInput) -> None:
         """Set up the book before any handler runs."""
         self._inp = inp
-        self._book = ListBook.new(inp.request)
+        self._book = inp.carried.book if inp.carried is not None else ListBook.new(inp.request)
         self._reports: list[LegReport] = []
         self._cancels: list[CancelRequest] = []
         self._lock = asyncio.Lock()
         #: Patch list-read-model: write the book to ``order_lists`` after each change (``_save``).
         self._saving = False
-        self._saved = 0
+        self._saved = inp.carried.saved if inp.carried is not None else 0
         self._dirty = False
         #: A list the broker carries itself (patch native-order-lists): ``workflows.order_list_native``.
         self._native: NativeLegs | None = None
+        #: Patch list-quote-triggers: the next read of the quote store for the legs held on quotes.
+        self._next_check: datetime | None = inp.carried.next_check if inp.carried is not None else None
 
     # ---------------------------------------------------------------------------------------- handlers
 
@@ -163,12 +174,17 @@ class OrderListWorkflow:
         self._saving = workflow.patched("list-read-model")
         if inp.native and workflow.patched(PATCH_NATIVE_LISTS):
             self._native = NativeLegs(book, inp)
-        await self._carry_out(book.start(workflow.now()))
-        self._touch()
-        await self._save()
+        if inp.carried is None:
+            if self._native is None:  # the broker holds a native list's legs; none is held on quotes here
+                self._hold_on_quotes()
+            await self._carry_out(book.start(workflow.now()))
+            self._touch()
+            await self._save()
         while not book.done:
-            await workflow.wait_condition(lambda: bool(self._reports or self._cancels or self._dirty))
+            await self._continue_as_new_if_due()
+            check_due = await self._wait_for_work()
             async with self._lock:
+                woken = bool(self._cancels or self._reports or self._dirty)
                 while self._cancels or self._reports:
                     now = workflow.now()
                     if self._cancels:
@@ -181,8 +197,11 @@ class OrderListWorkflow:
                         else:
                             commands = book.take(report, now)
                     await self._carry_out(commands)
-                self._touch()
-                await self._save()
+                if check_due and await self._check_quotes():
+                    woken = True
+                if woken:
+                    self._touch()
+                    await self._save()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ListResult(
             list_id=inp.request.list_id,
@@ -190,6 +209,87 @@ class OrderListWorkflow:
             legs={leg.name: leg.status for leg in book.legs},
             flags=list(book.flags),
         )
+
+    # ---------------------------------------------------------------------------------------- legs held on quotes
+
+    def _config(self) -> OrderWorkflowInput:
+        inp = self._inp
+        return inp.legs.get(inp.request.legs[0].name) or next(iter(inp.legs.values()))
+
+    def _hold_on_quotes(self) -> None:
+        """Patch list-quote-triggers, asked only of a list with a leg to hold on quotes."""
+        inp = self._inp
+        native = {
+            name: not leg.config.emulates_trailing_stop
+            for name, leg in inp.legs.items()
+            if leg.order.type is OrderType.TRAILING_STOP
+        }
+        triggers = ListBook.quote_legs(inp.request, native_trailing=bool(native) and all(native.values()))
+        if triggers and workflow.patched(PATCH_LIST_QUOTE_TRIGGERS):
+            self._book.hold_on_quotes(triggers)
+
+    async def _wait_for_work(self) -> bool:
+        """Wait for a report, a cancel or an amend; while legs are held on quotes, at most until the next check.
+
+        True when a quote check is due (one per ``trail_check_seconds``, however many reports come meanwhile).
+        """
+
+        def work() -> bool:
+            return bool(self._reports or self._cancels or self._dirty)
+
+        if not self._book.armed:
+            await workflow.wait_condition(work)
+            return False
+        now = workflow.now()
+        if self._next_check is None:
+            self._next_check = now
+        timeout = (self._next_check - now).total_seconds()
+        if timeout > 0 and not work():
+            try:
+                await workflow.wait_condition(work, timeout=timeout)
+            except TimeoutError:
+                pass
+        return workflow.now() >= self._next_check
+
+    async def _check_quotes(self) -> bool:
+        """Read the symbol's quote once and check every armed leg; True when something changed on the list."""
+        book = self._book
+        if not book.armed:
+            return False
+        first = book.armed[0].order
+        seen = len(book.events)
+        try:
+            quote = await workflow.execute_local_activity_method(
+                RiskActivities.leg_quote,
+                TrailQuoteRequest(symbol=first.symbol, broker=first.broker, side=first.side),
+                start_to_close_timeout=_ACTIVITY,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as e:
+            quote = TriggerQuote(source=first.broker, problem=f"the quote could not be read: {e.cause or e}")
+        now = workflow.now()
+        self._next_check = now + timedelta(seconds=self._config().config.trail_check_seconds)
+        await self._carry_out(book.check_quote(quote, now))
+        return len(book.events) != seen
+
+    # ---------------------------------------------------------------------------------------- continue-as-new
+
+    async def _continue_as_new_if_due(self) -> None:
+        """Hand the book to a new run once the history is long (patch list-continue-as-new, asked only then)."""
+        if self._native is not None:
+            return  # a native list's legs live at the broker: its history stays short, and NativeLegs is not carried
+        info = workflow.info()
+        limit = self._config().config.continue_as_new_events
+        if not (info.is_continue_as_new_suggested() or info.get_current_history_length() >= limit):
+            return
+        if self._reports or self._cancels or self._dirty or not workflow.patched(PATCH_LIST_CONTINUE_AS_NEW):
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._reports or self._cancels or self._dirty:
+            return
+        self._book.record(workflow.now(), "list", "CONTINUED", detail=f"{info.get_current_history_length()} events")
+        carry = ListCarry(book=self._book, saved=self._saved, next_check=self._next_check)
+        workflow.continue_as_new(self._inp.model_copy(update={"carried": carry}))
 
     def _touch(self) -> None:
         workflow.set_current_details(self._book.summary_line())

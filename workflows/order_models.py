@@ -16,9 +16,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from core.domain import Break, CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
-from core.orderlist import ListStatus, OrderListRequest
+from core.orderlist import ListBook, ListStatus, OrderListRequest
 
 __all__ = [
+    "ListCarry",
     "ListLink",
     "ListResult",
     "OrderCarry",
@@ -127,6 +128,17 @@ class OrderResult(BaseModel):
     breaks: list[Break] = []
 
 
+class ListCarry(BaseModel):
+    """What a run of the list's coordinator hands to the run it continues as: its book and read-model version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    book: ListBook
+    saved: int = 0
+    #: The next quote check of the legs held on quotes (None: at once).
+    next_check: datetime | None = None
+
+
 class OrderListInput(BaseModel):
     """The coordinator's single argument: the list, and each leg's order workflow input (``workflows.order_client``).
 
@@ -145,6 +157,8 @@ class OrderListInput(BaseModel):
     #: The broker carries the list itself (``core.nativelist``): the legs are marked (``OrderRequest.native``), the
     #: coordinator follows the broker's legs instead of releasing, resizing and canceling them itself.
     native: bool = False
+    #: Set when this run continues an earlier one (continue-as-new, patch ``list-continue-as-new``).
+    carried: ListCarry | None = None
 
 
 class ListResult(BaseModel):

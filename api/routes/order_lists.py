@@ -40,7 +40,14 @@ from api.schemas import (
 from brokers import BROKERS
 from core.auth import Permission, Principal, namespaced_key
 from core.contingency import Contingency, LegRole
-from core.domain import AmendRequest, AmendResult, CancelRequest, OrderTerms, utcnow, workflow_id_for
+from core.domain import (
+    AmendRequest,
+    AmendResult,
+    CancelRequest,
+    OrderTerms,
+    utcnow,
+    workflow_id_for,
+)
 from core.orderlist import (
     LegAmend,
     LegSpec,
@@ -147,9 +154,15 @@ async def create_list(
                 "broker": leg.broker or broker,
             }
         )
+        instrument = instruments.get(leg.symbol)
+        leg, tick_problem = leg.with_trail_in_ticks(
+            instrument.tick_size if instrument is not None else None, prefix=f"legs[{i}]."
+        )
+        if tick_problem is not None:
+            problems.append(tick_problem)
         for p in leg.problems():
             problems.append(p.model_copy(update={"field": f"legs[{i}].{p.field}", "message": f"legs[{i}].{p.message}"}))
-        if leg.symbol not in instruments:
+        if instrument is None:
             problems.append(
                 Reason(code="UNKNOWN_INSTRUMENT", field=f"legs[{i}].symbol", message=f"unknown symbol {leg.symbol!r}")
             )
@@ -165,6 +178,7 @@ async def create_list(
         LegSpec(
             name=leg.name,
             role=leg.role,
+            emulation_trigger=leg.emulation_trigger,
             order=leg.to_request(
                 order_id=leg_order_id(full_key, leg.name),
                 idempotency_key=f"{full_key}#{leg.name}",
@@ -213,6 +227,7 @@ async def create_list(
         trigger=body.trigger,
         exits=body.exits,
         flatten_on_unprotected=body.flatten_on_unprotected,
+        emulation_trigger=body.emulation_trigger,
         legs=specs,
     )
     structural = list_problems(list_request)
@@ -329,6 +344,9 @@ def _public(book: ListBook) -> ListPublic:
                 stop_price=leg.order.stop_price,
                 reason=leg.reason,
                 rules=list(leg.rules),
+                emulation_trigger=leg.trigger,
+                emulated_type=leg.emulated_terms.type if leg.emulated_terms is not None else None,
+                trail_trigger=leg.trail.trigger if leg.trail is not None else None,
                 links={"order": f"/api/v1/orders/{leg.order_id}"} if leg.released else {},
             )
             for leg in book.legs

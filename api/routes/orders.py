@@ -163,7 +163,9 @@ async def create_order(
 ) -> JSONResponse:
     """Submit an order; answers with the risk decision (the order then runs in the background)."""
     started = time.perf_counter()
-    problems = body.problems()
+    instrument = instruments.get(body.symbol)
+    body, tick_problem = body.with_trail_in_ticks(instrument.tick_size if instrument is not None else None)
+    problems = body.problems() + ([tick_problem] if tick_problem is not None else [])
     account = body.account or body.client_id
     await check_order_scope(request, principal, client_id=body.client_id, account=account, broker=body.broker)
     broker, account_problems = await registered_broker(pool, settings, account=account, broker=body.broker)

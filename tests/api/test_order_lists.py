@@ -10,6 +10,7 @@ import httpx
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.main import create_app
+from api.schemas import OrderListCreate
 from tests.harness import Stack, register_accounts, unique, until
 
 
@@ -132,3 +133,60 @@ async def test_an_impossible_list_is_refused_naming_the_field(stack: Stack) -> N
         assert [(x["code"], x["field"]) for x in r.json()["reasons"]] == [("STOP_PRICE_REQUIRED", "legs[2].stopPrice")]
         r = await http.post("/api/v1/order-lists", json=bracket(client, "bad-3", contingency="NOPE"))
         assert r.status_code == 422 and "contingency" in r.text
+
+
+def test_a_list_body_without_the_new_keys_hashes_as_before() -> None:
+    # The hash main computed for this body before emulationTrigger/trailTicks existed (a repeat after the
+    # upgrade is still a repeat, not a 409).
+    body = bracket("desk-h", "h-1")
+    assert OrderListCreate.model_validate(body).request_hash() == (
+        "7ef0a656dfbd92bef20eaf396d2bab2bc2b750fd8d3039dbcc6432dbe125b763"
+    )
+    body["emulationTrigger"] = "MID"
+    assert OrderListCreate.model_validate(body).request_hash() != (
+        "7ef0a656dfbd92bef20eaf396d2bab2bc2b750fd8d3039dbcc6432dbe125b763"
+    )
+
+
+async def test_a_bracket_with_a_trailing_stop_in_ticks_is_held_on_quotes_and_bad_triggers_are_refused(
+    stack: Stack,
+) -> None:
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(stack.pool, client)
+    trailing = {"type": "TRAILING_STOP", "trailTicks": 25, "activationPrice": "195.00"}
+    async with stack.api() as http:
+        body = bracket(client, "ts-1")
+        body["legs"][2] = {k: v for k, v in body["legs"][2].items() if k != "stopPrice"} | trailing
+        r = await http.post("/api/v1/order-lists", json=body)
+        assert r.status_code == 201, r.text
+        list_id = r.json()["listId"]
+
+        async def entry_accepted() -> dict[str, Any] | None:
+            view: dict[str, Any] = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
+            return view if view["legs"][0]["status"] == "ACCEPTED" else None
+
+        view = await until("the entry accepted", entry_accepted)
+        sl = view["legs"][2]
+        assert (sl["status"], sl["type"], sl["emulationTrigger"]) == ("EMULATED", "TRAILING_STOP", "DEFAULT")
+        [row] = await stack.fetch("SELECT book FROM order_lists WHERE list_id = %s", list_id)
+        assert D(row["book"]["legs"][2]["order"]["trail_amount"]) == D("0.25")  # 25 ticks of 0.01
+        r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "done"})
+        assert r.status_code == 202
+
+        cases = [
+            (2, {"trailTicks": 5}, ("TRAIL_NOT_ALLOWED", "legs[2].trailTicks")),
+            (2, trailing | {"trailAmount": "1.00"}, ("TRAIL_CONFLICT", "legs[2].trailTicks")),
+            (0, {"emulationTrigger": "LAST"}, ("EMULATION_NOT_ALLOWED", "legs[0].emulationTrigger")),
+        ]
+        for i, (leg, change, expected) in enumerate(cases):
+            body = bracket(client, f"bad-ts-{i}")
+            body["legs"][leg] = body["legs"][leg] | change
+            if change.get("type") == "TRAILING_STOP":
+                del body["legs"][leg]["stopPrice"]
+            r = await http.post("/api/v1/order-lists", json=body)
+            assert r.status_code == 422, r.text
+            assert expected in [(x["code"], x["field"]) for x in r.json()["reasons"]], r.text
+        body = bracket(client, "bad-ts-9", emulationTrigger="SOMETIMES")
+        r = await http.post("/api/v1/order-lists", json=body)
+        assert r.status_code == 422 and "emulationTrigger" in r.text

@@ -20,7 +20,7 @@ def test_a_body_without_a_trail_hashes_as_before_the_trail_keys_existed() -> Non
     # An order sent before the upgrade and retried after it must not look like another body (409).
     body = order_body(type="LIMIT", price="190", timeInForce="GTC")
     before = OrderCreate.model_validate(body).model_dump(mode="json", by_alias=True)
-    for key in ("trailAmount", "trailPercent", "activationPrice"):
+    for key in ("trailAmount", "trailPercent", "activationPrice", "trailTicks"):
         del before[key]
     before["type"] = "LIMIT"
     canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))

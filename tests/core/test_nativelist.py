@@ -82,3 +82,30 @@ def test_an_oto_and_an_oco() -> None:
     assert marks["stop"].held_by == "EXLIMIT00000000000"
     two_limits = [oco[1], ("other", LegRole.MEMBER, _order("other", OrderSide.SELL, OrderType.LIMIT, price=D(210)))]
     assert plan(Contingency.OCO, TriggerMode.FULL, two_limits, ALL) is None
+
+
+def test_a_bracket_with_a_leg_held_on_quotes_is_not_sent_natively() -> None:
+    # The coordinator holds such a leg until the market meets its trigger; the broker would work it at once.
+    from core.legtrigger import PriceTrigger
+    from core.orderlist import LegSpec, OrderListRequest
+    from workflows.order_client import native_request
+
+    def request(**changes: Any) -> OrderListRequest:
+        legs = [LegSpec(name=n, role=r, order=o) for n, r, o in _bracket()]
+        if "leg_trigger" in changes:
+            legs[2] = legs[2].model_copy(update={"emulation_trigger": changes.pop("leg_trigger")})
+        return OrderListRequest(
+            list_id="LSNATIVE",
+            idempotency_key="b1",
+            request_hash="h",
+            client_id="desk",
+            client_list_id="b1",
+            received_at=datetime(2026, 1, 1, tzinfo=UTC),
+            contingency=Contingency.BRACKET,
+            legs=legs,
+            **changes,
+        )
+
+    assert native_request(request())[1] is True
+    assert native_request(request(leg_trigger=PriceTrigger.MID))[1] is False
+    assert native_request(request(emulation_trigger=PriceTrigger.LAST))[1] is False

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import product
 
-from core.contingency import Contingency, LegRole, TriggerMode
+import pytest
+
+from core.contingency import ROLES_OF, Action, Contingency, LegEvent, LegRole, TriggerMode, rule
 from core.domain import OrderRequest, OrderSide, OrderStatus, OrderType, RiskReason, TimeInForce
+from core.legtrigger import PriceTrigger, TriggerQuote
 from core.orderlist import (
     FLATTEN_LEG,
     LegReport,
@@ -240,3 +244,222 @@ def test_the_flatten_leg_has_its_own_key_and_its_end_fires_no_rule_of_the_table(
     assert flatten.order.linked_orders == (leg_order_id("k", "tp"), leg_order_id("k", "sl"))
     assert report(book, FLATTEN_LEG, S.REJECTED) == []
     assert flatten.rules[-1] == "flatten-reject:no-effect"
+
+
+# -- legs held on quotes (patch list-quote-triggers) ----------------------------------------------------------
+
+
+def quote(**prices: str) -> TriggerQuote:
+    return TriggerQuote(source="paper", at=AT, **{k: Decimal(v) for k, v in prices.items()})  # type: ignore[arg-type]
+
+
+def trailing_bracket(**spec: object) -> OrderListRequest:
+    request = bracket(**spec)
+    sl = order("sl", "SELL", type="TRAILING_STOP", trail_amount=Decimal(2))
+    return request.model_copy(update={"legs": [*request.legs[:2], LegSpec(name="sl", role=LegRole.EXIT, order=sl)]})
+
+
+def held(request: OrderListRequest, *, native_trailing: bool = False) -> ListBook:
+    book = ListBook.new(request)
+    book.hold_on_quotes(ListBook.quote_legs(request, native_trailing=native_trailing))
+    book.start(AT)
+    report(book, "entry", S.ACCEPTED)
+    return book
+
+
+def test_a_trailing_stop_exit_is_held_on_the_side_price_unless_the_broker_trails_natively() -> None:
+    assert ListBook.quote_legs(trailing_bracket()) == {"sl": PriceTrigger.DEFAULT}
+    assert ListBook.quote_legs(trailing_bracket(), native_trailing=True) == {}
+    assert ListBook.quote_legs(bracket()) == {}  # a plain bracket's stop works at the broker
+    assert ListBook.quote_legs(bracket(emulation_trigger=PriceTrigger.MID)) == {
+        "tp": PriceTrigger.MID,
+        "sl": PriceTrigger.MID,
+    }
+    request = bracket(emulation_trigger=PriceTrigger.MID)
+    own = request.legs[2].model_copy(update={"emulation_trigger": PriceTrigger.LAST})
+    assert ListBook.quote_legs(request.model_copy(update={"legs": [*request.legs[:2], own]}))["sl"] is PriceTrigger.LAST
+
+
+def test_a_trailing_stop_exit_ratchets_in_the_book_and_only_the_final_market_order_is_sent() -> None:
+    book = held(trailing_bracket())
+    assert kinds(report(book, "entry", S.FILLED, "100")) == [("start", "tp", "100")]  # the stop is armed, not sent
+    sl = book.leg("sl")
+    assert sl.armed and not sl.released and sl.shown_status == "EMULATED" and sl.qty == 100
+    assert book.check_quote(quote(bid="104", ask="104.02"), AT) == []
+    assert sl.trail is not None and sl.trail.trigger == Decimal("102")
+    assert book.check_quote(quote(bid="108", ask="108.02"), AT) == []  # ratchets up with the bid
+    assert book.check_quote(quote(bid="107", ask="107.02"), AT) == []  # never down
+    assert sl.trail.trigger == Decimal("106")
+    assert kinds(book.check_quote(quote(bid="105.99", ask="106.01"), AT)) == [("start", "sl", "100")]
+    assert sl.released and not sl.armed
+    assert (sl.order.type, sl.order.trail_amount) == (OrderType.MARKET, None)
+    assert sl.emulated_terms is not None and sl.emulated_terms.type is OrderType.TRAILING_STOP
+    assert book.events[-1].event == "TRIGGERED" and "106" in book.events[-1].detail
+    assert book.check_quote(quote(bid="90", ask="90.02"), AT) == []  # nothing armed any more
+
+
+def test_a_stop_held_on_last_waits_for_a_last_price_and_triggers_on_it() -> None:
+    request = bracket()
+    sl = request.legs[2].model_copy(update={"emulation_trigger": PriceTrigger.LAST})
+    book = held(request.model_copy(update={"legs": [*request.legs[:2], sl]}))
+    report(book, "entry", S.FILLED, "100")
+    assert book.check_quote(quote(bid="94", ask="94.1"), AT) == []  # bid under the stop, but no last trade
+    assert book.check_quote(quote(bid="94", ask="94.1"), AT) == []
+    assert [e.event for e in book.events].count("TRIGGER_NO_QUOTE") == 1  # recorded once
+    assert book.check_quote(quote(last="95.5"), AT) == []
+    assert kinds(book.check_quote(quote(last="95"), AT)) == [("start", "sl", "100")]
+    assert book.leg("sl").order.type is OrderType.MARKET
+
+
+def test_an_armed_exit_is_resized_in_place_and_dropped_without_a_cancel() -> None:
+    book = held(trailing_bracket())
+    report(book, "entry", S.FILLED, "100")
+    report(book, "tp", S.ACCEPTED)
+    assert report(book, "tp", S.PARTIALLY_FILLED, "30") == []  # OUO: the armed stop shrinks in the book
+    assert book.leg("sl").qty == 70 and book.events[-1].event == "RESIZE"
+    assert report(book, "tp", S.FILLED, "100") == []  # no cancel to send: it was never sent
+    assert book.leg("sl").status is S.CANCELED and book.events[-2].event == "DROPPED"
+    assert book.status is ListStatus.DONE and book.flags == []
+
+
+def test_a_list_cancel_drops_an_armed_leg_and_a_check_then_sends_nothing() -> None:
+    book = held(trailing_bracket())
+    report(book, "entry", S.FILLED, "100")
+    assert kinds(book.request_cancel(AT, reason="flat", by="desk")) == [("cancel", "tp", None)]
+    assert book.leg("sl").status is S.CANCELED and book.armed == []
+    assert book.check_quote(quote(bid="1", ask="1.01"), AT) == []
+
+
+def test_a_partial_trigger_arms_the_held_exit_sized_to_the_fills() -> None:
+    book = held(trailing_bracket(trigger=TriggerMode.PARTIAL))
+    assert kinds(report(book, "entry", S.PARTIALLY_FILLED, "40")) == [("start", "tp", "40")]
+    assert book.leg("sl").armed and book.leg("sl").qty == 40
+    report(book, "entry", S.FILLED, "100")
+    assert book.leg("sl").qty == 100
+
+
+def test_emulation_is_refused_where_it_cannot_apply() -> None:
+    good = trailing_bracket()
+    assert list_problems(good) == []
+    legs = list(good.legs)
+    legs[0] = legs[0].model_copy(update={"emulation_trigger": PriceTrigger.LAST})
+    problems = list_problems(OrderListSpec(contingency=Contingency.BRACKET, legs=legs))
+    assert [(p.code, p.field) for p in problems] == [("EMULATION_NOT_ALLOWED", "legs[0].emulationTrigger")]
+    request = linked(Contingency.OCO)
+    member = request.legs[0].model_copy(update={"emulation_trigger": PriceTrigger.MID})
+    problems = list_problems(OrderListSpec(contingency=Contingency.OCO, legs=[member, request.legs[1]]))
+    assert [(p.code, p.field) for p in problems] == [("EMULATION_NOT_ALLOWED", "legs[0].emulationTrigger")]
+
+
+# -- every contingency x role x leg event x trigger mode, through the book, with the children held on quotes or not
+
+
+def oto() -> OrderListRequest:
+    request = bracket()
+    return request.model_copy(
+        update={
+            "contingency": Contingency.OTO,
+            "legs": [request.legs[0], *(g.model_copy(update={"role": LegRole.CHILD}) for g in request.legs[1:])],
+        }
+    )
+
+
+def _cases() -> list[tuple[Contingency, LegRole, LegEvent, TriggerMode, bool, bool]]:
+    out = []
+    for c, e, t, filled, on_quotes in product(Contingency, LegEvent, TriggerMode, (False, True), (False, True)):
+        if e.is_fill and not filled:
+            continue
+        for role in ROLES_OF[c]:
+            if on_quotes and c in (Contingency.OCO, Contingency.OUO):
+                continue  # their legs are all sent at once: nothing to hold
+            out.append((c, role, e, t, filled, on_quotes))
+    return out
+
+
+_STATUS = {
+    LegEvent.REJECT: S.REJECTED,
+    LegEvent.CANCEL: S.CANCELED,
+    LegEvent.EXPIRE: S.EXPIRED,
+}
+
+
+@pytest.mark.parametrize(("c", "role", "event", "mode", "filled", "on_quotes"), _cases(), ids=str)
+def test_every_rule_through_the_book(
+    c: Contingency, role: LegRole, event: LegEvent, mode: TriggerMode, filled: bool, on_quotes: bool
+) -> None:
+    request = {Contingency.BRACKET: bracket(), Contingency.OTO: oto()}.get(c) or linked(c)
+    request = request.model_copy(update={"trigger": mode})
+    book = ListBook.new(request)
+    if on_quotes:
+        book.hold_on_quotes({g.name: PriceTrigger.LAST for g in request.legs if g.role is not LegRole.PARENT})
+    book.start(AT)
+    children = [g for g in book.legs if g.role in (LegRole.CHILD, LegRole.EXIT)]
+    if role is LegRole.MEMBER:
+        target, sibling = "a", "b"
+        report(book, "a", S.ACCEPTED)
+        report(book, "b", S.ACCEPTED)
+    elif role is LegRole.PARENT:
+        target, sibling = "entry", ""
+        report(book, "entry", S.ACCEPTED)
+    else:
+        target, sibling = "tp", "sl"
+        report(book, "entry", S.FILLED, "100")
+        if on_quotes:  # the take-profit is met at 110 and up, the stop at 95 and down
+            assert kinds(book.check_quote(quote(last="111"), AT)) == [("start", "tp", "100")]
+            assert kinds(book.check_quote(quote(last="94"), AT)) == [("start", "sl", "100")]
+        report(book, "tp", S.ACCEPTED)
+        report(book, "sl", S.ACCEPTED)
+    if event.is_fill:
+        status = S.FILLED if event is LegEvent.FILL else S.PARTIALLY_FILLED
+        commands = report(book, target, status, "100" if event is LegEvent.FILL else "40")
+    else:
+        if filled:
+            report(book, target, S.PARTIALLY_FILLED, "40")
+        commands = report(book, target, _STATUS[event], "40" if filled else "0")
+    fired = rule(c, role, event, trigger=mode, filled=filled)
+    assert book.leg(target).rules[-1] == fired.name
+    sent = {cmd.kind for cmd in commands}
+    if Action.FOLLOW_PARENT in fired.actions:
+        parent_filled = book.leg("entry").filled_qty
+        assert all(g.qty == parent_filled for g in children)
+        if on_quotes:
+            assert all(g.armed and not g.released for g in children) and "start" not in sent
+        else:
+            assert all(g.released for g in children)
+    elif Action.CANCEL_CHILDREN in fired.actions:
+        assert all(g.status is S.CANCELED and not g.released for g in children) and sent == set()
+    elif Action.CANCEL_SIBLINGS in fired.actions:
+        assert kinds(commands) == [("cancel", sibling, None)]
+    elif Action.REDUCE_SIBLINGS in fired.actions:
+        assert kinds(commands) == [("amend", sibling, "60")]
+    elif Action.UNPROTECTED in fired.actions:
+        assert kinds(commands) == [("alert", target, "60" if filled else "100")]
+    else:
+        assert commands == [] or role is LegRole.PARENT
+        if role is LegRole.PARENT:  # a partial fill under FULL: the children wait, unsent and unarmed
+            assert sent == set() and not any(g.released or g.armed for g in children)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "sent"),
+    [
+        (PriceTrigger.DEFAULT, True),  # a sell's own side: bid 94 <= 95
+        (PriceTrigger.BID_ASK, True),
+        (PriceTrigger.LAST, False),  # 95.5
+        (PriceTrigger.BID, True),
+        (PriceTrigger.ASK, False),  # 96
+        (PriceTrigger.MID, True),  # 95
+    ],
+)
+@pytest.mark.parametrize("contingency", [Contingency.BRACKET, Contingency.OTO])
+def test_a_held_stop_is_sent_when_the_price_of_its_trigger_mode_meets_it(
+    trigger: PriceTrigger, sent: bool, contingency: Contingency
+) -> None:
+    request = bracket() if contingency is Contingency.BRACKET else oto()
+    book = ListBook.new(request)
+    book.hold_on_quotes({"sl": trigger})
+    book.start(AT)
+    report(book, "entry", S.FILLED, "100")
+    commands = book.check_quote(quote(bid="94", ask="96", last="95.5"), AT)
+    assert kinds(commands) == ([("start", "sl", "100")] if sent else [])
+    assert book.leg("sl").armed is not sent and book.leg("sl").released is sent

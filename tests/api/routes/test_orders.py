@@ -225,6 +225,26 @@ async def test_a_trailing_stop_is_held_emulated_and_read_back_with_its_trail(sta
         await wait_order(http, order_id, "CANCELED")
 
 
+async def test_a_trailing_stop_in_ticks_trails_that_many_ticks_of_its_instrument(stack: Stack) -> None:
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    async with stack.api() as http:
+        r = await http.post("/api/v1/orders", json=order_body(type="TRAILING_STOP", side="SELL", trailTicks=30))
+        assert r.status_code == 201, r.text
+        order_id = r.json()["internalOrderId"]
+        order = await wait_order(http, order_id, "EMULATED")
+        assert D(order["trailAmount"]) == D("0.30")  # 30 ticks of 0.01
+        r = await http.post("/api/v1/orders/" + order_id + "/cancel")
+        assert r.status_code == 202
+        for extra, code in (
+            ({"type": "LIMIT", "price": "190"}, "TRAIL_NOT_ALLOWED"),
+            ({"trailPercent": "1"}, "TRAIL_CONFLICT"),
+        ):
+            body = order_body(type="TRAILING_STOP", side="SELL", trailTicks=30) | extra
+            r = await http.post("/api/v1/orders", json=body)
+            assert r.status_code == 422, r.text
+            assert (code, "trailTicks") in [(x["code"], x["field"]) for x in r.json()["reasons"]], r.text
+
+
 async def test_unparsable_or_non_object_bodies_are_400(stack: Stack) -> None:
     async with stack.api() as http:
         r = await http.post("/api/v1/orders", content=b'{"qty": 1,', headers={"Content-Type": "application/json"})
