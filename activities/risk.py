@@ -756,9 +756,8 @@ class RiskActivities:
 
     # -- the activities -----------------------------------------------------------------------------
 
-    @activity.defn(name="trail_quote")
-    async def trail_quote(self, request: TrailQuoteRequest) -> TrailQuote:
-        """The quote an emulated trailing stop is checked against (the risk check's source, same staleness rule)."""
+    async def _reference_quote(self, request: TrailQuoteRequest) -> tuple[str, Quote | None, str | None]:
+        """The source risk prices ``request``'s symbol from, its quote if fresh, else why not (same staleness rule)."""
         market = self.gatherer.market
         source = market.source_for(request.symbol, request.broker)
         async with self._pool.connection() as conn:
@@ -766,23 +765,24 @@ class RiskActivities:
         reference = PriceBook(market, request.broker, quotes, utcnow()).reference(request.symbol)
         problem = reference.problem()
         if problem is not None or reference.view is None:
-            return TrailQuote(source=source, problem=problem or f"no quote for {request.symbol}")
-        quote = reference.view.quote
+            return source, None, problem or f"no quote for {request.symbol}"
+        return source, reference.view.quote, None
+
+    @activity.defn(name="trail_quote")
+    async def trail_quote(self, request: TrailQuoteRequest) -> TrailQuote:
+        """The quote an emulated trailing stop is checked against (the risk check's source, same staleness rule)."""
+        source, quote, problem = await self._reference_quote(request)
+        if quote is None:
+            return TrailQuote(source=source, problem=problem)
         side = quote.bid if request.side is OrderSide.SELL else quote.ask
         return TrailQuote(source=source, price=side or quote.last or quote.mid, at=quote.at)
 
     @activity.defn(name="leg_quote")
     async def leg_quote(self, request: TrailQuoteRequest) -> TriggerQuote:
         """The quote an order list's leg held on quotes is checked against (the risk check's source and staleness)."""
-        market = self.gatherer.market
-        source = market.source_for(request.symbol, request.broker)
-        async with self._pool.connection() as conn:
-            quotes = await fetch_quotes(conn, symbol=request.symbol, source=source)
-        reference = PriceBook(market, request.broker, quotes, utcnow()).reference(request.symbol)
-        problem = reference.problem()
-        if problem is not None or reference.view is None:
-            return TriggerQuote(source=source, problem=problem or f"no quote for {request.symbol}")
-        quote = reference.view.quote
+        source, quote, problem = await self._reference_quote(request)
+        if quote is None:
+            return TriggerQuote(source=source, problem=problem)
         return TriggerQuote(source=source, bid=quote.bid, ask=quote.ask, last=quote.last, at=quote.at)
 
     @activity.defn(name="check_order")
