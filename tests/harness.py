@@ -45,6 +45,7 @@ from sim.matching import Auctions
 from sim.venue import SimVenue
 from store.auth import register_account
 from store.quotes import QuoteWriter
+from tests.waiting import until
 from worker.build import build_workers, running_workers
 from worker.dispatcher import ReportDispatcher
 from workflows.order import OrderWorkflow
@@ -62,24 +63,6 @@ __all__ = [
     "unique",
     "until",
 ]
-
-
-async def until(what: str, check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy, and return that.
-
-    For conditions that wait on Temporal, a worker or a venue: a generous deadline that costs nothing when the
-    condition holds early, instead of a count of short sleeps that a loaded machine outlasts.
-    """
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        await asyncio.sleep(interval)
 
 
 async def reached(http: httpx.AsyncClient, stack: Stack, order_id: str, status: str) -> None:

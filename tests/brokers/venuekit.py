@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from core.domain import ExecutionReport
+from tests.waiting import until
 
 __all__ = ["Forwarder", "OpenApiRequest", "OpenApiResponse", "VenuePair", "eventually", "serving"]
 
@@ -36,17 +37,8 @@ class Forwarder:
 
 
 async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+    """Poll ``check`` (sync or async) until it returns something truthy (``tests.waiting.until``, 10 s)."""
+    return await until("condition", check, timeout=timeout, interval=interval)
 
 
 class OpenApiRequest:
