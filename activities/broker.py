@@ -38,7 +38,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerError, BrokerRejected, BrokerUnavailable, OrderNotFound
-from core.metrics import BROKER_ERRORS, ORDER_LATENCY
+from core.metrics import BROKER_ERRORS, BROKER_REQUESTS, ORDER_LATENCY
 from core.reconciliation import BrokerStatement, day_bounds
 
 __all__ = ["BrokerActivities", "CancelInput", "ReplaceInput", "StatementInput", "StatusInput", "SubmitInput"]
@@ -133,6 +133,7 @@ class BrokerActivities:
 
     @contextlib.asynccontextmanager
     async def _boundary(self, broker: str, op: str) -> AsyncIterator[None]:
+        BROKER_REQUESTS.labels(broker=broker, call=op).inc()
         try:
             async with _heartbeating():
                 yield

@@ -25,6 +25,9 @@ __all__ = [
     "BROKER_CONNECTED",
     "BROKER_HEARTBEAT_AGE",
     "BROKER_LAST_CALL_AGE",
+    "BROKER_REQUESTS",
+    "BROKER_SWEEPS",
+    "SWEEP_SIGNALS",
     "MT5_TERMINAL_CONNECTED",
     "MT5_TERMINAL_HEARTBEAT_AGE",
     "BROKER_ERRORS",
@@ -79,6 +82,19 @@ REPORTS_UNMATCHED = Counter(
 )
 BROKER_ERRORS = Counter(
     "exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"]
+)
+BROKER_REQUESTS = Counter(
+    "exodus_broker_requests_total",
+    "Calls to a broker from this worker: its activities (submit, cancel, replace, status, statement) and sweeps",
+    ["broker", "call"],
+)
+BROKER_SWEEPS = Counter(
+    "exodus_broker_sweeps_total", "Broker sweeps run (worker/sweep.py), by broker and outcome", ["broker", "outcome"]
+)
+SWEEP_SIGNALS = Counter(
+    "exodus_sweep_signals_total",
+    "Working orders a broker sweep signaled because the broker's view differed",
+    ["broker"],
 )
 BOOKING_FAILURES = Counter(
     "exodus_booking_failures_total",

@@ -73,7 +73,9 @@ async def test_two_workers_share_the_order_queue_and_hand_the_paper_session_over
     settings = make_settings(
         url,
         temporal_address(temporal_env),
-        orders=OrderSettings(broker_call_timeout_seconds=3, status_poll_seconds=5, immediacy_timeout_seconds=2),
+        orders=OrderSettings(
+            broker_call_timeout_seconds=3, status_poll_seconds=5, immediacy_timeout_seconds=2, sweep_seconds=5
+        ),
     )
     env = {
         "DATABASE_URL": url,

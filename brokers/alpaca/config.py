@@ -47,6 +47,7 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
     reports_fills=True,
+    mass_status=True,  # open_orders() is one request: the owning worker sweeps it (worker/sweep.py)
 )
 
 #: Alpaca order status -> Exodus status; None: still working (ACCEPTED or PARTIALLY_FILLED by what has filled).
