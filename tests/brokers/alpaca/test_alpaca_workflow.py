@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from brokers.alpaca.execution import AlpacaBroker
 from brokers.alpaca.store import AlpacaStore
 from brokers.sessions import SessionRecorder
+from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
@@ -26,7 +27,6 @@ from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, eventually
 from tests.conftest import make_settings, temporal_address
-from core.domain import OrderStatus
 from tests.harness import Stack, make_order, unique
 from workflows.order import OrderWorkflow
 

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from brokers.oanda.execution import OandaBroker
 from brokers.oanda.store import OandaStore
 from brokers.sessions import SessionRecorder
+from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
@@ -26,7 +27,6 @@ from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oanda_settings
 from tests.conftest import make_settings, temporal_address
-from core.domain import OrderStatus
 from tests.harness import Stack, make_order, unique
 from workflows.order import OrderWorkflow
 
