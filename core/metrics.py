@@ -44,6 +44,7 @@ __all__ = [
     "RECONCILIATION_BREAKS",
     "RECONCILIATION_DIFFERENCES",
     "RECONCILIATION_LAST_RUN",
+    "REPORTS_ANSWERED",
     "REPORTS_UNMATCHED",
     "STREAM_CLIENTS",
     "STREAM_LAGGING",
@@ -75,6 +76,11 @@ RECONCILIATION_DIFFERENCES = Gauge(
 RECONCILIATION_LAST_RUN = Gauge(
     "exodus_reconciliation_last_run_timestamp_seconds",
     "When the latest end-of-day reconciliation run of a broker finished (Unix time)",
+    ["broker"],
+)
+REPORTS_ANSWERED = Counter(
+    "exodus_reports_answered_total",
+    "Execution reports not signaled because the answer to their order's submission carried them",
     ["broker"],
 )
 REPORTS_UNMATCHED = Counter(
