@@ -7,9 +7,10 @@ them too), and each repeat cost the order a signal and often a workflow task of 
 
 The broker's ``submit_order`` activity and the report dispatcher run in the same worker (the broker session's
 owner), on one event loop. While a submission is in flight, the dispatcher holds a report of that order until the
-answer is in (at most ``wait_seconds``); a report the answer carried is then not signaled (it is marked delivered:
-the order has it). Safe when the answer never reaches the workflow: the submission is then retried, and a retry
-asks the broker for the order first, whose status carries every report again.
+answer is in (at most ``wait_seconds``, 2 s, as its shard of the outbox waits meanwhile; a later answer just
+means the report is signaled as before); a report the answer carried is then not signaled (it is marked
+delivered: the order has it). Safe when the answer never reaches the workflow: the submission is then retried,
+and a retry asks the broker for the order first, whose status carries every report again.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = ["ANSWERED", "AnsweredReports"]
 class AnsweredReports:
     """The reports submissions' answers carried, by broker and ``cl_ord_id``, for a while."""
 
-    def __init__(self, *, keep_seconds: float = 300.0, wait_seconds: float = 10.0) -> None:
+    def __init__(self, *, keep_seconds: float = 300.0, wait_seconds: float = 2.0) -> None:
         """Remember an answer's reports ``keep_seconds``; hold a report at most ``wait_seconds`` for its answer."""
         self._keep = keep_seconds
         self._wait = wait_seconds

@@ -10,9 +10,12 @@ quantities, spread over desks), lets their bookings settle, and measures a windo
   of each order, read before and after the window, outside it);
 * broker requests per minute (the worker's ``exodus_broker_requests_total``: activities and sweeps).
 
-Placement is measured separately (orders per second, wall time). ``--sweep-seconds 0`` runs the same with every
-order polling by itself (the release before broker sweeps), for comparison: its polls start 60 s after an order's
-acknowledgement and back off to 16 minutes, so a short window right after placement sees the early, dense polls.
+Placement is measured separately (orders per second, wall time). The paper venue matches every resting order
+at each feed step (``--paper-tick-ms``, 200 as in ``make run``): that is the simulator's cost, in the worker
+process, and it grows with the orders; ``--paper-tick-ms 600000`` leaves Exodus' own cost.
+``--sweep-seconds 0`` runs the same with every order polling by itself (the release before broker sweeps), for
+comparison: its polls start 60 s after an order's acknowledgement and back off to 16 minutes, so a short window
+right after placement sees the early, dense polls.
 
     .venv/bin/python -m benchmarks.idle --levels 0,1000 --window 120
 """
@@ -55,6 +58,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=120.0, help="seconds measured idle at each level")
     p.add_argument("--settle", type=float, default=20.0, help="seconds after placement before the window")
     p.add_argument("--sweep-seconds", type=float, default=30.0, help="EXODUS_ORDERS__SWEEP_SECONDS (0: polls)")
+    p.add_argument(
+        "--paper-tick-ms",
+        type=int,
+        default=200,
+        help="the paper venue's feed step (it matches every resting order at each step: the simulator's own cost, "
+        "which grows with the orders; a large value leaves Exodus' cost; quotes then age, so risk accepts a day-old "
+        "quote)",
+    )
     p.add_argument("--concurrency", type=int, default=16, help="placement: orders in flight")
     p.add_argument("--output-dir", type=Path, default=Path(__file__).parent / "results")
     return p.parse_args(argv)
@@ -76,7 +87,7 @@ def _body(run_id: str, n: int, mids: dict[str, float]) -> dict[str, Any]:
 
 async def _mids(database_url: str) -> dict[str, float]:
     """The paper feed's mid of each symbol, from the quote store (waits for the feed's first quotes)."""
-    for _ in range(120):
+    for _ in range(600):
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
             cur = await conn.execute(
                 "SELECT symbol, bid, ask FROM market_quotes WHERE source = 'paper' AND symbol = ANY(%s)",
@@ -165,6 +176,8 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
             "EXODUS_WORKER__METRICS_PORT": str(metrics_port),
             "EXODUS_RISK__MAX_OPEN_ORDERS_PER_CLIENT": "100000",
             "EXODUS_RISK__DUPLICATE_WINDOW_SECONDS": "0",
+            "EXODUS_PAPER__TICK_INTERVAL_MS": str(opts.paper_tick_ms),
+            **({"EXODUS_MARKET_DATA__MAX_AGE_SECONDS": "86400"} if opts.paper_tick_ms > 20000 else {}),
         }
     )
     print("starting the stack ...", flush=True)
@@ -175,6 +188,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": _cpus(), "python": platform.python_version()},
         "git": _git(),
         "sweep_seconds": opts.sweep_seconds,
+        "paper_tick_ms": opts.paper_tick_ms,
         "window_seconds": opts.window,
         "levels": [],
     }
