@@ -13,7 +13,8 @@ its open orders, and signals ``OrderWorkflow.sweep_found`` only to the orders wh
 The order then looks itself up (its usual status lookup, with its own current ``cl_ord_id``) and books what it
 finds. A working order with nothing new costs nothing in its history; a sweep with no working orders makes no
 broker request. A difference is checked again after ``grace_seconds`` before it is signaled, so a report
-already on its way (delivered, not booked yet) does not cost the order a lookup.
+already on its way (delivered, not booked yet) does not cost the order a lookup; one that outlasts the lookups it
+caused is signaled again after 2, 4, ... up to 32 sweeps.
 
 Orders of a swept broker (``OrderConfig.swept``) arm no poll timer of their own (``PATCH_BROKER_SWEEPS``); orders
 started before it, and every order of a broker without mass status, keep polling.
@@ -40,6 +41,10 @@ from workflows.order import OrderWorkflow
 __all__ = ["BrokerSweep", "SweepOutcome"]
 
 log = logging.getLogger(__name__)
+
+#: An order whose difference outlasts the lookups it was signaled for (the broker does not know it, or its bookings
+#: are delayed) is signaled again after 2, 4, ... up to this many sweeps (16 minutes at 30 s), like the poll's backoff.
+_MAX_GAP = 32
 
 
 @dataclass
@@ -69,6 +74,8 @@ class BrokerSweep:
         #: Sweeps completed, and what the last one did.
         self.sweeps = 0
         self.last: SweepOutcome | None = None
+        #: Orders signaled while their difference lasts: the sweep from which the next signal may go, and the gap.
+        self._backoff: dict[str, tuple[int, int]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every ``interval`` until ``stop`` is set; a failed sweep is logged and the next one tries again."""
@@ -103,8 +110,17 @@ class BrokerSweep:
                         continue  # booked as closed meanwhile
                     if broker_cum is not None and row["filled_qty"] >= broker_cum:
                         continue  # the fill is booked meanwhile
+                    due, gap = self._backoff.get(order_id, (0, 1))
+                    if self.sweeps < due:
+                        continue  # signaled before and still different (a lookup did not settle it): back off
                     if await self._signal(order_id, why):
                         outcome.signaled[order_id] = why
+                    gap = min(gap * 2, _MAX_GAP)
+                    self._backoff[order_id] = (self.sweeps + gap, gap)
+            for order_id in [o for o in self._backoff if o not in differs]:
+                del self._backoff[order_id]  # settled
+        else:
+            self._backoff.clear()
         self.sweeps += 1
         self.last = outcome
         BROKER_SWEEPS.labels(broker=name, outcome="ok").inc()

@@ -151,3 +151,45 @@ async def test_a_swept_market_order_is_filled_and_booked_without_a_poll(stack: S
     events = await history_events(handle)
     assert _count(events, EventType.EVENT_TYPE_TIMER_STARTED) == 0
     await record_history(handle, "paper-market-filled-swept")
+
+
+async def test_a_difference_that_lasts_is_signaled_again_only_after_growing_gaps(stack: Stack) -> None:
+    from worker.sweep import BrokerSweep
+
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    order = make_order(symbol="AAPL", qty="2", type="LIMIT", price="150.00")
+    _, handle = await stack.submit(order, swept=True)
+    await stack.wait_for(handle, OrderStatus.ACCEPTED)
+    await _eventually(lambda: _status_is(stack, order.order_id, "ACCEPTED"))
+    signals: list[str] = []
+    # A broker that has lost every order: the lookups it causes cannot settle the difference.
+    sweeper = BrokerSweep(
+        _Recorder(signals), stack.pool, _Forgetful(stack.brokers["paper"]), interval=1, grace_seconds=0
+    )
+    for _ in range(8):
+        await sweeper.sweep_once()
+    assert signals.count(order.order_id) == 3  # sweeps 1, 3 and 7 (gaps 2, 4, then 8)
+    await handle.signal(OrderWorkflow.cancel, CancelRequest(reason="test done", requested_by="test"))
+    assert (await asyncio.wait_for(handle.result(), 60)).status is OrderStatus.CANCELED
+
+
+class _Forgetful:
+    def __init__(self, broker: Any) -> None:
+        self.name, self.capabilities = broker.name, broker.capabilities
+
+    async def open_orders(self) -> list[Any]:
+        return []
+
+
+class _Recorder:
+    def __init__(self, signals: list[str]) -> None:
+        self._signals = signals
+
+    def get_workflow_handle(self, workflow_id: str) -> Any:
+        signals = self._signals
+
+        class Handle:
+            async def signal(self, *_: Any) -> None:
+                signals.append(workflow_id.removeprefix("order-"))
+
+        return Handle()
