@@ -2,7 +2,7 @@
 
 Starts its own stack (``benchmarks.stack.LocalStack``: embedded Postgres, the Temporal dev server on a SQLite file,
 ``python -m worker`` with the paper venue, ``python -m api``), then for each level (default 0, 1,000 and 10,000)
-places resting limit orders through the REST API until that many rest (GTC buy limits 8 % under the market, small
+places resting limit orders through the REST API until that many rest (GTC buy limits 30 % under the market, small
 quantities, spread over desks), lets their bookings settle, and measures a window in which nothing happens:
 
 * CPU seconds per minute of the Temporal server, the worker, the API and Postgres (with its backends);
@@ -80,7 +80,7 @@ def _body(run_id: str, n: int, mids: dict[str, float]) -> dict[str, Any]:
         "side": "BUY",
         "qty": 1 + n % 7,
         "type": "LIMIT",
-        "price": f"{mids[symbol] * 0.92:.2f}",
+        "price": f"{mids[symbol] * 0.70:.2f}",
         "timeInForce": "GTC",
     }
 
@@ -176,6 +176,8 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
             "EXODUS_WORKER__METRICS_PORT": str(metrics_port),
             "EXODUS_RISK__MAX_OPEN_ORDERS_PER_CLIENT": "100000",
             "EXODUS_RISK__DUPLICATE_WINDOW_SECONDS": "0",
+            # Far from the market (30 % under it), so the random walk neither fills nor bands the orders out.
+            "EXODUS_RISK__CLASSES": '{"EQUITY": {"price_band_pct": 50, "leverage": 4}}',
             "EXODUS_PAPER__TICK_INTERVAL_MS": str(opts.paper_tick_ms),
             **({"EXODUS_MARKET_DATA__MAX_AGE_SECONDS": "86400"} if opts.paper_tick_ms > 20000 else {}),
         }
