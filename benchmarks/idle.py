@@ -44,7 +44,7 @@ from benchmarks.procstats import ProcessStats
 from benchmarks.stack import LocalStack, StackInfo
 from devstack.services import free_port
 
-__all__ = ["main", "run"]
+__all__ = ["broker_requests", "main", "run"]
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY")
 DESKS = 50
@@ -155,14 +155,19 @@ async def _history_events(client: Client, ids: list[str]) -> int:
     return sum(await asyncio.gather(*(one(w) for w in ids)))
 
 
-async def _broker_requests(http: httpx.AsyncClient, metrics_url: str) -> dict[str, float]:
-    r = await http.get(metrics_url)
+def broker_requests(metrics: str) -> dict[str, float]:
+    """``exodus_broker_requests_total`` per ``broker:call`` from a Prometheus text page."""
     out: dict[str, float] = {}
-    for m in re.finditer(
-        r'^exodus_broker_requests_total\{broker="([^"]+)",call="([^"]+)"\} ([0-9.e+]+)$', r.text, re.M
-    ):
+    pattern = r'^exodus_broker_requests_total\{broker="([^"]+)",call="([^"]+)"\} ([0-9.e+]+)$'
+    for m in re.finditer(pattern, metrics, re.M):
         out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
     return out
+
+
+async def _broker_requests(http: httpx.AsyncClient, metrics_url: str) -> dict[str, float]:
+    r = await http.get(metrics_url)
+    r.raise_for_status()
+    return broker_requests(r.text)
 
 
 async def run(opts: argparse.Namespace) -> dict[str, Any]:
