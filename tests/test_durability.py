@@ -49,9 +49,7 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
     settings = make_settings(
         url,
         temporal_address(temporal_env),
-        orders=OrderSettings(
-            broker_call_timeout_seconds=3, status_poll_seconds=5, immediacy_timeout_seconds=2, sweep_seconds=5
-        ),
+        orders=OrderSettings(broker_call_timeout_seconds=3, status_poll_seconds=5, immediacy_timeout_seconds=2),
     )
     env = {
         "DATABASE_URL": url,
