@@ -8,12 +8,13 @@ ALL_EXTRAS := test,fix,alpaca,mt5,ib
 STAMP      := $(VENV)/.installed-stamp
 BASE_STAMP := $(VENV)/.base-installed-stamp
 
-.PHONY: run test install bench chaos lint clean-data help
+.PHONY: run test install bench bench-idle chaos lint clean-data help
 
 help:
 	@echo "make run    create .venv, install (with the libraries of the brokers configured), start Postgres + Temporal (UI) + worker + API"
 	@echo "make test   create .venv, install, run the whole test suite (real Temporal and Postgres)"
 	@echo "make bench  run the benchmarks (prints figures, writes JSON to benchmarks/results/)"
+	@echo "make bench-idle  what 0, 1,000 and 10,000 resting orders cost while idle (IDLE_ARGS='--levels 0,1000')"
 	@echo "make chaos  orders flow while the worker is killed and Temporal and Postgres restart; checks the books"
 	@echo "make lint   ruff (style, docstrings, imports), the formatter's check, and mypy --strict (see pyproject.toml)"
 	@echo "make clean-data  delete data/ (all orders, the Temporal history and the ledger)"
@@ -58,6 +59,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+bench-idle: $(STAMP)
+	$(BIN)/python -m benchmarks.idle $(IDLE_ARGS)
 
 # A few minutes: see README, "Chaos test". CHAOS_ARGS="--duration 300 --worker-kills 12" for a longer run.
 chaos: $(STAMP)

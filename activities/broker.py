@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.answered import ANSWERED, AnsweredReports
 from brokers.base import Broker
 from core.domain import (
     BrokerAck,
@@ -38,7 +39,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerError, BrokerRejected, BrokerUnavailable, OrderNotFound
-from core.metrics import BROKER_ERRORS, ORDER_LATENCY
+from core.metrics import BROKER_ERRORS, BROKER_REQUESTS, ORDER_LATENCY
 from core.reconciliation import BrokerStatement, day_bounds
 
 __all__ = ["BrokerActivities", "CancelInput", "ReplaceInput", "StatementInput", "StatusInput", "SubmitInput"]
@@ -121,9 +122,10 @@ async def _heartbeating(interval: float = 2.0) -> AsyncIterator[None]:
 class BrokerActivities:
     """Activities that talk to brokers; built with the brokers this worker owns."""
 
-    def __init__(self, brokers: Mapping[str, Broker]) -> None:
-        """Serve requests for ``brokers``."""
+    def __init__(self, brokers: Mapping[str, Broker], *, answered: AnsweredReports = ANSWERED) -> None:
+        """Serve requests for ``brokers``; note submissions' answers in ``answered`` (the dispatcher reads it)."""
         self._brokers = brokers
+        self._answered = answered
 
     def _broker(self, name: str) -> Broker:
         broker = self._brokers.get(name)
@@ -133,6 +135,7 @@ class BrokerActivities:
 
     @contextlib.asynccontextmanager
     async def _boundary(self, broker: str, op: str) -> AsyncIterator[None]:
+        BROKER_REQUESTS.labels(broker=broker, call=op).inc()
         try:
             async with _heartbeating():
                 yield
@@ -152,20 +155,26 @@ class BrokerActivities:
         """Send a new order unless the broker already has it."""
         broker = self._broker(inp.broker)
         cid = inp.order.cl_ord_id
-        async with self._boundary(inp.broker, "submit"):
-            if inp.check_first or activity.info().attempt > 1:
-                status = await broker.get_order_status(cid)
-                if status is not None:
-                    activity.logger.info("%s already has %s (%s); not sending again", inp.broker, cid, status.status)
-                    return _ack_from_status(status)
-            started = time.perf_counter()
-            ack = await broker.submit_order(inp.order)
-            ORDER_LATENCY.labels(stage="submit").observe(time.perf_counter() - started)
-            if not ack.accepted and ack.reason and "DUPLICATE" in ack.reason.upper():
-                status = await broker.get_order_status(cid)
-                if status is not None:
-                    return _ack_from_status(status)
+        async with self._boundary(inp.broker, "submit"), self._answered.submitting(inp.broker, cid) as answered:
+            ack = await self._submit(broker, inp)
+            answered(ack)  # the dispatcher does not signal again what this answer carries
             return ack
+
+    async def _submit(self, broker: Broker, inp: SubmitInput) -> BrokerAck:
+        cid = inp.order.cl_ord_id
+        if inp.check_first or activity.info().attempt > 1:
+            status = await broker.get_order_status(cid)
+            if status is not None:
+                activity.logger.info("%s already has %s (%s); not sending again", inp.broker, cid, status.status)
+                return _ack_from_status(status)
+        started = time.perf_counter()
+        ack = await broker.submit_order(inp.order)
+        ORDER_LATENCY.labels(stage="submit").observe(time.perf_counter() - started)
+        if not ack.accepted and ack.reason and "DUPLICATE" in ack.reason.upper():
+            status = await broker.get_order_status(cid)
+            if status is not None:
+                return _ack_from_status(status)
+        return ack
 
     @activity.defn(name="cancel_order")
     async def cancel_order(self, inp: CancelInput) -> BrokerAck:

@@ -13,7 +13,8 @@ method                 required  contract
 ``replace_order``      optional  change qty/price (cancel/replace); raise ``BrokerRejected`` if unsupported
 ``get_order_status``   yes       the broker's view of one order (with its fills) or ``None`` if unknown;
                                  retried submissions call this first, so it must be authoritative
-``open_orders``        yes       every order the broker still works for us (resync after reconnect)
+``open_orders``        yes       every order the broker still works for us (resync after reconnect; with
+                                 ``capabilities.mass_status`` also the broker sweep's one request)
 ``fills_since``        optional  fills after a time, for end-of-day reconciliation (declare
                                  ``capabilities.reports_fills``)
 ``positions``          optional  the broker's positions, for end-of-day reconciliation (declare
@@ -121,6 +122,12 @@ class BrokerCapabilities(BaseModel):
     #: other list, and a list whose shape the broker cannot carry, is emulated by the coordinator. Empty: all
     #: emulated.
     native_lists: frozenset[str] = frozenset()
+    #: ``open_orders()`` lists every order the broker still works for Exodus in one request (or a few pages): the
+    #: broker's mass status. The worker owning the session then sweeps it (``worker/sweep.py``): once per
+    #: ``EXODUS_ORDERS__SWEEP_SECONDS`` it compares that list with the orders Postgres says are working and signals
+    #: only those that differ, and its orders arm no status-poll timer of their own. False (the default): each
+    #: working order polls the broker on its own timer (``status_poll_seconds``).
+    mass_status: bool = False
 
     @property
     def takes(self) -> frozenset[OrderType]:

@@ -25,6 +25,9 @@ __all__ = [
     "BROKER_CONNECTED",
     "BROKER_HEARTBEAT_AGE",
     "BROKER_LAST_CALL_AGE",
+    "BROKER_REQUESTS",
+    "BROKER_SWEEPS",
+    "SWEEP_SIGNALS",
     "MT5_TERMINAL_CONNECTED",
     "MT5_TERMINAL_HEARTBEAT_AGE",
     "BROKER_ERRORS",
@@ -41,6 +44,7 @@ __all__ = [
     "RECONCILIATION_BREAKS",
     "RECONCILIATION_DIFFERENCES",
     "RECONCILIATION_LAST_RUN",
+    "REPORTS_ANSWERED",
     "REPORTS_UNMATCHED",
     "STREAM_CLIENTS",
     "STREAM_LAGGING",
@@ -74,11 +78,29 @@ RECONCILIATION_LAST_RUN = Gauge(
     "When the latest end-of-day reconciliation run of a broker finished (Unix time)",
     ["broker"],
 )
+REPORTS_ANSWERED = Counter(
+    "exodus_reports_answered_total",
+    "Execution reports not signaled because the answer to their order's submission carried them",
+    ["broker"],
+)
 REPORTS_UNMATCHED = Counter(
     "exodus_reports_unmatched_total", "Execution reports no order workflow took", ["broker", "reason"]
 )
 BROKER_ERRORS = Counter(
     "exodus_broker_errors_total", "Broker calls that failed, by broker and error", ["broker", "error"]
+)
+BROKER_REQUESTS = Counter(
+    "exodus_broker_requests_total",
+    "Calls to a broker from this worker: its activities (submit, cancel, replace, status, statement) and sweeps",
+    ["broker", "call"],
+)
+BROKER_SWEEPS = Counter(
+    "exodus_broker_sweeps_total", "Broker sweeps run (worker/sweep.py), by broker and outcome", ["broker", "outcome"]
+)
+SWEEP_SIGNALS = Counter(
+    "exodus_sweep_signals_total",
+    "Working orders a broker sweep signaled because the broker's view differed",
+    ["broker"],
 )
 BOOKING_FAILURES = Counter(
     "exodus_booking_failures_total",

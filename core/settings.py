@@ -507,6 +507,10 @@ class OrderSettings(BaseModel):
     #: While an order works, the workflow asks the broker for its status this often (a safety net for
     #: lost reports).
     status_poll_seconds: float = Field(60.0, gt=0)
+    #: A broker with mass status (``capabilities.mass_status``) is swept this often by the worker owning its
+    #: session: one request lists its open orders, and only orders whose fills or state differ from Postgres are
+    #: signaled; its working orders arm no poll timer of their own. 0: no sweeps, every order polls.
+    sweep_seconds: float = Field(30.0, ge=0)
     #: An IOC/FOK order that the broker leaves working this long is canceled by the workflow.
     immediacy_timeout_seconds: float = Field(5.0, gt=0)
     #: How long a broker request may take before it counts as timed out (then retried after a status check).

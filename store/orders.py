@@ -28,7 +28,9 @@ __all__ = [
     "OrderRecord",
     "OrderRow",
     "OrderView",
+    "SWEPT_STATUSES",
     "TermsColumns",
+    "WorkingOrder",
     "get_order",
     "list_orders",
     "lock_order",
@@ -36,6 +38,7 @@ __all__ = [
     "received_row",
     "recorded",
     "terms_columns",
+    "working_orders",
     "write_order",
 ]
 
@@ -249,3 +252,28 @@ async def order_ids(
             params.append(value)
     cur = await conn.execute(f"SELECT order_id FROM orders {clause(where)}", params)
     return [str(r["order_id"]) for r in await cur.fetchall()]
+
+
+class WorkingOrder(TypedDict):
+    """A working order as booked: what a broker sweep compares with the broker's open orders."""
+
+    order_id: str
+    status: str
+    filled_qty: Decimal
+
+
+#: The statuses a broker sweep compares (a pending cancel or replace keeps its own prompt lookup).
+SWEPT_STATUSES = (OrderStatus.ACCEPTED.value, OrderStatus.TRIGGERED.value, OrderStatus.PARTIALLY_FILLED.value)
+
+
+async def working_orders(conn: Conn, broker: str, *, order_ids: list[str] | None = None) -> list[WorkingOrder]:
+    """The orders of ``broker`` booked as working (``SWEPT_STATUSES``), or only those of ``order_ids``."""
+    # The statuses as literals: the partial index of migration 0034 serves the query only so.
+    statuses = ", ".join(f"'{s}'" for s in SWEPT_STATUSES)
+    sql = f"SELECT order_id, status, filled_qty FROM orders WHERE broker = %s AND status IN ({statuses})"
+    params: list[Any] = [broker]
+    if order_ids is not None:
+        sql += " AND order_id = ANY(%s)"
+        params.append(order_ids)
+    cur = await conn.execute(sql, params)
+    return cast(list[WorkingOrder], await cur.fetchall())

@@ -175,7 +175,11 @@ def make_settings(database_url: str, address: str, **sections: object) -> Settin
         "temporal": TemporalSettings(address=address, task_queue=f"test-{uuid.uuid4().hex[:8]}"),
         "worker": WorkerSettings(metrics_port=0),
         "paper": PaperSettings(tick_interval_ms=0),
-        "orders": OrderSettings(day_close_utc=day_close, status_poll_seconds=30, immediacy_timeout_seconds=2),
+        # Orders poll their broker by themselves (no sweeper runs in a test stack unless a test starts one:
+        # ``Stack.sweeping``; tests/worker/test_sweep.py).
+        "orders": OrderSettings(
+            day_close_utc=day_close, status_poll_seconds=30, immediacy_timeout_seconds=2, sweep_seconds=0
+        ),
         # Lifecycle tests park limit orders far from the market; the price band has tests of its own.
         "risk": RiskPolicy(
             classes={c: ClassLimits(price_band_pct=Decimal(60), leverage=Decimal(4)) for c in InstrumentClass}

@@ -48,6 +48,7 @@ from store.quotes import QuoteWriter
 from tests.waiting import until
 from worker.build import build_workers, running_workers
 from worker.dispatcher import ReportDispatcher
+from worker.sweep import BrokerSweep
 from workflows.order import OrderWorkflow
 from workflows.order_client import order_config, order_start
 from workflows.order_models import OrderConfig
@@ -258,6 +259,18 @@ class Stack:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"timed out; order is {state.status}: {[e.kind for e in state.events]}")
             await asyncio.sleep(0.05)
+
+    @contextlib.asynccontextmanager
+    async def sweeping(self, broker: str = "paper", *, interval: float = 1.0) -> AsyncIterator[BrokerSweep]:
+        """Sweep ``broker`` every ``interval`` seconds meanwhile, as the worker owning its session does."""
+        sweeper = BrokerSweep(self.client, self.pool, self.brokers[broker], interval=interval, grace_seconds=0.2)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sweeper.run(stop))
+        try:
+            yield sweeper
+        finally:
+            stop.set()
+            await task
 
     # -- the REST API in process -------------------------------------------------------------------------
 

@@ -148,6 +148,9 @@ async def test_two_workers_share_the_order_queue_and_hand_the_paper_session_over
             for proc in (a, b):
                 assert any(x.startswith(f"exodus-worker-{proc.pid}@") for x in identities), (proc.pid, identities)
             assert "takes its session over" not in log_b.read_text()
+            # Only the session's owner sweeps it (worker/sweep.py).
+            await wait_for_log(log_a, "broker paper: swept every", a)
+            assert "swept every" not in log_b.read_text()
 
             # Kill B (not an owner) mid-flight: A carries on alone.
             batch = await submit(http, 8)
@@ -167,6 +170,7 @@ async def test_two_workers_share_the_order_queue_and_hand_the_paper_session_over
             a.send_signal(signal.SIGKILL)
             a.wait()
             await wait_for_log(log_b, "broker paper started; polling", b)
+            await wait_for_log(log_b, "broker paper: swept every", b)  # the new owner sweeps it
             batch += await submit(http, 4)
             ids += batch
             all_results += await results(batch)

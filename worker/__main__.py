@@ -35,6 +35,7 @@ from worker.build import broker_worker, build_brokers, build_workers, market_dat
 from worker.dispatcher import ReportDispatcher
 from worker.ownership import BrokerClaim, ClaimLost
 from worker.schedules import ensure_reconciliation_schedules
+from worker.sweep import BrokerSweep
 
 log = logging.getLogger("worker")
 
@@ -101,6 +102,14 @@ async def main() -> int:
             await broker.start(dispatcher)
             started.append(broker)
             log.info("broker %s started", name)
+
+        def sweep(broker: Broker) -> None:
+            # The session's owner sweeps a broker with mass status (worker/sweep.py).
+            if broker.capabilities.mass_status and settings.orders.sweep_seconds > 0:
+                sweeper = BrokerSweep(client, pool, broker, interval=settings.orders.sweep_seconds)
+                background.append(asyncio.create_task(sweeper.run(stop), name=f"sweep-{broker.name}"))
+                log.info("broker %s: swept every %gs", broker.name, settings.orders.sweep_seconds)
+
         if wcfg.metrics_port:
             start_http_server(wcfg.metrics_port, addr=wcfg.metrics_host)
             log.info("worker metrics on http://%s:%d/metrics", wcfg.metrics_host, wcfg.metrics_port)
@@ -127,6 +136,7 @@ async def main() -> int:
             ]
             await broker.start(dispatcher)
             started.append(broker)
+            sweep(broker)
             async with running_workers([broker_worker(client, settings, name, BrokerActivities({name: broker}))]):
                 log.info("broker %s started; polling %s", name, settings.temporal.broker_task_queue(name))
                 await stop.wait()
@@ -159,6 +169,8 @@ async def main() -> int:
                 [settings.temporal.broker_task_queue(b) for b in brokers],
             )
             background.append(asyncio.create_task(guard_claims(), name="broker-claims"))
+            for broker in brokers.values():
+                sweep(broker)
             background.extend(
                 asyncio.create_task(take_over(name), name=f"standby-{name}") for name in claims if name not in owned
             )

@@ -15,8 +15,9 @@ import logging
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.answered import ANSWERED, AnsweredReports
 from core.domain import Break, BreakKind, ExecutionReport, ReportKind, workflow_id_for
-from core.metrics import REPORTS_UNMATCHED
+from core.metrics import REPORTS_ANSWERED, REPORTS_UNMATCHED
 from store import Pool
 from store.breaks import add_order_break, add_unmatched_report
 from store.ledger import fill_booked
@@ -31,13 +32,21 @@ log = logging.getLogger(__name__)
 class ReportDispatcher:
     """Signals ``OrderWorkflow.execution_report`` to the workflow of the report's order."""
 
-    def __init__(self, client: Client, pool: Pool | None) -> None:
-        """Signal through ``client``; record undeliverable reports through ``pool``."""
+    def __init__(self, client: Client, pool: Pool | None, *, answered: AnsweredReports = ANSWERED) -> None:
+        """Signal through ``client``; record undeliverable reports through ``pool``.
+
+        A report the answer to its order's submission carried (``answered``, filled by this worker's submit
+        activities) is not signaled: the order has it from the answer.
+        """
         self._client = client
         self._pool = pool
+        self._answered = answered
 
     async def __call__(self, report: ExecutionReport) -> None:
         """Deliver one report."""
+        if await self._answered.carried(report):
+            REPORTS_ANSWERED.labels(broker=report.broker).inc()
+            return
         handle = self._client.get_workflow_handle(workflow_id_for(report.order_id))
         try:
             await handle.signal(OrderWorkflow.execution_report, report)

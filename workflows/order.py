@@ -80,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = [
     "PATCH_AMEND_RECHECK_BOOKED",
     "PATCH_BOOKING_BY_COUNTS",
+    "PATCH_BROKER_SWEEPS",
     "PATCH_LEAN_HISTORY",
     "PATCH_LIST_LEG_REPORTS",
     "PATCH_NO_WEDGE",
@@ -133,6 +134,13 @@ PATCH_TRAILING_STOP = "trailing-stop-emulation"
 #: without those figures, a break) is reconciled as before. Includes everything ``PATCH_BOOKING_BY_COUNTS`` brought:
 #: a run that records this marker does not record that one.
 PATCH_LEAN_HISTORY = "lean-history"
+#: Broker sweeps (issue 18): an order for a swept broker (``OrderConfig.swept``) arms no status-poll timer while it
+#: works; the worker owning the broker's session sweeps the broker's open orders and signals ``sweep_found`` to an
+#: order whose fills or state differ from what it booked, and the order then asks the broker itself (the same
+#: status lookup as the poll). While a cancel or replace waits for its answer, or after the broker refused a cancel,
+#: the prompt lookup stays (unknown is not failed). Evaluated only for swept orders, and includes everything
+#: ``PATCH_LEAN_HISTORY`` brought: a run that records this marker does not record that one.
+PATCH_BROKER_SWEEPS = "broker-sweeps"
 
 
 _LOCAL = LOCAL_TIMEOUT
@@ -163,7 +171,8 @@ class OrderWorkflow:
         self._cfg = inp.config
         # Once per run, before anything else (see the module's docstring on versioning). The newest patch first:
         # a run that takes it does not record the older one.
-        self._lean = workflow.patched(PATCH_LEAN_HISTORY)
+        self._swept = inp.config.swept and workflow.patched(PATCH_BROKER_SWEEPS)
+        self._lean = self._swept or workflow.patched(PATCH_LEAN_HISTORY)
         by_counts = self._lean or workflow.patched(PATCH_BOOKING_BY_COUNTS)
         patched = by_counts or workflow.patched(PATCH_NO_WEDGE)
         self._bounded_risk = patched
@@ -181,6 +190,8 @@ class OrderWorkflow:
         self._immediacy_at: datetime | None = None
         self._next_poll_at: datetime | None = None
         self._poll_backoff = 1
+        #: A sweep saw the broker's view of this order differ from the booked one: look it up now.
+        self._sweep_poked = False
         self._generation = 0
         #: The report that closed the order FILLED (it may settle the order without a reconcile).
         self._closing_report: ExecutionReport | None = None
@@ -239,6 +250,15 @@ class OrderWorkflow:
             self._apply_report(report)
         self._booking.legacy_mark()
         self._booking.release()
+
+    @workflow.signal
+    def sweep_found(self, detail: str) -> None:
+        """A broker sweep found the broker's view of this order different from what it booked: ask the broker now.
+
+        Ignored unless the order is swept (``PATCH_BROKER_SWEEPS``) and working: other orders poll on their own.
+        """
+        if self._swept and self._state.status in _WORKING:
+            self._sweep_poked = True
 
     @workflow.signal
     def cancel(self, request: CancelRequest) -> None:
@@ -569,13 +589,19 @@ class OrderWorkflow:
             if self._continue_as_new_due() and self._at_safe_point():
                 self._continue_as_new_run("following")
             cancel_at = self._cancel_not_before() if self._cancel_due() else None
-            deadline = min(d for d in (expiry, self._immediacy_at, self._next_poll_at, cancel_at) if d is not None)
-            timeout = (deadline - workflow.now()).total_seconds()
-            if timeout > 0:
+            deadlines = [d for d in (expiry, self._immediacy_at, self._next_poll_at, cancel_at) if d is not None]
+            # A swept order may have nothing to wait for but reports, requests and sweeps: no timer at all.
+            timeout = (min(deadlines) - workflow.now()).total_seconds() if deadlines else None
+            if (timeout is None or timeout > 0) and not self._sweep_poked:
                 new_run = self._continue_as_new_due()
 
                 def woken(new_run: bool = new_run) -> bool:
-                    return self._cancel_ready() or state.is_terminal or (new_run and self._at_safe_point())
+                    return (
+                        self._cancel_ready()
+                        or state.is_terminal
+                        or (new_run and self._at_safe_point())
+                        or self._sweep_poked
+                    )
 
                 try:
                     await workflow.wait_condition(woken, timeout=timeout)
@@ -597,7 +623,8 @@ class OrderWorkflow:
                     f"{self._cfg.immediacy_timeout_seconds:g}s",
                     actor="system",
                 )
-            elif self._next_poll_at is not None and now >= self._next_poll_at:
+            elif self._sweep_poked or (self._next_poll_at is not None and now >= self._next_poll_at):
+                self._sweep_poked = False
                 await self._poll_status()
 
     def _expiry(self) -> datetime | None:
@@ -612,6 +639,9 @@ class OrderWorkflow:
         # The safety-net poll backs off (doubling, up to 16x) while polls find nothing new; any news resets it.
         self._poll_backoff = min(self._poll_backoff * 2, 16) if quiet else 1
         pending = self._state.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_UPDATE)
+        if self._swept and not pending:
+            self._next_poll_at = None  # the broker's sweep signals this order when it has news (sweep_found)
+            return
         seconds = (
             self._cfg.broker_call_timeout_seconds if pending else self._cfg.status_poll_seconds * self._poll_backoff
         )

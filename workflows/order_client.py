@@ -78,6 +78,7 @@ def order_config(settings: Settings, broker: str, **overrides: Any) -> OrderConf
         continue_as_new_events=o.continue_as_new_events,
         emulates_trailing_stop=not BROKERS[broker].capabilities.native_trailing_stop,
         trail_check_seconds=o.trail_check_seconds,
+        swept=BROKERS[broker].capabilities.mass_status and o.sweep_seconds > 0,
     )
     return config.model_copy(update=overrides) if overrides else config
 

@@ -60,6 +60,9 @@ class OrderConfig(BaseModel):
     #: Trailing stops: emulated by the workflow (the broker has no native one), checked this often.
     emulates_trailing_stop: bool = True
     trail_check_seconds: float = 1.0
+    #: The broker is swept (``worker/sweep.py``): a working order arms no status-poll timer, and polls only when a
+    #: sweep signals that the broker's view differs, or while a cancel or replace waits for its answer.
+    swept: bool = False
 
 
 class OrderCarry(BaseModel):

@@ -51,6 +51,7 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     reports_fills=True,
     # Alpaca's order classes: a bracket, an OCO and an OTO go out as one order with its legs (``core.nativelist``).
     native_lists=frozenset({"BRACKET", "OCO", "OTO"}),
+    mass_status=True,  # open_orders() is one request: the owning worker sweeps it (worker/sweep.py)
 )
 
 #: Alpaca order status -> Exodus status; None: still working (ACCEPTED or PARTIALLY_FILLED by what has filled).

@@ -14,4 +14,5 @@ PAPER_CAPABILITIES = BrokerCapabilities(
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
     reports_fills=True,
+    mass_status=True,  # open_orders() is one request: the owning worker sweeps it (worker/sweep.py)
 )

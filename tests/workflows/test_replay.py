@@ -25,6 +25,7 @@ from tests.workflows.recording import HISTORIES
 from workflows.order import (
     PATCH_AMEND_RECHECK_BOOKED,
     PATCH_BOOKING_BY_COUNTS,
+    PATCH_BROKER_SWEEPS,
     PATCH_LEAN_HISTORY,
     PATCH_LIST_LEG_REPORTS,
     PATCH_NO_WEDGE,
@@ -88,7 +89,11 @@ def test_committed_histories_cover_booking_by_counts() -> None:
     # Orders of the release that books by counts (issue 19), every shape recorded again: they carry only the
     # newest marker of the chain, and they stand for this release's orders in flight at the next upgrade.
     by_counts = {p.stem.removesuffix("-by-counts"): p for p in COMMITTED if p.stem.endswith("-by-counts")}
-    earlier = {p.stem for p in COMMITTED if not p.stem.endswith(("-by-counts", "-lean"))}
+    earlier = {
+        p.stem
+        for p in COMMITTED
+        if not p.stem.endswith(("-by-counts", "-lean")) and not any(w in p.stem for w in ("sweep", "swept"))
+    }
     assert earlier <= set(by_counts), sorted(earlier - set(by_counts))
     for name, path in by_counts.items():
         text = _payload_text(json.loads(path.read_text()))
@@ -105,6 +110,20 @@ def test_committed_histories_cover_the_lean_history() -> None:
         text = _payload_text(json.loads(raw))
         assert PATCH_LEAN_HISTORY in text and PATCH_BOOKING_BY_COUNTS not in text, name
         assert ("get_order_status" in raw) is not settled, name
+
+
+def test_committed_histories_cover_broker_sweeps() -> None:
+    # Orders of a swept broker (issue 18): no poll timer while working; a fill found by the broker's sweep is looked
+    # up on its ``sweep_found`` signal. They carry only the newest marker of the chain.
+    for name in ("paper-market-filled-swept", "paper-swept-limit-canceled", "paper-sweep-recovers-fill"):
+        raw = (HISTORIES / f"{name}.json").read_text()
+        text = _payload_text(json.loads(raw))
+        assert PATCH_BROKER_SWEEPS in text and PATCH_LEAN_HISTORY not in text, name
+        assert "EVENT_TYPE_TIMER_STARTED" not in raw, name
+    recovered = (HISTORIES / "paper-sweep-recovers-fill.json").read_text()
+    assert "sweep_found" in recovered and "get_order_status" in recovered
+    plain = (HISTORIES / "paper-market-filled-lean.json").read_text()
+    assert PATCH_BROKER_SWEEPS not in _payload_text(json.loads(plain))
 
 
 def test_committed_histories_cover_list_legs() -> None:

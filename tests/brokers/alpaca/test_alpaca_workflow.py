@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from brokers.alpaca.execution import AlpacaBroker
 from brokers.alpaca.store import AlpacaStore
 from brokers.sessions import SessionRecorder
+from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
@@ -26,7 +27,7 @@ from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, eventually
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, unique
+from tests.harness import Stack, make_order, unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
@@ -243,3 +244,30 @@ async def test_a_429_storm_slows_orders_down_and_rejects_none(alpaca_stack: Alpa
     assert all(D(o["filledQty"]) == 1 for o in orders)
     for order_id in ids:
         assert len(await s.fills(order_id)) == 1
+
+
+async def test_a_fill_the_stream_missed_is_found_by_the_broker_sweep(alpaca_stack: AlpacaStack) -> None:
+    # Issue 18: a swept order arms no poll timer; the sweep (GET /v2/orders?status=open) finds the fill.
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    order = make_order(symbol="AAPL", qty="5", type="LIMIT", price="185.00", broker="alpaca")
+    _, handle = await s.stack.submit(order, swept=True)
+    await s.stack.wait_for(handle, OrderStatus.ACCEPTED, timeout=30)
+    s.venue.faults.refuse_streams = True
+    try:
+        await s.venue.drop_streams()
+        await eventually(lambda: not s.broker.stream.listening.is_set())
+        await s.venue.set_mid("AAPL", D("184.00"))
+        await s.venue.step()
+        await asyncio.sleep(1.0)
+        assert await s.fills(order.order_id) == []  # nothing arrived, and nothing asks
+        sweeps = s.venue.requests.get("GET /v2/orders", 0)
+        async with s.stack.sweeping("alpaca", interval=0.5) as sweeper:
+            result = await asyncio.wait_for(handle.result(), 60)
+        assert sweeper.sweeps >= 1 and s.venue.requests.get("GET /v2/orders", 0) > sweeps
+    finally:
+        s.venue.faults.refuse_streams = False
+    assert result.status is OrderStatus.FILLED
+    assert [f["qty"] for f in await s.fills(order.order_id)] == [D(5)]
+    await eventually(lambda: s.broker.stream.listening.is_set(), timeout=30)
+    await s.venue.set_mid("AAPL", D("190.00"))

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from brokers.oanda.execution import OandaBroker
 from brokers.oanda.store import OandaStore
 from brokers.sessions import SessionRecorder
+from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
@@ -26,7 +27,7 @@ from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oanda_settings
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, unique
+from tests.harness import Stack, make_order, unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
@@ -234,3 +235,28 @@ async def test_a_429_storm_slows_orders_down_and_rejects_none(oanda_stack: Oanda
     assert all(D(o["filledQty"]) == 1000 for o in orders)
     for order_id in ids:
         assert len(await s.fills(order_id)) == 1
+
+
+async def test_a_fill_the_stream_missed_is_found_by_the_broker_sweep(oanda_stack: OandaStack) -> None:
+    # Issue 18: a swept order arms no poll timer; the sweep (transactions since the last id, pendingOrders) finds
+    # the fill.
+    s = oanda_stack
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    order = make_order(symbol="EURUSD", qty="10000", type="LIMIT", price="1.07000", broker="oanda")
+    _, handle = await s.stack.submit(order, swept=True)
+    await s.stack.wait_for(handle, OrderStatus.ACCEPTED, timeout=30)
+    s.venue.faults.refuse_streams = True
+    try:
+        s.venue.drop_streams()
+        await s.venue.set_mid("EURUSD", D("1.06900"))
+        await s.venue.step()
+        await asyncio.sleep(1.0)
+        assert await s.fills(order.order_id) == []  # nothing arrived, and nothing asks
+        async with s.stack.sweeping("oanda", interval=0.5) as sweeper:
+            result = await asyncio.wait_for(handle.result(), 60)
+        assert sweeper.sweeps >= 1
+    finally:
+        s.venue.faults.refuse_streams = False
+    assert result.status is OrderStatus.FILLED
+    assert [f["qty"] for f in await s.fills(order.order_id)] == [D(10000)]
+    await s.venue.set_mid("EURUSD", D("1.08500"))
