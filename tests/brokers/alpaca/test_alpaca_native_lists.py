@@ -284,3 +284,32 @@ async def test_a_native_oco_alpaca_refuses_drops_the_leg_waiting_for_it(alpaca_s
     assert "take_profit.limit_price must be < stop_loss.stop_price" in view["legs"][1]["reason"]
     assert "never at the broker" in view["legs"][0]["reason"]
     assert view["legs"][0]["links"] == {}  # never started as an order of its own
+
+
+async def test_a_sweep_of_alpaca_matches_a_native_brackets_legs_with_their_orders(
+    alpaca_stack: AlpacaStack,  # noqa: F811
+) -> None:
+    # Issue 18 meets issue 15: Alpaca names a native leg with its own client order id; the sweep must still match
+    # the working legs with their orders (a leg it did not find would be signaled as "no longer working").
+    from worker.sweep import BrokerSweep
+
+    s = alpaca_stack
+    await s.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(s.stack.pool, client)
+    async with s.stack.api() as http:
+        list_id = await _post(http, _bracket(client, "191.00", "200.00", "180.00"))  # the entry fills at once
+        view = await _until(
+            http, list_id, lambda v: _states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
+        )
+        legs = {leg["internalOrderId"] for leg in view["legs"][1:]}
+        rows = await s.stack.fetch("SELECT status FROM orders WHERE order_id = ANY(%s)", list(legs))
+        assert [r["status"] for r in rows] == ["ACCEPTED", "ACCEPTED"]  # both are working orders to sweep
+        sweeper = BrokerSweep(s.stack.client, s.stack.pool, s.stack.brokers["alpaca"], interval=1, grace_seconds=0.2)
+        outcome = await sweeper.sweep_once()
+        assert outcome.requests == 1 and outcome.working >= 2
+        assert not legs & set(outcome.signaled), outcome.signaled
+        r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "test over"})
+        assert r.status_code == 202, r.text
+        await _until(http, list_id, lambda v: v["status"] == "DONE")
+    await s.venue.set_mid("AAPL", D("190.00"))
