@@ -100,6 +100,9 @@ KRAKEN_CAPABILITIES = BrokerCapabilities(
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
     reports_fills=True,
+    # OpenOrders lists every open order in one call: the owning worker sweeps it (worker/sweep.py). Fills still come
+    # from the adapter's own poll of open orders and trades (poll_interval_ms); swept orders arm no timer of their own.
+    mass_status=True,
 )
 
 #: Client order ids Exodus sends (``EX`` + 16 characters, ``.n`` after the n-th replacement).

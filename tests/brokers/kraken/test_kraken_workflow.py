@@ -203,3 +203,42 @@ async def test_a_rate_limit_storm_slows_orders_down_and_rejects_none(kraken_stac
         orders = [await s.wait(http, order_id, "FILLED", timeout=60) for order_id in ids]
     assert s.venue.throttled > throttled
     assert all(D(o["filledQty"]) == D("0.001") for o in orders)
+
+
+async def test_a_swept_kraken_order_rests_with_no_history_and_its_fill_comes_from_the_adapters_poll(
+    kraken_stack: KrakenStack,
+) -> None:
+    # Issue 18: Kraken declares mass status (OpenOrders); a swept order arms no poll timer, the sweep finds nothing
+    # to signal while it rests, and the adapter's own poll of open orders and trades brings its fill.
+    from temporalio.api.enums.v1 import EventType
+
+    from core.domain import OrderStatus
+    from tests.harness import make_order
+
+    s = kraken_stack
+    await s.venue.set_mid("BTC-USD", D("65000.00"))
+    order = make_order(symbol="BTC-USD", qty="0.01", type="LIMIT", price="60000.00", broker="kraken")
+    _, handle = await s.stack.submit(order, swept=True)
+    await s.stack.wait_for(handle, OrderStatus.ACCEPTED, timeout=30)
+
+    async def booked_working() -> bool:
+        rows = await s.stack.fetch("SELECT status FROM orders WHERE order_id = %s", order.order_id)
+        return bool(rows) and rows[0]["status"] == "ACCEPTED"
+
+    await eventually(booked_working, timeout=30)
+    before = [e async for e in handle.fetch_history_events()]
+    asked = s.venue.requests.get("OpenOrders", 0)
+    async with s.stack.sweeping("kraken", interval=0.3) as sweeper:
+        await eventually(lambda: sweeper.sweeps >= 3, timeout=30)
+        assert sweeper.last is not None and order.order_id not in sweeper.last.signaled
+    assert s.venue.requests.get("OpenOrders", 0) >= asked + 3  # the sweeps asked Kraken, one call each
+    after = [e async for e in handle.fetch_history_events()]
+    assert len(after) == len(before), [EventType.Name(e.event_type) for e in after[len(before) :]]
+    await s.venue.set_mid("BTC-USD", D("59000.00"))
+    await s.venue.step()
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is OrderStatus.FILLED
+    events = [e async for e in handle.fetch_history_events()]
+    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]  # no poll timer
+    assert [f["qty"] for f in await s.fills(order.order_id)] == [D("0.01")]
+    await s.venue.set_mid("BTC-USD", D("65000.00"))
