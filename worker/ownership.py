@@ -89,7 +89,7 @@ class BrokerClaim:
         Raises:
             ClaimLost: another worker took the claim while this one's connection was down.
         """
-        if self._conn is None or connection_alive(self._conn):
+        if self._conn is None or await self._answers(self._conn):
             return
         log.warning("broker %s: the connection holding its claim was lost; taking the claim again", self.broker)
         if not await self.try_take():
@@ -98,6 +98,23 @@ class BrokerClaim:
                 f"broker {self.broker!r}: another worker took its session while this one had lost its claim's "
                 "connection; this worker no longer owns it"
             )
+
+    @staticmethod
+    async def _answers(conn: Conn) -> bool:
+        """Whether the claim's connection still answers (a round trip).
+
+        A dropped connection's goodbye may not have reached this process yet, so a quiet socket is not proof; a
+        slow answer counts as alive (its lock is still held).
+        """
+        if not connection_alive(conn):
+            return False
+        try:
+            await asyncio.wait_for(conn.execute("SELECT 1"), 5)
+        except TimeoutError:
+            return True
+        except psycopg.Error:
+            return False
+        return True
 
     async def release(self) -> None:
         """Give the claim up (closing its connection releases the lock)."""

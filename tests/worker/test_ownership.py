@@ -66,3 +66,23 @@ async def test_a_dropped_claim_is_taken_again_or_reported_lost(postgres_admin_ur
     finally:
         await holder.release()
         await rival.release()
+
+
+async def test_a_dropped_claim_is_seen_even_before_its_goodbye_reaches_the_worker(
+    postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The socket may look quiet for a moment after the server ended the connection (seen in a loaded CI run): the
+    # check asks the connection, so it retakes the claim now instead of leaving it free for a standby.
+    import worker.ownership
+
+    url = await create_database(postgres_admin_url, "exodus_claims")
+    holder, rival = BrokerClaim(url, "paper"), BrokerClaim(url, "paper")
+    try:
+        assert await holder.try_take()
+        await _drop_connection(url, "paper")
+        monkeypatch.setattr(worker.ownership, "connection_alive", lambda conn: True)  # the goodbye not read yet
+        await holder.check()
+        assert holder.held and not await rival.try_take()
+    finally:
+        await holder.release()
+        await rival.release()
