@@ -225,6 +225,8 @@ class OandaVenue:
         self.requests: dict[str, int] = {}
         self.posts: list[dict[str, Any]] = []
         self.streams_opened = 0
+        #: Stream connections answered 503 (``faults.refuse_streams``).
+        self.streams_refused = 0
         self.app = self._build_app()
         sim.add_listener(self._on_report)
 
@@ -840,6 +842,7 @@ class OandaVenue:
 
     async def _stream(self, request: Request) -> Response:
         if self.faults.refuse_streams:
+            self.streams_refused += 1
             return _error(503, "Service unavailable (injected)")
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._listeners.add(queue)

@@ -18,8 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from brokers.oanda.execution import OandaBroker
 from brokers.oanda.store import OandaStore
-from brokers.sessions import SessionRecorder
-from core.domain import OrderStatus
+from brokers.sessions import SessionRecorder, session_check_for
+from core.domain import CancelRequest, OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
 from sim.journal import PostgresVenueJournal
@@ -137,6 +137,51 @@ def _calm(oanda_stack: OandaStack) -> None:
     venue.rate_limit.limit, venue.rate_limit.window = 0, 1.0
 
 
+async def test_a_fill_the_stream_missed_is_found_by_the_broker_sweep(oanda_stack: OandaStack) -> None:
+    # First in the module: other tests' adapters, streams and lookups would catch the fill up before the sweep.
+    # Issue 18: a swept order arms no poll timer; the sweep (transactions since the last id, pendingOrders) finds
+    # the fill.
+    s = oanda_stack
+    # Any lookup reads every transaction since the cursor (OANDA's catch-up), this order's fill included: earlier
+    # tests' working orders, which poll, are canceled first, so that the sweep is the only one asking.
+    working = "SELECT order_id FROM orders WHERE broker = 'oanda' AND status IN ('ACCEPTED', 'PARTIALLY_FILLED')"
+    for row in await s.stack.fetch(working):
+        other = s.stack.client.get_workflow_handle(f"order-{row['order_id']}")
+        await other.signal(OrderWorkflow.cancel, CancelRequest(reason="the sweep test runs alone", requested_by="test"))
+        await asyncio.wait_for(other.result(), 60)  # its last lookup (the reconciliation) done too
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    order = make_order(symbol="EURUSD", qty="10000", type="LIMIT", price="1.07000", broker="oanda")
+    _, handle = await s.stack.submit(order, swept=True)
+    await s.stack.wait_for(handle, OrderStatus.ACCEPTED, timeout=30)
+    s.venue.faults.refuse_streams = True
+    try:
+        refused, opened = s.venue.streams_refused, s.venue.streams_opened
+        s.venue.drop_streams()
+        # Once a reconnection is refused, no stream is open or opening (the adapter has one at a time): nothing
+        # can catch the fill up on connecting.
+        await eventually(lambda: s.venue.streams_refused > refused, timeout=30)
+        await s.venue.set_mid("EURUSD", D("1.06900"))
+        await s.venue.step()
+        await asyncio.sleep(1.0)
+        assert await s.fills(order.order_id) == []  # nothing arrived, and nothing asks
+        async with s.stack.sweeping("oanda", interval=0.5) as sweeper:
+            result = await asyncio.wait_for(handle.result(), 60)
+        assert sweeper.sweeps >= 1
+    finally:
+        s.venue.faults.refuse_streams = False
+    assert result.status is OrderStatus.FILLED
+    assert [f["qty"] for f in await s.fills(order.order_id)] == [D(10000)]
+    await s.venue.set_mid("EURUSD", D("1.08500"))
+    # The stream back (the session is logged on again) before the next test sends orders.
+    await eventually(lambda: s.broker.caught_up.is_set() and s.venue.streams_opened > opened, timeout=30)
+
+    async def logged_on() -> bool:
+        async with s.stack.pool.connection() as conn:
+            return await session_check_for("oanda")(conn, "any") is None
+
+    await eventually(logged_on, timeout=30)
+
+
 async def test_order_over_oanda_is_filled_and_booked_priced_by_oanda_quotes(oanda_stack: OandaStack) -> None:
     s = oanda_stack
     await s.venue.set_mid("EURUSD", D("1.08500"))
@@ -235,28 +280,3 @@ async def test_a_429_storm_slows_orders_down_and_rejects_none(oanda_stack: Oanda
     assert all(D(o["filledQty"]) == 1000 for o in orders)
     for order_id in ids:
         assert len(await s.fills(order_id)) == 1
-
-
-async def test_a_fill_the_stream_missed_is_found_by_the_broker_sweep(oanda_stack: OandaStack) -> None:
-    # Issue 18: a swept order arms no poll timer; the sweep (transactions since the last id, pendingOrders) finds
-    # the fill.
-    s = oanda_stack
-    await s.venue.set_mid("EURUSD", D("1.08500"))
-    order = make_order(symbol="EURUSD", qty="10000", type="LIMIT", price="1.07000", broker="oanda")
-    _, handle = await s.stack.submit(order, swept=True)
-    await s.stack.wait_for(handle, OrderStatus.ACCEPTED, timeout=30)
-    s.venue.faults.refuse_streams = True
-    try:
-        s.venue.drop_streams()
-        await s.venue.set_mid("EURUSD", D("1.06900"))
-        await s.venue.step()
-        await asyncio.sleep(1.0)
-        assert await s.fills(order.order_id) == []  # nothing arrived, and nothing asks
-        async with s.stack.sweeping("oanda", interval=0.5) as sweeper:
-            result = await asyncio.wait_for(handle.result(), 60)
-        assert sweeper.sweeps >= 1
-    finally:
-        s.venue.faults.refuse_streams = False
-    assert result.status is OrderStatus.FILLED
-    assert [f["qty"] for f in await s.fills(order.order_id)] == [D(10000)]
-    await s.venue.set_mid("EURUSD", D("1.08500"))
