@@ -545,7 +545,8 @@ class IBVenue:
         order = self._new_order(session, req, order_id)
         if order is None:
             if req.transmit:  # what this order was to transmit goes with it
-                self._refuse_untransmitted(client_id, req.parent_id or order_id, "the order transmitting it was refused")
+                why = "the order transmitting it was refused"
+                self._refuse_untransmitted(client_id, req.parent_id or order_id, why)
             return
         self.orders[(client_id, order_id)] = order
         self.by_perm[order.perm_id] = order
@@ -618,6 +619,8 @@ class IBVenue:
         self._perm += 1
         perm = self._perm
         sim_cid = f"IB{perm}"
+        request: SubmitOrder | None = None
+        refused: ValueError | None = None
         try:
             request = SubmitOrder(
                 cl_ord_id=sim_cid,
@@ -632,10 +635,7 @@ class IBVenue:
                 expire_at=expire_at,
             )
         except ValueError as e:  # the domain refuses the terms (a price of 0, a negative quantity)
-            request = None
             refused = e
-        else:
-            refused = None
         order = VenueOrder(
             client_id=client_id,
             order_id=order_id,
@@ -741,7 +741,7 @@ class IBVenue:
             await self._work(child)
 
     async def _oca_fill(self, order: VenueOrder) -> None:
-        """ocaType 1: a fill of one member cancels the group's other orders (held ones end here)."""
+        """An OCA group of ocaType 1: a fill of one member cancels the others (held ones end here)."""
         for other in list(self.orders.values()):
             if other is order or other.oca_group != order.oca_group or other.account != order.account:
                 continue

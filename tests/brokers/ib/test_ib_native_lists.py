@@ -245,11 +245,8 @@ async def test_the_venue_works_nothing_before_the_transmitting_order_and_refuses
     parent = venue.orders[(61, first)]
     assert not parent.transmitted and not parent.working and venue.sim.recorded(parent.sim_cid) is None
     # The last child transmits the whole group: the parent works, its children wait for its fill.
-    c.send(
-        *_placed(
-            first + 2, action="SELL", order_type="STP", lmt="", aux="170", ref="EXSL", parent=first, oca="G1", oca_type=1
-        )
-    )
+    last = _placed(first + 2, action="SELL", order_type="STP", lmt="", aux="170", ref="EXSL", parent=first, oca="G1")
+    c.send(*last[:-1], 1)  # ocaType 1
     await eventually(lambda: parent.status == "Submitted")
     tp, sl = venue.orders[(61, first + 1)], venue.orders[(61, first + 2)]
     assert tp.status == sl.status == "PreSubmitted" and not tp.working and not sl.working
