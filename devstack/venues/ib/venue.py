@@ -304,7 +304,9 @@ class IBVenue:
         #: The highest order id each client id used (new ids must be above it).
         self.max_ids: dict[int, int] = {}
         self.executions: list[Execution] = []
-        self._perm = 1_000_000 + int(time.time()) % 1_000_000
+        # Perm ids (and the exec ids made from them) of two venues started seconds apart must not meet: an adapter
+        # that journaled the first one's would take the second one's fills as seen (milliseconds, not seconds).
+        self._perm = 1_000_000 + int(time.time() * 1000) % 1_000_000_000
         #: False: new connections are closed at once (TWS/Gateway down, the nightly reset in progress).
         self.accepting = True
         #: Requests served by kind (tests look at it).

@@ -26,7 +26,7 @@ from core.errors import BrokerUnavailable
 from devstack.venues.ib import LOCAL_IB_ACCOUNT
 from devstack.venues.ib.venue import IBVenue, IBVenueServer, VenueOrder
 from tests.brokers.contract import ReportCollector
-from tests.brokers.ib.kit import eventually
+from tests.brokers.ib.kit import IBPair, eventually
 from tests.brokers.ib.test_ib_venue import Raw, server  # noqa: F401 (fixture)
 
 D = Decimal
@@ -264,3 +264,37 @@ async def test_the_venue_works_nothing_before_the_transmitting_order_and_refuses
         err = await c.until(4)
     assert err[3] == "201"
     c.close()
+
+
+async def test_a_native_bracket_whose_placement_was_cut_off_is_placed_once_on_the_resend(
+    broker: IBBroker, ib_pair: IBPair, market: IBVenue, reports: ReportCollector, contract_instrument: Instrument
+) -> None:
+    inst = contract_instrument
+    mid = inst.initial_price
+    await market.set_mid(inst.symbol, mid)
+    b = Bracket(
+        inst,
+        entry=inst.round_price(mid * D("0.95")),
+        tp=inst.round_price(mid * D("1.05")),
+        sl=inst.round_price(mid * D("0.90")),
+    )
+    # The connection drops right after TWS took the entry (untransmitted): its legs never arrive.
+    market.faults.add("drop_after", "submit")
+    before = broker.connections
+    with pytest.raises(BrokerUnavailable):
+        await broker.submit_order(b.head)
+    await eventually(lambda: ib_pair.broker.connections > before and ib_pair.broker.caught_up.is_set(), timeout=15)
+    # Unknown, so the leg is not refused: looked up again later.
+    with pytest.raises(BrokerUnavailable):
+        await broker.submit_order(b.tp)
+    # The resend finds nothing working at IB (the cut-off group was never transmitted) and places the group again.
+    ack = await broker.submit_order(b.head)
+    assert ack.accepted, ack.reason
+    working = [o for o in market.orders.values() if o.order_ref in (b.head_cid, b.tp_cid, b.sl_cid) and o.transmitted]
+    assert sorted(o.order_ref for o in working) == sorted([b.head_cid, b.tp_cid, b.sl_cid])
+    assert (await broker.submit_order(b.tp)).accepted
+    # A second resend is refused as a duplicate: IB has it.
+    again = await broker.submit_order(b.head)
+    assert not again.accepted and again.reason and "DUPLICATE" in again.reason
+    cancel = CancelOrder(cl_ord_id=b.head_cid, symbol=inst.symbol, side=OrderSide.BUY, qty=b.head.qty)
+    assert (await broker.cancel_order(cancel)).accepted
