@@ -298,3 +298,33 @@ async def test_a_native_bracket_whose_placement_was_cut_off_is_placed_once_on_th
     assert not again.accepted and again.reason and "DUPLICATE" in again.reason
     cancel = CancelOrder(cl_ord_id=b.head_cid, symbol=inst.symbol, side=OrderSide.BUY, qty=b.head.qty)
     assert (await broker.cancel_order(cancel)).accepted
+
+
+async def test_a_native_oto_child_has_no_oca_group_and_works_once_its_parent_fills(
+    broker: IBBroker, market: IBVenue, reports: ReportCollector, contract_instrument: Instrument
+) -> None:
+    inst = contract_instrument
+    mid = inst.initial_price
+    await market.set_mid(inst.symbol, mid)
+    b = Bracket(
+        inst,
+        entry=inst.round_price(mid * D("0.95")),
+        tp=inst.round_price(mid * D("1.05")),
+        sl=inst.round_price(mid * D("0.90")),
+        order_class="oto",
+    )
+    assert b.head.native is not None
+    head = b.head.model_copy(update={"native": b.head.native.model_copy(update={"legs": b.head.native.legs[:1]})})
+    assert (await broker.submit_order(head)).accepted
+    by_ref = {o.order_ref: o for o in market.orders.values()}
+    parent, child = by_ref[b.head_cid], by_ref[b.tp_cid]
+    assert b.sl_cid not in by_ref
+    assert child.parent_id == parent.order_id and not child.oca_group and not parent.oca_group
+    assert child.status == "PreSubmitted" and not child.working
+    assert (await broker.submit_order(b.tp)).accepted
+    await market.set_mid(inst.symbol, inst.round_price(mid * D("0.94")))
+    await eventually(lambda: child.working and child.status == "Submitted")
+    await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(b.head_cid)))
+    cancel = CancelOrder(cl_ord_id=b.tp_cid, symbol=inst.symbol, side=OrderSide.SELL, qty=b.tp.qty)
+    assert (await broker.cancel_order(cancel)).accepted
+    await market.set_mid(inst.symbol, mid)
