@@ -1,7 +1,9 @@
 """Which order lists a broker carries natively, and how their legs are marked (pure, deterministic).
 
 A broker declares the contingencies it carries (``BrokerCapabilities.native_lists``). A list of such a contingency
-is native only when its shape is one the broker's order classes express (Alpaca's, BROKERS.md §1 and §9):
+is native only when its shape is one the broker's order classes express (Alpaca's, BROKERS.md §1 and §9). IB
+(parent + children with ``parentId``/``transmit``, exits in an OCA group; §4, §9) carries every one of these
+shapes and more, so the same table serves both; a wider IB table would go here, keyed by broker:
 
 ==========  ================================================================================================
 bracket     entry (MARKET, LIMIT, STOP, STOP_LIMIT; DAY or GTC) + a LIMIT take-profit + a STOP or STOP_LIMIT

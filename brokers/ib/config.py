@@ -60,6 +60,9 @@ IB_CAPABILITIES = BrokerCapabilities(
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
     reports_fills=True,
+    # A bracket's or OTO's legs are children of the entry (parentId, the last sent with transmit=True), a bracket's
+    # exits and an OCO's two orders one OCA group (ocaType 1): core.nativelist's shapes (README "Native lists").
+    native_lists=frozenset({"BRACKET", "OCO", "OTO"}),
 )
 
 #: orderStatus values of an order that still works (or may: PendingSubmit, ApiPending).

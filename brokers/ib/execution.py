@@ -167,6 +167,9 @@ class IBBroker:
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cancel_requested: set[str] = set()
+        #: A native list's legs placed with their head that no order workflow follows yet: their reports are
+        #: journaled but held back from delivery until the leg's submission claims them (``_submit_leg``).
+        self._unclaimed: set[str] = set()
         #: Completed (re)connections with their catch-up; tests wait on ``caught_up``.
         self.connections = 0
         self.caught_up = asyncio.Event()
@@ -355,9 +358,14 @@ class IBBroker:
     async def submit_order(self, order: SubmitOrder) -> BrokerAck:
         """PlaceOrder under a new id; a resend of a known order is looked up by orderRef first, never sent twice."""
         cid = order.cl_ord_id
+        if order.native is not None and order.native.held_by is not None:
+            return await self._submit_leg(order)
         try:
             fields = order_fields(order, account=self.account)
             contract = self._contract(order.symbol)
+            legs = self._leg_orders(order)
+            for leg in legs:
+                order_fields(leg, account=self.account)
         except ValueError as e:
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
         record = await self.store.order(base_order_id(cid))
@@ -390,8 +398,11 @@ class IBBroker:
             updated_at=now,
         )
         await self.store.save(record)
+        placed = await self._place_legs(order, ib_order_id, fields, legs) if legs else []
         future = self._expect(ib_order_id, "submit", cid)
         self.ib.placeOrder(contract, self._ib_order(ib_order_id, fields))
+        for leg_id, leg_fields in placed:
+            self.ib.placeOrder(contract, self._ib_order(leg_id, leg_fields))
         ok, reason = await self._answer(ib_order_id, future, "placeOrder")
         reports = await self.journal.reports(record.order_id)
         if not ok:
@@ -399,6 +410,100 @@ class IBBroker:
         current = await self.store.order(record.order_id)
         perm = current.perm_id if current is not None else None
         return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=str(perm or ib_order_id), reports=reports)
+
+    # -- native lists (parent + children, OCA groups) --------------------------------------------------------
+
+    def _leg_orders(self, order: SubmitOrder) -> list[SubmitOrder]:
+        """A native list head's attached legs as orders of their own (same instrument, quantity, time in force)."""
+        if order.native is None or order.native.held_by is not None:
+            return []
+        return [
+            order.model_copy(
+                update={
+                    "cl_ord_id": leg.cl_ord_id,
+                    "side": leg.side,
+                    "type": leg.type,
+                    "price": leg.price,
+                    "stop_price": leg.stop_price,
+                    "native": None,
+                }
+            )
+            for leg in order.native.legs
+        ]
+
+    async def _place_legs(
+        self, order: SubmitOrder, head_id: int, fields: dict[str, Any], legs: list[SubmitOrder]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Record a native head's legs under new API ids; the placeOrder arguments of each, in sending order.
+
+        A bracket's and OTO's legs are children (``parentId`` = the head's id), a bracket's exits and an OCO's two
+        orders one OCA group (``ocaType`` 1: a fill cancels the others). The head and every leg but the last go
+        with ``transmit=False``: TWS works nothing until the last one arrives (``transmit=True``) and sends all.
+        """
+        native = order.native
+        assert native is not None
+        if native.order_class == "oco":
+            # An OCO's orders work side by side: each transmits itself.
+            fields.update(ocaGroup=f"EX-OCA-{head_id}", ocaType=1)
+        else:
+            fields["transmit"] = False
+        now = utcnow()
+        out: list[tuple[int, dict[str, Any]]] = []
+        for i, leg in enumerate(legs):
+            leg_fields = order_fields(leg, account=self.account)
+            if native.order_class == "oco":
+                leg_fields.update(ocaGroup=f"EX-OCA-{head_id}", ocaType=1)
+            else:
+                leg_fields.update(parentId=head_id, transmit=i == len(legs) - 1)
+                if native.order_class == "bracket":
+                    leg_fields.update(ocaGroup=f"EX-OCA-{head_id}", ocaType=1)
+            leg_id = await self._next_order_id()
+            known = await self.store.order(base_order_id(leg.cl_ord_id))
+            await self.store.save(
+                IBOrder(
+                    order_id=base_order_id(leg.cl_ord_id),
+                    cl_ord_id=leg.cl_ord_id,
+                    ib_order_id=leg_id,
+                    account=self.account,
+                    symbol=leg.symbol,
+                    side=leg.side,
+                    qty=leg.qty,
+                    price=leg.price,
+                    stop_price=leg.stop_price,
+                    created_at=known.created_at if known is not None else now,
+                    updated_at=now,
+                )
+            )
+            self._unclaimed.add(base_order_id(leg.cl_ord_id))
+            out.append((leg_id, leg_fields))
+        return out
+
+    async def _submit_leg(self, order: SubmitOrder) -> BrokerAck:
+        """A native list's leg: placed with its head, never on its own; found under its own orderRef and followed.
+
+        Not placed yet, or not (yet) shown by IB: an unknown outcome, looked up again (never a resend).
+        """
+        cid = order.cl_ord_id
+        native = order.native
+        assert native is not None and native.held_by is not None
+        record = await self.store.order(base_order_id(cid))
+        if record is None:
+            raise BrokerUnavailable(f"{self.name}: leg {cid} of {native.held_by} is not placed yet")
+        self._require_ready()
+        self._unclaimed.discard(record.order_id)
+        sync = await self._sync()
+        record = await self.store.order(record.order_id) or record
+        broker_id = str(record.perm_id or record.ib_order_id)
+        reports = await self.journal.reports(record.order_id)
+        if self.delivery is not None:
+            for report in reports:  # held back while no order followed the leg
+                self.delivery.put(report)
+        if record.status is OrderStatus.REJECTED:
+            reason = record.reject_reason or f"REJECTED by IB: leg {cid} of {native.held_by}"
+            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=broker_id, reason=reason, reports=reports)
+        if record.order_id not in sync.seen:
+            raise BrokerUnavailable(f"{self.name}: IB shows no leg {cid} of {native.held_by} (yet)")
+        return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=broker_id, reports=reports)
 
     async def cancel_order(self, request: CancelOrder) -> BrokerAck:
         """CancelOrder by the API order id; a cancel of a canceled order is accepted, of a done one refused."""
@@ -736,7 +841,7 @@ class IBBroker:
         """Journal a report and hand it to the delivery; False when it was journaled before."""
         if not await self.journal.add(report, ref=report.broker_order_id, source=source):
             return False
-        if self.delivery is not None:
+        if self.delivery is not None and report.order_id not in self._unclaimed:
             self.delivery.put(report)
         return True
 

@@ -159,6 +159,16 @@ class VenueOrder:
     cancel_requested: bool = False
     completed_status: str = ""
     completed_time: str = ""
+    #: The API order id of its parent (0: none); a child works only once its parent is completely filled.
+    parent_id: int = 0
+    #: Its OCA group (``ocaGroup``; empty: none): a fill of one member cancels the group's other orders.
+    oca_group: str = ""
+    #: False while it waits for an order placed with ``transmit=True`` (nothing is worked, nothing is reported).
+    transmitted: bool = True
+    #: Handed to the matching engine (a child held for its parent is not, until the parent fills).
+    working: bool = False
+    #: What the matching engine is given when the order works.
+    request: SubmitOrder | None = None
 
     @property
     def open(self) -> bool:
@@ -294,11 +304,15 @@ class IBVenue:
         #: The highest order id each client id used (new ids must be above it).
         self.max_ids: dict[int, int] = {}
         self.executions: list[Execution] = []
-        self._perm = 1_000_000 + int(time.time()) % 1_000_000
+        # Perm ids (and the exec ids made from them) of two venues started seconds apart must not meet: an adapter
+        # that journaled the first one's would take the second one's fills as seen (milliseconds, not seconds).
+        self._perm = 1_000_000 + int(time.time() * 1000) % 1_000_000_000
         #: False: new connections are closed at once (TWS/Gateway down, the nightly reset in progress).
         self.accepting = True
         #: Requests served by kind (tests look at it).
         self.served: dict[int, int] = {}
+        #: Follow-ups of a parent's or an OCA member's report (children released, the group's others canceled).
+        self._tasks: set[asyncio.Task[None]] = set()
         sim.add_listener(self._on_report)
         sim.add_feed_listener(self._on_feed)
 
@@ -530,43 +544,100 @@ class IBVenue:
             session.error(order_id, 103, "Duplicate order id")
             return
         self.max_ids[client_id] = order_id
+        order = self._new_order(session, req, order_id)
+        if order is None:
+            if req.transmit:  # what this order was to transmit goes with it
+                why = "the order transmitting it was refused"
+                self._refuse_untransmitted(client_id, req.parent_id or order_id, why)
+            return
+        self.orders[(client_id, order_id)] = order
+        self.by_perm[order.perm_id] = order
+        if not req.transmit:
+            return  # held in "TWS" until an order placed with transmit=True sends it (nothing is reported yet)
+        head = req.parent_id or order_id
+        group = sorted(
+            (
+                o
+                for o in self.orders.values()
+                if o.client_id == client_id
+                and (not o.transmitted or o is order)
+                and (o.order_id == head or o.parent_id == head)
+            ),
+            key=lambda o: o.order_id,
+        )
+        for o in group:
+            o.transmitted = True
+        for o in group:
+            await self._start(o)
+
+    def _new_order(self, session: Session, req: _PlaceRequest, order_id: int) -> VenueOrder | None:
+        """The order a placeOrder asks for, or None when it is refused (with IB's error)."""
+        assert session.client_id is not None
+        client_id = session.client_id
         if req.sec_type == "BAG":
             session.error(order_id, 321, "Error validating request: combination orders are not served here")
-            return
+            return None
         contract = self.contract(req.symbol, req.sec_type, req.exchange, req.currency, req.con_id)
         if contract is None:
             session.error(order_id, 200, "No security definition has been found for the request")
-            return
+            return None
         otype = _TYPES.get(req.order_type)
         if otype is None:
             session.error(
                 order_id, 387, f"Unsupported order type for this exchange and security type: {req.order_type}"
             )
-            return
+            return None
         tif = _TIFS.get(req.tif or "DAY")
         if tif is None:
             session.error(order_id, 111, f"The time in force {req.tif} is not valid for this order type (local venue)")
-            return
+            return None
         if tif is TimeInForce.OPG and req.order_type not in ("MKT", "LMT"):
             session.error(order_id, 111, f"The time in force OPG is not valid for this order type: {req.order_type}")
-            return
+            return None
         if req.order_type in _ON_CLOSE:
             if tif is not TimeInForce.DAY:
                 session.error(order_id, 111, f"The time in force {req.tif} is not valid for {req.order_type} orders")
-                return
+                return None
             tif = TimeInForce.CLS
         expire_at = None
         if tif is TimeInForce.GTD:
             expire_at = _parse_ib_time(req.good_till)
             if expire_at is None:
                 session.error(order_id, 111, "A GTD order needs a goodTillDate (YYYYMMDD HH:MM:SS UTC)")
-                return
+                return None
         account = req.account or self.accounts[0]
         if account not in self.accounts:
             session.error(order_id, 321, f"Error validating request: account {account} is not managed by this login")
-            return
+            return None
+        if req.oca_group and req.oca_type != 1:
+            text = f"ocaType {req.oca_type} is not served by the local venue (1 only: cancel the others with block)"
+            session.error(order_id, 321, f"Error validating request: {text}")
+            return None
+        if req.parent_id:
+            parent = self.orders.get((client_id, req.parent_id))
+            if parent is None or (not parent.open and parent.status != "Filled"):
+                session.error(order_id, 201, f"Order rejected - reason:the parent order {req.parent_id} is not working")
+                return None
         self._perm += 1
         perm = self._perm
+        sim_cid = f"IB{perm}"
+        request: SubmitOrder | None = None
+        refused: ValueError | None = None
+        try:
+            request = SubmitOrder(
+                cl_ord_id=sim_cid,
+                account=account,
+                symbol=contract.sim_symbol,
+                side=OrderSide.BUY if req.action == "BUY" else OrderSide.SELL,
+                type=otype,
+                time_in_force=tif,
+                qty=req.qty,
+                price=req.lmt if otype.needs_price else None,
+                stop_price=req.aux if otype.needs_stop_price else None,
+                expire_at=expire_at,
+            )
+        except ValueError as e:  # the domain refuses the terms (a price of 0, a negative quantity)
+            refused = e
         order = VenueOrder(
             client_id=client_id,
             order_id=order_id,
@@ -581,40 +652,145 @@ class IBVenue:
             aux=req.aux,
             tif=req.tif or "DAY",
             good_till=req.good_till,
-            sim_cid=f"IB{perm}",
+            sim_cid=sim_cid,
+            parent_id=req.parent_id,
+            oca_group=req.oca_group,
+            transmitted=req.transmit,
+            request=request,
         )
-        self.orders[(client_id, order_id)] = order
-        self.by_perm[perm] = order
-        stop = req.aux if otype.needs_stop_price else None
-        price = req.lmt if otype.needs_price else None
+        if refused is not None:
+            order.status, order.transmitted = "Cancelled", True
+            order.completed_status = f"Rejected: {refused}"
+            self.orders[(client_id, order_id)] = order
+            self.by_perm[perm] = order
+            session.error(order_id, 201, f"Order rejected - reason:{refused}")
+            self._status(order)
+            return None
+        return order
+
+    def _refuse_untransmitted(self, client_id: int, head: int, why: str) -> None:
+        """Refuse the orders still waiting for a transmit of the group headed by ``head`` (IB error 201)."""
+        session = self.sessions.get(client_id)
+        for o in list(self.orders.values()):
+            if o.client_id == client_id and not o.transmitted and (o.order_id == head or o.parent_id == head):
+                o.transmitted = True
+                o.status = "Cancelled"
+                o.completed_status = f"Rejected: {why}"
+                o.completed_time = ib_time(utcnow())
+                if session is not None:
+                    session.error(o.order_id, 201, f"Order rejected - reason:{why}")
+                self._status(o)
+
+    async def _start(self, order: VenueOrder) -> None:
+        """A transmitted order: a child of a parent not yet filled is held (PreSubmitted); anything else works."""
+        parent = self.orders.get((order.client_id, order.parent_id)) if order.parent_id else None
+        if parent is not None and parent.status != "Filled":
+            if parent.open:
+                order.status = "PreSubmitted"
+                self._open_order(order)
+                self._status(order)
+            else:
+                self._end_held(order, f"Cancelled: the parent order {parent.order_id} is {parent.status}")
+            return
+        await self._work(order)
+
+    async def _work(self, order: VenueOrder) -> None:
+        """Hand the order to the matching engine."""
+        assert order.request is not None
+        order.working = True
+        session = self.sessions.get(order.client_id)
         try:
-            await self.sim.submit(
-                SubmitOrder(
-                    cl_ord_id=order.sim_cid,
-                    account=account,
-                    symbol=contract.sim_symbol,
-                    side=OrderSide.BUY if req.action == "BUY" else OrderSide.SELL,
-                    type=otype,
-                    time_in_force=tif,
-                    qty=req.qty,
-                    price=price,
-                    stop_price=stop,
-                    expire_at=expire_at,
-                )
-            )
+            await self.sim.submit(order.request)
         except BrokerUnavailable:
-            session.error(order_id, 201, "Order rejected - reason: the venue's book is unavailable")
             order.status = "Cancelled"
-        except ValueError as e:  # the domain refuses the terms (a price of 0, a negative quantity)
+            if session is not None:
+                session.error(order.order_id, 201, "Order rejected - reason: the venue's book is unavailable")
+        except ValueError as e:
             order.status = "Cancelled"
             order.completed_status = f"Rejected: {e}"
-            session.error(order_id, 201, f"Order rejected - reason:{e}")
+            if session is not None:
+                session.error(order.order_id, 201, f"Order rejected - reason:{e}")
             self._status(order)
+
+    def _end_held(self, order: VenueOrder, why: str, *, by_trader: bool = False) -> None:
+        """End an order the engine never had (a held child, an untransmitted order): Cancelled."""
+        order.status = "Cancelled"
+        order.completed_status = "Cancelled by Trader" if by_trader else why
+        order.completed_time = ib_time(utcnow())
+        session = self.sessions.get(order.client_id)
+        if by_trader and session is not None:
+            session.error(order.order_id, 202, "Order Canceled - reason:")
+        self._status(order)
+
+    def _children(self, parent: VenueOrder) -> list[VenueOrder]:
+        return [
+            o
+            for o in self.orders.values()
+            if o.client_id == parent.client_id and o.parent_id == parent.order_id and o.transmitted and o.open
+        ]
+
+    async def _parent_done(self, parent: VenueOrder) -> None:
+        """A parent completely filled (its held children work) or ended (they work for what filled, or end)."""
+        for child in self._children(parent):
+            if child.working:
+                continue
+            if parent.filled <= 0:
+                self._end_held(child, f"Cancelled: the parent order {parent.order_id} is {parent.status}")
+                continue
+            if parent.filled < child.qty and child.request is not None:
+                child.qty = parent.filled
+                child.request = child.request.model_copy(update={"qty": parent.filled})
+            await self._work(child)
+
+    async def _oca_fill(self, order: VenueOrder) -> None:
+        """An OCA group of ocaType 1: a fill of one member cancels the others (held ones end here)."""
+        for other in list(self.orders.values()):
+            if other is order or other.oca_group != order.oca_group or other.account != order.account:
+                continue
+            if not other.open:
+                continue
+            why = f"OCA group {order.oca_group}: order {order.order_id} filled"
+            if not other.working:
+                other.transmitted = True
+                self._end_held(other, f"Cancelled: {why}")
+                continue
+            await self.sim.cancel(
+                CancelOrder(
+                    cl_ord_id=other.sim_cid,
+                    symbol=other.contract.sim_symbol,
+                    side=OrderSide.BUY if other.action == "BUY" else OrderSide.SELL,
+                    qty=other.qty,
+                    reason=why,
+                )
+            )
+
+    def _later(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ib venue: a parent's or OCA group's step failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _modify(self, session: Session, order: VenueOrder, req: _PlaceRequest) -> None:
         otype = _TYPES.get(req.order_type)
         if otype is None or req.order_type != order.order_type:
             session.error(order.order_id, 329, "Order modify failed. Cannot change to the new order type.")
+            return
+        if not order.working:  # a held child: its terms change here, the engine has nothing yet
+            order.order_ref = req.order_ref or order.order_ref
+            order.qty, order.lmt, order.aux = req.qty, req.lmt, req.aux
+            if order.request is not None:
+                update = {"qty": req.qty, "price": req.lmt if otype.needs_price else None}
+                update["stop_price"] = req.aux if otype.needs_stop_price else None
+                order.request = order.request.model_copy(update=update)
+            self._open_order(order)
+            self._status(order)
             return
         order.revision += 1
         new_cid = f"IB{order.perm_id}.{order.revision}"
@@ -660,6 +836,10 @@ class IBVenue:
                 )
                 return
             order.cancel_requested = True
+            if not order.working:
+                order.transmitted = True
+                self._end_held(order, "", by_trader=True)
+                return
             await self.sim.cancel(
                 CancelOrder(
                     cl_ord_id=order.sim_cid,
@@ -674,7 +854,10 @@ class IBVenue:
 
     async def _global_cancel(self, session: Session, f: list[str]) -> None:
         for order in list(self.orders.values()):
-            if order.open:
+            if order.open and not order.working:
+                order.cancel_requested, order.transmitted = True, True
+                self._end_held(order, "", by_trader=True)
+            elif order.open:
                 order.cancel_requested = True
                 await self.sim.cancel(
                     CancelOrder(
@@ -732,6 +915,10 @@ class IBVenue:
             if session is not None:
                 self._exec_details(session, -1, execution)
             self._status(order)
+            if order.oca_group:
+                self._later(self._oca_fill(order))
+            if order.status == "Filled":
+                self._later(self._parent_done(order))
         elif kind in (ReportKind.CANCELED, ReportKind.EXPIRED):
             order.status = "Cancelled"
             order.completed_time = ib_time(report.transact_at)
@@ -742,6 +929,7 @@ class IBVenue:
             else:
                 order.completed_status = f"Cancelled: {report.reason or kind.value.lower()}"
             self._status(order)
+            self._later(self._parent_done(order))
         elif kind is ReportKind.REJECTED:
             order.status = "Cancelled"
             order.completed_status = f"Rejected: {report.reason}"
@@ -749,6 +937,7 @@ class IBVenue:
             if session is not None:
                 session.error(order.order_id, 201, f"Order rejected - reason:{report.reason}")
             self._status(order)
+            self._later(self._parent_done(order))
         elif kind is ReportKind.REPLACED:
             order.sim_cid = report.cl_ord_id
             sim_order = self.sim.recorded(report.cl_ord_id)
@@ -800,7 +989,8 @@ class IBVenue:
         v = session.version
         c = order.contract
         fields: list[object] = [OUT.OPEN_ORDER, order.order_id, *c.fields()]
-        fields += [order.action, order.qty, order.order_type, order.lmt or 0, order.aux or 0, order.tif, ""]
+        fields += [order.action, order.qty, order.order_type, order.lmt or 0, order.aux or 0, order.tif]
+        fields += [order.oca_group]
         fields += [order.account, "O", 0, order.order_ref, order.client_id, order.perm_id, 0, 0, 0, "", ""]
         fields += ["", "", ""]  # faGroup, faMethod, faPercentage
         if v < 177:
@@ -841,7 +1031,7 @@ class IBVenue:
         async def run() -> None:
             await self.sim.flush()
             for order in list(self.orders.values()):
-                if order.open and (not mine_only or order.client_id == session.client_id):
+                if order.open and order.transmitted and (not mine_only or order.client_id == session.client_id):
                     self._open_order(order, session)
                     self._status(order, session)
             session.send(OUT.OPEN_ORDER_END, 1)
@@ -1086,6 +1276,10 @@ class _PlaceRequest:
     account: str
     order_ref: str
     good_till: str
+    oca_group: str = ""
+    oca_type: int = 0
+    transmit: bool = True
+    parent_id: int = 0
 
     @classmethod
     def parse(cls, f: list[str], version: int) -> _PlaceRequest:
@@ -1093,7 +1287,8 @@ class _PlaceRequest:
         # exchange, primaryExchange, currency, localSymbol, tradingClass), 14 secIdType, 15 secId, 16 action,
         # 17 totalQuantity, 18 orderType, 19 lmtPrice, 20 auxPrice, 21 tif, 22 ocaGroup, 23 account, 24 openClose,
         # 25 origin, 26 orderRef, 27 transmit, ... 34 hidden, 35 sharesAllocation, 36 discretionaryAmt,
-        # 37 goodAfterTime, 38 goodTillDate.
+        # 37 goodAfterTime, 38 goodTillDate, 39-41 faGroup/faMethod/faPercentage, [faProfile before version 177],
+        # then modelCode, shortSaleSlot, designatedLocation, exemptCode, ocaType.
         action = f[16]
         if action not in ("BUY", "SELL"):
             raise ValueError(f"action {action!r}")
@@ -1112,7 +1307,15 @@ class _PlaceRequest:
             account=f[23],
             order_ref=f[26],
             good_till=f[38] if f[4] != "BAG" else "",
+            oca_group=f[22],
+            oca_type=int(_at(f, 46 if version >= 177 else 47) or 0) if f[4] != "BAG" else 0,
+            transmit=f[27] not in ("0", "False", "false"),
+            parent_id=int(_at(f, 28) or 0),
         )
+
+
+def _at(f: list[str], i: int) -> str:
+    return f[i] if len(f) > i else ""
 
 
 def _dec(text: str) -> Decimal | None:
