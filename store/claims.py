@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from store import Conn
 
-__all__ = ["CLAIM_LOCK", "try_claim"]
+__all__ = ["CLAIM_LOCK", "still_held", "try_claim"]
 
 #: The first key of every broker claim (the second is ``hashtext(broker)``).
 CLAIM_LOCK = 0x42524B52  # "BRKR"
@@ -15,3 +15,14 @@ async def try_claim(conn: Conn, broker: str) -> bool:
     cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS taken", (CLAIM_LOCK, broker))
     row = await cur.fetchone()
     return bool(row and row["taken"])
+
+
+async def still_held(conn: Conn, broker: str) -> bool:
+    """Whether ``conn`` (the claim's connection) still holds ``broker``'s claim: a round trip to the server."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        " AND classid = %s AND objid = hashtext(%s)::oid AND granted) AS held",
+        (CLAIM_LOCK, broker),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["held"])

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from core.db import connection_alive
 from core.errors import ConfigError
 from store import Conn
-from store.claims import CLAIM_LOCK, try_claim
+from store.claims import CLAIM_LOCK, still_held, try_claim
 
 __all__ = ["CLAIM_LOCK", "BrokerClaim", "ClaimLost"]
 
@@ -99,9 +99,8 @@ class BrokerClaim:
                 "connection; this worker no longer owns it"
             )
 
-    @staticmethod
-    async def _answers(conn: Conn) -> bool:
-        """Whether the claim's connection still answers (a round trip).
+    async def _answers(self, conn: Conn) -> bool:
+        """Whether the claim's connection still answers and holds the claim (a round trip).
 
         A dropped connection's goodbye may not have reached this process yet, so a quiet socket is not proof; a
         slow answer counts as alive (its lock is still held).
@@ -109,12 +108,11 @@ class BrokerClaim:
         if not connection_alive(conn):
             return False
         try:
-            await asyncio.wait_for(conn.execute("SELECT 1"), 5)
+            return await asyncio.wait_for(still_held(conn, self.broker), 5)
         except TimeoutError:
             return True
         except psycopg.Error:
             return False
-        return True
 
     async def release(self) -> None:
         """Give the claim up (closing its connection releases the lock)."""

@@ -36,6 +36,8 @@ async def test_one_owner_per_broker_and_the_claim_frees_when_released(postgres_a
     first, second, other = BrokerClaim(url, "paper"), BrokerClaim(url, "paper"), BrokerClaim(url, "fix")
     try:
         assert await first.try_take()
+        await first.check()  # a healthy claim is still held (asked of its connection): nothing changes
+        assert first.held
         assert not await second.try_take()
         assert not second.held
         assert await other.try_take()  # another broker is another claim
@@ -86,3 +88,17 @@ async def test_a_dropped_claim_is_seen_even_before_its_goodbye_reaches_the_worke
     finally:
         await holder.release()
         await rival.release()
+
+
+async def test_a_healthy_claim_of_every_broker_is_seen_held(postgres_admin_url: str) -> None:
+    # The check finds the lock by the broker's hash, which is negative for some names (an oid wraps it).
+    url = await create_database(postgres_admin_url, "exodus_claims")
+    claims = [BrokerClaim(url, name) for name in ("paper", "fix", "mt5", "alpaca", "oanda", "kraken", "ib", "x" * 40)]
+    try:
+        for claim in claims:
+            assert await claim.try_take()
+            await claim.check()
+            assert claim.held, claim.broker
+    finally:
+        for claim in claims:
+            await claim.release()
