@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from devstack.services import free_port
 from tests.conftest import create_database, temporal_address
 from tests.test_startup import start, stop, wait_for_log
+from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,6 +155,15 @@ async def test_a_full_run_logs_no_secret(
                 assert r.status_code == 200, r.text
             alpaca_order = {"clientId": "desk-a", "account": "alpaca-1", "broker": "alpaca", "clientOrderId": "al"}
             alpaca_order |= {"symbol": "AAPL", "side": "BUY", "qty": 7}
+
+            async def alpaca_quoted() -> bool:
+                # Risk prices an Alpaca market order from Alpaca's own quotes: the worker's first poll must be in.
+                r = await call("GET", "/api/v1/quotes?symbol=AAPL", api_key)
+                return r.status_code == 200 and any(
+                    q["source"] == "alpaca" and not q["stale"] for q in r.json()["data"]
+                )
+
+            await until("an Alpaca quote for AAPL", alpaca_quoted, interval=0.2)
             r = await call("POST", "/api/v1/orders", api_key, json=alpaca_order)
             assert r.status_code in (201, 202), r.text
             for credential in (wrong_key, expired_jwt, forged_jwt, DEV_TOKEN + "x", "exo_garbage"):
