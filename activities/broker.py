@@ -234,5 +234,11 @@ class BrokerActivities:
                 fills = [f for f in since if f.kind is ReportKind.FILL and start <= f.transact_at < end]
             positions = await broker.positions() if caps.reports_positions else None
         return BrokerStatement(
-            broker=inp.broker, day=inp.day, taken_at=taken_at, positions=positions, fills=fills, open_orders=open_orders
+            broker=inp.broker,
+            day=inp.day,
+            taken_at=taken_at,
+            positions=positions,
+            fills=fills,
+            open_orders=open_orders,
+            one_account=caps.one_account,
         )

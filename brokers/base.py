@@ -117,6 +117,11 @@ class BrokerCapabilities(BaseModel):
     #: ``fills_since()`` lists every fill the broker made for Exodus' orders after a time (compared with the
     #: ledger's fills of the day). False (the default): fills are not compared.
     reports_fills: bool = False
+    #: The broker has one account per connection (an API key or token): ``positions()`` reports that account's
+    #: positions, which end-of-day reconciliation compares with the sum over every Exodus account routed to the
+    #: broker. False: positions are per account, the broker's own account ids matched to Exodus accounts through the
+    #: accounts registry's ``broker_account`` (an account not registered with one is compared by its name).
+    one_account: bool = False
     #: The order lists the broker carries itself (``core.contingency.Contingency`` values: ``BRACKET``, ``OCO``,
     #: ``OTO``): such a list is sent as one request and the broker's legs are followed (``core.nativelist``); every
     #: other list, and a list whose shape the broker cannot carry, is emulated by the coordinator. Empty: all

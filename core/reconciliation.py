@@ -9,6 +9,7 @@ kind                       meaning
 =========================  ==========================================================================
 ``POSITION_DRIFT``         the broker's position in an account and symbol differs from the sum of the
                            ledger's fills at that broker, beyond what this day's fill differences explain
+                           (accounts as the broker keeps them: ``_Groups``)
 ``FILL_MISSING_IN_LEDGER`` the broker reports a fill of the day the ledger has not booked
 ``FILL_UNKNOWN_TO_BROKER`` the ledger booked a fill of the day the broker does not report
 ``ORPHAN_ORDER_AT_BROKER`` the broker works an order Exodus does not know, or knows as finished
@@ -107,6 +108,9 @@ class BrokerStatement(BaseModel):
     positions: list[PositionReport] | None = None
     fills: list[ExecutionReport] | None = None
     open_orders: list[OrderStatusReport] = []
+    #: The broker has one account per connection (``BrokerCapabilities.one_account``: Alpaca, OANDA, Kraken): its
+    #: positions are the whole connection's, compared with the sum over every Exodus account routed to it.
+    one_account: bool = False
 
 
 class LedgerFill(BaseModel):
@@ -149,6 +153,9 @@ class LedgerView(BaseModel):
     open_orders: list[LedgerOrder] = []
     #: The read model's rows of the orders the broker's open orders and missing fills name (whatever status).
     known: dict[str, LedgerOrder] = {}
+    #: Exodus account -> the broker's own account id, from the accounts registry (``broker_account``): positions
+    #: the broker reports under that id are compared with the sum of the Exodus accounts registered to it.
+    broker_accounts: dict[str, str] = {}
 
 
 class Difference(BaseModel):
@@ -232,32 +239,7 @@ def compare(statement: BrokerStatement, ledger: LedgerView, *, grace: timedelta)
             )
 
     if statement.positions is not None:
-        at_broker: dict[str, Decimal] = {}
-        for p in statement.positions:
-            key = _position_key(p.account, p.symbol)
-            at_broker[key] = at_broker.get(key, Decimal(0)) + p.qty
-        for key in sorted(set(at_broker) | set(ledger.positions)):
-            theirs = at_broker.get(key, Decimal(0))
-            ours = ledger.positions.get(key, Decimal(0))
-            if theirs == ours + explained.get(key, Decimal(0)):
-                continue
-            account, _, symbol = key.partition("/")
-            out.append(
-                Difference(
-                    kind=ReconciliationKind.POSITION_DRIFT,
-                    ref=key,
-                    account=account,
-                    symbol=symbol,
-                    detail=(
-                        f"{key}: the broker holds {_num(theirs)}, the ledger {_num(ours)}"
-                        + (
-                            f" ({_num(explained[key])} explained by this day's fill differences)"
-                            if explained.get(key)
-                            else ""
-                        )
-                    ),
-                )
-            )
+        out.extend(_position_drifts(statement, ledger, explained))
 
     working = {base_order_id(o.cl_ord_id): o for o in statement.open_orders}
     for order_id in sorted(working):
@@ -289,6 +271,96 @@ def compare(statement: BrokerStatement, ledger: LedgerView, *, grace: timedelta)
                 account=mine.account,
                 symbol=mine.symbol,
                 detail=f"order {mine.order_id} is {mine.status.value} in Exodus but the broker does not work it",
+            )
+        )
+    return out
+
+
+class _Groups:
+    """Which positions the broker and the ledger keep together: the broker's accounts, as Exodus knows them.
+
+    A broker with one account per connection (``statement.one_account``) keeps one group, the whole connection.
+    Otherwise an Exodus account registered with a ``broker_account`` belongs to that broker account's group (several
+    Exodus accounts may share one), and any other account is a group of its own; a position the broker reports under
+    a registered broker account joins that group, and one under an Exodus account's name joins that account's group.
+    """
+
+    def __init__(self, statement: BrokerStatement, ledger: LedgerView) -> None:
+        self._broker = statement.broker
+        self._whole = statement.one_account
+        self._registry = dict(ledger.broker_accounts)
+        self._broker_ids = set(self._registry.values())
+        self._reported = sorted({p.account for p in statement.positions or []})
+
+    def of_ledger(self, account: str) -> str:
+        """The group of an Exodus account."""
+        return "" if self._whole else self._registry.get(account, account)
+
+    def of_broker(self, account: str) -> str:
+        """The group of an account the broker reports."""
+        if self._whole:
+            return ""
+        return account if account in self._broker_ids else self._registry.get(account, account)
+
+    def label(self, group: str, members: set[str]) -> tuple[str, str | None]:
+        """The name a difference of ``group`` is keyed by (stable from run to run) and its Exodus account if one.
+
+        A group of one Exodus account is named by it; a whole connection by the broker (its account as the adapter
+        reports it); a broker account shared by several Exodus accounts by the broker's id.
+        """
+        if self._whole:
+            account = self._reported[0] if len(self._reported) == 1 else (min(members) if len(members) == 1 else None)
+            return self._broker, account
+        registered = {a for a, b in self._registry.items() if b == group}
+        named = registered if group in self._broker_ids else {group}
+        if len(named) == 1:
+            only = next(iter(named))
+            return only, only
+        return group, None
+
+
+def _position_drifts(statement: BrokerStatement, ledger: LedgerView, explained: dict[str, Decimal]) -> list[Difference]:
+    """A drift per group and symbol where the broker's position differs from the ledger's plus what fills explain."""
+    groups = _Groups(statement, ledger)
+    theirs: dict[tuple[str, str], Decimal] = {}
+    for p in statement.positions or []:
+        k = (groups.of_broker(p.account), p.symbol)
+        theirs[k] = theirs.get(k, Decimal(0)) + p.qty
+    ours: dict[tuple[str, str], dict[str, Decimal]] = {}
+    extra: dict[tuple[str, str], Decimal] = {}
+    for key, qty in ledger.positions.items():
+        account, _, symbol = key.partition("/")
+        by_account = ours.setdefault((groups.of_ledger(account), symbol), {})
+        by_account[account] = by_account.get(account, Decimal(0)) + qty
+    for key, qty in explained.items():
+        account, _, symbol = key.partition("/")
+        k = (groups.of_ledger(account), symbol)
+        extra[k] = extra.get(k, Decimal(0)) + qty
+    out = []
+    for k in sorted(set(theirs) | set(ours)):
+        group, symbol = k
+        by_account = ours.get(k, {})
+        broker_qty = theirs.get(k, Decimal(0))
+        ledger_qty = sum(by_account.values(), Decimal(0))
+        if broker_qty == ledger_qty + extra.get(k, Decimal(0)):
+            continue
+        name, holder = groups.label(group, set(by_account))
+        key = _position_key(name, symbol)
+        split = (
+            " (" + ", ".join(f"{a} {_num(q)}" for a, q in sorted(by_account.items())) + ")"
+            if len(by_account) > 1 or (by_account and name not in by_account)
+            else ""
+        )
+        out.append(
+            Difference(
+                kind=ReconciliationKind.POSITION_DRIFT,
+                ref=key,
+                account=holder,
+                symbol=symbol,
+                detail=(
+                    f"{key}: the broker holds {_num(broker_qty)}, the ledger {_num(ledger_qty)}{split}"
+                    + (f" ({_num(extra[k])} explained by this day's fill differences)" if extra.get(k) else "")
+                ),
             )
         )
     return out

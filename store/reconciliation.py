@@ -108,7 +108,13 @@ async def ledger_view(conn: Conn, *, broker: str, day: date, order_ids: Iterable
             "SELECT order_id, account, symbol, status, updated_at FROM orders WHERE order_id = ANY(%s)", (wanted,)
         )
         known = {r["order_id"]: _order(r) for r in await cur.fetchall()}
-    return LedgerView(positions=positions, fills=fills, open_orders=open_orders, known=known)
+    cur = await conn.execute(
+        "SELECT account, broker_account FROM accounts WHERE broker = %s AND broker_account IS NOT NULL", (broker,)
+    )
+    broker_accounts = {r["account"]: r["broker_account"] for r in await cur.fetchall()}
+    return LedgerView(
+        positions=positions, fills=fills, open_orders=open_orders, known=known, broker_accounts=broker_accounts
+    )
 
 
 async def open_break(

@@ -31,6 +31,10 @@ TEMPLATE_CAPABILITIES = BrokerCapabilities(
     # True once positions() / fills_since() give the broker's own account (end-of-day reconciliation uses them).
     reports_positions=False,
     reports_fills=False,
+    # True when one connection (key, token) is one account at the broker: positions() then reports that account's
+    # positions, compared with every Exodus account routed to the broker. False: the broker's account ids are
+    # matched to Exodus accounts through the accounts registry's broker_account.
+    one_account=False,
 )
 
 

@@ -48,6 +48,7 @@ ALPACA_CAPABILITIES = BrokerCapabilities(
     rate_limited=True,
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
+    one_account=True,  # positions() is the one account of the key: compared with every Exodus account routed here
     reports_fills=True,
     # Alpaca's order classes: a bracket, an OCO and an OTO go out as one order with its legs (``core.nativelist``).
     native_lists=frozenset({"BRACKET", "OCO", "OTO"}),

@@ -99,6 +99,7 @@ KRAKEN_CAPABILITIES = BrokerCapabilities(
     rate_limited=True,
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
+    one_account=True,  # positions() is the one account of the key: compared with every Exodus account routed here
     reports_fills=True,
     # OpenOrders lists every open order in one call: the owning worker sweeps it (worker/sweep.py). Fills still come
     # from the adapter's own poll of open orders and trades (poll_interval_ms); swept orders arm no timer of their own.

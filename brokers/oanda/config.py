@@ -54,6 +54,7 @@ OANDA_CAPABILITIES = BrokerCapabilities(
     rate_limited=True,
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
+    one_account=True,  # positions() is the one account of the key: compared with every Exodus account routed here
     reports_fills=True,
     mass_status=True,  # open_orders() is one request: the owning worker sweeps it (worker/sweep.py)
 )

@@ -97,6 +97,89 @@ def test_unexplained_drift_says_both_sides_and_is_the_same_text_every_run() -> N
     assert compare(statement, ledger, grace=GRACE) == first
 
 
+def _positions(broker: str, *held: tuple[str, str, int]) -> list[PositionReport]:
+    return [PositionReport(broker=broker, account=a, symbol=s, qty=Decimal(q)) for a, s, q in held]
+
+
+def test_a_one_account_broker_is_compared_with_every_exodus_account_routed_to_it() -> None:
+    # Alpaca reports its one account (under EXODUS_ALPACA__ACCOUNT); two desks trade through it.
+    statement = BrokerStatement(
+        broker="alpaca",
+        day=DAY,
+        taken_at=NOW,
+        positions=_positions("alpaca", ("alpaca", "AAPL", 100), ("alpaca", "MSFT", 5)),
+        fills=[],
+        one_account=True,
+    )
+    ledger = LedgerView(positions={"desk1/AAPL": Decimal(60), "desk2/AAPL": Decimal(40), "desk2/MSFT": Decimal(4)})
+    [drift] = compare(statement, ledger, grace=GRACE)
+    assert (drift.kind, drift.ref, drift.account, drift.symbol) == (K.POSITION_DRIFT, "alpaca/MSFT", "alpaca", "MSFT")
+    assert drift.detail == "alpaca/MSFT: the broker holds 5, the ledger 4 (desk2 4)"
+    # Compared account by account (as before this grouping), every position would be a drift.
+    apart = compare(statement.model_copy(update={"one_account": False}), ledger, grace=GRACE)
+    assert {d.ref for d in apart} == {"alpaca/AAPL", "alpaca/MSFT", "desk1/AAPL", "desk2/AAPL", "desk2/MSFT"}
+    # Nothing held at the broker: the ledger's position is a drift of the connection, keyed the same way.
+    flat, _ = compare(statement.model_copy(update={"positions": []}), ledger, grace=GRACE)
+    assert (flat.ref, flat.account) == ("alpaca/AAPL", None)
+    assert flat.detail == "alpaca/AAPL: the broker holds 0, the ledger 100 (desk1 60, desk2 40)"
+
+
+def test_broker_account_ids_are_matched_to_exodus_accounts_through_the_registry() -> None:
+    # IB reports its own account ids; desk1 and desk2 share DU111, desk3 has DU333 to itself, desk4 is unregistered.
+    statement = BrokerStatement(
+        broker="ib",
+        day=DAY,
+        taken_at=NOW,
+        positions=_positions(
+            "ib", ("DU111", "AAPL", 10), ("DU333", "AAPL", 7), ("desk4", "AAPL", 1), ("DU333", "IBM", 2)
+        ),
+        fills=[],
+    )
+    ledger = LedgerView(
+        positions={
+            "desk1/AAPL": Decimal(4),
+            "desk2/AAPL": Decimal(6),
+            "desk3/AAPL": Decimal(7),
+            "desk4/AAPL": Decimal(1),
+        },
+        broker_accounts={"desk1": "DU111", "desk2": "DU111", "desk3": "DU333"},
+    )
+    [drift] = compare(statement, ledger, grace=GRACE)
+    # The account a desk knows, not the broker's id, when one Exodus account holds the broker account.
+    assert (drift.ref, drift.account, drift.detail) == (
+        "desk3/IBM",
+        "desk3",
+        "desk3/IBM: the broker holds 2, the ledger 0",
+    )
+    shared = compare(
+        statement.model_copy(update={"positions": _positions("ib", ("DU111", "AAPL", 9), ("DU333", "AAPL", 7))}),
+        ledger,
+        grace=GRACE,
+    )
+    assert [(d.ref, d.account, d.detail) for d in shared] == [
+        ("DU111/AAPL", None, "DU111/AAPL: the broker holds 9, the ledger 10 (desk1 4, desk2 6)"),
+        ("desk4/AAPL", "desk4", "desk4/AAPL: the broker holds 0, the ledger 1"),
+    ]
+
+
+def test_a_fill_difference_explains_the_position_of_the_broker_account_it_belongs_to() -> None:
+    old = NOW - timedelta(hours=3)
+    statement = BrokerStatement(
+        broker="alpaca",
+        day=DAY,
+        taken_at=NOW,
+        positions=_positions("alpaca", ("alpaca", "AAPL", 3)),
+        fills=[_fill("x7", "EXQ", 1, old)],
+        one_account=True,
+    )
+    ledger = LedgerView(
+        positions={"desk1/AAPL": Decimal(2)},
+        known={"EXQ": _order("EXQ", OrderStatus.FILLED, old, account="desk1")},
+    )
+    [missing] = compare(statement, ledger, grace=GRACE)
+    assert missing.kind is K.FILL_MISSING_IN_LEDGER
+
+
 def test_what_is_younger_than_the_grace_period_waits_for_the_next_run() -> None:
     young = NOW - timedelta(seconds=30)
     statement = BrokerStatement(

@@ -27,6 +27,7 @@ from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce, workflow
 from core.instruments import InstrumentCatalog
 from core.reconciliation import ReconciliationKind
 from core.settings import ReconciliationSettings
+from store.reconciliation import ledger_view
 from tests.conftest import create_database, make_settings, temporal_address
 from tests.harness import Stack, paper_broker, unique
 from worker.schedules import ensure_reconciliation_schedules, schedule_id
@@ -239,6 +240,27 @@ async def test_injected_differences_each_become_one_break_of_their_kind_and_a_se
             drift["id"],
         )
         assert [a["kind"] for a in announced] == ["BREAK", "BREAK_ACKNOWLEDGED", "BREAK_RESOLVED"]
+
+
+async def test_the_ledger_view_carries_the_registry_s_broker_accounts_of_its_broker(own: tuple[Stack, str]) -> None:
+    _, url = own
+    for account, broker, broker_account in (
+        ("desk-a", "paper", "PB-1"),
+        ("desk-b", "paper", "PB-1"),
+        ("desk-c", "ib", "DU9"),
+        ("desk-d", "paper", None),
+        ("desk-e", None, "ANY-1"),
+    ):
+        await _owner(
+            url,
+            "INSERT INTO accounts (account, broker, broker_account, created_by) VALUES (%s, %s, %s, 'test')",
+            account,
+            broker,
+            broker_account,
+        )
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        view = await ledger_view(conn, broker="paper", day=datetime.now(UTC).date(), order_ids=[])
+    assert view.broker_accounts == {"desk-a": "PB-1", "desk-b": "PB-1"}
 
 
 async def test_bad_reconciliation_requests_are_refused_naming_the_field(own: tuple[Stack, str]) -> None:
