@@ -82,6 +82,7 @@ from core.risk import (
     account_exposure,
     basic_check,
     exposure_legs,
+    linked_group,
     list_exit_notional,
     order_reduces,
     valuation_price,
@@ -340,10 +341,32 @@ class RiskGatherer:
             version = next(int(r["qty"] or 0) for r in rows if r["k"] == "V")
             if version == cached.version:
                 g = await self._assemble(order, cached, limits, rows, amend, filled_qty, unavailable)
+                if g.state.duplicate_of is not None and dup > 0:
+                    # The gather's candidate matched symbol, side, quantity and limit price: confirm every term.
+                    confirmed = await risk_store.same_terms_duplicate(
+                        conn,
+                        client=order.client_id,
+                        order_id=order.order_id,
+                        since=at - timedelta(seconds=dup),
+                        terms=_duplicate_terms(order),
+                    )
+                    g = replace(g, state=g.state.model_copy(update={"duplicate_of": confirmed}))
+                linked = D0
                 if order.linked_orders:
                     linked = await risk_store.linked_open_qty(
                         conn, order_ids=order.linked_orders, symbol=order.symbol, side=order.side.value
                     )
+                # Other lists' one-cancels-other legs count once each group; only where reducing is judged
+                # strictly (an ordinary order is only checked the more for it: no read on the common path).
+                if order.linked_orders or order.reduce_only or g.state.trading_state is TradingState.REDUCING:
+                    linked += await risk_store.linked_overlap(
+                        conn,
+                        account=order.account,
+                        symbol=order.symbol,
+                        side=order.side.value,
+                        except_group=linked_group(order),
+                    )
+                if linked:
                     g = replace(g, state=g.state.model_copy(update={"linked_qty": linked}))
                 return g
             await self.policy.load(conn)  # the policy changed: reload it and read again with its windows
@@ -512,6 +535,23 @@ class RiskGatherer:
             hold=hold if amend else None,
         )
         return Gathered(limits, account_state, policy_set, new_marks, hold_row, stored, seen)
+
+
+def _duplicate_terms(order: OrderRequest) -> dict[str, Any]:
+    """The ``orders`` columns two orders must share to be duplicates (``store.risk.same_terms_duplicate``)."""
+    return {
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "qty": order.qty,
+        "type": order.type.value,
+        "price": order.price,
+        "stop_price": order.stop_price,
+        "trail_amount": order.trail_amount,
+        "trail_percent": order.trail_percent,
+        "activation_price": order.activation_price,
+        "peg_type": None if order.peg_type is None else order.peg_type.value,
+        "peg_offset": order.peg_offset,
+    }
 
 
 def _reservation(row: GatherRow) -> ReservationView:
@@ -747,6 +787,9 @@ class RiskActivities:
             }
         record["audit"] = audit_entry(actor=actor, action=action, subject=order.order_id, detail=detail)
         await risk_store.record(conn, record)
+        group = linked_group(order)
+        if decision.approved and group is not None:
+            await risk_store.mark_linked_group(conn, order_id=order.order_id, group=group)
         if decision.approved and not amend and order.list_exits and state.quote_rate is not None:
             held = list_exit_notional(order, state.reference_price, state.quote_rate)
             await risk_store.hold_list_exits(

@@ -57,7 +57,7 @@ REDUCE_ONLY_WOULD_INCREASE  a reduce-only order that would not reduce the positi
 VELOCITY_CLIENT             too many orders from the client in the window
 VELOCITY_SYMBOL             too many orders in the symbol in the window
 VELOCITY_GLOBAL             too many orders overall in the window
-DUPLICATE_ORDER             same client, symbol, side, quantity and price within the duplicate window (orders
+DUPLICATE_ORDER             same client, symbol, side, quantity, type and prices within the duplicate window (orders
                             risk refused do not count)
 DAILY_LOSS_LIMIT            the account lost more than the daily limit today (realized + unrealized)
 MAX_DRAWDOWN                the account fell more than the limit from today's equity peak
@@ -117,6 +117,7 @@ __all__ = [
     "basic_check",
     "exposure_legs",
     "list_exit_notional",
+    "linked_group",
     "order_reduces",
     "order_notional",
     "valuation_price",
@@ -442,9 +443,9 @@ class AccountState(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    #: Open quantity of the order's linked orders (``OrderRequest.linked_orders``: a list's OCO/OUO legs, a
-    #: bracket's other exit) on its side: they never work together beyond one's size, so they do not use up
-    #: the position this order reduces.
+    #: Working quantity on the order's side that does not use up the position it reduces: its linked orders'
+    #: (``OrderRequest.linked_orders``: a list's OCO/OUO legs, a bracket's other exit), which never work together
+    #: beyond one's size, and what other lists' one-cancels-other groups hold beyond their largest member each.
     linked_qty: Decimal = D0
 
     now: datetime
@@ -591,6 +592,17 @@ def order_reduces(order: OrderRequest, limits: Limits, state: AccountState) -> b
     leg = _order_leg(order, limits, state)
     qty = leg.qty if leg is not None else (state.open_qty if state.open_qty is not None else order.qty)
     return _reduces(order.side, qty, current.qty if current else D0, buys, sells)
+
+
+def linked_group(order: OrderRequest) -> str | None:
+    """The one-cancels-other group of a list's leg: its id and its linked orders', sorted (the same for every member).
+
+    None for an order linked to nothing. A list's flatten order, linked to the exits it replaces, has a group of
+    its own (its set differs from theirs), so it is not counted as one of them.
+    """
+    if not order.linked_orders:
+        return None
+    return ",".join(sorted({order.order_id, *order.linked_orders}))
 
 
 def _working_for(order: OrderRequest, state: AccountState) -> tuple[Decimal, Decimal]:
@@ -980,7 +992,7 @@ def basic_check(order: OrderRequest, limits: Limits, state: AccountState) -> lis
         if state.duplicate_of:
             deny(
                 ReasonCode.DUPLICATE_ORDER,
-                f"same client, symbol, side, quantity and price as order {state.duplicate_of} within "
+                f"same client, symbol, side, quantity, type and prices as order {state.duplicate_of} within "
                 f"{limits.duplicate_window_seconds:g}s",
             )
 

@@ -294,6 +294,51 @@ async def linked_open_qty(conn: Conn, *, order_ids: Sequence[str], symbol: str, 
     return Decimal(row["qty"]) if row else Decimal(0)
 
 
+async def same_terms_duplicate(
+    conn: Conn, *, client: str, order_id: str, since: datetime, terms: dict[str, Any]
+) -> str | None:
+    """A recent order of ``client`` with all of ``terms`` (column -> value; NULL matches NULL) that risk did not refuse.
+
+    ``risk_gather``'s duplicate row (``D``) compares symbol, side, quantity and limit price only: a candidate is
+    confirmed here against the order's other terms (type, stop price, trail, peg), so two stops at different
+    levels are not duplicates.
+    """
+    where = " AND ".join(f"{column} IS NOT DISTINCT FROM %({column})s" for column in terms)
+    cur = await conn.execute(
+        "SELECT order_id FROM orders WHERE client_id = %(client)s AND order_id <> %(order_id)s"
+        f" AND created_at > %(since)s AND {where} AND status <> 'DENIED'"
+        " AND (risk_decision->>'approved')::boolean IS NOT FALSE LIMIT 1",
+        {**terms, "client": client, "order_id": order_id, "since": since},
+    )
+    row = await cur.fetchone()
+    return str(row["order_id"]) if row else None
+
+
+async def mark_linked_group(conn: Conn, *, order_id: str, group: str) -> None:
+    """Mark an order's reservation as a member of a one-cancels-other group (``linked_overlap`` counts it once)."""
+    await conn.execute(
+        "UPDATE risk_reservations SET linked_group = %s WHERE order_id = %s AND released_at IS NULL", (group, order_id)
+    )
+
+
+async def linked_overlap(conn: Conn, *, account: str, symbol: str, side: str, except_group: str | None) -> Decimal:
+    """What the account's working one-cancels-other groups on ``side`` hold beyond their largest member each.
+
+    A group's members never work together beyond one's size, so that much of the working quantity does not use up
+    the position (a bracket's take-profit and stop-loss of 100 each reduce a position of 100 once, not twice).
+    ``except_group``: the deciding order's own group, which ``linked_open_qty`` takes out whole.
+    """
+    cur = await conn.execute(
+        "SELECT coalesce(sum(total - largest), 0) AS qty FROM ("
+        " SELECT sum(qty_open) AS total, max(qty_open) AS largest FROM risk_reservations"
+        " WHERE account = %s AND symbol = %s AND side = %s AND released_at IS NULL AND linked_group IS NOT NULL"
+        " AND linked_group IS DISTINCT FROM %s GROUP BY linked_group) AS g",
+        (account, symbol, side, except_group),
+    )
+    row = await cur.fetchone()
+    return Decimal(row["qty"]) if row else Decimal(0)
+
+
 async def reservations(
     conn: Conn, *, scope: Scope, account: str | None = None, include_released: bool = False, limit: int
 ) -> list[ReservationRow]:

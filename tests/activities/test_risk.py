@@ -642,6 +642,21 @@ async def test_a_denied_order_is_no_duplicate(rig: Rig) -> None:
         assert codes(await rig.risk.check_order(third)) == ["DUPLICATE_ORDER"]
 
 
+async def test_orders_differing_only_in_their_stop_price_or_type_are_no_duplicates(rig: Rig) -> None:
+    # Laddered stops of one size are distinct orders; a stop and a market order of one size too. The same stop
+    # twice is a duplicate. (The gather compares symbol, side, quantity and limit price; the rest is confirmed.)
+    client = unique("dup")
+    async with global_policy(rig, duplicate_window_seconds=60):
+        stop = {"client_id": client, "side": "BUY", "qty": "4", "type": "STOP"}
+        assert (await rig.risk.check_order(make_order(**stop, stop_price="200.00"))).approved
+        assert (await rig.risk.check_order(make_order(**stop, stop_price="201.00"))).approved
+        market = make_order(client_id=client, side="BUY", qty="4")
+        assert (await rig.risk.check_order(market)).approved
+        again = await rig.risk.check_order(make_order(**stop, stop_price="201.00"))
+        assert codes(again) == ["DUPLICATE_ORDER"], again.reasons
+        assert "type and prices as order" in again.reasons[0].message
+
+
 async def test_no_fx_rate_is_a_denial(rig: Rig) -> None:
     # No quote of USDJPY (nor JPYUSD) in the store: no rate from JPY to USD, so a JPY-quoted order is refused,
     # never converted at 1. (Here FX limit orders may go at their own price without a quote, so the missing

@@ -190,3 +190,52 @@ async def test_a_bracket_with_a_trailing_stop_in_ticks_is_held_on_quotes_and_bad
         body = bracket(client, "bad-ts-9", emulationTrigger="SOMETIMES")
         r = await http.post("/api/v1/order-lists", json=body)
         assert r.status_code == 422 and "emulationTrigger" in r.text
+
+
+async def test_two_brackets_on_one_account_and_symbol_each_keep_their_exits(stack: Stack) -> None:
+    # A bracket's two exits are one-cancels-other: together they use up its position once. A second bracket on the
+    # same account and symbol must not count the first's exits twice (its exits would be refused as increasing).
+    await stack.venue.set_mid("AAPL", D("190.00"))
+    client = unique("desk")
+    await register_accounts(stack.pool, client)
+    async with stack.api() as http:
+        lists = []
+        # Marketable entries (they fill at once), prices apart (else risk refuses the second as a duplicate).
+        for name, entry, tp, sl in (("two-a", "195.00", "200.00", "180.00"), ("two-b", "195.50", "201.00", "179.00")):
+            body = bracket(client, name)
+            body["legs"][0]["price"] = entry
+            body["legs"][1]["price"] = tp
+            body["legs"][2]["stopPrice"] = sl
+            r = await http.post("/api/v1/order-lists", json=body)
+            assert r.status_code == 201, r.text
+            lists.append(r.json()["listId"])
+
+        async def working(list_id: str) -> dict[str, Any] | None:
+            view: dict[str, Any] = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
+            states = [leg["status"] for leg in view["legs"]]
+            if any(s in ("REJECTED", "DENIED", "CANCELED") for s in states):
+                return view  # settled badly: the assertion below says how
+            return view if states == ["FILLED", "ACCEPTED", "ACCEPTED"] else None
+
+        for list_id in lists:
+            view = await until(f"{list_id}'s exits working", lambda list_id=list_id: working(list_id))
+            assert [leg["status"] for leg in view["legs"]] == ["FILLED", "ACCEPTED", "ACCEPTED"], [(leg["status"], leg.get("reason")) for leg in view["legs"]]
+        # And the exits are reduce-only for real: a third sell beyond the position is still refused.
+        r = await http.post(
+            "/api/v1/orders",
+            json={
+                "clientId": client,
+                "clientOrderId": unique("co"),
+                "symbol": "AAPL",
+                "side": "SELL",
+                "qty": 1,
+                "type": "LIMIT",
+                "price": "210.00",
+                "timeInForce": "GTC",
+                "reduceOnly": True,
+            },
+        )
+        assert r.status_code == 422 or r.json().get("status") == "rejected", r.text
+        assert "REDUCE_ONLY_WOULD_INCREASE" in r.text, r.text
+        for list_id in lists:
+            await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "done"})
