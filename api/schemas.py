@@ -293,6 +293,30 @@ class FillPublic(BaseModel):
         return cls(exec_id=fill.exec_id, qty=fill.qty, price=fill.price, fee=fill.fee, filled_at=fill.filled_at)
 
 
+class RiskReasonPublic(BaseModel):
+    """One reason of a risk decision: its stable code, message and the field at fault (if one)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class RiskDecisionPublic(BaseModel):
+    """An order's pre-trade risk decision as recorded with it: the price it was valued at and what it held."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    approved: bool
+    reasons: list[RiskReasonPublic] = []
+    #: The reference price the order was valued at (a fresh quote's mid, or its own price where allowed).
+    reference_price: Decimal | None = None
+    #: The order's notional in the policy currency at that price.
+    notional: Decimal | None = None
+    decided_at: datetime | None = None
+
+
 class OrderEventPublic(BaseModel):
     """One entry of an order's timeline."""
 
@@ -336,6 +360,8 @@ class OrderPublic(OrderTerms):
     workflow_id: str
     fills: list[FillPublic] | None = None
     events: list[OrderEventPublic] | None = None
+    #: The pre-trade risk decision (one order's read only; None before it is recorded).
+    risk: RiskDecisionPublic | None = None
     #: Where the answer came from: the live workflow, or the Postgres read model.
     source: Literal["workflow", "store"] = "store"
 

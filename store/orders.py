@@ -194,6 +194,13 @@ async def get_order(conn: Conn, order_id: str) -> OrderView | None:
     return cast(OrderView | None, await cur.fetchone())
 
 
+async def risk_decision_of(conn: Conn, order_id: str) -> dict[str, Any] | None:
+    """The order's recorded risk decision (``RiskDecision`` as JSON), else None."""
+    cur = await conn.execute("SELECT risk_decision FROM orders WHERE order_id = %s", (order_id,))
+    row = await cur.fetchone()
+    return cast(dict[str, Any] | None, row["risk_decision"] if row else None)
+
+
 async def list_orders(
     conn: Conn,
     *,

@@ -317,6 +317,18 @@ async function cancelSelected() {
 
 // --- order page
 
+function riskDecision(o, deny) {
+  const r = o.risk;
+  const valued = r && r.referencePrice != null
+    ? ` at reference ${num(r.referencePrice)}${r.notional != null ? `, notional ${num(r.notional, 2)}` : ""}` : "";
+  const at = r && r.decidedAt ? ` (${when(r.decidedAt)})` : "";
+  const reasons = r && r.reasons && r.reasons.length ? r.reasons.map((x) => `<li><b>${esc(x.code)}</b>: ${esc(x.message)}${x.field ? ` <i>(${esc(x.field)})</i>` : ""}</li>`)
+    : deny.flatMap((e) => Object.entries(e.data || {}).map(([code, msg]) => `<li><b>${esc(code)}</b>: ${esc(msg)}</li>`).concat(Object.keys(e.data || {}).length ? [] : [`<li>${esc(e.detail)}</li>`]));
+  if (r && r.approved) return `<p id="risk-decision">Approved${valued}${at}.</p>`;
+  if (r || deny.length || o.status === "DENIED") return `<p id="risk-decision">Denied${at}.</p>${reasons.length ? `<ul>${reasons.join("")}</ul>` : `<p>${esc(o.reason || "")}</p>`}`;
+  return `<p id="risk-decision">Not decided yet.</p>`;
+}
+
 async function order(id) {
   const o = await api(`/api/v1/orders/${encodeURIComponent(id)}`);
   const active = ACTIVE.includes(o.status);
@@ -335,8 +347,7 @@ async function order(id) {
       <dt>Created / updated</dt><dd>${when(o.createdAt)} / ${when(o.updatedAt)}</dd>
       <dt>Temporal</dt><dd><a href="${esc(state.me.temporalUi)}/${esc(encodeURIComponent(o.workflowId))}" target="_blank" rel="noopener">${esc(o.workflowId)}</a></dd>
     </dl>
-    <h2>Risk decision</h2>
-    ${deny.length ? `<ul>${deny.map((e) => Object.entries(e.data || {}).map(([code, msg]) => `<li><b>${esc(code)}</b>: ${esc(msg)}</li>`).join("") || `<li>${esc(e.detail)}</li>`).join("")}</ul>` : `<p>${o.status === "DENIED" ? esc(o.reason) : "Approved (no reasons recorded)."}</p>`}
+    <h2>Risk decision</h2>${riskDecision(o, deny)}
     ${active ? `<h2>Actions</h2><form class="inline" id="amend">
         ${can("orders:cancel") ? `<button type="button" id="cancel" class="danger">Cancel order</button>` : ""}
         ${can("orders:amend") ? `<label>New qty <input name="qty" size="8"></label><label>New price <input name="price" size="8"></label><button type="submit">Amend</button>` : ""}

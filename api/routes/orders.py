@@ -36,6 +36,7 @@ from api.schemas import (
     OrderPublic,
     OrdersPublic,
     Reason,
+    RiskDecisionPublic,
 )
 from brokers import BROKERS
 from core.auth import Permission, Principal, namespaced_key
@@ -316,7 +317,11 @@ async def _stored(pool: Pool, order_id: str) -> OrderPublic | None:
             return None
         fills = await fills_of(conn, order_id)
         events = await events_of(conn, order_id)
-    return _from_row(row, fills=fills, events=events)
+        decision = await orders.risk_decision_of(conn, order_id)
+    public = _from_row(row, fills=fills, events=events)
+    if decision is not None:
+        public.risk = RiskDecisionPublic.model_validate(decision)
+    return public
 
 
 async def _live_state(temporal: Any, order_id: str) -> OrderState | None:

@@ -213,6 +213,9 @@ async def test_the_blotter_shows_a_new_order_and_then_its_fill_without_a_reload(
     await page.shot("blotter-filled")
     await page.run(lambda d: d.execute_script(f'document.querySelector("{row} a").click()'))
     await page.wait("the order page", lambda d: "Timeline" in d.find_element(By.ID, "page").text)
+    # The risk decision of an approved order: the price it was valued at and its notional (5 at 150.00).
+    decision = await page.text("#risk-decision")
+    assert decision.startswith("Approved at reference ") and "notional 750.00" in decision, decision
     await page.shot("order-page")
     await stack.venue.set_mid("AAPL", D("190.00"))
 

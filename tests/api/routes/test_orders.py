@@ -53,6 +53,10 @@ async def test_submit_fill_and_position(stack: Stack) -> None:
         assert D(order["filledQty"]) == 25 and D(order["avgPrice"]) == D("190.01")
         assert [f["qty"] for f in order["fills"]] == ["25"]
         assert [e["kind"] for e in order["events"]][:3] == ["RECEIVED", "SUBMIT", "ACCEPT"]
+        # The risk decision it was taken under: valued at the mid, 25 x 190.00.
+        risk = order["risk"]
+        assert risk["approved"] is True and risk["reasons"] == [] and risk["decidedAt"], risk
+        assert D(risk["referencePrice"]) == D("190.00") and D(risk["notional"]) == D(4750), risk
         r = await http.get("/api/v1/positions", params={"account": body["clientId"]})
         assert r.status_code == 200
         [pos] = r.json()["data"]
@@ -263,6 +267,8 @@ async def test_risk_denial_is_422_with_the_reason_code(stack: Stack) -> None:
         assert [x["code"] for x in payload["reasons"]] == ["MAX_NOTIONAL"]
         order = await wait_order(http, payload["internalOrderId"], "DENIED")
         assert "per-order limit" in order["reason"]
+        assert order["risk"]["approved"] is False
+        assert [(x["code"], x["field"]) for x in order["risk"]["reasons"]] == [("MAX_NOTIONAL", "qty")]
 
 
 async def test_cancel_working_order_then_refusals(stack: Stack) -> None:
