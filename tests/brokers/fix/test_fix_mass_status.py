@@ -126,9 +126,7 @@ async def test_a_fill_whose_reports_were_lost_comes_with_the_mass_status_answer(
 async def test_a_venue_without_mass_status_is_asked_order_by_order(
     tmp_path: Path, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: ReportCollector
 ) -> None:
-    async with running_pair(
-        tmp_path, pool, instruments, sink=reports, venue_options={"mass_status": False}
-    ) as pair:
+    async with running_pair(tmp_path, pool, instruments, sink=reports, venue_options={"mass_status": False}) as pair:
         venue, broker = pair.venue, pair.broker
         resting, partial, _ = await _working_book(venue, broker)
         await reports.wait_for(lambda _: any(r.cum_qty == D(500) for r in reports.of(partial.cl_ord_id)))
