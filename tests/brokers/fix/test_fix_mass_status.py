@@ -208,3 +208,23 @@ async def test_the_venue_answers_mass_status_for_a_security_and_refuses_other_ty
         assert venue.stats.sent.get("j", 0) == rejects + 2
         # Refused for a reason other than "unsupported": AF stays in use.
         assert broker.mass_status and "AF" not in broker.unsupported
+
+
+async def test_with_status_requests_off_the_venue_is_not_asked_and_reports_list_the_orders(
+    tmp_path: Path, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: ReportCollector
+) -> None:
+    # status_requests "none": the venue's reports are the record; a sweep lists the orders as their reports left
+    # them (what a poll would have answered too), and neither AF nor H is sent.
+    async with running_pair(tmp_path, pool, instruments, sink=reports, status_requests="none") as pair:
+        venue, broker = pair.venue, pair.broker
+        resting, partial, filled = await _working_book(venue, broker)
+        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(filled.cl_ord_id)))
+        await reports.wait_for(lambda _: any(r.cum_qty == D(500) for r in reports.of(partial.cl_ord_id)))
+        assert not broker.mass_status
+        listed = {s.cl_ord_id: s for s in await broker.open_orders()}
+        assert set(listed) == {resting.cl_ord_id, partial.cl_ord_id}
+        assert (listed[partial.cl_ord_id].status, listed[partial.cl_ord_id].cum_qty) == (
+            OrderStatus.PARTIALLY_FILLED,
+            D(500),
+        )
+        assert (_received(venue, "AF"), _received(venue, "H")) == (0, 0)
