@@ -501,11 +501,15 @@ class FixBroker:
         if collect is None or collect.done.done():
             return  # a late answer to a request that timed out: reconciled, nobody waits for it
         collect.reports.append(msg)
-        if msg.get(Tag.LAST_RPT_REQUESTED) == "Y":
-            total = msg.get(Tag.TOT_NUM_REPORTS)
-            listed = sum(1 for m in collect.reports if m.get(Tag.TOT_NUM_REPORTS) != "0")
-            if total and total.isdigit() and int(total) != listed:
-                log.warning("%s: the mass status answer says %s report(s), %d came", self.name, total, listed)
+        # Complete with LastRptRequested 912=Y; liberal with venues that leave 912 out: also once TotNumReports 911
+        # have come (911=0: nothing works).
+        total = msg.get(Tag.TOT_NUM_REPORTS)
+        expected = int(total) if total and total.isdigit() else None
+        listed = sum(1 for m in collect.reports if m.get(Tag.TOT_NUM_REPORTS) != "0")
+        last = msg.get(Tag.LAST_RPT_REQUESTED) == "Y"
+        if last or (expected is not None and listed >= expected):
+            if last and expected is not None and expected != listed:
+                log.warning("%s: the mass status answer says %d report(s), %d came", self.name, expected, listed)
             collect.done.set_result(None)
 
     async def _open_orders_each(self) -> list[OrderStatusReport]:

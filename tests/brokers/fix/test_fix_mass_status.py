@@ -228,3 +228,37 @@ async def test_with_status_requests_off_the_venue_is_not_asked_and_reports_list_
             D(500),
         )
         assert (_received(venue, "AF"), _received(venue, "H")) == (0, 0)
+
+
+async def test_an_answer_without_last_report_requested_is_complete_by_its_count(
+    tmp_path: Path, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: ReportCollector
+) -> None:
+    # A venue that leaves LastRptRequested (912) out: the answer is complete once TotNumReports (911) have come.
+    async with running_pair(tmp_path, pool, instruments, sink=reports) as pair:
+        venue, broker = pair.venue, pair.broker
+        await venue.set_mid("AAPL", D("190.00"))
+        order = _order("AAPL", "100", "185.00")
+        assert (await broker.submit_order(order)).accepted
+        common = [(Tag.EXEC_TYPE, "I"), (Tag.SIDE, "1"), (Tag.LEAVES_QTY, "0"), (Tag.CUM_QTY, "0"), (Tag.AVG_PX, "0")]
+        collects = {}
+        for req_id, fields in {
+            "T-NONE": [(Tag.ORDER_ID, "NONE"), (Tag.ORD_STATUS, "8"), (Tag.TOT_NUM_REPORTS, "0"), (Tag.SYMBOL, "NA")],
+            "T-ONE": [
+                (Tag.ORDER_ID, "V1"),
+                (Tag.CL_ORD_ID, order.cl_ord_id),
+                (Tag.ORD_STATUS, "0"),
+                (Tag.TOT_NUM_REPORTS, "1"),
+                (Tag.SYMBOL, "AAPL"),
+                (Tag.ORDER_QTY, "100"),
+            ],
+        }.items():
+            collects[req_id] = _MassStatus([], asyncio.get_running_loop().create_future())
+            broker._mass_waiters[req_id] = collects[req_id]
+            exec_id = f"{req_id}-{uuid.uuid4().hex[:6]}"
+            venue.connector.send_nowait(
+                "8", [*fields, (Tag.EXEC_ID, exec_id), (Tag.MASS_STATUS_REQ_ID, req_id), *common]
+            )
+        for collect in collects.values():
+            assert await asyncio.wait_for(collect.done, 10) is None
+        assert [m.get(Tag.CL_ORD_ID) for m in collects["T-ONE"].reports] == [order.cl_ord_id]
+        assert [m.get(Tag.TOT_NUM_REPORTS) for m in collects["T-NONE"].reports] == ["0"]
