@@ -44,6 +44,9 @@ FIX_CAPABILITIES = BrokerCapabilities(
     # FIX positions are not asked (no RequestForPositions); fills come from the session's report journal.
     reports_positions=False,
     reports_fills=True,
+    # open_orders() is one OrderMassStatusRequest (35=AF); a venue without AF is asked order by order inside it, so
+    # the owning worker's sweep (worker/sweep.py) stays right either way and FIX orders arm no poll timer.
+    mass_status=True,
 )
 
 _DICTIONARIES = {"FIX.4.2": "FIX42.xml", "FIX.4.4": "FIX44.xml", "FIXT.1.1": "FIXT11.xml"}

@@ -6,6 +6,8 @@
     cancel_order ──OrderCancelRequest (F)──────▶          OrderCancelReject (9)   is stored once per ExecID
     replace_order ─OrderCancelReplaceRequest (G)▶                                  and goes to the outbox ─▶ sink
     get_order_status ─OrderStatusRequest (H)───▶          ExecutionReport 150=I / 20=3 (the venue's view)
+    open_orders ──OrderMassStatusRequest (AF)──▶          ExecutionReport 150=I per working order, 584 echoed,
+                                                           the last with LastRptRequested 912=Y
 
 * Every report is stored (the shared report journal, ``broker_reports``, one stream per session, unique per
   ExecID) before QuickFIX counts its sequence number as processed, then delivered (``ReportDelivery``); reports
@@ -31,6 +33,10 @@
 * A venue that refuses a request (35=j or 35=3) refuses that request, not the order: a refused status request
   is answered from the reports received (``status_requests`` falls back to "none" when the venue does not
   support them at all), a refused cancel or replace leaves the order working as it was and opens a break.
+* ``open_orders`` (the broker sweep's one request, ``worker/sweep.py``) is one OrderMassStatusRequest (35=AF,
+  MassStatusReqType 7) on FIX 4.4 and 5.0, answered once the report with 912=Y has come. A venue that refuses AF
+  as unsupported is not asked again: the orders are then asked about one by one as before (35=H each, or as
+  their reports say with ``status_requests`` "none", which also never sends AF); FIX 4.2 has no AF.
 """
 
 from __future__ import annotations
@@ -127,6 +133,19 @@ class _Refused:
     unsupported: bool
 
 
+@dataclass
+class _MassStatus:
+    """The answers to one OrderMassStatusRequest, collected until the one with LastRptRequested 912=Y."""
+
+    reports: list[FixMessage]
+    #: None once complete; a ``_Refused`` when the venue refused the request.
+    done: asyncio.Future[_Refused | None]
+
+
+#: MassStatusReqType 585=7: the status of every order of this session (of ``fix.account`` when it is set).
+_MASS_STATUS_ALL = "7"
+
+
 @storage_boundary
 class FixBroker:
     """Orders over a FIX session to a counterparty (or the local FIX venue)."""
@@ -190,6 +209,10 @@ class FixBroker:
         self.delivery: ReportDelivery | None = None
         self._waiters: dict[tuple[str, str], asyncio.Future[BrokerAck]] = {}
         self._status_waiters: dict[str, list[asyncio.Future[FixMessage | _Refused | None]]] = {}
+        #: OrderMassStatusRequests waiting for their answers, by MassStatusReqID.
+        self._mass_waiters: dict[str, _MassStatus] = {}
+        #: OrderMassStatusRequests sent (diagnostics and tests).
+        self.mass_status_requests = 0
         self._orders: dict[str, FixOrder] = {}
         self._resync_task: asyncio.Task[None] | None = None
         #: Set when the resynchronisation after the latest logon has finished.
@@ -403,8 +426,94 @@ class FixBroker:
             return None
         return await self._status_report(order, answer)
 
+    @property
+    def mass_status(self) -> bool:
+        """Whether ``open_orders`` asks with one OrderMassStatusRequest (35=AF) rather than about each order.
+
+        Not on FIX 4.2 (AF came with 4.3), not with ``status_requests`` "none" (the venue is never asked), and not
+        once the venue has refused AF as unsupported.
+        """
+        return not self._fix42 and self._settings.status_requests != "none" and "AF" not in self.unsupported
+
     async def open_orders(self) -> list[OrderStatusReport]:
-        """Orders the venue still works for us (each one asked about, or as its reports say)."""
+        """Orders the venue still works for us: the answer to one OrderMassStatusRequest where the venue has it.
+
+        The venue lists its working orders (ExecutionReports 150=I, the last with 912=Y); what a listed order shows
+        that no report said (fills whose reports were lost) is delivered as for a status answer (``_reconcile``).
+        Orders the venue lists that this session never sent are left out, never invented; an order of ours the
+        complete answer leaves out is not working at the venue as far as it says (the sweep looks it up). No
+        complete answer within ``request_timeout_seconds`` (or the session dropped): ``BrokerUnavailable``, the
+        venue's view is unknown. Refused (35=j, 35=3): each order is asked about as without AF.
+        """
+        if self.mass_status:
+            answer = await self._request_mass_status()
+            if not isinstance(answer, _Refused):
+                return answer
+        return await self._open_orders_each()
+
+    async def _request_mass_status(self) -> list[OrderStatusReport] | _Refused:
+        conn = self._require_logged_on("the order mass status request")
+        req_id = f"M{uuid.uuid4().hex[:12].upper()}"
+        collect = _MassStatus([], asyncio.get_running_loop().create_future())
+        self._mass_waiters[req_id] = collect
+        fields: list[tuple[int, FieldValue]] = [
+            (Tag.MASS_STATUS_REQ_ID, req_id),
+            (Tag.MASS_STATUS_REQ_TYPE, _MASS_STATUS_ALL),
+            (Tag.ACCOUNT, self._settings.account or None),
+        ]
+        try:
+            if not await conn.send("AF", fields):
+                raise BrokerUnavailable(f"{self.name}: QuickFIX did not send the mass status request {req_id}")
+            self.mass_status_requests += 1
+            async with asyncio.timeout(self._timeout):
+                refused = await asyncio.shield(collect.done)
+        except TimeoutError as e:
+            raise BrokerUnavailable(
+                f"{self.name}: no complete answer to the mass status request {req_id} within {self._timeout:g}s "
+                f"({len(collect.reports)} report(s) so far); the venue's open orders are unknown"
+            ) from e
+        finally:
+            self._mass_waiters.pop(req_id, None)
+        if refused is not None:
+            return refused
+        result = []
+        for msg in collect.reports:
+            cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
+            if not cl_ord_id or msg.get(Tag.TOT_NUM_REPORTS) == "0":
+                continue  # the venue's "no orders" answer
+            order = await self._load_order(base_order_id(cl_ord_id))
+            if order is None:
+                log.info("%s: the venue works %s, which this session never sent; left out", self.name, cl_ord_id)
+                continue
+            status = await self._status_report(order, msg)
+            if not status.status.is_terminal:
+                result.append(status)
+        return result
+
+    async def _on_mass_status_answer(self, msg: FixMessage) -> None:
+        """One ExecutionReport answering an OrderMassStatusRequest (584 set): reconcile it, collect it."""
+        cl_ord_id = msg.get(Tag.CL_ORD_ID) or ""
+        if cl_ord_id and msg.get(Tag.TOT_NUM_REPORTS) != "0":
+            order = await self._load_order(base_order_id(cl_ord_id))
+            if order is not None:
+                await self._reconcile(order, msg)
+        collect = self._mass_waiters.get(msg.get(Tag.MASS_STATUS_REQ_ID) or "")
+        if collect is None or collect.done.done():
+            return  # a late answer to a request that timed out: reconciled, nobody waits for it
+        collect.reports.append(msg)
+        # Complete with LastRptRequested 912=Y; liberal with venues that leave 912 out: also once TotNumReports 911
+        # have come (911=0: nothing works).
+        total = msg.get(Tag.TOT_NUM_REPORTS)
+        expected = int(total) if total and total.isdigit() else None
+        listed = sum(1 for m in collect.reports if m.get(Tag.TOT_NUM_REPORTS) != "0")
+        last = msg.get(Tag.LAST_RPT_REQUESTED) == "Y"
+        if last or (expected is not None and listed >= expected):
+            if last and expected is not None and expected != listed:
+                log.warning("%s: the mass status answer says %d report(s), %d came", self.name, expected, listed)
+            collect.done.set_result(None)
+
+    async def _open_orders_each(self) -> list[OrderStatusReport]:
+        """Orders the venue still works for us, each one asked about (or as its reports say)."""
         result = []
         for order in await self._store.open_orders():
             try:
@@ -601,6 +710,11 @@ class FixBroker:
                     f.set_exception(
                         BrokerUnavailable(f"{self.name}: {reason} before the status of {order_id} was answered")
                     )
+        for req_id, collect in list(self._mass_waiters.items()):
+            if not collect.done.done():
+                collect.done.set_exception(
+                    BrokerUnavailable(f"{self.name}: {reason} before the mass status request {req_id} was answered")
+                )
 
     # -- session events ----------------------------------------------------------------------------------
 
@@ -767,6 +881,9 @@ class FixBroker:
     async def _on_execution_report(self, msg: FixMessage) -> None:
         exec_type = msg.get(Tag.EXEC_TYPE) or ""
         trans_type = msg.get(Tag.EXEC_TRANS_TYPE)
+        if (exec_type == "I" or trans_type == "3") and msg.get(Tag.MASS_STATUS_REQ_ID):
+            await self._on_mass_status_answer(msg)
+            return
         if exec_type == "I" or trans_type == "3":
             await self._on_status_answer(msg)
             return
@@ -1004,6 +1121,21 @@ class FixBroker:
             for future in waiters:
                 if not future.done():
                     future.set_result(refusal)
+        elif ref_type == "AF":
+            if unsupported and "AF" not in self.unsupported:
+                self.unsupported["AF"] = reason
+                log.warning(
+                    "%s: the venue does not support OrderMassStatusRequest; its open orders are asked about one by "
+                    "one from now on",
+                    self.name,
+                )
+            if cl_ord_id in self._mass_waiters:
+                collects = [self._mass_waiters[cl_ord_id]]
+            else:
+                collects = list(self._mass_waiters.values()) if unsupported else []
+            for collect in collects:
+                if not collect.done.done():
+                    collect.done.set_result(_Refused(reason, unsupported))
         elif ref_type == "V" and self.market_data is not None:
             self.market_data.refused(reason, unsupported=True)
 

@@ -317,7 +317,10 @@ class _Application(fix.Application):  # type: ignore[misc]
                 suppress = True
                 log.info("%s: not resending %s (gap-filled instead)", self._owner.name, _short(message.toString()))
             else:
+                # The request's id: ClOrdID, or MassStatusReqID for an OrderMassStatusRequest (35=AF).
                 cl_ord_id = message.getField(11) if message.isSetField(11) else ""
+                if not cl_ord_id and message.isSetField(584):
+                    cl_ord_id = message.getField(584)
                 self._owner._note_sent(int(header.getField(34)), header.getField(35), cl_ord_id)
         except Exception:
             log.exception("toApp failed")
@@ -578,7 +581,10 @@ class FixConnector:
         return numbers
 
     def sent_message(self, seq_num: int) -> tuple[str, str] | None:
-        """(MsgType, ClOrdID) of an application message we sent with ``seq_num`` (recent ones only)."""
+        """(MsgType, ClOrdID) of an application message we sent with ``seq_num`` (recent ones only).
+
+        The id of an OrderMassStatusRequest (35=AF) is its MassStatusReqID.
+        """
         with self._sent_lock:
             return self._sent.get(seq_num)
 

@@ -39,7 +39,7 @@ def test_orders_of_a_broker_with_mass_status_are_swept_others_poll() -> None:
     assert order_config(settings, "paper").swept
     assert order_config(settings, "alpaca").swept and order_config(settings, "oanda").swept
     assert order_config(settings, "kraken").swept
-    assert not order_config(settings, "fix").swept  # no mass status: each order polls
+    assert order_config(settings, "fix").swept  # OrderMassStatusRequest (35=AF), or per order inside open_orders()
     off = make_settings("postgresql://unused", "localhost:1", orders=OrderSettings(sweep_seconds=0))
     assert not order_config(off, "paper").swept
 

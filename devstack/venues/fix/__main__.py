@@ -32,6 +32,7 @@ async def _run(args: argparse.Namespace) -> None:
             username=args.username,
             password=args.password,
             allowed_remote_addresses=args.allow,
+            mass_status=not args.no_mass_status,
         )
         await run_until_signalled(
             venue.start,
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=str(data_dir), help="QuickFIX store and logs (%(default)s)")
     add_book_options(parser, tick_interval_ms=fx.local_venue_tick_interval_ms, journal_key="fix-venue")
     parser.add_argument("--allow", nargs="*", default=["127.0.0.1"], help="peers allowed to connect")
+    parser.add_argument(
+        "--no-mass-status",
+        action="store_true",
+        help="refuse OrderMassStatusRequests (35=AF) as unsupported, like a venue without them",
+    )
     args = parser.parse_args(argv)
     main_loop(_run, args)
 

@@ -13,6 +13,13 @@ What it speaks (FIX 4.2, 4.4, or 5.0 SP2 over FIXT 1.1, checked against QuickFIX
   CxlRejReason 0 too late, 1 unknown order, 6 duplicate ClOrdID.
 * OrderStatusRequest (H): 150=I (4.2: ExecTransType 20=3) with the order's state, or 39=8 + 103=5 when it does
   not know the order.
+* OrderMassStatusRequest (AF, FIX 4.4 and 5.0; added in 4.3, so not on a 4.2 session): MassStatusReqType 585=7
+  (every order of the session) or 1 (the orders for a security: Symbol 55), optionally narrowed by Account (1) and
+  Side (54). Answered, like real venues do, with the orders still working only: one ExecutionReport 150=I per order
+  (MassStatusReqID 584 echoed, TotNumReports 911, LastRptRequested 912=Y on the last). See ``_mass_status`` for
+  the answer when nothing works. Another 585 is refused with a BusinessMessageReject (35=j, 380=0 other; 380=5
+  when 585=1 names no symbol). ``mass_status=False`` makes the venue one without AF: QuickFIX refuses it with
+  35=j 380=3 (unsupported message type), as a venue whose rules of engagement leave AF out does.
 * Every execution of the model (fills, partial fills by display size, IOC/FOK cancels, GTD expiry, stop
   triggers as 150=L in 5.0) goes out as an ExecutionReport (4.4+: 150=F; 4.2: 150=1/2 with 20=0).
 * MarketDataRequest (V, all three versions): the top of the simulated book. A snapshot (35=W: bid 269=0 and
@@ -161,6 +168,7 @@ class FixVenue:
         allowed_remote_addresses: list[str] | None = None,
         persist_messages: bool = True,
         handler_timeout: float = 30.0,
+        mass_status: bool = True,
     ) -> None:
         """Serve one session for the initiator ``target_comp_id`` on ``port``.
 
@@ -179,6 +187,7 @@ class FixVenue:
                 that does not keep messages; reports sent while the session was down are then lost).
             handler_timeout: How long QuickFIX's thread waits for a request to be journaled and answered before
                 leaving the message unprocessed (the connection drops; the counterparty sends it again).
+            mass_status: Answer OrderMassStatusRequests (35=AF); False refuses them as an unsupported message type.
         """
         self.venue = venue
         allowed = allowed_remote_addresses if allowed_remote_addresses is not None else ["127.0.0.1"]
@@ -198,6 +207,7 @@ class FixVenue:
         self._fix50 = begin_string == "FIXT.1.1"
         self._username = username
         self._password = password
+        self.mass_status = mass_status
         self.faults = FixVenueFaults()
         self.stats = _Stats()
         #: Cancel requests' ClOrdIDs -> the order's ClOrdID at the time (they are ids of the order too).
@@ -217,7 +227,7 @@ class FixVenue:
             on_logout=self._on_logout,
             name=f"fix-venue:{sender_comp_id}",
             logon_check=self._check_logon,
-            accept_types=("D", "F", "G", "H", "V"),
+            accept_types=("D", "F", "G", "H", "V", *(("AF",) if mass_status else ())),
             forward_admin=(),
             # A request counts as received only once the venue has journaled (and answered) it.
             wait_for_handler=handler_timeout,
@@ -369,6 +379,8 @@ class FixVenue:
             await self._replace(msg)
         elif msg.msg_type == "H":
             await self._status(msg)
+        elif msg.msg_type == "AF":
+            await self._mass_status(msg)
         elif msg.msg_type == "V":
             self._market_data_request(msg)
 
@@ -518,6 +530,86 @@ class FixVenue:
         key = self._aliases.get(cl_ord_id, cl_ord_id)
         await self.venue.status(key)
         self._send("8", self._status_fields(msg, self.venue.recorded(key)))
+
+    async def _mass_status(self, msg: FixMessage) -> None:
+        """An OrderMassStatusRequest: one 150=I report per working order that matches, the last with 912=Y."""
+        req_id = msg.get(Tag.MASS_STATUS_REQ_ID) or ""
+        req_type = msg.get(Tag.MASS_STATUS_REQ_TYPE) or ""
+        symbol = msg.get(Tag.SYMBOL)
+        if req_type not in ("1", "7"):
+            reason = f"MassStatusReqType {req_type or '(none)'} is not supported (7 all orders, 1 for a security)"
+            self._business_reject(msg, req_id, "0", reason)
+            return
+        if req_type == "1" and not symbol:
+            self._business_reject(msg, req_id, "5", "MassStatusReqType 1 needs the security (Symbol 55)")
+            return
+        # As for a single status: the journaled book under the venue's lock, read right after (no await between),
+        # so the answers follow every report of the states they show.
+        working = await self.venue.open_orders()
+        orders = [o for o in (self.venue.recorded(r.cl_ord_id) for r in working) if o is not None]
+        account, side = msg.get(Tag.ACCOUNT), MAP_SIDE_IN.get(msg.get(Tag.SIDE) or "")
+        orders = [
+            o
+            for o in orders
+            if (req_type == "7" or o.symbol == symbol)
+            and (not account or o.account == account)
+            and (side is None or o.side is side)
+        ]
+        exec_trans = "3" if self._fix42 else None
+        if not orders:
+            # FIX 4.4 has no message for "nothing matches"; venues that support AF answer with a single
+            # ExecutionReport 150=I that names no order (OrderID NONE, no ClOrdID), TotNumReports 0 and
+            # LastRptRequested Y, so the requester knows the answer is complete. OrdStatus (required) is 8, as in
+            # the answer to a status request for an order the venue does not know.
+            self._send(
+                "8",
+                [
+                    (Tag.ORDER_ID, "NONE"),
+                    (Tag.EXEC_ID, self._exec_id()),
+                    (Tag.EXEC_TRANS_TYPE, exec_trans),
+                    (Tag.EXEC_TYPE, "I"),
+                    (Tag.ORD_STATUS, "8"),
+                    (Tag.MASS_STATUS_REQ_ID, req_id),
+                    (Tag.TOT_NUM_REPORTS, "0"),
+                    (Tag.LAST_RPT_REQUESTED, "Y"),
+                    (Tag.SYMBOL, symbol or "NA"),
+                    (Tag.SIDE, msg.get(Tag.SIDE) or "1"),
+                    (Tag.LEAVES_QTY, "0"),
+                    (Tag.CUM_QTY, "0"),
+                    (Tag.AVG_PX, "0"),
+                    (Tag.TRANSACT_TIME, fix_timestamp(utcnow())),
+                    (Tag.TEXT, "no orders match the mass status request"),
+                ],
+            )
+            return
+        for n, order in enumerate(orders, 1):
+            ord_status = self._ord_status(order)
+            fields = self._order_fields(order)
+            fields += [
+                (Tag.EXEC_ID, self._exec_id()),
+                (Tag.EXEC_TRANS_TYPE, exec_trans),
+                (Tag.EXEC_TYPE, "I"),
+                (Tag.ORD_STATUS, ord_status),
+                (Tag.CL_ORD_ID, order.cl_ord_id),
+                (Tag.MASS_STATUS_REQ_ID, req_id),
+                (Tag.TOT_NUM_REPORTS, str(len(orders))),
+                (Tag.LAST_RPT_REQUESTED, "Y" if n == len(orders) else "N"),
+                (Tag.TRANSACT_TIME, fix_timestamp(order.updated_at)),
+            ]
+            self._send("8", fields)
+
+    def _business_reject(self, msg: FixMessage, ref_id: str, code: str, reason: str) -> None:
+        """A BusinessMessageReject (35=j) of ``msg``: BusinessRejectReason 380 ``code``, the reason in Text."""
+        self._send(
+            "j",
+            [
+                (Tag.REF_SEQ_NUM, str(msg.seq_num) if msg.seq_num else None),
+                (Tag.REF_MSG_TYPE, msg.msg_type),
+                (Tag.BUSINESS_REJECT_REF_ID, ref_id or None),
+                (Tag.BUSINESS_REJECT_REASON, code),
+                (Tag.TEXT, reason[:200]),
+            ],
+        )
 
     # -- market data -------------------------------------------------------------------------------------
 

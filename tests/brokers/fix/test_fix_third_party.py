@@ -223,6 +223,26 @@ async def test_a_cancel_the_venue_does_not_support_leaves_the_order_working_and_
         [flag] = await _breaks(pool, base_order_id(order.cl_ord_id))  # still one break
 
 
+@pytest.mark.parametrize("refuse", ["business", "session", "field"])
+async def test_a_venue_refusing_mass_status_requests_is_listed_order_by_order(
+    tmp_path: Path, pool: AsyncConnectionPool, reports: ReportCollector, refuse: str
+) -> None:
+    # Issue 18: open_orders() (the broker sweep's request) is one OrderMassStatusRequest (35=AF). Refused as
+    # unsupported (35=j 380=3, or 35=3 373=11), AF is not sent again; refused otherwise (380=5), it is asked each
+    # time. Either way the answer is the orders as they would be listed without AF (here from their reports,
+    # since this venue refuses 35=H as well), never an error and never a working order left out.
+    async with third_party(tmp_path, pool, reports, refuse=refuse, rest_symbols=("MSFT",)) as (acceptor, broker):
+        order = _order(symbol="MSFT", price="400.00")
+        assert (await broker.submit_order(order)).accepted
+        for _ in range(2):
+            [listed] = await broker.open_orders()
+            assert (listed.cl_ord_id, listed.status) == (order.cl_ord_id, OrderStatus.ACCEPTED)
+        assert broker.mass_status_requests == (2 if refuse == "field" else 1)
+        assert ("AF" in broker.unsupported) is (refuse != "field")
+        if refuse != "session":  # the session-level refusal happens before the acceptor's application sees it
+            assert acceptor.seen.received_types().count("AF") == broker.mass_status_requests
+
+
 # ------------------------------------------------------------------------------------------ full stack
 
 

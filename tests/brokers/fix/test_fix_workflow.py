@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from brokers.fix.execution import FixBroker
@@ -25,6 +26,7 @@ from tests.conftest import make_settings, temporal_address
 from tests.harness import Stack, make_order, until
 from tests.workflows.recording import record_history
 from worker.dispatcher import ReportDispatcher
+from worker.sweep import BrokerSweep
 from workflows.order import OrderWorkflow
 
 D = Decimal
@@ -242,6 +244,58 @@ async def test_restarted_adapter_resumes_the_session_and_the_order_completes(fix
     # The new adapter went on with the stored sequence numbers (a reset would have started again at 1).
     sent_after, expected_after = await new.sequence_numbers()
     assert sent_after > sent_before and expected_after > expected_before + 2
+
+
+async def test_a_fill_whose_reports_were_lost_is_found_by_the_broker_sweep(fix_stack: FixStack) -> None:
+    # Issue 18: FIX orders are swept, one OrderMassStatusRequest (35=AF) per sweep whatever the number of working
+    # orders, and arm no poll timer. A fill whose reports never left the venue is found by a sweep (the order is no
+    # longer in the venue's answer), looked up (35=H) by its workflow and booked.
+    stack, venue = fix_stack.stack, fix_stack.venue
+    await venue.set_mid("EURUSD", D("1.09000"))
+    await venue.set_mid("AUDUSD", D("0.66000"))
+    lost = _order(symbol="EURUSD", qty="1000000", type="LIMIT", price="1.08000")
+    quiet = _order(symbol="AUDUSD", qty="1000000", type="LIMIT", price="0.65000")
+    handles = [(await stack.submit(o, swept=True))[1] for o in (lost, quiet)]  # as with sweep_seconds > 0
+    for order, h in zip((lost, quiet), handles, strict=True):
+        await stack.wait_for(h, OrderStatus.ACCEPTED)
+        await until("booked as working", lambda o=order: _booked_as(stack, o.order_id, "ACCEPTED"))  # swept with
+    handle, quiet_handle = handles
+    sweeper = BrokerSweep(stack.client, stack.pool, fix_stack.broker, interval=60, grace_seconds=0.2)
+    asked = venue.stats.received.get("AF", 0), venue.stats.received.get("H", 0)
+    outcome = await sweeper.sweep_once()
+    assert outcome.working >= 2 and outcome.requests == 1
+    assert (venue.stats.received.get("AF", 0), venue.stats.received.get("H", 0)) == (asked[0] + 1, asked[1])
+    assert lost.order_id not in outcome.signaled and quiet.order_id not in outcome.signaled
+    venue.venue.faults.suppress_reports = True  # journaled at the venue, never sent
+    try:
+        await venue.set_mid("EURUSD", D("1.07000"))
+        await asyncio.sleep(1.0)
+        assert (await stack.state(handle)).status is OrderStatus.ACCEPTED  # nothing arrived, and nothing asks
+        outcome = await sweeper.sweep_once()
+    finally:
+        venue.venue.faults.suppress_reports = False
+    assert venue.stats.received.get("AF", 0) == asked[0] + 2
+    assert lost.order_id in outcome.signaled and quiet.order_id not in outcome.signaled
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is OrderStatus.FILLED and D(result.filled_qty) == D(1000000) and result.breaks == []
+    [fill] = await fix_stack.fills(lost.order_id)  # at the venue's price (the ask, 1.07001), once
+    assert (fill["qty"], fill["price"]) == (D(1000000), D(result.avg_price)) and fill["price"] <= D("1.08")
+    events = [e async for e in handle.fetch_history_events()]
+    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]  # never polled
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert signals.count("sweep_found") == 1
+    await quiet_handle.signal(OrderWorkflow.cancel, CancelRequest(requested_by="test", reason="test done"))
+    assert (await asyncio.wait_for(quiet_handle.result(), 60)).status is OrderStatus.CANCELED
+    await record_history(handle, "fix-sweep-recovers-fill")
+
+
+async def _booked_as(stack: Stack, order_id: str, status: str) -> bool:
+    rows = await stack.fetch("SELECT status FROM orders WHERE order_id = %s", order_id)
+    return bool(rows) and rows[0]["status"] == status
 
 
 async def test_report_for_an_unknown_order_is_kept_as_an_orphan(fix_stack: FixStack) -> None:
