@@ -144,6 +144,8 @@ class _MassStatus:
 
 #: MassStatusReqType 585=7: the status of every order of this session (of ``fix.account`` when it is set).
 _MASS_STATUS_ALL = "7"
+#: Mass status requests in a row left unanswered (session logged on) before the adapter asks order by order.
+_MASS_STATUS_MAX_UNANSWERED = 3
 
 
 @storage_boundary
@@ -213,6 +215,8 @@ class FixBroker:
         self._mass_waiters: dict[str, _MassStatus] = {}
         #: OrderMassStatusRequests sent (diagnostics and tests).
         self.mass_status_requests = 0
+        #: Mass status requests in a row left without a complete answer while logged on (``_request_mass_status``).
+        self._mass_unanswered = 0
         self._orders: dict[str, FixOrder] = {}
         self._resync_task: asyncio.Task[None] | None = None
         #: Set when the resynchronisation after the latest logon has finished.
@@ -468,12 +472,26 @@ class FixBroker:
             async with asyncio.timeout(self._timeout):
                 refused = await asyncio.shield(collect.done)
         except TimeoutError as e:
+            if conn.logged_on:
+                # Answered nothing complete while the session stayed up: a venue that takes AF but never completes
+                # its answer (no 584 echoed, no 912/911) would leave every sweep unknown. After a few, ask order by
+                # order instead (as for a venue that refuses AF) and say so.
+                self._mass_unanswered += 1
+                if self._mass_unanswered >= _MASS_STATUS_MAX_UNANSWERED:
+                    self.unsupported["AF"] = (
+                        f"{self._mass_unanswered} mass status requests in a row got no complete answer while the "
+                        "session was logged on"
+                    )
+                    log.warning(
+                        "%s: %s; orders are asked about one by one from now on", self.name, self.unsupported["AF"]
+                    )
             raise BrokerUnavailable(
                 f"{self.name}: no complete answer to the mass status request {req_id} within {self._timeout:g}s "
                 f"({len(collect.reports)} report(s) so far); the venue's open orders are unknown"
             ) from e
         finally:
             self._mass_waiters.pop(req_id, None)
+        self._mass_unanswered = 0
         if refused is not None:
             return refused
         result = []

@@ -162,6 +162,25 @@ async def test_an_unanswered_mass_status_request_is_unknown_not_empty(
         assert _received(venue, "AF") == 2
 
 
+async def test_a_venue_that_never_completes_its_mass_status_answers_is_asked_order_by_order_after_three(
+    tmp_path: Path, pool: AsyncConnectionPool, instruments: InstrumentCatalog, reports: ReportCollector
+) -> None:
+    async with running_pair(tmp_path, pool, instruments, sink=reports, request_timeout_seconds=1) as pair:
+        venue, broker = pair.venue, pair.broker
+        await venue.set_mid("AAPL", D("190.00"))
+        order = _order("AAPL", "100", "185.00")
+        assert (await broker.submit_order(order)).accepted
+        venue.faults.swallow["AF"] = 100  # takes AF, answers nothing, while the session stays up
+        for _ in range(3):
+            with pytest.raises(BrokerUnavailable, match="no complete answer"):
+                await broker.open_orders()
+        assert not broker.mass_status and "3 mass status requests in a row" in broker.unsupported["AF"]
+        # From now on each order is asked about (35=H), and the sweep is answered again.
+        [status] = await broker.open_orders()
+        assert status.cl_ord_id == order.cl_ord_id and status.status is OrderStatus.ACCEPTED
+        assert (_received(venue, "AF"), _received(venue, "H")) == (3, 1)
+
+
 async def _ask(broker: FixBroker, fields: list[tuple[int, Any]]) -> _MassStatus:
     """Send an AF with ``fields`` and collect its answers as ``open_orders`` does."""
     req_id = f"T{uuid.uuid4().hex[:10]}"
