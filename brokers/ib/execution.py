@@ -7,7 +7,8 @@
     cancel_order ──cancelOrder(id)─────────────────────────────────▶     ──error 202 + Cancelled─────▶ CANCELED
                                                                           ──error 201 + "Cancelled"───▶ REJECTED
                                                                           ──execDetails + commission──▶ FILL (execId)
-    after every (re)connect, and for every status lookup: reqExecutions, reqAllOpenOrders, reqCompletedOrders
+    after every (re)connect, for every status lookup and for every broker sweep (open_orders):
+                   reqExecutions, reqAllOpenOrders, reqCompletedOrders
 
 IB's traps, and what the adapter does about each:
 
@@ -611,7 +612,13 @@ class IBBroker:
         return await self._status_report(record)
 
     async def open_orders(self) -> list[OrderStatusReport]:
-        """Every Exodus order IB still works."""
+        """Every Exodus order IB still works: the broker sweep's mass status (``worker/sweep.py``).
+
+        One sync, so three requests however many orders work (reqExecutions, reqAllOpenOrders, reqCompletedOrders,
+        each ended by its ``...End`` message); what it finds that was never reported (a fill, a cancel, a reject
+        whose report was lost) is journaled and delivered on the way. No answer, or the connection dropping, is
+        ``BrokerUnavailable``: the sweep fails and the next one asks again; nothing is refused.
+        """
         await self.store.open_orders()
         self._require_ready()
         sync = await self._sync()
