@@ -38,6 +38,17 @@ async def _history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
     return [e async for e in handle.fetch_history_events()]
 
 
+async def _settled_history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    """The order's history once its last workflow task after the acceptance is done (unchanged for 0.5 s)."""
+    events = await _history(handle)
+    while True:
+        await asyncio.sleep(0.5)
+        again = await _history(handle)
+        if len(again) == len(events):
+            return again
+        events = again
+
+
 def _count(events: list[Any], kind: EventType.ValueType) -> int:
     return sum(1 for e in events if e.event_type == kind)
 
@@ -75,6 +86,9 @@ async def test_a_fill_whose_reports_were_lost_is_found_by_the_ib_sweep(ib_stack:
     decision, handle = await s.stack.submit(order, swept=True)
     assert decision.approved, decision
     await s.stack.wait_for(handle, OrderStatus.ACCEPTED)
+    await eventually(lambda: _booked_working(s, order.order_id))
+    sweeper = BrokerSweep(s.stack.client, s.stack.pool, s.broker, interval=60, grace_seconds=0.2)
+    assert order.order_id not in (await sweeper.sweep_once()).signaled  # IB's view of it, working, is absorbed
     s.venue.faults.silent = True  # TWS's execDetails, orderStatus and openOrder never reach the adapter
     await s.venue.set_mid("AAPL", D("184.00"))
     await s.venue.step()
@@ -105,18 +119,33 @@ async def test_one_ib_sweep_is_three_requests_however_many_orders_work(ib_stack:
     sweeper = BrokerSweep(s.stack.client, s.stack.pool, s.broker, interval=60, grace_seconds=0.2)
     orders: list[tuple[str, WorkflowHandle[Any, Any]]] = []
     asked: dict[int, dict[int, int]] = {}
-    for n in (1, 8):
-        while len(orders) < n:
-            orders.append(await _resting(s))
-        before = dict(s.venue.served)
-        outcome = await sweeper.sweep_once()
-        asked[n] = {
-            m: s.venue.served.get(m, 0) - before.get(m, 0)
-            for m in set(s.venue.served) | set(before)
-            if m not in _QUOTES and s.venue.served.get(m, 0) != before.get(m, 0)
-        }
-        assert outcome.working >= n and outcome.requests == 1
-        assert not {order_id for order_id, _ in orders} & set(outcome.signaled), outcome.signaled
+    absorbed: list[str] = []
+    absorb = s.broker._absorb_state
+
+    async def counted(seen: Any, *, source: str) -> None:
+        absorbed.append(seen.order_ref)
+        await absorb(seen, source=source)
+
+    s.broker._absorb_state = counted  # type: ignore[method-assign]
+    try:
+        for n in (1, 8):
+            while len(orders) < n:
+                orders.append(await _resting(s))
+            before = dict(s.venue.served)
+            outcome = await sweeper.sweep_once()
+            asked[n] = {
+                m: s.venue.served.get(m, 0) - before.get(m, 0)
+                for m in set(s.venue.served) | set(before)
+                if m not in _QUOTES and s.venue.served.get(m, 0) != before.get(m, 0)
+            }
+            assert outcome.working >= n and outcome.requests == 1
+            assert not {order_id for order_id, _ in orders} & set(outcome.signaled), outcome.signaled
+        absorbed.clear()
+        outcome = await sweeper.sweep_once()  # nothing changed at IB: nothing to absorb, no statement per order
+        assert outcome.working >= 8 and not {order_id for order_id, _ in orders} & set(outcome.signaled)
+        assert not {order_id for order_id, _ in orders} & set(absorbed), absorbed
+    finally:
+        del s.broker._absorb_state
     assert asked[1] == asked[8] == dict.fromkeys(_SYNC, 1), asked
     for _, handle in orders:
         await _cancel(s, handle)
@@ -126,7 +155,7 @@ async def test_a_resting_ib_order_gains_no_history_event_across_sweeps(ib_stack:
     s = ib_stack
     await s.venue.set_mid("AAPL", D("190.00"))
     order_id, handle = await _resting(s)
-    before = await _history(handle)
+    before = await _settled_history(handle)
     synced = s.venue.served.get(IN.REQ_ALL_OPEN_ORDERS, 0)
     async with s.stack.sweeping("ib", interval=0.3) as sweeper:
         await eventually(lambda: sweeper.sweeps >= 5, timeout=30)
@@ -143,7 +172,7 @@ async def test_a_disconnect_during_an_ib_sweep_rejects_nothing(ib_stack: IBStack
     s = ib_stack
     await s.venue.set_mid("AAPL", D("190.00"))
     order_id, handle = await _resting(s)
-    before_events = len(await _history(handle))
+    before_events = len(await _settled_history(handle))
     sweeper = BrokerSweep(s.stack.client, s.stack.pool, s.broker, interval=60, grace_seconds=0.2)
     connections = s.broker.connections
     s.venue.faults.add("drop_before", "status")  # the sweep's first request drops the connection
@@ -152,7 +181,8 @@ async def test_a_disconnect_during_an_ib_sweep_rejects_nothing(ib_stack: IBStack
     # Unknown, not failed: the order still works, in the workflow, in Postgres and at the venue; nobody was told.
     assert (await s.stack.state(handle)).status is OrderStatus.ACCEPTED
     assert await _booked_working(s, order_id)
-    assert len(await _history(handle)) == before_events
+    events = await _history(handle)
+    assert len(events) == before_events, [(EventType.Name(e.event_type), str(e)[-400:]) for e in events[before_events:]]
     await s.reconnected(connections)
     outcome = await sweeper.sweep_once()  # the next sweep asks again
     assert outcome.requests == 1 and order_id not in outcome.signaled

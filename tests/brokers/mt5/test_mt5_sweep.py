@@ -35,6 +35,17 @@ async def _history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
     return [e async for e in handle.fetch_history_events()]
 
 
+async def _settled_history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    """The order's history once its last workflow task after the acceptance is done (unchanged for 0.5 s)."""
+    events = await _history(handle)
+    while True:
+        await asyncio.sleep(0.5)
+        again = await _history(handle)
+        if len(again) == len(events):
+            return again
+        events = again
+
+
 def _count(events: list[Any], kind: EventType.ValueType) -> int:
     return sum(1 for e in events if e.event_type == kind)
 
@@ -120,7 +131,7 @@ async def _bridge_status(broker: Mt5Broker, order_id: str, status: str) -> bool:
 
 async def test_a_resting_mt5_order_gains_no_history_event_across_sweeps(xm: Rig, mt5_stack: Mt5Stack) -> None:
     order_id, handle = await _resting(xm, mt5_stack)
-    before = await _history(handle)
+    before = await _settled_history(handle)
     async with mt5_stack.stack.sweeping("mt5", interval=0.3) as sweeper:
         await _until(lambda: _sweeps_at_least(sweeper, 5), timeout=30)
         assert sweeper.last is not None and sweeper.last.requests == 1
@@ -137,7 +148,7 @@ async def _sweeps_at_least(sweeper: Any, n: int) -> bool:
 
 async def test_an_mt5_sweep_while_the_ea_is_away_signals_nothing(xm: Rig, mt5_stack: Mt5Stack) -> None:
     order_id, handle = await _resting(xm, mt5_stack)
-    before = len(await _history(handle))
+    before = len(await _settled_history(handle))
     await xm.stop_loop()  # the EA is gone: no heartbeats, no reports; the order's fate is unknown
     try:
         async with mt5_stack.stack.sweeping("mt5", interval=0.3) as sweeper:
