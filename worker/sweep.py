@@ -2,7 +2,8 @@
 
 A broker whose capabilities declare ``mass_status`` lists every order it still works for Exodus in one request
 (``Broker.open_orders``: Alpaca ``GET /v2/orders?status=open``, OANDA's pending orders after its transaction
-catch-up, Kraken ``OpenOrders``, IB's open orders, MT5's EA store, the paper venue's book). The worker that owns
+catch-up, Kraken ``OpenOrders``, IB's one sync of executions, open and completed orders, MT5's bridge order rows
+that the EA's acks and trade reports move, the paper venue's book). The worker that owns
 the broker's session (its claim, ``worker/ownership.py``) runs one ``BrokerSweep`` for it: every
 ``EXODUS_ORDERS__SWEEP_SECONDS`` it reads the orders Postgres books as working for the broker, asks the broker for
 its open orders, and signals ``OrderWorkflow.sweep_found`` only to the orders whose broker view differs:

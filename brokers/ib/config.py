@@ -63,6 +63,9 @@ IB_CAPABILITIES = BrokerCapabilities(
     # A bracket's or OTO's legs are children of the entry (parentId, the last sent with transmit=True), a bracket's
     # exits and an OCO's two orders one OCA group (ocaType 1): core.nativelist's shapes (README "Native lists").
     native_lists=frozenset({"BRACKET", "OCO", "OTO"}),
+    # open_orders() is one sync, three requests however many orders work (reqExecutions, reqAllOpenOrders,
+    # reqCompletedOrders): the owning worker sweeps it (worker/sweep.py) and IB orders arm no poll timer.
+    mass_status=True,
 )
 
 #: orderStatus values of an order that still works (or may: PendingSubmit, ApiPending).

@@ -7,7 +7,8 @@
     cancel_order ──cancelOrder(id)─────────────────────────────────▶     ──error 202 + Cancelled─────▶ CANCELED
                                                                           ──error 201 + "Cancelled"───▶ REJECTED
                                                                           ──execDetails + commission──▶ FILL (execId)
-    after every (re)connect, and for every status lookup: reqExecutions, reqAllOpenOrders, reqCompletedOrders
+    after every (re)connect, for every status lookup and for every broker sweep (open_orders):
+                   reqExecutions, reqAllOpenOrders, reqCompletedOrders
 
 IB's traps, and what the adapter does about each:
 
@@ -102,6 +103,9 @@ class _Seen:
     price: Decimal | None
     stop_price: Decimal | None
     completed_status: str = ""
+    #: What IB has filled of it and at what average price (its orderStatus; 0 when not known).
+    filled: Decimal = _D(0)
+    avg_price: Decimal | None = None
 
 
 @dataclass
@@ -149,6 +153,11 @@ class IBBroker:
         self.ib.errorEvent += self._on_error
         self.ib.disconnectedEvent += self._on_disconnected
         self._completed_states: dict[int, tuple[str, str]] = {}
+        #: What the syncs since the last (re)connect absorbed: a working order's state at IB (by Exodus order id)
+        #: and the executions journaled. A sync absorbs only what changed, so a sweep over resting orders costs
+        #: no statement per order; the catch-up after a (re)connect absorbs everything again.
+        self._absorbed: dict[str, _Seen] = {}
+        self._absorbed_execs: set[str] = set()
         wrapper_completed = self.ib.wrapper.completedOrder
 
         def completed(contract: Any, order: Any, state: Any) -> None:
@@ -611,7 +620,14 @@ class IBBroker:
         return await self._status_report(record)
 
     async def open_orders(self) -> list[OrderStatusReport]:
-        """Every Exodus order IB still works."""
+        """Every Exodus order IB still works, as IB's orderStatus has it: the broker sweep's mass status.
+
+        One sync, so three requests however many orders work (reqExecutions, reqAllOpenOrders, reqCompletedOrders,
+        each ended by its ``...End`` message); what it finds that was never reported (a fill, a cancel, a reject
+        whose report was lost) is journaled and delivered on the way, and an order whose state at IB did not change
+        costs no statement. No answer, or the connection dropping, is ``BrokerUnavailable``: the sweep fails and
+        the next one asks again; nothing is refused. Without reports (``get_order_status`` has them).
+        """
         await self.store.open_orders()
         self._require_ready()
         sync = await self._sync()
@@ -619,7 +635,19 @@ class IBBroker:
         for record in await self.store.open_orders():
             seen = sync.seen.get(record.order_id)
             if seen is not None and seen.status in IB_WORKING:
-                result.append(await self._status_report(record))
+                result.append(
+                    OrderStatusReport(
+                        broker=self.name,
+                        cl_ord_id=record.cl_ord_id,
+                        broker_order_id=str(record.perm_id or record.ib_order_id),
+                        status=OrderStatus.PARTIALLY_FILLED if seen.filled > 0 else OrderStatus.ACCEPTED,
+                        qty=record.qty,
+                        cum_qty=seen.filled,
+                        avg_price=seen.avg_price,
+                        price=record.price,
+                        stop_price=record.stop_price,
+                    )
+                )
         return result
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
@@ -698,13 +726,18 @@ class IBBroker:
             if catching_up:
                 if not self.ib.isConnected():
                     raise BrokerUnavailable(f"{self.name}: the connection dropped while catching up")
+                self._absorbed.clear()
+                self._absorbed_execs.clear()
             else:
                 self._require_ready()
             sync = _Sync()
             fills = await self._timed(self.ib.reqExecutionsAsync(ExecutionFilter()), "reqExecutions")
             for fill in fills:
-                known = self.ib.wrapper.fills.get(fill.execution.execId, fill)
-                await self._absorb_fill(known.execution, known.commissionReport, source="reqExecutions")
+                exec_id = fill.execution.execId
+                if exec_id not in self._absorbed_execs:
+                    known = self.ib.wrapper.fills.get(exec_id, fill)
+                    if await self._absorb_fill(known.execution, known.commissionReport, source="reqExecutions"):
+                        self._absorbed_execs.add(exec_id)
                 ref = fill.execution.orderRef
                 if EXODUS_CL_ORD_ID.match(ref or ""):
                     sync.seen.setdefault(
@@ -718,6 +751,7 @@ class IBBroker:
                 if not EXODUS_CL_ORD_ID.match(o.orderRef or ""):
                     continue
                 completed_status = self._completed_states.get(o.permId, ("", ""))[0] if not done else ""
+                filled = decimal_of(st.filled) or _D(0)
                 seen = _Seen(
                     o.orderRef,
                     o.orderId,
@@ -727,9 +761,18 @@ class IBBroker:
                     decimal_of(o.lmtPrice) if o.orderType in ("LMT", "STP LMT") else None,
                     decimal_of(o.auxPrice) if o.orderType in ("STP", "STP LMT") else None,
                     completed_status,
+                    filled=filled,
+                    avg_price=decimal_of(st.avgFillPrice) if filled > 0 else None,
                 )
-                sync.seen[base_order_id(o.orderRef)] = seen
+                order_id = base_order_id(o.orderRef)
+                sync.seen[order_id] = seen
+                if self._absorbed.get(order_id) == seen:
+                    continue  # a working order whose state at IB has not changed since it was absorbed
                 await self._absorb_state(seen, source="sync")
+                if seen.status in IB_WORKING:
+                    self._absorbed[order_id] = seen
+                else:
+                    self._absorbed.pop(order_id, None)
             return sync
 
     async def _catch_up(self) -> None:
@@ -909,21 +952,24 @@ class IBBroker:
             if changed:
                 await self.store.save(record)
 
-    async def _absorb_fill(self, execution: Any, commission: Any, *, source: str) -> None:
-        """One execution (however learnt) as a FILL under IB's execId, once; its commission is the fee."""
+    async def _absorb_fill(self, execution: Any, commission: Any, *, source: str) -> bool:
+        """One execution (however learnt) as a FILL under IB's execId, once; its commission is the fee.
+
+        True when there is nothing more to learn from it: journaled (now or before), or not an Exodus order's.
+        """
         ref = execution.orderRef or ""
         if not EXODUS_CL_ORD_ID.match(ref):
-            return
+            return True
         async with self._lock:
             if await self.journal.has(execution.execId):
-                return
+                return True
             record = await self.store.order(base_order_id(ref))
             if record is None:
-                return
+                return False
             qty = decimal_of(execution.shares) or _D(0)
             price = decimal_of(execution.price)
             if qty <= 0 or price is None:
-                return
+                return True
             if execution.permId and record.perm_id != execution.permId:
                 record.perm_id = execution.permId
                 await self.store.save(record)
@@ -948,3 +994,4 @@ class IBBroker:
             if cum >= record.qty and record.status is not OrderStatus.FILLED:
                 record.status = OrderStatus.FILLED
                 await self.store.save(record)
+            return True

@@ -22,4 +22,7 @@ MT5_CAPABILITIES = BrokerCapabilities(
     # End-of-day reconciliation compares its positions and fills with the ledger.
     reports_positions=True,
     reports_fills=True,
+    # open_orders() is one read of the bridge's order rows, which the EA's acks and trade reports move: the owning
+    # worker sweeps it (worker/sweep.py) and MT5 orders arm no poll timer (a poll read the same rows).
+    mass_status=True,
 )

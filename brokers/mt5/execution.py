@@ -239,13 +239,14 @@ class Mt5Broker:
         return await self.reports.status_report(order_id)
 
     async def open_orders(self) -> list[OrderStatusReport]:
-        """Every order still working at the terminals of this broker's accounts."""
-        out = []
-        for order_id in await self.reports.open_order_ids(self._accounts):
-            report = await self.reports.status_report(order_id)
-            if report is not None:
-                out.append(report)
-        return out
+        """Every order still working at the terminals of this broker's accounts: the broker sweep's mass status.
+
+        There is nothing to ask the EA: it pushes acks and trade reports (retried until answered, re-sent from
+        its cursor after a restart), and the bridge's order rows are what they say. One statement, however many
+        orders work; a lookup (``get_order_status``) reads the same rows, with their reports. See the README's
+        MT5 section for why the heartbeat's ``orders[]`` is not this list.
+        """
+        return await self.reports.open_orders(self._accounts)
 
     async def fills_since(self, since: datetime) -> list[ExecutionReport]:
         """Fills after ``since``."""

@@ -132,26 +132,35 @@ class ReportJournal:
         order = await self.order(order_id)
         if order is None:
             return None
-        return OrderStatusReport(
-            broker=BROKER,
-            cl_ord_id=order["client_order_id"],
-            broker_order_id=str(order["ticket"]) if order["ticket"] else None,
-            status=OrderStatus(order["status"]),
-            qty=order["qty"],
-            cum_qty=order["cum_qty"],
-            avg_price=order["avg_price"],
-            price=order["price"],
-            stop_price=order["stop_price"],
-            reports=await self.reports_of(order_id),
-        )
+        return _status_report(order, await self.reports_of(order_id))
 
-    async def open_order_ids(self, accounts: list[str]) -> list[str]:
-        """Orders still working at the terminals of ``accounts``."""
+    async def open_orders(self, accounts: list[str]) -> list[OrderStatusReport]:
+        """Orders still working at the terminals of ``accounts`` as the EA's acks and trade reports left them.
+
+        One statement however many orders work (the broker sweep's mass status); without their reports
+        (``status_report`` has them).
+        """
         async with self._pool.connection() as conn:
-            return await tables.open_order_ids(conn, accounts, list(OPEN_STATUSES))
+            rows = await tables.open_orders(conn, accounts, list(OPEN_STATUSES))
+        return [_status_report(row, []) for row in rows]
 
     async def fills_since(self, accounts: list[str], since: datetime) -> list[ExecutionReport]:
         """Fills of ``accounts`` that happened after ``since``."""
         async with self._pool.connection() as conn:
             reports = await fill_reports(conn, broker=BROKER, streams=accounts)
         return [r for r in reports if r.transact_at > since]
+
+
+def _status_report(order: OrderRow, reports: list[ExecutionReport]) -> OrderStatusReport:
+    return OrderStatusReport(
+        broker=BROKER,
+        cl_ord_id=order["client_order_id"],
+        broker_order_id=str(order["ticket"]) if order["ticket"] else None,
+        status=OrderStatus(order["status"]),
+        qty=order["qty"],
+        cum_qty=order["cum_qty"],
+        avg_price=order["avg_price"],
+        price=order["price"],
+        stop_price=order["stop_price"],
+        reports=reports,
+    )

@@ -47,7 +47,7 @@ __all__ = [
     "mark_accounts_stale",
     "mark_in_progress",
     "notify",
-    "open_order_ids",
+    "open_orders",
     "order",
     "order_cancels",
     "orphan_deals",
@@ -442,13 +442,13 @@ async def update_order(conn: Conn, order: OrderRow) -> None:
     )
 
 
-async def open_order_ids(conn: Conn, accounts: list[str], statuses: list[str]) -> list[str]:
-    """Ids of the orders of ``accounts`` in one of ``statuses``, oldest first."""
+async def open_orders(conn: Conn, accounts: list[str], statuses: list[str]) -> list[OrderRow]:
+    """The orders of ``accounts`` in one of ``statuses``, oldest first (one statement, however many)."""
     cur = await conn.execute(
-        "SELECT order_id FROM mt5_orders WHERE account = ANY(%s) AND status = ANY(%s) ORDER BY created_at",
+        "SELECT * FROM mt5_orders WHERE account = ANY(%s) AND status = ANY(%s) ORDER BY created_at",
         (accounts, statuses),
     )
-    return [r["order_id"] for r in await cur.fetchall()]
+    return cast(list[OrderRow], await cur.fetchall())
 
 
 async def working_pending_orders(conn: Conn, account: str, statuses: list[str]) -> list[dict[str, Any]]:

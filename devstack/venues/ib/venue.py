@@ -22,7 +22,8 @@ IB's behaviours it reproduces, because an adapter has to survive them:
 * faults (``IBFaults``): a request's answer lost with the connection, answers held back past the client's timeout,
   a connection dropped before the request is processed, a request refused with an error code, every
   ``orderStatus`` repeated, ``nextValidId`` rolled back at the next connection (a Gateway restart), every
-  connection dropped (the nightly reset), connectivity messages 1100/1101/1102.
+  connection dropped (the nightly reset), connectivity messages 1100/1101/1102, unsolicited reports lost while
+  the connection stays up (``silent``: only requests learn what happened).
 
 The book lives in memory (the venue's own order ids, perm ids and order refs are not journaled): restarting the
 venue process starts an empty paper account.
@@ -215,6 +216,9 @@ class IBFaults:
     repeat_status: int = 0
     #: The next connection's ``nextValidId`` (a Gateway that forgot its ids); used once.
     next_valid_id: int | None = None
+    #: Reports nobody asked for (openOrder, orderStatus, execDetails, the error that says rejected or canceled) are
+    #: lost: the orders still change, and answers to requests (open, completed orders, executions) still show them.
+    silent: bool = False
 
     def add(self, kind: str, op: str, *, times: int = 1, seconds: float = 0.0, code: int = 0, text: str = "") -> None:
         """Inject ``kind`` on the next ``times`` requests of ``op``."""
@@ -235,6 +239,7 @@ class IBFaults:
         self.pending.clear()
         self.repeat_status = 0
         self.next_valid_id = None
+        self.silent = False
 
 
 class _Dropped(Exception):
@@ -884,7 +889,7 @@ class IBVenue:
         order = self._order_of(report)
         if order is None:
             return
-        session = self.sessions.get(order.client_id)
+        session = None if self.faults.silent else self.sessions.get(order.client_id)
         kind = report.kind
         if kind is ReportKind.ACCEPTED:
             order.status = "Submitted"
@@ -963,6 +968,8 @@ class IBVenue:
                 )
 
     def _status(self, order: VenueOrder, session: Session | None = None) -> None:
+        if session is None and self.faults.silent:
+            return  # an unsolicited report, lost
         session = session or self.sessions.get(order.client_id)
         if session is None:
             return
@@ -983,6 +990,8 @@ class IBVenue:
             )
 
     def _open_order(self, order: VenueOrder, session: Session | None = None) -> None:
+        if session is None and self.faults.silent:
+            return  # an unsolicited report, lost
         session = session or self.sessions.get(order.client_id)
         if session is None:
             return
