@@ -219,7 +219,9 @@ async def test_two_brackets_on_one_account_and_symbol_each_keep_their_exits(stac
 
         for list_id in lists:
             view = await until(f"{list_id}'s exits working", lambda list_id=list_id: working(list_id))
-            assert [leg["status"] for leg in view["legs"]] == ["FILLED", "ACCEPTED", "ACCEPTED"], [(leg["status"], leg.get("reason")) for leg in view["legs"]]
+            assert [leg["status"] for leg in view["legs"]] == ["FILLED", "ACCEPTED", "ACCEPTED"], [
+                (leg["status"], leg.get("reason")) for leg in view["legs"]
+            ]
         # And the exits are reduce-only for real: a third sell beyond the position is still refused.
         r = await http.post(
             "/api/v1/orders",
