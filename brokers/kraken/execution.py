@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.base import ReportSink, storage_boundary
-from brokers.journal import ReportDelivery
+from brokers.journal import JournaledBroker, fill_totals
 from brokers.kraken.client import KrakenError, KrakenRest, NonceRefused, NonceSource
 from brokers.kraken.config import (
     EXODUS_CL_ORD_ID,
@@ -75,7 +75,7 @@ _CANCEL_PENALTY = ((5, 8.0), (10, 6.0), (15, 5.0), (45, 4.0), (90, 2.0))
 
 
 @storage_boundary
-class KrakenBroker:
+class KrakenBroker(JournaledBroker):
     """Orders at Kraken spot (or the local Kraken venue)."""
 
     capabilities = KRAKEN_CAPABILITIES
@@ -100,19 +100,15 @@ class KrakenBroker:
                 "the Kraken broker needs an API key: set EXODUS_KRAKEN__API_KEY and EXODUS_KRAKEN__API_SECRET "
                 "(or EXODUS_KRAKEN__LOCAL_VENUE=true for the local venue)"
             )
-        self.name = name
+        self._init_reports(name, store.journal, recorder)
         self.settings = settings
         self._store = store
-        self._journal = store.journal
-        self._recorder = recorder
-        self._recording = False
         self.rest = KrakenRest(settings, name=name, event_hooks=http_hooks)
         if recorder is not None:
             recorder.last_call = lambda: self.rest.last_ok_at  # the broker-health page's last successful call
         self._quotes = quotes
         symbols = list(settings.quote_symbols) or [s for s in KRAKEN_PAIRS if instruments is None or s in instruments]
         self._quote_symbols = [s for s in symbols if s in KRAKEN_PAIRS]
-        self.delivery: ReportDelivery | None = None
         #: Serializes turning Kraken's answers into reports (fills are deltas over what was journaled).
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -154,11 +150,7 @@ class KrakenBroker:
             return await self._store.reserve_nonces(key, ceiling)
 
         self.rest.nonces = NonceSource(floor=await self._store.nonce_ceiling(key), reserve=reserve)
-        if self._recorder is not None:
-            await self._recorder.start()
-            self._recording = True
-        self.delivery = ReportDelivery(sink, journal=self._journal)
-        await self.delivery.start()
+        await self._start_reports(sink)
         self._tasks.append(asyncio.create_task(self._poll_forever(), name=f"{self.name}-poll"))
         if self._quotes is not None and self.settings.quote_interval_ms > 0 and self._quote_symbols:
             self._tasks.append(asyncio.create_task(self._quote_forever(), name=f"{self.name}-quotes"))
@@ -171,13 +163,7 @@ class KrakenBroker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self.delivery is not None:
-            await self.delivery.stop()
-            self.delivery = None
-        await self.rest.aclose()
-        if self._recorder is not None and self._recording:
-            self._recording = False
-            await self._recorder.stop()
+        await self._stop_reports(self.rest)
 
     def _state(self, up: bool, detail: str) -> None:
         if up != self._up:
@@ -252,7 +238,7 @@ class KrakenBroker:
                 record.status = OrderStatus.ACCEPTED
             await self._store.save_order(record)
             report = self._report(record, ReportKind.ACCEPTED, f"{txid}:new", txid=txid, transact_at=now)
-            await self._record(report, txid=txid, source="answer")
+            await self._record(report, ref=txid, source="answer")
             reports.append(report)
         self._wake.set()
         return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=txid, reports=reports)
@@ -493,9 +479,7 @@ class KrakenBroker:
 
     async def _status_report(self, view: KrakenOrderView, record: KrakenOrder) -> OrderStatusReport:
         reports = await self._journal.reports(record.order_id)
-        fills = [r for r in reports if r.kind is ReportKind.FILL]
-        cum = sum((f.last_qty for f in fills), _D(0))
-        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
+        cum, notional = fill_totals(reports)
         status = view.final_status
         if status is None:
             status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
@@ -513,14 +497,6 @@ class KrakenBroker:
         )
 
     # -- turning Kraken's answers into reports ----------------------------------------------------------------
-
-    async def _record(self, report: ExecutionReport, *, txid: str, source: str) -> bool:
-        """Journal a report and hand it to the delivery; False when it was journaled before."""
-        if not await self._journal.add(report, ref=txid, source=source):
-            return False
-        if self.delivery is not None:
-            self.delivery.put(report)
-        return True
 
     def _report(
         self, record: KrakenOrder, kind: ReportKind, exec_id: str, *, txid: str, **fields: Any
@@ -569,7 +545,7 @@ class KrakenBroker:
                 record, ReportKind.ACCEPTED, f"{view.txid}:new", txid=view.txid, transact_at=view.opentm
             )
             if not await self._journal.has(accepted.exec_id):
-                await self._record(accepted, txid=view.txid, source=source)
+                await self._record(accepted, ref=view.txid, source=source)
                 out.append(accepted)
             if record.pending_amend is not None:
                 report = await self._resolve_amend(record, view, source=source)
@@ -591,7 +567,7 @@ class KrakenBroker:
                     leaves_qty=_D(0),
                     transact_at=view.closetm,
                 )
-                await self._record(report, txid=view.txid, source=source)
+                await self._record(report, ref=view.txid, source=source)
                 out.append(report)
             final = view.final_status
             if final is not None and record.open and view.vol_exec <= (await self._journal.filled(view.txid))[0]:
@@ -617,16 +593,14 @@ class KrakenBroker:
                 if t.ordertxid == view.txid and not await self._journal.has(t.txid)
             ]
         trades.sort(key=lambda t: (t.time or utcnow(), t.txid))
-        chain = sum(
-            (r.last_qty for r in await self._journal.reports(record.order_id) if r.kind is ReportKind.FILL), _D(0)
-        )
+        chain, _ = fill_totals(await self._journal.reports(record.order_id))
         out = []
         own = known
         for trade in trades:
             chain += trade.vol
             own += trade.vol
             report = self._fill(record, trade, cum=chain, leaves=max(view.vol - own, _D(0)))
-            if await self._record(report, txid=view.txid, source=source if source != "status" else "trades"):
+            if await self._record(report, ref=view.txid, source=source if source != "status" else "trades"):
                 out.append(report)
         if own < view.vol_exec:
             log.warning("%s: %s shows %s executed, trades found for %s", self.name, view.txid, view.vol_exec, own)
@@ -664,9 +638,7 @@ class KrakenBroker:
         pending = record.pending_amend
         if pending is None or amend_id in record.amend_ids:
             return None
-        chain = sum(
-            (r.last_qty for r in await self._journal.reports(record.order_id) if r.kind is ReportKind.FILL), _D(0)
-        )
+        chain, _ = fill_totals(await self._journal.reports(record.order_id))
         report = self._report(
             record,
             ReportKind.REPLACED,
@@ -679,7 +651,7 @@ class KrakenBroker:
             new_price=pending.price,
             new_stop_price=pending.stop_price,
         )
-        await self._record(report, txid=view.txid, source=source)
+        await self._record(report, ref=view.txid, source=source)
         record.cl_ord_id, record.qty = pending.cl_ord_id, pending.qty
         record.amend_ids = [*record.amend_ids, amend_id]
         record.pending_amend = None
