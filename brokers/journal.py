@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from psycopg.rows import dict_row
 from pydantic import BaseModel
@@ -32,7 +32,10 @@ from pydantic import BaseModel
 from brokers.base import ReportSink
 from brokers.outbox import ReportOutbox
 from brokers.sessions import SessionRecorder
-from core.domain import ExecutionReport, ReportKind
+from core.domain import ExecutionReport, OrderStatus, OrderStatusReport, ReportKind
+from core.instruments import InstrumentCatalog
+from core.marketdata import QuoteSink
+from core.settings import Settings
 from store import Pool
 from store.reports import (
     fill_reports,
@@ -282,12 +285,56 @@ class JournaledBroker:
     :meth:`_record`, journaled before it is delivered.
     """
 
+    #: What :meth:`from_settings` builds: the settings section (also the adapter's default name) and its store.
+    settings_section: ClassVar[str]
+    store_class: ClassVar[type[AdapterStore[Any]]]
+
     name: str
     #: Hands journaled reports to the sink (None until started).
     delivery: ReportDelivery | None
     _journal: ReportJournal
     _recorder: SessionRecorder | None
     _recording: bool
+
+    if TYPE_CHECKING:
+        # What an adapter built by ``from_settings`` takes (each declares its own, with its settings' type).
+        def __init__(
+            self,
+            settings: Any,
+            *,
+            store: Any,
+            name: str,
+            recorder: SessionRecorder | None,
+            quotes: QuoteSink | None,
+            instruments: InstrumentCatalog | None,
+        ) -> None: ...
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        pool: Pool,
+        name: str | None = None,
+        quotes: QuoteSink | None = None,
+        instruments: InstrumentCatalog | None = None,
+    ) -> Self:
+        """Build the adapter from the application settings (named like its section unless ``name`` says)."""
+        name = name or cls.settings_section
+        cfg = getattr(settings, cls.settings_section)
+        return cls(
+            cfg,
+            store=cls.store_class(pool, broker=name),
+            name=name,
+            recorder=SessionRecorder(pool, broker=name, session=cls.session_name(cfg)),
+            quotes=quotes,
+            instruments=instruments,
+        )
+
+    @staticmethod
+    def session_name(settings: Any) -> str:
+        """The session its recorder records (in ``broker_sessions``): the broker's URL."""
+        return str(settings.base_url)
 
     def _init_reports(self, name: str, journal: ReportJournal, recorder: SessionRecorder | None) -> None:
         self.name = name
@@ -314,6 +361,37 @@ class JournaledBroker:
         if self._recorder is not None and self._recording:
             self._recording = False
             await self._recorder.stop()
+
+    def _order_status(
+        self,
+        reports: list[ExecutionReport],
+        *,
+        cl_ord_id: str,
+        broker_order_id: str | None,
+        qty: Decimal,
+        status: OrderStatus | None = None,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> OrderStatusReport:
+        """An order's status with its journaled ``reports``, whose fills give its filled quantity and average price.
+
+        ``status`` None: the order works (partially filled once it has a fill).
+        """
+        cum, notional = fill_totals(reports)
+        if status is None:
+            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
+        return OrderStatusReport(
+            broker=self.name,
+            cl_ord_id=cl_ord_id,
+            broker_order_id=broker_order_id,
+            status=status,
+            qty=qty,
+            cum_qty=cum,
+            avg_price=notional / cum if cum > 0 else None,
+            price=price,
+            stop_price=stop_price,
+            reports=reports,
+        )
 
     async def _record(self, report: ExecutionReport, *, ref: str | None, source: str) -> bool:
         """Journal a report and hand it to the delivery; False when it was journaled before."""

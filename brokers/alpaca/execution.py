@@ -74,8 +74,7 @@ from core.domain import (
 from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
-from core.settings import AlpacaSettings, Settings
-from store import Pool
+from core.settings import AlpacaSettings
 
 __all__ = ["ALPACA_CAPABILITIES", "AccountReport", "AlpacaBroker"]
 
@@ -106,6 +105,8 @@ class AlpacaBroker(JournaledBroker):
     """Orders at Alpaca (paper or live, or the local Alpaca venue)."""
 
     capabilities = ALPACA_CAPABILITIES
+    settings_section = "alpaca"
+    store_class = AlpacaStore
 
     def __init__(
         self,
@@ -174,28 +175,6 @@ class AlpacaBroker(JournaledBroker):
         self.catch_ups = 0
         self.caught_up = asyncio.Event()
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        pool: Pool,
-        name: str = "alpaca",
-        quotes: QuoteSink | None = None,
-        instruments: InstrumentCatalog | None = None,
-    ) -> AlpacaBroker:
-        """Build the adapter from the application settings."""
-        cfg = settings.alpaca
-        recorder = SessionRecorder(pool, broker=name, session=cfg.base_url)
-        return cls(
-            cfg,
-            store=AlpacaStore(pool, broker=name),
-            name=name,
-            recorder=recorder,
-            quotes=quotes,
-            instruments=instruments,
-        )
-
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self, sink: ReportSink) -> None:
@@ -240,19 +219,7 @@ class AlpacaBroker(JournaledBroker):
             body = order_body(order, self._symbol(order.symbol))
         except ValueError as e:
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
-        now = utcnow()
-        record = await self._store.add_order(
-            AlpacaOrder(
-                order_id=base_order_id(cid),
-                cl_ord_id=cid,
-                account=order.account,
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        record = await self._add_record(order)
         try:
             data = await self.rest.request("POST", "/v2/orders", json_body=body)
         except AlpacaError as e:
@@ -264,11 +231,7 @@ class AlpacaBroker(JournaledBroker):
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by Alpaca: {e}")
         view = self._view(data)
         await self._map_legs(order, data)
-        reports = await self._absorb(view, event="new", source="answer")
-        if view.status == "rejected":
-            reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
-            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
-        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=view.id, reports=reports)
+        return await self._submitted(cid, view)
 
     async def _map_legs(self, order: SubmitOrder, data: Any) -> bool:
         """Note Alpaca's ids of a list head's legs (in its Order object's ``legs``) under our legs' client order ids."""
@@ -316,11 +279,16 @@ class AlpacaBroker(JournaledBroker):
         if view is None:
             missing = f"NO_LEG: Alpaca's order {native.held_by} has no {native.role} leg"
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=missing)
+        await self._add_record(order)
+        return await self._submitted(cid, view)
+
+    async def _add_record(self, order: SubmitOrder) -> AlpacaOrder:
+        """Record an order about to be sent (or followed); the record that exists when it was recorded before."""
         now = utcnow()
-        await self._store.add_order(
+        return await self._store.add_order(
             AlpacaOrder(
-                order_id=base_order_id(cid),
-                cl_ord_id=cid,
+                order_id=base_order_id(order.cl_ord_id),
+                cl_ord_id=order.cl_ord_id,
                 account=order.account,
                 symbol=order.symbol,
                 side=order.side,
@@ -329,6 +297,9 @@ class AlpacaBroker(JournaledBroker):
                 updated_at=now,
             )
         )
+
+    async def _submitted(self, cid: str, view: AlpacaOrderView) -> BrokerAck:
+        """The answer to a submission Alpaca has as ``view``: its reports; refused when Alpaca rejected it."""
         reports = await self._absorb(view, event="new", source="answer")
         if view.status == "rejected":
             reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
@@ -532,25 +503,17 @@ class AlpacaBroker(JournaledBroker):
         return view
 
     async def _status_report(self, view: AlpacaOrderView) -> OrderStatusReport:
-        order_id = base_order_id(view.cl_ord_id)
-        reports = await self._journal.reports(order_id)
-        cum, notional = fill_totals(reports)
+        reports = await self._journal.reports(base_order_id(view.cl_ord_id))
+        cum, _ = fill_totals(reports)
         own, _ = await self._journal.filled(view.id)
-        total = cum - own + view.qty
-        status = view.final_status
-        if status is None:
-            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
-        return OrderStatusReport(
-            broker=self.name,
+        return self._order_status(
+            reports,
             cl_ord_id=view.cl_ord_id,
             broker_order_id=view.id,
-            status=status,
-            qty=total,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
+            qty=cum - own + view.qty,
+            status=view.final_status,
             price=view.limit_price,
             stop_price=view.stop_price,
-            reports=reports,
         )
 
     async def _chain_filled(self, order_id: str) -> tuple[Decimal, Decimal]:

@@ -61,8 +61,7 @@ from core.domain import (
 from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import Quote, QuoteSink
-from core.settings import KrakenSettings, Settings
-from store import Pool
+from core.settings import KrakenSettings
 
 __all__ = ["KRAKEN_CAPABILITIES", "KrakenBroker"]
 
@@ -79,6 +78,8 @@ class KrakenBroker(JournaledBroker):
     """Orders at Kraken spot (or the local Kraken venue)."""
 
     capabilities = KRAKEN_CAPABILITIES
+    settings_section = "kraken"
+    store_class = KrakenStore
 
     def __init__(
         self,
@@ -117,28 +118,6 @@ class KrakenBroker(JournaledBroker):
         #: Completed polls; set after the first one of this process (and cleared while polls fail).
         self.polls = 0
         self.caught_up = asyncio.Event()
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        pool: Pool,
-        name: str = "kraken",
-        quotes: QuoteSink | None = None,
-        instruments: InstrumentCatalog | None = None,
-    ) -> KrakenBroker:
-        """Build the adapter from the application settings."""
-        cfg = settings.kraken
-        recorder = SessionRecorder(pool, broker=name, session=cfg.base_url)
-        return cls(
-            cfg,
-            store=KrakenStore(pool, broker=name),
-            name=name,
-            recorder=recorder,
-            quotes=quotes,
-            instruments=instruments,
-        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -272,16 +251,9 @@ class KrakenBroker(JournaledBroker):
             )
         record = record or await self._adopt(view, cid)
         reports = await self._absorb(view, record, source="status")
-        if view.status == "canceled":
-            return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
-        if not view.working:
-            return BrokerAck(
-                accepted=False,
-                cl_ord_id=cid,
-                broker_order_id=view.txid,
-                reason=f"TOO_LATE: the order is {view.status} at Kraken",
-                reports=reports,
-            )
+        ended = self._cancel_ended(cid, record, view, reports)
+        if ended is not None:
+            return ended
         age = (utcnow() - view.opentm).total_seconds() if view.opentm else 0.0
         penalty = next((p for limit, p in _CANCEL_PENALTY if age < limit), 0.0)
         pair = KRAKEN_PAIRS[record.symbol].altname if record.symbol in KRAKEN_PAIRS else None
@@ -295,19 +267,29 @@ class KrakenBroker(JournaledBroker):
         again = await self._find(record)
         if again is not None:
             reports += await self._absorb(again, record, source="status")
-            if again.status == "canceled":
-                return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=again.txid, reports=reports)
-            if not again.working:
-                return BrokerAck(
-                    accepted=False,
-                    cl_ord_id=cid,
-                    broker_order_id=again.txid,
-                    reason=f"TOO_LATE: the order is {again.status} at Kraken",
-                    reports=reports,
-                )
+            ended = self._cancel_ended(cid, record, again, reports)
+            if ended is not None:
+                return ended
         # Kraken took the cancel ("pending" cancellation): the poll reports the CANCELED.
         self._wake.set()
         return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
+
+    @staticmethod
+    def _cancel_ended(
+        cid: str, record: KrakenOrder, view: KrakenOrderView, reports: list[ExecutionReport]
+    ) -> BrokerAck | None:
+        """The cancel's answer once ``view`` has ended: accepted when canceled, else too late (None: working)."""
+        if view.status == "canceled":
+            return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
+        if not view.working:
+            return BrokerAck(
+                accepted=False,
+                cl_ord_id=cid,
+                broker_order_id=view.txid,
+                reason=f"TOO_LATE: the order is {view.status} at Kraken",
+                reports=reports,
+            )
+        return None
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """AmendOrder in place: the order keeps its txid and Kraken's cl_ord_id, and takes our new ``cl_ord_id``."""
@@ -478,22 +460,14 @@ class KrakenBroker(JournaledBroker):
         return record
 
     async def _status_report(self, view: KrakenOrderView, record: KrakenOrder) -> OrderStatusReport:
-        reports = await self._journal.reports(record.order_id)
-        cum, notional = fill_totals(reports)
-        status = view.final_status
-        if status is None:
-            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
-        return OrderStatusReport(
-            broker=self.name,
+        return self._order_status(
+            await self._journal.reports(record.order_id),
             cl_ord_id=record.cl_ord_id,
             broker_order_id=view.txid,
-            status=status,
             qty=view.vol,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
+            status=view.final_status,
             price=view.limit_price,
             stop_price=view.stop_price,
-            reports=reports,
         )
 
     # -- turning Kraken's answers into reports ----------------------------------------------------------------

@@ -74,8 +74,7 @@ from core.domain import (
 from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
-from core.settings import OandaSettings, Settings
-from store import Pool
+from core.settings import OandaSettings
 
 __all__ = ["OANDA_CAPABILITIES", "AccountReport", "OandaBroker"]
 
@@ -114,6 +113,8 @@ class OandaBroker(JournaledBroker):
     """Orders at OANDA (practice or live, or the local OANDA venue)."""
 
     capabilities = OANDA_CAPABILITIES
+    settings_section = "oanda"
+    store_class = OandaStore
 
     def __init__(
         self,
@@ -167,27 +168,10 @@ class OandaBroker(JournaledBroker):
         self.connections = 0
         self.caught_up = asyncio.Event()
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        pool: Pool,
-        name: str = "oanda",
-        quotes: QuoteSink | None = None,
-        instruments: InstrumentCatalog | None = None,
-    ) -> OandaBroker:
-        """Build the adapter from the application settings."""
-        cfg = settings.oanda
-        recorder = SessionRecorder(pool, broker=name, session=f"{cfg.base_url} {cfg.account_id}")
-        return cls(
-            cfg,
-            store=OandaStore(pool, broker=name),
-            name=name,
-            recorder=recorder,
-            quotes=quotes,
-            instruments=instruments,
-        )
+    @staticmethod
+    def session_name(settings: Any) -> str:
+        """The session its recorder records: the URL and the account."""
+        return f"{settings.base_url} {settings.account_id}"
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -463,20 +447,17 @@ class OandaBroker(JournaledBroker):
         return OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.ACCEPTED
 
     async def _status_report(self, view: OandaOrderView, reports: list[ExecutionReport]) -> OrderStatusReport:
-        cum, notional = fill_totals(reports)
+        cum, _ = fill_totals(reports)
         own, _ = fill_totals([r for r in reports if r.broker_order_id == view.id])
         is_stop = view.type in ("STOP", "MARKET_IF_TOUCHED")
-        return OrderStatusReport(
-            broker=self.name,
+        return self._order_status(
+            reports,
             cl_ord_id=view.cl_ord_id or "",
             broker_order_id=view.id,
-            status=self._status_of(view, reports),
             qty=cum - own + view.qty,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
+            status=self._status_of(view, reports),
             price=None if is_stop else view.price,
             stop_price=view.price if is_stop else None,
-            reports=reports,
         )
 
     async def _journal_status(self, cid: str, reports: list[ExecutionReport]) -> OrderStatusReport | None:
@@ -484,26 +465,18 @@ class OandaBroker(JournaledBroker):
         current = self._current_cid(cid, reports)
         if current is None:
             return None
-        cum, notional = fill_totals(reports)
+        cum, _ = fill_totals(reports)
         record = await self._store.order(base_order_id(cid))
         qty = record.qty if record is not None else cum
         terminal = [r for r in reports if r.kind in _TERMINAL_STATUS]
+        status = None  # working: partially filled or accepted
         if terminal:
             status = _TERMINAL_STATUS[terminal[-1].kind]
         elif cum >= qty > 0:
             status = OrderStatus.FILLED
-        else:
-            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
         last = next((r for r in reversed(reports) if r.cl_ord_id == current), reports[-1])
-        return OrderStatusReport(
-            broker=self.name,
-            cl_ord_id=current,
-            broker_order_id=last.broker_order_id,
-            status=status,
-            qty=qty,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
-            reports=reports,
+        return self._order_status(
+            reports, cl_ord_id=current, broker_order_id=last.broker_order_id, qty=qty, status=status
         )
 
     # -- turning transactions into reports ----------------------------------------------------------------------
