@@ -12,7 +12,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import ErrorBody, Reason
 
-__all__ = ["QUERY_TIMEOUT", "json_answer", "query_state", "rejected"]
+__all__ = ["CREATE_ANSWERS", "QUERY_TIMEOUT", "json_answer", "query_state", "rejected"]
+
+#: What a submission (an order, an order list) answers besides its 201.
+CREATE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "repeat of an earlier request"},
+    409: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+}
 
 #: How long a read waits for a running workflow to answer its query.
 QUERY_TIMEOUT = timedelta(seconds=5)

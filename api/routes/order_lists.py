@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import (
     WorkflowUpdateFailedError,
@@ -20,11 +20,11 @@ from temporalio.client import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.answers import CREATE_ANSWERS, query_state
 from api.answers import json_answer as _json
-from api.answers import query_state
 from api.answers import rejected as _reject
 from api.auth import hidden, requires
-from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.deps import ActorDep, IdempotencyKeyHeader, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
 from api.registry import scoped_broker
 from api.schemas import (
@@ -104,11 +104,7 @@ def _answer(decision: ListDecision, request: OrderListRequest, settings: Setting
     "",
     status_code=201,
     response_model=ListAccepted,
-    responses={
-        200: {"description": "repeat of an earlier request"},
-        409: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=CREATE_ANSWERS,
 )
 async def create_list(
     body: OrderListCreate,
@@ -119,7 +115,7 @@ async def create_list(
     actor: ActorDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.ORDERS_SUBMIT)],
-    idempotency_key: Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Submit an order list; answers with the list's risk decision (the list then runs in the background)."""
     problems: list[Reason] = []

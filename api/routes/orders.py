@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import (
     WorkflowUpdateFailedError,
@@ -18,12 +18,12 @@ from temporalio.client import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.answers import CREATE_ANSWERS, query_state
 from api.answers import json_answer as _json
-from api.answers import query_state
 from api.answers import rejected as _reject
 from api.audited import audit_after, audit_before
 from api.auth import hidden, requires
-from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.deps import ActorDep, IdempotencyKeyHeader, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
 from api.registry import scoped_broker
 from api.schemas import (
@@ -123,11 +123,7 @@ def _conflict(order_id: str, key: str) -> JSONResponse:
     "",
     status_code=201,
     response_model=OrderAccepted,
-    responses={
-        200: {"description": "repeat of an earlier request"},
-        409: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=CREATE_ANSWERS,
 )
 async def create_order(
     body: OrderCreate,
@@ -138,7 +134,7 @@ async def create_order(
     actor: ActorDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.ORDERS_SUBMIT)],
-    idempotency_key: Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Submit an order; answers with the risk decision (the order then runs in the background)."""
     started = time.perf_counter()
