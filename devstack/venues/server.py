@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -76,6 +77,8 @@ class VenueFaults(Generic[F]):
     pending: list[F] = field(default_factory=list)
     #: New stream connections are refused (the adapter keeps reconnecting).
     refuse_streams: bool = False
+    #: A dropped answer's status and the start of its body (as the broker's answer would start).
+    dropped: ClassVar[tuple[int, bytes]] = (200, b"{")
 
     def fault(self, kind: str, **kw: Any) -> F:
         """A fault of the venue's kind."""
@@ -92,6 +95,28 @@ class VenueFaults(Generic[F]):
                 fault.path is None or self.matches(fault.path, path)
             ):
                 return self.pending.pop(i)
+        return None
+
+    async def arrive(self, method: str, path: str = "") -> F | None:
+        """A request arrives: the latency first, then the fault it matches (taken from the queue), if any."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self.take(method, path)
+
+    async def injected(self, fault: F | None, error: Callable[[F], Response]) -> Response | None:
+        """After processing: the answer ``fault`` puts in the processed one's place (None: the processed one).
+
+        "error_after": ``error(fault)`` (the venue's error answer); "drop_after": an answer broken off
+        (:class:`DroppedResponse`); "stall_after": none, after waiting ``seconds``.
+        """
+        if fault is None:
+            return None
+        if fault.kind == "error_after":
+            return error(fault)
+        if fault.kind == "drop_after":
+            return DroppedResponse(*self.dropped)
+        if fault.kind == "stall_after":
+            await asyncio.sleep(fault.seconds)
         return None
 
     @staticmethod

@@ -76,7 +76,7 @@ from devstack.venues.alpaca.model import (
     legs_of,
     order_json,
 )
-from devstack.venues.server import DroppedResponse, Fault, HttpVenueServer, PaperVenue
+from devstack.venues.server import Fault, HttpVenueServer, PaperVenue
 from sim.matching import US_EQUITY_AUCTIONS, RejectReason, SimOrder
 from sim.venue import SimVenue
 
@@ -95,6 +95,8 @@ class VenueFaults(server.VenueFaults[Fault]):
     Refused stream connections are closed at once.
     """
 
+    dropped = (200, b'{"id":')
+
     def fault(self, kind: str, **kw: Any) -> Fault:
         """A fault (an error answer is ``status``, 500 by default)."""
         return Fault(kind, **kw)
@@ -112,6 +114,10 @@ def _time_param(value: str | None) -> datetime | None | JSONResponse:
 
 def _error(status: int, code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
+
+
+def _injected_error(fault: Fault) -> JSONResponse:
+    return _error(fault.status, 50010000, "internal server error (injected)")
 
 
 class _RateLimit:
@@ -722,23 +728,17 @@ class AlpacaVenue(PaperVenue):
                 return JSONResponse(
                     {"code": 42910000, "message": "rate limit exceeded"}, status_code=429, headers=headers
                 )
-            if self.faults.latency:
-                await asyncio.sleep(self.faults.latency)
-            fault = self.faults.take(request.method, request.url.path)
+            fault = await self.faults.arrive(request.method, request.url.path)
             if fault is not None and fault.kind == "error_before":
-                return _error(fault.status, 50010000, "internal server error (injected)")
+                return _injected_error(fault)
             try:
                 response = await endpoint(request)
             except BrokerUnavailable as e:
                 log.warning("alpaca venue: %s failed: %s", name, e)
                 return _error(503, 50310000, "service unavailable")
-            if fault is not None:
-                if fault.kind == "error_after":
-                    return _error(fault.status, 50010000, "internal server error (injected)")
-                if fault.kind == "drop_after":
-                    return DroppedResponse(200, b'{"id":')
-                if fault.kind == "stall_after":
-                    await asyncio.sleep(fault.seconds)
+            injected = await self.faults.injected(fault, _injected_error)
+            if injected is not None:
+                return injected
             response.headers.update(headers)
             return response
 

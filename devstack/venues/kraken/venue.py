@@ -77,7 +77,7 @@ from devstack.venues.kraken.model import (
     txid_of,
     volume_text,
 )
-from devstack.venues.server import DroppedResponse, HttpVenueServer, PaperVenue
+from devstack.venues.server import HttpVenueServer, PaperVenue
 from sim.matching import RejectReason, SimOrder
 from sim.venue import SimVenue
 
@@ -164,6 +164,12 @@ class VenueFaults(server.VenueFaults[Fault]):
     def fault(self, kind: str, **kw: Any) -> Fault:
         """A fault (an error answer is ``errors``, else ``status``, 502 by default)."""
         return Fault(kind, **kw)
+
+    dropped = (200, b'{"error":[],')
+
+
+def _injected_error(fault: Fault) -> Response:
+    return fail(*fault.errors) if fault.errors else _gateway_error(fault.status)
 
 
 def _gateway_error(status: int) -> Response:
@@ -373,11 +379,9 @@ class KrakenVenue(PaperVenue):
         if method not in _TRADING and not self.calls.take(_HISTORY_COST.get(method, 1.0)):
             self.throttled += 1
             return self._refused(method, "EAPI:Rate limit exceeded")
-        if self.faults.latency:
-            await asyncio.sleep(self.faults.latency)
-        fault = self.faults.take(method)
+        fault = await self.faults.arrive(method)
         if fault is not None and fault.kind == "error_before":
-            return fail(*fault.errors) if fault.errors else _gateway_error(fault.status)
+            return _injected_error(fault)
         if fault is not None and fault.kind == "hold_before":
             await asyncio.sleep(fault.seconds)
         try:
@@ -387,14 +391,8 @@ class KrakenVenue(PaperVenue):
         except BrokerUnavailable as e:
             log.warning("kraken venue: %s failed: %s", method, e)
             response = self._refused(method, "EService:Unavailable")
-        if fault is not None:
-            if fault.kind == "error_after":
-                return fail(*fault.errors) if fault.errors else _gateway_error(fault.status)
-            if fault.kind == "drop_after":
-                return DroppedResponse(200, b'{"error":[],')
-            if fault.kind == "stall_after":
-                await asyncio.sleep(fault.seconds)
-        return response
+        injected = await self.faults.injected(fault, _injected_error)
+        return response if injected is None else injected
 
     def _refused(self, method: str, *errors: str) -> JSONResponse:
         key = f"{method} {errors[0]}" if errors else method

@@ -77,7 +77,7 @@ from devstack.venues.oanda.model import (
     oanda_time,
     order_json,
 )
-from devstack.venues.server import DroppedResponse, HttpVenueServer, PaperVenue
+from devstack.venues.server import HttpVenueServer, PaperVenue
 from sim.matching import SimOrder
 from sim.venue import SimVenue
 
@@ -117,6 +117,8 @@ class VenueFaults(server.VenueFaults[Fault]):
     def fault(self, kind: str, **kw: Any) -> Fault:
         """A fault (an error answer is ``status``, 503 by default)."""
         return Fault(kind, **kw)
+
+    dropped = (201, b'{"orderCreateTransaction":')
 
     @staticmethod
     def matches(pattern: str, path: str) -> bool:
@@ -357,10 +359,8 @@ class OandaVenue(PaperVenue):
                 return _error(404, "The Account specified does not exist", "NO_SUCH_ACCOUNT")
             if not self.rate_limit.take(self.token):
                 return _error(429, "Requests per second exceeds the limit", "RATE_LIMIT_EXCEEDED")
-            if self.faults.latency:
-                await asyncio.sleep(self.faults.latency)
             path = request.url.path.removeprefix(f"/v3/accounts/{self.account_id}")
-            fault = self.faults.take(request.method, path)
+            fault = await self.faults.arrive(request.method, path)
             if fault is not None and fault.kind == "error_before":
                 return _error(fault.status, "Service unavailable (injected)")
             try:
@@ -368,13 +368,9 @@ class OandaVenue(PaperVenue):
             except BrokerUnavailable as e:
                 log.warning("oanda venue: %s failed: %s", name, e)
                 return _error(503, "Service unavailable")
-            if fault is not None:
-                if fault.kind == "error_after":
-                    return _error(fault.status, "Internal server error (injected)")
-                if fault.kind == "drop_after":
-                    return DroppedResponse(201, b'{"orderCreateTransaction":')
-                if fault.kind == "stall_after":
-                    await asyncio.sleep(fault.seconds)
+            injected = await self.faults.injected(fault, lambda f: _error(f.status, "Internal server error (injected)"))
+            if injected is not None:
+                return injected
             response.headers["RequestID"] = uuid.uuid4().hex[:18]
             return response
 
