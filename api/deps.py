@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
 from api.auth import authenticate
@@ -16,7 +16,15 @@ from core.settings import Settings
 from store import Pool
 from store.policy import PolicyStore
 
-__all__ = ["ActorDep", "InstrumentsDep", "PolicyDep", "PoolDep", "SettingsDep", "TemporalDep"]
+__all__ = [
+    "ActorDep",
+    "IdempotencyKeyHeader",
+    "InstrumentsDep",
+    "PolicyDep",
+    "PoolDep",
+    "SettingsDep",
+    "TemporalDep",
+]
 
 
 def _settings(request: Request) -> Settings:
@@ -50,5 +58,7 @@ TemporalDep = Annotated[Client, Depends(_temporal)]
 PoolDep = Annotated[Pool, Depends(_pool)]
 InstrumentsDep = Annotated[InstrumentCatalog, Depends(_instruments)]
 ActorDep = Annotated[str, Depends(_actor)]
+#: A submission's idempotency key (``X-Idempotency-Key``); without it the client's own id keys the request.
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)]
 #: The app's one policy store (its cache is per version, so it must outlive a request).
 PolicyDep = Annotated[PolicyStore, Depends(_policy)]

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
+
+from api.auth import check_order_scope
 from api.schemas import Reason
+from core.auth import Principal
 from core.settings import Settings
 from store.auth import get_account
 
-__all__ = ["registered_broker"]
+__all__ = ["registered_broker", "scoped_broker"]
 
 
 async def registered_broker(
@@ -46,3 +50,23 @@ async def registered_broker(
             )
         ]
     return broker or registered or settings.default_broker, []
+
+
+async def scoped_broker(
+    request: Request,
+    principal: Principal,
+    pool: Any,
+    settings: Settings,
+    *,
+    client_id: str,
+    account: str,
+    broker: str | None,
+) -> tuple[str, list[Reason]]:
+    """``registered_broker`` for a caller (the broker the order goes to, and the reasons to refuse it).
+
+    403 when the client, the account or the broker (as given, then as resolved) is outside the principal's scope.
+    """
+    await check_order_scope(request, principal, client_id=client_id, account=account, broker=broker)
+    resolved, problems = await registered_broker(pool, settings, account=account, broker=broker)
+    await check_order_scope(request, principal, broker=resolved)
+    return resolved, problems

@@ -8,14 +8,14 @@ import logging
 import time
 from collections import deque
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
 import httpx
 
 from core.errors import BrokerUnavailable
 
-__all__ = ["RateLimiter", "RestCalls", "loads"]
+__all__ = ["RateLimiter", "RestCalls", "decimal_of", "decimal_text", "loads", "rest_client"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,44 @@ class RateLimiter:
                 await asyncio.sleep(min(wait, 1.0))
 
 
+def rest_client(
+    base_url: str,
+    *,
+    headers: dict[str, str],
+    timeout: float | httpx.Timeout,
+    transport: httpx.AsyncBaseTransport | None = None,
+    event_hooks: dict[str, list[Any]] | None = None,
+) -> httpx.AsyncClient:
+    """An HTTP client for a broker's API at ``base_url`` (a trailing ``/`` dropped), never following a redirect."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers=headers,
+        timeout=timeout,
+        follow_redirects=False,
+        transport=transport,
+        event_hooks=event_hooks,
+    )
+
+
 def loads(content: bytes) -> Any:
     """JSON with exact decimals (None for an empty body)."""
     return json.loads(content, parse_float=Decimal) if content else None
+
+
+def decimal_of(value: Any) -> Decimal | None:
+    """A number a broker sent (a string, or a JSON number read as Decimal), or None (absent, unreadable, infinite)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as a plain string without exponent (REST brokers take numbers as strings)."""
+    return f"{value.normalize():f}"
 
 
 class RestCalls:

@@ -24,10 +24,18 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
+
+from psycopg.rows import dict_row
+from pydantic import BaseModel
 
 from brokers.base import ReportSink
 from brokers.outbox import ReportOutbox
-from core.domain import ExecutionReport
+from brokers.sessions import SessionRecorder
+from core.domain import ExecutionReport, OrderStatus, OrderStatusReport, ReportKind
+from core.instruments import InstrumentCatalog
+from core.marketdata import QuoteSink
+from core.settings import Settings
 from store import Pool
 from store.reports import (
     fill_reports,
@@ -39,8 +47,11 @@ from store.reports import (
 )
 
 __all__ = [
+    "AdapterStore",
+    "JournaledBroker",
     "ReportDelivery",
     "ReportJournal",
+    "fill_totals",
     "fill_reports",
     "insert_report",
     "mark_delivered",
@@ -49,6 +60,14 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def fill_totals(reports: Collection[ExecutionReport]) -> tuple[Decimal, Decimal]:
+    """(quantity, notional) of the fills among ``reports``."""
+    fills = [r for r in reports if r.kind is ReportKind.FILL]
+    qty = sum((f.last_qty for f in fills), Decimal(0))
+    notional = sum((f.last_qty * (f.last_price or 0) for f in fills), Decimal(0))
+    return qty, notional
 
 
 class ReportJournal:
@@ -110,10 +129,7 @@ class ReportJournal:
 
     async def filled(self, ref: str) -> tuple[Decimal, Decimal]:
         """(quantity, notional) of the fills journaled for the broker's order ``ref``."""
-        fills = await self.fills(ref=ref)
-        qty = sum((f.last_qty for f in fills), Decimal(0))
-        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), Decimal(0))
-        return qty, notional
+        return fill_totals(await self.fills(ref=ref))
 
     async def undelivered(self, limit: int | None = None) -> list[ExecutionReport]:
         """Reports journaled but not yet delivered, oldest first."""
@@ -124,6 +140,61 @@ class ReportJournal:
         """Note reports as delivered."""
         async with self._pool.connection() as conn:
             await mark_delivered(conn, broker=self.broker, streams=self.streams, exec_ids=exec_ids)
+
+
+_R = TypeVar("_R", bound=BaseModel)
+
+
+class AdapterStore(Generic[_R]):
+    """What an adapter's own records share: its pool, its broker's name, its report journal and the row helpers.
+
+    A subclass (the adapter's ``store.py``) holds its own tables' statements, each taking the broker's name as its
+    first parameter, and keeps an order's record as the JSON ``body`` of a row, a ``record`` model.
+    """
+
+    #: The model of an order's record (the ``body`` column of the adapter's orders table).
+    record: type[_R]
+
+    def __init__(self, pool: Pool, *, broker: str) -> None:
+        """Records of ``broker`` through ``pool``."""
+        self._pool = pool
+        self.broker = broker
+        #: Every report derived, once per exec id (``ref``: the broker's id of the order it is about).
+        self.journal = ReportJournal(pool, broker=broker)
+
+    async def order(self, order_id: str) -> _R | None:
+        """The record of ``order_id`` (the base order id)."""
+        raise NotImplementedError
+
+    async def _rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, (self.broker, *params))
+            return list(await cur.fetchall())
+
+    async def _records(self, sql: str, *params: object) -> list[_R]:
+        """The records in the ``body`` column of the rows of ``sql``."""
+        return [self.record.model_validate(r["body"]) for r in await self._rows(sql, *params)]
+
+    async def _first(self, sql: str, *params: object) -> _R | None:
+        records = await self._records(sql, *params)
+        return records[0] if records else None
+
+    async def _add(self, record: _R, order_id: str, sql: str, params: Sequence[object]) -> tuple[_R, bool]:
+        """Insert a new order's row (``sql``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING ...``).
+
+        (``record``, True) when it was inserted; (the record that exists, False) when ``order_id`` is known already.
+        """
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            if await cur.fetchone() is not None:
+                return record, True
+        existing = await self.order(order_id)
+        assert existing is not None
+        return existing, False
+
+    async def _execute(self, sql: str, params: Sequence[object]) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(sql, params)
 
 
 class ReportDelivery:
@@ -200,3 +271,132 @@ class ReportDelivery:
         assert self._mark is not None
         await self._mark(exec_ids)
         self._in_flight.difference_update(exec_ids)
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class JournaledBroker:
+    """What an adapter that journals its own reports shares: its session recorder, its journal and its delivery.
+
+    The adapter's ``start`` calls :meth:`_start_reports` first and its ``close`` :meth:`_stop_reports` (both stay the
+    adapter's own methods, so ``storage_boundary`` guards them); every report it derives goes through
+    :meth:`_record`, journaled before it is delivered.
+    """
+
+    #: What :meth:`from_settings` builds: the settings section (also the adapter's default name) and its store.
+    settings_section: ClassVar[str]
+    store_class: ClassVar[type[AdapterStore[Any]]]
+
+    name: str
+    #: Hands journaled reports to the sink (None until started).
+    delivery: ReportDelivery | None
+    _journal: ReportJournal
+    _recorder: SessionRecorder | None
+    _recording: bool
+
+    if TYPE_CHECKING:
+        # What an adapter built by ``from_settings`` takes (each declares its own, with its settings' type).
+        def __init__(
+            self,
+            settings: Any,
+            *,
+            store: Any,
+            name: str,
+            recorder: SessionRecorder | None,
+            quotes: QuoteSink | None,
+            instruments: InstrumentCatalog | None,
+        ) -> None: ...
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        pool: Pool,
+        name: str | None = None,
+        quotes: QuoteSink | None = None,
+        instruments: InstrumentCatalog | None = None,
+    ) -> Self:
+        """Build the adapter from the application settings (named like its section unless ``name`` says)."""
+        name = name or cls.settings_section
+        cfg = getattr(settings, cls.settings_section)
+        return cls(
+            cfg,
+            store=cls.store_class(pool, broker=name),
+            name=name,
+            recorder=SessionRecorder(pool, broker=name, session=cls.session_name(cfg)),
+            quotes=quotes,
+            instruments=instruments,
+        )
+
+    @staticmethod
+    def session_name(settings: Any) -> str:
+        """The session its recorder records (in ``broker_sessions``): the broker's URL."""
+        return str(settings.base_url)
+
+    def _init_reports(self, name: str, journal: ReportJournal, recorder: SessionRecorder | None) -> None:
+        self.name = name
+        self._journal = journal
+        self._recorder = recorder
+        self._recording = False
+        self.delivery = None
+
+    async def _start_reports(self, sink: ReportSink) -> None:
+        """Start recording the session, then deliver what a previous run journaled and never delivered."""
+        if self._recorder is not None:
+            await self._recorder.start()
+            self._recording = True
+        self.delivery = ReportDelivery(sink, journal=self._journal)
+        await self.delivery.start()
+
+    async def _stop_reports(self, *clients: _Closable) -> None:
+        """Stop the delivery, close ``clients`` (the REST clients), then stop recording the session (idempotent)."""
+        if self.delivery is not None:
+            await self.delivery.stop()
+            self.delivery = None
+        for client in clients:
+            await client.aclose()
+        if self._recorder is not None and self._recording:
+            self._recording = False
+            await self._recorder.stop()
+
+    def _order_status(
+        self,
+        reports: list[ExecutionReport],
+        *,
+        cl_ord_id: str,
+        broker_order_id: str | None,
+        qty: Decimal,
+        status: OrderStatus | None = None,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> OrderStatusReport:
+        """An order's status with its journaled ``reports``, whose fills give its filled quantity and average price.
+
+        ``status`` None: the order works (partially filled once it has a fill).
+        """
+        cum, notional = fill_totals(reports)
+        if status is None:
+            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
+        return OrderStatusReport(
+            broker=self.name,
+            cl_ord_id=cl_ord_id,
+            broker_order_id=broker_order_id,
+            status=status,
+            qty=qty,
+            cum_qty=cum,
+            avg_price=notional / cum if cum > 0 else None,
+            price=price,
+            stop_price=stop_price,
+            reports=reports,
+        )
+
+    async def _record(self, report: ExecutionReport, *, ref: str | None, source: str) -> bool:
+        """Journal a report and hand it to the delivery; False when it was journaled before."""
+        if not await self._journal.add(report, ref=ref, source=source):
+            return False
+        if self.delivery is not None:
+            self.delivery.put(report)
+        return True

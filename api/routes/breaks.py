@@ -123,6 +123,19 @@ def _conflict(what: str, by: str | None, at: datetime | None, resolution: str | 
     return HTTPException(409, ErrorBody(status="conflict", message=message).model_dump(mode="json", exclude_none=True))
 
 
+#: What a change of a break or an unmatched report may answer besides its 200.
+_CHANGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+}
+
+
+def _next_before(data: list[BreakPublic] | list[UnmatchedPublic], limit: int) -> int | None:
+    """The id to page back from (None: a page shorter than ``limit`` is the last)."""
+    return data[-1].id if len(data) == limit else None
+
+
 Before = Annotated[int | None, Query(alias="before", ge=1, le=_MAX_ID, description="ids below this one (paging)")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 StatusQuery = Annotated[
@@ -159,13 +172,13 @@ async def list_breaks(
             limit=limit,
         )
     data = [BreakPublic.of(r) for r in rows]
-    return _json(BreaksPublic(data=data, count=len(data), next_before=data[-1].id if len(data) == limit else None))
+    return _json(BreaksPublic(data=data, count=len(data), next_before=_next_before(data, limit)))
 
 
 @router.post(
     "/breaks/{break_id}/resolve",
     response_model=BreakPublic,
-    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=_CHANGE_ANSWERS,
 )
 async def resolve_break(
     body: ResolveBody,
@@ -177,9 +190,7 @@ async def resolve_break(
 ) -> JSONResponse:
     """Mark a break resolved with a reason (the caller and the time are kept with it and in the audit log)."""
     async with pool.connection() as conn, conn.transaction():
-        row = await _visible_break(conn, request, principal, break_id)
-        if row["resolved_at"] is not None:
-            raise _conflict(f"break {break_id}", row["resolved_by"], row["resolved_at"], row["resolution"])
+        row = await _open_break(conn, request, principal, break_id)
         resolved = await breaks.resolve_break(conn, break_id, actor=actor, resolution=body.reason)
         assert resolved is not None  # locked and open above
         await _audit_break(conn, actor, "BREAK_RESOLVED", row, body.reason)
@@ -189,7 +200,7 @@ async def resolve_break(
 @router.post(
     "/breaks/{break_id}/acknowledge",
     response_model=BreakPublic,
-    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=_CHANGE_ANSWERS,
 )
 async def acknowledge_break(
     body: ResolveBody,
@@ -201,9 +212,7 @@ async def acknowledge_break(
 ) -> JSONResponse:
     """Acknowledge an open break with a note (seen, being looked into): audited; it stays open until resolved."""
     async with pool.connection() as conn, conn.transaction():
-        row = await _visible_break(conn, request, principal, break_id)
-        if row["resolved_at"] is not None:
-            raise _conflict(f"break {break_id}", row["resolved_by"], row["resolved_at"], row["resolution"])
+        row = await _open_break(conn, request, principal, break_id)
         if row["acknowledged_at"] is not None:
             when = row["acknowledged_at"].isoformat()
             message = (
@@ -221,8 +230,8 @@ async def acknowledge_break(
     return _json(BreakPublic.of(acknowledged))
 
 
-async def _visible_break(conn: Conn, request: Request, principal: Principal, break_id: int) -> BreakRow:
-    """The break, locked, if it is inside the caller's scope; else 404 (as an unknown one)."""
+async def _open_break(conn: Conn, request: Request, principal: Principal, break_id: int) -> BreakRow:
+    """The break, locked, if it is inside the caller's scope (else 404, as an unknown one) and open (else 409)."""
     row = await breaks.break_by_id(conn, break_id, lock=True)
     visible = row is not None and all(
         allowed
@@ -236,6 +245,8 @@ async def _visible_break(conn: Conn, request: Request, principal: Principal, bre
         if row is not None:
             await hidden(request, principal, f"break {break_id}")
         raise HTTPException(404, detail=f"no break {break_id}")
+    if row["resolved_at"] is not None:
+        raise _conflict(f"break {break_id}", row["resolved_by"], row["resolved_at"], row["resolution"])
     return row
 
 
@@ -285,14 +296,13 @@ async def list_unmatched(
             conn, scope=principal.scope, status=status, broker=broker, before=before, limit=limit
         )
     data = [UnmatchedPublic.of(r) for r in rows]
-    next_before = data[-1].id if len(data) == limit else None
-    return _json(UnmatchedListPublic(data=data, count=len(data), next_before=next_before))
+    return _json(UnmatchedListPublic(data=data, count=len(data), next_before=_next_before(data, limit)))
 
 
 @router.post(
     "/unmatched-reports/{report_id}/resolve",
     response_model=UnmatchedPublic,
-    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=_CHANGE_ANSWERS,
 )
 async def resolve_unmatched(
     body: ResolveBody,

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import (
-    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import check_order_scope, hidden, requires
-from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.answers import CREATE_ANSWERS, query_state
+from api.answers import json_answer as _json
+from api.answers import rejected as _reject
+from api.auth import hidden, requires
+from api.deps import ActorDep, IdempotencyKeyHeader, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
-from api.registry import registered_broker
+from api.registry import scoped_broker
 from api.schemas import (
     AmendBody,
     CancelBody,
@@ -70,19 +70,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/order-lists", tags=["order lists"], route_class=EdgeRoute)
 
-_QUERY_TIMEOUT = timedelta(seconds=5)
-
-
-def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content=model.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers
-    )
-
-
-def _reject(status: int, reasons: list[Reason]) -> JSONResponse:
-    body = ErrorBody(status="rejected", message="; ".join(r.message for r in reasons), reasons=reasons)
-    return _json(status, body)
-
 
 def _links(settings: Settings, list_id: str) -> dict[str, str]:
     wf = list_workflow_id(list_id)
@@ -117,11 +104,7 @@ def _answer(decision: ListDecision, request: OrderListRequest, settings: Setting
     "",
     status_code=201,
     response_model=ListAccepted,
-    responses={
-        200: {"description": "repeat of an earlier request"},
-        409: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=CREATE_ANSWERS,
 )
 async def create_list(
     body: OrderListCreate,
@@ -132,15 +115,15 @@ async def create_list(
     actor: ActorDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.ORDERS_SUBMIT)],
-    idempotency_key: Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Submit an order list; answers with the list's risk decision (the list then runs in the background)."""
     problems: list[Reason] = []
     first = body.legs[0]
     account = first.account or body.client_id
-    await check_order_scope(request, principal, client_id=body.client_id, account=account, broker=first.broker)
-    broker, account_problems = await registered_broker(pool, settings, account=account, broker=first.broker)
-    await check_order_scope(request, principal, broker=broker)
+    broker, account_problems = await scoped_broker(
+        request, principal, pool, settings, client_id=body.client_id, account=account, broker=first.broker
+    )
     problems.extend(account_problems)
     if broker not in BROKERS:
         problems.append(Reason(code="UNKNOWN_BROKER", field="legs[0].broker", message=f"unknown broker {broker!r}"))
@@ -271,15 +254,10 @@ async def create_list(
 
 
 async def _book(temporal: Any, list_id: str) -> ListBook | None:
-    handle = temporal.get_workflow_handle(list_workflow_id(list_id))
-    try:
-        return await handle.query(OrderListWorkflow.state, rpc_timeout=_QUERY_TIMEOUT)  # type: ignore[no-any-return]
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    except WorkflowQueryFailedError as e:
-        raise HTTPException(503, detail=f"list {list_id} is not readable yet ({e}); retry shortly") from e
+    book: ListBook | None = await query_state(
+        temporal, list_workflow_id(list_id), OrderListWorkflow.state, what=f"list {list_id}"
+    )
+    return book
 
 
 async def _stored(pool: Pool, list_id: str) -> ListBook | None:

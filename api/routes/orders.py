@@ -7,24 +7,25 @@ import logging
 import re
 import time
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import (
-    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.answers import CREATE_ANSWERS, query_state
+from api.answers import json_answer as _json
+from api.answers import rejected as _reject
 from api.audited import audit_after, audit_before
-from api.auth import check_order_scope, hidden, requires
-from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
+from api.auth import hidden, requires
+from api.deps import ActorDep, IdempotencyKeyHeader, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
-from api.registry import registered_broker
+from api.registry import scoped_broker
 from api.schemas import (
     AmendBody,
     CancelBody,
@@ -69,28 +70,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=EdgeRoute)
 
 _ORDER_ID = re.compile(r"^EX[A-Z2-7]{16}$")
-#: How long a read waits for a workflow's answer (only asked when the order has no row yet).
-_QUERY_TIMEOUT = timedelta(seconds=5)
-
-
-def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content=model.model_dump(mode="json", by_alias=True, exclude_none=True), headers=headers
-    )
-
-
-def _reject(
-    status: int, reasons: list[Reason], *, order_id: str | None = None, message: str | None = None
-) -> JSONResponse:
-    return _json(
-        status,
-        ErrorBody(
-            status="rejected",
-            message=message or "; ".join(r.message for r in reasons),
-            reasons=reasons,
-            internal_order_id=order_id,
-        ),
-    )
 
 
 def _links(settings: Settings, order_id: str) -> dict[str, str]:
@@ -145,11 +124,7 @@ def _conflict(order_id: str, key: str) -> JSONResponse:
     "",
     status_code=201,
     response_model=OrderAccepted,
-    responses={
-        200: {"description": "repeat of an earlier request"},
-        409: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=CREATE_ANSWERS,
 )
 async def create_order(
     body: OrderCreate,
@@ -160,7 +135,7 @@ async def create_order(
     actor: ActorDep,
     request: Request,
     principal: Annotated[Principal, requires(Permission.ORDERS_SUBMIT)],
-    idempotency_key: Annotated[str | None, Header(alias="X-Idempotency-Key", max_length=128)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Submit an order; answers with the risk decision (the order then runs in the background)."""
     started = time.perf_counter()
@@ -168,9 +143,9 @@ async def create_order(
     body, tick_problem = body.with_trail_in_ticks(instrument.tick_size if instrument is not None else None)
     problems = body.problems() + ([tick_problem] if tick_problem is not None else [])
     account = body.account or body.client_id
-    await check_order_scope(request, principal, client_id=body.client_id, account=account, broker=body.broker)
-    broker, account_problems = await registered_broker(pool, settings, account=account, broker=body.broker)
-    await check_order_scope(request, principal, broker=broker)
+    broker, account_problems = await scoped_broker(
+        request, principal, pool, settings, client_id=body.client_id, account=account, broker=body.broker
+    )
     problems.extend(account_problems)
     if broker not in BROKERS:
         problems.append(
@@ -325,15 +300,10 @@ async def _stored(pool: Pool, order_id: str) -> OrderPublic | None:
 
 
 async def _live_state(temporal: Any, order_id: str) -> OrderState | None:
-    handle = temporal.get_workflow_handle(workflow_id_for(order_id))
-    try:
-        return await handle.query(OrderWorkflow.state, rpc_timeout=_QUERY_TIMEOUT)  # type: ignore[no-any-return]
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    except WorkflowQueryFailedError as e:
-        raise HTTPException(503, detail=f"order {order_id} is not readable yet ({e}); retry shortly") from e
+    state: OrderState | None = await query_state(
+        temporal, workflow_id_for(order_id), OrderWorkflow.state, what=f"order {order_id}"
+    )
+    return state
 
 
 async def _in_scope(request: Request, principal: Principal, order: OrderPublic) -> JSONResponse:

@@ -22,10 +22,12 @@ method                 required  what your copy does (``brokers/base.py`` has th
 =====================  ========  ===========================================================================
 
 What every adapter shares and this one already has: ``storage_boundary`` (a failure of its records is
-``BrokerUnavailable``, never a refusal), the report journal (``self.journal``: journal every report once per
-exec id *before* handing it to ``self.delivery``), and the session record (``self.recorder``: call
+``BrokerUnavailable``, never a refusal), the report path of ``JournaledBroker`` (``brokers/journal.py``: ``start``
+begins with ``await self._start_reports(sink)``, which starts the session record and the delivery; every report goes
+through ``await self._record(report, ref=..., source=...)``, journaled once per exec id *before* it is delivered;
+``close`` ends with ``await self._stop_reports(<your clients>)``), and the session record (``self._recorder``: call
 ``changed(True/False, detail)`` as the connection comes and goes; the spec's session check refuses new orders
-while it is down).
+while it is down). Records of your own: a ``store.py`` on ``brokers.journal.AdapterStore``.
 
 Names (``core/domain.py``): ``cl_ord_id`` is the id an order goes to the broker under (``{order_id}``, then
 ``{order_id}.{n}`` after the n-th replacement); every request, ack and report carries it under that name
@@ -42,7 +44,7 @@ from datetime import datetime
 
 from brokers._template.config import TEMPLATE_CAPABILITIES, TemplateSettings
 from brokers.base import ReportSink, storage_boundary
-from brokers.journal import ReportDelivery, ReportJournal
+from brokers.journal import JournaledBroker, ReportJournal
 from brokers.sessions import SessionRecorder
 from core.domain import (
     BrokerAck,
@@ -64,7 +66,7 @@ def _unwritten(method: str) -> NotImplementedError:
 
 
 @storage_boundary
-class TemplateBroker:
+class TemplateBroker(JournaledBroker):
     """Orders at the template broker (copy, rename, write every method)."""
 
     capabilities = TEMPLATE_CAPABILITIES
@@ -78,15 +80,13 @@ class TemplateBroker:
         quotes: QuoteSink | None = None,
     ) -> None:
         """An adapter with ``settings``, keeping its records through ``pool``; quotes go to ``quotes``."""
-        self.name = name
+        # The journal: every report, once per exec id, with its delivery mark (stream: the broker's name). The
+        # recorder: the connection's state in ``broker_sessions``, which the spec's session check reads.
+        self._init_reports(
+            name, ReportJournal(pool, broker=name), SessionRecorder(pool, broker=name, session=settings.base_url)
+        )
         self.settings = settings
         self.quotes = quotes
-        #: Every report, once per exec id, with its delivery mark (stream: the broker's name).
-        self.journal = ReportJournal(pool, broker=name)
-        #: Hands journaled reports to the sink, in order per order (created by ``start``).
-        self.delivery: ReportDelivery | None = None
-        #: The connection's state in ``broker_sessions``, which the spec's session check reads.
-        self.recorder = SessionRecorder(pool, broker=name, session=settings.base_url)
 
     async def start(self, sink: ReportSink) -> None:
         """Connect and start pushing execution reports to ``sink``."""

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from brokers.http import RateLimiter, RestCalls
+from brokers.http import RateLimiter, RestCalls, rest_client
 from core.errors import BrokerUnavailable
 from core.settings import AlpacaSettings
 
@@ -67,11 +67,10 @@ class AlpacaRest(RestCalls):
             headers["APCA-API-KEY-ID"] = settings.key_id.get_secret_value()
         if settings.secret_key is not None:
             headers["APCA-API-SECRET-KEY"] = settings.secret_key.get_secret_value()
-        http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+        http = rest_client(
+            base_url,
             headers=headers,
             timeout=settings.request_timeout_seconds,
-            follow_redirects=False,
             transport=transport,
             event_hooks=event_hooks,
         )

@@ -54,7 +54,7 @@ from brokers.alpaca.parsing import (
 from brokers.alpaca.store import AlpacaOrder, AlpacaStore
 from brokers.alpaca.stream import TradeUpdatesStream
 from brokers.base import ReportSink, storage_boundary
-from brokers.journal import ReportDelivery
+from brokers.journal import JournaledBroker, fill_totals
 from brokers.sessions import SessionRecorder
 from core.domain import (
     BrokerAck,
@@ -74,8 +74,7 @@ from core.domain import (
 from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
-from core.settings import AlpacaSettings, Settings
-from store import Pool
+from core.settings import AlpacaSettings
 
 __all__ = ["ALPACA_CAPABILITIES", "AccountReport", "AlpacaBroker"]
 
@@ -102,10 +101,12 @@ class AccountReport:
 
 
 @storage_boundary
-class AlpacaBroker:
+class AlpacaBroker(JournaledBroker):
     """Orders at Alpaca (paper or live, or the local Alpaca venue)."""
 
     capabilities = ALPACA_CAPABILITIES
+    settings_section = "alpaca"
+    store_class = AlpacaStore
 
     def __init__(
         self,
@@ -127,11 +128,9 @@ class AlpacaBroker:
                 "the Alpaca broker needs API keys: set EXODUS_ALPACA__KEY_ID and EXODUS_ALPACA__SECRET_KEY "
                 "(or EXODUS_ALPACA__LOCAL_VENUE=true for the local venue)"
             )
-        self.name = name
+        self._init_reports(name, store.journal, recorder)
         self.settings = settings
         self._store = store
-        self._recorder = recorder
-        self._recording = False
         self.rest = AlpacaRest(settings.base_url, settings, name=name, event_hooks=http_hooks)
         self.data = AlpacaRest(
             settings.data_url,
@@ -166,9 +165,6 @@ class AlpacaBroker:
                 feed=settings.data_feed,
                 source=name,
             )
-        self._journal = store.journal
-        #: Hands journaled reports to the sink (None until started).
-        self.delivery: ReportDelivery | None = None
         #: Serializes turning Alpaca's news into reports (fill quantities are deltas over what was recorded).
         self._lock = asyncio.Lock()
         #: Alpaca order ids seen that are not Exodus orders (fill activities of other orders on the account).
@@ -179,37 +175,11 @@ class AlpacaBroker:
         self.catch_ups = 0
         self.caught_up = asyncio.Event()
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        pool: Pool,
-        name: str = "alpaca",
-        quotes: QuoteSink | None = None,
-        instruments: InstrumentCatalog | None = None,
-    ) -> AlpacaBroker:
-        """Build the adapter from the application settings."""
-        cfg = settings.alpaca
-        recorder = SessionRecorder(pool, broker=name, session=cfg.base_url)
-        return cls(
-            cfg,
-            store=AlpacaStore(pool, broker=name),
-            name=name,
-            recorder=recorder,
-            quotes=quotes,
-            instruments=instruments,
-        )
-
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self, sink: ReportSink) -> None:
         """Deliver what a previous run left undelivered, then connect the stream (it catches up by itself)."""
-        if self._recorder is not None:
-            await self._recorder.start()
-            self._recording = True
-        self.delivery = ReportDelivery(sink, journal=self._journal)
-        await self.delivery.start()
+        await self._start_reports(sink)
         self.stream.start()
         if self.quote_poller is not None:
             self.quote_poller.start()
@@ -219,14 +189,7 @@ class AlpacaBroker:
         await self.stream.stop()
         if self.quote_poller is not None:
             await self.quote_poller.stop()
-        if self.delivery is not None:
-            await self.delivery.stop()
-            self.delivery = None
-        await self.rest.aclose()
-        await self.data.aclose()
-        if self._recorder is not None and self._recording:
-            self._recording = False
-            await self._recorder.stop()
+        await self._stop_reports(self.rest, self.data)
 
     def _last_call(self) -> datetime | None:
         # The latest successful call to either host (trading or market data).
@@ -256,19 +219,7 @@ class AlpacaBroker:
             body = order_body(order, self._symbol(order.symbol))
         except ValueError as e:
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"UNSUPPORTED: {e}")
-        now = utcnow()
-        record = await self._store.add_order(
-            AlpacaOrder(
-                order_id=base_order_id(cid),
-                cl_ord_id=cid,
-                account=order.account,
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        record = await self._add_record(order)
         try:
             data = await self.rest.request("POST", "/v2/orders", json_body=body)
         except AlpacaError as e:
@@ -280,11 +231,7 @@ class AlpacaBroker:
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=f"REJECTED by Alpaca: {e}")
         view = self._view(data)
         await self._map_legs(order, data)
-        reports = await self._absorb(view, event="new", source="answer")
-        if view.status == "rejected":
-            reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
-            return BrokerAck(accepted=False, cl_ord_id=cid, broker_order_id=view.id, reason=reason, reports=reports)
-        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=view.id, reports=reports)
+        return await self._submitted(cid, view)
 
     async def _map_legs(self, order: SubmitOrder, data: Any) -> bool:
         """Note Alpaca's ids of a list head's legs (in its Order object's ``legs``) under our legs' client order ids."""
@@ -332,11 +279,16 @@ class AlpacaBroker:
         if view is None:
             missing = f"NO_LEG: Alpaca's order {native.held_by} has no {native.role} leg"
             return BrokerAck(accepted=False, cl_ord_id=cid, reason=missing)
+        await self._add_record(order)
+        return await self._submitted(cid, view)
+
+    async def _add_record(self, order: SubmitOrder) -> AlpacaOrder:
+        """Record an order about to be sent (or followed); the record that exists when it was recorded before."""
         now = utcnow()
-        await self._store.add_order(
+        return await self._store.add_order(
             AlpacaOrder(
-                order_id=base_order_id(cid),
-                cl_ord_id=cid,
+                order_id=base_order_id(order.cl_ord_id),
+                cl_ord_id=order.cl_ord_id,
                 account=order.account,
                 symbol=order.symbol,
                 side=order.side,
@@ -345,6 +297,9 @@ class AlpacaBroker:
                 updated_at=now,
             )
         )
+
+    async def _submitted(self, cid: str, view: AlpacaOrderView) -> BrokerAck:
+        """The answer to a submission Alpaca has as ``view``: its reports; refused when Alpaca rejected it."""
         reports = await self._absorb(view, event="new", source="answer")
         if view.status == "rejected":
             reason = next((r.reason for r in reports if r.kind is ReportKind.REJECTED), "rejected by Alpaca")
@@ -548,42 +503,23 @@ class AlpacaBroker:
         return view
 
     async def _status_report(self, view: AlpacaOrderView) -> OrderStatusReport:
-        order_id = base_order_id(view.cl_ord_id)
-        reports = await self._journal.reports(order_id)
-        fills = [r for r in reports if r.kind is ReportKind.FILL]
-        cum = sum((f.last_qty for f in fills), _D(0))
-        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
+        reports = await self._journal.reports(base_order_id(view.cl_ord_id))
+        cum, _ = fill_totals(reports)
         own, _ = await self._journal.filled(view.id)
-        total = cum - own + view.qty
-        status = view.final_status
-        if status is None:
-            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
-        return OrderStatusReport(
-            broker=self.name,
+        return self._order_status(
+            reports,
             cl_ord_id=view.cl_ord_id,
             broker_order_id=view.id,
-            status=status,
-            qty=total,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
+            qty=cum - own + view.qty,
+            status=view.final_status,
             price=view.limit_price,
             stop_price=view.stop_price,
-            reports=reports,
         )
 
     async def _chain_filled(self, order_id: str) -> tuple[Decimal, Decimal]:
-        fills = [r for r in await self._journal.reports(order_id) if r.kind is ReportKind.FILL]
-        return sum((f.last_qty for f in fills), _D(0)), sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
+        return fill_totals(await self._journal.reports(order_id))
 
     # -- turning Alpaca's news into reports ------------------------------------------------------------------
-
-    async def _record(self, report: ExecutionReport, *, alpaca_id: str | None, source: str) -> bool:
-        """Journal a report and hand it to the delivery; False when it was recorded before."""
-        if not await self._journal.add(report, ref=alpaca_id, source=source):
-            return False
-        if self.delivery is not None:
-            self.delivery.put(report)
-        return True
 
     async def _track(self, view: AlpacaOrderView) -> AlpacaOrder | None:
         """Note Alpaca's id of one of our orders; the order's record (None when this process never sent it)."""
@@ -631,7 +567,7 @@ class AlpacaBroker:
             record = await self._track(view)
             if event == "new" and view.replaces is None and view.status != "rejected":
                 report = self._report(view, ReportKind.ACCEPTED, f"{view.id}:new", transact_at=view.created_at)
-                await self._record(report, alpaca_id=view.id, source=source)
+                await self._record(report, ref=view.id, source=source)
                 out.append(report)
             known, known_notional = await self._journal.filled(view.id)
             if view.filled_qty > known:
@@ -656,7 +592,7 @@ class AlpacaBroker:
                         avg_price=view.filled_avg_price,
                         transact_at=at,
                     )
-                    await self._record(report, alpaca_id=view.id, source=source)
+                    await self._record(report, ref=view.id, source=source)
                     out.append(report)
             kind = _TERMINAL.get(view.status)
             if kind is not None:
@@ -664,7 +600,7 @@ class AlpacaBroker:
                 if kind is ReportKind.REJECTED:
                     reason = "REJECTED by Alpaca (the order was rejected after it was accepted)"
                 report = self._report(view, kind, f"{view.id}:{view.status}", reason=reason, transact_at=at)
-                await self._record(report, alpaca_id=view.id, source=source)
+                await self._record(report, ref=view.id, source=source)
                 out.append(report)
                 if record is not None and record.cl_ord_id == view.cl_ord_id and record.open:
                     record.status = _STATUS_OF_KIND[kind]
@@ -695,7 +631,7 @@ class AlpacaBroker:
             new_stop_price=new.stop_price,
             transact_at=new.created_at,
         )
-        await self._record(report, alpaca_id=old.id, source=source)
+        await self._record(report, ref=old.id, source=source)
         record = await self._store.order(order_id)
         if record is not None and record.cl_ord_id != new.cl_ord_id:
             record.cl_ord_id, record.alpaca_id, record.qty = new.cl_ord_id, new.id, total
@@ -740,7 +676,7 @@ class AlpacaBroker:
             stamp = data.get("timestamp") or utcnow().isoformat()
             report = self._report(view, kind, f"{view.id}:{event}:{stamp}", reason=f"{event} by Alpaca", transact_at=at)
             async with self._lock:
-                await self._record(report, alpaca_id=view.id, source=f"stream:{event}")
+                await self._record(report, ref=view.id, source=f"stream:{event}")
         else:
             # new, canceled, expired, rejected, and whatever else: the order object says what it is now.
             await self._absorb(view, source=f"stream:{event}", event=event, at=at)
@@ -774,7 +710,7 @@ class AlpacaBroker:
                 if report is not None:
                     chain, _ = await self._chain_filled(base_order_id(cid))
                     report = report.model_copy(update={"cum_qty": chain + report.last_qty})
-                    await self._record(report, alpaca_id=alpaca_id, source=f"activity:{activity.get('id')}")
+                    await self._record(report, ref=alpaca_id, source=f"activity:{activity.get('id')}")
         for record in opens:
             view = await self._current(record.cl_ord_id)
             if view is None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from brokers.alpaca.config import ALPACA_STATUS, ALPACA_TIF, ALPACA_TYPE
+from brokers.http import decimal_of
+from brokers.http import decimal_text as text_of
 from core.domain import OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder
 
 __all__ = [
@@ -21,22 +23,6 @@ __all__ = [
     "text_of",
     "time_of",
 ]
-
-
-def decimal_of(value: Any) -> Decimal | None:
-    """A number Alpaca sent (a string, or a JSON number read as Decimal), or None."""
-    if value is None or value == "":
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
-def text_of(value: Decimal) -> str:
-    """A decimal as a plain string (Alpaca takes numbers as strings)."""
-    return f"{value.normalize():f}"
 
 
 def rfc3339(at: datetime) -> str:

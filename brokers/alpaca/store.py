@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from brokers.journal import ReportJournal
+from brokers.journal import AdapterStore
 from core.domain import OrderSide, OrderStatus, renamed, utcnow
 from store import Pool
 
@@ -49,81 +47,68 @@ class AlpacaOrder(BaseModel):
         return not self.status.is_terminal
 
 
-class AlpacaStore:
-    """The records of one Alpaca broker (by name)."""
+class AlpacaStore(AdapterStore[AlpacaOrder]):
+    """The records of one Alpaca broker (by name); its journal's ``ref`` is the Alpaca order id a report is about."""
+
+    record = AlpacaOrder
 
     def __init__(self, pool: Pool, *, broker: str = "alpaca") -> None:
         """Records of ``broker`` through ``pool``."""
-        self._pool = pool
-        self.broker = broker
-        #: Every report derived, once per exec id (``ref``: the Alpaca order id it is about).
-        self.journal = ReportJournal(pool, broker=broker)
-
-    async def _rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, (self.broker, *params))
-            return list(await cur.fetchall())
+        super().__init__(pool, broker=broker)
 
     # -- orders ----------------------------------------------------------------------------------------------
 
     async def add_order(self, order: AlpacaOrder) -> AlpacaOrder:
         """Record a new order; when its order id is already known, return the record that exists."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO alpaca_orders (broker, order_id, client_order_id, alpaca_id, status, open, body)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (broker, order_id) DO NOTHING RETURNING order_id",
-                (
-                    self.broker,
-                    order.order_id,
-                    order.cl_ord_id,
-                    order.alpaca_id,
-                    order.status.value,
-                    order.open,
-                    Jsonb(order.model_dump(mode="json")),
-                ),
-            )
-            if await cur.fetchone() is not None:
-                return order
-        existing = await self.order(order.order_id)
-        assert existing is not None
-        return existing
+        record, _ = await self._add(
+            order,
+            order.order_id,
+            "INSERT INTO alpaca_orders (broker, order_id, client_order_id, alpaca_id, status, open, body)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (broker, order_id) DO NOTHING RETURNING order_id",
+            (
+                self.broker,
+                order.order_id,
+                order.cl_ord_id,
+                order.alpaca_id,
+                order.status.value,
+                order.open,
+                Jsonb(order.model_dump(mode="json")),
+            ),
+        )
+        return record
 
     async def save_order(self, order: AlpacaOrder) -> None:
         """Write an order's current record."""
         order.updated_at = utcnow()
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE alpaca_orders SET client_order_id = %s, alpaca_id = %s, status = %s, open = %s, body = %s,"
-                " updated_at = now() WHERE broker = %s AND order_id = %s",
-                (
-                    order.cl_ord_id,
-                    order.alpaca_id,
-                    order.status.value,
-                    order.open,
-                    Jsonb(order.model_dump(mode="json")),
-                    self.broker,
-                    order.order_id,
-                ),
-            )
+        await self._execute(
+            "UPDATE alpaca_orders SET client_order_id = %s, alpaca_id = %s, status = %s, open = %s, body = %s,"
+            " updated_at = now() WHERE broker = %s AND order_id = %s",
+            (
+                order.cl_ord_id,
+                order.alpaca_id,
+                order.status.value,
+                order.open,
+                Jsonb(order.model_dump(mode="json")),
+                self.broker,
+                order.order_id,
+            ),
+        )
 
     async def order(self, order_id: str) -> AlpacaOrder | None:
         """The record of ``order_id`` (the base order id)."""
-        rows = await self._rows("SELECT body FROM alpaca_orders WHERE broker = %s AND order_id = %s", order_id)
-        return AlpacaOrder.model_validate(rows[0]["body"]) if rows else None
+        return await self._first("SELECT body FROM alpaca_orders WHERE broker = %s AND order_id = %s", order_id)
 
     async def open_orders(self) -> list[AlpacaOrder]:
         """Orders that may still work at Alpaca, oldest first."""
-        rows = await self._rows("SELECT body FROM alpaca_orders WHERE broker = %s AND open ORDER BY created_at")
-        return [AlpacaOrder.model_validate(r["body"]) for r in rows]
+        return await self._records("SELECT body FROM alpaca_orders WHERE broker = %s AND open ORDER BY created_at")
 
     async def add_alpaca_id(self, alpaca_id: str, order_id: str, cl_ord_id: str) -> None:
         """Note that Alpaca's order ``alpaca_id`` is ``cl_ord_id`` of our ``order_id``."""
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO alpaca_order_ids (broker, alpaca_id, order_id, client_order_id) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (self.broker, alpaca_id, order_id, cl_ord_id),
-            )
+        await self._execute(
+            "INSERT INTO alpaca_order_ids (broker, alpaca_id, order_id, client_order_id) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (self.broker, alpaca_id, order_id, cl_ord_id),
+        )
 
     async def alpaca_id_of(self, cl_ord_id: str) -> str | None:
         """Alpaca's id of our ``cl_ord_id`` when we noted it (a native list's leg: Alpaca names it otherwise)."""

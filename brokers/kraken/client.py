@@ -41,7 +41,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from brokers.http import loads
+from brokers.http import loads, rest_client
 from core.errors import BrokerUnavailable
 from core.settings import KrakenSettings
 
@@ -233,11 +233,10 @@ class KrakenRest:
         self._settings = settings
         self._key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
-        self._http = httpx.AsyncClient(
-            base_url=settings.base_url.rstrip("/"),
+        self._http = rest_client(
+            settings.base_url,
             headers={"User-Agent": "exodus-kraken/1"},
             timeout=settings.request_timeout_seconds,
-            follow_redirects=False,
             transport=transport,
             event_hooks=event_hooks,
         )

@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.base import ReportSink, storage_boundary
-from brokers.journal import ReportDelivery
+from brokers.journal import JournaledBroker, fill_totals
 from brokers.kraken.client import KrakenError, KrakenRest, NonceRefused, NonceSource
 from brokers.kraken.config import (
     EXODUS_CL_ORD_ID,
@@ -61,8 +61,7 @@ from core.domain import (
 from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import Quote, QuoteSink
-from core.settings import KrakenSettings, Settings
-from store import Pool
+from core.settings import KrakenSettings
 
 __all__ = ["KRAKEN_CAPABILITIES", "KrakenBroker"]
 
@@ -75,10 +74,12 @@ _CANCEL_PENALTY = ((5, 8.0), (10, 6.0), (15, 5.0), (45, 4.0), (90, 2.0))
 
 
 @storage_boundary
-class KrakenBroker:
+class KrakenBroker(JournaledBroker):
     """Orders at Kraken spot (or the local Kraken venue)."""
 
     capabilities = KRAKEN_CAPABILITIES
+    settings_section = "kraken"
+    store_class = KrakenStore
 
     def __init__(
         self,
@@ -100,19 +101,15 @@ class KrakenBroker:
                 "the Kraken broker needs an API key: set EXODUS_KRAKEN__API_KEY and EXODUS_KRAKEN__API_SECRET "
                 "(or EXODUS_KRAKEN__LOCAL_VENUE=true for the local venue)"
             )
-        self.name = name
+        self._init_reports(name, store.journal, recorder)
         self.settings = settings
         self._store = store
-        self._journal = store.journal
-        self._recorder = recorder
-        self._recording = False
         self.rest = KrakenRest(settings, name=name, event_hooks=http_hooks)
         if recorder is not None:
             recorder.last_call = lambda: self.rest.last_ok_at  # the broker-health page's last successful call
         self._quotes = quotes
         symbols = list(settings.quote_symbols) or [s for s in KRAKEN_PAIRS if instruments is None or s in instruments]
         self._quote_symbols = [s for s in symbols if s in KRAKEN_PAIRS]
-        self.delivery: ReportDelivery | None = None
         #: Serializes turning Kraken's answers into reports (fills are deltas over what was journaled).
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -121,28 +118,6 @@ class KrakenBroker:
         #: Completed polls; set after the first one of this process (and cleared while polls fail).
         self.polls = 0
         self.caught_up = asyncio.Event()
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        pool: Pool,
-        name: str = "kraken",
-        quotes: QuoteSink | None = None,
-        instruments: InstrumentCatalog | None = None,
-    ) -> KrakenBroker:
-        """Build the adapter from the application settings."""
-        cfg = settings.kraken
-        recorder = SessionRecorder(pool, broker=name, session=cfg.base_url)
-        return cls(
-            cfg,
-            store=KrakenStore(pool, broker=name),
-            name=name,
-            recorder=recorder,
-            quotes=quotes,
-            instruments=instruments,
-        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -154,11 +129,7 @@ class KrakenBroker:
             return await self._store.reserve_nonces(key, ceiling)
 
         self.rest.nonces = NonceSource(floor=await self._store.nonce_ceiling(key), reserve=reserve)
-        if self._recorder is not None:
-            await self._recorder.start()
-            self._recording = True
-        self.delivery = ReportDelivery(sink, journal=self._journal)
-        await self.delivery.start()
+        await self._start_reports(sink)
         self._tasks.append(asyncio.create_task(self._poll_forever(), name=f"{self.name}-poll"))
         if self._quotes is not None and self.settings.quote_interval_ms > 0 and self._quote_symbols:
             self._tasks.append(asyncio.create_task(self._quote_forever(), name=f"{self.name}-quotes"))
@@ -171,13 +142,7 @@ class KrakenBroker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self.delivery is not None:
-            await self.delivery.stop()
-            self.delivery = None
-        await self.rest.aclose()
-        if self._recorder is not None and self._recording:
-            self._recording = False
-            await self._recorder.stop()
+        await self._stop_reports(self.rest)
 
     def _state(self, up: bool, detail: str) -> None:
         if up != self._up:
@@ -252,7 +217,7 @@ class KrakenBroker:
                 record.status = OrderStatus.ACCEPTED
             await self._store.save_order(record)
             report = self._report(record, ReportKind.ACCEPTED, f"{txid}:new", txid=txid, transact_at=now)
-            await self._record(report, txid=txid, source="answer")
+            await self._record(report, ref=txid, source="answer")
             reports.append(report)
         self._wake.set()
         return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=txid, reports=reports)
@@ -286,16 +251,9 @@ class KrakenBroker:
             )
         record = record or await self._adopt(view, cid)
         reports = await self._absorb(view, record, source="status")
-        if view.status == "canceled":
-            return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
-        if not view.working:
-            return BrokerAck(
-                accepted=False,
-                cl_ord_id=cid,
-                broker_order_id=view.txid,
-                reason=f"TOO_LATE: the order is {view.status} at Kraken",
-                reports=reports,
-            )
+        ended = self._cancel_ended(cid, record, view, reports)
+        if ended is not None:
+            return ended
         age = (utcnow() - view.opentm).total_seconds() if view.opentm else 0.0
         penalty = next((p for limit, p in _CANCEL_PENALTY if age < limit), 0.0)
         pair = KRAKEN_PAIRS[record.symbol].altname if record.symbol in KRAKEN_PAIRS else None
@@ -309,19 +267,29 @@ class KrakenBroker:
         again = await self._find(record)
         if again is not None:
             reports += await self._absorb(again, record, source="status")
-            if again.status == "canceled":
-                return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=again.txid, reports=reports)
-            if not again.working:
-                return BrokerAck(
-                    accepted=False,
-                    cl_ord_id=cid,
-                    broker_order_id=again.txid,
-                    reason=f"TOO_LATE: the order is {again.status} at Kraken",
-                    reports=reports,
-                )
+            ended = self._cancel_ended(cid, record, again, reports)
+            if ended is not None:
+                return ended
         # Kraken took the cancel ("pending" cancellation): the poll reports the CANCELED.
         self._wake.set()
         return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
+
+    @staticmethod
+    def _cancel_ended(
+        cid: str, record: KrakenOrder, view: KrakenOrderView, reports: list[ExecutionReport]
+    ) -> BrokerAck | None:
+        """The cancel's answer once ``view`` has ended: accepted when canceled, else too late (None: working)."""
+        if view.status == "canceled":
+            return BrokerAck(accepted=True, cl_ord_id=record.cl_ord_id, broker_order_id=view.txid, reports=reports)
+        if not view.working:
+            return BrokerAck(
+                accepted=False,
+                cl_ord_id=cid,
+                broker_order_id=view.txid,
+                reason=f"TOO_LATE: the order is {view.status} at Kraken",
+                reports=reports,
+            )
+        return None
 
     async def replace_order(self, request: ReplaceOrder) -> BrokerAck:
         """AmendOrder in place: the order keeps its txid and Kraken's cl_ord_id, and takes our new ``cl_ord_id``."""
@@ -492,35 +460,17 @@ class KrakenBroker:
         return record
 
     async def _status_report(self, view: KrakenOrderView, record: KrakenOrder) -> OrderStatusReport:
-        reports = await self._journal.reports(record.order_id)
-        fills = [r for r in reports if r.kind is ReportKind.FILL]
-        cum = sum((f.last_qty for f in fills), _D(0))
-        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
-        status = view.final_status
-        if status is None:
-            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
-        return OrderStatusReport(
-            broker=self.name,
+        return self._order_status(
+            await self._journal.reports(record.order_id),
             cl_ord_id=record.cl_ord_id,
             broker_order_id=view.txid,
-            status=status,
             qty=view.vol,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
+            status=view.final_status,
             price=view.limit_price,
             stop_price=view.stop_price,
-            reports=reports,
         )
 
     # -- turning Kraken's answers into reports ----------------------------------------------------------------
-
-    async def _record(self, report: ExecutionReport, *, txid: str, source: str) -> bool:
-        """Journal a report and hand it to the delivery; False when it was journaled before."""
-        if not await self._journal.add(report, ref=txid, source=source):
-            return False
-        if self.delivery is not None:
-            self.delivery.put(report)
-        return True
 
     def _report(
         self, record: KrakenOrder, kind: ReportKind, exec_id: str, *, txid: str, **fields: Any
@@ -569,7 +519,7 @@ class KrakenBroker:
                 record, ReportKind.ACCEPTED, f"{view.txid}:new", txid=view.txid, transact_at=view.opentm
             )
             if not await self._journal.has(accepted.exec_id):
-                await self._record(accepted, txid=view.txid, source=source)
+                await self._record(accepted, ref=view.txid, source=source)
                 out.append(accepted)
             if record.pending_amend is not None:
                 report = await self._resolve_amend(record, view, source=source)
@@ -591,7 +541,7 @@ class KrakenBroker:
                     leaves_qty=_D(0),
                     transact_at=view.closetm,
                 )
-                await self._record(report, txid=view.txid, source=source)
+                await self._record(report, ref=view.txid, source=source)
                 out.append(report)
             final = view.final_status
             if final is not None and record.open and view.vol_exec <= (await self._journal.filled(view.txid))[0]:
@@ -617,16 +567,14 @@ class KrakenBroker:
                 if t.ordertxid == view.txid and not await self._journal.has(t.txid)
             ]
         trades.sort(key=lambda t: (t.time or utcnow(), t.txid))
-        chain = sum(
-            (r.last_qty for r in await self._journal.reports(record.order_id) if r.kind is ReportKind.FILL), _D(0)
-        )
+        chain, _ = fill_totals(await self._journal.reports(record.order_id))
         out = []
         own = known
         for trade in trades:
             chain += trade.vol
             own += trade.vol
             report = self._fill(record, trade, cum=chain, leaves=max(view.vol - own, _D(0)))
-            if await self._record(report, txid=view.txid, source=source if source != "status" else "trades"):
+            if await self._record(report, ref=view.txid, source=source if source != "status" else "trades"):
                 out.append(report)
         if own < view.vol_exec:
             log.warning("%s: %s shows %s executed, trades found for %s", self.name, view.txid, view.vol_exec, own)
@@ -664,9 +612,7 @@ class KrakenBroker:
         pending = record.pending_amend
         if pending is None or amend_id in record.amend_ids:
             return None
-        chain = sum(
-            (r.last_qty for r in await self._journal.reports(record.order_id) if r.kind is ReportKind.FILL), _D(0)
-        )
+        chain, _ = fill_totals(await self._journal.reports(record.order_id))
         report = self._report(
             record,
             ReportKind.REPLACED,
@@ -679,7 +625,7 @@ class KrakenBroker:
             new_price=pending.price,
             new_stop_price=pending.stop_price,
         )
-        await self._record(report, txid=view.txid, source=source)
+        await self._record(report, ref=view.txid, source=source)
         record.cl_ord_id, record.qty = pending.cl_ord_id, pending.qty
         record.amend_ids = [*record.amend_ids, amend_id]
         record.pending_amend = None

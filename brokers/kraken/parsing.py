@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from brokers.http import decimal_of
+from brokers.http import decimal_text as text_of
 from brokers.kraken.config import KRAKEN_PAIRS, KRAKEN_TIF, KRAKEN_TYPE, kraken_cl_ord_id, pair_of_kraken
 from core.domain import OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder, TimeInForce, base_order_id
 
@@ -23,22 +25,6 @@ __all__ = [
     "text_of",
     "time_of",
 ]
-
-
-def decimal_of(value: Any) -> Decimal | None:
-    """A number Kraken sent (a string, or a JSON number read as Decimal), or None."""
-    if value is None or value == "":
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
-def text_of(value: Decimal) -> str:
-    """A decimal as Kraken takes it: a plain string."""
-    return f"{value.normalize():f}"
 
 
 def time_of(value: Any) -> datetime | None:

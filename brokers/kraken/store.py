@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from brokers.journal import ReportJournal
+from brokers.journal import AdapterStore
 from core.domain import OrderSide, OrderStatus, renamed, utcnow
 from store import Pool
 
@@ -88,85 +88,70 @@ class KrakenOrder(BaseModel):
         return data
 
 
-class KrakenStore:
-    """The records of one Kraken broker (by name)."""
+class KrakenStore(AdapterStore[KrakenOrder]):
+    """The records of one Kraken broker (by name); its journal's ``ref`` is the Kraken txid a report is about."""
+
+    record = KrakenOrder
 
     def __init__(self, pool: Pool, *, broker: str = "kraken") -> None:
         """Records of ``broker`` through ``pool``."""
-        self._pool = pool
-        self.broker = broker
-        #: Every report derived, once per exec id (``ref``: the Kraken txid it is about).
-        self.journal = ReportJournal(pool, broker=broker)
-
-    async def _rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, (self.broker, *params))
-            return list(await cur.fetchall())
+        super().__init__(pool, broker=broker)
 
     async def add_order(self, order: KrakenOrder) -> tuple[KrakenOrder, bool]:
         """Record a new order; (the record, True) or, when its order id is known already, (that record, False)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO kraken_orders (broker, order_id, client_order_id, cl_ord_id, txid, status, open, body)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (broker, order_id) DO NOTHING"
-                " RETURNING order_id",
-                (
-                    self.broker,
-                    order.order_id,
-                    order.cl_ord_id,
-                    order.kraken_cl_ord_id,
-                    order.txid,
-                    order.status.value,
-                    order.open,
-                    Jsonb(order.model_dump(mode="json")),
-                ),
-            )
-            if await cur.fetchone() is not None:
-                return order, True
-        existing = await self.order(order.order_id)
-        assert existing is not None
-        return existing, False
+        return await self._add(
+            order,
+            order.order_id,
+            "INSERT INTO kraken_orders (broker, order_id, client_order_id, cl_ord_id, txid, status, open, body)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (broker, order_id) DO NOTHING"
+            " RETURNING order_id",
+            (
+                self.broker,
+                order.order_id,
+                order.cl_ord_id,
+                order.kraken_cl_ord_id,
+                order.txid,
+                order.status.value,
+                order.open,
+                Jsonb(order.model_dump(mode="json")),
+            ),
+        )
 
     async def save_order(self, order: KrakenOrder) -> None:
         """Write an order's current record."""
         order.updated_at = utcnow()
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE kraken_orders SET client_order_id = %s, txid = %s, status = %s, open = %s, body = %s,"
-                " updated_at = now() WHERE broker = %s AND order_id = %s",
-                (
-                    order.cl_ord_id,
-                    order.txid,
-                    order.status.value,
-                    order.open,
-                    Jsonb(order.model_dump(mode="json")),
-                    self.broker,
-                    order.order_id,
-                ),
-            )
+        await self._execute(
+            "UPDATE kraken_orders SET client_order_id = %s, txid = %s, status = %s, open = %s, body = %s,"
+            " updated_at = now() WHERE broker = %s AND order_id = %s",
+            (
+                order.cl_ord_id,
+                order.txid,
+                order.status.value,
+                order.open,
+                Jsonb(order.model_dump(mode="json")),
+                self.broker,
+                order.order_id,
+            ),
+        )
 
     async def order(self, order_id: str) -> KrakenOrder | None:
         """The record of ``order_id`` (the base order id)."""
-        rows = await self._rows("SELECT body FROM kraken_orders WHERE broker = %s AND order_id = %s", order_id)
-        return KrakenOrder.model_validate(rows[0]["body"]) if rows else None
+        return await self._first("SELECT body FROM kraken_orders WHERE broker = %s AND order_id = %s", order_id)
 
     async def by_txid(self, txid: str) -> KrakenOrder | None:
         """The record of Kraken's order ``txid``."""
-        rows = await self._rows("SELECT body FROM kraken_orders WHERE broker = %s AND txid = %s", txid)
-        return KrakenOrder.model_validate(rows[0]["body"]) if rows else None
+        return await self._first("SELECT body FROM kraken_orders WHERE broker = %s AND txid = %s", txid)
 
     async def by_kraken_cl_ord_id(self, kraken_id: str) -> KrakenOrder | None:
         """The record of the order Kraken knows by its ``cl_ord_id`` ``kraken_id``."""
-        rows = await self._rows(
+        return await self._first(
             "SELECT body FROM kraken_orders WHERE broker = %s AND cl_ord_id = %s ORDER BY created_at DESC LIMIT 1",
             kraken_id,
         )
-        return KrakenOrder.model_validate(rows[0]["body"]) if rows else None
 
     async def open_orders(self) -> list[KrakenOrder]:
         """Orders that may still work at Kraken, oldest first."""
-        rows = await self._rows("SELECT body FROM kraken_orders WHERE broker = %s AND open ORDER BY created_at")
-        return [KrakenOrder.model_validate(r["body"]) for r in rows]
+        return await self._records("SELECT body FROM kraken_orders WHERE broker = %s AND open ORDER BY created_at")
 
     # -- nonces ----------------------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from brokers.http import RateLimiter, RestCalls
+from brokers.http import RateLimiter, RestCalls, rest_client
 from core.errors import BrokerUnavailable
 from core.settings import OandaSettings
 
@@ -79,19 +79,17 @@ class OandaRest(RestCalls):
         }
         if settings.token is not None:
             self._headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
-        http = httpx.AsyncClient(
-            base_url=settings.base_url.rstrip("/"),
+        http = rest_client(
+            settings.base_url,
             headers=self._headers,
             timeout=settings.request_timeout_seconds,
-            follow_redirects=False,
             transport=transport,
             event_hooks=event_hooks,
         )
-        self._stream_http = httpx.AsyncClient(
-            base_url=settings.stream_url.rstrip("/"),
+        self._stream_http = rest_client(
+            settings.stream_url,
             headers=self._headers,
             timeout=httpx.Timeout(settings.request_timeout_seconds, read=settings.stream_timeout_seconds),
-            follow_redirects=False,
             transport=transport,
         )
         super().__init__(

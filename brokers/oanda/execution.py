@@ -41,7 +41,7 @@ from typing import Any
 
 from brokers.base import ReportSink, storage_boundary
 from brokers.http import loads
-from brokers.journal import ReportDelivery
+from brokers.journal import JournaledBroker, fill_totals
 from brokers.oanda.client import OandaError, OandaRest
 from brokers.oanda.config import EXODUS_CL_ORD_ID, OANDA_CAPABILITIES, ORDER_CREATE_TYPES
 from brokers.oanda.marketdata import PricePoller
@@ -74,8 +74,7 @@ from core.domain import (
 from core.errors import BrokerUnavailable, ConfigError
 from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
-from core.settings import OandaSettings, Settings
-from store import Pool
+from core.settings import OandaSettings
 
 __all__ = ["OANDA_CAPABILITIES", "AccountReport", "OandaBroker"]
 
@@ -110,10 +109,12 @@ class AccountReport:
 
 
 @storage_boundary
-class OandaBroker:
+class OandaBroker(JournaledBroker):
     """Orders at OANDA (practice or live, or the local OANDA venue)."""
 
     capabilities = OANDA_CAPABILITIES
+    settings_section = "oanda"
+    store_class = OandaStore
 
     def __init__(
         self,
@@ -135,12 +136,9 @@ class OandaBroker:
                 "the OANDA broker needs a token and an account: set EXODUS_OANDA__TOKEN and EXODUS_OANDA__ACCOUNT_ID "
                 "(or EXODUS_OANDA__LOCAL_VENUE=true for the local venue)"
             )
-        self.name = name
+        self._init_reports(name, store.journal, recorder)
         self.settings = settings
         self._store = store
-        self._journal = store.journal
-        self._recorder = recorder
-        self._recording = False
         self.rest = OandaRest(settings, name=name, event_hooks=http_hooks)
         if recorder is not None:
             recorder.last_call = lambda: self.rest.last_ok_at  # the broker-health page's last successful call
@@ -157,8 +155,6 @@ class OandaBroker:
                 interval=settings.quote_interval_ms / 1000,
                 source=name,
             )
-        #: Hands journaled reports to the sink (None until started).
-        self.delivery: ReportDelivery | None = None
         #: Serializes turning transactions into reports (fill totals are sums over what was journaled).
         self._lock = asyncio.Lock()
         #: Serializes catch-ups (each reads from the cursor and moves it).
@@ -172,37 +168,16 @@ class OandaBroker:
         self.connections = 0
         self.caught_up = asyncio.Event()
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        pool: Pool,
-        name: str = "oanda",
-        quotes: QuoteSink | None = None,
-        instruments: InstrumentCatalog | None = None,
-    ) -> OandaBroker:
-        """Build the adapter from the application settings."""
-        cfg = settings.oanda
-        recorder = SessionRecorder(pool, broker=name, session=f"{cfg.base_url} {cfg.account_id}")
-        return cls(
-            cfg,
-            store=OandaStore(pool, broker=name),
-            name=name,
-            recorder=recorder,
-            quotes=quotes,
-            instruments=instruments,
-        )
+    @staticmethod
+    def session_name(settings: Any) -> str:
+        """The session its recorder records: the URL and the account."""
+        return f"{settings.base_url} {settings.account_id}"
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self, sink: ReportSink) -> None:
         """Deliver what a previous run left undelivered, then connect the stream (it catches up by itself)."""
-        if self._recorder is not None:
-            await self._recorder.start()
-            self._recording = True
-        self.delivery = ReportDelivery(sink, journal=self._journal)
-        await self.delivery.start()
+        await self._start_reports(sink)
         self._stream_task = asyncio.create_task(self._stream_forever(), name=f"{self.name}-transactions")
         if self.price_poller is not None:
             self.price_poller.start()
@@ -216,13 +191,7 @@ class OandaBroker:
             self._stream_task = None
         if self.price_poller is not None:
             await self.price_poller.stop()
-        if self.delivery is not None:
-            await self.delivery.stop()
-            self.delivery = None
-        await self.rest.aclose()
-        if self._recorder is not None and self._recording:
-            self._recording = False
-            await self._recorder.stop()
+        await self._stop_reports(self.rest)
 
     def _session(self, up: bool, detail: str) -> None:
         if not up:
@@ -333,7 +302,7 @@ class OandaBroker:
         if not view.working:
             reason = f"TOO_LATE: the order is {view.state} at OANDA"
             return BrokerAck(accepted=False, cl_ord_id=new_cid, broker_order_id=view.id, reason=reason, reports=reports)
-        filled = sum((r.last_qty for r in reports if r.kind is ReportKind.FILL), _D(0))
+        filled, _ = fill_totals(reports)
         remaining = request.qty - filled
         if remaining <= 0:
             reason = f"INCORRECT_QUANTITY: the new quantity {request.qty} must exceed the filled {filled}"
@@ -478,22 +447,17 @@ class OandaBroker:
         return OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.ACCEPTED
 
     async def _status_report(self, view: OandaOrderView, reports: list[ExecutionReport]) -> OrderStatusReport:
-        fills = [r for r in reports if r.kind is ReportKind.FILL]
-        cum = sum((f.last_qty for f in fills), _D(0))
-        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
-        own = sum((f.last_qty for f in fills if f.broker_order_id == view.id), _D(0))
+        cum, _ = fill_totals(reports)
+        own, _ = fill_totals([r for r in reports if r.broker_order_id == view.id])
         is_stop = view.type in ("STOP", "MARKET_IF_TOUCHED")
-        return OrderStatusReport(
-            broker=self.name,
+        return self._order_status(
+            reports,
             cl_ord_id=view.cl_ord_id or "",
             broker_order_id=view.id,
-            status=self._status_of(view, reports),
             qty=cum - own + view.qty,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
+            status=self._status_of(view, reports),
             price=None if is_stop else view.price,
             stop_price=view.price if is_stop else None,
-            reports=reports,
         )
 
     async def _journal_status(self, cid: str, reports: list[ExecutionReport]) -> OrderStatusReport | None:
@@ -501,28 +465,18 @@ class OandaBroker:
         current = self._current_cid(cid, reports)
         if current is None:
             return None
-        fills = [r for r in reports if r.kind is ReportKind.FILL]
-        cum = sum((f.last_qty for f in fills), _D(0))
-        notional = sum((f.last_qty * (f.last_price or 0) for f in fills), _D(0))
+        cum, _ = fill_totals(reports)
         record = await self._store.order(base_order_id(cid))
         qty = record.qty if record is not None else cum
         terminal = [r for r in reports if r.kind in _TERMINAL_STATUS]
+        status = None  # working: partially filled or accepted
         if terminal:
             status = _TERMINAL_STATUS[terminal[-1].kind]
         elif cum >= qty > 0:
             status = OrderStatus.FILLED
-        else:
-            status = OrderStatus.PARTIALLY_FILLED if cum > 0 else OrderStatus.ACCEPTED
         last = next((r for r in reversed(reports) if r.cl_ord_id == current), reports[-1])
-        return OrderStatusReport(
-            broker=self.name,
-            cl_ord_id=current,
-            broker_order_id=last.broker_order_id,
-            status=status,
-            qty=qty,
-            cum_qty=cum,
-            avg_price=notional / cum if cum > 0 else None,
-            reports=reports,
+        return self._order_status(
+            reports, cl_ord_id=current, broker_order_id=last.broker_order_id, qty=qty, status=status
         )
 
     # -- turning transactions into reports ----------------------------------------------------------------------
@@ -558,9 +512,7 @@ class OandaBroker:
         report = await self._report_of(txn, cid, chain)
         if report is None:
             return None
-        if await self._journal.add(report, ref=report.broker_order_id, source=f"{source}:{txn.get('type')}"):
-            if self.delivery is not None:
-                self.delivery.put(report)
+        await self._record(report, ref=report.broker_order_id, source=f"{source}:{txn.get('type')}")
         return report
 
     async def _report_of(self, txn: dict[str, Any], cid: str, chain: list[ExecutionReport]) -> ExecutionReport | None:
@@ -568,7 +520,7 @@ class OandaBroker:
         kind = str(txn.get("type") or "")
         tid = str(txn.get("id") or "")
         at = time_of(txn.get("time")) or utcnow()
-        filled = sum((r.last_qty for r in chain if r.kind is ReportKind.FILL), _D(0))
+        filled, _ = fill_totals(chain)
         if not tid:
             return None
         if kind in ORDER_CREATE_TYPES:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from brokers.http import decimal_of, decimal_text
 from brokers.oanda.config import OANDA_TIF, OANDA_TOUCHED_TIF, OANDA_TYPE
 from core.domain import OrderSide, OrderType, ReplaceOrder, SubmitOrder, TimeInForce
 
@@ -27,22 +28,6 @@ __all__ = [
     "time_of",
     "units_text",
 ]
-
-
-def decimal_of(value: Any) -> Decimal | None:
-    """An OANDA decimal string (or number) as a Decimal; None when absent or unreadable."""
-    if value is None or value == "":
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
-def decimal_text(value: Decimal) -> str:
-    """A decimal as OANDA writes it: a plain string without exponent."""
-    return f"{value.normalize():f}"
 
 
 def time_of(value: Any) -> datetime | None:

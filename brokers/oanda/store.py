@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from brokers.journal import ReportJournal
+from brokers.journal import AdapterStore
 from core.domain import OrderSide, renamed
 from store import Pool
 
@@ -44,60 +42,48 @@ class OandaOrder(BaseModel):
     created_at: datetime
 
 
-class OandaStore:
-    """The records of one OANDA broker (by name)."""
+class OandaStore(AdapterStore[OandaOrder]):
+    """The records of one OANDA broker (by name); its journal's ``ref`` is the OANDA order id a report is about."""
+
+    record = OandaOrder
 
     def __init__(self, pool: Pool, *, broker: str = "oanda") -> None:
         """Records of ``broker`` through ``pool``."""
-        self._pool = pool
-        self.broker = broker
-        #: Every report derived, once per exec id (``ref``: the OANDA order id it is about).
-        self.journal = ReportJournal(pool, broker=broker)
-
-    async def _rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, (self.broker, *params))
-            return list(await cur.fetchall())
+        super().__init__(pool, broker=broker)
 
     async def add_order(self, order: OandaOrder) -> tuple[OandaOrder, bool]:
         """Record a new order: (the record, True), or (the record that exists, False) when it was sent before."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO oanda_orders (broker, order_id, client_order_id, oanda_id, body)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (broker, order_id) DO NOTHING RETURNING order_id",
-                (
-                    self.broker,
-                    order.order_id,
-                    order.cl_ord_id,
-                    order.oanda_id,
-                    Jsonb(order.model_dump(mode="json")),
-                ),
-            )
-            if await cur.fetchone() is not None:
-                return order, True
-        existing = await self.order(order.order_id)
-        assert existing is not None
-        return existing, False
+        return await self._add(
+            order,
+            order.order_id,
+            "INSERT INTO oanda_orders (broker, order_id, client_order_id, oanda_id, body)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (broker, order_id) DO NOTHING RETURNING order_id",
+            (
+                self.broker,
+                order.order_id,
+                order.cl_ord_id,
+                order.oanda_id,
+                Jsonb(order.model_dump(mode="json")),
+            ),
+        )
 
     async def save_order(self, order: OandaOrder) -> None:
         """Write an order's current record."""
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE oanda_orders SET client_order_id = %s, oanda_id = %s, body = %s, updated_at = now()"
-                " WHERE broker = %s AND order_id = %s",
-                (
-                    order.cl_ord_id,
-                    order.oanda_id,
-                    Jsonb(order.model_dump(mode="json")),
-                    self.broker,
-                    order.order_id,
-                ),
-            )
+        await self._execute(
+            "UPDATE oanda_orders SET client_order_id = %s, oanda_id = %s, body = %s, updated_at = now()"
+            " WHERE broker = %s AND order_id = %s",
+            (
+                order.cl_ord_id,
+                order.oanda_id,
+                Jsonb(order.model_dump(mode="json")),
+                self.broker,
+                order.order_id,
+            ),
+        )
 
     async def order(self, order_id: str) -> OandaOrder | None:
         """The record of ``order_id`` (the base order id)."""
-        rows = await self._rows("SELECT body FROM oanda_orders WHERE broker = %s AND order_id = %s", order_id)
-        return OandaOrder.model_validate(rows[0]["body"]) if rows else None
+        return await self._first("SELECT body FROM oanda_orders WHERE broker = %s AND order_id = %s", order_id)
 
     async def cursor(self) -> int | None:
         """The last transaction id read without a gap (None: never read)."""
@@ -106,10 +92,9 @@ class OandaStore:
 
     async def advance(self, last_transaction_id: int) -> None:
         """Move the cursor forward (never back)."""
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO oanda_cursor (broker, last_transaction_id) VALUES (%s, %s)"
-                " ON CONFLICT (broker) DO UPDATE SET last_transaction_id ="
-                " GREATEST(oanda_cursor.last_transaction_id, EXCLUDED.last_transaction_id), updated_at = now()",
-                (self.broker, last_transaction_id),
-            )
+        await self._execute(
+            "INSERT INTO oanda_cursor (broker, last_transaction_id) VALUES (%s, %s)"
+            " ON CONFLICT (broker) DO UPDATE SET last_transaction_id ="
+            " GREATEST(oanda_cursor.last_transaction_id, EXCLUDED.last_transaction_id), updated_at = now()",
+            (self.broker, last_transaction_id),
+        )

@@ -1,9 +1,10 @@
 """What every ``python -m devstack.venues.<broker>`` shares: the paper engine behind the venue, its journal, the run.
 
 A venue's ``__main__`` declares its own options (the broker's keys, ports, limits) and builds its server; the rest
-is here: the feed-step and journal options (:func:`add_book_options`), the paper matching engine with its book
-journaled in Postgres when a database is configured (:func:`paper_book`), and running until SIGINT/SIGTERM with
-the process's logging set up (:func:`run_until_signalled`).
+is here: the parser with the host and port options (:func:`venue_parser`), the feed-step and journal options
+(:func:`add_book_options`), the paper matching engine with its book journaled in Postgres when a database is
+configured (:func:`paper_book`), running until SIGINT/SIGTERM (:func:`run_until_signalled`; a venue served over
+HTTP in front of the paper book: :func:`serve_venue`) with the process's logging set up (:func:`main_loop`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,29 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from core.domain import Instrument
     from sim.venue import SimVenue
 
-__all__ = ["PaperBook", "add_book_options", "main_loop", "paper_book", "run_until_signalled"]
+__all__ = [
+    "PaperBook",
+    "add_book_options",
+    "main_loop",
+    "paper_book",
+    "run_until_signalled",
+    "serve_venue",
+    "venue_parser",
+]
+
+
+def venue_parser(module: str, doc: str | None, *, port: int) -> argparse.ArgumentParser:
+    """The options of ``python -m <module>`` (described by ``doc``'s first paragraph): ``--host`` and ``--port``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port, help="(default: %(default)s)")
+    return parser
 
 
 def add_book_options(parser: argparse.ArgumentParser, *, tick_interval_ms: int, journal_key: str | None) -> None:
@@ -102,6 +119,34 @@ async def run_until_signalled(
         await stopping.wait()
     finally:
         await stop()
+
+
+class _Server(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+_V = TypeVar("_V")
+_S = TypeVar("_S", bound=_Server)
+
+
+async def serve_venue(
+    args: argparse.Namespace,
+    *,
+    name: str,
+    venue: Callable[[PaperBook], _V],
+    server: Callable[..., _S],
+    started: Callable[[_S, PaperBook], object],
+) -> None:
+    """Serve ``venue(book)`` in front of the paper book ``name`` until SIGINT/SIGTERM.
+
+    ``server`` (the venue's ``VenueServer``) takes the venue and ``host``/``port`` (``args.host``, ``args.port``);
+    ``started(server, book)`` writes the venue's start-up line.
+    """
+    async with paper_book(args, name=name) as book:
+        served = server(venue(book), host=args.host, port=args.port)
+        await run_until_signalled(served.start, served.stop, started=lambda: started(served, book))
 
 
 def main_loop(run: Callable[[argparse.Namespace], Coroutine[Any, Any, None]], args: argparse.Namespace) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
-from devstack.venues.runner import add_book_options, main_loop, paper_book
+from devstack.venues.runner import PaperBook, add_book_options, main_loop, serve_venue, venue_parser
+from devstack.venues.server import HttpVenueServer
 
 __all__ = ["main"]
 
@@ -18,18 +20,21 @@ log = logging.getLogger("devstack.venues.template")
 
 
 async def _run(args: argparse.Namespace) -> None:
-    async with paper_book(args, name="templatevenue") as book:
-        del book
+    def venue(book: PaperBook) -> Any:
         raise NotImplementedError(
-            "serve the broker's wire protocol in front of book.sim here (devstack/venues/<name>/venue.py), "
-            "then: await run_until_signalled(server.start, server.stop, started=lambda: log.info(...))"
+            "build the venue in front of book.sim here (devstack/venues/<name>/venue.py: the broker's wire protocol, "
+            "served by its VenueServer over devstack.venues.server.HttpVenueServer), and pass that server below"
         )
+
+    def started(server: HttpVenueServer[Any], book: PaperBook) -> None:
+        log.info("<name> venue on %s (journal: %s)", server.base_url, book.journal_text)
+
+    await serve_venue(args, name="templatevenue", venue=venue, server=HttpVenueServer, started=started)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and run the venue."""
-    parser = argparse.ArgumentParser(prog="python -m devstack.venues.<name>", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8799)
+    parser = venue_parser("devstack.venues.<name>", __doc__, port=8799)
     add_book_options(parser, tick_interval_ms=500, journal_key="template-venue")
     args = parser.parse_args(argv)
     main_loop(_run, args)

@@ -11,7 +11,7 @@ import argparse
 import logging
 from decimal import Decimal
 
-from devstack.venues.runner import add_book_options, main_loop, paper_book, run_until_signalled
+from devstack.venues.runner import PaperBook, add_book_options, main_loop, serve_venue, venue_parser
 
 __all__ = ["main"]
 
@@ -21,8 +21,8 @@ log = logging.getLogger("devstack.venues.alpaca")
 async def _run(args: argparse.Namespace) -> None:
     from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
 
-    async with paper_book(args, name="alpacavenue") as book:
-        venue = AlpacaVenue(
+    def venue(book: PaperBook) -> AlpacaVenue:
+        return AlpacaVenue(
             book.sim,
             book.instruments,
             key_id=args.key_id,
@@ -30,18 +30,17 @@ async def _run(args: argparse.Namespace) -> None:
             rate_limit_per_minute=args.rate_limit,
             initial_cash=Decimal(args.cash),
         )
-        server = VenueServer(venue, host=args.host, port=args.port)
-        await run_until_signalled(
-            server.start,
-            server.stop,
-            started=lambda: log.info(
-                "Alpaca venue on %s (stream %s/stream; rate limit %s/min; journal: %s)",
-                server.base_url,
-                server.base_url.replace("http", "ws", 1),
-                args.rate_limit or "none",
-                book.journal_text,
-            ),
+
+    def started(server: VenueServer, book: PaperBook) -> None:
+        log.info(
+            "Alpaca venue on %s (stream %s/stream; rate limit %s/min; journal: %s)",
+            server.base_url,
+            server.base_url.replace("http", "ws", 1),
+            args.rate_limit or "none",
+            book.journal_text,
         )
+
+    await serve_venue(args, name="alpacavenue", venue=venue, server=VenueServer, started=started)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,9 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from core.settings import get_settings
 
     cfg = get_settings().alpaca
-    parser = argparse.ArgumentParser(prog="python -m devstack.venues.alpaca", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=cfg.local_venue_port, help="(default: %(default)s)")
+    parser = venue_parser("devstack.venues.alpaca", __doc__, port=cfg.local_venue_port)
     parser.add_argument(
         "--key-id", default=cfg.key_id.get_secret_value() if cfg.key_id else "exodus-local", help="APCA-API-KEY-ID"
     )

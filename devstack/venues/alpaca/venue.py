@@ -38,7 +38,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -47,7 +46,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.domain import (
@@ -64,6 +62,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
+from devstack.venues import server
 from devstack.venues.alpaca.classes import HeldLeg, OrderClass, Trail, held_json, trail_json
 from devstack.venues.alpaca.model import (
     ALPACA_TIF,
@@ -77,7 +76,7 @@ from devstack.venues.alpaca.model import (
     legs_of,
     order_json,
 )
-from devstack.venues.server import HttpVenueServer
+from devstack.venues.server import Fault, HttpVenueServer, PaperVenue
 from sim.matching import US_EQUITY_AUCTIONS, RejectReason, SimOrder
 from sim.venue import SimVenue
 
@@ -90,60 +89,17 @@ _TIFS = {v: k for k, v in ALPACA_TIF.items()}
 _D = Decimal
 
 
-@dataclass
-class Fault:
-    """One injected failure, used up by the first request it matches."""
+class VenueFaults(server.VenueFaults[Fault]):
+    """What tests (and demos) make go wrong; a fault's ``path`` is a prefix of the request's (``/v2/orders``).
 
-    #: "error_before": answer ``status`` without processing; "error_after": process, then answer ``status``;
-    #: "drop_after": process, then drop the connection mid-answer; "stall_after": process, then answer only after
-    #: ``seconds`` (longer than the client waits).
-    kind: str
-    method: str | None = None
-    #: The request path must start with this (``/v2/orders``).
-    path: str | None = None
-    status: int = 500
-    seconds: float = 30.0
+    Refused stream connections are closed at once.
+    """
 
+    dropped = (200, b'{"id":')
 
-@dataclass
-class VenueFaults:
-    """What tests (and demos) make go wrong."""
-
-    #: Added to every REST request.
-    latency: float = 0.0
-    pending: list[Fault] = field(default_factory=list)
-    #: New stream connections are closed at once (the adapter keeps reconnecting).
-    refuse_streams: bool = False
-
-    def add(self, kind: str, *, method: str | None = None, path: str | None = None, times: int = 1, **kw: Any) -> None:
-        """Queue ``times`` faults of ``kind`` for requests matching ``method`` and ``path``."""
-        self.pending.extend(Fault(kind, method=method, path=path, **kw) for _ in range(times))
-
-    def take(self, method: str, path: str) -> Fault | None:
-        """The first queued fault this request matches (removed), if any."""
-        for i, fault in enumerate(self.pending):
-            if (fault.method is None or fault.method == method) and (fault.path is None or path.startswith(fault.path)):
-                return self.pending.pop(i)
-        return None
-
-
-class _Drop(Exception):
-    """Raised after the answer started: the server aborts the connection."""
-
-
-class _DroppedResponse(Response):
-    """Starts a 200 answer and breaks off: the client sees the connection closed mid-answer."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b'{"id":', "more_body": True})
-        raise _Drop("connection dropped after the order was processed (injected)")
+    def fault(self, kind: str, **kw: Any) -> Fault:
+        """A fault (an error answer is ``status``, 500 by default)."""
+        return Fault(kind, **kw)
 
 
 def _time_param(value: str | None) -> datetime | None | JSONResponse:
@@ -158,6 +114,10 @@ def _time_param(value: str | None) -> datetime | None | JSONResponse:
 
 def _error(status: int, code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
+
+
+def _injected_error(fault: Fault) -> JSONResponse:
+    return _error(fault.status, 50010000, "internal server error (injected)")
 
 
 class _RateLimit:
@@ -201,7 +161,7 @@ class _Listener:
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
 
-class AlpacaVenue:
+class AlpacaVenue(PaperVenue):
     """The Alpaca Trading API v2 and its trade_updates stream over a ``SimVenue``."""
 
     def __init__(
@@ -248,30 +208,18 @@ class AlpacaVenue:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the simulated venue (restores its journal); its reports become trade_updates events."""
-        await self.sim.start()
-
     async def stop(self) -> None:
         """Close every stream and stop the simulated venue."""
         for task in list(self._tasks):
             task.cancel()
         await self.drop_streams()
-        await self.sim.stop()
+        await super().stop()
 
     async def drop_streams(self) -> None:
         """Close every stream connection (the clients reconnect and catch up)."""
         for listener in list(self._listeners):
             listener.queue.put_nowait(None)
         self._listeners.clear()
-
-    async def set_mid(self, symbol: str, mid: Decimal) -> None:
-        """Move a symbol's mid price and match resting orders (tests and demos)."""
-        await self.sim.set_mid(symbol, mid)
-
-    async def step(self) -> None:
-        """Move the feed one step and match resting orders."""
-        await self.sim.step()
 
     @property
     def listening(self) -> int:
@@ -780,23 +728,17 @@ class AlpacaVenue:
                 return JSONResponse(
                     {"code": 42910000, "message": "rate limit exceeded"}, status_code=429, headers=headers
                 )
-            if self.faults.latency:
-                await asyncio.sleep(self.faults.latency)
-            fault = self.faults.take(request.method, request.url.path)
+            fault = await self.faults.arrive(request.method, request.url.path)
             if fault is not None and fault.kind == "error_before":
-                return _error(fault.status, 50010000, "internal server error (injected)")
+                return _injected_error(fault)
             try:
                 response = await endpoint(request)
             except BrokerUnavailable as e:
                 log.warning("alpaca venue: %s failed: %s", name, e)
                 return _error(503, 50310000, "service unavailable")
-            if fault is not None:
-                if fault.kind == "error_after":
-                    return _error(fault.status, 50010000, "internal server error (injected)")
-                if fault.kind == "drop_after":
-                    return _DroppedResponse()
-                if fault.kind == "stall_after":
-                    await asyncio.sleep(fault.seconds)
+            injected = await self.faults.injected(fault, _injected_error)
+            if injected is not None:
+                return injected
             response.headers.update(headers)
             return response
 

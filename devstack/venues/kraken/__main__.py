@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from devstack.venues.runner import add_book_options, main_loop, paper_book, run_until_signalled
+from devstack.venues.runner import PaperBook, add_book_options, main_loop, serve_venue, venue_parser
 
 __all__ = ["main"]
 
@@ -20,21 +20,21 @@ log = logging.getLogger("devstack.venues.kraken")
 async def _run(args: argparse.Namespace) -> None:
     from devstack.venues.kraken.venue import KrakenVenue, VenueServer
 
-    async with paper_book(args, name="krakenvenue") as book:
+    def venue(book: PaperBook) -> KrakenVenue:
         venue = KrakenVenue(book.sim, book.instruments, api_key=args.api_key, api_secret=args.api_secret)
         if args.rate_limit:
             venue.throttle(args.rate_limit, args.rate_decay)
-        server = VenueServer(venue, host=args.host, port=args.port)
-        await run_until_signalled(
-            server.start,
-            server.stop,
-            started=lambda: log.info(
-                "Kraken venue on %s (call counters: %s; journal: %s)",
-                server.base_url,
-                f"{args.rate_limit} decaying {args.rate_decay}/s" if args.rate_limit else "none",
-                book.journal_text,
-            ),
+        return venue
+
+    def started(server: VenueServer, book: PaperBook) -> None:
+        log.info(
+            "Kraken venue on %s (call counters: %s; journal: %s)",
+            server.base_url,
+            f"{args.rate_limit} decaying {args.rate_decay}/s" if args.rate_limit else "none",
+            book.journal_text,
         )
+
+    await serve_venue(args, name="krakenvenue", venue=venue, server=VenueServer, started=started)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     from devstack.venues.kraken.local import LOCAL_KEYS
 
     cfg = get_settings().kraken
-    parser = argparse.ArgumentParser(prog="python -m devstack.venues.kraken", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=cfg.local_venue_port, help="(default: %(default)s)")
+    parser = venue_parser("devstack.venues.kraken", __doc__, port=cfg.local_venue_port)
     parser.add_argument("--api-key", default=cfg.api_key.get_secret_value() if cfg.api_key else LOCAL_KEYS[0])
     parser.add_argument(
         "--api-secret",

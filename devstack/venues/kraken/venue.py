@@ -37,7 +37,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -47,7 +47,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from brokers.kraken.config import CL_ORD_ID_FREE_TEXT, KRAKEN_PAIRS, pair_of_kraken
 from core.domain import (
@@ -63,6 +62,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
+from devstack.venues import server
 from devstack.venues.kraken.model import (
     ORDERTYPE,
     OrderMeta,
@@ -77,7 +77,7 @@ from devstack.venues.kraken.model import (
     txid_of,
     volume_text,
 )
-from devstack.venues.server import HttpVenueServer
+from devstack.venues.server import HttpVenueServer, PaperVenue
 from sim.matching import RejectReason, SimOrder
 from sim.venue import SimVenue
 
@@ -145,56 +145,31 @@ class Counter:
 
 
 @dataclass
-class Fault:
-    """One injected failure, used up by the first request it matches."""
+class Fault(server.Fault):
+    """One injected failure, used up by the first request of its method (``path`` is not used).
 
-    #: "error_before": answer ``status`` (or ``errors`` with 200) without processing; "error_after": process, then
-    #: answer ``status`` (or ``errors``); "drop_after": process, then drop the connection mid-answer;
-    #: "stall_after": process, answer after ``seconds``; "hold_before": wait ``seconds``, then process.
-    kind: str
+    Beyond the shared kinds: "error_before"/"error_after" answer ``errors`` with 200 when given (else ``status``);
+    "hold_before": wait ``seconds``, then process.
+    """
+
     #: Kraken's method name (``AddOrder``), None: any.
     method: str | None = None
     status: int = 502
     errors: list[str] | None = None
-    seconds: float = 30.0
 
 
-@dataclass
-class VenueFaults:
-    """What tests (and demos) make go wrong."""
+class VenueFaults(server.VenueFaults[Fault]):
+    """What tests (and demos) make go wrong, by Kraken method."""
 
-    latency: float = 0.0
-    pending: list[Fault] = field(default_factory=list)
+    def fault(self, kind: str, **kw: Any) -> Fault:
+        """A fault (an error answer is ``errors``, else ``status``, 502 by default)."""
+        return Fault(kind, **kw)
 
-    def add(self, kind: str, *, method: str | None = None, times: int = 1, **kw: Any) -> None:
-        """Queue ``times`` faults of ``kind`` for requests of ``method``."""
-        self.pending.extend(Fault(kind, method=method, **kw) for _ in range(times))
-
-    def take(self, method: str) -> Fault | None:
-        """The first queued fault this request matches (removed), if any."""
-        for i, fault in enumerate(self.pending):
-            if fault.method is None or fault.method == method:
-                return self.pending.pop(i)
-        return None
+    dropped = (200, b'{"error":[],')
 
 
-class _Drop(Exception):
-    """Raised after the answer started: the server aborts the connection."""
-
-
-class _DroppedResponse(Response):
-    """Starts a 200 answer and breaks off: the client sees the connection closed mid-answer."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b'{"error":[],', "more_body": True})
-        raise _Drop("connection dropped after the request was processed (injected)")
+def _injected_error(fault: Fault) -> Response:
+    return fail(*fault.errors) if fault.errors else _gateway_error(fault.status)
 
 
 def _gateway_error(status: int) -> Response:
@@ -241,7 +216,7 @@ def _valid_cl_ord_id(value: str) -> bool:
     return len(hexes) == 32 and set(hexes) <= _UUID_HEX and (dashed or "-" not in value)
 
 
-class KrakenVenue:
+class KrakenVenue(PaperVenue):
     """Kraken's spot REST API over a ``SimVenue``."""
 
     def __init__(
@@ -284,22 +259,6 @@ class KrakenVenue:
         self.app = self._build_app()
 
     # -- lifecycle ----------------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the simulated venue (restores its journal)."""
-        await self.sim.start()
-
-    async def stop(self) -> None:
-        """Stop the simulated venue."""
-        await self.sim.stop()
-
-    async def set_mid(self, symbol: str, mid: Decimal) -> None:
-        """Move a symbol's mid price and match resting orders (tests and demos)."""
-        await self.sim.set_mid(symbol, mid)
-
-    async def step(self) -> None:
-        """Move the feed one step and match resting orders."""
-        await self.sim.step()
 
     def throttle(self, calls: float, decay: float) -> None:
         """Both counters: at most ``calls``, decaying at ``decay`` per second (0 calls: no limit)."""
@@ -420,11 +379,9 @@ class KrakenVenue:
         if method not in _TRADING and not self.calls.take(_HISTORY_COST.get(method, 1.0)):
             self.throttled += 1
             return self._refused(method, "EAPI:Rate limit exceeded")
-        if self.faults.latency:
-            await asyncio.sleep(self.faults.latency)
-        fault = self.faults.take(method)
+        fault = await self.faults.arrive(method)
         if fault is not None and fault.kind == "error_before":
-            return fail(*fault.errors) if fault.errors else _gateway_error(fault.status)
+            return _injected_error(fault)
         if fault is not None and fault.kind == "hold_before":
             await asyncio.sleep(fault.seconds)
         try:
@@ -434,14 +391,8 @@ class KrakenVenue:
         except BrokerUnavailable as e:
             log.warning("kraken venue: %s failed: %s", method, e)
             response = self._refused(method, "EService:Unavailable")
-        if fault is not None:
-            if fault.kind == "error_after":
-                return fail(*fault.errors) if fault.errors else _gateway_error(fault.status)
-            if fault.kind == "drop_after":
-                return _DroppedResponse()
-            if fault.kind == "stall_after":
-                await asyncio.sleep(fault.seconds)
-        return response
+        injected = await self.faults.injected(fault, _injected_error)
+        return response if injected is None else injected
 
     def _refused(self, method: str, *errors: str) -> JSONResponse:
         key = f"{method} {errors[0]}" if errors else method

@@ -12,7 +12,7 @@ import argparse
 import logging
 from decimal import Decimal
 
-from devstack.venues.runner import add_book_options, main_loop, paper_book, run_until_signalled
+from devstack.venues.runner import PaperBook, add_book_options, main_loop, serve_venue, venue_parser
 
 __all__ = ["main"]
 
@@ -22,8 +22,8 @@ log = logging.getLogger("devstack.venues.oanda")
 async def _run(args: argparse.Namespace) -> None:
     from devstack.venues.oanda.venue import OandaVenue, VenueServer
 
-    async with paper_book(args, name="oandavenue") as book:
-        venue = OandaVenue(
+    def venue(book: PaperBook) -> OandaVenue:
+        return OandaVenue(
             book.sim,
             book.instruments,
             token=args.token,
@@ -32,18 +32,17 @@ async def _run(args: argparse.Namespace) -> None:
             heartbeat_seconds=args.heartbeat_seconds,
             balance=Decimal(args.balance),
         )
-        server = VenueServer(venue, host=args.host, port=args.port)
-        await run_until_signalled(
-            server.start,
-            server.stop,
-            started=lambda: log.info(
-                "OANDA venue on %s, account %s (rate limit %s/s; journal: %s)",
-                server.base_url,
-                args.account_id,
-                args.rate_limit or "none",
-                book.journal_text,
-            ),
+
+    def started(server: VenueServer, book: PaperBook) -> None:
+        log.info(
+            "OANDA venue on %s, account %s (rate limit %s/s; journal: %s)",
+            server.base_url,
+            args.account_id,
+            args.rate_limit or "none",
+            book.journal_text,
         )
+
+    await serve_venue(args, name="oandavenue", venue=venue, server=VenueServer, started=started)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,9 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     from devstack.venues.oanda.local import LOCAL_OANDA_ACCOUNT, LOCAL_TOKEN
 
     cfg = get_settings().oanda
-    parser = argparse.ArgumentParser(prog="python -m devstack.venues.oanda", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=cfg.local_venue_port, help="(default: %(default)s)")
+    parser = venue_parser("devstack.venues.oanda", __doc__, port=cfg.local_venue_port)
     parser.add_argument("--token", default=cfg.token.get_secret_value() if cfg.token else LOCAL_TOKEN)
     parser.add_argument("--account-id", default=cfg.account_id or LOCAL_OANDA_ACCOUNT, help="(default: %(default)s)")
     parser.add_argument(

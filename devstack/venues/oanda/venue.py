@@ -41,7 +41,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -50,7 +50,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from brokers.oanda.parsing import time_of
 from core.domain import (
@@ -66,6 +65,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
+from devstack.venues import server
 from devstack.venues.oanda.model import (
     ANONYMOUS,
     USER_ID,
@@ -77,7 +77,7 @@ from devstack.venues.oanda.model import (
     oanda_time,
     order_json,
 )
-from devstack.venues.server import HttpVenueServer
+from devstack.venues.server import HttpVenueServer, PaperVenue
 from sim.matching import SimOrder
 from sim.venue import SimVenue
 
@@ -103,54 +103,27 @@ _NOT_AUTHORIZED = "Insufficient authorization to perform request."
 
 
 @dataclass
-class Fault:
+class Fault(server.Fault):
     """One injected failure, used up by the first request it matches."""
 
-    #: "error_before": answer ``status`` without processing; "error_after": process, then answer ``status``;
-    #: "drop_after": process, then drop the connection mid-answer; "stall_after": process, then answer only after
-    #: ``seconds`` (longer than the client waits).
-    kind: str
-    method: str | None = None
     #: A regular expression the path after ``/v3/accounts/{id}`` must match (``search``).
     path: str | None = None
     status: int = 503
-    seconds: float = 30.0
 
 
-@dataclass
-class VenueFaults:
-    """What tests (and demos) make go wrong."""
+class VenueFaults(server.VenueFaults[Fault]):
+    """What tests (and demos) make go wrong; refused stream connections are answered 503."""
 
-    latency: float = 0.0
-    pending: list[Fault] = field(default_factory=list)
-    #: New stream connections are answered 503 (the adapter keeps reconnecting).
-    refuse_streams: bool = False
+    def fault(self, kind: str, **kw: Any) -> Fault:
+        """A fault (an error answer is ``status``, 503 by default)."""
+        return Fault(kind, **kw)
 
-    def add(self, kind: str, *, method: str | None = None, path: str | None = None, times: int = 1, **kw: Any) -> None:
-        """Queue ``times`` faults of ``kind`` for requests matching ``method`` and ``path``."""
-        self.pending.extend(Fault(kind, method=method, path=path, **kw) for _ in range(times))
+    dropped = (201, b'{"orderCreateTransaction":')
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """The first queued fault this request matches (removed), if any."""
-        for i, fault in enumerate(self.pending):
-            if (fault.method is None or fault.method == method) and (fault.path is None or re.search(fault.path, path)):
-                return self.pending.pop(i)
-        return None
-
-
-class _DroppedResponse(Response):
-    """Starts an answer and breaks off: the client sees the connection closed mid-answer."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 201,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b'{"orderCreateTransaction":', "more_body": True})
-        raise RuntimeError("connection dropped after the request was processed (injected)")
+    @staticmethod
+    def matches(pattern: str, path: str) -> bool:
+        """Whether the path after ``/v3/accounts/{id}`` matches the fault's regular expression."""
+        return re.search(pattern, path) is not None
 
 
 class _RateLimit:
@@ -184,7 +157,7 @@ def _error(status: int, message: str, code: str | None = None, **extra: Any) -> 
     return JSONResponse(body, status_code=status)
 
 
-class OandaVenue:
+class OandaVenue(PaperVenue):
     """OANDA's v20 REST API and transaction stream over a ``SimVenue``."""
 
     def __init__(
@@ -234,27 +207,19 @@ class OandaVenue:
 
     async def start(self) -> None:
         """Start the simulated venue (restores its journal); new transactions go to the streams from now on."""
-        await self.sim.start()
+        await super().start()
         self._published = self._derive().last_id
 
     async def stop(self) -> None:
         """Close every stream and stop the simulated venue."""
         self.drop_streams()
-        await self.sim.stop()
+        await super().stop()
 
     def drop_streams(self) -> None:
         """End every transaction stream (the clients reconnect and catch up)."""
         for queue in list(self._listeners):
             queue.put_nowait(None)
         self._listeners.clear()
-
-    async def set_mid(self, symbol: str, mid: Decimal) -> None:
-        """Move a symbol's mid price and match resting orders (tests and demos)."""
-        await self.sim.set_mid(symbol, mid)
-
-    async def step(self) -> None:
-        """Move the feed one step and match resting orders."""
-        await self.sim.step()
 
     @property
     def listening(self) -> int:
@@ -394,10 +359,8 @@ class OandaVenue:
                 return _error(404, "The Account specified does not exist", "NO_SUCH_ACCOUNT")
             if not self.rate_limit.take(self.token):
                 return _error(429, "Requests per second exceeds the limit", "RATE_LIMIT_EXCEEDED")
-            if self.faults.latency:
-                await asyncio.sleep(self.faults.latency)
             path = request.url.path.removeprefix(f"/v3/accounts/{self.account_id}")
-            fault = self.faults.take(request.method, path)
+            fault = await self.faults.arrive(request.method, path)
             if fault is not None and fault.kind == "error_before":
                 return _error(fault.status, "Service unavailable (injected)")
             try:
@@ -405,13 +368,9 @@ class OandaVenue:
             except BrokerUnavailable as e:
                 log.warning("oanda venue: %s failed: %s", name, e)
                 return _error(503, "Service unavailable")
-            if fault is not None:
-                if fault.kind == "error_after":
-                    return _error(fault.status, "Internal server error (injected)")
-                if fault.kind == "drop_after":
-                    return _DroppedResponse()
-                if fault.kind == "stall_after":
-                    await asyncio.sleep(fault.seconds)
+            injected = await self.faults.injected(fault, lambda f: _error(f.status, "Internal server error (injected)"))
+            if injected is not None:
+                return injected
             response.headers["RequestID"] = uuid.uuid4().hex[:18]
             return response
 
