@@ -377,7 +377,9 @@ async def test_kill_switch_refuses_new_orders_but_cancels_pass(stack: Stack) -> 
             assert (await http.post(f"/api/v1/orders/{working}/cancel")).status_code == 202
             await wait_order(http, working, "CANCELED")
             states = (await http.get("/api/v1/operator/trading-state")).json()
-            assert states[0]["state"] == "HALTED" and states[0]["updatedBy"] == "risk-officer"
+            # Other tests of the session may leave account or symbol states: the global one is the one set here.
+            [halt] = [x for x in states if x["scope"] == "GLOBAL"]
+            assert halt["state"] == "HALTED" and halt["updatedBy"] == "risk-officer"
         finally:
             resume = await http.post("/api/v1/operator/trading-state", json={"state": "ACTIVE", "reason": "resolved"})
             assert resume.status_code == 200
