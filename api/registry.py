@@ -13,9 +13,9 @@ from typing import Any
 
 from api.schemas import Reason
 from core.settings import Settings
-from store.auth import get_account
+from store.auth import AccountRecord, get_account
 
-__all__ = ["registered_broker"]
+__all__ = ["broker_of", "registered_broker"]
 
 
 async def registered_broker(
@@ -24,6 +24,13 @@ async def registered_broker(
     """The broker the order goes to, and the reasons to refuse it (unknown account, another broker)."""
     async with pool.connection() as conn:
         record = await get_account(conn, account)
+    return broker_of(record, settings, account=account, broker=broker)
+
+
+def broker_of(
+    record: AccountRecord | None, settings: Settings, *, account: str, broker: str | None
+) -> tuple[str, list[Reason]]:
+    """``registered_broker`` from the account's registration (``record``, None if it has none) already read."""
     if record is not None:
         registered = record.broker
     elif account in settings.mt5.accounts:

@@ -24,7 +24,7 @@ from api.audited import audit_after, audit_before
 from api.auth import check_order_scope, hidden, requires
 from api.deps import ActorDep, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
-from api.registry import registered_broker
+from api.registry import broker_of
 from api.schemas import (
     AmendBody,
     CancelBody,
@@ -55,6 +55,7 @@ from core.domain import (
 from core.metrics import ORDER_LATENCY, ORDERS, ORDERS_REJECTED
 from core.settings import Settings
 from store import Pool, orders
+from store.auth import get_account_and_order
 from store.ledger import FillRow, fills_of
 from store.orders import OrderRecord, OrderView
 from store.timeline import EventRow, events_of
@@ -168,7 +169,13 @@ async def create_order(
     problems = body.problems() + ([tick_problem] if tick_problem is not None else [])
     account = body.account or body.client_id
     await check_order_scope(request, principal, client_id=body.client_id, account=account, broker=body.broker)
-    broker, account_problems = await registered_broker(pool, settings, account=account, broker=body.broker)
+    key_header = (idempotency_key or "").strip()
+    key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/order/{body.client_order_id}"
+    order_id = derive_order_id(namespaced_key(principal.tenant, key))
+    # The account's registration and the key's order row in one round trip (the row is used below, if valid).
+    async with pool.connection() as conn:
+        account_record, recorded = await get_account_and_order(conn, account, order_id)
+    broker, account_problems = broker_of(account_record, settings, account=account, broker=body.broker)
     await check_order_scope(request, principal, broker=broker)
     problems.extend(account_problems)
     if broker not in BROKERS:
@@ -193,9 +200,6 @@ async def create_order(
         ORDERS.labels(broker=broker, outcome="invalid").inc()
         return _reject(422, problems)
 
-    key_header = (idempotency_key or "").strip()
-    key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/order/{body.client_order_id}"
-    order_id = derive_order_id(namespaced_key(principal.tenant, key))
     order = body.to_request(
         order_id=order_id,
         idempotency_key=namespaced_key(principal.tenant, key),
@@ -206,7 +210,6 @@ async def create_order(
     )
     # The orders table is the authority on a key once its order is decided: it outlives Temporal's retention,
     # so a repeat (or a conflicting reuse) is answered from the row and never starts a new run.
-    recorded = await _recorded(pool, order_id)
     if recorded is not None and recorded["risk_decision"] is not None:
         return _repeat(recorded, order, key, settings)
     start = order_start(order, settings)
