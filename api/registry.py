@@ -17,9 +17,9 @@ from api.auth import check_order_scope
 from api.schemas import Reason
 from core.auth import Principal
 from core.settings import Settings
-from store.auth import get_account
+from store.auth import AccountRecord, get_account
 
-__all__ = ["registered_broker", "scoped_broker"]
+__all__ = ["broker_of", "registered_broker", "scoped_broker"]
 
 
 async def registered_broker(
@@ -28,6 +28,13 @@ async def registered_broker(
     """The broker the order goes to, and the reasons to refuse it (unknown account, another broker)."""
     async with pool.connection() as conn:
         record = await get_account(conn, account)
+    return broker_of(record, settings, account=account, broker=broker)
+
+
+def broker_of(
+    record: AccountRecord | None, settings: Settings, *, account: str, broker: str | None
+) -> tuple[str, list[Reason]]:
+    """``registered_broker`` from the account's registration (``record``, None if it has none) already read."""
     if record is not None:
         registered = record.broker
     elif account in settings.mt5.accounts:

@@ -106,9 +106,13 @@ class PostgresVenueJournal:
         return orders, reports
 
     async def save(self, result: MatchResult) -> None:
-        """Upsert changed orders, insert new reports and refused duplicates, in one transaction (idempotent)."""
+        """Upsert changed orders, insert new reports and refused duplicates, in one transaction (idempotent).
+
+        In pipeline mode: the statements and the commit go out together, one round trip (the venue's lock is held
+        meanwhile, so every submission waits for this).
+        """
         await self._ensure_owner()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             async with conn.cursor() as cur:
                 if result.changed:
                     await cur.executemany(

@@ -8,7 +8,7 @@ anywhere but as its hash.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,7 @@ from core.auth import ApiKeyParts, Principal, Role, Scope, generate_api_key, has
 from core.domain import utcnow
 from store import Conn
 from store.audit import append_audit
+from store.orders import RECORDED_SQL, OrderRecord
 
 __all__ = [
     "AccountRecord",
@@ -24,6 +25,7 @@ __all__ = [
     "create_api_key",
     "find_api_key",
     "get_account",
+    "get_account_and_order",
     "list_accounts",
     "list_api_keys",
     "register_account",
@@ -293,6 +295,22 @@ async def get_account(conn: Conn, account: str) -> AccountRecord | None:
     cur = await conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account = %s", (account,))
     row = await cur.fetchone()
     return None if row is None else AccountRecord.model_validate(row)
+
+
+async def get_account_and_order(
+    conn: Conn, account: str, order_id: str
+) -> tuple[AccountRecord | None, OrderRecord | None]:
+    """An account's registration and an order's ``store.orders.recorded`` row, in one round trip (a pipeline).
+
+    The order route asks both before every submission (is the account registered; is the key's order decided).
+    """
+    async with conn.pipeline():
+        accounts = await conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account = %s", (account,))
+        orders = await conn.execute(RECORDED_SQL, (order_id,))
+    row = await accounts.fetchone()
+    return (None if row is None else AccountRecord.model_validate(row)), cast(
+        OrderRecord | None, await orders.fetchone()
+    )
 
 
 async def list_accounts(conn: Conn) -> list[AccountRecord]:

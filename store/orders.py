@@ -24,6 +24,7 @@ from store.text import jsonb
 
 __all__ = [
     "ORDER_COLUMNS",
+    "RECORDED_SQL",
     "OrderOwner",
     "OrderRecord",
     "OrderRow",
@@ -179,12 +180,13 @@ async def lock_order(conn: Conn, order_id: str) -> OrderOwner | None:
     return cast(OrderOwner | None, await cur.fetchone())
 
 
+#: ``recorded``'s statement (``store.auth.get_account_and_order`` sends it in the same round trip as the account's).
+RECORDED_SQL = "SELECT request_hash, risk_decision, status, client_id, account, broker FROM orders WHERE order_id = %s"
+
+
 async def recorded(conn: Conn, order_id: str) -> OrderRecord | None:
     """An order's owner, decision, status and scope, else None."""
-    cur = await conn.execute(
-        "SELECT request_hash, risk_decision, status, client_id, account, broker FROM orders WHERE order_id = %s",
-        (order_id,),
-    )
+    cur = await conn.execute(RECORDED_SQL, (order_id,))
     return cast(OrderRecord | None, await cur.fetchone())
 
 

@@ -35,7 +35,9 @@ newest patch of the chain (``PATCH_LEAN_HISTORY`` implies ``PATCH_BOOKING_BY_COU
 "Upgrading with orders in flight".
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: the sandbox executes this module afresh for every order, and the
+# workflow definition then evaluated every handler's annotations from strings each time (measured alone, 0.53 ->
+# 0.46 ms per execution of this module; the README's Performance section).
 
 import asyncio
 import re

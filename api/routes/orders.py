@@ -22,10 +22,10 @@ from api.answers import CREATE_ANSWERS, query_state
 from api.answers import json_answer as _json
 from api.answers import rejected as _reject
 from api.audited import audit_after, audit_before
-from api.auth import hidden, requires
+from api.auth import check_order_scope, hidden, requires
 from api.deps import ActorDep, IdempotencyKeyHeader, InstrumentsDep, PoolDep, SettingsDep, TemporalDep
 from api.edge import EdgeRoute
-from api.registry import scoped_broker
+from api.registry import broker_of
 from api.schemas import (
     AmendBody,
     CancelBody,
@@ -57,6 +57,7 @@ from core.domain import (
 from core.metrics import ORDER_LATENCY, ORDERS, ORDERS_REJECTED
 from core.settings import Settings
 from store import Pool, orders
+from store.auth import get_account_and_order
 from store.ledger import FillRow, fills_of
 from store.orders import OrderRecord, OrderView
 from store.timeline import EventRow, events_of
@@ -143,9 +144,15 @@ async def create_order(
     body, tick_problem = body.with_trail_in_ticks(instrument.tick_size if instrument is not None else None)
     problems = body.problems() + ([tick_problem] if tick_problem is not None else [])
     account = body.account or body.client_id
-    broker, account_problems = await scoped_broker(
-        request, principal, pool, settings, client_id=body.client_id, account=account, broker=body.broker
-    )
+    await check_order_scope(request, principal, client_id=body.client_id, account=account, broker=body.broker)
+    key_header = (idempotency_key or "").strip()
+    key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/order/{body.client_order_id}"
+    order_id = derive_order_id(namespaced_key(principal.tenant, key))
+    # The account's registration and the key's order row in one round trip (the row is used below, if valid).
+    async with pool.connection() as conn:
+        account_record, recorded = await get_account_and_order(conn, account, order_id)
+    broker, account_problems = broker_of(account_record, settings, account=account, broker=body.broker)
+    await check_order_scope(request, principal, broker=broker)
     problems.extend(account_problems)
     if broker not in BROKERS:
         problems.append(
@@ -169,9 +176,6 @@ async def create_order(
         ORDERS.labels(broker=broker, outcome="invalid").inc()
         return _reject(422, problems)
 
-    key_header = (idempotency_key or "").strip()
-    key = f"{body.client_id}/key/{key_header}" if key_header else f"{body.client_id}/order/{body.client_order_id}"
-    order_id = derive_order_id(namespaced_key(principal.tenant, key))
     order = body.to_request(
         order_id=order_id,
         idempotency_key=namespaced_key(principal.tenant, key),
@@ -182,7 +186,6 @@ async def create_order(
     )
     # The orders table is the authority on a key once its order is decided: it outlives Temporal's retention,
     # so a repeat (or a conflicting reuse) is answered from the row and never starts a new run.
-    recorded = await _recorded(pool, order_id)
     if recorded is not None and recorded["risk_decision"] is not None:
         return _repeat(recorded, order, key, settings)
     start = order_start(order, settings)

@@ -10,6 +10,7 @@ from store.auth import (
     create_api_key,
     find_api_key,
     get_account,
+    get_account_and_order,
     list_accounts,
     list_api_keys,
     register_account,
@@ -17,7 +18,9 @@ from store.auth import (
     revoke_api_key,
     rotate_api_key,
 )
+from store.orders import recorded
 from tests.harness import unique
+from tests.store.kit import decided
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,3 +62,18 @@ async def test_accounts_are_registered_changed_kept_and_removed(db: Pool) -> Non
     assert (first.broker, kept.broker, changed.broker, changed.description) == ("paper", "paper", "fix", "moved")
     assert name in listed and gone is None
     assert actions == ["ACCOUNT_REGISTERED", "ACCOUNT_CHANGED", "ACCOUNT_REMOVED"]
+
+
+async def test_the_order_route_reads_an_account_and_an_order_row_together(db: Pool) -> None:
+    # The order route's one round trip: the same rows as get_account and orders.recorded, or None for either.
+    name = unique("acct")
+    async with db.connection() as conn:
+        await register_account(conn, account=name, actor="ops", broker="paper")
+        order = await decided(conn, account=name)
+        both = await get_account_and_order(conn, name, order.order_id)
+        alone = (await get_account(conn, name), await recorded(conn, order.order_id))
+        neither = await get_account_and_order(conn, unique("nobody"), unique("EX"))
+        account_only = await get_account_and_order(conn, name, unique("EX"))
+    assert both == alone and both[0] is not None and both[1] is not None
+    assert both[0].broker == "paper" and both[1]["request_hash"] == order.request_hash
+    assert neither == (None, None) and account_only == (alone[0], None)
