@@ -201,6 +201,10 @@ class RestPair(VenuePair[B]):
     quotes: QuoteSink | None = None
     instruments: InstrumentCatalog | None = None
 
+    def calm(self) -> None:
+        """Put the venue back to what each contract test starts from: no pending faults, no latency, no limit."""
+        raise NotImplementedError
+
     def new_broker(self, **overrides: Any) -> B:
         return self.broker_class(
             self._settings(overrides),

@@ -164,6 +164,12 @@ class AlpacaPair(RestPair[AlpacaBroker]):
     def venue(self) -> AlpacaVenue:
         return self.server.venue  # type: ignore[no-any-return]
 
+    def calm(self) -> None:
+        self.venue.faults.pending.clear()
+        self.venue.faults.latency = 0
+        self.venue.rate_limit.per_minute = 0
+        self.venue.rate_limit.window = 60.0
+
 
 @contextlib.asynccontextmanager
 async def running_pair(

@@ -206,6 +206,11 @@ class KrakenPair(RestPair[KrakenBroker]):
     def venue(self) -> KrakenVenue:
         return self.server.venue  # type: ignore[no-any-return]
 
+    def calm(self) -> None:
+        self.venue.faults.pending.clear()
+        self.venue.faults.latency = 0
+        self.venue.throttle(0, 1.0)
+
 
 @contextlib.asynccontextmanager
 async def running_pair(

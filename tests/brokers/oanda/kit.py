@@ -236,6 +236,12 @@ class OandaPair(RestPair[OandaBroker]):
     def venue(self) -> OandaVenue:
         return self.server.venue  # type: ignore[no-any-return]
 
+    def calm(self) -> None:
+        self.venue.faults.pending.clear()
+        self.venue.faults.latency = 0
+        self.venue.rate_limit.limit = 0
+        self.venue.rate_limit.window = 1.0
+
 
 @contextlib.asynccontextmanager
 async def running_pair(
