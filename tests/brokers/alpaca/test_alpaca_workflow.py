@@ -5,13 +5,10 @@ ledger, the adapter's records and the quotes risk prices with (source "alpaca").
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
@@ -22,53 +19,25 @@ from brokers.sessions import SessionRecorder
 from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, eventually
+from tests.brokers.stackkit import BrokerStack, running_stack
+from tests.brokers.venuekit import sim_venue
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, make_order, unique
+from tests.harness import make_order, unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class AlpacaStack:
-    stack: Stack
-    server: VenueServer
+class AlpacaStack(BrokerStack[AlpacaVenue, AlpacaBroker]):
+    name = "alpaca"
+    broker_class = AlpacaBroker
+    id_prefix = "ap"
+    order = {"symbol": "AAPL", "side": "BUY", "qty": 10}
+
     checker: SpecChecker
-
-    @property
-    def venue(self) -> AlpacaVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> AlpacaBroker:
-        broker = self.stack.brokers["alpaca"]
-        assert isinstance(broker, AlpacaBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("ap"), "symbol": "AAPL", "side": "BUY", "qty": 10}
-        body.update(terms, broker="alpaca")
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +47,7 @@ async def alpaca_stack(
     pool: AsyncConnectionPool,
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[AlpacaStack]:
-    sim = SimVenue(
-        instruments,
-        name="alpacavenue",
-        tick_interval=0,
-        journal=PostgresVenueJournal(pool, database_url, venue=f"alpaca-venue-{uuid.uuid4().hex[:6]}"),
-    )
+    sim = sim_venue(instruments, "alpaca", pool=pool, journal_url=database_url)
     server = VenueServer(AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET))
     await server.start()
     settings = make_settings(
@@ -102,20 +66,24 @@ async def alpaca_stack(
         instruments=instruments,
         http_hooks=checker.hooks(),
     )
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {"alpaca": broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            assert broker.quote_poller is not None
-            await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
-            await quotes.flush()
-            yield AlpacaStack(stack, server, checker)
-            await stack.brokers["alpaca"].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
-    assert not checker.problems, checker.problems
+
+    async def ready() -> None:
+        assert broker.quote_poller is not None
+        await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
+
+    async with running_stack(
+        temporal_env,
+        settings,
+        pool,
+        instruments,
+        "alpaca",
+        broker,
+        server=server,
+        quotes=quotes,
+        ready=ready,
+        checker=checker,
+    ) as stack:
+        yield AlpacaStack(stack, server, checker)
 
 
 @pytest.fixture(autouse=True)

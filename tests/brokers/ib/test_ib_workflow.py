@@ -4,13 +4,10 @@ Postgres for the ledger, the adapter's records and the quotes risk prices with (
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
@@ -23,48 +20,21 @@ from devstack.venues.ib.wire import IN
 from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.ib.kit import eventually, ib_settings
+from tests.brokers.stackkit import BrokerStack, running_stack
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, unique
+from tests.harness import unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class IBStack:
-    stack: Stack
-    server: IBVenueServer
-
-    @property
-    def venue(self) -> IBVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> IBBroker:
-        broker = self.stack.brokers["ib"]
-        assert isinstance(broker, IBBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price, fee FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("ib"), "symbol": "AAPL", "side": "BUY", "qty": 10}
-        body.update(terms, broker="ib")
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
+class IBStack(BrokerStack[IBVenue, IBBroker]):
+    name = "ib"
+    broker_class = IBBroker
+    id_prefix = "ib"
+    order = {"symbol": "AAPL", "side": "BUY", "qty": 10}
+    fill_columns = "exec_id, qty, price, fee"
 
     async def reconnected(self, before: int) -> None:
         await eventually(lambda: self.broker.connections > before and self.broker.caught_up.is_set(), timeout=20)
@@ -84,19 +54,15 @@ async def ib_stack(
     )
     quotes = QuoteWriter.from_settings(pool, settings.market_data)
     broker = IBBroker.from_settings(settings, pool=pool, name="ib", instruments=instruments, quotes=quotes)
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {"ib": broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            assert broker.quote_poller is not None
-            await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
-            await quotes.flush()
-            yield IBStack(stack, server)
-            await stack.brokers["ib"].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
+
+    async def ready() -> None:
+        assert broker.quote_poller is not None
+        await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
+
+    async with running_stack(
+        temporal_env, settings, pool, instruments, "ib", broker, server=server, quotes=quotes, ready=ready
+    ) as stack:
+        yield IBStack(stack, server)
 
 
 @pytest.fixture(autouse=True)

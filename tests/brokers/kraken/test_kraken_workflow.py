@@ -5,13 +5,10 @@ adapter's records and the quotes risk prices with (source "kraken")."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
@@ -21,54 +18,24 @@ from brokers.kraken.store import KrakenStore
 from brokers.sessions import SessionRecorder
 from core.instruments import InstrumentCatalog
 from devstack.venues.kraken.venue import KrakenVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.kraken.kit import KEY, SECRET, SpecChecker, eventually, kraken_settings
+from tests.brokers.stackkit import BrokerStack, running_stack
+from tests.brokers.venuekit import sim_venue
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class KrakenStack:
-    stack: Stack
-    server: VenueServer
+class KrakenStack(BrokerStack[KrakenVenue, KrakenBroker]):
+    name = "kraken"
+    broker_class = KrakenBroker
+    id_prefix = "kr"
+    order = {"symbol": "BTC-USD", "side": "BUY", "qty": "0.01", "timeInForce": "GTC"}
+
     checker: SpecChecker
-
-    @property
-    def venue(self) -> KrakenVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> KrakenBroker:
-        broker = self.stack.brokers["kraken"]
-        assert isinstance(broker, KrakenBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("kr"), "symbol": "BTC-USD", "side": "BUY"}
-        body.update({"qty": "0.01", "timeInForce": "GTC"}, **terms)
-        body["broker"] = "kraken"
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +45,7 @@ async def kraken_stack(
     pool: AsyncConnectionPool,
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[KrakenStack]:
-    sim = SimVenue(
-        instruments,
-        name="krakenvenue",
-        tick_interval=0,
-        journal=PostgresVenueJournal(pool, database_url, venue=f"kraken-venue-{uuid.uuid4().hex[:6]}"),
-    )
+    sim = sim_venue(instruments, "kraken", pool=pool, journal_url=database_url)
     server = VenueServer(KrakenVenue(sim, list(instruments), api_key=KEY, api_secret=SECRET))
     await server.start()
     settings = make_settings(
@@ -100,20 +62,24 @@ async def kraken_stack(
         instruments=instruments,
         http_hooks=checker.hooks(),
     )
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {"kraken": broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            await eventually(lambda: server.venue.requests.get("Ticker", 0) > 0)
-            await asyncio.sleep(0.5)
-            await quotes.flush()
-            yield KrakenStack(stack, server, checker)
-            await stack.brokers["kraken"].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
-    assert not checker.problems, checker.problems
+
+    async def ready() -> None:
+        await eventually(lambda: server.venue.requests.get("Ticker", 0) > 0)
+        await asyncio.sleep(0.5)
+
+    async with running_stack(
+        temporal_env,
+        settings,
+        pool,
+        instruments,
+        "kraken",
+        broker,
+        server=server,
+        quotes=quotes,
+        ready=ready,
+        checker=checker,
+    ) as stack:
+        yield KrakenStack(stack, server, checker)
 
 
 @pytest.fixture(autouse=True)

@@ -5,13 +5,10 @@ stream), Postgres for the ledger, the adapter's records and the quotes risk pric
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
@@ -22,53 +19,25 @@ from brokers.sessions import SessionRecorder, session_check_for
 from core.domain import CancelRequest, OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oanda_settings
+from tests.brokers.stackkit import BrokerStack, running_stack
+from tests.brokers.venuekit import sim_venue
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, make_order, unique
+from tests.harness import make_order, unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class OandaStack:
-    stack: Stack
-    server: VenueServer
+class OandaStack(BrokerStack[OandaVenue, OandaBroker]):
+    name = "oanda"
+    broker_class = OandaBroker
+    id_prefix = "oa"
+    order = {"symbol": "EURUSD", "side": "BUY", "qty": 10000}
+
     checker: SpecChecker
-
-    @property
-    def venue(self) -> OandaVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> OandaBroker:
-        broker = self.stack.brokers["oanda"]
-        assert isinstance(broker, OandaBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("oa"), "symbol": "EURUSD", "side": "BUY"}
-        body.update({"qty": 10000}, **terms, broker="oanda")
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
 
     def posts(self) -> int:
         return self.venue.requests.get(f"POST /v3/accounts/{ACCOUNT}/orders", 0)
@@ -81,12 +50,7 @@ async def oanda_stack(
     pool: AsyncConnectionPool,
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[OandaStack]:
-    sim = SimVenue(
-        instruments,
-        name="oandavenue",
-        tick_interval=0,
-        journal=PostgresVenueJournal(pool, database_url, venue=f"oanda-venue-{uuid.uuid4().hex[:6]}"),
-    )
+    sim = sim_venue(instruments, "oanda", pool=pool, journal_url=database_url)
     server = VenueServer(OandaVenue(sim, list(instruments), token=TOKEN, account_id=ACCOUNT, heartbeat_seconds=0.5))
     await server.start()
     settings = make_settings(
@@ -107,20 +71,24 @@ async def oanda_stack(
         instruments=instruments,
         http_hooks=checker.hooks(),
     )
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {name: broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            assert broker.price_poller is not None
-            await eventually(lambda: broker.price_poller is not None and broker.price_poller.published > 0)
-            await quotes.flush()
-            yield OandaStack(stack, server, checker)
-            await stack.brokers[name].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
-    assert not checker.problems, checker.problems
+
+    async def ready() -> None:
+        assert broker.price_poller is not None
+        await eventually(lambda: broker.price_poller is not None and broker.price_poller.published > 0)
+
+    async with running_stack(
+        temporal_env,
+        settings,
+        pool,
+        instruments,
+        name,
+        broker,
+        server=server,
+        quotes=quotes,
+        ready=ready,
+        checker=checker,
+    ) as stack:
+        yield OandaStack(stack, server, checker)
 
 
 async def _forget(pool: AsyncConnectionPool, name: str) -> None:

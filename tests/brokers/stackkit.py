@@ -1,0 +1,120 @@
+"""What the brokers' end-to-end tests share (``tests/brokers/<broker>/test_<broker>_workflow.py``): orders through
+the REST API, order workflows on a real Temporal server, one broker's adapter against its local venue.
+
+Each test module's stack is a :class:`BrokerStack` (the broker's name, venue and adapter classes, the terms of a
+default order), started in its module-scoped fixture with :func:`running_stack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+from temporalio.testing import WorkflowEnvironment
+
+from brokers.base import Broker
+from core.instruments import InstrumentCatalog
+from core.settings import Settings
+from store.quotes import QuoteWriter
+from tests.harness import Stack, unique
+
+__all__ = ["BrokerStack", "running_stack"]
+
+V = TypeVar("V")
+B = TypeVar("B", bound=Broker)
+
+
+@dataclass
+class BrokerStack(Generic[V, B]):
+    """A stack (API, worker, Temporal, Postgres) with one broker, ``name``, over the local venue ``server`` serves."""
+
+    #: The broker's name in the stack (what an order's ``broker`` says).
+    name: ClassVar[str]
+    #: The adapter's class.
+    broker_class: ClassVar[type[Broker]]
+    #: ``clientOrderId`` prefix and the terms of :meth:`post`'s order where the test says nothing else.
+    id_prefix: ClassVar[str]
+    order: ClassVar[dict[str, Any]]
+    #: The columns of :meth:`fills`.
+    fill_columns: ClassVar[str] = "exec_id, qty, price"
+
+    stack: Stack
+    server: Any
+
+    @property
+    def venue(self) -> V:
+        return self.server.venue  # type: ignore[no-any-return]
+
+    @property
+    def broker(self) -> B:
+        broker = self.stack.brokers[self.name]
+        assert isinstance(broker, self.broker_class)
+        return broker  # type: ignore[return-value]
+
+    async def fills(self, order_id: str) -> list[dict[str, Any]]:
+        return await self.stack.fetch(
+            f"SELECT {self.fill_columns} FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
+        )
+
+    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
+        """POST a BUY order of a new desk to the broker (``order`` and ``terms``); its id (accepted, asserted)."""
+        body = {"clientId": unique("desk"), "clientOrderId": unique(self.id_prefix), **self.order, **terms}
+        body["broker"] = self.name
+        r = await http.post("/api/v1/orders", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "accepted", r.text
+        return str(r.json()["internalOrderId"])
+
+    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                r = await http.get(f"/api/v1/orders/{order_id}")
+                if r.status_code == 200 and r.json()["status"] == status:
+                    return dict(r.json())
+                await asyncio.sleep(0.1)
+
+
+class _Server(Protocol):
+    async def stop(self) -> None: ...
+
+
+class _Checker(Protocol):
+    problems: list[str]
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    instruments: InstrumentCatalog,
+    name: str,
+    broker: Any,
+    *,
+    server: _Server,
+    quotes: QuoteWriter,
+    ready: Callable[[], Awaitable[Any]],
+    checker: _Checker | None = None,
+) -> AsyncIterator[Stack]:
+    """A stack whose one broker ``name`` is ``broker`` (against the started ``server``), once the adapter has caught
+    up and is ``ready`` (its first quotes published, flushed: risk prices with them); then the adapter is closed, the
+    server stopped, and every answer ``checker`` saw must have matched the broker's document."""
+    try:
+        async with Stack.running(
+            temporal_env.client, settings, pool, instruments, {name: broker}, quotes=quotes
+        ) as stack:
+            await asyncio.wait_for(broker.caught_up.wait(), 15)
+            await ready()
+            await quotes.flush()
+            yield stack
+            await stack.brokers[name].close()
+    finally:
+        await server.stop()
+        await quotes.aclose()
+    if checker is not None:
+        assert not checker.problems, checker.problems
