@@ -114,6 +114,8 @@ class _ContractOrders:
     """How the contract's cases build their orders (for the account ``contract_account`` names) and cancels."""
 
     account = "contract"
+    #: The type of an order whose case names none.
+    default_type = OrderType.MARKET
 
     @pytest.fixture(autouse=True)
     def _contract_account(self, contract_account: str) -> None:
@@ -124,13 +126,17 @@ class _ContractOrders:
         inst: Instrument,
         *,
         qty: Decimal,
-        type: OrderType = OrderType.MARKET,
+        type: OrderType | None = None,
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         side: OrderSide = OrderSide.BUY,
         tif: TimeInForce = TimeInForce.GTC,
         cid: str | None = None,
     ) -> SubmitOrder:
+        """A BUY of ``default_type``; a limit price the case names none of rests 10% under the market."""
+        type = type or self.default_type
+        if type.needs_price and price is None:
+            price = inst.round_price(inst.initial_price * Decimal("0.9"))
         return SubmitOrder(
             cl_ord_id=cid or _cid(),
             account=self.account,
@@ -457,22 +463,7 @@ class ResilienceContract(_ContractOrders):
     decides. Each case runs where the adapter's capabilities and the faults its counterpart offers allow it.
     """
 
-    def _order(
-        self,
-        inst: Instrument,
-        *,
-        qty: Decimal,
-        type: OrderType = OrderType.LIMIT,
-        price: Decimal | None = None,
-        stop_price: Decimal | None = None,
-        side: OrderSide = OrderSide.BUY,
-        tif: TimeInForce = TimeInForce.GTC,
-        cid: str | None = None,
-    ) -> SubmitOrder:
-        """A resting BUY limit (priced 10% under the market) unless told otherwise."""
-        if type.needs_price and price is None:
-            price = inst.round_price(inst.initial_price * Decimal("0.9"))
-        return super()._order(inst, qty=qty, type=type, price=price, stop_price=stop_price, side=side, tif=tif, cid=cid)
+    default_type = OrderType.LIMIT  # resting, 10% under the market
 
     @staticmethod
     def _replace(broker: Broker, order: SubmitOrder, qty: Decimal, price: Decimal) -> ReplaceOrder:
