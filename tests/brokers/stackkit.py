@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx
@@ -77,6 +78,25 @@ class BrokerStack(Generic[V, B]):
                 if r.status_code == 200 and r.json()["status"] == status:
                     return dict(r.json())
                 await asyncio.sleep(0.1)
+
+    async def cancel(self, http: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
+        """A desk's cancel (202 asserted), waited for until the order is CANCELED; the order then."""
+        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
+        assert r.status_code == 202, r.text
+        return await self.wait(http, order_id, "CANCELED")
+
+    async def amend(self, http: httpx.AsyncClient, order_id: str, qty: Any, price: str) -> None:
+        """A desk's amend of the quantity and price (200, amended to ``qty``, asserted)."""
+        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": qty, "price": price})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "amended" and Decimal(r.json()["qty"]) == Decimal(qty), r.text
+
+    async def unavailable(self, http: httpx.AsyncClient, qty: Any) -> bool:
+        """Whether a new order of ``qty`` is refused BROKER_UNAVAILABLE (the session's state reached the risk
+        check: new orders wait for it)."""
+        body = {"clientId": unique("desk"), "clientOrderId": unique(self.id_prefix), "symbol": self.order["symbol"]}
+        r = await http.post("/api/v1/orders", json={**body, "side": "BUY", "qty": qty, "broker": self.name})
+        return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
 
 
 class _Server(Protocol):

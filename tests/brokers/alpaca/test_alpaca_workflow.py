@@ -24,7 +24,7 @@ from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, 
 from tests.brokers.stackkit import BrokerStack, running_stack
 from tests.brokers.venuekit import sim_venue
 from tests.conftest import make_settings, temporal_address
-from tests.harness import make_order, unique
+from tests.harness import make_order
 from workflows.order import OrderWorkflow
 
 D = Decimal
@@ -122,9 +122,7 @@ async def test_cancel_over_alpaca(alpaca_stack: AlpacaStack) -> None:
     async with s.stack.api() as http:
         order_id = await s.post(http, type="LIMIT", price="180.00", timeInForce="DAY")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        order = await s.wait(http, order_id, "CANCELED")
+        order = await s.cancel(http, order_id)
     assert order["filledQty"] in ("0", "0.0") or D(order["filledQty"]) == 0
     status = await s.broker.get_order_status(order_id)
     assert status is not None and status.status.value == "CANCELED"
@@ -136,9 +134,7 @@ async def test_replace_over_alpaca_then_fill_on_the_new_terms(alpaca_stack: Alpa
     async with s.stack.api() as http:
         order_id = await s.post(http, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": 20, "price": "185.00"})
-        assert r.status_code == 200, r.text
-        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == 20, r.text
+        await s.amend(http, order_id, 20, "185.00")
         alpaca = await s.broker._current(f"{order_id}.1")
         assert alpaca is not None and alpaca.qty == D(20) and alpaca.limit_price == D("185.00") and alpaca.replaces
         await s.venue.set_mid("AAPL", D("184.00"))
@@ -164,9 +160,7 @@ async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(alpaca
             assert await s.fills(order_id) == []  # nothing arrived
 
         async def refused() -> bool:  # the stream's state reached the risk check: new orders wait for it
-            body = {"clientId": unique("desk"), "clientOrderId": unique("ap"), "symbol": "AAPL", "side": "BUY"}
-            r = await http.post("/api/v1/orders", json={**body, "qty": 1, "broker": "alpaca"})
-            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+            return await s.unavailable(http, 1)
 
         await eventually(refused, timeout=10, interval=0.3)
         s.venue.faults.refuse_streams = False

@@ -22,7 +22,6 @@ from store.quotes import QuoteWriter
 from tests.brokers.ib.kit import eventually, ib_settings
 from tests.brokers.stackkit import BrokerStack, running_stack
 from tests.conftest import make_settings, temporal_address
-from tests.harness import unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
@@ -96,9 +95,7 @@ async def test_cancel_over_ib(ib_stack: IBStack) -> None:
     async with s.stack.api() as http:
         order_id = await s.post(http, type="LIMIT", price="180.00", timeInForce="DAY")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        await s.wait(http, order_id, "CANCELED")
+        await s.cancel(http, order_id)
     status = await s.broker.get_order_status(order_id)
     assert status is not None and status.status.value == "CANCELED"
 
@@ -110,9 +107,7 @@ async def test_modify_over_ib_then_fill_on_the_new_terms(ib_stack: IBStack) -> N
         order_id = await s.post(http, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
         await s.wait(http, order_id, "ACCEPTED")
         placed = s.venue.served.get(IN.PLACE_ORDER, 0)
-        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": 20, "price": "185.00"})
-        assert r.status_code == 200, r.text
-        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == 20, r.text
+        await s.amend(http, order_id, 20, "185.00")
         [venue_order] = [o for o in s.venue.orders.values() if o.order_ref.startswith(order_id)]
         assert venue_order.order_ref == f"{order_id}.1" and venue_order.qty == 20 and venue_order.lmt == D("185")
         assert s.venue.served[IN.PLACE_ORDER] == placed + 1  # one placeOrder under the same id: a modify
@@ -139,9 +134,7 @@ async def test_disconnect_while_orders_fill_then_the_reconnect_books_every_fill_
             assert await s.fills(order_id) == []
 
         async def refused() -> bool:  # the session's state reached the risk check: new orders wait for it
-            body = {"clientId": unique("desk"), "clientOrderId": unique("ib"), "symbol": "AAPL", "side": "BUY"}
-            r = await http.post("/api/v1/orders", json={**body, "qty": 1, "broker": "ib"})
-            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+            return await s.unavailable(http, 1)
 
         await eventually(refused, timeout=15, interval=0.3)
         s.venue.accepting = True

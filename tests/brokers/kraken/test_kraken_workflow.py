@@ -111,9 +111,7 @@ async def test_cancel_over_kraken(kraken_stack: KrakenStack) -> None:
     async with s.stack.api() as http:
         order_id = await s.post(http, type="LIMIT", price="60000.00")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        await s.wait(http, order_id, "CANCELED")
+        await s.cancel(http, order_id)
     status = await s.broker.get_order_status(order_id)
     assert status is not None and status.status.value == "CANCELED"
 
@@ -124,9 +122,7 @@ async def test_amend_over_kraken_then_fill_on_the_new_terms(kraken_stack: Kraken
     async with s.stack.api() as http:
         order_id = await s.post(http, qty="0.01", type="LIMIT", price="60000.00")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": "0.02", "price": "64000.00"})
-        assert r.status_code == 200, r.text
-        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == D("0.02"), r.text
+        await s.amend(http, order_id, "0.02", "64000.00")
         await s.venue.set_mid("BTC-USD", D("63900.00"))
         order = await s.wait(http, order_id, "FILLED")
     assert D(order["filledQty"]) == D("0.02")

@@ -24,7 +24,7 @@ from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oan
 from tests.brokers.stackkit import BrokerStack, running_stack
 from tests.brokers.venuekit import sim_venue
 from tests.conftest import make_settings, temporal_address
-from tests.harness import make_order, unique
+from tests.harness import make_order
 from workflows.order import OrderWorkflow
 
 D = Decimal
@@ -179,11 +179,8 @@ async def test_cancel_and_replace_over_oanda(oanda_stack: OandaStack) -> None:
         amended = await s.post(http, type="LIMIT", price="1.05000", timeInForce="GTC")
         await s.wait(http, canceled, "ACCEPTED")
         await s.wait(http, amended, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{canceled}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        await s.wait(http, canceled, "CANCELED")
-        r = await http.patch(f"/api/v1/orders/{amended}", json={"qty": 20000, "price": "1.06000"})
-        assert r.status_code == 200, r.text
+        await s.cancel(http, canceled)
+        await s.amend(http, amended, 20000, "1.06000")
         view, _ = await s.broker._current(f"{amended}.1")
         assert view is not None and view.qty == 20000 and view.price == D("1.06000") and view.replaces
         await s.venue.set_mid("EURUSD", D("1.05900"))
@@ -220,9 +217,7 @@ async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(oanda_
         await s.venue.step()  # and the last 500,000 of each
 
         async def refused() -> bool:  # the stream's state reached the risk check: new orders wait for it
-            body = {"clientId": unique("desk"), "clientOrderId": unique("oa"), "symbol": "EURUSD", "side": "BUY"}
-            r = await http.post("/api/v1/orders", json={**body, "qty": 1000, "broker": "oanda"})
-            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+            return await s.unavailable(http, 1000)
 
         await eventually(refused, timeout=10, interval=0.3)
         s.venue.faults.refuse_streams = False
