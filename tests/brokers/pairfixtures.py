@@ -1,14 +1,15 @@
 """The contract's fixtures for a REST broker's tests (Alpaca, OANDA, Kraken), over one pair per test module.
 
-The broker's ``conftest.py`` imports these and provides ``venue_pair`` (a :class:`~tests.brokers.venuekit.RestPair`
-started with its records in ``venue_storage``, its sink a :class:`~tests.brokers.venuekit.Forwarder`),
-``contract_symbol`` and ``faults``. Each test gets the pair's adapter reporting to its own ``reports``, the venue
-calmed (:meth:`~tests.brokers.venuekit.RestPair.calm`) and its records up.
+The broker's ``conftest.py`` imports these, makes its ``venue_pair`` with :func:`venue_pair_fixture` over its kit's
+``running_pair`` (a :class:`~tests.brokers.venuekit.RestPair`), and provides ``contract_symbol`` and ``faults``.
+Each test gets the pair's adapter reporting to its own ``reports``, the venue calmed
+(:meth:`~tests.brokers.venuekit.RestPair.calm`) and its records up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from tests.brokers.contract import ReportCollector
 from tests.brokers.storage import FailingPool
 from tests.brokers.venuekit import Forwarder, RestPair
 
-__all__ = ["broker", "contract_instrument", "market", "storage", "venue_storage"]
+__all__ = ["broker", "contract_instrument", "market", "storage", "venue_pair_fixture", "venue_storage"]
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,19 @@ def contract_instrument(instruments: InstrumentCatalog, contract_symbol: str) ->
     inst = instruments.get(contract_symbol)
     assert inst is not None
     return inst
+
+
+def venue_pair_fixture(running_pair: Callable[..., contextlib.AbstractAsyncContextManager[Any]]) -> Any:
+    """The ``venue_pair`` fixture of a kit's ``running_pair``: one local venue (journaled in Postgres) and one adapter
+    per test module (each test its own sink), the adapter's records in ``venue_storage``."""
+
+    @pytest.fixture(scope="module")
+    async def venue_pair(
+        pool: AsyncConnectionPool, instruments: InstrumentCatalog, database_url: str, venue_storage: FailingPool
+    ) -> AsyncIterator[Any]:
+        async with running_pair(
+            pool, instruments, sink=Forwarder(), journal_url=database_url, store_pool=venue_storage
+        ) as pair:
+            yield pair
+
+    return venue_pair

@@ -252,7 +252,11 @@ class RestPair(VenuePair[B]):
 class PairFaults(Generic[P]):
     """What the contract's ``FaultControl`` over a pair's local venue shares (every fault offered): a lost answer,
     a stall past the adapter's timeout and a 503 before anything are each ``_add``-ed as the venue's fault
-    ``drop_after``, ``stall_after`` or ``error_before`` on the operation; a restart restarts the pair's adapter."""
+    ``drop_after``, ``stall_after`` or ``error_before`` on the operation's request (``ops``: its method and path);
+    a restart restarts the pair's adapter."""
+
+    #: The contract's operations (submit, cancel, replace, status): the method and path of the venue's request.
+    ops: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, pair: P) -> None:
         self.pair = pair
@@ -261,7 +265,8 @@ class PairFaults(Generic[P]):
         return True
 
     def _add(self, kind: str, op: str, times: int = 1, **kw: object) -> None:
-        raise NotImplementedError
+        method, path = self.ops[op]
+        self.pair.venue.faults.add(kind, method=method, path=path, times=times, **kw)
 
     def lose_answer(self, op: str) -> None:
         self._add("drop_after", op)

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import BrokerSpec
 from brokers.kraken import SPEC
-from core.instruments import InstrumentCatalog
-from tests.brokers.kraken.kit import Forwarder, KrakenPair, running_pair
-from tests.brokers.pairfixtures import broker, contract_instrument, market, storage, venue_storage  # noqa: F401 (fixtures)
-from tests.brokers.storage import FailingPool
+from tests.brokers.kraken.kit import KrakenPair, running_pair
+from tests.brokers.pairfixtures import (  # noqa: F401 (fixtures)
+    broker,
+    contract_instrument,
+    market,
+    storage,
+    venue_pair_fixture,
+    venue_storage,
+)
 from tests.brokers.venuekit import PairFaults
 
 
@@ -19,22 +21,7 @@ def spec() -> BrokerSpec:
     return SPEC
 
 
-@pytest.fixture(scope="module")
-async def venue_pair(
-    pool: AsyncConnectionPool,
-    instruments: InstrumentCatalog,
-    database_url: str,
-    venue_storage: FailingPool,  # noqa: F811 (the fixture)
-) -> AsyncIterator[KrakenPair]:
-    """One local Kraken venue (journaled in Postgres) and one adapter per test module (each test its own sink)."""
-    async with running_pair(
-        pool,
-        instruments,
-        sink=Forwarder(),
-        journal_url=database_url,
-        store_pool=venue_storage,  # type: ignore[arg-type]
-    ) as pair:
-        yield pair
+venue_pair = venue_pair_fixture(running_pair)
 
 
 @pytest.fixture

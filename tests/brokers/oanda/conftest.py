@@ -1,16 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import BrokerSpec
 from brokers.oanda import SPEC
-from core.instruments import InstrumentCatalog
-from tests.brokers.oanda.kit import Forwarder, OandaPair, running_pair
-from tests.brokers.pairfixtures import broker, contract_instrument, market, storage, venue_storage  # noqa: F401 (fixtures)
-from tests.brokers.storage import FailingPool
+from tests.brokers.oanda.kit import OandaPair, running_pair
+from tests.brokers.pairfixtures import (  # noqa: F401 (fixtures)
+    broker,
+    contract_instrument,
+    market,
+    storage,
+    venue_pair_fixture,
+    venue_storage,
+)
 from tests.brokers.venuekit import PairFaults
 
 
@@ -19,22 +21,7 @@ def spec() -> BrokerSpec:
     return SPEC
 
 
-@pytest.fixture(scope="module")
-async def venue_pair(
-    pool: AsyncConnectionPool,
-    instruments: InstrumentCatalog,
-    database_url: str,
-    venue_storage: FailingPool,  # noqa: F811 (the fixture)
-) -> AsyncIterator[OandaPair]:
-    """One local OANDA venue (journaled in Postgres) and one adapter per test module (each test its own sink)."""
-    async with running_pair(
-        pool,
-        instruments,
-        sink=Forwarder(),
-        journal_url=database_url,
-        store_pool=venue_storage,  # type: ignore[arg-type]
-    ) as pair:
-        yield pair
+venue_pair = venue_pair_fixture(running_pair)
 
 
 @pytest.fixture
@@ -54,9 +41,7 @@ _OPS = {
 class OandaFaults(PairFaults[OandaPair]):
     """``FaultControl`` over the local OANDA venue: it injects every fault the contract knows."""
 
-    def _add(self, kind: str, op: str, times: int = 1, **kw: object) -> None:
-        method, path = _OPS[op]
-        self.pair.venue.faults.add(kind, method=method, path=path, times=times, **kw)  # type: ignore[arg-type]
+    ops = _OPS
 
     def throttle(self, requests: int, per_seconds: float) -> None:
         self.pair.venue.rate_limit.limit = requests
