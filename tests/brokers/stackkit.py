@@ -2,7 +2,8 @@
 the REST API, order workflows on a real Temporal server, one broker's adapter against its local venue.
 
 Each test module's stack is a :class:`BrokerStack` (the broker's name, venue and adapter classes, the terms of a
-default order), started in its module-scoped fixture with :func:`running_stack`.
+default order), started in its module-scoped fixture with :func:`running_stack`, or, for a REST broker (Alpaca,
+OANDA, Kraken), with :func:`running_rest_stack`, which also builds its adapter as the worker does.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from brokers.base import Broker
+from brokers.sessions import SessionRecorder
 from core.instruments import InstrumentCatalog
 from core.settings import Settings
 from store.quotes import QuoteWriter
+from tests.conftest import make_settings, temporal_address
 from tests.harness import Stack, unique
 
-__all__ = ["BrokerStack", "running_stack"]
+__all__ = ["BrokerStack", "running_rest_stack", "running_stack"]
 
 V = TypeVar("V")
 B = TypeVar("B", bound=Broker)
+S = TypeVar("S", bound="BrokerStack[Any, Any]")
 
 
 @dataclass
@@ -43,6 +47,8 @@ class BrokerStack(Generic[V, B]):
     order: ClassVar[dict[str, Any]]
     #: The columns of :meth:`fills`.
     fill_columns: ClassVar[str] = "exec_id, qty, price"
+    #: A REST broker's records (:func:`running_rest_stack`).
+    store_class: ClassVar[type[Any]]
 
     stack: Stack
     server: Any
@@ -107,6 +113,10 @@ class _Checker(Protocol):
     problems: list[str]
 
 
+class _HttpChecker(_Checker, Protocol):
+    def hooks(self) -> dict[str, list[Any]]: ...
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     temporal_env: WorkflowEnvironment,
@@ -138,3 +148,48 @@ async def running_stack(
         await quotes.aclose()
     if checker is not None:
         assert not checker.problems, checker.problems
+
+
+@contextlib.asynccontextmanager
+async def running_rest_stack(
+    cls: type[S],
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    pool: AsyncConnectionPool,
+    instruments: InstrumentCatalog,
+    *,
+    server: Any,
+    settings: Callable[[str], Any],
+    checker: _HttpChecker,
+    ready: Callable[[Any], Awaitable[Any]],
+) -> AsyncIterator[S]:
+    """Start ``server`` (the broker's local venue) and a stack (:func:`running_stack`) whose one broker is an adapter
+    of ``cls.broker_class`` with ``settings(server.base_url)``, its records a ``cls.store_class``, its sessions
+    recorded, its quotes the stack's, every answer it gets checked by ``checker``; ``ready(adapter)`` says when its
+    first quotes are out."""
+    name = cls.name
+    await server.start()
+    app = make_settings(database_url, temporal_address(temporal_env), **{name: settings(server.base_url)})
+    quotes = QuoteWriter.from_settings(pool, app.market_data)
+    broker = cls.broker_class(
+        getattr(app, name),
+        store=cls.store_class(pool, broker=name),
+        name=name,
+        recorder=SessionRecorder(pool, broker=name, session=server.base_url),
+        quotes=quotes,
+        instruments=instruments,
+        http_hooks=checker.hooks(),
+    )
+    async with running_stack(
+        temporal_env,
+        app,
+        pool,
+        instruments,
+        name,
+        broker,
+        server=server,
+        quotes=quotes,
+        ready=lambda: ready(broker),
+        checker=checker,
+    ) as stack:
+        yield cls(stack, server, checker)  # type: ignore[call-arg]

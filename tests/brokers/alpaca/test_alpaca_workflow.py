@@ -15,15 +15,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from brokers.alpaca.execution import AlpacaBroker
 from brokers.alpaca.store import AlpacaStore
-from brokers.sessions import SessionRecorder
 from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
-from store.quotes import QuoteWriter
 from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, eventually
-from tests.brokers.stackkit import BrokerStack, running_stack
+from tests.brokers.stackkit import BrokerStack, running_rest_stack
 from tests.brokers.venuekit import sim_venue
-from tests.conftest import make_settings, temporal_address
 from tests.harness import make_order
 from workflows.order import OrderWorkflow
 
@@ -34,6 +31,7 @@ D = Decimal
 class AlpacaStack(BrokerStack[AlpacaVenue, AlpacaBroker]):
     name = "alpaca"
     broker_class = AlpacaBroker
+    store_class = AlpacaStore
     id_prefix = "ap"
     order = {"symbol": "AAPL", "side": "BUY", "qty": 10}
 
@@ -48,42 +46,23 @@ async def alpaca_stack(
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[AlpacaStack]:
     sim = sim_venue(instruments, "alpaca", pool=pool, journal_url=database_url)
-    server = VenueServer(AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET))
-    await server.start()
-    settings = make_settings(
-        database_url,
-        temporal_address(temporal_env),
-        alpaca=alpaca_settings(server.base_url, quote_interval_ms=300),
-    )
-    checker = SpecChecker()
-    quotes = QuoteWriter.from_settings(pool, settings.market_data)
-    broker = AlpacaBroker(
-        settings.alpaca,
-        store=AlpacaStore(pool, broker="alpaca"),
-        name="alpaca",
-        recorder=SessionRecorder(pool, broker="alpaca", session=server.base_url),
-        quotes=quotes,
-        instruments=instruments,
-        http_hooks=checker.hooks(),
-    )
 
-    async def ready() -> None:
+    async def ready(broker: AlpacaBroker) -> None:
         assert broker.quote_poller is not None
         await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
 
-    async with running_stack(
+    async with running_rest_stack(
+        AlpacaStack,
         temporal_env,
-        settings,
+        database_url,
         pool,
         instruments,
-        "alpaca",
-        broker,
-        server=server,
-        quotes=quotes,
+        server=VenueServer(AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET)),
+        settings=lambda url: alpaca_settings(url, quote_interval_ms=300),
+        checker=SpecChecker(),
         ready=ready,
-        checker=checker,
     ) as stack:
-        yield AlpacaStack(stack, server, checker)
+        yield stack
 
 
 @pytest.fixture(autouse=True)

@@ -15,14 +15,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from brokers.kraken.execution import KrakenBroker
 from brokers.kraken.store import KrakenStore
-from brokers.sessions import SessionRecorder
 from core.instruments import InstrumentCatalog
 from devstack.venues.kraken.venue import KrakenVenue, VenueServer
-from store.quotes import QuoteWriter
 from tests.brokers.kraken.kit import KEY, SECRET, SpecChecker, eventually, kraken_settings
-from tests.brokers.stackkit import BrokerStack, running_stack
+from tests.brokers.stackkit import BrokerStack, running_rest_stack
 from tests.brokers.venuekit import sim_venue
-from tests.conftest import make_settings, temporal_address
 from workflows.order import OrderWorkflow
 
 D = Decimal
@@ -32,6 +29,7 @@ D = Decimal
 class KrakenStack(BrokerStack[KrakenVenue, KrakenBroker]):
     name = "kraken"
     broker_class = KrakenBroker
+    store_class = KrakenStore
     id_prefix = "kr"
     order = {"symbol": "BTC-USD", "side": "BUY", "qty": "0.01", "timeInForce": "GTC"}
 
@@ -47,39 +45,23 @@ async def kraken_stack(
 ) -> AsyncIterator[KrakenStack]:
     sim = sim_venue(instruments, "kraken", pool=pool, journal_url=database_url)
     server = VenueServer(KrakenVenue(sim, list(instruments), api_key=KEY, api_secret=SECRET))
-    await server.start()
-    settings = make_settings(
-        database_url, temporal_address(temporal_env), kraken=kraken_settings(server.base_url, quote_interval_ms=300)
-    )
-    checker = SpecChecker()
-    quotes = QuoteWriter.from_settings(pool, settings.market_data)
-    broker = KrakenBroker(
-        settings.kraken,
-        store=KrakenStore(pool, broker="kraken"),
-        name="kraken",
-        recorder=SessionRecorder(pool, broker="kraken", session=server.base_url),
-        quotes=quotes,
-        instruments=instruments,
-        http_hooks=checker.hooks(),
-    )
 
-    async def ready() -> None:
+    async def ready(broker: KrakenBroker) -> None:
         await eventually(lambda: server.venue.requests.get("Ticker", 0) > 0)
         await asyncio.sleep(0.5)
 
-    async with running_stack(
+    async with running_rest_stack(
+        KrakenStack,
         temporal_env,
-        settings,
+        database_url,
         pool,
         instruments,
-        "kraken",
-        broker,
         server=server,
-        quotes=quotes,
+        settings=lambda url: kraken_settings(url, quote_interval_ms=300),
+        checker=SpecChecker(),
         ready=ready,
-        checker=checker,
     ) as stack:
-        yield KrakenStack(stack, server, checker)
+        yield stack
 
 
 @pytest.fixture(autouse=True)

@@ -15,15 +15,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from brokers.oanda.execution import OandaBroker
 from brokers.oanda.store import OandaStore
-from brokers.sessions import SessionRecorder, session_check_for
+from brokers.sessions import session_check_for
 from core.domain import CancelRequest, OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
-from store.quotes import QuoteWriter
 from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oanda_settings
-from tests.brokers.stackkit import BrokerStack, running_stack
+from tests.brokers.stackkit import BrokerStack, running_rest_stack
 from tests.brokers.venuekit import sim_venue
-from tests.conftest import make_settings, temporal_address
 from tests.harness import make_order
 from workflows.order import OrderWorkflow
 
@@ -34,6 +32,7 @@ D = Decimal
 class OandaStack(BrokerStack[OandaVenue, OandaBroker]):
     name = "oanda"
     broker_class = OandaBroker
+    store_class = OandaStore
     id_prefix = "oa"
     order = {"symbol": "EURUSD", "side": "BUY", "qty": 10000}
 
@@ -51,44 +50,24 @@ async def oanda_stack(
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[OandaStack]:
     sim = sim_venue(instruments, "oanda", pool=pool, journal_url=database_url)
-    server = VenueServer(OandaVenue(sim, list(instruments), token=TOKEN, account_id=ACCOUNT, heartbeat_seconds=0.5))
-    await server.start()
-    settings = make_settings(
-        database_url,
-        temporal_address(temporal_env),
-        oanda=oanda_settings(server.base_url, quote_interval_ms=300, quote_symbols=["EURUSD", "GBPUSD"]),
-    )
-    checker = SpecChecker()
-    quotes = QuoteWriter.from_settings(pool, settings.market_data)
-    name = "oanda"
-    await _forget(pool, name)
-    broker = OandaBroker(
-        settings.oanda,
-        store=OandaStore(pool, broker=name),
-        name=name,
-        recorder=SessionRecorder(pool, broker=name, session=server.base_url),
-        quotes=quotes,
-        instruments=instruments,
-        http_hooks=checker.hooks(),
-    )
+    await _forget(pool, OandaStack.name)
 
-    async def ready() -> None:
+    async def ready(broker: OandaBroker) -> None:
         assert broker.price_poller is not None
         await eventually(lambda: broker.price_poller is not None and broker.price_poller.published > 0)
 
-    async with running_stack(
+    async with running_rest_stack(
+        OandaStack,
         temporal_env,
-        settings,
+        database_url,
         pool,
         instruments,
-        name,
-        broker,
-        server=server,
-        quotes=quotes,
+        server=VenueServer(OandaVenue(sim, list(instruments), token=TOKEN, account_id=ACCOUNT, heartbeat_seconds=0.5)),
+        settings=lambda url: oanda_settings(url, quote_interval_ms=300, quote_symbols=["EURUSD", "GBPUSD"]),
+        checker=SpecChecker(),
         ready=ready,
-        checker=checker,
     ) as stack:
-        yield OandaStack(stack, server, checker)
+        yield stack
 
 
 async def _forget(pool: AsyncConnectionPool, name: str) -> None:
