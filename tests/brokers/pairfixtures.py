@@ -3,7 +3,8 @@
 The broker's ``conftest.py`` imports these, makes its ``venue_pair`` with :func:`venue_pair_fixture` over its kit's
 ``running_pair`` (a :class:`~tests.brokers.venuekit.RestPair`), and provides ``contract_symbol`` and ``faults``.
 Each test gets the pair's adapter reporting to its own ``reports``, the venue calmed
-(:meth:`~tests.brokers.venuekit.RestPair.calm`) and its records up.
+(:meth:`~tests.brokers.venuekit.RestPair.calm`) and its records up. (IB's conftest takes ``venue_storage``,
+``storage`` and ``contract_instrument`` from here too.)
 """
 
 from __future__ import annotations
