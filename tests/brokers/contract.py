@@ -153,6 +153,15 @@ class _ContractOrders:
     def _cancel(order: SubmitOrder, cid: str | None = None) -> CancelOrder:
         return CancelOrder(cl_ord_id=cid or order.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
 
+    @staticmethod
+    async def _status(broker: Broker, cl_ord_id: str, status: OrderStatus, **fields: Any) -> OrderStatusReport:
+        """The broker's status of an order, asserted to be ``status`` with ``fields``."""
+        found = await broker.get_order_status(cl_ord_id)
+        assert found is not None and found.status is status, found
+        for name, value in fields.items():
+            assert getattr(found, name) == value, (name, found)
+        return found
+
 
 class BrokerContract(_ContractOrders):
     """Behaviour every adapter shares (the order-type cases as far as its capabilities go)."""
@@ -169,8 +178,7 @@ class BrokerContract(_ContractOrders):
         fills = reports.of_kind(order.cl_ord_id, ReportKind.FILL)
         assert sum(f.last_qty for f in fills) == order.qty
         assert all(f.last_price and f.last_price > 0 for f in fills)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == order.qty
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED, cum_qty=order.qty)
 
     async def test_resting_limit_order_can_be_canceled(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -180,13 +188,11 @@ class BrokerContract(_ContractOrders):
         far = inst.round_price(inst.initial_price * Decimal("0.9"))
         order = self._order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=far)
         assert (await broker.submit_order(order)).accepted
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         cancel = await broker.cancel_order(self._cancel(order))
         assert cancel.accepted, cancel.reason
         await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.CANCELED
+        await self._status(broker, order.cl_ord_id, OrderStatus.CANCELED)
 
     async def test_large_order_fills_in_pieces(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -279,8 +285,7 @@ class BrokerContract(_ContractOrders):
         assert (await broker.submit_order(order)).accepted
         again = await broker.submit_order(order)
         assert not again.accepted
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED  # the original is untouched
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED)  # the original is untouched
         opens = [o for o in await broker.open_orders() if o.cl_ord_id == order.cl_ord_id]
         assert len(opens) == 1
 
@@ -300,12 +305,10 @@ class BrokerContract(_ContractOrders):
         stop = inst.round_price(inst.initial_price * Decimal("1.02"))
         order = self._order(inst, qty=inst.min_qty, type=OrderType.STOP, stop_price=stop)
         assert (await broker.submit_order(order)).accepted
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         await market.set_mid(inst.symbol, stop + inst.tick_size * 5)
         await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED)
         await market.set_mid(inst.symbol, inst.initial_price)
 
     async def test_market_if_touched_rests_until_touched_in_its_favour_then_fills(
@@ -319,13 +322,11 @@ class BrokerContract(_ContractOrders):
         assert (await broker.submit_order(order)).accepted
         # The price rises (a buy stop would trigger): a touched buy keeps waiting.
         await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("1.03")))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        status = await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         assert status.stop_price == touch and status.price is None
         await market.set_mid(inst.symbol, touch - inst.tick_size * 5)
         await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED)
         await market.set_mid(inst.symbol, inst.initial_price)
 
     async def test_limit_if_touched_triggers_in_its_favour_then_works_at_its_limit(
@@ -346,13 +347,11 @@ class BrokerContract(_ContractOrders):
         )
         assert (await broker.submit_order(order)).accepted
         await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("0.97")))  # falling: waits
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        status = await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         assert status.stop_price == touch and status.price == limit
         await market.set_mid(inst.symbol, touch + inst.tick_size * 5)  # a sell touched when the bid rises to it
         await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED)
         await market.set_mid(inst.symbol, inst.initial_price)
 
     @pytest.mark.parametrize("tif", [TimeInForce.OPG, TimeInForce.CLS])
@@ -371,8 +370,7 @@ class BrokerContract(_ContractOrders):
         order = self._order(inst, qty=inst.min_qty, tif=tif)
         assert (await broker.submit_order(order)).accepted
         await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("1.01")))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         assert not reports.of_kind(order.cl_ord_id, ReportKind.FILL)
         cancel = self._cancel(order)
         assert (await broker.cancel_order(cancel)).accepted
@@ -392,8 +390,7 @@ class BrokerContract(_ContractOrders):
         await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
         fills = reports.of_kind(order.cl_ord_id, ReportKind.FILL)
         assert sum(f.last_qty for f in fills) == inst.display_qty
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == inst.display_qty
+        await self._status(broker, order.cl_ord_id, OrderStatus.CANCELED, cum_qty=inst.display_qty)
 
     async def test_fok_that_cannot_fill_in_full_is_canceled_without_fills(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -407,8 +404,7 @@ class BrokerContract(_ContractOrders):
         assert (await broker.submit_order(order)).accepted
         await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
         assert not reports.of_kind(order.cl_ord_id, ReportKind.FILL)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == 0
+        await self._status(broker, order.cl_ord_id, OrderStatus.CANCELED, cum_qty=0)
 
 
 class FaultControl(Protocol):
@@ -645,8 +641,7 @@ class ResilienceContract(_ContractOrders):
         order = self._order(inst, qty=inst.min_qty)
         assert (await broker.submit_order(order)).accepted
         faults.fail_before("status", times=2)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED)
 
     # -- the adapter's own records ---------------------------------------------------------------------------
 
