@@ -31,9 +31,12 @@ from api.main import create_app
 from brokers.base import Broker
 from brokers.paper import PaperBroker
 from core.domain import (
+    ExecutionReport,
     OrderRequest,
+    OrderSide,
     OrderState,
     OrderStatus,
+    ReportKind,
     RiskDecision,
     derive_order_id,
 )
@@ -55,6 +58,7 @@ from workflows.order_models import OrderConfig
 
 __all__ = [
     "Stack",
+    "execution_report",
     "later",
     "make_order",
     "paper_broker",
@@ -64,6 +68,29 @@ __all__ = [
     "unique",
     "until",
 ]
+
+
+def execution_report(
+    cid: str, exec_id: str, kind: ReportKind = ReportKind.FILL, qty: str = "10", **kw: object
+) -> ExecutionReport:
+    """A report of broker ``test`` on a BUY of AAPL (``kw`` overrides any field): a fill of ``qty`` at 100 (its whole
+    quantity so far), or a report of ``kind`` with nothing filled."""
+    fill = kind is ReportKind.FILL
+    fields: dict[str, object] = dict(
+        broker="test",
+        exec_id=exec_id,
+        kind=kind,
+        cl_ord_id=cid,
+        symbol="AAPL",
+        side=OrderSide.BUY,
+        last_qty=Decimal(qty) if fill else Decimal(0),
+        last_price=Decimal("100") if fill else None,
+        cum_qty=Decimal(qty) if fill else Decimal(0),
+        leaves_qty=Decimal(0),
+        transact_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    fields.update(kw)
+    return ExecutionReport(**fields)  # type: ignore[arg-type]
 
 
 async def reached(http: httpx.AsyncClient, stack: Stack, order_id: str, status: str) -> None:

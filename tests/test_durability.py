@@ -8,139 +8,92 @@ answers 202 "pending": the order is durable but undecided); then a new worker pr
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from core.domain import workflow_id_for
-from core.instruments import load_instruments
-from core.settings import ApiSettings, OrderSettings
-from tests.conftest import create_database, make_settings, temporal_address
-from tests.harness import Stack, unique
+from core.settings import ApiSettings
+from tests.harness import unique
+from tests.workerkit import (
+    assert_ledger_is_the_venues,
+    kill_worker,
+    paper_venue_orders,
+    start_worker,
+    stop_worker,
+    wait_ready,
+    worker_stack,
+)
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
 
 
 async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
     temporal_env: WorkflowEnvironment, postgres_admin_url: str, tmp_path: Path
 ) -> None:
-    url = await create_database(postgres_admin_url, "exodus_durability")
-    settings = make_settings(
-        url,
-        temporal_address(temporal_env),
-        orders=OrderSettings(broker_call_timeout_seconds=3, status_poll_seconds=5, immediacy_timeout_seconds=2),
-    )
-    env = {
-        "DATABASE_URL": url,
-        "EXODUS_TEMPORAL__ADDRESS": settings.temporal.address,
-        "EXODUS_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
-        "EXODUS_WORKER__METRICS_PORT": "0",
-        "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
-        "EXODUS_PAPER__TICK_INTERVAL_MS": "40",
-        "EXODUS_PAPER__LATENCY_MS": "5",
-    }
     log = tmp_path / "worker.log"
-    pool = AsyncConnectionPool(
-        url, min_size=1, max_size=5, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
-    )
-    await pool.open(wait=True)
-    stack = Stack(temporal_env.client, settings, pool, load_instruments(None), brokers={})
-    account = unique("dur")
+    async with worker_stack(temporal_env, postgres_admin_url, "exodus_durability") as w:
+        settings, env, stack = w.settings, w.env, w.stack
+        account = unique("dur")
 
-    def body(i: int) -> dict[str, object]:
-        # Market orders larger than the displayed size (500) fill over several feed steps.
-        return {
-            "clientId": account,
-            "clientOrderId": f"o{i}",
-            "symbol": "AAPL" if i % 2 else "MSFT",
-            "side": "BUY" if i % 3 else "SELL",
-            "qty": 1200 + 100 * i,
-            "timeInForce": "GTC",
-        }
+        def body(i: int) -> dict[str, object]:
+            # Market orders larger than the displayed size (500) fill over several feed steps.
+            return {
+                "clientId": account,
+                "clientOrderId": f"o{i}",
+                "symbol": "AAPL" if i % 2 else "MSFT",
+                "side": "BUY" if i % 3 else "SELL",
+                "qty": 1200 + 100 * i,
+                "timeInForce": "GTC",
+            }
 
-    impatient = settings.model_copy(update={"api": ApiSettings(decision_timeout_seconds=1.0)})
-    worker = start_worker(env, log)
-    try:
-        async with stack.api() as http, stack.api(impatient) as impatient_http:
-            for _ in range(200):  # the worker is up when an order gets its decision
-                r = await http.get("/ready")
-                if r.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            first = await asyncio.gather(*(http.post("/api/v1/orders", json=body(i)) for i in range(12)))
-            assert [r.status_code for r in first] == [201] * 12, [r.text for r in first]
-            await asyncio.sleep(0.15)
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-            # No worker: the API cannot get a decision in time, but the order is durable (202 pending).
-            pending = await asyncio.gather(
-                *(impatient_http.post("/api/v1/orders", json=body(i)) for i in range(12, 15))
-            )
-            assert [r.status_code for r in pending] == [202] * 3, [r.text for r in pending]
-            assert all(r.json()["status"] == "pending" for r in pending)
-            worker = start_worker(env, log)
-            ids = [r.json()["internalOrderId"] for r in first + pending]
-            results = await asyncio.wait_for(
-                asyncio.gather(
-                    *(
-                        temporal_env.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(i)).result()
-                        for i in ids
-                    )
-                ),
-                timeout=90,
-            )
-            # A retry of a pending request now gets the decision.
-            again = await http.post("/api/v1/orders", json=body(12))
-            assert again.status_code == 200 and again.json()["status"] == "accepted", again.text
-    finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-    try:
+        impatient = settings.model_copy(update={"api": ApiSettings(decision_timeout_seconds=1.0)})
+        worker = start_worker(env, log)
+        try:
+            async with stack.api() as http, stack.api(impatient) as impatient_http:
+                await wait_ready(http)  # the worker is up when an order gets its decision
+                first = await asyncio.gather(*(http.post("/api/v1/orders", json=body(i)) for i in range(12)))
+                assert [r.status_code for r in first] == [201] * 12, [r.text for r in first]
+                await asyncio.sleep(0.15)
+                kill_worker(worker)
+                # No worker: the API cannot get a decision in time, but the order is durable (202 pending).
+                pending = await asyncio.gather(
+                    *(impatient_http.post("/api/v1/orders", json=body(i)) for i in range(12, 15))
+                )
+                assert [r.status_code for r in pending] == [202] * 3, [r.text for r in pending]
+                assert all(r.json()["status"] == "pending" for r in pending)
+                worker = start_worker(env, log)
+                ids = [r.json()["internalOrderId"] for r in first + pending]
+                results = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(
+                            temporal_env.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(i)).result()
+                            for i in ids
+                        )
+                    ),
+                    timeout=90,
+                )
+                # A retry of a pending request now gets the decision.
+                again = await http.post("/api/v1/orders", json=body(12))
+                assert again.status_code == 200 and again.json()["status"] == "accepted", again.text
+        finally:
+            stop_worker(worker)
         assert [r.status.value for r in results] == ["FILLED"] * 15, (results, log.read_text()[-3000:])
         assert all(r.breaks == [] for r in results)
 
         # The venue saw each order exactly once, and was never sent a second copy.
-        venue = await stack.fetch("SELECT client_order_id, body FROM sim_orders WHERE venue = 'paper'")
+        venue = await paper_venue_orders(stack)
         assert sorted(o["client_order_id"] for o in venue) == sorted(ids)
-        assert await stack.fetch("SELECT * FROM sim_duplicate_submits") == []
 
         # The ledger holds exactly the venue's fills: same executions, quantities and prices.
-        venue_fills = {
-            (r["exec_id"], Decimal(str(r["last_qty"])), Decimal(str(r["last_price"])))
-            for o in venue
-            for r in o["body"]["reports"]
-            if r["kind"] == "FILL"
-        }
         ledger = await stack.fetch(
             "SELECT exec_id, qty, price, order_id, side, symbol FROM fills WHERE account = %s", account
         )
-        assert {(f["exec_id"], f["qty"], f["price"]) for f in ledger} == venue_fills
-        assert len(ledger) == len(venue_fills)
+        assert_ledger_is_the_venues(venue, ledger)
 
         # Orders' filled quantities and the positions agree with the fills.
         for result, order_id in zip(results, ids, strict=True):
@@ -152,5 +105,3 @@ async def test_worker_killed_mid_flight_loses_and_duplicates_nothing(
         assert {p["symbol"]: p["qty"] for p in positions} == dict(expected)
         rows = await stack.fetch("SELECT status, count(*) AS n FROM orders WHERE account = %s GROUP BY status", account)
         assert rows == [{"status": "FILLED", "n": 15}]
-    finally:
-        await pool.close()

@@ -9,24 +9,25 @@ a trailing stop the coordinator holds on quotes (patch ``list-quote-triggers``).
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from core.domain import CancelRequest
-from core.instruments import load_instruments
 from core.orderlist import ListBook, ListStatus, list_workflow_id
-from core.settings import OrderSettings
-from tests.conftest import create_database, make_settings, temporal_address
-from tests.harness import Stack, register_accounts, unique
-from tests.test_durability import start_worker
+from tests.harness import register_accounts, unique
+from tests.workerkit import (
+    assert_ledger_is_the_venues,
+    kill_worker,
+    paper_venue_orders,
+    start_worker,
+    stop_worker,
+    wait_ready,
+    worker_stack,
+)
 from tests.workflows.test_order_list import wait_list
 from workflows.order_list import OrderListWorkflow
 
@@ -84,78 +85,52 @@ def protected(book: ListBook) -> bool:
 async def test_worker_killed_mid_list_loses_and_duplicates_nothing(
     temporal_env: WorkflowEnvironment, postgres_admin_url: str, tmp_path: Path
 ) -> None:
-    url = await create_database(postgres_admin_url, "exodus_durability_lists")
-    settings = make_settings(
-        url,
-        temporal_address(temporal_env),
-        orders=OrderSettings(broker_call_timeout_seconds=3, status_poll_seconds=5, immediacy_timeout_seconds=2),
-    )
-    env = {
-        "DATABASE_URL": url,
-        "EXODUS_TEMPORAL__ADDRESS": settings.temporal.address,
-        "EXODUS_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
-        "EXODUS_WORKER__METRICS_PORT": "0",
-        "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
-        "EXODUS_PAPER__TICK_INTERVAL_MS": "40",
-        "EXODUS_PAPER__LATENCY_MS": "5",
-        "EXODUS_ORDERS__TRAIL_CHECK_SECONDS": "0.2",
-    }
     log = tmp_path / "worker.log"
-    pool = AsyncConnectionPool(
-        url, min_size=1, max_size=5, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
-    )
-    await pool.open(wait=True)
-    stack = Stack(temporal_env.client, settings, pool, load_instruments(None), brokers={})
-    account = unique("durl")
-    accounts = [f"{account}-{i}" for i in range(LISTS)]
-    worker = start_worker(env, log)
-    legs: dict[str, dict[str, str]] = {}
-    try:
-        async with stack.api() as http:
-            for _ in range(200):  # the worker is up when a list gets its decision
-                r = await http.get("/ready")
-                if r.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            await register_accounts(pool, *(f"{account}-{i}" for i in range(LISTS)))
-            answers = await asyncio.gather(
-                *(http.post("/api/v1/order-lists", json=body(account, i)) for i in range(LISTS))
-            )
-            assert [r.status_code for r in answers] == [201] * LISTS, [r.text for r in answers]
-            legs = {r.json()["listId"]: r.json()["legs"] for r in answers}
-            handles = {
-                list_id: temporal_env.client.get_workflow_handle_for(OrderListWorkflow.run, list_workflow_id(list_id))
-                for list_id in legs
-            }
-            # Killed once the first exits are out: entries still filling, exits being released and resized.
-            await wait_list(next(iter(handles.values())), lambda b: b.leg("tp").released, timeout=30)
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-            # (asked of the lists' rows: no worker answers a query now)
-            rows = await stack.fetch("SELECT book FROM order_lists WHERE client_id = ANY(%s)", accounts)
-            live = [ListBook.model_validate(r["book"]) for r in rows]
-            assert not all(protected(b) for b in live), "killed too late: every list was protected already"
-            worker = start_worker(env, log)
-            await asyncio.gather(*(wait_list(h, protected, timeout=90) for h in handles.values()))
-            # Close every list: the working exits are canceled, the held trailing stops dropped unsent.
-            for h in handles.values():
-                await h.signal(OrderListWorkflow.cancel, CancelRequest(requested_by="desk", reason="end of test"))
-            results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles.values())), timeout=90)
-    finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-    try:
+    async with worker_stack(
+        temporal_env, postgres_admin_url, "exodus_durability_lists", EXODUS_ORDERS__TRAIL_CHECK_SECONDS="0.2"
+    ) as w:
+        env, pool, stack = w.env, w.pool, w.stack
+        account = unique("durl")
+        accounts = [f"{account}-{i}" for i in range(LISTS)]
+        worker = start_worker(env, log)
+        legs: dict[str, dict[str, str]] = {}
+        try:
+            async with stack.api() as http:
+                await wait_ready(http)  # the worker is up when a list gets its decision
+                await register_accounts(pool, *(f"{account}-{i}" for i in range(LISTS)))
+                answers = await asyncio.gather(
+                    *(http.post("/api/v1/order-lists", json=body(account, i)) for i in range(LISTS))
+                )
+                assert [r.status_code for r in answers] == [201] * LISTS, [r.text for r in answers]
+                legs = {r.json()["listId"]: r.json()["legs"] for r in answers}
+                handles = {
+                    list_id: temporal_env.client.get_workflow_handle_for(
+                        OrderListWorkflow.run, list_workflow_id(list_id)
+                    )
+                    for list_id in legs
+                }
+                # Killed once the first exits are out: entries still filling, exits being released and resized.
+                await wait_list(next(iter(handles.values())), lambda b: b.leg("tp").released, timeout=30)
+                kill_worker(worker)
+                # (asked of the lists' rows: no worker answers a query now)
+                rows = await stack.fetch("SELECT book FROM order_lists WHERE client_id = ANY(%s)", accounts)
+                live = [ListBook.model_validate(r["book"]) for r in rows]
+                assert not all(protected(b) for b in live), "killed too late: every list was protected already"
+                worker = start_worker(env, log)
+                await asyncio.gather(*(wait_list(h, protected, timeout=90) for h in handles.values()))
+                # Close every list: the working exits are canceled, the held trailing stops dropped unsent.
+                for h in handles.values():
+                    await h.signal(OrderListWorkflow.cancel, CancelRequest(requested_by="desk", reason="end of test"))
+                results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles.values())), timeout=90)
+        finally:
+            stop_worker(worker)
         detail = log.read_text()[-3000:]
         assert [r.status for r in results] == [ListStatus.DONE] * LISTS, (results, detail)
         assert all(r.legs == {"entry": "FILLED", "tp": "CANCELED", "sl": "CANCELED"} for r in results), results
         assert all(r.flags == [] for r in results), results
 
         # The venue saw each sent leg exactly once and never a second copy; held trailing stops never reached it.
-        venue = await stack.fetch("SELECT client_order_id, body FROM sim_orders WHERE venue = 'paper'")
+        venue = await paper_venue_orders(stack)
         sent = sorted(o["client_order_id"] for o in venue)
         expected = sorted(
             ids[name]
@@ -165,18 +140,10 @@ async def test_worker_killed_mid_list_loses_and_duplicates_nothing(
         )
         # (A resize is a cancel/replace at the venue: the replacement's id is the order's with a ".n" suffix.)
         assert len(sent) == len(set(sent)) and sorted({cid.split(".")[0] for cid in sent}) == expected
-        assert await stack.fetch("SELECT * FROM sim_duplicate_submits") == []
 
         # The ledger holds exactly the venue's fills, and the position is the entries' (the exits never filled).
-        venue_fills = {
-            (r["exec_id"], Decimal(str(r["last_qty"])), Decimal(str(r["last_price"])))
-            for o in venue
-            for r in o["body"]["reports"]
-            if r["kind"] == "FILL"
-        }
         ledger = await stack.fetch("SELECT exec_id, qty, price FROM fills WHERE account = ANY(%s)", accounts)
-        assert {(f["exec_id"], f["qty"], f["price"]) for f in ledger} == venue_fills
-        assert len(ledger) == len(venue_fills)
+        assert_ledger_is_the_venues(venue, ledger)
         positions = await stack.fetch(
             "SELECT account, qty FROM positions WHERE account = ANY(%s) AND symbol = 'AAPL'", accounts
         )
@@ -184,5 +151,3 @@ async def test_worker_killed_mid_list_loses_and_duplicates_nothing(
         # Each list's row in Postgres is its final book.
         rows = await stack.fetch("SELECT status FROM order_lists WHERE client_id = ANY(%s)", accounts)
         assert [r["status"] for r in rows] == ["DONE"] * LISTS
-    finally:
-        await pool.close()

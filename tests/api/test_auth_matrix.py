@@ -84,6 +84,21 @@ def _get(url: str, **params: Any) -> tuple[str, dict[str, Any]]:
     return url, {"params": params} if params else {}
 
 
+def _send(url: str, **body: Any) -> tuple[str, dict[str, Any]]:
+    """A write's call: ``body`` as its JSON (none when empty)."""
+    return url, {"json": body} if body else {}
+
+
+def _trading_state(scope: str, state: str) -> Callable[[Target, Any], tuple[str, dict[str, Any]]]:
+    """A change of the trading state: of the target desk's account, or (``GLOBAL``) of everything."""
+
+    def call(t: Target, ctx: Any) -> tuple[str, dict[str, Any]]:
+        key = {"key": f"desk-{t}"} if scope == "ACCOUNT" else {}
+        return _send("/api/v1/operator/trading-state", scope=scope, **key, state=state, reason="matrix")
+
+    return call
+
+
 CASES: list[Case] = [
     Case(
         "POST",
@@ -127,7 +142,7 @@ CASES: list[Case] = [
         "/api/v1/orders/{order_id}/cancel",
         {Role.TRADER, Role.OPERATOR},
         "hide",
-        lambda t, ctx: (f"/api/v1/orders/{ORDER[t]}/cancel", {"json": {"reason": "matrix"}}),
+        lambda t, ctx: _send(f"/api/v1/orders/{ORDER[t]}/cancel", reason="matrix"),
         {409},
     ),
     Case(
@@ -175,7 +190,7 @@ CASES: list[Case] = [
         "/api/v1/order-lists/{list_id}/cancel",
         {Role.TRADER, Role.OPERATOR},
         "hide",
-        lambda t, ctx: (f"/api/v1/order-lists/{LIST[t]}/cancel", {"json": {"reason": "matrix"}}),
+        lambda t, ctx: _send(f"/api/v1/order-lists/{LIST[t]}/cancel", reason="matrix"),
         {409},
     ),
     Case(
@@ -211,10 +226,7 @@ CASES: list[Case] = [
         "/api/v1/operator/trading-state",
         {Role.OPERATOR, Role.RISK},
         "forbid",
-        lambda t, ctx: (
-            "/api/v1/operator/trading-state",
-            {"json": {"scope": "ACCOUNT", "key": f"desk-{t}", "state": "HALTED", "reason": "matrix"}},
-        ),
+        _trading_state("ACCOUNT", "HALTED"),
         {200},
         field_name="key",
         extra={"variant": "account halt"},
@@ -224,10 +236,7 @@ CASES: list[Case] = [
         "/api/v1/operator/trading-state",
         {Role.RISK},
         "forbid",
-        lambda t, ctx: (
-            "/api/v1/operator/trading-state",
-            {"json": {"scope": "ACCOUNT", "key": f"desk-{t}", "state": "ACTIVE", "reason": "matrix"}},
-        ),
+        _trading_state("ACCOUNT", "ACTIVE"),
         {200},
         field_name="key",
         extra={"variant": "account resume (risk only)"},
@@ -237,10 +246,7 @@ CASES: list[Case] = [
         "/api/v1/operator/trading-state",
         {Role.OPERATOR, Role.RISK},
         "firm",
-        lambda t, ctx: (
-            "/api/v1/operator/trading-state",
-            {"json": {"scope": "GLOBAL", "state": "HALTED", "reason": "matrix"}},
-        ),
+        _trading_state("GLOBAL", "HALTED"),
         {200},
         extra={"variant": "global halt"},
     ),
@@ -249,10 +255,7 @@ CASES: list[Case] = [
         "/api/v1/operator/trading-state",
         {Role.RISK},
         "firm",
-        lambda t, ctx: (
-            "/api/v1/operator/trading-state",
-            {"json": {"scope": "GLOBAL", "state": "ACTIVE", "reason": "matrix"}},
-        ),
+        _trading_state("GLOBAL", "ACTIVE"),
         {200},
         extra={"variant": "global resume (risk only)"},
     ),
@@ -261,10 +264,7 @@ CASES: list[Case] = [
         "/api/v1/operator/cancel-all",
         {Role.OPERATOR},
         "forbid",
-        lambda t, ctx: (
-            "/api/v1/operator/cancel-all",
-            {"json": {"scope": "account", "value": f"desk-{t}", "reason": "matrix"}},
-        ),
+        lambda t, ctx: _send("/api/v1/operator/cancel-all", scope="account", value=f"desk-{t}", reason="matrix"),
         {200},
         field_name="value",
     ),
@@ -282,10 +282,7 @@ CASES: list[Case] = [
         "/api/v1/risk/policy",
         {Role.RISK},
         "firm",
-        lambda t, ctx: (
-            "/api/v1/risk/policy",
-            {"json": {"policy": RiskPolicy().model_dump(mode="json"), "reason": "matrix"}},
-        ),
+        lambda t, ctx: _send("/api/v1/risk/policy", policy=RiskPolicy().model_dump(mode="json"), reason="matrix"),
         {200},
     ),
     Case(
@@ -293,9 +290,8 @@ CASES: list[Case] = [
         "/api/v1/risk/policy/accounts/{account}",
         {Role.RISK},
         "forbid",
-        lambda t, ctx: (
-            f"/api/v1/risk/policy/accounts/desk-{t}",
-            {"json": {"overrides": {"daily_loss_limit": "1000"}, "reason": "matrix"}},
+        lambda t, ctx: _send(
+            f"/api/v1/risk/policy/accounts/desk-{t}", overrides={"daily_loss_limit": "1000"}, reason="matrix"
         ),
         {200},
         field_name="account",
@@ -314,10 +310,7 @@ CASES: list[Case] = [
         "/api/v1/risk/policy/instruments/{symbol}",
         {Role.RISK},
         "firm",
-        lambda t, ctx: (
-            "/api/v1/risk/policy/instruments/AAPL",
-            {"json": {"overrides": {"tradable": True}, "reason": "matrix"}},
-        ),
+        lambda t, ctx: _send("/api/v1/risk/policy/instruments/AAPL", overrides={"tradable": True}, reason="matrix"),
         {200},
     ),
     Case(
@@ -399,7 +392,7 @@ CASES: list[Case] = [
         "/api/v1/admin/keys/{key_id}/rotate",
         {Role.ADMIN},
         "hide",
-        lambda t, ctx: (f"/api/v1/admin/keys/{ctx['target_keys'][t]}/rotate", {}),
+        lambda t, ctx: _send(f"/api/v1/admin/keys/{ctx['target_keys'][t]}/rotate"),
         {200, 409},  # 409 once the target was rotated or revoked by an earlier case
     ),
     Case(
@@ -407,7 +400,7 @@ CASES: list[Case] = [
         "/api/v1/admin/keys/{key_id}",
         {Role.ADMIN},
         "hide",
-        lambda t, ctx: (f"/api/v1/admin/keys/{ctx['target_keys'][t]}", {}),
+        lambda t, ctx: _send(f"/api/v1/admin/keys/{ctx['target_keys'][t]}"),
         {200, 409},
     ),
     Case(
@@ -433,7 +426,7 @@ CASES: list[Case] = [
         "/api/v1/admin/accounts/{account}",
         {Role.ADMIN},
         "forbid",
-        lambda t, ctx: (f"/api/v1/admin/accounts/spare-{t}", {}),
+        lambda t, ctx: _send(f"/api/v1/admin/accounts/spare-{t}"),
         {200, 404},
         field_name="account",
     ),
@@ -463,7 +456,7 @@ CASES: list[Case] = [
         "/api/v1/breaks/{break_id}/resolve",
         {Role.OPERATOR, Role.RISK},
         "hide",
-        lambda t, ctx: (f"/api/v1/breaks/{ctx['breaks'][t]}/resolve", {"json": {"reason": "matrix"}}),
+        lambda t, ctx: _send(f"/api/v1/breaks/{ctx['breaks'][t]}/resolve", reason="matrix"),
         {200, 409},  # the first allowed call resolves it, the next ones are told it already is
     ),
     Case(
@@ -471,7 +464,7 @@ CASES: list[Case] = [
         "/api/v1/breaks/{break_id}/acknowledge",
         {Role.OPERATOR, Role.RISK},
         "hide",
-        lambda t, ctx: (f"/api/v1/breaks/{ctx['breaks'][t]}/acknowledge", {"json": {"reason": "matrix"}}),
+        lambda t, ctx: _send(f"/api/v1/breaks/{ctx['breaks'][t]}/acknowledge", reason="matrix"),
         {200, 409},  # acknowledged by the first allowed call (or resolved by the case above): 409 after
     ),
     # Reconciliations cover every account of a broker: firm-wide. A date in the future is refused (422) after the
@@ -513,7 +506,7 @@ CASES: list[Case] = [
         "/api/v1/unmatched-reports/{report_id}/resolve",
         {Role.OPERATOR, Role.RISK},
         "firm",
-        lambda t, ctx: (f"/api/v1/unmatched-reports/{ctx['unmatched']}/resolve", {"json": {"reason": "matrix"}}),
+        lambda t, ctx: _send(f"/api/v1/unmatched-reports/{ctx['unmatched']}/resolve", reason="matrix"),
         {200, 409},
     ),
     Case("GET", "/api/v1/brokers/health", ALL_BUT_BRIDGE, "none", lambda t, ctx: _get("/api/v1/brokers/health"), {200}),

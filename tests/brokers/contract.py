@@ -83,12 +83,20 @@ class ReportCollector:
         base = cl_ord_id.split(".")[0]
         return [r for r in self.reports if r.cl_ord_id.split(".")[0] == base]
 
+    def of_kind(self, cl_ord_id: str, kind: ReportKind) -> list[ExecutionReport]:
+        """Reports of one order (as :meth:`of`) that are of ``kind``."""
+        return [r for r in self.of(cl_ord_id) if r.kind is kind]
+
     async def wait_for(self, predicate: Callable[[list[ExecutionReport]], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(self.reports)`` holds."""
         async with asyncio.timeout(timeout):
             while not predicate(self.reports):
                 self._changed.clear()
                 await self._changed.wait()
+
+    async def wait_for_kind(self, cl_ord_id: str, kind: ReportKind, timeout: float = 10.0) -> None:
+        """Wait until one order (as :meth:`of`) has a report of ``kind``."""
+        await self.wait_for(lambda _: any(r.kind is kind for r in self.of(cl_ord_id)), timeout)
 
 
 def _cid() -> str:
@@ -102,10 +110,12 @@ def _needs(broker: Broker, *, types: tuple[OrderType, ...] = (), tifs: tuple[Tim
         pytest.skip(f"{broker.name} does not offer {', '.join(missing)}")
 
 
-class BrokerContract:
-    """Behaviour every adapter shares (the order-type cases as far as its capabilities go)."""
+class _ContractOrders:
+    """How the contract's cases build their orders (for the account ``contract_account`` names) and cancels."""
 
     account = "contract"
+    #: The type of an order whose case names none.
+    default_type = OrderType.MARKET
 
     @pytest.fixture(autouse=True)
     def _contract_account(self, contract_account: str) -> None:
@@ -116,13 +126,17 @@ class BrokerContract:
         inst: Instrument,
         *,
         qty: Decimal,
-        type: OrderType = OrderType.MARKET,
+        type: OrderType | None = None,
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         side: OrderSide = OrderSide.BUY,
         tif: TimeInForce = TimeInForce.GTC,
         cid: str | None = None,
     ) -> SubmitOrder:
+        """A BUY of ``default_type``; a limit price the case names none of rests 10% under the market."""
+        type = type or self.default_type
+        if type.needs_price and price is None:
+            price = inst.round_price(inst.initial_price * Decimal("0.9"))
         return SubmitOrder(
             cl_ord_id=cid or _cid(),
             account=self.account,
@@ -135,6 +149,23 @@ class BrokerContract:
             stop_price=stop_price,
         )
 
+    @staticmethod
+    def _cancel(order: SubmitOrder, cid: str | None = None) -> CancelOrder:
+        return CancelOrder(cl_ord_id=cid or order.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
+
+    @staticmethod
+    async def _status(broker: Broker, cl_ord_id: str, status: OrderStatus, **fields: Any) -> OrderStatusReport:
+        """The broker's status of an order, asserted to be ``status`` with ``fields``."""
+        found = await broker.get_order_status(cl_ord_id)
+        assert found is not None and found.status is status, found
+        for name, value in fields.items():
+            assert getattr(found, name) == value, (name, found)
+        return found
+
+
+class BrokerContract(_ContractOrders):
+    """Behaviour every adapter shares (the order-type cases as far as its capabilities go)."""
+
     async def test_market_order_is_acknowledged_and_filled(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
     ) -> None:
@@ -143,12 +174,11 @@ class BrokerContract:
         order = self._order(inst, qty=inst.min_qty)
         ack = await broker.submit_order(order)
         assert ack.accepted, ack.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
-        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
+        fills = reports.of_kind(order.cl_ord_id, ReportKind.FILL)
         assert sum(f.last_qty for f in fills) == order.qty
         assert all(f.last_price and f.last_price > 0 for f in fills)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED and status.cum_qty == order.qty
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED, cum_qty=order.qty)
 
     async def test_resting_limit_order_can_be_canceled(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -158,15 +188,11 @@ class BrokerContract:
         far = inst.round_price(inst.initial_price * Decimal("0.9"))
         order = self._order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=far)
         assert (await broker.submit_order(order)).accepted
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
-        cancel = await broker.cancel_order(
-            CancelOrder(cl_ord_id=order.cl_ord_id, symbol=inst.symbol, side=order.side, qty=order.qty)
-        )
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
+        cancel = await broker.cancel_order(self._cancel(order))
         assert cancel.accepted, cancel.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.CANCELED
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
+        await self._status(broker, order.cl_ord_id, OrderStatus.CANCELED)
 
     async def test_large_order_fills_in_pieces(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -182,15 +208,15 @@ class BrokerContract:
         assert (await broker.submit_order(order)).accepted
         if not marketable:
             await market.set_mid(inst.symbol, price - inst.tick_size * 5)
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
-        first = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
+        first = reports.of_kind(order.cl_ord_id, ReportKind.FILL)
         assert first[0].last_qty == inst.display_qty and first[0].leaves_qty == qty - inst.display_qty
         for _ in range(2):
             await market.step()
         await reports.wait_for(
             lambda _: sum(r.last_qty for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL) == qty
         )
-        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        fills = reports.of_kind(order.cl_ord_id, ReportKind.FILL)
         assert len(fills) == 3 and fills[-1].cum_qty == qty and fills[-1].leaves_qty == 0
         assert len({f.exec_id for f in fills}) == 3
         assert all(f.last_price is not None and f.last_price <= price for f in fills)  # never worse than the limit
@@ -244,7 +270,7 @@ class BrokerContract:
             replace = replace.model_copy(update={"qty": new_qty})
         ack = await broker.replace_order(replace)
         assert ack.accepted, ack.reason
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.REPLACED for r in reports.of(order.cl_ord_id)))
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.REPLACED)
         status = await broker.get_order_status(f"{order.cl_ord_id}.1")
         assert status is not None and status.qty == new_qty and status.price == new_price
         assert status.cl_ord_id == replace.cl_ord_id
@@ -259,8 +285,7 @@ class BrokerContract:
         assert (await broker.submit_order(order)).accepted
         again = await broker.submit_order(order)
         assert not again.accepted
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED  # the original is untouched
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED)  # the original is untouched
         opens = [o for o in await broker.open_orders() if o.cl_ord_id == order.cl_ord_id]
         assert len(opens) == 1
 
@@ -280,12 +305,10 @@ class BrokerContract:
         stop = inst.round_price(inst.initial_price * Decimal("1.02"))
         order = self._order(inst, qty=inst.min_qty, type=OrderType.STOP, stop_price=stop)
         assert (await broker.submit_order(order)).accepted
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         await market.set_mid(inst.symbol, stop + inst.tick_size * 5)
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED)
         await market.set_mid(inst.symbol, inst.initial_price)
 
     async def test_market_if_touched_rests_until_touched_in_its_favour_then_fills(
@@ -299,13 +322,11 @@ class BrokerContract:
         assert (await broker.submit_order(order)).accepted
         # The price rises (a buy stop would trigger): a touched buy keeps waiting.
         await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("1.03")))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        status = await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         assert status.stop_price == touch and status.price is None
         await market.set_mid(inst.symbol, touch - inst.tick_size * 5)
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED)
         await market.set_mid(inst.symbol, inst.initial_price)
 
     async def test_limit_if_touched_triggers_in_its_favour_then_works_at_its_limit(
@@ -326,13 +347,11 @@ class BrokerContract:
         )
         assert (await broker.submit_order(order)).accepted
         await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("0.97")))  # falling: waits
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
+        status = await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
         assert status.stop_price == touch and status.price == limit
         await market.set_mid(inst.symbol, touch + inst.tick_size * 5)  # a sell touched when the bid rises to it
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in reports.of(order.cl_ord_id)))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.FILLED
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
+        await self._status(broker, order.cl_ord_id, OrderStatus.FILLED)
         await market.set_mid(inst.symbol, inst.initial_price)
 
     @pytest.mark.parametrize("tif", [TimeInForce.OPG, TimeInForce.CLS])
@@ -351,12 +370,11 @@ class BrokerContract:
         order = self._order(inst, qty=inst.min_qty, tif=tif)
         assert (await broker.submit_order(order)).accepted
         await market.set_mid(inst.symbol, inst.round_price(inst.initial_price * Decimal("1.01")))
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED and status.cum_qty == 0
-        assert not [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
-        cancel = CancelOrder(cl_ord_id=order.cl_ord_id, symbol=inst.symbol, side=order.side, qty=order.qty)
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED, cum_qty=0)
+        assert not reports.of_kind(order.cl_ord_id, ReportKind.FILL)
+        cancel = self._cancel(order)
         assert (await broker.cancel_order(cancel)).accepted
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
         await market.set_mid(inst.symbol, inst.initial_price)
 
     async def test_ioc_remainder_is_canceled(
@@ -369,11 +387,10 @@ class BrokerContract:
         price = inst.round_price(inst.initial_price * Decimal("1.01"))
         order = self._order(inst, qty=inst.display_qty * 2, type=OrderType.LIMIT, price=price, tif=TimeInForce.IOC)
         assert (await broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
-        fills = [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
+        fills = reports.of_kind(order.cl_ord_id, ReportKind.FILL)
         assert sum(f.last_qty for f in fills) == inst.display_qty
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == inst.display_qty
+        await self._status(broker, order.cl_ord_id, OrderStatus.CANCELED, cum_qty=inst.display_qty)
 
     async def test_fok_that_cannot_fill_in_full_is_canceled_without_fills(
         self, broker: Broker, reports: ReportCollector, market: MarketControl, contract_instrument: Instrument
@@ -385,10 +402,9 @@ class BrokerContract:
         price = inst.round_price(inst.initial_price * Decimal("1.01"))
         order = self._order(inst, qty=inst.display_qty * 2, type=OrderType.LIMIT, price=price, tif=TimeInForce.FOK)
         assert (await broker.submit_order(order)).accepted
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
-        assert not [r for r in reports.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.CANCELED and status.cum_qty == 0
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
+        assert not reports.of_kind(order.cl_ord_id, ReportKind.FILL)
+        await self._status(broker, order.cl_ord_id, OrderStatus.CANCELED, cum_qty=0)
 
 
 class FaultControl(Protocol):
@@ -435,7 +451,7 @@ class StorageControl(Protocol):
     down: bool
 
 
-class ResilienceContract:
+class ResilienceContract(_ContractOrders):
     """What an adapter does when the network, the broker or its own records fail: unknown is not failed.
 
     These are the "unknown is not failed" cases of NautilusTrader's execution conformance matrix (TC-E74…E78): a
@@ -443,39 +459,7 @@ class ResilienceContract:
     decides. Each case runs where the adapter's capabilities and the faults its counterpart offers allow it.
     """
 
-    account = "contract"
-
-    @pytest.fixture(autouse=True)
-    def _contract_account(self, contract_account: str) -> None:
-        self.account = contract_account
-
-    def _order(
-        self,
-        inst: Instrument,
-        *,
-        qty: Decimal,
-        type: OrderType = OrderType.LIMIT,
-        price: Decimal | None = None,
-        stop_price: Decimal | None = None,
-        tif: TimeInForce = TimeInForce.GTC,
-    ) -> SubmitOrder:
-        if type.needs_price and price is None:
-            price = inst.round_price(inst.initial_price * Decimal("0.9"))
-        return SubmitOrder(
-            cl_ord_id=_cid(),
-            account=self.account,
-            symbol=inst.symbol,
-            side=OrderSide.BUY,
-            type=type,
-            time_in_force=tif,
-            qty=qty,
-            price=price,
-            stop_price=stop_price,
-        )
-
-    @staticmethod
-    def _cancel(order: SubmitOrder, cid: str | None = None) -> CancelOrder:
-        return CancelOrder(cl_ord_id=cid or order.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
+    default_type = OrderType.LIMIT  # resting, 10% under the market
 
     @staticmethod
     def _replace(broker: Broker, order: SubmitOrder, qty: Decimal, price: Decimal) -> ReplaceOrder:
@@ -564,7 +548,7 @@ class ResilienceContract:
             await broker.cancel_order(self._cancel(order))
         status = await self._lookup(broker, order.cl_ord_id)
         assert status is not None and status.status is OrderStatus.CANCELED
-        await reports.wait_for(lambda _: any(r.kind is ReportKind.CANCELED for r in reports.of(order.cl_ord_id)))
+        await reports.wait_for_kind(order.cl_ord_id, ReportKind.CANCELED)
 
     async def test_cancel_refused_before_anything_is_unavailable_never_a_refusal(
         self, broker: Broker, faults: FaultControl, market: MarketControl, contract_instrument: Instrument
@@ -657,8 +641,7 @@ class ResilienceContract:
         order = self._order(inst, qty=inst.min_qty)
         assert (await broker.submit_order(order)).accepted
         faults.fail_before("status", times=2)
-        status = await broker.get_order_status(order.cl_ord_id)
-        assert status is not None and status.status is OrderStatus.ACCEPTED
+        await self._status(broker, order.cl_ord_id, OrderStatus.ACCEPTED)
 
     # -- the adapter's own records ---------------------------------------------------------------------------
 
@@ -733,8 +716,8 @@ class ResilienceContract:
         await refused.wait_for(lambda _: bool(refused.of(order.cl_ord_id)))
         after = ReportCollector()
         broker = await faults.restart(after)
-        await after.wait_for(lambda _: any(r.kind is ReportKind.FILL for r in after.of(order.cl_ord_id)))
-        fills = [r for r in after.of(order.cl_ord_id) if r.kind is ReportKind.FILL]
+        await after.wait_for_kind(order.cl_ord_id, ReportKind.FILL)
+        fills = after.of_kind(order.cl_ord_id, ReportKind.FILL)
         assert sum(f.last_qty for f in fills) == order.qty
 
     async def test_open_orders_survive_the_adapter_restarting(

@@ -18,31 +18,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from brokers.journal import ReportDelivery, ReportJournal
 from core.db import MIGRATIONS_DIR, apply_migrations
-from core.domain import ExecutionReport, OrderSide, ReportKind, derive_order_id
+from core.domain import ExecutionReport, ReportKind, derive_order_id
 from tests.brokers.contract import ReportCollector
+from tests.harness import execution_report
 
 D = Decimal
 
 
-def _report(
-    cid: str, exec_id: str, kind: ReportKind = ReportKind.FILL, qty: str = "10", **kw: object
-) -> ExecutionReport:
-    fill = kind is ReportKind.FILL
-    fields: dict[str, object] = dict(
-        broker="test",
-        exec_id=exec_id,
-        kind=kind,
-        cl_ord_id=cid,
-        symbol="AAPL",
-        side=OrderSide.BUY,
-        last_qty=D(qty) if fill else D(0),
-        last_price=D("100") if fill else None,
-        cum_qty=D(qty) if fill else D(0),
-        leaves_qty=D(0),
-        transact_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-    fields.update(kw)
-    return ExecutionReport(**fields)  # type: ignore[arg-type]
+_report = execution_report
 
 
 def _cid() -> str:

@@ -5,24 +5,41 @@ its adapter (``VenuePair.new_broker``); starting it, waiting until it has caught
 records, checking the venue's answers against the broker's spec at the end and closing everything is here
 (:func:`serving`), as are the report :class:`Forwarder` and :func:`eventually`, and the request/answer shapes
 openapi-core reads (:class:`OpenApiRequest`, :class:`OpenApiResponse`) for the kits whose broker publishes one.
+The REST brokers' kits (Alpaca, OANDA, Kraken) build their pairs as a :class:`RestPair` over a :func:`sim_venue`,
+and their conftests' fault controls are :class:`PairFaults`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.base import ReportSink
 from core.domain import ExecutionReport
+from core.instruments import InstrumentCatalog
+from core.marketdata import QuoteSink
+from sim.journal import PostgresVenueJournal
+from sim.venue import SimVenue
 from tests.waiting import until
 
-__all__ = ["Forwarder", "OpenApiRequest", "OpenApiResponse", "VenuePair", "eventually", "serving"]
+__all__ = [
+    "Forwarder",
+    "OpenApiRequest",
+    "OpenApiResponse",
+    "PairFaults",
+    "RestPair",
+    "VenuePair",
+    "eventually",
+    "serving",
+    "sim_venue",
+]
 
 
 class Forwarder:
@@ -146,3 +163,121 @@ async def serving(pair: P, *, checker: _Checker | None = None, spec: str = "") -
         for started in pair.started:
             await started.close()
         await pair.server.stop()
+
+
+def sim_venue(
+    instruments: InstrumentCatalog,
+    broker: str,
+    *,
+    pool: AsyncConnectionPool | None = None,
+    journal_url: str | None = None,
+    **options: Any,
+) -> SimVenue:
+    """The market behind ``broker``'s local venue (``<broker>venue``, no background ticks), journaled in Postgres
+    under a fresh key (``<broker>-venue-…``) when ``journal_url`` is given."""
+    journal = None
+    if journal_url is not None:
+        assert pool is not None, "a journaled venue needs the pool"
+        journal = PostgresVenueJournal(pool, journal_url, venue=f"{broker}-venue-{uuid.uuid4().hex[:6]}")
+    return SimVenue(instruments, name=f"{broker}venue", tick_interval=0, journal=journal, **options)
+
+
+class _HttpChecker(_Checker, Protocol):
+    def hooks(self) -> dict[str, list[Any]]: ...
+
+
+@dataclass(kw_only=True)
+class RestPair(VenuePair[B]):
+    """A local REST venue and an adapter of ``broker_class`` keeping its records in ``store``, every answer it gets
+    checked by ``checker`` against the broker's document."""
+
+    #: The adapter's class (built as the REST adapters are: settings, store, name, quotes, instruments, hooks).
+    broker_class: ClassVar[type[Any]]
+    #: The class of the adapter's records (built over a pool, for the adapter's name).
+    store_class: ClassVar[type[Any]]
+
+    store: Any
+    checker: _HttpChecker
+    quotes: QuoteSink | None = None
+    instruments: InstrumentCatalog | None = None
+
+    def calm(self) -> None:
+        """Put the venue back to what each contract test starts from: no pending faults, no latency, no limit."""
+        raise NotImplementedError
+
+    def new_broker(self, **overrides: Any) -> B:
+        return self.broker_class(
+            self._settings(overrides),
+            store=self.store,
+            name=self.name,
+            quotes=self.quotes,
+            instruments=self.instruments,
+            http_hooks=self.checker.hooks(),
+        )
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls,
+        server: Any,
+        settings: Callable[[str], Any],
+        checker: _HttpChecker,
+        *,
+        spec: str,
+        pool: AsyncConnectionPool,
+        sink: ReportSink,
+        name: str,
+        store_pool: AsyncConnectionPool | None = None,
+        quotes: QuoteSink | None = None,
+        instruments: InstrumentCatalog | None = None,
+    ) -> AsyncIterator[Self]:
+        """Start ``server``, and an adapter with ``settings(server.base_url)`` against it (:func:`serving`), its
+        records in ``store_pool`` (default ``pool``); every answer must have matched ``spec`` at the end."""
+        await server.start()
+        pair = cls(
+            server=server,
+            settings=settings(server.base_url),
+            store=cls.store_class(store_pool or pool, broker=name),
+            pool=pool,
+            sink=sink,
+            checker=checker,
+            name=name,
+            quotes=quotes,
+            instruments=instruments,
+        )
+        async with serving(pair, checker=checker, spec=spec) as pair:
+            yield pair
+
+
+class PairFaults(Generic[P]):
+    """What the contract's ``FaultControl`` over a pair's local venue shares (every fault offered): a lost answer,
+    a stall past the adapter's timeout and a 503 before anything are each ``_add``-ed as the venue's fault
+    ``drop_after``, ``stall_after`` or ``error_before`` on the operation's request (``ops``: its method and path);
+    a restart restarts the pair's adapter."""
+
+    #: The contract's operations (submit, cancel, replace, status): the method and path of the venue's request.
+    ops: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    def __init__(self, pair: P) -> None:
+        self.pair = pair
+
+    def offers(self, kind: str, op: str = "") -> bool:
+        return True
+
+    def _add(self, kind: str, op: str, times: int = 1, **kw: object) -> None:
+        method, path = self.ops[op]
+        self.pair.venue.faults.add(kind, method=method, path=path, times=times, **kw)
+
+    def lose_answer(self, op: str) -> None:
+        self._add("drop_after", op)
+
+    def stall(self, op: str) -> None:
+        self._add("stall_after", op, seconds=self.pair.settings.request_timeout_seconds + 1)
+
+    def fail_before(self, op: str, times: int = 1) -> None:
+        self._add("error_before", op, times=times, status=503)
+
+    async def restart(self, sink: ReportSink) -> Any:
+        assert isinstance(self.pair.sink, Forwarder)
+        self.pair.sink.target = sink
+        return await self.pair.restart()

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from core.domain import InstrumentClass
-from core.marketdata import MarketData, PriceBook, Quote, StoredQuote
-from core.settings import MarketDataClassSettings, MarketDataSettings
-from tests.harness import static_instruments
+from core.marketdata import PriceBook
+from core.settings import MarketDataClassSettings
+from tests.quotekit import NOW, market, q
 
 D = Decimal
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
-CATALOG = static_instruments()
-
-
-def q(symbol: str, source: str, mid: str, *, age: float = 0.0, spread: str = "0.01") -> StoredQuote:
-    m, s = D(mid), D(spread)
-    at = NOW - timedelta(seconds=age)
-    return StoredQuote(Quote(symbol=symbol, source=source, bid=m - s, ask=m + s, at=at), at)
-
-
-def market(**settings: object) -> MarketData:
-    return MarketData(MarketDataSettings(**settings), CATALOG)  # type: ignore[arg-type]
 
 
 def test_a_quote_older_than_its_class_limit_is_stale_and_prices_nothing() -> None:

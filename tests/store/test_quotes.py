@@ -12,25 +12,12 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from core.marketdata import MarketData, Quote, StoredQuote
-from core.settings import MarketDataSettings
+from core.marketdata import Quote, StoredQuote
 from store.quotes import QuoteWriter, fetch_quotes, newest_by_source, upsert_quotes
 from tests.conftest import create_database
-from tests.harness import static_instruments
+from tests.quotekit import CATALOG, NOW, market, q
 
 D = Decimal
-NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
-CATALOG = static_instruments()
-
-
-def q(symbol: str, source: str, mid: str, *, age: float = 0.0, spread: str = "0.01") -> StoredQuote:
-    m, s = D(mid), D(spread)
-    at = NOW - timedelta(seconds=age)
-    return StoredQuote(Quote(symbol=symbol, source=source, bid=m - s, ask=m + s, at=at), at)
-
-
-def market(**settings: object) -> MarketData:
-    return MarketData(MarketDataSettings(**settings), CATALOG)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from store.reports import (
     reports_of,
     undelivered_reports,
 )
-from tests.harness import unique
+from tests.harness import execution_report, unique
 from tests.store.kit import D, decided
 
 pytestmark = pytest.mark.asyncio
@@ -28,22 +28,7 @@ pytestmark = pytest.mark.asyncio
 def report(
     order_id: str, exec_id: str, kind: ReportKind = ReportKind.FILL, qty: str = "10", **kw: object
 ) -> ExecutionReport:
-    fill = kind is ReportKind.FILL
-    fields: dict[str, object] = dict(
-        broker="mt5",
-        exec_id=exec_id,
-        kind=kind,
-        cl_ord_id=order_id,
-        symbol="AAPL",
-        side=OrderSide.BUY,
-        last_qty=D(qty) if fill else D(0),
-        last_price=D("100") if fill else None,
-        cum_qty=D(qty) if fill else D(0),
-        leaves_qty=D(0),
-        transact_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-    fields.update(kw)
-    return ExecutionReport(**fields)  # type: ignore[arg-type]
+    return execution_report(order_id, exec_id, kind, qty, **{"broker": "mt5", **kw})
 
 
 async def test_a_report_is_journaled_once_per_stream_and_read_by_order_ref_and_delivery(db: Pool) -> None:

@@ -34,6 +34,7 @@ from core.domain import (
 )
 from store.policy import PolicyStore
 from tests.harness import Stack, make_order, unique
+from tests.waiting import until
 from tests.workflows.faults import OrderWorker, order_worker
 from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
@@ -116,14 +117,7 @@ async def _held(stack: Stack, order_id: str) -> tuple[Decimal, Decimal, bool]:
 
 
 async def _eventually(check: Callable[[], Any], *, timeout: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {check}")
-        await asyncio.sleep(0.05)
+    return await until(f"{check}", check, timeout=timeout)
 
 
 def _limit_buy(account: str, qty: str) -> OrderRequest:

@@ -30,6 +30,7 @@ from activities.persistence import PersistInput
 from activities.risk import AmendCheck
 from core.domain import AmendRequest, CancelRequest, OrderRequest, OrderState, OrderStatus, RiskDecision
 from tests.harness import Stack, make_order, unique
+from tests.waiting import until
 from tests.workflows.faults import CancelRefusingBroker, FlakyPool, OrderWorker, order_worker
 from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
@@ -40,14 +41,7 @@ D = Decimal
 
 
 async def _eventually(check: Callable[[], Any], *, timeout: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {check}")
-        await asyncio.sleep(0.05)
+    return await until(f"{check}", check, timeout=timeout)
 
 
 async def _stored_timeline(stack: Stack, order_id: str) -> list[tuple[int, str, str, str]]:

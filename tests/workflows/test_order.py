@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
-from core.domain import AmendRequest, CancelRequest, OrderStatus, ReportKind
+from core.domain import AmendRequest, CancelRequest, OrderRequest, OrderStatus, ReportKind
 from tests.harness import Stack, later, make_order
 from tests.workflows.recording import record_history
 from workflows.order import OrderWorkflow
@@ -20,6 +21,16 @@ D = Decimal
 
 async def _fills_in_ledger(stack: Stack, order_id: str) -> list[dict]:
     return await stack.fetch("SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at", order_id)
+
+
+async def _submit_at(
+    stack: Stack, mid: str, *, symbol: str, **terms: Any
+) -> tuple[OrderRequest, WorkflowHandle[Any, Any]]:
+    """Put ``symbol``'s mid at ``mid`` and submit an order of ``terms`` on it (approved or not)."""
+    await stack.venue.set_mid(symbol, D(mid))
+    order = make_order(symbol=symbol, **terms)
+    _, handle = await stack.submit(order)
+    return order, handle
 
 
 async def test_market_order_fills_and_is_booked(stack: Stack) -> None:
@@ -52,9 +63,7 @@ async def test_market_order_fills_and_is_booked(stack: Stack) -> None:
 
 async def test_partial_fill_then_fill_as_the_market_offers_more(stack: Stack) -> None:
     # AAPL shows 500 at the touch, so 1200 fills 500 + 500 + 200 over three matches.
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="1200", type="LIMIT", price="191.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="1200", type="LIMIT", price="191.00")
     state = await stack.wait_for(handle, OrderStatus.PARTIALLY_FILLED)
     assert state.filled_qty == D(500)
     await stack.venue.step()
@@ -77,9 +86,7 @@ async def test_partial_fill_then_fill_as_the_market_offers_more(stack: Stack) ->
 
 
 async def test_resting_limit_order_fills_when_the_market_comes_to_it(stack: Stack) -> None:
-    await stack.venue.set_mid("MSFT", D("420.00"))
-    order = make_order(symbol="MSFT", qty="10", type="LIMIT", price="415.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "420.00", symbol="MSFT", qty="10", type="LIMIT", price="415.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     await stack.venue.set_mid("MSFT", D("414.50"))
     result = await handle.result()
@@ -88,9 +95,7 @@ async def test_resting_limit_order_fills_when_the_market_comes_to_it(stack: Stac
 
 
 async def test_operator_cancel_of_a_resting_order(stack: Stack) -> None:
-    await stack.venue.set_mid("NVDA", D("120.00"))
-    order = make_order(symbol="NVDA", qty="10", type="LIMIT", price="100.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "120.00", symbol="NVDA", qty="10", type="LIMIT", price="100.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     await handle.signal(OrderWorkflow.cancel, CancelRequest(requested_by="ops-jane", reason="desk request"))
     result = await handle.result()
@@ -126,9 +131,7 @@ async def test_cancel_of_a_filled_order_is_refused_and_recorded(stack: Stack) ->
 
 
 async def test_fill_racing_a_cancel_is_booked_and_the_order_ends_filled(stack: Stack) -> None:
-    await stack.venue.set_mid("SPY", D("560.00"))
-    order = make_order(symbol="SPY", qty="10", type="LIMIT", price="555.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "560.00", symbol="SPY", qty="10", type="LIMIT", price="555.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     stack.venue.cancels_open.clear()  # the venue holds the cancel while the market moves through the limit
     try:
@@ -148,9 +151,7 @@ async def test_fill_racing_a_cancel_is_booked_and_the_order_ends_filled(stack: S
 
 
 async def test_partial_fill_racing_a_cancel_is_booked_and_the_rest_canceled(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="800", type="LIMIT", price="185.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="800", type="LIMIT", price="185.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     stack.venue.cancels_open.clear()
     try:
@@ -171,9 +172,9 @@ async def test_partial_fill_racing_a_cancel_is_booked_and_the_rest_canceled(stac
 
 
 async def test_ioc_fills_what_is_there_and_cancels_the_rest(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="700", type="LIMIT", price="191.00", time_in_force="IOC")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(
+        stack, "190.00", symbol="AAPL", qty="700", type="LIMIT", price="191.00", time_in_force="IOC"
+    )
     result = await handle.result()
     assert result.status is OrderStatus.CANCELED
     assert D(result.filled_qty) == D(500)
@@ -181,9 +182,9 @@ async def test_ioc_fills_what_is_there_and_cancels_the_rest(stack: Stack) -> Non
 
 
 async def test_fok_that_cannot_fill_in_full_is_canceled_without_fills(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="700", type="LIMIT", price="191.00", time_in_force="FOK")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(
+        stack, "190.00", symbol="AAPL", qty="700", type="LIMIT", price="191.00", time_in_force="FOK"
+    )
     result = await handle.result()
     assert result.status is OrderStatus.CANCELED
     assert D(result.filled_qty) == D(0)
@@ -191,16 +192,14 @@ async def test_fok_that_cannot_fill_in_full_is_canceled_without_fills(stack: Sta
 
 
 async def test_fok_that_can_fill_in_full_fills(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="400", type="LIMIT", price="191.00", time_in_force="FOK")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(
+        stack, "190.00", symbol="AAPL", qty="400", type="LIMIT", price="191.00", time_in_force="FOK"
+    )
     assert (await handle.result()).status is OrderStatus.FILLED
 
 
 async def test_duplicate_execution_reports_are_booked_once(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="900", type="LIMIT", price="191.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="900", type="LIMIT", price="191.00")
     await stack.wait_for(handle, OrderStatus.PARTIALLY_FILLED)
     venue_view = await stack.venue.status(order.order_id)
     assert venue_view is not None
@@ -215,9 +214,7 @@ async def test_duplicate_execution_reports_are_booked_once(stack: Stack) -> None
 
 
 async def test_overfill_is_refused_and_flagged(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="10", type="LIMIT", price="150.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="10", type="LIMIT", price="150.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     venue_view = await stack.venue.status(order.order_id)
     bogus = venue_view.reports[0].model_copy(
@@ -240,9 +237,7 @@ async def test_overfill_is_refused_and_flagged(stack: Stack) -> None:
 
 
 async def test_amend_accepted_changes_the_order_at_the_broker(stack: Stack) -> None:
-    await stack.venue.set_mid("MSFT", D("420.00"))
-    order = make_order(symbol="MSFT", qty="10", type="LIMIT", price="400.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "420.00", symbol="MSFT", qty="10", type="LIMIT", price="400.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     result = await handle.execute_update(
         OrderWorkflow.amend, AmendRequest(qty=D(20), price=D("401.00"), requested_by="trader")
@@ -277,9 +272,7 @@ async def test_amend_refused_by_the_validator_for_a_filled_order(stack: Stack) -
 
 
 async def test_amend_refused_when_new_qty_is_not_above_the_filled_qty(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="800", type="LIMIT", price="191.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="800", type="LIMIT", price="191.00")
     await stack.wait_for(handle, OrderStatus.PARTIALLY_FILLED)
     with pytest.raises(WorkflowUpdateFailedError) as info:
         await handle.execute_update(OrderWorkflow.amend, AmendRequest(qty=D(500)))
@@ -289,9 +282,7 @@ async def test_amend_refused_when_new_qty_is_not_above_the_filled_qty(stack: Sta
 
 
 async def test_amend_refused_by_risk_leaves_the_order_working(stack: Stack) -> None:
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="10", type="LIMIT", price="150.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="10", type="LIMIT", price="150.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     result = await handle.execute_update(OrderWorkflow.amend, AmendRequest(qty=D(99000)))  # 14.85M > 5M limit
     assert not result.accepted and "MAX" in (result.reason or "").upper() or "limit" in (result.reason or "")
@@ -423,9 +414,7 @@ def _event_types(history) -> list[str]:  # type: ignore[no-untyped-def]
 
 async def test_market_order_filled_by_one_report_has_a_lean_history(stack: Stack) -> None:
     # The fill report carries the final cumulative quantity and average price: no status round trip, one booking.
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="10")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="10")
     result = await handle.result()
     assert result.status is OrderStatus.FILLED and result.breaks == []
     history = await handle.fetch_history()
@@ -459,9 +448,7 @@ async def test_market_order_filled_by_one_report_has_a_lean_history(stack: Stack
 
 async def test_a_canceled_order_is_still_reconciled_with_the_broker(stack: Stack) -> None:
     # Only a FILLED close whose report carries the final figures skips the status round trip.
-    await stack.venue.set_mid("AAPL", D("190.00"))
-    order = make_order(symbol="AAPL", qty="10", type="LIMIT", price="150.00")
-    _, handle = await stack.submit(order)
+    order, handle = await _submit_at(stack, "190.00", symbol="AAPL", qty="10", type="LIMIT", price="150.00")
     await stack.wait_for(handle, OrderStatus.ACCEPTED)
     await handle.signal(OrderWorkflow.cancel, CancelRequest(reason="lean test"))
     assert (await handle.result()).status is OrderStatus.CANCELED

@@ -21,9 +21,7 @@ from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import AlpacaSettings
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
-from tests.brokers.venuekit import Forwarder, OpenApiRequest, OpenApiResponse, VenuePair, eventually, serving
+from tests.brokers.venuekit import Forwarder, OpenApiRequest, OpenApiResponse, RestPair, eventually, sim_venue
 
 __all__ = [
     "SPEC",
@@ -154,27 +152,23 @@ def alpaca_settings(base_url: str, **overrides: Any) -> AlpacaSettings:
 
 
 @dataclass(kw_only=True)
-class AlpacaPair(VenuePair[AlpacaBroker]):
+class AlpacaPair(RestPair[AlpacaBroker]):
     """A local Alpaca venue and an adapter started against it."""
 
+    broker_class = AlpacaBroker
+    store_class = AlpacaStore
     store: AlpacaStore
     checker: SpecChecker
-    quotes: QuoteSink | None = None
-    instruments: InstrumentCatalog | None = None
 
     @property
     def venue(self) -> AlpacaVenue:
         return self.server.venue  # type: ignore[no-any-return]
 
-    def new_broker(self, **overrides: Any) -> AlpacaBroker:
-        return AlpacaBroker(
-            self._settings(overrides),
-            store=self.store,
-            name=self.name,
-            quotes=self.quotes,
-            instruments=self.instruments,
-            http_hooks=self.checker.hooks(),
-        )
+    def calm(self) -> None:
+        self.venue.faults.pending.clear()
+        self.venue.faults.latency = 0
+        self.venue.rate_limit.per_minute = 0
+        self.venue.rate_limit.window = 60.0
 
 
 @contextlib.asynccontextmanager
@@ -195,27 +189,18 @@ async def running_pair(
 
     ``store_pool``: where the adapter keeps its records, when not ``pool`` (a ``FailingPool`` in storage tests).
     """
-    name = name or f"alpaca-{uuid.uuid4().hex[:6]}"
-    journal = None
-    if journal_url is not None:
-        journal = PostgresVenueJournal(pool, journal_url, venue=f"alpaca-venue-{uuid.uuid4().hex[:6]}")
-    sim = SimVenue(
-        instruments, name="alpacavenue", tick_interval=0, journal=journal, reject_symbols=reject_symbols or []
-    )
+    sim = sim_venue(instruments, "alpaca", pool=pool, journal_url=journal_url, reject_symbols=reject_symbols or [])
     venue = AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET, rate_limit_per_minute=rate_limit)
-    server = VenueServer(venue)
-    await server.start()
-    checker = SpecChecker()
-    pair = AlpacaPair(
-        server=server,
-        settings=alpaca_settings(server.base_url, **overrides),
-        store=AlpacaStore(store_pool or pool, broker=name),
+    async with AlpacaPair.running(
+        VenueServer(venue),
+        lambda url: alpaca_settings(url, **overrides),
+        SpecChecker(),
+        spec="Alpaca's OpenAPI document",
         pool=pool,
+        store_pool=store_pool,
         sink=sink,
-        checker=checker,
-        name=name,
+        name=name or f"alpaca-{uuid.uuid4().hex[:6]}",
         quotes=quotes,
         instruments=instruments,
-    )
-    async with serving(pair, checker=checker, spec="Alpaca's OpenAPI document") as pair:
+    ) as pair:
         yield pair

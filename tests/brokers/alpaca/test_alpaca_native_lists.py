@@ -3,73 +3,30 @@ workflows, the Alpaca adapter and the local Alpaca venue (its order classes), Po
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
-from typing import Any
-
-import httpx
 
 from tests.brokers.alpaca.kit import eventually
 from tests.brokers.alpaca.test_alpaca_workflow import AlpacaStack, _calm, alpaca_stack  # noqa: F401 (fixtures)
-from tests.harness import register_accounts, unique
+from tests.brokers.nativekit import NativeLists, desk, post_list, reservations_released, states, until
 from tests.workflows.recording import record_history
 from workflows.order_list import OrderListWorkflow
 
 D = Decimal
 
 
-def _leg(name: str, role: str, side: str, **terms: Any) -> dict[str, Any]:
-    return {"name": name, "role": role, "symbol": "AAPL", "side": side, "qty": 10, "timeInForce": "GTC", **terms}
-
-
-def _bracket(client: str, entry_price: str, tp: str, sl: str) -> dict[str, Any]:
-    return {
-        "clientId": client,
-        "clientListId": unique("br"),
-        "contingency": "BRACKET",
-        "legs": [
-            _leg("entry", "PARENT", "BUY", price=entry_price, broker="alpaca"),
-            _leg("tp", "EXIT", "SELL", price=tp, reduceOnly=True, broker="alpaca"),
-            _leg("sl", "EXIT", "SELL", type="STOP", stopPrice=sl, reduceOnly=True, broker="alpaca"),
-        ],
-    }
-
-
-async def _post(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    r = await http.post("/api/v1/order-lists", json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["listId"])
-
-
-async def _until(http: httpx.AsyncClient, list_id: str, check: Any, timeout: float = 30) -> dict[str, Any]:
-    view: Any = None
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
-                if check(view):
-                    return dict(view)
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"list {list_id} never got there: {view}") from None
-
-
-def _states(view: dict[str, Any]) -> dict[str, str]:
-    return {leg["name"]: leg["status"] for leg in view["legs"]}
+lists = NativeLists("alpaca")
 
 
 async def test_a_native_bracket_entry_fills_take_profit_fills_and_alpaca_cancels_the_stop(
     alpaca_stack: AlpacaStack,  # noqa: F811
 ) -> None:
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
     posts = s.venue.requests.get("POST /v2/orders", 0)
     async with s.stack.api() as http:
-        list_id = await _post(http, _bracket(client, "191.00", "200.00", "180.00"))
-        view = await _until(
-            http, list_id, lambda v: _states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
+        list_id = await post_list(http, lists.bracket(client, "191.00", "200.00", "180.00"))
+        view = await until(
+            http, list_id, lambda v: states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
         )
         assert view["native"] is True
         # One POST for the whole list: the exits are Alpaca's legs of the entry, followed under our own ids.
@@ -79,8 +36,8 @@ async def test_a_native_bracket_entry_fills_take_profit_fills_and_alpaca_cancels
         assert group.order_class == "bracket" and [leg.active for leg in group.legs] == [True, True]
 
         await s.venue.set_mid("AAPL", D("201.00"))  # the take-profit fills; Alpaca cancels the stop-loss
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-        assert _states(view) == {"entry": "FILLED", "tp": "FILLED", "sl": "CANCELED"}, view
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+        assert states(view) == {"entry": "FILLED", "tp": "FILLED", "sl": "CANCELED"}, view
         assert not view["flags"], view["flags"]
         tp_id, sl_id = view["legs"][1]["internalOrderId"], view["legs"][2]["internalOrderId"]
         tp = (await http.get(f"/api/v1/orders/{tp_id}")).json()
@@ -96,14 +53,7 @@ async def test_a_native_bracket_entry_fills_take_profit_fills_and_alpaca_cancels
     assert row["status"] == "CANCELED"
 
     # The risk reservations of the list's orders are released.
-    async def released() -> bool:
-        rows = await s.stack.fetch(
-            "SELECT order_id FROM risk_reservations WHERE order_id = ANY(%s) AND released_at IS NULL",
-            [entry_id, tp_id, sl_id],
-        )
-        return rows == []
-
-    await eventually(released)
+    await reservations_released(s.stack, [entry_id, tp_id, sl_id])
     client_ = s.stack.client
     await record_history(
         client_.get_workflow_handle_for(OrderListWorkflow.run, f"list-{list_id}"),
@@ -118,26 +68,20 @@ async def test_a_native_oco_at_alpaca_one_leg_fills_and_the_other_is_canceled(
     alpaca_stack: AlpacaStack,  # noqa: F811
 ) -> None:
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
-    body = {
-        "clientId": client,
-        "clientListId": unique("oco"),
-        "contingency": "OCO",
-        "legs": [
-            _leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00", broker="alpaca"),
-            _leg("below", "MEMBER", "BUY", price="185.00", broker="alpaca"),
-        ],
-    }
+    client = await desk(s)
+    body = lists.oco(
+        client,
+        lists.leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00"),
+        lists.leg("below", "MEMBER", "BUY", price="185.00"),
+    )
     posts = s.venue.requests.get("POST /v2/orders", 0)
     async with s.stack.api() as http:
-        list_id = await _post(http, body)
-        view = await _until(http, list_id, lambda v: _states(v) == {"above": "ACCEPTED", "below": "ACCEPTED"})
+        list_id = await post_list(http, body)
+        view = await until(http, list_id, lambda v: states(v) == {"above": "ACCEPTED", "below": "ACCEPTED"})
         assert view["native"] is True and s.venue.requests.get("POST /v2/orders", 0) == posts + 1
         await s.venue.set_mid("AAPL", D("184.00"))  # the limit fills; Alpaca cancels the stop
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-        assert _states(view) == {"above": "CANCELED", "below": "FILLED"}, view
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+        assert states(view) == {"above": "CANCELED", "below": "FILLED"}, view
         assert not view["flags"]
     await s.venue.set_mid("AAPL", D("190.00"))
 
@@ -146,14 +90,12 @@ async def test_a_native_bracket_alpaca_refuses_is_a_rejected_entry_and_its_exits
     alpaca_stack: AlpacaStack,  # noqa: F811
 ) -> None:
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
     async with s.stack.api() as http:
         # A stop-loss above the entry's price: Alpaca refuses the whole order (422), so the list's entry is rejected.
-        list_id = await _post(http, _bracket(client, "185.00", "200.00", "186.00"))
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-    assert _states(view) == {"entry": "REJECTED", "tp": "CANCELED", "sl": "CANCELED"}, view
+        list_id = await post_list(http, lists.bracket(client, "185.00", "200.00", "186.00"))
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+    assert states(view) == {"entry": "REJECTED", "tp": "CANCELED", "sl": "CANCELED"}, view
     assert "stop_loss.stop_price must be <= base_price - 0.01" in view["legs"][0]["reason"]
     assert all(not leg["links"] for leg in view["legs"][1:])
 
@@ -162,13 +104,11 @@ async def test_a_native_bracket_resting_its_held_exits_cannot_change_here_and_a_
     alpaca_stack: AlpacaStack,  # noqa: F811
 ) -> None:
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
     async with s.stack.api() as http:
-        list_id = await _post(http, _bracket(client, "185.00", "200.00", "180.00"))
-        view = await _until(http, list_id, lambda v: _states(v)["entry"] == "ACCEPTED")
-        assert _states(view) == {"entry": "ACCEPTED", "tp": "HELD", "sl": "HELD"}
+        list_id = await post_list(http, lists.bracket(client, "185.00", "200.00", "180.00"))
+        view = await until(http, list_id, lambda v: states(v)["entry"] == "ACCEPTED")
+        assert states(view) == {"entry": "ACCEPTED", "tp": "HELD", "sl": "HELD"}
         r = await http.patch(f"/api/v1/order-lists/{list_id}/legs/tp", json={"price": "205.00"})
         assert r.status_code == 409 and "native" in r.text, r.text
         entry_id = view["legs"][0]["internalOrderId"]
@@ -176,8 +116,8 @@ async def test_a_native_bracket_resting_its_held_exits_cannot_change_here_and_a_
         assert [leg.status for leg in group.legs] == ["held", "held"]
         r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "desk request"})
         assert r.status_code == 202
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-    assert _states(view) == {"entry": "CANCELED", "tp": "CANCELED", "sl": "CANCELED"}
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+    assert states(view) == {"entry": "CANCELED", "tp": "CANCELED", "sl": "CANCELED"}
     assert [leg.status for leg in group.legs] == ["canceled", "canceled"]  # Alpaca canceled the held legs
 
 
@@ -202,9 +142,7 @@ async def test_exits_risk_denies_when_released_are_canceled_at_alpaca_and_the_po
     alpaca_stack: AlpacaStack,  # noqa: F811
 ) -> None:
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
 
     async def trading(state: str) -> None:
         body = {"scope": "ACCOUNT", "key": client, "state": state, "reason": "drill"}
@@ -212,8 +150,8 @@ async def test_exits_risk_denies_when_released_are_canceled_at_alpaca_and_the_po
         assert r.status_code == 200, r.text
 
     async with s.stack.api() as http:
-        list_id = await _post(http, _bracket(client, "185.00", "200.00", "180.00"))
-        view = await _until(http, list_id, lambda v: _states(v)["entry"] == "ACCEPTED")
+        list_id = await post_list(http, lists.bracket(client, "185.00", "200.00", "180.00"))
+        view = await until(http, list_id, lambda v: states(v)["entry"] == "ACCEPTED")
         entry_id = view["legs"][0]["internalOrderId"]
         [group] = [g for g in s.venue.order_classes.values() if g.head == entry_id]
         # The account is halted while the entry rests; its fill activates Alpaca's legs, but risk denies their
@@ -221,10 +159,10 @@ async def test_exits_risk_denies_when_released_are_canceled_at_alpaca_and_the_po
         await trading("HALTED")
         try:
             await s.venue.set_mid("AAPL", D("184.00"))
-            view = await _until(http, list_id, lambda v: v["status"] == "DONE")
+            view = await until(http, list_id, lambda v: v["status"] == "DONE")
         finally:
             await trading("ACTIVE")
-    assert _states(view) == {"entry": "FILLED", "tp": "DENIED", "sl": "DENIED"}, view
+    assert states(view) == {"entry": "FILLED", "tp": "DENIED", "sl": "DENIED"}, view
     # (The two legs' denials reach the list in either order.)
     assert sorted(e["leg"] for e in view["events"] if e["event"] == "BROKER_LEG_CANCELED") == ["sl", "tp"]
     assert any(f.startswith(("UNPROTECTED: tp DENIED", "UNPROTECTED: sl DENIED")) for f in view["flags"]), view
@@ -241,46 +179,38 @@ async def test_a_native_bracket_whose_post_answer_is_lost_is_looked_up_never_sen
     alpaca_stack: AlpacaStack,  # noqa: F811
 ) -> None:
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
     posts = s.venue.requests.get("POST /v2/orders", 0)
     duplicates = s.venue.sim.duplicate_submits
     s.venue.faults.add("drop_after", method="POST", path="/v2/orders")  # Alpaca took it; the answer is lost
     async with s.stack.api() as http:
-        list_id = await _post(http, _bracket(client, "191.00", "200.00", "180.00"))
-        view = await _until(
-            http, list_id, lambda v: _states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
+        list_id = await post_list(http, lists.bracket(client, "191.00", "200.00", "180.00"))
+        view = await until(
+            http, list_id, lambda v: states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
         )
         # The entry was found by its client order id and its legs among its nested legs: one POST in all.
         assert s.venue.requests.get("POST /v2/orders", 0) == posts + 1
         assert s.venue.sim.duplicate_submits == duplicates
         r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "done"})
         assert r.status_code == 202
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-    assert _states(view) == {"entry": "FILLED", "tp": "CANCELED", "sl": "CANCELED"}
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+    assert states(view) == {"entry": "FILLED", "tp": "CANCELED", "sl": "CANCELED"}
 
 
 async def test_a_native_oco_alpaca_refuses_drops_the_leg_waiting_for_it(alpaca_stack: AlpacaStack) -> None:  # noqa: F811
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
-    body = {
-        "clientId": client,
-        "clientListId": unique("oco"),
-        "contingency": "OCO",
-        "legs": [
-            _leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00", broker="alpaca"),
-            _leg("limit", "MEMBER", "BUY", price="196.00", broker="alpaca"),  # a buy OCO's limit is below its stop
-        ],
-    }
+    client = await desk(s)
+    body = lists.oco(
+        client,
+        lists.leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00"),
+        lists.leg("limit", "MEMBER", "BUY", price="196.00"),  # a buy OCO's limit is below its stop
+    )
     async with s.stack.api() as http:
         r = await http.post("/api/v1/order-lists", json=body)
         assert r.status_code == 201, r.text
         list_id = r.json()["listId"]
-        view = await _until(http, list_id, lambda v: v["status"] in ("DONE", "DENIED"))
-    assert _states(view) == {"above": "CANCELED", "limit": "REJECTED"}, view
+        view = await until(http, list_id, lambda v: v["status"] in ("DONE", "DENIED"))
+    assert states(view) == {"above": "CANCELED", "limit": "REJECTED"}, view
     assert "take_profit.limit_price must be < stop_loss.stop_price" in view["legs"][1]["reason"]
     assert "never at the broker" in view["legs"][0]["reason"]
     assert view["legs"][0]["links"] == {}  # never started as an order of its own
@@ -294,13 +224,11 @@ async def test_a_sweep_of_alpaca_matches_a_native_brackets_legs_with_their_order
     from worker.sweep import BrokerSweep
 
     s = alpaca_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
     async with s.stack.api() as http:
-        list_id = await _post(http, _bracket(client, "191.00", "200.00", "180.00"))  # the entry fills at once
-        view = await _until(
-            http, list_id, lambda v: _states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
+        list_id = await post_list(http, lists.bracket(client, "191.00", "200.00", "180.00"))  # the entry fills at once
+        view = await until(
+            http, list_id, lambda v: states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
         )
         legs = {leg["internalOrderId"] for leg in view["legs"][1:]}
         rows = await s.stack.fetch("SELECT status FROM orders WHERE order_id = ANY(%s)", list(legs))
@@ -311,5 +239,5 @@ async def test_a_sweep_of_alpaca_matches_a_native_brackets_legs_with_their_order
         assert not legs & set(outcome.signaled), outcome.signaled
         r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "test over"})
         assert r.status_code == 202, r.text
-        await _until(http, list_id, lambda v: v["status"] == "DONE")
+        await until(http, list_id, lambda v: v["status"] == "DONE")
     await s.venue.set_mid("AAPL", D("190.00"))

@@ -7,23 +7,13 @@ from decimal import Decimal
 import pytest
 
 from brokers.alpaca.parsing import order_body
-from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce
+from core.domain import OrderType, TimeInForce
+from tests.brokers.orders import submit_order
 
 D = Decimal
 
 
-def _order(**kw: object) -> SubmitOrder:
-    values: dict[str, object] = {
-        "cl_ord_id": "EX0123456789ABCDEF",
-        "account": "a",
-        "symbol": "AAPL",
-        "side": OrderSide.BUY,
-        "type": OrderType.MARKET,
-        "time_in_force": TimeInForce.DAY,
-        "qty": D(10),
-    }
-    values.update(kw)
-    return SubmitOrder(**values)  # type: ignore[arg-type]
+_order = submit_order
 
 
 def test_at_the_open_and_at_the_close_are_opg_and_cls() -> None:

@@ -5,70 +5,37 @@ ledger, the adapter's records and the quotes risk prices with (source "alpaca").
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from brokers.alpaca.execution import AlpacaBroker
 from brokers.alpaca.store import AlpacaStore
-from brokers.sessions import SessionRecorder
 from core.domain import OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.alpaca.venue import AlpacaVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
-from store.quotes import QuoteWriter
 from tests.brokers.alpaca.kit import KEY, SECRET, SpecChecker, alpaca_settings, eventually
-from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, make_order, unique
+from tests.brokers.stackkit import BrokerStack, running_rest_stack
+from tests.brokers.venuekit import sim_venue
+from tests.harness import make_order
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class AlpacaStack:
-    stack: Stack
-    server: VenueServer
+class AlpacaStack(BrokerStack[AlpacaVenue, AlpacaBroker]):
+    name = "alpaca"
+    broker_class = AlpacaBroker
+    store_class = AlpacaStore
+    id_prefix = "ap"
+    order = {"symbol": "AAPL", "side": "BUY", "qty": 10}
+
     checker: SpecChecker
-
-    @property
-    def venue(self) -> AlpacaVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> AlpacaBroker:
-        broker = self.stack.brokers["alpaca"]
-        assert isinstance(broker, AlpacaBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("ap"), "symbol": "AAPL", "side": "BUY", "qty": 10}
-        body.update(terms, broker="alpaca")
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -78,44 +45,24 @@ async def alpaca_stack(
     pool: AsyncConnectionPool,
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[AlpacaStack]:
-    sim = SimVenue(
-        instruments,
-        name="alpacavenue",
-        tick_interval=0,
-        journal=PostgresVenueJournal(pool, database_url, venue=f"alpaca-venue-{uuid.uuid4().hex[:6]}"),
-    )
-    server = VenueServer(AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET))
-    await server.start()
-    settings = make_settings(
+    sim = sim_venue(instruments, "alpaca", pool=pool, journal_url=database_url)
+
+    async def ready(broker: AlpacaBroker) -> None:
+        assert broker.quote_poller is not None
+        await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
+
+    async with running_rest_stack(
+        AlpacaStack,
+        temporal_env,
         database_url,
-        temporal_address(temporal_env),
-        alpaca=alpaca_settings(server.base_url, quote_interval_ms=300),
-    )
-    checker = SpecChecker()
-    quotes = QuoteWriter.from_settings(pool, settings.market_data)
-    broker = AlpacaBroker(
-        settings.alpaca,
-        store=AlpacaStore(pool, broker="alpaca"),
-        name="alpaca",
-        recorder=SessionRecorder(pool, broker="alpaca", session=server.base_url),
-        quotes=quotes,
-        instruments=instruments,
-        http_hooks=checker.hooks(),
-    )
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {"alpaca": broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            assert broker.quote_poller is not None
-            await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
-            await quotes.flush()
-            yield AlpacaStack(stack, server, checker)
-            await stack.brokers["alpaca"].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
-    assert not checker.problems, checker.problems
+        pool,
+        instruments,
+        server=VenueServer(AlpacaVenue(sim, list(instruments), key_id=KEY, secret_key=SECRET)),
+        settings=lambda url: alpaca_settings(url, quote_interval_ms=300),
+        checker=SpecChecker(),
+        ready=ready,
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(autouse=True)
@@ -154,9 +101,7 @@ async def test_cancel_over_alpaca(alpaca_stack: AlpacaStack) -> None:
     async with s.stack.api() as http:
         order_id = await s.post(http, type="LIMIT", price="180.00", timeInForce="DAY")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        order = await s.wait(http, order_id, "CANCELED")
+        order = await s.cancel(http, order_id)
     assert order["filledQty"] in ("0", "0.0") or D(order["filledQty"]) == 0
     status = await s.broker.get_order_status(order_id)
     assert status is not None and status.status.value == "CANCELED"
@@ -168,9 +113,7 @@ async def test_replace_over_alpaca_then_fill_on_the_new_terms(alpaca_stack: Alpa
     async with s.stack.api() as http:
         order_id = await s.post(http, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": 20, "price": "185.00"})
-        assert r.status_code == 200, r.text
-        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == 20, r.text
+        await s.amend(http, order_id, 20, "185.00")
         alpaca = await s.broker._current(f"{order_id}.1")
         assert alpaca is not None and alpaca.qty == D(20) and alpaca.limit_price == D("185.00") and alpaca.replaces
         await s.venue.set_mid("AAPL", D("184.00"))
@@ -196,9 +139,7 @@ async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(alpaca
             assert await s.fills(order_id) == []  # nothing arrived
 
         async def refused() -> bool:  # the stream's state reached the risk check: new orders wait for it
-            body = {"clientId": unique("desk"), "clientOrderId": unique("ap"), "symbol": "AAPL", "side": "BUY"}
-            r = await http.post("/api/v1/orders", json={**body, "qty": 1, "broker": "alpaca"})
-            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+            return await s.unavailable(http, 1)
 
         await eventually(refused, timeout=10, interval=0.3)
         s.venue.faults.refuse_streams = False

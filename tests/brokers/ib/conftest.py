@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -8,12 +8,12 @@ from psycopg_pool import AsyncConnectionPool
 from brokers.base import BrokerSpec, ReportSink
 from brokers.ib import SPEC
 from brokers.ib.execution import IBBroker
-from core.domain import Instrument
 from core.instruments import InstrumentCatalog
 from devstack.venues.ib import LOCAL_IB_ACCOUNT
 from devstack.venues.ib.venue import IBVenue
 from tests.brokers.contract import ReportCollector
 from tests.brokers.ib.kit import Forwarder, IBPair, running_pair
+from tests.brokers.pairfixtures import contract_instrument, storage, venue_storage  # noqa: F401 (fixtures)
 from tests.brokers.storage import FailingPool
 
 
@@ -23,25 +23,14 @@ def spec() -> BrokerSpec:
 
 
 @pytest.fixture(scope="module")
-def ib_storage(pool: AsyncConnectionPool) -> FailingPool:
-    """The adapter's records' pool, failing on demand."""
-    return FailingPool(pool)
-
-
-@pytest.fixture(scope="module")
 async def ib_pair(
-    pool: AsyncConnectionPool, instruments: InstrumentCatalog, ib_storage: FailingPool
+    pool: AsyncConnectionPool,
+    instruments: InstrumentCatalog,
+    venue_storage: FailingPool,  # noqa: F811 (the fixture)
 ) -> AsyncIterator[IBPair]:
     """One local TWS venue and one adapter per test module (each test its own sink)."""
-    async with running_pair(pool, instruments, sink=Forwarder(), store_pool=ib_storage) as pair:  # type: ignore[arg-type]
+    async with running_pair(pool, instruments, sink=Forwarder(), store_pool=venue_storage) as pair:  # type: ignore[arg-type]
         yield pair
-
-
-@pytest.fixture
-def storage(ib_storage: FailingPool) -> Iterator[FailingPool]:
-    ib_storage.down = False
-    yield ib_storage
-    ib_storage.down = False
 
 
 @pytest.fixture
@@ -65,10 +54,8 @@ def market(ib_pair: IBPair) -> IBVenue:
 
 
 @pytest.fixture
-def contract_instrument(instruments: InstrumentCatalog) -> Instrument:
-    inst = instruments.get("AAPL")
-    assert inst is not None
-    return inst
+def contract_symbol() -> str:
+    return "AAPL"
 
 
 _OPS = {"submit": "submit", "cancel": "cancel", "replace": "modify", "status": "status"}

@@ -3,73 +3,29 @@ the IB adapter (real ib_async) and the local TWS venue (parent + children in an 
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
-from typing import Any
-
-import httpx
 
 from devstack.venues.ib.wire import IN
-from tests.brokers.ib.kit import eventually
 from tests.brokers.ib.test_ib_workflow import IBStack, _calm, ib_stack  # noqa: F401 (fixtures)
-from tests.harness import register_accounts, unique
+from tests.brokers.nativekit import NativeLists, desk, post_list, reservations_released, states, until
 
 D = Decimal
 
 
-def _leg(name: str, role: str, side: str, **terms: Any) -> dict[str, Any]:
-    return {"name": name, "role": role, "symbol": "AAPL", "side": side, "qty": 10, "timeInForce": "GTC", **terms}
-
-
-def _bracket(client: str, entry_price: str, tp: str, sl: str) -> dict[str, Any]:
-    return {
-        "clientId": client,
-        "clientListId": unique("br"),
-        "contingency": "BRACKET",
-        "legs": [
-            _leg("entry", "PARENT", "BUY", price=entry_price, broker="ib"),
-            _leg("tp", "EXIT", "SELL", price=tp, reduceOnly=True, broker="ib"),
-            _leg("sl", "EXIT", "SELL", type="STOP", stopPrice=sl, reduceOnly=True, broker="ib"),
-        ],
-    }
-
-
-async def _post(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    r = await http.post("/api/v1/order-lists", json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["listId"])
-
-
-async def _until(http: httpx.AsyncClient, list_id: str, check: Any, timeout: float = 30) -> dict[str, Any]:
-    view: Any = None
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                view = (await http.get(f"/api/v1/order-lists/{list_id}")).json()
-                if check(view):
-                    return dict(view)
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"list {list_id} never got there: {view}") from None
-
-
-def _states(view: dict[str, Any]) -> dict[str, str]:
-    return {leg["name"]: leg["status"] for leg in view["legs"]}
+lists = NativeLists("ib")
 
 
 async def test_a_native_bracket_at_ib_entry_fills_take_profit_fills_and_the_oca_group_cancels_the_stop(
     ib_stack: IBStack,  # noqa: F811
 ) -> None:
     s = ib_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
     placed = s.venue.served.get(IN.PLACE_ORDER, 0)
     async with s.stack.api() as http:
-        list_id = await _post(http, _bracket(client, "185.00", "200.00", "180.00"))
-        view = await _until(http, list_id, lambda v: _states(v)["entry"] == "ACCEPTED")
+        list_id = await post_list(http, lists.bracket(client, "185.00", "200.00", "180.00"))
+        view = await until(http, list_id, lambda v: states(v)["entry"] == "ACCEPTED")
         assert view["native"] is True
-        assert _states(view) == {"entry": "ACCEPTED", "tp": "HELD", "sl": "HELD"}
+        assert states(view) == {"entry": "ACCEPTED", "tp": "HELD", "sl": "HELD"}
         entry_id, tp_id, sl_id = (leg["internalOrderId"] for leg in view["legs"])
         by_ref = {o.order_ref: o for o in s.venue.orders.values()}  # orderRef: each leg's own client order id
         entry, tp, sl = by_ref[entry_id], by_ref[tp_id], by_ref[sl_id]
@@ -78,15 +34,15 @@ async def test_a_native_bracket_at_ib_entry_fills_take_profit_fills_and_the_oca_
         assert tp.parent_id == sl.parent_id == entry.order_id and tp.oca_group == sl.oca_group != ""
         assert tp.status == sl.status == "PreSubmitted"
         await s.venue.set_mid("AAPL", D("184.00"))  # the entry fills: IB activates its children
-        view = await _until(
-            http, list_id, lambda v: _states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
+        view = await until(
+            http, list_id, lambda v: states(v) == {"entry": "FILLED", "tp": "ACCEPTED", "sl": "ACCEPTED"}
         )
         assert tp.working and sl.working
         # The legs' workflows sent nothing: still three placeOrders.
         assert s.venue.served.get(IN.PLACE_ORDER, 0) == placed + 3
         await s.venue.set_mid("AAPL", D("201.00"))  # the take-profit fills; the OCA group cancels the stop
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-        assert _states(view) == {"entry": "FILLED", "tp": "FILLED", "sl": "CANCELED"}, view
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+        assert states(view) == {"entry": "FILLED", "tp": "FILLED", "sl": "CANCELED"}, view
         assert not view["flags"], view["flags"]
         sl_view = (await http.get(f"/api/v1/orders/{sl_id}")).json()
         assert sl_view["status"] == "CANCELED"
@@ -95,30 +51,21 @@ async def test_a_native_bracket_at_ib_entry_fills_take_profit_fills_and_the_oca_
     assert await s.fills(sl_id) == []
     assert s.venue.served.get(IN.PLACE_ORDER, 0) == placed + 3
 
-    async def released() -> bool:
-        rows = await s.stack.fetch(
-            "SELECT order_id FROM risk_reservations WHERE order_id = ANY(%s) AND released_at IS NULL",
-            [entry_id, tp_id, sl_id],
-        )
-        return rows == []
-
-    await eventually(released)
+    await reservations_released(s.stack, [entry_id, tp_id, sl_id])
     await s.venue.set_mid("AAPL", D("190.00"))
 
 
 async def test_a_native_bracket_at_ib_canceled_while_resting_ends_all_three(ib_stack: IBStack) -> None:  # noqa: F811
     s = ib_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
+    client = await desk(s)
     async with s.stack.api() as http:
-        list_id = await _post(http, _bracket(client, "185.00", "200.00", "180.00"))
-        view = await _until(http, list_id, lambda v: _states(v)["entry"] == "ACCEPTED")
+        list_id = await post_list(http, lists.bracket(client, "185.00", "200.00", "180.00"))
+        view = await until(http, list_id, lambda v: states(v)["entry"] == "ACCEPTED")
         assert view["native"] is True
         r = await http.post(f"/api/v1/order-lists/{list_id}/cancel", json={"reason": "desk request"})
         assert r.status_code == 202
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-    assert _states(view) == {"entry": "CANCELED", "tp": "CANCELED", "sl": "CANCELED"}, view
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+    assert states(view) == {"entry": "CANCELED", "tp": "CANCELED", "sl": "CANCELED"}, view
     refs = {leg["internalOrderId"] for leg in view["legs"]}
     mine = [o for o in s.venue.orders.values() if o.order_ref in refs]
     assert len(mine) == 3 and all(o.status == "Cancelled" for o in mine)
@@ -127,24 +74,18 @@ async def test_a_native_bracket_at_ib_canceled_while_resting_ends_all_three(ib_s
 
 async def test_a_native_oco_at_ib_one_fills_and_the_other_is_canceled(ib_stack: IBStack) -> None:  # noqa: F811
     s = ib_stack
-    await s.venue.set_mid("AAPL", D("190.00"))
-    client = unique("desk")
-    await register_accounts(s.stack.pool, client)
-    body = {
-        "clientId": client,
-        "clientListId": unique("oco"),
-        "contingency": "OCO",
-        "legs": [
-            _leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00", broker="ib"),
-            _leg("below", "MEMBER", "BUY", price="185.00", broker="ib"),
-        ],
-    }
+    client = await desk(s)
+    body = lists.oco(
+        client,
+        lists.leg("above", "MEMBER", "BUY", type="STOP", stopPrice="195.00"),
+        lists.leg("below", "MEMBER", "BUY", price="185.00"),
+    )
     async with s.stack.api() as http:
-        list_id = await _post(http, body)
-        view = await _until(http, list_id, lambda v: _states(v) == {"above": "ACCEPTED", "below": "ACCEPTED"})
+        list_id = await post_list(http, body)
+        view = await until(http, list_id, lambda v: states(v) == {"above": "ACCEPTED", "below": "ACCEPTED"})
         assert view["native"] is True
         await s.venue.set_mid("AAPL", D("184.00"))  # the limit fills; the OCA group cancels the stop
-        view = await _until(http, list_id, lambda v: v["status"] == "DONE")
-        assert _states(view) == {"above": "CANCELED", "below": "FILLED"}, view
+        view = await until(http, list_id, lambda v: v["status"] == "DONE")
+        assert states(view) == {"above": "CANCELED", "below": "FILLED"}, view
         assert not view["flags"]
     await s.venue.set_mid("AAPL", D("190.00"))

@@ -7,23 +7,13 @@ from decimal import Decimal
 import pytest
 
 from brokers.ib.parsing import order_fields
-from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce
+from core.domain import OrderSide, OrderType, TimeInForce
+from tests.brokers.orders import submit_order
 
 D = Decimal
 
 
-def _order(**kw: object) -> SubmitOrder:
-    values: dict[str, object] = {
-        "cl_ord_id": "EX0123456789ABCDEF",
-        "account": "a",
-        "symbol": "AAPL",
-        "side": OrderSide.BUY,
-        "type": OrderType.MARKET,
-        "time_in_force": TimeInForce.DAY,
-        "qty": D(10),
-    }
-    values.update(kw)
-    return SubmitOrder(**values)  # type: ignore[arg-type]
+_order = submit_order
 
 
 def test_market_if_touched_is_mit_with_the_trigger_as_aux_price() -> None:

@@ -4,13 +4,10 @@ Postgres for the ledger, the adapter's records and the quotes risk prices with (
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
@@ -23,48 +20,20 @@ from devstack.venues.ib.wire import IN
 from sim.venue import SimVenue
 from store.quotes import QuoteWriter
 from tests.brokers.ib.kit import eventually, ib_settings
+from tests.brokers.stackkit import BrokerStack, running_stack
 from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, unique
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class IBStack:
-    stack: Stack
-    server: IBVenueServer
-
-    @property
-    def venue(self) -> IBVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> IBBroker:
-        broker = self.stack.brokers["ib"]
-        assert isinstance(broker, IBBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price, fee FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("ib"), "symbol": "AAPL", "side": "BUY", "qty": 10}
-        body.update(terms, broker="ib")
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
+class IBStack(BrokerStack[IBVenue, IBBroker]):
+    name = "ib"
+    broker_class = IBBroker
+    id_prefix = "ib"
+    order = {"symbol": "AAPL", "side": "BUY", "qty": 10}
+    fill_columns = "exec_id, qty, price, fee"
 
     async def reconnected(self, before: int) -> None:
         await eventually(lambda: self.broker.connections > before and self.broker.caught_up.is_set(), timeout=20)
@@ -84,19 +53,15 @@ async def ib_stack(
     )
     quotes = QuoteWriter.from_settings(pool, settings.market_data)
     broker = IBBroker.from_settings(settings, pool=pool, name="ib", instruments=instruments, quotes=quotes)
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {"ib": broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            assert broker.quote_poller is not None
-            await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
-            await quotes.flush()
-            yield IBStack(stack, server)
-            await stack.brokers["ib"].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
+
+    async def ready() -> None:
+        assert broker.quote_poller is not None
+        await eventually(lambda: broker.quote_poller is not None and broker.quote_poller.published > 0)
+
+    async with running_stack(
+        temporal_env, settings, pool, instruments, "ib", broker, server=server, quotes=quotes, ready=ready
+    ) as stack:
+        yield IBStack(stack, server)
 
 
 @pytest.fixture(autouse=True)
@@ -130,9 +95,7 @@ async def test_cancel_over_ib(ib_stack: IBStack) -> None:
     async with s.stack.api() as http:
         order_id = await s.post(http, type="LIMIT", price="180.00", timeInForce="DAY")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        await s.wait(http, order_id, "CANCELED")
+        await s.cancel(http, order_id)
     status = await s.broker.get_order_status(order_id)
     assert status is not None and status.status.value == "CANCELED"
 
@@ -144,9 +107,7 @@ async def test_modify_over_ib_then_fill_on_the_new_terms(ib_stack: IBStack) -> N
         order_id = await s.post(http, qty=10, type="LIMIT", price="180.00", timeInForce="GTC")
         await s.wait(http, order_id, "ACCEPTED")
         placed = s.venue.served.get(IN.PLACE_ORDER, 0)
-        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": 20, "price": "185.00"})
-        assert r.status_code == 200, r.text
-        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == 20, r.text
+        await s.amend(http, order_id, 20, "185.00")
         [venue_order] = [o for o in s.venue.orders.values() if o.order_ref.startswith(order_id)]
         assert venue_order.order_ref == f"{order_id}.1" and venue_order.qty == 20 and venue_order.lmt == D("185")
         assert s.venue.served[IN.PLACE_ORDER] == placed + 1  # one placeOrder under the same id: a modify
@@ -173,9 +134,7 @@ async def test_disconnect_while_orders_fill_then_the_reconnect_books_every_fill_
             assert await s.fills(order_id) == []
 
         async def refused() -> bool:  # the session's state reached the risk check: new orders wait for it
-            body = {"clientId": unique("desk"), "clientOrderId": unique("ib"), "symbol": "AAPL", "side": "BUY"}
-            r = await http.post("/api/v1/orders", json={**body, "qty": 1, "broker": "ib"})
-            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+            return await s.unavailable(http, 1)
 
         await eventually(refused, timeout=15, interval=0.3)
         s.venue.accepting = True

@@ -23,9 +23,7 @@ from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import KrakenSettings
 from devstack.venues.kraken.venue import KrakenVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
-from tests.brokers.venuekit import Forwarder, OpenApiRequest, OpenApiResponse, VenuePair, eventually, serving
+from tests.brokers.venuekit import Forwarder, OpenApiRequest, OpenApiResponse, RestPair, eventually, sim_venue
 
 __all__ = [
     "KEY",
@@ -196,27 +194,22 @@ def kraken_settings(base_url: str, **overrides: Any) -> KrakenSettings:
 
 
 @dataclass(kw_only=True)
-class KrakenPair(VenuePair[KrakenBroker]):
+class KrakenPair(RestPair[KrakenBroker]):
     """A local Kraken venue and an adapter started against it."""
 
+    broker_class = KrakenBroker
+    store_class = KrakenStore
     store: KrakenStore
     checker: SpecChecker
-    quotes: QuoteSink | None = None
-    instruments: InstrumentCatalog | None = None
 
     @property
     def venue(self) -> KrakenVenue:
         return self.server.venue  # type: ignore[no-any-return]
 
-    def new_broker(self, **overrides: Any) -> KrakenBroker:
-        return KrakenBroker(
-            self._settings(overrides),
-            store=self.store,
-            name=self.name,
-            quotes=self.quotes,
-            instruments=self.instruments,
-            http_hooks=self.checker.hooks(),
-        )
+    def calm(self) -> None:
+        self.venue.faults.pending.clear()
+        self.venue.faults.latency = 0
+        self.venue.throttle(0, 1.0)
 
 
 @contextlib.asynccontextmanager
@@ -235,25 +228,18 @@ async def running_pair(
 
     ``store_pool``: where the adapter keeps its records, when not ``pool`` (a ``FailingPool`` in storage tests).
     """
-    name = name or f"kraken-{uuid.uuid4().hex[:6]}"
-    journal = None
-    if journal_url is not None:
-        journal = PostgresVenueJournal(pool, journal_url, venue=f"kraken-venue-{uuid.uuid4().hex[:6]}")
-    sim = SimVenue(instruments, name="krakenvenue", tick_interval=0, journal=journal)
+    sim = sim_venue(instruments, "kraken", pool=pool, journal_url=journal_url)
     venue = KrakenVenue(sim, list(instruments), api_key=KEY, api_secret=SECRET)
-    server = VenueServer(venue)
-    await server.start()
-    checker = SpecChecker()
-    pair = KrakenPair(
-        server=server,
-        settings=kraken_settings(server.base_url, **overrides),
-        store=KrakenStore(store_pool or pool, broker=name),
+    async with KrakenPair.running(
+        VenueServer(venue),
+        lambda url: kraken_settings(url, **overrides),
+        SpecChecker(),
+        spec="Kraken's OpenAPI document",
         pool=pool,
+        store_pool=store_pool,
         sink=sink,
-        checker=checker,
-        name=name,
+        name=name or f"kraken-{uuid.uuid4().hex[:6]}",
         quotes=quotes,
         instruments=instruments,
-    )
-    async with serving(pair, checker=checker, spec="Kraken's OpenAPI document") as pair:
+    ) as pair:
         yield pair

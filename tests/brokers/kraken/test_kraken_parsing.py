@@ -12,23 +12,15 @@ from brokers.kraken.config import KRAKEN_PAIRS, kraken_cl_ord_id, pair_of_kraken
 from brokers.kraken.parsing import KrakenOrderView, KrakenTrade, amend_fields, order_fields
 from brokers.kraken.store import KrakenOrder
 from core.domain import OrderSide, OrderStatus, OrderType, ReplaceOrder, SubmitOrder, TimeInForce
+from tests.brokers.orders import submit_order
 
 _NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def _order(**kw: object) -> SubmitOrder:
-    values: dict[str, object] = {
-        "cl_ord_id": "EX0123456789ABCDEF",
-        "account": "a",
-        "symbol": "BTC-USD",
-        "side": OrderSide.BUY,
-        "type": OrderType.LIMIT,
-        "time_in_force": TimeInForce.GTC,
-        "qty": Decimal("1.25"),
-        "price": Decimal("37500"),
-    }
-    values.update(kw)
-    return SubmitOrder(**values)  # type: ignore[arg-type]
+    """A GTC limit BUY of 1.25 BTC-USD at 37,500, but for what ``kw`` says."""
+    terms: dict[str, object] = {"symbol": "BTC-USD", "type": OrderType.LIMIT, "time_in_force": TimeInForce.GTC}
+    return submit_order(**{**terms, "qty": Decimal("1.25"), "price": Decimal("37500"), **kw})
 
 
 def test_pair_table_maps_both_ways() -> None:

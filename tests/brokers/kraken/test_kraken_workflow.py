@@ -5,70 +5,35 @@ adapter's records and the quotes risk prices with (source "kraken")."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from brokers.kraken.execution import KrakenBroker
 from brokers.kraken.store import KrakenStore
-from brokers.sessions import SessionRecorder
 from core.instruments import InstrumentCatalog
 from devstack.venues.kraken.venue import KrakenVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
-from store.quotes import QuoteWriter
 from tests.brokers.kraken.kit import KEY, SECRET, SpecChecker, eventually, kraken_settings
-from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, unique
+from tests.brokers.stackkit import BrokerStack, running_rest_stack
+from tests.brokers.venuekit import sim_venue
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class KrakenStack:
-    stack: Stack
-    server: VenueServer
+class KrakenStack(BrokerStack[KrakenVenue, KrakenBroker]):
+    name = "kraken"
+    broker_class = KrakenBroker
+    store_class = KrakenStore
+    id_prefix = "kr"
+    order = {"symbol": "BTC-USD", "side": "BUY", "qty": "0.01", "timeInForce": "GTC"}
+
     checker: SpecChecker
-
-    @property
-    def venue(self) -> KrakenVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> KrakenBroker:
-        broker = self.stack.brokers["kraken"]
-        assert isinstance(broker, KrakenBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("kr"), "symbol": "BTC-USD", "side": "BUY"}
-        body.update({"qty": "0.01", "timeInForce": "GTC"}, **terms)
-        body["broker"] = "kraken"
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -78,42 +43,25 @@ async def kraken_stack(
     pool: AsyncConnectionPool,
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[KrakenStack]:
-    sim = SimVenue(
-        instruments,
-        name="krakenvenue",
-        tick_interval=0,
-        journal=PostgresVenueJournal(pool, database_url, venue=f"kraken-venue-{uuid.uuid4().hex[:6]}"),
-    )
+    sim = sim_venue(instruments, "kraken", pool=pool, journal_url=database_url)
     server = VenueServer(KrakenVenue(sim, list(instruments), api_key=KEY, api_secret=SECRET))
-    await server.start()
-    settings = make_settings(
-        database_url, temporal_address(temporal_env), kraken=kraken_settings(server.base_url, quote_interval_ms=300)
-    )
-    checker = SpecChecker()
-    quotes = QuoteWriter.from_settings(pool, settings.market_data)
-    broker = KrakenBroker(
-        settings.kraken,
-        store=KrakenStore(pool, broker="kraken"),
-        name="kraken",
-        recorder=SessionRecorder(pool, broker="kraken", session=server.base_url),
-        quotes=quotes,
-        instruments=instruments,
-        http_hooks=checker.hooks(),
-    )
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {"kraken": broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            await eventually(lambda: server.venue.requests.get("Ticker", 0) > 0)
-            await asyncio.sleep(0.5)
-            await quotes.flush()
-            yield KrakenStack(stack, server, checker)
-            await stack.brokers["kraken"].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
-    assert not checker.problems, checker.problems
+
+    async def ready(broker: KrakenBroker) -> None:
+        await eventually(lambda: server.venue.requests.get("Ticker", 0) > 0)
+        await asyncio.sleep(0.5)
+
+    async with running_rest_stack(
+        KrakenStack,
+        temporal_env,
+        database_url,
+        pool,
+        instruments,
+        server=server,
+        settings=lambda url: kraken_settings(url, quote_interval_ms=300),
+        checker=SpecChecker(),
+        ready=ready,
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(autouse=True)
@@ -145,9 +93,7 @@ async def test_cancel_over_kraken(kraken_stack: KrakenStack) -> None:
     async with s.stack.api() as http:
         order_id = await s.post(http, type="LIMIT", price="60000.00")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        await s.wait(http, order_id, "CANCELED")
+        await s.cancel(http, order_id)
     status = await s.broker.get_order_status(order_id)
     assert status is not None and status.status.value == "CANCELED"
 
@@ -158,9 +104,7 @@ async def test_amend_over_kraken_then_fill_on_the_new_terms(kraken_stack: Kraken
     async with s.stack.api() as http:
         order_id = await s.post(http, qty="0.01", type="LIMIT", price="60000.00")
         await s.wait(http, order_id, "ACCEPTED")
-        r = await http.patch(f"/api/v1/orders/{order_id}", json={"qty": "0.02", "price": "64000.00"})
-        assert r.status_code == 200, r.text
-        assert r.json()["status"] == "amended" and D(r.json()["qty"]) == D("0.02"), r.text
+        await s.amend(http, order_id, "0.02", "64000.00")
         await s.venue.set_mid("BTC-USD", D("63900.00"))
         order = await s.wait(http, order_id, "FILLED")
     assert D(order["filledQty"]) == D("0.02")

@@ -24,9 +24,7 @@ from core.instruments import InstrumentCatalog
 from core.marketdata import QuoteSink
 from core.settings import OandaSettings
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
-from tests.brokers.venuekit import Forwarder, VenuePair, eventually, serving
+from tests.brokers.venuekit import Forwarder, RestPair, eventually, sim_venue
 
 __all__ = ["ACCOUNT", "TOKEN", "Forwarder", "OandaPair", "SpecChecker", "eventually", "oanda_settings", "running_pair"]
 
@@ -226,27 +224,23 @@ def oanda_settings(base_url: str, **overrides: Any) -> OandaSettings:
 
 
 @dataclass(kw_only=True)
-class OandaPair(VenuePair[OandaBroker]):
+class OandaPair(RestPair[OandaBroker]):
     """A local OANDA venue and an adapter started against it."""
 
+    broker_class = OandaBroker
+    store_class = OandaStore
     store: OandaStore
     checker: SpecChecker
-    quotes: QuoteSink | None = None
-    instruments: InstrumentCatalog | None = None
 
     @property
     def venue(self) -> OandaVenue:
         return self.server.venue  # type: ignore[no-any-return]
 
-    def new_broker(self, **overrides: Any) -> OandaBroker:
-        return OandaBroker(
-            self._settings(overrides),
-            store=self.store,
-            name=self.name,
-            quotes=self.quotes,
-            instruments=self.instruments,
-            http_hooks=self.checker.hooks(),
-        )
+    def calm(self) -> None:
+        self.venue.faults.pending.clear()
+        self.venue.faults.latency = 0
+        self.venue.rate_limit.limit = 0
+        self.venue.rate_limit.window = 1.0
 
 
 @contextlib.asynccontextmanager
@@ -267,11 +261,7 @@ async def running_pair(
 
     ``store_pool``: where the adapter keeps its records, when not ``pool`` (a ``FailingPool`` in storage tests).
     """
-    name = name or f"oanda-{uuid.uuid4().hex[:6]}"
-    journal = None
-    if journal_url is not None:
-        journal = PostgresVenueJournal(pool, journal_url, venue=f"oanda-venue-{uuid.uuid4().hex[:6]}")
-    sim = SimVenue(instruments, name="oandavenue", tick_interval=0, journal=journal)
+    sim = sim_venue(instruments, "oanda", pool=pool, journal_url=journal_url)
     venue = OandaVenue(
         sim,
         list(instruments),
@@ -280,19 +270,16 @@ async def running_pair(
         heartbeat_seconds=heartbeat_seconds,
         lookup_done_orders=lookup_done_orders,
     )
-    server = VenueServer(venue)
-    await server.start()
-    checker = SpecChecker()
-    pair = OandaPair(
-        server=server,
-        settings=oanda_settings(server.base_url, **overrides),
-        store=OandaStore(store_pool or pool, broker=name),
+    async with OandaPair.running(
+        VenueServer(venue),
+        lambda url: oanda_settings(url, **overrides),
+        SpecChecker(),
+        spec="OANDA's v20 document",
         pool=pool,
+        store_pool=store_pool,
         sink=sink,
-        checker=checker,
-        name=name,
+        name=name or f"oanda-{uuid.uuid4().hex[:6]}",
         quotes=quotes,
         instruments=instruments,
-    )
-    async with serving(pair, checker=checker, spec="OANDA's v20 document") as pair:
+    ) as pair:
         yield pair

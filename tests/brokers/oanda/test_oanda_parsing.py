@@ -16,23 +16,15 @@ from brokers.oanda.parsing import (
     time_of,
 )
 from core.domain import OrderSide, OrderType, PegType, ReplaceOrder, SubmitOrder, TimeInForce
+from tests.brokers.orders import submit_order
 
 D = Decimal
 
 
 def _order(**kw: object) -> SubmitOrder:
-    values: dict[str, object] = {
-        "cl_ord_id": "EX0123456789ABCDEF",
-        "account": "a",
-        "symbol": "EURUSD",
-        "side": OrderSide.SELL,
-        "type": OrderType.LIMIT,
-        "time_in_force": TimeInForce.DAY,
-        "qty": D(25000),
-        "price": D("1.08500"),
-    }
-    values.update(kw)
-    return SubmitOrder(**values)  # type: ignore[arg-type]
+    """A DAY limit SELL of 25,000 EURUSD at 1.08500, but for what ``kw`` says."""
+    terms: dict[str, object] = {"symbol": "EURUSD", "side": OrderSide.SELL, "type": OrderType.LIMIT}
+    return submit_order(**{**terms, "qty": D(25000), "price": D("1.08500"), **kw})
 
 
 def test_a_limit_order_is_signed_units_gfd_and_our_client_id() -> None:

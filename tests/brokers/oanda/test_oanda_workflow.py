@@ -5,70 +5,38 @@ stream), Postgres for the ledger, the adapter's records and the quotes risk pric
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
 from brokers.oanda.execution import OandaBroker
 from brokers.oanda.store import OandaStore
-from brokers.sessions import SessionRecorder, session_check_for
+from brokers.sessions import session_check_for
 from core.domain import CancelRequest, OrderStatus
 from core.instruments import InstrumentCatalog
 from devstack.venues.oanda.venue import OandaVenue, VenueServer
-from sim.journal import PostgresVenueJournal
-from sim.venue import SimVenue
-from store.quotes import QuoteWriter
 from tests.brokers.oanda.kit import ACCOUNT, TOKEN, SpecChecker, eventually, oanda_settings
-from tests.conftest import make_settings, temporal_address
-from tests.harness import Stack, make_order, unique
+from tests.brokers.stackkit import BrokerStack, running_rest_stack
+from tests.brokers.venuekit import sim_venue
+from tests.harness import make_order
 from workflows.order import OrderWorkflow
 
 D = Decimal
 
 
 @dataclass
-class OandaStack:
-    stack: Stack
-    server: VenueServer
+class OandaStack(BrokerStack[OandaVenue, OandaBroker]):
+    name = "oanda"
+    broker_class = OandaBroker
+    store_class = OandaStore
+    id_prefix = "oa"
+    order = {"symbol": "EURUSD", "side": "BUY", "qty": 10000}
+
     checker: SpecChecker
-
-    @property
-    def venue(self) -> OandaVenue:
-        return self.server.venue
-
-    @property
-    def broker(self) -> OandaBroker:
-        broker = self.stack.brokers["oanda"]
-        assert isinstance(broker, OandaBroker)
-        return broker
-
-    async def fills(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.stack.fetch(
-            "SELECT exec_id, qty, price FROM fills WHERE order_id = %s ORDER BY filled_at, exec_id", order_id
-        )
-
-    async def post(self, http: httpx.AsyncClient, **terms: Any) -> str:
-        body = {"clientId": unique("desk"), "clientOrderId": unique("oa"), "symbol": "EURUSD", "side": "BUY"}
-        body.update({"qty": 10000}, **terms, broker="oanda")
-        r = await http.post("/api/v1/orders", json=body)
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "accepted", r.text
-        return str(r.json()["internalOrderId"])
-
-    async def wait(self, http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                r = await http.get(f"/api/v1/orders/{order_id}")
-                if r.status_code == 200 and r.json()["status"] == status:
-                    return dict(r.json())
-                await asyncio.sleep(0.1)
 
     def posts(self) -> int:
         return self.venue.requests.get(f"POST /v3/accounts/{ACCOUNT}/orders", 0)
@@ -81,46 +49,25 @@ async def oanda_stack(
     pool: AsyncConnectionPool,
     instruments: InstrumentCatalog,
 ) -> AsyncIterator[OandaStack]:
-    sim = SimVenue(
-        instruments,
-        name="oandavenue",
-        tick_interval=0,
-        journal=PostgresVenueJournal(pool, database_url, venue=f"oanda-venue-{uuid.uuid4().hex[:6]}"),
-    )
-    server = VenueServer(OandaVenue(sim, list(instruments), token=TOKEN, account_id=ACCOUNT, heartbeat_seconds=0.5))
-    await server.start()
-    settings = make_settings(
+    sim = sim_venue(instruments, "oanda", pool=pool, journal_url=database_url)
+    await _forget(pool, OandaStack.name)
+
+    async def ready(broker: OandaBroker) -> None:
+        assert broker.price_poller is not None
+        await eventually(lambda: broker.price_poller is not None and broker.price_poller.published > 0)
+
+    async with running_rest_stack(
+        OandaStack,
+        temporal_env,
         database_url,
-        temporal_address(temporal_env),
-        oanda=oanda_settings(server.base_url, quote_interval_ms=300, quote_symbols=["EURUSD", "GBPUSD"]),
-    )
-    checker = SpecChecker()
-    quotes = QuoteWriter.from_settings(pool, settings.market_data)
-    name = "oanda"
-    await _forget(pool, name)
-    broker = OandaBroker(
-        settings.oanda,
-        store=OandaStore(pool, broker=name),
-        name=name,
-        recorder=SessionRecorder(pool, broker=name, session=server.base_url),
-        quotes=quotes,
-        instruments=instruments,
-        http_hooks=checker.hooks(),
-    )
-    try:
-        async with Stack.running(
-            temporal_env.client, settings, pool, instruments, {name: broker}, quotes=quotes
-        ) as stack:
-            await asyncio.wait_for(broker.caught_up.wait(), 15)
-            assert broker.price_poller is not None
-            await eventually(lambda: broker.price_poller is not None and broker.price_poller.published > 0)
-            await quotes.flush()
-            yield OandaStack(stack, server, checker)
-            await stack.brokers[name].close()
-    finally:
-        await server.stop()
-        await quotes.aclose()
-    assert not checker.problems, checker.problems
+        pool,
+        instruments,
+        server=VenueServer(OandaVenue(sim, list(instruments), token=TOKEN, account_id=ACCOUNT, heartbeat_seconds=0.5)),
+        settings=lambda url: oanda_settings(url, quote_interval_ms=300, quote_symbols=["EURUSD", "GBPUSD"]),
+        checker=SpecChecker(),
+        ready=ready,
+    ) as stack:
+        yield stack
 
 
 async def _forget(pool: AsyncConnectionPool, name: str) -> None:
@@ -211,11 +158,8 @@ async def test_cancel_and_replace_over_oanda(oanda_stack: OandaStack) -> None:
         amended = await s.post(http, type="LIMIT", price="1.05000", timeInForce="GTC")
         await s.wait(http, canceled, "ACCEPTED")
         await s.wait(http, amended, "ACCEPTED")
-        r = await http.post(f"/api/v1/orders/{canceled}/cancel", json={"reason": "desk request"})
-        assert r.status_code == 202, r.text
-        await s.wait(http, canceled, "CANCELED")
-        r = await http.patch(f"/api/v1/orders/{amended}", json={"qty": 20000, "price": "1.06000"})
-        assert r.status_code == 200, r.text
+        await s.cancel(http, canceled)
+        await s.amend(http, amended, 20000, "1.06000")
         view, _ = await s.broker._current(f"{amended}.1")
         assert view is not None and view.qty == 20000 and view.price == D("1.06000") and view.replaces
         await s.venue.set_mid("EURUSD", D("1.05900"))
@@ -252,9 +196,7 @@ async def test_stream_dropped_while_orders_fill_is_caught_up_exactly_once(oanda_
         await s.venue.step()  # and the last 500,000 of each
 
         async def refused() -> bool:  # the stream's state reached the risk check: new orders wait for it
-            body = {"clientId": unique("desk"), "clientOrderId": unique("oa"), "symbol": "EURUSD", "side": "BUY"}
-            r = await http.post("/api/v1/orders", json={**body, "qty": 1000, "broker": "oanda"})
-            return r.status_code == 422 and [x["code"] for x in r.json()["reasons"]] == ["BROKER_UNAVAILABLE"]
+            return await s.unavailable(http, 1000)
 
         await eventually(refused, timeout=10, interval=0.3)
         s.venue.faults.refuse_streams = False
