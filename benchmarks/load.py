@@ -44,7 +44,8 @@ def order_body(run_id: str, n: int) -> dict[str, Any]:
         "clientId": f"bench-{run_id}-d{n % DESKS}",
         "clientOrderId": f"o{n}",
         "symbol": SYMBOLS[n % len(SYMBOLS)],
-        "side": "BUY" if (n // len(SYMBOLS)) % 2 == 0 else "SELL",
+        # Each desk's orders alternate (a desk's n step by DESKS; its symbol stays n % 4).
+        "side": "BUY" if (n // DESKS) % 2 == 0 else "SELL",
         "qty": 1 + n % 97,
     }
 

@@ -68,3 +68,17 @@ async def test_a_tiny_benchmark_run_writes_every_figure_to_json(tmp_path: Path) 
         "DENIED": 1,
     }
     assert written["postgres"]["unmatched_reports"] == 0
+
+
+async def test_each_desks_benchmark_orders_alternate_sides_so_its_position_stays_small() -> None:
+    # A full run sends tens of thousands of orders: a desk that only bought would reach the risk policy's position
+    # limit and the last levels would measure denials (MAX_POSITION), not orders.
+    from benchmarks.load import DESKS, order_body
+
+    net: dict[tuple[str, str], int] = {}
+    for n in range(40_000):
+        body = order_body("r", n)
+        key = (body["clientId"], body["symbol"])
+        net[key] = net.get(key, 0) + (body["qty"] if body["side"] == "BUY" else -body["qty"])
+    assert len({client for client, _ in net}) == DESKS
+    assert max(abs(q) for q in net.values()) < 1_000, net
