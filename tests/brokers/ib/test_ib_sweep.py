@@ -22,6 +22,7 @@ from tests.brokers.ib.kit import eventually
 from tests.brokers.ib.test_ib_workflow import IBStack, _calm, ib_stack  # noqa: F401 (fixtures)
 from tests.conftest import make_settings
 from tests.harness import make_order
+from tests.waiting import count_events, history, settled_history
 from worker.sweep import BrokerSweep
 from workflows.order import OrderWorkflow
 from workflows.order_client import order_config
@@ -32,25 +33,6 @@ D = Decimal
 _SYNC = (IN.REQ_EXECUTIONS, IN.REQ_ALL_OPEN_ORDERS, IN.REQ_COMPLETED_ORDERS)
 #: The quote poller's traffic (reqMktData snapshots), which runs beside the sweep.
 _QUOTES = (IN.REQ_MKT_DATA, IN.CANCEL_MKT_DATA)
-
-
-async def _history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
-    return [e async for e in handle.fetch_history_events()]
-
-
-async def _settled_history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
-    """The order's history once its last workflow task after the acceptance is done (unchanged for 0.5 s)."""
-    events = await _history(handle)
-    while True:
-        await asyncio.sleep(0.5)
-        again = await _history(handle)
-        if len(again) == len(events):
-            return again
-        events = again
-
-
-def _count(events: list[Any], kind: EventType.ValueType) -> int:
-    return sum(1 for e in events if e.event_type == kind)
 
 
 async def _resting(s: IBStack, price: str = "150.00") -> tuple[str, WorkflowHandle[Any, Any]]:
@@ -109,7 +91,7 @@ async def test_a_fill_whose_reports_were_lost_is_found_by_the_ib_sweep(ib_stack:
     assert sum(f["qty"] for f in fills) == D(10)
     [row] = await s.stack.fetch("SELECT status, filled_qty FROM orders WHERE order_id = %s", order.order_id)
     assert (row["status"], row["filled_qty"]) == ("FILLED", D(10))
-    assert _count(await _history(handle), EventType.EVENT_TYPE_TIMER_STARTED) == 0  # it never polled
+    assert count_events(await history(handle), EventType.EVENT_TYPE_TIMER_STARTED) == 0  # it never polled
     await s.venue.set_mid("AAPL", D("190.00"))
 
 
@@ -155,16 +137,16 @@ async def test_a_resting_ib_order_gains_no_history_event_across_sweeps(ib_stack:
     s = ib_stack
     await s.venue.set_mid("AAPL", D("190.00"))
     order_id, handle = await _resting(s)
-    before = await _settled_history(handle)
+    before = await settled_history(handle)
     synced = s.venue.served.get(IN.REQ_ALL_OPEN_ORDERS, 0)
     async with s.stack.sweeping("ib", interval=0.3) as sweeper:
         await eventually(lambda: sweeper.sweeps >= 5, timeout=30)
         assert sweeper.last is not None and sweeper.last.requests == 1
         assert order_id not in sweeper.last.signaled
     assert s.venue.served.get(IN.REQ_ALL_OPEN_ORDERS, 0) >= synced + 5  # each sweep asked TWS
-    after = await _history(handle)
+    after = await history(handle)
     assert len(after) == len(before), [EventType.Name(e.event_type) for e in after[len(before) :]]
-    assert _count(after, EventType.EVENT_TYPE_TIMER_STARTED) == 0
+    assert count_events(after, EventType.EVENT_TYPE_TIMER_STARTED) == 0
     await _cancel(s, handle)
 
 
@@ -172,7 +154,7 @@ async def test_a_disconnect_during_an_ib_sweep_rejects_nothing(ib_stack: IBStack
     s = ib_stack
     await s.venue.set_mid("AAPL", D("190.00"))
     order_id, handle = await _resting(s)
-    before_events = len(await _settled_history(handle))
+    before_events = len(await settled_history(handle))
     sweeper = BrokerSweep(s.stack.client, s.stack.pool, s.broker, interval=60, grace_seconds=0.2)
     connections = s.broker.connections
     s.venue.faults.add("drop_before", "status")  # the sweep's first request drops the connection
@@ -181,7 +163,7 @@ async def test_a_disconnect_during_an_ib_sweep_rejects_nothing(ib_stack: IBStack
     # Unknown, not failed: the order still works, in the workflow, in Postgres and at the venue; nobody was told.
     assert (await s.stack.state(handle)).status is OrderStatus.ACCEPTED
     assert await _booked_working(s, order_id)
-    events = await _history(handle)
+    events = await history(handle)
     assert len(events) == before_events, [(EventType.Name(e.event_type), str(e)[-400:]) for e in events[before_events:]]
     await s.reconnected(connections)
     outcome = await sweeper.sweep_once()  # the next sweep asks again

@@ -19,6 +19,7 @@ from store.orders import working_orders
 from tests.brokers.mt5.conftest import Mt5Stack, Rig
 from tests.conftest import make_settings
 from tests.harness import make_order
+from tests.waiting import count_events, history, settled_history
 from workflows.order import OrderWorkflow
 from workflows.order_client import order_config
 
@@ -29,25 +30,6 @@ async def _until(predicate: Any, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while not await predicate():
             await asyncio.sleep(0.05)
-
-
-async def _history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
-    return [e async for e in handle.fetch_history_events()]
-
-
-async def _settled_history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
-    """The order's history once its last workflow task after the acceptance is done (unchanged for 0.5 s)."""
-    events = await _history(handle)
-    while True:
-        await asyncio.sleep(0.5)
-        again = await _history(handle)
-        if len(again) == len(events):
-            return again
-        events = again
-
-
-def _count(events: list[Any], kind: EventType.ValueType) -> int:
-    return sum(1 for e in events if e.event_type == kind)
 
 
 def _broker(rig: Rig) -> Mt5Broker:
@@ -114,14 +96,14 @@ async def test_a_trade_report_the_order_never_received_is_found_by_the_mt5_sweep
     [deal] = xm.terminal.deals.values()
     fills = await stack.fetch("SELECT exec_id, qty FROM fills WHERE order_id = %s", order_id)
     assert [(f["exec_id"], f["qty"]) for f in fills] == [(f"mt5:{xm.account}:deal:{deal.ticket}", D(10000))]
-    events = await _history(handle)
+    events = await history(handle)
     names = [
         e.workflow_execution_signaled_event_attributes.signal_name
         for e in events
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
     ]
     assert names.count("sweep_found") == 1, names
-    assert _count(events, EventType.EVENT_TYPE_TIMER_STARTED) == 0  # it never polled
+    assert count_events(events, EventType.EVENT_TYPE_TIMER_STARTED) == 0  # it never polled
 
 
 async def _bridge_status(broker: Mt5Broker, order_id: str, status: str) -> bool:
@@ -131,14 +113,14 @@ async def _bridge_status(broker: Mt5Broker, order_id: str, status: str) -> bool:
 
 async def test_a_resting_mt5_order_gains_no_history_event_across_sweeps(xm: Rig, mt5_stack: Mt5Stack) -> None:
     order_id, handle = await _resting(xm, mt5_stack)
-    before = await _settled_history(handle)
+    before = await settled_history(handle)
     async with mt5_stack.stack.sweeping("mt5", interval=0.3) as sweeper:
         await _until(lambda: _sweeps_at_least(sweeper, 5), timeout=30)
         assert sweeper.last is not None and sweeper.last.requests == 1
         assert order_id not in sweeper.last.signaled
-    after = await _history(handle)
+    after = await history(handle)
     assert len(after) == len(before), [EventType.Name(e.event_type) for e in after[len(before) :]]
-    assert _count(after, EventType.EVENT_TYPE_TIMER_STARTED) == 0
+    assert count_events(after, EventType.EVENT_TYPE_TIMER_STARTED) == 0
     await _cancel(handle)
 
 
@@ -148,14 +130,14 @@ async def _sweeps_at_least(sweeper: Any, n: int) -> bool:
 
 async def test_an_mt5_sweep_while_the_ea_is_away_signals_nothing(xm: Rig, mt5_stack: Mt5Stack) -> None:
     order_id, handle = await _resting(xm, mt5_stack)
-    before = len(await _settled_history(handle))
+    before = len(await settled_history(handle))
     await xm.stop_loop()  # the EA is gone: no heartbeats, no reports; the order's fate is unknown
     try:
         async with mt5_stack.stack.sweeping("mt5", interval=0.3) as sweeper:
             await _until(lambda: _sweeps_at_least(sweeper, 3), timeout=30)
             assert sweeper.last is not None and order_id not in sweeper.last.signaled
         assert (await mt5_stack.stack.state(handle)).status is OrderStatus.ACCEPTED
-        assert len(await _history(handle)) == before
+        assert len(await history(handle)) == before
     finally:
         await xm.start_loop()
     await _cancel(handle)
