@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
-__all__ = ["stop_tasks"]
+__all__ = ["run_later", "stop_tasks"]
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +58,23 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], *, what: str, grace: fl
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("%s: task %s had failed: %r", what, task.get_name(), task.exception())
     return True
+
+
+def run_later(tasks: set[asyncio.Task[None]], step: Awaitable[None], *, what: str) -> asyncio.Task[None]:
+    """Run ``step`` as a task kept in ``tasks`` until it ends (so ``stop_tasks`` can stop it); a failure is logged.
+
+    For work a callback must not wait for (a venue's follow-up to a fill); ``what`` names it in the log.
+    """
+
+    async def run() -> None:
+        try:
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", what)
+
+    task = asyncio.get_running_loop().create_task(run())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task

@@ -27,6 +27,7 @@ __all__ = [
     "RECORDED_SQL",
     "OrderOwner",
     "OrderRecord",
+    "OrderDetail",
     "OrderRow",
     "OrderView",
     "SWEPT_STATUSES",
@@ -190,17 +191,17 @@ async def recorded(conn: Conn, order_id: str) -> OrderRecord | None:
     return cast(OrderRecord | None, await cur.fetchone())
 
 
-async def get_order(conn: Conn, order_id: str) -> OrderView | None:
-    """One order as the API shows it, else None."""
-    cur = await conn.execute(f"SELECT {_VIEW_COLUMNS} FROM orders WHERE order_id = %s", (order_id,))
-    return cast(OrderView | None, await cur.fetchone())
+class OrderDetail(OrderView):
+    """One order as the API shows it alone: its view and the risk decision it was taken under."""
+
+    #: ``RiskDecision`` as JSON; None until the decision is recorded.
+    risk_decision: dict[str, Any] | None
 
 
-async def risk_decision_of(conn: Conn, order_id: str) -> dict[str, Any] | None:
-    """The order's recorded risk decision (``RiskDecision`` as JSON), else None."""
-    cur = await conn.execute("SELECT risk_decision FROM orders WHERE order_id = %s", (order_id,))
-    row = await cur.fetchone()
-    return cast(dict[str, Any] | None, row["risk_decision"] if row else None)
+async def get_order(conn: Conn, order_id: str) -> OrderDetail | None:
+    """One order as the API shows it, with its risk decision, else None."""
+    cur = await conn.execute(f"SELECT {_VIEW_COLUMNS}, risk_decision FROM orders WHERE order_id = %s", (order_id,))
+    return cast(OrderDetail | None, await cur.fetchone())
 
 
 async def list_orders(

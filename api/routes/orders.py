@@ -295,10 +295,9 @@ async def _stored(pool: Pool, order_id: str) -> OrderPublic | None:
             return None
         fills = await fills_of(conn, order_id)
         events = await events_of(conn, order_id)
-        decision = await orders.risk_decision_of(conn, order_id)
     public = _from_row(row, fills=fills, events=events)
-    if decision is not None:
-        public.risk = RiskDecisionPublic.model_validate(decision)
+    if row["risk_decision"] is not None:
+        public.risk = RiskDecisionPublic.model_validate(row["risk_decision"])
     return public
 
 

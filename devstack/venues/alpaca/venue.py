@@ -62,6 +62,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
+from core.tasks import run_later
 from devstack.venues import server
 from devstack.venues.alpaca.classes import HeldLeg, OrderClass, Trail, held_json, trail_json
 from devstack.venues.alpaca.model import (
@@ -405,17 +406,7 @@ class AlpacaVenue(PaperVenue):
         return held_json(leg, group.order_class)
 
     def _later(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("alpaca venue: an order class's step failed")
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        run_later(self._tasks, coro, what="alpaca venue: an order class's step")
 
     def _contingent(self, order: SimOrder, leg: Leg, kind: ReportKind) -> None:
         """What a report of a head or a leg sets off: legs activated or canceled, the other side canceled."""

@@ -55,6 +55,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import BrokerUnavailable
+from core.tasks import run_later
 from devstack.venues.ib.wire import (
     IN,
     OUT,
@@ -770,17 +771,7 @@ class IBVenue:
             )
 
     def _later(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ib venue: a parent's or OCA group's step failed")
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        run_later(self._tasks, coro, what="ib venue: a parent's or OCA group's step")
 
     async def _modify(self, session: Session, order: VenueOrder, req: _PlaceRequest) -> None:
         otype = _TYPES.get(req.order_type)

@@ -75,6 +75,17 @@ class Bracket:
             **common,  # type: ignore[arg-type]
         )
 
+    @classmethod
+    def around(cls, inst: Instrument, mid: Decimal, order_class: str = "bracket") -> Bracket:
+        """A resting entry 5 % under ``mid``, its take-profit 5 % over and its stop 10 % under."""
+        return cls(
+            inst,
+            entry=inst.round_price(mid * D("0.95")),
+            tp=inst.round_price(mid * D("1.05")),
+            sl=inst.round_price(mid * D("0.90")),
+            order_class=order_class,
+        )
+
     def at_venue(self, venue: IBVenue) -> tuple[VenueOrder, VenueOrder, VenueOrder]:
         by_ref = {o.order_ref: o for o in venue.orders.values()}
         return by_ref[self.head_cid], by_ref[self.tp_cid], by_ref[self.sl_cid]
@@ -86,12 +97,7 @@ async def test_bracket_legs_are_children_held_until_the_entry_fills_and_a_take_p
     inst = contract_instrument
     mid = inst.initial_price
     await market.set_mid(inst.symbol, mid)
-    b = Bracket(
-        inst,
-        entry=inst.round_price(mid * D("0.95")),
-        tp=inst.round_price(mid * D("1.05")),
-        sl=inst.round_price(mid * D("0.90")),
-    )
+    b = Bracket.around(inst, mid)
     ack = await broker.submit_order(b.head)
     assert ack.accepted, ack.reason
     head, tp, sl = b.at_venue(market)
@@ -131,12 +137,7 @@ async def test_a_canceled_entry_cancels_its_held_children(
     inst = contract_instrument
     mid = inst.initial_price
     await market.set_mid(inst.symbol, mid)
-    b = Bracket(
-        inst,
-        entry=inst.round_price(mid * D("0.95")),
-        tp=inst.round_price(mid * D("1.05")),
-        sl=inst.round_price(mid * D("0.90")),
-    )
+    b = Bracket.around(inst, mid)
     assert (await broker.submit_order(b.head)).accepted
     head, tp, sl = b.at_venue(market)
     cancel = CancelOrder(cl_ord_id=b.head_cid, symbol=inst.symbol, side=OrderSide.BUY, qty=b.head.qty)
@@ -272,12 +273,7 @@ async def test_a_native_bracket_whose_placement_was_cut_off_is_placed_once_on_th
     inst = contract_instrument
     mid = inst.initial_price
     await market.set_mid(inst.symbol, mid)
-    b = Bracket(
-        inst,
-        entry=inst.round_price(mid * D("0.95")),
-        tp=inst.round_price(mid * D("1.05")),
-        sl=inst.round_price(mid * D("0.90")),
-    )
+    b = Bracket.around(inst, mid)
     # The connection drops right after TWS took the entry (untransmitted): its legs never arrive.
     market.faults.add("drop_after", "submit")
     before = broker.connections
@@ -306,13 +302,7 @@ async def test_a_native_oto_child_has_no_oca_group_and_works_once_its_parent_fil
     inst = contract_instrument
     mid = inst.initial_price
     await market.set_mid(inst.symbol, mid)
-    b = Bracket(
-        inst,
-        entry=inst.round_price(mid * D("0.95")),
-        tp=inst.round_price(mid * D("1.05")),
-        sl=inst.round_price(mid * D("0.90")),
-        order_class="oto",
-    )
+    b = Bracket.around(inst, mid, order_class="oto")
     assert b.head.native is not None
     head = b.head.model_copy(update={"native": b.head.native.model_copy(update={"legs": b.head.native.legs[:1]})})
     assert (await broker.submit_order(head)).accepted
