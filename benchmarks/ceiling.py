@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from benchmarks.ceiling_workflow import Blob, CeilingWorkflow
 from core.settings import get_settings
 from core.temporal import connect
-from worker.build import precompile_workflow_modules
+from worker.sandbox import CEILING_PASSED_THROUGH, cache_workflow_code, workflow_runner
 
 __all__ = ["CeilingActivities", "broker_task_queue", "main"]
 
@@ -94,7 +94,7 @@ async def main() -> None:
     settings = get_settings()
     task_queue = os.environ.get("BENCH_CEILING_TASK_QUEUE", "bench-ceiling")
     client = await connect(settings, identity=f"exodus-bench-ceiling@{task_queue}")
-    precompile_workflow_modules([CeilingWorkflow])
+    cache_workflow_code([CeilingWorkflow])
     acts = CeilingActivities(client)
     acts.start()
     wcfg = settings.worker
@@ -103,6 +103,7 @@ async def main() -> None:
             client,
             task_queue=task_queue,
             workflows=[CeilingWorkflow],
+            workflow_runner=workflow_runner(CEILING_PASSED_THROUGH),
             activities=[acts.risk, acts.persist],
             max_concurrent_workflow_tasks=wcfg.max_concurrent_workflow_tasks,
             max_concurrent_local_activities=wcfg.max_concurrent_activities,

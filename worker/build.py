@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import py_compile
-import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -27,6 +23,7 @@ from core.settings import Settings
 from core.temporal import missing_worker_interceptors
 from store import Pool
 from store.policy import PolicyStore
+from worker.sandbox import cache_workflow_code, workflow_runner
 from workflows.order import OrderWorkflow
 from workflows.order_list import OrderListWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
@@ -37,7 +34,6 @@ __all__ = [
     "build_brokers",
     "build_workers",
     "market_data_for",
-    "precompile_workflow_modules",
     "running_workers",
 ]
 
@@ -71,36 +67,6 @@ def market_data_for(settings: Settings, instruments: InstrumentCatalog) -> Marke
     Whether or not this worker owns the paper venue (or any broker), it reads the same quotes.
     """
     return MarketData(settings.market_data, instruments)
-
-
-def precompile_workflow_modules(workflows: Iterable[type]) -> list[Path]:
-    """Write the bytecode of the modules the workflow sandbox runs afresh for every workflow run.
-
-    The sandbox imports a workflow's module (and its package) anew for each workflow run. Python reads the
-    module's ``__pycache__`` bytecode when it exists, but under ``PYTHONDONTWRITEBYTECODE`` (common in
-    containers and CI) nobody writes it, so every order compiled ``workflows/order.py`` from source. Nothing
-    is written when Python writes bytecode itself, or where the source directory is read-only.
-
-    Returns:
-        The bytecode files written.
-    """
-    if not sys.dont_write_bytecode:
-        return []
-    written: list[Path] = []
-    names = {cls.__module__ for cls in workflows}
-    packages = {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 1)}
-    for name in sorted(names | packages):
-        spec = importlib.util.find_spec(name)
-        origin = spec.origin if spec else None
-        if not origin or not origin.endswith(".py"):
-            continue
-        cfile = importlib.util.cache_from_source(origin)
-        try:
-            py_compile.compile(origin, cfile=cfile, doraise=True)
-        except (OSError, py_compile.PyCompileError):
-            continue
-        written.append(Path(cfile))
-    return written
 
 
 @dataclass
@@ -137,7 +103,7 @@ def build_workers(
     store = OrderStoreActivities(pool=pool, instruments=instruments, policy=policy)
     reconciliation = ReconciliationActivities(pool=pool, grace_seconds=settings.reconciliation.grace_seconds)
     lists = ListActivities(client=client, pool=pool)
-    precompile_workflow_modules([OrderWorkflow, OrderListWorkflow, ReconciliationWorkflow])
+    cache_workflow_code([OrderWorkflow, OrderListWorkflow, ReconciliationWorkflow])
     wcfg = settings.worker
     extra = missing_worker_interceptors(client)  # the log context's ids and traces, if the client lacks them
     workers = [
@@ -145,6 +111,7 @@ def build_workers(
             client,
             task_queue=settings.temporal.task_queue,
             workflows=[OrderWorkflow, OrderListWorkflow, ReconciliationWorkflow],
+            workflow_runner=workflow_runner(),
             activities=[
                 risk.check_order,
                 risk.check_amend,

@@ -6,6 +6,8 @@ Two kinds of history are replayed:
   ``tests/workflows/recording.py``). They stand for orders in flight during an upgrade: a change to the
   workflow that would make one of them fail is a change that needs ``workflow.patched``;
 * histories made now, by this release, of every kind of order.
+
+Both replay in the workers' own sandbox (``worker.sandbox.workflow_runner``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from temporalio.worker import Replayer
 from core.domain import AmendRequest, CancelRequest, OrderStatus
 from tests.harness import Stack, make_order
 from tests.workflows.recording import HISTORIES
+from worker.sandbox import workflow_runner
 from workflows.order import (
     PATCH_AMEND_RECHECK_BOOKED,
     PATCH_BOOKING_BY_COUNTS,
@@ -168,7 +171,9 @@ async def test_committed_list_history_replays(path) -> None:  # type: ignore[no-
         "OrderListWorkflow"
     )
     history = WorkflowHistory.from_json(f"replay-{path.stem}", raw)
-    replayer = Replayer(workflows=[OrderListWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[OrderListWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
@@ -180,7 +185,9 @@ async def test_committed_history_replays(path) -> None:  # type: ignore[no-untyp
     started = events[0]["workflowExecutionStartedEventAttributes"]
     assert started["workflowType"]["name"] == "OrderWorkflow"
     history = WorkflowHistory.from_json(f"replay-{path.stem}", raw)
-    replayer = Replayer(workflows=[OrderWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[OrderWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
@@ -205,7 +212,9 @@ async def test_histories_of_every_kind_of_order_replay_cleanly(stack: Stack) -> 
     statuses = [(await handle.result()).status for handle in handles]
     assert statuses == [OrderStatus.FILLED, OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.DENIED]
 
-    replayer = Replayer(workflows=[OrderWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[OrderWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+    )
     for handle in handles:
         history = await handle.fetch_history()
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
