@@ -40,13 +40,11 @@ newest patch of the chain (``PATCH_LEAN_HISTORY`` implies ``PATCH_BOOKING_BY_COU
 # 0.46 ms per execution of this module; the README's Performance section).
 
 import asyncio
-import re
-from datetime import datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import ActivityError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities, CancelInput, ReplaceInput, StatusInput, SubmitInput
@@ -76,8 +74,21 @@ with workflow.unsafe.imports_passed_through():
     from core.errors import NON_RETRYABLE_ERROR_TYPES
     from core.orderlist import LegReport
     from core.trailing import TrailOutcome, follow
-    from workflows.booking import LOCAL_TIMEOUT, OrderBooking, bounded_retry, cause_of, doubling
+    from workflows.booking import LOCAL_TIMEOUT, OrderBooking, bounded_retry, cause_of
     from workflows.order_models import OrderCarry, OrderConfig, OrderResult, OrderWorkflowInput
+    from workflows.order_rules import (
+        RISK_RETRY,
+        TICK,
+        UNSENDABLE,
+        WORKING,
+        amend_problem,
+        amend_result,
+        cancel_not_before,
+        is_business_error,
+        order_expiry,
+        settled_by_report,
+        unknown_at_broker,
+    )
 
 __all__ = [
     "PATCH_AMEND_RECHECK_BOOKED",
@@ -146,20 +157,6 @@ PATCH_BROKER_SWEEPS = "broker-sweeps"
 
 
 _LOCAL = LOCAL_TIMEOUT
-# Unbounded: only orders that replay without the patches above still use it.
-_RISK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_interval=timedelta(seconds=5))
-_WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
-#: Control characters (and lone surrogates) never reach a broker in a cancel's reason.
-_UNSENDABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-#: Slack when comparing workflow time with a timer's deadline.
-_TICK = timedelta(milliseconds=10)
-#: How far (relative) a final report's average price may be from the ledger's and still settle the order.
-_AVG_TOLERANCE = Decimal("1e-9")
-
-
-def _next_day_close(received_at: datetime, close: time) -> datetime:
-    candidate = received_at.replace(hour=close.hour, minute=close.minute, second=0, microsecond=0)
-    return candidate if candidate > received_at else candidate + timedelta(days=1)
 
 
 @workflow.defn(name="OrderWorkflow")
@@ -259,7 +256,7 @@ class OrderWorkflow:
 
         Ignored unless the order is swept (``PATCH_BROKER_SWEEPS``) and working: other orders poll on their own.
         """
-        if self._swept and self._state.status in _WORKING:
+        if self._swept and self._state.status in WORKING:
             self._sweep_poked = True
 
     @workflow.signal
@@ -297,9 +294,9 @@ class OrderWorkflow:
     async def amend(self, request: AmendRequest) -> AmendResult:
         """Change quantity and/or prices of a working order (risk-checked, then cancel/replace at the broker)."""
         async with self._broker_lock:
-            problem = self._amend_problem(request)
+            problem = amend_problem(self._state, self._cfg, request)
             if problem is not None:
-                return self._amend_result(False, problem)
+                return amend_result(self._state, False, problem)
             state = self._state
             new_qty = request.qty if request.qty is not None else state.qty
             new_price = request.price if request.price is not None else state.price
@@ -325,13 +322,13 @@ class OrderWorkflow:
                 reason = f"the risk check failed after {self._cfg.risk_attempts} attempt(s): {cause_of(e)}"
                 state.record(TimelineKind.AMEND_DENIED, at=workflow.now(), detail=reason, actor=request.requested_by)
                 self._booking.legacy_mark()
-                return self._amend_result(False, reason)
+                return amend_result(self._state, False, reason)
             if not decision.approved:
                 reason = "; ".join(r.message for r in decision.reasons)
                 state.record(TimelineKind.AMEND_DENIED, at=workflow.now(), detail=reason, actor=request.requested_by)
                 self._booking.legacy_mark()
-                return self._amend_result(False, f"risk check refused the amend: {reason}")
-            problem = self._amend_problem(request)  # a fill may have landed while risk was checking
+                return amend_result(self._state, False, f"risk check refused the amend: {reason}")
+            problem = amend_problem(self._state, self._cfg, request)  # a fill may have landed while risk was checking
             if problem is not None:
                 if workflow.patched(PATCH_AMEND_RECHECK_BOOKED):
                     # The check's hold (the larger of old and new terms) may have been taken after the fill's
@@ -340,7 +337,7 @@ class OrderWorkflow:
                         TimelineKind.AMEND_DENIED, at=workflow.now(), detail=problem, actor=request.requested_by
                     )
                     self._booking.legacy_mark()
-                return self._amend_result(False, problem)
+                return amend_result(self._state, False, problem)
             state.apply(
                 OrderEventKind.REQUEST_UPDATE,
                 at=workflow.now(),
@@ -366,11 +363,11 @@ class OrderWorkflow:
                 else:
                     state.apply(OrderEventKind.UPDATE_REJECTED, at=now, detail=ack.reason or "refused by the broker")
             self._booking.legacy_mark()
-            return self._amend_result(ack.accepted, None if ack.accepted else ack.reason)
+            return amend_result(self._state, ack.accepted, None if ack.accepted else ack.reason)
 
     @amend.validator
     def _validate_amend(self, request: AmendRequest) -> None:
-        problem = self._amend_problem(request)
+        problem = amend_problem(self._state, self._cfg, request)
         if problem is not None:
             raise ValueError(problem)
 
@@ -455,7 +452,7 @@ class OrderWorkflow:
         return self._inp.order.broker
 
     def _risk_retry(self) -> RetryPolicy:
-        return bounded_retry(self._cfg.risk_attempts) if self._bounded_risk else _RISK_RETRY
+        return bounded_retry(self._cfg.risk_attempts) if self._bounded_risk else RISK_RETRY
 
     def _risk_check_failed(self, inp: OrderWorkflowInput, e: FailureError) -> RiskDecision:
         # A denial, never a hang. A reservation the check may have committed before failing is released by the
@@ -503,7 +500,7 @@ class OrderWorkflow:
                 except ActivityError as e:
                     self._submitting = False
                     self._booking.release()
-                    if _is_business_error(e):
+                    if is_business_error(e):
                         ack = BrokerAck(accepted=False, cl_ord_id=state.cl_ord_id, reason=cause_of(e))
                         break
                     state.record(
@@ -584,7 +581,7 @@ class OrderWorkflow:
         ``resumed``: a continued run, whose poll schedule came with it.
         """
         state = self._state
-        expiry = self._expiry()
+        expiry = order_expiry(self._state.request, self._cfg)
         if not resumed:
             self._schedule_poll()
         while not state.is_terminal:
@@ -629,14 +626,6 @@ class OrderWorkflow:
                 self._sweep_poked = False
                 await self._poll_status()
 
-    def _expiry(self) -> datetime | None:
-        r = self._state.request
-        if r.time_in_force is TimeInForce.GTD and r.expire_at is not None:
-            return r.expire_at
-        if r.time_in_force is TimeInForce.DAY:
-            return _next_day_close(r.received_at, self._cfg.day_close_utc)
-        return None
-
     def _schedule_poll(self, *, quiet: bool = False) -> None:
         # The safety-net poll backs off (doubling, up to 16x) while polls find nothing new; any news resets it.
         self._poll_backoff = min(self._poll_backoff * 2, 16) if quiet else 1
@@ -658,17 +647,15 @@ class OrderWorkflow:
 
     def _cancel_not_before(self) -> datetime | None:
         """When the next cancel may go out (backoff after the ones already sent); None: at once."""
-        if not self._cancel_resent or self._cancel_sent_at is None or self._cancel_sends == 0:
-            return None
-        cfg = self._cfg
-        pause = doubling(cfg.cancel_retry_seconds, cfg.cancel_retry_max_seconds, self._cancel_sends)
-        return self._cancel_sent_at + timedelta(seconds=pause)
+        return cancel_not_before(
+            self._cfg, resent=self._cancel_resent, sends=self._cancel_sends, sent_at=self._cancel_sent_at
+        )
 
     def _cancel_ready(self) -> bool:
         if not self._cancel_due():
             return False
         not_before = self._cancel_not_before()
-        return not_before is None or workflow.now() + _TICK >= not_before
+        return not_before is None or workflow.now() + TICK >= not_before
 
     async def _cancel_at_broker(self, reason: str, *, actor: str) -> None:
         state = self._state
@@ -686,7 +673,7 @@ class OrderWorkflow:
                 self._booking.release()  # booked by the flusher; the cancel goes out without waiting for it
             else:
                 await self._booking.flush()
-            request = state.cancel_order(_UNSENDABLE.sub(" ", reason) if self._cancel_resent else reason)
+            request = state.cancel_order(UNSENDABLE.sub(" ", reason) if self._cancel_resent else reason)
             try:
                 ack = await self._broker_call(
                     BrokerActivities.cancel_order, CancelInput(broker=self._broker, request=request)
@@ -716,7 +703,7 @@ class OrderWorkflow:
             status = None
         else:
             if status is None:
-                self._booking.add_breaks([self._unknown_at_broker()])
+                self._booking.add_breaks([unknown_at_broker(self._broker, self._state.cl_ord_id)])
             else:
                 self._booking.add_breaks(state.merge_status(status, at=workflow.now()))
         self._booking.legacy_mark()
@@ -724,7 +711,11 @@ class OrderWorkflow:
 
     async def _finish(self, *, reconcile: bool) -> OrderResult:
         state = self._state
-        if reconcile and self._lean and self._settled_by_report():
+        if (
+            reconcile
+            and self._lean
+            and settled_by_report(self._state, self._closing_report, breaks=bool(self._booking.breaks))
+        ):
             reconcile = False
             report = self._closing_report
             assert report is not None and report.avg_price is not None
@@ -760,23 +751,11 @@ class OrderWorkflow:
         activity's attempts are spent). Only the submission: a fill that lands while a cancel or an amend waits for
         its broker is booked at once.
         """
-        return self._state.is_terminal and self._submitting and self._settled_by_report()
-
-    def _settled_by_report(self) -> bool:
-        """The broker's own closing report carries the final figures: a status round trip would add nothing.
-
-        FILLED by one fill report (an order filled in parts is reconciled) whose cumulative quantity is the
-        order's whole quantity and what the ledger holds, with nothing left and an average price that agrees with
-        the ledger's; no break and no flag.
-        """
-        state, report = self._state, self._closing_report
-        if state.status is not OrderStatus.FILLED or report is None or report.avg_price is None:
-            return False
-        if len(state.fills) != 1 or self._booking.breaks or state.flags or state.avg_price is None:
-            return False
-        if report.leaves_qty != 0 or not (report.cum_qty == state.filled_qty == state.qty):
-            return False
-        return abs(report.avg_price - state.avg_price) <= abs(state.avg_price) * _AVG_TOLERANCE
+        return (
+            self._state.is_terminal
+            and self._submitting
+            and settled_by_report(self._state, self._closing_report, breaks=bool(self._booking.breaks))
+        )
 
     async def _reconcile(self) -> None:
         """Compare the closed order with the broker's record; book missed fills, record breaks."""
@@ -795,7 +774,7 @@ class OrderWorkflow:
         self._booking.last_changes()
         now = workflow.now()
         if status is None:
-            self._booking.add_breaks([self._unknown_at_broker()])
+            self._booking.add_breaks([unknown_at_broker(self._broker, self._state.cl_ord_id)])
             return
         breaks = state.merge_status(status, at=now, final=True)
         self._booking.add_breaks(breaks)
@@ -841,7 +820,7 @@ class OrderWorkflow:
             )
             self._booking.legacy_mark()
             self._booking.release()  # booked by the flusher (the order row shows EMULATED)
-        expiry = self._expiry()
+        expiry = order_expiry(self._state.request, self._cfg)
         while True:
             if self._continue_as_new_due() and self._at_safe_point():
                 self._continue_as_new_run("trailing")
@@ -866,7 +845,7 @@ class OrderWorkflow:
                 )
                 self._cancel_sent = True
                 return
-            if expiry is not None and now + _TICK >= expiry:
+            if expiry is not None and now + TICK >= expiry:
                 state.reason = f"{r.time_in_force.value} expiry reached while held by Exodus (never sent)"
                 state.apply(OrderEventKind.EXPIRE, at=now, detail=state.reason, actor="system")
                 return
@@ -970,38 +949,6 @@ class OrderWorkflow:
         for report in reports:
             self._apply_report(report)
 
-    def _unknown_at_broker(self) -> Break:
-        detail = f"{self._broker} does not know {self._state.cl_ord_id}"
-        return Break(kind=BreakKind.UNKNOWN_AT_BROKER, detail=detail)
-
-    def _amend_problem(self, request: AmendRequest) -> str | None:
-        state = self._state
-        if state.is_terminal:
-            return f"order is {state.status.value}; only a working order can be amended"
-        if state.status is OrderStatus.EMULATED:
-            return "a trailing stop held by Exodus cannot be amended: cancel it and send a new one"
-        if not self._cfg.supports_replace:
-            return f"broker {self._broker} does not support amending orders"
-        if state.status not in _WORKING:
-            return f"order is {state.status.value}; wait until the broker has acknowledged it and no request is pending"
-        if request.qty is None and request.price is None and request.stop_price is None:
-            return "nothing to change: give qty, price or stopPrice"
-        if request.qty is not None and request.qty <= state.filled_qty:
-            return f"new qty {request.qty} must exceed the filled quantity {state.filled_qty}"
-        if request.price is not None and not state.request.type.needs_price:
-            return f"a {state.request.type.value} order has no limit price to change"
-        if request.stop_price is not None and not state.request.type.needs_stop_price:
-            return f"a {state.request.type.value} order has no stop price to change"
-        if state.request.type is OrderType.STOP_LIMIT and state.status is OrderStatus.TRIGGERED and request.stop_price:
-            return "the stop has already triggered"
-        return None
-
-    def _amend_result(self, accepted: bool, reason: str | None) -> AmendResult:
-        s = self._state
-        return AmendResult(
-            accepted=accepted, status=s.status, reason=reason, qty=s.qty, price=s.price, stop_price=s.stop_price
-        )
-
     async def _broker_call(self, method, arg, *, attempts: int = 0):  # type: ignore[no-untyped-def]
         return await workflow.execute_activity_method(
             method,
@@ -1061,8 +1008,3 @@ class OrderWorkflow:
         workflow.continue_as_new(
             OrderWorkflowInput(order=self._inp.order, config=self._cfg, carried=carry, parent=self._inp.parent)
         )
-
-
-def _is_business_error(e: ActivityError) -> bool:
-    cause = e.cause
-    return isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE_ERROR_TYPES
