@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from core.db import connection_alive
+from core.db import connection_alive, pipelined_transaction
 from core.domain import ExecutionReport
 from core.errors import ConfigError
 from sim.matching import MatchResult, SimOrder
@@ -108,11 +108,11 @@ class PostgresVenueJournal:
     async def save(self, result: MatchResult) -> None:
         """Upsert changed orders, insert new reports and refused duplicates, in one transaction (idempotent).
 
-        In pipeline mode: the statements and the commit go out together, one round trip (the venue's lock is held
-        meanwhile, so every submission waits for this).
+        In pipeline mode: BEGIN, the statements and COMMIT go out together, one round trip
+        (``core.db.pipelined_transaction``; the venue's lock is held meanwhile, so every submission waits for this).
         """
         await self._ensure_owner()
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+        async with self._pool.connection() as conn, pipelined_transaction(conn):
             async with conn.cursor() as cur:
                 if result.changed:
                     await cur.executemany(

@@ -16,6 +16,7 @@ from sim.feed import PriceFeed
 from sim.journal import PostgresVenueJournal
 from sim.matching import MatchingEngine
 from tests.harness import static_instruments
+from tests.pgtrace import TracingPool
 
 pytestmark = pytest.mark.asyncio
 
@@ -112,3 +113,17 @@ async def test_acquire_waits_for_a_lock_that_is_released_shortly(pool: AsyncConn
     await old.release()  # the previous owner's connection goes away (a killed worker)
     await asyncio.wait_for(waiting, 5)
     await new.release()
+
+
+async def test_a_save_waits_for_postgres_once(pool: AsyncConnectionPool, database_url: str) -> None:
+    # A submission's save (the order, its two reports) is one transaction in pipeline mode: BEGIN, the
+    # statements and COMMIT go out together (psycopg's transaction() in pipeline mode waited four times).
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    tracing = TracingPool(pool)
+    journal = PostgresVenueJournal(tracing, database_url, venue=venue)  # type: ignore[arg-type]
+    await journal.save(engine().submit(order("EX" + uuid.uuid4().hex[:16].upper())))
+    [trace] = tracing.traces
+    assert trace.round_trips == 1
+    assert trace.statements[0] == "BEGIN" and trace.statements[-1] == "COMMIT"
+    orders, pending = await journal.load()
+    assert len(orders) == 1 and [r.kind.value for r in pending] == ["ACCEPTED", "FILL"]
