@@ -64,7 +64,7 @@ class Trace:
 
 
 #: ``Parse "name" "text" nparams`` and ``Bind "portal" "name" ...`` as libpq's trace prints them.
-_PARSE = re.compile(r'\s*"([^"]*)" "(.*)" \d+')
+_PARSE = re.compile(r'\s*"([^"]*)" "(.*)" \d+', re.S)
 _BIND = re.compile(r'\s*"[^"]*" "([^"]*)"')
 
 
@@ -82,7 +82,11 @@ async def traced(conn: Conn) -> AsyncIterator[Trace]:
         finally:
             conn.pgconn.untrace()
             f.seek(0)
-            trace.lines.extend(line.rstrip("\n") for line in f if line.strip())
+            for line in f.read().splitlines():
+                if line.startswith(("F\t", "B\t")) or not trace.lines:
+                    trace.lines.append(line)
+                else:  # a statement's text spans lines: the message goes on
+                    trace.lines[-1] += "\n" + line
 
 
 class TracingPool:
