@@ -27,6 +27,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
+from core.db import pipelined_transaction
 from core.domain import (
     Break,
     BreakKind,
@@ -56,6 +57,7 @@ from store.breaks import add_order_break
 from store.orders import OrderOwner, OrderRow, terms_columns
 from store.policy import PolicyStore
 from store.text import NUL_REPLACEMENT, pg_text, pg_value
+from store.timeline import KnownEvent
 
 __all__ = [
     "FOREIGN_BOOKING",
@@ -175,6 +177,28 @@ def _identity(kind: str, exec_id: str | None) -> tuple[str, str | None]:
     return (str(kind), pg_text(exec_id) if overfill and exec_id is not None else None)
 
 
+def _new_events(watched: list[OrderEvent], known_rows: list[KnownEvent]) -> list[OrderEvent]:
+    """Of the ``watched`` events written, those the order did not have before (``known_rows``).
+
+    By what they are (``_identity``), not by row: a booking retried under a different numbering counts
+    nothing twice.
+    """
+    if not watched:
+        return []
+    known = {_identity(row["kind"], row["exec_id"]) for row in known_rows}
+    new: list[OrderEvent] = []
+    for event in watched:
+        key = _identity(event.kind, event.data.get("exec_id"))
+        if key not in known:
+            known.add(key)
+            new.append(event)
+    return new
+
+
+class _OtherTerms(Exception):
+    """The order's row belongs to another request: the booking is rolled back and refused."""
+
+
 class OrderStoreActivities:
     """Writes order progress to Postgres."""
 
@@ -218,30 +242,50 @@ class OrderStoreActivities:
 
     async def _persist(self, inp: PersistInput) -> tuple[int, list[OrderEvent]]:
         snap = inp.snapshot
-        booked = 0
-        # Pipeline mode: the statements go out together and the round trips are only where a result is
-        # needed (whether a fill is new, the position to update) and at COMMIT, instead of one per statement.
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            # First: lock the order's row (bookings of one order never interleave) and see whose it is. A row
-            # holds one request's terms for good: a run for other terms under the same order id (a reused
-            # idempotency key, refused IDEMPOTENCY_CONFLICT) never writes over it, its timeline, its
-            # reservation or its ledger; the attempt is recorded as a break instead.
-            owner = await orders.lock_order(conn, snap.order_id)
-            if owner is not None and owner["request_hash"] != snap.request_hash:
-                await self._foreign_booking(conn, inp, owner)
+        # One transaction in pipeline mode (core.db.pipelined_transaction): BEGIN, the statements and COMMIT go
+        # out together, and the booking waits for Postgres twice: once for every answer it needs (whose row it
+        # is, the events the order had, which fills are new, their positions), once for the commit.
+        async with self._pool.connection() as conn:
+            try:
+                async with pipelined_transaction(conn):
+                    return await self._book(conn, inp)
+            except _OtherTerms:
+                # Rolled back: nothing of this booking was written. Record the refusal instead.
+                async with pipelined_transaction(conn):
+                    owner = await orders.lock_order(conn, snap.order_id)
+                    assert owner is not None  # a row is never deleted
+                    await self._foreign_booking(conn, inp, owner)
                 return 0, []
-            await orders.write_order(conn, snap.row(inp.decision), booking=True)
-            new_events = await self._append_events(conn, snap.order_id, snap.version, inp.events)
-            for fill in inp.fills:
-                inst = self._instruments.get(fill.symbol)
-                if await ledger.book_fill(conn, fill, currency=inst.quote_currency if inst else "USD"):
-                    booked += 1
-            await self._update_reservation(conn, snap)
-            await self._circuit_breaker(conn, snap, new_events)
-            for brk in inp.breaks:
-                if await add_order_break(conn, brk, order_id=snap.order_id, broker=snap.broker):
-                    RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=brk.kind.value).inc()
+
+    async def _book(self, conn: Conn, inp: PersistInput) -> tuple[int, list[OrderEvent]]:
+        snap = inp.snapshot
+        # First: lock the order's row (bookings of one order never interleave) and see whose it is. A row
+        # holds one request's terms for good: a run for other terms under the same order id (a reused
+        # idempotency key, refused IDEMPOTENCY_CONFLICT) never writes over it, its timeline, its reservation
+        # or its ledger; the attempt is recorded as a break instead. The writes are sent before the answer
+        # is read (one round trip); if the row is another request's, they are rolled back (``_OtherTerms``).
+        owner = await orders.send_lock_order(conn, snap.order_id)
+        await orders.write_order(conn, snap.row(inp.decision), booking=True)
+        watched = [e for e in inp.events if e.kind in _COUNTED_KINDS]
+        known = await timeline.send_events(
+            conn, order_id=snap.order_id, version=snap.version, events=inp.events, watched={e.kind for e in watched}
+        )
+        fills = await ledger.send_fills(conn, [(fill, self._currency(fill)) for fill in inp.fills])
+        row = await owner.result()
+        if row is not None and row["request_hash"] != snap.request_hash:
+            raise _OtherTerms
+        new_events = _new_events(watched, await known.result())
+        booked = sum(await fills.settle())
+        await self._update_reservation(conn, snap)
+        await self._circuit_breaker(conn, snap, new_events)
+        for brk in inp.breaks:
+            if await add_order_break(conn, brk, order_id=snap.order_id, broker=snap.broker):
+                RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=brk.kind.value).inc()
         return booked, new_events
+
+    def _currency(self, fill: Fill) -> str:
+        inst = self._instruments.get(fill.symbol)
+        return inst.quote_currency if inst else "USD"
 
     @staticmethod
     async def _foreign_booking(conn: Conn, inp: PersistInput, owner: OrderOwner) -> None:
@@ -256,28 +300,6 @@ class OrderStoreActivities:
         log.error("%s (%d event(s), %d fill(s) not booked)", pg_text(brk.text), len(inp.events), len(inp.fills))
         if await add_order_break(conn, brk, order_id=snap.order_id, broker=snap.broker):
             RECONCILIATION_BREAKS.labels(broker=snap.broker, kind=brk.kind.value).inc()
-
-    @staticmethod
-    async def _append_events(conn: Conn, order_id: str, version: int, events: list[OrderEvent]) -> list[OrderEvent]:
-        """Write ``events`` over their ``seq`` and drop rows beyond ``version`` (the order's event count).
-
-        Returns the events the order did not have before, by what they are (``_identity``), not by row:
-        a booking retried under a different numbering counts nothing twice.
-        """
-        watched = [e for e in events if e.kind in _COUNTED_KINDS]
-        known_rows = await timeline.write_events(
-            conn, order_id=order_id, version=version, events=events, watched={e.kind for e in watched}
-        )
-        if not watched:
-            return []
-        known = {_identity(row["kind"], row["exec_id"]) for row in known_rows}
-        new: list[OrderEvent] = []
-        for event in watched:
-            key = _identity(event.kind, event.data.get("exec_id"))
-            if key not in known:
-                known.add(key)
-                new.append(event)
-        return new
 
     async def _update_reservation(self, conn: Conn, snap: OrderSnapshot) -> None:
         # The reservation follows the order: what is still open, at its current price; nothing once closed.

@@ -11,14 +11,15 @@ restarts, the dead connections are dropped and replaced instead of failing the n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, sql
-from psycopg.pq import ConnStatus
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -33,6 +34,7 @@ __all__ = [
     "database_location",
     "open_pool",
     "ping",
+    "pipelined_transaction",
     "wait_for_postgres",
 ]
 
@@ -104,6 +106,34 @@ async def open_pool(
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+@contextlib.asynccontextmanager
+async def pipelined_transaction(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """A transaction in pipeline mode whose BEGIN and COMMIT travel with its statements.
+
+    psycopg's ``conn.transaction()`` inside ``conn.pipeline()`` waits for the server at BEGIN, before the
+    COMMIT, at the COMMIT and at the pipeline's end: four round trips of its own. Here BEGIN goes out with the
+    first statements and COMMIT with the last, so the caller waits only where it reads a result, and once at the
+    end for the commit's answer. Anything raised inside (a statement's error, found when a result is read or at
+    the end, or the caller's own exception) rolls the transaction back: nothing of it is committed.
+
+    For a connection in autocommit mode (``open_pool``'s), outside any transaction.
+    """
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        raise psycopg.ProgrammingError("pipelined_transaction needs an idle connection in autocommit mode")
+    try:
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            yield
+            await conn.execute("COMMIT")
+    except BaseException:
+        # A statement failed (the server skipped the rest, COMMIT included) or the caller gave up: roll back
+        # what is open. If even that fails, the pool discards the connection (it is not idle).
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+        raise
 
 
 async def ping(conn: AsyncConnection[Any]) -> None:

@@ -16,9 +16,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypedDict, cast
 
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
+
 from core.auth import Scope
 from core.domain import OrderRequest, OrderStatus, OrderTerms, RiskDecision, workflow_id_for
 from store import Conn
+from store._pending import Pending
 from store._where import clause, scope_conditions
 from store.text import jsonb
 
@@ -36,6 +40,7 @@ __all__ = [
     "get_order",
     "list_orders",
     "lock_order",
+    "send_lock_order",
     "order_ids",
     "received_row",
     "recorded",
@@ -177,7 +182,16 @@ async def write_order(conn: Conn, row: OrderRow, *, booking: bool) -> None:
 
 async def lock_order(conn: Conn, order_id: str) -> OrderOwner | None:
     """Lock an order's row for the transaction (bookings of one order never interleave); None if none yet."""
+    return await (await send_lock_order(conn, order_id)).result()
+
+
+async def send_lock_order(conn: Conn, order_id: str) -> Pending[OrderOwner | None]:
+    """``lock_order``, its answer read later (pipeline mode: with the answers of what is sent after it)."""
     cur = await conn.execute("SELECT request_hash, status FROM orders WHERE order_id = %s FOR UPDATE", (order_id,))
+    return Pending(cur, _owner, None)
+
+
+async def _owner(cur: AsyncCursor[DictRow]) -> OrderOwner | None:
     return cast(OrderOwner | None, await cur.fetchone())
 
 

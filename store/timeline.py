@@ -11,11 +11,15 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TypedDict, cast
 
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
+
 from core.domain import EventKind, OrderEvent
 from store import Conn
+from store._pending import Pending
 from store.text import jsonb, pg_text, pg_value
 
-__all__ = ["EventRow", "KnownEvent", "events_of", "report_on_timeline", "write_events"]
+__all__ = ["EventRow", "KnownEvent", "events_of", "report_on_timeline", "send_events", "write_events"]
 
 
 class EventRow(TypedDict):
@@ -44,8 +48,15 @@ async def write_events(
     Only when the order row is at ``version`` or older (a late, stale booking changes nothing). Returns the
     events of the ``watched`` kinds the order had before this write (read first, in the same pipeline).
     """
+    return await (await send_events(conn, order_id=order_id, version=version, events=events, watched=watched)).result()
+
+
+async def send_events(
+    conn: Conn, *, order_id: str, version: int, events: Sequence[OrderEvent], watched: Collection[EventKind] = ()
+) -> Pending[list[KnownEvent]]:
+    """``write_events``, its answer (the ``watched`` events the order had before) read later (pipeline mode)."""
     if not events:
-        return []
+        return Pending(None, _known, [])
     known_cur = None
     if watched:
         known_cur = await conn.execute(
@@ -79,9 +90,11 @@ async def write_events(
         " AND (SELECT version FROM orders WHERE order_id = %s) = %s",
         (order_id, version, order_id, version),
     )
-    if known_cur is None:
-        return []
-    return cast(list[KnownEvent], await known_cur.fetchall())
+    return Pending(known_cur, _known, [])
+
+
+async def _known(cur: AsyncCursor[DictRow]) -> list[KnownEvent]:
+    return cast(list[KnownEvent], await cur.fetchall())
 
 
 async def events_of(conn: Conn, order_id: str) -> list[EventRow]:

@@ -40,6 +40,7 @@ from store.policy import PolicyStore
 from store.quotes import upsert_quotes
 from tests.conftest import create_database, make_settings
 from tests.harness import make_order, static_instruments, unique
+from tests.pgtrace import TracingPool
 
 pytestmark = pytest.mark.asyncio
 D = Decimal
@@ -729,3 +730,17 @@ async def test_a_full_total_recomputes_another_accounts_positions_at_the_quote_s
         [part] = await rig.fetch("SELECT gross FROM risk_contributions WHERE account = %s AND scope = 'FIRM'", a)
         assert part["gross"] == D(4200)
         assert await firm_gross(rig) == room
+
+
+async def test_a_decision_waits_for_postgres_twice(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The REST answer waits for the decision: one statement reads everything (risk_gather, with the quotes), one
+    # records it (risk_record), each its own transaction. A guard against a read or a write creeping in beside them.
+    account = unique("trips")
+    assert (await rig.risk.check_order(limit_buy(account, "1"))).approved  # the policy is cached from here on
+    tracing = TracingPool(rig.pool)
+    monkeypatch.setattr(rig.risk, "_pool", tracing)
+    assert (await rig.risk.check_order(limit_buy(account, "2"))).approved
+    [trace] = tracing.traces
+    assert trace.round_trips == 2, trace.statements
+    gather, record = trace.statements
+    assert "risk_gather(" in gather and "risk_record(" in record

@@ -16,6 +16,7 @@ from sim.feed import PriceFeed
 from sim.journal import PostgresVenueJournal
 from sim.matching import MatchingEngine
 from tests.harness import static_instruments
+from tests.pgtrace import TracingPool
 
 pytestmark = pytest.mark.asyncio
 
@@ -112,3 +113,75 @@ async def test_acquire_waits_for_a_lock_that_is_released_shortly(pool: AsyncConn
     await old.release()  # the previous owner's connection goes away (a killed worker)
     await asyncio.wait_for(waiting, 5)
     await new.release()
+
+
+async def test_a_save_waits_for_postgres_once(pool: AsyncConnectionPool, database_url: str) -> None:
+    # A submission's save (the order, its two reports) is one transaction in pipeline mode: BEGIN, the
+    # statements and COMMIT go out together (psycopg's transaction() in pipeline mode waited four times).
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    tracing = TracingPool(pool)
+    journal = PostgresVenueJournal(tracing, database_url, venue=venue)  # type: ignore[arg-type]
+    await journal.save(engine().submit(order("EX" + uuid.uuid4().hex[:16].upper())))
+    [trace] = tracing.traces
+    assert trace.round_trips == 1
+    assert trace.statements[0] == "BEGIN" and trace.statements[-1] == "COMMIT"
+    orders, pending = await journal.load()
+    assert len(orders) == 1 and [r.kind.value for r in pending] == ["ACCEPTED", "FILL"]
+
+
+async def _undelivered(pool: AsyncConnectionPool, venue: str) -> list[str]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT exec_id FROM sim_reports WHERE venue = %s AND delivered_at IS NULL ORDER BY exec_id", (venue,)
+        )
+        return [r["exec_id"] for r in await cur.fetchall()]
+
+
+async def test_delivery_marks_ride_the_next_save(pool: AsyncConnectionPool, database_url: str) -> None:
+    # No transaction of their own: the next save writes them in its transaction, in its one round trip.
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    tracing = TracingPool(pool)
+    journal = PostgresVenueJournal(tracing, database_url, venue=venue, mark_delay=30)  # type: ignore[arg-type]
+    eng = engine()
+    first = eng.submit(order("EX" + uuid.uuid4().hex[:16].upper()))
+    await journal.save(first)
+    delivered = [r.exec_id for r in first.reports]
+    await journal.mark_delivered(delivered)
+    assert len(tracing.traces) == 1  # nothing written yet
+    assert sorted(await _undelivered(pool, venue)) == sorted(delivered)
+    second = eng.submit(order("EX" + uuid.uuid4().hex[:16].upper()))
+    await journal.save(second)
+    assert len(tracing.traces) == 2 and tracing.traces[1].round_trips == 1
+    assert sorted(await _undelivered(pool, venue)) == sorted(r.exec_id for r in second.reports)
+    await journal.release()
+
+
+async def test_delivery_marks_are_written_alone_when_no_save_comes(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    journal = PostgresVenueJournal(pool, database_url, venue=venue, mark_delay=0.05)
+    result = engine().submit(order("EX" + uuid.uuid4().hex[:16].upper()))
+    await journal.save(result)
+    await journal.mark_delivered([r.exec_id for r in result.reports])
+    for _ in range(100):
+        if not await _undelivered(pool, venue):
+            break
+        await asyncio.sleep(0.05)
+    assert await _undelivered(pool, venue) == []
+
+
+async def test_pending_delivery_marks_are_written_before_a_load_and_at_release(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    journal = PostgresVenueJournal(pool, database_url, venue=venue, mark_delay=30)
+    eng = engine()
+    first = eng.submit(order("EX" + uuid.uuid4().hex[:16].upper()))
+    await journal.save(first)
+    await journal.mark_delivered([first.reports[0].exec_id])
+    _, pending = await journal.load()  # a rebuild of the book: what was delivered is not handed out again
+    assert [r.exec_id for r in pending] == [first.reports[1].exec_id]
+    await journal.mark_delivered([first.reports[1].exec_id])
+    await journal.release()
+    assert await _undelivered(pool, venue) == []
