@@ -30,16 +30,32 @@ class Trace:
     #: Statements the connection had prepared before the trace began (name -> text): their Parse is not traced.
     prepared: dict[str, str] = field(default_factory=dict)
 
+    def _bursts(self) -> list[list[str]]:
+        """The client's messages, one list per burst (a burst ends when the server answers)."""
+        bursts: list[list[str]] = []
+        sending = False
+        for line in self.lines:
+            parts = line.split("\t", 3)
+            if parts[0] == "F":
+                if not sending:
+                    bursts.append([])
+                bursts[-1].append(parts[2].strip() if len(parts) > 2 else "")
+            sending = parts[0] == "F"
+        return bursts
+
     @property
     def round_trips(self) -> int:
-        """Bursts of client messages each answered by the server (the client waited once per burst)."""
-        trips, sending = 0, False
-        for line in self.lines:
-            direction = line.split("\t", 1)[0]
-            if direction == "F" and not sending:
-                trips += 1
-            sending = direction == "F"
-        return trips
+        """Bursts of client messages each answered by the server (the client waited once per burst).
+
+        Not counted: psycopg preparing a statement (a named ``Parse`` and ``Sync`` alone), which it does once per
+        connection and statement, the ``prepare_threshold``-th time the statement runs there (``preparations``).
+        """
+        return len(self._bursts()) - self.preparations
+
+    @property
+    def preparations(self) -> int:
+        """Bursts that only prepared a statement (once per connection and statement)."""
+        return sum(1 for burst in self._bursts() if set(burst) == {"Parse", "Sync"})
 
     @property
     def statements(self) -> list[str]:
