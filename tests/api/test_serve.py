@@ -21,6 +21,8 @@ def test_the_keep_alive_setting_reaches_uvicorn(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(serve, "setup_logging", lambda **_: None)
     monkeypatch.setattr(serve, "setup_tracing", lambda _: False)
     monkeypatch.setattr(serve, "wait_for_dependencies", no_wait)
+    # Not the real asyncio.run: it would leave this thread without an event loop for the tests that follow.
+    monkeypatch.setattr(serve.asyncio, "run", lambda coro: ran.setdefault("waited", coro.close() is None))
     monkeypatch.setattr(serve, "create_app", lambda s: ("app", s))
     monkeypatch.setattr(serve.uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
     monkeypatch.setattr(serve, "exit_now", lambda code: ran.setdefault("exit", code))
@@ -30,4 +32,4 @@ def test_the_keep_alive_setting_reaches_uvicorn(monkeypatch: pytest.MonkeyPatch)
     assert ran["app"] == ("app", settings)
     assert ran["timeout_keep_alive"] == 300
     assert (ran["host"], ran["port"]) == (settings.api.host, settings.api.port)
-    assert ran["exit"] == 0
+    assert ran["exit"] == 0 and ran["waited"]
