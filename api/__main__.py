@@ -55,6 +55,7 @@ def main() -> None:
         log_level="info",
         access_log=False,
         log_config=None,
+        timeout_keep_alive=settings.api.keep_alive_seconds,
         # Open streams (GET /api/v1/stream) never end by themselves: they are cut after this at shutdown, and
         # their clients resume on reconnecting.
         timeout_graceful_shutdown=5,

@@ -9,10 +9,11 @@ measured window; it records per order the decision latency and the submit-to-don
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +29,16 @@ from core.domain import OrderRequest, OrderSide, OrderType, TimeInForce, derive_
 from core.settings import Settings, TemporalSettings
 from workflows.order_client import order_start, search_attributes, summary
 
-__all__ = ["CeilingOrders", "DirectOrders", "LoopResult", "RestOrders", "System", "closed_loop", "order_body"]
+__all__ = [
+    "CeilingOrders",
+    "Connections",
+    "DirectOrders",
+    "LoopResult",
+    "RestOrders",
+    "System",
+    "closed_loop",
+    "order_body",
+]
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY")
 DESKS = 8
@@ -73,13 +83,67 @@ class Pending(Exception):
         self.handle = handle
 
 
+class Connections:
+    """HTTP/1.1 connections to the API, one per caller at a time, each kept alive across that caller's orders.
+
+    One ``httpx.AsyncClient`` per concurrent caller (a *lane*, its pool a single connection), taken for a call and
+    given back after it. One shared client with a pool of N connections does not scale: httpcore scans every
+    connection of its pool (each one's state and socket) for every request and every answer, so at 200 callers the
+    load generator spent more CPU per order than the API it measured. Connections stay open between a caller's
+    orders (``keepalive_expiry``; the benchmark's API keeps them as long, ``EXODUS_API__KEEP_ALIVE_SECONDS``): an
+    order at concurrency 200 waits seconds for its end, longer than httpx's and uvicorn's default 5 s.
+    """
+
+    def __init__(self, *, timeout: float = 60, keepalive_expiry: float = 300) -> None:
+        """Lanes with ``timeout`` per request, idle connections kept ``keepalive_expiry`` seconds."""
+        self._timeout = timeout
+        self._limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=keepalive_expiry)
+        # One TLS context for every lane (each client would load the CA bundle again: time and megabytes per lane).
+        self._tls = httpx.create_ssl_context()
+        self._free: list[httpx.AsyncClient] = []
+        self._all: list[httpx.AsyncClient] = []
+
+    @property
+    def lanes(self) -> int:
+        """How many lanes (clients, at most one connection each) exist: the peak number of concurrent calls."""
+        return len(self._all)
+
+    @contextlib.asynccontextmanager
+    async def lane(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A client no other caller uses until this one is done (the most recently used first: warm)."""
+        if self._free:
+            http = self._free.pop()
+        else:
+            http = httpx.AsyncClient(limits=self._limits, timeout=self._timeout, verify=self._tls)
+            self._all.append(http)
+        try:
+            yield http
+        finally:
+            self._free.append(http)
+
+    async def aclose(self) -> None:
+        """Close every lane."""
+        for http in self._all:
+            await http.aclose()
+        self._all.clear()
+        self._free.clear()
+
+    async def __aenter__(self) -> Connections:
+        """Use as ``async with Connections() as connections``."""
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close every lane."""
+        await self.aclose()
+
+
 class RestOrders:
     """Orders through the REST API (what a desk does)."""
 
     name = "exodus"
 
-    def __init__(self, http: httpx.AsyncClient, api_url: str, client: Client, run_id: str) -> None:
-        """POST to ``api_url``; follow the workflows through ``client``."""
+    def __init__(self, http: Connections, api_url: str, client: Client, run_id: str) -> None:
+        """POST to ``api_url`` on ``http``'s connections; follow the workflows through ``client``."""
         self._http = http
         self._url = f"{api_url}/api/v1/orders"
         self._client = client
@@ -93,7 +157,8 @@ class RestOrders:
         base = self._url.removesuffix("/orders")
         for desk in range(DESKS):
             account = order_body(self._run_id, desk)["clientId"]
-            r = await self._http.put(f"{base}/admin/accounts/{account}", json={"description": "benchmark desk"})
+            async with self._http.lane() as http:
+                r = await http.put(f"{base}/admin/accounts/{account}", json={"description": "benchmark desk"})
             if r.status_code != 200:
                 raise SubmitError(f"cannot register benchmark account {account}: HTTP {r.status_code}: {r.text[:300]}")
 
@@ -101,15 +166,16 @@ class RestOrders:
         """POST one order."""
         started = time.perf_counter()
         body = order_body(self._run_id, n)
-        for attempt in range(3):
-            try:
-                r = await self._http.post(self._url, json=body)
-                break
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                # A keep-alive connection the server closed while idle; the same body under the same
-                # idempotency key is safe to send again (a repeat is answered 200 with the original order).
-                if attempt == 2:
-                    raise
+        async with self._http.lane() as http:
+            for attempt in range(3):
+                try:
+                    r = await http.post(self._url, json=body)
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # A keep-alive connection the server closed while idle; the same body under the same
+                    # idempotency key is safe to send again (a repeat is answered 200 with the original order).
+                    if attempt == 2:
+                        raise
         elapsed = time.perf_counter() - started
         if r.status_code == 202:
             raise Pending(elapsed, self._client.get_workflow_handle(r.json()["workflowId"]))

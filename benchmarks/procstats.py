@@ -3,6 +3,10 @@
 CPU is ``user + system`` from psutil, read at the start and the end of a phase (a process tree's children
 are added for Postgres, whose backends are processes). Peak RSS comes from a background sampler (every
 ``interval`` seconds) and, for single processes on Linux, from the kernel's own high-water mark (``VmHWM``).
+
+The sampler is a thread of the load generator's process, and listing a process tree's children reads every
+process of the machine: its own CPU is left out of the load generator's (it costs per second, not per order, so
+at a low throughput it showed as milliseconds of "load generator" CPU per order).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import psutil
 
 from benchmarks.stack import ProcessRef
 
-__all__ = ["CpuDelta", "ProcessStats"]
+__all__ = ["LOAD_GENERATOR", "CpuDelta", "ProcessStats"]
+
+#: The role of this process (the benchmark's client).
+LOAD_GENERATOR = "load generator"
 
 
 def _tree(ref: ProcessRef) -> list[psutil.Process]:
@@ -87,11 +94,13 @@ class ProcessStats:
         """Watch ``refs`` plus this process (the load generator)."""
         import os
 
-        self._refs = [*refs, ProcessRef("load generator", os.getpid())]
+        self._refs = [*refs, ProcessRef(LOAD_GENERATOR, os.getpid())]
         self._interval = interval
         self._peak: dict[str, int] = {r.role: 0 for r in self._refs}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        #: CPU seconds the sampler thread has used so far (updated by the sampler after each round).
+        self._sampler_cpu = 0.0
 
     def __enter__(self) -> ProcessStats:
         self._thread.start()
@@ -106,13 +115,21 @@ class ProcessStats:
         """Roles watched, in order."""
         return [r.role for r in self._refs]
 
+    @property
+    def sampler_cpu_seconds(self) -> float:
+        """CPU seconds the background sampler has used (left out of the load generator's)."""
+        return self._sampler_cpu
+
     def pids(self) -> dict[str, int | None]:
         """Each role's (root) pid."""
         return {r.role: r.pid for r in self._refs}
 
     def cpu(self) -> tuple[float, dict[str, float]]:
-        """A reading: (monotonic time, CPU seconds per role)."""
-        return time.monotonic(), {r.role: _cpu(_tree(r)) for r in self._refs}
+        """A reading: (monotonic time, CPU seconds per role); the load generator's without the sampler's."""
+        sampler = self._sampler_cpu
+        readings = {r.role: _cpu(_tree(r)) for r in self._refs}
+        readings[LOAD_GENERATOR] -= sampler
+        return time.monotonic(), readings
 
     @staticmethod
     def delta(start: tuple[float, dict[str, float]], end: tuple[float, dict[str, float]]) -> CpuDelta:
@@ -139,4 +156,5 @@ class ProcessStats:
                 rss = _rss(_tree(r))
                 if rss > self._peak[r.role]:
                     self._peak[r.role] = rss
+            self._sampler_cpu = time.thread_time()
             self._stop.wait(self._interval)

@@ -29,6 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from benchmarks.load import (
     CeilingOrders,
+    Connections,
     DirectOrders,
     LoopResult,
     RestOrders,
@@ -411,9 +412,9 @@ async def _measure(
         info.temporal_address, namespace=info.namespace, data_converter=pydantic_data_converter
     )
     numbers = itertools.count()
-    limits = httpx.Limits(max_connections=max(opts.levels) + 20, max_keepalive_connections=max(opts.levels) + 20)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-        rest = RestOrders(http, info.api_url, client, run_id)
+    # The closed loops' callers each take a connection of their own (``Connections``); the shapes' few calls share one.
+    async with httpx.AsyncClient(timeout=60) as http, Connections() as connections:
+        rest = RestOrders(connections, info.api_url, client, run_id)
         await rest.register_accounts()
         _log(opts, "  probing an order's shape ...")
         exodus_wfs = await _probe(client, rest, numbers, opts.probe)

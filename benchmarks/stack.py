@@ -167,6 +167,9 @@ class LocalStack:
             "EXODUS_WORKER__METRICS_PORT": "0",
             "EXODUS_WORKER__TEMPORAL_METRICS_PORT": "0",
             "EXODUS_PAPER__LATENCY_MS": "0",
+            # The load generator's connections idle while their order runs (seconds at concurrency 200): keep them
+            # open as long as its client does (benchmarks.load.Connections), not uvicorn's default 5 s.
+            "EXODUS_API__KEEP_ALIVE_SECONDS": "300",
             **self._extra_env,
         }
         self._env = env

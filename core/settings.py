@@ -120,6 +120,8 @@ class ApiSettings(BaseModel):
     #: How long a request waits for a Postgres connection before it is answered 503 with ``Retry-After``
     #: (while Postgres restarts, requests fail fast instead of hanging; the pool reconnects by itself).
     database_wait_seconds: float = Field(3.0, gt=0)
+    #: How long an idle keep-alive connection stays open (uvicorn's ``timeout_keep_alive``).
+    keep_alive_seconds: int = Field(5, ge=1)
 
     @field_validator("tokens", mode="before")
     @classmethod
