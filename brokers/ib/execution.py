@@ -170,6 +170,8 @@ class IBBroker:
         self._lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
         self._id_lock = asyncio.Lock()
+        #: Held from taking a new order's ids until they are sent (``_send_new``): ids reach TWS in order.
+        self._send_lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._disconnected = asyncio.Event()
         self._closing = False
@@ -179,7 +181,8 @@ class IBBroker:
         #: A native list's legs placed with their head that no order workflow follows yet: their reports are
         #: journaled but held back from delivery until the leg's submission claims them (``_submit_leg``).
         self._unclaimed: set[str] = set()
-        #: Completed (re)connections with their catch-up; tests wait on ``caught_up``.
+        #: Completed (re)connections with their catch-up; ``caught_up`` is set after each catch-up (a reconnection's,
+        #: or a restored connectivity's, 1101/1102). Tests wait on it.
         self.connections = 0
         self.caught_up = asyncio.Event()
         self.account = settings.account
@@ -391,6 +394,31 @@ class IBBroker:
                     reports=reports,
                 )
             self._require_ready()
+        async with self._send_lock:
+            ib_order_id, future = await self._send_new(order, cid, record, contract, fields, legs)
+        ok, reason = await self._answer(ib_order_id, future, "placeOrder")
+        reports = await self.journal.reports(base_order_id(cid))
+        if not ok:
+            return BrokerAck(accepted=False, cl_ord_id=cid, reason=reason, reports=reports)
+        current = await self.store.order(base_order_id(cid))
+        perm = current.perm_id if current is not None else None
+        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=str(perm or ib_order_id), reports=reports)
+
+    async def _send_new(
+        self,
+        order: SubmitOrder,
+        cid: str,
+        record: IBOrder | None,
+        contract: Any,
+        fields: dict[str, Any],
+        legs: list[SubmitOrder],
+    ) -> tuple[int, asyncio.Future[tuple[bool, str]]]:
+        """Take the order's (and its legs') new ids, record them, and send them: under ``_send_lock``.
+
+        TWS refuses an id at or below one it has already seen from this client (103, duplicate order id), so ids
+        must reach it in the order they were taken: two submissions that took 21 and 22 and then raced through their
+        records' writes would otherwise send 22 first, and 21 would be refused.
+        """
         ib_order_id = await self._next_order_id()
         now = utcnow()
         record = IBOrder(
@@ -408,17 +436,12 @@ class IBBroker:
         )
         await self.store.save(record)
         placed = await self._place_legs(order, ib_order_id, fields, legs) if legs else []
+        self._require_ready()  # the records' writes took time: a session that dropped meanwhile sends nothing
         future = self._expect(ib_order_id, "submit", cid)
         self.ib.placeOrder(contract, self._ib_order(ib_order_id, fields))
         for leg_id, leg_fields in placed:
             self.ib.placeOrder(contract, self._ib_order(leg_id, leg_fields))
-        ok, reason = await self._answer(ib_order_id, future, "placeOrder")
-        reports = await self.journal.reports(record.order_id)
-        if not ok:
-            return BrokerAck(accepted=False, cl_ord_id=cid, reason=reason, reports=reports)
-        current = await self.store.order(record.order_id)
-        perm = current.perm_id if current is not None else None
-        return BrokerAck(accepted=True, cl_ord_id=cid, broker_order_id=str(perm or ib_order_id), reports=reports)
+        return ib_order_id, future
 
     # -- native lists (parent + children, OCA groups) --------------------------------------------------------
 
@@ -843,11 +866,15 @@ class IBBroker:
             self._spawn(self._rejected(req_id, code, text))
 
     async def _restored(self, code: int, text: str) -> None:
+        caught_up = False
         try:
             await self._catch_up()
+            caught_up = True
         finally:
             if self.ib.isConnected():
                 self._state(True, f"connectivity restored ({code}): {text}")
+                if caught_up:
+                    self.caught_up.set()
 
     async def _rejected(self, ib_order_id: int, code: int, text: str) -> None:
         """An error event about one of our orders: a refused new order is a reject (its "Cancelled" too).

@@ -3,9 +3,12 @@ repeated orderStatus, a "Cancelled" that is a reject, a refused modification, fi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from brokers.ib.execution import IBBroker
@@ -195,3 +198,36 @@ async def test_connectivity_lost_refuses_new_orders_until_restored(
 
 async def _not(check: object) -> bool:
     return not await check()  # type: ignore[operator]
+
+
+async def test_concurrent_submissions_reach_tws_in_the_order_of_their_ids(
+    broker: IBBroker, market: IBVenue, contract_instrument: Instrument, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TWS refuses an id at or below one it has seen from the client (103). The first submission takes its id, then
+    # its record's write is slow (a loaded Postgres); the second takes the next id meanwhile. Ids must still reach
+    # TWS in order, or the first is refused as a duplicate (found under load in make test).
+    inst = contract_instrument
+    await market.set_mid(inst.symbol, inst.initial_price)
+    first = _order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=inst.initial_price * D("0.9"))
+    second = _order(inst, qty=inst.min_qty, type=OrderType.LIMIT, price=inst.initial_price * D("0.9"))
+    save = broker.store.save
+    slowed: list[str] = []
+
+    async def slow_first_save(record: Any) -> None:
+        if record.cl_ord_id == first.cl_ord_id and not slowed:
+            slowed.append(record.cl_ord_id)
+            await asyncio.sleep(0.3)
+        await save(record)
+
+    monkeypatch.setattr(broker.store, "save", slow_first_save)
+    first_sent = asyncio.create_task(broker.submit_order(first))
+    await eventually(lambda: bool(slowed))
+    acks = [await broker.submit_order(second), await first_sent]
+    assert slowed == [first.cl_ord_id]
+    assert all(ack.accepted for ack in acks), [ack.reason for ack in acks]
+    ids = [(await broker.store.order(o.cl_ord_id)).ib_order_id for o in (first, second)]  # type: ignore[union-attr]
+    assert ids[0] < ids[1]
+    for order in (first, second):
+        await broker.cancel_order(
+            CancelOrder(cl_ord_id=order.cl_ord_id, symbol=order.symbol, side=order.side, qty=order.qty)
+        )
