@@ -27,12 +27,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psutil
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from activities.persistence import OrderSnapshot, OrderStoreActivities, PersistInput
+from benchmarks.procstats import tree_cpu_seconds
 from core.db import apply_migrations
 from core.domain import (
     Fill,
@@ -114,17 +114,6 @@ def _final_booking(order: OrderRequest, n: int) -> PersistInput:
     return PersistInput(snapshot=OrderSnapshot.of(state), events=events, fills=[fill], final=True)
 
 
-def _postgres_cpu(pid: int) -> float:
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
-
-
 class _Meter:
     def __init__(self, pg_pid: int) -> None:
         self.pg_pid = pg_pid
@@ -134,10 +123,10 @@ class _Meter:
         self.pg = 0.0
 
     def start(self) -> None:
-        self.pg0 = _postgres_cpu(self.pg_pid)
+        self.pg0 = tree_cpu_seconds(self.pg_pid)
 
     def stop(self) -> None:
-        self.pg = _postgres_cpu(self.pg_pid) - self.pg0
+        self.pg = tree_cpu_seconds(self.pg_pid) - self.pg0
 
     def line(self, what: str) -> str:
         n = len(self.walls)

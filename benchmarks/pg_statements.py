@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import psycopg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from benchmarks.load import RestOrders
+from benchmarks.procstats import tree_cpu_seconds
 from benchmarks.stack import LocalStack
 
 __all__ = ["main"]
@@ -41,17 +41,6 @@ _SETTINGS = {
 }
 #: "duration: 0.123 ms  statement: ..." (simple protocol) or "... execute <name>: ..." (extended protocol).
 _DURATION = re.compile(r"\[(\d+)\] LOG:\s+duration: ([0-9.]+) ms\s+(statement|parse|bind|execute)( [^:]*)?: (.*)")
-
-
-def _postgres_cpu(pid: int) -> float:
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
 
 
 def _kind(sql: str) -> str:
@@ -95,13 +84,13 @@ async def run(orders: int, warmup: int, keep_log: Path | None = None) -> None:
                 await admin.execute("SELECT pg_stat_clear_snapshot()")
                 before = await _stats(admin)
                 offset = log_path.stat().st_size
-                cpu0 = _postgres_cpu(pg_pid)
+                cpu0 = tree_cpu_seconds(pg_pid)
                 t0 = time.perf_counter()
                 for n in range(warmup, warmup + orders):
                     _, handle = await system.submit(n)
                     await handle.result()
                 elapsed = time.perf_counter() - t0
-                cpu1 = _postgres_cpu(pg_pid)
+                cpu1 = tree_cpu_seconds(pg_pid)
                 await asyncio.sleep(0.7)  # the statistics collector's flush
                 await admin.execute("SELECT pg_stat_clear_snapshot()")
                 after = await _stats(admin)

@@ -20,7 +20,7 @@ import psutil
 
 from benchmarks.stack import ProcessRef
 
-__all__ = ["LOAD_GENERATOR", "CpuDelta", "ProcessStats"]
+__all__ = ["LOAD_GENERATOR", "CpuDelta", "ProcessStats", "tree_cpu_seconds"]
 
 #: The role of this process (the benchmark's client).
 LOAD_GENERATOR = "load generator"
@@ -47,6 +47,11 @@ def _cpu(procs: list[psutil.Process]) -> float:
             t = p.cpu_times()
             total += t.user + t.system
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its children so far (e.g. Postgres and its backends)."""
+    return _cpu(_tree(ProcessRef("tree", pid, with_children=True)))
 
 
 def _rss(procs: list[psutil.Process]) -> int:

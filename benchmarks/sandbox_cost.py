@@ -42,12 +42,13 @@ from benchmarks.ceiling_workflow import CeilingWorkflow
 from worker.sandbox import CEILING_PASSED_THROUGH, cache_workflow_code, workflow_runner
 from workflows.order import OrderWorkflow
 
-__all__ = ["main"]
+__all__ = ["instance_details", "main"]
 
 HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "workflows" / "histories"
 
 
-def _details(cls: type) -> WorkflowInstanceDetails:
+def instance_details(cls: type) -> WorkflowInstanceDetails:
+    """What the SDK's ``SandboxedWorkflowRunner.prepare_workflow`` passes to create an instance of ``cls``."""
     # What the SDK's SandboxedWorkflowRunner.prepare_workflow passes (a fake run's info).
     return WorkflowInstanceDetails(
         payload_converter_factory=temporalio.converter.DataConverter.default._new_payload_converter,
@@ -84,7 +85,7 @@ def _runner(cls: type, sdk_default: bool) -> SandboxedWorkflowRunner:
 
 async def _creation(cls: type, n: int, repeat: int, sdk_default: bool) -> float:
     runner = _runner(cls, sdk_default)
-    details = _details(cls)
+    details = instance_details(cls)
 
     def create() -> None:
         runner.create_instance(details)
@@ -123,7 +124,7 @@ async def _replay(history: WorkflowHistory, n: int, repeat: int, sdk_default: bo
 async def _profile(what: str, history: WorkflowHistory, n: int, top: int, sdk_default: bool) -> None:
     prof = cProfile.Profile()
     if what == "creation":
-        runner, details = _runner(OrderWorkflow, sdk_default), _details(OrderWorkflow)
+        runner, details = _runner(OrderWorkflow, sdk_default), instance_details(OrderWorkflow)
         runner.create_instance(details)
         prof.enable()
         for _ in range(n):

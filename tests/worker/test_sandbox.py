@@ -12,16 +12,12 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import temporalio.converter
-import temporalio.workflow
-from temporalio.api.common.v1.message_pb2 import Payloads
-from temporalio.api.failure.v1.message_pb2 import Failure
-from temporalio.worker._workflow_instance import WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import RestrictedWorkflowAccessError, SandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox._importer import Importer
 from temporalio.worker.workflow_sandbox._restrictions import RestrictionContext
-from temporalio.worker.workflow_sandbox._runner import _fake_info, _Instance
+from temporalio.worker.workflow_sandbox._runner import _Instance
 
+from benchmarks.sandbox_cost import instance_details
 from worker.sandbox import PASSED_THROUGH, SANDBOXED, _CachedCodeLoader, cache_workflow_code, workflow_runner
 from workflows.order import OrderWorkflow
 from workflows.order_list import OrderListWorkflow
@@ -33,20 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _instance(runner: SandboxedWorkflowRunner, cls: type) -> _Instance:
-    details = WorkflowInstanceDetails(
-        payload_converter_factory=temporalio.converter.DataConverter.default._new_payload_converter,
-        failure_converter_class=temporalio.converter.DataConverter.default.failure_converter_class,
-        interceptor_classes=[],
-        defn=temporalio.workflow._Definition.must_from_class(cls),
-        info=_fake_info,
-        randomness_seed=-1,
-        extern_functions={},
-        disable_eager_activity_execution=False,
-        worker_level_failure_exception_types=[],
-        patch_activation_callback=None,
-        last_completion_result=Payloads(),
-        last_failure=Failure(),
-    )
+    details = instance_details(cls)
     instance = runner.create_instance(details)
     assert isinstance(instance, _Instance)
     return instance
