@@ -22,12 +22,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from benchmarks.load import RestOrders
+from benchmarks.load import Connections, RestOrders
 from benchmarks.procstats import tree_cpu_seconds
 from benchmarks.stack import LocalStack
 
@@ -74,7 +73,7 @@ async def run(orders: int, warmup: int, keep_log: Path | None = None) -> None:
             client = await Client.connect(
                 info.temporal_address, namespace=info.namespace, data_converter=pydantic_data_converter
             )
-            async with httpx.AsyncClient(timeout=30) as http:
+            async with Connections(timeout=30) as http:
                 system = RestOrders(http, info.api_url, client, uuid.uuid4().hex[:6])
                 await system.register_accounts()
                 for n in range(warmup):
