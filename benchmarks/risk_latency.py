@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from activities.risk import RiskActivities
@@ -59,6 +60,7 @@ from store.risk import release_account_reservations
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY")
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 #: Limit prices a little below the default instruments' reference prices (inside every price band).
 PRICES = {"AAPL": Decimal("186.00"), "MSFT": Decimal("411.00"), "NVDA": Decimal("117.00"), "SPY": Decimal("548.00")}
 
@@ -74,9 +76,9 @@ def _order(account: str, i: int) -> OrderRequest:
         client_order_id=key.rsplit("/", 1)[1],
         account=account,
         symbol=symbol,
-        side="BUY" if (i // len(SYMBOLS)) % 2 == 0 else "SELL",  # type: ignore[arg-type]
-        type="LIMIT",  # type: ignore[arg-type]
-        time_in_force="GTC",  # type: ignore[arg-type]
+        side="BUY" if (i // len(SYMBOLS)) % 2 == 0 else "SELL",
+        type="LIMIT",
+        time_in_force="GTC",
         qty=Decimal(1 + i % 7),
         price=PRICES[symbol] + Decimal(i % 100) / 100,  # never above the reference: within the band
         broker="paper",
@@ -96,7 +98,7 @@ def _stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _publish_quotes(pool: AsyncConnectionPool, instruments: InstrumentCatalog) -> None:
+async def _publish_quotes(pool: Pool, instruments: InstrumentCatalog) -> None:
     """The paper feed's quotes of every instrument at the catalogue's prices, as the worker's quote writer
     would have stored them: what risk prices the orders at (one tick either side of the mid)."""
     now = datetime.now(UTC)
@@ -135,7 +137,7 @@ def _cpu(procs: list[psutil.Process]) -> float:
 
 
 async def _throughput(
-    risk: RiskActivities, pool: AsyncConnectionPool, pg_dir: Path, accounts: int, seconds: float, warmup: float
+    risk: RiskActivities, pool: Pool, pg_dir: Path, accounts: int, seconds: float, warmup: float
 ) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:6]
     measuring = False
@@ -232,6 +234,7 @@ async def measure(
         instruments = load_instruments(None)
         pool = AsyncConnectionPool(
             pg.url,
+            connection_class=AsyncConnection[DictRow],
             min_size=pool_size,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
@@ -310,7 +313,13 @@ async def _workflow_stage(url: str, base: Path, orders: int) -> dict[str, Any]:
     port = free_port()
     log = (base / "temporal.log").open("ab")
     server = start_dev_server(db_file=None, port=port, ui_port=None, log=log)
-    pool = AsyncConnectionPool(url, min_size=2, max_size=10, kwargs={"autocommit": True, "row_factory": dict_row})
+    pool = AsyncConnectionPool(
+        url,
+        connection_class=AsyncConnection[DictRow],
+        min_size=2,
+        max_size=10,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+    )
     await pool.open(wait=True)
     try:
         settings = _settings(url, f"127.0.0.1:{port}")

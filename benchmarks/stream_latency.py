@@ -26,6 +26,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ async def measure(clients: int, rate: float, seconds: float) -> dict[str, Any]:
     """Run the benchmark and return the figures."""
     base = Path(tempfile.mkdtemp(prefix="exodus-stream-bench-"))
     pg = EmbeddedPostgres(base / "pg", delete_on_exit=True)
-    server: multiprocessing.Process | None = None
+    server: BaseProcess | None = None
     try:
         await apply_migrations(pg.url)
         port = _free_port()
