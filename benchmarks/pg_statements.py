@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -22,6 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -42,6 +44,25 @@ _SETTINGS = {
 _DURATION = re.compile(r"\[(\d+)\] LOG:\s+duration: ([0-9.]+) ms\s+(statement|parse|bind|execute)( [^:]*)?: (.*)")
 
 
+def _by_process(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of Postgres' processes, by pid, with the kind of process (its title, minus details)."""
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return out
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            title = " ".join(p.cmdline())
+            t = p.cpu_times()
+            kind = "postmaster" if p.pid == pid else title.removeprefix("postgres: ")
+            if re.search(r"\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]", kind):
+                kind = "client backends"
+            out[p.pid] = (kind, t.user + t.system)
+    return out
+
+
 def _kind(sql: str) -> str:
     text = " ".join(sql.split())
     return text[:110]
@@ -58,7 +79,7 @@ async def _stats(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
     return {"db": db, "funcs": funcs}
 
 
-async def run(orders: int, warmup: int, keep_log: Path | None = None) -> None:
+async def run(orders: int, warmup: int, keep_log: Path | None = None, settings: dict[str, str] | None = None) -> None:
     stack = LocalStack()
     info = await stack.start()
     try:
@@ -67,7 +88,7 @@ async def run(orders: int, warmup: int, keep_log: Path | None = None) -> None:
         assert pg_pid is not None
         log_path = stack.data_dir / "postgres" / "log"
         async with await psycopg.AsyncConnection.connect(info.database_url, autocommit=True) as admin:
-            for name, value in _SETTINGS.items():
+            for name, value in {**_SETTINGS, **(settings or {})}.items():
                 await admin.execute(f"ALTER SYSTEM SET {name} = {value}")
             await admin.execute("SELECT pg_reload_conf()")
             client = await Client.connect(
@@ -84,12 +105,14 @@ async def run(orders: int, warmup: int, keep_log: Path | None = None) -> None:
                 before = await _stats(admin)
                 offset = log_path.stat().st_size
                 cpu0 = tree_cpu_seconds(pg_pid)
+                procs0 = _by_process(pg_pid)
                 t0 = time.perf_counter()
                 for n in range(warmup, warmup + orders):
                     _, handle = await system.submit(n)
                     await handle.result()
                 elapsed = time.perf_counter() - t0
                 cpu1 = tree_cpu_seconds(pg_pid)
+                procs1 = _by_process(pg_pid)
                 await asyncio.sleep(0.7)  # the statistics collector's flush
                 await admin.execute("SELECT pg_stat_clear_snapshot()")
                 after = await _stats(admin)
@@ -123,6 +146,12 @@ async def run(orders: int, warmup: int, keep_log: Path | None = None) -> None:
             counts[_kind(sql)] += 1
     print(f"{orders} orders in {elapsed:.1f}s, one at a time")
     print(f"Postgres CPU: {(cpu1 - cpu0) * 1000 / orders:.2f} ms per order")
+    per_kind: dict[str, float] = defaultdict(float)
+    for p, (kind, cpu) in procs1.items():
+        per_kind[kind] += cpu - procs0.get(p, (kind, 0.0))[1]
+    for kind, cpu in sorted(per_kind.items(), key=lambda kv: -kv[1]):
+        if cpu > 0:
+            print(f"  {cpu * 1000 / orders:6.3f} ms  {kind}")
     db0, db1 = before["db"], after["db"]
     commits, rollbacks = (db1[0] - db0[0]) / orders, (db1[1] - db0[1]) / orders
     print(f"transactions committed per order: {commits:.2f}, rolled back: {rollbacks:.2f}")
@@ -148,8 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=50, help="orders measured (default 50)")
     p.add_argument("--warmup", type=int, default=16, help="orders before the window (default 16)")
     p.add_argument("--keep-log", type=Path, default=None, help="write the window's Postgres log here")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another server setting for the run (ALTER SYSTEM; e.g. log_min_duration_statement=-1 to time the"
+        " orders without the statement log), repeatable",
+    )
     args = p.parse_args(argv)
-    asyncio.run(run(args.orders, args.warmup, args.keep_log))
+    p_settings = dict(kv.split("=", 1) for kv in args.set)
+    asyncio.run(run(args.orders, args.warmup, args.keep_log, p_settings))
     return 0
 
 

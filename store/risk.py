@@ -87,17 +87,11 @@ class GatherRow(TypedDict):
 #: stored decision) and, in the same statement, the quotes that price it: every source's quote of the order's
 #: symbol and of the FX pairs to the policy currency (``quote_symbols``), and of the symbols of the positions
 #: ``risk_gather`` read. The quotes are as of the statement's start (they are not serialized by the account's
-#: lock; their age is measured when the decision is made, so a wait for the lock only makes them older).
+#: lock; their age is measured when the decision is made, so a wait for the lock only makes them older). The
+#: query is the 14-argument ``risk_gather()`` of migration 0042, which plans it once per connection.
 _GATHER = """
-WITH g AS MATERIALIZED (
-  SELECT * FROM risk_gather(%(account)s, %(client)s, %(order_id)s, %(symbol)s, %(broker)s, %(day)s, %(new_order)s,
-                            %(at)s, %(client_from)s, %(dup_from)s, %(side)s, %(qty)s, %(price)s)
-)
-SELECT g.*, NULL::timestamptz AS quoted_at, NULL::timestamptz AS received_at FROM g
-UNION ALL
-SELECT 'Q', q.symbol, q.bid, q.ask, q.last, NULL, NULL, NULL, NULL, q.source, NULL, NULL, q.quoted_at, q.received_at
-  FROM market_quotes q
- WHERE q.symbol = ANY(%(quote_symbols)s) OR q.symbol IN (SELECT g.symbol FROM g WHERE g.k = 'P')
+SELECT * FROM risk_gather(%(account)s, %(client)s, %(order_id)s, %(symbol)s, %(broker)s, %(day)s, %(new_order)s,
+                          %(at)s, %(client_from)s, %(dup_from)s, %(side)s, %(qty)s, %(price)s, %(quote_symbols)s)
 """
 
 #: One account's positions and working orders (one statement, one snapshot), in risk_gather's row shape.

@@ -101,6 +101,50 @@ async def test_gather_reads_the_policy_version_the_stored_decision_and_the_accou
     assert [(r["k"], r["qty"]) for r in account_rows] == [("R", D(10))]
 
 
+async def test_gather_prices_with_the_quotes_of_its_symbols_and_positions_planned_once_per_connection(
+    db: Pool,
+) -> None:
+    order = make_order(symbol="GTHR1")
+    at = datetime.now(UTC)
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO positions (account, symbol, qty, avg_price) VALUES (%s, 'GTHR2', 5, 10)", (order.account,)
+        )
+        await conn.execute(
+            "INSERT INTO market_quotes (source, symbol, bid, ask, quoted_at, received_at)"
+            " SELECT 'paper', s, 1, 2, %s, %s FROM unnest(ARRAY['GTHR1', 'GTHR2', 'GTHR3']) AS s",
+            (at, at),
+        )
+        rows = await risk.gather(
+            conn,
+            account=order.account,
+            client=order.client_id,
+            order_id=order.order_id,
+            symbol=order.symbol,
+            broker=order.broker,
+            day=at.date(),
+            new_order=True,
+            at=at,
+            client_from=at - timedelta(seconds=1),
+            dup_from=at - timedelta(seconds=1),
+            side=order.side.value,
+            qty=order.qty,
+            price=None,
+            quote_symbols=[order.symbol],
+        )
+        # Migration 0042: the statement (risk_gather with the quotes' symbols) keeps one plan per connection,
+        # however the plan cache would weigh a custom plan for this order's arguments.
+        cur = await conn.execute(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'risk_gather' AND pronargs = 14 AND prorettype <> 0"
+        )
+        [config] = await cur.fetchall()
+    quotes = sorted((r["symbol"], r["broker"], r["quoted_at"]) for r in rows if r["k"] == "Q")
+    assert quotes == [("GTHR1", "paper", at), ("GTHR2", "paper", at)]
+    assert [(r["k"], r["symbol"], r["qty"]) for r in rows if r["k"] == "P"] == [("P", "GTHR2", D(5))]
+    assert all(r["quoted_at"] is None for r in rows if r["k"] != "Q")
+    assert config["proconfig"] == ["plan_cache_mode=force_generic_plan"]
+
+
 async def test_a_reservation_follows_its_order_then_is_released(db: Pool) -> None:
     order = make_order()
     async with db.connection() as conn:

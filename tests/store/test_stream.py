@@ -7,7 +7,9 @@ import itertools
 import random
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from core.auth import ALL, Scope
 from core.domain import OrderEvent, OrderStatus
@@ -15,7 +17,7 @@ from store import Conn, Pool
 from store.breaks import add_break, add_unmatched_report
 from store.orders import write_order
 from store.risk import set_trading_state
-from store.stream import Selection, StreamRow, head, last_seq, read_after
+from store.stream import Selection, StreamRow, head, last_seq, listen, read_after
 from store.timeline import write_events
 from tests.store.kit import booked, decided
 
@@ -57,6 +59,55 @@ async def test_order_events_are_captured_with_their_order(db: Pool) -> None:
     assert first["broker"] == order.broker
     assert first["data"]["orderSeq"] == 1 and first["data"]["status"] == "RECEIVED"
     assert first["data"]["order"]["clientOrderId"] == order.client_order_id
+
+
+async def test_an_order_event_is_captured_whole_and_announced_with_its_number(db: Pool) -> None:
+    # Migration 0043 captures an order event in one statement: the row, its payload and the NOTIFY stay 0021's.
+    assert isinstance(db.conninfo, str)
+    async with await psycopg.AsyncConnection.connect(db.conninfo, autocommit=True, row_factory=dict_row) as listener:
+        await listen(listener)
+        async with db.connection() as conn:
+            order = await decided(conn, client_id="whole-client", account="whole-acct", symbol="MSFT")
+            start = await last_seq(conn)
+            await write_order(
+                conn, booked(order, version=1, status=OrderStatus.ACCEPTED, broker_order_id="B-1"), booking=True
+            )
+            await _events(conn, order.order_id, 1, ev(1, "ACCEPT", exec_id="x-1"))
+        payloads: list[str] = []
+        async with asyncio.timeout(5):
+            async for n in listener.notifies():
+                payloads.append(n.payload)
+                if n.payload == str(start + 1):
+                    break
+    [row] = await _after(db, start)
+    assert payloads[-1] == str(start + 1) == str(row["seq"])
+    assert row["data"] == {
+        "orderSeq": 1,
+        "at": row["data"]["at"],
+        "status": "ACCEPTED",
+        "detail": "accept",
+        "actor": None,
+        "data": {"exec_id": "x-1"},
+        "order": {
+            "clientOrderId": order.client_order_id,
+            "side": order.side.value,
+            "type": order.type.value,
+            "qty": str(order.qty),
+            "price": None,
+            "stopPrice": None,
+            "status": "ACCEPTED",
+            "filledQty": "0",
+            "avgPrice": None,
+            "version": 1,
+            "brokerOrderId": "B-1",
+        },
+    }
+    assert (row["client_id"], row["account"], row["symbol"], row["broker"]) == (
+        "whole-client",
+        "whole-acct",
+        "MSFT",
+        order.broker,
+    )
 
 
 async def _same(conn: Conn, order_id: str) -> list[OrderEvent]:
