@@ -178,6 +178,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 def permissions_of(roles: frozenset[Role] | set[Role]) -> frozenset[Permission]:
     """Every permission the roles grant together."""
+    return _granted(frozenset(roles))
+
+
+@lru_cache(maxsize=256)
+def _granted(roles: frozenset[Role]) -> frozenset[Permission]:
+    # Every access rule asks (twice a request: the edge guard and the route's rule); the role table never changes.
     granted: set[Permission] = set()
     for role in roles:
         granted |= ROLE_PERMISSIONS[role]
