@@ -121,7 +121,9 @@ def _authenticator(request: HTTPConnection) -> Authenticator:
 
 async def authenticate(request: HTTPConnection) -> Principal:
     """The caller's principal (401 when it proves none); computed once per request."""
-    cached: Principal | None = getattr(request.state, "principal", None)
+    # Read from the scope's state dict (what ``request.state`` wraps): a miss through ``request.state`` raises and
+    # catches an AttributeError, on every request's first call.
+    cached: Principal | None = request.scope.get("state", {}).get("principal")
     if cached is not None:
         return cached
     auth = _authenticator(request)

@@ -162,7 +162,9 @@ def _access_rule(dependant: Any) -> Any:
 
 def _body_limit(request: Request) -> int:
     api = request.app.state.settings.api
-    return int(api.max_bridge_body_bytes if request.url.path.startswith(BRIDGE_PREFIX) else api.max_body_bytes)
+    # The scope's path, not ``request.url.path``: building the URL (host header, netloc, escaping) cost as much as
+    # the rest of the edge's checks; the prefix holds none of the characters the URL escapes.
+    return int(api.max_bridge_body_bytes if request.scope["path"].startswith(BRIDGE_PREFIX) else api.max_body_bytes)
 
 
 class EdgeRoute(APIRoute):

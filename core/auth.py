@@ -36,6 +36,7 @@ import hmac
 import re
 import secrets
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -177,6 +178,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 def permissions_of(roles: frozenset[Role] | set[Role]) -> frozenset[Permission]:
     """Every permission the roles grant together."""
+    return _granted(frozenset(roles))
+
+
+@lru_cache(maxsize=256)
+def _granted(roles: frozenset[Role]) -> frozenset[Permission]:
+    # Every access rule asks (twice a request: the edge guard and the route's rule); the role table never changes.
     granted: set[Permission] = set()
     for role in roles:
         granted |= ROLE_PERMISSIONS[role]
@@ -304,10 +311,17 @@ def namespaced_key(tenant: str, key: str) -> str:
 
 
 def dev_principal(actor: str | None = None) -> Principal:
-    """The development principal (no identity source configured): every role, every scope, no tenant."""
-    return Principal(
-        name=actor or "anonymous", roles=frozenset(Role), scope=Scope.everything(), tenant="", source="dev"
-    )
+    """The development principal (no identity source configured): every role, every scope, no tenant.
+
+    One frozen principal per name, built once: every request of a development API asks for one, and building it
+    (its scope's validators, its roles) cost as much as the rest of authentication.
+    """
+    return _dev_principal(actor or "anonymous")
+
+
+@lru_cache(maxsize=1024)
+def _dev_principal(name: str) -> Principal:
+    return Principal(name=name, roles=frozenset(Role), scope=Scope.everything(), tenant="", source="dev")
 
 
 # ------------------------------------------------------------------------------------------------ API keys

@@ -84,8 +84,10 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         return await super().start_workflow_update(input)
 
     async def start_update_with_start_workflow(self, input: temporalio.client.StartWorkflowUpdateWithStartInput) -> Any:
-        input.start_workflow_input.headers = _with_context(input.start_workflow_input.headers)
-        input.update_workflow_input.headers = _with_context(input.update_workflow_input.headers)
+        # One encoding of the ids for both (each is a payload of the same JSON): this is every order's submission.
+        carried = _with_context({})
+        input.start_workflow_input.headers = {**input.start_workflow_input.headers, **carried}
+        input.update_workflow_input.headers = {**input.update_workflow_input.headers, **carried}
         return await super().start_update_with_start_workflow(input)
 
 

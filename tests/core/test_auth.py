@@ -103,6 +103,19 @@ def test_development_principal_has_every_role_and_scope() -> None:
     assert dev_principal().name == "anonymous"
 
 
+def test_the_development_principal_is_built_once_per_name_and_cannot_change() -> None:
+    # Every request of a development API asks for it: one frozen principal per name is shared between requests.
+    assert dev_principal("ops-jane") is dev_principal("ops-jane")
+    assert dev_principal() is dev_principal(None) is dev_principal("anonymous")
+    assert dev_principal("ops-joe").name == "ops-joe"
+    shared = dev_principal("ops-jane")
+    with pytest.raises(ValidationError):
+        shared.name = "someone-else"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        shared.scope.clients = ["desk-1"]  # type: ignore[misc]
+    assert shared.roles == frozenset(Role) and shared.scope == Scope.everything()
+
+
 def test_plain_tokens_are_traders_for_their_own_name() -> None:
     api = ApiSettings(tokens={"desk-a": SecretStr("s1"), "ops": {"token": "s2", "roles": ["operator"], "tenant": "t"}})
     desk = api.tokens["desk-a"]
