@@ -21,7 +21,6 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from benchmarks.ceiling_workflow import Blob, CeilingWorkflow
-from core.process import run_loop
 from core.settings import get_settings
 from core.temporal import connect
 from worker.sandbox import CEILING_PASSED_THROUGH, cache_workflow_code, workflow_runner
@@ -129,4 +128,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    run_loop(main())  # the same event loop as Exodus' worker (core.process.run_loop), so the shapes compare alike
+    asyncio.run(main())

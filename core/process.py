@@ -8,14 +8,9 @@ clean up but buffered output, so the entry points flush it and leave with ``os._
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-_T = TypeVar("_T")
 
 
 def exit_now(code: int = 0) -> None:
@@ -27,16 +22,3 @@ def exit_now(code: int = 0) -> None:
         except (OSError, ValueError):  # a closed or broken pipe: nothing more can be written anyway
             pass
     os._exit(code)
-
-
-def run_loop(main: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``main`` on uvloop where it is installed (a dependency off Windows), else on asyncio's own loop.
-
-    A worker's own work is mostly wake-ups: the Temporal bridge's answers (handed over from its threads) and
-    Postgres' results; uvloop does each for less CPU than asyncio's selector loop. The API has it through uvicorn.
-    """
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return asyncio.run(main)
-    return uvloop.run(main)

@@ -26,7 +26,7 @@ from brokers import Broker
 from core.db import open_pool, wait_for_postgres
 from core.instruments import load_instruments
 from core.logs import setup_logging
-from core.process import exit_now, run_loop
+from core.process import exit_now
 from core.settings import Settings, get_settings
 from core.startup import StartupAborted, wait_for_temporal
 from core.tracing import setup_tracing
@@ -200,4 +200,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    exit_now(run_loop(main()))  # after the clean shutdown above; see core/process.py
+    exit_now(asyncio.run(main()))  # after the clean shutdown above; see core/process.py
