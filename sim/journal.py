@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
 
 from core.db import connection_alive, pipelined_transaction
 from core.domain import ExecutionReport
@@ -161,7 +162,7 @@ class PostgresVenueJournal:
                                 o.venue_order_id,
                                 o.cl_ord_id,
                                 o.status.value,
-                                Jsonb(o.model_dump(mode="json")),
+                                Jsonb(o, _json),
                                 o.updated_at,
                             )
                             for o in result.changed
@@ -171,10 +172,7 @@ class PostgresVenueJournal:
                     await cur.executemany(
                         "INSERT INTO sim_reports (venue, exec_id, client_order_id, body) VALUES (%s, %s, %s, %s)"
                         " ON CONFLICT DO NOTHING",
-                        [
-                            (self.venue, r.exec_id, r.cl_ord_id, Jsonb(r.model_dump(mode="json")))
-                            for r in result.reports
-                        ],
+                        [(self.venue, r.exec_id, r.cl_ord_id, Jsonb(r, _json)) for r in result.reports],
                     )
                 if result.duplicates:
                     await cur.executemany(
@@ -209,6 +207,14 @@ class PostgresVenueJournal:
         except BaseException:
             self._marks = marks + self._marks
             raise
+
+
+def _json(model: BaseModel) -> str:
+    """A journaled body: the model's JSON text straight from pydantic.
+
+    The document ``model_dump(mode="json")`` describes, without building it as Python objects and encoding those.
+    """
+    return model.model_dump_json()
 
 
 _MARK = "UPDATE sim_reports SET delivered_at = now() WHERE venue = %s AND exec_id = ANY(%s) AND delivered_at IS NULL"

@@ -206,6 +206,10 @@ class MatchingEngine:
         self.reject_rate = reject_rate
         self.reject_symbols = set(reject_symbols)
         self._orders: dict[str, SimOrder] = {}
+        #: The orders of ``_orders`` that may still work, in the same order: an order only ever closes, so
+        #: ``open_orders`` drops the closed ones as it meets them, and a feed step looks at the working orders
+        #: only, not at every order the venue ever took (a book that grows for as long as the process runs).
+        self._open: dict[str, SimOrder] = {}
         self._by_cl_ord_id: dict[str, SimOrder] = {}
         #: Client order ids ever refused, so a resend of a refused id is answered consistently.
         self._rejected: dict[str, SimOrder] = {}
@@ -220,6 +224,7 @@ class MatchingEngine:
     def reset(self, orders: Iterable[SimOrder]) -> None:
         """Forget the book and restore ``orders`` (a rebuild from the journal)."""
         self._orders.clear()
+        self._open.clear()
         self._by_cl_ord_id.clear()
         self._rejected.clear()
         self.load(orders)
@@ -229,6 +234,8 @@ class MatchingEngine:
             self._rejected[order.cl_ord_id] = order
             return
         self._orders[order.venue_order_id] = order
+        if order.is_open:
+            self._open[order.venue_order_id] = order
         for cid in order.cl_ord_ids:
             self._by_cl_ord_id[cid] = order
 
@@ -237,8 +244,17 @@ class MatchingEngine:
         return self._by_cl_ord_id.get(cl_ord_id) or self._rejected.get(cl_ord_id)
 
     def open_orders(self) -> list[SimOrder]:
-        """Orders that still work."""
-        return [o for o in self._orders.values() if o.is_open]
+        """Orders that still work (in the order the venue took them)."""
+        working: list[SimOrder] = []
+        closed: list[str] = []
+        for venue_order_id, order in self._open.items():
+            if order.is_open and self._orders.get(venue_order_id) is order:
+                working.append(order)
+            else:
+                closed.append(venue_order_id)
+        for venue_order_id in closed:
+            del self._open[venue_order_id]
+        return working
 
     def all_orders(self) -> list[SimOrder]:
         """Every accepted order, open or closed."""

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from core.domain import OrderSide, OrderType, SubmitOrder, TimeInForce, utcnow
+from core.domain import CancelOrder, OrderSide, OrderType, SubmitOrder, TimeInForce, utcnow
 from core.errors import ConfigError
 from sim.feed import PriceFeed
 from sim.journal import PostgresVenueJournal
@@ -65,6 +65,34 @@ async def test_saving_the_same_engine_call_twice_records_it_once(pool: AsyncConn
         assert [r["client_order_id"] for r in await cur.fetchall()] == [cid]
     orders, pending = await journal.load()
     assert [o.cl_ord_id for o in orders] == [cid] and len(pending) == 2
+
+
+async def test_journaled_bodies_are_the_models_json_documents(pool: AsyncConnectionPool, database_url: str) -> None:
+    # The bodies go in as pydantic's JSON text (no dict built and encoded again): the stored documents must be the
+    # ones ``model_dump(mode="json")`` describes (decimals and times as strings, aliases, text beyond ASCII), and
+    # load back into equal models.
+    venue = f"j-{uuid.uuid4().hex[:8]}"
+    journal = PostgresVenueJournal(pool, database_url, venue=venue)
+    eng = engine()
+    cid = "EX" + uuid.uuid4().hex[:16].upper()
+    result = eng.submit(order(cid).model_copy(update={"qty": D("12.50")}))
+    canceled = eng.submit(order(cid + "L").model_copy(update={"type": OrderType.LIMIT, "price": D("1.00")}))
+    canceled.merge(
+        eng.cancel(CancelOrder(cl_ord_id=cid + "L", symbol="AAPL", side=OrderSide.BUY, qty=D(10), reason="été ✓ ☃"))
+    )
+    result.merge(canceled)
+    await journal.save(result)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT venue_order_id, body FROM sim_orders WHERE venue = %s", (venue,))
+        bodies = {r["venue_order_id"]: r["body"] for r in await cur.fetchall()}
+        cur = await conn.execute("SELECT exec_id, body FROM sim_reports WHERE venue = %s", (venue,))
+        reports = {r["exec_id"]: r["body"] for r in await cur.fetchall()}
+    assert bodies == {o.venue_order_id: o.model_dump(mode="json") for o in result.changed}
+    assert reports == {r.exec_id: r.model_dump(mode="json") for r in result.reports}
+    assert any(r.get("reason") == "été ✓ ☃" for r in reports.values())
+    orders, pending = await journal.load()
+    assert sorted(orders, key=lambda o: o.venue_order_id) == sorted(result.changed, key=lambda o: o.venue_order_id)
+    assert sorted(pending, key=lambda r: r.exec_id) == sorted(result.reports, key=lambda r: r.exec_id)
 
 
 async def test_a_lock_lost_with_its_connection_is_taken_again_before_the_next_save(

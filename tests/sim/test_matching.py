@@ -331,3 +331,67 @@ def test_at_the_open_waits_for_the_next_open_and_an_unfilled_limit_expires_after
 def test_a_venue_without_auctions_refuses_opg_and_cls(engine: MatchingEngine) -> None:
     res = engine.submit(order(tif="OPG"))
     assert not res.ack.accepted and "OPG" in (res.ack.reason or "")
+
+
+def test_open_orders_are_the_working_ones_in_arrival_order_after_every_kind_of_close(
+    engine: MatchingEngine, clock: Clock
+) -> None:
+    # The engine keeps its working orders apart from every order it ever took (a feed step walks only those):
+    # whatever closes an order (a fill, a cancel, IOC, FOK, GTD expiry) takes it out, a replace keeps it in
+    # place, a reset rebuilds the list, and the list is always what a walk over all orders would give.
+    def brute() -> list[str]:
+        return [o.venue_order_id for o in engine.all_orders() if o.is_open]
+
+    def working() -> list[str]:
+        return [o.venue_order_id for o in engine.open_orders()]
+
+    engine.submit(order("R1", type="LIMIT", price="95.00"))  # rests
+    engine.submit(order("M1"))  # fills at once
+    engine.submit(order("R2", type="LIMIT", price="94.00"))  # rests
+    engine.submit(order("I1", type="LIMIT", price="90.00", tif="IOC"))  # canceled at once
+    engine.submit(order("F1", type="LIMIT", price="90.00", tif="FOK"))  # canceled at once
+    engine.submit(
+        order("G1", type="LIMIT", price="93.00", tif="GTD", expire_at=NOW + timedelta(minutes=1))
+    )  # rests, then expires
+    engine.submit(order("R3", type="LIMIT", price="92.00"))  # rests, then canceled
+    engine.submit(order("P1", type="LIMIT", price="91.00"))  # rests, replaced, then filled
+    assert working() == brute() and len(working()) == 5
+    assert engine.cancel(CancelOrder(cl_ord_id="R3", symbol="AAPL", side=OrderSide.BUY, qty=D(100))).ack.accepted
+    replaced = engine.replace(
+        ReplaceOrder(
+            orig_cl_ord_id="P1",
+            cl_ord_id="P2",
+            symbol="AAPL",
+            side=OrderSide.BUY,
+            type=OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            qty=D(100),
+            price=D("91.50"),
+        )
+    )
+    assert replaced.ack.accepted
+    assert working() == brute() and len(working()) == 4
+    clock.now = NOW + timedelta(minutes=2)
+    engine.step()  # G1 expires
+    assert working() == brute() and len(working()) == 3
+    engine.feed.set_mid("AAPL", D("91.00"))
+    engine.step()  # R1, R2 and P2 trade
+    assert working() == brute()
+    assert working() == [] and engine.find("P2").status is OrderStatus.FILLED  # type: ignore[union-attr]
+    engine.submit(order("R4", type="LIMIT", price="80.00"))
+    assert working() == brute() == [engine.find("R4").venue_order_id]  # type: ignore[union-attr]
+    # A rebuild from the journal: the working orders of the orders loaded.
+    orders = [o.model_copy(deep=True) for o in engine.all_orders()]
+    engine.reset(orders)
+    assert working() == brute() and len(working()) == 1
+    # A step looks at the working orders only (the closed ones are not visited again).
+    visited: list[str] = []
+    real_match = engine._match
+
+    def spy(o, result, *, whole=False):  # type: ignore[no-untyped-def]
+        visited.append(o.cl_ord_id)
+        real_match(o, result, whole=whole)
+
+    engine._match = spy  # type: ignore[method-assign]
+    engine.step()
+    assert visited == ["R4"]
