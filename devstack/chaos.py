@@ -59,7 +59,7 @@ from psycopg.rows import dict_row
 from core.db import wait_for_postgres
 from core.domain import OrderStatus, derive_order_id, workflow_id_for
 from core.instruments import DEFAULT_INSTRUMENTS
-from devstack.services import EmbeddedPostgres, free_port, start_dev_server, start_python
+from devstack.services import EmbeddedPostgres, PortReservation, start_dev_server, start_python
 from devstack.supervise import Supervisor, stop_process
 
 __all__ = ["ChaosPlan", "ChaosReport", "main", "run_chaos"]
@@ -223,8 +223,9 @@ class ChaosStack:
         self.logs.mkdir()
         self.pg: EmbeddedPostgres | None = None
         self.temporal: subprocess.Popen[bytes] | None = None
-        self.temporal_port = free_port()
-        self.api_port = free_port()
+        # Held until stop(): nobody else takes them before the servers bind them, nor while Temporal restarts.
+        self._ports = (PortReservation(), PortReservation())
+        self.temporal_port, self.api_port = (p.port for p in self._ports)
         self.supervisor = Supervisor(initial_delay=0.5, max_delay=5.0, stable_after=30.0, log_lines=0, say=say)
         self.url = ""
         self._our_kills = 0
@@ -344,6 +345,8 @@ class ChaosStack:
             await asyncio.to_thread(self.pg.stop)
         if not keep:
             shutil.rmtree(self.data, ignore_errors=True)
+        for reservation in self._ports:
+            reservation.close()
 
 
 # ------------------------------------------------------------------------------------------------ the load

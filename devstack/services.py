@@ -22,6 +22,7 @@ __all__ = [
     "DEV_SERVER_FLAGS",
     "DEV_SERVER_SQLITE_FLAGS",
     "EmbeddedPostgres",
+    "PortReservation",
     "free_port",
     "port_open",
     "start_dev_server",
@@ -63,11 +64,50 @@ def test_server_binary() -> str:
     return path
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on, kept from other processes' ``bind(0)`` for about a minute.
+
+    A port merely found free and released could be handed to the next process that binds port 0 (another test
+    run's server) before ours binds it: "address already in use". So the port is left in TIME_WAIT (a connection
+    to it, closed from its own side first), which the kernel does not hand out for a minute, while a server that
+    binds it by number with ``SO_REUSEADDR`` (Go, asyncio, uvicorn, QuickFIX do) still can. For a port held longer
+    or bound again after a restart, use ``PortReservation``.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # its TIME_WAIT then lets ours bind
+        listener.bind((host, 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection((host, port), timeout=5):
+            accepted, _ = listener.accept()
+            accepted.close()  # closed from the port's side first: that side waits in TIME_WAIT
+    return port
+
+
+class PortReservation:
+    """A port held for a server that binds it later, or again after a restart, until ``close()``.
+
+    The socket is bound with ``SO_REUSEADDR`` and never listens: the kernel hands the port to no one else (neither
+    ``bind(0)`` nor an outgoing connection's local port), a connection to it is refused while the server is down,
+    and a server that binds it with ``SO_REUSEADDR`` (Go, asyncio, uvicorn) may.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        """Reserve a free port on ``host``."""
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, 0))
+        self.port = int(self._socket.getsockname()[1])
+
+    def close(self) -> None:
+        """Give the port up."""
+        self._socket.close()
+
+    def __enter__(self) -> PortReservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def port_open(host: str, port: int) -> bool:
@@ -104,7 +144,9 @@ def start_dev_server(
     """Start ``temporal server start-dev`` with Exodus' search attributes and the fast-poll setting.
 
     With ``db_file`` the server keeps its state in that SQLite file (``DEV_SERVER_SQLITE_FLAGS`` apply);
-    without, in memory. With ``wait`` (default) return once it accepts connections.
+    without, in memory. With ``wait`` (default) return once it accepts connections; a server that exits before
+    it does is started again (twice at most): besides ``port`` it listens on ports it picks for itself (HTTP,
+    metrics, its internal services), and on a busy machine another process may take one of them first.
     """
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
     if db_file is not None:
@@ -112,10 +154,18 @@ def start_dev_server(
         args += ["--db-filename", str(db_file), *DEV_SERVER_SQLITE_FLAGS]
     args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     args += search_attribute_flags() + DEV_SERVER_FLAGS + list(extra_args or [])
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    if wait:
-        wait_for_port(ip, port, timeout=60, process=proc)
-    return proc
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait:
+            return proc
+        try:
+            wait_for_port(ip, port, timeout=60, process=proc)
+            return proc
+        except RuntimeError as e:  # it exited before it listened ("address already in use": see its log)
+            if attempt == attempts:
+                raise RuntimeError(f"the Temporal dev server did not start ({attempts} tries): {e}") from e
+    raise AssertionError("unreachable")
 
 
 def start_python(module: str, *, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from store import Conn
 
-__all__ = ["CLAIM_LOCK", "still_held", "try_claim"]
+__all__ = ["CLAIM_LOCK", "release_claim", "still_held", "try_claim"]
 
 #: The first key of every broker claim (the second is ``hashtext(broker)``).
 CLAIM_LOCK = 0x42524B52  # "BRKR"
@@ -26,3 +26,11 @@ async def still_held(conn: Conn, broker: str) -> bool:
     )
     row = await cur.fetchone()
     return bool(row and row["held"])
+
+
+async def release_claim(conn: Conn, broker: str) -> None:
+    """Give ``broker``'s claim up on ``conn``: free when this returns.
+
+    Closing the connection frees it too, but only once the connection's server process has ended, a moment later.
+    """
+    await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (CLAIM_LOCK, broker))

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +43,13 @@ from core.settings import (
     WorkerSettings,
 )
 from core.temporal import SEARCH_ATTRIBUTES
-from devstack.services import DEV_SERVER_FLAGS, EmbeddedPostgres, temporal_binary, test_server_binary
+from devstack.services import (
+    DEV_SERVER_FLAGS,
+    EmbeddedPostgres,
+    PortReservation,
+    temporal_binary,
+    test_server_binary,
+)
 from tests.harness import Stack, paper_broker, static_instruments
 
 
@@ -53,6 +59,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="local",
         help="'local' to start a Temporal dev server, or host:port of a running server",
     )
+
+
+# ------------------------------------------------------------------------------------------------ ports
+
+
+@pytest.fixture
+def reserve_port() -> Iterator[Callable[[], int]]:
+    """Reserves ports until the test ends (``PortReservation``): the server the test starts binds them, and no other
+    process takes them meanwhile (a port merely found free may be taken before a slow start-up binds it)."""
+    held: list[PortReservation] = []
+
+    def reserve() -> int:
+        held.append(PortReservation())
+        return held[-1].port
+
+    yield reserve
+    for reservation in held:
+        reservation.close()
 
 
 # ------------------------------------------------------------------------------------------------ Postgres
@@ -120,16 +144,36 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 # ------------------------------------------------------------------------------------------------ Temporal
 
 
+#: How long a Temporal server may take to answer after it was started (the SDK's default, 5 s, is short for a
+#: loaded machine: every test that needs the server would fail).
+SERVER_STARTUP = timedelta(seconds=60)
+
+
+async def _started(start: Callable[[], Awaitable[WorkflowEnvironment]], tries: int = 3) -> WorkflowEnvironment:
+    """``start()``, again if the server did not come up: besides its own port (which the SDK keeps from other
+    processes) it listens on ports it picks for itself, and another process may take one of them first."""
+    for attempt in range(1, tries + 1):
+        try:
+            return await start()
+        except RuntimeError:
+            if attempt == tries:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 async def temporal_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
     """A Temporal dev server with Exodus' search attributes (or a connection to an existing server)."""
     target = request.config.getoption("--workflow-environment")
     if target == "local":
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            data_converter=pydantic_data_converter,
-            search_attributes=SEARCH_ATTRIBUTES,
-            dev_server_extra_args=DEV_SERVER_FLAGS,
+        env = await _started(
+            lambda: WorkflowEnvironment.start_local(
+                dev_server_existing_path=temporal_binary(),
+                data_converter=pydantic_data_converter,
+                search_attributes=SEARCH_ATTRIBUTES,
+                dev_server_extra_args=DEV_SERVER_FLAGS,
+                dev_server_startup_timeout=SERVER_STARTUP,
+            )
         )
     else:
         env = WorkflowEnvironment.from_client(await Client.connect(target, data_converter=pydantic_data_converter))
@@ -140,8 +184,12 @@ async def temporal_env(request: pytest.FixtureRequest) -> AsyncIterator[Workflow
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (for long timers such as GTD expiry)."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server_binary(), data_converter=pydantic_data_converter
+    env = await _started(
+        lambda: WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=test_server_binary(),
+            data_converter=pydantic_data_converter,
+            test_server_startup_timeout=SERVER_STARTUP,
+        )
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

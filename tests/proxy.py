@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 
 import psycopg
 
-from devstack.services import free_port
+from devstack.services import PortReservation
 
 __all__ = ["TcpProxy", "postgres_target", "proxied_postgres_url"]
 
@@ -22,7 +23,13 @@ class TcpProxy:
 
     def __init__(self, target: tuple[str, int] | str, port: int | None = None) -> None:
         self.target = target
-        self.port = port or free_port()
+        if port is None:
+            # Held for the proxy's life: while it is down, no other process (nor a client's outgoing connection,
+            # which could otherwise connect to itself on this port) takes the port it listens on again.
+            reservation = PortReservation()
+            weakref.finalize(self, reservation.close)
+            port = reservation.port
+        self.port = port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()

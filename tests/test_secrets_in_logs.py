@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,6 @@ import jwt
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from devstack.services import free_port
 from tests.conftest import create_database, temporal_address
 from tests.test_startup import start, stop, wait_for_log
 from tests.waiting import until
@@ -62,11 +62,11 @@ def _files(root: Path) -> list[Path]:
 
 
 async def test_a_full_run_logs_no_secret(
-    temporal_env: WorkflowEnvironment, postgres_admin_url: str, tmp_path: Path
+    temporal_env: WorkflowEnvironment, postgres_admin_url: str, tmp_path: Path, reserve_port: Callable[[], int]
 ) -> None:
     url = await create_database(postgres_admin_url, "exodus_secrets")
     data = tmp_path / "data"
-    port, alpaca_port = free_port(), free_port()
+    port, alpaca_port = reserve_port(), reserve_port()
     alpaca_url = f"http://127.0.0.1:{alpaca_port}"
     env = {
         "DATABASE_URL": url,

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -25,7 +25,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from core.startup import StartupAborted, wait_until_up
-from devstack.services import free_port
 from tests.conftest import create_database, make_settings, temporal_address
 from tests.proxy import TcpProxy, postgres_target, proxied_postgres_url
 
@@ -115,11 +114,11 @@ async def test_worker_waits_for_postgres_then_temporal_and_then_runs(
 
 
 async def test_api_waits_for_postgres_and_temporal_then_serves(
-    proxies: tuple[TcpProxy, TcpProxy, str], tmp_path: Path
+    proxies: tuple[TcpProxy, TcpProxy, str], tmp_path: Path, reserve_port: Callable[[], int]
 ) -> None:
     pg, temporal, url = proxies
     log = tmp_path / "api.log"
-    port = free_port()
+    port = reserve_port()
     env = {"DATABASE_URL": url, "EXODUS_TEMPORAL__ADDRESS": temporal.address, "EXODUS_API__PORT": str(port)}
     proc = start("api", env, log)
     try:

@@ -29,6 +29,7 @@ from core.instruments import load_instruments
 from core.settings import OrderSettings, Settings
 from tests.conftest import create_database, make_settings, temporal_address
 from tests.harness import Stack
+from tests.waiting import until
 
 __all__ = [
     "ROOT",
@@ -75,12 +76,12 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def wait_ready(http: httpx.AsyncClient) -> None:
-    """Until the API is ready (a worker up), for 20 s at the most."""
-    for _ in range(200):
-        r = await http.get("/ready")
-        if r.status_code == 200:
-            break
-        await asyncio.sleep(0.1)
+    """Until the API is ready (a worker up): a worker starting on a loaded machine may take a while."""
+
+    async def ready() -> bool:
+        return (await http.get("/ready")).status_code == 200
+
+    await until("the API ready (a worker up)", ready, timeout=120, interval=0.1)
 
 
 async def wait_for_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -16,6 +16,7 @@ worker took it meanwhile, the holder has lost the session and must stop using it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -25,7 +26,7 @@ from psycopg.rows import dict_row
 from core.db import connection_alive
 from core.errors import ConfigError
 from store import Conn
-from store.claims import CLAIM_LOCK, still_held, try_claim
+from store.claims import CLAIM_LOCK, release_claim, still_held, try_claim
 
 __all__ = ["CLAIM_LOCK", "BrokerClaim", "ClaimLost"]
 
@@ -115,7 +116,17 @@ class BrokerClaim:
             return False
 
     async def release(self) -> None:
-        """Give the claim up (closing its connection releases the lock)."""
+        """Give the claim up: unlocked before its connection closes, so another worker can take it at once.
+
+        Closing alone frees the lock only once the server process of the connection has ended, a moment later
+        (longer on a loaded machine): a ``try_take`` right after would still find it held. A connection that no
+        longer answers (within 5 s) is just closed.
+        """
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        try:
+            with contextlib.suppress(psycopg.Error, TimeoutError):
+                await asyncio.wait_for(release_claim(conn, self.broker), 5)
+        finally:
             await conn.close()

@@ -17,6 +17,7 @@ from sim.journal import PostgresVenueJournal
 from sim.matching import MatchingEngine
 from tests.harness import static_instruments
 from tests.pgtrace import TracingPool
+from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
 
@@ -165,6 +166,10 @@ async def _undelivered(pool: AsyncConnectionPool, venue: str) -> list[str]:
         return [r["exec_id"] for r in await cur.fetchall()]
 
 
+async def _nothing_undelivered(pool: AsyncConnectionPool, venue: str) -> bool:
+    return await _undelivered(pool, venue) == []
+
+
 async def test_delivery_marks_ride_the_next_save(pool: AsyncConnectionPool, database_url: str) -> None:
     # No transaction of their own: the next save writes them in its transaction, in its one round trip.
     venue = f"j-{uuid.uuid4().hex[:8]}"
@@ -192,11 +197,7 @@ async def test_delivery_marks_are_written_alone_when_no_save_comes(
     result = engine().submit(order("EX" + uuid.uuid4().hex[:16].upper()))
     await journal.save(result)
     await journal.mark_delivered([r.exec_id for r in result.reports])
-    for _ in range(100):
-        if not await _undelivered(pool, venue):
-            break
-        await asyncio.sleep(0.05)
-    assert await _undelivered(pool, venue) == []
+    await until("the delivery marks written", lambda: _nothing_undelivered(pool, venue))
 
 
 async def test_pending_delivery_marks_are_written_before_a_load_and_at_release(

@@ -9,26 +9,35 @@ import pytest
 
 from core.errors import ConfigError
 from tests.conftest import create_database
-from worker.ownership import BrokerClaim, ClaimLost
+from worker.ownership import CLAIM_LOCK, BrokerClaim, ClaimLost
 
 pytestmark = pytest.mark.asyncio
 
 
 async def _drop_connection(url: str, broker: str) -> None:
-    # What a Postgres restart does to the holder: its connection (and with it the lock) goes away.
+    # What a Postgres restart does to the holder: its connection (and with it the lock) goes away. Only this
+    # database's claim connections (the server is the whole session's), and back only once they have ended and
+    # the claim is free: the backend ends a moment after the signal, longer on a loaded machine.
+    claimed = "application_name = %s AND datname = current_database() AND pid <> pg_backend_pid()"
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (f"exodus-claim-{broker}",),
+        cur = await conn.execute(
+            f"SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE {claimed}", (f"exodus-claim-{broker}",)
         )
-        for _ in range(100):  # the backend ends (and its lock goes) a moment after the signal
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (f"exodus-claim-{broker}",)
-            )
-            row = await cur.fetchone()
-            if row is not None and row[0] == 0:
-                return
-            await asyncio.sleep(0.05)
+        pids = [row[0] for row in await cur.fetchall()]
+        assert pids, f"no connection holds the claim on {broker}"
+        async with asyncio.timeout(60):
+            while True:
+                cur = await conn.execute(
+                    "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s))"
+                    " AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+                    " AND objid = hashtext(%s)::oid"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                    (pids, CLAIM_LOCK, broker),
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0]:
+                    return
+                await asyncio.sleep(0.05)
 
 
 async def test_one_owner_per_broker_and_the_claim_frees_when_released(postgres_admin_url: str) -> None:
@@ -102,3 +111,29 @@ async def test_a_healthy_claim_of_every_broker_is_seen_held(postgres_admin_url: 
     finally:
         for claim in claims:
             await claim.release()
+
+
+async def test_a_released_claim_is_free_before_its_connection_has_ended(
+    postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Closing a connection frees its lock only once its server process has ended, later on a loaded machine (the
+    # close is not waited for here: the connection stays open): release unlocks first, so a standby takes it now.
+    url = await create_database(postgres_admin_url, "exodus_claims")
+    holder, rival = BrokerClaim(url, "paper"), BrokerClaim(url, "paper")
+    assert await holder.try_take()
+    conn = holder._conn
+    assert conn is not None
+    closed: list[bool] = []
+
+    async def close_later() -> None:
+        closed.append(True)
+
+    monkeypatch.setattr(conn, "close", close_later)
+    try:
+        await holder.release()
+        assert closed and not holder.held
+        assert await rival.try_take()
+    finally:
+        monkeypatch.undo()
+        await conn.close()
+        await rival.release()

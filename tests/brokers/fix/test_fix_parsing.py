@@ -16,6 +16,7 @@ from brokers.fix.marketdata import FixMarketData
 from brokers.fix.parsing import fix_decimal, fix_timestamp
 from brokers.fix.session import FixMessage, clean_value, mask
 from core.marketdata import Quote
+from tests.waiting import until
 
 D = Decimal
 SOH = "\x01"
@@ -164,12 +165,7 @@ async def test_market_data_publishes_the_latest_quote_per_symbol() -> None:
         md.on_message(FixMessage.parse(_raw((35, "X"), (262, "R"), (268, "1"), (279, "1"), (269, "0"), (270, px))))
     md.start()
     try:
-        import asyncio
-
-        for _ in range(100):
-            if sink.quotes:
-                break
-            await asyncio.sleep(0.01)
+        await until("a quote published", lambda: sink.quotes)
     finally:
         await md.stop()
     assert [q.bid for q in sink.quotes] == [D("192")]  # conflated: only the latest is worth publishing
