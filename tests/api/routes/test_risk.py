@@ -18,6 +18,7 @@ from core.instruments import InstrumentCatalog
 from store.audit import verify_chain
 from tests.conftest import create_database, make_settings, temporal_address
 from tests.harness import Stack, paper_broker, unique
+from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
 D = Decimal
@@ -312,10 +313,16 @@ async def test_kill_switch_with_orders_in_flight_then_cancel_all_empties_the_boo
         assert r.status_code == 200 and set(working[1:]) <= set(r.json()["orderIds"])
         for order_id in working[1:]:
             await wait_status(http, order_id, "CANCELED")
-        open_rows = await risk_stack.fetch(
-            "SELECT order_id FROM orders WHERE status NOT IN ('FILLED','CANCELED','EXPIRED','REJECTED','DENIED')"
-        )
-        assert open_rows == []
+
+        async def book_is_empty() -> bool:
+            # The whole book, not only this test's orders: cancel-all also signalled any order an earlier test
+            # left working, which may need a moment more to close than the four awaited above.
+            rows = await risk_stack.fetch(
+                "SELECT order_id FROM orders WHERE status NOT IN ('FILLED','CANCELED','EXPIRED','REJECTED','DENIED')"
+            )
+            return rows == []
+
+        await until("every order in the book closed after cancel-all", book_is_empty)
         audit = await risk_stack.fetch(
             "SELECT actor, detail FROM audit_log WHERE action = 'CANCEL_ALL' ORDER BY id DESC LIMIT 1"
         )
