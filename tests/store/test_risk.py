@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -33,6 +34,35 @@ def _reserve(order: OrderRequest, qty: str = "10", price: str = "100") -> dict[s
         "broker": order.broker,
         "version": None,
     }
+
+
+async def _gather(
+    conn: Conn,
+    order: OrderRequest,
+    at: datetime,
+    *,
+    client_from: datetime,
+    dup_from: datetime | None,
+    price: Decimal | None,
+) -> list[risk.GatherRow]:
+    """``risk.gather`` of a new ``order`` at ``at``, priced with its own symbol's quotes."""
+    return await risk.gather(
+        conn,
+        account=order.account,
+        client=order.client_id,
+        order_id=order.order_id,
+        symbol=order.symbol,
+        broker=order.broker,
+        day=at.date(),
+        new_order=True,
+        at=at,
+        client_from=client_from,
+        dup_from=dup_from,
+        side=order.side.value,
+        qty=order.qty,
+        price=price,
+        quote_symbols=[order.symbol],
+    )
 
 
 async def _record(conn: Conn, order: OrderRequest) -> None:
@@ -76,23 +106,7 @@ async def test_gather_reads_the_policy_version_the_stored_decision_and_the_accou
     async with db.connection() as conn:
         await _record(conn, order)
         at = datetime.now(UTC)
-        rows = await risk.gather(
-            conn,
-            account=order.account,
-            client=order.client_id,
-            order_id=order.order_id,
-            symbol=order.symbol,
-            broker=order.broker,
-            day=at.date(),
-            new_order=True,
-            at=at,
-            client_from=at - timedelta(seconds=60),
-            dup_from=None,
-            side=order.side.value,
-            qty=order.qty,
-            price=order.price,
-            quote_symbols=[order.symbol],
-        )
+        rows = await _gather(conn, order, at, client_from=at - timedelta(seconds=60), dup_from=None, price=order.price)
         account_rows = await risk.account_rows(conn, account=order.account, quote_symbols=[])
     kinds = {r["k"] for r in rows}
     assert {"V", "O", "C", "N", "S"} <= kinds
@@ -115,22 +129,8 @@ async def test_gather_prices_with_the_quotes_of_its_symbols_and_positions_planne
             " SELECT 'paper', s, 1, 2, %s, %s FROM unnest(ARRAY['GTHR1', 'GTHR2', 'GTHR3']) AS s",
             (at, at),
         )
-        rows = await risk.gather(
-            conn,
-            account=order.account,
-            client=order.client_id,
-            order_id=order.order_id,
-            symbol=order.symbol,
-            broker=order.broker,
-            day=at.date(),
-            new_order=True,
-            at=at,
-            client_from=at - timedelta(seconds=1),
-            dup_from=at - timedelta(seconds=1),
-            side=order.side.value,
-            qty=order.qty,
-            price=None,
-            quote_symbols=[order.symbol],
+        rows = await _gather(
+            conn, order, at, client_from=at - timedelta(seconds=1), dup_from=at - timedelta(seconds=1), price=None
         )
         # Migration 0042: the statement (risk_gather with the quotes' symbols) keeps one plan per connection,
         # however the plan cache would weigh a custom plan for this order's arguments.
